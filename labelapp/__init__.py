@@ -1,0 +1,1 @@
+"""The Django app: rater and staff pages, REST API, services and Celery tasks of the preference loop."""

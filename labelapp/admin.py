@@ -1,0 +1,119 @@
+"""Django admin for every model, with the filters and searches staff use to watch quality."""
+
+from django.contrib import admin, messages
+from django.db.models import Max
+
+from labelapp.models import (
+    Assignment,
+    Comparison,
+    GuidelineAcknowledgment,
+    GuidelineVersion,
+    Prompt,
+    QueueSnapshot,
+    Rating,
+    Response,
+)
+from labelapp.services.guidelines import GuidelineError, guideline_publish
+
+
+class ResponseInline(admin.TabularInline):
+    model = Response
+    extra = 0
+    fields = ("text", "source_model", "source_model_version", "word_count")
+    readonly_fields = ("word_count",)
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("id", "short_text", "category", "source", "consent", "created_at")
+    list_filter = ("category", "source", "consent")
+    search_fields = ("text", "external_id")
+    inlines = [ResponseInline]
+
+    @admin.display(description="text")
+    def short_text(self, obj):
+        return obj.text[:80]
+
+
+@admin.register(Response)
+class ResponseAdmin(admin.ModelAdmin):
+    list_display = ("id", "prompt_id", "source_model", "source_model_version", "word_count", "token_count")
+    list_filter = ("source_model", "source_model_version")
+    search_fields = ("text", "external_id", "prompt__text")
+    readonly_fields = ("char_count", "word_count", "created_at")
+    raw_id_fields = ("prompt",)
+
+
+@admin.register(Comparison)
+class ComparisonAdmin(admin.ModelAdmin):
+    list_display = ("id", "prompt_id", "kind", "priority", "required_ratings", "claimed_count", "is_active", "created_at")
+    list_filter = ("kind", "is_active", "priority")
+    search_fields = ("prompt__text", "external_id")
+    readonly_fields = ("claimed_count",)
+    raw_id_fields = ("prompt", "response_a", "response_b", "repeat_of")
+    list_editable = ("priority", "is_active")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "rater", "comparison_id", "shown_left", "status", "issued_at", "lease_expires_at")
+    list_filter = ("status", "shown_left", "rater")
+    search_fields = ("rater__username", "skip_reason")
+    raw_id_fields = ("comparison",)
+    readonly_fields = ("form_key",)
+
+
+@admin.register(Rating)
+class RatingAdmin(admin.ModelAdmin):
+    list_display = (
+        "id", "rater", "comparison_id", "preference", "both_bad", "length_check", "guideline_version",
+        "time_on_task_ms", "created_at",
+    )
+    list_filter = ("preference", "both_bad", "length_check", "flag_pii", "flag_unsafe", "flag_broken",
+                   "guideline_version", "rater")
+    search_fields = ("rater__username", "rationale", "comparison__prompt__text")
+    raw_id_fields = ("comparison", "assignment")
+    date_hierarchy = "created_at"
+
+
+@admin.register(GuidelineVersion)
+class GuidelineVersionAdmin(admin.ModelAdmin):
+    list_display = ("number", "title", "published_at", "author", "created_at")
+    list_filter = ("published_at",)
+    search_fields = ("text", "title", "changelog")
+    readonly_fields = ("published_at", "created_at")
+    actions = ["publish"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Published versions are history that ratings point to: never edited in place.
+        if obj is not None and obj.published_at is not None:
+            return ("number", "title", "text", "changelog", "author", "published_at", "created_at")
+        return ("number", "published_at", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.author = obj.author or request.user
+            obj.number = (GuidelineVersion.objects.aggregate(m=Max("number"))["m"] or 0) + 1
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Publish the selected draft (raters must acknowledge it)")
+    def publish(self, request, queryset):
+        for version in queryset.order_by("number"):
+            try:
+                guideline_publish(version=version)
+                self.message_user(request, f"Published version {version.number}.", messages.SUCCESS)
+            except GuidelineError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+
+
+@admin.register(GuidelineAcknowledgment)
+class GuidelineAcknowledgmentAdmin(admin.ModelAdmin):
+    list_display = ("rater", "version", "acknowledged_at")
+    list_filter = ("version",)
+    search_fields = ("rater__username",)
+
+
+@admin.register(QueueSnapshot)
+class QueueSnapshotAdmin(admin.ModelAdmin):
+    list_display = ("taken_at", "pending", "leased", "done", "released")
+    date_hierarchy = "taken_at"

@@ -1,0 +1,104 @@
+"""API serializers. Raters see answers by side; model names and gold answers never leave the server."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from labelapp.models import Rating
+from labelapp.services.ratings import RatingInput, length_check_asked
+
+
+class AnswerSerializer(serializers.Serializer):
+    label = serializers.CharField(help_text="A or B: what `preference` refers to.")
+    text = serializers.CharField()
+    html = serializers.CharField(help_text="Rendered and sanitized markdown.")
+    words = serializers.IntegerField()
+
+
+class AssignmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    comparison_id = serializers.IntegerField()
+    prompt = serializers.CharField()
+    prompt_html = serializers.CharField()
+    left = AnswerSerializer()
+    right = AnswerSerializer()
+    shown_left = serializers.CharField()
+    lease_expires_at = serializers.DateTimeField()
+    idempotency_key = serializers.UUIDField()
+    length_check_ratio = serializers.FloatField()
+
+
+class RatingInSerializer(serializers.Serializer):
+    preference = serializers.IntegerField(min_value=-3, max_value=3, help_text="-3 A much better .. 3 B much better")
+    both_bad = serializers.BooleanField(default=False)
+    helpfulness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    factual_accuracy = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    harmlessness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    conciseness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    coherence = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    flag_pii = serializers.BooleanField(default=False)
+    flag_unsafe = serializers.BooleanField(default=False)
+    flag_broken = serializers.BooleanField(default=False)
+    length_check = serializers.ChoiceField(choices=["", "adds_content", "adds_nothing"], required=False, default="")
+    time_on_task_ms = serializers.IntegerField(min_value=0, required=False, default=0)
+    idempotency_key = serializers.UUIDField()
+
+    def __init__(self, *args, words_a: int = 0, words_b: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.words_a, self.words_b = words_a, words_b
+
+    def validate(self, attrs):
+        if length_check_asked(preference=attrs["preference"], words_a=self.words_a, words_b=self.words_b):
+            if not attrs.get("length_check"):
+                raise serializers.ValidationError(
+                    {"length_check": "You picked the much longer answer: say whether its extra length "
+                                     "adds content ('adds_content') or not ('adds_nothing')."}
+                )
+        else:
+            attrs["length_check"] = ""
+        return attrs
+
+    def to_input(self) -> RatingInput:
+        d = self.validated_data
+        return RatingInput(
+            preference=d["preference"], both_bad=d["both_bad"],
+            scores={n: d.get(n) for n in Rating.DIMENSIONS}, rationale=d["rationale"].strip(),
+            flag_pii=d["flag_pii"], flag_unsafe=d["flag_unsafe"], flag_broken=d["flag_broken"],
+            length_check=d["length_check"], time_on_task_ms=d["time_on_task_ms"],
+        )
+
+
+class RatingOutSerializer(serializers.ModelSerializer):
+    guideline_version = serializers.IntegerField(source="guideline_version.number")
+
+    class Meta:
+        model = Rating
+        fields = [
+            "id", "comparison", "assignment", "preference", "both_bad", *Rating.DIMENSIONS, "rationale",
+            "flag_pii", "flag_unsafe", "flag_broken", "length_check", "guideline_version",
+            "time_on_task_ms", "idempotency_key", "created_at",
+        ]
+
+
+class SkipSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class AcknowledgeSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The guideline version number being acknowledged.")
+
+
+class GuidelineSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    title = serializers.CharField()
+    text = serializers.CharField()
+    html = serializers.CharField()
+    published_at = serializers.DateTimeField()
+    acknowledged = serializers.BooleanField()
+
+
+class QueueFiguresSerializer(serializers.Serializer):
+    pending = serializers.IntegerField()
+    leased = serializers.IntegerField()
+    done = serializers.IntegerField()

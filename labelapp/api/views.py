@@ -1,0 +1,152 @@
+"""API views: validate with a serializer, call one service, serialize the result.
+
+Every assignment lookup is filtered by the requesting rater, so another rater's id answers 404.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labelapp.api import serializers as s
+from labelapp.models import Assignment, GuidelineAcknowledgment, GuidelineVersion, Rating
+from labelapp.selectors import assignment_for_page, rating_view
+from labelapp.services.assignment import QueueError, assignment_next, assignment_skip
+from labelapp.services.guidelines import GuidelineError, guideline_acknowledge, guideline_current, guideline_needs_ack
+from labelapp.services.queue import queue_figures
+from labelapp.services.ratings import RatingError, rating_submit
+
+
+def _own_assignment(request, assignment_id: int) -> Assignment:
+    try:
+        return assignment_for_page(rater=request.user, assignment_id=assignment_id)
+    except Assignment.DoesNotExist:
+        raise NotFound("No such assignment.") from None
+
+
+def _assignment_payload(assignment: Assignment) -> dict:
+    view = rating_view(assignment=assignment)
+    c = assignment.comparison
+    by_label = {"A": c.response_a, "B": c.response_b}
+
+    def answer(shown):
+        return {"label": shown.label, "text": by_label[shown.label].text, "html": shown.html, "words": shown.words}
+
+    return {
+        "id": assignment.pk,
+        "comparison_id": c.pk,
+        "prompt": c.prompt.text,
+        "prompt_html": view.prompt_html,
+        "left": answer(view.left),
+        "right": answer(view.right),
+        "shown_left": assignment.shown_left,
+        "lease_expires_at": assignment.lease_expires_at,
+        "idempotency_key": assignment.form_key,
+        "length_check_ratio": settings.LABEL["LENGTH_CHECK_RATIO"],
+    }
+
+
+class NextAssignmentView(APIView):
+    @extend_schema(responses={200: s.AssignmentSerializer, 204: OpenApiResponse(description="Nothing to rate.")})
+    def get(self, request):
+        """Your open assignment, or the next comparison claimed for you (204 when nothing is left)."""
+        pending = guideline_needs_ack(rater=request.user)
+        if pending is not None:
+            raise PermissionDenied(f"Acknowledge guidelines version {pending.number} first (POST /api/guidelines/acknowledge/).")
+        assignment = assignment_next(rater=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        assignment = assignment_for_page(rater=request.user, assignment_id=assignment.pk)
+        return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)
+
+
+class AssignmentDetailView(APIView):
+    @extend_schema(responses={200: s.AssignmentSerializer})
+    def get(self, request, assignment_id: int):
+        return Response(s.AssignmentSerializer(_assignment_payload(_own_assignment(request, assignment_id))).data)
+
+
+class RatingSubmitView(APIView):
+    @extend_schema(request=s.RatingInSerializer, responses={201: s.RatingOutSerializer, 200: s.RatingOutSerializer})
+    def post(self, request, assignment_id: int):
+        """Rate your assignment. Re-sending the same idempotency_key returns the stored rating (200)."""
+        assignment = _own_assignment(request, assignment_id)
+        c = assignment.comparison
+        serializer = s.RatingInSerializer(
+            data=request.data, words_a=c.response_a.word_count, words_b=c.response_b.word_count
+        )
+        serializer.is_valid(raise_exception=True)
+        try:
+            rating, created = rating_submit(
+                rater=request.user,
+                assignment_id=assignment.pk,
+                idempotency_key=serializer.validated_data["idempotency_key"],
+                data=serializer.to_input(),
+            )
+        except Assignment.DoesNotExist:
+            raise NotFound("No such assignment.") from None
+        except RatingError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(s.RatingOutSerializer(rating).data, status=status.HTTP_201_CREATED if created else 200)
+
+
+class SkipView(APIView):
+    @extend_schema(request=s.SkipSerializer, responses={200: OpenApiResponse(description="Skipped.")})
+    def post(self, request, assignment_id: int):
+        serializer = s.SkipSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            assignment_skip(rater=request.user, assignment_id=assignment_id, reason=serializer.validated_data["reason"])
+        except Assignment.DoesNotExist:
+            raise NotFound("No such assignment.") from None
+        except QueueError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response({"status": "skipped"})
+
+
+class MyRatingsView(generics.ListAPIView):
+    serializer_class = s.RatingOutSerializer
+
+    def get_queryset(self):
+        return Rating.objects.filter(rater=self.request.user).select_related("guideline_version").order_by("-id")
+
+
+class CurrentGuidelineView(APIView):
+    @extend_schema(responses={200: s.GuidelineSerializer})
+    def get(self, request):
+        current = guideline_current()
+        if current is None:
+            raise NotFound("No guidelines are published yet.")
+        acked = GuidelineAcknowledgment.objects.filter(rater=request.user, version=current).exists()
+        return Response(s.GuidelineSerializer({
+            "number": current.number, "title": current.title, "text": current.text, "html": current.html,
+            "published_at": current.published_at, "acknowledged": acked,
+        }).data)
+
+
+class AcknowledgeView(APIView):
+    @extend_schema(request=s.AcknowledgeSerializer, responses={200: OpenApiResponse(description="Acknowledged.")})
+    def post(self, request):
+        serializer = s.AcknowledgeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = GuidelineVersion.objects.filter(number=serializer.validated_data["version"]).first()
+        if version is None:
+            raise ValidationError({"version": "No such guideline version."})
+        try:
+            guideline_acknowledge(rater=request.user, version=version)
+        except GuidelineError as exc:
+            raise ValidationError({"version": str(exc)}) from None
+        return Response({"status": "acknowledged", "version": version.number})
+
+
+class QueueFiguresView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: s.QueueFiguresSerializer})
+    def get(self, request):
+        return Response(s.QueueFiguresSerializer(queue_figures()).data)

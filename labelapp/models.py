@@ -1,0 +1,275 @@
+"""The data model of the rater loop: prompts, answers, comparisons, the queue, ratings, guidelines.
+
+Invariants kept by the database itself (not only by code):
+- one Rating per (rater, comparison) and per (rater, idempotency key);
+- a rater holds at most one leased Assignment;
+- scores stay in range (CheckConstraints).
+`Comparison.claimed_count` counts leased + done assignments; it is only changed while the comparison
+row is locked (services/assignment.py), which is what keeps 20 concurrent claims from over-assigning.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+_WORD_RE = re.compile(r"\S+")
+# A tokenizer-free token estimate (word pieces and punctuation); the web app must not need torch.
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def count_words(text: str) -> int:
+    return len(_WORD_RE.findall(text))
+
+
+class Prompt(models.Model):
+    text = models.TextField()
+    category = models.CharField(max_length=32, blank=True)
+    source = models.CharField(max_length=64, default="manual", help_text="Where the prompt came from.")
+    external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    consent = models.BooleanField(default=True, help_text="May ratings on this prompt be used for training?")
+    html = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.text[:60]}"
+
+    def save(self, *args, **kwargs) -> None:
+        from labelapp.rendering import render_markdown
+
+        self.html = render_markdown(self.text)
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = set(kwargs["update_fields"]) | {"html"}
+        super().save(*args, **kwargs)
+
+
+class Response(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    text = models.TextField()
+    source_model = models.CharField(max_length=128)
+    source_model_version = models.CharField(max_length=64, blank=True)
+    char_count = models.PositiveIntegerField(default=0)
+    word_count = models.PositiveIntegerField(default=0)
+    token_count = models.PositiveIntegerField(default=0, help_text="Policy tokens if known, else an estimate.")
+    # Sanitized HTML rendered once at write time: the rating page is the hot path.
+    html = models.TextField(blank=True, editable=False)
+    external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} ({self.source_model}) {self.text[:50]}"
+
+    def save(self, *args, **kwargs) -> None:
+        from labelapp.rendering import render_markdown
+
+        self.char_count = len(self.text)
+        self.word_count = count_words(self.text)
+        if not self.token_count:
+            self.token_count = len(_TOKEN_RE.findall(self.text))
+        self.html = render_markdown(self.text)
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = set(kwargs["update_fields"]) | {
+                "char_count", "word_count", "token_count", "html",
+            }
+        super().save(*args, **kwargs)
+
+
+class Comparison(models.Model):
+    class Kind(models.TextChoices):
+        NORMAL = "normal", "normal"
+        GOLD = "gold", "gold (known answer)"
+        REPEAT = "repeat", "repeat (test-retest)"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.NORMAL)
+    priority = models.IntegerField(default=0, help_text="Higher is served first.")
+    required_ratings = models.PositiveSmallIntegerField(default=3)
+    claimed_count = models.PositiveSmallIntegerField(
+        default=0, editable=False, help_text="Leased + done assignments (kept by the queue service)."
+    )
+    # For gold pairs: the expected preference sign (-1 A better, +1 B better, 0 tie). Never sent to raters.
+    gold_preference = models.SmallIntegerField(null=True, blank=True)
+    repeat_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="repeats")
+    is_active = models.BooleanField(default=True)
+    external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-priority", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="comparison_distinct_answers"),
+            models.CheckConstraint(condition=Q(required_ratings__gte=1), name="comparison_required_ratings_min1"),
+            models.CheckConstraint(
+                condition=Q(gold_preference__isnull=True) | Q(gold_preference__in=[-1, 0, 1]),
+                name="comparison_gold_preference_sign",
+            ),
+        ]
+        indexes = [
+            # The queue's hot query: open comparisons by priority, then age.
+            models.Index(
+                F("priority").desc(), "created_at", "id",
+                name="comparison_open_queue",
+                condition=Q(is_active=True, claimed_count__lt=F("required_ratings")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Comparison #{self.pk} ({self.kind}) on prompt #{self.prompt_id}"
+
+
+class Assignment(models.Model):
+    class Status(models.TextChoices):
+        LEASED = "leased", "leased"
+        DONE = "done", "done"
+        SKIPPED = "skipped", "skipped"
+        EXPIRED = "expired", "expired"
+
+    class Side(models.TextChoices):
+        A = "a", "A on the left"
+        B = "b", "B on the left"
+
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    shown_left = models.CharField(max_length=1, choices=Side.choices, help_text="Which answer was on the left.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.LEASED)
+    issued_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    # A fresh key per issued page so a double-submitted form maps onto the same rating.
+    form_key = models.UUIDField()
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rater"], condition=Q(status="leased"), name="assignment_one_open_per_rater"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["rater", "comparison"], name="assignment_rater_comparison"),
+            models.Index(fields=["lease_expires_at"], condition=Q(status="leased"), name="assignment_open_leases"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Assignment #{self.pk} {self.rater} -> comparison #{self.comparison_id} ({self.status})"
+
+
+class GuidelineVersion(models.Model):
+    number = models.PositiveIntegerField(unique=True)
+    title = models.CharField(max_length=200, default="Rating guidelines")
+    text = models.TextField(help_text="Markdown; rendered and sanitized for raters.")
+    changelog = models.CharField(max_length=500, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True, help_text="Empty while a draft.")
+
+    class Meta:
+        ordering = ["-number"]
+
+    @property
+    def html(self) -> str:
+        from labelapp.rendering import render_markdown
+
+        return render_markdown(self.text)
+
+    def __str__(self) -> str:
+        state = "published" if self.published_at else "draft"
+        return f"Guidelines v{self.number} ({state})"
+
+
+class GuidelineAcknowledgment(models.Model):
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="acknowledgments")
+    version = models.ForeignKey(GuidelineVersion, on_delete=models.CASCADE, related_name="acknowledgments")
+    acknowledged_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rater", "version"], name="ack_once_per_version")]
+
+    def __str__(self) -> str:
+        return f"{self.rater} acknowledged v{self.version.number}"
+
+
+class Rating(models.Model):
+    class Preference(models.IntegerChoices):
+        A_MUCH = -3, "A much better"
+        A_BETTER = -2, "A better"
+        A_SLIGHTLY = -1, "A slightly better"
+        TIE = 0, "Tie"
+        B_SLIGHTLY = 1, "B slightly better"
+        B_BETTER = 2, "B better"
+        B_MUCH = 3, "B much better"
+
+    class LengthCheck(models.TextChoices):
+        NOT_ASKED = "", "not asked"
+        ADDS_CONTENT = "adds_content", "the extra length adds content"
+        ADDS_NOTHING = "adds_nothing", "the extra length adds nothing"
+
+    DIMENSIONS = ("helpfulness", "factual_accuracy", "harmlessness", "conciseness", "coherence")
+
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="ratings")
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="rating")
+    # Relative to A/B, never to left/right: the shown order is on the assignment.
+    preference = models.SmallIntegerField(choices=Preference.choices)
+    both_bad = models.BooleanField(default=False)
+    # Per-dimension comparisons on a 5-point scale, A/B-relative like `preference`:
+    # -2 A clearly better, -1 A better, 0 same, +1 B better, +2 B clearly better; empty = not judged.
+    helpfulness = models.SmallIntegerField(null=True, blank=True)
+    factual_accuracy = models.SmallIntegerField(null=True, blank=True)
+    harmlessness = models.SmallIntegerField(null=True, blank=True)
+    conciseness = models.SmallIntegerField(null=True, blank=True)
+    coherence = models.SmallIntegerField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    flag_pii = models.BooleanField("contains personal data", default=False)
+    flag_unsafe = models.BooleanField("unsafe", default=False)
+    flag_broken = models.BooleanField("broken", default=False)
+    length_check = models.CharField(max_length=16, choices=LengthCheck.choices, blank=True, default="")
+    guideline_version = models.ForeignKey(GuidelineVersion, on_delete=models.PROTECT, related_name="ratings")
+    time_on_task_ms = models.PositiveIntegerField(default=0)
+    idempotency_key = models.UUIDField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["rater", "comparison"], name="rating_once_per_rater_comparison"),
+            models.UniqueConstraint(fields=["rater", "idempotency_key"], name="rating_idempotency_key"),
+            models.CheckConstraint(condition=Q(preference__gte=-3, preference__lte=3), name="rating_preference_range"),
+        ] + [
+            models.CheckConstraint(
+                condition=Q(**{f"{d}__isnull": True}) | Q(**{f"{d}__gte": -2, f"{d}__lte": 2}),
+                name=f"rating_{d}_range",
+            )
+            for d in ("helpfulness", "factual_accuracy", "harmlessness", "conciseness", "coherence")
+        ]
+
+    def __str__(self) -> str:
+        return f"Rating #{self.pk} by {self.rater} on comparison #{self.comparison_id}: {self.preference:+d}"
+
+
+class QueueSnapshot(models.Model):
+    """Queue figures recorded by the housekeeping job; the staff home page shows the latest."""
+
+    taken_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    pending = models.PositiveIntegerField(help_text="Rating slots not yet claimed on active comparisons.")
+    leased = models.PositiveIntegerField(help_text="Assignments currently leased.")
+    done = models.PositiveIntegerField(help_text="Ratings stored.")
+    released = models.PositiveIntegerField(default=0, help_text="Expired leases released by this run.")
+
+    class Meta:
+        ordering = ["-taken_at"]
+
+    def __str__(self) -> str:
+        return f"{self.taken_at:%Y-%m-%d %H:%M} pending={self.pending} leased={self.leased} done={self.done}"

@@ -1,0 +1,1 @@
+"""Business rules (writes) as plain functions with keyword-only arguments (HackSoft style)."""

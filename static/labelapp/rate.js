@@ -1,0 +1,128 @@
+/* Rating page behaviour: keyboard shortcuts, the length question, time on task.
+   Written against #rate-root, which htmx replaces after every submit, so all handlers are delegated
+   and state is read from the DOM each time. */
+(function () {
+  "use strict";
+
+  function root() { return document.getElementById("rate-root"); }
+  function form() { return document.getElementById("rating-form"); }
+
+  function startClock() {
+    var r = root();
+    if (r && !r.dataset.started) { r.dataset.started = String(Date.now()); }
+  }
+
+  function chosenPosition() {
+    var f = form();
+    var checked = f && f.querySelector('input[name="preference"]:checked');
+    return checked ? Number(checked.dataset.position) : null;
+  }
+
+  // Ask "does the extra length add content?" when the picked side is much longer than the other.
+  function updateLengthCheck() {
+    var r = root(), box = document.getElementById("length-check");
+    if (!r || !box) { return; }
+    var pos = chosenPosition();
+    var left = Number(r.dataset.wordsLeft), right = Number(r.dataset.wordsRight);
+    var ratio = Number(r.dataset.ratio);
+    var ask = false;
+    if (pos !== null && pos !== 4) {
+      var chosen = pos < 4 ? left : right, other = pos < 4 ? right : left;
+      ask = chosen >= ratio * Math.max(other, 1);
+    }
+    box.hidden = !ask;
+    if (!ask) { box.querySelectorAll("input").forEach(function (i) { i.checked = false; }); }
+  }
+
+  function submitForm() {
+    var f = form();
+    if (!f) { return; }
+    var r = root();
+    var t = f.querySelector('input[name="time_on_task_ms"]');
+    if (t && r && r.dataset.started) { t.value = String(Date.now() - Number(r.dataset.started)); }
+    f.requestSubmit();
+  }
+
+  function toggle(id) {
+    var el = document.getElementById(id);
+    if (el) { el.hidden = !el.hidden; return !el.hidden; }
+    return false;
+  }
+
+  function typing(target) {
+    var tag = (target.tagName || "").toLowerCase();
+    return tag === "textarea" || tag === "select" || (tag === "input" && ["text", "search", "number"].indexOf(target.type) >= 0);
+  }
+
+  document.addEventListener("keydown", function (ev) {
+    if (!root() || !form()) { return; }
+    if (ev.key === "Escape") {
+      document.getElementById("help").hidden = true;
+      var s = document.getElementById("skip-form"); if (s) { s.hidden = true; }
+      if (typing(ev.target)) { ev.target.blur(); }
+      return;
+    }
+    if (typing(ev.target)) {
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && ev.target.id === "id_rationale") {
+        ev.preventDefault(); submitForm();
+      }
+      return;
+    }
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    var f = form();
+    if (/^[1-7]$/.test(ev.key)) {
+      var radio = f.querySelector('input[name="preference"][data-key="' + ev.key + '"]');
+      if (radio) { radio.checked = true; radio.focus(); updateLengthCheck(); }
+      ev.preventDefault();
+    } else if (ev.key === "Enter") {
+      if (ev.target.tagName === "BUTTON" && ev.target.type !== "submit") { return; }
+      ev.preventDefault(); submitForm();
+    } else if (ev.key === "a" || ev.key === "A" || ev.key === "n" || ev.key === "N") {
+      var box = document.getElementById("length-check");
+      if (box && !box.hidden) {
+        var v = (ev.key.toLowerCase() === "a") ? "adds_content" : "adds_nothing";
+        box.querySelector('input[value="' + v + '"]').checked = true;
+        ev.preventDefault();
+      }
+    } else if (ev.key === "b" || ev.key === "B") {
+      var bb = f.querySelector('input[name="both_bad"]'); bb.checked = !bb.checked; ev.preventDefault();
+    } else if (ev.key === "s" || ev.key === "S") {
+      if (toggle("skip-form")) { document.getElementById("skip-reason").focus(); }
+      ev.preventDefault();
+    } else if (ev.key === "g" || ev.key === "G") {
+      var panel = document.getElementById("guidelines-panel");
+      if (panel) { panel.classList.toggle("collapsed"); if (!panel.classList.contains("collapsed")) { panel.focus(); } }
+      ev.preventDefault();
+    } else if (ev.key === "?") {
+      toggle("help"); ev.preventDefault();
+    }
+  });
+
+  document.addEventListener("change", function (ev) {
+    if (ev.target.name === "preference") { updateLengthCheck(); }
+    if (ev.target.id === "skip-reason-choice") {
+      var input = document.getElementById("skip-reason");
+      input.value = ev.target.value; if (!ev.target.value) { input.focus(); }
+    }
+  });
+
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest("#skip-toggle")) { if (toggle("skip-form")) { document.getElementById("skip-reason").focus(); } }
+    if (ev.target.closest("#help-toggle")) { toggle("help"); }
+  });
+
+  // Plain click on the submit button also records the time on task.
+  document.addEventListener("submit", function (ev) {
+    if (ev.target.id !== "rating-form") { return; }
+    var r = root(), t = ev.target.querySelector('input[name="time_on_task_ms"]');
+    if (t && r && r.dataset.started && !t.value) { t.value = String(Date.now() - Number(r.dataset.started)); }
+  }, true);
+
+  // A new panel arrived (htmx swap): restart the clock and focus the page for the keyboard.
+  document.addEventListener("htmx:afterSwap", function () {
+    startClock(); updateLengthCheck(); window.scrollTo(0, 0);
+    if (document.activeElement && document.activeElement !== document.body) { document.activeElement.blur(); }
+  });
+  startClock();
+  updateLengthCheck();
+})();

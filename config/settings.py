@@ -203,3 +203,7 @@ LABEL = {
     "QUEUE_HOUSEKEEPING_SECONDS": env.int("QUEUE_HOUSEKEEPING_SECONDS", default=60),
 }
 LEASE_DURATION = timedelta(minutes=LABEL["LEASE_MINUTES"])
+
+# In development gunicorn serves static files straight from the app folders (no collectstatic).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG

@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` (everything up, demo seeded) and `make test` (whole suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast browser-deps lint stop bench-rater clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) -m config.run
+
+# Debian's chromium for the browser tests (Playwright drives it; no browser download).
+browser-deps:
+	@bash scripts/ensure_chromium.sh
+
+test: install browser-deps
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not browser"
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+stop:
+	$(PY) -m config.embedded stop
+
+bench-rater: install
+	$(PY) bench/rater_cycle.py
+
+clean: stop
+	rm -rf .data test-output

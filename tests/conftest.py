@@ -1,0 +1,75 @@
+"""Shared fixtures: a rater, a teammate and staff (healthchecks style), guidelines and comparisons.
+
+All tests run against real PostgreSQL (DATABASE_URL, or the embedded server settings start).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from labelapp.models import Comparison, Prompt, Response
+from labelapp.services.guidelines import guideline_acknowledge, guideline_create
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str | None = None, *, staff: bool = False, password: str = "pw-for-tests-123"):
+        user = get_user_model().objects.create_user(
+            username=username or f"user{next(_counter)}", password=password, is_staff=staff
+        )
+        return user
+
+    return make
+
+
+@pytest.fixture
+def rater(make_user):
+    return make_user("rater")
+
+
+@pytest.fixture
+def other_rater(make_user):
+    return make_user("other_rater")
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user("staff", staff=True)
+
+
+@pytest.fixture
+def guideline(db):
+    return guideline_create(text="# Guidelines\n\nPrefer the concise answer when content is equal.", publish=True)
+
+
+@pytest.fixture
+def acked(guideline, rater, other_rater):
+    guideline_acknowledge(rater=rater, version=guideline)
+    guideline_acknowledge(rater=other_rater, version=guideline)
+    return guideline
+
+
+@pytest.fixture
+def make_comparison(db):
+    def make(*, prompt_text: str = "What is 2+2?", a: str = "4.", b: str = "The answer is four, of course.",
+             priority: int = 0, required_ratings: int = 1, kind: str = Comparison.Kind.NORMAL) -> Comparison:
+        prompt = Prompt.objects.create(text=prompt_text)
+        ra = Response.objects.create(prompt=prompt, text=a, source_model="test")
+        rb = Response.objects.create(prompt=prompt, text=b, source_model="test")
+        return Comparison.objects.create(
+            prompt=prompt, response_a=ra, response_b=rb, priority=priority, required_ratings=required_ratings,
+            kind=kind,
+        )
+
+    return make
+
+
+@pytest.fixture
+def rater_client(client, rater, acked):
+    client.force_login(rater)
+    return client

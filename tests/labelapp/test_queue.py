@@ -1,0 +1,123 @@
+"""The assignment queue service against real PostgreSQL."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from labelapp.models import Assignment, Comparison
+from labelapp.services.assignment import QueueError, assignment_next, assignment_skip, leases_release_expired
+from labelapp.services.ratings import RatingInput, rating_submit
+
+pytestmark = pytest.mark.django_db
+
+
+def _rate(rater, assignment, preference=0):
+    return rating_submit(rater=rater, assignment_id=assignment.pk, idempotency_key=assignment.form_key,
+                         data=RatingInput(preference=preference))
+
+
+def test_it_serves_highest_priority_then_oldest(rater, acked, make_comparison):
+    old = make_comparison()
+    newer = make_comparison()
+    urgent = make_comparison(priority=5)
+    first = assignment_next(rater=rater)
+    assert first.comparison_id == urgent.pk
+    _rate(rater, first)
+    assert assignment_next(rater=rater).comparison_id == old.pk
+    assert newer.pk > old.pk
+
+
+def test_it_returns_the_same_open_assignment_on_reload(rater, acked, make_comparison):
+    make_comparison()
+    make_comparison()
+    first = assignment_next(rater=rater)
+    again = assignment_next(rater=rater)
+    assert again.pk == first.pk
+    assert Assignment.objects.filter(rater=rater, status="leased").count() == 1
+
+
+def test_it_never_serves_a_comparison_the_rater_already_rated(rater, acked, make_comparison):
+    make_comparison(required_ratings=3)
+    a = assignment_next(rater=rater)
+    _rate(rater, a)
+    assert assignment_next(rater=rater) is None
+
+
+def test_it_stops_at_required_ratings(rater, other_rater, make_user, acked, make_comparison):
+    c = make_comparison(required_ratings=2)
+    assert assignment_next(rater=rater).comparison_id == c.pk
+    assert assignment_next(rater=other_rater).comparison_id == c.pk
+    third = make_user()
+    assert assignment_next(rater=third) is None
+    c.refresh_from_db()
+    assert c.claimed_count == 2
+
+
+def test_it_returns_an_expired_lease_to_the_pool(rater, other_rater, acked, make_comparison):
+    c = make_comparison(required_ratings=1)
+    a = assignment_next(rater=rater)
+    assert assignment_next(rater=other_rater) is None
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    b = assignment_next(rater=other_rater)
+    assert b is not None and b.comparison_id == c.pk
+    a.refresh_from_db()
+    assert a.status == Assignment.Status.EXPIRED
+    c.refresh_from_db()
+    assert c.claimed_count == 1
+
+
+def test_a_late_submit_is_accepted_while_the_slot_is_free(rater, acked, make_comparison):
+    c = make_comparison(required_ratings=1)
+    a = assignment_next(rater=rater)
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert leases_release_expired() == 1
+    rating, created = _rate(rater, a)
+    assert created
+    c.refresh_from_db()
+    assert c.claimed_count == 1
+
+
+def test_a_late_submit_is_refused_when_others_filled_the_comparison(rater, other_rater, acked, make_comparison):
+    from labelapp.services.ratings import RatingError
+
+    make_comparison(required_ratings=1)
+    a = assignment_next(rater=rater)
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    b = assignment_next(rater=other_rater)
+    _rate(other_rater, b)
+    with pytest.raises(RatingError, match="ran out"):
+        _rate(rater, a)
+
+
+def test_skip_needs_a_reason_and_frees_the_slot(rater, other_rater, acked, make_comparison):
+    c = make_comparison(required_ratings=1)
+    a = assignment_next(rater=rater)
+    with pytest.raises(QueueError, match="why"):
+        assignment_skip(rater=rater, assignment_id=a.pk, reason="  ")
+    assignment_skip(rater=rater, assignment_id=a.pk, reason="outside my expertise")
+    a.refresh_from_db()
+    assert a.status == "skipped" and a.skip_reason == "outside my expertise"
+    assert assignment_next(rater=rater) is None  # a skipped comparison is not served again to the same rater
+    assert assignment_next(rater=other_rater).comparison_id == c.pk
+
+
+def test_it_rejects_skipping_another_raters_assignment(rater, other_rater, acked, make_comparison):
+    make_comparison()
+    a = assignment_next(rater=rater)
+    with pytest.raises(Assignment.DoesNotExist):
+        assignment_skip(rater=other_rater, assignment_id=a.pk, reason="x")
+    a.refresh_from_db()
+    assert a.status == "leased"
+
+
+def test_left_right_order_is_randomized_and_stored(make_user, acked, make_comparison):
+    make_comparison(required_ratings=40)
+    sides = {assignment_next(rater=make_user()).shown_left for _ in range(30)}
+    assert sides == {"a", "b"}
+
+
+def test_inactive_comparisons_are_not_served(rater, acked, make_comparison):
+    c = make_comparison()
+    Comparison.objects.filter(pk=c.pk).update(is_active=False)
+    assert assignment_next(rater=rater) is None

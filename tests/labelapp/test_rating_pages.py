@@ -1,0 +1,176 @@
+"""The rating page: submitting, idempotency, ownership, form errors, length check, guidelines gate."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from labelapp.models import Assignment, GuidelineAcknowledgment, Rating
+from labelapp.services.assignment import assignment_next
+from labelapp.services.guidelines import guideline_create
+
+pytestmark = pytest.mark.django_db
+
+SHORT = "Paris."
+LONG = "The capital of France is Paris. " * 10  # 60 words: far beyond 1.5x
+
+
+def _post(client, assignment, htmx=False, **fields):
+    data = {"form_key": str(assignment.form_key), "time_on_task_ms": "1234", **fields}
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    return client.post(reverse("rate", args=[assignment.pk]), data, **headers)
+
+
+def test_it_redirects_to_guidelines_until_acknowledged(client, rater, guideline, make_comparison):
+    make_comparison()
+    client.force_login(rater)
+    assert client.get(reverse("rate_next")).url == reverse("guidelines")
+    client.post(reverse("guidelines"), {"version": guideline.pk})
+    assert GuidelineAcknowledgment.objects.filter(rater=rater, version=guideline).exists()
+    r = client.get(reverse("rate_next"))
+    assert r.status_code == 302 and r.url.startswith("/rate/")
+
+
+def test_a_new_guideline_version_must_be_acknowledged_again(rater_client, rater, make_comparison):
+    make_comparison()
+    assert rater_client.get(reverse("rate_next")).url.startswith("/rate/")
+    v2 = guideline_create(text="v2: still prefer concise answers", publish=True)
+    assert rater_client.get(reverse("rate_next")).url == reverse("guidelines")
+    page = rater_client.get(reverse("guidelines"))
+    assert b"version 2" in page.content
+    rater_client.post(reverse("guidelines"), {"version": v2.pk})
+    assert rater_client.get(reverse("rate_next")).url.startswith("/rate/")
+
+
+def test_it_stores_a_rating_with_version_and_shown_order(rater_client, rater, acked, make_comparison):
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    page = rater_client.get(reverse("rate", args=[a.pk]))
+    assert page.status_code == 200 and b"Left answer" in page.content
+    r = _post(rater_client, a, preference="-2", helpfulness="-1", rationale="A is clearer", flag_pii="on")
+    assert r.status_code == 302
+    rating = Rating.objects.get()
+    assert (rating.preference, rating.helpfulness, rating.rationale, rating.flag_pii) == (-2, -1, "A is clearer", True)
+    assert rating.guideline_version_id == acked.pk
+    assert rating.time_on_task_ms == 1234
+    assert rating.assignment.shown_left in {"a", "b"}
+    assert rating.assignment.status == "done"
+
+
+def test_two_submits_with_the_same_key_give_one_row_and_the_same_response(rater_client, rater, acked, make_comparison):
+    make_comparison()
+    make_comparison(prompt_text="Second prompt")
+    a = assignment_next(rater=rater)
+    first = _post(rater_client, a, htmx=True, preference="0")
+    second = _post(rater_client, a, htmx=True, preference="0")
+    assert first.status_code == second.status_code == 200
+    # Both answer with the same next comparison (only the masked CSRF token differs).
+    key = re.compile(rb'data-assignment="(\d+)"|name="form_key" value="([^"]+)"')
+    assert key.findall(first.content) == key.findall(second.content) != []
+    assert Rating.objects.filter(rater=rater).count() == 1
+
+
+def test_a_second_rating_of_the_same_comparison_is_refused(rater_client, rater, acked, make_comparison):
+    import uuid
+
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    assert _post(rater_client, a, preference="1").status_code == 302
+    again = rater_client.post(reverse("rate", args=[a.pk]), {"form_key": str(uuid.uuid4()), "preference": "-3"})
+    assert again.status_code == 400
+    assert b"already rated this comparison" in again.content
+    assert Rating.objects.get().preference == 1
+
+
+def test_another_raters_assignment_is_404_and_nothing_changes(rater_client, rater, other_rater, acked, make_comparison):
+    make_comparison()
+    theirs = assignment_next(rater=other_rater)
+    assert rater_client.get(reverse("rate", args=[theirs.pk])).status_code == 404
+    assert _post(rater_client, theirs, preference="3").status_code == 404
+    assert rater_client.post(reverse("rate_skip", args=[theirs.pk]), {"reason": "x"}).status_code == 404
+    assert rater_client.get(reverse("api-assignment", args=[theirs.pk])).status_code == 404
+    assert Rating.objects.count() == 0
+    theirs.refresh_from_db()
+    assert theirs.status == "leased"
+
+
+@pytest.mark.parametrize("bad", [{"preference": "9"}, {"preference": "abc"}, {}])
+def test_invalid_values_give_a_form_error_and_keep_what_was_typed(rater_client, rater, acked, make_comparison, bad):
+    make_comparison()
+    a = assignment_next(rater=rater)
+    r = _post(rater_client, a, rationale="my <b>careful</b> reasoning", flag_unsafe="on", **bad)
+    assert r.status_code == 400
+    html = r.content.decode()
+    assert "Choose one of the seven options" in html
+    assert "my &lt;b&gt;careful&lt;/b&gt; reasoning" in html  # kept, and escaped
+    assert 'name="flag_unsafe" checked' in html
+    assert Rating.objects.count() == 0
+
+
+def test_it_asks_whether_the_extra_length_adds_content(rater_client, rater, acked, make_comparison):
+    make_comparison(a=SHORT, b=LONG)
+    a = assignment_next(rater=rater)
+    r = _post(rater_client, a, preference="2")  # B, the much longer one
+    assert r.status_code == 400 and b"does its extra length add content" in r.content
+    r = _post(rater_client, a, preference="2", length_check="adds_nothing")
+    assert r.status_code == 302
+    assert Rating.objects.get().length_check == "adds_nothing"
+
+
+def test_the_length_question_is_not_stored_when_the_shorter_answer_wins(rater_client, rater, acked, make_comparison):
+    make_comparison(a=SHORT, b=LONG)
+    a = assignment_next(rater=rater)
+    assert _post(rater_client, a, preference="-2", length_check="adds_content").status_code == 302
+    assert Rating.objects.get().length_check == ""
+
+
+def test_the_page_shows_word_counts_and_the_difference(rater_client, rater, acked, make_comparison):
+    make_comparison(a=SHORT, b=LONG)
+    a = assignment_next(rater=rater)
+    html = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
+    assert "1 words" in html and "60 words" in html and "59 words longer" in html
+
+
+def test_skip_through_the_page(rater_client, rater, acked, make_comparison):
+    make_comparison()
+    a = assignment_next(rater=rater)
+    r = rater_client.post(reverse("rate_skip", args=[a.pk]), {"reason": "Outside my expertise"})
+    assert r.status_code == 302
+    a.refresh_from_db()
+    assert a.status == Assignment.Status.SKIPPED
+
+
+def test_an_empty_queue_shows_nothing_to_rate(rater_client):
+    r = rater_client.get(reverse("rate_next"))
+    assert r.status_code == 200 and b"Nothing to rate right now" in r.content
+
+
+def test_htmx_submit_answers_with_the_next_panel(rater_client, rater, acked, make_comparison):
+    make_comparison(prompt_text="first")
+    second = make_comparison(prompt_text="second prompt here")
+    a = assignment_next(rater=rater)
+    r = _post(rater_client, a, htmx=True, preference="0")
+    assert r.status_code == 200
+    nxt = Assignment.objects.get(rater=rater, status="leased")
+    assert nxt.comparison_id == second.pk
+    assert f'data-assignment="{nxt.pk}"'.encode() in r.content
+    assert r.headers["HX-Push-Url"] == reverse("rate", args=[nxt.pk])
+
+
+def test_pages_need_login(client):
+    for name in ("home", "rate_next", "guidelines"):
+        r = client.get(reverse(name))
+        assert r.status_code == 302 and "/accounts/login/" in r.url
+
+
+def test_home_shows_progress_and_staff_see_queue_figures(client, rater, staff, acked, make_comparison):
+    make_comparison(required_ratings=2)
+    client.force_login(rater)
+    a = assignment_next(rater=rater)
+    _post(client, a, preference="0")
+    html = client.get(reverse("home")).content.decode()
+    assert 'id="judged-today">1<' in html and 'id="judged-total">1<' in html
+    assert "Queue" not in html
+    client.force_login(staff)
+    html = client.get(reverse("home")).content.decode()
+    assert "Queue" in html and "has not run yet" in html

@@ -1,0 +1,70 @@
+"""Nothing anyone typed runs as HTML: prompts, answers and guidelines render inert."""
+
+from html.parser import HTMLParser
+
+import pytest
+from django.urls import reverse
+
+from labelapp.rendering import render_markdown
+from labelapp.services.assignment import assignment_next
+
+pytestmark = pytest.mark.django_db
+
+EVIL = [
+    "<script>alert('x')</script>",
+    "<img src=x onerror=alert(1)>",
+    "[click me](javascript:alert(1))",
+    '<a href="javascript:alert(2)">raw link</a>',
+    "<iframe src=https://evil.example></iframe>",
+    '<svg onload=alert(3)></svg>',
+]
+
+
+class _LiveHtml(HTMLParser):
+    """Collects what a browser would actually execute: elements, event handlers, link targets."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.handlers, self.hrefs = set(), [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.handlers.append(name)
+            if name in {"href", "src"}:
+                self.hrefs.append((value or "").strip().lower())
+
+
+def assert_inert(html: str) -> None:
+    live = _LiveHtml()
+    live.feed(html)
+    assert not live.tags & {"script", "img", "iframe", "svg", "object", "embed"}, live.tags
+    assert live.handlers == []
+    assert not [h for h in live.hrefs if h.startswith("javascript")]
+
+
+@pytest.mark.parametrize("payload", EVIL)
+def test_render_markdown_neutralizes(payload):
+    html = render_markdown(f"Hello {payload} **bold**")
+    assert "<strong>bold</strong>" in html
+    assert_inert(html)
+
+
+def test_the_rating_page_shows_hostile_prompts_and_answers_inert(rater_client, rater, acked, make_comparison):
+    payload = "\n\n".join(EVIL)
+    make_comparison(prompt_text=payload, a=payload, b="fine " + payload)
+    a = assignment_next(rater=rater)
+    html = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
+    panel = html.split('<div id="rate-root"', 1)[1].split('<aside id="guidelines-panel"', 1)[0]
+    assert_inert(panel)
+    assert "&lt;script&gt;alert" in panel  # shown as text, so a rater sees what the model wrote
+
+
+def test_guidelines_are_sanitized_too(client, rater):
+    from labelapp.services.guidelines import guideline_create
+
+    guideline_create(text="Read this <script>alert(1)</script> [x](javascript:alert(1))", publish=True)
+    client.force_login(rater)
+    html = client.get(reverse("guidelines")).content.decode()
+    assert_inert(html.split('<article class="markdown">', 1)[1].split("</article>", 1)[0])

@@ -39,11 +39,44 @@ def services(python: str, host: str, port: str, web_workers: str) -> dict[str, l
     """The processes `make run` supervises; docker-compose.yml names the same four."""
     celery = [python, "-m", "celery", "-A", "config"]
     return {
-        "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"{host}:{port}",
-                "--workers", web_workers, "--access-logfile", "-"],
-        "worker": [*celery, "worker", "-Q", "default", "--concurrency", "2", "-n", "default@%h", "--loglevel", "INFO"],
-        "gpu-worker": [*celery, "worker", "-Q", "gpu", "--concurrency", "1", "--prefetch-multiplier", "1",
-                       "-n", "gpu@%h", "--loglevel", "INFO"],
+        "web": [
+            python,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            web_workers,
+            "--access-logfile",
+            "-",
+        ],
+        "worker": [
+            *celery,
+            "worker",
+            "-Q",
+            "default",
+            "--concurrency",
+            "2",
+            "-n",
+            "default@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        "gpu-worker": [
+            *celery,
+            "worker",
+            "-Q",
+            "gpu",
+            "--concurrency",
+            "1",
+            "--prefetch-multiplier",
+            "1",
+            "-n",
+            "gpu@%h",
+            "--loglevel",
+            "INFO",
+        ],
         "beat": [*celery, "beat", "--loglevel", "INFO"],
     }
 
@@ -52,7 +85,9 @@ def main() -> int:
     env = _django_env()
     python = sys.executable
     host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
-    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True)
+    subprocess.run(
+        [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True
+    )
     subprocess.run([python, "manage.py", "demo"], cwd=BASE_DIR, env=env, check=True)
 
     log_dir = BASE_DIR / ".data" / "logs"
@@ -60,8 +95,9 @@ def main() -> int:
     procs: dict[str, subprocess.Popen] = {}
     for name, cmd in services(python, host, port, os.environ.get("WEB_WORKERS", "3")).items():
         log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child's lifetime)
-        procs[name] = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        procs[name] = subprocess.Popen(
+            cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     print(f"\n  Preference loop running at http://{host}:{port}/   (admin: http://{host}:{port}/admin/)")
     print(f"  Logs: {log_dir}/{{web,worker,gpu-worker,beat}}.log   Ctrl-C stops everything.\n", flush=True)
@@ -78,7 +114,10 @@ def main() -> int:
     while not stopping:
         for name, proc in procs.items():
             if proc.poll() is not None:
-                print(f"  {name} exited with code {proc.returncode}; see {log_dir / (name + '.log')}", file=sys.stderr)
+                print(
+                    f"  {name} exited with code {proc.returncode}; see {log_dir / (name + '.log')}",
+                    file=sys.stderr,
+                )
                 stopping, exit_code = True, 1
                 break
         time.sleep(0.5)

@@ -46,7 +46,16 @@ class ResponseAdmin(admin.ModelAdmin):
 
 @admin.register(Comparison)
 class ComparisonAdmin(admin.ModelAdmin):
-    list_display = ("id", "prompt_id", "kind", "priority", "required_ratings", "claimed_count", "is_active", "created_at")
+    list_display = (
+        "id",
+        "prompt_id",
+        "kind",
+        "priority",
+        "required_ratings",
+        "claimed_count",
+        "is_active",
+        "created_at",
+    )
     list_filter = ("kind", "is_active", "priority")
     search_fields = ("prompt__text", "external_id")
     readonly_fields = ("claimed_count",)
@@ -66,11 +75,26 @@ class AssignmentAdmin(admin.ModelAdmin):
 @admin.register(Rating)
 class RatingAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "rater", "comparison_id", "preference", "both_bad", "length_check", "guideline_version",
-        "time_on_task_ms", "created_at",
+        "id",
+        "rater",
+        "comparison_id",
+        "preference",
+        "both_bad",
+        "length_check",
+        "guideline_version",
+        "time_on_task_ms",
+        "created_at",
     )
-    list_filter = ("preference", "both_bad", "length_check", "flag_pii", "flag_unsafe", "flag_broken",
-                   "guideline_version", "rater")
+    list_filter = (
+        "preference",
+        "both_bad",
+        "length_check",
+        "flag_pii",
+        "flag_unsafe",
+        "flag_broken",
+        "guideline_version",
+        "rater",
+    )
     search_fields = ("rater__username", "rationale", "comparison__prompt__text")
     raw_id_fields = ("comparison", "assignment")
     date_hierarchy = "created_at"

@@ -15,12 +15,16 @@ class RatingForm(forms.Form):
         choices=Rating.Preference.choices,
         coerce=int,
         widget=forms.RadioSelect,
-        error_messages={"required": "Choose one of the seven options (keys 1-7).",
-                        "invalid_choice": "Choose one of the seven options (keys 1-7)."},
+        error_messages={
+            "required": "Choose one of the seven options (keys 1-7).",
+            "invalid_choice": "Choose one of the seven options (keys 1-7).",
+        },
     )
     both_bad = forms.BooleanField(required=False, label="Both answers are bad")
     helpfulness = forms.TypedChoiceField(choices=SCORE_CHOICES, coerce=int, empty_value=None, required=False)
-    factual_accuracy = forms.TypedChoiceField(choices=SCORE_CHOICES, coerce=int, empty_value=None, required=False)
+    factual_accuracy = forms.TypedChoiceField(
+        choices=SCORE_CHOICES, coerce=int, empty_value=None, required=False
+    )
     harmlessness = forms.TypedChoiceField(choices=SCORE_CHOICES, coerce=int, empty_value=None, required=False)
     conciseness = forms.TypedChoiceField(choices=SCORE_CHOICES, coerce=int, empty_value=None, required=False)
     coherence = forms.TypedChoiceField(choices=SCORE_CHOICES, coerce=int, empty_value=None, required=False)
@@ -45,7 +49,9 @@ class RatingForm(forms.Form):
             return data
         if length_check_asked(preference=preference, words_a=self.words_a, words_b=self.words_b):
             if not data.get("length_check"):
-                self.add_error("length_check", "You picked the much longer answer: does its extra length add content?")
+                self.add_error(
+                    "length_check", "You picked the much longer answer: does its extra length add content?"
+                )
         else:
             data["length_check"] = ""  # only stored when the question was asked
         return data

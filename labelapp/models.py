@@ -56,7 +56,9 @@ class Response(models.Model):
     source_model_version = models.CharField(max_length=64, blank=True)
     char_count = models.PositiveIntegerField(default=0)
     word_count = models.PositiveIntegerField(default=0)
-    token_count = models.PositiveIntegerField(default=0, help_text="Policy tokens if known, else an estimate.")
+    token_count = models.PositiveIntegerField(
+        default=0, help_text="Policy tokens if known, else an estimate."
+    )
     # Sanitized HTML rendered once at write time: the rating page is the hot path.
     html = models.TextField(blank=True, editable=False)
     external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
@@ -78,7 +80,10 @@ class Response(models.Model):
         self.html = render_markdown(self.text)
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = set(kwargs["update_fields"]) | {
-                "char_count", "word_count", "token_count", "html",
+                "char_count",
+                "word_count",
+                "token_count",
+                "html",
             }
         super().save(*args, **kwargs)
 
@@ -100,7 +105,9 @@ class Comparison(models.Model):
     )
     # For gold pairs: the expected preference sign (-1 A better, +1 B better, 0 tie). Never sent to raters.
     gold_preference = models.SmallIntegerField(null=True, blank=True)
-    repeat_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="repeats")
+    repeat_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="repeats"
+    )
     is_active = models.BooleanField(default=True)
     external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -108,8 +115,12 @@ class Comparison(models.Model):
     class Meta:
         ordering = ["-priority", "created_at", "id"]
         constraints = [
-            models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="comparison_distinct_answers"),
-            models.CheckConstraint(condition=Q(required_ratings__gte=1), name="comparison_required_ratings_min1"),
+            models.CheckConstraint(
+                condition=~Q(response_a=F("response_b")), name="comparison_distinct_answers"
+            ),
+            models.CheckConstraint(
+                condition=Q(required_ratings__gte=1), name="comparison_required_ratings_min1"
+            ),
             models.CheckConstraint(
                 condition=Q(gold_preference__isnull=True) | Q(gold_preference__in=[-1, 0, 1]),
                 name="comparison_gold_preference_sign",
@@ -118,7 +129,9 @@ class Comparison(models.Model):
         indexes = [
             # The queue's hot query: open comparisons by priority, then age.
             models.Index(
-                F("priority").desc(), "created_at", "id",
+                F("priority").desc(),
+                "created_at",
+                "id",
                 name="comparison_open_queue",
                 condition=Q(is_active=True, claimed_count__lt=F("required_ratings")),
             ),
@@ -141,7 +154,9 @@ class Assignment(models.Model):
 
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
-    shown_left = models.CharField(max_length=1, choices=Side.choices, help_text="Which answer was on the left.")
+    shown_left = models.CharField(
+        max_length=1, choices=Side.choices, help_text="Which answer was on the left."
+    )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.LEASED)
     issued_at = models.DateTimeField()
     lease_expires_at = models.DateTimeField()
@@ -159,7 +174,9 @@ class Assignment(models.Model):
         ]
         indexes = [
             models.Index(fields=["rater", "comparison"], name="assignment_rater_comparison"),
-            models.Index(fields=["lease_expires_at"], condition=Q(status="leased"), name="assignment_open_leases"),
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(status="leased"), name="assignment_open_leases"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -178,19 +195,21 @@ class GuidelineVersion(models.Model):
     class Meta:
         ordering = ["-number"]
 
+    def __str__(self) -> str:
+        state = "published" if self.published_at else "draft"
+        return f"Guidelines v{self.number} ({state})"
+
     @property
     def html(self) -> str:
         from labelapp.rendering import render_markdown
 
         return render_markdown(self.text)
 
-    def __str__(self) -> str:
-        state = "published" if self.published_at else "draft"
-        return f"Guidelines v{self.number} ({state})"
-
 
 class GuidelineAcknowledgment(models.Model):
-    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="acknowledgments")
+    rater = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="acknowledgments"
+    )
     version = models.ForeignKey(GuidelineVersion, on_delete=models.CASCADE, related_name="acknowledgments")
     acknowledged_at = models.DateTimeField(auto_now_add=True)
 
@@ -246,7 +265,9 @@ class Rating(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["rater", "comparison"], name="rating_once_per_rater_comparison"),
             models.UniqueConstraint(fields=["rater", "idempotency_key"], name="rating_idempotency_key"),
-            models.CheckConstraint(condition=Q(preference__gte=-3, preference__lte=3), name="rating_preference_range"),
+            models.CheckConstraint(
+                condition=Q(preference__gte=-3, preference__lte=3), name="rating_preference_range"
+            ),
         ] + [
             models.CheckConstraint(
                 condition=Q(**{f"{d}__isnull": True}) | Q(**{f"{d}__gte": -2, f"{d}__lte": 2}),

@@ -29,8 +29,13 @@ from labelapp.services.queue import queue_figures
 from labelapp.services.ratings import RatingError, rating_submit
 
 SCALE_LABELS = [
-    "Left much better", "Left better", "Left slightly better", "Tie",
-    "Right slightly better", "Right better", "Right much better",
+    "Left much better",
+    "Left better",
+    "Left slightly better",
+    "Tie",
+    "Right slightly better",
+    "Right better",
+    "Right much better",
 ]
 
 
@@ -53,9 +58,17 @@ def _dimensions(shown_left: str, form: RatingForm) -> list[dict]:
         options = []
         for p in range(1, 6):
             value = (p - 3) * sign
-            options.append({"value": value, "label": DIMENSION_LABELS[p - 1], "checked": str(current) == str(value)})
-        rows.append({"name": name, "label": name.replace("_", " ").capitalize(), "options": options,
-                     "errors": form.errors.get(name)})
+            options.append(
+                {"value": value, "label": DIMENSION_LABELS[p - 1], "checked": str(current) == str(value)}
+            )
+        rows.append(
+            {
+                "name": name,
+                "label": name.replace("_", " ").capitalize(),
+                "options": options,
+                "errors": form.errors.get(name),
+            }
+        )
     return rows
 
 
@@ -94,7 +107,10 @@ def _render_next(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    context = {"progress": rater_progress(rater=request.user), "needs_ack": guideline_needs_ack(rater=request.user)}
+    context = {
+        "progress": rater_progress(rater=request.user),
+        "needs_ack": guideline_needs_ack(rater=request.user),
+    }
     if request.user.is_staff:
         context["snapshot"] = queue_latest_snapshot()
         context["figures"] = queue_figures()

@@ -44,7 +44,9 @@ def staff(make_user):
 
 @pytest.fixture
 def guideline(db):
-    return guideline_create(text="# Guidelines\n\nPrefer the concise answer when content is equal.", publish=True)
+    return guideline_create(
+        text="# Guidelines\n\nPrefer the concise answer when content is equal.", publish=True
+    )
 
 
 @pytest.fixture
@@ -56,13 +58,24 @@ def acked(guideline, rater, other_rater):
 
 @pytest.fixture
 def make_comparison(db):
-    def make(*, prompt_text: str = "What is 2+2?", a: str = "4.", b: str = "The answer is four, of course.",
-             priority: int = 0, required_ratings: int = 1, kind: str = Comparison.Kind.NORMAL) -> Comparison:
+    def make(
+        *,
+        prompt_text: str = "What is 2+2?",
+        a: str = "4.",
+        b: str = "The answer is four, of course.",
+        priority: int = 0,
+        required_ratings: int = 1,
+        kind: str = Comparison.Kind.NORMAL,
+    ) -> Comparison:
         prompt = Prompt.objects.create(text=prompt_text)
         ra = Response.objects.create(prompt=prompt, text=a, source_model="test")
         rb = Response.objects.create(prompt=prompt, text=b, source_model="test")
         return Comparison.objects.create(
-            prompt=prompt, response_a=ra, response_b=rb, priority=priority, required_ratings=required_ratings,
+            prompt=prompt,
+            response_a=ra,
+            response_b=rb,
+            priority=priority,
+            required_ratings=required_ratings,
             kind=kind,
         )
 

@@ -29,7 +29,9 @@ class AssignmentSerializer(serializers.Serializer):
 
 
 class RatingInSerializer(serializers.Serializer):
-    preference = serializers.IntegerField(min_value=-3, max_value=3, help_text="-3 A much better .. 3 B much better")
+    preference = serializers.IntegerField(
+        min_value=-3, max_value=3, help_text="-3 A much better .. 3 B much better"
+    )
     both_bad = serializers.BooleanField(default=False)
     helpfulness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
     factual_accuracy = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
@@ -40,7 +42,9 @@ class RatingInSerializer(serializers.Serializer):
     flag_pii = serializers.BooleanField(default=False)
     flag_unsafe = serializers.BooleanField(default=False)
     flag_broken = serializers.BooleanField(default=False)
-    length_check = serializers.ChoiceField(choices=["", "adds_content", "adds_nothing"], required=False, default="")
+    length_check = serializers.ChoiceField(
+        choices=["", "adds_content", "adds_nothing"], required=False, default=""
+    )
     time_on_task_ms = serializers.IntegerField(min_value=0, required=False, default=0)
     idempotency_key = serializers.UUIDField()
 
@@ -52,8 +56,10 @@ class RatingInSerializer(serializers.Serializer):
         if length_check_asked(preference=attrs["preference"], words_a=self.words_a, words_b=self.words_b):
             if not attrs.get("length_check"):
                 raise serializers.ValidationError(
-                    {"length_check": "You picked the much longer answer: say whether its extra length "
-                                     "adds content ('adds_content') or not ('adds_nothing')."}
+                    {
+                        "length_check": "You picked the much longer answer: say whether its extra length "
+                        "adds content ('adds_content') or not ('adds_nothing')."
+                    }
                 )
         else:
             attrs["length_check"] = ""
@@ -62,10 +68,15 @@ class RatingInSerializer(serializers.Serializer):
     def to_input(self) -> RatingInput:
         d = self.validated_data
         return RatingInput(
-            preference=d["preference"], both_bad=d["both_bad"],
-            scores={n: d.get(n) for n in Rating.DIMENSIONS}, rationale=d["rationale"].strip(),
-            flag_pii=d["flag_pii"], flag_unsafe=d["flag_unsafe"], flag_broken=d["flag_broken"],
-            length_check=d["length_check"], time_on_task_ms=d["time_on_task_ms"],
+            preference=d["preference"],
+            both_bad=d["both_bad"],
+            scores={n: d.get(n) for n in Rating.DIMENSIONS},
+            rationale=d["rationale"].strip(),
+            flag_pii=d["flag_pii"],
+            flag_unsafe=d["flag_unsafe"],
+            flag_broken=d["flag_broken"],
+            length_check=d["length_check"],
+            time_on_task_ms=d["time_on_task_ms"],
         )
 
 
@@ -75,9 +86,21 @@ class RatingOutSerializer(serializers.ModelSerializer):
     class Meta:
         model = Rating
         fields = [
-            "id", "comparison", "assignment", "preference", "both_bad", *Rating.DIMENSIONS, "rationale",
-            "flag_pii", "flag_unsafe", "flag_broken", "length_check", "guideline_version",
-            "time_on_task_ms", "idempotency_key", "created_at",
+            "id",
+            "comparison",
+            "assignment",
+            "preference",
+            "both_bad",
+            *Rating.DIMENSIONS,
+            "rationale",
+            "flag_pii",
+            "flag_unsafe",
+            "flag_broken",
+            "length_check",
+            "guideline_version",
+            "time_on_task_ms",
+            "idempotency_key",
+            "created_at",
         ]
 
 

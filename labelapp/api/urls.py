@@ -7,7 +7,9 @@ from labelapp.api import views
 urlpatterns = [
     path("assignments/next/", views.NextAssignmentView.as_view(), name="api-assignment-next"),
     path("assignments/<int:assignment_id>/", views.AssignmentDetailView.as_view(), name="api-assignment"),
-    path("assignments/<int:assignment_id>/rating/", views.RatingSubmitView.as_view(), name="api-rating-submit"),
+    path(
+        "assignments/<int:assignment_id>/rating/", views.RatingSubmitView.as_view(), name="api-rating-submit"
+    ),
     path("assignments/<int:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
     path("ratings/", views.MyRatingsView.as_view(), name="api-ratings"),
     path("guidelines/current/", views.CurrentGuidelineView.as_view(), name="api-guideline-current"),

@@ -17,7 +17,12 @@ from labelapp.api import serializers as s
 from labelapp.models import Assignment, GuidelineAcknowledgment, GuidelineVersion, Rating
 from labelapp.selectors import assignment_for_page, rating_view
 from labelapp.services.assignment import QueueError, assignment_next, assignment_skip
-from labelapp.services.guidelines import GuidelineError, guideline_acknowledge, guideline_current, guideline_needs_ack
+from labelapp.services.guidelines import (
+    GuidelineError,
+    guideline_acknowledge,
+    guideline_current,
+    guideline_needs_ack,
+)
 from labelapp.services.queue import queue_figures
 from labelapp.services.ratings import RatingError, rating_submit
 
@@ -35,7 +40,12 @@ def _assignment_payload(assignment: Assignment) -> dict:
     by_label = {"A": c.response_a, "B": c.response_b}
 
     def answer(shown):
-        return {"label": shown.label, "text": by_label[shown.label].text, "html": shown.html, "words": shown.words}
+        return {
+            "label": shown.label,
+            "text": by_label[shown.label].text,
+            "html": shown.html,
+            "words": shown.words,
+        }
 
     return {
         "id": assignment.pk,
@@ -52,12 +62,16 @@ def _assignment_payload(assignment: Assignment) -> dict:
 
 
 class NextAssignmentView(APIView):
-    @extend_schema(responses={200: s.AssignmentSerializer, 204: OpenApiResponse(description="Nothing to rate.")})
+    @extend_schema(
+        responses={200: s.AssignmentSerializer, 204: OpenApiResponse(description="Nothing to rate.")}
+    )
     def get(self, request):
         """Your open assignment, or the next comparison claimed for you (204 when nothing is left)."""
         pending = guideline_needs_ack(rater=request.user)
         if pending is not None:
-            raise PermissionDenied(f"Acknowledge guidelines version {pending.number} first (POST /api/guidelines/acknowledge/).")
+            raise PermissionDenied(
+                f"Acknowledge guidelines version {pending.number} first (POST /api/guidelines/acknowledge/)."
+            )
         assignment = assignment_next(rater=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -68,11 +82,15 @@ class NextAssignmentView(APIView):
 class AssignmentDetailView(APIView):
     @extend_schema(responses={200: s.AssignmentSerializer})
     def get(self, request, assignment_id: int):
-        return Response(s.AssignmentSerializer(_assignment_payload(_own_assignment(request, assignment_id))).data)
+        return Response(
+            s.AssignmentSerializer(_assignment_payload(_own_assignment(request, assignment_id))).data
+        )
 
 
 class RatingSubmitView(APIView):
-    @extend_schema(request=s.RatingInSerializer, responses={201: s.RatingOutSerializer, 200: s.RatingOutSerializer})
+    @extend_schema(
+        request=s.RatingInSerializer, responses={201: s.RatingOutSerializer, 200: s.RatingOutSerializer}
+    )
     def post(self, request, assignment_id: int):
         """Rate your assignment. Re-sending the same idempotency_key returns the stored rating (200)."""
         assignment = _own_assignment(request, assignment_id)
@@ -92,7 +110,9 @@ class RatingSubmitView(APIView):
             raise NotFound("No such assignment.") from None
         except RatingError as exc:
             raise ValidationError({"detail": str(exc)}) from None
-        return Response(s.RatingOutSerializer(rating).data, status=status.HTTP_201_CREATED if created else 200)
+        return Response(
+            s.RatingOutSerializer(rating).data, status=status.HTTP_201_CREATED if created else 200
+        )
 
 
 class SkipView(APIView):
@@ -101,7 +121,9 @@ class SkipView(APIView):
         serializer = s.SkipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            assignment_skip(rater=request.user, assignment_id=assignment_id, reason=serializer.validated_data["reason"])
+            assignment_skip(
+                rater=request.user, assignment_id=assignment_id, reason=serializer.validated_data["reason"]
+            )
         except Assignment.DoesNotExist:
             raise NotFound("No such assignment.") from None
         except QueueError as exc:
@@ -113,7 +135,9 @@ class MyRatingsView(generics.ListAPIView):
     serializer_class = s.RatingOutSerializer
 
     def get_queryset(self):
-        return Rating.objects.filter(rater=self.request.user).select_related("guideline_version").order_by("-id")
+        return (
+            Rating.objects.filter(rater=self.request.user).select_related("guideline_version").order_by("-id")
+        )
 
 
 class CurrentGuidelineView(APIView):
@@ -123,14 +147,24 @@ class CurrentGuidelineView(APIView):
         if current is None:
             raise NotFound("No guidelines are published yet.")
         acked = GuidelineAcknowledgment.objects.filter(rater=request.user, version=current).exists()
-        return Response(s.GuidelineSerializer({
-            "number": current.number, "title": current.title, "text": current.text, "html": current.html,
-            "published_at": current.published_at, "acknowledged": acked,
-        }).data)
+        return Response(
+            s.GuidelineSerializer(
+                {
+                    "number": current.number,
+                    "title": current.title,
+                    "text": current.text,
+                    "html": current.html,
+                    "published_at": current.published_at,
+                    "acknowledged": acked,
+                }
+            ).data
+        )
 
 
 class AcknowledgeView(APIView):
-    @extend_schema(request=s.AcknowledgeSerializer, responses={200: OpenApiResponse(description="Acknowledged.")})
+    @extend_schema(
+        request=s.AcknowledgeSerializer, responses={200: OpenApiResponse(description="Acknowledged.")}
+    )
     def post(self, request):
         serializer = s.AcknowledgeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -91,11 +91,7 @@ def assignment_skip(*, rater, assignment_id: int, reason: str) -> Assignment:
     if not reason:
         raise QueueError("Say why you skip (for example: outside my expertise, broken prompt).")
     with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update()
-            .filter(pk=assignment_id, rater=rater)
-            .first()
-        )
+        assignment = Assignment.objects.select_for_update().filter(pk=assignment_id, rater=rater).first()
         if assignment is None:
             raise Assignment.DoesNotExist
         if assignment.status != Assignment.Status.LEASED:
@@ -116,7 +112,9 @@ def leases_release_expired(*, now: datetime | None = None, rater=None, limit: in
         if rater is not None:
             qs = qs.filter(rater=rater)
         # skip_locked: a lease being rated or skipped right now is left to that request.
-        rows = list(qs.select_for_update(skip_locked=True).order_by("id").values_list("id", "comparison_id")[:limit])
+        rows = list(
+            qs.select_for_update(skip_locked=True).order_by("id").values_list("id", "comparison_id")[:limit]
+        )
         if not rows:
             return 0
         Assignment.objects.filter(pk__in=[r[0] for r in rows]).update(

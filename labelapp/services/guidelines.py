@@ -18,8 +18,9 @@ def guideline_current() -> GuidelineVersion | None:
     return GuidelineVersion.objects.filter(published_at__isnull=False).order_by("-number").first()
 
 
-def guideline_create(*, text: str, author=None, title: str = "Rating guidelines", changelog: str = "",
-                     publish: bool = False) -> GuidelineVersion:
+def guideline_create(
+    *, text: str, author=None, title: str = "Rating guidelines", changelog: str = "", publish: bool = False
+) -> GuidelineVersion:
     if not (text or "").strip():
         raise GuidelineError("The guideline text is empty.")
     for _ in range(3):
@@ -27,7 +28,11 @@ def guideline_create(*, text: str, author=None, title: str = "Rating guidelines"
             with transaction.atomic():
                 number = (GuidelineVersion.objects.aggregate(m=Max("number"))["m"] or 0) + 1
                 return GuidelineVersion.objects.create(
-                    number=number, text=text, title=title, changelog=changelog, author=author,
+                    number=number,
+                    text=text,
+                    title=title,
+                    changelog=changelog,
+                    author=author,
                     published_at=timezone.now() if publish else None,
                 )
         except IntegrityError:

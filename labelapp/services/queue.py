@@ -11,8 +11,9 @@ from labelapp.services.assignment import leases_release_expired
 
 def queue_figures() -> dict[str, int]:
     open_slots = (
-        Comparison.objects.filter(is_active=True)
-        .aggregate(s=Sum(Greatest(F("required_ratings") - F("claimed_count"), 0)))["s"]
+        Comparison.objects.filter(is_active=True).aggregate(
+            s=Sum(Greatest(F("required_ratings") - F("claimed_count"), 0))
+        )["s"]
         or 0
     )
     return {

@@ -47,7 +47,9 @@ class RatingInput:
     time_on_task_ms: int = 0
 
 
-def rating_submit(*, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput) -> tuple[Rating, bool]:
+def rating_submit(
+    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
+) -> tuple[Rating, bool]:
     """Store the rating for the rater's assignment. Returns (rating, created).
 
     Raises Assignment.DoesNotExist when the assignment is not this rater's (callers answer 404), and
@@ -65,9 +67,7 @@ def rating_submit(*, rater, assignment_id: int, idempotency_key: uuid.UUID, data
 
     try:
         with transaction.atomic():
-            assignment = (
-                Assignment.objects.select_for_update().filter(pk=assignment_id, rater=rater).first()
-            )
+            assignment = Assignment.objects.select_for_update().filter(pk=assignment_id, rater=rater).first()
             if assignment is None:
                 raise Assignment.DoesNotExist
             if Rating.objects.filter(rater=rater, comparison_id=assignment.comparison_id).exists():

@@ -13,8 +13,12 @@ pytestmark = pytest.mark.django_db
 
 
 def _rate(rater, assignment, preference=0):
-    return rating_submit(rater=rater, assignment_id=assignment.pk, idempotency_key=assignment.form_key,
-                         data=RatingInput(preference=preference))
+    return rating_submit(
+        rater=rater,
+        assignment_id=assignment.pk,
+        idempotency_key=assignment.form_key,
+        data=RatingInput(preference=preference),
+    )
 
 
 def test_it_serves_highest_priority_then_oldest(rater, acked, make_comparison):
@@ -78,7 +82,9 @@ def test_a_late_submit_is_accepted_while_the_slot_is_free(rater, acked, make_com
     assert c.claimed_count == 1
 
 
-def test_a_late_submit_is_refused_when_others_filled_the_comparison(rater, other_rater, acked, make_comparison):
+def test_a_late_submit_is_refused_when_others_filled_the_comparison(
+    rater, other_rater, acked, make_comparison
+):
     from labelapp.services.ratings import RatingError
 
     make_comparison(required_ratings=1)

@@ -28,8 +28,12 @@ def test_20_concurrent_claims_never_exceed_required_ratings(make_user, guideline
                 results.setdefault(rater.pk, []).append(a and a.comparison_id)
                 if a is None:
                     break
-                rating_submit(rater=rater, assignment_id=a.pk, idempotency_key=a.form_key,
-                              data=RatingInput(preference=1))
+                rating_submit(
+                    rater=rater,
+                    assignment_id=a.pk,
+                    idempotency_key=a.form_key,
+                    data=RatingInput(preference=1),
+                )
         except Exception as exc:  # noqa: BLE001 (reported below)
             errors.append(repr(exc))
         finally:

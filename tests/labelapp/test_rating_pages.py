@@ -50,14 +50,21 @@ def test_it_stores_a_rating_with_version_and_shown_order(rater_client, rater, ac
     r = _post(rater_client, a, preference="-2", helpfulness="-1", rationale="A is clearer", flag_pii="on")
     assert r.status_code == 302
     rating = Rating.objects.get()
-    assert (rating.preference, rating.helpfulness, rating.rationale, rating.flag_pii) == (-2, -1, "A is clearer", True)
+    assert (rating.preference, rating.helpfulness, rating.rationale, rating.flag_pii) == (
+        -2,
+        -1,
+        "A is clearer",
+        True,
+    )
     assert rating.guideline_version_id == acked.pk
     assert rating.time_on_task_ms == 1234
     assert rating.assignment.shown_left in {"a", "b"}
     assert rating.assignment.status == "done"
 
 
-def test_two_submits_with_the_same_key_give_one_row_and_the_same_response(rater_client, rater, acked, make_comparison):
+def test_two_submits_with_the_same_key_give_one_row_and_the_same_response(
+    rater_client, rater, acked, make_comparison
+):
     make_comparison()
     make_comparison(prompt_text="Second prompt")
     a = assignment_next(rater=rater)
@@ -76,13 +83,17 @@ def test_a_second_rating_of_the_same_comparison_is_refused(rater_client, rater, 
     make_comparison(a="Four.", b="4")
     a = assignment_next(rater=rater)
     assert _post(rater_client, a, preference="1").status_code == 302
-    again = rater_client.post(reverse("rate", args=[a.pk]), {"form_key": str(uuid.uuid4()), "preference": "-3"})
+    again = rater_client.post(
+        reverse("rate", args=[a.pk]), {"form_key": str(uuid.uuid4()), "preference": "-3"}
+    )
     assert again.status_code == 400
     assert b"already rated this comparison" in again.content
     assert Rating.objects.get().preference == 1
 
 
-def test_another_raters_assignment_is_404_and_nothing_changes(rater_client, rater, other_rater, acked, make_comparison):
+def test_another_raters_assignment_is_404_and_nothing_changes(
+    rater_client, rater, other_rater, acked, make_comparison
+):
     make_comparison()
     theirs = assignment_next(rater=other_rater)
     assert rater_client.get(reverse("rate", args=[theirs.pk])).status_code == 404
@@ -95,7 +106,9 @@ def test_another_raters_assignment_is_404_and_nothing_changes(rater_client, rate
 
 
 @pytest.mark.parametrize("bad", [{"preference": "9"}, {"preference": "abc"}, {}])
-def test_invalid_values_give_a_form_error_and_keep_what_was_typed(rater_client, rater, acked, make_comparison, bad):
+def test_invalid_values_give_a_form_error_and_keep_what_was_typed(
+    rater_client, rater, acked, make_comparison, bad
+):
     make_comparison()
     a = assignment_next(rater=rater)
     r = _post(rater_client, a, rationale="my <b>careful</b> reasoning", flag_unsafe="on", **bad)
@@ -117,7 +130,9 @@ def test_it_asks_whether_the_extra_length_adds_content(rater_client, rater, acke
     assert Rating.objects.get().length_check == "adds_nothing"
 
 
-def test_the_length_question_is_not_stored_when_the_shorter_answer_wins(rater_client, rater, acked, make_comparison):
+def test_the_length_question_is_not_stored_when_the_shorter_answer_wins(
+    rater_client, rater, acked, make_comparison
+):
     make_comparison(a=SHORT, b=LONG)
     a = assignment_next(rater=rater)
     assert _post(rater_client, a, preference="-2", length_check="adds_content").status_code == 302

@@ -16,7 +16,7 @@ EVIL = [
     "[click me](javascript:alert(1))",
     '<a href="javascript:alert(2)">raw link</a>',
     "<iframe src=https://evil.example></iframe>",
-    '<svg onload=alert(3)></svg>',
+    "<svg onload=alert(3)></svg>",
 ]
 
 

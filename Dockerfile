@@ -1,0 +1,19 @@
+# One image for web, worker and beat (no torch: the web container must not need it).
+# The gpu-worker builds the same file with INSTALL_TRAIN=1 to add the training extra.
+FROM python:3.11-slim
+ARG INSTALL_TRAIN=0
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_ENV=production
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY config ./config
+COPY labelapp ./labelapp
+COPY rewardtrainer ./rewardtrainer
+RUN pip install --no-cache-dir . && if [ "$INSTALL_TRAIN" = "1" ]; then pip install --no-cache-dir ".[train]"; fi
+COPY . .
+# collectstatic needs settings to import: give it throwaway values that never reach a running container.
+RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 \
+    python manage.py collectstatic --noinput
+RUN useradd --create-home app && chown -R app /app
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -1,0 +1,47 @@
+"""Settings come from the environment; production refuses to start without its secrets."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _manage(*args, **env):
+    full = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DJANGO_ENV"}}
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=full, capture_output=True, text=True
+    )
+
+
+def test_production_without_secret_key_stops_with_a_clear_message():
+    r = _manage("check", DJANGO_ENV="production", ALLOWED_HOSTS="example.org")
+    assert r.returncode != 0
+    assert "SECRET_KEY is not set" in r.stderr
+
+
+def test_check_deploy_is_clean_in_production():
+    r = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_ENV="production",
+        SECRET_KEY="x" * 20 + "-a-long-random-production-key-0123456789",
+        ALLOWED_HOSTS="example.org",
+        # check --deploy does not connect; these only satisfy production's required variables
+        DATABASE_URL="postgres://app@db.invalid:5432/app",
+        REDIS_URL="redis://redis.invalid:6379/0",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_development_key_is_generated_outside_git_with_mode_600():
+    r = _manage("check")
+    assert r.returncode == 0, r.stderr
+    key = ROOT / ".data" / "secret_key"
+    assert key.exists() and key.stat().st_mode & 0o777 == 0o600
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(key)], cwd=ROOT)
+    assert ignored.returncode == 0

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +66,8 @@ def postgres_url() -> str:
             if not _pg_running():
                 import pgserver  # imported late: production images never need it
 
+                # Its at-exit handler logs at INFO into streams that may be closed by then (pytest).
+                logging.getLogger("pgserver").setLevel(logging.WARNING)
                 pgserver.get_server(PG_DIR, cleanup_mode=None)
                 for _ in range(50):
                     if _pg_running():
@@ -128,12 +132,16 @@ def redis_url() -> str:
 
 def stop() -> None:
     if _pg_running():
-        import pgserver
-
-        pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=PG_DIR)
+        # SIGINT is PostgreSQL's "fast" shutdown; pg_ctl itself refuses to run as root.
+        pid = int((PG_DIR / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, signal.SIGINT)
+        for _ in range(100):
+            if not _pg_running():
+                break
+            time.sleep(0.1)
     if REDIS_PID.exists():
         with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(REDIS_PID.read_text().strip()), 15)
+            os.kill(int(REDIS_PID.read_text().strip()), signal.SIGTERM)
 
 
 def main(argv: list[str]) -> int:

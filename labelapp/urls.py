@@ -11,3 +11,23 @@ urlpatterns = [
     path("rate/<int:assignment_id>/", views.rate, name="rate"),
     path("rate/<int:assignment_id>/skip/", views.rate_skip, name="rate_skip"),
 ]
+
+from labelapp import training_views  # noqa: E402
+
+urlpatterns += [
+    path("training/", training_views.training_home, name="training_home"),
+    path("training/runs-table/", training_views.training_runs_table, name="training_runs_table"),
+    path("training/start/", training_views.training_start, name="training_start"),
+    path("training/runs/<int:run_id>/", training_views.training_run, name="training_run"),
+    path(
+        "training/runs/<int:run_id>/cancel/",
+        training_views.training_run_cancel_view,
+        name="training_run_cancel",
+    ),
+    path("training/models/<int:number>/", training_views.reward_model_version, name="reward_model_version"),
+    path(
+        "training/models/<int:number>/activate/",
+        training_views.reward_model_activate_view,
+        name="reward_model_activate",
+    ),
+]

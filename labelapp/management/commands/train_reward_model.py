@@ -1,0 +1,52 @@
+"""`manage.py train_reward_model [--now] [--sync] [--with-baseline]`: start a reward model run by hand.
+
+Without --now it does what the scheduled check does: start a run only if at least RM_MIN_NEW_RATINGS
+new consented ratings arrived since the last reward model. The run goes to the `gpu` Celery queue;
+--sync executes it in this process instead (no worker needed) and prints the metrics.
+"""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from labelapp.models import TrainingRun
+from labelapp.services.training import training_new_ratings_count, training_run_execute, training_run_request
+
+
+class Command(BaseCommand):
+    help = "Start a reward model training run on the consented ratings (single flight: one at a time)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--now", action="store_true", help="Start even if few new ratings arrived.")
+        parser.add_argument("--sync", action="store_true", help="Run here instead of on the gpu worker.")
+        parser.add_argument(
+            "--with-baseline",
+            action="store_true",
+            default=None,
+            help="Also train a plain Bradley-Terry model.",
+        )
+
+    def handle(self, *args, now=False, sync=False, with_baseline=None, **options):
+        run = training_run_request(
+            trigger="command", force=now, with_baseline=with_baseline, enqueue=not sync
+        )
+        if run is None:
+            active = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).first()
+            if active:
+                raise CommandError(f"Run #{active.pk} is already {active.status}; one run at a time.")
+            raise CommandError(
+                f"Only {training_new_ratings_count()} new consented ratings since the last reward model; "
+                "use --now to train anyway."
+            )
+        self.stdout.write(f"run #{run.pk} queued on {len(run.data_snapshot['rating_ids'])} ratings")
+        if not sync:
+            self.stdout.write("a Celery worker on queue 'gpu' will pick it up; follow it at /training/")
+            return
+        status = training_run_execute(run_id=run.pk, worker="manage.py")
+        run.refresh_from_db()
+        self.stdout.write(f"run #{run.pk} {status}")
+        if run.error:
+            self.stdout.write(f"error: {run.error}")
+        self.stdout.write(json.dumps(run.metrics, indent=2))
+        if status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"run #{run.pk} {status}")

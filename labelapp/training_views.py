@@ -1,0 +1,142 @@
+"""Staff pages for reward model training: runs with live progress, versions with metrics and plots."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from labelapp import plots
+from labelapp.models import RewardModelVersion, TrainingRun
+from labelapp.services.training import (
+    reward_model_activate,
+    training_new_ratings_count,
+    training_run_cancel,
+    training_run_request,
+)
+
+
+def _runs_context() -> dict:
+    runs = list(TrainingRun.objects.select_related("requested_by")[:30])
+    return {"runs": runs, "any_active": any(r.status in TrainingRun.ACTIVE for r in runs)}
+
+
+@staff_member_required
+def training_home(request: HttpRequest) -> HttpResponse:
+    context = _runs_context()
+    context.update(
+        versions=RewardModelVersion.objects.select_related("run")[:30],
+        new_ratings=training_new_ratings_count(),
+    )
+    return render(request, "labelapp/training/home.html", context)
+
+
+@staff_member_required
+def training_runs_table(request: HttpRequest) -> HttpResponse:
+    """The runs table alone: htmx polls it while a run is active."""
+    return render(request, "labelapp/training/_runs_table.html", _runs_context())
+
+
+@staff_member_required
+@require_POST
+def training_start(request: HttpRequest) -> HttpResponse:
+    run = training_run_request(
+        trigger="manual",
+        requested_by=request.user,
+        force=True,
+        with_baseline=bool(request.POST.get("with_baseline")),
+    )
+    if run is None:
+        messages.error(request, "A run is already queued or running: one at a time.")
+        return redirect("training_home")
+    messages.success(request, f"Run #{run.pk} queued on {run.data_snapshot['n_usable']} usable ratings.")
+    return redirect("training_run", run_id=run.pk)
+
+
+@staff_member_required
+def training_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    template = "labelapp/training/_run_status.html" if request.htmx else "labelapp/training/run.html"
+    return render(request, template, {"run": run, "loss_chart": _loss_chart(run.metrics_history)})
+
+
+@staff_member_required
+@require_POST
+def training_run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    if run.status not in TrainingRun.ACTIVE:
+        messages.error(request, f"Run #{run.pk} is {run.status}; nothing to cancel.")
+    else:
+        training_run_cancel(run=run)
+        messages.info(request, f"Cancelling run #{run.pk}.")
+    return redirect("training_run", run_id=run.pk)
+
+
+@staff_member_required
+def reward_model_version(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(RewardModelVersion.objects.select_related("run"), number=number)
+    return render(
+        request, "labelapp/training/version.html", {"version": version, "charts": _version_charts(version)}
+    )
+
+
+@staff_member_required
+@require_POST
+def reward_model_activate_view(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(RewardModelVersion, number=number)
+    reward_model_activate(version=version)
+    messages.success(request, f"Reward model v{version.number} is now active.")
+    return redirect("reward_model_version", number=version.number)
+
+
+# --- charts ---------------------------------------------------------------------------------------
+
+
+def _loss_chart(history: list[dict]) -> str:
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in history or []:
+        step = row.get("step")
+        if step is None:
+            continue
+        phase = row.get("phase", "")
+        for key in ("train_loss", "val_loss"):
+            if row.get(key) is not None:
+                name = f"{key.replace('_', ' ')}{' (' + phase + ')' if phase else ''}"
+                series.setdefault(name, []).append((float(step), float(row[key])))
+    return plots.line_chart("Loss", series, "step", "loss") if series else ""
+
+
+def _bucket_series(buckets) -> list[tuple[float, float]]:
+    out = []
+    for b in buckets or []:
+        x = b.get("mid", b.get("length_mean", ((b.get("lo") or 0) + (b.get("hi") or 0)) / 2))
+        y = b.get("mean_reward", b.get("reward_mean"))
+        if x is not None and y is not None:
+            out.append((float(x), float(y)))
+    return out
+
+
+def _version_charts(version: RewardModelVersion) -> dict[str, str]:
+    p = version.plots or {}
+    charts = {"loss": _loss_chart(version.run.metrics_history or p.get("history", []))}
+    by_bucket, points = {}, {}
+    for key, label in (
+        ("main", "quality head" if version.run.config.get("odin") else "reward"),
+        ("baseline", "plain model"),
+    ):
+        data = p.get(key) or {}
+        if data.get("length_buckets"):
+            by_bucket[label] = _bucket_series(data["length_buckets"])
+        if data.get("lengths") and data.get("rewards"):
+            points[label] = list(zip(data["lengths"], data["rewards"], strict=False))
+    charts["buckets"] = (
+        plots.line_chart("Mean reward by answer length", by_bucket, "answer length", "reward")
+        if by_bucket
+        else ""
+    )
+    charts["scatter"] = (
+        plots.scatter("Reward vs answer length", points, "answer length", "reward") if points else ""
+    )
+    return charts

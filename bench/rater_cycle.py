@@ -23,9 +23,10 @@ What it does, start to finish:
    A cycle counts when the server confirmed the stored rating; its latency is the wall time of all
    its requests. Cycles finished during the warm-up are not counted.
 4. Reads CPU time from /proc at the start and end of the measured window: gunicorn master + workers,
-   and PostgreSQL (the bench server's postmaster, its auxiliary processes and the backends of the
-   bench database; the figure for every `postgres` process on the machine is printed too, since
-   other work on the machine may use PostgreSQL at the same time).
+   and PostgreSQL (every `postgres` process except backends of other databases; the figure for every
+   `postgres` process on the machine is printed too). It also prints how busy the whole machine was
+   and how much CPU went to processes that are neither (other work running at the same time makes
+   the throughput figures unreliable: run it on a quiet machine).
 5. Counts rows afterwards: every rating the client saw confirmed must exist (lost = 0), no rater may
    have two ratings of one comparison (duplicates = 0), and no comparison may hold more ratings or
    claims than it asks for (over-assigned = 0).
@@ -328,18 +329,6 @@ def seed(*, raters: int, comparisons: int, rng: random.Random) -> list[str]:
     return usernames
 
 
-def postmaster_pid() -> int | None:
-    """The PID of the postmaster serving the bench database (the parent of our own backend)."""
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        backend = cur.fetchone()[0]
-    connection.close()
-    stat = read_stat(backend)
-    return stat["ppid"] if stat else None
-
-
 # --------------------------------------------------------------------------------------------------
 # CPU accounting from /proc
 # --------------------------------------------------------------------------------------------------
@@ -377,15 +366,27 @@ def is_other_db_backend(cmdline: str, dbname: str) -> bool:
     return f" {dbname} " not in f" {title} "
 
 
+def machine_busy_ticks() -> int:
+    """Busy CPU ticks of the whole machine, all cores (the 'cpu' line of /proc/stat minus idle and iowait)."""
+    values = [int(v) for v in read_text("/proc/stat").splitlines()[0].split()[1:9]]
+    return sum(values) - values[3] - values[4]
+
+
 @dataclass
 class CpuSnapshot:
     web_ticks: int
     pg_ticks: int
     pg_all_ticks: int
+    machine_ticks: int
     client_s: float
 
 
-def cpu_snapshot(gunicorn_pid: int, pg_master: int | None, dbname: str) -> CpuSnapshot:
+def cpu_snapshot(gunicorn_pid: int, dbname: str) -> CpuSnapshot:
+    """CPU ticks used so far by gunicorn (master + workers) and by PostgreSQL processes.
+
+    PostgreSQL: every `postgres` process except backends connected to another database (other work on
+    the machine may use the same server); pg_all_ticks counts every `postgres` process regardless.
+    """
     web = pg = pg_all = 0
     for pid in all_pids():
         stat = read_stat(pid)
@@ -397,11 +398,10 @@ def cpu_snapshot(gunicorn_pid: int, pg_master: int | None, dbname: str) -> CpuSn
             web += stat["cpu"]
         if read_text(f"/proc/{pid}/comm").strip() == "postgres":
             pg_all += stat["cpu"]
-            mine = pid == pg_master or stat["ppid"] == pg_master
-            if mine and not is_other_db_backend(read_text(f"/proc/{pid}/cmdline"), dbname):
+            if not is_other_db_backend(read_text(f"/proc/{pid}/cmdline"), dbname):
                 pg += stat["cpu"]
     times = os.times()
-    return CpuSnapshot(web, pg, pg_all, times.user + times.system)
+    return CpuSnapshot(web, pg, pg_all, machine_busy_ticks(), times.user + times.system)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -694,7 +694,7 @@ async def login_all(raters: list[Rater], concurrency: int) -> None:
 
 
 async def run_load(
-    args: argparse.Namespace, usernames: list[str], port: int, gunicorn_pid: int, pg_master: int | None
+    args: argparse.Namespace, usernames: list[str], port: int, gunicorn_pid: int
 ) -> tuple[Stats, CpuSnapshot, CpuSnapshot, float]:
     rng = random.Random(args.seed)
     raters = [Rater(name, "127.0.0.1", port, args.mode, random.Random(rng.random())) for name in usernames]
@@ -711,10 +711,10 @@ async def run_load(
     window = Window(measure_start=now + args.warmup, measure_end=now + args.warmup + args.seconds)
     tasks = [asyncio.create_task(r.run(stats, window, start_page=True)) for r in raters]
     await asyncio.sleep(max(0.0, window.measure_start - loop.time()))
-    before = cpu_snapshot(gunicorn_pid, pg_master, BENCH_DB)
+    before = cpu_snapshot(gunicorn_pid, BENCH_DB)
     began = loop.time()
     await asyncio.sleep(max(0.0, window.measure_end - loop.time()))
-    after = cpu_snapshot(gunicorn_pid, pg_master, BENCH_DB)
+    after = cpu_snapshot(gunicorn_pid, BENCH_DB)
     elapsed = loop.time() - began
     await asyncio.gather(*tasks)
     for r in raters:
@@ -839,7 +839,10 @@ def build_report(
     web_ms = (after.web_ticks - before.web_ticks) / CLK_TCK * per_cycle
     pg_ms = (after.pg_ticks - before.pg_ticks) / CLK_TCK * per_cycle
     pg_all_ms = (after.pg_all_ticks - before.pg_all_ticks) / CLK_TCK * per_cycle
-    client_ms = (after.client_s - before.client_s) * per_cycle
+    client_s = after.client_s - before.client_s
+    client_ms = client_s * per_cycle
+    busy_s = (after.machine_ticks - before.machine_ticks) / CLK_TCK
+    server_s = (after.web_ticks - before.web_ticks + after.pg_ticks - before.pg_ticks) / CLK_TCK
     return {
         "mode": args.mode,
         "raters": args.raters,
@@ -864,7 +867,9 @@ def build_report(
             "postgres_all_processes_on_machine": round(pg_all_ms, 2),
         },
         "client_cpu_ms_per_cycle": round(client_ms, 2),
-        "client_cpu_s": round(after.client_s - before.client_s, 2),
+        "client_cpu_s": round(client_s, 2),
+        "machine_busy_pct": round(100 * busy_s / max(elapsed * (os.cpu_count() or 1), 1e-9), 1),
+        "other_processes_cpu_s": round(busy_s - server_s - client_s, 2),
         "errors": sum(stats.errors.values()),
         "error_kinds": stats.errors,
         "raters_out_of_work": stats.raters_out_of_work,
@@ -892,6 +897,8 @@ def print_report(r: dict) -> None:
         f"  (web {cpu['web']:.2f} + postgres {cpu['postgres']:.2f});"
         f"  every postgres process on the machine: {cpu['postgres_all_processes_on_machine']:.2f} ms/cycle",
         f"  client CPU     {r['client_cpu_ms_per_cycle']:.2f} ms/cycle ({r['client_cpu_s']:.1f} s)",
+        f"  machine        {r['machine_busy_pct']:.0f}% busy (all cores); other processes used "
+        f"{r['other_processes_cpu_s']:.1f} CPU-s (should be near 0)",
         f"  errors         {r['errors']}  {r['error_kinds'] or ''}",
         f"  rows           stored {r['ratings_stored']}, client-confirmed {r['client_confirmed']}, "
         f"stored but unconfirmed {r['stored_not_confirmed']}",
@@ -965,7 +972,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"in {time.perf_counter() - t:.1f} s",
                 flush=True,
             )
-            pg_master = postmaster_pid()
 
             port = args.port or free_port()
             log_path = OUT_DIR / "gunicorn.log"
@@ -977,7 +983,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.seconds:.0f} s, mode {args.mode}",
                 flush=True,
             )
-            stats, before, after, elapsed = asyncio.run(run_load(args, usernames, port, proc.pid, pg_master))
+            stats, before, after, elapsed = asyncio.run(run_load(args, usernames, port, proc.pid))
             stop_gunicorn(proc)
             checks = integrity_checks(stats.confirmed)
             report = build_report(args, stats, before, after, elapsed, checks)

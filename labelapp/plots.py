@@ -27,7 +27,8 @@ def _axes(x_lo, x_hi, y_lo, y_hi, x_label: str, y_label: str) -> list[str]:
     parts = [
         f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#999"/>',
         f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#999"/>',
-        f'<text x="{(W + PAD_L) / 2:.0f}" y="{H - 6}" text-anchor="middle" font-size="12">{escape(x_label)}</text>',
+        f'<text x="{(W + PAD_L) / 2:.0f}" y="{H - 6}" text-anchor="middle" font-size="12">'
+        f"{escape(x_label)}</text>",
         f'<text x="12" y="{(H - PAD_B + PAD_T) / 2:.0f}" font-size="12" text-anchor="middle" '
         f'transform="rotate(-90 12 {(H - PAD_B + PAD_T) / 2:.0f})">{escape(y_label)}</text>',
     ]

@@ -109,7 +109,8 @@ if not _db.get("HOST") and _db.get("OPTIONS", {}).get("host"):
     _db["HOST"] = _db["OPTIONS"].pop("host")
 _db["HOST"] = _db.get("HOST", "").replace("%2F", "/").replace("%2f", "/")
 _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-_db["CONN_HEALTH_CHECKS"] = True
+# Off by default: a health check costs a round trip on every request.
+_db["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -231,6 +232,8 @@ TRAINING = {
     # Preference strength -> Bradley-Terry margin (|preference| 1, 2, 3).
     "MARGINS": [0.0, 0.5, 1.0],
     "VAL_FRACTION": env.float("RM_VAL_FRACTION", default=0.15),
+    # The Celery queue training runs go to (the gpu worker's).
+    "QUEUE": env.str("RM_QUEUE", default="gpu"),
 }
 ARTIFACTS_DIR = Path(env.str("ARTIFACTS_DIR", default=str(BASE_DIR / ".data" / "artifacts")))
 

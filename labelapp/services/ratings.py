@@ -55,12 +55,6 @@ def rating_submit(
     Raises Assignment.DoesNotExist when the assignment is not this rater's (callers answer 404), and
     RatingError with a message for anything the rater can act on.
     """
-    existing = Rating.objects.filter(rater=rater, idempotency_key=idempotency_key).first()
-    if existing is not None:
-        if existing.assignment_id != assignment_id:
-            raise RatingError("This form was already used for another comparison; reload the page.")
-        return existing, False
-
     guideline = guideline_current()
     if guideline is None:
         raise RatingError("No rating guidelines are published yet; ask an admin.")
@@ -70,7 +64,10 @@ def rating_submit(
             assignment = Assignment.objects.select_for_update().filter(pk=assignment_id, rater=rater).first()
             if assignment is None:
                 raise Assignment.DoesNotExist
-            if Rating.objects.filter(rater=rater, comparison_id=assignment.comparison_id).exists():
+            if assignment.status == Assignment.Status.DONE:
+                existing = Rating.objects.filter(assignment=assignment).first()
+                if existing is not None and existing.idempotency_key == idempotency_key:
+                    return existing, False  # the same form sent twice: same answer, no second row
                 raise RatingError("You have already rated this comparison; a rating cannot be changed here.")
             if assignment.status == Assignment.Status.EXPIRED:
                 try:
@@ -100,9 +97,14 @@ def rating_submit(
             assignment.finished_at = timezone.now()
             assignment.save(update_fields=["status", "finished_at"])
     except IntegrityError:
-        # Lost a race with our own duplicate submit (same key, another connection): return its row.
+        # The unique constraints speak: this key or this comparison already has this rater's rating
+        # (a duplicate submit on another connection, or a second assignment of the same comparison).
         existing = Rating.objects.filter(rater=rater, idempotency_key=idempotency_key).first()
-        if existing is not None and existing.assignment_id == assignment_id:
-            return existing, False
-        raise RatingError("You have already rated this comparison.") from None
+        if existing is not None:
+            if existing.assignment_id == assignment_id:
+                return existing, False
+            raise RatingError("This form was already used for another comparison; reload the page.") from None
+        raise RatingError(
+            "You have already rated this comparison; a rating cannot be changed here."
+        ) from None
     return rating, True

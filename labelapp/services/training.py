@@ -190,7 +190,8 @@ def training_run_request(
 def _enqueue(run_id: int) -> None:
     from labelapp.tasks import train_reward_model
 
-    transaction.on_commit(lambda: train_reward_model.apply_async(args=[run_id], queue="gpu"))
+    queue = settings.TRAINING["QUEUE"]
+    transaction.on_commit(lambda: train_reward_model.apply_async(args=[run_id], queue=queue))
 
 
 def training_recover_stale(*, worker: str | None = None) -> list[int]:

@@ -2,7 +2,8 @@
 
 Concurrency design (checked by tests/labelapp/test_queue_concurrency.py against real PostgreSQL):
 - `Comparison.claimed_count` (leased + done) is changed only while that comparison's row is locked.
-- A claim picks the best open comparison with `SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`: two raters
+- A claim (one SQL statement, `_CLAIM_SQL`) picks the best open comparison with
+  `SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`: two raters
   never wait on each other, and because the open condition `claimed_count < required_ratings` is a
   column of the locked row, PostgreSQL re-checks it against the newest row version after the lock is
   taken, so a comparison filled a moment ago is not claimed again.
@@ -12,17 +13,18 @@ Concurrency design (checked by tests/labelapp/test_queue_concurrency.py against 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from collections import Counter
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison
+from labelapp.models import Assignment, Comparison, Prompt, Response
 
 
 class QueueError(Exception):
@@ -39,35 +41,91 @@ def _open_assignment(rater) -> Assignment | None:
     )
 
 
+# One statement, so one round trip and no explicit transaction: pick (locking only the comparison,
+# skipping rows other claims hold), bump claimed_count, issue the assignment, and return the rows
+# the rating page shows. A unique violation (the rater already holds a lease) undoes all of it.
+_CLAIM_SQL = """
+WITH picked AS (
+    SELECT c.id FROM labelapp_comparison c
+    WHERE c.is_active AND c.claimed_count < c.required_ratings
+      AND NOT EXISTS (
+          SELECT 1 FROM labelapp_assignment s
+          WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id AND s.status IN ('leased', 'done', 'skipped'))
+    ORDER BY c.priority DESC, c.created_at, c.id
+    LIMIT 1
+    FOR UPDATE OF c SKIP LOCKED
+), bumped AS (
+    UPDATE labelapp_comparison c SET claimed_count = c.claimed_count + 1
+    FROM picked WHERE c.id = picked.id
+    RETURNING c.id, c.prompt_id, c.response_a_id, c.response_b_id, c.kind, c.priority, c.required_ratings
+), issued AS (
+    INSERT INTO labelapp_assignment
+        (rater_id, comparison_id, shown_left, status, issued_at, lease_expires_at, skip_reason, form_key)
+    SELECT %(rater)s, bumped.id, %(side)s, 'leased', %(now)s, %(expires)s, '', %(key)s FROM bumped
+    RETURNING id
+)
+SELECT issued.id, b.id, b.kind, b.priority, b.required_ratings,
+       p.id, p.text, p.html, ra.id, ra.text, ra.html, ra.word_count, rb.id, rb.text, rb.html, rb.word_count
+FROM issued, bumped b
+JOIN labelapp_prompt p ON p.id = b.prompt_id
+JOIN labelapp_response ra ON ra.id = b.response_a_id
+JOIN labelapp_response rb ON rb.id = b.response_b_id
+"""
+
+
+def _loaded(model, **fields):
+    """A model instance for a row we just read ourselves (saves later are UPDATEs)."""
+    obj = model(**fields)
+    obj._state.adding = False
+    obj._state.db = "default"
+    return obj
+
+
 def _claim_one(*, rater, now: datetime) -> Assignment | None:
-    seen = Assignment.objects.filter(
-        rater=rater,
-        comparison=OuterRef("pk"),
-        status__in=[Assignment.Status.LEASED, Assignment.Status.DONE, Assignment.Status.SKIPPED],
+    params = {
+        "rater": rater.pk,
+        # Left/right is random per assignment so position bias averages out and can be measured.
+        "side": random.choice([Assignment.Side.A, Assignment.Side.B]),
+        "now": now,
+        "expires": now + settings.LEASE_DURATION,
+        "key": uuid.uuid4(),
+    }
+    # Inside an outer transaction (tests, callers' atomic blocks) a savepoint keeps a unique violation
+    # from poisoning it; on its own the single statement is already atomic.
+    block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with block, connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (aid, cid, kind, priority, required, pid, ptext, phtml,
+     ra_id, ra_text, ra_html, ra_words, rb_id, rb_text, rb_html, rb_words) = row  # fmt: skip
+    prompt = _loaded(Prompt, id=pid, text=ptext, html=phtml)
+    comparison = _loaded(
+        Comparison,
+        id=cid,
+        prompt=prompt,
+        kind=kind,
+        priority=priority,
+        required_ratings=required,
+        response_a=_loaded(
+            Response, id=ra_id, prompt=prompt, text=ra_text, html=ra_html, word_count=ra_words
+        ),
+        response_b=_loaded(
+            Response, id=rb_id, prompt=prompt, text=rb_text, html=rb_html, word_count=rb_words
+        ),
     )
-    with transaction.atomic():
-        # select_related: the rating page needs the prompt and both answers; only the comparison is locked.
-        comparison = (
-            Comparison.objects.filter(is_active=True, claimed_count__lt=F("required_ratings"))
-            .exclude(Exists(seen))
-            .select_related("prompt", "response_a", "response_b")
-            .order_by("-priority", "created_at", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
-        if comparison is None:
-            return None
-        Comparison.objects.filter(pk=comparison.pk).update(claimed_count=F("claimed_count") + 1)
-        return Assignment.objects.create(
-            rater=rater,
-            comparison=comparison,
-            # Left/right is random per assignment so position bias averages out and can be measured.
-            shown_left=random.choice([Assignment.Side.A, Assignment.Side.B]),
-            status=Assignment.Status.LEASED,
-            issued_at=now,
-            lease_expires_at=now + settings.LEASE_DURATION,
-            form_key=uuid.uuid4(),
-        )
+    return _loaded(
+        Assignment,
+        id=aid,
+        rater=rater,
+        comparison=comparison,
+        shown_left=params["side"],
+        status=Assignment.Status.LEASED,
+        issued_at=now,
+        lease_expires_at=params["expires"],
+        form_key=params["key"],
+    )
 
 
 def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:

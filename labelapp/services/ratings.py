@@ -7,11 +7,12 @@ rater already rated is refused (and the database's unique constraint backs that 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from labelapp.models import Assignment, Rating
@@ -47,6 +48,84 @@ class RatingInput:
     time_on_task_ms: int = 0
 
 
+# The common case in one statement: close the leased assignment and insert the rating with the
+# guideline version in force. The UPDATE's row lock serialises a double submit (the second sees
+# status 'done' and matches nothing), and a unique violation undoes the UPDATE with the INSERT.
+# Anything unusual (no row: expired, done, someone else's, no guidelines) takes the ORM path below.
+_SUBMIT_SQL = """
+WITH closed AS (
+    UPDATE labelapp_assignment a SET status = 'done', finished_at = %(now)s
+    WHERE a.id = %(assignment)s AND a.rater_id = %(rater)s AND a.status = 'leased'
+      AND EXISTS (SELECT 1 FROM labelapp_guidelineversion g WHERE g.published_at IS NOT NULL)
+    RETURNING a.id, a.comparison_id
+)
+INSERT INTO labelapp_rating
+    (rater_id, comparison_id, assignment_id, preference, both_bad, helpfulness, factual_accuracy,
+     harmlessness, conciseness, coherence, rationale, flag_pii, flag_unsafe, flag_broken, length_check,
+     guideline_version_id, time_on_task_ms, idempotency_key, created_at)
+SELECT %(rater)s, closed.comparison_id, closed.id, %(preference)s, %(both_bad)s, %(helpfulness)s,
+       %(factual_accuracy)s, %(harmlessness)s, %(conciseness)s, %(coherence)s, %(rationale)s, %(flag_pii)s,
+       %(flag_unsafe)s, %(flag_broken)s, %(length_check)s,
+       (SELECT g.id FROM labelapp_guidelineversion g WHERE g.published_at IS NOT NULL
+        ORDER BY g.number DESC LIMIT 1),
+       %(time_on_task_ms)s, %(key)s, %(now)s
+FROM closed
+RETURNING id, comparison_id, guideline_version_id
+"""
+
+
+def _submit_fast(
+    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
+) -> Rating | None:
+    now = timezone.now()
+    params = {
+        "now": now,
+        "assignment": assignment_id,
+        "rater": rater.pk,
+        "preference": data.preference,
+        "both_bad": data.both_bad,
+        "rationale": data.rationale,
+        "flag_pii": data.flag_pii,
+        "flag_unsafe": data.flag_unsafe,
+        "flag_broken": data.flag_broken,
+        "length_check": data.length_check,
+        "time_on_task_ms": _clamp_ms(data.time_on_task_ms),
+        "key": idempotency_key,
+        **{name: data.scores.get(name) for name in Rating.DIMENSIONS},
+    }
+    block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with block, connection.cursor() as cursor:
+        cursor.execute(_SUBMIT_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    rating = Rating(
+        id=row[0],
+        rater=rater,
+        comparison_id=row[1],
+        assignment_id=assignment_id,
+        guideline_version_id=row[2],
+        preference=data.preference,
+        both_bad=data.both_bad,
+        rationale=data.rationale,
+        flag_pii=data.flag_pii,
+        flag_unsafe=data.flag_unsafe,
+        flag_broken=data.flag_broken,
+        length_check=data.length_check,
+        time_on_task_ms=params["time_on_task_ms"],
+        idempotency_key=idempotency_key,
+        created_at=now,
+        **{name: data.scores.get(name) for name in Rating.DIMENSIONS},
+    )
+    rating._state.adding = False
+    rating._state.db = "default"
+    return rating
+
+
+def _clamp_ms(ms: int) -> int:
+    return max(0, min(int(ms or 0), 24 * 3600 * 1000))
+
+
 def rating_submit(
     *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
 ) -> tuple[Rating, bool]:
@@ -55,11 +134,15 @@ def rating_submit(
     Raises Assignment.DoesNotExist when the assignment is not this rater's (callers answer 404), and
     RatingError with a message for anything the rater can act on.
     """
-    guideline = guideline_current()
-    if guideline is None:
-        raise RatingError("No rating guidelines are published yet; ask an admin.")
-
     try:
+        rating = _submit_fast(
+            rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data
+        )
+        if rating is not None:
+            return rating, True
+        guideline = guideline_current()
+        if guideline is None:
+            raise RatingError("No rating guidelines are published yet; ask an admin.")
         with transaction.atomic():
             assignment = Assignment.objects.select_for_update().filter(pk=assignment_id, rater=rater).first()
             if assignment is None:
@@ -89,7 +172,7 @@ def rating_submit(
                 flag_broken=data.flag_broken,
                 length_check=data.length_check,
                 guideline_version=guideline,
-                time_on_task_ms=max(0, min(int(data.time_on_task_ms), 24 * 3600 * 1000)),
+                time_on_task_ms=_clamp_ms(data.time_on_task_ms),
                 idempotency_key=idempotency_key,
                 **{name: data.scores.get(name) for name in Rating.DIMENSIONS},
             )

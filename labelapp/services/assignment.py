@@ -50,7 +50,8 @@ WITH picked AS (
     WHERE c.is_active AND c.claimed_count < c.required_ratings
       AND NOT EXISTS (
           SELECT 1 FROM labelapp_assignment s
-          WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id AND s.status IN ('leased', 'done', 'skipped'))
+          WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
+            AND s.status IN ('leased', 'done', 'skipped'))
     ORDER BY c.priority DESC, c.created_at, c.id
     LIMIT 1
     FOR UPDATE OF c SKIP LOCKED

@@ -117,3 +117,59 @@ def tiny_backbone(tmp_path_factory):
     BertModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture
+def celery_worker_process(settings):
+    """Start real Celery workers (subprocesses) on a private queue against the test database.
+
+    Returns start(queue=..., name=..., extra_env=...) -> Popen; all are killed at teardown.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    procs: list[subprocess.Popen] = []
+    db = settings.DATABASES["default"]
+    host = db["HOST"].replace("/", "%2F")
+    base_env = dict(os.environ)
+    base_env["DATABASE_URL"] = f"postgres://{db['USER']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+    base_env["REDIS_URL"] = settings.CELERY_BROKER_URL
+
+    def start(*, queue: str, name: str, extra_env: dict | None = None) -> subprocess.Popen:
+        env = {**base_env, **(extra_env or {})}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                queue,
+                "--concurrency",
+                "1",
+                "--prefetch-multiplier",
+                "1",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                name,
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

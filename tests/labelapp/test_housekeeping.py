@@ -1,13 +1,10 @@
 """The scheduled housekeeping job: through the service, and through a real Celery worker and Redis."""
 
 import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -41,52 +38,21 @@ def test_schedules_are_created_once_and_admin_edits_survive():
 
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_the_housekeeping_task(rater, acked, make_comparison):
+def test_a_real_worker_runs_the_housekeeping_task(rater, acked, make_comparison, celery_worker_process):
     from labelapp.tasks import queue_housekeeping as task
 
     make_comparison(required_ratings=1)
     a = assignment_next(rater=rater)
     Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
-    db = settings.DATABASES["default"]
-    env = dict(os.environ)
-    env["DATABASE_URL"] = (
-        f"postgres://{db['USER']}@{db['HOST'].replace('/', '%2F')}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
-    env["REDIS_URL"] = settings.CELERY_BROKER_URL
-    queue = f"test-{os.getpid()}"
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queue,
-            "--pool",
-            "solo",
-            "--without-mingle",
-            "--without-gossip",
-            "-n",
-            f"{queue}@%h",
-            "--loglevel",
-            "WARNING",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        task.apply_async(queue=queue)
-        deadline = time.time() + 60
-        while time.time() < deadline and not QueueSnapshot.objects.exists():
-            time.sleep(0.3)
-        snap = QueueSnapshot.objects.first()
-        assert snap is not None, "the worker never ran the task"
-        assert snap.released == 1
-    finally:
-        worker.terminate()
-        out, _ = worker.communicate(timeout=30)
+    queue = f"test-housekeeping-{os.getpid()}"
+    worker = celery_worker_process(queue=queue, name=f"{queue}@%h")
+    task.apply_async(queue=queue)
+    deadline = time.time() + 60
+    while time.time() < deadline and not QueueSnapshot.objects.exists():
+        time.sleep(0.3)
+    snap = QueueSnapshot.objects.first()
+    assert snap is not None, "the worker never ran the task"
+    assert snap.released == 1
     a.refresh_from_db()
-    assert a.status == "expired", out.decode(errors="replace")[-2000:]
+    assert a.status == "expired"
+    assert worker.poll() is None

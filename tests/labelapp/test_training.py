@@ -1,0 +1,269 @@
+"""Reward model retraining from the database side: single flight, claims, failures, versions, pages.
+
+Training itself uses a tiny BERT built from a config (tests/conftest.py) so a run takes seconds.
+The worker-kill test is in test_training_worker.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import OperationalError, connections
+from django.urls import reverse
+
+from labelapp.models import Comparison, Prompt, Rating, Response, RewardModelVersion, TrainingRun
+from labelapp.services import training
+from labelapp.services.assignment import assignment_next
+from labelapp.services.ratings import RatingInput, rating_submit
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Record what would be sent to the gpu queue instead of sending it."""
+    sent: list[int] = []
+    monkeypatch.setattr(training, "_enqueue", sent.append)
+    return sent
+
+
+@pytest.fixture
+def tiny_settings(settings, tiny_backbone, tmp_path):
+    settings.TRAINING = {
+        **settings.TRAINING,
+        "BACKBONE": tiny_backbone,
+        "MAX_LENGTH": 64,
+        "BATCH_SIZE": 8,
+        "EPOCHS": 2,
+        "EVAL_EVERY": 5,
+        "CHECKPOINT_EVERY": 5,
+        "MIN_NEW_RATINGS": 10,
+        "DEVICE": "cpu",
+    }
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings
+
+
+def _rate_many(make_user, n_prompts: int, *, tie: bool = False, consent: bool = True) -> list[Rating]:
+    """n_prompts comparisons, each rated by one rater; the correct answer names the right animal."""
+    from labelapp.services.guidelines import guideline_acknowledge, guideline_current
+
+    rater = make_user()
+    guideline_acknowledge(rater=rater, version=guideline_current())
+    for i in range(n_prompts):
+        p = Prompt.objects.create(text=f"Which animal barks? ({i})", consent=consent)
+        good = Response.objects.create(
+            prompt=p, text=f"A dog barks. {'Really. ' * (i % 4)}", source_model="t"
+        )
+        bad = Response.objects.create(
+            prompt=p, text=f"A cat barks. {'Truly. ' * ((i + 2) % 4)}", source_model="t"
+        )
+        a, b = (good, bad) if i % 2 else (bad, good)
+        Comparison.objects.create(prompt=p, response_a=a, response_b=b, required_ratings=1)
+    ratings = []
+    while (assignment := assignment_next(rater=rater)) is not None:
+        c = assignment.comparison
+        pref = 0 if tie else (-2 if "dog" in c.response_a.text else 2)
+        rating, _ = rating_submit(
+            rater=rater,
+            assignment_id=assignment.pk,
+            idempotency_key=assignment.form_key,
+            data=RatingInput(preference=pref, length_check="adds_content"),
+        )
+        ratings.append(rating)
+    return ratings
+
+
+@pytest.mark.django_db
+def test_it_waits_for_enough_new_ratings(tiny_settings, guideline, make_user, enqueued):
+    _rate_many(make_user, 6)
+    assert training.training_run_request(trigger="beat") is None
+    _rate_many(make_user, 6)
+    run = training.training_run_request(trigger="beat")
+    assert run is not None and enqueued == [run.pk]
+    assert run.data_snapshot["n_usable"] == 12 and len(run.data_snapshot["rating_ids"]) == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_beats_at_the_same_moment_start_exactly_one_run(tiny_settings, guideline, make_user, enqueued):
+    _rate_many(make_user, 12)
+    barrier = threading.Barrier(2)
+    results = []
+
+    def beat():
+        try:
+            barrier.wait()
+            results.append(training.training_check_and_start())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=beat) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert TrainingRun.objects.count() == 1
+    assert sorted(r is None for r in results) == [False, True]
+    assert len(enqueued) == 1
+
+
+@pytest.mark.django_db
+def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
+    tiny_settings, guideline, make_user, enqueued, client, staff
+):
+    _rate_many(make_user, 24)
+    run = training.training_run_request(trigger="manual", force=True, with_baseline=True)
+    assert training.training_run_execute(run_id=run.pk, worker="w1") == TrainingRun.Status.SUCCEEDED
+    assert training.training_run_execute(run_id=run.pk, worker="w2") == "not-claimed"
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.attempts == 1 and run.progress == 1.0
+    version = RewardModelVersion.objects.get()
+    assert version.is_active and version.run_id == run.pk
+    for key in (
+        "accuracy",
+        "accuracy_length_matched",
+        "accuracy_shorter_won",
+        "pearson_length",
+        "ece",
+        "loss",
+    ):
+        assert key in version.metrics, key
+    assert version.baseline_metrics  # the plain model trained beside it
+
+    client.force_login(staff)
+    page = client.get(reverse("reward_model_version", args=[version.number])).content.decode()
+    assert "<svg" in page and "Pearson(reward, length)" in page and "plain model" in page
+    assert client.get(reverse("training_run", args=[run.pk])).status_code == 200
+    assert client.get(reverse("training_home")).status_code == 200
+
+    # A second version, then roll back to the first from the page.
+    _rate_many(make_user, 12)
+    run2 = training.training_run_request(trigger="manual", force=True)
+    training.training_run_execute(run_id=run2.pk, worker="w1")
+    v2 = RewardModelVersion.objects.get(number=2)
+    assert v2.is_active
+    client.post(reverse("reward_model_activate", args=[1]))
+    assert RewardModelVersion.objects.get(is_active=True).number == 1
+
+
+@pytest.mark.django_db
+def test_no_ratings_fails_with_a_clear_message_and_is_not_retried(tiny_settings, guideline, enqueued):
+    run = training.training_run_request(trigger="manual", force=True)
+    assert training.training_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert run.status == "failed" and "no usable ratings" in run.error
+    assert run.attempts == 1
+    assert training.training_run_execute(run_id=run.pk) == "not-claimed"
+
+
+@pytest.mark.django_db
+def test_only_ties_fail_clearly(tiny_settings, guideline, make_user, enqueued):
+    _rate_many(make_user, 8, tie=True)
+    run = training.training_run_request(trigger="manual", force=True)
+    training.training_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "failed" and "ties: 8" in run.error
+
+
+@pytest.mark.django_db
+def test_ratings_without_consent_are_never_used(tiny_settings, guideline, make_user, enqueued):
+    _rate_many(make_user, 5, consent=False)
+    kept = _rate_many(make_user, 5)
+    run = training.training_run_request(trigger="manual", force=True)
+    assert sorted(run.data_snapshot["rating_ids"]) == sorted(r.pk for r in kept)
+    assert run.data_snapshot["n_without_consent"] == 5
+
+
+@pytest.mark.django_db
+def test_transient_errors_retry_then_fail_after_max_attempts(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    _rate_many(make_user, 12)
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("rewardtrainer.train_rm.train_reward_model", flaky)
+    run = training.training_run_request(trigger="manual", force=True)
+    for _ in range(run.max_attempts - 1):
+        with pytest.raises(training.TransientTrainingError):
+            training.training_run_execute(run_id=run.pk)
+        run.refresh_from_db()
+        assert run.status == "queued" and "Retrying" in run.error
+    assert training.training_run_execute(run_id=run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.status == "failed" and "OperationalError" in run.error and run.attempts == run.max_attempts
+    assert len(calls) == run.max_attempts
+
+
+@pytest.mark.django_db
+def test_a_bug_fails_at_once_with_its_message(tiny_settings, guideline, make_user, enqueued, monkeypatch):
+    _rate_many(make_user, 12)
+
+    def broken(*args, **kwargs):
+        raise ValueError("shapes (4,) and (5,) do not match")
+
+    monkeypatch.setattr("rewardtrainer.train_rm.train_reward_model", broken)
+    run = training.training_run_request(trigger="manual", force=True)
+    assert training.training_run_execute(run_id=run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.error == "ValueError: shapes (4,) and (5,) do not match" and run.attempts == 1
+
+
+@pytest.mark.django_db
+def test_dead_runs_are_requeued_and_given_up_after_max_attempts(
+    tiny_settings, guideline, make_user, enqueued
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+    stale = timezone.now() - timedelta(hours=1)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="running", attempts=1, heartbeat_at=stale, worker="gpu@x"
+    )
+    assert training.training_recover_stale() == [run.pk]
+    run.refresh_from_db()
+    assert run.status == "queued"
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", attempts=run.max_attempts, worker="gpu@x")
+    assert training.training_recover_stale(worker="gpu@x") == []
+    run.refresh_from_db()
+    assert run.status == "failed" and "gave up" in run.error
+
+
+@pytest.mark.django_db
+def test_a_corrupt_checkpoint_is_ignored(tiny_settings, guideline, make_user, enqueued):
+    _rate_many(make_user, 16)
+    run = training.training_run_request(trigger="manual", force=True)
+    bad = tiny_settings.ARTIFACTS_DIR / f"reward-run-{run.pk}" / "main" / "checkpoints" / "ckpt-00000005"
+    bad.mkdir(parents=True)
+    (bad / "state.pt").write_bytes(b"not a checkpoint")
+    (bad / "COMPLETE").write_text("")
+    assert training.training_run_execute(run_id=run.pk) == "succeeded"
+
+
+@pytest.mark.django_db
+def test_cancel_a_queued_run(tiny_settings, guideline, make_user, enqueued, client, staff):
+    _rate_many(make_user, 12)
+    client.force_login(staff)
+    r = client.post(reverse("training_start"))
+    run = TrainingRun.objects.get()
+    assert r.url == reverse("training_run", args=[run.pk])
+    assert client.post(reverse("training_start")).url == reverse("training_home")  # one at a time
+    client.post(reverse("training_run_cancel", args=[run.pk]))
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert training.training_run_execute(run_id=run.pk) == "not-claimed"
+
+
+@pytest.mark.django_db
+def test_training_pages_are_staff_only(client, rater):
+    client.force_login(rater)
+    assert client.get(reverse("training_home")).status_code == 302
+    assert client.post(reverse("training_start")).status_code == 302
+    assert TrainingRun.objects.count() == 0

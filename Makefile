@@ -4,12 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast browser-deps lint stop bench-rater clean
+.PHONY: install run test test-fast browser-deps lint stop bench-rater bench-rm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,train]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +35,11 @@ stop:
 
 bench-rater: install
 	$(PY) bench/rater_cycle.py
+
+# Reward model quality (plain vs ODIN) and trainer throughput (ours vs TRL) on ../shared/data/preferences.
+bench-rm: install
+	$(PY) bench/rm_quality.py
+	$(PY) -m pip install "trl==1.16.0" && $(PY) bench/rm_throughput.py
 
 clean: stop
 	rm -rf .data test-output

@@ -137,6 +137,8 @@ def _version_charts(version: RewardModelVersion) -> dict[str, str]:
         else ""
     )
     charts["scatter"] = (
-        plots.scatter("Reward vs answer length", points, "answer length", "reward") if points else ""
+        plots.scatter("Reward vs answer length", points, "answer length (characters)", "reward")
+        if points
+        else ""
     )
     return charts

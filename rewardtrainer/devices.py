@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 
-def pick_device(prefer: str | None = None):
-    """Return (torch.device, autocast dtype or None). `prefer` forces 'cuda', 'mps' or 'cpu'."""
-    import torch
+def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype | None]:
+    """Return (torch.device, autocast dtype or None). `prefer` forces 'cuda', 'mps' or 'cpu' ('auto' = None).
 
-    if prefer:
+    The autocast dtype is bf16 on CUDA GPUs that support it, else None (train in fp32): CPU bf16 autocast
+    is slower than fp32 on most CPUs, and fp16 would need a grad scaler.
+    """
+    import torch  # lazily: `rewardtrainer` must import where torch is not installed (the web container)
+
+    if prefer and prefer != "auto":
         device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

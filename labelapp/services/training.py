@@ -113,7 +113,7 @@ def _train_config(run: TrainingRun, *, odin: bool):
     kwargs = {
         "max_length": t["max_length"],
         "batch_size": t["batch_size"],
-        "epochs": t["epochs"],
+        "epochs": max(1, int(t["epochs"])),
         "lr": t["learning_rate"],
         "eval_every": t["eval_every"],
         "checkpoint_every": t["checkpoint_every"],
@@ -350,7 +350,7 @@ def _execute(run: TrainingRun) -> str:
         should_stop=main.should_stop,
         resume=True,
     )
-    if main.should_stop():
+    if result.stopped or main.should_stop():
         _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
         return TrainingRun.Status.CANCELLED
 
@@ -365,7 +365,7 @@ def _execute(run: TrainingRun) -> str:
             should_stop=side.should_stop,
             resume=True,
         )
-        if side.should_stop():
+        if baseline.stopped or side.should_stop():
             _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
             return TrainingRun.Status.CANCELLED
         main.history.extend(side.history)
@@ -378,7 +378,7 @@ def _execute(run: TrainingRun) -> str:
         run.status = TrainingRun.Status.SUCCEEDED
         run.progress = 1.0
         run.finished_at = timezone.now()
-        run.metrics = _scalars(result.metrics)
+        run.metrics = {**_scalars(result.metrics), "resumed_from_step": result.resumed_from_step or 0}
         run.metrics_history = [
             *(result.history or []),
             *(baseline.history if baseline else []),
@@ -395,14 +395,11 @@ def _scalars(metrics: dict) -> dict:
 
 
 def _plots(result, baseline) -> dict:
-    plots = {"history": [*(result.history or [])]}
+    """The plot arrays rewardtrainer's evaluate() returns: per-answer length and rewards, buckets."""
+    plots = {}
     for name, res in (("main", result), ("baseline", baseline)):
-        if res is None:
-            continue
-        m = res.metrics
-        plots[name] = {k: m[k] for k in ("lengths", "rewards", "length_rewards", "length_buckets") if k in m}
-    if baseline is not None:
-        plots["baseline_history"] = baseline.history or []
+        if res is not None:
+            plots[name] = res.metrics.get("plots", {})
     return plots
 
 
@@ -414,6 +411,8 @@ def _record_version(run: TrainingRun, result, baseline) -> RewardModelVersion:
         "seconds": round(result.seconds, 1),
         "pairs_per_second": round(result.pairs_per_second, 2),
         "device": str(result.device),
+        "resumed_from_step": result.resumed_from_step or 0,
+        "steps": result.global_step,
     }
     return RewardModelVersion.objects.create(
         number=number,

@@ -240,9 +240,10 @@ def test_dead_runs_are_requeued_and_given_up_after_max_attempts(
 def test_a_corrupt_checkpoint_is_ignored(tiny_settings, guideline, make_user, enqueued):
     _rate_many(make_user, 16)
     run = training.training_run_request(trigger="manual", force=True)
-    bad = tiny_settings.ARTIFACTS_DIR / f"reward-run-{run.pk}" / "main" / "checkpoints" / "ckpt-00000005"
+    bad = tiny_settings.ARTIFACTS_DIR / f"reward-run-{run.pk}" / "main" / "checkpoints" / "ckpt-000005"
     bad.mkdir(parents=True)
-    (bad / "state.pt").write_bytes(b"not a checkpoint")
+    for name in ("model.safetensors", "optimizer.pt", "trainer_state.json"):
+        (bad / name).write_bytes(b"not a checkpoint")
     (bad / "COMPLETE").write_text("")
     assert training.training_run_execute(run_id=run.pk) == "succeeded"
 

@@ -1,0 +1,228 @@
+"""Crash-safe training checkpoints and final model folders.
+
+A checkpoint is a folder `ckpt-000120/` (the global step) holding
+
+    model.safetensors    the whole RewardModel state (backbone + heads)
+    optimizer.pt         optimizer, LR scheduler and torch / CUDA RNG states (tensors only: weights_only)
+    trainer_state.json   global step, epoch, batch within the epoch, data-order seed, best val loss,
+                         early-stopping counter, history, python / numpy RNG states, data fingerprint
+    COMPLETE             written last
+
+It is written as `ckpt-000120.tmp/` and renamed with `os.replace`, so a worker killed mid-write leaves
+a `.tmp` folder that nobody reads. `latest_checkpoint` takes the newest folder that has its marker and
+readable files, and logs and skips any that does not (a disk that lost the tail of a file, say).
+The final model goes to its folder the same way (`save_final_model`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+MARKER = "COMPLETE"
+MODEL_FILE = "model.safetensors"
+OPTIM_FILE = "optimizer.pt"
+STATE_FILE = "trainer_state.json"
+_NAME = re.compile(r"^ckpt-(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder is incomplete or unreadable."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) RNG states; python/numpy as JSON-able values."""
+    np_state = np.random.get_state()
+    return {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+
+
+def set_rng_state(state: dict[str, Any], torch_state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(torch_state["torch"])
+    if torch_state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(torch_state["cuda"])
+
+
+def save_checkpoint(
+    root: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
+    """Write `root/ckpt-{step}` atomically (temp folder, marker last, rename); keep the newest `keep`."""
+    from safetensors.torch import save_model
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"ckpt-{step:06d}"
+    tmp = root / f"ckpt-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / MODEL_FILE))
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+        tmp / OPTIM_FILE,
+    )
+    full_state = dict(state, global_step=step, rng=rng_state())
+    _write_bytes(tmp / STATE_FILE, json.dumps(full_state).encode())
+    for name in (MODEL_FILE, OPTIM_FILE):  # torch.save / safetensors do not fsync
+        with open(tmp / name, "rb+") as f:
+            os.fsync(f.fileno())
+    _write_bytes(tmp / MARKER, b"ok\n")
+    _fsync_dir(tmp)
+    if final.exists():  # re-saving a step (a resumed run): the old copy goes first
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    prune_checkpoints(root, keep)
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Checkpoint folders (complete or not, excluding .tmp), newest step first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def validate_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Cheap integrity check; returns the trainer state or raises CheckpointError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not (path / MARKER).is_file():
+        raise CheckpointError(f"{path.name}: no {MARKER} marker (torn write)")
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        with safe_open(str(path / MODEL_FILE), framework="pt") as f:
+            f.keys()
+        with zipfile.ZipFile(path / OPTIM_FILE) as z:  # torch.save files are zip archives
+            z.namelist()
+    except Exception as e:  # any failure to read means: do not resume from this one
+        raise CheckpointError(f"{path.name}: unreadable ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or "global_step" not in state:
+        raise CheckpointError(f"{path.name}: {STATE_FILE} has no global_step")
+    return state
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The newest complete, readable checkpoint under `root`; torn or corrupt ones are logged and skipped."""
+    for path in list_checkpoints(root):
+        try:
+            validate_checkpoint(path)
+        except CheckpointError as e:
+            log.warning("ignoring checkpoint %s", e)
+            continue
+        return path
+    return None
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and RNG states; return the trainer state dict."""
+    from safetensors.torch import load_model
+
+    path = Path(path)
+    state = validate_checkpoint(path)
+    try:
+        missing, unexpected = load_model(
+            model, str(path / MODEL_FILE), strict=False, device=str(map_location)
+        )
+        if missing or unexpected:
+            raise CheckpointError(f"{path.name}: state does not fit the model (missing={missing[:3]})")
+        extra = torch.load(path / OPTIM_FILE, map_location=map_location, weights_only=True)
+        if optimizer is not None:
+            optimizer.load_state_dict(extra["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(extra["scheduler"])
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{path.name}: cannot load ({type(e).__name__}: {e})") from e
+    extra["torch"] = extra["torch"].cpu()
+    set_rng_state(state["rng"], extra)
+    return state
+
+
+def prune_checkpoints(root: str | Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints that have their marker; delete the rest and stale .tmp folders."""
+    root = Path(root)
+    kept = 0
+    for path in list_checkpoints(root):
+        if kept < max(keep, 1) and (path / MARKER).is_file():
+            kept += 1
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    for tmp in root.glob("ckpt-*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_final_model(model, tokenizer, directory: str | Path) -> Path:
+    """`model.save_pretrained` into a temp folder, then rename over `directory`."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, tokenizer=tokenizer)
+    _fsync_dir(tmp)
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
+    return directory

@@ -1,0 +1,467 @@
+"""Preference pairs: loading, prompt-grouped splits, tokenization and length-bucketed batches.
+
+The file format is TRL's preference format, one JSON object a line:
+
+    {"prompt": "...", "chosen": "...", "rejected": "...", "margin": 0.5, "weight": 1.0, "id": "p17"}
+
+`chosen` / `rejected` may also be TRL conversational lists (`[{"role": "assistant", "content": "..."}]`);
+the assistant's content is taken. Usage:
+
+    pairs = load_jsonl("prefs.jsonl")
+    train, val = split_by_prompt(pairs, val_fraction=0.1, seed=0)
+    enc = encode_pairs(train, tokenizer, max_length=256)
+    for idx in bucketed_batches(enc.lengths, batch_size=16, seed=0):
+        batch = collate(enc, idx)  # input_ids (2B, T): B chosen rows, then B rejected rows
+
+Efficiency (what makes training on a 2-core CPU bearable): tokenization happens once, prompts are
+tokenized once per distinct prompt, batches are padded to their own longest row (dynamic padding) and
+rows of similar length are batched together (length bucketing, as in fairseq / HF `group_by_length`),
+and chosen and rejected answers of a pair share one forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy and torch are imported where used: the web container imports this module
+    import numpy as np  # for PreferencePair / load_jsonl / DataError and has neither installed.
+    import torch
+
+log = logging.getLogger(__name__)
+
+# Placeholders used to find where prompt and answer go inside a rendered chat template.
+_PROMPT_SLOT = "\u2063PROMPT\u2063"
+_ANSWER_SLOT = "\u2063ANSWER\u2063"
+
+
+class DataError(ValueError):
+    """The preference data cannot be used (malformed file, no pairs, nothing to learn from)."""
+
+
+@dataclass
+class PreferencePair:
+    """One human judgment: `chosen` was preferred over `rejected` as an answer to `prompt`."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    margin: float = 0.0
+    weight: float = 1.0
+    pair_id: str = ""
+    prompt_id: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _message_text(value: Any, field_name: str, lineno: int) -> str:
+    """A plain string, or the content of the last assistant message of a TRL conversational list."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        assistant = [m for m in value if m.get("role") == "assistant"]
+        chosen = assistant[-1] if assistant else value[-1]
+        content = chosen.get("content")
+        if isinstance(content, list):  # multimodal-style content parts: keep the text parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if isinstance(content, str):
+            return content
+    raise DataError(f"line {lineno}: {field_name!r} must be a string or a list of {{role, content}} messages")
+
+
+def _prompt_text(value: Any, lineno: int) -> str:
+    """A plain string, or the non-assistant turns of a conversational prompt joined by blank lines."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) for m in value
+    ):
+        return "\n\n".join(m["content"] for m in value)
+    raise DataError(f"line {lineno}: 'prompt' must be a string or a list of {{role, content}} messages")
+
+
+def _number(row: dict, key: str, default: float, lineno: int) -> float:
+    value = row.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataError(f"line {lineno}: {key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def pair_from_dict(row: Any, lineno: int = 0, default_id: str = "") -> PreferencePair:
+    """Validate one TRL-format record; raise DataError naming the line on anything malformed."""
+    if not isinstance(row, dict):
+        raise DataError(f"line {lineno}: expected a JSON object, got {type(row).__name__}")
+    for key in ("chosen", "rejected"):
+        if key not in row:
+            raise DataError(f"line {lineno}: missing field {key!r}")
+    chosen = _message_text(row["chosen"], "chosen", lineno)
+    rejected = _message_text(row["rejected"], "rejected", lineno)
+    if "prompt" in row:
+        prompt = _prompt_text(row["prompt"], lineno)
+    elif isinstance(row["chosen"], list):  # TRL "implicit prompt": the turns before the answer
+        prompt = _prompt_text([m for m in row["chosen"] if m.get("role") != "assistant"], lineno)
+    else:
+        raise DataError(f"line {lineno}: missing field 'prompt'")
+    weight = _number(row, "weight", 1.0, lineno)
+    if weight < 0:
+        raise DataError(f"line {lineno}: 'weight' must be >= 0, got {weight}")
+    return PreferencePair(
+        prompt=prompt,
+        chosen=chosen,
+        rejected=rejected,
+        margin=_number(row, "margin", 0.0, lineno),
+        weight=weight,
+        pair_id=str(row.get("id", row.get("pair_id", default_id))),
+        prompt_id=str(row.get("prompt_id") or ""),
+    )
+
+
+def load_jsonl(path: str | Path) -> list[PreferencePair]:
+    """Read a TRL preference JSONL file. Blank lines are skipped; anything else malformed raises DataError."""
+    path = Path(path)
+    pairs = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from None
+            try:
+                pairs.append(pair_from_dict(row, lineno, default_id=f"{path.stem}:{lineno}"))
+            except DataError as e:
+                raise DataError(f"{path}: {e}") from None
+    return pairs
+
+
+def split_by_prompt(
+    pairs: Sequence[PreferencePair], val_fraction: float, seed: int = 0
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Split into (train, val) so that no prompt has pairs on both sides.
+
+    Prompts are grouped by `prompt_id`, or by the prompt text when it is empty. Whole groups go to
+    validation in a seeded random order until it holds about `val_fraction` of the pairs.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault(p.prompt_id or "text:" + p.prompt, []).append(i)
+    if len(groups) < 2:
+        raise DataError(
+            f"cannot split {len(pairs)} pairs by prompt: they share {len(groups)} prompt(s); "
+            "validation needs pairs whose prompt is not in the training set"
+        )
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    target = max(1, round(val_fraction * len(pairs)))
+    val_keys: list[str] = []
+    n_val = 0
+    for key in keys:
+        if n_val >= target:
+            break
+        val_keys.append(key)
+        n_val += len(groups[key])
+    if n_val >= len(pairs):  # one huge group took everything: give the last one back
+        n_val -= len(groups[val_keys.pop()])
+    val_set = set(val_keys)
+    train = [pairs[i] for k in keys if k not in val_set for i in groups[k]]
+    val = [pairs[i] for k in val_keys for i in groups[k]]
+    if not train or not val:
+        raise DataError(f"splitting {len(pairs)} pairs by prompt left train={len(train)} val={len(val)}")
+    return train, val
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokenization
+
+
+@dataclass
+class PairTemplate:
+    """Token ids around prompt and answer: prefix + prompt + middle + answer + suffix.
+
+    Found once per tokenizer, from its chat template when it has one (user=prompt, assistant=answer),
+    else from its text-pair encoding ([CLS] p [SEP] a [SEP] for BERT). Prompt and answer are tokenized
+    separately, so truncating them is list slicing instead of re-tokenizing.
+    """
+
+    prefix: list[int]
+    middle: list[int]
+    suffix: list[int]
+    prompt_type: int = 0
+    answer_type: int = 0
+    chat: bool = False
+
+    @property
+    def overhead(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> PairTemplate:
+        if getattr(tokenizer, "chat_template", None):
+            messages = [
+                {"role": "user", "content": _PROMPT_SLOT},
+                {"role": "assistant", "content": _ANSWER_SLOT},
+            ]
+            text = tokenizer.apply_chat_template(messages, tokenize=False)
+            if text.count(_PROMPT_SLOT) == 1 and text.count(_ANSWER_SLOT) == 1:
+                pre, rest = text.split(_PROMPT_SLOT)
+                mid, post = rest.split(_ANSWER_SLOT)
+                ids = [
+                    tokenizer(s, add_special_tokens=False)["input_ids"] if s else [] for s in (pre, mid, post)
+                ]
+                return cls(prefix=ids[0], middle=ids[1], suffix=ids[2], chat=True)
+            log.warning("chat template did not render prompt and answer once each; using text-pair encoding")
+        a_text, b_text = "alpha", "omega"
+        a = tokenizer(a_text, add_special_tokens=False)["input_ids"]
+        b = tokenizer(b_text, add_special_tokens=False)["input_ids"]
+        enc = tokenizer(a_text, b_text)
+        full = list(enc["input_ids"])
+        i = _find(full, a, 0)
+        j = _find(full, b, i + len(a)) if i >= 0 else -1
+        if i < 0 or j < 0:
+            prefix, middle, suffix, types = [], [], [], None
+        else:
+            prefix, middle, suffix = full[:i], full[i + len(a) : j], full[j + len(b) :]
+            types = enc.get("token_type_ids")
+        if not middle:  # decoder tokenizers add nothing between a pair: keep prompt and answer apart
+            middle = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if not suffix and eos is not None:  # last-token pooling reads an end-of-sequence token
+            suffix = [eos]
+        return cls(
+            prefix=prefix,
+            middle=middle,
+            suffix=suffix,
+            prompt_type=int(types[i]) if types else 0,
+            answer_type=int(types[j]) if types else 0,
+        )
+
+
+def _find(haystack: list[int], needle: list[int], start: int) -> int:
+    for k in range(start, len(haystack) - len(needle) + 1):
+        if haystack[k : k + len(needle)] == needle:
+            return k
+    return -1
+
+
+def truncate(prompt_ids: list[int], answer_ids: list[int], budget: int) -> tuple[list[int], list[int]]:
+    """Fit prompt + answer into `budget` tokens: drop prompt tokens from the LEFT first (the end of the
+    prompt, next to the answer, matters most); only if the answer alone is too long, drop the whole
+    prompt and cut the answer from the right. Never drops the pair."""
+    if budget <= 0:
+        raise ValueError("max_length leaves no room for text after the template's special tokens")
+    if len(answer_ids) >= budget:
+        return [], answer_ids[:budget]
+    keep = budget - len(answer_ids)
+    return prompt_ids[max(0, len(prompt_ids) - keep) :], answer_ids
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids of every pair, ready for `collate`. Row i of each list belongs to pair i."""
+
+    chosen_ids: list[list[int]]
+    rejected_ids: list[list[int]]
+    chosen_types: list[list[int]] | None
+    rejected_types: list[list[int]] | None
+    margin: np.ndarray  # (N,)
+    weight: np.ndarray  # (N,)
+    chosen_chars: np.ndarray  # (N,) answer length in characters
+    rejected_chars: np.ndarray  # (N,)
+    pad_id: int
+    n_truncated: int = 0
+    lengths: np.ndarray = field(init=False)  # (N,) tokens of the longer side: what a batch pads to
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        self.lengths = np.array(
+            [max(len(c), len(r)) for c, r in zip(self.chosen_ids, self.rejected_ids, strict=True)],
+            dtype=np.int64,
+        )
+
+    def __len__(self) -> int:
+        return len(self.chosen_ids)
+
+
+def pad_token_id(tokenizer) -> int:
+    for attr in ("pad_token_id", "eos_token_id", "unk_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def encode_texts(
+    tokenizer, prompts: Sequence[str], answers: Sequence[str], max_length: int, *, with_types: bool = False
+) -> tuple[list[list[int]], list[list[int]] | None, int]:
+    """Tokenize (prompt, answer) rows with the tokenizer's template; returns (ids, type ids, n truncated)."""
+    template = PairTemplate.from_tokenizer(tokenizer)
+    budget = max_length - template.overhead
+    unique = list(dict.fromkeys(prompts))  # several pairs share a prompt: tokenize it once
+    prompt_tok = dict(zip(unique, _tokenize(tokenizer, unique), strict=True))
+    answer_tok = _tokenize(tokenizer, answers)
+    ids, types, n_truncated = [], [] if with_types else None, 0
+    for prompt, a in zip(prompts, answer_tok, strict=True):
+        p = prompt_tok[prompt]
+        tp, ta = truncate(p, a, budget)
+        n_truncated += len(tp) + len(ta) < len(p) + len(a)
+        ids.append(template.prefix + tp + template.middle + ta + template.suffix)
+        if types is not None:
+            n_prompt = len(template.prefix) + len(tp) + len(template.middle)
+            types.append(
+                [template.prompt_type] * n_prompt + [template.answer_type] * (len(ta) + len(template.suffix))
+            )
+    return ids, types, n_truncated
+
+
+def _tokenize(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    if not texts:
+        return []
+    return tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def encode_pairs(
+    pairs: Sequence[PreferencePair], tokenizer, max_length: int, *, with_types: bool = False
+) -> EncodedPairs:
+    """Tokenize every pair once (chosen and rejected, each with its prompt), truncated to `max_length`."""
+    import numpy as np
+
+    prompts = [p.prompt for p in pairs]
+    ids, types, n_trunc = encode_texts(
+        tokenizer,
+        prompts + prompts,
+        [p.chosen for p in pairs] + [p.rejected for p in pairs],
+        max_length,
+        with_types=with_types,
+    )
+    n = len(pairs)
+    if n_trunc:
+        log.info(
+            "truncated %d of %d sequences to %d tokens (prompt first, from the left)",
+            n_trunc,
+            2 * n,
+            max_length,
+        )
+    return EncodedPairs(
+        chosen_ids=ids[:n],
+        rejected_ids=ids[n:],
+        chosen_types=types[:n] if types is not None else None,
+        rejected_types=types[n:] if types is not None else None,
+        margin=np.array([p.margin for p in pairs], dtype=np.float32),
+        weight=np.array([p.weight for p in pairs], dtype=np.float32),
+        chosen_chars=np.array([len(p.chosen) for p in pairs], dtype=np.float32),
+        rejected_chars=np.array([len(p.rejected) for p in pairs], dtype=np.float32),
+        pad_id=pad_token_id(tokenizer),
+        n_truncated=n_trunc,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batching
+
+
+def bucketed_batches(
+    lengths: np.ndarray | Sequence[int], batch_size: int, seed: int, chunk_batches: int = 50
+) -> list[list[int]]:
+    """Batches of indices with similar lengths, in a random order.
+
+    Shuffle all indices, cut them into mega-chunks of `chunk_batches * batch_size`, sort each chunk by
+    length, cut it into batches, then shuffle the batches. Sorting inside chunks keeps some randomness
+    in which pairs meet; shuffling batches keeps long and short batches mixed over the epoch.
+    Deterministic in `seed`, so a resumed run can rebuild the same order and skip what it has seen.
+    """
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    chunk = max(batch_size, batch_size * chunk_batches)
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        idx = idx[np.argsort(lengths[idx], kind="stable")]
+        batches.extend(idx[i : i + batch_size].tolist() for i in range(0, len(idx), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Plain shuffled batches (what a DataLoader with shuffle=True gives), for comparison."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n)
+    return [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
+
+
+def token_budget_batches(
+    lengths: np.ndarray | Sequence[int], max_pairs: int, max_tokens: int
+) -> list[list[int]]:
+    """Evaluation batches: longest first, as many pairs as fit `max_tokens` padded tokens (2 rows a pair)."""
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+    batches, current, width = [], [], 0
+    for i in np.argsort(-lengths, kind="stable").tolist():
+        new_width = max(width, int(lengths[i]))
+        if current and (len(current) >= max_pairs or 2 * (len(current) + 1) * new_width > max_tokens):
+            batches.append(current)
+            current, new_width = [], int(lengths[i])
+        current.append(i)
+        width = new_width
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad_fraction(batches: Sequence[Sequence[int]], lengths: np.ndarray | Sequence[int]) -> float:
+    """Share of the computed (padded) token positions that are padding, counting both rows of a pair."""
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+    real = padded = 0
+    for b in batches:
+        ls = lengths[list(b)]
+        real += int(ls.sum())
+        padded += int(ls.max()) * len(ls)
+    return 1.0 - real / padded if padded else 0.0
+
+
+def collate(enc: EncodedPairs, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Pad one batch: rows 0..B-1 are the chosen answers, rows B..2B-1 the rejected ones, right padding."""
+    import numpy as np
+    import torch
+
+    rows = [enc.chosen_ids[i] for i in indices] + [enc.rejected_ids[i] for i in indices]
+    width = max(len(r) for r in rows)
+    input_ids = np.full((len(rows), width), enc.pad_id, dtype=np.int64)  # (2B, T)
+    attention_mask = np.zeros((len(rows), width), dtype=np.int64)  # (2B, T)
+    for k, r in enumerate(rows):
+        input_ids[k, : len(r)] = r
+        attention_mask[k, : len(r)] = 1
+    idx = np.asarray(indices)
+    batch = {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention_mask),
+        "margin": torch.from_numpy(enc.margin[idx]),  # (B,)
+        "weight": torch.from_numpy(enc.weight[idx]),  # (B,)
+        "length": torch.from_numpy(np.concatenate([enc.chosen_chars[idx], enc.rejected_chars[idx]])),  # (2B,)
+    }
+    if enc.chosen_types is not None and enc.rejected_types is not None:
+        types = np.zeros((len(rows), width), dtype=np.int64)  # (2B, T)
+        trows = [enc.chosen_types[i] for i in indices] + [enc.rejected_types[i] for i in indices]
+        for k, r in enumerate(trows):
+            types[k, : len(r)] = r
+        batch["token_type_ids"] = torch.from_numpy(types)
+    return batch

@@ -1,0 +1,224 @@
+"""Validation metrics for a reward model, with the length-bias figures the product reports.
+
+    metrics = evaluate(model, val_pairs, tokenizer, max_length=256)
+    metrics["accuracy"], metrics["accuracy_length_matched"], metrics["pearson_length"], metrics["ece"]
+
+Besides accuracy (Bradley-Terry / TRL), it measures what ODIN (Chen et al. 2024) and Singhal et al.
+(2023, "A Long Way to Go: Investigating Length Correlations in RLHF") look at: accuracy on pairs of about
+equal length and on pairs where the shorter answer won, and the correlation of the reward with answer
+length. Calibration is the expected calibration error (Guo et al. 2017) of sigmoid(r_chosen - r_rejected).
+Answer length is counted in characters. The metric helpers work on plain numpy arrays so they can be
+tested on hand-made rewards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .data import EncodedPairs, PreferencePair, collate, encode_pairs, token_budget_batches
+from .model import RewardModel
+
+LENGTH_MATCH_RATIO = 1.2
+
+
+def pearson_np(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; 0.0 when either side is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    xc, yc = x - x.mean(), y - y.mean()
+    denom = np.sqrt((xc * xc).sum() * (yc * yc).sum())
+    return float((xc * yc).sum() / denom) if denom > 0 else 0.0
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), like scipy.stats.rankdata."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0
+        i = j + 1
+    return ranks
+
+
+def spearman_np(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (scipy when installed, else Pearson of average ranks)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return 0.0
+    try:
+        from scipy.stats import spearmanr
+    except ImportError:
+        return pearson_np(_rank(x), _rank(y))
+    return float(spearmanr(x, y).statistic)
+
+
+def expected_calibration_error(p_chosen: np.ndarray, n_bins: int = 10) -> tuple[float, list[dict]]:
+    """ECE of p = sigmoid(r_chosen - r_rejected) with 10 equal-width bins over [0, 1].
+
+    Every pair counts in both orientations, (p, label 1) and (1 - p, label 0), so the score does not
+    depend on which answer is listed first. ECE = sum over bins of (n_bin / n) * |mean p - mean label|.
+    Returns (ece, reliability rows for a plot).
+    """
+    p = np.asarray(p_chosen, dtype=np.float64)
+    if len(p) == 0:
+        return 0.0, []
+    probs = np.concatenate([p, 1.0 - p])
+    labels = np.concatenate([np.ones_like(p), np.zeros_like(p)])
+    bins = np.minimum((probs * n_bins).astype(int), n_bins - 1)
+    ece, rows = 0.0, []
+    for b in range(n_bins):
+        sel = bins == b
+        if not sel.any():
+            continue
+        conf, acc = probs[sel].mean(), labels[sel].mean()
+        ece += sel.sum() / len(probs) * abs(conf - acc)
+        rows.append(
+            {"lo": b / n_bins, "hi": (b + 1) / n_bins, "n": int(sel.sum()), "mean_p": conf, "frac": acc}
+        )
+    return float(ece), rows
+
+
+def length_matched_mask(len_chosen: np.ndarray, len_rejected: np.ndarray, ratio: float = LENGTH_MATCH_RATIO):
+    """Pairs whose longer answer is at most `ratio` times the shorter one (in characters)."""
+    lc, lr = np.asarray(len_chosen, dtype=np.float64), np.asarray(len_rejected, dtype=np.float64)
+    return np.maximum(lc, lr) <= ratio * np.maximum(np.minimum(lc, lr), 1e-9)
+
+
+def length_buckets(lengths: np.ndarray, rewards: dict[str, np.ndarray], n_buckets: int = 5) -> list[dict]:
+    """Mean of each reward by answer-length quantile bucket (for the 'reward vs length' plot)."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if len(lengths) == 0:
+        return []
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, n_buckets + 1)))
+    which = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, max(len(edges) - 2, 0))
+    rows = []
+    for b in range(max(len(edges) - 1, 1)):
+        sel = which == b
+        if not sel.any():
+            continue
+        row = {"lo": float(edges[b]), "hi": float(edges[min(b + 1, len(edges) - 1)]), "n": int(sel.sum())}
+        row |= {f"mean_{k}": float(v[sel].mean()) for k, v in rewards.items()}
+        rows.append(row)
+    return rows
+
+
+def _acc(diff: np.ndarray, mask: np.ndarray | None = None) -> float | None:
+    d = diff if mask is None else diff[mask]
+    return float((d > 0).mean()) if len(d) else None
+
+
+def _logsigmoid_loss(diff: np.ndarray, weight: np.ndarray) -> float:
+    return float((weight * np.logaddexp(0.0, -diff)).mean()) if len(diff) else 0.0
+
+
+def metrics_from_rewards(
+    q_chosen: np.ndarray,
+    q_rejected: np.ndarray,
+    len_chosen: np.ndarray,
+    len_rejected: np.ndarray,
+    l_chosen: np.ndarray | None = None,
+    l_rejected: np.ndarray | None = None,
+    margin: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+) -> dict:
+    """All evaluation metrics from per-pair rewards (quality head q, length head l) and answer lengths."""
+    q_c, q_r = np.asarray(q_chosen, np.float64), np.asarray(q_rejected, np.float64)
+    n = len(q_c)
+    l_c = np.zeros(n) if l_chosen is None else np.asarray(l_chosen, np.float64)
+    l_r = np.zeros(n) if l_rejected is None else np.asarray(l_rejected, np.float64)
+    margin = np.zeros(n) if margin is None else np.asarray(margin, np.float64)
+    weight = np.ones(n) if weight is None else np.asarray(weight, np.float64)
+    len_c, len_r = np.asarray(len_chosen, np.float64), np.asarray(len_rejected, np.float64)
+    diff_q, diff_sum = q_c - q_r, (q_c + l_c) - (q_r + l_r)
+    matched = length_matched_mask(len_c, len_r)
+    shorter_won = len_c < len_r
+    lengths = np.concatenate([len_c, len_r])  # (2N,)
+    reward_q = np.concatenate([q_c, q_r])  # (2N,)
+    reward_l = np.concatenate([l_c, l_r])  # (2N,)
+    ece, reliability = expected_calibration_error(1.0 / (1.0 + np.exp(-diff_q)))
+    return {
+        "n_pairs": n,
+        "loss": _logsigmoid_loss(diff_sum - margin, weight),
+        "loss_quality": _logsigmoid_loss(diff_q - margin, weight),
+        "accuracy": _acc(diff_q),
+        "accuracy_sum": _acc(diff_sum),
+        "accuracy_length_matched": _acc(diff_q, matched),
+        "n_length_matched": int(matched.sum()),
+        "accuracy_shorter_won": _acc(diff_q, shorter_won),
+        "n_shorter_won": int(shorter_won.sum()),
+        "pearson_length": pearson_np(reward_q, lengths),
+        "spearman_length": spearman_np(reward_q, lengths),
+        "pearson_length_head": pearson_np(reward_l, lengths),
+        "ece": ece,
+        "margin": float(diff_q.mean()) if n else 0.0,
+        "reward_mean": float(reward_q.mean()) if n else 0.0,
+        "reward_std": float(reward_q.std()) if n else 0.0,
+        "plots": {
+            "length": lengths.tolist(),
+            "reward_quality": reward_q.tolist(),
+            "reward_length": reward_l.tolist(),
+            "length_buckets": length_buckets(
+                lengths, {"reward_quality": reward_q, "reward_length": reward_l}
+            ),
+            "reliability": reliability,
+        },
+    }
+
+
+def scalar_metrics(metrics: dict) -> dict:
+    """The metrics without the plot arrays (for history rows and log lines)."""
+    return {k: v for k, v in metrics.items() if k != "plots"}
+
+
+@torch.inference_mode()
+def evaluate(
+    model: RewardModel,
+    pairs: Sequence[PreferencePair],
+    tokenizer,
+    *,
+    max_length: int | None = None,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    encoded: EncodedPairs | None = None,
+) -> dict:
+    """Score every pair (quality and length heads, chosen and rejected) and compute `metrics_from_rewards`.
+
+    Batches are formed longest-first under a token budget so evaluation wastes little on padding.
+    Pass `encoded` (from `encode_pairs`) to skip tokenization when evaluating the same pairs repeatedly.
+    """
+    max_length = max_length or model.max_length or 256
+    enc = (
+        encoded
+        if encoded is not None
+        else encode_pairs(pairs, tokenizer, max_length, with_types=model.uses_token_types)
+    )
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    n = len(enc)
+    q = np.zeros((2, n), dtype=np.float64)  # chosen, rejected
+    ln = np.zeros((2, n), dtype=np.float64)
+    for idx in token_budget_batches(enc.lengths, batch_size, max_tokens=2 * batch_size * max_length):
+        batch = collate(enc, idx)
+        inputs = {
+            k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
+        }
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            r_q, r_l = model(**inputs)  # (2B,)
+        r_q, r_l = r_q.float().cpu().numpy().reshape(2, -1), r_l.float().cpu().numpy().reshape(2, -1)
+        q[:, idx], ln[:, idx] = r_q, r_l
+    model.train(was_training)
+    metrics = metrics_from_rewards(
+        q[0], q[1], enc.chosen_chars, enc.rejected_chars, ln[0], ln[1], enc.margin, enc.weight
+    )
+    if not model.odin:  # a plain model has one head: the summed figures are the same figures
+        metrics["accuracy_sum"] = metrics["accuracy"]
+    return metrics

@@ -1,0 +1,343 @@
+"""Reward model: a transformers backbone, pooling, and one (Bradley-Terry) or two (ODIN) linear heads.
+
+Papers followed:
+- Bradley-Terry reward modelling as in InstructGPT (Ouyang et al. 2022) and TRL's RewardTrainer:
+  loss = -logsigmoid(r_chosen - r_rejected - margin), logging accuracy, margin and reward statistics.
+- ODIN (Chen et al. 2024, "ODIN: Disentangled Reward Mitigates Hacking in RLHF"): a quality head and a
+  length head share the backbone; the ranking loss is on their sum, the length head is pushed to
+  correlate with answer length, the quality head not to, and the two head weight vectors to be
+  orthogonal. Only the quality head is used downstream (`reward()`), so RL cannot buy reward with length.
+
+Usage:
+
+    model = RewardModel.from_backbone("path/to/minilm", odin=True)
+    r_quality, r_length = model(input_ids, attention_mask)         # each (B,)
+    model.save_pretrained("runs/rm1/model", tokenizer=tokenizer)
+    model = RewardModel.from_pretrained("runs/rm1/model")
+    scores = model.score(tokenizer, prompts, answers)               # quality reward, (N,)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+REWARD_CONFIG = "reward_config.json"
+HEADS_FILE = "reward_heads.safetensors"
+# Model types whose last token sees the whole sequence (causal attention): pool the last real token.
+DECODER_MODEL_TYPES = {
+    "gpt2",
+    "gptj",
+    "gpt_neo",
+    "gpt_neox",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "qwen2_moe",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "phi",
+    "phi3",
+    "opt",
+    "bloom",
+    "falcon",
+    "mpt",
+    "olmo",
+    "olmo2",
+    "smollm3",
+    "starcoder2",
+    "stablelm",
+    "codegen",
+    "granite",
+    "cohere",
+}
+
+
+@dataclass
+class LossWeights:
+    """Weights of the ODIN terms added to the Bradley-Terry loss (ignored when odin=False)."""
+
+    corr_quality: float = 1.0
+    """weight of |Pearson(r_quality, answer length)| over the 2B answers of a batch"""
+    corr_length: float = 1.0
+    """weight of -Pearson(r_length, answer length): the length head should carry length"""
+    ortho: float = 1.0
+    """weight of |w_quality . w_length|: the heads read different directions of the pooled state"""
+
+
+def resolve_pooling(config, pooling: str = "auto") -> str:
+    """'mean' for encoders, 'last' (last non-pad token) for decoders; explicit values pass through."""
+    if pooling in ("mean", "last"):
+        return pooling
+    if pooling != "auto":
+        raise ValueError(f"pooling must be 'auto', 'mean' or 'last', got {pooling!r}")
+    archs = getattr(config, "architectures", None) or []
+    decoder = (
+        bool(getattr(config, "is_decoder", False))
+        or getattr(config, "model_type", "") in DECODER_MODEL_TYPES
+        or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    )
+    return "last" if decoder else "mean"
+
+
+def disable_dropout(module: nn.Module) -> None:
+    """Reward models train better and faster without dropout (TRL disables it too): on CPU, attention
+    dropout also forces SDPA onto its slow path."""
+    for m in module.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+
+
+def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Differentiable Pearson correlation of two (N,) vectors; 0 when either is constant."""
+    xc, yc = x - x.mean(), y - y.mean()
+    return (xc * yc).sum() / (xc.norm() * yc.norm() + eps)
+
+
+def bradley_terry_loss(
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None, weight=None
+) -> torch.Tensor:
+    """Mean over the batch of weight * -logsigmoid(r_chosen - r_rejected - margin); inputs (B,)."""
+    diff = r_chosen - r_rejected  # (B,)
+    if margin is not None:
+        diff = diff - margin
+    loss = -F.logsigmoid(diff)  # (B,)
+    if weight is not None:
+        loss = loss * weight
+    return loss.mean()
+
+
+class RewardModel(nn.Module):
+    """Backbone + pooling + quality head (+ length head when `odin`)."""
+
+    def __init__(self, backbone: nn.Module, *, odin: bool = True, pooling: str = "auto", source: str = ""):
+        super().__init__()
+        self.backbone = backbone
+        self.odin = odin
+        self.pooling = resolve_pooling(backbone.config, pooling)
+        self.source = source
+        self.max_length: int | None = None  # set by training, saved, used by score()
+        hidden = int(backbone.config.get_text_config().hidden_size)
+        self.hidden_size = hidden
+        self.quality_head = nn.Linear(hidden, 1)
+        self.length_head = nn.Linear(hidden, 1) if odin else None
+        for head in (self.quality_head, self.length_head):
+            if head is not None:  # small init, as the value/reward heads in "N implementation details"
+                nn.init.normal_(head.weight, std=1.0 / math.sqrt(hidden + 1))
+                nn.init.zeros_(head.bias)
+        self.uses_token_types = int(getattr(backbone.config, "type_vocab_size", 0) or 0) > 1
+
+    # --- construction -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_backbone(
+        cls, name_or_path: str, *, odin: bool = True, pooling: str = "auto", dropout: bool = False, **kwargs
+    ) -> RewardModel:
+        """Load a transformers base model (`AutoModel`, encoder or decoder) and add fresh heads."""
+        from transformers import AutoModel
+
+        backbone = AutoModel.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
+        if not dropout:
+            disable_dropout(backbone)
+        return cls(backbone, odin=odin, pooling=pooling, source=str(name_or_path))
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device | None = None
+    ) -> RewardModel:
+        """Load a folder written by `save_pretrained` (backbone, heads, reward_config.json)."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        directory = Path(directory)
+        cfg = json.loads((directory / REWARD_CONFIG).read_text())
+        backbone = AutoModel.from_pretrained(directory, dtype=torch.float32)
+        disable_dropout(backbone)
+        model = cls(backbone, odin=cfg["odin"], pooling=cfg["pooling"], source=cfg.get("backbone_source", ""))
+        model.max_length = cfg.get("max_length")
+        heads = load_file(directory / HEADS_FILE)
+        model.quality_head.load_state_dict({"weight": heads["quality.weight"], "bias": heads["quality.bias"]})
+        if model.length_head is not None:
+            model.length_head.load_state_dict(
+                {"weight": heads["length.weight"], "bias": heads["length.bias"]}
+            )
+        model.eval()
+        return model.to(device) if device is not None else model
+
+    def save_pretrained(self, directory: str | Path, tokenizer=None) -> None:
+        """Backbone via transformers (safetensors), heads as safetensors, tokenizer, reward_config.json."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(directory)  # safetensors (the default since transformers 4.35)
+        heads = {
+            "quality.weight": self.quality_head.weight,
+            "quality.bias": self.quality_head.bias,
+        }
+        if self.length_head is not None:
+            heads |= {"length.weight": self.length_head.weight, "length.bias": self.length_head.bias}
+        save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, directory / HEADS_FILE)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory)
+        config = {
+            "format": "rewardtrainer/1",
+            "odin": self.odin,
+            "pooling": self.pooling,
+            "hidden_size": self.hidden_size,
+            "heads": ["quality", "length"] if self.odin else ["quality"],
+            "backbone_source": self.source,
+            "max_length": self.max_length,
+        }
+        (directory / REWARD_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+    # --- forward ----------------------------------------------------------------------------------------
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, H): mean over real tokens, or the last real token (right padding)."""
+        if self.pooling == "last":
+            last = attention_mask.sum(dim=1) - 1  # (B,)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids, attention_mask: (B, T) right-padded. Returns (r_quality, r_length), each (B,);
+        r_length is zeros for a plain Bradley-Terry model."""
+        kwargs = (
+            {"token_type_ids": token_type_ids} if token_type_ids is not None and self.uses_token_types else {}
+        )
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        pooled = self.pool(hidden, attention_mask).float()  # (B, H); heads in fp32 under autocast too
+        r_quality = self.quality_head(pooled).squeeze(-1)  # (B,)
+        if self.length_head is None:
+            return r_quality, torch.zeros_like(r_quality)
+        return r_quality, self.length_head(pooled).squeeze(-1)
+
+    def reward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """The reward used downstream (PPO, best-of-n): the quality head only, (B,)."""
+        return self(input_ids, attention_mask, token_type_ids)[0]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for h in (self.quality_head, self.length_head) if h is not None for p in h.parameters()]
+
+    # --- loss -------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self, batch: dict[str, torch.Tensor], weights: LossWeights | None = None, autocast_dtype=None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One forward over chosen+rejected rows (2B, T) and the training loss; stats are detached."""
+        weights = weights or LossWeights()
+        device = batch["input_ids"].device
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            r_q, r_l = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))  # (2B,)
+        return reward_loss(
+            r_q,
+            r_l,
+            batch["length"],
+            batch["margin"],
+            batch["weight"],
+            weights,
+            self.quality_head.weight if self.odin else None,
+            self.length_head.weight if self.length_head is not None else None,
+        )
+
+    @torch.inference_mode()
+    def score(
+        self,
+        tokenizer,
+        prompts: Sequence[str],
+        answers: Sequence[str],
+        *,
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ) -> torch.Tensor:
+        """Quality reward of each (prompt, answer), (N,) on CPU. For PPO / best-of-n / the web UI."""
+        from .data import encode_texts, pad_token_id, token_budget_batches
+
+        max_length = max_length or self.max_length or 256
+        ids, types, _ = encode_texts(
+            tokenizer, prompts, answers, max_length, with_types=self.uses_token_types
+        )
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        out = torch.empty(len(ids))
+        lengths = [len(r) for r in ids]
+        for chunk in token_budget_batches(
+            lengths, batch_size, max_tokens=2 * batch_size * max_length
+        ):  # rows count twice
+            width = max(lengths[i] for i in chunk)
+            x = torch.full((len(chunk), width), pad_token_id(tokenizer), dtype=torch.long)  # (B, T)
+            m = torch.zeros_like(x)  # (B, T)
+            t = torch.zeros_like(x) if types is not None else None
+            for k, i in enumerate(chunk):
+                x[k, : lengths[i]] = torch.tensor(ids[i])
+                m[k, : lengths[i]] = 1
+                if t is not None:
+                    t[k, : lengths[i]] = torch.tensor(types[i])
+            r = self.reward(x.to(device), m.to(device), t.to(device) if t is not None else None)
+            out[torch.tensor(chunk)] = r.float().cpu()
+        self.train(was_training)
+        return out
+
+
+def reward_loss(
+    r_q: torch.Tensor,
+    r_l: torch.Tensor,
+    length: torch.Tensor,
+    margin: torch.Tensor,
+    weight: torch.Tensor,
+    weights: LossWeights,
+    w_quality: torch.Tensor | None = None,
+    w_length: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Bradley-Terry on the summed heads plus ODIN's disentangling terms.
+
+    r_q, r_l, length: (2B,), the first B rows chosen, the last B rejected; margin, weight: (B,).
+    With `w_length` None (plain model) r_l is zeros and the loss is Bradley-Terry on the quality head.
+    """
+    B = margin.shape[0]
+    r = r_q + r_l  # (2B,) the summed reward the ranking loss sees
+    bt_loss = bradley_terry_loss(r[:B], r[B:], margin, weight)
+    loss = bt_loss
+    stats = {"bt_loss": bt_loss.detach()}
+    if w_length is not None and w_quality is not None:
+        length = length.to(r_q.dtype)
+        corr_q = pearson(r_q, length)
+        corr_l = pearson(r_l, length)
+        ortho = (w_quality.flatten() * w_length.flatten()).sum().abs()
+        loss = (
+            loss + weights.corr_quality * corr_q.abs() - weights.corr_length * corr_l + weights.ortho * ortho
+        )
+        stats |= {"corr_quality": corr_q.detach(), "corr_length": corr_l.detach(), "ortho": ortho.detach()}
+    with torch.no_grad():
+        q_c, q_r = r_q[:B], r_q[B:]
+        stats |= {
+            "loss": loss.detach(),
+            "accuracy": (q_c > q_r).float().mean(),
+            "accuracy_sum": (r[:B] > r[B:]).float().mean(),
+            "margin": (q_c - q_r).mean(),
+            "reward_mean": r_q.mean(),
+            "reward_std": r_q.std() if r_q.numel() > 1 else torch.zeros(()),
+        }
+    return loss, stats

@@ -1,0 +1,94 @@
+"""Kill -9 a real Celery gpu worker in the middle of a run: after a restart it resumes and finishes.
+
+Real components: a Celery worker subprocess on a private queue, Redis, PostgreSQL, and the real
+trainer on a tiny BERT. No second run is started; the run records two attempts and where it resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from labelapp.models import RewardModelVersion, TrainingRun
+from labelapp.services import training
+
+pytest.importorskip("torch")
+
+pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+
+
+def _wait(predicate, timeout: float, what: str, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise AssertionError(f"worker exited early while waiting for {what}:\n{out[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_worker_resumes_the_run_from_its_checkpoint(
+    settings, tiny_backbone, tmp_path, guideline, make_user, celery_worker_process
+):
+    from tests.labelapp.test_training import _rate_many
+
+    queue = f"test-gpu-{os.getpid()}"
+    knobs = {
+        "BACKBONE": tiny_backbone,
+        "MAX_LENGTH": 64,
+        "BATCH_SIZE": 4,
+        "EPOCHS": 40,
+        "EVAL_EVERY": 50,
+        "CHECKPOINT_EVERY": 10,
+        "DEVICE": "cpu",
+        "QUEUE": queue,
+        "MAX_ATTEMPTS": 3,
+    }
+    settings.TRAINING = {**settings.TRAINING, **knobs}
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    env = {
+        "RM_BACKBONE": tiny_backbone,
+        "RM_MAX_LENGTH": "64",
+        "RM_BATCH_SIZE": "4",
+        "RM_EPOCHS": "40",
+        "RM_EVAL_EVERY": "50",
+        "RM_CHECKPOINT_EVERY": "10",
+        "RM_DEVICE": "cpu",
+        "RM_QUEUE": queue,
+        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "OMP_NUM_THREADS": "1",
+    }
+    _rate_many(make_user, 40)
+    name = f"{queue}@%h"
+
+    worker = celery_worker_process(queue=queue, name=name, extra_env=env)
+    run = training.training_run_request(trigger="manual", force=True)
+    assert run is not None
+
+    def progressed_past_a_checkpoint():
+        r = TrainingRun.objects.get(pk=run.pk)
+        return r.status == "running" and (r.progress_detail.get("step") or 0) >= 25
+
+    _wait(progressed_past_a_checkpoint, 120, "the run to pass a checkpoint", worker)
+    os.killpg(worker.pid, signal.SIGKILL)  # the whole worker, pool child included: no goodbye
+    worker.wait(timeout=30)
+    run.refresh_from_db()
+    assert run.status == "running" and run.attempts == 1  # the database still believes it runs
+
+    celery_worker_process(queue=queue, name=name, extra_env=env)  # same node name: it recovers its runs
+    finished = _wait(
+        lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(),
+        240,
+        "the run",
+    )
+    assert finished.status == "succeeded", finished.error
+    assert finished.attempts == 2
+    assert TrainingRun.objects.count() == 1  # no second run
+    assert finished.metrics.get("resumed_from_step", 0) >= 10
+    assert RewardModelVersion.objects.get().run_id == run.pk

@@ -125,3 +125,37 @@ class QueueFiguresSerializer(serializers.Serializer):
     pending = serializers.IntegerField()
     leased = serializers.IntegerField()
     done = serializers.IntegerField()
+
+
+class TrainingRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    trigger = serializers.CharField()
+    attempts = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+    progress = serializers.FloatField()
+    progress_detail = serializers.DictField()
+    metrics = serializers.DictField()
+    error = serializers.CharField()
+    n_ratings = serializers.IntegerField(source="data_snapshot.n_usable", default=0)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class TrainingRequestSerializer(serializers.Serializer):
+    with_baseline = serializers.BooleanField(
+        default=False, help_text="Also train a plain Bradley-Terry model."
+    )
+
+
+class RewardModelVersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    run_id = serializers.IntegerField()
+    is_active = serializers.BooleanField()
+    metrics = serializers.DictField()
+    baseline_metrics = serializers.DictField()
+    artifact_path = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    activated_at = serializers.DateTimeField(allow_null=True)

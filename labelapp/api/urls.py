@@ -15,4 +15,11 @@ urlpatterns = [
     path("guidelines/current/", views.CurrentGuidelineView.as_view(), name="api-guideline-current"),
     path("guidelines/acknowledge/", views.AcknowledgeView.as_view(), name="api-guideline-ack"),
     path("queue/", views.QueueFiguresView.as_view(), name="api-queue"),
+    path("training/runs/", views.TrainingRunsView.as_view(), name="api-training-runs"),
+    path("reward-models/", views.RewardModelsView.as_view(), name="api-reward-models"),
+    path(
+        "reward-models/<int:number>/activate/",
+        views.RewardModelActivateView.as_view(),
+        name="api-reward-model-activate",
+    ),
 ]

@@ -14,7 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api import serializers as s
-from labelapp.models import Assignment, GuidelineAcknowledgment, GuidelineVersion, Rating
+from labelapp.models import (
+    Assignment,
+    GuidelineAcknowledgment,
+    GuidelineVersion,
+    Rating,
+    RewardModelVersion,
+    TrainingRun,
+)
 from labelapp.selectors import assignment_for_page, rating_view
 from labelapp.services.assignment import QueueError, assignment_next, assignment_skip
 from labelapp.services.guidelines import (
@@ -25,6 +32,7 @@ from labelapp.services.guidelines import (
 )
 from labelapp.services.queue import queue_figures
 from labelapp.services.ratings import RatingError, rating_submit
+from labelapp.services.training import reward_model_activate, training_run_request
 
 
 def _own_assignment(request, assignment_id: int) -> Assignment:
@@ -184,3 +192,47 @@ class QueueFiguresView(APIView):
     @extend_schema(responses={200: s.QueueFiguresSerializer})
     def get(self, request):
         return Response(s.QueueFiguresSerializer(queue_figures()).data)
+
+
+class TrainingRunsView(APIView):
+    """Reward model runs (staff). POST queues one now, unless one is already queued or running (409)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: s.TrainingRunSerializer(many=True)})
+    def get(self, request):
+        runs = TrainingRun.objects.all()[:50]
+        return Response(s.TrainingRunSerializer(runs, many=True).data)
+
+    @extend_schema(request=s.TrainingRequestSerializer, responses={201: s.TrainingRunSerializer})
+    def post(self, request):
+        serializer = s.TrainingRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = training_run_request(
+            trigger="api",
+            requested_by=request.user,
+            force=True,
+            with_baseline=serializer.validated_data["with_baseline"],
+        )
+        if run is None:
+            return Response({"detail": "A run is already queued or running: one at a time."}, status=409)
+        return Response(s.TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RewardModelsView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: s.RewardModelVersionSerializer(many=True)})
+    def get(self, request):
+        return Response(s.RewardModelVersionSerializer(RewardModelVersion.objects.all()[:50], many=True).data)
+
+
+class RewardModelActivateView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: s.RewardModelVersionSerializer})
+    def post(self, request, number: int):
+        version = RewardModelVersion.objects.filter(number=number).first()
+        if version is None:
+            raise NotFound("No such reward model version.")
+        return Response(s.RewardModelVersionSerializer(reward_model_activate(version=version)).data)

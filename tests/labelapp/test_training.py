@@ -268,3 +268,23 @@ def test_training_pages_are_staff_only(client, rater):
     assert client.get(reverse("training_home")).status_code == 302
     assert client.post(reverse("training_start")).status_code == 302
     assert TrainingRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_training_api_is_for_staff_and_single_flight(client, rater, staff, guideline, enqueued):
+    client.force_login(rater)
+    assert client.get("/api/training/runs/").status_code == 403
+    assert client.post("/api/training/runs/", {}).status_code == 403
+    client.force_login(staff)
+    first = client.post("/api/training/runs/", {"with_baseline": True}, content_type="application/json")
+    assert first.status_code == 201 and first.json()["status"] == "queued"
+    again = client.post("/api/training/runs/", {}, content_type="application/json")
+    assert again.status_code == 409 and "one at a time" in again.json()["detail"]
+    assert (
+        client.post(
+            "/api/training/runs/", {"with_baseline": "maybe"}, content_type="application/json"
+        ).status_code
+        == 400
+    )
+    assert [r["id"] for r in client.get("/api/training/runs/").json()] == [first.json()["id"]]
+    assert client.post("/api/reward-models/7/activate/").status_code == 404

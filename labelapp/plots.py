@@ -56,32 +56,8 @@ def _svg(title: str, body: list[str], legend: list[tuple[str, str]]) -> str:
     )
 
 
-def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str) -> str:
-    points = {name: [(x, y) for x, y in pts if _finite([x, y]) == [x, y]] for name, pts in series.items()}
-    xs = [x for pts in points.values() for x, _ in pts]
-    ys = [y for pts in points.values() for _, y in pts]
-    if not xs:
-        return ""
-    x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
-    sx, sy = _scale(x_lo, x_hi, PAD_L, W - PAD_R), _scale(y_lo, y_hi, H - PAD_B, PAD_T)
-    body = _axes(x_lo, x_hi, y_lo, y_hi, x_label, y_label)
-    legend = []
-    for i, (name, pts) in enumerate(points.items()):
-        color = COLORS[i % len(COLORS)]
-        legend.append((name, color))
-        if pts:
-            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(pts))
-            body.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{path}"/>')
-    return _svg(title, body, legend)
-
-
-def scatter(
-    title: str,
-    series: dict[str, list[tuple[float, float]]],
-    x_label: str,
-    y_label: str,
-    max_points: int = 1500,
-) -> str:
+def _chart(title, series, x_label, y_label, draw, max_points: int | None = None) -> str:
+    """Common frame: drop non-finite points, scale to the data, axes, legend; `draw` adds each series."""
     points = {
         name: [(x, y) for x, y in pts if _finite([x, y]) == [x, y]][:max_points]
         for name, pts in series.items()
@@ -97,8 +73,30 @@ def scatter(
     for i, (name, pts) in enumerate(points.items()):
         color = COLORS[i % len(COLORS)]
         legend.append((name, color))
-        body.extend(
-            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2" fill="{color}" fill-opacity="0.45"/>'
-            for x, y in pts
-        )
+        body.extend(draw([(sx(x), sy(y)) for x, y in pts], color))
     return _svg(title, body, legend)
+
+
+def _polyline(pts, color):
+    if pts:
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in sorted(pts))
+        yield f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{path}"/>'
+
+
+def _dots(pts, color):
+    for x, y in pts:
+        yield f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{color}" fill-opacity="0.45"/>'
+
+
+def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str) -> str:
+    return _chart(title, series, x_label, y_label, _polyline)
+
+
+def scatter(
+    title: str,
+    series: dict[str, list[tuple[float, float]]],
+    x_label: str,
+    y_label: str,
+    max_points: int = 1500,
+) -> str:
+    return _chart(title, series, x_label, y_label, _dots, max_points)

@@ -13,18 +13,18 @@ Concurrency design (checked by tests/labelapp/test_queue_concurrency.py against 
 
 from __future__ import annotations
 
-import contextlib
 import random
 import uuid
 from collections import Counter
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, Prompt, Response
+from labelapp.rawsql import fetch_one, loaded_instance
 
 
 class QueueError(Exception):
@@ -74,14 +74,6 @@ JOIN labelapp_response rb ON rb.id = b.response_b_id
 """
 
 
-def _loaded(model, **fields):
-    """A model instance for a row we just read ourselves (saves later are UPDATEs)."""
-    obj = model(**fields)
-    obj._state.adding = False
-    obj._state.db = "default"
-    return obj
-
-
 def _claim_one(*, rater, now: datetime) -> Assignment | None:
     params = {
         "rater": rater.pk,
@@ -91,32 +83,27 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
         "expires": now + settings.LEASE_DURATION,
         "key": uuid.uuid4(),
     }
-    # Inside an outer transaction (tests, callers' atomic blocks) a savepoint keeps a unique violation
-    # from poisoning it; on its own the single statement is already atomic.
-    block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with block, connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
-        row = cursor.fetchone()
+    row = fetch_one(_CLAIM_SQL, params)
     if row is None:
         return None
     (aid, cid, kind, priority, required, pid, ptext, phtml,
      ra_id, ra_text, ra_html, ra_words, rb_id, rb_text, rb_html, rb_words) = row  # fmt: skip
-    prompt = _loaded(Prompt, id=pid, text=ptext, html=phtml)
-    comparison = _loaded(
+    prompt = loaded_instance(Prompt, id=pid, text=ptext, html=phtml)
+    comparison = loaded_instance(
         Comparison,
         id=cid,
         prompt=prompt,
         kind=kind,
         priority=priority,
         required_ratings=required,
-        response_a=_loaded(
+        response_a=loaded_instance(
             Response, id=ra_id, prompt=prompt, text=ra_text, html=ra_html, word_count=ra_words
         ),
-        response_b=_loaded(
+        response_b=loaded_instance(
             Response, id=rb_id, prompt=prompt, text=rb_text, html=rb_html, word_count=rb_words
         ),
     )
-    return _loaded(
+    return loaded_instance(
         Assignment,
         id=aid,
         rater=rater,

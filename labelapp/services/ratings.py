@@ -7,15 +7,15 @@ rater already rated is refused (and the database's unique constraint backs that 
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from labelapp.models import Assignment, Rating
+from labelapp.rawsql import fetch_one, loaded_instance
 from labelapp.services.assignment import QueueError, assignment_reclaim_expired
 from labelapp.services.guidelines import guideline_current
 
@@ -74,14 +74,9 @@ RETURNING id, comparison_id, guideline_version_id
 """
 
 
-def _submit_fast(
-    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
-) -> Rating | None:
-    now = timezone.now()
-    params = {
-        "now": now,
-        "assignment": assignment_id,
-        "rater": rater.pk,
+def _rating_fields(data: RatingInput) -> dict:
+    """The Rating columns a RatingInput fills (both insert paths use it)."""
+    return {
         "preference": data.preference,
         "both_bad": data.both_bad,
         "rationale": data.rationale,
@@ -90,36 +85,32 @@ def _submit_fast(
         "flag_broken": data.flag_broken,
         "length_check": data.length_check,
         "time_on_task_ms": _clamp_ms(data.time_on_task_ms),
-        "key": idempotency_key,
         **{name: data.scores.get(name) for name in Rating.DIMENSIONS},
     }
-    block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with block, connection.cursor() as cursor:
-        cursor.execute(_SUBMIT_SQL, params)
-        row = cursor.fetchone()
+
+
+def _submit_fast(
+    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
+) -> Rating | None:
+    now = timezone.now()
+    fields = _rating_fields(data)
+    row = fetch_one(
+        _SUBMIT_SQL,
+        {**fields, "now": now, "assignment": assignment_id, "rater": rater.pk, "key": idempotency_key},
+    )
     if row is None:
         return None
-    rating = Rating(
+    return loaded_instance(
+        Rating,
         id=row[0],
         rater=rater,
         comparison_id=row[1],
         assignment_id=assignment_id,
         guideline_version_id=row[2],
-        preference=data.preference,
-        both_bad=data.both_bad,
-        rationale=data.rationale,
-        flag_pii=data.flag_pii,
-        flag_unsafe=data.flag_unsafe,
-        flag_broken=data.flag_broken,
-        length_check=data.length_check,
-        time_on_task_ms=params["time_on_task_ms"],
         idempotency_key=idempotency_key,
         created_at=now,
-        **{name: data.scores.get(name) for name in Rating.DIMENSIONS},
+        **fields,
     )
-    rating._state.adding = False
-    rating._state.db = "default"
-    return rating
 
 
 def _clamp_ms(ms: int) -> int:
@@ -164,17 +155,9 @@ def rating_submit(
                 rater=rater,
                 comparison_id=assignment.comparison_id,
                 assignment=assignment,
-                preference=data.preference,
-                both_bad=data.both_bad,
-                rationale=data.rationale,
-                flag_pii=data.flag_pii,
-                flag_unsafe=data.flag_unsafe,
-                flag_broken=data.flag_broken,
-                length_check=data.length_check,
                 guideline_version=guideline,
-                time_on_task_ms=_clamp_ms(data.time_on_task_ms),
                 idempotency_key=idempotency_key,
-                **{name: data.scores.get(name) for name in Rating.DIMENSIONS},
+                **_rating_fields(data),
             )
             assignment.status = Assignment.Status.DONE
             assignment.finished_at = timezone.now()

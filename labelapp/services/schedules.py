@@ -12,22 +12,25 @@ QUEUE_HOUSEKEEPING = "Queue housekeeping: release expired leases, record figures
 REWARD_MODEL_CHECK = "Reward model: retrain when enough new ratings arrived"
 
 
+def _jobs() -> list[tuple[str, str, int]]:
+    """(name, task, every seconds) of each scheduled job."""
+    return [
+        (
+            QUEUE_HOUSEKEEPING,
+            "labelapp.tasks.queue_housekeeping",
+            settings.LABEL["QUEUE_HOUSEKEEPING_SECONDS"],
+        ),
+        (REWARD_MODEL_CHECK, "labelapp.tasks.reward_model_check", settings.TRAINING["CHECK_SECONDS"]),
+    ]
+
+
 def schedules_ensure() -> list[str]:
     created = []
-    every = settings.LABEL["QUEUE_HOUSEKEEPING_SECONDS"]
-    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
-    _, was_created = PeriodicTask.objects.get_or_create(
-        name=QUEUE_HOUSEKEEPING,
-        defaults={"task": "labelapp.tasks.queue_housekeeping", "interval": interval, "queue": "default"},
-    )
-    if was_created:
-        created.append(QUEUE_HOUSEKEEPING)
-    every = settings.TRAINING["CHECK_SECONDS"]
-    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
-    _, was_created = PeriodicTask.objects.get_or_create(
-        name=REWARD_MODEL_CHECK,
-        defaults={"task": "labelapp.tasks.reward_model_check", "interval": interval, "queue": "default"},
-    )
-    if was_created:
-        created.append(REWARD_MODEL_CHECK)
+    for name, task, every in _jobs():
+        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
+        _, was_created = PeriodicTask.objects.get_or_create(
+            name=name, defaults={"task": task, "interval": interval, "queue": "default"}
+        )
+        if was_created:
+            created.append(name)
     return created

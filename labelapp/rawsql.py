@@ -1,0 +1,29 @@
+"""The two hand-written SQL statements of the rating hot path run through here.
+
+The claim and the submit are single statements (one round trip, atomic on their own, no explicit
+transaction: see services/assignment.py and services/ratings.py). Their rows become model instances
+without another query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from django.db import connection, transaction
+
+
+def fetch_one(sql: str, params: dict) -> tuple | None:
+    """Run one statement and return its first row. Inside an outer transaction (a caller's atomic
+    block, a test) a savepoint keeps a constraint violation from poisoning it."""
+    block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with block, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def loaded_instance(model, **fields):
+    """A model instance for a row we just read or wrote ourselves (later saves are UPDATEs)."""
+    obj = model(**fields)
+    obj._state.adding = False
+    obj._state.db = "default"
+    return obj

@@ -57,18 +57,7 @@ class RatingForm(forms.Form):
         return data
 
     def to_input(self) -> RatingInput:
-        d = self.cleaned_data
-        return RatingInput(
-            preference=d["preference"],
-            both_bad=d["both_bad"],
-            scores={name: d.get(name) for name in Rating.DIMENSIONS},
-            rationale=d["rationale"].strip(),
-            flag_pii=d["flag_pii"],
-            flag_unsafe=d["flag_unsafe"],
-            flag_broken=d["flag_broken"],
-            length_check=d.get("length_check") or "",
-            time_on_task_ms=d.get("time_on_task_ms") or 0,
-        )
+        return RatingInput.from_validated(self.cleaned_data)
 
 
 class SkipForm(forms.Form):

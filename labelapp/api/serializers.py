@@ -66,18 +66,7 @@ class RatingInSerializer(serializers.Serializer):
         return attrs
 
     def to_input(self) -> RatingInput:
-        d = self.validated_data
-        return RatingInput(
-            preference=d["preference"],
-            both_bad=d["both_bad"],
-            scores={n: d.get(n) for n in Rating.DIMENSIONS},
-            rationale=d["rationale"].strip(),
-            flag_pii=d["flag_pii"],
-            flag_unsafe=d["flag_unsafe"],
-            flag_broken=d["flag_broken"],
-            length_check=d["length_check"],
-            time_on_task_ms=d["time_on_task_ms"],
-        )
+        return RatingInput.from_validated(self.validated_data)
 
 
 class RatingOutSerializer(serializers.ModelSerializer):

@@ -47,6 +47,21 @@ class RatingInput:
     length_check: str = ""
     time_on_task_ms: int = 0
 
+    @classmethod
+    def from_validated(cls, d: dict) -> RatingInput:
+        """From a validated form's or serializer's data (same field names as the Rating model)."""
+        return cls(
+            preference=d["preference"],
+            both_bad=bool(d.get("both_bad")),
+            scores={name: d.get(name) for name in Rating.DIMENSIONS},
+            rationale=(d.get("rationale") or "").strip(),
+            flag_pii=bool(d.get("flag_pii")),
+            flag_unsafe=bool(d.get("flag_unsafe")),
+            flag_broken=bool(d.get("flag_broken")),
+            length_check=d.get("length_check") or "",
+            time_on_task_ms=d.get("time_on_task_ms") or 0,
+        )
+
 
 # The common case in one statement: close the leased assignment and insert the rating with the
 # guideline version in force. The UPDATE's row lock serialises a double submit (the second sees

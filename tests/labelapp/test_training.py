@@ -288,3 +288,22 @@ def test_the_training_api_is_for_staff_and_single_flight(client, rater, staff, g
     )
     assert [r["id"] for r in client.get("/api/training/runs/").json()] == [first.json()["id"]]
     assert client.post("/api/reward-models/7/activate/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_command_checks_like_the_schedule_and_trains_with_now(
+    tiny_settings, guideline, make_user, enqueued
+):
+    from django.core.management import CommandError, call_command
+
+    _rate_many(make_user, 12)
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "MIN_NEW_RATINGS": 100}
+    with pytest.raises(CommandError, match="Only 12 new consented ratings"):
+        call_command("train_reward_model")
+    from io import StringIO
+
+    out = StringIO()
+    call_command("train_reward_model", "--now", "--sync", stdout=out)
+    assert "succeeded" in out.getvalue() and '"accuracy"' in out.getvalue()
+    assert enqueued == []  # --sync ran it here, nothing went to the queue
+    assert RewardModelVersion.objects.get().is_active

@@ -108,37 +108,30 @@ def _loss_chart(history: list[dict]) -> str:
     return plots.line_chart("Loss", series, "step", "loss") if series else ""
 
 
-def _bucket_series(buckets) -> list[tuple[float, float]]:
-    out = []
-    for b in buckets or []:
-        x = b.get("mid", b.get("length_mean", ((b.get("lo") or 0) + (b.get("hi") or 0)) / 2))
-        y = b.get("mean_reward", b.get("reward_mean"))
-        if x is not None and y is not None:
-            out.append((float(x), float(y)))
-    return out
+def _bucket_series(buckets, key: str) -> list[tuple[float, float]]:
+    """(bucket middle, mean reward) from evaluate()'s length buckets."""
+    return [((b["lo"] + b["hi"]) / 2, b[key]) for b in buckets or [] if b.get(key) is not None]
 
 
 def _version_charts(version: RewardModelVersion) -> dict[str, str]:
+    """Loss curves, mean reward by length bucket, reward vs length: this model and the plain one beside it."""
     p = version.plots or {}
-    charts = {"loss": _loss_chart(version.run.metrics_history or p.get("history", []))}
-    by_bucket, points = {}, {}
-    for key, label in (
-        ("main", "quality head" if version.run.config.get("odin") else "reward"),
-        ("baseline", "plain model"),
-    ):
+    odin = bool(version.run.config.get("odin"))
+    by_bucket: dict[str, list] = {}
+    points: dict[str, list] = {}
+    for key, label in (("main", "quality head" if odin else "reward"), ("baseline", "plain model")):
         data = p.get(key) or {}
         if data.get("length_buckets"):
-            by_bucket[label] = _bucket_series(data["length_buckets"])
-        if data.get("lengths") and data.get("rewards"):
-            points[label] = list(zip(data["lengths"], data["rewards"], strict=False))
-    charts["buckets"] = (
-        plots.line_chart("Mean reward by answer length", by_bucket, "answer length", "reward")
+            by_bucket[label] = _bucket_series(data["length_buckets"], "mean_reward_quality")
+            if key == "main" and odin:
+                by_bucket["length head"] = _bucket_series(data["length_buckets"], "mean_reward_length")
+        if data.get("length") and data.get("reward_quality"):
+            points[label] = list(zip(data["length"], data["reward_quality"], strict=False))
+    x_label = "answer length (characters)"
+    return {
+        "loss": _loss_chart(version.run.metrics_history),
+        "buckets": plots.line_chart("Mean reward by answer length", by_bucket, x_label, "reward")
         if by_bucket
-        else ""
-    )
-    charts["scatter"] = (
-        plots.scatter("Reward vs answer length", points, "answer length (characters)", "reward")
-        if points
-        else ""
-    )
-    return charts
+        else "",
+        "scatter": plots.scatter("Reward vs answer length", points, x_label, "reward") if points else "",
+    }

@@ -247,14 +247,11 @@ class _Reporter:
 
     def __init__(self, run_id: int, phase: str, share: tuple[float, float]):
         self.run_id, self.phase, self.share = run_id, phase, share
-        self.history: list[dict] = []
         self._last_write = 0.0
         self._cancel = False
 
     def __call__(self, info: dict) -> None:
         info = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
-        if any(k.startswith("val_") for k in info):
-            self.history.append({"phase": self.phase, **info})
         now = time.monotonic()
         if now - self._last_write < 1.0 and not any(k.startswith("val_") for k in info):
             return
@@ -368,7 +365,6 @@ def _execute(run: TrainingRun) -> str:
         if baseline.stopped or side.should_stop():
             _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
             return TrainingRun.Status.CANCELLED
-        main.history.extend(side.history)
 
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -379,10 +375,10 @@ def _execute(run: TrainingRun) -> str:
         run.progress = 1.0
         run.finished_at = timezone.now()
         run.metrics = {**_scalars(result.metrics), "resumed_from_step": result.resumed_from_step or 0}
-        run.metrics_history = [
-            *(result.history or []),
-            *(baseline.history if baseline else []),
-        ] or main.history
+        main_phase = "odin" if run.config["odin"] else "plain"
+        run.metrics_history = [{**row, "phase": main_phase} for row in result.history or []] + [
+            {**row, "phase": "plain baseline"} for row in (baseline.history if baseline else [])
+        ]
         run.error = ""
         run.save(update_fields=["status", "progress", "finished_at", "metrics", "metrics_history", "error"])
     if settings.TRAINING["AUTO_ACTIVATE"]:

@@ -1,0 +1,181 @@
+"""Loading, splitting, tokenization/truncation and batching of preference pairs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from rewardtrainer.data import (
+    DataError,
+    PairTemplate,
+    PreferencePair,
+    bucketed_batches,
+    collate,
+    encode_pairs,
+    load_jsonl,
+    pad_fraction,
+    random_batches,
+    split_by_prompt,
+    token_budget_batches,
+    truncate,
+)
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_it_loads_trl_standard_and_conversational_rows(tmp_path):
+    path = write_lines(
+        tmp_path / "prefs.jsonl",
+        [
+            {"prompt": "2+2?", "chosen": "4", "rejected": "5", "margin": 0.5, "weight": 2, "id": "a1"},
+            "",
+            {
+                "prompt": [{"role": "user", "content": "Hi?"}],
+                "chosen": [{"role": "assistant", "content": "Hello!"}],
+                "rejected": [{"role": "assistant", "content": "Go away."}],
+            },
+            {  # TRL "implicit prompt": the conversation is inside chosen / rejected
+                "chosen": [{"role": "user", "content": "Name?"}, {"role": "assistant", "content": "Ada."}],
+                "rejected": [{"role": "user", "content": "Name?"}, {"role": "assistant", "content": "No."}],
+                "prompt_id": "q7",
+            },
+        ],
+    )
+    pairs = load_jsonl(path)
+    assert pairs[0] == PreferencePair("2+2?", "4", "5", margin=0.5, weight=2.0, pair_id="a1")
+    assert (pairs[1].prompt, pairs[1].chosen, pairs[1].rejected) == ("Hi?", "Hello!", "Go away.")
+    assert pairs[1].pair_id == "prefs:3"  # file stem and line number when there is no id
+    assert (pairs[2].prompt, pairs[2].chosen, pairs[2].rejected, pairs[2].prompt_id) == (
+        "Name?",
+        "Ada.",
+        "No.",
+        "q7",
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ("{not json", "line 2: invalid JSON"),
+        (json.dumps({"prompt": "p", "chosen": "c"}), "line 2: missing field 'rejected'"),
+        (json.dumps({"prompt": "p", "chosen": 3, "rejected": "r"}), "line 2: 'chosen' must be a string"),
+        (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "weight": -1}), "line 2: 'weight'"),
+        (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "margin": "big"}), "line 2: 'margin'"),
+        (json.dumps(["p", "c", "r"]), "line 2: expected a JSON object"),
+    ],
+)
+def test_it_rejects_a_malformed_line_naming_it(tmp_path, bad_line, message):
+    path = write_lines(tmp_path / "p.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}, bad_line])
+    with pytest.raises(DataError, match=message):
+        load_jsonl(path)
+
+
+def test_split_by_prompt_never_puts_a_prompt_on_both_sides():
+    rng = random.Random(0)
+    pairs = [
+        PreferencePair(f"prompt {k}", f"a{i}", f"b{i}")
+        for i, k in enumerate(rng.choices(range(30), k=200))  # prompts repeat, unevenly
+    ]
+    for seed in range(5):
+        train, val = split_by_prompt(pairs, 0.2, seed)
+        assert len(train) + len(val) == len(pairs)
+        assert not {p.prompt for p in train} & {p.prompt for p in val}
+        assert 0.1 <= len(val) / len(pairs) <= 0.35
+    assert split_by_prompt(pairs, 0.2, 1) != split_by_prompt(pairs, 0.2, 2)
+
+
+def test_split_by_prompt_groups_by_prompt_id_when_given():
+    pairs = [PreferencePair(f"text {i}", "a", "b", prompt_id=f"id{i % 4}") for i in range(40)]
+    train, val = split_by_prompt(pairs, 0.25, 0)
+    assert not {p.prompt_id for p in train} & {p.prompt_id for p in val}
+
+
+def test_split_by_prompt_refuses_a_single_prompt():
+    pairs = [PreferencePair("same prompt", f"a{i}", f"b{i}") for i in range(10)]
+    with pytest.raises(DataError, match="share 1 prompt"):
+        split_by_prompt(pairs, 0.2, 0)
+
+
+def test_truncate_takes_the_prompt_from_the_left_then_the_answer_from_the_right():
+    prompt, answer = list(range(10)), [100, 101]
+    assert truncate(prompt, answer, 5) == ([7, 8, 9], [100, 101])
+    assert truncate(prompt, answer, 2) == ([], [100, 101])
+    assert truncate(prompt, list(range(100, 110)), 4) == ([], [100, 101, 102, 103])
+    assert truncate(prompt, answer, 50) == (prompt, answer)
+
+
+def test_encoding_keeps_every_pair_and_cuts_long_prompts_from_the_left(minilm_tokenizer):
+    prompt = " ".join(f"w{i}" for i in range(300))  # far longer than max_length
+    long_answer = " ".join(["river"] * 80)
+    pairs = [
+        PreferencePair(prompt, "the cat runs", "a dog"),
+        PreferencePair("short prompt", long_answer, "fine"),
+    ]
+    enc = encode_pairs(pairs, minilm_tokenizer, max_length=32, with_types=True)
+    assert len(enc) == 2 and enc.n_truncated == 3  # both rows of pair 0, the long answer of pair 1
+    assert all(len(ids) <= 32 for ids in enc.chosen_ids + enc.rejected_ids)
+    text = minilm_tokenizer.decode(enc.chosen_ids[0], skip_special_tokens=True)
+    assert text.endswith("w299 the cat runs")  # the answer whole, the END of the prompt kept
+    assert "w0 " not in text
+    ids = enc.chosen_ids[1]  # the answer alone is too long: no prompt, answer cut on the right
+    assert len(ids) == 32 and minilm_tokenizer.decode(ids, skip_special_tokens=True).startswith("river river")
+    assert (
+        enc.chosen_types[0][0] == 0 and enc.chosen_types[0][-1] == 1
+    )  # BERT segment ids: prompt 0, answer 1
+
+
+def test_a_chat_template_places_prompt_and_answer(minilm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    tok.chat_template = (
+        "{% for m in messages %}[unused1] {{ m['role'] }} : {{ m['content'] }} [unused2]{% endfor %}"
+    )
+    template = PairTemplate.from_tokenizer(tok)
+    assert template.chat
+    enc = encode_pairs([PreferencePair("what is up " * 40, "the sky", "no")], tok, max_length=24)
+    text = tok.decode(enc.chosen_ids[0])
+    assert len(enc.chosen_ids[0]) <= 24
+    assert text.startswith("[unused1] user :") and text.endswith("assistant : the sky [unused2]")
+
+
+def test_length_bucketing_wastes_far_less_on_padding_than_random_batches():
+    lengths = np.random.default_rng(0).lognormal(4.5, 0.8, size=2000).astype(int).clip(8, 256)
+    bucketed = bucketed_batches(lengths, batch_size=16, seed=0)
+    rand = random_batches(len(lengths), batch_size=16, seed=0)
+    assert sorted(i for b in bucketed for i in b) == list(range(len(lengths)))  # every pair, once
+    assert pad_fraction(bucketed, lengths) < 0.05
+    assert pad_fraction(rand, lengths) > 0.3
+    assert bucketed_batches(lengths, 16, seed=0) == bucketed  # a resumed run rebuilds the same order
+    assert bucketed_batches(lengths, 16, seed=1) != bucketed
+
+
+def test_token_budget_batches_cover_everything_within_budget():
+    lengths = np.array([5, 100, 7, 90, 30, 30, 64])
+    batches = token_budget_batches(lengths, max_pairs=3, max_tokens=400)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 3 and (2 * len(b) * lengths[b].max() <= 400 or len(b) == 1)
+
+
+def test_collate_stacks_chosen_then_rejected_with_right_padding(minilm_tokenizer):
+    pairs = [
+        PreferencePair("p one", "a b c d e f", "x", margin=1.0),
+        PreferencePair("p", "y", "z z", weight=0.5),
+    ]
+    enc = encode_pairs(pairs, minilm_tokenizer, 64)
+    batch = collate(enc, [0, 1])
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (4, max(enc.lengths))  # (2B, T)
+    rows = enc.chosen_ids + enc.rejected_ids
+    for k, r in enumerate(rows):
+        assert batch["attention_mask"][k].sum() == len(r)
+        assert batch["input_ids"][k, : len(r)].tolist() == r
+        assert (batch["input_ids"][k, len(r) :] == minilm_tokenizer.pad_token_id).all()
+    assert batch["margin"].tolist() == [1.0, 0.0] and batch["weight"].tolist() == [1.0, 0.5]
+    assert batch["length"].tolist() == [11.0, 1.0, 1.0, 3.0]  # answer characters: chosen, then rejected

@@ -1,0 +1,144 @@
+"""RewardModel: loss, ODIN terms, pooling, save/load, the real MiniLM backbone."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from rewardtrainer.data import PreferencePair, collate, encode_pairs
+from rewardtrainer.model import (
+    LossWeights,
+    RewardModel,
+    bradley_terry_loss,
+    pearson,
+    resolve_pooling,
+    reward_loss,
+)
+
+
+def test_bradley_terry_loss_matches_a_hand_computation():
+    r_c, r_r = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([1.0, 1.0, 1.0])
+    margin, weight = torch.tensor([0.0, 0.25, 1.0]), torch.tensor([1.0, 2.0, 0.5])
+    expected = (
+        sum(
+            w * -math.log(1.0 / (1.0 + math.exp(-(c - r - m))))
+            for c, r, m, w in zip(r_c.tolist(), r_r.tolist(), margin.tolist(), weight.tolist(), strict=True)
+        )
+        / 3
+    )
+    assert bradley_terry_loss(r_c, r_r, margin, weight).item() == pytest.approx(expected, rel=1e-6)
+    plain = -torch.nn.functional.logsigmoid(r_c - r_r).mean()
+    assert torch.allclose(bradley_terry_loss(r_c, r_r), plain)
+
+
+def test_plain_reward_loss_is_bradley_terry_on_the_quality_head():
+    r_q = torch.tensor([1.0, 3.0, 0.0, 2.5])  # (2B,): chosen 1.0, 3.0; rejected 0.0, 2.5
+    loss, stats = reward_loss(
+        r_q, torch.zeros(4), torch.tensor([5.0, 9, 3, 4]), torch.zeros(2), torch.ones(2), LossWeights()
+    )
+    expected = -torch.nn.functional.logsigmoid(torch.tensor([1.0, 0.5])).mean()
+    assert torch.allclose(loss, expected)
+    assert stats["accuracy"].item() == 1.0 and stats["margin"].item() == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("corr_mode", ["batch", "global"])
+def test_odin_terms_decorrelate_quality_and_correlate_the_length_head(corr_mode):
+    """Gradient steps on the ODIN terms alone: |corr(r_q, len)| falls, corr(r_l, len) rises,
+    |w_q . w_l| falls."""
+    g = torch.Generator().manual_seed(0)
+    length = torch.randint(10, 500, (32,), generator=g).float()  # (2B,)
+    r_q = (length / 100 + 0.3 * torch.randn(32, generator=g)).requires_grad_()  # correlated with length
+    r_l = torch.randn(32, generator=g).requires_grad_()  # uncorrelated
+    w_q, w_l = torch.randn(1, 8, generator=g), torch.randn(1, 8, generator=g)
+    w_l = (w_q + 0.1 * w_l).requires_grad_()  # nearly parallel heads
+    w_q.requires_grad_()
+    weights = LossWeights(corr_mode=corr_mode)
+    stats_len = (float(length.mean()), float(length.std()))
+    before = (pearson(r_q, length).abs().item(), pearson(r_l, length).item(), (w_q * w_l).sum().abs().item())
+    opt = torch.optim.SGD([r_q, r_l, w_q, w_l], lr=0.05)
+    for _ in range(100):
+        # pair weights 0: the Bradley-Terry term has no gradient, only ODIN's terms do
+        loss, _ = reward_loss(
+            r_q, r_l, length, torch.zeros(16), torch.zeros(16), weights, w_q, w_l, stats_len
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = (pearson(r_q, length).abs().item(), pearson(r_l, length).item(), (w_q * w_l).sum().abs().item())
+    assert after[0] < 0.5 * before[0]
+    assert after[1] > before[1] + 0.3
+    assert after[2] < 0.5 * before[2]
+
+
+def test_pooling_is_mean_for_encoders_and_last_token_for_decoders(tiny_bert, tiny_gpt2):
+    from transformers import AutoConfig
+
+    assert resolve_pooling(AutoConfig.from_pretrained(tiny_bert)) == "mean"
+    assert resolve_pooling(AutoConfig.from_pretrained(tiny_gpt2)) == "last"
+    assert resolve_pooling(AutoConfig.from_pretrained(tiny_gpt2), "mean") == "mean"
+    with pytest.raises(ValueError):
+        resolve_pooling(AutoConfig.from_pretrained(tiny_bert), "max")
+
+
+@pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_gpt2"])
+def test_rewards_do_not_depend_on_padding(request, backbone, minilm_tokenizer):
+    path = request.getfixturevalue(backbone)
+    model = RewardModel.from_backbone(path, odin=True).eval()
+    pairs = [
+        PreferencePair("a short prompt", "ok", "no"),
+        PreferencePair("p " * 30, "long answer " * 10, "x"),
+    ]
+    enc = encode_pairs(pairs, minilm_tokenizer, 128, with_types=model.uses_token_types)
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    with torch.no_grad():
+        together = model(**{k: v for k, v in collate(enc, [0, 1]).items() if k in keys})
+        alone = model(**{k: v for k, v in collate(enc, [0]).items() if k in keys})
+    # row order in a batch: chosen 0, chosen 1, rejected 0, rejected 1; pair 0 alone: chosen, rejected
+    for head in (0, 1):
+        assert torch.allclose(together[head][[0, 2]], alone[head], atol=1e-5)
+
+
+@pytest.mark.parametrize("odin", [True, False])
+def test_save_and_load_give_identical_rewards(tmp_path, tiny_bert, minilm_tokenizer, odin):
+    torch.manual_seed(1)
+    model = RewardModel.from_backbone(tiny_bert, odin=odin)
+    model.max_length = 64
+    with torch.no_grad():
+        model.quality_head.bias.fill_(0.3)
+    prompts, answers = ["what is 2+2?", "name a colour"], ["four", "blue, or maybe green"]
+    before = model.score(minilm_tokenizer, prompts, answers)
+    model.save_pretrained(tmp_path / "rm", tokenizer=minilm_tokenizer)
+    config = json.loads((tmp_path / "rm" / "reward_config.json").read_text())
+    assert config["odin"] is odin and config["pooling"] == "mean" and config["max_length"] == 64
+    assert config["backbone_source"] == tiny_bert and config["hidden_size"] == 32
+    assert (tmp_path / "rm" / "model.safetensors").is_file()
+    loaded = RewardModel.from_pretrained(tmp_path / "rm")
+    assert (loaded.length_head is not None) is odin and loaded.max_length == 64
+    from transformers import AutoTokenizer
+
+    after = loaded.score(AutoTokenizer.from_pretrained(tmp_path / "rm"), prompts, answers)
+    assert torch.equal(before, after)
+
+
+def test_the_real_minilm_backbone_loads_and_scores(minilm_dir, minilm_tokenizer):
+    model = RewardModel.from_backbone(minilm_dir, odin=True)
+    assert model.pooling == "mean" and model.hidden_size == 384
+    enc = encode_pairs(
+        [
+            PreferencePair("How do I boil an egg?", "Simmer it for 9 minutes.", "Eggs."),
+            PreferencePair("Hi", "Hello!", "?"),
+        ],
+        minilm_tokenizer,
+        256,
+        with_types=True,
+    )
+    batch = collate(enc, [0, 1])
+    with torch.inference_mode():
+        r_q, r_l = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    assert r_q.shape == r_l.shape == (4,) and torch.isfinite(r_q).all() and torch.isfinite(r_l).all()
+    assert torch.equal(
+        model.reward(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]), r_q
+    )

@@ -1,0 +1,160 @@
+"""train_reward_model end to end on tiny models: learning, ODIN vs plain, resume, torn checkpoints, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rewardtrainer.checkpoint import MARKER, MODEL_FILE, latest_checkpoint, list_checkpoints
+from rewardtrainer.data import DataError, PreferencePair
+from rewardtrainer.devices import pick_device
+from rewardtrainer.model import RewardModel
+from rewardtrainer.train_rm import TrainConfig, main, train_reward_model
+
+from .synthetic import keyword_pairs
+
+
+def tiny_config(backbone: str, **kw) -> TrainConfig:
+    base = dict(
+        backbone=backbone,
+        batch_size=8,
+        lr=3e-3,
+        max_length=64,
+        epochs=2,
+        eval_every=0,
+        checkpoint_every=0,
+        early_stopping_patience=None,
+        val_fraction=0.2,
+        log_every=1,
+    )
+    return TrainConfig(**(base | kw))
+
+
+def test_it_learns_a_separable_task(tmp_path, tiny_bert):
+    calls = []
+    result = train_reward_model(
+        keyword_pairs(200), tiny_config(tiny_bert, eval_every=10), tmp_path / "run", progress=calls.append
+    )
+    assert result.metrics["accuracy"] >= 0.9 and result.metrics["accuracy_sum"] >= 0.9
+    assert result.pairs_train + result.pairs_val == 200 and result.global_step == result.total_steps == 40
+    assert result.model_dir == str(tmp_path / "run" / "model") and result.pairs_per_second > 0
+    assert [h["step"] for h in result.history] == [10, 20, 30, 40]
+    assert {"step", "total_steps", "epoch", "train_loss", "lr"} <= set(calls[0])
+    assert any("val_accuracy" in c for c in calls) and calls[-1]["event"] == "done"
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (
+        saved["metrics"]["accuracy"] == result.metrics["accuracy"]
+        and saved["pairs_train"] == result.pairs_train
+    )
+    assert len(saved["metrics"]["plots"]["length"]) == 2 * result.pairs_val
+    model = RewardModel.from_pretrained(result.model_dir)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(result.model_dir)
+    good, bad = model.score(tok, ["question 1: a cat"] * 2, ["the red car excellent", "the red car"])
+    assert good > bad
+
+
+def test_odin_quality_head_correlates_less_with_length_than_a_plain_model(tmp_path, tiny_bert):
+    """Labels follow a keyword AND, in 85% of pairs, length: a plain model also learns length."""
+    pairs = keyword_pairs(320, seed=3, longer_chosen=0.85)
+    corr = {}
+    for odin in (False, True):
+        cfg = tiny_config(tiny_bert, odin=odin, epochs=3, val_fraction=0.25, corr_quality_weight=3.0)
+        res = train_reward_model(pairs, cfg, tmp_path / f"odin-{odin}")
+        corr[odin] = abs(res.metrics["pearson_length"])
+        assert res.metrics["accuracy_sum"] >= 0.8
+    assert corr[True] < corr[False] - 0.1, corr
+
+
+def test_a_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_bert):
+    pairs = keyword_pairs(120)
+    cfg = tiny_config(tiny_bert, epochs=3, checkpoint_every=4, eval_every=5, early_stopping_patience=10)
+    full = train_reward_model(pairs, cfg, tmp_path / "full")
+
+    steps = iter(range(1000))
+    stopped = train_reward_model(pairs, cfg, tmp_path / "crash", should_stop=lambda: next(steps) == 6)
+    assert stopped.stopped and stopped.model_dir is None and stopped.global_step == 7  # mid-epoch 2
+    assert latest_checkpoint(tmp_path / "crash" / "checkpoints").name == "ckpt-000007"
+    resumed = train_reward_model(pairs, cfg, tmp_path / "crash")
+    assert resumed.resumed_from_step == 7 and resumed.global_step == full.global_step == 36
+
+    a = load_file(f"{full.model_dir}/model.safetensors") | load_file(
+        f"{full.model_dir}/reward_heads.safetensors"
+    )
+    b = load_file(f"{resumed.model_dir}/model.safetensors") | load_file(
+        f"{resumed.model_dir}/reward_heads.safetensors"
+    )
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert resumed.metrics["loss"] == pytest.approx(full.metrics["loss"], abs=1e-6)
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
+
+
+def test_a_torn_or_corrupt_checkpoint_is_skipped_for_the_previous_one(tmp_path, tiny_bert, caplog):
+    pairs = keyword_pairs(80)
+    cfg = tiny_config(tiny_bert, epochs=3, checkpoint_every=2, keep_checkpoints=3)
+    calls = iter(range(1000))
+    train_reward_model(pairs, cfg, tmp_path / "run", should_stop=lambda: next(calls) == 5)
+    root = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in list_checkpoints(root)] == ["ckpt-000006", "ckpt-000004", "ckpt-000002"]
+    (root / "ckpt-000006" / MARKER).unlink()  # killed before the marker: torn
+    model_file = root / "ckpt-000004" / MODEL_FILE
+    model_file.write_bytes(model_file.read_bytes()[:100])  # a disk that lost the tail of the file
+    (root / "ckpt-000009.tmp").mkdir()  # a half-written one is never even considered
+    with caplog.at_level(logging.WARNING):
+        assert latest_checkpoint(root) == root / "ckpt-000002"
+    assert "no COMPLETE marker" in caplog.text and "unreadable" in caplog.text
+    resumed = train_reward_model(pairs, cfg, tmp_path / "run")
+    assert resumed.resumed_from_step == 2 and resumed.global_step == resumed.total_steps
+
+
+def test_checkpoints_from_other_data_are_not_resumed(tmp_path, tiny_bert):
+    cfg = tiny_config(tiny_bert, checkpoint_every=2)
+    calls = iter(range(1000))
+    train_reward_model(keyword_pairs(60), cfg, tmp_path / "run", should_stop=lambda: next(calls) == 2)
+    result = train_reward_model(keyword_pairs(60, seed=9), cfg, tmp_path / "run")
+    assert result.resumed_from_step is None and result.global_step == result.total_steps
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([], "no preference pairs"),
+        ([PreferencePair(f"p{i}", "a", "b") for i in range(3)], "too few pairs"),
+        ([PreferencePair(f"p{i}", "same", "same") for i in range(10)], "chosen == rejected"),
+        ([PreferencePair("one prompt", f"a{i}", f"b{i}") for i in range(10)], "cannot split"),
+    ],
+)
+def test_unusable_data_raises_a_clear_data_error(tmp_path, pairs, message):
+    with pytest.raises(DataError, match=message):
+        train_reward_model(pairs, TrainConfig(backbone="/nonexistent"), tmp_path / "run")
+
+
+def test_the_cli_trains_and_prints_metrics(tmp_path, tiny_bert, capsys):
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(vars(p) | {"id": p.pair_id}) + "\n" for p in keyword_pairs(40)))
+    code = main(["--data", str(data), "--out", str(tmp_path / "rm"), "--backbone", tiny_bert, "--plain",
+                 "--max-steps", "3", "--batch-size", "8", "--max-length", "48"])  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model_dir"] == str(tmp_path / "rm" / "model") and "accuracy" in out and "plots" not in out
+    assert json.loads((tmp_path / "rm" / "model" / "reward_config.json").read_text())["odin"] is False
+
+
+def test_the_cli_reports_bad_data(tmp_path, capsys):
+    data = tmp_path / "prefs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "c"}\n')
+    assert main(["--data", str(data), "--out", str(tmp_path / "rm")]) == 2
+    assert "line 1: missing field 'rejected'" in capsys.readouterr().err
+
+
+def test_pick_device_is_the_cpu_here():
+    device, dtype = pick_device()
+    assert device.type == "cpu" and dtype is None
+    assert pick_device("cpu")[0].type == "cpu"

@@ -37,7 +37,7 @@ def _axes(x_lo, x_hi, y_lo, y_hi, x_label: str, y_label: str) -> list[str]:
         x = PAD_L + frac * (W - PAD_L - PAD_R)
         y = H - PAD_B - frac * (H - PAD_B - PAD_T)
         parts.append(
-            f'<text x="{x:.0f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">{xv:.3g}</text>'
+            f'<text x="{x:.0f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">{xv:.4g}</text>'
         )
         parts.append(
             f'<text x="{PAD_L - 4}" y="{y + 3:.0f}" font-size="10" text-anchor="end">{yv:.3g}</text>'

@@ -77,6 +77,8 @@ class LossWeights:
     """weight of -Pearson(r_length, answer length): the length head should carry length"""
     ortho: float = 1.0
     """weight of |w_quality . w_length|: the heads read different directions of the pooled state"""
+    corr_mode: str = "global"
+    """'batch': ODIN's in-batch Pearson; 'global': centre lengths on the training-set mean (see below)"""
 
 
 def resolve_pooling(config, pooling: str = "auto") -> str:
@@ -106,6 +108,22 @@ def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
     """Differentiable Pearson correlation of two (N,) vectors; 0 when either is constant."""
     xc, yc = x - x.mean(), y - y.mean()
     return (xc * yc).sum() / (xc.norm() * yc.norm() + eps)
+
+
+def global_correlation(
+    r: torch.Tensor, length: torch.Tensor, length_mean: float, length_std: float, eps: float = 1e-6
+) -> torch.Tensor:
+    """Batch estimate of the dataset-wide Pearson(r, length), (N,) inputs.
+
+    mean(r * (length - mu_L)) / (sigma_L * std(r)) with mu_L, sigma_L over the whole training set and
+    std(r) of the batch, detached. Its expectation over batches is the global covariance term, so it
+    also sees correlation *between* batches. ODIN's in-batch Pearson cannot: with length-bucketed
+    batches each batch spans a narrow length range, and a reward that rises from bucket to bucket
+    would go unpunished. Rewards need no centring, since the length deviations average to zero.
+    """
+    z = (length - length_mean) / max(length_std, eps)  # (N,)
+    scale = r.detach().std() + eps if r.numel() > 1 else torch.ones((), device=r.device)
+    return (r * z).mean() / scale
 
 
 def bradley_terry_loss(
@@ -243,9 +261,14 @@ class RewardModel(nn.Module):
     # --- loss -------------------------------------------------------------------------------------------
 
     def compute_loss(
-        self, batch: dict[str, torch.Tensor], weights: LossWeights | None = None, autocast_dtype=None
+        self,
+        batch: dict[str, torch.Tensor],
+        weights: LossWeights | None = None,
+        autocast_dtype=None,
+        length_stats: tuple[float, float] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One forward over chosen+rejected rows (2B, T) and the training loss; stats are detached."""
+        """One forward over chosen+rejected rows (2B, T) and the training loss; stats are detached.
+        `length_stats` = (mean, std) of answer length over the training set, for corr_mode 'global'."""
         weights = weights or LossWeights()
         device = batch["input_ids"].device
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -259,6 +282,7 @@ class RewardModel(nn.Module):
             weights,
             self.quality_head.weight if self.odin else None,
             self.length_head.weight if self.length_head is not None else None,
+            length_stats,
         )
 
     @torch.inference_mode()
@@ -310,11 +334,14 @@ def reward_loss(
     weights: LossWeights,
     w_quality: torch.Tensor | None = None,
     w_length: torch.Tensor | None = None,
+    length_stats: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Bradley-Terry on the summed heads plus ODIN's disentangling terms.
 
     r_q, r_l, length: (2B,), the first B rows chosen, the last B rejected; margin, weight: (B,).
     With `w_length` None (plain model) r_l is zeros and the loss is Bradley-Terry on the quality head.
+    The correlation terms use `global_correlation` when weights.corr_mode is 'global' and `length_stats`
+    is given, else the in-batch Pearson of the ODIN paper.
     """
     B = margin.shape[0]
     r = r_q + r_l  # (2B,) the summed reward the ranking loss sees
@@ -323,8 +350,11 @@ def reward_loss(
     stats = {"bt_loss": bt_loss.detach()}
     if w_length is not None and w_quality is not None:
         length = length.to(r_q.dtype)
-        corr_q = pearson(r_q, length)
-        corr_l = pearson(r_l, length)
+        if weights.corr_mode == "global" and length_stats is not None:
+            corr_q = global_correlation(r_q, length, *length_stats)
+            corr_l = global_correlation(r_l, length, *length_stats)
+        else:
+            corr_q, corr_l = pearson(r_q, length), pearson(r_l, length)
         ortho = (w_quality.flatten() * w_length.flatten()).sum().abs()
         loss = (
             loss + weights.corr_quality * corr_q.abs() - weights.corr_length * corr_l + weights.ortho * ortho

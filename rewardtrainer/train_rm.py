@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .checkpoint import (
@@ -130,6 +131,8 @@ class TrainConfig:
     """ODIN: weight of -Pearson(length-head reward, answer length)"""
     ortho_weight: float = 1.0
     """ODIN: weight of |w_quality . w_length|"""
+    corr_mode: str = "global"
+    """ODIN correlation estimate: 'global' (training-set length centre, sees across buckets) or 'batch'"""
     val_fraction: float = 0.1
     """share of pairs held out for validation, split by prompt"""
     seed: int = 0
@@ -146,7 +149,9 @@ class TrainConfig:
     """length bucketing sorts within shuffled chunks of this many batches"""
 
     def loss_weights(self) -> LossWeights:
-        return LossWeights(self.corr_quality_weight, self.corr_length_weight, self.ortho_weight)
+        return LossWeights(
+            self.corr_quality_weight, self.corr_length_weight, self.ortho_weight, self.corr_mode
+        )
 
 
 @dataclass
@@ -354,6 +359,8 @@ def train_reward_model(
 
     # --- train ----------------------------------------------------------------------------------------
     weights = config.loss_weights()
+    answer_chars = np.concatenate([enc_train.chosen_chars, enc_train.rejected_chars])
+    length_stats = (float(answer_chars.mean()), float(answer_chars.std()))
     params = [p for p in model.parameters() if p.requires_grad]
     history: list[dict] = state["history"]
     global_step = int(state["global_step"])
@@ -420,7 +427,7 @@ def train_reward_model(
             optimizer.zero_grad(set_to_none=True)
             for idx in group:
                 batch = {k: v.to(device, non_blocking=True) for k, v in collate(enc_train, idx).items()}
-                loss, stats = model.compute_loss(batch, weights, autocast_dtype)
+                loss, stats = model.compute_loss(batch, weights, autocast_dtype, length_stats)
                 (loss / len(group)).backward()
                 for k, v in stats.items():
                     running[k] = running.get(k, 0.0) + float(v) / len(group)

@@ -78,7 +78,7 @@ class LossWeights:
     ortho: float = 1.0
     """weight of |w_quality . w_length|: the heads read different directions of the pooled state"""
     corr_mode: str = "global"
-    """'batch': ODIN's in-batch Pearson; 'global': centre lengths on the training-set mean (see below)"""
+    """'batch': ODIN's in-batch Pearson; 'global': `global_correlation`, which sees across batches"""
 
 
 def resolve_pooling(config, pooling: str = "auto") -> str:
@@ -111,19 +111,20 @@ def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
 
 
 def global_correlation(
-    r: torch.Tensor, length: torch.Tensor, length_mean: float, length_std: float, eps: float = 1e-6
+    r: torch.Tensor, length: torch.Tensor, length_mean: float, eps: float = 1e-8
 ) -> torch.Tensor:
-    """Batch estimate of the dataset-wide Pearson(r, length), (N,) inputs.
+    """Cosine between r and (length - mu_L), with mu_L the mean answer length of the whole training set.
 
-    mean(r * (length - mu_L)) / (sigma_L * std(r)) with mu_L, sigma_L over the whole training set and
-    std(r) of the batch, detached. Its expectation over batches is the global covariance term, so it
-    also sees correlation *between* batches. ODIN's in-batch Pearson cannot: with length-bucketed
-    batches each batch spans a narrow length range, and a reward that rises from bucket to bucket
-    would go unpunished. Rewards need no centring, since the length deviations average to zero.
+    ODIN's in-batch Pearson centres both sides on the batch, so it cannot see correlation *between*
+    batches; with length-bucketed batches (each spanning a narrow length range) a reward that rises
+    from bucket to bucket would go unpunished. Centring length on the training-set mean instead, and
+    leaving r uncentred, makes a batch of short answers (all below mu_L) pay for a non-zero mean reward,
+    so driving this to zero also levels the mean reward across length buckets. Like Pearson it is
+    bounded in [-1, 1] and invariant to the scale of r, so maximising it for the length head cannot
+    blow that head up.
     """
-    z = (length - length_mean) / max(length_std, eps)  # (N,)
-    scale = r.detach().std() + eps if r.numel() > 1 else torch.ones((), device=r.device)
-    return (r * z).mean() / scale
+    z = length - length_mean  # (N,)
+    return (r * z).sum() / (r.norm() * z.norm() + eps)
 
 
 def bradley_terry_loss(
@@ -255,6 +256,41 @@ class RewardModel(nn.Module):
         """The reward used downstream (PPO, best-of-n): the quality head only, (B,)."""
         return self(input_ids, attention_mask, token_type_ids)[0]
 
+    @torch.no_grad()
+    def decorrelate_heads(self, r_quality, r_length, length) -> float:
+        """Move the length-correlated part of the quality head into the length head; return the factor c.
+
+        With c = Cov(r_q, L) / Cov(r_l, L) measured on training answers, the heads become
+        r_q' = r_q - c * r_l and r_l' = (1 + c) * r_l (a linear change of both heads' weights and biases):
+        the summed reward, hence every ranking and the Bradley-Terry loss, is unchanged, and the quality
+        head's covariance with length on those answers is exactly zero. It is the closed-form optimum of
+        ODIN's |corr(r_q, L)| term within the span of the two heads, applied once after training; it
+        relies on the length head carrying length, which ODIN's training ensures. Returns 0.0 (and
+        changes nothing) when the length head does not correlate with length.
+        """
+        import numpy as np
+
+        if self.length_head is None:
+            raise ValueError("decorrelate_heads needs the ODIN length head")
+        q, ln, L = (np.asarray(x, dtype=np.float64) for x in (r_quality, r_length, length))
+        Lc = L - L.mean()
+        cov_q, cov_l = float(((q - q.mean()) * Lc).mean()), float(((ln - ln.mean()) * Lc).mean())
+        scale = float(ln.std() * L.std())
+        if scale == 0.0 or abs(cov_l) < 0.05 * scale:  # |Pearson(r_l, L)| < 0.05: nothing to move
+            log.warning("length head does not track length (cov %.3g): heads left as they are", cov_l)
+            return 0.0
+        c = cov_q / cov_l
+        if abs(1.0 + c) < 0.1:
+            log.warning("decorrelation factor %.3f would erase the length head: heads left as they are", c)
+            return 0.0
+        wq, bq = self.quality_head.weight, self.quality_head.bias
+        wl, bl = self.length_head.weight, self.length_head.bias
+        wq.sub_(c * wl)
+        bq.sub_(c * bl)
+        wl.mul_(1.0 + c)
+        bl.mul_(1.0 + c)
+        return c
+
     def head_parameters(self) -> list[nn.Parameter]:
         return [p for h in (self.quality_head, self.length_head) if h is not None for p in h.parameters()]
 
@@ -265,10 +301,10 @@ class RewardModel(nn.Module):
         batch: dict[str, torch.Tensor],
         weights: LossWeights | None = None,
         autocast_dtype=None,
-        length_stats: tuple[float, float] | None = None,
+        length_mean: float | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One forward over chosen+rejected rows (2B, T) and the training loss; stats are detached.
-        `length_stats` = (mean, std) of answer length over the training set, for corr_mode 'global'."""
+        `length_mean` = mean answer length (characters) over the training set, for corr_mode 'global'."""
         weights = weights or LossWeights()
         device = batch["input_ids"].device
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -282,7 +318,7 @@ class RewardModel(nn.Module):
             weights,
             self.quality_head.weight if self.odin else None,
             self.length_head.weight if self.length_head is not None else None,
-            length_stats,
+            length_mean,
         )
 
     @torch.inference_mode()
@@ -334,14 +370,14 @@ def reward_loss(
     weights: LossWeights,
     w_quality: torch.Tensor | None = None,
     w_length: torch.Tensor | None = None,
-    length_stats: tuple[float, float] | None = None,
+    length_mean: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Bradley-Terry on the summed heads plus ODIN's disentangling terms.
 
     r_q, r_l, length: (2B,), the first B rows chosen, the last B rejected; margin, weight: (B,).
     With `w_length` None (plain model) r_l is zeros and the loss is Bradley-Terry on the quality head.
-    The correlation terms use `global_correlation` when weights.corr_mode is 'global' and `length_stats`
-    is given, else the in-batch Pearson of the ODIN paper.
+    The correlation terms are `global_correlation` (weights.corr_mode 'global', with `length_mean` given),
+    which sees correlation across length-bucketed batches, or ODIN's in-batch Pearson ('batch').
     """
     B = margin.shape[0]
     r = r_q + r_l  # (2B,) the summed reward the ranking loss sees
@@ -350,9 +386,9 @@ def reward_loss(
     stats = {"bt_loss": bt_loss.detach()}
     if w_length is not None and w_quality is not None:
         length = length.to(r_q.dtype)
-        if weights.corr_mode == "global" and length_stats is not None:
-            corr_q = global_correlation(r_q, length, *length_stats)
-            corr_l = global_correlation(r_l, length, *length_stats)
+        if weights.corr_mode == "global" and length_mean is not None:
+            corr_q = global_correlation(r_q, length, length_mean)
+            corr_l = global_correlation(r_l, length, length_mean)
         else:
             corr_q, corr_l = pearson(r_q, length), pearson(r_l, length)
         ortho = (w_quality.flatten() * w_length.flatten()).sum().abs()

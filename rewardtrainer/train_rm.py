@@ -132,7 +132,13 @@ class TrainConfig:
     ortho_weight: float = 1.0
     """ODIN: weight of |w_quality . w_length|"""
     corr_mode: str = "global"
-    """ODIN correlation estimate: 'global' (training-set length centre, sees across buckets) or 'batch'"""
+    """ODIN correlation terms: 'batch' (in-batch Pearson, as the paper) or 'global' (cosine with length
+    centred on the training-set mean: sees correlation across length-bucketed batches)"""
+    decorrelate: bool = True
+    """ODIN: after training, make the quality head exactly uncorrelated with length on training answers
+    by moving part of it into the length head (summed reward unchanged; RewardModel.decorrelate_heads)"""
+    decorrelate_max_pairs: int = 1000
+    """training pairs scored for that step (a seeded sample when there are more)"""
     val_fraction: float = 0.1
     """share of pairs held out for validation, split by prompt"""
     seed: int = 0
@@ -269,6 +275,7 @@ def train_reward_model(
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = True,
+    val_pairs: Sequence[PreferencePair | dict] | None = None,
 ) -> TrainResult:
     """Split by prompt, train, validate, checkpoint, and write `out_dir/model` and `out_dir/metrics.json`.
 
@@ -276,13 +283,22 @@ def train_reward_model(
     epoch, train_loss, lr, pairs_per_second (and val_* metrics when validated). `should_stop()` is polled
     after every optimizer step: when it returns True a checkpoint is written and the run returns with
     `stopped=True` and no model; calling again with the same arguments resumes it.
+    With `val_pairs`, all of `pairs` train and `val_pairs` validate (no split; keep prompts apart yourself).
     """
     from transformers import AutoTokenizer
 
     config = config or TrainConfig()
     t_start = time.perf_counter()
     pairs = check_pairs(pairs)
-    train_pairs, val_pairs = split_by_prompt(pairs, config.val_fraction, config.seed)
+    if val_pairs is None:
+        train_pairs, val_pairs = split_by_prompt(pairs, config.val_fraction, config.seed)
+    else:
+        train_pairs = pairs
+        val_pairs = [
+            p if isinstance(p, PreferencePair) else pair_from_dict(p, i + 1) for i, p in enumerate(val_pairs)
+        ]
+        if not val_pairs:
+            raise DataError("val_pairs is empty: validation needs at least one pair")
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,7 +322,6 @@ def train_reward_model(
         optimizer = build_optimizer(model, config)
         return model, optimizer, build_scheduler(optimizer, config, total_steps)
 
-    with_types = None  # known once the model is built
     n_batches = math.ceil(len(train_pairs) / config.batch_size)
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -360,7 +375,7 @@ def train_reward_model(
     # --- train ----------------------------------------------------------------------------------------
     weights = config.loss_weights()
     answer_chars = np.concatenate([enc_train.chosen_chars, enc_train.rejected_chars])
-    length_stats = (float(answer_chars.mean()), float(answer_chars.std()))
+    length_mean = float(answer_chars.mean())
     params = [p for p in model.parameters() if p.requires_grad]
     history: list[dict] = state["history"]
     global_step = int(state["global_step"])
@@ -427,7 +442,7 @@ def train_reward_model(
             optimizer.zero_grad(set_to_none=True)
             for idx in group:
                 batch = {k: v.to(device, non_blocking=True) for k, v in collate(enc_train, idx).items()}
-                loss, stats = model.compute_loss(batch, weights, autocast_dtype, length_stats)
+                loss, stats = model.compute_loss(batch, weights, autocast_dtype, length_mean)
                 (loss / len(group)).backward()
                 for k, v in stats.items():
                     running[k] = running.get(k, 0.0) + float(v) / len(group)
@@ -534,10 +549,38 @@ def train_reward_model(
         val = scalar_metrics(last_eval)
         row = report("eval", {f"val_{k}": v for k, v in val.items()})
         history.append({k: v for k, v in row.items() if k != "event"})
+    decorrelation: dict[str, float] = {}
+    if config.odin and config.decorrelate:
+        before = scalar_metrics(last_eval)
+        c = _decorrelate(model, train_pairs, tokenizer, config, device, autocast_dtype)
+        if c:
+            last_eval = evaluate(
+                model,
+                val_pairs,
+                tokenizer,
+                max_length=config.max_length,
+                batch_size=config.eval_batch_size,
+                device=device,
+                autocast_dtype=autocast_dtype,
+                encoded=enc_val,
+            )
+        decorrelation = {"decorrelation_factor": c} | {
+            f"{k}_before_decorrelation": before[k]
+            for k in ("accuracy", "accuracy_length_matched", "accuracy_shorter_won", "pearson_length", "ece")
+        }
+        log.info(
+            "decorrelated the quality head (c=%.3f): val Pearson %.3f -> %.3f",
+            c,
+            before["pearson_length"],
+            last_eval["pearson_length"],
+        )
     model_dir = save_final_model(model, tokenizer, out_dir / "model")
     seconds = time.perf_counter() - t_start
     metrics = dict(
-        last_eval, global_step=global_step, truncated_sequences=enc_train.n_truncated + enc_val.n_truncated
+        last_eval,
+        global_step=global_step,
+        truncated_sequences=enc_train.n_truncated + enc_val.n_truncated,
+        **decorrelation,
     )
     result = TrainResult(
         metrics=metrics, model_dir=str(model_dir), seconds=seconds, early_stopped=early_stopped, **common
@@ -554,6 +597,28 @@ def train_reward_model(
     report("done", {f"val_{k}": v for k, v in scalar_metrics(last_eval).items()})
     log.info("reward model written to %s (%.1fs, %.2f pairs/s)", model_dir, seconds, pps)
     return result
+
+
+def _decorrelate(
+    model: RewardModel, train_pairs, tokenizer, config: TrainConfig, device, autocast_dtype
+) -> float:
+    """Score (a seeded sample of) the training answers and apply RewardModel.decorrelate_heads."""
+    sample = list(train_pairs)
+    if len(sample) > config.decorrelate_max_pairs:
+        rng = np.random.default_rng([config.seed, 1])
+        sample = [
+            sample[i] for i in sorted(rng.choice(len(sample), config.decorrelate_max_pairs, replace=False))
+        ]
+    scored = evaluate(
+        model,
+        sample,
+        tokenizer,
+        max_length=config.max_length,
+        batch_size=config.eval_batch_size,
+        device=device,
+        autocast_dtype=autocast_dtype,
+    )["plots"]
+    return model.decorrelate_heads(scored["reward_quality"], scored["reward_length"], scored["length"])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -134,15 +134,13 @@ def test_a_chat_template_places_prompt_and_answer(minilm_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(minilm_dir)
-    tok.chat_template = (
-        "{% for m in messages %}[unused1] {{ m['role'] }} : {{ m['content'] }} [unused2]{% endfor %}"
-    )
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }} says {{ m['content'] }} over {% endfor %}"
     template = PairTemplate.from_tokenizer(tok)
     assert template.chat
     enc = encode_pairs([PreferencePair("what is up " * 40, "the sky", "no")], tok, max_length=24)
     text = tok.decode(enc.chosen_ids[0])
     assert len(enc.chosen_ids[0]) <= 24
-    assert text.startswith("[unused1] user :") and text.endswith("assistant : the sky [unused2]")
+    assert text.startswith("user says") and text.endswith("up over assistant says the sky over")
 
 
 def test_length_bucketing_wastes_far_less_on_padding_than_random_batches():

@@ -14,13 +14,14 @@ Concurrency design (checked by tests/labelapp/test_queue_concurrency.py against 
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import Counter
 from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, Prompt, Response
@@ -137,7 +138,27 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
     if claimed is None and leases_release_expired(now=now):
         # Expired leases of other raters just went back into the pool: try once more.
         claimed = _claim_one(rater=rater, now=now)
+    for _ in range(5):
+        # SKIP LOCKED can come back empty while other raters hold the only open rows for a moment;
+        # "nothing to rate" must mean nothing is left, so look again while open slots exist.
+        if claimed is not None or not _open_slots_exist(rater):
+            break
+        time.sleep(0.02)
+        claimed = _claim_one(rater=rater, now=now)
     return claimed
+
+
+def _open_slots_exist(rater) -> bool:
+    seen = Assignment.objects.filter(
+        rater=rater,
+        comparison=OuterRef("pk"),
+        status__in=[Assignment.Status.LEASED, Assignment.Status.DONE, Assignment.Status.SKIPPED],
+    )
+    return (
+        Comparison.objects.filter(is_active=True, claimed_count__lt=F("required_ratings"))
+        .exclude(Exists(seen))
+        .exists()
+    )
 
 
 def assignment_skip(*, rater, assignment_id: int, reason: str) -> Assignment:

@@ -11,7 +11,8 @@ one epoch, batch 16, max length 256, fp32, one after the other, each in its own 
 memory (VmHWM) is its own. Reported per trainer: pairs trained and dropped, steps, training seconds
 (model loading and evaluation excluded), pairs/s, peak RSS, and validation accuracy on the same held-out
 pairs, all of them, scored by each trained model (TRL's model sees its own input format, cut at
-max_length), and on the held-out pairs that fit in max_length.
+max_length), and on the held-out pairs that fit in max_length; also real (non-pad) tokens trained per
+second, and rewardtrainer trained on exactly the pairs TRL kept ("ours-fit": the same work).
 
 TRL 1.16 filters out pairs whose chosen or rejected sequence is longer than max_length, silently; this
 benchmark counts them. rewardtrainer truncates the prompt from the left instead and trains on every pair.
@@ -68,11 +69,22 @@ def read_pairs(path: Path) -> list[dict]:
 
 
 def worker_ours(args) -> dict:
+    from transformers import AutoTokenizer
+
     from rewardtrainer.data import PreferencePair, encode_pairs
     from rewardtrainer.train_rm import TrainConfig, default_backbone, train_reward_model
 
     train = [PreferencePair(r["prompt"], r["chosen"], r["rejected"]) for r in read_pairs(args.train)]
     val = [PreferencePair(r["prompt"], r["chosen"], r["rejected"]) for r in read_pairs(args.val)]
+    tok = AutoTokenizer.from_pretrained(default_backbone())
+    offered = len(train)
+    if args.worker == "ours-fit":  # the same work as TRL: only the pairs that fit in max_length
+        train = [
+            p
+            for p, n in zip(train, encode_pairs(train, tok, 10**6).lengths, strict=True)
+            if n <= args.max_length
+        ]
+    enc = encode_pairs(train, tok, args.max_length)
     config = TrainConfig(
         backbone=default_backbone(),
         odin=args.worker == "ours-odin",
@@ -88,9 +100,6 @@ def worker_ours(args) -> dict:
     )
     with tempfile.TemporaryDirectory() as out:
         res = train_reward_model(train, config, out, val_pairs=val, resume=False)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(config.backbone)
     fits = encode_pairs(val, tok, 10**6).lengths <= args.max_length
     plots = res.metrics["plots"]
     n = len(val)
@@ -98,7 +107,8 @@ def worker_ours(args) -> dict:
     correct = [q[i] > q[n + i] for i in range(n)]
     return {
         "pairs_trained": res.pairs_train,
-        "pairs_dropped": 0,
+        "pairs_dropped": offered - res.pairs_train,
+        "tokens_trained": sum(len(r) for r in enc.chosen_ids + enc.rejected_ids),
         "steps": res.global_step,
         "train_seconds": res.train_seconds,
         "pairs_per_second": res.pairs_per_second,
@@ -145,6 +155,7 @@ def worker_trl(args) -> dict:
         data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in train])
         trainer = RewardTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok)
         kept = len(trainer.train_dataset)
+        tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in trainer.train_dataset)
         t0 = time.perf_counter()
         out_metrics = trainer.train()
         seconds = time.perf_counter() - t0
@@ -169,6 +180,7 @@ def worker_trl(args) -> dict:
     return {
         "pairs_trained": kept,
         "pairs_dropped": len(train) - kept,
+        "tokens_trained": tokens,
         "steps": steps,
         "train_seconds": seconds,
         "pairs_per_second": kept / seconds,
@@ -211,7 +223,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=OUT / "rm_throughput.json")
     # internal: run one trainer
-    p.add_argument("--worker", choices=["ours", "ours-odin", "trl", "trl-no-gc"], default=None)
+    p.add_argument("--worker", choices=["ours", "ours-odin", "ours-fit", "trl", "trl-no-gc"], default=None)
     p.add_argument("--train", type=Path)
     p.add_argument("--val", type=Path)
     p.add_argument("--result", type=Path)
@@ -248,7 +260,7 @@ def main(argv=None) -> int:
     except ImportError:
         have_trl = False
         print("TRL is not installed: `pip install trl==1.16.0` to run its half; skipping it")
-    workers = ["ours"] + (
+    workers = ["ours", "ours-fit"] + (
         [f"trl{'' if v == 'default' else '-' + v}" for v in args.trl_variants.split(",")] if have_trl else []
     )
 
@@ -296,6 +308,7 @@ def main(argv=None) -> int:
         ("optimizer steps", lambda r: f"{r['steps']}"),
         ("train seconds", lambda r: f"{r['train_seconds']:.1f}"),
         ("pairs/s (training)", lambda r: f"{r['pairs_per_second']:.2f}"),
+        ("real tokens/s (training)", lambda r: f"{r['tokens_trained'] / r['train_seconds']:.0f}"),
         ("peak RSS MiB", lambda r: f"{r['peak_rss_mb']:.0f}"),
         ("val acc, all held-out", lambda r: f"{100 * r['val_accuracy']:.1f}% (n={r['n_val']})"),
         ("val acc, fit max_length", lambda r: f"{100 * r['val_accuracy_fit']:.1f}% (n={r['n_val_fit']})"),
@@ -324,9 +337,15 @@ def main(argv=None) -> int:
         print(f"{'PASS' if abs(acc_gap) <= 1.0 else 'FAIL'}  equal validation accuracy (+-1 point)")
         dropped = f"(TRL dropped {ref['pairs_dropped']} of {len(train)})"
         print(f"{'PASS' if ours['pairs_dropped'] == 0 else 'FAIL'}  ours dropped no pairs {dropped}")
+        if "ours-fit" in results:
+            fit = results["ours-fit"]["pairs_per_second"] / ref["pairs_per_second"]
+            n_fit = results["ours-fit"]["pairs_trained"]
+            print(f"speed ratio on identical work (ours on the {n_fit} pairs TRL kept) / TRL: {fit:.2f}x")
+            verdict["speed_ratio_same_pairs"] = fit
         if "trl-no-gc" in results:
             no_gc = ours["pairs_per_second"] / results["trl-no-gc"]["pairs_per_second"]
             print(f"speed ratio ours / TRL without gradient checkpointing: {no_gc:.2f}x")
+            verdict["speed_ratio_vs_trl_no_gc"] = no_gc
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -35,36 +35,10 @@ log = logging.getLogger(__name__)
 REWARD_CONFIG = "reward_config.json"
 HEADS_FILE = "reward_heads.safetensors"
 # Model types whose last token sees the whole sequence (causal attention): pool the last real token.
-DECODER_MODEL_TYPES = {
-    "gpt2",
-    "gptj",
-    "gpt_neo",
-    "gpt_neox",
-    "llama",
-    "mistral",
-    "mixtral",
-    "qwen2",
-    "qwen3",
-    "qwen2_moe",
-    "gemma",
-    "gemma2",
-    "gemma3",
-    "gemma3_text",
-    "phi",
-    "phi3",
-    "opt",
-    "bloom",
-    "falcon",
-    "mpt",
-    "olmo",
-    "olmo2",
-    "smollm3",
-    "starcoder2",
-    "stablelm",
-    "codegen",
-    "granite",
-    "cohere",
-}
+DECODER_MODEL_TYPES = frozenset(
+    "gpt2 gptj gpt_neo gpt_neox llama mistral mixtral qwen2 qwen3 qwen2_moe gemma gemma2 gemma3 gemma3_text"
+    " phi phi3 opt bloom falcon mpt olmo olmo2 smollm3 starcoder2 stablelm codegen granite cohere".split()
+)
 
 
 @dataclass
@@ -257,7 +231,7 @@ class RewardModel(nn.Module):
         return self(input_ids, attention_mask, token_type_ids)[0]
 
     @torch.no_grad()
-    def decorrelate_heads(self, r_quality, r_length, length) -> float:
+    def decorrelate_heads(self, r_quality, r_length, length, min_length_corr: float = 0.3) -> float:
         """Move the length-correlated part of the quality head into the length head; return the factor c.
 
         With c = Cov(r_q, L) / Cov(r_l, L) measured on training answers, the heads become
@@ -266,7 +240,7 @@ class RewardModel(nn.Module):
         head's covariance with length on those answers is exactly zero. It is the closed-form optimum of
         ODIN's |corr(r_q, L)| term within the span of the two heads, applied once after training; it
         relies on the length head carrying length, which ODIN's training ensures. Returns 0.0 (and
-        changes nothing) when the length head does not correlate with length.
+        changes nothing) when Pearson(r_length, L) < `min_length_corr` (say, after very few steps).
         """
         import numpy as np
 
@@ -276,8 +250,9 @@ class RewardModel(nn.Module):
         Lc = L - L.mean()
         cov_q, cov_l = float(((q - q.mean()) * Lc).mean()), float(((ln - ln.mean()) * Lc).mean())
         scale = float(ln.std() * L.std())
-        if scale == 0.0 or abs(cov_l) < 0.05 * scale:  # |Pearson(r_l, L)| < 0.05: nothing to move
-            log.warning("length head does not track length (cov %.3g): heads left as they are", cov_l)
+        corr_l = cov_l / scale if scale > 0 else 0.0
+        if corr_l < min_length_corr:  # an untrained length head would only inject noise
+            log.warning("length head does not track length (Pearson %.3f): heads left as they are", corr_l)
             return 0.0
         c = cov_q / cov_l
         if abs(1.0 + c) < 0.1:

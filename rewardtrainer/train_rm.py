@@ -381,7 +381,7 @@ def train_reward_model(
     global_step = int(state["global_step"])
     epoch, start_batch = int(state["epoch"]), int(state["batch_in_epoch"])
     run_seconds, run_pairs = 0.0, 0
-    running: dict[str, float] = {}
+    running: dict[str, Any] = {}
     running_n = 0
     last_eval: dict | None = None
     last_eval_step = -1
@@ -411,7 +411,7 @@ def train_reward_model(
         last_ckpt_step = global_step
 
     def report(event: str, extra: dict | None = None) -> dict:
-        train_stats = {k: v / max(running_n, 1) for k, v in running.items()}
+        train_stats = {k: float(v) / max(running_n, 1) for k, v in running.items()}
         info = {
             "event": event,
             "step": global_step,
@@ -444,8 +444,8 @@ def train_reward_model(
                 batch = {k: v.to(device, non_blocking=True) for k, v in collate(enc_train, idx).items()}
                 loss, stats = model.compute_loss(batch, weights, autocast_dtype, length_mean)
                 (loss / len(group)).backward()
-                for k, v in stats.items():
-                    running[k] = running.get(k, 0.0) + float(v) / len(group)
+                for k, v in stats.items():  # tensors: no GPU sync until report() reads them
+                    running[k] = running.get(k, 0.0) + v / len(group)
             if config.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()

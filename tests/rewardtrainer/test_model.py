@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,3 +143,24 @@ def test_the_real_minilm_backbone_loads_and_scores(minilm_dir, minilm_tokenizer)
     assert torch.equal(
         model.reward(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]), r_q
     )
+
+
+def test_decorrelating_the_heads_zeroes_the_length_covariance_and_keeps_the_sum(tiny_bert, minilm_tokenizer):
+    torch.manual_seed(0)
+    model = RewardModel.from_backbone(tiny_bert, odin=True).eval()
+    answers = [" ".join(["word"] * n) for n in range(1, 40, 3)]
+    enc = encode_pairs([PreferencePair("p", a, a[:3]) for a in answers], minilm_tokenizer, 64)
+    batch = collate(enc, list(range(len(answers))))
+    x = (batch["input_ids"], batch["attention_mask"])
+    length = batch["length"].double()
+    with torch.no_grad():
+        r_q, r_l = model(*x)  # random heads: whatever correlation with length they happen to have
+    c = model.decorrelate_heads(r_q.numpy(), r_l.numpy(), length.numpy(), min_length_corr=-1.0)
+    with torch.no_grad():
+        q2, l2 = model(*x)
+    assert c != 0.0
+    assert torch.allclose(q2 + l2, r_q + r_l, atol=1e-5)  # rankings and the Bradley-Terry loss unchanged
+    assert abs(pearson(q2.double(), length).item()) < 1e-4
+    assert (
+        model.decorrelate_heads(r_q.numpy(), np.zeros(len(r_q)), length.numpy()) == 0.0
+    )  # no length head signal

@@ -38,7 +38,10 @@ def tiny_config(backbone: str, **kw) -> TrainConfig:
 def test_it_learns_a_separable_task(tmp_path, tiny_bert):
     calls = []
     result = train_reward_model(
-        keyword_pairs(200), tiny_config(tiny_bert, eval_every=10), tmp_path / "run", progress=calls.append
+        keyword_pairs(200),
+        tiny_config(tiny_bert, odin=False, eval_every=10),
+        tmp_path / "run",
+        progress=calls.append,
     )
     assert result.metrics["accuracy"] >= 0.9 and result.metrics["accuracy_sum"] >= 0.9
     assert result.pairs_train + result.pairs_val == 200 and result.global_step == result.total_steps == 40
@@ -68,8 +71,8 @@ def test_odin_quality_head_correlates_less_with_length_than_a_plain_model(tmp_pa
         cfg = tiny_config(tiny_bert, odin=odin, epochs=3, val_fraction=0.25, corr_quality_weight=3.0)
         res = train_reward_model(pairs, cfg, tmp_path / f"odin-{odin}")
         corr[odin] = abs(res.metrics["pearson_length"])
-        assert res.metrics["accuracy_sum"] >= 0.8
-    assert corr[True] < corr[False] - 0.1, corr
+        assert res.metrics["accuracy_sum"] >= 0.75
+    assert corr[True] < corr[False] - 0.3, corr  # measured over seeds: plain 0.70-0.82, ODIN 0.02-0.20
 
 
 def test_a_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_bert):
@@ -78,11 +81,13 @@ def test_a_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_p
     full = train_reward_model(pairs, cfg, tmp_path / "full")
 
     steps = iter(range(1000))
-    stopped = train_reward_model(pairs, cfg, tmp_path / "crash", should_stop=lambda: next(steps) == 6)
-    assert stopped.stopped and stopped.model_dir is None and stopped.global_step == 7  # mid-epoch 2
-    assert latest_checkpoint(tmp_path / "crash" / "checkpoints").name == "ckpt-000007"
+    stopped = train_reward_model(pairs, cfg, tmp_path / "crash", should_stop=lambda: next(steps) == 14)
+    assert (
+        stopped.stopped and stopped.model_dir is None and stopped.global_step == 15
+    )  # epoch 2 of 3, batch 3
+    assert latest_checkpoint(tmp_path / "crash" / "checkpoints").name == "ckpt-000015"
     resumed = train_reward_model(pairs, cfg, tmp_path / "crash")
-    assert resumed.resumed_from_step == 7 and resumed.global_step == full.global_step == 36
+    assert resumed.resumed_from_step == 15 and resumed.global_step == full.global_step == 36  # 12 a epoch
 
     a = load_file(f"{full.model_dir}/model.safetensors") | load_file(
         f"{full.model_dir}/reward_heads.safetensors"

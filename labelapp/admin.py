@@ -10,7 +10,9 @@ from labelapp.models import (
     GuidelineVersion,
     Prompt,
     QueueSnapshot,
+    RaterProfile,
     Rating,
+    RatingReview,
     Response,
     RewardModelVersion,
     TrainingRun,
@@ -138,6 +140,20 @@ class GuidelineAcknowledgmentAdmin(admin.ModelAdmin):
     list_display = ("rater", "version", "acknowledged_at")
     list_filter = ("version",)
     search_fields = ("rater__username",)
+
+
+@admin.register(RatingReview)
+class RatingReviewAdmin(admin.ModelAdmin):
+    list_display = ("rating", "decision", "reason", "reviewer", "created_at")
+    list_filter = ("decision",)
+    raw_id_fields = ("rating",)
+
+
+@admin.register(RaterProfile)
+class RaterProfileAdmin(admin.ModelAdmin):
+    list_display = ("rater", "trust_weight", "updated_at")
+    search_fields = ("rater__username",)
+    readonly_fields = ("figures", "updated_at")
 
 
 @admin.register(QueueSnapshot)

@@ -31,6 +31,8 @@ class Prompt(models.Model):
     source = models.CharField(max_length=64, default="manual", help_text="Where the prompt came from.")
     external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
     consent = models.BooleanField(default=True, help_text="May ratings on this prompt be used for training?")
+    # Staff confirmed (in the review list) that the prompt holds personal data: never shown to raters again.
+    withheld = models.BooleanField(default=False)
     html = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -105,6 +107,7 @@ class Comparison(models.Model):
     )
     # For gold pairs: the expected preference sign (-1 A better, +1 B better, 0 tie). Never sent to raters.
     gold_preference = models.SmallIntegerField(null=True, blank=True)
+    gold_explanation = models.TextField(blank=True, help_text="Why the gold answer is right (staff only).")
     repeat_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="repeats"
     )
@@ -220,6 +223,12 @@ class GuidelineAcknowledgment(models.Model):
         return f"{self.rater} acknowledged v{self.version.number}"
 
 
+class RatingQuerySet(models.QuerySet):
+    def not_excluded(self) -> RatingQuerySet:
+        """Ratings staff did not exclude in review: the only ones that may train or be exported."""
+        return self.exclude(reviews__decision=RatingReview.Decision.EXCLUDE)
+
+
 class Rating(models.Model):
     class Preference(models.IntegerChoices):
         A_MUCH = -3, "A much better"
@@ -260,6 +269,8 @@ class Rating(models.Model):
     idempotency_key = models.UUIDField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = RatingQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -278,6 +289,46 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"Rating #{self.pk} by {self.rater} on comparison #{self.comparison_id}: {self.preference:+d}"
+
+
+class RatingReview(models.Model):
+    """A staff decision on a rating. Ratings are evidence and never change; a review sits beside one.
+
+    The newest review of a rating is in force; an EXCLUDE keeps it out of training and exports.
+    """
+
+    class Decision(models.TextChoices):
+        CONFIRM = "confirm", "confirmed (flag stands, rating kept)"
+        EXCLUDE = "exclude", "excluded from training and export"
+
+    rating = models.ForeignKey(Rating, on_delete=models.CASCADE, related_name="reviews")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reason = models.CharField(max_length=500)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=~Q(reason=""), name="rating_review_reason_required")]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()}: rating #{self.rating_id}"
+
+
+class RaterProfile(models.Model):
+    """Per-rater quality figures, recomputed by the quality job; `trust_weight` weighs their pairs."""
+
+    rater = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rater_profile"
+    )
+    trust_weight = models.FloatField(default=1.0)
+    figures = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.rater} (trust {self.trust_weight:.2f})"
 
 
 class QueueSnapshot(models.Model):

@@ -70,3 +70,13 @@ def assignment_for_page(*, rater, assignment_id: int) -> Assignment:
 
 def queue_latest_snapshot() -> QueueSnapshot | None:
     return QueueSnapshot.objects.first()
+
+
+def trust_weights(*, rater_ids) -> dict[int, float]:
+    """Trust weight per rater id (1.0 for raters without a profile yet)."""
+    from labelapp.models import RaterProfile
+
+    found = dict(
+        RaterProfile.objects.filter(rater_id__in=set(rater_ids)).values_list("rater_id", "trust_weight")
+    )
+    return {rid: found.get(rid, 1.0) for rid in set(rater_ids)}

@@ -51,7 +51,11 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 def _usable_ratings():
     """Ratings that may train a model: prompt consented, not a tie, not flagged broken."""
-    return Rating.objects.filter(comparison__prompt__consent=True, flag_broken=False).exclude(preference=0)
+    return (
+        Rating.objects.not_excluded()
+        .filter(comparison__prompt__consent=True, flag_broken=False)
+        .exclude(preference=0)
+    )
 
 
 def training_new_ratings_count() -> int:

@@ -204,6 +204,15 @@ LABEL = {
     "LENGTH_CHECK_RATIO": env.float("LENGTH_CHECK_RATIO", default=1.5),
     # Queue housekeeping (release expired leases, record figures) every this many seconds.
     "QUEUE_HOUSEKEEPING_SECONDS": env.int("QUEUE_HOUSEKEEPING_SECONDS", default=60),
+    # Share of claims that serve a gold pair (known answer) the rater has not seen; 0 turns gold off.
+    "GOLD_RATE": env.float("GOLD_RATE", default=0.05),
+    # Show the expected answer and its explanation after a rater judged a gold pair (off: raters
+    # would learn which pairs are gold).
+    "GOLD_FEEDBACK": env.bool("GOLD_FEEDBACK", default=False),
+    # Share of ratings on normal pairs that come back to the same rater later, sides swapped
+    # (test-retest); 0 turns repeats off. The repeat is served no sooner than the delay.
+    "REPEAT_RATE": env.float("REPEAT_RATE", default=0.05),
+    "REPEAT_DELAY_MINUTES": env.float("REPEAT_DELAY_MINUTES", default=60),
 }
 LEASE_DURATION = timedelta(minutes=LABEL["LEASE_MINUTES"])
 

@@ -1,7 +1,13 @@
-"""Django admin for every model, with the filters and searches staff use to watch quality."""
+"""Django admin for every model, with the filters and searches staff use to watch quality.
 
+Ratings are evidence: read-only here (no add, change or delete). Staff confirm or exclude them with a
+reason through actions that record a RatingReview (services/review.py).
+"""
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Max
+from django.template.response import TemplateResponse
 
 from labelapp.models import (
     Assignment,
@@ -17,7 +23,9 @@ from labelapp.models import (
     RewardModelVersion,
     TrainingRun,
 )
+from labelapp.services.gold import GoldError, gold_make_padded, gold_mark
 from labelapp.services.guidelines import GuidelineError, guideline_publish
+from labelapp.services.review import ReviewError, rating_review_add
 from labelapp.services.training import reward_model_activate, training_run_cancel
 
 
@@ -30,8 +38,8 @@ class ResponseInline(admin.TabularInline):
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ("id", "short_text", "category", "source", "consent", "created_at")
-    list_filter = ("category", "source", "consent")
+    list_display = ("id", "short_text", "category", "source", "consent", "withheld", "created_at")
+    list_filter = ("category", "source", "consent", "withheld")
     search_fields = ("text", "external_id")
     inlines = [ResponseInline]
 
@@ -47,6 +55,18 @@ class ResponseAdmin(admin.ModelAdmin):
     search_fields = ("text", "external_id", "prompt__text")
     readonly_fields = ("char_count", "word_count", "created_at")
     raw_id_fields = ("prompt",)
+    actions = ["make_gold"]
+
+    @admin.action(description="Make 'concise is right' gold pairs from the selected answers (padded copies)")
+    def make_gold(self, request, queryset):
+        made = 0
+        for response in queryset.select_related("prompt"):
+            try:
+                gold_make_padded(response=response)
+                made += 1
+            except GoldError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        self.message_user(request, f"Made {made} gold pair(s).", messages.SUCCESS)
 
 
 @admin.register(Comparison)
@@ -63,9 +83,53 @@ class ComparisonAdmin(admin.ModelAdmin):
     )
     list_filter = ("kind", "is_active", "priority")
     search_fields = ("prompt__text", "external_id")
-    readonly_fields = ("claimed_count",)
-    raw_id_fields = ("prompt", "response_a", "response_b", "repeat_of")
+    readonly_fields = ("claimed_count", "repeat_of", "repeat_for", "available_at", "forced_left")
+    raw_id_fields = ("prompt", "response_a", "response_b")
     list_editable = ("priority", "is_active")
+    actions = ["mark_gold"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.kind == Comparison.Kind.GOLD:
+            # Through the service, so an admin edit obeys the same rules as the action (the form's
+            # clean below already refused a gold pair without preference or explanation).
+            try:
+                gold_mark(comparison=obj, preference=obj.gold_preference, explanation=obj.gold_explanation)
+            except GoldError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+
+        def clean(this):
+            data = forms.ModelForm.clean(this)
+            if data.get("kind") == Comparison.Kind.GOLD:
+                if data.get("gold_preference") not in (-1, 0, 1):
+                    this.add_error("gold_preference", "Give the expected preference: -1, 0 or 1.")
+                if not (data.get("gold_explanation") or "").strip():
+                    this.add_error("gold_explanation", "Explain why the expected answer is right.")
+            return data
+
+        form.clean = clean
+        return form
+
+    @admin.action(description="Mark the selected comparisons as gold (expected preference + explanation)")
+    def mark_gold(self, request, queryset):
+        title = "Mark as gold"
+        form = _ask(self, request, queryset, form_class=GoldForm, title=title, submit_label=title)
+        if not isinstance(form, GoldForm):
+            return form
+        for comparison in queryset:
+            try:
+                gold_mark(
+                    comparison=comparison,
+                    preference=form.cleaned_data["preference"],
+                    explanation=form.cleaned_data["explanation"],
+                )
+            except GoldError as exc:
+                self.message_user(request, f"Comparison #{comparison.pk}: {exc}", messages.ERROR)
+        self.message_user(request, "Marked as gold.", messages.SUCCESS)
+        return None
 
 
 @admin.register(Assignment)
@@ -75,6 +139,36 @@ class AssignmentAdmin(admin.ModelAdmin):
     search_fields = ("rater__username", "skip_reason")
     raw_id_fields = ("comparison",)
     readonly_fields = ("form_key",)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, help_text="Recorded with your name beside the rating.")
+
+
+class GoldForm(forms.Form):
+    preference = forms.TypedChoiceField(
+        choices=[(-1, "A is better"), (0, "tie"), (1, "B is better")], coerce=int, label="Expected preference"
+    )
+    explanation = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+def _ask(modeladmin, request, queryset, *, form_class, title: str, submit_label: str):
+    """Run an action that needs input: the first POST shows the form, the second applies it.
+
+    Returns the bound, valid form, or a TemplateResponse to show (the form, again with errors)."""
+    form = form_class(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        return form
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "objects": list(queryset),
+        "form": form,
+        "action": request.POST.get("action", ""),
+        "submit_label": submit_label,
+        "opts": modeladmin.model._meta,
+    }
+    return TemplateResponse(request, "admin/labelapp/action_form.html", context)
 
 
 @admin.register(Rating)
@@ -88,6 +182,7 @@ class RatingAdmin(admin.ModelAdmin):
         "length_check",
         "guideline_version",
         "time_on_task_ms",
+        "review_state",
         "created_at",
     )
     list_filter = (
@@ -97,12 +192,55 @@ class RatingAdmin(admin.ModelAdmin):
         "flag_pii",
         "flag_unsafe",
         "flag_broken",
+        "reviews__decision",
         "guideline_version",
         "rater",
     )
     search_fields = ("rater__username", "rationale", "comparison__prompt__text")
-    raw_id_fields = ("comparison", "assignment")
     date_hierarchy = "created_at"
+    actions = ["confirm_ratings", "exclude_ratings"]
+
+    # A rating is evidence: nobody adds, rewrites or deletes one here (the view page stays).
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("reviews")
+
+    @admin.display(description="review")
+    def review_state(self, obj):
+        reviews = list(obj.reviews.all())
+        return reviews[0].get_decision_display() if reviews else ""
+
+    def _review(self, request, queryset, decision: str, title: str):
+        form = _ask(self, request, queryset, form_class=ReasonForm, title=title, submit_label=title)
+        if not isinstance(form, ReasonForm):
+            return form
+        for rating in queryset.select_related("comparison"):
+            try:
+                reason = form.cleaned_data["reason"]
+                rating_review_add(rating=rating, decision=decision, reason=reason, reviewer=request.user)
+            except ReviewError as exc:
+                self.message_user(request, f"Rating #{rating.pk}: {exc}", messages.ERROR)
+                return None
+        done = f"{title}: {queryset.count()} rating(s), reason recorded."
+        self.message_user(request, done, messages.SUCCESS)
+        return None
+
+    @admin.action(description="Confirm the selected ratings' flags (with a reason)")
+    def confirm_ratings(self, request, queryset):
+        # This action needs only "view": the ratings themselves do not change.
+        return self._review(request, queryset, RatingReview.Decision.CONFIRM, "Confirm")
+
+    @admin.action(description="Exclude the selected ratings from training and export (with a reason)")
+    def exclude_ratings(self, request, queryset):
+        return self._review(request, queryset, RatingReview.Decision.EXCLUDE, "Exclude")
 
 
 @admin.register(GuidelineVersion)
@@ -144,9 +282,20 @@ class GuidelineAcknowledgmentAdmin(admin.ModelAdmin):
 
 @admin.register(RatingReview)
 class RatingReviewAdmin(admin.ModelAdmin):
+    """Decisions are records: added through the rating actions or the review list, never edited."""
+
     list_display = ("rating", "decision", "reason", "reviewer", "created_at")
     list_filter = ("decision",)
     raw_id_fields = ("rating",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(RaterProfile)

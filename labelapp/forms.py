@@ -1,11 +1,15 @@
-"""Forms of the rater pages. Validation errors are shown on the page with what the rater typed kept."""
+"""Forms of the rater pages. Validation errors are shown on the page with what the rater typed kept.
+
+The form checks types only; the rules of a rating (the length check among them) live in
+services/ratings.py, so the page, the API and the simulator enforce the same ones.
+"""
 
 from __future__ import annotations
 
 from django import forms
 
 from labelapp.models import Rating
-from labelapp.services.ratings import RatingInput, length_check_asked
+from labelapp.services.ratings import RatingInput
 
 SCORE_CHOICES = [("", "not judged")] + [(str(i), str(i)) for i in range(-2, 3)]
 
@@ -35,26 +39,24 @@ class RatingForm(forms.Form):
     length_check = forms.ChoiceField(
         choices=[c for c in Rating.LengthCheck.choices if c[0]], required=False, widget=forms.RadioSelect
     )
-    time_on_task_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
-    form_key = forms.UUIDField(widget=forms.HiddenInput)
-
-    def __init__(self, *args, words_a: int, words_b: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.words_a, self.words_b = words_a, words_b
-
-    def clean(self):
-        data = super().clean()
-        preference = data.get("preference")
-        if preference is None:
-            return data
-        if length_check_asked(preference=preference, words_a=self.words_a, words_b=self.words_b):
-            if not data.get("length_check"):
-                self.add_error(
-                    "length_check", "You picked the much longer answer: does its extra length add content?"
-                )
-        else:
-            data["length_check"] = ""  # only stored when the question was asked
-        return data
+    # Hidden fields the page's script fills; their errors are shown too (templates/_rate_panel.html),
+    # in words a rater can act on, since they cannot see or fix the field itself.
+    time_on_task_ms = forms.IntegerField(
+        required=False,
+        min_value=0,
+        widget=forms.HiddenInput,
+        error_messages={
+            "invalid": "The page's timer sent a bad value; please submit again.",
+            "min_value": "The page's timer sent a bad value; please submit again.",
+        },
+    )
+    form_key = forms.UUIDField(
+        widget=forms.HiddenInput,
+        error_messages={
+            "required": "This form lost its key; please submit again (the page was refreshed for you).",
+            "invalid": "This form's key is damaged; please submit again (the page was refreshed for you).",
+        },
+    )
 
     def to_input(self) -> RatingInput:
         return RatingInput.from_validated(self.cleaned_data)

@@ -111,6 +111,13 @@ class Comparison(models.Model):
     repeat_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="repeats"
     )
+    # A repeat is served to one rater only (the one who judged the original), not before
+    # `available_at`, with the sides swapped (`forced_left`); normal and gold pairs leave these empty.
+    repeat_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    available_at = models.DateTimeField(null=True, blank=True)
+    forced_left = models.CharField(max_length=1, blank=True, default="")
     is_active = models.BooleanField(default=True)
     external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -137,6 +144,14 @@ class Comparison(models.Model):
                 "id",
                 name="comparison_open_queue",
                 condition=Q(is_active=True, claimed_count__lt=F("required_ratings")),
+            ),
+            # The two side streams of a claim (services/assignment.py): active gold pairs, and each
+            # rater's own pending repeats.
+            models.Index(fields=["id"], name="comparison_gold", condition=Q(kind="gold", is_active=True)),
+            models.Index(
+                fields=["repeat_for", "available_at"],
+                name="comparison_pending_repeat",
+                condition=Q(kind="repeat", is_active=True, claimed_count=0),
             ),
         ]
 
@@ -186,6 +201,10 @@ class Assignment(models.Model):
         return f"Assignment #{self.pk} {self.rater} -> comparison #{self.comparison_id} ({self.status})"
 
 
+class PublishedGuidelineImmutable(Exception):
+    """Raised when code tries to change a published guideline version (publish a new one instead)."""
+
+
 class GuidelineVersion(models.Model):
     number = models.PositiveIntegerField(unique=True)
     title = models.CharField(max_length=200, default="Rating guidelines")
@@ -201,6 +220,20 @@ class GuidelineVersion(models.Model):
     def __str__(self) -> str:
         state = "published" if self.published_at else "draft"
         return f"Guidelines v{self.number} ({state})"
+
+    def save(self, *args, **kwargs) -> None:
+        # Published versions are history that ratings point to: no code path may rewrite one.
+        if not self._state.adding and self.pk is not None:
+            stored = (
+                GuidelineVersion.objects.filter(pk=self.pk).values("published_at", "text", "title").first()
+            )
+            if stored and stored["published_at"] is not None:
+                now = (self.text, self.title, self.published_at)
+                if now != (stored["text"], stored["title"], stored["published_at"]):
+                    raise PublishedGuidelineImmutable(
+                        f"Version {self.number} is published; it cannot change."
+                    )
+        super().save(*args, **kwargs)
 
     @property
     def html(self) -> str:
@@ -273,6 +306,14 @@ class Rating(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The staff review list: flagged and both-bad ratings, newest first.
+            models.Index(
+                fields=["-created_at"],
+                name="rating_needs_review",
+                condition=Q(flag_pii=True) | Q(flag_unsafe=True) | Q(flag_broken=True) | Q(both_bad=True),
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["rater", "comparison"], name="rating_once_per_rater_comparison"),
             models.UniqueConstraint(fields=["rater", "idempotency_key"], name="rating_idempotency_key"),

@@ -4,13 +4,24 @@ Two layers: raw HTML in the source is not passed through by Markdown at all (it 
 which is also what a rater should see when a model writes `<div>`), and the result is sanitized by
 nh3 (ammonia) with an allow-list of tags and URL schemes, so `javascript:` links and event handlers
 never survive even if the first layer had a gap.
+
+Nothing is dropped silently: a link with a scheme we do not allow (`javascript:`, `data:` ...) and
+every image (raters must not load remote content) become inert text that shows the link text or alt
+text AND the target, so a rater can see the answer contained one. Bidi control characters (U+202E
+and friends), which would reorder the text on screen, are replaced by a visible marker.
 """
 
 from __future__ import annotations
 
+import html
+import re
+import unicodedata
+import xml.etree.ElementTree as etree
+
 import markdown
 import nh3
 from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
 
 ALLOWED_TAGS = {
     "a",
@@ -33,6 +44,7 @@ ALLOWED_TAGS = {
     "ol",
     "p",
     "pre",
+    "span",
     "strong",
     "sub",
     "sup",
@@ -44,7 +56,13 @@ ALLOWED_TAGS = {
     "tr",
     "ul",
 }
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "span": {"class"},
+    "th": {"align"},
+    "td": {"align"},
+}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -56,12 +74,83 @@ class _NoRawHtml(Extension):
         md.inlinePatterns.deregister("html")
 
 
+# Explicit embeddings/overrides/isolates and the implicit marks: each can make text read differently
+# from how it is stored (CVE-2021-42574, "Trojan Source").
+BIDI_CONTROLS = {
+    "\u061c": "ALM",
+    "\u200e": "LRM",
+    "\u200f": "RLM",
+    "\u202a": "LRE",
+    "\u202b": "RLE",
+    "\u202c": "PDF",
+    "\u202d": "LRO",
+    "\u202e": "RLO",
+    "\u2066": "LRI",
+    "\u2067": "RLI",
+    "\u2068": "FSI",
+    "\u2069": "PDI",
+}
+_BIDI_RE = re.compile("[" + "".join(BIDI_CONTROLS) + "]")
+# Not Markdown syntax (square brackets would start a link): mathematical white brackets.
+_BIDI_MARK = "\u27e6{name} U+{code:04X}\u27e7"
+_SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
+
+
+def show_bidi_controls(text: str) -> str:
+    """Replace each bidi control character by a visible marker such as ⟦RLO U+202E⟧."""
+    return _BIDI_RE.sub(lambda m: _BIDI_MARK.format(name=BIDI_CONTROLS[m.group()], code=ord(m.group())), text)
+
+
+def url_allowed(url: str) -> bool:
+    """Relative URLs and the allowed schemes. Entities and control/space characters are removed first,
+    as a browser would (`java&#10;script:` is still javascript:)."""
+    cleaned = "".join(
+        ch for ch in html.unescape(url or "") if not ch.isspace() and unicodedata.category(ch)[0] != "C"
+    )
+    match = _SCHEME_RE.match(cleaned)
+    return match is None or match.group(1).lower() in URL_SCHEMES
+
+
+def _inert(el: etree.Element, kind: str, label: str, target: str) -> None:
+    """Turn `el` (an <a> or <img>) into a span reading `label [kind: target]` in place."""
+    tail = el.tail
+    children = list(el)
+    el.clear()
+    el.tag = "span"
+    el.set("class", f"removed-{kind}")
+    el.text = label
+    for child in children:
+        el.append(child)
+    note = etree.SubElement(el, "span")
+    note.set("class", "removed-target")
+    note.text = f" [{kind} removed: {target or 'no address'}]"
+    el.tail = tail
+
+
+class _InertLinksAndImages(Treeprocessor):
+    def run(self, root: etree.Element) -> None:
+        for el in list(root.iter()):
+            if el.tag == "img":
+                alt = el.get("alt") or ""
+                _inert(el, "image", f"🖼 {alt}" if alt else "🖼", el.get("src") or "")
+            elif el.tag == "a" and not url_allowed(el.get("href") or ""):
+                _inert(el, "link", el.text or "", el.get("href") or "")
+
+
+class _Inert(Extension):
+    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Markdown's API name)
+        # After inline patterns (priority 20) so links and images exist as elements.
+        md.treeprocessors.register(_InertLinksAndImages(md), "inert_links_images", 5)
+
+
 def render_markdown(text: str) -> str:
-    html = markdown.markdown(
-        text or "", extensions=["fenced_code", "tables", "sane_lists", _NoRawHtml()], output_format="html"
+    html_out = markdown.markdown(
+        show_bidi_controls(text or ""),
+        extensions=["fenced_code", "tables", "sane_lists", _NoRawHtml(), _Inert()],
+        output_format="html",
     )
     return nh3.clean(
-        html,
+        html_out,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,

@@ -31,3 +31,21 @@ urlpatterns += [
         name="reward_model_activate",
     ),
 ]
+
+from labelapp import guideline_views, review_views  # noqa: E402
+
+urlpatterns += [
+    path("staff/guidelines/", guideline_views.staff_guidelines, name="staff_guidelines"),
+    path("staff/guidelines/edit/", guideline_views.staff_guideline_edit, name="staff_guideline_edit"),
+    path(
+        "staff/guidelines/preview/", guideline_views.staff_guideline_preview, name="staff_guideline_preview"
+    ),
+    path("staff/guidelines/diff/", guideline_views.staff_guideline_diff, name="staff_guideline_diff"),
+    path(
+        "staff/guidelines/v/<int:number>/",
+        guideline_views.staff_guideline_version,
+        name="staff_guideline_version",
+    ),
+    path("staff/review/", review_views.staff_review, name="staff_review"),
+    path("staff/review/<int:rating_id>/", review_views.staff_review_decide, name="staff_review_decide"),
+]

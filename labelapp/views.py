@@ -20,15 +20,18 @@ from django_htmx.http import push_url
 from labelapp.forms import RatingForm, SkipForm
 from labelapp.models import Assignment, GuidelineVersion, Rating
 from labelapp.selectors import assignment_for_page, queue_latest_snapshot, rater_progress, rating_view
-from labelapp.services.assignment import QueueError, assignment_next, assignment_skip
+from labelapp.services.assignment import QueueError, assignment_next, assignment_skip, queue_has_work_for
 from labelapp.services.guidelines import (
+    GuidelineAckRequired,
     GuidelineError,
     guideline_acknowledge,
     guideline_current,
+    guideline_diff_html,
+    guideline_last_acknowledged,
     guideline_needs_ack,
 )
 from labelapp.services.queue import queue_figures
-from labelapp.services.ratings import RatingError, rating_submit
+from labelapp.services.ratings import RatingError, gold_feedback, rating_submit
 
 SCALE_LABELS = [
     "Left much better",
@@ -79,10 +82,13 @@ def _controls_context(shown_left: str, form: RatingForm) -> dict:
     scale = _scale(shown_left)
     for option in scale:
         option["checked"] = chosen == str(option["value"])
+    dimensions = _dimensions(shown_left, form)
     return {
         "form": form,
         "scale": scale,
-        "dimensions": _dimensions(shown_left, form),
+        "dimensions": dimensions,
+        # Open only when a dimension itself is at fault: open, it pushes Submit below the fold.
+        "dimensions_open": any(d["errors"] for d in dimensions),
         "length_check_value": form["length_check"].value() or "",
     }
 
@@ -93,7 +99,7 @@ _FRESH_CONTROLS: dict[str, str] = {}
 def _fresh_controls(shown_left: str) -> str:
     """The empty judging controls depend only on the shown order: render each variant once per process."""
     if shown_left not in _FRESH_CONTROLS:
-        form = RatingForm(words_a=0, words_b=0)
+        form = RatingForm()
         _FRESH_CONTROLS[shown_left] = render_to_string(
             "labelapp/_rate_controls.html", _controls_context(shown_left, form)
         )
@@ -108,28 +114,62 @@ def _panel_context(assignment: Assignment, form: RatingForm | None = None) -> di
         context["form_key"] = assignment.form_key
     else:
         context.update(_controls_context(assignment.shown_left, form))
-        context["form_key"] = form["form_key"].value()
+        # A damaged key is replaced by the page's own, so the next submit can succeed.
+        context["form_key"] = assignment.form_key if "form_key" in form.errors else form["form_key"].value()
     context["form"] = form
     return context
 
 
-def _render_next(request: HttpRequest, *, just_finished: bool = False) -> HttpResponse:
-    """After a submit or skip: htmx gets the next panel in place, a plain browser a redirect."""
+def _ack_context(rater, version: GuidelineVersion) -> dict:
+    """The acknowledgment of `version`, with the diff to the version this rater last acknowledged."""
+    previous = guideline_last_acknowledged(rater=rater)
+    diff = None
+    if previous is not None and previous.number < version.number:
+        diff = mark_safe(guideline_diff_html(old=previous, new=version))  # noqa: S308 (difflib escapes)
+    return {"current": version, "needs_ack": version, "previous": previous, "diff": diff}
+
+
+def _render_next(
+    request: HttpRequest, *, just_finished: bool = False, feedback: dict | None = None
+) -> HttpResponse:
+    """After a submit or skip: htmx gets the next panel in place, a plain browser a redirect.
+
+    When a new guideline version came into force meanwhile, the next panel is its acknowledgment.
+    """
     if not request.htmx:
+        if feedback is not None:
+            messages.info(request, _feedback_text(feedback))
         return redirect("rate_next")
-    assignment = assignment_next(rater=request.user, just_finished=just_finished)
+    try:
+        assignment = assignment_next(rater=request.user, just_finished=just_finished)
+    except GuidelineAckRequired as exc:
+        response = render(request, "labelapp/_ack_panel.html", _ack_context(request.user, exc.version))
+        return push_url(response, reverse("guidelines"))
     if assignment is None:
-        response = render(request, "labelapp/_empty_panel.html", {})
+        response = render(request, "labelapp/_empty_panel.html", {"feedback": feedback})
         return push_url(response, reverse("rate_next"))
-    response = render(request, "labelapp/_rate_panel.html", _panel_context(assignment))
+    context = _panel_context(assignment)
+    context["feedback"] = feedback
+    response = render(request, "labelapp/_rate_panel.html", context)
     return push_url(response, reverse("rate", args=[assignment.pk]))
+
+
+def _feedback_text(feedback: dict) -> str:
+    verdict = "You agreed with" if feedback["agreed"] else "You did not agree with"
+    return f"{verdict} the expected answer on the previous comparison. {feedback['explanation']}"
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    needs_ack = guideline_needs_ack(rater=request.user)
     context = {
         "progress": rater_progress(rater=request.user),
-        "needs_ack": guideline_needs_ack(rater=request.user),
+        "needs_ack": needs_ack,
+        "published": guideline_current() is not None,
+        # Say so on the home page instead of a "Start rating" that leads to an empty page.
+        "has_work": needs_ack is not None
+        or Assignment.objects.filter(rater=request.user, status=Assignment.Status.LEASED).exists()
+        or queue_has_work_for(rater=request.user),
     }
     if request.user.is_staff:
         context["snapshot"] = queue_latest_snapshot()
@@ -152,20 +192,21 @@ def guidelines(request: HttpRequest) -> HttpResponse:
             messages.warning(request, f"Version {current.number} is now in force; please read it.")
             return redirect("guidelines")
         return redirect("rate_next")
-    return render(
-        request,
-        "labelapp/guidelines.html",
-        {"current": current, "needs_ack": guideline_needs_ack(rater=request.user)},
-    )
+    needs_ack = guideline_needs_ack(rater=request.user)
+    context = {"current": current, "needs_ack": needs_ack}
+    if needs_ack is not None:
+        context.update(_ack_context(request.user, needs_ack))
+    return render(request, "labelapp/guidelines.html", context)
 
 
 @login_required
 def rate_next(request: HttpRequest) -> HttpResponse:
     if guideline_current() is None:
         return render(request, "labelapp/empty.html", {"reason": "no_guidelines"})
-    if guideline_needs_ack(rater=request.user) is not None:
+    try:
+        assignment = assignment_next(rater=request.user)
+    except GuidelineAckRequired:
         return redirect("guidelines")
-    assignment = assignment_next(rater=request.user)
     if assignment is None:
         return render(request, "labelapp/empty.html", {"reason": "empty"})
     return redirect("rate", assignment_id=assignment.pk)
@@ -189,21 +230,21 @@ def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
         context["guideline"] = guideline_current()
         return render(request, "labelapp/rate.html", context)
 
-    view = rating_view(assignment=assignment)
-    form = RatingForm(request.POST, words_a=view.words_a, words_b=view.words_b)
+    form = RatingForm(request.POST)
     if form.is_valid():
         try:
-            _, created = rating_submit(
+            rating, created = rating_submit(
                 rater=request.user,
                 assignment_id=assignment.pk,
                 idempotency_key=form.cleaned_data["form_key"],
                 data=form.to_input(),
             )
-            return _render_next(request, just_finished=created)
+            feedback = gold_feedback(rating=rating) if created else None
+            return _render_next(request, just_finished=created, feedback=feedback)
         except Assignment.DoesNotExist:
             raise Http404("No such assignment.") from None
         except RatingError as exc:
-            form.add_error(None, str(exc))
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
     return _render_form_error(request, assignment, form)
 
 

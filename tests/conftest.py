@@ -18,10 +18,20 @@ _counter = itertools.count(1)
 
 @pytest.fixture
 def make_user(db):
-    def make(username: str | None = None, *, staff: bool = False, password: str = "pw-for-tests-123"):
+    def make(
+        username: str | None = None,
+        *,
+        staff: bool = False,
+        password: str = "pw-for-tests-123",
+        ack: bool = False,
+    ):
         user = get_user_model().objects.create_user(
             username=username or f"user{next(_counter)}", password=password, is_staff=staff
         )
+        if ack:  # acknowledge the version in force: the queue serves nobody who has not
+            from labelapp.services.guidelines import guideline_current
+
+            guideline_acknowledge(rater=user, version=guideline_current())
         return user
 
     return make

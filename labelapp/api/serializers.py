@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from labelapp.models import Rating
-from labelapp.services.ratings import RatingInput, length_check_asked
+from labelapp.services.ratings import RatingInput
 
 
 class AnswerSerializer(serializers.Serializer):
@@ -43,27 +43,14 @@ class RatingInSerializer(serializers.Serializer):
     flag_unsafe = serializers.BooleanField(default=False)
     flag_broken = serializers.BooleanField(default=False)
     length_check = serializers.ChoiceField(
-        choices=["", "adds_content", "adds_nothing"], required=False, default=""
+        choices=["", "adds_content", "adds_nothing"],
+        required=False,
+        default="",
+        help_text="Required when the chosen answer is at least length_check_ratio times longer "
+        "(the rating service answers 400 with a length_check error otherwise).",
     )
     time_on_task_ms = serializers.IntegerField(min_value=0, required=False, default=0)
     idempotency_key = serializers.UUIDField()
-
-    def __init__(self, *args, words_a: int = 0, words_b: int = 0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.words_a, self.words_b = words_a, words_b
-
-    def validate(self, attrs):
-        if length_check_asked(preference=attrs["preference"], words_a=self.words_a, words_b=self.words_b):
-            if not attrs.get("length_check"):
-                raise serializers.ValidationError(
-                    {
-                        "length_check": "You picked the much longer answer: say whether its extra length "
-                        "adds content ('adds_content') or not ('adds_nothing')."
-                    }
-                )
-        else:
-            attrs["length_check"] = ""
-        return attrs
 
     def to_input(self) -> RatingInput:
         return RatingInput.from_validated(self.validated_data)

@@ -25,10 +25,10 @@ from labelapp.models import (
 from labelapp.selectors import assignment_for_page, rating_view
 from labelapp.services.assignment import QueueError, assignment_next, assignment_skip
 from labelapp.services.guidelines import (
+    GuidelineAckRequired,
     GuidelineError,
     guideline_acknowledge,
     guideline_current,
-    guideline_needs_ack,
 )
 from labelapp.services.queue import queue_figures
 from labelapp.services.ratings import RatingError, rating_submit
@@ -75,12 +75,13 @@ class NextAssignmentView(APIView):
     )
     def get(self, request):
         """Your open assignment, or the next comparison claimed for you (204 when nothing is left)."""
-        pending = guideline_needs_ack(rater=request.user)
-        if pending is not None:
+        try:
+            assignment = assignment_next(rater=request.user)
+        except GuidelineAckRequired as exc:
             raise PermissionDenied(
-                f"Acknowledge guidelines version {pending.number} first (POST /api/guidelines/acknowledge/)."
-            )
-        assignment = assignment_next(rater=request.user)
+                f"Acknowledge guidelines version {exc.version.number} first "
+                "(POST /api/guidelines/acknowledge/)."
+            ) from None
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         assignment = assignment_for_page(rater=request.user, assignment_id=assignment.pk)
@@ -101,23 +102,19 @@ class RatingSubmitView(APIView):
     )
     def post(self, request, assignment_id: int):
         """Rate your assignment. Re-sending the same idempotency_key returns the stored rating (200)."""
-        assignment = _own_assignment(request, assignment_id)
-        c = assignment.comparison
-        serializer = s.RatingInSerializer(
-            data=request.data, words_a=c.response_a.word_count, words_b=c.response_b.word_count
-        )
+        serializer = s.RatingInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             rating, created = rating_submit(
                 rater=request.user,
-                assignment_id=assignment.pk,
+                assignment_id=assignment_id,
                 idempotency_key=serializer.validated_data["idempotency_key"],
                 data=serializer.to_input(),
             )
         except Assignment.DoesNotExist:
             raise NotFound("No such assignment.") from None
         except RatingError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+            raise ValidationError({exc.field or "detail": str(exc)}) from None
         return Response(
             s.RatingOutSerializer(rating).data, status=status.HTTP_201_CREATED if created else 200
         )

@@ -2,7 +2,8 @@
 
 Concurrency design (checked by tests/labelapp/test_queue_concurrency.py against real PostgreSQL):
 - `Comparison.claimed_count` (leased + done) is changed only while that comparison's row is locked.
-- A claim (one SQL statement, `_CLAIM_SQL`) picks the best open comparison with
+- A claim (one SQL statement, `_CLAIM_SQL`) picks this rater's due repeat, else (at GOLD_RATE) an
+  unseen gold pair, else the best open comparison, with
   `SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`: two raters
   never wait on each other, and because the open condition `claimed_count < required_ratings` is a
   column of the locked row, PostgreSQL re-checks it against the newest row version after the lock is
@@ -21,10 +22,10 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, Prompt, Response
+from labelapp.models import Assignment, Comparison, GuidelineAcknowledgment, Prompt, Response
 from labelapp.rawsql import fetch_one, loaded_instance
 
 
@@ -45,10 +46,49 @@ def _open_assignment(rater) -> Assignment | None:
 # One statement, so one round trip and no explicit transaction: pick (locking only the comparison,
 # skipping rows other claims hold), bump claimed_count, issue the assignment, and return the rows
 # the rating page shows. A unique violation (the rater already holds a lease) undoes all of it.
+#
+# Three streams, tried in order, and PostgreSQL evaluates a WITH query only as far as the outer
+# query asks for rows, so a stream after the first one that yields a row is never run (nor locks):
+#   rep    this rater's own repeats that are due (test-retest; sides swapped via forced_left);
+#   gold   only when the caller drew a gold slot (GOLD_RATE): an active gold pair this rater has
+#          never been issued in any state, least-served first; gold ignores required_ratings;
+#   normal the ordinary queue (priority, then age).
+# Every stream requires that the rater acknowledged the version in force (`acked`; evaluated once),
+# and skips prompts staff withheld for personal data.
 _CLAIM_SQL = """
-WITH picked AS (
+WITH acked AS (
+    SELECT 1 FROM labelapp_guidelineacknowledgment k
+    WHERE k.rater_id = %(rater)s AND k.version_id = (
+        SELECT g.id FROM labelapp_guidelineversion g WHERE g.published_at IS NOT NULL
+        ORDER BY g.number DESC LIMIT 1)
+), rep AS (
     SELECT c.id FROM labelapp_comparison c
-    WHERE c.is_active AND c.claimed_count < c.required_ratings
+    WHERE c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
+      AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
+      AND EXISTS (SELECT 1 FROM acked)
+      AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
+      AND NOT EXISTS (
+          SELECT 1 FROM labelapp_assignment s
+          WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
+            AND s.status IN ('leased', 'done', 'skipped'))
+    ORDER BY c.available_at, c.id
+    LIMIT 1
+    FOR UPDATE OF c SKIP LOCKED
+), gold AS (
+    SELECT c.id FROM labelapp_comparison c
+    WHERE %(gold)s AND c.kind = 'gold' AND c.is_active
+      AND EXISTS (SELECT 1 FROM acked)
+      AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
+      AND NOT EXISTS (
+          SELECT 1 FROM labelapp_assignment s WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id)
+    ORDER BY c.claimed_count, c.id
+    LIMIT 1
+    FOR UPDATE OF c SKIP LOCKED
+), normal AS (
+    SELECT c.id FROM labelapp_comparison c
+    WHERE c.is_active AND c.claimed_count < c.required_ratings AND c.kind = 'normal'
+      AND EXISTS (SELECT 1 FROM acked)
+      AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
       AND NOT EXISTS (
           SELECT 1 FROM labelapp_assignment s
           WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
@@ -56,18 +96,22 @@ WITH picked AS (
     ORDER BY c.priority DESC, c.created_at, c.id
     LIMIT 1
     FOR UPDATE OF c SKIP LOCKED
+), picked AS (
+    SELECT id FROM rep UNION ALL SELECT id FROM gold UNION ALL SELECT id FROM normal LIMIT 1
 ), bumped AS (
     UPDATE labelapp_comparison c SET claimed_count = c.claimed_count + 1
     FROM picked WHERE c.id = picked.id
-    RETURNING c.id, c.prompt_id, c.response_a_id, c.response_b_id, c.kind, c.priority, c.required_ratings
+    RETURNING c.id, c.prompt_id, c.response_a_id, c.response_b_id, c.kind, c.priority, c.required_ratings,
+              COALESCE(NULLIF(c.forced_left, ''), %(side)s) AS side
 ), issued AS (
     INSERT INTO labelapp_assignment
         (rater_id, comparison_id, shown_left, status, issued_at, lease_expires_at, skip_reason, form_key)
-    SELECT %(rater)s, bumped.id, %(side)s, 'leased', %(now)s, %(expires)s, '', %(key)s FROM bumped
+    SELECT %(rater)s, bumped.id, bumped.side, 'leased', %(now)s, %(expires)s, '', %(key)s FROM bumped
     RETURNING id
 )
 SELECT issued.id, b.id, b.kind, b.priority, b.required_ratings,
-       p.id, p.text, p.html, ra.id, ra.text, ra.html, ra.word_count, rb.id, rb.text, rb.html, rb.word_count
+       p.id, p.text, p.html, ra.id, ra.text, ra.html, ra.word_count, rb.id, rb.text, rb.html, rb.word_count,
+       b.side
 FROM issued, bumped b
 JOIN labelapp_prompt p ON p.id = b.prompt_id
 JOIN labelapp_response ra ON ra.id = b.response_a_id
@@ -83,12 +127,14 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
         "now": now,
         "expires": now + settings.LEASE_DURATION,
         "key": uuid.uuid4(),
+        # Gold is drawn per claim, so each rater's stream holds about GOLD_RATE gold pairs.
+        "gold": random.random() < settings.LABEL["GOLD_RATE"],
     }
     row = fetch_one(_CLAIM_SQL, params)
     if row is None:
         return None
     (aid, cid, kind, priority, required, pid, ptext, phtml,
-     ra_id, ra_text, ra_html, ra_words, rb_id, rb_text, rb_html, rb_words) = row  # fmt: skip
+     ra_id, ra_text, ra_html, ra_words, rb_id, rb_text, rb_html, rb_words, side) = row  # fmt: skip
     prompt = loaded_instance(Prompt, id=pid, text=ptext, html=phtml)
     comparison = loaded_instance(
         Comparison,
@@ -109,7 +155,7 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
         id=aid,
         rater=rater,
         comparison=comparison,
-        shown_left=params["side"],
+        shown_left=side,
         status=Assignment.Status.LEASED,
         issued_at=now,
         lease_expires_at=params["expires"],
@@ -120,12 +166,15 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
 def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
     """The rater's open assignment, or a newly claimed one, or None when nothing is left for them.
 
+    Raises GuidelineAckRequired when a guideline version the rater has not acknowledged is in force
+    (every path, page, htmx panel, API or simulator, then shows the acknowledgment first).
     `just_finished`: the caller has just closed the rater's assignment, so skip looking for an open
     one (if another tab claimed meanwhile, the unique constraint sends us to it anyway).
     """
     now = timezone.now()
     current = None if just_finished else _open_assignment(rater)
     if current is not None:
+        _require_ack(rater)
         if current.lease_expires_at > now:
             return current  # same one back on reload
         leases_release_expired(now=now, rater=rater)
@@ -135,27 +184,52 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
         # The same rater claimed in another tab at the same instant: the unique "one open
         # assignment per rater" constraint refused the second; give back the winner's.
         return _open_assignment(rater)
-    if claimed is None and leases_release_expired(now=now):
+    if claimed is not None:
+        return claimed
+    # The claim also finds nothing when the rater has not acknowledged the version in force.
+    if not _require_ack(rater):
+        return None  # no guidelines published: nothing may be rated
+    if leases_release_expired(now=now):
         # Expired leases of other raters just went back into the pool: try once more.
         claimed = _claim_one(rater=rater, now=now)
     for _ in range(5):
         # SKIP LOCKED can come back empty while other raters hold the only open rows for a moment;
         # "nothing to rate" must mean nothing is left, so look again while open slots exist.
-        if claimed is not None or not _open_slots_exist(rater):
+        if claimed is not None or not queue_has_work_for(rater=rater):
             break
         time.sleep(0.02)
         claimed = _claim_one(rater=rater, now=now)
     return claimed
 
 
-def _open_slots_exist(rater) -> bool:
+def _require_ack(rater) -> bool:
+    """Raise GuidelineAckRequired if the version in force is not acknowledged; False if none is published."""
+    from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
+
+    current = guideline_current()
+    if current is None:
+        return False
+    if not GuidelineAcknowledgment.objects.filter(rater=rater, version=current).exists():
+        raise GuidelineAckRequired(current)
+    return True
+
+
+def queue_has_work_for(*, rater) -> bool:
+    """Whether the ordinary queue or a due repeat still holds something for this rater.
+
+    Gold alone does not count: a stream of nothing but gold pairs would tell the rater they are gold.
+    """
     seen = Assignment.objects.filter(
         rater=rater,
         comparison=OuterRef("pk"),
         status__in=[Assignment.Status.LEASED, Assignment.Status.DONE, Assignment.Status.SKIPPED],
     )
+    open_normal = Q(kind=Comparison.Kind.NORMAL, claimed_count__lt=F("required_ratings"))
+    due_repeat = Q(
+        kind=Comparison.Kind.REPEAT, repeat_for=rater, claimed_count=0, available_at__lte=timezone.now()
+    )
     return (
-        Comparison.objects.filter(is_active=True, claimed_count__lt=F("required_ratings"))
+        Comparison.objects.filter(open_normal | due_repeat, is_active=True, prompt__withheld=False)
         .exclude(Exists(seen))
         .exists()
     )

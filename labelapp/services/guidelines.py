@@ -1,6 +1,15 @@
-"""Rating guidelines: drafts, publishing a new version, raters acknowledging the version in force."""
+"""Rating guidelines: drafts, publishing a new version, raters acknowledging the version in force.
+
+A published version is immutable history (ratings point at it; `GuidelineVersion.save` refuses to
+change one); staff edit one draft at a time and publish it with a change message. A rater may only
+rate under a version they acknowledged: the queue (services/assignment.py) and the rating service
+(services/ratings.py) check it, and `GuidelineAckRequired` tells every caller to show the
+acknowledgment next.
+"""
 
 from __future__ import annotations
+
+import difflib
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -8,14 +17,35 @@ from django.utils import timezone
 
 from labelapp.models import GuidelineAcknowledgment, GuidelineVersion
 
+CHANGELOG_MAX = 500
+
 
 class GuidelineError(Exception):
     """A guideline operation was refused; the message is for the user."""
 
 
+class GuidelineAckRequired(Exception):
+    """The rater has not acknowledged the version in force: show it (and its diff) before any rating."""
+
+    def __init__(self, version: GuidelineVersion):
+        self.version = version
+        super().__init__(
+            f"Guidelines version {version.number} is in force: read and acknowledge it before rating."
+        )
+
+
 def guideline_current() -> GuidelineVersion | None:
     """The newest published version: the one in force."""
     return GuidelineVersion.objects.filter(published_at__isnull=False).order_by("-number").first()
+
+
+def guideline_draft() -> GuidelineVersion | None:
+    """The draft being edited: an unpublished version newer than every published one."""
+    current = guideline_current()
+    drafts = GuidelineVersion.objects.filter(published_at__isnull=True)
+    if current is not None:
+        drafts = drafts.filter(number__gt=current.number)
+    return drafts.order_by("-number").first()
 
 
 def guideline_create(
@@ -31,7 +61,7 @@ def guideline_create(
                     number=number,
                     text=text,
                     title=title,
-                    changelog=changelog,
+                    changelog=changelog[:CHANGELOG_MAX],
                     author=author,
                     published_at=timezone.now() if publish else None,
                 )
@@ -40,16 +70,55 @@ def guideline_create(
     raise GuidelineError("Could not allocate a version number; try again.")
 
 
-def guideline_publish(*, version: GuidelineVersion) -> GuidelineVersion:
+def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVersion:
+    """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place."""
+    if not (text or "").strip():
+        raise GuidelineError("The guideline text is empty.")
+    title = (title or "").strip()[:200]
+    with transaction.atomic():
+        # Serialise two staff saving at once on the draft row (or on its absence, via the number).
+        draft = guideline_draft()
+        if draft is not None:
+            draft = GuidelineVersion.objects.select_for_update().get(pk=draft.pk)
+        if draft is None or draft.published_at is not None:
+            current = guideline_current()
+            return guideline_create(
+                text=text, author=author, title=title or (current.title if current else "Rating guidelines")
+            )
+        draft.text, draft.author = text, author
+        if title:
+            draft.title = title
+        draft.save(update_fields=["text", "author", "title"])
+        return draft
+
+
+def guideline_publish(*, version: GuidelineVersion, changelog: str | None = None) -> GuidelineVersion:
     """Publish a draft. Published versions are immutable history: ratings point at them."""
-    if version.published_at is not None:
-        raise GuidelineError(f"Version {version.number} is already published.")
-    newest = guideline_current()
-    if newest is not None and newest.number > version.number:
-        raise GuidelineError(f"Version {newest.number} is newer; edit a new draft instead.")
-    version.published_at = timezone.now()
-    version.save(update_fields=["published_at"])
+    with transaction.atomic():
+        version = GuidelineVersion.objects.select_for_update().get(pk=version.pk)
+        if version.published_at is not None:
+            raise GuidelineError(f"Version {version.number} is already published.")
+        newest = guideline_current()
+        if newest is not None and newest.number > version.number:
+            raise GuidelineError(f"Version {newest.number} is newer; edit a new draft instead.")
+        fields = ["published_at"]
+        if changelog is not None:
+            version.changelog = changelog.strip()[:CHANGELOG_MAX]
+            fields.append("changelog")
+        version.published_at = timezone.now()
+        version.save(update_fields=fields)
     return version
+
+
+def guideline_publish_text(*, text: str, changelog: str, author, title: str = "") -> GuidelineVersion:
+    """The staff editor's Publish: save the text as the draft and publish it with a change message."""
+    if not (changelog or "").strip():
+        raise GuidelineError("Say what changed (the change message is shown to raters).")
+    current = guideline_current()
+    if current is not None and current.text == text and (not title or title == current.title):
+        raise GuidelineError(f"Nothing changed since version {current.number}.")
+    draft = guideline_draft_save(text=text, author=author, title=title)
+    return guideline_publish(version=draft, changelog=changelog)
 
 
 def guideline_acknowledge(*, rater, version: GuidelineVersion) -> GuidelineAcknowledgment:
@@ -67,3 +136,29 @@ def guideline_needs_ack(*, rater) -> GuidelineVersion | None:
     if GuidelineAcknowledgment.objects.filter(rater=rater, version=current).exists():
         return None
     return current
+
+
+def guideline_last_acknowledged(*, rater) -> GuidelineVersion | None:
+    """The newest published version this rater acknowledged (what they last agreed to work under)."""
+    return (
+        GuidelineVersion.objects.filter(acknowledgments__rater=rater, published_at__isnull=False)
+        .order_by("-number")
+        .first()
+    )
+
+
+def guideline_diff_html(*, old: GuidelineVersion, new: GuidelineVersion) -> str:
+    """A side-by-side diff of two versions' markdown source as an HTML table.
+
+    difflib.HtmlDiff escapes the text itself (&, <, >), so markdown holding `<script>` shows as text.
+    Lines are wrapped so a long paragraph stays readable; only changed parts with context are shown.
+    """
+    differ = difflib.HtmlDiff(tabsize=4, wrapcolumn=60)
+    return differ.make_table(
+        old.text.splitlines(),
+        new.text.splitlines(),
+        fromdesc=f"Version {old.number}",
+        todesc=f"Version {new.number}",
+        context=True,
+        numlines=2,
+    )

@@ -1,8 +1,16 @@
-"""Storing a rater's judgment of a comparison.
+"""Storing a rater's judgment of a comparison: every rule of a rating lives here.
 
-Idempotent: the rating form carries a key issued with the page, so a double click or a retried POST
-returns the rating already stored instead of a second row. A different judgment of a comparison the
-rater already rated is refused (and the database's unique constraint backs that up).
+Every path (rating page, htmx panel, API, simulated raters) calls `rating_submit`, so every path
+enforces the same rules:
+- the rater must have acknowledged a published guideline version; the rating carries the newest
+  version THEY acknowledged (never one published after their page was issued and not yet read);
+- the length check: when the chosen answer is at least LENGTH_CHECK_RATIO times longer (in words),
+  the rater must say whether the extra length adds content (`LengthCheckRequired` otherwise); when
+  the question was not asked, no answer is stored;
+- idempotent: the rating form carries a key issued with the page, so a double click or a retried POST
+  returns the rating already stored instead of a second row. A different judgment of a comparison the
+  rater already rated is refused (and the database's unique constraint backs that up).
+After a rating on a normal pair, a repeat may be scheduled (services/repeats.py).
 """
 
 from __future__ import annotations
@@ -14,16 +22,19 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelapp.models import Assignment, Rating
+from labelapp.models import Assignment, Comparison, GuidelineVersion, Rating
 from labelapp.rawsql import fetch_one, loaded_instance
 from labelapp.services.assignment import QueueError, assignment_reclaim_expired
-from labelapp.services.guidelines import guideline_current
+from labelapp.services.repeats import repeat_maybe_schedule
+
+LENGTH_CHECK_VALUES = frozenset(v for v, _ in Rating.LengthCheck.choices if v)
 
 
 def length_check_asked(*, preference: int, words_a: int, words_b: int) -> bool:
     """True when the chosen answer is at least LENGTH_CHECK_RATIO times longer (in words) than the other.
 
-    Then the rater is asked whether the extra length adds content, and must answer.
+    Then the rater is asked whether the extra length adds content, and must answer. The submit
+    statement below computes the same condition in SQL (`_ASKED_SQL`); a test keeps them equal.
     """
     if preference == 0:
         return False
@@ -32,7 +43,29 @@ def length_check_asked(*, preference: int, words_a: int, words_b: int) -> bool:
 
 
 class RatingError(Exception):
-    """The rating cannot be stored; the message is for the rater."""
+    """The rating cannot be stored; the message is for the rater. `field` names the input at fault."""
+
+    field: str | None = None
+
+
+class LengthCheckRequired(RatingError):
+    """The chosen answer is much longer and the rater did not say whether the extra length adds content.
+
+    Answer with `length_check="adds_content"` or `"adds_nothing"` and submit again.
+    """
+
+    field = "length_check"
+
+    def __init__(self, message: str = ""):
+        super().__init__(
+            message
+            or "You picked the much longer answer: does its extra length add content "
+            "('adds_content') or nothing ('adds_nothing')?"
+        )
+
+
+class GuidelineNotAcknowledged(RatingError):
+    """The rater has acknowledged no published guideline version; nothing can be rated yet."""
 
 
 @dataclass(frozen=True)
@@ -63,29 +96,58 @@ class RatingInput:
         )
 
 
-# The common case in one statement: close the leased assignment and insert the rating with the
-# guideline version in force. The UPDATE's row lock serialises a double submit (the second sees
-# status 'done' and matches nothing), and a unique violation undoes the UPDATE with the INSERT.
-# Anything unusual (no row: expired, done, someone else's, no guidelines) takes the ORM path below.
-_SUBMIT_SQL = """
-WITH closed AS (
+def _validate(data: RatingInput) -> None:
+    """Input rules that need no database (the form and serializer check types; this checks meaning)."""
+    if data.preference not in range(-3, 4):
+        raise RatingError("The preference must be between -3 (A much better) and 3 (B much better).")
+    if data.length_check and data.length_check not in LENGTH_CHECK_VALUES:
+        raise LengthCheckRequired("The length answer must be 'adds_content' or 'adds_nothing'.")
+    for name in Rating.DIMENSIONS:
+        value = data.scores.get(name)
+        if value is not None and value not in range(-2, 3):
+            raise RatingError(f"{name}: between -2 and 2, or empty.")
+
+
+# The length check in SQL, over the joined answers `ra`/`rb` (same rule as length_check_asked).
+_ASKED_SQL = """(%(preference)s <> 0 AND
+    (CASE WHEN %(preference)s < 0 THEN ra.word_count ELSE rb.word_count END)
+    >= %(ratio)s * GREATEST(CASE WHEN %(preference)s < 0 THEN rb.word_count ELSE ra.word_count END, 1))"""
+
+# The common case in one statement: close the leased assignment and insert the rating with the newest
+# guideline version the rater acknowledged. The UPDATE's row lock serialises a double submit (the second
+# sees status 'done' and matches nothing), and a unique violation undoes the UPDATE with the INSERT.
+# A missing length answer, no acknowledged version, or anything unusual (expired, done, someone else's)
+# matches no row and takes the ORM path below, which says why.
+_SUBMIT_SQL = f"""
+WITH ver AS (
+    SELECT g.id FROM labelapp_guidelineacknowledgment k
+    JOIN labelapp_guidelineversion g ON g.id = k.version_id
+    WHERE k.rater_id = %(rater)s AND g.published_at IS NOT NULL
+    ORDER BY g.number DESC LIMIT 1
+), closed AS (
     UPDATE labelapp_assignment a SET status = 'done', finished_at = %(now)s
+    FROM labelapp_comparison c, labelapp_response ra, labelapp_response rb
     WHERE a.id = %(assignment)s AND a.rater_id = %(rater)s AND a.status = 'leased'
-      AND EXISTS (SELECT 1 FROM labelapp_guidelineversion g WHERE g.published_at IS NOT NULL)
-    RETURNING a.id, a.comparison_id
+      AND c.id = a.comparison_id AND ra.id = c.response_a_id AND rb.id = c.response_b_id
+      AND EXISTS (SELECT 1 FROM ver)
+      AND (%(length_check)s <> '' OR NOT {_ASKED_SQL})
+    RETURNING a.id, a.comparison_id, a.shown_left, c.kind, {_ASKED_SQL} AS asked
+), inserted AS (
+    INSERT INTO labelapp_rating
+        (rater_id, comparison_id, assignment_id, preference, both_bad, helpfulness, factual_accuracy,
+         harmlessness, conciseness, coherence, rationale, flag_pii, flag_unsafe, flag_broken, length_check,
+         guideline_version_id, time_on_task_ms, idempotency_key, created_at)
+    SELECT %(rater)s, closed.comparison_id, closed.id, %(preference)s, %(both_bad)s, %(helpfulness)s,
+           %(factual_accuracy)s, %(harmlessness)s, %(conciseness)s, %(coherence)s, %(rationale)s,
+           %(flag_pii)s, %(flag_unsafe)s, %(flag_broken)s,
+           CASE WHEN closed.asked THEN %(length_check)s ELSE '' END,
+           (SELECT id FROM ver), %(time_on_task_ms)s, %(key)s, %(now)s
+    FROM closed
+    RETURNING id, comparison_id, guideline_version_id, length_check
 )
-INSERT INTO labelapp_rating
-    (rater_id, comparison_id, assignment_id, preference, both_bad, helpfulness, factual_accuracy,
-     harmlessness, conciseness, coherence, rationale, flag_pii, flag_unsafe, flag_broken, length_check,
-     guideline_version_id, time_on_task_ms, idempotency_key, created_at)
-SELECT %(rater)s, closed.comparison_id, closed.id, %(preference)s, %(both_bad)s, %(helpfulness)s,
-       %(factual_accuracy)s, %(harmlessness)s, %(conciseness)s, %(coherence)s, %(rationale)s, %(flag_pii)s,
-       %(flag_unsafe)s, %(flag_broken)s, %(length_check)s,
-       (SELECT g.id FROM labelapp_guidelineversion g WHERE g.published_at IS NOT NULL
-        ORDER BY g.number DESC LIMIT 1),
-       %(time_on_task_ms)s, %(key)s, %(now)s
-FROM closed
-RETURNING id, comparison_id, guideline_version_id
+SELECT inserted.id, inserted.comparison_id, inserted.guideline_version_id, inserted.length_check,
+       closed.shown_left, closed.kind
+FROM inserted, closed
 """
 
 
@@ -106,30 +168,48 @@ def _rating_fields(data: RatingInput) -> dict:
 
 def _submit_fast(
     *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
-) -> Rating | None:
+) -> tuple[Rating, str, str] | None:
     now = timezone.now()
     fields = _rating_fields(data)
     row = fetch_one(
         _SUBMIT_SQL,
-        {**fields, "now": now, "assignment": assignment_id, "rater": rater.pk, "key": idempotency_key},
+        {
+            **fields,
+            "now": now,
+            "assignment": assignment_id,
+            "rater": rater.pk,
+            "key": idempotency_key,
+            "ratio": float(settings.LABEL["LENGTH_CHECK_RATIO"]),
+        },
     )
     if row is None:
         return None
-    return loaded_instance(
+    rating_id, comparison_id, version_id, length_check, shown_left, kind = row
+    fields["length_check"] = length_check
+    rating = loaded_instance(
         Rating,
-        id=row[0],
+        id=rating_id,
         rater=rater,
-        comparison_id=row[1],
+        comparison_id=comparison_id,
         assignment_id=assignment_id,
-        guideline_version_id=row[2],
+        guideline_version_id=version_id,
         idempotency_key=idempotency_key,
         created_at=now,
         **fields,
     )
+    return rating, shown_left, kind
 
 
 def _clamp_ms(ms: int) -> int:
     return max(0, min(int(ms or 0), 24 * 3600 * 1000))
+
+
+def _acknowledged_version(rater) -> GuidelineVersion | None:
+    return (
+        GuidelineVersion.objects.filter(acknowledgments__rater=rater, published_at__isnull=False)
+        .order_by("-number")
+        .first()
+    )
 
 
 def rating_submit(
@@ -137,46 +217,25 @@ def rating_submit(
 ) -> tuple[Rating, bool]:
     """Store the rating for the rater's assignment. Returns (rating, created).
 
-    Raises Assignment.DoesNotExist when the assignment is not this rater's (callers answer 404), and
-    RatingError with a message for anything the rater can act on.
+    Raises Assignment.DoesNotExist when the assignment is not this rater's (callers answer 404);
+    LengthCheckRequired when the much longer answer was chosen without a length answer (ask it and
+    submit again); RatingError (its subclasses included) with a message for anything else the rater
+    can act on. Nothing is stored when it raises.
     """
+    _validate(data)
     try:
-        rating = _submit_fast(
+        fast = _submit_fast(
             rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data
         )
-        if rating is not None:
-            return rating, True
-        guideline = guideline_current()
-        if guideline is None:
-            raise RatingError("No rating guidelines are published yet; ask an admin.")
-        with transaction.atomic():
-            assignment = Assignment.objects.select_for_update().filter(pk=assignment_id, rater=rater).first()
-            if assignment is None:
-                raise Assignment.DoesNotExist
-            if assignment.status == Assignment.Status.DONE:
-                existing = Rating.objects.filter(assignment=assignment).first()
-                if existing is not None and existing.idempotency_key == idempotency_key:
-                    return existing, False  # the same form sent twice: same answer, no second row
-                raise RatingError("You have already rated this comparison; a rating cannot be changed here.")
-            if assignment.status == Assignment.Status.EXPIRED:
-                try:
-                    assignment_reclaim_expired(assignment=assignment)
-                except QueueError as exc:
-                    raise RatingError(str(exc)) from exc
-            elif assignment.status != Assignment.Status.LEASED:
-                raise RatingError("This comparison is no longer assigned to you (skipped or finished).")
-
-            rating = Rating.objects.create(
-                rater=rater,
-                comparison_id=assignment.comparison_id,
-                assignment=assignment,
-                guideline_version=guideline,
-                idempotency_key=idempotency_key,
-                **_rating_fields(data),
+        if fast is not None:
+            rating, shown_left, kind = fast
+            repeat_maybe_schedule(
+                rater=rater, comparison_id=rating.comparison_id, kind=kind, shown_left=shown_left
             )
-            assignment.status = Assignment.Status.DONE
-            assignment.finished_at = timezone.now()
-            assignment.save(update_fields=["status", "finished_at"])
+            return rating, True
+        return _submit_slow(
+            rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data
+        )
     except IntegrityError:
         # The unique constraints speak: this key or this comparison already has this rater's rating
         # (a duplicate submit on another connection, or a second assignment of the same comparison).
@@ -188,4 +247,80 @@ def rating_submit(
         raise RatingError(
             "You have already rated this comparison; a rating cannot be changed here."
         ) from None
+
+
+def _submit_slow(
+    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
+) -> tuple[Rating, bool]:
+    """Everything the one-statement path does not store, with the reason why."""
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("comparison__response_a", "comparison__response_b")
+            .filter(pk=assignment_id, rater=rater)
+            .first()
+        )
+        if assignment is None:
+            raise Assignment.DoesNotExist
+        if assignment.status == Assignment.Status.DONE:
+            existing = Rating.objects.filter(assignment=assignment).first()
+            if existing is not None and existing.idempotency_key == idempotency_key:
+                return existing, False  # the same form sent twice: same answer, no second row
+            raise RatingError("You have already rated this comparison; a rating cannot be changed here.")
+        version = _acknowledged_version(rater)
+        if version is None:
+            raise GuidelineNotAcknowledged("Read and acknowledge the rating guidelines before rating.")
+        comparison = assignment.comparison
+        asked = length_check_asked(
+            preference=data.preference,
+            words_a=comparison.response_a.word_count,
+            words_b=comparison.response_b.word_count,
+        )
+        if asked and not data.length_check:
+            raise LengthCheckRequired()
+        if assignment.status == Assignment.Status.EXPIRED:
+            try:
+                assignment_reclaim_expired(assignment=assignment)
+            except QueueError as exc:
+                raise RatingError(str(exc)) from exc
+        elif assignment.status != Assignment.Status.LEASED:
+            raise RatingError("This comparison is no longer assigned to you (skipped or finished).")
+
+        fields = _rating_fields(data)
+        if not asked:
+            fields["length_check"] = ""  # only stored when the question was asked
+        rating = Rating.objects.create(
+            rater=rater,
+            comparison_id=assignment.comparison_id,
+            assignment=assignment,
+            guideline_version=version,
+            idempotency_key=idempotency_key,
+            **fields,
+        )
+        assignment.status = Assignment.Status.DONE
+        assignment.finished_at = timezone.now()
+        assignment.save(update_fields=["status", "finished_at"])
+    repeat_maybe_schedule(
+        rater=rater, comparison_id=comparison.pk, kind=comparison.kind, shown_left=assignment.shown_left
+    )
     return rating, True
+
+
+def gold_feedback(*, rating: Rating) -> dict | None:
+    """After a gold pair, what the rater should have answered and why (only with GOLD_FEEDBACK on).
+
+    Returns None when feedback is off or the pair was not gold, so nothing on the page hints that a
+    pair was gold unless staff chose to tell raters.
+    """
+    if not settings.LABEL["GOLD_FEEDBACK"]:
+        return None
+    comparison = (
+        Comparison.objects.filter(pk=rating.comparison_id, kind=Comparison.Kind.GOLD)
+        .only("gold_preference", "gold_explanation")
+        .first()
+    )
+    if comparison is None or comparison.gold_preference is None:
+        return None
+    expected = comparison.gold_preference
+    given = (rating.preference > 0) - (rating.preference < 0)
+    return {"agreed": given == expected, "expected": expected, "explanation": comparison.gold_explanation}

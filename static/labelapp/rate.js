@@ -30,9 +30,12 @@
       var chosen = pos < 4 ? left : right, other = pos < 4 ? right : left;
       ask = chosen >= ratio * Math.max(other, 1);
     }
+    var appeared = ask && box.hidden;
     box.hidden = !ask;
     if (!ask) { box.querySelectorAll("input").forEach(function (i) { i.checked = false; }); }
+    if (appeared && scrollOnAppear) { revealActionable(box); }
   }
+  var scrollOnAppear = false;
 
   function submitForm() {
     var f = form();
@@ -72,7 +75,7 @@
     var f = form();
     if (/^[1-7]$/.test(ev.key)) {
       var radio = f.querySelector('input[name="preference"][data-key="' + ev.key + '"]');
-      if (radio) { radio.checked = true; radio.focus(); updateLengthCheck(); }
+      if (radio) { radio.checked = true; radio.focus(); scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
       ev.preventDefault();
     } else if (ev.key === "Enter") {
       if (ev.target.tagName === "BUTTON" && ev.target.type !== "submit") { return; }
@@ -99,7 +102,7 @@
   });
 
   document.addEventListener("change", function (ev) {
-    if (ev.target.name === "preference") { updateLengthCheck(); }
+    if (ev.target.name === "preference") { scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
     if (ev.target.id === "skip-reason-choice") {
       var input = document.getElementById("skip-reason");
       input.value = ev.target.value; if (!ev.target.value) { input.focus(); }
@@ -118,10 +121,38 @@
     if (t && r && r.dataset.started && !t.value) { t.value = String(Date.now() - Number(r.dataset.started)); }
   }, true);
 
+  function inView(el) {
+    var r = el.getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= (window.innerHeight || document.documentElement.clientHeight);
+  }
+
+  // Bring what the rater must act on into view: the error (and the length question it is about)
+  // and the Submit button below it. Without this an htmx swap left them below the fold and the
+  // rater saw "nothing happened".
+  function revealActionable(el) {
+    var submit = document.getElementById("submit-rating");
+    if (el && !inView(el)) { el.scrollIntoView({block: "center"}); }
+    if (submit && !inView(submit)) {
+      var top = el ? el.getBoundingClientRect().top : 0;
+      submit.scrollIntoView({block: "end"});
+      // Never scroll the error itself off the top to show the button.
+      if (el && el.getBoundingClientRect().top < 0) { window.scrollBy(0, el.getBoundingClientRect().top - Math.max(top, 0)); }
+    }
+  }
+
   // A new panel arrived (htmx swap): restart the clock and focus the page for the keyboard.
+  // A fresh comparison starts at the top (the prompt); a panel with errors shows the first error.
   document.addEventListener("htmx:afterSwap", function () {
-    startClock(); updateLengthCheck(); window.scrollTo(0, 0);
+    startClock(); updateLengthCheck();
     if (document.activeElement && document.activeElement !== document.body) { document.activeElement.blur(); }
+    var r = root();
+    var error = r && r.querySelector('.errors[role="alert"]');
+    if (error) {
+      var box = document.getElementById("length-check");
+      revealActionable(box && !box.hidden && box.contains(error) ? box : error);
+    } else {
+      window.scrollTo(0, 0);
+    }
   });
   startClock();
   updateLengthCheck();

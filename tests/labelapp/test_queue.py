@@ -52,7 +52,7 @@ def test_it_stops_at_required_ratings(rater, other_rater, make_user, acked, make
     c = make_comparison(required_ratings=2)
     assert assignment_next(rater=rater).comparison_id == c.pk
     assert assignment_next(rater=other_rater).comparison_id == c.pk
-    third = make_user()
+    third = make_user(ack=True)
     assert assignment_next(rater=third) is None
     c.refresh_from_db()
     assert c.claimed_count == 2
@@ -119,7 +119,7 @@ def test_it_rejects_skipping_another_raters_assignment(rater, other_rater, acked
 
 def test_left_right_order_is_randomized_and_stored(make_user, acked, make_comparison):
     make_comparison(required_ratings=40)
-    sides = {assignment_next(rater=make_user()).shown_left for _ in range(30)}
+    sides = {assignment_next(rater=make_user(ack=True)).shown_left for _ in range(30)}
     assert sides == {"a", "b"}
 
 

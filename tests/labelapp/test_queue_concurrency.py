@@ -16,7 +16,7 @@ def test_20_concurrent_claims_never_exceed_required_ratings(make_user, guideline
     assert connection.vendor == "postgresql"
     for _ in range(6):
         make_comparison(required_ratings=3)  # 18 slots for 20 raters: some must get nothing
-    raters = [make_user() for _ in range(20)]
+    raters = [make_user(ack=True) for _ in range(20)]
     barrier = threading.Barrier(len(raters))
     results, errors = {}, []
 
@@ -32,7 +32,7 @@ def test_20_concurrent_claims_never_exceed_required_ratings(make_user, guideline
                     rater=rater,
                     assignment_id=a.pk,
                     idempotency_key=a.form_key,
-                    data=RatingInput(preference=1),
+                    data=RatingInput(preference=1, length_check="adds_content"),
                 )
         except Exception as exc:  # noqa: BLE001 (reported below)
             errors.append(repr(exc))

@@ -1,0 +1,130 @@
+"""Staff pages for living guidelines: editor with live preview, drafts, publish, history and diffs.
+
+Only staff reach these (403 for raters). Published versions are never edited: the editor always
+works on the draft, which starts from the current text; Publish turns it into a new version.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_http_methods, require_POST
+
+from labelapp.models import GuidelineVersion
+from labelapp.rendering import render_markdown
+from labelapp.services.guidelines import (
+    GuidelineError,
+    guideline_current,
+    guideline_diff_html,
+    guideline_draft,
+    guideline_draft_save,
+    guideline_publish_text,
+)
+
+PREVIEW_MAX_CHARS = 200_000
+
+
+def staff_required(view):
+    """Logged-in staff only: anyone else logged in gets 403 (not a login page they cannot pass)."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Staff only.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@staff_required
+def staff_guidelines(request: HttpRequest) -> HttpResponse:
+    versions = list(GuidelineVersion.objects.select_related("author").order_by("-number"))
+    return render(
+        request,
+        "labelapp/staff/guidelines.html",
+        {"versions": versions, "current": guideline_current(), "draft": guideline_draft()},
+    )
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
+    draft, current = guideline_draft(), guideline_current()
+    start = draft or current
+    text = start.text if start else ""
+    title = start.title if start else "Rating guidelines"
+    changelog, error = "", None
+    if request.method == "POST":
+        text = request.POST.get("text", "")
+        title = request.POST.get("title", "") or title
+        changelog = request.POST.get("changelog", "")
+        try:
+            if request.POST.get("action") == "publish":
+                version = guideline_publish_text(
+                    text=text, changelog=changelog, author=request.user, title=title
+                )
+                messages.success(
+                    request, f"Published version {version.number}; raters will be asked to acknowledge it."
+                )
+                return redirect("staff_guidelines")
+            version = guideline_draft_save(text=text, author=request.user, title=title)
+            messages.success(
+                request, f"Draft (version {version.number}) saved; raters see nothing until you publish."
+            )
+            return redirect("staff_guideline_edit")
+        except GuidelineError as exc:
+            error = str(exc)
+    return render(
+        request,
+        "labelapp/staff/guideline_edit.html",
+        {
+            "text": text,
+            "title": title,
+            "changelog": changelog,
+            "error": error,
+            "draft": draft,
+            "current": current,
+            "preview": mark_safe(render_markdown(text)),  # noqa: S308 (sanitized by render_markdown)
+        },
+        status=400 if error else 200,
+    )
+
+
+@staff_required
+@require_POST
+def staff_guideline_preview(request: HttpRequest) -> HttpResponse:
+    """The live preview (htmx): the same server-side render and sanitizer raters get."""
+    text = request.POST.get("text", "")[:PREVIEW_MAX_CHARS]
+    return HttpResponse(render_markdown(text))
+
+
+@staff_required
+def staff_guideline_version(request: HttpRequest, number: int) -> HttpResponse:
+    version = GuidelineVersion.objects.filter(number=number).select_related("author").first()
+    if version is None:
+        raise Http404("No such version.")
+    return render(request, "labelapp/staff/guideline_version.html", {"version": version})
+
+
+@staff_required
+def staff_guideline_diff(request: HttpRequest) -> HttpResponse:
+    versions = list(GuidelineVersion.objects.order_by("-number"))
+    by_number = {v.number: v for v in versions}
+    try:
+        old = by_number[int(request.GET.get("a", ""))]
+        new = by_number[int(request.GET.get("b", ""))]
+    except (KeyError, ValueError):
+        if len(versions) < 2:
+            messages.info(request, "A diff needs two versions.")
+            return redirect("staff_guidelines")
+        old, new = versions[1], versions[0]
+    diff = mark_safe(guideline_diff_html(old=old, new=new))  # noqa: S308 (difflib escapes the text)
+    context = {"old": old, "new": new, "diff": diff, "versions": versions}
+    return render(request, "labelapp/staff/guideline_diff.html", context)

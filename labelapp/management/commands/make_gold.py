@@ -1,0 +1,28 @@
+"""manage.py make_gold: generate "concise is right" gold pairs from existing answers."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from labelapp.services.gold import PADDING_KINDS, GoldError, gold_make_batch
+
+
+class Command(BaseCommand):
+    help = (
+        "Make gold pairs where the concise answer is right: an existing answer against the same answer "
+        "padded with filler, a restatement of the question or repetition."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--count", type=int, default=20, help="how many gold pairs (default 20)")
+        parser.add_argument("--kind", choices=PADDING_KINDS, help="one padding kind (default: mixed)")
+        parser.add_argument("--seed", type=int, help="random seed (answers, sides, padding)")
+
+    def handle(self, *args, count: int, kind: str | None, seed: int | None, **options):
+        try:
+            made = gold_make_batch(count=count, seed=seed, kind=kind)
+        except GoldError as exc:
+            raise CommandError(str(exc)) from exc
+        for m in made:
+            self.stdout.write(f"comparison #{m.comparison.pk} ({m.padding}): {m.comparison.gold_explanation}")
+        self.stdout.write(self.style.SUCCESS(f"Made {len(made)} gold pairs."))

@@ -1,0 +1,55 @@
+"""The staff review list: flagged (personal data, unsafe, broken) and both-bad ratings.
+
+Staff confirm or exclude each with a reason (services/review.py); the row is swapped in place (htmx).
+"""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from labelapp.guideline_views import staff_required
+from labelapp.selectors_review import review_queue
+from labelapp.services.review import ReviewError, rating_review_add
+
+STATES = ("open", "done", "all")
+FLAGS = ("", "pii", "unsafe", "broken", "both_bad")
+
+
+@staff_required
+def staff_review(request: HttpRequest) -> HttpResponse:
+    state = request.GET.get("state", "open")
+    flag = request.GET.get("flag", "")
+    state = state if state in STATES else "open"
+    flag = flag if flag in FLAGS else ""
+    page = Paginator(review_queue(state=state, flag=flag), 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "labelapp/staff/review.html",
+        {"page": page, "state": state, "flag": flag, "states": STATES, "flags": FLAGS},
+    )
+
+
+@staff_required
+@require_POST
+def staff_review_decide(request: HttpRequest, rating_id: int) -> HttpResponse:
+    rating = review_queue(state="all").filter(pk=rating_id).first()
+    if rating is None:
+        raise Http404("No such flagged rating.")
+    error = None
+    try:
+        rating_review_add(
+            rating=rating,
+            decision=request.POST.get("decision", ""),
+            reason=request.POST.get("reason", ""),
+            reviewer=request.user,
+        )
+        rating = review_queue(state="all").get(pk=rating_id)
+    except ReviewError as exc:
+        error = str(exc)
+    context = {"r": rating, "error": error, "reason": request.POST.get("reason", "") if error else ""}
+    # htmx swaps only 2xx answers: the row with its error comes back as 200 there, 400 otherwise.
+    status = 400 if error and not request.htmx else 200
+    return render(request, "labelapp/staff/_review_row.html", context, status=status)

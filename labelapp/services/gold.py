@@ -1,0 +1,153 @@
+"""Gold pairs: comparisons with a known answer, mixed into every rater's stream to measure accuracy.
+
+Staff mark any comparison gold (`gold_mark`) with the expected preference and an explanation, in the
+admin or the staff action; `gold_make_padded` generates "concise is right" gold pairs from existing
+answers: the same content padded with filler, a restatement of the question or repetition, against
+the original. The queue (services/assignment.py) serves gold at GOLD_RATE and never the same gold
+pair twice to a rater; nothing in the page or the API tells a rater a pair is gold.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from labelapp.models import Comparison, Response
+
+PADDING_KINDS = ("filler", "restatement", "repetition")
+GENERATOR_MODEL = "gold-generator"
+
+_FILLERS_BEFORE = [
+    "That is a great question, and it is one that many people ask.",
+    "Before answering, it is worth taking a moment to consider the question carefully.",
+    "There are several things to keep in mind here, so let us go through them.",
+]
+_FILLERS_AFTER = [
+    "I hope this helps! Let me know if you have any other questions.",
+    "In summary, the answer above covers what you need to know about this topic.",
+    "Overall, this is an important topic, and it is always good to think about it carefully.",
+    "It is worth noting that every situation is different, so keep that in mind.",
+]
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
+
+
+class GoldError(Exception):
+    """A gold operation was refused; the message is for staff."""
+
+
+def gold_mark(*, comparison: Comparison, preference: int, explanation: str) -> Comparison:
+    """Make `comparison` a gold pair: preference -1 (A is right), 0 (tie), +1 (B is right)."""
+    if preference not in (-1, 0, 1):
+        raise GoldError("The expected preference is -1 (A better), 0 (tie) or 1 (B better).")
+    explanation = (explanation or "").strip()
+    if not explanation:
+        raise GoldError("Explain why the expected answer is right (with feedback on, raters read it).")
+    if comparison.kind == Comparison.Kind.REPEAT:
+        raise GoldError("A repeat cannot be gold; mark the original comparison.")
+    comparison.kind = Comparison.Kind.GOLD
+    comparison.gold_preference = preference
+    comparison.gold_explanation = explanation
+    comparison.is_active = True
+    comparison.save(update_fields=["kind", "gold_preference", "gold_explanation", "is_active"])
+    return comparison
+
+
+def gold_unmark(*, comparison: Comparison) -> Comparison:
+    comparison.kind = Comparison.Kind.NORMAL
+    comparison.gold_preference = None
+    comparison.save(update_fields=["kind", "gold_preference"])
+    return comparison
+
+
+def pad_answer(*, text: str, prompt: str, kind: str, rng: random.Random) -> tuple[str, str]:
+    """The same content made longer without adding anything. Returns (padded text, what was added)."""
+    text = text.strip()
+    if kind == "filler":
+        before, after = rng.choice(_FILLERS_BEFORE), rng.sample(_FILLERS_AFTER, 2)
+        return (
+            f"{before}\n\n{text}\n\n{after[0]} {after[1]}",
+            "filler sentences before and after the same content",
+        )
+    if kind == "restatement":
+        question = " ".join(prompt.split())
+        if len(question) > 300:
+            question = question[:300].rsplit(" ", 1)[0] + "…"
+        return (
+            f'You asked: "{question}" Let me restate that to be sure I understand: you want an answer '
+            f'to "{question}"\n\n{text}\n\nTo restate the question once more: "{question}" The answer '
+            "is given above.",
+            "a restatement of the question, three times",
+        )
+    if kind == "repetition":
+        sentences = [s for s in _SENTENCE_RE.split(text) if s.strip()]
+        repeated = " ".join(sentences[: max(1, min(3, len(sentences)))])
+        return (
+            f"{text}\n\nTo repeat the main point: {repeated}\n\nAgain, in other words: {repeated}",
+            "the answer's own first sentences repeated twice",
+        )
+    raise GoldError(f"Unknown padding kind {kind!r}; use one of {', '.join(PADDING_KINDS)}.")
+
+
+@dataclass(frozen=True)
+class GoldMade:
+    comparison: Comparison
+    padding: str
+
+
+def gold_make_padded(
+    *,
+    response: Response,
+    kind: str | None = None,
+    rng: random.Random | None = None,
+    required_ratings: int = 1,
+) -> GoldMade:
+    """A "concise is right" gold pair: `response` against a padded copy of itself (random sides)."""
+    rng = rng or random.Random()
+    if response.source_model.startswith(GENERATOR_MODEL):
+        raise GoldError(f"Answer #{response.pk} is itself generated padding; pick an original answer.")
+    kind = kind or rng.choice(PADDING_KINDS)
+    prompt = response.prompt
+    padded_text, what = pad_answer(text=response.text, prompt=prompt.text, kind=kind, rng=rng)
+    with transaction.atomic():
+        padded = Response.objects.create(
+            prompt=prompt, text=padded_text, source_model=f"{GENERATOR_MODEL}:{kind}", source_model_version=""
+        )
+        original_is_a = rng.random() < 0.5
+        a, b = (response, padded) if original_is_a else (padded, response)
+        comparison = Comparison.objects.create(
+            prompt=prompt,
+            response_a=a,
+            response_b=b,
+            required_ratings=required_ratings,
+        )
+        padded_side = "B" if original_is_a else "A"
+        explanation = (
+            f"Answer {padded_side} is answer {'A' if original_is_a else 'B'} padded with {what}: "
+            f"it says nothing more, so the concise answer {'A' if original_is_a else 'B'} is better."
+        )
+        gold_mark(comparison=comparison, preference=-1 if original_is_a else 1, explanation=explanation)
+    return GoldMade(comparison=comparison, padding=kind)
+
+
+def gold_make_batch(*, count: int, seed: int | None = None, kind: str | None = None) -> list[GoldMade]:
+    """Generate `count` padded gold pairs from original answers that are not padding yet."""
+    if count < 1:
+        raise GoldError("Make at least one gold pair.")
+    if kind is not None and kind not in PADDING_KINDS:
+        raise GoldError(f"Unknown padding kind {kind!r}; use one of {', '.join(PADDING_KINDS)}.")
+    rng = random.Random(seed)
+    candidates = list(
+        Response.objects.exclude(source_model__startswith=GENERATOR_MODEL)
+        .filter(prompt__withheld=False)
+        .select_related("prompt")
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if not candidates:
+        raise GoldError("There are no answers to pad yet; import prompts and answers first.")
+    chosen = rng.sample(candidates, min(count, len(candidates)))
+    responses = Response.objects.select_related("prompt").in_bulk(chosen)
+    return [gold_make_padded(response=responses[rid], kind=kind, rng=rng) for rid in chosen]

@@ -1,0 +1,68 @@
+"""Staff review of ratings: confirm or exclude a rating with a reason, and withhold prompts with
+personal data.
+
+Ratings are evidence and never change; a review (RatingReview) sits beside one. An excluded rating
+never trains or is exported (`Rating.objects.not_excluded()`). Confirming a rating flagged as holding
+personal data confirms that its PROMPT holds it: the prompt is withheld (never served to raters again;
+the queue's claim also checks `Prompt.withheld`) and its open leases are taken back.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from labelapp.models import Assignment, Comparison, Prompt, Rating, RatingReview
+
+REASON_MAX = 500
+
+
+class ReviewError(Exception):
+    """The review was refused; the message is for the staff member."""
+
+
+def rating_review_add(*, rating: Rating, decision: str, reason: str, reviewer) -> RatingReview:
+    """Record a staff decision on a rating. The reason is required and kept with the reviewer's name."""
+    if reviewer is None or not getattr(reviewer, "is_staff", False):
+        raise ReviewError("Only staff review ratings.")
+    if decision not in RatingReview.Decision.values:
+        raise ReviewError("Choose confirm or exclude.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReviewError("Give a reason; it is recorded with the decision.")
+    with transaction.atomic():
+        review = RatingReview.objects.create(
+            rating=rating, decision=decision, reason=reason[:REASON_MAX], reviewer=reviewer
+        )
+        if decision == RatingReview.Decision.CONFIRM and rating.flag_pii:
+            prompt_withhold(prompt_id=rating.comparison.prompt_id)
+    return review
+
+
+def prompt_withhold(*, prompt_id: int) -> int:
+    """Withhold a prompt from raters: deactivate its comparisons and take back open leases on them.
+
+    Returns how many leases were taken back. Ratings already given stay (staff exclude them one by one).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        Prompt.objects.filter(pk=prompt_id).update(withheld=True)
+        comparison_ids = list(
+            Comparison.objects.select_for_update()
+            .filter(prompt_id=prompt_id)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        Comparison.objects.filter(pk__in=comparison_ids).update(is_active=False)
+        leases = list(
+            Assignment.objects.select_for_update()
+            .filter(comparison_id__in=comparison_ids, status=Assignment.Status.LEASED)
+            .values_list("id", "comparison_id")
+        )
+        Assignment.objects.filter(pk__in=[lid for lid, _ in leases]).update(
+            status=Assignment.Status.EXPIRED, finished_at=now
+        )
+        for _, comparison_id in leases:
+            Comparison.objects.filter(pk=comparison_id).update(claimed_count=F("claimed_count") - 1)
+    return len(leases)

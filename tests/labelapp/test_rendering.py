@@ -68,3 +68,54 @@ def test_guidelines_are_sanitized_too(client, rater):
     client.force_login(rater)
     html = client.get(reverse("guidelines")).content.decode()
     assert_inert(html.split('<article class="markdown">', 1)[1].split("</article>", 1)[0])
+
+
+# --- issue 6: removed content is shown inert, never dropped silently ------------------------------
+
+
+@pytest.mark.parametrize(
+    "source, visible",
+    [
+        ("[click](javascript:alert(1)) after", ["click", "javascript:alert(1)", "after"]),
+        ("![a cat](https://evil.example/cat.png)", ["a cat", "https://evil.example/cat.png"]),
+        ("![x](javascript:alert(2))", ["javascript:alert(2)"]),
+        ("[data](data:text/html;base64,PHNjcmlwdD4=)", ["data", "data:text/html;base64,PHNjcmlwdD4="]),
+    ],
+)
+def test_removed_links_and_images_show_as_inert_text_with_their_target(source, visible):
+    html = render_markdown(source)
+    parser = _LiveHtml()
+    parser.feed(html)
+    assert "img" not in parser.tags and not parser.handlers
+    assert all(not h or h.startswith(("http:", "https:", "mailto:", "/")) for h in parser.hrefs)
+    for text in visible:
+        assert text in html, (text, html)
+    assert "removed" in html
+    assert not html.startswith("<p>)")  # the old bug showed "click)" / ")"
+
+
+def test_allowed_links_stay_links():
+    assert '<a href="https://example.com"' in render_markdown("[ok](https://example.com)")
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\u202e",
+        "\u202a",
+        "\u202b",
+        "\u202c",
+        "\u202d",
+        "\u2066",
+        "\u2067",
+        "\u2068",
+        "\u2069",
+        "\u200e",
+        "\u200f",
+        "\u061c",
+    ],
+)
+def test_bidi_control_characters_are_made_visible(char):
+    html = render_markdown(f"price: 100{char}00 EUR and `code{char}`")
+    assert char not in html
+    assert f"U+{ord(char):04X}" in html

@@ -100,7 +100,7 @@ def test_the_api_answers_403_after_a_new_version(client, rater, acked, make_comp
 def test_the_acknowledgment_shows_the_diff_to_the_version_last_acknowledged(rater_client, acked):
     guideline_create(text="# Guidelines\n\nPrefer the concise answer when content is equal.", publish=True)
     guideline_create(
-        text="# Guidelines\n\nPrefer the concise answer when content is equal.\n\nNEW RULE: flag personal data.",
+        text="# Guidelines\n\nPrefer the concise answer when content is equal.\n\nNEW RULE: flag PII.",
         publish=True,
         changelog="personal data rule",
     )

@@ -1,0 +1,261 @@
+"""Gold pairs and repeats in the stream: rate, never twice, indistinguishable, generator, feedback."""
+
+import re
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from labelapp.models import Assignment, Comparison, Rating, Response
+from labelapp.services.assignment import assignment_next
+from labelapp.services.gold import GoldError, gold_make_batch, gold_mark
+from labelapp.services.ratings import RatingInput, rating_submit
+
+pytestmark = pytest.mark.django_db
+
+
+def _rate(rater, a, preference=0):
+    return rating_submit(
+        rater=rater,
+        assignment_id=a.pk,
+        idempotency_key=a.form_key,
+        data=RatingInput(preference=preference, length_check="adds_content"),
+    )[0]
+
+
+@pytest.fixture
+def no_repeats(settings):
+    settings.LABEL = {**settings.LABEL, "REPEAT_RATE": 0.0}
+
+
+def test_gold_is_mixed_in_at_the_configured_rate(settings, rater, acked, make_comparison, no_repeats):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.25}
+    for i in range(120):
+        make_comparison(prompt_text=f"normal {i}")
+    for i in range(60):
+        c = make_comparison(prompt_text=f"gold {i}")
+        gold_mark(comparison=c, preference=1, explanation="B is right")
+    kinds = []
+    for _ in range(120):
+        a = assignment_next(rater=rater, just_finished=True)
+        kinds.append(a.comparison.kind)
+        _rate(rater, a)
+    share = kinds.count("gold") / len(kinds)
+    assert 0.12 < share < 0.40, share  # 25% +- 3 standard errors
+
+
+def test_gold_off_serves_no_gold(settings, rater, acked, make_comparison, no_repeats):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0}
+    gold_mark(comparison=make_comparison(prompt_text="g"), preference=1, explanation="x")
+    make_comparison(prompt_text="n")
+    a = assignment_next(rater=rater)
+    assert a.comparison.kind == "normal"
+    _rate(rater, a)
+    assert assignment_next(rater=rater, just_finished=True) is None
+
+
+def test_the_same_gold_pair_never_comes_twice_and_gold_ignores_required_ratings(
+    settings, make_user, acked, make_comparison, no_repeats
+):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    g = make_comparison(prompt_text="gold", required_ratings=1)
+    gold_mark(comparison=g, preference=-1, explanation="A is right")
+    for i in range(3):
+        make_comparison(prompt_text=f"n{i}", required_ratings=5)
+    raters = [make_user(ack=True) for _ in range(3)]
+    for r in raters:  # every rater gets the gold pair first (required_ratings 1 does not stop it)
+        a = assignment_next(rater=r)
+        assert a.comparison_id == g.pk
+        _rate(r, a, preference=-1)
+    r = raters[0]
+    seen = []
+    while (a := assignment_next(rater=r, just_finished=True)) is not None:
+        seen.append(a.comparison_id)
+        if a.comparison.kind == "gold":  # skipped or expired gold is never served again either
+            Assignment.objects.filter(pk=a.pk).update(status="expired")
+        else:
+            _rate(r, a)
+    assert g.pk not in seen and len(seen) == 3
+
+
+def test_gold_alone_is_not_served_when_nothing_else_is_left(settings, rater, acked, make_comparison):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0}
+    gold_mark(comparison=make_comparison(), preference=1, explanation="x")
+    assert assignment_next(rater=rater) is None  # a stream of only gold would give gold away
+
+
+def _normalised(html: str) -> str:
+    html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+    html = re.sub(r'"X-CSRFToken": "[^"]+"', "", html)
+    html = re.sub(r"/rate/\d+/", "/rate/N/", html)
+    html = re.sub(r'data-assignment="\d+"', "", html)
+    html = re.sub(r'name="form_key" value="[^"]+"', "", html)
+    return html
+
+
+def test_raters_cannot_tell_gold_apart_in_the_page_or_the_api(
+    settings, client, rater, acked, make_comparison, no_repeats
+):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0}
+    client.force_login(rater)
+    pages, payloads = {}, {}
+    for kind in ("normal", "gold"):
+        c = make_comparison(prompt_text="Same prompt", a="Same answer A.", b="Same answer B, longer.")
+        if kind == "gold":
+            gold_mark(comparison=c, preference=-1, explanation="SECRET-EXPLANATION: A is concise")
+        Comparison.objects.exclude(pk=c.pk).update(is_active=False)
+        settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0 if kind == "gold" else 0.0}
+        body = client.get("/api/assignments/next/").json()
+        a = Assignment.objects.get(pk=body["id"])
+        Assignment.objects.filter(pk=a.pk).update(shown_left="a")
+        body = client.get(f"/api/assignments/{a.pk}/").json()
+        pages[kind] = client.get(reverse("rate", args=[a.pk])).content.decode()
+        payloads[kind] = {
+            k: v
+            for k, v in body.items()
+            if k not in {"id", "comparison_id", "idempotency_key", "lease_expires_at"}
+        }
+        _rate(rater, a)
+    assert _normalised(pages["gold"]) == _normalised(pages["normal"])
+    assert payloads["gold"] == payloads["normal"]
+    for text in (pages["gold"], str(payloads["gold"])):
+        assert "SECRET-EXPLANATION" not in text and "gold" not in text.lower()
+
+
+def test_make_gold_pads_an_answer_and_says_what_was_padded(make_comparison, capsys):
+    make_comparison(
+        prompt_text="How do I boil an egg?", a="Boil it for 9 minutes. Then cool it.", b="Microwave it."
+    )
+    call_command("make_gold", "--count", "2", "--seed", "3")
+    gold = list(Comparison.objects.filter(kind="gold").select_related("response_a", "response_b"))
+    assert len(gold) == 2
+    for c in gold:
+        padded, original = (
+            (c.response_a, c.response_b) if c.gold_preference == 1 else (c.response_b, c.response_a)
+        )
+        assert padded.source_model.startswith("gold-generator:")
+        assert original.text.strip() in padded.text and padded.word_count > original.word_count
+        assert "padded with" in c.gold_explanation and c.gold_explanation
+    assert "Made 2 gold pairs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kind, marker",
+    [("filler", "I hope this helps"), ("restatement", "You asked"), ("repetition", "To repeat")],
+)
+def test_each_padding_kind(make_comparison, kind, marker):
+    make_comparison(prompt_text="What is 2+2?", a="It is 4. Addition is simple.", b="5")
+    made = gold_make_batch(count=1, seed=1, kind=kind)[0]
+    c = made.comparison
+    padded = c.response_a if c.gold_preference == 1 else c.response_b
+    assert marker in padded.text and kind in padded.source_model
+
+
+def test_make_gold_with_nothing_to_pad_is_a_clear_error(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no answers to pad"):
+        call_command("make_gold", "--count", "1")
+
+
+def test_gold_needs_a_preference_and_an_explanation(make_comparison):
+    c = make_comparison()
+    with pytest.raises(GoldError):
+        gold_mark(comparison=c, preference=2, explanation="x")
+    with pytest.raises(GoldError):
+        gold_mark(comparison=c, preference=1, explanation="  ")
+
+
+def test_staff_mark_gold_in_the_admin_action(client, staff, make_comparison):
+    staff.is_superuser = True
+    staff.save()
+    c = make_comparison()
+    client.force_login(staff)
+    url = reverse("admin:labelapp_comparison_changelist")
+    client.post(
+        url,
+        {
+            "action": "mark_gold",
+            "_selected_action": [c.pk],
+            "apply": "1",
+            "preference": "-1",
+            "explanation": "A is right",
+        },
+    )
+    c.refresh_from_db()
+    assert (c.kind, c.gold_preference, c.gold_explanation) == ("gold", -1, "A is right")
+    r = client.post(
+        reverse("admin:labelapp_response_changelist"),
+        {"action": "make_gold", "_selected_action": [c.response_a_id]},
+    )
+    assert r.status_code == 302 and Comparison.objects.filter(kind="gold").count() == 2
+    assert Response.objects.filter(source_model__startswith="gold-generator").count() == 1
+
+
+def test_gold_feedback_is_off_by_default_and_shown_when_on(
+    settings, rater_client, rater, acked, make_comparison, no_repeats
+):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    for i in range(2):
+        gold_mark(
+            comparison=make_comparison(prompt_text=f"g{i}", a="4", b="Four"),
+            preference=-1,
+            explanation=f"EXPLAINED-{i}",
+        )
+        make_comparison(prompt_text=f"n{i}", a="4", b="Four")
+    for on in (False, True):
+        settings.LABEL = {**settings.LABEL, "GOLD_FEEDBACK": on}
+        a = assignment_next(rater=rater)
+        assert a.comparison.kind == "gold"
+        r = rater_client.post(
+            reverse("rate", args=[a.pk]),
+            {"form_key": str(a.form_key), "preference": "1"},
+            HTTP_HX_REQUEST="true",
+        )
+        html = r.content.decode()
+        assert ("EXPLAINED" in html) is on and ('id="gold-feedback"' in html) is on
+        # (the htmx answer already claimed the next pair: the second gold one, open for the next round)
+
+
+# --- repeats -------------------------------------------------------------------------------------
+
+
+def test_a_judged_pair_comes_back_later_with_sides_swapped(
+    settings, rater, other_rater, acked, make_comparison
+):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0, "REPEAT_RATE": 1.0, "REPEAT_DELAY_MINUTES": 0}
+    original = make_comparison(prompt_text="orig", required_ratings=2)
+    make_comparison(prompt_text="filler", required_ratings=2)
+    first = assignment_next(rater=rater)
+    assert first.comparison_id == original.pk
+    _rate(rater, first, preference=-2)
+    repeat = Comparison.objects.get(kind="repeat")
+    assert (repeat.repeat_of_id, repeat.repeat_for_id) == (original.pk, rater.pk)
+    assert (repeat.response_a_id, repeat.response_b_id) == (original.response_a_id, original.response_b_id)
+    # The other rater never gets this rater's repeat.
+    theirs = assignment_next(rater=other_rater)
+    assert theirs.comparison.kind == "normal"
+    again = assignment_next(rater=rater, just_finished=True)
+    assert again.comparison_id == repeat.pk and again.shown_left != first.shown_left
+    Assignment.objects.get(pk=again.pk)  # stored with the swapped side
+    assert Assignment.objects.get(pk=again.pk).shown_left == again.shown_left
+    _rate(rater, again, preference=-1)
+    assert Comparison.objects.filter(kind="repeat").count() == 1  # repeats are not repeated
+    assert Rating.objects.filter(rater=rater, comparison__repeat_of=original).count() == 1
+
+
+def test_a_repeat_waits_for_its_delay(settings, rater, acked, make_comparison):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0, "REPEAT_RATE": 1.0, "REPEAT_DELAY_MINUTES": 60}
+    make_comparison(prompt_text="orig")
+    _rate(rater, assignment_next(rater=rater))
+    assert Comparison.objects.filter(kind="repeat").count() == 1
+    assert assignment_next(rater=rater, just_finished=True) is None  # not yet due
+    Comparison.objects.filter(kind="repeat").update(available_at="2000-01-01T00:00:00Z")
+    assert assignment_next(rater=rater, just_finished=True).comparison.kind == "repeat"
+
+
+def test_repeats_off_schedules_none(settings, rater, acked, make_comparison):
+    settings.LABEL = {**settings.LABEL, "REPEAT_RATE": 0.0}
+    make_comparison()
+    _rate(rater, assignment_next(rater=rater))
+    assert not Comparison.objects.filter(kind="repeat").exists()

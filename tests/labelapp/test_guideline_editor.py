@@ -1,0 +1,118 @@
+"""Living guidelines: staff editor, drafts, publish with a change message, history, diffs, permissions."""
+
+import pytest
+from django.urls import reverse
+
+from labelapp.models import GuidelineVersion, PublishedGuidelineImmutable
+from labelapp.services.guidelines import (
+    GuidelineError,
+    guideline_current,
+    guideline_draft_save,
+    guideline_publish_text,
+)
+
+pytestmark = pytest.mark.django_db
+
+EVIL = '<script>window.pwned=1</script> <img src=x onerror="window.pwned=2"> [go](javascript:window.pwned=3)'
+
+
+@pytest.mark.parametrize(
+    "method, name, data",
+    [
+        ("get", "staff_guidelines", None),
+        ("get", "staff_guideline_edit", None),
+        ("post", "staff_guideline_edit", {"text": "x", "changelog": "y", "action": "publish"}),
+        ("post", "staff_guideline_preview", {"text": "x"}),
+        ("get", "staff_guideline_diff", None),
+    ],
+)
+def test_raters_cannot_edit_or_publish(client, rater, acked, method, name, data):
+    client.force_login(rater)
+    r = getattr(client, method)(reverse(name), data or {})
+    assert r.status_code == 403
+    assert GuidelineVersion.objects.count() == 1
+
+
+def test_the_editor_starts_from_the_current_text(client, staff, acked):
+    client.force_login(staff)
+    html = client.get(reverse("staff_guideline_edit")).content.decode()
+    assert "Prefer the concise answer when content is equal." in html
+
+
+def test_a_draft_is_invisible_to_raters_until_published(client, staff, rater, acked):
+    client.force_login(staff)
+    r = client.post(reverse("staff_guideline_edit"), {"text": "DRAFT TEXT", "action": "draft"})
+    assert r.status_code == 302
+    draft = GuidelineVersion.objects.get(published_at__isnull=True)
+    assert guideline_current() == acked
+    # Saving again updates the same draft; the editor continues from it.
+    client.post(reverse("staff_guideline_edit"), {"text": "DRAFT TEXT 2", "action": "draft"})
+    assert GuidelineVersion.objects.get(published_at__isnull=True).pk == draft.pk
+    assert "DRAFT TEXT 2" in client.get(reverse("staff_guideline_edit")).content.decode()
+    client.force_login(rater)
+    assert "DRAFT TEXT" not in client.get(reverse("guidelines")).content.decode()
+
+
+def test_publish_needs_a_change_message_and_makes_a_new_version(client, staff, acked):
+    client.force_login(staff)
+    r = client.post(
+        reverse("staff_guideline_edit"), {"text": "v2 text", "changelog": "", "action": "publish"}
+    )
+    assert r.status_code == 400 and b"Say what changed" in r.content and b"v2 text" in r.content
+    assert guideline_current() == acked
+    r = client.post(
+        reverse("staff_guideline_edit"),
+        {"text": "v2 text", "changelog": "shorter rules", "action": "publish"},
+    )
+    assert r.status_code == 302
+    current = guideline_current()
+    assert (current.number, current.text, current.changelog, current.author) == (
+        2,
+        "v2 text",
+        "shorter rules",
+        staff,
+    )
+    acked.refresh_from_db()
+    assert acked.text.startswith("# Guidelines")  # the old version is untouched history
+    history = client.get(reverse("staff_guidelines")).content.decode()
+    assert "shorter rules" in history and 'id="guideline-history"' in history
+
+
+def test_a_published_version_cannot_be_edited(staff, acked):
+    acked.text = "rewritten"
+    with pytest.raises(PublishedGuidelineImmutable):
+        acked.save()
+    stored = GuidelineVersion.objects.get(pk=acked.pk)
+    assert stored.text.startswith("# Guidelines")
+    with pytest.raises(GuidelineError, match="Nothing changed"):
+        guideline_publish_text(text=stored.text, changelog="no change", author=staff)
+
+
+def test_the_admin_cannot_edit_a_published_version(client, staff, acked):
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    html = client.get(reverse("admin:labelapp_guidelineversion_change", args=[acked.pk])).content.decode()
+    assert 'name="text"' not in html
+
+
+def test_the_diff_between_any_two_versions_is_side_by_side_and_escaped(client, staff, acked):
+    guideline_draft_save(text="# Guidelines\n\nPrefer the SHORT answer.\n\n" + EVIL, author=staff)
+    guideline_publish_text(
+        text="# Guidelines\n\nPrefer the SHORT answer.\n\n" + EVIL, changelog="c", author=staff
+    )
+    client.force_login(staff)
+    html = client.get(reverse("staff_guideline_diff"), {"a": 1, "b": 2}).content.decode()
+    assert 'class="diff"' in html and "Version 1" in html and "Version 2" in html
+    assert "SHORT" in html and "<script>window.pwned" not in html and "&lt;script&gt;" in html
+    assert client.get(reverse("staff_guideline_diff"), {"a": "x", "b": 99}).status_code == 200
+
+
+def test_the_preview_is_the_sanitized_server_render(client, staff, acked):
+    client.force_login(staff)
+    r = client.post(reverse("staff_guideline_preview"), {"text": "**bold** " + EVIL}, HTTP_HX_REQUEST="true")
+    html = r.content.decode()
+    assert "<strong>bold</strong>" in html
+    assert "<script" not in html and "<img" not in html  # the img (and its onerror) shown as text only
+    assert "<img" not in html and 'href="javascript' not in html
+    assert "javascript:window.pwned=3" in html  # shown as inert text

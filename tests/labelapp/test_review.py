@@ -1,0 +1,88 @@
+"""The staff review list: flagged and both-bad ratings, confirm/exclude with a reason, withheld prompts."""
+
+import pytest
+from django.urls import reverse
+
+from labelapp.models import Assignment, Comparison, Prompt, Rating, RatingReview
+from labelapp.services.assignment import assignment_next
+from labelapp.services.ratings import RatingInput, rating_submit
+from labelapp.services.review import ReviewError, rating_review_add
+
+pytestmark = pytest.mark.django_db
+
+
+def _rated(rater, comparison_kwargs, make_comparison, **data):
+    make_comparison(**comparison_kwargs)
+    a = assignment_next(rater=rater)
+    return rating_submit(
+        rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=RatingInput(preference=0, **data)
+    )[0]
+
+
+def test_raters_cannot_see_or_use_the_review_list(client, rater, acked, make_comparison):
+    rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
+    client.force_login(rater)
+    assert client.get(reverse("staff_review")).status_code == 403
+    r = client.post(reverse("staff_review_decide", args=[rating.pk]), {"decision": "exclude", "reason": "x"})
+    assert r.status_code == 403 and not RatingReview.objects.exists()
+    with pytest.raises(ReviewError):
+        rating_review_add(rating=rating, decision="exclude", reason="x", reviewer=rater)
+
+
+def test_the_list_shows_flagged_and_both_bad_ratings_only(client, staff, rater, acked, make_comparison):
+    flagged = _rated(rater, {"prompt_text": "FLAGGED-PROMPT"}, make_comparison, flag_broken=True)
+    both_bad = _rated(rater, {"prompt_text": "BOTH-BAD-PROMPT"}, make_comparison, both_bad=True)
+    _rated(rater, {"prompt_text": "PLAIN-PROMPT"}, make_comparison)
+    client.force_login(staff)
+    html = client.get(reverse("staff_review")).content.decode()
+    assert f'id="review-{flagged.pk}"' in html and f'id="review-{both_bad.pk}"' in html
+    assert "PLAIN-PROMPT" not in html
+    only_broken = client.get(reverse("staff_review"), {"flag": "broken"}).content.decode()
+    assert "FLAGGED-PROMPT" in only_broken and "BOTH-BAD-PROMPT" not in only_broken
+
+
+def test_exclude_needs_a_reason_and_keeps_the_rating_out_of_training(
+    client, staff, rater, acked, make_comparison
+):
+    rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
+    client.force_login(staff)
+    url = reverse("staff_review_decide", args=[rating.pk])
+    r = client.post(url, {"decision": "exclude", "reason": "  "}, HTTP_HX_REQUEST="true")
+    assert r.status_code == 200 and b"Give a reason" in r.content and not RatingReview.objects.exists()
+    assert client.post(url, {"decision": "maybe", "reason": "x"}).status_code == 400
+    r = client.post(
+        url, {"decision": "exclude", "reason": "unsafe content confirmed"}, HTTP_HX_REQUEST="true"
+    )
+    assert r.status_code == 200 and b"unsafe content confirmed" in r.content
+    assert not Rating.objects.not_excluded().filter(pk=rating.pk).exists()
+    html = client.get(reverse("staff_review")).content.decode()  # open list: reviewed ones are gone
+    assert f'id="review-{rating.pk}"' not in html
+    assert (
+        f'id="review-{rating.pk}"' in client.get(reverse("staff_review"), {"state": "done"}).content.decode()
+    )
+
+
+def test_a_confirmed_personal_data_flag_withholds_the_prompt(
+    client, staff, rater, other_rater, acked, make_comparison
+):
+    rating = _rated(rater, {"required_ratings": 3}, make_comparison, flag_pii=True)
+    comparison = rating.comparison
+    held = assignment_next(rater=other_rater)  # another rater holds it right now
+    assert held.comparison_id == comparison.pk
+    client.force_login(staff)
+    client.post(
+        reverse("staff_review_decide", args=[rating.pk]), {"decision": "confirm", "reason": "a phone number"}
+    )
+    assert Prompt.objects.get(pk=comparison.prompt_id).withheld
+    assert Assignment.objects.get(pk=held.pk).status == "expired"  # taken back
+    assert assignment_next(rater=other_rater) is None
+    # Even if staff re-activate the comparison, the queue never serves a withheld prompt.
+    Comparison.objects.filter(pk=comparison.pk).update(is_active=True)
+    assert assignment_next(rater=other_rater, just_finished=True) is None
+    assert Rating.objects.not_excluded().filter(pk=rating.pk).exists()  # confirm keeps the rating
+
+
+def test_confirming_a_non_pii_flag_does_not_withhold(staff, rater, acked, make_comparison):
+    rating = _rated(rater, {}, make_comparison, flag_broken=True)
+    rating_review_add(rating=rating, decision="confirm", reason="markdown broken", reviewer=staff)
+    assert not Prompt.objects.get(pk=rating.comparison.prompt_id).withheld

@@ -1,0 +1,200 @@
+"""Issue 6 in a real browser (Debian's chromium driven by Playwright).
+
+- Staff publish a new guideline version (through the staff editor) while a rater has a rating page
+  open: the rater's next submit leads to the acknowledgment, and no rating carries a version the
+  rater did not acknowledge.
+- On a 1366x900 window the length question, its error and Submit are in view when they matter.
+- Guideline markdown with scripts, event handlers and javascript: links stays inert for staff
+  (editor preview, version page) and raters.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from labelapp.models import Comparison, GuidelineVersion, Prompt, Rating, Response
+from labelapp.services.guidelines import guideline_acknowledge, guideline_create
+from tests.browser.test_rating_flow import CHROMIUM_ARGS, _chromium
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "pw-for-browser-tests-1"
+EVIL = (
+    "# Rules\n\nBe concise.\n\n<script>window.pwned = 1</script>\n\n"
+    '<img src=x onerror="window.pwned = 2">\n\n[click me](javascript:window.pwned=3)\n\n'
+    '<a href="javascript:window.pwned=4" onclick="window.pwned=5">raw</a>\n'
+)
+
+
+@pytest.fixture
+def browser(live_server, monkeypatch, settings):
+    path = _chromium()
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (make browser-deps installs it)")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0, "REPEAT_RATE": 0.0}
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _user(name: str, *, staff: bool = False):
+    return get_user_model().objects.create_user(username=name, password=PASSWORD, is_staff=staff)
+
+
+def _page(browser, live_server, username: str, *, width=1366, height=900):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.press("#id_password", "Enter")
+    page.wait_for_url(f"{live_server.url}/")
+    return page
+
+
+def _comparison(prompt: str, a: str, b: str) -> Comparison:
+    p = Prompt.objects.create(text=prompt)
+    ra = Response.objects.create(prompt=p, text=a, source_model="t")
+    rb = Response.objects.create(prompt=p, text=b, source_model="t")
+    return Comparison.objects.create(prompt=p, response_a=ra, response_b=rb, required_ratings=1)
+
+
+def _in_view(page, selector: str) -> bool:
+    return page.evaluate(
+        """sel => { const el = document.querySelector(sel); if (!el) return false;
+           const r = el.getBoundingClientRect();
+           return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; }""",
+        selector,
+    )
+
+
+def test_staff_publish_while_a_rater_has_the_page_open(browser, live_server):
+    v1 = guideline_create(text="# Guidelines\n\nPrefer the concise answer.", publish=True)
+    rater = _user("browser-rater")
+    _user("browser-staff", staff=True)
+    guideline_acknowledge(rater=rater, version=v1)
+    for i in range(3):
+        _comparison(f"Question {i}?", f"Answer {i}.", f"Another answer {i}.")
+
+    rater_page = _page(browser, live_server, "browser-rater")
+    rater_page.goto(f"{live_server.url}/rate/")
+    rater_page.wait_for_selector("#rating-form")
+
+    staff_page = _page(browser, live_server, "browser-staff")
+    staff_page.goto(f"{live_server.url}/staff/guidelines/edit/")
+    staff_page.fill("#id_text", "# Guidelines\n\nPrefer the concise answer.\n\nNEW: flag personal data.")
+    staff_page.fill("#id_changelog", "personal data rule")
+    staff_page.click("#publish")
+    staff_page.wait_for_url("**/staff/guidelines/")
+    v2 = GuidelineVersion.objects.get(number=2)
+    assert v2.published_at is not None and v2.changelog == "personal data rule"
+
+    # The rater, still on the page issued under v1, judges and submits.
+    rater_page.keyboard.press("4")
+    rater_page.keyboard.press("Enter")
+    rater_page.wait_for_selector("#acknowledge")
+    assert rater_page.locator("#rating-form").count() == 0
+    diff_text = rater_page.locator("#guideline-diff").inner_text().replace("\xa0", " ")
+    assert "NEW: flag personal data." in diff_text
+    assert [r.guideline_version_id for r in Rating.objects.all()] == [v1.pk]
+
+    rater_page.click("#acknowledge")
+    rater_page.wait_for_selector("#rating-form")
+    rater_page.keyboard.press("4")
+    rater_page.keyboard.press("Enter")
+    rater_page.wait_for_selector("#rating-form, #nothing-to-rate")
+    for _ in range(50):
+        if Rating.objects.count() == 2:
+            break
+        rater_page.wait_for_timeout(100)
+    versions = list(Rating.objects.order_by("id").values_list("guideline_version__number", flat=True))
+    assert versions == [1, 2]
+    acked = set(rater.acknowledgments.values_list("version_id", flat=True))
+    assert all(r.guideline_version_id in acked for r in Rating.objects.all())
+
+
+def test_the_length_question_its_error_and_submit_are_in_view_at_1366x900(browser, live_server):
+    v1 = guideline_create(text="# Guidelines\n\n" + "Read carefully. " * 200, publish=True)
+    rater = _user("browser-rater")
+    guideline_acknowledge(rater=rater, version=v1)
+    long_text = "\n\n".join("This paragraph repeats the same point at length. " * 6 for _ in range(12))
+    _comparison("Explain photosynthesis " + "in detail " * 40, "Plants turn light into sugar.", long_text)
+    _comparison("Second question?", "Short.", long_text)
+
+    page = _page(browser, live_server, "browser-rater")
+    page.goto(f"{live_server.url}/rate/")
+    page.wait_for_selector("#rating-form")
+    assert page.evaluate("document.documentElement.scrollHeight") > 1800  # the controls start below the fold
+    words_left = int(page.locator("#rate-root").get_attribute("data-words-left"))
+    words_right = int(page.locator("#rate-root").get_attribute("data-words-right"))
+    key = "1" if words_left > words_right else "7"  # pick the much longer answer
+    page.keyboard.press(key)
+    page.wait_for_selector("#length-check:not([hidden])")
+    assert _in_view(page, "#length-check") and _in_view(page, "#submit-rating")
+
+    # Submit without answering: the server's error comes back in a swapped panel, in view.
+    page.evaluate("window.scrollTo(0, 0)")
+    first_id = page.locator("#rate-root").get_attribute("data-assignment")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#length-check .errors")
+    page.wait_for_timeout(200)
+    assert _in_view(page, "#length-check .errors")
+    assert _in_view(page, "#length-check") and _in_view(page, "#submit-rating")
+    assert page.locator(f'input[name="preference"][data-key="{key}"]').is_checked()
+
+    page.keyboard.press("n")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "id => document.getElementById('rate-root').dataset.assignment !== id", arg=first_id
+    )
+    # A new comparison starts at its prompt.
+    assert page.evaluate("window.scrollY") == 0 and _in_view(page, "#prompt-text")
+    assert Rating.objects.get().length_check == "adds_nothing"
+
+
+def test_guideline_markdown_is_inert_for_staff_and_raters(browser, live_server):
+    v1 = guideline_create(text="# Guidelines\n\nBe kind.", publish=True)
+    rater = _user("browser-rater")
+    _user("browser-staff", staff=True)
+    guideline_acknowledge(rater=rater, version=v1)
+    dialogs = []
+
+    staff_page = _page(browser, live_server, "browser-staff")
+    staff_page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    staff_page.goto(f"{live_server.url}/staff/guidelines/edit/")
+    staff_page.fill("#id_text", "")
+    staff_page.locator("#id_text").press_sequentially(EVIL[:40])
+    staff_page.fill("#id_text", EVIL)
+    staff_page.locator("#id_text").press("End")  # an input event: htmx refreshes the preview
+    staff_page.wait_for_function(
+        "document.getElementById('preview').innerText.includes('javascript:window.pwned=3')"
+    )
+    assert staff_page.evaluate("window.pwned") is None
+    staff_page.get_by_text("click me").click()
+    staff_page.fill("#id_changelog", "try to break it")
+    staff_page.click("#publish")
+    staff_page.wait_for_url("**/staff/guidelines/")
+    staff_page.goto(f"{live_server.url}/staff/guidelines/v/2/")
+    staff_page.get_by_text("click me").click()
+    staff_page.get_by_text("raw", exact=False).first.click()
+    assert staff_page.evaluate("window.pwned") is None
+    assert staff_page.url.endswith("/staff/guidelines/v/2/")
+
+    rater_page = _page(browser, live_server, "browser-rater")
+    rater_page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    rater_page.goto(f"{live_server.url}/guidelines/")
+    rater_page.wait_for_selector("#acknowledge")
+    rater_page.get_by_text("The whole text of version 2").click()  # below the diff to v1
+    text = rater_page.locator("details .markdown").inner_text()
+    assert "<script>window.pwned = 1</script>" in text  # shown as text, not run
+    assert "javascript:window.pwned=3" in text
+    rater_page.get_by_text("click me").first.click()
+    assert rater_page.evaluate("window.pwned") is None and rater_page.url.endswith("/guidelines/")
+    assert rater_page.locator(".markdown img, .markdown script").count() == 0
+    assert dialogs == []

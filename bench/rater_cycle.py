@@ -66,7 +66,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 REFERENCE = {
     "label_studio_1_23": {"cycles_per_s": "8-9", "server_cpu_ms_per_cycle": 175},
-    "target": {"cycles_per_s": 150, "p99_ms": 500, "server_cpu_ms_per_cycle": 13},
+    "target": {"cycles_per_s": 250, "p99_ms": 500, "server_cpu_ms_per_cycle": 7},
 }
 
 RE_ASSIGNMENT = re.compile(rb'data-assignment="(\d+)"')
@@ -113,7 +113,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--access-log", action="store_true", help="let gunicorn write an access log (off by default)"
     )
-    p.add_argument("--keep-db", action="store_true", help=f"keep the {BENCH_DB} database afterwards")
+    p.add_argument("--keep-db", action="store_true", help="keep the bench database afterwards")
+    p.add_argument(
+        "--db-name",
+        default=BENCH_DB,
+        help=f"throw-away database to (re)create (default {BENCH_DB}; pick your own when others bench too)",
+    )
+    p.add_argument(
+        "--gold-rate", type=float, default=0.05, help="GOLD_RATE of the server (default 0.05, as shipped)"
+    )
+    p.add_argument("--gold-pairs", type=int, default=200, help="gold pairs to seed (default 200)")
+    p.add_argument(
+        "--repeat-rate", type=float, default=0.05, help="REPEAT_RATE of the server (default 0.05, as shipped)"
+    )
+    p.add_argument(
+        "--repeat-delay-minutes",
+        type=float,
+        default=0.0,
+        help="REPEAT_DELAY_MINUTES (default 0 here, so repeats are served inside the measured window)",
+    )
     p.add_argument(
         "--json", type=Path, default=OUT_DIR / "rater_cycle.json", help="where to write the JSON report"
     )
@@ -186,6 +204,15 @@ def server_env(db_url: str, redis_url: str, settings_module: str, tmp: Path) -> 
         }
     )
     return env
+
+
+def quality_env(args: argparse.Namespace) -> dict[str, str]:
+    """Gold pairs and repeats in the stream (issue 6): the server's settings for them."""
+    return {
+        "GOLD_RATE": str(args.gold_rate),
+        "REPEAT_RATE": str(args.repeat_rate),
+        "REPEAT_DELAY_MINUTES": str(args.repeat_delay_minutes),
+    }
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -267,7 +294,7 @@ def make_answer(rng: random.Random, topic: str, target_words: int) -> str:
     return "\n\n".join(parts)
 
 
-def seed(*, raters: int, comparisons: int, rng: random.Random) -> list[str]:
+def seed(*, raters: int, comparisons: int, rng: random.Random, gold_pairs: int = 0) -> list[str]:
     """Guideline, rater accounts (acknowledged), prompts, answers and comparisons. Returns the usernames."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
@@ -325,6 +352,30 @@ def seed(*, raters: int, comparisons: int, rng: random.Random) -> list[str]:
                 for i, p in enumerate(prompts)
             ],
             batch_size=1000,
+        )
+        # Gold pairs on their own prompts (the queue mixes them in at GOLD_RATE).
+        gold_prompts = Prompt.objects.bulk_create(
+            [
+                Prompt(text=f"Gold prompt {i}", html=render_markdown(f"Gold prompt {i}"), source="bench")
+                for i in range(gold_pairs)
+            ]
+        )
+        gold_answers = Response.objects.bulk_create(
+            [Response(prompt=p, source_model=m, **rng.choice(pool)) for p in gold_prompts for m in ("x", "y")]
+        )
+        Comparison.objects.bulk_create(
+            [
+                Comparison(
+                    prompt=p,
+                    response_a=gold_answers[2 * i],
+                    response_b=gold_answers[2 * i + 1],
+                    kind=Comparison.Kind.GOLD,
+                    gold_preference=rng.choice([-1, 1]),
+                    gold_explanation="bench",
+                    required_ratings=1,
+                )
+                for i, p in enumerate(gold_prompts)
+            ]
         )
     return usernames
 
@@ -711,10 +762,10 @@ async def run_load(
     window = Window(measure_start=now + args.warmup, measure_end=now + args.warmup + args.seconds)
     tasks = [asyncio.create_task(r.run(stats, window, start_page=True)) for r in raters]
     await asyncio.sleep(max(0.0, window.measure_start - loop.time()))
-    before = cpu_snapshot(gunicorn_pid, BENCH_DB)
+    before = cpu_snapshot(gunicorn_pid, args.db_name)
     began = loop.time()
     await asyncio.sleep(max(0.0, window.measure_end - loop.time()))
-    after = cpu_snapshot(gunicorn_pid, BENCH_DB)
+    after = cpu_snapshot(gunicorn_pid, args.db_name)
     elapsed = loop.time() - began
     await asyncio.gather(*tasks)
     for r in raters:
@@ -797,10 +848,20 @@ def integrity_checks(confirmed: list[tuple[str, str]]) -> dict[str, int]:
                        GROUP BY rater_id, comparison_id HAVING count(*) > 1) d""")
         duplicates = cur.fetchone()[0]
         cur.execute("""SELECT count(*) FROM labelapp_comparison c
-                       WHERE c.claimed_count > c.required_ratings
+                       WHERE c.kind <> 'gold' AND (c.claimed_count > c.required_ratings
                           OR (SELECT count(*) FROM labelapp_rating r WHERE r.comparison_id = c.id)
-                             > c.required_ratings""")
+                             > c.required_ratings)""")
         over_assigned = cur.fetchone()[0]
+        # Gold ignores required_ratings but must never reach one rater twice.
+        cur.execute("""SELECT count(*) FROM (SELECT 1 FROM labelapp_assignment a
+                       JOIN labelapp_comparison c ON c.id = a.comparison_id AND c.kind = 'gold'
+                       GROUP BY a.rater_id, a.comparison_id HAVING count(*) > 1) d""")
+        gold_twice = cur.fetchone()[0]
+        cur.execute("""SELECT c.kind, count(*) FROM labelapp_rating r
+                       JOIN labelapp_comparison c ON c.id = r.comparison_id GROUP BY c.kind""")
+        by_kind = dict(cur.fetchall())
+        cur.execute("SELECT count(*) FROM labelapp_comparison WHERE kind = 'repeat'")
+        repeats_scheduled = cur.fetchone()[0]
         cur.execute("""SELECT count(*) FROM labelapp_comparison c WHERE c.claimed_count <>
                        (SELECT count(*) FROM labelapp_assignment a
                         WHERE a.comparison_id = c.id AND a.status IN ('leased', 'done'))""")
@@ -815,6 +876,9 @@ def integrity_checks(confirmed: list[tuple[str, str]]) -> dict[str, int]:
         "duplicates": duplicates,
         "over_assigned_comparisons": over_assigned,
         "claimed_count_mismatch": claimed_count_mismatch,
+        "gold_served_twice_to_a_rater": gold_twice,
+        "ratings_by_kind": {k: by_kind.get(k, 0) for k in ("normal", "gold", "repeat")},
+        "repeats_scheduled": repeats_scheduled,
     }
 
 
@@ -874,6 +938,9 @@ def build_report(
         "error_kinds": stats.errors,
         "raters_out_of_work": stats.raters_out_of_work,
         "warmup_cycles": stats.warmup_cycles,
+        "gold_rate": args.gold_rate,
+        "repeat_rate": args.repeat_rate,
+        "repeat_delay_minutes": args.repeat_delay_minutes,
         **checks,
         "reference": REFERENCE,
     }
@@ -883,7 +950,12 @@ def print_report(r: dict) -> None:
     cpu, lat = r["server_cpu_ms_per_cycle"], r["latency_ms"]
     target = REFERENCE["target"]
     ok = r["cycles_per_s"] >= target["cycles_per_s"] and lat["p99"] < target["p99_ms"]
-    integrity_ok = r["lost"] == 0 and r["duplicates"] == 0 and r["over_assigned_comparisons"] == 0
+    integrity_ok = (
+        r["lost"] == 0
+        and r["duplicates"] == 0
+        and r["over_assigned_comparisons"] == 0
+        and r["gold_served_twice_to_a_rater"] == 0
+    )
     lines = [
         "",
         f"Rater cycle benchmark  mode={r['mode']}  raters={r['raters']}  gunicorn {r['workers']} x "
@@ -905,6 +977,10 @@ def print_report(r: dict) -> None:
         f"  lost           {r['lost']}",
         f"  duplicates     {r['duplicates']}   over-assigned comparisons {r['over_assigned_comparisons']}   "
         f"claimed_count mismatches {r['claimed_count_mismatch']}",
+        f"  gold/repeats   GOLD_RATE {r['gold_rate']}  REPEAT_RATE {r['repeat_rate']} "
+        f"(delay {r['repeat_delay_minutes']} min): ratings by kind {r['ratings_by_kind']}, "
+        f"repeats scheduled {r['repeats_scheduled']}, gold served twice to a rater "
+        f"{r['gold_served_twice_to_a_rater']}",
         "",
         "  reference      Label Studio 1.23, same cycle, 2 cores: 8-9 cycles/s, ~175 ms server CPU/cycle",
         f"  target         >= {target['cycles_per_s']} cycles/s, p99 < {target['p99_ms']} ms, "
@@ -952,21 +1028,29 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     base_db, redis_url = resolve_base_urls()
-    bench_url = with_database(base_db, BENCH_DB)
+    bench_url = with_database(base_db, args.db_name)
     proc: subprocess.Popen | None = None
     created = False
     with tempfile.TemporaryDirectory(prefix="bench-rater-") as tmpdir:
         tmp = Path(tmpdir)
         try:
-            print(f"  database {BENCH_DB} on {urlsplit(base_db).netloc or base_db} (re-created)", flush=True)
-            recreate_database(base_db, BENCH_DB)
+            print(
+                f"  database {args.db_name} on {urlsplit(base_db).netloc or base_db} (re-created)", flush=True
+            )
+            recreate_database(base_db, args.db_name)
             created = True
             env = server_env(bench_url, redis_url, write_settings_overlay(tmp), tmp)
+            env.update(quality_env(args))
             manage(env, "migrate", "--noinput", "-v", "0")
             manage(env, "collectstatic", "--noinput", "-v", "0")
             django_setup(env, tmp)
             t = time.perf_counter()
-            usernames = seed(raters=args.raters, comparisons=args.comparisons, rng=random.Random(args.seed))
+            usernames = seed(
+                raters=args.raters,
+                comparisons=args.comparisons,
+                rng=random.Random(args.seed),
+                gold_pairs=args.gold_pairs,
+            )
             print(
                 f"  seeded {len(usernames)} raters and {args.comparisons} comparisons "
                 f"in {time.perf_counter() - t:.1f} s",
@@ -991,7 +1075,12 @@ def main(argv: list[str] | None = None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2) + "\n")
             print(f"  JSON report: {args.json}")
-            failed = report["lost"] or report["duplicates"] or report["over_assigned_comparisons"]
+            failed = (
+                report["lost"]
+                or report["duplicates"]
+                or report["over_assigned_comparisons"]
+                or report["gold_served_twice_to_a_rater"]
+            )
             return 1 if failed else 0
         except KeyboardInterrupt:
             print("\n  interrupted", file=sys.stderr)
@@ -1003,7 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
                     from django.db import connections
 
                     connections.close_all()
-                recreate_database(base_db, BENCH_DB, create=False)
+                recreate_database(base_db, args.db_name, create=False)
 
 
 if __name__ == "__main__":

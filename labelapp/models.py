@@ -137,13 +137,16 @@ class Comparison(models.Model):
             ),
         ]
         indexes = [
-            # The queue's hot query: open comparisons by priority, then age.
+            # The queue's hot query: open comparisons by priority, then age. Only the normal stream
+            # (gold and repeats have their own indexes below): a predicate that matches the claim's
+            # WHERE exactly is what makes the planner walk this index in order and stop at the first
+            # free row, instead of sorting every open row (193 ms vs 2 ms on 4000 comparisons).
             models.Index(
                 F("priority").desc(),
                 "created_at",
                 "id",
-                name="comparison_open_queue",
-                condition=Q(is_active=True, claimed_count__lt=F("required_ratings")),
+                name="comparison_open_normal",
+                condition=Q(is_active=True, claimed_count__lt=F("required_ratings"), kind="normal"),
             ),
             # The two side streams of a claim (services/assignment.py): active gold pairs, and each
             # rater's own pending repeats.

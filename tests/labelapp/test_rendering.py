@@ -119,3 +119,17 @@ def test_bidi_control_characters_are_made_visible(char):
     html = render_markdown(f"price: 100{char}00 EUR and `code{char}`")
     assert char not in html
     assert f"U+{ord(char):04X}" in html
+
+
+def test_rerender_markdown_updates_rows_stored_with_an_older_renderer(make_comparison):
+    from django.core.management import call_command
+
+    from labelapp.models import Prompt, Response
+
+    c = make_comparison(prompt_text="see [x](javascript:alert(1))", a="ok \u202e evil", b="fine")
+    Prompt.objects.filter(pk=c.prompt_id).update(html="<p>x)</p>")  # as the old renderer stored it
+    Response.objects.filter(pk=c.response_a_id).update(html="<p>ok \u202e evil</p>")
+    call_command("rerender_markdown")
+    assert "javascript:alert(1)" in Prompt.objects.get(pk=c.prompt_id).html
+    assert "U+202E" in Response.objects.get(pk=c.response_a_id).html
+    assert Response.objects.get(pk=c.response_b_id).html == "<p>fine</p>"

@@ -259,3 +259,16 @@ def test_repeats_off_schedules_none(settings, rater, acked, make_comparison):
     make_comparison()
     _rate(rater, assignment_next(rater=rater))
     assert not Comparison.objects.filter(kind="repeat").exists()
+
+
+def test_only_staff_see_gold_answers(client, rater, acked, make_comparison):
+    c = make_comparison()
+    gold_mark(comparison=c, preference=1, explanation="SECRET-EXPLANATION")
+    client.force_login(rater)
+    for url in (
+        reverse("admin:labelapp_comparison_change", args=[c.pk]),
+        reverse("admin:labelapp_comparison_changelist"),
+    ):
+        r = client.get(url)
+        assert r.status_code in (302, 403, 404) and b"SECRET-EXPLANATION" not in r.content
+    assert b"SECRET-EXPLANATION" not in client.get("/api/ratings/").content

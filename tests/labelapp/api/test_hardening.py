@@ -39,7 +39,9 @@ def one_rating(api, rater, acked, make_comparison):
     make_comparison(a="Four.", b="4")
     a = assignment_next(rater=rater)
     body = {"preference": -1, "idempotency_key": str(a.form_key)}
-    assert api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json").status_code == 201
+    assert (
+        api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json").status_code == 201
+    )
 
 
 @pytest.mark.parametrize("limit", ["99999999999999999999", "1" + "0" * 5000, "-5", "abc"])

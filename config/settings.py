@@ -232,9 +232,7 @@ SPECTACULAR_SETTINGS = {
 # Retention per prompt source, in days: "playground=90,partner=365,*=0" (0 or absent = keep forever;
 # "*" is every other source). `manage.py purge_expired` deletes older prompts with their answers,
 # comparisons and ratings, and export files that hold them.
-RETENTION_DAYS = {
-    k.strip(): int(v) for k, v in env.dict("RETENTION_DAYS", default={}).items() if k.strip()
-}
+RETENTION_DAYS = {k.strip(): int(v) for k, v in env.dict("RETENTION_DAYS", default={}).items() if k.strip()}
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(BASE_DIR / ".data" / "exports")))
 
 # --- Security (production) ------------------------------------------------------------------------

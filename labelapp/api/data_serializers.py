@@ -140,3 +140,24 @@ class RaterFiguresSerializer(serializers.Serializer):
     trust_weight = serializers.FloatField()
     figures = serializers.DictField()
     updated_at = serializers.DateTimeField()
+
+
+def paginated(child: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """The limit/offset page around `child` as the list endpoints answer it (for the schema)."""
+    name = "Paginated" + child.__name__.removesuffix("Serializer") + "List"
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": child(many=True),
+        },
+    )
+
+
+PaginatedTokenList = paginated(TokenSerializer)
+PaginatedPromptOutList = paginated(PromptOutSerializer)
+PaginatedStaffRatingList = paginated(StaffRatingSerializer)
+PaginatedRaterFiguresList = paginated(RaterFiguresSerializer)

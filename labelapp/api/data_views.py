@@ -37,6 +37,10 @@ from labelapp.services.ingest import (
 from labelapp.services.tokens import token_create, token_revoke
 
 MAX_PROMPTS_PER_REQUEST = 10_000
+PAGE_PARAMS = [
+    OpenApiParameter("limit", int, description="Page size (at most 200; larger is clamped)."),
+    OpenApiParameter("offset", int, description="Rows to skip."),
+]
 _PAGINATION_PARAMS = {"limit", "offset"}
 
 
@@ -85,7 +89,7 @@ class TokensView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: ds.TokenSerializer(many=True)}, parameters=[])
+    @extend_schema(responses={200: ds.PaginatedTokenList}, parameters=PAGE_PARAMS)
     def get(self, request):
         _refuse_unknown_params(request, _PAGINATION_PARAMS)
         qs = ApiToken.objects.select_related("user").order_by("-id")
@@ -132,7 +136,7 @@ class PromptsView(APIView):
                 "consent", bool, description="Only prompts with (true) or without (false) consent."
             ),
         ],
-        responses={200: ds.PromptOutSerializer(many=True)},
+        responses={200: ds.PaginatedPromptOutList},
     )
     def get(self, request):
         _refuse_unknown_params(request, _PAGINATION_PARAMS | {"source", "consent"})
@@ -140,9 +144,11 @@ class PromptsView(APIView):
         if "source" in request.query_params:
             qs = qs.filter(source=request.query_params["source"])
         if "consent" in request.query_params:
-            qs = qs.filter(
-                consent=serializers.BooleanField().to_internal_value(request.query_params["consent"])
-            )
+            try:
+                consent = serializers.BooleanField().to_internal_value(request.query_params["consent"])
+            except serializers.ValidationError as exc:
+                raise ValidationError({"consent": exc.detail}) from None
+            qs = qs.filter(consent=consent)
         return _paginate(self, request, qs, ds.PromptOutSerializer)
 
     @extend_schema(
@@ -300,7 +306,9 @@ class StaffRatingsView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(parameters=[RatingFilterSerializer], responses={200: ds.StaffRatingSerializer(many=True)})
+    @extend_schema(
+        parameters=[RatingFilterSerializer, *PAGE_PARAMS], responses={200: ds.PaginatedStaffRatingList}
+    )
     def get(self, request):
         _refuse_unknown_params(request, _PAGINATION_PARAMS | set(RatingFilterSerializer().fields))
         f = RatingFilterSerializer(data=request.query_params)
@@ -327,7 +335,7 @@ class RaterFiguresView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: ds.RaterFiguresSerializer(many=True)})
+    @extend_schema(responses={200: ds.PaginatedRaterFiguresList}, parameters=PAGE_PARAMS)
     def get(self, request):
         _refuse_unknown_params(request, _PAGINATION_PARAMS)
         qs = RaterProfile.objects.select_related("rater").order_by("rater__username")

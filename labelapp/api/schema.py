@@ -3,7 +3,7 @@
 Views document their success bodies (and special codes such as 409); this hook adds the errors
 every endpoint shares, so clients and schemathesis see them: 400 (bad input: malformed or too deep
 JSON, invalid fields, unknown filters), 401 (no or bad credentials), 403 (not allowed), 404 (path
-ids), 413 (body over API_MAX_BODY_BYTES), 429 (throttled).
+ids, unknown ?format=), 413 (body over API_MAX_BODY_BYTES), 429 (throttled).
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ def _error(code: str) -> dict:
 
 def document_error_responses(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    for path, methods in result.get("paths", {}).items():
+    result.get("paths", {}).pop("/api/schema/", None)  # the schema does not describe itself
+    for methods in result.get("paths", {}).values():
         for method, op in methods.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             responses = op.setdefault("responses", {})
-            codes = ["400", "401", "403", "429"]
-            if "{" in path:
-                codes.append("404")
+            # 404 everywhere: path ids, and DRF answers 404 to an unknown ?format= on any endpoint.
+            codes = ["400", "401", "403", "404", "429"]
             if "requestBody" in op:
                 codes.append("413")
             for code in codes:

@@ -68,7 +68,7 @@ def test_a_huge_offset_is_refused(api, one_rating):
 def test_a_lone_surrogate_in_length_check_is_a_400(api, rater, acked, make_comparison):
     make_comparison(a="Four.", b="4")
     a = assignment_next(rater=rater)
-    body = '{"preference": -1, "idempotency_key": "%s", "length_check": "\\ud800"}' % a.form_key
+    body = '{"preference": -1, "idempotency_key": "' + str(a.form_key) + '", "length_check": "\\ud800"}'
     r = api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json")
     assert r.status_code == 400
     assert "surrogate" in r.json()["detail"]

@@ -23,6 +23,7 @@ row groups; memory stays flat however many ratings there are (bench/export.py me
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -32,7 +33,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Min, Q
 
 from labelapp.models import ExportFile, Rating
 from labelapp.selectors import trust_weights
@@ -49,8 +51,6 @@ _FIELDS = (
     "created_at",
     "comparison__prompt_id",
     "comparison__prompt__text",
-    "comparison__prompt__source",
-    "comparison__prompt__created_at",
     "comparison__response_a__text",
     "comparison__response_a__char_count",
     "comparison__response_a__word_count",
@@ -84,10 +84,6 @@ class ExportStats:
     # Earliest created_at per prompt source in the export, for the file's retention deadline.
     oldest_by_source: dict[str, datetime] = field(default_factory=dict)
 
-    def note_source(self, source: str, created_at: datetime) -> None:
-        if source not in self.oldest_by_source or created_at < self.oldest_by_source[source]:
-            self.oldest_by_source[source] = created_at
-
 
 def exportable_ratings(*, filters: ExportFilters):
     """The ratings an export may contain: consented, not withheld, not excluded, not broken."""
@@ -110,7 +106,12 @@ def exportable_ratings(*, filters: ExportFilters):
 
 def rater_pseudonym(rater_id: int) -> str:
     """Stable per rater, meaningless without SECRET_KEY (no user ids or names leave the server)."""
-    mac = hmac.new(settings.SECRET_KEY.encode(), f"rater:{rater_id}".encode(), hashlib.sha256)
+    return _pseudonym(settings.SECRET_KEY, rater_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pseudonym(secret: str, rater_id: int) -> str:
+    mac = hmac.new(secret.encode(), f"rater:{rater_id}".encode(), hashlib.sha256)
     return "r_" + mac.hexdigest()[:16]
 
 
@@ -160,7 +161,6 @@ def _rating_rows(
 ) -> Iterator[tuple[str, dict]]:
     for values in qs.order_by("id").values_list(*_FIELDS).iterator(chunk_size=2000):
         r = _row_values(values)
-        stats.note_source(r["comparison__prompt__source"], r["comparison__prompt__created_at"])
         pref = r["preference"]
         if pref == 0 or r["both_bad"]:
             if include_ties:
@@ -247,7 +247,6 @@ def _comparison_rows(qs, weights, stats: ExportStats, include_ties: bool) -> Ite
 
     for values in qs.order_by("comparison_id", "id").values_list(*_FIELDS).iterator(chunk_size=2000):
         r = _row_values(values)
-        stats.note_source(r["comparison__prompt__source"], r["comparison__prompt__created_at"])
         if group and r["comparison_id"] != group[0]["comparison_id"]:
             out = flush()
             if out:
@@ -268,10 +267,20 @@ def export_rows(
         raise ValueError(f"mode must be one of {MODES}")
     stats = stats if stats is not None else ExportStats()
     qs = exportable_ratings(filters=filters)
-    rater_ids = qs.order_by().values_list("rater_id", flat=True).distinct()
-    weights = trust_weights(rater_ids=list(rater_ids))
-    rows = _rating_rows if mode == "rating" else _comparison_rows
-    yield from rows(qs, weights, stats, filters.include_ties)
+    # Inside a transaction the server-side cursor streams; outside one Django declares it WITH HOLD,
+    # and PostgreSQL then materializes the whole result before the first row comes back.
+    with transaction.atomic():
+        # Oldest prompt per source, for the file's retention deadline (one query, not a field per row).
+        oldest = (
+            qs.order_by()
+            .values_list("comparison__prompt__source")
+            .annotate(oldest=Min("comparison__prompt__created_at"))
+        )
+        stats.oldest_by_source.update(dict(oldest))
+        rater_ids = qs.order_by().values_list("rater_id", flat=True).distinct()
+        weights = trust_weights(rater_ids=list(rater_ids))
+        rows = _rating_rows if mode == "rating" else _comparison_rows
+        yield from rows(qs, weights, stats, filters.include_ties)
 
 
 def jsonl_line(row: dict) -> str:

@@ -89,7 +89,7 @@ class TokensView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: ds.PaginatedTokenList}, parameters=PAGE_PARAMS)
+    @extend_schema(operation_id="tokens_list", responses={200: ds.PaginatedTokenList}, parameters=PAGE_PARAMS)
     def get(self, request):
         _refuse_unknown_params(request, _PAGINATION_PARAMS)
         qs = ApiToken.objects.select_related("user").order_by("-id")
@@ -130,6 +130,7 @@ class PromptsView(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(
+        operation_id="prompts_list",
         parameters=[
             OpenApiParameter("source", str, description="Only prompts from this source."),
             OpenApiParameter(
@@ -307,7 +308,9 @@ class StaffRatingsView(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(
-        parameters=[RatingFilterSerializer, *PAGE_PARAMS], responses={200: ds.PaginatedStaffRatingList}
+        operation_id="staff_ratings_list",
+        parameters=[RatingFilterSerializer, *PAGE_PARAMS],
+        responses={200: ds.PaginatedStaffRatingList},
     )
     def get(self, request):
         _refuse_unknown_params(request, _PAGINATION_PARAMS | set(RatingFilterSerializer().fields))
@@ -335,7 +338,11 @@ class RaterFiguresView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: ds.PaginatedRaterFiguresList}, parameters=PAGE_PARAMS)
+    @extend_schema(
+        operation_id="staff_raters_list",
+        responses={200: ds.PaginatedRaterFiguresList},
+        parameters=PAGE_PARAMS,
+    )
     def get(self, request):
         _refuse_unknown_params(request, _PAGINATION_PARAMS)
         qs = RaterProfile.objects.select_related("rater").order_by("rater__username")

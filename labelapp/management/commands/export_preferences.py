@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -23,7 +24,12 @@ class Command(BaseCommand):
     help = "Export consented, non-excluded ratings as TRL preference pairs (JSONL or Parquet)."
 
     def add_arguments(self, parser):
-        parser.add_argument("out", type=Path, help="output file (.jsonl or .parquet)")
+        parser.add_argument(
+            "out",
+            type=Path,
+            nargs="?",
+            help="output file (.jsonl or .parquet); default: a new file in EXPORT_DIR",
+        )
         parser.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the file suffix")
         parser.add_argument("--mode", choices=["rating", "comparison"], default="rating")
         parser.add_argument("--ties", type=Path, help="also write ties / both-bad / splits to this file")
@@ -33,6 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--until", type=_when, help="ratings created before (ISO date)")
 
     def handle(self, *args, **o):
+        if o["out"] is None:
+            stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+            o["out"] = Path(settings.EXPORT_DIR) / f"preferences-{o['mode']}-{stamp}.{o['format'] or 'jsonl'}"
         fmt = o["format"] or ("parquet" if o["out"].suffix == ".parquet" else "jsonl")
         filters = ExportFilters(
             guideline_versions=o["guideline_version"],

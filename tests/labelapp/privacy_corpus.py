@@ -90,7 +90,6 @@ def _card_text(rng):
 def _iban_text(rng):
     country, n = rng.choice([("DE", 18), ("GB", 18), ("FR", 23), ("NL", 14), ("ES", 20)])
     if country == "GB":
-        iban = _iban(rng, "GB", 0) if False else None
         bank = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4))
         bban = bank + "".join(rng.choice("0123456789") for _ in range(14))
         num = int("".join(str(int(ch, 36)) for ch in bban + "GB00"))

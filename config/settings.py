@@ -29,9 +29,10 @@ DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 
 
 def _secret_key() -> str:
-    if "SECRET_KEY" in os.environ:
+    if os.environ.get("SECRET_KEY", "").strip():
         return os.environ["SECRET_KEY"]
     if PRODUCTION:
+        # An empty SECRET_KEY is as bad as a missing one: refuse, do not warn.
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. In production set it in the environment, e.g. "
             "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
@@ -47,7 +48,16 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+    if h.strip()
+]
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is not set or empty (required when DJANGO_ENV=production), "
+        "e.g. ALLOWED_HOSTS=example.org"
+    )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -59,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files: /api/docs/ works offline
     "django_htmx",
     "django_celery_beat",
     "labelapp",
@@ -167,13 +178,62 @@ STORAGES = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Token first: an unauthenticated request then gets 401 with a WWW-Authenticate header.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "labelapp.api.authentication.HashedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "labelapp.api.parsers.SafeJSONParser",
+        "labelapp.api.parsers.JSONLinesParser",
+        "labelapp.api.parsers.NDJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "labelapp.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="60/min"),
+        "user": env.str("API_THROTTLE_USER", default="1200/min"),
+    },
 }
-SPECTACULAR_SETTINGS = {"TITLE": "RLHF preference loop API", "VERSION": "0.1.0"}
+# Bodies larger than this get 413 (JSON and JSONL uploads alike).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+# Throttle counters must be shared by every gunicorn worker: Redis, not per-process memory.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="rlhf"),
+    }
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RLHF preference loop API",
+    "VERSION": "0.2.0",
+    "DESCRIPTION": "Session auth for the browser, `Authorization: Bearer rlhf_...` for programs.",
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "labelapp.api.schema.document_error_responses",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Data in and out (issue 8) --------------------------------------------------------------------
+# Retention per prompt source, in days: "playground=90,partner=365,*=0" (0 or absent = keep forever;
+# "*" is every other source). `manage.py purge_expired` deletes older prompts with their answers,
+# comparisons and ratings, and export files that hold them.
+RETENTION_DAYS = {k.strip(): int(v) for k, v in env.dict("RETENTION_DAYS", default={}).items() if k.strip()}
+EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(BASE_DIR / ".data" / "exports")))
 
 # --- Security (production) ------------------------------------------------------------------------
 if PRODUCTION:

@@ -14,3 +14,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]
+
+# /api/ answers JSON even for URLs no pattern matches (labelapp/api/errors.py).
+handler400 = "labelapp.api.errors.bad_request"
+handler404 = "labelapp.api.errors.not_found"
+handler500 = "labelapp.api.errors.server_error"

@@ -375,3 +375,40 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
             return
         version = reward_model_activate(version=queryset.get())
         self.message_user(request, f"Reward model v{version.number} is now active.", messages.SUCCESS)
+
+
+# --- Data in and out (issue 8) -------------------------------------------------------------------------
+from labelapp.models import ApiToken, ExportFile  # noqa: E402
+from labelapp.services.tokens import token_revoke  # noqa: E402
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are created through the API or `manage.py create_api_token` (the key is shown once)."""
+
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "user__username", "prefix")
+    readonly_fields = ("user", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    exclude = ("digest",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset.filter(revoked_at__isnull=True):
+            token_revoke(token=token)
+        self.message_user(request, "Revoked.", messages.SUCCESS)
+
+
+@admin.register(ExportFile)
+class ExportFileAdmin(admin.ModelAdmin):
+    list_display = ("path", "format", "mode", "rows", "created_at", "expires_at")
+    list_filter = ("format", "mode")
+    search_fields = ("path",)
+    readonly_fields = ("path", "format", "mode", "rows", "filters", "created_by", "created_at", "expires_at")
+
+    def has_add_permission(self, request):
+        return False

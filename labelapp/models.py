@@ -34,6 +34,11 @@ class Prompt(models.Model):
     # Staff confirmed (in the review list) that the prompt holds personal data: never shown to raters again.
     withheld = models.BooleanField(default=False)
     html = models.TextField(blank=True, editable=False)
+    # Dedup key: sha256 of the normalized text (services/ingest.py). Indexed, not unique: older rows
+    # and tests may repeat a text; the ingest service is what refuses to store one twice.
+    text_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # What the PII scrubber replaced, by type and count (never the values): {"EMAIL": 1, "PHONE": 2}.
+    pii_found = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -44,10 +49,12 @@ class Prompt(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         from labelapp.rendering import render_markdown
+        from labelapp.services.ingest import text_hash
 
         self.html = render_markdown(self.text)
+        self.text_hash = text_hash(self.text)
         if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = set(kwargs["update_fields"]) | {"html"}
+            kwargs["update_fields"] = set(kwargs["update_fields"]) | {"html", "text_hash"}
         super().save(*args, **kwargs)
 
 
@@ -64,6 +71,7 @@ class Response(models.Model):
     # Sanitized HTML rendered once at write time: the rating page is the hot path.
     html = models.TextField(blank=True, editable=False)
     external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    pii_found = models.JSONField(default=dict, blank=True, help_text="Scrubbed PII by type and count.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -480,3 +488,51 @@ class RewardModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"Reward model v{self.number}{' (active)' if self.is_active else ''}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for programs. Only a SHA-256 digest is stored; the key is shown once, at creation.
+
+    Keys are 256-bit random strings, so an unsalted fast hash is enough (as GitHub and PyPI do): there
+    is nothing to brute-force. `prefix` (the first characters, not secret) finds the row in O(1).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for (e.g. 'playground ingest').")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        state = "revoked" if self.revoked_at else "active"
+        return f"{self.prefix}… {self.name} ({self.user}, {state})"
+
+
+class ExportFile(models.Model):
+    """A preference export written to disk; purge_expired deletes it when its oldest prompt expires."""
+
+    path = models.CharField(max_length=500)
+    format = models.CharField(max_length=8)
+    mode = models.CharField(max_length=16)
+    rows = models.PositiveIntegerField(default=0)
+    filters = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The earliest moment any prompt in the file passes its source's retention period (null: never).
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Export #{self.pk} {self.path} ({self.rows} rows)"

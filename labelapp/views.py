@@ -270,7 +270,11 @@ def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
     except QueueError as exc:
         messages.error(request, str(exc))
         if request.htmx:
-            assignment = assignment_for_page(rater=request.user, assignment_id=assignment_id)
+            # The reason check runs before any lookup, so the id may be someone else's or unknown: 404.
+            try:
+                assignment = assignment_for_page(rater=request.user, assignment_id=assignment_id)
+            except Assignment.DoesNotExist:
+                raise Http404("No such assignment.") from None
             if assignment.status == Assignment.Status.LEASED:
                 context = _panel_context(assignment)
                 context["skip_error"] = str(exc)

@@ -45,3 +45,31 @@ def test_development_key_is_generated_outside_git_with_mode_600():
     assert key.exists() and key.stat().st_mode & 0o777 == 0o600
     ignored = subprocess.run(["git", "check-ignore", "-q", str(key)], cwd=ROOT)
     assert ignored.returncode == 0
+
+
+def test_production_with_an_empty_secret_key_refuses_to_start():
+    r = _manage("check", DJANGO_ENV="production", SECRET_KEY="", ALLOWED_HOSTS="example.org", **_SERVICES)
+    assert r.returncode != 0
+    assert "SECRET_KEY is not set" in r.stderr
+
+
+def test_production_with_empty_allowed_hosts_refuses_to_start():
+    for hosts in ("", " , "):
+        r = _manage("check", DJANGO_ENV="production", SECRET_KEY="k" * 60, ALLOWED_HOSTS=hosts, **_SERVICES)
+        assert r.returncode != 0
+        assert "ALLOWED_HOSTS is not set or empty" in r.stderr
+
+
+def test_production_without_allowed_hosts_refuses_to_start():
+    full = {k: v for k, v in os.environ.items() if k != "ALLOWED_HOSTS"}
+    full.update(DJANGO_ENV="production", SECRET_KEY="k" * 60, **_SERVICES)
+    r = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=full, capture_output=True, text=True
+    )
+    assert r.returncode != 0 and "ALLOWED_HOSTS is not set or empty" in r.stderr
+
+
+_SERVICES = {
+    "DATABASE_URL": "postgres://app@db.invalid:5432/app",
+    "REDIS_URL": "redis://redis.invalid:6379/0",
+}

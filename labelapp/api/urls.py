@@ -23,3 +23,21 @@ urlpatterns = [
         name="api-reward-model-activate",
     ),
 ]
+
+from labelapp.api import data_views  # noqa: E402
+
+urlpatterns += [
+    path("tokens/", data_views.TokensView.as_view(), name="api-tokens"),
+    path("tokens/<int:token_id>/revoke/", data_views.TokenRevokeView.as_view(), name="api-token-revoke"),
+    path("prompts/", data_views.PromptsView.as_view(), name="api-prompts"),
+    path("prompts/<int:prompt_id>/", data_views.PromptDetailView.as_view(), name="api-prompt"),
+    path(
+        "prompts/<int:prompt_id>/responses/",
+        data_views.PromptResponsesView.as_view(),
+        name="api-prompt-responses",
+    ),
+    path("comparisons/", data_views.ComparisonsView.as_view(), name="api-comparisons"),
+    path("staff/ratings/", data_views.StaffRatingsView.as_view(), name="api-staff-ratings"),
+    path("staff/raters/", data_views.RaterFiguresView.as_view(), name="api-staff-raters"),
+    path("export/", data_views.ExportView.as_view(), name="api-export"),
+]

@@ -201,7 +201,13 @@ class TrainingRunsView(APIView):
         runs = TrainingRun.objects.all()[:50]
         return Response(s.TrainingRunSerializer(runs, many=True).data)
 
-    @extend_schema(request=s.TrainingRequestSerializer, responses={201: s.TrainingRunSerializer})
+    @extend_schema(
+        request=s.TrainingRequestSerializer,
+        responses={
+            201: s.TrainingRunSerializer,
+            409: OpenApiResponse(description="A run is already queued or running: one at a time."),
+        },
+    )
     def post(self, request):
         serializer = s.TrainingRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from labelapp.models import Assignment, GuidelineVersion, Rating
 from labelapp.services.demo import demo_seed
@@ -55,9 +56,15 @@ def page(live_server, monkeypatch):
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         pg = context.new_page()
         pg.set_default_timeout(15_000)
-        yield pg
-        context.close()
-        browser.close()
+        try:
+            yield pg
+        finally:
+            context.close()
+            browser.close()
+            # Playwright's sync API runs the test inside a greenlet with its own context, so Django's
+            # connection handler opened a second connection there that teardown never sees; left
+            # open it keeps the test database busy and `make test` cannot drop it. Close it here.
+            connections.close_all()
 
 
 def test_a_rater_judges_three_comparisons_with_the_keyboard(page, live_server, tmp_path, monkeypatch):

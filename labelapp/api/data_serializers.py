@@ -1,0 +1,163 @@
+"""Serializers for the data endpoints (tokens, ingest, comparisons, staff ratings, export).
+
+Outputs list their fields explicitly: nothing reaches a client because a model grew a column.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from labelapp.services.ingest import MAX_TEXT_CHARS
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150, help_text="Whose token (the program acts as this user).")
+    name = serializers.CharField(max_length=100, help_text="What the token is for.")
+
+    def validate_username(self, value):
+        user = get_user_model().objects.filter(username=value, is_active=True).first()
+        if user is None:
+            raise serializers.ValidationError("No such active user.")
+        return user
+
+
+class TokenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    username = serializers.CharField(source="user.username")
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    key = serializers.CharField(help_text="Shown once. Only its SHA-256 digest is stored.")
+
+
+class AnswerInSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=MAX_TEXT_CHARS)
+    model = serializers.CharField(max_length=128, help_text="Source model name (never shown to raters).")
+    model_version = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    external_id = serializers.CharField(max_length=128, required=False, allow_null=True)
+
+
+class PromptInSerializer(serializers.Serializer):
+    """Documentation of one prompt object; the ingest service validates (and refuses unknown fields)."""
+
+    text = serializers.CharField(max_length=MAX_TEXT_CHARS)
+    source = serializers.CharField(max_length=64)
+    consent = serializers.BooleanField(help_text="May ratings on this prompt be used for training?")
+    external_id = serializers.CharField(max_length=128, required=False, allow_null=True)
+    category = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    answers = AnswerInSerializer(many=True, required=False)
+
+
+class IngestReportSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    prompt_ids = serializers.ListField(child=serializers.IntegerField())
+    duplicate_of = serializers.ListField(child=serializers.IntegerField())
+    answers_created = serializers.IntegerField()
+    pii_found = serializers.DictField(child=serializers.IntegerField(), help_text="Type -> count, no values.")
+
+
+class IngestErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.ListField(
+        child=serializers.DictField(), help_text="[{line, error}] for every bad line."
+    )
+
+
+class PromptOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    source = serializers.CharField()
+    consent = serializers.BooleanField()
+    withheld = serializers.BooleanField()
+    external_id = serializers.CharField(allow_null=True)
+    category = serializers.CharField()
+    pii_found = serializers.DictField(child=serializers.IntegerField())
+    created_at = serializers.DateTimeField()
+
+
+class ResponsesInSerializer(serializers.Serializer):
+    answers = AnswerInSerializer(many=True, min_length=1, max_length=32)
+
+
+class ResponseOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    prompt_id = serializers.IntegerField()
+    text = serializers.CharField()
+    source_model = serializers.CharField()
+    source_model_version = serializers.CharField()
+    word_count = serializers.IntegerField()
+    pii_found = serializers.DictField(child=serializers.IntegerField())
+
+
+class ComparisonsInSerializer(serializers.Serializer):
+    prompt_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000
+    )
+    per_prompt = serializers.IntegerField(
+        min_value=1, max_value=100, required=False, allow_null=True, help_text="Empty: all pairs."
+    )
+    length_matched = serializers.BooleanField(default=False, help_text="Closest-in-length pairs first.")
+    max_length_ratio = serializers.FloatField(
+        min_value=1.0, max_value=1000.0, required=False, allow_null=True
+    )
+    required_ratings = serializers.IntegerField(min_value=1, max_value=50, required=False, allow_null=True)
+    priority = serializers.IntegerField(min_value=-1000, max_value=1000, default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+
+
+class ComparisonsOutSerializer(serializers.Serializer):
+    created = serializers.ListField(child=serializers.IntegerField())
+    skipped_prompts = serializers.DictField(child=serializers.CharField())
+
+
+class StaffRatingSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    rater = serializers.CharField(source="rater.username")
+    comparison = serializers.IntegerField(source="comparison_id")
+    prompt = serializers.IntegerField(source="comparison.prompt_id")
+    kind = serializers.CharField(source="comparison.kind")
+    preference = serializers.IntegerField()
+    both_bad = serializers.BooleanField()
+    rationale = serializers.CharField()
+    flag_pii = serializers.BooleanField()
+    flag_unsafe = serializers.BooleanField()
+    flag_broken = serializers.BooleanField()
+    length_check = serializers.CharField()
+    guideline_version = serializers.IntegerField(source="guideline_version.number")
+    time_on_task_ms = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class RaterFiguresSerializer(serializers.Serializer):
+    rater = serializers.CharField(source="rater.username")
+    trust_weight = serializers.FloatField()
+    figures = serializers.DictField()
+    updated_at = serializers.DateTimeField()
+
+
+def paginated(child: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """The limit/offset page around `child` as the list endpoints answer it (for the schema)."""
+    name = "Paginated" + child.__name__.removesuffix("Serializer") + "List"
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": child(many=True),
+        },
+    )
+
+
+PaginatedTokenList = paginated(TokenSerializer)
+PaginatedPromptOutList = paginated(PromptOutSerializer)
+PaginatedStaffRatingList = paginated(StaffRatingSerializer)
+PaginatedRaterFiguresList = paginated(RaterFiguresSerializer)

@@ -1,0 +1,435 @@
+"""Data endpoints (staff): API tokens, prompt ingest (one, many, JSONL), answers, comparisons,
+all ratings with whitelisted filters, rater figures, and the preference export.
+
+Filters and ordering accept only the names listed here; anything else is a 400 that lists what is
+allowed (Label Studio's CVE-2023-47117 leaked password hashes through a free-form ORM filter).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.http import FileResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labelapp.api import data_serializers as ds
+from labelapp.api.pagination import BoundedLimitOffsetPagination
+from labelapp.models import ApiToken, Prompt, RaterProfile, Rating, RatingReview
+from labelapp.services.comparisons import comparisons_create
+from labelapp.services.export import ExportFilters, export_rows, jsonl_line
+from labelapp.services.ingest import (
+    AnswerIn,
+    IngestError,
+    ingest_jsonl,
+    ingest_prompts,
+    parse_prompt,
+    responses_add,
+)
+from labelapp.services.tokens import token_create, token_revoke
+
+MAX_PROMPTS_PER_REQUEST = 10_000
+PAGE_PARAMS = [
+    OpenApiParameter("limit", int, description="Page size (at most 200; larger is clamped)."),
+    OpenApiParameter("offset", int, description="Rows to skip."),
+]
+_PAGINATION_PARAMS = {"limit", "offset"}
+
+
+class FirstRendererNegotiation(BaseContentNegotiation):
+    """Errors are JSON whatever the client's Accept says (a download endpoint must not answer 406)."""
+
+    def select_parser(self, request, parsers):
+        for parser in parsers:
+            if request.content_type.split(";")[0].strip() == parser.media_type:
+                return parser
+        return None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def _refuse_unknown_params(request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ValidationError(
+            {
+                "detail": f"Unknown query parameter(s): {', '.join(unknown)}. "
+                f"Allowed: {', '.join(sorted(allowed))}."
+            }
+        )
+
+
+def _ingest_error(exc: IngestError) -> Response:
+    return Response(
+        {"detail": f"Refused: {len(exc.errors)} bad item(s); nothing was stored.", "errors": exc.errors},
+        status=status.HTTP_400_BAD_REQUEST,
+    )
+
+
+def _paginate(view, request, queryset, serializer_cls):
+    paginator = BoundedLimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_cls(page, many=True).data)
+
+
+# --- Tokens ------------------------------------------------------------------------------------------
+
+
+class TokensView(APIView):
+    """API tokens (staff): list them, or create one for a user. The key is in the 201 answer only."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(operation_id="tokens_list", responses={200: ds.PaginatedTokenList}, parameters=PAGE_PARAMS)
+    def get(self, request):
+        _refuse_unknown_params(request, _PAGINATION_PARAMS)
+        qs = ApiToken.objects.select_related("user").order_by("-id")
+        return _paginate(self, request, qs, ds.TokenSerializer)
+
+    @extend_schema(request=ds.TokenCreateSerializer, responses={201: ds.TokenCreatedSerializer})
+    def post(self, request):
+        s = ds.TokenCreateSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        token, key = token_create(
+            user=s.validated_data["username"], name=s.validated_data["name"], created_by=request.user
+        )
+        data = ds.TokenSerializer(token).data | {"key": key}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class TokenRevokeView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: ds.TokenSerializer})
+    def post(self, request, token_id: int):
+        token = ApiToken.objects.select_related("user").filter(pk=token_id).first()
+        if token is None:
+            raise NotFound("No such token.")
+        return Response(ds.TokenSerializer(token_revoke(token=token)).data)
+
+
+# --- Prompts and answers -----------------------------------------------------------------------------
+
+
+class PromptsView(APIView):
+    """Prompts (staff). POST one object, a list, or a JSONL file (`Content-Type: application/jsonl`).
+
+    Every text is PII-scrubbed before it is stored. All or nothing: one bad item refuses the whole
+    request, and `errors` lists every bad item with its line (JSONL) or 1-based position (list).
+    """
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="prompts_list",
+        parameters=[
+            OpenApiParameter("source", str, description="Only prompts from this source."),
+            OpenApiParameter(
+                "consent", bool, description="Only prompts with (true) or without (false) consent."
+            ),
+        ],
+        responses={200: ds.PaginatedPromptOutList},
+    )
+    def get(self, request):
+        _refuse_unknown_params(request, _PAGINATION_PARAMS | {"source", "consent"})
+        qs = Prompt.objects.order_by("-id")
+        if "source" in request.query_params:
+            qs = qs.filter(source=request.query_params["source"])
+        if "consent" in request.query_params:
+            try:
+                consent = serializers.BooleanField().to_internal_value(request.query_params["consent"])
+            except serializers.ValidationError as exc:
+                raise ValidationError({"consent": exc.detail}) from None
+            qs = qs.filter(consent=consent)
+        return _paginate(self, request, qs, ds.PromptOutSerializer)
+
+    @extend_schema(
+        request={
+            "application/json": ds.PromptInSerializer,
+            "application/jsonl": OpenApiTypes.STR,
+        },
+        responses={201: ds.IngestReportSerializer, 400: ds.IngestErrorSerializer},
+        description="One prompt object, a JSON list of them, or JSONL (one object a line).",
+    )
+    def post(self, request):
+        try:
+            if request.content_type.split(";")[0].strip() in {"application/jsonl", "application/x-ndjson"}:
+                report = ingest_jsonl(text=request.data["jsonl"])
+            else:
+                report = ingest_prompts(items=self._items(request.data))
+        except IngestError as exc:
+            return _ingest_error(exc)
+        return Response(report.as_dict(), status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _items(data):
+        many = isinstance(data, list)
+        objs = data if many else [data]
+        if many and not objs:
+            raise IngestError([{"line": None, "error": "the list is empty"}])
+        if len(objs) > MAX_PROMPTS_PER_REQUEST:
+            raise IngestError(
+                [{"line": None, "error": f"at most {MAX_PROMPTS_PER_REQUEST} prompts per request"}]
+            )
+        items, errors = [], []
+        for i, obj in enumerate(objs, 1):
+            try:
+                items.append(parse_prompt(obj))
+            except ValueError as exc:
+                errors.append({"line": i if many else None, "error": str(exc)})
+        if errors:
+            raise IngestError(errors)
+        return items
+
+
+class PromptDetailView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: ds.PromptOutSerializer})
+    def get(self, request, prompt_id: int):
+        prompt = Prompt.objects.filter(pk=prompt_id).first()
+        if prompt is None:
+            raise NotFound("No such prompt.")
+        return Response(ds.PromptOutSerializer(prompt).data)
+
+
+class PromptResponsesView(APIView):
+    """Attach answers from any model (name and version) to a prompt; scrubbed like prompts."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=ds.ResponsesInSerializer, responses={201: ds.ResponseOutSerializer(many=True)})
+    def post(self, request, prompt_id: int):
+        prompt = Prompt.objects.filter(pk=prompt_id).first()
+        if prompt is None:
+            raise NotFound("No such prompt.")
+        s = ds.ResponsesInSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        answers = [
+            AnswerIn(
+                text=a["text"],
+                model=a["model"],
+                model_version=a.get("model_version", ""),
+                external_id=a.get("external_id") or None,
+            )
+            for a in s.validated_data["answers"]
+        ]
+        for a in answers:
+            if not a.text.strip() or not a.model.strip():
+                raise ValidationError({"answers": "Every answer needs a non-empty text and model."})
+        try:
+            created = responses_add(prompt=prompt, answers=answers)
+        except IngestError as exc:
+            return _ingest_error(exc)
+        return Response(ds.ResponseOutSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class ComparisonsView(APIView):
+    """Make comparisons from prompts' answers: all pairs, or `per_prompt` sampled (length-matched)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=ds.ComparisonsInSerializer, responses={201: ds.ComparisonsOutSerializer})
+    def post(self, request):
+        s = ds.ComparisonsInSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        report = comparisons_create(**{k: v for k, v in s.validated_data.items()})
+        return Response(
+            {
+                "created": report.created,
+                "skipped_prompts": {str(k): v for k, v in report.skipped_prompts.items()},
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+# --- Staff: all ratings, rater figures ----------------------------------------------------------------
+
+
+class RatingFilterSerializer(serializers.Serializer):
+    rater = serializers.CharField(required=False, max_length=150, help_text="Username.")
+    comparison = serializers.IntegerField(required=False, min_value=1, max_value=2**62)
+    prompt = serializers.IntegerField(required=False, min_value=1, max_value=2**62)
+    guideline_version = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    preference = serializers.IntegerField(required=False, min_value=-3, max_value=3)
+    both_bad = serializers.BooleanField(required=False, allow_null=True, default=None)
+    flag_pii = serializers.BooleanField(required=False, allow_null=True, default=None)
+    flag_unsafe = serializers.BooleanField(required=False, allow_null=True, default=None)
+    flag_broken = serializers.BooleanField(required=False, allow_null=True, default=None)
+    length_check = serializers.ChoiceField(choices=["", "adds_content", "adds_nothing"], required=False)
+    source_model = serializers.CharField(required=False, max_length=128)
+    excluded = serializers.BooleanField(required=False, allow_null=True, default=None)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    ordering = serializers.ChoiceField(
+        choices=[
+            "id",
+            "-id",
+            "created_at",
+            "-created_at",
+            "preference",
+            "-preference",
+            "time_on_task_ms",
+            "-time_on_task_ms",
+        ],
+        required=False,
+        default="-id",
+    )
+
+
+_RATING_FILTERS = {
+    "rater": "rater__username",
+    "comparison": "comparison_id",
+    "prompt": "comparison__prompt_id",
+    "guideline_version": "guideline_version__number",
+    "preference": "preference",
+    "both_bad": "both_bad",
+    "flag_pii": "flag_pii",
+    "flag_unsafe": "flag_unsafe",
+    "flag_broken": "flag_broken",
+    "length_check": "length_check",
+    "since": "created_at__gte",
+    "until": "created_at__lt",
+}
+
+
+class StaffRatingsView(APIView):
+    """Every rating (staff), filtered and ordered by the listed fields only."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="staff_ratings_list",
+        parameters=[RatingFilterSerializer, *PAGE_PARAMS],
+        responses={200: ds.PaginatedStaffRatingList},
+    )
+    def get(self, request):
+        _refuse_unknown_params(request, _PAGINATION_PARAMS | set(RatingFilterSerializer().fields))
+        f = RatingFilterSerializer(data=request.query_params)
+        f.is_valid(raise_exception=True)
+        v = f.validated_data
+        qs = Rating.objects.select_related("rater", "comparison", "guideline_version")
+        for name, lookup in _RATING_FILTERS.items():
+            if v.get(name) is not None:
+                qs = qs.filter(**{lookup: v[name]})
+        if v.get("source_model"):
+            m = v["source_model"]
+            qs = qs.filter(comparison__response_a__source_model=m) | qs.filter(
+                comparison__response_b__source_model=m
+            )
+        if v.get("excluded") is True:
+            qs = qs.filter(reviews__decision=RatingReview.Decision.EXCLUDE).distinct()
+        elif v.get("excluded") is False:
+            qs = qs.not_excluded()
+        return _paginate(self, request, qs.order_by(v["ordering"]), ds.StaffRatingSerializer)
+
+
+class RaterFiguresView(APIView):
+    """Per-rater quality figures and trust weights (staff), where the quality job computed them."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="staff_raters_list",
+        responses={200: ds.PaginatedRaterFiguresList},
+        parameters=PAGE_PARAMS,
+    )
+    def get(self, request):
+        _refuse_unknown_params(request, _PAGINATION_PARAMS)
+        qs = RaterProfile.objects.select_related("rater").order_by("rater__username")
+        return _paginate(self, request, qs, ds.RaterFiguresSerializer)
+
+
+# --- Export -------------------------------------------------------------------------------------------
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=["rating", "comparison"], default="rating")
+    output = serializers.ChoiceField(choices=["jsonl", "parquet"], default="jsonl")
+    kind = serializers.ChoiceField(
+        choices=["pairs", "ties"],
+        default="pairs",
+        help_text="ties: the ties / both-bad / split rows instead.",
+    )
+    guideline_version = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False
+    )
+    source_model = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class ExportView(APIView):
+    """The preference export (staff) in TRL format, streamed: JSONL, or Parquet as a file."""
+
+    permission_classes = [IsAdminUser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = FirstRendererNegotiation
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("mode", str, enum=["rating", "comparison"]),
+            OpenApiParameter("output", str, enum=["jsonl", "parquet"]),
+            OpenApiParameter("kind", str, enum=["pairs", "ties"]),
+            OpenApiParameter("guideline_version", int, many=True),
+            OpenApiParameter("source_model", str, many=True),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+        ],
+        responses={
+            (200, "application/jsonl"): OpenApiResponse(
+                OpenApiTypes.STR, description="One JSON object a line."
+            ),
+            (200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY),
+        },
+    )
+    def get(self, request):
+        _refuse_unknown_params(request, set(ExportQuerySerializer().fields))
+        data = {k: request.query_params.getlist(k) for k in ("guideline_version", "source_model")}
+        data.update({k: v for k, v in request.query_params.items() if k not in data})
+        q = ExportQuerySerializer(data={k: v for k, v in data.items() if v != []})
+        q.is_valid(raise_exception=True)
+        v = q.validated_data
+        filters = ExportFilters(
+            guideline_versions=v.get("guideline_version", []),
+            since=v.get("since"),
+            until=v.get("until"),
+            source_models=v.get("source_model", []),
+            include_ties=v["kind"] == "ties",
+        )
+        wanted = "pair" if v["kind"] == "pairs" else "tie"
+        rows = (row for kind, row in export_rows(mode=v["mode"], filters=filters) if kind == wanted)
+        name = f"preferences-{v['mode']}-{v['kind']}"
+        if v["output"] == "jsonl":
+            response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/jsonl")
+            response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
+            return response
+        return self._parquet(rows, name)
+
+    @staticmethod
+    def _parquet(rows, name: str):
+        from labelapp.services.export import _ParquetSink
+
+        tmp = tempfile.NamedTemporaryFile(suffix=".parquet", delete=False)  # noqa: SIM115
+        tmp.close()
+        path = Path(tmp.name)
+        sink = _ParquetSink(path)
+        try:
+            for row in rows:
+                sink.add(row)
+        finally:
+            sink.close()
+        fh = path.open("rb")
+        path.unlink()  # the open handle keeps the data until the response is sent
+        return FileResponse(
+            fh, as_attachment=True, filename=f"{name}.parquet", content_type="application/vnd.apache.parquet"
+        )

@@ -1,0 +1,106 @@
+"""Request body parsers for the API: JSON that cannot crash the server, and raw JSONL for bulk uploads.
+
+Found by fuzzing (issue 8): a body nested ~950 levels deep raised RecursionError inside the parser
+(500), and a lone surrogate (\\ud800) decoded fine but made the error message that echoed it
+unencodable (500). Both are refused here as 400s; bodies over `API_MAX_BODY_BYTES` get 413 before
+they are read into memory.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import BaseParser
+
+MAX_DEPTH = 32
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+def read_limited(stream, parser_context) -> bytes:
+    """The body, or 413 when it is (or declares itself) larger than the limit."""
+    limit = settings.API_MAX_BODY_BYTES
+    request = (parser_context or {}).get("request")
+    declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+    try:
+        if declared and int(declared) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    except ValueError:
+        raise ParseError("Bad Content-Length header.") from None
+    body = stream.read(limit + 1) if stream is not None else b""
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    return body
+
+
+def _check_depth_and_text(value) -> None:
+    """Iteratively (no recursion to exhaust): nesting depth at most MAX_DEPTH, every string encodable."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ParseError(f"JSON is nested deeper than {MAX_DEPTH} levels.")
+        if isinstance(item, dict):
+            for key, val in item.items():
+                _check_text(key)
+                stack.append((val, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((val, depth + 1) for val in item)
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParseError(
+            "JSON strings must be valid Unicode (a lone surrogate such as \\ud800 is not)."
+        ) from None
+
+
+def loads_safely(raw: bytes | str):
+    """json.loads that answers every malformed or hostile input with ParseError (never 500)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"The body is not UTF-8 (byte {exc.start}).") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ParseError(f"JSON is nested deeper than {MAX_DEPTH} levels.") from None
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"Malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from None
+    _check_depth_and_text(data)
+    return data
+
+
+class SafeJSONParser(BaseParser):
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return loads_safely(read_limited(stream, parser_context))
+
+
+class JSONLinesParser(BaseParser):
+    """`application/jsonl` (or x-ndjson): hands the view the raw text; the ingest service parses lines."""
+
+    media_type = "application/jsonl"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        body = read_limited(stream, parser_context)
+        try:
+            return {"jsonl": body.decode("utf-8")}
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"The body is not UTF-8 (byte {exc.start}).") from None
+
+
+class NDJSONParser(JSONLinesParser):
+    media_type = "application/x-ndjson"

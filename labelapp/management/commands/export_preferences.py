@@ -1,0 +1,58 @@
+"""`manage.py export_preferences OUT`: preference pairs in TRL format (JSONL or Parquet)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from labelapp.services.export import ExportFilters, export_write
+
+
+def _when(value: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"Not an ISO date/time: {value!r}") from None
+    return dt if timezone.is_aware(dt) else timezone.make_aware(dt, timezone.UTC)
+
+
+class Command(BaseCommand):
+    help = "Export consented, non-excluded ratings as TRL preference pairs (JSONL or Parquet)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "out",
+            type=Path,
+            nargs="?",
+            help="output file (.jsonl or .parquet); default: a new file in EXPORT_DIR",
+        )
+        parser.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the file suffix")
+        parser.add_argument("--mode", choices=["rating", "comparison"], default="rating")
+        parser.add_argument("--ties", type=Path, help="also write ties / both-bad / splits to this file")
+        parser.add_argument("--guideline-version", type=int, action="append", default=[])
+        parser.add_argument("--source-model", action="append", default=[])
+        parser.add_argument("--since", type=_when, help="ratings created at or after (ISO date)")
+        parser.add_argument("--until", type=_when, help="ratings created before (ISO date)")
+
+    def handle(self, *args, **o):
+        if o["out"] is None:
+            stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+            o["out"] = Path(settings.EXPORT_DIR) / f"preferences-{o['mode']}-{stamp}.{o['format'] or 'jsonl'}"
+        fmt = o["format"] or ("parquet" if o["out"].suffix == ".parquet" else "jsonl")
+        filters = ExportFilters(
+            guideline_versions=o["guideline_version"],
+            since=o["since"],
+            until=o["until"],
+            source_models=o["source_model"],
+        )
+        result = export_write(path=o["out"], fmt=fmt, mode=o["mode"], filters=filters, ties_path=o["ties"])
+        msg = f"Wrote {result.pairs} pair(s) to {result.path}"
+        if result.ties_path:
+            msg += f" and {result.ties} tie/both-bad/split row(s) to {result.ties_path}"
+        if result.expires_at:
+            msg += f"; purge_expired deletes them after {result.expires_at:%Y-%m-%d %H:%M} UTC"
+        self.stdout.write(msg + ".")

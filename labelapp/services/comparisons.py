@@ -1,0 +1,92 @@
+"""Comparisons from a prompt's answers: every pair, or a sampled number per prompt, optionally
+length-matched (pairs whose answers are closest in length first, DESIGN section 5).
+
+Prompts without consent or withheld get no comparisons: ratings on them could never train, so rater
+time is not spent on them. A pair that already exists (either order) is not created again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from labelapp.models import Comparison, Prompt, Response
+
+
+@dataclass
+class ComparisonReport:
+    created: list[int] = field(default_factory=list)
+    skipped_prompts: dict[int, str] = field(default_factory=dict)
+
+
+def _length_gap(a: Response, b: Response) -> float:
+    lo, hi = sorted((max(a.word_count, 1), max(b.word_count, 1)))
+    return hi / lo
+
+
+def comparisons_create(
+    *,
+    prompt_ids: list[int],
+    per_prompt: int | None = None,
+    length_matched: bool = False,
+    max_length_ratio: float | None = None,
+    required_ratings: int | None = None,
+    priority: int = 0,
+    seed: int | None = None,
+) -> ComparisonReport:
+    """Create pairs for each prompt: all pairs (per_prompt None) or `per_prompt` of them.
+
+    length_matched: choose the pairs with the smallest length ratio first (and, with
+    `max_length_ratio`, none above it); otherwise sample uniformly.
+    """
+    rng = random.Random(seed)
+    report = ComparisonReport()
+    required = required_ratings or settings.LABEL["DEFAULT_REQUIRED_RATINGS"]
+    with transaction.atomic():
+        prompts = Prompt.objects.filter(pk__in=prompt_ids).select_for_update().order_by("pk")
+        found = {p.pk: p for p in prompts}
+        for pid in prompt_ids:
+            prompt = found.get(pid)
+            if prompt is None:
+                report.skipped_prompts[pid] = "no such prompt"
+                continue
+            if not prompt.consent:
+                report.skipped_prompts[pid] = "no consent: never compared for training"
+                continue
+            if prompt.withheld:
+                report.skipped_prompts[pid] = "withheld"
+                continue
+            answers = list(Response.objects.filter(prompt=prompt).order_by("pk"))
+            existing = {
+                frozenset(p)
+                for p in Comparison.objects.filter(prompt=prompt).values_list("response_a", "response_b")
+            }
+            pairs = [
+                (a, b)
+                for a, b in itertools.combinations(answers, 2)
+                if frozenset((a.pk, b.pk)) not in existing
+            ]
+            if max_length_ratio:
+                pairs = [p for p in pairs if _length_gap(*p) <= max_length_ratio]
+            if length_matched:
+                rng.shuffle(pairs)  # random among equal gaps
+                pairs.sort(key=lambda p: _length_gap(*p))
+            else:
+                rng.shuffle(pairs)
+            if per_prompt is not None:
+                pairs = pairs[:per_prompt]
+            if not pairs:
+                report.skipped_prompts[pid] = "fewer than two answers or every pair exists"
+                continue
+            for a, b in pairs:
+                if rng.random() < 0.5:  # A/B order carries no meaning; the page randomizes sides too
+                    a, b = b, a
+                c = Comparison.objects.create(
+                    prompt=prompt, response_a=a, response_b=b, required_ratings=required, priority=priority
+                )
+                report.created.append(c.pk)
+    return report

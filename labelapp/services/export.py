@@ -1,0 +1,397 @@
+"""Preference export in TRL's format (`prompt`, `chosen`, `rejected`) as JSONL or Parquet.
+
+What goes out: only `Rating.objects.not_excluded()` on consented, non-withheld prompts, not flagged
+broken. Ties (preference 0) and "both bad" ratings are left out by default, or written to a separate
+"ties" stream on request. Each row carries `margin` (the 7-point strength through
+TRAINING["MARGINS"], as training uses it), `weight` (rater trust from `selectors.trust_weights`,
+1.0 without a profile), `rater` (a keyed pseudonym, stable across exports, not reversible without
+SECRET_KEY), `guideline_version`, ids and lengths.
+
+Modes:
+- `rating`: one row per rating.
+- `comparison`: one row per comparison, a trust-weighted majority. Each non-tie, non-both-bad rating
+  votes its side with its rater's trust weight. score = sum(w * sign). The side with the larger
+  weighted vote wins; `margin` is the trust-weighted mean margin of the ratings that agree with it;
+  `weight` is |score| / (sum of all its ratings' weights, ties and both-bad included), so a
+  unanimous comparison weighs 1 and a 2-to-1 split of equal raters 1/3. An exact split (score 0),
+  a comparison with only ties, or one whose trust-weighted both-bad share is over one half goes to
+  the ties stream (or is dropped), never into the pairs.
+
+Streaming: rows come from a server-side cursor (`QuerySet.iterator`), Parquet is written in
+row groups; memory stays flat however many ratings there are (bench/export.py measures it).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Min, Q
+
+from labelapp.models import ExportFile, Rating
+from labelapp.selectors import trust_weights
+
+MODES = ("rating", "comparison")
+FORMATS = ("jsonl", "parquet")
+_FIELDS = (
+    "id",
+    "rater_id",
+    "comparison_id",
+    "preference",
+    "both_bad",
+    "guideline_version__number",
+    "created_at",
+    "comparison__prompt_id",
+    "comparison__prompt__text",
+    "comparison__response_a__text",
+    "comparison__response_a__char_count",
+    "comparison__response_a__word_count",
+    "comparison__response_a__token_count",
+    "comparison__response_b__text",
+    "comparison__response_b__char_count",
+    "comparison__response_b__word_count",
+    "comparison__response_b__token_count",
+)
+
+
+@dataclass
+class ExportFilters:
+    guideline_versions: list[int] = field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+    source_models: list[str] = field(default_factory=list)
+    include_ties: bool = False  # write ties / both-bad / splits to the ties stream
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["since"] = self.since.isoformat() if self.since else None
+        d["until"] = self.until.isoformat() if self.until else None
+        return d
+
+
+@dataclass
+class ExportStats:
+    pairs: int = 0
+    ties: int = 0
+    # Earliest created_at per prompt source in the export, for the file's retention deadline.
+    oldest_by_source: dict[str, datetime] = field(default_factory=dict)
+
+
+def exportable_ratings(*, filters: ExportFilters):
+    """The ratings an export may contain: consented, not withheld, not excluded, not broken."""
+    qs = Rating.objects.not_excluded().filter(
+        comparison__prompt__consent=True, comparison__prompt__withheld=False, flag_broken=False
+    )
+    if filters.guideline_versions:
+        qs = qs.filter(guideline_version__number__in=filters.guideline_versions)
+    if filters.since:
+        qs = qs.filter(created_at__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(created_at__lt=filters.until)
+    if filters.source_models:
+        qs = qs.filter(
+            Q(comparison__response_a__source_model__in=filters.source_models)
+            | Q(comparison__response_b__source_model__in=filters.source_models)
+        )
+    return qs
+
+
+def rater_pseudonym(rater_id: int) -> str:
+    """Stable per rater, meaningless without SECRET_KEY (no user ids or names leave the server)."""
+    return _pseudonym(settings.SECRET_KEY, rater_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pseudonym(secret: str, rater_id: int) -> str:
+    mac = hmac.new(secret.encode(), f"rater:{rater_id}".encode(), hashlib.sha256)
+    return "r_" + mac.hexdigest()[:16]
+
+
+def _margin(preference: int) -> float:
+    margins = settings.TRAINING["MARGINS"]
+    return float(margins[min(abs(preference), 3) - 1])
+
+
+def _row_values(values: tuple) -> dict:
+    return dict(zip(_FIELDS, values, strict=True))
+
+
+def _sides(r: dict, a_wins: bool) -> dict:
+    a = ("comparison__response_a__", "comparison__response_b__")
+    win, lose = a if a_wins else a[::-1]
+    return {
+        "prompt": r["comparison__prompt__text"],
+        "chosen": r[win + "text"],
+        "rejected": r[lose + "text"],
+        "chosen_chars": r[win + "char_count"],
+        "rejected_chars": r[lose + "char_count"],
+        "chosen_words": r[win + "word_count"],
+        "rejected_words": r[lose + "word_count"],
+        "chosen_tokens": r[win + "token_count"],
+        "rejected_tokens": r[lose + "token_count"],
+    }
+
+
+def _tie_row(
+    r: dict, *, reason: str, rating_ids: list[int], raters: list[str], guideline_version: int
+) -> dict:
+    return {
+        "prompt": r["comparison__prompt__text"],
+        "response_a": r["comparison__response_a__text"],
+        "response_b": r["comparison__response_b__text"],
+        "reason": reason,
+        "prompt_id": f"prompt:{r['comparison__prompt_id']}",
+        "comparison_id": r["comparison_id"],
+        "rating_ids": rating_ids,
+        "raters": raters,
+        "guideline_version": guideline_version,
+    }
+
+
+def _rating_rows(
+    qs, weights: dict[int, float], stats: ExportStats, include_ties: bool
+) -> Iterator[tuple[str, dict]]:
+    for values in qs.order_by("id").values_list(*_FIELDS).iterator(chunk_size=2000):
+        r = _row_values(values)
+        pref = r["preference"]
+        if pref == 0 or r["both_bad"]:
+            if include_ties:
+                stats.ties += 1
+                reason = "both_bad" if r["both_bad"] else "tie"
+                yield (
+                    "tie",
+                    _tie_row(
+                        r,
+                        reason=reason,
+                        rating_ids=[r["id"]],
+                        raters=[rater_pseudonym(r["rater_id"])],
+                        guideline_version=r["guideline_version__number"],
+                    ),
+                )
+            continue
+        stats.pairs += 1
+        yield (
+            "pair",
+            {
+                **_sides(r, a_wins=pref < 0),
+                "margin": _margin(pref),
+                "weight": float(weights.get(r["rater_id"], 1.0)),
+                "rater": rater_pseudonym(r["rater_id"]),
+                "guideline_version": r["guideline_version__number"],
+                "id": f"rating:{r['id']}",
+                "prompt_id": f"prompt:{r['comparison__prompt_id']}",
+                "comparison_id": r["comparison_id"],
+                "rating_id": r["id"],
+                "strength": abs(pref),
+                "created_at": r["created_at"].isoformat(),
+            },
+        )
+
+
+def aggregate_comparison(group: list[dict], weights: dict[int, float]) -> tuple[str, dict]:
+    """One comparison's ratings -> ("pair", row) or ("tie", row); the rule is in the module docstring."""
+    first = group[0]
+    total = sum(weights.get(r["rater_id"], 1.0) for r in group)
+    both_bad = sum(weights.get(r["rater_id"], 1.0) for r in group if r["both_bad"])
+    votes = [r for r in group if r["preference"] != 0 and not r["both_bad"]]
+    score = sum(weights.get(r["rater_id"], 1.0) * (1 if r["preference"] > 0 else -1) for r in votes)
+    ids = [r["id"] for r in group]
+    raters = [rater_pseudonym(r["rater_id"]) for r in group]
+    version = max(r["guideline_version__number"] for r in group)
+    if total > 0 and both_bad / total > 0.5:
+        return "tie", _tie_row(
+            first, reason="both_bad", rating_ids=ids, raters=raters, guideline_version=version
+        )
+    if not votes or abs(score) < 1e-12:
+        reason = "tie" if not votes else "split"
+        return "tie", _tie_row(first, reason=reason, rating_ids=ids, raters=raters, guideline_version=version)
+    b_wins = score > 0
+    agree = [r for r in votes if (r["preference"] > 0) == b_wins]
+    w_agree = sum(weights.get(r["rater_id"], 1.0) for r in agree)
+    margin = sum(weights.get(r["rater_id"], 1.0) * _margin(r["preference"]) for r in agree) / w_agree
+    return "pair", {
+        **_sides(first, a_wins=not b_wins),
+        "margin": round(margin, 6),
+        "weight": round(abs(score) / total, 6),
+        "raters": raters,
+        "guideline_version": version,
+        "id": f"comparison:{first['comparison_id']}",
+        "prompt_id": f"prompt:{first['comparison__prompt_id']}",
+        "comparison_id": first["comparison_id"],
+        "rating_ids": ids,
+        "n_ratings": len(group),
+        "agreement": round(w_agree / sum(weights.get(r["rater_id"], 1.0) for r in votes), 6),
+    }
+
+
+def _comparison_rows(qs, weights, stats: ExportStats, include_ties: bool) -> Iterator[tuple[str, dict]]:
+    group: list[dict] = []
+
+    def flush():
+        kind, row = aggregate_comparison(group, weights)
+        if kind == "pair":
+            stats.pairs += 1
+            return kind, row
+        if include_ties:
+            stats.ties += 1
+            return kind, row
+        return None
+
+    for values in qs.order_by("comparison_id", "id").values_list(*_FIELDS).iterator(chunk_size=2000):
+        r = _row_values(values)
+        if group and r["comparison_id"] != group[0]["comparison_id"]:
+            out = flush()
+            if out:
+                yield out
+            group = []
+        group.append(r)
+    if group:
+        out = flush()
+        if out:
+            yield out
+
+
+def export_rows(
+    *, mode: str, filters: ExportFilters, stats: ExportStats | None = None
+) -> Iterator[tuple[str, dict]]:
+    """Yield ("pair", row) and, with include_ties, ("tie", row); streamed from a server-side cursor."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    stats = stats if stats is not None else ExportStats()
+    qs = exportable_ratings(filters=filters)
+    # Inside a transaction the server-side cursor streams; outside one Django declares it WITH HOLD,
+    # and PostgreSQL then materializes the whole result before the first row comes back.
+    with transaction.atomic():
+        # Oldest prompt per source, for the file's retention deadline (one query, not a field per row).
+        oldest = (
+            qs.order_by()
+            .values_list("comparison__prompt__source")
+            .annotate(oldest=Min("comparison__prompt__created_at"))
+        )
+        stats.oldest_by_source.update(dict(oldest))
+        rater_ids = qs.order_by().values_list("rater_id", flat=True).distinct()
+        weights = trust_weights(rater_ids=list(rater_ids))
+        rows = _rating_rows if mode == "rating" else _comparison_rows
+        yield from rows(qs, weights, stats, filters.include_ties)
+
+
+def jsonl_line(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+class _ParquetSink:
+    """Rows buffered into row groups of `batch` rows; one pyarrow writer per file."""
+
+    def __init__(self, path: Path, batch: int = 5000):
+        self.path, self.batch, self.rows, self.writer = path, batch, [], None
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows:
+            return
+        if self.writer is None:
+            table = pa.Table.from_pylist(self.rows)
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        else:
+            table = pa.Table.from_pylist(self.rows, schema=self.writer.schema)
+        self.writer.write_table(table)
+        self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+        elif not self.path.exists():
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({}), self.path)
+
+
+class _JsonlSink:
+    def __init__(self, path: Path):
+        self.path, self.fh = path, path.open("w", encoding="utf-8")
+
+    def add(self, row: dict) -> None:
+        self.fh.write(jsonl_line(row))
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _expires_at(stats: ExportStats) -> datetime | None:
+    days = settings.RETENTION_DAYS
+    deadlines = []
+    for source, oldest in stats.oldest_by_source.items():
+        d = days.get(source, days.get("*", 0))
+        if d and d > 0:
+            deadlines.append(oldest + timedelta(days=d))
+    return min(deadlines) if deadlines else None
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    ties_path: Path | None
+    pairs: int
+    ties: int
+    expires_at: datetime | None
+
+
+def export_write(
+    *,
+    path: Path,
+    fmt: str,
+    mode: str,
+    filters: ExportFilters,
+    ties_path: Path | None = None,
+    created_by=None,
+    record: bool = True,
+) -> ExportResult:
+    """Write the export (and the ties file when `ties_path` is given); record the files for retention."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}")
+    filters.include_ties = ties_path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sink_cls = _JsonlSink if fmt == "jsonl" else _ParquetSink
+    sinks = {"pair": sink_cls(path)}
+    if ties_path is not None:
+        sinks["tie"] = sink_cls(ties_path)
+    stats = ExportStats()
+    try:
+        for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
+            sinks[kind].add(row)
+    finally:
+        for sink in sinks.values():
+            sink.close()
+    expires = _expires_at(stats)
+    if record:
+        for p, n in ((path, stats.pairs), (ties_path, stats.ties)):
+            if p is not None:
+                ExportFile.objects.create(
+                    path=str(p.resolve()),
+                    format=fmt,
+                    mode=mode,
+                    rows=n,
+                    filters=filters.as_dict(),
+                    created_by=created_by,
+                    expires_at=expires,
+                )
+    return ExportResult(
+        path=path, ties_path=ties_path, pairs=stats.pairs, ties=stats.ties, expires_at=expires
+    )

@@ -1,0 +1,233 @@
+"""PII scrubbing: replace personal data in prompts and answers with typed placeholders before storage.
+
+`scrub(text)` returns the scrubbed text and what was replaced, by type and count, never the values.
+Every ingest path (API, `manage.py import_prompts`) calls it, so nothing unscrubbed is stored for
+training. Detectors, in the order they claim text (an earlier one wins an overlap):
+
+- URL_WITH_CREDENTIALS  scheme://user:password@host...
+- EMAIL                 local@domain.tld
+- IBAN                  country + check digits + BBAN, accepted only when ISO 13616 mod-97 holds
+- CARD                  13-19 digits (spaces/dashes allowed), known issuer prefix, Luhn-valid
+- NATIONAL_ID           US SSN (area/group/serial rules), UK NINO, and numbers after an "SSN",
+                        "passport", "national id", "tax id" label
+- IP                    IPv4 and IPv6 (validated by `ipaddress`); not when written as a version
+- PHONE                 international (+CC / 00CC) and national grouped formats, or any digits
+                        after a "phone", "tel", "mobile", "call" label; 7-15 digits
+- PERSON                names after an honorific (Mr, Dr, ...) or a cue ("my name is", "Dear",
+                        "Regards,", "signed"): rules, not a model (see README: Privacy)
+
+Structured types are checksum- or rule-validated so that versions, dates, prices and ISBNs stay.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+PLACEHOLDERS = {
+    "URL_WITH_CREDENTIALS": "[URL_WITH_CREDENTIALS]",
+    "EMAIL": "[EMAIL]",
+    "IBAN": "[IBAN]",
+    "CARD": "[CARD]",
+    "NATIONAL_ID": "[NATIONAL_ID]",
+    "IP": "[IP]",
+    "PHONE": "[PHONE]",
+    "PERSON": "[PERSON]",
+}
+
+
+@dataclass
+class ScrubResult:
+    text: str
+    found: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.found)
+
+
+_URL_CREDS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+:[^\s/@]*@[^\s<>\"')\]]+")
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b")
+_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}(?![\d-])")
+_NINO = re.compile(
+    r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+)
+_ID_LABELLED = re.compile(
+    r"(?i:\b(?:ssn|social security(?: number)?|passport(?: (?:no|number))?|national id(?: number)?|"
+    r"id card(?: number)?|tax id|personal id(?: number)?|personnummer|steuer-?id)\b\.?[\s:#]*(?:is\s+)?)"
+    r"([A-Z0-9][A-Z0-9 -]{4,18}[A-Z0-9])(?![\w-])"
+)
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_VERSION_CUE = re.compile(r"(?i)(?:\bv|\bversion\s*|\bver\.?\s*|\brelease\s*|\bbuild\s*)$")
+_PHONE_INTL = re.compile(
+    r"(?<![\w+])(?<!\d\s)(?:\+|00)[1-9]\d{0,2}[\s.-]?(?:\(0?\d{1,4}\)[\s.-]?)?\d{1,5}(?:[\s.-]?\d{2,5}){1,4}(?![\w-]|\s\d)"
+)
+_PHONE_NATIONAL = re.compile(
+    r"(?<![\w.,/-])(?<!\d\s)(?:\(\d{2,5}\)\s?|0?\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w-]|[.,]\d|\s\d)"
+)
+_PHONE_LABELLED = re.compile(
+    r"(?i:\b(?:phone|tel|telephone|mobile|cell|call(?: me)?(?: at| on)?|whatsapp|fax|text me(?: at| on)?)\b"
+    r"\.?[\s:#]*(?:number\s*)?(?:is\s+)?)(\+?\d[\d\s().-]{5,18}\d)"
+)
+_NAME = r"[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"
+_PERSON_TITLE = re.compile(
+    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?\s+((?:{_NAME}\s+){{0,2}}{_NAME})"
+)
+_PERSON_CUE = re.compile(
+    rf"(?:\b(?:[Mm]y name is|[Nn]ame:|I am called|[Dd]ear|[Rr]egards,|[Ss]incerely,|[Ss]igned,?|"
+    rf"[Cc]ontact person:|[Pp]atient:|[Ee]mployee:)\s+)((?:{_NAME}\s+){{0,2}}{_NAME})"
+)
+# Words that follow a cue but are not names ("Dear Sir", "Dear Customer").
+_NOT_NAMES = frozenset(
+    "Sir Madam Customer Team Support Friend Friends All Colleagues Hiring Manager Reader Valued User "
+    "Admin Everyone Hi Hello The A An This That".split()
+)
+
+_CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|35|6011|65|64[4-9]|62)")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def iban_valid(compact: str) -> bool:
+    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    try:
+        return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    except ValueError:
+        return False
+
+
+def _iban_spans(text: str):
+    for m in _IBAN.finditer(text):
+        chunk = m.group(0)
+        # The pattern may run into a following word ("DE89 3704 ... 00 ABC"); try shorter ends.
+        ends = [i + 1 for i, ch in enumerate(chunk) if ch.isalnum()]
+        for end in reversed(ends):
+            if iban_valid(chunk[:end].replace(" ", "")):
+                yield m.start(), m.start() + end
+                break
+
+
+def _card_spans(text: str):
+    for m in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group(0))
+        if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_valid(digits):
+            yield m.span()
+
+
+def _ssn_spans(text: str):
+    for m in _SSN.finditer(text):
+        if m.group(0)[3] == m.group(0)[6]:  # one separator style: 123-45-6789 or 123 45 6789
+            yield m.span()
+    for m in _NINO.finditer(text):
+        yield m.span()
+    for m in _ID_LABELLED.finditer(text):
+        if any(ch.isdigit() for ch in m.group(1)):
+            yield m.span(1)
+
+
+def _ip_spans(text: str):
+    for m in _IPV4.finditer(text):
+        if _VERSION_CUE.search(text[max(0, m.start() - 10) : m.start()]):
+            continue
+        try:
+            ipaddress.IPv4Address(m.group(0))
+        except ValueError:
+            continue
+        yield m.span()
+    for m in _IPV6.finditer(text):
+        cand = m.group(0)
+        if "::" not in cand and cand.count(":") != 7:
+            continue
+        try:
+            ipaddress.IPv6Address(cand)
+        except ValueError:
+            continue
+        yield m.span()
+
+
+def _phone_spans(text: str):
+    for rx, lo in ((_PHONE_INTL, 8), (_PHONE_NATIONAL, 9)):
+        for m in rx.finditer(text):
+            n = sum(ch.isdigit() for ch in m.group(0))
+            if lo <= n <= 15:
+                yield m.span()
+    for m in _PHONE_LABELLED.finditer(text):
+        n = sum(ch.isdigit() for ch in m.group(1))
+        if 7 <= n <= 15:
+            yield m.span(1)
+
+
+def _person_spans(text: str):
+    for rx in (_PERSON_TITLE, _PERSON_CUE):
+        for m in rx.finditer(text):
+            words = m.group(1).split()
+            while words and words[0] in _NOT_NAMES:
+                words.pop(0)
+            if not words:
+                continue
+            start = m.start(1) + m.group(1).index(words[0])
+            yield start, m.end(1)
+
+
+def _regex_spans(rx: re.Pattern):
+    def spans(text: str):
+        for m in rx.finditer(text):
+            yield m.span()
+
+    return spans
+
+
+_DETECTORS = [
+    ("URL_WITH_CREDENTIALS", _regex_spans(_URL_CREDS)),
+    ("EMAIL", _regex_spans(_EMAIL)),
+    ("IBAN", _iban_spans),
+    ("CARD", _card_spans),
+    ("NATIONAL_ID", _ssn_spans),
+    ("IP", _ip_spans),
+    ("PHONE", _phone_spans),
+    ("PERSON", _person_spans),
+]
+
+
+def scrub(text: str) -> ScrubResult:
+    """Replace PII with typed placeholders; report counts by type (values are never kept)."""
+    taken: list[tuple[int, int, str]] = []
+    for kind, detector in _DETECTORS:
+        for start, end in detector(text):
+            if start >= end or any(start < e and s < end for s, e, _ in taken):
+                continue
+            taken.append((start, end, kind))
+    if not taken:
+        return ScrubResult(text=text)
+    taken.sort()
+    out, pos = [], 0
+    for start, end, kind in taken:
+        out.append(text[pos:start])
+        out.append(PLACEHOLDERS[kind])
+        pos = end
+    out.append(text[pos:])
+    return ScrubResult(text="".join(out), found=dict(Counter(kind for _, _, kind in taken)))
+
+
+def merge_counts(*counts: dict[str, int]) -> dict[str, int]:
+    total: Counter = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(total)

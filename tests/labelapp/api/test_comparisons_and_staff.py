@@ -1,0 +1,87 @@
+"""Comparisons from answers, and the staff ratings list with whitelisted filters only."""
+
+from __future__ import annotations
+
+import pytest
+
+from labelapp.models import Comparison, Prompt, Response
+from labelapp.services.assignment import assignment_next
+from tests.labelapp.export_helpers import make_pair, rate
+
+pytestmark = pytest.mark.django_db
+
+
+def _prompt(consent=True, lengths=(5, 6, 20, 40)):
+    p = Prompt.objects.create(text=f"prompt {consent} {lengths}", consent=consent, source="t")
+    for i, n in enumerate(lengths):
+        Response.objects.create(prompt=p, text=" ".join(["word"] * n), source_model=f"m{i}")
+    return p
+
+
+def test_all_pairs_then_no_duplicates(staff_api):
+    p = _prompt()
+    r = staff_api.post("/api/comparisons/", {"prompt_ids": [p.pk]}, content_type="application/json")
+    assert r.status_code == 201 and len(r.json()["created"]) == 6
+    again = staff_api.post("/api/comparisons/", {"prompt_ids": [p.pk]}, content_type="application/json")
+    assert again.json()["created"] == [] and Comparison.objects.count() == 6
+
+
+def test_a_sampled_length_matched_pair_is_the_closest_in_length(staff_api):
+    p = _prompt()
+    body = {"prompt_ids": [p.pk], "per_prompt": 1, "length_matched": True, "seed": 1}
+    [cid] = staff_api.post("/api/comparisons/", body, content_type="application/json").json()["created"]
+    c = Comparison.objects.get(pk=cid)
+    assert sorted([c.response_a.word_count, c.response_b.word_count]) == [5, 6]
+
+
+def test_prompts_without_consent_are_never_put_in_a_comparison(staff_api):
+    p = _prompt(consent=False)
+    r = staff_api.post("/api/comparisons/", {"prompt_ids": [p.pk]}, content_type="application/json")
+    assert r.json()["created"] == [] and "no consent" in r.json()["skipped_prompts"][str(p.pk)]
+    assert not Comparison.objects.exists()
+
+
+def test_staff_list_all_ratings_with_listed_filters(staff_api, rater, other_rater, guideline):
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    rate(
+        rater=other_rater,
+        comparison=make_pair(text="q2", model_b="llama"),
+        preference=-2,
+        guideline=guideline,
+    )
+    assert staff_api.get("/api/staff/ratings/").json()["count"] == 2
+    body = staff_api.get("/api/staff/ratings/?rater=rater&ordering=created_at").json()
+    assert body["count"] == 1 and body["results"][0]["rater"] == "rater"
+    assert staff_api.get("/api/staff/ratings/?source_model=llama").json()["count"] == 1
+    assert staff_api.get("/api/staff/ratings/?preference=-2").json()["count"] == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "rater__password__startswith=pbkdf2",
+        "ordering=rater__password",
+        "search=x",
+        "comparison__prompt__text=a",
+    ],
+)
+def test_free_form_filters_and_orderings_are_refused(staff_api, rater, guideline, query):
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    r = staff_api.get(f"/api/staff/ratings/?{query}")
+    assert r.status_code == 400
+
+
+def test_raters_see_only_their_own_ratings_and_no_staff_endpoints(api, rater, other_rater, guideline, acked):
+    rate(rater=other_rater, comparison=make_pair(), preference=1, guideline=guideline)
+    assert api.get("/api/ratings/").json()["count"] == 0
+    for url in ("/api/staff/ratings/", "/api/staff/raters/", "/api/export/", "/api/prompts/", "/api/tokens/"):
+        assert api.get(url).status_code == 403, url
+
+
+def test_gold_answers_and_model_names_never_reach_a_rater(api, rater, acked, make_comparison):
+    c = make_comparison(kind=Comparison.Kind.GOLD)
+    Comparison.objects.filter(pk=c.pk).update(gold_preference=-1, gold_explanation="A is right because")
+    assignment_next(rater=rater)
+    body = api.get("/api/assignments/next/").content.decode()
+    assert "gold" not in body and "A is right because" not in body and '"test"' not in body
+    assert "source_model" not in body

@@ -1,0 +1,99 @@
+"""Regressions found by fuzzing and drills (issue 8): each answered 500 or leaked before."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.staticfiles import finders
+
+from labelapp.services.assignment import assignment_next
+
+pytestmark = pytest.mark.django_db
+
+
+def _deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("depth", [40, 950, 5000])
+def test_it_answers_400_to_deeply_nested_json(api, acked, depth):
+    r = api.post("/api/guidelines/acknowledge/", _deep(depth), content_type="application/json")
+    assert r.status_code == 400
+    assert "nested deeper" in r.json()["detail"]
+
+
+def test_it_answers_400_to_deeply_nested_json_inside_an_object(api, acked):
+    body = '{"version": ' + _deep(950) + "}"
+    r = api.post("/api/guidelines/acknowledge/", body, content_type="application/json")
+    assert r.status_code == 400
+
+
+def test_malformed_json_gets_a_line_and_a_reason(api, acked):
+    r = api.post("/api/guidelines/acknowledge/", '{\n"version": 1,,}', content_type="application/json")
+    assert r.status_code == 400 and "line 2" in r.json()["detail"]
+
+
+@pytest.fixture
+def one_rating(api, rater, acked, make_comparison):
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    body = {"preference": -1, "idempotency_key": str(a.form_key)}
+    assert (
+        api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json").status_code == 201
+    )
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "1" + "0" * 5000, "-5", "abc"])
+def test_a_huge_or_bad_limit_is_clamped_or_refused_never_500(api, one_rating, limit):
+    r = api.get(f"/api/ratings/?limit={limit}")
+    assert r.status_code in (200, 400)
+    if r.status_code == 200:
+        assert r.json()["count"] == 1 and len(r.json()["results"]) == 1
+
+
+def test_the_limit_is_clamped_to_the_maximum(staff_api, staff):
+    from labelapp.services.tokens import token_create
+
+    for i in range(205):
+        token_create(user=staff, name=f"t{i}")
+    body = staff_api.get("/api/tokens/?limit=1000000").json()
+    assert body["count"] == 205 and len(body["results"]) == 200
+
+
+def test_a_huge_offset_is_refused(api, one_rating):
+    assert api.get("/api/ratings/?offset=99999999999999999999").status_code == 400
+
+
+def test_a_lone_surrogate_in_length_check_is_a_400(api, rater, acked, make_comparison):
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    body = '{"preference": -1, "idempotency_key": "' + str(a.form_key) + '", "length_check": "\\ud800"}'
+    r = api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json")
+    assert r.status_code == 400
+    assert "surrogate" in r.json()["detail"]
+
+
+def test_a_body_over_the_limit_gets_413(staff_api, settings):
+    settings.API_MAX_BODY_BYTES = 1000
+    r = staff_api.post("/api/prompts/", '{"text": "' + "x" * 2000 + '"}', content_type="application/json")
+    assert r.status_code == 413
+
+
+def test_swagger_ui_is_served_from_our_own_static_files(staff_api):
+    r = staff_api.get("/api/docs/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert "cdn" not in html.lower() and "unpkg" not in html.lower()
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    scripts = [u for u in urls if "swagger-ui" in u]
+    assert scripts, html[:500]
+    for u in scripts:
+        assert u.startswith("/static/"), u
+        assert finders.find(u.removeprefix("/static/")), u
+
+
+def test_every_list_endpoint_paginates_with_a_maximum():
+    from rest_framework.settings import api_settings
+
+    assert api_settings.DEFAULT_PAGINATION_CLASS.max_limit == 200

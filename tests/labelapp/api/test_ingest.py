@@ -1,0 +1,142 @@
+"""Ingest through the API and `manage.py import_prompts`: scrubbed, deduplicated, all or nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from labelapp.models import Prompt, Response
+
+pytestmark = pytest.mark.django_db
+
+
+def _jsonl(*objs) -> str:
+    return "\n".join(o if isinstance(o, str) else json.dumps(o) for o in objs) + "\n"
+
+
+GOOD = {
+    "text": "Email anna.schmidt@example.com and call +44 20 7946 0958 about the refund.",
+    "source": "playground",
+    "consent": True,
+    "external_id": "pg-1",
+    "answers": [
+        {"text": "Sure, I wrote to anna.schmidt@example.com.", "model": "policy", "model_version": "v3"},
+        {"text": "I cannot help with that.", "model": "baseline"},
+    ],
+}
+
+
+def test_one_prompt_is_scrubbed_before_storage_and_counts_are_recorded(staff_api):
+    r = staff_api.post("/api/prompts/", GOOD, content_type="application/json")
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert body["created"] == 1 and body["answers_created"] == 2
+    assert body["pii_found"] == {"EMAIL": 2, "PHONE": 1}
+    p = Prompt.objects.get()
+    assert p.text == "Email [EMAIL] and call [PHONE] about the refund."
+    assert p.pii_found == {"EMAIL": 1, "PHONE": 1} and "anna" not in json.dumps(p.pii_found)
+    assert not Response.objects.filter(text__contains="@").exists()
+    assert set(Response.objects.values_list("source_model", flat=True)) == {"policy", "baseline"}
+
+
+def test_a_jsonl_upload_stores_many_and_skips_duplicates(staff_api):
+    body = _jsonl(
+        GOOD,
+        {"text": "What is  the capital of France?", "source": "feed", "consent": True},
+        {"text": "what is the capital of france?", "source": "feed", "consent": False},
+    )
+    r = staff_api.post("/api/prompts/", body, content_type="application/jsonl")
+    assert r.status_code == 201, r.content
+    assert (r.json()["created"], r.json()["duplicates"]) == (2, 1)
+    again = staff_api.post("/api/prompts/", body.replace("pg-1", "pg-2"), content_type="application/jsonl")
+    assert again.status_code == 201 and again.json()["created"] == 0 and again.json()["duplicates"] == 3
+    assert Prompt.objects.count() == 2
+
+
+def test_a_bad_file_is_refused_whole_with_every_line_and_reason(staff_api):
+    body = _jsonl(
+        {"text": "fine", "source": "feed", "consent": True},
+        '{"text": "broken",',
+        {"text": "   ", "source": "feed", "consent": True},
+        {"text": "x", "source": "feed", "consent": True, "is_staff": True},
+        {"text": "y", "source": "feed"},
+        {"text": "z", "source": "feed", "consent": "yes"},
+    )
+    r = staff_api.post("/api/prompts/", body, content_type="application/jsonl")
+    assert r.status_code == 400
+    errors = r.json()["errors"]
+    assert [e["line"] for e in errors] == [2, 3, 4, 5, 6]
+    assert "malformed JSON" in errors[0]["error"]
+    assert "empty" in errors[1]["error"]
+    assert "unknown field(s): is_staff" in errors[2]["error"]
+    assert "missing field(s): consent" in errors[3]["error"]
+    assert Prompt.objects.count() == 0
+
+
+def test_a_list_is_all_or_nothing_too(staff_api):
+    r = staff_api.post(
+        "/api/prompts/",
+        [{"text": "ok", "source": "s", "consent": True}, {"text": "", "source": "s", "consent": True}],
+        content_type="application/json",
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["line"] == 2
+    assert Prompt.objects.count() == 0
+
+
+def test_a_taken_external_id_refuses_the_file(staff_api):
+    staff_api.post("/api/prompts/", GOOD, content_type="application/json")
+    other = {**GOOD, "text": "A different question entirely?"}
+    r = staff_api.post(
+        "/api/prompts/",
+        _jsonl({"text": "new one", "source": "s", "consent": True}, other),
+        content_type="application/jsonl",
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["line"] == 2
+    assert Prompt.objects.count() == 1
+
+
+def test_a_jsonl_body_over_the_limit_gets_413(staff_api, settings):
+    settings.API_MAX_BODY_BYTES = 500
+    body = _jsonl(*({"text": f"q{i} " + "x" * 50, "source": "s", "consent": True} for i in range(20)))
+    assert staff_api.post("/api/prompts/", body, content_type="application/jsonl").status_code == 413
+    assert Prompt.objects.count() == 0
+
+
+def test_raters_cannot_ingest_or_read_prompts(api):
+    assert api.post("/api/prompts/", GOOD, content_type="application/json").status_code == 403
+    assert api.get("/api/prompts/").status_code == 403
+
+
+def test_answers_attach_to_a_prompt(staff_api):
+    pid = staff_api.post(
+        "/api/prompts/", {"text": "Q?", "source": "s", "consent": True}, content_type="application/json"
+    ).json()["prompt_ids"][0]
+    r = staff_api.post(
+        f"/api/prompts/{pid}/responses/",
+        {"answers": [{"text": "Mail bob@example.org", "model": "m", "model_version": "1"}]},
+        content_type="application/json",
+    )
+    assert r.status_code == 201 and r.json()[0]["text"] == "Mail [EMAIL]"
+    assert (
+        staff_api.post(
+            "/api/prompts/999999/responses/", {"answers": []}, content_type="application/json"
+        ).status_code
+        == 404
+    )
+
+
+def test_the_command_imports_and_refuses_like_the_api(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text(_jsonl(GOOD, {"text": "Second prompt", "source": "feed", "consent": False}))
+    from io import StringIO
+
+    out = StringIO()
+    call_command("import_prompts", str(good), stdout=out)
+    assert "Imported 2 prompt(s) and 2 answer(s)" in out.getvalue() and "EMAIL 2" in out.getvalue()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(_jsonl({"text": "Third", "source": "feed", "consent": True}, "not json"))
+    with pytest.raises(CommandError, match="line 2: malformed JSON"):
+        call_command("import_prompts", str(bad))
+    assert Prompt.objects.count() == 2

@@ -1,0 +1,123 @@
+"""The preference export: TRL rows, consent and exclusions honoured, aggregation, ties, filters."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from labelapp.models import ExportFile, RaterProfile, RatingReview
+from labelapp.services.export import ExportFilters, aggregate_comparison, export_rows, rater_pseudonym
+from labelapp.services.training import _usable_ratings
+from tests.labelapp.export_helpers import make_pair, rate
+
+pytestmark = pytest.mark.django_db
+
+
+def _pairs(mode="rating", **kw):
+    return [row for kind, row in export_rows(mode=mode, filters=ExportFilters(**kw)) if kind == "pair"]
+
+
+def test_a_rating_becomes_a_trl_row_with_margin_weight_and_a_pseudonym(rater, guideline):
+    RaterProfile.objects.create(rater=rater, trust_weight=0.7)
+    c = make_pair()
+    r = rate(rater=rater, comparison=c, preference=2, guideline=guideline)
+    [row] = _pairs()
+    assert row["prompt"] == "Why is the sky blue?"
+    assert row["chosen"] == c.response_b.text and row["rejected"] == c.response_a.text
+    assert row["margin"] == 0.5 and row["weight"] == 0.7 and row["strength"] == 2
+    assert row["rater"] == rater_pseudonym(rater.pk) and "rater" not in row["rater"]
+    assert row["guideline_version"] == guideline.number
+    assert (row["rating_id"], row["comparison_id"]) == (r.pk, c.pk)
+    assert row["chosen_words"] > row["rejected_words"] > 0
+
+
+def test_no_consent_excluded_and_broken_ratings_are_never_exported(rater, other_rater, staff, guideline):
+    ok = rate(rater=rater, comparison=make_pair(), preference=-1, guideline=guideline)
+    rate(rater=rater, comparison=make_pair(text="secret", consent=False), preference=-1, guideline=guideline)
+    bad = rate(rater=other_rater, comparison=make_pair(text="q3"), preference=1, guideline=guideline)
+    RatingReview.objects.create(rating=bad, decision="exclude", reason="spam", reviewer=staff)
+    rate(rater=rater, comparison=make_pair(text="q4"), preference=1, guideline=guideline, flag_broken=True)
+    assert [row["rating_id"] for row in _pairs()] == [ok.pk]
+    assert [row["rating_id"] for row in _pairs(include_ties=True)] == [ok.pk]
+
+
+def test_no_consent_ratings_are_never_trained_on(rater, guideline):
+    ok = rate(rater=rater, comparison=make_pair(), preference=-1, guideline=guideline)
+    rate(rater=rater, comparison=make_pair(text="private", consent=False), preference=-1, guideline=guideline)
+    assert list(_usable_ratings().values_list("pk", flat=True)) == [ok.pk]
+
+
+def test_ties_and_both_bad_are_left_out_or_go_to_their_own_stream(rater, guideline):
+    rate(rater=rater, comparison=make_pair(), preference=0, guideline=guideline)
+    rate(rater=rater, comparison=make_pair(text="q2"), preference=2, guideline=guideline, both_bad=True)
+    keep = rate(rater=rater, comparison=make_pair(text="q3"), preference=-3, guideline=guideline)
+    assert [r["rating_id"] for r in _pairs()] == [keep.pk]
+    rows = list(export_rows(mode="rating", filters=ExportFilters(include_ties=True)))
+    assert sorted(r["reason"] for k, r in rows if k == "tie") == ["both_bad", "tie"]
+
+
+def test_the_comparison_mode_is_a_trust_weighted_majority(make_user, guideline):
+    c = make_pair()
+    u1, u2, u3 = make_user(), make_user(), make_user()
+    RaterProfile.objects.create(rater=u3, trust_weight=3.0)
+    rate(rater=u1, comparison=c, preference=-3, guideline=guideline)
+    rate(rater=u2, comparison=c, preference=-1, guideline=guideline)
+    rate(rater=u3, comparison=c, preference=2, guideline=guideline)
+    [row] = _pairs(mode="comparison")
+    # B: 3.0 against A: 2.0 -> B wins; weight (3-2)/5; margin is B's supporters' mean margin (0.5).
+    assert row["chosen"] == c.response_b.text
+    assert row["weight"] == pytest.approx(0.2) and row["margin"] == 0.5 and row["n_ratings"] == 3
+
+
+def test_an_exact_split_is_a_tie_not_a_pair():
+    base = {
+        "comparison_id": 1,
+        "comparison__prompt_id": 1,
+        "guideline_version__number": 1,
+        "comparison__prompt__text": "p",
+        "comparison__response_a__text": "a",
+        "comparison__response_b__text": "b",
+    }
+    group = [
+        {**base, "id": 1, "rater_id": 1, "preference": -2, "both_bad": False},
+        {**base, "id": 2, "rater_id": 2, "preference": 1, "both_bad": False},
+    ]
+    kind, row = aggregate_comparison(group, {1: 1.0, 2: 1.0})
+    assert kind == "tie" and row["reason"] == "split"
+
+
+def test_filters_by_guideline_version_date_and_source_model(rater, other_rater, guideline):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    a = rate(rater=rater, comparison=make_pair(model_b="gpt-x"), preference=1, guideline=guideline)
+    b = rate(
+        rater=other_rater, comparison=make_pair(text="q2", model_b="llama"), preference=1, guideline=guideline
+    )
+    assert [r["rating_id"] for r in _pairs(source_models=["llama"])] == [b.pk]
+    assert _pairs(guideline_versions=[guideline.number + 1]) == []
+    assert len(_pairs(guideline_versions=[guideline.number])) == 2
+    assert _pairs(since=timezone.now() + timedelta(minutes=1)) == []
+    assert [r["rating_id"] for r in _pairs(until=timezone.now() + timedelta(minutes=1))] == [a.pk, b.pk]
+
+
+def test_the_command_writes_jsonl_and_parquet_and_records_the_files(rater, guideline, tmp_path):
+    import pyarrow.parquet as pq
+
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    rate(rater=rater, comparison=make_pair(text="q2"), preference=0, guideline=guideline)
+    out = StringIO()
+    call_command(
+        "export_preferences", str(tmp_path / "p.jsonl"), "--ties", str(tmp_path / "t.jsonl"), stdout=out
+    )
+    assert "Wrote 1 pair(s)" in out.getvalue() and "1 tie/both-bad/split" in out.getvalue()
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 1
+    call_command("export_preferences", str(tmp_path / "p.parquet"), "--mode", "comparison", stdout=StringIO())
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.num_rows == 1 and {"prompt", "chosen", "rejected", "margin", "weight"} <= set(
+        table.column_names
+    )
+    assert ExportFile.objects.count() == 3

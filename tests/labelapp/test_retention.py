@@ -1,0 +1,73 @@
+"""`manage.py purge_expired`: per-source retention, ratings and export files included, a report."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from labelapp.models import ExportFile, Prompt, Rating
+from labelapp.services.export import ExportFilters, export_write
+from labelapp.services.retention import purge_expired
+from tests.labelapp.export_helpers import make_pair, rate
+
+pytestmark = pytest.mark.django_db
+
+
+def _age(prompt, days):
+    Prompt.objects.filter(pk=prompt.pk).update(created_at=timezone.now() - timedelta(days=days))
+
+
+def test_it_deletes_what_is_past_its_sources_retention_and_reports_it(
+    rater, guideline, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.RETENTION_DAYS = {"playground": 30, "*": 365}
+    old_pg = make_pair(text="old playground", source="playground")
+    new_pg = make_pair(text="new playground", source="playground")
+    old_feed = make_pair(text="old feed", source="feed")
+    ancient_feed = make_pair(text="ancient feed", source="feed")
+    for c in (old_pg, new_pg, old_feed, ancient_feed):
+        rate(rater=rater, comparison=c, preference=1, guideline=guideline)
+    _age(old_pg.prompt, 31)
+    _age(new_pg.prompt, 29)
+    _age(old_feed.prompt, 100)
+    _age(ancient_feed.prompt, 400)
+    result = export_write(path=tmp_path / "e.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters())
+    assert result.expires_at is not None and result.expires_at < timezone.now()  # holds old_pg: already due
+
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the delete commits
+        call_command("purge_expired", stdout=out)
+    assert (
+        "Deleted: 2 prompts, 4 responses, 2 comparisons, 2 assignments, 2 ratings, 1 export files."
+        in out.getvalue()
+    )
+    assert set(Prompt.objects.values_list("text", flat=True)) == {"new playground", "old feed"}
+    assert Rating.objects.count() == 2
+    assert not (tmp_path / "e.jsonl").exists() and ExportFile.objects.count() == 0
+
+
+def test_without_a_retention_setting_nothing_is_deleted(rater, guideline, settings):
+    settings.RETENTION_DAYS = {}
+    c = make_pair(source="playground")
+    rate(rater=rater, comparison=c, preference=1, guideline=guideline)
+    _age(c.prompt, 5000)
+    assert purge_expired()["prompts"] == 0
+
+
+def test_a_dry_run_deletes_nothing(rater, guideline, settings):
+    settings.RETENTION_DAYS = {"feed": 1}
+    c = make_pair()
+    _age(c.prompt, 2)
+    assert purge_expired(dry_run=True)["prompts"] == 1 and Prompt.objects.count() == 1
+
+
+def test_an_export_without_expiring_sources_is_kept(rater, guideline, settings, tmp_path):
+    settings.RETENTION_DAYS = {"playground": 30}
+    rate(rater=rater, comparison=make_pair(source="feed"), preference=1, guideline=guideline)
+    export_write(path=tmp_path / "keep.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters())
+    purge_expired()
+    assert (tmp_path / "keep.jsonl").exists() and ExportFile.objects.count() == 1

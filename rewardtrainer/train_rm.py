@@ -729,11 +729,25 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
     if needs_scores:
         metrics = validate(prep, model)
     if config.eval_probe_answers:
-        metrics |= probe_tests(
-            model, prep.tokenizer, prep.val_pairs, neighbours=prep.val_neighbours,
-            max_answers=config.eval_probe_answers, seed=config.seed, batch_size=config.eval_batch_size,
-        )  # fmt: skip
+        metrics |= _probes(prep, model)
+        if model.calibration:  # the same tests on the reward before calibration, for comparison
+            calibration, model.calibration = model.calibration, None
+            raw = _probes(prep, model)
+            model.calibration = calibration
+            metrics |= {f"{k}_raw": v for k, v in raw.items() if k.endswith("accuracy")}
     return metrics, extra
+
+
+def _probes(prep: Prepared, model: RewardModel) -> dict:
+    return probe_tests(
+        model,
+        prep.tokenizer,
+        prep.val_pairs,
+        neighbours=prep.val_neighbours,
+        max_answers=prep.config.eval_probe_answers,
+        seed=prep.config.seed,
+        batch_size=prep.config.eval_batch_size,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

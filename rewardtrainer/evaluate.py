@@ -29,26 +29,6 @@ from .augment import PAD_KINDS, pad_answer, prompt_key
 from .data import EncodedPairs, PreferencePair, collate, encode_pairs, token_budget_batches
 from .model import RewardModel
 
-# Human labels for the scalar metrics (the run and version pages, the benchmark table).
-METRIC_LABELS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy (mean of longer-won and shorter-won)",
-    "accuracy_longer_won": "accuracy where the longer answer won",
-    "accuracy_shorter_won": "accuracy where the shorter answer won",
-    "accuracy_full": "accuracy of the full model (reward + length term)",
-    "accuracy_length_matched": "accuracy on length-matched pairs (ratio <= 1.2)",
-    "pearson_length": "Pearson(reward, length)",
-    "spearman_length": "Spearman(reward, length)",
-    "padding_accuracy": "padding test (original beats padded copy)",
-    "off_prompt_accuracy": "off-prompt test (answer beats a neighbouring prompt's answer)",
-    "accuracy_raw": "accuracy before calibration",
-    "balanced_accuracy_raw": "balanced accuracy before calibration",
-    "pearson_length_raw": "Pearson(reward, length) before calibration",
-    "length_beta": "learned length coefficient (beta, dropped at use)",
-    "ece": "calibration error (ECE)",
-    "loss": "validation loss",
-}
-
 LENGTH_MATCH_RATIO = 1.2
 
 
@@ -369,3 +349,23 @@ def probe_tests(
         out["off_prompt_accuracy"] = None
     out["n_off_prompt"] = len(on)
     return out
+
+
+def evaluate_model_dir(
+    model_dir: str, pairs: Sequence[PreferencePair], *, device: str | None = None, batch_size: int = 32
+) -> dict:
+    """Load a saved reward model and return `evaluate`'s scalar metrics on `pairs` (safe activation)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from .devices import pick_device
+
+    if not (Path(model_dir) / "reward_config.json").is_file():
+        raise FileNotFoundError(f"no reward model in {model_dir}")
+    dev, dtype = pick_device(device)
+    model = RewardModel.from_pretrained(model_dir, device=dev)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return scalar_metrics(
+        evaluate(model, pairs, tokenizer, batch_size=batch_size, device=dev, autocast_dtype=dtype)
+    )

@@ -13,7 +13,7 @@ from rewardtrainer.checkpoint import MARKER, MODEL_FILE, latest_checkpoint, list
 from rewardtrainer.data import DataError, PreferencePair
 from rewardtrainer.devices import pick_device
 from rewardtrainer.model import RewardModel
-from rewardtrainer.train_rm import TrainConfig, main, fit_reward_model
+from rewardtrainer.train_rm import TrainConfig, fit_reward_model, main
 
 from .synthetic import keyword_pairs
 
@@ -72,7 +72,13 @@ def test_odin_quality_head_correlates_less_with_length_than_a_plain_model(tmp_pa
     pairs = keyword_pairs(320, seed=3, longer_chosen=0.85)
     corr = {}
     for odin in (False, True):
-        cfg = tiny_config(tiny_bert, objective="odin" if odin else "plain", epochs=3, val_fraction=0.25, corr_quality_weight=3.0)
+        cfg = tiny_config(
+            tiny_bert,
+            objective="odin" if odin else "plain",
+            epochs=3,
+            val_fraction=0.25,
+            corr_quality_weight=3.0,
+        )
         res = fit_reward_model(pairs, cfg, tmp_path / f"odin-{odin}")
         corr[odin] = abs(res.metrics["pearson_length"])
         assert res.metrics["accuracy_sum"] >= 0.75
@@ -149,8 +155,8 @@ def test_unusable_data_raises_a_clear_data_error(tmp_path, pairs, message):
 def test_the_cli_trains_and_prints_metrics(tmp_path, tiny_bert, capsys):
     data = tmp_path / "prefs.jsonl"
     data.write_text("".join(json.dumps(vars(p) | {"id": p.pair_id}) + "\n" for p in keyword_pairs(40)))
-    code = main(["--data", str(data), "--out", str(tmp_path / "rm"), "--backbone", tiny_bert, "--objective", "plain",
-                 "--augment", "none", "--eval-probe-answers", "0", "--no-calibrate",
+    code = main(["--data", str(data), "--out", str(tmp_path / "rm"), "--backbone", tiny_bert,
+                 "--objective", "plain", "--augment", "none", "--eval-probe-answers", "0", "--no-calibrate",
                  "--max-steps", "3", "--batch-size", "8", "--max-length", "48"])  # fmt: skip
     assert code == 0
     out = json.loads(capsys.readouterr().out)

@@ -203,7 +203,10 @@ class RewardModel(nn.Module):
 
         directory = Path(directory)
         cfg = json.loads((directory / REWARD_CONFIG).read_text())
-        backbone = AutoModel.from_pretrained(directory, dtype=torch.float32)
+        try:  # BERT-style encoders: the pooler is dropped at training (see __init__), so none is saved
+            backbone = AutoModel.from_pretrained(directory, dtype=torch.float32, add_pooling_layer=False)
+        except TypeError:
+            backbone = AutoModel.from_pretrained(directory, dtype=torch.float32)
         disable_dropout(backbone)
         objective = cfg.get("objective") or ("odin" if cfg.get("odin") else "plain")
         model = cls(

@@ -140,7 +140,10 @@ def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
     assert "Pearson(reward, length)" in page and "plain model" in page
     for chart in ("chart-loss", "chart-buckets", "chart-scatter"):
         assert f'id="{chart}"><svg' in page, chart
-    assert client.get(reverse("training_run", args=[run.pk])).status_code == 200
+    run_page = client.get(reverse("training_run", args=[run.pk])).content.decode()
+    # human labels with rounded numbers, not raw metric keys
+    assert "balanced accuracy" in run_page and "accuracy_shorter_won" not in run_page
+    assert "balanced accuracy" in page and 'id="activation-note"' in page
     assert client.get(reverse("training_home")).status_code == 200
 
     # A second version, then roll back to the first from the page.

@@ -1,18 +1,22 @@
-"""Reward-model quality on real human preferences: plain Bradley-Terry vs ODIN, same budget.
+"""Reward-model quality on real human preferences: every objective / calibration / augmentation variant,
+same split (by prompt), same budget, same backbone; prints a table and checks the issue-9 targets.
 
 Run from the project root (the data sets live beside it, in ../shared/data/preferences/):
 
-    .venv/bin/python bench/rm_quality.py                       # defaults: MiniLM-L6, 2 epochs, len 256
-    .venv/bin/python bench/rm_quality.py --max-steps 40        # a quick look
-    .venv/bin/python bench/rm_quality.py --data-dir DIR
+    nice -n 10 .venv/bin/python bench/rm_quality.py                          # MiniLM-L6, 40 steps, len 128
+    nice -n 10 .venv/bin/python bench/rm_quality.py --max-steps 200 --seeds 0 1 2
+    nice -n 10 .venv/bin/python bench/rm_quality.py --only plain length+rrm-nb
 
-Both models see the same prompt-grouped split (val 15%), backbone, seed, steps and batch order. For each it
-reports validation accuracy (quality head; for ODIN also the summed heads), accuracy on length-matched
-pairs (longer/shorter <= 1.2 in characters) and on pairs the shorter answer won, Pearson and Spearman
-correlation of the reward with answer length, ECE, training pairs/s and wall time, then checks the
-targets (ODIN, Chen et al. 2024): ODIN's quality head |Pearson| <= 0.05; its length-matched and
-shorter-won accuracy >= the plain model's; its summed-head accuracy within 1 point of the plain model's
-accuracy. Writes bench/out/rm_quality.json. Exits 0 with a message when the data folder is absent.
+Variants (one training run each; calibration is post-hoc, so "+cal" rows come from the same run):
+plain (Bradley-Terry), odin (quality head, decorrelated), length (the learned length covariate, beta
+dropped at use), and length with prompt-mismatch pairs (RRM) taken from a random other prompt or from
+the most similar prompt (MiniLM). Figures per row: accuracy of the deployed reward; accuracy of the full
+model (reward + length term); accuracy where the longer / shorter answer won and their mean (balanced);
+Pearson and Spearman of the deployed reward with answer length; the padding test; the off-prompt test.
+Medians over seeds when several are given. Targets (for the shipped default, TrainConfig's defaults):
+|Pearson| <= 0.05; shorter-won >= 55%; balanced >= plain's + 3 points; full model within 1 point of
+plain's accuracy; padding and off-prompt tests >= 90%. Writes bench/out/rm_quality.json.
+Exits 0 with a message when the data folder is absent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,38 +32,97 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rewardtrainer.config import TrainConfig  # noqa: E402
 from rewardtrainer.data import load_jsonl  # noqa: E402
 from rewardtrainer.evaluate import scalar_metrics  # noqa: E402
-from rewardtrainer.train_rm import TrainConfig, train_reward_model  # noqa: E402
+from rewardtrainer.train_rm import fit_reward_model  # noqa: E402
 
-DATA_DIR = ROOT.parent / "shared" / "data" / "preferences"
+# ../shared/data beside the project (a worktree sits one level deeper: ../../shared/data)
+DATA_DIR = next(
+    (
+        d
+        for d in (
+            ROOT.parent / "shared" / "data" / "preferences",
+            ROOT.parent.parent / "shared" / "data" / "preferences",
+        )
+        if d.is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "preferences",
+)
 OUT = ROOT / "bench" / "out"
+
+# name -> TrainConfig overrides (one training run each)
+RUNS = {
+    "plain": dict(objective="plain", augment="none", calibrate=True),
+    "odin": dict(objective="odin", augment="none", calibrate=False),
+    "length": dict(objective="length", augment="none", calibrate=True),
+    "length+rrm": dict(objective="length", augment="random", calibrate=True),
+    "length+rrm-nb": dict(objective="length", augment="neighbour", calibrate=True),
+    "plain+rrm-nb": dict(objective="plain", augment="neighbour", calibrate=True),
+}
+# Rows of the table: (label, run, which figures) - "raw" = before calibration, "cal" = deployed.
+ROWS = [
+    ("plain", "plain", "raw"),
+    ("plain+cal", "plain", "cal"),
+    ("odin", "odin", "cal"),
+    ("length", "length", "raw"),
+    ("length+cal", "length", "cal"),
+    ("length+rrm+cal", "length+rrm", "cal"),
+    ("length+rrm-nb", "length+rrm-nb", "raw"),
+    ("length+rrm-nb+cal", "length+rrm-nb", "cal"),
+    ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
+]
+FIGURES = [
+    ("acc", "accuracy"),
+    ("full", "accuracy_full"),
+    ("longer", "accuracy_longer_won"),
+    ("shorter", "accuracy_shorter_won"),
+    ("balanced", "balanced_accuracy"),
+    ("pearson", "pearson_length"),
+    ("spearman", "spearman_length"),
+    ("padding", "padding_accuracy"),
+    ("offprompt", "off_prompt_accuracy"),
+]
+RAW_KEYS = {"accuracy", "accuracy_longer_won", "accuracy_shorter_won", "balanced_accuracy", "pearson_length",
+            "spearman_length", "padding_accuracy", "off_prompt_accuracy"}  # fmt: skip
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="plain vs ODIN reward model on human preference pairs")
+    p = argparse.ArgumentParser(description="reward model variants on human preference pairs")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--val-fraction", type=float, default=0.15)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--corr-quality-weight", type=float, default=None)
-    p.add_argument("--corr-length-weight", type=float, default=None)
-    p.add_argument("--ortho-weight", type=float, default=None)
-    p.add_argument("--corr-mode", choices=["global", "batch"], default=None)
-    p.add_argument("--no-decorrelate", action="store_true", help="skip ODIN's final head decorrelation")
-    p.add_argument("--only", choices=["plain", "odin"], default=None, help="train just one of the two")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--probe-answers", type=int, default=120)
+    p.add_argument("--calibration-pairs", type=int, default=300)
+    p.add_argument("--only", nargs="+", choices=list(RUNS), default=None)
+    p.add_argument("--backbone", default=None)
     p.add_argument("--out", type=Path, default=OUT / "rm_quality.json")
     return p.parse_args(argv)
 
 
-def fmt(v, pct: bool = False) -> str:
+def figures(metrics: dict, which: str) -> dict:
+    out = {}
+    for _, key in FIGURES:
+        if which == "raw" and key in RAW_KEYS:
+            out[key] = metrics.get(f"{key}_raw", metrics.get(key))
+        else:
+            out[key] = metrics.get(key)
+    return out
+
+
+def fmt(key: str, v) -> str:
     if v is None:
         return "-"
-    return f"{100 * v:.1f}%" if pct else f"{v:+.3f}"
+    return f"{v:+.3f}" if key in ("pearson_length", "spearman_length") else f"{100 * v:.1f}"
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def main(argv=None) -> int:
@@ -69,116 +133,97 @@ def main(argv=None) -> int:
         print(f"SKIP: no preference data in {args.data_dir} (the shared data sets are not in a user's clone)")
         return 0
     pairs = [p for f in files for p in load_jsonl(f)]
-    print(f"{len(pairs)} pairs from {', '.join(f.name for f in files)}")
-
-    results = {}
-    for name in ("plain", "odin"):
-        if args.only and name != args.only:
-            continue
-        config = TrainConfig(
-            odin=name == "odin",
-            max_length=args.max_length,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            epochs=args.epochs,
-            max_steps=args.max_steps,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            eval_every=0,  # same budget, no mid-run validation cost, no early stopping
-            early_stopping_patience=None,
-            checkpoint_every=0,
-            decorrelate=not args.no_decorrelate,
-        )
-        for field in ("corr_quality_weight", "corr_length_weight", "ortho_weight", "corr_mode"):
-            if getattr(args, field) is not None:
-                setattr(config, field, getattr(args, field))
-        t0 = time.perf_counter()
-        res = train_reward_model(pairs, config, OUT / "rm_quality" / name, resume=False)
-        wall = time.perf_counter() - t0
-        m = scalar_metrics(res.metrics)
-        results[name] = {
-            "metrics": m,
-            "pairs_train": res.pairs_train,
-            "pairs_val": res.pairs_val,
-            "steps": res.global_step,
-            "train_pairs_per_second": res.pairs_per_second,
-            "train_seconds": res.train_seconds,
-            "wall_seconds": wall,
-            "config": {k: getattr(config, k) for k in ("odin", "max_length", "batch_size", "lr", "epochs")}
-            | {"max_steps": config.max_steps, "loss_weights": vars(config.loss_weights())},
-        }
-        print(
-            f"[{name}] {res.global_step} steps, {res.pairs_per_second:.2f} train pairs/s, {wall:.0f}s wall, "
-            f"val acc {100 * m['accuracy']:.1f}%, pearson {m['pearson_length']:+.3f}",
-            flush=True,
-        )
-
-    rows = [
-        ("val accuracy (quality head)", "accuracy", True),
-        ("val accuracy (summed heads)", "accuracy_sum", True),
-        ("length-matched accuracy", "accuracy_length_matched", True),
-        ("  n length-matched", "n_length_matched", None),
-        ("shorter-won accuracy", "accuracy_shorter_won", True),
-        ("  n shorter-won", "n_shorter_won", None),
-        ("Pearson(reward, length)", "pearson_length", False),
-        ("Spearman(reward, length)", "spearman_length", False),
-        ("Pearson(length head, length)", "pearson_length_head", False),
-        ("  before final decorrelation:", None, None),
-        ("  val accuracy (quality head)", "accuracy_before_decorrelation", True),
-        ("  length-matched accuracy", "accuracy_length_matched_before_decorrelation", True),
-        ("  shorter-won accuracy", "accuracy_shorter_won_before_decorrelation", True),
-        ("  Pearson(reward, length)", "pearson_length_before_decorrelation", False),
-        ("ECE", "ece", False),
-        ("val loss", "loss", False),
-    ]
-    names = list(results)
-    print()
-    print(f"{'metric':32s}" + "".join(f"{n:>12s}" for n in names))
-    for label, key, pct in rows:
-        cells = []
-        for n in names:
-            v = results[n]["metrics"].get(key) if key else ""
-            cells.append(str(v) if pct is None else fmt(v, pct))
-        print(f"{label:32s}" + "".join(f"{c:>12s}" for c in cells))
-    for label, key, f in (
-        ("train pairs/s", "train_pairs_per_second", "{:.2f}"),
-        ("wall s", "wall_seconds", "{:.0f}"),
-    ):
-        print(f"{label:32s}" + "".join(f"{f.format(results[n][key]):>12s}" for n in names))
-
-    targets = []
-    if "plain" in results and "odin" in results:
-        p, o = results["plain"]["metrics"], results["odin"]["metrics"]
-
-        def ge(a, b):
-            return a is not None and b is not None and a >= b
-
-        targets = [
-            ("ODIN quality head |Pearson(reward, length)| <= 0.05", abs(o["pearson_length"]) <= 0.05),
-            (
-                "ODIN length-matched accuracy >= plain's",
-                ge(o["accuracy_length_matched"], p["accuracy_length_matched"]),
-            ),
-            (
-                "ODIN shorter-won accuracy >= plain's",
-                ge(o["accuracy_shorter_won"], p["accuracy_shorter_won"]),
-            ),
-            (
-                "ODIN summed-head accuracy within 1 point of plain's",
-                abs(o["accuracy_sum"] - p["accuracy"]) <= 0.01,
-            ),
-        ]
-        print()
-        for label, ok in targets:
-            print(f"{'PASS' if ok else 'FAIL'}  {label}")
+    print(f"{len(pairs)} pairs from {', '.join(f.name for f in files)}; seeds {args.seeds}", flush=True)
+    default = TrainConfig()
+    runs = {k: v for k, v in RUNS.items() if not args.only or k in args.only}
+    results: dict[str, dict] = {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        for name, overrides in runs.items():
+            config = TrainConfig(
+                **overrides,
+                **({"backbone": args.backbone} if args.backbone else {}),
+                max_length=args.max_length,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                max_steps=args.max_steps,
+                val_fraction=args.val_fraction,
+                seed=seed,
+                eval_every=0,  # same budget, no mid-run validation cost, no early stopping
+                early_stopping_patience=0,
+                checkpoint_every=0,
+                eval_probe_answers=args.probe_answers,
+                calibration_max_pairs=args.calibration_pairs,
+            )
+            t0 = time.perf_counter()
+            res = fit_reward_model(pairs, config, OUT / "rm_quality" / f"{name}-s{seed}", resume=False)
+            wall = time.perf_counter() - t0
+            m = scalar_metrics(res.metrics)
+            entry = results.setdefault(name, {"config": overrides, "seeds": {}})
+            entry["seeds"][seed] = {
+                "metrics": m,
+                "steps": res.global_step,
+                "pairs_train": res.pairs_train,
+                "pairs_val": res.pairs_val,
+                "train_pairs_per_second": res.pairs_per_second,
+                "wall_seconds": wall,
+            }
+            print(
+                f"[{name} seed {seed}] {res.global_step} steps, {res.pairs_per_second:.2f} pairs/s, "
+                f"{wall:.0f}s; "
+                f"acc {100 * m['accuracy']:.1f} balanced {100 * (m['balanced_accuracy'] or 0):.1f} "
+                f"pearson {m['pearson_length']:+.3f}",
+                flush=True,
+            )
+            args.out.write_text(
+                json.dumps({"partial": True, "results": results}, indent=2, default=float) + "\n"
+            )
+
+    table = {}
+    for label, run, which in ROWS:
+        if run not in results:
+            continue
+        per_seed = [figures(s["metrics"], which) for s in results[run]["seeds"].values()]
+        table[label] = {key: median([f[key] for f in per_seed]) for _, key in FIGURES}
+    print(f"\nmedians over {len(args.seeds)} seed(s), {args.max_steps} steps x {args.batch_size} pairs, "
+          f"max_length {args.max_length}; accuracies in %")  # fmt: skip
+    print(f"{'variant':20s}" + "".join(f"{h:>10s}" for h, _ in FIGURES))
+    for label, row in table.items():
+        print(f"{label:20s}" + "".join(f"{fmt(k, row[k]):>10s}" for _, k in FIGURES))
+
+    shipped = None
+    for name, overrides in RUNS.items():
+        if all(getattr(default, k) == v for k, v in overrides.items()):
+            shipped = f"{name}+cal" if overrides.get("calibrate") else name
+    targets = {}
+    if shipped in table and "plain" in table:
+        d, p = table[shipped], table["plain"]
+
+        pearson, shorter = d["pearson_length"], d["accuracy_shorter_won"] or 0
+        balanced, plain_balanced = d["balanced_accuracy"] or 0, p["balanced_accuracy"] or 0
+        full, plain_acc = d["accuracy_full"] or 0, p["accuracy"] or 0
+        targets = {
+            "|Pearson(deployed reward, length)| <= 0.05": pearson is not None and abs(pearson) <= 0.05,
+            "shorter-won accuracy >= 55%": shorter >= 0.55,
+            "balanced accuracy >= plain's + 3 points": balanced >= plain_balanced + 0.03,
+            "full model within 1 point of plain's accuracy": abs(full - plain_acc) <= 0.01,
+            "padding test >= 90%": (d["padding_accuracy"] or 0) >= 0.90,
+            "off-prompt test >= 90%": (d["off_prompt_accuracy"] or 0) >= 0.90,
+        }
+        print(f"\nshipped default: {shipped}")
+        for label, passed in targets.items():
+            print(f"{'PASS' if passed else 'FAIL'}  {label}")
     report = {
         "data": [f.name for f in files],
         "n_pairs": len(pairs),
+        "budget": {"max_steps": args.max_steps, "batch_size": args.batch_size, "max_length": args.max_length},
+        "seeds": args.seeds,
         "results": results,
-        "targets": {label: ok for label, ok in targets},
+        "table_medians": table,
+        "shipped_default": shipped,
+        "targets": targets,
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"\nwrote {args.out}")
     return 0
 

@@ -72,7 +72,7 @@ def worker_ours(args) -> dict:
     from transformers import AutoTokenizer
 
     from rewardtrainer.data import PreferencePair, encode_pairs
-    from rewardtrainer.train_rm import TrainConfig, default_backbone, train_reward_model
+    from rewardtrainer.train_rm import TrainConfig, default_backbone, fit_reward_model
 
     train = [PreferencePair(r["prompt"], r["chosen"], r["rejected"]) for r in read_pairs(args.train)]
     val = [PreferencePair(r["prompt"], r["chosen"], r["rejected"]) for r in read_pairs(args.val)]
@@ -87,19 +87,23 @@ def worker_ours(args) -> dict:
     enc = encode_pairs(train, tok, args.max_length)
     config = TrainConfig(
         backbone=default_backbone(),
-        odin=args.worker == "ours-odin",
+        # the same Bradley-Terry work as TRL (no mismatch pairs, no post-hoc fits, no probes)
+        objective="odin" if args.worker == "ours-odin" else "plain",
+        augment="none",
+        calibrate=False,
+        eval_probe_answers=0,
         max_length=args.max_length,
         batch_size=args.batch_size,
         epochs=1,
         eval_every=0,
         checkpoint_every=0,
-        early_stopping_patience=None,
+        early_stopping_patience=0,
         seed=args.seed,
         device="cpu",
         decorrelate=False,  # not training time, and it does not change the summed-reward accuracy
     )
     with tempfile.TemporaryDirectory() as out:
-        res = train_reward_model(train, config, out, val_pairs=val, resume=False)
+        res = fit_reward_model(train, config, out, val_pairs=val, resume=False)
     fits = encode_pairs(val, tok, 10**6).lengths <= args.max_length
     plots = res.metrics["plots"]
     n = len(val)

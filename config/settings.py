@@ -138,7 +138,11 @@ else:
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True  # job state lives in PostgreSQL rows, not a result backend
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"labelapp.tasks.train_*": {"queue": "gpu"}, "labelapp.tasks.ppo_*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "labelapp.tasks.train_*": {"queue": "gpu"},
+    "labelapp.tasks.execute_reward_model_run": {"queue": "gpu"},
+    "labelapp.tasks.ppo_*": {"queue": "gpu"},
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = False  # per task: training tasks set acks_late=True themselves
 # Longer than the longest training run, or Redis redelivers a run that is still going.
@@ -291,8 +295,25 @@ TRAINING = {
     "LEARNING_RATE": env.float("RM_LEARNING_RATE", default=5e-5),
     "EVAL_EVERY": env.int("RM_EVAL_EVERY", default=50),
     "CHECKPOINT_EVERY": env.int("RM_CHECKPOINT_EVERY", default=50),
-    "ODIN": env.bool("RM_ODIN", default=True),
+    # Reward model recipe (rewardtrainer.config.TrainConfig; README "Reward model retraining"):
+    # objective 'length' (length covariate, dropped at use), 'plain' or 'odin'; post-hoc length
+    # calibration; prompt-mismatch augmentation 'neighbour', 'random' or 'none'; WARM ensemble size.
+    "OBJECTIVE": env.str("RM_OBJECTIVE", default="length"),
+    "CALIBRATE": env.bool("RM_CALIBRATE", default=True),
+    "AUGMENT": env.str("RM_AUGMENT", default="neighbour"),
+    "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),
+    # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile on the gpu worker.
+    "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),
+    "COMPILE": env.bool("RM_COMPILE", default=False),
+    # Processes per run: > 1 launches `torchrun --nproc_per_node NPROC` (DDP, one GPU each).
+    "NPROC": env.int("RM_NPROC", default=1),
     "TRAIN_PLAIN_BASELINE": env.bool("RM_TRAIN_PLAIN_BASELINE", default=False),
+    # Safe activation: share of prompts (%) whose ratings form the frozen evaluation set (never
+    # trained on), and the pairs it must hold before a new version may activate itself.
+    "EVAL_SET_PERCENT": env.int("RM_EVAL_SET_PERCENT", default=15),
+    "EVAL_SET_MIN_PAIRS": env.int("RM_EVAL_SET_MIN_PAIRS", default=50),
+    # A queued run whose task message is missing (broker was down) or older than this is re-sent.
+    "QUEUED_RESEND_SECONDS": env.int("RM_QUEUED_RESEND_SECONDS", default=600),
     "DEVICE": env.str("RM_DEVICE", default=""),
     "MAX_ATTEMPTS": env.int("RM_MAX_ATTEMPTS", default=3),
     # A running run whose heartbeat is older than this is presumed dead (worker killed) and requeued.

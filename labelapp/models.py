@@ -437,6 +437,10 @@ class TrainingRun(models.Model):
     artifact_path = models.CharField(max_length=500, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    with_baseline = models.BooleanField(default=False, help_text="Also train a plain Bradley-Terry model.")
+    # When the task message was last handed to the broker (None: never, say Redis was down): recovery
+    # re-sends queued runs whose message is older than RM_QUEUED_RESEND_SECONDS.
+    sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -477,6 +481,9 @@ class RewardModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # Figures on the frozen evaluation set (EvalSetRating), this version and the then-active one.
+    eval_set_metrics = models.JSONField(default=dict, blank=True)
+    activation_note = models.TextField(blank=True, help_text="Why it was or was not activated.")
 
     class Meta:
         ordering = ["-number"]
@@ -536,3 +543,22 @@ class ExportFile(models.Model):
 
     def __str__(self) -> str:
         return f"Export #{self.pk} {self.path} ({self.rows} rows)"
+
+
+class EvalSetRating(models.Model):
+    """A rating in the frozen evaluation set: no reward model version trains on it.
+
+    Whole prompts join (every later rating of an evaluation prompt joins too), and only prompts none of
+    whose ratings any earlier run trained on, so no version has seen the prompt. The set only grows;
+    safe activation compares a new version with the active one on it (services/training.py).
+    """
+
+    rating = models.OneToOneField(Rating, on_delete=models.CASCADE, related_name="eval_set_entry")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="eval_set_ratings")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"eval-set rating {self.rating_id}"

@@ -26,12 +26,14 @@ def reward_model_check() -> int | None:
 
 @shared_task(
     bind=True,
-    name="labelapp.tasks.train_reward_model",
+    name="labelapp.tasks.execute_reward_model_run",
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=5,
 )
-def train_reward_model(self, run_id: int) -> str:
+def execute_reward_model_run(self, run_id: int) -> str:
+    """Execute one queued reward-model TrainingRun (the trainer itself is rewardtrainer's
+    fit_reward_model; `manage.py train_reward_model` is the command that queues a run)."""
     from labelapp.services.training import TransientTrainingError, training_run_execute
 
     try:

@@ -11,6 +11,10 @@ from django.views.decorators.http import require_POST
 from labelapp import plots
 from labelapp.models import RewardModelVersion, TrainingRun
 from labelapp.services.training import (
+    METRIC_LABELS,
+    BrokerUnavailable,
+    eval_set_size,
+    metric_rows,
     reward_model_activate,
     training_new_ratings_count,
     training_run_cancel,
@@ -42,12 +46,16 @@ def training_runs_table(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @require_POST
 def training_start(request: HttpRequest) -> HttpResponse:
-    run = training_run_request(
-        trigger="manual",
-        requested_by=request.user,
-        force=True,
-        with_baseline=bool(request.POST.get("with_baseline")),
-    )
+    try:
+        run = training_run_request(
+            trigger="manual",
+            requested_by=request.user,
+            force=True,
+            with_baseline=bool(request.POST.get("with_baseline")),
+        )
+    except BrokerUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("training_home")
     if run is None:
         messages.error(request, "A run is already queued or running: one at a time.")
         return redirect("training_home")
@@ -59,7 +67,15 @@ def training_start(request: HttpRequest) -> HttpResponse:
 def training_run(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
     template = "labelapp/training/_run_status.html" if request.htmx else "labelapp/training/run.html"
-    return render(request, template, {"run": run, "loss_chart": _loss_chart(run.metrics_history)})
+    context = {
+        "run": run,
+        "loss_chart": _loss_chart(run.metrics_history),
+        "metric_rows": metric_rows(run.metrics),
+        "progress_rows": metric_rows(
+            {k[4:]: v for k, v in (run.progress_detail or {}).items() if k.startswith("val_")}
+        ),
+    }
+    return render(request, template, context)
 
 
 @staff_member_required
@@ -77,9 +93,42 @@ def training_run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
 @staff_member_required
 def reward_model_version(request: HttpRequest, number: int) -> HttpResponse:
     version = get_object_or_404(RewardModelVersion.objects.select_related("run"), number=number)
-    return render(
-        request, "labelapp/training/version.html", {"version": version, "charts": _version_charts(version)}
-    )
+    return render(request, "labelapp/training/version.html", _version_context(version))
+
+
+def _version_context(version: RewardModelVersion) -> dict:
+    """Labelled, rounded figures: validation split (with the plain model beside it), frozen eval set."""
+    base = version.baseline_metrics or {}
+    keys = [k for k in METRIC_LABELS if k in version.metrics]
+    rows = []
+    for (label, value), key in zip(metric_rows(version.metrics, keys), keys, strict=True):
+        plain = metric_rows(base, [key])
+        rows.append((label, value, plain[0][1] if plain else ""))
+    ev = version.eval_set_metrics or {}
+    eval_keys = [
+        "balanced_accuracy",
+        "accuracy",
+        "accuracy_longer_won",
+        "accuracy_shorter_won",
+        "pearson_length",
+    ]
+    eval_rows = []
+    for key in eval_keys:
+        cand = metric_rows(ev.get("candidate") or {}, [key])
+        act = metric_rows(ev.get("active") or {}, [key])
+        if cand or act:
+            label = METRIC_LABELS[key]
+            eval_rows.append((label, cand[0][1] if cand else "", act[0][1] if act else ""))
+    return {
+        "version": version,
+        "charts": _version_charts(version),
+        "metric_rows": rows,
+        "has_baseline": bool(base),
+        "eval_rows": eval_rows,
+        "eval_n_pairs": ev.get("n_pairs"),
+        "eval_active_number": (ev.get("active") or {}).get("number"),
+        "eval_set_now": eval_set_size(),
+    }
 
 
 @staff_member_required
@@ -116,10 +165,13 @@ def _bucket_series(buckets, key: str) -> list[tuple[float, float]]:
 def _version_charts(version: RewardModelVersion) -> dict[str, str]:
     """Loss curves, mean reward by length bucket, reward vs length: this model and the plain one beside it."""
     p = version.plots or {}
-    odin = bool(version.run.config.get("odin"))
+    odin = version.run.config.get("objective") == "odin" or bool(version.run.config.get("odin"))
     by_bucket: dict[str, list] = {}
     points: dict[str, list] = {}
-    for key, label in (("main", "quality head" if odin else "reward"), ("baseline", "plain model")):
+    for key, label in (
+        ("main", "quality head" if odin else "reward (before calibration)"),
+        ("baseline", "plain model"),
+    ):
         data = p.get(key) or {}
         if data.get("length_buckets"):
             by_bucket[label] = _bucket_series(data["length_buckets"], "mean_reward_quality")

@@ -397,6 +397,44 @@ def bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def budget_batches(
+    lengths: np.ndarray | Sequence[int],
+    max_tokens: int,
+    seed: int | Sequence[int],
+    *,
+    max_pairs: int = 4096,
+    chunk_pairs: int = 2048,
+) -> list[list[int]]:
+    """Training batches filled up to a token budget instead of a fixed pair count, in a random order.
+
+    Like `bucketed_batches` (shuffle, sort within chunks, shuffle the batches) but a batch takes pairs of
+    similar length until 2 rows x pairs x its longest row would pass `max_tokens`: short pairs travel
+    in wide batches, long ones in narrow batches, so every step does about the same work and the
+    accelerator is never fed a batch of a few short rows. Deterministic in `seed` (resume relies on it).
+    """
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk_pairs):
+        idx = order[start : start + chunk_pairs]
+        idx = idx[np.argsort(lengths[idx], kind="stable")]
+        current: list[int] = []
+        width = 0
+        for i in idx.tolist():
+            w = max(width, int(lengths[i]))
+            if current and (len(current) >= max_pairs or 2 * (len(current) + 1) * w > max_tokens):
+                batches.append(current)
+                current, w = [], int(lengths[i])
+            current.append(i)
+            width = w
+        if current:
+            batches.append(current)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
     """Plain shuffled batches (what a DataLoader with shuffle=True gives), for comparison."""
     import numpy as np

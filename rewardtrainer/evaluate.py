@@ -1,7 +1,14 @@
 """Validation metrics for a reward model, with the length-bias figures the product reports.
 
     metrics = evaluate(model, val_pairs, tokenizer, max_length=256)
-    metrics["accuracy"], metrics["accuracy_length_matched"], metrics["pearson_length"], metrics["ece"]
+    metrics["accuracy"], metrics["balanced_accuracy"], metrics["pearson_length"], metrics["ece"]
+    probes = probe_tests(model, tokenizer, val_pairs, neighbours=...)   # padding and off-prompt tests
+
+Every figure is of the DEPLOYED reward (quality head minus the length calibration, what PPO and
+best-of-n see) unless its key ends in `_raw` (the quality head before calibration) or is
+`accuracy_full` (the whole trained model: reward plus ODIN's length head or the length covariate term).
+Balanced accuracy is the mean of the accuracy on pairs the longer answer won and on pairs the shorter
+answer won: the human data is about 70% "longer wins", so plain accuracy rewards a length detector.
 
 Besides accuracy (Bradley-Terry / TRL), it measures what ODIN (Chen et al. 2024) and Singhal et al.
 (2023, "A Long Way to Go: Investigating Length Correlations in RLHF") look at: accuracy on pairs of about
@@ -18,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .augment import PAD_KINDS, pad_answer, prompt_key
 from .data import EncodedPairs, PreferencePair, collate, encode_pairs, token_budget_batches
 from .model import RewardModel
 
@@ -128,7 +136,8 @@ def metrics_from_rewards(
     margin: np.ndarray | None = None,
     weight: np.ndarray | None = None,
 ) -> dict:
-    """All evaluation metrics from per-pair rewards (quality head q, length head l) and answer lengths."""
+    """All evaluation metrics from per-pair rewards (reward q, length term l) and answer lengths.
+    `accuracy_sum` / `accuracy_full` rank by q + l (the whole trained model)."""
     q_c, q_r = np.asarray(q_chosen, np.float64), np.asarray(q_rejected, np.float64)
     n = len(q_c)
     l_c = np.zeros(n) if l_chosen is None else np.asarray(l_chosen, np.float64)
@@ -139,6 +148,9 @@ def metrics_from_rewards(
     diff_q, diff_sum = q_c - q_r, (q_c + l_c) - (q_r + l_r)
     matched = length_matched_mask(len_c, len_r)
     shorter_won = len_c < len_r
+    longer_won = len_c > len_r
+    acc_longer, acc_shorter = _acc(diff_q, longer_won), _acc(diff_q, shorter_won)
+    present = [a for a in (acc_longer, acc_shorter) if a is not None]
     lengths = np.concatenate([len_c, len_r])  # (2N,)
     reward_q = np.concatenate([q_c, q_r])  # (2N,)
     reward_l = np.concatenate([l_c, l_r])  # (2N,)
@@ -149,9 +161,13 @@ def metrics_from_rewards(
         "loss_quality": _logsigmoid_loss(diff_q - margin, weight),
         "accuracy": _acc(diff_q),
         "accuracy_sum": _acc(diff_sum),
+        "accuracy_full": _acc(diff_sum),
+        "balanced_accuracy": float(np.mean(present)) if present else None,
+        "accuracy_longer_won": acc_longer,
+        "n_longer_won": int(longer_won.sum()),
         "accuracy_length_matched": _acc(diff_q, matched),
         "n_length_matched": int(matched.sum()),
-        "accuracy_shorter_won": _acc(diff_q, shorter_won),
+        "accuracy_shorter_won": acc_shorter,
         "n_shorter_won": int(shorter_won.sum()),
         "pearson_length": pearson_np(reward_q, lengths),
         "spearman_length": spearman_np(reward_q, lengths),
@@ -178,29 +194,17 @@ def scalar_metrics(metrics: dict) -> dict:
 
 
 @torch.inference_mode()
-def evaluate(
+def score_pairs(
     model: RewardModel,
-    pairs: Sequence[PreferencePair],
-    tokenizer,
+    enc: EncodedPairs,
     *,
-    max_length: int | None = None,
     batch_size: int = 32,
-    device: torch.device | str | None = None,
+    max_length: int = 256,
+    device: torch.device | None = None,
     autocast_dtype: torch.dtype | None = None,
-    encoded: EncodedPairs | None = None,
-) -> dict:
-    """Score every pair (quality and length heads, chosen and rejected) and compute `metrics_from_rewards`.
-
-    Batches are formed longest-first under a token budget so evaluation wastes little on padding.
-    Pass `encoded` (from `encode_pairs`) to skip tokenization when evaluating the same pairs repeatedly.
-    """
-    max_length = max_length or model.max_length or 256
-    enc = (
-        encoded
-        if encoded is not None
-        else encode_pairs(pairs, tokenizer, max_length, with_types=model.uses_token_types)
-    )
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (quality head, second head) rewards of every encoded pair: two (2, N) arrays, chosen row first."""
+    device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     n = len(enc)
@@ -213,12 +217,155 @@ def evaluate(
         }
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             r_q, r_l = model(**inputs)  # (2B,)
-        r_q, r_l = r_q.float().cpu().numpy().reshape(2, -1), r_l.float().cpu().numpy().reshape(2, -1)
-        q[:, idx], ln[:, idx] = r_q, r_l
+        q[:, idx] = r_q.float().cpu().numpy().reshape(2, -1)
+        ln[:, idx] = r_l.float().cpu().numpy().reshape(2, -1)
     model.train(was_training)
-    metrics = metrics_from_rewards(
-        q[0], q[1], enc.chosen_chars, enc.rejected_chars, ln[0], ln[1], enc.margin, enc.weight
+    return q, ln
+
+
+@torch.inference_mode()
+def evaluate(
+    model: RewardModel,
+    pairs: Sequence[PreferencePair],
+    tokenizer,
+    *,
+    max_length: int | None = None,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    encoded: EncodedPairs | None = None,
+) -> dict:
+    """Score every pair and compute `metrics_from_rewards` for the deployed reward, plus `_raw` figures.
+
+    Batches are formed longest-first under a token budget so evaluation wastes little on padding.
+    Pass `encoded` (from `encode_pairs`) to skip tokenization when evaluating the same pairs repeatedly.
+    """
+    max_length = max_length or model.max_length or 256
+    enc = (
+        encoded
+        if encoded is not None
+        else encode_pairs(pairs, tokenizer, max_length, with_types=model.uses_token_types)
     )
-    if not model.odin:  # a plain model has one head: the summed figures are the same figures
-        metrics["accuracy_sum"] = metrics["accuracy"]
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    q, ln = score_pairs(
+        model, enc, batch_size=batch_size, max_length=max_length, device=device, autocast_dtype=autocast_dtype
+    )
+    chars = np.stack([enc.chosen_chars, enc.rejected_chars]).astype(np.float64)  # (2, N)
+    if model.length_beta is not None:  # the covariate term of the full model
+        ln = model.length_term(chars.ravel()).numpy().astype(np.float64).reshape(2, -1)
+    offset = model.length_offset(chars.ravel()).reshape(2, -1)  # zeros without calibration
+    deployed = q - offset
+    # The full model ranks by raw reward + length term; pass it as "l" relative to the deployed reward.
+    full_l = ln + offset
+    metrics = metrics_from_rewards(
+        deployed[0],
+        deployed[1],
+        enc.chosen_chars,
+        enc.rejected_chars,
+        full_l[0],
+        full_l[1],
+        enc.margin,
+        enc.weight,
+    )
+    raw = metrics_from_rewards(q[0], q[1], enc.chosen_chars, enc.rejected_chars)
+    for key in ("accuracy", "balanced_accuracy", "accuracy_shorter_won", "accuracy_longer_won",
+                "pearson_length", "spearman_length"):  # fmt: skip
+        metrics[f"{key}_raw"] = raw[key]
+    if model.objective == "plain":  # one head, no length term: the full model is the reward
+        metrics["accuracy_sum"] = metrics["accuracy_full"] = raw["accuracy"]
+    if model.odin:
+        metrics["plots"]["reward_length"] = np.concatenate([ln[0], ln[1]]).tolist()
+    if model.length_beta is not None:
+        metrics["length_beta"] = float(model.length_beta.detach())
     return metrics
+
+
+def _sample(n: int, k: int, seed: int) -> list[int]:
+    if n <= k:
+        return list(range(n))
+    return sorted(np.random.default_rng([seed, 7]).choice(n, k, replace=False).tolist())
+
+
+def probe_tests(
+    model: RewardModel,
+    tokenizer,
+    pairs: Sequence[PreferencePair],
+    *,
+    neighbours: dict[str, str] | None = None,
+    max_answers: int = 200,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> dict:
+    """The padding test and the off-prompt test on (a seeded sample of) validation pairs.
+
+    Padding: every sampled answer (chosen and rejected) against a copy padded with filler, a
+    restatement of the question, or itself repeated (the kinds take turns); the original must score
+    higher. Off-prompt: each sampled pair's chosen answer against the chosen answer of a pair of the
+    neighbouring prompt (`neighbours`, prompt key -> key; a seeded random other prompt without it),
+    both scored under this pair's prompt; the on-prompt answer must score higher.
+    Uses `model.score`, i.e. the deployed reward.
+    """
+    idx = _sample(len(pairs), max(1, max_answers // 2), seed)
+    prompts, originals, padded, kinds = [], [], [], []
+    for j, i in enumerate(idx):
+        for side, answer in enumerate((pairs[i].chosen, pairs[i].rejected)):
+            kind = PAD_KINDS[(2 * j + side) % len(PAD_KINDS)]
+            prompts.append(pairs[i].prompt)
+            originals.append(answer)
+            padded.append(pad_answer(answer, pairs[i].prompt, kind))
+            kinds.append(kind)
+    scores = model.score(tokenizer, prompts + prompts, originals + padded, batch_size=batch_size).numpy()
+    wins = scores[: len(prompts)] > scores[len(prompts) :]
+    out: dict = {
+        "padding_accuracy": float(wins.mean()) if len(wins) else None,
+        "n_padding": len(wins),
+    }
+    for kind in PAD_KINDS:
+        sel = np.array([k == kind for k in kinds])
+        out[f"padding_accuracy_{kind}"] = float(wins[sel].mean()) if sel.any() else None
+
+    by_key: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_key.setdefault(prompt_key(p), []).append(i)
+    keys = list(by_key)
+    rng = np.random.default_rng([seed, 11])
+    on, off, q_prompts = [], [], []
+    if len(keys) >= 2:
+        for i in idx:
+            key = prompt_key(pairs[i])
+            other = (neighbours or {}).get(key)
+            if other is None or other not in by_key or other == key:
+                other = key
+                while other == key:
+                    other = keys[int(rng.integers(len(keys)))]
+            foreign = pairs[by_key[other][int(rng.integers(len(by_key[other])))]]
+            q_prompts.append(pairs[i].prompt)
+            on.append(pairs[i].chosen)
+            off.append(foreign.chosen)
+    if on:
+        s = model.score(tokenizer, q_prompts + q_prompts, on + off, batch_size=batch_size).numpy()
+        out["off_prompt_accuracy"] = float((s[: len(on)] > s[len(on) :]).mean())
+    else:
+        out["off_prompt_accuracy"] = None
+    out["n_off_prompt"] = len(on)
+    return out
+
+
+def evaluate_model_dir(
+    model_dir: str, pairs: Sequence[PreferencePair], *, device: str | None = None, batch_size: int = 32
+) -> dict:
+    """Load a saved reward model and return `evaluate`'s scalar metrics on `pairs` (safe activation)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from .devices import pick_device
+
+    if not (Path(model_dir) / "reward_config.json").is_file():
+        raise FileNotFoundError(f"no reward model in {model_dir}")
+    dev, dtype = pick_device(device)
+    model = RewardModel.from_pretrained(model_dir, device=dev)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return scalar_metrics(
+        evaluate(model, pairs, tokenizer, batch_size=batch_size, device=dev, autocast_dtype=dtype)
+    )

@@ -8,13 +8,20 @@ Papers followed:
   correlate with answer length, the quality head not to, and the two head weight vectors to be
   orthogonal. Only the quality head is used downstream (`reward()`), so RL cannot buy reward with length.
 
+- Length covariate (R-DPO, Park et al. 2024, arXiv 2403.19159; LC-AlpacaEval, Dubois et al. 2024,
+  arXiv 2404.04475; Chatbot Arena's style control): P(chosen) = sigmoid(r_c - r_r + beta * log(len_c /
+  len_r)) with beta learned. The length term explains the raters' taste for length so that the reward
+  need not absorb it; beta is dropped at use.
+- Post-hoc calibration (calibrate.py, arXiv 2409.17407): the deployed reward subtracts a smooth fit of
+  reward on log answer length measured on training answers, so it is flat in length.
+
 Usage:
 
-    model = RewardModel.from_backbone("path/to/minilm", odin=True)
+    model = RewardModel.from_backbone("path/to/minilm", objective="length")
     r_quality, r_length = model(input_ids, attention_mask)         # each (B,)
     model.save_pretrained("runs/rm1/model", tokenizer=tokenizer)
     model = RewardModel.from_pretrained("runs/rm1/model")
-    scores = model.score(tokenizer, prompts, answers)               # quality reward, (N,)
+    scores = model.score(tokenizer, prompts, answers)               # deployed reward, (N,)
 """
 
 from __future__ import annotations
@@ -115,19 +122,40 @@ def bradley_terry_loss(
 
 
 class RewardModel(nn.Module):
-    """Backbone + pooling + quality head (+ length head when `odin`)."""
+    """Backbone + pooling + quality head (+ length head for 'odin', + length coefficient for 'length')."""
 
-    def __init__(self, backbone: nn.Module, *, odin: bool = True, pooling: str = "auto", source: str = ""):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        objective: str = "length",
+        pooling: str = "auto",
+        source: str = "",
+        odin: bool | None = None,
+    ):
         super().__init__()
+        if odin is not None:  # the pre-objective spelling
+            objective = "odin" if odin else "plain"
+        if objective not in ("length", "plain", "odin"):
+            raise ValueError(f"objective must be 'length', 'plain' or 'odin', got {objective!r}")
         self.backbone = backbone
-        self.odin = odin
+        self.objective = objective
+        self.odin = objective == "odin"
+        # The learned length coefficient (training only; dropped at use). A scalar in log-length units.
+        self.length_beta = nn.Parameter(torch.zeros(())) if objective == "length" else None
+        # LengthCalibration knots (calibrate.py), set after training; subtracted from the deployed reward.
+        self.calibration: dict | None = None
         self.pooling = resolve_pooling(backbone.config, pooling)
         self.source = source
         self.max_length: int | None = None  # set by training, saved, used by score()
+        if getattr(backbone, "pooler", None) is not None:
+            # BERT's pooler is unused (we pool ourselves): dropping it saves compute and leaves no
+            # parameter without a gradient, which DDP would otherwise wait for.
+            backbone.pooler = None
         hidden = int(backbone.config.get_text_config().hidden_size)
         self.hidden_size = hidden
         self.quality_head = nn.Linear(hidden, 1)
-        self.length_head = nn.Linear(hidden, 1) if odin else None
+        self.length_head = nn.Linear(hidden, 1) if self.odin else None
         for head in (self.quality_head, self.length_head):
             if head is not None:  # small init, as the value/reward heads in "N implementation details"
                 nn.init.normal_(head.weight, std=1.0 / math.sqrt(hidden + 1))
@@ -138,15 +166,32 @@ class RewardModel(nn.Module):
 
     @classmethod
     def from_backbone(
-        cls, name_or_path: str, *, odin: bool = True, pooling: str = "auto", dropout: bool = False, **kwargs
+        cls,
+        name_or_path: str,
+        *,
+        objective: str = "length",
+        pooling: str = "auto",
+        dropout: bool = False,
+        odin: bool | None = None,
+        attn_implementation: str | None = "sdpa",
+        **kwargs,
     ) -> RewardModel:
         """Load a transformers base model (`AutoModel`, encoder or decoder) and add fresh heads."""
         from transformers import AutoModel
 
-        backbone = AutoModel.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        try:
+            backbone = AutoModel.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
+        except (ValueError, ImportError) as e:  # an architecture without that attention kernel
+            if "attn_implementation" not in kwargs:
+                raise
+            log.warning("attention %r unavailable (%s); using the model's default", attn_implementation, e)
+            kwargs.pop("attn_implementation")
+            backbone = AutoModel.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
         if not dropout:
             disable_dropout(backbone)
-        return cls(backbone, odin=odin, pooling=pooling, source=str(name_or_path))
+        return cls(backbone, objective=objective, pooling=pooling, source=str(name_or_path), odin=odin)
 
     @classmethod
     def from_pretrained(
@@ -158,10 +203,19 @@ class RewardModel(nn.Module):
 
         directory = Path(directory)
         cfg = json.loads((directory / REWARD_CONFIG).read_text())
-        backbone = AutoModel.from_pretrained(directory, dtype=torch.float32)
+        try:  # BERT-style encoders: the pooler is dropped at training (see __init__), so none is saved
+            backbone = AutoModel.from_pretrained(directory, dtype=torch.float32, add_pooling_layer=False)
+        except TypeError:
+            backbone = AutoModel.from_pretrained(directory, dtype=torch.float32)
         disable_dropout(backbone)
-        model = cls(backbone, odin=cfg["odin"], pooling=cfg["pooling"], source=cfg.get("backbone_source", ""))
+        objective = cfg.get("objective") or ("odin" if cfg.get("odin") else "plain")
+        model = cls(
+            backbone, objective=objective, pooling=cfg["pooling"], source=cfg.get("backbone_source", "")
+        )
         model.max_length = cfg.get("max_length")
+        model.calibration = cfg.get("calibration")
+        if model.length_beta is not None:
+            model.length_beta.data.fill_(float(cfg.get("length_beta", 0.0)))
         heads = load_file(directory / HEADS_FILE)
         model.quality_head.load_state_dict({"weight": heads["quality.weight"], "bias": heads["quality.bias"]})
         if model.length_head is not None:
@@ -189,8 +243,11 @@ class RewardModel(nn.Module):
             tokenizer.save_pretrained(directory)
         config = {
             "format": "rewardtrainer/1",
+            "objective": self.objective,
             "odin": self.odin,
             "pooling": self.pooling,
+            "length_beta": float(self.length_beta.detach()) if self.length_beta is not None else None,
+            "calibration": self.calibration,
             "hidden_size": self.hidden_size,
             "heads": ["quality", "length"] if self.odin else ["quality"],
             "backbone_source": self.source,
@@ -226,9 +283,31 @@ class RewardModel(nn.Module):
             return r_quality, torch.zeros_like(r_quality)
         return r_quality, self.length_head(pooled).squeeze(-1)
 
-    def reward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        """The reward used downstream (PPO, best-of-n): the quality head only, (B,)."""
-        return self(input_ids, attention_mask, token_type_ids)[0]
+    def reward(self, input_ids, attention_mask, token_type_ids=None, *, answer_chars=None) -> torch.Tensor:
+        """The reward used downstream (PPO, best-of-n), (B,): the quality head only (the length head and
+        the length coefficient are dropped); with `answer_chars` (B,) the length calibration is
+        subtracted too, which is what `score()` does."""
+        r = self(input_ids, attention_mask, token_type_ids)[0]
+        if answer_chars is not None and self.calibration:
+            r = r - torch.as_tensor(self.length_offset(answer_chars), dtype=r.dtype, device=r.device)
+        return r
+
+    def length_offset(self, answer_chars):
+        """The calibration's f(length) for answers of these lengths in characters (numpy, zeros if none)."""
+        import numpy as np
+
+        from .calibrate import LengthCalibration
+
+        cal = LengthCalibration.from_dict(self.calibration)
+        chars = np.asarray(answer_chars, dtype=np.float64)
+        return cal(chars) if cal is not None else np.zeros_like(chars)
+
+    def length_term(self, answer_chars) -> torch.Tensor:
+        """beta * log(chars) per answer for the 'length' objective (zeros otherwise), (N,) float32 CPU."""
+        chars = torch.as_tensor(answer_chars, dtype=torch.float32)
+        if self.length_beta is None:
+            return torch.zeros_like(chars)
+        return float(self.length_beta.detach()) * torch.log(chars.clamp(min=1.0))
 
     @torch.no_grad()
     def decorrelate_heads(self, r_quality, r_length, length, min_length_corr: float = 0.3) -> float:
@@ -267,7 +346,8 @@ class RewardModel(nn.Module):
         return c
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return [p for h in (self.quality_head, self.length_head) if h is not None for p in h.parameters()]
+        params = [p for h in (self.quality_head, self.length_head) if h is not None for p in h.parameters()]
+        return params + ([self.length_beta] if self.length_beta is not None else [])
 
     # --- loss -------------------------------------------------------------------------------------------
 
@@ -277,13 +357,18 @@ class RewardModel(nn.Module):
         weights: LossWeights | None = None,
         autocast_dtype=None,
         length_mean: float | None = None,
+        forward=None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One forward over chosen+rejected rows (2B, T) and the training loss; stats are detached.
-        `length_mean` = mean answer length (characters) over the training set, for corr_mode 'global'."""
+        `length_mean` = mean answer length (characters) over the training set, for corr_mode 'global'.
+        `forward` is what runs the model (a DDP wrapper or a torch.compile'd one; default self)."""
         weights = weights or LossWeights()
         device = batch["input_ids"].device
+        forward = forward or self
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            r_q, r_l = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))  # (2B,)
+            r_q, r_l = forward(
+                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+            )  # (2B,)
         return reward_loss(
             r_q,
             r_l,
@@ -294,6 +379,7 @@ class RewardModel(nn.Module):
             self.quality_head.weight if self.odin else None,
             self.length_head.weight if self.length_head is not None else None,
             length_mean,
+            self.length_beta,
         )
 
     @torch.inference_mode()
@@ -306,7 +392,8 @@ class RewardModel(nn.Module):
         max_length: int | None = None,
         batch_size: int = 32,
     ) -> torch.Tensor:
-        """Quality reward of each (prompt, answer), (N,) on CPU. For PPO / best-of-n / the web UI."""
+        """Deployed reward of each (prompt, answer), (N,) on CPU: the quality head minus the length
+        calibration. For PPO / best-of-n / the web UI."""
         from .data import encode_texts, pad_token_id, token_budget_batches
 
         max_length = max_length or self.max_length or 256
@@ -333,6 +420,8 @@ class RewardModel(nn.Module):
             r = self.reward(x.to(device), m.to(device), t.to(device) if t is not None else None)
             out[torch.tensor(chunk)] = r.float().cpu()
         self.train(was_training)
+        if self.calibration:
+            out -= torch.as_tensor(self.length_offset([len(a) for a in answers]), dtype=out.dtype)
         return out
 
 
@@ -346,8 +435,12 @@ def reward_loss(
     w_quality: torch.Tensor | None = None,
     w_length: torch.Tensor | None = None,
     length_mean: float | None = None,
+    length_beta: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Bradley-Terry on the summed heads plus ODIN's disentangling terms.
+    """Bradley-Terry on the summed heads plus ODIN's disentangling terms, or with a length covariate.
+
+    With `length_beta` (objective 'length') the logit is r_c - r_r + beta * (log len_c - log len_r):
+    r_l is replaced by beta * log(len) and the ODIN terms are off.
 
     r_q, r_l, length: (2B,), the first B rows chosen, the last B rejected; margin, weight: (B,).
     With `w_length` None (plain model) r_l is zeros and the loss is Bradley-Terry on the quality head.
@@ -355,6 +448,8 @@ def reward_loss(
     which sees correlation across length-bucketed batches, or ODIN's in-batch Pearson ('batch').
     """
     B = margin.shape[0]
+    if length_beta is not None:
+        r_l = length_beta.to(r_q.dtype) * torch.log(length.to(r_q.dtype).clamp(min=1.0))  # (2B,)
     r = r_q + r_l  # (2B,) the summed reward the ranking loss sees
     bt_loss = bradley_terry_loss(r[:B], r[B:], margin, weight)
     loss = bt_loss
@@ -381,4 +476,6 @@ def reward_loss(
             "reward_mean": r_q.mean(),
             "reward_std": r_q.std() if r_q.numel() > 1 else torch.zeros(()),
         }
+        if length_beta is not None:
+            stats["length_beta"] = length_beta.detach().clone()
     return loss, stats

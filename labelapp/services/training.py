@@ -10,25 +10,101 @@ Reliability rules (DESIGN sections 3 and 7), each backed by a test:
   the periodic check) puts it back to `queued`, and the next attempt resumes from the newest complete
   checkpoint in the run's folder;
 - retries only on named transient errors, at most `max_attempts` attempts, then `failed` with the
-  reason; bad data fails at once with a clear message and is never retried.
+  reason; bad data fails at once with a clear message and is never retried;
+- a run queued while the broker (Redis) is down stays `queued` with no `sent_at`; the periodic check
+  re-sends queued runs whose message is older than QUEUED_RESEND_SECONDS (a duplicate message is a
+  no-op: the claim decides), and a request made while the broker is unreachable is refused with
+  BrokerUnavailable (the API answers 503) instead of creating a run nobody will hear of;
+- safe activation: a new version goes live automatically only if, on the frozen evaluation set
+  (EvalSetRating: prompts no version trains on), the set has at least EVAL_SET_MIN_PAIRS pairs and the
+  version's balanced accuracy is at least the active version's; otherwise the reason is on its page.
+
+A run stores `dataclasses.asdict(TrainConfig)` in `run.config` and the worker rebuilds it with
+`TrainConfig(**run.config)` (rewardtrainer/config.py, importable without torch).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from labelapp.models import Rating, RewardModelVersion, TrainingRun
+from labelapp.models import EvalSetRating, Rating, RewardModelVersion, TrainingRun
 
 log = logging.getLogger(__name__)
+
+# Human labels for the metric keys rewardtrainer writes (the run and version pages show these).
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy (mean of longer-won and shorter-won)",
+    "accuracy_longer_won": "accuracy where the longer answer won",
+    "accuracy_shorter_won": "accuracy where the shorter answer won",
+    "accuracy_full": "accuracy of the full model (reward + length term)",
+    "accuracy_length_matched": "accuracy on length-matched pairs (ratio at most 1.2)",
+    "pearson_length": "Pearson(reward, length)",
+    "spearman_length": "Spearman(reward, length)",
+    "padding_accuracy": "padding test (original beats a padded copy)",
+    "off_prompt_accuracy": "off-prompt test (beats a neighbouring prompt's answer)",
+    "accuracy_raw": "accuracy before length calibration",
+    "balanced_accuracy_raw": "balanced accuracy before length calibration",
+    "pearson_length_raw": "Pearson(reward, length) before calibration",
+    "padding_accuracy_raw": "padding test before calibration",
+    "length_beta": "learned length coefficient (dropped at use)",
+    "ece": "calibration error (ECE)",
+    "loss": "validation loss",
+    "n_pairs": "validation pairs",
+    "n_shorter_won": "pairs the shorter answer won",
+    "n_longer_won": "pairs the longer answer won",
+    "augmented_pairs": "prompt-mismatch pairs added",
+    "global_step": "optimizer steps",
+    "pairs_train": "training pairs",
+    "pairs_val": "validation pairs",
+    "pairs_per_second": "training pairs per second",
+    "seconds": "seconds",
+    "device": "device",
+    "resumed_from_step": "resumed from step",
+    "decorrelation_factor": "ODIN decorrelation factor",
+}
+PERCENT_KEYS = {k for k in METRIC_LABELS if "accuracy" in k}
+
+
+def metric_rows(metrics: dict, keys: list[str] | None = None) -> list[tuple[str, str]]:
+    """(human label, rounded value) for the known metrics, in METRIC_LABELS order; unknown keys skipped."""
+    rows = []
+    for key in keys or list(METRIC_LABELS):
+        if key not in metrics:
+            continue
+        rows.append((METRIC_LABELS.get(key, key), format_metric(key, metrics[key])))
+    return rows
+
+
+def format_metric(key: str, value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or isinstance(value, str):
+        return str(value)
+    if key in PERCENT_KEYS:
+        return f"{100 * float(value):.1f}%"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{float(value):.3f}" if abs(float(value)) < 100 else f"{float(value):,.1f}"
+
+
+class BrokerUnavailable(Exception):
+    """The Celery broker (Redis) cannot be reached: nothing can be queued right now."""
 
 
 class TransientTrainingError(Exception):
@@ -50,12 +126,62 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 
 def _usable_ratings():
-    """Ratings that may train a model: prompt consented, not a tie, not flagged broken."""
+    """Ratings that may train or evaluate a model: prompt consented, not a tie, not flagged broken."""
     return (
         Rating.objects.not_excluded()
         .filter(comparison__prompt__consent=True, flag_broken=False)
         .exclude(preference=0)
     )
+
+
+def _trainable_ratings():
+    """Usable ratings outside the frozen evaluation set (no rating of an evaluation prompt trains)."""
+    eval_prompts = EvalSetRating.objects.values("prompt_id")
+    return _usable_ratings().exclude(comparison__prompt_id__in=eval_prompts)
+
+
+def _is_eval_prompt(prompt_id: int) -> bool:
+    """A fixed share of prompts (a multiplicative hash of the id, so it never changes)."""
+    return (prompt_id * 2654435761) % 100 < settings.TRAINING["EVAL_SET_PERCENT"]
+
+
+def eval_set_grow() -> int:
+    """Add new usable ratings of evaluation prompts to the frozen set; returns how many joined.
+
+    Only ratings newer than every run's snapshot can join (no run has trained on them), and a prompt
+    joins only while none of its ratings is that old, so no version has seen an evaluation prompt.
+    """
+    watermark = max(
+        (r.get("max_rating_id") or 0 for r in TrainingRun.objects.values_list("data_snapshot", flat=True)),
+        default=0,
+    )
+    in_set = set(EvalSetRating.objects.values_list("prompt_id", flat=True).distinct())
+    seen_before = set(
+        Rating.objects.filter(pk__lte=watermark).values_list("comparison__prompt_id", flat=True).distinct()
+    )
+    fresh = (
+        _usable_ratings()
+        .filter(pk__gt=watermark, eval_set_entry__isnull=True)
+        .values_list("pk", "comparison__prompt_id")
+        .order_by("pk")
+    )
+    rows = []
+    for rating_id, prompt_id in fresh:
+        if prompt_id in in_set or (_is_eval_prompt(prompt_id) and prompt_id not in seen_before):
+            in_set.add(prompt_id)
+            rows.append(EvalSetRating(rating_id=rating_id, prompt_id=prompt_id))
+    EvalSetRating.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def eval_set_size() -> int:
+    return _usable_ratings().filter(eval_set_entry__isnull=False).count()
+
+
+def eval_set_pairs():
+    """The frozen evaluation set as rewardtrainer pairs (excluded or broken ratings drop out)."""
+    ids = list(_usable_ratings().filter(eval_set_entry__isnull=False).values_list("pk", flat=True))
+    return training_pairs(ids)
 
 
 def training_new_ratings_count() -> int:
@@ -68,10 +194,11 @@ def training_new_ratings_count() -> int:
 def training_snapshot() -> dict:
     """Which ratings go into the next run (ids, so a retried run trains on exactly the same data)."""
     consented = Rating.objects.filter(comparison__prompt__consent=True)
-    usable_ids = list(_usable_ratings().order_by("pk").values_list("pk", flat=True))
+    usable_ids = list(_trainable_ratings().order_by("pk").values_list("pk", flat=True))
     return {
         "rating_ids": usable_ids,
         "n_usable": len(usable_ids),
+        "n_eval_set": eval_set_size(),
         "n_consented": consented.count(),
         "n_ties": consented.filter(preference=0).count(),
         "n_flagged_broken": consented.filter(flag_broken=True).count(),
@@ -110,50 +237,46 @@ def training_pairs(rating_ids: list[int]):
     return pairs
 
 
-def _train_config(run: TrainingRun, *, odin: bool):
-    from rewardtrainer.train_rm import TrainConfig
+def train_config_from_settings():
+    """TrainConfig from settings.TRAINING (the run stores asdict(config))."""
+    from rewardtrainer.config import TrainConfig
 
-    t = run.config
+    t = settings.TRAINING
     kwargs = {
-        "max_length": t["max_length"],
-        "batch_size": t["batch_size"],
-        "epochs": max(1, int(t["epochs"])),
-        "lr": t["learning_rate"],
-        "eval_every": t["eval_every"],
-        "checkpoint_every": t["checkpoint_every"],
-        "odin": odin,
-        "val_fraction": t["val_fraction"],
-        "seed": t.get("seed", 0),
+        "objective": t["OBJECTIVE"],
+        "calibrate": t["CALIBRATE"],
+        "augment": t["AUGMENT"],
+        "ensemble": t["ENSEMBLE"],
+        "max_length": t["MAX_LENGTH"],
+        "batch_size": t["BATCH_SIZE"],
+        "max_tokens": t["MAX_TOKENS"],
+        "epochs": max(1, int(t["EPOCHS"])),
+        "max_steps": t["MAX_STEPS"] or 0,
+        "lr": t["LEARNING_RATE"],
+        "eval_every": t["EVAL_EVERY"],
+        "checkpoint_every": t["CHECKPOINT_EVERY"],
+        "val_fraction": t["VAL_FRACTION"],
+        "device": t["DEVICE"],
+        "compile": t["COMPILE"],
     }
-    if t.get("backbone"):
-        kwargs["backbone"] = t["backbone"]
-    if t.get("max_steps"):
-        kwargs["max_steps"] = t["max_steps"]
-    if t.get("device"):
-        kwargs["device"] = t["device"]
+    if t["BACKBONE"]:
+        kwargs["backbone"] = t["BACKBONE"]
     return TrainConfig(**kwargs)
 
 
+def run_train_config(run: TrainingRun):
+    """The run's TrainConfig, rebuilt from what it stored."""
+    from rewardtrainer.config import TrainConfig
+
+    return TrainConfig(**run.config)
+
+
+def baseline_config(config):
+    """The plain Bradley-Terry model trained beside a run for comparison: same data, budget and seed."""
+    return dataclasses.replace(config, objective="plain", augment="none", calibrate=False, ensemble=1)
+
+
 # --- requesting runs ------------------------------------------------------------------------------
-
-
-def _config_from_settings(*, with_baseline: bool | None) -> dict:
-    t = settings.TRAINING
-    return {
-        "backbone": t["BACKBONE"],
-        "max_length": t["MAX_LENGTH"],
-        "batch_size": t["BATCH_SIZE"],
-        "epochs": t["EPOCHS"],
-        "max_steps": t["MAX_STEPS"],
-        "learning_rate": t["LEARNING_RATE"],
-        "eval_every": t["EVAL_EVERY"],
-        "checkpoint_every": t["CHECKPOINT_EVERY"],
-        "odin": t["ODIN"],
-        "train_plain_baseline": t["TRAIN_PLAIN_BASELINE"] if with_baseline is None else with_baseline,
-        "device": t["DEVICE"],
-        "val_fraction": t["VAL_FRACTION"],
-        "seed": 0,
-    }
 
 
 def training_run_request(
@@ -167,20 +290,26 @@ def training_run_request(
     """Queue a reward model run unless one is active, or (without `force`) too few new ratings came in.
 
     Returns the new run, or None when nothing was started. The Celery task is sent after commit,
-    unless `enqueue` is False (the caller executes the run itself).
+    unless `enqueue` is False (the caller executes the run itself). Raises BrokerUnavailable (and
+    creates nothing) when the task would have to be queued while the broker is unreachable.
     """
     if TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL, status__in=TrainingRun.ACTIVE).exists():
         return None
     if not force and training_new_ratings_count() < settings.TRAINING["MIN_NEW_RATINGS"]:
         return None
+    if enqueue:
+        broker_check()
+    baseline = settings.TRAINING["TRAIN_PLAIN_BASELINE"] if with_baseline is None else with_baseline
     try:
         with transaction.atomic():
+            eval_set_grow()  # before the snapshot: a new evaluation prompt's ratings never train
             run = TrainingRun.objects.create(
                 kind=TrainingRun.Kind.REWARD_MODEL,
                 trigger=trigger,
                 requested_by=requested_by,
                 max_attempts=settings.TRAINING["MAX_ATTEMPTS"],
-                config=_config_from_settings(with_baseline=with_baseline),
+                config=dataclasses.asdict(train_config_from_settings()),
+                with_baseline=bool(baseline),
                 data_snapshot=training_snapshot(),
             )
     except IntegrityError:
@@ -191,11 +320,56 @@ def training_run_request(
     return run
 
 
-def _enqueue(run_id: int) -> None:
-    from labelapp.tasks import train_reward_model
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError as KombuOperationalError
 
-    queue = settings.TRAINING["QUEUE"]
-    transaction.on_commit(lambda: train_reward_model.apply_async(args=[run_id], queue=queue))
+    return (KombuOperationalError, *_transient_errors())
+
+
+def broker_check(timeout: float = 2.0) -> None:
+    """Raise BrokerUnavailable unless the Celery broker answers within `timeout` seconds."""
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+    except _broker_errors() as exc:
+        raise BrokerUnavailable(
+            "The task broker (Redis) is unreachable, so no training run can be queued right now; "
+            f"try again when it is back ({type(exc).__name__})."
+        ) from exc
+
+
+def _send(run_id: int) -> bool:
+    """Hand the run's task to the broker; on a broker error the run stays queued (recovery re-sends)."""
+    from labelapp.tasks import execute_reward_model_run
+
+    try:
+        execute_reward_model_run.apply_async(args=[run_id], queue=settings.TRAINING["QUEUE"], retry=False)
+    except _broker_errors() as exc:
+        log.warning(
+            "could not send training run %s to the broker (%s); recovery will re-send it", run_id, exc
+        )
+        return False
+    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(sent_at=timezone.now())
+    return True
+
+
+def _enqueue(run_id: int) -> None:
+    transaction.on_commit(lambda: _send(run_id))
+
+
+def training_resend_queued() -> list[int]:
+    """Re-send queued runs whose message is missing or older than QUEUED_RESEND_SECONDS.
+
+    A run queued while Redis was down has no message at all; re-sending a message that is merely
+    waiting behind a long run only adds a duplicate, which the claim turns into a no-op.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.TRAINING["QUEUED_RESEND_SECONDS"])
+    stale = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=cutoff).filter(
+        Q(sent_at__isnull=True) | Q(sent_at__lt=cutoff)
+    )
+    return [run_id for run_id in stale.values_list("pk", flat=True) if _send(run_id)]
 
 
 def training_recover_stale(*, worker: str | None = None) -> list[int]:
@@ -229,9 +403,14 @@ def training_recover_stale(*, worker: str | None = None) -> list[int]:
 
 
 def training_check_and_start() -> TrainingRun | None:
-    """The periodic job: recover dead runs, then start one if enough new ratings arrived."""
+    """The periodic job: recover dead runs, re-send lost messages, start a run if enough new ratings."""
     training_recover_stale()
-    return training_run_request(trigger="beat")
+    training_resend_queued()
+    try:
+        return training_run_request(trigger="beat")
+    except BrokerUnavailable as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def training_run_cancel(*, run: TrainingRun) -> None:
@@ -325,9 +504,70 @@ def training_run_execute(*, run_id: int, worker: str = "") -> str:
         return TrainingRun.Status.FAILED
 
 
+def _fit(run: TrainingRun, pairs, config, out_dir: Path, reporter: _Reporter):
+    """Train in this process, or under torchrun with NPROC processes (DDP) when that is set."""
+    nproc = int(settings.TRAINING["NPROC"])
+    if nproc > 1:
+        return _fit_torchrun(pairs, config, out_dir, reporter, nproc)
+    from rewardtrainer.train_rm import fit_reward_model
+
+    return fit_reward_model(
+        pairs, config, out_dir, progress=reporter, should_stop=reporter.should_stop, resume=True
+    )
+
+
+def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int):
+    """`torchrun --nproc_per_node N -m rewardtrainer.train_rm`: progress comes back through a JSONL file
+    (tailed here to update the run row and its heartbeat), cancellation goes out as a stop file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = out_dir / "pairs.jsonl"
+    data.write_text("".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs))
+    config_file = out_dir / "config.json"
+    config_file.write_text(json.dumps(dataclasses.asdict(config)))
+    progress_file, stop_file = out_dir / "progress.jsonl", out_dir / "STOP"
+    progress_file.unlink(missing_ok=True)
+    stop_file.unlink(missing_ok=True)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "rewardtrainer.train_rm", "--data", str(data), "--out", str(out_dir),
+        "--config-json", str(config_file), "--progress-file", str(progress_file),
+        "--stop-file", str(stop_file),
+    ]  # fmt: skip
+    log_file = (out_dir / "torchrun.log").open("ab")
+    proc = subprocess.Popen(
+        cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=os.environ
+    )
+    offset = 0
+    while proc.poll() is None:
+        time.sleep(1.0)
+        offset = _tail_progress(progress_file, offset, reporter)
+        if reporter.should_stop():
+            stop_file.touch()
+    _tail_progress(progress_file, offset, reporter)
+    log_file.close()
+    if proc.returncode != 0:
+        tail = (out_dir / "torchrun.log").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"torchrun exited with {proc.returncode}: {tail}")
+    saved = json.loads((out_dir / "metrics.json").read_text()) if (out_dir / "metrics.json").exists() else {}
+    if stop_file.exists() or not saved:
+        return SimpleNamespace(stopped=True)
+    return SimpleNamespace(history=saved.pop("history"), **saved)
+
+
+def _tail_progress(path: Path, offset: int, reporter: _Reporter) -> int:
+    if not path.exists():
+        return offset
+    with path.open() as f:
+        f.seek(offset)
+        for line in f:
+            if line.endswith("\n"):
+                reporter(json.loads(line))
+                offset += len(line.encode())
+    return offset
+
+
 def _execute(run: TrainingRun) -> str:
     from rewardtrainer.data import DataError
-    from rewardtrainer.train_rm import train_reward_model
 
     rating_ids = run.data_snapshot.get("rating_ids", [])
     if not rating_ids:
@@ -340,32 +580,18 @@ def _execute(run: TrainingRun) -> str:
     out_dir = Path(settings.ARTIFACTS_DIR) / f"reward-run-{run.pk}"
     out_dir.mkdir(parents=True, exist_ok=True)
     TrainingRun.objects.filter(pk=run.pk).update(artifact_path=str(out_dir))
-    with_baseline = bool(run.config.get("train_plain_baseline"))
+    config = run_train_config(run)
 
-    main = _Reporter(run.pk, "odin" if run.config["odin"] else "plain", (0.0, 0.5 if with_baseline else 1.0))
-    result = train_reward_model(
-        pairs,
-        _train_config(run, odin=run.config["odin"]),
-        out_dir / "main",
-        progress=main,
-        should_stop=main.should_stop,
-        resume=True,
-    )
+    main = _Reporter(run.pk, config.objective, (0.0, 0.5 if run.with_baseline else 1.0))
+    result = _fit(run, pairs, config, out_dir / "main", main)
     if result.stopped or main.should_stop():
         _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
         return TrainingRun.Status.CANCELLED
 
     baseline = None
-    if with_baseline:
+    if run.with_baseline:
         side = _Reporter(run.pk, "plain baseline", (0.5, 1.0))
-        baseline = train_reward_model(
-            pairs,
-            _train_config(run, odin=False),
-            out_dir / "baseline",
-            progress=side,
-            should_stop=side.should_stop,
-            resume=True,
-        )
+        baseline = _fit(run, pairs, baseline_config(config), out_dir / "baseline", side)
         if baseline.stopped or side.should_stop():
             _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
             return TrainingRun.Status.CANCELLED
@@ -379,15 +605,92 @@ def _execute(run: TrainingRun) -> str:
         run.progress = 1.0
         run.finished_at = timezone.now()
         run.metrics = {**_scalars(result.metrics), "resumed_from_step": result.resumed_from_step or 0}
-        main_phase = "odin" if run.config["odin"] else "plain"
-        run.metrics_history = [{**row, "phase": main_phase} for row in result.history or []] + [
+        run.metrics_history = [{**row, "phase": config.objective} for row in result.history or []] + [
             {**row, "phase": "plain baseline"} for row in (baseline.history if baseline else [])
         ]
         run.error = ""
         run.save(update_fields=["status", "progress", "finished_at", "metrics", "metrics_history", "error"])
-    if settings.TRAINING["AUTO_ACTIVATE"]:
-        reward_model_activate(version=version)
+    reward_model_safe_activate(version=version, device=config.device or None)
     return TrainingRun.Status.SUCCEEDED
+
+
+# --- safe activation -------------------------------------------------------------------------------
+
+
+def activation_decision(
+    *, candidate: dict | None, active: dict | None, n_pairs: int, min_pairs: int
+) -> tuple[bool, str]:
+    """Whether a new version may go live on its own, and why (the reason is shown on its page).
+
+    `candidate` / `active` are metrics on the frozen evaluation set (`active` None when no version is
+    active). Rule: the set holds at least `min_pairs` pairs and the candidate's balanced accuracy is at
+    least the active version's.
+    """
+    if n_pairs < min_pairs:
+        return False, (
+            f"Not activated: the frozen evaluation set has {n_pairs} pairs, fewer than the {min_pairs} "
+            "needed to judge a new version (RM_EVAL_SET_MIN_PAIRS). Activate it by hand if you trust it."
+        )
+    if n_pairs == 0 and active is None:  # min_pairs 0: the operator chose not to require a set
+        return True, "Activated: no evaluation set is required (RM_EVAL_SET_MIN_PAIRS=0) and none is active."
+    cand = (candidate or {}).get("balanced_accuracy")
+    if cand is None:
+        return False, "Not activated: its balanced accuracy on the evaluation set could not be measured."
+    if active is None:
+        return True, f"Activated: balanced accuracy {100 * cand:.1f}% on {n_pairs} frozen evaluation pairs."
+    act = active.get("balanced_accuracy")
+    if act is None:
+        return False, "Not activated: the active version's balanced accuracy could not be measured."
+    if cand + 1e-9 < act:
+        return False, (
+            f"Not activated: balanced accuracy {100 * cand:.1f}% on {n_pairs} frozen evaluation pairs, "
+            f"below the active version's {100 * act:.1f}%."
+        )
+    return True, (
+        f"Activated: balanced accuracy {100 * cand:.1f}% on {n_pairs} frozen evaluation pairs, "
+        f"at least the active version's {100 * act:.1f}%."
+    )
+
+
+def _eval_set_figures(model_dir: str, pairs, device: str | None) -> dict:
+    from rewardtrainer.evaluate import evaluate_model_dir
+
+    return evaluate_model_dir(model_dir, pairs, device=device)
+
+
+def reward_model_safe_activate(*, version: RewardModelVersion, device: str | None = None) -> bool:
+    """Evaluate `version` and the active one on the frozen set; activate it when `activation_decision`
+    allows (and AUTO_ACTIVATE is on). Records figures and the reason on the version either way."""
+    eval_set_grow()
+    pairs = eval_set_pairs()
+    active = reward_model_active()
+    figures: dict = {"n_pairs": len(pairs)}
+    candidate = current = None
+    if pairs:
+        candidate = _eval_set_figures(version.artifact_path, pairs, device)
+        figures["candidate"] = candidate
+        if active is not None and active.pk != version.pk:
+            try:
+                current = _eval_set_figures(active.artifact_path, pairs, device)
+            except OSError as exc:  # the active model's files are gone: do not replace it blindly
+                current = {"balanced_accuracy": None, "error": str(exc)}
+            figures["active"] = current | {"number": active.number}
+    min_pairs = settings.TRAINING["EVAL_SET_MIN_PAIRS"]
+    ok, reason = activation_decision(
+        candidate=candidate,
+        active=current if active is not None else None,
+        n_pairs=len(pairs),
+        min_pairs=min_pairs,
+    )
+    if ok and not settings.TRAINING["AUTO_ACTIVATE"]:
+        ok, reason = False, "Not activated: automatic activation is off (RM_AUTO_ACTIVATE); " + reason
+    version.eval_set_metrics = figures
+    version.activation_note = reason
+    version.save(update_fields=["eval_set_metrics", "activation_note"])
+    if ok:
+        reward_model_activate(version=version)
+    log.info("reward model v%s: %s", version.number, reason)
+    return ok
 
 
 def _scalars(metrics: dict) -> dict:

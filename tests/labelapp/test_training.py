@@ -40,6 +40,9 @@ def tiny_settings(settings, tiny_backbone, tmp_path):
         "CHECKPOINT_EVERY": 5,
         "MIN_NEW_RATINGS": 10,
         "DEVICE": "cpu",
+        # No frozen evaluation set unless a test asks for one (test_training_activation.py does).
+        "EVAL_SET_PERCENT": 0,
+        "EVAL_SET_MIN_PAIRS": 0,
     }
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
     return settings
@@ -112,6 +115,7 @@ def test_two_beats_at_the_same_moment_start_exactly_one_run(tiny_settings, guide
 def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
     tiny_settings, guideline, make_user, enqueued, client, staff
 ):
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "EVAL_SET_PERCENT": 30, "EVAL_SET_MIN_PAIRS": 1}
     _rate_many(make_user, 24)
     run = training.training_run_request(trigger="manual", force=True, with_baseline=True)
     assert training.training_run_execute(run_id=run.pk, worker="w1") == TrainingRun.Status.SUCCEEDED
@@ -136,7 +140,10 @@ def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
     assert "Pearson(reward, length)" in page and "plain model" in page
     for chart in ("chart-loss", "chart-buckets", "chart-scatter"):
         assert f'id="{chart}"><svg' in page, chart
-    assert client.get(reverse("training_run", args=[run.pk])).status_code == 200
+    run_page = client.get(reverse("training_run", args=[run.pk])).content.decode()
+    # human labels with rounded numbers, not raw metric keys
+    assert "balanced accuracy" in run_page and "accuracy_shorter_won" not in run_page
+    assert "balanced accuracy" in page and 'id="activation-note"' in page
     assert client.get(reverse("training_home")).status_code == 200
 
     # A second version, then roll back to the first from the page.
@@ -144,7 +151,9 @@ def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
     run2 = training.training_run_request(trigger="manual", force=True)
     training.training_run_execute(run_id=run2.pk, worker="w1")
     v2 = RewardModelVersion.objects.get(number=2)
-    assert v2.is_active
+    # Safe activation decided on the frozen evaluation set, and said why on the version.
+    assert v2.is_active == v2.activation_note.startswith("Activated"), v2.activation_note
+    assert v2.eval_set_metrics["n_pairs"] >= 1 and "candidate" in v2.eval_set_metrics
     client.post(reverse("reward_model_activate", args=[1]))
     assert RewardModelVersion.objects.get(is_active=True).number == 1
 
@@ -188,7 +197,7 @@ def test_transient_errors_retry_then_fail_after_max_attempts(
         calls.append(1)
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr("rewardtrainer.train_rm.train_reward_model", flaky)
+    monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", flaky)
     run = training.training_run_request(trigger="manual", force=True)
     for _ in range(run.max_attempts - 1):
         with pytest.raises(training.TransientTrainingError):
@@ -208,7 +217,7 @@ def test_a_bug_fails_at_once_with_its_message(tiny_settings, guideline, make_use
     def broken(*args, **kwargs):
         raise ValueError("shapes (4,) and (5,) do not match")
 
-    monkeypatch.setattr("rewardtrainer.train_rm.train_reward_model", broken)
+    monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", broken)
     run = training.training_run_request(trigger="manual", force=True)
     assert training.training_run_execute(run_id=run.pk) == "failed"
     run.refresh_from_db()

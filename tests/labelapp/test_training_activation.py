@@ -1,0 +1,186 @@
+"""Safe activation: the frozen evaluation set (never trained on) and the rule that decides activation.
+
+The models compared here are tiny BERTs saved to disk: one with random heads and its mirror image
+(the reward negated), so one of them ranks the evaluation pairs strictly better than the other without
+any training, and the test knows which.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from labelapp.models import Comparison, EvalSetRating, Prompt, Response, RewardModelVersion, TrainingRun
+from labelapp.services import training
+from labelapp.services.assignment import assignment_next
+from labelapp.services.ratings import RatingInput, rating_submit
+
+from .test_training import _rate_many
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture
+def eval_settings(settings, tiny_backbone, tmp_path):
+    settings.TRAINING = {
+        **settings.TRAINING,
+        "BACKBONE": tiny_backbone,
+        "EVAL_SET_PERCENT": 100,
+        "EVAL_SET_MIN_PAIRS": 4,
+        "AUTO_ACTIVATE": True,
+        "DEVICE": "cpu",
+    }
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr(training, "_enqueue", sent.append)
+    return sent
+
+
+def _acked_rater(make_user):
+    from labelapp.services.guidelines import guideline_acknowledge, guideline_current
+
+    rater = make_user()
+    guideline_acknowledge(rater=rater, version=guideline_current())
+    return rater
+
+
+def _rate_on(prompt: Prompt, rater, good: str, bad: str) -> None:
+    """One more rated comparison on an existing prompt (the good answer wins)."""
+    a = Response.objects.create(prompt=prompt, text=good, source_model="t")
+    b = Response.objects.create(prompt=prompt, text=bad, source_model="t")
+    Comparison.objects.create(prompt=prompt, response_a=a, response_b=b, required_ratings=1)
+    assignment = assignment_next(rater=rater)
+    rating_submit(
+        rater=rater,
+        assignment_id=assignment.pk,
+        idempotency_key=assignment.form_key,
+        data=RatingInput(preference=-2 if "dog" in assignment.comparison.response_a.text else 2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("candidate", "active", "n_pairs", "ok", "words"),
+    [
+        # the incident in the issue: 42.9% on 7 pairs must not activate itself
+        ({"balanced_accuracy": 0.429}, None, 7, False, "fewer than the 50"),
+        ({"balanced_accuracy": 0.70}, None, 60, True, "Activated"),
+        ({"balanced_accuracy": 0.70}, {"balanced_accuracy": 0.72}, 60, False, "below the active"),
+        ({"balanced_accuracy": 0.72}, {"balanced_accuracy": 0.72}, 60, True, "at least the active"),
+        ({"balanced_accuracy": None}, None, 60, False, "could not be measured"),
+        ({"balanced_accuracy": 0.9}, {"balanced_accuracy": None}, 60, False, "active version"),
+    ],
+)
+def test_the_activation_rule(candidate, active, n_pairs, ok, words):
+    decided, reason = training.activation_decision(
+        candidate=candidate, active=active, n_pairs=n_pairs, min_pairs=50
+    )
+    assert decided is ok and words in reason
+
+
+@pytest.mark.django_db
+def test_evaluation_prompts_never_train_and_prompts_already_trained_never_join(
+    eval_settings, guideline, make_user, enqueued
+):
+    eval_settings.TRAINING = {**eval_settings.TRAINING, "EVAL_SET_PERCENT": 0}
+    trained = _rate_many(make_user, 5)
+    run = training.training_run_request(trigger="manual", force=True)
+    assert len(run.data_snapshot["rating_ids"]) == 5 and EvalSetRating.objects.count() == 0
+    training.training_run_cancel(run=run)
+
+    # From now on every new prompt is an evaluation prompt.
+    eval_settings.TRAINING = {**eval_settings.TRAINING, "EVAL_SET_PERCENT": 100}
+    fresh = _rate_many(make_user, 3)
+    rater = fresh[0].rater
+    old_prompt = trained[0].comparison.prompt
+    _rate_on(old_prompt, rater, "A dog barks, yes.", "A cat barks, yes.")
+    run2 = training.training_run_request(trigger="manual", force=True)
+    in_set = set(EvalSetRating.objects.values_list("rating_id", flat=True))
+    assert in_set == {r.pk for r in fresh}  # the old prompt's new rating was not taken: it was trained on
+    assert not in_set & set(run2.data_snapshot["rating_ids"])
+    assert run2.data_snapshot["n_eval_set"] == 3
+    # the new rating of the already-trained prompt keeps training; evaluation prompts never do
+    assert set(run2.data_snapshot["rating_ids"]) == {r.pk for r in trained} | {
+        old_prompt.comparisons.order_by("-pk").first().ratings.get().pk
+    }
+    # a later rating of an evaluation prompt joins the set too (whole prompts)
+    training.training_run_cancel(run=run2)
+    _rate_on(fresh[0].comparison.prompt, rater, "A dog barks indeed.", "A cat barks indeed.")
+    assert training.eval_set_grow() == 1 and EvalSetRating.objects.count() == 4
+
+
+def _saved_models(tmp_path, tiny_backbone):
+    """A random reward model and its mirror image (every reward negated)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.model import RewardModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
+    torch.manual_seed(0)
+    model = RewardModel.from_backbone(tiny_backbone, objective="plain")
+    model.max_length = 64
+    paths = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            model.quality_head.weight.mul_(sign)
+            model.quality_head.bias.mul_(sign)
+        path = tmp_path / f"model{int(sign)}"
+        model.save_pretrained(path, tokenizer=tokenizer)
+        paths.append(str(path))
+    return paths
+
+
+def _version(number: int, path: str, *, active: bool = False) -> RewardModelVersion:
+    run = TrainingRun.objects.create(status=TrainingRun.Status.SUCCEEDED, config={})
+    return RewardModelVersion.objects.create(number=number, run=run, artifact_path=path, is_active=active)
+
+
+@pytest.mark.django_db
+def test_a_version_worse_than_the_active_one_on_the_frozen_set_stays_inactive_and_says_why(
+    eval_settings, guideline, make_user, tmp_path, tiny_backbone, client, staff
+):
+    rater = _acked_rater(make_user)
+    for i in range(8):  # the longer answer wins every pair, so one model's ranking is its mirror's inverse
+        prompt = Prompt.objects.create(text=f"Which animal barks? ({i})")
+        _rate_on(prompt, rater, "A dog barks. Really, a dog.", "A cat barks.")
+    assert training.eval_set_grow() == 8
+    pairs = training.eval_set_pairs()
+    from rewardtrainer.evaluate import evaluate_model_dir
+
+    paths = _saved_models(tmp_path, tiny_backbone)
+    scores = [evaluate_model_dir(p, pairs, device="cpu")["balanced_accuracy"] for p in paths]
+    assert abs(scores[0] - scores[1]) > 0.2, scores
+    better, worse = (paths[0], paths[1]) if scores[0] > scores[1] else (paths[1], paths[0])
+
+    _version(1, better, active=True)
+    candidate = _version(2, worse)
+    assert training.reward_model_safe_activate(version=candidate) is False
+    candidate.refresh_from_db()
+    assert not candidate.is_active and "below the active version's" in candidate.activation_note
+    assert candidate.eval_set_metrics["n_pairs"] == 8 and candidate.eval_set_metrics["active"]["number"] == 1
+    client.force_login(staff)
+    page = client.get(reverse("reward_model_version", args=[2])).content.decode()
+    assert "below the active version" in page and 'id="eval-set"' in page
+
+    # The better one activates itself over a worse active version.
+    RewardModelVersion.objects.filter(number=1).update(is_active=False)
+    RewardModelVersion.objects.filter(number=2).update(is_active=True)
+    v3 = _version(3, better)
+    assert training.reward_model_safe_activate(version=v3) is True
+    assert RewardModelVersion.objects.get(is_active=True).number == 3
+
+
+@pytest.mark.django_db
+def test_too_small_an_evaluation_set_keeps_a_new_version_inactive(
+    eval_settings, guideline, make_user, tmp_path, tiny_backbone
+):
+    _rate_many(make_user, 3)  # 3 evaluation pairs < EVAL_SET_MIN_PAIRS = 4
+    version = _version(1, _saved_models(tmp_path, tiny_backbone)[0])
+    assert training.reward_model_safe_activate(version=version) is False
+    version.refresh_from_db()
+    assert not version.is_active and "has 3 pairs, fewer than the 4" in version.activation_note

@@ -1,0 +1,144 @@
+"""The length-debiasing pieces: config round trip and CLI, length covariate, calibration, mismatch pairs,
+probes, and the resume step on its own."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from rewardtrainer.augment import mismatch_pairs, pad_answer, prompt_key, prompt_neighbours
+from rewardtrainer.calibrate import LengthCalibration
+from rewardtrainer.config import TrainConfig, add_config_args, config_from_namespace, field_docs
+from rewardtrainer.data import budget_batches
+from rewardtrainer.evaluate import metrics_from_rewards, pearson_np
+from rewardtrainer.model import RewardModel, reward_loss
+from rewardtrainer.train_rm import RunState, build, fit_reward_model, prepare, resume
+
+from .synthetic import keyword_pairs
+from .test_train import tiny_config
+
+
+def test_a_config_survives_asdict_and_every_field_is_a_documented_cli_option():
+    config = TrainConfig(objective="odin", augment="random", max_steps=7, calibrate=False)
+    assert TrainConfig(**dataclasses.asdict(config)) == config
+    parser = argparse.ArgumentParser()
+    add_config_args(parser)
+    docs = field_docs()
+    for f in dataclasses.fields(TrainConfig):
+        assert docs.get(f.name), f"{f.name} has no docstring line"
+    args = parser.parse_args(
+        ["--objective", "plain", "--no-calibrate", "--max-tokens", "4096", "--lr", "1e-4"]
+    )
+    got = config_from_namespace(args)
+    assert (got.objective, got.calibrate, got.max_tokens, got.lr) == ("plain", False, 4096, 1e-4)
+    assert got.augment == TrainConfig().augment  # not given: the default
+    with pytest.raises(ValueError, match="objective must be one of"):
+        TrainConfig(objective="longer-is-better")
+
+
+def test_the_length_covariate_enters_the_loss_and_is_dropped_at_use():
+    r_q = torch.tensor([0.0, 0.0, 0.0, 0.0])  # (2B,), B = 2
+    length = torch.tensor([400.0, 100.0, 100.0, 400.0])
+    margin, weight = torch.zeros(2), torch.ones(2)
+    beta = torch.tensor(1.0, requires_grad=True)
+    loss, stats = reward_loss(r_q, torch.zeros(4), length, margin, weight, None, length_beta=beta)
+    logit = np.log(4.0)  # beta * (log 400 - log 100) for pair 0, minus that for pair 1
+    expected = (np.logaddexp(0, -logit) + np.logaddexp(0, logit)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert beta.grad is not None and stats["accuracy"].item() == 0.0  # the quality reward alone ties
+
+
+def test_calibration_flattens_a_length_trend_and_keeps_equal_length_rankings():
+    rng = np.random.default_rng(0)
+    lengths = rng.lognormal(5, 1, 800)
+    rewards = 0.6 * np.log(lengths) + rng.normal(0, 0.5, 800)
+    cal = LengthCalibration.fit(rewards, lengths)
+    assert abs(pearson_np(rewards, lengths)) > 0.3
+    assert abs(pearson_np(rewards - cal(lengths), lengths)) < 0.05
+    same = np.array([200.0, 200.0])
+    assert np.diff(np.array([1.0, 2.0]) - cal(same))[0] == pytest.approx(1.0)
+    assert LengthCalibration.from_dict(cal.to_dict()) == cal
+
+
+def test_balanced_accuracy_does_not_reward_a_length_detector():
+    len_c = np.array([300, 300, 300, 100, 100.0])  # longer won 3 times, shorter twice
+    len_r = np.array([100, 100, 100, 300, 300.0])
+    length_reward_c, length_reward_r = np.log(len_c), np.log(len_r)
+    m = metrics_from_rewards(length_reward_c, length_reward_r, len_c, len_r)
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert (m["accuracy_longer_won"], m["accuracy_shorter_won"], m["balanced_accuracy"]) == (1.0, 0.0, 0.5)
+
+
+def test_mismatch_pairs_pit_an_answer_against_one_to_another_prompt():
+    pairs = keyword_pairs(40, n_prompts=8)
+    neighbours = prompt_neighbours(pairs, embed=lambda texts: np.eye(len(texts))[[1, 0, 3, 2, 5, 4, 7, 6]])
+    assert neighbours[prompt_key(pairs[0])] == prompt_key(pairs[1])
+    extra = mismatch_pairs(pairs, ratio=0.5, seed=0, neighbours=neighbours)
+    assert len(extra) == 20
+    answers_of: dict[str, set[str]] = {}
+    for p in pairs:
+        answers_of.setdefault(prompt_key(p), set()).update((p.chosen, p.rejected))
+    for e in extra:
+        key = e.prompt_id
+        assert e.chosen in answers_of[key] and e.rejected not in answers_of[key]
+        assert e.rejected in answers_of[neighbours[key]]
+    assert mismatch_pairs(pairs, ratio=0.0, seed=0) == []
+    assert {k: pad_answer("Yes.", "Q?", k) for k in ("filler", "restate", "repeat")}[
+        "repeat"
+    ] == "Yes.\n\nYes."
+
+
+def test_token_budget_batches_hold_the_budget_and_every_pair_once():
+    lengths = np.random.default_rng(0).integers(5, 200, 500)
+    batches = budget_batches(lengths, max_tokens=2000, seed=[0, 0])
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    assert all(2 * len(b) * lengths[b].max() <= 2000 or len(b) == 1 for b in batches)
+    assert budget_batches(lengths, 2000, seed=[0, 0]) == batches  # deterministic: resume relies on it
+
+
+def test_the_length_model_learns_beta_calibrates_and_passes_the_probes(tmp_path, tiny_bert):
+    pairs = keyword_pairs(240, seed=3, longer_chosen=0.85)
+    cfg = tiny_config(
+        tiny_bert, objective="length", calibrate=True, augment="random", epochs=3, eval_probe_answers=40
+    )
+    res = fit_reward_model(pairs, cfg, tmp_path / "run")
+    m = res.metrics
+    assert m["length_beta"] > 0  # the covariate took up the raters' taste for length
+    assert abs(m["pearson_length"]) < 0.15 and m["augmented_pairs"] == round(0.5 * res.pairs_train)
+    assert m["accuracy_full"] >= 0.75 and m["balanced_accuracy"] >= 0.7
+    assert {"padding_accuracy", "off_prompt_accuracy", "padding_accuracy_raw"} <= set(m)
+    model = RewardModel.from_pretrained(res.model_dir)
+    assert model.calibration and model.objective == "length"
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(res.model_dir)
+    deployed = model.score(tok, ["question 1: x"], ["the red car excellent"])
+    model.calibration = None
+    raw = model.score(tok, ["question 1: x"], ["the red car excellent"])
+    assert deployed.item() != pytest.approx(raw.item())  # score() subtracts the length fit
+
+
+def test_resume_restores_the_run_state_on_its_own(tmp_path, tiny_bert):
+    pairs = keyword_pairs(80)
+    cfg = tiny_config(tiny_bert, epochs=3, checkpoint_every=2)
+    calls = iter(range(1000))
+    stopped = fit_reward_model(pairs, cfg, tmp_path / "run", should_stop=lambda: next(calls) == 4)
+    assert stopped.stopped and stopped.global_step == 5
+    prep = prepare(pairs, cfg, tmp_path / "run")
+    parts = build(prep)
+    fresh = RunState(fingerprint="someone else's")
+    _, state, step = resume(prep, parts, tmp_path / "run" / "checkpoints", fresh, enabled=True)
+    assert step is None and state is fresh  # another run's checkpoints are not taken
+    prep = prepare(pairs, cfg, tmp_path / "run2")
+    fit_reward_model(pairs, cfg, tmp_path / "run2", should_stop=lambda: True)
+    parts = build(prep)
+    from rewardtrainer.train_rm import fingerprint
+
+    mine = RunState(fingerprint=fingerprint(prep))
+    _, state, step = resume(prep, parts, tmp_path / "run2" / "checkpoints", mine, enabled=True)
+    assert step == 1 and state.global_step == 1 and state.fingerprint == mine.fingerprint

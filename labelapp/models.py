@@ -436,3 +436,6 @@ class RewardModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"Reward model v{self.number}{' (active)' if self.is_active else ''}"
+
+
+from labelapp.quality_models import QualityReport, SimulatedDecision  # noqa: E402, F401

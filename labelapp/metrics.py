@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from itertools import combinations
 
 import numpy as np
 
@@ -183,69 +182,82 @@ def gold_accuracy(preference, gold_sign) -> Estimate:
     return proportion(np.sign(np.asarray(preference)) == np.sign(np.asarray(gold_sign)))
 
 
-def _by_unit(unit, rater, value) -> dict:
-    """unit -> {rater: value} (the last value wins if a rater appears twice for a unit)."""
-    out: dict = {}
-    for u, r, v in zip(np.asarray(unit).tolist(), np.asarray(rater).tolist(), np.asarray(value).tolist(),
-                       strict=True):  # fmt: skip
-        out.setdefault(u, {})[r] = v
-    return out
+def rater_pairs(unit, rater, value) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of judgments of the same unit by two different raters, vectorised (a million
+    ratings make about a million pairs): (rater_1, rater_2, value_1, value_2) with rater_1 < rater_2."""
+    unit, rater, value = np.asarray(unit), np.asarray(rater), np.asarray(value)
+    order = np.lexsort((rater, unit))
+    u, r, v = unit[order], rater[order], value[order]
+    r1, r2, v1, v2 = [], [], [], []
+    for offset in range(1, u.size):
+        same = u[offset:] == u[:-offset]
+        if not same.any():
+            break  # sorted by unit: no group is longer than this offset
+        keep = same & (r[offset:] != r[:-offset])
+        r1.append(r[:-offset][keep])
+        r2.append(r[offset:][keep])
+        v1.append(v[:-offset][keep])
+        v2.append(v[offset:][keep])
+    if not r1:
+        empty = np.array([], dtype=int)
+        return empty, empty, empty, empty
+    return np.concatenate(r1), np.concatenate(r2), np.concatenate(v1), np.concatenate(v2)
 
 
 def pairwise_sign_agreement(unit, rater, preference) -> dict:
     """Percent agreement on the sign over every pair of raters who judged the same unit.
 
-    Returns {"pool": Estimate, "per_rater": {rater: Estimate}}. A tie agrees only with a tie. The
-    Wilson interval treats pairs as independent, which they are not quite (pairs share units), so it
-    is somewhat too narrow.
+    Returns {"pool": Estimate, "per_rater": {rater: Estimate}, "agree": {rater: (agreeing, pairs)}}.
+    A tie agrees only with a tie. The Wilson interval treats pairs as independent, which they are
+    not quite (pairs share units), so it is somewhat too narrow.
     """
-    by_unit = _by_unit(unit, rater, np.sign(np.asarray(preference)))
-    agree = total = 0
-    per: dict = {}
-    for judged in by_unit.values():
-        if len(judged) < 2:
-            continue
-        for (r1, v1), (r2, v2) in combinations(judged.items(), 2):
-            same = int(v1 == v2)
-            agree += same
-            total += 1
-            for r in (r1, r2):
-                a, t = per.get(r, (0, 0))
-                per[r] = (a + same, t + 1)
-    return {"pool": wilson(agree, total), "per_rater": {r: wilson(a, t) for r, (a, t) in per.items()}}
+    r1, r2, v1, v2 = rater_pairs(unit, rater, np.sign(np.asarray(preference)))
+    same = (v1 == v2).astype(int)
+    both = np.concatenate([r1, r2])
+    same2 = np.concatenate([same, same])
+    raters, inverse = np.unique(both, return_inverse=True)
+    totals = np.bincount(inverse, minlength=raters.size)
+    agrees = np.bincount(inverse, weights=same2, minlength=raters.size).astype(int)
+    counts = {r: (int(a), int(t)) for r, a, t in zip(raters.tolist(), agrees, totals, strict=True)}
+    return {
+        "pool": wilson(int(same.sum()), int(same.size)),
+        "per_rater": {r: wilson(a, t) for r, (a, t) in counts.items()},
+        "agree": counts,
+    }
+
+
+def kappa_from_confusion(confusion) -> tuple[float | None, float | None, float | None, int]:
+    """Cohen's kappa, its 95% interval (large-sample SE sqrt(po (1 - po) / (n (1 - pe)^2))) and n
+    from a square confusion matrix of two raters' labels."""
+    c = np.asarray(confusion, dtype=float)
+    n = c.sum()
+    if n == 0:
+        return None, None, None, 0
+    po = np.trace(c) / n
+    pe = float((c.sum(axis=1) / n) @ (c.sum(axis=0) / n))
+    if pe >= 1.0:
+        return (1.0 if po == 1.0 else None), None, None, int(n)
+    kappa = (po - pe) / (1 - pe)
+    se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
+    return float(kappa), float(kappa - Z95 * se), float(kappa + Z95 * se), int(n)
 
 
 def cohen_kappa_pairs(unit, rater, preference, *, min_overlap: int = 10) -> list[dict]:
-    """Cohen's kappa on the sign (A / tie / B) for each pair of raters sharing >= min_overlap units.
-
-    Point estimate from scikit-learn; interval from the large-sample standard error
-    sqrt(po (1 - po) / (n (1 - pe)^2)).
-    """
-    from sklearn.metrics import cohen_kappa_score
-
-    by_rater: dict = {}
-    for u, r, v in zip(np.asarray(unit).tolist(), np.asarray(rater).tolist(),
-                       np.sign(np.asarray(preference)).tolist(), strict=True):  # fmt: skip
-        by_rater.setdefault(r, {})[u] = v
+    """Cohen's kappa on the sign (A / tie / B) for each pair of raters sharing >= min_overlap units
+    (one 3x3 confusion matrix per pair, built in one vectorised pass)."""
+    r1, r2, v1, v2 = rater_pairs(unit, rater, np.sign(np.asarray(preference)).astype(int))
+    if r1.size == 0:
+        return []
+    pairs, inverse = np.unique(np.column_stack([r1, r2]), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    confusion = np.zeros((pairs.shape[0], 3, 3))
+    np.add.at(confusion, (inverse, v1 + 1, v2 + 1), 1)
     out = []
-    for r1, r2 in combinations(sorted(by_rater), 2):
-        shared = by_rater[r1].keys() & by_rater[r2].keys()
-        n = len(shared)
-        if n < min_overlap:
+    for (a, b), conf in zip(pairs.tolist(), confusion, strict=True):
+        if conf.sum() < min_overlap:
             continue
-        keys = sorted(shared)
-        a = np.array([by_rater[r1][k] for k in keys])
-        b = np.array([by_rater[r2][k] for k in keys])
-        po = float(np.mean(a == b))
-        cats = np.union1d(a, b)
-        pe = float(sum(np.mean(a == c) * np.mean(b == c) for c in cats))
-        if pe >= 1.0:
-            kappa, lo, hi = (1.0 if po == 1.0 else None), None, None
-        else:
-            kappa = float(cohen_kappa_score(a, b, labels=[-1, 0, 1]))
-            se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
-            lo, hi = kappa - Z95 * se, kappa + Z95 * se
-        out.append({"raters": [r1, r2], **Estimate(kappa, lo, hi, n).as_dict()})
+        kappa, lo, hi, n = kappa_from_confusion(conf)
+        out.append({"raters": [a, b], **Estimate(kappa, lo, hi, n).as_dict()})
     return out
 
 

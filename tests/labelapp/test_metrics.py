@@ -76,6 +76,18 @@ def test_cohen_kappa_per_pair_with_enough_overlap():
     assert pairs[0]["hi"] - pairs[0]["value"] == pytest.approx(1.96 * 0.27951, abs=1e-3)
 
 
+def test_kappa_matches_scikit_learn_on_random_labels():
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(2)
+    a = rng.integers(-1, 2, 200)
+    b = np.where(rng.random(200) < 0.6, a, rng.integers(-1, 2, 200))
+    unit = np.concatenate([np.arange(200), np.arange(200)])
+    rater = np.array([1] * 200 + [2] * 200)
+    (pair,) = metrics.cohen_kappa_pairs(unit, rater, np.concatenate([a, b]))
+    assert pair["value"] == pytest.approx(cohen_kappa_score(a, b), abs=1e-6)
+
+
 def test_krippendorff_alpha_ordinal_agrees_with_the_package_on_raw_data():
     import krippendorff
 

@@ -19,7 +19,11 @@ COLORS = ["#2454c5", "#d9480f", "#2f9e44", "#7048e8", "#868e96", "#e8590c", "#10
 _BASE_LAYOUT = {
     "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
     "height": 340,
-    "template": "plotly_white",
+    # No template: Plotly would otherwise inline its whole default theme (~8 KB) into every spec.
+    "template": "none",
+    "plot_bgcolor": "#fff",
+    "xaxis": {"gridcolor": "#eee", "zerolinecolor": "#ccc", "automargin": True},
+    "yaxis": {"gridcolor": "#eee", "zerolinecolor": "#ccc", "automargin": True},
     # The legend sits under the plot, horizontally: it never covers the data.
     "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
 }
@@ -60,7 +64,8 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label
         )
     if not fig.data:
         return {}
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, **_BASE_LAYOUT)
+    fig.update_layout(**_BASE_LAYOUT)
+    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label)
     return _spec(fig)
 
 
@@ -85,7 +90,8 @@ def scatter(
         )  # fmt: skip
     if not fig.data:
         return {}
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, **_BASE_LAYOUT)
+    fig.update_layout(**_BASE_LAYOUT)
+    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label)
     return _spec(fig)
 
 
@@ -130,9 +136,10 @@ def longer_chart(curves: dict[str, dict], title: str = "P(chose the longer answe
     if not fig.data:
         return {}
     fig.add_hline(y=0.5, line={"dash": "dot", "color": "#999"})
+    fig.update_layout(**_BASE_LAYOUT)
     fig.update_layout(
         title=title, xaxis_title="length ratio (longer / shorter, words)", yaxis_title="P(chose longer)",
-        xaxis_type="log", yaxis_range=[0, 1], **_BASE_LAYOUT,
+        xaxis_type="log", yaxis_range=[0, 1],
     )  # fmt: skip
     return _spec(fig)
 
@@ -152,9 +159,10 @@ def position_chart(raters: list[dict]) -> dict:
         )
     )  # fmt: skip
     fig.add_hline(y=0.5, line={"dash": "dot", "color": "#999"})
+    fig.update_layout(**_BASE_LAYOUT)
     fig.update_layout(
         title="Position bias: P(chose the left answer) per rater (95% interval; orange = flagged)",
-        yaxis_title="P(chose left)", yaxis_range=[0, 1], showlegend=False, **_BASE_LAYOUT,
+        yaxis_title="P(chose left)", yaxis_range=[0, 1], showlegend=False,
     )  # fmt: skip
     return _spec(fig)
 
@@ -181,9 +189,8 @@ def by_version_chart(by_version: list[dict]) -> dict:
                 marker={"color": COLORS[i], "size": 9}, line={"color": COLORS[i]},
             )
         )  # fmt: skip
-    fig.update_layout(
-        title="By guideline version", xaxis_title="guideline version", yaxis_range=[-0.2, 1], **_BASE_LAYOUT
-    )
+    fig.update_layout(**_BASE_LAYOUT)
+    fig.update_layout(title="By guideline version", xaxis_title="guideline version", yaxis_range=[-0.2, 1])
     return _spec(fig)
 
 
@@ -204,10 +211,10 @@ def speed_chart(chars, time_ms, *, cap: float, fast: float) -> dict:
         )  # fmt: skip
     )
     fig.add_vline(x=fast, line={"dash": "dash", "color": "#d9480f"})
+    fig.update_layout(**_BASE_LAYOUT)
     fig.update_layout(
         title=f"Reading speed per judgment (the last bar: {cap:.0f}+ or no time; dashed: implausibly fast)",
         xaxis_title="characters per second", yaxis_title="judgments", showlegend=False, bargap=0.05,
-        **_BASE_LAYOUT,
     )  # fmt: skip
     return _spec(fig)
 

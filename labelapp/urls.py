@@ -31,3 +31,13 @@ urlpatterns += [
         name="reward_model_activate",
     ),
 ]
+
+from labelapp import quality_views  # noqa: E402
+
+urlpatterns += [
+    path("quality/", quality_views.quality_dashboard, name="quality_dashboard"),
+    path("quality/raters.csv", quality_views.quality_raters_csv, name="quality_raters_csv"),
+    path("quality/raters/<int:rater_id>/", quality_views.quality_rater, name="quality_rater"),
+    path("quality/refresh/", quality_views.quality_refresh_now, name="quality_refresh"),
+    path("me/quality/", quality_views.quality_me, name="quality_me"),
+]

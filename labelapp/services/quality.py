@@ -267,7 +267,7 @@ def quality_refresh() -> list[int] | None:
                     seconds=seconds,
                 )  # fmt: skip
                 report_ids.append(report.pk)
-            _store_profiles(results[None][0]["raters"])
+            _store_profiles(results[None][0]["raters"], charts)
             # Old reports are history nobody reads; keep the last few per scope.
             keep = _cfg("REPORTS_KEPT")
             for vid in results:
@@ -283,13 +283,15 @@ def quality_refresh() -> list[int] | None:
         _unlock()
 
 
-def _store_profiles(raters: list[dict]) -> None:
+def _store_profiles(raters: list[dict], charts) -> None:
+    """Trust weight and figures per rater, with the rater's own chart ready for their page."""
     now = timezone.now()
     existing = {
         p.rater_id: p for p in RaterProfile.objects.filter(rater_id__in=[r["rater_id"] for r in raters])
     }
     new = []
     for row in raters:
+        row = {**row, "chart": charts.rater_longer_chart(row["longer_curve"])}
         profile = existing.get(row["rater_id"])
         if profile is None:
             new.append(RaterProfile(rater_id=row["rater_id"], trust_weight=row["trust"], figures=row))

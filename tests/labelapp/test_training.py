@@ -135,7 +135,7 @@ def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
     page = client.get(reverse("reward_model_version", args=[version.number])).content.decode()
     assert "Pearson(reward, length)" in page and "plain model" in page
     for chart in ("chart-loss", "chart-buckets", "chart-scatter"):
-        assert f'id="{chart}"><svg' in page, chart
+        assert f'id="{chart}"' in page and f'id="{chart}-spec" type="application/json"' in page, chart
     assert client.get(reverse("training_run", args=[run.pk])).status_code == 200
     assert client.get(reverse("training_home")).status_code == 200
 

@@ -2,7 +2,8 @@
 
 Every estimate comes with a 95% interval: Wilson for proportions, the Fisher-information standard
 error for logistic fits, the asymptotic standard error for Cohen's kappa, a bootstrap over units for
-Krippendorff's alpha. services/quality.py turns database rows into these arrays.
+Krippendorff's alpha, order statistics for a median. services/quality.py turns database rows
+into these arrays.
 
 Conventions (the pages and the README repeat them):
 - A preference is A/B-relative on the 7-point scale -3..3 (negative: A better). Its *sign* is the
@@ -314,24 +315,32 @@ def test_retest(first, second) -> dict[str, Estimate]:
     return {"sign_agreement": proportion(np.sign(a) == np.sign(b)), "mean_abs_diff": mad}
 
 
-def reading_speed(chars, time_ms, *, fast_chars_per_s: float = 60.0, bootstrap: int = 200, seed: int = 0):
-    """Characters read per second (both answers and the prompt over time on task): the median with a
-    bootstrap interval, and the share of implausibly fast judgments (faster than `fast_chars_per_s`,
-    or no time recorded), with a Wilson interval."""
+def median_interval(values) -> Estimate:
+    """The median with its distribution-free 95% interval from order statistics (the ranks
+    n/2 -/+ 1.96 sqrt(n)/2 of the sorted sample): no bootstrap, so cheap on a million values."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n = int(v.size)
+    if n == 0:
+        return EMPTY
+    half = Z95 * math.sqrt(n) / 2
+    lo_rank = max(0, int(math.floor(n / 2 - half)))
+    hi_rank = min(n - 1, int(math.ceil(n / 2 + half)))
+    return Estimate(float(np.median(v)), float(v[lo_rank]), float(v[hi_rank]), n)
+
+
+def reading_speed(chars, time_ms, *, fast_chars_per_s: float = 60.0) -> dict:
+    """Characters read per second (both answers and the prompt over time on task): the median with
+    its order-statistic interval, and the share of implausibly fast judgments (faster than
+    `fast_chars_per_s`, or no time recorded) with a Wilson interval."""
     chars = np.asarray(chars, dtype=float)
     secs = np.asarray(time_ms, dtype=float) / 1000.0
     speed = np.where(secs > 0, chars / np.maximum(secs, 1e-3), np.inf)
     fast = speed > fast_chars_per_s
-    finite = speed[np.isfinite(speed)]
-    if finite.size == 0:
-        median = EMPTY
-    else:
-        med = float(np.median(finite))
-        rng = np.random.default_rng(seed)
-        draws = [np.median(finite[rng.integers(0, finite.size, finite.size)]) for _ in range(bootstrap)]
-        lo, hi = np.percentile(draws, [2.5, 97.5]).tolist()
-        median = Estimate(med, float(lo), float(hi), int(finite.size))
-    return {"median_chars_per_s": median, "fast": proportion(fast), "n_fast": int(fast.sum())}
+    return {
+        "median_chars_per_s": median_interval(speed[np.isfinite(speed)]),
+        "fast": proportion(fast),
+        "n_fast": int(fast.sum()),
+    }
 
 
 # --- trust ------------------------------------------------------------------------------------------

@@ -105,16 +105,11 @@ def _retest_pairs(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not is_repeat.any():
         empty = np.array([], dtype=np.int64)
         return empty, empty, empty
+    # Only the originals of repeats are looked up (not a dict over every rating).
+    originals = np.flatnonzero(np.isin(rows.comparison, rows.repeat_of[is_repeat]))
     first = {
-        (r, c): (p, a, b)
-        for r, c, p, a, b in zip(
-            rows.rater.tolist(),
-            rows.comparison.tolist(),
-            rows.preference.tolist(),
-            rows.response_a.tolist(),
-            rows.response_b.tolist(),
-            strict=True,
-        )
+        (int(rows.rater[i]), int(rows.comparison[i])): (int(rows.preference[i]), int(rows.response_a[i]), 0)
+        for i in originals.tolist()
     }
     out_r, out_1, out_2 = [], [], []
     idx = np.flatnonzero(is_repeat)

@@ -150,10 +150,16 @@ def test_test_retest():
 def test_reading_speed_and_fast_judgments():
     chars = np.array([1000, 1000, 1000, 1000])
     ms = np.array([50_000, 20_000, 5_000, 0])  # 20, 50, 200 chars/s, no time
-    out = metrics.reading_speed(chars, ms, fast_chars_per_s=60, bootstrap=20)
+    out = metrics.reading_speed(chars, ms, fast_chars_per_s=60)
     assert out["median_chars_per_s"].value == pytest.approx(50.0)
     assert out["n_fast"] == 2
     assert out["fast"].value == pytest.approx(0.5)
+
+
+def test_median_interval_from_order_statistics():
+    # n = 100: ranks 50 -/+ 1.96 * 10 / 2 = 40.2 .. 59.8 -> sorted[40] and sorted[60] (0-based)
+    est = metrics.median_interval(np.arange(100.0))
+    assert (est.value, est.lo, est.hi, est.n) == (49.5, 40.0, 60.0, 100)
 
 
 def test_trust_weight_formula():

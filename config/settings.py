@@ -228,8 +228,8 @@ QUALITY = {
     "GOLD_MIN_N": env.int("QUALITY_GOLD_MIN_N", default=5),
     # Cohen's kappa for rater pairs sharing at least this many comparisons.
     "KAPPA_MIN_OVERLAP": env.int("QUALITY_KAPPA_MIN_OVERLAP", default=10),
-    # Bootstrap resamples for Krippendorff's alpha.
-    "BOOTSTRAP": env.int("QUALITY_BOOTSTRAP", default=200),
+    # Bootstrap resamples for Krippendorff's alpha's interval.
+    "BOOTSTRAP": env.int("QUALITY_BOOTSTRAP", default=100),
     "REPORTS_KEPT": 3,
     # Pages cache a report for this many seconds (the job also clears the cache when it writes one).
     "CACHE_SECONDS": env.int("QUALITY_CACHE_SECONDS", default=300),

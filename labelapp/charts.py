@@ -1,41 +1,82 @@
-"""Chart specs for Plotly (the Python package builds them; its bundled plotly.min.js draws them).
+"""Chart specs for Plotly: plotly.min.js, shipped in Plotly's Python package, draws them in the page.
 
-Functions return plain JSON-ready dicts ({"data": [...], "layout": {...}}). Templates put them in a
-`json_script` element and static/labelapp/charts.js calls Plotly.newPlot: no inline script, no CDN.
-Text in a chart (rater names, series names) is data, which Plotly renders as text, never as HTML.
+Functions return plain JSON-ready figure dicts ({"data": [...], "layout": {...}}) in Plotly's schema.
+They are built as dicts, not through plotly.graph_objects, because the graph objects' property
+validation costs 30-100 ms a figure and the quality job draws one per rater; `validate()` runs each
+spec through plotly.graph_objects (tests do, for every kind of chart), so a typo still fails loudly.
+Templates put a spec in a `json_script` element and static/labelapp/charts.js calls Plotly.react:
+no inline script, no CDN. Text in a chart (rater names, series names) is data, which Plotly renders
+as text, never as HTML.
 """
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
-import plotly.graph_objects as go
 
 from labelapp import metrics
 
 COLORS = ["#2454c5", "#d9480f", "#2f9e44", "#7048e8", "#868e96", "#e8590c", "#1098ad", "#c2255c"]
-_BASE_LAYOUT = {
-    "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
-    "height": 340,
-    # No template: Plotly would otherwise inline its whole default theme (~8 KB) into every spec.
-    "template": "none",
-    "plot_bgcolor": "#fff",
-    "xaxis": {"gridcolor": "#eee", "zerolinecolor": "#ccc", "automargin": True},
-    "yaxis": {"gridcolor": "#eee", "zerolinecolor": "#ccc", "automargin": True},
-    # The legend sits under the plot, horizontally: it never covers the data.
-    "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
-}
 
 
-def _spec(fig: go.Figure) -> dict:
-    return json.loads(fig.to_json())
+def _layout(**kw) -> dict:
+    axis = {"gridcolor": "#eee", "zerolinecolor": "#ccc", "automargin": True}
+    layout = {
+        "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
+        "height": 340,
+        "plot_bgcolor": "#fff",
+        # The legend sits under the plot, horizontally: it never covers the data.
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+        "xaxis": dict(axis),
+        "yaxis": dict(axis),
+    }
+    for key, value in kw.items():
+        if key in ("xaxis", "yaxis"):
+            layout[key].update(value)
+        elif key == "title":
+            layout["title"] = {"text": value}
+        else:
+            layout[key] = value
+    return layout
+
+
+def _hline(y: float) -> dict:
+    return {
+        "type": "line",
+        "xref": "paper",
+        "x0": 0,
+        "x1": 1,
+        "yref": "y",
+        "y0": y,
+        "y1": y,
+        "line": {"dash": "dot", "color": "#999"},
+    }
+
+
+def _vline(x: float) -> dict:
+    return {
+        "type": "line",
+        "yref": "paper",
+        "y0": 0,
+        "y1": 1,
+        "xref": "x",
+        "x0": x,
+        "x1": x,
+        "line": {"dash": "dash", "color": "#d9480f"},
+    }
+
+
+def validate(spec: dict) -> dict:
+    """Run a spec through plotly.graph_objects (raises on an unknown or malformed property)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(spec).to_plotly_json()
 
 
 def _finite(points):
     return [
-        (x, y)
+        (float(x), float(y))
         for x, y in points
         if isinstance(x, (int, float))
         and isinstance(y, (int, float))
@@ -46,27 +87,31 @@ def _finite(points):
 
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str) -> dict:
     """Lines with markers (a run with one evaluation still shows its point). {} when there is nothing."""
-    fig = go.Figure()
+    data = []
     for i, (name, points) in enumerate(series.items()):
         pts = sorted(_finite(points))
         if not pts:
             continue
-        xs, ys = zip(*pts, strict=True)
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                name=name,
-                mode="lines+markers",
-                marker={"size": 5 if len(pts) > 30 else 7, "color": COLORS[i % len(COLORS)]},
-                line={"color": COLORS[i % len(COLORS)]},
-            )
+        color = COLORS[i % len(COLORS)]
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": name,
+                "x": [p[0] for p in pts],
+                "y": [p[1] for p in pts],
+                "marker": {"size": 5 if len(pts) > 30 else 7, "color": color},
+                "line": {"color": color},
+            }
         )
-    if not fig.data:
+    if not data:
         return {}
-    fig.update_layout(**_BASE_LAYOUT)
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label)
-    return _spec(fig)
+    return {
+        "data": data,
+        "layout": _layout(
+            title=title, xaxis={"title": {"text": x_label}}, yaxis={"title": {"text": y_label}}
+        ),
+    }
 
 
 def scatter(
@@ -76,23 +121,29 @@ def scatter(
     y_label: str,
     max_points: int = 1500,
 ) -> dict:
-    fig = go.Figure()
+    data = []
     for i, (name, points) in enumerate(series.items()):
         pts = _finite(points)[:max_points]
         if not pts:
             continue
-        xs, ys = zip(*pts, strict=True)
-        fig.add_trace(
-            go.Scattergl(
-                x=xs, y=ys, name=name, mode="markers",
-                marker={"size": 4, "opacity": 0.5, "color": COLORS[i % len(COLORS)]},
-            )
-        )  # fmt: skip
-    if not fig.data:
+        data.append(
+            {
+                "type": "scattergl",
+                "mode": "markers",
+                "name": name,
+                "x": [p[0] for p in pts],
+                "y": [p[1] for p in pts],
+                "marker": {"size": 4, "opacity": 0.5, "color": COLORS[i % len(COLORS)]},
+            }
+        )
+    if not data:
         return {}
-    fig.update_layout(**_BASE_LAYOUT)
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label)
-    return _spec(fig)
+    return {
+        "data": data,
+        "layout": _layout(
+            title=title, xaxis={"title": {"text": x_label}}, yaxis={"title": {"text": y_label}}
+        ),
+    }
 
 
 # --- quality dashboard ------------------------------------------------------------------------------
@@ -109,39 +160,52 @@ def _err(rows: list[dict]) -> dict:
 
 def longer_chart(curves: dict[str, dict], title: str = "P(chose the longer answer) by length ratio") -> dict:
     """Binned P(chose longer) with Wilson intervals and the fitted logistic curve, per series."""
-    fig = go.Figure()
+    data = []
     for i, (name, curve) in enumerate(curves.items()):
         bins = [b for b in curve["bins"] if b["value"] is not None]
         if not bins:
             continue
         color = COLORS[i % len(COLORS)]
-        visible = True if i < 1 else "legendonly"  # the pool; raters on demand from the legend
-        fig.add_trace(
-            go.Scatter(
-                x=[b["ratio"] for b in bins], y=[b["value"] for b in bins], error_y=_err(bins),
-                mode="markers", name=f"{name} (n={sum(b['n'] for b in bins)})", legendgroup=name,
-                marker={"color": color, "size": 8}, visible=visible,
-                customdata=[b["n"] for b in bins], hovertemplate="ratio %{x:.2f}: %{y:.2f} (n=%{customdata})",
-            )
-        )  # fmt: skip
+        visible = True if i < 1 else "legendonly"  # the first series; others on demand from the legend
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{name} (n={sum(b['n'] for b in bins)})",
+                "legendgroup": name,
+                "visible": visible,
+                "x": [b["ratio"] for b in bins],
+                "y": [b["value"] for b in bins],
+                "error_y": _err(bins),
+                "marker": {"color": color, "size": 8},
+                "customdata": [b["n"] for b in bins],
+                "hovertemplate": "ratio %{x:.2f}: %{y:.2f} (n=%{customdata})",
+            }
+        )
         if curve.get("slope") is not None:
             xs = np.linspace(0, math.log(max(b["ratio"] for b in bins) * 1.1), 40)
-            fig.add_trace(
-                go.Scatter(
-                    x=np.exp(xs).tolist(), y=(1 / (1 + np.exp(-curve["slope"] * xs))).tolist(),
-                    mode="lines", name=f"{name}: fit, slope {curve['slope']:.2f}", legendgroup=name,
-                    line={"color": color}, visible=visible, hoverinfo="skip",
-                )
-            )  # fmt: skip
-    if not fig.data:
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"{name}: fit, slope {curve['slope']:.2f}",
+                    "legendgroup": name,
+                    "visible": visible,
+                    "x": np.exp(xs).round(4).tolist(),
+                    "y": (1 / (1 + np.exp(-curve["slope"] * xs))).round(4).tolist(),
+                    "line": {"color": color},
+                    "hoverinfo": "skip",
+                }
+            )
+    if not data:
         return {}
-    fig.add_hline(y=0.5, line={"dash": "dot", "color": "#999"})
-    fig.update_layout(**_BASE_LAYOUT)
-    fig.update_layout(
-        title=title, xaxis_title="length ratio (longer / shorter, words)", yaxis_title="P(chose longer)",
-        xaxis_type="log", yaxis_range=[0, 1],
-    )  # fmt: skip
-    return _spec(fig)
+    layout = _layout(
+        title=title,
+        shapes=[_hline(0.5)],
+        xaxis={"title": {"text": "length ratio (longer / shorter, words)"}, "type": "log"},
+        yaxis={"title": {"text": "P(chose longer)"}, "range": [0, 1]},
+    )
+    return {"data": data, "layout": layout}
 
 
 def position_chart(raters: list[dict]) -> dict:
@@ -151,20 +215,27 @@ def position_chart(raters: list[dict]) -> dict:
         return {}
     est = [r["p_left"] for r in rows]
     colors = ["#d9480f" if "position" in r["flags"] else "#2454c5" for r in rows]
-    fig = go.Figure(
-        go.Scatter(
-            x=[r["rater"] for r in rows], y=[e["value"] for e in est], error_y=_err(est), mode="markers",
-            marker={"color": colors, "size": 8}, customdata=[e["n"] for e in est],
-            hovertemplate="%{x}: %{y:.2f} (n=%{customdata})<extra></extra>", name="P(left)",
-        )
-    )  # fmt: skip
-    fig.add_hline(y=0.5, line={"dash": "dot", "color": "#999"})
-    fig.update_layout(**_BASE_LAYOUT)
-    fig.update_layout(
+    data = [
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "P(left)",
+            "x": [r["rater"] for r in rows],
+            "y": [e["value"] for e in est],
+            "error_y": _err(est),
+            "marker": {"color": colors, "size": 8},
+            "customdata": [e["n"] for e in est],
+            "hovertemplate": "%{x}: %{y:.2f} (n=%{customdata})<extra></extra>",
+        }
+    ]
+    layout = _layout(
         title="Position bias: P(chose the left answer) per rater (95% interval; orange = flagged)",
-        yaxis_title="P(chose left)", yaxis_range=[0, 1], showlegend=False,
-    )  # fmt: skip
-    return _spec(fig)
+        shapes=[_hline(0.5)],
+        showlegend=False,
+        xaxis={"type": "category"},
+        yaxis={"title": {"text": "P(chose left)"}, "range": [0, 1]},
+    )
+    return {"data": data, "layout": layout}
 
 
 def by_version_chart(by_version: list[dict]) -> dict:
@@ -172,26 +243,37 @@ def by_version_chart(by_version: list[dict]) -> dict:
     rows = [v for v in by_version if v.get("version") is not None]
     if not rows:
         return {}
-    fig = go.Figure()
     x = [f"v{v['version']}" for v in rows]
-    for i, (key, label) in enumerate(
-        (
-            ("agreement", "agreement on sign"),
-            ("alpha", "Krippendorff's alpha (ordinal)"),
-            ("p_longer", "P(longer)"),
+    data = []
+    series = (
+        ("agreement", "agreement on sign"),
+        ("alpha", "Krippendorff's alpha (ordinal)"),
+        ("p_longer", "P(longer)"),
+    )
+    for i, (key, label) in enumerate(series):
+        est = [
+            v[key] if v[key]["value"] is not None else {"value": None, "lo": None, "hi": None} for v in rows
+        ]
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": label,
+                "x": x,
+                "y": [e["value"] for e in est],
+                "error_y": _err(
+                    [e if e["value"] is not None else {"value": 0, "lo": None, "hi": None} for e in est]
+                ),
+                "marker": {"color": COLORS[i], "size": 9},
+                "line": {"color": COLORS[i]},
+            }
         )
-    ):
-        est = [v[key] for v in rows]
-        fig.add_trace(
-            go.Scatter(
-                x=x, y=[e["value"] for e in est], error_y=_err([e if e["value"] is not None else
-                {"value": 0, "lo": None, "hi": None} for e in est]), mode="lines+markers", name=label,
-                marker={"color": COLORS[i], "size": 9}, line={"color": COLORS[i]},
-            )
-        )  # fmt: skip
-    fig.update_layout(**_BASE_LAYOUT)
-    fig.update_layout(title="By guideline version", xaxis_title="guideline version", yaxis_range=[-0.2, 1])
-    return _spec(fig)
+    layout = _layout(
+        title="By guideline version",
+        xaxis={"title": {"text": "guideline version"}, "type": "category"},
+        yaxis={"range": [-0.2, 1]},
+    )
+    return {"data": data, "layout": layout}
 
 
 def speed_chart(chars, time_ms, *, cap: float, fast: float) -> dict:
@@ -202,21 +284,24 @@ def speed_chart(chars, time_ms, *, cap: float, fast: float) -> dict:
     counts, edges = np.histogram(np.minimum(speed, cap), bins=40, range=(0, cap))
     if not counts.sum():
         return {}
-    fig = go.Figure(
-        go.Bar(
-            x=((edges[:-1] + edges[1:]) / 2).tolist(),
-            y=counts.tolist(),
-            marker={"color": "#2454c5"},
-            name="judgments",
-        )  # fmt: skip
+    data = [
+        {
+            "type": "bar",
+            "name": "judgments",
+            "x": ((edges[:-1] + edges[1:]) / 2).round(3).tolist(),
+            "y": counts.tolist(),
+            "marker": {"color": "#2454c5"},
+        }
+    ]
+    layout = _layout(
+        title=f"Reading speed per judgment (last bar: {cap:.0f}+ or no time; dashed: implausibly fast)",
+        shapes=[_vline(fast)],
+        showlegend=False,
+        bargap=0.05,
+        xaxis={"title": {"text": "characters per second"}},
+        yaxis={"title": {"text": "judgments"}},
     )
-    fig.add_vline(x=fast, line={"dash": "dash", "color": "#d9480f"})
-    fig.update_layout(**_BASE_LAYOUT)
-    fig.update_layout(
-        title=f"Reading speed per judgment (the last bar: {cap:.0f}+ or no time; dashed: implausibly fast)",
-        xaxis_title="characters per second", yaxis_title="judgments", showlegend=False, bargap=0.05,
-    )  # fmt: skip
-    return _spec(fig)
+    return {"data": data, "layout": layout}
 
 
 def quality_charts(figures: dict, rows, *, speed_cap: float, max_rater_curves: int = 12) -> dict:

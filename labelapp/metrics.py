@@ -265,10 +265,16 @@ def cohen_kappa_pairs(unit, rater, preference, *, min_overlap: int = 10) -> list
 SCALE = np.arange(-3, 4)
 
 
-def krippendorff_alpha(unit, preference, *, bootstrap: int = 200, seed: int = 0) -> Estimate:
+def krippendorff_alpha(
+    unit, preference, *, bootstrap: int = 200, seed: int = 0, max_units: int = 20_000
+) -> Estimate:
     """Krippendorff's alpha, ordinal, on the 7-point scale (the `krippendorff` package), with a
-    percentile bootstrap over units. Works from the units x values count matrix, so a million
-    ratings need a (units x 7) array, not a raters x units one."""
+    bootstrap over units. Works from the units x values count matrix, so a million ratings need a
+    (units x 7) array, not a raters x units one.
+
+    Up to `max_units` units: a percentile bootstrap. Beyond that, each resample draws `max_units`
+    units (an m-out-of-n bootstrap: one package call costs ~0.4 s at 300k units) and the interval is
+    alpha -/+ 1.96 * sd(resampled alphas) * sqrt(m / n), the spread scaled back to the full n."""
     import krippendorff
 
     unit = np.asarray(unit)
@@ -277,8 +283,9 @@ def krippendorff_alpha(unit, preference, *, bootstrap: int = 200, seed: int = 0)
     counts = np.zeros((inverse.max() + 1 if inverse.size else 0, SCALE.size))
     np.add.at(counts, (inverse, pref + 3), 1)
     counts = counts[counts.sum(axis=1) >= 2]  # a unit judged once carries no agreement information
-    if counts.shape[0] < 2 or np.count_nonzero(counts.sum(axis=0)) < 2:
-        return Estimate(None, None, None, int(counts.shape[0]))
+    n = int(counts.shape[0])
+    if n < 2 or np.count_nonzero(counts.sum(axis=0)) < 2:
+        return Estimate(None, None, None, n)
 
     def alpha(c) -> float:
         return float(
@@ -286,14 +293,21 @@ def krippendorff_alpha(unit, preference, *, bootstrap: int = 200, seed: int = 0)
         )
 
     value = alpha(counts)
+    m = min(n, max_units)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(bootstrap):
-        sample = counts[rng.integers(0, counts.shape[0], counts.shape[0])]
+        sample = counts[rng.integers(0, n, m)]
         if np.count_nonzero(sample.sum(axis=0)) >= 2:
             draws.append(alpha(sample))
-    lo, hi = np.percentile(draws, [2.5, 97.5]).tolist() if draws else (None, None)
-    return Estimate(value, lo, hi, int(counts.shape[0]))
+    if len(draws) < 2:
+        return Estimate(value, None, None, n)
+    if m == n:
+        lo, hi = np.percentile(draws, [2.5, 97.5]).tolist()
+    else:
+        half = Z95 * float(np.std(draws, ddof=1)) * math.sqrt(m / n)
+        lo, hi = value - half, value + half
+    return Estimate(value, lo, hi, n)
 
 
 # --- repeats, speed -----------------------------------------------------------------------------------

@@ -249,6 +249,10 @@ def quality_refresh() -> list[int] | None:
         for vid, sub in scopes:
             t0 = time.monotonic()
             results[vid] = (quality_compute(sub, usernames=names), sub, time.monotonic() - t0)
+        curves = {r["rater_id"]: r.pop("longer_curve") for r in results[None][0]["raters"]}
+        for vid, _ in scopes[1:]:
+            for r in results[vid][0]["raters"]:
+                r.pop("longer_curve")  # the pages show per-rater curves from the profile only
         by_version = [
             {"version": versions.get(vid), **results[vid][0]["pool"]} for vid, _ in scopes if vid is not None
         ]
@@ -262,7 +266,7 @@ def quality_refresh() -> list[int] | None:
                     seconds=seconds,
                 )  # fmt: skip
                 report_ids.append(report.pk)
-            _store_profiles(results[None][0]["raters"], charts)
+            _store_profiles(results[None][0]["raters"], curves, charts)
             # Old reports are history nobody reads; keep the last few per scope.
             keep = _cfg("REPORTS_KEPT")
             for vid in results:
@@ -278,7 +282,7 @@ def quality_refresh() -> list[int] | None:
         _unlock()
 
 
-def _store_profiles(raters: list[dict], charts) -> None:
+def _store_profiles(raters: list[dict], curves: dict, charts) -> None:
     """Trust weight and figures per rater, with the rater's own chart ready for their page."""
     now = timezone.now()
     existing = {
@@ -286,7 +290,8 @@ def _store_profiles(raters: list[dict], charts) -> None:
     }
     new = []
     for row in raters:
-        row = {**row, "chart": charts.rater_longer_chart(row["longer_curve"])}
+        curve = curves.get(row["rater_id"])
+        row = {**row, "longer_curve": curve, "chart": charts.rater_longer_chart(curve) if curve else {}}
         profile = existing.get(row["rater_id"])
         if profile is None:
             new.append(RaterProfile(rater_id=row["rater_id"], trust_weight=row["trust"], figures=row))

@@ -1,24 +1,26 @@
-"""`{{ estimate|est:2 }}`: a metrics.Estimate dict as "value [lo, hi] n=N" (escaped, no template include
-per cell: a dashboard with hundreds of raters renders thousands of them)."""
+"""`{{ estimate|est:2 }}`: a metrics.Estimate dict as "value [lo, hi] n=N" (numbers only, so nothing to
+escape; no template include per cell: a dashboard with hundreds of raters renders thousands)."""
 
 from django import template
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
 
-@register.filter
-def est(value: dict | None, digits: int = 2):
+def est_html(value: dict | None, digits: int = 2) -> str:
+    """The cell HTML for an estimate. Every interpolated value is a number formatted here."""
     if not value or value.get("value") is None:
-        return mark_safe('<span class="muted">–</span>')  # a constant
-    fmt = f"{{:.{int(digits)}f}}"
+        return '<span class="muted">–</span>'
+    d = int(digits)
+    n = int(value.get("n") or 0)
     if value.get("lo") is None:
-        return format_html('{} <span class="n">n={}</span>', fmt.format(value["value"]), value["n"])
-    return format_html(
-        '{} <span class="ci">[{}, {}]</span> <span class="n">n={}</span>',
-        fmt.format(value["value"]),
-        fmt.format(value["lo"]),
-        fmt.format(value["hi"]),
-        value["n"],
+        return f'{float(value["value"]):.{d}f} <span class="n">n={n}</span>'
+    return (
+        f'{float(value["value"]):.{d}f} <span class="ci">[{float(value["lo"]):.{d}f}, '
+        f'{float(value["hi"]):.{d}f}]</span> <span class="n">n={n}</span>'
     )
+
+
+@register.filter
+def est(value: dict | None, digits: int = 2) -> SafeString:
+    return mark_safe(est_html(value, digits))  # numbers and constant markup only

@@ -110,6 +110,17 @@ def test_krippendorff_alpha_ordinal_agrees_with_the_package_on_raw_data():
     assert est.n == 40
 
 
+def test_krippendorff_interval_from_smaller_resamples_matches_the_full_bootstrap():
+    rng = np.random.default_rng(3)
+    truth = rng.integers(-3, 4, 600)
+    unit = np.repeat(np.arange(600), 3)
+    pref = np.clip(np.repeat(truth, 3) + rng.integers(-2, 3, 1800), -3, 3)
+    full = metrics.krippendorff_alpha(unit, pref, bootstrap=100)
+    scaled = metrics.krippendorff_alpha(unit, pref, bootstrap=100, max_units=150)
+    assert scaled.value == full.value
+    assert (scaled.hi - scaled.lo) == pytest.approx(full.hi - full.lo, rel=0.35)
+
+
 def test_krippendorff_alpha_is_one_for_perfect_agreement():
     unit = [1, 1, 2, 2, 3, 3]
     pref = [-3, -3, 0, 0, 2, 2]

@@ -187,3 +187,23 @@ def test_a_real_worker_runs_the_quality_job(rater, guideline, make_comparison, c
     assert profile is not None, "the worker never ran the task"
     assert profile.figures["gold_accuracy"]["value"] == 1.0
     assert worker.poll() is None
+
+
+@pytest.mark.django_db
+def test_every_chart_spec_is_valid_plotly(rater, other_rater, guideline, make_comparison):
+    from labelapp import charts
+
+    for i in range(8):
+        c = _gold(make_comparison, i)
+        rate(rater=rater, comparison=c, preference=-2, a_left=i % 2 == 0, guideline=guideline)
+        rate(rater=other_rater, comparison=c, preference=1, guideline=guideline)
+    (report_id, *_) = quality.quality_refresh()
+    specs = dict(QualityReport.objects.get(pk=report_id).charts)
+    specs["rater"] = RaterProfile.objects.get(rater=rater).figures["chart"]
+    specs["loss, one point"] = charts.line_chart("Loss", {"train loss": [(5.0, 0.7)]}, "step", "loss")
+    specs["scatter"] = charts.scatter("Reward", {"a": [(1.0, 2.0), (float("nan"), 1.0)]}, "len", "reward")
+    for name, spec in specs.items():
+        assert spec["data"], name
+        charts.validate(spec)  # plotly.graph_objects raises on any unknown or malformed property
+    assert specs["loss, one point"]["data"][0]["mode"] == "lines+markers"  # a short run still shows
+    assert specs["loss, one point"]["layout"]["legend"]["orientation"] == "h"  # under the plot

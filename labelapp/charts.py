@@ -20,14 +20,21 @@ from labelapp import metrics
 COLORS = ["#2454c5", "#d9480f", "#2f9e44", "#7048e8", "#868e96", "#e8590c", "#1098ad", "#c2255c"]
 
 
-def _layout(**kw) -> dict:
+def _layout(*, legend_right: bool = False, **kw) -> dict:
+    """Common layout. The legend never covers data or axis titles: below the plot, under the x title
+    (bottom margin reserved for it), or, for charts with many series, in a column on the right."""
     axis = {"gridcolor": "#eee", "zerolinecolor": "#ccc", "automargin": True}
+    if legend_right:
+        legend = {"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02}
+        margin = {"l": 60, "r": 10, "t": 40, "b": 60}
+    else:
+        legend = {"orientation": "h", "yanchor": "top", "y": -0.32, "xanchor": "left", "x": 0}
+        margin = {"l": 60, "r": 20, "t": 40, "b": 110}
     layout = {
-        "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
-        "height": 340,
+        "margin": margin,
+        "height": 380,
         "plot_bgcolor": "#fff",
-        # The legend sits under the plot, horizontally: it never covers the data.
-        "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+        "legend": legend,
         "xaxis": dict(axis),
         "yaxis": dict(axis),
     }
@@ -201,6 +208,7 @@ def longer_chart(curves: dict[str, dict], title: str = "P(chose the longer answe
         return {}
     layout = _layout(
         title=title,
+        legend_right=len(data) > 4,
         shapes=[_hline(0.5)],
         xaxis={"title": {"text": "length ratio (longer / shorter, words)"}, "type": "log"},
         yaxis={"title": {"text": "P(chose longer)"}, "range": [0, 1]},

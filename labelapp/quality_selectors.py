@@ -1,7 +1,7 @@
 """Reads for the quality pages: the newest precomputed report of a scope, a rater's own figures.
 
 Pages never scan ratings: the quality job (services/quality.py) stores reports; these reads are one
-indexed row each, cached for QUALITY["CACHE_SECONDS"] (the job clears the cache when it writes).
+indexed row each, the report's JSON cached for QUALITY["CACHE_SECONDS"] under its id.
 """
 
 from __future__ import annotations
@@ -33,20 +33,30 @@ for _key in (*ESTIMATES, "speed", "fast"):
 
 def quality_report(*, version: GuidelineVersion | None) -> dict | None:
     """The newest report for all versions (version None) or one version, as a dict; None before the
-    quality job first ran."""
+    quality job first ran.
+
+    The newest report's id comes from PostgreSQL (one index lookup), the report itself from the cache
+    under that id: a job in another process writing a new report is seen at once, without the job
+    having to reach every web process's cache."""
     version_id = version.pk if version else None
-    key = cache_key(version_id)
-    found = cache.get(key)
-    if found is not None:
-        return found or None
-    row = (
+    latest = (
         QualityReport.objects.filter(guideline_version_id=version_id)
         .order_by("-computed_at", "-id")
-        .values("id", "computed_at", "seconds", "n_ratings", "figures", "charts")
+        .values_list("id", flat=True)
         .first()
     )
-    cache.set(key, row or {}, settings.QUALITY["CACHE_SECONDS"])
-    return row
+    if latest is None:
+        return None
+    key = f"{cache_key(version_id)}:{latest}"
+    found = cache.get(key)
+    if found is None:
+        found = (
+            QualityReport.objects.filter(pk=latest)
+            .values("id", "computed_at", "seconds", "n_ratings", "figures", "charts")
+            .first()
+        )
+        cache.set(key, found, settings.QUALITY["CACHE_SECONDS"])
+    return found
 
 
 def sorted_raters(raters: list[dict], *, sort: str, descending: bool) -> list[dict]:

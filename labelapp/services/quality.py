@@ -205,7 +205,10 @@ def quality_compute(
             row["rater"] = (usernames or {}).get(rid, str(rid))
             row["flags"] = _flags(row, pool)
             raters.append(row)
-    return {"pool": pool, "raters": raters, "kappa_pairs": sorted(kappas, key=lambda k: -k["n"])[:200]}
+    top_pairs = sorted(kappas, key=lambda k: -k["n"])[:200]
+    for k in top_pairs:
+        k["names"] = [(usernames or {}).get(r, str(r)) for r in k["raters"]]
+    return {"pool": pool, "raters": raters, "kappa_pairs": top_pairs}
 
 
 def _usernames(ids) -> dict[int, str]:

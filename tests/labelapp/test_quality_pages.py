@@ -40,6 +40,7 @@ def test_staff_see_the_dashboard_table_charts_and_csv(client, staff, rated, guid
     for chart in ("chart-longer", "chart-position", "chart-by-version", "chart-speed"):
         assert f'id="{chart}-spec" type="application/json"' in page, chart
     assert "plotly/plotly.min.js" in page
+    assert 'id="kappa-pairs"' in page and "rater · other_rater" in page
 
     sorted_page = client.get(reverse("quality_dashboard"), {"sort": "gold_accuracy", "dir": "desc"})
     body = sorted_page.content.decode()

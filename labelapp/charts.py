@@ -331,9 +331,6 @@ def quality_charts(figures: dict, rows, *, speed_cap: float, max_rater_curves: i
     }
 
 
-def rater_longer_chart(curve: dict, pool_curve: dict | None = None) -> dict:
-    """One rater's P(chose longer) curve (beside the pool's when given)."""
-    curves = {"you": curve}
-    if pool_curve:
-        curves["pool"] = pool_curve
-    return longer_chart(curves, title="How often you chose the longer answer, by length ratio")
+def rater_longer_chart(curve: dict) -> dict:
+    """One rater's P(chose longer) curve, worded for both the rater's own page and staff."""
+    return longer_chart({"judgments": curve}, title="How often the longer answer was chosen, by length ratio")

@@ -51,6 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=30, help="timed requests per page (after 3 warm-up)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep-db", action="store_true", help="leave the bench database for inspection")
+    p.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="measure the database an earlier --keep-db run left (no reload; no job unless --refresh)",
+    )
+    p.add_argument("--refresh", action="store_true", help="with --reuse-db: run the quality job again")
     return p.parse_args(argv)
 
 
@@ -219,6 +225,16 @@ def load(db_url: str, args: argparse.Namespace) -> dict:
             "load_seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
 
 
+def existing_counts(db_url: str) -> dict:
+    import psycopg
+
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        ratings = conn.execute("SELECT count(*) FROM labelapp_rating").fetchone()[0]
+        comparisons = conn.execute("SELECT count(*) FROM labelapp_comparison").fetchone()[0]
+        raters = conn.execute("SELECT count(DISTINCT rater_id) FROM labelapp_rating").fetchone()[0]
+    return {"ratings": ratings, "comparisons": comparisons, "raters": raters, "load_seconds": None}
+
+
 # --- measuring -------------------------------------------------------------------------------------
 
 
@@ -241,9 +257,11 @@ def measure(args: argparse.Namespace) -> dict:
 
     from labelapp.services.quality import quality_refresh
 
-    t0 = time.monotonic()
-    quality_refresh()
-    refresh_seconds = time.monotonic() - t0
+    refresh_seconds = None
+    if not args.reuse_db or args.refresh:
+        t0 = time.monotonic()
+        quality_refresh()
+        refresh_seconds = round(time.monotonic() - t0, 1)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     users = get_user_model().objects
@@ -277,7 +295,7 @@ def measure(args: argparse.Namespace) -> dict:
             results[f"{name}{' (cold cache)' if cold else ''}"] = {
                 "url": url, "bytes": len(response.content), **_percentiles(samples)
             }  # fmt: skip
-    return {"refresh_seconds": round(refresh_seconds, 1), "peak_rss_mb": round(peak_rss_mb), "pages": results}
+    return {"refresh_seconds": refresh_seconds, "peak_rss_mb": round(peak_rss_mb), "pages": results}
 
 
 def main(argv=None) -> int:
@@ -314,8 +332,9 @@ def main(argv=None) -> int:
             "cpu_count": os.cpu_count(),
             "loadavg_1m": os.getloadavg()[0],
         }
-        print(f"quality job: {figures['refresh_seconds']} s for {counts['ratings']:,} ratings "
-              f"(peak RSS {figures['peak_rss_mb']} MB)")  # fmt: skip
+        if figures["refresh_seconds"] is not None:
+            print(f"quality job: {figures['refresh_seconds']} s for {counts['ratings']:,} ratings "
+                  f"(peak RSS {figures['peak_rss_mb']} MB)")  # fmt: skip
         print(f"{'page':<44} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'KB':>6}")
         worst = 0.0
         for page, r in figures["pages"].items():
@@ -331,7 +350,7 @@ def main(argv=None) -> int:
         print(f"wrote {OUT.relative_to(BASE_DIR)}")
         return 0 if worst < TARGET_MS else 1
     finally:
-        if not args.keep_db:
+        if not (args.keep_db or args.reuse_db):
             try:
                 from django.db import connections
 

@@ -74,6 +74,22 @@ def _vline(x: float) -> dict:
     }
 
 
+def chart_html(chart_id: str, spec: dict, *, wide: bool = False) -> str:
+    """The same markup as templates/labelapp/_chart.html, built once so a cached page skips the JSON
+    encoding of large specs. json_script escapes <, > and & inside the JSON."""
+    from django.utils.html import format_html, json_script
+
+    if not spec:
+        return ""
+    return format_html(
+        '<div class="chart-box plotly-chart{}" id="{}" data-spec="{}"></div>{}',
+        " wide" if wide else "",
+        chart_id,
+        f"{chart_id}-spec",
+        json_script(spec, f"{chart_id}-spec"),
+    )
+
+
 def validate(spec: dict) -> dict:
     """Run a spec through plotly.graph_objects (raises on an unknown or malformed property)."""
     import plotly.graph_objects as go

@@ -9,8 +9,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.cache import cache
 
+from labelapp.charts import chart_html
 from labelapp.models import GuidelineVersion, QualityReport, RaterProfile
 from labelapp.services.quality import cache_key
+
+WIDE_CHARTS = {"longer", "position"}  # many series or many raters: full width
 
 SORTABLE = {
     "rater": lambda r: r["rater"].lower(),
@@ -55,6 +58,11 @@ def quality_report(*, version: GuidelineVersion | None) -> dict | None:
             .values("id", "computed_at", "seconds", "n_ratings", "figures", "charts")
             .first()
         )
+        # The charts' HTML (JSON-encoded, escaped) is built once per report, not per request.
+        found["charts_html"] = {
+            name: chart_html(f"chart-{name.replace('_', '-')}", spec, wide=name in WIDE_CHARTS)
+            for name, spec in (found.pop("charts") or {}).items()
+        }
         cache.set(key, found, settings.QUALITY["CACHE_SECONDS"])
     return found
 

@@ -109,7 +109,7 @@ def quality_dashboard(request: HttpRequest) -> HttpResponse:
             "versions": guideline_versions(),
             "sort": sort,
             "descending": descending,
-            "charts": report["charts"] if report else {},
+            "charts": report["charts_html"] if report else {},
             "columns": COLUMNS,
         },
     )

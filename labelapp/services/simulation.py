@@ -41,8 +41,13 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from labelapp.models import Assignment, Comparison, Prompt, Rating, Response, SimulatedDecision
-from labelapp.services.assignment import assignment_next
-from labelapp.services.guidelines import guideline_acknowledge, guideline_current, guideline_needs_ack
+from labelapp.services.assignment import QueueError, assignment_next
+from labelapp.services.guidelines import (
+    GuidelineError,
+    guideline_acknowledge,
+    guideline_current,
+    guideline_needs_ack,
+)
 from labelapp.services.ratings import RatingError, RatingInput, length_check_asked, rating_submit
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
@@ -354,21 +359,30 @@ def _demo_prompt(slug: str, item: dict) -> Prompt:
     return prompt
 
 
-def pool_top_up(*, slots_needed: int, required_ratings: int, seed: int = 0) -> int:
-    """Make sure at least `slots_needed` open rating slots exist, by adding comparisons between variants
-    of the demo answers (padded, restated, repeated, trimmed; external ids `sim:...`). Returns how many
-    comparisons were created. The demo prompts are created if missing (same ids as `manage.py demo`)."""
-    from django.db.models import F, Sum
+_USABLE_SLOTS_SQL = """
+SELECT COALESCE(SUM(LEAST(c.required_ratings - c.claimed_count, %(n)s - COALESCE(x.n, 0))), 0)
+FROM labelapp_comparison c
+LEFT JOIN (
+    SELECT comparison_id, count(*) AS n FROM labelapp_assignment
+    WHERE rater_id = ANY(%(ids)s) AND status IN ('leased', 'done', 'skipped')
+    GROUP BY comparison_id
+) x ON x.comparison_id = c.id
+WHERE c.is_active AND c.claimed_count < c.required_ratings
+"""
 
-    open_slots = (
-        Comparison.objects.filter(is_active=True, claimed_count__lt=F("required_ratings")).aggregate(
-            s=Sum(F("required_ratings") - F("claimed_count"))
-        )["s"]
-        or 0
-    )
-    missing = slots_needed - open_slots
+
+def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed: int = 0) -> int:
+    """Make sure `raters` find at least `slots_needed` open rating slots they have not judged yet, by
+    adding comparisons between variants of the demo answers (padded, restated, repeated, trimmed;
+    external ids `sim:...`). Returns how many comparisons were created. The demo prompts are created
+    if missing (same ids as `manage.py demo`)."""
+    from labelapp.rawsql import fetch_one
+
+    usable = fetch_one(_USABLE_SLOTS_SQL, {"n": len(raters), "ids": [u.pk for u in raters]})[0]
+    missing = slots_needed - int(usable)
     if missing <= 0:
         return 0
+    per_comparison = max(1, min(required_ratings, len(raters)))  # one rater judges a pair once
     rng = random.Random(seed)
     candidates = []
     for slug, item in sorted(_demo_items().items()):
@@ -388,7 +402,7 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, seed: int = 0) -> i
     new = []
     with transaction.atomic():
         for slug, item, k1, t1, k2, t2 in candidates:
-            if len(new) * required_ratings >= missing:
+            if len(new) * per_comparison >= missing:
                 break
             ext = f"sim:{slug}:{k1}:{k2}"
             if ext in existing:
@@ -550,7 +564,7 @@ def simulate_raters(
     result = SimulationResult(raters=[u.username for u in users])
     if top_up:
         result.comparisons_created = pool_top_up(
-            slots_needed=ratings, required_ratings=required_ratings, seed=seed or 0
+            slots_needed=ratings, required_ratings=required_ratings, raters=users, seed=seed or 0
         )
     utilities = _UtilityCache(encoder)
     for user in users:
@@ -563,9 +577,17 @@ def simulate_raters(
             if result.ratings >= ratings:
                 break
             user = users[i]
-            assignment = assignment_next(rater=user, just_finished=i not in fresh)
+            try:
+                assignment = assignment_next(rater=user, just_finished=i not in fresh)
+            except (QueueError, GuidelineError):
+                assignment = None
             fresh.discard(i)
             if assignment is None:
+                if guideline_needs_ack(rater=user) is not None:
+                    # A new version came into force: acknowledge it, as a person would, and go on.
+                    _ensure_acknowledged(user)
+                    fresh.add(i)
+                    continue
                 active.remove(i)  # nothing left for this rater
                 continue
             try:

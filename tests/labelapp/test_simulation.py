@@ -120,3 +120,16 @@ def test_per_rater_values_parse_and_bad_input_is_a_clear_error(guideline):
         parse_values("1,2", 3, name="x")
     with pytest.raises(CommandError, match="length-bias"):
         call_command("simulate_raters", "--raters", "2", "--ratings", "1", "--length-bias", "abc")
+
+
+def test_simulated_raters_acknowledge_a_new_guideline_version(guideline):
+    from labelapp.services.guidelines import guideline_create
+
+    call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "5", "--encoder", "lexical")
+    v2 = guideline_create(text="# v2\n\nPrefer the concise answer.", publish=True)
+    call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "5", "--encoder", "lexical")
+    assert GuidelineAcknowledgment.objects.filter(version=v2).count() == 2
+    assert Rating.objects.filter(guideline_version=v2).count() == 6
+    # the same two accounts were reused, and every rating is logged with its probabilities
+    assert SimulatedDecision.objects.values("rater").distinct().count() == 2
+    assert SimulatedDecision.objects.count() == Rating.objects.count() == 12

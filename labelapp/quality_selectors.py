@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.cache import cache
+from django.urls import reverse
 
 from labelapp.charts import chart_html
 from labelapp.models import GuidelineVersion, QualityReport, RaterProfile
 from labelapp.services.quality import cache_key
+from labelapp.templatetags.quality import rater_row_html
 
 WIDE_CHARTS = {"longer", "position"}  # many series or many raters: full width
 
@@ -58,7 +60,9 @@ def quality_report(*, version: GuidelineVersion | None) -> dict | None:
             .values("id", "computed_at", "seconds", "n_ratings", "figures", "charts")
             .first()
         )
-        # The charts' HTML (JSON-encoded, escaped) is built once per report, not per request.
+        # The rows' and charts' HTML is built once per report, not per request.
+        for r in found["figures"]["raters"]:
+            r["row_html"] = rater_row_html(r, reverse("quality_rater", args=[int(r["rater_id"])]))
         found["charts_html"] = {
             name: chart_html(f"chart-{name.replace('_', '-')}", spec, wide=name in WIDE_CHARTS)
             for name, spec in (found.pop("charts") or {}).items()

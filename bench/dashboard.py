@@ -290,6 +290,9 @@ def measure(args: argparse.Namespace) -> dict:
                 elapsed = (time.perf_counter() - t) * 1000
                 if response.status_code != 200:
                     raise SystemExit(f"{url}: HTTP {response.status_code}")
+                if url.startswith("/quality/?") or url == "/quality/":
+                    if b'id="raters"' not in response.content:
+                        raise SystemExit(f"{url}: no report to show (run with --refresh)")
                 if i >= 3:
                     samples.append(elapsed)
             results[f"{name}{' (cold cache)' if cold else ''}"] = {
@@ -306,18 +309,20 @@ def main(argv=None) -> int:
     base_name = urlsplit(server_url).path.lstrip("/") or "postgres"
     name = f"bench_dashboard_{base_name}"[:63]
     db_url = with_database(server_url, name)
-    recreate_database(server_url, name)
+    if not args.reuse_db:
+        recreate_database(server_url, name)
     try:
-        env = {
-            **os.environ,
-            "DATABASE_URL": db_url,
-            "DJANGO_ENV": os.environ.get("DJANGO_ENV", "development"),
-        }
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
-        print(f"loading {args.ratings:,} ratings into {name} with COPY ...", flush=True)
-        counts = load(db_url, args)
-        print(f"  loaded {counts['ratings']:,} ratings on {counts['comparisons']:,} comparisons "
-              f"by {counts['raters']} raters in {counts['load_seconds']} s", flush=True)  # fmt: skip
+        if args.reuse_db:
+            counts = existing_counts(db_url)
+            print(f"reusing {name}: {counts['ratings']:,} ratings", flush=True)
+        else:
+            env = {**os.environ, "DATABASE_URL": db_url}
+            env.setdefault("DJANGO_ENV", "development")
+            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
+            print(f"loading {args.ratings:,} ratings into {name} with COPY ...", flush=True)
+            counts = load(db_url, args)
+            print(f"  loaded {counts['ratings']:,} ratings on {counts['comparisons']:,} comparisons "
+                  f"by {counts['raters']} raters in {counts['load_seconds']} s", flush=True)  # fmt: skip
         os.environ.update(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="config.settings", LOG_LEVEL="WARNING")
         os.environ.setdefault("DJANGO_ENV", "development")
         import django

@@ -172,6 +172,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # plotly.min.js from the installed plotly package, as static/plotly/plotly.min.js (no CDN).
+    "labelapp.staticfinders.PlotlyFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -279,6 +285,28 @@ LABEL = {
     "REPEAT_DELAY_MINUTES": env.float("REPEAT_DELAY_MINUTES", default=60),
 }
 LEASE_DURATION = timedelta(minutes=LABEL["LEASE_MINUTES"])
+
+# --- Rater quality (services/quality.py, the quality dashboard) ---------------------------------------
+QUALITY = {
+    # Recompute figures, reports and trust weights every this many seconds (Celery beat, default queue).
+    "REFRESH_SECONDS": env.int("QUALITY_REFRESH_SECONDS", default=600),
+    # P(chose longer) counts pairs whose longer answer has at least this many times the words.
+    "MIN_LENGTH_RATIO": env.float("QUALITY_MIN_LENGTH_RATIO", default=1.2),
+    # Reading faster than this (prompt + both answers, characters per second) is implausibly fast.
+    "FAST_CHARS_PER_S": env.float("QUALITY_FAST_CHARS_PER_S", default=60.0),
+    # Flag a rater when more than this share of their judgments is implausibly fast.
+    "FAST_SHARE_MAX": env.float("QUALITY_FAST_SHARE_MAX", default=0.2),
+    # Flag a rater whose gold accuracy is below GOLD_MIN on at least GOLD_MIN_N gold judgments.
+    "GOLD_MIN": env.float("QUALITY_GOLD_MIN", default=0.7),
+    "GOLD_MIN_N": env.int("QUALITY_GOLD_MIN_N", default=5),
+    # Cohen's kappa for rater pairs sharing at least this many comparisons.
+    "KAPPA_MIN_OVERLAP": env.int("QUALITY_KAPPA_MIN_OVERLAP", default=10),
+    # Bootstrap resamples for Krippendorff's alpha's interval.
+    "BOOTSTRAP": env.int("QUALITY_BOOTSTRAP", default=100),
+    "REPORTS_KEPT": 3,
+    # Pages cache a report for this many seconds (the job also clears the cache when it writes one).
+    "CACHE_SECONDS": env.int("QUALITY_CACHE_SECONDS", default=300),
+}
 
 # --- Reward model retraining ------------------------------------------------------------------------
 TRAINING = {

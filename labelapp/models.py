@@ -562,3 +562,6 @@ class EvalSetRating(models.Model):
 
     def __str__(self) -> str:
         return f"eval-set rating {self.rating_id}"
+
+
+from labelapp.quality_models import QualityReport, SimulatedDecision  # noqa: E402, F401

@@ -15,6 +15,14 @@ def queue_housekeeping() -> int:
     return run().pk
 
 
+@shared_task(name="labelapp.tasks.quality_refresh")
+def quality_refresh() -> list[int] | None:
+    """Beat (default queue): rater figures, trust weights and dashboard reports (services/quality.py)."""
+    from labelapp.services.quality import quality_refresh as run
+
+    return run()
+
+
 @shared_task(name="labelapp.tasks.reward_model_check")
 def reward_model_check() -> int | None:
     """Beat: recover dead runs; start a run if enough new consented ratings arrived."""

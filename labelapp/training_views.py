@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from labelapp import plots
+from labelapp import charts
 from labelapp.models import RewardModelVersion, TrainingRun
 from labelapp.services.training import (
     METRIC_LABELS,
@@ -143,7 +143,9 @@ def reward_model_activate_view(request: HttpRequest, number: int) -> HttpRespons
 # --- charts ---------------------------------------------------------------------------------------
 
 
-def _loss_chart(history: list[dict]) -> str:
+def _loss_chart(history: list[dict]) -> dict:
+    """Train and validation loss per step (Plotly spec). History rows come from evaluations, so a short
+    run has a single row: drawn with markers, it still shows (an SVG polyline of one point did not)."""
     series: dict[str, list[tuple[float, float]]] = {}
     for row in history or []:
         step = row.get("step")
@@ -154,7 +156,7 @@ def _loss_chart(history: list[dict]) -> str:
             if row.get(key) is not None:
                 name = f"{key.replace('_', ' ')}{' (' + phase + ')' if phase else ''}"
                 series.setdefault(name, []).append((float(step), float(row[key])))
-    return plots.line_chart("Loss", series, "step", "loss") if series else ""
+    return charts.line_chart("Loss", series, "step", "loss") if series else {}
 
 
 def _bucket_series(buckets, key: str) -> list[tuple[float, float]]:
@@ -162,7 +164,7 @@ def _bucket_series(buckets, key: str) -> list[tuple[float, float]]:
     return [((b["lo"] + b["hi"]) / 2, b[key]) for b in buckets or [] if b.get(key) is not None]
 
 
-def _version_charts(version: RewardModelVersion) -> dict[str, str]:
+def _version_charts(version: RewardModelVersion) -> dict[str, dict]:
     """Loss curves, mean reward by length bucket, reward vs length: this model and the plain one beside it."""
     p = version.plots or {}
     odin = version.run.config.get("objective") == "odin" or bool(version.run.config.get("odin"))
@@ -182,8 +184,8 @@ def _version_charts(version: RewardModelVersion) -> dict[str, str]:
     x_label = "answer length (characters)"
     return {
         "loss": _loss_chart(version.run.metrics_history),
-        "buckets": plots.line_chart("Mean reward by answer length", by_bucket, x_label, "reward")
+        "buckets": charts.line_chart("Mean reward by answer length", by_bucket, x_label, "reward")
         if by_bucket
-        else "",
-        "scatter": plots.scatter("Reward vs answer length", points, x_label, "reward") if points else "",
+        else {},
+        "scatter": charts.scatter("Reward vs answer length", points, x_label, "reward") if points else {},
     }

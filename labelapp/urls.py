@@ -49,3 +49,13 @@ urlpatterns += [
     path("staff/review/", review_views.staff_review, name="staff_review"),
     path("staff/review/<int:rating_id>/", review_views.staff_review_decide, name="staff_review_decide"),
 ]
+
+from labelapp import quality_views  # noqa: E402
+
+urlpatterns += [
+    path("quality/", quality_views.quality_dashboard, name="quality_dashboard"),
+    path("quality/raters.csv", quality_views.quality_raters_csv, name="quality_raters_csv"),
+    path("quality/raters/<int:rater_id>/", quality_views.quality_rater, name="quality_rater"),
+    path("quality/refresh/", quality_views.quality_refresh_now, name="quality_refresh"),
+    path("me/quality/", quality_views.quality_me, name="quality_me"),
+]

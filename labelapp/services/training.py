@@ -209,7 +209,8 @@ def training_snapshot() -> dict:
 
 
 def training_pairs(rating_ids: list[int]):
-    """Ratings -> rewardtrainer PreferencePairs (strength -> margin; weight 1 until rater trust exists)."""
+    """Ratings -> rewardtrainer PreferencePairs (strength -> margin; the rater's trust -> weight)."""
+    from labelapp.selectors import trust_weights
     from rewardtrainer.data import PreferencePair
 
     margins = settings.TRAINING["MARGINS"]
@@ -218,6 +219,7 @@ def training_pairs(rating_ids: list[int]):
         .select_related("comparison__prompt", "comparison__response_a", "comparison__response_b")
         .order_by("pk")
     )
+    weights = trust_weights(rater_ids=ratings.order_by().values_list("rater_id", flat=True).distinct())
     pairs = []
     for r in ratings.iterator(chunk_size=500):
         c = r.comparison
@@ -229,7 +231,7 @@ def training_pairs(rating_ids: list[int]):
                 chosen=chosen.text,
                 rejected=rejected.text,
                 margin=float(margins[min(abs(r.preference), 3) - 1]),
-                weight=1.0,
+                weight=weights[r.rater_id],
                 pair_id=f"rating:{r.pk}",
                 prompt_id=f"prompt:{c.prompt_id}",
             )

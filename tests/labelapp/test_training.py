@@ -139,7 +139,7 @@ def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
     page = client.get(reverse("reward_model_version", args=[version.number])).content.decode()
     assert "Pearson(reward, length)" in page and "plain model" in page
     for chart in ("chart-loss", "chart-buckets", "chart-scatter"):
-        assert f'id="{chart}"><svg' in page, chart
+        assert f'id="{chart}"' in page and f'id="{chart}-spec" type="application/json"' in page, chart
     run_page = client.get(reverse("training_run", args=[run.pk])).content.decode()
     # human labels with rounded numbers, not raw metric keys
     assert "balanced accuracy" in run_page and "accuracy_shorter_won" not in run_page

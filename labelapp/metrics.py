@@ -1,0 +1,389 @@
+"""Rater-quality statistics: pure functions over numpy arrays (no ORM, no Django).
+
+Every estimate comes with a 95% interval: Wilson for proportions, the Fisher-information standard
+error for logistic fits, the asymptotic standard error for Cohen's kappa, a bootstrap over units for
+Krippendorff's alpha, order statistics for a median. services/quality.py turns database rows
+into these arrays.
+
+Conventions (the pages and the README repeat them):
+- A preference is A/B-relative on the 7-point scale -3..3 (negative: A better). Its *sign* is the
+  choice: -1 chose A, +1 chose B, 0 tie.
+- "Longer" compares word counts (what the rating page shows). Ties (preference 0) and pairs of equal
+  length are left out of P(chose longer); ties are left out of P(chose left) and of the logistic fits.
+- Percent agreement on the sign: a tie is a category of its own, so a tie agrees only with a tie.
+- Gold accuracy: the sign equals the gold sign (a tie on a gold pair with a winner counts as wrong).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its 95% interval and the number of observations behind it."""
+
+    value: float | None
+    lo: float | None
+    hi: float | None
+    n: int
+
+    def as_dict(self) -> dict:
+        return {k: (None if v is None else round(v, 6) if isinstance(v, float) else v)
+                for k, v in asdict(self).items()}  # fmt: skip
+
+
+EMPTY = Estimate(None, None, None, 0)
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> Estimate:
+    """Wilson score interval for a binomial proportion (good at small n and near 0 or 1)."""
+    if n <= 0:
+        return EMPTY
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
+
+
+def proportion(flags) -> Estimate:
+    flags = np.asarray(flags, dtype=bool)
+    return wilson(int(flags.sum()), int(flags.size))
+
+
+# --- choices relative to length and position ------------------------------------------------------
+
+
+def chose_longer(preference, words_a, words_b) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of usable ratings, chose-longer flag): usable = not a tie and the answers differ in length."""
+    pref = np.sign(np.asarray(preference))
+    wa, wb = np.asarray(words_a, dtype=float), np.asarray(words_b, dtype=float)
+    usable = (pref != 0) & (wa != wb)
+    longer_is_b = wb > wa
+    chose_b = pref > 0
+    return usable, chose_b == longer_is_b
+
+
+def log_length_ratio(words_a, words_b) -> np.ndarray:
+    """log(words_B / words_A), words floored at 1."""
+    wa = np.maximum(np.asarray(words_a, dtype=float), 1.0)
+    wb = np.maximum(np.asarray(words_b, dtype=float), 1.0)
+    return np.log(wb / wa)
+
+
+def p_longer(preference, words_a, words_b, *, min_ratio: float = 1.2) -> Estimate:
+    """P(chose the longer answer | longer/shorter >= min_ratio), ties left out."""
+    usable, longer = chose_longer(preference, words_a, words_b)
+    ratio = np.abs(log_length_ratio(words_a, words_b))
+    keep = usable & (ratio >= math.log(min_ratio))
+    return proportion(longer[keep])
+
+
+def chose_left(preference, a_left) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of non-tie ratings, chose-left flag). `a_left`: answer A was shown on the left."""
+    pref = np.sign(np.asarray(preference))
+    a_left = np.asarray(a_left, dtype=bool)
+    return pref != 0, (pref < 0) == a_left
+
+
+def p_left(preference, a_left) -> Estimate:
+    """Position bias: P(chose the left answer), ties left out (0.5 = no bias)."""
+    usable, left = chose_left(preference, a_left)
+    return proportion(left[usable])
+
+
+# --- logistic fits ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    coef: np.ndarray  # (k,)
+    se: np.ndarray  # (k,)
+    n: int
+
+    def estimate(self, i: int) -> Estimate:
+        c, s = float(self.coef[i]), float(self.se[i])
+        return Estimate(c, c - Z95 * s, c + Z95 * s, self.n)
+
+
+def logistic_fit(X, y, *, ridge: float = 1e-3, iters: int = 50) -> LogisticFit | None:
+    """Maximum-likelihood logistic regression by Newton's method; standard errors from the Fisher
+    information. A tiny ridge keeps a perfectly separated rater finite (the SE then says how little
+    that fit means). None when there is nothing to fit."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    n, k = X.shape
+    if n < k + 1:
+        return None
+    w = np.zeros(k)
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(X @ w)))
+        grad = X.T @ (y - p) - ridge * w
+        hess = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(k)
+        step = np.linalg.solve(hess, grad)
+        w = w + step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    p = 1.0 / (1.0 + np.exp(-(X @ w)))
+    info = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(k)
+    se = np.sqrt(np.diag(np.linalg.inv(info)))
+    return LogisticFit(coef=w, se=se, n=n)
+
+
+def bias_fit(preference, words_a, words_b, a_left) -> dict[str, Estimate]:
+    """Length and position bias in one logistic model, ties left out:
+
+        P(chose B) = sigmoid(length_slope * log(words_B / words_A) + position * (+1 if B left else -1))
+
+    No intercept: A and B are interchangeable, so with equal lengths and no position pull the
+    choice is a coin. `length_slope` > 0 means the rater leans toward the longer answer (in logit
+    units per unit of log length ratio): the rater's length bias.
+    """
+    pref = np.sign(np.asarray(preference))
+    keep = pref != 0
+    x_len = log_length_ratio(words_a, words_b)[keep]
+    x_pos = np.where(np.asarray(a_left, dtype=bool)[keep], -1.0, 1.0)
+    fit = logistic_fit(np.column_stack([x_len, x_pos]), (pref[keep] > 0).astype(float))
+    if fit is None:
+        return {"length_slope": EMPTY, "position": EMPTY}
+    return {"length_slope": fit.estimate(0), "position": fit.estimate(1)}
+
+
+def longer_curve(preference, words_a, words_b, *, bins=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 9.0)) -> dict:
+    """P(chose longer) per bin of |log length ratio| (Wilson intervals) and the fitted curve
+    P = sigmoid(slope * x) from `bias_fit`'s length term alone, for the charts."""
+    usable, longer = chose_longer(preference, words_a, words_b)
+    x = np.abs(log_length_ratio(words_a, words_b))
+    rows = []
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        sel = usable & (x > lo) & (x <= hi)
+        est = proportion(longer[sel])
+        if est.n:
+            rows.append(
+                {"x": float(np.mean(x[sel])), "ratio": float(np.exp(np.mean(x[sel]))), **est.as_dict()}
+            )
+    fit = logistic_fit(x[usable], longer[usable].astype(float))
+    slope = float(fit.coef[0]) if fit is not None else None
+    return {"bins": rows, "slope": slope}
+
+
+# --- gold, agreement ---------------------------------------------------------------------------------
+
+
+def gold_accuracy(preference, gold_sign) -> Estimate:
+    """Share of gold judgments whose sign equals the gold sign (a tie is right only on a tie gold)."""
+    return proportion(np.sign(np.asarray(preference)) == np.sign(np.asarray(gold_sign)))
+
+
+def rater_pairs(unit, rater, value) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of judgments of the same unit by two different raters, vectorised (a million
+    ratings make about a million pairs): (rater_1, rater_2, value_1, value_2) with rater_1 < rater_2."""
+    unit, rater, value = np.asarray(unit), np.asarray(rater), np.asarray(value)
+    order = np.lexsort((rater, unit))
+    u, r, v = unit[order], rater[order], value[order]
+    r1, r2, v1, v2 = [], [], [], []
+    for offset in range(1, u.size):
+        same = u[offset:] == u[:-offset]
+        if not same.any():
+            break  # sorted by unit: no group is longer than this offset
+        keep = same & (r[offset:] != r[:-offset])
+        r1.append(r[:-offset][keep])
+        r2.append(r[offset:][keep])
+        v1.append(v[:-offset][keep])
+        v2.append(v[offset:][keep])
+    if not r1:
+        empty = np.array([], dtype=int)
+        return empty, empty, empty, empty
+    return np.concatenate(r1), np.concatenate(r2), np.concatenate(v1), np.concatenate(v2)
+
+
+def pairwise_sign_agreement(unit, rater, preference) -> dict:
+    """Percent agreement on the sign over every pair of raters who judged the same unit.
+
+    Returns {"pool": Estimate, "per_rater": {rater: Estimate}, "agree": {rater: (agreeing, pairs)}}.
+    A tie agrees only with a tie. The Wilson interval treats pairs as independent, which they are
+    not quite (pairs share units), so it is somewhat too narrow.
+    """
+    r1, r2, v1, v2 = rater_pairs(unit, rater, np.sign(np.asarray(preference)))
+    same = (v1 == v2).astype(int)
+    both = np.concatenate([r1, r2])
+    same2 = np.concatenate([same, same])
+    raters, inverse = np.unique(both, return_inverse=True)
+    totals = np.bincount(inverse, minlength=raters.size)
+    agrees = np.bincount(inverse, weights=same2, minlength=raters.size).astype(int)
+    counts = {r: (int(a), int(t)) for r, a, t in zip(raters.tolist(), agrees, totals, strict=True)}
+    return {
+        "pool": wilson(int(same.sum()), int(same.size)),
+        "per_rater": {r: wilson(a, t) for r, (a, t) in counts.items()},
+        "agree": counts,
+    }
+
+
+def kappa_from_confusion(confusion) -> tuple[float | None, float | None, float | None, int]:
+    """Cohen's kappa, its 95% interval (large-sample SE sqrt(po (1 - po) / (n (1 - pe)^2))) and n
+    from a square confusion matrix of two raters' labels."""
+    c = np.asarray(confusion, dtype=float)
+    n = c.sum()
+    if n == 0:
+        return None, None, None, 0
+    po = np.trace(c) / n
+    pe = float((c.sum(axis=1) / n) @ (c.sum(axis=0) / n))
+    if pe >= 1.0:
+        return (1.0 if po == 1.0 else None), None, None, int(n)
+    kappa = (po - pe) / (1 - pe)
+    se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
+    return float(kappa), float(kappa - Z95 * se), float(kappa + Z95 * se), int(n)
+
+
+def cohen_kappa_pairs(unit, rater, preference, *, min_overlap: int = 10) -> list[dict]:
+    """Cohen's kappa on the sign (A / tie / B) for each pair of raters sharing >= min_overlap units
+    (one 3x3 confusion matrix per pair, built in one vectorised pass)."""
+    r1, r2, v1, v2 = rater_pairs(unit, rater, np.sign(np.asarray(preference)).astype(int))
+    if r1.size == 0:
+        return []
+    pairs, inverse = np.unique(np.column_stack([r1, r2]), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    confusion = np.zeros((pairs.shape[0], 3, 3))
+    np.add.at(confusion, (inverse, v1 + 1, v2 + 1), 1)
+    out = []
+    for (a, b), conf in zip(pairs.tolist(), confusion, strict=True):
+        if conf.sum() < min_overlap:
+            continue
+        kappa, lo, hi, n = kappa_from_confusion(conf)
+        out.append({"raters": [a, b], **Estimate(kappa, lo, hi, n).as_dict()})
+    return out
+
+
+SCALE = np.arange(-3, 4)
+
+
+def krippendorff_alpha(
+    unit, preference, *, bootstrap: int = 200, seed: int = 0, max_units: int = 20_000
+) -> Estimate:
+    """Krippendorff's alpha, ordinal, on the 7-point scale (the `krippendorff` package), with a
+    bootstrap over units. Works from the units x values count matrix, so a million ratings need a
+    (units x 7) array, not a raters x units one.
+
+    Up to `max_units` units: a percentile bootstrap. Beyond that, each resample draws `max_units`
+    units (an m-out-of-n bootstrap: one package call costs ~0.4 s at 300k units) and the interval is
+    alpha -/+ 1.96 * sd(resampled alphas) * sqrt(m / n), the spread scaled back to the full n."""
+    import krippendorff
+
+    unit = np.asarray(unit)
+    pref = np.asarray(preference, dtype=int)
+    _, inverse = np.unique(unit, return_inverse=True)
+    counts = np.zeros((inverse.max() + 1 if inverse.size else 0, SCALE.size))
+    np.add.at(counts, (inverse, pref + 3), 1)
+    counts = counts[counts.sum(axis=1) >= 2]  # a unit judged once carries no agreement information
+    n = int(counts.shape[0])
+    if n < 2 or np.count_nonzero(counts.sum(axis=0)) < 2:
+        return Estimate(None, None, None, n)
+
+    def alpha(c) -> float:
+        return float(
+            krippendorff.alpha(value_counts=c, value_domain=SCALE.tolist(), level_of_measurement="ordinal")
+        )
+
+    value = alpha(counts)
+    m = min(n, max_units)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(bootstrap):
+        sample = counts[rng.integers(0, n, m)]
+        if np.count_nonzero(sample.sum(axis=0)) >= 2:
+            draws.append(alpha(sample))
+    if len(draws) < 2:
+        return Estimate(value, None, None, n)
+    if m == n:
+        lo, hi = np.percentile(draws, [2.5, 97.5]).tolist()
+    else:
+        half = Z95 * float(np.std(draws, ddof=1)) * math.sqrt(m / n)
+        lo, hi = value - half, value + half
+    return Estimate(value, lo, hi, n)
+
+
+# --- repeats, speed -----------------------------------------------------------------------------------
+
+
+def test_retest(first, second) -> dict[str, Estimate]:
+    """Consistency of a rater with themself on repeats: paired A/B-relative preferences
+    (the caller flips the sign when the repeat swapped A and B).
+
+    sign agreement (Wilson) and the mean absolute difference on the 7-point scale (normal interval)."""
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    n = int(a.size)
+    if n == 0:
+        return {"sign_agreement": EMPTY, "mean_abs_diff": EMPTY}
+    diff = np.abs(a - b)
+    m = float(diff.mean())
+    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    mad = Estimate(m, m - Z95 * se, m + Z95 * se, n) if n > 1 else Estimate(m, None, None, n)
+    return {"sign_agreement": proportion(np.sign(a) == np.sign(b)), "mean_abs_diff": mad}
+
+
+def median_interval(values) -> Estimate:
+    """The median with its distribution-free 95% interval from order statistics (the ranks
+    n/2 -/+ 1.96 sqrt(n)/2 of the sorted sample): no bootstrap, so cheap on a million values."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n = int(v.size)
+    if n == 0:
+        return EMPTY
+    half = Z95 * math.sqrt(n) / 2
+    lo_rank = max(0, int(math.floor(n / 2 - half)))
+    hi_rank = min(n - 1, int(math.ceil(n / 2 + half)))
+    return Estimate(float(np.median(v)), float(v[lo_rank]), float(v[hi_rank]), n)
+
+
+def reading_speed(chars, time_ms, *, fast_chars_per_s: float = 60.0) -> dict:
+    """Characters read per second (both answers and the prompt over time on task): the median with
+    its order-statistic interval, and the share of implausibly fast judgments (faster than
+    `fast_chars_per_s`, or no time recorded) with a Wilson interval."""
+    chars = np.asarray(chars, dtype=float)
+    secs = np.asarray(time_ms, dtype=float) / 1000.0
+    speed = np.where(secs > 0, chars / np.maximum(secs, 1e-3), np.inf)
+    fast = speed > fast_chars_per_s
+    return {
+        "median_chars_per_s": median_interval(speed[np.isfinite(speed)]),
+        "fast": proportion(fast),
+        "n_fast": int(fast.sum()),
+    }
+
+
+# --- trust ------------------------------------------------------------------------------------------
+
+GOLD_PRIOR, AGREE_PRIOR, PRIOR_WEIGHT = 0.8, 0.7, 10.0
+GOLD_SHARE = 0.7
+TRUST_MIN, TRUST_MAX = 0.05, 1.5
+
+
+def _skill(successes: int, n: int, prior: float) -> float:
+    """Shrunk proportion turned into skill over a coin: 0 at 50%, 1 at 100%."""
+    shrunk = (successes + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT)
+    return (shrunk - 0.5) / 0.5
+
+
+def trust_weight(*, gold_correct: int, gold_n: int, agree: int, agree_n: int) -> float:
+    """Trust weight of a rater (the pair weight in reward-model training).
+
+    Gold accuracy and agreement with other raters are each shrunk toward a prior (0.8 and 0.7, worth
+    10 judgments) so a few lucky or unlucky judgments move little, and read as skill above a coin:
+    s = (p - 0.5) / 0.5. Then
+
+        trust = clip((0.7 * s_gold + 0.3 * s_agree) / s_prior, 0.05, 1.5)
+
+    where s_prior is the same expression at the priors, so a rater without any data weighs 1.0,
+    like a rater without a profile; a rater at coin level on both weighs 0.05.
+    """
+    s = GOLD_SHARE * _skill(gold_correct, gold_n, GOLD_PRIOR) + (1 - GOLD_SHARE) * _skill(
+        agree, agree_n, AGREE_PRIOR
+    )
+    s_prior = GOLD_SHARE * (GOLD_PRIOR - 0.5) / 0.5 + (1 - GOLD_SHARE) * (AGREE_PRIOR - 0.5) / 0.5
+    return float(min(TRUST_MAX, max(TRUST_MIN, s / s_prior)))

@@ -1,0 +1,306 @@
+"""Rater quality: compute the figures of labelapp/metrics.py from the ratings, store trust weights and
+dashboard reports.
+
+The heavy pass (every rating, about 10 s per million on 2 cores) runs in the Celery task
+`labelapp.tasks.quality_refresh` on the default queue, scheduled by beat; pages read the stored
+`QualityReport` rows and `RaterProfile.figures` and never scan ratings. A PostgreSQL advisory lock
+keeps two beats from computing at once.
+
+Which ratings count: every rating staff did not exclude in review. Lengths are word counts (what the
+rating page shows); reading speed is (prompt + both answers) characters over time on task.
+
+Flags (each a reason string on the rater's row):
+- length: the rater's length slope is significantly above 0 and above the pool's (its 95% interval
+  lies above both): they lean toward longer answers more than their colleagues on the same data;
+- position: P(chose left) is significantly different from 0.5 (Wilson interval excludes it);
+- gold: gold accuracy below QUALITY["GOLD_MIN"] on at least QUALITY["GOLD_MIN_N"] gold judgments;
+- speed: more than QUALITY["FAST_SHARE_MAX"] of judgments implausibly fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+
+from labelapp import metrics
+from labelapp.models import GuidelineVersion, QualityReport, RaterProfile
+
+log = logging.getLogger(__name__)
+
+_ADVISORY_LOCK = 604_001  # any constant unique to this job
+
+_ROWS_SQL = """
+SELECT r.rater_id, r.comparison_id, r.preference, r.time_on_task_ms, r.guideline_version_id,
+       (a.shown_left = 'a')::int, ra.word_count, rb.word_count,
+       char_length(p.text) + ra.char_count + rb.char_count,
+       CASE c.kind WHEN 'gold' THEN 1 WHEN 'repeat' THEN 2 ELSE 0 END,
+       COALESCE(c.gold_preference, -9), COALESCE(c.repeat_of_id, 0),
+       c.response_a_id, c.response_b_id
+FROM labelapp_rating r
+JOIN labelapp_assignment a ON a.id = r.assignment_id
+JOIN labelapp_comparison c ON c.id = r.comparison_id
+JOIN labelapp_response ra ON ra.id = c.response_a_id
+JOIN labelapp_response rb ON rb.id = c.response_b_id
+JOIN labelapp_prompt p ON p.id = c.prompt_id
+WHERE NOT EXISTS (SELECT 1 FROM labelapp_ratingreview v WHERE v.rating_id = r.id AND v.decision = 'exclude')
+"""
+_COLUMNS = (
+    "rater comparison preference time_ms version a_left words_a words_b chars kind gold repeat_of "
+    "response_a response_b"
+).split()
+
+
+def _cfg(key: str):
+    return settings.QUALITY[key]
+
+
+@dataclass
+class Rows:
+    """One numpy array per column of `_ROWS_SQL` (one element per rating)."""
+
+    cols: dict[str, np.ndarray]
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.cols[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __len__(self) -> int:
+        return int(self.cols["rater"].size)
+
+    def subset(self, mask: np.ndarray) -> Rows:
+        return Rows({k: v[mask] for k, v in self.cols.items()})
+
+
+def quality_rows() -> Rows:
+    """Every counted rating as arrays, fetched in chunks (a million ratings: ~56 MB of int32)."""
+    chunks = []
+    with connection.cursor() as cursor:
+        cursor.execute(_ROWS_SQL)
+        while True:
+            batch = cursor.fetchmany(50_000)
+            if not batch:
+                break
+            chunks.append(np.array(batch, dtype=np.int32))
+    data = np.concatenate(chunks) if chunks else np.zeros((0, len(_COLUMNS)), dtype=np.int32)
+    return Rows({name: data[:, i] for i, name in enumerate(_COLUMNS)})
+
+
+# --- figures -------------------------------------------------------------------------------------------
+
+
+def _retest_pairs(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rater, first preference, repeat preference) for each repeat a rater judged along with its
+    original; the repeat's preference is flipped when the repeat swapped answers A and B."""
+    is_repeat = (rows.kind == 2) & (rows.repeat_of > 0)
+    if not is_repeat.any():
+        empty = np.array([], dtype=np.int64)
+        return empty, empty, empty
+    # Only the originals of repeats are looked up (not a dict over every rating).
+    originals = np.flatnonzero(np.isin(rows.comparison, rows.repeat_of[is_repeat]))
+    first = {
+        (int(rows.rater[i]), int(rows.comparison[i])): (int(rows.preference[i]), int(rows.response_a[i]), 0)
+        for i in originals.tolist()
+    }
+    out_r, out_1, out_2 = [], [], []
+    idx = np.flatnonzero(is_repeat)
+    for i in idx.tolist():
+        original = first.get((int(rows.rater[i]), int(rows.repeat_of[i])))
+        if original is None:
+            continue
+        p1, a1, _ = original
+        p2 = int(rows.preference[i])
+        if int(rows.response_a[i]) != a1:
+            p2 = -p2  # the repeat shows the same answers as B / A
+        out_r.append(int(rows.rater[i]))
+        out_1.append(p1)
+        out_2.append(p2)
+    return np.array(out_r), np.array(out_1), np.array(out_2)
+
+
+def _figures(rows: Rows) -> dict:
+    """Pool-level figures of a set of ratings (no per-rater split)."""
+    min_ratio, fast = _cfg("MIN_LENGTH_RATIO"), _cfg("FAST_CHARS_PER_S")
+    gold = rows.kind == 1
+    fits = metrics.bias_fit(rows.preference, rows.words_a, rows.words_b, rows.a_left.astype(bool))
+    _, first, second = _retest_pairs(rows)
+    retest = metrics.test_retest(first, second)
+    speed = metrics.reading_speed(rows.chars, rows.time_ms, fast_chars_per_s=fast)
+    return {
+        "n": len(rows),
+        "p_longer": metrics.p_longer(
+            rows.preference, rows.words_a, rows.words_b, min_ratio=min_ratio
+        ).as_dict(),
+        "p_left": metrics.p_left(rows.preference, rows.a_left.astype(bool)).as_dict(),
+        "length_slope": fits["length_slope"].as_dict(),
+        "position": fits["position"].as_dict(),
+        "gold_accuracy": metrics.gold_accuracy(rows.preference[gold], rows.gold[gold]).as_dict(),
+        "retest_agreement": retest["sign_agreement"].as_dict(),
+        "retest_mean_abs_diff": retest["mean_abs_diff"].as_dict(),
+        "speed": speed["median_chars_per_s"].as_dict(),
+        "fast": speed["fast"].as_dict(),
+        "n_fast": speed["n_fast"],
+    }
+
+
+def _flags(row: dict, pool: dict) -> list[str]:
+    flags = []
+    slope, pool_slope = row["length_slope"], pool["length_slope"]["value"] or 0.0
+    if slope["lo"] is not None and slope["lo"] > max(0.0, pool_slope):
+        flags.append("length")
+    left = row["p_left"]
+    if left["lo"] is not None and (left["lo"] > 0.5 or left["hi"] < 0.5):
+        flags.append("position")
+    gold = row["gold_accuracy"]
+    if gold["n"] >= _cfg("GOLD_MIN_N") and gold["value"] < _cfg("GOLD_MIN"):
+        flags.append("gold")
+    if row["fast"]["n"] and row["fast"]["value"] > _cfg("FAST_SHARE_MAX"):
+        flags.append("speed")
+    return flags
+
+
+def quality_compute(
+    rows: Rows, *, usernames: dict[int, str] | None = None, bootstrap: int | None = None
+) -> dict:
+    """Pool figures, agreement, Krippendorff's alpha, kappa per rater pair and one row per rater
+    (with trust weight and flags) for a set of ratings."""
+    bootstrap = _cfg("BOOTSTRAP") if bootstrap is None else bootstrap
+    pool = _figures(rows)
+    agreement = metrics.pairwise_sign_agreement(rows.comparison, rows.rater, rows.preference)
+    pool["agreement"] = agreement["pool"].as_dict()
+    pool["alpha"] = metrics.krippendorff_alpha(
+        rows.comparison, rows.preference, bootstrap=bootstrap
+    ).as_dict()
+    kappas = metrics.cohen_kappa_pairs(
+        rows.comparison, rows.rater, rows.preference, min_overlap=_cfg("KAPPA_MIN_OVERLAP")
+    )
+    values = [k["value"] for k in kappas if k["value"] is not None]
+    pool["kappa_median"] = float(np.median(values)) if values else None
+    pool["kappa_pairs"] = len(kappas)
+
+    raters = []
+    if len(rows):
+        order = np.argsort(rows.rater, kind="stable")
+        ids, starts = np.unique(rows.rater[order], return_index=True)
+        bounds = list(starts) + [order.size]
+        for j, rid in enumerate(ids.tolist()):
+            sub = rows.subset(order[bounds[j] : bounds[j + 1]])
+            row = _figures(sub)
+            a, t = agreement["agree"].get(rid, (0, 0))
+            row["agreement"] = metrics.wilson(a, t).as_dict()
+            gold_n = row["gold_accuracy"]["n"]
+            gold_correct = round((row["gold_accuracy"]["value"] or 0.0) * gold_n)
+            row["trust"] = metrics.trust_weight(gold_correct=gold_correct, gold_n=gold_n, agree=a, agree_n=t)
+            row["longer_curve"] = metrics.longer_curve(sub.preference, sub.words_a, sub.words_b)
+            row["rater_id"] = rid
+            row["rater"] = (usernames or {}).get(rid, str(rid))
+            row["flags"] = _flags(row, pool)
+            raters.append(row)
+    top_pairs = sorted(kappas, key=lambda k: -k["n"])[:200]
+    for k in top_pairs:
+        k["names"] = [(usernames or {}).get(r, str(r)) for r in k["raters"]]
+    return {"pool": pool, "raters": raters, "kappa_pairs": top_pairs}
+
+
+def _usernames(ids) -> dict[int, str]:
+    return dict(get_user_model().objects.filter(pk__in=list(ids)).values_list("pk", "username"))
+
+
+# --- the job ------------------------------------------------------------------------------------------
+
+
+def _try_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_ADVISORY_LOCK])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [_ADVISORY_LOCK])
+
+
+def cache_key(version_id: int | None) -> str:
+    return f"quality:report:{version_id or 'all'}"
+
+
+def quality_refresh() -> list[int] | None:
+    """Recompute every report (all versions, then each version with ratings), the raters' figures and
+    trust weights. Returns the new report ids, or None when another refresh holds the lock."""
+    from labelapp import charts
+
+    if not _try_lock():
+        return None
+    try:
+        started = time.monotonic()
+        rows = quality_rows()
+        names = _usernames(np.unique(rows.rater).tolist())
+        versions = dict(GuidelineVersion.objects.values_list("pk", "number"))
+        scopes: list[tuple[int | None, Rows]] = [(None, rows)]
+        for vid in sorted(np.unique(rows.version).tolist(), key=lambda v: versions.get(v, 0)):
+            scopes.append((vid, rows.subset(rows.version == vid)))
+        results = {}
+        for vid, sub in scopes:
+            t0 = time.monotonic()
+            results[vid] = (quality_compute(sub, usernames=names), sub, time.monotonic() - t0)
+        curves = {r["rater_id"]: r.pop("longer_curve") for r in results[None][0]["raters"]}
+        for vid, _ in scopes[1:]:
+            for r in results[vid][0]["raters"]:
+                r.pop("longer_curve")  # the pages show per-rater curves from the profile only
+        by_version = [
+            {"version": versions.get(vid), **results[vid][0]["pool"]} for vid, _ in scopes if vid is not None
+        ]
+        report_ids = []
+        with transaction.atomic():
+            for vid, (figures, sub, seconds) in results.items():
+                figures["by_version"] = by_version
+                chart_specs = charts.quality_charts(figures, sub, speed_cap=_cfg("FAST_CHARS_PER_S") * 2)
+                report = QualityReport.objects.create(
+                    guideline_version_id=vid, n_ratings=len(sub), figures=figures, charts=chart_specs,
+                    seconds=seconds,
+                )  # fmt: skip
+                report_ids.append(report.pk)
+            _store_profiles(results[None][0]["raters"], curves, charts)
+            # Old reports are history nobody reads; keep the last few per scope.
+            keep = _cfg("REPORTS_KEPT")
+            for vid in results:
+                old = QualityReport.objects.filter(guideline_version_id=vid).values_list("pk", flat=True)[
+                    keep:
+                ]
+                QualityReport.objects.filter(pk__in=list(old)).delete()
+        for vid in results:
+            cache.delete(cache_key(vid))
+        log.info("quality refresh: %d ratings in %.1f s", len(rows), time.monotonic() - started)
+        return report_ids
+    finally:
+        _unlock()
+
+
+def _store_profiles(raters: list[dict], curves: dict, charts) -> None:
+    """Trust weight and figures per rater, with the rater's own chart ready for their page."""
+    now = timezone.now()
+    existing = {
+        p.rater_id: p for p in RaterProfile.objects.filter(rater_id__in=[r["rater_id"] for r in raters])
+    }
+    new = []
+    for row in raters:
+        curve = curves.get(row["rater_id"])
+        row = {**row, "longer_curve": curve, "chart": charts.rater_longer_chart(curve) if curve else {}}
+        profile = existing.get(row["rater_id"])
+        if profile is None:
+            new.append(RaterProfile(rater_id=row["rater_id"], trust_weight=row["trust"], figures=row))
+        else:
+            profile.trust_weight, profile.figures, profile.updated_at = row["trust"], row, now
+    RaterProfile.objects.bulk_create(new)
+    RaterProfile.objects.bulk_update(
+        list(existing.values()), ["trust_weight", "figures", "updated_at"], batch_size=500
+    )

@@ -1,0 +1,46 @@
+"""The quality dashboard in a real browser: Plotly draws every chart from our own static files, and
+the page asks no other host for anything. Saves a screenshot under test-output/browser/."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from labelapp.services import quality
+from tests.browser.test_rating_flow import OUTPUT_DIR, page  # noqa: F401 (the page fixture)
+from tests.labelapp.test_quality import _gold, rate
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_charts_are_drawn_by_local_plotly(page, live_server, make_user, guideline, make_comparison):  # noqa: F811
+    staff = make_user("boss", staff=True, password="pw-for-tests-123")
+    raters = [make_user(f"r{i}") for i in range(3)]
+    for i in range(10):
+        c = _gold(make_comparison, i)
+        for j, r in enumerate(raters):
+            rate(
+                rater=r,
+                comparison=c,
+                preference=(-2 if (i + j) % 3 else 2),
+                a_left=i % 2 == 0,
+                guideline=guideline,
+            )
+    quality.quality_refresh()
+
+    requested = []
+    page.on("request", lambda req: requested.append(req.url))
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", staff.username)
+    page.fill("#id_password", "pw-for-tests-123")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto(f"{live_server.url}/quality/")
+    for chart in ("chart-longer", "chart-position", "chart-by-version", "chart-speed"):
+        page.wait_for_selector(f"#{chart} .main-svg")
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT_DIR / "quality_dashboard.png"), full_page=True)
+    own_host = urlsplit(live_server.url).netloc
+    assert requested and all(urlsplit(u).netloc == own_host for u in requested if not u.startswith("data:"))
+    assert any(u.endswith("/static/plotly/plotly.min.js") for u in requested)

@@ -1,0 +1,185 @@
+"""labelapp.metrics against small tables computed by hand (the numbers are in the comments)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labelapp import metrics
+
+
+def test_wilson_matches_the_textbook_interval():
+    # 8 of 10: p = 0.8, z^2 = 3.8415; centre = (0.8 + 0.19207) / 1.38415 = 0.71674,
+    # half = 1.96 * sqrt(0.016 + 0.0096) / 1.38415 = 0.22656 -> [0.4902, 0.9433]
+    est = metrics.wilson(8, 10)
+    assert est.value == pytest.approx(0.8)
+    assert est.lo == pytest.approx(0.4902, abs=1e-4)
+    assert est.hi == pytest.approx(0.9433, abs=1e-4)
+    assert metrics.wilson(0, 0).value is None
+
+
+def test_p_longer_leaves_out_ties_equal_lengths_and_small_ratios():
+    # rows: (pref, words_a, words_b)
+    rows = [
+        (-2, 10, 30),  # chose A, the shorter -> 0
+        (1, 10, 30),  # chose B, the longer -> 1
+        (3, 10, 40),  # longer -> 1
+        (-1, 50, 10),  # chose A, the longer -> 1
+        (0, 10, 40),  # tie: left out
+        (2, 20, 20),  # equal length: left out
+        (1, 100, 105),  # ratio 1.05 < 1.2: left out
+    ]
+    pref, wa, wb = map(np.array, zip(*rows, strict=True))
+    est = metrics.p_longer(pref, wa, wb, min_ratio=1.2)
+    assert (est.n, est.value) == (4, 0.75)
+
+
+def test_p_left_counts_the_shown_side():
+    # (pref, A on the left): chose A & A left -> left; chose B & A left -> right; chose B & B left -> left
+    pref = np.array([-1, 2, 3, -3, 0])
+    a_left = np.array([True, True, False, False, True])
+    est = metrics.p_left(pref, a_left)
+    # left, right, left, right; the tie is left out -> 2 / 4
+    assert (est.n, est.value) == (4, 0.5)
+
+
+def test_gold_accuracy_counts_a_tie_as_wrong_on_a_gold_with_a_winner():
+    est = metrics.gold_accuracy(np.array([-3, -1, 2, 0, 0]), np.array([-1, -1, -1, -1, 0]))
+    # right, right, wrong, wrong (tie on a winner), right (tie on a tie gold) -> 3/5
+    assert (est.n, est.value) == (5, 0.6)
+
+
+def test_pairwise_agreement_treats_a_tie_as_its_own_category():
+    # unit 1: r1 A, r2 A, r3 B -> pairs (1,2) agree, (1,3) no, (2,3) no
+    # unit 2: r1 tie, r2 tie -> agree;  unit 3: r1 tie, r3 B -> no;  unit 4: only r2 -> no pair
+    unit = [1, 1, 1, 2, 2, 3, 3, 4]
+    rater = [1, 2, 3, 1, 2, 1, 3, 2]
+    pref = [-2, -1, 3, 0, 0, 0, 1, 2]
+    out = metrics.pairwise_sign_agreement(unit, rater, pref)
+    assert (out["pool"].n, out["pool"].value) == (5, 0.4)
+    per = out["per_rater"]
+    assert (per[1].n, per[1].value) == (4, 0.5)  # (1,2) yes, (1,3) no, unit 2 yes, unit 3 no
+    assert (per[3].n, per[3].value) == (3, 0.0)
+
+
+def test_cohen_kappa_per_pair_with_enough_overlap():
+    # r1: A A B B T, r2: A B B B T -> po = 0.8; pe = .4*.2 + .4*.6 + .2*.2 = .36
+    # kappa = (0.8 - 0.36) / 0.64 = 0.6875; SE = sqrt(.8*.2 / (5 * .64^2)) = 0.27951
+    unit = [1, 2, 3, 4, 5] * 2 + [1, 2]
+    rater = [1] * 5 + [2] * 5 + [3, 3]
+    pref = [-1, -2, 1, 3, 0, -1, 2, 1, 1, 0, 1, 1]
+    pairs = metrics.cohen_kappa_pairs(unit, rater, pref, min_overlap=5)
+    assert [p["raters"] for p in pairs] == [[1, 2]]  # rater 3 shares only 2 units
+    assert pairs[0]["value"] == pytest.approx(0.6875)
+    assert pairs[0]["hi"] - pairs[0]["value"] == pytest.approx(1.96 * 0.27951, abs=1e-3)
+
+
+def test_kappa_matches_scikit_learn_on_random_labels():
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(2)
+    a = rng.integers(-1, 2, 200)
+    b = np.where(rng.random(200) < 0.6, a, rng.integers(-1, 2, 200))
+    unit = np.concatenate([np.arange(200), np.arange(200)])
+    rater = np.array([1] * 200 + [2] * 200)
+    (pair,) = metrics.cohen_kappa_pairs(unit, rater, np.concatenate([a, b]))
+    assert pair["value"] == pytest.approx(cohen_kappa_score(a, b), abs=1e-6)
+
+
+def test_krippendorff_alpha_ordinal_agrees_with_the_package_on_raw_data():
+    import krippendorff
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(-3, 4, 40)
+    data = np.clip(truth[None, :] + rng.integers(-1, 2, (3, 40)), -3, 3).astype(float)
+    data[0, :5] = np.nan  # rater 1 missed five units
+    expected = krippendorff.alpha(
+        reliability_data=data, level_of_measurement="ordinal", value_domain=list(range(-3, 4))
+    )
+    unit, pref = [], []
+    for r in range(3):
+        for u in range(40):
+            if not math.isnan(data[r, u]):
+                unit.append(u)
+                pref.append(int(data[r, u]))
+    est = metrics.krippendorff_alpha(unit, pref, bootstrap=50)
+    assert est.value == pytest.approx(expected)
+    assert est.lo < est.value < est.hi
+    assert est.n == 40
+
+
+def test_krippendorff_interval_from_smaller_resamples_matches_the_full_bootstrap():
+    rng = np.random.default_rng(3)
+    truth = rng.integers(-3, 4, 600)
+    unit = np.repeat(np.arange(600), 3)
+    pref = np.clip(np.repeat(truth, 3) + rng.integers(-2, 3, 1800), -3, 3)
+    full = metrics.krippendorff_alpha(unit, pref, bootstrap=100)
+    scaled = metrics.krippendorff_alpha(unit, pref, bootstrap=100, max_units=150)
+    assert scaled.value == full.value
+    assert (scaled.hi - scaled.lo) == pytest.approx(full.hi - full.lo, rel=0.35)
+
+
+def test_krippendorff_alpha_is_one_for_perfect_agreement():
+    unit = [1, 1, 2, 2, 3, 3]
+    pref = [-3, -3, 0, 0, 2, 2]
+    assert metrics.krippendorff_alpha(unit, pref, bootstrap=0).value == pytest.approx(1.0)
+
+
+def test_bias_fit_recovers_a_known_length_slope_and_position_pull():
+    rng = np.random.default_rng(0)
+    n = 6000
+    wa = rng.integers(20, 400, n)
+    wb = rng.integers(20, 400, n)
+    a_left = rng.random(n) < 0.5
+    x = np.log(wb / wa)
+    pos = np.where(a_left, -1.0, 1.0)
+    chose_b = rng.random(n) < 1 / (1 + np.exp(-(1.5 * x + 0.4 * pos)))
+    pref = np.where(chose_b, 2, -2)
+    fit = metrics.bias_fit(pref, wa, wb, a_left)
+    assert fit["length_slope"].lo < 1.5 < fit["length_slope"].hi
+    assert fit["position"].lo < 0.4 < fit["position"].hi
+    assert fit["length_slope"].value == pytest.approx(1.5, abs=0.15)
+
+
+def test_longer_curve_bins_and_slope():
+    pref = np.array([1, 1, 1, -1, 1, -1])
+    wa = np.array([10, 10, 10, 10, 10, 10])
+    wb = np.array([11, 11, 30, 30, 100, 100])
+    curve = metrics.longer_curve(pref, wa, wb)
+    assert [b["n"] for b in curve["bins"]] == [2, 2, 2]
+    assert [b["value"] for b in curve["bins"]] == [1.0, 0.5, 0.5]
+
+
+def test_test_retest():
+    out = metrics.test_retest([-3, -1, 2, 0], [-2, 1, 2, 0])
+    assert (out["sign_agreement"].n, out["sign_agreement"].value) == (4, 0.75)
+    assert out["mean_abs_diff"].value == pytest.approx((1 + 2 + 0 + 0) / 4)
+
+
+def test_reading_speed_and_fast_judgments():
+    chars = np.array([1000, 1000, 1000, 1000])
+    ms = np.array([50_000, 20_000, 5_000, 0])  # 20, 50, 200 chars/s, no time
+    out = metrics.reading_speed(chars, ms, fast_chars_per_s=60)
+    assert out["median_chars_per_s"].value == pytest.approx(50.0)
+    assert out["n_fast"] == 2
+    assert out["fast"].value == pytest.approx(0.5)
+
+
+def test_median_interval_from_order_statistics():
+    # n = 100: ranks 50 -/+ 1.96 * 10 / 2 = 40.2 .. 59.8 -> sorted[40] and sorted[60] (0-based)
+    est = metrics.median_interval(np.arange(100.0))
+    assert (est.value, est.lo, est.hi, est.n) == (49.5, 40.0, 60.0, 100)
+
+
+def test_trust_weight_formula():
+    # No data: the priors -> exactly 1.0 (same as a rater without a profile).
+    assert metrics.trust_weight(gold_correct=0, gold_n=0, agree=0, agree_n=0) == pytest.approx(1.0)
+    # Coin level on plenty of data -> the floor.
+    assert metrics.trust_weight(gold_correct=500, gold_n=1000, agree=500, agree_n=1000) < 0.1
+    # Perfect gold, agreement 0.7 on 100 pairs: s_gold = (100+8)/110 -> 0.9636, s_agree = 0.4
+    # s = 0.7*0.9636 + 0.3*0.4 = 0.7945; s_prior = 0.7*0.6 + 0.3*0.4 = 0.54 -> 1.4714
+    assert metrics.trust_weight(gold_correct=100, gold_n=100, agree=70, agree_n=100) == pytest.approx(
+        1.4714, abs=1e-3
+    )

@@ -1,0 +1,209 @@
+"""Quality figures from the database: trust, flags, repeats, the job, training weights, the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from labelapp.models import Assignment, Comparison, QualityReport, RaterProfile, Rating, RatingReview
+from labelapp.services import quality, training
+from labelapp.services.schedules import QUALITY_REFRESH, schedules_ensure
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def rate(*, rater, comparison, preference: int, a_left: bool = True, ms: int = 20_000, guideline) -> Rating:
+    """A stored judgment (assignment + rating rows) without going through the queue."""
+    now = timezone.now()
+    assignment = Assignment.objects.create(
+        rater=rater,
+        comparison=comparison,
+        shown_left=Assignment.Side.A if a_left else Assignment.Side.B,
+        status=Assignment.Status.DONE,
+        issued_at=now,
+        lease_expires_at=now + timedelta(minutes=15),
+        finished_at=now,
+        form_key=uuid.uuid4(),
+    )
+    return Rating.objects.create(
+        rater=rater,
+        comparison=comparison,
+        assignment=assignment,
+        preference=preference,
+        guideline_version=guideline,
+        time_on_task_ms=ms,
+        idempotency_key=uuid.uuid4(),
+    )
+
+
+def _gold(make_comparison, i: int) -> Comparison:
+    c = make_comparison(
+        prompt_text=f"gold {i}", a="Short and right.", b="Long " * 30, kind=Comparison.Kind.GOLD
+    )
+    c.gold_preference = -1
+    c.save(update_fields=["gold_preference"])
+    return c
+
+
+@pytest.mark.django_db
+def test_refresh_stores_trust_flags_and_reports(rater, other_rater, guideline, make_comparison):
+    # rater: right on 20 gold pairs, always picks the left answer (alternating sides -> position flag).
+    # other_rater: wrong on every gold pair (picks the padded longer answer) -> gold flag, low trust.
+    for i in range(20):
+        c = _gold(make_comparison, i)
+        a_left = i % 2 == 0
+        rate(rater=rater, comparison=c, preference=-2 if a_left else 2, a_left=a_left, guideline=guideline)
+        rate(rater=other_rater, comparison=c, preference=2, a_left=True, guideline=guideline)
+
+    ids = quality.quality_refresh()
+    assert ids and QualityReport.objects.filter(pk__in=ids).count() == 2  # all versions + v1
+
+    good = RaterProfile.objects.get(rater=rater)
+    bad = RaterProfile.objects.get(rater=other_rater)
+    # rater: gold 10/20 (picking the left answer is right only when A is on the left); other_rater:
+    # 0/20 and agrees with rater on 10/20 pairs -> s_gold = (0 + 8) / 30 -> -0.47: trust at the floor.
+    assert good.figures["gold_accuracy"]["value"] == pytest.approx(0.5)
+    assert bad.figures["gold_accuracy"]["value"] == 0.0
+    assert bad.trust_weight == pytest.approx(0.05)
+    assert good.trust_weight > bad.trust_weight
+    assert "position" in good.figures["flags"]
+    assert "gold" in bad.figures["flags"] and "gold" in good.figures["flags"]
+    assert good.figures["p_left"]["value"] == 1.0
+    assert bad.figures["p_longer"]["value"] == 1.0
+    assert good.figures["chart"]["data"]  # the rater's own chart, ready for their page
+
+    report = QualityReport.objects.get(pk=ids[0], guideline_version=None)
+    assert report.figures["pool"]["n"] == 40
+    assert {r["rater"] for r in report.figures["raters"]} == {"rater", "other_rater"}
+    assert set(report.charts) == {"longer", "position", "by_version", "speed"}
+    assert report.figures["by_version"][0]["version"] == guideline.number
+
+
+@pytest.mark.django_db
+def test_excluded_ratings_do_not_count(rater, guideline, make_comparison, staff):
+    c = _gold(make_comparison, 0)
+    r = rate(rater=rater, comparison=c, preference=3, guideline=guideline)
+    RatingReview.objects.create(
+        rating=r, decision=RatingReview.Decision.EXCLUDE, reason="broken", reviewer=staff
+    )
+    assert len(quality.quality_rows()) == 0
+
+
+@pytest.mark.django_db
+def test_repeats_give_test_retest_with_swapped_answers_flipped(rater, guideline, make_comparison):
+    pairs = []
+    for i in range(6):
+        original = make_comparison(prompt_text=f"p{i}", a=f"answer one {i}", b=f"answer two {i} longer")
+        repeat = Comparison.objects.create(
+            prompt=original.prompt,
+            response_a=original.response_b,  # the repeat shows the answers the other way round
+            response_b=original.response_a,
+            kind=Comparison.Kind.REPEAT,
+            repeat_of=original,
+        )
+        pairs.append((original, repeat))
+    # consistent on 5 (same answer preferred: sign flips with the swap), inconsistent on 1
+    for i, (original, repeat) in enumerate(pairs):
+        rate(rater=rater, comparison=original, preference=-2, guideline=guideline)
+        rate(rater=rater, comparison=repeat, preference=2 if i < 5 else -2, guideline=guideline)
+    figures = quality.quality_compute(quality.quality_rows(), bootstrap=0)
+    retest = figures["raters"][0]["retest_agreement"]
+    assert (retest["n"], retest["value"]) == (6, pytest.approx(5 / 6))
+
+
+@pytest.mark.django_db
+def test_training_pairs_carry_the_rater_trust_weight(rater, other_rater, guideline, make_comparison):
+    c1, c2 = make_comparison(prompt_text="one"), make_comparison(prompt_text="two")
+    r1 = rate(rater=rater, comparison=c1, preference=-2, guideline=guideline)
+    r2 = rate(rater=other_rater, comparison=c2, preference=1, guideline=guideline)
+    RaterProfile.objects.create(rater=rater, trust_weight=0.3)
+    pairs = {p.pair_id: p for p in training.training_pairs([r1.pk, r2.pk])}
+    assert pairs[f"rating:{r1.pk}"].weight == pytest.approx(0.3)
+    assert pairs[f"rating:{r2.pk}"].weight == pytest.approx(1.0)  # no profile yet: weight 1
+
+
+@pytest.mark.django_db
+def test_rater_metrics_json(rater, guideline, make_comparison, capsys):
+    for i in range(3):
+        rate(rater=rater, comparison=_gold(make_comparison, i), preference=-1, guideline=guideline)
+    call_command("rater_metrics", "--json")
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 1
+    row = out[0]
+    for key in ("rater", "n", "p_longer", "p_left", "gold_accuracy", "trust"):
+        assert key in row, key
+    assert (row["rater"], row["n"], row["gold_accuracy"], row["p_longer"]) == ("rater", 3, 1.0, 0.0)
+    call_command("rater_metrics")  # the table prints too
+    assert "rater" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_the_quality_job_is_scheduled_on_the_default_queue():
+    schedules_ensure()
+    task = PeriodicTask.objects.get(name=QUALITY_REFRESH)
+    assert task.task == "labelapp.tasks.quality_refresh" and task.queue == "default"
+
+
+@pytest.mark.django_db
+def test_a_refresh_running_elsewhere_is_not_run_twice():
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [quality._ADVISORY_LOCK])
+        assert quality.quality_refresh() is None
+    finally:
+        other.close()
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_the_quality_job(rater, guideline, make_comparison, celery_worker_process):
+    from labelapp.tasks import quality_refresh as task
+
+    rate(rater=rater, comparison=_gold(make_comparison, 0), preference=-1, guideline=guideline)
+    queue = f"test-quality-{os.getpid()}"
+    worker = celery_worker_process(queue=queue, name=f"{queue}@%h")
+    task.apply_async(queue=queue)
+    deadline = time.time() + 90
+    while time.time() < deadline and not RaterProfile.objects.filter(rater=rater).exists():
+        time.sleep(0.3)
+    profile = RaterProfile.objects.filter(rater=rater).first()
+    assert profile is not None, "the worker never ran the task"
+    assert profile.figures["gold_accuracy"]["value"] == 1.0
+    assert worker.poll() is None
+
+
+@pytest.mark.django_db
+def test_every_chart_spec_is_valid_plotly(rater, other_rater, guideline, make_comparison):
+    from labelapp import charts
+
+    for i in range(8):
+        c = _gold(make_comparison, i)
+        rate(rater=rater, comparison=c, preference=-2, a_left=i % 2 == 0, guideline=guideline)
+        rate(rater=other_rater, comparison=c, preference=1, guideline=guideline)
+    (report_id, *_) = quality.quality_refresh()
+    specs = dict(QualityReport.objects.get(pk=report_id).charts)
+    specs["rater"] = RaterProfile.objects.get(rater=rater).figures["chart"]
+    specs["loss, one point"] = charts.line_chart("Loss", {"train loss": [(5.0, 0.7)]}, "step", "loss")
+    specs["scatter"] = charts.scatter("Reward", {"a": [(1.0, 2.0), (float("nan"), 1.0)]}, "len", "reward")
+    for name, spec in specs.items():
+        assert spec["data"], name
+        charts.validate(spec)  # plotly.graph_objects raises on any unknown or malformed property
+    assert specs["loss, one point"]["data"][0]["mode"] == "lines+markers"  # a short run still shows
+    assert specs["loss, one point"]["layout"]["legend"]["orientation"] == "h"  # under the plot

@@ -1,0 +1,137 @@
+"""Quality pages: staff see everything, a rater only their own figures; no CDN, no live HTML from names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.core.cache import cache
+from django.urls import reverse
+
+from labelapp.services import quality
+from tests.labelapp.test_quality import _gold, rate
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def rated(rater, other_rater, guideline, make_comparison):
+    for i in range(12):
+        c = _gold(make_comparison, i)
+        rate(rater=rater, comparison=c, preference=-2, a_left=i % 2 == 0, guideline=guideline)
+        rate(rater=other_rater, comparison=c, preference=3, a_left=True, ms=300, guideline=guideline)
+    quality.quality_refresh()
+
+
+def test_staff_see_the_dashboard_table_charts_and_csv(client, staff, rated, guideline):
+    client.force_login(staff)
+    page = client.get(reverse("quality_dashboard")).content.decode()
+    assert 'id="raters"' in page and ">other_rater<" in page
+    for chart in ("chart-longer", "chart-position", "chart-by-version", "chart-speed"):
+        assert f'id="{chart}-spec" type="application/json"' in page, chart
+    assert "plotly/plotly.min.js" in page
+    assert 'id="kappa-pairs"' in page and "rater · other_rater" in page
+
+    sorted_page = client.get(reverse("quality_dashboard"), {"sort": "gold_accuracy", "dir": "desc"})
+    body = sorted_page.content.decode()
+    assert body.index(">rater<") < body.index(">other_rater<")  # gold 0.5 before 0.0
+
+    filtered = client.get(reverse("quality_dashboard"), {"version": guideline.number})
+    assert (
+        filtered.status_code == 200 and f"under guidelines v{guideline.number}" in filtered.content.decode()
+    )
+
+    csv = client.get(reverse("quality_raters_csv")).content.decode().splitlines()
+    assert csv[0].startswith("rater,n,p_longer,p_longer_lo")
+    assert len(csv) == 3 and any(line.startswith("other_rater,12,") for line in csv)
+
+
+def test_bad_filter_and_sort_values_are_handled(client, staff, rated):
+    client.force_login(staff)
+    assert client.get(reverse("quality_dashboard"), {"version": "abc"}).status_code == 404
+    assert client.get(reverse("quality_dashboard"), {"version": "999"}).status_code == 404
+    assert client.get(reverse("quality_dashboard"), {"sort": "<script>", "dir": "x"}).status_code == 200
+
+
+def test_the_dashboard_says_when_nothing_was_computed_yet(client, staff):
+    client.force_login(staff)
+    page = client.get(reverse("quality_dashboard")).content.decode()
+    assert 'id="no-report"' in page
+
+
+def test_raters_cannot_see_staff_pages_or_other_raters(client, rater, other_rater, rated):
+    client.force_login(rater)
+    assert client.get(reverse("quality_dashboard")).status_code == 403
+    assert client.get(reverse("quality_raters_csv")).status_code == 403
+    assert client.get(reverse("quality_rater", args=[other_rater.pk])).status_code == 403
+    assert client.get(reverse("quality_rater", args=[rater.pk])).status_code == 403
+    assert client.post(reverse("quality_refresh")).status_code == 403
+
+
+def test_anonymous_users_are_sent_to_log_in(client, rated):
+    response = client.get(reverse("quality_me"))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert client.get(reverse("quality_dashboard")).status_code == 302
+
+
+def test_a_rater_sees_their_own_figures_only(client, rater, other_rater, rated):
+    client.force_login(other_rater)
+    page = client.get(reverse("quality_me")).content.decode()
+    assert "Your figures" in page and 'id="gold"' in page
+    assert 'id="gold">0.00 <span class="ci">[0.00, 0.24]' in page  # gold 0/12 with its Wilson interval
+    assert ">rater<" not in page and "Trust weight" not in page
+    # the page takes no parameter that names another rater
+    other = client.get(reverse("quality_me"), {"rater": rater.pk}).content.decode()
+    assert 'id="gold">0.00 <span class="ci">[0.00, 0.24]' in other and ">rater<" not in other
+
+
+def test_a_rater_without_figures_yet(client, make_user):
+    client.force_login(make_user("newcomer"))
+    assert 'id="no-figures"' in client.get(reverse("quality_me")).content.decode()
+
+
+def test_staff_see_one_raters_figures(client, staff, rater, rated):
+    client.force_login(staff)
+    page = client.get(reverse("quality_rater", args=[rater.pk])).content.decode()
+    assert "Trust weight" in page and 'id="chart-rater-longer-spec"' in page
+    assert client.get(reverse("quality_rater", args=[99999])).status_code == 404
+
+
+def test_a_hostile_username_is_inert_in_table_charts_and_csv(
+    client, staff, make_user, guideline, make_comparison
+):
+    evil = make_user("=cmd|<script>alert(1)</script>")
+    rate(rater=evil, comparison=_gold(make_comparison, 0), preference=-1, guideline=guideline)
+    quality.quality_refresh()
+    client.force_login(staff)
+    page = client.get(reverse("quality_dashboard")).content.decode()
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)" in page
+    csv = client.get(reverse("quality_raters_csv")).content.decode()
+    assert "\n'=cmd|" in csv  # not a spreadsheet formula
+
+
+def test_no_template_loads_anything_from_another_host():
+    external = re.compile(r"""(src|href|action)\s*=\s*["']?\s*(https?:)?//""", re.I)
+    offenders = []
+    for path in Path(settings.BASE_DIR, "templates").rglob("*.html"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if external.search(line) or "cdn." in line.lower():
+                offenders.append(f"{path}:{n}: {line.strip()}")
+    assert offenders == []
+
+
+def test_plotly_js_is_served_from_the_installed_package():
+    found = finders.find("plotly/plotly.min.js")
+    assert found and Path(found).stat().st_size > 1_000_000
+    assert "plotly" in Path(found).parts[-3:][0] or "package_data" in found

@@ -1,0 +1,135 @@
+"""Simulated raters: they go through the human services, and the metrics recover their configured truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from scipy.stats import spearmanr
+
+from labelapp import metrics
+from labelapp.models import Assignment, GuidelineAcknowledgment, Rating, SimulatedDecision
+from labelapp.services.ratings import length_check_asked
+from labelapp.services.simulation import RaterConfig, answer_utilities, answer_utility, decide, parse_values
+
+pytestmark = pytest.mark.django_db
+
+
+def _rows(qs):
+    """(rater, preference, words_a, words_b, a_left, p_longer, p_left) arrays for simulated ratings."""
+    rows = list(
+        qs.values_list(
+            "rating__rater_id",
+            "rating__preference",
+            "rating__comparison__response_a__word_count",
+            "rating__comparison__response_b__word_count",
+            "rating__assignment__shown_left",
+            "p_longer",
+            "p_left",
+        )
+    )
+    cols = list(zip(*rows, strict=True))
+    rater, pref, wa, wb, left, pl, pleft = (np.array(c) for c in cols)
+    return rater, pref, wa, wb, left == Assignment.Side.A, pl.astype(float), pleft.astype(float)
+
+
+def test_measured_p_longer_and_p_left_match_the_logged_probabilities(guideline):
+    call_command(
+        "simulate_raters", "--raters", "20", "--ratings", "2000", "--length-bias", "0.6",
+        "--position-bias", "0.1", "--noise", "0.3", "--seed", "7", "--encoder", "lexical",
+    )  # fmt: skip
+    assert Rating.objects.count() == 2000
+    rater, pref, wa, wb, a_left, p_longer_logged, p_left_logged = _rows(SimulatedDecision.objects.all())
+
+    usable, _ = metrics.chose_longer(pref, wa, wb)
+    keep = usable & (np.abs(metrics.log_length_ratio(wa, wb)) >= np.log(1.2))
+    measured_longer = metrics.p_longer(pref, wa, wb, min_ratio=1.2)
+    assert measured_longer.n > 1000
+    assert abs(measured_longer.value - p_longer_logged[keep].mean()) < 0.05
+
+    measured_left = metrics.p_left(pref, a_left)
+    assert abs(measured_left.value - p_left_logged[pref != 0].mean()) < 0.05
+    # the configured pulls are visible at all: longer and left are preferred more than a coin would
+    assert measured_left.value > 0.5
+
+    # Same services as humans: every rater acknowledged the guidelines, and the length question was
+    # answered whenever the chosen answer is much longer.
+    assert GuidelineAcknowledgment.objects.filter(version=guideline).count() == 20
+    for r in Rating.objects.select_related("comparison__response_a", "comparison__response_b")[:500]:
+        asked = length_check_asked(
+            preference=r.preference,
+            words_a=r.comparison.response_a.word_count,
+            words_b=r.comparison.response_b.word_count,
+        )
+        assert bool(r.length_check) == asked
+
+
+def test_fitted_length_slopes_rank_raters_by_their_configured_bias(guideline):
+    call_command(
+        "simulate_raters", "--raters", "20", "--ratings", "2000", "--length-bias", "0:1",
+        "--position-bias", "0.1", "--noise", "0.3", "--seed", "3", "--encoder", "lexical",
+    )  # fmt: skip
+    rater, pref, wa, wb, a_left, _, _ = _rows(SimulatedDecision.objects.all())
+    configured = dict(SimulatedDecision.objects.values_list("rater_id", "length_bias").distinct())
+    slopes = {}
+    for rid in configured:
+        sel = rater == rid
+        slopes[rid] = metrics.bias_fit(pref[sel], wa[sel], wb[sel], a_left[sel])["length_slope"].value
+    ids = sorted(configured)
+    rho = spearmanr([configured[i] for i in ids], [slopes[i] for i in ids]).statistic
+    assert rho >= 0.8, (rho, configured, slopes)
+
+
+def test_utility_scores_any_text_and_prefers_the_concise_right_answer():
+    prompt = "At what temperature does water boil?"
+    concise, padded, wrong = answer_utilities(
+        prompt=prompt,
+        texts=[
+            "At sea level pure water boils at 100 °C (212 °F); at altitude, where pressure is lower, "
+            "it boils at a lower temperature.",
+            "Great question! Water boils at 100 °C (212 °F) at sea level. Water boils at 100 °C at sea "
+            "level. I hope this helps, and let me know if you have questions!",
+            "Water boils at 50 °C everywhere.",
+        ],
+        encoder="lexical",
+    )
+    assert concise > padded > wrong
+    # a prompt without key facts is still scored (similarity to the prompt, minus padding)
+    u = answer_utility(prompt="Name a colour of the rainbow.", text="Red.", encoder="lexical")
+    assert isinstance(u, float)
+
+
+def test_decide_logs_consistent_probabilities():
+    import random
+
+    cfg = RaterConfig(length_bias=0.0, position_bias=0.0, noise=0.3)
+    d = decide(config=cfg, u_a=0.0, u_b=0.0, words_a=10, words_b=30, a_left=True, rng=random.Random(0))
+    assert d.p_longer == pytest.approx(0.5)
+    assert d.p_left == pytest.approx(0.5)
+    biased = RaterConfig(length_bias=1.0, position_bias=0.0, noise=0.3)
+    d = decide(config=biased, u_a=0.0, u_b=0.0, words_a=10, words_b=30, a_left=True, rng=random.Random(0))
+    assert d.p_longer > 0.95
+
+
+def test_per_rater_values_parse_and_bad_input_is_a_clear_error(guideline):
+    assert parse_values("0:1", 3, name="x") == [0.0, 0.5, 1.0]
+    assert parse_values("0.2", 2, name="x") == [0.2, 0.2]
+    assert parse_values("1,2,3", 3, name="x") == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError):
+        parse_values("1,2", 3, name="x")
+    with pytest.raises(CommandError, match="length-bias"):
+        call_command("simulate_raters", "--raters", "2", "--ratings", "1", "--length-bias", "abc")
+
+
+def test_simulated_raters_acknowledge_a_new_guideline_version(guideline):
+    from labelapp.services.guidelines import guideline_create
+
+    call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "5", "--encoder", "lexical")
+    v2 = guideline_create(text="# v2\n\nPrefer the concise answer.", publish=True)
+    call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "5", "--encoder", "lexical")
+    assert GuidelineAcknowledgment.objects.filter(version=v2).count() == 2
+    assert Rating.objects.filter(guideline_version=v2).count() == 6
+    # the same two accounts were reused, and every rating is logged with its probabilities
+    assert SimulatedDecision.objects.values("rater").distinct().count() == 2
+    assert SimulatedDecision.objects.count() == Rating.objects.count() == 12

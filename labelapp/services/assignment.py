@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, GuidelineAcknowledgment, Prompt, Response
 from labelapp.rawsql import fetch_one, loaded_instance
+from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
 
 
 class QueueError(Exception):
@@ -204,8 +205,6 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
 
 def _require_ack(rater) -> bool:
     """Raise GuidelineAckRequired if the version in force is not acknowledged; False if none is published."""
-    from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
-
     current = guideline_current()
     if current is None:
         return False

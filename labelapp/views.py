@@ -143,7 +143,8 @@ def _render_next(
     try:
         assignment = assignment_next(rater=request.user, just_finished=just_finished)
     except GuidelineAckRequired as exc:
-        response = render(request, "labelapp/_ack_panel.html", _ack_context(request.user, exc.version))
+        context = {**_ack_context(request.user, exc.version), "feedback": feedback}
+        response = render(request, "labelapp/_ack_panel.html", context)
         return push_url(response, reverse("guidelines"))
     if assignment is None:
         response = render(request, "labelapp/_empty_panel.html", {"feedback": feedback})

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, GuidelineAcknowledgment, Prompt, Response
 from labelapp.rawsql import fetch_one, loaded_instance
+from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
 
 
 class QueueError(Exception):
@@ -204,8 +205,6 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
 
 def _require_ack(rater) -> bool:
     """Raise GuidelineAckRequired if the version in force is not acknowledged; False if none is published."""
-    from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
-
     current = guideline_current()
     if current is None:
         return False
@@ -281,11 +280,23 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     """Re-take the slot of an expired assignment whose rater submits late, if the slot is still free.
 
     Called inside the rating transaction with `assignment` locked. Raises QueueError when the
-    comparison was filled by other raters in the meantime.
+    comparison was filled by other raters in the meantime, or was withdrawn (deactivated, or its
+    prompt withheld for personal data). Gold pairs ignore required_ratings, as in the claim.
     """
-    updated = Comparison.objects.filter(
-        pk=assignment.comparison_id, claimed_count__lt=F("required_ratings")
-    ).update(claimed_count=F("claimed_count") + 1)
+    comparison = Comparison.objects.filter(pk=assignment.comparison_id).values(
+        "is_active", "prompt__withheld"
+    )
+    state = comparison.first()
+    if state is None or not state["is_active"] or state["prompt__withheld"]:
+        raise QueueError(
+            "Your time on this comparison ran out and it has been withdrawn. "
+            "Nothing was saved; please take the next one."
+        )
+    updated = (
+        Comparison.objects.filter(pk=assignment.comparison_id)
+        .filter(Q(kind=Comparison.Kind.GOLD) | Q(claimed_count__lt=F("required_ratings")))
+        .update(claimed_count=F("claimed_count") + 1)
+    )
     if updated != 1:
         raise QueueError(
             "Your time on this comparison ran out and other raters have completed it. "

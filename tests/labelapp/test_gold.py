@@ -272,3 +272,18 @@ def test_only_staff_see_gold_answers(client, rater, acked, make_comparison):
         r = client.get(url)
         assert r.status_code in (302, 403, 404) and b"SECRET-EXPLANATION" not in r.content
     assert b"SECRET-EXPLANATION" not in client.get("/api/ratings/").content
+
+
+def test_a_late_submit_on_a_gold_pair_is_accepted(
+    settings, rater, other_rater, acked, make_comparison, no_repeats
+):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    g = make_comparison(prompt_text="gold", required_ratings=1)
+    gold_mark(comparison=g, preference=1, explanation="B")
+    make_comparison(prompt_text="n", required_ratings=3)
+    late = assignment_next(rater=rater)
+    _rate(other_rater, assignment_next(rater=other_rater))  # gold is now "full" by required_ratings
+    Assignment.objects.filter(pk=late.pk).update(status="expired")
+    Comparison.objects.filter(pk=g.pk).update(claimed_count=1)  # as the releaser leaves it
+    rating = _rate(rater, late)
+    assert rating.comparison_id == g.pk

@@ -86,3 +86,19 @@ def test_confirming_a_non_pii_flag_does_not_withhold(staff, rater, acked, make_c
     rating = _rated(rater, {}, make_comparison, flag_broken=True)
     rating_review_add(rating=rating, decision="confirm", reason="markdown broken", reviewer=staff)
     assert not Prompt.objects.get(pk=rating.comparison.prompt_id).withheld
+
+
+def test_a_late_submit_on_a_withheld_prompt_is_refused(staff, rater, other_rater, acked, make_comparison):
+    from labelapp.services.ratings import RatingError
+
+    flagged = _rated(rater, {"required_ratings": 3}, make_comparison, flag_pii=True)
+    open_page = assignment_next(rater=other_rater)  # the other rater has the page open
+    rating_review_add(rating=flagged, decision="confirm", reason="an address", reviewer=staff)
+    with pytest.raises(RatingError, match="withdrawn"):
+        rating_submit(
+            rater=other_rater,
+            assignment_id=open_page.pk,
+            idempotency_key=open_page.form_key,
+            data=RatingInput(preference=0),
+        )
+    assert Rating.objects.filter(rater=other_rater).count() == 0

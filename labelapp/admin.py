@@ -226,3 +226,6 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
             return
         version = reward_model_activate(version=queryset.get())
         self.message_user(request, f"Reward model v{version.number} is now active.", messages.SUCCESS)
+
+
+from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, SimulatedDecision)

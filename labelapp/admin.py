@@ -412,3 +412,6 @@ class ExportFileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, SimulatedDecision)

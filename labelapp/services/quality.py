@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -230,6 +229,7 @@ def _unlock() -> None:
 
 
 def cache_key(version_id: int | None) -> str:
+    """Prefix of the cache keys of a scope's reports (the report id follows)."""
     return f"quality:report:{version_id or 'all'}"
 
 
@@ -277,8 +277,7 @@ def quality_refresh() -> list[int] | None:
                     keep:
                 ]
                 QualityReport.objects.filter(pk__in=list(old)).delete()
-        for vid in results:
-            cache.delete(cache_key(vid))
+        # Pages cache a report under its id (quality_selectors): a new report needs no invalidation.
         log.info("quality refresh: %d ratings in %.1f s", len(rows), time.monotonic() - started)
         return report_ids
     finally:
@@ -301,6 +300,10 @@ def _store_profiles(raters: list[dict], curves: dict, charts) -> None:
         else:
             profile.trust_weight, profile.figures, profile.updated_at = row["trust"], row, now
     RaterProfile.objects.bulk_create(new)
+    # A rater with no counted rating left (all excluded in review) goes back to the default weight.
+    RaterProfile.objects.exclude(rater_id__in=[r["rater_id"] for r in raters]).exclude(figures={}).update(
+        trust_weight=1.0, figures={}, updated_at=now
+    )
     RaterProfile.objects.bulk_update(
         list(existing.values()), ["trust_weight", "figures", "updated_at"], batch_size=500
     )

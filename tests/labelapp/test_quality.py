@@ -97,10 +97,15 @@ def test_refresh_stores_trust_flags_and_reports(rater, other_rater, guideline, m
 def test_excluded_ratings_do_not_count(rater, guideline, make_comparison, staff):
     c = _gold(make_comparison, 0)
     r = rate(rater=rater, comparison=c, preference=3, guideline=guideline)
+    quality.quality_refresh()
+    assert RaterProfile.objects.get(rater=rater).trust_weight < 1.0  # wrong on gold
     RatingReview.objects.create(
         rating=r, decision=RatingReview.Decision.EXCLUDE, reason="broken", reviewer=staff
     )
     assert len(quality.quality_rows()) == 0
+    quality.quality_refresh()
+    profile = RaterProfile.objects.get(rater=rater)
+    assert (profile.trust_weight, profile.figures) == (1.0, {})  # nothing of theirs counts any more
 
 
 @pytest.mark.django_db

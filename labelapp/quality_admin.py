@@ -1,0 +1,40 @@
+"""Admin for the quality area's tables (imported at the end of admin.py). Both are written by jobs:
+read-only here."""
+
+from django.contrib import admin
+
+from labelapp.quality_models import QualityReport, SimulatedDecision
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(QualityReport)
+class QualityReportAdmin(_ReadOnly):
+    list_display = ("id", "guideline_version", "computed_at", "n_ratings", "seconds")
+    list_filter = ("guideline_version",)
+    search_fields = ("id",)
+    exclude = ("charts",)
+
+
+@admin.register(SimulatedDecision)
+class SimulatedDecisionAdmin(_ReadOnly):
+    list_display = (
+        "rating",
+        "rater",
+        "utility_a",
+        "utility_b",
+        "length_bias",
+        "position_bias",
+        "p_longer",
+        "p_left",
+    )
+    list_filter = ("length_bias", "position_bias")
+    search_fields = ("rater__username",)
+    list_select_related = ("rater",)
+    raw_id_fields = ("rating", "rater")

@@ -378,7 +378,7 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
 
 
 # --- Data in and out (issue 8) -------------------------------------------------------------------------
-from labelapp.models import ApiToken, ExportFile  # noqa: E402
+from labelapp.models import ApiToken, EvalSetRating, ExportFile  # noqa: E402
 from labelapp.services.tokens import token_revoke  # noqa: E402
 
 
@@ -415,3 +415,17 @@ class ExportFileAdmin(admin.ModelAdmin):
 
 
 from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, SimulatedDecision)
+
+
+@admin.register(EvalSetRating)
+class EvalSetRatingAdmin(admin.ModelAdmin):
+    """The frozen evaluation set grows on its own (services/training.py); staff only look."""
+
+    list_display = ("rating", "prompt", "added_at")
+    raw_id_fields = ("rating", "prompt")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -13,7 +13,7 @@ from django.urls import reverse
 from labelapp.models import Comparison, EvalSetRating, Prompt, Response, RewardModelVersion, TrainingRun
 from labelapp.services import training
 from labelapp.services.assignment import assignment_next
-from labelapp.services.ratings import RatingInput, rating_submit
+from labelapp.services.ratings import RatingInput, length_check_asked, rating_submit
 
 from .test_training import _rate_many
 
@@ -55,11 +55,14 @@ def _rate_on(prompt: Prompt, rater, good: str, bad: str) -> None:
     b = Response.objects.create(prompt=prompt, text=bad, source_model="t")
     Comparison.objects.create(prompt=prompt, response_a=a, response_b=b, required_ratings=1)
     assignment = assignment_next(rater=rater)
+    ra, rb = assignment.comparison.response_a, assignment.comparison.response_b
+    preference = -2 if "dog" in ra.text else 2
+    asked = length_check_asked(preference=preference, words_a=ra.word_count, words_b=rb.word_count)
     rating_submit(
         rater=rater,
         assignment_id=assignment.pk,
         idempotency_key=assignment.form_key,
-        data=RatingInput(preference=-2 if "dog" in assignment.comparison.response_a.text else 2),
+        data=RatingInput(preference=preference, length_check="adds_content" if asked else ""),
     )
 
 

@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
+from kombu import pools as kombu_pools
 
 from config.celery import app
 from labelapp.models import TrainingRun
@@ -29,8 +30,9 @@ def broker(url: str):
     old = app.conf.broker_url
 
     def reset():
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # kombu keeps process-wide pools keyed by connection: closing only the app's pool would leave a
+        # closed pool behind for the real broker URL, and every later send in this process would fail.
+        kombu_pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
 

@@ -27,6 +27,14 @@ EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "4"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
+@schemathesis.serializer("application/jsonl", "application/x-ndjson")
+def _jsonl(ctx, value):
+    """JSONL bodies (bulk prompt upload): a generated string as is, anything else one JSON line."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return (json.dumps(value) + "\n").encode("utf-8", "surrogatepass")
+
+
 def _load_schema():
     """The schema as /api/schema/ serves it (built without a request or the database)."""
     from drf_spectacular.generators import SchemaGenerator

@@ -163,7 +163,8 @@ class PromptsView(APIView):
     def post(self, request):
         try:
             if request.content_type.split(";")[0].strip() in {"application/jsonl", "application/x-ndjson"}:
-                report = ingest_jsonl(text=request.data["jsonl"])
+                # An empty body never reaches the parser: DRF hands over an empty QueryDict then.
+                report = ingest_jsonl(text=request.data.get("jsonl", ""))
             else:
                 report = ingest_prompts(items=self._items(request.data))
         except IngestError as exc:

@@ -140,3 +140,12 @@ def test_the_command_imports_and_refuses_like_the_api(tmp_path):
     with pytest.raises(CommandError, match="line 2: malformed JSON"):
         call_command("import_prompts", str(bad))
     assert Prompt.objects.count() == 2
+
+
+@pytest.mark.parametrize("content_type", ["application/jsonl", "application/x-ndjson"])
+def test_an_empty_jsonl_body_is_a_400_not_a_500(staff_api, content_type):
+    # Django's test client drops the Content-Type of an empty body; a real client sends it.
+    for body in ("", "\n\n"):
+        r = staff_api.post("/api/prompts/", body, content_type=content_type, CONTENT_TYPE=content_type)
+        assert r.status_code == 400 and "no prompts" in r.json()["errors"][0]["error"]
+    assert Prompt.objects.count() == 0

@@ -6,6 +6,7 @@ from django.db.models import Max
 from labelapp.models import (
     Assignment,
     Comparison,
+    EvalSetRating,
     GuidelineAcknowledgment,
     GuidelineVersion,
     Prompt,
@@ -213,6 +214,8 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
         "metrics",
         "plots",
         "baseline_metrics",
+        "eval_set_metrics",
+        "activation_note",
         "is_active",
         "created_at",
         "activated_at",
@@ -226,3 +229,20 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
             return
         version = reward_model_activate(version=queryset.get())
         self.message_user(request, f"Reward model v{version.number} is now active.", messages.SUCCESS)
+
+
+@admin.register(EvalSetRating)
+class EvalSetRatingAdmin(admin.ModelAdmin):
+    """The frozen evaluation set, read-only: it only grows (services.training.eval_set_grow)."""
+
+    list_display = ("id", "rating_id", "prompt_id", "added_at")
+    readonly_fields = ("rating", "prompt", "added_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

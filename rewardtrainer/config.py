@@ -41,7 +41,7 @@ class TrainConfig:
     'plain': Bradley-Terry; 'odin': quality + length heads (ODIN), the quality head is deployed"""
     calibrate: bool = True
     """subtract a smooth fit of reward on log answer length (measured on training answers) at use"""
-    augment: str = "neighbour"
+    augment: str = "none"
     """prompt-mismatch pairs (RRM): 'none', 'random' (an answer to another prompt loses) or 'neighbour'
     (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
     augment_ratio: float = 0.5

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from labelapp.models import (
     Assignment,
     Comparison,
+    EvalSetRating,
     GuidelineAcknowledgment,
     GuidelineVersion,
     Prompt,
@@ -362,6 +363,8 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
         "metrics",
         "plots",
         "baseline_metrics",
+        "eval_set_metrics",
+        "activation_note",
         "is_active",
         "created_at",
         "activated_at",
@@ -378,7 +381,7 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
 
 
 # --- Data in and out (issue 8) -------------------------------------------------------------------------
-from labelapp.models import ApiToken, EvalSetRating, ExportFile  # noqa: E402
+from labelapp.models import ApiToken, ExportFile  # noqa: E402
 from labelapp.services.tokens import token_revoke  # noqa: E402
 
 
@@ -419,13 +422,16 @@ from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, Simulate
 
 @admin.register(EvalSetRating)
 class EvalSetRatingAdmin(admin.ModelAdmin):
-    """The frozen evaluation set grows on its own (services/training.py); staff only look."""
+    """The frozen evaluation set, read-only: it only grows (services.training.eval_set_grow)."""
 
-    list_display = ("rating", "prompt", "added_at")
-    raw_id_fields = ("rating", "prompt")
+    list_display = ("id", "rating_id", "prompt_id", "added_at")
+    readonly_fields = ("rating", "prompt", "added_at")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -41,7 +41,7 @@ class TrainConfig:
     'plain': Bradley-Terry; 'odin': quality + length heads (ODIN), the quality head is deployed"""
     calibrate: bool = True
     """subtract a smooth fit of reward on log answer length (measured on training answers) at use"""
-    augment: str = "neighbour"
+    augment: str = "none"
     """prompt-mismatch pairs (RRM): 'none', 'random' (an answer to another prompt loses) or 'neighbour'
     (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
     augment_ratio: float = 0.5
@@ -63,6 +63,9 @@ class TrainConfig:
     """AdamW peak learning rate of the backbone"""
     head_lr_mult: float = 10.0
     """the freshly initialised heads (and the length coefficient) learn this many times faster"""
+    length_beta_lr: float = 0.01
+    """AdamW learning rate of the length coefficient beta (one scalar; Adam moves it about this much a
+    step, so at the heads' rate it would need hundreds of steps to reach the ~0.4-0.5 it settles at)"""
     weight_decay: float = 0.01
     """AdamW decoupled weight decay (not on biases and norms)"""
     epochs: int = 1

@@ -339,10 +339,13 @@ def build_optimizer(model: RewardModel, config: TrainConfig) -> torch.optim.Adam
     for p in model.backbone.parameters():
         if p.requires_grad and id(p) not in head_ids:
             (decay if p.ndim >= 2 else no_decay).append(p)
+    beta = [model.length_beta] if model.length_beta is not None else []
+    heads = [p for p in model.head_parameters() if all(p is not b for b in beta)]
     groups = [
         {"params": decay, "weight_decay": config.weight_decay, "lr": config.lr},
         {"params": no_decay, "weight_decay": 0.0, "lr": config.lr},
-        {"params": model.head_parameters(), "weight_decay": 0.0, "lr": config.lr * config.head_lr_mult},
+        {"params": heads, "weight_decay": 0.0, "lr": config.lr * config.head_lr_mult},
+        {"params": beta, "weight_decay": 0.0, "lr": config.length_beta_lr},
     ]
     fused = next(model.parameters()).device.type == "cuda"
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, fused=fused or None)

@@ -132,6 +132,8 @@ class RewardModelVersionSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
     metrics = serializers.DictField()
     baseline_metrics = serializers.DictField()
+    eval_set_metrics = serializers.DictField()
+    activation_note = serializers.CharField()
     artifact_path = serializers.CharField()
     created_at = serializers.DateTimeField()
     activated_at = serializers.DateTimeField(allow_null=True)

@@ -38,8 +38,9 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import F, Max, Q
-from django.db.models.functions import Coalesce
+from django.db.models import BigIntegerField, F, Max, Q
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from labelapp.models import EvalSetRating, Rating, RewardModelVersion, TrainingRun
@@ -151,19 +152,25 @@ def eval_set_grow() -> int:
     Only ratings newer than every run's snapshot can join (no run has trained on them), and a prompt
     joins only while none of its ratings is that old, so no version has seen an evaluation prompt.
     """
-    watermark = max(
-        (r.get("max_rating_id") or 0 for r in TrainingRun.objects.values_list("data_snapshot", flat=True)),
-        default=0,
+    # The newest rating any run's snapshot could hold (read in the database, not the id lists).
+    watermark = (
+        TrainingRun.objects.annotate(
+            m=Cast(KeyTextTransform("max_rating_id", "data_snapshot"), BigIntegerField())
+        ).aggregate(w=Max("m"))["w"]
+        or 0
     )
     in_set = set(EvalSetRating.objects.values_list("prompt_id", flat=True).distinct())
-    seen_before = set(
-        Rating.objects.filter(pk__lte=watermark).values_list("comparison__prompt_id", flat=True).distinct()
-    )
-    fresh = (
+    fresh = list(
         _usable_ratings()
         .filter(pk__gt=watermark, eval_set_entry__isnull=True)
         .values_list("pk", "comparison__prompt_id")
         .order_by("pk")
+    )
+    candidates = {pid for _, pid in fresh if pid not in in_set and _is_eval_prompt(pid)}
+    seen_before = set(
+        Rating.objects.filter(pk__lte=watermark, comparison__prompt_id__in=candidates)
+        .values_list("comparison__prompt_id", flat=True)
+        .distinct()
     )
     rows = []
     for rating_id, prompt_id in fresh:

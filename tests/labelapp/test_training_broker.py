@@ -26,7 +26,8 @@ DEAD_BROKER = "redis://127.0.0.1:1/0"
 
 @contextlib.contextmanager
 def broker(url: str):
-    """Point the Celery app at `url` (dropping its cached connection and producer pools)."""
+    """Point the Celery app at `url` (forgetting, not closing, its cached connection and producer pools:
+    kombu keeps producer pools in a global registry per URL, and a closed one would be handed back)."""
     old = app.conf.broker_url
 
     def reset():

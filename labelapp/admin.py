@@ -26,6 +26,7 @@ from labelapp.models import (
 )
 from labelapp.services.gold import GoldError, gold_make_padded, gold_mark
 from labelapp.services.guidelines import GuidelineError, guideline_publish
+from labelapp.services.privacy import scrub_model_text
 from labelapp.services.review import ReviewError, rating_review_add
 from labelapp.services.training import reward_model_activate, training_run_cancel
 
@@ -48,6 +49,17 @@ class PromptAdmin(admin.ModelAdmin):
     def short_text(self, obj):
         return obj.text[:80]
 
+    # Staff-typed prompts and answers are scrubbed like imported ones (services/privacy.py).
+    def save_model(self, request, obj, form, change):
+        scrub_model_text(obj)
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request, form, formset, change):
+        for inline_form in formset.forms:
+            if inline_form.has_changed() and hasattr(inline_form.instance, "text"):
+                scrub_model_text(inline_form.instance)
+        super().save_formset(request, form, formset, change)
+
 
 @admin.register(Response)
 class ResponseAdmin(admin.ModelAdmin):
@@ -57,6 +69,10 @@ class ResponseAdmin(admin.ModelAdmin):
     readonly_fields = ("char_count", "word_count", "created_at")
     raw_id_fields = ("prompt",)
     actions = ["make_gold"]
+
+    def save_model(self, request, obj, form, change):
+        scrub_model_text(obj)
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Make 'concise is right' gold pairs from the selected answers (padded copies)")
     def make_gold(self, request, queryset):

@@ -53,3 +53,31 @@ def test_admin_creates_a_draft_with_the_next_number_and_publishes_it(client, sta
     )
     draft.refresh_from_db()
     assert draft.published_at is not None
+
+
+def test_prompts_and_answers_typed_in_the_admin_are_scrubbed_like_imported_ones(client, staff):
+    from labelapp.models import Prompt, Response
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    data = {
+        "text": "Write to jane.doe@example.com about card 4111 1111 1111 1111.",
+        "category": "",
+        "source": "manual",
+        "consent": "on",
+        "responses-TOTAL_FORMS": "1",
+        "responses-INITIAL_FORMS": "0",
+        "responses-MIN_NUM_FORMS": "0",
+        "responses-MAX_NUM_FORMS": "1000",
+        "responses-0-text": "Call me on +44 20 7946 0958.",
+        "responses-0-source_model": "m",
+        "responses-0-source_model_version": "",
+    }
+    r = client.post(reverse("admin:labelapp_prompt_add"), data)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    prompt = Prompt.objects.get()
+    assert "example.com" not in prompt.text and "[EMAIL]" in prompt.text and "[CARD]" in prompt.text
+    assert prompt.pii_found == {"EMAIL": 1, "CARD": 1}
+    answer = Response.objects.get()
+    assert "7946" not in answer.text and answer.pii_found.get("PHONE") == 1

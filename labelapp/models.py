@@ -272,6 +272,19 @@ class RatingQuerySet(models.QuerySet):
         """Ratings staff did not exclude in review: the only ones that may train or be exported."""
         return self.exclude(reviews__decision=RatingReview.Decision.EXCLUDE)
 
+    def usable(self) -> RatingQuerySet:
+        """Ratings that may train a model or leave in an export: the one rule both paths share.
+
+        Not excluded in review, on a consented prompt not withheld for personal data, not flagged
+        broken, and not a test-retest repeat (a repeat is the same rater judging the same pair again;
+        counting it would give that rater's judgment twice the weight).
+        """
+        return (
+            self.not_excluded()
+            .filter(comparison__prompt__consent=True, comparison__prompt__withheld=False, flag_broken=False)
+            .exclude(comparison__kind="repeat")
+        )
+
 
 class Rating(models.Model):
     class Preference(models.IntegerChoices):

@@ -86,10 +86,8 @@ class ExportStats:
 
 
 def exportable_ratings(*, filters: ExportFilters):
-    """The ratings an export may contain: consented, not withheld, not excluded, not broken."""
-    qs = Rating.objects.not_excluded().filter(
-        comparison__prompt__consent=True, comparison__prompt__withheld=False, flag_broken=False
-    )
+    """The ratings an export may contain: `Rating.objects.usable()` (the same rule as training)."""
+    qs = Rating.objects.usable()
     if filters.guideline_versions:
         qs = qs.filter(guideline_version__number__in=filters.guideline_versions)
     if filters.since:

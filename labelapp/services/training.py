@@ -127,12 +127,8 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 
 def _usable_ratings():
-    """Ratings that may train or evaluate a model: prompt consented, not a tie, not flagged broken."""
-    return (
-        Rating.objects.not_excluded()
-        .filter(comparison__prompt__consent=True, flag_broken=False)
-        .exclude(preference=0)
-    )
+    """Ratings that may train or evaluate a model: `Rating.objects.usable()`, ties left out."""
+    return Rating.objects.usable().exclude(preference=0)
 
 
 def _trainable_ratings():

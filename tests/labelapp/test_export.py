@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from labelapp.models import ExportFile, RaterProfile, RatingReview
+from labelapp.models import Comparison, ExportFile, RaterProfile, RatingReview
 from labelapp.services.export import ExportFilters, aggregate_comparison, export_rows, rater_pseudonym
 from labelapp.services.training import _usable_ratings
 from tests.labelapp.export_helpers import make_pair, rate
@@ -121,3 +121,24 @@ def test_the_command_writes_jsonl_and_parquet_and_records_the_files(rater, guide
         table.column_names
     )
     assert ExportFile.objects.count() == 3
+
+
+def test_withheld_prompts_and_repeats_neither_train_nor_export(rater, guideline):
+    ok = rate(rater=rater, comparison=make_pair(), preference=-1, guideline=guideline)
+    withheld = make_pair(text="my address is ...")
+    rate(rater=rater, comparison=withheld, preference=-1, guideline=guideline)
+    withheld.prompt.withheld = True
+    withheld.prompt.save(update_fields=["withheld"])
+    repeat_of = make_pair(text="q5")
+    rate(rater=rater, comparison=repeat_of, preference=1, guideline=guideline)
+    repeat = Comparison.objects.create(
+        prompt=repeat_of.prompt,
+        response_a=repeat_of.response_a,
+        response_b=repeat_of.response_b,
+        kind=Comparison.Kind.REPEAT,
+        repeat_of=repeat_of,
+    )
+    rate(rater=rater, comparison=repeat, preference=1, guideline=guideline)
+    expected = sorted([ok.pk, repeat_of.ratings.get().pk])
+    assert sorted(_usable_ratings().values_list("pk", flat=True)) == expected
+    assert sorted(row["rating_id"] for row in _pairs()) == expected

@@ -10,6 +10,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 QUEUE_HOUSEKEEPING = "Queue housekeeping: release expired leases, record figures"
 REWARD_MODEL_CHECK = "Reward model: retrain when enough new ratings arrived"
+POLICY_CHECK = "Policy: start a round when a new reward model is active"
 
 
 def _jobs() -> list[tuple[str, str, int]]:
@@ -21,6 +22,7 @@ def _jobs() -> list[tuple[str, str, int]]:
             settings.LABEL["QUEUE_HOUSEKEEPING_SECONDS"],
         ),
         (REWARD_MODEL_CHECK, "labelapp.tasks.reward_model_check", settings.TRAINING["CHECK_SECONDS"]),
+        (POLICY_CHECK, "labelapp.tasks.policy_check", settings.POLICY["CHECK_SECONDS"]),
     ]
 
 

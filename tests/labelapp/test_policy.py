@@ -1,0 +1,279 @@
+"""Policy rounds from the database side, on tiny models: PPO and best-of-n rounds, their comparisons at
+the front of the queue, single flight, claims, resume after a dead worker, bounded attempts, errors,
+the win rate and the over-optimization warnings, pages, API and commands.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from labelapp.models import (
+    Comparison,
+    PolicyPair,
+    PolicySample,
+    PolicyVersion,
+    Prompt,
+    Rating,
+    Response,
+    RewardModelVersion,
+    TrainingRun,
+)
+from labelapp.services import policy
+from labelapp.services.assignment import assignment_next
+from labelapp.services.ratings import RatingInput, rating_submit
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory) -> str:
+    from tests.rewardtrainer.tiny_policy import tiny_llama, tiny_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny-policy")
+    tok = tiny_tokenizer()
+    tiny_llama(tok).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_dir(tmp_path_factory, tiny_backbone) -> str:
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.model import RewardModel
+
+    out = tmp_path_factory.mktemp("tiny-rm")
+    torch.manual_seed(0)
+    model = RewardModel.from_backbone(tiny_backbone, odin=True)
+    model.max_length = 64
+    model.save_pretrained(out, tokenizer=AutoTokenizer.from_pretrained(tiny_backbone))
+    return str(out)
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr(policy, "_enqueue", sent.append)
+    return sent
+
+
+@pytest.fixture
+def loop(settings, tmp_path, tiny_policy_dir, tiny_rm_dir, db):
+    """Tiny sizes, 12 consented prompts (a few held out for evaluation) and an active reward model."""
+    torch.set_num_threads(1)
+    settings.POLICY = {
+        **settings.POLICY,
+        "MODEL": tiny_policy_dir,
+        "MAX_NEW_TOKENS": 6,
+        "TEMPERATURE": 1.0,
+        "PPO_UPDATES": 2,
+        "PPO_BATCH_SIZE": 4,
+        "PPO_MINI_BATCH_SIZE": 2,
+        "PPO_EPOCHS": 1,
+        "PPO_LEARNING_RATE": 1e-3,
+        "BEST_OF_N": 3,
+        "EVAL_SHARE": 0.3,
+        "EVAL_PROMPTS": 4,
+        "FRESH_PROMPTS": 2,
+        "DEVICE": "cpu",
+    }
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    words = "the a cat dog runs fast slow blue red green house tree".split()
+    for i in range(12):
+        Prompt.objects.create(text=" ".join(words[(i + k) % 12] for k in range(3)))
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    rm = RewardModelVersion.objects.create(number=1, run=run, artifact_path=tiny_rm_dir, is_active=True)
+    return rm
+
+
+def _round(kind: str) -> TrainingRun:
+    run = policy.policy_round_request(kind=kind, trigger="manual", enqueue=False)
+    assert run is not None
+    status = policy.policy_run_execute(run_id=run.pk, worker="test")
+    run.refresh_from_db()
+    assert status == TrainingRun.Status.SUCCEEDED, run.error
+    return run
+
+
+def test_a_ppo_round_makes_v1_and_puts_its_comparisons_at_the_front_of_the_queue(loop, rater, acked):
+    eval_prompts = policy.policy_eval_prompts()
+    assert 1 <= len(eval_prompts) <= 4
+    run = _round(TrainingRun.Kind.PPO)
+    v1 = PolicyVersion.objects.get(number=1)
+    assert v1.kind == "ppo" and v1.parent.number == 0 and v1.reward_model == loop and v1.run == run
+    assert (policy.Path(v1.artifact_path) / "model.safetensors").is_file()
+    assert len(v1.history) == 2 and run.metrics["policy_version"] == 1
+    for key in ("rm_score", "kl", "mean_length", "no_eos_share", "entropy", "parent"):
+        assert key in v1.metrics
+    assert v1.metrics["parent"]["number"] == 0
+    # v1 and v0 each answered every evaluation prompt; v1 twice on the fresh prompts.
+    assert v1.samples.filter(split="eval").count() == len(eval_prompts)
+    assert PolicySample.objects.filter(policy__number=0, split="eval").count() == len(eval_prompts)
+    assert v1.samples.filter(split="fresh").count() == 4
+    pairs = PolicyPair.objects.filter(new=v1)
+    assert pairs.filter(kind="vs_previous").count() >= 1
+    assert all(p.comparison.priority == 100 for p in pairs)
+    # The next comparison a rater gets is one of the new policy's.
+    Comparison.objects.create(
+        prompt=eval_prompts[0],
+        response_a=Response.objects.create(prompt=eval_prompts[0], text="old one", source_model="demo"),
+        response_b=Response.objects.create(prompt=eval_prompts[0], text="old two", source_model="demo"),
+    )
+    assignment = assignment_next(rater=rater)
+    assert PolicyPair.objects.filter(comparison=assignment.comparison, new=v1).exists()
+    # Held-out prompts never trained: PPO's prompt set excludes them.
+    assert not {p.pk for p in eval_prompts} & {p.pk for p in policy.policy_train_prompts()}
+
+
+def test_a_best_of_n_round_reuses_the_parent_weights_and_reports_its_kl(loop):
+    _round(TrainingRun.Kind.BEST_OF_N)
+    v1 = PolicyVersion.objects.get(number=1)
+    assert v1.kind == "best_of_n" and v1.artifact_path == "" and v1.sampling["n"] == 3
+    assert v1.metrics["kl"] == pytest.approx(__import__("math").log(3) - 2 / 3)
+    assert "reward_gain" in v1.metrics and v1.metrics["reward_gain"] >= 0
+    assert policy.policy_weights_path(v1) == policy.policy_weights_path(policy.policy_base())
+
+
+def test_one_policy_round_at_a_time_and_a_clear_error_without_a_reward_model(loop, enqueued):
+    first = policy.policy_round_request(kind="ppo", trigger="manual")
+    assert first is not None and enqueued == [first.pk]
+    assert policy.policy_round_request(kind="best_of_n", trigger="manual") is None
+    with pytest.raises(policy.PolicyError, match="unknown round kind"):
+        policy.policy_round_request(kind="dpo", trigger="manual")
+    TrainingRun.objects.filter(pk=first.pk).update(status=TrainingRun.Status.CANCELLED)
+    RewardModelVersion.objects.update(is_active=False)
+    with pytest.raises(policy.PolicyError, match="no active reward model"):
+        policy.policy_round_request(kind="ppo", trigger="manual")
+
+
+def test_a_redelivered_task_does_nothing(loop):
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING)
+    assert policy.policy_run_execute(run_id=run.pk) == "not-claimed"
+    run.refresh_from_db()
+    assert run.attempts == 0
+
+
+def test_a_round_whose_worker_died_resumes_from_its_last_update(loop, enqueued):
+    from rewardtrainer.ppo import train_ppo
+    from rewardtrainer.sampling import RewardScorer
+
+    run = policy.policy_round_request(kind="ppo", trigger="manual", enqueue=False)
+    parent = policy.policy_base()
+    out_dir = policy.Path(loop.run.pk and policy.settings.ARTIFACTS_DIR) / f"policy-run-{run.pk}"
+    # The first attempt got through one of two updates, then the worker was killed (-9).
+    partial = train_ppo(
+        [p.text for p in policy.policy_train_prompts()],
+        RewardScorer.from_pretrained(loop.artifact_path),
+        policy._ppo_config(run, parent),
+        out_dir,
+        max_updates=1,
+    )
+    assert partial.stopped
+    stale = timezone.now() - timedelta(hours=1)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.RUNNING, attempts=1, worker="dead@host", heartbeat_at=stale
+    )
+    assert policy.policy_recover_stale() == [run.pk]
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.QUEUED
+    assert policy.policy_run_execute(run_id=run.pk, worker="new@host") == TrainingRun.Status.SUCCEEDED
+    run.refresh_from_db()
+    assert run.attempts == 2 and run.metrics["resumed_from_update"] == 1
+    assert [row["update"] for row in run.metrics_history] == [1, 2]
+
+
+def test_a_round_out_of_attempts_fails_with_the_reason(loop, enqueued):
+    run = policy.policy_round_request(kind="ppo", trigger="manual", enqueue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.RUNNING, attempts=3, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    assert policy.policy_recover_stale() == []
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and "gave up" in run.error
+
+
+def test_a_missing_reward_model_folder_fails_the_round_with_a_message(loop, tmp_path):
+    RewardModelVersion.objects.filter(pk=loop.pk).update(artifact_path=str(tmp_path / "gone"))
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert "folder" in run.error and "missing" in run.error
+
+
+def test_beat_starts_one_round_per_newly_activated_reward_model(loop, enqueued, settings):
+    run = policy.policy_check_and_start()
+    assert run is not None and run.kind == "ppo" and run.trigger == "beat"
+    assert policy.policy_check_and_start() is None  # already requested for this reward model
+    settings.POLICY = {**settings.POLICY, "AUTO_ROUND": False}
+    TrainingRun.objects.filter(pk=run.pk).delete()
+    assert policy.policy_check_and_start() is None
+
+
+def _judge(rater, version, *, new_wins: int, old_wins: int):
+    from labelapp.services.guidelines import guideline_acknowledge, guideline_current
+
+    guideline_acknowledge(rater=rater, version=guideline_current())
+    for i in range(new_wins + old_wins):
+        p = Prompt.objects.create(text=f"judge {i}")
+        a = Response.objects.create(prompt=p, text=f"a{i}", source_model="x")
+        b = Response.objects.create(prompt=p, text=f"b{i}", source_model="x")
+        c = Comparison.objects.create(prompt=p, response_a=a, response_b=b, required_ratings=1, priority=5)
+        PolicyPair.objects.create(
+            comparison=c, kind="vs_previous", new=version, old=version.parent, new_is_a=True
+        )
+    while (assignment := assignment_next(rater=rater)) is not None:
+        i = int(assignment.comparison.prompt.text.split()[-1])
+        pref = -2 if i < new_wins else 2  # negative: A (the new policy) better
+        rating_submit(
+            rater=rater,
+            assignment_id=assignment.pk,
+            idempotency_key=assignment.form_key,
+            data=RatingInput(preference=pref, length_check="adds_content"),
+        )
+
+
+def _version(number, parent_version, metrics=None):
+    return PolicyVersion.objects.create(
+        number=number, kind="ppo", parent=parent_version, metrics=metrics or {}
+    )
+
+
+def test_win_rate_has_a_wilson_interval_and_the_watch_warns_on_length_and_on_reward(rater, guideline):
+    v0 = policy.policy_base()
+    v1 = _version(
+        1,
+        v0,
+        {"rm_score": 1.0, "mean_length": 60, "parent": {"number": 0, "rm_score": 0.5, "mean_length": 50}},
+    )
+    assert policy.policy_win_rate(version=v1) is None
+    warnings = policy.policy_warnings(version=v1, win=None)
+    assert len(warnings) == 1 and "20% longer" in warnings[0] and "no ratings yet" in warnings[0]
+    _judge(rater, v1, new_wins=3, old_wins=7)
+    win = policy.policy_win_rate(version=v1)
+    assert win["n"] == 10 and win["win_rate"] == pytest.approx(0.3)
+    assert 0.10 < win["lo"] < 0.3 < win["hi"] < 0.61
+    warnings = policy.policy_warnings(version=v1, win=win)
+    assert any("over-optimizing" in w for w in warnings) and any("longer" in w for w in warnings)
+    # Length within 10% and raters prefer the new policy: no warning.
+    v2 = _version(
+        2,
+        v1,
+        {"rm_score": 1.0, "mean_length": 54, "parent": {"number": 1, "rm_score": 0.9, "mean_length": 50}},
+    )
+    assert policy.policy_warnings(version=v2, win={"win_rate": 0.7, "n": 10}) == []
+
+
+def test_excluded_ratings_do_not_count_toward_the_win_rate(rater, guideline, staff):
+    from labelapp.models import RatingReview
+
+    v1 = _version(1, policy.policy_base())
+    _judge(rater, v1, new_wins=1, old_wins=1)
+    loss = Rating.objects.get(preference=2)
+    RatingReview.objects.create(rating=loss, decision="exclude", reason="spam", reviewer=staff)
+    assert policy.policy_win_rate(version=v1)["n"] == 1

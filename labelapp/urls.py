@@ -31,3 +31,12 @@ urlpatterns += [
         name="reward_model_activate",
     ),
 ]
+
+from labelapp import policy_views  # noqa: E402
+
+urlpatterns += [
+    path("policy/", policy_views.policy_home, name="policy_home"),
+    path("policy/rounds/start/", policy_views.policy_round_start, name="policy_round_start"),
+    path("policy/v/<int:number>/", policy_views.policy_version, name="policy_version"),
+    path("policy/v/<int:number>/samples/", policy_views.policy_samples, name="policy_samples"),
+]

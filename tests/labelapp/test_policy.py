@@ -277,3 +277,95 @@ def test_excluded_ratings_do_not_count_toward_the_win_rate(rater, guideline, sta
     loss = Rating.objects.get(preference=2)
     RatingReview.objects.create(rating=loss, decision="exclude", reason="spam", reviewer=staff)
     assert policy.policy_win_rate(version=v1)["n"] == 1
+
+
+# --- pages, API and commands --------------------------------------------------------------------------
+
+
+def test_pages_show_versions_warnings_and_samples_side_by_side_escaped(loop, client, staff, rater):
+    _round(TrainingRun.Kind.PPO)
+    v1 = PolicyVersion.objects.get(number=1)
+    sample = v1.samples.filter(split="eval").first()
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    sample.response.text = evil
+    sample.response.save(update_fields=["text"])
+    client.force_login(staff)
+    home = client.get(reverse("policy_home"))
+    assert home.status_code == 200
+    assert b"v1" in home.content and b"chart-reward" in home.content and b"not judged yet" in home.content
+    page = client.get(reverse("policy_version", args=[1]))
+    assert page.status_code == 200 and b"chart-kl" in page.content and b"win-rate" in page.content
+    samples = client.get(reverse("policy_samples", args=[1]))
+    assert samples.status_code == 200
+    assert b"<script>alert" not in samples.content and b"<img src=x" not in samples.content
+    assert b"&lt;script&gt;alert(1)" in samples.content  # shown, inert
+    assert b"reward" in samples.content
+    assert client.get(reverse("policy_version", args=[99])).status_code == 404
+    client.force_login(rater)
+    assert client.get(reverse("policy_home")).status_code == 302  # to the admin login
+
+
+def test_the_staff_button_starts_one_round_and_says_why_not_twice(loop, client, staff, enqueued):
+    client.force_login(staff)
+    response = client.post(reverse("policy_round_start"), {"kind": "best_of_n"}, follow=True)
+    assert b"queued" in response.content and len(enqueued) == 1
+    response = client.post(reverse("policy_round_start"), {"kind": "ppo"}, follow=True)
+    assert b"one at a time" in response.content and len(enqueued) == 1
+    response = client.post(reverse("policy_round_start"), {"kind": "<b>x</b>"}, follow=True)
+    assert b"unknown round kind" in response.content and b"<b>x</b>" not in response.content
+
+
+def test_api_lists_versions_starts_rounds_and_refuses_bad_input(loop, client, staff, rater, enqueued):
+    client.force_login(rater)
+    assert client.get("/api/policies/").status_code == 403
+    assert (
+        client.post("/api/policy-rounds/", {"kind": "ppo"}, content_type="application/json").status_code
+        == 403
+    )
+    client.force_login(staff)
+    for body in ({"kind": "dpo"}, {}, [], "garbage", {"kind": None}):
+        r = client.post("/api/policy-rounds/", body, content_type="application/json")
+        assert r.status_code == 400, body
+    r = client.post("/api/policy-rounds/", {"kind": "best_of_n"}, content_type="application/json")
+    assert r.status_code == 201 and r.json()["kind"] == "best_of_n"
+    assert (
+        client.post("/api/policy-rounds/", {"kind": "ppo"}, content_type="application/json").status_code
+        == 409
+    )
+    assert policy.policy_run_execute(run_id=r.json()["id"]) == TrainingRun.Status.SUCCEEDED
+    versions = client.get("/api/policies/").json()
+    assert [v["number"] for v in versions] == [1, 0]
+    assert (
+        versions[0]["kind"] == "best_of_n" and versions[0]["parent"] == 0 and "kl" in versions[0]["metrics"]
+    )
+    one = client.get("/api/policies/1/").json()
+    assert one["win"] is None and isinstance(one["warnings"], list)
+    samples = client.get("/api/policies/1/samples/").json()
+    assert samples and {"prompt", "previous", "new"} <= set(samples[0])
+    assert samples[0]["new"]["policy"] == 1 and samples[0]["previous"]["policy"] == 0
+    assert client.get("/api/policies/7/").status_code == 404
+    assert client.get("/api/policy-rounds/").json()[0]["id"] == r.json()["id"]
+
+
+def test_ppo_round_command_runs_a_round_here_and_explains_failures(loop, capsys):
+    call_command("ppo_round", "--best-of-n", "--sync")
+    assert "succeeded" in capsys.readouterr().out
+    assert PolicyVersion.objects.filter(number=1, kind="best_of_n").exists()
+    RewardModelVersion.objects.update(is_active=False)
+    with pytest.raises(Exception, match="no active reward model"):
+        call_command("ppo_round", "--sync")
+
+
+def test_sample_policy_fills_the_queue_with_v0_answers_once(loop, capsys):
+    prompt = Prompt.objects.order_by("pk").first()
+    Response.objects.create(prompt=prompt, text="A team-written answer.", source_model="demo-team-written")
+    call_command("sample_policy", "--limit", "3")
+    assert "comparisons with policy v0 answers" in capsys.readouterr().out
+    v0 = PolicyVersion.objects.get(number=0)
+    assert v0.samples.filter(split="demo").values("prompt").distinct().count() == 3
+    vs_demo = PolicyPair.objects.get(kind="vs_demo")
+    assert vs_demo.comparison.prompt == prompt and vs_demo.new == v0
+    before = Comparison.objects.count()
+    call_command("sample_policy", "--limit", "3")  # the next three prompts, never the same twice
+    assert v0.samples.filter(split="demo").values("prompt").distinct().count() == 6
+    assert Comparison.objects.count() > before

@@ -619,6 +619,8 @@ def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> 
         "response_length": float(rollout.lengths.float().mean()),
         "no_eos_share": float((~rollout.finished).float().mean()),
         "tokens": n_tokens,
+        "query_tokens": int(rollout.query_mask.sum()),
+        "padded_sequence_tokens": int(B * (rollout.query_ids.shape[1] + rollout.response_ids.shape[1])),
         "lr": state.scheduler.get_last_lr()[0],
         **{f"seconds_{k}": round(v, 4) for k, v in times.items()},
     }

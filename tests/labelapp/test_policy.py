@@ -29,30 +29,7 @@ from labelapp.services.ratings import RatingInput, rating_submit
 
 torch = pytest.importorskip("torch")
 
-
-@pytest.fixture(scope="session")
-def tiny_policy_dir(tmp_path_factory) -> str:
-    from tests.rewardtrainer.tiny_policy import tiny_llama, tiny_tokenizer
-
-    out = tmp_path_factory.mktemp("tiny-policy")
-    tok = tiny_tokenizer()
-    tiny_llama(tok).save_pretrained(out)
-    tok.save_pretrained(out)
-    return str(out)
-
-
-@pytest.fixture(scope="session")
-def tiny_rm_dir(tmp_path_factory, tiny_backbone) -> str:
-    from transformers import AutoTokenizer
-
-    from rewardtrainer.model import RewardModel
-
-    out = tmp_path_factory.mktemp("tiny-rm")
-    torch.manual_seed(0)
-    model = RewardModel.from_backbone(tiny_backbone, odin=True)
-    model.max_length = 64
-    model.save_pretrained(out, tokenizer=AutoTokenizer.from_pretrained(tiny_backbone))
-    return str(out)
+from tests.labelapp.policy_fixtures import tiny_policy_dir, tiny_rm_dir  # noqa: E402, F401
 
 
 @pytest.fixture
@@ -63,7 +40,7 @@ def enqueued(monkeypatch):
 
 
 @pytest.fixture
-def loop(settings, tmp_path, tiny_policy_dir, tiny_rm_dir, db):
+def loop(settings, tmp_path, tiny_policy_dir, tiny_rm_dir, db):  # noqa: F811 (fixtures)
     """Tiny sizes, 12 consented prompts (a few held out for evaluation) and an active reward model."""
     torch.set_num_threads(1)
     settings.POLICY = {

@@ -51,7 +51,7 @@ class PolicyVersionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(source="version.created_at")
 
 
-class AnswerSerializer(serializers.Serializer):
+class PolicyAnswerSerializer(serializers.Serializer):
     policy = serializers.IntegerField(source="policy.number")
     text = serializers.CharField(source="response.text")
     reward = serializers.FloatField(allow_null=True)
@@ -63,8 +63,8 @@ class AnswerSerializer(serializers.Serializer):
 class SamplePairSerializer(serializers.Serializer):
     prompt_id = serializers.IntegerField(source="prompt.pk")
     prompt = serializers.CharField(source="prompt.text")
-    previous = AnswerSerializer(source="old", allow_null=True)
-    new = AnswerSerializer()
+    previous = PolicyAnswerSerializer(source="old", allow_null=True)
+    new = PolicyAnswerSerializer()
 
 
 class RoundRequestSerializer(serializers.Serializer):

@@ -52,6 +52,14 @@ def default_policy() -> tuple[str, str | None]:
     return str(ggufs[0].parent), ggufs[0].name
 
 
+def resolve_policy_path(name_or_path: str) -> str:
+    """'' -> the default policy's .gguf path, anything else unchanged: two spellings of v0 compare equal."""
+    if name_or_path:
+        return name_or_path
+    folder, gguf = default_policy()
+    return str(Path(folder) / gguf) if gguf else folder
+
+
 def load_policy(
     name_or_path: str = "", *, gguf_file: str | None = None, device: str | torch.device | None = None
 ):

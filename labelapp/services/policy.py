@@ -316,11 +316,14 @@ def _sampling_params(config: dict):
 
 def _ppo_config(run: TrainingRun, parent: PolicyVersion):
     from rewardtrainer.ppo import PPOConfig
+    from rewardtrainer.sampling import resolve_policy_path
 
     c = run.config
     return PPOConfig(
-        policy=policy_weights_path(parent),
-        reference=policy_weights_path(policy_base()),
+        policy=resolve_policy_path(policy_weights_path(parent)),
+        # The KL reference is always v0, the instruct model as shipped (InstructGPT: KL to the SFT model),
+        # not the round's starting point: KL to the reference then measures the whole drift.
+        reference=resolve_policy_path(policy_weights_path(policy_base())),
         updates=c["updates"],
         batch_size=c["batch_size"],
         mini_batch_size=c["mini_batch_size"],

@@ -307,6 +307,13 @@ def _load_scorer(rm: RewardModelVersion, device: str | None):
     return RewardScorer.from_pretrained(rm.artifact_path, device=device or None)
 
 
+def _device(name: str | None) -> str:
+    """The device to load models on: the setting, else CUDA / MPS / CPU, whichever is there."""
+    from rewardtrainer.devices import pick_device
+
+    return str(pick_device(name or None)[0])
+
+
 def _sampling_params(config: dict):
     from rewardtrainer.sampling import SamplingParams
 
@@ -364,7 +371,7 @@ def _execute(run: TrainingRun) -> str:
     if not eval_prompts:
         raise PolicyError("no held-out evaluation prompts: import consented prompts first")
     fresh = policy_fresh_prompts(limit=settings.POLICY["FRESH_PROMPTS"])
-    device = c["device"] or None
+    device = _device(c["device"])
     scorer = _load_scorer(rm, device)
     params = _sampling_params(c)
     out_dir = Path(settings.ARTIFACTS_DIR) / f"policy-run-{run.pk}"
@@ -710,7 +717,7 @@ def policy_sample_demo(*, limit: int = 20, device: str | None = None, seed: int 
     prompts = list(_usable_prompts().exclude(pk__in=done)[:limit])
     if not prompts:
         return 0
-    model, tok = load_policy(policy_weights_path(base), device=device or settings.POLICY["DEVICE"] or None)
+    model, tok = load_policy(policy_weights_path(base), device=_device(device or settings.POLICY["DEVICE"]))
     gen = HFGenerator(model, tok)
     params = _sampling_params({"sampling": base.sampling or _sampling_settings()})
     samples = gen.generate([p.text for p in prompts for _ in range(2)], params, seed=seed)

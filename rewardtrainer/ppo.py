@@ -442,8 +442,10 @@ def make_state(
     if config.gradient_checkpointing:
         for m in (policy, value.trunk):
             m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    policy.to(device).eval()  # eval: dropout is off anyway, and eval keeps it off for good
-    value.to(device).eval()
+    # Dropout is off, so train and eval mode compute the same; transformers only checkpoints activations
+    # in train mode, so that is the mode when gradient checkpointing is on.
+    policy.to(device).train(config.gradient_checkpointing)
+    value.to(device).train(config.gradient_checkpointing)
     params_policy = [p for p in policy.parameters() if p.requires_grad]
     params_value = [p for p in value.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(

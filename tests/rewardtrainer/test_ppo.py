@@ -201,3 +201,25 @@ def test_policy_loss_is_clipped():
     # max(-A r, -A clip(r)): token 1 -> max(-2, -1.2) = -1.2; token 2 -> max(0.5, 0.8) = 0.8
     assert float(pg_loss) == pytest.approx((-1.2 + 0.8) / 2)
     assert stats["clipfrac"] == pytest.approx(1.0)
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
+    tok = tiny_tokenizer()
+    runs = [
+        train_ppo(
+            prompts(4),
+            good_word_reward,
+            config(updates=1, gradient_checkpointing=gc),
+            tmp_path / str(gc),
+            policy=tiny_llama(tok),
+            tokenizer=tok,
+        )
+        for gc in (False, True)
+    ]
+    assert runs[1].policy.model.gradient_checkpointing  # it was on, and active (train mode)
+    assert runs[1].policy.training
+    for key in ("reward_raw", "pg_loss", "vf_loss"):
+        assert runs[0].history[0][key] == pytest.approx(runs[1].history[0][key], rel=1e-4, abs=1e-6)
+    a, b = runs[0].policy.state_dict(), runs[1].policy.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)

@@ -54,6 +54,7 @@ from torch import nn
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .devices import pick_device
 from .sampling import (
+    Generator,
     HFGenerator,
     RewardFn,
     Sample,
@@ -389,7 +390,7 @@ class PPOState:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     kl_ctl: AdaptiveKLController | FixedKLController
-    generator: HFGenerator
+    generator: Generator
     device: torch.device
     autocast_dtype: torch.dtype | None
     reward_mean: float = 0.0
@@ -547,7 +548,7 @@ def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> 
         "generation",
         lambda: state.generator.generate(batch_prompts, c.sampling(), seed=_update_seed(c.seed, u, 2)),
     )
-    rollout = build_rollout(samples, state.generator.pad_id).to(state.device)
+    rollout = build_rollout(samples, int(state.tokenizer.pad_token_id)).to(state.device)
     mask = rollout.response_mask.float()  # (B, R)
     raw = timed("reward", lambda: reward_fn(rollout.prompts, rollout.texts).float().to(state.device))  # (B,)
     with torch.no_grad():
@@ -694,6 +695,7 @@ def train_ppo(
     tokenizer=None,
     reference=None,
     max_updates: int | None = None,
+    generator: Generator | None = None,
 ) -> PPOResult:
     """Run `config.updates` PPO updates, checkpointing; save the policy to `out_dir/policy`.
 
@@ -701,6 +703,8 @@ def train_ppo(
     after each update: when True a checkpoint is written and the round returns `stopped=True`; calling
     again resumes. `max_updates` stops early after that many updates in this call (tests use it to
     simulate a kill). `policy` / `tokenizer` / `reference` may be passed in instead of loaded.
+    `generator` replaces the built-in `HFGenerator` for sampling (an inference engine such as vLLM);
+    it must sample from the current policy weights, which it is the caller's job to keep in sync.
     """
     config = config or PPOConfig()
     prompts = [p for p in prompts if p and p.strip()]
@@ -711,6 +715,8 @@ def train_ppo(
     ckpt_dir = out_dir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
     state = make_state(config, policy, tokenizer, reference)
+    if generator is not None:
+        state.generator = generator
     resumed_from = None
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
     if ckpt is not None:

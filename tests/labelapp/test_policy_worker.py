@@ -108,7 +108,8 @@ def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_r
         worker,
     )
     assert done.status == "succeeded", done.error
-    assert RewardModelVersion.objects.get().is_active
+    # training.py activates the new version just after it marks the run succeeded (two commits): wait for it
+    _wait(lambda: RewardModelVersion.objects.filter(is_active=True).exists(), 30, "the activation", worker)
 
     # the beat's check sees a reward model no policy was trained on: a PPO round on the gpu queue
     run = policy.policy_check_and_start()

@@ -97,21 +97,23 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     policy, tok = load(args)
     results = []
+    config = PPOConfig(
+        policy=args.policy,
+        batch_size=args.batch_size,
+        mini_batch_size=args.mini_batch_size,
+        ppo_epochs=args.ppo_epochs[0],
+        max_new_tokens=args.max_new_tokens,
+        lora=args.lora,
+        device=args.device,
+        normalize_reward=False,
+        updates=args.repeats * len(args.ppo_epochs),
+    )
+    state = make_state(config, policy, tok)  # loads (and de-quantizes) the GGUF once
+    scorer.model.to(state.device)
+    load_seconds = time.perf_counter() - t0
+    print(f"loaded in {load_seconds:.0f} s", flush=True)
     for epochs in args.ppo_epochs:
-        config = PPOConfig(
-            policy=args.policy,
-            batch_size=args.batch_size,
-            mini_batch_size=args.mini_batch_size,
-            ppo_epochs=epochs,
-            max_new_tokens=args.max_new_tokens,
-            lora=args.lora,
-            device=args.device,
-            normalize_reward=False,
-            updates=args.repeats,
-        )
-        state = make_state(config, policy, tok)  # loads (and de-quantizes) the GGUF once per setting
-        scorer.model.to(state.device)
-        load_seconds = time.perf_counter() - t0
+        state.config.ppo_epochs = epochs  # the same models; only the number of passes over a batch changes
         rows = [ppo_update(state, prompts, scorer) for _ in range(args.repeats)]
         med = {ph: statistics.median(r[f"seconds_{ph}"] for r in rows) for ph in PHASES}
         gen_tokens = statistics.median(r["tokens"] for r in rows)
@@ -149,10 +151,9 @@ def main(argv=None) -> int:
             print(f"{ph:<20}{med[ph]:>10.2f}{tps:>12.1f}")
         print(
             f"everything but generation / generation = {row['rest_over_generation']:.2f} "
-            f"(target <= 0.50: {'met' if row['target_met'] else 'NOT met'})"
+            f"(target <= 0.50: {'met' if row['target_met'] else 'NOT met'})",
+            flush=True,
         )
-        del state
-        t0 = time.perf_counter()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "policy": "tiny" if args.tiny else (args.policy or "SmolLM2-135M-Instruct (GGUF, fp32)"),

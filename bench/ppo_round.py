@@ -49,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ppo-epochs", type=int, nargs="+", default=[4, 1], help="one measurement per value")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--repeats", type=int, default=2, help="updates per setting; medians are reported")
+    p.add_argument(
+        "--warmup", type=int, default=1, help="updates run first and not measured (CPU kernels, allocator)"
+    )
     p.add_argument("--lora", action="store_true")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
@@ -106,12 +109,14 @@ def main(argv=None) -> int:
         lora=args.lora,
         device=args.device,
         normalize_reward=False,
-        updates=args.repeats * len(args.ppo_epochs),
+        updates=args.warmup + args.repeats * len(args.ppo_epochs),
     )
     state = make_state(config, policy, tok)  # loads (and de-quantizes) the GGUF once
     scorer.model.to(state.device)
     load_seconds = time.perf_counter() - t0
     print(f"loaded in {load_seconds:.0f} s", flush=True)
+    for _ in range(args.warmup):  # the first update pays one-off costs (kernel selection, allocations)
+        ppo_update(state, prompts, scorer)
     for epochs in args.ppo_epochs:
         state.config.ppo_epochs = epochs  # the same models; only the number of passes over a batch changes
         rows = [ppo_update(state, prompts, scorer) for _ in range(args.repeats)]
@@ -161,6 +166,7 @@ def main(argv=None) -> int:
         "mini_batch_size": args.mini_batch_size,
         "max_new_tokens": args.max_new_tokens,
         "lora": args.lora,
+        "warmup_updates": args.warmup,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "torch": torch.__version__,

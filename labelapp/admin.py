@@ -451,3 +451,31 @@ class EvalSetRatingAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- policy loop (read-mostly: rounds write these) -----------------------------------------------------
+
+from labelapp.models import PolicyPair, PolicySample, PolicyVersion  # noqa: E402
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    list_display = ("number", "kind", "parent", "reward_model", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("artifact_path",)
+    readonly_fields = ("metrics", "history", "created_at")
+
+
+@admin.register(PolicySample)
+class PolicySampleAdmin(admin.ModelAdmin):
+    list_display = ("policy", "prompt", "split", "index", "reward", "num_tokens", "finished")
+    list_filter = ("split", "finished", "policy")
+    search_fields = ("response__text", "prompt__text")
+    raw_id_fields = ("prompt", "response")
+
+
+@admin.register(PolicyPair)
+class PolicyPairAdmin(admin.ModelAdmin):
+    list_display = ("comparison", "kind", "new", "old", "new_is_a")
+    list_filter = ("kind", "new")
+    raw_id_fields = ("comparison",)

@@ -422,6 +422,8 @@ class TrainingRun(models.Model):
 
     class Kind(models.TextChoices):
         REWARD_MODEL = "reward_model", "reward model"
+        PPO = "ppo", "PPO round"
+        BEST_OF_N = "best_of_n", "best-of-n round"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -578,3 +580,98 @@ class EvalSetRating(models.Model):
 
 
 from labelapp.quality_models import QualityReport, SimulatedDecision  # noqa: E402, F401
+
+
+class PolicyVersion(models.Model):
+    """A policy that answers prompts. v0 is the instruct model as shipped; each round adds one.
+
+    A PPO version has its own weights (`artifact_path`, safetensors); a best-of-n version reuses its
+    parent's weights and samples n answers per prompt, keeping the one the reward model scores best.
+    `metrics` holds the over-optimization watch of its round (reward-model score, KL to the reference,
+    mean length, share without EOS, the parent's figures scored by the same reward model);
+    `history` the per-update PPO log.
+    """
+
+    class Kind(models.TextChoices):
+        BASE = "base", "instruct model as shipped"
+        PPO = "ppo", "PPO"
+        BEST_OF_N = "best_of_n", "best-of-n"
+
+    number = models.PositiveIntegerField(unique=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    reward_model = models.ForeignKey(
+        RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="policies"
+    )
+    run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="policy_version"
+    )
+    artifact_path = models.CharField(
+        max_length=500, blank=True, help_text="Weights folder; empty = the POLICY_MODEL setting (v0)."
+    )
+    sampling = models.JSONField(default=dict, help_text="temperature, top_p, max_new_tokens (and n).")
+    metrics = models.JSONField(default=dict, blank=True)
+    history = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"Policy v{self.number} ({self.kind})"
+
+    @property
+    def source_model(self) -> str:
+        """What `Response.source_model` says for its answers."""
+        return f"policy-v{self.number}"
+
+
+class PolicySample(models.Model):
+    """One answer of a policy version to a prompt, kept as the Response raters see."""
+
+    class Split(models.TextChoices):
+        EVAL = "eval", "held-out evaluation prompt"
+        FRESH = "fresh", "fresh prompt"
+        DEMO = "demo", "demo queue"
+
+    policy = models.ForeignKey(PolicyVersion, on_delete=models.CASCADE, related_name="samples")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="policy_samples")
+    response = models.OneToOneField(Response, on_delete=models.CASCADE, related_name="policy_sample")
+    split = models.CharField(max_length=8, choices=Split.choices)
+    index = models.PositiveSmallIntegerField(default=0, help_text="Several answers to one prompt: 0, 1, ...")
+    reward = models.FloatField(null=True, blank=True, help_text="Reward model score (quality head).")
+    num_tokens = models.PositiveIntegerField(default=0)
+    finished = models.BooleanField(default=True, help_text="Ended with EOS (not cut at the token cap).")
+    kl = models.FloatField(null=True, blank=True, help_text="Sum over tokens of log pi - log pi_ref.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["policy", "prompt", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "prompt", "split", "index"], name="policy_sample_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.policy.number} on prompt #{self.prompt_id} ({self.split} {self.index})"
+
+
+class PolicyPair(models.Model):
+    """Which policies a comparison puts side by side: the win rate of `new` against `old` comes from it."""
+
+    class Kind(models.TextChoices):
+        VS_PREVIOUS = "vs_previous", "new vs previous policy"
+        VS_SELF = "vs_self", "new vs new (diversity)"
+        VS_DEMO = "vs_demo", "policy vs team-written answer"
+
+    comparison = models.OneToOneField(Comparison, on_delete=models.CASCADE, related_name="policy_pair")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    new = models.ForeignKey(PolicyVersion, on_delete=models.CASCADE, related_name="pairs_as_new")
+    old = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="pairs_as_old"
+    )
+    new_is_a = models.BooleanField(help_text="The new policy's answer is response A.")
+
+    def __str__(self) -> str:
+        return f"{self.kind}: comparison #{self.comparison_id}"

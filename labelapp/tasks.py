@@ -51,12 +51,41 @@ def execute_reward_model_run(self, run_id: int) -> str:
         raise self.retry(exc=exc, countdown=30) from exc
 
 
+@shared_task(name="labelapp.tasks.policy_check")
+def policy_check() -> int | None:
+    """Beat: recover dead policy rounds; start one when a new reward model became active (setting)."""
+    from labelapp.services.policy import policy_check_and_start
+
+    run = policy_check_and_start()
+    return run.pk if run else None
+
+
+@shared_task(
+    bind=True,
+    name="labelapp.tasks.ppo_round",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=5,
+)
+def ppo_round(self, run_id: int) -> str:
+    """A policy round, PPO or best-of-n (the run's kind says which), on queue `gpu`."""
+    from labelapp.services.policy import policy_run_execute
+    from labelapp.services.training import TransientTrainingError
+
+    try:
+        return policy_run_execute(run_id=run_id, worker=self.request.hostname or "")
+    except TransientTrainingError as exc:
+        raise self.retry(exc=exc, countdown=30) from exc
+
+
 @worker_ready.connect
 def recover_runs_of_this_worker(sender=None, **kwargs) -> None:
     """A worker that starts again after being killed requeues the runs it was running."""
     hostname = getattr(sender, "hostname", None)
     if not hostname:
         return
+    from labelapp.services.policy import policy_recover_stale
     from labelapp.services.training import training_recover_stale
 
     training_recover_stale(worker=hostname)
+    policy_recover_stale(worker=hostname)

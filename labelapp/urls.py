@@ -59,3 +59,12 @@ urlpatterns += [
     path("quality/refresh/", quality_views.quality_refresh_now, name="quality_refresh"),
     path("me/quality/", quality_views.quality_me, name="quality_me"),
 ]
+
+from labelapp import policy_views  # noqa: E402
+
+urlpatterns += [
+    path("policy/", policy_views.policy_home, name="policy_home"),
+    path("policy/rounds/start/", policy_views.policy_round_start, name="policy_round_start"),
+    path("policy/v/<int:number>/", policy_views.policy_version, name="policy_version"),
+    path("policy/v/<int:number>/samples/", policy_views.policy_samples, name="policy_samples"),
+]

@@ -41,3 +41,12 @@ urlpatterns += [
     path("staff/raters/", data_views.RaterFiguresView.as_view(), name="api-staff-raters"),
     path("export/", data_views.ExportView.as_view(), name="api-export"),
 ]
+
+from labelapp.api import policy as policy_api  # noqa: E402
+
+urlpatterns += [
+    path("policies/", policy_api.PolicyVersionsView.as_view(), name="api-policies"),
+    path("policies/<int:number>/", policy_api.PolicyVersionView.as_view(), name="api-policy"),
+    path("policies/<int:number>/samples/", policy_api.PolicySamplesView.as_view(), name="api-policy-samples"),
+    path("policy-rounds/", policy_api.PolicyRoundsView.as_view(), name="api-policy-rounds"),
+]

@@ -11,6 +11,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 QUEUE_HOUSEKEEPING = "Queue housekeeping: release expired leases, record figures"
 REWARD_MODEL_CHECK = "Reward model: retrain when enough new ratings arrived"
 QUALITY_REFRESH = "Quality: recompute rater figures, trust weights and dashboard reports"
+POLICY_CHECK = "Policy: start a round when a new reward model is active"
 
 
 def _jobs() -> list[tuple[str, str, int]]:
@@ -23,6 +24,7 @@ def _jobs() -> list[tuple[str, str, int]]:
         ),
         (REWARD_MODEL_CHECK, "labelapp.tasks.reward_model_check", settings.TRAINING["CHECK_SECONDS"]),
         (QUALITY_REFRESH, "labelapp.tasks.quality_refresh", settings.QUALITY["REFRESH_SECONDS"]),
+        (POLICY_CHECK, "labelapp.tasks.policy_check", settings.POLICY["CHECK_SECONDS"]),
     ]
 
 

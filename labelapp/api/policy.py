@@ -1,0 +1,136 @@
+"""Staff API for the policy loop: versions with the over-optimization watch, their evaluation answers side
+by side with the previous policy's, and starting a round. Each view validates, calls one service,
+serializes."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labelapp.api.serializers import TrainingRunSerializer
+from labelapp.models import PolicyVersion, TrainingRun
+from labelapp.services.policy import (
+    POLICY_KINDS,
+    PolicyError,
+    VersionRow,
+    policy_round_request,
+    policy_sample_pairs,
+    policy_versions_overview,
+    policy_warnings,
+    policy_win_rate,
+)
+
+
+class WinRateSerializer(serializers.Serializer):
+    n = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    win_rate = serializers.FloatField()
+    lo = serializers.FloatField(help_text="95% Wilson interval, lower end")
+    hi = serializers.FloatField(help_text="95% Wilson interval, upper end")
+
+
+class PolicyVersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField(source="version.number")
+    kind = serializers.CharField(source="version.kind")
+    parent = serializers.IntegerField(source="version.parent.number", allow_null=True, default=None)
+    reward_model = serializers.IntegerField(
+        source="version.reward_model.number", allow_null=True, default=None
+    )
+    run_id = serializers.IntegerField(source="version.run_id", allow_null=True)
+    sampling = serializers.DictField(source="version.sampling")
+    metrics = serializers.DictField(source="version.metrics")
+    history = serializers.ListField(source="version.history", child=serializers.DictField())
+    win = WinRateSerializer(allow_null=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField(source="version.created_at")
+
+
+class PolicyAnswerSerializer(serializers.Serializer):
+    policy = serializers.IntegerField(source="policy.number")
+    text = serializers.CharField(source="response.text")
+    reward = serializers.FloatField(allow_null=True)
+    num_tokens = serializers.IntegerField()
+    finished = serializers.BooleanField()
+    kl = serializers.FloatField(allow_null=True)
+
+
+class SamplePairSerializer(serializers.Serializer):
+    prompt_id = serializers.IntegerField(source="prompt.pk")
+    prompt = serializers.CharField(source="prompt.text")
+    previous = PolicyAnswerSerializer(source="old", allow_null=True)
+    new = PolicyAnswerSerializer()
+
+
+class RoundRequestSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[str(k) for k in POLICY_KINDS], help_text="ppo or best_of_n")
+
+
+class PolicyVersionsView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: PolicyVersionSerializer(many=True)})
+    def get(self, request):
+        return Response(PolicyVersionSerializer(policy_versions_overview(), many=True).data)
+
+
+def _version(number: int) -> PolicyVersion:
+    version = PolicyVersion.objects.select_related("parent", "reward_model").filter(number=number).first()
+    if version is None:
+        raise NotFound("No such policy version.")
+    return version
+
+
+class PolicyVersionView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: PolicyVersionSerializer})
+    def get(self, request, number: int):
+        version = _version(number)
+        win = policy_win_rate(version=version)
+        row = VersionRow(version, win, policy_warnings(version=version, win=win))
+        return Response(PolicyVersionSerializer(row).data)
+
+
+class PolicySamplesView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: SamplePairSerializer(many=True)})
+    def get(self, request, number: int):
+        pairs = policy_sample_pairs(version=_version(number))
+        return Response(SamplePairSerializer(pairs, many=True).data)
+
+
+class PolicyRoundsView(APIView):
+    """Policy rounds (staff). POST queues one now (409 while one is queued or running)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: TrainingRunSerializer(many=True)})
+    def get(self, request):
+        runs = TrainingRun.objects.filter(kind__in=POLICY_KINDS)[:50]
+        return Response(TrainingRunSerializer(runs, many=True).data)
+
+    @extend_schema(
+        request=RoundRequestSerializer,
+        responses={201: TrainingRunSerializer, 409: OpenApiResponse(description="A round is active.")},
+    )
+    def post(self, request):
+        serializer = RoundRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = policy_round_request(
+                kind=serializer.validated_data["kind"], trigger="api", requested_by=request.user
+            )
+        except PolicyError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        if run is None:
+            return Response(
+                {"detail": "A policy round is already queued or running: one at a time."}, status=409
+            )
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)

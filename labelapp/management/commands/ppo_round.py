@@ -1,0 +1,44 @@
+"""`manage.py ppo_round [--best-of-n] [--sync]`: start a policy round against the active reward model.
+
+The round goes to the `gpu` Celery queue (one policy round at a time); --sync runs it in this process
+instead and prints the round's figures.
+"""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from labelapp.models import TrainingRun
+from labelapp.services.policy import POLICY_KINDS, PolicyError, policy_round_request, policy_run_execute
+
+
+class Command(BaseCommand):
+    help = "Start a PPO round (or a best-of-n round) against the active reward model."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--best-of-n", action="store_true", help="Sample n and keep the best; no training."
+        )
+        parser.add_argument("--sync", action="store_true", help="Run here instead of on the gpu worker.")
+
+    def handle(self, *args, best_of_n=False, sync=False, **options):
+        kind = TrainingRun.Kind.BEST_OF_N if best_of_n else TrainingRun.Kind.PPO
+        try:
+            run = policy_round_request(kind=kind, trigger="command", enqueue=not sync)
+        except PolicyError as exc:
+            raise CommandError(str(exc)) from None
+        if run is None:
+            active = TrainingRun.objects.filter(kind__in=POLICY_KINDS, status__in=TrainingRun.ACTIVE).first()
+            raise CommandError(f"Round #{active.pk} is already {active.status}; one at a time.")
+        self.stdout.write(f"round #{run.pk} ({run.get_kind_display()}) queued")
+        if not sync:
+            self.stdout.write("a Celery worker on queue 'gpu' will pick it up; follow it at /policy/")
+            return
+        status = policy_run_execute(run_id=run.pk, worker="manage.py")
+        run.refresh_from_db()
+        self.stdout.write(f"round #{run.pk} {status}")
+        if run.error:
+            self.stdout.write(f"error: {run.error}")
+        self.stdout.write(json.dumps(run.metrics, indent=2, default=str))
+        if status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"round #{run.pk} {status}")

@@ -1,0 +1,27 @@
+"""`manage.py sample_policy [--limit N]`: policy v0 answers prompts so raters judge real model output.
+
+Each new answer is paired with a team-written answer to the same prompt (or with a second v0 answer)
+in the normal queue. Runs the model in this process (SmolLM2-135M: ~20 s to load, then a few tokens/s
+per answer on a small CPU); prompts v0 already answered are skipped, so running it again adds only new ones.
+"""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from labelapp.services.policy import policy_sample_demo
+
+
+class Command(BaseCommand):
+    help = "Fill the demo queue with answers of policy v0 (the instruct model as shipped)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--limit", type=int, default=20, help="Prompts to answer (default 20).")
+        parser.add_argument(
+            "--device", default=None, help="cuda, mps or cpu (default: the POLICY_DEVICE setting)."
+        )
+        parser.add_argument("--seed", type=int, default=0)
+
+    def handle(self, *args, limit=20, device=None, seed=0, **options):
+        if limit < 1:
+            raise CommandError("--limit must be at least 1")
+        created = policy_sample_demo(limit=limit, device=device, seed=seed)
+        self.stdout.write(f"{created} comparisons with policy v0 answers added to the queue")

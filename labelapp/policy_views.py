@@ -1,0 +1,149 @@
+"""Staff pages for the policy loop: versions with round curves and warnings, a version's PPO curves,
+the sample viewer (previous and new answer side by side), and the buttons that start a round."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from labelapp import charts as plotly_charts
+from labelapp.models import PolicyVersion, TrainingRun
+from labelapp.services.policy import (
+    POLICY_KINDS,
+    PolicyError,
+    policy_round_request,
+    policy_sample_pairs,
+    policy_versions_overview,
+    policy_warnings,
+    policy_win_rate,
+)
+
+
+@staff_member_required
+def policy_home(request: HttpRequest) -> HttpResponse:
+    rows = policy_versions_overview()
+    runs = TrainingRun.objects.filter(kind__in=POLICY_KINDS).select_related("policy_version")[:20]
+    return render(
+        request,
+        "labelapp/policy/home.html",
+        {
+            "rows": rows,
+            "runs": runs,
+            "any_active": any(r.status in TrainingRun.ACTIVE for r in runs),
+            "charts": _round_charts(rows),
+        },
+    )
+
+
+@staff_member_required
+@require_POST
+def policy_round_start(request: HttpRequest) -> HttpResponse:
+    kind = request.POST.get("kind", "")
+    try:
+        run = policy_round_request(kind=kind, trigger="manual", requested_by=request.user)
+    except PolicyError as exc:
+        messages.error(request, str(exc))
+        return redirect("policy_home")
+    if run is None:
+        messages.error(request, "A policy round is already queued or running: one at a time.")
+    else:
+        messages.success(request, f"Round #{run.pk} ({run.get_kind_display()}) queued.")
+    return redirect("policy_home")
+
+
+@staff_member_required
+def policy_version(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(
+        PolicyVersion.objects.select_related("parent", "reward_model", "run"), number=number
+    )
+    win = policy_win_rate(version=version)
+    return render(
+        request,
+        "labelapp/policy/version.html",
+        {
+            "version": version,
+            "win": win,
+            "warnings": policy_warnings(version=version, win=win),
+            "charts": _update_charts(version.history),
+        },
+    )
+
+
+@staff_member_required
+def policy_samples(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(PolicyVersion.objects.select_related("parent"), number=number)
+    page = Paginator(policy_sample_pairs(version=version), 20).get_page(request.GET.get("page"))
+    return render(request, "labelapp/policy/samples.html", {"version": version, "page": page})
+
+
+# --- charts ----------------------------------------------------------------------------------------------
+
+
+def _round_charts(rows) -> dict[str, dict]:
+    """One point per policy version (x = version number): the over-optimization watch over rounds."""
+    ordered = sorted(rows, key=lambda r: r.version.number)
+
+    def series(key):
+        return [
+            (float(r.version.number), float(r.version.metrics[key]))
+            for r in ordered
+            if key in r.version.metrics
+        ]
+
+    win = [(float(r.version.number), r.win["win_rate"]) for r in ordered if r.win]
+    charts = {
+        "reward": plotly_charts.line_chart(
+            "Reward model score", {"eval answers": series("rm_score")}, "version", "score"
+        ),
+        "kl": plotly_charts.line_chart(
+            "KL to the reference", {"KL": series("kl")}, "version", "nats per answer"
+        ),
+        "length": plotly_charts.line_chart(
+            "Mean answer length", {"tokens": series("mean_length")}, "version", "tokens"
+        ),
+        "entropy": plotly_charts.line_chart(
+            "Entropy (last PPO update)", {"entropy": series("entropy")}, "version", "nats"
+        ),
+        "win": plotly_charts.line_chart("Win rate vs previous", {"win rate": win}, "version", "share")
+        if win
+        else {},
+    }
+    return {k: v for k, v in charts.items() if v}
+
+
+def _update_charts(history: list[dict]) -> dict[str, dict]:
+    """Per-update PPO curves of one round."""
+
+    def series(key):
+        return [(float(r["update"]), float(r[key])) for r in history or [] if r.get(key) is not None]
+
+    charts = {
+        "reward": plotly_charts.line_chart(
+            "Reward",
+            {"raw": series("reward_raw"), "normalized": series("reward_normalized")},
+            "update",
+            "reward",
+        ),
+        "kl": plotly_charts.line_chart("KL and beta", {"KL": series("kl")}, "update", "nats per answer"),
+        "length": plotly_charts.line_chart(
+            "Response length", {"tokens": series("response_length")}, "update", "tokens"
+        ),
+        "entropy": plotly_charts.line_chart(
+            "Entropy", {"entropy": series("entropy")}, "update", "nats per token"
+        ),
+        "ppo": plotly_charts.line_chart(
+            "PPO diagnostics",
+            {
+                "clipfrac": series("clipfrac"),
+                "approx_kl": series("approx_kl"),
+                "expl. var.": series("explained_variance"),
+            },
+            "update",
+            "",
+        ),
+    }
+    return {k: v for k, v in charts.items() if v}

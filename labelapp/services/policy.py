@@ -1,0 +1,748 @@
+"""Closing the loop: policy versions, PPO and best-of-n rounds, their answers back to the raters, and the
+over-optimization watch.
+
+A round is a TrainingRun of kind `ppo` (train the policy against the active reward model) or
+`best_of_n` (no training: sample n answers, keep the one the reward model prefers). It has the reward
+model run's reliability, with the same helpers (services/training.py): single flight per kind (a
+partial unique index) and one policy round at a time (checked here), ownership by a conditional UPDATE
+queued -> running, a heartbeat, requeue of runs whose worker died (the round resumes from its last PPO
+update's checkpoint), bounded attempts, and the reason on the page when it fails.
+
+After a round the new policy answers the held-out evaluation prompts (never trained on) and a few
+fresh prompts. Evaluation prompts get a comparison new-vs-previous policy, fresh prompts one
+new-vs-new (two samples), all at the front of the queue (`COMPARISON_PRIORITY`). Once raters judged
+them, the win rate of new vs previous (with a Wilson interval) joins the round's figures: reward-model
+score, KL to the reference, mean length, share of answers without EOS. `policy_warnings` flags the two
+patterns of reward over-optimization (Gao et al. 2022; Singhal et al. 2023): length up more than 10%
+while the win rate does not rise, and reward up while the win rate falls.
+
+This module is the only door from labelapp to rewardtrainer's sampling and PPO (with
+services/training.py for the reward model).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from labelapp.models import (
+    Comparison,
+    PolicyPair,
+    PolicySample,
+    PolicyVersion,
+    Prompt,
+    Rating,
+    Response,
+    RewardModelVersion,
+    TrainingRun,
+)
+from labelapp.services.training import (
+    TransientTrainingError,
+    _finish,
+    _Reporter,
+    _transient_errors,
+    reward_model_active,
+    training_recover_stale,
+)
+
+log = logging.getLogger(__name__)
+
+POLICY_KINDS = (TrainingRun.Kind.PPO, TrainingRun.Kind.BEST_OF_N)
+LENGTH_GROWTH_LIMIT = 0.10
+
+
+class PolicyError(Exception):
+    """A round cannot be requested or run (no reward model, unknown kind, no prompts)."""
+
+
+# --- prompts ---------------------------------------------------------------------------------------------
+
+
+def _is_eval(prompt_id: int) -> bool:
+    """A fixed pseudo-random share of prompts, by id: the split never changes as prompts are added."""
+    return ((prompt_id * 2654435761) % 2**32) / 2**32 < settings.POLICY["EVAL_SHARE"]
+
+
+def _usable_prompts():
+    return Prompt.objects.filter(consent=True, withheld=False).order_by("pk")
+
+
+def policy_eval_prompts() -> list[Prompt]:
+    """The held-out evaluation prompts: PPO never trains on them."""
+    limit = settings.POLICY["EVAL_PROMPTS"]
+    out = []
+    for p in _usable_prompts().iterator(chunk_size=500):
+        if _is_eval(p.pk):
+            out.append(p)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def policy_train_prompts() -> list[Prompt]:
+    return [p for p in _usable_prompts().iterator(chunk_size=500) if not _is_eval(p.pk)]
+
+
+def policy_fresh_prompts(*, limit: int) -> list[Prompt]:
+    """Training prompts no policy answered yet, newest first."""
+    answered = PolicySample.objects.values("prompt_id")
+    qs = _usable_prompts().exclude(pk__in=answered).order_by("-pk")
+    return [p for p in qs[: limit * 10] if not _is_eval(p.pk)][:limit]
+
+
+# --- versions ------------------------------------------------------------------------------------------
+
+
+def _sampling_settings(**extra) -> dict:
+    p = settings.POLICY
+    return {
+        "temperature": p["TEMPERATURE"],
+        "top_p": p["TOP_P"],
+        "max_new_tokens": p["MAX_NEW_TOKENS"],
+        **extra,
+    }
+
+
+def policy_base() -> PolicyVersion:
+    """Policy v0, the instruct model as shipped (created on first use)."""
+    version, _ = PolicyVersion.objects.get_or_create(
+        number=0,
+        defaults={"kind": PolicyVersion.Kind.BASE, "sampling": _sampling_settings()},
+    )
+    return version
+
+
+def policy_latest() -> PolicyVersion:
+    return PolicyVersion.objects.order_by("-number").first() or policy_base()
+
+
+def policy_weights_path(version: PolicyVersion) -> str:
+    """The folder (or name) whose weights a version samples with: best-of-n versions use their parent's."""
+    while version.kind == PolicyVersion.Kind.BEST_OF_N and version.parent_id:
+        version = version.parent
+    return version.artifact_path or settings.POLICY["MODEL"]
+
+
+# --- requesting rounds -------------------------------------------------------------------------------------
+
+
+def policy_round_request(
+    *, kind: str, trigger: str, requested_by=None, enqueue: bool = True
+) -> TrainingRun | None:
+    """Queue a PPO or best-of-n round against the active reward model.
+
+    Returns None when a policy round is already queued or running (one at a time: both kinds write the
+    next policy version). Raises PolicyError when the round cannot be run at all.
+    """
+    if kind not in POLICY_KINDS:
+        raise PolicyError(f"unknown round kind {kind!r}: use 'ppo' or 'best_of_n'")
+    rm = reward_model_active()
+    if rm is None:
+        raise PolicyError("no active reward model: train and activate one first (/training/)")
+    if TrainingRun.objects.filter(kind__in=POLICY_KINDS, status__in=TrainingRun.ACTIVE).exists():
+        return None
+    parent = policy_latest()
+    p = settings.POLICY
+    config = {
+        "reward_model_id": rm.pk,
+        "reward_model_number": rm.number,
+        "parent_id": parent.pk,
+        "parent_number": parent.number,
+        "sampling": _sampling_settings(),
+        "best_of_n": p["BEST_OF_N"],
+        "updates": p["PPO_UPDATES"],
+        "batch_size": p["PPO_BATCH_SIZE"],
+        "mini_batch_size": p["PPO_MINI_BATCH_SIZE"],
+        "ppo_epochs": p["PPO_EPOCHS"],
+        "lr": p["PPO_LEARNING_RATE"],
+        "init_kl_coef": p["PPO_INIT_KL_COEF"],
+        "target_kl": p["PPO_TARGET_KL"],
+        "lora": p["PPO_LORA"],
+        "checkpoint_every": p["PPO_CHECKPOINT_EVERY"],
+        "device": p["DEVICE"],
+        "seed": p["SEED"],
+    }
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                kind=kind,
+                trigger=trigger,
+                requested_by=requested_by,
+                max_attempts=p["MAX_ATTEMPTS"],
+                config=config,
+            )
+    except IntegrityError:
+        return None  # another request won the single-flight slot at the same moment
+    if enqueue:
+        _enqueue(run.pk)
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from labelapp.tasks import ppo_round
+
+    queue = settings.POLICY["QUEUE"]
+    transaction.on_commit(lambda: ppo_round.apply_async(args=[run_id], queue=queue))
+
+
+def policy_recover_stale(*, worker: str | None = None) -> list[int]:
+    """Requeue policy rounds whose worker died (the reward model's rule, its helper)."""
+    return training_recover_stale(worker=worker, kinds=POLICY_KINDS, enqueue=_enqueue)
+
+
+def policy_check_and_start() -> TrainingRun | None:
+    """Beat: recover dead rounds; start one when the active reward model has no policy trained on it yet."""
+    policy_recover_stale()
+    if not settings.POLICY["AUTO_ROUND"]:
+        return None
+    rm = reward_model_active()
+    if rm is None or PolicyVersion.objects.filter(reward_model=rm).exists():
+        return None
+    tried = TrainingRun.objects.filter(kind__in=POLICY_KINDS, config__reward_model_id=rm.pk)
+    if tried.exists():  # a round on this reward model ran (maybe failed): staff decide, not the beat
+        return None
+    return policy_round_request(kind=settings.POLICY["AUTO_MODE"], trigger="beat")
+
+
+# --- executing rounds --------------------------------------------------------------------------------------
+
+
+class _Heartbeat:
+    """Writes the run's heartbeat every `every` seconds from a thread: a PPO update or a long generation
+    on a CPU can outlast the stale-heartbeat timeout, and a live run must not be requeued."""
+
+    def __init__(self, run_id: int, every: float = 30.0):
+        self.run_id, self.every = run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def policy_run_execute(*, run_id: int, worker: str = "") -> str:
+    """Claim and execute a queued policy round. Returns the final status, or 'not-claimed' for a no-op."""
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(
+        pk=run_id, kind__in=POLICY_KINDS, status=TrainingRun.Status.QUEUED
+    ).update(
+        status=TrainingRun.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), now),
+        heartbeat_at=now,
+        worker=worker,
+    )
+    if claimed != 1:
+        log.info("policy round %s not claimed (already taken or finished)", run_id)
+        return "not-claimed"
+    run = TrainingRun.objects.get(pk=run_id)
+    if run.attempts > run.max_attempts:
+        _finish(run_id, TrainingRun.Status.FAILED, error=f"Gave up after {run.max_attempts} attempts.")
+        return TrainingRun.Status.FAILED
+    try:
+        with _Heartbeat(run_id):
+            return _execute(run)
+    except PolicyError as exc:
+        _finish(run_id, TrainingRun.Status.FAILED, error=str(exc))
+        return TrainingRun.Status.FAILED
+    except _transient_errors() as exc:
+        if run.attempts < run.max_attempts:
+            TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+                status=TrainingRun.Status.QUEUED,
+                worker="",
+                error=f"Retrying after: {type(exc).__name__}: {exc}",
+            )
+            raise TransientTrainingError(str(exc)) from exc
+        _finish(
+            run_id, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc} (attempt {run.attempts})"
+        )
+        return TrainingRun.Status.FAILED
+    except Exception as exc:  # noqa: BLE001 (deterministic failures: say why, never loop)
+        log.exception("policy round %s failed", run_id)
+        _finish(run_id, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return TrainingRun.Status.FAILED
+
+
+@dataclass
+class _Answer:
+    """One generated answer, ready to be stored."""
+
+    text: str
+    num_tokens: int
+    finished: bool
+    reward: float | None = None
+    kl: float | None = None
+    sample: PolicySample | None = None  # set when the answer is already stored
+
+
+def _load_scorer(rm: RewardModelVersion, device: str | None):
+    from rewardtrainer.sampling import RewardScorer
+
+    if not Path(rm.artifact_path).is_dir():
+        raise PolicyError(f"reward model v{rm.number}: its folder {rm.artifact_path} is missing")
+    return RewardScorer.from_pretrained(rm.artifact_path, device=device or None)
+
+
+def _device(name: str | None) -> str:
+    """The device to load models on: the setting, else CUDA / MPS / CPU, whichever is there."""
+    from rewardtrainer.devices import pick_device
+
+    return str(pick_device(name or None)[0])
+
+
+def _sampling_params(config: dict):
+    from rewardtrainer.sampling import SamplingParams
+
+    s = config["sampling"]
+    return SamplingParams(temperature=s["temperature"], top_p=s["top_p"], max_new_tokens=s["max_new_tokens"])
+
+
+def _ppo_config(run: TrainingRun, parent: PolicyVersion):
+    from rewardtrainer.ppo import PPOConfig
+    from rewardtrainer.sampling import resolve_policy_path
+
+    c = run.config
+    return PPOConfig(
+        policy=resolve_policy_path(policy_weights_path(parent)),
+        # The KL reference is always v0, the instruct model as shipped (InstructGPT: KL to the SFT model),
+        # not the round's starting point: KL to the reference then measures the whole drift.
+        reference=resolve_policy_path(policy_weights_path(policy_base())),
+        updates=c["updates"],
+        batch_size=c["batch_size"],
+        mini_batch_size=c["mini_batch_size"],
+        ppo_epochs=c["ppo_epochs"],
+        lr=c["lr"],
+        temperature=c["sampling"]["temperature"],
+        max_new_tokens=c["sampling"]["max_new_tokens"],
+        init_kl_coef=c["init_kl_coef"],
+        target_kl=c["target_kl"],
+        lora=c["lora"],
+        checkpoint_every=c["checkpoint_every"],
+        seed=c["seed"],
+        device=c["device"] or None,
+    )
+
+
+def _answers(samples, scores=None, kls=None) -> list[_Answer]:
+    scores = scores if scores is not None else [None] * len(samples)
+    kls = kls if kls is not None else [None] * len(samples)
+    return [
+        _Answer(
+            s.text, s.num_tokens, s.finished, None if r is None else float(r), None if k is None else float(k)
+        )
+        for s, r, k in zip(samples, scores, kls, strict=True)
+    ]
+
+
+def _execute(run: TrainingRun) -> str:
+    from rewardtrainer.ppo import sequence_kl, train_ppo, watch_metrics
+    from rewardtrainer.sampling import HFGenerator, best_of_n, load_policy
+
+    c = run.config
+    rm = RewardModelVersion.objects.filter(pk=c["reward_model_id"]).first()
+    if rm is None:
+        raise PolicyError("the reward model this round was requested for no longer exists")
+    parent = PolicyVersion.objects.get(pk=c["parent_id"])
+    eval_prompts = policy_eval_prompts()
+    if not eval_prompts:
+        raise PolicyError("no held-out evaluation prompts: import consented prompts first")
+    fresh = policy_fresh_prompts(limit=settings.POLICY["FRESH_PROMPTS"])
+    device = _device(c["device"])
+    scorer = _load_scorer(rm, device)
+    params = _sampling_params(c)
+    out_dir = Path(settings.ARTIFACTS_DIR) / f"policy-run-{run.pk}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    TrainingRun.objects.filter(pk=run.pk).update(artifact_path=str(out_dir))
+    seed = c["seed"] * 1000 + run.pk
+
+    history: list[dict] = []
+    extra: dict = {}
+    if run.kind == TrainingRun.Kind.PPO:
+        train_prompts = [p.text for p in policy_train_prompts()]
+        if not train_prompts:
+            raise PolicyError("no training prompts outside the evaluation set")
+        reporter = _Reporter(run.pk, "ppo", (0.0, 0.8))
+        result = train_ppo(
+            train_prompts,
+            scorer,
+            _ppo_config(run, parent),
+            out_dir,
+            progress=reporter,
+            should_stop=reporter.should_stop,
+            resume=True,
+        )
+        if result.stopped:
+            _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            return TrainingRun.Status.CANCELLED
+        history = result.history
+        extra = {
+            "resumed_from_update": result.resumed_from_update or 0,
+            "ppo_seconds": round(result.seconds, 1),
+        }
+        _progress(run.pk, 0.85, "evaluation")
+        gen = HFGenerator(result.policy, result.tokenizer)
+        new_eval = gen.generate([p.text for p in eval_prompts], params, seed=seed)
+        kls = sequence_kl(result.policy, result.reference, new_eval, gen.pad_id, params.temperature)
+        new_eval_answers = _answers(
+            new_eval, scorer([p.text for p in eval_prompts], [s.text for s in new_eval]), kls
+        )
+        fresh_samples = gen.generate([p.text for p in fresh for _ in range(2)], params, seed=seed + 1)
+        fresh_answers = _answers(
+            fresh_samples, scorer([s.prompt for s in fresh_samples], [s.text for s in fresh_samples])
+        )
+        parent_model, parent_tok = load_policy(policy_weights_path(parent), device=device)
+        parent_gen = HFGenerator(parent_model, parent_tok)
+        watch = watch_metrics(new_eval, [a.reward for a in new_eval_answers], kls)
+        artifact = result.policy_dir
+    else:
+        n = int(c["best_of_n"])
+        _progress(run.pk, 0.1, "best-of-n sampling")
+        parent_model, parent_tok = load_policy(policy_weights_path(parent), device=device)
+        parent_gen = HFGenerator(parent_model, parent_tok)
+        bon = best_of_n(parent_gen, scorer, [p.text for p in eval_prompts], n=n, params=params, seed=seed)
+        new_eval_answers = _answers(bon.best, bon.best_scores, [bon.kl_bon] * len(bon.best))
+        bon_fresh = best_of_n(
+            parent_gen, scorer, [p.text for p in fresh for _ in range(2)], n=n, params=params, seed=seed + 1
+        )
+        fresh_answers = _answers(bon_fresh.best, bon_fresh.best_scores)
+        watch = watch_metrics(bon.best, bon.best_scores, None) | {"kl": bon.kl_bon}
+        extra = {
+            "reward_gain": bon.reward_gain,
+            "reward_first": sum(bon.first_scores) / len(bon.first_scores),
+        }
+        artifact = ""
+
+    _progress(run.pk, 0.92, "previous policy on the evaluation prompts")
+    previous = _previous_answers(parent, eval_prompts, parent_gen, params, scorer, seed + 2)
+    prev_scores = [previous[p.pk].reward for p in eval_prompts]
+    prev_lengths = [previous[p.pk].num_tokens for p in eval_prompts]
+    watch["parent"] = {
+        "number": parent.number,
+        "rm_score": sum(prev_scores) / len(prev_scores),  # scored by this round's reward model
+        "mean_length": sum(prev_lengths) / len(prev_lengths),
+        "no_eos_share": sum(not previous[p.pk].finished for p in eval_prompts) / len(eval_prompts),
+    }
+    metrics = {**watch, **extra, "reward_model": rm.number}
+    if history:
+        last = history[-1]
+        metrics |= {k: last[k] for k in ("entropy", "beta", "explained_variance", "reward_raw") if k in last}
+
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != TrainingRun.Status.RUNNING:
+            return run.status
+        version = _record_version(
+            run,
+            parent,
+            rm,
+            artifact,
+            metrics,
+            history,
+            eval_prompts,
+            new_eval_answers,
+            fresh,
+            fresh_answers,
+            previous,
+        )
+        run.status = TrainingRun.Status.SUCCEEDED
+        run.progress = 1.0
+        run.finished_at = timezone.now()
+        run.metrics = {
+            **{k: v for k, v in metrics.items() if not isinstance(v, dict)},
+            "policy_version": version.number,
+        }
+        run.metrics_history = history
+        run.error = ""
+        run.save(update_fields=["status", "progress", "finished_at", "metrics", "metrics_history", "error"])
+    return TrainingRun.Status.SUCCEEDED
+
+
+def _progress(run_id: int, progress: float, phase: str) -> None:
+    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+        progress=progress, progress_detail={"phase": phase}, heartbeat_at=timezone.now()
+    )
+
+
+def _previous_answers(parent, prompts, parent_gen, params, scorer, seed) -> dict[int, _Answer]:
+    """The parent's evaluation answers: stored ones, and new ones (stored with the parent) where missing.
+
+    Every one is (re)scored with this round's reward model, so the two policies' scores compare.
+    """
+    from rewardtrainer.sampling import best_of_n
+
+    have = {
+        s.prompt_id: s
+        for s in PolicySample.objects.filter(policy=parent, split="eval", index=0).select_related("response")
+    }
+    missing = [p for p in prompts if p.pk not in have]
+    created: dict[int, _Answer] = {}
+    if missing:
+        texts = [p.text for p in missing]
+        if parent.kind == PolicyVersion.Kind.BEST_OF_N:
+            bon = best_of_n(
+                parent_gen, scorer, texts, n=int(parent.sampling.get("n", 4)), params=params, seed=seed
+            )
+            samples, scores = bon.best, bon.best_scores
+        else:
+            samples = parent_gen.generate(texts, params, seed=seed)
+            scores = scorer(texts, [s.text for s in samples]).tolist()
+        created = {p.pk: a for p, a in zip(missing, _answers(samples, scores), strict=True)}
+    stored = [p for p in prompts if p.pk in have]
+    rescored = (
+        scorer([p.text for p in stored], [have[p.pk].response.text for p in stored]).tolist()
+        if stored
+        else []
+    )
+    out: dict[int, _Answer] = {}
+    for p, r in zip(stored, rescored, strict=True):
+        s = have[p.pk]
+        out[p.pk] = _Answer(s.response.text, s.num_tokens, s.finished, float(r), s.kl, sample=s)
+    out.update(created)
+    return out
+
+
+def _store_answer(
+    version: PolicyVersion, prompt: Prompt, answer: _Answer, split: str, index: int
+) -> PolicySample:
+    response = Response.objects.create(
+        prompt=prompt,
+        text=answer.text,
+        source_model=version.source_model,
+        source_model_version=str(version.number),
+        token_count=answer.num_tokens,
+    )
+    return PolicySample.objects.create(
+        policy=version,
+        prompt=prompt,
+        response=response,
+        split=split,
+        index=index,
+        reward=answer.reward,
+        num_tokens=answer.num_tokens,
+        finished=answer.finished,
+        kl=answer.kl,
+    )
+
+
+def _pair(
+    prompt, new: PolicySample, old: PolicySample, kind: str, old_version, rng: random.Random, priority=None
+) -> int:
+    """A comparison of two stored answers (A/B order random); 0 when they are identical, else 1."""
+    if new.response.text.strip() == old.response.text.strip():
+        return 0  # nothing to judge between two identical answers
+    new_is_a = rng.random() < 0.5
+    a, b = (new.response, old.response) if new_is_a else (old.response, new.response)
+    comparison = Comparison.objects.create(
+        prompt=prompt,
+        response_a=a,
+        response_b=b,
+        priority=settings.POLICY["COMPARISON_PRIORITY"] if priority is None else priority,
+        required_ratings=settings.LABEL["DEFAULT_REQUIRED_RATINGS"],
+    )
+    PolicyPair.objects.create(
+        comparison=comparison, kind=kind, new=new.policy, old=old_version, new_is_a=new_is_a
+    )
+    return 1
+
+
+def _record_version(
+    run, parent, rm, artifact, metrics, history, eval_prompts, new_eval, fresh, fresh_answers, previous
+) -> PolicyVersion:
+    number = (PolicyVersion.objects.aggregate(m=Max("number"))["m"] or 0) + 1
+    sampling = dict(run.config["sampling"])
+    if run.kind == TrainingRun.Kind.BEST_OF_N:
+        sampling["n"] = int(run.config["best_of_n"])
+    version = PolicyVersion.objects.create(
+        number=number,
+        kind=PolicyVersion.Kind.PPO if run.kind == TrainingRun.Kind.PPO else PolicyVersion.Kind.BEST_OF_N,
+        parent=parent,
+        reward_model=rm,
+        run=run,
+        artifact_path=artifact or "",
+        sampling=sampling,
+        metrics=metrics,
+        history=history,
+    )
+    rng = random.Random(run.pk)
+    for prompt, answer in zip(eval_prompts, new_eval, strict=True):
+        new = _store_answer(version, prompt, answer, PolicySample.Split.EVAL, 0)
+        prev = previous[prompt.pk]
+        old = prev.sample or _store_answer(parent, prompt, prev, PolicySample.Split.EVAL, 0)
+        _pair(prompt, new, old, PolicyPair.Kind.VS_PREVIOUS, parent, rng)
+    for k, prompt in enumerate(fresh):
+        first = _store_answer(version, prompt, fresh_answers[2 * k], PolicySample.Split.FRESH, 0)
+        second = _store_answer(version, prompt, fresh_answers[2 * k + 1], PolicySample.Split.FRESH, 1)
+        _pair(prompt, first, second, PolicyPair.Kind.VS_SELF, version, rng)
+    return version
+
+
+# --- the over-optimization watch ---------------------------------------------------------------------------
+
+
+def wilson_interval(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (ties count as half a win)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = wins / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def policy_win_rate(*, version: PolicyVersion) -> dict | None:
+    """Win rate of `version` against its parent from the judged new-vs-previous comparisons, or None."""
+    ratings = Rating.objects.not_excluded().filter(
+        comparison__policy_pair__new=version, comparison__policy_pair__kind=PolicyPair.Kind.VS_PREVIOUS
+    )
+    wins = ties = n = 0
+    for preference, new_is_a in ratings.values_list("preference", "comparison__policy_pair__new_is_a"):
+        n += 1
+        if preference == 0:
+            ties += 1
+        elif (preference < 0) == new_is_a:
+            wins += 1
+    if n == 0:
+        return None
+    lo, hi = wilson_interval(wins + 0.5 * ties, n)
+    return {
+        "n": n,
+        "wins": wins,
+        "ties": ties,
+        "losses": n - wins - ties,
+        "win_rate": (wins + 0.5 * ties) / n,
+        "lo": lo,
+        "hi": hi,
+    }
+
+
+def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
+    """The over-optimization warnings of a round (empty for v0 and when all is well)."""
+    m = version.metrics or {}
+    parent = m.get("parent") or {}
+    out: list[str] = []
+    if not parent or "mean_length" not in m:
+        return out
+    prev_len = parent.get("mean_length") or 0
+    growth = m["mean_length"] / prev_len - 1 if prev_len else 0.0
+    if growth > LENGTH_GROWTH_LIMIT and (win is None or win["win_rate"] <= 0.5):
+        judged = "no ratings yet" if win is None else f"win rate {win['win_rate']:.0%}"
+        out.append(
+            f"Answers grew {growth:.0%} longer than v{parent['number']} "
+            f"({prev_len:.0f} -> {m['mean_length']:.0f} tokens) while the win rate does not rise "
+            f"({judged}): length may be buying reward."
+        )
+    if win is not None and m.get("rm_score", 0) > parent.get("rm_score", 0) and win["win_rate"] < 0.5:
+        out.append(
+            f"The reward model score rose ({parent['rm_score']:.3f} -> {m['rm_score']:.3f}) while raters "
+            f"prefer v{parent['number']} (win rate {win['win_rate']:.0%}): the policy is over-optimizing "
+            "the reward model (Gao et al. 2022)."
+        )
+    if m.get("no_eos_share", 0) > 0.5:
+        out.append(f"{m['no_eos_share']:.0%} of the answers hit the token cap without EOS.")
+    return out
+
+
+@dataclass
+class VersionRow:
+    """A policy version with its win rate and warnings, for pages and the API."""
+
+    version: PolicyVersion
+    win: dict | None
+    warnings: list[str]
+
+
+def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
+    versions = PolicyVersion.objects.select_related("parent", "reward_model", "run").order_by("-number")[
+        :limit
+    ]
+    rows = []
+    for v in versions:
+        win = policy_win_rate(version=v)
+        rows.append(VersionRow(v, win, policy_warnings(version=v, win=win)))
+    return rows
+
+
+def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
+    """Evaluation prompts side by side: the previous policy's answer and this one's, with reward scores."""
+    new = {
+        s.prompt_id: s
+        for s in version.samples.filter(split="eval", index=0).select_related("prompt", "response")
+    }
+    old = {}
+    if version.parent_id:
+        old = {
+            s.prompt_id: s
+            for s in PolicySample.objects.filter(
+                policy_id=version.parent_id, split="eval", index=0, prompt_id__in=new
+            ).select_related("response")
+        }
+    return [{"prompt": s.prompt, "new": s, "old": old.get(pid)} for pid, s in sorted(new.items())]
+
+
+# --- the demo queue: real model output for raters -------------------------------------------------------
+
+
+def policy_sample_demo(*, limit: int = 20, device: str | None = None, seed: int = 0) -> int:
+    """Policy v0 answers prompts it has not answered yet; each answer is paired with a team-written answer
+    to the same prompt when there is one (else with a second v0 sample). Returns comparisons created."""
+    from rewardtrainer.sampling import HFGenerator, load_policy
+
+    base = policy_base()
+    done = PolicySample.objects.filter(policy=base, split=PolicySample.Split.DEMO).values("prompt_id")
+    prompts = list(_usable_prompts().exclude(pk__in=done)[:limit])
+    if not prompts:
+        return 0
+    model, tok = load_policy(policy_weights_path(base), device=_device(device or settings.POLICY["DEVICE"]))
+    gen = HFGenerator(model, tok)
+    params = _sampling_params({"sampling": base.sampling or _sampling_settings()})
+    samples = gen.generate([p.text for p in prompts for _ in range(2)], params, seed=seed)
+    rng = random.Random(seed)
+    created = 0
+    with transaction.atomic():
+        for k, prompt in enumerate(prompts):
+            first = _store_answer(base, prompt, _answers([samples[2 * k]])[0], PolicySample.Split.DEMO, 0)
+            team = Response.objects.filter(prompt=prompt).exclude(policy_sample__isnull=False).first()
+            if team is not None:
+                new_is_a = rng.random() < 0.5
+                a, b = (first.response, team) if new_is_a else (team, first.response)
+                comparison = Comparison.objects.create(
+                    prompt=prompt,
+                    response_a=a,
+                    response_b=b,
+                    required_ratings=settings.LABEL["DEFAULT_REQUIRED_RATINGS"],
+                )
+                PolicyPair.objects.create(
+                    comparison=comparison, kind=PolicyPair.Kind.VS_DEMO, new=base, new_is_a=new_is_a
+                )
+                created += 1
+                continue
+            second = _store_answer(
+                base, prompt, _answers([samples[2 * k + 1]])[0], PolicySample.Split.DEMO, 1
+            )
+            created += _pair(prompt, first, second, PolicyPair.Kind.VS_SELF, base, rng, priority=0)
+    return created

@@ -1,0 +1,888 @@
+"""PPO for a causal language model against a reward function (the reward model's deployed head).
+
+Run one round from the command line:
+
+    python -m rewardtrainer.ppo --prompts prompts.txt --reward-model runs/rm1/model --out runs/ppo1
+    python -m rewardtrainer.ppo --prompts prompts.txt --reward-model runs/rm1/model --out runs/ppo1 --lora
+
+or from Python (what the Celery `gpu` task calls):
+
+    result = train_ppo(prompts, RewardScorer.from_pretrained("runs/rm1/model"), PPOConfig(), "runs/ppo1")
+    result.policy_dir, result.history[-1]["reward_raw"], result.history[-1]["kl"]
+
+Follows InstructGPT (Ouyang et al. 2022), Ziegler et al. 2019 (adaptive KL controller) and "The N
+Implementation Details of RLHF with PPO" (Huang et al. 2023), item by item:
+- a frozen reference policy (the instruct model as shipped, unless told otherwise); with LoRA the
+  reference is the same network with its adapters switched off, so it costs no memory;
+- per-token reward = -beta * (logp - logp_ref); the reward model's score is added at the last token;
+- beta from an adaptive KL controller (target KL, horizon) or fixed;
+- the score is normalized with the mean and std of scores of reference-policy samples, taken once at
+  the start of a round (N details: "reward normalization");
+- answers that never emit EOS get `missing_eos_penalty` subtracted from their score;
+- a separate value model (the policy's trunk + a zero-initialised scalar head);
+- GAE with gamma = 1, lambda = 0.95; advantages whitened over real tokens;
+- clipped policy loss and clipped value loss; `ppo_epochs` passes over shuffled minibatches;
+- temperature applied to the logits when sampling and in every log-prob computed for training;
+- dropout off everywhere (the ratio is exactly 1 on the first minibatch).
+Logs per update: reward (raw and normalized), KL, entropy, clipfrac, approx_kl, policy and value loss,
+explained variance, response length, the share without EOS, beta, and seconds and tokens per phase.
+
+Checkpoints: after every `checkpoint_every` updates, policy + value weights, optimizer, scheduler, KL
+controller, reward normalization and history go to `out/checkpoints/ckpt-NNNNNN` (temp folder, rename);
+a killed round resumes from its last complete update. Prompts, samples and minibatch order of update u
+are pure functions of (seed, u), so a resumed round ends where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from .devices import pick_device
+from .sampling import (
+    Generator,
+    HFGenerator,
+    RewardFn,
+    Sample,
+    SamplingParams,
+    disable_dropout,
+    left_pad,
+    load_policy,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PPOConfig:
+    """Everything that decides a PPO round. Defaults suit SmolLM2-135M on a small CPU box or a GPU."""
+
+    policy: str = ""
+    """causal LM to start from: a folder, a hub name, a .gguf path; '' = SmolLM2-135M-Instruct (GGUF)"""
+    reference: str = ""
+    """frozen KL reference; '' = the starting policy (the service passes policy v0, as InstructGPT)"""
+    updates: int = 8
+    """PPO iterations in this round (each: sample a batch, score it, optimize on it)"""
+    batch_size: int = 16
+    """prompts (= answers) sampled per update"""
+    mini_batch_size: int = 4
+    """answers per gradient step"""
+    ppo_epochs: int = 4
+    """passes over each batch"""
+    lr: float = 3e-6
+    """AdamW learning rate of policy and value model, linearly annealed to 0 over the round"""
+    value_lr_mult: float = 1.0
+    """the value model learns this many times faster than the policy"""
+    temperature: float = 0.7
+    """sampling temperature, also applied to the logits in every training log-prob"""
+    max_new_tokens: int = 64
+    """answer length cap; answers that hit it without EOS are penalized"""
+    init_kl_coef: float = 0.05
+    """beta at the start of the round"""
+    adaptive_kl: bool = True
+    """adapt beta toward target_kl (Ziegler et al. 2019); False = fixed beta"""
+    target_kl: float = 6.0
+    """per-answer KL (nats, summed over tokens) the adaptive controller aims at"""
+    kl_horizon: int = 10000
+    """the controller's horizon in answers: larger = slower changes of beta"""
+    cliprange: float = 0.2
+    """PPO ratio clip"""
+    cliprange_value: float = 0.2
+    """value prediction clip around the rollout's values"""
+    vf_coef: float = 0.1
+    """weight of the value loss"""
+    gamma: float = 1.0
+    """discount (1: a bandit-like episode, every token counts)"""
+    lam: float = 0.95
+    """GAE lambda"""
+    normalize_reward: bool = True
+    """normalize scores with the mean / std of scores on reference-policy samples"""
+    reward_norm_samples: int = 32
+    """reference samples scored for that normalization at the start of the round"""
+    missing_eos_penalty: float = 1.0
+    """subtracted from the (normalized) score of an answer that never emitted EOS"""
+    max_grad_norm: float = 1.0
+    """gradient clipping of policy and value (0 = off)"""
+    lora: bool = False
+    """train LoRA adapters instead of all weights (peft); for policies that do not fit full training"""
+    lora_r: int = 16
+    """LoRA rank"""
+    lora_alpha: int = 32
+    """LoRA scaling numerator"""
+    lora_target_modules: str = "all-linear"
+    """peft target_modules ('all-linear' or comma-separated module names)"""
+    gradient_checkpointing: bool = False
+    """recompute activations in backward: less memory for long answers / big models"""
+    checkpoint_every: int = 1
+    """write a resumable checkpoint every this many updates (0 = never)"""
+    keep_checkpoints: int = 2
+    """complete checkpoints kept on disk"""
+    seed: int = 0
+    """seeds prompt choice, sampling and minibatch order (per update)"""
+    device: str | None = None
+    """'cuda', 'mps', 'cpu' or None = the best available"""
+    bf16: bool = True
+    """bf16 autocast where the device supports it (CUDA); CPU runs fp32"""
+    generation_batch_size: int = 32
+    """rows per generation batch"""
+
+    def sampling(self) -> SamplingParams:
+        # top_p stays 1: PPO's log-probs must be those of the distribution the answers came from.
+        return SamplingParams(temperature=self.temperature, top_p=1.0, max_new_tokens=self.max_new_tokens)
+
+
+# --- rollouts ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """A batch of answers as tensors: left-padded queries, right-padded responses."""
+
+    query_ids: torch.Tensor  # (B, Tq) left padded
+    query_mask: torch.Tensor  # (B, Tq)
+    response_ids: torch.Tensor  # (B, R) right padded with pad_id
+    response_mask: torch.Tensor  # (B, R) 1 on real tokens (EOS included)
+    finished: torch.Tensor  # (B,) bool: the answer emitted EOS
+    prompts: list[str]
+    texts: list[str]
+
+    def to(self, device) -> Rollout:
+        return Rollout(
+            *(t.to(device) for t in (self.query_ids, self.query_mask, self.response_ids, self.response_mask)),
+            self.finished.to(device),
+            self.prompts,
+            self.texts,
+        )
+
+    def select(self, idx: torch.Tensor) -> Rollout:
+        i = idx.tolist()
+        return Rollout(
+            self.query_ids[idx],
+            self.query_mask[idx],
+            self.response_ids[idx],
+            self.response_mask[idx],
+            self.finished[idx],
+            [self.prompts[k] for k in i],
+            [self.texts[k] for k in i],
+        )
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(dim=1)  # (B,)
+
+
+def build_rollout(samples: Sequence[Sample], pad_id: int) -> Rollout:
+    """Samples from any `Generator` -> padded tensors."""
+    q_ids, q_mask = left_pad([s.prompt_ids for s in samples], pad_id)
+    R = max(1, max(s.num_tokens for s in samples))
+    r_ids = torch.full((len(samples), R), pad_id, dtype=torch.long)
+    r_mask = torch.zeros((len(samples), R), dtype=torch.long)
+    for i, s in enumerate(samples):
+        r_ids[i, : s.num_tokens] = torch.tensor(s.token_ids, dtype=torch.long)
+        r_mask[i, : s.num_tokens] = 1
+    return Rollout(
+        q_ids,
+        q_mask,
+        r_ids,
+        r_mask,
+        torch.tensor([s.finished for s in samples]),
+        [s.prompt for s in samples],
+        [s.text for s in samples],
+    )
+
+
+def _sequence(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ids = torch.cat([rollout.query_ids, rollout.response_ids], dim=1)  # (B, Tq + R)
+    mask = torch.cat([rollout.query_mask, rollout.response_mask], dim=1)  # (B, Tq + R)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # left padding shifts positions
+    return ids, mask, positions
+
+
+def forward_logprobs(
+    model, rollout: Rollout, temperature: float, autocast_dtype=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob and entropy of every response token under `model` at `temperature`, each (B, R).
+
+    Only the last R + 1 positions go through the LM head (`logits_to_keep`): the vocabulary projection
+    of the prompt positions is never needed.
+    """
+    ids, mask, positions = _sequence(rollout)
+    R = rollout.response_ids.shape[1]
+    device = ids.device
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=R + 1
+        )
+    logits = out.logits[:, :-1, :].float() / temperature  # (B, R, V): position t predicts response token t
+    logp_all = logits.log_softmax(dim=-1)
+    logprobs = logp_all.gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)  # (B, R)
+    entropy = -(logp_all.exp() * logp_all).sum(dim=-1)  # (B, R)
+    return logprobs, entropy
+
+
+class ValueModel(nn.Module):
+    """The policy's transformer trunk + a scalar head: the value of the state before each response token."""
+
+    def __init__(self, trunk: nn.Module, hidden_size: int):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)  # N details: value head starts at 0 (std 0)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_policy(cls, policy) -> ValueModel:
+        trunk = copy.deepcopy(policy.base_model)  # e.g. LlamaModel inside LlamaForCausalLM
+        return cls(trunk, int(policy.config.get_text_config().hidden_size))
+
+    def forward(self, rollout: Rollout, autocast_dtype=None) -> torch.Tensor:
+        ids, mask, positions = _sequence(rollout)
+        Tq, R = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
+        with torch.autocast(ids.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            hidden = self.trunk(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+            ).last_hidden_state
+        hidden = hidden[:, Tq - 1 : Tq + R - 1].float()  # (B, R, H): the state before each response token
+        return self.head(hidden).squeeze(-1)  # (B, R)
+
+
+# --- the math -----------------------------------------------------------------------------------------
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    return masked_mean((x - mean) ** 2, mask)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + 1e-8)
+    return out + mean if not shift_mean else out
+
+
+def compute_rewards(
+    score: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards (B, R): -beta * KL estimate on every token, plus the score at the last real token.
+
+    Returns (rewards, kl) with kl = logp - logp_ref per token (zero on padding).
+    """
+    kl = (logprobs - ref_logprobs) * mask  # (B, R)
+    rewards = -beta * kl
+    last = (mask.sum(dim=1) - 1).clamp(min=0).long()  # (B,) index of the last real token
+    rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += score
+    return rewards, kl
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation over the response; (advantages, returns), each (B, R).
+
+    Values and rewards are zero past the last real token, so the episode ends there.
+    """
+    values, rewards = values * mask, rewards * mask
+    R = rewards.shape[1]
+    last_gae = torch.zeros_like(rewards[:, 0])
+    advantages = torch.zeros_like(rewards)
+    for t in reversed(range(R)):
+        next_value = values[:, t + 1] if t + 1 < R else torch.zeros_like(values[:, 0])
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last_gae = delta + gamma * lam * last_gae
+        advantages[:, t] = last_gae
+    returns = advantages + values
+    return advantages, returns
+
+
+def ppo_losses(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    vpred: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float,
+    cliprange_value: float,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Clipped policy loss and clipped value loss over real tokens; all inputs (b, R)."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    pg_losses = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), mask)
+    vpred_clipped = old_values + torch.clamp(vpred - old_values, -cliprange_value, cliprange_value)
+    vf_losses = torch.max((vpred - returns) ** 2, (vpred_clipped - returns) ** 2)
+    v_loss = 0.5 * masked_mean(vf_losses, mask)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": float(masked_mean((pg_losses2 > pg_losses).float(), mask)),
+            "approx_kl": float(0.5 * masked_mean((logprobs - old_logprobs) ** 2, mask)),
+            "vf_clipfrac": float(
+                masked_mean(((vpred - returns) ** 2 < (vpred_clipped - returns) ** 2).float(), mask)
+            ),
+            "ratio": float(masked_mean(ratio, mask)),
+        }
+    return pg_loss, v_loss, stats
+
+
+class AdaptiveKLController:
+    """Ziegler et al. 2019: beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        error = max(-0.2, min(0.2, current_kl / self.target - 1.0))
+        self.value *= 1.0 + error * n_steps / self.horizon
+
+
+class FixedKLController:
+    def __init__(self, init_kl_coef: float):
+        self.value = init_kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    var_r = masked_var(returns, mask)
+    return float(1.0 - masked_var(returns - values, mask) / var_r) if var_r > 0 else float("nan")
+
+
+# --- state ------------------------------------------------------------------------------------------
+
+
+class Trainable(nn.Module):
+    """Policy + value model under one module: one optimizer, one checkpoint file."""
+
+    def __init__(self, policy: nn.Module, value: ValueModel):
+        super().__init__()
+        self.policy, self.value = policy, value
+
+
+@dataclass
+class PPOState:
+    """Everything a round keeps between updates."""
+
+    config: PPOConfig
+    policy: Any
+    tokenizer: Any
+    value: ValueModel
+    reference: Any  # a frozen model, or None: the policy with its LoRA adapters switched off
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    kl_ctl: AdaptiveKLController | FixedKLController
+    generator: Generator
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    reward_mean: float = 0.0
+    reward_std: float = 1.0
+    update: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def trainable(self) -> Trainable:
+        return Trainable(self.policy, self.value)
+
+
+def _apply_lora(model, config: PPOConfig):
+    from peft import LoraConfig, get_peft_model
+
+    targets = config.lora_target_modules
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,  # dropout off, here too
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+    )
+    return get_peft_model(model, lora)
+
+
+def make_state(
+    config: PPOConfig, policy=None, tokenizer=None, reference=None, total_updates: int | None = None
+) -> PPOState:
+    """Load (or take) the policy, build reference, value model, optimizer and scheduler on the device."""
+    device, autocast_dtype = pick_device(config.device)
+    autocast_dtype = autocast_dtype if config.bf16 else None
+    torch.manual_seed(config.seed)
+    if policy is None:
+        policy, tokenizer = load_policy(config.policy)
+    disable_dropout(policy)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if reference is None and config.reference and config.reference != config.policy:
+        reference, _ = load_policy(config.reference)
+    value = ValueModel.from_policy(policy)  # before LoRA wraps the policy
+    if config.lora:
+        policy = _apply_lora(policy, config)
+        value.trunk = _apply_lora(value.trunk, config)
+    elif reference is None:
+        reference = copy.deepcopy(policy)
+    if reference is not None:
+        reference.requires_grad_(False)
+        reference.eval()
+        reference.to(device)
+    if config.gradient_checkpointing:
+        for m in (policy, value.trunk):
+            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # Dropout is off, so train and eval mode compute the same; transformers only checkpoints activations
+    # in train mode, so that is the mode when gradient checkpointing is on.
+    policy.to(device).train(config.gradient_checkpointing)
+    value.to(device).train(config.gradient_checkpointing)
+    params_policy = [p for p in policy.parameters() if p.requires_grad]
+    params_value = [p for p in value.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": params_policy, "lr": config.lr},
+            {"params": params_value, "lr": config.lr * config.value_lr_mult},
+        ],
+        lr=config.lr,
+        eps=1e-5,
+    )
+    steps = max(1, total_updates or config.updates)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: max(0.0, 1.0 - u / steps))
+    kl_ctl = (
+        AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
+        if config.adaptive_kl
+        else FixedKLController(config.init_kl_coef)
+    )
+    generator = HFGenerator(
+        policy, tokenizer, batch_size=config.generation_batch_size, autocast_dtype=autocast_dtype
+    )
+    return PPOState(
+        config,
+        policy,
+        tokenizer,
+        value,
+        reference,
+        optimizer,
+        scheduler,
+        kl_ctl,
+        generator,
+        device,
+        autocast_dtype,
+    )
+
+
+def reference_logprobs(state: PPOState, rollout: Rollout) -> torch.Tensor:
+    """Log-probs of the response under the frozen reference, (B, R)."""
+    t = state.config.temperature
+    if state.reference is not None:
+        return forward_logprobs(state.reference, rollout, t, state.autocast_dtype)[0]
+    with state.policy.disable_adapter():  # LoRA: the base weights are the reference
+        return forward_logprobs(state.policy, rollout, t, state.autocast_dtype)[0]
+
+
+def _update_seed(seed: int, update: int, salt: int) -> int:
+    return (seed * 1_000_003 + update * 7_919 + salt) % (2**31 - 1)
+
+
+def choose_prompts(prompts: Sequence[str], batch_size: int, seed: int, update: int) -> list[str]:
+    """The prompts of update `update`: a seeded draw without replacement (with, if too few prompts)."""
+    g = torch.Generator().manual_seed(_update_seed(seed, update, 1))
+    if len(prompts) >= batch_size:
+        idx = torch.randperm(len(prompts), generator=g)[:batch_size]
+    else:
+        idx = torch.randint(0, len(prompts), (batch_size,), generator=g)
+    return [prompts[i] for i in idx.tolist()]
+
+
+def normalize_rewards_from_reference(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> None:
+    """Score reference-policy samples once; later scores become (score - mean) / std."""
+    c = state.config
+    if not c.normalize_reward:
+        return
+    chosen = choose_prompts(prompts, c.reward_norm_samples, c.seed, -1)
+    ref_model = state.reference if state.reference is not None else state.policy
+    gen = HFGenerator(
+        ref_model, state.tokenizer, batch_size=c.generation_batch_size, autocast_dtype=state.autocast_dtype
+    )
+    if state.reference is None:
+        with state.policy.disable_adapter():
+            samples = gen.generate(chosen, c.sampling(), seed=_update_seed(c.seed, -1, 2))
+    else:
+        samples = gen.generate(chosen, c.sampling(), seed=_update_seed(c.seed, -1, 2))
+    scores = reward_fn(chosen, [s.text for s in samples]).float()
+    state.reward_mean = float(scores.mean())
+    state.reward_std = float(scores.std()) if scores.numel() > 1 and float(scores.std()) > 1e-6 else 1.0
+    log.info(
+        "reward normalization from %d reference samples: mean %.4f std %.4f",
+        len(chosen),
+        state.reward_mean,
+        state.reward_std,
+    )
+
+
+def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> dict[str, float]:
+    """One PPO iteration: sample, score, reference log-probs, values, GAE, `ppo_epochs` of minibatches."""
+    c = state.config
+    u = state.update
+    times: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+        return out
+
+    batch_prompts = choose_prompts(prompts, c.batch_size, c.seed, u)
+    samples = timed(
+        "generation",
+        lambda: state.generator.generate(batch_prompts, c.sampling(), seed=_update_seed(c.seed, u, 2)),
+    )
+    rollout = build_rollout(samples, int(state.tokenizer.pad_token_id)).to(state.device)
+    mask = rollout.response_mask.float()  # (B, R)
+    raw = timed("reward", lambda: reward_fn(rollout.prompts, rollout.texts).float().to(state.device))  # (B,)
+    with torch.no_grad():
+        old_logprobs, _ = timed(
+            "policy_logprobs",
+            lambda: forward_logprobs(state.policy, rollout, c.temperature, state.autocast_dtype),
+        )
+        ref_logprobs = timed("reference_logprobs", lambda: reference_logprobs(state, rollout))
+        old_values = timed("values", lambda: state.value(rollout, state.autocast_dtype))
+        old_values = old_values * mask
+        score = (raw - state.reward_mean) / state.reward_std if c.normalize_reward else raw.clone()
+        score = score - c.missing_eos_penalty * (~rollout.finished).float()
+        rewards, kl = compute_rewards(score, old_logprobs, ref_logprobs, mask, state.kl_ctl.value)
+        advantages, returns = compute_gae(rewards, old_values, mask, c.gamma, c.lam)
+        advantages = whiten(advantages, mask) * mask
+
+    t0 = time.perf_counter()
+    B = rollout.response_ids.shape[0]
+    g = torch.Generator().manual_seed(_update_seed(c.seed, u, 3))
+    agg: dict[str, list[float]] = {}
+    for _epoch in range(c.ppo_epochs):
+        order = torch.randperm(B, generator=g)
+        for start in range(0, B, c.mini_batch_size):
+            idx = order[start : start + c.mini_batch_size].to(state.device)
+            mb = rollout.select(idx)
+            mb_mask = mask[idx]
+            logprobs, entropy = forward_logprobs(state.policy, mb, c.temperature, state.autocast_dtype)
+            vpred = state.value(mb, state.autocast_dtype)
+            pg_loss, v_loss, stats = ppo_losses(
+                logprobs,
+                old_logprobs[idx],
+                advantages[idx],
+                vpred,
+                old_values[idx],
+                returns[idx],
+                mb_mask,
+                c.cliprange,
+                c.cliprange_value,
+            )
+            loss = pg_loss + c.vf_coef * v_loss
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for grp in state.optimizer.param_groups for p in grp["params"]], c.max_grad_norm
+                )
+            state.optimizer.step()
+            stats |= {
+                "pg_loss": float(pg_loss.detach()),
+                "vf_loss": float(v_loss.detach()),
+                "entropy": float(masked_mean(entropy.detach(), mb_mask)),
+            }
+            for k, v in stats.items():
+                agg.setdefault(k, []).append(v)
+    times["update"] = time.perf_counter() - t0
+    state.scheduler.step()
+
+    kl_per_answer = float(kl.sum(dim=1).mean())
+    beta = state.kl_ctl.value
+    state.kl_ctl.update(kl_per_answer, B)
+    n_tokens = int(mask.sum())
+    row = {
+        "update": u + 1,
+        "reward_raw": float(raw.mean()),
+        "reward_normalized": float(score.mean()),
+        "kl": kl_per_answer,
+        "beta": beta,
+        "non_score_reward": float((-beta * kl).sum(dim=1).mean()),
+        **{k: sum(v) / len(v) for k, v in agg.items()},
+        "explained_variance": explained_variance(old_values, returns, mask),
+        "response_length": float(rollout.lengths.float().mean()),
+        "no_eos_share": float((~rollout.finished).float().mean()),
+        "tokens": n_tokens,
+        "query_tokens": int(rollout.query_mask.sum()),
+        "padded_sequence_tokens": int(B * (rollout.query_ids.shape[1] + rollout.response_ids.shape[1])),
+        "lr": state.scheduler.get_last_lr()[0],
+        **{f"seconds_{k}": round(v, 4) for k, v in times.items()},
+    }
+    state.update = u + 1
+    state.history.append(row)
+    return row
+
+
+# --- a round ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PPOResult:
+    """What a round produced."""
+
+    history: list[dict]
+    metrics: dict
+    policy_dir: str | None
+    updates: int
+    stopped: bool = False
+    resumed_from_update: int | None = None
+    seconds: float = 0.0
+    reward_mean: float = 0.0
+    reward_std: float = 1.0
+    device: str = "cpu"
+    policy: Any = field(default=None, repr=False)
+    """the trained model in memory, for evaluating right after the round"""
+    tokenizer: Any = field(default=None, repr=False)
+    reference: Any = field(default=None, repr=False)
+
+
+def save_policy(policy, tokenizer, directory: str | Path) -> Path:
+    """Save as a plain transformers folder (safetensors), LoRA merged in; temp folder, then rename."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = policy
+    if hasattr(model, "merge_and_unload"):
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+    return directory
+
+
+def _state_json(state: PPOState) -> dict:
+    return {
+        "update": state.update,
+        "kl_coef": state.kl_ctl.value,
+        "reward_mean": state.reward_mean,
+        "reward_std": state.reward_std,
+        "history": state.history,
+        "config": asdict(state.config),
+    }
+
+
+def train_ppo(
+    prompts: Sequence[str],
+    reward_fn: RewardFn,
+    config: PPOConfig | None = None,
+    out_dir: str | Path = "runs/ppo",
+    *,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = True,
+    policy=None,
+    tokenizer=None,
+    reference=None,
+    max_updates: int | None = None,
+    generator: Generator | None = None,
+) -> PPOResult:
+    """Run `config.updates` PPO updates, checkpointing; save the policy to `out_dir/policy`.
+
+    `progress(row)` gets each update's log row (with `step` / `total_steps`); `should_stop()` is polled
+    after each update: when True a checkpoint is written and the round returns `stopped=True`; calling
+    again resumes. `max_updates` stops early after that many updates in this call (tests use it to
+    simulate a kill). `policy` / `tokenizer` / `reference` may be passed in instead of loaded.
+    `generator` replaces the built-in `HFGenerator` for sampling (an inference engine such as vLLM);
+    it must sample from the current policy weights, which it is the caller's job to keep in sync.
+    """
+    config = config or PPOConfig()
+    prompts = [p for p in prompts if p and p.strip()]
+    if not prompts:
+        raise ValueError("PPO needs at least one prompt")
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = make_state(config, policy, tokenizer, reference)
+    if generator is not None:
+        state.generator = generator
+    resumed_from = None
+    ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    if ckpt is not None:
+        try:
+            saved = load_checkpoint(
+                ckpt, state.trainable, state.optimizer, state.scheduler, map_location=state.device
+            )
+        except CheckpointError as e:
+            log.warning("cannot resume (%s): starting the round over", e)
+            saved = None
+        if saved is not None:
+            state.update = saved["update"]
+            state.kl_ctl.value = saved["kl_coef"]
+            state.reward_mean, state.reward_std = saved["reward_mean"], saved["reward_std"]
+            state.history = saved["history"]
+            resumed_from = state.update
+            log.info("resumed PPO round from update %d", state.update)
+    if resumed_from is None:
+        normalize_rewards_from_reference(state, prompts, reward_fn)
+
+    done_this_call = 0
+    stopped = False
+    while state.update < config.updates:
+        row = ppo_update(state, prompts, reward_fn)
+        done_this_call += 1
+        log.info(
+            "ppo %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+        )
+        last = state.update >= config.updates
+        if config.checkpoint_every and (state.update % config.checkpoint_every == 0 or last):
+            save_checkpoint(
+                ckpt_dir,
+                state.update,
+                state.trainable,
+                state.optimizer,
+                state.scheduler,
+                _state_json(state),
+                keep=config.keep_checkpoints,
+            )
+        if progress is not None:
+            progress({**row, "step": state.update, "total_steps": config.updates})
+        if not last and (
+            (should_stop is not None and should_stop()) or (max_updates and done_this_call >= max_updates)
+        ):
+            if not config.checkpoint_every or state.update % config.checkpoint_every:
+                save_checkpoint(
+                    ckpt_dir,
+                    state.update,
+                    state.trainable,
+                    state.optimizer,
+                    state.scheduler,
+                    _state_json(state),
+                    keep=config.keep_checkpoints,
+                )
+            stopped = True
+            break
+
+    metrics = dict(state.history[-1]) if state.history else {}
+    result = PPOResult(
+        history=state.history,
+        metrics=metrics,
+        policy_dir=None,
+        updates=state.update,
+        stopped=stopped,
+        resumed_from_update=resumed_from,
+        seconds=time.perf_counter() - t_start,
+        reward_mean=state.reward_mean,
+        reward_std=state.reward_std,
+        device=str(state.device),
+        policy=state.policy,
+        tokenizer=state.tokenizer,
+        reference=state.reference,
+    )
+    if not stopped:
+        result.policy_dir = str(save_policy(state.policy, state.tokenizer, out_dir / "policy"))
+        (out_dir / "metrics.json").write_text(
+            json.dumps({"metrics": metrics, "history": state.history}, indent=2, default=float)
+        )
+    return result
+
+
+# --- evaluation (the over-optimization watch) --------------------------------------------------------------
+
+
+@torch.no_grad()
+def sequence_kl(
+    policy,
+    reference,
+    samples: Sequence[Sample],
+    pad_id: int,
+    temperature: float,
+    autocast_dtype=None,
+    batch_size: int = 16,
+) -> list[float]:
+    """Per answer: sum over its tokens of log pi(token) - log pi_ref(token) (a Monte-Carlo KL estimate)."""
+    out: list[float] = []
+    for start in range(0, len(samples), batch_size):
+        rollout = build_rollout(samples[start : start + batch_size], pad_id).to(
+            next(policy.parameters()).device
+        )
+        lp, _ = forward_logprobs(policy, rollout, temperature, autocast_dtype)
+        if reference is None:
+            with policy.disable_adapter():
+                ref, _ = forward_logprobs(policy, rollout, temperature, autocast_dtype)
+        else:
+            ref, _ = forward_logprobs(reference, rollout, temperature, autocast_dtype)
+        out.extend(((lp - ref) * rollout.response_mask).sum(dim=1).tolist())
+    return out
+
+
+def watch_metrics(
+    samples: Sequence[Sample], scores: Sequence[float], kls: Sequence[float] | None
+) -> dict[str, float]:
+    """Per-round over-optimization figures: RM score, KL, mean length (tokens), share without EOS."""
+    n = max(len(samples), 1)
+    out = {
+        "rm_score": sum(scores) / n,
+        "mean_length": sum(s.num_tokens for s in samples) / n,
+        "no_eos_share": sum(not s.finished for s in samples) / n,
+        "n_samples": len(samples),
+    }
+    if kls is not None:
+        out["kl"] = sum(kls) / n
+    return out
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------
+
+
+def _read_prompts(path: str) -> list[str]:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".jsonl"):
+        return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .sampling import RewardScorer
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", required=True, help="one prompt a line, or JSONL with a 'prompt' field")
+    parser.add_argument("--reward-model", required=True, help="folder written by rewardtrainer.train_rm")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--policy", default="")
+    parser.add_argument("--updates", type=int, default=PPOConfig.updates)
+    parser.add_argument("--batch-size", type=int, default=PPOConfig.batch_size)
+    parser.add_argument("--max-new-tokens", type=int, default=PPOConfig.max_new_tokens)
+    parser.add_argument("--lr", type=float, default=PPOConfig.lr)
+    parser.add_argument("--lora", action="store_true")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = PPOConfig(
+        policy=args.policy,
+        updates=args.updates,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        lr=args.lr,
+        lora=args.lora,
+        device=args.device,
+    )
+    scorer = RewardScorer.from_pretrained(args.reward_model)
+    result = train_ppo(_read_prompts(args.prompts), scorer, config, args.out, progress=lambda r: None)
+    print(json.dumps(result.metrics, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""PPO on a tiny Llama with known rewards: it learns, KL stays bounded, beta adapts, resume is exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers
+
+from rewardtrainer.ppo import (
+    AdaptiveKLController,
+    PPOConfig,
+    compute_gae,
+    compute_rewards,
+    ppo_losses,
+    train_ppo,
+    whiten,
+)
+from tests.rewardtrainer.tiny_policy import prompts, tiny_llama, tiny_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Same thread count in both halves of the resume test: float sums then add up in the same order.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def good_word_reward(ps, answers) -> torch.Tensor:
+    """Share of the answer's words that are 'good': a reward with a known optimum."""
+    return torch.tensor([sum(w == "good" for w in a.split()) / max(1, len(a.split())) for a in answers])
+
+
+def config(**kwargs) -> PPOConfig:
+    base = dict(
+        updates=8,
+        batch_size=16,
+        mini_batch_size=8,
+        ppo_epochs=2,
+        lr=1e-2,
+        temperature=1.0,
+        max_new_tokens=6,
+        init_kl_coef=0.05,
+        target_kl=1.0,
+        kl_horizon=100,
+        reward_norm_samples=16,
+        missing_eos_penalty=0.0,
+        device="cpu",
+    )
+    return PPOConfig(**(base | kwargs))
+
+
+def test_ppo_raises_a_known_reward_within_eight_updates_with_bounded_kl(tmp_path):
+    tok = tiny_tokenizer()
+    result = train_ppo(
+        prompts(8), good_word_reward, config(), tmp_path, policy=tiny_llama(tok), tokenizer=tok
+    )
+    h = result.history
+    assert len(h) == 8 and result.updates == 8 and not result.stopped
+    first, last = sum(r["reward_raw"] for r in h[:2]) / 2, sum(r["reward_raw"] for r in h[-2:]) / 2
+    assert first < 0.12  # 1 word in 20: the untrained policy says 'good' rarely
+    assert last > 0.25 and last > 3 * first
+    assert all(r["kl"] < 10.0 for r in h)  # nats per answer of <= 6 tokens
+    # KL ran above the 1-nat target, so the adaptive controller raised beta.
+    assert h[-1]["kl"] > 1.0 and h[-1]["beta"] > h[-3]["beta"]
+    for key in (
+        "reward_normalized",
+        "entropy",
+        "clipfrac",
+        "approx_kl",
+        "vf_loss",
+        "pg_loss",
+        "explained_variance",
+        "response_length",
+        "no_eos_share",
+        "seconds_generation",
+    ):
+        assert key in h[-1]
+    # Saved as a plain transformers folder (safetensors) that loads on its own.
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(result.policy_dir)
+    assert (tmp_path / "policy" / "model.safetensors").is_file()
+    torch.testing.assert_close(
+        loaded.state_dict()["model.embed_tokens.weight"],
+        result.policy.state_dict()["model.embed_tokens.weight"],
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["history"][-1]["update"] == 8
+
+
+def test_adaptive_kl_controller_moves_beta_toward_the_target():
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=1000)
+    ctl.update(12.0, 100)  # above target: more penalty, by at most 20% * n / horizon
+    assert ctl.value == pytest.approx(0.1 * (1 + 0.2 * 0.1))
+    up = ctl.value
+    ctl.update(5.4, 100)  # 10% below target: less penalty
+    down = up * (1 - 0.1 * 0.1)
+    assert ctl.value == pytest.approx(down)
+    ctl.update(6.0, 100)  # on target: unchanged
+    assert ctl.value == pytest.approx(down)
+    ctl.update(0.0, 100)  # far below: the step is clipped at 20%
+    assert ctl.value == pytest.approx(down * (1 - 0.2 * 0.1))
+
+
+def test_beta_falls_when_kl_stays_below_a_high_target(tmp_path):
+    tok = tiny_tokenizer()
+    result = train_ppo(
+        prompts(4),
+        good_word_reward,
+        config(updates=2, lr=1e-4, target_kl=50.0),
+        tmp_path,
+        policy=tiny_llama(tok),
+        tokenizer=tok,
+    )
+    assert result.history[-1]["beta"] < result.history[0]["beta"] == 0.05
+
+
+def test_a_resumed_round_ends_where_an_uninterrupted_one_does(tmp_path):
+    tok = tiny_tokenizer()
+    cfg = config(updates=4)
+    straight = train_ppo(
+        prompts(8), good_word_reward, cfg, tmp_path / "a", policy=tiny_llama(tok), tokenizer=tok
+    )
+
+    killed = train_ppo(
+        prompts(8),
+        good_word_reward,
+        cfg,
+        tmp_path / "b",
+        policy=tiny_llama(tok),
+        tokenizer=tok,
+        max_updates=2,
+    )
+    assert killed.stopped and killed.updates == 2 and killed.policy_dir is None
+    (tmp_path / "b" / "checkpoints" / "ckpt-000003.tmp").mkdir()  # a torn write from the kill: ignored
+    resumed = train_ppo(
+        prompts(8), good_word_reward, cfg, tmp_path / "b", policy=tiny_llama(tok), tokenizer=tok
+    )
+    assert resumed.resumed_from_update == 2 and resumed.updates == 4
+    assert [r["update"] for r in resumed.history] == [1, 2, 3, 4]
+    for a, b in zip(straight.history, resumed.history, strict=True):
+        for key in ("reward_raw", "kl", "beta", "pg_loss", "response_length"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+    sa, sb = straight.policy.state_dict(), resumed.policy.state_dict()
+    for name in sa:
+        torch.testing.assert_close(sa[name], sb[name], atol=1e-5, rtol=1e-4)
+
+
+def test_lora_trains_adapters_against_the_frozen_base_and_saves_a_merged_model(tmp_path):
+    tok = tiny_tokenizer()
+    base = tiny_llama(tok)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    result = train_ppo(
+        prompts(4),
+        good_word_reward,
+        config(updates=2, lora=True, lora_r=4, lora_alpha=8),
+        tmp_path,
+        policy=base,
+        tokenizer=tok,
+    )
+    assert result.reference is None  # the reference is the base with adapters off: no second copy
+    merged = transformers.AutoModelForCausalLM.from_pretrained(result.policy_dir).state_dict()
+    assert not any("lora" in k for k in merged)
+    assert set(merged) <= set(before) | {"lm_head.weight"}
+    changed = [k for k in before if k in merged and not torch.allclose(before[k], merged[k])]
+    assert any("proj" in k for k in changed)  # adapters merged into the linear layers
+    assert torch.equal(merged["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
+
+
+def test_score_lands_on_the_last_real_token_and_kl_on_every_token():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.float)
+    logp = torch.tensor([[-1.0, -1.0, -1.0, -9.0], [-2.0, -9.0, -9.0, -9.0]])
+    ref = torch.tensor([[-1.5, -1.0, -2.0, -1.0], [-1.0, -1.0, -1.0, -1.0]])
+    rewards, kl = compute_rewards(torch.tensor([3.0, 5.0]), logp, ref, mask, beta=0.1)
+    torch.testing.assert_close(kl, torch.tensor([[0.5, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(rewards, torch.tensor([[-0.05, 0.0, 2.9, 0.0], [5.1, 0.0, 0.0, 0.0]]))
+
+
+def test_gae_with_lambda_one_is_reward_to_go_minus_value():
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    values = torch.tensor([[0.2, 0.4, 0.6, 9.0]])  # the 9 is padding: ignored
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    adv, ret = compute_gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    torch.testing.assert_close(adv, torch.tensor([[0.8, 0.6, 0.4, 0.0]]))
+    torch.testing.assert_close(ret, torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
+    adv95, _ = compute_gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    # delta = [0.2, 0.2, 0.4]; A_2 = 0.4, A_1 = 0.2 + 0.95 * 0.4, A_0 = 0.2 + 0.95 * A_1
+    torch.testing.assert_close(adv95[0, :3], torch.tensor([0.2 + 0.95 * 0.58, 0.58, 0.4]))
+    w = whiten(adv95, mask)
+    assert abs(float((w * mask).sum() / mask.sum())) < 1e-6
+
+
+def test_policy_loss_is_clipped():
+    mask = torch.ones(1, 2)
+    old = torch.zeros(1, 2)
+    new = torch.log(torch.tensor([[2.0, 0.5]]))  # ratios 2 and 0.5, both outside [0.8, 1.2]
+    adv = torch.tensor([[1.0, -1.0]])
+    zeros = torch.zeros(1, 2)
+    pg_loss, _, stats = ppo_losses(new, old, adv, zeros, zeros, zeros, mask, 0.2, 0.2)
+    # max(-A r, -A clip(r)): token 1 -> max(-2, -1.2) = -1.2; token 2 -> max(0.5, 0.8) = 0.8
+    assert float(pg_loss) == pytest.approx((-1.2 + 0.8) / 2)
+    assert stats["clipfrac"] == pytest.approx(1.0)
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
+    tok = tiny_tokenizer()
+    runs = [
+        train_ppo(
+            prompts(4),
+            good_word_reward,
+            config(updates=1, gradient_checkpointing=gc),
+            tmp_path / str(gc),
+            policy=tiny_llama(tok),
+            tokenizer=tok,
+        )
+        for gc in (False, True)
+    ]
+    assert runs[1].policy.model.gradient_checkpointing  # it was on, and active (train mode)
+    assert runs[1].policy.training
+    for key in ("reward_raw", "pg_loss", "vf_loss"):
+        assert runs[0].history[0][key] == pytest.approx(runs[1].history[0][key], rel=1e-4, abs=1e-6)
+    a, b = runs[0].policy.state_dict(), runs[1].policy.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)

@@ -1,0 +1,107 @@
+"""Sampling and best-of-n on a tiny Llama: log-probs, EOS, left padding, top-p, best-of-n's guarantee."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rewardtrainer.ppo import build_rollout, forward_logprobs
+from rewardtrainer.sampling import (
+    HFGenerator,
+    SamplingParams,
+    best_of_n,
+    kl_best_of_n,
+    prompt_ids,
+    top_p_filter,
+)
+from tests.rewardtrainer.tiny_policy import prompts, tiny_llama, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def gen(tok):
+    torch.set_num_threads(1)
+    return HFGenerator(tiny_llama(tok), tok, batch_size=8)
+
+
+def test_recorded_logprobs_are_those_of_a_full_forward_with_left_padding(gen, tok):
+    # Prompts of different lengths: the left-padded, KV-cached loop must match one plain forward.
+    ps = ["the cat", "a dog runs fast over the blue road", "sky"]
+    params = SamplingParams(temperature=0.8, max_new_tokens=12)
+    samples = gen.generate(ps, params, seed=1)
+    rollout = build_rollout(samples, gen.pad_id)
+    logprobs, _ = forward_logprobs(gen.model, rollout, params.temperature)
+    for i, s in enumerate(samples):
+        assert s.prompt_ids == prompt_ids(tok, ps[i])
+        assert len(s.logprobs) == s.num_tokens >= 1
+        torch.testing.assert_close(
+            logprobs[i, : s.num_tokens], torch.tensor(s.logprobs), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_each_answer_stops_at_eos_or_the_token_cap(gen, tok):
+    samples = gen.generate(prompts(8) * 4, SamplingParams(temperature=1.0, max_new_tokens=6), seed=0)
+    eos = tok.eos_token_id
+    assert any(s.finished for s in samples) and any(not s.finished for s in samples)
+    for s in samples:
+        assert s.num_tokens <= 6
+        if s.finished:
+            assert s.token_ids[-1] == eos and eos not in s.token_ids[:-1]
+        else:
+            assert s.num_tokens == 6 and eos not in s.token_ids
+        assert "<|im_end|>" not in s.text and "<|im_start|>" not in s.text
+
+
+def test_same_seed_gives_the_same_answers(gen, tok):
+    params = SamplingParams(max_new_tokens=8)
+    a = gen.generate(prompts(6), params, seed=3)
+    b = gen.generate(prompts(6), params, seed=3)
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(top_p_filter(logits, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 1.0)).all()
+    # Shuffled order: the filter works on values, not positions.
+    kept = torch.isfinite(top_p_filter(logits[:, [3, 1, 0, 2]], 0.5))
+    assert kept.tolist() == [[False, False, True, False]]
+
+
+def test_it_rejects_bad_sampling_params():
+    for kwargs in ({"temperature": 0}, {"top_p": 0}, {"top_p": 1.5}, {"max_new_tokens": 0}):
+        with pytest.raises(ValueError):
+            SamplingParams(**kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_of_n_never_returns_an_answer_scored_below_the_first_sample(gen, seed):
+    g = torch.Generator().manual_seed(seed)
+
+    def noisy_reward(ps, answers):  # an arbitrary scorer: best-of-n must hold for any
+        return torch.randn(len(answers), generator=g)
+
+    result = best_of_n(gen, noisy_reward, prompts(5), n=4, params=SamplingParams(max_new_tokens=6), seed=seed)
+    assert len(result.best) == 5
+    for best, first, scores in zip(result.best_scores, result.first_scores, result.all_scores, strict=True):
+        assert best >= first
+        assert best == max(scores)
+    assert result.reward_gain >= 0
+    assert result.kl_bon == pytest.approx(math.log(4) - 3 / 4)
+
+
+def test_best_of_n_picks_the_answer_the_reward_prefers(gen):
+    def length_reward(ps, answers):
+        return torch.tensor([float(len(a.split())) for a in answers])
+
+    result = best_of_n(gen, length_reward, prompts(4), n=6, params=SamplingParams(max_new_tokens=8), seed=0)
+    for sample, scores in zip(result.best, result.all_scores, strict=True):
+        assert len(sample.text.split()) == max(scores)
+    assert kl_best_of_n(1) == 0.0

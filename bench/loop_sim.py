@@ -8,7 +8,8 @@ Run from the project root, with the app's environment
     nice -n 10 .venv/bin/python bench/loop_sim.py              # small: ~30 min on 2 CPU cores (estimate)
     .venv/bin/python bench/loop_sim.py --full                  # full size (a GPU: minutes)
 
-Each turn, for the shipped length-debiased reward model (length covariate + calibration) and, as the control, a plain
+Each turn, for the shipped length-debiased reward model (length covariate + calibration) and, as the
+control, a plain
 Bradley-Terry one, with the same seeds:
 1. the current policy answers every training prompt twice;
 2. simulated raters judge each pair: P(A preferred) = sigmoid(sharpness * (u_A - u_B)

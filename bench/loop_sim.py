@@ -9,8 +9,7 @@ Run from the project root, with the app's environment
     .venv/bin/python bench/loop_sim.py --full                  # full size (a GPU: minutes)
 
 Each turn, for the shipped length-debiased reward model (length covariate + calibration) and, as the
-control, a plain
-Bradley-Terry one, with the same seeds:
+control, a plain Bradley-Terry one, with the same seeds:
 1. the current policy answers every training prompt twice;
 2. simulated raters judge each pair: P(A preferred) = sigmoid(sharpness * (u_A - u_B)
    + length_bias * log(tokens_A / tokens_B)), with u the simulator's true utility: they like quality,

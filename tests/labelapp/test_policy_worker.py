@@ -49,6 +49,9 @@ def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_r
         "CHECKPOINT_EVERY": 50,
         "DEVICE": "cpu",
         "QUEUE": queue,
+        # Safe activation has its own tests; here the first version must go live so the loop can turn.
+        "EVAL_SET_PERCENT": 0,
+        "EVAL_SET_MIN_PAIRS": 0,
     }
     pol = {
         "MODEL": tiny_policy_dir,
@@ -79,6 +82,8 @@ def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_r
         "RM_CHECKPOINT_EVERY": "50",
         "RM_DEVICE": "cpu",
         "RM_QUEUE": queue,
+        "RM_EVAL_SET_PERCENT": "0",
+        "RM_EVAL_SET_MIN_PAIRS": "0",
         "POLICY_MODEL": tiny_policy_dir,
         "POLICY_MAX_NEW_TOKENS": "6",
         "POLICY_TEMPERATURE": "1.0",

@@ -31,8 +31,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max
-from django.db.models.functions import Coalesce
+from django.db.models import Max
 from django.utils import timezone
 
 from labelapp.models import (
@@ -47,11 +46,11 @@ from labelapp.models import (
     TrainingRun,
 )
 from labelapp.services.training import (
-    TransientTrainingError,
     _finish,
     _Reporter,
-    _transient_errors,
     reward_model_active,
+    run_claim,
+    run_execute_guarded,
     training_recover_stale,
 )
 
@@ -246,45 +245,18 @@ class _Heartbeat:
 
 def policy_run_execute(*, run_id: int, worker: str = "") -> str:
     """Claim and execute a queued policy round. Returns the final status, or 'not-claimed' for a no-op."""
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(
-        pk=run_id, kind__in=POLICY_KINDS, status=TrainingRun.Status.QUEUED
-    ).update(
-        status=TrainingRun.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=Coalesce(F("started_at"), now),
-        heartbeat_at=now,
-        worker=worker,
-    )
-    if claimed != 1:
+    run = run_claim(run_id=run_id, worker=worker, kinds=POLICY_KINDS)
+    if run is None:
         log.info("policy round %s not claimed (already taken or finished)", run_id)
         return "not-claimed"
-    run = TrainingRun.objects.get(pk=run_id)
-    if run.attempts > run.max_attempts:
-        _finish(run_id, TrainingRun.Status.FAILED, error=f"Gave up after {run.max_attempts} attempts.")
-        return TrainingRun.Status.FAILED
-    try:
-        with _Heartbeat(run_id):
-            return _execute(run)
-    except PolicyError as exc:
-        _finish(run_id, TrainingRun.Status.FAILED, error=str(exc))
-        return TrainingRun.Status.FAILED
-    except _transient_errors() as exc:
-        if run.attempts < run.max_attempts:
-            TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
-                status=TrainingRun.Status.QUEUED,
-                worker="",
-                error=f"Retrying after: {type(exc).__name__}: {exc}",
-            )
-            raise TransientTrainingError(str(exc)) from exc
-        _finish(
-            run_id, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc} (attempt {run.attempts})"
-        )
-        return TrainingRun.Status.FAILED
-    except Exception as exc:  # noqa: BLE001 (deterministic failures: say why, never loop)
-        log.exception("policy round %s failed", run_id)
-        _finish(run_id, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return TrainingRun.Status.FAILED
+    return run_execute_guarded(
+        run, _execute_with_heartbeat, label="policy round", expected_errors=(PolicyError,)
+    )
+
+
+def _execute_with_heartbeat(run: TrainingRun) -> str:
+    with _Heartbeat(run.pk):
+        return _execute(run)
 
 
 @dataclass

@@ -470,30 +470,49 @@ def _finish(run_id: int, status: str, **fields) -> None:
     )
 
 
-def training_run_execute(*, run_id: int, worker: str = "") -> str:
-    """Claim and execute a queued run. Returns the final status, or 'not-claimed' for a no-op."""
+def run_claim(*, run_id: int, worker: str = "", kinds=None) -> TrainingRun | None:
+    """Claim a queued run (of one of `kinds`, any kind when None) with a conditional UPDATE.
+
+    One row updated means this worker owns the run; None means it was already taken or finished (a
+    redelivered task), which the caller treats as a no-op. Shared by every kind of run.
+    """
     now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+    queued = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED)
+    if kinds is not None:
+        queued = queued.filter(kind__in=kinds)
+    claimed = queued.update(
         status=TrainingRun.Status.RUNNING,
         attempts=F("attempts") + 1,
         started_at=Coalesce(F("started_at"), now),
         heartbeat_at=now,
         worker=worker,
     )
-    if claimed != 1:
-        log.info("training run %s not claimed (already taken or finished)", run_id)
-        return "not-claimed"
-    run = TrainingRun.objects.get(pk=run_id)
+    return TrainingRun.objects.get(pk=run_id) if claimed == 1 else None
+
+
+def run_execute_guarded(
+    run: TrainingRun,
+    execute,
+    *,
+    label: str,
+    expected_errors: tuple[type[Exception], ...] = (),
+    expected_prefix: str = "",
+) -> str:
+    """Run `execute(run)` under the attempt policy every kind of run shares; return the final status.
+
+    Past `max_attempts` the run fails at once. `expected_errors` (bad data, a bad setting) fail with
+    their message; named transient errors put the run back in the queue and raise
+    TransientTrainingError so the task retries, until the attempts are used up; anything else is
+    deterministic: it fails with its type and message and is never retried.
+    """
+    run_id = run.pk
     if run.attempts > run.max_attempts:
         _finish(run_id, TrainingRun.Status.FAILED, error=f"Gave up after {run.max_attempts} attempts.")
         return TrainingRun.Status.FAILED
-
-    from rewardtrainer.data import DataError
-
     try:
-        return _execute(run)
-    except DataError as exc:
-        _finish(run_id, TrainingRun.Status.FAILED, error=f"Unusable training data: {exc}")
+        return execute(run)
+    except expected_errors as exc:
+        _finish(run_id, TrainingRun.Status.FAILED, error=f"{expected_prefix}{exc}")
         return TrainingRun.Status.FAILED
     except _transient_errors() as exc:
         if run.attempts < run.max_attempts:
@@ -508,9 +527,26 @@ def training_run_execute(*, run_id: int, worker: str = "") -> str:
         )
         return TrainingRun.Status.FAILED
     except Exception as exc:  # noqa: BLE001 (deterministic failures: say why, never loop)
-        log.exception("training run %s failed", run_id)
+        log.exception("%s %s failed", label, run_id)
         _finish(run_id, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         return TrainingRun.Status.FAILED
+
+
+def training_run_execute(*, run_id: int, worker: str = "") -> str:
+    """Claim and execute a queued run. Returns the final status, or 'not-claimed' for a no-op."""
+    run = run_claim(run_id=run_id, worker=worker)
+    if run is None:
+        log.info("training run %s not claimed (already taken or finished)", run_id)
+        return "not-claimed"
+    from rewardtrainer.data import DataError
+
+    return run_execute_guarded(
+        run,
+        _execute,
+        label="training run",
+        expected_errors=(DataError,),
+        expected_prefix="Unusable training data: ",
+    )
 
 
 def _fit(run: TrainingRun, pairs, config, out_dir: Path, reporter: _Reporter):

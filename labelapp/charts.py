@@ -108,6 +108,18 @@ def _finite(points):
     ]
 
 
+def _xy_figure(title: str, data: list[dict], x_label: str, y_label: str) -> dict:
+    """A figure of traces on two titled axes; {} when there is no trace (the template draws nothing)."""
+    if not data:
+        return {}
+    return {
+        "data": data,
+        "layout": _layout(
+            title=title, xaxis={"title": {"text": x_label}}, yaxis={"title": {"text": y_label}}
+        ),
+    }
+
+
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str) -> dict:
     """Lines with markers (a run with one evaluation still shows its point). {} when there is nothing."""
     data = []
@@ -127,14 +139,7 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label
                 "line": {"color": color},
             }
         )
-    if not data:
-        return {}
-    return {
-        "data": data,
-        "layout": _layout(
-            title=title, xaxis={"title": {"text": x_label}}, yaxis={"title": {"text": y_label}}
-        ),
-    }
+    return _xy_figure(title, data, x_label, y_label)
 
 
 def scatter(
@@ -159,14 +164,7 @@ def scatter(
                 "marker": {"size": 4, "opacity": 0.5, "color": COLORS[i % len(COLORS)]},
             }
         )
-    if not data:
-        return {}
-    return {
-        "data": data,
-        "layout": _layout(
-            title=title, xaxis={"title": {"text": x_label}}, yaxis={"title": {"text": y_label}}
-        ),
-    }
+    return _xy_figure(title, data, x_label, y_label)
 
 
 # --- quality dashboard ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Ratings made straight in the ORM for export/retention tests (the rating flow has its own tests)."""
+"""Ratings made straight in the ORM for export, retention and quality tests (no queue involved)."""
 
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ def make_pair(
     return Comparison.objects.create(prompt=prompt, response_a=ra, response_b=rb, required_ratings=3)
 
 
-def rate(*, rater, comparison, preference, guideline, both_bad=False, flag_broken=False) -> Rating:
+def rate(*, rater, comparison, preference, guideline, a_left: bool = True, ms: int = 0, **fields) -> Rating:
+    """A stored judgment (assignment + rating rows) without going through the queue; `fields` are
+    further Rating fields (both_bad, flag_broken, ...)."""
     now = timezone.now()
     assignment = Assignment.objects.create(
         rater=rater,
         comparison=comparison,
-        shown_left="a",
-        status="done",
+        shown_left=Assignment.Side.A if a_left else Assignment.Side.B,
+        status=Assignment.Status.DONE,
         issued_at=now,
         lease_expires_at=now,
         finished_at=now,
@@ -41,8 +43,8 @@ def rate(*, rater, comparison, preference, guideline, both_bad=False, flag_broke
         comparison=comparison,
         assignment=assignment,
         preference=preference,
-        both_bad=both_bad,
-        flag_broken=flag_broken,
         guideline_version=guideline,
+        time_on_task_ms=ms,
         idempotency_key=uuid.uuid4(),
+        **fields,
     )

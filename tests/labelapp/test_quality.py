@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
-from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
-from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from labelapp.models import Assignment, Comparison, QualityReport, RaterProfile, Rating, RatingReview
+from labelapp.models import Comparison, QualityReport, RaterProfile, Rating, RatingReview
 from labelapp.services import quality, training
 from labelapp.services.schedules import QUALITY_REFRESH, schedules_ensure
+from tests.labelapp.export_helpers import rate as stored_rating
 
 
 @pytest.fixture(autouse=True)
@@ -26,28 +24,9 @@ def _fresh_cache():
     cache.clear()
 
 
-def rate(*, rater, comparison, preference: int, a_left: bool = True, ms: int = 20_000, guideline) -> Rating:
-    """A stored judgment (assignment + rating rows) without going through the queue."""
-    now = timezone.now()
-    assignment = Assignment.objects.create(
-        rater=rater,
-        comparison=comparison,
-        shown_left=Assignment.Side.A if a_left else Assignment.Side.B,
-        status=Assignment.Status.DONE,
-        issued_at=now,
-        lease_expires_at=now + timedelta(minutes=15),
-        finished_at=now,
-        form_key=uuid.uuid4(),
-    )
-    return Rating.objects.create(
-        rater=rater,
-        comparison=comparison,
-        assignment=assignment,
-        preference=preference,
-        guideline_version=guideline,
-        time_on_task_ms=ms,
-        idempotency_key=uuid.uuid4(),
-    )
+def rate(*, ms: int = 20_000, **kw) -> Rating:
+    """A stored judgment at a plausible reading time (20 s unless given)."""
+    return stored_rating(ms=ms, **kw)
 
 
 def _gold(make_comparison, i: int) -> Comparison:

@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import Max
 from django.template.response import TemplateResponse
 
+from labelapp.admin_base import RecordAdmin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -189,7 +190,7 @@ def _ask(modeladmin, request, queryset, *, form_class, title: str, submit_label:
 
 
 @admin.register(Rating)
-class RatingAdmin(admin.ModelAdmin):
+class RatingAdmin(RecordAdmin):
     list_display = (
         "id",
         "rater",
@@ -215,17 +216,8 @@ class RatingAdmin(admin.ModelAdmin):
     )
     search_fields = ("rater__username", "rationale", "comparison__prompt__text")
     date_hierarchy = "created_at"
+    # A rating is evidence (RecordAdmin): the actions record a confirm / exclude beside it, with a reason.
     actions = ["confirm_ratings", "exclude_ratings"]
-
-    # A rating is evidence: nobody adds, rewrites or deletes one here (the view page stays).
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("reviews")
@@ -298,21 +290,12 @@ class GuidelineAcknowledgmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(RatingReview)
-class RatingReviewAdmin(admin.ModelAdmin):
+class RatingReviewAdmin(RecordAdmin):
     """Decisions are records: added through the rating actions or the review list, never edited."""
 
     list_display = ("rating", "decision", "reason", "reviewer", "created_at")
     list_filter = ("decision",)
     raw_id_fields = ("rating",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RaterProfile)
@@ -437,20 +420,11 @@ from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, Simulate
 
 
 @admin.register(EvalSetRating)
-class EvalSetRatingAdmin(admin.ModelAdmin):
+class EvalSetRatingAdmin(RecordAdmin):
     """The frozen evaluation set, read-only: it only grows (services.training.eval_set_grow)."""
 
     list_display = ("id", "rating_id", "prompt_id", "added_at")
     readonly_fields = ("rating", "prompt", "added_at")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 # --- policy loop (read-mostly: rounds write these) -----------------------------------------------------

@@ -3,19 +3,12 @@ read-only here."""
 
 from django.contrib import admin
 
+from labelapp.admin_base import ReadOnlyAdmin
 from labelapp.quality_models import QualityReport, SimulatedDecision
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(QualityReport)
-class QualityReportAdmin(_ReadOnly):
+class QualityReportAdmin(ReadOnlyAdmin):
     list_display = ("id", "guideline_version", "computed_at", "n_ratings", "seconds")
     list_filter = ("guideline_version",)
     search_fields = ("id",)
@@ -23,7 +16,7 @@ class QualityReportAdmin(_ReadOnly):
 
 
 @admin.register(SimulatedDecision)
-class SimulatedDecisionAdmin(_ReadOnly):
+class SimulatedDecisionAdmin(ReadOnlyAdmin):
     list_display = (
         "rating",
         "rater",

@@ -230,14 +230,7 @@ def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = No
             )
             seen[digest] = prompt.pk
             for a, s in answers:
-                Response.objects.create(
-                    prompt=prompt,
-                    text=s.text,
-                    source_model=a.model,
-                    source_model_version=a.model_version,
-                    external_id=a.external_id,
-                    pii_found=s.found,
-                )
+                _answer_create(prompt=prompt, answer=a, scrubbed=s)
                 report.answers_created += 1
             report.created.append(prompt.pk)
             report.pii_found = merge_counts(report.pii_found, found)
@@ -263,15 +256,17 @@ def responses_add(*, prompt: Prompt, answers: list[AnswerIn]) -> list[Response]:
                 raise IngestError(
                     [{"line": None, "error": f"answer external_id {a.external_id!r} already exists"}]
                 )
-            s = scrub(a.text)
-            out.append(
-                Response.objects.create(
-                    prompt=prompt,
-                    text=s.text,
-                    source_model=a.model,
-                    source_model_version=a.model_version,
-                    external_id=a.external_id,
-                    pii_found=s.found,
-                )
-            )
+            out.append(_answer_create(prompt=prompt, answer=a, scrubbed=scrub(a.text)))
     return out
+
+
+def _answer_create(*, prompt: Prompt, answer: AnswerIn, scrubbed) -> Response:
+    """Store one answer as scrubbed text, recording what the scrubber replaced (types and counts)."""
+    return Response.objects.create(
+        prompt=prompt,
+        text=scrubbed.text,
+        source_model=answer.model,
+        source_model_version=answer.model_version,
+        external_id=answer.external_id,
+        pii_found=scrubbed.found,
+    )

@@ -162,3 +162,12 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
+
+
+def redis_py_url(url: str) -> str:
+    """The same Redis as a URL redis-py accepts: kombu's `redis+socket://PATH` becomes `unix://PATH`.
+
+    Celery takes the kombu form; Django's Redis cache (throttling, dashboard reports) needs redis-py's.
+    """
+    prefix = "redis+socket://"
+    return "unix://" + url[len(prefix) :] if url.startswith(prefix) else url

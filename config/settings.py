@@ -124,6 +124,12 @@ _db["HOST"] = _db.get("HOST", "").replace("%2F", "/").replace("%2f", "/")
 _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 # Off by default: a health check costs a round trip on every request.
 _db["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
+if env.bool("DB_PREPARED_STATEMENTS", default=True):
+    # The rating cycle's claim and submit are single large statements whose planning costs more than
+    # their execution; with server-side binding psycopg prepares a statement after its 5th use on a
+    # connection and PostgreSQL plans it once. Switch off behind a transaction-mode pooler (PgBouncer
+    # before 1.21), which cannot keep prepared statements.
+    _db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -225,6 +231,9 @@ CACHES = {
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="rlhf"),
     }
 }
+# Sessions are read on every request: from Redis first (no PostgreSQL query per request), written
+# through to the database, so a flushed or restarted Redis logs nobody out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SPECTACULAR_SETTINGS = {
     "TITLE": "RLHF preference loop API",
     "VERSION": "0.2.0",

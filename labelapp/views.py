@@ -216,27 +216,31 @@ def rate_next(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    if request.method == "POST":
+        return _rate_submit(request, assignment_id)
     try:
         assignment = assignment_for_page(rater=request.user, assignment_id=assignment_id)
     except Assignment.DoesNotExist:
         raise Http404("No such assignment.") from None
+    if assignment.status != Assignment.Status.LEASED:
+        messages.info(request, "That comparison is finished; here is your next one.")
+        return redirect("rate_next")
+    if guideline_needs_ack(rater=request.user) is not None:
+        return redirect("guidelines")
+    context = _panel_context(assignment)
+    context["guideline"] = guideline_current()
+    return render(request, "labelapp/rate.html", context)
 
-    if request.method == "GET":
-        if assignment.status != Assignment.Status.LEASED:
-            messages.info(request, "That comparison is finished; here is your next one.")
-            return redirect("rate_next")
-        if guideline_needs_ack(rater=request.user) is not None:
-            return redirect("guidelines")
-        context = _panel_context(assignment)
-        context["guideline"] = guideline_current()
-        return render(request, "labelapp/rate.html", context)
 
+def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    # No lookup before the submit: the submit service checks that the assignment is this rater's
+    # (Assignment.DoesNotExist -> 404), and the page's rows are only loaded again to show an error.
     form = RatingForm(request.POST)
     if form.is_valid():
         try:
             rating, created = rating_submit(
                 rater=request.user,
-                assignment_id=assignment.pk,
+                assignment_id=assignment_id,
                 idempotency_key=form.cleaned_data["form_key"],
                 data=form.to_input(),
             )
@@ -246,6 +250,10 @@ def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
             raise Http404("No such assignment.") from None
         except RatingError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+    try:
+        assignment = assignment_for_page(rater=request.user, assignment_id=assignment_id)
+    except Assignment.DoesNotExist:
+        raise Http404("No such assignment.") from None
     return _render_form_error(request, assignment, form)
 
 

@@ -139,6 +139,7 @@ def celery_worker_process(settings):
     import signal
     import subprocess
     import sys
+    import tempfile
 
     procs: list[subprocess.Popen] = []
     db = settings.DATABASES["default"]
@@ -149,6 +150,7 @@ def celery_worker_process(settings):
 
     def start(*, queue: str, name: str, extra_env: dict | None = None) -> subprocess.Popen:
         env = {**base_env, **(extra_env or {})}
+        log = tempfile.NamedTemporaryFile(prefix=f"celery-{name.split('@')[0]}-", suffix=".log", delete=False)
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -171,10 +173,13 @@ def celery_worker_process(settings):
                 "INFO",
             ],
             env=env,
-            stdout=subprocess.PIPE,
+            # A file, not a pipe: nobody reads a pipe while the test waits, and a full pipe (64 KiB of
+            # log lines) blocks the worker in its next write.
+            stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        proc.log_path = log.name
         procs.append(proc)
         return proc
 
@@ -183,3 +188,4 @@ def celery_worker_process(settings):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        os.unlink(proc.log_path)

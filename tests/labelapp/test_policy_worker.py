@@ -1,10 +1,7 @@
 """One turn of the loop through a real Celery worker, Redis and PostgreSQL, on tiny models:
 ratings -> reward model run -> the beat's policy check -> PPO round (its worker killed with -9 halfway,
 restarted, resumed from its last update) -> new comparisons at the front of the queue -> a rater judges
-them -> the win rate on the policy page.
-
-The rater here is scripted (always the shorter answer; ties when equal); the simulated raters of
-services/simulation.py are another module's and this test does not depend on them.
+them -> simulated raters (services/simulation.py) judge them -> the win rate on the policy page.
 """
 
 from __future__ import annotations
@@ -15,16 +12,19 @@ import signal
 import pytest
 from django.urls import reverse
 
-from labelapp.models import PolicyPair, PolicyVersion, RewardModelVersion, TrainingRun
+from labelapp.models import PolicyPair, PolicyVersion, Rating, RewardModelVersion, TrainingRun
 from labelapp.services import policy, training
-from labelapp.services.assignment import assignment_next
-from labelapp.services.ratings import RatingInput, rating_submit
+from labelapp.services.simulation import simulate_raters
 from tests.labelapp.policy_fixtures import tiny_policy_dir  # noqa: F401 (a fixture)
 from tests.labelapp.test_training_worker import _wait
 
 pytest.importorskip("torch")
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+
+# A tiny update takes about 40 ms on a quiet 2-core machine: the round must last long enough (seconds)
+# for the test, polling every 0.2 s, to kill its worker part-way.
+UPDATES = 150
 
 
 def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_rate(
@@ -57,7 +57,7 @@ def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_r
         "MODEL": tiny_policy_dir,
         "MAX_NEW_TOKENS": 6,
         "TEMPERATURE": 1.0,
-        "PPO_UPDATES": 20,
+        "PPO_UPDATES": UPDATES,
         "PPO_BATCH_SIZE": 4,
         "PPO_MINI_BATCH_SIZE": 2,
         "PPO_EPOCHS": 1,
@@ -87,7 +87,7 @@ def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_r
         "POLICY_MODEL": tiny_policy_dir,
         "POLICY_MAX_NEW_TOKENS": "6",
         "POLICY_TEMPERATURE": "1.0",
-        "PPO_UPDATES": "20",
+        "PPO_UPDATES": str(UPDATES),
         "PPO_BATCH_SIZE": "4",
         "PPO_MINI_BATCH_SIZE": "2",
         "PPO_EPOCHS": "1",
@@ -122,6 +122,7 @@ def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_r
 
     def past_two_updates():
         r = TrainingRun.objects.get(pk=run.pk)
+        assert r.status in ("queued", "running"), f"the round ended ({r.status}) before it could be killed"
         return r.status == "running" and (r.progress_detail.get("step") or 0) >= 2
 
     _wait(past_two_updates, 180, "the round to pass two updates", worker)
@@ -130,38 +131,32 @@ def test_a_loop_turn_through_a_real_worker_survives_kill_9_and_ends_with_a_win_r
     run.refresh_from_db()
     assert run.status == "running" and run.attempts == 1
 
-    celery_worker_process(queue=queue, name=name, extra_env=env)  # same node name: it requeues its round
+    worker = celery_worker_process(queue=queue, name=name, extra_env=env)  # same name: requeues its round
     finished = _wait(
         lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(),
         300,
         "the round",
+        worker,
     )
     assert finished.status == "succeeded", finished.error
     assert finished.attempts == 2 and finished.metrics["resumed_from_update"] >= 2
     assert TrainingRun.objects.filter(kind="ppo").count() == 1
     v1 = PolicyVersion.objects.get(number=1)
-    assert [row["update"] for row in v1.history] == list(range(1, 21))
+    assert [row["update"] for row in v1.history] == list(range(1, UPDATES + 1))
 
-    # the new comparisons come first; a rater who always picks the shorter answer judges them
-    pairs = PolicyPair.objects.filter(new=v1, kind="vs_previous")
-    assert pairs.exists()
-    rater = make_user("judge")
-    from labelapp.services.guidelines import guideline_acknowledge, guideline_current
-
-    guideline_acknowledge(rater=rater, version=guideline_current())
-    judged = 0
-    while (assignment := assignment_next(rater=rater)) is not None and judged < pairs.count():
-        c = assignment.comparison
-        assert c.priority == settings.POLICY["COMPARISON_PRIORITY"]
-        la, lb = len(c.response_a.text), len(c.response_b.text)
-        pref = 0 if la == lb else (-1 if la < lb else 1)
-        rating_submit(
-            rater=rater,
-            assignment_id=assignment.pk,
-            idempotency_key=assignment.form_key,
-            data=RatingInput(preference=pref, length_check="adds_nothing"),
-        )
-        judged += c.policy_pair.kind == "vs_previous"
+    # the new comparisons come first; simulated raters (length-biased, judging by the true utility of
+    # services/simulation.py) judge them through the same services as people
+    pairs = PolicyPair.objects.filter(new=v1)
+    assert pairs.filter(kind="vs_previous").exists()
+    priority = settings.POLICY["COMPARISON_PRIORITY"]
+    assert all(p.comparison.priority == priority for p in pairs.select_related("comparison"))
+    slots = sum(p.comparison.required_ratings for p in pairs.select_related("comparison"))
+    result = simulate_raters(
+        raters=3, ratings=slots, length_bias=0.6, seed=7, encoder="lexical", prefix="loop", top_up=False
+    )
+    assert result.ratings == slots
+    judged = Rating.objects.filter(comparison__policy_pair__new=v1, rater__username__startswith="loop-")
+    assert judged.count() == slots  # the policy pairs were served before anything else
     win = policy.policy_win_rate(version=v1)
     assert win is not None and win["n"] >= 1 and 0 <= win["lo"] <= win["win_rate"] <= win["hi"] <= 1
 

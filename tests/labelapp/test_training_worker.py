@@ -20,6 +20,12 @@ pytest.importorskip("torch")
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
 
+def worker_output(proc) -> str:
+    """What a worker started by the celery_worker_process fixture has logged so far."""
+    with open(proc.log_path, errors="replace") as f:
+        return f.read()
+
+
 def _wait(predicate, timeout: float, what: str, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -27,10 +33,11 @@ def _wait(predicate, timeout: float, what: str, proc=None):
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise AssertionError(f"worker exited early while waiting for {what}:\n{out[-3000:]}")
+            out = worker_output(proc)[-3000:]
+            raise AssertionError(f"worker exited early while waiting for {what}:\n{out}")
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    out = worker_output(proc)[-3000:] if proc is not None else ""
+    raise AssertionError(f"timed out waiting for {what}:\n{out}")
 
 
 def test_a_killed_worker_resumes_the_run_from_its_checkpoint(

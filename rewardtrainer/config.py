@@ -51,7 +51,8 @@ class TrainConfig:
     pooling: str = "auto"
     """'auto' (mean for encoders, last token for decoders), 'mean' or 'last'"""
     max_length: int = 256
-    """tokens per (prompt, answer); the prompt is cut from the left first, no pair is ever dropped"""
+    """tokens per (prompt, answer); the prompt keeps its end (up to a quarter), the answer its head and
+    tail (rewardtrainer.data.truncate); no pair is ever dropped"""
     batch_size: int = 16
     """pairs per micro-batch (a forward sees 2 * batch_size rows: chosen then rejected)"""
     max_tokens: int = 0

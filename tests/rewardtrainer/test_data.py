@@ -102,15 +102,19 @@ def test_split_by_prompt_refuses_a_single_prompt():
         split_by_prompt(pairs, 0.2, 0)
 
 
-def test_truncate_takes_the_prompt_from_the_left_then_the_answer_from_the_right():
+def test_truncate_keeps_the_end_of_the_prompt_and_the_head_and_tail_of_the_answer():
     prompt, answer = list(range(10)), [100, 101]
-    assert truncate(prompt, answer, 5) == ([7, 8, 9], [100, 101])
-    assert truncate(prompt, answer, 2) == ([], [100, 101])
-    assert truncate(prompt, list(range(100, 110)), 4) == ([], [100, 101, 102, 103])
-    assert truncate(prompt, answer, 50) == (prompt, answer)
+    assert truncate(prompt, answer, 50) == (prompt, answer)  # fits: unchanged
+    assert truncate(prompt, answer, 5) == ([7, 8, 9], [100, 101])  # short answer: the prompt gets the rest
+    long_answer = list(range(100, 120))
+    # budget 8: the prompt keeps a quarter (its last 2 tokens), the answer 3 from its head, 3 from its tail
+    assert truncate(prompt, long_answer, 8) == ([8, 9], [100, 101, 102, 117, 118, 119])
+    assert truncate(prompt, long_answer, 3) == ([], [100, 101, 119])  # a quarter of 3 is no token
+    assert truncate([], long_answer, 4) == ([], [100, 101, 118, 119])
+    assert truncate(prompt, long_answer, 1) == ([], [100])
 
 
-def test_encoding_keeps_every_pair_and_cuts_long_prompts_from_the_left(minilm_tokenizer):
+def test_encoding_keeps_every_pair_and_the_prompt_in_view(minilm_tokenizer):
     prompt = " ".join(f"w{i}" for i in range(300))  # far longer than max_length
     long_answer = " ".join(["river"] * 80)
     pairs = [
@@ -123,8 +127,9 @@ def test_encoding_keeps_every_pair_and_cuts_long_prompts_from_the_left(minilm_to
     text = minilm_tokenizer.decode(enc.chosen_ids[0], skip_special_tokens=True)
     assert text.endswith("w299 the cat runs")  # the answer whole, the END of the prompt kept
     assert "w0 " not in text
-    ids = enc.chosen_ids[1]  # the answer alone is too long: no prompt, answer cut on the right
-    assert len(ids) == 32 and minilm_tokenizer.decode(ids, skip_special_tokens=True).startswith("river river")
+    ids = enc.chosen_ids[1]  # the answer alone is too long: the (short) prompt stays, the answer is cut
+    text = minilm_tokenizer.decode(ids, skip_special_tokens=True)
+    assert len(ids) == 32 and text.startswith("short prompt river")
     assert (
         enc.chosen_types[0][0] == 0 and enc.chosen_types[0][-1] == 1
     )  # BERT segment ids: prompt 0, answer 1

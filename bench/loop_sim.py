@@ -21,11 +21,11 @@ true utility of the policy's evaluation answers, mean answer length in tokens, r
 fresh judgments, and KL to v0. Targets: with the debiased model the true utility rises every turn and
 the mean length grows at most 10% from v0 over three turns; the control shows what happens without it.
 
-Sizes (small / --full): 24 / 96 training prompts, 12 / 48 evaluation prompts, 48 / 128 new tokens,
-6 / 16 PPO updates of 8 / 32 answers (2 / 4 epochs, learning rate 2e-5 / 3e-6), reward model 2 epochs
-on MiniLM-L6. On a GPU the same script
-runs the policy in bf16 (rewardtrainer picks CUDA on its own); generation dominates there, which is
-where an inference engine would come in (README, "How a bigger policy runs").
+Sizes (small / --full): 30 / 96 training prompts, 15 / 48 evaluation prompts (the 45 demo prompts, whose
+key facts the simulator knows, then prompts of ../shared/data), 96 / 128 new tokens, 6 / 16 PPO updates
+of 8 / 32 answers (2 / 4 epochs, learning rate 1e-5 / 3e-6), reward model 2 epochs on MiniLM-L6.
+On a GPU the same script runs the policy in bf16 (rewardtrainer picks CUDA on its own); generation
+dominates there, which is where an inference engine would come in (README, "How a bigger policy runs").
 """
 
 from __future__ import annotations
@@ -70,30 +70,35 @@ def sizes(full: bool) -> dict:
         }
     # Few, larger steps: 3e-6 over 4 updates leaves a 135M policy where it was.
     return {
-        "train_prompts": 24,
-        "eval_prompts": 12,
-        "max_new_tokens": 48,
+        "train_prompts": 30,
+        "eval_prompts": 15,
+        "max_new_tokens": 96,
         "ppo_updates": 6,
         "batch": 8,
         "ppo_epochs": 2,
-        "ppo_lr": 2e-5,
+        "ppo_lr": 1e-5,
     }
 
 
 def load_prompts(n_train: int, n_eval: int, seed: int) -> tuple[list[str], list[str]]:
-    """Prompts of the shared preference data (else the demo project), split by prompt, no overlap."""
+    """The demo project's prompts first (the simulator knows their key facts, so its true utility
+    measures content there), then prompts of the shared preference data; split, no overlap."""
     from rewardtrainer.data import load_jsonl
 
-    texts: list[str] = []
+    demo = [d["prompt"] for d in json.loads((ROOT / "labelapp" / "demo" / "prompts.json").read_text())]
+    random.Random(seed).shuffle(demo)
+    extra: list[str] = []
     data_dir = ROOT.parent / "shared" / "data" / "preferences"
     for path in sorted(data_dir.glob("*.jsonl")) if data_dir.is_dir() else []:
-        texts.extend(p.prompt for p in load_jsonl(path))
-    if not texts:
-        demo = json.loads((ROOT / "labelapp" / "demo" / "prompts.json").read_text())
-        texts = [d["prompt"] for d in demo]
-    unique = sorted({t for t in texts if 0 < len(t) < 600})
-    random.Random(seed).shuffle(unique)
-    return unique[:n_train], unique[n_train : n_train + n_eval]
+        extra.extend(p.prompt for p in load_jsonl(path))
+    extra = sorted({t for t in extra if 0 < len(t) < 600} - set(demo))
+    random.Random(seed).shuffle(extra)
+    texts = demo + extra
+    # the evaluation prompts come from the demo set too, where the utility is most meaningful
+    n_eval_demo = min(n_eval, len(demo) // 3)
+    eval_prompts = demo[:n_eval_demo] + extra[: n_eval - n_eval_demo]
+    train = [t for t in texts if t not in set(eval_prompts)][:n_train]
+    return train, eval_prompts
 
 
 def judge(prompts, a_samples, b_samples, utility, args, rng):

@@ -1,6 +1,6 @@
 """TrainConfig: the one vocabulary for a reward-model run (torch-free, so the web app can import it).
 
-A run stores `dataclasses.asdict(config)` in the database and rebuilds it with `TrainConfig(**run.config)`;
+A run stores `dataclasses.asdict(config)` in the database and rebuilds it with `TrainConfig.from_stored()`;
 the `python -m rewardtrainer.train_rm` command line is generated from the fields below (`add_config_args`),
 so every field is settable there under its own name (`--max-length 128`, `--no-calibrate`).
 """
@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import importlib.util
 import inspect
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -150,6 +151,27 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> TrainConfig:
+        """A config stored by an earlier version: its renamed fields mapped, fields it no longer has
+        dropped (named in the log), so a run queued before an upgrade still runs after it."""
+        data = dict(data)
+        for old, new in _RENAMED.items():
+            if old in data:
+                value = data.pop(old)
+                data.setdefault(new, value)
+        if "odin" in data:  # before the objective field: odin=True was ODIN, False plain Bradley-Terry
+            data.setdefault("objective", "odin" if data.pop("odin") else "plain")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            logging.getLogger(__name__).warning("stored config: ignoring fields %s", ", ".join(unknown))
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Stored-config field names of earlier versions -> today's.
+_RENAMED = {"decorrelate_max_pairs": "calibration_max_pairs"}
 
 
 def field_docs(cls: type = TrainConfig) -> dict[str, str]:

@@ -20,7 +20,7 @@ Reliability rules (DESIGN sections 3 and 7), each backed by a test:
   version's balanced accuracy is at least the active version's; otherwise the reason is on its page.
 
 A run stores `dataclasses.asdict(TrainConfig)` in `run.config` and the worker rebuilds it with
-`TrainConfig(**run.config)` (rewardtrainer/config.py, importable without torch).
+`TrainConfig.from_stored(run.config)` (rewardtrainer/config.py, importable without torch).
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def run_train_config(run: TrainingRun):
     """The run's TrainConfig, rebuilt from what it stored."""
     from rewardtrainer.config import TrainConfig
 
-    return TrainConfig(**run.config)
+    return TrainConfig.from_stored(run.config)
 
 
 def baseline_config(config):

@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
 # comparisons and ratings, and export files that hold them.
 RETENTION_DAYS = {k.strip(): int(v) for k, v in env.dict("RETENTION_DAYS", default={}).items() if k.strip()}
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(BASE_DIR / ".data" / "exports")))
+# How often the beat runs purge_expired (the scheduled job "Retention: ..."; editable in the admin).
+RETENTION_PURGE_SECONDS = env.int("RETENTION_PURGE_SECONDS", default=24 * 3600)
 
 # --- Security (production) ------------------------------------------------------------------------
 if PRODUCTION:

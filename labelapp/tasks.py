@@ -23,6 +23,14 @@ def quality_refresh() -> list[int] | None:
     return run()
 
 
+@shared_task(name="labelapp.tasks.retention_purge")
+def retention_purge() -> dict[str, int]:
+    """Beat (daily by default): what `manage.py purge_expired` does (services/retention.py)."""
+    from labelapp.services.retention import purge_expired
+
+    return purge_expired()
+
+
 @shared_task(name="labelapp.tasks.reward_model_check")
 def reward_model_check() -> int | None:
     """Beat: recover dead runs; start a run if enough new consented ratings arrived."""

@@ -12,6 +12,7 @@ QUEUE_HOUSEKEEPING = "Queue housekeeping: release expired leases, record figures
 REWARD_MODEL_CHECK = "Reward model: retrain when enough new ratings arrived"
 QUALITY_REFRESH = "Quality: recompute rater figures, trust weights and dashboard reports"
 POLICY_CHECK = "Policy: start a round when a new reward model is active"
+RETENTION_PURGE = "Retention: delete prompts, ratings and export files past RETENTION_DAYS"
 
 
 def _jobs() -> list[tuple[str, str, int]]:
@@ -25,6 +26,7 @@ def _jobs() -> list[tuple[str, str, int]]:
         (REWARD_MODEL_CHECK, "labelapp.tasks.reward_model_check", settings.TRAINING["CHECK_SECONDS"]),
         (QUALITY_REFRESH, "labelapp.tasks.quality_refresh", settings.QUALITY["REFRESH_SECONDS"]),
         (POLICY_CHECK, "labelapp.tasks.policy_check", settings.POLICY["CHECK_SECONDS"]),
+        (RETENTION_PURGE, "labelapp.tasks.retention_purge", settings.RETENTION_PURGE_SECONDS),
     ]
 
 

@@ -71,3 +71,20 @@ def test_an_export_without_expiring_sources_is_kept(rater, guideline, settings, 
     export_write(path=tmp_path / "keep.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters())
     purge_expired()
     assert (tmp_path / "keep.jsonl").exists() and ExportFile.objects.count() == 1
+
+
+def test_the_beat_purges_daily(rater, guideline, settings):
+    from django_celery_beat.models import PeriodicTask
+
+    from labelapp.services.schedules import RETENTION_PURGE, schedules_ensure
+    from labelapp.tasks import retention_purge
+
+    schedules_ensure()
+    job = PeriodicTask.objects.get(name=RETENTION_PURGE)
+    assert job.task == "labelapp.tasks.retention_purge" and job.interval.every == 24 * 3600
+    settings.RETENTION_DAYS = {"*": 30}
+    old = make_pair(text="old", source="feed")
+    rate(rater=rater, comparison=old, preference=1, guideline=guideline)
+    _age(old.prompt, 31)
+    assert retention_purge()["prompts"] == 1  # the task the job names does the purge
+    assert not Prompt.objects.filter(text="old").exists()

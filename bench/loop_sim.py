@@ -1,6 +1,6 @@
 """Three turns of the loop with simulated, length-biased raters: does the policy get better, or longer?
 
-The raters are the simulator of labelapp/services/simulation.py: its true utility (`answer_utility`)
+The raters are the simulator of labelapp/services/simulation.py: its true utility (`answer_utilities`)
 and its decision rule (`decide`: utility difference + length_bias x log word ratio + noise). Run from
 the project root, with the app's environment (DJANGO_ENV, DATABASE_URL, REDIS_URL) set, because the
 simulator lives in labelapp:
@@ -10,12 +10,14 @@ simulator lives in labelapp:
 
 Each turn, for the shipped length-debiased reward model (length covariate + calibration) and, as the
 control, a plain Bradley-Terry one, with the same seeds:
-1. the current policy answers every training prompt twice;
-2. a simulated rater judges each pair by the simulator's rule (ties dropped): it likes quality, and
-   also length (--length-bias, the simulator's default 0.6 per e-fold of the word ratio);
+1. the current policy answers every training prompt 4 times;
+2. a simulated rater judges every pair of distinct answers to a prompt (6 per prompt) by the
+   simulator's rule (ties dropped): it likes quality, and also length (--length-bias, the simulator's
+   default 0.6 per e-fold of the word ratio);
 3. the reward model is trained on all judgments so far (its accuracy on this turn's fresh judgments is
    measured first, with last turn's model);
-4. one PPO round against it (KL to v0), then the new policy answers the held-out evaluation prompts.
+4. one PPO round against it (KL to v0), then the new policy answers the held-out evaluation prompts
+   (2 / 4 samples each).
 Per turn (turn 0 = policy v0, before any round) it prints and writes to bench/out/loop_sim.json: mean
 true utility of the policy's evaluation answers, mean answer length in tokens, reward-model accuracy on
 fresh judgments, and KL to v0. Targets: with the debiased model the true utility rises every turn and
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import random
@@ -67,6 +70,8 @@ def sizes(full: bool) -> dict:
             "batch": 32,
             "ppo_epochs": 4,
             "ppo_lr": 3e-6,
+            "answers_per_prompt": 4,
+            "eval_samples": 4,
         }
     # Few, larger steps: 3e-6 over 4 updates leaves a 135M policy where it was.
     return {
@@ -77,6 +82,8 @@ def sizes(full: bool) -> dict:
         "batch": 8,
         "ppo_epochs": 2,
         "ppo_lr": 1e-5,
+        "answers_per_prompt": 4,
+        "eval_samples": 2,
     }
 
 
@@ -101,31 +108,45 @@ def load_prompts(n_train: int, n_eval: int, seed: int) -> tuple[list[str], list[
     return train, eval_prompts
 
 
-def judge(prompts, a_samples, b_samples, utility, args, rng):
-    """A length-biased simulated rater (the simulator's rule): a PreferencePair per decided (A, B)."""
+def sample_groups(policy, tok, prompts, params, n: int, seed: int) -> list[list]:
+    """`n` sampled answers per prompt (one batch of len(prompts) * n rows, in order)."""
+    from rewardtrainer.sampling import HFGenerator
+
+    flat = HFGenerator(policy, tok).generate([p for p in prompts for _ in range(n)], params, seed=seed)
+    return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def judge(prompts, groups, utilities, args, rng):
+    """A length-biased simulated rater (the simulator's rule) judges every pair of distinct answers
+    to each prompt: a PreferencePair per decided pair (ties dropped, as the app drops them)."""
     from labelapp.services.simulation import RaterConfig, decide
     from rewardtrainer.data import PreferencePair
 
     rater = RaterConfig(length_bias=args.length_bias, position_bias=0.0, noise=args.noise)
     pairs = []
-    for i, (p, a, b) in enumerate(zip(prompts, a_samples, b_samples, strict=True)):
-        if a.text.strip() == b.text.strip():
-            continue
-        d = decide(
-            config=rater,
-            u_a=utility(prompt=p, text=a.text),
-            u_b=utility(prompt=p, text=b.text),
-            words_a=len(a.text.split()),
-            words_b=len(b.text.split()),
-            a_left=rng.random() < 0.5,
-            rng=rng,
-        )
-        if d.preference == 0:
-            continue  # a tie: the app keeps ties out of training too
-        chosen, rejected = (b, a) if d.preference > 0 else (a, b)
-        pairs.append(
-            PreferencePair(prompt=p, chosen=chosen.text, rejected=rejected.text, pair_id=f"{i}", prompt_id=p)
-        )
+    for i, (p, answers) in enumerate(zip(prompts, groups, strict=True)):
+        texts = [a.text for a in answers]
+        u = utilities(prompt=p, texts=texts)
+        for j, k in itertools.combinations(range(len(texts)), 2):
+            if texts[j].strip() == texts[k].strip():
+                continue
+            d = decide(
+                config=rater,
+                u_a=u[j],
+                u_b=u[k],
+                words_a=len(texts[j].split()),
+                words_b=len(texts[k].split()),
+                a_left=rng.random() < 0.5,
+                rng=rng,
+            )
+            if d.preference == 0:
+                continue
+            chosen, rejected = (texts[k], texts[j]) if d.preference > 0 else (texts[j], texts[k])
+            pairs.append(
+                PreferencePair(
+                    prompt=p, chosen=chosen, rejected=rejected, pair_id=f"{i}-{j}-{k}", prompt_id=p
+                )
+            )
     return pairs
 
 
@@ -137,25 +158,30 @@ def rm_accuracy(scorer, pairs) -> float | None:
     return float((c > r).float().mean())
 
 
-def evaluate(policy, tok, reference, eval_prompts, params, utility, args) -> dict:
-    """The policy's answers to the held-out prompts: mean true utility, mean length, KL to v0."""
+def evaluate(policy, tok, reference, eval_prompts, params, utilities, args, n: int) -> dict:
+    """The policy's answers (n per held-out prompt): mean true utility, mean length, KL to v0."""
     from rewardtrainer.ppo import sequence_kl
     from rewardtrainer.sampling import HFGenerator
 
-    gen = HFGenerator(policy, tok)
-    ev = gen.generate(eval_prompts, params, seed=args.seed + 7)
-    kls = sequence_kl(policy, reference, ev, gen.pad_id, params.temperature)
+    groups = sample_groups(policy, tok, eval_prompts, params, n, seed=args.seed + 7)
+    answers = [a for g in groups for a in g]
+    u = [
+        x
+        for p, g in zip(eval_prompts, groups, strict=True)
+        for x in utilities(prompt=p, texts=[a.text for a in g])
+    ]
+    kls = sequence_kl(policy, reference, answers, HFGenerator(policy, tok).pad_id, params.temperature)
     return {
-        "true_utility": sum(utility(prompt=p, text=x.text) for p, x in zip(eval_prompts, ev, strict=True))
-        / len(ev),
-        "mean_length_tokens": sum(x.num_tokens for x in ev) / len(ev),
+        "true_utility": sum(u) / len(u),
+        "mean_length_tokens": sum(a.num_tokens for a in answers) / len(answers),
+        "no_eos_share": sum(not a.finished for a in answers) / len(answers),
         "kl_to_v0": sum(kls) / len(kls),
     }
 
 
 def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
     from rewardtrainer.ppo import PPOConfig, train_ppo
-    from rewardtrainer.sampling import HFGenerator, RewardScorer, SamplingParams, load_policy
+    from rewardtrainer.sampling import RewardScorer, SamplingParams, load_policy
     from rewardtrainer.train_rm import TrainConfig, fit_reward_model
 
     name = "debiased" if debiased else "plain"
@@ -171,16 +197,16 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
         {
             "reward_model": name,
             "turn": 0,
-            **evaluate(policy, tok, reference, eval_prompts, params, utility, args),
+            **evaluate(policy, tok, reference, eval_prompts, params, utility, args, s["eval_samples"]),
         }
     ]
     print(json.dumps(rows[0]), flush=True)
     for turn in range(1, args.turns + 1):
         t0 = time.perf_counter()
-        gen = HFGenerator(policy, tok)
-        a = gen.generate(train_prompts, params, seed=args.seed * 100 + turn)
-        b = gen.generate(train_prompts, params, seed=args.seed * 100 + turn + 50)
-        fresh = judge(train_prompts, a, b, utility, args, rng)
+        groups = sample_groups(
+            policy, tok, train_prompts, params, s["answers_per_prompt"], args.seed * 100 + turn
+        )
+        fresh = judge(train_prompts, groups, utility, args, rng)
         acc = rm_accuracy(scorer, fresh)
         all_pairs += fresh
         rm_config = TrainConfig(
@@ -213,7 +239,7 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
         row = {
             "reward_model": name,
             "turn": turn,
-            **evaluate(policy, tok, reference, eval_prompts, params, utility, args),
+            **evaluate(policy, tok, reference, eval_prompts, params, utility, args, s["eval_samples"]),
             "rm_accuracy_fresh": acc,
             "fresh_pairs": len(fresh),
             "seconds": round(time.perf_counter() - t0, 1),
@@ -230,12 +256,12 @@ def main(argv=None) -> int:
 
     django.setup()
     try:
-        from labelapp.services.simulation import answer_utility
+        from labelapp.services.simulation import answer_utilities
     except ImportError as e:
         print(f"the rater simulator is not available ({e}); nothing to run")
         return 0
     s = sizes(args.full)
-    rows = run_variant(True, args, s, answer_utility) + run_variant(False, args, s, answer_utility)
+    rows = run_variant(True, args, s, answer_utilities) + run_variant(False, args, s, answer_utilities)
     debiased = [r for r in rows if r["reward_model"] == "debiased"]
     rising = all(b["true_utility"] > a["true_utility"] for a, b in zip(debiased, debiased[1:], strict=False))
     growth = debiased[-1]["mean_length_tokens"] / debiased[0]["mean_length_tokens"] - 1 if debiased else 0.0

@@ -3,7 +3,7 @@ same split (by prompt), same budget, same backbone; prints a table and checks th
 
 Run from the project root (the data sets live beside it, in ../shared/data/preferences/):
 
-    nice -n 10 .venv/bin/python bench/rm_quality.py                          # MiniLM-L6, 40 steps, len 128
+    nice -n 10 .venv/bin/python bench/rm_quality.py                          # MiniLM-L6, 150 steps, len 128
     nice -n 10 .venv/bin/python bench/rm_quality.py --max-steps 200 --seeds 0 1 2
     nice -n 10 .venv/bin/python bench/rm_quality.py --only plain length+rrm-nb
 
@@ -90,7 +90,7 @@ RAW_KEYS = {"accuracy", "accuracy_longer_won", "accuracy_shorter_won", "balanced
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="reward model variants on human preference pairs")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--max-steps", type=int, default=150)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-5)

@@ -884,9 +884,9 @@ def train_ppo(
     while state.update < config.updates:
         row = ppo_update(state, prompts, reward_fn)
         done_this_call += 1
-        log.info(
-            "ppo %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
-        )
+        # 4 significant digits, not 4 decimals: a learning rate of 1e-5 would print as 0.0
+        shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in row.items()}
+        log.info("ppo %s", json.dumps(shown))
         last = state.update >= config.updates
         if config.checkpoint_every and (state.update % config.checkpoint_every == 0 or last):
             _checkpoint(state, ckpt_dir)

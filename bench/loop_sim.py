@@ -5,7 +5,7 @@ and its decision rule (`decide`: utility difference + length_bias x log word rat
 the project root, with the app's environment (DJANGO_ENV, DATABASE_URL, REDIS_URL) set, because the
 simulator lives in labelapp:
 
-    nice -n 10 .venv/bin/python bench/loop_sim.py              # small: about 30 min on 2 CPU cores
+    nice -n 10 .venv/bin/python bench/loop_sim.py              # small: about 40 min on 2 CPU cores
     .venv/bin/python bench/loop_sim.py --full                  # full size (a GPU: minutes)
 
 Each turn, for the shipped length-debiased reward model (length covariate + calibration) and, as the

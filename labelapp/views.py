@@ -213,15 +213,20 @@ def rate_next(request: HttpRequest) -> HttpResponse:
     return redirect("rate", assignment_id=assignment.pk)
 
 
+def _own_assignment(request: HttpRequest, assignment_id: int) -> Assignment:
+    """The rater's own assignment with the page's rows; 404 for anyone else's or an unknown id."""
+    try:
+        return assignment_for_page(rater=request.user, assignment_id=assignment_id)
+    except Assignment.DoesNotExist:
+        raise Http404("No such assignment.") from None
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
     if request.method == "POST":
         return _rate_submit(request, assignment_id)
-    try:
-        assignment = assignment_for_page(rater=request.user, assignment_id=assignment_id)
-    except Assignment.DoesNotExist:
-        raise Http404("No such assignment.") from None
+    assignment = _own_assignment(request, assignment_id)
     if assignment.status != Assignment.Status.LEASED:
         messages.info(request, "That comparison is finished; here is your next one.")
         return redirect("rate_next")
@@ -250,11 +255,7 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
             raise Http404("No such assignment.") from None
         except RatingError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-    try:
-        assignment = assignment_for_page(rater=request.user, assignment_id=assignment_id)
-    except Assignment.DoesNotExist:
-        raise Http404("No such assignment.") from None
-    return _render_form_error(request, assignment, form)
+    return _render_form_error(request, _own_assignment(request, assignment_id), form)
 
 
 def _render_form_error(request: HttpRequest, assignment: Assignment, form: RatingForm) -> HttpResponse:
@@ -280,10 +281,7 @@ def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
         messages.error(request, str(exc))
         if request.htmx:
             # The reason check runs before any lookup, so the id may be someone else's or unknown: 404.
-            try:
-                assignment = assignment_for_page(rater=request.user, assignment_id=assignment_id)
-            except Assignment.DoesNotExist:
-                raise Http404("No such assignment.") from None
+            assignment = _own_assignment(request, assignment_id)
             if assignment.status == Assignment.Status.LEASED:
                 context = _panel_context(assignment)
                 context["skip_error"] = str(exc)

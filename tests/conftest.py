@@ -179,6 +179,7 @@ def celery_worker_process(settings):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()  # the worker writes through its own copy of the descriptor
         proc.log_path = log.name
         procs.append(proc)
         return proc

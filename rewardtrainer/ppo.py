@@ -637,15 +637,19 @@ def evaluate(
 
 def _old_logprobs_and_values(state: PPOState, rollout: Rollout, timed) -> tuple[torch.Tensor, torch.Tensor]:
     """The rollout's log-probs and values before the update (no grad), each (B, R)."""
-    recorded = rollout.logprobs if state.config.rollout_logprobs else None
+    c = state.config
+    recorded = rollout.logprobs if c.rollout_logprobs else None
     if isinstance(state.value, ValueHead):  # one trunk pass: values, and the log-probs if not recorded
         logprobs, _, values = timed("values", lambda: evaluate(state, rollout, recorded is None))
-    else:
-        logprobs = None
-        if recorded is None:
-            logprobs = timed("policy_logprobs", lambda: evaluate(state, rollout)[0])
-        values = timed("values", lambda: evaluate(state, rollout, with_logprobs=False)[2])
-    return (recorded if recorded is not None else logprobs), values
+        return (recorded if recorded is not None else logprobs), values
+    # separate: the policy forward only when nothing was recorded, the value model's once
+    logprobs = recorded
+    if logprobs is None:
+        logprobs = timed(
+            "policy_logprobs",
+            lambda: forward_logprobs(state.policy, rollout, c.temperature, state.autocast_dtype)[0],
+        )
+    return logprobs, timed("values", lambda: state.value(rollout, state.autocast_dtype))
 
 
 def _minibatch_step(state: PPOState, mb: Rollout, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -729,8 +733,8 @@ def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> 
     stats = timed("update", lambda: _optimize(state, rollout, batch))
     state.scheduler.step()
     beta = state.kl_ctl.value
-    state.kl_ctl.update(float(kl.sum(dim=1).mean()), rollout.response_ids.shape[0])
     row = _log_row(state, rollout, raw, score, kl, beta, stats, batch, times)
+    state.kl_ctl.update(row["kl"], rollout.response_ids.shape[0])  # the per-answer KL the row reports
     state.update += 1
     state.history.append(row)
     return row

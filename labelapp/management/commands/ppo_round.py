@@ -4,10 +4,9 @@ The round goes to the `gpu` Celery queue (one policy round at a time); --sync ru
 instead and prints the round's figures.
 """
 
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.run_output import run_queued_or_here
 from labelapp.models import TrainingRun
 from labelapp.services.policy import POLICY_KINDS, PolicyError, policy_round_request, policy_run_execute
 
@@ -31,14 +30,4 @@ class Command(BaseCommand):
             active = TrainingRun.objects.filter(kind__in=POLICY_KINDS, status__in=TrainingRun.ACTIVE).first()
             raise CommandError(f"Round #{active.pk} is already {active.status}; one at a time.")
         self.stdout.write(f"round #{run.pk} ({run.get_kind_display()}) queued")
-        if not sync:
-            self.stdout.write("a Celery worker on queue 'gpu' will pick it up; follow it at /policy/")
-            return
-        status = policy_run_execute(run_id=run.pk, worker="manage.py")
-        run.refresh_from_db()
-        self.stdout.write(f"round #{run.pk} {status}")
-        if run.error:
-            self.stdout.write(f"error: {run.error}")
-        self.stdout.write(json.dumps(run.metrics, indent=2, default=str))
-        if status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"round #{run.pk} {status}")
+        run_queued_or_here(self, run, sync=sync, execute=policy_run_execute, noun="round", page="/policy/")

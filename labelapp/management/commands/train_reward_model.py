@@ -6,10 +6,9 @@ new consented ratings arrived since the last reward model. The run goes to the `
 this process instead (no worker needed) and prints the metrics.
 """
 
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.run_output import run_queued_or_here
 from labelapp.models import TrainingRun
 from labelapp.services.training import (
     BrokerUnavailable,
@@ -48,14 +47,4 @@ class Command(BaseCommand):
                 "use --now to train anyway."
             )
         self.stdout.write(f"run #{run.pk} queued on {len(run.data_snapshot['rating_ids'])} ratings")
-        if not sync:
-            self.stdout.write("a Celery worker on queue 'gpu' will pick it up; follow it at /training/")
-            return
-        status = training_run_execute(run_id=run.pk, worker="manage.py")
-        run.refresh_from_db()
-        self.stdout.write(f"run #{run.pk} {status}")
-        if run.error:
-            self.stdout.write(f"error: {run.error}")
-        self.stdout.write(json.dumps(run.metrics, indent=2))
-        if status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"run #{run.pk} {status}")
+        run_queued_or_here(self, run, sync=sync, execute=training_run_execute, noun="run", page="/training/")

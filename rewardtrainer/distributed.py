@@ -120,8 +120,12 @@ def barrier(dist: Dist) -> None:
 
 
 def shutdown(dist: Dist) -> None:
+    """Leave the process group together: every rank waits until all arrive (rank 0 arrives after it
+    finalized and wrote the model), then all destroy it. A rank that destroyed the group and exited
+    while rank 0 still held its gloo connections was seen to die of SIGABRT, failing the run."""
     if dist.enabled:
         import torch.distributed as td
 
         if td.is_initialized():
+            td.barrier()
             td.destroy_process_group()

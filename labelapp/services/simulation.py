@@ -359,6 +359,8 @@ def _demo_prompt(slug: str, item: dict) -> Prompt:
     return prompt
 
 
+# Open slots of the ordinary queue only (the `normal` stream of assignment._CLAIM_SQL): a repeat is
+# one rater's own and may not be due yet, and gold is drawn at GOLD_RATE, so neither is a slot to count on.
 _USABLE_SLOTS_SQL = """
 SELECT COALESCE(SUM(LEAST(c.required_ratings - c.claimed_count, %(n)s - COALESCE(x.n, 0))), 0)
 FROM labelapp_comparison c
@@ -367,7 +369,8 @@ LEFT JOIN (
     WHERE rater_id = ANY(%(ids)s) AND status IN ('leased', 'done', 'skipped')
     GROUP BY comparison_id
 ) x ON x.comparison_id = c.id
-WHERE c.is_active AND c.claimed_count < c.required_ratings
+WHERE c.is_active AND c.claimed_count < c.required_ratings AND c.kind = 'normal'
+  AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
 """
 
 

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from scipy.stats import spearmanr
 
 from labelapp import metrics
-from labelapp.models import Assignment, GuidelineAcknowledgment, Rating, SimulatedDecision
+from labelapp.models import Assignment, Comparison, GuidelineAcknowledgment, Rating, SimulatedDecision
 from labelapp.services.ratings import length_check_asked
 from labelapp.services.simulation import RaterConfig, answer_utilities, answer_utility, decide, parse_values
 
@@ -153,3 +153,13 @@ def test_the_minilm_utility_prefers_the_right_concise_answer():
         ],
     )
     assert right > padded > wrong
+
+
+def test_top_up_counts_only_slots_the_ordinary_queue_serves(guideline, settings):
+    """Repeats not yet due (and gold) are not open slots for the simulated raters: counting them made the
+    second run stop short ("the queue ran out") whenever the first run had drawn a repeat (CI flake)."""
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0, "REPEAT_RATE": 1.0, "REPEAT_DELAY_MINUTES": 60}
+    call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "5", "--encoder", "lexical")
+    assert Comparison.objects.filter(kind=Comparison.Kind.REPEAT).exists()
+    call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "5", "--encoder", "lexical")
+    assert Rating.objects.count() == 12

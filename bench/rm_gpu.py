@@ -249,7 +249,8 @@ def main(argv=None) -> int:
     peak = peak_flops(device)
     if gpu and args.gpu_memory_gb:
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_memory_gb * 1e9 / total), device)
+        fraction = min(1.0, args.gpu_memory_gb * 1e9 / total)
+        torch.cuda.set_per_process_memory_fraction(fraction, device.index or torch.cuda.current_device())
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
     per_step = max(args.batch_size, args.max_tokens // (2 * args.max_length) + 1)
     n_pairs = per_step * (args.steps + 4)

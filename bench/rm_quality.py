@@ -10,8 +10,9 @@ Run from the project root (the data sets live beside it, in ../shared/data/prefe
 Variants (one training run each; calibration is post-hoc, so "+cal" rows come from the same run):
 plain (Bradley-Terry), odin (quality head, decorrelated), length (the learned length covariate, beta
 dropped at use), and length with prompt-mismatch pairs (RRM) taken from a random other prompt or from
-the most similar prompt (MiniLM). Figures per row: accuracy of the deployed reward; accuracy of the full
-model (reward + length term); accuracy where the longer / shorter answer won and their mean (balanced);
+the most similar prompt (MiniLM); "+pad" adds padding pairs (an answer beats itself padded, worded
+unlike the padding test: augment.padded_pairs). Figures per row: accuracy of the deployed reward;
+accuracy of the full model (reward + length term); accuracy where the longer / shorter answer won and their mean (balanced);
 Pearson and Spearman of the deployed reward with answer length; the padding test; the off-prompt test.
 Medians over seeds when several are given. Targets (for the shipped default, TrainConfig's defaults):
 |Pearson| <= 0.05; shorter-won >= 55%; balanced >= plain's + 3 points; full model within 1 point of
@@ -53,12 +54,14 @@ OUT = ROOT / "bench" / "out"
 
 # name -> TrainConfig overrides (one training run each)
 RUNS = {
-    "plain": dict(objective="plain", augment="none", calibrate=True),
-    "odin": dict(objective="odin", augment="none", calibrate=False),
-    "length": dict(objective="length", augment="none", calibrate=True),
-    "length+rrm": dict(objective="length", augment="random", calibrate=True),
-    "length+rrm-nb": dict(objective="length", augment="neighbour", calibrate=True),
-    "plain+rrm-nb": dict(objective="plain", augment="neighbour", calibrate=True),
+    "plain": dict(objective="plain", augment="none", augment_padding=0.0, calibrate=True),
+    "odin": dict(objective="odin", augment="none", augment_padding=0.0, calibrate=False),
+    "length": dict(objective="length", augment="none", augment_padding=0.0, calibrate=True),
+    "length+rrm": dict(objective="length", augment="random", augment_padding=0.0, calibrate=True),
+    "length+rrm-nb": dict(objective="length", augment="neighbour", augment_padding=0.0, calibrate=True),
+    "plain+rrm-nb": dict(objective="plain", augment="neighbour", augment_padding=0.0, calibrate=True),
+    "length+pad": dict(objective="length", augment="none", augment_padding=0.5, calibrate=True),
+    "length+rrm-nb+pad": dict(objective="length", augment="neighbour", augment_padding=0.5, calibrate=True),
 }
 # Rows of the table: (label, run, which figures) - "raw" = before calibration, "cal" = deployed.
 ROWS = [
@@ -71,6 +74,8 @@ ROWS = [
     ("length+rrm-nb", "length+rrm-nb", "raw"),
     ("length+rrm-nb+cal", "length+rrm-nb", "cal"),
     ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
+    ("length+pad+cal", "length+pad", "cal"),
+    ("length+rrm-nb+pad+cal", "length+rrm-nb+pad", "cal"),
 ]
 FIGURES = [
     ("acc", "accuracy"),

@@ -10,6 +10,7 @@ sentence embeddings, cosine), which makes the pair harder: the foreign answer is
     neighbours = prompt_neighbours(pairs, embed=minilm_embedder())   # prompt key -> nearest other key
     extra = mismatch_pairs(pairs, ratio=0.5, seed=0, neighbours=neighbours)
     padded = pad_answer(answer, prompt, kind="filler")                # for the padding test
+    extra += padded_pairs(pairs, ratio=0.25, seed=0)      # training: padding in other words
 """
 
 from __future__ import annotations
@@ -124,6 +125,68 @@ def mismatch_pairs(
                 margin=0.0,
                 weight=p.weight,
                 pair_id=f"{p.pair_id}~mismatch{k}",
+                prompt_id=p.prompt_id,
+            )
+        )
+    return out
+
+
+# Training-time padding (TrainConfig.augment_padding) uses the test's three kinds in other words: the
+# padding test's filler sentence, its restatement template and its whole-answer repetition never appear
+# in training, so the test measures whether the lesson carries over to padding the model has not seen.
+TRAIN_FILLERS = (
+    "I hope this helps, and feel free to ask if anything is unclear.",
+    "Great question! This is something many people wonder about.",
+    "Overall, this is an interesting and important topic with many aspects to consider.",
+    "It is always a good idea to keep these considerations in mind going forward.",
+    "There are many factors involved, and each of them deserves careful thought.",
+    "Let me know if you would like more details on any part of this answer.",
+    "As with many things, the details can matter a great deal in practice.",
+    "This should give you a clear and complete picture of the situation.",
+)
+TRAIN_RESTATEMENTS = (
+    'Regarding your question, "{q}", here is what I can say.',
+    "Thank you for asking: {q} Let me explain.",
+    "The question is: {q} The answer follows.",
+)
+
+
+def train_padding(answer: str, prompt: str, kind: str, rng: random.Random) -> str:
+    """A longer copy that adds nothing, in a form the padding test never uses (see TRAIN_FILLERS)."""
+    if kind == "filler":
+        extra = " ".join(rng.sample(TRAIN_FILLERS, k=rng.randint(1, 2)))
+        return f"{extra} {answer}" if rng.random() < 0.3 else f"{answer} {extra}"
+    if kind == "restate":
+        question = " ".join(prompt.split())[:300]
+        return f"{rng.choice(TRAIN_RESTATEMENTS).format(q=question)} {answer}"
+    if kind == "repeat":  # part of the answer again, as a recap (the test repeats all of it)
+        words = answer.split()
+        start = rng.randrange(max(1, len(words) // 2))
+        return f"{answer}\n\nTo recap: {' '.join(words[start : start + max(8, len(words) // 2)])}"
+    raise ValueError(f"unknown padding kind {kind!r}")
+
+
+def padded_pairs(pairs: Sequence[PreferencePair], *, ratio: float, seed: int) -> list[PreferencePair]:
+    """About `ratio * len(pairs)` extra pairs: (prompt, an answer) beats (prompt, the same answer padded
+    with filler, a restatement of the question or a recap; `train_padding`). Such a pair can only be won
+    by a reward that does not pay for words that add nothing. Margin 0; the human pair's weight carries
+    over."""
+    if ratio <= 0 or not pairs:
+        return []
+    rng = random.Random(seed)
+    out = []
+    for k in range(round(ratio * len(pairs))):
+        p = pairs[rng.randrange(len(pairs))]
+        answer = p.chosen if rng.random() < 0.5 else p.rejected
+        kind = PAD_KINDS[k % len(PAD_KINDS)]
+        out.append(
+            PreferencePair(
+                prompt=p.prompt,
+                chosen=answer,
+                rejected=train_padding(answer, p.prompt, kind, rng),
+                margin=0.0,
+                weight=p.weight,
+                pair_id=f"{p.pair_id}~padded{k}",
                 prompt_id=p.prompt_id,
             )
         )

@@ -47,6 +47,9 @@ class TrainConfig:
     (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
     augment_ratio: float = 0.5
     """extra mismatch pairs per human pair"""
+    augment_padding: float = 0.0
+    """extra padding pairs per human pair: an answer beats a copy of itself padded with filler, a
+    restatement of the question or a recap (worded unlike the padding test's; augment.padded_pairs)"""
     ensemble: int = 1
     """train this many members (data-order seeds seed, seed+1, ...) and average their weights (WARM)"""
     pooling: str = "auto"
@@ -140,6 +143,8 @@ class TrainConfig:
             raise ValueError(
                 f"gradient_checkpointing must be auto, on or off, got {self.gradient_checkpointing!r}"
             )
+        if self.augment_ratio < 0 or self.augment_padding < 0:
+            raise ValueError("augment_ratio and augment_padding must be >= 0")
         if self.ensemble < 1:
             raise ValueError("ensemble must be >= 1")
         if not 0.0 < self.val_fraction < 1.0:

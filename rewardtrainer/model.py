@@ -68,13 +68,17 @@ def resolve_pooling(config, pooling: str = "auto") -> str:
         return pooling
     if pooling != "auto":
         raise ValueError(f"pooling must be 'auto', 'mean' or 'last', got {pooling!r}")
+    return "last" if is_causal_decoder(config) else "mean"
+
+
+def is_causal_decoder(config) -> bool:
+    """Whether a backbone config is a causal (decoder-only) language model."""
     archs = getattr(config, "architectures", None) or []
-    decoder = (
+    return (
         bool(getattr(config, "is_decoder", False))
         or getattr(config, "model_type", "") in DECODER_MODEL_TYPES
         or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
     )
-    return "last" if decoder else "mean"
 
 
 def disable_dropout(module: nn.Module) -> None:
@@ -146,6 +150,7 @@ class RewardModel(nn.Module):
         # LengthCalibration knots (calibrate.py), set after training; subtracted from the deployed reward.
         self.calibration: dict | None = None
         self.pooling = resolve_pooling(backbone.config, pooling)
+        self.causal = is_causal_decoder(backbone.config)
         self.source = source
         self.max_length: int | None = None  # set by training, saved, used by score()
         if getattr(backbone, "pooler", None) is not None:
@@ -276,7 +281,11 @@ class RewardModel(nn.Module):
         kwargs = (
             {"token_type_ids": token_type_ids} if token_type_ids is not None and self.uses_token_types else {}
         )
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        # Padding is on the right, and a causal decoder never lets a real token see what comes after it:
+        # the padding mask changes nothing that pooling reads. Without it SDPA runs the causal flash
+        # kernel instead of a masked one (and builds no (B, 1, T, T) mask).
+        backbone_mask = None if self.causal else attention_mask
+        hidden = self.backbone(input_ids=input_ids, attention_mask=backbone_mask, **kwargs).last_hidden_state
         pooled = self.pool(hidden, attention_mask).float()  # (B, H); heads in fp32 under autocast too
         r_quality = self.quality_head(pooled).squeeze(-1)  # (B,)
         if self.length_head is None:

@@ -247,6 +247,30 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def causal_padding_mask(model, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) padding mask -> the (B, 1, T, T) causal mask a full-sequence forward should get, in which
+    every padding position attends to itself.
+
+    Under the plain causal-and-padding mask a left-padding position sees no key at all. Fused SDPA
+    kernels on CUDA may write NaN for such a row (the first PPO round in bf16 on an H200 sampled from
+    NaN probabilities), and the next layer spreads it to every real position: its masked-out values
+    get weight 0, and 0 x NaN = NaN. Letting padding see itself changes nothing for the real positions,
+    which still never see padding (transformers once did the same, `_unmask_unattended`). Attention
+    kernels other than 'sdpa' and 'eager' get the padding mask as it is.
+    """
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "sdpa"
+    if impl not in ("sdpa", "eager"):
+        return mask
+    T, device = mask.shape[1], mask.device
+    keep = mask.bool()  # (B, T)
+    allowed = torch.ones((T, T), dtype=torch.bool, device=device).tril()[None] & keep[:, None, :]  # (B, T, T)
+    allowed |= torch.eye(T, dtype=torch.bool, device=device)[None] & ~keep[:, :, None]
+    allowed = allowed[:, None]  # (B, 1, T, T)
+    if impl == "sdpa":
+        return allowed
+    return torch.zeros(allowed.shape, device=device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+
+
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Set to -inf every logit outside the nucleus (the smallest top set with probability >= top_p)."""
     if top_p >= 1.0:
@@ -307,7 +331,8 @@ def sample_tokens(
         for t in range(params.max_new_tokens):
             out = model(
                 input_ids=step_ids,
-                attention_mask=mask,
+                # the prefill sees the whole left-padded prompt; a decode step's query is a real token
+                attention_mask=causal_padding_mask(model, mask) if t == 0 else mask,
                 position_ids=step_pos,
                 use_cache=True,
                 logits_to_keep=1,

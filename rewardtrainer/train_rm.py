@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .augment import minilm_embedder, mismatch_pairs, prompt_neighbours
+from .augment import minilm_embedder, mismatch_pairs, padded_pairs, prompt_neighbours
 from .calibrate import LengthCalibration
 from .checkpoint import (
     CheckpointError,
@@ -229,7 +229,8 @@ def _wants_checkpointing(model: RewardModel, config: TrainConfig, device: torch.
     total = torch.cuda.get_device_properties(device).total_memory
     # A process capped with torch.cuda.set_per_process_memory_fraction (a shared GPU) gets its share only.
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-    total *= get_fraction(device) if get_fraction is not None else 1.0
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total *= get_fraction(index) if get_fraction is not None else 1.0
     need = estimate_training_bytes(model, config)
     if need > 0.8 * total:
         log.info("gradient checkpointing on: ~%.1f GB needed, %.1f GB on the GPU", need / 1e9, total / 1e9)
@@ -277,6 +278,7 @@ def prepare(
         extra = mismatch_pairs(
             train_pairs, ratio=config.augment_ratio, seed=config.seed, neighbours=neighbours
         )
+    extra += padded_pairs(train_pairs, ratio=config.augment_padding, seed=config.seed + 1)
     val_neighbours = _neighbours(val, config, "the off-prompt test will") if config.eval_probe_answers else {}
 
     with_types = _uses_token_types(config.backbone)
@@ -325,7 +327,10 @@ def fingerprint(prep: Prepared) -> str:
         "backbone", "objective", "pooling", "max_length", "batch_size", "max_tokens", "grad_accum", "seed",
         "dropout", "augment", "augment_ratio",
     )  # fmt: skip
-    h.update(json.dumps({k: getattr(prep.config, k) for k in keys}, sort_keys=True).encode())
+    settings = {k: getattr(prep.config, k) for k in keys}
+    if prep.config.augment_padding:  # only when on, so that older checkpoints keep their fingerprint
+        settings["augment_padding"] = prep.config.augment_padding
+    h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(f"world={prep.dist.world_size}".encode())
     return h.hexdigest()[:16]
 

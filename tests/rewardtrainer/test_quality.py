@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from rewardtrainer.augment import mismatch_pairs, pad_answer, prompt_key, prompt_neighbours
+from rewardtrainer.augment import (
+    FILLER,
+    mismatch_pairs,
+    pad_answer,
+    padded_pairs,
+    prompt_key,
+    prompt_neighbours,
+)
 from rewardtrainer.calibrate import LengthCalibration
 from rewardtrainer.config import TrainConfig, add_config_args, config_from_namespace, field_docs
 from rewardtrainer.data import budget_batches
@@ -91,6 +98,22 @@ def test_mismatch_pairs_pit_an_answer_against_one_to_another_prompt():
     assert {k: pad_answer("Yes.", "Q?", k) for k in ("filler", "restate", "repeat")}[
         "repeat"
     ] == "Yes.\n\nYes."
+
+
+def test_padding_pairs_prefer_the_plain_answer_and_never_use_the_tests_wording():
+    pairs = keyword_pairs(40, n_prompts=8)
+    extra = padded_pairs(pairs, ratio=0.5, seed=3)
+    assert len(extra) == 20 and padded_pairs(pairs, ratio=0.5, seed=3) == extra
+    answers = {a for p in pairs for a in (p.chosen, p.rejected)}
+    for e in extra:
+        assert e.chosen in answers and e.chosen in e.rejected and len(e.rejected) > len(e.chosen)
+        assert e.margin == 0.0
+        # the padding test's own forms stay unseen: its filler, its restatement, a whole repetition
+        assert FILLER.strip() not in e.rejected and "You asked:" not in e.rejected
+        assert e.rejected != f"{e.chosen}\n\n{e.chosen}"
+    assert padded_pairs(pairs, ratio=0.0, seed=0) == []
+    with pytest.raises(ValueError, match="augment_padding"):
+        TrainConfig(augment_padding=-1.0)
 
 
 def test_token_budget_batches_hold_the_budget_and_every_pair_once():

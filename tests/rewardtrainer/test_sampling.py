@@ -105,3 +105,40 @@ def test_best_of_n_picks_the_answer_the_reward_prefers(gen):
     for sample, scores in zip(result.best, result.all_scores, strict=True):
         assert len(sample.text.split()) == max(scores)
     assert kl_best_of_n(1) == 0.0
+
+
+def _nan_on_unattended_rows(
+    query, key, value, attn_mask=None, is_causal=False, scale=None, enable_gqa=False, **kw
+):
+    """SDPA as some fused CUDA kernels behave: a query row that may see no key comes out NaN."""
+    if enable_gqa:
+        rep = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(rep, dim=1), value.repeat_interleave(rep, dim=1)
+    scores = query @ key.transpose(-1, -2) * (scale or query.shape[-1] ** -0.5)
+    if is_causal:
+        attn_mask = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+    if attn_mask is not None:
+        scores = (
+            scores.masked_fill(~attn_mask, float("-inf"))
+            if attn_mask.dtype == torch.bool
+            else scores + attn_mask
+        )
+    return scores.softmax(dim=-1) @ value  # softmax of an all -inf row is NaN
+
+
+def test_left_padding_never_feeds_nan_into_sampling_or_log_probs(gen, tok, monkeypatch):
+    """The first PPO round in bf16 on an H200 sampled from NaN probabilities: padding positions see no
+    key, the kernel wrote NaN there, and the next layer spread it to the real tokens (0 x NaN)."""
+    ps = ["the cat", "a dog runs fast over the blue road", "sky"]
+    params = SamplingParams(temperature=0.8, max_new_tokens=8)
+    rollout = build_rollout(gen.generate(ps, params, seed=1), gen.pad_id)
+    reference, _ = forward_logprobs(gen.model, rollout, params.temperature)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", _nan_on_unattended_rows)
+    ids, mask = rollout.query_ids, rollout.query_mask
+    with torch.no_grad():  # the emulated kernel does what the real one did with a plain padding mask
+        assert gen.model(input_ids=ids, attention_mask=mask).logits.isnan().any()
+    samples = gen.generate(ps, params, seed=1)  # multinomial raised on NaN probabilities before
+    assert all(math.isfinite(lp) for s in samples for lp in s.logprobs)
+    logprobs, _ = forward_logprobs(gen.model, rollout, params.temperature)
+    real = rollout.response_mask.bool()
+    torch.testing.assert_close(logprobs[real], reference[real], atol=1e-5, rtol=1e-5)

@@ -12,8 +12,9 @@ plain (Bradley-Terry), odin (quality head, decorrelated), length (the learned le
 dropped at use), and length with prompt-mismatch pairs (RRM) taken from a random other prompt or from
 the most similar prompt (MiniLM); "+pad" adds padding pairs (an answer beats itself padded, worded
 unlike the padding test: augment.padded_pairs). Figures per row: accuracy of the deployed reward;
-accuracy of the full model (reward + length term); accuracy where the longer / shorter answer won and their mean (balanced);
-Pearson and Spearman of the deployed reward with answer length; the padding test; the off-prompt test.
+accuracy of the full model (reward + length term); accuracy where the longer / shorter answer won and
+their mean (balanced); Pearson and Spearman of the deployed reward with answer length; the padding
+test; the off-prompt test.
 Medians over seeds when several are given. Targets (for the shipped default, TrainConfig's defaults):
 |Pearson| <= 0.05; shorter-won >= 55%; balanced >= plain's + 3 points; full model within 1 point of
 plain's accuracy; padding and off-prompt tests >= 90%. Writes bench/out/rm_quality.json.

@@ -338,11 +338,13 @@ TRAINING = {
     "CHECKPOINT_EVERY": env.int("RM_CHECKPOINT_EVERY", default=50),
     # Reward model recipe (rewardtrainer.config.TrainConfig; README "Reward model retraining"):
     # objective 'length' (length covariate, dropped at use), 'plain' or 'odin'; post-hoc length
-    # calibration; prompt-mismatch augmentation 'none', 'neighbour' or 'random'; WARM ensemble size.
-    # Defaults chosen from bench/rm_quality.py (README): length + calibration, no augmentation.
+    # calibration; prompt-mismatch augmentation 'none', 'neighbour' or 'random'; padding pairs per
+    # human pair; WARM ensemble size. Defaults chosen from bench/rm_quality.py (README): length +
+    # calibration + padding pairs (0.5), no prompt-mismatch pairs.
     "OBJECTIVE": env.str("RM_OBJECTIVE", default="length"),
     "CALIBRATE": env.bool("RM_CALIBRATE", default=True),
     "AUGMENT": env.str("RM_AUGMENT", default="none"),
+    "AUGMENT_PADDING": env.float("RM_AUGMENT_PADDING", default=0.5),
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),
     # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile on the gpu worker.
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),

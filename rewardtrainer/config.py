@@ -47,7 +47,7 @@ class TrainConfig:
     (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
     augment_ratio: float = 0.5
     """extra mismatch pairs per human pair"""
-    augment_padding: float = 0.0
+    augment_padding: float = 0.5
     """extra padding pairs per human pair: an answer beats a copy of itself padded with filler, a
     restatement of the question or a recap (worded unlike the padding test's; augment.padded_pairs)"""
     ensemble: int = 1

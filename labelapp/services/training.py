@@ -69,7 +69,7 @@ METRIC_LABELS = {
     "n_pairs": "validation pairs",
     "n_shorter_won": "pairs the shorter answer won",
     "n_longer_won": "pairs the longer answer won",
-    "augmented_pairs": "prompt-mismatch pairs added",
+    "augmented_pairs": "augmentation pairs added (prompt mismatch, padding)",
     "global_step": "optimizer steps",
     "pairs_train": "training pairs",
     "pairs_val": "validation pairs",
@@ -251,6 +251,7 @@ def train_config_from_settings():
         "objective": t["OBJECTIVE"],
         "calibrate": t["CALIBRATE"],
         "augment": t["AUGMENT"],
+        "augment_padding": t["AUGMENT_PADDING"],
         "ensemble": t["ENSEMBLE"],
         "max_length": t["MAX_LENGTH"],
         "batch_size": t["BATCH_SIZE"],
@@ -278,7 +279,9 @@ def run_train_config(run: TrainingRun):
 
 def baseline_config(config):
     """The plain Bradley-Terry model trained beside a run for comparison: same data, budget and seed."""
-    return dataclasses.replace(config, objective="plain", augment="none", calibrate=False, ensemble=1)
+    return dataclasses.replace(
+        config, objective="plain", augment="none", augment_padding=0.0, calibrate=False, ensemble=1
+    )
 
 
 # --- requesting runs ------------------------------------------------------------------------------

@@ -127,8 +127,9 @@ def test_token_budget_batches_hold_the_budget_and_every_pair_once():
 def test_the_length_model_learns_beta_calibrates_and_passes_the_probes(tmp_path, tiny_bert):
     pairs = keyword_pairs(240, seed=3, longer_chosen=0.85)
     cfg = tiny_config(
-        tiny_bert, objective="length", calibrate=True, augment="random", epochs=3, eval_probe_answers=40
-    )
+        tiny_bert, objective="length", calibrate=True, augment="random", augment_padding=0.0, epochs=3,
+        eval_probe_answers=40,
+    )  # fmt: skip
     res = fit_reward_model(pairs, cfg, tmp_path / "run")
     m = res.metrics
     assert m["length_beta"] > 0  # the covariate took up the raters' taste for length
@@ -144,6 +145,19 @@ def test_the_length_model_learns_beta_calibrates_and_passes_the_probes(tmp_path,
     model.calibration = None
     raw = model.score(tok, ["question 1: x"], ["the red car excellent"])
     assert deployed.item() != pytest.approx(raw.item())  # score() subtracts the length fit
+
+
+def test_padding_pairs_teach_the_padding_test(tmp_path, tiny_bert):
+    pairs = keyword_pairs(240, seed=3, longer_chosen=0.85)
+    scores = {}
+    for ratio in (0.0, 1.0):
+        cfg = tiny_config(
+            tiny_bert, objective="length", augment_padding=ratio, epochs=3, eval_probe_answers=60
+        )
+        res = fit_reward_model(pairs, cfg, tmp_path / f"run{ratio}")
+        assert res.metrics["augmented_pairs"] == round(ratio * res.pairs_train)
+        scores[ratio] = res.metrics["padding_accuracy"]
+    assert scores[1.0] >= 0.8 and scores[1.0] > scores[0.0] + 0.3, scores
 
 
 def test_resume_restores_the_run_state_on_its_own(tmp_path, tiny_bert):

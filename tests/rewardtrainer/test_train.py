@@ -31,6 +31,7 @@ def tiny_config(backbone: str, **kw) -> TrainConfig:
         val_fraction=0.2,
         log_every=1,
         augment="none",
+        augment_padding=0.0,
         calibrate=False,
         eval_probe_answers=0,
         objective="plain",

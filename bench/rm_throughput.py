@@ -90,6 +90,7 @@ def worker_ours(args) -> dict:
         # the same Bradley-Terry work as TRL (no mismatch pairs, no post-hoc fits, no probes)
         objective="odin" if args.worker == "ours-odin" else "plain",
         augment="none",
+        augment_padding=0.0,
         calibrate=False,
         eval_probe_answers=0,
         max_length=args.max_length,

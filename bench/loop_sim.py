@@ -8,8 +8,8 @@ simulator lives in labelapp:
     nice -n 10 .venv/bin/python bench/loop_sim.py              # small: about 40 min on 2 CPU cores
     .venv/bin/python bench/loop_sim.py --full                  # full size (a GPU: minutes)
 
-Each turn, for the shipped length-debiased reward model (length covariate + calibration) and, as the
-control, a plain Bradley-Terry one, with the same seeds:
+Each turn, for the shipped length-debiased reward model (length covariate + calibration + padding
+pairs) and, as the control, a plain Bradley-Terry one, with the same seeds:
 1. the current policy answers every training prompt 4 times;
 2. a simulated rater judges every pair of distinct answers to a prompt (6 per prompt) by the
    simulator's rule (ties dropped): it likes quality, and also length (--length-bias, the simulator's
@@ -209,8 +209,12 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
         fresh = judge(train_prompts, groups, utility, args, rng)
         acc = rm_accuracy(scorer, fresh)
         all_pairs += fresh
-        rm_config = TrainConfig(
-            objective="length" if debiased else "plain", calibrate=debiased, epochs=2, seed=args.seed
+        rm_config = TrainConfig(  # debiased = the shipped recipe; the control: plain, nothing added
+            objective="length" if debiased else "plain",
+            calibrate=debiased,
+            augment_padding=TrainConfig.augment_padding if debiased else 0.0,
+            epochs=2,
+            seed=args.seed,
         )
         rm = fit_reward_model(all_pairs, rm_config, work / f"rm-{turn}")
         scorer = RewardScorer.from_pretrained(rm.model_dir)

@@ -142,3 +142,16 @@ def test_left_padding_never_feeds_nan_into_sampling_or_log_probs(gen, tok, monke
     logprobs, _ = forward_logprobs(gen.model, rollout, params.temperature)
     real = rollout.response_mask.bool()
     torch.testing.assert_close(logprobs[real], reference[real], atol=1e-5, rtol=1e-5)
+
+
+def test_the_eager_attention_path_takes_the_same_mask(gen, tok):
+    """causal_padding_mask hands eager attention an additive float mask: same log-probs as SDPA's."""
+    ps = ["the cat", "a dog runs fast over the blue road", "sky"]
+    params = SamplingParams(temperature=0.8, max_new_tokens=8)
+    rollout = build_rollout(gen.generate(ps, params, seed=2), gen.pad_id)
+    sdpa, _ = forward_logprobs(gen.model, rollout, params.temperature)
+    eager_model = tiny_llama(tok)
+    eager_model.config._attn_implementation = "eager"
+    eager, _ = forward_logprobs(eager_model, rollout, params.temperature)
+    real = rollout.response_mask.bool()
+    torch.testing.assert_close(eager[real], sdpa[real], atol=1e-5, rtol=1e-5)

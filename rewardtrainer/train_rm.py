@@ -801,9 +801,10 @@ def fit_reward_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(pairs, config, out_dir, val_pairs)
     log.info(
-        "reward model: %s, objective=%s, augment=%s (+%d pairs), calibrate=%s; %d train / %d val pairs; "
-        "%d steps (%d per epoch) x %d member(s); world size %d",
-        config.backbone, config.objective, config.augment, prep.n_augmented, config.calibrate,
+        "reward model: %s, objective=%s, augment=%s, padding pairs %.2f (+%d pairs), calibrate=%s; "
+        "%d train / %d val pairs; %d steps (%d per epoch) x %d member(s); world size %d",
+        config.backbone, config.objective, config.augment, config.augment_padding, prep.n_augmented,
+        config.calibrate,
         len(prep.train_pairs), len(prep.val_pairs), prep.total_steps, prep.steps_per_epoch, config.ensemble,
         prep.dist.world_size,
     )  # fmt: skip

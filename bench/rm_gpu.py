@@ -129,7 +129,7 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         parts.model.train()
         enc = prep.enc_train
         order = _batches(enc.lengths, config, [config.seed, 0])
-        groups = [order[i % len(order) : i % len(order) + 1] for i in range(warmup + args.steps)]
+        groups = [[order[i % len(order)]] for i in range(warmup + args.steps)]  # one batch a step
         running = RunningStats()
 
         def sync():
@@ -250,7 +250,8 @@ def main(argv=None) -> int:
     if gpu and args.gpu_memory_gb:
         total = torch.cuda.get_device_properties(device).total_memory
         fraction = min(1.0, args.gpu_memory_gb * 1e9 / total)
-        torch.cuda.set_per_process_memory_fraction(fraction, device.index or torch.cuda.current_device())
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(fraction, index)
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
     per_step = max(args.batch_size, args.max_tokens // (2 * args.max_length) + 1)
     n_pairs = per_step * (args.steps + 4)

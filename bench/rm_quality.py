@@ -10,11 +10,13 @@ Run from the project root (the data sets live beside it, in ../shared/data/prefe
 Variants (one training run each; calibration is post-hoc, so "+cal" rows come from the same run):
 plain (Bradley-Terry), odin (quality head, decorrelated), length (the learned length covariate, beta
 dropped at use), and length with prompt-mismatch pairs (RRM) taken from a random other prompt or from
-the most similar prompt (MiniLM); "+pad" adds padding pairs (an answer beats itself padded, worded
-unlike the padding test: augment.padded_pairs). Figures per row: accuracy of the deployed reward;
-accuracy of the full model (reward + length term); accuracy where the longer / shorter answer won and
-their mean (balanced); Pearson and Spearman of the deployed reward with answer length; the padding
-test; the off-prompt test.
+the most similar prompt (MiniLM; ".15" = 0.15 such pairs per human pair instead of 0.5); "+pad" adds
+padding pairs (an answer beats itself padded, worded unlike the padding test: augment.padded_pairs);
+"+hold" fits the length calibration on 10% of the training prompts held out of training ("hold20":
+20%) instead of on training answers (plain Bradley-Terry always trains on every training pair).
+Figures per row: accuracy of the deployed reward; accuracy of the full model (reward + length term);
+accuracy where the longer / shorter answer won and their mean (balanced); Pearson and Spearman of the
+deployed reward with answer length; the padding test; the off-prompt test.
 Medians over seeds when several are given. Targets (for the shipped default, TrainConfig's defaults):
 |Pearson| <= 0.05; shorter-won >= 55%; balanced >= plain's + 3 points; full model within 1 point of
 plain's accuracy; padding and off-prompt tests >= 90%. Writes bench/out/rm_quality.json.
@@ -55,14 +57,31 @@ OUT = ROOT / "bench" / "out"
 
 # name -> TrainConfig overrides (one training run each)
 RUNS = {
-    "plain": dict(objective="plain", augment="none", augment_padding=0.0, calibrate=True),
+    "plain": dict(objective="plain", augment="none", augment_padding=0.0, calibration_holdout=0.0),
     "odin": dict(objective="odin", augment="none", augment_padding=0.0, calibrate=False),
-    "length": dict(objective="length", augment="none", augment_padding=0.0, calibrate=True),
-    "length+rrm": dict(objective="length", augment="random", augment_padding=0.0, calibrate=True),
-    "length+rrm-nb": dict(objective="length", augment="neighbour", augment_padding=0.0, calibrate=True),
-    "plain+rrm-nb": dict(objective="plain", augment="neighbour", augment_padding=0.0, calibrate=True),
-    "length+pad": dict(objective="length", augment="none", augment_padding=0.5, calibrate=True),
-    "length+rrm-nb+pad": dict(objective="length", augment="neighbour", augment_padding=0.5, calibrate=True),
+    "length": dict(objective="length", augment="none", augment_padding=0.0, calibration_holdout=0.0),
+    "length+rrm": dict(objective="length", augment="random", augment_padding=0.0, calibration_holdout=0.0),
+    "length+rrm-nb": dict(
+        objective="length", augment="neighbour", augment_padding=0.0, calibration_holdout=0.0
+    ),
+    "plain+rrm-nb": dict(
+        objective="plain", augment="neighbour", augment_padding=0.0, calibration_holdout=0.0
+    ),
+    "length+pad": dict(objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.0),
+    "length+pad+hold": dict(objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.1),
+    "length+pad+hold20": dict(
+        objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.2
+    ),
+    "length+rrm-nb+pad": dict(
+        objective="length", augment="neighbour", augment_padding=0.5, calibration_holdout=0.0
+    ),
+    "length+rrm-nb.15+pad+hold": dict(
+        objective="length",
+        augment="neighbour",
+        augment_ratio=0.15,
+        augment_padding=0.5,
+        calibration_holdout=0.1,
+    ),
 }
 # Rows of the table: (label, run, which figures) - "raw" = before calibration, "cal" = deployed.
 ROWS = [
@@ -76,7 +95,10 @@ ROWS = [
     ("length+rrm-nb+cal", "length+rrm-nb", "cal"),
     ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
     ("length+pad+cal", "length+pad", "cal"),
+    ("length+pad+hold+cal", "length+pad+hold", "cal"),
+    ("length+pad+hold20+cal", "length+pad+hold20", "cal"),
     ("length+rrm-nb+pad+cal", "length+rrm-nb+pad", "cal"),
+    ("length+rrm-nb.15+pad+hold+cal", "length+rrm-nb.15+pad+hold", "cal"),
 ]
 FIGURES = [
     ("acc", "accuracy"),
@@ -171,6 +193,7 @@ def main(argv=None) -> int:
                 "steps": res.global_step,
                 "pairs_train": res.pairs_train,
                 "pairs_val": res.pairs_val,
+                "pairs_calibration": res.pairs_calibration,
                 "train_pairs_per_second": res.pairs_per_second,
                 "wall_seconds": wall,
             }
@@ -193,14 +216,14 @@ def main(argv=None) -> int:
         table[label] = {key: median([f[key] for f in per_seed]) for _, key in FIGURES}
     print(f"\nmedians over {len(args.seeds)} seed(s), {args.max_steps} steps x {args.batch_size} pairs, "
           f"max_length {args.max_length}; accuracies in %")  # fmt: skip
-    print(f"{'variant':20s}" + "".join(f"{h:>10s}" for h, _ in FIGURES))
+    print(f"{"variant":30s}" + "".join(f"{h:>10s}" for h, _ in FIGURES))
     for label, row in table.items():
-        print(f"{label:20s}" + "".join(f"{fmt(k, row[k]):>10s}" for _, k in FIGURES))
+        print(f"{label:30s}" + "".join(f"{fmt(k, row[k]):>10s}" for _, k in FIGURES))
 
     shipped = None
     for name, overrides in RUNS.items():
         if all(getattr(default, k) == v for k, v in overrides.items()):
-            shipped = f"{name}+cal" if overrides.get("calibrate") else name
+            shipped = f"{name}+cal" if overrides.get("calibrate", True) else name
     targets = {}
     if shipped in table and "plain" in table:
         d, p = table[shipped], table["plain"]

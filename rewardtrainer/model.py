@@ -373,7 +373,7 @@ class RewardModel(nn.Module):
         `forward` is what runs the model (a DDP wrapper or a torch.compile'd one; default self)."""
         weights = weights or LossWeights()
         device = batch["input_ids"].device
-        forward = forward or self
+        forward = self if forward is None else forward  # not `or`: a compiled module has no len()
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             r_q, r_l = forward(
                 batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")

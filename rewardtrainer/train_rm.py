@@ -105,6 +105,7 @@ class TrainResult:
     resumed_from_step: int | None = None
     train_seconds: float = 0.0
     members: int = 1
+    pairs_calibration: int = 0  # held out from training for the length fits
 
 
 @dataclass
@@ -147,6 +148,8 @@ class Prepared:
     length_mean: float
     val_neighbours: dict[str, str]
     gradient_checkpointing: bool
+    calib_pairs: list[PreferencePair] = field(default_factory=list)  # held out for the length fits
+    enc_calib: EncodedPairs | None = None
 
 
 @dataclass
@@ -263,6 +266,7 @@ def prepare(
         ]
         if not val:
             raise DataError("val_pairs is empty: validation needs at least one pair")
+    train_pairs, calib_pairs = _hold_out_for_calibration(train_pairs, config)
     device, autocast_dtype = pick_device(config.device or None)
     dist = distributed.init(device.type)
     device = distributed.device_for(dist, device)
@@ -284,6 +288,9 @@ def prepare(
     with_types = _uses_token_types(config.backbone)
     enc_train = encode_pairs(list(train_pairs) + extra, tokenizer, config.max_length, with_types=with_types)
     enc_val = encode_pairs(val, tokenizer, config.max_length, with_types=with_types)
+    enc_calib = None
+    if calib_pairs:
+        enc_calib = encode_pairs(calib_pairs, tokenizer, config.max_length, with_types=with_types)
     n_batches = len(_batches(enc_train.lengths, config, [config.seed, 0]))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -307,7 +314,26 @@ def prepare(
         length_mean=float(human_chars.mean()),
         val_neighbours=val_neighbours,
         gradient_checkpointing=False,
+        calib_pairs=calib_pairs,
+        enc_calib=enc_calib,
     )
+
+
+def _hold_out_for_calibration(
+    train_pairs: list[PreferencePair], config: TrainConfig
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Whole prompts kept out of training for the length fits (`calibration_holdout`), when a fit is
+    wanted and enough prompts remain to train on; otherwise nothing is held out."""
+    wants_fit = config.calibrate or (config.odin and config.decorrelate)
+    if not wants_fit or not config.calibration_holdout:
+        return train_pairs, []
+    try:
+        kept, held = split_by_prompt(train_pairs, config.calibration_holdout, config.seed + 7)
+    except DataError:  # a single prompt: nothing to hold out
+        return train_pairs, []
+    if len(kept) < MIN_PAIRS or len(held) < MIN_PAIRS:
+        return train_pairs, []
+    return kept, held
 
 
 def _uses_token_types(backbone: str) -> bool:
@@ -689,16 +715,17 @@ def _average_into(model: RewardModel, files: Sequence[Path]) -> None:
     model.load_state_dict(state)
 
 
-def _training_sample(prep: Prepared) -> EncodedPairs:
-    """A seeded sample of the human training pairs (no mismatch pairs) for the length fits."""
-    n = len(prep.train_pairs)
+def _fit_sample(prep: Prepared) -> EncodedPairs:
+    """A seeded sample of the pairs the length fits are measured on: the held-out calibration pairs,
+    or, when none are held out, the human training pairs (never the mismatch or padding pairs)."""
+    enc = prep.enc_calib or prep.enc_train
+    n = len(prep.calib_pairs) if prep.enc_calib else len(prep.train_pairs)
     k = prep.config.calibration_max_pairs
     idx = (
         list(range(n))
         if n <= k
         else sorted(np.random.default_rng([prep.config.seed, 1]).choice(n, k, replace=False).tolist())
     )
-    enc = prep.enc_train
 
     def pick(rows):
         return [rows[i] for i in idx] if rows is not None else None
@@ -719,13 +746,14 @@ def _training_sample(prep: Prepared) -> EncodedPairs:
 def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, dict]:
     """After training: ODIN head decorrelation, the length calibration, final validation, probe tests.
 
-    Returns (final metrics, extra figures). The fits use human training answers only, never validation.
+    Returns (final metrics, extra figures). The fits use held-out (or else training) human answers, never
+    validation answers.
     """
     config = prep.config
     extra: dict[str, Any] = {}
     needs_scores = (config.odin and config.decorrelate) or config.calibrate
     if needs_scores:
-        sample = _training_sample(prep)
+        sample = _fit_sample(prep)
         q, ln = score_pairs(
             model, sample, batch_size=config.eval_batch_size, max_length=config.max_length,
             device=prep.device, autocast_dtype=prep.autocast_dtype,
@@ -802,10 +830,11 @@ def fit_reward_model(
     prep = prepare(pairs, config, out_dir, val_pairs)
     log.info(
         "reward model: %s, objective=%s, augment=%s, padding pairs %.2f (+%d pairs), calibrate=%s; "
-        "%d train / %d val pairs; %d steps (%d per epoch) x %d member(s); world size %d",
+        "%d train / %d val / %d calibration pairs; %d steps (%d per epoch) x %d member(s); world size %d",
         config.backbone, config.objective, config.augment, config.augment_padding, prep.n_augmented,
         config.calibrate,
-        len(prep.train_pairs), len(prep.val_pairs), prep.total_steps, prep.steps_per_epoch, config.ensemble,
+        len(prep.train_pairs), len(prep.val_pairs), len(prep.calib_pairs), prep.total_steps,
+        prep.steps_per_epoch, config.ensemble,
         prep.dist.world_size,
     )  # fmt: skip
     outcomes: list[MemberOutcome] = []
@@ -836,6 +865,7 @@ def fit_reward_model(
         history=history,
         pairs_train=len(prep.train_pairs),
         pairs_val=len(prep.val_pairs),
+        pairs_calibration=len(prep.calib_pairs),
         pairs_per_second=run_pairs / run_seconds if run_seconds else 0.0,
         device=str(prep.device),
         global_step=last.state.global_step,
@@ -958,6 +988,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "stopped": result.stopped,
             "pairs_train": result.pairs_train,
             "pairs_val": result.pairs_val,
+            "pairs_calibration": result.pairs_calibration,
             "seconds": round(result.seconds, 1),
             "pairs_per_second": round(result.pairs_per_second, 2),
             "device": result.device,

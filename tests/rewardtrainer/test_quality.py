@@ -23,7 +23,7 @@ from rewardtrainer.config import TrainConfig, add_config_args, config_from_names
 from rewardtrainer.data import budget_batches
 from rewardtrainer.evaluate import metrics_from_rewards, pearson_np
 from rewardtrainer.model import RewardModel, reward_loss
-from rewardtrainer.train_rm import RunState, build, fit_reward_model, prepare, resume
+from rewardtrainer.train_rm import RunState, _fit_sample, build, fit_reward_model, prepare, resume
 
 from .synthetic import keyword_pairs
 from .test_train import tiny_config
@@ -145,6 +145,31 @@ def test_the_length_model_learns_beta_calibrates_and_passes_the_probes(tmp_path,
     model.calibration = None
     raw = model.score(tok, ["question 1: x"], ["the red car excellent"])
     assert deployed.item() != pytest.approx(raw.item())  # score() subtracts the length fit
+
+
+def test_the_length_fit_is_measured_on_prompts_held_out_of_training(tmp_path, tiny_bert):
+    pairs = keyword_pairs(200, seed=4)
+    prep = prepare(pairs, tiny_config(tiny_bert, calibrate=True, calibration_holdout=0.2), tmp_path / "a")
+    parts = (prep.train_pairs, prep.val_pairs, prep.calib_pairs)
+    train, val, calib = ({p.prompt_id for p in part} for part in parts)
+    assert calib and not (calib & train) and not (calib & val)
+    assert len(prep.train_pairs) + len(prep.val_pairs) + len(prep.calib_pairs) == 200
+    assert abs(len(prep.calib_pairs) - 0.2 * 160) <= 10  # a share of the training pairs
+    sample = _fit_sample(prep)  # what finalize fits the calibration on: the held-out answers
+    chars = {len(p.chosen) for p in prep.calib_pairs}
+    assert set(sample.chosen_chars.tolist()) <= chars and len(sample.chosen_chars) == len(prep.calib_pairs)
+    for off in (dict(calibration_holdout=0.0), dict(calibrate=False)):  # no fit wanted or asked: all train
+        prep = prepare(pairs, tiny_config(tiny_bert, **off), tmp_path / "b")
+        assert not prep.calib_pairs and len(prep.train_pairs) + len(prep.val_pairs) == 200
+
+
+def test_a_config_stored_before_the_calibration_holdout_keeps_its_split():
+    stored = dataclasses.asdict(TrainConfig())
+    del stored["calibration_holdout"]
+    assert TrainConfig.from_stored(stored).calibration_holdout == 0.0
+    assert TrainConfig.from_stored({}).calibration_holdout == TrainConfig().calibration_holdout
+    with pytest.raises(ValueError, match="calibration_holdout"):
+        TrainConfig(calibration_holdout=1.0)
 
 
 def test_padding_pairs_teach_the_padding_test(tmp_path, tiny_bert):

@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         table[label] = {key: median([f[key] for f in per_seed]) for _, key in FIGURES}
     print(f"\nmedians over {len(args.seeds)} seed(s), {args.max_steps} steps x {args.batch_size} pairs, "
           f"max_length {args.max_length}; accuracies in %")  # fmt: skip
-    print(f"{"variant":30s}" + "".join(f"{h:>10s}" for h, _ in FIGURES))
+    print(f"{'variant':30s}" + "".join(f"{h:>10s}" for h, _ in FIGURES))
     for label, row in table.items():
         print(f"{label:30s}" + "".join(f"{fmt(k, row[k]):>10s}" for _, k in FIGURES))
 

@@ -343,6 +343,8 @@ TRAINING = {
     # calibration + padding pairs (0.5), no prompt-mismatch pairs.
     "OBJECTIVE": env.str("RM_OBJECTIVE", default="length"),
     "CALIBRATE": env.bool("RM_CALIBRATE", default=True),
+    # share of training prompts held out for the calibration fit (0 = fit on training answers)
+    "CALIBRATION_HOLDOUT": env.float("RM_CALIBRATION_HOLDOUT", default=0.0),
     "AUGMENT": env.str("RM_AUGMENT", default="none"),
     "AUGMENT_PADDING": env.float("RM_AUGMENT_PADDING", default=0.5),
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),

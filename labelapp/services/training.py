@@ -250,6 +250,7 @@ def train_config_from_settings():
     kwargs = {
         "objective": t["OBJECTIVE"],
         "calibrate": t["CALIBRATE"],
+        "calibration_holdout": t["CALIBRATION_HOLDOUT"],
         "augment": t["AUGMENT"],
         "augment_padding": t["AUGMENT_PADDING"],
         "ensemble": t["ENSEMBLE"],

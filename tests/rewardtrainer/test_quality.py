@@ -163,13 +163,10 @@ def test_the_length_fit_is_measured_on_prompts_held_out_of_training(tmp_path, ti
         assert not prep.calib_pairs and len(prep.train_pairs) + len(prep.val_pairs) == 200
 
 
-def test_a_config_stored_before_the_calibration_holdout_keeps_its_split():
-    stored = dataclasses.asdict(TrainConfig())
-    del stored["calibration_holdout"]
-    assert TrainConfig.from_stored(stored).calibration_holdout == 0.0
-    assert TrainConfig.from_stored({}).calibration_holdout == TrainConfig().calibration_holdout
-    with pytest.raises(ValueError, match="calibration_holdout"):
-        TrainConfig(calibration_holdout=1.0)
+def test_the_calibration_holdout_is_checked():
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="calibration_holdout"):
+            TrainConfig.from_stored({"calibration_holdout": bad})
 
 
 def test_padding_pairs_teach_the_padding_test(tmp_path, tiny_bert):

@@ -13,7 +13,7 @@ from rewardtrainer.checkpoint import MARKER, MODEL_FILE, latest_checkpoint, list
 from rewardtrainer.data import DataError, PreferencePair
 from rewardtrainer.devices import pick_device
 from rewardtrainer.model import RewardModel
-from rewardtrainer.train_rm import TrainConfig, fit_reward_model, main
+from rewardtrainer.train_rm import TrainConfig, estimate_training_bytes, fit_reward_model, main
 
 from .synthetic import keyword_pairs
 
@@ -185,3 +185,27 @@ def test_a_compiled_forward_trains(tmp_path, tiny_bert, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda f, **kw: real(f, backend="eager", **kw))
     result = fit_reward_model(keyword_pairs(80), tiny_config(tiny_bert, compile=True), tmp_path / "run")
     assert result.global_step == result.total_steps and result.model_dir
+
+
+@pytest.mark.parametrize(
+    "shape, pairs, checkpointing",
+    [
+        ((960, 2560, 32, 15, 5), 32, False),  # 0.35B, 32k tokens: measured 61 GB without checkpointing
+        ((960, 2560, 32, 15, 5), 64, True),  # 0.35B, 64k tokens: a bare loop ran out of 80 GB
+        ((2048, 5632, 28, 16, 4), 16, True),  # 1.5B, 16k tokens: measured 59 GB (bare), over 0.8 x 80
+    ],
+)
+def test_the_memory_estimate_switches_checkpointing_where_an_80gb_gpu_measured_it(
+    shape, pairs, checkpointing
+):
+    from transformers import LlamaConfig, LlamaModel
+
+    hidden, inter, layers, heads, kv = shape
+    cfg = LlamaConfig(
+        vocab_size=49152, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv,
+    )  # fmt: skip
+    with torch.device("meta"):  # shapes only: no memory, no time
+        model = RewardModel(LlamaModel(cfg))
+    need = estimate_training_bytes(model, TrainConfig(batch_size=pairs, max_length=512))
+    assert (need > 0.8 * 80e9) is checkpointing, need / 1e9

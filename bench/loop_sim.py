@@ -17,7 +17,7 @@ pairs) and, as the control, a plain Bradley-Terry one, with the same seeds:
 3. the reward model is trained on all judgments so far (its accuracy on this turn's fresh judgments is
    measured first, with last turn's model);
 4. one PPO round against it (KL to v0), then the new policy answers the held-out evaluation prompts
-   (2 / 4 samples each).
+   (4 samples each).
 Per turn (turn 0 = policy v0, before any round) it prints and writes to bench/out/loop_sim.json: mean
 true utility of the policy's evaluation answers, mean answer length in tokens, reward-model accuracy on
 fresh judgments, and KL to v0. Targets: with the debiased model the true utility rises every turn and
@@ -83,7 +83,7 @@ def sizes(full: bool) -> dict:
         "ppo_epochs": 2,
         "ppo_lr": 1e-5,
         "answers_per_prompt": 4,
-        "eval_samples": 2,
+        "eval_samples": 4,  # 60 evaluation answers a turn: at 30 one turn's step was within the noise
     }
 
 

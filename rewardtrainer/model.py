@@ -82,11 +82,17 @@ def is_causal_decoder(config) -> bool:
 
 
 def disable_dropout(module: nn.Module) -> None:
-    """Reward models train better and faster without dropout (TRL disables it too): on CPU, attention
-    dropout also forces SDPA onto its slow path."""
+    """Dropout off, in modules and in the config (Llama-style attention reads `attention_dropout` from
+    it, with no Dropout module). Reward models train better and faster without it (TRL disables it
+    too; on CPU attention dropout also forces SDPA onto its slow path), and PPO needs it off so that
+    the probability ratio is exactly 1 on the first minibatch (N implementation details)."""
     for m in module.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
+    config = getattr(module, "config", None)
+    for attr in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "attn_pdrop", "embd_pdrop"):
+        if isinstance(getattr(config, attr, None), (int, float)):
+            setattr(config, attr, 0.0)
 
 
 def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -32,6 +32,8 @@ from typing import Protocol
 
 import torch
 
+from .model import disable_dropout
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,16 +95,6 @@ def load_policy(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return (model.to(device) if device is not None else model), tokenizer
-
-
-def disable_dropout(module: torch.nn.Module) -> None:
-    """Dropout off (N implementation details): PPO's ratio must be exactly 1 on the first minibatch."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-    for attr in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "attn_pdrop", "embd_pdrop"):
-        if hasattr(getattr(module, "config", None), attr):
-            setattr(module.config, attr, 0.0)
 
 
 # --- prompts and stop tokens ----------------------------------------------------------------------------

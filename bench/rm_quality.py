@@ -13,7 +13,9 @@ dropped at use), and length with prompt-mismatch pairs (RRM) taken from a random
 the most similar prompt (MiniLM; ".15" = 0.15 such pairs per human pair instead of 0.5); "+pad" adds
 padding pairs (an answer beats itself padded, worded unlike the padding test: augment.padded_pairs);
 "+hold" fits the length calibration on 10% of the training prompts held out of training ("hold20":
-20%) instead of on training answers (plain Bradley-Terry always trains on every training pair).
+20%) instead of on training answers (plain Bradley-Terry always trains on every training pair);
+"+rel" sends the mismatch pairs to a separate relevance head instead of the Bradley-Terry reward
+(model.relevance_loss; the deployed reward adds log sigmoid(relevance)).
 Figures per row: accuracy of the deployed reward; accuracy of the full model (reward + length term);
 accuracy where the longer / shorter answer won and their mean (balanced); Pearson and Spearman of the
 deployed reward with answer length; the padding test; the off-prompt test.
@@ -75,6 +77,20 @@ RUNS = {
     "length+rrm-nb+pad": dict(
         objective="length", augment="neighbour", augment_padding=0.5, calibration_holdout=0.0
     ),
+    "length+rrm-nb+rel+pad": dict(
+        objective="length",
+        augment="neighbour",
+        relevance_head=True,
+        augment_padding=0.5,
+        calibration_holdout=0.0,
+    ),
+    "length+rrm+rel+pad": dict(
+        objective="length",
+        augment="random",
+        relevance_head=True,
+        augment_padding=0.5,
+        calibration_holdout=0.0,
+    ),
     "length+rrm-nb.15+pad+hold": dict(
         objective="length",
         augment="neighbour",
@@ -99,6 +115,8 @@ ROWS = [
     ("length+pad+hold20+cal", "length+pad+hold20", "cal"),
     ("length+rrm-nb+pad+cal", "length+rrm-nb+pad", "cal"),
     ("length+rrm-nb.15+pad+hold+cal", "length+rrm-nb.15+pad+hold", "cal"),
+    ("length+rrm-nb+rel+pad+cal", "length+rrm-nb+rel+pad", "cal"),
+    ("length+rrm+rel+pad+cal", "length+rrm+rel+pad", "cal"),
 ]
 FIGURES = [
     ("acc", "accuracy"),

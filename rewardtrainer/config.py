@@ -47,6 +47,11 @@ class TrainConfig:
     (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
     augment_ratio: float = 0.5
     """extra mismatch pairs per human pair"""
+    relevance_head: bool = False
+    """the mismatch pairs train a separate relevance head ("does this answer address this prompt")
+    instead of the Bradley-Terry reward; the deployed reward adds log sigmoid(relevance), about 0 for
+    an answer to this prompt and strongly negative for one to another (needs augment 'random' or
+    'neighbour')"""
     augment_padding: float = 0.5
     """extra padding pairs per human pair: an answer beats a copy of itself padded with filler, a
     restatement of the question or a recap (worded unlike the padding test's; augment.padded_pairs)"""
@@ -147,6 +152,8 @@ class TrainConfig:
             raise ValueError(
                 f"gradient_checkpointing must be auto, on or off, got {self.gradient_checkpointing!r}"
             )
+        if self.relevance_head and self.augment == "none":
+            raise ValueError("relevance_head needs prompt-mismatch pairs: augment 'random' or 'neighbour'")
         if not 0.0 <= self.calibration_holdout < 1.0:
             raise ValueError(f"calibration_holdout must be in [0, 1), got {self.calibration_holdout}")
         if self.augment_ratio < 0 or self.augment_padding < 0:

@@ -299,6 +299,7 @@ class EncodedPairs:
     rejected_chars: np.ndarray  # (N,)
     pad_id: int
     n_truncated: int = 0
+    mismatch: np.ndarray | None = None  # (N,) bool: a prompt-mismatch pair (augment.mismatch_pairs)
     lengths: np.ndarray = field(init=False)  # (N,) tokens of the longer side: what a batch pads to
 
     def __post_init__(self) -> None:
@@ -513,6 +514,8 @@ def collate(enc: EncodedPairs, indices: Sequence[int]) -> dict[str, torch.Tensor
         "weight": torch.from_numpy(enc.weight[idx]),  # (B,)
         "length": torch.from_numpy(np.concatenate([enc.chosen_chars[idx], enc.rejected_chars[idx]])),  # (2B,)
     }
+    if enc.mismatch is not None:
+        batch["mismatch"] = torch.from_numpy(enc.mismatch[idx])  # (B,) bool
     if enc.chosen_types is not None and enc.rejected_types is not None:
         types = np.zeros((len(rows), width), dtype=np.int64)  # (2B, T)
         trows = [enc.chosen_types[i] for i in indices] + [enc.rejected_types[i] for i in indices]

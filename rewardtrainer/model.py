@@ -14,6 +14,12 @@ Papers followed:
   need not absorb it; beta is dropped at use.
 - Post-hoc calibration (calibrate.py, arXiv 2409.17407): the deployed reward subtracts a smooth fit of
   reward on log answer length measured on training answers, so it is flat in length.
+- Relevance head (our variant of RRM, Liu et al. 2024, arXiv 2409.13156): RRM adds "an answer to this
+  prompt beats an answer to another prompt" pairs to the Bradley-Terry data; on a small backbone those
+  easy pairs crowd out the human signal (README). With `relevance=True` they train a separate head
+  instead, a classifier "does this answer address this prompt" (human answers and the on-prompt side
+  = 1, the other prompt's answer = 0, class-balanced cross-entropy), and the deployed reward adds
+  log sigmoid(relevance): about 0 for an answer to this prompt, strongly negative for one that is not.
 
 Usage:
 
@@ -60,6 +66,8 @@ class LossWeights:
     """weight of |w_quality . w_length|: the heads read different directions of the pooled state"""
     corr_mode: str = "global"
     """'batch': ODIN's in-batch Pearson; 'global': `global_correlation`, which sees across batches"""
+    relevance: float = 1.0
+    """weight of the relevance head's class-balanced cross-entropy (models with a relevance head)"""
 
 
 def resolve_pooling(config, pooling: str = "auto") -> str:
@@ -142,6 +150,7 @@ class RewardModel(nn.Module):
         pooling: str = "auto",
         source: str = "",
         odin: bool | None = None,
+        relevance: bool = False,
     ):
         super().__init__()
         if odin is not None:  # the pre-objective spelling
@@ -167,7 +176,8 @@ class RewardModel(nn.Module):
         self.hidden_size = hidden
         self.quality_head = nn.Linear(hidden, 1)
         self.length_head = nn.Linear(hidden, 1) if self.odin else None
-        for head in (self.quality_head, self.length_head):
+        self.relevance_head = nn.Linear(hidden, 1) if relevance else None
+        for head in (self.quality_head, self.length_head, self.relevance_head):
             if head is not None:  # small init, as the value/reward heads in "N implementation details"
                 nn.init.normal_(head.weight, std=1.0 / math.sqrt(hidden + 1))
                 nn.init.zeros_(head.bias)
@@ -184,6 +194,7 @@ class RewardModel(nn.Module):
         pooling: str = "auto",
         dropout: bool = False,
         odin: bool | None = None,
+        relevance: bool = False,
         attn_implementation: str | None = "sdpa",
         **kwargs,
     ) -> RewardModel:
@@ -202,7 +213,14 @@ class RewardModel(nn.Module):
             backbone = AutoModel.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
         if not dropout:
             disable_dropout(backbone)
-        return cls(backbone, objective=objective, pooling=pooling, source=str(name_or_path), odin=odin)
+        return cls(
+            backbone,
+            objective=objective,
+            pooling=pooling,
+            source=str(name_or_path),
+            odin=odin,
+            relevance=relevance,
+        )
 
     @classmethod
     def from_pretrained(
@@ -221,7 +239,11 @@ class RewardModel(nn.Module):
         disable_dropout(backbone)
         objective = cfg.get("objective") or ("odin" if cfg.get("odin") else "plain")
         model = cls(
-            backbone, objective=objective, pooling=cfg["pooling"], source=cfg.get("backbone_source", "")
+            backbone,
+            objective=objective,
+            pooling=cfg["pooling"],
+            source=cfg.get("backbone_source", ""),
+            relevance=bool(cfg.get("relevance")),
         )
         model.max_length = cfg.get("max_length")
         model.calibration = cfg.get("calibration")
@@ -229,10 +251,9 @@ class RewardModel(nn.Module):
             model.length_beta.data.fill_(float(cfg.get("length_beta", 0.0)))
         heads = load_file(directory / HEADS_FILE)
         model.quality_head.load_state_dict({"weight": heads["quality.weight"], "bias": heads["quality.bias"]})
-        if model.length_head is not None:
-            model.length_head.load_state_dict(
-                {"weight": heads["length.weight"], "bias": heads["length.bias"]}
-            )
+        for name, head in (("length", model.length_head), ("relevance", model.relevance_head)):
+            if head is not None:
+                head.load_state_dict({"weight": heads[f"{name}.weight"], "bias": heads[f"{name}.bias"]})
         model.eval()
         return model.to(device) if device is not None else model
 
@@ -247,8 +268,9 @@ class RewardModel(nn.Module):
             "quality.weight": self.quality_head.weight,
             "quality.bias": self.quality_head.bias,
         }
-        if self.length_head is not None:
-            heads |= {"length.weight": self.length_head.weight, "length.bias": self.length_head.bias}
+        for name, head in (("length", self.length_head), ("relevance", self.relevance_head)):
+            if head is not None:
+                heads |= {f"{name}.weight": head.weight, f"{name}.bias": head.bias}
         save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, directory / HEADS_FILE)
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
@@ -260,7 +282,10 @@ class RewardModel(nn.Module):
             "length_beta": float(self.length_beta.detach()) if self.length_beta is not None else None,
             "calibration": self.calibration,
             "hidden_size": self.hidden_size,
-            "heads": ["quality", "length"] if self.odin else ["quality"],
+            "heads": ["quality"]
+            + (["length"] if self.odin else [])
+            + (["relevance"] if self.relevance_head else []),
+            "relevance": self.relevance_head is not None,
             "backbone_source": self.source,
             "max_length": self.max_length,
         }
@@ -281,9 +306,12 @@ class RewardModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_relevance: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """input_ids, attention_mask: (B, T) right-padded. Returns (r_quality, r_length), each (B,);
-        r_length is zeros for a plain Bradley-Terry model."""
+        r_length is zeros for a plain Bradley-Terry model. With a relevance head r_quality includes
+        log sigmoid(relevance) (the reward before calibration), and `return_relevance` adds the raw
+        quality head and the relevance logit: (r_quality, r_length, quality head, relevance logit)."""
         kwargs = (
             {"token_type_ids": token_type_ids} if token_type_ids is not None and self.uses_token_types else {}
         )
@@ -293,10 +321,21 @@ class RewardModel(nn.Module):
         backbone_mask = None if self.causal else attention_mask
         hidden = self.backbone(input_ids=input_ids, attention_mask=backbone_mask, **kwargs).last_hidden_state
         pooled = self.pool(hidden, attention_mask).float()  # (B, H); heads in fp32 under autocast too
-        r_quality = self.quality_head(pooled).squeeze(-1)  # (B,)
-        if self.length_head is None:
-            return r_quality, torch.zeros_like(r_quality)
-        return r_quality, self.length_head(pooled).squeeze(-1)
+        quality = self.quality_head(pooled).squeeze(-1)  # (B,)
+        r_length = (
+            self.length_head(pooled).squeeze(-1)
+            if self.length_head is not None
+            else torch.zeros_like(quality)
+        )
+        if self.relevance_head is None:
+            return (
+                (quality, r_length, quality, torch.zeros_like(quality))
+                if return_relevance
+                else (quality, r_length)
+            )
+        relevance = self.relevance_head(pooled).squeeze(-1)  # (B,) logit of "answers this prompt"
+        r_quality = quality + F.logsigmoid(relevance)
+        return (r_quality, r_length, quality, relevance) if return_relevance else (r_quality, r_length)
 
     def reward(self, input_ids, attention_mask, token_type_ids=None, *, answer_chars=None) -> torch.Tensor:
         """The reward used downstream (PPO, best-of-n), (B,): the quality head only (the length head and
@@ -361,7 +400,8 @@ class RewardModel(nn.Module):
         return c
 
     def head_parameters(self) -> list[nn.Parameter]:
-        params = [p for h in (self.quality_head, self.length_head) if h is not None for p in h.parameters()]
+        heads = (self.quality_head, self.length_head, self.relevance_head)
+        params = [p for h in heads if h is not None for p in h.parameters()]
         return params + ([self.length_beta] if self.length_beta is not None else [])
 
     # --- loss -------------------------------------------------------------------------------------------
@@ -381,11 +421,15 @@ class RewardModel(nn.Module):
         device = batch["input_ids"].device
         forward = self if forward is None else forward  # not `or`: a compiled module has no len()
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            r_q, r_l = forward(
-                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-            )  # (2B,)
+            r_q, r_l, quality, relevance = forward(
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch.get("token_type_ids"),
+                return_relevance=True,
+            )  # (2B,) each
+        with_relevance = self.relevance_head is not None
         return reward_loss(
-            r_q,
+            quality if with_relevance else r_q,  # Bradley-Terry ranks by the quality head alone
             r_l,
             batch["length"],
             batch["margin"],
@@ -395,6 +439,8 @@ class RewardModel(nn.Module):
             self.length_head.weight if self.length_head is not None else None,
             length_mean,
             self.length_beta,
+            relevance=relevance if with_relevance else None,
+            mismatch=batch.get("mismatch"),
         )
 
     @torch.inference_mode()
@@ -440,6 +486,20 @@ class RewardModel(nn.Module):
         return out
 
 
+def relevance_loss(relevance: torch.Tensor, mismatch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-balanced cross-entropy of a relevance head over a batch's 2B answers (chosen rows, then
+    rejected): every answer is on-prompt (label 1) except the rejected side of a mismatch pair, which
+    was written for another prompt (label 0). Each class present weighs half. Returns (loss, accuracy)."""
+    labels = torch.ones_like(relevance)  # (2B,)
+    labels[mismatch.shape[0] :] = (~mismatch).to(relevance.dtype)
+    ce = F.binary_cross_entropy_with_logits(relevance, labels, reduction="none")  # (2B,)
+    pos, neg = labels > 0.5, labels < 0.5
+    loss = ce[pos].mean() if not neg.any() else 0.5 * (ce[pos].mean() + ce[neg].mean())
+    with torch.no_grad():
+        accuracy = ((relevance > 0) == pos).float().mean()
+    return loss, accuracy
+
+
 def reward_loss(
     r_q: torch.Tensor,
     r_l: torch.Tensor,
@@ -451,8 +511,13 @@ def reward_loss(
     w_length: torch.Tensor | None = None,
     length_mean: float | None = None,
     length_beta: torch.Tensor | None = None,
+    relevance: torch.Tensor | None = None,
+    mismatch: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Bradley-Terry on the summed heads plus ODIN's disentangling terms, or with a length covariate.
+
+    With `relevance` (2B,) logits of a relevance head, the prompt-mismatch pairs (`mismatch`, (B,) bool)
+    leave the ranking loss and train the relevance head instead (`relevance_loss`).
 
     With `length_beta` (objective 'length') the logit is r_c - r_r + beta * (log len_c - log len_r):
     r_l is replaced by beta * log(len) and the ODIN terms are off.
@@ -466,9 +531,17 @@ def reward_loss(
     if length_beta is not None:
         r_l = length_beta.to(r_q.dtype) * torch.log(length.to(r_q.dtype).clamp(min=1.0))  # (2B,)
     r = r_q + r_l  # (2B,) the summed reward the ranking loss sees
+    if mismatch is None:
+        mismatch = torch.zeros(B, dtype=torch.bool, device=r_q.device)
+    if relevance is not None:
+        weight = weight * (~mismatch).to(weight.dtype)  # mismatch pairs train the relevance head only
     bt_loss = bradley_terry_loss(r[:B], r[B:], margin, weight)
     loss = bt_loss
     stats = {"bt_loss": bt_loss.detach()}
+    if relevance is not None:
+        rel_loss, rel_acc = relevance_loss(relevance, mismatch)
+        loss = loss + weights.relevance * rel_loss
+        stats |= {"relevance_loss": rel_loss.detach(), "relevance_accuracy": rel_acc}
     if w_length is not None and w_quality is not None:
         length = length.to(r_q.dtype)
         if weights.corr_mode == "global" and length_mean is not None:

@@ -286,11 +286,15 @@ def prepare(
         extra = mismatch_pairs(
             train_pairs, ratio=config.augment_ratio, seed=config.seed, neighbours=neighbours
         )
+    n_mismatch = len(extra)
     extra += padded_pairs(train_pairs, ratio=config.augment_padding, seed=config.seed + 1)
     val_neighbours = _neighbours(val, config, "the off-prompt test will") if config.eval_probe_answers else {}
 
     with_types = _uses_token_types(config.backbone)
     enc_train = encode_pairs(list(train_pairs) + extra, tokenizer, config.max_length, with_types=with_types)
+    if config.relevance_head:  # the loss routes these pairs to the relevance head
+        enc_train.mismatch = np.zeros(len(enc_train), dtype=bool)
+        enc_train.mismatch[len(train_pairs) : len(train_pairs) + n_mismatch] = True
     enc_val = encode_pairs(val, tokenizer, config.max_length, with_types=with_types)
     enc_calib = None
     if calib_pairs:
@@ -358,8 +362,12 @@ def fingerprint(prep: Prepared) -> str:
         "dropout", "augment", "augment_ratio",
     )  # fmt: skip
     settings = {k: getattr(prep.config, k) for k in keys}
-    if prep.config.augment_padding:  # only when on, so that older checkpoints keep their fingerprint
-        settings["augment_padding"] = prep.config.augment_padding
+    for key in (
+        "augment_padding",
+        "relevance_head",
+    ):  # only when on: older checkpoints keep their fingerprint
+        if getattr(prep.config, key):
+            settings[key] = getattr(prep.config, key)
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(f"world={prep.dist.world_size}".encode())
     return h.hexdigest()[:16]
@@ -414,6 +422,7 @@ def build(prep: Prepared) -> Parts:
         objective=config.objective,
         pooling=config.pooling,
         dropout=config.dropout,
+        relevance=config.relevance_head,
         attn_implementation=config.attn_implementation or None,
     )
     model.max_length = config.max_length

@@ -34,3 +34,34 @@ def keyword_pairs(
             )
         )
     return pairs
+
+
+TOPICS = "cat dog house tree car road sky river stone light".split()
+FILL = "the a runs fast slow blue red green".split()
+
+
+def topic_pairs(n: int, seed: int = 0, n_prompts: int = 40) -> list[PreferencePair]:
+    """Each prompt asks about one topic word and both of its answers mention it; chosen answers also
+    contain 'excellent'. An answer to a prompt about another topic misses this prompt's word: what a
+    relevance head can learn and a Bradley-Terry head on these pairs cannot (both sides share it)."""
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        k = i % n_prompts
+        topic = TOPICS[k % len(TOPICS)]
+
+        def answer(rng=rng, topic=topic) -> str:
+            words = rng.choices(FILL, k=rng.randint(3, 8))
+            words.insert(rng.randint(0, len(words)), topic)
+            return " ".join(words)
+
+        pairs.append(
+            PreferencePair(
+                prompt=f"question {k}: tell me about the {topic}",
+                chosen=answer() + " excellent",
+                rejected=answer(),
+                pair_id=f"t{i}",
+                prompt_id=f"q{k}",
+            )
+        )
+    return pairs

@@ -15,6 +15,7 @@ from rewardtrainer.model import (
     RewardModel,
     bradley_terry_loss,
     pearson,
+    relevance_loss,
     resolve_pooling,
     reward_loss,
 )
@@ -164,3 +165,57 @@ def test_decorrelating_the_heads_zeroes_the_length_covariance_and_keeps_the_sum(
     assert (
         model.decorrelate_heads(r_q.numpy(), np.zeros(len(r_q)), length.numpy()) == 0.0
     )  # no length head signal
+
+
+def test_relevance_loss_is_class_balanced_cross_entropy_with_only_the_foreign_answer_negative():
+    mismatch = torch.tensor([True, False, False])  # pair 0's rejected answer was written for another prompt
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 3.0, 0.5])  # chosen 0..2, rejected 0..2
+    loss, accuracy = relevance_loss(logits, mismatch)
+
+    def ce(x, y):
+        p = 1.0 / (1.0 + math.exp(-x))
+        return -math.log(p if y else 1.0 - p)
+
+    positives = [ce(x, 1) for x in (2.0, 1.0, 0.0, 3.0, 0.5)]
+    expected = 0.5 * (sum(positives) / 5 + ce(-1.0, 0))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert accuracy.item() == pytest.approx(5 / 6)  # logit 0.0 counts as "not relevant"
+    only_positive, _ = relevance_loss(logits, torch.zeros(3, dtype=torch.bool))
+    assert only_positive.item() == pytest.approx(sum(ce(x, 1) for x in logits.tolist()) / 6, rel=1e-5)
+
+
+def test_mismatch_pairs_leave_the_ranking_loss_when_a_relevance_head_takes_them():
+    r_q = torch.tensor([1.0, -3.0, 0.0, 3.0], requires_grad=True)  # pair 1 (mismatch) ranked badly
+    relevance = torch.zeros(4, requires_grad=True)
+    margin, weight, length = torch.zeros(2), torch.ones(2), torch.full((4,), 10.0)
+    mismatch = torch.tensor([False, True])
+    loss, stats = reward_loss(
+        r_q, torch.zeros(4), length, margin, weight, LossWeights(), relevance=relevance, mismatch=mismatch
+    )
+    loss.backward()
+    assert r_q.grad[1] == 0 and r_q.grad[3] == 0 and r_q.grad[0] != 0  # no ranking signal from pair 1
+    assert stats["bt_loss"].item() == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))) / 2, rel=1e-5)
+    assert relevance.grad[3] > 0 and relevance.grad[0] < 0  # foreign answer pushed down, others up
+    assert {"relevance_loss", "relevance_accuracy"} <= set(stats)
+
+
+def test_a_relevance_head_is_deployed_as_log_sigmoid_and_survives_save_and_load(
+    tmp_path, tiny_bert, minilm_tokenizer
+):
+    torch.manual_seed(2)
+    model = RewardModel.from_backbone(tiny_bert, relevance=True)
+    model.max_length = 64
+    with torch.no_grad():
+        model.relevance_head.bias.fill_(-1.5)
+    enc = encode_pairs([PreferencePair("what is 2+2?", "four", "blue")], minilm_tokenizer, 64)
+    batch = collate(enc, [0])
+    r_q, _, quality, relevance = model(batch["input_ids"], batch["attention_mask"], return_relevance=True)
+    assert torch.allclose(r_q, quality + torch.nn.functional.logsigmoid(relevance))
+    prompts, answers = ["what is 2+2?", "name a colour"], ["four", "blue, or maybe green"]
+    before = model.score(minilm_tokenizer, prompts, answers)
+    model.save_pretrained(tmp_path / "rm", tokenizer=minilm_tokenizer)
+    config = json.loads((tmp_path / "rm" / "reward_config.json").read_text())
+    assert config["relevance"] is True and "relevance" in config["heads"]
+    loaded = RewardModel.from_pretrained(tmp_path / "rm")
+    assert loaded.relevance_head is not None
+    assert torch.equal(before, loaded.score(minilm_tokenizer, prompts, answers))

@@ -169,6 +169,24 @@ def test_the_calibration_holdout_is_checked():
             TrainConfig.from_stored({"calibration_holdout": bad})
 
 
+def test_only_the_mismatch_pairs_are_flagged_for_the_relevance_head(tmp_path, tiny_bert):
+    pairs = keyword_pairs(100, seed=5)
+    cfg = tiny_config(
+        tiny_bert, augment="random", augment_ratio=0.5, augment_padding=0.5, relevance_head=True
+    )
+    prep = prepare(pairs, cfg, tmp_path / "p")
+    n = len(prep.train_pairs)
+    flags = prep.enc_train.mismatch
+    assert flags is not None and len(flags) == len(prep.enc_train) == n + prep.n_augmented
+    assert not flags[:n].any() and flags.sum() == round(0.5 * n)  # human pairs first, then mismatch
+    assert not flags[n + round(0.5 * n) :].any()  # the padding pairs rank as usual
+    assert prepare(pairs, cfg.replace(relevance_head=False), tmp_path / "q").enc_train.mismatch is None
+    with pytest.raises(ValueError, match="relevance_head"):
+        TrainConfig(relevance_head=True, augment="none")
+    res = fit_reward_model(pairs, cfg.replace(epochs=1, eval_probe_answers=20), tmp_path / "run")
+    assert RewardModel.from_pretrained(res.model_dir).relevance_head is not None
+
+
 def test_padding_pairs_teach_the_padding_test(tmp_path, tiny_bert):
     pairs = keyword_pairs(240, seed=3, longer_chosen=0.85)
     scores = {}

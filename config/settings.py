@@ -347,6 +347,8 @@ TRAINING = {
     "CALIBRATION_HOLDOUT": env.float("RM_CALIBRATION_HOLDOUT", default=0.0),
     "AUGMENT": env.str("RM_AUGMENT", default="none"),
     "AUGMENT_PADDING": env.float("RM_AUGMENT_PADDING", default=0.5),
+    # mismatch pairs train a separate relevance head instead of the reward (needs AUGMENT)
+    "RELEVANCE_HEAD": env.bool("RM_RELEVANCE_HEAD", default=False),
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),
     # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile on the gpu worker.
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),

@@ -253,6 +253,7 @@ def train_config_from_settings():
         "calibration_holdout": t["CALIBRATION_HOLDOUT"],
         "augment": t["AUGMENT"],
         "augment_padding": t["AUGMENT_PADDING"],
+        "relevance_head": t["RELEVANCE_HEAD"],
         "ensemble": t["ENSEMBLE"],
         "max_length": t["MAX_LENGTH"],
         "batch_size": t["BATCH_SIZE"],
@@ -281,7 +282,13 @@ def run_train_config(run: TrainingRun):
 def baseline_config(config):
     """The plain Bradley-Terry model trained beside a run for comparison: same data, budget and seed."""
     return dataclasses.replace(
-        config, objective="plain", augment="none", augment_padding=0.0, calibrate=False, ensemble=1
+        config,
+        objective="plain",
+        augment="none",
+        augment_padding=0.0,
+        relevance_head=False,
+        calibrate=False,
+        ensemble=1,
     )
 
 

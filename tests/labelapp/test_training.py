@@ -318,3 +318,18 @@ def test_the_command_checks_like_the_schedule_and_trains_with_now(
     assert "succeeded" in out.getvalue() and '"accuracy"' in out.getvalue()
     assert enqueued == []  # --sync ran it here, nothing went to the queue
     assert RewardModelVersion.objects.get().is_active
+
+
+def test_contradictory_reward_model_settings_fail_the_system_check(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    from labelapp.checks import reward_model_settings
+
+    assert reward_model_settings() == []
+    settings.TRAINING = {**settings.TRAINING, "RELEVANCE_HEAD": True, "AUGMENT": "none"}
+    errors = reward_model_settings()
+    assert [e.id for e in errors] == ["labelapp.E001"] and "relevance_head" in errors[0].msg
+    settings.TRAINING = {**settings.TRAINING, "RELEVANCE_HEAD": False, "OBJECTIVE": "longest"}
+    with pytest.raises(SystemCheckError, match="objective must be one of"):
+        call_command("check")

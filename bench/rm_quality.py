@@ -15,7 +15,9 @@ padding pairs (an answer beats itself padded, worded unlike the padding test: au
 "+hold" fits the length calibration on 10% of the training prompts held out of training ("hold20":
 20%) instead of on training answers (plain Bradley-Terry always trains on every training pair);
 "+rel" sends the mismatch pairs to a separate relevance head instead of the Bradley-Terry reward
-(model.relevance_loss; the deployed reward adds log sigmoid(relevance)).
+(model.relevance_loss; the deployed reward adds log sigmoid(relevance)); "+gate" adds the relevance
+gate (relevance.py: a logistic fit on the MiniLM cosine of prompt and answer, post-hoc like the
+calibration, so "+gate" and the same run without it train identically).
 Figures per row: accuracy of the deployed reward; accuracy of the full model (reward + length term);
 accuracy where the longer / shorter answer won and their mean (balanced); Pearson and Spearman of the
 deployed reward with answer length; the padding test; the off-prompt test.
@@ -70,6 +72,9 @@ RUNS = {
         objective="plain", augment="neighbour", augment_padding=0.0, calibration_holdout=0.0
     ),
     "length+pad": dict(objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.0),
+    "length+pad+gate": dict(
+        objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.0, relevance_gate=True
+    ),
     "length+pad+hold": dict(objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.1),
     "length+pad+hold20": dict(
         objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.2
@@ -111,6 +116,7 @@ ROWS = [
     ("length+rrm-nb+cal", "length+rrm-nb", "cal"),
     ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
     ("length+pad+cal", "length+pad", "cal"),
+    ("length+pad+gate+cal", "length+pad+gate", "cal"),
     ("length+pad+hold+cal", "length+pad+hold", "cal"),
     ("length+pad+hold20+cal", "length+pad+hold20", "cal"),
     ("length+rrm-nb+pad+cal", "length+rrm-nb+pad", "cal"),

@@ -47,6 +47,10 @@ class TrainConfig:
     (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
     augment_ratio: float = 0.5
     """extra mismatch pairs per human pair"""
+    relevance_gate: bool = False
+    """after training, fit a relevance gate (relevance.py) on training prompts: P(answer addresses the
+    prompt | MiniLM cosine of prompt and answer); the deployed reward adds its log, weighted by the
+    reward's standard deviation, which sinks answers written for another prompt"""
     relevance_head: bool = False
     """the mismatch pairs train a separate relevance head ("does this answer address this prompt")
     instead of the Bradley-Terry reward; the deployed reward adds log sigmoid(relevance), about 0 for

@@ -254,9 +254,16 @@ def evaluate(
     if model.length_beta is not None:  # the covariate term of the full model
         ln = model.length_term(chars.ravel()).numpy().astype(np.float64).reshape(2, -1)
     offset = model.length_offset(chars.ravel()).reshape(2, -1)  # zeros without calibration
-    deployed = q - offset
+    gate = np.zeros_like(offset)
+    if model.relevance_gate:  # zeros without a gate
+        prompts = [p.prompt for p in pairs]
+        gate = model.relevance_term(
+            prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        )
+        gate = gate.reshape(2, -1)
+    deployed = q - offset + gate
     # The full model ranks by raw reward + length term; pass it as "l" relative to the deployed reward.
-    full_l = ln + offset
+    full_l = ln + offset - gate
     metrics = metrics_from_rewards(
         deployed[0],
         deployed[1],

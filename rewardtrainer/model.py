@@ -164,6 +164,8 @@ class RewardModel(nn.Module):
         self.length_beta = nn.Parameter(torch.zeros(())) if objective == "length" else None
         # LengthCalibration knots (calibrate.py), set after training; subtracted from the deployed reward.
         self.calibration: dict | None = None
+        # RelevanceGate fit (relevance.py), set after training; added to the deployed reward.
+        self.relevance_gate: dict | None = None
         self.pooling = resolve_pooling(backbone.config, pooling)
         self.causal = is_causal_decoder(backbone.config)
         self.source = source
@@ -247,6 +249,7 @@ class RewardModel(nn.Module):
         )
         model.max_length = cfg.get("max_length")
         model.calibration = cfg.get("calibration")
+        model.relevance_gate = cfg.get("relevance_gate")
         if model.length_beta is not None:
             model.length_beta.data.fill_(float(cfg.get("length_beta", 0.0)))
         heads = load_file(directory / HEADS_FILE)
@@ -281,6 +284,7 @@ class RewardModel(nn.Module):
             "pooling": self.pooling,
             "length_beta": float(self.length_beta.detach()) if self.length_beta is not None else None,
             "calibration": self.calibration,
+            "relevance_gate": self.relevance_gate,
             "hidden_size": self.hidden_size,
             "heads": ["quality"]
             + (["length"] if self.odin else [])
@@ -454,7 +458,7 @@ class RewardModel(nn.Module):
         batch_size: int = 32,
     ) -> torch.Tensor:
         """Deployed reward of each (prompt, answer), (N,) on CPU: the quality head minus the length
-        calibration. For PPO / best-of-n / the web UI."""
+        calibration, plus the relevance gate when fitted. For PPO / best-of-n / the web UI."""
         from .data import encode_texts, pad_token_id, token_budget_batches
 
         max_length = max_length or self.max_length or 256
@@ -483,7 +487,21 @@ class RewardModel(nn.Module):
         self.train(was_training)
         if self.calibration:
             out -= torch.as_tensor(self.length_offset([len(a) for a in answers]), dtype=out.dtype)
+        if self.relevance_gate:
+            out += torch.as_tensor(self.relevance_term(prompts, answers), dtype=out.dtype)
         return out
+
+    def relevance_term(self, prompts: Sequence[str], answers: Sequence[str]):
+        """The relevance gate's weight * log sigmoid(a * cosine + b) per (prompt, answer), numpy (zeros
+        without a gate); cosines from the shipped MiniLM encoder."""
+        import numpy as np
+
+        from .relevance import RelevanceGate, cosines, shared_embedder
+
+        gate = RelevanceGate.from_dict(self.relevance_gate)
+        if gate is None or not len(answers):
+            return np.zeros(len(answers))
+        return gate(cosines(shared_embedder(), prompts, answers))
 
 
 def relevance_loss(relevance: torch.Tensor, mismatch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -764,7 +764,7 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
     """
     config = prep.config
     extra: dict[str, Any] = {}
-    needs_scores = (config.odin and config.decorrelate) or config.calibrate
+    needs_scores = (config.odin and config.decorrelate) or config.calibrate or config.relevance_gate
     if needs_scores:
         sample = _fit_sample(prep)
         q, ln = score_pairs(
@@ -784,16 +784,51 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
             }
         if config.calibrate:
             model.calibration = LengthCalibration.fit(q_all, chars).to_dict()
+        if config.relevance_gate:
+            deployed = q_all - model.length_offset(chars)  # the gate's weight: the reward's own scale
+            model.relevance_gate = _fit_gate(prep, float(np.std(deployed)))
+            if model.relevance_gate:
+                extra["relevance_gate_accuracy"] = model.relevance_gate["accuracy"]
     if needs_scores:
         metrics = validate(prep, model)
     if config.eval_probe_answers:
         metrics |= _probes(prep, model)
-        if model.calibration:  # the same tests on the reward before calibration, for comparison
-            calibration, model.calibration = model.calibration, None
+        if model.calibration or model.relevance_gate:  # the same tests before both, for comparison
+            fits = model.calibration, model.relevance_gate
+            model.calibration = model.relevance_gate = None
             raw = _probes(prep, model)
-            model.calibration = calibration
+            model.calibration, model.relevance_gate = fits
             metrics |= {f"{k}_raw": v for k, v in raw.items() if k.endswith("accuracy")}
     return metrics, extra
+
+
+def _fit_gate(prep: Prepared, weight: float) -> dict | None:
+    """The relevance gate fitted on (a sample of) the held-out or training pairs; None without MiniLM."""
+    from .relevance import fit_relevance_gate, shared_embedder
+
+    pairs = prep.calib_pairs or prep.train_pairs
+    k = prep.config.calibration_max_pairs
+    if len(pairs) > k:
+        rng = np.random.default_rng([prep.config.seed, 3])
+        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), k, replace=False).tolist())]
+    try:
+        embed = shared_embedder()
+    except (OSError, ValueError) as e:
+        log.warning("no MiniLM encoder (%s): the relevance gate is not fitted", e)
+        return None
+    try:
+        gate = fit_relevance_gate(pairs, embed, weight=weight, seed=prep.config.seed)
+    except ValueError as e:  # a single prompt: no answer to another prompt to learn from
+        log.warning("relevance gate not fitted: %s", e)
+        return None
+    log.info(
+        "relevance gate: a=%.2f b=%.2f weight=%.3f, fit accuracy %.3f",
+        gate.a,
+        gate.b,
+        gate.weight,
+        gate.accuracy,
+    )
+    return gate.to_dict()
 
 
 def _probes(prep: Prepared, model: RewardModel) -> dict:

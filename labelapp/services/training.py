@@ -63,6 +63,8 @@ METRIC_LABELS = {
     "balanced_accuracy_raw": "balanced accuracy before length calibration",
     "pearson_length_raw": "Pearson(reward, length) before calibration",
     "padding_accuracy_raw": "padding test before calibration",
+    "off_prompt_accuracy_raw": "off-prompt test before calibration and relevance gate",
+    "relevance_gate_accuracy": "relevance gate: own answers told from other prompts' (fit data)",
     "length_beta": "learned length coefficient (dropped at use)",
     "ece": "calibration error (ECE)",
     "loss": "validation loss",

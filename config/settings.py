@@ -347,6 +347,8 @@ TRAINING = {
     "CALIBRATION_HOLDOUT": env.float("RM_CALIBRATION_HOLDOUT", default=0.0),
     "AUGMENT": env.str("RM_AUGMENT", default="none"),
     "AUGMENT_PADDING": env.float("RM_AUGMENT_PADDING", default=0.5),
+    # post-hoc relevance gate on the MiniLM cosine of prompt and answer (rewardtrainer/relevance.py)
+    "RELEVANCE_GATE": env.bool("RM_RELEVANCE_GATE", default=False),
     # mismatch pairs train a separate relevance head instead of the reward (needs AUGMENT)
     "RELEVANCE_HEAD": env.bool("RM_RELEVANCE_HEAD", default=False),
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),

@@ -256,6 +256,7 @@ def train_config_from_settings():
         "augment": t["AUGMENT"],
         "augment_padding": t["AUGMENT_PADDING"],
         "relevance_head": t["RELEVANCE_HEAD"],
+        "relevance_gate": t["RELEVANCE_GATE"],
         "ensemble": t["ENSEMBLE"],
         "max_length": t["MAX_LENGTH"],
         "batch_size": t["BATCH_SIZE"],
@@ -289,6 +290,7 @@ def baseline_config(config):
         augment="none",
         augment_padding=0.0,
         relevance_head=False,
+        relevance_gate=False,
         calibrate=False,
         ensemble=1,
     )

@@ -728,11 +728,13 @@ def _average_into(model: RewardModel, files: Sequence[Path]) -> None:
     model.load_state_dict(state)
 
 
-def _fit_sample(prep: Prepared) -> EncodedPairs:
-    """A seeded sample of the pairs the length fits are measured on: the held-out calibration pairs,
-    or, when none are held out, the human training pairs (never the mismatch or padding pairs)."""
+def _fit_sample(prep: Prepared) -> tuple[EncodedPairs, list[PreferencePair]]:
+    """A seeded sample of the pairs the length and relevance fits are measured on, encoded and as
+    pairs: the held-out calibration pairs, or, when none are held out, the human training pairs (never
+    the mismatch or padding pairs)."""
     enc = prep.enc_calib or prep.enc_train
-    n = len(prep.calib_pairs) if prep.enc_calib else len(prep.train_pairs)
+    pairs = prep.calib_pairs if prep.enc_calib else prep.train_pairs
+    n = len(pairs)
     k = prep.config.calibration_max_pairs
     idx = (
         list(range(n))
@@ -743,7 +745,7 @@ def _fit_sample(prep: Prepared) -> EncodedPairs:
     def pick(rows):
         return [rows[i] for i in idx] if rows is not None else None
 
-    return EncodedPairs(
+    sample = EncodedPairs(
         chosen_ids=pick(enc.chosen_ids),
         rejected_ids=pick(enc.rejected_ids),
         chosen_types=pick(enc.chosen_types),
@@ -754,6 +756,7 @@ def _fit_sample(prep: Prepared) -> EncodedPairs:
         rejected_chars=enc.rejected_chars[idx],
         pad_id=enc.pad_id,
     )
+    return sample, pick(pairs)
 
 
 def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, dict]:
@@ -766,7 +769,7 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
     extra: dict[str, Any] = {}
     needs_scores = (config.odin and config.decorrelate) or config.calibrate or config.relevance_gate
     if needs_scores:
-        sample = _fit_sample(prep)
+        sample, sample_pairs = _fit_sample(prep)
         q, ln = score_pairs(
             model, sample, batch_size=config.eval_batch_size, max_length=config.max_length,
             device=prep.device, autocast_dtype=prep.autocast_dtype,
@@ -782,13 +785,15 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
                 f"{k}_before_decorrelation": before.get(k)
                 for k in ("accuracy", "accuracy_shorter_won", "pearson_length")
             }
-        if config.calibrate:
-            model.calibration = LengthCalibration.fit(q_all, chars).to_dict()
-        if config.relevance_gate:
-            deployed = q_all - model.length_offset(chars)  # the gate's weight: the reward's own scale
-            model.relevance_gate = _fit_gate(prep, float(np.std(deployed)))
+        if config.relevance_gate:  # first: the calibration then flattens the gated reward in length
+            model.relevance_gate = _fit_gate(prep, sample_pairs, float(np.std(q_all)))
             if model.relevance_gate:
                 extra["relevance_gate_accuracy"] = model.relevance_gate["accuracy"]
+                prompts = [p.prompt for p in sample_pairs] * 2
+                answers = [p.chosen for p in sample_pairs] + [p.rejected for p in sample_pairs]
+                q_all = q_all + model.relevance_term(prompts, answers)
+        if config.calibrate:
+            model.calibration = LengthCalibration.fit(q_all, chars).to_dict()
     if needs_scores:
         metrics = validate(prep, model)
     if config.eval_probe_answers:
@@ -802,15 +807,11 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
     return metrics, extra
 
 
-def _fit_gate(prep: Prepared, weight: float) -> dict | None:
-    """The relevance gate fitted on (a sample of) the held-out or training pairs; None without MiniLM."""
+def _fit_gate(prep: Prepared, pairs: list[PreferencePair], weight: float) -> dict | None:
+    """The relevance gate fitted on the fit sample's prompts (`weight`: the reward's standard deviation
+    there); None without the MiniLM encoder or with a single prompt."""
     from .relevance import fit_relevance_gate, shared_embedder
 
-    pairs = prep.calib_pairs or prep.train_pairs
-    k = prep.config.calibration_max_pairs
-    if len(pairs) > k:
-        rng = np.random.default_rng([prep.config.seed, 3])
-        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), k, replace=False).tolist())]
     try:
         embed = shared_embedder()
     except (OSError, ValueError) as e:

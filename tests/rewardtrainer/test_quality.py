@@ -155,7 +155,8 @@ def test_the_length_fit_is_measured_on_prompts_held_out_of_training(tmp_path, ti
     assert calib and not (calib & train) and not (calib & val)
     assert len(prep.train_pairs) + len(prep.val_pairs) + len(prep.calib_pairs) == 200
     assert abs(len(prep.calib_pairs) - 0.2 * 160) <= 10  # a share of the training pairs
-    sample = _fit_sample(prep)  # what finalize fits the calibration on: the held-out answers
+    sample, sample_pairs = _fit_sample(prep)  # what finalize fits the calibration on: the held-out answers
+    assert sample_pairs == prep.calib_pairs
     chars = {len(p.chosen) for p in prep.calib_pairs}
     assert set(sample.chosen_chars.tolist()) <= chars and len(sample.chosen_chars) == len(prep.calib_pairs)
     for off in (dict(calibration_holdout=0.0), dict(calibrate=False)):  # no fit wanted or asked: all train

@@ -52,6 +52,8 @@ def test_the_gate_sinks_answers_written_for_another_prompt(tmp_path, tiny_bert):
     assert figures[True]["accuracy"] >= 0.9 and figures[True]["relevance_gate_accuracy"] >= 0.85
     model = RewardModel.from_pretrained(tmp_path / "runTrue" / "model")
     assert model.relevance_gate and model.relevance_gate["weight"] > 0
+    ungated = RewardModel.from_pretrained(tmp_path / "runFalse" / "model")  # the same training (seeded)
+    assert model.calibration != ungated.calibration  # the length fit is of the gated reward
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "runTrue" / "model")

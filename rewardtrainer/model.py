@@ -20,6 +20,8 @@ Papers followed:
   instead, a classifier "does this answer address this prompt" (human answers and the on-prompt side
   = 1, the other prompt's answer = 0, class-balanced cross-entropy), and the deployed reward adds
   log sigmoid(relevance): about 0 for an answer to this prompt, strongly negative for one that is not.
+- Relevance gate (relevance.py): the same deployed term without training, from the shipped MiniLM's
+  cosine of prompt and answer; fitted after training like the calibration, applied by `score()`.
 
 Usage:
 

@@ -50,7 +50,7 @@ for stage in "${stages[@]}"; do
         [ -n "$MODELS" ] && data=(--data-dir "$MODELS/data/preferences")
         timeout "${QUALITY_S:-240}" $PY bench/rm_quality.py "${data[@]}" --max-length 256 \
             --max-steps "${QUALITY_STEPS:-600}" --seeds ${QUALITY_SEEDS:-0 1} \
-            --only ${QUALITY_ONLY:-plain length length+rrm-nb} --out "$OUT/rm_quality.json" \
+            --only ${QUALITY_ONLY:-plain length+pad length+pad+gate} --out "$OUT/rm_quality.json" \
             >"$OUT/rm_quality.log" 2>&1
         echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_quality.log" | tail -20
         ;;

@@ -59,49 +59,32 @@ DATA_DIR = next(
 )
 OUT = ROOT / "bench" / "out"
 
+# Every run states these explicitly (not TrainConfig's defaults, so that a changed default changes no
+# row); a variant names only what it changes.
+BASE = dict(objective="length", augment="none", augment_padding=0.0, calibration_holdout=0.0)
+
+
+def variant(**changes) -> dict:
+    return BASE | changes
+
+
 # name -> TrainConfig overrides (one training run each)
 RUNS = {
-    "plain": dict(objective="plain", augment="none", augment_padding=0.0, calibration_holdout=0.0),
-    "odin": dict(objective="odin", augment="none", augment_padding=0.0, calibrate=False),
-    "length": dict(objective="length", augment="none", augment_padding=0.0, calibration_holdout=0.0),
-    "length+rrm": dict(objective="length", augment="random", augment_padding=0.0, calibration_holdout=0.0),
-    "length+rrm-nb": dict(
-        objective="length", augment="neighbour", augment_padding=0.0, calibration_holdout=0.0
-    ),
-    "plain+rrm-nb": dict(
-        objective="plain", augment="neighbour", augment_padding=0.0, calibration_holdout=0.0
-    ),
-    "length+pad": dict(objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.0),
-    "length+pad+gate": dict(
-        objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.0, relevance_gate=True
-    ),
-    "length+pad+hold": dict(objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.1),
-    "length+pad+hold20": dict(
-        objective="length", augment="none", augment_padding=0.5, calibration_holdout=0.2
-    ),
-    "length+rrm-nb+pad": dict(
-        objective="length", augment="neighbour", augment_padding=0.5, calibration_holdout=0.0
-    ),
-    "length+rrm-nb+rel+pad": dict(
-        objective="length",
-        augment="neighbour",
-        relevance_head=True,
-        augment_padding=0.5,
-        calibration_holdout=0.0,
-    ),
-    "length+rrm+rel+pad": dict(
-        objective="length",
-        augment="random",
-        relevance_head=True,
-        augment_padding=0.5,
-        calibration_holdout=0.0,
-    ),
-    "length+rrm-nb.15+pad+hold": dict(
-        objective="length",
-        augment="neighbour",
-        augment_ratio=0.15,
-        augment_padding=0.5,
-        calibration_holdout=0.1,
+    "plain": variant(objective="plain"),
+    "odin": variant(objective="odin", calibrate=False),
+    "length": variant(),
+    "length+rrm": variant(augment="random"),
+    "length+rrm-nb": variant(augment="neighbour"),
+    "plain+rrm-nb": variant(objective="plain", augment="neighbour"),
+    "length+pad": variant(augment_padding=0.5),
+    "length+pad+gate": variant(augment_padding=0.5, relevance_gate=True),
+    "length+pad+hold": variant(augment_padding=0.5, calibration_holdout=0.1),
+    "length+pad+hold20": variant(augment_padding=0.5, calibration_holdout=0.2),
+    "length+rrm-nb+pad": variant(augment="neighbour", augment_padding=0.5),
+    "length+rrm-nb+rel+pad": variant(augment="neighbour", relevance_head=True, augment_padding=0.5),
+    "length+rrm+rel+pad": variant(augment="random", relevance_head=True, augment_padding=0.5),
+    "length+rrm-nb.15+pad+hold": variant(
+        augment="neighbour", augment_ratio=0.15, augment_padding=0.5, calibration_holdout=0.1
     ),
 }
 # Rows of the table: (label, run, which figures) - "raw" = before calibration, "cal" = deployed.

@@ -124,8 +124,9 @@ class TrainConfig:
     """ODIN: after training, make the quality head exactly uncorrelated with length on training answers
     by moving part of it into the length head (summed reward unchanged; RewardModel.decorrelate_heads)"""
     calibration_holdout: float = 0.0
-    """share of the training pairs (whole prompts) kept out of training and used only for the length
-    calibration and ODIN decorrelation fits, whose answers the model has not fitted; 0 (default, see
+    """share of the training pairs (whole prompts) kept out of training and used only for the fits after
+    training (length calibration, ODIN decorrelation, relevance gate), whose answers the model has not
+    fitted; 0 (default, see
     the README's measurements: no gain on the human pairs) = fit on training answers"""
     calibration_max_pairs: int = 1000
     """training pairs scored for the calibration / decorrelation fits (a seeded sample when more)"""
@@ -170,6 +171,11 @@ class TrainConfig:
     @property
     def odin(self) -> bool:
         return self.objective == "odin"
+
+    @property
+    def fits_after_training(self) -> bool:
+        """Whether `finalize` fits anything on scored answers (decorrelation, calibration, gate)."""
+        return (self.odin and self.decorrelate) or self.calibrate or self.relevance_gate
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

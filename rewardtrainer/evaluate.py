@@ -254,13 +254,7 @@ def evaluate(
     if model.length_beta is not None:  # the covariate term of the full model
         ln = model.length_term(chars.ravel()).numpy().astype(np.float64).reshape(2, -1)
     offset = model.length_offset(chars.ravel()).reshape(2, -1)  # zeros without calibration
-    gate = np.zeros_like(offset)
-    if model.relevance_gate:  # zeros without a gate
-        prompts = [p.prompt for p in pairs]
-        gate = model.relevance_term(
-            prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs]
-        )
-        gate = gate.reshape(2, -1)
+    gate = model.pair_relevance_terms(pairs)  # (2, N), zeros without a gate
     deployed = q - offset + gate
     # The full model ranks by raw reward + length term; pass it as "l" relative to the deployed reward.
     full_l = ln + offset - gate

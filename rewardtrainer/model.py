@@ -505,6 +505,12 @@ class RewardModel(nn.Module):
             return np.zeros(len(answers))
         return gate(cosines(shared_embedder(), prompts, answers))
 
+    def pair_relevance_terms(self, pairs):
+        """`relevance_term` of both sides of each PreferencePair, numpy (2, N): chosen row, rejected row."""
+        prompts = [p.prompt for p in pairs]
+        answers = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        return self.relevance_term(prompts + prompts, answers).reshape(2, -1)
+
 
 def relevance_loss(relevance: torch.Tensor, mismatch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-balanced cross-entropy of a relevance head over a batch's 2B answers (chosen rows, then

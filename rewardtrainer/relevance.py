@@ -13,9 +13,9 @@ from answers to the most similar other prompt, and the deployed reward adds
     weight * log sigmoid(a * cosine + b)
 
 which is near 0 for an answer that addresses the prompt and falls by several reward standard
-deviations for one that does not (`weight` = the standard deviation of the deployed reward on
-training answers, so the term is in the reward's units). The fit is four numbers in
-`reward_config.json`; scoring embeds prompts and answers with the MiniLM encoder (CPU, 22M).
+deviations for one that does not (`weight` = the standard deviation of the reward, before the length
+calibration, on the answers the gate is fitted on, so the term is in the reward's units). The fit is
+four numbers in `reward_config.json`; scoring embeds prompts and answers with the MiniLM encoder (CPU, 22M).
 
     gate = RelevanceGate.fit(pos_cosines, neg_cosines, weight=reward_std)
     deployed = reward + gate(cosines(embed, prompts, answers))

@@ -332,8 +332,7 @@ def _hold_out_for_calibration(
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """Whole prompts kept out of training for the length fits (`calibration_holdout`), when a fit is
     wanted and enough prompts remain to train on; otherwise nothing is held out."""
-    wants_fit = config.calibrate or (config.odin and config.decorrelate)
-    if not wants_fit or not config.calibration_holdout:
+    if not config.fits_after_training or not config.calibration_holdout:
         return train_pairs, []
     try:
         kept, held = split_by_prompt(train_pairs, config.calibration_holdout, config.seed + 7)
@@ -362,10 +361,8 @@ def fingerprint(prep: Prepared) -> str:
         "dropout", "augment", "augment_ratio",
     )  # fmt: skip
     settings = {k: getattr(prep.config, k) for k in keys}
-    for key in (
-        "augment_padding",
-        "relevance_head",
-    ):  # only when on: older checkpoints keep their fingerprint
+    # only when on, so that older checkpoints keep their fingerprint
+    for key in ("augment_padding", "relevance_head"):
         if getattr(prep.config, key):
             settings[key] = getattr(prep.config, key)
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -767,7 +764,7 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
     """
     config = prep.config
     extra: dict[str, Any] = {}
-    needs_scores = (config.odin and config.decorrelate) or config.calibrate or config.relevance_gate
+    needs_scores = config.fits_after_training
     if needs_scores:
         sample, sample_pairs = _fit_sample(prep)
         q, ln = score_pairs(
@@ -789,9 +786,7 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
             model.relevance_gate = _fit_gate(prep, sample_pairs, float(np.std(q_all)))
             if model.relevance_gate:
                 extra["relevance_gate_accuracy"] = model.relevance_gate["accuracy"]
-                prompts = [p.prompt for p in sample_pairs] * 2
-                answers = [p.chosen for p in sample_pairs] + [p.rejected for p in sample_pairs]
-                q_all = q_all + model.relevance_term(prompts, answers)
+                q_all = q_all + model.pair_relevance_terms(sample_pairs).ravel()  # chosen, then rejected
         if config.calibrate:
             model.calibration = LengthCalibration.fit(q_all, chars).to_dict()
     if needs_scores:

@@ -6,6 +6,7 @@ the project root, with the app's environment (DJANGO_ENV, DATABASE_URL, REDIS_UR
 simulator lives in labelapp:
 
     nice -n 10 .venv/bin/python bench/loop_sim.py              # small: about 40 min on 2 CPU cores
+    nice -n 10 .venv/bin/python bench/loop_sim.py --seeds 1 2 --variants debiased   # more seeds
     .venv/bin/python bench/loop_sim.py --full                  # full size (a GPU: minutes)
 
 Each turn, for the shipped length-debiased reward model (length covariate + calibration + padding
@@ -20,8 +21,10 @@ pairs) and, as the control, a plain Bradley-Terry one, with the same seeds:
    (4 samples each).
 Per turn (turn 0 = policy v0, before any round) it prints and writes to bench/out/loop_sim.json: mean
 true utility of the policy's evaluation answers, mean answer length in tokens, reward-model accuracy on
-fresh judgments, and KL to v0. Targets: with the debiased model the true utility rises every turn and
-the mean length grows at most 10% from v0 over three turns; the control shows what happens without it.
+fresh judgments, and KL to v0. With several seeds (each its own prompt split and samples) the summary
+judges the targets on the mean curve over seeds and counts the seeds that rose every turn. Targets:
+with the debiased model the true utility rises every turn and the mean length grows at most 10% from v0
+over three turns; the control shows what happens without it.
 
 Sizes (small / --full): 30 / 96 training prompts, 15 / 48 evaluation prompts (the 45 demo prompts, whose
 key facts the simulator knows, then prompts of ../shared/data), 96 / 128 new tokens, 6 / 16 PPO updates
@@ -38,6 +41,7 @@ import itertools
 import json
 import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -53,7 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--length-bias", type=float, default=0.6, help="rater's pull per e-fold of word ratio")
     p.add_argument("--noise", type=float, default=0.3, help="rater's noise (the simulator's scale)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed; means over seeds")
+    p.add_argument(
+        "--variants", nargs="+", choices=["debiased", "plain"], default=["debiased", "plain"],
+        help="which reward models to run (the control 'plain' doubles the time)",
+    )  # fmt: skip
     p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct (GGUF)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "loop_sim")
     p.add_argument("--out", type=Path, default=OUT / "loop_sim.json")
@@ -253,6 +261,52 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
     return rows
 
 
+def mean_curve(rows: list[dict], name: str) -> list[dict]:
+    """Per turn, the mean over seeds of true utility and length (with each seed's utility beside it)."""
+    turns = sorted({r["turn"] for r in rows if r["reward_model"] == name})
+    curve = []
+    for t in turns:
+        at = [r for r in rows if r["reward_model"] == name and r["turn"] == t]
+        curve.append(
+            {
+                "turn": t,
+                "true_utility": statistics.fmean(r["true_utility"] for r in at),
+                "mean_length_tokens": statistics.fmean(r["mean_length_tokens"] for r in at),
+                "utility_per_seed": [round(r["true_utility"], 4) for r in at],
+            }
+        )
+    return curve
+
+
+def summarize(rows: list[dict]) -> dict:
+    """The targets on the debiased loop's mean curve over seeds (one seed: that run), and per seed."""
+    summary: dict = {}
+    for name in ("debiased", "plain"):
+        curve = mean_curve(rows, name)
+        if len(curve) < 2:
+            continue
+        u = [c["true_utility"] for c in curve]
+        growth = curve[-1]["mean_length_tokens"] / curve[0]["mean_length_tokens"] - 1
+        seeds = sorted({r["seed"] for r in rows if r["reward_model"] == name})
+        per_seed = {
+            seed: [r["true_utility"] for r in sorted(rows, key=lambda r: r["turn"])
+                   if r["reward_model"] == name and r["seed"] == seed]
+            for seed in seeds
+        }  # fmt: skip
+        summary[name] = {
+            "seeds": seeds,
+            "mean_curve": curve,
+            "utility_rises_every_turn": all(b > a for a, b in zip(u, u[1:], strict=False)),
+            "seeds_rising_every_turn": sum(
+                all(b > a for a, b in zip(v, v[1:], strict=False)) for v in per_seed.values()
+            ),
+            "length_growth": growth,
+        }
+    if "debiased" in summary:
+        summary["length_target_met"] = summary["debiased"]["length_growth"] <= 0.10
+    return summary
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -265,17 +319,12 @@ def main(argv=None) -> int:
         print(f"the rater simulator is not available ({e}); nothing to run")
         return 0
     s = sizes(args.full)
-    rows = run_variant(True, args, s, answer_utilities) + run_variant(False, args, s, answer_utilities)
-    debiased = [r for r in rows if r["reward_model"] == "debiased"]
-    rising = all(b["true_utility"] > a["true_utility"] for a, b in zip(debiased, debiased[1:], strict=False))
-    growth = debiased[-1]["mean_length_tokens"] / debiased[0]["mean_length_tokens"] - 1 if debiased else 0.0
-    control = [r for r in rows if r["reward_model"] == "plain"]
-    summary = {
-        "utility_rises_every_turn": rising,
-        "control_length_growth": control[-1]["mean_length_tokens"] / control[0]["mean_length_tokens"] - 1,
-        "length_growth": growth,
-        "length_target_met": growth <= 0.10,
-    }
+    rows = []
+    for seed in args.seeds:
+        one = argparse.Namespace(**(vars(args) | {"seed": seed, "workdir": args.workdir / f"seed-{seed}"}))
+        for name in args.variants:
+            rows += [r | {"seed": seed} for r in run_variant(name == "debiased", one, s, answer_utilities)]
+    summary = summarize(rows)
     print(json.dumps(summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

@@ -108,7 +108,8 @@ class TrainConfig:
     attn_implementation: str = "sdpa"
     """transformers attention: 'sdpa' (fused flash / memory-efficient kernels), 'eager', ..."""
     compile: bool = False
-    """torch.compile the backbone (pays on GPU for long runs; dynamic shapes)"""
+    """torch.compile the backbone's repeated blocks (regional, dynamic shapes; the whole forward when the
+    backbone names no blocks); pays on a GPU for long runs"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
     corr_quality_weight: float = 1.0

@@ -160,6 +160,11 @@ class RewardModel(nn.Module):
         if objective not in ("length", "plain", "odin"):
             raise ValueError(f"objective must be 'length', 'plain' or 'odin', got {objective!r}")
         self.backbone = backbone
+        # A reward model never generates: a decoder would otherwise build and fill a KV cache on every
+        # training step (memory for nothing, and a different cache state per layer makes torch.compile
+        # recompile each compiled block).
+        if hasattr(backbone.config, "use_cache"):
+            backbone.config.use_cache = False
         self.objective = objective
         self.odin = objective == "odin"
         # The learned length coefficient (training only; dropped at use). A scalar in log-length units.

@@ -219,3 +219,13 @@ def test_a_relevance_head_is_deployed_as_log_sigmoid_and_survives_save_and_load(
     loaded = RewardModel.from_pretrained(tmp_path / "rm")
     assert loaded.relevance_head is not None
     assert torch.equal(before, loaded.score(minilm_tokenizer, prompts, answers))
+
+
+def test_a_decoder_backbone_builds_no_kv_cache_in_training(tiny_gpt2):
+    # GPT-2 and Llama build a DynamicCache whenever config.use_cache is on, training included
+    model = RewardModel.from_backbone(tiny_gpt2).train()
+    caches = []
+    model.backbone.register_forward_hook(lambda module, args, output: caches.append(output.past_key_values))
+    ids = torch.randint(5, 100, (2, 7))
+    model(ids, torch.ones_like(ids))
+    assert caches == [None]

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from rewardtrainer.checkpoint import MARKER, MODEL_FILE, latest_checkpoint, list_checkpoints
@@ -179,12 +180,28 @@ def test_pick_device_is_the_cpu_here():
 
 
 def test_a_compiled_forward_trains(tmp_path, tiny_bert, monkeypatch):
-    # config.compile wraps the forward in torch.compile's module, which refuses len() (and so `or`); the
-    # eager backend keeps the test to seconds while going through the same wrapper.
-    real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda f, **kw: real(f, backend="eager", **kw))
+    # config.compile compiles the backbone's blocks (a BERT: its embeddings and each layer); the eager
+    # backend keeps the test to seconds while going through the same wrappers.
+    real, compiled = torch.compile, []
+    monkeypatch.setattr(
+        torch, "compile", lambda f, **kw: compiled.append(f) or real(f, backend="eager", **kw)
+    )
     result = fit_reward_model(keyword_pairs(80), tiny_config(tiny_bert, compile=True), tmp_path / "run")
     assert result.global_step == result.total_steps and result.model_dir
+    assert len(compiled) == 1 + 2  # embeddings + 2 layers, compiled once each (not again on each step)
+
+
+def test_a_backbone_without_named_blocks_compiles_its_whole_forward(tmp_path, tiny_bert, monkeypatch):
+    # the fallback: the forward itself, which torch.compile wraps in a module that refuses len() (a
+    # `forward or self` once crashed here)
+    real, compiled = torch.compile, []
+    monkeypatch.setattr(
+        torch, "compile", lambda f, **kw: compiled.append(f) or real(f, backend="eager", **kw)
+    )
+    monkeypatch.setattr(transformers.BertModel, "_no_split_modules", None)
+    result = fit_reward_model(keyword_pairs(80), tiny_config(tiny_bert, compile=True), tmp_path / "run")
+    assert result.global_step == result.total_steps and result.model_dir
+    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,8 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
 
 
 def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3) -> dict:
-    """Hand-written loop: same model and reward head, fixed (2B, T) random batches, bf16 autocast."""
+    """Hand-written loop: same model and reward head, fixed (2B, T) random batches, bf16 autocast (and
+    the same regional torch.compile as ours with --compile)."""
     import torch
     import torch.nn.functional as F
     from transformers import AutoModel
@@ -173,6 +174,10 @@ def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3)
 
     device, dtype = pick_device(device_name)
     model = AutoModel.from_pretrained(backbone, dtype=torch.float32, attn_implementation="sdpa").to(device)
+    if args.compile:  # the same regional compilation as ours, so that the two stay comparable
+        from rewardtrainer.train_rm import compile_blocks
+
+        compile_blocks(model)
     head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda" or None)
@@ -184,7 +189,7 @@ def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3)
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            h = model(input_ids=x, attention_mask=mask).last_hidden_state  # (2B, T, H)
+            h = model(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state  # (2B, T, H)
         r = head(h[:, -1].float()).squeeze(-1)  # (2B,)
         loss = -F.logsigmoid(r[:B] - r[B:]).mean()
         loss.backward()

@@ -428,20 +428,20 @@ def build(prep: Prepared) -> Parts:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(prep.device)
     forward: Callable = distributed.wrap(model, prep.dist, prep.device)
-    if config.compile and not compile_blocks(model):
+    if config.compile and not compile_blocks(model.backbone):
         forward = torch.compile(forward, dynamic=True)
     optimizer = build_optimizer(model, config)
     return Parts(model, forward, optimizer, build_scheduler(optimizer, config, prep.total_steps))
 
 
-def compile_blocks(model: RewardModel) -> int:
-    """torch.compile each repeated block of the backbone in place (the classes its `_no_split_modules`
+def compile_blocks(backbone: torch.nn.Module) -> int:
+    """torch.compile each repeated block of a transformers model in place (the classes its `_no_split_modules`
     names: decoder layers, embeddings) and return how many. Regional compilation: identical blocks share
     one compiled graph, so compiling a 24-layer model costs about one layer's compile, where compiling the
     whole forward with dynamic shapes did not finish in 150 s on a 0.35B decoder (README). Dynamic shapes,
     because length bucketing and token budgets change the batch shape from step to step."""
-    names = set(getattr(model.backbone, "_no_split_modules", None) or ())
-    blocks = [m for m in model.backbone.modules() if type(m).__name__ in names]
+    names = set(getattr(backbone, "_no_split_modules", None) or ())
+    blocks = [m for m in backbone.modules() if type(m).__name__ in names]
     for block in blocks:
         block.compile(dynamic=True)
     return len(blocks)

@@ -14,8 +14,10 @@ the most similar prompt (MiniLM; ".15" = 0.15 such pairs per human pair instead 
 padding pairs (an answer beats itself padded, worded unlike the padding test: augment.padded_pairs);
 "+hold" fits the length calibration on 10% of the training prompts held out of training ("hold20":
 20%) instead of on training answers (plain Bradley-Terry always trains on every training pair);
-"+rel" sends the mismatch pairs to a separate relevance head instead of the Bradley-Terry reward
-(model.relevance_loss; the deployed reward adds log sigmoid(relevance)); "+gate" adds the relevance
+"+ens3" trains 3 members (data orders seed, seed+1, seed+2; member 0 is the run without it) and
+averages their weights (WARM), 3x the budget; "+rel" sends the mismatch pairs to a separate relevance
+head instead of the Bradley-Terry reward (model.relevance_loss; the deployed reward adds
+log sigmoid(relevance)); "+gate" adds the relevance
 gate (relevance.py: a logistic fit on the MiniLM cosine of prompt and answer, post-hoc like the
 calibration, so "+gate" and the same run without it train identically).
 Figures per row: accuracy of the deployed reward; accuracy of the full model (reward + length term);
@@ -78,6 +80,7 @@ RUNS = {
     "plain+rrm-nb": variant(objective="plain", augment="neighbour"),
     "length+pad": variant(augment_padding=0.5),
     "length+pad+gate": variant(augment_padding=0.5, relevance_gate=True),
+    "length+pad+ens3": variant(augment_padding=0.5, ensemble=3),
     "length+pad+hold": variant(augment_padding=0.5, calibration_holdout=0.1),
     "length+pad+hold20": variant(augment_padding=0.5, calibration_holdout=0.2),
     "length+rrm-nb+pad": variant(augment="neighbour", augment_padding=0.5),
@@ -100,6 +103,7 @@ ROWS = [
     ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
     ("length+pad+cal", "length+pad", "cal"),
     ("length+pad+gate+cal", "length+pad+gate", "cal"),
+    ("length+pad+ens3+cal", "length+pad+ens3", "cal"),
     ("length+pad+hold+cal", "length+pad+hold", "cal"),
     ("length+pad+hold20+cal", "length+pad+hold20", "cal"),
     ("length+rrm-nb+pad+cal", "length+rrm-nb+pad", "cal"),

@@ -238,7 +238,7 @@ def answer_utilities(*, prompt: Prompt | str, texts: list[str], encoder: str = "
     out = []
     for text, sim in zip(texts, sims.tolist(), strict=True):
         if facts is not None and facts.facts:
-            coverage = sum(any(p.search(text) for p in fact) for fact in facts.facts) / len(facts.facts)
+            coverage = _key_fact_coverage(facts, text)
             errors = min(sum(bool(p.search(text)) for p in facts.errors), 2)
         else:
             coverage, errors = 0.5, 0

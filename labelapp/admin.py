@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import Max
 from django.template.response import TemplateResponse
 
-from labelapp.admin_base import RecordAdmin
+from labelapp.admin_base import SAFE_JSON_FIELDS, RecordAdmin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -44,6 +44,8 @@ class PromptAdmin(admin.ModelAdmin):
     list_display = ("id", "short_text", "category", "source", "consent", "withheld", "created_at")
     list_filter = ("category", "source", "consent", "withheld")
     search_fields = ("text", "external_id")
+    # The scrubber's record (a type -> count object), not staff input: a typed non-object broke the save.
+    readonly_fields = ("pii_found",)
     inlines = [ResponseInline]
 
     @admin.display(description="text")
@@ -67,7 +69,7 @@ class ResponseAdmin(admin.ModelAdmin):
     list_display = ("id", "prompt_id", "source_model", "source_model_version", "word_count", "token_count")
     list_filter = ("source_model", "source_model_version")
     search_fields = ("text", "external_id", "prompt__text")
-    readonly_fields = ("char_count", "word_count", "created_at")
+    readonly_fields = ("char_count", "word_count", "pii_found", "created_at")
     raw_id_fields = ("prompt",)
     actions = ["make_gold"]
 
@@ -326,6 +328,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     )
     list_filter = ("kind", "status", "trigger")
     search_fields = ("error", "worker")
+    formfield_overrides = SAFE_JSON_FIELDS
     readonly_fields = (
         "status",
         "attempts",
@@ -369,6 +372,11 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
     )
     actions = ["activate"]
+
+    def has_add_permission(self, request):
+        # Every field is read-only: an add form could only fail at the database (number is NULL).
+        # Training runs make versions.
+        return False
 
     @admin.action(description="Activate the selected version (roll back or forward)")
     def activate(self, request, queryset):
@@ -438,6 +446,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     list_filter = ("kind",)
     search_fields = ("artifact_path",)
     readonly_fields = ("metrics", "history", "created_at")
+    formfield_overrides = SAFE_JSON_FIELDS
 
 
 @admin.register(PolicySample)

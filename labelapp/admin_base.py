@@ -1,6 +1,13 @@
-"""Base classes for admin pages of rows that jobs or services write and staff only look at."""
+"""Base classes for admin pages of rows that jobs or services write and staff only look at, and the
+JSON form field every editable JSON column in the admin uses."""
 
+from django import forms
 from django.contrib import admin
+from django.db import models
+from django.forms.fields import InvalidJSONInput
+from rest_framework.exceptions import ParseError
+
+from labelapp.api.parsers import loads_safely
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -18,3 +25,47 @@ class RecordAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def _json_problem(text: str) -> str | None:
+    """Why `text` cannot be stored in a jsonb column, or None when it can."""
+    try:
+        value = loads_safely(text)
+    except ParseError as exc:
+        return str(exc.detail)
+    stack = [value]
+    while stack:  # iterative: loads_safely already bounded the depth, but no recursion to exhaust
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and "\x00" in item:
+            return "JSON strings must not contain NUL (\\u0000): PostgreSQL cannot store it."
+    return None
+
+
+class SafeJSONFormField(forms.JSONField):
+    """forms.JSONField that answers hostile JSON with a form error and shows the text back as typed.
+
+    Django's own field raised on what the API parser refuses (a 5000-digit integer: ValueError; deep
+    nesting: RecursionError), re-rendered a lone surrogate (\\ud800) into a page that could not be
+    encoded, and passed \\u0000 on to jsonb, which refuses it: each a 500 on an admin form.
+    """
+
+    def to_python(self, value):
+        if not self.disabled and isinstance(value, str) and value not in self.empty_values:
+            problem = _json_problem(value)
+            if problem:
+                raise forms.ValidationError(problem, code="invalid")
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        if not self.disabled and isinstance(data, str) and _json_problem(data):
+            return InvalidJSONInput(data)  # shown back verbatim, never decoded
+        return super().bound_data(data, initial)
+
+
+# For ModelAdmin.formfield_overrides where a JSON column is editable.
+SAFE_JSON_FIELDS = {models.JSONField: {"form_class": SafeJSONFormField}}

@@ -62,9 +62,12 @@ def _version(request: HttpRequest) -> GuidelineVersion | None:
     raw = request.GET.get("version", "")
     if not raw:
         return None
-    if not raw.isdigit():
-        raise Http404("Unknown guideline version.")
-    return get_object_or_404(GuidelineVersion, number=int(raw), published_at__isnull=False)
+    # int() itself decides: str.isdigit() also passes "²" and 5000-digit strings, which int() refuses.
+    try:
+        number = int(raw)
+    except ValueError:
+        raise Http404("Unknown guideline version.") from None
+    return get_object_or_404(GuidelineVersion, number=number, published_at__isnull=False)
 
 
 @staff_required

@@ -2,13 +2,15 @@
 
 Found by fuzzing (issue 8): a body nested ~950 levels deep raised RecursionError inside the parser
 (500), and a lone surrogate (\\ud800) decoded fine but made the error message that echoed it
-unencodable (500). Both are refused here as 400s; bodies over `API_MAX_BODY_BYTES` get 413 before
+unencodable (500). Later fuzzing: an integer literal of over 4300 digits made json.loads raise a
+plain ValueError (500). All are refused here as 400s; bodies over `API_MAX_BODY_BYTES` get 413 before
 they are read into memory.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 from django.conf import settings
 from rest_framework import status
@@ -78,6 +80,11 @@ def loads_safely(raw: bytes | str):
         raise ParseError(f"JSON is nested deeper than {MAX_DEPTH} levels.") from None
     except json.JSONDecodeError as exc:
         raise ParseError(f"Malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from None
+    except ValueError:
+        # Not a JSONDecodeError: Python refuses to convert an integer literal longer than
+        # sys.get_int_max_str_digits() (4300), and that plain ValueError was a 500.
+        limit = sys.get_int_max_str_digits()
+        raise ParseError(f"A number in the JSON has more than {limit} digits.") from None
     _check_depth_and_text(data)
     return data
 

@@ -48,11 +48,19 @@ def guideline_draft() -> GuidelineVersion | None:
     return drafts.order_by("-number").first()
 
 
+def _check_no_nul(**texts: str | None) -> None:
+    """PostgreSQL refuses NUL (U+0000) in text columns: refuse it here with a message, not a 500 at save."""
+    for what, value in texts.items():
+        if value and "\x00" in value:
+            raise GuidelineError(f"The {what} contains a NUL character (U+0000); remove it and save again.")
+
+
 def guideline_create(
     *, text: str, author=None, title: str = "Rating guidelines", changelog: str = "", publish: bool = False
 ) -> GuidelineVersion:
     if not (text or "").strip():
         raise GuidelineError("The guideline text is empty.")
+    _check_no_nul(text=text, title=title, **{"change message": changelog})
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -74,6 +82,7 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
     """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place."""
     if not (text or "").strip():
         raise GuidelineError("The guideline text is empty.")
+    _check_no_nul(text=text, title=title)
     title = (title or "").strip()[:200]
     with transaction.atomic():
         # Serialise two staff saving at once on the draft row (or on its absence, via the number).
@@ -94,6 +103,7 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
 
 def guideline_publish(*, version: GuidelineVersion, changelog: str | None = None) -> GuidelineVersion:
     """Publish a draft. Published versions are immutable history: ratings point at them."""
+    _check_no_nul(**{"change message": changelog})
     with transaction.atomic():
         version = GuidelineVersion.objects.select_for_update().get(pk=version.pk)
         if version.published_at is not None:
@@ -114,6 +124,8 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
     """The staff editor's Publish: save the text as the draft and publish it with a change message."""
     if not (changelog or "").strip():
         raise GuidelineError("Say what changed (the change message is shown to raters).")
+    # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.
+    _check_no_nul(text=text, title=title, **{"change message": changelog})
     current = guideline_current()
     if current is not None and current.text == text and (not title or title == current.title):
         raise GuidelineError(f"Nothing changed since version {current.number}.")

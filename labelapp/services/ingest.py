@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -27,6 +28,10 @@ MAX_TEXT_CHARS = 50_000
 # One lock id for every ingest: dedup by hash must see rows other imports are writing right now.
 _INGEST_LOCK = 0x1A9E57
 _WS = re.compile(r"\s+")
+# Only CR and LF end a JSONL line: JSON allows U+2028, U+0085 and the like unescaped inside strings
+# (str.splitlines() split there, and a valid line came back as two malformed ones). CR and LF cannot
+# be inside a JSON string, so splitting at them never breaks a value.
+_JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class IngestError(ValueError):
@@ -157,16 +162,32 @@ def parse_prompt(obj) -> PromptIn:
     )
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text, split where JSON allows a line to end (CR, LF, CRLF) and nowhere else."""
+    return _JSONL_LINE_END.split(text)
+
+
+def _loads_line(line: str):
+    """json.loads, with Python's refusal of a huge integer literal (a plain ValueError that talks about
+    sys.set_int_max_str_digits) said in the API's words."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        raise ValueError(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
+
+
 def parse_jsonl(text: str) -> list[PromptIn]:
     """Every line parsed; IngestError lists every bad line (1-based number and reason)."""
     from labelapp.api.parsers import MAX_DEPTH, _check_depth_and_text
 
     items, errors = [], []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(jsonl_lines(text), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = _loads_line(line)
             _check_depth_and_text(obj)
             items.append(parse_prompt(obj))
         except RecursionError:
@@ -211,13 +232,10 @@ def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = No
                 errors.append({"line": line, "error": f"external_id {item.external_id!r} already exists"})
                 continue
             answers = [(a, scrub(a.text)) for a in item.answers]
-            bad = [
-                a.external_id
-                for a in item.answers
-                if a.external_id and Response.objects.filter(external_id=a.external_id).exists()
-            ]
+            bad = _taken_answer_ids(item.answers)
             if bad:
-                errors.append({"line": line, "error": f"answer external_id {bad[0]!r} already exists"})
+                error = f"answer external_id {bad[0]!r} already exists or is given twice"
+                errors.append({"line": line, "error": error})
                 continue
             found = merge_counts(scrubbed.found, *(s.found for _, s in answers))
             prompt = Prompt.objects.create(
@@ -241,23 +259,41 @@ def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = No
     return report
 
 
+def _taken_answer_ids(answers: list[AnswerIn]) -> list[str]:
+    """Answer external ids already stored, or given twice in `answers`.
+
+    A repeat inside one prompt is not in the table yet when the check runs, so it used to reach the
+    unique constraint at insert (IntegrityError: a 500 instead of a line in the refusal).
+    """
+    taken, seen = [], set()
+    for a in answers:
+        if not a.external_id:
+            continue
+        if a.external_id in seen or Response.objects.filter(external_id=a.external_id).exists():
+            taken.append(a.external_id)
+        seen.add(a.external_id)
+    return taken
+
+
 def ingest_jsonl(*, text: str) -> IngestReport:
     items = parse_jsonl(text)
-    numbers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    numbers = [n for n, line in enumerate(jsonl_lines(text), 1) if line.strip()]
     return ingest_prompts(items=items, line_numbers=numbers)
 
 
 def responses_add(*, prompt: Prompt, answers: list[AnswerIn]) -> list[Response]:
     """Attach answers from any model to a stored prompt (scrubbed like everything else)."""
-    out = []
     with transaction.atomic():
-        for a in answers:
-            if a.external_id and Response.objects.filter(external_id=a.external_id).exists():
-                raise IngestError(
-                    [{"line": None, "error": f"answer external_id {a.external_id!r} already exists"}]
-                )
-            out.append(_answer_create(prompt=prompt, answer=a, scrubbed=scrub(a.text)))
-    return out
+        # the ingest's lock: two requests with the same new external id would otherwise both pass the
+        # check and the second hit the unique constraint (a 500)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+        bad = _taken_answer_ids(answers)
+        if bad:
+            raise IngestError(
+                [{"line": None, "error": f"answer external_id {bad[0]!r} already exists or is given twice"}]
+            )
+        return [_answer_create(prompt=prompt, answer=a, scrubbed=scrub(a.text)) for a in answers]
 
 
 def _answer_create(*, prompt: Prompt, answer: AnswerIn, scrubbed) -> Response:

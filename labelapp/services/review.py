@@ -31,6 +31,9 @@ def rating_review_add(*, rating: Rating, decision: str, reason: str, reviewer) -
     reason = (reason or "").strip()
     if not reason:
         raise ReviewError("Give a reason; it is recorded with the decision.")
+    if "\x00" in reason:
+        # PostgreSQL refuses NUL in text columns: without this the insert was a 500.
+        raise ReviewError("The reason contains a NUL character (U+0000); remove it.")
     with transaction.atomic():
         review = RatingReview.objects.create(
             rating=rating, decision=decision, reason=reason[:REASON_MAX], reviewer=reviewer

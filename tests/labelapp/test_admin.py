@@ -3,6 +3,7 @@
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils.html import escape
 
 from labelapp.models import GuidelineVersion
 from labelapp.services.assignment import assignment_next
@@ -81,3 +82,55 @@ def test_prompts_and_answers_typed_in_the_admin_are_scrubbed_like_imported_ones(
     assert prompt.pii_found == {"EMAIL": 1, "CARD": 1}
     answer = Response.objects.get()
     assert "7946" not in answer.text and answer.pii_found.get("PHONE") == 1
+
+
+@pytest.mark.parametrize(
+    "model, query",
+    [("prompt", "source=%00"), ("prompt", "category__exact=a%00b"), ("comparison", "kind__exact=%00")],
+)
+def test_a_nul_in_a_list_filter_is_a_400(client, staff, acked, model, query):
+    # A text list filter reached PostgreSQL with the NUL (DataError): the admin list was a 500.
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    r = client.get(reverse(f"admin:labelapp_{model}_changelist") + "?" + query)
+    assert r.status_code == 400 and b"NUL" in r.content
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("9" * 5000, b"digits"),  # json.loads raised a plain ValueError
+        ("[" * 5000 + "]" * 5000, b"nested deeper"),  # RecursionError
+        ('{"a": "\\ud800"}', b"surrogate"),  # decoded, then the page showing it back could not be encoded
+        ('{"a": "x\\u0000"}', b"NUL"),  # jsonb refuses \u0000: DataError at save
+    ],
+)
+def test_hostile_json_in_an_admin_json_field_is_a_form_error(client, staff, config, message):
+    from labelapp.models import TrainingRun
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    data = {"kind": "reward_model", "trigger": "manual", "max_attempts": "3", "config": config}
+    r = client.post(reverse("admin:labelapp_trainingrun_add"), data)
+    assert r.status_code == 200 and message in r.content
+    assert escape(config).encode() in r.content  # shown back as typed
+    assert not TrainingRun.objects.exists()
+
+
+def test_admin_pages_that_could_only_fail_are_not_offered(client, staff, make_comparison):
+    # Adding a reward model version (every field read-only) was an IntegrityError; a typed pii_found
+    # that was not an object broke the scrubber's merge (TypeError) when saving an answer.
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    assert client.get(reverse("admin:labelapp_rewardmodelversion_add")).status_code == 403
+    prompt = make_comparison().prompt
+    data = {"prompt": prompt.pk, "text": "mail bob@example.org", "source_model": "m", "token_count": "3"}
+    data["pii_found"] = "1"
+    r = client.post(reverse("admin:labelapp_response_add"), data)
+    assert r.status_code == 302
+    from labelapp.models import Response
+
+    assert Response.objects.get(text="mail [EMAIL]").pii_found == {"EMAIL": 1}

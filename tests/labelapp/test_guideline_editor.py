@@ -116,3 +116,32 @@ def test_the_preview_is_the_sanitized_server_render(client, staff, acked):
     assert "<script" not in html and "<img" not in html  # the img (and its onerror) shown as text only
     assert "<img" not in html and 'href="javascript' not in html
     assert "javascript:window.pwned=3" in html  # shown as inert text
+
+
+@pytest.mark.parametrize(
+    "field, action",
+    [
+        ("text", "draft"),
+        ("text", "publish"),
+        ("title", "draft"),
+        ("title", "publish"),
+        ("changelog", "publish"),  # a draft does not store the change message
+    ],
+)
+def test_a_nul_character_is_a_form_error_and_keeps_the_text(client, staff, acked, field, action):
+    # PostgreSQL refuses NUL in text columns: the save was a 500 and the staff member's text was lost.
+    client.force_login(staff)
+    data = {"text": "New rules TYPED-TEXT", "title": "T", "changelog": "c", "action": action}
+    data[field] += "\x00"
+    r = client.post(reverse("staff_guideline_edit"), data)
+    assert r.status_code == 400
+    assert b"NUL" in r.content and b"TYPED-TEXT" in r.content
+    assert GuidelineVersion.objects.count() == 1
+
+
+def test_the_service_refuses_nul_characters(staff, acked):
+    with pytest.raises(GuidelineError, match="NUL"):
+        guideline_draft_save(text="a\x00b", author=staff)
+    with pytest.raises(GuidelineError, match="NUL"):
+        guideline_publish_text(text="new", changelog="c\x00", author=staff)
+    assert GuidelineVersion.objects.count() == 1

@@ -60,6 +60,10 @@ def test_bad_filter_and_sort_values_are_handled(client, staff, rated):
     client.force_login(staff)
     assert client.get(reverse("quality_dashboard"), {"version": "abc"}).status_code == 404
     assert client.get(reverse("quality_dashboard"), {"version": "999"}).status_code == 404
+    # str.isdigit() accepts these but int() does not: they were 500s on the page and the CSV.
+    for raw in ("\u00b2", "9" * 5000, "9" * 4000):
+        assert client.get(reverse("quality_dashboard"), {"version": raw}).status_code == 404
+        assert client.get(reverse("quality_raters_csv"), {"version": raw}).status_code == 404
     assert client.get(reverse("quality_dashboard"), {"sort": "<script>", "dir": "x"}).status_code == 200
 
 

@@ -102,3 +102,17 @@ def test_a_late_submit_on_a_withheld_prompt_is_refused(staff, rater, other_rater
             data=RatingInput(preference=0),
         )
     assert Rating.objects.filter(rater=other_rater).count() == 0
+
+
+def test_a_nul_in_the_reason_is_refused_with_a_message(client, staff, rater, acked, make_comparison):
+    # PostgreSQL refuses NUL in text columns: the review was a 500 instead of an error on the row.
+    rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
+    with pytest.raises(ReviewError, match="NUL"):
+        rating_review_add(rating=rating, decision="exclude", reason="bad\x00", reviewer=staff)
+    client.force_login(staff)
+    url = reverse("staff_review_decide", args=[rating.pk])
+    r = client.post(url, {"decision": "exclude", "reason": "TYPED\x00"})
+    assert r.status_code == 400 and b"NUL" in r.content and b"TYPED" in r.content
+    r = client.post(url, {"decision": "exclude", "reason": "TYPED\x00"}, HTTP_HX_REQUEST="true")
+    assert r.status_code == 200 and b"NUL" in r.content
+    assert not RatingReview.objects.exists()

@@ -97,3 +97,21 @@ def test_every_list_endpoint_paginates_with_a_maximum():
     from rest_framework.settings import api_settings
 
     assert api_settings.DEFAULT_PAGINATION_CLASS.max_limit == 200
+
+
+@pytest.mark.parametrize("where", ["top", "field"])
+def test_an_integer_with_too_many_digits_is_a_400(api, acked, where):
+    # Python's json refuses integer literals over 4300 digits with a plain ValueError (not a
+    # JSONDecodeError): it escaped the parser as a 500 on every JSON endpoint.
+    digits = "9" * 5000
+    body = digits if where == "top" else '{"version": ' + digits + "}"
+    r = api.post("/api/guidelines/acknowledge/", body, content_type="application/json")
+    assert r.status_code == 400
+    assert "digits" in r.json()["detail"]
+
+
+def test_a_nul_in_a_query_parameter_is_a_400(staff_api):
+    # PostgreSQL refuses NUL in text: ?source=%00 reached the query as a DataError (500).
+    r = staff_api.get("/api/prompts/?source=%00")
+    assert r.status_code == 400
+    assert "NUL" in r.json()["detail"]

@@ -149,3 +149,58 @@ def test_an_empty_jsonl_body_is_a_400_not_a_500(staff_api, content_type):
         r = staff_api.post("/api/prompts/", body, content_type=content_type, CONTENT_TYPE=content_type)
         assert r.status_code == 400 and "no prompts" in r.json()["errors"][0]["error"]
     assert Prompt.objects.count() == 0
+
+
+def test_two_answers_with_one_external_id_are_refused_not_a_500(staff_api):
+    # Each answer's external_id was checked against the table only, so a repeat inside one prompt
+    # met the unique constraint at insert (IntegrityError, 500).
+    twice = {
+        **GOOD,
+        "answers": [
+            {"text": "one", "model": "m", "external_id": "ans-1"},
+            {"text": "two", "model": "m", "external_id": "ans-1"},
+        ],
+    }
+    for body, content_type in ((twice, "application/json"), (_jsonl(twice), "application/jsonl")):
+        r = staff_api.post("/api/prompts/", body, content_type=content_type)
+        assert r.status_code == 400, r.content
+        assert "ans-1" in r.json()["errors"][0]["error"]
+    assert Prompt.objects.count() == 0 and Response.objects.count() == 0
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_line_separator_inside_a_jsonl_string_does_not_split_the_line(staff_api, separator):
+    # JSON allows these unescaped inside strings; str.splitlines() split valid lines in two.
+    line = json.dumps({"text": f"one{separator}two", "source": "s", "consent": True}, ensure_ascii=False)
+    body = _jsonl(line, {"text": "second", "source": "s", "consent": True})
+    r = staff_api.post("/api/prompts/", body.encode(), content_type="application/jsonl")
+    assert r.status_code == 201, r.content
+    assert r.json()["created"] == 2
+    bad = _jsonl(line, "not json")
+    r = staff_api.post("/api/prompts/", bad.encode(), content_type="application/jsonl")
+    assert r.status_code == 400 and r.json()["errors"][0]["line"] == 2
+
+
+def test_answers_added_twice_with_one_external_id_in_one_request_are_refused(staff_api):
+    pid = staff_api.post(
+        "/api/prompts/", {"text": "Q?", "source": "s", "consent": True}, content_type="application/json"
+    ).json()["prompt_ids"][0]
+    before = Response.objects.count()
+    twice = {
+        "answers": [
+            {"text": "a", "model": "m", "external_id": "x-1"},
+            {"text": "b", "model": "m", "external_id": "x-1"},
+        ]
+    }
+    r = staff_api.post(f"/api/prompts/{pid}/responses/", twice, content_type="application/json")
+    assert r.status_code == 400 and "x-1" in r.json()["errors"][0]["error"]
+    assert Response.objects.count() == before
+
+
+def test_a_jsonl_line_with_a_huge_number_says_so_in_plain_words(staff_api):
+    body = '{"text": "t", "source": "s", "consent": true, "n": ' + "9" * 5000 + "}\n"
+    r = staff_api.post("/api/prompts/", body.encode(), content_type="application/jsonl")
+    assert r.status_code == 400
+    error = r.json()["errors"][0]
+    assert error["line"] == 1 and "more than 4300 digits" in error["error"]
+    assert "int_max_str_digits" not in error["error"]

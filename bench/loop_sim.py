@@ -20,8 +20,10 @@ pairs) and, as the control, a plain Bradley-Terry one, with the same seeds:
 4. one PPO round against it (KL to v0), then the new policy answers the held-out evaluation prompts
    (4 samples each).
 Per turn (turn 0 = policy v0, before any round) it prints and writes to bench/out/loop_sim.json: mean
-true utility of the policy's evaluation answers, mean answer length in tokens, reward-model accuracy on
-fresh judgments, and KL to v0. With several seeds (each its own prompt split and samples) the summary
+true utility of the policy's evaluation answers, mean answer length in tokens, KL to v0, and last turn's
+reward model on this turn's fresh judgments: its agreement with the raters, with the true utility's
+order (which the raters themselves get right about 70% of the time), and how often it prefers the
+shorter answer. With several seeds (each its own prompt split and samples) the summary
 judges the targets on the mean curve over seeds and counts the seeds that rose every turn. Targets:
 with the debiased model the true utility rises every turn and the mean length grows at most 10% from v0
 over three turns; the control shows what happens without it.
@@ -126,12 +128,13 @@ def sample_groups(policy, tok, prompts, params, n: int, seed: int) -> list[list]
 
 def judge(prompts, groups, utilities, args, rng):
     """A length-biased simulated rater (the simulator's rule) judges every pair of distinct answers
-    to each prompt: a PreferencePair per decided pair (ties dropped, as the app drops them)."""
+    to each prompt: a PreferencePair per decided pair (ties dropped, as the app drops them), and beside
+    each its true utilities (chosen, rejected), which the reward model never sees."""
     from labelapp.services.simulation import RaterConfig, decide
     from rewardtrainer.data import PreferencePair
 
     rater = RaterConfig(length_bias=args.length_bias, position_bias=0.0, noise=args.noise)
-    pairs = []
+    pairs, truth = [], []
     for i, (p, answers) in enumerate(zip(prompts, groups, strict=True)):
         texts = [a.text for a in answers]
         u = utilities(prompt=p, texts=texts)
@@ -150,20 +153,33 @@ def judge(prompts, groups, utilities, args, rng):
             if d.preference == 0:
                 continue
             chosen, rejected = (texts[k], texts[j]) if d.preference > 0 else (texts[j], texts[k])
+            truth.append((u[k], u[j]) if d.preference > 0 else (u[j], u[k]))
             pairs.append(
                 PreferencePair(
                     prompt=p, chosen=chosen, rejected=rejected, pair_id=f"{i}-{j}-{k}", prompt_id=p
                 )
             )
-    return pairs
+    return pairs, truth
 
 
-def rm_accuracy(scorer, pairs) -> float | None:
+def rm_agreement(scorer, pairs, truth) -> dict:
+    """Last turn's reward model on this turn's fresh pairs: how often it agrees with the raters' choice
+    (`rm_accuracy_fresh`), with the true utility's order (`rm_accuracy_true`, pairs of unequal utility),
+    and how often it prefers the shorter answer (`rm_prefers_shorter`, pairs of unequal word count)."""
     if scorer is None or not pairs:
-        return None
-    c = scorer([p.prompt for p in pairs], [p.chosen for p in pairs])
-    r = scorer([p.prompt for p in pairs], [p.rejected for p in pairs])
-    return float((c > r).float().mean())
+        return {"rm_accuracy_fresh": None, "rm_accuracy_true": None, "rm_prefers_shorter": None}
+    c = scorer([p.prompt for p in pairs], [p.chosen for p in pairs]).float().numpy()
+    r = scorer([p.prompt for p in pairs], [p.rejected for p in pairs]).float().numpy()
+    margin = c - r  # > 0: the reward model sides with the rater
+    true_sign = [uc - ur for uc, ur in truth]
+    words = [len(p.chosen.split()) - len(p.rejected.split()) for p in pairs]  # > 0: the chosen is longer
+    unequal = [(float(m), t) for m, t in zip(margin, true_sign, strict=True) if t != 0]
+    longer = [(float(m), w) for m, w in zip(margin, words, strict=True) if w != 0]
+    return {
+        "rm_accuracy_fresh": float((margin > 0).mean()),
+        "rm_accuracy_true": sum((m > 0) == (t > 0) for m, t in unequal) / len(unequal) if unequal else None,
+        "rm_prefers_shorter": sum((m > 0) == (w < 0) for m, w in longer) / len(longer) if longer else None,
+    }
 
 
 def evaluate(policy, tok, reference, eval_prompts, params, utilities, args, n: int) -> dict:
@@ -214,8 +230,8 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
         groups = sample_groups(
             policy, tok, train_prompts, params, s["answers_per_prompt"], args.seed * 100 + turn
         )
-        fresh = judge(train_prompts, groups, utility, args, rng)
-        acc = rm_accuracy(scorer, fresh)
+        fresh, truth = judge(train_prompts, groups, utility, args, rng)
+        agreement = rm_agreement(scorer, fresh, truth)
         all_pairs += fresh
         rm_config = TrainConfig(  # debiased = the shipped recipe; the control: plain, nothing added
             objective="length" if debiased else "plain",
@@ -252,7 +268,7 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
             "reward_model": name,
             "turn": turn,
             **evaluate(policy, tok, reference, eval_prompts, params, utility, args, s["eval_samples"]),
-            "rm_accuracy_fresh": acc,
+            **agreement,
             "fresh_pairs": len(fresh),
             "seconds": round(time.perf_counter() - t0, 1),
         }

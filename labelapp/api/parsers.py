@@ -42,8 +42,9 @@ def read_limited(stream, parser_context) -> bytes:
     return body
 
 
-def _check_depth_and_text(value) -> None:
-    """Iteratively (no recursion to exhaust): nesting depth at most MAX_DEPTH, every string encodable."""
+def _check_depth_and_text(value, *, allow_nul: bool = True) -> None:
+    """Iteratively (no recursion to exhaust): nesting depth at most MAX_DEPTH, every string encodable
+    (and, with allow_nul=False, free of U+0000, which a jsonb column refuses)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -51,41 +52,52 @@ def _check_depth_and_text(value) -> None:
             raise ParseError(f"JSON is nested deeper than {MAX_DEPTH} levels.")
         if isinstance(item, dict):
             for key, val in item.items():
-                _check_text(key)
+                _check_text(key, allow_nul)
                 stack.append((val, depth + 1))
         elif isinstance(item, list):
             stack.extend((val, depth + 1) for val in item)
         elif isinstance(item, str):
-            _check_text(item)
+            _check_text(item, allow_nul)
 
 
-def _check_text(text: str) -> None:
+def _check_text(text: str, allow_nul: bool = True) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ParseError(
             "JSON strings must be valid Unicode (a lone surrogate such as \\ud800 is not)."
         ) from None
+    if not allow_nul and "\x00" in text:
+        raise ParseError("JSON strings must not contain NUL (\\u0000): PostgreSQL cannot store it.")
 
 
-def loads_safely(raw: bytes | str):
-    """json.loads that answers every malformed or hostile input with ParseError (never 500)."""
+def decode_json(text: str):
+    """json.loads, where Python's refusal of an integer literal longer than sys.get_int_max_str_digits()
+    (4300; a plain ValueError, which was a 500) becomes a ParseError. Malformed JSON still raises
+    JSONDecodeError, for the caller to word with its own position (a body's line, a JSONL line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        limit = sys.get_int_max_str_digits()
+        raise ParseError(f"A number in the JSON has more than {limit} digits.") from None
+
+
+def loads_safely(raw: bytes | str, *, allow_nul: bool = True):
+    """json.loads that answers every malformed or hostile input with ParseError (never 500).
+    allow_nul=False also refuses U+0000 in strings (for values stored as jsonb as they are)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise ParseError(f"The body is not UTF-8 (byte {exc.start}).") from None
     try:
-        data = json.loads(text)
+        data = decode_json(text)
     except RecursionError:
         raise ParseError(f"JSON is nested deeper than {MAX_DEPTH} levels.") from None
     except json.JSONDecodeError as exc:
         raise ParseError(f"Malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from None
-    except ValueError:
-        # Not a JSONDecodeError: Python refuses to convert an integer literal longer than
-        # sys.get_int_max_str_digits() (4300), and that plain ValueError was a 500.
-        limit = sys.get_int_max_str_digits()
-        raise ParseError(f"A number in the JSON has more than {limit} digits.") from None
-    _check_depth_and_text(data)
+    _check_depth_and_text(data, allow_nul=allow_nul)
     return data
 
 

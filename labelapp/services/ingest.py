@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -167,27 +166,16 @@ def jsonl_lines(text: str) -> list[str]:
     return _JSONL_LINE_END.split(text)
 
 
-def _loads_line(line: str):
-    """json.loads, with Python's refusal of a huge integer literal (a plain ValueError that talks about
-    sys.set_int_max_str_digits) said in the API's words."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:
-        raise ValueError(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
-
-
 def parse_jsonl(text: str) -> list[PromptIn]:
     """Every line parsed; IngestError lists every bad line (1-based number and reason)."""
-    from labelapp.api.parsers import MAX_DEPTH, _check_depth_and_text
+    from labelapp.api.parsers import MAX_DEPTH, _check_depth_and_text, decode_json
 
     items, errors = [], []
     for n, line in enumerate(jsonl_lines(text), 1):
         if not line.strip():
             continue
         try:
-            obj = _loads_line(line)
+            obj = decode_json(line)
             _check_depth_and_text(obj)
             items.append(parse_prompt(obj))
         except RecursionError:
@@ -214,8 +202,7 @@ def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = No
     report = IngestReport()
     errors = []
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+        _lock_ingest()
         seen: dict[str, int] = {}
         for idx, item in enumerate(items):
             line = line_numbers[idx] if line_numbers else (idx + 1 if len(items) > 1 else None)
@@ -259,19 +246,26 @@ def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = No
     return report
 
 
+def _lock_ingest() -> None:
+    """Serialise every ingest (inside its transaction): the duplicate and external-id checks must see
+    the rows other imports are writing right now."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+
+
 def _taken_answer_ids(answers: list[AnswerIn]) -> list[str]:
-    """Answer external ids already stored, or given twice in `answers`.
+    """Answer external ids already stored, or given twice in `answers` (one query).
 
     A repeat inside one prompt is not in the table yet when the check runs, so it used to reach the
     unique constraint at insert (IntegrityError: a 500 instead of a line in the refusal).
     """
+    ids = [a.external_id for a in answers if a.external_id]
+    stored = set(Response.objects.filter(external_id__in=ids).values_list("external_id", flat=True))
     taken, seen = [], set()
-    for a in answers:
-        if not a.external_id:
-            continue
-        if a.external_id in seen or Response.objects.filter(external_id=a.external_id).exists():
-            taken.append(a.external_id)
-        seen.add(a.external_id)
+    for external_id in ids:
+        if external_id in seen or external_id in stored:
+            taken.append(external_id)
+        seen.add(external_id)
     return taken
 
 
@@ -284,10 +278,9 @@ def ingest_jsonl(*, text: str) -> IngestReport:
 def responses_add(*, prompt: Prompt, answers: list[AnswerIn]) -> list[Response]:
     """Attach answers from any model to a stored prompt (scrubbed like everything else)."""
     with transaction.atomic():
-        # the ingest's lock: two requests with the same new external id would otherwise both pass the
-        # check and the second hit the unique constraint (a 500)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+        # two requests with the same new external id would otherwise both pass the check and the
+        # second hit the unique constraint (a 500)
+        _lock_ingest()
         bad = _taken_answer_ids(answers)
         if bad:
             raise IngestError(

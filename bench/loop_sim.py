@@ -294,6 +294,10 @@ def mean_curve(rows: list[dict], name: str) -> list[dict]:
     return curve
 
 
+def rises(values: list[float]) -> bool:
+    return all(b > a for a, b in zip(values, values[1:], strict=False))
+
+
 def summarize(rows: list[dict]) -> dict:
     """The targets on the debiased loop's mean curve over seeds (one seed: that run), and per seed."""
     summary: dict = {}
@@ -312,10 +316,8 @@ def summarize(rows: list[dict]) -> dict:
         summary[name] = {
             "seeds": seeds,
             "mean_curve": curve,
-            "utility_rises_every_turn": all(b > a for a, b in zip(u, u[1:], strict=False)),
-            "seeds_rising_every_turn": sum(
-                all(b > a for a, b in zip(v, v[1:], strict=False)) for v in per_seed.values()
-            ),
+            "utility_rises_every_turn": rises(u),
+            "seeds_rising_every_turn": sum(rises(v) for v in per_seed.values()),
             "length_growth": growth,
         }
     if "debiased" in summary:

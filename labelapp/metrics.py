@@ -175,6 +175,42 @@ def longer_curve(preference, words_a, words_b, *, bins=(0.0, 0.1, 0.25, 0.5, 0.7
     return {"bins": rows, "slope": slope}
 
 
+def _sigmoid(v: float | None) -> float | None:
+    return None if v is None else 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, v))))
+
+
+def length_controlled_win_rate(won, log_ratio, same_won=(), same_log_ratio=()) -> dict[str, Estimate]:
+    """The win rate of a new policy against its parent with the raters' length pull taken out
+    (length-controlled, as LC-AlpacaEval, arXiv 2404.04475). One logistic model over two kinds of
+    judgment:
+
+        new vs parent:         P(new won) = sigmoid(theta + slope * log(words_new / words_parent))
+        same policy on both:   P(A won)   = sigmoid(        slope * log(words_A / words_B))
+
+    The same-policy pairs have no quality gap on average, so they pin `slope`, the raters' length
+    pull on this very kind of answer; `theta` is what is left of the new policy's edge. The
+    length-controlled win rate is sigmoid(theta): P(new wins) when both answers have the same length.
+    `won` is 1, 0.5 (tie) or 0. Returns `win_rate` (with the interval of theta mapped through the
+    sigmoid) and `length_slope`; EMPTY estimates with fewer than two new-vs-parent judgments.
+    """
+    won = np.asarray(won, dtype=float)
+    same_won = np.asarray(same_won, dtype=float)
+    if won.size < 2:
+        return {"win_rate": EMPTY, "length_slope": EMPTY}
+    X = np.vstack(
+        [
+            np.column_stack([np.asarray(log_ratio, dtype=float), np.ones(won.size)]),
+            np.column_stack([np.asarray(same_log_ratio, dtype=float), np.zeros(same_won.size)]),
+        ]
+    )
+    fit = logistic_fit(X, np.concatenate([won, same_won]))
+    theta = fit.estimate(1)
+    return {
+        "win_rate": Estimate(_sigmoid(theta.value), _sigmoid(theta.lo), _sigmoid(theta.hi), int(won.size)),
+        "length_slope": fit.estimate(0),
+    }
+
+
 # --- gold, agreement ---------------------------------------------------------------------------------
 
 

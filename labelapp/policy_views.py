@@ -95,6 +95,11 @@ def _round_charts(rows) -> dict[str, dict]:
         ]
 
     win = [(float(r.version.number), r.win["win_rate"]) for r in ordered if r.win]
+    lc_win = [
+        (float(r.version.number), r.win["lc_win_rate"])
+        for r in ordered
+        if r.win and r.win["lc_win_rate"] is not None
+    ]
     charts = {
         "reward": plotly_charts.line_chart(
             "Reward model score", {"eval answers": series("rm_score")}, "version", "score"
@@ -108,7 +113,12 @@ def _round_charts(rows) -> dict[str, dict]:
         "entropy": plotly_charts.line_chart(
             "Entropy (last PPO update)", {"entropy": series("entropy")}, "version", "nats"
         ),
-        "win": plotly_charts.line_chart("Win rate vs previous", {"win rate": win}, "version", "share")
+        "win": plotly_charts.line_chart(
+            "Win rate vs previous",
+            {"win rate": win, "length-controlled": lc_win},
+            "version",
+            "share",
+        )
         if win
         else {},
     }

@@ -33,6 +33,15 @@ class WinRateSerializer(serializers.Serializer):
     win_rate = serializers.FloatField()
     lo = serializers.FloatField(help_text="95% Wilson interval, lower end")
     hi = serializers.FloatField(help_text="95% Wilson interval, upper end")
+    lc_win_rate = serializers.FloatField(
+        allow_null=True, help_text="P(new wins) at equal length: the raters' length pull taken out"
+    )
+    lc_lo = serializers.FloatField(allow_null=True, help_text="95% interval, lower end")
+    lc_hi = serializers.FloatField(allow_null=True, help_text="95% interval, upper end")
+    length_slope = serializers.FloatField(
+        allow_null=True, help_text="raters' pull toward the longer answer, logit per e-fold of word ratio"
+    )
+    same_policy_pairs = serializers.IntegerField(help_text="new-vs-new judgments that measured it")
 
 
 class PolicyVersionSerializer(serializers.Serializer):

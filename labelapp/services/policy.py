@@ -23,7 +23,6 @@ services/training.py for the reward model).
 from __future__ import annotations
 
 import logging
-import math
 import random
 import threading
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from labelapp import metrics
 from labelapp.models import (
     Comparison,
     PolicyPair,
@@ -418,10 +418,12 @@ def _execute(run: TrainingRun) -> str:
         "mean_length": sum(prev_lengths) / len(prev_lengths),
         "no_eos_share": sum(not previous[p.pk].finished for p in eval_prompts) / len(eval_prompts),
     }
-    metrics = {**watch, **extra, "reward_model": rm.number}
+    round_metrics = {**watch, **extra, "reward_model": rm.number}
     if history:
         last = history[-1]
-        metrics |= {k: last[k] for k in ("entropy", "beta", "explained_variance", "reward_raw") if k in last}
+        round_metrics |= {
+            k: last[k] for k in ("entropy", "beta", "explained_variance", "reward_raw") if k in last
+        }
 
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -432,7 +434,7 @@ def _execute(run: TrainingRun) -> str:
             parent,
             rm,
             artifact,
-            metrics,
+            round_metrics,
             history,
             eval_prompts,
             new_eval_answers,
@@ -444,7 +446,7 @@ def _execute(run: TrainingRun) -> str:
         run.progress = 1.0
         run.finished_at = timezone.now()
         run.metrics = {
-            **{k: v for k, v in metrics.items() if not isinstance(v, dict)},
+            **{k: v for k, v in round_metrics.items() if not isinstance(v, dict)},
             "policy_version": version.number,
         }
         run.metrics_history = history
@@ -542,7 +544,7 @@ def _pair(
 
 
 def _record_version(
-    run, parent, rm, artifact, metrics, history, eval_prompts, new_eval, fresh, fresh_answers, previous
+    run, parent, rm, artifact, round_metrics, history, eval_prompts, new_eval, fresh, fresh_answers, previous
 ) -> PolicyVersion:
     number = (PolicyVersion.objects.aggregate(m=Max("number"))["m"] or 0) + 1
     sampling = dict(run.config["sampling"])
@@ -556,7 +558,7 @@ def _record_version(
         run=run,
         artifact_path=artifact or "",
         sampling=sampling,
-        metrics=metrics,
+        metrics=round_metrics,
         history=history,
     )
     rng = random.Random(run.pk)
@@ -575,41 +577,84 @@ def _record_version(
 # --- the over-optimization watch ---------------------------------------------------------------------------
 
 
-def wilson_interval(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (ties count as half a win)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = wins / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+SAME_POLICY_PAIRS_USED = 5000  # the latest new-vs-new judgments that pin the raters' length pull
 
 
-def policy_win_rate(*, version: PolicyVersion) -> dict | None:
-    """Win rate of `version` against its parent from the judged new-vs-previous comparisons, or None."""
+def _won(preference: int, new_is_a: bool) -> float:
+    """1 if the new policy's answer won, 0.5 on a tie, 0 if it lost (negative preference: A better)."""
+    if preference == 0:
+        return 0.5
+    return 1.0 if (preference < 0) == new_is_a else 0.0
+
+
+def _words(new_is_a: bool, words_a: int, words_b: int) -> tuple[int, int]:
+    return (words_a, words_b) if new_is_a else (words_b, words_a)
+
+
+def policy_same_pairs() -> tuple[list[float], list[float]]:
+    """New-vs-new judgments (two answers of the same policy): (A won, log(words_A / words_B)) each,
+    the latest SAME_POLICY_PAIRS_USED. They measure how much these raters pull toward the longer answer."""
+    rows = list(
+        Rating.objects.not_excluded()
+        .filter(comparison__policy_pair__kind=PolicyPair.Kind.VS_SELF)
+        .order_by("-pk")
+        .values_list(
+            "preference", "comparison__response_a__word_count", "comparison__response_b__word_count"
+        )[:SAME_POLICY_PAIRS_USED]
+    )
+    won = [_won(pref, True) for pref, _, _ in rows]
+    ratio = metrics.log_length_ratio([b for _, _, b in rows], [a for _, a, _ in rows]).tolist()
+    return won, ratio
+
+
+def policy_win_rate(*, version: PolicyVersion, same_pairs=None) -> dict | None:
+    """Win rate of `version` against its parent from the judged new-vs-previous comparisons, or None:
+    the raw rate (ties count half, 95% Wilson interval) and the length-controlled one
+    (`metrics.length_controlled_win_rate`, with the raters' length pull measured on new-vs-new
+    judgments; `same_pairs` is `policy_same_pairs()`, passed in when many versions are shown)."""
     ratings = Rating.objects.not_excluded().filter(
         comparison__policy_pair__new=version, comparison__policy_pair__kind=PolicyPair.Kind.VS_PREVIOUS
     )
-    wins = ties = n = 0
-    for preference, new_is_a in ratings.values_list("preference", "comparison__policy_pair__new_is_a"):
-        n += 1
-        if preference == 0:
-            ties += 1
-        elif (preference < 0) == new_is_a:
-            wins += 1
-    if n == 0:
+    rows = list(
+        ratings.values_list(
+            "preference",
+            "comparison__policy_pair__new_is_a",
+            "comparison__response_a__word_count",
+            "comparison__response_b__word_count",
+        )
+    )
+    if not rows:
         return None
-    lo, hi = wilson_interval(wins + 0.5 * ties, n)
+    won = [_won(pref, new_is_a) for pref, new_is_a, _, _ in rows]
+    lengths = [_words(new_is_a, wa, wb) for _, new_is_a, wa, wb in rows]
+    wins, ties, n = won.count(1.0), won.count(0.5), len(won)
+    raw = metrics.wilson(wins + 0.5 * ties, n)
+    same_won, same_ratio = same_pairs if same_pairs is not None else policy_same_pairs()
+    ratio = metrics.log_length_ratio([old for _, old in lengths], [new for new, _ in lengths])
+    lc = metrics.length_controlled_win_rate(won, ratio, same_won, same_ratio)
     return {
         "n": n,
         "wins": wins,
         "ties": ties,
         "losses": n - wins - ties,
-        "win_rate": (wins + 0.5 * ties) / n,
-        "lo": lo,
-        "hi": hi,
+        "win_rate": raw.value,
+        "lo": raw.lo,
+        "hi": raw.hi,
+        "lc_win_rate": lc["win_rate"].value,
+        "lc_lo": lc["win_rate"].lo,
+        "lc_hi": lc["win_rate"].hi,
+        "length_slope": lc["length_slope"].value,
+        "same_policy_pairs": len(same_won),
     }
+
+
+def _judged_rate(win: dict | None) -> float | None:
+    """The rate the watch trusts: length-controlled when there is one (raters' length pull would
+    otherwise count as a win for a policy that only grew longer), else the raw rate."""
+    if win is None:
+        return None
+    lc = win.get("lc_win_rate")
+    return lc if lc is not None else win["win_rate"]
 
 
 def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
@@ -619,24 +664,34 @@ def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
     out: list[str] = []
     if not parent or "mean_length" not in m:
         return out
+    rate = _judged_rate(win)
     prev_len = parent.get("mean_length") or 0
     growth = m["mean_length"] / prev_len - 1 if prev_len else 0.0
-    if growth > LENGTH_GROWTH_LIMIT and (win is None or win["win_rate"] <= 0.5):
-        judged = "no ratings yet" if win is None else f"win rate {win['win_rate']:.0%}"
+    if growth > LENGTH_GROWTH_LIMIT and (rate is None or rate <= 0.5):
+        judged = "no ratings yet" if rate is None else f"{_rate_words(win)} {rate:.0%}"
         out.append(
             f"Answers grew {growth:.0%} longer than v{parent['number']} "
             f"({prev_len:.0f} -> {m['mean_length']:.0f} tokens) while the win rate does not rise "
             f"({judged}): length may be buying reward."
         )
-    if win is not None and m.get("rm_score", 0) > parent.get("rm_score", 0) and win["win_rate"] < 0.5:
+    if rate is not None and m.get("rm_score", 0) > parent.get("rm_score", 0) and rate < 0.5:
         out.append(
             f"The reward model score rose ({parent['rm_score']:.3f} -> {m['rm_score']:.3f}) while raters "
-            f"prefer v{parent['number']} (win rate {win['win_rate']:.0%}): the policy is over-optimizing "
+            f"prefer v{parent['number']} ({_rate_words(win)} {rate:.0%}): the policy is over-optimizing "
             "the reward model (Gao et al. 2022)."
+        )
+    if win is not None and win["win_rate"] > 0.5 and rate is not None and rate <= 0.5:
+        out.append(
+            f"Raters prefer v{version.number} (win rate {win['win_rate']:.0%}) only for its length: "
+            f"at equal length it wins {rate:.0%}."
         )
     if m.get("no_eos_share", 0) > 0.5:
         out.append(f"{m['no_eos_share']:.0%} of the answers hit the token cap without EOS.")
     return out
+
+
+def _rate_words(win: dict) -> str:
+    return "length-controlled win rate" if win.get("lc_win_rate") is not None else "win rate"
 
 
 @dataclass
@@ -653,8 +708,9 @@ def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
         :limit
     ]
     rows = []
+    same_pairs = policy_same_pairs()
     for v in versions:
-        win = policy_win_rate(version=v)
+        win = policy_win_rate(version=v, same_pairs=same_pairs)
         rows.append(VersionRow(v, win, policy_warnings(version=v, win=win)))
     return rows
 

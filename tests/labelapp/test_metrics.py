@@ -152,6 +152,28 @@ def test_longer_curve_bins_and_slope():
     assert [b["value"] for b in curve["bins"]] == [1.0, 0.5, 0.5]
 
 
+def test_length_controlled_win_rate_without_length_differences_is_the_raw_rate():
+    # Equal lengths, no new-vs-new pairs: theta = logit(mean won); ties count half: (1+1+0.5+0)/4.
+    out = metrics.length_controlled_win_rate([1, 1, 0.5, 0], [0, 0, 0, 0])
+    assert out["win_rate"].value == pytest.approx(0.625, abs=1e-3)
+    assert out["win_rate"].lo < 0.625 < out["win_rate"].hi and out["win_rate"].n == 4
+
+
+def test_length_controlled_win_rate_takes_out_the_length_pull_measured_on_same_policy_pairs():
+    # Same policy on both sides: the longer (twice the words, x = log 2) wins 8 of 10, and with the
+    # shorter as A, A wins 2 of 10, so slope = logit(0.8) / log 2 = 2.0. New vs parent, the new
+    # answer twice as long, wins 7 of 10: theta = logit(0.7) - 2.0 * log 2 = -0.539, and at equal
+    # length the new policy wins sigmoid(-0.539) = 0.368 (the model is saturated: the fit is exact).
+    x = math.log(2)
+    same_won = [1] * 8 + [0] * 2 + [1] * 2 + [0] * 8
+    same_x = [x] * 10 + [-x] * 10
+    out = metrics.length_controlled_win_rate([1] * 7 + [0] * 3, [x] * 10, same_won, same_x)
+    assert out["length_slope"].value == pytest.approx(2.0, abs=1e-2)
+    assert out["win_rate"].value == pytest.approx(0.368, abs=2e-3)
+    assert out["win_rate"].lo < 0.368 < out["win_rate"].hi  # wide: slope and theta share the x = log 2 rows
+    assert metrics.length_controlled_win_rate([1], [x])["win_rate"].value is None  # too few to fit
+
+
 def test_test_retest():
     out = metrics.test_retest([-3, -1, 2, 0], [-2, 1, 2, 0])
     assert (out["sign_agreement"].n, out["sign_agreement"].value) == (4, 0.75)

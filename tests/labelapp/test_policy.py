@@ -231,6 +231,29 @@ def _judge(rater, version, *, new_wins: int, old_wins: int):
         )
 
 
+def _judge_lengths(rater, rows):
+    """Comparisons of policy answers of given word counts, judged as told: each row is
+    (kind, new version, old version, words of the new answer (A), words of the other (B), A wins)."""
+    from labelapp.services.guidelines import guideline_acknowledge, guideline_current
+
+    guideline_acknowledge(rater=rater, version=guideline_current())
+    outcome = {}
+    for i, (kind, new, old, words_a, words_b, a_wins) in enumerate(rows):
+        p = Prompt.objects.create(text=f"lengths {i}")
+        a = Response.objects.create(prompt=p, text=" ".join(["word"] * words_a), source_model="x")
+        b = Response.objects.create(prompt=p, text=" ".join(["other"] * words_b), source_model="x")
+        c = Comparison.objects.create(prompt=p, response_a=a, response_b=b, required_ratings=1, priority=5)
+        PolicyPair.objects.create(comparison=c, kind=kind, new=new, old=old, new_is_a=True)
+        outcome[c.pk] = -2 if a_wins else 2
+    while (assignment := assignment_next(rater=rater)) is not None:
+        rating_submit(
+            rater=rater,
+            assignment_id=assignment.pk,
+            idempotency_key=assignment.form_key,
+            data=RatingInput(preference=outcome[assignment.comparison_id], length_check="adds_content"),
+        )
+
+
 def _version(number, parent_version, metrics=None):
     return PolicyVersion.objects.create(
         number=number, kind="ppo", parent=parent_version, metrics=metrics or {}
@@ -251,6 +274,8 @@ def test_win_rate_has_a_wilson_interval_and_the_watch_warns_on_length_and_on_rew
     win = policy.policy_win_rate(version=v1)
     assert win["n"] == 10 and win["win_rate"] == pytest.approx(0.3)
     assert 0.10 < win["lo"] < 0.3 < win["hi"] < 0.61
+    # equal lengths: the length-controlled rate is the raw one
+    assert win["lc_win_rate"] == pytest.approx(0.3, abs=1e-3) and win["same_policy_pairs"] == 0
     warnings = policy.policy_warnings(version=v1, win=win)
     assert any("over-optimizing" in w for w in warnings) and any("longer" in w for w in warnings)
     # Length within 10% and raters prefer the new policy: no warning.
@@ -260,6 +285,42 @@ def test_win_rate_has_a_wilson_interval_and_the_watch_warns_on_length_and_on_rew
         {"rm_score": 1.0, "mean_length": 54, "parent": {"number": 1, "rm_score": 0.9, "mean_length": 50}},
     )
     assert policy.policy_warnings(version=v2, win={"win_rate": 0.7, "n": 10}) == []
+
+
+def test_a_policy_that_wins_only_by_length_is_caught_by_the_length_controlled_win_rate(
+    rater, guideline, client, staff
+):
+    """Raters who pull toward the longer answer (measured on new-vs-new pairs: the longer of two
+    answers of the same policy wins 8 of 10) give a policy that doubled its length a raw win rate of
+    0.7; at equal length it wins 0.37 (hand-computed in test_metrics), and the watch says so."""
+    v0 = policy.policy_base()
+    v1 = _version(
+        1,
+        v0,
+        {"rm_score": 1.0, "mean_length": 120, "parent": {"number": 0, "rm_score": 0.5, "mean_length": 60}},
+    )
+    same = [("vs_self", v1, None, 20, 10, i < 8) for i in range(10)]
+    same += [("vs_self", v1, None, 10, 20, i < 2) for i in range(10)]
+    versus = [("vs_previous", v1, v0, 20, 10, i < 7) for i in range(10)]
+    _judge_lengths(rater, same + versus)
+    win = policy.policy_win_rate(version=v1)
+    assert win["n"] == 10 and win["win_rate"] == pytest.approx(0.7) and win["same_policy_pairs"] == 20
+    assert win["lc_win_rate"] == pytest.approx(0.368, abs=2e-3) and win["length_slope"] == pytest.approx(
+        2.0, abs=0.01
+    )
+    warnings = policy.policy_warnings(version=v1, win=win)
+    assert any("only for its length" in w and "37%" in w for w in warnings)
+    assert any("100% longer" in w and "length-controlled win rate 37%" in w for w in warnings)
+    assert any("over-optimizing" in w for w in warnings)  # the reward rose, raters (at equal length) do not
+    client.force_login(staff)
+    page = client.get(reverse("policy_version", args=[1]))
+    assert b'id="lc-win-rate">0.36' in page.content and b"only for its length" in page.content
+    api = client.get("/api/policies/1/").json()
+    assert (
+        api["win"]["lc_win_rate"] == pytest.approx(0.368, abs=2e-3) and api["win"]["same_policy_pairs"] == 20
+    )
+    home = client.get(reverse("policy_home"))
+    assert home.status_code == 200 and b"length-controlled" in home.content
 
 
 def test_excluded_ratings_do_not_count_toward_the_win_rate(rater, guideline, staff):

@@ -203,7 +203,10 @@ REST_FRAMEWORK = {
         "labelapp.api.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "labelapp.api.permissions.TokenScope",  # a token does only what its scopes allow
+    ],
     "DEFAULT_PARSER_CLASSES": [
         "labelapp.api.parsers.SafeJSONParser",
         "labelapp.api.parsers.JSONLinesParser",

@@ -396,10 +396,20 @@ from labelapp.services.tokens import token_revoke  # noqa: E402
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are created through the API or `manage.py create_api_token` (the key is shown once)."""
 
-    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix", "name", "user", "scopes", "last_used_at", "expires_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "user__username", "prefix")
-    readonly_fields = ("user", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = (
+        "user",
+        "name",
+        "prefix",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
     exclude = ("digest",)
     actions = ["revoke"]
 

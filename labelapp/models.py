@@ -512,6 +512,13 @@ class RewardModelVersion(models.Model):
         return f"Reward model v{self.number}{' (active)' if self.is_active else ''}"
 
 
+TOKEN_SCOPES = ("read", "rate", "ingest", "export", "train", "admin")
+
+
+def token_scopes_all() -> list[str]:
+    return list(TOKEN_SCOPES)
+
+
 class ApiToken(models.Model):
     """A bearer token for programs. Only a SHA-256 digest is stored; the key is shown once, at creation.
 
@@ -529,6 +536,11 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(
+        default=token_scopes_all,
+        help_text="What the token may do (services/tokens.py, TOKEN_SCOPES); never more than its user may.",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on (empty: never).")
 
     class Meta:
         ordering = ["-created_at"]

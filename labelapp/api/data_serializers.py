@@ -8,12 +8,23 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from labelapp.models import TOKEN_SCOPES
 from labelapp.services.ingest import MAX_TEXT_CHARS
+from labelapp.services.tokens import MAX_EXPIRY_DAYS
 
 
 class TokenCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150, help_text="Whose token (the program acts as this user).")
     name = serializers.CharField(max_length=100, help_text="What the token is for.")
+    scopes = serializers.ListField(
+        child=serializers.CharField(max_length=16),
+        required=False,
+        max_length=16,
+        help_text="What it may do, from: " + ", ".join(TOKEN_SCOPES) + ". Omitted: all of them.",
+    )
+    expires_in_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_EXPIRY_DAYS, help_text="Omitted: never expires."
+    )
 
     def validate_username(self, value):
         user = get_user_model().objects.filter(username=value, is_active=True).first()
@@ -30,6 +41,8 @@ class TokenSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
+    scopes = serializers.ListField(child=serializers.CharField())
+    expires_at = serializers.DateTimeField(allow_null=True)
 
 
 class TokenCreatedSerializer(TokenSerializer):

@@ -16,13 +16,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api import data_serializers as ds
 from labelapp.api.pagination import BoundedLimitOffsetPagination
+from labelapp.api.permissions import STAFF
 from labelapp.models import ApiToken, Prompt, RaterProfile, Rating, RatingReview
 from labelapp.services.comparisons import comparisons_create
 from labelapp.services.export import ExportFilters, export_rows, jsonl_line
@@ -34,7 +34,7 @@ from labelapp.services.ingest import (
     parse_prompt,
     responses_add,
 )
-from labelapp.services.tokens import token_create, token_revoke
+from labelapp.services.tokens import TokenError, token_create, token_revoke
 
 MAX_PROMPTS_PER_REQUEST = 10_000
 PAGE_PARAMS = [
@@ -87,7 +87,8 @@ def _paginate(view, request, queryset, serializer_cls):
 class TokensView(APIView):
     """API tokens (staff): list them, or create one for a user. The key is in the 201 answer only."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "admin"
 
     @extend_schema(operation_id="tokens_list", responses={200: ds.PaginatedTokenList}, parameters=PAGE_PARAMS)
     def get(self, request):
@@ -99,15 +100,23 @@ class TokensView(APIView):
     def post(self, request):
         s = ds.TokenCreateSerializer(data=request.data)
         s.is_valid(raise_exception=True)
-        token, key = token_create(
-            user=s.validated_data["username"], name=s.validated_data["name"], created_by=request.user
-        )
+        try:
+            token, key = token_create(
+                user=s.validated_data["username"],
+                name=s.validated_data["name"],
+                created_by=request.user,
+                scopes=s.validated_data.get("scopes"),
+                expires_in_days=s.validated_data.get("expires_in_days"),
+            )
+        except TokenError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
         data = ds.TokenSerializer(token).data | {"key": key}
         return Response(data, status=status.HTTP_201_CREATED)
 
 
 class TokenRevokeView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "admin"
 
     @extend_schema(request=None, responses={200: ds.TokenSerializer})
     def post(self, request, token_id: int):
@@ -127,7 +136,8 @@ class PromptsView(APIView):
     request, and `errors` lists every bad item with its line (JSONL) or 1-based position (list).
     """
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "ingest"
 
     @extend_schema(
         operation_id="prompts_list",
@@ -193,7 +203,8 @@ class PromptsView(APIView):
 
 
 class PromptDetailView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "ingest"
 
     @extend_schema(responses={200: ds.PromptOutSerializer})
     def get(self, request, prompt_id: int):
@@ -206,7 +217,8 @@ class PromptDetailView(APIView):
 class PromptResponsesView(APIView):
     """Attach answers from any model (name and version) to a prompt; scrubbed like prompts."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "ingest"
 
     @extend_schema(request=ds.ResponsesInSerializer, responses={201: ds.ResponseOutSerializer(many=True)})
     def post(self, request, prompt_id: int):
@@ -237,7 +249,8 @@ class PromptResponsesView(APIView):
 class ComparisonsView(APIView):
     """Make comparisons from prompts' answers: all pairs, or `per_prompt` sampled (length-matched)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "ingest"
 
     @extend_schema(request=ds.ComparisonsInSerializer, responses={201: ds.ComparisonsOutSerializer})
     def post(self, request):
@@ -306,7 +319,8 @@ _RATING_FILTERS = {
 class StaffRatingsView(APIView):
     """Every rating (staff), filtered and ordered by the listed fields only."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "export"
 
     @extend_schema(
         operation_id="staff_ratings_list",
@@ -337,7 +351,8 @@ class StaffRatingsView(APIView):
 class RaterFiguresView(APIView):
     """Per-rater quality figures and trust weights (staff), where the quality job computed them."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "read"
 
     @extend_schema(
         operation_id="staff_raters_list",
@@ -372,7 +387,8 @@ class ExportQuerySerializer(serializers.Serializer):
 class ExportView(APIView):
     """The preference export (staff) in TRL format, streamed: JSONL, or Parquet as a file."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "export"
     renderer_classes = [JSONRenderer]
     content_negotiation_class = FirstRendererNegotiation
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labelapp.api.permissions import STAFF
 from labelapp.api.serializers import TrainingRunSerializer
 from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
@@ -81,7 +81,8 @@ class RoundRequestSerializer(serializers.Serializer):
 
 
 class PolicyVersionsView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "train"
 
     @extend_schema(responses={200: PolicyVersionSerializer(many=True)})
     def get(self, request):
@@ -96,7 +97,8 @@ def _version(number: int) -> PolicyVersion:
 
 
 class PolicyVersionView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "train"
 
     @extend_schema(responses={200: PolicyVersionSerializer})
     def get(self, request, number: int):
@@ -107,7 +109,8 @@ class PolicyVersionView(APIView):
 
 
 class PolicySamplesView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "train"
 
     @extend_schema(responses={200: SamplePairSerializer(many=True)})
     def get(self, request, number: int):
@@ -118,7 +121,8 @@ class PolicySamplesView(APIView):
 class PolicyRoundsView(APIView):
     """Policy rounds (staff). POST queues one now (409 while one is queued or running)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "train"
 
     @extend_schema(responses={200: TrainingRunSerializer(many=True)})
     def get(self, request):

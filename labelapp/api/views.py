@@ -9,11 +9,11 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api import serializers as s
+from labelapp.api.permissions import STAFF
 from labelapp.models import (
     Assignment,
     GuidelineAcknowledgment,
@@ -70,6 +70,8 @@ def _assignment_payload(assignment: Assignment) -> dict:
 
 
 class NextAssignmentView(APIView):
+    token_scope = "rate"
+
     @extend_schema(
         responses={200: s.AssignmentSerializer, 204: OpenApiResponse(description="Nothing to rate.")}
     )
@@ -89,6 +91,8 @@ class NextAssignmentView(APIView):
 
 
 class AssignmentDetailView(APIView):
+    token_scope = "rate"
+
     @extend_schema(responses={200: s.AssignmentSerializer})
     def get(self, request, assignment_id: int):
         return Response(
@@ -97,6 +101,8 @@ class AssignmentDetailView(APIView):
 
 
 class RatingSubmitView(APIView):
+    token_scope = "rate"
+
     @extend_schema(
         request=s.RatingInSerializer, responses={201: s.RatingOutSerializer, 200: s.RatingOutSerializer}
     )
@@ -121,6 +127,8 @@ class RatingSubmitView(APIView):
 
 
 class SkipView(APIView):
+    token_scope = "rate"
+
     @extend_schema(request=s.SkipSerializer, responses={200: OpenApiResponse(description="Skipped.")})
     def post(self, request, assignment_id: int):
         serializer = s.SkipSerializer(data=request.data)
@@ -137,6 +145,8 @@ class SkipView(APIView):
 
 
 class MyRatingsView(generics.ListAPIView):
+    token_scope = "rate"
+
     serializer_class = s.RatingOutSerializer
 
     def get_queryset(self):
@@ -146,6 +156,8 @@ class MyRatingsView(generics.ListAPIView):
 
 
 class CurrentGuidelineView(APIView):
+    token_scope = "rate"
+
     @extend_schema(responses={200: s.GuidelineSerializer})
     def get(self, request):
         current = guideline_current()
@@ -167,6 +179,8 @@ class CurrentGuidelineView(APIView):
 
 
 class AcknowledgeView(APIView):
+    token_scope = "rate"
+
     @extend_schema(
         request=s.AcknowledgeSerializer, responses={200: OpenApiResponse(description="Acknowledged.")}
     )
@@ -184,7 +198,8 @@ class AcknowledgeView(APIView):
 
 
 class QueueFiguresView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "read"
 
     @extend_schema(responses={200: s.QueueFiguresSerializer})
     def get(self, request):
@@ -194,7 +209,8 @@ class QueueFiguresView(APIView):
 class TrainingRunsView(APIView):
     """Reward model runs (staff). POST queues one now, unless one is already queued or running (409)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "train"
 
     @extend_schema(responses={200: s.TrainingRunSerializer(many=True)})
     def get(self, request):
@@ -227,7 +243,8 @@ class TrainingRunsView(APIView):
 
 
 class RewardModelsView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "train"
 
     @extend_schema(responses={200: s.RewardModelVersionSerializer(many=True)})
     def get(self, request):
@@ -235,7 +252,8 @@ class RewardModelsView(APIView):
 
 
 class RewardModelActivateView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = STAFF
+    token_scope = "train"
 
     @extend_schema(request=None, responses={200: s.RewardModelVersionSerializer})
     def post(self, request, number: int):

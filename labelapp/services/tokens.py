@@ -2,6 +2,13 @@
 
 A key looks like `rlhf_<prefix>_<secret>`; the prefix (not secret) finds the row, the digest of the
 whole key is compared in constant time. The key is returned once, at creation, and never again.
+
+Scopes narrow what a token may do, never widen it (a rater's token with `admin` is still a rater).
+Each API view names the scope it needs (`token_scope`); `token_allows` is the one rule:
+- a view's own scope allows every method on it;
+- `read` allows the safe methods (GET, HEAD, OPTIONS) of every view except those whose scope is
+  `export` or `admin` (bulk data and tokens are never "just reading").
+A token may also expire (`expires_at`); an expired token is refused like a revoked one.
 """
 
 from __future__ import annotations
@@ -9,21 +16,62 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from labelapp.models import ApiToken
+from labelapp.models import TOKEN_SCOPES, ApiToken
 
 KEY_PREFIX = "rlhf_"
+PRIVATE_SCOPES = frozenset({"export", "admin"})  # `read` does not open their GETs
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_EXPIRY_DAYS = 3650
+
+
+class TokenError(ValueError):
+    """A token request that cannot be honoured (unknown scope, bad expiry); the message says why."""
+
+
+def token_scopes_clean(scopes) -> list[str]:
+    """The scopes in TOKEN_SCOPES order, or TokenError naming the unknown ones (None: all)."""
+    if scopes is None:
+        return list(TOKEN_SCOPES)
+    if isinstance(scopes, str) or not all(isinstance(x, str) for x in scopes):
+        raise TokenError(f"scopes must be a list of names from: {', '.join(TOKEN_SCOPES)}.")
+    unknown = sorted(set(scopes) - set(TOKEN_SCOPES))
+    if unknown:
+        raise TokenError(f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(TOKEN_SCOPES)}.")
+    if not scopes:
+        raise TokenError("A token needs at least one scope.")
+    return [x for x in TOKEN_SCOPES if x in scopes]
+
+
+def token_allows(*, token: ApiToken, scope: str, method: str) -> bool:
+    """Whether `token` may call a view that needs `scope` with HTTP `method` (see the module docstring)."""
+    granted = token.scopes or []
+    if scope in granted:
+        return True
+    return method.upper() in SAFE_METHODS and "read" in granted and scope not in PRIVATE_SCOPES
 
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def token_create(*, user, name: str, created_by=None) -> tuple[ApiToken, str]:
-    """A new token for `user`; returns (row, key). The key is not stored and cannot be shown again."""
+def token_create(
+    *, user, name: str, created_by=None, scopes=None, expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for `user`; returns (row, key). The key is not stored and cannot be shown again.
+    `scopes` None = all of them; `expires_in_days` None = never (TokenError for anything else bad)."""
+    scopes = token_scopes_clean(scopes)
+    expires_at = None
+    if expires_in_days is not None:
+        if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int):
+            raise TokenError("expires_in_days must be a whole number of days.")
+        if not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
+            raise TokenError(f"expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}.")
+        expires_at = timezone.now() + timedelta(days=expires_in_days)
     prefix = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     token = ApiToken.objects.create(
@@ -32,6 +80,8 @@ def token_create(*, user, name: str, created_by=None) -> tuple[ApiToken, str]:
         prefix=prefix,
         digest=_digest(key),
         created_by=created_by,
+        scopes=scopes,
+        expires_at=expires_at,
     )
     return token, key
 
@@ -51,9 +101,9 @@ def token_authenticate(*, key: str) -> ApiToken | None:
     token = ApiToken.objects.select_related("user").filter(prefix=prefix, revoked_at__isnull=True).first()
     if token is None or not hmac.compare_digest(token.digest, _digest(key)):
         return None
-    if not token.user.is_active:
-        return None
     now = timezone.now()
+    if not token.user.is_active or (token.expires_at is not None and token.expires_at <= now):
+        return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token

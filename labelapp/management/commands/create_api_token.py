@@ -1,11 +1,13 @@
-"""`manage.py create_api_token USERNAME --name NAME`: a token for a program; prints the key once."""
+"""`manage.py create_api_token USERNAME --name NAME [--scope S ...] [--expires-days N]`: a token for a
+program; prints the key once."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.services.tokens import token_create
+from labelapp.models import TOKEN_SCOPES
+from labelapp.services.tokens import TokenError, token_create
 
 
 class Command(BaseCommand):
@@ -14,10 +16,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--name", required=True, help="what the token is for")
+        parser.add_argument(
+            "--scope",
+            action="append",
+            dest="scopes",
+            metavar="SCOPE",
+            help=f"what it may do (repeat for several): {', '.join(TOKEN_SCOPES)}; default: all",
+        )
+        parser.add_argument("--expires-days", type=int, help="refused after this many days (default: never)")
 
-    def handle(self, *args, username: str, name: str, **options):
+    def handle(self, *args, username: str, name: str, scopes, expires_days, **options):
         user = get_user_model().objects.filter(username=username, is_active=True).first()
         if user is None:
             raise CommandError(f"No active user {username!r}.")
-        token, key = token_create(user=user, name=name)
-        self.stdout.write(f"Token #{token.pk} for {username} ({name}). Key (shown once): {key}")
+        try:
+            token, key = token_create(user=user, name=name, scopes=scopes, expires_in_days=expires_days)
+        except TokenError as exc:
+            raise CommandError(str(exc)) from None
+        expiry = f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else ""
+        self.stdout.write(
+            f"Token #{token.pk} for {username} ({name}; scopes: {', '.join(token.scopes)}{expiry}). "
+            f"Key (shown once): {key}"
+        )

@@ -60,3 +60,144 @@ def test_it_throttles_per_user(client, rater_key, settings):
     finally:
         UserRateThrottle.THROTTLE_RATES = old
     assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+
+
+# --- scopes and expiry -----------------------------------------------------------------------------------
+
+
+def _key(user, scopes, **kw):
+    from labelapp.services.tokens import token_create
+
+    return {"HTTP_AUTHORIZATION": f"Bearer {token_create(user=user, name='scoped', scopes=scopes, **kw)[1]}"}
+
+
+def test_a_read_token_reads_but_cannot_write_export_or_manage_tokens(staff, client):
+    read = _key(staff, ["read"])
+    assert client.get("/api/queue/", **read).status_code == 200
+    assert client.get("/api/prompts/", **read).status_code == 200  # reading prompts is reading
+    r = client.post(
+        "/api/prompts/",
+        {"text": "q", "source": "t", "consent": True},
+        content_type="application/json",
+        **read,
+    )
+    assert (
+        r.status_code == 403
+        and "'ingest' scope" in r.json()["detail"]
+        and "it has: read" in r.json()["detail"]
+    )
+    assert client.get("/api/export/?format=jsonl", **read).status_code == 403  # bulk data is not "reading"
+    assert client.get("/api/staff/ratings/", **read).status_code == 403
+    assert client.get("/api/tokens/", **read).status_code == 403
+    assert (
+        client.post(
+            "/api/policy-rounds/", {"kind": "ppo"}, content_type="application/json", **read
+        ).status_code
+        == 403
+    )
+
+
+def test_an_ingest_token_ingests_and_nothing_else(staff, client):
+    ingest = _key(staff, ["ingest"])
+    r = client.post(
+        "/api/prompts/",
+        {"text": "q?", "source": "t", "consent": True},
+        content_type="application/json",
+        **ingest,
+    )
+    assert r.status_code == 201
+    assert client.get("/api/prompts/", **ingest).status_code == 200  # its own view, read as well
+    assert client.get("/api/queue/", **ingest).status_code == 403  # no `read`
+    assert (
+        client.post(
+            "/api/tokens/",
+            {"username": "staff", "name": "escalate"},
+            content_type="application/json",
+            **ingest,
+        ).status_code
+        == 403
+    )
+
+
+def test_scopes_never_widen_what_the_account_may_do(rater, guideline, client):
+    everything = _key(rater, None)
+    assert client.get("/api/ratings/", **everything).status_code == 200
+    assert client.get("/api/tokens/", **everything).status_code == 403  # a rater stays a rater
+    rate_only = _key(rater, ["rate"])
+    assert client.get("/api/guidelines/current/", **rate_only).status_code == 200
+    assert client.get("/api/ratings/", **rate_only).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"scopes": ["read", "sudo"]}, "Unknown scope(s): sudo"),
+        ({"scopes": []}, "at least one scope"),
+        ({"scopes": "read"}, "list"),
+        ({"expires_in_days": 0}, "greater than or equal to 1"),
+        ({"expires_in_days": 10**40}, "less than or equal to"),
+    ],
+)
+def test_bad_scopes_or_expiry_are_a_400_with_the_reason(staff_api, body, message):
+    r = staff_api.post(
+        "/api/tokens/", {"username": "staff", "name": "x", **body}, content_type="application/json"
+    )
+    assert r.status_code == 400 and message in str(r.json()), r.json()
+    assert not ApiToken.objects.exists()
+
+
+def test_a_token_with_scopes_and_expiry_is_listed_and_refused_once_expired(staff_api, staff, client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    r = staff_api.post(
+        "/api/tokens/",
+        {"username": "staff", "name": "nightly export", "scopes": ["export", "read"], "expires_in_days": 7},
+        content_type="application/json",
+    )
+    assert r.status_code == 201 and r.json()["scopes"] == ["read", "export"]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {r.json()['key']}"}
+    assert client.get("/api/queue/", **auth).status_code == 200
+    ApiToken.objects.filter(pk=r.json()["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client.get("/api/queue/", **auth).status_code == 401
+
+
+def test_the_command_takes_scopes_and_refuses_unknown_ones(staff):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command(
+        "create_api_token", "staff", "--name", "feed", "--scope", "ingest", "--expires-days", "30", stdout=out
+    )
+    assert "scopes: ingest" in out.getvalue() and "expires" in out.getvalue()
+    assert ApiToken.objects.get().scopes == ["ingest"]
+    with pytest.raises(CommandError, match="Unknown scope"):
+        call_command("create_api_token", "staff", "--name", "x", "--scope", "root")
+
+
+def test_every_api_view_names_a_known_scope_and_checks_it():
+    """A view added later without `token_scope` would fall back to `admin`; this says so at once."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    from labelapp.api.permissions import TokenScope
+    from labelapp.models import TOKEN_SCOPES
+
+    def walk(patterns, prefix=""):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                yield from walk(p.url_patterns, prefix + str(p.pattern))
+            elif isinstance(p, URLPattern):
+                yield prefix + str(p.pattern), p.callback
+
+    checked = 0
+    for route, callback in walk(get_resolver().url_patterns):
+        view = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+        if not route.startswith("api/") or view is None or route.startswith(("api/schema", "api/docs")):
+            continue
+        assert getattr(view, "token_scope", None) in TOKEN_SCOPES, route
+        assert any(isinstance(perm, TokenScope) for perm in view().get_permissions()), route
+        checked += 1
+    assert checked >= 20

@@ -163,3 +163,44 @@ def test_top_up_counts_only_slots_the_ordinary_queue_serves(guideline, settings)
     assert Comparison.objects.filter(kind=Comparison.Kind.REPEAT).exists()
     call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "5", "--encoder", "lexical")
     assert Rating.objects.count() == 12
+
+
+def _policy_judgments(rng, n, *, gain: float, log_ratio_new: float):
+    """Simulated raters (length bias 0.6, the default) judge n new-vs-previous pairs, where the new
+    answer's utility is `gain` higher on average and its length e**log_ratio_new times the previous,
+    and n same-policy pairs of random length ratio: the inputs of the length-controlled win rate."""
+    import math
+    import random
+
+    rater = RaterConfig(length_bias=0.6, position_bias=0.0, noise=0.3)
+    r = random.Random(rng)
+
+    def won(u_a, u_b, words_a, words_b):
+        pref = decide(config=rater, u_a=u_a, u_b=u_b, words_a=words_a, words_b=words_b, a_left=True, rng=r)
+        return 0.5 if pref.preference == 0 else float(pref.preference < 0)  # A won
+
+    versus, versus_x, same, same_x = [], [], [], []
+    for _ in range(n):
+        old_words = r.randint(40, 160)
+        new_words = round(old_words * math.exp(log_ratio_new + r.gauss(0, 0.2)))
+        versus.append(won(r.gauss(0.5 + gain, 0.2), r.gauss(0.5, 0.2), new_words, old_words))
+        versus_x.append(math.log(new_words / old_words))
+        a, b = r.randint(40, 160), r.randint(40, 160)
+        same.append(won(r.gauss(0.5, 0.2), r.gauss(0.5, 0.2), a, b))
+        same_x.append(math.log(a / b))
+    return versus, versus_x, same, same_x
+
+
+def test_the_length_controlled_win_rate_sees_through_length_biased_raters():
+    """A policy whose answers are 50% longer and no better: these raters give it a raw win rate well
+    over one half; the length-controlled rate stays at a coin. One that is better at equal length:
+    both rates see it."""
+    longer, longer_x, same, same_x = _policy_judgments(1, 400, gain=0.0, log_ratio_new=0.4)
+    raw = float(np.mean(longer))
+    lc = metrics.length_controlled_win_rate(longer, longer_x, same, same_x)
+    assert raw > 0.62
+    assert lc["win_rate"].lo < 0.5 < lc["win_rate"].hi and abs(lc["win_rate"].value - 0.5) < 0.05
+    assert lc["length_slope"].value > 1.0  # the pull is real and measured
+    better, better_x, same, same_x = _policy_judgments(2, 400, gain=0.15, log_ratio_new=0.0)
+    lc = metrics.length_controlled_win_rate(better, better_x, same, same_x)
+    assert lc["win_rate"].lo > 0.55 and abs(lc["win_rate"].value - float(np.mean(better))) < 0.05

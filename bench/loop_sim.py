@@ -48,6 +48,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
@@ -196,10 +198,47 @@ def evaluate(policy, tok, reference, eval_prompts, params, utilities, args, n: i
     ]
     kls = sequence_kl(policy, reference, answers, HFGenerator(policy, tok).pad_id, params.temperature)
     return {
+        "_answers": [([a.text for a in g], u[i * n : (i + 1) * n]) for i, g in enumerate(groups)],
         "true_utility": sum(u) / len(u),
         "mean_length_tokens": sum(a.num_tokens for a in answers) / len(answers),
         "no_eos_share": sum(not a.finished for a in answers) / len(answers),
         "kl_to_v0": sum(kls) / len(kls),
+    }
+
+
+def win_rates(previous, new, args, rng) -> dict:
+    """The over-optimization watch's figures for this turn's policy against last turn's, on the
+    evaluation prompts: answer k of each prompt against the previous policy's answer k, judged by the
+    length-biased simulated rater (ties count half): the raw win rate, the length-controlled one (the
+    app's `metrics.length_controlled_win_rate`, the raters' pull measured on pairs of the new policy's
+    own answers, 0 vs 1 and 2 vs 3) and the true one (by the simulator's utility)."""
+    from labelapp import metrics
+    from labelapp.services.simulation import RaterConfig, decide
+
+    rater = RaterConfig(length_bias=args.length_bias, position_bias=0.0, noise=args.noise)
+
+    def judged(text_a, text_b, u_a, u_b):  # 1: A won, 0.5: tie, 0: B won; and log(words_A / words_B)
+        wa, wb = max(len(text_a.split()), 1), max(len(text_b.split()), 1)
+        d = decide(config=rater, u_a=u_a, u_b=u_b, words_a=wa, words_b=wb, a_left=rng.random() < 0.5, rng=rng)
+        return (0.5 if d.preference == 0 else float(d.preference < 0)), float(np.log(wa / wb))
+
+    won, x, same, same_x, true = [], [], [], [], []
+    for (old_texts, old_u), (new_texts, new_u) in zip(previous, new, strict=True):
+        for k in range(len(new_texts)):
+            w, lr = judged(new_texts[k], old_texts[k], new_u[k], old_u[k])
+            won.append(w)
+            x.append(lr)
+            true.append(0.5 if new_u[k] == old_u[k] else float(new_u[k] > old_u[k]))
+        for k in range(0, len(new_texts) - 1, 2):
+            w, lr = judged(new_texts[k], new_texts[k + 1], new_u[k], new_u[k + 1])
+            same.append(w)
+            same_x.append(lr)
+    lc = metrics.length_controlled_win_rate(won, x, same, same_x)["win_rate"]
+    return {
+        "win_rate_raw": float(np.mean(won)),
+        "win_rate_length_controlled": lc.value,
+        "win_rate_lc_interval": [lc.lo, lc.hi],
+        "win_rate_true": float(np.mean(true)),
     }
 
 
@@ -224,6 +263,7 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
             **evaluate(policy, tok, reference, eval_prompts, params, utility, args, s["eval_samples"]),
         }
     ]
+    previous_answers = rows[0].pop("_answers")
     print(json.dumps(rows[0]), flush=True)
     for turn in range(1, args.turns + 1):
         t0 = time.perf_counter()
@@ -272,6 +312,10 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
             "fresh_pairs": len(fresh),
             "seconds": round(time.perf_counter() - t0, 1),
         }
+        answers = row.pop("_answers")
+        # its own generator, so that the raters' judgments for training stay what they were
+        row |= win_rates(previous_answers, answers, args, random.Random(args.seed * 1000 + turn))
+        previous_answers = answers
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

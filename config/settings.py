@@ -411,6 +411,10 @@ POLICY = {
     # Beat: start a round when a reward model became active that no policy was trained against yet.
     "AUTO_ROUND": env.bool("POLICY_AUTO_ROUND", default=True),
     "AUTO_MODE": env.str("POLICY_AUTO_MODE", default="ppo"),  # ppo or best_of_n
+    # Before a round picks its parent, reject versions raters judged worse than their parent at equal
+    # length (length-controlled win rate's 95% interval below one half, on at least this many judgments).
+    "AUTO_REJECT": env.bool("POLICY_AUTO_REJECT", default=True),
+    "AUTO_REJECT_MIN_JUDGMENTS": env.int("POLICY_AUTO_REJECT_MIN_JUDGMENTS", default=30),
     "CHECK_SECONDS": env.int("POLICY_CHECK_SECONDS", default=300),
     "MAX_ATTEMPTS": env.int("POLICY_MAX_ATTEMPTS", default=3),
     "DEVICE": env.str("POLICY_DEVICE", default=""),

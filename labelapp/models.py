@@ -627,6 +627,13 @@ class PolicyVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     history = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A rejected version (by staff, or by the watch when raters prefer its parent at equal length) is
+    # never the parent of a later round, nor is anything built on it. Recorded, never erased.
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    rejected_reason = models.TextField(blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-number"]

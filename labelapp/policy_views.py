@@ -15,6 +15,8 @@ from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
     POLICY_KINDS,
     PolicyError,
+    policy_next_parent,
+    policy_reject,
     policy_round_request,
     policy_sample_pairs,
     policy_versions_overview,
@@ -34,6 +36,7 @@ def policy_home(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "runs": runs,
             "any_active": any(r.status in TrainingRun.ACTIVE for r in runs),
+            "next_parent": policy_next_parent(),
             "charts": _round_charts(rows),
         },
     )
@@ -55,11 +58,13 @@ def policy_round_start(request: HttpRequest) -> HttpResponse:
     return redirect("policy_home")
 
 
-@staff_member_required
-def policy_version(request: HttpRequest, number: int) -> HttpResponse:
-    version = get_object_or_404(
-        PolicyVersion.objects.select_related("parent", "reward_model", "run"), number=number
+def _version_or_404(number: int) -> PolicyVersion:
+    return get_object_or_404(
+        PolicyVersion.objects.select_related("parent", "reward_model", "run", "rejected_by"), number=number
     )
+
+
+def _render_version(request, version: PolicyVersion, *, reject_error: str = "", status: int = 200):
     win = policy_win_rate(version=version)
     return render(
         request,
@@ -69,8 +74,29 @@ def policy_version(request: HttpRequest, number: int) -> HttpResponse:
             "win": win,
             "warnings": policy_warnings(version=version, win=win),
             "charts": _update_charts(version.history),
+            "reject_error": reject_error,
+            "reject_reason": request.POST.get("reason", "") if request.method == "POST" else "",
         },
+        status=status,
     )
+
+
+@staff_member_required
+def policy_version(request: HttpRequest, number: int) -> HttpResponse:
+    return _render_version(request, _version_or_404(number))
+
+
+@staff_member_required
+@require_POST
+def policy_version_reject(request: HttpRequest, number: int) -> HttpResponse:
+    """Reject a version with a reason; on a bad reason the page comes back with the error and the text."""
+    version = _version_or_404(number)
+    try:
+        policy_reject(version=version, reason=request.POST.get("reason", ""), by=request.user)
+    except PolicyError as exc:
+        return _render_version(request, version, reject_error=str(exc), status=400)
+    messages.success(request, f"v{number} rejected: later rounds start from v{policy_next_parent().number}.")
+    return redirect("policy_version", number=number)
 
 
 @staff_member_required

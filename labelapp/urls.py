@@ -67,4 +67,5 @@ urlpatterns += [
     path("policy/rounds/start/", policy_views.policy_round_start, name="policy_round_start"),
     path("policy/v/<int:number>/", policy_views.policy_version, name="policy_version"),
     path("policy/v/<int:number>/samples/", policy_views.policy_samples, name="policy_samples"),
+    path("policy/v/<int:number>/reject/", policy_views.policy_version_reject, name="policy_version_reject"),
 ]

@@ -1,6 +1,6 @@
 """Staff API for the policy loop: versions with the over-optimization watch, their evaluation answers side
-by side with the previous policy's, and starting a round. Each view validates, calls one service,
-serializes."""
+by side with the previous policy's, rejecting a version, and starting a round. Each view validates,
+calls one service, serializes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from labelapp.services.policy import (
     POLICY_KINDS,
     PolicyError,
     VersionRow,
+    policy_reject,
     policy_round_request,
     policy_sample_pairs,
     policy_versions_overview,
@@ -58,6 +59,8 @@ class PolicyVersionSerializer(serializers.Serializer):
     win = WinRateSerializer(allow_null=True)
     warnings = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField(source="version.created_at")
+    rejected_at = serializers.DateTimeField(source="version.rejected_at", allow_null=True)
+    rejected_reason = serializers.CharField(source="version.rejected_reason")
 
 
 class PolicyAnswerSerializer(serializers.Serializer):
@@ -103,6 +106,30 @@ class PolicyVersionView(APIView):
     @extend_schema(responses={200: PolicyVersionSerializer})
     def get(self, request, number: int):
         version = _version(number)
+        win = policy_win_rate(version=version)
+        row = VersionRow(version, win, policy_warnings(version=version, win=win))
+        return Response(PolicyVersionSerializer(row).data)
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why (recorded).")
+
+
+class PolicyRejectView(APIView):
+    """Reject a version: later rounds start from the newest version neither rejected nor built on one."""
+
+    permission_classes = STAFF
+    token_scope = "train"
+
+    @extend_schema(request=RejectSerializer, responses={200: PolicyVersionSerializer})
+    def post(self, request, number: int):
+        version = _version(number)
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            version = policy_reject(version=version, reason=body.validated_data["reason"], by=request.user)
+        except PolicyError as exc:
+            raise ValidationError({"reason": [str(exc)]}) from None
         win = policy_win_rate(version=version)
         row = VersionRow(version, win, policy_warnings(version=version, win=win))
         return Response(PolicyVersionSerializer(row).data)

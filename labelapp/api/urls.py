@@ -48,5 +48,6 @@ urlpatterns += [
     path("policies/", policy_api.PolicyVersionsView.as_view(), name="api-policies"),
     path("policies/<int:number>/", policy_api.PolicyVersionView.as_view(), name="api-policy"),
     path("policies/<int:number>/samples/", policy_api.PolicySamplesView.as_view(), name="api-policy-samples"),
+    path("policies/<int:number>/reject/", policy_api.PolicyRejectView.as_view(), name="api-policy-reject"),
     path("policy-rounds/", policy_api.PolicyRoundsView.as_view(), name="api-policy-rounds"),
 ]

@@ -121,8 +121,66 @@ def policy_base() -> PolicyVersion:
     return version
 
 
-def policy_latest() -> PolicyVersion:
-    return PolicyVersion.objects.order_by("-number").first() or policy_base()
+def policy_next_parent() -> PolicyVersion:
+    """The version the next round starts from: the newest one that is not rejected and does not
+    descend from a rejected one (v0 at the latest, which cannot be rejected)."""
+    versions = {v.pk: v for v in PolicyVersion.objects.only("pk", "number", "parent_id", "rejected_at")}
+    for v in sorted(versions.values(), key=lambda v: -v.number):
+        node = v
+        while node is not None and node.rejected_at is None:
+            node = versions.get(node.parent_id)
+        if node is None:  # reached the root without meeting a rejected version
+            return v
+    return policy_base()
+
+
+# --- rejecting versions ------------------------------------------------------------------------------------
+
+MAX_REASON_CHARS = 2000
+
+
+def policy_reject(*, version: PolicyVersion, reason: str, by=None) -> PolicyVersion:
+    """Reject `version` with a reason (recorded): later rounds start from an earlier version (see
+    `policy_next_parent`). PolicyError for v0, an empty or unstorable reason, or a second rejection."""
+    reason = (reason or "").strip()
+    if version.kind == PolicyVersion.Kind.BASE:
+        raise PolicyError("v0, the model as shipped, cannot be rejected: every round can fall back to it.")
+    if not reason:
+        raise PolicyError("Say why the version is rejected: the reason is recorded.")
+    if "\x00" in reason or len(reason) > MAX_REASON_CHARS:
+        raise PolicyError(f"The reason must be plain text of at most {MAX_REASON_CHARS} characters.")
+    updated = PolicyVersion.objects.filter(pk=version.pk, rejected_at__isnull=True).update(
+        rejected_at=timezone.now(), rejected_reason=reason, rejected_by=by
+    )
+    version.refresh_from_db()
+    if not updated:
+        raise PolicyError(f"v{version.number} was already rejected: {version.rejected_reason}")
+    log.info("policy v%s rejected by %s: %s", version.number, by or "the watch", reason)
+    return version
+
+
+def policy_auto_reject() -> list[PolicyVersion]:
+    """The watch acting on its own: reject each version that raters, at equal length, judged worse
+    than its parent (the 95% interval of the length-controlled win rate lies below one half, with at
+    least POLICY["AUTO_REJECT_MIN_JUDGMENTS"] judgments). Called before a round picks its parent."""
+    minimum = settings.POLICY["AUTO_REJECT_MIN_JUDGMENTS"]
+    same_pairs = policy_same_pairs()
+    rejected = []
+    pending = PolicyVersion.objects.filter(rejected_at__isnull=True, parent__isnull=False)
+    for version in pending.select_related("parent"):
+        win = policy_win_rate(version=version, same_pairs=same_pairs)
+        if win is None or win["n"] < minimum or win["lc_hi"] is None or win["lc_hi"] >= 0.5:
+            continue
+        reason = (
+            f"Automatic: raters prefer v{version.parent.number} at equal length "
+            f"(length-controlled win rate {win['lc_win_rate']:.2f}, 95% interval "
+            f"{win['lc_lo']:.2f}-{win['lc_hi']:.2f}, {win['n']} judgments)."
+        )
+        try:
+            rejected.append(policy_reject(version=version, reason=reason))
+        except PolicyError:
+            continue  # rejected by someone else meanwhile
+    return rejected
 
 
 def policy_weights_path(version: PolicyVersion) -> str:
@@ -150,8 +208,10 @@ def policy_round_request(
         raise PolicyError("no active reward model: train and activate one first (/training/)")
     if TrainingRun.objects.filter(kind__in=POLICY_KINDS, status__in=TrainingRun.ACTIVE).exists():
         return None
-    parent = policy_latest()
     p = settings.POLICY
+    if p["AUTO_REJECT"]:
+        policy_auto_reject()
+    parent = policy_next_parent()
     config = {
         "reward_model_id": rm.pk,
         "reward_model_number": rm.number,

@@ -323,6 +323,90 @@ def test_a_policy_that_wins_only_by_length_is_caught_by_the_length_controlled_wi
     assert home.status_code == 200 and b"length-controlled" in home.content
 
 
+def test_a_rejected_version_and_what_is_built_on_it_are_never_a_parent_again(loop, enqueued, staff):
+    v0 = policy.policy_base()
+    v1 = _version(1, v0)
+    v2 = _version(2, v1)
+    assert policy.policy_next_parent() == v2
+    policy.policy_reject(version=v1, reason="longer, not better", by=staff)
+    v1.refresh_from_db()
+    assert (
+        v1.rejected_at is not None and v1.rejected_reason == "longer, not better" and v1.rejected_by == staff
+    )
+    assert policy.policy_next_parent() == v0  # v2 descends from v1
+    run = policy.policy_round_request(kind="ppo", trigger="manual")
+    assert run.config["parent_id"] == v0.pk and run.config["parent_number"] == 0
+    v3 = _version(3, v0)
+    assert policy.policy_next_parent() == v3
+    with pytest.raises(policy.PolicyError, match="cannot be rejected"):
+        policy.policy_reject(version=v0, reason="x")
+    with pytest.raises(policy.PolicyError, match="Say why"):
+        policy.policy_reject(version=v3, reason="   ")
+    with pytest.raises(policy.PolicyError, match="plain text"):
+        policy.policy_reject(version=v3, reason="a\x00b")
+    with pytest.raises(policy.PolicyError, match="already rejected: longer, not better"):
+        policy.policy_reject(version=v1, reason="again")
+    assert PolicyVersion.objects.get(pk=v3.pk).rejected_at is None
+
+
+def test_the_watch_rejects_a_version_raters_judge_worse_at_equal_length(
+    loop, enqueued, rater, guideline, settings
+):
+    v0 = policy.policy_base()
+    v1 = _version(1, v0)
+    # equal lengths, the new policy wins 8 of 40: length-controlled 0.2, interval well below one half
+    _judge_lengths(rater, [("vs_previous", v1, v0, 30, 30, i < 8) for i in range(40)])
+    settings.POLICY = {**settings.POLICY, "AUTO_REJECT_MIN_JUDGMENTS": 41}
+    assert policy.policy_auto_reject() == []  # too few judgments to act on
+    settings.POLICY = {**settings.POLICY, "AUTO_REJECT": False, "AUTO_REJECT_MIN_JUDGMENTS": 30}
+    run = policy.policy_round_request(kind="ppo", trigger="manual")
+    assert run.config["parent_id"] == v1.pk  # switched off: the newest version
+    TrainingRun.objects.filter(pk=run.pk).delete()
+    settings.POLICY = {**settings.POLICY, "AUTO_REJECT": True}
+    run = policy.policy_round_request(kind="ppo", trigger="beat")
+    v1.refresh_from_db()
+    assert run.config["parent_id"] == v0.pk
+    assert v1.rejected_at is not None and v1.rejected_by is None
+    assert v1.rejected_reason.startswith("Automatic: raters prefer v0 at equal length")
+    assert "0.20" in v1.rejected_reason and "40 judgments" in v1.rejected_reason
+
+
+def test_staff_reject_a_version_on_its_page_and_through_the_api(loop, client, staff, rater, enqueued):
+    v0 = policy.policy_base()
+    _version(1, v0)
+    _version(2, v0)
+    client.force_login(staff)
+    url = reverse("policy_version_reject", args=[1])
+    r = client.post(url, {"reason": "  "})
+    assert r.status_code == 400 and b'id="reject-error"' in r.content and b"Say why" in r.content
+    r = client.post(url, {"reason": "a\x00b <b>kept</b>"})
+    assert (
+        r.status_code == 400 and b"&lt;b&gt;kept&lt;/b&gt;" in r.content
+    )  # what was typed comes back, inert
+    r = client.post(url, {"reason": "<script>alert(1)</script> pads its answers"})
+    assert r.status_code == 302
+    page = client.get(reverse("policy_version", args=[1])).content
+    assert b'id="rejected"' in page and b"&lt;script&gt;alert(1)" in page and b"<script>alert(1)" not in page
+    assert b'id="reject-form"' not in page
+    assert b"v2" in client.get(reverse("policy_home")).content
+    assert client.get(reverse("policy_version", args=[0])).content.count(b'id="reject-form"') == 0
+    api = "/api/policies/2/reject/"
+    assert client.post(api, {"reason": ""}, content_type="application/json").status_code == 400
+    r = client.post(api, {"reason": "worse at equal length"}, content_type="application/json")
+    assert r.status_code == 200 and r.json()["rejected_reason"] == "worse at equal length"
+    again = client.post(api, {"reason": "twice"}, content_type="application/json")
+    assert again.status_code == 400 and "already rejected" in again.json()["reason"][0]
+    assert (
+        client.post("/api/policies/0/reject/", {"reason": "x"}, content_type="application/json").status_code
+        == 400
+    )
+    home = client.get(reverse("policy_home")).content
+    assert b'id="next-parent">The next round starts from v0' in home
+    client.force_login(rater)
+    assert client.post(reverse("policy_version_reject", args=[2]), {"reason": "x"}).status_code == 302
+    assert client.post(api, {"reason": "x"}, content_type="application/json").status_code == 403
+
+
 def test_excluded_ratings_do_not_count_toward_the_win_rate(rater, guideline, staff):
     from labelapp.models import RatingReview
 

@@ -452,11 +452,19 @@ from labelapp.models import PolicyPair, PolicySample, PolicyVersion  # noqa: E40
 
 @admin.register(PolicyVersion)
 class PolicyVersionAdmin(admin.ModelAdmin):
-    list_display = ("number", "kind", "parent", "reward_model", "created_at")
+    """Read-only: rounds write versions, and a rejection (with its reason) goes through the policy
+    page or the API, where it is recorded; nothing here rewrites what a round produced."""
+
+    list_display = ("number", "kind", "parent", "reward_model", "created_at", "rejected_at")
     list_filter = ("kind",)
     search_fields = ("artifact_path",)
-    readonly_fields = ("metrics", "history", "created_at")
     formfield_overrides = SAFE_JSON_FIELDS
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(PolicySample)

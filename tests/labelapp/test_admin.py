@@ -134,3 +134,22 @@ def test_admin_pages_that_could_only_fail_are_not_offered(client, staff, make_co
     from labelapp.models import Response
 
     assert Response.objects.get(text="mail [EMAIL]").pii_found == {"EMAIL": 1}
+
+
+def test_policy_versions_are_read_only_in_the_admin(client, staff):
+    """A rejection is recorded through the policy page or the API; the admin rewrites nothing."""
+    from labelapp.models import PolicyVersion
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    v0 = PolicyVersion.objects.create(number=0, kind="base")
+    assert client.get(reverse("admin:labelapp_policyversion_add")).status_code == 403
+    page = client.get(reverse("admin:labelapp_policyversion_change", args=[v0.pk]))
+    assert page.status_code == 200 and b'name="rejected_reason"' not in page.content
+    r = client.post(
+        reverse("admin:labelapp_policyversion_change", args=[v0.pk]),
+        {"number": "7", "kind": "ppo", "rejected_reason": "typed in the admin", "sampling": "{}"},
+    )
+    v0.refresh_from_db()
+    assert r.status_code in (200, 302, 403) and v0.number == 0 and v0.rejected_reason == ""

@@ -466,6 +466,9 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # a rejected version's record goes with it
+
 
 @admin.register(PolicySample)
 class PolicySampleAdmin(admin.ModelAdmin):

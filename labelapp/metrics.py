@@ -204,6 +204,8 @@ def length_controlled_win_rate(won, log_ratio, same_won=(), same_log_ratio=()) -
         ]
     )
     fit = logistic_fit(X, np.concatenate([won, same_won]))
+    if fit is None:
+        return {"win_rate": EMPTY, "length_slope": EMPTY}
     theta = fit.estimate(1)
     return {
         "win_rate": Estimate(_sigmoid(theta.value), _sigmoid(theta.lo), _sigmoid(theta.hi), int(won.size)),

@@ -107,6 +107,7 @@ class TokensView(APIView):
                 created_by=request.user,
                 scopes=s.validated_data.get("scopes"),
                 expires_in_days=s.validated_data.get("expires_in_days"),
+                via=request.auth if isinstance(request.auth, ApiToken) else None,
             )
         except TokenError as exc:
             raise ValidationError({"detail": str(exc)}) from None

@@ -111,8 +111,17 @@ class PolicyVersionView(APIView):
         return Response(PolicyVersionSerializer(row).data)
 
 
+class StrictTextField(serializers.CharField):
+    """Text only: DRF's CharField would store a number sent as the reason as its str()."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class RejectSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, help_text="Why (recorded).")
+    reason = StrictTextField(max_length=2000, help_text="Why (recorded).")
 
 
 class PolicyRejectView(APIView):

@@ -164,11 +164,13 @@ def policy_auto_reject() -> list[PolicyVersion]:
     than its parent (the 95% interval of the length-controlled win rate lies below one half, with at
     least POLICY["AUTO_REJECT_MIN_JUDGMENTS"] judgments). Called before a round picks its parent."""
     minimum = settings.POLICY["AUTO_REJECT_MIN_JUDGMENTS"]
-    same_pairs = policy_same_pairs()
     rejected = []
-    pending = PolicyVersion.objects.filter(rejected_at__isnull=True, parent__isnull=False)
-    for version in pending.select_related("parent"):
-        win = policy_win_rate(version=version, same_pairs=same_pairs)
+    pending = list(
+        PolicyVersion.objects.filter(rejected_at__isnull=True, parent__isnull=False).select_related("parent")
+    )
+    wins = policy_win_rates(pending)
+    for version in pending:
+        win = wins[version.pk]
         if win is None or win["n"] < minimum or win["lc_hi"] is None or win["lc_hi"] >= 0.5:
             continue
         reason = (
@@ -667,31 +669,43 @@ def policy_same_pairs() -> tuple[list[float], list[float]]:
     return won, ratio
 
 
-def policy_win_rate(*, version: PolicyVersion, same_pairs=None) -> dict | None:
-    """Win rate of `version` against its parent from the judged new-vs-previous comparisons, or None:
-    the raw rate (ties count half, 95% Wilson interval) and the length-controlled one
-    (`metrics.length_controlled_win_rate`, with the raters' length pull measured on new-vs-new
-    judgments; `same_pairs` is `policy_same_pairs()`, passed in when many versions are shown)."""
+LC_MIN_SAME_POLICY_PAIRS = 20  # fewer, and the length pull cannot be told from the new policy's edge
+
+
+def _vs_previous_rows(versions) -> dict[int, list[tuple]]:
+    """The judged new-vs-previous comparisons of `versions` in one query: per version id, rows of
+    (preference, new_is_a, words_a, words_b)."""
+    rows: dict[int, list[tuple]] = {v.pk: [] for v in versions}
     ratings = Rating.objects.not_excluded().filter(
-        comparison__policy_pair__new=version, comparison__policy_pair__kind=PolicyPair.Kind.VS_PREVIOUS
+        comparison__policy_pair__new__in=list(rows), comparison__policy_pair__kind=PolicyPair.Kind.VS_PREVIOUS
     )
-    rows = list(
-        ratings.values_list(
-            "preference",
-            "comparison__policy_pair__new_is_a",
-            "comparison__response_a__word_count",
-            "comparison__response_b__word_count",
-        )
-    )
+    for new_id, *row in ratings.values_list(
+        "comparison__policy_pair__new_id",
+        "preference",
+        "comparison__policy_pair__new_is_a",
+        "comparison__response_a__word_count",
+        "comparison__response_b__word_count",
+    ):
+        rows[new_id].append(tuple(row))
+    return rows
+
+
+def _win_rate(rows: list[tuple], same_pairs: tuple[list[float], list[float]]) -> dict | None:
+    """The raw win rate (ties count half, 95% Wilson interval) and the length-controlled one
+    (`metrics.length_controlled_win_rate`; None with fewer than LC_MIN_SAME_POLICY_PAIRS new-vs-new
+    judgments to measure the raters' length pull on). None without judgments."""
     if not rows:
         return None
     won = [_won(pref, new_is_a) for pref, new_is_a, _, _ in rows]
     lengths = [_words(new_is_a, wa, wb) for _, new_is_a, wa, wb in rows]
     wins, ties, n = won.count(1.0), won.count(0.5), len(won)
     raw = metrics.wilson(wins + 0.5 * ties, n)
-    same_won, same_ratio = same_pairs if same_pairs is not None else policy_same_pairs()
-    ratio = metrics.log_length_ratio([old for _, old in lengths], [new for new, _ in lengths])
-    lc = metrics.length_controlled_win_rate(won, ratio, same_won, same_ratio)
+    same_won, same_ratio = same_pairs
+    fit = {"win_rate": metrics.EMPTY, "length_slope": metrics.EMPTY}
+    if len(same_won) >= LC_MIN_SAME_POLICY_PAIRS:
+        ratio = metrics.log_length_ratio([old for _, old in lengths], [new for new, _ in lengths])
+        fit = metrics.length_controlled_win_rate(won, ratio, same_won, same_ratio)
+    lc = fit["win_rate"]
     return {
         "n": n,
         "wins": wins,
@@ -700,12 +714,25 @@ def policy_win_rate(*, version: PolicyVersion, same_pairs=None) -> dict | None:
         "win_rate": raw.value,
         "lo": raw.lo,
         "hi": raw.hi,
-        "lc_win_rate": lc["win_rate"].value,
-        "lc_lo": lc["win_rate"].lo,
-        "lc_hi": lc["win_rate"].hi,
-        "length_slope": lc["length_slope"].value,
+        "lc_win_rate": lc.value,
+        "lc_lo": lc.lo,
+        "lc_hi": lc.hi,
+        "length_slope": fit["length_slope"].value,
         "same_policy_pairs": len(same_won),
     }
+
+
+def policy_win_rates(versions) -> dict[int, dict | None]:
+    """`policy_win_rate` for many versions with two queries in all (version id -> figures or None)."""
+    same_pairs = policy_same_pairs()
+    return {pk: _win_rate(rows, same_pairs) for pk, rows in _vs_previous_rows(versions).items()}
+
+
+def policy_win_rate(*, version: PolicyVersion) -> dict | None:
+    """Win rate of `version` against its parent from the judged new-vs-previous comparisons, or None:
+    the raw rate and the length-controlled one (the raters' length pull measured on new-vs-new
+    judgments, see `_win_rate`)."""
+    return policy_win_rates([version])[version.pk]
 
 
 def _judged_rate(win: dict | None) -> float | None:
@@ -768,9 +795,9 @@ def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
         :limit
     ]
     rows = []
-    same_pairs = policy_same_pairs()
+    wins = policy_win_rates(versions)
     for v in versions:
-        win = policy_win_rate(version=v, same_pairs=same_pairs)
+        win = wins[v.pk]
         rows.append(VersionRow(v, win, policy_warnings(version=v, win=win)))
     return rows
 

@@ -7,7 +7,9 @@ Scopes narrow what a token may do, never widen it (a rater's token with `admin` 
 Each API view names the scope it needs (`token_scope`); `token_allows` is the one rule:
 - a view's own scope allows every method on it;
 - `read` allows the safe methods (GET, HEAD, OPTIONS) of every view except those whose scope is
-  `export` or `admin` (bulk data and tokens are never "just reading").
+  `rate`, `export` or `admin` (claiming an assignment, bulk data and tokens are never "just reading").
+A token that creates tokens (`admin`) grants nothing it does not hold and nothing that outlives it,
+and only a superuser may create a token for a superuser.
 A token may also expire (`expires_at`); an expired token is refused like a revoked one.
 """
 
@@ -24,7 +26,9 @@ from django.utils import timezone
 from labelapp.models import TOKEN_SCOPES, ApiToken
 
 KEY_PREFIX = "rlhf_"
-PRIVATE_SCOPES = frozenset({"export", "admin"})  # `read` does not open their GETs
+# `read` does not open their GETs: bulk data, tokens, and the rating endpoints (asking for the next
+# assignment claims one).
+PRIVATE_SCOPES = frozenset({"rate", "export", "admin"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_EXPIRY_DAYS = 3650
 
@@ -60,18 +64,27 @@ def _digest(key: str) -> str:
 
 
 def token_create(
-    *, user, name: str, created_by=None, scopes=None, expires_in_days: int | None = None
+    *, user, name: str, created_by=None, scopes=None, expires_in_days: int | None = None, via=None
 ) -> tuple[ApiToken, str]:
     """A new token for `user`; returns (row, key). The key is not stored and cannot be shown again.
-    `scopes` None = all of them; `expires_in_days` None = never (TokenError for anything else bad)."""
-    scopes = token_scopes_clean(scopes)
-    expires_at = None
-    if expires_in_days is not None:
-        if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int):
-            raise TokenError("expires_in_days must be a whole number of days.")
-        if not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
-            raise TokenError(f"expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}.")
-        expires_at = timezone.now() + timedelta(days=expires_in_days)
+    `scopes` None = all of them; `expires_in_days` None = never. `via`: the token the request came
+    with, if any: a token mints nothing wider than itself (its scopes by default, never more; its
+    expiry at the latest). TokenError for anything that cannot be honoured."""
+    if "\x00" in name:
+        raise TokenError("The name must be plain text (no NUL character).")
+    if user.is_superuser and created_by is not None and not created_by.is_superuser:
+        raise TokenError("Only a superuser may create a token for a superuser account.")
+    scopes = token_scopes_clean(scopes if scopes is not None or via is None else via.scopes)
+    expires_at = _expiry(expires_in_days)
+    if via is not None:
+        wider = sorted(set(scopes) - set(via.scopes))
+        if wider:
+            raise TokenError(f"This token cannot grant scope(s) it does not hold: {', '.join(wider)}.")
+        if via.expires_at is not None:
+            if expires_at is not None and expires_at > via.expires_at:
+                until = f"{via.expires_at:%Y-%m-%d %H:%M} UTC"
+                raise TokenError(f"This token expires {until}; what it creates cannot outlive it.")
+            expires_at = expires_at or via.expires_at
     prefix = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     token = ApiToken.objects.create(
@@ -84,6 +97,16 @@ def token_create(
         expires_at=expires_at,
     )
     return token, key
+
+
+def _expiry(expires_in_days):
+    if expires_in_days is None:
+        return None
+    if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int):
+        raise TokenError("expires_in_days must be a whole number of days.")
+    if not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
+        raise TokenError(f"expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}.")
+    return timezone.now() + timedelta(days=expires_in_days)
 
 
 def token_revoke(*, token: ApiToken) -> ApiToken:

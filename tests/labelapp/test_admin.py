@@ -153,3 +153,8 @@ def test_policy_versions_are_read_only_in_the_admin(client, staff):
     )
     v0.refresh_from_db()
     assert r.status_code in (200, 302, 403) and v0.number == 0 and v0.rejected_reason == ""
+    assert (
+        client.post(reverse("admin:labelapp_policyversion_delete", args=[v0.pk]), {"post": "yes"}).status_code
+        == 403
+    )
+    assert PolicyVersion.objects.filter(pk=v0.pk).exists()

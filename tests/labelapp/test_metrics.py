@@ -172,6 +172,7 @@ def test_length_controlled_win_rate_takes_out_the_length_pull_measured_on_same_p
     assert out["win_rate"].value == pytest.approx(0.368, abs=2e-3)
     assert out["win_rate"].lo < 0.368 < out["win_rate"].hi  # wide: slope and theta share the x = log 2 rows
     assert metrics.length_controlled_win_rate([1], [x])["win_rate"].value is None  # too few to fit
+    assert metrics.length_controlled_win_rate([1, 0], [x, -x])["win_rate"].value is None  # 2 rows, 2 unknowns
 
 
 def test_test_retest():

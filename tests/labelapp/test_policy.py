@@ -274,8 +274,8 @@ def test_win_rate_has_a_wilson_interval_and_the_watch_warns_on_length_and_on_rew
     win = policy.policy_win_rate(version=v1)
     assert win["n"] == 10 and win["win_rate"] == pytest.approx(0.3)
     assert 0.10 < win["lo"] < 0.3 < win["hi"] < 0.61
-    # equal lengths: the length-controlled rate is the raw one
-    assert win["lc_win_rate"] == pytest.approx(0.3, abs=1e-3) and win["same_policy_pairs"] == 0
+    # no new-vs-new judgments to measure the raters' length pull on: no length-controlled rate
+    assert win["lc_win_rate"] is None and win["same_policy_pairs"] == 0
     warnings = policy.policy_warnings(version=v1, win=win)
     assert any("over-optimizing" in w for w in warnings) and any("longer" in w for w in warnings)
     # Length within 10% and raters prefer the new policy: no warning.
@@ -355,7 +355,8 @@ def test_the_watch_rejects_a_version_raters_judge_worse_at_equal_length(
     v0 = policy.policy_base()
     v1 = _version(1, v0)
     # equal lengths, the new policy wins 8 of 40: length-controlled 0.2, interval well below one half
-    _judge_lengths(rater, [("vs_previous", v1, v0, 30, 30, i < 8) for i in range(40)])
+    same = [("vs_self", v1, None, 20 + i % 3, 25, i % 2 == 0) for i in range(20)]
+    _judge_lengths(rater, same + [("vs_previous", v1, v0, 30, 30, i < 8) for i in range(40)])
     settings.POLICY = {**settings.POLICY, "AUTO_REJECT_MIN_JUDGMENTS": 41}
     assert policy.policy_auto_reject() == []  # too few judgments to act on
     settings.POLICY = {**settings.POLICY, "AUTO_REJECT": False, "AUTO_REJECT_MIN_JUDGMENTS": 30}
@@ -392,6 +393,7 @@ def test_staff_reject_a_version_on_its_page_and_through_the_api(loop, client, st
     assert client.get(reverse("policy_version", args=[0])).content.count(b'id="reject-form"') == 0
     api = "/api/policies/2/reject/"
     assert client.post(api, {"reason": ""}, content_type="application/json").status_code == 400
+    assert client.post(api, {"reason": 1e300}, content_type="application/json").status_code == 400  # not text
     r = client.post(api, {"reason": "worse at equal length"}, content_type="application/json")
     assert r.status_code == 200 and r.json()["rejected_reason"] == "worse at equal length"
     again = client.post(api, {"reason": "twice"}, content_type="application/json")
@@ -405,6 +407,34 @@ def test_staff_reject_a_version_on_its_page_and_through_the_api(loop, client, st
     client.force_login(rater)
     assert client.post(reverse("policy_version_reject", args=[2]), {"reason": "x"}).status_code == 302
     assert client.post(api, {"reason": "x"}, content_type="application/json").status_code == 403
+
+
+def test_two_judgments_and_no_new_vs_new_pairs_break_nothing(loop, rater, guideline, client, staff, enqueued):
+    """Right after a first round: the length-controlled fit has too little to stand on (it raised
+    AttributeError on every policy page and in every round request)."""
+    v0 = policy.policy_base()
+    v1 = _version(1, v0)
+    _judge_lengths(rater, [("vs_previous", v1, v0, 30, 10, True), ("vs_previous", v1, v0, 10, 30, False)])
+    win = policy.policy_win_rate(version=v1)
+    assert win["n"] == 2 and win["lc_win_rate"] is None
+    client.force_login(staff)
+    assert client.get(reverse("policy_home")).status_code == 200
+    assert client.get(reverse("policy_version", args=[1])).status_code == 200
+    assert client.get("/api/policies/").status_code == 200
+    assert policy.policy_round_request(kind="ppo", trigger="manual") is not None
+
+
+def test_the_versions_page_costs_the_same_queries_for_many_versions(
+    loop, client, staff, django_assert_max_num_queries
+):
+    parent = policy.policy_base()
+    for n in range(1, 31):
+        parent = _version(n, parent)
+    client.force_login(staff)
+    with django_assert_max_num_queries(15):
+        assert client.get(reverse("policy_home")).status_code == 200
+    with django_assert_max_num_queries(12):
+        assert client.get("/api/policies/").status_code == 200
 
 
 def test_excluded_ratings_do_not_count_toward_the_win_rate(rater, guideline, staff):

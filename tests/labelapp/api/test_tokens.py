@@ -201,3 +201,54 @@ def test_every_api_view_names_a_known_scope_and_checks_it():
         assert any(isinstance(perm, TokenScope) for perm in view().get_permissions()), route
         checked += 1
     assert checked >= 20
+
+
+def test_a_read_token_cannot_claim_an_assignment(rater, guideline, client, make_comparison):
+    from labelapp.models import Assignment
+    from labelapp.services.guidelines import guideline_acknowledge, guideline_current
+
+    guideline_acknowledge(rater=rater, version=guideline_current())
+    make_comparison()
+    r = client.get("/api/assignments/next/", **_key(rater, ["read"]))
+    assert r.status_code == 403 and "'rate' scope" in r.json()["detail"]
+    assert not Assignment.objects.exists()
+    assert client.get("/api/assignments/next/", **_key(rater, ["rate"])).status_code == 200
+
+
+def test_a_token_mints_nothing_wider_or_longer_lived_than_itself(staff, client):
+    from labelapp.services.tokens import token_create
+
+    admin_only = _key(staff, ["admin", "read"], expires_in_days=3)
+    parent = ApiToken.objects.get()
+    body = {"username": "staff", "name": "child"}
+    r = client.post("/api/tokens/", body, content_type="application/json", **admin_only)
+    assert r.status_code == 201 and r.json()["scopes"] == ["read", "admin"]  # its own, not all
+    child = ApiToken.objects.get(pk=r.json()["id"])
+    assert child.expires_at == parent.expires_at  # inherits the expiry
+    wider = client.post(
+        "/api/tokens/", body | {"scopes": ["export"]}, content_type="application/json", **admin_only
+    )
+    assert (
+        wider.status_code == 400
+        and "cannot grant scope(s) it does not hold: export" in wider.json()["detail"]
+    )
+    longer = client.post(
+        "/api/tokens/", body | {"expires_in_days": 30}, content_type="application/json", **admin_only
+    )
+    assert longer.status_code == 400 and "cannot outlive it" in longer.json()["detail"]
+    assert ApiToken.objects.count() == 2
+    assert token_create(user=staff, name="by hand", via=None)[0].scopes == list(ApiToken().scopes)  # all
+
+
+def test_only_a_superuser_creates_tokens_for_a_superuser(staff_api, django_user_model):
+    django_user_model.objects.create_superuser("root", "root@example.org", "pw")
+    r = staff_api.post("/api/tokens/", {"username": "root", "name": "x"}, content_type="application/json")
+    assert r.status_code == 400 and "superuser" in r.json()["detail"]
+    assert not ApiToken.objects.exists()
+
+
+def test_the_command_refuses_a_nul_in_the_name(staff):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="plain text"):
+        call_command("create_api_token", "staff", "--name", "a\x00b")

@@ -126,15 +126,22 @@ def policy_next_parent() -> PolicyVersion:
     descend from a rejected one (v0 at the latest, which cannot be rejected)."""
     versions = {v.pk: v for v in PolicyVersion.objects.only("pk", "number", "parent_id", "rejected_at")}
     for v in sorted(versions.values(), key=lambda v: -v.number):
-        node = v
-        while node is not None and node.rejected_at is None:
-            node = versions.get(node.parent_id)
-        if node is None:  # reached the root without meeting a rejected version
+        if _rejected_in_line(v, versions) is None:
             return v
     return policy_base()
 
 
 # --- rejecting versions ------------------------------------------------------------------------------------
+
+
+def _rejected_in_line(version: PolicyVersion, versions: dict | None = None) -> PolicyVersion | None:
+    """`version` or the first of its ancestors that is rejected, or None. `versions` (id -> version)
+    looks the parents up without a query each."""
+    node: PolicyVersion | None = version
+    while node is not None and node.rejected_at is None:
+        node = versions.get(node.parent_id) if versions is not None else node.parent
+    return node
+
 
 MAX_REASON_CHARS = 2000
 
@@ -401,6 +408,12 @@ def _execute(run: TrainingRun) -> str:
     if rm is None:
         raise PolicyError("the reward model this round was requested for no longer exists")
     parent = PolicyVersion.objects.get(pk=c["parent_id"])
+    rejected = _rejected_in_line(parent)
+    if rejected is not None:
+        raise PolicyError(
+            f"v{rejected.number} was rejected after this round was queued, and the round would start "
+            f"from v{parent.number}; start a new round (it starts from v{policy_next_parent().number})"
+        )
     eval_prompts = policy_eval_prompts()
     if not eval_prompts:
         raise PolicyError("no held-out evaluation prompts: import consented prompts first")

@@ -349,6 +349,17 @@ def test_a_rejected_version_and_what_is_built_on_it_are_never_a_parent_again(loo
     assert PolicyVersion.objects.get(pk=v3.pk).rejected_at is None
 
 
+def test_a_queued_round_whose_starting_point_is_rejected_meanwhile_fails_with_the_reason(loop, staff):
+    v1 = _version(1, policy.policy_base())
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    assert run.config["parent_id"] == v1.pk
+    policy.policy_reject(version=v1, reason="worse", by=staff)
+    assert policy.policy_run_execute(run_id=run.pk, worker="test") == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert "v1 was rejected after this round was queued" in run.error and "starts from v0" in run.error
+    assert not PolicyVersion.objects.filter(number=2).exists()
+
+
 def test_the_watch_rejects_a_version_raters_judge_worse_at_equal_length(
     loop, enqueued, rater, guideline, settings
 ):

@@ -383,6 +383,25 @@ def test_the_watch_rejects_a_version_raters_judge_worse_at_equal_length(
     assert "0.20" in v1.rejected_reason and "40 judgments" in v1.rejected_reason
 
 
+def test_the_watch_only_tests_the_versions_a_round_would_start_from(loop, rater, guideline, settings):
+    """v1 judged worse than v0, v2 (built on v1) judged better than v1, v3 (on v2) judged worse than
+    v2: v3 is rejected, v2 is then the candidate and passes; v1 is never tested."""
+    settings.POLICY = {**settings.POLICY, "AUTO_REJECT_MIN_JUDGMENTS": 30}
+    v0 = policy.policy_base()
+    v1 = _version(1, v0)
+    v2 = _version(2, v1)
+    v3 = _version(3, v2)
+    rows = [("vs_self", v3, None, 20 + i % 3, 25, i % 2 == 0) for i in range(20)]
+    rows += [("vs_previous", v1, v0, 30, 30, i < 8) for i in range(40)]
+    rows += [("vs_previous", v2, v1, 30, 30, i < 25) for i in range(40)]
+    rows += [("vs_previous", v3, v2, 30, 30, i < 8) for i in range(40)]
+    _judge_lengths(rater, rows)
+    assert [v.number for v in policy.policy_auto_reject()] == [3]
+    assert policy.policy_next_parent() == v2
+    assert PolicyVersion.objects.get(pk=v1.pk).rejected_at is None
+    assert policy.policy_auto_reject() == []  # nothing new to say
+
+
 def test_staff_reject_a_version_on_its_page_and_through_the_api(loop, client, staff, rater, enqueued):
     v0 = policy.policy_base()
     _version(1, v0)

@@ -220,7 +220,7 @@ def win_rates(previous, new, args, rng) -> dict:
     def judged(text_a, text_b, u_a, u_b):  # 1: A won, 0.5: tie, 0: B won; and log(words_A / words_B)
         wa, wb = max(len(text_a.split()), 1), max(len(text_b.split()), 1)
         d = decide(config=rater, u_a=u_a, u_b=u_b, words_a=wa, words_b=wb, a_left=rng.random() < 0.5, rng=rng)
-        return (0.5 if d.preference == 0 else float(d.preference < 0)), float(np.log(wa / wb))
+        return float(metrics.a_won(d.preference)), float(np.log(wa / wb))
 
     won, x, same, same_x, true = [], [], [], [], []
     for (old_texts, old_u), (new_texts, new_u) in zip(previous, new, strict=True):

@@ -85,6 +85,11 @@ def p_longer(preference, words_a, words_b, *, min_ratio: float = 1.2) -> Estimat
     return proportion(longer[keep])
 
 
+def a_won(preference) -> np.ndarray:
+    """Answer A's score in each judgment: 1 if A won, 0.5 on a tie, 0 if B won."""
+    return (1.0 - np.sign(np.asarray(preference, dtype=float))) / 2.0
+
+
 def chose_left(preference, a_left) -> tuple[np.ndarray, np.ndarray]:
     """(mask of non-tie ratings, chose-left flag). `a_left`: answer A was shown on the left."""
     pref = np.sign(np.asarray(preference))

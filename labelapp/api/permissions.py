@@ -5,7 +5,7 @@ request made with a token passes only if `services.tokens.token_allows` says so.
 
 from __future__ import annotations
 
-from rest_framework.permissions import BasePermission, IsAdminUser
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAdminUser
 
 from labelapp.models import ApiToken
 from labelapp.services.tokens import token_allows
@@ -19,7 +19,7 @@ class TokenScope(BasePermission):
         if not isinstance(token, ApiToken):
             return True
         scope = getattr(view, "token_scope", STRICTEST_SCOPE)
-        if token_allows(token=token, scope=scope, method=request.method):
+        if token_allows(token=token, scope=scope, safe=request.method in SAFE_METHODS):
             return True
         self.message = (
             f"This token lacks the '{scope}' scope needed here (it has: {', '.join(token.scopes) or 'none'})."

@@ -656,10 +656,9 @@ SAME_POLICY_PAIRS_USED = 5000  # the latest new-vs-new judgments that pin the ra
 
 
 def _won(preference: int, new_is_a: bool) -> float:
-    """1 if the new policy's answer won, 0.5 on a tie, 0 if it lost (negative preference: A better)."""
-    if preference == 0:
-        return 0.5
-    return 1.0 if (preference < 0) == new_is_a else 0.0
+    """1 if the new policy's answer won, 0.5 on a tie, 0 if it lost."""
+    a = float(metrics.a_won(preference))
+    return a if new_is_a else 1.0 - a
 
 
 def _words(new_is_a: bool, words_a: int, words_b: int) -> tuple[int, int]:
@@ -677,7 +676,7 @@ def policy_same_pairs() -> tuple[list[float], list[float]]:
             "preference", "comparison__response_a__word_count", "comparison__response_b__word_count"
         )[:SAME_POLICY_PAIRS_USED]
     )
-    won = [_won(pref, True) for pref, _, _ in rows]
+    won = metrics.a_won([pref for pref, _, _ in rows]).tolist()
     ratio = metrics.log_length_ratio([b for _, _, b in rows], [a for _, a, _ in rows]).tolist()
     return won, ratio
 

@@ -23,13 +23,12 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from labelapp.models import TOKEN_SCOPES, ApiToken
+from labelapp.models import TOKEN_SCOPES, ApiToken, token_scopes_all
 
 KEY_PREFIX = "rlhf_"
 # `read` does not open their GETs: bulk data, tokens, and the rating endpoints (asking for the next
 # assignment claims one).
 PRIVATE_SCOPES = frozenset({"rate", "export", "admin"})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_EXPIRY_DAYS = 3650
 
 
@@ -40,7 +39,7 @@ class TokenError(ValueError):
 def token_scopes_clean(scopes) -> list[str]:
     """The scopes in TOKEN_SCOPES order, or TokenError naming the unknown ones (None: all)."""
     if scopes is None:
-        return list(TOKEN_SCOPES)
+        return token_scopes_all()
     if isinstance(scopes, str) or not all(isinstance(x, str) for x in scopes):
         raise TokenError(f"scopes must be a list of names from: {', '.join(TOKEN_SCOPES)}.")
     unknown = sorted(set(scopes) - set(TOKEN_SCOPES))
@@ -51,12 +50,13 @@ def token_scopes_clean(scopes) -> list[str]:
     return [x for x in TOKEN_SCOPES if x in scopes]
 
 
-def token_allows(*, token: ApiToken, scope: str, method: str) -> bool:
-    """Whether `token` may call a view that needs `scope` with HTTP `method` (see the module docstring)."""
+def token_allows(*, token: ApiToken, scope: str, safe: bool) -> bool:
+    """Whether `token` may call a view that needs `scope`, with a safe HTTP method (GET, HEAD, OPTIONS)
+    or not (see the module docstring)."""
     granted = token.scopes or []
     if scope in granted:
         return True
-    return method.upper() in SAFE_METHODS and "read" in granted and scope not in PRIVATE_SCOPES
+    return safe and "read" in granted and scope not in PRIVATE_SCOPES
 
 
 def _digest(key: str) -> str:

@@ -152,6 +152,10 @@ def test_longer_curve_bins_and_slope():
     assert [b["value"] for b in curve["bins"]] == [1.0, 0.5, 0.5]
 
 
+def test_a_won_scores_each_judgment_for_answer_a():
+    assert metrics.a_won([-3, -1, 0, 2]).tolist() == [1.0, 1.0, 0.5, 0.0]
+
+
 def test_length_controlled_win_rate_without_length_differences_is_the_raw_rate():
     # Equal lengths, no new-vs-new pairs: theta = logit(mean won); ties count half: (1+1+0.5+0)/4.
     out = metrics.length_controlled_win_rate([1, 1, 0.5, 0], [0, 0, 0, 0])

@@ -177,7 +177,7 @@ def _policy_judgments(rng, n, *, gain: float, log_ratio_new: float):
 
     def won(u_a, u_b, words_a, words_b):
         pref = decide(config=rater, u_a=u_a, u_b=u_b, words_a=words_a, words_b=words_b, a_left=True, rng=r)
-        return 0.5 if pref.preference == 0 else float(pref.preference < 0)  # A won
+        return float(metrics.a_won(pref.preference))
 
     versus, versus_x, same, same_x = [], [], [], []
     for _ in range(n):

@@ -447,7 +447,7 @@ class EvalSetRatingAdmin(RecordAdmin):
 
 # --- policy loop (read-mostly: rounds write these) -----------------------------------------------------
 
-from labelapp.models import PolicyPair, PolicySample, PolicyVersion  # noqa: E402
+from labelapp.models import PolicyDecision, PolicyPair, PolicySample, PolicyVersion  # noqa: E402
 
 
 @admin.register(PolicyVersion)
@@ -468,6 +468,23 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # a rejected version's record goes with it
+
+
+@admin.register(PolicyDecision)
+class PolicyDecisionAdmin(admin.ModelAdmin):
+    """Read-only: decisions are made on the policy page or through the API, and never rewritten."""
+
+    list_display = ("version", "action", "by", "at", "reason")
+    list_filter = ("action",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(PolicySample)

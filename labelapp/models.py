@@ -628,7 +628,9 @@ class PolicyVersion(models.Model):
     history = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # A rejected version (by staff, or by the watch when raters prefer its parent at equal length) is
-    # never the parent of a later round, nor is anything built on it. Recorded, never erased.
+    # never the parent of a later round, nor is anything built on it. These fields are the rejection in
+    # force (cleared when staff reinstate the version); every rejection and reinstatement is recorded,
+    # never erased, as a PolicyDecision.
     rejected_at = models.DateTimeField(null=True, blank=True)
     rejected_reason = models.TextField(blank=True)
     rejected_by = models.ForeignKey(
@@ -645,6 +647,32 @@ class PolicyVersion(models.Model):
     def source_model(self) -> str:
         """What `Response.source_model` says for its answers."""
         return f"policy-v{self.number}"
+
+
+class PolicyDecision(models.Model):
+    """A recorded decision on a policy version: rejected (by staff or the watch) or reinstated (staff).
+
+    Append-only: the version's `rejected_*` fields say what is in force, these rows say how it came to
+    be, in order, with who and why.
+    """
+
+    class Action(models.TextChoices):
+        REJECT = "reject", "rejected"
+        REINSTATE = "reinstate", "reinstated"
+
+    version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="decisions")
+    action = models.CharField(max_length=12, choices=Action.choices)
+    reason = models.TextField()
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"v{self.version.number} {self.get_action_display()} {self.at:%Y-%m-%d %H:%M}"
 
 
 class PolicySample(models.Model):

@@ -16,6 +16,7 @@ from labelapp.services.policy import (
     POLICY_KINDS,
     PolicyError,
     policy_next_parent,
+    policy_reinstate,
     policy_reject,
     policy_round_request,
     policy_sample_pairs,
@@ -64,7 +65,9 @@ def _version_or_404(number: int) -> PolicyVersion:
     )
 
 
-def _render_version(request, version: PolicyVersion, *, reject_error: str = "", status: int = 200):
+def _render_version(
+    request, version: PolicyVersion, *, reject_error: str = "", reinstate_error: str = "", status: int = 200
+):
     win = policy_win_rate(version=version)
     return render(
         request,
@@ -74,8 +77,10 @@ def _render_version(request, version: PolicyVersion, *, reject_error: str = "", 
             "win": win,
             "warnings": policy_warnings(version=version, win=win),
             "charts": _update_charts(version.history),
+            "decisions": version.decisions.select_related("by"),
             "reject_error": reject_error,
-            "reject_reason": request.POST.get("reason", "") if request.method == "POST" else "",
+            "reinstate_error": reinstate_error,
+            "typed_reason": request.POST.get("reason", "") if request.method == "POST" else "",
         },
         status=status,
     )
@@ -96,6 +101,20 @@ def policy_version_reject(request: HttpRequest, number: int) -> HttpResponse:
     except PolicyError as exc:
         return _render_version(request, version, reject_error=str(exc), status=400)
     messages.success(request, f"v{number} rejected: later rounds start from v{policy_next_parent().number}.")
+    return redirect("policy_version", number=number)
+
+
+@staff_member_required
+@require_POST
+def policy_version_reinstate(request: HttpRequest, number: int) -> HttpResponse:
+    """Lift a rejection with a reason; on a bad reason the page comes back with the error and the text."""
+    version = _version_or_404(number)
+    try:
+        policy_reinstate(version=version, reason=request.POST.get("reason", ""), by=request.user)
+    except PolicyError as exc:
+        return _render_version(request, version, reinstate_error=str(exc), status=400)
+    next_parent = policy_next_parent().number
+    messages.success(request, f"v{number} reinstated: the next round starts from v{next_parent}.")
     return redirect("policy_version", number=number)
 
 

@@ -68,4 +68,9 @@ urlpatterns += [
     path("policy/v/<int:number>/", policy_views.policy_version, name="policy_version"),
     path("policy/v/<int:number>/samples/", policy_views.policy_samples, name="policy_samples"),
     path("policy/v/<int:number>/reject/", policy_views.policy_version_reject, name="policy_version_reject"),
+    path(
+        "policy/v/<int:number>/reinstate/",
+        policy_views.policy_version_reinstate,
+        name="policy_version_reinstate",
+    ),
 ]

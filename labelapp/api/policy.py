@@ -1,6 +1,6 @@
 """Staff API for the policy loop: versions with the over-optimization watch, their evaluation answers side
-by side with the previous policy's, rejecting a version, and starting a round. Each view validates,
-calls one service, serializes."""
+by side with the previous policy's, rejecting and reinstating a version, and starting a round. Each view
+validates, calls one service, serializes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from labelapp.services.policy import (
     POLICY_KINDS,
     PolicyError,
     VersionRow,
+    policy_reinstate,
     policy_reject,
     policy_round_request,
     policy_sample_pairs,
@@ -45,6 +46,15 @@ class WinRateSerializer(serializers.Serializer):
     same_policy_pairs = serializers.IntegerField(help_text="new-vs-new judgments that measured it")
 
 
+class PolicyDecisionSerializer(serializers.Serializer):
+    action = serializers.CharField(help_text="reject or reinstate")
+    reason = serializers.CharField()
+    by = serializers.CharField(
+        source="by.username", allow_null=True, default=None, help_text="null: the watch or a deleted account"
+    )
+    at = serializers.DateTimeField()
+
+
 class PolicyVersionSerializer(serializers.Serializer):
     number = serializers.IntegerField(source="version.number")
     kind = serializers.CharField(source="version.kind")
@@ -61,6 +71,7 @@ class PolicyVersionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(source="version.created_at")
     rejected_at = serializers.DateTimeField(source="version.rejected_at", allow_null=True)
     rejected_reason = serializers.CharField(source="version.rejected_reason")
+    decisions = PolicyDecisionSerializer(source="version.decisions.all", many=True)
 
 
 class PolicyAnswerSerializer(serializers.Serializer):
@@ -120,8 +131,22 @@ class StrictTextField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class RejectSerializer(serializers.Serializer):
+class ReasonSerializer(serializers.Serializer):
     reason = StrictTextField(max_length=2000, help_text="Why (recorded).")
+
+
+def _decide(request, number: int, decide) -> Response:
+    """Validate the reason, call the decision service, answer with the version (400 on PolicyError)."""
+    version = _version(number)
+    body = ReasonSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    try:
+        version = decide(version=version, reason=body.validated_data["reason"], by=request.user)
+    except PolicyError as exc:
+        raise ValidationError({"reason": [str(exc)]}) from None
+    win = policy_win_rate(version=version)
+    row = VersionRow(version, win, policy_warnings(version=version, win=win))
+    return Response(PolicyVersionSerializer(row).data)
 
 
 class PolicyRejectView(APIView):
@@ -130,18 +155,20 @@ class PolicyRejectView(APIView):
     permission_classes = STAFF
     token_scope = "train"
 
-    @extend_schema(request=RejectSerializer, responses={200: PolicyVersionSerializer})
+    @extend_schema(request=ReasonSerializer, responses={200: PolicyVersionSerializer})
     def post(self, request, number: int):
-        version = _version(number)
-        body = RejectSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            version = policy_reject(version=version, reason=body.validated_data["reason"], by=request.user)
-        except PolicyError as exc:
-            raise ValidationError({"reason": [str(exc)]}) from None
-        win = policy_win_rate(version=version)
-        row = VersionRow(version, win, policy_warnings(version=version, win=win))
-        return Response(PolicyVersionSerializer(row).data)
+        return _decide(request, number, policy_reject)
+
+
+class PolicyReinstateView(APIView):
+    """Lift a version's rejection: rounds may start from it again; the watch does not reject it again."""
+
+    permission_classes = STAFF
+    token_scope = "train"
+
+    @extend_schema(request=ReasonSerializer, responses={200: PolicyVersionSerializer})
+    def post(self, request, number: int):
+        return _decide(request, number, policy_reinstate)
 
 
 class PolicySamplesView(APIView):

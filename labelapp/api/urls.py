@@ -49,5 +49,10 @@ urlpatterns += [
     path("policies/<int:number>/", policy_api.PolicyVersionView.as_view(), name="api-policy"),
     path("policies/<int:number>/samples/", policy_api.PolicySamplesView.as_view(), name="api-policy-samples"),
     path("policies/<int:number>/reject/", policy_api.PolicyRejectView.as_view(), name="api-policy-reject"),
+    path(
+        "policies/<int:number>/reinstate/",
+        policy_api.PolicyReinstateView.as_view(),
+        name="api-policy-reinstate",
+    ),
     path("policy-rounds/", policy_api.PolicyRoundsView.as_view(), name="api-policy-rounds"),
 ]

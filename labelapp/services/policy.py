@@ -36,6 +36,7 @@ from django.utils import timezone
 from labelapp import metrics
 from labelapp.models import (
     Comparison,
+    PolicyDecision,
     PolicyPair,
     PolicySample,
     PolicyVersion,
@@ -146,23 +147,55 @@ def _rejected_in_line(version: PolicyVersion, versions: dict | None = None) -> P
 MAX_REASON_CHARS = 2000
 
 
+def _clean_reason(reason: str, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise PolicyError(f"Say why the version is {what}: the reason is recorded.")
+    if "\x00" in reason or len(reason) > MAX_REASON_CHARS:
+        raise PolicyError(f"The reason must be plain text of at most {MAX_REASON_CHARS} characters.")
+    return reason
+
+
 def policy_reject(*, version: PolicyVersion, reason: str, by=None) -> PolicyVersion:
     """Reject `version` with a reason (recorded): later rounds start from an earlier version (see
     `policy_next_parent`). PolicyError for v0, an empty or unstorable reason, or a second rejection."""
-    reason = (reason or "").strip()
     if version.kind == PolicyVersion.Kind.BASE:
         raise PolicyError("v0, the model as shipped, cannot be rejected: every round can fall back to it.")
-    if not reason:
-        raise PolicyError("Say why the version is rejected: the reason is recorded.")
-    if "\x00" in reason or len(reason) > MAX_REASON_CHARS:
-        raise PolicyError(f"The reason must be plain text of at most {MAX_REASON_CHARS} characters.")
-    updated = PolicyVersion.objects.filter(pk=version.pk, rejected_at__isnull=True).update(
-        rejected_at=timezone.now(), rejected_reason=reason, rejected_by=by
-    )
+    reason = _clean_reason(reason, "rejected")
+    now = timezone.now()
+    with transaction.atomic():
+        updated = PolicyVersion.objects.filter(pk=version.pk, rejected_at__isnull=True).update(
+            rejected_at=now, rejected_reason=reason, rejected_by=by
+        )
+        if updated:
+            PolicyDecision.objects.create(
+                version=version, action=PolicyDecision.Action.REJECT, reason=reason, by=by, at=now
+            )
     version.refresh_from_db()
     if not updated:
         raise PolicyError(f"v{version.number} was already rejected: {version.rejected_reason}")
     log.info("policy v%s rejected by %s: %s", version.number, by or "the watch", reason)
+    return version
+
+
+def policy_reinstate(*, version: PolicyVersion, reason: str, by) -> PolicyVersion:
+    """Lift the rejection of `version` (staff only, with a reason; both decisions stay recorded): rounds
+    may start from it again, and the watch does not reject it a second time, since a person has looked
+    at its evidence. PolicyError when it is not rejected or the reason is empty or unstorable."""
+    reason = _clean_reason(reason, "reinstated")
+    now = timezone.now()
+    with transaction.atomic():
+        updated = PolicyVersion.objects.filter(pk=version.pk, rejected_at__isnull=False).update(
+            rejected_at=None, rejected_reason="", rejected_by=None
+        )
+        if updated:
+            PolicyDecision.objects.create(
+                version=version, action=PolicyDecision.Action.REINSTATE, reason=reason, by=by, at=now
+            )
+    version.refresh_from_db()
+    if not updated:
+        raise PolicyError(f"v{version.number} is not rejected: there is nothing to reinstate.")
+    log.info("policy v%s reinstated by %s: %s", version.number, by, reason)
     return version
 
 
@@ -171,10 +204,13 @@ def policy_auto_reject() -> list[PolicyVersion]:
     start from was judged worse than its own parent by raters at equal length (the 95% interval of
     its length-controlled win rate lies below one half, on at least
     POLICY["AUTO_REJECT_MIN_JUDGMENTS"] judgments), reject it and look at the next candidate. Only
-    candidates are tested, not every version at every request: fewer looks, fewer false rejections."""
+    candidates are tested, not every version at every request: fewer looks, fewer false rejections.
+    A version staff reinstated is not rejected again by the watch."""
     minimum = settings.POLICY["AUTO_REJECT_MIN_JUDGMENTS"]
     rejected: list[PolicyVersion] = []
     while (candidate := policy_next_parent()).parent_id is not None:
+        if candidate.decisions.filter(action=PolicyDecision.Action.REINSTATE).exists():
+            break  # staff reinstated it against the watch: their call stands
         win = policy_win_rate(version=candidate)
         if win is None or win["n"] < minimum or win["lc_hi"] is None or win["lc_hi"] >= 0.5:
             break
@@ -803,9 +839,11 @@ class VersionRow:
 
 
 def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
-    versions = PolicyVersion.objects.select_related("parent", "reward_model", "run").order_by("-number")[
-        :limit
-    ]
+    versions = (
+        PolicyVersion.objects.select_related("parent", "reward_model", "run")
+        .prefetch_related("decisions__by")
+        .order_by("-number")[:limit]
+    )
     rows = []
     wins = policy_win_rates(versions)
     for v in versions:

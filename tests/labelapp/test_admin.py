@@ -158,3 +158,26 @@ def test_policy_versions_are_read_only_in_the_admin(client, staff):
         == 403
     )
     assert PolicyVersion.objects.filter(pk=v0.pk).exists()
+
+
+def test_policy_decisions_are_read_only_in_the_admin(client, staff):
+    """Rejections and reinstatements are evidence of who decided what: shown, never rewritten."""
+    from django.utils import timezone
+
+    from labelapp.models import PolicyDecision, PolicyVersion
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    v1 = PolicyVersion.objects.create(number=1, kind="ppo")
+    d = PolicyDecision.objects.create(version=v1, action="reject", reason="worse", at=timezone.now())
+    assert client.get(reverse("admin:labelapp_policydecision_changelist")).status_code == 200
+    assert client.get(reverse("admin:labelapp_policydecision_add")).status_code == 403
+    change = reverse("admin:labelapp_policydecision_change", args=[d.pk])
+    page = client.get(change)
+    assert page.status_code == 200 and b'name="reason"' not in page.content
+    client.post(change, {"action": "reinstate", "reason": "rewritten", "version": v1.pk})
+    d.refresh_from_db()
+    assert (d.action, d.reason) == ("reject", "worse")
+    delete = reverse("admin:labelapp_policydecision_delete", args=[d.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403

@@ -439,6 +439,69 @@ def test_staff_reject_a_version_on_its_page_and_through_the_api(loop, client, st
     assert client.post(api, {"reason": "x"}, content_type="application/json").status_code == 403
 
 
+def test_staff_reinstate_a_version_the_watch_rejected_and_the_watch_leaves_it(
+    loop, enqueued, rater, guideline, staff, settings
+):
+    settings.POLICY = {**settings.POLICY, "AUTO_REJECT_MIN_JUDGMENTS": 30}
+    v0 = policy.policy_base()
+    v1 = _version(1, v0)
+    v2 = _version(2, v1)
+    rows = [("vs_self", v2, None, 20 + i % 3, 25, i % 2 == 0) for i in range(20)]
+    _judge_lengths(rater, rows + [("vs_previous", v2, v1, 30, 30, i < 8) for i in range(40)])
+    assert [v.number for v in policy.policy_auto_reject()] == [2]
+    assert policy.policy_next_parent() == v1
+    with pytest.raises(policy.PolicyError, match="Say why"):
+        policy.policy_reinstate(version=v2, reason=" ", by=staff)
+    with pytest.raises(policy.PolicyError, match="not rejected"):
+        policy.policy_reinstate(version=v1, reason="fine", by=staff)
+    policy.policy_reinstate(version=v2, reason="the eval prompts were broken", by=staff)
+    v2.refresh_from_db()
+    assert v2.rejected_at is None and v2.rejected_reason == "" and policy.policy_next_parent() == v2
+    assert policy.policy_auto_reject() == []  # the same evidence, but a person decided
+    run = policy.policy_round_request(kind="ppo", trigger="beat")
+    assert run.config["parent_id"] == v2.pk
+    decisions = list(v2.decisions.values_list("action", "by", "reason"))
+    assert decisions[0][:2] == ("reject", None) and decisions[0][2].startswith("Automatic:")
+    assert decisions[1] == ("reinstate", staff.pk, "the eval prompts were broken")
+    policy.policy_reject(version=v2, reason="on second thought, worse", by=staff)  # staff may still
+    assert [d.action for d in v2.decisions.all()] == ["reject", "reinstate", "reject"]
+
+
+def test_reinstating_on_the_page_and_through_the_api(loop, client, staff, rater, enqueued):
+    v0 = policy.policy_base()
+    v1 = _version(1, v0)
+    policy.policy_reject(version=v1, reason="longer, not better", by=staff)
+    client.force_login(staff)
+    page = client.get(reverse("policy_version", args=[1])).content
+    assert b'id="reinstate-form"' in page and b'id="decisions"' in page and b"longer, not better" in page
+    url = reverse("policy_version_reinstate", args=[1])
+    r = client.post(url, {"reason": "a\x00b <i>typed</i>"})
+    assert r.status_code == 400 and b'id="reinstate-error"' in r.content and b"&lt;i&gt;typed" in r.content
+    assert b'id="reject-error"' not in r.content
+    assert client.post(url, {"reason": "<b>looked again</b>"}).status_code == 302
+    page = client.get(reverse("policy_version", args=[1])).content
+    assert b'id="rejected"' not in page and b'id="reject-form"' in page and b'id="reinstate-form"' not in page
+    assert b"&lt;b&gt;looked again&lt;/b&gt;" in page and b"<b>looked again" not in page
+    assert b"reinstated" in page
+    assert client.post(url, {"reason": "again"}).status_code == 400  # not rejected any more
+    api = "/api/policies/1/reinstate/"
+    r = client.post(api, {"reason": "x"}, content_type="application/json")
+    assert r.status_code == 400 and "not rejected" in r.json()["reason"][0]
+    client.post("/api/policies/1/reject/", {"reason": "worse"}, content_type="application/json")
+    assert client.post(api, {"reason": ["x"]}, content_type="application/json").status_code == 400
+    r = client.post(api, {"reason": "fine after all"}, content_type="application/json")
+    body = r.json()
+    assert r.status_code == 200 and body["rejected_at"] is None
+    assert [(d["action"], d["by"]) for d in body["decisions"]] == [
+        ("reject", "staff"), ("reinstate", "staff"), ("reject", "staff"), ("reinstate", "staff")
+    ]  # fmt: skip
+    listed = client.get("/api/policies/").json()
+    assert [len(v["decisions"]) for v in listed if v["number"] == 1] == [4]
+    client.force_login(rater)
+    assert client.post(api, {"reason": "x"}, content_type="application/json").status_code == 403
+    assert client.post(url, {"reason": "x"}).status_code == 302  # to the staff login
+
+
 def test_two_judgments_and_no_new_vs_new_pairs_break_nothing(loop, rater, guideline, client, staff, enqueued):
     """Right after a first round: the length-controlled fit has too little to stand on (it raised
     AttributeError on every policy page and in every round request)."""

@@ -1,0 +1,39 @@
+"""Migration 0009: rejections recorded before decisions existed become each version's first decision."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+BEFORE = [("labelapp", "0008_policy_rejection")]
+AFTER = [("labelapp", "0009_policy_decisions")]
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_earlier_rejections_become_decisions():
+    try:
+        apps = _migrate(BEFORE)
+        version = apps.get_model("labelapp", "PolicyVersion")
+        user = apps.get_model("auth", "User").objects.create(username="lead", is_staff=True)
+        at = timezone.now()
+        version.objects.create(number=0, kind="base")
+        version.objects.create(
+            number=1, kind="ppo", rejected_at=at, rejected_reason="worse", rejected_by=user
+        )
+        version.objects.create(number=2, kind="ppo", rejected_at=at, rejected_reason="Automatic: ...")
+        apps = _migrate(AFTER)
+        decision = apps.get_model("labelapp", "PolicyDecision")
+        got = sorted(decision.objects.values_list("version__number", "action", "reason", "by_id", "at"))
+        assert got == [(1, "reject", "worse", user.pk, at), (2, "reject", "Automatic: ...", None, at)]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

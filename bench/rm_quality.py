@@ -10,7 +10,9 @@ Run from the project root (the data sets live beside it, in ../shared/data/prefe
 Variants (one training run each; calibration is post-hoc, so "+cal" rows come from the same run):
 plain (Bradley-Terry), odin (quality head, decorrelated), length (the learned length covariate, beta
 dropped at use), and length with prompt-mismatch pairs (RRM) taken from a random other prompt or from
-the most similar prompt (MiniLM; ".15" = 0.15 such pairs per human pair instead of 0.5); "+pad" adds
+the most similar prompt (MiniLM; ".15" = 0.15 such pairs per human pair instead of 0.5); "+bal" weighs the
+pairs the longer and the shorter answer won equally (length_balance; the full model's length term is
+then fitted after training); "+pad" adds
 padding pairs (an answer beats itself padded, worded unlike the padding test: augment.padded_pairs);
 "+hold" fits the length calibration on 10% of the training prompts held out of training ("hold20":
 20%) instead of on training answers (plain Bradley-Terry always trains on every training pair);
@@ -63,7 +65,9 @@ OUT = ROOT / "bench" / "out"
 
 # Every run states these explicitly (not TrainConfig's defaults, so that a changed default changes no
 # row); a variant names only what it changes.
-BASE = dict(objective="length", augment="none", augment_padding=0.0, calibration_holdout=0.0)
+BASE = dict(
+    objective="length", augment="none", augment_padding=0.0, calibration_holdout=0.0, length_balance=False
+)
 
 
 def variant(**changes) -> dict:
@@ -79,6 +83,8 @@ RUNS = {
     "length+rrm-nb": variant(augment="neighbour"),
     "plain+rrm-nb": variant(objective="plain", augment="neighbour"),
     "length+pad": variant(augment_padding=0.5),
+    "plain+bal": variant(objective="plain", length_balance=True),
+    "length+pad+bal": variant(augment_padding=0.5, length_balance=True),
     "length+pad+gate": variant(augment_padding=0.5, relevance_gate=True),
     "length+pad+ens3": variant(augment_padding=0.5, ensemble=3),
     "length+pad+hold": variant(augment_padding=0.5, calibration_holdout=0.1),
@@ -102,6 +108,10 @@ ROWS = [
     ("length+rrm-nb+cal", "length+rrm-nb", "cal"),
     ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
     ("length+pad+cal", "length+pad", "cal"),
+    ("plain+bal", "plain+bal", "raw"),
+    ("plain+bal+cal", "plain+bal", "cal"),
+    ("length+pad+bal", "length+pad+bal", "raw"),
+    ("length+pad+bal+cal", "length+pad+bal", "cal"),
     ("length+pad+gate+cal", "length+pad+gate", "cal"),
     ("length+pad+ens3+cal", "length+pad+ens3", "cal"),
     ("length+pad+hold+cal", "length+pad+hold", "cal"),

@@ -67,3 +67,36 @@ class LengthCalibration:
         if not data:
             return None
         return cls(list(data["knots_x"]), list(data["knots_y"]))
+
+
+def fit_length_beta(
+    rewards: Sequence[float],
+    lengths: Sequence[float],
+    weights: Sequence[float] | None = None,
+    *,
+    iters: int = 25,
+    bound: float = 10.0,
+) -> float:
+    """The length coefficient beta of the full model P(chosen) = sigmoid(r_c - r_r + beta * log(len_c /
+    len_r)) with the rewards held fixed: a one-parameter logistic regression (Newton's method, weighted).
+
+    `rewards` and `lengths` hold the N chosen answers, then the N rejected ones, (2N,), as the scoring
+    code returns them; lengths in characters, as the model's own length term uses them. Kept within
+    +-`bound` (pairs that length alone separates have no finite maximum).
+    """
+    r = np.asarray(rewards, dtype=np.float64).reshape(2, -1)
+    x_len = np.log(np.clip(np.asarray(lengths, dtype=np.float64), 1.0, None)).reshape(2, -1)
+    d, x = r[0] - r[1], x_len[0] - x_len[1]  # (N,)
+    w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=np.float64)
+    beta = 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(d + beta * x)))
+        grad = (w * (1.0 - p) * x).sum()  # d/d beta of the log-likelihood
+        hess = (w * p * (1.0 - p) * x * x).sum()
+        if hess <= 1e-12:
+            break
+        step = grad / hess
+        beta = float(np.clip(beta + step, -bound, bound))
+        if abs(step) < 1e-8 or abs(beta) == bound:
+            break
+    return beta

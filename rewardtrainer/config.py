@@ -56,6 +56,10 @@ class TrainConfig:
     instead of the Bradley-Terry reward; the deployed reward adds log sigmoid(relevance), about 0 for
     an answer to this prompt and strongly negative for one to another (needs augment 'random' or
     'neighbour')"""
+    length_balance: bool = False
+    """weight the human training pairs so that those the longer answer won and those the shorter
+    answer won weigh the same in total (data.balance_by_length): length then predicts nothing in
+    training, and the full model's length term is fitted after training on the unweighted pairs"""
     augment_padding: float = 0.5
     """extra padding pairs per human pair: an answer beats a copy of itself padded with filler, a
     restatement of the question or a recap (worded unlike the padding test's; augment.padded_pairs)"""
@@ -175,8 +179,14 @@ class TrainConfig:
 
     @property
     def fits_after_training(self) -> bool:
-        """Whether `finalize` fits anything on scored answers (decorrelation, calibration, gate)."""
-        return (self.odin and self.decorrelate) or self.calibrate or self.relevance_gate
+        """Whether `finalize` fits anything on scored answers (decorrelation, calibration, gate, the
+        length term after length-balanced training)."""
+        return (
+            (self.odin and self.decorrelate)
+            or self.calibrate
+            or self.relevance_gate
+            or (self.length_balance and self.objective == "length")
+        )
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -183,6 +183,30 @@ def split_by_prompt(
     return train, val
 
 
+def length_balance_factors(pairs: Sequence[PreferencePair]) -> np.ndarray:
+    """Per-pair weight factors (N,) under which the pairs the longer answer won and those the shorter
+    answer won (in characters) carry equal total weight; pairs of equal length keep theirs, and so does
+    the total.
+
+    Raters pick the longer answer about 70% of the time, so under equal weights "longer is better" is
+    the cheapest thing a reward model can learn; once both groups weigh the same, length predicts
+    nothing and only what separates answers of either kind lowers the loss (Singhal et al. 2023 balance
+    the data by length to the same end). The pairs' own weights (rater trust) stay factors of the
+    result. When one group is empty there is nothing to balance: all factors are 1.
+    """
+    import numpy as np
+
+    sign = np.array([(len(p.chosen) > len(p.rejected)) - (len(p.chosen) < len(p.rejected)) for p in pairs])
+    weight = np.array([p.weight for p in pairs], dtype=np.float64)
+    w_longer, w_shorter = weight[sign > 0].sum(), weight[sign < 0].sum()
+    factors = np.ones(len(pairs), dtype=np.float64)
+    if w_longer > 0 and w_shorter > 0:
+        half = (w_longer + w_shorter) / 2
+        factors[sign > 0] = half / w_longer
+        factors[sign < 0] = half / w_shorter
+    return factors
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Tokenization
 

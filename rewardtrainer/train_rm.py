@@ -54,7 +54,7 @@ import torch
 
 from . import distributed
 from .augment import minilm_embedder, mismatch_pairs, padded_pairs, prompt_neighbours
-from .calibrate import LengthCalibration
+from .calibrate import LengthCalibration, fit_length_beta
 from .checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -72,6 +72,7 @@ from .data import (
     budget_batches,
     collate,
     encode_pairs,
+    length_balance_factors,
     load_jsonl,
     pair_from_dict,
     split_by_prompt,
@@ -292,6 +293,9 @@ def prepare(
 
     with_types = _uses_token_types(config.backbone)
     enc_train = encode_pairs(list(train_pairs) + extra, tokenizer, config.max_length, with_types=with_types)
+    if config.length_balance:  # the human pairs only: padding and mismatch pairs are not about taste
+        factors = length_balance_factors(train_pairs)
+        enc_train.weight[: len(train_pairs)] *= factors.astype(enc_train.weight.dtype)
     if config.relevance_head:  # the loss routes these pairs to the relevance head
         enc_train.mismatch = np.zeros(len(enc_train), dtype=bool)
         enc_train.mismatch[len(train_pairs) : len(train_pairs) + n_mismatch] = True
@@ -362,7 +366,7 @@ def fingerprint(prep: Prepared) -> str:
     )  # fmt: skip
     settings = {k: getattr(prep.config, k) for k in keys}
     # only when on, so that older checkpoints keep their fingerprint
-    for key in ("augment_padding", "relevance_head"):
+    for key in ("augment_padding", "relevance_head", "length_balance"):
         if getattr(prep.config, key):
             settings[key] = getattr(prep.config, key)
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -795,6 +799,12 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
                 f"{k}_before_decorrelation": before.get(k)
                 for k in ("accuracy", "accuracy_shorter_won", "pearson_length")
             }
+        if config.length_balance and model.length_beta is not None:
+            # trained where length predicted nothing, beta stayed near 0: the full model's length term
+            # is the raters' pull on the natural (unweighted) pairs, given this reward
+            beta = fit_length_beta(q_all, chars, np.array([p.weight for p in sample_pairs]))
+            extra["length_beta_trained"] = float(model.length_beta.detach())
+            model.length_beta.data.fill_(beta)
         if config.relevance_gate:  # first: the calibration then flattens the gated reward in length
             model.relevance_gate = _fit_gate(prep, sample_pairs, float(np.std(q_all)))
             if model.relevance_gate:

@@ -18,9 +18,9 @@ from rewardtrainer.augment import (
     prompt_key,
     prompt_neighbours,
 )
-from rewardtrainer.calibrate import LengthCalibration
+from rewardtrainer.calibrate import LengthCalibration, fit_length_beta
 from rewardtrainer.config import TrainConfig, add_config_args, config_from_namespace, field_docs
-from rewardtrainer.data import budget_batches
+from rewardtrainer.data import PreferencePair, budget_batches, length_balance_factors
 from rewardtrainer.evaluate import metrics_from_rewards, pearson_np
 from rewardtrainer.model import RewardModel, reward_loss
 from rewardtrainer.train_rm import RunState, _fit_sample, build, fit_reward_model, prepare, resume
@@ -220,3 +220,57 @@ def test_resume_restores_the_run_state_on_its_own(tmp_path, tiny_bert):
     mine = RunState(fingerprint=fingerprint(prep))
     _, state, step = resume(prep, parts, tmp_path / "run2" / "checkpoints", mine, enabled=True)
     assert step == 1 and state.global_step == 1 and state.fingerprint == mine.fingerprint
+
+
+def test_length_balance_gives_longer_won_and_shorter_won_pairs_equal_weight():
+    def pair(chosen: str, rejected: str, weight: float = 1.0) -> PreferencePair:
+        return PreferencePair("q", chosen, rejected, weight=weight)
+
+    pairs = [pair("long answer", "short"), pair("long answer", "short", 2.0), pair("tiny", "much longer"),
+             pair("same", "size")]  # fmt: skip
+    # longer won: weights 1 + 2 = 3; shorter won: 1; each group gets half of 4, the tie keeps 1
+    factors = length_balance_factors(pairs)
+    assert factors.tolist() == pytest.approx([2 / 3, 2 / 3, 2.0, 1.0])
+    weighted = factors * np.array([p.weight for p in pairs])
+    assert weighted[:2].sum() == pytest.approx(weighted[2]) and weighted.sum() == pytest.approx(5.0)
+    assert length_balance_factors(pairs[:2]).tolist() == [1.0, 1.0]  # nothing to balance against
+
+
+def test_the_length_term_is_refitted_with_the_rewards_held_fixed():
+    rng = np.random.default_rng(0)
+    n = 4000
+    chars = rng.lognormal(5, 0.8, (2, n))  # (2, N): answer lengths of the two sides
+    quality = rng.normal(0, 1, (2, n))
+    logit = quality[0] - quality[1] + 0.7 * (np.log(chars[0]) - np.log(chars[1]))
+    first_wins = rng.random(n) < 1 / (1 + np.exp(-logit))
+    chosen = np.where(first_wins, 0, 1)  # which side the simulated raters chose
+    idx = np.arange(n)
+    rewards = np.concatenate([quality[chosen, idx], quality[1 - chosen, idx]])  # chosen, then rejected
+    lengths = np.concatenate([chars[chosen, idx], chars[1 - chosen, idx]])
+    assert fit_length_beta(rewards, lengths) == pytest.approx(0.7, abs=0.08)
+    # pairs that length alone separates have no finite maximum: bounded, not an overflow
+    separable = fit_length_beta(np.zeros(4), np.array([400.0, 300.0, 100.0, 100.0]))
+    assert separable == 10.0
+
+
+def test_length_balanced_training_weighs_the_groups_equally_and_refits_beta(tmp_path, tiny_bert):
+    # the keyword decides half the pairs, whatever the lengths; in the other half only length differs,
+    # and the raters took the longer answer: a taste for length that no reward of the content explains
+    pairs = keyword_pairs(120, seed=5, longer_chosen=0.5)
+    taste = [
+        dataclasses.replace(p, chosen=p.rejected + " " + p.rejected, rejected=p.rejected, pair_id=f"t{i}")
+        for i, p in enumerate(keyword_pairs(120, seed=6))
+    ]
+    pairs = [p for two in zip(pairs, taste, strict=True) for p in two]
+    cfg = tiny_config(tiny_bert, objective="length", length_balance=True, augment_padding=0.5, epochs=2)
+    prep = prepare(pairs, cfg, tmp_path / "prep")
+    n = len(prep.train_pairs)
+    w = prep.enc_train.weight[:n]
+    longer = np.array([len(p.chosen) > len(p.rejected) for p in prep.train_pairs])
+    assert w[longer].sum() == pytest.approx(w[~longer].sum(), rel=1e-5)
+    assert (prep.enc_train.weight[n:] == 1.0).all()  # padding pairs are not about taste
+    res = fit_reward_model(pairs, cfg, tmp_path / "run")
+    m = res.metrics
+    assert "length_beta_trained" in m and m["length_beta"] != m["length_beta_trained"]
+    assert m["length_beta"] > 0.5  # on the natural, unweighted pairs length wins the second half
+    assert RewardModel.from_pretrained(res.model_dir).length_beta.item() == pytest.approx(m["length_beta"])

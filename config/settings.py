@@ -357,6 +357,8 @@ TRAINING = {
     # mismatch pairs train a separate relevance head instead of the reward (needs AUGMENT)
     "RELEVANCE_HEAD": env.bool("RM_RELEVANCE_HEAD", default=False),
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),
+    # longer-won and shorter-won pairs weigh the same in training (measured: no gain, so off)
+    "LENGTH_BALANCE": env.bool("RM_LENGTH_BALANCE", default=False),
     # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile on the gpu worker.
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),
     "COMPILE": env.bool("RM_COMPILE", default=False),

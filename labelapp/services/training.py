@@ -258,6 +258,7 @@ def train_config_from_settings():
         "relevance_head": t["RELEVANCE_HEAD"],
         "relevance_gate": t["RELEVANCE_GATE"],
         "ensemble": t["ENSEMBLE"],
+        "length_balance": t["LENGTH_BALANCE"],
         "max_length": t["MAX_LENGTH"],
         "batch_size": t["BATCH_SIZE"],
         "max_tokens": t["MAX_TOKENS"],

@@ -333,3 +333,12 @@ def test_contradictory_reward_model_settings_fail_the_system_check(settings):
     settings.TRAINING = {**settings.TRAINING, "RELEVANCE_HEAD": False, "OBJECTIVE": "longest"}
     with pytest.raises(SystemCheckError, match="objective must be one of"):
         call_command("check")
+
+
+def test_every_reward_model_setting_reaches_the_trainer(settings):
+    from labelapp.services.training import train_config_from_settings
+
+    assert train_config_from_settings().length_balance is False
+    settings.TRAINING = {**settings.TRAINING, "LENGTH_BALANCE": True, "ENSEMBLE": 2, "AUGMENT_PADDING": 0.25}
+    config = train_config_from_settings()
+    assert (config.length_balance, config.ensemble, config.augment_padding) == (True, 2, 0.25)

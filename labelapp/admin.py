@@ -474,8 +474,9 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 class PolicyDecisionAdmin(admin.ModelAdmin):
     """Read-only: decisions are made on the policy page or through the API, and never rewritten."""
 
-    list_display = ("version", "action", "by", "at", "reason")
-    list_filter = ("action",)
+    list_display = ("version", "action", "who", "at", "reason")
+    list_filter = ("action", "automatic")
+    list_select_related = ("version", "by")
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]

@@ -666,6 +666,7 @@ class PolicyDecision(models.Model):
     by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    automatic = models.BooleanField(default=False, help_text="the watch decided, not a person")
     at = models.DateTimeField()
 
     class Meta:
@@ -673,6 +674,13 @@ class PolicyDecision(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version.number} {self.get_action_display()} {self.at:%Y-%m-%d %H:%M}"
+
+    @property
+    def who(self) -> str:
+        """Who decided, in words: the watch, the account, or (its account since deleted) a deleted one."""
+        if self.automatic:
+            return "the watch"
+        return self.by.username if self.by_id else "a deleted account"
 
 
 class PolicySample(models.Model):

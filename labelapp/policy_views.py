@@ -77,7 +77,7 @@ def _render_version(
             "win": win,
             "warnings": policy_warnings(version=version, win=win),
             "charts": _update_charts(version.history),
-            "decisions": version.decisions.select_related("by"),
+            "decisions": list(version.decisions.select_related("by")),
             "reject_error": reject_error,
             "reinstate_error": reinstate_error,
             "typed_reason": request.POST.get("reason", "") if request.method == "POST" else "",

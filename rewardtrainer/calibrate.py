@@ -74,29 +74,37 @@ def fit_length_beta(
     lengths: Sequence[float],
     weights: Sequence[float] | None = None,
     *,
-    iters: int = 25,
     bound: float = 10.0,
+    tol: float = 1e-6,
 ) -> float:
     """The length coefficient beta of the full model P(chosen) = sigmoid(r_c - r_r + beta * log(len_c /
-    len_r)) with the rewards held fixed: a one-parameter logistic regression (Newton's method, weighted).
+    len_r)) with the rewards held fixed: a one-parameter weighted logistic regression.
 
     `rewards` and `lengths` hold the N chosen answers, then the N rejected ones, (2N,), as the scoring
-    code returns them; lengths in characters, as the model's own length term uses them. Kept within
-    +-`bound` (pairs that length alone separates have no finite maximum).
+    code returns them; lengths in characters, as the model's own length term uses them. The
+    log-likelihood is concave in beta, so its slope falls as beta grows and the maximum is where the
+    slope crosses zero: found by bisection on [-bound, bound], which cannot overshoot as Newton's
+    method can (pairs that length alone separates have no finite maximum: the bound). Pairs with a
+    non-finite score are left out; with none left, 0.
     """
     r = np.asarray(rewards, dtype=np.float64).reshape(2, -1)
     x_len = np.log(np.clip(np.asarray(lengths, dtype=np.float64), 1.0, None)).reshape(2, -1)
     d, x = r[0] - r[1], x_len[0] - x_len[1]  # (N,)
     w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=np.float64)
-    beta = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(d + beta * x)))
-        grad = (w * (1.0 - p) * x).sum()  # d/d beta of the log-likelihood
-        hess = (w * p * (1.0 - p) * x * x).sum()
-        if hess <= 1e-12:
-            break
-        step = grad / hess
-        beta = float(np.clip(beta + step, -bound, bound))
-        if abs(step) < 1e-8 or abs(beta) == bound:
-            break
-    return beta
+    ok = np.isfinite(d) & np.isfinite(x) & np.isfinite(w)
+    d, x, w = d[ok], x[ok], w[ok]
+    if not len(d):
+        return 0.0
+
+    def slope(beta: float) -> float:  # d/d beta of sum w * log sigmoid(d + beta * x)
+        return float((w * x * (1.0 - 1.0 / (1.0 + np.exp(-(d + beta * x))))).sum())
+
+    lo, hi = -bound, bound
+    if slope(lo) <= 0:
+        return lo
+    if slope(hi) >= 0:
+        return hi
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if slope(mid) > 0 else (lo, mid)
+    return (lo + hi) / 2

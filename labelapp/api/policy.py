@@ -52,6 +52,8 @@ class PolicyDecisionSerializer(serializers.Serializer):
     by = serializers.CharField(
         source="by.username", allow_null=True, default=None, help_text="null: the watch or a deleted account"
     )
+    automatic = serializers.BooleanField(help_text="the watch decided, not a person")
+    who = serializers.CharField(help_text="the watch, the account's name, or 'a deleted account'")
     at = serializers.DateTimeField()
 
 

@@ -11,7 +11,13 @@ def record_rejections(apps, schema_editor):
     decision_model = apps.get_model("labelapp", "PolicyDecision")
     decision_model.objects.bulk_create(
         decision_model(
-            version=v, action="reject", reason=v.rejected_reason, by_id=v.rejected_by_id, at=v.rejected_at
+            version=v,
+            action="reject",
+            reason=v.rejected_reason,
+            by_id=v.rejected_by_id,
+            # the watch's reasons start so (policy_auto_reject); staff always signed theirs
+            automatic=v.rejected_by_id is None and v.rejected_reason.startswith("Automatic:"),
+            at=v.rejected_at,
         )
         for v in version_model.objects.filter(rejected_at__isnull=False)
     )
@@ -40,6 +46,10 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("reason", models.TextField()),
+                (
+                    "automatic",
+                    models.BooleanField(default=False, help_text="the watch decided, not a person"),
+                ),
                 ("at", models.DateTimeField()),
                 (
                     "by",

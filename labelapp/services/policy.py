@@ -156,47 +156,49 @@ def _clean_reason(reason: str, what: str) -> str:
     return reason
 
 
-def policy_reject(*, version: PolicyVersion, reason: str, by=None) -> PolicyVersion:
+def _record_decision(version: PolicyVersion, action: str, reason: str, by, *, automatic: bool = False):
+    """Change the rejection in force and record the decision, under a row lock on the version, so that
+    two decisions at once apply one after the other and are recorded in that order. PolicyError (and
+    nothing written) when the decision does not apply to the version as it is now."""
+    reject = action == PolicyDecision.Action.REJECT
+    with transaction.atomic():
+        locked = PolicyVersion.objects.select_for_update().get(pk=version.pk)
+        if reject and locked.rejected_at is not None:
+            raise PolicyError(f"v{locked.number} was already rejected: {locked.rejected_reason}")
+        if not reject and locked.rejected_at is None:
+            raise PolicyError(f"v{locked.number} is not rejected: there is nothing to reinstate.")
+        if automatic and locked.decisions.filter(action=PolicyDecision.Action.REINSTATE).exists():
+            raise PolicyError(f"v{locked.number} was reinstated by staff: the watch leaves it.")
+        now = timezone.now()
+        locked.rejected_at, locked.rejected_reason, locked.rejected_by = (
+            (now, reason, by) if reject else (None, "", None)
+        )
+        locked.save(update_fields=["rejected_at", "rejected_reason", "rejected_by"])
+        PolicyDecision.objects.create(
+            version=locked, action=action, reason=reason, by=by, automatic=automatic, at=now
+        )
+    version.refresh_from_db()
+    log.info("policy v%s %s by %s: %s", version.number, action, "the watch" if automatic else by, reason)
+    return version
+
+
+def policy_reject(*, version: PolicyVersion, reason: str, by=None, automatic: bool = False) -> PolicyVersion:
     """Reject `version` with a reason (recorded): later rounds start from an earlier version (see
-    `policy_next_parent`). PolicyError for v0, an empty or unstorable reason, or a second rejection."""
+    `policy_next_parent`). `automatic`: the watch decided (it leaves versions staff reinstated).
+    PolicyError for v0, an empty or unstorable reason, or a second rejection."""
     if version.kind == PolicyVersion.Kind.BASE:
         raise PolicyError("v0, the model as shipped, cannot be rejected: every round can fall back to it.")
     reason = _clean_reason(reason, "rejected")
-    now = timezone.now()
-    with transaction.atomic():
-        updated = PolicyVersion.objects.filter(pk=version.pk, rejected_at__isnull=True).update(
-            rejected_at=now, rejected_reason=reason, rejected_by=by
-        )
-        if updated:
-            PolicyDecision.objects.create(
-                version=version, action=PolicyDecision.Action.REJECT, reason=reason, by=by, at=now
-            )
-    version.refresh_from_db()
-    if not updated:
-        raise PolicyError(f"v{version.number} was already rejected: {version.rejected_reason}")
-    log.info("policy v%s rejected by %s: %s", version.number, by or "the watch", reason)
-    return version
+    return _record_decision(version, PolicyDecision.Action.REJECT, reason, by, automatic=automatic)
 
 
 def policy_reinstate(*, version: PolicyVersion, reason: str, by) -> PolicyVersion:
     """Lift the rejection of `version` (staff only, with a reason; both decisions stay recorded): rounds
-    may start from it again, and the watch does not reject it a second time, since a person has looked
-    at its evidence. PolicyError when it is not rejected or the reason is empty or unstorable."""
+    may start from it again (unless a version it is built on is still rejected), and the watch does not
+    reject it a second time, since a person has looked at its evidence. PolicyError when it is not
+    rejected or the reason is empty or unstorable."""
     reason = _clean_reason(reason, "reinstated")
-    now = timezone.now()
-    with transaction.atomic():
-        updated = PolicyVersion.objects.filter(pk=version.pk, rejected_at__isnull=False).update(
-            rejected_at=None, rejected_reason="", rejected_by=None
-        )
-        if updated:
-            PolicyDecision.objects.create(
-                version=version, action=PolicyDecision.Action.REINSTATE, reason=reason, by=by, at=now
-            )
-    version.refresh_from_db()
-    if not updated:
-        raise PolicyError(f"v{version.number} is not rejected: there is nothing to reinstate.")
-    log.info("policy v%s reinstated by %s: %s", version.number, by, reason)
-    return version
+    return _record_decision(version, PolicyDecision.Action.REINSTATE, reason, by)
 
 
 def policy_auto_reject() -> list[PolicyVersion]:
@@ -220,8 +222,8 @@ def policy_auto_reject() -> list[PolicyVersion]:
             f"{win['lc_lo']:.2f}-{win['lc_hi']:.2f}, {win['n']} judgments)."
         )
         try:
-            rejected.append(policy_reject(version=candidate, reason=reason))
-        except PolicyError:  # rejected by someone else meanwhile: look at the next candidate
+            rejected.append(policy_reject(version=candidate, reason=reason, automatic=True))
+        except PolicyError:  # rejected (look at the next candidate) or reinstated by staff meanwhile
             candidate.refresh_from_db()
             if candidate.rejected_at is None:
                 break

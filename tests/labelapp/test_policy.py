@@ -463,8 +463,13 @@ def test_staff_reinstate_a_version_the_watch_rejected_and_the_watch_leaves_it(
     decisions = list(v2.decisions.values_list("action", "by", "reason"))
     assert decisions[0][:2] == ("reject", None) and decisions[0][2].startswith("Automatic:")
     assert decisions[1] == ("reinstate", staff.pk, "the eval prompts were broken")
+    # the watch computed its verdict before the reinstatement and acts after it: the lock refuses
+    with pytest.raises(policy.PolicyError, match="reinstated by staff"):
+        policy.policy_reject(version=v2, reason="Automatic: stale", automatic=True)
     policy.policy_reject(version=v2, reason="on second thought, worse", by=staff)  # staff may still
-    assert [d.action for d in v2.decisions.all()] == ["reject", "reinstate", "reject"]
+    assert [(d.action, d.automatic) for d in v2.decisions.all()] == [
+        ("reject", True), ("reinstate", False), ("reject", False)
+    ]  # fmt: skip
 
 
 def test_reinstating_on_the_page_and_through_the_api(loop, client, staff, rater, enqueued):
@@ -497,6 +502,21 @@ def test_reinstating_on_the_page_and_through_the_api(loop, client, staff, rater,
     ]  # fmt: skip
     listed = client.get("/api/policies/").json()
     assert [len(v["decisions"]) for v in listed if v["number"] == 1] == [4]
+    # a second staff member acting on a stale page gets the reason, not a silent 400
+    stale = client.post(url, {"reason": "me too"})
+    assert stale.status_code == 400 and b'id="decision-error"' in stale.content
+    assert b"nothing to reinstate" in stale.content
+    client.post(reverse("policy_version_reject", args=[1]), {"reason": "worse"})
+    stale = client.post(reverse("policy_version_reject", args=[1]), {"reason": "worse too"})
+    assert stale.status_code == 400 and b'id="decision-error"' in stale.content
+    assert b"already rejected" in stale.content
+    # who decided stays told apart: an account deleted since is not "the watch"
+    staff.delete()
+    page = client.get(reverse("policy_version", args=[1]))  # the session ended with the account
+    from labelapp.models import PolicyDecision
+
+    assert {d.who for d in PolicyDecision.objects.all()} == {"a deleted account"}
+    assert page.status_code == 302
     client.force_login(rater)
     assert client.post(api, {"reason": "x"}, content_type="application/json").status_code == 403
     assert client.post(url, {"reason": "x"}).status_code == 302  # to the staff login

@@ -32,8 +32,13 @@ def test_earlier_rejections_become_decisions():
         version.objects.create(number=2, kind="ppo", rejected_at=at, rejected_reason="Automatic: ...")
         apps = _migrate(AFTER)
         decision = apps.get_model("labelapp", "PolicyDecision")
-        got = sorted(decision.objects.values_list("version__number", "action", "reason", "by_id", "at"))
-        assert got == [(1, "reject", "worse", user.pk, at), (2, "reject", "Automatic: ...", None, at)]
+        got = sorted(
+            decision.objects.values_list("version__number", "action", "reason", "by_id", "automatic", "at")
+        )
+        assert got == [
+            (1, "reject", "worse", user.pk, False, at),
+            (2, "reject", "Automatic: ...", None, True, at),
+        ]
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())

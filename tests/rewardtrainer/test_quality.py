@@ -251,6 +251,15 @@ def test_the_length_term_is_refitted_with_the_rewards_held_fixed():
     # pairs that length alone separates have no finite maximum: bounded, not an overflow
     separable = fit_length_beta(np.zeros(4), np.array([400.0, 300.0, 100.0, 100.0]))
     assert separable == 10.0
+    # large reward gaps: a full Newton step from 0 overshot to the bound with the wrong sign (-10)
+    d = np.array([-3.0, 4, -3, -6, 4, 6])
+    x = np.array([1, 0.5, 1, -1, -1, -0.5])
+    lengths = np.concatenate([100 * np.exp(x), np.full(6, 100.0)])
+    assert fit_length_beta(np.concatenate([d, 0 * d]), lengths) == pytest.approx(2.60, abs=0.01)
+    with_nan = np.concatenate([np.r_[d, np.nan], np.zeros(7)])
+    assert fit_length_beta(with_nan, np.r_[lengths[:6], 100, lengths[6:], 100]) == pytest.approx(
+        2.60, abs=0.01
+    )
 
 
 def test_length_balanced_training_weighs_the_groups_equally_and_refits_beta(tmp_path, tiny_bert):

@@ -16,7 +16,8 @@ PMI is below t and leaves it to the reward model otherwise; "human touched" = th
 validation pairs with an answer below t, where the gate, not the reward, would rank them. Also
 reported: how often PMI alone agrees with the raters on the human pairs (no quality signal = 50%).
 
-About 8 minutes a seed on 2 CPU cores (two forwards per answer, answers cut to --max-answer-tokens).
+About 4 minutes a seed on 2 idle CPU cores, 11 beside other jobs (two forwards per answer, answers cut
+to --max-answer-tokens).
 Writes bench/out/relevance_lm.json; exits 0 with a message when ../shared/data/preferences is absent.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/relevance_lm.py --seeds 0 1 2

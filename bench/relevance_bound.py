@@ -59,6 +59,19 @@ def cached(embed):
     return run
 
 
+def hinge(on: np.ndarray, off: np.ndarray, human_low: np.ndarray, t: float) -> dict:
+    """A hinge gate at t on per-case scores of the on- and off-prompt answers, and on the lower score of
+    each human pair: cases it wins, its upper bound, the human pairs it ranks (see the docstring)."""
+    wins = float((np.minimum(on, t) > np.minimum(off, t)).mean())
+    both_above = float(((on >= t) & (off >= t)).mean())
+    return {
+        "t": t,
+        "gate_wins": wins,
+        "upper_bound": wins + both_above,
+        "human_pairs_touched": float((human_low < t).mean()),
+    }
+
+
 def triple_cosines(embed, triples) -> tuple[np.ndarray, np.ndarray]:
     prompts = [t.prompt for t in triples]
     return cosines(embed, prompts, [t.chosen for t in triples]), cosines(
@@ -83,19 +96,8 @@ def bound_for_split(pairs, seed: int, embed) -> dict:
         "off_prompt_cases": len(on),
         "human_pairs": len(val),
         "bare_cosine_off_prompt": float((on > off).mean()),
-        "hinge": [],
     }
-    for t in THRESHOLDS:
-        wins = float((np.minimum(on, t) > np.minimum(off, t)).mean())
-        both_above = float(((on >= t) & (off >= t)).mean())
-        row["hinge"].append(
-            {
-                "t": t,
-                "gate_wins": wins,
-                "upper_bound": wins + both_above,
-                "human_pairs_touched": float((human < t).mean()),
-            }
-        )
+    row["hinge"] = [hinge(on, off, human, t) for t in THRESHOLDS]
     return row
 
 

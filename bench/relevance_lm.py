@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from relevance_bound import cached, triple_cosines  # noqa: E402
+from relevance_bound import cached, hinge, triple_cosines  # noqa: E402
 from rm_quality import DATA_DIR, OUT  # noqa: E402
 
 from rewardtrainer.augment import mismatch_pairs, prompt_neighbours  # noqa: E402
@@ -73,17 +73,6 @@ class AnswerLogProb:
 
     def pmi(self, prompt: str, answer: str) -> float:
         return self(prompt, answer) - self("", answer)
-
-
-def hinge(on: np.ndarray, off: np.ndarray, human_low: np.ndarray, t: float) -> dict:
-    wins = float((np.minimum(on, t) > np.minimum(off, t)).mean())
-    both_above = float(((on >= t) & (off >= t)).mean())
-    return {
-        "t": t,
-        "gate_wins": wins,
-        "upper_bound": wins + both_above,
-        "human_pairs_touched": float((human_low < t).mean()),
-    }
 
 
 def measure_split(pairs, seed: int, lm: AnswerLogProb, embed) -> dict:
@@ -137,7 +126,6 @@ def main(argv=None) -> int:
     if not files:
         print(f"no preference data in {DATA_DIR}; nothing to measure")
         return 0
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     pairs = [pair for f in files for pair in load_jsonl(f)]
     lm = AnswerLogProb(args.model, args.max_prompt_tokens, args.max_answer_tokens)
     embed = cached(shared_embedder())

@@ -91,31 +91,32 @@ def policy_version(request: HttpRequest, number: int) -> HttpResponse:
     return _render_version(request, _version_or_404(number))
 
 
+def _decide(request, number: int, decide, error_field: str, done: str) -> HttpResponse:
+    """Call a decision service with the typed reason; on PolicyError the page comes back (400) with the
+    error under the form `error_field` names and the text kept; otherwise a message and a redirect."""
+    version = _version_or_404(number)
+    try:
+        decide(version=version, reason=request.POST.get("reason", ""), by=request.user)
+    except PolicyError as exc:
+        return _render_version(request, version, **{error_field: str(exc)}, status=400)
+    messages.success(request, f"v{number} {done} v{policy_next_parent().number}.")
+    return redirect("policy_version", number=number)
+
+
 @staff_member_required
 @require_POST
 def policy_version_reject(request: HttpRequest, number: int) -> HttpResponse:
-    """Reject a version with a reason; on a bad reason the page comes back with the error and the text."""
-    version = _version_or_404(number)
-    try:
-        policy_reject(version=version, reason=request.POST.get("reason", ""), by=request.user)
-    except PolicyError as exc:
-        return _render_version(request, version, reject_error=str(exc), status=400)
-    messages.success(request, f"v{number} rejected: later rounds start from v{policy_next_parent().number}.")
-    return redirect("policy_version", number=number)
+    """Reject a version with a reason."""
+    return _decide(request, number, policy_reject, "reject_error", "rejected: later rounds start from")
 
 
 @staff_member_required
 @require_POST
 def policy_version_reinstate(request: HttpRequest, number: int) -> HttpResponse:
-    """Lift a rejection with a reason; on a bad reason the page comes back with the error and the text."""
-    version = _version_or_404(number)
-    try:
-        policy_reinstate(version=version, reason=request.POST.get("reason", ""), by=request.user)
-    except PolicyError as exc:
-        return _render_version(request, version, reinstate_error=str(exc), status=400)
-    next_parent = policy_next_parent().number
-    messages.success(request, f"v{number} reinstated: the next round starts from v{next_parent}.")
-    return redirect("policy_version", number=number)
+    """Lift a rejection with a reason."""
+    return _decide(
+        request, number, policy_reinstate, "reinstate_error", "reinstated: the next round starts from"
+    )
 
 
 @staff_member_required

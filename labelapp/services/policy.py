@@ -211,8 +211,6 @@ def policy_auto_reject() -> list[PolicyVersion]:
     minimum = settings.POLICY["AUTO_REJECT_MIN_JUDGMENTS"]
     rejected: list[PolicyVersion] = []
     while (candidate := policy_next_parent()).parent_id is not None:
-        if candidate.decisions.filter(action=PolicyDecision.Action.REINSTATE).exists():
-            break  # staff reinstated it against the watch: their call stands
         win = policy_win_rate(version=candidate)
         if win is None or win["n"] < minimum or win["lc_hi"] is None or win["lc_hi"] >= 0.5:
             break
@@ -223,7 +221,7 @@ def policy_auto_reject() -> list[PolicyVersion]:
         )
         try:
             rejected.append(policy_reject(version=candidate, reason=reason, automatic=True))
-        except PolicyError:  # rejected (look at the next candidate) or reinstated by staff meanwhile
+        except PolicyError:  # rejected meanwhile (look at the next candidate), or reinstated by staff
             candidate.refresh_from_db()
             if candidate.rejected_at is None:
                 break

@@ -352,8 +352,13 @@ TRAINING = {
     "CALIBRATION_HOLDOUT": env.float("RM_CALIBRATION_HOLDOUT", default=0.0),
     "AUGMENT": env.str("RM_AUGMENT", default="none"),
     "AUGMENT_PADDING": env.float("RM_AUGMENT_PADDING", default=0.5),
-    # post-hoc relevance gate on the MiniLM cosine of prompt and answer (rewardtrainer/relevance.py)
-    "RELEVANCE_GATE": env.bool("RM_RELEVANCE_GATE", default=False),
+    # post-hoc relevance gate (rewardtrainer/relevance.py): 'none', 'cosine' (MiniLM cosine of prompt
+    # and answer) or 'pmi' (a hinge on their pointwise mutual information under a causal LM: '' = the
+    # shipped SmolLM2; threshold at a quantile of training answers; reward std per nat below it)
+    "RELEVANCE_GATE": env.str("RM_RELEVANCE_GATE", default="none"),
+    "RELEVANCE_LM": env.str("RM_RELEVANCE_LM", default=""),
+    "RELEVANCE_QUANTILE": env.float("RM_RELEVANCE_QUANTILE", default=0.08),
+    "RELEVANCE_WEIGHT": env.float("RM_RELEVANCE_WEIGHT", default=20.0),
     # mismatch pairs train a separate relevance head instead of the reward (needs AUGMENT)
     "RELEVANCE_HEAD": env.bool("RM_RELEVANCE_HEAD", default=False),
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),

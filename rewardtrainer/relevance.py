@@ -19,15 +19,35 @@ four numbers in `reward_config.json`; scoring embeds prompts and answers with th
 
     gate = RelevanceGate.fit(pos_cosines, neg_cosines, weight=reward_std)
     deployed = reward + gate(cosines(embed, prompts, answers))
+
+MiniLM's cosine cannot tell an answer to this prompt from one to a similar prompt finely enough (the
+off-prompt test stays under 90% whatever its weight; README, bench/relevance_bound.py). The PMI gate
+(`PmiGate`) reads prompt and answer together with a causal LM (by default the shipped policy,
+SmolLM2-135M-Instruct): the pointwise mutual information per answer token,
+
+    PMI = mean log p(answer token | the prompt) - mean log p(answer token | an empty prompt),
+
+is high when reading the prompt makes the answer more likely, and near or below 0 for an answer
+written for something else. It carries no quality signal (it agrees with the raters about half of
+the time), so it is a hinge, never a linear term: answers above a threshold are untouched, answers
+below it lose `weight` reward units per nat. The threshold is a low quantile of the PMI of training
+answers to their own prompts, so the gate judges only that share of real answers.
+
+    gate = fit_pmi_gate(pairs, likelihood, weight=k * reward_std, quantile=0.08)
+    deployed = reward + gate.term(prompts, answers)
 """
 
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+# The PMI gate reads the end of the prompt (the question) and the start of the answer.
+PMI_PROMPT_TOKENS, PMI_ANSWER_TOKENS = 256, 128
 
 Embedder = Callable[[Sequence[str]], np.ndarray]  # texts -> (N, D) unit vectors (augment.minilm_embedder)
 
@@ -105,7 +125,13 @@ class RelevanceGate:
         return self.weight * -np.logaddexp(0.0, -z)  # weight * log sigmoid(z), stable for any z
 
     def to_dict(self) -> dict:
-        return {"method": "minilm-cosine-logistic", **asdict(self)}
+        return {"method": self.METHOD, **asdict(self)}
+
+    METHOD = "minilm-cosine-logistic"
+
+    def term(self, prompts: Sequence[str], answers: Sequence[str], device: str = "cpu") -> np.ndarray:
+        """(N,) the deployed reward's relevance term of each (prompt, answer); MiniLM runs on the CPU."""
+        return self(cosines(shared_embedder(), prompts, answers))
 
     @classmethod
     def from_dict(cls, data: dict | None) -> RelevanceGate | None:
@@ -114,3 +140,168 @@ class RelevanceGate:
         return cls(
             float(data["a"]), float(data["b"]), float(data["weight"]), float(data.get("accuracy", 0.0))
         )
+
+
+# --- the PMI gate -----------------------------------------------------------------------------------
+
+
+class AnswerLikelihood:
+    """Mean log-probability per answer token under a causal LM, given a prompt in its chat template.
+
+    Prompts keep their last `max_prompt_tokens` tokens (the question is at the end), answers their first
+    `max_answer_tokens`. Rows are batched by length under a token budget; results are remembered per
+    (prompt, answer) (bounded), since training scores the same answers for several fits and tests.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "",
+        *,
+        max_prompt_tokens: int = PMI_PROMPT_TOKENS,
+        max_answer_tokens: int = PMI_ANSWER_TOKENS,
+        batch_tokens: int = 4096,
+        device: str | None = None,
+        memory: int = 200_000,
+    ):
+        from .sampling import load_policy
+
+        self.model, self.tokenizer = load_policy(model_name, device=device)
+        self.model.eval()
+        self.max_prompt, self.max_answer = max_prompt_tokens, max_answer_tokens
+        self.batch_tokens = batch_tokens
+        self.memory: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.memory_size = memory
+
+    def _ids(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+        from .sampling import prompt_ids
+
+        p_ids = prompt_ids(self.tokenizer, prompt)[-self.max_prompt :]
+        a_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][: self.max_answer]
+        return p_ids, a_ids or [self.tokenizer.eos_token_id]  # an empty answer: its end of turn
+
+    def _forward(self, rows: list[tuple[list[int], list[int]]]) -> list[float]:
+        import torch
+
+        from .ppo import Rollout, sequence_inputs
+        from .sampling import left_pad
+
+        pad = self.tokenizer.pad_token_id
+        q_ids, q_mask = left_pad([p for p, _ in rows], pad)
+        R = max(len(a) for _, a in rows)
+        r_ids = torch.full((len(rows), R), pad, dtype=torch.long)
+        r_mask = torch.zeros((len(rows), R), dtype=torch.long)
+        for i, (_, a) in enumerate(rows):
+            r_ids[i, : len(a)], r_mask[i, : len(a)] = torch.tensor(a), 1
+        rollout = Rollout(q_ids, q_mask, r_ids, r_mask, torch.ones(len(rows), dtype=torch.bool), [], [])
+        device = next(self.model.parameters()).device
+        ids, attention, positions = sequence_inputs(rollout.to(device), self.model)
+        with torch.no_grad():  # only the answer positions go through the LM head
+            logits = self.model(
+                input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
+                logits_to_keep=R + 1,
+            ).logits[:, :-1].float()  # fmt: skip
+        logprobs = logits.log_softmax(-1).gather(-1, r_ids.to(logits.device)[..., None]).squeeze(-1).cpu()
+        return ((logprobs * r_mask).sum(1) / r_mask.sum(1)).tolist()
+
+    def mean_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+        """(N,) mean log p(answer token | prompt) of each (prompt, answer)."""
+        keys = list(zip(prompts, answers, strict=True))
+        todo = [k for k in dict.fromkeys(keys) if k not in self.memory]
+        rows = [self._ids(*k) for k in todo]
+        order = sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + len(rows[i][1])))
+        start = 0
+        while start < len(order):  # longest first, as many rows as fit the token budget
+            width = len(rows[order[start]][0]) + len(rows[order[start]][1])
+            batch = order[start : start + max(1, self.batch_tokens // width)]
+            for i, value in zip(batch, self._forward([rows[i] for i in batch]), strict=True):
+                self.memory[todo[i]] = value
+            start += len(batch)
+        out = np.array([self.memory[k] for k in keys], dtype=np.float64)
+        for k in keys:  # most recently used last; the oldest are forgotten first
+            self.memory.move_to_end(k)
+        while len(self.memory) > self.memory_size:
+            self.memory.popitem(last=False)
+        return out
+
+    def pmi(self, prompts: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+        """(N,) PMI per answer token: log p(answer | prompt) - log p(answer | an empty prompt)."""
+        both = self.mean_logprobs([*prompts, *[""] * len(answers)], [*answers, *answers])
+        return both[: len(answers)] - both[len(answers) :]
+
+
+@functools.cache
+def shared_likelihood(
+    model_name: str, max_prompt_tokens: int, max_answer_tokens: int, device: str = "cpu"
+) -> AnswerLikelihood:
+    """One AnswerLikelihood per model, cut-offs and device in a process (the LM loads once)."""
+    return AnswerLikelihood(
+        model_name, max_prompt_tokens=max_prompt_tokens, max_answer_tokens=max_answer_tokens, device=device
+    )
+
+
+@dataclass
+class PmiGate:
+    """-weight * max(0, threshold - PMI): nothing above the threshold, `weight` reward units per nat of
+    PMI below it. `model` '' = the shipped SmolLM2; `touched` = share of the fit's answers below it."""
+
+    threshold: float
+    weight: float
+    model: str = ""
+    max_prompt_tokens: int = PMI_PROMPT_TOKENS
+    max_answer_tokens: int = PMI_ANSWER_TOKENS
+    touched: float = 0.0
+
+    METHOD = "lm-pmi-hinge"
+
+    def __call__(self, pmi: Sequence[float] | np.ndarray) -> np.ndarray:
+        return -self.weight * np.maximum(0.0, self.threshold - np.asarray(pmi, dtype=np.float64))
+
+    def likelihood(self, device: str = "cpu") -> AnswerLikelihood:
+        return shared_likelihood(self.model, self.max_prompt_tokens, self.max_answer_tokens, device)
+
+    def term(self, prompts: Sequence[str], answers: Sequence[str], device: str = "cpu") -> np.ndarray:
+        """(N,) the deployed reward's relevance term; the LM runs on `device` (the reward model's)."""
+        return self(self.likelihood(device).pmi(prompts, answers))
+
+    def to_dict(self) -> dict:
+        return {"method": self.METHOD, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PmiGate:
+        return cls(
+            threshold=float(data["threshold"]),
+            weight=float(data["weight"]),
+            model=str(data.get("model", "")),
+            max_prompt_tokens=int(data.get("max_prompt_tokens", PMI_PROMPT_TOKENS)),
+            max_answer_tokens=int(data.get("max_answer_tokens", PMI_ANSWER_TOKENS)),
+            touched=float(data.get("touched", 0.0)),
+        )
+
+
+def fit_pmi_gate(
+    pairs: Sequence, likelihood: AnswerLikelihood, *, weight: float, quantile: float, model: str = ""
+) -> PmiGate:
+    """The threshold is the `quantile` of the PMI of the pairs' answers (both sides: each answers its own
+    prompt), so the gate judges about that share of real answers and leaves the rest to the reward."""
+    if not pairs:
+        raise ValueError("the PMI gate needs answers to fit its threshold on")
+    prompts = [p.prompt for p in pairs]
+    pmi = likelihood.pmi(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    threshold = float(np.quantile(pmi, quantile))
+    return PmiGate(
+        threshold=threshold,
+        weight=float(weight),
+        model=model,
+        max_prompt_tokens=likelihood.max_prompt,
+        max_answer_tokens=likelihood.max_answer,
+        touched=float((pmi < threshold).mean()),
+    )
+
+
+def gate_from_dict(data: dict | None) -> RelevanceGate | PmiGate | None:
+    """The stored gate of a reward model (reward_config.json), of either kind; None without one."""
+    if not data:
+        return None
+    if data.get("method") == PmiGate.METHOD:
+        return PmiGate.from_dict(data)
+    return RelevanceGate.from_dict(data)

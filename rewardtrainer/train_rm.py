@@ -805,10 +805,13 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
             beta = fit_length_beta(q_all, chars, np.array([p.weight for p in sample_pairs]))
             extra["length_beta_trained"] = float(model.length_beta.detach())
             model.length_beta.data.fill_(beta)
-        if config.relevance_gate:  # first: the calibration then flattens the gated reward in length
-            model.relevance_gate = _fit_gate(prep, sample_pairs, float(np.std(q_all)))
+        if config.relevance_gate != "none":  # first: the calibration then flattens the gated reward
+            device = str(next(model.parameters()).device)  # as RewardModel.relevance_term uses it
+            model.relevance_gate = _fit_gate(prep, sample_pairs, float(np.std(q_all)), device)
             if model.relevance_gate:
-                extra["relevance_gate_accuracy"] = model.relevance_gate["accuracy"]
+                for key in ("accuracy", "touched"):  # cosine: fit accuracy; PMI: share below threshold
+                    if key in model.relevance_gate:
+                        extra[f"relevance_gate_{key}"] = model.relevance_gate[key]
                 q_all = q_all + model.pair_relevance_terms(sample_pairs).ravel()  # chosen, then rejected
         if config.calibrate:
             model.calibration = LengthCalibration.fit(q_all, chars).to_dict()
@@ -825,28 +828,33 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
     return metrics, extra
 
 
-def _fit_gate(prep: Prepared, pairs: list[PreferencePair], weight: float) -> dict | None:
-    """The relevance gate fitted on the fit sample's prompts (`weight`: the reward's standard deviation
-    there); None without the MiniLM encoder or with a single prompt."""
-    from .relevance import fit_relevance_gate, shared_embedder
+def _fit_gate(prep: Prepared, pairs: list[PreferencePair], reward_std: float, device: str) -> dict | None:
+    """The relevance gate (config.relevance_gate) fitted on the fit sample, in the units of the reward
+    (`reward_std`: its standard deviation there; a PMI gate's LM runs on `device`, the reward model's);
+    None when its model is missing or the data cannot fit it (a single prompt: no answer to another
+    prompt to learn from)."""
+    from . import relevance
 
+    config = prep.config
     try:
-        embed = shared_embedder()
+        if config.relevance_gate == "pmi":
+            likelihood = relevance.shared_likelihood(
+                config.relevance_lm, relevance.PMI_PROMPT_TOKENS, relevance.PMI_ANSWER_TOKENS, device
+            )
+            gate = relevance.fit_pmi_gate(
+                pairs, likelihood, weight=config.relevance_weight * reward_std,
+                quantile=config.relevance_quantile, model=config.relevance_lm,
+            )  # fmt: skip
+            log.info("PMI gate: threshold %.3f, weight %.3f, %.1f%% of fit answers below", gate.threshold,
+                     gate.weight, 100 * gate.touched)  # fmt: skip
+        else:
+            embed = relevance.shared_embedder()
+            gate = relevance.fit_relevance_gate(pairs, embed, weight=reward_std, seed=config.seed)
+            log.info("relevance gate: a=%.2f b=%.2f weight=%.3f, fit accuracy %.3f", gate.a, gate.b,
+                     gate.weight, gate.accuracy)  # fmt: skip
     except (OSError, ValueError) as e:
-        log.warning("no MiniLM encoder (%s): the relevance gate is not fitted", e)
+        log.warning("relevance gate (%s) not fitted: %s", config.relevance_gate, e)
         return None
-    try:
-        gate = fit_relevance_gate(pairs, embed, weight=weight, seed=prep.config.seed)
-    except ValueError as e:  # a single prompt: no answer to another prompt to learn from
-        log.warning("relevance gate not fitted: %s", e)
-        return None
-    log.info(
-        "relevance gate: a=%.2f b=%.2f weight=%.3f, fit accuracy %.3f",
-        gate.a,
-        gate.b,
-        gate.weight,
-        gate.accuracy,
-    )
     return gate.to_dict()
 
 

@@ -342,3 +342,19 @@ def test_every_reward_model_setting_reaches_the_trainer(settings):
     settings.TRAINING = {**settings.TRAINING, "LENGTH_BALANCE": True, "ENSEMBLE": 2, "AUGMENT_PADDING": 0.25}
     config = train_config_from_settings()
     assert (config.length_balance, config.ensemble, config.augment_padding) == (True, 2, 0.25)
+    gate = {"RELEVANCE_GATE": "pmi", "RELEVANCE_LM": "/models/lm", "RELEVANCE_QUANTILE": 0.05,
+            "RELEVANCE_WEIGHT": 50.0}  # fmt: skip
+    settings.TRAINING = {**settings.TRAINING, **gate}
+    config = train_config_from_settings()
+    got = config.relevance_gate, config.relevance_lm, config.relevance_quantile, config.relevance_weight
+    assert got == ("pmi", "/models/lm", 0.05, 50.0)
+
+
+def test_a_bad_relevance_gate_setting_fails_the_system_check(settings):
+    from labelapp.checks import reward_model_settings
+
+    settings.TRAINING = {**settings.TRAINING, "RELEVANCE_GATE": "true"}  # the old boolean spelling
+    errors = reward_model_settings()
+    assert [e.id for e in errors] == ["labelapp.E001"] and "none, cosine, pmi" in errors[0].msg
+    settings.TRAINING = {**settings.TRAINING, "RELEVANCE_GATE": "pmi", "RELEVANCE_QUANTILE": 1.5}
+    assert "relevance_quantile" in reward_model_settings()[0].msg

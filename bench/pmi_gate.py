@@ -8,7 +8,10 @@ does exactly that, for a grid of settings, on the models that `bench/rm_quality.
 `--only length+pad --seeds 0 1 2`), on the same splits: the fit sample (300 training pairs, as
 rm_quality's --calibration-pairs), the human validation pairs and the padding and off-prompt tests
 (with --probe-answers answers, more than rm_quality's 120 so that the off-prompt test has ~200 cases).
-Reward-model scores and PMIs are computed once per split and reused across the grid.
+Reward-model scores and PMIs are computed once per split and reused across the grid; the LM's
+log-probs are kept in bench/out/pmi_gate_logprobs.pkl for the next run. Besides threshold and weight,
+the grid varies the answers the length calibration is refitted on: all fit answers with their gated
+reward (as `finalize` did first) or only those the gate leaves alone.
 
 About 15 minutes a seed on 2 CPU cores (two SmolLM2 forwards per answer, prompts up to 256 tokens).
 Writes bench/out/pmi_gate.json; exits 0 with a message when the data or the models are absent.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import sys
 import time
@@ -47,7 +51,12 @@ from rewardtrainer.relevance import (  # noqa: E402
     shared_likelihood,
 )
 
-GRID = [(None, None)] + [(q, w) for q in (0.04, 0.08, 0.12) for w in (20.0, 100.0)]
+# (threshold quantile, weight in reward std per nat, the answers the length calibration is fitted on:
+# "all" = every fit answer with its gated reward, "untouched" = only those the gate leaves alone)
+GRID = [(None, None, "all")] + [
+    (q, w, fit) for q in (0.04, 0.08, 0.12) for w in (20.0, 100.0) for fit in ("all", "untouched")
+]
+CACHE = OUT / "pmi_gate_logprobs.pkl"  # SmolLM2's mean answer log-probs, (prompt, answer) -> float
 FIGURES = ("accuracy", "balanced_accuracy", "accuracy_longer_won", "accuracy_shorter_won",
            "accuracy_full", "pearson_length", "padding_accuracy", "off_prompt_accuracy")  # fmt: skip
 
@@ -79,13 +88,15 @@ def measure_split(pairs, seed: int, model_dir: Path, probe_answers: int, fit_pai
     model, tokenizer = RewardModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
     raw = RawScores(model, tokenizer)
     likelihood = shared_likelihood("", PMI_PROMPT_TOKENS, PMI_ANSWER_TOKENS, "cpu")
+    if CACHE.is_file() and not likelihood.memory:  # log-probs of an earlier run (same LM and cut-offs)
+        likelihood.memory.update(pickle.loads(CACHE.read_bytes()))
     prompts = [p.prompt for p in fit] * 2
     answers = [p.chosen for p in fit] + [p.rejected for p in fit]
     fit_pmi, fit_raw = likelihood.pmi(prompts, answers), raw(prompts, answers)
     chars = np.array([len(a) for a in answers], dtype=np.float64)
     neighbours = prompt_neighbours(val, shared_embedder())
     rows = []
-    for quantile, weight in GRID:
+    for quantile, weight, calibrate_on in GRID:
         t0 = time.perf_counter()
         gate = None
         if quantile is not None:
@@ -93,7 +104,9 @@ def measure_split(pairs, seed: int, model_dir: Path, probe_answers: int, fit_pai
                 threshold=float(np.quantile(fit_pmi, quantile)), weight=weight * float(fit_raw.std())
             )
         model.relevance_gate = gate.to_dict() if gate else None
-        model.calibration = LengthCalibration.fit(fit_raw + (gate(fit_pmi) if gate else 0), chars).to_dict()
+        gated = fit_raw + (gate(fit_pmi) if gate else 0.0)
+        keep = gated == fit_raw if calibrate_on == "untouched" else np.ones(len(gated), dtype=bool)
+        model.calibration = LengthCalibration.fit(gated[keep], chars[keep]).to_dict()
 
         def deployed(_tokenizer, p, a, batch_size=32, gate=gate):
             s = raw(p, a) - model.length_offset([len(x) for x in a])
@@ -103,11 +116,17 @@ def measure_split(pairs, seed: int, model_dir: Path, probe_answers: int, fit_pai
         m = scalar_metrics(evaluate(model, val, tokenizer))
         m |= probe_tests(model, tokenizer, val, neighbours=neighbours, max_answers=probe_answers, seed=seed)
         del model.score
-        row = {"seed": seed, "quantile": quantile, "weight": weight, "threshold": gate and gate.threshold,
+        CACHE.write_bytes(pickle.dumps(dict(likelihood.memory)))
+        row = {"seed": seed, "quantile": quantile, "weight": weight, "calibrate_on": calibrate_on,
+               "threshold": gate and gate.threshold,
                "n_off_prompt": m["n_off_prompt"], **{k: m[k] for k in FIGURES}}  # fmt: skip
         rows.append(row)
-        print(f"seed {seed} q={quantile} w={weight}: " + " ".join(f"{k} {m[k]:.3f}" for k in FIGURES)
-              + f" ({time.perf_counter() - t0:.0f}s)", flush=True)  # fmt: skip
+        figures = " ".join(f"{k} {m[k]:.3f}" for k in FIGURES)
+        took = time.perf_counter() - t0
+        print(
+            f"seed {seed} q={quantile} w={weight} calibration on {calibrate_on}: {figures} ({took:.0f}s)",
+            flush=True,
+        )
     return rows
 
 
@@ -135,15 +154,19 @@ def main(argv=None) -> int:
         rows += measure_split(pairs, seed, model_dir, args.probe_answers, args.fit_pairs)
         args.out.write_text(json.dumps({"grid": GRID, "rows": rows}, indent=2) + "\n")
     print(f"\nmedians over seeds {args.seeds}; accuracies in %")
-    print(f"{'quantile':>8} {'weight':>6} " + " ".join(f"{k[:12]:>12}" for k in FIGURES))
-    for quantile, weight in GRID:
-        sel = [r for r in rows if r["quantile"] == quantile and r["weight"] == weight]
+    print(f"{'quantile':>8} {'weight':>6} {'calib. on':>9} " + " ".join(f"{k[:12]:>12}" for k in FIGURES))
+    for quantile, weight, calibrate_on in GRID:
+        sel = [
+            r
+            for r in rows
+            if (r["quantile"], r["weight"], r["calibrate_on"]) == (quantile, weight, calibrate_on)
+        ]
         cells = [statistics.median(r[k] for r in sel) for k in FIGURES]
         text = [
             f"{v:+12.3f}" if k == "pearson_length" else f"{100 * v:12.1f}"
             for k, v in zip(FIGURES, cells, strict=True)
         ]
-        print(f"{quantile or '-':>8} {weight or '-':>6} " + " ".join(text))
+        print(f"{quantile or '-':>8} {weight or '-':>6} {calibrate_on:>9} " + " ".join(text))
     print(f"wrote {args.out}")
     return 0
 

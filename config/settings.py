@@ -357,7 +357,7 @@ TRAINING = {
     # shipped SmolLM2; threshold at a quantile of training answers; reward std per nat below it)
     "RELEVANCE_GATE": env.str("RM_RELEVANCE_GATE", default="none"),
     "RELEVANCE_LM": env.str("RM_RELEVANCE_LM", default=""),
-    "RELEVANCE_QUANTILE": env.float("RM_RELEVANCE_QUANTILE", default=0.08),
+    "RELEVANCE_QUANTILE": env.float("RM_RELEVANCE_QUANTILE", default=0.12),
     "RELEVANCE_WEIGHT": env.float("RM_RELEVANCE_WEIGHT", default=20.0),
     # mismatch pairs train a separate relevance head instead of the reward (needs AUGMENT)
     "RELEVANCE_HEAD": env.bool("RM_RELEVANCE_HEAD", default=False),

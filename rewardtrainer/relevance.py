@@ -33,7 +33,7 @@ the time), so it is a hinge, never a linear term: answers above a threshold are 
 below it lose `weight` reward units per nat. The threshold is a low quantile of the PMI of training
 answers to their own prompts, so the gate judges only that share of real answers.
 
-    gate = fit_pmi_gate(pairs, likelihood, weight=k * reward_std, quantile=0.08)
+    gate = fit_pmi_gate(pairs, likelihood, weight=k * reward_std, quantile=0.12)
     deployed = reward + gate.term(prompts, answers)
 """
 

@@ -21,7 +21,9 @@ averages their weights (WARM), 3x the budget; "+rel" sends the mismatch pairs to
 head instead of the Bradley-Terry reward (model.relevance_loss; the deployed reward adds
 log sigmoid(relevance)); "+gate" adds the relevance
 gate (relevance.py: a logistic fit on the MiniLM cosine of prompt and answer, post-hoc like the
-calibration, so "+gate" and the same run without it train identically).
+calibration, so "+gate" and the same run without it train identically); "+pmi" the PMI gate (a hinge on
+the pointwise mutual information of answer and prompt under SmolLM2; bench/pmi_gate.py sweeps its
+settings on saved models).
 Figures per row: accuracy of the deployed reward; accuracy of the full model (reward + length term);
 accuracy where the longer / shorter answer won and their mean (balanced); Pearson and Spearman of the
 deployed reward with answer length; the padding test; the off-prompt test.

@@ -13,7 +13,8 @@ log-probs are kept in bench/out/pmi_gate_logprobs.pkl for the next run. Besides 
 the grid varies the answers the length calibration is refitted on: all fit answers with their gated
 reward (as `finalize` did first) or only those the gate leaves alone.
 
-About 15 minutes a seed on 2 CPU cores (two SmolLM2 forwards per answer, prompts up to 256 tokens).
+About 15-25 minutes a seed on 2 CPU cores (two SmolLM2 forwards per answer, prompts up to 256 tokens),
+a few minutes a seed on a second run (the log-probs are cached).
 Writes bench/out/pmi_gate.json; exits 0 with a message when the data or the models are absent.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/pmi_gate.py --seeds 0 1 2

@@ -17,7 +17,7 @@ validation pairs with an answer below t, where the gate, not the reward, would r
 reported: how often PMI alone agrees with the raters on the human pairs (no quality signal = 50%).
 
 About 4 minutes a seed on 2 idle CPU cores, 11 beside other jobs (two forwards per answer, answers cut
-to --max-answer-tokens).
+to --max-answer-tokens; rewardtrainer.relevance.AnswerLikelihood, which the PMI gate uses).
 Writes bench/out/relevance_lm.json; exits 0 with a message when ../shared/data/preferences is absent.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/relevance_lm.py --seeds 0 1 2
@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,49 +42,23 @@ from rm_quality import DATA_DIR, OUT  # noqa: E402
 
 from rewardtrainer.augment import mismatch_pairs, prompt_neighbours  # noqa: E402
 from rewardtrainer.data import load_jsonl, split_by_prompt  # noqa: E402
-from rewardtrainer.relevance import shared_embedder  # noqa: E402
-from rewardtrainer.sampling import load_policy, prompt_ids  # noqa: E402
+from rewardtrainer.relevance import AnswerLikelihood, shared_embedder  # noqa: E402
 
 THRESHOLDS = (0.0, 0.05, 0.1)
 
 
-class AnswerLogProb:
-    """Mean log-probability per answer token given a prompt, cached by (prompt, answer)."""
-
-    def __init__(self, model_name: str, max_prompt_tokens: int, max_answer_tokens: int):
-        self.model, self.tokenizer = load_policy(model_name)
-        self.model.eval()
-        self.max_prompt, self.max_answer = max_prompt_tokens, max_answer_tokens
-        self.memory: dict[tuple[str, str], float] = {}
-
-    @torch.no_grad()
-    def __call__(self, prompt: str, answer: str) -> float:
-        key = (prompt, answer)
-        if key not in self.memory:
-            p_ids = prompt_ids(self.tokenizer, prompt)[-self.max_prompt :]  # the end: the question
-            a_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][: self.max_answer] or [
-                self.tokenizer.eos_token_id
-            ]
-            logits = self.model(torch.tensor([p_ids + a_ids])).logits[0, len(p_ids) - 1 : -1]  # (A, V)
-            lp = logits.float().log_softmax(-1).gather(1, torch.tensor(a_ids)[:, None])
-            self.memory[key] = float(lp.mean())
-        return self.memory[key]
-
-    def pmi(self, prompt: str, answer: str) -> float:
-        return self(prompt, answer) - self("", answer)
-
-
-def measure_split(pairs, seed: int, lm: AnswerLogProb, embed) -> dict:
+def measure_split(pairs, seed: int, lm: AnswerLikelihood, embed) -> dict:
     t0 = time.perf_counter()
     _, val = split_by_prompt(pairs, 0.15, seed)
     cases = mismatch_pairs(val, ratio=1.0, seed=seed, neighbours=prompt_neighbours(val, embed))
-    pmi_on = np.array([lm.pmi(c.prompt, c.chosen) for c in cases])
-    pmi_off = np.array([lm.pmi(c.prompt, c.rejected) for c in cases])
-    lp_on = np.array([lm(c.prompt, c.chosen) for c in cases])
-    lp_off = np.array([lm(c.prompt, c.rejected) for c in cases])
+    prompts = [c.prompt for c in cases]
+    pmi_on = lm.pmi(prompts, [c.chosen for c in cases])
+    pmi_off = lm.pmi(prompts, [c.rejected for c in cases])
+    lp_on = lm.mean_logprobs(prompts, [c.chosen for c in cases])  # remembered from the PMI
+    lp_off = lm.mean_logprobs(prompts, [c.rejected for c in cases])
     cos_on, cos_off = triple_cosines(embed, cases)
-    pmi_c = np.array([lm.pmi(p.prompt, p.chosen) for p in val])
-    pmi_r = np.array([lm.pmi(p.prompt, p.rejected) for p in val])
+    pmi_c = lm.pmi([p.prompt for p in val], [p.chosen for p in val])
+    pmi_r = lm.pmi([p.prompt for p in val], [p.rejected for p in val])
     row = {
         "seed": seed,
         "off_prompt_cases": len(cases),
@@ -127,7 +100,9 @@ def main(argv=None) -> int:
         print(f"no preference data in {DATA_DIR}; nothing to measure")
         return 0
     pairs = [pair for f in files for pair in load_jsonl(f)]
-    lm = AnswerLogProb(args.model, args.max_prompt_tokens, args.max_answer_tokens)
+    lm = AnswerLikelihood(
+        args.model, max_prompt_tokens=args.max_prompt_tokens, max_answer_tokens=args.max_answer_tokens
+    )
     embed = cached(shared_embedder())
     rows = []
     args.out.parent.mkdir(parents=True, exist_ok=True)

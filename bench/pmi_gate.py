@@ -37,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rm_quality import DATA_DIR, OUT  # noqa: E402
+from rm_quality import DATA_DIR, OUT, shared_pairs  # noqa: E402
 
 from rewardtrainer.augment import prompt_neighbours  # noqa: E402
 from rewardtrainer.calibrate import LengthCalibration  # noqa: E402
-from rewardtrainer.data import load_jsonl, split_by_prompt  # noqa: E402
+from rewardtrainer.data import split_by_prompt  # noqa: E402
 from rewardtrainer.evaluate import evaluate, probe_tests, scalar_metrics  # noqa: E402
 from rewardtrainer.model import RewardModel  # noqa: E402
 from rewardtrainer.relevance import (  # noqa: E402
@@ -51,6 +51,7 @@ from rewardtrainer.relevance import (  # noqa: E402
     shared_embedder,
     shared_likelihood,
 )
+from rewardtrainer.train_rm import fit_sample_indices  # noqa: E402
 
 # (threshold quantile, weight in reward std per nat, the answers the length calibration is fitted on:
 # "all" = every fit answer with its gated reward, "untouched" = only those the gate leaves alone)
@@ -84,8 +85,7 @@ def measure_split(pairs, seed: int, model_dir: Path, probe_answers: int, fit_pai
     from transformers import AutoTokenizer
 
     train, val = split_by_prompt(pairs, 0.15, seed)
-    pick = np.random.default_rng([seed, 1]).choice(len(train), min(fit_pairs, len(train)), replace=False)
-    fit = [train[i] for i in sorted(pick.tolist())]  # finalize's fit sample
+    fit = [train[i] for i in fit_sample_indices(len(train), fit_pairs, seed)]  # finalize's fit sample
     model, tokenizer = RewardModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
     raw = RawScores(model, tokenizer)
     likelihood = shared_likelihood("", PMI_PROMPT_TOKENS, PMI_ANSWER_TOKENS, "cpu")
@@ -140,15 +140,14 @@ def main(argv=None) -> int:
     p.add_argument("--fit-pairs", type=int, default=300)
     p.add_argument("--out", type=Path, default=OUT / "pmi_gate.json")
     args = p.parse_args(argv)
-    files = sorted(DATA_DIR.glob("*.jsonl")) if DATA_DIR.is_dir() else []
+    pairs = shared_pairs()
     dirs = {s: args.models / f"length+pad-s{s}" / "model" for s in args.seeds}
     missing = [str(d) for d in dirs.values() if not (d / "reward_config.json").is_file()]
-    if not files or missing:
-        why = f"no data in {DATA_DIR}" if not files else f"no model in {', '.join(missing)}"
+    if not pairs or missing:
+        why = f"no data in {DATA_DIR}" if not pairs else f"no model in {', '.join(missing)}"
         print(f"nothing to measure: {why} (run bench/rm_quality.py --only length+pad first)")
         return 0
     torch.set_num_threads(2)
-    pairs = [pair for f in files for pair in load_jsonl(f)]
     rows = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed, model_dir in dirs.items():

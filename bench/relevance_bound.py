@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rm_quality import DATA_DIR, OUT  # noqa: E402
+from rm_quality import DATA_DIR, OUT, shared_pairs  # noqa: E402
 
 from rewardtrainer.augment import mismatch_pairs, prompt_neighbours  # noqa: E402
-from rewardtrainer.data import load_jsonl, split_by_prompt  # noqa: E402
+from rewardtrainer.data import split_by_prompt  # noqa: E402
 from rewardtrainer.relevance import RelevanceGate, cosines, shared_embedder  # noqa: E402
 
 THRESHOLDS = (-1.0, 0.0, 1.0)
@@ -106,11 +106,10 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=OUT / "relevance_bound.json")
     args = p.parse_args(argv)
-    files = sorted(DATA_DIR.glob("*.jsonl")) if DATA_DIR.is_dir() else []
-    if not files:
+    pairs = shared_pairs()
+    if not pairs:
         print(f"no preference data in {DATA_DIR}; nothing to measure")
         return 0
-    pairs = [pair for f in files for pair in load_jsonl(f)]
     embed = cached(shared_embedder())
     rows = [bound_for_split(pairs, seed, embed) for seed in args.seeds]
     print(

@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from relevance_bound import cached, hinge, triple_cosines  # noqa: E402
-from rm_quality import DATA_DIR, OUT  # noqa: E402
+from rm_quality import DATA_DIR, OUT, shared_pairs  # noqa: E402
 
 from rewardtrainer.augment import mismatch_pairs, prompt_neighbours  # noqa: E402
-from rewardtrainer.data import load_jsonl, split_by_prompt  # noqa: E402
+from rewardtrainer.data import split_by_prompt  # noqa: E402
 from rewardtrainer.relevance import AnswerLikelihood, shared_embedder  # noqa: E402
 
 THRESHOLDS = (0.0, 0.05, 0.1)
@@ -95,11 +95,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-answer-tokens", type=int, default=128)
     p.add_argument("--out", type=Path, default=OUT / "relevance_lm.json")
     args = p.parse_args(argv)
-    files = sorted(DATA_DIR.glob("*.jsonl")) if DATA_DIR.is_dir() else []
-    if not files:
+    pairs = shared_pairs()
+    if not pairs:
         print(f"no preference data in {DATA_DIR}; nothing to measure")
         return 0
-    pairs = [pair for f in files for pair in load_jsonl(f)]
     lm = AnswerLikelihood(
         args.model, max_prompt_tokens=args.max_prompt_tokens, max_answer_tokens=args.max_answer_tokens
     )

@@ -65,6 +65,13 @@ DATA_DIR = next(
 )
 OUT = ROOT / "bench" / "out"
 
+
+def shared_pairs(data_dir: Path = DATA_DIR) -> list:
+    """Every pair of the shared preference data sets in `data_dir`; [] when it is absent."""
+    files = sorted(data_dir.glob("*.jsonl")) if data_dir.is_dir() else []
+    return [pair for f in files for pair in load_jsonl(f)]
+
+
 # Every run states these explicitly (not TrainConfig's defaults, so that a changed default changes no
 # row); a variant names only what it changes.
 BASE = dict(

@@ -742,19 +742,20 @@ def _average_into(model: RewardModel, files: Sequence[Path]) -> None:
     model.load_state_dict(state)
 
 
+def fit_sample_indices(n: int, k: int, seed: int) -> list[int]:
+    """Which of n pairs the fits after training are measured on: all of them, or a seeded sample of k."""
+    if n <= k:
+        return list(range(n))
+    return sorted(np.random.default_rng([seed, 1]).choice(n, k, replace=False).tolist())
+
+
 def _fit_sample(prep: Prepared) -> tuple[EncodedPairs, list[PreferencePair]]:
     """A seeded sample of the pairs the length and relevance fits are measured on, encoded and as
     pairs: the held-out calibration pairs, or, when none are held out, the human training pairs (never
     the mismatch or padding pairs)."""
     enc = prep.enc_calib or prep.enc_train
     pairs = prep.calib_pairs if prep.enc_calib else prep.train_pairs
-    n = len(pairs)
-    k = prep.config.calibration_max_pairs
-    idx = (
-        list(range(n))
-        if n <= k
-        else sorted(np.random.default_rng([prep.config.seed, 1]).choice(n, k, replace=False).tolist())
-    )
+    idx = fit_sample_indices(len(pairs), prep.config.calibration_max_pairs, prep.config.seed)
 
     def pick(rows):
         return [rows[i] for i in idx] if rows is not None else None

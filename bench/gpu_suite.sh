@@ -13,7 +13,7 @@
 # package, smol/ = a policy folder with config.json and a tokenizer only, built with random weights,
 # and data/preferences/); each stage runs under its own time limit (seconds: RM_GPU_S, PPO_S, QUALITY_S)
 # so that one slow stage cannot eat the others' share of the lease. RM_GPU_TOKENS sets rm_gpu's token
-# budget (default 32768), RM_GPU_ARGS adds flags (e.g. "--batch-size 64 --compile").
+# budget (default 32768), RM_GPU_ARGS adds flags (e.g. "--batch-size 32 --compile off").
 set -u
 PY=${PY:-python3}
 OUT=${OUT:-bench/out}

@@ -9,10 +9,11 @@ Each size is a Llama-style decoder built from a config with random weights (thro
 tokenizer is MiniLM's (its vocabulary sets the embedding size). Side by side, in one run:
 
 - ours: `fit_reward_model` with its defaults (objective 'length', bf16 autocast, SDPA, fused AdamW,
-  gradient checkpointing when the memory estimate says so), on synthetic pairs; tokens/s counts real
-  (unpadded) tokens of chosen and rejected rows over the training seconds;
+  regional torch.compile and batch widths in multiples of 16 on a GPU, gradient checkpointing when the
+  memory estimate says so), on synthetic pairs; tokens/s counts real (unpadded) tokens of chosen and
+  rejected rows over the training seconds;
 - bare: the same model and head in a hand-written loop: fixed (2B, T) batches of random ids with no
-  padding, bf16 autocast, fused AdamW, no host sync until the end.
+  padding, bf16 autocast, fused AdamW, the same compilation, no host sync until the end.
 
 MFU = 6 x non-embedding parameters x tokens/s / peak bf16 FLOP/s (H100/H200 SXM: 989e12 dense; the
 embedding is a lookup and a reward model has no LM head). Peak memory is torch.cuda.max_memory_allocated.
@@ -102,11 +103,13 @@ def peak_flops(device) -> float | None:
 def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warmup: int = 3) -> dict:
     """Our trainer's own steps with its defaults (prepare, build, train_step: length bucketing or token
     budget, collate, pinned async copies, the length-covariate loss, clipping, fused AdamW, schedule;
-    gradient checkpointing when its memory estimate says so), timed like the bare loop: `warmup` steps,
-    then args.steps steps between two device syncs. Tokens are the real (unpadded) tokens of both rows."""
+    gradient checkpointing when its memory estimate says so), timed like the bare loop: warm-up steps (one
+    batch of each batch width, then `warmup` more), then args.steps steps between two device syncs. Tokens
+    are the real (unpadded) tokens of both rows: padding to a width multiple counts as waste."""
     import torch
 
     from rewardtrainer.config import TrainConfig
+    from rewardtrainer.data import padded_width
     from rewardtrainer.train_rm import RunningStats, _batches, build, prepare, train_step
 
     config = TrainConfig(
@@ -119,6 +122,7 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         eval_probe_answers=0,
         device=device,
         compile=args.compile,
+        pad_to_multiple=args.pad_to_multiple,
     )
     gpu = torch.cuda.is_available() and device != "cpu"
     if gpu:
@@ -129,7 +133,18 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         parts.model.train()
         enc = prep.enc_train
         order = _batches(enc.lengths, config, [config.seed, 0])
-        groups = [[order[i % len(order)]] for i in range(warmup + args.steps)]  # one batch a step
+
+        def width(b):
+            return padded_width(max(int(enc.lengths[i]) for i in b), prep.pad_multiple, config.max_length)
+
+        # Warm-up: `warmup` steps, and before them one batch of each batch width (up to 16), as a long run
+        # has met every shape once: new shapes cost once (cuDNN attention plans, allocator blocks, kernels).
+        widths: dict[int, list[int]] = {}
+        for b in order:
+            widths.setdefault(width(b), b)
+        warm = list(widths.values())[:16] + order[:warmup]
+        groups = [[b] for b in warm] + [[order[i % len(order)]] for i in range(args.steps)]  # a batch a step
+        warmup = len(warm)
         running = RunningStats()
 
         def sync():
@@ -146,7 +161,7 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         tokens = sum(
             len(enc.chosen_ids[i]) + len(enc.rejected_ids[i]) for g in groups[warmup:] for b in g for i in b
         )
-        padded = sum(2 * len(b) * max(int(enc.lengths[i]) for i in b) for g in groups[warmup:] for b in g)
+        padded = sum(2 * len(b) * width(b) for g in groups[warmup:] for b in g)
         loss = running.means(prep.dist).get("loss")
     out = {
         "pairs_per_second": n_pairs / dt,
@@ -157,6 +172,8 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         "steps": args.steps,
         "mean_loss": loss,
         "gradient_checkpointing": prep.gradient_checkpointing,
+        "pad_to_multiple": prep.pad_multiple,
+        "distinct_widths": len(widths),
     }
     if gpu:
         out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
@@ -165,7 +182,7 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
 
 def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3) -> dict:
     """Hand-written loop: same model and reward head, fixed (2B, T) random batches, bf16 autocast (and
-    the same regional torch.compile as ours with --compile)."""
+    the same regional torch.compile as ours when ours compiles)."""
     import torch
     import torch.nn.functional as F
     from transformers import AutoModel
@@ -174,9 +191,10 @@ def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3)
 
     device, dtype = pick_device(device_name)
     model = AutoModel.from_pretrained(backbone, dtype=torch.float32, attn_implementation="sdpa").to(device)
-    if args.compile:  # the same regional compilation as ours, so that the two stay comparable
-        from rewardtrainer.train_rm import compile_blocks
+    from rewardtrainer.config import TrainConfig
+    from rewardtrainer.train_rm import compile_blocks, compile_enabled
 
+    if compile_enabled(TrainConfig(compile=args.compile), device):  # as ours, so that the two compare
         compile_blocks(model)
     head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
     params = list(model.parameters()) + list(head.parameters())
@@ -231,7 +249,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16, help="pairs per step (the trainer's default)")
     p.add_argument("--max-length", type=int, default=None, help="default 512 on GPU, 64 on CPU")
     p.add_argument("--max-tokens", type=int, default=0, help="also run ours with this token budget")
-    p.add_argument("--compile", action="store_true")
+    p.add_argument(
+        "--compile", choices=("auto", "on", "off"), default="auto", help="trainer compile (auto: on GPU)"
+    )
+    p.add_argument(
+        "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 64 on GPU, 1 on CPU)"
+    )
     p.add_argument(
         "--gpu-memory-gb",
         type=float,

@@ -364,9 +364,9 @@ TRAINING = {
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),
     # longer-won and shorter-won pairs weigh the same in training (measured: no gain, so off)
     "LENGTH_BALANCE": env.bool("RM_LENGTH_BALANCE", default=False),
-    # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile on the gpu worker.
+    # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile: auto (on a GPU) | on | off.
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),
-    "COMPILE": env.bool("RM_COMPILE", default=False),
+    "COMPILE": env.str("RM_COMPILE", default="auto"),
     # Processes per run: > 1 launches `torchrun --nproc_per_node NPROC` (DDP, one GPU each).
     "NPROC": env.int("RM_NPROC", default=1),
     "TRAIN_PLAIN_BASELINE": env.bool("RM_TRAIN_PLAIN_BASELINE", default=False),

@@ -22,6 +22,7 @@ from typing import Any
 OBJECTIVES = ("length", "plain", "odin")
 AUGMENTS = ("none", "random", "neighbour")
 RELEVANCE_GATES = ("none", "cosine", "pmi")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 def default_backbone() -> str:
@@ -119,9 +120,15 @@ class TrainConfig:
     would not fit the GPU; never on CPU)"""
     attn_implementation: str = "sdpa"
     """transformers attention: 'sdpa' (fused flash / memory-efficient kernels), 'eager', ..."""
-    compile: bool = False
+    compile: str = "auto"
     """torch.compile the backbone's repeated blocks (regional, dynamic shapes; the whole forward when the
-    backbone names no blocks); pays on a GPU for long runs"""
+    backbone names no blocks): 'on', 'off', or 'auto' (on a GPU only: on an H100 it doubled the 0.35B
+    decoder's tokens/s; on a CPU the compile time outweighs what it saves)"""
+    pad_to_multiple: int = 0
+    """pad each training batch's width up to a multiple of this many tokens (1: to its longest row); 0 is
+    automatic: 16 on a GPU, 1 on CPU. On a GPU every new batch shape costs once (attention plans,
+    allocator blocks, compiled kernels; about 0.1 s a shape for the 0.35B decoder on an H100), so a
+    bounded number of shapes keeps short runs from paying that on most steps (README)"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
     corr_quality_weight: float = 1.0
@@ -184,6 +191,10 @@ class TrainConfig:
             raise ValueError("augment_ratio and augment_padding must be >= 0")
         if self.ensemble < 1:
             raise ValueError("ensemble must be >= 1")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        if self.pad_to_multiple < 0:
+            raise ValueError(f"pad_to_multiple must be >= 0, got {self.pad_to_multiple}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -216,6 +227,8 @@ class TrainConfig:
                 data.setdefault(new, value)
         if isinstance(data.get("relevance_gate"), bool):  # before the PMI gate: True was the cosine gate
             data["relevance_gate"] = "cosine" if data["relevance_gate"] else "none"
+        if isinstance(data.get("compile"), bool):  # before 'auto': a plain switch
+            data["compile"] = "on" if data["compile"] else "off"
         if "odin" in data:  # before the objective field: odin=True was ODIN, False plain Bradley-Terry
             data.setdefault("objective", "odin" if data.pop("odin") else "plain")
         names = {f.name for f in dataclasses.fields(cls)}

@@ -518,13 +518,24 @@ def pad_fraction(batches: Sequence[Sequence[int]], lengths: np.ndarray | Sequenc
     return 1.0 - real / padded if padded else 0.0
 
 
-def collate(enc: EncodedPairs, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Pad one batch: rows 0..B-1 are the chosen answers, rows B..2B-1 the rejected ones, right padding."""
+def padded_width(longest: int, multiple: int = 1, cap: int = 0) -> int:
+    """A batch's width: its longest row rounded up to a multiple of `multiple`, but not past
+    max(longest, cap) (a backbone's position table may end at the trainer's max_length)."""
+    if multiple <= 1:
+        return longest
+    return min(-(-longest // multiple) * multiple, max(longest, cap or longest))
+
+
+def collate(
+    enc: EncodedPairs, indices: Sequence[int], multiple: int = 1, cap: int = 0
+) -> dict[str, torch.Tensor]:
+    """Pad one batch: rows 0..B-1 are the chosen answers, rows B..2B-1 the rejected ones, right padding,
+    to the longest row rounded up to a multiple of `multiple` (at most `cap`; see padded_width)."""
     import numpy as np
     import torch
 
     rows = [enc.chosen_ids[i] for i in indices] + [enc.rejected_ids[i] for i in indices]
-    width = max(len(r) for r in rows)
+    width = padded_width(max(len(r) for r in rows), multiple, cap)
     input_ids = np.full((len(rows), width), enc.pad_id, dtype=np.int64)  # (2B, T)
     attention_mask = np.zeros((len(rows), width), dtype=np.int64)  # (2B, T)
     for k, r in enumerate(rows):

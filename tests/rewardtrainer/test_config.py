@@ -28,3 +28,24 @@ def test_a_config_stored_before_the_objective_field_still_runs(caplog):
 def test_a_stored_config_is_still_checked():
     with pytest.raises(ValueError, match="objective"):
         TrainConfig.from_stored({"objective": "longest"})
+
+
+def test_compile_is_auto_by_default_and_on_only_for_a_gpu():
+    import torch
+
+    from rewardtrainer.train_rm import compile_enabled
+
+    config = TrainConfig()
+    assert config.compile == "auto"
+    assert compile_enabled(config, torch.device("cuda")) and not compile_enabled(config, torch.device("cpu"))
+    assert compile_enabled(TrainConfig(compile="on"), torch.device("cpu"))
+    assert not compile_enabled(TrainConfig(compile="off"), torch.device("cuda"))
+    with pytest.raises(ValueError, match="compile"):
+        TrainConfig(compile="yes")
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        TrainConfig(pad_to_multiple=-1)
+
+
+def test_a_config_stored_when_compile_was_a_switch_reads_back():
+    assert TrainConfig.from_stored({"compile": True}).compile == "on"
+    assert TrainConfig.from_stored({"compile": False}).compile == "off"

@@ -17,6 +17,7 @@ from rewardtrainer.data import (
     encode_pairs,
     load_jsonl,
     pad_fraction,
+    padded_width,
     random_batches,
     split_by_prompt,
     token_budget_batches,
@@ -182,3 +183,23 @@ def test_collate_stacks_chosen_then_rejected_with_right_padding(minilm_tokenizer
         assert (batch["input_ids"][k, len(r) :] == minilm_tokenizer.pad_token_id).all()
     assert batch["margin"].tolist() == [1.0, 0.0] and batch["weight"].tolist() == [1.0, 0.5]
     assert batch["length"].tolist() == [11.0, 1.0, 1.0, 3.0]  # answer characters: chosen, then rejected
+
+
+def test_padded_width_rounds_up_to_the_multiple_but_not_past_the_cap():
+    assert padded_width(37) == 37 and padded_width(37, 1, 64) == 37
+    assert padded_width(37, 16, 128) == 48 and padded_width(48, 16, 128) == 48
+    assert padded_width(120, 16, 126) == 126  # a position table ending at max_length
+    assert padded_width(130, 16, 126) == 130  # never shorter than the longest row
+
+
+def test_collate_pads_to_the_multiple_and_keeps_every_row(minilm_tokenizer):
+    pairs = [PreferencePair("p one", "a b c d e f", "x"), PreferencePair("p", "y", "z z")]
+    enc = encode_pairs(pairs, minilm_tokenizer, 64)
+    plain, padded = collate(enc, [0, 1]), collate(enc, [0, 1], multiple=16, cap=64)
+    assert padded["input_ids"].shape == (4, 16) and plain["input_ids"].shape[1] < 16
+    width = plain["input_ids"].shape[1]
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        if key in plain:
+            assert (padded[key][:, :width] == plain[key]).all()
+    assert (padded["attention_mask"][:, width:] == 0).all()
+    assert (padded["input_ids"][:, width:] == minilm_tokenizer.pad_token_id).all()

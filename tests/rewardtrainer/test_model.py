@@ -98,9 +98,11 @@ def test_rewards_do_not_depend_on_padding(request, backbone, minilm_tokenizer):
     with torch.no_grad():
         together = model(**{k: v for k, v in collate(enc, [0, 1]).items() if k in keys})
         alone = model(**{k: v for k, v in collate(enc, [0]).items() if k in keys})
+        rounded = model(**{k: v for k, v in collate(enc, [0, 1], multiple=16, cap=128).items() if k in keys})
     # row order in a batch: chosen 0, chosen 1, rejected 0, rejected 1; pair 0 alone: chosen, rejected
     for head in (0, 1):
         assert torch.allclose(together[head][[0, 2]], alone[head], atol=1e-5)
+        assert torch.allclose(together[head], rounded[head], atol=1e-5)  # the GPU's width multiple
 
 
 @pytest.mark.parametrize("odin", [True, False])

@@ -186,7 +186,7 @@ def test_a_compiled_forward_trains(tmp_path, tiny_bert, monkeypatch):
     monkeypatch.setattr(
         torch, "compile", lambda f, **kw: compiled.append(f) or real(f, backend="eager", **kw)
     )
-    result = fit_reward_model(keyword_pairs(80), tiny_config(tiny_bert, compile=True), tmp_path / "run")
+    result = fit_reward_model(keyword_pairs(80), tiny_config(tiny_bert, compile="on"), tmp_path / "run")
     assert result.global_step == result.total_steps and result.model_dir
     assert len(compiled) == 1 + 2  # embeddings + 2 layers, compiled once each (not again on each step)
 
@@ -199,21 +199,25 @@ def test_a_backbone_without_named_blocks_compiles_its_whole_forward(tmp_path, ti
         torch, "compile", lambda f, **kw: compiled.append(f) or real(f, backend="eager", **kw)
     )
     monkeypatch.setattr(transformers.BertModel, "_no_split_modules", None)
-    result = fit_reward_model(keyword_pairs(80), tiny_config(tiny_bert, compile=True), tmp_path / "run")
+    result = fit_reward_model(keyword_pairs(80), tiny_config(tiny_bert, compile="on"), tmp_path / "run")
     assert result.global_step == result.total_steps and result.model_dir
     assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
 
 
 @pytest.mark.parametrize(
-    "shape, pairs, checkpointing",
+    "shape, pairs, compiled, checkpointing",
     [
-        ((960, 2560, 32, 15, 5), 32, False),  # 0.35B, 32k tokens: measured 61 GB without checkpointing
-        ((960, 2560, 32, 15, 5), 64, True),  # 0.35B, 64k tokens: a bare loop ran out of 80 GB
-        ((2048, 5632, 28, 16, 4), 16, True),  # 1.5B, 16k tokens: measured 59 GB (bare), over 0.8 x 80
+        ((960, 2560, 32, 15, 5), 32, False, False),  # 0.35B, 32k tokens: measured 61 GB without checkpointing
+        ((960, 2560, 32, 15, 5), 64, False, True),  # 0.35B, 64k tokens: a bare loop ran out of 80 GB
+        ((2048, 5632, 28, 16, 4), 16, False, True),  # 1.5B, 16k tokens: measured 59 GB (bare), over 0.8 x 80
+        # compiled (H100, 2026-11-26): 0.35B at 48 pairs took 53.4 GB, 1.5B at 16 pairs 48.9 GB
+        ((960, 2560, 32, 15, 5), 48, True, False),
+        ((2048, 5632, 28, 16, 4), 16, True, False),
+        ((960, 2560, 32, 15, 5), 64, True, True),  # about 69 GB by the same measurement: over 0.8 x 80
     ],
 )
 def test_the_memory_estimate_switches_checkpointing_where_an_80gb_gpu_measured_it(
-    shape, pairs, checkpointing
+    shape, pairs, compiled, checkpointing
 ):
     from transformers import LlamaConfig, LlamaModel
 
@@ -224,5 +228,15 @@ def test_the_memory_estimate_switches_checkpointing_where_an_80gb_gpu_measured_i
     )  # fmt: skip
     with torch.device("meta"):  # shapes only: no memory, no time
         model = RewardModel(LlamaModel(cfg))
-    need = estimate_training_bytes(model, TrainConfig(batch_size=pairs, max_length=512))
+    need = estimate_training_bytes(model, TrainConfig(batch_size=pairs, max_length=512), compiled)
     assert (need > 0.8 * 80e9) is checkpointing, need / 1e9
+
+
+def test_the_batch_width_multiple_is_resolved_for_the_device(tmp_path, tiny_gpt2):
+    from rewardtrainer.train_rm import prepare
+
+    assert prepare(keyword_pairs(20), tiny_config(tiny_gpt2), tmp_path / "a").pad_multiple == 1  # CPU
+    prep = prepare(keyword_pairs(20), tiny_config(tiny_gpt2, pad_to_multiple=8), tmp_path / "b")
+    assert prep.pad_multiple == 8
+    result = fit_reward_model(keyword_pairs(40), tiny_config(tiny_gpt2, pad_to_multiple=8), tmp_path / "c")
+    assert result.global_step == result.total_steps

@@ -73,10 +73,8 @@ class RawScores:
     def __call__(self, prompts, answers) -> np.ndarray:
         todo = [k for k in dict.fromkeys(zip(prompts, answers, strict=True)) if k not in self.memory]
         if todo:
-            fits = self.model.calibration, self.model.relevance_gate
-            self.model.calibration = self.model.relevance_gate = None
-            s = self.score(self.tokenizer, [p for p, _ in todo], [a for _, a in todo]).numpy()
-            self.model.calibration, self.model.relevance_gate = fits
+            with self.model.raw():
+                s = self.score(self.tokenizer, [p for p, _ in todo], [a for _, a in todo]).numpy()
             self.memory.update(zip(todo, s, strict=True))
         return np.array([self.memory[k] for k in zip(prompts, answers, strict=True)])
 

@@ -34,6 +34,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -302,6 +303,17 @@ class RewardModel(nn.Module):
             "max_length": self.max_length,
         }
         (directory / REWARD_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+    @contextlib.contextmanager
+    def raw(self):
+        """Inside the block the reward is the head's own: no length calibration, no relevance gate
+        (both back afterwards, also after an error). For before/after comparisons of the fits."""
+        fits = self.calibration, self.relevance_gate
+        self.calibration = self.relevance_gate = None
+        try:
+            yield self
+        finally:
+            self.calibration, self.relevance_gate = fits
 
     # --- forward ----------------------------------------------------------------------------------------
 

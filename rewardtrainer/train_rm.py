@@ -830,10 +830,8 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
     if config.eval_probe_answers:
         metrics |= _probes(prep, model)
         if model.calibration or model.relevance_gate:  # the same tests before both, for comparison
-            fits = model.calibration, model.relevance_gate
-            model.calibration = model.relevance_gate = None
-            raw = _probes(prep, model)
-            model.calibration, model.relevance_gate = fits
+            with model.raw():
+                raw = _probes(prep, model)
             metrics |= {f"{k}_raw": v for k, v in raw.items() if k.endswith("accuracy")}
     return metrics, extra
 

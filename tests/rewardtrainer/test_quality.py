@@ -142,8 +142,13 @@ def test_the_length_model_learns_beta_calibrates_and_passes_the_probes(tmp_path,
 
     tok = AutoTokenizer.from_pretrained(res.model_dir)
     deployed = model.score(tok, ["question 1: x"], ["the red car excellent"])
-    model.calibration = None
-    raw = model.score(tok, ["question 1: x"], ["the red car excellent"])
+    fit = model.calibration
+    with pytest.raises(RuntimeError), model.raw():  # raw(): the head's own reward, the fits back after
+        raw = model.score(tok, ["question 1: x"], ["the red car excellent"])
+        assert model.calibration is None
+        raise RuntimeError("the fits come back after an error too")
+    assert model.calibration == fit
+    assert model.score(tok, ["question 1: x"], ["the red car excellent"]) == deployed
     assert deployed.item() != pytest.approx(raw.item())  # score() subtracts the length fit
 
 

@@ -194,7 +194,8 @@ def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3)
     from rewardtrainer.config import TrainConfig
     from rewardtrainer.train_rm import compile_blocks, compile_enabled
 
-    if compile_enabled(TrainConfig(compile=args.compile), device):  # as ours, so that the two compare
+    n_params = sum(p.numel() for p in model.parameters())
+    if compile_enabled(TrainConfig(compile=args.compile), device, n_params):  # as ours, so the two compare
         compile_blocks(model)
     head = torch.nn.Linear(model.config.hidden_size, 1).to(device)
     params = list(model.parameters()) + list(head.parameters())

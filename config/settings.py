@@ -364,7 +364,8 @@ TRAINING = {
     "ENSEMBLE": env.int("RM_ENSEMBLE", default=1),
     # longer-won and shorter-won pairs weigh the same in training (measured: no gain, so off)
     "LENGTH_BALANCE": env.bool("RM_LENGTH_BALANCE", default=False),
-    # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile: auto (on a GPU) | on | off.
+    # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile: auto (GPU, 100M+ params),
+    # on, off.
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),
     "COMPILE": env.str("RM_COMPILE", default="auto"),
     # Processes per run: > 1 launches `torchrun --nproc_per_node NPROC` (DDP, one GPU each).

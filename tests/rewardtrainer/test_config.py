@@ -30,16 +30,17 @@ def test_a_stored_config_is_still_checked():
         TrainConfig.from_stored({"objective": "longest"})
 
 
-def test_compile_is_auto_by_default_and_on_only_for_a_gpu():
+def test_compile_is_auto_by_default_and_on_only_for_a_gpu_and_a_large_backbone():
     import torch
 
     from rewardtrainer.train_rm import compile_enabled
 
-    config = TrainConfig()
+    config, gpu, cpu = TrainConfig(), torch.device("cuda"), torch.device("cpu")
     assert config.compile == "auto"
-    assert compile_enabled(config, torch.device("cuda")) and not compile_enabled(config, torch.device("cpu"))
-    assert compile_enabled(TrainConfig(compile="on"), torch.device("cpu"))
-    assert not compile_enabled(TrainConfig(compile="off"), torch.device("cuda"))
+    assert compile_enabled(config, gpu, 135_000_000) and not compile_enabled(config, cpu, 135_000_000)
+    assert not compile_enabled(config, gpu, 22_000_000)  # MiniLM: compiling takes longer than training
+    assert compile_enabled(TrainConfig(compile="on"), cpu, 1_000)
+    assert not compile_enabled(TrainConfig(compile="off"), gpu, 10**9)
     with pytest.raises(ValueError, match="compile"):
         TrainConfig(compile="yes")
     with pytest.raises(ValueError, match="pad_to_multiple"):

@@ -30,6 +30,12 @@ PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 
 
+def _auto_on_off(name: str, default: str = "auto") -> str:
+    """An auto | on | off setting; the boolean spellings of its earlier versions still read (true = on)."""
+    value = env.str(name, default=default).strip().lower()
+    return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(value, value)
+
+
 def _secret_key() -> str:
     if os.environ.get("SECRET_KEY", "").strip():
         return os.environ["SECRET_KEY"]
@@ -367,7 +373,7 @@ TRAINING = {
     # Token budget per micro-batch (0 = fixed BATCH_SIZE pairs); torch.compile: auto (GPU, 100M+ params),
     # on, off.
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),
-    "COMPILE": env.str("RM_COMPILE", default="auto"),
+    "COMPILE": _auto_on_off("RM_COMPILE"),
     # Processes per run: > 1 launches `torchrun --nproc_per_node NPROC` (DDP, one GPU each).
     "NPROC": env.int("RM_NPROC", default=1),
     "TRAIN_PLAIN_BASELINE": env.bool("RM_TRAIN_PLAIN_BASELINE", default=False),

@@ -358,3 +358,16 @@ def test_a_bad_relevance_gate_setting_fails_the_system_check(settings):
     assert [e.id for e in errors] == ["labelapp.E001"] and "none, cosine, pmi" in errors[0].msg
     settings.TRAINING = {**settings.TRAINING, "RELEVANCE_GATE": "pmi", "RELEVANCE_QUANTILE": 1.5}
     assert "relevance_quantile" in reward_model_settings()[0].msg
+
+
+def test_the_compile_setting_reads_its_old_boolean_spelling_and_a_bad_value_fails_the_check(
+    settings, monkeypatch
+):
+    from config.settings import _auto_on_off
+    from labelapp.checks import reward_model_settings
+
+    for given, read in (("true", "on"), ("False", "off"), ("auto", "auto"), (" On ", "on")):
+        monkeypatch.setenv("RM_COMPILE", given)
+        assert _auto_on_off("RM_COMPILE") == read
+    settings.TRAINING = {**settings.TRAINING, "COMPILE": "sometimes"}
+    assert "compile must be one of auto, on, off" in reward_model_settings()[0].msg

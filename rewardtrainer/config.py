@@ -127,9 +127,9 @@ class TrainConfig:
     a small backbone such as MiniLM, the compile time outweighs what it saves)"""
     pad_to_multiple: int = 0
     """pad each training batch's width up to a multiple of this many tokens (1: to its longest row); 0 is
-    automatic: 16 on a GPU, 1 on CPU. On a GPU every new batch shape costs once (attention plans,
-    allocator blocks, compiled kernels; about 0.1 s a shape for the 0.35B decoder on an H100), so a
-    bounded number of shapes keeps short runs from paying that on most steps (README)"""
+    automatic: 16 on a GPU, 1 on CPU (data.width_multiple). On a GPU every new batch shape costs once
+    (attention plans, allocator blocks, compiled kernels; about 0.1 s a shape for the 0.35B decoder on an
+    H100), so a bounded number of shapes keeps short runs from paying that on most steps (README)"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
     corr_quality_weight: float = 1.0

@@ -518,6 +518,15 @@ def pad_fraction(batches: Sequence[Sequence[int]], lengths: np.ndarray | Sequenc
     return 1.0 - real / padded if padded else 0.0
 
 
+GPU_WIDTH_MULTIPLE = 16
+
+
+def width_multiple(device_type: str, configured: int = 0) -> int:
+    """The batch-width multiple for a device: `configured` (TrainConfig.pad_to_multiple) if set, else 16
+    on CUDA (a bounded number of batch shapes; each new one costs once there) and 1 elsewhere."""
+    return configured or (GPU_WIDTH_MULTIPLE if device_type == "cuda" else 1)
+
+
 def padded_width(longest: int, multiple: int = 1, cap: int = 0) -> int:
     """A batch's width: its longest row rounded up to a multiple of `multiple`, but not past
     max(longest, cap) (a backbone's position table may end at the trainer's max_length)."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .augment import PAD_KINDS, pad_answer, prompt_key
-from .data import EncodedPairs, PreferencePair, collate, encode_pairs, token_budget_batches
+from .data import EncodedPairs, PreferencePair, collate, encode_pairs, token_budget_batches, width_multiple
 from .model import RewardModel
 
 LENGTH_MATCH_RATIO = 1.2
@@ -211,7 +211,7 @@ def score_pairs(
     q = np.zeros((2, n), dtype=np.float64)  # chosen, rejected
     ln = np.zeros((2, n), dtype=np.float64)
     for idx in token_budget_batches(enc.lengths, batch_size, max_tokens=2 * batch_size * max_length):
-        batch = collate(enc, idx)
+        batch = collate(enc, idx, width_multiple(device.type), max_length)
         inputs = {
             k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
         }

@@ -76,6 +76,7 @@ from .data import (
     load_jsonl,
     pair_from_dict,
     split_by_prompt,
+    width_multiple,
 )
 from .devices import pick_device
 from .evaluate import evaluate, probe_tests, scalar_metrics, score_pairs
@@ -346,7 +347,7 @@ def prepare(
         gradient_checkpointing=False,
         calib_pairs=calib_pairs,
         enc_calib=enc_calib,
-        pad_multiple=config.pad_to_multiple or (16 if device.type == "cuda" else 1),
+        pad_multiple=width_multiple(device.type, config.pad_to_multiple),
     )
 
 

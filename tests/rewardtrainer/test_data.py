@@ -22,6 +22,7 @@ from rewardtrainer.data import (
     split_by_prompt,
     token_budget_batches,
     truncate,
+    width_multiple,
 )
 
 
@@ -190,6 +191,7 @@ def test_padded_width_rounds_up_to_the_multiple_but_not_past_the_cap():
     assert padded_width(37, 16, 128) == 48 and padded_width(48, 16, 128) == 48
     assert padded_width(120, 16, 126) == 126  # a position table ending at max_length
     assert padded_width(130, 16, 126) == 130  # never shorter than the longest row
+    assert (width_multiple("cuda"), width_multiple("cpu"), width_multiple("cuda", 8)) == (16, 1, 8)
 
 
 def test_collate_pads_to_the_multiple_and_keeps_every_row(minilm_tokenizer):

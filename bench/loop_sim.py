@@ -63,8 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--noise", type=float, default=0.3, help="rater's noise (the simulator's scale)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed; means over seeds")
     p.add_argument(
-        "--variants", nargs="+", choices=["debiased", "plain"], default=["debiased", "plain"],
-        help="which reward models to run (the control 'plain' doubles the time)",
+        "--variants", nargs="+", choices=["debiased", "plain", "covariate"], default=["debiased", "plain"],
+        help="which reward models to run (the control 'plain' doubles the time; 'covariate': the length "
+        "covariate without the calibration)",
     )  # fmt: skip
     p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct (GGUF)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "loop_sim")
@@ -242,12 +243,20 @@ def win_rates(previous, new, args, rng) -> dict:
     }
 
 
-def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
+# reward-model recipes: the shipped one, the plain control, and the length covariate without the
+# calibration (the covariate explains the raters' length pull; nothing flattens the reward in length)
+VARIANTS = {
+    "debiased": {"objective": "length", "calibrate": True},
+    "plain": {"objective": "plain", "calibrate": False, "augment_padding": 0.0},
+    "covariate": {"objective": "length", "calibrate": False},
+}
+
+
+def run_variant(name: str, args, s: dict, utility) -> list[dict]:
     from rewardtrainer.ppo import PPOConfig, train_ppo
     from rewardtrainer.sampling import RewardScorer, SamplingParams, load_policy
     from rewardtrainer.train_rm import TrainConfig, fit_reward_model
 
-    name = "debiased" if debiased else "plain"
     work = args.workdir / name
     train_prompts, eval_prompts = load_prompts(s["train_prompts"], s["eval_prompts"], args.seed)
     params = SamplingParams(temperature=0.7, max_new_tokens=s["max_new_tokens"])
@@ -273,13 +282,7 @@ def run_variant(debiased: bool, args, s: dict, utility) -> list[dict]:
         fresh, truth = judge(train_prompts, groups, utility, args, rng)
         agreement = rm_agreement(scorer, fresh, truth)
         all_pairs += fresh
-        rm_config = TrainConfig(  # debiased = the shipped recipe; the control: plain, nothing added
-            objective="length" if debiased else "plain",
-            calibrate=debiased,
-            augment_padding=TrainConfig.augment_padding if debiased else 0.0,
-            epochs=2,
-            seed=args.seed,
-        )
+        rm_config = TrainConfig(**VARIANTS[name], epochs=2, seed=args.seed)
         rm = fit_reward_model(all_pairs, rm_config, work / f"rm-{turn}")
         scorer = RewardScorer.from_pretrained(rm.model_dir)
         config = PPOConfig(
@@ -345,7 +348,7 @@ def rises(values: list[float]) -> bool:
 def summarize(rows: list[dict]) -> dict:
     """The targets on the debiased loop's mean curve over seeds (one seed: that run), and per seed."""
     summary: dict = {}
-    for name in ("debiased", "plain"):
+    for name in VARIANTS:
         curve = mean_curve(rows, name)
         if len(curve) < 2:
             continue
@@ -385,7 +388,7 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         one = argparse.Namespace(**(vars(args) | {"seed": seed, "workdir": args.workdir / f"seed-{seed}"}))
         for name in args.variants:
-            rows += [r | {"seed": seed} for r in run_variant(name == "debiased", one, s, answer_utilities)]
+            rows += [r | {"seed": seed} for r in run_variant(name, one, s, answer_utilities)]
     summary = summarize(rows)
     print(json.dumps(summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)

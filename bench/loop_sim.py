@@ -7,6 +7,7 @@ simulator lives in labelapp:
 
     nice -n 10 .venv/bin/python bench/loop_sim.py              # small: about 40 min on 2 CPU cores
     nice -n 10 .venv/bin/python bench/loop_sim.py --seeds 1 2 --variants debiased   # more seeds
+    nice -n 10 .venv/bin/python bench/loop_sim.py --seeds 0 1 2 --variants covariate  # no calibration
     .venv/bin/python bench/loop_sim.py --full                  # full size (a GPU: minutes)
 
 Each turn, for the shipped length-debiased reward model (length covariate + calibration + padding

@@ -254,7 +254,7 @@ def main(argv=None) -> int:
         "--compile", choices=("auto", "on", "off"), default="auto", help="trainer compile (auto: on GPU)"
     )
     p.add_argument(
-        "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 64 on GPU, 1 on CPU)"
+        "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 16 on GPU, 1 on CPU)"
     )
     p.add_argument(
         "--gpu-memory-gb",

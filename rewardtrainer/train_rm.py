@@ -152,7 +152,11 @@ class Prepared:
     gradient_checkpointing: bool
     calib_pairs: list[PreferencePair] = field(default_factory=list)  # held out for the length fits
     enc_calib: EncodedPairs | None = None
-    pad_multiple: int = 1  # config.pad_to_multiple resolved for the device
+
+    @property
+    def pad_multiple(self) -> int:
+        """config.pad_to_multiple resolved for the device."""
+        return width_multiple(self.device.type, self.config.pad_to_multiple)
 
 
 @dataclass
@@ -238,7 +242,7 @@ def estimate_training_bytes(model: RewardModel, config: TrainConfig, compiled: b
     this doubled the 16-bit figure: checkpointing switched itself on at half the batch that fits, which
     cost that batch a quarter of its throughput.)
     """
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = _n_params(model)
     cfg = model.backbone.config.get_text_config()
     layers = int(getattr(cfg, "num_hidden_layers", 12))
     tokens = config.max_tokens or 2 * config.batch_size * config.max_length
@@ -248,7 +252,9 @@ def estimate_training_bytes(model: RewardModel, config: TrainConfig, compiled: b
     return 16.0 * n_params + per_token_layer_hidden * tokens * layers * model.hidden_size
 
 
-def _wants_checkpointing(model: RewardModel, config: TrainConfig, device: torch.device) -> bool:
+def _wants_checkpointing(
+    model: RewardModel, config: TrainConfig, device: torch.device, compiled: bool
+) -> bool:
     if config.gradient_checkpointing != "auto":
         return config.gradient_checkpointing == "on"
     if device.type != "cuda":
@@ -258,7 +264,7 @@ def _wants_checkpointing(model: RewardModel, config: TrainConfig, device: torch.
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
     index = device.index if device.index is not None else torch.cuda.current_device()
     total *= get_fraction(index) if get_fraction is not None else 1.0
-    need = estimate_training_bytes(model, config, compile_enabled(config, device, _n_params(model)))
+    need = estimate_training_bytes(model, config, compiled)
     if need > 0.8 * total:
         log.info("gradient checkpointing on: ~%.1f GB needed, %.1f GB on the GPU", need / 1e9, total / 1e9)
         return True
@@ -347,7 +353,6 @@ def prepare(
         gradient_checkpointing=False,
         calib_pairs=calib_pairs,
         enc_calib=enc_calib,
-        pad_multiple=width_multiple(device.type, config.pad_to_multiple),
     )
 
 
@@ -447,12 +452,13 @@ def build(prep: Prepared) -> Parts:
         attn_implementation=config.attn_implementation or None,
     )
     model.max_length = config.max_length
-    prep.gradient_checkpointing = _wants_checkpointing(model, config, prep.device)
+    compiled = compile_enabled(config, prep.device, _n_params(model))
+    prep.gradient_checkpointing = _wants_checkpointing(model, config, prep.device, compiled)
     if prep.gradient_checkpointing:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(prep.device)
     forward: Callable = distributed.wrap(model, prep.dist, prep.device)
-    if compile_enabled(config, prep.device, _n_params(model)) and not compile_blocks(model.backbone):
+    if compiled and not compile_blocks(model.backbone):
         forward = torch.compile(forward, dynamic=True)
     optimizer = build_optimizer(model, config)
     return Parts(model, forward, optimizer, build_scheduler(optimizer, config, prep.total_steps))

@@ -8,10 +8,12 @@ Each size is a Llama-style decoder built from a config with random weights (thro
 135m ~ SmolLM2-135M's shape, 350m ~ SmolLM2-360M's, 1.5b ~ a 1.5B Llama; `tiny` for CPUs. The
 tokenizer is MiniLM's (its vocabulary sets the embedding size). Side by side, in one run:
 
-- ours: `fit_reward_model` with its defaults (objective 'length', bf16 autocast, SDPA, fused AdamW,
-  regional torch.compile and batch widths in multiples of 16 on a GPU, gradient checkpointing when the
-  memory estimate says so), on synthetic pairs; tokens/s counts real (unpadded) tokens of chosen and
-  rejected rows over the training seconds;
+- ours: `fit_reward_model` with its defaults (objective 'length', bf16 autocast, fused AdamW; on a GPU
+  regional torch.compile and packing: all rows of a micro-batch end to end in one sequence of at most
+  the token budget, FlexAttention with a document mask; gradient checkpointing when the memory estimate
+  says so), on synthetic pairs; tokens/s counts real (unpadded) tokens of chosen and rejected rows over
+  the training seconds; `--also-unpacked` adds ours without packing (SDPA, length buckets, widths in
+  multiples of 16);
 - bare: the same model and head in a hand-written loop: fixed (2B, T) batches of random ids with no
   padding, bf16 autocast, fused AdamW, the same compilation, no host sync until the end.
 
@@ -44,6 +46,7 @@ SIZES = {
     "1.5b": (2048, 5632, 28, 16, 4),
 }
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+VARIANTS = ("ours", "ours_budget", "ours_unpacked", "bare")
 WORDS = "the a of to and in is it that for on with as was this by are be from at or an not have".split()
 
 
@@ -100,7 +103,9 @@ def peak_flops(device) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warmup: int = 3) -> dict:
+def run_ours(
+    backbone: str, pairs, val, args, device: str, max_tokens: int, packing: str, warmup: int = 3
+) -> dict:
     """Our trainer's own steps with its defaults (prepare, build, train_step: length bucketing or token
     budget, collate, pinned async copies, the length-covariate loss, clipping, fused AdamW, schedule;
     gradient checkpointing when its memory estimate says so), timed like the bare loop: warm-up steps (one
@@ -109,7 +114,7 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
     import torch
 
     from rewardtrainer.config import TrainConfig
-    from rewardtrainer.data import padded_width
+    from rewardtrainer.data import packed_multiple, padded_width
     from rewardtrainer.train_rm import RunningStats, _batches, build, prepare, train_step
 
     config = TrainConfig(
@@ -123,6 +128,7 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         device=device,
         compile=args.compile,
         pad_to_multiple=args.pad_to_multiple,
+        packing=packing,
     )
     gpu = torch.cuda.is_available() and device != "cpu"
     if gpu:
@@ -132,10 +138,19 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         parts = build(prep)
         parts.model.train()
         enc = prep.enc_train
-        order = _batches(enc.lengths, config, [config.seed, 0])
+        order = _batches(enc, config, [config.seed, 0], prep.packing)
 
-        def width(b):
+        def real(b):
+            return sum(len(enc.chosen_ids[i]) + len(enc.rejected_ids[i]) for i in b)
+
+        def width(b):  # packed: the one row's length; else the width both rows of every pair pad to
+            if prep.packing:
+                multiple = packed_multiple(prep.device.type)
+                return -(-real(b) // multiple) * multiple
             return padded_width(max(int(enc.lengths[i]) for i in b), prep.pad_multiple, config.max_length)
+
+        def computed(b):  # token positions the forward runs over
+            return width(b) if prep.packing else 2 * len(b) * width(b)
 
         # Warm-up: `warmup` steps, and before them one batch of each batch width (up to 16), as a long run
         # has met every shape once: new shapes cost once (cuDNN attention plans, allocator blocks, kernels).
@@ -158,10 +173,8 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         n_pairs = sum(train_step(prep, parts, group, running) for group in groups[warmup:])
         sync()
         dt = time.perf_counter() - t0
-        tokens = sum(
-            len(enc.chosen_ids[i]) + len(enc.rejected_ids[i]) for g in groups[warmup:] for b in g for i in b
-        )
-        padded = sum(2 * len(b) * width(b) for g in groups[warmup:] for b in g)
+        tokens = sum(real(b) for g in groups[warmup:] for b in g)
+        padded = sum(computed(b) for g in groups[warmup:] for b in g)
         loss = running.means(prep.dist).get("loss")
     out = {
         "pairs_per_second": n_pairs / dt,
@@ -173,6 +186,7 @@ def run_ours(backbone: str, pairs, val, args, device: str, max_tokens: int, warm
         "mean_loss": loss,
         "gradient_checkpointing": prep.gradient_checkpointing,
         "pad_to_multiple": prep.pad_multiple,
+        "packing": prep.packing,
         "distinct_widths": len(widths),
     }
     if gpu:
@@ -257,6 +271,13 @@ def main(argv=None) -> int:
         "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 16 on GPU, 1 on CPU)"
     )
     p.add_argument(
+        "--packing",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="trainer packing (auto: on GPU); with --also-unpacked ours runs once more with it off",
+    )
+    p.add_argument("--also-unpacked", action="store_true", help="add ours with packing off (the same budget)")
+    p.add_argument(
         "--gpu-memory-gb",
         type=float,
         default=0,
@@ -300,10 +321,12 @@ def main(argv=None) -> int:
             )
             tokenizer.save_pretrained(tmp)
             row: dict = {"params_non_embedding": n_nonemb, "params_total": n_total}
-            variants = [("ours", 0)] + ([("ours_budget", args.max_tokens)] if args.max_tokens else [])
-            for name, budget in variants:
+            variants = [("ours", 0, args.packing)]
+            variants += [("ours_budget", args.max_tokens, args.packing)] if args.max_tokens else []
+            variants += [("ours_unpacked", args.max_tokens, "off")] if args.also_unpacked else []
+            for name, budget, packing in variants:
                 try:
-                    row[name] = run_ours(tmp, pairs, val, args, args.device, budget)
+                    row[name] = run_ours(tmp, pairs, val, args, args.device, budget, packing)
                 except torch.OutOfMemoryError as e:  # the 1.5B target: report it instead of dying
                     row[name] = {"error": f"out of memory: {e}"[:300]}
                 if gpu:
@@ -315,7 +338,7 @@ def main(argv=None) -> int:
                 row["bare"] = {"error": f"out of memory: {e}"[:300]}
             if gpu:
                 torch.cuda.empty_cache()
-        for name in ("ours", "ours_budget", "bare"):
+        for name in VARIANTS:
             r = row.get(name)
             if r and "tokens_per_second" in r:
                 r["mfu"] = 6 * n_nonemb * r["tokens_per_second"] / peak if peak else None
@@ -324,7 +347,7 @@ def main(argv=None) -> int:
     header = ("size", "params", "variant", "tokens/s", "pairs/s", "MFU", "mem GB", "ckpt", "pad")
     print("\n{:6s} {:>8s} {:12s} {:>11s} {:>9s} {:>7s} {:>7s} {:>5s} {:>5s}".format(*header))
     for size, row in results.items():
-        for name in ("ours", "ours_budget", "bare"):
+        for name in VARIANTS:
             r = row.get(name)
             if r is None:
                 continue

@@ -550,16 +550,11 @@ def collate(
     for k, r in enumerate(rows):
         input_ids[k, : len(r)] = r
         attention_mask[k, : len(r)] = 1
-    idx = np.asarray(indices)
     batch = {
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(attention_mask),
-        "margin": torch.from_numpy(enc.margin[idx]),  # (B,)
-        "weight": torch.from_numpy(enc.weight[idx]),  # (B,)
-        "length": torch.from_numpy(np.concatenate([enc.chosen_chars[idx], enc.rejected_chars[idx]])),  # (2B,)
+        **_pair_fields(enc, indices),
     }
-    if enc.mismatch is not None:
-        batch["mismatch"] = torch.from_numpy(enc.mismatch[idx])  # (B,) bool
     if enc.chosen_types is not None and enc.rejected_types is not None:
         types = np.zeros((len(rows), width), dtype=np.int64)  # (2B, T)
         trows = [enc.chosen_types[i] for i in indices] + [enc.rejected_types[i] for i in indices]
@@ -567,3 +562,91 @@ def collate(
             types[k, : len(r)] = r
         batch["token_type_ids"] = torch.from_numpy(types)
     return batch
+
+
+def _pair_fields(enc: EncodedPairs, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    """What the loss reads per pair (margin, weight, mismatch) and per row (answer length in characters)."""
+    import numpy as np
+    import torch
+
+    idx = np.asarray(indices)
+    fields = {
+        "margin": torch.from_numpy(enc.margin[idx]),  # (B,)
+        "weight": torch.from_numpy(enc.weight[idx]),  # (B,)
+        "length": torch.from_numpy(np.concatenate([enc.chosen_chars[idx], enc.rejected_chars[idx]])),  # (2B,)
+    }
+    if enc.mismatch is not None:
+        fields["mismatch"] = torch.from_numpy(enc.mismatch[idx])  # (B,) bool
+    return fields
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Packing: every row of a micro-batch end to end in one sequence, no padding between them
+
+
+PACKED_WIDTH_MULTIPLE = 1024
+
+
+def pair_tokens(enc: EncodedPairs) -> np.ndarray:
+    """(N,) tokens of both rows of each pair: what a pair costs in a packed batch."""
+    import numpy as np
+
+    return np.array([len(c) + len(r) for c, r in zip(enc.chosen_ids, enc.rejected_ids, strict=True)])
+
+
+def packed_batches(
+    tokens: np.ndarray | Sequence[int], max_tokens: int, seed: int | Sequence[int]
+) -> list[list[int]]:
+    """Training batches for packing: pairs in a random order, each batch filled until the next pair's
+    rows (`tokens`, both rows) would pass `max_tokens`. Padding does not depend on which lengths meet,
+    so there is no length bucketing (and no correlation of batch with length). A pair longer than the
+    budget travels alone. Deterministic in `seed` (resume relies on it)."""
+    import numpy as np
+
+    tokens = np.asarray(tokens)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i in np.random.default_rng(seed).permutation(len(tokens)).tolist():
+        if current and total + int(tokens[i]) > max_tokens:
+            batches.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += int(tokens[i])
+    if current:
+        batches.append(current)
+    return batches
+
+
+def packed_multiple(device_type: str) -> int:
+    """What a packed row's length is rounded up to: 1024 on CUDA (a bounded number of shapes, each of
+    which costs once there), 1 elsewhere."""
+    return PACKED_WIDTH_MULTIPLE if device_type == "cuda" else 1
+
+
+def collate_packed(enc: EncodedPairs, indices: Sequence[int], multiple: int = 1) -> dict[str, torch.Tensor]:
+    """One packed batch: the chosen rows then the rejected rows, end to end in a (1, L) sequence, L their
+    total length rounded up to a multiple of `multiple`.
+
+    `position_ids` restart at 0 for every row, which is how transformers recognises packed sequences
+    (masking_utils.find_packed_sequence_indices) and keeps each row attending to itself only; the tail
+    up to L is padding with its own positions, a separate sequence nobody reads.
+    `ends` (2B,) holds each row's last token, where a decoder's reward is read. No attention mask:
+    a 2D mask would switch the packed-sequence detection off."""
+    import numpy as np
+    import torch
+
+    rows = [enc.chosen_ids[i] for i in indices] + [enc.rejected_ids[i] for i in indices]
+    lengths = np.array([len(r) for r in rows])
+    total = int(lengths.sum())
+    width = -(-total // multiple) * multiple
+    input_ids = np.full((1, width), enc.pad_id, dtype=np.int64)  # (1, L)
+    input_ids[0, :total] = np.concatenate(rows)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    positions = np.arange(width) - np.repeat(np.append(starts, total), np.append(lengths, width - total))
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "position_ids": torch.from_numpy(positions[None].astype(np.int64)),  # (1, L)
+        "ends": torch.from_numpy((starts + lengths - 1).astype(np.int64)),  # (2B,)
+        **_pair_fields(enc, indices),
+    }

@@ -317,8 +317,13 @@ class RewardModel(nn.Module):
 
     # --- forward ----------------------------------------------------------------------------------------
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, H) -> (B, H): mean over real tokens, or the last real token (right padding)."""
+    def pool(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor | None, ends: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T, H) -> (B, H): mean over real tokens, or the last real token (right padding). Packed
+        (hidden (1, L, H), `ends` (B,) each row's last token): the hidden state at each end."""
+        if ends is not None:
+            return hidden[0, ends]
         if self.pooling == "last":
             last = attention_mask.sum(dim=1) - 1  # (B,)
             return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
@@ -331,20 +336,28 @@ class RewardModel(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         return_relevance: bool = False,
+        position_ids: torch.Tensor | None = None,
+        ends: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """input_ids, attention_mask: (B, T) right-padded. Returns (r_quality, r_length), each (B,);
         r_length is zeros for a plain Bradley-Terry model. With a relevance head r_quality includes
         log sigmoid(relevance) (the reward before calibration), and `return_relevance` adds the raw
-        quality head and the relevance logit: (r_quality, r_length, quality head, relevance logit)."""
+        quality head and the relevance logit: (r_quality, r_length, quality head, relevance logit).
+        Packed rows (data.collate_packed, causal last-token decoders only): input_ids and position_ids
+        (1, L), attention_mask None, `ends` (B,); the result is the same as for the rows padded."""
         kwargs = (
             {"token_type_ids": token_type_ids} if token_type_ids is not None and self.uses_token_types else {}
         )
+        if ends is not None:
+            if not (self.causal and self.pooling == "last"):
+                raise ValueError("packed rows need a causal decoder with last-token pooling")
+            kwargs["position_ids"] = position_ids
         # Padding is on the right, and a causal decoder never lets a real token see what comes after it:
         # the padding mask changes nothing that pooling reads. Without it SDPA runs the causal flash
         # kernel instead of a masked one (and builds no (B, 1, T, T) mask).
         backbone_mask = None if self.causal else attention_mask
         hidden = self.backbone(input_ids=input_ids, attention_mask=backbone_mask, **kwargs).last_hidden_state
-        pooled = self.pool(hidden, attention_mask).float()  # (B, H); heads in fp32 under autocast too
+        pooled = self.pool(hidden, attention_mask, ends).float()  # (B, H); heads in fp32 under autocast too
         quality = self.quality_head(pooled).squeeze(-1)  # (B,)
         r_length = (
             self.length_head(pooled).squeeze(-1)
@@ -447,9 +460,11 @@ class RewardModel(nn.Module):
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             r_q, r_l, quality, relevance = forward(
                 batch["input_ids"],
-                batch["attention_mask"],
+                batch.get("attention_mask"),
                 batch.get("token_type_ids"),
                 return_relevance=True,
+                position_ids=batch.get("position_ids"),
+                ends=batch.get("ends"),
             )  # (2B,) each
         with_relevance = self.relevance_head is not None
         return reward_loss(

@@ -71,16 +71,20 @@ from .data import (
     bucketed_batches,
     budget_batches,
     collate,
+    collate_packed,
     encode_pairs,
     length_balance_factors,
     load_jsonl,
+    packed_batches,
+    packed_multiple,
     pair_from_dict,
+    pair_tokens,
     split_by_prompt,
     width_multiple,
 )
 from .devices import pick_device
 from .evaluate import evaluate, probe_tests, scalar_metrics, score_pairs
-from .model import RewardModel
+from .model import RewardModel, is_causal_decoder, resolve_pooling
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +154,7 @@ class Prepared:
     length_mean: float
     val_neighbours: dict[str, str]
     gradient_checkpointing: bool
+    packing: bool = False  # config.packing resolved for the device and backbone
     calib_pairs: list[PreferencePair] = field(default_factory=list)  # held out for the length fits
     enc_calib: EncodedPairs | None = None
 
@@ -231,6 +236,25 @@ def compile_enabled(config: TrainConfig, device: torch.device, n_params: int) ->
     return device.type == "cuda" and n_params >= COMPILE_MIN_PARAMS
 
 
+def token_budget(config: TrainConfig) -> int:
+    """Tokens of a micro-batch: `max_tokens`, or what batch_size pairs of max_length rows pad to."""
+    return config.max_tokens or 2 * config.batch_size * config.max_length
+
+
+def packing_enabled(config: TrainConfig, device: torch.device, backbone_config) -> bool:
+    """config.packing resolved: 'auto' packs on CUDA for causal decoders with last-token pooling; 'on'
+    for anything else is a ValueError (an encoder's rows see each other's padding-free neighbours)."""
+    if config.packing == "off":
+        return False
+    fits = is_causal_decoder(backbone_config) and resolve_pooling(backbone_config, config.pooling) == "last"
+    if config.packing == "on" and not fits:
+        raise ValueError(
+            f"packing needs a causal decoder with last-token pooling; {config.backbone} with pooling "
+            f"{config.pooling!r} is not one (packing 'auto' or 'off')"
+        )
+    return fits and (config.packing == "on" or device.type == "cuda")
+
+
 def estimate_training_bytes(model: RewardModel, config: TrainConfig, compiled: bool = False) -> float:
     """Rough peak memory of a training step without activation checkpointing.
 
@@ -245,7 +269,7 @@ def estimate_training_bytes(model: RewardModel, config: TrainConfig, compiled: b
     n_params = _n_params(model)
     cfg = model.backbone.config.get_text_config()
     layers = int(getattr(cfg, "num_hidden_layers", 12))
-    tokens = config.max_tokens or 2 * config.batch_size * config.max_length
+    tokens = token_budget(config)
     per_token_layer_hidden = 56.0 if config.bf16 else 68.0
     if compiled and config.bf16:  # fused elementwise kernels keep less: 31 measured (H100, 0.35B)
         per_token_layer_hidden = 34.0
@@ -271,7 +295,10 @@ def _wants_checkpointing(
     return False
 
 
-def _batches(lengths: np.ndarray, config: TrainConfig, seed: list[int]) -> list[list[int]]:
+def _batches(enc: EncodedPairs, config: TrainConfig, seed: list[int], packing: bool) -> list[list[int]]:
+    if packing:
+        return packed_batches(pair_tokens(enc), token_budget(config), seed)
+    lengths = enc.lengths
     if config.max_tokens:
         return budget_batches(lengths, config.max_tokens, seed, max_pairs=max(config.batch_size, 4096))
     return bucketed_batches(lengths, config.batch_size, seed=seed, chunk_batches=config.bucket_chunk_batches)
@@ -284,7 +311,7 @@ def prepare(
     val_pairs: Sequence[PreferencePair | dict] | None = None,
 ) -> Prepared:
     """Split by prompt, add mismatch pairs, tokenize once, count the steps, pick the device."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     pairs = check_pairs(pairs)
     if val_pairs is None:
@@ -328,7 +355,8 @@ def prepare(
     enc_calib = None
     if calib_pairs:
         enc_calib = encode_pairs(calib_pairs, tokenizer, config.max_length, with_types=with_types)
-    n_batches = len(_batches(enc_train.lengths, config, [config.seed, 0]))
+    packing = packing_enabled(config, device, AutoConfig.from_pretrained(config.backbone))
+    n_batches = len(_batches(enc_train, config, [config.seed, 0], packing))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     human_chars = np.concatenate(
@@ -351,6 +379,7 @@ def prepare(
         length_mean=float(human_chars.mean()),
         val_neighbours=val_neighbours,
         gradient_checkpointing=False,
+        packing=packing,
         calib_pairs=calib_pairs,
         enc_calib=enc_calib,
     )
@@ -394,6 +423,8 @@ def fingerprint(prep: Prepared) -> str:
     for key in ("augment_padding", "relevance_head", "length_balance"):
         if getattr(prep.config, key):
             settings[key] = getattr(prep.config, key)
+    if prep.packing:  # resolved (the batch order differs): a packed run resumes only packed
+        settings["packing"] = True
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(f"world={prep.dist.world_size}".encode())
     return h.hexdigest()[:16]
@@ -449,7 +480,7 @@ def build(prep: Prepared) -> Parts:
         pooling=config.pooling,
         dropout=config.dropout,
         relevance=config.relevance_head,
-        attn_implementation=config.attn_implementation or None,
+        attn_implementation=_attention(prep),
     )
     model.max_length = config.max_length
     compiled = compile_enabled(config, prep.device, _n_params(model))
@@ -462,6 +493,14 @@ def build(prep: Prepared) -> Parts:
         forward = torch.compile(forward, dynamic=True)
     optimizer = build_optimizer(model, config)
     return Parts(model, forward, optimizer, build_scheduler(optimizer, config, prep.total_steps))
+
+
+def _attention(prep: Prepared) -> str | None:
+    """The backbone's attention kernel: FlexAttention for packed rows on CUDA (its document mask skips
+    the blocks between answers, where SDPA would take a dense (L, L) mask), else config's."""
+    if prep.packing and prep.device.type == "cuda":
+        return "flex_attention"
+    return prep.config.attn_implementation or None
 
 
 def compile_blocks(backbone: torch.nn.Module) -> int:
@@ -548,7 +587,10 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
         scale = distributed.loss_scale(len(local), len(idx), prep.dist) / len(group)
         if not local:  # fewer pairs than ranks: take part in the gradient sync with a zero loss
             local, scale = list(idx[:1]), 0.0
-        batch = collate(prep.enc_train, local, prep.pad_multiple, config.max_length)
+        if prep.packing:
+            batch = collate_packed(prep.enc_train, local, packed_multiple(prep.device.type))
+        else:
+            batch = collate(prep.enc_train, local, prep.pad_multiple, config.max_length)
         if pin:
             batch = {k: v.pin_memory() for k, v in batch.items()}
         batch = {k: v.to(prep.device, non_blocking=True) for k, v in batch.items()}
@@ -680,7 +722,7 @@ def train_member(
     parts.model.train()
     start_batch = state.batch_in_epoch
     while state.global_step < prep.total_steps and not (stopped or early_stopped):
-        order = _batches(prep.enc_train.lengths, config, [state.data_seed, state.epoch])
+        order = _batches(prep.enc_train, config, [state.data_seed, state.epoch], prep.packing)
         for g in range(start_batch, len(order), config.grad_accum):
             group = order[g : g + config.grad_accum]
             t0 = time.perf_counter()

@@ -64,3 +64,25 @@ def tiny_gpt2(tmp_path_factory, minilm_tokenizer) -> str:
     transformers.GPT2Model(config).save_pretrained(out)
     minilm_tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, minilm_tokenizer) -> str:
+    """A 2-layer, 32-wide Llama (SmolLM2's architecture) with the MiniLM tokenizer."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    config = transformers.LlamaConfig(
+        vocab_size=minilm_tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=minilm_tokenizer.pad_token_id,
+        bos_token_id=minilm_tokenizer.cls_token_id,
+        eos_token_id=minilm_tokenizer.sep_token_id,
+    )
+    torch.manual_seed(0)
+    transformers.LlamaModel(config).save_pretrained(out)
+    minilm_tokenizer.save_pretrained(out)
+    return str(out)

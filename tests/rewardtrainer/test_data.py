@@ -14,8 +14,11 @@ from rewardtrainer.data import (
     PreferencePair,
     bucketed_batches,
     collate,
+    collate_packed,
     encode_pairs,
     load_jsonl,
+    packed_batches,
+    packed_multiple,
     pad_fraction,
     padded_width,
     random_batches,
@@ -167,6 +170,37 @@ def test_token_budget_batches_cover_everything_within_budget():
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         assert len(b) <= 3 and (2 * len(b) * lengths[b].max() <= 400 or len(b) == 1)
+
+
+def test_packed_batches_take_every_pair_once_up_to_the_token_budget():
+    tokens = np.random.default_rng(0).integers(20, 400, size=500)
+    batches = packed_batches(tokens, max_tokens=4096, seed=[0, 0])
+    assert sorted(i for b in batches for i in b) == list(range(len(tokens)))
+    assert all(tokens[b].sum() <= 4096 for b in batches)
+    # filled: every batch but the last was stopped by a pair that did not fit
+    assert all(tokens[b].sum() > 4096 - 400 for b in batches[:-1])
+    assert packed_batches(tokens, 4096, seed=[0, 0]) == batches  # a resumed run rebuilds the same order
+    assert packed_batches(tokens, 4096, seed=[0, 1]) != batches
+    assert packed_batches([5000, 10], 4096, seed=0) in ([[0], [1]], [[1], [0]])  # too long: alone
+
+
+def test_collate_packed_puts_rows_end_to_end_with_restarting_positions(minilm_tokenizer):
+    pairs = [PreferencePair("p one", "a b c d e f", "x", margin=1.0), PreferencePair("p", "y", "z z")]
+    enc = encode_pairs(pairs, minilm_tokenizer, max_length=32)
+    rows = [enc.chosen_ids[0], enc.chosen_ids[1], enc.rejected_ids[0], enc.rejected_ids[1]]
+    total = sum(len(r) for r in rows)
+    batch = collate_packed(enc, [0, 1], multiple=16)
+    width = batch["input_ids"].shape[1]
+    assert batch["input_ids"].shape == batch["position_ids"].shape == (1, width)
+    assert width % 16 == 0 and total <= width < total + 16
+    assert batch["input_ids"][0, :total].tolist() == [t for r in rows for t in r]
+    assert (batch["input_ids"][0, total:] == enc.pad_id).all()
+    expected = [p for r in rows for p in range(len(r))] + list(range(width - total))
+    assert batch["position_ids"][0].tolist() == expected
+    assert batch["ends"].tolist() == (np.cumsum([len(r) for r in rows]) - 1).tolist()
+    assert batch["margin"].tolist() == [1.0, 0.0] and batch["length"].shape == (4,)
+    assert collate_packed(enc, [0, 1])["input_ids"].shape == (1, total)  # no multiple: no tail
+    assert (packed_multiple("cuda"), packed_multiple("cpu")) == (1024, 1)
 
 
 def test_collate_stacks_chosen_then_rejected_with_right_padding(minilm_tokenizer):

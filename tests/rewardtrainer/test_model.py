@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewardtrainer.data import PreferencePair, collate, encode_pairs
+from rewardtrainer.data import PreferencePair, collate, collate_packed, encode_pairs
 from rewardtrainer.model import (
     LossWeights,
     RewardModel,
@@ -103,6 +103,34 @@ def test_rewards_do_not_depend_on_padding(request, backbone, minilm_tokenizer):
     for head in (0, 1):
         assert torch.allclose(together[head][[0, 2]], alone[head], atol=1e-5)
         assert torch.allclose(together[head], rounded[head], atol=1e-5)  # the GPU's width multiple
+
+
+@pytest.mark.parametrize("backbone", ["tiny_llama", "tiny_gpt2"])
+def test_packed_rows_give_the_loss_and_gradients_of_padded_rows(request, backbone, minilm_tokenizer):
+    # packing (data.collate_packed): every row end to end, positions restarting; transformers keeps each
+    # row attending to itself, so the loss and every gradient match the padded batch
+    model = RewardModel.from_backbone(request.getfixturevalue(backbone), objective="length")
+    pairs = [PreferencePair(f"prompt {i} " * (1 + i), "ok " * (2 + 3 * i), "no " * (7 - i)) for i in range(5)]
+    enc = encode_pairs(pairs, minilm_tokenizer, 64)
+    results = []
+    for batch in (collate(enc, range(5)), collate_packed(enc, range(5), multiple=64)):
+        model.zero_grad()
+        loss, _ = model.compute_loss(batch)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (padded_loss, padded_grads), (packed_loss, packed_grads) = results
+    assert torch.allclose(padded_loss, packed_loss, atol=1e-6)
+    assert len(padded_grads) == len(packed_grads)
+    for a, b in zip(padded_grads, packed_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_packed_rows_are_refused_for_an_encoder(tiny_bert, minilm_tokenizer):
+    # a BERT's rows would attend to each other: rewards would silently depend on their neighbours
+    model = RewardModel.from_backbone(tiny_bert).eval()
+    enc = encode_pairs([PreferencePair("p", "a b", "c")], minilm_tokenizer, 32)
+    with pytest.raises(ValueError, match="causal decoder"):
+        model.compute_loss(collate_packed(enc, [0]))
 
 
 @pytest.mark.parametrize("odin", [True, False])

@@ -344,18 +344,22 @@ class RewardModel(nn.Module):
         log sigmoid(relevance) (the reward before calibration), and `return_relevance` adds the raw
         quality head and the relevance logit: (r_quality, r_length, quality head, relevance logit).
         Packed rows (data.collate_packed, causal last-token decoders only): input_ids and position_ids
-        (1, L), attention_mask None, `ends` (B,); the result is the same as for the rows padded."""
+        (1, L), `ends` (B,), attention_mask None or a FlexAttention BlockMask (packing.py); the result
+        is the same as for the rows padded."""
         kwargs = (
             {"token_type_ids": token_type_ids} if token_type_ids is not None and self.uses_token_types else {}
         )
-        if ends is not None:
-            if not (self.causal and self.pooling == "last"):
-                raise ValueError("packed rows need a causal decoder with last-token pooling")
-            kwargs["position_ids"] = position_ids
         # Padding is on the right, and a causal decoder never lets a real token see what comes after it:
         # the padding mask changes nothing that pooling reads. Without it SDPA runs the causal flash
         # kernel instead of a masked one (and builds no (B, 1, T, T) mask).
         backbone_mask = None if self.causal else attention_mask
+        if ends is not None:
+            if not (self.causal and self.pooling == "last"):
+                raise ValueError("packed rows need a causal decoder with last-token pooling")
+            kwargs["position_ids"] = position_ids
+            # None: transformers derives the mask from the restarting positions; or the FlexAttention
+            # BlockMask of packing.document_block_mask
+            backbone_mask = attention_mask
         hidden = self.backbone(input_ids=input_ids, attention_mask=backbone_mask, **kwargs).last_hidden_state
         pooled = self.pool(hidden, attention_mask, ends).float()  # (B, H); heads in fp32 under autocast too
         quality = self.quality_head(pooled).squeeze(-1)  # (B,)

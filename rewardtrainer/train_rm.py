@@ -85,6 +85,7 @@ from .data import (
 from .devices import pick_device
 from .evaluate import evaluate, probe_tests, scalar_metrics, score_pairs
 from .model import RewardModel, is_causal_decoder, resolve_pooling
+from .packing import document_block_mask
 
 log = logging.getLogger(__name__)
 
@@ -587,13 +588,13 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
         scale = distributed.loss_scale(len(local), len(idx), prep.dist) / len(group)
         if not local:  # fewer pairs than ranks: take part in the gradient sync with a zero loss
             local, scale = list(idx[:1]), 0.0
-        if prep.packing:
-            batch = collate_packed(prep.enc_train, local, packed_multiple(prep.device.type))
-        else:
-            batch = collate(prep.enc_train, local, prep.pad_multiple, config.max_length)
+        batch = _micro_batch(prep, local)
+        flex_mask = _flex_mask(prep, batch)
         if pin:
             batch = {k: v.pin_memory() for k, v in batch.items()}
         batch = {k: v.to(prep.device, non_blocking=True) for k, v in batch.items()}
+        if flex_mask is not None:
+            batch["attention_mask"] = flex_mask
         loss, stats = parts.model.compute_loss(
             batch, weights, prep.autocast_dtype, prep.length_mean, forward=parts.forward
         )
@@ -605,6 +606,22 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
     parts.scheduler.step()
     running.n += 1
     return sum(len(idx) for idx in group)
+
+
+def _micro_batch(prep: Prepared, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    if prep.packing:
+        return collate_packed(prep.enc_train, indices, packed_multiple(prep.device.type))
+    return collate(prep.enc_train, indices, prep.pad_multiple, prep.config.max_length)
+
+
+def _flex_mask(prep: Prepared, batch: dict[str, torch.Tensor]):
+    """A packed (host) batch's FlexAttention BlockMask on the device, built from its row ends: no device
+    round trip (transformers' own packed mask waits for the device every forward). None unpacked, or
+    where the attention is not FlexAttention (transformers then derives the mask from the positions)."""
+    if not prep.packing or _attention(prep) != "flex_attention":
+        return None
+    lengths = np.diff(batch["ends"].numpy(), prepend=-1)
+    return document_block_mask(lengths, batch["input_ids"].shape[1], prep.device)
 
 
 def config_loss_weights(config: TrainConfig):

@@ -8,12 +8,11 @@ Each size is a Llama-style decoder built from a config with random weights (thro
 135m ~ SmolLM2-135M's shape, 350m ~ SmolLM2-360M's, 1.5b ~ a 1.5B Llama; `tiny` for CPUs. The
 tokenizer is MiniLM's (its vocabulary sets the embedding size). Side by side, in one run:
 
-- ours: `fit_reward_model` with its defaults (objective 'length', bf16 autocast, fused AdamW; on a GPU
-  regional torch.compile and packing: all rows of a micro-batch end to end in one sequence of at most
-  the token budget, FlexAttention with a document mask; gradient checkpointing when the memory estimate
-  says so), on synthetic pairs; tokens/s counts real (unpadded) tokens of chosen and rejected rows over
-  the training seconds; `--also-unpacked` adds ours without packing (SDPA, length buckets, widths in
-  multiples of 16);
+- ours: `fit_reward_model` with its defaults (objective 'length', bf16 autocast, SDPA, fused AdamW,
+  regional torch.compile and batch widths in multiples of 16 on a GPU, gradient checkpointing when the
+  memory estimate says so), on synthetic pairs; tokens/s counts real (unpadded) tokens of chosen and
+  rejected rows over the training seconds; `--packing` adds ours_packed (TrainConfig.packing: every
+  row of a micro-batch end to end, FlexAttention with a document mask on a GPU; same token budget);
 - bare: the same model and head in a hand-written loop: fixed (2B, T) batches of random ids with no
   padding, bf16 autocast, fused AdamW, the same compilation, no host sync until the end.
 
@@ -46,7 +45,7 @@ SIZES = {
     "1.5b": (2048, 5632, 28, 16, 4),
 }
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
-VARIANTS = ("ours", "ours_budget", "ours_unpacked", "bare")
+VARIANTS = ("ours", "ours_budget", "ours_packed", "bare")
 WORDS = "the a of to and in is it that for on with as was this by are be from at or an not have".split()
 
 
@@ -104,7 +103,7 @@ def peak_flops(device) -> float | None:
 
 
 def run_ours(
-    backbone: str, pairs, val, args, device: str, max_tokens: int, packing: str, warmup: int = 3
+    backbone: str, pairs, val, args, device: str, max_tokens: int, packing: bool, warmup: int = 3
 ) -> dict:
     """Our trainer's own steps with its defaults (prepare, build, train_step: length bucketing or token
     budget, collate, pinned async copies, the length-covariate loss, clipping, fused AdamW, schedule;
@@ -270,13 +269,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 16 on GPU, 1 on CPU)"
     )
-    p.add_argument(
-        "--packing",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="trainer packing (auto: on GPU); with --also-unpacked ours runs once more with it off",
-    )
-    p.add_argument("--also-unpacked", action="store_true", help="add ours with packing off (the same budget)")
+    p.add_argument("--packing", action="store_true", help="add ours with packing on (the same token budget)")
     p.add_argument(
         "--gpu-memory-gb",
         type=float,
@@ -321,9 +314,9 @@ def main(argv=None) -> int:
             )
             tokenizer.save_pretrained(tmp)
             row: dict = {"params_non_embedding": n_nonemb, "params_total": n_total}
-            variants = [("ours", 0, args.packing)]
-            variants += [("ours_budget", args.max_tokens, args.packing)] if args.max_tokens else []
-            variants += [("ours_unpacked", args.max_tokens, "off")] if args.also_unpacked else []
+            variants = [("ours", 0, False)]
+            variants += [("ours_budget", args.max_tokens, False)] if args.max_tokens else []
+            variants += [("ours_packed", args.max_tokens, True)] if args.packing else []
             for name, budget, packing in variants:
                 try:
                     row[name] = run_ours(tmp, pairs, val, args, args.device, budget, packing)

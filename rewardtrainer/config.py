@@ -22,7 +22,7 @@ from typing import Any
 OBJECTIVES = ("length", "plain", "odin")
 AUGMENTS = ("none", "random", "neighbour")
 RELEVANCE_GATES = ("none", "cosine", "pmi")
-AUTO_ON_OFF = ("auto", "on", "off")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 def default_backbone() -> str:
@@ -130,14 +130,15 @@ class TrainConfig:
     automatic: 16 on a GPU, 1 on CPU (data.width_multiple). On a GPU every new batch shape costs once
     (attention plans, allocator blocks, compiled kernels; about 0.1 s a shape for the 0.35B decoder on an
     H100), so a bounded number of shapes keeps short runs from paying that on most steps (README)"""
-    packing: str = "auto"
+    packing: bool = False
     """put every row of a micro-batch end to end in one sequence (data.collate_packed): no padding at all,
     each answer attending to itself only. The budget is `max_tokens` real tokens (0: 2 * batch_size *
     max_length); pairs come in a random order, not length buckets. Causal decoders with last-token
-    pooling only. On a GPU the attention is FlexAttention with a document mask (it skips the blocks
-    between answers); elsewhere SDPA with a dense (L, L) mask, which grows with the square of the
-    budget, so 'on' there is for tests. 'on', 'off', or 'auto' (on for such decoders on a GPU: the 12%
-    of padding left after length bucketing was the gap to a bare loop's MFU on an H100)"""
+    pooling only (a ValueError otherwise). On a GPU the attention is FlexAttention with a document mask
+    built on the host (packing.py); elsewhere SDPA with a dense (L, L) mask that grows with the square of
+    the budget (and FlexAttention has no CPU backward). Off by default: on an H100 (0.35B decoder, 32k
+    tokens, 2026-11-26) it cut padding from 12% to 1% but ran at 28% MFU against 31% padded, the
+    FlexAttention kernels costing more than the padding did; it pays where padding is far larger"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
     corr_quality_weight: float = 1.0
@@ -200,10 +201,8 @@ class TrainConfig:
             raise ValueError("augment_ratio and augment_padding must be >= 0")
         if self.ensemble < 1:
             raise ValueError("ensemble must be >= 1")
-        if self.compile not in AUTO_ON_OFF:
-            raise ValueError(f"compile must be one of {', '.join(AUTO_ON_OFF)}, got {self.compile!r}")
-        if self.packing not in AUTO_ON_OFF:
-            raise ValueError(f"packing must be one of {', '.join(AUTO_ON_OFF)}, got {self.packing!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.pad_to_multiple < 0:
             raise ValueError(f"pad_to_multiple must be >= 0, got {self.pad_to_multiple}")
         if not 0.0 < self.val_fraction < 1.0:

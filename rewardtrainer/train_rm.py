@@ -155,7 +155,7 @@ class Prepared:
     length_mean: float
     val_neighbours: dict[str, str]
     gradient_checkpointing: bool
-    packing: bool = False  # config.packing resolved for the device and backbone
+    packing: bool = False  # config.packing, checked against the backbone
     calib_pairs: list[PreferencePair] = field(default_factory=list)  # held out for the length fits
     enc_calib: EncodedPairs | None = None
 
@@ -242,18 +242,18 @@ def token_budget(config: TrainConfig) -> int:
     return config.max_tokens or 2 * config.batch_size * config.max_length
 
 
-def packing_enabled(config: TrainConfig, device: torch.device, backbone_config) -> bool:
-    """config.packing resolved: 'auto' packs on CUDA for causal decoders with last-token pooling; 'on'
-    for anything else is a ValueError (an encoder's rows see each other's padding-free neighbours)."""
-    if config.packing == "off":
+def packing_enabled(config: TrainConfig, backbone_config) -> bool:
+    """config.packing, checked: only a causal decoder read at its last token can pack (an encoder's rows
+    would see each other, a mean would need each row's span)."""
+    if not config.packing:
         return False
-    fits = is_causal_decoder(backbone_config) and resolve_pooling(backbone_config, config.pooling) == "last"
-    if config.packing == "on" and not fits:
+    last_token = resolve_pooling(backbone_config, config.pooling) == "last"
+    if not (is_causal_decoder(backbone_config) and last_token):
         raise ValueError(
             f"packing needs a causal decoder with last-token pooling; {config.backbone} with pooling "
-            f"{config.pooling!r} is not one (packing 'auto' or 'off')"
+            f"{config.pooling!r} is not one"
         )
-    return fits and (config.packing == "on" or device.type == "cuda")
+    return True
 
 
 def estimate_training_bytes(model: RewardModel, config: TrainConfig, compiled: bool = False) -> float:
@@ -356,7 +356,7 @@ def prepare(
     enc_calib = None
     if calib_pairs:
         enc_calib = encode_pairs(calib_pairs, tokenizer, config.max_length, with_types=with_types)
-    packing = packing_enabled(config, device, AutoConfig.from_pretrained(config.backbone))
+    packing = packing_enabled(config, AutoConfig.from_pretrained(config.backbone))
     n_batches = len(_batches(enc_train, config, [config.seed, 0], packing))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -424,7 +424,7 @@ def fingerprint(prep: Prepared) -> str:
     for key in ("augment_padding", "relevance_head", "length_balance"):
         if getattr(prep.config, key):
             settings[key] = getattr(prep.config, key)
-    if prep.packing:  # resolved (the batch order differs): a packed run resumes only packed
+    if prep.packing:  # the batch order differs: a packed run resumes only packed
         settings["packing"] = True
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(f"world={prep.dist.world_size}".encode())

@@ -274,6 +274,7 @@ def train_config_from_settings():
         "val_fraction": t["VAL_FRACTION"],
         "device": t["DEVICE"],
         "compile": t["COMPILE"],
+        "packing": t["PACKING"],
     }
     if t["BACKBONE"]:
         kwargs["backbone"] = t["BACKBONE"]

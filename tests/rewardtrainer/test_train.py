@@ -242,26 +242,23 @@ def test_the_batch_width_multiple_is_resolved_for_the_device(tmp_path, tiny_gpt2
     assert result.global_step == result.total_steps
 
 
-def test_packing_is_resolved_for_the_device_and_the_backbone(tmp_path, tiny_llama, tiny_bert):
+def test_packing_is_off_by_default_and_refused_where_rows_would_mix(tmp_path, tiny_llama, tiny_bert):
     from rewardtrainer.train_rm import prepare
 
     pairs = keyword_pairs(20)
-    assert not prepare(pairs, tiny_config(tiny_llama), tmp_path / "a").packing  # auto: GPUs only
-    assert prepare(pairs, tiny_config(tiny_llama, packing="on"), tmp_path / "b").packing
-    assert not prepare(pairs, tiny_config(tiny_bert), tmp_path / "c").packing
+    assert not prepare(pairs, tiny_config(tiny_llama), tmp_path / "a").packing
+    assert prepare(pairs, tiny_config(tiny_llama, packing=True), tmp_path / "b").packing
     with pytest.raises(ValueError, match="causal decoder"):
-        prepare(pairs, tiny_config(tiny_bert, packing="on"), tmp_path / "d")
+        prepare(pairs, tiny_config(tiny_bert, packing=True), tmp_path / "d")
     with pytest.raises(ValueError, match="causal decoder"):  # a decoder pooled by the mean
-        prepare(pairs, tiny_config(tiny_llama, packing="on", pooling="mean"), tmp_path / "e")
-    with pytest.raises(ValueError, match="packing must be"):
-        tiny_config(tiny_llama, packing="yes")
+        prepare(pairs, tiny_config(tiny_llama, packing=True, pooling="mean"), tmp_path / "e")
 
 
 def test_a_packed_run_learns_and_resumes_only_packed(tmp_path, tiny_llama):
     from rewardtrainer.train_rm import fingerprint, prepare
 
     pairs = keyword_pairs(120)
-    config = tiny_config(tiny_llama, packing="on", max_tokens=600, epochs=3)
+    config = tiny_config(tiny_llama, packing=True, max_tokens=600, epochs=3)
     result = fit_reward_model(pairs, config, tmp_path / "run")
     assert result.global_step == result.total_steps and result.model_dir
     assert result.metrics["accuracy"] >= 0.8  # the keyword task, as the padded runs learn it

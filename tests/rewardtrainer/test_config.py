@@ -50,3 +50,14 @@ def test_compile_is_auto_by_default_and_on_only_for_a_gpu_and_a_large_backbone()
 def test_a_config_stored_when_compile_was_a_switch_reads_back():
     assert TrainConfig.from_stored({"compile": True}).compile == "on"
     assert TrainConfig.from_stored({"compile": False}).compile == "off"
+
+
+def test_the_command_line_help_shows_every_field(capsys):
+    # the help is each field's docstring; one with a '%' once made --help crash (argparse formats it)
+    from rewardtrainer.train_rm import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--packing" in out and "12% to 1%" in " ".join(out.split())

@@ -32,3 +32,14 @@ def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype | 
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
     log.info("rewardtrainer device=%s autocast_dtype=%s", device, dtype)
     return device, dtype
+
+
+def enable_checkpointing(model) -> None:
+    """Recompute a transformers model's activations in backward (non-reentrant). transformers 5.24
+    renamed gradient_checkpointing_enable to activation_checkpointing_enable (the old name warns and
+    goes in v6); older releases have only the old one."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from .devices import pick_device
+from .devices import enable_checkpointing, pick_device
 from .sampling import (
     Generator,
     HFGenerator,
@@ -542,7 +542,7 @@ def make_state(
         reference.to(device)
     if config.gradient_checkpointing:
         for m in [policy, value.trunk] if separate else [policy]:
-            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(m)
     # Dropout is off, so train and eval mode compute the same; transformers only checkpoints activations
     # in train mode, so that is the mode when gradient checkpointing is on.
     policy.to(device).train(config.gradient_checkpointing)

@@ -82,7 +82,7 @@ from .data import (
     split_by_prompt,
     width_multiple,
 )
-from .devices import pick_device
+from .devices import enable_checkpointing, pick_device
 from .evaluate import evaluate, probe_tests, scalar_metrics, score_pairs
 from .model import RewardModel, is_causal_decoder, resolve_pooling
 from .packing import document_block_mask
@@ -487,7 +487,7 @@ def build(prep: Prepared) -> Parts:
     compiled = compile_enabled(config, prep.device, _n_params(model))
     prep.gradient_checkpointing = _wants_checkpointing(model, config, prep.device, compiled)
     if prep.gradient_checkpointing:
-        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model.backbone)
     model.to(prep.device)
     forward: Callable = distributed.wrap(model, prep.dist, prep.device)
     if compiled and not compile_blocks(model.backbone):

@@ -265,3 +265,17 @@ def test_a_packed_run_learns_and_resumes_only_packed(tmp_path, tiny_llama):
     packed = prepare(pairs, config, tmp_path / "a")
     unpacked = prepare(pairs, tiny_config(tiny_llama, max_tokens=600, epochs=3), tmp_path / "b")
     assert fingerprint(packed) != fingerprint(unpacked)  # a checkpoint of one never resumes the other
+
+
+def test_gradient_checkpointing_on_trains_to_the_same_loss_without_a_deprecation(tmp_path, tiny_llama):
+    # recomputing activations changes memory, not results (no dropout); transformers 5.24 warns on
+    # gradient_checkpointing_enable, so the trainer calls activation_checkpointing_enable where it exists
+    import warnings
+
+    pairs = keyword_pairs(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        on = fit_reward_model(pairs, tiny_config(tiny_llama, gradient_checkpointing="on"), tmp_path / "on")
+    off = fit_reward_model(pairs, tiny_config(tiny_llama, gradient_checkpointing="off"), tmp_path / "off")
+    assert on.global_step == off.global_step == on.total_steps
+    assert on.metrics["loss"] == pytest.approx(off.metrics["loss"], abs=1e-5)

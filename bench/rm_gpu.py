@@ -24,6 +24,8 @@ On CPU MFU is not reported (no meaningful peak). Writes bench/out/rm_gpu.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import logging
 import random
@@ -102,6 +104,19 @@ def peak_flops(device) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
+@contextlib.contextmanager
+def _static_compile():
+    """Inside the block the trainer compiles its blocks for static shapes (dynamic=False)."""
+    from rewardtrainer import train_rm
+
+    original = train_rm.compile_blocks
+    train_rm.compile_blocks = functools.partial(original, dynamic=False)
+    try:
+        yield
+    finally:
+        train_rm.compile_blocks = original
+
+
 def run_ours(
     backbone: str, pairs, val, args, device: str, max_tokens: int, packing: bool, warmup: int = 3
 ) -> dict:
@@ -134,7 +149,9 @@ def run_ours(
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
         prep = prepare(pairs, config, Path(tmp), val_pairs=val)
-        parts = build(prep)
+        static = packing and args.static_compile
+        with _static_compile() if static else contextlib.nullcontext():
+            parts = build(prep)
         parts.model.train()
         enc = prep.enc_train
         order = _batches(enc, config, [config.seed, 0], prep.packing)
@@ -270,6 +287,11 @@ def main(argv=None) -> int:
         "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 16 on GPU, 1 on CPU)"
     )
     p.add_argument("--packing", action="store_true", help="add ours with packing on (the same token budget)")
+    p.add_argument(
+        "--static-compile",
+        action="store_true",
+        help="an experiment: compile ours_packed's blocks for static shapes (it meets one or two)",
+    )
     p.add_argument(
         "--gpu-memory-gb",
         type=float,

@@ -504,7 +504,7 @@ def _attention(prep: Prepared) -> str | None:
     return prep.config.attn_implementation or None
 
 
-def compile_blocks(backbone: torch.nn.Module) -> int:
+def compile_blocks(backbone: torch.nn.Module, dynamic: bool = True) -> int:
     """torch.compile each repeated block of a transformers model in place (the classes its `_no_split_modules`
     names: decoder layers, embeddings) and return how many. Regional compilation: identical blocks share
     one compiled graph, so compiling a 24-layer model costs about one layer's compile, where compiling the
@@ -513,7 +513,7 @@ def compile_blocks(backbone: torch.nn.Module) -> int:
     names = set(getattr(backbone, "_no_split_modules", None) or ())
     blocks = [m for m in backbone.modules() if type(m).__name__ in names]
     for block in blocks:
-        block.compile(dynamic=True)
+        block.compile(dynamic=dynamic)
     return len(blocks)
 
 

@@ -24,8 +24,6 @@ On CPU MFU is not reported (no meaningful peak). Writes bench/out/rm_gpu.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
 import logging
 import random
@@ -104,19 +102,6 @@ def peak_flops(device) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-@contextlib.contextmanager
-def _static_compile():
-    """Inside the block the trainer compiles its blocks for static shapes (dynamic=False)."""
-    from rewardtrainer import train_rm
-
-    original = train_rm.compile_blocks
-    train_rm.compile_blocks = functools.partial(original, dynamic=False)
-    try:
-        yield
-    finally:
-        train_rm.compile_blocks = original
-
-
 def run_ours(
     backbone: str, pairs, val, args, device: str, max_tokens: int, packing: bool, warmup: int = 3
 ) -> dict:
@@ -128,8 +113,7 @@ def run_ours(
     import torch
 
     from rewardtrainer.config import TrainConfig
-    from rewardtrainer.data import packed_multiple, padded_width
-    from rewardtrainer.train_rm import RunningStats, _batches, build, prepare, train_step
+    from rewardtrainer.train_rm import RunningStats, _batches, _micro_batch, build, prepare, train_step
 
     config = TrainConfig(
         backbone=backbone,
@@ -149,9 +133,7 @@ def run_ours(
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
         prep = prepare(pairs, config, Path(tmp), val_pairs=val)
-        static = packing and args.static_compile
-        with _static_compile() if static else contextlib.nullcontext():
-            parts = build(prep)
+        parts = build(prep)
         parts.model.train()
         enc = prep.enc_train
         order = _batches(enc, config, [config.seed, 0], prep.packing)
@@ -160,10 +142,7 @@ def run_ours(
             return sum(len(enc.chosen_ids[i]) + len(enc.rejected_ids[i]) for i in b)
 
         def width(b):  # packed: the one row's length; else the width both rows of every pair pad to
-            if prep.packing:
-                multiple = packed_multiple(prep.device.type)
-                return -(-real(b) // multiple) * multiple
-            return padded_width(max(int(enc.lengths[i]) for i in b), prep.pad_multiple, config.max_length)
+            return _micro_batch(prep, b)["input_ids"].shape[1]
 
         def computed(b):  # token positions the forward runs over
             return width(b) if prep.packing else 2 * len(b) * width(b)
@@ -287,11 +266,6 @@ def main(argv=None) -> int:
         "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 16 on GPU, 1 on CPU)"
     )
     p.add_argument("--packing", action="store_true", help="add ours with packing on (the same token budget)")
-    p.add_argument(
-        "--static-compile",
-        action="store_true",
-        help="an experiment: compile ours_packed's blocks for static shapes (it meets one or two)",
-    )
     p.add_argument(
         "--gpu-memory-gb",
         type=float,

@@ -136,10 +136,12 @@ class TrainConfig:
     max_length); pairs come in a random order, not length buckets. Causal decoders with last-token
     pooling only (a ValueError otherwise). On a GPU the attention is FlexAttention with a document mask
     built on the host (packing.py); elsewhere SDPA with a dense (L, L) mask that grows with the square of
-    the budget (and FlexAttention has no CPU backward). Off by default: on an H100 (0.35B decoder, 32k
-    tokens, 2026-11-26) it cut padding from 12% to 1% but ran at 28% MFU against 31% padded under the
-    trainer's dynamic-shape compilation (31.2% against 30.3% when the benchmark compiled the packed
-    blocks for static shapes, which validation's other shapes rule out for now; README)"""
+    the budget (and FlexAttention has no CPU backward). Compiled, every packed batch has the budget's
+    length and the blocks are compiled for that one static shape (validation and the final fits run
+    eager, through SDPA). On an H100 (0.35B decoder, 32k tokens, 2026-11-26) it cut padding from 12% to
+    1%: 28% MFU against 31% padded with dynamic-shape compilation, 31.2% against 30.3% (1.03x) with
+    static. Off by default: the gain is small and was measured on the training steps, not on a whole
+    run on a GPU (README)"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
     corr_quality_weight: float = 1.0

@@ -624,9 +624,11 @@ def packed_multiple(device_type: str) -> int:
     return PACKED_WIDTH_MULTIPLE if device_type == "cuda" else 1
 
 
-def collate_packed(enc: EncodedPairs, indices: Sequence[int], multiple: int = 1) -> dict[str, torch.Tensor]:
+def collate_packed(
+    enc: EncodedPairs, indices: Sequence[int], multiple: int = 1, width: int = 0
+) -> dict[str, torch.Tensor]:
     """One packed batch: the chosen rows then the rejected rows, end to end in a (1, L) sequence, L their
-    total length rounded up to a multiple of `multiple`.
+    total length rounded up to a multiple of `multiple`, and at least `width` (one shape for a run).
 
     `position_ids` restart at 0 for every row, which is how transformers recognises packed sequences
     (masking_utils.find_packed_sequence_indices) and keeps each row attending to itself only; the tail
@@ -639,7 +641,7 @@ def collate_packed(enc: EncodedPairs, indices: Sequence[int], multiple: int = 1)
     rows = [enc.chosen_ids[i] for i in indices] + [enc.rejected_ids[i] for i in indices]
     lengths = np.array([len(r) for r in rows])
     total = int(lengths.sum())
-    width = -(-total // multiple) * multiple
+    width = max(width, -(-total // multiple) * multiple)
     input_ids = np.full((1, width), enc.pad_id, dtype=np.int64)  # (1, L)
     input_ids[0, :total] = np.concatenate(rows)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])

@@ -36,6 +36,7 @@ checkpointing switched on when the estimated memory would not fit the GPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -156,6 +157,7 @@ class Prepared:
     val_neighbours: dict[str, str]
     gradient_checkpointing: bool
     packing: bool = False  # config.packing, checked against the backbone
+    compiled: bool = False  # config.compile resolved (by build)
     calib_pairs: list[PreferencePair] = field(default_factory=list)  # held out for the length fits
     enc_calib: EncodedPairs | None = None
 
@@ -484,14 +486,17 @@ def build(prep: Prepared) -> Parts:
         attn_implementation=_attention(prep),
     )
     model.max_length = config.max_length
-    compiled = compile_enabled(config, prep.device, _n_params(model))
+    compiled = prep.compiled = compile_enabled(config, prep.device, _n_params(model))
     prep.gradient_checkpointing = _wants_checkpointing(model, config, prep.device, compiled)
     if prep.gradient_checkpointing:
         enable_checkpointing(model.backbone)
     model.to(prep.device)
     forward: Callable = distributed.wrap(model, prep.dist, prep.device)
-    if compiled and not compile_blocks(model.backbone):
-        forward = torch.compile(forward, dynamic=True)
+    # Packed batches have one shape (packed_width): compiled for it, FlexAttention runs its fast kernels
+    # (under symbolic lengths it measured slower than padding; README). Other forwards run eager (_scoring).
+    dynamic = not prep.packing
+    if compiled and not compile_blocks(model.backbone, dynamic=dynamic):
+        forward = torch.compile(forward, dynamic=dynamic)
     optimizer = build_optimizer(model, config)
     return Parts(model, forward, optimizer, build_scheduler(optimizer, config, prep.total_steps))
 
@@ -609,9 +614,34 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
 
 
 def _micro_batch(prep: Prepared, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The training batch of these pairs: padded (collate), or packed (collate_packed) into one row that
+    is, when compiled, always the budget's length (rounded up on CUDA): one shape for the whole run."""
     if prep.packing:
-        return collate_packed(prep.enc_train, indices, packed_multiple(prep.device.type))
+        multiple = packed_multiple(prep.device.type)
+        width = -(-token_budget(prep.config) // multiple) * multiple if prep.compiled else 0
+        return collate_packed(prep.enc_train, indices, multiple, width)
     return collate(prep.enc_train, indices, prep.pad_multiple, prep.config.max_length)
+
+
+@contextlib.contextmanager
+def _scoring(prep: Prepared, model: RewardModel):
+    """Around forwards outside training (validation, the final fits, the probes). A packed run's blocks
+    are compiled for its one training shape and would compile again for each of these batches' shapes:
+    here they run eager, and through SDPA instead of FlexAttention (which is slow uncompiled)."""
+    if not (prep.packing and prep.compiled):
+        yield
+        return
+    backbone = model.backbone
+    attention = backbone.config._attn_implementation
+    switch = attention != "sdpa" and hasattr(backbone, "set_attn_implementation")
+    if switch:
+        backbone.set_attn_implementation("sdpa")
+    try:
+        with torch.compiler.set_stance("force_eager"):
+            yield
+    finally:
+        if switch:
+            backbone.set_attn_implementation(attention)
 
 
 def _flex_mask(prep: Prepared, batch: dict[str, torch.Tensor]):
@@ -634,16 +664,17 @@ def config_loss_weights(config: TrainConfig):
 
 def validate(prep: Prepared, model: RewardModel) -> dict:
     """The one evaluation call: the validation split, with the deployed-reward metrics."""
-    return evaluate(
-        model,
-        prep.val_pairs,
-        prep.tokenizer,
-        max_length=prep.config.max_length,
-        batch_size=prep.config.eval_batch_size,
-        device=prep.device,
-        autocast_dtype=prep.autocast_dtype,
-        encoded=prep.enc_val,
-    )
+    with _scoring(prep, model):
+        return evaluate(
+            model,
+            prep.val_pairs,
+            prep.tokenizer,
+            max_length=prep.config.max_length,
+            batch_size=prep.config.eval_batch_size,
+            device=prep.device,
+            autocast_dtype=prep.autocast_dtype,
+            encoded=prep.enc_val,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1049,7 +1080,8 @@ def fit_reward_model(
     if member_files:
         _average_into(model, member_files)
         metrics = validate(prep, model)
-    metrics, extra = finalize(prep, model, metrics)
+    with _scoring(prep, model):
+        metrics, extra = finalize(prep, model, metrics)
     model_dir = save_final_model(model, prep.tokenizer, out_dir / "model")
     metrics = dict(
         metrics,

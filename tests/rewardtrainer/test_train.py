@@ -279,3 +279,43 @@ def test_gradient_checkpointing_on_trains_to_the_same_loss_without_a_deprecation
     off = fit_reward_model(pairs, tiny_config(tiny_llama, gradient_checkpointing="off"), tmp_path / "off")
     assert on.global_step == off.global_step == on.total_steps
     assert on.metrics["loss"] == pytest.approx(off.metrics["loss"], abs=1e-5)
+
+
+def test_a_compiled_packed_run_has_one_shape_and_scores_outside_the_compiled_blocks(
+    tmp_path, tiny_llama, monkeypatch
+):
+    # packed batches are compiled for one static shape (FlexAttention is slow under symbolic lengths on
+    # a GPU); validation and the final fits have other shapes and run eager (torch.compiler.set_stance)
+    from rewardtrainer.train_rm import _batches, _micro_batch, build, prepare
+
+    real_compile, compiled = torch.compile, []
+    monkeypatch.setattr(
+        torch, "compile", lambda f, **kw: compiled.append(kw) or real_compile(f, backend="eager", **kw)
+    )
+    real_stance, stances = torch.compiler.set_stance, []
+    monkeypatch.setattr(
+        torch.compiler, "set_stance", lambda *a, **kw: stances.append(a) or real_stance(*a, **kw)
+    )
+    config = tiny_config(tiny_llama, packing=True, compile="on", max_tokens=600)
+    result = fit_reward_model(keyword_pairs(80), config, tmp_path / "run")
+    assert result.global_step == result.total_steps and result.model_dir
+    assert compiled and all(kw.get("dynamic") is False for kw in compiled)
+    assert ("force_eager",) in stances
+    prep = prepare(keyword_pairs(80), config, tmp_path / "shapes")
+    build(prep)
+    batches = _batches(prep.enc_train, config, [0, 0], packing=True)
+    assert {_micro_batch(prep, b)["input_ids"].shape for b in batches} == {(1, 600)}
+
+
+def test_scoring_a_packed_compiled_model_switches_flex_attention_to_sdpa_and_back(tiny_llama):
+    from types import SimpleNamespace
+
+    from rewardtrainer.train_rm import _scoring
+
+    model = RewardModel.from_backbone(tiny_llama, attn_implementation="flex_attention")
+    prep = SimpleNamespace(packing=True, compiled=True)
+    with _scoring(prep, model):
+        assert model.backbone.config._attn_implementation == "sdpa"
+    assert model.backbone.config._attn_implementation == "flex_attention"
+    with _scoring(SimpleNamespace(packing=False, compiled=True), model):  # nothing to do unpacked
+        assert model.backbone.config._attn_implementation == "flex_attention"

@@ -30,7 +30,8 @@ function of seed and epoch, RNG states are restored).
 Speed: dropout off, one forward for chosen+rejected (2B, T), token-budget batches of similar-length
 pairs (`max_tokens`), SDPA attention, fused AdamW and bf16 autocast on CUDA, running statistics kept on
 the device (the host reads them only every `log_every` steps), optional torch.compile, gradient
-checkpointing switched on when the estimated memory would not fit the GPU.
+checkpointing switched on when the estimated memory would not fit the GPU; optionally (`packing`) every
+row of a micro-batch end to end in one sequence, FlexAttention with a document mask on CUDA.
 """
 
 from __future__ import annotations
@@ -492,7 +493,7 @@ def build(prep: Prepared) -> Parts:
         enable_checkpointing(model.backbone)
     model.to(prep.device)
     forward: Callable = distributed.wrap(model, prep.dist, prep.device)
-    # Packed batches have one shape (packed_width): compiled for it, FlexAttention runs its fast kernels
+    # Packed batches have one shape (_micro_batch): compiled for it, FlexAttention runs its fast kernels
     # (under symbolic lengths it measured slower than padding; README). Other forwards run eager (_scoring).
     dynamic = not prep.packing
     if compiled and not compile_blocks(model.backbone, dynamic=dynamic):

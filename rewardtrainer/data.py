@@ -527,12 +527,17 @@ def width_multiple(device_type: str, configured: int = 0) -> int:
     return configured or (GPU_WIDTH_MULTIPLE if device_type == "cuda" else 1)
 
 
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is at least n."""
+    return -(-n // multiple) * multiple
+
+
 def padded_width(longest: int, multiple: int = 1, cap: int = 0) -> int:
     """A batch's width: its longest row rounded up to a multiple of `multiple`, but not past
     max(longest, cap) (a backbone's position table may end at the trainer's max_length)."""
     if multiple <= 1:
         return longest
-    return min(-(-longest // multiple) * multiple, max(longest, cap or longest))
+    return min(round_up(longest, multiple), max(longest, cap or longest))
 
 
 def collate(
@@ -641,7 +646,7 @@ def collate_packed(
     rows = [enc.chosen_ids[i] for i in indices] + [enc.rejected_ids[i] for i in indices]
     lengths = np.array([len(r) for r in rows])
     total = int(lengths.sum())
-    width = max(width, -(-total // multiple) * multiple)
+    width = max(width, round_up(total, multiple))
     input_ids = np.full((1, width), enc.pad_id, dtype=np.int64)  # (1, L)
     input_ids[0, :total] = np.concatenate(rows)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])

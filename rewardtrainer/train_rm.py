@@ -81,6 +81,7 @@ from .data import (
     packed_multiple,
     pair_from_dict,
     pair_tokens,
+    round_up,
     split_by_prompt,
     width_multiple,
 )
@@ -347,7 +348,8 @@ def prepare(
     extra += padded_pairs(train_pairs, ratio=config.augment_padding, seed=config.seed + 1)
     val_neighbours = _neighbours(val, config, "the off-prompt test will") if config.eval_probe_answers else {}
 
-    with_types = _uses_token_types(config.backbone)
+    backbone_config = AutoConfig.from_pretrained(config.backbone)  # read once: token types, packing
+    with_types = _uses_token_types(backbone_config)
     enc_train = encode_pairs(list(train_pairs) + extra, tokenizer, config.max_length, with_types=with_types)
     if config.length_balance:  # the human pairs only: padding and mismatch pairs are not about taste
         factors = length_balance_factors(train_pairs)
@@ -359,7 +361,7 @@ def prepare(
     enc_calib = None
     if calib_pairs:
         enc_calib = encode_pairs(calib_pairs, tokenizer, config.max_length, with_types=with_types)
-    packing = packing_enabled(config, AutoConfig.from_pretrained(config.backbone))
+    packing = packing_enabled(config, backbone_config)
     n_batches = len(_batches(enc_train, config, [config.seed, 0], packing))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -405,10 +407,8 @@ def _hold_out_for_calibration(
     return kept, held
 
 
-def _uses_token_types(backbone: str) -> bool:
-    from transformers import AutoConfig
-
-    return int(getattr(AutoConfig.from_pretrained(backbone), "type_vocab_size", 0) or 0) > 1
+def _uses_token_types(backbone_config) -> bool:
+    return int(getattr(backbone_config, "type_vocab_size", 0) or 0) > 1
 
 
 def fingerprint(prep: Prepared) -> str:
@@ -619,7 +619,7 @@ def _micro_batch(prep: Prepared, indices: Sequence[int]) -> dict[str, torch.Tens
     is, when compiled, always the budget's length (rounded up on CUDA): one shape for the whole run."""
     if prep.packing:
         multiple = packed_multiple(prep.device.type)
-        width = -(-token_budget(prep.config) // multiple) * multiple if prep.compiled else 0
+        width = round_up(token_budget(prep.config), multiple) if prep.compiled else 0
         return collate_packed(prep.enc_train, indices, multiple, width)
     return collate(prep.enc_train, indices, prep.pad_multiple, prep.config.max_length)
 

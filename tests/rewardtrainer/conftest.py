@@ -29,10 +29,18 @@ def minilm_tokenizer(minilm_dir):
     return transformers.AutoTokenizer.from_pretrained(minilm_dir)
 
 
+def _saved(tmp_path_factory, name: str, model_class, config, tokenizer) -> str:
+    """A model of `model_class` built from `config` (seed 0) and the tokenizer, saved as a folder."""
+    out = tmp_path_factory.mktemp(name)
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, minilm_tokenizer) -> str:
     """A 2-layer, 32-wide BERT with the MiniLM tokenizer (random weights)."""
-    out = tmp_path_factory.mktemp("tiny-bert")
     config = transformers.BertConfig(
         vocab_size=minilm_tokenizer.vocab_size,
         hidden_size=32,
@@ -41,16 +49,12 @@ def tiny_bert(tmp_path_factory, minilm_tokenizer) -> str:
         intermediate_size=64,
         max_position_embeddings=512,
     )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(out)
-    minilm_tokenizer.save_pretrained(out)
-    return str(out)
+    return _saved(tmp_path_factory, "tiny-bert", transformers.BertModel, config, minilm_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory, minilm_tokenizer) -> str:
     """A 2-layer, 32-wide GPT-2 (a decoder: last-token pooling) with the MiniLM tokenizer."""
-    out = tmp_path_factory.mktemp("tiny-gpt2")
     config = transformers.GPT2Config(
         vocab_size=minilm_tokenizer.vocab_size,
         n_embd=32,
@@ -60,16 +64,12 @@ def tiny_gpt2(tmp_path_factory, minilm_tokenizer) -> str:
         bos_token_id=minilm_tokenizer.cls_token_id,
         eos_token_id=minilm_tokenizer.sep_token_id,
     )
-    torch.manual_seed(0)
-    transformers.GPT2Model(config).save_pretrained(out)
-    minilm_tokenizer.save_pretrained(out)
-    return str(out)
+    return _saved(tmp_path_factory, "tiny-gpt2", transformers.GPT2Model, config, minilm_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, minilm_tokenizer) -> str:
     """A 2-layer, 32-wide Llama (SmolLM2's architecture) with the MiniLM tokenizer."""
-    out = tmp_path_factory.mktemp("tiny-llama")
     config = transformers.LlamaConfig(
         vocab_size=minilm_tokenizer.vocab_size,
         hidden_size=32,
@@ -82,7 +82,4 @@ def tiny_llama(tmp_path_factory, minilm_tokenizer) -> str:
         bos_token_id=minilm_tokenizer.cls_token_id,
         eos_token_id=minilm_tokenizer.sep_token_id,
     )
-    torch.manual_seed(0)
-    transformers.LlamaModel(config).save_pretrained(out)
-    minilm_tokenizer.save_pretrained(out)
-    return str(out)
+    return _saved(tmp_path_factory, "tiny-llama", transformers.LlamaModel, config, minilm_tokenizer)

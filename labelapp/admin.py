@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import Max
 from django.template.response import TemplateResponse
 
-from labelapp.admin_base import SAFE_JSON_FIELDS, RecordAdmin
+from labelapp.admin_base import RecordAdmin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -105,8 +105,14 @@ class ComparisonAdmin(admin.ModelAdmin):
     search_fields = ("prompt__text", "external_id")
     readonly_fields = ("claimed_count", "repeat_of", "repeat_for", "available_at", "forced_left")
     raw_id_fields = ("prompt", "response_a", "response_b")
+    # Once a pair exists, ratings may refer to it: what it shows is never swapped under them.
+    FIXED_ONCE_CREATED = ("prompt", "response_a", "response_b")
     list_editable = ("priority", "is_active")
     actions = ["mark_gold"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, *self.FIXED_ONCE_CREATED) if obj is not None else fields
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -315,6 +321,11 @@ class QueueSnapshotAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
+    """A run's record: what it trained with (config, kind, data snapshot) and what came of it. Runs start
+    through the training service (the button, the API, the command: single flight, broker check), not
+    from an add form, and their recipe is never rewritten afterwards; only the attempt limit is editable
+    (cancel with the action)."""
+
     list_display = (
         "id",
         "kind",
@@ -328,24 +339,14 @@ class TrainingRunAdmin(admin.ModelAdmin):
     )
     list_filter = ("kind", "status", "trigger")
     search_fields = ("error", "worker")
-    formfield_overrides = SAFE_JSON_FIELDS
-    readonly_fields = (
-        "status",
-        "attempts",
-        "progress",
-        "progress_detail",
-        "metrics",
-        "metrics_history",
-        "data_snapshot",
-        "error",
-        "artifact_path",
-        "worker",
-        "started_at",
-        "heartbeat_at",
-        "finished_at",
-        "created_at",
-    )
     actions = ["cancel"]
+    EDITABLE = ("max_attempts",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields if f.name not in self.EDITABLE]
+
+    def has_add_permission(self, request):
+        return False
 
     @admin.action(description="Cancel the selected runs")
     def cancel(self, request, queryset):
@@ -458,7 +459,6 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     list_display = ("number", "kind", "parent", "reward_model", "created_at", "rejected_at")
     list_filter = ("kind",)
     search_fields = ("artifact_path",)
-    formfield_overrides = SAFE_JSON_FIELDS
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]

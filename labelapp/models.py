@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -168,6 +169,21 @@ class Comparison(models.Model):
 
     def __str__(self) -> str:
         return f"Comparison #{self.pk} ({self.kind}) on prompt #{self.prompt_id}"
+
+    def clean(self) -> None:
+        """Both answers answer this comparison's prompt (forms call this; the services build pairs from
+        a prompt's own answers): otherwise raters judge answers to another question under it, and the
+        export and the reward model train on the mismatch."""
+        super().clean()
+        if not self.prompt_id:
+            return
+        errors = {}
+        for field in ("response_a", "response_b"):
+            response_id = getattr(self, f"{field}_id")
+            if response_id and not Response.objects.filter(pk=response_id, prompt_id=self.prompt_id).exists():
+                errors[field] = f"Answer #{response_id} does not answer prompt #{self.prompt_id}."
+        if errors:
+            raise ValidationError(errors)
 
 
 class Assignment(models.Model):

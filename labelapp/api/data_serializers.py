@@ -8,16 +8,17 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from labelapp.api.serializers import StrictTextField
 from labelapp.models import TOKEN_SCOPES
 from labelapp.services.ingest import MAX_TEXT_CHARS
 from labelapp.services.tokens import MAX_EXPIRY_DAYS
 
 
 class TokenCreateSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, help_text="Whose token (the program acts as this user).")
-    name = serializers.CharField(max_length=100, help_text="What the token is for.")
+    username = StrictTextField(max_length=150, help_text="Whose token (the program acts as this user).")
+    name = StrictTextField(max_length=100, help_text="What the token is for.")
     scopes = serializers.ListField(
-        child=serializers.CharField(max_length=16),
+        child=StrictTextField(max_length=16),
         required=False,
         max_length=16,
         help_text="What it may do, from: " + ", ".join(TOKEN_SCOPES) + ". Omitted: all of them.",

@@ -27,10 +27,10 @@ from labelapp.models import ApiToken, Prompt, RaterProfile, Rating, RatingReview
 from labelapp.services.comparisons import comparisons_create
 from labelapp.services.export import ExportFilters, export_rows, jsonl_line
 from labelapp.services.ingest import (
-    AnswerIn,
     IngestError,
     ingest_jsonl,
     ingest_prompts,
+    parse_answers,
     parse_prompt,
     responses_add,
 )
@@ -226,20 +226,15 @@ class PromptResponsesView(APIView):
         prompt = Prompt.objects.filter(pk=prompt_id).first()
         if prompt is None:
             raise NotFound("No such prompt.")
-        s = ds.ResponsesInSerializer(data=request.data)
-        s.is_valid(raise_exception=True)
-        answers = [
-            AnswerIn(
-                text=a["text"],
-                model=a["model"],
-                model_version=a.get("model_version", ""),
-                external_id=a.get("external_id") or None,
-            )
-            for a in s.validated_data["answers"]
-        ]
-        for a in answers:
-            if not a.text.strip() or not a.model.strip():
-                raise ValidationError({"answers": "Every answer needs a non-empty text and model."})
+        # The ingest service's own parser, as for answers inside POST /api/prompts/: text only (DRF's
+        # CharField stored a number or NaN sent as the text as its str()), unknown fields refused.
+        body = request.data
+        if not isinstance(body, dict) or set(body) != {"answers"}:
+            raise ValidationError({"answers": ['Send {"answers": [...]} and nothing else.']})
+        try:
+            answers = parse_answers(body["answers"], required=True)
+        except ValueError as exc:
+            raise ValidationError({"answers": [str(exc)]}) from None
         try:
             created = responses_add(prompt=prompt, answers=answers)
         except IngestError as exc:

@@ -10,6 +10,7 @@ they are read into memory.
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from django.conf import settings
@@ -71,12 +72,26 @@ def _check_text(text: str, allow_nul: bool = True) -> None:
         raise ParseError("JSON strings must not contain NUL (\\u0000): PostgreSQL cannot store it.")
 
 
+def _refuse_constant(name: str):
+    # Python's json reads these non-standard literals as floats, and a text field then stored "nan".
+    raise ParseError(f"{name} is not JSON: send numbers as finite literals, text as strings.")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e400 read as inf
+        raise ParseError(f"The number {literal[:40]} is too large for a float.")
+    return value
+
+
 def decode_json(text: str):
     """json.loads, where Python's refusal of an integer literal longer than sys.get_int_max_str_digits()
-    (4300; a plain ValueError, which was a 500) becomes a ParseError. Malformed JSON still raises
-    JSONDecodeError, for the caller to word with its own position (a body's line, a JSONL line)."""
+    (4300; a plain ValueError, which was a 500) becomes a ParseError, as do the non-standard literals
+    NaN, Infinity and -Infinity and a float literal too large to be finite (1e400). Malformed JSON
+    still raises JSONDecodeError, for the caller to word with its own position (a body's line, a
+    JSONL line)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError:
         raise
     except ValueError:

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.permissions import STAFF
-from labelapp.api.serializers import TrainingRunSerializer
+from labelapp.api.serializers import StrictTextField, TrainingRunSerializer
 from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
     POLICY_KINDS,
@@ -122,15 +122,6 @@ class PolicyVersionView(APIView):
         win = policy_win_rate(version=version)
         row = VersionRow(version, win, policy_warnings(version=version, win=win))
         return Response(PolicyVersionSerializer(row).data)
-
-
-class StrictTextField(serializers.CharField):
-    """Text only: DRF's CharField would store a number sent as the reason as its str()."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class ReasonSerializer(serializers.Serializer):

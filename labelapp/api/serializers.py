@@ -8,6 +8,24 @@ from labelapp.models import Rating
 from labelapp.services.ratings import RatingInput
 
 
+class StrictTextField(serializers.CharField):
+    """Text only: DRF's CharField would store a number sent as text (or NaN, true) as its str()."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID written as a string: DRF's UUIDField turns an integer (and true, and 0) into UUID(int=...)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class AnswerSerializer(serializers.Serializer):
     label = serializers.CharField(help_text="A or B: what `preference` refers to.")
     text = serializers.CharField()
@@ -38,7 +56,7 @@ class RatingInSerializer(serializers.Serializer):
     harmlessness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
     conciseness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
     coherence = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
-    rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    rationale = StrictTextField(required=False, allow_blank=True, max_length=5000, default="")
     flag_pii = serializers.BooleanField(default=False)
     flag_unsafe = serializers.BooleanField(default=False)
     flag_broken = serializers.BooleanField(default=False)
@@ -50,7 +68,7 @@ class RatingInSerializer(serializers.Serializer):
         "(the rating service answers 400 with a length_check error otherwise).",
     )
     time_on_task_ms = serializers.IntegerField(min_value=0, required=False, default=0)
-    idempotency_key = serializers.UUIDField()
+    idempotency_key = StrictUUIDField()
 
     def to_input(self) -> RatingInput:
         return RatingInput.from_validated(self.validated_data)
@@ -81,7 +99,7 @@ class RatingOutSerializer(serializers.ModelSerializer):
 
 
 class SkipSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500)
+    reason = StrictTextField(max_length=500)
 
 
 class AcknowledgeSerializer(serializers.Serializer):

@@ -24,6 +24,7 @@ PROMPT_FIELDS = {"text", "source", "consent", "external_id", "category", "answer
 REQUIRED_FIELDS = {"text", "source", "consent"}
 ANSWER_FIELDS = {"text", "model", "model_version", "external_id"}
 MAX_TEXT_CHARS = 50_000
+MAX_ANSWERS = 32
 # One lock id for every ingest: dedup by hash must see rows other imports are writing right now.
 _INGEST_LOCK = 0x1A9E57
 _WS = re.compile(r"\s+")
@@ -114,6 +115,36 @@ def _short(value, what: str, max_len: int, *, required: bool) -> str:
     return value.strip()
 
 
+def parse_answer(a, what: str) -> AnswerIn:
+    """One answer object -> AnswerIn, or ValueError naming `what` (unknown fields are refused)."""
+    if not isinstance(a, dict):
+        raise ValueError(f"{what} must be an object")
+    unknown = sorted(set(a) - ANSWER_FIELDS)
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s): {', '.join(unknown)}")
+    return AnswerIn(
+        text=_text(a.get("text"), f"{what}.text"),
+        model=_short(a.get("model"), f"{what}.model", 128, required=True),
+        model_version=_short(a.get("model_version"), f"{what}.model_version", 64, required=False),
+        external_id=_short(a.get("external_id"), f"{what}.external_id", 128, required=False) or None,
+    )
+
+
+def parse_answers(raw, *, required: bool) -> list[AnswerIn]:
+    """A list of answer objects (a prompt's `answers`, or the body of POST /api/prompts/N/responses/).
+    Absent or null is no answers where they are optional; anything else that is not a list (an object,
+    "", 0, false) is refused, never read as "no answers"."""
+    if raw is None and not required:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError("answers must be a list")
+    if required and not raw:
+        raise ValueError("answers must hold at least one answer")
+    if len(raw) > MAX_ANSWERS:
+        raise ValueError(f"at most {MAX_ANSWERS} answers per prompt")
+    return [parse_answer(a, f"answers[{i}]") for i, a in enumerate(raw, 1)]
+
+
 def parse_prompt(obj) -> PromptIn:
     """One prompt object -> PromptIn, or ValueError with the reason (unknown fields are refused)."""
     if not isinstance(obj, dict):
@@ -128,29 +159,7 @@ def parse_prompt(obj) -> PromptIn:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
     if not isinstance(obj["consent"], bool):
         raise ValueError("consent must be true or false")
-    answers_raw = obj.get("answers") or []
-    if not isinstance(answers_raw, list):
-        raise ValueError("answers must be a list")
-    if len(answers_raw) > 32:
-        raise ValueError("at most 32 answers per prompt")
-    answers = []
-    for i, a in enumerate(answers_raw, 1):
-        if not isinstance(a, dict):
-            raise ValueError(f"answers[{i}] must be an object")
-        unknown = sorted(set(a) - ANSWER_FIELDS)
-        if unknown:
-            raise ValueError(f"answers[{i}]: unknown field(s): {', '.join(unknown)}")
-        answers.append(
-            AnswerIn(
-                text=_text(a.get("text"), f"answers[{i}].text"),
-                model=_short(a.get("model"), f"answers[{i}].model", 128, required=True),
-                model_version=_short(
-                    a.get("model_version"), f"answers[{i}].model_version", 64, required=False
-                ),
-                external_id=_short(a.get("external_id"), f"answers[{i}].external_id", 128, required=False)
-                or None,
-            )
-        )
+    answers = parse_answers(obj.get("answers"), required=False)
     return PromptIn(
         text=_text(obj.get("text"), "text"),
         source=_short(obj.get("source"), "source", 64, required=True),

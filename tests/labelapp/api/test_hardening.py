@@ -115,3 +115,79 @@ def test_a_nul_in_a_query_parameter_is_a_400(staff_api):
     r = staff_api.get("/api/prompts/?source=%00")
     assert r.status_code == 400
     assert "NUL" in r.json()["detail"]
+
+
+# --- Found by the ninth session's fuzzing: values that were not text, stored as text --------------------
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_not_json(staff_api, literal):
+    # Python's json read them as floats; a text field then stored "nan" or "inf".
+    body = '{"text": "Q?", "source": "s", "consent": true, "category": ' + literal + "}"
+    r = staff_api.post("/api/prompts/", body, content_type="application/json")
+    assert r.status_code == 400 and ("not JSON" in r.json()["detail"] or "too large" in r.json()["detail"])
+
+
+def _prompt_id(staff_api) -> int:
+    r = staff_api.post(
+        "/api/prompts/", {"text": "Q?", "source": "s", "consent": True}, content_type="application/json"
+    )
+    return r.json()["prompt_ids"][0]
+
+
+@pytest.mark.parametrize(
+    "answers, message",
+    [
+        ([{"text": 12345, "model": "m"}], "answers[1].text must be a string"),
+        ([{"text": "fine", "model": -1}], "answers[1].model must be a non-empty string"),
+        ([{"text": "fine", "model": "m", "model_version": 2}], "answers[1].model_version must be a string"),
+        ([{"text": "fine", "model": "m", "score": 1}], "unknown field(s): score"),
+        ([], "at least one answer"),
+        ({}, "answers must be a list"),
+    ],
+)
+def test_answers_attached_to_a_prompt_are_parsed_like_ingested_ones(staff_api, answers, message):
+    from labelapp.models import Response
+
+    pid = _prompt_id(staff_api)
+    url = f"/api/prompts/{pid}/responses/"
+    r = staff_api.post(url, {"answers": answers}, content_type="application/json")
+    assert r.status_code == 400 and message in r.json()["answers"][0]
+    assert not Response.objects.filter(prompt_id=pid).exists()
+
+
+@pytest.mark.parametrize("answers", [{}, "", 0, False])
+def test_a_prompt_whose_answers_are_not_a_list_is_refused(staff_api, answers):
+    from labelapp.models import Prompt
+
+    body = {"text": "Q?", "source": "s", "consent": True, "answers": answers}
+    r = staff_api.post("/api/prompts/", body, content_type="application/json")
+    assert r.status_code == 400 and "answers must be a list" in str(r.json())
+    assert not Prompt.objects.exists()
+
+
+def test_a_rationale_or_key_that_is_not_a_string_is_refused(api, rater, acked, make_comparison):
+    from labelapp.models import Rating
+
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    url = f"/api/assignments/{a.pk}/rating/"
+    for body in (
+        {"preference": -1, "idempotency_key": str(a.form_key), "rationale": 12},
+        {"preference": -1, "idempotency_key": 0},
+        {"preference": -1, "idempotency_key": True},
+    ):
+        r = api.post(url, body, content_type="application/json")
+        assert r.status_code == 400, body
+    assert not Rating.objects.exists()
+    r = api.post(f"/api/assignments/{a.pk}/skip/", {"reason": 7}, content_type="application/json")
+    assert r.status_code == 400 and "reason" in r.json()
+
+
+def test_a_token_name_that_is_not_a_string_is_refused(staff_api, rater):
+    from labelapp.models import ApiToken
+
+    body = {"username": rater.username, "name": 5}
+    r = staff_api.post("/api/tokens/", body, content_type="application/json")
+    assert r.status_code == 400 and "name" in r.json()
+    assert not ApiToken.objects.exists()

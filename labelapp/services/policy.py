@@ -435,10 +435,58 @@ def _answers(samples, scores=None, kls=None) -> list[_Answer]:
     ]
 
 
-def _execute(run: TrainingRun) -> str:
-    from rewardtrainer.ppo import sequence_kl, train_ppo, watch_metrics
-    from rewardtrainer.sampling import HFGenerator, best_of_n, load_policy
+@dataclass
+class _Round:
+    """What every step of a round reads: the run, where it starts, what scores it, what it answers."""
 
+    run: TrainingRun
+    parent: PolicyVersion
+    rm: RewardModelVersion
+    scorer: object  # rewardtrainer.sampling.RewardScorer
+    params: object  # rewardtrainer.sampling.SamplingParams
+    eval_prompts: list[Prompt]
+    fresh: list[Prompt]
+    device: str
+    out_dir: Path
+    seed: int
+
+    def parent_generator(self):
+        from rewardtrainer.sampling import HFGenerator, load_policy
+
+        model, tok = load_policy(policy_weights_path(self.parent), device=self.device)
+        return HFGenerator(model, tok)
+
+
+@dataclass
+class _Outcome:
+    """What a PPO or best-of-n step produced, before the parent's answers and the version are recorded."""
+
+    new_eval: list[_Answer]
+    fresh: list[_Answer]
+    parent_gen: object  # rewardtrainer.sampling.HFGenerator of the parent policy
+    watch: dict
+    extra: dict
+    history: list[dict]
+    artifact: str
+
+
+def _execute(run: TrainingRun) -> str:
+    """One round: check what it needs, run PPO or best-of-n, answer with the parent too, record it."""
+    r = _prepare_round(run)
+    if run.kind == TrainingRun.Kind.PPO:
+        outcome = _ppo_step(r)
+        if outcome is None:
+            _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            return TrainingRun.Status.CANCELLED
+    else:
+        outcome = _best_of_n_step(r)
+    _progress(run.pk, 0.92, "previous policy on the evaluation prompts")
+    previous = _previous_answers(r.parent, r.eval_prompts, outcome.parent_gen, r.params, r.scorer, r.seed + 2)
+    return _commit_round(r, outcome, previous)
+
+
+def _prepare_round(run: TrainingRun) -> _Round:
+    """The round's inputs, or PolicyError with the reason its page shows."""
     c = run.config
     rm = RewardModelVersion.objects.filter(pk=c["reward_model_id"]).first()
     if rm is None:
@@ -453,104 +501,127 @@ def _execute(run: TrainingRun) -> str:
     eval_prompts = policy_eval_prompts()
     if not eval_prompts:
         raise PolicyError("no held-out evaluation prompts: import consented prompts first")
-    fresh = policy_fresh_prompts(limit=settings.POLICY["FRESH_PROMPTS"])
     device = _device(c["device"])
-    scorer = _load_scorer(rm, device)
-    params = _sampling_params(c)
     out_dir = Path(settings.ARTIFACTS_DIR) / f"policy-run-{run.pk}"
     out_dir.mkdir(parents=True, exist_ok=True)
     TrainingRun.objects.filter(pk=run.pk).update(artifact_path=str(out_dir))
-    seed = c["seed"] * 1000 + run.pk
+    return _Round(
+        run=run,
+        parent=parent,
+        rm=rm,
+        scorer=_load_scorer(rm, device),
+        params=_sampling_params(c),
+        eval_prompts=eval_prompts,
+        fresh=policy_fresh_prompts(limit=settings.POLICY["FRESH_PROMPTS"]),
+        device=device,
+        out_dir=out_dir,
+        seed=c["seed"] * 1000 + run.pk,
+    )
 
-    history: list[dict] = []
-    extra: dict = {}
-    if run.kind == TrainingRun.Kind.PPO:
-        train_prompts = [p.text for p in policy_train_prompts()]
-        if not train_prompts:
-            raise PolicyError("no training prompts outside the evaluation set")
-        reporter = _Reporter(run.pk, "ppo", (0.0, 0.8))
-        result = train_ppo(
-            train_prompts,
-            scorer,
-            _ppo_config(run, parent),
-            out_dir,
-            progress=reporter,
-            should_stop=reporter.should_stop,
-            resume=True,
-        )
-        if result.stopped:
-            _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
-            return TrainingRun.Status.CANCELLED
-        history = result.history
-        extra = {
+
+def _ppo_step(r: _Round) -> _Outcome | None:
+    """Train the policy against the reward model (resuming from the last checkpoint), then answer the
+    evaluation prompts (with their KL to v0) and two answers per fresh prompt. None: cancelled."""
+    from rewardtrainer.ppo import sequence_kl, train_ppo, watch_metrics
+    from rewardtrainer.sampling import HFGenerator
+
+    train_prompts = [p.text for p in policy_train_prompts()]
+    if not train_prompts:
+        raise PolicyError("no training prompts outside the evaluation set")
+    reporter = _Reporter(r.run.pk, "ppo", (0.0, 0.8))
+    result = train_ppo(
+        train_prompts,
+        r.scorer,
+        _ppo_config(r.run, r.parent),
+        r.out_dir,
+        progress=reporter,
+        should_stop=reporter.should_stop,
+        resume=True,
+    )
+    if result.stopped:
+        return None
+    _progress(r.run.pk, 0.85, "evaluation")
+    gen = HFGenerator(result.policy, result.tokenizer)
+    eval_texts = [p.text for p in r.eval_prompts]
+    new_eval = gen.generate(eval_texts, r.params, seed=r.seed)
+    kls = sequence_kl(result.policy, result.reference, new_eval, gen.pad_id, r.params.temperature)
+    new_eval_answers = _answers(new_eval, r.scorer(eval_texts, [s.text for s in new_eval]), kls)
+    fresh = gen.generate([p.text for p in r.fresh for _ in range(2)], r.params, seed=r.seed + 1)
+    fresh_answers = _answers(fresh, r.scorer([s.prompt for s in fresh], [s.text for s in fresh]))
+    return _Outcome(
+        new_eval=new_eval_answers,
+        fresh=fresh_answers,
+        parent_gen=r.parent_generator(),
+        watch=watch_metrics(new_eval, [a.reward for a in new_eval_answers], kls),
+        extra={
             "resumed_from_update": result.resumed_from_update or 0,
             "ppo_seconds": round(result.seconds, 1),
-        }
-        _progress(run.pk, 0.85, "evaluation")
-        gen = HFGenerator(result.policy, result.tokenizer)
-        new_eval = gen.generate([p.text for p in eval_prompts], params, seed=seed)
-        kls = sequence_kl(result.policy, result.reference, new_eval, gen.pad_id, params.temperature)
-        new_eval_answers = _answers(
-            new_eval, scorer([p.text for p in eval_prompts], [s.text for s in new_eval]), kls
-        )
-        fresh_samples = gen.generate([p.text for p in fresh for _ in range(2)], params, seed=seed + 1)
-        fresh_answers = _answers(
-            fresh_samples, scorer([s.prompt for s in fresh_samples], [s.text for s in fresh_samples])
-        )
-        parent_model, parent_tok = load_policy(policy_weights_path(parent), device=device)
-        parent_gen = HFGenerator(parent_model, parent_tok)
-        watch = watch_metrics(new_eval, [a.reward for a in new_eval_answers], kls)
-        artifact = result.policy_dir
-    else:
-        n = int(c["best_of_n"])
-        _progress(run.pk, 0.1, "best-of-n sampling")
-        parent_model, parent_tok = load_policy(policy_weights_path(parent), device=device)
-        parent_gen = HFGenerator(parent_model, parent_tok)
-        bon = best_of_n(parent_gen, scorer, [p.text for p in eval_prompts], n=n, params=params, seed=seed)
-        new_eval_answers = _answers(bon.best, bon.best_scores, [bon.kl_bon] * len(bon.best))
-        bon_fresh = best_of_n(
-            parent_gen, scorer, [p.text for p in fresh for _ in range(2)], n=n, params=params, seed=seed + 1
-        )
-        fresh_answers = _answers(bon_fresh.best, bon_fresh.best_scores)
-        watch = watch_metrics(bon.best, bon.best_scores, None) | {"kl": bon.kl_bon}
-        extra = {
-            "reward_gain": bon.reward_gain,
-            "reward_first": sum(bon.first_scores) / len(bon.first_scores),
-        }
-        artifact = ""
+        },
+        history=result.history,
+        artifact=result.policy_dir,
+    )
 
-    _progress(run.pk, 0.92, "previous policy on the evaluation prompts")
-    previous = _previous_answers(parent, eval_prompts, parent_gen, params, scorer, seed + 2)
-    prev_scores = [previous[p.pk].reward for p in eval_prompts]
-    prev_lengths = [previous[p.pk].num_tokens for p in eval_prompts]
+
+def _best_of_n_step(r: _Round) -> _Outcome:
+    """No training: the parent samples n answers per prompt and the reward model keeps its favourite."""
+    from rewardtrainer.ppo import watch_metrics
+    from rewardtrainer.sampling import best_of_n
+
+    n = int(r.run.config["best_of_n"])
+    _progress(r.run.pk, 0.1, "best-of-n sampling")
+    parent_gen = r.parent_generator()
+    eval_texts = [p.text for p in r.eval_prompts]
+    bon = best_of_n(parent_gen, r.scorer, eval_texts, n=n, params=r.params, seed=r.seed)
+    fresh_texts = [p.text for p in r.fresh for _ in range(2)]
+    bon_fresh = best_of_n(parent_gen, r.scorer, fresh_texts, n=n, params=r.params, seed=r.seed + 1)
+    return _Outcome(
+        new_eval=_answers(bon.best, bon.best_scores, [bon.kl_bon] * len(bon.best)),
+        fresh=_answers(bon_fresh.best, bon_fresh.best_scores),
+        parent_gen=parent_gen,
+        watch=watch_metrics(bon.best, bon.best_scores, None) | {"kl": bon.kl_bon},
+        extra={"reward_gain": bon.reward_gain, "reward_first": sum(bon.first_scores) / len(bon.first_scores)},
+        history=[],
+        artifact="",
+    )
+
+
+def _round_metrics(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) -> dict:
+    """The watch's figures for the new policy, the parent's beside them (scored by this round's reward
+    model), and the last PPO update's entropy, beta, explained variance and raw reward."""
+    prev = [previous[p.pk] for p in r.eval_prompts]
+    watch = dict(outcome.watch)
     watch["parent"] = {
-        "number": parent.number,
-        "rm_score": sum(prev_scores) / len(prev_scores),  # scored by this round's reward model
-        "mean_length": sum(prev_lengths) / len(prev_lengths),
-        "no_eos_share": sum(not previous[p.pk].finished for p in eval_prompts) / len(eval_prompts),
+        "number": r.parent.number,
+        "rm_score": sum(a.reward for a in prev) / len(prev),
+        "mean_length": sum(a.num_tokens for a in prev) / len(prev),
+        "no_eos_share": sum(not a.finished for a in prev) / len(prev),
     }
-    round_metrics = {**watch, **extra, "reward_model": rm.number}
-    if history:
-        last = history[-1]
-        round_metrics |= {
-            k: last[k] for k in ("entropy", "beta", "explained_variance", "reward_raw") if k in last
-        }
+    metrics_ = {**watch, **outcome.extra, "reward_model": r.rm.number}
+    if outcome.history:
+        last = outcome.history[-1]
+        metrics_ |= {k: last[k] for k in ("entropy", "beta", "explained_variance", "reward_raw") if k in last}
+    return metrics_
 
+
+def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) -> str:
+    """Record the version, its answers and their comparisons, and the run's success, in one transaction
+    (unless the run was cancelled or taken away meanwhile)."""
+    round_metrics = _round_metrics(r, outcome, previous)
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        run = TrainingRun.objects.select_for_update().get(pk=r.run.pk)
         if run.status != TrainingRun.Status.RUNNING:
             return run.status
         version = _record_version(
             run,
-            parent,
-            rm,
-            artifact,
+            r.parent,
+            r.rm,
+            outcome.artifact,
             round_metrics,
-            history,
-            eval_prompts,
-            new_eval_answers,
-            fresh,
-            fresh_answers,
+            outcome.history,
+            r.eval_prompts,
+            outcome.new_eval,
+            r.fresh,
+            outcome.fresh,
             previous,
         )
         run.status = TrainingRun.Status.SUCCEEDED
@@ -560,7 +631,7 @@ def _execute(run: TrainingRun) -> str:
             **{k: v for k, v in round_metrics.items() if not isinstance(v, dict)},
             "policy_version": version.number,
         }
-        run.metrics_history = history
+        run.metrics_history = outcome.history
         run.error = ""
         run.save(update_fields=["status", "progress", "finished_at", "metrics", "metrics_history", "error"])
     return TrainingRun.Status.SUCCEEDED

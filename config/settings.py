@@ -116,7 +116,8 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-if "DATABASE_URL" in os.environ:
+# An empty value counts as missing (a compose file's `DATABASE_URL=` must not start a half-configured app).
+if os.environ.get("DATABASE_URL", "").strip():
     DATABASE_URL = os.environ["DATABASE_URL"]
 elif PRODUCTION:
     raise ImproperlyConfigured("DATABASE_URL is not set (required when DJANGO_ENV=production)")
@@ -142,7 +143,7 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis / Celery -----------------------------------------------------------------------------
-if "REDIS_URL" in os.environ:
+if os.environ.get("REDIS_URL", "").strip():
     REDIS_URL = os.environ["REDIS_URL"]
 elif PRODUCTION:
     raise ImproperlyConfigured("REDIS_URL is not set (required when DJANGO_ENV=production)")
@@ -237,9 +238,11 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 # Throttle counters must be shared by every gunicorn worker: Redis, not per-process memory.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.FailOpenRedisCache",  # a miss while Redis is down (config/cache.py)
         "LOCATION": redis_py_url(REDIS_URL),  # the embedded Redis' kombu URL, in redis-py's form
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="rlhf"),
+        # Bounded waits: an unreachable (not refusing) Redis must turn into a miss, not a hung request.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
     }
 }
 # Sessions are read on every request: from Redis first (no PostgreSQL query per request), written

@@ -24,6 +24,7 @@ from labelapp.services.policy import (
     policy_warnings,
     policy_win_rate,
 )
+from labelapp.services.training import BrokerUnavailable
 
 
 @staff_member_required
@@ -49,7 +50,7 @@ def policy_round_start(request: HttpRequest) -> HttpResponse:
     kind = request.POST.get("kind", "")
     try:
         run = policy_round_request(kind=kind, trigger="manual", requested_by=request.user)
-    except PolicyError as exc:
+    except (PolicyError, BrokerUnavailable) as exc:
         messages.error(request, str(exc))
         return redirect("policy_home")
     if run is None:

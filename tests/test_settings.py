@@ -86,3 +86,11 @@ def test_the_cache_reaches_the_embedded_redis_through_a_url_redis_py_accepts():
     assert url == "unix:///tmp/x/redis.sock"
     assert redis.connection.parse_url(url)["path"] == "/tmp/x/redis.sock"
     assert redis_py_url("redis://127.0.0.1:6379/3") == "redis://127.0.0.1:6379/3"
+
+
+def test_production_with_an_empty_database_or_redis_url_refuses_to_start():
+    # "Empty counts as missing": only presence was tested, so `DATABASE_URL=` passed `check`.
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env = {**_SERVICES, name: ""}
+        r = _manage("check", DJANGO_ENV="production", SECRET_KEY="k" * 60, ALLOWED_HOSTS="example.org", **env)
+        assert r.returncode != 0 and f"{name} is not set" in r.stderr, name

@@ -25,6 +25,7 @@ from labelapp.services.policy import (
     policy_warnings,
     policy_win_rate,
 )
+from labelapp.services.training import BrokerUnavailable
 
 
 class WinRateSerializer(serializers.Serializer):
@@ -187,7 +188,11 @@ class PolicyRoundsView(APIView):
 
     @extend_schema(
         request=RoundRequestSerializer,
-        responses={201: TrainingRunSerializer, 409: OpenApiResponse(description="A round is active.")},
+        responses={
+            201: TrainingRunSerializer,
+            409: OpenApiResponse(description="A round is active."),
+            503: OpenApiResponse(description="The task broker is unreachable: nothing was queued."),
+        },
     )
     def post(self, request):
         serializer = RoundRequestSerializer(data=request.data)
@@ -198,6 +203,8 @@ class PolicyRoundsView(APIView):
             )
         except PolicyError as exc:
             raise ValidationError({"detail": str(exc)}) from None
+        except BrokerUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         if run is None:
             return Response(
                 {"detail": "A policy round is already queued or running: one at a time."}, status=409

@@ -46,9 +46,12 @@ from labelapp.models import (
     RewardModelVersion,
     TrainingRun,
 )
+from labelapp.services import training
 from labelapp.services.training import (
+    BrokerUnavailable,
     _finish,
     _Reporter,
+    broker_check,
     reward_model_active,
     run_claim,
     run_execute_guarded,
@@ -253,6 +256,8 @@ def policy_round_request(
         raise PolicyError("no active reward model: train and activate one first (/training/)")
     if TrainingRun.objects.filter(kind__in=POLICY_KINDS, status__in=TrainingRun.ACTIVE).exists():
         return None
+    if enqueue:
+        broker_check()  # BrokerUnavailable: nothing queued, the caller says so (503 in the API)
     p = settings.POLICY
     if p["AUTO_REJECT"]:
         policy_auto_reject()
@@ -293,10 +298,9 @@ def policy_round_request(
 
 
 def _enqueue(run_id: int) -> None:
-    from labelapp.tasks import ppo_round
-
-    queue = settings.POLICY["QUEUE"]
-    transaction.on_commit(lambda: ppo_round.apply_async(args=[run_id], queue=queue))
+    # The reward model's send: it records `sent_at`, logs a broker error instead of raising it, and the
+    # periodic re-send (training_resend_queued) then finds a round whose message was lost.
+    training._enqueue(run_id)
 
 
 def policy_recover_stale(*, worker: str | None = None) -> list[int]:
@@ -315,7 +319,11 @@ def policy_check_and_start() -> TrainingRun | None:
     tried = TrainingRun.objects.filter(kind__in=POLICY_KINDS, config__reward_model_id=rm.pk)
     if tried.exists():  # a round on this reward model ran (maybe failed): staff decide, not the beat
         return None
-    return policy_round_request(kind=settings.POLICY["AUTO_MODE"], trigger="beat")
+    try:
+        return policy_round_request(kind=settings.POLICY["AUTO_MODE"], trigger="beat")
+    except BrokerUnavailable as exc:
+        log.warning("policy check: %s", exc)  # the next beat tries again
+        return None
 
 
 # --- executing rounds --------------------------------------------------------------------------------------

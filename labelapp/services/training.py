@@ -366,22 +366,33 @@ def broker_check(timeout: float = 2.0) -> None:
         ) from exc
 
 
+def _task_for(kind: str):
+    """The Celery task and queue that execute a run of `kind`: every kind of run is re-sent by the same
+    recovery, so it must never hand a policy round to the reward-model task (which would fail it)."""
+    from labelapp import tasks
+
+    if kind == TrainingRun.Kind.REWARD_MODEL:
+        return tasks.execute_reward_model_run, settings.TRAINING["QUEUE"]
+    return tasks.ppo_round, settings.POLICY["QUEUE"]
+
+
 def _send(run_id: int) -> bool:
     """Hand the run's task to the broker; on a broker error the run stays queued (recovery re-sends)."""
-    from labelapp.tasks import execute_reward_model_run
-
+    kind = TrainingRun.objects.filter(pk=run_id).values_list("kind", flat=True).first()
+    if kind is None:
+        return False
+    task, queue = _task_for(kind)
     try:
-        execute_reward_model_run.apply_async(args=[run_id], queue=settings.TRAINING["QUEUE"], retry=False)
+        task.apply_async(args=[run_id], queue=queue, retry=False)
     except _broker_errors() as exc:
-        log.warning(
-            "could not send training run %s to the broker (%s); recovery will re-send it", run_id, exc
-        )
+        log.warning("could not send run %s to the broker (%s); recovery will re-send it", run_id, exc)
         return False
     TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(sent_at=timezone.now())
     return True
 
 
 def _enqueue(run_id: int) -> None:
+    """Send the run's task once the transaction that created (or requeued) it has committed."""
     transaction.on_commit(lambda: _send(run_id))
 
 
@@ -389,7 +400,8 @@ def training_resend_queued() -> list[int]:
     """Re-send queued runs whose message is missing or older than QUEUED_RESEND_SECONDS.
 
     A run queued while Redis was down has no message at all; re-sending a message that is merely
-    waiting behind a long run only adds a duplicate, which the claim turns into a no-op.
+    waiting behind a long run only adds a duplicate, which the claim turns into a no-op. Every kind of
+    run: each goes to its own task (`_task_for`).
     """
     cutoff = timezone.now() - timedelta(seconds=settings.TRAINING["QUEUED_RESEND_SECONDS"])
     stale = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=cutoff).filter(
@@ -555,9 +567,9 @@ def run_execute_guarded(
 
 def training_run_execute(*, run_id: int, worker: str = "") -> str:
     """Claim and execute a queued run. Returns the final status, or 'not-claimed' for a no-op."""
-    run = run_claim(run_id=run_id, worker=worker)
+    run = run_claim(run_id=run_id, worker=worker, kinds=(TrainingRun.Kind.REWARD_MODEL,))
     if run is None:
-        log.info("training run %s not claimed (already taken or finished)", run_id)
+        log.info("training run %s not claimed (already taken, finished or not a reward model run)", run_id)
         return "not-claimed"
     from rewardtrainer.data import DataError
 

@@ -87,3 +87,67 @@ def test_a_run_whose_message_was_lost_is_resent_by_the_periodic_check(private_qu
     # sent a moment ago: not sent again until the threshold passes
     assert training.training_resend_queued() == []
     assert settings.TRAINING["QUEUED_RESEND_SECONDS"] == 60
+
+
+@contextlib.contextmanager
+def redis_down(settings):
+    """The whole Redis gone: the broker and the cache (sessions, throttling) point at a dead port."""
+    from django.core.cache import caches
+
+    old = settings.CACHES
+    settings.CACHES = {"default": {**old["default"], "LOCATION": DEAD_BROKER}}
+    try:
+        with broker(DEAD_BROKER):
+            yield
+    finally:
+        settings.CACHES = old
+        caches["default"].close()
+
+
+@pytest.mark.django_db
+def test_with_all_of_redis_down_the_api_answers_and_queuing_is_a_503(client, staff, guideline, settings):
+    # DRF's throttling and the sessions read the cache before any view: with Django's own Redis backend
+    # every request was a 500 while Redis was down.
+    client.force_login(staff)
+    with redis_down(settings):
+        assert client.get("/api/queue/").status_code == 200
+        response = client.post(reverse("api-training-runs"), {}, content_type="application/json")
+        assert response.status_code == 503 and "unreachable" in response.json()["detail"]
+        assert client.get(reverse("training_home")).status_code == 200
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_policy_round_is_not_queued_while_the_broker_is_unreachable(client, staff, monkeypatch):
+    from labelapp.services import policy
+
+    monkeypatch.setattr(policy, "reward_model_active", lambda: object())  # past "no active reward model"
+    client.force_login(staff)
+    with broker(DEAD_BROKER):
+        r = client.post("/api/policy-rounds/", {"kind": "best_of_n"}, content_type="application/json")
+        assert r.status_code == 503 and "unreachable" in r.json()["detail"]
+        page = client.post(reverse("policy_round_start"), {"kind": "best_of_n"}, follow=True)
+        assert page.status_code == 200 and b"unreachable" in page.content
+    assert not TrainingRun.objects.exists()  # no queued round left holding the one-at-a-time slot
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_resend_hands_a_policy_round_to_the_policy_task_never_to_the_reward_models(settings):
+    # The reward model's re-send had no kind filter and its task claimed any kind: a policy round
+    # queued for 10 minutes (the gpu worker busy) was handed to the reward-model task and failed with
+    # "Unusable training data".
+    name = f"test-policy-resend-{os.getpid()}"
+    settings.POLICY = {**settings.POLICY, "QUEUE": name}
+    settings.TRAINING = {**settings.TRAINING, "QUEUE": name + "-rm", "QUEUED_RESEND_SECONDS": 60}
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(name, name + "-rm")
+    try:
+        run = TrainingRun.objects.create(kind="best_of_n", config={})
+        TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=20))
+        assert training.training_resend_queued() == [run.pk]
+        assert client.llen(name) == 1 and client.llen(name + "-rm") == 0
+        assert training.training_run_execute(run_id=run.pk) == "not-claimed"
+        run.refresh_from_db()
+        assert run.status == "queued" and run.sent_at is not None
+    finally:
+        client.delete(name, name + "-rm")

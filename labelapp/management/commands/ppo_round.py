@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from labelapp.management.run_output import run_queued_or_here
 from labelapp.models import TrainingRun
 from labelapp.services.policy import POLICY_KINDS, PolicyError, policy_round_request, policy_run_execute
+from labelapp.services.training import BrokerUnavailable
 
 
 class Command(BaseCommand):
@@ -26,8 +27,11 @@ class Command(BaseCommand):
             run = policy_round_request(kind=kind, trigger="command", enqueue=not sync)
         except PolicyError as exc:
             raise CommandError(str(exc)) from None
+        except BrokerUnavailable as exc:
+            raise CommandError(f"{exc} (--sync runs the round here without the broker)") from exc
         if run is None:
             active = TrainingRun.objects.filter(kind__in=POLICY_KINDS, status__in=TrainingRun.ACTIVE).first()
             raise CommandError(f"Round #{active.pk} is already {active.status}; one at a time.")
-        self.stdout.write(f"round #{run.pk} ({run.get_kind_display()}) queued")
+        where = "running here" if sync else "queued"
+        self.stdout.write(f"round #{run.pk} ({run.get_kind_display()}) {where}")
         run_queued_or_here(self, run, sync=sync, execute=policy_run_execute, noun="round", page="/policy/")

@@ -1,0 +1,61 @@
+"""The cache backend: Django's Redis cache that degrades to a miss while Redis is unreachable.
+
+Nothing in this cache is the only copy of anything: sessions are written through to PostgreSQL
+(`cached_db`), DRF's throttle counters and the quality dashboard's figures are recomputed. With
+Django's own backend a Redis outage made every request a 500 (sessions and throttling read the cache
+before any view ran), where the broker check would have answered 503 with a message. So reads answer
+"not cached" and writes are skipped while Redis is down, with a warning in the log; throttling is off
+for that time (availability over rate limits), and everything else keeps working on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _fail_open(fallback):
+    """Run the cache call; while Redis is unreachable return `fallback(*args, **kwargs)` instead."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except _DOWN as exc:
+                log.warning(
+                    "cache unavailable (%s: %s): %s answered as a miss",
+                    type(exc).__name__,
+                    exc,
+                    method.__name__,
+                )
+                return fallback(*args, **kwargs)
+
+        return call
+
+    return wrap
+
+
+def _default(key, default=None, *args, **kwargs):
+    return default
+
+
+class FailOpenRedisCache(RedisCache):
+    get = _fail_open(_default)(RedisCache.get)
+    get_many = _fail_open(lambda *a, **k: {})(RedisCache.get_many)
+    has_key = _fail_open(lambda *a, **k: False)(RedisCache.has_key)
+    add = _fail_open(lambda *a, **k: False)(RedisCache.add)
+    set = _fail_open(lambda *a, **k: None)(RedisCache.set)
+    set_many = _fail_open(lambda *a, **k: [])(RedisCache.set_many)
+    touch = _fail_open(lambda *a, **k: False)(RedisCache.touch)
+    delete = _fail_open(lambda *a, **k: False)(RedisCache.delete)
+    delete_many = _fail_open(lambda *a, **k: None)(RedisCache.delete_many)
+    clear = _fail_open(lambda *a, **k: None)(RedisCache.clear)

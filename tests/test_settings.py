@@ -94,3 +94,12 @@ def test_production_with_an_empty_database_or_redis_url_refuses_to_start():
         env = {**_SERVICES, name: ""}
         r = _manage("check", DJANGO_ENV="production", SECRET_KEY="k" * 60, ALLOWED_HOSTS="example.org", **env)
         assert r.returncode != 0 and f"{name} is not set" in r.stderr, name
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    # The README says it does; 24 were missing (RM_MAX_STEPS, RM_EPOCHS, ... among them).
+    import re
+
+    read = set(re.findall(r'env\.\w+\("([A-Z][A-Z0-9_]+)"', (ROOT / "config" / "settings.py").read_text()))
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert sorted(read - listed) == []

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, Response
+from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, RatingReview, Response
 
 
 def _expired_prompts(now: datetime):
@@ -41,6 +41,7 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         "comparisons": 0,
         "assignments": 0,
         "ratings": 0,
+        "reviews": 0,
         "export_files": 0,
     }
     with transaction.atomic():
@@ -51,6 +52,7 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         report["comparisons"] = Comparison.objects.filter(prompt_id__in=ids).count()
         report["assignments"] = Assignment.objects.filter(comparison__prompt_id__in=ids).count()
         report["ratings"] = Rating.objects.filter(comparison__prompt_id__in=ids).count()
+        report["reviews"] = RatingReview.objects.filter(rating__comparison__prompt_id__in=ids).count()
         files = list(ExportFile.objects.filter(expires_at__lte=now))
         report["export_files"] = len(files)
         if dry_run:

@@ -121,6 +121,10 @@ def test_the_command_writes_jsonl_and_parquet_and_records_the_files(rater, guide
         table.column_names
     )
     assert ExportFile.objects.count() == 3
+    # A plain ISO date, as --help says (timezone.UTC does not exist: an AttributeError before).
+    out = StringIO()
+    call_command("export_preferences", str(tmp_path / "s.jsonl"), "--since", "2000-01-01", stdout=out)
+    assert "Wrote 1 pair(s)" in out.getvalue()
 
 
 def test_withheld_prompts_and_repeats_neither_train_nor_export(rater, guideline):

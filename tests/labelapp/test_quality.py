@@ -8,7 +8,7 @@ import time
 
 import pytest
 from django.core.cache import cache
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django_celery_beat.models import PeriodicTask
 
 from labelapp.models import Comparison, QualityReport, RaterProfile, Rating, RatingReview
@@ -133,6 +133,8 @@ def test_rater_metrics_json(rater, guideline, make_comparison, capsys):
     assert (row["rater"], row["n"], row["gold_accuracy"], row["p_longer"]) == ("rater", 3, 1.0, 0.0)
     call_command("rater_metrics")  # the table prints too
     assert "rater" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no guideline version 99"):  # was a KeyError traceback
+        call_command("rater_metrics", "--guideline-version", "99")
 
 
 @pytest.mark.django_db

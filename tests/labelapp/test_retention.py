@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from labelapp.models import ExportFile, Prompt, Rating
+from labelapp.models import ExportFile, Prompt, Rating, RatingReview
 from labelapp.services.export import ExportFilters, export_write
 from labelapp.services.retention import purge_expired
 from tests.labelapp.export_helpers import make_pair, rate
@@ -29,8 +29,11 @@ def test_it_deletes_what_is_past_its_sources_retention_and_reports_it(
     new_pg = make_pair(text="new playground", source="playground")
     old_feed = make_pair(text="old feed", source="feed")
     ancient_feed = make_pair(text="ancient feed", source="feed")
-    for c in (old_pg, new_pg, old_feed, ancient_feed):
+    ratings = [
         rate(rater=rater, comparison=c, preference=1, guideline=guideline)
+        for c in (old_pg, new_pg, old_feed, ancient_feed)
+    ]
+    RatingReview.objects.create(rating=ratings[3], decision="confirm", reason="test")  # goes with its rating
     _age(old_pg.prompt, 31)
     _age(new_pg.prompt, 29)
     _age(old_feed.prompt, 100)
@@ -42,7 +45,7 @@ def test_it_deletes_what_is_past_its_sources_retention_and_reports_it(
     with django_capture_on_commit_callbacks(execute=True):  # files go once the delete commits
         call_command("purge_expired", stdout=out)
     assert (
-        "Deleted: 2 prompts, 4 responses, 2 comparisons, 2 assignments, 2 ratings, 1 export files."
+        "Deleted: 2 prompts, 4 responses, 2 comparisons, 2 assignments, 2 ratings, 1 reviews, 1 export files."
         in out.getvalue()
     )
     assert set(Prompt.objects.values_list("text", flat=True)) == {"new playground", "old feed"}

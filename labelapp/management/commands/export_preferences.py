@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -17,7 +17,7 @@ def _when(value: str) -> datetime:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise CommandError(f"Not an ISO date/time: {value!r}") from None
-    return dt if timezone.is_aware(dt) else timezone.make_aware(dt, timezone.UTC)
+    return dt if timezone.is_aware(dt) else timezone.make_aware(dt, UTC)
 
 
 class Command(BaseCommand):

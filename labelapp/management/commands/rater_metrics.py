@@ -40,7 +40,7 @@ class Command(BaseCommand):
         if o["guideline_version"] is not None:
             version = GuidelineVersion.objects.filter(number=o["guideline_version"]).first()
             if version is None:
-                raise CommandError(f"There is no guideline version {o['version']}.")
+                raise CommandError(f"There is no guideline version {o['guideline_version']}.")
             rows = rows.subset(rows.version == version.pk)
         figures = quality_compute(rows, usernames=_usernames(np.unique(rows.rater).tolist()))
         if o["save"]:

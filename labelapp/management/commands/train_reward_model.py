@@ -46,5 +46,6 @@ class Command(BaseCommand):
                 f"Only {training_new_ratings_count()} new consented ratings since the last reward model; "
                 "use --now to train anyway."
             )
-        self.stdout.write(f"run #{run.pk} queued on {len(run.data_snapshot['rating_ids'])} ratings")
+        where = "running here" if sync else "queued"
+        self.stdout.write(f"run #{run.pk} {where} on {len(run.data_snapshot['rating_ids'])} ratings")
         run_queued_or_here(self, run, sync=sync, execute=training_run_execute, noun="run", page="/training/")

@@ -191,3 +191,24 @@ def test_a_token_name_that_is_not_a_string_is_refused(staff_api, rater):
     r = staff_api.post("/api/tokens/", body, content_type="application/json")
     assert r.status_code == 400 and "name" in r.json()
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_api_url_that_matches_nothing_answers_json_with_or_without_debug(staff_api, settings, debug):
+    # With DEBUG on (the development default) Django answered its HTML debug page before handler404.
+    settings.DEBUG = debug
+    r = staff_api.get("/api/no-such-thing/")
+    assert r.status_code == 404 and r["Content-Type"] == "application/json"
+    assert r.json()["detail"] == "Not found."
+    r = staff_api.get("/api/queue")  # the slash left off: said so, not a redirect a POST would lose
+    assert r.status_code == 404 and "/api/queue/" in r.json()["detail"]
+    assert staff_api.get("/api/queue/").status_code == 200
+
+
+def test_a_post_to_an_api_url_that_matches_nothing_is_a_json_404_not_the_csrf_page(rater):
+    from django.test import Client
+
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(rater)
+    r = c.post("/api/assignments/null,null/rating/", {}, content_type="application/json")
+    assert r.status_code == 404 and r.json()["detail"] == "Not found."

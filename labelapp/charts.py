@@ -209,7 +209,9 @@ def longer_chart(curves: dict[str, dict], title: str = "P(chose the longer answe
                 {
                     "type": "scatter",
                     "mode": "lines",
-                    "name": f"{name}: fit, slope {curve['slope']:.2f}",
+                    # This curve fits length alone; the tables' "length slope" fits length and position
+                    # together, so the two numbers differ where a rater also leans to one side.
+                    "name": f"{name}: fit on length alone, slope {curve['slope']:.2f}",
                     "legendgroup": name,
                     "visible": visible,
                     "x": np.exp(xs).round(4).tolist(),

@@ -6,16 +6,13 @@ works on the draft, which starts from the current text; Publish turns it into a 
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST
 
+from labelapp.access import staff_required
 from labelapp.models import GuidelineVersion
 from labelapp.rendering import render_markdown
 from labelapp.services.guidelines import (
@@ -28,19 +25,6 @@ from labelapp.services.guidelines import (
 )
 
 PREVIEW_MAX_CHARS = 200_000
-
-
-def staff_required(view):
-    """Logged-in staff only: anyone else logged in gets 403 (not a login page they cannot pass)."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Staff only.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 @staff_required

@@ -4,13 +4,13 @@ the sample viewer (previous and new answer side by side), and the buttons that s
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from labelapp import charts as plotly_charts
+from labelapp.access import staff_required
 from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
     POLICY_KINDS,
@@ -27,7 +27,7 @@ from labelapp.services.policy import (
 from labelapp.services.training import BrokerUnavailable
 
 
-@staff_member_required
+@staff_required
 def policy_home(request: HttpRequest) -> HttpResponse:
     rows = policy_versions_overview()
     runs = TrainingRun.objects.filter(kind__in=POLICY_KINDS).select_related("policy_version")[:20]
@@ -44,7 +44,7 @@ def policy_home(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def policy_round_start(request: HttpRequest) -> HttpResponse:
     kind = request.POST.get("kind", "")
@@ -87,7 +87,7 @@ def _render_version(
     )
 
 
-@staff_member_required
+@staff_required
 def policy_version(request: HttpRequest, number: int) -> HttpResponse:
     return _render_version(request, _version_or_404(number))
 
@@ -104,14 +104,14 @@ def _decide(request, number: int, decide, error_field: str, done: str) -> HttpRe
     return redirect("policy_version", number=number)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def policy_version_reject(request: HttpRequest, number: int) -> HttpResponse:
     """Reject a version with a reason."""
     return _decide(request, number, policy_reject, "reject_error", "rejected: later rounds start from")
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def policy_version_reinstate(request: HttpRequest, number: int) -> HttpResponse:
     """Lift a rejection with a reason."""
@@ -120,7 +120,7 @@ def policy_version_reinstate(request: HttpRequest, number: int) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 def policy_samples(request: HttpRequest, number: int) -> HttpResponse:
     version = get_object_or_404(PolicyVersion.objects.select_related("parent"), number=number)
     page = Paginator(policy_sample_pairs(version=version), 20).get_page(request.GET.get("page"))

@@ -8,12 +8,12 @@ import csv
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from labelapp.access import staff_required
 from labelapp.models import GuidelineVersion, RaterProfile
 from labelapp.quality_selectors import (
     SORTABLE,
@@ -41,20 +41,6 @@ COLUMNS = [
     ("trust", "trust"),
     ("flags", "flags"),
 ]
-
-
-def staff_required(view):
-    """Logged-in staff only: anonymous users go to the login page, raters get 403."""
-
-    @login_required
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Staff only.")
-        return view(request, *args, **kwargs)
-
-    wrapped.__name__ = view.__name__
-    wrapped.__doc__ = view.__doc__
-    return wrapped
 
 
 def _version(request: HttpRequest) -> GuidelineVersion | None:

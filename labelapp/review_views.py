@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from labelapp.guideline_views import staff_required
+from labelapp.access import staff_required
 from labelapp.selectors_review import review_queue
 from labelapp.services.review import ReviewError, rating_review_add
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from labelapp import charts
+from labelapp.access import staff_required
 from labelapp.models import RewardModelVersion, TrainingRun
 from labelapp.services.training import (
     METRIC_LABELS,
@@ -27,7 +27,7 @@ def _runs_context() -> dict:
     return {"runs": runs, "any_active": any(r.status in TrainingRun.ACTIVE for r in runs)}
 
 
-@staff_member_required
+@staff_required
 def training_home(request: HttpRequest) -> HttpResponse:
     context = _runs_context()
     context.update(
@@ -37,13 +37,13 @@ def training_home(request: HttpRequest) -> HttpResponse:
     return render(request, "labelapp/training/home.html", context)
 
 
-@staff_member_required
+@staff_required
 def training_runs_table(request: HttpRequest) -> HttpResponse:
     """The runs table alone: htmx polls it while a run is active."""
     return render(request, "labelapp/training/_runs_table.html", _runs_context())
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def training_start(request: HttpRequest) -> HttpResponse:
     try:
@@ -63,7 +63,7 @@ def training_start(request: HttpRequest) -> HttpResponse:
     return redirect("training_run", run_id=run.pk)
 
 
-@staff_member_required
+@staff_required
 def training_run(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
     template = "labelapp/training/_run_status.html" if request.htmx else "labelapp/training/run.html"
@@ -78,7 +78,7 @@ def training_run(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def training_run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
@@ -90,7 +90,7 @@ def training_run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
     return redirect("training_run", run_id=run.pk)
 
 
-@staff_member_required
+@staff_required
 def reward_model_version(request: HttpRequest, number: int) -> HttpResponse:
     version = get_object_or_404(RewardModelVersion.objects.select_related("run"), number=number)
     return render(request, "labelapp/training/version.html", _version_context(version))
@@ -131,7 +131,7 @@ def _version_context(version: RewardModelVersion) -> dict:
     }
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def reward_model_activate_view(request: HttpRequest, number: int) -> HttpResponse:
     version = get_object_or_404(RewardModelVersion, number=number)

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST
-from django_htmx.http import push_url
+from django_htmx.http import push_url, reswap, retarget
 
 from labelapp.forms import RatingForm, SkipForm
 from labelapp.models import Assignment, GuidelineVersion, Rating
@@ -129,30 +129,45 @@ def _ack_context(rater, version: GuidelineVersion) -> dict:
     return {"current": version, "needs_ack": version, "previous": previous, "diff": diff}
 
 
+ALREADY_SUBMITTED = (
+    "You had already submitted that comparison (from a page opened again with Back?). A rating is never "
+    "changed, so your first judgment stands; here is your next comparison."
+)
+
+
 def _render_next(
-    request: HttpRequest, *, just_finished: bool = False, feedback: dict | None = None
+    request: HttpRequest,
+    *,
+    just_finished: bool = False,
+    feedback: dict | None = None,
+    notice: str | None = None,
 ) -> HttpResponse:
-    """After a submit or skip: htmx gets the next panel in place, a plain browser a redirect.
+    """After a submit or skip: htmx gets the next panel in place (into #rate-root, whichever form sent
+    it), a plain browser a redirect. `notice` is said on top of the next panel.
 
     When a new guideline version came into force meanwhile, the next panel is its acknowledgment.
     """
     if not request.htmx:
         if feedback is not None:
             messages.info(request, _feedback_text(feedback))
+        if notice:
+            messages.info(request, notice)
         return redirect("rate_next")
     try:
         assignment = assignment_next(rater=request.user, just_finished=just_finished)
     except GuidelineAckRequired as exc:
-        context = {**_ack_context(request.user, exc.version), "feedback": feedback}
+        context = {**_ack_context(request.user, exc.version), "feedback": feedback, "notice": notice}
         response = render(request, "labelapp/_ack_panel.html", context)
-        return push_url(response, reverse("guidelines"))
-    if assignment is None:
-        response = render(request, "labelapp/_empty_panel.html", {"feedback": feedback})
-        return push_url(response, reverse("rate_next"))
-    context = _panel_context(assignment)
-    context["feedback"] = feedback
-    response = render(request, "labelapp/_rate_panel.html", context)
-    return push_url(response, reverse("rate", args=[assignment.pk]))
+        url = reverse("guidelines")
+    else:
+        if assignment is None:
+            response = render(request, "labelapp/_empty_panel.html", {"feedback": feedback, "notice": notice})
+            url = reverse("rate_next")
+        else:
+            context = {**_panel_context(assignment), "feedback": feedback, "notice": notice}
+            response = render(request, "labelapp/_rate_panel.html", context)
+            url = reverse("rate", args=[assignment.pk])
+    return push_url(retarget(reswap(response, "outerHTML"), "#rate-root"), url)
 
 
 def _feedback_text(feedback: dict) -> str:
@@ -250,7 +265,8 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
                 data=form.to_input(),
             )
             feedback = gold_feedback(rating=rating) if created else None
-            return _render_next(request, just_finished=created, feedback=feedback)
+            notice = None if created else ALREADY_SUBMITTED  # the same form sent again: nothing stored
+            return _render_next(request, just_finished=created, feedback=feedback, notice=notice)
         except Assignment.DoesNotExist:
             raise Http404("No such assignment.") from None
         except RatingError as exc:
@@ -278,13 +294,15 @@ def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
     except Assignment.DoesNotExist:
         raise Http404("No such assignment.") from None
     except QueueError as exc:
-        messages.error(request, str(exc))
         if request.htmx:
             # The reason check runs before any lookup, so the id may be someone else's or unknown: 404.
             assignment = _own_assignment(request, assignment_id)
             if assignment.status == Assignment.Status.LEASED:
-                context = _panel_context(assignment)
-                context["skip_error"] = str(exc)
-                return render(request, "labelapp/_rate_panel.html", context)
+                # Only the skip form is swapped: the rating form keeps what the rater chose, and the
+                # typed reason is shown back under the error.
+                typed = request.POST.get("reason", "")
+                context = {"a": assignment, "skip_error": str(exc), "skip_reason": typed}
+                return render(request, "labelapp/_skip_form.html", context)
+        messages.error(request, str(exc))
         return redirect("rate_next")
     return _render_next(request, just_finished=True)

@@ -59,8 +59,7 @@ class LengthCheckRequired(RatingError):
     def __init__(self, message: str = ""):
         super().__init__(
             message
-            or "You picked the much longer answer: does its extra length add content "
-            "('adds_content') or nothing ('adds_nothing')?"
+            or "You picked the much longer answer: say whether its extra length adds content or adds nothing."
         )
 
 

@@ -7,9 +7,15 @@
   function root() { return document.getElementById("rate-root"); }
   function form() { return document.getElementById("rating-form"); }
 
+  // Time on task runs from the first sight of an assignment to its submit. A panel re-rendered with
+  // an error is the same assignment: it keeps its start (it restarted, and 5.8 s were stored as 1.8 s).
+  var clock = {assignment: null, started: null};
   function startClock() {
     var r = root();
-    if (r && !r.dataset.started) { r.dataset.started = String(Date.now()); }
+    if (!r || r.dataset.started) { return; }
+    var id = r.dataset.assignment || null;
+    if (id === null || id !== clock.assignment) { clock = {assignment: id, started: String(Date.now())}; }
+    r.dataset.started = clock.started;
   }
 
   function chosenPosition() {
@@ -57,8 +63,17 @@
     return tag === "textarea" || tag === "select" || (tag === "input" && ["text", "search", "number"].indexOf(target.type) >= 0);
   }
 
+  function helpOpen() { var h = document.getElementById("help"); return h && !h.hidden; }
+
+  // Enter on a link, a button, a summary or a select does its own job (follow, log out, open), never
+  // submits the rating.
+  function ownsEnter(target) {
+    return Boolean(target.closest && target.closest("a[href], button, summary, select, [role=button]"));
+  }
+
   document.addEventListener("keydown", function (ev) {
     if (!root() || !form()) { return; }
+    if (helpOpen() && ev.key !== "Escape" && ev.key !== "?") { return; }  // the overlay takes no shortcuts
     if (ev.key === "Escape") {
       document.getElementById("help").hidden = true;
       var s = document.getElementById("skip-form"); if (s) { s.hidden = true; }
@@ -78,7 +93,7 @@
       if (radio) { radio.checked = true; radio.focus(); scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
       ev.preventDefault();
     } else if (ev.key === "Enter") {
-      if (ev.target.tagName === "BUTTON" && ev.target.type !== "submit") { return; }
+      if (ownsEnter(ev.target)) { return; }
       ev.preventDefault(); submitForm();
     } else if (ev.key === "a" || ev.key === "A" || ev.key === "n" || ev.key === "N") {
       var box = document.getElementById("length-check");
@@ -112,6 +127,7 @@
   document.addEventListener("click", function (ev) {
     if (ev.target.closest("#skip-toggle")) { if (toggle("skip-form")) { document.getElementById("skip-reason").focus(); } }
     if (ev.target.closest("#help-toggle")) { toggle("help"); }
+    if (ev.target.id === "help") { ev.target.hidden = true; }  // a click on the backdrop closes it
   });
 
   // Plain click on the submit button also records the time on task.
@@ -140,7 +156,7 @@
     }
   }
 
-  // A new panel arrived (htmx swap): restart the clock and focus the page for the keyboard.
+  // A new panel arrived (htmx swap): start the clock (kept for the same assignment) and focus the page.
   // A fresh comparison starts at the top (the prompt); a panel with errors shows the first error.
   document.addEventListener("htmx:afterSwap", function () {
     startClock(); updateLengthCheck();

@@ -124,7 +124,7 @@ def test_it_asks_whether_the_extra_length_adds_content(rater_client, rater, acke
     make_comparison(a=SHORT, b=LONG)
     a = assignment_next(rater=rater)
     r = _post(rater_client, a, preference="2")  # B, the much longer one
-    assert r.status_code == 400 and b"does its extra length add content" in r.content
+    assert r.status_code == 400 and b"say whether its extra length adds content" in r.content
     r = _post(rater_client, a, preference="2", length_check="adds_nothing")
     assert r.status_code == 302
     assert Rating.objects.get().length_check == "adds_nothing"
@@ -189,3 +189,59 @@ def test_home_shows_progress_and_staff_see_queue_figures(client, rater, staff, a
     client.force_login(staff)
     html = client.get(reverse("home")).content.decode()
     assert "Queue" in html and "has not run yet" in html
+
+
+# --- Found by the ninth session's browser review ------------------------------------------------------
+
+
+def test_a_resent_form_says_the_first_judgment_stands(rater_client, rater, acked, make_comparison):
+    # Back restored a finished comparison; a new choice on it went nowhere without a word.
+    make_comparison()
+    make_comparison(prompt_text="Second prompt")
+    a = assignment_next(rater=rater)
+    first = _post(rater_client, a, htmx=True, preference="0")
+    assert b"already submitted" not in first.content
+    again = _post(rater_client, a, htmx=True, preference="-3", rationale="changed my mind")
+    assert again.status_code == 200 and b"already submitted" in again.content
+    assert again.headers["HX-Retarget"] == "#rate-root"
+    rating = Rating.objects.get(rater=rater)
+    assert (rating.preference, rating.rationale) == (0, "")  # evidence: never rewritten
+
+
+def test_a_skip_without_a_reason_swaps_only_the_skip_form_and_keeps_what_was_typed(
+    rater_client, rater, acked, make_comparison
+):
+    make_comparison()
+    a = assignment_next(rater=rater)
+    url = reverse("rate_skip", args=[a.pk])
+    r = rater_client.post(url, {"reason": "  "}, HTTP_HX_REQUEST="true")
+    assert r.status_code == 200
+    body = r.content.decode()
+    assert body.lstrip().startswith("<form") and 'id="skip-form"' in body
+    assert 'id="rating-form"' not in body  # the rating form, and what the rater chose in it, stay
+    assert 'role="alert"' in body and 'value="  "' in body
+    a.refresh_from_db()
+    assert a.status == Assignment.Status.LEASED
+    page = rater_client.get(reverse("quality_me"))
+    assert b"Say why" not in page.content  # no stale message on the next full page
+    ok = rater_client.post(url, {"reason": "Outside my expertise"}, HTTP_HX_REQUEST="true")
+    assert ok.headers["HX-Retarget"] == "#rate-root"  # a skip done swaps the whole panel
+
+
+def test_the_length_question_error_speaks_to_people(rater_client, rater, acked, make_comparison):
+    make_comparison(a=SHORT, b=LONG)
+    a = assignment_next(rater=rater)
+    r = _post(rater_client, a, htmx=True, preference="3")  # B, the much longer one, much better
+    shown = r.content.split(b'<input type="radio" name="length_check"')[0]  # the error, not the inputs
+    assert b"adds content or adds nothing" in r.content and b"adds_content" not in shown
+
+
+def test_staff_pages_give_a_rater_a_403_page_with_the_apps_header(rater_client):
+    for name in ("training_home", "policy_home", "quality_dashboard", "staff_guidelines", "staff_review"):
+        r = rater_client.get(reverse(name))
+        assert r.status_code == 403, name  # /training/ and /policy/ sent raters to the admin's login
+        assert b"Not allowed" in r.content and b"Preference loop" in r.content, name
+
+
+def test_pages_link_a_favicon_served_from_static(rater_client):
+    assert b'rel="icon"' in rater_client.get(reverse("home")).content

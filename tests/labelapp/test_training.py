@@ -276,8 +276,8 @@ def test_cancel_a_queued_run(tiny_settings, guideline, make_user, enqueued, clie
 @pytest.mark.django_db
 def test_training_pages_are_staff_only(client, rater):
     client.force_login(rater)
-    assert client.get(reverse("training_home")).status_code == 302
-    assert client.post(reverse("training_start")).status_code == 302
+    assert client.get(reverse("training_home")).status_code == 403
+    assert client.post(reverse("training_start")).status_code == 403
     assert TrainingRun.objects.count() == 0
 
 

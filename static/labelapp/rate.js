@@ -90,7 +90,7 @@
     var f = form();
     if (/^[1-7]$/.test(ev.key)) {
       var radio = f.querySelector('input[name="preference"][data-key="' + ev.key + '"]');
-      if (radio) { radio.checked = true; radio.focus(); scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
+      if (radio) { radio.checked = true; radio.focus(); clearError(radio); scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
       ev.preventDefault();
     } else if (ev.key === "Enter") {
       if (ownsEnter(ev.target)) { return; }
@@ -99,7 +99,7 @@
       var box = document.getElementById("length-check");
       if (box && !box.hidden) {
         var v = (ev.key.toLowerCase() === "a") ? "adds_content" : "adds_nothing";
-        box.querySelector('input[value="' + v + '"]').checked = true;
+        var pick = box.querySelector('input[value="' + v + '"]'); pick.checked = true; clearError(pick);
         ev.preventDefault();
       }
     } else if (ev.key === "b" || ev.key === "B") {
@@ -116,7 +116,15 @@
     }
   });
 
+  // An answered question's error goes away (it stayed red after a choice was made).
+  function clearError(input) {
+    var box = input.closest("fieldset");
+    var error = box && box.querySelector(".errors");
+    if (error) { error.remove(); }
+  }
+
   document.addEventListener("change", function (ev) {
+    if (ev.target.name === "preference" || ev.target.name === "length_check") { clearError(ev.target); }
     if (ev.target.name === "preference") { scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
     if (ev.target.id === "skip-reason-choice") {
       var input = document.getElementById("skip-reason");

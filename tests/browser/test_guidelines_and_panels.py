@@ -103,6 +103,8 @@ def test_staff_publish_while_a_rater_has_the_page_open(browser, live_server):
     diff_text = rater_page.locator("#guideline-diff").inner_text().replace("\xa0", " ")
     assert "NEW: flag personal data." in diff_text
     assert [r.guideline_version_id for r in Rating.objects.all()] == [v1.pk]
+    # The side panel no longer shows v1 beside the acknowledgment of v2 (out-of-band swap).
+    assert not rater_page.locator("#guidelines-panel").is_visible()
 
     rater_page.click("#acknowledge")
     rater_page.wait_for_selector("#rating-form")

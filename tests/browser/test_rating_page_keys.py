@@ -80,3 +80,11 @@ def test_time_on_task_survives_an_error_and_back_after_a_submit_reloads(
     page.wait_for_selector("text=That comparison is finished")
     assert page.locator("#rate-root").get_attribute("data-assignment") != first
     assert Rating.objects.count() == 1 and Rating.objects.get().preference == 0
+
+
+def test_an_error_goes_away_once_its_question_is_answered(page, live_server, tmp_path, monkeypatch):
+    _rater_on_the_rating_page(page, live_server, tmp_path, monkeypatch)
+    page.click("#submit-rating")  # no choice: "choose one of the seven options"
+    page.wait_for_selector('fieldset.scale .errors[role="alert"]')
+    page.keyboard.press("4")
+    assert page.locator("fieldset.scale .errors").count() == 0

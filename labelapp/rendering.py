@@ -21,6 +21,7 @@ import xml.etree.ElementTree as etree
 import markdown
 import nh3
 from markdown.extensions import Extension
+from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 
 ALLOWED_TAGS = {
@@ -137,6 +138,34 @@ class _InertLinksAndImages(Treeprocessor):
                 _inert(el, "link", el.text or "", el.get("href") or "")
 
 
+# A list item that starts right under a line of text. Python-Markdown needs a blank line before a
+# list, CommonMark (and every chat model's output) does not: "**Ingredients:**\n- coffee" rendered as
+# one paragraph with a literal "- coffee". As in CommonMark, a bullet list may interrupt a paragraph,
+# an ordered one only when it starts at 1.
+_LIST_START = re.compile(r"^ {0,3}(?:[-*+]|1\.) +\S")
+_LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d+\.) +\S")
+
+
+class _ListsAfterText(Preprocessor):
+    """Insert the blank line Python-Markdown needs before a list that follows a line of text. Runs
+    after fenced_code (priority 25), whose blocks are already stashed, so code is never touched."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        out: list[str] = []
+        for line in lines:
+            prev = out[-1] if out else ""
+            text_above = prev.strip() and not _LIST_ITEM.match(prev) and not prev.startswith(("    ", "\t"))
+            if text_above and _LIST_START.match(line):
+                out.append("")
+            out.append(line)
+        return out
+
+
+class _Lists(Extension):
+    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Markdown's API name)
+        md.preprocessors.register(_ListsAfterText(md), "lists_after_text", 15)
+
+
 class _Inert(Extension):
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Markdown's API name)
         # After inline patterns (priority 20) so links and images exist as elements.
@@ -146,7 +175,7 @@ class _Inert(Extension):
 def render_markdown(text: str) -> str:
     html_out = markdown.markdown(
         show_bidi_controls(text or ""),
-        extensions=["fenced_code", "tables", "sane_lists", _NoRawHtml(), _Inert()],
+        extensions=["fenced_code", "tables", "sane_lists", _NoRawHtml(), _Lists(), _Inert()],
         output_format="html",
     )
     return nh3.clean(

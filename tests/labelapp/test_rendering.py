@@ -133,3 +133,28 @@ def test_rerender_markdown_updates_rows_stored_with_an_older_renderer(make_compa
     assert "javascript:alert(1)" in Prompt.objects.get(pk=c.prompt_id).html
     assert "U+202E" in Response.objects.get(pk=c.response_a_id).html
     assert Response.objects.get(pk=c.response_b_id).html == "<p>fine</p>"
+
+
+@pytest.mark.parametrize(
+    "text, tag",
+    [
+        ("**Ingredients:**\n- coffee\n- water", "<ul>"),  # was one paragraph with a literal "- coffee"
+        ("Steps:\n1. grind\n2. steep", "<ol>"),
+    ],
+)
+def test_a_list_right_under_a_line_of_text_is_a_list(text, tag):
+    out = render_markdown(text)
+    assert tag in out and "<li>coffee</li>" in out or "<li>grind</li>" in out
+    assert "- coffee" not in out and "1. grind" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The year\n2024. was fine",  # an ordered list interrupts text only when it starts at 1
+        "```\ntext\n- not a list\n```",  # code stays code
+        "    indented code\n    - x",
+    ],
+)
+def test_what_is_not_a_list_stays_as_it_was(text):
+    assert "<li>" not in render_markdown(text)

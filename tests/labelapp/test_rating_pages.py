@@ -245,3 +245,16 @@ def test_staff_pages_give_a_rater_a_403_page_with_the_apps_header(rater_client):
 
 def test_pages_link_a_favicon_served_from_static(rater_client):
     assert b'rel="icon"' in rater_client.get(reverse("home")).content
+
+
+def test_rationale_and_dimension_errors_are_alerts_the_page_scrolls_to(
+    rater_client, rater, acked, make_comparison
+):
+    # rate.js brings the first role="alert" error into view after a swap; these two had no role, so
+    # the page scrolled to the top and the error stayed below the fold.
+    make_comparison()
+    a = assignment_next(rater=rater)
+    r = _post(rater_client, a, htmx=True, preference="0", rationale="x" * 5001, helpfulness="9")
+    body = r.content.decode()
+    assert re.search(r'<div class="errors" role="alert">.*5000', body, re.S)
+    assert re.search(r'<span class="errors" role="alert">', body)

@@ -48,11 +48,17 @@ def guideline_draft() -> GuidelineVersion | None:
     return drafts.order_by("-number").first()
 
 
-def _check_no_nul(**texts: str | None) -> None:
-    """PostgreSQL refuses NUL (U+0000) in text columns: refuse it here with a message, not a 500 at save."""
+def _check_texts(**texts: str | None) -> None:
+    """PostgreSQL refuses NUL (U+0000) in text columns: refuse it here with a message, not a 500 at save.
+    A change message over CHANGELOG_MAX is refused too (it was cut to fit without a word)."""
     for what, value in texts.items():
         if value and "\x00" in value:
             raise GuidelineError(f"The {what} contains a NUL character (U+0000); remove it and save again.")
+    changelog = (texts.get("change message") or "").strip()
+    if len(changelog) > CHANGELOG_MAX:
+        raise GuidelineError(
+            f"Keep the change message to {CHANGELOG_MAX} characters (it has {len(changelog)})."
+        )
 
 
 def guideline_create(
@@ -60,7 +66,7 @@ def guideline_create(
 ) -> GuidelineVersion:
     if not (text or "").strip():
         raise GuidelineError("The guideline text is empty.")
-    _check_no_nul(text=text, title=title, **{"change message": changelog})
+    _check_texts(text=text, title=title, **{"change message": changelog})
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -69,7 +75,7 @@ def guideline_create(
                     number=number,
                     text=text,
                     title=title,
-                    changelog=changelog[:CHANGELOG_MAX],
+                    changelog=changelog.strip(),
                     author=author,
                     published_at=timezone.now() if publish else None,
                 )
@@ -82,7 +88,7 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
     """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place."""
     if not (text or "").strip():
         raise GuidelineError("The guideline text is empty.")
-    _check_no_nul(text=text, title=title)
+    _check_texts(text=text, title=title)
     title = (title or "").strip()[:200]
     with transaction.atomic():
         # Serialise two staff saving at once on the draft row (or on its absence, via the number).
@@ -103,7 +109,7 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
 
 def guideline_publish(*, version: GuidelineVersion, changelog: str | None = None) -> GuidelineVersion:
     """Publish a draft. Published versions are immutable history: ratings point at them."""
-    _check_no_nul(**{"change message": changelog})
+    _check_texts(**{"change message": changelog})
     with transaction.atomic():
         version = GuidelineVersion.objects.select_for_update().get(pk=version.pk)
         if version.published_at is not None:
@@ -113,7 +119,7 @@ def guideline_publish(*, version: GuidelineVersion, changelog: str | None = None
             raise GuidelineError(f"Version {newest.number} is newer; edit a new draft instead.")
         fields = ["published_at"]
         if changelog is not None:
-            version.changelog = changelog.strip()[:CHANGELOG_MAX]
+            version.changelog = changelog.strip()
             fields.append("changelog")
         version.published_at = timezone.now()
         version.save(update_fields=fields)
@@ -125,7 +131,7 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
     if not (changelog or "").strip():
         raise GuidelineError("Say what changed (the change message is shown to raters).")
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.
-    _check_no_nul(text=text, title=title, **{"change message": changelog})
+    _check_texts(text=text, title=title, **{"change message": changelog})
     current = guideline_current()
     if current is not None and current.text == text and (not title or title == current.title):
         raise GuidelineError(f"Nothing changed since version {current.number}.")

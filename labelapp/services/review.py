@@ -34,9 +34,11 @@ def rating_review_add(*, rating: Rating, decision: str, reason: str, reviewer) -
     if "\x00" in reason:
         # PostgreSQL refuses NUL in text columns: without this the insert was a 500.
         raise ReviewError("The reason contains a NUL character (U+0000); remove it.")
+    if len(reason) > REASON_MAX:  # it was cut to fit without a word: a record must say what was typed
+        raise ReviewError(f"Keep the reason to {REASON_MAX} characters (it has {len(reason)}).")
     with transaction.atomic():
         review = RatingReview.objects.create(
-            rating=rating, decision=decision, reason=reason[:REASON_MAX], reviewer=reviewer
+            rating=rating, decision=decision, reason=reason, reviewer=reviewer
         )
         if decision == RatingReview.Decision.CONFIRM and rating.flag_pii:
             prompt_withhold(prompt_id=rating.comparison.prompt_id)

@@ -145,3 +145,10 @@ def test_the_service_refuses_nul_characters(staff, acked):
     with pytest.raises(GuidelineError, match="NUL"):
         guideline_publish_text(text="new", changelog="c\x00", author=staff)
     assert GuidelineVersion.objects.count() == 1
+
+
+def test_an_over_long_change_message_is_refused_not_cut(staff):
+    from labelapp.services.guidelines import CHANGELOG_MAX, GuidelineError, guideline_publish_text
+
+    with pytest.raises(GuidelineError, match=f"{CHANGELOG_MAX} characters"):
+        guideline_publish_text(text="# G\n\nNew rule.", changelog="y" * (CHANGELOG_MAX + 1), author=staff)

@@ -116,3 +116,14 @@ def test_a_nul_in_the_reason_is_refused_with_a_message(client, staff, rater, ack
     r = client.post(url, {"decision": "exclude", "reason": "TYPED\x00"}, HTTP_HX_REQUEST="true")
     assert r.status_code == 200 and b"NUL" in r.content
     assert not RatingReview.objects.exists()
+
+
+def test_an_over_long_reason_is_refused_not_cut(staff, rater, guideline):
+    # It was cut to 500 characters without a word: the record then said less than was typed.
+    from labelapp.services.review import REASON_MAX, ReviewError, rating_review_add
+    from tests.labelapp.export_helpers import make_pair, rate
+
+    rating = rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    with pytest.raises(ReviewError, match=f"{REASON_MAX} characters"):
+        rating_review_add(rating=rating, decision="exclude", reason="x" * (REASON_MAX + 1), reviewer=staff)
+    assert not rating.reviews.exists()

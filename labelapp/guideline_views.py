@@ -47,9 +47,12 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
     changelog, error = "", None
     if request.method == "POST":
         text = request.POST.get("text", "")
-        title = request.POST.get("title", "") or title
+        typed_title = request.POST.get("title")
+        title = typed_title if typed_title is not None else title
         changelog = request.POST.get("changelog", "")
         try:
+            if not title.strip():  # a cleared title silently became the old one again
+                raise GuidelineError("Give the guidelines a title.")
             if request.POST.get("action") == "publish":
                 version = guideline_publish_text(
                     text=text, changelog=changelog, author=request.user, title=title

@@ -152,3 +152,16 @@ def test_an_over_long_change_message_is_refused_not_cut(staff):
 
     with pytest.raises(GuidelineError, match=f"{CHANGELOG_MAX} characters"):
         guideline_publish_text(text="# G\n\nNew rule.", changelog="y" * (CHANGELOG_MAX + 1), author=staff)
+
+
+def test_a_cleared_title_is_an_error_that_keeps_the_text(client, staff):
+    from django.urls import reverse
+
+    client.force_login(staff)
+    data = {"text": "# G\n\nKeep this.", "title": "  ", "changelog": "c", "action": "draft"}
+    r = client.post(reverse("staff_guideline_edit"), data)
+    assert r.status_code == 400 and b"Give the guidelines a title." in r.content
+    assert b"Keep this." in r.content
+    from labelapp.models import GuidelineVersion
+
+    assert not GuidelineVersion.objects.exists()

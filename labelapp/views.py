@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST
-from django_htmx.http import push_url, reswap, retarget
+from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 
 from labelapp.forms import RatingForm, SkipForm
 from labelapp.models import Assignment, GuidelineVersion, Rating
@@ -304,5 +304,7 @@ def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
                 context = {"a": assignment, "skip_error": str(exc), "skip_reason": typed}
                 return render(request, "labelapp/_skip_form.html", context)
         messages.error(request, str(exc))
+        if request.htmx:  # a plain redirect would be followed inside the skip form's swap
+            return HttpResponseClientRedirect(reverse("rate_next"))
         return redirect("rate_next")
     return _render_next(request, just_finished=True)

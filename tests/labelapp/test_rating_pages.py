@@ -258,3 +258,13 @@ def test_rationale_and_dimension_errors_are_alerts_the_page_scrolls_to(
     body = r.content.decode()
     assert re.search(r'<div class="errors" role="alert">.*5000', body, re.S)
     assert re.search(r'<span class="errors" role="alert">', body)
+
+
+def test_a_skip_of_a_finished_comparison_through_htmx_navigates_instead_of_swapping_a_page_in(
+    rater_client, rater, acked, make_comparison
+):
+    make_comparison()
+    a = assignment_next(rater=rater)
+    assert _post(rater_client, a, preference="0").status_code == 302
+    r = rater_client.post(reverse("rate_skip", args=[a.pk]), {"reason": "late"}, HTTP_HX_REQUEST="true")
+    assert r.headers["HX-Redirect"] == reverse("rate_next")

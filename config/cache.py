@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,6 +21,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger(__name__)
 
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+WARN_EVERY_SECONDS = 30.0  # one line per interval, not one per cache call (hundreds a second under load)
+_last_warning: float | None = None
+
+
+def _warn(exc: BaseException, name: str) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if _last_warning is None or now - _last_warning >= WARN_EVERY_SECONDS:
+        _last_warning = now
+        log.warning(
+            "cache unavailable (%s: %s): %s and later calls answered as a miss", type(exc).__name__, exc, name
+        )
 
 
 def _fail_open(fallback):
@@ -31,12 +44,7 @@ def _fail_open(fallback):
             try:
                 return method(self, *args, **kwargs)
             except _DOWN as exc:
-                log.warning(
-                    "cache unavailable (%s: %s): %s answered as a miss",
-                    type(exc).__name__,
-                    exc,
-                    method.__name__,
-                )
+                _warn(exc, method.__name__)
                 return fallback(*args, **kwargs)
 
         return call

@@ -1,0 +1,16 @@
+"""config/cache.py: the Redis cache answers a miss while Redis is unreachable, and says so once."""
+
+import logging
+
+from config import cache as fail_open
+from config.cache import FailOpenRedisCache
+
+
+def test_a_dead_redis_is_a_miss_and_one_warning(caplog, monkeypatch):
+    monkeypatch.setattr(fail_open, "_last_warning", None)
+    c = FailOpenRedisCache("redis://127.0.0.1:1/0", {"OPTIONS": {"socket_connect_timeout": 1}})
+    with caplog.at_level(logging.WARNING, logger="config.cache"):
+        assert c.get("k", "fallback") == "fallback"
+        assert c.set("k", 1) is None and c.add("k", 1) is False and c.get_many(["k"]) == {}
+        assert c.delete("k") is False and c.has_key("k") is False
+    assert len([r for r in caplog.records if "cache unavailable" in r.getMessage()]) == 1

@@ -48,16 +48,15 @@ def guideline_draft() -> GuidelineVersion | None:
     return drafts.order_by("-number").first()
 
 
-def _check_texts(**texts: str | None) -> None:
+def _check_texts(*, changelog: str | None = None, **texts: str | None) -> None:
     """PostgreSQL refuses NUL (U+0000) in text columns: refuse it here with a message, not a 500 at save.
     A change message over CHANGELOG_MAX is refused too (it was cut to fit without a word)."""
-    for what, value in texts.items():
+    for what, value in {**texts, "change message": changelog}.items():
         if value and "\x00" in value:
             raise GuidelineError(f"The {what} contains a NUL character (U+0000); remove it and save again.")
-    changelog = (texts.get("change message") or "").strip()
-    if len(changelog) > CHANGELOG_MAX:
+    if changelog and len(changelog.strip()) > CHANGELOG_MAX:
         raise GuidelineError(
-            f"Keep the change message to {CHANGELOG_MAX} characters (it has {len(changelog)})."
+            f"Keep the change message to {CHANGELOG_MAX} characters (it has {len(changelog.strip())})."
         )
 
 
@@ -66,7 +65,7 @@ def guideline_create(
 ) -> GuidelineVersion:
     if not (text or "").strip():
         raise GuidelineError("The guideline text is empty.")
-    _check_texts(text=text, title=title, **{"change message": changelog})
+    _check_texts(text=text, title=title, changelog=changelog)
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -109,7 +108,7 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
 
 def guideline_publish(*, version: GuidelineVersion, changelog: str | None = None) -> GuidelineVersion:
     """Publish a draft. Published versions are immutable history: ratings point at them."""
-    _check_texts(**{"change message": changelog})
+    _check_texts(changelog=changelog)
     with transaction.atomic():
         version = GuidelineVersion.objects.select_for_update().get(pk=version.pk)
         if version.published_at is not None:
@@ -131,7 +130,7 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
     if not (changelog or "").strip():
         raise GuidelineError("Say what changed (the change message is shown to raters).")
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.
-    _check_texts(text=text, title=title, **{"change message": changelog})
+    _check_texts(text=text, title=title, changelog=changelog)
     current = guideline_current()
     if current is not None and current.text == text and (not title or title == current.title):
         raise GuidelineError(f"Nothing changed since version {current.number}.")

@@ -90,7 +90,7 @@
     var f = form();
     if (/^[1-7]$/.test(ev.key)) {
       var radio = f.querySelector('input[name="preference"][data-key="' + ev.key + '"]');
-      if (radio) { radio.checked = true; radio.focus(); clearError(radio); scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
+      if (radio) { radio.checked = true; radio.focus(); changed(radio); }
       ev.preventDefault();
     } else if (ev.key === "Enter") {
       if (ownsEnter(ev.target)) { return; }
@@ -99,7 +99,7 @@
       var box = document.getElementById("length-check");
       if (box && !box.hidden) {
         var v = (ev.key.toLowerCase() === "a") ? "adds_content" : "adds_nothing";
-        var pick = box.querySelector('input[value="' + v + '"]'); pick.checked = true; clearError(pick);
+        var pick = box.querySelector('input[value="' + v + '"]'); pick.checked = true; changed(pick);
         ev.preventDefault();
       }
     } else if (ev.key === "b" || ev.key === "B") {
@@ -122,6 +122,10 @@
     var error = box && box.querySelector(".errors");
     if (error) { error.remove(); }
   }
+
+  // A key that picks an option goes through the same change handler as a click (setting .checked fires
+  // no change event of its own).
+  function changed(input) { input.dispatchEvent(new Event("change", {bubbles: true})); }
 
   document.addEventListener("change", function (ev) {
     if (ev.target.name === "preference" || ev.target.name === "length_check") { clearError(ev.target); }

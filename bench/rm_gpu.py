@@ -11,8 +11,10 @@ tokenizer is MiniLM's (its vocabulary sets the embedding size). Side by side, in
 - ours: `fit_reward_model` with its defaults (objective 'length', bf16 autocast, SDPA, fused AdamW,
   regional torch.compile and batch widths in multiples of 16 on a GPU, gradient checkpointing when the
   memory estimate says so), on synthetic pairs; tokens/s counts real (unpadded) tokens of chosen and
-  rejected rows over the training seconds; `--packing` adds ours_packed (TrainConfig.packing: every
-  row of a micro-batch end to end, FlexAttention with a document mask on a GPU; same token budget);
+  rejected rows over the training seconds; `--packing` adds ours_packed_<attention> for each of
+  `--packed-attention` (TrainConfig.packing: every row of a micro-batch end to end; on a GPU the flash
+  kernel's variable-length form, 'varlen', or FlexAttention with a document mask, 'flex'; same token
+  budget);
 - bare: the same model and head in a hand-written loop: fixed (2B, T) batches of random ids with no
   padding, bf16 autocast, fused AdamW, the same compilation, no host sync until the end.
 
@@ -45,7 +47,7 @@ SIZES = {
     "1.5b": (2048, 5632, 28, 16, 4),
 }
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
-VARIANTS = ("ours", "ours_budget", "ours_packed", "bare")
+VARIANTS = ("ours", "ours_budget", "ours_packed_auto", "ours_packed_varlen", "ours_packed_flex", "bare")
 WORDS = "the a of to and in is it that for on with as was this by are be from at or an not have".split()
 
 
@@ -103,13 +105,14 @@ def peak_flops(device) -> float | None:
 
 
 def run_ours(
-    backbone: str, pairs, val, args, device: str, max_tokens: int, packing: bool, warmup: int = 3
+    backbone: str, pairs, val, args, device: str, max_tokens: int, packing: str, warmup: int = 3
 ) -> dict:
     """Our trainer's own steps with its defaults (prepare, build, train_step: length bucketing or token
     budget, collate, pinned async copies, the length-covariate loss, clipping, fused AdamW, schedule;
     gradient checkpointing when its memory estimate says so), timed like the bare loop: warm-up steps (one
     batch of each batch width, then `warmup` more), then args.steps steps between two device syncs. Tokens
-    are the real (unpadded) tokens of both rows: padding to a width multiple counts as waste."""
+    are the real (unpadded) tokens of both rows: padding to a width multiple counts as waste. `packing`:
+    '' (padded batches) or the packed attention ('auto', 'varlen', 'flex')."""
     import torch
 
     from rewardtrainer.config import TrainConfig
@@ -126,7 +129,8 @@ def run_ours(
         device=device,
         compile=args.compile,
         pad_to_multiple=args.pad_to_multiple,
-        packing=packing,
+        packing=bool(packing),
+        packed_attention=packing or "auto",
     )
     gpu = torch.cuda.is_available() and device != "cpu"
     if gpu:
@@ -161,6 +165,7 @@ def run_ours(
             if gpu:
                 torch.cuda.synchronize()
 
+        t_warm = time.perf_counter()
         for group in groups[:warmup]:
             train_step(prep, parts, group, running)
         sync()
@@ -177,7 +182,9 @@ def run_ours(
         "tokens_per_pair": tokens / n_pairs,
         "padding_share": 1 - tokens / padded if padded else 0.0,
         "seconds": dt,
+        "warmup_seconds": t0 - t_warm,  # compilation and first meetings of each shape
         "steps": args.steps,
+        "attention": parts.model.backbone.config._attn_implementation,
         "mean_loss": loss,
         "gradient_checkpointing": prep.gradient_checkpointing,
         "pad_to_multiple": prep.pad_multiple,
@@ -267,6 +274,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--packing", action="store_true", help="add ours with packing on (the same token budget)")
     p.add_argument(
+        "--packed-attention",
+        nargs="+",
+        choices=("auto", "varlen", "flex"),
+        default=["auto"],
+        help="with --packing: one packed run per attention kernel",
+    )
+    p.add_argument(
         "--gpu-memory-gb",
         type=float,
         default=0,
@@ -310,14 +324,18 @@ def main(argv=None) -> int:
             )
             tokenizer.save_pretrained(tmp)
             row: dict = {"params_non_embedding": n_nonemb, "params_total": n_total}
-            variants = [("ours", 0, False)]
-            variants += [("ours_budget", args.max_tokens, False)] if args.max_tokens else []
-            variants += [("ours_packed", args.max_tokens, True)] if args.packing else []
+            variants = [("ours", 0, "")]
+            variants += [("ours_budget", args.max_tokens, "")] if args.max_tokens else []
+            if args.packing:
+                variants += [(f"ours_packed_{a}", args.max_tokens, a) for a in args.packed_attention]
             for name, budget, packing in variants:
                 try:
                     row[name] = run_ours(tmp, pairs, val, args, args.device, budget, packing)
                 except torch.OutOfMemoryError as e:  # the 1.5B target: report it instead of dying
                     row[name] = {"error": f"out of memory: {e}"[:300]}
+                except Exception as e:  # noqa: BLE001 - one variant's failure must not lose the others
+                    logging.exception("%s failed", name)
+                    row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
                 if gpu:
                     torch.cuda.empty_cache()
             width = int(round(row["ours"].get("tokens_per_pair", 2 * args.max_length) / 2))
@@ -334,19 +352,19 @@ def main(argv=None) -> int:
         results[size] = row
 
     header = ("size", "params", "variant", "tokens/s", "pairs/s", "MFU", "mem GB", "ckpt", "pad")
-    print("\n{:6s} {:>8s} {:12s} {:>11s} {:>9s} {:>7s} {:>7s} {:>5s} {:>5s}".format(*header))
+    print("\n{:6s} {:>8s} {:18s} {:>11s} {:>9s} {:>7s} {:>7s} {:>5s} {:>5s}".format(*header))
     for size, row in results.items():
         for name in VARIANTS:
             r = row.get(name)
             if r is None:
                 continue
             if "error" in r:
-                print(f"{size:6s} {row['params_total'] / 1e6:7.0f}M {name:12s} {r['error'][:60]}")
+                print(f"{size:6s} {row['params_total'] / 1e6:7.0f}M {name:18s} {r['error'][:60]}")
                 continue
             mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "n/a"
             mem = f"{r['peak_memory_gb']:.1f}" if "peak_memory_gb" in r else "-"
             print(
-                f"{size:6s} {row['params_total'] / 1e6:7.0f}M {name:12s} {r['tokens_per_second']:11.0f} "
+                f"{size:6s} {row['params_total'] / 1e6:7.0f}M {name:18s} {r['tokens_per_second']:11.0f} "
                 f"{r['pairs_per_second']:9.2f} {mfu:>7s} {mem:>7s} "
                 f"{'on' if r.get('gradient_checkpointing') else '-':>5s} "
                 f"{100 * r.get('padding_share', 0.0):4.0f}%"

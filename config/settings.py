@@ -377,8 +377,10 @@ TRAINING = {
     # on, off.
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),
     "COMPILE": _auto_on_off("RM_COMPILE"),
-    # Rows of a micro-batch end to end, no padding (decoders only; measured slower on an H100: off).
+    # Rows of a micro-batch end to end, no padding (decoders only; on an H100 1.01-1.02x the padded
+    # steps, a whole run untimed: off). Its attention on a GPU: auto (= flex) | flex | varlen.
     "PACKING": env.bool("RM_PACKING", default=False),
+    "PACKED_ATTENTION": env.str("RM_PACKED_ATTENTION", default="auto").strip().lower(),
     # Processes per run: > 1 launches `torchrun --nproc_per_node NPROC` (DDP, one GPU each).
     "NPROC": env.int("RM_NPROC", default=1),
     "TRAIN_PLAIN_BASELINE": env.bool("RM_TRAIN_PLAIN_BASELINE", default=False),

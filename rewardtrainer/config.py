@@ -23,6 +23,7 @@ OBJECTIVES = ("length", "plain", "odin")
 AUGMENTS = ("none", "random", "neighbour")
 RELEVANCE_GATES = ("none", "cosine", "pmi")
 COMPILE_MODES = ("auto", "on", "off")
+PACKED_ATTENTIONS = ("auto", "varlen", "flex")
 
 
 def default_backbone() -> str:
@@ -134,14 +135,19 @@ class TrainConfig:
     """put every row of a micro-batch end to end in one sequence (data.collate_packed): no padding at all,
     each answer attending to itself only. The budget is `max_tokens` real tokens (0: 2 * batch_size *
     max_length); pairs come in a random order, not length buckets. Causal decoders with last-token
-    pooling only (a ValueError otherwise). On a GPU the attention is FlexAttention with a document mask
-    built on the host (packing.py); elsewhere SDPA with a dense (L, L) mask that grows with the square of
-    the budget (and FlexAttention has no CPU backward). Compiled, every packed batch has the budget's
-    length and the blocks are compiled for that one static shape (validation and the final fits run
-    eager, through SDPA). On an H100 (0.35B decoder, 32k tokens, 2026-11-26) it cut padding from 12% to
-    1%: 28% MFU against 31% padded with dynamic-shape compilation, 31.2% against 30.3% (1.03x) with
-    static. Off by default: the gain is small and was measured on the training steps, not on a whole
-    run on a GPU (README)"""
+    pooling only (a ValueError otherwise). On a GPU the attention is `packed_attention`; elsewhere SDPA
+    with a dense (L, L) mask that grows with the square of the budget (and FlexAttention has no CPU
+    backward). Compiled, every packed batch has the budget's length and the blocks are compiled for that
+    one static shape (validation and the final fits run eager, through SDPA). On an H100 (0.35B decoder,
+    2026-11-27) it cut padding from 12% to 1% and ran the training steps 1.02x the padded trainer at 32
+    pairs, 1.01x at 48 (28% MFU against 31% with dynamic-shape compilation, 2026-11-26). Off by default:
+    the gain is within the spread between machines, and a whole run on a GPU is untimed (README)"""
+    packed_attention: str = "auto"
+    """the attention kernel of packed rows on a GPU: 'flex' (FlexAttention with a document mask built on
+    the host, packing.py, compiled into the blocks), 'varlen' (the flash kernel's variable-length form,
+    torch.nn.attention.varlen, torch 2.10+; varlen.py: a graph break in every compiled block), or 'auto'
+    (flex: on an H100 with torch 2.11 it ran the 0.35B decoder's packed steps at 31.6% MFU against
+    varlen's 29.2%, README)"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
     corr_quality_weight: float = 1.0
@@ -204,6 +210,11 @@ class TrainConfig:
             raise ValueError("augment_ratio and augment_padding must be >= 0")
         if self.ensemble < 1:
             raise ValueError("ensemble must be >= 1")
+        if self.packed_attention not in PACKED_ATTENTIONS:
+            raise ValueError(
+                f"packed_attention must be one of {', '.join(PACKED_ATTENTIONS)}, "
+                f"got {self.packed_attention!r}"
+            )
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.pad_to_multiple < 0:

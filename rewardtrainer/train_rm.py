@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed
+from . import distributed, varlen
 from .augment import minilm_embedder, mismatch_pairs, padded_pairs, prompt_neighbours
 from .calibrate import LengthCalibration, fit_length_beta
 from .checkpoint import (
@@ -503,11 +503,16 @@ def build(prep: Prepared) -> Parts:
 
 
 def _attention(prep: Prepared) -> str | None:
-    """The backbone's attention kernel: FlexAttention for packed rows on CUDA (its document mask skips
-    the blocks between answers, where SDPA would take a dense (L, L) mask), else config's."""
-    if prep.packing and prep.device.type == "cuda":
-        return "flex_attention"
-    return prep.config.attn_implementation or None
+    """The backbone's attention kernel. Packed rows on CUDA: the flash kernel's variable-length form
+    (varlen.py) or FlexAttention with a document mask (`packed_attention`); both skip the blocks between
+    answers, where SDPA would take a dense (L, L) mask. Else config's."""
+    if not (prep.packing and prep.device.type == "cuda"):
+        return prep.config.attn_implementation or None
+    if prep.config.packed_attention == "varlen":
+        if not varlen.available():
+            raise ValueError("packed_attention 'varlen' needs torch 2.10+ (torch.nn.attention.varlen)")
+        return varlen.register()
+    return "flex_attention"  # 'flex' and 'auto': measured the faster of the two (config)
 
 
 def compile_blocks(backbone: torch.nn.Module, dynamic: bool = True) -> int:
@@ -596,15 +601,16 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
             local, scale = list(idx[:1]), 0.0
         batch = _micro_batch(prep, local)
         flex_mask = _flex_mask(prep, batch)
-        if pin:
-            batch = {k: v.pin_memory() for k, v in batch.items()}
-        batch = {k: v.to(prep.device, non_blocking=True) for k, v in batch.items()}
-        if flex_mask is not None:
-            batch["attention_mask"] = flex_mask
-        loss, stats = parts.model.compute_loss(
-            batch, weights, prep.autocast_dtype, prep.length_mean, forward=parts.forward
-        )
-        (loss * scale).backward()
+        with _packed_rows(prep, batch):  # forward and backward: checkpointing runs the forward again
+            if pin:
+                batch = {k: v.pin_memory() for k, v in batch.items()}
+            batch = {k: v.to(prep.device, non_blocking=True) for k, v in batch.items()}
+            if flex_mask is not None:
+                batch["attention_mask"] = flex_mask
+            loss, stats = parts.model.compute_loss(
+                batch, weights, prep.autocast_dtype, prep.length_mean, forward=parts.forward
+            )
+            (loss * scale).backward()
         running.add(stats, 1.0 / len(group))
     if config.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(parts.model.parameters(), config.max_grad_norm)
@@ -626,10 +632,11 @@ def _micro_batch(prep: Prepared, indices: Sequence[int]) -> dict[str, torch.Tens
 
 @contextlib.contextmanager
 def _scoring(prep: Prepared, model: RewardModel):
-    """Around forwards outside training (validation, the final fits, the probes). A packed run's blocks
-    are compiled for its one training shape and would compile again for each of these batches' shapes:
-    here they run eager, and through SDPA instead of FlexAttention (which is slow uncompiled)."""
-    if not (prep.packing and prep.compiled):
+    """Around forwards outside training (validation, the final fits, the probes): padded batches. A
+    packed run's attention goes through SDPA here (the varlen kernel takes packed rows only;
+    FlexAttention is slow uncompiled), and its blocks, compiled for its one training shape, which would
+    compile again for each of these batches' shapes, run eager."""
+    if not prep.packing:
         yield
         return
     backbone = model.backbone
@@ -638,11 +645,25 @@ def _scoring(prep: Prepared, model: RewardModel):
     if switch:
         backbone.set_attn_implementation("sdpa")
     try:
-        with torch.compiler.set_stance("force_eager"):
+        stance = torch.compiler.set_stance("force_eager") if prep.compiled else contextlib.nullcontext()
+        with stance:
             yield
     finally:
         if switch:
             backbone.set_attn_implementation(attention)
+
+
+def _row_lengths(batch: dict[str, torch.Tensor]) -> np.ndarray:
+    """A packed (host) batch's row lengths, from its row ends."""
+    return np.diff(batch["ends"].numpy(), prepend=-1)
+
+
+def _packed_rows(prep: Prepared, batch: dict[str, torch.Tensor]):
+    """The row offsets the varlen attention reads (varlen.rows) for a packed (host) batch; a null
+    context for any other batch or attention."""
+    if not prep.packing or _attention(prep) != varlen.NAME:
+        return contextlib.nullcontext()
+    return varlen.rows(_row_lengths(batch), batch["input_ids"].shape[1], prep.device)
 
 
 def _flex_mask(prep: Prepared, batch: dict[str, torch.Tensor]):
@@ -651,8 +672,7 @@ def _flex_mask(prep: Prepared, batch: dict[str, torch.Tensor]):
     where the attention is not FlexAttention (transformers then derives the mask from the positions)."""
     if not prep.packing or _attention(prep) != "flex_attention":
         return None
-    lengths = np.diff(batch["ends"].numpy(), prepend=-1)
-    return document_block_mask(lengths, batch["input_ids"].shape[1], prep.device)
+    return document_block_mask(_row_lengths(batch), batch["input_ids"].shape[1], prep.device)
 
 
 def config_loss_weights(config: TrainConfig):

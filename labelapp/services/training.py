@@ -275,6 +275,7 @@ def train_config_from_settings():
         "device": t["DEVICE"],
         "compile": t["COMPILE"],
         "packing": t["PACKING"],
+        "packed_attention": t["PACKED_ATTENTION"],
     }
     if t["BACKBONE"]:
         kwargs["backbone"] = t["BACKBONE"]

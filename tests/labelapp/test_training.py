@@ -348,6 +348,16 @@ def test_every_reward_model_setting_reaches_the_trainer(settings):
     config = train_config_from_settings()
     got = config.relevance_gate, config.relevance_lm, config.relevance_quantile, config.relevance_weight
     assert got == ("pmi", "/models/lm", 0.05, 50.0)
+    settings.TRAINING = {**settings.TRAINING, "PACKING": True, "PACKED_ATTENTION": "varlen"}
+    config = train_config_from_settings()
+    assert (config.packing, config.packed_attention) == (True, "varlen")
+
+
+def test_a_bad_packed_attention_setting_fails_the_system_check(settings):
+    from labelapp.checks import reward_model_settings
+
+    settings.TRAINING = {**settings.TRAINING, "PACKED_ATTENTION": "dense"}
+    assert "packed_attention must be one of auto, varlen, flex" in reward_model_settings()[0].msg
 
 
 def test_a_bad_relevance_gate_setting_fails_the_system_check(settings):

@@ -1048,43 +1048,9 @@ def fit_reward_model(
         prep.steps_per_epoch, config.ensemble,
         prep.dist.world_size,
     )  # fmt: skip
-    outcomes: list[MemberOutcome] = []
-    member_files = []
-    for member in range(config.ensemble):
-        outcome = train_member(
-            prep, member, progress=progress, should_stop=should_stop, resume_enabled=resume
-        )
-        outcomes.append(outcome)
-        if outcome.stopped:
-            break
-        if config.ensemble > 1 and prep.dist.is_main:
-            from safetensors.torch import save_model
-
-            path = _member_file(prep, member)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_model(outcome.parts.model, str(path))
-            member_files.append(path)
-    first, last = outcomes[0], outcomes[-1]
-    run_seconds = sum(o.run_seconds for o in outcomes)
-    run_pairs = sum(o.run_pairs for o in outcomes)
-    history = [
-        row | ({"member": i} if config.ensemble > 1 else {})
-        for i, o in enumerate(outcomes)
-        for row in o.state.history
-    ]
-    common = dict(
-        history=history,
-        pairs_train=len(prep.train_pairs),
-        pairs_val=len(prep.val_pairs),
-        pairs_calibration=len(prep.calib_pairs),
-        pairs_per_second=run_pairs / run_seconds if run_seconds else 0.0,
-        device=str(prep.device),
-        global_step=last.state.global_step,
-        total_steps=prep.total_steps,
-        resumed_from_step=first.resumed_from,
-        train_seconds=sum(o.state.train_seconds for o in outcomes),
-        members=config.ensemble,
-    )
+    outcomes, member_files = _train_members(prep, progress, should_stop, resume)
+    last = outcomes[-1]
+    common = _result_fields(prep, outcomes)
     if last.stopped:
         log.info("stopped at step %d; checkpoint written, call again to resume", last.state.global_step)
         return TrainResult(
@@ -1098,20 +1064,8 @@ def fit_reward_model(
         return TrainResult(
             metrics=scalar_metrics(metrics), model_dir=None, seconds=time.perf_counter() - t_start, **common
         )
-    if member_files:
-        _average_into(model, member_files)
-        metrics = validate(prep, model)
-    with _scoring(prep, model):
-        metrics, extra = finalize(prep, model, metrics)
+    metrics = _final_metrics(prep, model, metrics, member_files, last.state.global_step)
     model_dir = save_final_model(model, prep.tokenizer, out_dir / "model")
-    metrics = dict(
-        metrics,
-        global_step=last.state.global_step,
-        truncated_sequences=prep.enc_train.n_truncated + prep.enc_val.n_truncated,
-        augmented_pairs=prep.n_augmented,
-        gradient_checkpointing=prep.gradient_checkpointing,
-        **extra,
-    )
     result = TrainResult(
         metrics=metrics,
         model_dir=str(model_dir),
@@ -1123,7 +1077,7 @@ def fit_reward_model(
         out_dir / "metrics.json",
         {
             "metrics": metrics,
-            "history": history,
+            "history": result.history,
             "config": asdict(config),
             **{k: v for k, v in asdict(result).items() if k not in ("metrics", "history")},
         },
@@ -1136,6 +1090,77 @@ def fit_reward_model(
     )
     distributed.shutdown(prep.dist)
     return result
+
+
+def _train_members(
+    prep: Prepared,
+    progress: Callable[[dict], None] | None,
+    should_stop: Callable[[], bool] | None,
+    resume: bool,
+) -> tuple[list[MemberOutcome], list[Path]]:
+    """Train each ensemble member in turn (stop at the first one that was asked to stop); with more than
+    one, rank 0 saves each member's weights for the average."""
+    outcomes: list[MemberOutcome] = []
+    member_files: list[Path] = []
+    for member in range(prep.config.ensemble):
+        outcome = train_member(
+            prep, member, progress=progress, should_stop=should_stop, resume_enabled=resume
+        )
+        outcomes.append(outcome)
+        if outcome.stopped:
+            break
+        if prep.config.ensemble > 1 and prep.dist.is_main:
+            from safetensors.torch import save_model
+
+            path = _member_file(prep, member)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_model(outcome.parts.model, str(path))
+            member_files.append(path)
+    return outcomes, member_files
+
+
+def _result_fields(prep: Prepared, outcomes: Sequence[MemberOutcome]) -> dict:
+    """The TrainResult fields that every ending shares (stopped, other rank, finished)."""
+    first, last = outcomes[0], outcomes[-1]
+    run_seconds = sum(o.run_seconds for o in outcomes)
+    several = prep.config.ensemble > 1
+    return dict(
+        history=[
+            row | ({"member": i} if several else {})
+            for i, o in enumerate(outcomes)
+            for row in o.state.history
+        ],
+        pairs_train=len(prep.train_pairs),
+        pairs_val=len(prep.val_pairs),
+        pairs_calibration=len(prep.calib_pairs),
+        pairs_per_second=sum(o.run_pairs for o in outcomes) / run_seconds if run_seconds else 0.0,
+        device=str(prep.device),
+        global_step=last.state.global_step,
+        total_steps=prep.total_steps,
+        resumed_from_step=first.resumed_from,
+        train_seconds=sum(o.state.train_seconds for o in outcomes),
+        members=prep.config.ensemble,
+    )
+
+
+def _final_metrics(
+    prep: Prepared, model: RewardModel, metrics: dict, member_files: Sequence[Path], global_step: int
+) -> dict:
+    """Average the ensemble's members into `model` (and validate it again), finalize (calibration, the
+    probes), and add the run's facts to the metrics."""
+    if member_files:
+        _average_into(model, member_files)
+        metrics = validate(prep, model)
+    with _scoring(prep, model):
+        metrics, extra = finalize(prep, model, metrics)
+    return dict(
+        metrics,
+        global_step=global_step,
+        truncated_sequences=prep.enc_train.n_truncated + prep.enc_val.n_truncated,
+        augmented_pairs=prep.n_augmented,
+        gradient_checkpointing=prep.gradient_checkpointing,
+        **extra,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -528,6 +528,48 @@ def _judge(
     return log, asked
 
 
+def _turn(
+    *,
+    user,
+    config: RaterConfig,
+    fresh: bool,
+    utilities,
+    rng: random.Random,
+    seed,
+    result: SimulationResult,
+    logs: list,
+) -> tuple[bool, bool]:
+    """One rater's turn: claim the next comparison and judge it through the rating service. Returns
+    (whether the rater goes on, whether the next claim starts fresh instead of after a finished one)."""
+    try:
+        assignment = assignment_next(rater=user, just_finished=not fresh)
+    except (QueueError, GuidelineError):
+        assignment = None
+    if assignment is None:
+        if guideline_needs_ack(rater=user) is not None:
+            # A new version came into force: acknowledge it, as a person would, and go on.
+            _ensure_acknowledged(user)
+            return True, True
+        return False, False  # nothing left for this rater
+    try:
+        log, asked = _judge(
+            rater=user, config=config, assignment=assignment, utilities=utilities, rng=rng, seed=seed
+        )
+    except RatingError as exc:
+        # A rule of the rating service said no. A new guideline version: acknowledge it, as a human
+        # would on the acknowledgment panel, and go on; anything else stops this rater.
+        if guideline_needs_ack(rater=user) is not None:
+            _ensure_acknowledged(user)
+            return True, True
+        result.stopped_early = str(exc)
+        return False, True
+    logs.append(log)
+    result.ratings += 1
+    result.length_questions += asked
+    result.per_rater[user.username] = result.per_rater.get(user.username, 0) + 1
+    return True, False
+
+
 def simulate_raters(
     *,
     raters: int,
@@ -572,53 +614,22 @@ def simulate_raters(
     utilities = _UtilityCache(encoder)
     for user in users:
         _ensure_acknowledged(user)
-    fresh = set(range(raters))  # raters who may still hold an open assignment from an earlier run
+    fresh = [True] * raters  # may still hold an open assignment (from an earlier run, or after an ack)
     logs: list[SimulatedDecision] = []
     active = list(range(raters))
     while result.ratings < ratings and active:
         for i in list(active):
             if result.ratings >= ratings:
                 break
-            user = users[i]
-            try:
-                assignment = assignment_next(rater=user, just_finished=i not in fresh)
-            except (QueueError, GuidelineError):
-                assignment = None
-            fresh.discard(i)
-            if assignment is None:
-                if guideline_needs_ack(rater=user) is not None:
-                    # A new version came into force: acknowledge it, as a person would, and go on.
-                    _ensure_acknowledged(user)
-                    fresh.add(i)
-                    continue
-                active.remove(i)  # nothing left for this rater
-                continue
-            try:
-                log, asked = _judge(
-                    rater=user,
-                    config=configs[i],
-                    assignment=assignment,
-                    utilities=utilities,
-                    rng=rng,
-                    seed=seed,
-                )
-            except RatingError as exc:
-                # A rule of the rating service said no. A new guideline version: acknowledge it, as a
-                # human would on the acknowledgment panel, and go on; anything else stops this rater.
-                fresh.add(i)
-                if guideline_needs_ack(rater=user) is not None:
-                    _ensure_acknowledged(user)
-                else:
-                    active.remove(i)
-                    result.stopped_early = str(exc)
-                continue
-            logs.append(log)
+            still_active, fresh[i] = _turn(
+                user=users[i], config=configs[i], fresh=fresh[i], utilities=utilities, rng=rng, seed=seed,
+                result=result, logs=logs,
+            )  # fmt: skip
+            if not still_active:
+                active.remove(i)
             if len(logs) >= 200:
                 SimulatedDecision.objects.bulk_create(logs)
-                logs = []
-            result.ratings += 1
-            result.length_questions += asked
-            result.per_rater[user.username] = result.per_rater.get(user.username, 0) + 1
+                logs.clear()
     SimulatedDecision.objects.bulk_create(logs)
     if result.ratings < ratings and not result.stopped_early:
         result.stopped_early = "the queue ran out of comparisons these raters have not judged"

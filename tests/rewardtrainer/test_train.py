@@ -319,3 +319,17 @@ def test_scoring_a_packed_compiled_model_switches_flex_attention_to_sdpa_and_bac
     assert model.backbone.config._attn_implementation == "flex_attention"
     with _scoring(SimpleNamespace(packing=False, compiled=True), model):  # nothing to do unpacked
         assert model.backbone.config._attn_implementation == "flex_attention"
+
+
+def test_an_ensemble_trains_each_member_and_ships_the_average_of_their_weights(tmp_path, tiny_bert):
+    result = fit_reward_model(
+        keyword_pairs(120), tiny_config(tiny_bert, ensemble=2, eval_every=6, epochs=1), tmp_path / "run"
+    )
+    assert result.members == 2 and result.model_dir
+    assert sorted({h["member"] for h in result.history}) == [0, 1]
+    members = [load_file(str(tmp_path / "run" / "members" / f"member-{i}.safetensors")) for i in (0, 1)]
+    assert any(not torch.equal(members[0][k], members[1][k]) for k in members[0])  # other data orders
+    shipped = RewardModel.from_pretrained(result.model_dir).state_dict()
+    for k, v in members[0].items():
+        assert torch.allclose(shipped[k], (v.double() + members[1][k].double()).div(2).float(), atol=1e-6), k
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0

@@ -318,16 +318,7 @@ def prepare(
     """Split by prompt, add mismatch pairs, tokenize once, count the steps, pick the device."""
     from transformers import AutoConfig, AutoTokenizer
 
-    pairs = check_pairs(pairs)
-    if val_pairs is None:
-        train_pairs, val = split_by_prompt(pairs, config.val_fraction, config.seed)
-    else:
-        train_pairs = pairs
-        val = [
-            p if isinstance(p, PreferencePair) else pair_from_dict(p, i + 1) for i, p in enumerate(val_pairs)
-        ]
-        if not val:
-            raise DataError("val_pairs is empty: validation needs at least one pair")
+    train_pairs, val = _split(check_pairs(pairs), val_pairs, config)
     train_pairs, calib_pairs = _hold_out_for_calibration(train_pairs, config)
     device, autocast_dtype = pick_device(config.device or None)
     dist = distributed.init(device.type)
@@ -336,16 +327,7 @@ def prepare(
     _set_threads(device, config.num_threads)
     tokenizer = AutoTokenizer.from_pretrained(config.backbone)
 
-    extra: list[PreferencePair] = []
-    if config.augment != "none":
-        neighbours = (
-            _neighbours(train_pairs, config, "augmentation will") if config.augment == "neighbour" else None
-        )
-        extra = mismatch_pairs(
-            train_pairs, ratio=config.augment_ratio, seed=config.seed, neighbours=neighbours
-        )
-    n_mismatch = len(extra)
-    extra += padded_pairs(train_pairs, ratio=config.augment_padding, seed=config.seed + 1)
+    extra, n_mismatch = _augmentation(train_pairs, config)
     val_neighbours = _neighbours(val, config, "the off-prompt test will") if config.eval_probe_answers else {}
 
     backbone_config = AutoConfig.from_pretrained(config.backbone)  # read once: token types, packing
@@ -389,6 +371,34 @@ def prepare(
         calib_pairs=calib_pairs,
         enc_calib=enc_calib,
     )
+
+
+def _split(
+    pairs: list[PreferencePair], val_pairs: Sequence[PreferencePair | dict] | None, config: TrainConfig
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, validation): split by prompt, or all of `pairs` against the given `val_pairs`."""
+    if val_pairs is None:
+        return split_by_prompt(pairs, config.val_fraction, config.seed)
+    val = [p if isinstance(p, PreferencePair) else pair_from_dict(p, i + 1) for i, p in enumerate(val_pairs)]
+    if not val:
+        raise DataError("val_pairs is empty: validation needs at least one pair")
+    return pairs, val
+
+
+def _augmentation(train_pairs: list[PreferencePair], config: TrainConfig) -> tuple[list[PreferencePair], int]:
+    """The pairs added to the human ones: prompt-mismatch pairs (config.augment) first, then padding
+    pairs; and how many of them are mismatch pairs."""
+    extra: list[PreferencePair] = []
+    if config.augment != "none":
+        neighbours = (
+            _neighbours(train_pairs, config, "augmentation will") if config.augment == "neighbour" else None
+        )
+        extra = mismatch_pairs(
+            train_pairs, ratio=config.augment_ratio, seed=config.seed, neighbours=neighbours
+        )
+    n_mismatch = len(extra)
+    extra += padded_pairs(train_pairs, ratio=config.augment_padding, seed=config.seed + 1)
+    return extra, n_mismatch
 
 
 def _hold_out_for_calibration(

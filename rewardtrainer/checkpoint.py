@@ -172,25 +172,37 @@ def load_checkpoint(
     scheduler: Any = None,
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and RNG states; return the trainer state dict."""
+    """Restore model, optimizer, scheduler and RNG states; return the trainer state dict.
+
+    All or nothing: when the checkpoint does not fit (a CheckpointError), the model's weights are as
+    they were before the call (safetensors copies every matching tensor before it reports a mismatch,
+    so the weights are put back), and the optimizer and scheduler are untouched."""
     from safetensors.torch import load_model
 
     path = Path(path)
     state = validate_checkpoint(path)
     try:
+        extra = torch.load(path / OPTIM_FILE, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path.name}: cannot load ({type(e).__name__}: {e})") from e
+    before = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    try:
         missing, unexpected = load_model(
             model, str(path / MODEL_FILE), strict=False, device=str(map_location)
         )
         if missing or unexpected:
-            raise CheckpointError(f"{path.name}: state does not fit the model (missing={missing[:3]})")
-        extra = torch.load(path / OPTIM_FILE, map_location=map_location, weights_only=True)
+            raise CheckpointError(
+                f"{path.name}: state does not fit the model "
+                f"(missing={sorted(missing)[:3]}, unexpected={sorted(unexpected)[:3]})"
+            )
         if optimizer is not None:
-            optimizer.load_state_dict(extra["optimizer"])
+            optimizer.load_state_dict(extra["optimizer"])  # checks the groups before it changes anything
         if scheduler is not None:
             scheduler.load_state_dict(extra["scheduler"])
-    except CheckpointError:
-        raise
     except Exception as e:
+        model.load_state_dict(before)
+        if isinstance(e, CheckpointError):
+            raise
         raise CheckpointError(f"{path.name}: cannot load ({type(e).__name__}: {e})") from e
     extra["torch"] = extra["torch"].cpu()
     set_rng_state(state["rng"], extra)

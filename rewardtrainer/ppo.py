@@ -23,7 +23,9 @@ Implementation Details of RLHF with PPO" (Huang et al. 2023), item by item:
   original AutoModelForCausalLMWithValueHead: one forward and one backward serve both losses) or on a
   separate copy of the trunk (`'separate'`);
 - the old log-probs are those recorded while sampling (`rollout_logprobs`, same temperature, fp32:
-  equal to a recomputation within ~1e-5) or those of a second no-grad forward;
+  equal to a recomputation within ~1e-5) or those of a second no-grad forward, always the latter under
+  bf16 autocast (the cached decode and the full forward round bf16 logits differently: up to 0.19 nats
+  apart on SmolLM2, which put the first minibatch's ratio outside the clip range);
 - GAE with gamma = 1, lambda = 0.95; advantages whitened over real tokens;
 - clipped policy loss and clipped value loss; `ppo_epochs` passes over shuffled minibatches;
 - temperature applied to the logits when sampling and in every log-prob computed for training;
@@ -147,7 +149,8 @@ class PPOConfig:
     generation_batch_size: int = 32
     """rows per generation batch"""
     rollout_logprobs: bool = True
-    """old log-probs = those recorded while sampling instead of a second no-grad policy forward"""
+    """old log-probs = those recorded while sampling instead of a second no-grad policy forward (fp32
+    only: under bf16 autocast the forward always runs, since the two differ by up to 0.19 nats there)"""
     value_model: str = "shared"
     """'shared': value head on the policy's trunk (one forward + backward); 'separate': own trunk copy"""
 
@@ -640,7 +643,9 @@ def evaluate(
 def _old_logprobs_and_values(state: PPOState, rollout: Rollout, timed) -> tuple[torch.Tensor, torch.Tensor]:
     """The rollout's log-probs and values before the update (no grad), each (B, R)."""
     c = state.config
-    recorded = rollout.logprobs if c.rollout_logprobs else None
+    # Recorded log-probs equal the training forward's only in fp32: under autocast the cached decode and
+    # the full-sequence forward round the bf16 logits differently, and the first ratio would not be 1.
+    recorded = rollout.logprobs if c.rollout_logprobs and state.autocast_dtype is None else None
     if isinstance(state.value, ValueHead):  # one trunk pass: values, and the log-probs if not recorded
         logprobs, _, values = timed("values", lambda: evaluate(state, rollout, recorded is None))
         return (recorded if recorded is not None else logprobs), values
@@ -733,9 +738,10 @@ def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> 
     batch = {"old_logprobs": old_logprobs, "advantages": advantages, "old_values": old_values}
     batch |= {"returns": returns, "mask": mask}
     stats = timed("update", lambda: _optimize(state, rollout, batch))
+    lr = state.scheduler.get_last_lr()[0]  # the rate this update used (step() moves it to the next one's)
     state.scheduler.step()
     beta = state.kl_ctl.value
-    row = _log_row(state, rollout, raw, score, kl, beta, stats, batch, times)
+    row = _log_row(state, rollout, raw, score, kl, beta, stats, batch, times) | {"lr": lr}
     state.kl_ctl.update(row["kl"], rollout.response_ids.shape[0])  # the per-answer KL the row reports
     state.update += 1
     state.history.append(row)
@@ -759,7 +765,6 @@ def _log_row(state: PPOState, rollout: Rollout, raw, score, kl, beta, stats, bat
         "tokens": int(mask.sum()),
         "query_tokens": int(rollout.query_mask.sum()),
         "padded_sequence_tokens": int(B * (Tq + R)),
-        "lr": state.scheduler.get_last_lr()[0],
         **{f"seconds_{k}": round(v, 4) for k, v in times.items()},
     }
 

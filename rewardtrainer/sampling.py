@@ -448,7 +448,8 @@ def best_of_n(
     expanded = [p for p in prompts for _ in range(n)]  # prompt-major: samples of prompt i are i*n..i*n+n-1
     samples = generator.generate(expanded, params, seed=seed)
     scores = reward_fn(expanded, [s.text for s in samples]).float().view(len(prompts), n)  # (P, n)
-    best_idx = scores.argmax(dim=1).tolist()  # argmax returns the first maximal index
+    # argmax returns the first maximal index, and would take a NaN score for the maximum: NaN ranks last
+    best_idx = scores.nan_to_num(nan=float("-inf")).argmax(dim=1).tolist()
     return BestOfNResult(
         best=[samples[i * n + j] for i, j in enumerate(best_idx)],
         best_scores=[float(scores[i, j]) for i, j in enumerate(best_idx)],

@@ -304,3 +304,48 @@ def test_shared_forward_skips_the_lm_head_for_values_only():
 def test_value_model_must_be_known():
     with pytest.raises(ValueError):
         PPOConfig(value_model="tied")
+
+
+def test_a_checkpoint_of_the_other_value_model_starts_the_round_over_from_the_untouched_policy(tmp_path):
+    # the checkpoint's policy weights fit, its value weights do not: nothing of it may stay behind
+    tok = tiny_tokenizer()
+    run = tmp_path / "run"
+    train_ppo(prompts(8), good_word_reward, config(updates=3, **OTHER_MODE), run, policy=tiny_llama(tok),
+              tokenizer=tok, max_updates=2)  # fmt: skip
+    fresh = train_ppo(
+        prompts(8),
+        good_word_reward,
+        config(updates=1),
+        tmp_path / "fresh",
+        policy=tiny_llama(tok),
+        tokenizer=tok,
+    )
+    over = train_ppo(
+        prompts(8), good_word_reward, config(updates=1), run, policy=tiny_llama(tok), tokenizer=tok
+    )
+    assert over.resumed_from_update is None
+    for key in ("reward_raw", "kl", "pg_loss", "response_length"):
+        assert over.history[0][key] == pytest.approx(fresh.history[0][key], rel=1e-4, abs=1e-5), key
+
+
+def test_each_update_logs_the_learning_rate_it_used(tmp_path):
+    tok = tiny_tokenizer()
+    result = train_ppo(
+        prompts(8), good_word_reward, config(updates=2), tmp_path, policy=tiny_llama(tok), tokenizer=tok
+    )
+    assert result.history[0]["lr"] == pytest.approx(1e-2)
+    assert 0 < result.history[1]["lr"] <= 1e-2
+
+
+def test_under_bf16_autocast_the_old_logprobs_are_the_training_forwards(tmp_path, monkeypatch):
+    # Recorded while sampling (a KV-cached decode), bf16 logits round differently from the full
+    # forward's; with them the first minibatch's ratio would not be 1
+    import rewardtrainer.ppo as ppo
+
+    monkeypatch.setattr(ppo, "pick_device", lambda device: (torch.device("cpu"), torch.bfloat16))
+    tok = tiny_tokenizer()
+    ps = ["the cat", "a dog runs fast over the blue road", "sky", "red car", "green tree by the river"] * 2
+    cfg = config(updates=1, ppo_epochs=1, mini_batch_size=16, rollout_logprobs=True, max_new_tokens=10)
+    policy = tiny_llama(tok, hidden=128)  # left padding and a wider model: the two roundings part (~0.007)
+    row = train_ppo(ps, good_word_reward, cfg, tmp_path, policy=policy, tokenizer=tok).history[0]
+    assert row["approx_kl"] == 0.0 and row["clipfrac"] == 0.0

@@ -97,6 +97,15 @@ def test_best_of_n_never_returns_an_answer_scored_below_the_first_sample(gen, se
     assert result.kl_bon == pytest.approx(math.log(4) - 3 / 4)
 
 
+def test_best_of_n_ranks_a_nan_score_last(gen):
+    # argmax takes NaN for the maximum: a reward model's NaN must not win over real scores
+    scores = torch.tensor([1.0, float("nan"), 3.0, 0.5])
+    result = best_of_n(
+        gen, lambda ps, answers: scores, prompts(1), n=4, params=SamplingParams(max_new_tokens=4)
+    )
+    assert result.best_scores == [3.0] and result.best_scores[0] >= result.first_scores[0]
+
+
 def test_best_of_n_picks_the_answer_the_reward_prefers(gen):
     def length_reward(ps, answers):
         return torch.tensor([float(len(a.split())) for a in answers])

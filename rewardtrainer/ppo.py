@@ -57,7 +57,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    validate_checkpoint,
+)
 from .devices import enable_checkpointing, pick_device
 from .sampling import (
     Generator,
@@ -831,10 +837,34 @@ def _checkpoint(state: PPOState, ckpt_dir: Path) -> None:
     )
 
 
+RESUMABLE_CHANGES = ("checkpoint_every", "keep_checkpoints", "device", "generation_batch_size")
+
+
+def _changed_settings(saved: dict, current: dict) -> list[str]:
+    """The settings a checkpoint was written with that differ from this run's (those that only say
+    where and how often to write, or how many rows to generate at once, may differ)."""
+    return sorted(
+        k
+        for k in saved.keys() | current.keys()
+        if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+    )
+
+
 def _resume(state: PPOState, ckpt_dir: Path) -> int | None:
     """Restore the newest readable checkpoint into `state`; the update it resumes from, or None."""
     ckpt = latest_checkpoint(ckpt_dir)
     if ckpt is None:
+        return None
+    current = json.loads(
+        json.dumps(asdict(state.config))
+    )  # as the checkpoint's JSON holds it (tuples: lists)
+    changed = _changed_settings(validate_checkpoint(ckpt).get("config") or {}, current)
+    if changed:  # another round's recipe: continuing it would mix two rounds
+        log.warning(
+            "checkpoints in %s are from other settings (%s): starting the round over",
+            ckpt_dir,
+            ", ".join(changed),
+        )
         return None
     try:
         saved = load_checkpoint(

@@ -349,3 +349,22 @@ def test_under_bf16_autocast_the_old_logprobs_are_the_training_forwards(tmp_path
     policy = tiny_llama(tok, hidden=128)  # left padding and a wider model: the two roundings part (~0.007)
     row = train_ppo(ps, good_word_reward, cfg, tmp_path, policy=policy, tokenizer=tok).history[0]
     assert row["approx_kl"] == 0.0 and row["clipfrac"] == 0.0
+
+
+def test_checkpoints_of_another_recipe_are_not_resumed(tmp_path, caplog):
+    tok = tiny_tokenizer()
+    run = tmp_path / "run"
+    train_ppo(prompts(8), good_word_reward, config(updates=3), run, policy=tiny_llama(tok), tokenizer=tok,
+              max_updates=2)  # fmt: skip
+    other = train_ppo(
+        prompts(8), good_word_reward, config(updates=3, lr=5e-3), run, policy=tiny_llama(tok), tokenizer=tok
+    )
+    assert other.resumed_from_update is None and "other settings (lr)" in caplog.text
+    # where to write checkpoints, and how often, may change between the two calls
+    train_ppo(prompts(8), good_word_reward, config(updates=4), tmp_path / "b", policy=tiny_llama(tok),
+              tokenizer=tok, max_updates=2)  # fmt: skip
+    same = train_ppo(
+        prompts(8), good_word_reward, config(updates=4, keep_checkpoints=5), tmp_path / "b",
+        policy=tiny_llama(tok), tokenizer=tok,
+    )  # fmt: skip
+    assert same.resumed_from_update == 2

@@ -164,7 +164,8 @@ def bias_fit(preference, words_a, words_b, a_left) -> dict[str, Estimate]:
 
 def longer_curve(preference, words_a, words_b, *, bins=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 9.0)) -> dict:
     """P(chose longer) per bin of |log length ratio| (Wilson intervals) and the fitted curve
-    P = sigmoid(slope * x) from `bias_fit`'s length term alone, for the charts."""
+    P = sigmoid(slope * x), a logistic fit of "chose longer" on |log length ratio| alone (no position
+    term, so its slope differs a little from `bias_fit`'s length slope), for the charts."""
     usable, longer = chose_longer(preference, words_a, words_b)
     x = np.abs(log_length_ratio(words_a, words_b))
     rows = []
@@ -368,7 +369,9 @@ def test_retest(first, second) -> dict[str, Estimate]:
     diff = np.abs(a - b)
     m = float(diff.mean())
     se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    mad = Estimate(m, m - Z95 * se, m + Z95 * se, n) if n > 1 else Estimate(m, None, None, n)
+    # a mean of absolute differences on the 7-point scale lies in [0, 6]: so does its interval
+    lo, hi = max(0.0, m - Z95 * se), min(6.0, m + Z95 * se)
+    mad = Estimate(m, lo, hi, n) if n > 1 else Estimate(m, None, None, n)
     return {"sign_agreement": proportion(np.sign(a) == np.sign(b)), "mean_abs_diff": mad}
 
 

@@ -28,8 +28,8 @@ def _lowess_at(x: np.ndarray, y: np.ndarray, x0: float, span: float) -> float:
         return float(y[d == 0].mean())
     w = np.clip(1.0 - (d / h) ** 3, 0.0, None) ** 3  # tricube
     sw = w.sum()
-    if sw <= 0:
-        return float(y.mean())
+    if sw <= 0:  # every neighbour exactly at distance h: their plain mean, not the far points'
+        return float(y[d <= h].mean())
     mx, my = (w * x).sum() / sw, (w * y).sum() / sw
     vx = (w * (x - mx) ** 2).sum()
     slope = (w * (x - mx) * (y - my)).sum() / vx if vx > 1e-12 else 0.0
@@ -85,7 +85,8 @@ def fit_length_beta(
     log-likelihood is concave in beta, so its slope falls as beta grows and the maximum is where the
     slope crosses zero: found by bisection on [-bound, bound], which cannot overshoot as Newton's
     method can (pairs that length alone separates have no finite maximum: the bound). Pairs with a
-    non-finite score are left out; with none left, 0.
+    non-finite score are left out; with none left, or none whose length differs (or whose weight is
+    above 0), the likelihood is flat in beta: 0.
     """
     r = np.asarray(rewards, dtype=np.float64).reshape(2, -1)
     x_len = np.log(np.clip(np.asarray(lengths, dtype=np.float64), 1.0, None)).reshape(2, -1)
@@ -93,7 +94,7 @@ def fit_length_beta(
     w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=np.float64)
     ok = np.isfinite(d) & np.isfinite(x) & np.isfinite(w)
     d, x, w = d[ok], x[ok], w[ok]
-    if not len(d):
+    if not np.any((x != 0) & (w > 0)):  # nothing here says anything about length
         return 0.0
 
     def slope(beta: float) -> float:  # d/d beta of sum w * log sigmoid(d + beta * x)

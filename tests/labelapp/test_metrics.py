@@ -183,6 +183,9 @@ def test_test_retest():
     out = metrics.test_retest([-3, -1, 2, 0], [-2, 1, 2, 0])
     assert (out["sign_agreement"].n, out["sign_agreement"].value) == (4, 0.75)
     assert out["mean_abs_diff"].value == pytest.approx((1 + 2 + 0 + 0) / 4)
+    # a small mean of absolute differences: the interval stops at 0, not below it
+    low = metrics.test_retest([3, 3, 3, 3, 3], [3, 3, 3, 3, 1])["mean_abs_diff"]
+    assert low.value == pytest.approx(0.4) and low.lo == 0.0 and low.hi > 0.4
 
 
 def test_reading_speed_and_fast_judgments():

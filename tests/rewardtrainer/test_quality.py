@@ -18,7 +18,7 @@ from rewardtrainer.augment import (
     prompt_key,
     prompt_neighbours,
 )
-from rewardtrainer.calibrate import LengthCalibration, fit_length_beta
+from rewardtrainer.calibrate import LengthCalibration, _lowess_at, fit_length_beta
 from rewardtrainer.config import TrainConfig, add_config_args, config_from_namespace, field_docs
 from rewardtrainer.data import PreferencePair, budget_batches, length_balance_factors
 from rewardtrainer.evaluate import metrics_from_rewards, pearson_np
@@ -256,6 +256,10 @@ def test_the_length_term_is_refitted_with_the_rewards_held_fixed():
     # pairs that length alone separates have no finite maximum: bounded, not an overflow
     separable = fit_length_beta(np.zeros(4), np.array([400.0, 300.0, 100.0, 100.0]))
     assert separable == 10.0
+    # pairs of equal lengths, or only weightless ones, say nothing about length: 0, not the bound
+    r = np.random.default_rng(0).normal(0, 1, 200)
+    assert fit_length_beta(r, np.full(200, 300.0)) == 0.0
+    assert fit_length_beta(r, np.arange(200.0) + 1, np.zeros(100)) == 0.0
     # large reward gaps: a full Newton step from 0 overshot to the bound with the wrong sign (-10)
     d = np.array([-3.0, 4, -3, -6, 4, 6])
     x = np.array([1, 0.5, 1, -1, -1, -0.5])
@@ -288,3 +292,11 @@ def test_length_balanced_training_weighs_the_groups_equally_and_refits_beta(tmp_
     assert "length_beta_trained" in m and m["length_beta"] != m["length_beta_trained"]
     assert m["length_beta"] > 0.5  # on the natural, unweighted pairs length wins the second half
     assert RewardModel.from_pretrained(res.model_dir).length_beta.item() == pytest.approx(m["length_beta"])
+
+
+def test_the_local_fit_stays_local_when_every_neighbour_sits_at_the_window_edge():
+    # x0 = 1 between two tied pairs at 0 and 2: the 4 nearest all lie at distance h = 1, where the
+    # tricube weight is 0; the far point at 100 must not pull the fit
+    x = np.array([0.0, 0.0, 2.0, 2.0, 100.0])
+    y = np.array([0.4, 0.6, 0.4, 0.6, 50.0])
+    assert _lowess_at(x, y, 1.0, span=0.8) == pytest.approx(0.5)

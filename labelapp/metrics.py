@@ -280,8 +280,8 @@ def kappa_from_confusion(confusion) -> tuple[float | None, float | None, float |
         return None, None, None, 0
     po = np.trace(c) / n
     pe = float((c.sum(axis=1) / n) @ (c.sum(axis=0) / n))
-    if pe >= 1.0:
-        return (1.0 if po == 1.0 else None), None, None, int(n)
+    if pe >= 1.0:  # both raters gave one and the same label every time: kappa is 0/0 (sklearn: nan)
+        return None, None, None, int(n)
     kappa = (po - pe) / (1 - pe)
     se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
     return float(kappa), float(kappa - Z95 * se), float(kappa + Z95 * se), int(n)

@@ -88,6 +88,11 @@ def test_kappa_matches_scikit_learn_on_random_labels():
     assert pair["value"] == pytest.approx(cohen_kappa_score(a, b), abs=1e-6)
 
 
+def test_kappa_is_undefined_when_both_raters_only_ever_gave_one_label():
+    # chance agreement is 1, so kappa is 0/0: no figure (scikit-learn gives nan), not a perfect 1.0
+    assert metrics.kappa_from_confusion([[0, 0, 0], [0, 0, 0], [0, 0, 12]]) == (None, None, None, 12)
+
+
 def test_krippendorff_alpha_ordinal_agrees_with_the_package_on_raw_data():
     import krippendorff
 

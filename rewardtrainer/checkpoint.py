@@ -174,9 +174,10 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and RNG states; return the trainer state dict.
 
-    All or nothing: when the checkpoint does not fit (a CheckpointError), the model's weights are as
-    they were before the call (safetensors copies every matching tensor before it reports a mismatch,
-    so the weights are put back), and the optimizer and scheduler are untouched."""
+    On a CheckpointError the model's weights are as they were before the call (safetensors copies every
+    matching tensor before it reports a mismatch, so they are put back from a host copy), and so is the
+    optimizer unless only the scheduler's state failed to load after it (the optimizer checks its
+    groups before it changes anything)."""
     from safetensors.torch import load_model
 
     path = Path(path)
@@ -196,7 +197,7 @@ def load_checkpoint(
                 f"(missing={sorted(missing)[:3]}, unexpected={sorted(unexpected)[:3]})"
             )
         if optimizer is not None:
-            optimizer.load_state_dict(extra["optimizer"])  # checks the groups before it changes anything
+            optimizer.load_state_dict(extra["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(extra["scheduler"])
     except Exception as e:

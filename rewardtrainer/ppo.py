@@ -855,9 +855,8 @@ def _resume(state: PPOState, ckpt_dir: Path) -> int | None:
     ckpt = latest_checkpoint(ckpt_dir)
     if ckpt is None:
         return None
-    current = json.loads(
-        json.dumps(asdict(state.config))
-    )  # as the checkpoint's JSON holds it (tuples: lists)
+    # this run's settings as the checkpoint's JSON holds them (tuples become lists)
+    current = json.loads(json.dumps(asdict(state.config)))
     changed = _changed_settings(validate_checkpoint(ckpt).get("config") or {}, current)
     if changed:  # another round's recipe: continuing it would mix two rounds
         log.warning(

@@ -604,14 +604,17 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
     weights = config_loss_weights(config)
     parts.optimizer.zero_grad(set_to_none=True)
     pin = prep.device.type == "cuda"
+    attention = parts.model.backbone.config._attn_implementation  # what the backbone runs (build chose it)
     for idx in group:
         local = distributed.shard(list(idx), prep.dist)
         scale = distributed.loss_scale(len(local), len(idx), prep.dist) / len(group)
         if not local:  # fewer pairs than ranks: take part in the gradient sync with a zero loss
             local, scale = list(idx[:1]), 0.0
         batch = _micro_batch(prep, local)
-        flex_mask = _flex_mask(prep, batch)
-        with _packed_rows(prep, batch):  # forward and backward: checkpointing runs the forward again
+        flex_mask = _flex_mask(prep, batch, attention)
+        with _packed_rows(
+            prep, batch, attention
+        ):  # forward and backward: checkpointing runs the forward again
             if pin:
                 batch = {k: v.pin_memory() for k, v in batch.items()}
             batch = {k: v.to(prep.device, non_blocking=True) for k, v in batch.items()}
@@ -668,19 +671,19 @@ def _row_lengths(batch: dict[str, torch.Tensor]) -> np.ndarray:
     return np.diff(batch["ends"].numpy(), prepend=-1)
 
 
-def _packed_rows(prep: Prepared, batch: dict[str, torch.Tensor]):
+def _packed_rows(prep: Prepared, batch: dict[str, torch.Tensor], attention: str | None):
     """The row offsets the varlen attention reads (varlen.rows) for a packed (host) batch; a null
     context for any other batch or attention."""
-    if not prep.packing or _attention(prep) != varlen.NAME:
+    if not prep.packing or attention != varlen.NAME:
         return contextlib.nullcontext()
     return varlen.rows(_row_lengths(batch), batch["input_ids"].shape[1], prep.device)
 
 
-def _flex_mask(prep: Prepared, batch: dict[str, torch.Tensor]):
+def _flex_mask(prep: Prepared, batch: dict[str, torch.Tensor], attention: str | None):
     """A packed (host) batch's FlexAttention BlockMask on the device, built from its row ends: no device
     round trip (transformers' own packed mask waits for the device every forward). None unpacked, or
     where the attention is not FlexAttention (transformers then derives the mask from the positions)."""
-    if not prep.packing or _attention(prep) != "flex_attention":
+    if not prep.packing or attention != "flex_attention":
         return None
     return document_block_mask(_row_lengths(batch), batch["input_ids"].shape[1], prep.device)
 

@@ -332,11 +332,14 @@ def quality_charts(figures: dict, rows, *, speed_cap: float, max_rater_curves: i
     """Every chart of a quality report, built once by the quality job."""
     from django.conf import settings
 
-    curves = {"pool": metrics.longer_curve(rows.preference, rows.words_a, rows.words_b)}
+    from labelapp.services.quality import ordinary
+
+    bias = ordinary(rows)  # the figures' own rule: no gold pairs, no repeats
+    curves = {"pool": metrics.longer_curve(bias.preference, bias.words_a, bias.words_b)}
     busiest = sorted(figures["raters"], key=lambda r: -r["n"])[:max_rater_curves]
     for r in busiest:
-        sel = rows.rater == r["rater_id"]
-        curves[r["rater"]] = metrics.longer_curve(rows.preference[sel], rows.words_a[sel], rows.words_b[sel])
+        sel = bias.rater == r["rater_id"]
+        curves[r["rater"]] = metrics.longer_curve(bias.preference[sel], bias.words_a[sel], bias.words_b[sel])
     return {
         "longer": longer_chart(curves),
         "position": position_chart(figures["raters"]),

@@ -126,20 +126,28 @@ def _retest_pairs(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(out_r), np.array(out_1), np.array(out_2)
 
 
+def ordinary(rows: Rows) -> Rows:
+    """The ratings that measure a rater's length and position bias: neither gold pairs (built so that
+    the longer answer is the wrong one: passing them reads as a preference for short answers) nor
+    repeats (a pair judged twice would count twice)."""
+    return rows.subset(rows.kind == 0)
+
+
 def _figures(rows: Rows) -> dict:
     """Pool-level figures of a set of ratings (no per-rater split)."""
     min_ratio, fast = _cfg("MIN_LENGTH_RATIO"), _cfg("FAST_CHARS_PER_S")
     gold = rows.kind == 1
-    fits = metrics.bias_fit(rows.preference, rows.words_a, rows.words_b, rows.a_left.astype(bool))
+    bias = ordinary(rows)
+    fits = metrics.bias_fit(bias.preference, bias.words_a, bias.words_b, bias.a_left.astype(bool))
     _, first, second = _retest_pairs(rows)
     retest = metrics.test_retest(first, second)
     speed = metrics.reading_speed(rows.chars, rows.time_ms, fast_chars_per_s=fast)
     return {
         "n": len(rows),
         "p_longer": metrics.p_longer(
-            rows.preference, rows.words_a, rows.words_b, min_ratio=min_ratio
+            bias.preference, bias.words_a, bias.words_b, min_ratio=min_ratio
         ).as_dict(),
-        "p_left": metrics.p_left(rows.preference, rows.a_left.astype(bool)).as_dict(),
+        "p_left": metrics.p_left(bias.preference, bias.a_left.astype(bool)).as_dict(),
         "length_slope": fits["length_slope"].as_dict(),
         "position": fits["position"].as_dict(),
         "gold_accuracy": metrics.gold_accuracy(rows.preference[gold], rows.gold[gold]).as_dict(),
@@ -199,7 +207,8 @@ def quality_compute(
             gold_n = row["gold_accuracy"]["n"]
             gold_correct = round((row["gold_accuracy"]["value"] or 0.0) * gold_n)
             row["trust"] = metrics.trust_weight(gold_correct=gold_correct, gold_n=gold_n, agree=a, agree_n=t)
-            row["longer_curve"] = metrics.longer_curve(sub.preference, sub.words_a, sub.words_b)
+            own = ordinary(sub)
+            row["longer_curve"] = metrics.longer_curve(own.preference, own.words_a, own.words_b)
             row["rater_id"] = rid
             row["rater"] = (usernames or {}).get(rid, str(rid))
             row["flags"] = _flags(row, pool)

@@ -38,15 +38,26 @@ def _gold(make_comparison, i: int) -> Comparison:
     return c
 
 
+def _ordinary(make_comparison, i: int) -> Comparison:
+    """An ordinary comparison (what length and position bias are measured on), A short, B long."""
+    return make_comparison(prompt_text=f"ordinary {i}", a="Short and right.", b="Long " * 30)
+
+
 @pytest.mark.django_db
 def test_refresh_stores_trust_flags_and_reports(rater, other_rater, guideline, make_comparison):
     # rater: right on 20 gold pairs, always picks the left answer (alternating sides -> position flag).
     # other_rater: wrong on every gold pair (picks the padded longer answer) -> gold flag, low trust.
+    # Bias is read from ordinary comparisons (one set per rater, so agreement comes from gold alone):
+    # rater picks the left one there too, other_rater the longer one.
     for i in range(20):
         c = _gold(make_comparison, i)
         a_left = i % 2 == 0
         rate(rater=rater, comparison=c, preference=-2 if a_left else 2, a_left=a_left, guideline=guideline)
         rate(rater=other_rater, comparison=c, preference=2, a_left=True, guideline=guideline)
+        mine = _ordinary(make_comparison, i)
+        rate(rater=rater, comparison=mine, preference=-2 if a_left else 2, a_left=a_left, guideline=guideline)
+        theirs = _ordinary(make_comparison, 100 + i)
+        rate(rater=other_rater, comparison=theirs, preference=2, a_left=True, guideline=guideline)
 
     ids = quality.quality_refresh()
     assert ids and QualityReport.objects.filter(pk__in=ids).count() == 2  # all versions + v1
@@ -66,7 +77,7 @@ def test_refresh_stores_trust_flags_and_reports(rater, other_rater, guideline, m
     assert good.figures["chart"]["data"]  # the rater's own chart, ready for their page
 
     report = QualityReport.objects.get(pk=ids[0], guideline_version=None)
-    assert report.figures["pool"]["n"] == 40
+    assert report.figures["pool"]["n"] == 80
     assert {r["rater"] for r in report.figures["raters"]} == {"rater", "other_rater"}
     assert set(report.charts) == {"longer", "position", "by_version", "speed"}
     assert report.figures["by_version"][0]["version"] == guideline.number
@@ -85,6 +96,30 @@ def test_excluded_ratings_do_not_count(rater, guideline, make_comparison, staff)
     quality.quality_refresh()
     profile = RaterProfile.objects.get(rater=rater)
     assert (profile.trust_weight, profile.figures) == (1.0, {})  # nothing of theirs counts any more
+
+
+@pytest.mark.django_db
+def test_length_and_position_bias_leave_out_gold_and_repeats(rater, guideline, make_comparison):
+    # Always the longer answer, on the left, on 10 ordinary pairs; right (the short one, on the right)
+    # on 10 gold pairs, whose longer answer is padded by construction; and 10 repeats of the ordinary
+    # pairs. Counting gold made this rater look half as length-biased (p_longer 0.5) and unbiased in
+    # position; repeats counted each pair twice.
+    for i in range(10):
+        c = make_comparison(prompt_text=f"p{i}", a="Long " * 30, b="Short.")
+        rate(rater=rater, comparison=c, preference=-2, a_left=True, guideline=guideline)
+        repeat = Comparison.objects.create(
+            prompt=c.prompt, response_a=c.response_b, response_b=c.response_a, kind=Comparison.Kind.REPEAT,
+            repeat_of=c,
+        )  # fmt: skip
+        rate(rater=rater, comparison=repeat, preference=2, a_left=False, guideline=guideline)
+        rate(rater=rater, comparison=_gold(make_comparison, i), preference=-2, a_left=False, guideline=guideline)
+    rows = quality.quality_rows()
+    row = quality.quality_compute(rows, bootstrap=0)["raters"][0]
+    assert row["n"] == 30
+    assert (row["p_longer"]["n"], row["p_longer"]["value"]) == (10, 1.0)
+    assert (row["p_left"]["n"], row["p_left"]["value"]) == (10, 1.0)
+    assert row["gold_accuracy"]["value"] == 1.0 and row["retest_agreement"]["value"] == 1.0
+    assert sum(b["n"] for b in row["longer_curve"]["bins"]) == 10
 
 
 @pytest.mark.django_db
@@ -124,13 +159,14 @@ def test_training_pairs_carry_the_rater_trust_weight(rater, other_rater, guideli
 def test_rater_metrics_json(rater, guideline, make_comparison, capsys):
     for i in range(3):
         rate(rater=rater, comparison=_gold(make_comparison, i), preference=-1, guideline=guideline)
+        rate(rater=rater, comparison=_ordinary(make_comparison, i), preference=-1, guideline=guideline)
     call_command("rater_metrics", "--json")
     out = json.loads(capsys.readouterr().out)
     assert len(out) == 1
     row = out[0]
     for key in ("rater", "n", "p_longer", "p_left", "gold_accuracy", "trust"):
         assert key in row, key
-    assert (row["rater"], row["n"], row["gold_accuracy"], row["p_longer"]) == ("rater", 3, 1.0, 0.0)
+    assert (row["rater"], row["n"], row["gold_accuracy"], row["p_longer"]) == ("rater", 6, 1.0, 0.0)
     call_command("rater_metrics")  # the table prints too
     assert "rater" in capsys.readouterr().out
     with pytest.raises(CommandError, match="no guideline version 99"):  # was a KeyError traceback
@@ -183,6 +219,9 @@ def test_every_chart_spec_is_valid_plotly(rater, other_rater, guideline, make_co
         c = _gold(make_comparison, i)
         rate(rater=rater, comparison=c, preference=-2, a_left=i % 2 == 0, guideline=guideline)
         rate(rater=other_rater, comparison=c, preference=1, guideline=guideline)
+        own = _ordinary(make_comparison, i)
+        rate(rater=rater, comparison=own, preference=-2, a_left=i % 2 == 0, guideline=guideline)
+        rate(rater=other_rater, comparison=own, preference=1, guideline=guideline)
     (report_id, *_) = quality.quality_refresh()
     specs = dict(QualityReport.objects.get(pk=report_id).charts)
     specs["rater"] = RaterProfile.objects.get(rater=rater).figures["chart"]

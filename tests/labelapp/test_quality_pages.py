@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from labelapp.services import quality
-from tests.labelapp.test_quality import _gold, rate
+from tests.labelapp.test_quality import _gold, _ordinary, rate
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +30,9 @@ def rated(rater, other_rater, guideline, make_comparison):
         c = _gold(make_comparison, i)
         rate(rater=rater, comparison=c, preference=-2, a_left=i % 2 == 0, guideline=guideline)
         rate(rater=other_rater, comparison=c, preference=3, a_left=True, ms=300, guideline=guideline)
+        own = _ordinary(make_comparison, i)  # length and position bias are read from these
+        rate(rater=rater, comparison=own, preference=-2, a_left=i % 2 == 0, guideline=guideline)
+        rate(rater=other_rater, comparison=own, preference=3, a_left=True, ms=300, guideline=guideline)
     quality.quality_refresh()
 
 
@@ -53,7 +56,7 @@ def test_staff_see_the_dashboard_table_charts_and_csv(client, staff, rated, guid
 
     csv = client.get(reverse("quality_raters_csv")).content.decode().splitlines()
     assert csv[0].startswith("rater,n,p_longer,p_longer_lo")
-    assert len(csv) == 3 and any(line.startswith("other_rater,12,") for line in csv)
+    assert len(csv) == 3 and any(line.startswith("other_rater,24,") for line in csv)
 
 
 def test_bad_filter_and_sort_values_are_handled(client, staff, rated):

@@ -108,11 +108,15 @@ def test_length_and_position_bias_leave_out_gold_and_repeats(rater, guideline, m
         c = make_comparison(prompt_text=f"p{i}", a="Long " * 30, b="Short.")
         rate(rater=rater, comparison=c, preference=-2, a_left=True, guideline=guideline)
         repeat = Comparison.objects.create(
-            prompt=c.prompt, response_a=c.response_b, response_b=c.response_a, kind=Comparison.Kind.REPEAT,
+            prompt=c.prompt,
+            response_a=c.response_b,
+            response_b=c.response_a,
+            kind=Comparison.Kind.REPEAT,
             repeat_of=c,
-        )  # fmt: skip
+        )
         rate(rater=rater, comparison=repeat, preference=2, a_left=False, guideline=guideline)
-        rate(rater=rater, comparison=_gold(make_comparison, i), preference=-2, a_left=False, guideline=guideline)
+        gold = _gold(make_comparison, i)
+        rate(rater=rater, comparison=gold, preference=-2, a_left=False, guideline=guideline)
     rows = quality.quality_rows()
     row = quality.quality_compute(rows, bootstrap=0)["raters"][0]
     assert row["n"] == 30

@@ -102,6 +102,8 @@ class PPOConfig:
     """AdamW learning rate of policy and value model, linearly annealed to 0 over the round"""
     value_lr_mult: float = 1.0
     """the value model learns this many times faster than the policy"""
+    weight_decay: float = 0.0
+    """AdamW weight decay (toward zero, not toward the reference; TRL and OpenRLHF use none)"""
     temperature: float = 0.7
     """sampling temperature, also applied to the logits in every training log-prob"""
     max_new_tokens: int = 64
@@ -517,6 +519,7 @@ def _optimizer(config: PPOConfig, policy, value: nn.Module, total_updates: int |
         ],
         lr=config.lr,
         eps=1e-5,
+        weight_decay=config.weight_decay,  # torch's default is 0.01
     )
     steps = max(1, total_updates or config.updates)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: max(0.0, 1.0 - u / steps))

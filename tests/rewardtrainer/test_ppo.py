@@ -26,6 +26,7 @@ from rewardtrainer.ppo import (
     train_ppo,
     whiten,
 )
+from rewardtrainer import ppo
 from rewardtrainer.sampling import HFGenerator, SamplingParams
 from tests.rewardtrainer.tiny_policy import prompts, tiny_llama, tiny_tokenizer
 
@@ -368,3 +369,12 @@ def test_checkpoints_of_another_recipe_are_not_resumed(tmp_path, caplog):
         policy=tiny_llama(tok), tokenizer=tok,
     )  # fmt: skip
     assert same.resumed_from_update == 2
+
+
+def test_the_optimizer_decays_no_weights_unless_told():
+    # torch's AdamW decays every weight toward zero (0.01) by default; the references use none
+    policy, value = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    optimizer, _ = ppo._optimizer(PPOConfig(), policy, value, 4)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 0.0]
+    optimizer, _ = ppo._optimizer(PPOConfig(weight_decay=0.1), policy, value, 4)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.1]

@@ -13,6 +13,7 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
+from rewardtrainer import ppo
 from rewardtrainer.ppo import (
     AdaptiveKLController,
     PPOConfig,
@@ -26,7 +27,6 @@ from rewardtrainer.ppo import (
     train_ppo,
     whiten,
 )
-from rewardtrainer import ppo
 from rewardtrainer.sampling import HFGenerator, SamplingParams
 from tests.rewardtrainer.tiny_policy import prompts, tiny_llama, tiny_tokenizer
 

@@ -252,9 +252,11 @@ def rater_pairs(unit, rater, value) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def pairwise_sign_agreement(unit, rater, preference) -> dict:
     """Percent agreement on the sign over every pair of raters who judged the same unit.
 
-    Returns {"pool": Estimate, "per_rater": {rater: Estimate}, "agree": {rater: (agreeing, pairs)}}.
-    A tie agrees only with a tie. The Wilson interval treats pairs as independent, which they are
-    not quite (pairs share units), so it is somewhat too narrow.
+    Returns {"pool": Estimate, "per_rater": {rater: Estimate}, "agree": {rater: (agreeing, pairs)},
+    "agree_units": {rater: (agreement summed over units, units shared with anyone)}}. A tie agrees only
+    with a tie. The Wilson interval treats pairs as independent, which they are not quite (pairs share
+    units), so it is somewhat too narrow. "agree_units" counts each shared unit once (the share of the
+    other raters on it who agree), so evidence is counted in judgments however many raters share them.
     """
     r1, r2, v1, v2 = rater_pairs(unit, rater, np.sign(np.asarray(preference)))
     same = (v1 == v2).astype(int)
@@ -268,7 +270,24 @@ def pairwise_sign_agreement(unit, rater, preference) -> dict:
         "pool": wilson(int(same.sum()), int(same.size)),
         "per_rater": {r: wilson(a, t) for r, (a, t) in counts.items()},
         "agree": counts,
+        "agree_units": unit_agreement(unit, rater, preference),
     }
+
+
+def unit_agreement(unit, rater, preference) -> dict:
+    """{rater: (sum over the units they share with others of the share of those others who gave the
+    same sign, number of such units)}; one judgment per rater and unit."""
+    sign = np.sign(np.asarray(preference)).astype(int)
+    rater = np.asarray(rater)
+    _, unit_index, unit_size = np.unique(np.asarray(unit), return_inverse=True, return_counts=True)
+    _, group, group_size = np.unique(unit_index * 3 + sign + 1, return_inverse=True, return_counts=True)
+    partners = unit_size[unit_index] - 1
+    shared = partners > 0
+    share = (group_size[group][shared] - 1) / partners[shared]
+    raters, inverse = np.unique(rater[shared], return_inverse=True)
+    sums = np.bincount(inverse, weights=share, minlength=raters.size)
+    units = np.bincount(inverse, minlength=raters.size)
+    return {r: (float(a), int(n)) for r, a, n in zip(raters.tolist(), sums, units, strict=True)}
 
 
 def kappa_from_confusion(confusion) -> tuple[float | None, float | None, float | None, int]:
@@ -410,13 +429,13 @@ GOLD_SHARE = 0.7
 TRUST_MIN, TRUST_MAX = 0.05, 1.5
 
 
-def _skill(successes: int, n: int, prior: float) -> float:
+def _skill(successes: float, n: int, prior: float) -> float:
     """Shrunk proportion turned into skill over a coin: 0 at 50%, 1 at 100%."""
     shrunk = (successes + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT)
     return (shrunk - 0.5) / 0.5
 
 
-def trust_weight(*, gold_correct: int, gold_n: int, agree: int, agree_n: int) -> float:
+def trust_weight(*, gold_correct: int, gold_n: int, agree: float, agree_n: int) -> float:
     """Trust weight of a rater (the pair weight in reward-model training).
 
     Gold accuracy and agreement with other raters are each shrunk toward a prior (0.8 and 0.7, worth

@@ -204,6 +204,8 @@ def quality_compute(
             row = _figures(sub)
             a, t = agreement["agree"].get(rid, (0, 0))
             row["agreement"] = metrics.wilson(a, t).as_dict()
+            # trust counts shared comparisons, not rater pairs: the prior is worth 10 judgments
+            a, t = agreement["agree_units"].get(rid, (0.0, 0))
             gold_n = row["gold_accuracy"]["n"]
             gold_correct = round((row["gold_accuracy"]["value"] or 0.0) * gold_n)
             row["trust"] = metrics.trust_weight(gold_correct=gold_correct, gold_n=gold_n, agree=a, agree_n=t)

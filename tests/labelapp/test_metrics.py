@@ -62,6 +62,17 @@ def test_pairwise_agreement_treats_a_tie_as_its_own_category():
     per = out["per_rater"]
     assert (per[1].n, per[1].value) == (4, 0.5)  # (1,2) yes, (1,3) no, unit 2 yes, unit 3 no
     assert (per[3].n, per[3].value) == (3, 0.0)
+    # per shared unit: r1 1/2 + 1 + 0 over 3 units; r2 1/2 + 1 over 2 (unit 4 is shared with nobody)
+    assert out["agree_units"] == {1: (1.5, 3), 2: (1.5, 2), 3: (0.0, 2)}
+
+
+def test_trust_counts_shared_comparisons_not_rater_pairs():
+    # 10 comparisons, each judged by r1 and by 4 others who all disagree with r1. Counted in rater
+    # pairs that was 0 of 40, which outweighed the prior (worth 10 judgments) four times over.
+    unit = [u for u in range(10) for _ in range(5)]
+    rater = [1, 2, 3, 4, 5] * 10
+    pref = [-2, 2, 2, 2, 2] * 10
+    assert metrics.pairwise_sign_agreement(unit, rater, pref)["agree_units"][1] == (0.0, 10)
 
 
 def test_cohen_kappa_per_pair_with_enough_overlap():

@@ -236,3 +236,24 @@ def test_every_chart_spec_is_valid_plotly(rater, other_rater, guideline, make_co
         charts.validate(spec)  # plotly.graph_objects raises on any unknown or malformed property
     assert specs["loss, one point"]["data"][0]["mode"] == "lines+markers"  # a short run still shows
     assert specs["loss, one point"]["layout"]["legend"]["orientation"] == "h"  # under the plot
+
+
+def test_trust_weighs_agreement_per_comparison_however_many_raters_share_it():
+    # r1 against 4 unanimous others on 10 comparisons, no gold: trust reads 0 agreeing of 10
+    # comparisons (not 0 of 40 rater pairs, which pushed it four times as far from the prior).
+    import numpy as np
+
+    from labelapp import metrics
+
+    n = 50
+    cols = {name: np.zeros(n, dtype=np.int32) for name in quality._COLUMNS}
+    cols["comparison"] = np.repeat(np.arange(10), 5).astype(np.int32)
+    cols["rater"] = np.tile(np.arange(1, 6), 10).astype(np.int32)
+    cols["preference"] = np.tile([-2, 2, 2, 2, 2], 10).astype(np.int32)
+    cols["words_a"] = cols["words_b"] = np.full(n, 50, dtype=np.int32)
+    cols["time_ms"] = np.full(n, 20_000, dtype=np.int32)
+    figures = quality.quality_compute(quality.Rows(cols), bootstrap=0)
+    r1 = next(r for r in figures["raters"] if r["rater_id"] == 1)
+    assert r1["agreement"]["n"] == 40  # the figure shown stays agreement over rater pairs
+    assert r1["trust"] == pytest.approx(metrics.trust_weight(gold_correct=0, gold_n=0, agree=0, agree_n=10))
+    assert r1["trust"] > metrics.trust_weight(gold_correct=0, gold_n=0, agree=0, agree_n=40)

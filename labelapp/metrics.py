@@ -291,8 +291,9 @@ def unit_agreement(unit, rater, preference) -> dict:
 
 
 def kappa_from_confusion(confusion) -> tuple[float | None, float | None, float | None, int]:
-    """Cohen's kappa, its 95% interval (large-sample SE sqrt(po (1 - po) / (n (1 - pe)^2))) and n
-    from a square confusion matrix of two raters' labels."""
+    """Cohen's kappa, its 95% interval (large-sample SE sqrt(po (1 - po) / (n (1 - pe)^2)); where the
+    observed agreement po is 0 or 1, the Wilson interval of po mapped onto kappa) and n from a square
+    confusion matrix of two raters' labels."""
     c = np.asarray(confusion, dtype=float)
     n = c.sum()
     if n == 0:
@@ -302,8 +303,13 @@ def kappa_from_confusion(confusion) -> tuple[float | None, float | None, float |
     if pe >= 1.0:  # both raters gave one and the same label every time: kappa is 0/0 (sklearn: nan)
         return None, None, None, int(n)
     kappa = (po - pe) / (1 - pe)
-    se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
-    return float(kappa), float(kappa - Z95 * se), float(kappa + Z95 * se), int(n)
+    if 0.0 < po < 1.0:
+        se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
+        return float(kappa), float(kappa - Z95 * se), float(kappa + Z95 * se), int(n)
+    # Perfect (or no) observed agreement makes that SE 0, an interval of one point at any n: map the
+    # Wilson interval of the observed agreement through kappa = (po - pe) / (1 - pe) instead.
+    po_ci = wilson(int(round(po * n)), int(n))
+    return float(kappa), (po_ci.lo - pe) / (1 - pe), (po_ci.hi - pe) / (1 - pe), int(n)
 
 
 def cohen_kappa_pairs(unit, rater, preference, *, min_overlap: int = 10) -> list[dict]:

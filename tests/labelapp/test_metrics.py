@@ -99,6 +99,14 @@ def test_kappa_matches_scikit_learn_on_random_labels():
     assert pair["value"] == pytest.approx(cohen_kappa_score(a, b), abs=1e-6)
 
 
+def test_perfect_agreement_on_few_units_has_a_kappa_interval_wider_than_a_point():
+    # 6 of 6 agree (A A B B T T each): po = 1, pe = 1/3, kappa = 1; the large-sample SE is 0, which
+    # claimed [1.00, 1.00] from six judgments. Wilson on po (6/6: [0.610, 1]) mapped onto kappa instead.
+    kappa, lo, hi, n = metrics.kappa_from_confusion([[2, 0, 0], [0, 2, 0], [0, 0, 2]])
+    assert (kappa, n, hi) == (pytest.approx(1.0), 6, pytest.approx(1.0))
+    assert lo == pytest.approx((metrics.wilson(6, 6).lo - 1 / 3) / (2 / 3)) and lo < 0.5
+
+
 def test_kappa_is_undefined_when_both_raters_only_ever_gave_one_label():
     # chance agreement is 1, so kappa is 0/0: no figure (scikit-learn gives nan), not a perfect 1.0
     assert metrics.kappa_from_confusion([[0, 0, 0], [0, 0, 0], [0, 0, 12]]) == (None, None, None, 12)

@@ -12,7 +12,9 @@ them), and linear Bradley-Terry heads are fitted on the cached features, per hid
 - length: the same plus the learned length covariate beta * (log(1+chars_c) - log(1+chars_r)),
   dropped at use (the trainer's default objective);
 - length+bal: the length covariate, with the pairs the longer and the shorter answer won weighing the
-  same.
+  same;
+- "-resid": plain and length on features from which the part linear in log length was projected out
+  (over all answers, no labels), so the reward is length-free as trained, not only after calibration.
 
 "+cal" is the deployed reward: the trainer's own LengthCalibration fitted on the training answers and
 subtracted. The L2 strength is chosen per run on an inner split of the training pairs (by prompt, full
@@ -48,6 +50,7 @@ from rewardtrainer.evaluate import metrics_from_rewards  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 VARIANTS = ("plain", "length", "length+bal")
+RESIDUALIZED = ("plain", "length")  # the same heads on features with log length projected out
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 FIGURES = {
     "acc": "accuracy",
@@ -204,17 +207,30 @@ def run_split(probe: Probe, pairs, variant: str, seed: int, val_fraction: float)
     }
 
 
+def residualized(x: np.ndarray, log_length: np.ndarray) -> np.ndarray:
+    """`x` with the part of every feature that is linear in [1, log length] removed (no labels): any
+    linear reward on it is uncorrelated with log length by construction, before any calibration."""
+    basis = np.column_stack([np.ones_like(log_length), log_length])
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    rest = x - basis @ coef
+    return rest / (rest.std(0) + 1e-6)
+
+
 def probe_backbone(name: str, features: np.ndarray, layers, index, pairs, args) -> dict:
     """Every layer x pooling x variant of one backbone: rows of median figures (printed as they come)."""
+    log_length = np.log1p(np.array([len(answer) for _, answer in index], float))  # index: in text order
     rows = {}
     for j, layer in enumerate(layers):
         for pooling, pooling_name in enumerate(("mean", "last")):
             x = features[:, j, pooling]
-            probe = Probe((x - x.mean(0)) / (x.std(0) + 1e-6), index)  # no labels: all answers
-            for variant in VARIANTS:
-                runs = [run_split(probe, pairs, variant, s, args.val_fraction) for s in args.seeds]
+            x = (x - x.mean(0)) / (x.std(0) + 1e-6)  # no labels: all answers
+            probes = {"": Probe(x, index), "-resid": Probe(residualized(x, log_length), index)}
+            for variant, feature_set in [(v, "") for v in VARIANTS] + [(v, "-resid") for v in RESIDUALIZED]:
+                runs = [
+                    run_split(probes[feature_set], pairs, variant, s, args.val_fraction) for s in args.seeds
+                ]
                 for which, suffix in (("raw", ""), ("cal", "+cal")):
-                    label = f"{name} L{layer} {pooling_name} {variant}{suffix}"
+                    label = f"{name} L{layer} {pooling_name} {variant}{feature_set}{suffix}"
                     row = medians(runs, which)
                     rows[label] = {
                         "medians": row,
@@ -223,7 +239,7 @@ def probe_backbone(name: str, features: np.ndarray, layers, index, pairs, args) 
                         "beta": [r["beta"] for r in runs],
                     }
                     cells = "".join(f"{fmt(k, row[k]):>9s}" for k in FIGURES.values())
-                    print(f"{label:44s}{cells}", flush=True)
+                    print(f"{label:48s}{cells}", flush=True)
     return rows
 
 
@@ -265,7 +281,7 @@ def main(argv=None) -> int:
         "backbones": {},
     }
     print(f"{len(pairs)} pairs, {len(texts)} distinct answers; seeds {args.seeds}; accuracies in %")
-    print(f"{'backbone layer pooling variant':44s}" + "".join(f"{h:>9s}" for h in FIGURES))
+    print(f"{'backbone layer pooling variant':48s}" + "".join(f"{h:>9s}" for h in FIGURES))
     for name in args.backbones:
         features, layers, seconds = cached_features(name, texts, args.max_length, args.cache)
         rows = probe_backbone(name, features, layers, index, pairs, args)

@@ -23,7 +23,9 @@ log sigmoid(relevance)); "+gate" adds the relevance
 gate (relevance.py: a logistic fit on the MiniLM cosine of prompt and answer, post-hoc like the
 calibration, so "+gate" and the same run without it train identically); "+pmi" the PMI gate (a hinge on
 the pointwise mutual information of answer and prompt under SmolLM2; bench/pmi_gate.py sweeps its
-settings on saved models).
+settings on saved models); "+flat" adds |corr(reward, length)| to the loss (reward_corr_weight 1), so the
+reward is trained flat in length instead of only calibrated afterwards (bench/rm_probe.py's "-resid"
+heads, fine-tuned).
 Figures per row: accuracy of the deployed reward; accuracy of the full model (reward + length term);
 accuracy where the longer / shorter answer won and their mean (balanced); Pearson and Spearman of the
 deployed reward with answer length; the padding test; the off-prompt test.
@@ -75,7 +77,12 @@ def shared_pairs(data_dir: Path = DATA_DIR) -> list:
 # Every run states these explicitly (not TrainConfig's defaults, so that a changed default changes no
 # row); a variant names only what it changes.
 BASE = dict(
-    objective="length", augment="none", augment_padding=0.0, calibration_holdout=0.0, length_balance=False
+    objective="length",
+    augment="none",
+    augment_padding=0.0,
+    calibration_holdout=0.0,
+    length_balance=False,
+    reward_corr_weight=0.0,
 )
 
 
@@ -92,6 +99,8 @@ RUNS = {
     "length+rrm-nb": variant(augment="neighbour"),
     "plain+rrm-nb": variant(objective="plain", augment="neighbour"),
     "length+pad": variant(augment_padding=0.5),
+    "plain+flat": variant(objective="plain", reward_corr_weight=1.0),
+    "length+pad+flat": variant(augment_padding=0.5, reward_corr_weight=1.0),
     "plain+bal": variant(objective="plain", length_balance=True),
     "length+pad+bal": variant(augment_padding=0.5, length_balance=True),
     "length+pad+gate": variant(augment_padding=0.5, relevance_gate="cosine"),
@@ -118,6 +127,10 @@ ROWS = [
     ("length+rrm-nb+cal", "length+rrm-nb", "cal"),
     ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
     ("length+pad+cal", "length+pad", "cal"),
+    ("plain+flat", "plain+flat", "raw"),
+    ("plain+flat+cal", "plain+flat", "cal"),
+    ("length+pad+flat", "length+pad+flat", "raw"),
+    ("length+pad+flat+cal", "length+pad+flat", "cal"),
     ("plain+bal", "plain+bal", "raw"),
     ("plain+bal+cal", "plain+bal", "cal"),
     ("length+pad+bal", "length+pad+bal", "raw"),

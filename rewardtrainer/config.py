@@ -156,9 +156,12 @@ class TrainConfig:
     """ODIN: weight of -Pearson(length-head reward, answer length)"""
     ortho_weight: float = 1.0
     """ODIN: weight of |w_quality . w_length|"""
+    reward_corr_weight: float = 0.0
+    """plain and length objectives: weight of |corr(reward, answer length)| (corr_mode's measure) in the
+    loss, so the reward is trained to be flat in length rather than only calibrated afterwards; 0 = off"""
     corr_mode: str = "global"
-    """ODIN correlation terms: 'batch' (in-batch Pearson, as the paper) or 'global' (cosine with length
-    centred on the training-set mean: sees correlation across length-bucketed batches)"""
+    """ODIN correlation terms and reward_corr_weight: 'batch' (in-batch Pearson, as the paper) or
+    'global' (cosine with length centred on the training-set mean: sees across length-bucketed batches)"""
     decorrelate: bool = True
     """ODIN: after training, make the quality head exactly uncorrelated with length on training answers
     by moving part of it into the length head (summed reward unchanged; RewardModel.decorrelate_heads)"""

@@ -69,6 +69,8 @@ class LossWeights:
     """weight of |w_quality . w_length|: the heads read different directions of the pooled state"""
     corr_mode: str = "global"
     """'batch': ODIN's in-batch Pearson; 'global': `global_correlation`, which sees across batches"""
+    reward_corr: float = 0.0
+    """plain / length objectives: weight of |correlation(reward, answer length)| (corr_mode's measure)"""
     relevance: float = 1.0
     """weight of the relevance head's class-balanced cross-entropy (models with a relevance head)"""
 
@@ -563,6 +565,13 @@ def relevance_loss(relevance: torch.Tensor, mismatch: torch.Tensor) -> tuple[tor
     return loss, accuracy
 
 
+def _length_correlation(r: torch.Tensor, length: torch.Tensor, length_mean: float | None, mode: str):
+    """`global_correlation` (mode 'global', with the training-set mean length) or in-batch Pearson."""
+    if mode == "global" and length_mean is not None:
+        return global_correlation(r, length, length_mean)
+    return pearson(r, length)
+
+
 def reward_loss(
     r_q: torch.Tensor,
     r_l: torch.Tensor,
@@ -605,13 +614,15 @@ def reward_loss(
         rel_loss, rel_acc = relevance_loss(relevance, mismatch)
         loss = loss + weights.relevance * rel_loss
         stats |= {"relevance_loss": rel_loss.detach(), "relevance_accuracy": rel_acc}
-    if w_length is not None and w_quality is not None:
+    odin = w_length is not None and w_quality is not None
+    if weights.reward_corr > 0 and not odin:
+        corr_q = _length_correlation(r_q, length.to(r_q.dtype), length_mean, weights.corr_mode)
+        loss = loss + weights.reward_corr * corr_q.abs()
+        stats["corr_quality"] = corr_q.detach()
+    if odin:
         length = length.to(r_q.dtype)
-        if weights.corr_mode == "global" and length_mean is not None:
-            corr_q = global_correlation(r_q, length, length_mean)
-            corr_l = global_correlation(r_l, length, length_mean)
-        else:
-            corr_q, corr_l = pearson(r_q, length), pearson(r_l, length)
+        corr_q = _length_correlation(r_q, length, length_mean, weights.corr_mode)
+        corr_l = _length_correlation(r_l, length, length_mean, weights.corr_mode)
         ortho = (w_quality.flatten() * w_length.flatten()).sum().abs()
         loss = (
             loss + weights.corr_quality * corr_q.abs() - weights.corr_length * corr_l + weights.ortho * ortho

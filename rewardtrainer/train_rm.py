@@ -692,7 +692,11 @@ def config_loss_weights(config: TrainConfig):
     from .model import LossWeights
 
     return LossWeights(
-        config.corr_quality_weight, config.corr_length_weight, config.ortho_weight, config.corr_mode
+        config.corr_quality_weight,
+        config.corr_length_weight,
+        config.ortho_weight,
+        config.corr_mode,
+        reward_corr=config.reward_corr_weight,
     )
 
 

@@ -46,6 +46,33 @@ def test_plain_reward_loss_is_bradley_terry_on_the_quality_head():
     assert stats["accuracy"].item() == 1.0 and stats["margin"].item() == pytest.approx(0.75)
 
 
+@pytest.mark.parametrize("objective", ["plain", "length"])
+def test_reward_corr_weight_trains_the_reward_flat_in_length(objective):
+    """With reward_corr > 0 the plain and length objectives pay |corr(r, len)|: gradient steps on that
+    term alone (pair weights 0) flatten a reward that rose with length; at 0 the loss has no such term."""
+    g = torch.Generator().manual_seed(0)
+    length = torch.randint(10, 500, (32,), generator=g).float()  # (2B,)
+    r_q = (length / 100 + 0.3 * torch.randn(32, generator=g)).requires_grad_()
+    beta = torch.zeros((), requires_grad=True) if objective == "length" else None
+    length_mean = float(length.mean())
+
+    def loss_of(weights):
+        args = (r_q, torch.zeros(32), length, torch.zeros(16), torch.zeros(16), weights)
+        return reward_loss(*args, None, None, length_mean, beta)
+
+    off, _ = loss_of(LossWeights(reward_corr=0.0))
+    assert off.item() == 0.0  # zero pair weights, no correlation term
+    before = pearson(r_q, length).abs().item()
+    opt = torch.optim.Adam([r_q], lr=0.05)
+    for _ in range(100):
+        loss, stats = loss_of(LossWeights(reward_corr=1.0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert "corr_quality" in stats
+    assert pearson(r_q, length).abs().item() < 0.5 * before
+
+
 @pytest.mark.parametrize("corr_mode", ["batch", "global"])
 def test_odin_terms_decorrelate_quality_and_correlate_the_length_head(corr_mode):
     """Gradient steps on the ODIN terms alone: |corr(r_q, len)| falls, corr(r_l, len) rises,

@@ -9,7 +9,7 @@ import pytest
 
 from labelapp.services import quality
 from tests.browser.test_rating_flow import OUTPUT_DIR, page  # noqa: F401 (the page fixture)
-from tests.labelapp.test_quality import _gold, rate
+from tests.labelapp.test_quality import _gold, _ordinary, rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_charts_are_drawn_by_local_plotly(page, live_server, make_user, guideline, make_comparison):  # noqa: F811
     staff = make_user("boss", staff=True, password="pw-for-tests-123")
     raters = [make_user(f"r{i}") for i in range(3)]
-    for i in range(10):
-        c = _gold(make_comparison, i)
+    for i in range(20):  # gold pairs, and ordinary ones (what the length and position charts read)
+        c = _gold(make_comparison, i) if i < 10 else _ordinary(make_comparison, i)
         for j, r in enumerate(raters):
             rate(
                 rater=r,

@@ -578,7 +578,7 @@ def reward_loss(
     length: torch.Tensor,
     margin: torch.Tensor,
     weight: torch.Tensor,
-    weights: LossWeights,
+    weights: LossWeights | None,
     w_quality: torch.Tensor | None = None,
     w_length: torch.Tensor | None = None,
     length_mean: float | None = None,
@@ -600,6 +600,7 @@ def reward_loss(
     which sees correlation across length-bucketed batches, or ODIN's in-batch Pearson ('batch').
     """
     B = margin.shape[0]
+    weights = weights or LossWeights()
     if length_beta is not None:
         r_l = length_beta.to(r_q.dtype) * torch.log(length.to(r_q.dtype).clamp(min=1.0))  # (2B,)
     r = r_q + r_l  # (2B,) the summed reward the ranking loss sees

@@ -43,6 +43,17 @@ def _ordinary(make_comparison, i: int) -> Comparison:
     return make_comparison(prompt_text=f"ordinary {i}", a="Short and right.", b="Long " * 30)
 
 
+def _swapped_repeat(original: Comparison) -> Comparison:
+    """A repeat of `original` that shows its answers the other way round."""
+    return Comparison.objects.create(
+        prompt=original.prompt,
+        response_a=original.response_b,
+        response_b=original.response_a,
+        kind=Comparison.Kind.REPEAT,
+        repeat_of=original,
+    )
+
+
 @pytest.mark.django_db
 def test_refresh_stores_trust_flags_and_reports(rater, other_rater, guideline, make_comparison):
     # rater: right on 20 gold pairs, always picks the left answer (alternating sides -> position flag).
@@ -107,13 +118,7 @@ def test_length_and_position_bias_leave_out_gold_and_repeats(rater, guideline, m
     for i in range(10):
         c = make_comparison(prompt_text=f"p{i}", a="Long " * 30, b="Short.")
         rate(rater=rater, comparison=c, preference=-2, a_left=True, guideline=guideline)
-        repeat = Comparison.objects.create(
-            prompt=c.prompt,
-            response_a=c.response_b,
-            response_b=c.response_a,
-            kind=Comparison.Kind.REPEAT,
-            repeat_of=c,
-        )
+        repeat = _swapped_repeat(c)
         rate(rater=rater, comparison=repeat, preference=2, a_left=False, guideline=guideline)
         gold = _gold(make_comparison, i)
         rate(rater=rater, comparison=gold, preference=-2, a_left=False, guideline=guideline)
@@ -131,13 +136,7 @@ def test_repeats_give_test_retest_with_swapped_answers_flipped(rater, guideline,
     pairs = []
     for i in range(6):
         original = make_comparison(prompt_text=f"p{i}", a=f"answer one {i}", b=f"answer two {i} longer")
-        repeat = Comparison.objects.create(
-            prompt=original.prompt,
-            response_a=original.response_b,  # the repeat shows the answers the other way round
-            response_b=original.response_a,
-            kind=Comparison.Kind.REPEAT,
-            repeat_of=original,
-        )
+        repeat = _swapped_repeat(original)
         pairs.append((original, repeat))
     # consistent on 5 (same answer preferred: sign flips with the swap), inconsistent on 1
     for i, (original, repeat) in enumerate(pairs):

@@ -139,15 +139,15 @@ class TrainConfig:
     with a dense (L, L) mask that grows with the square of the budget (and FlexAttention has no CPU
     backward). Compiled, every packed batch has the budget's length and the blocks are compiled for that
     one static shape (validation and the final fits run eager, through SDPA). On an H100 (0.35B decoder,
-    2026-11-27) it cut padding from 12% to 1% and ran the training steps 1.02x the padded trainer at 32
-    pairs, 1.01x at 48 (28% MFU against 31% with dynamic-shape compilation, 2026-11-26). Off by default:
-    the gain is within the spread between machines, and a whole run on a GPU is untimed (README)"""
+    48 pairs, 2026-11-27) it cut padding from 13% to 1% and, with the varlen kernel, ran the training
+    steps at 34.2-34.5% MFU against the padded trainer's 31.5-32.2% (1.07x). Off by default: a whole run
+    (its eager validation included) has not been timed on a GPU (README)"""
     packed_attention: str = "auto"
-    """the attention kernel of packed rows on a GPU: 'flex' (FlexAttention with a document mask built on
-    the host, packing.py, compiled into the blocks), 'varlen' (the flash kernel's variable-length form,
-    torch.nn.attention.varlen, torch 2.10+; varlen.py: a graph break in every compiled block), or 'auto'
-    (flex: on an H100 with torch 2.11 it ran the 0.35B decoder's packed steps at 31.6% MFU against
-    varlen's 29.2%, README)"""
+    """the attention kernel of packed rows on a GPU: 'varlen' (the flash kernel's variable-length form,
+    torch.nn.attention.varlen, torch 2.10+, traced into the compiled blocks; varlen.py), 'flex'
+    (FlexAttention with a document mask built on the host, packing.py, compiled into the blocks), or
+    'auto' (varlen where torch has it, else flex: on an H100 with torch 2.11 varlen ran the 0.35B
+    decoder's packed steps at 34.2-34.5% MFU against flex's 32.2% and padded rows' 31.5-32.2%, README)"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""
     corr_quality_weight: float = 1.0

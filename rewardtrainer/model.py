@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import varlen
+
 log = logging.getLogger(__name__)
 
 REWARD_CONFIG = "reward_config.json"
@@ -362,6 +364,7 @@ class RewardModel(nn.Module):
             # None: transformers derives the mask from the restarting positions; or the FlexAttention
             # BlockMask of packing.document_block_mask
             backbone_mask = attention_mask
+            kwargs.update(varlen.backbone_kwargs())  # the varlen kernel's row offsets, when it runs
         hidden = self.backbone(input_ids=input_ids, attention_mask=backbone_mask, **kwargs).last_hidden_state
         pooled = self.pool(hidden, attention_mask, ends).float()  # (B, H); heads in fp32 under autocast too
         quality = self.quality_head(pooled).squeeze(-1)  # (B,)

@@ -518,11 +518,12 @@ def _attention(prep: Prepared) -> str | None:
     answers, where SDPA would take a dense (L, L) mask. Else config's."""
     if not (prep.packing and prep.device.type == "cuda"):
         return prep.config.attn_implementation or None
-    if prep.config.packed_attention == "varlen":
-        if not varlen.available():
-            raise ValueError("packed_attention 'varlen' needs torch 2.10+ (torch.nn.attention.varlen)")
+    choice = prep.config.packed_attention
+    if choice == "varlen" and not varlen.available():
+        raise ValueError("packed_attention 'varlen' needs torch 2.10+ (torch.nn.attention.varlen)")
+    if choice == "varlen" or (choice == "auto" and varlen.available()):  # auto: the faster (config)
         return varlen.register()
-    return "flex_attention"  # 'flex' and 'auto': measured the faster of the two (config)
+    return "flex_attention"
 
 
 def compile_blocks(backbone: torch.nn.Module, dynamic: bool = True) -> int:
@@ -676,7 +677,8 @@ def _packed_rows(prep: Prepared, batch: dict[str, torch.Tensor], attention: str 
     context for any other batch or attention."""
     if not prep.packing or attention != varlen.NAME:
         return contextlib.nullcontext()
-    return varlen.rows(_row_lengths(batch), batch["input_ids"].shape[1], prep.device)
+    fixed_max = prep.config.max_length if prep.compiled else 0  # one compiled shape: see varlen.rows
+    return varlen.rows(_row_lengths(batch), batch["input_ids"].shape[1], prep.device, fixed_max)
 
 
 def _flex_mask(prep: Prepared, batch: dict[str, torch.Tensor], attention: str | None):

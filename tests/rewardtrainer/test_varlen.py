@@ -104,29 +104,181 @@ def test_packed_attention_is_checked():
         TrainConfig(packed_attention="dense")
 
 
-def test_compiled_blocks_do_not_recompile_for_new_row_offsets(tiny_llama, minilm_tokenizer, monkeypatch):
+# The reference as torch ships its kernel: a custom op with a fake and a backward that is a custom op too,
+# so that a compiled block traces both without looking inside (no graph break, no guard on the offsets).
+@torch.library.custom_op("rm_test::varlen", mutates_args=())
+def _reference_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    max_q: int,
+    max_k: int,
+) -> torch.Tensor:
+    return reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, is_causal=True)
+
+
+@_reference_op.register_fake
+def _(q, k, v, cu_q, cu_k, max_q, max_k):
+    return torch.empty_like(q)
+
+
+@torch.library.custom_op("rm_test::varlen_backward", mutates_args=())
+def _reference_op_backward(
+    grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_q: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _, vjp = torch.func.vjp(
+        lambda q, k, v: reference_varlen(q, k, v, cu, cu, max_q, max_q, is_causal=True), q, k, v
+    )
+    return tuple(g.clone() for g in vjp(grad))
+
+
+@_reference_op_backward.register_fake
+def _(grad, q, k, v, cu, max_q):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup(ctx, inputs, output):
+    q, k, v, cu, _, max_q, _ = inputs
+    ctx.save_for_backward(q, k, v, cu)
+    ctx.max_q = max_q
+
+
+def _backward(ctx, grad):
+    q, k, v, cu = ctx.saved_tensors
+    return (*_reference_op_backward(grad, q, k, v, cu, ctx.max_q), None, None, None, None)
+
+
+_reference_op.register_autograd(_backward, setup_context=_setup)
+
+
+def _reference_op_kernel(q, k, v, cu_q, cu_k, max_q, max_k, *, is_causal=True):
+    return _reference_op(q, k, v, cu_q, cu_k, max_q, max_k)
+
+
+def test_offsets_of_a_compiled_run_are_one_shape():
+    # a compiled run: the maximum is max_length, the padding tail in pieces of at most that, and empty rows
+    # up to a power of two (at least 64)
+    cu, longest = varlen.offsets([3, 5, 2], 20, longest=8, rows=8)
+    assert longest == 8
+    assert cu.tolist() == [0, 3, 8, 10, 18, 20, 20, 20, 20]
+    with pytest.raises(ValueError, match="longer than the maximum"):
+        varlen.offsets([3, 9], 20, longest=8)
+    assert [varlen.fixed_row_count(n) for n in (1, 64, 65, 200)] == [64, 64, 128, 256]
+    with varlen.rows([3, 5, 2], 500, "cpu", fixed_max=16):  # 3 rows and 31 pieces: 64 rows
+        kw = varlen.backbone_kwargs()
+    assert kw[varlen.KW_MAX] == 16 and kw[varlen.KW_OFFSETS].shape == (65,)
+    assert kw[varlen.KW_OFFSETS][-1] == 500 and int(torch.diff(kw[varlen.KW_OFFSETS]).max()) <= 16
+    assert varlen.backbone_kwargs() == {}
+
+
+def test_compiled_blocks_trace_the_kernel_and_do_not_recompile_for_new_row_offsets(
+    tiny_llama, minilm_tokenizer, monkeypatch
+):
     # the trainer compiles a packed run's blocks for one static shape; each batch brings other row
-    # offsets and another longest row, which must not be guards of the compiled blocks
+    # offsets, which must not be guards of the compiled blocks (rows(..., fixed_max) as the trainer calls
+    # it compiled). A custom-op kernel, as torch's varlen_attn is, traces into the block: no graph break,
+    # and forward and backward give what the padded model gives.
+    from torch._dynamo.utils import counters
+
     from rewardtrainer.train_rm import compile_blocks
 
-    monkeypatch.setattr(varlen, "_kernel", lambda: SPELLINGS["torch 2.12"])
+    monkeypatch.setattr(varlen, "_kernel", lambda: (_reference_op_kernel, True, False, False))
     model = RewardModel.from_backbone(tiny_llama, attn_implementation=varlen.register())
+    padded_model = RewardModel.from_backbone(tiny_llama)
+    padded_model.load_state_dict(model.state_dict())
     compile_blocks(model.backbone, dynamic=False)
     pairs = [PreferencePair(f"q{i} " * (1 + i), "yes " * (7 * i + 3), "no " * (30 - 3 * i)) for i in range(8)]
     enc = encode_pairs(pairs, minilm_tokenizer, 256)
     torch._dynamo.reset()
+    counters.clear()
 
     def step(batch):
         packed = collate_packed(enc, batch, width=512)
         lengths = np.diff(packed["ends"].numpy(), prepend=-1)
-        with varlen.rows(lengths, 512, "cpu"):
+        with varlen.rows(lengths, 512, "cpu", fixed_max=256):
             r = model(packed["input_ids"], None, position_ids=packed["position_ids"], ends=packed["ends"])[0]
             r.sum().backward()
+        return r
 
-    # the first batch compiles the layer and, at the graph break the kernel makes, the attention module
-    # on its own (transformers wraps both forwards in the same decorator: two entries of one code object)
-    step([0, 1])
+    for n, batch in enumerate(([0, 1], [2, 3, 4], [5, 6, 7], [7])):
+        model.zero_grad()
+        padded_model.zero_grad()
+        with torch._dynamo.config.patch(error_on_recompile=n > 0):
+            got = step(batch)
+        padded = collate(enc, batch)
+        want = padded_model(padded["input_ids"], padded["attention_mask"])[0]
+        want.sum().backward()
+        assert torch.allclose(got.detach(), want, atol=1e-5)
+        grad = model.backbone.layers[0].self_attn.q_proj.weight.grad
+        assert torch.allclose(grad, padded_model.backbone.layers[0].self_attn.q_proj.weight.grad, atol=1e-5)
     assert varlen.register() == varlen.NAME
-    with torch._dynamo.config.patch(error_on_recompile=True):
-        for batch in ([2, 3, 4], [5, 6, 7], [7]):
-            step(batch)
+    assert counters["stats"]["unique_graphs"] >= 1  # the layers did compile
+    assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+def test_the_kernel_takes_fewer_key_value_heads_whatever_torch_spells(monkeypatch):
+    # torch 2.12+: the public function with enable_gqa; 2.10/2.11's refuses fewer key/value heads, so its
+    # op (which hands them to the flash kernel as they are, GQA natively) is called directly
+    import torch.nn.attention.varlen as torch_varlen
+
+    def public_2_11(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1)):
+        raise AssertionError("not called here")
+
+    def public_2_13(
+        query,
+        key,
+        value,
+        cu_seq_q,
+        cu_seq_k,
+        max_q,
+        max_k,
+        *,
+        scale=None,
+        window_size=(-1, -1),
+        enable_gqa=False,
+    ):
+        raise AssertionError("not called here")
+
+    for public, want in (
+        (public_2_11, (varlen._op_with_gqa, True, True, True)),
+        (public_2_13, (public_2_13, False, True, True)),
+    ):
+        monkeypatch.setattr(torch_varlen, "varlen_attn", public)
+        monkeypatch.setattr(varlen, "_KERNEL", None)
+        assert varlen._kernel() == want
+
+
+@pytest.mark.parametrize(
+    ("choice", "available", "want"),
+    [
+        ("auto", True, varlen.NAME),
+        ("auto", False, "flex_attention"),
+        ("flex", True, "flex_attention"),
+        ("varlen", True, varlen.NAME),
+    ],
+)
+def test_auto_packed_attention_is_varlen_where_torch_has_it(choice, available, want, monkeypatch):
+    from types import SimpleNamespace
+
+    from rewardtrainer.train_rm import _attention
+
+    monkeypatch.setattr(varlen, "available", lambda: available)
+    prep = SimpleNamespace(
+        packing=True, device=torch.device("cuda"), config=TrainConfig(packed_attention=choice)
+    )
+    assert _attention(prep) == want
+
+
+def test_varlen_without_torch_support_is_a_clear_error(monkeypatch):
+    from types import SimpleNamespace
+
+    from rewardtrainer.train_rm import _attention
+
+    monkeypatch.setattr(varlen, "available", lambda: False)
+    prep = SimpleNamespace(
+        packing=True, device=torch.device("cuda"), config=TrainConfig(packed_attention="varlen")
+    )
+    with pytest.raises(ValueError, match="torch 2.10"):
+        _attention(prep)

@@ -118,8 +118,10 @@ def length_buckets(lengths: np.ndarray, rewards: dict[str, np.ndarray], n_bucket
 
 
 def _acc(diff: np.ndarray, mask: np.ndarray | None = None) -> float | None:
+    """Share of pairs the reward ranks right; a tie (the same reward for both, as any model gives a pair
+    whose two answers are the same text) counts one half, what a coin breaking it would score."""
     d = diff if mask is None else diff[mask]
-    return float((d > 0).mean()) if len(d) else None
+    return float(((d > 0) + 0.5 * (d == 0)).mean()) if len(d) else None
 
 
 def _logsigmoid_loss(diff: np.ndarray, weight: np.ndarray) -> float:

@@ -56,6 +56,15 @@ def test_metrics_from_hand_made_rewards():
     assert empty["accuracy_length_matched"] is None and empty["n_length_matched"] == 0  # None, not NaN: JSON
 
 
+def test_a_tied_pair_counts_one_half():
+    # the shared data holds a pair whose two answers are the same text: every model ties it, and counting
+    # the tie as wrong put every model's accuracy below what a coin breaking ties would score
+    q_c, q_r = np.array([1.0, 0.3, 0.0, 2.0]), np.array([0.0, 0.3, 1.0, 2.0])
+    m = metrics_from_rewards(q_c, q_r, np.array([100, 50, 50, 30]), np.array([50, 50, 100, 60]))
+    assert m["accuracy"] == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+    assert m["accuracy_longer_won"] == 1.0 and m["accuracy_shorter_won"] == pytest.approx(0.25)
+
+
 def test_spearman_matches_scipy_and_the_numpy_fallback_with_ties():
     from scipy.stats import spearmanr
 

@@ -13,7 +13,8 @@
 # package, smol/ = a policy folder with config.json and a tokenizer only, built with random weights,
 # and data/preferences/); each stage runs under its own time limit (seconds: RM_GPU_S, PPO_S, QUALITY_S)
 # so that one slow stage cannot eat the others' share of the lease. RM_GPU_TOKENS sets rm_gpu's token
-# budget (default 32768), RM_GPU_ARGS adds flags (e.g. "--batch-size 32 --compile off").
+# budget (default 32768), RM_GPU_PACKING the packed variants (default "--packing --packed-attention varlen";
+# empty: none), RM_GPU_ARGS adds flags (e.g. "--batch-size 32 --compile off").
 set -u
 PY=${PY:-python3}
 OUT=${OUT:-bench/out}
@@ -32,7 +33,8 @@ for stage in "${stages[@]}"; do
     case $stage in
     rm_gpu)
         timeout "${RM_GPU_S:-300}" $PY bench/rm_gpu.py --sizes ${RM_GPU_SIZES:-135m 350m 1.5b} --steps 20 --max-length 512 \
-            --max-tokens "${RM_GPU_TOKENS:-32768}" --gpu-memory-gb "${GPU_MEMORY_GB:-80}" ${RM_GPU_ARGS:-} \
+            --max-tokens "${RM_GPU_TOKENS:-32768}" --gpu-memory-gb "${GPU_MEMORY_GB:-80}" \
+            ${RM_GPU_PACKING---packing --packed-attention varlen} ${RM_GPU_ARGS:-} \
             --out "$OUT/rm_gpu.json" \
             >"$OUT/rm_gpu.log" 2>&1
         echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_gpu.log" | tail -16

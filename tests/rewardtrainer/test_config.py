@@ -60,4 +60,4 @@ def test_the_command_line_help_shows_every_field(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--packing" in out and "12% to 1%" in " ".join(out.split())
+    assert "--packing" in out and "13% to 1%" in " ".join(out.split())

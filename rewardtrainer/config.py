@@ -146,7 +146,8 @@ class TrainConfig:
     """the attention kernel of packed rows on a GPU: 'varlen' (the flash kernel's variable-length form,
     torch.nn.attention.varlen, torch 2.10+, traced into the compiled blocks; varlen.py), 'flex'
     (FlexAttention with a document mask built on the host, packing.py, compiled into the blocks), or
-    'auto' (varlen where torch has it, else flex: on an H100 with torch 2.11 varlen ran the 0.35B
+    'auto' (varlen where torch has it and the backbone's family is one it was checked on,
+    varlen.MODEL_TYPES, else flex: on an H100 with torch 2.11 varlen ran the 0.35B
     decoder's packed steps at 34.2-34.5% MFU against flex's 32.2% and padded rows' 31.5-32.2%, README)"""
     dropout: bool = False
     """keep the backbone's dropout (off by default: better reward models, faster on CPU)"""

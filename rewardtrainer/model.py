@@ -575,6 +575,11 @@ def _length_correlation(r: torch.Tensor, length: torch.Tensor, length_mean: floa
     return pearson(r, length)
 
 
+def _ranked_right(diff: torch.Tensor) -> torch.Tensor:
+    """Share of pairs ranked right by these reward differences, a tie counting one half (evaluate._acc)."""
+    return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean()
+
+
 def reward_loss(
     r_q: torch.Tensor,
     r_l: torch.Tensor,
@@ -636,8 +641,8 @@ def reward_loss(
         q_c, q_r = r_q[:B], r_q[B:]
         stats |= {
             "loss": loss.detach(),
-            "accuracy": (q_c > q_r).float().mean(),
-            "accuracy_sum": (r[:B] > r[B:]).float().mean(),
+            "accuracy": _ranked_right(q_c - q_r),
+            "accuracy_sum": _ranked_right(r[:B] - r[B:]),
             "margin": (q_c - q_r).mean(),
             "reward_mean": r_q.mean(),
             "reward_std": r_q.std() if r_q.numel() > 1 else torch.zeros(()),

@@ -518,11 +518,19 @@ def _attention(prep: Prepared) -> str | None:
     answers, where SDPA would take a dense (L, L) mask. Else config's."""
     if not (prep.packing and prep.device.type == "cuda"):
         return prep.config.attn_implementation or None
+    from transformers import AutoConfig
+
     choice = prep.config.packed_attention
+    family = AutoConfig.from_pretrained(prep.config.backbone)
     if choice == "varlen" and not varlen.available():
         raise ValueError("packed_attention 'varlen' needs torch 2.10+ (torch.nn.attention.varlen)")
-    if choice == "varlen" or (choice == "auto" and varlen.available()):  # auto: the faster (config)
-        return varlen.register()
+    if choice == "varlen" and not varlen.supports(family):
+        raise ValueError(
+            f"packed_attention 'varlen' is checked on the decoder families {sorted(varlen.MODEL_TYPES)}; "
+            f"{family.model_type!r} is not one of them: use 'flex'"
+        )
+    if choice == "varlen" or (choice == "auto" and varlen.available() and varlen.supports(family)):
+        return varlen.register()  # auto: the faster of the two where it applies (config)
     return "flex_attention"
 
 

@@ -37,6 +37,22 @@ NAME = "rm_varlen"  # the attn_implementation name this module registers with tr
 _current = threading.local()
 
 
+# Decoder families checked on CPU (tests/rewardtrainer/test_varlen.py, a reference kernel with the same
+# contract) to hand the forward's keyword arguments to their attention function and to score packed rows
+# as the same rows padded. Others are refused: a layer that drops the kwargs would fail late (StableLM),
+# and one that never calls the attention function would silently let packed rows see each other (Bloom).
+# Gemma2 is left out on purpose: its attention soft-caps the logits, which the flash kernel cannot.
+MODEL_TYPES = frozenset(
+    "cohere gemma gemma3_text gpt2 gpt_neox granite llama mistral mixtral olmo olmo2 opt phi phi3 qwen2"
+    " qwen2_moe qwen3 smollm3 starcoder2".split()
+)
+
+
+def supports(backbone_config) -> bool:
+    """This backbone's family is one the varlen attention function was checked on (MODEL_TYPES)."""
+    return getattr(backbone_config, "model_type", None) in MODEL_TYPES
+
+
 def available() -> bool:
     """torch ships varlen_attn (2.10 or later) and a CUDA device can run it."""
     import torch
@@ -112,18 +128,26 @@ _KERNEL: tuple | None = None
 
 
 def _kernel():
-    """torch's varlen_attn and how this version spells causal and GQA (2.10: is_causal; later:
-    window_size=(-1, 0) and enable_gqa), looked up once (a module global: the compiled blocks read it
-    without tracing the lookup). Where the public function refuses fewer key/value heads (no enable_gqa),
-    its op is called directly (`_op_with_gqa`)."""
+    """torch's varlen_attn and how this version spells causal, GQA and the scale (2.10: is_causal; later:
+    window_size=(-1, 0) and enable_gqa), looked up once (a module global, set by `register` before any
+    compiled block reads it: set during a trace, it would be a guard that fails on the next call). Where
+    the public function refuses fewer key/value heads (no enable_gqa), its op is called directly
+    (`_op_with_gqa`)."""
     global _KERNEL
     if _KERNEL is None:
         from torch.nn.attention.varlen import varlen_attn
 
         params = inspect.signature(varlen_attn).parameters
         causal, gqa, scale = "is_causal" in params, "enable_gqa" in params, "scale" in params
-        _KERNEL = (varlen_attn, causal, gqa, scale) if gqa else (_op_with_gqa, True, True, True)
+        _KERNEL = (varlen_attn, causal, gqa, scale) if gqa else (_op_with_gqa, True, True, _op_takes_scale())
     return _KERNEL
+
+
+def _op_takes_scale() -> bool:
+    """Whether torch's varlen op takes a softmax scale (2.11 does; 2.10's stops at is_causal)."""
+    import torch
+
+    return any(a.name == "scale" for a in torch.ops.torch_attn._varlen_attn.default._schema.arguments)
 
 
 def _op_with_gqa(q, k, v, cu_q, cu_k, max_q, max_k, *, is_causal=True, enable_gqa=False, scale=None):
@@ -131,10 +155,12 @@ def _op_with_gqa(q, k, v, cu_q, cu_k, max_q, max_k, *, is_causal=True, enable_gq
     flash kernel, and that kernel takes fewer key/value heads than query heads (GQA) natively, where the
     public function's check would make us repeat them (3x the key/value traffic on SmolLM2-360M's shape).
     On an H100 with torch 2.11 its output matched the repeated heads' exactly and its gradients within
-    bf16 rounding (largest difference 0.001); packed training went from 34.2% to 34.5% MFU (README)."""
+    bf16 rounding (largest difference 0.001); packed training went from 34.2% to 34.5% MFU (README).
+    `scale` only where the op takes one (`_op_takes_scale`; else the caller scales q)."""
     import torch
 
-    return torch.ops.torch_attn._varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, is_causal, scale)[0]
+    extra = () if scale is None else (scale,)
+    return torch.ops.torch_attn._varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, is_causal, *extra)[0]
 
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -143,7 +169,19 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
 
     cu, longest = kwargs.get(KW_OFFSETS), kwargs.get(KW_MAX)
     if cu is None:
-        raise RuntimeError("varlen attention runs on packed rows only (inside varlen.rows)")
+        raise RuntimeError(
+            "varlen attention runs on packed rows only (inside varlen.rows), through a backbone whose layers "
+            "hand the forward's keyword arguments to their attention (MODEL_TYPES)"
+        )
+    # what the flash kernel here cannot do: refuse rather than compute another attention
+    if kwargs.get("softcap") is not None:
+        raise ValueError("varlen attention has no logit soft-capping; use packed_attention='flex'")
+    window = kwargs.get("sliding_window")
+    if window is not None and window < longest:
+        raise ValueError(
+            f"varlen attention has no sliding window ({window} tokens, rows up to {longest}); "
+            "use packed_attention='flex' or max_length at most the window"
+        )
     varlen_attn, spells_causal, gqa, takes_scale = _kernel()
     # the kernel takes fp16/bf16 only and, a custom op, is not cast by autocast as SDPA is: cast here
     # (under autocast the rotary embedding leaves q and k in fp32)
@@ -171,5 +209,7 @@ def register() -> str:
     be a new guard value for the compiled layers that look it up: a recompile); returns its name."""
     from transformers import AttentionInterface
 
+    if available():
+        _kernel()  # resolved before any compiled block runs (see _kernel)
     AttentionInterface.register(NAME, _attention)
     return NAME

@@ -250,6 +250,13 @@ def test_the_kernel_takes_fewer_key_value_heads_whatever_torch_spells(monkeypatc
         assert varlen._kernel() == want
 
 
+def _prep(backbone: str, choice: str):
+    from types import SimpleNamespace
+
+    config = TrainConfig(backbone=backbone, packed_attention=choice)
+    return SimpleNamespace(packing=True, device=torch.device("cuda"), config=config)
+
+
 @pytest.mark.parametrize(
     ("choice", "available", "want"),
     [
@@ -259,26 +266,83 @@ def test_the_kernel_takes_fewer_key_value_heads_whatever_torch_spells(monkeypatc
         ("varlen", True, varlen.NAME),
     ],
 )
-def test_auto_packed_attention_is_varlen_where_torch_has_it(choice, available, want, monkeypatch):
-    from types import SimpleNamespace
-
+def test_auto_packed_attention_is_varlen_where_torch_has_it(choice, available, want, tiny_llama, monkeypatch):
     from rewardtrainer.train_rm import _attention
 
     monkeypatch.setattr(varlen, "available", lambda: available)
-    prep = SimpleNamespace(
-        packing=True, device=torch.device("cuda"), config=TrainConfig(packed_attention=choice)
-    )
-    assert _attention(prep) == want
+    assert _attention(_prep(tiny_llama, choice)) == want
 
 
-def test_varlen_without_torch_support_is_a_clear_error(monkeypatch):
-    from types import SimpleNamespace
-
+def test_varlen_where_torch_or_the_backbone_cannot_is_a_clear_error_and_auto_falls_back(
+    tiny_llama, tiny_bert, monkeypatch
+):
     from rewardtrainer.train_rm import _attention
 
     monkeypatch.setattr(varlen, "available", lambda: False)
-    prep = SimpleNamespace(
-        packing=True, device=torch.device("cuda"), config=TrainConfig(packed_attention="varlen")
-    )
     with pytest.raises(ValueError, match="torch 2.10"):
-        _attention(prep)
+        _attention(_prep(tiny_llama, "varlen"))
+    monkeypatch.setattr(varlen, "available", lambda: True)
+    with pytest.raises(ValueError, match="'bert' is not one of them"):
+        _attention(_prep(tiny_bert, "varlen"))
+    assert _attention(_prep(tiny_bert, "auto")) == "flex_attention"
+
+
+def test_what_the_kernel_cannot_do_is_refused_not_computed_otherwise():
+    q = torch.zeros(1, 2, 8, 4)
+    rows = {varlen.KW_OFFSETS: torch.tensor([0, 8], dtype=torch.int32), varlen.KW_MAX: 8}
+    with pytest.raises(ValueError, match="soft-capping"):
+        varlen._attention(None, q, q, q, None, softcap=50.0, **rows)
+    with pytest.raises(ValueError, match="sliding window"):
+        varlen._attention(None, q, q, q, None, sliding_window=4, **rows)
+
+
+def test_torch_2_10s_op_gets_no_scale(monkeypatch):
+    # 2.10's op stops at is_causal: the kernel reports no scale, so the attention function scales q
+    import torch.nn.attention.varlen as torch_varlen
+
+    def public_2_10(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, is_causal=False, return_aux=None):
+        raise AssertionError("not called here")
+
+    monkeypatch.setattr(torch_varlen, "varlen_attn", public_2_10)
+    monkeypatch.setattr(varlen, "_op_takes_scale", lambda: False)
+    monkeypatch.setattr(varlen, "_KERNEL", None)
+    assert varlen._kernel() == (varlen._op_with_gqa, True, True, False)
+
+
+@pytest.mark.parametrize("model_type", sorted(varlen.MODEL_TYPES))
+def test_every_family_varlen_accepts_scores_packed_rows_as_padded_rows(
+    model_type, minilm_tokenizer, tmp_path, monkeypatch
+):
+    # MODEL_TYPES is the list of families whose layers hand the offsets to the attention function and
+    # whose attention the kernel computes; each is checked here on a tiny model of its own config
+    from transformers import AutoConfig, AutoModel
+
+    monkeypatch.setattr(varlen, "_kernel", lambda: SPELLINGS["torch 2.12"])
+    dims = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    dims |= {"num_key_value_heads": 2, "head_dim": 8, "n_embd": 32, "n_layer": 2, "n_head": 4}
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=minilm_tokenizer.vocab_size,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        **dims,
+    )
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(tmp_path)
+    packed_model = RewardModel.from_backbone(str(tmp_path), attn_implementation=varlen.register())
+    assert packed_model.backbone.config._attn_implementation == varlen.NAME
+    padded_model = RewardModel.from_backbone(str(tmp_path))
+    padded_model.load_state_dict(packed_model.state_dict())
+    pairs = [
+        PreferencePair(f"q{i} " * (1 + 5 * i), "yes " * (30 * i + 3), "no " * (70 - 15 * i)) for i in range(3)
+    ]
+    enc = encode_pairs(pairs, minilm_tokenizer, 128)
+    packed = collate_packed(enc, range(3), width=600)
+    with varlen.rows(np.diff(packed["ends"].numpy(), prepend=-1), 600, "cpu", fixed_max=128), torch.no_grad():
+        got = packed_model(
+            packed["input_ids"], None, position_ids=packed["position_ids"], ends=packed["ends"]
+        )[0]
+    padded = collate(enc, range(3))
+    with torch.no_grad():
+        want = padded_model(padded["input_ids"], padded["attention_mask"])[0]
+    assert torch.allclose(got, want, atol=1e-4)

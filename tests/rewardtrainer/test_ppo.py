@@ -6,6 +6,7 @@ while sampling) and for the other mode (a separate value model, old log-probs re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -369,6 +370,57 @@ def test_checkpoints_of_another_recipe_are_not_resumed(tmp_path, caplog):
         policy=tiny_llama(tok), tokenizer=tok,
     )  # fmt: skip
     assert same.resumed_from_update == 2
+
+
+def test_a_changed_generation_batch_size_is_another_recipe():
+    # the generation chunks share one random generator: other chunk sizes draw other samples, and a
+    # resumed round would no longer end where an uninterrupted one does
+    saved = {"generation_batch_size": 32, "checkpoint_every": 1, "device": "cpu"}
+    assert ppo._changed_settings(saved, saved | {"generation_batch_size": 8}) == ["generation_batch_size"]
+    assert ppo._changed_settings(saved, saved | {"checkpoint_every": 4, "device": "cuda"}) == []
+
+
+class _OffByOneNat:
+    """An outside engine whose log-probs are one nat off (as an engine reporting them before
+    temperature would be); its samples are the built-in sampler's."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def generate(self, prompts, params, *, seed=None):
+        samples = self.inner.generate(prompts, params, seed=seed)
+        return [dataclasses.replace(s, logprobs=[lp - 1.0 for lp in s.logprobs]) for s in samples]
+
+
+def test_an_outside_generators_log_probs_are_recomputed_not_trusted(tmp_path):
+    # one update, one minibatch, one epoch: with the old log-probs recomputed the ratio is exactly 1
+    # (approx_kl 0); trusting the engine's would start from half a nat
+    tok = tiny_tokenizer()
+    policy = tiny_llama(tok)
+    engine = _OffByOneNat(HFGenerator(policy, tok, batch_size=16))
+    c = config(updates=1, ppo_epochs=1, batch_size=16, mini_batch_size=16)
+    result = train_ppo(
+        prompts(8), good_word_reward, c, tmp_path, policy=policy, tokenizer=tok, generator=engine
+    )
+    assert result.history[0]["approx_kl"] == pytest.approx(0.0, abs=1e-9)
+    assert result.history[0]["clipfrac"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("final_logit_softcapping", 30.0), ("logits_scaling", 8.0), ("logit_scale", 0.0625)]
+)
+def test_a_shared_value_head_refuses_models_that_rescale_their_logits(field, value):
+    # the shared forward calls lm_head itself: a model whose own forward changes the logits after it
+    # would train on log-probs that are not the sampler's
+    from types import SimpleNamespace
+
+    text = SimpleNamespace(hidden_size=8, **{field: value})
+    policy = SimpleNamespace(config=SimpleNamespace(get_text_config=lambda: text))
+    with pytest.raises(ValueError, match=field):
+        ppo._value_model(PPOConfig(), policy)
+    neutral = SimpleNamespace(hidden_size=8, logits_scaling=1.0, logit_scale=None)
+    policy = SimpleNamespace(config=SimpleNamespace(get_text_config=lambda: neutral))
+    assert isinstance(ppo._value_model(PPOConfig(), policy), ValueHead)
 
 
 def test_the_optimizer_decays_no_weights_unless_told():

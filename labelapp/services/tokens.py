@@ -7,7 +7,9 @@ Scopes narrow what a token may do, never widen it (a rater's token with `admin` 
 Each API view names the scope it needs (`token_scope`); `token_allows` is the one rule:
 - a view's own scope allows every method on it;
 - `read` allows the safe methods (GET, HEAD, OPTIONS) of every view except those whose scope is
-  `rate`, `export` or `admin` (claiming an assignment, bulk data and tokens are never "just reading").
+  `rate`, `ingest`, `export` or `admin` (claiming an assignment, bulk data and tokens are never "just
+  reading": the prompt list pages through every prompt text, those without consent or withheld for
+  personal data included, which an export leaves out).
 A token that creates tokens (`admin`) grants nothing it does not hold and nothing that outlives it,
 and only a superuser may create a token for a superuser.
 A token may also expire (`expires_at`); an expired token is refused like a revoked one.
@@ -26,9 +28,9 @@ from django.utils import timezone
 from labelapp.models import TOKEN_SCOPES, ApiToken, token_scopes_all
 
 KEY_PREFIX = "rlhf_"
-# `read` does not open their GETs: bulk data, tokens, and the rating endpoints (asking for the next
-# assignment claims one).
-PRIVATE_SCOPES = frozenset({"rate", "export", "admin"})
+# `read` does not open their GETs: bulk data (exports, every prompt text), tokens, and the rating
+# endpoints (asking for the next assignment claims one).
+PRIVATE_SCOPES = frozenset({"rate", "ingest", "export", "admin"})
 MAX_EXPIRY_DAYS = 3650
 
 

@@ -74,7 +74,10 @@ def _key(user, scopes, **kw):
 def test_a_read_token_reads_but_cannot_write_export_or_manage_tokens(staff, client):
     read = _key(staff, ["read"])
     assert client.get("/api/queue/", **read).status_code == 200
-    assert client.get("/api/prompts/", **read).status_code == 200  # reading prompts is reading
+    # every prompt text, withheld and non-consented ones too, is bulk data: not "reading"
+    assert client.get("/api/prompts/", **read).status_code == 403
+    assert client.get("/api/prompts/1/", **read).status_code == 403
+    assert client.get("/api/prompts/", **_key(staff, ["ingest"])).status_code == 200
     r = client.post(
         "/api/prompts/",
         {"text": "q", "source": "t", "consent": True},

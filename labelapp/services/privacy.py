@@ -48,8 +48,12 @@ class ScrubResult:
         return bool(self.found)
 
 
-_URL_CREDS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+:[^\s/@]*@[^\s<>\"')\]]+")
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# Each pattern starts only where the previous character cannot continue it: a scan from every position
+# of a long run such as "a+a+a+..." or "%a%a%a..." would take quadratic time.
+_URL_CREDS = re.compile(r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+:[^\s/@]*@[^\s<>\"')\]]+")
+# Letters of any script in the address (jürgen@mueller.de, josé@example.com); the top-level domain is
+# letters only.
+_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}(?![\d-])")
@@ -74,7 +78,10 @@ _PHONE_LABELLED = re.compile(
     r"(?i:\b(?:phone|tel|telephone|mobile|cell|call(?: me)?(?: at| on)?|whatsapp|fax|text me(?: at| on)?)\b"
     r"\.?[\s:#]*(?:number\s*)?(?:is\s+)?)(\+?\d[\d\s().-]{5,18}\d)"
 )
-_NAME = r"[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"
+# A word of letters in any script, with an optional hyphen or apostrophe part (O'Brien, Jean-Luc); whether
+# it is capitalised, as a name is, is checked in _person_spans (re has no class for upper-case letters
+# of every script).
+_NAME = r"[^\W\d_]+(?:[-'’][^\W\d_]+)?"
 _PERSON_TITLE = re.compile(
     rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?\s+((?:{_NAME}\s+){{0,2}}{_NAME})"
 )
@@ -174,16 +181,22 @@ def _phone_spans(text: str):
             yield m.span(1)
 
 
+_NAME_WORD = re.compile(_NAME)
+
+
 def _person_spans(text: str):
     for rx in (_PERSON_TITLE, _PERSON_CUE):
         for m in rx.finditer(text):
-            words = m.group(1).split()
-            while words and words[0] in _NOT_NAMES:
+            words = list(_NAME_WORD.finditer(m.group(1)))
+            while words and words[0].group(0) in _NOT_NAMES:
                 words.pop(0)
-            if not words:
-                continue
-            start = m.start(1) + m.group(1).index(words[0])
-            yield start, m.end(1)
+            name = []  # the capitalised words that follow: "Dr. McDonald said" is one name
+            for w in words:
+                if not w.group(0)[0].isupper():
+                    break
+                name.append(w)
+            if name:
+                yield m.start(1) + name[0].start(), m.start(1) + name[-1].end()
 
 
 def _regex_spans(rx: re.Pattern):

@@ -27,7 +27,9 @@ from labelapp.models import ApiToken, Prompt, RaterProfile, Rating, RatingReview
 from labelapp.services.comparisons import comparisons_create
 from labelapp.services.export import ExportFilters, export_rows, jsonl_line
 from labelapp.services.ingest import (
+    MAX_PROMPTS_PER_REQUEST,
     IngestError,
+    check_batch_size,
     ingest_jsonl,
     ingest_prompts,
     parse_answers,
@@ -36,7 +38,6 @@ from labelapp.services.ingest import (
 )
 from labelapp.services.tokens import TokenError, token_create, token_revoke
 
-MAX_PROMPTS_PER_REQUEST = 10_000
 PAGE_PARAMS = [
     OpenApiParameter("limit", int, description="Page size (at most 200; larger is clamped)."),
     OpenApiParameter("offset", int, description="Rows to skip."),
@@ -175,7 +176,7 @@ class PromptsView(APIView):
         try:
             if request.content_type.split(";")[0].strip() in {"application/jsonl", "application/x-ndjson"}:
                 # An empty body never reaches the parser: DRF hands over an empty QueryDict then.
-                report = ingest_jsonl(text=request.data.get("jsonl", ""))
+                report = ingest_jsonl(text=request.data.get("jsonl", ""), limit=MAX_PROMPTS_PER_REQUEST)
             else:
                 report = ingest_prompts(items=self._items(request.data))
         except IngestError as exc:
@@ -188,10 +189,7 @@ class PromptsView(APIView):
         objs = data if many else [data]
         if many and not objs:
             raise IngestError([{"line": None, "error": "the list is empty"}])
-        if len(objs) > MAX_PROMPTS_PER_REQUEST:
-            raise IngestError(
-                [{"line": None, "error": f"at most {MAX_PROMPTS_PER_REQUEST} prompts per request"}]
-            )
+        check_batch_size(len(objs), MAX_PROMPTS_PER_REQUEST)
         items, errors = [], []
         for i, obj in enumerate(objs, 1):
             try:

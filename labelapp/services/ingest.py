@@ -25,6 +25,10 @@ REQUIRED_FIELDS = {"text", "source", "consent"}
 ANSWER_FIELDS = {"text", "model", "model_version", "external_id"}
 MAX_TEXT_CHARS = 50_000
 MAX_ANSWERS = 32
+# Prompts in one API request (a JSON list or a JSONL body alike): one request holds the ingest lock for
+# all of them, so a bigger one would block every other import for minutes and outlive the web worker's
+# timeout. `manage.py import_prompts` runs offline and takes a file of any size.
+MAX_PROMPTS_PER_REQUEST = 10_000
 # One lock id for every ingest: dedup by hash must see rows other imports are writing right now.
 _INGEST_LOCK = 0x1A9E57
 _WS = re.compile(r"\s+")
@@ -278,7 +282,17 @@ def _taken_answer_ids(answers: list[AnswerIn]) -> list[str]:
     return taken
 
 
-def ingest_jsonl(*, text: str) -> IngestReport:
+def check_batch_size(n: int, limit: int | None) -> None:
+    """IngestError when a batch of n prompts is over `limit` (None: no limit)."""
+    if limit is not None and n > limit:
+        raise IngestError(
+            [{"line": None, "error": f"at most {limit} prompts per request (this one has {n})"}]
+        )
+
+
+def ingest_jsonl(*, text: str, limit: int | None = MAX_PROMPTS_PER_REQUEST) -> IngestReport:
+    """One prompt a line (see parse_jsonl), at most `limit` lines with content (None: any number)."""
+    check_batch_size(sum(1 for line in jsonl_lines(text) if line.strip()), limit)
     items = parse_jsonl(text)
     numbers = [n for n, line in enumerate(jsonl_lines(text), 1) if line.strip()]
     return ingest_prompts(items=items, line_numbers=numbers)

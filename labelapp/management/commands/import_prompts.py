@@ -25,7 +25,7 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Cannot read {file}: {exc}") from None
         try:
-            report = ingest_jsonl(text=text)
+            report = ingest_jsonl(text=text, limit=None)  # offline: no request size to bound
         except IngestError as exc:
             lines = "\n".join(
                 f"  line {e['line']}: {e['error']}" if e.get("line") else f"  {e['error']}"

@@ -104,6 +104,34 @@ def test_a_jsonl_body_over_the_limit_gets_413(staff_api, settings):
     assert Prompt.objects.count() == 0
 
 
+def test_more_prompts_than_a_request_may_hold_are_refused_in_jsonl_as_in_a_list(staff_api, monkeypatch):
+    # the count limit held for JSON lists only: a JSONL body of small lines could hold 20x as many
+    from labelapp.api import data_views
+
+    monkeypatch.setattr(data_views, "MAX_PROMPTS_PER_REQUEST", 3)
+    objs = [{"text": f"question {i}?", "source": "s", "consent": True} for i in range(4)]
+    for body, kind in ((_jsonl(*objs), "application/jsonl"), (json.dumps(objs), "application/json")):
+        r = staff_api.post("/api/prompts/", body, content_type=kind)
+        assert r.status_code == 400 and "at most 3 prompts per request (this one has 4)" in r.content.decode()
+    assert Prompt.objects.count() == 0
+    assert (
+        staff_api.post("/api/prompts/", _jsonl(*objs[:3]), content_type="application/jsonl").status_code
+        == 201
+    )
+
+
+def test_the_command_takes_a_file_of_any_size(tmp_path, monkeypatch):
+    from django.core.management import call_command
+
+    from labelapp.services import ingest
+
+    monkeypatch.setattr(ingest.ingest_jsonl, "__kwdefaults__", {"limit": 1})  # the service's own default
+    f = tmp_path / "p.jsonl"
+    f.write_text(_jsonl(*({"text": f"question {i}?", "source": "s", "consent": True} for i in range(3))))
+    call_command("import_prompts", str(f))
+    assert Prompt.objects.count() == 3
+
+
 def test_raters_cannot_ingest_or_read_prompts(api):
     assert api.post("/api/prompts/", GOOD, content_type="application/json").status_code == 403
     assert api.get("/api/prompts/").status_code == 403

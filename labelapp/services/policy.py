@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -341,9 +341,13 @@ class _Heartbeat:
     def _loop(self) -> None:
         try:
             while not self._stop.wait(self.every):
-                TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
+                try:
+                    TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except DatabaseError:  # one failed write must not end the beats: the run would look dead
+                    log.warning("heartbeat of run %s not written; trying again", self.run_id, exc_info=True)
+                    connection.close()  # a broken connection is reopened by the next query
         finally:
             connection.close()  # this thread's own connection
 
@@ -499,6 +503,8 @@ def _prepare_round(run: TrainingRun) -> _Round:
     rm = RewardModelVersion.objects.filter(pk=c["reward_model_id"]).first()
     if rm is None:
         raise PolicyError("the reward model this round was requested for no longer exists")
+    if not rm.is_active:
+        raise PolicyError(_not_active(rm))
     parent = PolicyVersion.objects.get(pk=c["parent_id"])
     rejected = _rejected_in_line(parent)
     if rejected is not None:
@@ -611,6 +617,22 @@ def _round_metrics(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) -
     return metrics_
 
 
+def _not_active(rm: RewardModelVersion) -> str:
+    active = RewardModelVersion.objects.filter(is_active=True).values_list("number", flat=True).first()
+    now = f"v{active} is" if active is not None else "none is"
+    return (
+        f"reward model v{rm.number}, which this round was requested for, is no longer the active one "
+        f"({now}); a round optimizes against the active reward model only: start a new round"
+    )
+
+
+def _end_uncommitted(run: TrainingRun, status: str, error: str) -> str:
+    """End a (locked) running round without recording anything."""
+    run.status, run.error, run.finished_at = status, error, timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+    return status
+
+
 def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) -> str:
     """Record the version, its answers and their comparisons, and the run's success, in one transaction
     (unless the run was cancelled or taken away meanwhile)."""
@@ -619,6 +641,11 @@ def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) ->
         run = TrainingRun.objects.select_for_update().get(pk=r.run.pk)
         if run.status != TrainingRun.Status.RUNNING:
             return run.status
+        # asked to stop, or the reward model changed, while the round ran: record nothing, queue nothing
+        if run.cancel_requested:
+            return _end_uncommitted(run, TrainingRun.Status.CANCELLED, "Cancelled; no version was recorded.")
+        if not RewardModelVersion.objects.filter(pk=r.rm.pk, is_active=True).exists():
+            return _end_uncommitted(run, TrainingRun.Status.FAILED, _not_active(r.rm))
         version = _record_version(
             run,
             r.parent,

@@ -6,6 +6,7 @@ the win rate and the over-optimization warnings, pages, API and commands.
 from __future__ import annotations
 
 import importlib.util
+import time
 from datetime import timedelta
 
 import pytest
@@ -24,7 +25,7 @@ from labelapp.models import (
     RewardModelVersion,
     TrainingRun,
 )
-from labelapp.services import policy
+from labelapp.services import policy, training
 from labelapp.services.assignment import assignment_next
 from labelapp.services.ratings import RatingInput, rating_submit
 
@@ -197,6 +198,77 @@ def test_a_missing_reward_model_folder_fails_the_round_with_a_message(loop, tmp_
     assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
     run.refresh_from_db()
     assert "folder" in run.error and "missing" in run.error
+
+
+def _second_reward_model(loop) -> RewardModelVersion:
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    return RewardModelVersion.objects.create(number=2, run=run, artifact_path=loop.artifact_path)
+
+
+def test_a_round_queued_for_a_reward_model_rolled_back_meanwhile_fails_with_the_reason(loop):
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    v2 = _second_reward_model(loop)
+    training.reward_model_activate(version=v2)
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert "v1" in run.error and "no longer the active one (v2 is)" in run.error
+    assert PolicyVersion.objects.count() == 1  # v0 only
+
+
+def _during_the_round(monkeypatch, action):
+    """Run `action` after the round's work, just before it is recorded (as staff would meanwhile)."""
+    commit = policy._commit_round
+
+    def later(r, outcome, previous):
+        action()
+        return commit(r, outcome, previous)
+
+    monkeypatch.setattr(policy, "_commit_round", later)
+
+
+def test_a_round_cancelled_while_it_ran_records_nothing(loop, monkeypatch):
+    # best-of-n never polls for a cancel: the commit must see it, or the version and its comparisons
+    # (at the front of the raters' queue) would be recorded anyway
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    _during_the_round(
+        monkeypatch, lambda: TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    )
+    comparisons = Comparison.objects.count()
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.CANCELLED
+    assert PolicyVersion.objects.count() == 1 and Comparison.objects.count() == comparisons
+
+
+def test_a_round_whose_reward_model_changed_while_it_ran_records_nothing(loop, monkeypatch):
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    _during_the_round(monkeypatch, lambda: training.reward_model_activate(version=_second_reward_model(loop)))
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert "no longer the active one" in run.error and PolicyVersion.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_heartbeat_write_does_not_stop_the_heartbeats(monkeypatch):
+    # the heartbeat thread died on its first database error, and a live round then looked dead
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status=TrainingRun.Status.RUNNING)
+    real_update, calls = QuerySet.update, {"n": 0}
+
+    def flaky(self, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("connection lost")
+        return real_update(self, **kw)
+
+    monkeypatch.setattr(QuerySet, "update", flaky)
+    with policy._Heartbeat(run.pk, every=0.05):
+        deadline = time.time() + 5
+        while calls["n"] < 3 and time.time() < deadline:
+            time.sleep(0.05)
+    assert calls["n"] >= 3
+    run.refresh_from_db()
+    assert run.heartbeat_at is not None
 
 
 def test_beat_starts_one_round_per_newly_activated_reward_model(loop, enqueued, settings):

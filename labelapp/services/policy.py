@@ -807,11 +807,17 @@ def _words(new_is_a: bool, words_a: int, words_b: int) -> tuple[int, int]:
     return (words_a, words_b) if new_is_a else (words_b, words_a)
 
 
+def _judgments():
+    """The ratings the watch counts: not excluded in review, and not flagged broken (a rater who could
+    not read an answer did not judge it)."""
+    return Rating.objects.not_excluded().filter(flag_broken=False)
+
+
 def policy_same_pairs() -> tuple[list[float], list[float]]:
     """New-vs-new judgments (two answers of the same policy): (A won, log(words_A / words_B)) each,
     the latest SAME_POLICY_PAIRS_USED. They measure how much these raters pull toward the longer answer."""
     rows = list(
-        Rating.objects.not_excluded()
+        _judgments()
         .filter(comparison__policy_pair__kind=PolicyPair.Kind.VS_SELF)
         .order_by("-pk")
         .values_list(
@@ -830,7 +836,7 @@ def _vs_previous_rows(versions) -> dict[int, list[tuple]]:
     """The judged new-vs-previous comparisons of `versions` in one query: per version id, rows of
     (preference, new_is_a, words_a, words_b)."""
     rows: dict[int, list[tuple]] = {v.pk: [] for v in versions}
-    ratings = Rating.objects.not_excluded().filter(
+    ratings = _judgments().filter(
         comparison__policy_pair__new__in=list(rows), comparison__policy_pair__kind=PolicyPair.Kind.VS_PREVIOUS
     )
     for new_id, *row in ratings.values_list(

@@ -632,6 +632,14 @@ def test_excluded_ratings_do_not_count_toward_the_win_rate(rater, guideline, sta
     assert policy.policy_win_rate(version=v1)["n"] == 1
 
 
+def test_ratings_flagged_broken_do_not_count_toward_the_win_rate(rater, guideline):
+    # the training set and exports leave them out; the watch counted them
+    v1 = _version(1, policy.policy_base())
+    _judge(rater, v1, new_wins=1, old_wins=1)
+    Rating.objects.filter(preference=2).update(flag_broken=True)
+    assert policy.policy_win_rate(version=v1)["n"] == 1
+
+
 # --- pages, API and commands --------------------------------------------------------------------------
 
 

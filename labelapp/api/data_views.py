@@ -50,7 +50,7 @@ class FirstRendererNegotiation(BaseContentNegotiation):
 
     def select_parser(self, request, parsers):
         for parser in parsers:
-            if request.content_type.split(";")[0].strip() == parser.media_type:
+            if request.content_type.split(";")[0].strip().lower() == parser.media_type:
                 return parser
         return None
 
@@ -174,7 +174,8 @@ class PromptsView(APIView):
     )
     def post(self, request):
         try:
-            if request.content_type.split(";")[0].strip() in {"application/jsonl", "application/x-ndjson"}:
+            media_type = request.content_type.split(";")[0].strip().lower()
+            if media_type in {"application/jsonl", "application/x-ndjson"}:
                 # An empty body never reaches the parser: DRF hands over an empty QueryDict then.
                 report = ingest_jsonl(text=request.data.get("jsonl", ""), limit=MAX_PROMPTS_PER_REQUEST)
             else:

@@ -55,6 +55,12 @@ def test_a_jsonl_upload_stores_many_and_skips_duplicates(staff_api):
     assert Prompt.objects.count() == 2
 
 
+def test_the_jsonl_media_type_is_case_insensitive(staff_api):
+    # media types are case-insensitive (RFC 9110); "Application/JSONL" got "unknown field(s): jsonl"
+    r = staff_api.post("/api/prompts/", _jsonl(GOOD), content_type="Application/JSONL")
+    assert r.status_code == 201, r.content
+
+
 def test_a_bad_file_is_refused_whole_with_every_line_and_reason(staff_api):
     body = _jsonl(
         {"text": "fine", "source": "feed", "consent": True},

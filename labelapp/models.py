@@ -15,7 +15,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 _WORD_RE = re.compile(r"\S+")
 # A tokenizer-free token estimate (word pieces and punctuation); the web app must not need torch.
@@ -283,10 +283,25 @@ class GuidelineAcknowledgment(models.Model):
         return f"{self.rater} acknowledged v{self.version.number}"
 
 
+def _exclusions_in_force():
+    """Rating ids whose newest review is EXCLUDE (a subquery; reviews are few)."""
+    at = OuterRef("created_at")
+    newer = RatingReview.objects.filter(rating=OuterRef("rating")).filter(
+        Q(created_at__gt=at) | Q(created_at=at, pk__gt=OuterRef("pk"))
+    )
+    in_force = RatingReview.objects.filter(decision=RatingReview.Decision.EXCLUDE).exclude(Exists(newer))
+    return in_force.values("rating")
+
+
 class RatingQuerySet(models.QuerySet):
+    def excluded(self) -> RatingQuerySet:
+        """Ratings whose newest review (the one in force) is an exclusion."""
+        return self.filter(pk__in=_exclusions_in_force())
+
     def not_excluded(self) -> RatingQuerySet:
-        """Ratings staff did not exclude in review: the only ones that may train or be exported."""
-        return self.exclude(reviews__decision=RatingReview.Decision.EXCLUDE)
+        """Ratings whose newest review is not an exclusion: the only ones that may train or be
+        exported. A rating excluded and later confirmed is back in."""
+        return self.exclude(pk__in=_exclusions_in_force())
 
     def usable(self) -> RatingQuerySet:
         """Ratings that may train a model or leave in an export: the one rule both paths share.

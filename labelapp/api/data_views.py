@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from labelapp.api import data_serializers as ds
 from labelapp.api.pagination import BoundedLimitOffsetPagination
 from labelapp.api.permissions import STAFF
-from labelapp.models import ApiToken, Prompt, RaterProfile, Rating, RatingReview
+from labelapp.models import ApiToken, Prompt, RaterProfile, Rating
 from labelapp.services.comparisons import comparisons_create
 from labelapp.services.export import ExportFilters, export_rows, jsonl_line
 from labelapp.services.ingest import (
@@ -337,7 +337,7 @@ class StaffRatingsView(APIView):
                 comparison__response_b__source_model=m
             )
         if v.get("excluded") is True:
-            qs = qs.filter(reviews__decision=RatingReview.Decision.EXCLUDE).distinct()
+            qs = qs.excluded()
         elif v.get("excluded") is False:
             qs = qs.not_excluded()
         return _paginate(self, request, qs.order_by(v["ordering"]), ds.StaffRatingSerializer)

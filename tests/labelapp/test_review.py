@@ -62,6 +62,21 @@ def test_exclude_needs_a_reason_and_keeps_the_rating_out_of_training(
     )
 
 
+def test_the_newest_review_is_in_force_an_excluded_then_confirmed_rating_is_back(
+    staff, rater, acked, make_comparison
+):
+    # any EXCLUDE ever recorded kept a rating out, although the newest review is the one in force
+    from labelapp.services.review import rating_review_add
+
+    rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
+    rating_review_add(rating=rating, decision="exclude", reason="looked unsafe", reviewer=staff)
+    assert not Rating.objects.not_excluded().filter(pk=rating.pk).exists()
+    rating_review_add(rating=rating, decision="confirm", reason="second look: fine", reviewer=staff)
+    assert Rating.objects.not_excluded().filter(pk=rating.pk).exists()
+    rating_review_add(rating=rating, decision="exclude", reason="third look: out", reviewer=staff)
+    assert not Rating.objects.not_excluded().filter(pk=rating.pk).exists()
+
+
 def test_a_confirmed_personal_data_flag_withholds_the_prompt(
     client, staff, rater, other_rater, acked, make_comparison
 ):

@@ -434,12 +434,16 @@ class ExportView(APIView):
         tmp = tempfile.NamedTemporaryFile(suffix=".parquet", delete=False)  # noqa: SIM115
         tmp.close()
         path = Path(tmp.name)
-        sink = _ParquetSink(path)
         try:
-            for row in rows:
-                sink.add(row)
-        finally:
-            sink.close()
+            sink = _ParquetSink(path)
+            try:
+                for row in rows:
+                    sink.add(row)
+            finally:
+                sink.close()
+        except BaseException:  # the half-written file holds prompt texts: it must not stay in /tmp
+            path.unlink(missing_ok=True)
+            raise
         fh = path.open("rb")
         path.unlink()  # the open handle keeps the data until the response is sent
         return FileResponse(

@@ -21,3 +21,30 @@ def test_the_export_api_streams_jsonl_for_staff_only(staff_api, api, rater, guid
     assert p.status_code == 200 and b"".join(p.streaming_content)[:4] == b"PAR1"
     assert staff_api.get("/api/export/?order_by=rater__password").status_code == 400
     assert api.get("/api/export/").status_code == 403
+
+
+def test_a_parquet_export_that_fails_midway_leaves_no_file_behind(staff_api, rater, guideline, monkeypatch):
+    # the half-written file (prompt texts) stayed in the temp folder, outside any retention purge
+    import tempfile
+    from pathlib import Path
+
+    from labelapp.api import data_views
+
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    made = []
+    real = tempfile.NamedTemporaryFile
+
+    def recording(*a, **kw):
+        f = real(*a, **kw)
+        made.append(Path(f.name))
+        return f
+
+    def failing(**kw):
+        raise RuntimeError("database went away")
+        yield  # a generator, as export_rows is
+
+    monkeypatch.setattr(data_views.tempfile, "NamedTemporaryFile", recording)
+    monkeypatch.setattr(data_views, "export_rows", failing)
+    staff_api.raise_request_exception = False
+    assert staff_api.get("/api/export/?output=parquet&mode=comparison").status_code == 500
+    assert made and not any(p.exists() for p in made)

@@ -159,6 +159,7 @@ class Prepared:
     val_neighbours: dict[str, str]
     gradient_checkpointing: bool
     packing: bool = False  # config.packing, checked against the backbone
+    model_type: str = ""  # the backbone's family (its config's model_type): which packed kernels apply
     compiled: bool = False  # config.compile resolved (by build)
     calib_pairs: list[PreferencePair] = field(default_factory=list)  # held out for the length fits
     enc_calib: EncodedPairs | None = None
@@ -368,6 +369,7 @@ def prepare(
         val_neighbours=val_neighbours,
         gradient_checkpointing=False,
         packing=packing,
+        model_type=getattr(backbone_config, "model_type", "") or "",
         calib_pairs=calib_pairs,
         enc_calib=enc_calib,
     )
@@ -518,16 +520,13 @@ def _attention(prep: Prepared) -> str | None:
     answers, where SDPA would take a dense (L, L) mask. Else config's."""
     if not (prep.packing and prep.device.type == "cuda"):
         return prep.config.attn_implementation or None
-    from transformers import AutoConfig
-
-    choice = prep.config.packed_attention
-    family = AutoConfig.from_pretrained(prep.config.backbone)
+    choice, family = prep.config.packed_attention, prep.model_type
     if choice == "varlen" and not varlen.available():
         raise ValueError("packed_attention 'varlen' needs torch 2.10+ (torch.nn.attention.varlen)")
     if choice == "varlen" and not varlen.supports(family):
         raise ValueError(
             f"packed_attention 'varlen' is checked on the decoder families {sorted(varlen.MODEL_TYPES)}; "
-            f"{family.model_type!r} is not one of them: use 'flex'"
+            f"{family!r} is not one of them: use 'flex'"
         )
     if choice == "varlen" or (choice == "auto" and varlen.available() and varlen.supports(family)):
         return varlen.register()  # auto: the faster of the two where it applies (config)

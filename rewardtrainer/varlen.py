@@ -48,9 +48,9 @@ MODEL_TYPES = frozenset(
 )
 
 
-def supports(backbone_config) -> bool:
-    """This backbone's family is one the varlen attention function was checked on (MODEL_TYPES)."""
-    return getattr(backbone_config, "model_type", None) in MODEL_TYPES
+def supports(model_type: str) -> bool:
+    """This backbone family (a config's model_type) is one the varlen attention was checked on."""
+    return model_type in MODEL_TYPES
 
 
 def available() -> bool:
@@ -84,9 +84,15 @@ def offsets(lengths: Sequence[int], width: int, longest: int = 0, rows: int = 0)
         raise ValueError(f"a row of {longest_row} tokens is longer than the maximum {longest}")
     longest = max(longest or longest_row, 1)
     pieces = [longest] * (tail // longest) + ([tail % longest] if tail % longest else [])
-    empty = [0] * max(0, rows - len(lengths) - len(pieces))
-    cu = np.concatenate([[0], np.cumsum(np.concatenate([lengths, pieces, empty]))]).astype(np.int32)
-    return cu, longest
+    cu = np.concatenate([[0], np.cumsum(np.concatenate([lengths, pieces]))]).astype(np.int32)
+    return _pad_rows(cu, rows), longest
+
+
+def _pad_rows(cu: np.ndarray, rows: int) -> np.ndarray:
+    """Offsets `cu` with empty rows appended (the last offset repeated) up to `rows` rows in all."""
+    import numpy as np
+
+    return np.concatenate([cu, np.full(max(0, rows + 1 - len(cu)), cu[-1], dtype=cu.dtype)])
 
 
 def fixed_row_count(n: int) -> int:
@@ -101,11 +107,9 @@ def rows(lengths: Sequence[int], width: int, device, fixed_max: int = 0) -> Iter
     to fixed_row_count, so that nothing about the batch but the offsets' values reaches the kernel."""
     import torch
 
-    count = 0
+    cu, longest = offsets(lengths, width, fixed_max)
     if fixed_max:
-        tail = width - int(sum(lengths))
-        count = fixed_row_count(len(lengths) + -(-max(tail, 0) // fixed_max))
-    cu, longest = offsets(lengths, width, fixed_max, count)
+        cu = _pad_rows(cu, fixed_row_count(len(cu) - 1))
     cu_t = torch.from_numpy(cu)
     if torch.device(device).type == "cuda":
         cu_t = cu_t.pin_memory()

@@ -292,10 +292,9 @@ def check_batch_size(n: int, limit: int | None) -> None:
 
 def ingest_jsonl(*, text: str, limit: int | None = MAX_PROMPTS_PER_REQUEST) -> IngestReport:
     """One prompt a line (see parse_jsonl), at most `limit` lines with content (None: any number)."""
-    check_batch_size(sum(1 for line in jsonl_lines(text) if line.strip()), limit)
-    items = parse_jsonl(text)
     numbers = [n for n, line in enumerate(jsonl_lines(text), 1) if line.strip()]
-    return ingest_prompts(items=items, line_numbers=numbers)
+    check_batch_size(len(numbers), limit)  # before parsing: an oversized body is refused cheaply
+    return ingest_prompts(items=parse_jsonl(text), line_numbers=numbers)
 
 
 def responses_add(*, prompt: Prompt, answers: list[AnswerIn]) -> list[Response]:

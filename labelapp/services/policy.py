@@ -626,13 +626,6 @@ def _not_active(rm: RewardModelVersion) -> str:
     )
 
 
-def _end_uncommitted(run: TrainingRun, status: str, error: str) -> str:
-    """End a (locked) running round without recording anything."""
-    run.status, run.error, run.finished_at = status, error, timezone.now()
-    run.save(update_fields=["status", "error", "finished_at"])
-    return status
-
-
 def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) -> str:
     """Record the version, its answers and their comparisons, and the run's success, in one transaction
     (unless the run was cancelled or taken away meanwhile)."""
@@ -643,9 +636,11 @@ def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) ->
             return run.status
         # asked to stop, or the reward model changed, while the round ran: record nothing, queue nothing
         if run.cancel_requested:
-            return _end_uncommitted(run, TrainingRun.Status.CANCELLED, "Cancelled; no version was recorded.")
+            _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; no version was recorded.")
+            return TrainingRun.Status.CANCELLED
         if not RewardModelVersion.objects.filter(pk=r.rm.pk, is_active=True).exists():
-            return _end_uncommitted(run, TrainingRun.Status.FAILED, _not_active(r.rm))
+            _finish(run.pk, TrainingRun.Status.FAILED, error=_not_active(r.rm))
+            return TrainingRun.Status.FAILED
         version = _record_version(
             run,
             r.parent,

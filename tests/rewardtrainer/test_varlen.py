@@ -253,8 +253,11 @@ def test_the_kernel_takes_fewer_key_value_heads_whatever_torch_spells(monkeypatc
 def _prep(backbone: str, choice: str):
     from types import SimpleNamespace
 
+    from transformers import AutoConfig
+
     config = TrainConfig(backbone=backbone, packed_attention=choice)
-    return SimpleNamespace(packing=True, device=torch.device("cuda"), config=config)
+    family = AutoConfig.from_pretrained(backbone).model_type  # what prepare() records
+    return SimpleNamespace(packing=True, device=torch.device("cuda"), config=config, model_type=family)
 
 
 @pytest.mark.parametrize(

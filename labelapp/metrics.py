@@ -41,8 +41,9 @@ class Estimate:
 EMPTY = Estimate(None, None, None, 0)
 
 
-def wilson(successes: int, n: int, z: float = Z95) -> Estimate:
-    """Wilson score interval for a binomial proportion (good at small n and near 0 or 1)."""
+def wilson(successes: float, n: int, z: float = Z95) -> Estimate:
+    """Wilson score interval for a binomial proportion (good at small n and near 0 or 1); `successes`
+    may be fractional (ties counted half)."""
     if n <= 0:
         return EMPTY
     p = successes / n

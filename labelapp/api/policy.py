@@ -29,11 +29,12 @@ from labelapp.services.training import BrokerUnavailable
 
 
 class WinRateSerializer(serializers.Serializer):
-    n = serializers.IntegerField()
-    wins = serializers.IntegerField()
+    n = serializers.IntegerField(help_text="judged comparisons: the unit the intervals count")
+    judgments = serializers.IntegerField(help_text="ratings of those comparisons")
+    wins = serializers.IntegerField(help_text="judgments the new policy's answer won")
     ties = serializers.IntegerField()
     losses = serializers.IntegerField()
-    win_rate = serializers.FloatField()
+    win_rate = serializers.FloatField(help_text="mean over comparisons of the share won, ties half")
     lo = serializers.FloatField(help_text="95% Wilson interval, lower end")
     hi = serializers.FloatField(help_text="95% Wilson interval, upper end")
     lc_win_rate = serializers.FloatField(
@@ -44,7 +45,7 @@ class WinRateSerializer(serializers.Serializer):
     length_slope = serializers.FloatField(
         allow_null=True, help_text="raters' pull toward the longer answer, logit per e-fold of word ratio"
     )
-    same_policy_pairs = serializers.IntegerField(help_text="new-vs-new judgments that measured it")
+    same_policy_pairs = serializers.IntegerField(help_text="new-vs-new comparisons that measured it")
 
 
 class PolicyDecisionSerializer(serializers.Serializer):

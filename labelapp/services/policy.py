@@ -208,7 +208,7 @@ def policy_auto_reject() -> list[PolicyVersion]:
     """The watch acting on its own, before a round picks its parent: while the version the round would
     start from was judged worse than its own parent by raters at equal length (the 95% interval of
     its length-controlled win rate lies below one half, on at least
-    POLICY["AUTO_REJECT_MIN_JUDGMENTS"] judgments), reject it and look at the next candidate. Only
+    POLICY["AUTO_REJECT_MIN_JUDGMENTS"] judged comparisons), reject it and look at the next candidate. Only
     candidates are tested, not every version at every request: fewer looks, fewer false rejections.
     A version staff reinstated is not rejected again by the watch."""
     minimum = settings.POLICY["AUTO_REJECT_MIN_JUDGMENTS"]
@@ -220,7 +220,7 @@ def policy_auto_reject() -> list[PolicyVersion]:
         reason = (
             f"Automatic: raters prefer v{candidate.parent.number} at equal length "
             f"(length-controlled win rate {win['lc_win_rate']:.2f}, 95% interval "
-            f"{win['lc_lo']:.2f}-{win['lc_hi']:.2f}, {win['n']} judgments)."
+            f"{win['lc_lo']:.2f}-{win['lc_hi']:.2f}, {win['n']} judged comparisons)."
         )
         try:
             rejected.append(policy_reject(version=candidate, reason=reason, automatic=True))
@@ -809,19 +809,37 @@ def _judgments():
 
 
 def policy_same_pairs() -> tuple[list[float], list[float]]:
-    """New-vs-new judgments (two answers of the same policy): (A won, log(words_A / words_B)) each,
-    the latest SAME_POLICY_PAIRS_USED. They measure how much these raters pull toward the longer answer."""
+    """New-vs-new comparisons (two answers of the same policy), from their latest
+    SAME_POLICY_PAIRS_USED judgments: (A won, log(words_A / words_B)) per comparison, A's wins the mean
+    of its judgments (`_per_comparison`). They measure how much these raters pull toward the longer
+    answer."""
     rows = list(
         _judgments()
         .filter(comparison__policy_pair__kind=PolicyPair.Kind.VS_SELF)
         .order_by("-pk")
         .values_list(
-            "preference", "comparison__response_a__word_count", "comparison__response_b__word_count"
+            "comparison_id",
+            "preference",
+            "comparison__response_a__word_count",
+            "comparison__response_b__word_count",
         )[:SAME_POLICY_PAIRS_USED]
     )
-    won = metrics.a_won([pref for pref, _, _ in rows]).tolist()
-    ratio = metrics.log_length_ratio([b for _, _, b in rows], [a for _, a, _ in rows]).tolist()
+    won, words, _ = _per_comparison([(c, float(metrics.a_won(pref)), (a, b)) for c, pref, a, b in rows])
+    ratio = metrics.log_length_ratio([b for _, b in words], [a for a, _ in words]).tolist()
     return won, ratio
+
+
+def _per_comparison(judgments) -> tuple[list[float], list[tuple[int, int]], int]:
+    """Judgments (comparison id, won, words) grouped by comparison: (won, words) per comparison, `won`
+    the mean of its judgments, and the number of judgments. The comparison is the unit that the
+    intervals count: several raters judging one pair of answers are not independent draws of the two
+    policies' answers (counting each rating once made an interval sqrt(3) too narrow with three
+    raters per comparison)."""
+    grouped: dict[int, list] = {}
+    for comparison, won, words in judgments:
+        grouped.setdefault(comparison, [words, []])[1].append(won)
+    per = list(grouped.values())
+    return [sum(w) / len(w) for _, w in per], [words for words, _ in per], len(judgments)
 
 
 LC_MIN_SAME_POLICY_PAIRS = 20  # fewer, and the length pull cannot be told from the new policy's edge
@@ -829,13 +847,14 @@ LC_MIN_SAME_POLICY_PAIRS = 20  # fewer, and the length pull cannot be told from 
 
 def _vs_previous_rows(versions) -> dict[int, list[tuple]]:
     """The judged new-vs-previous comparisons of `versions` in one query: per version id, rows of
-    (preference, new_is_a, words_a, words_b)."""
+    (comparison id, preference, new_is_a, words_a, words_b), one per judgment."""
     rows: dict[int, list[tuple]] = {v.pk: [] for v in versions}
     ratings = _judgments().filter(
         comparison__policy_pair__new__in=list(rows), comparison__policy_pair__kind=PolicyPair.Kind.VS_PREVIOUS
     )
     for new_id, *row in ratings.values_list(
         "comparison__policy_pair__new_id",
+        "comparison_id",
         "preference",
         "comparison__policy_pair__new_is_a",
         "comparison__response_a__word_count",
@@ -846,15 +865,18 @@ def _vs_previous_rows(versions) -> dict[int, list[tuple]]:
 
 
 def _win_rate(rows: list[tuple], same_pairs: tuple[list[float], list[float]]) -> dict | None:
-    """The raw win rate (ties count half, 95% Wilson interval) and the length-controlled one
-    (`metrics.length_controlled_win_rate`; None with fewer than LC_MIN_SAME_POLICY_PAIRS new-vs-new
-    judgments to measure the raters' length pull on). None without judgments."""
+    """The raw win rate over judged comparisons (a comparison's score is the mean of its judgments,
+    ties half; 95% Wilson interval with the comparisons as n) and the length-controlled one
+    (`metrics.length_controlled_win_rate` on the same comparisons; None with fewer than
+    LC_MIN_SAME_POLICY_PAIRS new-vs-new comparisons to measure the raters' length pull on). `wins`,
+    `ties` and `losses` count judgments. None without judgments."""
     if not rows:
         return None
-    won = [_won(pref, new_is_a) for pref, new_is_a, _, _ in rows]
-    lengths = [_words(new_is_a, wa, wb) for _, new_is_a, wa, wb in rows]
-    wins, ties, n = won.count(1.0), won.count(0.5), len(won)
-    raw = metrics.wilson(wins + 0.5 * ties, n)
+    judged = [(c, _won(pref, new_is_a), _words(new_is_a, wa, wb)) for c, pref, new_is_a, wa, wb in rows]
+    won, lengths, judgments = _per_comparison(judged)
+    each = [w for _, w, _ in judged]
+    wins, ties, n = each.count(1.0), each.count(0.5), len(won)
+    raw = metrics.wilson(sum(won), n)
     same_won, same_ratio = same_pairs
     fit = {"win_rate": metrics.EMPTY, "length_slope": metrics.EMPTY}
     if len(same_won) >= LC_MIN_SAME_POLICY_PAIRS:
@@ -863,9 +885,10 @@ def _win_rate(rows: list[tuple], same_pairs: tuple[list[float], list[float]]) ->
     lc = fit["win_rate"]
     return {
         "n": n,
+        "judgments": judgments,
         "wins": wins,
         "ties": ties,
-        "losses": n - wins - ties,
+        "losses": judgments - wins - ties,
         "win_rate": raw.value,
         "lo": raw.lo,
         "hi": raw.hi,

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from labelapp import metrics
 from labelapp.models import (
     Comparison,
     PolicyPair,
@@ -280,27 +281,33 @@ def test_beat_starts_one_round_per_newly_activated_reward_model(loop, enqueued, 
     assert policy.policy_check_and_start() is None
 
 
-def _judge(rater, version, *, new_wins: int, old_wins: int):
+def _judge(rater, version, *, new_wins: int, old_wins: int, raters=()):
+    """new_wins + old_wins comparisons, each judged (the same way) by `rater` and every one of `raters`."""
     from labelapp.services.guidelines import guideline_acknowledge, guideline_current
 
-    guideline_acknowledge(rater=rater, version=guideline_current())
+    everyone = [rater, *raters]
+    for person in everyone:
+        guideline_acknowledge(rater=person, version=guideline_current())
     for i in range(new_wins + old_wins):
         p = Prompt.objects.create(text=f"judge {i}")
         a = Response.objects.create(prompt=p, text=f"a{i}", source_model="x")
         b = Response.objects.create(prompt=p, text=f"b{i}", source_model="x")
-        c = Comparison.objects.create(prompt=p, response_a=a, response_b=b, required_ratings=1, priority=5)
+        c = Comparison.objects.create(
+            prompt=p, response_a=a, response_b=b, required_ratings=len(everyone), priority=5
+        )
         PolicyPair.objects.create(
             comparison=c, kind="vs_previous", new=version, old=version.parent, new_is_a=True
         )
-    while (assignment := assignment_next(rater=rater)) is not None:
-        i = int(assignment.comparison.prompt.text.split()[-1])
-        pref = -2 if i < new_wins else 2  # negative: A (the new policy) better
-        rating_submit(
-            rater=rater,
-            assignment_id=assignment.pk,
-            idempotency_key=assignment.form_key,
-            data=RatingInput(preference=pref, length_check="adds_content"),
-        )
+    for person in everyone:
+        while (assignment := assignment_next(rater=person)) is not None:
+            i = int(assignment.comparison.prompt.text.split()[-1])
+            pref = -2 if i < new_wins else 2  # negative: A (the new policy) better
+            rating_submit(
+                rater=person,
+                assignment_id=assignment.pk,
+                idempotency_key=assignment.form_key,
+                data=RatingInput(preference=pref, length_check="adds_content"),
+            )
 
 
 def _judge_lengths(rater, rows):
@@ -357,6 +364,19 @@ def test_win_rate_has_a_wilson_interval_and_the_watch_warns_on_length_and_on_rew
         {"rm_score": 1.0, "mean_length": 54, "parent": {"number": 1, "rm_score": 0.9, "mean_length": 50}},
     )
     assert policy.policy_warnings(version=v2, win={"win_rate": 0.7, "n": 10}) == []
+
+
+def test_the_win_rate_interval_counts_comparisons_not_the_ratings_of_each(rater, guideline, make_user):
+    """Three raters agreeing on each of 10 comparisons are 10 draws of the two policies' answers, not
+    30: the interval is the one of 10 (counting ratings made it sqrt(3) too narrow)."""
+    v1 = _version(1, policy.policy_base())
+    others = [make_user(f"judge-{k}") for k in range(2)]
+    _judge(rater, v1, new_wins=3, old_wins=7, raters=others)
+    win = policy.policy_win_rate(version=v1)
+    alone = metrics.wilson(3, 10)
+    assert win["n"] == 10 and win["judgments"] == 30 and (win["wins"], win["losses"]) == (9, 21)
+    assert win["win_rate"] == pytest.approx(0.3)
+    assert (win["lo"], win["hi"]) == (pytest.approx(alone.lo), pytest.approx(alone.hi))
 
 
 def test_a_policy_that_wins_only_by_length_is_caught_by_the_length_controlled_win_rate(
@@ -452,7 +472,7 @@ def test_the_watch_rejects_a_version_raters_judge_worse_at_equal_length(
     assert run.config["parent_id"] == v0.pk
     assert v1.rejected_at is not None and v1.rejected_by is None
     assert v1.rejected_reason.startswith("Automatic: raters prefer v0 at equal length")
-    assert "0.20" in v1.rejected_reason and "40 judgments" in v1.rejected_reason
+    assert "0.20" in v1.rejected_reason and "40 judged comparisons" in v1.rejected_reason
 
 
 def test_the_watch_only_tests_the_versions_a_round_would_start_from(loop, rater, guideline, settings):

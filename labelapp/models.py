@@ -293,6 +293,17 @@ def _exclusions_in_force():
     return in_force.values("rating")
 
 
+def _prompts_awaiting_review():
+    """Prompt ids with a rating flagged "contains personal data" that no staff member has reviewed.
+
+    A flag is a rater's suspicion about the prompt or its answers, and every rating on that prompt
+    carries the same text out, so the whole prompt waits. Any review settles it: a confirm withholds
+    the prompt (`services/review.py`), an exclude leaves the prompt's other ratings free to go.
+    """
+    reviewed = RatingReview.objects.filter(rating=OuterRef("pk"))
+    return Rating.objects.filter(flag_pii=True).exclude(Exists(reviewed)).values("comparison__prompt_id")
+
+
 class RatingQuerySet(models.QuerySet):
     def excluded(self) -> RatingQuerySet:
         """Ratings whose newest review (the one in force) is an exclusion."""
@@ -303,17 +314,23 @@ class RatingQuerySet(models.QuerySet):
         exported. A rating excluded and later confirmed is back in."""
         return self.exclude(pk__in=_exclusions_in_force())
 
+    def awaiting_review(self) -> RatingQuerySet:
+        """Ratings on a prompt flagged as holding personal data that staff have not reviewed yet."""
+        return self.filter(comparison__prompt_id__in=_prompts_awaiting_review())
+
     def usable(self) -> RatingQuerySet:
         """Ratings that may train a model or leave in an export: the one rule both paths share.
 
-        Not excluded in review, on a consented prompt not withheld for personal data, not flagged
-        broken, and not a test-retest repeat (a repeat is the same rater judging the same pair again;
-        counting it would give that rater's judgment twice the weight).
+        Not excluded in review, on a consented prompt not withheld for personal data and not
+        awaiting review of a personal-data flag, not flagged broken, and not a test-retest repeat (a
+        repeat is the same rater judging the same pair again; counting it would give that rater's
+        judgment twice the weight).
         """
         return (
             self.not_excluded()
             .filter(comparison__prompt__consent=True, comparison__prompt__withheld=False, flag_broken=False)
             .exclude(comparison__kind="repeat")
+            .exclude(comparison__prompt_id__in=_prompts_awaiting_review())
         )
 
 

@@ -1,8 +1,9 @@
 """Preference export in TRL's format (`prompt`, `chosen`, `rejected`) as JSONL or Parquet.
 
-What goes out: only `Rating.objects.not_excluded()` on consented, non-withheld prompts, not flagged
-broken. Ties (preference 0) and "both bad" ratings are left out by default, or written to a separate
-"ties" stream on request. Each row carries `margin` (the 7-point strength through
+What goes out: only `Rating.objects.usable()` (the rule training uses too): not excluded, on
+consented, non-withheld prompts with no unreviewed personal-data flag, not flagged broken. Ties
+(preference 0) and "both bad" ratings are left out by default, or written to a separate "ties" stream
+on request. Each row carries `margin` (the 7-point strength through
 TRAINING["MARGINS"], as training uses it), `weight` (rater trust from `selectors.trust_weights`,
 1.0 without a profile), `rater` (a keyed pseudonym, stable across exports, not reversible without
 SECRET_KEY), `guideline_version`, ids and lengths.

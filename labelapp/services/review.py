@@ -4,7 +4,9 @@ personal data.
 Ratings are evidence and never change; a review (RatingReview) sits beside one. An excluded rating
 never trains or is exported (`Rating.objects.not_excluded()`). Confirming a rating flagged as holding
 personal data confirms that its PROMPT holds it: the prompt is withheld (never served to raters again;
-the queue's claim also checks `Prompt.withheld`) and its open leases are taken back.
+the queue's claim also checks `Prompt.withheld`) and its open leases are taken back. Until a
+personal-data flag has a review, every rating on its prompt is held back from exports and training
+(`Rating.objects.usable()`); any decision releases that hold.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Reliability rules (DESIGN sections 3 and 7), each backed by a test:
   BrokerUnavailable (the API answers 503) instead of creating a run nobody will hear of;
 - safe activation: a new version goes live automatically only if, on the frozen evaluation set
   (EvalSetRating: prompts no version trains on), the set has at least EVAL_SET_MIN_PAIRS pairs and the
-  version's balanced accuracy is at least the active version's; otherwise the reason is on its page.
+  version's balanced accuracy is above one half and at least the active version's; otherwise the
+  reason is on its page.
 
 A run stores `dataclasses.asdict(TrainConfig)` in `run.config` and the worker rebuilds it with
 `TrainConfig.from_stored(run.config)` (rewardtrainer/config.py, importable without torch).
@@ -208,6 +209,8 @@ def training_snapshot() -> dict:
         "n_consented": consented.count(),
         "n_ties": consented.filter(preference=0).count(),
         "n_flagged_broken": consented.filter(flag_broken=True).count(),
+        # Held back until staff review a personal-data flag on their prompt (they train after).
+        "n_awaiting_review": consented.awaiting_review().count(),
         "n_without_consent": Rating.objects.filter(comparison__prompt__consent=False).count(),
         "max_rating_id": Rating.objects.aggregate(m=Max("pk"))["m"] or 0,
         "taken_at": timezone.now().isoformat(),
@@ -653,7 +656,8 @@ def _execute(run: TrainingRun) -> str:
         snap = run.data_snapshot
         raise DataError(
             f"no usable ratings (consented: {snap.get('n_consented', 0)}, ties: {snap.get('n_ties', 0)}, "
-            f"flagged broken: {snap.get('n_flagged_broken', 0)}); a tie or no rating teaches nothing."
+            f"flagged broken: {snap.get('n_flagged_broken', 0)}, awaiting a personal-data review: "
+            f"{snap.get('n_awaiting_review', 0)}); a tie or no rating teaches nothing."
         )
     pairs = training_pairs(rating_ids)
     out_dir = Path(settings.ARTIFACTS_DIR) / f"reward-run-{run.pk}"
@@ -702,8 +706,10 @@ def activation_decision(
     """Whether a new version may go live on its own, and why (the reason is shown on its page).
 
     `candidate` / `active` are metrics on the frozen evaluation set (`active` None when no version is
-    active). Rule: the set holds at least `min_pairs` pairs and the candidate's balanced accuracy is at
-    least the active version's.
+    active). Rule: the set holds at least `min_pairs` pairs and the candidate's balanced accuracy is
+    above chance and at least the active version's. (Above chance: a collapsed model, whose rewards
+    are all equal, ties every pair and scores exactly one half, which would replace an active version
+    that happens to measure below one half on a small set; PPO against it learns nothing.)
     """
     if n_pairs < min_pairs:
         return False, (
@@ -715,7 +721,14 @@ def activation_decision(
     cand = (candidate or {}).get("balanced_accuracy")
     if cand is None:
         return False, "Not activated: its balanced accuracy on the evaluation set could not be measured."
+    coin = (
+        False,
+        f"Not activated: balanced accuracy {100 * cand:.1f}% on {n_pairs} frozen evaluation pairs, no "
+        "better than a coin (a reward that ties every pair scores exactly 50%).",
+    )
     if active is None:
+        if cand <= 0.5 + 1e-9:
+            return coin
         return True, f"Activated: balanced accuracy {100 * cand:.1f}% on {n_pairs} frozen evaluation pairs."
     act = active.get("balanced_accuracy")
     if act is None:
@@ -725,6 +738,8 @@ def activation_decision(
             f"Not activated: balanced accuracy {100 * cand:.1f}% on {n_pairs} frozen evaluation pairs, "
             f"below the active version's {100 * act:.1f}%."
         )
+    if cand <= 0.5 + 1e-9:
+        return coin
     return True, (
         f"Activated: balanced accuracy {100 * cand:.1f}% on {n_pairs} frozen evaluation pairs, "
         f"at least the active version's {100 * act:.1f}%."

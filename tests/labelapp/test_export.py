@@ -146,3 +146,35 @@ def test_withheld_prompts_and_repeats_neither_train_nor_export(rater, guideline)
     expected = sorted([ok.pk, repeat_of.ratings.get().pk])
     assert sorted(_usable_ratings().values_list("pk", flat=True)) == expected
     assert sorted(row["rating_id"] for row in _pairs()) == expected
+
+
+def test_ratings_on_a_prompt_flagged_for_personal_data_wait_for_review(
+    rater, other_rater, staff, guideline, tmp_path
+):
+    # an unreviewed "contains personal data" flag was exported (and trained on) like any rating
+    from labelapp.services.review import rating_review_add
+
+    ok = rate(rater=rater, comparison=make_pair(), preference=-1, guideline=guideline)
+    suspect = make_pair(text="Write to my landlord Anna at the usual place")
+    flagged = rate(rater=rater, comparison=suspect, preference=1, guideline=guideline, flag_pii=True)
+    # Another rater's unflagged rating carries the same prompt text: it waits too.
+    same_prompt = rate(rater=other_rater, comparison=suspect, preference=2, guideline=guideline)
+    assert [row["rating_id"] for row in _pairs()] == [ok.pk]
+    assert [row["rating_id"] for row in _pairs(include_ties=True)] == [ok.pk]
+    assert [row["rating_ids"] for row in _pairs(mode="comparison")] == [[ok.pk]]
+    out = StringIO()
+    call_command("export_preferences", str(tmp_path / "p.jsonl"), stdout=out)
+    assert "Wrote 1 pair(s)" in out.getvalue() and "Anna" not in (tmp_path / "p.jsonl").read_text()
+    # Reviewed: excluded, the flagged rating stays out and the prompt's other ratings flow again.
+    rating_review_add(rating=flagged, decision="exclude", reason="no personal data", reviewer=staff)
+    assert sorted(row["rating_id"] for row in _pairs()) == [ok.pk, same_prompt.pk]
+
+
+def test_a_confirmed_personal_data_flag_keeps_the_prompt_out_for_good(rater, other_rater, staff, guideline):
+    from labelapp.services.review import rating_review_add
+
+    suspect = make_pair(text="My phone is in the text")
+    flagged = rate(rater=rater, comparison=suspect, preference=1, guideline=guideline, flag_pii=True)
+    rate(rater=other_rater, comparison=suspect, preference=2, guideline=guideline)
+    rating_review_add(rating=flagged, decision="confirm", reason="a phone number", reviewer=staff)
+    assert _pairs() == [] and not _usable_ratings().exists()  # the prompt is withheld now

@@ -186,6 +186,27 @@ def test_ratings_without_consent_are_never_used(tiny_settings, guideline, make_u
     assert run.data_snapshot["n_without_consent"] == 5
 
 
+def test_prompts_flagged_for_personal_data_train_only_once_reviewed(
+    tiny_settings, guideline, make_user, staff, enqueued
+):
+    # an unreviewed "contains personal data" flag went into the next run's pairs like any rating
+    from labelapp.services.review import rating_review_add
+    from tests.labelapp.export_helpers import make_pair, rate
+
+    kept = [r.pk for r in _rate_many(make_user, 3)]
+    suspect = make_pair(text="Remind Anna about the rent")
+    flagged = rate(rater=make_user(), comparison=suspect, preference=1, guideline=guideline, flag_pii=True)
+    other = rate(rater=make_user(), comparison=suspect, preference=-2, guideline=guideline)
+    run = training.training_run_request(trigger="manual", force=True)
+    assert sorted(run.data_snapshot["rating_ids"]) == sorted(kept)
+    assert run.data_snapshot["n_awaiting_review"] == 2
+    # Reviewed (excluded): the flagged rating stays out, the prompt's other rating trains.
+    rating_review_add(rating=flagged, decision="exclude", reason="no personal data", reviewer=staff)
+    snapshot = training.training_snapshot()
+    assert sorted(snapshot["rating_ids"]) == sorted([*kept, other.pk])
+    assert snapshot["n_awaiting_review"] == 0
+
+
 @pytest.mark.django_db
 def test_transient_errors_retry_then_fail_after_max_attempts(
     tiny_settings, guideline, make_user, enqueued, monkeypatch

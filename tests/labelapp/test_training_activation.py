@@ -76,6 +76,11 @@ def _rate_on(prompt: Prompt, rater, good: str, bad: str) -> None:
         ({"balanced_accuracy": 0.72}, {"balanced_accuracy": 0.72}, 60, True, "at least the active"),
         ({"balanced_accuracy": None}, None, 60, False, "could not be measured"),
         ({"balanced_accuracy": 0.9}, {"balanced_accuracy": None}, 60, False, "active version"),
+        # a collapsed model (every reward equal: every pair a tie) scores exactly one half; it must not
+        # replace an active version that measured below one half, nor go live as the first version
+        ({"balanced_accuracy": 0.5}, {"balanced_accuracy": 0.46}, 60, False, "no better than a coin"),
+        ({"balanced_accuracy": 0.5}, None, 60, False, "no better than a coin"),
+        ({"balanced_accuracy": 0.51}, {"balanced_accuracy": 0.46}, 60, True, "at least the active"),
     ],
 )
 def test_the_activation_rule(candidate, active, n_pairs, ok, words):

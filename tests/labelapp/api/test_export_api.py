@@ -48,3 +48,17 @@ def test_a_parquet_export_that_fails_midway_leaves_no_file_behind(staff_api, rat
     staff_api.raise_request_exception = False
     assert staff_api.get("/api/export/?output=parquet&mode=comparison").status_code == 500
     assert made and not any(p.exists() for p in made)
+
+
+def test_the_export_api_leaves_out_prompts_flagged_for_personal_data_until_reviewed(
+    staff_api, rater, other_rater, guideline
+):
+    ok = rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    suspect = make_pair(text="Ask Anna at home")
+    rate(rater=rater, comparison=suspect, preference=1, guideline=guideline, flag_pii=True)
+    rate(rater=other_rater, comparison=suspect, preference=-1, guideline=guideline)
+    r = staff_api.get("/api/export/?mode=rating&output=jsonl")
+    rows = [json.loads(line) for line in b"".join(r.streaming_content).decode().splitlines()]
+    assert [row["rating_id"] for row in rows] == [ok.pk]
+    r = staff_api.get("/api/export/?mode=comparison&output=parquet")
+    assert b"Ask Anna" not in b"".join(r.streaming_content)

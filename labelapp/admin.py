@@ -410,6 +410,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "last_used_at",
         "expires_at",
         "revoked_at",
+        "parent",
     )
     exclude = ("digest",)
     actions = ["revoke"]
@@ -417,11 +418,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens (and every token they minted)")
     def revoke(self, request, queryset):
-        for token in queryset.filter(revoked_at__isnull=True):
+        # Already revoked ones too: token_revoke sweeps what they minted (a direct update would not).
+        for token in queryset:
             token_revoke(token=token)
-        self.message_user(request, "Revoked.", messages.SUCCESS)
+        self.message_user(request, "Revoked, with every token they minted.", messages.SUCCESS)
 
 
 @admin.register(ExportFile)

@@ -589,6 +589,18 @@ class ApiToken(models.Model):
         help_text="What the token may do (services/tokens.py, TOKEN_SCOPES); never more than its user may.",
     )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on (empty: never).")
+    # The token whose request created this one (empty: a person or the command did). What a token
+    # minted must not outlive it: revoking cascades (token_revoke) and token_authenticate refuses a
+    # token with a dead ancestor, so deleting one deletes what it minted rather than orphan it.
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.CASCADE,
+        related_name="minted",
+        help_text="The token that created this one; revoking it revokes this one too.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -11,7 +11,15 @@ Each API view names the scope it needs (`token_scope`); `token_allows` is the on
   reading": the prompt list pages through every prompt text, those without consent or withheld for
   personal data included, which an export leaves out).
 A token that creates tokens (`admin`) grants nothing it does not hold and nothing that outlives it,
-and only a superuser may create a token for a superuser.
+and only a superuser may create a token for a superuser:
+- what it mints has at most its scopes and expires no later than it does;
+- the new row records it (`parent`); revoking a token revokes everything it minted, transitively, in
+  one transaction, and a token is refused while any token in its minting chain is revoked, expired or
+  belongs to an inactive account (so a row revoked some other way, e.g. a direct update, still cuts
+  off what it minted);
+- it mints only for its own account or for non-staff accounts (raters, e.g. simulated ones), never
+  for another staff account: a program holding one staff member's token cannot become another. A
+  staff member signed in (a session, no token) may create tokens for any account, as before.
 A token may also expire (`expires_at`); an expired token is refused like a revoked one.
 """
 
@@ -22,7 +30,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from labelapp.models import TOKEN_SCOPES, ApiToken, token_scopes_all
@@ -71,11 +79,17 @@ def token_create(
     """A new token for `user`; returns (row, key). The key is not stored and cannot be shown again.
     `scopes` None = all of them; `expires_in_days` None = never. `via`: the token the request came
     with, if any: a token mints nothing wider than itself (its scopes by default, never more; its
-    expiry at the latest). TokenError for anything that cannot be honoured."""
+    expiry at the latest; only for its own account or a non-staff one) and is recorded as the new
+    token's parent. TokenError for anything that cannot be honoured."""
     if "\x00" in name:
         raise TokenError("The name must be plain text (no NUL character).")
     if user.is_superuser and created_by is not None and not created_by.is_superuser:
         raise TokenError("Only a superuser may create a token for a superuser account.")
+    if via is not None and user.pk != via.user_id and (user.is_staff or user.is_superuser):
+        raise TokenError(
+            "A token may create tokens only for its own account or for non-staff accounts (raters), "
+            "not for another staff account; sign in to create one for another staff member."
+        )
     scopes = token_scopes_clean(scopes if scopes is not None or via is None else via.scopes)
     expires_at = _expiry(expires_in_days)
     if via is not None:
@@ -97,6 +111,7 @@ def token_create(
         created_by=created_by,
         scopes=scopes,
         expires_at=expires_at,
+        parent=via,
     )
     return token, key
 
@@ -112,14 +127,53 @@ def _expiry(expires_in_days):
 
 
 def token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke `token` and every token it minted, transitively, in one transaction. Descendants of an
+    already revoked token are swept too (it may have been revoked by a direct update)."""
     with transaction.atomic():
-        ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        ids = _minted_by(token.pk)
+        ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True).update(revoked_at=timezone.now())
     token.refresh_from_db()
     return token
 
 
+def _minted_by(pk: int) -> set[int]:
+    """`pk` and the ids of every token minted from it, at any depth (one query per generation)."""
+    ids, frontier = {pk}, {pk}
+    while frontier:
+        frontier = set(ApiToken.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)) - ids
+        ids |= frontier
+    return ids
+
+
+# A token's ancestors (its parent, the parent's parent, ...) that can no longer act: revoked, expired or
+# of an inactive account. One round trip whatever the depth; UNION (not UNION ALL) ends the walk even
+# on a cycle (none can be made: `parent` is set once, to an older row).
+_DEAD_ANCESTOR_SQL = """
+WITH RECURSIVE chain(id, parent_id) AS (
+    SELECT id, parent_id FROM labelapp_apitoken WHERE id = %(parent)s
+    UNION
+    SELECT t.id, t.parent_id FROM labelapp_apitoken t JOIN chain c ON t.id = c.parent_id
+)
+SELECT EXISTS (
+    SELECT 1 FROM chain c
+    JOIN labelapp_apitoken t ON t.id = c.id
+    JOIN auth_user u ON u.id = t.user_id
+    WHERE t.revoked_at IS NOT NULL OR t.expires_at <= %(now)s OR NOT u.is_active
+)
+"""
+
+
+def _chain_is_dead(parent_id: int, now) -> bool:
+    """Whether any token from `parent_id` up the minting chain is revoked, expired or inactive."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DEAD_ANCESTOR_SQL, {"parent": parent_id, "now": now})
+        return bool(cursor.fetchone()[0])
+
+
 def token_authenticate(*, key: str) -> ApiToken | None:
-    """The active token for `key`, or None. Marks it used (at most once a minute, to spare writes)."""
+    """The active token for `key`, or None: not revoked or expired, of an active account, and minted
+    (if by a token) from a chain of such tokens. Marks it used (at most once a minute, to spare
+    writes)."""
     if not key.startswith(KEY_PREFIX) or key.count("_") < 2 or len(key) > 200:
         return None
     prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
@@ -128,6 +182,8 @@ def token_authenticate(*, key: str) -> ApiToken | None:
         return None
     now = timezone.now()
     if not token.user.is_active or (token.expires_at is not None and token.expires_at <= now):
+        return None
+    if token.parent_id is not None and _chain_is_dead(token.parent_id, now):
         return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

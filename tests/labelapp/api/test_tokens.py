@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from django.test import Client
 
 from labelapp.models import ApiToken
 
@@ -255,3 +256,116 @@ def test_the_command_refuses_a_nul_in_the_name(staff):
 
     with pytest.raises(CommandError, match="plain text"):
         call_command("create_api_token", "staff", "--name", "a\x00b")
+
+
+# --- what a token mints dies with it; it mints only for its own account or non-staff -----------------
+
+
+def _mint(client, auth, username, **body):
+    r = client.post(
+        "/api/tokens/",
+        {"username": username, "name": "minted", **body},
+        content_type="application/json",
+        **auth,
+    )
+    assert r.status_code == 201, r.json()
+    return r.json(), {"HTTP_AUTHORIZATION": f"Bearer {r.json()['key']}"}
+
+
+def test_revoking_a_token_revokes_what_it_minted_transitively(staff_api, staff, rater, client):
+    root = _key(staff, ["admin", "read", "rate"])
+    child, child_auth = _mint(client, root, "staff")
+    grandchild, grandchild_auth = _mint(client, child_auth, "staff")
+    for_rater, for_rater_auth = _mint(client, grandchild_auth, "rater", scopes=["rate"])
+    assert client.get("/api/ratings/", **for_rater_auth).status_code == 200
+    bystander = _key(staff, ["read"])
+
+    assert staff_api.post(f"/api/tokens/{child['id']}/revoke/").status_code == 200
+
+    assert client.get("/api/tokens/", **root).status_code == 200  # its parent is untouched
+    assert client.get("/api/tokens/", **child_auth).status_code == 401
+    assert client.get("/api/tokens/", **grandchild_auth).status_code == 401
+    assert client.get("/api/ratings/", **for_rater_auth).status_code == 401
+    assert client.get("/api/queue/", **bystander).status_code == 200
+    revoked = ApiToken.objects.filter(revoked_at__isnull=False)
+    assert set(revoked.values_list("pk", flat=True)) == {child["id"], grandchild["id"], for_rater["id"]}
+    assert ApiToken.objects.get(pk=grandchild["id"]).parent_id == child["id"]
+
+
+def test_a_token_whose_minting_chain_holds_a_revoked_token_is_refused(staff, client):
+    """Rows revoked some other way (a direct update, an old migration) still cut off what they minted."""
+    from django.utils import timezone
+
+    root = _key(staff, ["admin", "read"])
+    child, child_auth = _mint(client, root, "staff")
+    _, grandchild_auth = _mint(client, child_auth, "staff")
+    ApiToken.objects.filter(pk=child["id"]).update(revoked_at=timezone.now())
+    assert client.get("/api/queue/", **grandchild_auth).status_code == 401
+    assert ApiToken.objects.filter(revoked_at__isnull=True).count() == 2  # not revoked, still refused
+    assert client.get("/api/queue/", **root).status_code == 200
+
+
+def test_revoking_in_the_admin_revokes_what_the_token_minted(staff, client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("boss", "boss@example.org", "pw")
+    root = _key(staff, ["admin", "read"])
+    parent = ApiToken.objects.get()
+    _, child_auth = _mint(client, root, "staff")
+    browser = Client()
+    browser.force_login(admin_user)
+    r = browser.post(
+        "/admin/labelapp/apitoken/", {"action": "revoke", "_selected_action": [parent.pk]}, follow=True
+    )
+    assert r.status_code == 200
+    assert client.get("/api/queue/", **child_auth).status_code == 401
+    assert not ApiToken.objects.filter(revoked_at__isnull=True).exists()
+
+
+def test_a_token_mints_for_its_own_account_or_a_rater_not_for_other_staff(staff, rater, make_user, client):
+    make_user("colleague", staff=True)
+    admin_token = _key(staff, ["admin", "read", "rate"])
+    r = client.post(
+        "/api/tokens/", {"username": "colleague", "name": "x"}, content_type="application/json", **admin_token
+    )
+    assert r.status_code == 400 and "another staff account" in r.json()["detail"], r.json()
+    assert ApiToken.objects.count() == 1
+    _mint(client, admin_token, "staff")  # its own account
+    _mint(client, admin_token, "rater", scopes=["rate"])  # a rater (e.g. a simulated one)
+
+
+def test_a_signed_in_staff_member_still_creates_tokens_for_other_staff(staff_api, make_user):
+    make_user("colleague", staff=True)
+    r = staff_api.post(
+        "/api/tokens/", {"username": "colleague", "name": "x"}, content_type="application/json"
+    )
+    assert r.status_code == 201 and r.json()["username"] == "colleague"
+
+
+def test_the_service_refuses_a_token_minting_for_other_staff(staff, rater, make_user):
+    from labelapp.services.tokens import TokenError, token_create, token_revoke
+
+    colleague = make_user("colleague", staff=True)
+    via, _ = token_create(user=staff, name="admin", scopes=["admin", "rate"])
+    with pytest.raises(TokenError, match="another staff account"):
+        token_create(user=colleague, name="x", created_by=staff, via=via)
+    own, _ = token_create(user=staff, name="own", created_by=staff, via=via)
+    for_rater, _ = token_create(user=rater, name="sim", created_by=staff, scopes=["rate"], via=own)
+    assert (own.parent, for_rater.parent) == (via, own)
+    assert token_create(user=colleague, name="by a person", created_by=staff)[0].parent is None
+    token_revoke(token=via)
+    assert ApiToken.objects.filter(revoked_at__isnull=True).count() == 1  # the one a person made
+
+
+def test_what_a_token_minted_stops_when_the_minting_account_is_deactivated_or_the_token_deleted(
+    staff, rater, client
+):
+    root = _key(staff, ["admin", "rate"])
+    _, for_rater = _mint(client, root, "rater", scopes=["rate"])
+    staff.is_active = False
+    staff.save(update_fields=["is_active"])
+    assert client.get("/api/ratings/", **for_rater).status_code == 401
+    staff.is_active = True
+    staff.save(update_fields=["is_active"])
+    assert client.get("/api/ratings/", **for_rater).status_code == 200
+    ApiToken.objects.filter(user=staff).delete()  # deleting a token deletes what it minted
+    assert not ApiToken.objects.exists()
+    assert client.get("/api/ratings/", **for_rater).status_code == 401

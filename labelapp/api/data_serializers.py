@@ -73,7 +73,13 @@ class IngestReportSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     prompt_ids = serializers.ListField(child=serializers.IntegerField())
     duplicate_of = serializers.ListField(child=serializers.IntegerField())
-    answers_created = serializers.IntegerField()
+    answers_created = serializers.IntegerField(help_text="Answers stored, those added to duplicates too.")
+    answers_added_to_existing = serializers.IntegerField(
+        help_text="Answers attached to prompts already stored (the duplicates)."
+    )
+    answers_skipped_duplicate = serializers.IntegerField(
+        help_text="Answers of duplicates not stored: the prompt already has that (scrubbed) text."
+    )
     pii_found = serializers.DictField(child=serializers.IntegerField(), help_text="Type -> count, no values.")
 
 

@@ -3,8 +3,10 @@
 Every text is PII-scrubbed (services/privacy.py) before it is stored; what was replaced is kept by
 type and count on the row. Each prompt carries `source` and `consent` explicitly (no defaults: a
 feed must say whether its users agreed to training use). Duplicates (same normalized text) are not
-stored twice. A bulk import is all-or-nothing: one bad line refuses the whole file, and the error
-lists every bad line with its number and reason.
+stored twice: the stored prompt gets the duplicate's new answers (a new model answering the same
+prompts is how a dataset grows) and its external_id if it had none; a duplicate that disagrees with it
+on consent or external_id is a bad line. A bulk import is all-or-nothing: one bad line refuses the
+whole file, and the error lists every bad line with its number and reason.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from django.db import connection, transaction
 
 from labelapp.models import Prompt, Response
-from labelapp.services.privacy import merge_counts, scrub
+from labelapp.services.privacy import ScrubResult, merge_counts, scrub
 
 PROMPT_FIELDS = {"text", "source", "consent", "external_id", "category", "answers"}
 REQUIRED_FIELDS = {"text", "source", "consent"}
@@ -79,7 +81,11 @@ class PromptIn:
 class IngestReport:
     created: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
+    # every answer stored, those attached to duplicates (prompts already stored) included
     answers_created: int = 0
+    answers_added_to_existing: int = 0
+    # answers of duplicates not stored: the prompt already has an answer with the same scrubbed text
+    answers_skipped_duplicate: int = 0
     pii_found: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -89,6 +95,8 @@ class IngestReport:
             "prompt_ids": self.created,
             "duplicate_of": self.duplicates,
             "answers_created": self.answers_created,
+            "answers_added_to_existing": self.answers_added_to_existing,
+            "answers_skipped_duplicate": self.answers_skipped_duplicate,
             "pii_found": self.pii_found,
         }
 
@@ -209,49 +217,27 @@ def parse_jsonl(text: str) -> list[PromptIn]:
 def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = None) -> IngestReport:
     """Scrub and store prompts (and their answers) in one transaction: all or nothing.
 
-    A prompt whose normalized (scrubbed) text is already stored is not stored again; its answers are
-    not attached either (the duplicate is reported with the existing id). External ids must be new.
+    A prompt whose normalized (scrubbed) text is already stored (a duplicate) is not stored again:
+    see _ingest_duplicate for what it may add and when it is refused. New prompts and answers need
+    external ids not taken yet.
     """
     report = IngestReport()
     errors = []
     with transaction.atomic():
         _lock_ingest()
-        seen: dict[str, int] = {}
+        batch = _Batch()
         for idx, item in enumerate(items):
             line = line_numbers[idx] if line_numbers else (idx + 1 if len(items) > 1 else None)
             scrubbed = scrub(item.text)
             digest = text_hash(scrubbed.text)
-            existing = (
-                seen.get(digest)
-                or Prompt.objects.filter(text_hash=digest).values_list("pk", flat=True).first()
-            )
-            if existing:
-                report.duplicates.append(existing)
-                continue
-            if item.external_id and Prompt.objects.filter(external_id=item.external_id).exists():
-                errors.append({"line": line, "error": f"external_id {item.external_id!r} already exists"})
-                continue
-            answers = [(a, scrub(a.text)) for a in item.answers]
-            bad = _taken_answer_ids(item.answers)
-            if bad:
-                error = f"answer external_id {bad[0]!r} already exists or is given twice"
-                errors.append({"line": line, "error": error})
-                continue
-            found = merge_counts(scrubbed.found, *(s.found for _, s in answers))
-            prompt = Prompt.objects.create(
-                text=scrubbed.text,
-                source=item.source,
-                consent=item.consent,
-                external_id=item.external_id,
-                category=item.category,
-                pii_found=scrubbed.found,
-            )
-            seen[digest] = prompt.pk
-            for a, s in answers:
-                _answer_create(prompt=prompt, answer=a, scrubbed=s)
-                report.answers_created += 1
-            report.created.append(prompt.pk)
-            report.pii_found = merge_counts(report.pii_found, found)
+            stored = batch.prompts.get(digest) or _stored_prompt(digest)
+            try:
+                if stored:
+                    _ingest_duplicate(item, stored, batch, report)
+                else:
+                    batch.add(digest, _ingest_new(item, scrubbed, report), line)
+            except _BadLine as exc:
+                errors.append({"line": line, "error": str(exc)})
         if errors:
             # Nothing is half-written: the whole file is refused.
             transaction.set_rollback(True)
@@ -259,11 +245,128 @@ def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = No
     return report
 
 
+def _stored_prompt(digest: str) -> Prompt | None:
+    """The stored prompt with this text hash (the oldest, should older rows repeat a text)."""
+    return Prompt.objects.filter(text_hash=digest).only("consent", "external_id").first()
+
+
+class _BadLine(ValueError):
+    """One item refused; raised before anything of it is written."""
+
+
+@dataclass
+class _Batch:
+    """Prompts this ingest created, by text hash, and the line each came from (for error messages:
+    their ids are rolled back with the refusal)."""
+
+    prompts: dict[str, Prompt] = field(default_factory=dict)
+    lines: dict[int, int | None] = field(default_factory=dict)
+
+    def add(self, digest: str, prompt: Prompt, line: int | None) -> None:
+        self.prompts[digest] = prompt
+        self.lines[prompt.pk] = line
+
+    def name(self, prompt: Prompt) -> str:
+        if prompt.pk in self.lines:
+            line = self.lines[prompt.pk]
+            return f"the same prompt on line {line}" if line else "the same prompt earlier in this request"
+        return f"stored prompt {prompt.pk}"
+
+
+def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> Prompt:
+    """Store a prompt not seen before with its answers (_BadLine: refused, nothing written)."""
+    if item.external_id and Prompt.objects.filter(external_id=item.external_id).exists():
+        raise _BadLine(f"external_id {item.external_id!r} already exists")
+    _check_answer_ids(item.answers)
+    answers = [(a, scrub(a.text)) for a in item.answers]
+    prompt = Prompt.objects.create(
+        text=scrubbed.text,
+        source=item.source,
+        consent=item.consent,
+        external_id=item.external_id,
+        category=item.category,
+        pii_found=scrubbed.found,
+    )
+    for a, s in answers:
+        _answer_create(prompt=prompt, answer=a, scrubbed=s)
+    report.created.append(prompt.pk)
+    report.answers_created += len(answers)
+    report.pii_found = merge_counts(report.pii_found, scrubbed.found, *(s.found for _, s in answers))
+    return prompt
+
+
+def _ingest_duplicate(item: PromptIn, stored: Prompt, batch: _Batch, report: IngestReport) -> None:
+    """A prompt already stored: attach the answers it lacks, and the external_id when it has none.
+
+    Refused (_BadLine, nothing written) when the item disagrees with the stored prompt on
+    consent (ingest never changes a stored prompt's consent) or external_id, or when an answer to add
+    has an external_id that is taken. The prompt's own source and category stay as stored.
+    """
+    _check_duplicate(item, stored, batch)
+    new, skipped = _new_answers(stored, item.answers)
+    _check_answer_ids([a for a, _ in new])
+    if item.external_id and stored.external_id is None:
+        Prompt.objects.filter(pk=stored.pk).update(external_id=item.external_id)
+        stored.external_id = item.external_id  # a later line of this batch sees it
+    for a, s in new:
+        _answer_create(prompt=stored, answer=a, scrubbed=s)
+    report.duplicates.append(stored.pk)
+    report.answers_created += len(new)
+    report.answers_added_to_existing += len(new)
+    report.answers_skipped_duplicate += skipped
+    report.pii_found = merge_counts(report.pii_found, *(s.found for _, s in new))
+
+
+def _check_duplicate(item: PromptIn, stored: Prompt, batch: _Batch) -> None:
+    """_BadLine when the item disagrees with the stored prompt of the same text."""
+    if item.consent != stored.consent:
+        raise _BadLine(
+            f"consent conflict: {batch.name(stored)} has consent={_bool(stored.consent)}, this one says "
+            f"consent={_bool(item.consent)}; ingest does not change the consent of a stored prompt"
+        )
+    if not item.external_id or item.external_id == stored.external_id:
+        return
+    if stored.external_id is not None:
+        raise _BadLine(
+            f"external_id conflict: {batch.name(stored)} has the same text with external_id "
+            f"{stored.external_id!r}, this one says {item.external_id!r}"
+        )
+    if Prompt.objects.filter(external_id=item.external_id).exists():
+        raise _BadLine(f"external_id {item.external_id!r} already exists (on another prompt)")
+
+
+def _new_answers(prompt: Prompt, answers: list[AnswerIn]) -> tuple[list[tuple[AnswerIn, ScrubResult]], int]:
+    """The answers (with their scrub results) the prompt does not hold yet, and how many it does:
+    an answer whose scrubbed text is stored for the prompt, or repeated in `answers`, is skipped."""
+    scrubbed = [(a, scrub(a.text)) for a in answers]
+    seen = set(
+        Response.objects.filter(prompt=prompt, text__in=[s.text for _, s in scrubbed]).values_list(
+            "text", flat=True
+        )
+    )
+    new = []
+    for a, s in scrubbed:
+        if s.text not in seen:
+            new.append((a, s))
+            seen.add(s.text)
+    return new, len(scrubbed) - len(new)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"  # as the feed writes it (JSON)
+
+
 def _lock_ingest() -> None:
     """Serialise every ingest (inside its transaction): the duplicate and external-id checks must see
     the rows other imports are writing right now."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+
+
+def _check_answer_ids(answers: list[AnswerIn]) -> None:
+    bad = _taken_answer_ids(answers)
+    if bad:
+        raise _BadLine(f"answer external_id {bad[0]!r} already exists or is given twice")
 
 
 def _taken_answer_ids(answers: list[AnswerIn]) -> list[str]:

@@ -14,7 +14,10 @@ from labelapp.services.ingest import IngestError, ingest_jsonl
 
 
 class Command(BaseCommand):
-    help = "Import prompts from a JSONL file (all or nothing; PII scrubbed; duplicates skipped)."
+    help = (
+        "Import prompts from a JSONL file (all or nothing; PII scrubbed; a prompt already stored is not "
+        "stored again, its new answers are added)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
@@ -38,5 +41,7 @@ class Command(BaseCommand):
         pii = ", ".join(f"{k} {v}" for k, v in sorted(d["pii_found"].items())) or "none"
         self.stdout.write(
             f"Imported {d['created']} prompt(s) and {d['answers_created']} answer(s); "
-            f"{d['duplicates']} duplicate(s) skipped; PII replaced: {pii}."
+            f"{d['duplicates']} duplicate(s) not stored again, {d['answers_added_to_existing']} new "
+            f"answer(s) added to them, {d['answers_skipped_duplicate']} duplicate answer(s) skipped; "
+            f"PII replaced: {pii}."
         )

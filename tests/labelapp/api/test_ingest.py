@@ -45,14 +45,56 @@ def test_a_jsonl_upload_stores_many_and_skips_duplicates(staff_api):
     body = _jsonl(
         GOOD,
         {"text": "What is  the capital of France?", "source": "feed", "consent": True},
-        {"text": "what is the capital of france?", "source": "feed", "consent": False},
+        {"text": "what is the capital of france?", "source": "feed", "consent": True},
     )
     r = staff_api.post("/api/prompts/", body, content_type="application/jsonl")
     assert r.status_code == 201, r.content
     assert (r.json()["created"], r.json()["duplicates"]) == (2, 1)
-    again = staff_api.post("/api/prompts/", body.replace("pg-1", "pg-2"), content_type="application/jsonl")
+    again = staff_api.post("/api/prompts/", body, content_type="application/jsonl")
     assert again.status_code == 201 and again.json()["created"] == 0 and again.json()["duplicates"] == 3
-    assert Prompt.objects.count() == 2
+    assert (again.json()["answers_created"], again.json()["answers_skipped_duplicate"]) == (0, 2)
+    assert Prompt.objects.count() == 2 and Response.objects.count() == 2
+
+
+def test_reimported_prompts_get_a_new_models_answers(staff_api):
+    # the normal way to grow a dataset; a duplicate's answers used to be dropped without a word
+    staff_api.post("/api/prompts/", _jsonl(GOOD), content_type="application/jsonl")
+    v4 = {
+        **GOOD,
+        "answers": [
+            {"text": "Sure, I wrote to anna.schmidt@example.com.", "model": "policy", "model_version": "v4"},
+            {"text": "Done: I emailed [EMAIL] and called.", "model": "policy", "model_version": "v4"},
+        ],
+    }
+    r = staff_api.post("/api/prompts/", _jsonl(v4), content_type="application/jsonl")
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert (body["created"], body["duplicates"], body["answers_created"]) == (0, 1, 1)
+    assert (body["answers_added_to_existing"], body["answers_skipped_duplicate"]) == (1, 1)
+    prompt = Prompt.objects.get()
+    assert body["duplicate_of"] == [prompt.pk] and prompt.responses.count() == 3
+
+
+def test_a_consent_conflict_with_a_stored_prompt_refuses_the_request(staff_api):
+    staff_api.post("/api/prompts/", GOOD, content_type="application/json")
+    prompt = Prompt.objects.get()
+    withdrawn = {**GOOD, "consent": False, "answers": [{"text": "new", "model": "m"}]}
+    r = staff_api.post(
+        "/api/prompts/",
+        [{"text": "new", "source": "s", "consent": True}, withdrawn],
+        content_type="application/json",
+    )
+    assert r.status_code == 400, r.content
+    (error,) = r.json()["errors"]
+    assert error["line"] == 2 and f"prompt {prompt.pk}" in error["error"] and "consent=true" in error["error"]
+    prompt.refresh_from_db()
+    assert prompt.consent is True and Prompt.objects.count() == 1 and prompt.responses.count() == 2
+
+
+def test_a_duplicate_with_another_external_id_is_a_400(staff_api):
+    staff_api.post("/api/prompts/", GOOD, content_type="application/json")
+    r = staff_api.post("/api/prompts/", {**GOOD, "external_id": "pg-2"}, content_type="application/json")
+    assert r.status_code == 400 and "'pg-1'" in r.json()["errors"][0]["error"]
 
 
 def test_the_jsonl_media_type_is_case_insensitive(staff_api):
@@ -174,6 +216,20 @@ def test_the_command_imports_and_refuses_like_the_api(tmp_path):
     with pytest.raises(CommandError, match="line 2: malformed JSON"):
         call_command("import_prompts", str(bad))
     assert Prompt.objects.count() == 2
+
+
+def test_the_command_reports_answers_added_to_prompts_already_stored(tmp_path):
+    from io import StringIO
+
+    f = tmp_path / "p.jsonl"
+    f.write_text(_jsonl(GOOD))
+    call_command("import_prompts", str(f), stdout=StringIO())
+    f.write_text(_jsonl({**GOOD, "answers": [*GOOD["answers"], {"text": "New answer", "model": "m2"}]}))
+    out = StringIO()
+    call_command("import_prompts", str(f), stdout=out)
+    assert "Imported 0 prompt(s) and 1 answer(s); 1 duplicate(s) not stored again" in out.getvalue()
+    assert "1 new answer(s) added to them, 2 duplicate answer(s) skipped" in out.getvalue()
+    assert Response.objects.count() == 3
 
 
 @pytest.mark.parametrize("content_type", ["application/jsonl", "application/x-ndjson"])

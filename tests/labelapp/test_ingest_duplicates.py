@@ -1,0 +1,148 @@
+"""The ingest service on prompts already stored (duplicates): new answers attach, conflicts refuse.
+
+A duplicate's answers used to be dropped silently, and its consent and external_id ignored.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from labelapp.models import Prompt, Response
+from labelapp.services.ingest import AnswerIn, IngestError, PromptIn, ingest_prompts
+
+pytestmark = pytest.mark.django_db
+
+TEXT = "Which planet is largest? Reply to ann@example.com"
+
+
+def _item(text=TEXT, *, consent=True, external_id=None, answers=()) -> PromptIn:
+    return PromptIn(
+        text=text,
+        source="feed",
+        consent=consent,
+        external_id=external_id,
+        answers=[AnswerIn(text=t, model=m, model_version=v, external_id=x) for t, m, v, x in answers],
+    )
+
+
+def _stored(**kwargs) -> Prompt:
+    report = ingest_prompts(items=[_item(**kwargs)])
+    return Prompt.objects.get(pk=report.created[0])
+
+
+def test_a_duplicate_attaches_its_new_answers_and_skips_the_stored_ones():
+    prompt = _stored(answers=[("Jupiter.", "policy", "v1", None)])
+    again = _item(
+        text="which planet is   LARGEST? Reply to bob@example.org",  # same text once scrubbed/normalized
+        answers=[
+            ("Jupiter.", "policy", "v2", None),  # same text as stored: skipped
+            ("Jupiter, mail ann@example.com", "policy", "v2", "ans-2"),
+            ("It is Jupiter", "policy", "v2", None),
+            ("It is Jupiter", "other", "", None),  # a repeat inside the line: skipped too
+        ],
+    )
+    report = ingest_prompts(items=[again])
+    assert report.created == [] and report.duplicates == [prompt.pk]
+    d = report.as_dict()
+    assert (d["answers_created"], d["answers_added_to_existing"], d["answers_skipped_duplicate"]) == (2, 2, 2)
+    assert d["pii_found"] == {"EMAIL": 1}  # the added answer's, not the (unstored) prompt text's
+    texts = sorted(Response.objects.filter(prompt=prompt).values_list("text", "source_model_version"))
+    assert texts == [("It is Jupiter", "v2"), ("Jupiter, mail [EMAIL]", "v2"), ("Jupiter.", "v1")]
+    assert Prompt.objects.count() == 1
+
+
+def test_reimporting_the_same_file_adds_nothing_and_is_not_refused():
+    items = [_item(external_id="p-1", answers=[("Jupiter.", "policy", "v1", "a-1")])]
+    ingest_prompts(items=items)
+    report = ingest_prompts(items=items)
+    d = report.as_dict()
+    assert (d["created"], d["duplicates"], d["answers_created"]) == (0, 1, 0)
+    assert (d["answers_added_to_existing"], d["answers_skipped_duplicate"]) == (0, 1)
+    assert Response.objects.count() == 1
+
+
+def test_a_duplicate_and_its_original_in_one_file_both_give_answers():
+    report = ingest_prompts(
+        items=[
+            _item(answers=[("A1", "m", "", None)]),
+            _item(text=TEXT.upper(), answers=[("A1", "m", "", None), ("A2", "m", "", None)]),
+        ]
+    )
+    assert len(report.created) == 1 and report.duplicates == report.created
+    assert (report.answers_created, report.answers_added_to_existing, report.answers_skipped_duplicate) == (
+        2,
+        1,
+        1,
+    )
+
+
+def test_an_answer_external_id_taken_elsewhere_refuses_the_whole_file():
+    _stored(text="Another prompt", answers=[("x", "m", "", "taken")])
+    prompt = _stored()
+    with pytest.raises(IngestError) as exc:
+        ingest_prompts(
+            items=[
+                _item(text="A brand new prompt"),
+                _item(answers=[("new answer", "m", "v2", "taken")]),
+            ]
+        )
+    assert [e["line"] for e in exc.value.errors] == [2]
+    assert "'taken' already exists" in exc.value.errors[0]["error"]
+    assert not Prompt.objects.filter(text="A brand new prompt").exists()
+    assert not Response.objects.filter(prompt=prompt).exists()
+
+
+@pytest.mark.parametrize("stored, new", [(True, False), (False, True)])
+def test_a_consent_conflict_refuses_the_line_and_names_the_stored_prompt(stored, new):
+    prompt = _stored(consent=stored)
+    with pytest.raises(IngestError) as exc:
+        ingest_prompts(
+            items=[_item(text="fine"), _item(consent=new, answers=[("new answer", "m", "v2", None)])]
+        )
+    (error,) = exc.value.errors
+    assert error["line"] == 2
+    assert f"prompt {prompt.pk}" in error["error"]
+    assert f"consent={str(stored).lower()}" in error["error"]
+    prompt.refresh_from_db()
+    assert prompt.consent is stored
+    assert Prompt.objects.count() == 1 and Response.objects.count() == 0
+
+
+def test_a_consent_conflict_inside_one_file_names_the_earlier_line():
+    with pytest.raises(IngestError) as exc:
+        ingest_prompts(items=[_item(), _item(text="other"), _item(consent=False)])
+    (error,) = exc.value.errors
+    assert error["line"] == 3 and "line 1" in error["error"] and "consent=true" in error["error"]
+    assert Prompt.objects.count() == 0
+
+
+def test_a_duplicate_gives_its_external_id_to_a_stored_prompt_without_one():
+    prompt = _stored()
+    report = ingest_prompts(items=[_item(external_id="feed-7")])
+    assert report.duplicates == [prompt.pk]
+    prompt.refresh_from_db()
+    assert prompt.external_id == "feed-7"
+    # the same id again, or none, is fine and changes nothing
+    ingest_prompts(items=[_item(external_id="feed-7"), _item()])
+    prompt.refresh_from_db()
+    assert prompt.external_id == "feed-7"
+
+
+def test_a_duplicate_with_another_external_id_is_refused():
+    prompt = _stored(external_id="feed-1")
+    with pytest.raises(IngestError) as exc:
+        ingest_prompts(items=[_item(external_id="feed-2")])
+    error = exc.value.errors[0]["error"]
+    assert f"prompt {prompt.pk}" in error and "'feed-1'" in error and "'feed-2'" in error
+    prompt.refresh_from_db()
+    assert prompt.external_id == "feed-1"
+
+
+def test_a_duplicate_may_not_take_an_external_id_another_prompt_has():
+    _stored(text="Another prompt", external_id="feed-1")
+    prompt = _stored()
+    with pytest.raises(IngestError) as exc:
+        ingest_prompts(items=[_item(external_id="feed-1")])
+    assert "'feed-1' already exists" in exc.value.errors[0]["error"]
+    prompt.refresh_from_db()
+    assert prompt.external_id is None

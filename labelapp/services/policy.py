@@ -55,6 +55,8 @@ from labelapp.services.training import (
     reward_model_active,
     run_claim,
     run_execute_guarded,
+    run_owned,
+    run_still_owned,
     training_recover_stale,
 )
 
@@ -333,8 +335,8 @@ class _Heartbeat:
     """Writes the run's heartbeat every `every` seconds from a thread: a PPO update or a long generation
     on a CPU can outlast the stale-heartbeat timeout, and a live run must not be requeued."""
 
-    def __init__(self, run_id: int, every: float = 30.0):
-        self.run_id, self.every = run_id, every
+    def __init__(self, run: TrainingRun, every: float = 30.0):
+        self.run, self.every = run, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -342,11 +344,9 @@ class _Heartbeat:
         try:
             while not self._stop.wait(self.every):
                 try:
-                    TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
+                    run_owned(self.run).update(heartbeat_at=timezone.now())
                 except DatabaseError:  # one failed write must not end the beats: the run would look dead
-                    log.warning("heartbeat of run %s not written; trying again", self.run_id, exc_info=True)
+                    log.warning("heartbeat of run %s not written; trying again", self.run.pk, exc_info=True)
                     connection.close()  # a broken connection is reopened by the next query
         finally:
             connection.close()  # this thread's own connection
@@ -372,7 +372,7 @@ def policy_run_execute(*, run_id: int, worker: str = "") -> str:
 
 
 def _execute_with_heartbeat(run: TrainingRun) -> str:
-    with _Heartbeat(run.pk):
+    with _Heartbeat(run):
         return _execute(run)
 
 
@@ -488,11 +488,11 @@ def _execute(run: TrainingRun) -> str:
     if run.kind == TrainingRun.Kind.PPO:
         outcome = _ppo_step(r)
         if outcome is None:
-            _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
             return TrainingRun.Status.CANCELLED
     else:
         outcome = _best_of_n_step(r)
-    _progress(run.pk, 0.92, "previous policy on the evaluation prompts")
+    _progress(run, 0.92, "previous policy on the evaluation prompts")
     previous = _previous_answers(r.parent, r.eval_prompts, outcome.parent_gen, r.params, r.scorer, r.seed + 2)
     return _commit_round(r, outcome, previous)
 
@@ -542,7 +542,7 @@ def _ppo_step(r: _Round) -> _Outcome | None:
     train_prompts = [p.text for p in policy_train_prompts()]
     if not train_prompts:
         raise PolicyError("no training prompts outside the evaluation set")
-    reporter = _Reporter(r.run.pk, "ppo", (0.0, 0.8))
+    reporter = _Reporter(r.run, "ppo", (0.0, 0.8))
     result = train_ppo(
         train_prompts,
         r.scorer,
@@ -554,7 +554,7 @@ def _ppo_step(r: _Round) -> _Outcome | None:
     )
     if result.stopped:
         return None
-    _progress(r.run.pk, 0.85, "evaluation")
+    _progress(r.run, 0.85, "evaluation")
     gen = HFGenerator(result.policy, result.tokenizer)
     eval_texts = [p.text for p in r.eval_prompts]
     new_eval = gen.generate(eval_texts, r.params, seed=r.seed)
@@ -582,7 +582,7 @@ def _best_of_n_step(r: _Round) -> _Outcome:
     from rewardtrainer.sampling import best_of_n
 
     n = int(r.run.config["best_of_n"])
-    _progress(r.run.pk, 0.1, "best-of-n sampling")
+    _progress(r.run, 0.1, "best-of-n sampling")
     parent_gen = r.parent_generator()
     eval_texts = [p.text for p in r.eval_prompts]
     bon = best_of_n(parent_gen, r.scorer, eval_texts, n=n, params=r.params, seed=r.seed)
@@ -632,14 +632,14 @@ def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) ->
     round_metrics = _round_metrics(r, outcome, previous)
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=r.run.pk)
-        if run.status != TrainingRun.Status.RUNNING:
+        if not run_still_owned(r.run, run):
             return run.status
         # asked to stop, or the reward model changed, while the round ran: record nothing, queue nothing
         if run.cancel_requested:
-            _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; no version was recorded.")
+            _finish(r.run, TrainingRun.Status.CANCELLED, error="Cancelled; no version was recorded.")
             return TrainingRun.Status.CANCELLED
         if not RewardModelVersion.objects.filter(pk=r.rm.pk, is_active=True).exists():
-            _finish(run.pk, TrainingRun.Status.FAILED, error=_not_active(r.rm))
+            _finish(r.run, TrainingRun.Status.FAILED, error=_not_active(r.rm))
             return TrainingRun.Status.FAILED
         version = _record_version(
             run,
@@ -667,10 +667,8 @@ def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) ->
     return TrainingRun.Status.SUCCEEDED
 
 
-def _progress(run_id: int, progress: float, phase: str) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
-        progress=progress, progress_detail={"phase": phase}, heartbeat_at=timezone.now()
-    )
+def _progress(run: TrainingRun, progress: float, phase: str) -> None:
+    run_owned(run).update(progress=progress, progress_detail={"phase": phase}, heartbeat_at=timezone.now())
 
 
 def _previous_answers(parent, prompts, parent_gen, params, scorer, seed) -> dict[int, _Answer]:

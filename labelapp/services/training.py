@@ -474,8 +474,8 @@ def training_run_cancel(*, run: TrainingRun) -> None:
 class _Reporter:
     """Progress callback + cancellation check for rewardtrainer: writes progress and a heartbeat."""
 
-    def __init__(self, run_id: int, phase: str, share: tuple[float, float]):
-        self.run_id, self.phase, self.share = run_id, phase, share
+    def __init__(self, run: TrainingRun, phase: str, share: tuple[float, float]):
+        self.run, self.phase, self.share = run, phase, share
         self._last_write = 0.0
         self._cancel = False
 
@@ -488,23 +488,33 @@ class _Reporter:
         total = info.get("total_steps") or 1
         lo, hi = self.share
         progress = lo + (hi - lo) * min(1.0, (info.get("step") or 0) / total)
-        updated = TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+        updated = run_owned(self.run).update(
             progress=progress,
             progress_detail={"phase": self.phase, **info},
             heartbeat_at=timezone.now(),
         )
         self._cancel = (
-            not updated or TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+            not updated or TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
         )
 
     def should_stop(self) -> bool:
         return self._cancel
 
 
-def _finish(run_id: int, status: str, **fields) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
-        status=status, finished_at=timezone.now(), **fields
-    )
+def run_owned(run: TrainingRun):
+    """The run's row while this attempt still owns it: running, and not claimed again since. A worker
+    presumed dead (a stale heartbeat) whose run recovery put back in the queue, and another worker
+    claimed, may wake up: its progress, result or failure must not land on the new attempt's run."""
+    return TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=run.attempts)
+
+
+def run_still_owned(run: TrainingRun, locked: TrainingRun) -> bool:
+    """Whether `locked` (the row re-read under select_for_update) is still this attempt's run."""
+    return locked.status == TrainingRun.Status.RUNNING and locked.attempts == run.attempts
+
+
+def _finish(run: TrainingRun, status: str, **fields) -> None:
+    run_owned(run).update(status=status, finished_at=timezone.now(), **fields)
 
 
 def run_claim(*, run_id: int, worker: str = "", kinds=None) -> TrainingRun | None:
@@ -542,30 +552,27 @@ def run_execute_guarded(
     TransientTrainingError so the task retries, until the attempts are used up; anything else is
     deterministic: it fails with its type and message and is never retried.
     """
-    run_id = run.pk
     if run.attempts > run.max_attempts:
-        _finish(run_id, TrainingRun.Status.FAILED, error=f"Gave up after {run.max_attempts} attempts.")
+        _finish(run, TrainingRun.Status.FAILED, error=f"Gave up after {run.max_attempts} attempts.")
         return TrainingRun.Status.FAILED
     try:
         return execute(run)
     except expected_errors as exc:
-        _finish(run_id, TrainingRun.Status.FAILED, error=f"{expected_prefix}{exc}")
+        _finish(run, TrainingRun.Status.FAILED, error=f"{expected_prefix}{exc}")
         return TrainingRun.Status.FAILED
     except _transient_errors() as exc:
         if run.attempts < run.max_attempts:
-            TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+            run_owned(run).update(
                 status=TrainingRun.Status.QUEUED,
                 worker="",
                 error=f"Retrying after: {type(exc).__name__}: {exc}",
             )
             raise TransientTrainingError(str(exc)) from exc
-        _finish(
-            run_id, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc} (attempt {run.attempts})"
-        )
+        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc} (attempt {run.attempts})")
         return TrainingRun.Status.FAILED
     except Exception as exc:  # noqa: BLE001 (deterministic failures: say why, never loop)
-        log.exception("%s %s failed", label, run_id)
-        _finish(run_id, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        log.exception("%s %s failed", label, run.pk)
+        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         return TrainingRun.Status.FAILED
 
 
@@ -665,24 +672,25 @@ def _execute(run: TrainingRun) -> str:
     TrainingRun.objects.filter(pk=run.pk).update(artifact_path=str(out_dir))
     config = run_train_config(run)
 
-    main = _Reporter(run.pk, config.objective, (0.0, 0.5 if run.with_baseline else 1.0))
+    main = _Reporter(run, config.objective, (0.0, 0.5 if run.with_baseline else 1.0))
     result = _fit(run, pairs, config, out_dir / "main", main)
     if result.stopped or main.should_stop():
-        _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+        _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
         return TrainingRun.Status.CANCELLED
 
     baseline = None
     if run.with_baseline:
-        side = _Reporter(run.pk, "plain baseline", (0.5, 1.0))
+        side = _Reporter(run, "plain baseline", (0.5, 1.0))
         baseline = _fit(run, pairs, baseline_config(config), out_dir / "baseline", side)
         if baseline.stopped or side.should_stop():
-            _finish(run.pk, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
             return TrainingRun.Status.CANCELLED
 
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
-        if run.status != TrainingRun.Status.RUNNING:
-            return run.status
+        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if not run_still_owned(run, locked):
+            return locked.status
+        run = locked
         version = _record_version(run, result, baseline)
         run.status = TrainingRun.Status.SUCCEEDED
         run.progress = 1.0

@@ -263,7 +263,7 @@ def test_a_failed_heartbeat_write_does_not_stop_the_heartbeats(monkeypatch):
         return real_update(self, **kw)
 
     monkeypatch.setattr(QuerySet, "update", flaky)
-    with policy._Heartbeat(run.pk, every=0.05):
+    with policy._Heartbeat(run, every=0.05):
         deadline = time.time() + 5
         while calls["n"] < 3 and time.time() < deadline:
             time.sleep(0.05)

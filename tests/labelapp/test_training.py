@@ -7,6 +7,7 @@ The worker-kill test is in test_training_worker.py.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import OperationalError, connections
@@ -266,6 +267,35 @@ def test_dead_runs_are_requeued_and_given_up_after_max_attempts(
     assert training.training_recover_stale(worker="gpu@x") == []
     run.refresh_from_db()
     assert run.status == "failed" and "gave up" in run.error
+
+
+def test_a_worker_presumed_dead_writes_nothing_over_the_next_attempt(
+    tiny_settings, guideline, make_user, enqueued
+):
+    """Recovery re-queued a run whose heartbeat went stale and another worker claimed it; then the first
+    worker wakes up. Its guards checked only `status == running`, which the second attempt's run is:
+    it recorded a version, wrote progress and could fail the live attempt. The attempt number fences it."""
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+    first = training.run_claim(run_id=run.pk, worker="w1")
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=first.heartbeat_at - timedelta(hours=1))
+    assert training.training_recover_stale(enqueue=lambda pk: None) == [run.pk]
+    second = training.run_claim(run_id=run.pk, worker="w2")
+    assert second.attempts == first.attempts + 1
+
+    # its first progress write finds the run is no longer its own: it stops, and writes and records nothing
+    assert training._execute(first) == TrainingRun.Status.CANCELLED
+    assert not RewardModelVersion.objects.exists()
+
+    def crash(_run):
+        raise RuntimeError("late failure of the first attempt")
+
+    training.run_execute_guarded(first, crash, label="training run")
+    run.refresh_from_db()
+    assert (run.status, run.worker, run.progress, run.error) == ("running", "w2", 0.0, "")
+    # the live attempt still owns it and finishes
+    assert training._execute(second) == TrainingRun.Status.SUCCEEDED
+    assert RewardModelVersion.objects.count() == 1
 
 
 @pytest.mark.django_db

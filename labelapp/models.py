@@ -517,6 +517,17 @@ class TrainingRun(models.Model):
                 condition=Q(status__in=["queued", "running"]),
                 name="training_run_single_flight",
             ),
+            # Both policy round kinds write the next policy version: one of either at a time. The
+            # per-kind slot above let a PPO and a best-of-n request made at the same instant both in.
+            models.UniqueConstraint(
+                models.Case(
+                    models.When(kind__in=["ppo", "best_of_n"], then=models.Value("policy")),
+                    default=models.F("kind"),
+                    output_field=models.CharField(),
+                ),
+                condition=Q(status__in=["queued", "running"]),
+                name="training_run_single_flight_policy",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -272,6 +272,38 @@ def test_a_failed_heartbeat_write_does_not_stop_the_heartbeats(monkeypatch):
     assert run.heartbeat_at is not None
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_ppo_and_a_best_of_n_request_at_the_same_instant_queue_one_round(loop, monkeypatch):
+    """Both kinds write the next policy version, one at a time; the single-flight slot was per kind, so
+    two requests that both passed the "nothing active" check created a PPO and a best-of-n round."""
+    import threading
+
+    from django.db import connections
+
+    real_next_parent, barrier = policy.policy_next_parent, threading.Barrier(2)
+
+    def next_parent_after_both_checked():
+        barrier.wait(timeout=10)  # both requests are past the check before either creates its run
+        return real_next_parent()
+
+    monkeypatch.setattr(policy, "policy_next_parent", next_parent_after_both_checked)
+    results = {}
+
+    def request(kind):
+        try:
+            results[kind] = policy.policy_round_request(kind=kind, trigger="manual", enqueue=False)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request, args=(kind,)) for kind in ("ppo", "best_of_n")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert TrainingRun.objects.filter(kind__in=["ppo", "best_of_n"]).count() == 1
+    assert sorted(r is None for r in results.values()) == [False, True]
+
+
 def test_beat_starts_one_round_per_newly_activated_reward_model(loop, enqueued, settings):
     run = policy.policy_check_and_start()
     assert run is not None and run.kind == "ppo" and run.trigger == "beat"

@@ -90,8 +90,16 @@ class PolicyAnswerSerializer(serializers.Serializer):
 class SamplePairSerializer(serializers.Serializer):
     prompt_id = serializers.IntegerField(source="prompt.pk")
     prompt = serializers.CharField(source="prompt.text")
-    previous = PolicyAnswerSerializer(source="old", allow_null=True)
+    previous = PolicyAnswerSerializer(
+        source="old", allow_null=True, help_text="its reward is on the reward model of the round that made it"
+    )
     new = PolicyAnswerSerializer()
+    previous_reward = serializers.FloatField(
+        source="old_reward",
+        allow_null=True,
+        help_text="the previous answer's reward under this round's reward model, the one new.reward is "
+        "on (null for rounds recorded before it was kept)",
+    )
 
 
 class RoundRequestSerializer(serializers.Serializer):

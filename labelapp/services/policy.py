@@ -609,6 +609,8 @@ def _round_metrics(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) -
         "rm_score": sum(a.reward for a in prev) / len(prev),
         "mean_length": sum(a.num_tokens for a in prev) / len(prev),
         "no_eos_share": sum(not a.finished for a in prev) / len(prev),
+        # per evaluation prompt, so the sample viewer shows both answers on this round's reward model
+        "rewards": {str(p.pk): a.reward for p, a in zip(r.eval_prompts, prev, strict=True)},
     }
     metrics_ = {**watch, **outcome.extra, "reward_model": r.rm.number}
     if outcome.history:
@@ -981,7 +983,11 @@ def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
 
 
 def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
-    """Evaluation prompts side by side: the previous policy's answer and this one's, with reward scores."""
+    """Evaluation prompts side by side: the previous policy's answer and this one's, with reward scores.
+
+    `old_reward` is the previous answer's reward under this round's reward model (the one the new
+    answer's reward is on); the previous answer's own stored `reward` is on the reward model of the
+    round that made it, which may be another one. None for rounds recorded before it was kept."""
     new = {
         s.prompt_id: s
         for s in version.samples.filter(split="eval", index=0).select_related("prompt", "response")
@@ -994,7 +1000,11 @@ def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
                 policy_id=version.parent_id, split="eval", index=0, prompt_id__in=new
             ).select_related("response")
         }
-    return [{"prompt": s.prompt, "new": s, "old": old.get(pid)} for pid, s in sorted(new.items())]
+    rescored = (version.metrics.get("parent") or {}).get("rewards") or {}
+    return [
+        {"prompt": s.prompt, "new": s, "old": old.get(pid), "old_reward": rescored.get(str(pid))}
+        for pid, s in sorted(new.items())
+    ]
 
 
 # --- the demo queue: real model output for raters -------------------------------------------------------

@@ -119,6 +119,41 @@ def test_a_best_of_n_round_reuses_the_parent_weights_and_reports_its_kl(loop):
     assert policy.policy_weights_path(v1) == policy.policy_weights_path(policy.policy_base())
 
 
+def test_the_sample_viewer_scores_both_answers_with_the_rounds_reward_model(
+    loop, tmp_path, tiny_backbone, client, staff
+):
+    """Round 2 runs against another reward model than round 1. v1's stored answers carry round 1's
+    scores; the viewer showed those beside v2's (another model's scale), not the ones round 2 gave them."""
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.model import RewardModel
+
+    _round(TrainingRun.Kind.BEST_OF_N)
+    torch.manual_seed(7)
+    other = RewardModel.from_backbone(tiny_backbone, odin=True)
+    other.max_length = 64
+    other.save_pretrained(tmp_path / "rm2", tokenizer=AutoTokenizer.from_pretrained(tiny_backbone))
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    RewardModelVersion.objects.update(is_active=False)
+    RewardModelVersion.objects.create(number=2, run=run, artifact_path=str(tmp_path / "rm2"), is_active=True)
+    _round(TrainingRun.Kind.BEST_OF_N)
+    v2 = PolicyVersion.objects.get(number=2)
+    items = [i for i in policy.policy_sample_pairs(version=v2) if i["old"] is not None]
+    assert items
+    rescored = v2.metrics["parent"]["rewards"]
+    for item in items:
+        assert item["old_reward"] == pytest.approx(rescored[str(item["prompt"].pk)])
+        assert item["old_reward"] != pytest.approx(item["old"].reward)  # round 1's model gave another
+    assert v2.metrics["parent"]["rm_score"] == pytest.approx(sum(rescored.values()) / len(rescored))
+    client.force_login(staff)
+    api = client.get("/api/policies/2/samples/").json()
+    by_prompt = {row["prompt_id"]: row for row in api}
+    for item in items:
+        assert by_prompt[item["prompt"].pk]["previous_reward"] == pytest.approx(item["old_reward"], abs=1e-6)
+    page = client.get(reverse("policy_samples", args=[2])).content.decode()
+    assert f"reward {items[0]['old_reward']:.3f}" in page and "earlier reward model" not in page
+
+
 def test_one_policy_round_at_a_time_and_a_clear_error_without_a_reward_model(loop, enqueued):
     first = policy.policy_round_request(kind="ppo", trigger="manual")
     assert first is not None and enqueued == [first.pk]

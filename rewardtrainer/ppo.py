@@ -216,9 +216,19 @@ class Rollout:
 
 
 def build_rollout(samples: Sequence[Sample], pad_id: int) -> Rollout:
-    """Samples from any `Generator` -> padded tensors (log-probs too, when every token has one)."""
+    """Samples from any `Generator` -> padded tensors (log-probs too, when every token has one).
+
+    Every answer needs at least one token (an immediate end of turn is its EOS token): an answer with
+    none has no token to carry its reward, which GAE would then drop, so the policy could never learn
+    that the empty answer was good or bad. A generator that returns one is refused with a ValueError."""
+    empty = [k for k, s in enumerate(samples) if s.num_tokens == 0]
+    if empty:
+        raise ValueError(
+            f"the generator returned {len(empty)} answer(s) without any token (first: sample {empty[0]}); "
+            "an answer that ends at once must hold its EOS token"
+        )
     q_ids, q_mask = left_pad([s.prompt_ids for s in samples], pad_id)
-    R = max(1, max(s.num_tokens for s in samples))
+    R = max(s.num_tokens for s in samples)
     r_ids = torch.full((len(samples), R), pad_id, dtype=torch.long)
     r_mask = torch.zeros((len(samples), R), dtype=torch.long)
     has_logprobs = all(len(s.logprobs) == s.num_tokens for s in samples)
@@ -226,7 +236,7 @@ def build_rollout(samples: Sequence[Sample], pad_id: int) -> Rollout:
     for i, s in enumerate(samples):
         r_ids[i, : s.num_tokens] = torch.tensor(s.token_ids, dtype=torch.long)
         r_mask[i, : s.num_tokens] = 1
-        if has_logprobs and s.num_tokens:
+        if has_logprobs:
             r_logp[i, : s.num_tokens] = torch.tensor(s.logprobs, dtype=torch.float32)
     return Rollout(
         q_ids,

@@ -430,3 +430,15 @@ def test_the_optimizer_decays_no_weights_unless_told():
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 0.0]
     optimizer, _ = ppo._optimizer(PPOConfig(weight_decay=0.1), policy, value, 4)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.1]
+
+
+def test_an_answer_without_any_token_is_refused_not_trained_on_silently():
+    """An outside generator's empty answer had no token to carry its reward (GAE masked it out), so
+    the policy could never learn from it; the rollout now refuses it with a message."""
+    from rewardtrainer.sampling import Sample
+
+    ok = Sample(prompt="q", prompt_ids=[5, 6], token_ids=[7, 2], logprobs=[-1.0, -0.5], finished=True)
+    empty = Sample(prompt="q", prompt_ids=[5, 6], token_ids=[], logprobs=[], finished=True)
+    assert build_rollout([ok], pad_id=0).response_mask.tolist() == [[1, 1]]
+    with pytest.raises(ValueError, match="without any token"):
+        build_rollout([ok, empty], pad_id=0)

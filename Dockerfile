@@ -16,4 +16,5 @@ RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://x@localhost/x REDIS_UR
 RUN mkdir -p /app/.data/artifacts && useradd --create-home app && chown -R app /app
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# config/gunicorn.py: gthread workers, so a long streamed export is not killed at the 30 s timeout.
+CMD ["gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -14,17 +14,32 @@
 3. Reports rows/s and memory: the process' peak RSS (ru_maxrss), RSS before the export, and the
    largest RSS sampled every 50k rows during it. Bounded memory means the sampled RSS stops growing
    after the first chunks, whatever N is. Writes bench/out/export.json.
+4. With --http, also downloads `GET /api/export/` (JSONL, then Parquet) from gunicorn started the way
+   production starts it (`-c config/gunicorn.py`, DJANGO_ENV=production, one worker, a staff token),
+   on a free loopback port: time to the first byte, total time, whether the download is complete
+   (every chunk and the terminating one; Parquet ends in PAR1), and the worker's RSS (sampled every
+   0.2 s, and VmHWM). --worker-class sync --timeout N shows what the old sync workers did to a
+   download longer than N seconds. gunicorn is stopped at the end, also on an error or Ctrl-C.
+
+    nice -n 10 env PYTHONPATH=. .venv/bin/python bench/export.py --ratings 100000 --http --keep-db
+    ... --ratings 100000 --http --only rating-jsonl --worker-class sync --timeout 5   # cut off
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
 import resource
+import secrets
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -110,10 +125,11 @@ def _load(n_ratings: int, n_raters: int) -> float:
                     )
         with cur.copy(
             "COPY labelapp_comparison (id, prompt_id, response_a_id, response_b_id, kind, priority, "
-            "required_ratings, claimed_count, is_active, gold_explanation, created_at) FROM STDIN"
+            "required_ratings, claimed_count, is_active, gold_explanation, forced_left, created_at) "
+            "FROM STDIN"
         ) as cp:
             for i in range(1, n_comp + 1):
-                cp.write_row((i, i, 2 * i - 1, 2 * i, "normal", 0, n_raters, n_raters, True, "", now))
+                cp.write_row((i, i, 2 * i - 1, 2 * i, "normal", 0, n_raters, n_raters, True, "", "", now))
         with cur.copy(
             "COPY labelapp_assignment (id, rater_id, comparison_id, shown_left, status, issued_at, "
             "lease_expires_at, finished_at, skip_reason, form_key) FROM STDIN"
@@ -203,13 +219,192 @@ def _run(label: str, *, fmt: str, mode: str, out_dir: Path) -> dict:
     }
 
 
+# --- through gunicorn (--http) ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_web(db_url: str, args, log_path: Path) -> tuple[subprocess.Popen, int]:
+    """gunicorn as production runs it (config/gunicorn.py), one worker so its memory is the export's."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        DJANGO_ENV="production",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        DATABASE_URL=db_url,
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    cmd = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py"]
+    cmd += ["--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
+        cmd.append("--no-control-socket")  # recent gunicorn: leave ~/.gunicorn/gunicorn.ctl to others
+    if args.worker_class:
+        # gunicorn turns "sync" into gthread when threads > 1 (config/gunicorn.py sets 4).
+        cmd += ["--worker-class", args.worker_class]
+        cmd += ["--threads", "1"] if args.worker_class == "sync" else []
+    if args.timeout:
+        cmd += ["--timeout", str(args.timeout)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.2)
+    _stop_web(proc)
+    raise RuntimeError("gunicorn did not listen within 60 s")
+
+
+def _stop_web(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+def _status_mb(pid: int, field: str) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class _WorkerRss(threading.Thread):
+    """Samples the gunicorn workers' RSS every 0.2 s (a worker killed mid-export is counted too)."""
+
+    def __init__(self, master: int):
+        super().__init__(daemon=True)
+        self.master, self.max_mb, self.pids, self.done = master, 0.0, set(), threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            for pid in _children(self.master):
+                self.pids.add(pid)
+                self.max_mb = max(self.max_mb, _status_mb(pid, "VmRSS"))
+
+
+def _http_get(port: int, key: str, query: str, master: int) -> dict:
+    workers_before = set(_children(master))
+    rss_before = max((_status_mb(p, "VmRSS") for p in workers_before), default=0.0)
+    sampler = _WorkerRss(master)
+    sampler.start()
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("GET", f"/api/export/?{query}", headers={"Authorization": f"Bearer {key}"})
+    response = conn.getresponse()
+    ttfb, n_bytes, lines, tail, error = None, 0, 0, b"", None
+    try:
+        while chunk := response.read1(1 << 16):
+            ttfb = ttfb if ttfb is not None else time.perf_counter() - t0
+            n_bytes += len(chunk)
+            lines += chunk.count(b"\n")
+            tail = (tail + chunk)[-4:]
+    except (http.client.IncompleteRead, ConnectionError) as exc:
+        error = type(exc).__name__
+    seconds = time.perf_counter() - t0
+    conn.close()
+    sampler.done.set()
+    sampler.join()
+    workers = set(_children(master))
+    complete = error is None and response.status == 200
+    if "parquet" in query:
+        complete = complete and tail == b"PAR1"
+    return {
+        "query": query,
+        "status": response.status,
+        "complete": complete,
+        "error": error,
+        "seconds": round(seconds, 2),
+        "first_byte_s": round(ttfb, 2) if ttfb is not None else None,
+        "mb": round(n_bytes / 2**20, 1),
+        "lines": lines if "jsonl" in query else None,
+        "worker_rss_before_mb": round(rss_before, 1),
+        "worker_rss_max_mb": round(sampler.max_mb, 1),
+        "worker_peak_rss_mb": round(max((_status_mb(p, "VmHWM") for p in workers), default=0.0), 1),
+        "worker_replaced": workers != workers_before,
+    }
+
+
+def _http_runs(db_url: str, args, wanted: list[str]) -> tuple[list[dict], str]:
+    from django.contrib.auth import get_user_model
+
+    from labelapp.services.tokens import token_create
+
+    staff, _ = get_user_model().objects.get_or_create(
+        username="bench-export-staff", defaults={"is_staff": True}
+    )
+    key = token_create(user=staff, name="bench export", scopes=["export"])[1]
+    log_path = ROOT / "bench" / "out" / "export-gunicorn.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc, port = _start_web(db_url, args, log_path)
+    runs = []
+    try:
+        for label in wanted:
+            mode, fmt = label.split("-")
+            r = {"label": "http-" + label, **_http_get(port, key, f"mode={mode}&output={fmt}", proc.pid)}
+            runs.append(r)
+            outcome = "complete" if r["complete"] else f"CUT OFF ({r['error'] or r['status']})"
+            print(
+                f"http {label:13s} {outcome}  "
+                f"{r['seconds']:7.1f} s  first byte {r['first_byte_s']} s  {r['mb']} MB  "
+                f"worker RSS {r['worker_rss_before_mb']} MB before, max {r['worker_rss_max_mb']} MB"
+                + ("  (worker replaced)" if r["worker_replaced"] else ""),
+                flush=True,
+            )
+    finally:
+        _stop_web(proc)
+    killed = log_path.read_text(errors="replace").count("WORKER TIMEOUT")
+    return runs, f"{killed} worker timeout(s) in {log_path}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratings", type=int, default=1_000_000)
     p.add_argument("--raters", type=int, default=50)
     p.add_argument("--keep-db", action="store_true", help="keep the bench database for the next run")
     p.add_argument("--only", choices=["rating-jsonl", "rating-parquet", "comparison-jsonl"], action="append")
+    p.add_argument("--http", action="store_true", help="also download GET /api/export/ through gunicorn")
+    p.add_argument("--http-only", action="store_true", help="only the --http downloads")
+    p.add_argument("--worker-class", help="--http: override config/gunicorn.py's worker class (e.g. sync)")
+    p.add_argument("--timeout", type=int, help="--http: override the worker timeout (seconds)")
     args = p.parse_args()
+    args.http = args.http or args.http_only
 
     base = os.environ.get("DATABASE_URL")
     if not base:
@@ -237,7 +432,7 @@ def main() -> int:
     runs = []
     wanted = args.only or ["rating-jsonl", "rating-parquet", "comparison-jsonl"]
     with tempfile.TemporaryDirectory() as tmp:
-        for label in wanted:
+        for label in [] if args.http_only else wanted:
             mode, fmt = label.split("-")
             r = _run(label, fmt=fmt, mode=mode, out_dir=Path(tmp))
             runs.append(r)
@@ -247,8 +442,19 @@ def main() -> int:
                 f"max during {r['rss_sampled_max_mb']} MB",
                 flush=True,
             )
+    http_note = None
+    if args.http:
+        http, http_note = _http_runs(url, args, wanted)
+        runs += http
+        print(http_note)
     report = {
         "ratings": args.ratings,
+        "http_server": (
+            {"worker_class": args.worker_class or "config/gunicorn.py", "timeout": args.timeout or 30}
+            if args.http
+            else None
+        ),
+        "http_note": http_note,
         "raters": args.raters,
         "load_seconds": round(load_s, 1) if load_s else None,
         "runs": runs,

@@ -5,8 +5,8 @@ docker-compose.yml: web (gunicorn), worker (queue `default`), gpu-worker (queue 
 time), beat. Prints the URL and the demo accounts. Ctrl-C stops them all; the embedded PostgreSQL and
 Redis keep running for the next start (`make stop` stops them).
 
-Environment: PORT (default 8000), HOST (default 127.0.0.1), WEB_WORKERS (default 3), plus everything
-in .env.example.
+Environment: PORT (default 8000), HOST (default 127.0.0.1), WEB_WORKERS (default 3), WEB_THREADS
+(default 4, config/gunicorn.py), plus everything in .env.example.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def services(python: str, host: str, port: str, web_workers: str) -> dict[str, l
             "-m",
             "gunicorn",
             "config.wsgi",
+            "-c",  # gthread workers: a long streamed export outlives the 30 s worker timeout
+            "config/gunicorn.py",
             "--bind",
             f"{host}:{port}",
             "--workers",

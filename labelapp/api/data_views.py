@@ -25,7 +25,7 @@ from labelapp.api.pagination import BoundedLimitOffsetPagination
 from labelapp.api.permissions import STAFF
 from labelapp.models import ApiToken, Prompt, RaterProfile, Rating
 from labelapp.services.comparisons import comparisons_create
-from labelapp.services.export import ExportFilters, export_rows, jsonl_line
+from labelapp.services.export import ExportFilters, export_rows, jsonl_chunks
 from labelapp.services.ingest import (
     MAX_PROMPTS_PER_REQUEST,
     IngestError,
@@ -422,7 +422,7 @@ class ExportView(APIView):
         rows = (row for kind, row in export_rows(mode=v["mode"], filters=filters) if kind == wanted)
         name = f"preferences-{v['mode']}-{v['kind']}"
         if v["output"] == "jsonl":
-            response = StreamingHttpResponse((jsonl_line(r) for r in rows), content_type="application/jsonl")
+            response = StreamingHttpResponse(jsonl_chunks(rows), content_type="application/jsonl")
             response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
             return response
         return self._parquet(rows, name)

@@ -286,6 +286,21 @@ def jsonl_line(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False) + "\n"
 
 
+def jsonl_chunks(rows, size: int = 1 << 16) -> Iterator[bytes]:
+    """JSONL in pieces of about `size` bytes for a streamed response: one write (and one HTTP chunk)
+    per row cost the server as much time as building the rows."""
+    buf, n = [], 0
+    for row in rows:
+        line = jsonl_line(row).encode()
+        buf.append(line)
+        n += len(line)
+        if n >= size:
+            yield b"".join(buf)
+            buf, n = [], 0
+    if buf:
+        yield b"".join(buf)
+
+
 class _ParquetSink:
     """Rows buffered into row groups of `batch` rows; one pyarrow writer per file."""
 

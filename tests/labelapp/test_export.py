@@ -178,3 +178,14 @@ def test_a_confirmed_personal_data_flag_keeps_the_prompt_out_for_good(rater, oth
     rate(rater=other_rater, comparison=suspect, preference=2, guideline=guideline)
     rating_review_add(rating=flagged, decision="confirm", reason="a phone number", reviewer=staff)
     assert _pairs() == [] and not _usable_ratings().exists()  # the prompt is withheld now
+
+
+def test_the_streamed_jsonl_comes_in_pieces_of_many_rows():
+    # one write per row made a streamed export over HTTP take as long again as building the rows
+    from labelapp.services.export import jsonl_chunks, jsonl_line
+
+    rows = [{"prompt": f"p{i}", "chosen": "ä" * i} for i in range(50)]
+    chunks = list(jsonl_chunks(iter(rows), size=200))
+    assert b"".join(chunks) == "".join(jsonl_line(r) for r in rows).encode()
+    assert 1 < len(chunks) < len(rows) and all(len(c) >= 200 for c in chunks[:-1])
+    assert list(jsonl_chunks(iter([]))) == []

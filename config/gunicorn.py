@@ -1,0 +1,18 @@
+"""gunicorn settings for the web process, wherever it starts: the Dockerfile, docker-compose.yml and
+`make run` (config/run.py) all pass `-c config/gunicorn.py`; bind and worker count stay on their
+command lines.
+
+Why gthread and not the default sync worker: a sync worker tells the master it is alive only between
+requests, so any response still being written after `timeout` seconds (30) gets the worker killed
+mid-body. A large `GET /api/export/` streams for longer than that (about 10,000 rows/s, see
+bench/export.py --http), and the client got a truncated file. A gthread worker's main loop reports in
+every second while its threads serve requests, so a long streamed export runs to the end, and a few
+threads per worker keep the other pages answering while one streams. `timeout` still kills a worker
+whose main loop hangs. Each thread holds its own database connection: workers x threads connections.
+"""
+
+import os
+
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "4"))
+timeout = 30

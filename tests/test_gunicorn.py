@@ -1,0 +1,85 @@
+"""The web process keeps streaming past gunicorn's worker timeout (a long export was cut off).
+
+A sync worker reports to the master only between requests, so one still writing its body after
+`timeout` seconds was killed and the client got a truncated download. The web command line
+(`config/run.py`, the same flags as the Dockerfile and docker-compose.yml) loads config/gunicorn.py:
+gthread workers, whose main loop reports in every second while a thread streams.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from config.run import services
+from tests.gunicorn_slow_app import LINES, STEP
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 2  # seconds; the app streams for LINES * STEP = 4
+
+
+def no_control_socket() -> list[str]:
+    """Recent gunicorn opens ~/.gunicorn/gunicorn.ctl; a second master on the machine must not take it."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_all(port: int, deadline: float) -> bytes:
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    response = conn.getresponse()
+    body = b""
+    try:
+        while chunk := response.read1(65536):
+            body += chunk
+    except http.client.IncompleteRead as exc:  # the worker died mid-body
+        body += exc.partial
+    except ConnectionError:
+        pass
+    conn.close()
+    return body
+
+
+def test_a_streamed_response_outlives_the_worker_timeout(tmp_path):
+    port = _free_port()
+    cmd = services(sys.executable, "127.0.0.1", str(port), "1")["web"]
+    cmd[cmd.index("config.wsgi")] = "tests.gunicorn_slow_app:app"  # every other flag as served
+    cmd += ["--timeout", str(TIMEOUT), *no_control_socket()]  # the command line wins over the config file
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        body = _get_all(port, deadline=time.monotonic() + 30)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    assert LINES * STEP > TIMEOUT
+    assert body.decode().splitlines() == [f"line {i}" for i in range(LINES)], log.read_text()
+    assert not re.search(r"WORKER TIMEOUT", log.read_text())
+
+
+def test_every_way_the_web_process_starts_loads_the_gunicorn_config():
+    assert "-c config/gunicorn.py" in " ".join(services("python", "h", "1", "1")["web"])
+    assert '"-c", "config/gunicorn.py"' in (ROOT / "Dockerfile").read_text()
+    assert "gunicorn config.wsgi -c config/gunicorn.py" in (ROOT / "docker-compose.yml").read_text()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -81,6 +82,7 @@ METRIC_LABELS = {
     "seconds": "seconds",
     "device": "device",
     "resumed_from_step": "resumed from step",
+    "ratings_dropped_since_queued": "ratings left out since queued (excluded, withheld, no consent)",
     "decorrelation_factor": "ODIN decorrelation factor",
 }
 PERCENT_KEYS = {k for k in METRIC_LABELS if "accuracy" in k}
@@ -214,21 +216,45 @@ def training_snapshot() -> dict:
         "n_without_consent": Rating.objects.filter(comparison__prompt__consent=False).count(),
         "max_rating_id": Rating.objects.aggregate(m=Max("pk"))["m"] or 0,
         "taken_at": timezone.now().isoformat(),
+        # the pair weights as they stand now: a retried run trains with the same ones
+        "trust_weights": _snapshot_weights(),
     }
 
 
-def training_pairs(rating_ids: list[int]):
-    """Ratings -> rewardtrainer PreferencePairs (strength -> margin; the rater's trust -> weight)."""
+def _snapshot_weights() -> dict[str, float]:
+    from labelapp.selectors import trust_weights
+
+    raters = _trainable_ratings().order_by().values_list("rater_id", flat=True).distinct()
+    return {str(rid): w for rid, w in trust_weights(rater_ids=list(raters)).items()}
+
+
+def _pair_weight(weight) -> float:
+    """A rater's trust weight as a pair weight: within [0, TRUST_MAX] (the JSONL loader refuses negative
+    weights; a negative one would teach the rejected answer), 1 when it is not a finite number."""
+    from labelapp.metrics import TRUST_MAX
+
+    weight = float(weight)
+    return min(TRUST_MAX, max(0.0, weight)) if math.isfinite(weight) else 1.0
+
+
+def training_pairs(rating_ids: list[int], *, weights: dict | None = None):
+    """Ratings -> rewardtrainer PreferencePairs (strength -> margin; the rater's trust -> weight).
+
+    Only those of `rating_ids` still usable now: a rating excluded in review, or whose prompt was
+    withheld for personal data or lost its consent after the run was queued, does not train.
+    `weights`: trust weights by rater id (as a run's snapshot stores them; the current ones if None)."""
     from labelapp.selectors import trust_weights
     from rewardtrainer.data import PreferencePair
 
     margins = settings.TRAINING["MARGINS"]
     ratings = (
-        Rating.objects.filter(pk__in=rating_ids)
+        _usable_ratings()
+        .filter(pk__in=rating_ids)
         .select_related("comparison__prompt", "comparison__response_a", "comparison__response_b")
         .order_by("pk")
     )
-    weights = trust_weights(rater_ids=ratings.order_by().values_list("rater_id", flat=True).distinct())
+    current = trust_weights(rater_ids=ratings.order_by().values_list("rater_id", flat=True).distinct())
+    weights = {rid: (weights or {}).get(str(rid), w) for rid, w in current.items()}
     pairs = []
     for r in ratings.iterator(chunk_size=500):
         c = r.comparison
@@ -240,7 +266,7 @@ def training_pairs(rating_ids: list[int]):
                 chosen=chosen.text,
                 rejected=rejected.text,
                 margin=float(margins[min(abs(r.preference), 3) - 1]),
-                weight=weights[r.rater_id],
+                weight=_pair_weight(weights[r.rater_id]),
                 pair_id=f"rating:{r.pk}",
                 prompt_id=f"prompt:{c.prompt_id}",
             )
@@ -666,7 +692,13 @@ def _execute(run: TrainingRun) -> str:
             f"flagged broken: {snap.get('n_flagged_broken', 0)}, awaiting a personal-data review: "
             f"{snap.get('n_awaiting_review', 0)}); a tie or no rating teaches nothing."
         )
-    pairs = training_pairs(rating_ids)
+    pairs = training_pairs(rating_ids, weights=run.data_snapshot.get("trust_weights"))
+    dropped = len(rating_ids) - len(pairs)
+    if not pairs:
+        raise DataError(
+            f"all {len(rating_ids)} ratings of this run were excluded in review, withheld for personal "
+            "data or lost their prompt's consent after it was queued; nothing is left to train on."
+        )
     out_dir = Path(settings.ARTIFACTS_DIR) / f"reward-run-{run.pk}"
     out_dir.mkdir(parents=True, exist_ok=True)
     TrainingRun.objects.filter(pk=run.pk).update(artifact_path=str(out_dir))
@@ -695,7 +727,11 @@ def _execute(run: TrainingRun) -> str:
         run.status = TrainingRun.Status.SUCCEEDED
         run.progress = 1.0
         run.finished_at = timezone.now()
-        run.metrics = {**_scalars(result.metrics), "resumed_from_step": result.resumed_from_step or 0}
+        run.metrics = {
+            **_scalars(result.metrics),
+            "resumed_from_step": result.resumed_from_step or 0,
+            "ratings_dropped_since_queued": dropped,
+        }
         run.metrics_history = [{**row, "phase": config.objective} for row in result.history or []] + [
             {**row, "phase": "plain baseline"} for row in (baseline.history if baseline else [])
         ]

@@ -298,6 +298,40 @@ def test_a_worker_presumed_dead_writes_nothing_over_the_next_attempt(
     assert RewardModelVersion.objects.count() == 1
 
 
+def test_ratings_excluded_or_withheld_after_the_run_was_queued_do_not_train(
+    tiny_settings, guideline, make_user, enqueued, staff
+):
+    """The run trains on the ids its snapshot took when it was queued; a rating excluded in review, or
+    a prompt withheld for personal data (or whose consent was withdrawn), afterwards still trained."""
+    from labelapp.models import RaterProfile
+    from labelapp.services.review import rating_review_add
+
+    ratings = _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+    assert len(run.data_snapshot["rating_ids"]) == 12
+    rating_review_add(rating=ratings[0], decision="exclude", reason="spam", reviewer=staff)
+    Prompt.objects.filter(pk=ratings[1].comparison.prompt_id).update(consent=False)
+    # a weight set after queueing (or out of range) is not what the run trains with
+    RaterProfile.objects.update_or_create(rater=ratings[2].rater, defaults={"trust_weight": -1.0})
+    pairs = training.training_pairs(
+        run.data_snapshot["rating_ids"], weights=run.data_snapshot["trust_weights"]
+    )
+    ids = {p.pair_id for p in pairs}
+    assert len(pairs) == 10 and f"rating:{ratings[0].pk}" not in ids and f"rating:{ratings[1].pk}" not in ids
+    assert {p.weight for p in pairs} == {1.0}
+    assert training.training_run_execute(run_id=run.pk, worker="w1") == TrainingRun.Status.SUCCEEDED
+    run.refresh_from_db()
+    assert run.metrics["ratings_dropped_since_queued"] == 2
+
+
+def test_a_trust_weight_out_of_range_is_clipped_in_the_pairs(guideline, make_user, db):
+    from labelapp.models import RaterProfile
+
+    ratings = _rate_many(make_user, 2)
+    RaterProfile.objects.update_or_create(rater=ratings[0].rater, defaults={"trust_weight": -1.0})
+    assert {p.weight for p in training.training_pairs([r.pk for r in ratings])} == {0.0}
+
+
 @pytest.mark.django_db
 def test_a_corrupt_checkpoint_is_ignored(tiny_settings, guideline, make_user, enqueued):
     _rate_many(make_user, 16)

@@ -6,10 +6,11 @@ reason through actions that record a RatingReview (services/review.py).
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Max
 from django.template.response import TemplateResponse
 
-from labelapp.admin_base import RecordAdmin
+from labelapp.admin_base import ReadOnlyAdmin, RecordAdmin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -25,7 +26,14 @@ from labelapp.models import (
     RewardModelVersion,
     TrainingRun,
 )
-from labelapp.services.gold import GoldError, gold_make_padded, gold_mark
+from labelapp.services.gold import (
+    GoldError,
+    comparison_kind_check,
+    gold_check,
+    gold_make_padded,
+    gold_mark,
+    gold_unmark,
+)
 from labelapp.services.guidelines import GuidelineError, guideline_publish
 from labelapp.services.privacy import scrub_model_text
 from labelapp.services.review import ReviewError, rating_review_add
@@ -115,25 +123,37 @@ class ComparisonAdmin(admin.ModelAdmin):
         return (*fields, *self.FIXED_ONCE_CREATED) if obj is not None else fields
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if obj.kind == Comparison.Kind.GOLD:
-            # Through the service, so an admin edit obeys the same rules as the action (the form's
-            # clean below already refused a gold pair without preference or explanation).
-            try:
-                gold_mark(comparison=obj, preference=obj.gold_preference, explanation=obj.gold_explanation)
-            except GoldError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+        # The form's clean below already ran the kind and gold rules on the stored row, before anything
+        # was saved. Through the service again, so an edit obeys the same rules as the action; in one
+        # savepoint, so a refusal here stores nothing.
+        try:
+            with transaction.atomic():
+                super().save_model(request, obj, form, change)
+                if obj.kind == Comparison.Kind.GOLD:
+                    explanation = obj.gold_explanation
+                    gold_mark(comparison=obj, preference=obj.gold_preference, explanation=explanation)
+                elif change and form.initial.get("kind") == Comparison.Kind.GOLD:
+                    gold_unmark(comparison=obj)
+        except GoldError as exc:
+            self.message_user(request, f"Not saved: {exc}", messages.ERROR)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
 
         def clean(this):
             data = forms.ModelForm.clean(this)
-            if data.get("kind") == Comparison.Kind.GOLD:
-                if data.get("gold_preference") not in (-1, 0, 1):
-                    this.add_error("gold_preference", "Give the expected preference: -1, 0 or 1.")
-                if not (data.get("gold_explanation") or "").strip():
-                    this.add_error("gold_explanation", "Explain why the expected answer is right.")
+            # `this.instance` still holds the stored row here (the typed values land on it after clean).
+            kind = data.get("kind")
+            try:
+                comparison_kind_check(comparison=this.instance, kind=kind)
+                if kind == Comparison.Kind.GOLD:
+                    gold_check(
+                        comparison=this.instance,
+                        preference=data.get("gold_preference"),
+                        explanation=data.get("gold_explanation"),
+                    )
+            except GoldError as exc:
+                this.add_error(exc.field if exc.field in this.fields else None, str(exc))
             return data
 
         form.clean = clean
@@ -145,6 +165,7 @@ class ComparisonAdmin(admin.ModelAdmin):
         form = _ask(self, request, queryset, form_class=GoldForm, title=title, submit_label=title)
         if not isinstance(form, GoldForm):
             return form
+        marked, refused = 0, []
         for comparison in queryset:
             try:
                 gold_mark(
@@ -152,19 +173,25 @@ class ComparisonAdmin(admin.ModelAdmin):
                     preference=form.cleaned_data["preference"],
                     explanation=form.cleaned_data["explanation"],
                 )
+                marked += 1
             except GoldError as exc:
-                self.message_user(request, f"Comparison #{comparison.pk}: {exc}", messages.ERROR)
-        self.message_user(request, "Marked as gold.", messages.SUCCESS)
+                refused.append(f"#{comparison.pk}: {exc}")
+        if marked:
+            self.message_user(request, f"Marked {marked} comparison(s) as gold.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Refused {len(refused)}: " + " ".join(refused), messages.ERROR)
         return None
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(RecordAdmin):
+    """Evidence, like the rating it carries: the side shown on the left feeds the position-bias figures,
+    the comparison and status the queue's claimed_count, and deleting one would delete its rating. The
+    services write these rows (the queue and its lease release, rating submit, review); staff only look."""
+
     list_display = ("id", "rater", "comparison_id", "shown_left", "status", "issued_at", "lease_expires_at")
     list_filter = ("status", "shown_left", "rater")
     search_fields = ("rater__username", "skip_reason")
-    raw_id_fields = ("comparison",)
-    readonly_fields = ("form_key",)
 
 
 class ReasonForm(forms.Form):
@@ -307,10 +334,12 @@ class RatingReviewAdmin(RecordAdmin):
 
 
 @admin.register(RaterProfile)
-class RaterProfileAdmin(admin.ModelAdmin):
+class RaterProfileAdmin(ReadOnlyAdmin):
+    """The quality job computes every field (services/quality.py): a typed trust weight was unbounded
+    (a negative one reached training) and the next refresh overwrote it anyway."""
+
     list_display = ("rater", "trust_weight", "updated_at")
     search_fields = ("rater__username",)
-    readonly_fields = ("figures", "updated_at")
 
 
 @admin.register(QueueSnapshot)

@@ -22,6 +22,7 @@ from labelapp.quality_selectors import (
     quality_report,
     sorted_raters,
 )
+from labelapp.services.quality import figures_for_rater
 
 CSV_COLUMNS = ["p_longer", "p_left", "length_slope", "position", "gold_accuracy", "agreement",
                "retest_agreement", "speed", "fast"]  # fmt: skip
@@ -126,6 +127,8 @@ def quality_me(request: HttpRequest) -> HttpResponse:
 
 def _figures_page(request: HttpRequest, *, subject, profile: RaterProfile | None, own: bool) -> HttpResponse:
     figures = profile.figures if profile and profile.figures else None
+    if own and figures:
+        figures = figures_for_rater(figures)
     chart = (figures or {}).get("chart") or {}  # built by the quality job: no plotting work here
     return render(
         request,

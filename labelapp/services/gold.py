@@ -4,7 +4,9 @@ Staff mark any comparison gold (`gold_mark`) with the expected preference and an
 admin or the staff action; `gold_make_padded` generates "concise is right" gold pairs from existing
 answers: the same content padded with filler, a restatement of the question or repetition, against
 the original. The queue (services/assignment.py) serves gold at GOLD_RATE and never the same gold
-pair twice to a rater; nothing in the page or the API tells a rater a pair is gold.
+pair twice to a rater; nothing in the page or the API tells a rater a pair is gold. A repeat (one
+rater's re-test, services/repeats.py) never becomes gold or normal, and nothing becomes a repeat by
+hand (`comparison_kind_check`, which the admin's edit form runs on the stored row before saving).
 """
 
 from __future__ import annotations
@@ -35,18 +37,56 @@ _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
 
 
 class GoldError(Exception):
-    """A gold operation was refused; the message is for staff."""
+    """A gold operation was refused; the message is for staff, `field` the form field it is about."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def _is_repeat(comparison: Comparison) -> bool:
+    """By the stored row as well as the instance: an admin form has already put the typed kind on the
+    instance when the rule runs, and a repeat's own fields (repeat_of, repeat_for) are not editable."""
+    if comparison.kind == Comparison.Kind.REPEAT or comparison.repeat_of_id or comparison.repeat_for_id:
+        return True
+    return _stored_kind(comparison) == Comparison.Kind.REPEAT
+
+
+def _stored_kind(comparison: Comparison) -> str | None:
+    if comparison.pk is None:
+        return None
+    return Comparison.objects.filter(pk=comparison.pk).values_list("kind", flat=True).first()
+
+
+def gold_check(*, comparison: Comparison, preference: int | None, explanation: str | None) -> str:
+    """The gold rule, without saving (the admin form runs it before anything is stored): raises
+    GoldError, or returns the explanation as it will be stored."""
+    if preference not in (-1, 0, 1):
+        message = "Give the expected preference: -1 (A better), 0 (tie) or 1 (B better)."
+        raise GoldError(message, field="gold_preference")
+    explanation = (explanation or "").strip()
+    if not explanation:
+        message = "Explain why the expected answer is right (with feedback on, raters read it)."
+        raise GoldError(message, field="gold_explanation")
+    if _is_repeat(comparison):
+        # A repeat is one rater's re-test of a pair they judged; as gold every rater would be served it.
+        raise GoldError("A repeat cannot be gold; mark the original comparison.", field="kind")
+    return explanation
+
+
+def comparison_kind_check(*, comparison: Comparison, kind: str) -> None:
+    """May staff set this kind by hand (the admin's kind field)? Repeats belong to the queue
+    (services/repeats.py): one made anything else would be served to every rater, and a comparison
+    typed as a repeat has no rater to re-test. Gold's own rule is `gold_check`."""
+    if _is_repeat(comparison) and kind != Comparison.Kind.REPEAT:
+        raise GoldError("A repeat stays a repeat: it re-tests one rater on a pair they judged.", field="kind")
+    if kind == Comparison.Kind.REPEAT and not _is_repeat(comparison):
+        raise GoldError("Repeats are scheduled by the queue, not made by hand.", field="kind")
 
 
 def gold_mark(*, comparison: Comparison, preference: int, explanation: str) -> Comparison:
     """Make `comparison` a gold pair: preference -1 (A is right), 0 (tie), +1 (B is right)."""
-    if preference not in (-1, 0, 1):
-        raise GoldError("The expected preference is -1 (A better), 0 (tie) or 1 (B better).")
-    explanation = (explanation or "").strip()
-    if not explanation:
-        raise GoldError("Explain why the expected answer is right (with feedback on, raters read it).")
-    if comparison.kind == Comparison.Kind.REPEAT:
-        raise GoldError("A repeat cannot be gold; mark the original comparison.")
+    explanation = gold_check(comparison=comparison, preference=preference, explanation=explanation)
     comparison.kind = Comparison.Kind.GOLD
     comparison.gold_preference = preference
     comparison.gold_explanation = explanation
@@ -56,9 +96,12 @@ def gold_mark(*, comparison: Comparison, preference: int, explanation: str) -> C
 
 
 def gold_unmark(*, comparison: Comparison) -> Comparison:
+    """Make a gold pair normal again, without its expected answer or explanation."""
+    comparison_kind_check(comparison=comparison, kind=Comparison.Kind.NORMAL)
     comparison.kind = Comparison.Kind.NORMAL
     comparison.gold_preference = None
-    comparison.save(update_fields=["kind", "gold_preference"])
+    comparison.gold_explanation = ""
+    comparison.save(update_fields=["kind", "gold_preference", "gold_explanation"])
     return comparison
 
 

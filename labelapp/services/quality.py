@@ -6,8 +6,10 @@ The heavy pass (every rating, about 10 s per million on 2 cores) runs in the Cel
 `QualityReport` rows and `RaterProfile.figures` and never scan ratings. A PostgreSQL advisory lock
 keeps two beats from computing at once.
 
-Which ratings count: every rating staff did not exclude in review. Lengths are word counts (what the
-rating page shows); reading speed is (prompt + both answers) characters over time on task.
+Which ratings count: every rating not excluded in review, by the models' rule (the newest review is
+in force: a rating excluded and later confirmed counts again, as it trains and exports again).
+Lengths are word counts (what the rating page shows); reading speed is (prompt + both answers)
+characters over time on task.
 
 Flags (each a reason string on the rater's row):
 - length: the rater's length slope is significantly above 0 and above the pool's (its 95% interval
@@ -30,7 +32,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from labelapp import metrics
-from labelapp.models import GuidelineVersion, QualityReport, RaterProfile
+from labelapp.models import GuidelineVersion, QualityReport, RaterProfile, Rating
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ JOIN labelapp_comparison c ON c.id = r.comparison_id
 JOIN labelapp_response ra ON ra.id = c.response_a_id
 JOIN labelapp_response rb ON rb.id = c.response_b_id
 JOIN labelapp_prompt p ON p.id = c.prompt_id
-WHERE NOT EXISTS (SELECT 1 FROM labelapp_ratingreview v WHERE v.rating_id = r.id AND v.decision = 'exclude')
+WHERE r.id NOT IN ({excluded})
 """
 _COLUMNS = (
     "rater comparison preference time_ms version a_left words_a words_b chars kind gold repeat_of "
@@ -80,11 +82,19 @@ class Rows:
         return Rows({k: v[mask] for k, v in self.cols.items()})
 
 
+def _rows_query() -> tuple[str, tuple]:
+    """`_ROWS_SQL` with the ratings in force as excluded taken from `Rating.objects.excluded()`, so
+    training, export and these figures share one definition of "excluded" (reviews are few: the
+    subquery is a small hashed set)."""
+    excluded, params = Rating.objects.excluded().order_by().values("pk").query.sql_with_params()
+    return _ROWS_SQL.format(excluded=excluded), params
+
+
 def quality_rows() -> Rows:
     """Every counted rating as arrays, fetched in chunks (a million ratings: ~56 MB of int32)."""
     chunks = []
     with connection.cursor() as cursor:
-        cursor.execute(_ROWS_SQL)
+        cursor.execute(*_rows_query())
         while True:
             batch = cursor.fetchmany(50_000)
             if not batch:
@@ -219,6 +229,15 @@ def quality_compute(
     for k in top_pairs:
         k["names"] = [(usernames or {}).get(r, str(r)) for r in k["raters"]]
     return {"pool": pool, "raters": raters, "kappa_pairs": top_pairs}
+
+
+def figures_for_rater(figures: dict) -> dict:
+    """What a rater sees of their own figures (staff see all of them). Gold accuracy only with
+    GOLD_FEEDBACK on: its n, compared across refreshes with their own list of ratings, says which
+    recent pairs were gold, which is exactly what feedback off keeps from them."""
+    if settings.LABEL["GOLD_FEEDBACK"]:
+        return figures
+    return {k: v for k, v in figures.items() if k != "gold_accuracy"}
 
 
 def _usernames(ids) -> dict[int, str]:

@@ -232,3 +232,50 @@ def test_policy_decisions_are_read_only_in_the_admin(client, staff):
     assert (d.action, d.reason) == ("reject", "worse")
     delete = reverse("admin:labelapp_policydecision_delete", args=[d.pk])
     assert client.post(delete, {"post": "yes"}).status_code == 403
+
+
+def test_a_raters_trust_weight_is_not_typed_in_the_admin(client, staff, rater):
+    # The quality job computes it (and its next refresh overwrote any typed value); a typed -1 reached
+    # training as a negative pair weight.
+    from labelapp.models import RaterProfile
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    profile = RaterProfile.objects.create(rater=rater, trust_weight=0.8)
+    change = reverse("admin:labelapp_raterprofile_change", args=[profile.pk])
+    page = client.get(change)
+    assert page.status_code == 200 and b'name="trust_weight"' not in page.content
+    client.post(change, {"rater": rater.pk, "trust_weight": "-1", "figures": "{}"})
+    profile.refresh_from_db()
+    assert profile.trust_weight == 0.8
+    assert client.get(reverse("admin:labelapp_raterprofile_add")).status_code == 403
+
+
+def test_assignments_are_read_only_in_the_admin(client, staff, rater, guideline, make_comparison):
+    # A rated assignment is part of the rating: its shown side feeds the position-bias figures, its
+    # comparison and status the queue's claimed_count.
+    from labelapp.models import Assignment
+    from tests.labelapp.export_helpers import rate
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    c, other = make_comparison(), make_comparison(prompt_text="Name a colour.")
+    assignment = rate(rater=rater, comparison=c, preference=-3, guideline=guideline, a_left=True).assignment
+    change = reverse("admin:labelapp_assignment_change", args=[assignment.pk])
+    page = client.get(change)
+    assert page.status_code == 200 and b'name="shown_left"' not in page.content
+    r = client.post(
+        change,
+        {"rater": rater.pk, "comparison": other.pk, "shown_left": "b", "status": "expired",
+         "issued_at_0": "2024-01-01", "issued_at_1": "00:00:00", "lease_expires_at_0": "2024-01-01",
+         "lease_expires_at_1": "00:00:00", "form_key": str(assignment.form_key)},
+    )  # fmt: skip
+    assert r.status_code == 403
+    assignment.refresh_from_db()
+    assert (assignment.comparison_id, assignment.shown_left, assignment.status) == (c.pk, "a", "done")
+    assert client.get(reverse("admin:labelapp_assignment_add")).status_code == 403
+    delete = reverse("admin:labelapp_assignment_delete", args=[assignment.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert Assignment.objects.filter(pk=assignment.pk).exists()

@@ -287,3 +287,106 @@ def test_a_late_submit_on_a_gold_pair_is_accepted(
     Comparison.objects.filter(pk=g.pk).update(claimed_count=1)  # as the releaser leaves it
     rating = _rate(rater, late)
     assert rating.comparison_id == g.pk
+
+
+# --- gold in the admin -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client, staff):
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    return client
+
+
+def _edit(client, comparison, **changes):
+    """Post the comparison's admin change form with its current values and `changes`."""
+    data = {
+        "kind": comparison.kind,
+        "priority": str(comparison.priority),
+        "required_ratings": str(comparison.required_ratings),
+        "gold_preference": "" if comparison.gold_preference is None else str(comparison.gold_preference),
+        "gold_explanation": comparison.gold_explanation,
+        "external_id": comparison.external_id or "",
+        **({"is_active": "on"} if comparison.is_active else {}),
+        **changes,
+    }
+    return client.post(reverse("admin:labelapp_comparison_change", args=[comparison.pk]), data)
+
+
+def _a_repeat(rater, make_comparison):
+    from datetime import timedelta
+
+    from labelapp.services.repeats import repeat_schedule
+
+    original = make_comparison(prompt_text="orig", required_ratings=3)
+    assert repeat_schedule(rater=rater, comparison_id=original.pk, shown_left="a", delay=timedelta(0))
+    return Comparison.objects.get(kind="repeat")
+
+
+@pytest.mark.parametrize("kind", ["gold", "normal"])
+def test_a_repeat_keeps_its_kind_in_the_admin(admin_client, rater, acked, make_comparison, kind):
+    # The form once stored kind=gold before the gold rule ran, so the rule saw "gold", not "repeat":
+    # one rater's re-test became a pair served to every rater (as "normal" it joined the normal queue).
+    repeat = _a_repeat(rater, make_comparison)
+    r = _edit(admin_client, repeat, kind=kind, gold_preference="1", gold_explanation="B is right")
+    assert r.status_code == 200 and b"repeat" in r.content and b"errorlist" in r.content
+    repeat.refresh_from_db()
+    assert (repeat.kind, repeat.gold_preference, repeat.gold_explanation) == ("repeat", None, "")
+
+
+def test_nothing_is_made_a_repeat_by_hand_in_the_admin(admin_client, make_comparison):
+    c = make_comparison()
+    r = _edit(admin_client, c, kind="repeat")
+    assert r.status_code == 200 and b"errorlist" in r.content
+    c.refresh_from_db()
+    assert c.kind == "normal"
+
+
+def test_editing_a_comparison_gold_and_back_in_the_admin(admin_client, make_comparison):
+    c = make_comparison()
+    c.is_active = False
+    c.save()
+    r = _edit(admin_client, c, kind="gold", gold_preference="", gold_explanation="")
+    assert r.status_code == 200 and b"Give the expected preference" in r.content
+    assert _edit(admin_client, c, kind="gold", gold_preference="1", gold_explanation=" B ").status_code == 302
+    c.refresh_from_db()
+    assert (c.kind, c.gold_preference, c.gold_explanation, c.is_active) == ("gold", 1, "B", True)
+    assert _edit(admin_client, c, kind="normal").status_code == 302  # through gold_unmark
+    c.refresh_from_db()
+    assert (c.kind, c.gold_preference, c.gold_explanation) == ("normal", None, "")
+
+
+def test_the_mark_gold_action_says_what_it_marked_and_what_it_refused(
+    admin_client, rater, acked, make_comparison
+):
+    repeat = _a_repeat(rater, make_comparison)
+    normal = make_comparison(prompt_text="n")
+
+    def mark(*comparisons):
+        r = admin_client.post(
+            reverse("admin:labelapp_comparison_changelist"),
+            {"action": "mark_gold", "_selected_action": [c.pk for c in comparisons], "apply": "1",
+             "preference": "1", "explanation": "B is right"},
+            follow=True,
+        )  # fmt: skip
+        return [str(m) for m in r.context["messages"]]
+
+    said = mark(repeat)
+    assert not any(m.startswith("Marked") for m in said), said  # it once said "Marked as gold."
+    assert any(m.startswith("Refused 1") and f"#{repeat.pk}" in m and "repeat" in m for m in said), said
+    said = mark(repeat, normal)
+    assert any("Marked 1 comparison" in m for m in said), said
+    assert any("Refused 1" in m and f"#{repeat.pk}" in m for m in said), said
+    assert Comparison.objects.get(pk=repeat.pk).kind == "repeat"
+    assert Comparison.objects.get(pk=normal.pk).kind == "gold"
+
+
+def test_unmarking_gold_clears_its_answer(make_comparison):
+    from labelapp.services.gold import gold_unmark
+
+    c = gold_mark(comparison=make_comparison(), preference=1, explanation="B is right")
+    gold_unmark(comparison=c)
+    c.refresh_from_db()
+    assert (c.kind, c.gold_preference, c.gold_explanation) == ("normal", None, "")

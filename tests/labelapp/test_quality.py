@@ -256,3 +256,28 @@ def test_trust_weighs_agreement_per_comparison_however_many_raters_share_it():
     assert r1["agreement"]["n"] == 40  # the figure shown stays agreement over rater pairs
     assert r1["trust"] == pytest.approx(metrics.trust_weight(gold_correct=0, gold_n=0, agree=0, agree_n=10))
     assert r1["trust"] > metrics.trust_weight(gold_correct=0, gold_n=0, agree=0, agree_n=40)
+
+
+@pytest.mark.django_db
+def test_the_newest_review_decides_whether_a_rating_counts(
+    rater, other_rater, guideline, make_comparison, staff
+):
+    # The app's rule (Rating.objects.not_excluded): the newest review is in force, so a rating excluded
+    # and later confirmed trains and exports again, and must count in the quality figures too.
+    c = make_comparison(required_ratings=2)
+    r = rate(rater=rater, comparison=c, preference=-2, guideline=guideline)
+    rate(rater=other_rater, comparison=c, preference=-2, guideline=guideline)
+
+    def review(decision):
+        RatingReview.objects.create(rating=r, decision=decision, reason=decision, reviewer=staff)
+
+    def counted():
+        return sorted(quality.quality_rows().rater.tolist())
+
+    review(RatingReview.Decision.EXCLUDE)
+    assert counted() == [other_rater.pk]
+    review(RatingReview.Decision.CONFIRM)
+    assert counted() == sorted([rater.pk, other_rater.pk])
+    assert Rating.objects.not_excluded().filter(pk=r.pk).exists()
+    review(RatingReview.Decision.EXCLUDE)
+    assert counted() == [other_rater.pk]

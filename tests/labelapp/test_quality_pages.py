@@ -91,7 +91,8 @@ def test_anonymous_users_are_sent_to_log_in(client, rated):
     assert client.get(reverse("quality_dashboard")).status_code == 302
 
 
-def test_a_rater_sees_their_own_figures_only(client, rater, other_rater, rated):
+def test_a_rater_sees_their_own_figures_only(settings, client, rater, other_rater, rated):
+    settings.LABEL = {**settings.LABEL, "GOLD_FEEDBACK": True}  # the gold cell tells whose figures these are
     client.force_login(other_rater)
     page = client.get(reverse("quality_me")).content.decode()
     assert "Your figures" in page and 'id="gold"' in page
@@ -100,6 +101,24 @@ def test_a_rater_sees_their_own_figures_only(client, rater, other_rater, rated):
     # the page takes no parameter that names another rater
     other = client.get(reverse("quality_me"), {"rater": rater.pk}).content.decode()
     assert 'id="gold">0.00 <span class="ci">[0.00, 0.24]' in other and ">rater<" not in other
+
+
+@pytest.mark.parametrize("feedback", [False, True])
+def test_a_rater_sees_their_gold_accuracy_only_with_gold_feedback_on(
+    settings, client, staff, rater, rated, feedback
+):
+    # Its n, compared across refreshes with their own list of ratings, says which recent pairs were
+    # gold: shown to the rater only when GOLD_FEEDBACK already tells them after each gold pair.
+    settings.LABEL = {**settings.LABEL, "GOLD_FEEDBACK": feedback}
+    client.force_login(rater)
+    own = client.get(reverse("quality_me")).content.decode()
+    assert "Your figures" in own and 'id="left"' in own
+    cell = re.search(r'<td id="gold">(.*?)</td>', own, re.S)
+    assert (cell is not None) is feedback and ("Gold accuracy" in own) is feedback
+    assert cell is None or "n=12" in cell.group(1)
+    client.force_login(staff)
+    theirs = client.get(reverse("quality_rater", args=[rater.pk])).content.decode()
+    assert 'id="gold">1.00 <span class="ci">[0.76, 1.00]</span> <span class="n">n=12' in theirs
 
 
 def test_a_rater_without_figures_yet(client, make_user):

@@ -19,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 
-from .data import PreferencePair
+from .data import PreferencePair, prompt_key
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,6 @@ FILLER = (
     " In summary, it is worth noting that the points above are important to keep in mind, and "
     "considering them carefully will help in understanding the topic more fully overall."
 )
-
-
-def prompt_key(pair: PreferencePair) -> str:
-    """How pairs are grouped into prompts (as split_by_prompt groups them)."""
-    return pair.prompt_id or "text:" + pair.prompt
 
 
 def _groups(pairs: Sequence[PreferencePair]) -> dict[str, list[int]]:

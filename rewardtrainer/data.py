@@ -145,19 +145,26 @@ def load_jsonl(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
+def prompt_key(pair: PreferencePair) -> str:
+    """Which prompt a pair belongs to: its `prompt_id`, or else its prompt text with case and runs of
+    white space ignored (the shared data holds a prompt twice, once lower-cased and on one line: as
+    two groups, the split put them on both sides)."""
+    return pair.prompt_id or "text:" + " ".join(pair.prompt.casefold().split())
+
+
 def split_by_prompt(
     pairs: Sequence[PreferencePair], val_fraction: float, seed: int = 0
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """Split into (train, val) so that no prompt has pairs on both sides.
 
-    Prompts are grouped by `prompt_id`, or by the prompt text when it is empty. Whole groups go to
-    validation in a seeded random order until it holds about `val_fraction` of the pairs.
+    Prompts are grouped by `prompt_key`. Whole groups go to validation in a seeded random order until
+    it holds about `val_fraction` of the pairs.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(pairs):
-        groups.setdefault(p.prompt_id or "text:" + p.prompt, []).append(i)
+        groups.setdefault(prompt_key(p), []).append(i)
     if len(groups) < 2:
         raise DataError(
             f"cannot split {len(pairs)} pairs by prompt: they share {len(groups)} prompt(s); "
@@ -324,6 +331,9 @@ class EncodedPairs:
     pad_id: int
     n_truncated: int = 0
     mismatch: np.ndarray | None = None  # (N,) bool: a prompt-mismatch pair (augment.mismatch_pairs)
+    # (N,) bool: a pair made by augmentation (mismatch or padding), not by a rater: the length term
+    # stays out of its logit, since its length difference says nothing about the raters' taste
+    synthetic: np.ndarray | None = None
     lengths: np.ndarray = field(init=False)  # (N,) tokens of the longer side: what a batch pads to
 
     def __post_init__(self) -> None:
@@ -582,6 +592,8 @@ def _pair_fields(enc: EncodedPairs, indices: Sequence[int]) -> dict[str, torch.T
     }
     if enc.mismatch is not None:
         fields["mismatch"] = torch.from_numpy(enc.mismatch[idx])  # (B,) bool
+    if enc.synthetic is not None:
+        fields["synthetic"] = torch.from_numpy(enc.synthetic[idx])  # (B,) bool
     return fields
 
 

@@ -289,6 +289,21 @@ def _sample(n: int, k: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng([seed, 7]).choice(n, k, replace=False).tolist())
 
 
+def _won(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """1 where `first` scored higher, one half on a tie, 0 where lower."""
+    return (first > second) + 0.5 * (first == second)
+
+
+def _same_input(model: RewardModel, tokenizer, prompts, originals, padded) -> np.ndarray:
+    """(N,) bool: the model reads the padded copy as exactly the original (same ids after truncation)."""
+    from .data import encode_texts
+
+    max_length = model.max_length or 256
+    a, _, _ = encode_texts(tokenizer, prompts, originals, max_length)
+    b, _, _ = encode_texts(tokenizer, prompts, padded, max_length)
+    return np.array([x == y for x, y in zip(a, b, strict=True)], dtype=bool)
+
+
 def probe_tests(
     model: RewardModel,
     tokenizer,
@@ -306,7 +321,11 @@ def probe_tests(
     higher. Off-prompt: each sampled pair's chosen answer against the chosen answer of a pair of the
     neighbouring prompt (`neighbours`, prompt key -> key; a seeded random other prompt without it),
     both scored under this pair's prompt; the on-prompt answer must score higher.
-    Uses `model.score`, i.e. the deployed reward.
+    Uses `model.score`, i.e. the deployed reward. A tie counts one half, as in the accuracies. A padded
+    copy the model reads exactly as the original (the padding fell in the part truncation cuts, as a
+    repetition of an answer longer than the budget does) is left out of the padding test and counted
+    in `n_padding_unread`: the raw reward ties there, and the calibration's length term alone would
+    decide the case.
     """
     idx = _sample(len(pairs), max(1, max_answers // 2), seed)
     prompts, originals, padded, kinds = [], [], [], []
@@ -317,14 +336,17 @@ def probe_tests(
             originals.append(answer)
             padded.append(pad_answer(answer, pairs[i].prompt, kind))
             kinds.append(kind)
+    read = ~_same_input(model, tokenizer, prompts, originals, padded)
     scores = model.score(tokenizer, prompts + prompts, originals + padded, batch_size=batch_size).numpy()
-    wins = scores[: len(prompts)] > scores[len(prompts) :]
+    wins = _won(scores[: len(prompts)], scores[len(prompts) :])[read]
+    kinds = [k for k, r in zip(kinds, read, strict=True) if r]
     out: dict = {
         "padding_accuracy": float(wins.mean()) if len(wins) else None,
         "n_padding": len(wins),
+        "n_padding_unread": int((~read).sum()),
     }
     for kind in PAD_KINDS:
-        sel = np.array([k == kind for k in kinds])
+        sel = np.array([k == kind for k in kinds], dtype=bool)
         out[f"padding_accuracy_{kind}"] = float(wins[sel].mean()) if sel.any() else None
 
     by_key: dict[str, list[int]] = {}
@@ -347,7 +369,7 @@ def probe_tests(
             off.append(foreign.chosen)
     if on:
         s = model.score(tokenizer, q_prompts + q_prompts, on + off, batch_size=batch_size).numpy()
-        out["off_prompt_accuracy"] = float((s[: len(on)] > s[len(on) :]).mean())
+        out["off_prompt_accuracy"] = float(_won(s[: len(on)], s[len(on) :]).mean())
     else:
         out["off_prompt_accuracy"] = None
     out["n_off_prompt"] = len(on)

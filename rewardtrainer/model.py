@@ -489,6 +489,7 @@ class RewardModel(nn.Module):
             self.length_beta,
             relevance=relevance if with_relevance else None,
             mismatch=batch.get("mismatch"),
+            synthetic=batch.get("synthetic"),
         )
 
     @torch.inference_mode()
@@ -593,6 +594,7 @@ def reward_loss(
     length_beta: torch.Tensor | None = None,
     relevance: torch.Tensor | None = None,
     mismatch: torch.Tensor | None = None,
+    synthetic: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Bradley-Terry on the summed heads plus ODIN's disentangling terms, or with a length covariate.
 
@@ -601,6 +603,11 @@ def reward_loss(
 
     With `length_beta` (objective 'length') the logit is r_c - r_r + beta * (log len_c - log len_r):
     r_l is replaced by beta * log(len) and the ODIN terms are off.
+
+    `synthetic` (B,) bool marks pairs made by augmentation (padding, prompt mismatch): the length
+    term (covariate or ODIN's length head) stays out of their logit. A padded copy is always longer
+    and loses, so with it in, these pairs taught the length term "shorter wins" and pulled beta far
+    below the raters' own length preference (0.83 -> 0.16 on the shared pairs, reward held at 0).
 
     r_q, r_l, length: (2B,), the first B rows chosen, the last B rejected; margin, weight: (B,).
     With `w_length` None (plain model) r_l is zeros and the loss is Bradley-Terry on the quality head.
@@ -611,7 +618,8 @@ def reward_loss(
     weights = weights or LossWeights()
     if length_beta is not None:
         r_l = length_beta.to(r_q.dtype) * torch.log(length.to(r_q.dtype).clamp(min=1.0))  # (2B,)
-    r = r_q + r_l  # (2B,) the summed reward the ranking loss sees
+    r_l_bt = r_l if synthetic is None else r_l * (~torch.cat([synthetic, synthetic])).to(r_l.dtype)
+    r = r_q + r_l_bt  # (2B,) the summed reward the ranking loss sees
     if mismatch is None:
         mismatch = torch.zeros(B, dtype=torch.bool, device=r_q.device)
     if relevance is not None:

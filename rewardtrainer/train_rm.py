@@ -337,6 +337,9 @@ def prepare(
     if config.length_balance:  # the human pairs only: padding and mismatch pairs are not about taste
         factors = length_balance_factors(train_pairs)
         enc_train.weight[: len(train_pairs)] *= factors.astype(enc_train.weight.dtype)
+    if extra:  # made by augmentation, not by raters: no length term in their logit (model.reward_loss)
+        enc_train.synthetic = np.zeros(len(enc_train), dtype=bool)
+        enc_train.synthetic[len(train_pairs) :] = True
     if config.relevance_head:  # the loss routes these pairs to the relevance head
         enc_train.mismatch = np.zeros(len(enc_train), dtype=bool)
         enc_train.mismatch[len(train_pairs) : len(train_pairs) + n_mismatch] = True

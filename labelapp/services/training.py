@@ -60,6 +60,7 @@ METRIC_LABELS = {
     "pearson_length": "Pearson(reward, length)",
     "spearman_length": "Spearman(reward, length)",
     "padding_accuracy": "padding test (original beats a padded copy)",
+    "n_padding_unread": "padding cases left out (truncation hides the padding)",
     "off_prompt_accuracy": "off-prompt test (beats a neighbouring prompt's answer)",
     "accuracy_raw": "accuracy before length calibration",
     "balanced_accuracy_raw": "balanced accuracy before length calibration",

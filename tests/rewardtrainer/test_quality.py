@@ -60,6 +60,31 @@ def test_the_length_covariate_enters_the_loss_and_is_dropped_at_use():
     assert beta.grad is not None and stats["accuracy"].item() == 0.5  # the quality reward alone ties: a half
 
 
+def test_augmented_pairs_leave_the_length_term_out_of_their_logit():
+    """A padded copy is always longer and always loses: with the length term in their logit, padding
+    pairs taught it "shorter wins" and pulled beta far below the raters' own length preference."""
+    r_q = torch.zeros(4)  # (2B,), B = 2: pair 0 from a rater, pair 1 a padding pair
+    length = torch.tensor([400.0, 100.0, 100.0, 400.0])
+    margin, weight = torch.zeros(2), torch.ones(2)
+    beta = torch.tensor(1.0, requires_grad=True)
+    synthetic = torch.tensor([False, True])
+    loss, _ = reward_loss(
+        r_q, torch.zeros(4), length, margin, weight, None, length_beta=beta, synthetic=synthetic
+    )
+    expected = (np.logaddexp(0, -np.log(4.0)) + np.log(2.0)) / 2  # the padding pair's logit is 0
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert beta.grad.item() < 0  # only the rater's pair, where the longer answer won, moves beta: up
+
+
+def test_prepare_marks_the_augmented_pairs(tmp_path, tiny_bert):
+    pairs = keyword_pairs(40, n_prompts=8)
+    prep = prepare(pairs, tiny_config(tiny_bert, augment_padding=0.5), tmp_path)
+    n_human = int((~prep.enc_train.synthetic).sum())
+    assert prep.enc_train.synthetic[n_human:].all() and not prep.enc_train.synthetic[:n_human].any()
+    assert 0 < n_human < len(prep.enc_train)
+
+
 def test_calibration_flattens_a_length_trend_and_keeps_equal_length_rankings():
     rng = np.random.default_rng(0)
     lengths = rng.lognormal(5, 1, 800)
@@ -300,3 +325,42 @@ def test_the_local_fit_stays_local_when_every_neighbour_sits_at_the_window_edge(
     x = np.array([0.0, 0.0, 2.0, 2.0, 100.0])
     y = np.array([0.4, 0.6, 0.4, 0.6, 50.0])
     assert _lowess_at(x, y, 1.0, span=0.8) == pytest.approx(0.5)
+
+
+def test_the_padding_test_leaves_out_copies_the_model_reads_as_the_original(tiny_bert):
+    """An answer longer than the model's budget, repeated, truncates (head and tail) to exactly the
+    original's tokens: the raw reward ties, and only the calibration's length term decided the case."""
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.evaluate import probe_tests
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = RewardModel.from_backbone(tiny_bert)
+    model.max_length = 32
+    long = " ".join(f"word{i}" for i in range(80))  # far past 32 tokens
+    pairs = [
+        PreferencePair(
+            prompt=f"question {i}", chosen=long if i == 1 else f"short answer {i}", rejected=f"no {i}"
+        )
+        for i in range(3)
+    ]  # pair 1's chosen answer is repeated (the kinds take turns: filler, restate, repeat, ...)
+    out = probe_tests(model, tok, pairs, max_answers=6)
+    assert out["n_padding_unread"] == 1 and out["n_padding"] == 5
+    # a model that scores everything the same ties every case: one half, not zero
+    torch.nn.init.zeros_(model.quality_head.weight)
+    torch.nn.init.zeros_(model.quality_head.bias)
+    tied = probe_tests(model, tok, pairs, max_answers=6)
+    assert tied["padding_accuracy"] == 0.5 and tied["off_prompt_accuracy"] == 0.5
+
+
+def test_a_prompt_written_twice_with_other_case_or_spacing_stays_on_one_side_of_the_split():
+    from rewardtrainer.data import split_by_prompt
+
+    twins = ["Write me an Instagram post on fun things for kids on \nholidays",
+             "write me an instagram post on fun things for kids on holidays"]  # fmt: skip
+    pairs = [PreferencePair(prompt=twins[i % 2], chosen=f"a{i}", rejected=f"b{i}") for i in range(4)]
+    pairs += [PreferencePair(prompt=f"other {i}", chosen=f"c{i}", rejected=f"d{i}") for i in range(20)]
+    for seed in range(10):
+        train, val = split_by_prompt(pairs, 0.2, seed)
+        sides = {p.prompt in {q.prompt for q in val} for p in pairs if p.prompt in twins}
+        assert len(sides) == 1, seed

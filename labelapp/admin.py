@@ -1,7 +1,9 @@
 """Django admin for every model, with the filters and searches staff use to watch quality.
 
 Ratings are evidence: read-only here (no add, change or delete). Staff confirm or exclude them with a
-reason through actions that record a RatingReview (services/review.py).
+reason through actions that record a RatingReview (services/review.py). A stored prompt's consent
+changes the same way: through actions that ask for a reason and record a PromptConsentChange
+(services/consent.py), never by editing the field.
 """
 
 from django import forms
@@ -9,6 +11,8 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Max
 from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 
 from labelapp.admin_base import ReadOnlyAdmin, RecordAdmin
 from labelapp.models import (
@@ -18,6 +22,7 @@ from labelapp.models import (
     GuidelineAcknowledgment,
     GuidelineVersion,
     Prompt,
+    PromptConsentChange,
     QueueSnapshot,
     RaterProfile,
     Rating,
@@ -26,6 +31,8 @@ from labelapp.models import (
     RewardModelVersion,
     TrainingRun,
 )
+from labelapp.services.consent import REASON_MAX as CONSENT_REASON_MAX
+from labelapp.services.consent import ConsentError, prompt_consent_set
 from labelapp.services.gold import (
     GoldError,
     comparison_kind_check,
@@ -55,10 +62,61 @@ class PromptAdmin(admin.ModelAdmin):
     # The scrubber's record (a type -> count object), not staff input: a typed non-object broke the save.
     readonly_fields = ("pii_found",)
     inlines = [ResponseInline]
+    actions = ["withdraw_consent", "restore_consent"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A stored prompt's consent changes only through the actions below, which record who, when and
+        # why; a new prompt typed here takes its first value like an imported one.
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "consent", "consent_history") if obj is not None else fields
 
     @admin.display(description="text")
     def short_text(self, obj):
         return obj.text[:80]
+
+    @admin.display(description="consent changes")
+    def consent_history(self, obj):
+        rows = [
+            (
+                f"{localtime(c.created_at):%Y-%m-%d %H:%M}",
+                "restored" if c.consent else "withdrawn",
+                c.changed_by.username if c.changed_by_id else "a command or a deleted account",
+                c.reason,
+            )
+            for c in obj.consent_changes.select_related("changed_by")
+        ]
+        if not rows:
+            return "none recorded"
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}: {} by {}: {}</li>", rows))
+
+    def _set_consent(self, request, queryset, *, consent: bool, title: str):
+        form = _ask(self, request, queryset, form_class=ConsentReasonForm, title=title, submit_label=title)
+        if not isinstance(form, ConsentReasonForm):
+            return form
+        changed, refused = 0, []
+        for prompt in queryset.order_by("pk"):
+            try:
+                reason = form.cleaned_data["reason"]
+                prompt_consent_set(prompt=prompt, consent=consent, reason=reason, by=request.user)
+                changed += 1
+            except ConsentError as exc:
+                refused.append(f"#{prompt.pk}: {exc}")
+        if changed:
+            self.message_user(request, f"{title}: {changed} prompt(s), reason recorded.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Refused {len(refused)}: " + " ".join(refused), messages.ERROR)
+        return None
+
+    @admin.action(
+        description="Withdraw consent (with a reason): out of training, exports and the queue",
+        permissions=["change"],
+    )
+    def withdraw_consent(self, request, queryset):
+        return self._set_consent(request, queryset, consent=False, title="Withdraw consent")
+
+    @admin.action(description="Restore consent (with a reason)", permissions=["change"])
+    def restore_consent(self, request, queryset):
+        return self._set_consent(request, queryset, consent=True, title="Restore consent")
 
     # Staff-typed prompts and answers are scrubbed like imported ones (services/privacy.py).
     def save_model(self, request, obj, form, change):
@@ -198,6 +256,14 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=500, help_text="Recorded with your name beside the rating.")
 
 
+class ConsentReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=CONSENT_REASON_MAX,
+        help_text="Recorded with your name and the time beside each prompt's consent change.",
+    )
+
+
 class GoldForm(forms.Form):
     preference = forms.TypedChoiceField(
         choices=[(-1, "A is better"), (0, "tie"), (1, "B is better")], coerce=int, label="Expected preference"
@@ -331,6 +397,18 @@ class RatingReviewAdmin(RecordAdmin):
     list_display = ("rating", "decision", "reason", "reviewer", "created_at")
     list_filter = ("decision",)
     raw_id_fields = ("rating",)
+
+
+@admin.register(PromptConsentChange)
+class PromptConsentChangeAdmin(RecordAdmin):
+    """Consent changes are records: made through the Prompt actions, the API or `manage.py
+    prompt_consent` (services/consent.py), never added, edited or deleted here."""
+
+    list_display = ("prompt", "consent", "changed_by", "created_at", "reason")
+    list_filter = ("consent",)
+    list_select_related = ("prompt", "changed_by")
+    search_fields = ("reason", "prompt__text", "changed_by__username")
+    ordering = ("-created_at", "-pk")
 
 
 @admin.register(RaterProfile)

@@ -59,6 +59,39 @@ class Prompt(models.Model):
         super().save(*args, **kwargs)
 
 
+class PromptConsentChange(models.Model):
+    """A recorded change of a stored prompt's consent: a withdrawal (the data subject takes it back) or,
+    rarely, a restoration.
+
+    Append-only: `Prompt.consent` is what is in force, these rows say how it came to be, in order, with
+    who and why. Only `services/consent.py` writes them; the admin shows them read-only. They go with
+    their prompt when retention deletes it (the reason may name the person who asked).
+    """
+
+    REASON_MAX = 2000
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="consent_changes")
+    consent = models.BooleanField(help_text="The value set: false = withdrawn, true = restored.")
+    reason = models.CharField(max_length=REASON_MAX)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # What the change did to the queue: the comparisons a withdrawal took out (deactivated) or a
+    # restoration put back. A restoration puts back exactly what the latest withdrawal took out.
+    comparison_ids = models.JSONField(default=list, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="prompt_consent_change_reason_required")
+        ]
+
+    def __str__(self) -> str:
+        what = "restored" if self.consent else "withdrawn"
+        return f"prompt #{self.prompt_id}: consent {what}"
+
+
 class Response(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
     text = models.TextField()

@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from labelapp.api.serializers import StrictTextField
-from labelapp.models import TOKEN_SCOPES
+from labelapp.api.serializers import StrictBooleanField, StrictTextField
+from labelapp.models import TOKEN_SCOPES, PromptConsentChange
 from labelapp.services.ingest import MAX_TEXT_CHARS
 from labelapp.services.tokens import MAX_EXPIRY_DAYS
 
@@ -99,6 +99,37 @@ class PromptOutSerializer(serializers.Serializer):
     external_id = serializers.CharField(allow_null=True)
     category = serializers.CharField()
     pii_found = serializers.DictField(child=serializers.IntegerField())
+    created_at = serializers.DateTimeField()
+
+
+class PromptConsentInSerializer(serializers.Serializer):
+    consent = StrictBooleanField(help_text="The new value: false withdraws consent, true restores it.")
+    reason = StrictTextField(
+        max_length=PromptConsentChange.REASON_MAX, help_text="Why (recorded with your name and the time)."
+    )
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown field(s): {', '.join(unknown)}.")
+        return attrs
+
+
+class PromptConsentChangeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    prompt_id = serializers.IntegerField()
+    consent = serializers.BooleanField(help_text="The value set: false = withdrawn, true = restored.")
+    reason = serializers.CharField()
+    changed_by = serializers.CharField(
+        source="changed_by.username",
+        allow_null=True,
+        default=None,
+        help_text="null: a command or a deleted account",
+    )
+    comparison_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Comparisons taken out of the queue (withdrawal) or put back (restoration).",
+    )
     created_at = serializers.DateTimeField()
 
 

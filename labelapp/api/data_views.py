@@ -1,5 +1,5 @@
-"""Data endpoints (staff): API tokens, prompt ingest (one, many, JSONL), answers, comparisons,
-all ratings with whitelisted filters, rater figures, and the preference export.
+"""Data endpoints (staff): API tokens, prompt ingest (one, many, JSONL), answers, a prompt's recorded
+consent changes, comparisons, all ratings with whitelisted filters, rater figures, and the preference export.
 
 Filters and ordering accept only the names listed here; anything else is a 400 that lists what is
 allowed (Label Studio's CVE-2023-47117 leaked password hashes through a free-form ORM filter).
@@ -25,6 +25,7 @@ from labelapp.api.pagination import BoundedLimitOffsetPagination
 from labelapp.api.permissions import STAFF
 from labelapp.models import ApiToken, Prompt, RaterProfile, Rating
 from labelapp.services.comparisons import comparisons_create
+from labelapp.services.consent import ConsentError, prompt_consent_changes, prompt_consent_set
 from labelapp.services.export import ExportFilters, export_rows, jsonl_chunks
 from labelapp.services.ingest import (
     MAX_PROMPTS_PER_REQUEST,
@@ -239,6 +240,43 @@ class PromptResponsesView(APIView):
         except IngestError as exc:
             return _ingest_error(exc)
         return Response(ds.ResponseOutSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class PromptConsentView(APIView):
+    """A prompt's consent changes (staff): GET lists them, oldest first; POST records one.
+
+    `{"consent": false, "reason": "..."}` withdraws consent: the prompt's ratings leave training and
+    exports at once and its comparisons leave the queue (services/consent.py); `true` restores it.
+    """
+
+    permission_classes = STAFF
+    token_scope = "ingest"
+
+    @staticmethod
+    def _prompt(prompt_id: int) -> Prompt:
+        prompt = Prompt.objects.filter(pk=prompt_id).first()
+        if prompt is None:
+            raise NotFound("No such prompt.")
+        return prompt
+
+    @extend_schema(
+        operation_id="prompt_consent_changes_list",
+        responses={200: ds.PromptConsentChangeSerializer(many=True)},
+    )
+    def get(self, request, prompt_id: int):
+        changes = prompt_consent_changes(prompt=self._prompt(prompt_id))
+        return Response(ds.PromptConsentChangeSerializer(changes, many=True).data)
+
+    @extend_schema(request=ds.PromptConsentInSerializer, responses={201: ds.PromptConsentChangeSerializer})
+    def post(self, request, prompt_id: int):
+        prompt = self._prompt(prompt_id)
+        body = ds.PromptConsentInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            change = prompt_consent_set(prompt=prompt, by=request.user, **body.validated_data)
+        except ConsentError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(ds.PromptConsentChangeSerializer(change).data, status=status.HTTP_201_CREATED)
 
 
 class ComparisonsView(APIView):

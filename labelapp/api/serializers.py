@@ -17,6 +17,15 @@ class StrictTextField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: DRF's BooleanField reads "yes", "0" and 1 as booleans too."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class StrictUUIDField(serializers.UUIDField):
     """A UUID written as a string: DRF's UUIDField turns an integer (and true, and 0) into UUID(int=...)."""
 

@@ -36,6 +36,9 @@ urlpatterns += [
         data_views.PromptResponsesView.as_view(),
         name="api-prompt-responses",
     ),
+    path(
+        "prompts/<int:prompt_id>/consent/", data_views.PromptConsentView.as_view(), name="api-prompt-consent"
+    ),
     path("comparisons/", data_views.ComparisonsView.as_view(), name="api-comparisons"),
     path("staff/ratings/", data_views.StaffRatingsView.as_view(), name="api-staff-ratings"),
     path("staff/raters/", data_views.RaterFiguresView.as_view(), name="api-staff-raters"),

@@ -320,10 +320,18 @@ def _ingest_duplicate(item: PromptIn, stored: Prompt, batch: _Batch, report: Ing
 def _check_duplicate(item: PromptIn, stored: Prompt, batch: _Batch) -> None:
     """_BadLine when the item disagrees with the stored prompt of the same text."""
     if item.consent != stored.consent:
-        raise _BadLine(
+        conflict = (
             f"consent conflict: {batch.name(stored)} has consent={_bool(stored.consent)}, this one says "
             f"consent={_bool(item.consent)}; ingest does not change the consent of a stored prompt"
         )
+        if stored.pk not in batch.lines:  # stored before this request: say how to change it
+            flag = "--restore" if item.consent else "--withdraw"
+            conflict += (
+                f" (record the change with a reason: POST /api/prompts/{stored.pk}/consent/ "
+                f'{{"consent": {_bool(item.consent)}, "reason": "..."}} or '
+                f'manage.py prompt_consent {stored.pk} {flag} --reason "...")'
+            )
+        raise _BadLine(conflict)
     if not item.external_id or item.external_id == stored.external_id:
         return
     if stored.external_id is not None:

@@ -103,6 +103,10 @@ def test_a_consent_conflict_refuses_the_line_and_names_the_stored_prompt(stored,
     assert error["line"] == 2
     assert f"prompt {prompt.pk}" in error["error"]
     assert f"consent={str(stored).lower()}" in error["error"]
+    # It names the recorded way to change a stored prompt's consent (there was none but the admin field).
+    flag = "--restore" if new else "--withdraw"
+    assert f"POST /api/prompts/{prompt.pk}/consent/" in error["error"]
+    assert f"manage.py prompt_consent {prompt.pk} {flag}" in error["error"]
     prompt.refresh_from_db()
     assert prompt.consent is stored
     assert Prompt.objects.count() == 1 and Response.objects.count() == 0
@@ -113,6 +117,7 @@ def test_a_consent_conflict_inside_one_file_names_the_earlier_line():
         ingest_prompts(items=[_item(), _item(text="other"), _item(consent=False)])
     (error,) = exc.value.errors
     assert error["line"] == 3 and "line 1" in error["error"] and "consent=true" in error["error"]
+    assert "prompt_consent" not in error["error"]  # nothing is stored: there is no prompt to change
     assert Prompt.objects.count() == 0
 
 

@@ -87,6 +87,7 @@ def test_a_consent_conflict_with_a_stored_prompt_refuses_the_request(staff_api):
     assert r.status_code == 400, r.content
     (error,) = r.json()["errors"]
     assert error["line"] == 2 and f"prompt {prompt.pk}" in error["error"] and "consent=true" in error["error"]
+    assert f"/api/prompts/{prompt.pk}/consent/" in error["error"]
     prompt.refresh_from_db()
     assert prompt.consent is True and Prompt.objects.count() == 1 and prompt.responses.count() == 2
 

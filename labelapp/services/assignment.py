@@ -2,8 +2,9 @@
 
 Concurrency design (checked by tests/labelapp/test_queue_concurrency.py against real PostgreSQL):
 - `Comparison.claimed_count` (leased + done) is changed only while that comparison's row is locked.
-- A claim (one SQL statement, `_CLAIM_SQL`) picks this rater's due repeat, else (at GOLD_RATE) an
-  unseen gold pair, else the best open comparison, with
+- A claim (one SQL statement, `_CLAIM_SQL` or `_CLAIM_GOLD_SQL`) picks this rater's due repeat, else
+  (at GOLD_RATE, and only while ordinary work is left for the rater) an unseen gold pair, else the
+  best open comparison, with
   `SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`: two raters
   never wait on each other, and because the open condition `claimed_count < required_ratings` is a
   column of the locked row, PostgreSQL re-checks it against the newest row version after the lock is
@@ -48,15 +49,61 @@ def _open_assignment(rater) -> Assignment | None:
 # skipping rows other claims hold), bump claimed_count, issue the assignment, and return the rows
 # the rating page shows. A unique violation (the rater already holds a lease) undoes all of it.
 #
-# Three streams, tried in order, and PostgreSQL evaluates a WITH query only as far as the outer
-# query asks for rows, so a stream after the first one that yields a row is never run (nor locks):
+# Streams, tried in order, and PostgreSQL evaluates a WITH query only as far as the outer query
+# asks for rows, so a stream after the first one that yields a row is never run (nor locks):
 #   rep    this rater's own repeats that are due (test-retest; sides swapped via forced_left);
-#   gold   only when the caller drew a gold slot (GOLD_RATE): an active gold pair this rater has
-#          never been issued in any state, least-served first; gold ignores required_ratings;
+#   gold   only in _CLAIM_GOLD_SQL, used when the claim drew a gold slot (GOLD_RATE): an active gold
+#          pair this rater has never been issued in any state, least-served first; gold ignores
+#          required_ratings. Only while `ordinary` finds an open normal pair or a due repeat for
+#          this rater (the other streams' conditions as a plain EXISTS probe that locks nothing; the
+#          rule of queue_has_work_for): a rater reloading an empty queue would otherwise be handed
+#          each unseen gold pair alone, and so could tell it was gold;
 #   normal the ordinary queue (priority, then age).
 # Every stream requires that the rater acknowledged the version in force (`acked`; evaluated once),
 # and skips prompts staff withheld for personal data.
-_CLAIM_SQL = """
+#
+# Two statements rather than a gold flag in one: both run as prepared statements (settings:
+# DB_PREPARED_STATEMENTS), and PostgreSQL keeps a generic plan only while its estimated cost is
+# below that of the plans for the actual values. With a gold flag, the gold stream and its probe
+# weighed on the generic plan's estimate although 95% of claims fold them away, so PostgreSQL
+# re-planned every claim (about 1 ms of database CPU each); each statement here keeps its generic plan.
+_NOT_SEEN = """NOT EXISTS (
+          SELECT 1 FROM labelapp_assignment s
+          WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
+            AND s.status IN ('leased', 'done', 'skipped'))"""
+_NOT_WITHHELD = "NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)"
+_REP_WHERE = f"""c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
+      AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
+      AND {_NOT_WITHHELD}
+      AND {_NOT_SEEN}"""
+_NORMAL_WHERE = f"""c.is_active AND c.claimed_count < c.required_ratings AND c.kind = 'normal'
+      AND {_NOT_WITHHELD}
+      AND {_NOT_SEEN}"""
+
+_GOLD_STREAM = f"""ordinary AS (
+    SELECT 1 WHERE EXISTS (
+        SELECT 1 FROM labelapp_comparison c
+        WHERE {_NORMAL_WHERE}
+    ) OR EXISTS (
+        SELECT 1 FROM labelapp_comparison c
+        WHERE {_REP_WHERE}
+    )
+), gold AS (
+    SELECT c.id FROM labelapp_comparison c
+    WHERE c.kind = 'gold' AND c.is_active
+      AND EXISTS (SELECT 1 FROM acked) AND EXISTS (SELECT 1 FROM ordinary)
+      AND {_NOT_WITHHELD}
+      AND NOT EXISTS (
+          SELECT 1 FROM labelapp_assignment s WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id)
+    ORDER BY c.claimed_count, c.id
+    LIMIT 1
+    FOR UPDATE OF c SKIP LOCKED
+), """
+
+
+def _claim_sql(*, gold: bool) -> str:
+    gold_stream, gold_picked = (_GOLD_STREAM, "SELECT id FROM gold UNION ALL ") if gold else ("", "")
+    return f"""
 WITH acked AS (
     SELECT 1 FROM labelapp_guidelineacknowledgment k
     WHERE k.rater_id = %(rater)s AND k.version_id = (
@@ -64,41 +111,20 @@ WITH acked AS (
         ORDER BY g.number DESC LIMIT 1)
 ), rep AS (
     SELECT c.id FROM labelapp_comparison c
-    WHERE c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
-      AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
+    WHERE {_REP_WHERE}
       AND EXISTS (SELECT 1 FROM acked)
-      AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
-      AND NOT EXISTS (
-          SELECT 1 FROM labelapp_assignment s
-          WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
-            AND s.status IN ('leased', 'done', 'skipped'))
     ORDER BY c.available_at, c.id
     LIMIT 1
     FOR UPDATE OF c SKIP LOCKED
-), gold AS (
+), {gold_stream}normal AS (
     SELECT c.id FROM labelapp_comparison c
-    WHERE %(gold)s AND c.kind = 'gold' AND c.is_active
+    WHERE {_NORMAL_WHERE}
       AND EXISTS (SELECT 1 FROM acked)
-      AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
-      AND NOT EXISTS (
-          SELECT 1 FROM labelapp_assignment s WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id)
-    ORDER BY c.claimed_count, c.id
-    LIMIT 1
-    FOR UPDATE OF c SKIP LOCKED
-), normal AS (
-    SELECT c.id FROM labelapp_comparison c
-    WHERE c.is_active AND c.claimed_count < c.required_ratings AND c.kind = 'normal'
-      AND EXISTS (SELECT 1 FROM acked)
-      AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
-      AND NOT EXISTS (
-          SELECT 1 FROM labelapp_assignment s
-          WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
-            AND s.status IN ('leased', 'done', 'skipped'))
     ORDER BY c.priority DESC, c.created_at, c.id
     LIMIT 1
     FOR UPDATE OF c SKIP LOCKED
 ), picked AS (
-    SELECT id FROM rep UNION ALL SELECT id FROM gold UNION ALL SELECT id FROM normal LIMIT 1
+    SELECT id FROM rep UNION ALL {gold_picked}SELECT id FROM normal LIMIT 1
 ), bumped AS (
     UPDATE labelapp_comparison c SET claimed_count = c.claimed_count + 1
     FROM picked WHERE c.id = picked.id
@@ -120,6 +146,10 @@ JOIN labelapp_response rb ON rb.id = b.response_b_id
 """
 
 
+_CLAIM_SQL = _claim_sql(gold=False)
+_CLAIM_GOLD_SQL = _claim_sql(gold=True)
+
+
 def _claim_one(*, rater, now: datetime) -> Assignment | None:
     params = {
         "rater": rater.pk,
@@ -128,10 +158,10 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
         "now": now,
         "expires": now + settings.LEASE_DURATION,
         "key": uuid.uuid4(),
-        # Gold is drawn per claim, so each rater's stream holds about GOLD_RATE gold pairs.
-        "gold": random.random() < settings.LABEL["GOLD_RATE"],
     }
-    row = fetch_one(_CLAIM_SQL, params)
+    # Gold is drawn per claim, so each rater's stream holds about GOLD_RATE gold pairs.
+    gold = random.random() < settings.LABEL["GOLD_RATE"]
+    row = fetch_one(_CLAIM_GOLD_SQL if gold else _CLAIM_SQL, params)
     if row is None:
         return None
     (aid, cid, kind, priority, required, pid, ptext, phtml,
@@ -217,6 +247,7 @@ def queue_has_work_for(*, rater) -> bool:
     """Whether the ordinary queue or a due repeat still holds something for this rater.
 
     Gold alone does not count: a stream of nothing but gold pairs would tell the rater they are gold.
+    The claim's `ordinary` probe (_CLAIM_GOLD_SQL) is the same rule in SQL.
     """
     seen = Assignment.objects.filter(
         rater=rater,
@@ -282,6 +313,11 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     Called inside the rating transaction with `assignment` locked. Raises QueueError when the
     comparison was filled by other raters in the meantime, or was withdrawn (deactivated, or its
     prompt withheld for personal data). Gold pairs ignore required_ratings, as in the claim.
+
+    When a reload meanwhile issued the same comparison to the same rater again (an expired lease
+    does not keep it from them), that open lease is ended and its slot passes to the late rating:
+    left open, it would be served on every reload and every submit of it refused (one rating per
+    comparison), and claimed_count would count this rater twice.
     """
     comparison = Comparison.objects.filter(pk=assignment.comparison_id).values(
         "is_active", "prompt__withheld"
@@ -292,6 +328,8 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
             "Your time on this comparison ran out and it has been withdrawn. "
             "Nothing was saved; please take the next one."
         )
+    if _release_reissued_lease(assignment):
+        return  # the re-issued lease's slot is this rating's now: claimed_count stays right
     updated = (
         Comparison.objects.filter(pk=assignment.comparison_id)
         .filter(Q(kind=Comparison.Kind.GOLD) | Q(claimed_count__lt=F("required_ratings")))
@@ -302,3 +340,21 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
             "Your time on this comparison ran out and other raters have completed it. "
             "Nothing was saved; please take the next one."
         )
+
+
+def _release_reissued_lease(assignment: Assignment) -> bool:
+    """End the rater's open lease on the same comparison as `assignment`, if any; True if there was one.
+
+    The UPDATE locks that row after `assignment`'s (assignment rows before comparison rows, as
+    everywhere here) and re-checks `leased` once a concurrent submit, skip or releaser lets go of it:
+    then it matches nothing and the caller takes a slot the ordinary way.
+    """
+    return bool(
+        Assignment.objects.filter(
+            rater_id=assignment.rater_id,
+            comparison_id=assignment.comparison_id,
+            status=Assignment.Status.LEASED,
+        )
+        .exclude(pk=assignment.pk)
+        .update(status=Assignment.Status.EXPIRED, finished_at=timezone.now())
+    )

@@ -78,10 +78,36 @@ def test_the_same_gold_pair_never_comes_twice_and_gold_ignores_required_ratings(
     assert g.pk not in seen and len(seen) == 3
 
 
-def test_gold_alone_is_not_served_when_nothing_else_is_left(settings, rater, acked, make_comparison):
-    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0}
-    gold_mark(comparison=make_comparison(), preference=1, explanation="x")
+def test_gold_alone_is_not_served_when_nothing_else_is_left(
+    settings, rater, acked, make_comparison, no_repeats
+):
+    # GOLD_RATE 1.0: every claim draws a gold slot, so only the "ordinary work left?" check can
+    # stop it (a rater reloading "Nothing to rate right now" would otherwise get each gold pair).
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    gold_mark(comparison=make_comparison(prompt_text="g"), preference=1, explanation="x")
     assert assignment_next(rater=rater) is None  # a stream of only gold would give gold away
+
+
+def test_gold_is_not_served_once_the_rater_has_nothing_ordinary_left(
+    settings, rater, other_rater, acked, make_comparison, no_repeats
+):
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    g = gold_mark(comparison=make_comparison(prompt_text="g"), preference=1, explanation="x")
+    mine = make_comparison(prompt_text="rated by me", required_ratings=3)
+    full = make_comparison(prompt_text="full", required_ratings=1, priority=1)
+    _rate(other_rater, assignment_next(rater=other_rater))  # the gold pair
+    a = assignment_next(rater=other_rater, just_finished=True)
+    assert a.comparison_id == full.pk
+    _rate(other_rater, a)  # fills "full"
+    a = assignment_next(rater=rater)
+    assert a.comparison_id == g.pk  # ordinary work is left: gold comes first at GOLD_RATE 1.0
+    _rate(rater, a)
+    a = assignment_next(rater=rater, just_finished=True)
+    assert a.comparison_id == mine.pk
+    _rate(rater, a)
+    gold_mark(comparison=make_comparison(prompt_text="g2"), preference=-1, explanation="y")
+    # An unseen gold pair is left, but nothing ordinary is (rated, or full): no gold alone.
+    assert assignment_next(rater=rater, just_finished=True) is None
 
 
 def _normalised(html: str) -> str:
@@ -104,6 +130,8 @@ def test_raters_cannot_tell_gold_apart_in_the_page_or_the_api(
         if kind == "gold":
             gold_mark(comparison=c, preference=-1, explanation="SECRET-EXPLANATION: A is concise")
         Comparison.objects.exclude(pk=c.pk).update(is_active=False)
+        if kind == "gold":  # gold is only served while ordinary work is left
+            make_comparison(prompt_text="Other prompt")
         settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0 if kind == "gold" else 0.0}
         body = client.get("/api/assignments/next/").json()
         a = Assignment.objects.get(pk=body["id"])

@@ -96,6 +96,60 @@ def test_a_late_submit_is_refused_when_others_filled_the_comparison(
         _rate(rater, a)
 
 
+def _late_submit_after_reissue(settings, rater, make_comparison, required_ratings=3):
+    """The rater's lease runs out, a reload re-issues the same comparison, then the old tab submits."""
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0, "REPEAT_RATE": 0.0}
+    c = make_comparison(prompt_text="first", required_ratings=required_ratings)
+    other = make_comparison(prompt_text="other", required_ratings=3)
+    old = assignment_next(rater=rater)
+    assert old.comparison_id == c.pk
+    Assignment.objects.filter(pk=old.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    reissued = assignment_next(rater=rater)
+    assert reissued.comparison_id == c.pk and reissued.pk != old.pk
+    return c, other, old, reissued
+
+
+def test_a_late_submit_after_the_comparison_was_reissued_ends_the_new_lease(
+    settings, rater, acked, make_comparison
+):
+    c, other, old, reissued = _late_submit_after_reissue(settings, rater, make_comparison)
+    rating, created = _rate(rater, old)  # the old tab
+    assert created and rating.comparison_id == c.pk and rating.assignment_id == old.pk
+    reissued.refresh_from_db()
+    assert reissued.status == Assignment.Status.EXPIRED
+    c.refresh_from_db()
+    assert c.claimed_count == 1  # the one rating; the re-issued lease's slot went to it
+    nxt = assignment_next(rater=rater, just_finished=True)
+    assert nxt.comparison_id == other.pk
+    assert assignment_next(rater=rater).pk == nxt.pk  # not the rated comparison on reload either
+
+
+def test_a_late_submit_takes_the_slot_of_its_own_reissued_lease_when_the_comparison_is_full(
+    settings, rater, acked, make_comparison
+):
+    # required_ratings 1: the re-issued lease holds the only slot; the late rating takes it over.
+    c, _, old, reissued = _late_submit_after_reissue(settings, rater, make_comparison, required_ratings=1)
+    rating, created = _rate(rater, old)
+    assert created and rating.comparison_id == c.pk
+    c.refresh_from_db()
+    assert c.claimed_count == 1
+    reissued.refresh_from_db()
+    assert reissued.status == Assignment.Status.EXPIRED
+
+
+def test_a_late_submit_of_the_reissued_lease_after_the_old_one_is_refused(
+    settings, rater, acked, make_comparison
+):
+    from labelapp.services.ratings import RatingError
+
+    c, _, old, reissued = _late_submit_after_reissue(settings, rater, make_comparison)
+    _rate(rater, old)
+    with pytest.raises(RatingError, match="already rated"):
+        _rate(rater, reissued)  # a third tab with the re-issued page: one rating per comparison
+    c.refresh_from_db()
+    assert c.claimed_count == 1
+
+
 def test_skip_needs_a_reason_and_frees_the_slot(rater, other_rater, acked, make_comparison):
     c = make_comparison(required_ratings=1)
     a = assignment_next(rater=rater)

@@ -172,6 +172,29 @@ def test_htmx_submit_answers_with_the_next_panel(rater_client, rater, acked, mak
     assert r.headers["HX-Push-Url"] == reverse("rate", args=[nxt.pk])
 
 
+def test_a_late_htmx_submit_after_a_reissue_answers_with_a_different_comparison(
+    settings, rater_client, rater, acked, make_comparison
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0, "REPEAT_RATE": 0.0}
+    first = make_comparison(prompt_text="first", required_ratings=3)
+    second = make_comparison(prompt_text="second prompt here", required_ratings=3)
+    old = assignment_next(rater=rater)
+    Assignment.objects.filter(pk=old.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert rater_client.get(reverse("rate_next")).status_code == 302  # a reload re-issues "first"
+    assert Assignment.objects.get(rater=rater, status="leased").comparison_id == first.pk
+    r = _post(rater_client, old, htmx=True, preference="0")  # the old tab submits late
+    assert r.status_code == 200 and b"already rated" not in r.content
+    assert Rating.objects.get(rater=rater).comparison_id == first.pk
+    nxt = Assignment.objects.get(rater=rater, status="leased")
+    assert nxt.comparison_id == second.pk
+    assert f'data-assignment="{nxt.pk}"'.encode() in r.content
+    assert r.headers["HX-Push-Url"] == reverse("rate", args=[nxt.pk])
+
+
 def test_pages_need_login(client):
     for name in ("home", "rate_next", "guidelines"):
         r = client.get(reverse(name))

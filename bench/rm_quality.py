@@ -244,9 +244,10 @@ def main(argv=None) -> int:
             }
             print(
                 f"[{name} seed {seed}] {res.global_step} steps, {res.pairs_per_second:.2f} pairs/s, "
-                f"{wall:.0f}s; "
+                f"{wall:.0f}s; deployed (calibrated when the run calibrates): "
                 f"acc {100 * m['accuracy']:.1f} balanced {100 * (m['balanced_accuracy'] or 0):.1f} "
-                f"pearson {m['pearson_length']:+.3f}",
+                f"pearson {m['pearson_length']:+.3f}; raw: acc {100 * m['accuracy_raw']:.1f} "
+                f"balanced {100 * (m['balanced_accuracy_raw'] or 0):.1f}",
                 flush=True,
             )
             args.out.write_text(

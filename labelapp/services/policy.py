@@ -774,15 +774,22 @@ def _record_version(
         history=history,
     )
     rng = random.Random(run.pk)
+    # Read again now: a prompt whose consent was withdrawn (or that staff withheld) while the round ran
+    # gets no comparison; its answers are stored for the watch's figures, never served to raters.
+    servable = set(
+        _usable_prompts().filter(pk__in=[p.pk for p in [*eval_prompts, *fresh]]).values_list("pk", flat=True)
+    )
     for prompt, answer in zip(eval_prompts, new_eval, strict=True):
         new = _store_answer(version, prompt, answer, PolicySample.Split.EVAL, 0)
         prev = previous[prompt.pk]
         old = prev.sample or _store_answer(parent, prompt, prev, PolicySample.Split.EVAL, 0)
-        _pair(prompt, new, old, PolicyPair.Kind.VS_PREVIOUS, parent, rng)
+        if prompt.pk in servable:
+            _pair(prompt, new, old, PolicyPair.Kind.VS_PREVIOUS, parent, rng)
     for k, prompt in enumerate(fresh):
         first = _store_answer(version, prompt, fresh_answers[2 * k], PolicySample.Split.FRESH, 0)
         second = _store_answer(version, prompt, fresh_answers[2 * k + 1], PolicySample.Split.FRESH, 1)
-        _pair(prompt, first, second, PolicyPair.Kind.VS_SELF, version, rng)
+        if prompt.pk in servable:
+            _pair(prompt, first, second, PolicyPair.Kind.VS_SELF, version, rng)
     return version
 
 

@@ -110,6 +110,27 @@ def test_a_ppo_round_makes_v1_and_puts_its_comparisons_at_the_front_of_the_queue
     assert not {p.pk for p in eval_prompts} & {p.pk for p in policy.policy_train_prompts()}
 
 
+def test_a_prompt_whose_consent_is_withdrawn_while_a_round_runs_gets_no_comparison(loop, monkeypatch):
+    """The round picks its prompts when it starts; a withdrawal (or a withholding) before it records
+    must not put new comparisons on that prompt in front of raters."""
+    from labelapp.services.consent import prompt_consent_set
+
+    real_previous = policy._previous_answers
+    withdrawn = {}
+
+    def withdraw_during_the_round(parent, prompts, *args, **kwargs):
+        prompt_consent_set(prompt=prompts[0], consent=False, reason="the user asked", by=None)
+        withdrawn["pk"] = prompts[0].pk
+        return real_previous(parent, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(policy, "_previous_answers", withdraw_during_the_round)
+    _round(TrainingRun.Kind.BEST_OF_N)
+    v1 = PolicyVersion.objects.get(number=1)
+    assert v1.samples.filter(prompt_id=withdrawn["pk"], split="eval").exists()  # stored for the watch
+    assert not Comparison.objects.filter(prompt_id=withdrawn["pk"]).exists()
+    assert PolicyPair.objects.filter(new=v1).exists()  # the other prompts got theirs
+
+
 def test_a_best_of_n_round_reuses_the_parent_weights_and_reports_its_kl(loop):
     _round(TrainingRun.Kind.BEST_OF_N)
     v1 = PolicyVersion.objects.get(number=1)

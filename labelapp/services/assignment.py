@@ -60,7 +60,9 @@ def _open_assignment(rater) -> Assignment | None:
 #          each unseen gold pair alone, and so could tell it was gold;
 #   normal the ordinary queue (priority, then age).
 # Every stream requires that the rater acknowledged the version in force (`acked`; evaluated once),
-# and skips prompts staff withheld for personal data.
+# and skips prompts staff withheld for personal data or whose consent was withdrawn (a comparison is
+# never made on a prompt without consent; one switched back on by hand, or made gold, still is not
+# served).
 #
 # Two statements rather than a gold flag in one: both run as prepared statements (settings:
 # DB_PREPARED_STATEMENTS), and PostgreSQL keeps a generic plan only while its estimated cost is
@@ -71,13 +73,14 @@ _NOT_SEEN = """NOT EXISTS (
           SELECT 1 FROM labelapp_assignment s
           WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
             AND s.status IN ('leased', 'done', 'skipped'))"""
-_NOT_WITHHELD = "NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)"
+_PROMPT_SERVABLE = """NOT EXISTS (
+          SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (w.withheld OR NOT w.consent))"""
 _REP_WHERE = f"""c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
       AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
-      AND {_NOT_WITHHELD}
+      AND {_PROMPT_SERVABLE}
       AND {_NOT_SEEN}"""
 _NORMAL_WHERE = f"""c.is_active AND c.claimed_count < c.required_ratings AND c.kind = 'normal'
-      AND {_NOT_WITHHELD}
+      AND {_PROMPT_SERVABLE}
       AND {_NOT_SEEN}"""
 
 _GOLD_STREAM = f"""ordinary AS (
@@ -92,7 +95,7 @@ _GOLD_STREAM = f"""ordinary AS (
     SELECT c.id FROM labelapp_comparison c
     WHERE c.kind = 'gold' AND c.is_active
       AND EXISTS (SELECT 1 FROM acked) AND EXISTS (SELECT 1 FROM ordinary)
-      AND {_NOT_WITHHELD}
+      AND {_PROMPT_SERVABLE}
       AND NOT EXISTS (
           SELECT 1 FROM labelapp_assignment s WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id)
     ORDER BY c.claimed_count, c.id
@@ -259,7 +262,9 @@ def queue_has_work_for(*, rater) -> bool:
         kind=Comparison.Kind.REPEAT, repeat_for=rater, claimed_count=0, available_at__lte=timezone.now()
     )
     return (
-        Comparison.objects.filter(open_normal | due_repeat, is_active=True, prompt__withheld=False)
+        Comparison.objects.filter(
+            open_normal | due_repeat, is_active=True, prompt__withheld=False, prompt__consent=True
+        )
         .exclude(Exists(seen))
         .exists()
     )
@@ -312,7 +317,8 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
 
     Called inside the rating transaction with `assignment` locked. Raises QueueError when the
     comparison was filled by other raters in the meantime, or was withdrawn (deactivated, or its
-    prompt withheld for personal data). Gold pairs ignore required_ratings, as in the claim.
+    prompt withheld for personal data or without consent). Gold pairs ignore required_ratings, as in
+    the claim.
 
     When a reload meanwhile issued the same comparison to the same rater again (an expired lease
     does not keep it from them), that open lease is ended and its slot passes to the late rating:
@@ -320,10 +326,10 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     comparison), and claimed_count would count this rater twice.
     """
     comparison = Comparison.objects.filter(pk=assignment.comparison_id).values(
-        "is_active", "prompt__withheld"
+        "is_active", "prompt__withheld", "prompt__consent"
     )
     state = comparison.first()
-    if state is None or not state["is_active"] or state["prompt__withheld"]:
+    if state is None or not state["is_active"] or state["prompt__withheld"] or not state["prompt__consent"]:
         raise QueueError(
             "Your time on this comparison ran out and it has been withdrawn. "
             "Nothing was saved; please take the next one."

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison
+from labelapp.models import Assignment, Comparison, Prompt
 from labelapp.services.assignment import QueueError, assignment_next, assignment_skip, leases_release_expired
 from labelapp.services.ratings import RatingInput, rating_submit
 
@@ -181,3 +181,26 @@ def test_inactive_comparisons_are_not_served(rater, acked, make_comparison):
     c = make_comparison()
     Comparison.objects.filter(pk=c.pk).update(is_active=False)
     assert assignment_next(rater=rater) is None
+
+
+def test_a_prompt_without_consent_is_never_served_even_if_its_comparison_is_switched_on(
+    rater, acked, make_comparison, settings
+):
+    """A withdrawal deactivates the prompt's comparisons, but one switched back on by hand, or marked
+    gold (which activates it), was served again: the queue checked `withheld`, not `consent`."""
+    from labelapp.services.assignment import queue_has_work_for
+
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    normal = make_comparison(prompt_text="no consent any more", priority=9)
+    gold = make_comparison(prompt_text="gold without consent", kind=Comparison.Kind.GOLD)
+    Prompt.objects.filter(pk__in=[normal.prompt_id, gold.prompt_id]).update(consent=False)
+    other = make_comparison(prompt_text="fine")
+    assignment = assignment_next(rater=rater)
+    assert assignment.comparison_id == other.pk  # neither the higher-priority one nor gold
+    rating_submit(
+        rater=rater,
+        assignment_id=assignment.pk,
+        idempotency_key=assignment.form_key,
+        data=RatingInput(preference=-1, length_check="adds_content"),
+    )
+    assert assignment_next(rater=rater) is None and not queue_has_work_for(rater=rater)

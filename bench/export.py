@@ -34,7 +34,6 @@ import os
 import random
 import resource
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +46,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+# gunicorn start/stop and /proc reading: the rater-cycle bench's (bench/ is on sys.path when run)
+from rater_cycle import all_pids, free_port, read_stat, stop_gunicorn  # noqa: E402
+
 WORDS = "the of and to in is that it for on as with was by be this are or at from model answer prompt".split()
 
 
@@ -222,17 +224,11 @@ def _run(label: str, *, fmt: str, mode: str, out_dir: Path) -> dict:
 # --- through gunicorn (--http) ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_web(db_url: str, args, log_path: Path) -> tuple[subprocess.Popen, int]:
     """gunicorn as production runs it (config/gunicorn.py), one worker so its memory is the export's."""
     from gunicorn.config import KNOWN_SETTINGS
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         DJANGO_ENV="production",
@@ -258,6 +254,8 @@ def _start_web(db_url: str, args, log_path: Path) -> tuple[subprocess.Popen, int
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+    # Listening is enough (the login page that rater_cycle's wait_until_ready asks for needs
+    # collected static files, which production settings want and this bench does not build).
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -267,31 +265,12 @@ def _start_web(db_url: str, args, log_path: Path) -> tuple[subprocess.Popen, int
             return proc, port
         except OSError:
             time.sleep(0.2)
-    _stop_web(proc)
+    stop_gunicorn(proc)
     raise RuntimeError("gunicorn did not listen within 60 s")
 
 
-def _stop_web(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        kids.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return kids
+    return [p for p in all_pids() if (stat := read_stat(p)) is not None and stat["ppid"] == pid]
 
 
 def _status_mb(pid: int, field: str) -> float:
@@ -388,7 +367,7 @@ def _http_runs(db_url: str, args, wanted: list[str]) -> tuple[list[dict], str]:
                 flush=True,
             )
     finally:
-        _stop_web(proc)
+        stop_gunicorn(proc)
     killed = log_path.read_text(errors="replace").count("WORKER TIMEOUT")
     return runs, f"{killed} worker timeout(s) in {log_path}"
 

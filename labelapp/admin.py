@@ -93,18 +93,15 @@ class PromptAdmin(admin.ModelAdmin):
         form = _ask(self, request, queryset, form_class=ConsentReasonForm, title=title, submit_label=title)
         if not isinstance(form, ConsentReasonForm):
             return form
-        changed, refused = 0, []
-        for prompt in queryset.order_by("pk"):
-            try:
-                reason = form.cleaned_data["reason"]
-                prompt_consent_set(prompt=prompt, consent=consent, reason=reason, by=request.user)
-                changed += 1
-            except ConsentError as exc:
-                refused.append(f"#{prompt.pk}: {exc}")
-        if changed:
-            self.message_user(request, f"{title}: {changed} prompt(s), reason recorded.", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"Refused {len(refused)}: " + " ".join(refused), messages.ERROR)
+        reason = form.cleaned_data["reason"]
+        _apply_each(
+            self,
+            request,
+            queryset.order_by("pk"),
+            lambda prompt: prompt_consent_set(prompt=prompt, consent=consent, reason=reason, by=request.user),
+            refusal=ConsentError,
+            done=lambda n: f"{title}: {n} prompt(s), reason recorded.",
+        )
         return None
 
     @admin.action(
@@ -223,21 +220,15 @@ class ComparisonAdmin(admin.ModelAdmin):
         form = _ask(self, request, queryset, form_class=GoldForm, title=title, submit_label=title)
         if not isinstance(form, GoldForm):
             return form
-        marked, refused = 0, []
-        for comparison in queryset:
-            try:
-                gold_mark(
-                    comparison=comparison,
-                    preference=form.cleaned_data["preference"],
-                    explanation=form.cleaned_data["explanation"],
-                )
-                marked += 1
-            except GoldError as exc:
-                refused.append(f"#{comparison.pk}: {exc}")
-        if marked:
-            self.message_user(request, f"Marked {marked} comparison(s) as gold.", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"Refused {len(refused)}: " + " ".join(refused), messages.ERROR)
+        preference, explanation = form.cleaned_data["preference"], form.cleaned_data["explanation"]
+        _apply_each(
+            self,
+            request,
+            queryset,
+            lambda c: gold_mark(comparison=c, preference=preference, explanation=explanation),
+            refusal=GoldError,
+            done=lambda n: f"Marked {n} comparison(s) as gold.",
+        )
         return None
 
 
@@ -269,6 +260,22 @@ class GoldForm(forms.Form):
         choices=[(-1, "A is better"), (0, "tie"), (1, "B is better")], coerce=int, label="Expected preference"
     )
     explanation = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+def _apply_each(modeladmin, request, rows, apply, *, refusal: type[Exception], done) -> None:
+    """An action's service call on each selected row: a `refusal` refuses that row only, and the user
+    is told how many were done (`done(n)`) and which were refused and why."""
+    n_done, refused = 0, []
+    for row in rows:
+        try:
+            apply(row)
+            n_done += 1
+        except refusal as exc:
+            refused.append(f"#{row.pk}: {exc}")
+    if n_done:
+        modeladmin.message_user(request, done(n_done), messages.SUCCESS)
+    if refused:
+        modeladmin.message_user(request, f"Refused {len(refused)}: " + " ".join(refused), messages.ERROR)
 
 
 def _ask(modeladmin, request, queryset, *, form_class, title: str, submit_label: str):

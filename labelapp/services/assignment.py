@@ -364,3 +364,27 @@ def _release_reissued_lease(assignment: Assignment) -> bool:
         .exclude(pk=assignment.pk)
         .update(status=Assignment.Status.EXPIRED, finished_at=timezone.now())
     )
+
+
+def comparisons_withdraw(comparison_ids) -> int:
+    """Take comparisons away from raters: open leases on them are taken back (a rating sent on one is
+    refused: the comparison is withdrawn) and the comparisons deactivated. Returns how many leases
+    were taken back. Call inside a transaction. Lock order as in the claim: assignment rows, then
+    comparison rows in id order. A claim committing in the very instant (its lease not yet visible
+    here) keeps that lease; its comparison is inactive once it ends."""
+    ids = sorted(comparison_ids)
+    leases = list(
+        Assignment.objects.select_for_update()
+        .filter(comparison_id__in=ids, status=Assignment.Status.LEASED)
+        .order_by("id")
+        .values_list("id", "comparison_id")
+    )
+    Assignment.objects.filter(pk__in=[lease_id for lease_id, _ in leases]).update(
+        status=Assignment.Status.EXPIRED, finished_at=timezone.now()
+    )
+    taken = Counter(comparison_id for _, comparison_id in leases)
+    for comparison_id in ids:
+        Comparison.objects.filter(pk=comparison_id).update(
+            is_active=False, claimed_count=F("claimed_count") - taken[comparison_id]
+        )
+    return len(leases)

@@ -10,10 +10,11 @@ stored prompt's consent (services/ingest.py); this module is the only way, reach
 A withdrawal takes effect at once:
 - training and exports read `Prompt.consent` when they run (`Rating.objects.usable()`; a queued
   reward-model run re-checks its snapshot at start), so the prompt's ratings leave both;
-- raters: the queue's claim (services/assignment.py) skips withheld prompts but does not look at
-  consent, so the withdrawal deactivates the prompt's active comparisons and takes back open leases on
-  them (as `review.prompt_withhold` does for personal data). A rating sent on a taken-back lease is
-  refused ("withdrawn"); ratings already given stay, as evidence, and no longer train.
+- raters: the queue's claim (services/assignment.py) never serves a prompt without consent, and the
+  withdrawal also deactivates the prompt's active comparisons and takes back open leases on them
+  (`assignment.comparisons_withdraw`, as `review.prompt_withhold` does for personal data), so a
+  restoration knows what to put back. A rating sent on a taken-back lease is refused ("withdrawn");
+  ratings already given stay, as evidence, and no longer train.
 A restoration puts back the comparisons the latest withdrawal took out (unless the prompt was
 withheld since: that keeps it from raters on its own account).
 """
@@ -21,14 +22,12 @@ withheld since: that keeps it from raters on its own account).
 from __future__ import annotations
 
 import logging
-from collections import Counter
 
 from django.db import transaction
-from django.db.models import F
 from django.db.models.query import QuerySet
-from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, Prompt, PromptConsentChange
+from labelapp.models import Comparison, Prompt, PromptConsentChange
+from labelapp.services.assignment import comparisons_withdraw
 
 log = logging.getLogger(__name__)
 
@@ -102,31 +101,11 @@ def prompt_consent_changes(*, prompt: Prompt) -> QuerySet[PromptConsentChange]:
 
 
 def _take_out(prompt: Prompt) -> list[int]:
-    """Deactivate the prompt's active comparisons and take back open leases on them; their ids.
-
-    Lock order as in services/assignment.py: assignment rows, then comparison rows in id order. A claim
-    committing in the very instant (its new lease not yet visible here) keeps that lease; the
-    comparison is inactive once it ends, and a rating on it cannot train (the prompt has no consent).
-    """
+    """Deactivate the prompt's active comparisons and take back open leases on them; their ids."""
     active = list(
         Comparison.objects.filter(prompt=prompt, is_active=True).order_by("id").values_list("id", flat=True)
     )
-    if not active:
-        return []
-    leases = list(
-        Assignment.objects.select_for_update()
-        .filter(comparison_id__in=active, status=Assignment.Status.LEASED)
-        .order_by("id")
-        .values_list("id", "comparison_id")
-    )
-    Assignment.objects.filter(pk__in=[lease_id for lease_id, _ in leases]).update(
-        status=Assignment.Status.EXPIRED, finished_at=timezone.now()
-    )
-    taken = Counter(comparison_id for _, comparison_id in leases)
-    for comparison_id in active:  # id order
-        Comparison.objects.filter(pk=comparison_id).update(
-            is_active=False, claimed_count=F("claimed_count") - taken[comparison_id]
-        )
+    comparisons_withdraw(active)
     return active
 
 

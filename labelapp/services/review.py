@@ -12,10 +12,9 @@ personal-data flag has a review, every rating on its prompt is held back from ex
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, Prompt, Rating, RatingReview
+from labelapp.models import Comparison, Prompt, Rating, RatingReview
+from labelapp.services.assignment import comparisons_withdraw
 
 REASON_MAX = 500
 
@@ -52,24 +51,7 @@ def prompt_withhold(*, prompt_id: int) -> int:
 
     Returns how many leases were taken back. Ratings already given stay (staff exclude them one by one).
     """
-    now = timezone.now()
     with transaction.atomic():
         Prompt.objects.filter(pk=prompt_id).update(withheld=True)
-        comparison_ids = list(
-            Comparison.objects.select_for_update()
-            .filter(prompt_id=prompt_id)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        Comparison.objects.filter(pk__in=comparison_ids).update(is_active=False)
-        leases = list(
-            Assignment.objects.select_for_update()
-            .filter(comparison_id__in=comparison_ids, status=Assignment.Status.LEASED)
-            .values_list("id", "comparison_id")
-        )
-        Assignment.objects.filter(pk__in=[lid for lid, _ in leases]).update(
-            status=Assignment.Status.EXPIRED, finished_at=now
-        )
-        for _, comparison_id in leases:
-            Comparison.objects.filter(pk=comparison_id).update(claimed_count=F("claimed_count") - 1)
-    return len(leases)
+        ids = Comparison.objects.filter(prompt_id=prompt_id).values_list("id", flat=True)
+        return comparisons_withdraw(ids)

@@ -29,7 +29,9 @@ heads, fine-tuned).
 Figures per row: accuracy of the deployed reward; accuracy of the full model (reward + length term);
 accuracy where the longer / shorter answer won and their mean (balanced); Pearson and Spearman of the
 deployed reward with answer length; the padding test; the off-prompt test.
-Medians over seeds when several are given. Targets (for the shipped default, TrainConfig's defaults):
+Medians over seeds when several are given; the two targets that compare with plain Bradley-Terry read
+the median of the per-seed differences (same split and data order), printed per seed. Targets (for
+the shipped default, TrainConfig's defaults):
 |Pearson| <= 0.05; shorter-won >= 55%; balanced >= plain's + 3 points; full model within 1 point of
 plain's accuracy; padding and off-prompt tests >= 90%. Writes bench/out/rm_quality.json.
 Exits 0 with a message when the data folder is absent.
@@ -198,6 +200,37 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def paired_gaps(results: dict, shipped: str) -> dict:
+    """The shipped default against plain Bradley-Terry seed by seed (same split, same data order), and
+    the median of those differences: the seeds disagree more than the variants do, so a difference
+    of medians taken over different seeds can show a gap that no single split has."""
+    run, which = next((run, which) for label, run, which in ROWS if label == shipped)
+    per_seed = {}
+    for seed, entry in results[run]["seeds"].items():
+        plain_entry = results["plain"]["seeds"].get(seed)
+        if plain_entry is None:
+            continue
+        d, p = figures(entry["metrics"], which), figures(plain_entry["metrics"], "raw")
+        if None in (d["balanced_accuracy"], p["balanced_accuracy"], d["accuracy_full"], p["accuracy"]):
+            continue
+        per_seed[seed] = {
+            "balanced_vs_plain": d["balanced_accuracy"] - p["balanced_accuracy"],
+            "full_vs_plain_accuracy": d["accuracy_full"] - p["accuracy"],
+        }
+    keys = ("balanced_vs_plain", "full_vs_plain_accuracy")
+    return {"per_seed": per_seed, "median": {k: median([g[k] for g in per_seed.values()]) for k in keys}}
+
+
+def print_gaps(gaps: dict, shipped: str) -> None:
+    print(f"\n{shipped} minus plain, per seed (points): balanced accuracy / full model vs plain accuracy")
+    for seed, g in gaps["per_seed"].items():
+        balanced, full = 100 * g["balanced_vs_plain"], 100 * g["full_vs_plain_accuracy"]
+        print(f"  seed {seed}: {balanced:+.1f} / {full:+.1f}")
+    m = gaps["median"]
+    if m["balanced_vs_plain"] is not None:
+        print(f"  median:  {100 * m['balanced_vs_plain']:+.1f} / {100 * m['full_vs_plain_accuracy']:+.1f}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -270,18 +303,19 @@ def main(argv=None) -> int:
     for name, overrides in RUNS.items():
         if all(getattr(default, k) == v for k, v in overrides.items()):
             shipped = f"{name}+cal" if overrides.get("calibrate", True) else name
-    targets = {}
+    targets, gaps = {}, {}
     if shipped in table and "plain" in table:
-        d, p = table[shipped], table["plain"]
-
+        d = table[shipped]
+        gaps = paired_gaps(results, shipped)
+        print_gaps(gaps, shipped)
         pearson, shorter = d["pearson_length"], d["accuracy_shorter_won"] or 0
-        balanced, plain_balanced = d["balanced_accuracy"] or 0, p["balanced_accuracy"] or 0
-        full, plain_acc = d["accuracy_full"] or 0, p["accuracy"] or 0
+        balanced_gap = gaps["median"]["balanced_vs_plain"]
+        full_gap = gaps["median"]["full_vs_plain_accuracy"]
         targets = {
             "|Pearson(deployed reward, length)| <= 0.05": pearson is not None and abs(pearson) <= 0.05,
             "shorter-won accuracy >= 55%": shorter >= 0.55,
-            "balanced accuracy >= plain's + 3 points": balanced >= plain_balanced + 0.03,
-            "full model within 1 point of plain's accuracy": abs(full - plain_acc) <= 0.01,
+            "balanced accuracy >= plain's + 3 points": balanced_gap is not None and balanced_gap >= 0.03,
+            "full model within 1 point of plain's accuracy": full_gap is not None and abs(full_gap) <= 0.01,
             "padding test >= 90%": (d["padding_accuracy"] or 0) >= 0.90,
             "off-prompt test >= 90%": (d["off_prompt_accuracy"] or 0) >= 0.90,
         }
@@ -295,6 +329,7 @@ def main(argv=None) -> int:
         "seeds": args.seeds,
         "results": results,
         "table_medians": table,
+        "paired_gaps": gaps,
         "shipped_default": shipped,
         "targets": targets,
     }

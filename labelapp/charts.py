@@ -179,8 +179,11 @@ def _err(rows: list[dict]) -> dict:
     }
 
 
-def longer_chart(curves: dict[str, dict], title: str = "P(chose the longer answer) by length ratio") -> dict:
-    """Binned P(chose longer) with Wilson intervals and the fitted logistic curve, per series."""
+def longer_chart(
+    curves: dict[str, dict], title: str = "P(chose the longer answer) by length ratio", *, counts: bool = True
+) -> dict:
+    """Binned P(chose longer) with Wilson intervals and the fitted logistic curve, per series; without
+    `counts`, no judgment counts in legend or hover (see rater_longer_chart)."""
     data = []
     for i, (name, curve) in enumerate(curves.items()):
         bins = [b for b in curve["bins"] if b["value"] is not None]
@@ -188,21 +191,23 @@ def longer_chart(curves: dict[str, dict], title: str = "P(chose the longer answe
             continue
         color = COLORS[i % len(COLORS)]
         visible = True if i < 1 else "legendonly"  # the first series; others on demand from the legend
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": f"{name} (n={sum(b['n'] for b in bins)})",
-                "legendgroup": name,
-                "visible": visible,
-                "x": [b["ratio"] for b in bins],
-                "y": [b["value"] for b in bins],
-                "error_y": _err(bins),
-                "marker": {"color": color, "size": 8},
-                "customdata": [b["n"] for b in bins],
-                "hovertemplate": "ratio %{x:.2f}: %{y:.2f} (n=%{customdata})",
-            }
-        )
+        markers = {
+            "type": "scatter",
+            "mode": "markers",
+            "name": name,
+            "legendgroup": name,
+            "visible": visible,
+            "x": [b["ratio"] for b in bins],
+            "y": [b["value"] for b in bins],
+            "error_y": _err(bins),
+            "marker": {"color": color, "size": 8},
+            "hovertemplate": "ratio %{x:.2f}: %{y:.2f}",
+        }
+        if counts:
+            markers["name"] = f"{name} (n={sum(b['n'] for b in bins)})"
+            markers["customdata"] = [b["n"] for b in bins]
+            markers["hovertemplate"] += " (n=%{customdata})"
+        data.append(markers)
         if curve.get("slope") is not None:
             xs = np.linspace(0, math.log(max(b["ratio"] for b in bins) * 1.1), 40)
             data.append(
@@ -350,6 +355,10 @@ def quality_charts(figures: dict, rows, *, speed_cap: float, max_rater_curves: i
     }
 
 
-def rater_longer_chart(curve: dict) -> dict:
-    """One rater's P(chose longer) curve, worded for both the rater's own page and staff."""
-    return longer_chart({"judgments": curve}, title="How often the longer answer was chosen, by length ratio")
+def rater_longer_chart(curve: dict, *, counts: bool = True) -> dict:
+    """One rater's P(chose longer) curve, worded for both the rater's own page and staff. The curve
+    leaves gold pairs out, so its count next to the rater's own tally of judgments counts their gold
+    pairs: the rater's own page draws it without counts (quality.figures_for_rater)."""
+    return longer_chart(
+        {"judgments": curve}, title="How often the longer answer was chosen, by length ratio", counts=counts
+    )

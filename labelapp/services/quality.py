@@ -232,12 +232,25 @@ def quality_compute(
 
 
 def figures_for_rater(figures: dict) -> dict:
-    """What a rater sees of their own figures (staff see all of them). Gold accuracy only with
-    GOLD_FEEDBACK on: its n, compared across refreshes with their own list of ratings, says which
-    recent pairs were gold, which is exactly what feedback off keeps from them."""
+    """What a rater sees of their own figures (staff see all of them). With GOLD_FEEDBACK off, no gold
+    accuracy and no count that leaves gold pairs out: the gold figure's n, or the length and position
+    figures' n (ordinary pairs only) beside the total, compared across refreshes with the rater's own
+    list of ratings, says which recent pairs were gold, which is exactly what feedback off keeps from
+    them. Values and intervals stay; the total number of judgments stays (it counts every pair)."""
     if settings.LABEL["GOLD_FEEDBACK"]:
         return figures
-    return {k: v for k, v in figures.items() if k != "gold_accuracy"}
+    from labelapp import charts
+
+    shown = {}
+    for key, value in figures.items():
+        if key == "gold_accuracy":
+            continue
+        if isinstance(value, dict) and "value" in value and "n" in value:
+            value = {**value, "n": None}  # an estimate: its count goes
+        shown[key] = value
+    curve = figures.get("longer_curve")
+    shown["chart"] = charts.rater_longer_chart(curve, counts=False) if curve else {}
+    return shown
 
 
 def _usernames(ids) -> dict[int, str]:

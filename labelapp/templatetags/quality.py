@@ -13,12 +13,13 @@ def est_html(value: dict | None, digits: int = 2) -> str:
     if not value or value.get("value") is None:
         return '<span class="muted">–</span>'
     d = int(digits)
-    n = int(value.get("n") or 0)
+    # n None: a count withheld (a rater's own gold-free figures), not zero judgments
+    count = "" if value.get("n") is None else f' <span class="n">n={int(value["n"])}</span>'
     if value.get("lo") is None:
-        return f'{float(value["value"]):.{d}f} <span class="n">n={n}</span>'
+        return f"{float(value['value']):.{d}f}{count}"
     return (
         f'{float(value["value"]):.{d}f} <span class="ci">[{float(value["lo"]):.{d}f}, '
-        f'{float(value["hi"]):.{d}f}]</span> <span class="n">n={n}</span>'
+        f"{float(value['hi']):.{d}f}]</span>{count}"
     )
 
 

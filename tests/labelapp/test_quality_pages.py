@@ -121,6 +121,22 @@ def test_a_rater_sees_their_gold_accuracy_only_with_gold_feedback_on(
     assert 'id="gold">1.00 <span class="ci">[0.76, 1.00]</span> <span class="n">n=12' in theirs
 
 
+@pytest.mark.parametrize("feedback", [False, True])
+def test_a_raters_own_page_shows_no_count_that_leaves_gold_out(settings, client, rater, rated, feedback):
+    # 24 judgments, 12 of them gold: "From 24 judgments" beside the length and position figures' n=12
+    # (ordinary pairs only), or the chart's n=12, tells the rater how many were gold; compared across
+    # refreshes with their own list of ratings, which ones.
+    settings.LABEL = {**settings.LABEL, "GOLD_FEEDBACK": feedback}
+    client.force_login(rater)
+    own = client.get(reverse("quality_me")).content.decode()
+    assert "From 24 judgments" in own and 'id="left">' in own
+    cells = re.search(r'<td id="left">(.*?)</td>', own, re.S).group(1)
+    assert ('class="n"' in cells) is feedback and ("n=12" in own) is feedback
+    assert re.search(r'<td id="left">0\.50 <span class="ci">\[', own)  # value and interval stay
+    assert 'id="chart-rater-longer-spec"' in own
+    assert ("(n=" in own) is feedback  # the chart's legend and hover counts
+
+
 def test_a_rater_without_figures_yet(client, make_user):
     client.force_login(make_user("newcomer"))
     assert 'id="no-figures"' in client.get(reverse("quality_me")).content.decode()

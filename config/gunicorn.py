@@ -8,10 +8,16 @@ mid-body. A large `GET /api/export/` streams for longer than that (about 10,000 
 bench/export.py --http), and the client got a truncated file. A gthread worker's main loop reports in
 every second while its threads serve requests, so a long streamed export runs to the end, and a few
 threads per worker keep the other pages answering while one streams. `timeout` still kills a worker
-whose main loop hangs. Each thread holds its own database connection: workers x threads connections.
+whose main loop hangs, but no longer a thread stuck in one request (waiting on a lock, say): for
+that the web process's database statements stop after DB_STATEMENT_TIMEOUT_MS (60 s unless set),
+and the request answers 503 (labelapp.middleware.DatabaseTimeoutMiddleware). Each thread holds its
+own database connection: workers x threads connections.
 """
 
 import os
+
+# read by config/settings.py when the workers load the app (they inherit the master's environment)
+os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "60000")
 
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))

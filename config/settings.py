@@ -88,6 +88,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # %00 in a query parameter is a 400 before any view can hand it to PostgreSQL (a 500 there).
     "labelapp.middleware.RefuseNulInQueryMiddleware",
+    # a statement cancelled by DB_STATEMENT_TIMEOUT_MS is a 503 with a message, not a 500
+    "labelapp.middleware.DatabaseTimeoutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -139,6 +141,14 @@ if env.bool("DB_PREPARED_STATEMENTS", default=True):
     # connection and PostgreSQL plans it once. Switch off behind a transaction-mode pooler (PgBouncer
     # before 1.21), which cannot keep prepared statements.
     _db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+# A statement running longer than this many milliseconds is cancelled (0: no limit). The web process
+# sets 60 s (config/gunicorn.py): its gthread workers keep reporting to the master while a thread is
+# stuck, so gunicorn's timeout no longer ends a request waiting forever on a lock; the workers and
+# commands keep no limit (training reads every rating at once).
+_statement_timeout_ms = env.int("DB_STATEMENT_TIMEOUT_MS", default=0)
+if _statement_timeout_ms > 0:
+    _opts = _db.setdefault("OPTIONS", {})
+    _opts["options"] = f"{_opts.get('options', '')} -c statement_timeout={_statement_timeout_ms}".strip()
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

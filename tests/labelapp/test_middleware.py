@@ -1,0 +1,73 @@
+"""A request stuck on the database answers 503 with a message once PostgreSQL cancels its statement.
+
+The web process's gthread workers keep reporting to gunicorn's master while one thread waits, so the
+worker timeout no longer ends a request that waits forever on a lock; DB_STATEMENT_TIMEOUT_MS (60 s in
+the web process, config/gunicorn.py) does, and the middleware words it (it was a 500).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+
+from labelapp.middleware import DB_TIMEOUT
+from labelapp.models import GuidelineVersion
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def guidelines_locked():
+    """Another session holds the guidelines table exclusively, as a stuck transaction would; this
+    session cancels its statements after 300 ms."""
+    s = connection.settings_dict
+    other = psycopg.connect(
+        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or None, port=s["PORT"] or None, autocommit=False
+    )
+    other.execute(f"LOCK TABLE {GuidelineVersion._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 300")
+    try:
+        yield
+    finally:
+        other.rollback()
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_whose_statement_is_cancelled_answers_503_page_and_api(rater_client, guidelines_locked):
+    api = rater_client.get("/api/guidelines/current/")
+    assert api.status_code == 503 and api["Retry-After"] == "5"
+    assert json.loads(api.content) == {"detail": DB_TIMEOUT}
+    page = rater_client.get("/guidelines/")
+    assert page.status_code == 503 and DB_TIMEOUT in page.content.decode()
+
+
+def test_the_statement_timeout_setting_reaches_the_connection_and_the_web_process_sets_one():
+    env = {k: v for k, v in os.environ.items() if k != "DB_STATEMENT_TIMEOUT_MS"}
+    probe = "from django.conf import settings as s; print(s.DATABASES['default']['OPTIONS'].get('options'))"
+
+    def options(**extra):
+        r = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", probe],
+            cwd=ROOT, env={**env, **extra}, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return r.stdout.strip().splitlines()[-1]
+
+    assert options() == "None"
+    assert options(DB_STATEMENT_TIMEOUT_MS="1234") == "-c statement_timeout=1234"
+    web = subprocess.run(
+        [sys.executable, "-c", "import runpy, os; runpy.run_path('config/gunicorn.py'); "
+         "print(os.environ['DB_STATEMENT_TIMEOUT_MS'])"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert web.stdout.strip() == "60000"

@@ -755,6 +755,29 @@ def _pair(
     return 1
 
 
+def _lock_round_prompts(prompts: list[Prompt]) -> tuple[set[int], set[int]]:
+    """(ids of the round's prompts that still exist, ids of those that may be served to raters), read
+    under a row lock held to the end of the recording transaction.
+
+    The round picked its prompts when it started. One deleted since (retention, an erasure) gets no
+    answer stored: a row pointing at it failed the whole round at commit. One whose consent was
+    withdrawn (or that staff withheld) gets its answers stored for the watch's figures but no
+    comparison. The lock makes a deletion or a consent change wait for this commit (and then take
+    away what it recorded) instead of slipping in between this read and the commit."""
+    rows = (
+        Prompt.objects.select_for_update(no_key=True)
+        .filter(pk__in=sorted({p.pk for p in prompts}))
+        .order_by("pk")
+        .values_list("pk", "consent", "withheld")
+    )
+    existing, servable = set(), set()
+    for pk, consent, withheld in rows:
+        existing.add(pk)
+        if consent and not withheld:
+            servable.add(pk)
+    return existing, servable
+
+
 def _record_version(
     run, parent, rm, artifact, round_metrics, history, eval_prompts, new_eval, fresh, fresh_answers, previous
 ) -> PolicyVersion:
@@ -774,18 +797,18 @@ def _record_version(
         history=history,
     )
     rng = random.Random(run.pk)
-    # Read again now: a prompt whose consent was withdrawn (or that staff withheld) while the round ran
-    # gets no comparison; its answers are stored for the watch's figures, never served to raters.
-    servable = set(
-        _usable_prompts().filter(pk__in=[p.pk for p in [*eval_prompts, *fresh]]).values_list("pk", flat=True)
-    )
+    existing, servable = _lock_round_prompts([*eval_prompts, *fresh])
     for prompt, answer in zip(eval_prompts, new_eval, strict=True):
+        if prompt.pk not in existing:
+            continue
         new = _store_answer(version, prompt, answer, PolicySample.Split.EVAL, 0)
         prev = previous[prompt.pk]
         old = prev.sample or _store_answer(parent, prompt, prev, PolicySample.Split.EVAL, 0)
         if prompt.pk in servable:
             _pair(prompt, new, old, PolicyPair.Kind.VS_PREVIOUS, parent, rng)
     for k, prompt in enumerate(fresh):
+        if prompt.pk not in existing:
+            continue
         first = _store_answer(version, prompt, fresh_answers[2 * k], PolicySample.Split.FRESH, 0)
         second = _store_answer(version, prompt, fresh_answers[2 * k + 1], PolicySample.Split.FRESH, 1)
         if prompt.pk in servable:

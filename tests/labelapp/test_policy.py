@@ -131,6 +131,34 @@ def test_a_prompt_whose_consent_is_withdrawn_while_a_round_runs_gets_no_comparis
     assert PolicyPair.objects.filter(new=v1).exists()  # the other prompts got theirs
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_prompt_deleted_while_a_round_runs_does_not_fail_the_round(loop, monkeypatch, settings):
+    """Retention (or an erasure) may delete a prompt the round picked when it started: the round
+    stored answers pointing at it and failed at commit (IntegrityError) after all its work. It records
+    the rest; the deleted prompt gets nothing."""
+    from labelapp.services.retention import purge_expired
+
+    real_previous = policy._previous_answers
+    deleted = {}
+
+    def delete_during_the_round(parent, prompts, *args, **kwargs):
+        out = real_previous(parent, prompts, *args, **kwargs)
+        fresh = policy.policy_fresh_prompts(limit=settings.POLICY["FRESH_PROMPTS"])
+        deleted["pks"] = [prompts[0].pk, fresh[0].pk]
+        Prompt.objects.filter(pk__in=deleted["pks"]).update(source="gone")
+        purge_expired(now=timezone.now() + timedelta(days=2))
+        return out
+
+    monkeypatch.setattr(policy, "_previous_answers", delete_during_the_round)
+    settings.RETENTION_DAYS = {"gone": 1}
+    run = policy.policy_round_request(kind=TrainingRun.Kind.BEST_OF_N, trigger="manual", enqueue=False)
+    assert policy.policy_run_execute(run_id=run.pk, worker="test") == TrainingRun.Status.SUCCEEDED
+    v1 = PolicyVersion.objects.get(number=1)
+    assert not Prompt.objects.filter(pk__in=deleted["pks"]).exists()
+    assert v1.samples.filter(split="eval").exists() and v1.samples.filter(split="fresh").exists()
+    assert PolicyPair.objects.filter(new=v1).exists()
+
+
 def test_a_best_of_n_round_reuses_the_parent_weights_and_reports_its_kl(loop):
     _round(TrainingRun.Kind.BEST_OF_N)
     v1 = PolicyVersion.objects.get(number=1)

@@ -533,13 +533,31 @@ def _prepare_round(run: TrainingRun) -> _Round:
     )
 
 
+def _round_train_prompts(run: TrainingRun) -> list[str]:
+    """The texts PPO trains on: the training prompts as the round's first attempt found them (ids kept
+    in `data_snapshot`), less those that lost their consent or were withheld or deleted since.
+
+    Update u draws its prompts from (seed, u) and this list, so a resumed attempt must see the list
+    the checkpointed updates saw: prompts ingested while it waited would change every later draw."""
+    ids = (run.data_snapshot or {}).get("train_prompt_ids")
+    if ids is None:
+        ids = [p.pk for p in policy_train_prompts()]
+        run_owned(run).update(data_snapshot={**(run.data_snapshot or {}), "train_prompt_ids": ids})
+    keep = set(ids)  # filtered here, not in an IN list that grows with the prompt pool
+    return [
+        text
+        for pk, text in _usable_prompts().values_list("pk", "text").iterator(chunk_size=2000)
+        if pk in keep
+    ]
+
+
 def _ppo_step(r: _Round) -> _Outcome | None:
     """Train the policy against the reward model (resuming from the last checkpoint), then answer the
     evaluation prompts (with their KL to v0) and two answers per fresh prompt. None: cancelled."""
     from rewardtrainer.ppo import sequence_kl, train_ppo, watch_metrics
     from rewardtrainer.sampling import HFGenerator
 
-    train_prompts = [p.text for p in policy_train_prompts()]
+    train_prompts = _round_train_prompts(r.run)
     if not train_prompts:
         raise PolicyError("no training prompts outside the evaluation set")
     reporter = _Reporter(r.run, "ppo", (0.0, 0.8))

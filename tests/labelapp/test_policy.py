@@ -267,6 +267,42 @@ def test_a_round_whose_worker_died_resumes_from_its_last_update(loop, enqueued):
     assert [row["update"] for row in run.metrics_history] == [1, 2]
 
 
+def test_a_resumed_round_trains_on_the_prompts_its_first_attempt_had(loop, enqueued, monkeypatch):
+    """Update u draws its prompts from (seed, u) and the prompt list: prompts ingested while a round
+    waited to resume changed the list, so the resumed updates drew other prompts than the checkpointed
+    ones were on. A prompt whose consent was withdrawn meanwhile still drops out."""
+    from django.db import OperationalError
+
+    import rewardtrainer.ppo
+
+    real_train_ppo, seen = rewardtrainer.ppo.train_ppo, []
+
+    def killed_after_one_update(prompts, *args, **kwargs):
+        seen.append(list(prompts))
+        real_train_ppo(prompts, *args, **kwargs, max_updates=1)
+        raise OperationalError("the worker lost its database halfway")  # a transient error: requeued
+
+    monkeypatch.setattr(rewardtrainer.ppo, "train_ppo", killed_after_one_update)
+    run = policy.policy_round_request(kind="ppo", trigger="manual", enqueue=False)
+    with pytest.raises(training.TransientTrainingError):
+        policy.policy_run_execute(run_id=run.pk, worker="w1")
+    first = seen[0]
+    for i in range(40):  # new prompts, some on the training side of the split
+        Prompt.objects.create(text=f"new prompt number {i}")
+    withdrawn = Prompt.objects.get(text=first[-1])
+    Prompt.objects.filter(pk=withdrawn.pk).update(consent=False)
+
+    def record(prompts, *args, **kwargs):
+        seen.append(list(prompts))
+        return real_train_ppo(prompts, *args, **kwargs)
+
+    monkeypatch.setattr(rewardtrainer.ppo, "train_ppo", record)
+    assert policy.policy_run_execute(run_id=run.pk, worker="w2") == TrainingRun.Status.SUCCEEDED
+    run.refresh_from_db()
+    assert run.metrics["resumed_from_update"] == 1
+    assert seen[1] == first[:-1]
+
+
 def test_a_round_out_of_attempts_fails_with_the_reason(loop, enqueued):
     run = policy.policy_round_request(kind="ppo", trigger="manual", enqueue=False)
     TrainingRun.objects.filter(pk=run.pk).update(

@@ -48,6 +48,12 @@ def guideline_draft() -> GuidelineVersion | None:
     return drafts.order_by("-number").first()
 
 
+def _unix_newlines(text: str) -> str:
+    """Browsers send a textarea's line breaks as CRLF (the HTML form encoding rules). Stored text uses
+    LF, so the text in force sent back untouched compares equal ("Nothing changed") and diffs line up."""
+    return (text or "").replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _check_texts(*, changelog: str | None = None, **texts: str | None) -> None:
     """PostgreSQL refuses NUL (U+0000) in text columns: refuse it here with a message, not a 500 at save.
     A change message over CHANGELOG_MAX is refused too (it was cut to fit without a word)."""
@@ -85,7 +91,8 @@ def guideline_create(
 
 def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVersion:
     """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place."""
-    if not (text or "").strip():
+    text = _unix_newlines(text)
+    if not text.strip():
         raise GuidelineError("The guideline text is empty.")
     _check_texts(text=text, title=title)
     title = (title or "").strip()[:200]
@@ -131,8 +138,9 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
         raise GuidelineError("Say what changed (the change message is shown to raters).")
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.
     _check_texts(text=text, title=title, changelog=changelog)
+    text = _unix_newlines(text)
     current = guideline_current()
-    if current is not None and current.text == text and (not title or title == current.title):
+    if current is not None and _unix_newlines(current.text) == text and (not title or title == current.title):
         raise GuidelineError(f"Nothing changed since version {current.number}.")
     draft = guideline_draft_save(text=text, author=author, title=title)
     return guideline_publish(version=draft, changelog=changelog)

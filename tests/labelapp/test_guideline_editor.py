@@ -88,6 +88,22 @@ def test_a_published_version_cannot_be_edited(staff, acked):
         guideline_publish_text(text=stored.text, changelog="no change", author=staff)
 
 
+def test_publishing_the_unchanged_text_from_a_browser_is_refused(client, staff, acked):
+    """A browser sends a textarea's line breaks as CRLF: the text in force, sent back untouched, was
+    not equal to the stored (LF) text, so "Publish" made a new version every rater had to acknowledge."""
+    client.force_login(staff)
+    as_sent = acked.text.replace("\n", "\r\n")
+    r = client.post(
+        reverse("staff_guideline_edit"),
+        {"title": acked.title, "text": as_sent, "changelog": "no change", "action": "publish"},
+    )
+    assert r.status_code == 400 and b"Nothing changed since version 1" in r.content
+    assert guideline_current() == acked
+    client.post(reverse("staff_guideline_edit"), {"text": as_sent + "\r\nMore.\r", "action": "draft"})
+    draft = GuidelineVersion.objects.get(published_at__isnull=True)
+    assert draft.text == acked.text + "\nMore.\n"  # stored with LF line breaks, like every other path
+
+
 def test_the_admin_cannot_edit_a_published_version(client, staff, acked):
     staff.is_superuser = True
     staff.save()

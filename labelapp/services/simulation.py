@@ -43,6 +43,7 @@ from django.db import transaction
 from labelapp.models import Assignment, Comparison, Prompt, Rating, Response, SimulatedDecision
 from labelapp.services.assignment import QueueError, assignment_next
 from labelapp.services.guidelines import (
+    GuidelineAckRequired,
     GuidelineError,
     guideline_acknowledge,
     guideline_current,
@@ -543,7 +544,7 @@ def _turn(
     (whether the rater goes on, whether the next claim starts fresh instead of after a finished one)."""
     try:
         assignment = assignment_next(rater=user, just_finished=not fresh)
-    except (QueueError, GuidelineError):
+    except (QueueError, GuidelineError, GuidelineAckRequired):  # the last: a version published meanwhile
         assignment = None
     if assignment is None:
         if guideline_needs_ack(rater=user) is not None:

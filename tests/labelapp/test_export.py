@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
 import pytest
@@ -125,6 +126,49 @@ def test_the_command_writes_jsonl_and_parquet_and_records_the_files(rater, guide
     out = StringIO()
     call_command("export_preferences", str(tmp_path / "s.jsonl"), "--since", "2000-01-01", stdout=out)
     assert "Wrote 1 pair(s)" in out.getvalue()
+
+
+def test_a_bad_date_on_the_command_line_is_a_usage_error_not_a_traceback(capsys):
+    """The date parser raised CommandError inside argparse, which Django handles only around the
+    command's handle(): `--since garbage` typed in a shell ended in a traceback."""
+    from django.core.management import ManagementUtility
+
+    with pytest.raises(SystemExit) as exit_:
+        ManagementUtility(["manage.py", "export_preferences", "x.jsonl", "--since", "garbage"]).execute()
+    assert exit_.value.code == 2
+    assert "argument --since: not an ISO date/time: 'garbage'" in capsys.readouterr().err
+
+
+def test_the_ties_file_is_written_in_the_format_its_name_says(rater, guideline, tmp_path):
+    """`export_preferences OUT.parquet --ties TIES.jsonl` wrote Parquet into TIES.jsonl (the ties file
+    took OUT's format); each file's format now follows its own suffix."""
+    import pyarrow.parquet as pq
+
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    rate(rater=rater, comparison=make_pair(text="q2"), preference=0, guideline=guideline)
+    call_command(
+        "export_preferences",
+        str(tmp_path / "p.parquet"),
+        "--ties",
+        str(tmp_path / "t.jsonl"),
+        stdout=StringIO(),
+    )
+    assert pq.read_table(tmp_path / "p.parquet").num_rows == 1
+    assert [json.loads(line)["reason"] for line in (tmp_path / "t.jsonl").read_text().splitlines()] == ["tie"]
+    call_command(
+        "export_preferences",
+        str(tmp_path / "p.jsonl"),
+        "--ties",
+        str(tmp_path / "t.parquet"),
+        stdout=StringIO(),
+    )
+    assert pq.read_table(tmp_path / "t.parquet").num_rows == 1
+    assert {(f.path.rsplit("/", 1)[1], f.format) for f in ExportFile.objects.all()} == {
+        ("p.parquet", "parquet"),
+        ("t.jsonl", "jsonl"),
+        ("p.jsonl", "jsonl"),
+        ("t.parquet", "parquet"),
+    }
 
 
 def test_withheld_prompts_and_repeats_neither_train_nor_export(rater, guideline):

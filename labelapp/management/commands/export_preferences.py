@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from labelapp.services.export import ExportFilters, export_write
@@ -16,8 +17,13 @@ def _when(value: str) -> datetime:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise CommandError(f"Not an ISO date/time: {value!r}") from None
+        # argparse turns this into a usage error; a CommandError raised while parsing was a traceback.
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {value!r}") from None
     return dt if timezone.is_aware(dt) else timezone.make_aware(dt, UTC)
+
+
+def _format_of(path: Path, default: str) -> str:
+    return {".parquet": "parquet", ".jsonl": "jsonl"}.get(path.suffix, default)
 
 
 class Command(BaseCommand):
@@ -42,14 +48,18 @@ class Command(BaseCommand):
         if o["out"] is None:
             stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
             o["out"] = Path(settings.EXPORT_DIR) / f"preferences-{o['mode']}-{stamp}.{o['format'] or 'jsonl'}"
-        fmt = o["format"] or ("parquet" if o["out"].suffix == ".parquet" else "jsonl")
+        fmt = o["format"] or _format_of(o["out"], "jsonl")
+        # The ties file follows its own name (TIES.jsonl next to OUT.parquet), else the main format.
+        ties_fmt = _format_of(o["ties"], fmt) if o["ties"] else None
         filters = ExportFilters(
             guideline_versions=o["guideline_version"],
             since=o["since"],
             until=o["until"],
             source_models=o["source_model"],
         )
-        result = export_write(path=o["out"], fmt=fmt, mode=o["mode"], filters=filters, ties_path=o["ties"])
+        result = export_write(
+            path=o["out"], fmt=fmt, mode=o["mode"], filters=filters, ties_path=o["ties"], ties_fmt=ties_fmt
+        )
         msg = f"Wrote {result.pairs} pair(s) to {result.path}"
         if result.ties_path:
             msg += f" and {result.ties} tie/both-bad/split row(s) to {result.ties_path}"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import timedelta
 
@@ -40,6 +41,9 @@ KEY_PREFIX = "rlhf_"
 # endpoints (asking for the next assignment claims one).
 PRIVATE_SCOPES = frozenset({"rate", "ingest", "export", "admin"})
 MAX_EXPIRY_DAYS = 3650
+# The shape token_create gives a key: hex prefix (secrets.token_hex(6)), URL-safe secret. Anything else
+# is refused before the database is asked (a NUL in the prefix was a DataError there: a 500).
+_KEY_SHAPE = re.compile(re.escape(KEY_PREFIX) + r"([0-9a-f]{1,16})_[A-Za-z0-9_-]+")
 
 
 class TokenError(ValueError):
@@ -174,9 +178,10 @@ def token_authenticate(*, key: str) -> ApiToken | None:
     """The active token for `key`, or None: not revoked or expired, of an active account, and minted
     (if by a token) from a chain of such tokens. Marks it used (at most once a minute, to spare
     writes)."""
-    if not key.startswith(KEY_PREFIX) or key.count("_") < 2 or len(key) > 200:
+    match = _KEY_SHAPE.fullmatch(key) if len(key) <= 200 else None
+    if match is None:
         return None
-    prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
+    prefix = match.group(1)
     token = ApiToken.objects.select_related("user").filter(prefix=prefix, revoked_at__isnull=True).first()
     if token is None or not hmac.compare_digest(token.digest, _digest(key)):
         return None

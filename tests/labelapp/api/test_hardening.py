@@ -212,3 +212,13 @@ def test_a_post_to_an_api_url_that_matches_nothing_is_a_json_404_not_the_csrf_pa
     c.force_login(rater)
     r = c.post("/api/assignments/null,null/rating/", {}, content_type="application/json")
     assert r.status_code == 404 and r.json()["detail"] == "Not found."
+
+
+# --- Third pass (consent, tokens, ingest, exports, pages) --------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["rlhf_a\x00b_secret", "rlhf_\x00_secret", "rlhf_ab%cd_secret", "rlhf_ABC_x"])
+def test_a_token_whose_prefix_is_not_hex_is_a_401(client, staff, key):
+    # The prefix reached the query as it was: a NUL in it was a DataError from PostgreSQL (500).
+    r = client.get("/api/queue/", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert r.status_code == 401 and r.json()["detail"] == "Invalid or revoked token."

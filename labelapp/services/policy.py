@@ -594,6 +594,19 @@ def _ppo_step(r: _Round) -> _Outcome | None:
     )
 
 
+def _parent_kl_to_reference(r: _Round, parent_gen, samples) -> list[float]:
+    """Per answer sampled with the parent's weights: their KL to v0's (the sum over its tokens of
+    log parent - log v0, as PPO's watch measures it); zeros when the parent samples with v0's weights."""
+    from rewardtrainer.ppo import sequence_kl
+    from rewardtrainer.sampling import load_policy, resolve_policy_path
+
+    reference = policy_weights_path(policy_base())
+    if resolve_policy_path(policy_weights_path(r.parent)) == resolve_policy_path(reference):
+        return [0.0] * len(samples)
+    ref_model, _ = load_policy(reference, device=r.device)
+    return sequence_kl(parent_gen.model, ref_model, samples, parent_gen.pad_id, r.params.temperature)
+
+
 def _best_of_n_step(r: _Round) -> _Outcome:
     """No training: the parent samples n answers per prompt and the reward model keeps its favourite."""
     from rewardtrainer.ppo import watch_metrics
@@ -606,12 +619,19 @@ def _best_of_n_step(r: _Round) -> _Outcome:
     bon = best_of_n(parent_gen, r.scorer, eval_texts, n=n, params=r.params, seed=r.seed)
     fresh_texts = [p.text for p in r.fresh for _ in range(2)]
     bon_fresh = best_of_n(parent_gen, r.scorer, fresh_texts, n=n, params=r.params, seed=r.seed + 1)
+    # KL(best-of-n || v0) = KL(best-of-n || parent) + E_kept[log parent - log v0]: the analytic term alone
+    # is the KL to the parent, and the watch's KL is to the reference for every kind of round.
+    kls = [bon.kl_bon + d for d in _parent_kl_to_reference(r, parent_gen, bon.best)]
     return _Outcome(
-        new_eval=_answers(bon.best, bon.best_scores, [bon.kl_bon] * len(bon.best)),
+        new_eval=_answers(bon.best, bon.best_scores, kls),
         fresh=_answers(bon_fresh.best, bon_fresh.best_scores),
         parent_gen=parent_gen,
-        watch=watch_metrics(bon.best, bon.best_scores, None) | {"kl": bon.kl_bon},
-        extra={"reward_gain": bon.reward_gain, "reward_first": sum(bon.first_scores) / len(bon.first_scores)},
+        watch=watch_metrics(bon.best, bon.best_scores, kls),
+        extra={
+            "reward_gain": bon.reward_gain,
+            "reward_first": sum(bon.first_scores) / len(bon.first_scores),
+            "kl_bon": bon.kl_bon,
+        },
         history=[],
         artifact="",
     )

@@ -168,6 +168,26 @@ def test_a_best_of_n_round_reuses_the_parent_weights_and_reports_its_kl(loop):
     assert policy.policy_weights_path(v1) == policy.policy_weights_path(policy.policy_base())
 
 
+def test_a_best_of_n_round_after_ppo_reports_its_kl_to_v0_not_to_its_parent(loop, client, staff):
+    """The watch's KL is to the reference (v0) for every version. A best-of-n round from a PPO version
+    reported log n - (n-1)/n alone, its KL to the parent: the KL curve fell back after every PPO
+    round. It adds the parent's own KL to v0 on the kept answers."""
+    import math
+
+    _round(TrainingRun.Kind.PPO)
+    _round(TrainingRun.Kind.BEST_OF_N)
+    v2 = PolicyVersion.objects.get(number=2)
+    assert v2.parent.number == 1
+    kls = list(v2.samples.filter(split="eval").values_list("kl", flat=True))
+    assert len({round(k, 6) for k in kls}) > 1  # each kept answer's own drift from v0
+    assert v2.metrics["kl"] == pytest.approx(sum(kls) / len(kls))
+    assert abs(v2.metrics["kl"] - (math.log(3) - 2 / 3)) > 1e-4
+    assert v2.metrics["kl_bon"] == pytest.approx(math.log(3) - 2 / 3)  # the analytic term, kept
+    client.force_login(staff)
+    page = client.get(reverse("policy_version", args=[2])).content.decode()
+    assert f'id="kl-bon">{v2.metrics["kl_bon"]:.3f}' in page
+
+
 def test_the_sample_viewer_scores_both_answers_with_the_rounds_reward_model(
     loop, tmp_path, tiny_backbone, client, staff
 ):

@@ -330,7 +330,9 @@ class _ParquetSink:
         self.flush()
         if self.writer is not None:
             self.writer.close()
-        elif not self.path.exists():
+        else:
+            # No rows: still a Parquet file, written over whatever is at the path (the API's temporary
+            # file is made empty beforehand, and an earlier export there must not stand in for this one).
             import pyarrow as pa
             import pyarrow.parquet as pq
 

@@ -222,3 +222,31 @@ def test_a_token_whose_prefix_is_not_hex_is_a_401(client, staff, key):
     # The prefix reached the query as it was: a NUL in it was a DataError from PostgreSQL (500).
     r = client.get("/api/queue/", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert r.status_code == 401 and r.json()["detail"] == "Invalid or revoked token."
+
+
+@pytest.mark.parametrize("kind", ["pairs", "ties"])
+def test_an_empty_parquet_export_is_a_parquet_file(staff_api, kind):
+    # The view writes into a temporary file it made first; the sink saw the file existing and wrote
+    # nothing, so an export with no rows was a 0-byte download no Parquet reader opens.
+    import io
+
+    import pyarrow.parquet as pq
+
+    r = staff_api.get(f"/api/export/?output=parquet&kind={kind}")
+    assert r.status_code == 200
+    table = pq.read_table(io.BytesIO(b"".join(r.streaming_content)))
+    assert table.num_rows == 0
+
+
+def test_an_empty_parquet_export_replaces_an_earlier_file_at_its_path(tmp_path, staff):
+    # An export with no rows left the earlier file at that path in place (rows withdrawn since
+    # included) and recorded it as the new, empty export.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labelapp.services.export import ExportFilters, export_write
+
+    path = tmp_path / "prefs.parquet"
+    pq.write_table(pa.table({"prompt": ["an earlier export"]}), path)
+    result = export_write(path=path, fmt="parquet", mode="rating", filters=ExportFilters(), record=False)
+    assert result.pairs == 0 and pq.read_table(path).num_rows == 0

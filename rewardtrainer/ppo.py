@@ -454,9 +454,12 @@ class FixedKLController:
         pass
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float | None:
+    """1 - Var(returns - values) / Var(returns); None when the returns do not vary (undefined there).
+    Not NaN: the row goes into JSON, and PostgreSQL's jsonb refuses NaN (the round's progress write
+    failed, and with it the round)."""
     var_r = masked_var(returns, mask)
-    return float(1.0 - masked_var(returns - values, mask) / var_r) if var_r > 0 else float("nan")
+    return float(1.0 - masked_var(returns - values, mask) / var_r) if var_r > 0 else None
 
 
 # --- state ------------------------------------------------------------------------------------------

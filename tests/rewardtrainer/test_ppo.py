@@ -442,3 +442,22 @@ def test_an_answer_without_any_token_is_refused_not_trained_on_silently():
     assert build_rollout([ok], pad_id=0).response_mask.tolist() == [[1, 1]]
     with pytest.raises(ValueError, match="without any token"):
         build_rollout([ok, empty], pad_id=0)
+
+
+def test_every_logged_figure_is_strict_json_when_the_returns_do_not_vary(tmp_path):
+    """A reward that does not vary, with the old log-probs recomputed (the policy equals its reference
+    at the first update: KL exactly 0), gives returns that do not vary: explained variance was NaN,
+    which PostgreSQL's jsonb refuses, so the round's progress write failed the round."""
+    tok = tiny_tokenizer()
+    c = config(updates=1, batch_size=8, mini_batch_size=8, ppo_epochs=1, **OTHER_MODE)
+    result = train_ppo(
+        prompts(8),
+        lambda ps, answers: torch.zeros(len(answers)),
+        c,
+        tmp_path,
+        policy=tiny_llama(tok),
+        tokenizer=tok,
+    )
+    row = result.history[0]
+    assert row["kl"] == 0.0 and row["explained_variance"] is None
+    json.dumps(result.history, allow_nan=False)  # ValueError on NaN or inf

@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -907,6 +907,16 @@ def test_ppo_round_command_runs_a_round_here_and_explains_failures(loop, capsys)
     RewardModelVersion.objects.update(is_active=False)
     with pytest.raises(Exception, match="no active reward model"):
         call_command("ppo_round", "--sync")
+
+
+def test_ppo_round_command_when_the_round_in_the_way_ends_before_it_looks(db, monkeypatch):
+    # The request found a round in the way (None), which finished before the command looked it up:
+    # the command failed with an AttributeError on None.
+    from labelapp.management.commands import ppo_round
+
+    monkeypatch.setattr(ppo_round, "policy_round_request", lambda **kw: None)
+    with pytest.raises(CommandError, match="it has just ended. Run the command again"):
+        call_command("ppo_round")
 
 
 def test_sample_policy_fills_the_queue_with_v0_answers_once(loop, capsys):

@@ -31,6 +31,8 @@ class Command(BaseCommand):
             raise CommandError(f"{exc} (--sync runs the round here without the broker)") from exc
         if run is None:
             active = TrainingRun.objects.filter(kind__in=POLICY_KINDS, status__in=TrainingRun.ACTIVE).first()
+            if active is None:  # the round in the way ended between the request and this look-up
+                raise CommandError("Another round was running; it has just ended. Run the command again.")
             raise CommandError(f"Round #{active.pk} is already {active.status}; one at a time.")
         where = "running here" if sync else "queued"
         self.stdout.write(f"round #{run.pk} ({run.get_kind_display()}) {where}")

@@ -31,6 +31,7 @@ from labelapp.models import (
     RewardModelVersion,
     TrainingRun,
 )
+from labelapp.services.comparisons import prompt_text_fixed, response_text_fixed
 from labelapp.services.consent import REASON_MAX as CONSENT_REASON_MAX
 from labelapp.services.consent import ConsentError, prompt_consent_set
 from labelapp.services.gold import (
@@ -46,9 +47,23 @@ from labelapp.services.privacy import scrub_model_text
 from labelapp.services.review import ReviewError, rating_review_add
 from labelapp.services.training import reward_model_activate, training_run_cancel
 
+FIXED_TEXT = "A comparison shows this text and ratings judged it: it can no longer change."
+
+
+class ResponseInlineForm(forms.ModelForm):
+    """An answer a comparison shows keeps its text (services/comparisons.response_text_fixed); the rest
+    of the row, and answers no comparison shows yet, stay editable."""
+
+    def clean_text(self):
+        text = self.cleaned_data.get("text")
+        if "text" in self.changed_data and response_text_fixed(response=self.instance):
+            raise forms.ValidationError(FIXED_TEXT)
+        return text
+
 
 class ResponseInline(admin.TabularInline):
     model = Response
+    form = ResponseInlineForm
     extra = 0
     fields = ("text", "source_model", "source_model_version", "word_count")
     readonly_fields = ("word_count",)
@@ -68,7 +83,10 @@ class PromptAdmin(admin.ModelAdmin):
         # A stored prompt's consent changes only through the actions below, which record who, when and
         # why; a new prompt typed here takes its first value like an imported one.
         fields = super().get_readonly_fields(request, obj)
-        return (*fields, "consent", "consent_history") if obj is not None else fields
+        if obj is None:
+            return fields
+        fixed = ("text",) if prompt_text_fixed(prompt=obj) else ()  # ratings judged it as it stands
+        return (*fields, *fixed, "consent", "consent_history")
 
     @admin.display(description="text")
     def short_text(self, obj):
@@ -135,6 +153,11 @@ class ResponseAdmin(admin.ModelAdmin):
     readonly_fields = ("char_count", "word_count", "pii_found", "created_at")
     raw_id_fields = ("prompt",)
     actions = ["make_gold"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        # An answer a comparison shows keeps its text: ratings judged it as it stands.
+        return (*fields, "text") if obj is not None and response_text_fixed(response=obj) else fields
 
     def save_model(self, request, obj, form, change):
         scrub_model_text(obj)

@@ -3,6 +3,10 @@ length-matched (pairs whose answers are closest in length first, DESIGN section 
 
 Prompts without consent or withheld get no comparisons: ratings on them could never train, so rater
 time is not spent on them. A pair that already exists (either order) is not created again.
+
+Once a comparison shows a prompt or an answer, its text is fixed (`prompt_text_fixed`,
+`response_text_fixed`): ratings judge the texts they were shown and are never edited after the fact,
+so the text under them is not either (the admin, the one place that edits a stored text, asks these).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from labelapp.models import Comparison, Prompt, Response
 
@@ -90,3 +95,15 @@ def comparisons_create(
                 )
                 report.created.append(c.pk)
     return report
+
+
+def prompt_text_fixed(*, prompt: Prompt) -> bool:
+    """Whether a comparison shows `prompt` (its text may then no longer change)."""
+    return prompt.pk is not None and Comparison.objects.filter(prompt_id=prompt.pk).exists()
+
+
+def response_text_fixed(*, response: Response) -> bool:
+    """Whether a comparison shows `response` on either side (its text may then no longer change)."""
+    if response.pk is None:
+        return False
+    return Comparison.objects.filter(Q(response_a_id=response.pk) | Q(response_b_id=response.pk)).exists()

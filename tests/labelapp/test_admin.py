@@ -279,3 +279,56 @@ def test_assignments_are_read_only_in_the_admin(client, staff, rater, guideline,
     delete = reverse("admin:labelapp_assignment_delete", args=[assignment.pk])
     assert client.post(delete, {"post": "yes"}).status_code == 403
     assert Assignment.objects.filter(pk=assignment.pk).exists()
+
+
+def test_texts_a_comparison_shows_are_fixed_in_the_admin(client, staff, rater, acked, make_comparison):
+    """Ratings are never edited after the fact, and a rating is a judgment of the texts its comparison
+    showed: an answer or prompt edited in the admin (its change page, or the prompt's answer inline)
+    changed what every rating on it, and the export, said. Texts no comparison shows stay editable."""
+    from labelapp.models import Prompt, Response
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    comparison = make_comparison(prompt_text="Rated prompt", a="Rated A", b="Rated B")
+    a = assignment_next(rater=rater)
+    rating_submit(rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=RatingInput(preference=2))
+    answer = comparison.response_a
+    r = client.post(
+        reverse("admin:labelapp_response_change", args=[answer.pk]),
+        {"prompt": comparison.prompt_id, "text": "Rewritten", "source_model": "test", "token_count": 1},
+    )
+    assert r.status_code == 302  # saved, the text left as it was (shown read-only)
+    prompt_data = {
+        "text": "Rewritten prompt",
+        "category": "",
+        "source": "manual",
+        "responses-TOTAL_FORMS": "2",
+        "responses-INITIAL_FORMS": "2",
+        "responses-MIN_NUM_FORMS": "0",
+        "responses-MAX_NUM_FORMS": "1000",
+    }
+    for i, resp in enumerate([comparison.response_a, comparison.response_b]):
+        prompt_data |= {
+            f"responses-{i}-id": resp.pk,
+            f"responses-{i}-prompt": comparison.prompt_id,
+            f"responses-{i}-text": f"Rewritten {i}",
+            f"responses-{i}-source_model": "test",
+            f"responses-{i}-source_model_version": "",
+        }
+    r = client.post(reverse("admin:labelapp_prompt_change", args=[comparison.prompt_id]), prompt_data)
+    assert r.status_code == 200 and "it can no longer change" in r.content.decode()  # the answers' error
+    assert Prompt.objects.get(pk=comparison.prompt_id).text == "Rated prompt"
+    assert sorted(Response.objects.filter(prompt_id=comparison.prompt_id).values_list("text", flat=True)) == [
+        "Rated A",
+        "Rated B",
+    ]
+
+    loose = Prompt.objects.create(text="Not compared yet")
+    spare = Response.objects.create(prompt=loose, text="Spare", source_model="m")
+    r = client.post(
+        reverse("admin:labelapp_response_change", args=[spare.pk]),
+        {"prompt": loose.pk, "text": "Spare, fixed", "source_model": "m", "token_count": 1},
+    )
+    assert r.status_code == 302, r.context["adminform"].form.errors
+    assert Response.objects.get(pk=spare.pk).text == "Spare, fixed"

@@ -110,6 +110,16 @@ def test_a_ppo_round_makes_v1_and_puts_its_comparisons_at_the_front_of_the_queue
     assert not {p.pk for p in eval_prompts} & {p.pk for p in policy.policy_train_prompts()}
 
 
+def test_a_policy_rounds_run_page_links_its_policy_and_shows_no_empty_rating_counts(loop, client, staff):
+    # The run page is the reward-model runs' page: a policy round showed "Data:  usable ratings (of
+    # consented; ...)" with every number blank, and no link to the version it produced.
+    run = _round(TrainingRun.Kind.BEST_OF_N)
+    client.force_login(staff)
+    page = client.get(reverse("training_run", args=[run.pk])).content.decode()
+    assert "usable ratings" not in page and "A policy round" in page
+    assert f'href="{reverse("policy_version", args=[1])}">policy v1</a>' in page
+
+
 def test_a_prompt_whose_consent_is_withdrawn_while_a_round_runs_gets_no_comparison(loop, monkeypatch):
     """The round picks its prompts when it starts; a withdrawal (or a withholding) before it records
     must not put new comparisons on that prompt in front of raters."""

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from labelapp.admin_base import ReadOnlyAdmin, RecordAdmin
+from labelapp.admin_base import DateBoundedListMixin, ReadOnlyAdmin, RecordAdmin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -321,7 +321,7 @@ def _ask(modeladmin, request, queryset, *, form_class, title: str, submit_label:
 
 
 @admin.register(Rating)
-class RatingAdmin(RecordAdmin):
+class RatingAdmin(DateBoundedListMixin, RecordAdmin):
     list_display = (
         "id",
         "rater",
@@ -451,7 +451,7 @@ class RaterProfileAdmin(ReadOnlyAdmin):
 
 
 @admin.register(QueueSnapshot)
-class QueueSnapshotAdmin(admin.ModelAdmin):
+class QueueSnapshotAdmin(DateBoundedListMixin, admin.ModelAdmin):
     list_display = ("taken_at", "pending", "leased", "done", "released")
     date_hierarchy = "taken_at"
 
@@ -575,6 +575,21 @@ class ExportFileAdmin(admin.ModelAdmin):
 
 
 from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, SimulatedDecision)
+
+
+def _guard_celery_beat_task_list() -> None:
+    """Celery beat's task list drills down by start time too (its admin is registered before ours,
+    INSTALLED_APPS order): the same guard, on a subclass of its own admin."""
+    from django_celery_beat.models import PeriodicTask
+
+    if not admin.site.is_registered(PeriodicTask):
+        return
+    beat_admin = type(admin.site.get_model_admin(PeriodicTask))
+    admin.site.unregister(PeriodicTask)
+    admin.site.register(PeriodicTask, type(beat_admin.__name__, (DateBoundedListMixin, beat_admin), {}))
+
+
+_guard_celery_beat_task_list()
 
 
 @admin.register(EvalSetRating)

@@ -1,9 +1,31 @@
-"""Base classes for admin pages of rows that jobs or services write and staff only look at.
+"""Base classes for admin pages of rows that jobs or services write and staff only look at, and the
+date drill-down's guard.
 
 No JSON column is editable in the admin (tests/labelapp/test_admin.py checks it): every one is a
 record a job or a service wrote (a run's recipe, metrics, scrubbing counts), never typed by hand."""
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+
+
+class DateBoundedChangeList(ChangeList):
+    """Django's date hierarchy computes the end of the day, month or year asked for by adding to it;
+    past 9999-12-31 that raised OverflowError or ValueError (a 500). Refused like any other bad lookup
+    instead: the list redirects to itself with ?e=1."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class DateBoundedListMixin:
+    """For a ModelAdmin with `date_hierarchy`: its list uses the guarded change list."""
+
+    def get_changelist(self, request, **kwargs):
+        return DateBoundedChangeList
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

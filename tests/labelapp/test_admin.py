@@ -332,3 +332,22 @@ def test_texts_a_comparison_shows_are_fixed_in_the_admin(client, staff, rater, a
     )
     assert r.status_code == 302, r.context["adminform"].form.errors
     assert Response.objects.get(pk=spare.pk).text == "Spare, fixed"
+
+
+@pytest.mark.parametrize(
+    "query", ["__year=9999", "__year=9999&{f}__month=12", "__year=9999&{f}__month=12&{f}__day=31"]
+)
+def test_a_date_drilldown_past_the_last_date_is_refused_not_a_500(client, staff, query):
+    # Django's date hierarchy computes the day, month or year after the one asked for: after
+    # 9999-12-31 that overflowed (OverflowError, ValueError): a 500 on the rating, queue snapshot and
+    # Celery beat task lists.
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    pages = [(m, a) for m, a in admin.site._registry.items() if a.date_hierarchy]
+    assert len(pages) == 3  # ratings, queue snapshots, Celery beat's tasks
+    for model, model_admin in pages:
+        field = model_admin.date_hierarchy
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        r = client.get(f"{url}?{field}" + query.format(f=field))
+        assert r.status_code == 302 and r["Location"].endswith("?e=1"), (url, r.status_code)

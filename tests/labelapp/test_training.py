@@ -113,7 +113,7 @@ def test_two_beats_at_the_same_moment_start_exactly_one_run(tiny_settings, guide
 
 
 @pytest.mark.django_db
-def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
+def test_a_full_run_makes_a_version_decided_by_safe_activation_and_a_redelivered_task_does_nothing(
     tiny_settings, guideline, make_user, enqueued, client, staff
 ):
     tiny_settings.TRAINING = {**tiny_settings.TRAINING, "EVAL_SET_PERCENT": 30, "EVAL_SET_MIN_PAIRS": 1}
@@ -124,7 +124,11 @@ def test_a_full_run_makes_an_active_version_and_a_redelivered_task_does_nothing(
     run.refresh_from_db()
     assert run.status == "succeeded" and run.attempts == 1 and run.progress == 1.0
     version = RewardModelVersion.objects.get()
-    assert version.is_active and version.run_id == run.pk
+    # Activated only if it beats a coin on the frozen evaluation set (6-8 pairs here): a tiny random
+    # backbone after a few steps does so on most but not all splits, and the split follows the prompt
+    # ids, which depend on the tests that ran before. The rule itself: test_training_activation.py.
+    assert version.run_id == run.pk and version.eval_set_metrics["n_pairs"] >= 1
+    assert version.is_active == version.activation_note.startswith("Activated"), version.activation_note
     for key in (
         "accuracy",
         "accuracy_length_matched",

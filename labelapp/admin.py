@@ -527,7 +527,7 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
 
 # --- Data in and out (issue 8) -------------------------------------------------------------------------
 from labelapp.models import ApiToken, ExportFile  # noqa: E402
-from labelapp.services.tokens import token_revoke  # noqa: E402
+from labelapp.services.tokens import TokenError, token_revoke  # noqa: E402
 
 
 @admin.register(ApiToken)
@@ -558,9 +558,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected tokens (and every token they minted)")
     def revoke(self, request, queryset):
         # Already revoked ones too: token_revoke sweeps what they minted (a direct update would not).
-        for token in queryset:
-            token_revoke(token=token)
-        self.message_user(request, "Revoked, with every token they minted.", messages.SUCCESS)
+        refused = []
+        for token in queryset.select_related("user"):
+            try:
+                token_revoke(token=token, by=request.user)
+            except TokenError as exc:
+                refused.append(f"{token.name}: {exc}")
+        if refused:
+            self.message_user(request, "Not revoked: " + "; ".join(refused), messages.ERROR)
+        if len(refused) < len(queryset):
+            self.message_user(request, "Revoked, with every token they minted.", messages.SUCCESS)
 
 
 @admin.register(ExportFile)

@@ -14,7 +14,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -126,7 +126,12 @@ class TokenRevokeView(APIView):
         token = ApiToken.objects.select_related("user").filter(pk=token_id).first()
         if token is None:
             raise NotFound("No such token.")
-        return Response(ds.TokenSerializer(token_revoke(token=token)).data)
+        via = request.auth if isinstance(request.auth, ApiToken) else None
+        try:
+            token = token_revoke(token=token, by=request.user, via=via)
+        except TokenError as exc:
+            raise PermissionDenied(str(exc)) from None
+        return Response(ds.TokenSerializer(token).data)
 
 
 # --- Prompts and answers -----------------------------------------------------------------------------

@@ -130,9 +130,20 @@ def _expiry(expires_in_days):
     return timezone.now() + timedelta(days=expires_in_days)
 
 
-def token_revoke(*, token: ApiToken) -> ApiToken:
+def token_revoke(*, token: ApiToken, by=None, via=None) -> ApiToken:
     """Revoke `token` and every token it minted, transitively, in one transaction. Descendants of an
-    already revoked token are swept too (it may have been revoked by a direct update)."""
+    already revoked token are swept too (it may have been revoked by a direct update).
+    `by`/`via` (the account and the token a request came with) follow token_create's rules: a token
+    revokes only tokens of its own account or of non-staff accounts, and only a superuser revokes a
+    superuser's tokens. TokenError otherwise."""
+    owner = token.user
+    if owner.is_superuser and by is not None and not by.is_superuser:
+        raise TokenError("Only a superuser may revoke a superuser's tokens.")
+    if via is not None and owner.pk != via.user_id and (owner.is_staff or owner.is_superuser):
+        raise TokenError(
+            "A token may revoke tokens only of its own account or of non-staff accounts (raters), "
+            "not another staff member's; sign in to revoke those."
+        )
     with transaction.atomic():
         ids = _minted_by(token.pk)
         ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True).update(revoked_at=timezone.now())

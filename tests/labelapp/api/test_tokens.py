@@ -369,3 +369,30 @@ def test_what_a_token_minted_stops_when_the_minting_account_is_deactivated_or_th
     ApiToken.objects.filter(user=staff).delete()  # deleting a token deletes what it minted
     assert not ApiToken.objects.exists()
     assert client.get("/api/ratings/", **for_rater).status_code == 401
+
+
+def test_a_token_revokes_tokens_of_its_own_account_or_a_raters_not_other_staffs(
+    staff, rater, make_user, client, django_user_model
+):
+    # Minting was limited to the token's own account or raters, revoking was not: an admin-scope token
+    # could revoke every token of every staff member and superuser.
+    colleague = make_user("colleague", staff=True)
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "pw")
+    admin_token = _key(staff, ["admin", "read", "rate"])
+    theirs = _key(colleague, ["read"])
+    roots = _key(root, ["read"])
+    own = ApiToken.objects.create(user=staff, name="own", prefix="ab12cd34", digest="0" * 64)
+    raters = ApiToken.objects.create(user=rater, name="rater", prefix="ef56ab78", digest="1" * 64)
+    for other in (ApiToken.objects.get(user=colleague), ApiToken.objects.get(user=root)):
+        r = client.post(f"/api/tokens/{other.pk}/revoke/", **admin_token)
+        assert r.status_code == 403 and "revoke" in r.json()["detail"], r.json()
+    assert client.get("/api/queue/", **theirs).status_code == 200
+    assert client.get("/api/queue/", **roots).status_code == 200
+    for mine in (own, raters):
+        assert client.post(f"/api/tokens/{mine.pk}/revoke/", **admin_token).status_code == 200
+    # signed in (no token), staff revoke a colleague's token, not a superuser's
+    browser = Client()
+    browser.force_login(staff)
+    r = browser.post(f"/api/tokens/{ApiToken.objects.get(user=root).pk}/revoke/")
+    assert r.status_code == 403 and "superuser" in r.json()["detail"]
+    assert browser.post(f"/api/tokens/{ApiToken.objects.get(user=colleague).pk}/revoke/").status_code == 200

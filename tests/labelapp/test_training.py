@@ -411,6 +411,19 @@ def test_the_command_checks_like_the_schedule_and_trains_with_now(
     assert RewardModelVersion.objects.get().is_active
 
 
+@pytest.mark.django_db
+def test_the_command_does_not_blame_a_running_policy_round(settings):
+    """A running PPO round does not hold the reward model's slot, yet the command said "Run #N is
+    already running; one run at a time." (it looked for an active run of any kind) instead of why it
+    started nothing: too few new ratings."""
+    from django.core.management import CommandError, call_command
+
+    settings.TRAINING = {**settings.TRAINING, "MIN_NEW_RATINGS": 50}
+    TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status=TrainingRun.Status.RUNNING)
+    with pytest.raises(CommandError, match="Only 0 new consented ratings"):
+        call_command("train_reward_model")
+
+
 def test_contradictory_reward_model_settings_fail_the_system_check(settings):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError

@@ -39,7 +39,10 @@ class Command(BaseCommand):
         except BrokerUnavailable as exc:
             raise CommandError(f"{exc} (--sync trains here without the broker)") from exc
         if run is None:
-            active = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).first()
+            # Only a reward-model run holds this slot; a policy round running beside it does not.
+            active = TrainingRun.objects.filter(
+                kind=TrainingRun.Kind.REWARD_MODEL, status__in=TrainingRun.ACTIVE
+            ).first()
             if active:
                 raise CommandError(f"Run #{active.pk} is already {active.status}; one run at a time.")
             raise CommandError(

@@ -18,6 +18,7 @@ from django.utils import timezone
 from labelapp.models import GuidelineAcknowledgment, GuidelineVersion
 
 CHANGELOG_MAX = 500
+TITLE_MAX = 200  # GuidelineVersion.title's column
 
 
 class GuidelineError(Exception):
@@ -56,10 +57,14 @@ def _unix_newlines(text: str) -> str:
 
 def _check_texts(*, changelog: str | None = None, **texts: str | None) -> None:
     """PostgreSQL refuses NUL (U+0000) in text columns: refuse it here with a message, not a 500 at save.
-    A change message over CHANGELOG_MAX is refused too (it was cut to fit without a word)."""
+    A change message over CHANGELOG_MAX or a title over TITLE_MAX is refused too (each was cut to fit
+    without a word)."""
     for what, value in {**texts, "change message": changelog}.items():
         if value and "\x00" in value:
             raise GuidelineError(f"The {what} contains a NUL character (U+0000); remove it and save again.")
+    title = (texts.get("title") or "").strip()
+    if len(title) > TITLE_MAX:  # it was cut to fit without a word
+        raise GuidelineError(f"Keep the title to {TITLE_MAX} characters (it has {len(title)}).")
     if changelog and len(changelog.strip()) > CHANGELOG_MAX:
         raise GuidelineError(
             f"Keep the change message to {CHANGELOG_MAX} characters (it has {len(changelog.strip())})."
@@ -95,7 +100,7 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
     if not text.strip():
         raise GuidelineError("The guideline text is empty.")
     _check_texts(text=text, title=title)
-    title = (title or "").strip()[:200]
+    title = (title or "").strip()
     with transaction.atomic():
         # Serialise two staff saving at once on the draft row (or on its absence, via the number).
         draft = guideline_draft()

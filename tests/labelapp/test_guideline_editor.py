@@ -170,6 +170,20 @@ def test_an_over_long_change_message_is_refused_not_cut(staff):
         guideline_publish_text(text="# G\n\nNew rule.", changelog="y" * (CHANGELOG_MAX + 1), author=staff)
 
 
+def test_an_over_long_title_is_refused_not_cut(client, staff):
+    from django.urls import reverse
+
+    from labelapp.services.guidelines import TITLE_MAX, GuidelineError, guideline_draft_save
+
+    with pytest.raises(GuidelineError, match=f"{TITLE_MAX} characters"):
+        guideline_draft_save(text="# G\n\nNew rule.", title="t" * (TITLE_MAX + 1), author=staff)
+    client.force_login(staff)  # a client that ignores the field's maxlength
+    data = {"text": "# G\n\nKeep this.", "title": "t" * 300, "changelog": "c", "action": "draft"}
+    r = client.post(reverse("staff_guideline_edit"), data)
+    assert r.status_code == 400 and b"Keep the title to 200 characters (it has 300)." in r.content
+    assert not GuidelineVersion.objects.filter(title__startswith="ttt").exists()
+
+
 def test_a_cleared_title_is_an_error_that_keeps_the_text(client, staff):
     from django.urls import reverse
 

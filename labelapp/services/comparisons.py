@@ -33,6 +33,22 @@ def _length_gap(a: Response, b: Response) -> float:
     return hi / lo
 
 
+def _new_pairs(prompt: Prompt) -> list[tuple[Response, Response]]:
+    """The prompt's pairs of answers that differ in text and are not compared yet. By text, not by id:
+    an answer stored twice (the answers endpoint and ingest keep what they are sent) would pair with
+    itself, a comparison with nothing to judge, or repeat a comparison under new ids."""
+    answers = list(Response.objects.filter(prompt=prompt).order_by("pk"))
+    compared = Comparison.objects.filter(prompt=prompt)
+    seen = {frozenset(texts) for texts in compared.values_list("response_a__text", "response_b__text")}
+    pairs = []
+    for a, b in itertools.combinations(answers, 2):
+        key = frozenset((a.text, b.text))
+        if len(key) == 2 and key not in seen:
+            seen.add(key)
+            pairs.append((a, b))
+    return pairs
+
+
 def comparisons_create(
     *,
     prompt_ids: list[int],
@@ -65,16 +81,7 @@ def comparisons_create(
             if prompt.withheld:
                 report.skipped_prompts[pid] = "withheld"
                 continue
-            answers = list(Response.objects.filter(prompt=prompt).order_by("pk"))
-            existing = {
-                frozenset(p)
-                for p in Comparison.objects.filter(prompt=prompt).values_list("response_a", "response_b")
-            }
-            pairs = [
-                (a, b)
-                for a, b in itertools.combinations(answers, 2)
-                if frozenset((a.pk, b.pk)) not in existing
-            ]
+            pairs = _new_pairs(prompt)
             if max_length_ratio:
                 pairs = [p for p in pairs if _length_gap(*p) <= max_length_ratio]
             if length_matched:
@@ -85,7 +92,7 @@ def comparisons_create(
             if per_prompt is not None:
                 pairs = pairs[:per_prompt]
             if not pairs:
-                report.skipped_prompts[pid] = "fewer than two answers or every pair exists"
+                report.skipped_prompts[pid] = "fewer than two different answers or every pair exists"
                 continue
             for a, b in pairs:
                 if rng.random() < 0.5:  # A/B order carries no meaning; the page randomizes sides too

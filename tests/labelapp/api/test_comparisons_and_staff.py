@@ -26,6 +26,21 @@ def test_all_pairs_then_no_duplicates(staff_api):
     assert again.json()["created"] == [] and Comparison.objects.count() == 6
 
 
+def test_an_answer_stored_twice_is_not_compared_with_itself_nor_twice(staff_api):
+    # The answers endpoint keeps what it is sent: two identical answers made a comparison with nothing
+    # to judge, and the copy repeated every comparison of the original under new ids.
+    p = _prompt(lengths=(5, 6))
+    Response.objects.create(prompt=p, text="word " * 4 + "word", source_model="again")  # = the 5-word one
+    r = staff_api.post("/api/comparisons/", {"prompt_ids": [p.pk]}, content_type="application/json")
+    assert r.status_code == 201 and len(r.json()["created"]) == 1
+    c = Comparison.objects.get()
+    assert c.response_a.text != c.response_b.text
+    lone = _prompt(lengths=(3, 3))  # two answers, one text
+    again = staff_api.post("/api/comparisons/", {"prompt_ids": [lone.pk]}, content_type="application/json")
+    skipped = again.json()["skipped_prompts"][str(lone.pk)]
+    assert again.json()["created"] == [] and "different answers" in skipped
+
+
 def test_a_sampled_length_matched_pair_is_the_closest_in_length(staff_api):
     p = _prompt()
     body = {"prompt_ids": [p.pk], "per_prompt": 1, "length_matched": True, "seed": 1}

@@ -81,7 +81,7 @@ def prompt_consent_set(*, prompt: Prompt, consent: bool, reason: str, by) -> Pro
         )
     prompt.consent = consent
     log.info(
-        "prompt #%s consent %s by %s (%d comparisons): %s",
+        "prompt #%s consent %s by %s (%d comparisons): %r",  # %r: a typed line break forges no log line
         prompt.pk,
         _word(consent),
         getattr(by, "username", "a command"),

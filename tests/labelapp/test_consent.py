@@ -55,6 +55,14 @@ def test_withdrawal_sets_consent_and_records_who_when_and_why(staff):
     assert list(prompt.consent_changes.values_list("consent", flat=True)) == [False, True]
 
 
+def test_a_reason_with_line_breaks_forges_no_log_line(staff, caplog):
+    prompt = make_pair().prompt
+    with caplog.at_level("INFO", logger="labelapp.services.consent"):
+        prompt_consent_set(prompt=prompt, consent=False, reason="asked\nERROR all ratings deleted", by=staff)
+    [line] = [r.getMessage() for r in caplog.records if "consent" in r.getMessage()]
+    assert "\n" not in line and "asked\\nERROR" in line
+
+
 @pytest.mark.parametrize(
     "reason, message",
     [
@@ -142,6 +150,19 @@ def test_withdrawal_stops_the_queue_serving_the_prompt_and_takes_back_open_lease
             rater=rater, assignment_id=held.pk, idempotency_key=held.form_key, data=RatingInput(preference=0)
         )
     assert not Rating.objects.exists()
+
+
+def test_a_rating_on_a_lease_taken_back_does_not_blame_the_raters_time(staff, rater, acked, make_comparison):
+    """The refusal said "Your time on this comparison ran out and it has been withdrawn" to a rater
+    whose lease had 15 minutes left: the withdrawal, not the clock, ended it."""
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    prompt_consent_set(prompt=comparison.prompt, consent=False, reason="withdrawn", by=staff)
+    with pytest.raises(RatingError) as refused:
+        rating_submit(
+            rater=rater, assignment_id=held.pk, idempotency_key=held.form_key, data=RatingInput(preference=0)
+        )
+    assert "withdrawn" in str(refused.value) and "ran out" not in str(refused.value)
 
 
 def test_restoration_puts_back_what_the_withdrawal_took_out(staff, rater, acked, make_comparison):

@@ -330,9 +330,18 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     )
     state = comparison.first()
     if state is None or not state["is_active"] or state["prompt__withheld"] or not state["prompt__consent"]:
+        # A lease ended before its deadline was taken back by the withdrawal (comparisons_withdraw):
+        # telling that rater their time ran out would be wrong.
+        taken_back = (
+            assignment.finished_at is not None and assignment.finished_at < assignment.lease_expires_at
+        )
         raise QueueError(
-            "Your time on this comparison ran out and it has been withdrawn. "
-            "Nothing was saved; please take the next one."
+            (
+                "This comparison was withdrawn while you had it open. "
+                if taken_back
+                else "Your time on this comparison ran out and it has been withdrawn. "
+            )
+            + "Nothing was saved; please take the next one."
         )
     if _release_reissued_lease(assignment):
         return  # the re-issued lease's slot is this rating's now: claimed_count stays right

@@ -19,7 +19,8 @@ Modes:
   the ties stream (or is dropped), never into the pairs.
 
 Streaming: rows come from a server-side cursor (`QuerySet.iterator`), Parquet is written in
-row groups; memory stays flat however many ratings there are (bench/export.py measures it).
+row groups (over HTTP each row group is sent once written: `parquet_chunks`); memory stays flat however
+many ratings there are (bench/export.py measures it).
 """
 
 from __future__ import annotations
@@ -302,9 +303,10 @@ def jsonl_chunks(rows, size: int = 1 << 16) -> Iterator[bytes]:
 
 
 class _ParquetSink:
-    """Rows buffered into row groups of `batch` rows; one pyarrow writer per file."""
+    """Rows buffered into row groups of `batch` rows; one pyarrow writer per file. `path` is a file
+    name or a writable file object (parquet_chunks' _Pieces)."""
 
-    def __init__(self, path: Path, batch: int = 5000):
+    def __init__(self, path, batch: int = 5000):
         self.path, self.batch, self.rows, self.writer = path, batch, [], None
 
     def add(self, row: dict) -> None:
@@ -337,6 +339,50 @@ class _ParquetSink:
             import pyarrow.parquet as pq
 
             pq.write_table(pa.table({}), self.path)
+
+
+class _Pieces:
+    """A write-only file for pyarrow that keeps what is written until `take` hands it on."""
+
+    closed = False
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.position = 0
+
+    def write(self, data) -> int:
+        piece = bytes(data)
+        self.parts.append(piece)
+        self.position += len(piece)
+        return len(piece)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def parquet_chunks(rows, batch: int = 5000) -> Iterator[bytes]:
+    """A Parquet file in pieces for a streamed response: each row group goes out once written (the
+    footer last), so the first byte leaves after `batch` rows, memory holds one row group, and no
+    temporary file holds prompt texts. A failure midway cuts the download short, and a Parquet file
+    without its footer opens nowhere (JSONL: a missing final chunk), rather than being built first."""
+    pieces = _Pieces()
+    sink = _ParquetSink(pieces, batch=batch)
+    for row in rows:
+        sink.add(row)
+        if pieces.parts:
+            yield pieces.take()
+    sink.close()
+    yield pieces.take()
 
 
 class _JsonlSink:

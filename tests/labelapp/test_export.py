@@ -233,3 +233,25 @@ def test_the_streamed_jsonl_comes_in_pieces_of_many_rows():
     assert b"".join(chunks) == "".join(jsonl_line(r) for r in rows).encode()
     assert 1 < len(chunks) < len(rows) and all(len(c) >= 200 for c in chunks[:-1])
     assert list(jsonl_chunks(iter([]))) == []
+
+
+def test_the_streamed_parquet_sends_each_row_group_once_written_and_the_footer_last():
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labelapp.services.export import parquet_chunks
+
+    rows = [{"prompt": f"p{i}", "chosen": "ä" * i, "margin": float(i)} for i in range(11)]
+    stream = parquet_chunks(iter(rows), batch=4)
+    first = next(stream)  # after the first 4 rows, before the rest is read
+    assert first.startswith(b"PAR1")
+    pieces = [first, *stream]
+    assert len(pieces) >= 3 and pieces[-1].endswith(b"PAR1")
+    table = pq.read_table(io.BytesIO(b"".join(pieces)))
+    assert table.to_pylist() == rows and pq.ParquetFile(io.BytesIO(b"".join(pieces))).num_row_groups == 3
+    with pytest.raises(pa.ArrowInvalid):  # without its footer a cut download opens nowhere
+        pq.read_table(io.BytesIO(b"".join(pieces[:-1])))
+    empty = b"".join(parquet_chunks(iter([])))
+    assert pq.read_table(io.BytesIO(empty)).num_rows == 0

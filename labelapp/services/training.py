@@ -444,7 +444,8 @@ def training_resend_queued() -> list[int]:
 def training_recover_stale(
     *, worker: str | None = None, kinds: tuple[str, ...] = (TrainingRun.Kind.REWARD_MODEL,), enqueue=None
 ) -> list[int]:
-    """Put runs whose worker died back in the queue (or fail them once out of attempts).
+    """Put runs whose worker died back in the queue (or fail them once out of attempts, or end them as
+    cancelled when staff had asked them to stop).
 
     With `worker`, every run that worker was running is presumed dead (called when that worker starts);
     without, runs whose heartbeat is older than HEARTBEAT_TIMEOUT_SECONDS are. Only runs of `kinds`,
@@ -459,6 +460,15 @@ def training_recover_stale(
         running = running.filter(heartbeat_at__lt=cutoff)
     requeued = []
     for run in running:
+        if run.cancel_requested:
+            # Staff asked it to stop and the worker died first: running it again would redo the work
+            # (a whole attempt of a PPO round) only for its first progress write to stop it.
+            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+                status=TrainingRun.Status.CANCELLED,
+                finished_at=timezone.now(),
+                error="Cancelled; the worker stopped before the run did, so it was not run again.",
+            )
+            continue
         if run.attempts >= run.max_attempts:
             TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
                 status=TrainingRun.Status.FAILED,

@@ -275,6 +275,20 @@ def test_dead_runs_are_requeued_and_given_up_after_max_attempts(
     assert run.status == "failed" and "gave up" in run.error
 
 
+@pytest.mark.django_db
+def test_a_run_cancelled_before_its_worker_died_is_not_run_again(enqueued):
+    """Cancel asks a running run to stop at its next step; when the worker died first (make run's
+    Ctrl-C, a crash), recovery put the run back in the queue and it trained again, a whole attempt
+    for a PPO round, until a progress write saw the request. Recovery ends it as cancelled."""
+    run = TrainingRun.objects.create(
+        kind=TrainingRun.Kind.PPO, status="running", attempts=1, worker="gpu@x", cancel_requested=True
+    )
+    assert training.training_recover_stale(worker="gpu@x", kinds=(TrainingRun.Kind.PPO,)) == []
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.finished_at is not None and "Cancelled" in run.error
+    assert enqueued == []
+
+
 def test_a_worker_presumed_dead_writes_nothing_over_the_next_attempt(
     tiny_settings, guideline, make_user, enqueued
 ):

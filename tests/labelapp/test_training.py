@@ -438,6 +438,18 @@ def test_the_command_does_not_blame_a_running_policy_round(settings):
         call_command("train_reward_model")
 
 
+@pytest.mark.django_db
+def test_the_run_page_counts_the_evaluation_set_among_what_was_left_out(client, staff):
+    """ "1858 usable ratings (of 2380 consented; 258 ties ... left out)": the 264 ratings of the frozen
+    evaluation set, which never train, were in the snapshot but not on the page, so it did not add up."""
+    snapshot = {"rating_ids": [], "n_usable": 1858, "n_eval_set": 264, "n_consented": 2380, "n_ties": 258,
+                "n_flagged_broken": 0, "n_awaiting_review": 0, "n_without_consent": 0}  # fmt: skip
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, data_snapshot=snapshot)
+    client.force_login(staff)
+    page = client.get(reverse("training_run", args=[run.pk])).content.decode()
+    assert "264 in the frozen evaluation set" in page
+
+
 def test_contradictory_reward_model_settings_fail_the_system_check(settings):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError

@@ -273,11 +273,30 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+
 # --- Data in and out (issue 8) --------------------------------------------------------------------
 # Retention per prompt source, in days: "playground=90,partner=365,*=0" (0 or absent = keep forever;
 # "*" is every other source). `manage.py purge_expired` deletes older prompts with their answers,
 # comparisons and ratings, and export files that hold them.
-RETENTION_DAYS = {k.strip(): int(v) for k, v in env.dict("RETENTION_DAYS", default={}).items() if k.strip()}
+def _retention_days(raw: str) -> dict[str, int]:
+    """ "source=days,..." -> {source: days}. A misspelt entry is a clear message at start-up, not a
+    ValueError traceback from the settings module."""
+    days = {}
+    for item in filter(str.strip, raw.split(",")):
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError
+            days[key.strip()] = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"RETENTION_DAYS: {item.strip()!r} is not source=days (whole days), as in "
+                f'"playground=90,partner=365,*=0"'
+            ) from None
+    return days
+
+
+RETENTION_DAYS = _retention_days(env.str("RETENTION_DAYS", default=""))
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(BASE_DIR / ".data" / "exports")))
 # How often the beat runs purge_expired (the scheduled job "Retention: ..."; editable in the admin).
 RETENTION_PURGE_SECONDS = env.int("RETENTION_PURGE_SECONDS", default=24 * 3600)

@@ -103,3 +103,14 @@ def test_env_example_lists_every_variable_the_settings_read():
     read = set(re.findall(r'env\.\w+\("([A-Z][A-Z0-9_]+)"', (ROOT / "config" / "settings.py").read_text()))
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert sorted(read - listed) == []
+
+
+def test_a_misspelt_retention_setting_stops_with_a_message_that_names_it():
+    # "playground=0,bogus" ended in environ's "dictionary update sequence element #1 has length 1".
+    r = _manage("check", RETENTION_DAYS="playground=0,bogus")
+    assert r.returncode != 0 and "RETENTION_DAYS: 'bogus' is not source=days" in r.stderr
+    r = _manage("check", RETENTION_DAYS="playground=ninety")
+    assert r.returncode != 0 and "'playground=ninety' is not source=days" in r.stderr
+    ok = _manage("shell", "-c", "from django.conf import settings as s; print(s.RETENTION_DAYS)",
+                 RETENTION_DAYS=" playground = 90 ,*=0,")  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "{'playground': 90, '*': 0}"

@@ -118,6 +118,9 @@ def test_a_policy_rounds_run_page_links_its_policy_and_shows_no_empty_rating_cou
     page = client.get(reverse("training_run", args=[run.pk])).content.decode()
     assert "usable ratings" not in page and "A policy round" in page
     assert f'href="{reverse("policy_version", args=[1])}">policy v1</a>' in page
+    # the rounds table showed the last stage a finished round passed through as if it were still at it
+    home = client.get(reverse("policy_home")).content.decode()
+    assert run.progress_detail["phase"] and run.progress_detail["phase"] not in home
 
 
 def test_a_prompt_whose_consent_is_withdrawn_while_a_round_runs_gets_no_comparison(loop, monkeypatch):

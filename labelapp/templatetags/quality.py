@@ -41,6 +41,7 @@ def rater_row_html(r: dict, url: str) -> str:
     flags = " ".join(f'<span class="flag">{escape(f)}</span>' for f in r["flags"])
     flagged = ' class="flagged"' if r["flags"] else ""
     return (
-        f'<tr{flagged}><td><a href="{escape(url)}">{escape(r["rater"])}</a></td><td>{int(r["n"])}</td>{cells}'
+        f'<tr{flagged}><td class="text"><a href="{escape(url)}">{escape(r["rater"])}</a></td>'
+        f"<td>{int(r['n'])}</td>{cells}"
         f"<td>{float(r['trust']):.2f}</td><td>{flags}</td></tr>"
     )

@@ -120,6 +120,16 @@ def _xy_figure(title: str, data: list[dict], x_label: str, y_label: str) -> dict
     }
 
 
+def whole_number_x(spec: dict) -> dict:
+    """Ticks on whole numbers only, for an x axis of counts (policy versions, PPO updates): Plotly's own
+    ticks put "version 1.2, 1.4, ..." between two versions. About ten ticks at most."""
+    xs = [x for trace in spec.get("data", []) for x in trace.get("x", [])]
+    if xs:
+        step = max(1, math.ceil((max(xs) - min(xs)) / 10))
+        spec["layout"]["xaxis"].update(tickmode="linear", tick0=0, dtick=step, tickformat="d")
+    return spec
+
+
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str) -> dict:
     """Lines with markers (a run with one evaluation still shows its point). {} when there is nothing."""
     data = []

@@ -169,7 +169,7 @@ def _round_charts(rows) -> dict[str, dict]:
         if win
         else {},
     }
-    return {k: v for k, v in charts.items() if v}
+    return {k: plotly_charts.whole_number_x(v) for k, v in charts.items() if v}
 
 
 def _update_charts(history: list[dict]) -> dict[str, dict]:
@@ -203,4 +203,4 @@ def _update_charts(history: list[dict]) -> dict[str, dict]:
             "",
         ),
     }
-    return {k: v for k, v in charts.items() if v}
+    return {k: plotly_charts.whole_number_x(v) for k, v in charts.items() if v}

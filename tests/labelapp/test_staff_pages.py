@@ -8,9 +8,10 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from labelapp import charts
-from labelapp.models import PolicyVersion
+from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services import policy
 
 pytestmark = pytest.mark.django_db
@@ -32,3 +33,34 @@ def test_round_charts_tick_whole_version_numbers(client, staff):
     xaxis = spec["layout"]["xaxis"]
     assert xaxis["dtick"] == 1 and xaxis["tickformat"] == "d"
     charts.validate(spec)
+
+
+def test_the_runs_table_says_which_runs_are_policy_rounds(client, staff):
+    """The reward-model page lists every run: a failed PPO round read as a failed reward model run."""
+    TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status=TrainingRun.Status.FAILED, error="boom")
+    TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    client.force_login(staff)
+    table = client.get(reverse("training_home")).content.decode()
+    assert "<th>kind</th>" in table
+    assert "<td>PPO round</td>" in table and "<td>reward model</td>" in table
+
+
+@pytest.mark.parametrize(
+    ("started", "finished", "says", "not_says"),
+    [
+        (False, False, "never used). </p>", "). ."),  # queued: nothing about times, no stray " ."
+        (False, True, "Ended ", ", finished"),  # cancelled before a worker took it: no leading comma
+        (True, True, ", finished ", "Ended "),
+    ],
+)
+def test_the_run_page_says_when_a_run_ran_in_a_sentence(client, staff, started, finished, says, not_says):
+    now = timezone.now()
+    run = TrainingRun.objects.create(
+        data_snapshot={"n_usable": 3, "n_consented": 3, "n_ties": 0, "n_flagged_broken": 0},
+        started_at=now if started else None,
+        finished_at=now if finished else None,
+    )
+    client.force_login(staff)
+    html = client.get(reverse("training_run", args=[run.pk])).content.decode()
+    text = re.sub(r"\s+", " ", html)
+    assert says in text and not_says not in text

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labelapp import charts
-from labelapp.models import PolicyVersion, TrainingRun
+from labelapp.models import PolicyVersion, RewardModelVersion, TrainingRun
 from labelapp.services import policy
 
 pytestmark = pytest.mark.django_db
@@ -64,3 +64,27 @@ def test_the_run_page_says_when_a_run_ran_in_a_sentence(client, staff, started, 
     html = client.get(reverse("training_run", args=[run.pk])).content.decode()
     text = re.sub(r"\s+", " ", html)
     assert says in text and not_says not in text
+
+
+def test_the_versions_table_writes_accuracies_as_the_version_page_does(client, staff):
+    """/training/ said "0.723" for the accuracy the version's own page writes "72.3%"."""
+    run = TrainingRun.objects.create(status=TrainingRun.Status.SUCCEEDED)
+    metrics = {"accuracy": 0.72345, "balanced_accuracy": 0.65, "pearson_length": 0.0234}
+    RewardModelVersion.objects.create(number=1, run=run, artifact_path="/x", metrics=metrics)
+    client.force_login(staff)
+    home = client.get(reverse("training_home")).content.decode()
+    version = client.get(reverse("reward_model_version", args=[1])).content.decode()
+    for figure in ("72.3%", "65.0%", "0.023"):
+        assert f"<td>{figure}</td>" in home and f"<td>{figure}</td>" in version
+
+
+def test_the_version_page_writes_the_no_eos_share_as_the_versions_table_does(client, staff):
+    """The policy page said "33%" of answers ended without EOS, the version's page "0.33"."""
+    v0 = policy.policy_base()
+    metrics = {"no_eos_share": 1 / 3, "parent": {"number": 0, "no_eos_share": 0.125}}
+    PolicyVersion.objects.create(number=1, kind="ppo", parent=v0, metrics=metrics)
+    client.force_login(staff)
+    home = client.get(reverse("policy_home")).content.decode()
+    page = client.get(reverse("policy_version", args=[1])).content.decode()
+    assert "33%" in home
+    assert '<td id="no-eos">33%</td><td>12%</td>' in page

@@ -130,6 +130,31 @@ def whole_number_x(spec: dict) -> dict:
     return spec
 
 
+def with_right_axis(spec: dict, name: str, points: list[tuple[float, float]]) -> dict:
+    """`spec` with one more line on its own axis at the right, for a quantity on another scale (the
+    KL coefficient beside the KL it controls: on the KL's axis it lay flat near zero)."""
+    pts = sorted(_finite(points))
+    if not spec or not pts:
+        return spec
+    color = COLORS[len(spec["data"]) % len(COLORS)]
+    spec["data"].append(
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"{name} (right axis)",
+            "x": [p[0] for p in pts],
+            "y": [p[1] for p in pts],
+            "yaxis": "y2",
+            "marker": {"size": 5 if len(pts) > 30 else 7, "color": color},
+            "line": {"color": color, "dash": "dot"},
+        }
+    )
+    right = {"title": {"text": name}, "overlaying": "y", "side": "right", "showgrid": False}
+    spec["layout"]["yaxis2"] = right
+    spec["layout"]["margin"]["r"] = 60
+    return spec
+
+
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str) -> dict:
     """Lines with markers (a run with one evaluation still shows its point). {} when there is nothing."""
     data = []

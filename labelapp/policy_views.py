@@ -185,7 +185,11 @@ def _update_charts(history: list[dict]) -> dict[str, dict]:
             "update",
             "reward",
         ),
-        "kl": plotly_charts.line_chart("KL and beta", {"KL": series("kl")}, "update", "nats per answer"),
+        "kl": plotly_charts.with_right_axis(
+            plotly_charts.line_chart("KL and beta", {"KL": series("kl")}, "update", "nats per answer"),
+            "beta",
+            series("beta"),
+        ),
         "length": plotly_charts.line_chart(
             "Response length", {"tokens": series("response_length")}, "update", "tokens"
         ),

@@ -88,3 +88,17 @@ def test_the_version_page_writes_the_no_eos_share_as_the_versions_table_does(cli
     page = client.get(reverse("policy_version", args=[1])).content.decode()
     assert "33%" in home
     assert '<td id="no-eos">33%</td><td>12%</td>' in page
+
+
+def test_the_kl_and_beta_chart_draws_beta_on_its_own_axis(client, staff):
+    """It was titled "KL and beta" and drew only KL (beta, on another scale, was not drawn at all)."""
+    v0 = policy.policy_base()
+    history = [{"update": u, "kl": 0.1 * u, "beta": b} for u, b in ((1, 0.06), (2, 0.07), (3, 0.08))]
+    PolicyVersion.objects.create(number=1, kind="ppo", parent=v0, metrics={"rm_score": 0.5}, history=history)
+    client.force_login(staff)
+    spec = _spec(client.get(reverse("policy_version", args=[1])).content.decode(), "chart-kl")
+    by_name = {trace["name"]: trace for trace in spec["data"]}
+    assert by_name["beta (right axis)"]["y"] == [0.06, 0.07, 0.08]
+    assert by_name["beta (right axis)"]["yaxis"] == "y2" and spec["layout"]["yaxis2"]["side"] == "right"
+    assert "yaxis" not in by_name["KL"]
+    charts.validate(spec)

@@ -41,6 +41,20 @@ def test_the_list_shows_flagged_and_both_bad_ratings_only(client, staff, rater, 
     assert "FLAGGED-PROMPT" in only_broken and "BOTH-BAD-PROMPT" not in only_broken
 
 
+def test_each_row_says_what_the_rater_judged(client, staff, rater, acked, make_comparison):
+    # a reviewer deciding on a flagged rating could not see which answer the rater preferred
+    make_comparison(prompt_text="P")
+    a = assignment_next(rater=rater)
+    rating = rating_submit(
+        rater=rater, assignment_id=a.pk, idempotency_key=a.form_key,
+        data=RatingInput(preference=-2, flag_unsafe=True),
+    )[0]  # fmt: skip
+    client.force_login(staff)
+    html = client.get(reverse("staff_review")).content.decode()
+    row = html[html.index(f'id="review-{rating.pk}"') :]
+    assert "Judged: <strong>A better</strong>" in row[: row.index("</tr>")]
+
+
 def test_exclude_needs_a_reason_and_keeps_the_rating_out_of_training(
     client, staff, rater, acked, make_comparison
 ):

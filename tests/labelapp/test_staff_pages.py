@@ -102,3 +102,11 @@ def test_the_kl_and_beta_chart_draws_beta_on_its_own_axis(client, staff):
     assert by_name["beta (right axis)"]["yaxis"] == "y2" and spec["layout"]["yaxis2"]["side"] == "right"
     assert "yaxis" not in by_name["KL"]
     charts.validate(spec)
+
+
+def test_a_version_without_plots_draws_no_empty_chart_card(client, staff):
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    RewardModelVersion.objects.create(number=1, run=run, artifact_path="/nowhere", metrics={}, plots={})
+    client.force_login(staff)
+    page = client.get(reverse("reward_model_version", args=[1])).content.decode()
+    assert page.count('class="card') >= 1 and 'class="card charts"' not in page

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from labelapp.models import Comparison, GuidelineVersion, Prompt, Rating, Response
 from labelapp.services.guidelines import guideline_acknowledge, guideline_create
@@ -38,8 +39,13 @@ def browser(live_server, monkeypatch, settings):
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        try:
+            yield b
+        finally:
+            b.close()
+            # the greenlet's own database connection (see tests/browser/test_rating_flow.py): left open,
+            # it kept the test database busy at teardown
+            connections.close_all()
 
 
 def _user(name: str, *, staff: bool = False):

@@ -31,17 +31,22 @@ from labelapp.services.training import BrokerUnavailable
 def policy_home(request: HttpRequest) -> HttpResponse:
     rows = policy_versions_overview()
     runs = TrainingRun.objects.filter(kind__in=POLICY_KINDS).select_related("policy_version")[:20]
-    return render(
+    any_active = any(r.status in TrainingRun.ACTIVE for r in runs)
+    response = render(
         request,
         "labelapp/policy/home.html",
         {
             "rows": rows,
             "runs": runs,
-            "any_active": any(r.status in TrainingRun.ACTIVE for r in runs),
+            "any_active": any_active,
             "next_parent": policy_next_parent(),
             "charts": _round_charts(rows),
         },
     )
+    if request.htmx and request.htmx.target == "policy-runs" and not any_active:
+        # the poll of the rounds table that finds none running: the versions and curves changed too
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @staff_required

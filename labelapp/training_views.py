@@ -39,8 +39,13 @@ def training_home(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def training_runs_table(request: HttpRequest) -> HttpResponse:
-    """The runs table alone: htmx polls it while a run is active."""
-    return render(request, "labelapp/training/_runs_table.html", _runs_context())
+    """The runs table alone: htmx polls it while a run is active. The poll that finds none active any
+    more reloads the whole page, whose versions table (and activation) the finished run changed."""
+    context = _runs_context()
+    response = render(request, "labelapp/training/_runs_table.html", context)
+    if request.htmx and not context["any_active"]:
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @staff_required

@@ -110,3 +110,19 @@ def test_a_version_without_plots_draws_no_empty_chart_card(client, staff):
     client.force_login(staff)
     page = client.get(reverse("reward_model_version", args=[1])).content.decode()
     assert page.count('class="card') >= 1 and 'class="card charts"' not in page
+
+
+@pytest.mark.parametrize(
+    ("url", "target"), [("training_runs_table", "runs-table"), ("policy_home", "policy-runs")]
+)
+def test_the_poll_that_finds_no_round_running_reloads_the_page(client, staff, url, target):
+    """Polling refreshed only the runs table: when a run finished, the versions table and curves beside
+    it stayed stale until a reload."""
+    kind = TrainingRun.Kind.REWARD_MODEL if url == "training_runs_table" else TrainingRun.Kind.PPO
+    run = TrainingRun.objects.create(kind=kind, status=TrainingRun.Status.RUNNING)
+    client.force_login(staff)
+    poll = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": target}
+    assert "HX-Refresh" not in client.get(reverse(url), **poll)
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED)
+    assert client.get(reverse(url), **poll)["HX-Refresh"] == "true"
+    assert "HX-Refresh" not in client.get(reverse(url))  # a plain page load

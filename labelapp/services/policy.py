@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -50,6 +49,7 @@ from labelapp.services import training
 from labelapp.services.training import (
     BrokerUnavailable,
     _finish,
+    _Heartbeat,
     _Reporter,
     broker_check,
     reward_model_active,
@@ -311,8 +311,11 @@ def policy_recover_stale(*, worker: str | None = None) -> list[int]:
 
 
 def policy_check_and_start() -> TrainingRun | None:
-    """Beat: recover dead rounds; start one when the active reward model has no policy trained on it yet."""
+    """Beat: recover dead rounds, re-send lost messages of queued ones (the reward model's check does
+    too, but its schedule may be off); start one when the active reward model has no policy trained
+    on it yet."""
     policy_recover_stale()
+    training.training_resend_queued(kinds=POLICY_KINDS)
     if not settings.POLICY["AUTO_ROUND"]:
         return None
     rm = reward_model_active()
@@ -329,35 +332,6 @@ def policy_check_and_start() -> TrainingRun | None:
 
 
 # --- executing rounds --------------------------------------------------------------------------------------
-
-
-class _Heartbeat:
-    """Writes the run's heartbeat every `every` seconds from a thread: a PPO update or a long generation
-    on a CPU can outlast the stale-heartbeat timeout, and a live run must not be requeued."""
-
-    def __init__(self, run: TrainingRun, every: float = 30.0):
-        self.run, self.every = run, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self.every):
-                try:
-                    run_owned(self.run).update(heartbeat_at=timezone.now())
-                except DatabaseError:  # one failed write must not end the beats: the run would look dead
-                    log.warning("heartbeat of run %s not written; trying again", self.run.pk, exc_info=True)
-                    connection.close()  # a broken connection is reopened by the next query
-        finally:
-            connection.close()  # this thread's own connection
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def policy_run_execute(*, run_id: int, worker: str = "") -> str:

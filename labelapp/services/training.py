@@ -8,7 +8,9 @@ Reliability rules (DESIGN sections 3 and 7), each backed by a test:
   no-op;
 - a worker killed mid-run leaves the run `running` with a stale heartbeat; the restarted worker (or
   the periodic check) puts it back to `queued`, and the next attempt resumes from the newest complete
-  checkpoint in the run's folder;
+  checkpoint in the run's folder; a heartbeat thread beats through the whole attempt (the trainer's
+  progress writes stop during long steps), recovery changes only the attempt it found stale, and a run
+  staff cancelled is ended, never re-queued;
 - retries only on named transient errors, at most `max_attempts` attempts, then `failed` with the
   reason; bad data fails at once with a clear message and is never retried;
 - a run queued while the broker (Redis) is down stays `queued` with no `sent_at`; the periodic check
@@ -33,14 +35,15 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import BigIntegerField, F, Max, Q
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import BigIntegerField, Case, F, Max, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
@@ -427,17 +430,20 @@ def _enqueue(run_id: int) -> None:
     transaction.on_commit(lambda: _send(run_id))
 
 
-def training_resend_queued() -> list[int]:
-    """Re-send queued runs whose message is missing or older than QUEUED_RESEND_SECONDS.
+def training_resend_queued(*, kinds: tuple[str, ...] | None = None) -> list[int]:
+    """Re-send queued runs (of `kinds`; every kind when None) whose message is missing or older than
+    QUEUED_RESEND_SECONDS.
 
     A run queued while Redis was down has no message at all; re-sending a message that is merely
-    waiting behind a long run only adds a duplicate, which the claim turns into a no-op. Every kind of
-    run: each goes to its own task (`_task_for`).
+    waiting behind a long run only adds a duplicate, which the claim turns into a no-op. Each kind of
+    run goes to its own task (`_task_for`).
     """
     cutoff = timezone.now() - timedelta(seconds=settings.TRAINING["QUEUED_RESEND_SECONDS"])
     stale = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=cutoff).filter(
         Q(sent_at__isnull=True) | Q(sent_at__lt=cutoff)
     )
+    if kinds is not None:
+        stale = stale.filter(kind__in=kinds)
     return [run_id for run_id in stale.values_list("pk", flat=True) if _send(run_id)]
 
 
@@ -460,26 +466,30 @@ def training_recover_stale(
         running = running.filter(heartbeat_at__lt=cutoff)
     requeued = []
     for run in running:
+        # Every change is conditional on the row as read here (still running, same attempt, no beat
+        # since): a concurrent recovery and a worker may have re-queued and claimed it again meanwhile,
+        # or its worker was alive after all. Staff's cancel since the read keeps it for the next pass.
+        seen = TrainingRun.objects.filter(
+            pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=run.attempts, heartbeat_at=run.heartbeat_at
+        )
         if run.cancel_requested:
             # Staff asked it to stop and the worker died first: running it again would redo the work
             # (a whole attempt of a PPO round) only for its first progress write to stop it.
-            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            seen.update(
                 status=TrainingRun.Status.CANCELLED,
                 finished_at=timezone.now(),
                 error="Cancelled; the worker stopped before the run did, so it was not run again.",
             )
             continue
+        seen = seen.filter(cancel_requested=False)
         if run.attempts >= run.max_attempts:
-            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            seen.update(
                 status=TrainingRun.Status.FAILED,
                 finished_at=timezone.now(),
                 error=f"The worker stopped during the run {run.attempts} times (killed or crashed); gave up.",
             )
             continue
-        # Conditional: if the run is alive after all and finishes meanwhile, this changes nothing.
-        if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            status=TrainingRun.Status.QUEUED, worker=""
-        ):
+        if seen.update(status=TrainingRun.Status.QUEUED, worker=""):
             requeued.append(run.pk)
             enqueue(run.pk)
     return requeued
@@ -497,12 +507,25 @@ def training_check_and_start() -> TrainingRun | None:
 
 
 def training_run_cancel(*, run: TrainingRun) -> None:
-    """Queued runs stop at once; a running one stops at its next step and keeps its checkpoints."""
-    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started."
-    ):
-        return
-    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(cancel_requested=True)
+    """Queued runs stop at once; a running one stops at its next step and keeps its checkpoints.
+
+    One statement: with two (queued -> cancelled, else flag the running run) a recovery or a transient
+    error re-queuing the run between them left neither to match, and the cancel was lost."""
+    field = TrainingRun._meta.get_field
+
+    def if_queued(name: str, value):
+        return Case(
+            When(status=TrainingRun.Status.QUEUED, then=Value(value)),
+            default=F(name),
+            output_field=field(name),
+        )
+
+    TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.ACTIVE).update(
+        cancel_requested=True,
+        status=if_queued("status", TrainingRun.Status.CANCELLED),
+        finished_at=if_queued("finished_at", timezone.now()),
+        error=if_queued("error", "Cancelled before it started."),
+    )
 
 
 # --- executing runs --------------------------------------------------------------------------------
@@ -536,6 +559,39 @@ class _Reporter:
 
     def should_stop(self) -> bool:
         return self._cancel
+
+
+class _Heartbeat:
+    """Writes the run's heartbeat every `every` seconds from a thread, for the whole attempt: the trainer
+    calls no progress while it prepares the data or computes its final metrics (a reward model's
+    calibration and gates, a PPO update, a long generation on a CPU), which can outlast the stale-
+    heartbeat timeout, and a live run must not be requeued. By default it beats three times per
+    timeout (at most every 30 s), so a short RM_HEARTBEAT_TIMEOUT is not outrun by the beat itself."""
+
+    def __init__(self, run: TrainingRun, every: float | None = None):
+        timeout = settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"]
+        self.run, self.every = run, every if every is not None else min(30.0, timeout / 3)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    run_owned(self.run).update(heartbeat_at=timezone.now())
+                except DatabaseError:  # one failed write must not end the beats: the run would look dead
+                    log.warning("heartbeat of run %s not written; trying again", self.run.pk, exc_info=True)
+                    connection.close()  # a broken connection is reopened by the next query
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def run_owned(run: TrainingRun):
@@ -598,14 +654,24 @@ def run_execute_guarded(
         _finish(run, TrainingRun.Status.FAILED, error=f"{expected_prefix}{exc}")
         return TrainingRun.Status.FAILED
     except _transient_errors() as exc:
+        # Staff asked it to stop before the error: end it, not a new attempt (which would run until
+        # its first progress write saw the request).
+        cancelled = run_owned(run).filter(cancel_requested=True)
+        reason = f"{type(exc).__name__}: {exc}"
+        if cancelled.update(
+            status=TrainingRun.Status.CANCELLED,
+            finished_at=timezone.now(),
+            error=f"Cancelled; it stopped on {reason} and was not run again.",
+        ):
+            return TrainingRun.Status.CANCELLED
         if run.attempts < run.max_attempts:
-            run_owned(run).update(
+            run_owned(run).filter(cancel_requested=False).update(
                 status=TrainingRun.Status.QUEUED,
                 worker="",
-                error=f"Retrying after: {type(exc).__name__}: {exc}",
+                error=f"Retrying after: {reason}",
             )
             raise TransientTrainingError(str(exc)) from exc
-        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc} (attempt {run.attempts})")
+        _finish(run, TrainingRun.Status.FAILED, error=f"{reason} (attempt {run.attempts})")
         return TrainingRun.Status.FAILED
     except Exception as exc:  # noqa: BLE001 (deterministic failures: say why, never loop)
         log.exception("%s %s failed", label, run.pk)
@@ -623,11 +689,16 @@ def training_run_execute(*, run_id: int, worker: str = "") -> str:
 
     return run_execute_guarded(
         run,
-        _execute,
+        _execute_with_heartbeat,
         label="training run",
         expected_errors=(DataError,),
         expected_prefix="Unusable training data: ",
     )
+
+
+def _execute_with_heartbeat(run: TrainingRun) -> str:
+    with _Heartbeat(run):
+        return _execute(run)
 
 
 def _fit(run: TrainingRun, pairs, config, out_dir: Path, reporter: _Reporter):
@@ -733,6 +804,9 @@ def _execute(run: TrainingRun) -> str:
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if not run_still_owned(run, locked):
             return locked.status
+        if locked.cancel_requested:  # asked to stop after the last progress write: no version
+            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            return TrainingRun.Status.CANCELLED
         run = locked
         version = _record_version(run, result, baseline)
         run.status = TrainingRun.Status.SUCCEEDED

@@ -401,6 +401,31 @@ def test_a_round_whose_reward_model_changed_while_it_ran_records_nothing(loop, m
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_short_heartbeat_timeout_does_not_make_a_live_round_look_dead(settings, monkeypatch):
+    """The round's heartbeat thread beat every 30 s whatever RM_HEARTBEAT_TIMEOUT said: with a timeout
+    under 30 s, recovery re-queued every live round between two beats. It beats within the timeout."""
+    from django.db import connections
+
+    settings.TRAINING = {**settings.TRAINING, "HEARTBEAT_TIMEOUT_SECONDS": 2}
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.PPO)
+    recovered = []
+
+    def long_generation(run):
+        time.sleep(3.5)  # no progress write: a generation on a CPU
+        recovered.append(policy.policy_recover_stale())
+        return TrainingRun.Status.CANCELLED
+
+    monkeypatch.setattr(policy, "_execute", long_generation)
+    try:
+        policy.policy_run_execute(run_id=run.pk, worker="gpu@live")
+    finally:
+        connections.close_all()
+    assert recovered == [[]]
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("running", 1)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_failed_heartbeat_write_does_not_stop_the_heartbeats(monkeypatch):
     # the heartbeat thread died on its first database error, and a live round then looked dead
     from django.db import OperationalError

@@ -511,3 +511,172 @@ def test_the_compile_setting_reads_its_old_boolean_spelling_and_a_bad_value_fail
         assert _auto_on_off("RM_COMPILE") == read
     settings.TRAINING = {**settings.TRAINING, "COMPILE": "sometimes"}
     assert "compile must be one of auto, on, off" in reward_model_settings()[0].msg
+
+
+# --- lifecycle: liveness, recovery races, cancel -----------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reward_model_run_in_a_long_step_without_progress_is_not_presumed_dead(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    """Only progress writes beat for a reward-model run, and the trainer writes none while it prepares
+    the data or computes its final metrics (calibration, a PMI gate's LM forwards, the padding and
+    off-prompt tests), which can outlast RM_HEARTBEAT_TIMEOUT: recovery re-queued the live run, its
+    result was thrown away, and after max_attempts such tries it failed as 'killed or crashed'."""
+    import time
+
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "HEARTBEAT_TIMEOUT_SECONDS": 2}
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+    recovered = []
+
+    def long_final_metrics(*args, **kwargs):
+        time.sleep(3.5)  # past the timeout, no progress call
+        recovered.append(training.training_recover_stale())
+        raise ValueError("end of the test's fake training")
+
+    monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", long_final_metrics)
+    try:
+        training.training_run_execute(run_id=run.pk, worker="gpu@live")
+    finally:
+        connections.close_all()
+    assert recovered == [[]]
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("failed", 1) and "end of the test" in run.error
+
+
+def _two_stale_runs():
+    """A reward-model run and a PPO round, both running with a stale heartbeat (attempt 1)."""
+    from django.utils import timezone
+
+    stale = timezone.now() - timedelta(hours=1)
+    return [
+        TrainingRun.objects.create(
+            kind=kind, status="running", attempts=1, worker="gpu@x", heartbeat_at=stale
+        )
+        for kind in (TrainingRun.Kind.REWARD_MODEL, TrainingRun.Kind.PPO)
+    ]
+
+
+@pytest.mark.django_db
+def test_recovery_leaves_a_run_that_was_claimed_again_since_it_looked(db):
+    """Recovery read the stale runs, then re-queued each with an UPDATE guarded by `status = running`
+    only: a run that a concurrent recovery (the restarted worker's, the beat's) had re-queued and a
+    worker had claimed again meanwhile (attempt 2, a fresh heartbeat) was put back in the queue, and
+    its live attempt was fenced off (or failed as 'gave up' when the stale copy counted max attempts)."""
+    from django.utils import timezone
+
+    first, second = _two_stale_runs()
+    kinds = (TrainingRun.Kind.REWARD_MODEL, TrainingRun.Kind.PPO)
+    order = [r.pk for r in TrainingRun.objects.filter(status="running", kind__in=kinds)]
+    later = second if order[0] == first.pk else first
+
+    def meanwhile(run_id):  # while recovery handles the first run, the other is re-queued and re-claimed
+        if run_id == order[0]:
+            TrainingRun.objects.filter(pk=later.pk).update(status="queued", worker="")
+            training.run_claim(run_id=later.pk, worker="gpu@y")
+
+    assert training.training_recover_stale(kinds=kinds, enqueue=meanwhile) == [order[0]]
+    later.refresh_from_db()
+    assert (later.status, later.attempts, later.worker) == ("running", 2, "gpu@y")
+    assert later.heartbeat_at > timezone.now() - timedelta(minutes=1)
+
+
+@pytest.mark.django_db
+def test_recovery_does_not_requeue_a_run_cancelled_since_it_looked(db):
+    """Staff cancelled a dead run (cancel_requested) after recovery had read it as not cancelled: the
+    UPDATE re-queued it anyway and the next attempt ran until its first progress write (a whole
+    best-of-n round, which writes none). It stays for the next pass, which ends it as cancelled."""
+    first, second = _two_stale_runs()
+    kinds = (TrainingRun.Kind.REWARD_MODEL, TrainingRun.Kind.PPO)
+    order = [r.pk for r in TrainingRun.objects.filter(status="running", kind__in=kinds)]
+    later = second if order[0] == first.pk else first
+
+    def staff_cancel_meanwhile(run_id):
+        if run_id == order[0]:
+            training.training_run_cancel(run=later)
+
+    training.training_recover_stale(kinds=kinds, enqueue=staff_cancel_meanwhile)
+    later.refresh_from_db()
+    assert later.status == "running" and later.cancel_requested
+    assert training.training_recover_stale(kinds=kinds, enqueue=staff_cancel_meanwhile) == []
+    later.refresh_from_db()
+    assert later.status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_a_run_cancelled_before_a_transient_error_ends_cancelled_not_requeued(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    """Staff cancelled a running run, then it hit a transient error (the database went away) before a
+    progress write saw the request: it went back to the queue and the task retried it, a new attempt
+    of a run staff had stopped."""
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+
+    def cancelled_then_db_lost(*args, **kwargs):
+        training.training_run_cancel(run=run)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", cancelled_then_db_lost)
+    assert training.training_run_execute(run_id=run.pk) == "cancelled"
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.finished_at is not None and run.attempts == 1
+    assert "Cancelled" in run.error and "OperationalError" in run.error
+
+
+@pytest.mark.django_db
+def test_a_cancel_while_recovery_requeues_the_run_is_not_lost(enqueued, monkeypatch):
+    """Cancel took two statements (queued -> cancelled, else running -> cancel_requested): recovery
+    re-queuing the dead run between them left neither to match, and the run trained again."""
+    from django.db.models import QuerySet
+    from django.utils import timezone
+
+    run = TrainingRun.objects.create(
+        kind=TrainingRun.Kind.REWARD_MODEL,
+        status="running",
+        attempts=1,
+        worker="gpu@x",
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+    real_update, state = QuerySet.update, {"recovered": False}
+
+    def update_then_recovery_runs(self, **kwargs):
+        n = real_update(self, **kwargs)
+        if self.model is TrainingRun and not state["recovered"]:
+            state["recovered"] = True  # the beat's recovery runs right after the cancel's first statement
+            training.training_recover_stale()
+        return n
+
+    monkeypatch.setattr(QuerySet, "update", update_then_recovery_runs)
+    training.training_run_cancel(run=run)
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_a_cancel_after_the_last_progress_write_records_no_version(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    """A reward-model run saw a cancel only in its progress writes; one that came after the last (while
+    the trainer saved the model, or between the main and the baseline model's last writes) was
+    ignored: the run succeeded and its version went live. A policy round checks under the lock."""
+    from types import SimpleNamespace
+
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+
+    def trained_then_cancelled(pairs, config, out_dir, progress=None, **kwargs):
+        progress({"event": "done", "step": 4, "total_steps": 4, "val_accuracy": 1.0})
+        training.training_run_cancel(run=run)  # staff press cancel as the model is being saved
+        return SimpleNamespace(
+            stopped=False, metrics={"accuracy": 1.0}, history=[], model_dir=str(out_dir / "model"),
+            pairs_train=10, pairs_val=2, seconds=1.0, pairs_per_second=10.0, device="cpu",
+            resumed_from_step=0, global_step=4,
+        )  # fmt: skip
+
+    monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", trained_then_cancelled)
+    assert training.training_run_execute(run_id=run.pk) == "cancelled"
+    run.refresh_from_db()
+    assert run.status == "cancelled" and not RewardModelVersion.objects.exists()

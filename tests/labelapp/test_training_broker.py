@@ -151,3 +151,25 @@ def test_the_resend_hands_a_policy_round_to_the_policy_task_never_to_the_reward_
         assert run.status == "queued" and run.sent_at is not None
     finally:
         client.delete(name, name + "-rm")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_policy_check_resends_a_lost_policy_round_itself(settings):
+    # Only the reward model's check re-sent lost messages: with its schedule disabled in the admin (no
+    # automatic retraining wanted) a policy round queued while Redis was down stayed queued for good,
+    # though the policy check ran every few minutes.
+    name = f"test-policy-check-resend-{os.getpid()}"
+    settings.POLICY = {**settings.POLICY, "QUEUE": name, "AUTO_ROUND": False}
+    settings.TRAINING = {**settings.TRAINING, "QUEUED_RESEND_SECONDS": 60}
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(name)
+    try:
+        from labelapp.services import policy
+
+        run = TrainingRun.objects.create(kind="ppo", config={})
+        TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=20))
+        policy.policy_check_and_start()
+        run.refresh_from_db()
+        assert run.sent_at is not None and client.llen(name) == 1
+    finally:
+        client.delete(name)

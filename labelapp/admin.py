@@ -521,7 +521,7 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
-        version = reward_model_activate(version=queryset.get())
+        version = reward_model_activate(version=queryset.get(), by=request.user)
         self.message_user(request, f"Reward model v{version.number} is now active.", messages.SUCCESS)
 
 

@@ -141,7 +141,7 @@ def _version_context(version: RewardModelVersion) -> dict:
 @require_POST
 def reward_model_activate_view(request: HttpRequest, number: int) -> HttpResponse:
     version = get_object_or_404(RewardModelVersion, number=number)
-    reward_model_activate(version=version)
+    reward_model_activate(version=version, by=request.user)
     messages.success(request, f"Reward model v{version.number} is now active.")
     return redirect("reward_model_version", number=version.number)
 

@@ -260,4 +260,5 @@ class RewardModelActivateView(APIView):
         version = RewardModelVersion.objects.filter(number=number).first()
         if version is None:
             raise NotFound("No such reward model version.")
-        return Response(s.RewardModelVersionSerializer(reward_model_activate(version=version)).data)
+        version = reward_model_activate(version=version, by=request.user)
+        return Response(s.RewardModelVersionSerializer(version).data)

@@ -950,13 +950,39 @@ def _record_version(run: TrainingRun, result, baseline) -> RewardModelVersion:
     )
 
 
-def reward_model_activate(*, version: RewardModelVersion) -> RewardModelVersion:
-    """Make `version` the active reward model (activating an older one is the roll-back)."""
+_NOTE_LINES = 6  # the activation history a version's note keeps, newest first
+
+
+def _note_prepend(note: str, line: str) -> str:
+    return "\n".join([line, *[old for old in (note or "").splitlines() if old.strip()]][:_NOTE_LINES])
+
+
+def reward_model_activate(*, version: RewardModelVersion, by=None) -> RewardModelVersion:
+    """Make `version` the active reward model (activating an older one is the roll-back). `by`: the
+    staff member who did it by hand (None: the automatic decision, whose reason the note holds
+    already). Each version's note gains a line (what happened, when, by whom), so an automatic
+    "Activated: ..." no longer stands on a version rolled back since, nor is a hand activation silent."""
+    now = timezone.now()
+    when = f"{now:%Y-%m-%d %H:%M} UTC"
+    how = f"by hand by {by.username}" if by is not None else "automatically"
     with transaction.atomic():
-        RewardModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        replaced = list(
+            RewardModelVersion.objects.select_for_update()
+            .filter(is_active=True)
+            .exclude(pk=version.pk)
+            .order_by("pk")
+        )
+        for old in replaced:
+            old.is_active = False
+            old.activation_note = _note_prepend(
+                old.activation_note, f"Deactivated {when}: v{version.number} was activated {how}."
+            )
+            old.save(update_fields=["is_active", "activation_note"])
+        if by is not None:
+            version.activation_note = _note_prepend(version.activation_note, f"Activated {how}, {when}.")
         version.is_active = True
-        version.activated_at = timezone.now()
-        version.save(update_fields=["is_active", "activated_at"])
+        version.activated_at = now
+        version.save(update_fields=["is_active", "activated_at", "activation_note"])
     return version
 
 

@@ -192,3 +192,32 @@ def test_too_small_an_evaluation_set_keeps_a_new_version_inactive(
     assert training.reward_model_safe_activate(version=version) is False
     version.refresh_from_db()
     assert not version.is_active and "has 3 pairs, fewer than the 4" in version.activation_note
+
+
+@pytest.mark.django_db
+def test_activation_by_hand_is_recorded_on_both_versions_notes(client, staff):
+    """A roll-back left the automatic "Activated: ..." on the version it replaced (now inactive), and
+    the hand activation itself was recorded nowhere."""
+    old = _version(1, "/nowhere")
+    old.activation_note = "Not activated: balanced accuracy 48.0% on 60 frozen evaluation pairs."
+    old.save()
+    new = _version(2, "/nowhere", active=True)
+    new.activation_note = "Activated: balanced accuracy 61.0% on 60 frozen evaluation pairs."
+    new.save()
+    client.force_login(staff)
+    client.post(reverse("reward_model_activate", args=[1]))
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert old.is_active and not new.is_active
+    assert old.activation_note.startswith("Activated by hand by staff, ")
+    assert old.activation_note.splitlines()[1].startswith("Not activated: balanced accuracy 48.0%")
+    assert (
+        new.activation_note.startswith("Deactivated ")
+        and "v1 was activated by hand by staff." in new.activation_note
+    )
+    page = client.get(reverse("reward_model_version", args=[2])).content.decode()
+    assert "v1 was activated by hand by staff.<br>Activated: balanced accuracy 61.0%" in page
+    # the automatic path says so on the version it replaces
+    training.reward_model_activate(version=new)
+    old.refresh_from_db()
+    assert old.activation_note.splitlines()[0].endswith("v2 was activated automatically.")

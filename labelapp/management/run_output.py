@@ -1,11 +1,15 @@
 """What `manage.py train_reward_model` and `manage.py ppo_round` print once their run is queued."""
 
 import json
+import time
 from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.models import TrainingRun
+from labelapp.services.training import TransientTrainingError
+
+RETRY_PAUSE_SECONDS = 5.0
 
 
 def run_queued_or_here(
@@ -16,7 +20,7 @@ def run_queued_or_here(
     if not sync:
         command.stdout.write(f"a Celery worker on queue 'gpu' will pick it up; follow it at {page}")
         return
-    status = execute(run_id=run.pk, worker="manage.py")
+    status = _execute_with_retries(command, run, execute)
     run.refresh_from_db()
     command.stdout.write(f"{noun} #{run.pk} {status}")
     if run.error:
@@ -24,3 +28,18 @@ def run_queued_or_here(
     command.stdout.write(json.dumps(run.metrics, indent=2, default=str))
     if status != TrainingRun.Status.SUCCEEDED:
         raise CommandError(f"{noun} #{run.pk} {status}")
+
+
+def _execute_with_retries(command: BaseCommand, run: TrainingRun, execute: Callable[..., str]) -> str:
+    """Execute here, and after a transient error (the run is queued again) claim it again here, as the
+    Celery task would retry it, until it ends or its attempts are used up: the command ended in a
+    traceback and left the run queued, blocking every new run until the periodic re-send found a
+    worker on queue 'gpu', or until staff cancelled it where there was none."""
+    while True:
+        try:
+            return execute(run_id=run.pk, worker="manage.py")
+        except TransientTrainingError as exc:
+            run.refresh_from_db()
+            attempt = f"attempt {run.attempts} of {run.max_attempts}"
+            command.stdout.write(f"{attempt} hit a transient error ({exc}); trying again here")
+            time.sleep(RETRY_PAUSE_SECONDS)

@@ -407,6 +407,37 @@ def test_the_training_api_is_for_staff_and_single_flight(client, rater, staff, g
 
 
 @pytest.mark.django_db
+def test_the_command_with_sync_retries_a_transient_error_here(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    """It ended in a TransientTrainingError traceback and left the run queued, which blocked every new
+    run until the periodic re-send found a gpu worker (or forever where there was none)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from labelapp.management import run_output
+    from rewardtrainer import train_rm
+
+    _rate_many(make_user, 12)
+    real, calls = train_rm.fit_reward_model, []
+
+    def flaky_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", flaky_once)
+    monkeypatch.setattr(run_output, "RETRY_PAUSE_SECONDS", 0.0)
+    out = StringIO()
+    call_command("train_reward_model", "--now", "--sync", stdout=out)
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded" and run.attempts == 2 and len(calls) == 2
+    assert "hit a transient error" in out.getvalue() and "succeeded" in out.getvalue()
+
+
+@pytest.mark.django_db
 def test_the_command_checks_like_the_schedule_and_trains_with_now(
     tiny_settings, guideline, make_user, enqueued
 ):

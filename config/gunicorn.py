@@ -21,4 +21,12 @@ os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "60000")
 
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))
+# A worker takes no more connections than it has threads: at capacity it closes a connection after
+# its response instead of keeping it alive, and new ones wait in the kernel's queue, first come first
+# served, for whichever worker frees a thread. With gthread's default (1,000) a worker kept every
+# keep-alive connection it had accepted, and those clients queued behind each other inside one busy
+# worker while others idled: under 50 raters the slowest got 123 cycles where the median got 149 and
+# p99 was 385-554 ms; with this, 163-169 cycles each and p99 270-280 ms (bench/rater_cycle.py, same
+# machine and hour; README "Rating cycle").
+worker_connections = threads
 timeout = 30

@@ -558,16 +558,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected tokens (and every token they minted)")
     def revoke(self, request, queryset):
         # Already revoked ones too: token_revoke sweeps what they minted (a direct update would not).
-        refused = []
-        for token in queryset.select_related("user"):
-            try:
-                token_revoke(token=token, by=request.user)
-            except TokenError as exc:
-                refused.append(f"{token.name}: {exc}")
-        if refused:
-            self.message_user(request, "Not revoked: " + "; ".join(refused), messages.ERROR)
-        if len(refused) < len(queryset):
-            self.message_user(request, "Revoked, with every token they minted.", messages.SUCCESS)
+        _apply_each(
+            self,
+            request,
+            queryset.select_related("user"),
+            lambda token: token_revoke(token=token, by=request.user),
+            refusal=TokenError,
+            done=lambda n: f"Revoked {n} token(s), with every token they minted.",
+        )
 
 
 @admin.register(ExportFile)

@@ -87,9 +87,10 @@ def token_create(
     token's parent. TokenError for anything that cannot be honoured."""
     if "\x00" in name:
         raise TokenError("The name must be plain text (no NUL character).")
-    if user.is_superuser and created_by is not None and not created_by.is_superuser:
+    refused = _out_of_reach(user, by=created_by, via=via)
+    if refused == "superuser":
         raise TokenError("Only a superuser may create a token for a superuser account.")
-    if via is not None and user.pk != via.user_id and (user.is_staff or user.is_superuser):
+    if refused == "staff":
         raise TokenError(
             "A token may create tokens only for its own account or for non-staff accounts (raters), "
             "not for another staff account; sign in to create one for another staff member."
@@ -120,6 +121,17 @@ def token_create(
     return token, key
 
 
+def _out_of_reach(owner, *, by, via) -> str | None:
+    """Whose tokens a request may create or revoke (one rule for both): "superuser" when `owner` is a
+    superuser and the account `by` is not; "staff" when the request came with a token (`via`) of
+    another account and `owner` is staff; None when it may."""
+    if owner.is_superuser and by is not None and not by.is_superuser:
+        return "superuser"
+    if via is not None and owner.pk != via.user_id and (owner.is_staff or owner.is_superuser):
+        return "staff"
+    return None
+
+
 def _expiry(expires_in_days):
     if expires_in_days is None:
         return None
@@ -136,10 +148,10 @@ def token_revoke(*, token: ApiToken, by=None, via=None) -> ApiToken:
     `by`/`via` (the account and the token a request came with) follow token_create's rules: a token
     revokes only tokens of its own account or of non-staff accounts, and only a superuser revokes a
     superuser's tokens. TokenError otherwise."""
-    owner = token.user
-    if owner.is_superuser and by is not None and not by.is_superuser:
+    refused = _out_of_reach(token.user, by=by, via=via)
+    if refused == "superuser":
         raise TokenError("Only a superuser may revoke a superuser's tokens.")
-    if via is not None and owner.pk != via.user_id and (owner.is_staff or owner.is_superuser):
+    if refused == "staff":
         raise TokenError(
             "A token may revoke tokens only of its own account or of non-staff accounts (raters), "
             "not another staff member's; sign in to revoke those."

@@ -136,19 +136,9 @@ def with_right_axis(spec: dict, name: str, points: list[tuple[float, float]]) ->
     pts = sorted(_finite(points))
     if not spec or not pts:
         return spec
-    color = COLORS[len(spec["data"]) % len(COLORS)]
-    spec["data"].append(
-        {
-            "type": "scatter",
-            "mode": "lines+markers",
-            "name": f"{name} (right axis)",
-            "x": [p[0] for p in pts],
-            "y": [p[1] for p in pts],
-            "yaxis": "y2",
-            "marker": {"size": 5 if len(pts) > 30 else 7, "color": color},
-            "line": {"color": color, "dash": "dot"},
-        }
-    )
+    trace = _line_trace(f"{name} (right axis)", pts, COLORS[len(spec["data"]) % len(COLORS)])
+    trace["line"]["dash"] = "dot"
+    spec["data"].append(trace | {"yaxis": "y2"})
     right = {"title": {"text": name}, "overlaying": "y", "side": "right", "showgrid": False}
     spec["layout"]["yaxis2"] = right
     spec["layout"]["margin"]["r"] = 60
@@ -162,19 +152,21 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], x_label
         pts = sorted(_finite(points))
         if not pts:
             continue
-        color = COLORS[i % len(COLORS)]
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": name,
-                "x": [p[0] for p in pts],
-                "y": [p[1] for p in pts],
-                "marker": {"size": 5 if len(pts) > 30 else 7, "color": color},
-                "line": {"color": color},
-            }
-        )
+        data.append(_line_trace(name, pts, COLORS[i % len(COLORS)]))
     return _xy_figure(title, data, x_label, y_label)
+
+
+def _line_trace(name: str, pts: list[tuple[float, float]], color: str) -> dict:
+    """One line with markers through sorted, finite points."""
+    return {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": name,
+        "x": [p[0] for p in pts],
+        "y": [p[1] for p in pts],
+        "marker": {"size": 5 if len(pts) > 30 else 7, "color": color},
+        "line": {"color": color},
+    }
 
 
 def scatter(

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from labelapp import charts
 from labelapp.access import staff_required
-from labelapp.models import PolicyVersion, RewardModelVersion, TrainingRun
+from labelapp.models import RewardModelVersion, TrainingRun
 from labelapp.services.training import (
     METRIC_LABELS,
     BrokerUnavailable,
@@ -74,7 +74,6 @@ def training_run(request: HttpRequest, run_id: int) -> HttpResponse:
     template = "labelapp/training/_run_status.html" if request.htmx else "labelapp/training/run.html"
     context = {
         "run": run,
-        "policy_version": PolicyVersion.objects.filter(run=run).first(),
         "loss_chart": _loss_chart(run.metrics_history),
         "metric_rows": metric_rows(run.metrics),
         "progress_rows": metric_rows(

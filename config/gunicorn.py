@@ -26,7 +26,7 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # served, for whichever worker frees a thread. With gthread's default (1,000) a worker kept every
 # keep-alive connection it had accepted, and those clients queued behind each other inside one busy
 # worker while others idled: under 50 raters the slowest got 123 cycles where the median got 149 and
-# p99 was 385-554 ms; with this, 163-169 cycles each and p99 270-280 ms (bench/rater_cycle.py, same
-# machine and hour; README "Rating cycle").
+# p99 was 385-555 ms; with this, every rater within 3% of the median and p99 232-305 ms
+# (bench/rater_cycle.py, same machine and day; README "Benchmarks").
 worker_connections = threads
 timeout = 30

@@ -333,8 +333,8 @@ class _ParquetSink:
         if self.writer is not None:
             self.writer.close()
         else:
-            # No rows: still a Parquet file, written over whatever is at the path (the API's temporary
-            # file is made empty beforehand, and an earlier export there must not stand in for this one).
+            # No rows: still a Parquet file, written over whatever is at the path (an earlier export
+            # there must not stand in for this one).
             import pyarrow as pa
             import pyarrow.parquet as pq
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from labelapp import metrics
@@ -682,7 +683,7 @@ def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) ->
 
 
 def _progress(run: TrainingRun, progress: float, phase: str) -> None:
-    run_owned(run).update(progress=progress, progress_detail={"phase": phase}, heartbeat_at=timezone.now())
+    run_owned(run).update(progress=progress, progress_detail={"phase": phase}, heartbeat_at=Now())
 
 
 def _previous_answers(parent, prompts, parent_gen, params, scorer, seed) -> dict[int, _Answer]:

@@ -45,7 +45,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import BigIntegerField, Case, F, Max, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, Now
 from django.utils import timezone
 
 from labelapp.models import EvalSetRating, Rating, RewardModelVersion, TrainingRun
@@ -462,7 +462,9 @@ def training_recover_stale(
     if worker is not None:
         running = running.filter(worker=worker)
     else:
-        cutoff = timezone.now() - timedelta(seconds=settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"])
+        # The database's clock on both sides: the beat that recovers and the worker that beats may run on
+        # machines whose clocks disagree, and a recovery host a few minutes ahead requeued live runs.
+        cutoff = Now() - timedelta(seconds=settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"])
         running = running.filter(heartbeat_at__lt=cutoff)
     requeued = []
     for run in running:
@@ -551,7 +553,7 @@ class _Reporter:
         updated = run_owned(self.run).update(
             progress=progress,
             progress_detail={"phase": self.phase, **info},
-            heartbeat_at=timezone.now(),
+            heartbeat_at=Now(),
         )
         self._cancel = (
             not updated or TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
@@ -578,7 +580,7 @@ class _Heartbeat:
         try:
             while not self._stop.wait(self.every):
                 try:
-                    run_owned(self.run).update(heartbeat_at=timezone.now())
+                    run_owned(self.run).update(heartbeat_at=Now())
                 except DatabaseError:  # one failed write must not end the beats: the run would look dead
                     log.warning("heartbeat of run %s not written; trying again", self.run.pk, exc_info=True)
                     connection.close()  # a broken connection is reopened by the next query
@@ -616,15 +618,14 @@ def run_claim(*, run_id: int, worker: str = "", kinds=None) -> TrainingRun | Non
     One row updated means this worker owns the run; None means it was already taken or finished (a
     redelivered task), which the caller treats as a no-op. Shared by every kind of run.
     """
-    now = timezone.now()
     queued = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED)
     if kinds is not None:
         queued = queued.filter(kind__in=kinds)
     claimed = queued.update(
         status=TrainingRun.Status.RUNNING,
         attempts=F("attempts") + 1,
-        started_at=Coalesce(F("started_at"), now),
-        heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), Now()),
+        heartbeat_at=Now(),  # the database's clock, as recovery reads it (training_recover_stale)
         worker=worker,
     )
     return TrainingRun.objects.get(pk=run_id) if claimed == 1 else None

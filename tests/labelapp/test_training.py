@@ -711,3 +711,23 @@ def test_a_cancel_after_the_last_progress_write_records_no_version(
     assert training.training_run_execute(run_id=run.pk) == "cancelled"
     run.refresh_from_db()
     assert run.status == "cancelled" and not RewardModelVersion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_heartbeats_and_their_timeout_use_the_database_clock(monkeypatch):
+    """The worker that beats and the beat that recovers may run on machines whose clocks disagree:
+    with each side's own clock, a recovery host ten minutes ahead of the worker's (beyond the
+    5-minute timeout) requeued a live run whose worker had beaten a moment ago."""
+    from django.utils import timezone
+
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status="queued")
+    behind = timezone.now() - timedelta(minutes=10)
+    monkeypatch.setattr(timezone, "now", lambda: behind)  # the worker's clock: ten minutes behind
+    run = training.run_claim(run_id=run.pk, worker="gpu@slow-clock")
+    training.run_owned(run).update(progress=0.1)
+    monkeypatch.undo()  # recovery runs on a host with the right time
+    assert training.training_recover_stale() == []
+    run.refresh_from_db()
+    assert (run.status, run.worker) == ("running", "gpu@slow-clock")
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert training.training_recover_stale(enqueue=lambda run_id: None) == [run.pk]

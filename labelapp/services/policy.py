@@ -1070,7 +1070,12 @@ def policy_sample_demo(*, limit: int = 20, device: str | None = None, seed: int 
     rng = random.Random(seed)
     created = 0
     with transaction.atomic():
+        # Generation took minutes: a prompt deleted since failed the whole command at commit, and one
+        # whose consent was withdrawn (or that staff withheld) since was put in front of raters.
+        _, servable = _lock_round_prompts(prompts)
         for k, prompt in enumerate(prompts):
+            if prompt.pk not in servable:
+                continue
             first = _store_answer(base, prompt, _answers([samples[2 * k]])[0], PolicySample.Split.DEMO, 0)
             team = Response.objects.filter(prompt=prompt).exclude(policy_sample__isnull=False).first()
             if team is not None:

@@ -970,3 +970,23 @@ def test_sample_policy_fills_the_queue_with_v0_answers_once(loop, capsys):
     call_command("sample_policy", "--limit", "3")  # the next three prompts, never the same twice
     assert v0.samples.filter(split="demo").values("prompt").distinct().count() == 6
     assert Comparison.objects.count() > before
+
+
+def test_sample_policy_skips_prompts_deleted_or_withdrawn_while_it_generated(loop, monkeypatch, capsys):
+    # It read the consented prompts, generated for minutes, then stored without looking again: a prompt
+    # deleted meanwhile failed the whole command, and one whose consent was withdrawn reached raters.
+    from rewardtrainer.sampling import HFGenerator
+
+    first, second, third = Prompt.objects.filter(consent=True, withheld=False).order_by("pk")[:3]
+    generate = HFGenerator.generate
+
+    def meanwhile(self, *args, **kwargs):
+        out = generate(self, *args, **kwargs)
+        Prompt.objects.filter(pk=first.pk).update(consent=False)
+        Prompt.objects.filter(pk=second.pk).delete()
+        return out
+
+    monkeypatch.setattr(HFGenerator, "generate", meanwhile)
+    call_command("sample_policy", "--limit", "3")
+    assert "1 comparisons with policy v0 answers" in capsys.readouterr().out
+    assert set(Comparison.objects.values_list("prompt", flat=True)) == {third.pk}

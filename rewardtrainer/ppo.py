@@ -66,6 +66,7 @@ from .checkpoint import (
 )
 from .devices import enable_checkpointing, pick_device
 from .sampling import (
+    GenerationStopped,
     Generator,
     HFGenerator,
     RewardFn,
@@ -633,7 +634,12 @@ def choose_prompts(prompts: Sequence[str], batch_size: int, seed: int, update: i
     return [prompts[i] for i in idx.tolist()]
 
 
-def normalize_rewards_from_reference(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> None:
+def normalize_rewards_from_reference(
+    state: PPOState,
+    prompts: Sequence[str],
+    reward_fn: RewardFn,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
     """Score reference-policy samples once; later scores become (score - mean) / std."""
     c = state.config
     if not c.normalize_reward:
@@ -641,7 +647,11 @@ def normalize_rewards_from_reference(state: PPOState, prompts: Sequence[str], re
     chosen = choose_prompts(prompts, c.reward_norm_samples, c.seed, -1)
     ref_model = state.reference if state.reference is not None else state.policy
     gen = HFGenerator(
-        ref_model, state.tokenizer, batch_size=c.generation_batch_size, autocast_dtype=state.autocast_dtype
+        ref_model,
+        state.tokenizer,
+        batch_size=c.generation_batch_size,
+        autocast_dtype=state.autocast_dtype,
+        should_stop=should_stop,
     )
     if state.reference is None:
         with state.policy.disable_adapter():
@@ -949,12 +959,26 @@ def train_ppo(
     state = make_state(config, policy, tokenizer, reference)
     if generator is not None:
         state.generator = generator
+    if isinstance(state.generator, HFGenerator):
+        state.generator.should_stop = should_stop  # a cancel also ends a long sampling, not only an update
     resumed_from = _resume(state, ckpt_dir) if resume else None
-    if resumed_from is None:
-        normalize_rewards_from_reference(state, prompts, reward_fn)
+    try:
+        if resumed_from is None:
+            normalize_rewards_from_reference(state, prompts, reward_fn, should_stop)
+        stopped = _run_updates(state, prompts, reward_fn, ckpt_dir, progress, should_stop, max_updates)
+    except GenerationStopped:
+        # Stopped while sampling: the update under way had changed nothing yet, so the last finished
+        # update is where a resume starts (saved now if the schedule had not saved it).
+        if state.update:
+            _checkpoint_unless_saved(state, ckpt_dir)
+        stopped = True
+    return _result(state, out_dir, stopped, resumed_from, time.perf_counter() - t_start)
 
+
+def _run_updates(state, prompts, reward_fn, ckpt_dir, progress, should_stop, max_updates) -> bool:
+    """The round's remaining updates, checkpointed on schedule; True when it stopped before the last."""
+    config = state.config
     done_this_call = 0
-    stopped = False
     while state.update < config.updates:
         row = ppo_update(state, prompts, reward_fn)
         done_this_call += 1
@@ -969,12 +993,16 @@ def train_ppo(
         if not last and (
             (should_stop is not None and should_stop()) or (max_updates and done_this_call >= max_updates)
         ):
-            if not config.checkpoint_every or state.update % config.checkpoint_every:
-                _checkpoint(state, ckpt_dir)
-            stopped = True
-            break
+            _checkpoint_unless_saved(state, ckpt_dir)
+            return True
+    return False
 
-    return _result(state, out_dir, stopped, resumed_from, time.perf_counter() - t_start)
+
+def _checkpoint_unless_saved(state: PPOState, ckpt_dir: Path) -> None:
+    """A checkpoint of the last finished update, unless the schedule (checkpoint_every) wrote it."""
+    every = state.config.checkpoint_every
+    if not every or state.update % every:
+        _checkpoint(state, ckpt_dir)
 
 
 def _result(

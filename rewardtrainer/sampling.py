@@ -22,6 +22,7 @@ recomputes; use top_p=1 for PPO rollouts so that sampling and training distribut
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
@@ -170,6 +171,15 @@ class Sample:
         return len(self.token_ids)
 
 
+class GenerationStopped(Exception):
+    """Raised by `HFGenerator.generate` when its `should_stop()` said so (a cancelled round): a long
+    generation (a best-of-n round, an evaluation set on a CPU) is no longer waited out to its end."""
+
+
+STOP_POLL_TOKENS = 16
+"""`should_stop()` is asked before each batch and every this many new tokens within one"""
+
+
 class Generator(Protocol):
     """What PPO and best-of-n need from an inference engine: prompts in, answers with log-probs out."""
 
@@ -189,8 +199,10 @@ class HFGenerator:
         batch_size: int = 32,
         autocast_dtype: torch.dtype | None = None,
         stop_ids: Sequence[int] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ):
         self.model = model
+        self.should_stop = should_stop  # polled during generation: GenerationStopped when it says True
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
@@ -219,6 +231,7 @@ class HFGenerator:
                 pad_id=self.pad_id,
                 generator=rng,
                 autocast_dtype=self.autocast_dtype,
+                should_stop=self.should_stop,
             )
             for prompt, p_ids, toks, lps, fin in zip(chunk, ids, tokens, logprobs, finished, strict=True):
                 body = toks[:-1] if fin else toks
@@ -290,6 +303,15 @@ def _new_cache(model):
 
 
 @torch.inference_mode()
+@contextlib.contextmanager
+def _restore_mode(model, training: bool):
+    """Puts the model back in train (or eval) mode afterwards, also when generation was stopped."""
+    try:
+        yield
+    finally:
+        model.train(training)
+
+
 def sample_tokens(
     model,
     prompt_token_ids: Sequence[Sequence[int]],
@@ -299,12 +321,16 @@ def sample_tokens(
     pad_id: int,
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     """Sample answers for a batch of tokenized prompts; returns per row (tokens, log-probs, saw EOS).
 
     One forward over the left-padded prompts fills the KV cache; then one token per step for every
-    row until each has emitted a stop token or `max_new_tokens` is reached.
+    row until each has emitted a stop token or `max_new_tokens` is reached. `should_stop()` is asked
+    before the batch and every STOP_POLL_TOKENS tokens: GenerationStopped when it returns True.
     """
+    if should_stop is not None and should_stop():
+        raise GenerationStopped()
     device = next(model.parameters()).device
     ids, mask = left_pad(prompt_token_ids, pad_id)  # (B, Tq)
     ids, mask = ids.to(device), mask.to(device)
@@ -319,8 +345,13 @@ def sample_tokens(
     model.eval()
     cache_kw = {_cache_kwarg(model): _new_cache(model)}
     step_ids, step_pos = ids, positions
-    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    with (
+        torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+        _restore_mode(model, was_training),
+    ):
         for t in range(params.max_new_tokens):
+            if should_stop is not None and t and t % STOP_POLL_TOKENS == 0 and should_stop():
+                raise GenerationStopped()
             out = model(
                 input_ids=step_ids,
                 # the prefill sees the whole left-padded prompt; a decode step's query is a real token
@@ -344,7 +375,6 @@ def sample_tokens(
             step_ids = nxt[:, None]  # (B, 1)
             step_pos = step_pos[:, -1:] + 1
             mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
-    model.train(was_training)
     lengths_l, done_l = lengths.tolist(), done.tolist()
     tok_l, lp_l = tokens.tolist(), logps.tolist()
     return (

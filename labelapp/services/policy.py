@@ -436,12 +436,13 @@ class _Round:
     device: str
     out_dir: Path
     seed: int
+    reporter: _Reporter  # PPO's progress; its should_stop() also ends a generation when staff cancel
 
     def parent_generator(self):
         from rewardtrainer.sampling import HFGenerator, load_policy
 
         model, tok = load_policy(policy_weights_path(self.parent), device=self.device)
-        return HFGenerator(model, tok)
+        return HFGenerator(model, tok, should_stop=self.reporter.should_stop)
 
 
 @dataclass
@@ -459,16 +460,24 @@ class _Outcome:
 
 def _execute(run: TrainingRun) -> str:
     """One round: check what it needs, run PPO or best-of-n, answer with the parent too, record it."""
+    from rewardtrainer.sampling import GenerationStopped
+
     r = _prepare_round(run)
-    if run.kind == TrainingRun.Kind.PPO:
-        outcome = _ppo_step(r)
+    try:
+        outcome = _ppo_step(r) if run.kind == TrainingRun.Kind.PPO else _best_of_n_step(r)
         if outcome is None:
             _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
             return TrainingRun.Status.CANCELLED
-    else:
-        outcome = _best_of_n_step(r)
-    _progress(run, 0.92, "previous policy on the evaluation prompts")
-    previous = _previous_answers(r.parent, r.eval_prompts, outcome.parent_gen, r.params, r.scorer, r.seed + 2)
+        _progress(run, 0.92, "previous policy on the evaluation prompts")
+        previous = _previous_answers(
+            r.parent, r.eval_prompts, outcome.parent_gen, r.params, r.scorer, r.seed + 2
+        )
+    except GenerationStopped:
+        # a best-of-n round, or the answers after PPO, are all generation: a cancel ends them mid-way
+        kept = " (PPO checkpoints kept)" if run.kind == TrainingRun.Kind.PPO else ""
+        error = f"Cancelled while generating{kept}; no version was recorded."
+        _finish(run, TrainingRun.Status.CANCELLED, error=error)
+        return TrainingRun.Status.CANCELLED
     return _commit_round(r, outcome, previous)
 
 
@@ -505,6 +514,7 @@ def _prepare_round(run: TrainingRun) -> _Round:
         device=device,
         out_dir=out_dir,
         seed=c["seed"] * 1000 + run.pk,
+        reporter=_Reporter(run, "ppo", (0.0, 0.8)),
     )
 
 
@@ -535,20 +545,19 @@ def _ppo_step(r: _Round) -> _Outcome | None:
     train_prompts = _round_train_prompts(r.run)
     if not train_prompts:
         raise PolicyError("no training prompts outside the evaluation set")
-    reporter = _Reporter(r.run, "ppo", (0.0, 0.8))
     result = train_ppo(
         train_prompts,
         r.scorer,
         _ppo_config(r.run, r.parent),
         r.out_dir,
-        progress=reporter,
-        should_stop=reporter.should_stop,
+        progress=r.reporter,
+        should_stop=r.reporter.should_stop,
         resume=True,
     )
     if result.stopped:
         return None
     _progress(r.run, 0.85, "evaluation")
-    gen = HFGenerator(result.policy, result.tokenizer)
+    gen = HFGenerator(result.policy, result.tokenizer, should_stop=r.reporter.should_stop)
     eval_texts = [p.text for p in r.eval_prompts]
     new_eval = gen.generate(eval_texts, r.params, seed=r.seed)
     kls = sequence_kl(result.policy, result.reference, new_eval, gen.pad_id, r.params.temperature)

@@ -536,9 +536,11 @@ def training_run_cancel(*, run: TrainingRun) -> None:
 class _Reporter:
     """Progress callback + cancellation check for rewardtrainer: writes progress and a heartbeat."""
 
+    POLL_SECONDS = 5.0  # should_stop() reads the row itself when no progress write has for this long
+
     def __init__(self, run: TrainingRun, phase: str, share: tuple[float, float]):
         self.run, self.phase, self.share = run, phase, share
-        self._last_write = 0.0
+        self._last_write = self._last_check = time.monotonic()
         self._cancel = False
 
     def __call__(self, info: dict) -> None:
@@ -546,7 +548,7 @@ class _Reporter:
         now = time.monotonic()
         if now - self._last_write < 1.0 and not any(k.startswith("val_") for k in info):
             return
-        self._last_write = now
+        self._last_write = self._last_check = now
         total = info.get("total_steps") or 1
         lo, hi = self.share
         progress = lo + (hi - lo) * min(1.0, (info.get("step") or 0) / total)
@@ -560,6 +562,12 @@ class _Reporter:
         )
 
     def should_stop(self) -> bool:
+        """Cancelled by staff, or taken away from this attempt. Between progress writes (a generation,
+        a long step) it asks the database, at most every POLL_SECONDS."""
+        now = time.monotonic()
+        if not self._cancel and now - self._last_check >= self.POLL_SECONDS:
+            self._last_check = now
+            self._cancel = not run_owned(self.run).filter(cancel_requested=False).exists()
         return self._cancel
 
 

@@ -990,3 +990,25 @@ def test_sample_policy_skips_prompts_deleted_or_withdrawn_while_it_generated(loo
     call_command("sample_policy", "--limit", "3")
     assert "1 comparisons with policy v0 answers" in capsys.readouterr().out
     assert set(Comparison.objects.values_list("prompt", flat=True)) == {third.pk}
+
+
+def test_a_round_cancelled_while_it_generates_stops_there(loop, monkeypatch):
+    # A best-of-n round is all generation and polled for a cancel only at its commit: staff's cancel
+    # waited for every answer (an hour on a CPU for a large evaluation set) before it took effect.
+    from rewardtrainer import sampling
+
+    monkeypatch.setattr(training._Reporter, "POLL_SECONDS", 0.0, raising=False)
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    batches = []
+    original = sampling.sample_tokens
+
+    def staff_cancel_during_the_first_batch(*args, **kwargs):
+        batches.append(1)
+        training.training_run_cancel(run=run)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "sample_tokens", staff_cancel_during_the_first_batch)
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.CANCELLED
+    run.refresh_from_db()
+    assert "while generating" in run.error and PolicyVersion.objects.count() == 1
+    assert len(batches) == 1

@@ -461,3 +461,38 @@ def test_every_logged_figure_is_strict_json_when_the_returns_do_not_vary(tmp_pat
     row = result.history[0]
     assert row["kl"] == 0.0 and row["explained_variance"] is None
     json.dumps(result.history, allow_nan=False)  # ValueError on NaN or inf
+
+
+def test_a_round_cancelled_while_it_samples_stops_and_resumes_from_its_last_update(tmp_path):
+    # should_stop was polled only between updates: a cancel waited for a whole update's sampling.
+    tok = tiny_tokenizer()
+    cfg = config(updates=4, checkpoint_every=3)
+    straight = train_ppo(
+        prompts(8), good_word_reward, cfg, tmp_path / "a", policy=tiny_llama(tok), tokenizer=tok
+    )
+    finished, asked = [], []
+
+    def cancelled_after_update_2_while_update_3_samples() -> bool:
+        if len(finished) < 2:
+            return False
+        asked.append(1)
+        return len(asked) > 1  # the check right after update 2 says no; the sampling's first poll, yes
+
+    stopped = train_ppo(
+        prompts(8),
+        good_word_reward,
+        cfg,
+        tmp_path / "b",
+        policy=tiny_llama(tok),
+        tokenizer=tok,
+        progress=finished.append,
+        should_stop=cancelled_after_update_2_while_update_3_samples,
+    )
+    assert stopped.stopped and stopped.updates == 2 and stopped.policy_dir is None
+    assert (tmp_path / "b" / "checkpoints" / "ckpt-000002").is_dir()  # not on the every-3 schedule
+    resumed = train_ppo(
+        prompts(8), good_word_reward, cfg, tmp_path / "b", policy=tiny_llama(tok), tokenizer=tok
+    )
+    assert resumed.resumed_from_update == 2 and resumed.updates == 4
+    for a, b in zip(straight.history, resumed.history, strict=True):
+        assert a["reward_raw"] == pytest.approx(b["reward_raw"], rel=1e-4, abs=1e-5)

@@ -164,3 +164,22 @@ def test_the_eager_attention_path_takes_the_same_mask(gen, tok):
     eager, _ = forward_logprobs(eager_model, rollout, params.temperature)
     real = rollout.response_mask.bool()
     torch.testing.assert_close(eager[real], sdpa[real], atol=1e-5, rtol=1e-5)
+
+
+def test_a_generation_stops_when_asked_mid_answer_and_leaves_the_model_as_it_was(tok):
+    # A cancelled best-of-n round waited for all of its generation (minutes to hours on a CPU).
+    from rewardtrainer.sampling import STOP_POLL_TOKENS, GenerationStopped
+
+    model = tiny_llama(tok).train()
+    asked = []
+
+    def should_stop():
+        asked.append(len(asked))
+        return len(asked) > 1  # no at the start of the batch, yes at the first poll inside it
+
+    gen = HFGenerator(model, tok, stop_ids=[-1], should_stop=should_stop)  # never an EOS: runs to the end
+    with pytest.raises(GenerationStopped):
+        gen.generate(["the cat"], SamplingParams(max_new_tokens=4 * STOP_POLL_TOKENS), seed=0)
+    assert len(asked) == 2 and model.training
+    gen.should_stop = None
+    assert gen.generate(["the cat"], SamplingParams(max_new_tokens=4), seed=0)[0].num_tokens == 4

@@ -30,3 +30,17 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # (bench/rater_cycle.py, same machine and day; README "Benchmarks").
 worker_connections = threads
 timeout = 30
+
+
+def on_starting(server):
+    """One control socket per instance (`gunicornc -s PATH`): gunicorn's default is one path per user
+    ($XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl), which the master started last took
+    over (a benchmark's, a second checkout's) and removed when it stopped, so `gunicornc` then reached
+    the wrong server or none. The bind address goes into the name; `--control-socket` still wins."""
+    cfg = server.cfg
+    setting = cfg.settings["control_socket"]
+    if cfg.control_socket_disable or setting.value != setting.default:
+        return
+    name = "_".join(cfg.bind).replace("unix:", "").replace("/", "-").replace(":", "-").strip("-")
+    path = os.path.join(os.path.dirname(setting.default), f"gunicorn-{name}.ctl")
+    cfg.set("control_socket", path)

@@ -83,3 +83,29 @@ def test_every_way_the_web_process_starts_loads_the_gunicorn_config():
     assert "-c config/gunicorn.py" in " ".join(services("python", "h", "1", "1")["web"])
     assert '"-c", "config/gunicorn.py"' in (ROOT / "Dockerfile").read_text()
     assert "gunicorn config.wsgi -c config/gunicorn.py" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_each_web_server_gets_its_own_control_socket(tmp_path):
+    # Two masters (make run and bench/rater_cycle, two checkouts) shared ~/.gunicorn/gunicorn.ctl: the
+    # last one started took it over and removed it when it stopped.
+    code = """
+import runpy, sys
+from types import SimpleNamespace
+from gunicorn.config import Config
+cfg = Config()
+cfg.set("bind", [sys.argv[1]])
+if sys.argv[2]:
+    cfg.set("control_socket", sys.argv[2])
+runpy.run_path("config/gunicorn.py")["on_starting"](SimpleNamespace(cfg=cfg))
+print(cfg.control_socket)
+"""
+
+    def socket_for(bind: str, explicit: str = "") -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", code, bind, explicit], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    a, b = socket_for("127.0.0.1:8000"), socket_for("127.0.0.1:8001")
+    assert a != b and a.endswith("gunicorn-127.0.0.1-8000.ctl") and b.endswith("8001.ctl")
+    assert socket_for("127.0.0.1:8000", str(tmp_path / "mine.ctl")) == str(tmp_path / "mine.ctl")

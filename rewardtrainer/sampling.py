@@ -302,7 +302,6 @@ def _new_cache(model):
     return DynamicCache(config=base.config)
 
 
-@torch.inference_mode()
 @contextlib.contextmanager
 def _restore_mode(model, training: bool):
     """Puts the model back in train (or eval) mode afterwards, also when generation was stopped."""
@@ -312,6 +311,7 @@ def _restore_mode(model, training: bool):
         model.train(training)
 
 
+@torch.inference_mode()
 def sample_tokens(
     model,
     prompt_token_ids: Sequence[Sequence[int]],

@@ -183,3 +183,15 @@ def test_a_generation_stops_when_asked_mid_answer_and_leaves_the_model_as_it_was
     assert len(asked) == 2 and model.training
     gen.should_stop = None
     assert gen.generate(["the cat"], SamplingParams(max_new_tokens=4), seed=0)[0].num_tokens == 4
+
+
+def test_sampling_records_no_autograd_graph(gen, tok):
+    # Sampling ran with gradients on once (a decorator slipped onto a helper): every step's graph was
+    # kept through the KV cache, and 60 answers of 96 tokens took 16 GB and more on the CPU.
+    seen = []
+    hook = gen.model.register_forward_hook(lambda *_: seen.append(torch.is_inference_mode_enabled()))
+    try:
+        gen.generate(["the cat"], SamplingParams(max_new_tokens=3), seed=0)
+    finally:
+        hook.remove()
+    assert seen and all(seen)

@@ -85,6 +85,7 @@ BASE = dict(
     calibration_holdout=0.0,
     length_balance=False,
     reward_corr_weight=0.0,
+    length_beta_start="zero",
 )
 
 
@@ -101,6 +102,7 @@ RUNS = {
     "length+rrm-nb": variant(augment="neighbour"),
     "plain+rrm-nb": variant(objective="plain", augment="neighbour"),
     "length+pad": variant(augment_padding=0.5),
+    "length+pad+fit": variant(augment_padding=0.5, length_beta_start="fit"),
     "plain+flat": variant(objective="plain", reward_corr_weight=1.0),
     "length+pad+flat": variant(augment_padding=0.5, reward_corr_weight=1.0),
     "plain+bal": variant(objective="plain", length_balance=True),
@@ -129,6 +131,9 @@ ROWS = [
     ("length+rrm-nb+cal", "length+rrm-nb", "cal"),
     ("plain+rrm-nb+cal", "plain+rrm-nb", "cal"),
     ("length+pad+cal", "length+pad", "cal"),
+    ("length+pad", "length+pad", "raw"),
+    ("length+pad+fit", "length+pad+fit", "raw"),
+    ("length+pad+fit+cal", "length+pad+fit", "cal"),
     ("plain+flat", "plain+flat", "raw"),
     ("plain+flat+cal", "plain+flat", "cal"),
     ("length+pad+flat", "length+pad+flat", "raw"),

@@ -386,6 +386,8 @@ TRAINING = {
     # calibration + padding pairs (0.5), no prompt-mismatch pairs.
     "OBJECTIVE": env.str("RM_OBJECTIVE", default="length"),
     "CALIBRATE": env.bool("RM_CALIBRATE", default=True),
+    # where the length covariate's beta starts: 'fit' (the raters' pull in the training pairs) or 'zero'
+    "LENGTH_BETA_START": env.str("RM_LENGTH_BETA_START", default="fit").strip().lower(),
     # share of training prompts held out for the calibration fit (0 = fit on training answers)
     "CALIBRATION_HOLDOUT": env.float("RM_CALIBRATION_HOLDOUT", default=0.0),
     "AUGMENT": env.str("RM_AUGMENT", default="none"),

@@ -24,6 +24,7 @@ AUGMENTS = ("none", "random", "neighbour")
 RELEVANCE_GATES = ("none", "cosine", "pmi")
 COMPILE_MODES = ("auto", "on", "off")
 PACKED_ATTENTIONS = ("auto", "varlen", "flex")
+LENGTH_BETA_STARTS = ("fit", "zero")
 
 
 def default_backbone() -> str:
@@ -94,6 +95,12 @@ class TrainConfig:
     length_beta_lr: float = 0.01
     """AdamW learning rate of the length coefficient beta (one scalar; Adam moves it about this much a
     step, so at the heads' rate it would need hundreds of steps to reach the ~0.4-0.5 it settles at)"""
+    length_beta_start: str = "fit"
+    """where beta starts: 'fit' (the length-only Bradley-Terry fit on the human training pairs,
+    calibrate.fit_length_beta with every reward 0: the raters' whole pull toward length, which training
+    then shares with the reward) or 'zero'. From 0, at length_beta_lr a short run ends far below the
+    raters' pull (0.09 after 26 steps where the pairs say 5.0), so the reward learns the rest of the
+    length taste and the calibration then takes it out again, with much of the quality signal"""
     weight_decay: float = 0.01
     """AdamW decoupled weight decay (not on biases and norms)"""
     epochs: int = 1
@@ -218,6 +225,11 @@ class TrainConfig:
             raise ValueError(
                 f"packed_attention must be one of {', '.join(PACKED_ATTENTIONS)}, "
                 f"got {self.packed_attention!r}"
+            )
+        if self.length_beta_start not in LENGTH_BETA_STARTS:
+            raise ValueError(
+                f"length_beta_start must be one of {', '.join(LENGTH_BETA_STARTS)}, "
+                f"got {self.length_beta_start!r}"
             )
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")

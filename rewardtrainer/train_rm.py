@@ -156,6 +156,7 @@ class Prepared:
     steps_per_epoch: int
     total_steps: int
     length_mean: float
+    length_beta_start: float  # where the length objective's beta starts (config.length_beta_start)
     val_neighbours: dict[str, str]
     gradient_checkpointing: bool
     packing: bool = False  # config.packing, checked against the backbone
@@ -351,9 +352,8 @@ def prepare(
     n_batches = len(_batches(enc_train, config, [config.seed, 0], packing))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
-    human_chars = np.concatenate(
-        [enc_train.chosen_chars[: len(train_pairs)], enc_train.rejected_chars[: len(train_pairs)]]
-    )
+    n_human = len(train_pairs)
+    human_chars = np.concatenate([enc_train.chosen_chars[:n_human], enc_train.rejected_chars[:n_human]])
     return Prepared(
         config=config,
         out_dir=out_dir,
@@ -369,6 +369,7 @@ def prepare(
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         length_mean=float(human_chars.mean()),
+        length_beta_start=_length_beta_start(config, human_chars, enc_train.weight[:n_human]),
         val_neighbours=val_neighbours,
         gradient_checkpointing=False,
         packing=packing,
@@ -376,6 +377,14 @@ def prepare(
         calib_pairs=calib_pairs,
         enc_calib=enc_calib,
     )
+
+
+def _length_beta_start(config: TrainConfig, human_chars: np.ndarray, weights: np.ndarray) -> float:
+    """config.length_beta_start resolved: the raters' pull toward length in the human training pairs
+    alone (a length-only Bradley-Terry fit, weighted as training weighs them), or 0."""
+    if config.objective != "length" or config.length_beta_start == "zero":
+        return 0.0
+    return fit_length_beta(np.zeros(len(human_chars)), human_chars, weights)
 
 
 def _split(
@@ -502,6 +511,8 @@ def build(prep: Prepared) -> Parts:
         attn_implementation=_attention(prep),
     )
     model.max_length = config.max_length
+    if model.length_beta is not None:
+        model.length_beta.data.fill_(prep.length_beta_start)
     compiled = prep.compiled = compile_enabled(config, prep.device, _n_params(model))
     prep.gradient_checkpointing = _wants_checkpointing(model, config, prep.device, compiled)
     if prep.gradient_checkpointing:

@@ -286,6 +286,7 @@ def train_config_from_settings():
     kwargs = {
         "objective": t["OBJECTIVE"],
         "calibrate": t["CALIBRATE"],
+        "length_beta_start": t["LENGTH_BETA_START"],
         "calibration_holdout": t["CALIBRATION_HOLDOUT"],
         "augment": t["AUGMENT"],
         "augment_padding": t["AUGMENT_PADDING"],

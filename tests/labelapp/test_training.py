@@ -512,6 +512,9 @@ def test_every_reward_model_setting_reaches_the_trainer(settings):
     settings.TRAINING = {**settings.TRAINING, "PACKING": True, "PACKED_ATTENTION": "varlen"}
     config = train_config_from_settings()
     assert (config.packing, config.packed_attention) == (True, "varlen")
+    assert config.length_beta_start == "fit"
+    settings.TRAINING = {**settings.TRAINING, "LENGTH_BETA_START": "zero"}
+    assert train_config_from_settings().length_beta_start == "zero"
 
 
 def test_a_bad_packed_attention_setting_fails_the_system_check(settings):

@@ -85,6 +85,28 @@ def test_prepare_marks_the_augmented_pairs(tmp_path, tiny_bert):
     assert 0 < n_human < len(prep.enc_train)
 
 
+def test_beta_starts_at_the_raters_length_pull_in_the_human_pairs(tmp_path, tiny_bert):
+    """From 0, at its small learning rate, beta ended a short run far below the raters' pull (0.09 after
+    26 steps where the pairs said 5.0): the reward learned the rest of the length taste, and the length
+    calibration then took it out again with much of the quality signal."""
+    pairs = keyword_pairs(60, n_prompts=12, longer_chosen=0.85)
+    cfg = tiny_config(tiny_bert, objective="length", augment_padding=0.5)
+    prep = prepare(pairs, cfg, tmp_path / "a")
+    human = prep.train_pairs
+    chars = np.array([len(p.chosen) for p in human] + [len(p.rejected) for p in human], dtype=float)
+    expected = fit_length_beta(np.zeros(len(chars)), chars)
+    assert expected > 1 and prep.length_beta_start == pytest.approx(expected)
+    # the padding pairs (a longer copy always loses) are not the raters' taste: left out of the fit
+    assert prep.n_augmented > 0
+    assert float(build(prep).model.length_beta) == pytest.approx(expected, rel=1e-5)
+    zero = prepare(pairs, cfg.replace(length_beta_start="zero"), tmp_path / "b")
+    assert float(build(zero).model.length_beta) == 0.0
+    plain = prepare(pairs, cfg.replace(objective="plain"), tmp_path / "c")
+    assert plain.length_beta_start == 0.0 and build(plain).model.length_beta is None
+    with pytest.raises(ValueError, match="length_beta_start"):
+        cfg.replace(length_beta_start="half")
+
+
 def test_calibration_flattens_a_length_trend_and_keeps_equal_length_rankings():
     rng = np.random.default_rng(0)
     lengths = rng.lognormal(5, 1, 800)
@@ -153,7 +175,7 @@ def test_the_length_model_learns_beta_calibrates_and_passes_the_probes(tmp_path,
     pairs = keyword_pairs(240, seed=3, longer_chosen=0.85)
     cfg = tiny_config(
         tiny_bert, objective="length", calibrate=True, augment="random", augment_padding=0.0, epochs=3,
-        eval_probe_answers=40,
+        eval_probe_answers=40, length_beta_start="zero",  # from 0, so that beta > 0 is learned
     )  # fmt: skip
     res = fit_reward_model(pairs, cfg, tmp_path / "run")
     m = res.metrics
@@ -221,14 +243,20 @@ def test_only_the_mismatch_pairs_are_flagged_for_the_relevance_head(tmp_path, ti
 def test_padding_pairs_teach_the_padding_test(tmp_path, tiny_bert):
     pairs = keyword_pairs(240, seed=3, longer_chosen=0.85)
     scores = {}
-    for ratio in (0.0, 1.0):
-        cfg = tiny_config(
-            tiny_bert, objective="length", augment_padding=ratio, epochs=3, eval_probe_answers=60
-        )
-        res = fit_reward_model(pairs, cfg, tmp_path / f"run{ratio}")
-        assert res.metrics["augmented_pairs"] == round(ratio * res.pairs_train)
-        scores[ratio] = res.metrics["padding_accuracy"]
-    assert scores[1.0] >= 0.8 and scores[1.0] > scores[0.0] + 0.3, scores
+    for start in ("zero", "fit"):
+        for ratio in (0.0, 1.0):
+            cfg = tiny_config(
+                tiny_bert, objective="length", augment_padding=ratio, epochs=3, eval_probe_answers=60,
+                length_beta_start=start,
+            )  # fmt: skip
+            res = fit_reward_model(pairs, cfg, tmp_path / f"run{ratio}-{start}")
+            assert res.metrics["augmented_pairs"] == round(ratio * res.pairs_train)
+            scores[start, ratio] = res.metrics["padding_accuracy"]
+    # measured: zero 0.33 -> 0.88, fit 0.62 -> 0.90
+    assert scores["zero", 1.0] >= 0.8 and scores["zero", 1.0] > scores["zero", 0.0] + 0.3, scores
+    assert scores["fit", 1.0] >= 0.8 and scores["fit", 1.0] > scores["fit", 0.0] + 0.15, scores
+    # with beta at the raters' pull from the start, the reward itself learns less "longer is better"
+    assert scores["fit", 0.0] > scores["zero", 0.0] + 0.15, scores
 
 
 def test_resume_restores_the_run_state_on_its_own(tmp_path, tiny_bert):

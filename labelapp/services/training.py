@@ -558,9 +558,7 @@ class _Reporter:
             progress_detail={"phase": self.phase, **info},
             heartbeat_at=Now(),
         )
-        self._cancel = (
-            not updated or TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
-        )
+        self._cancel = not updated or self._unwanted()
 
     def should_stop(self) -> bool:
         """Cancelled by staff, or taken away from this attempt. Between progress writes (a generation,
@@ -568,8 +566,12 @@ class _Reporter:
         now = time.monotonic()
         if not self._cancel and now - self._last_check >= self.POLL_SECONDS:
             self._last_check = now
-            self._cancel = not run_owned(self.run).filter(cancel_requested=False).exists()
+            self._cancel = self._unwanted()
         return self._cancel
+
+    def _unwanted(self) -> bool:
+        """Staff asked the run to stop, or this attempt no longer owns it."""
+        return not run_owned(self.run).filter(cancel_requested=False).exists()
 
 
 class _Heartbeat:

@@ -425,6 +425,9 @@ TRAINING = {
     "MAX_ATTEMPTS": env.int("RM_MAX_ATTEMPTS", default=3),
     # A running run whose heartbeat is older than this is presumed dead (worker killed) and requeued.
     "HEARTBEAT_TIMEOUT_SECONDS": env.int("RM_HEARTBEAT_TIMEOUT", default=300),
+    # A running attempt whose trainer shows no sign of progress (a progress call, a cancellation poll)
+    # for this long is presumed hung: re-queued (or failed) and its pool process restarted; 0 = never.
+    "STALL_TIMEOUT_SECONDS": env.int("RM_STALL_TIMEOUT", default=3600),
     "AUTO_ACTIVATE": env.bool("RM_AUTO_ACTIVATE", default=True),
     # Preference strength -> Bradley-Terry margin (|preference| 1, 2, 3).
     "MARGINS": [0.0, 0.5, 1.0],

@@ -11,6 +11,11 @@ Reliability rules (DESIGN sections 3 and 7), each backed by a test:
   checkpoint in the run's folder; a heartbeat thread beats through the whole attempt (the trainer's
   progress writes stop during long steps), recovery changes only the attempt it found stale, and a run
   staff cancelled is ended, never re-queued;
+- a hung attempt (a deadlocked collective, a read that never returns) must not beat forever and hold
+  the single-flight slot: the heartbeat thread stops beating after STALL_TIMEOUT_SECONDS without a sign
+  of life from the trainer (a progress call or a cancellation poll), ends the attempt as recovery would
+  (re-queued and re-sent, or failed once out of attempts), and restarts the Celery pool process whose
+  main thread is stuck;
 - retries only on named transient errors, at most `max_attempts` attempts, then `failed` with the
   reason; bad data fails at once with a clear message and is never retried;
 - a run queued while the broker (Redis) is down stays `queued` with no `sent_at`; the periodic check
@@ -33,6 +38,7 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -545,6 +551,7 @@ class _Reporter:
         self._cancel = False
 
     def __call__(self, info: dict) -> None:
+        _sign_of_life(self.run)
         info = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
         now = time.monotonic()
         if now - self._last_write < 1.0 and not any(k.startswith("val_") for k in info):
@@ -561,6 +568,11 @@ class _Reporter:
         self._cancel = not updated or self._unwanted()
 
     def should_stop(self) -> bool:
+        """The trainer's poll (also a sign of life for the heartbeat's stall watch): see cancel_requested."""
+        _sign_of_life(self.run)
+        return self.cancel_requested()
+
+    def cancel_requested(self) -> bool:
         """Cancelled by staff, or taken away from this attempt. Between progress writes (a generation,
         a long step) it asks the database, at most every POLL_SECONDS."""
         now = time.monotonic()
@@ -574,22 +586,50 @@ class _Reporter:
         return not run_owned(self.run).filter(cancel_requested=False).exists()
 
 
+# The trainer's last sign of life per run (time.monotonic() of its last progress call or cancellation
+# poll through _Reporter), read by the run's heartbeat thread in the same process.
+_SIGNS_OF_LIFE: dict[int, float] = {}
+
+
+def _sign_of_life(run: TrainingRun) -> None:
+    _SIGNS_OF_LIFE[run.pk] = time.monotonic()
+
+
 class _Heartbeat:
     """Writes the run's heartbeat every `every` seconds from a thread, for the whole attempt: the trainer
     calls no progress while it prepares the data or computes its final metrics (a reward model's
     calibration and gates, a PPO update, a long generation on a CPU), which can outlast the stale-
     heartbeat timeout, and a live run must not be requeued. By default it beats three times per
-    timeout (at most every 30 s), so a short RM_HEARTBEAT_TIMEOUT is not outrun by the beat itself."""
+    timeout (at most every 30 s), so a short RM_HEARTBEAT_TIMEOUT is not outrun by the beat itself.
 
-    def __init__(self, run: TrainingRun, every: float | None = None):
+    It beats only while the trainer shows signs of life: after `stall_after` seconds (STALL_TIMEOUT_SECONDS,
+    0 = never) without one, the attempt is presumed hung, ended by `end_stalled_attempt` and its pool
+    process restarted; a thread that beat regardless kept a hung run `running` for ever."""
+
+    def __init__(self, run: TrainingRun, every: float | None = None, stall_after: float | None = None):
         timeout = settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"]
         self.run, self.every = run, every if every is not None else min(30.0, timeout / 3)
+        self.stall_after = settings.TRAINING["STALL_TIMEOUT_SECONDS"] if stall_after is None else stall_after
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _stalled(self) -> bool:
+        idle = time.monotonic() - _SIGNS_OF_LIFE.get(self.run.pk, time.monotonic())
+        if not self.stall_after or idle <= self.stall_after:
+            return False
+        log.error("run %s: no sign of progress for %.0f s; presumed hung", self.run.pk, idle)
+        try:
+            end_stalled_attempt(self.run, idle, self.stall_after)
+        except DatabaseError:  # the beats stop all the same: recovery finds it stale
+            log.exception("run %s: the hung attempt could not be ended; recovery will", self.run.pk)
+        restart_pool_process()
+        return True
 
     def _loop(self) -> None:
         try:
             while not self._stop.wait(self.every):
+                if self._stalled():
+                    return
                 try:
                     run_owned(self.run).update(heartbeat_at=Now())
                 except DatabaseError:  # one failed write must not end the beats: the run would look dead
@@ -599,12 +639,55 @@ class _Heartbeat:
             connection.close()  # this thread's own connection
 
     def __enter__(self) -> _Heartbeat:
+        _sign_of_life(self.run)  # the attempt's start counts as one
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        _SIGNS_OF_LIFE.pop(self.run.pk, None)
+
+
+def end_stalled_attempt(run: TrainingRun, idle: float, limit: float) -> None:
+    """End an attempt that showed no sign of progress for `idle` (> `limit`) seconds as recovery ends a
+    dead one: cancelled if staff asked, failed once out of attempts, else back in the queue and re-sent.
+    Every write is fenced by the attempt, so a late wake-up of the hung thread lands nothing."""
+    owned, now = run_owned(run), timezone.now()
+    why = f"no sign of progress for {idle:.1f} s (RM_STALL_TIMEOUT {limit:g} s)"
+    if owned.filter(cancel_requested=True).update(
+        status=TrainingRun.Status.CANCELLED, finished_at=now, error=f"Cancelled; it had hung: {why}."
+    ):
+        return
+    owned = owned.filter(cancel_requested=False)
+    if run.attempts >= run.max_attempts:
+        owned.update(
+            status=TrainingRun.Status.FAILED,
+            finished_at=now,
+            error=f"Hung in attempt {run.attempts} of {run.max_attempts}: {why}; gave up.",
+        )
+    elif owned.update(
+        status=TrainingRun.Status.QUEUED,
+        worker="",
+        error=f"Retrying: attempt {run.attempts} hung ({why}); its worker process was restarted.",
+    ):
+        _enqueue(run.pk)
+
+
+def restart_pool_process() -> None:
+    """End this process when it is a Celery prefork pool child, as a task time limit would: its main
+    thread is stuck in the hung step, and the pool's master starts a fresh child (the task's message,
+    acks_late, is delivered again and its claim finds the run queued). Anywhere else (a solo pool, a
+    management command) only log it: whoever runs the process must restart it."""
+    from billiard.process import current_process
+
+    if not current_process().name.startswith("ForkPoolWorker"):
+        log.critical("a run hung in this process (%s); restart it to free the thread", current_process().name)
+        return
+    log.critical("a run hung in this pool process; ending it so that the worker starts a fresh one")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_owned(run: TrainingRun):
@@ -750,7 +833,8 @@ def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int)
     while proc.poll() is None:
         time.sleep(1.0)
         offset = _tail_progress(progress_file, offset, reporter)
-        if reporter.should_stop():
+        # not should_stop(): this loop's own polls are no sign of life from the trainer
+        if reporter.cancel_requested():
             stop_file.touch()
     _tail_progress(progress_file, offset, reporter)
     log_file.close()

@@ -580,6 +580,64 @@ def test_a_reward_model_run_in_a_long_step_without_progress_is_not_presumed_dead
     assert (run.status, run.attempts) == ("failed", 1) and "end of the test" in run.error
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("attempts", "cancel", "status", "resent"),
+    [(1, False, "queued", True), (3, False, "failed", False), (1, True, "cancelled", False)],
+)
+def test_a_hung_attempt_stops_beating_and_is_ended_and_its_process_restarted(
+    monkeypatch, attempts, cancel, status, resent
+):
+    """The heartbeat thread beat whatever the trainer did: an attempt stuck in a read that never
+    returned (or a deadlocked collective) stayed `running` with a fresh heartbeat for ever and held the
+    single-flight slot. After STALL_TIMEOUT without a sign of life it is ended as recovery ends a dead
+    one (re-queued and re-sent, failed once out of attempts, cancelled if staff asked) and its pool
+    process is restarted."""
+    import time
+
+    run = TrainingRun.objects.create(
+        kind=TrainingRun.Kind.REWARD_MODEL, status="running", attempts=attempts, max_attempts=3,
+        cancel_requested=cancel,
+    )  # fmt: skip
+    sent, restarts = [], []
+    monkeypatch.setattr(training, "_send", lambda pk: sent.append(pk) or True)
+    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
+    beat = training._Heartbeat(run, every=0.05, stall_after=0.3)
+    try:
+        with beat:
+            time.sleep(1.0)  # hung: no progress call, no cancellation poll
+            assert not beat._thread.is_alive()  # no more beats
+    finally:
+        connections.close_all()
+    run.refresh_from_db()
+    assert run.status == status and restarts == [1]
+    assert "hung" in run.error.lower() and "no sign of progress" in run.error
+    assert sent == ([run.pk] if resent else [])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_trainer_that_polls_is_not_presumed_hung(monkeypatch):
+    """Progress calls and cancellation polls are the signs of life: a long phase that polls keeps
+    beating however long it runs; outside a Celery pool process a hang is logged, the process kept."""
+    import time
+
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status="running", attempts=1)
+    restarts = []
+    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
+    reporter = training._Reporter(run, "ppo", (0.0, 1.0))
+    try:
+        with training._Heartbeat(run, every=0.05, stall_after=0.3):
+            for _ in range(12):
+                assert not reporter.should_stop()
+                time.sleep(0.1)
+    finally:
+        connections.close_all()
+    run.refresh_from_db()
+    assert (run.status, restarts) == ("running", [])
+    monkeypatch.undo()
+    training.restart_pool_process()  # pytest is no pool child: it logs and returns
+
+
 def _two_stale_runs():
     """A reward-model run and a PPO round, both running with a stale heartbeat (attempt 1)."""
     from django.utils import timezone

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from labelapp.models import RewardModelVersion, TrainingRun
+from labelapp.models import Rating, RewardModelVersion, TrainingRun
 from labelapp.services import training
 
 pytest.importorskip("torch")
@@ -99,3 +99,45 @@ def test_a_killed_worker_resumes_the_run_from_its_checkpoint(
     assert TrainingRun.objects.count() == 1  # no second run
     assert finished.metrics.get("resumed_from_step", 0) >= 10
     assert RewardModelVersion.objects.get().run_id == run.pk
+
+
+def test_a_hung_run_is_ended_and_its_pool_process_restarted(
+    settings, tiny_backbone, tmp_path, guideline, make_user, celery_worker_process
+):
+    """A read that never returns (here: the ratings table locked by another session) hung the attempt
+    while its heartbeat thread kept the run `running` for ever. Through a real worker: each attempt is
+    presumed hung after RM_STALL_TIMEOUT, its pool process is restarted (the worker itself lives on and
+    claims the next attempt), and after max_attempts the run fails with the reason."""
+    from django.db import connections
+
+    from tests.labelapp.test_training import _rate_many
+
+    queue = f"test-gpu-{os.getpid()}"
+    settings.TRAINING = {**settings.TRAINING, "QUEUE": queue, "MAX_ATTEMPTS": 2, "BACKBONE": tiny_backbone}
+    env = {
+        "RM_BACKBONE": tiny_backbone,
+        "RM_DEVICE": "cpu",
+        "RM_QUEUE": queue,
+        "RM_HEARTBEAT_TIMEOUT": "3",  # beats every second
+        "RM_STALL_TIMEOUT": "2",
+        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)  # reads the ratings: before the lock
+    locker = connections.create_connection("default")  # a session of its own, outside the test's
+    try:
+        with locker.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"LOCK TABLE {Rating._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+            worker = celery_worker_process(queue=queue, name=f"{queue}@%h", extra_env=env)
+            failed = _wait(
+                lambda: TrainingRun.objects.filter(pk=run.pk, status="failed").first(), 90, "the run", worker
+            )
+            cur.execute("ROLLBACK")
+    finally:
+        locker.close()
+    assert failed.attempts == 2
+    assert "Hung in attempt 2 of 2" in failed.error and "no sign of progress" in failed.error
+    assert worker.poll() is None  # the worker lives on: only its pool processes were restarted
+    log = worker_output(worker)
+    assert log.count("presumed hung") == 2 and "exited with 'signal 9 (SIGKILL)'" in log

@@ -50,6 +50,12 @@ def good_word_reward(ps, answers) -> torch.Tensor:
     return torch.tensor([sum(w == "good" for w in a.split()) / max(1, len(a.split())) for a in answers])
 
 
+def good_word_round(cfg: PPOConfig, out, **kwargs):
+    """A round of `cfg` on 8 prompts for `good_word_reward`, a fresh tiny policy, written to `out`."""
+    tok = tiny_tokenizer()
+    return train_ppo(prompts(8), good_word_reward, cfg, out, policy=tiny_llama(tok), tokenizer=tok, **kwargs)
+
+
 def config(**kwargs) -> PPOConfig:
     base = dict(
         updates=8,
@@ -71,10 +77,7 @@ def config(**kwargs) -> PPOConfig:
 
 @MODES
 def test_ppo_raises_a_known_reward_within_eight_updates_with_bounded_kl(tmp_path, mode):
-    tok = tiny_tokenizer()
-    result = train_ppo(
-        prompts(8), good_word_reward, config(**mode), tmp_path, policy=tiny_llama(tok), tokenizer=tok
-    )
+    result = good_word_round(config(**mode), tmp_path)
     h = result.history
     assert len(h) == 8 and result.updates == 8 and not result.stopped
     first, last = sum(r["reward_raw"] for r in h[:2]) / 2, sum(r["reward_raw"] for r in h[-2:]) / 2
@@ -136,26 +139,13 @@ def test_beta_falls_when_kl_stays_below_a_high_target(tmp_path, mode):
 
 @MODES
 def test_a_resumed_round_ends_where_an_uninterrupted_one_does(tmp_path, mode):
-    tok = tiny_tokenizer()
     cfg = config(updates=4, **mode)
-    straight = train_ppo(
-        prompts(8), good_word_reward, cfg, tmp_path / "a", policy=tiny_llama(tok), tokenizer=tok
-    )
+    straight = good_word_round(cfg, tmp_path / "a")
 
-    killed = train_ppo(
-        prompts(8),
-        good_word_reward,
-        cfg,
-        tmp_path / "b",
-        policy=tiny_llama(tok),
-        tokenizer=tok,
-        max_updates=2,
-    )
+    killed = good_word_round(cfg, tmp_path / "b", max_updates=2)
     assert killed.stopped and killed.updates == 2 and killed.policy_dir is None
     (tmp_path / "b" / "checkpoints" / "ckpt-000003.tmp").mkdir()  # a torn write from the kill: ignored
-    resumed = train_ppo(
-        prompts(8), good_word_reward, cfg, tmp_path / "b", policy=tiny_llama(tok), tokenizer=tok
-    )
+    resumed = good_word_round(cfg, tmp_path / "b")
     assert resumed.resumed_from_update == 2 and resumed.updates == 4
     assert [r["update"] for r in resumed.history] == [1, 2, 3, 4]
     for a, b in zip(straight.history, resumed.history, strict=True):
@@ -310,31 +300,17 @@ def test_value_model_must_be_known():
 
 def test_a_checkpoint_of_the_other_value_model_starts_the_round_over_from_the_untouched_policy(tmp_path):
     # the checkpoint's policy weights fit, its value weights do not: nothing of it may stay behind
-    tok = tiny_tokenizer()
     run = tmp_path / "run"
-    train_ppo(prompts(8), good_word_reward, config(updates=3, **OTHER_MODE), run, policy=tiny_llama(tok),
-              tokenizer=tok, max_updates=2)  # fmt: skip
-    fresh = train_ppo(
-        prompts(8),
-        good_word_reward,
-        config(updates=1),
-        tmp_path / "fresh",
-        policy=tiny_llama(tok),
-        tokenizer=tok,
-    )
-    over = train_ppo(
-        prompts(8), good_word_reward, config(updates=1), run, policy=tiny_llama(tok), tokenizer=tok
-    )
+    good_word_round(config(updates=3, **OTHER_MODE), run, max_updates=2)
+    fresh = good_word_round(config(updates=1), tmp_path / "fresh")
+    over = good_word_round(config(updates=1), run)
     assert over.resumed_from_update is None
     for key in ("reward_raw", "kl", "pg_loss", "response_length"):
         assert over.history[0][key] == pytest.approx(fresh.history[0][key], rel=1e-4, abs=1e-5), key
 
 
 def test_each_update_logs_the_learning_rate_it_used(tmp_path):
-    tok = tiny_tokenizer()
-    result = train_ppo(
-        prompts(8), good_word_reward, config(updates=2), tmp_path, policy=tiny_llama(tok), tokenizer=tok
-    )
+    result = good_word_round(config(updates=2), tmp_path)
     assert result.history[0]["lr"] == pytest.approx(1e-2)
     assert 0 < result.history[1]["lr"] <= 1e-2
 
@@ -354,21 +330,13 @@ def test_under_bf16_autocast_the_old_logprobs_are_the_training_forwards(tmp_path
 
 
 def test_checkpoints_of_another_recipe_are_not_resumed(tmp_path, caplog):
-    tok = tiny_tokenizer()
     run = tmp_path / "run"
-    train_ppo(prompts(8), good_word_reward, config(updates=3), run, policy=tiny_llama(tok), tokenizer=tok,
-              max_updates=2)  # fmt: skip
-    other = train_ppo(
-        prompts(8), good_word_reward, config(updates=3, lr=5e-3), run, policy=tiny_llama(tok), tokenizer=tok
-    )
+    good_word_round(config(updates=3), run, max_updates=2)
+    other = good_word_round(config(updates=3, lr=5e-3), run)
     assert other.resumed_from_update is None and "other settings (lr)" in caplog.text
     # where to write checkpoints, and how often, may change between the two calls
-    train_ppo(prompts(8), good_word_reward, config(updates=4), tmp_path / "b", policy=tiny_llama(tok),
-              tokenizer=tok, max_updates=2)  # fmt: skip
-    same = train_ppo(
-        prompts(8), good_word_reward, config(updates=4, keep_checkpoints=5), tmp_path / "b",
-        policy=tiny_llama(tok), tokenizer=tok,
-    )  # fmt: skip
+    good_word_round(config(updates=4), tmp_path / "b", max_updates=2)
+    same = good_word_round(config(updates=4, keep_checkpoints=5), tmp_path / "b")
     assert same.resumed_from_update == 2
 
 
@@ -465,11 +433,8 @@ def test_every_logged_figure_is_strict_json_when_the_returns_do_not_vary(tmp_pat
 
 def test_a_round_cancelled_while_it_samples_stops_and_resumes_from_its_last_update(tmp_path):
     # should_stop was polled only between updates: a cancel waited for a whole update's sampling.
-    tok = tiny_tokenizer()
     cfg = config(updates=4, checkpoint_every=3)
-    straight = train_ppo(
-        prompts(8), good_word_reward, cfg, tmp_path / "a", policy=tiny_llama(tok), tokenizer=tok
-    )
+    straight = good_word_round(cfg, tmp_path / "a")
     finished, asked = [], []
 
     def cancelled_after_update_2_while_update_3_samples() -> bool:
@@ -478,21 +443,15 @@ def test_a_round_cancelled_while_it_samples_stops_and_resumes_from_its_last_upda
         asked.append(1)
         return len(asked) > 1  # the check right after update 2 says no; the sampling's first poll, yes
 
-    stopped = train_ppo(
-        prompts(8),
-        good_word_reward,
+    stopped = good_word_round(
         cfg,
         tmp_path / "b",
-        policy=tiny_llama(tok),
-        tokenizer=tok,
         progress=finished.append,
         should_stop=cancelled_after_update_2_while_update_3_samples,
     )
     assert stopped.stopped and stopped.updates == 2 and stopped.policy_dir is None
     assert (tmp_path / "b" / "checkpoints" / "ckpt-000002").is_dir()  # not on the every-3 schedule
-    resumed = train_ppo(
-        prompts(8), good_word_reward, cfg, tmp_path / "b", policy=tiny_llama(tok), tokenizer=tok
-    )
+    resumed = good_word_round(cfg, tmp_path / "b")
     assert resumed.resumed_from_update == 2 and resumed.updates == 4
     for a, b in zip(straight.history, resumed.history, strict=True):
         assert a["reward_raw"] == pytest.approx(b["reward_raw"], rel=1e-4, abs=1e-5)

@@ -76,6 +76,7 @@ def fit_length_beta(
     *,
     bound: float = 10.0,
     tol: float = 1e-6,
+    prior_sd: float | None = None,
 ) -> float:
     """The length coefficient beta of the full model P(chosen) = sigmoid(r_c - r_r + beta * log(len_c /
     len_r)) with the rewards held fixed: a one-parameter weighted logistic regression.
@@ -86,7 +87,8 @@ def fit_length_beta(
     slope crosses zero: found by bisection on [-bound, bound], which cannot overshoot as Newton's
     method can (pairs that length alone separates have no finite maximum: the bound). Pairs with a
     non-finite score are left out; with none left, or none whose length differs (or whose weight is
-    above 0), the likelihood is flat in beta: 0.
+    above 0), the likelihood is flat in beta: 0. With `prior_sd`, a Gaussian prior N(0, prior_sd^2) on
+    beta (the maximum a posteriori): a few pairs that length alone separates then give a finite beta.
     """
     r = np.asarray(rewards, dtype=np.float64).reshape(2, -1)
     x_len = np.log(np.clip(np.asarray(lengths, dtype=np.float64), 1.0, None)).reshape(2, -1)
@@ -97,8 +99,10 @@ def fit_length_beta(
     if not np.any((x != 0) & (w > 0)):  # nothing here says anything about length
         return 0.0
 
-    def slope(beta: float) -> float:  # d/d beta of sum w * log sigmoid(d + beta * x)
-        return float((w * x * (1.0 - 1.0 / (1.0 + np.exp(-(d + beta * x))))).sum())
+    precision = 0.0 if prior_sd is None else 1.0 / prior_sd**2
+
+    def slope(beta: float) -> float:  # d/d beta of sum w * log sigmoid(d + beta * x), less the prior's
+        return float((w * x * (1.0 - 1.0 / (1.0 + np.exp(-(d + beta * x))))).sum()) - precision * beta
 
     lo, hi = -bound, bound
     if slope(lo) <= 0:

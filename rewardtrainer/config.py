@@ -97,10 +97,11 @@ class TrainConfig:
     step, so at the heads' rate it would need hundreds of steps to reach the ~0.4-0.5 it settles at)"""
     length_beta_start: str = "fit"
     """where beta starts: 'fit' (the length-only Bradley-Terry fit on the human training pairs,
-    calibrate.fit_length_beta with every reward 0: the raters' whole pull toward length, which training
-    then shares with the reward) or 'zero'. From 0, at length_beta_lr a short run ends far below the
-    raters' pull (0.09 after 26 steps where the pairs say 5.0), so the reward learns the rest of the
-    length taste and the calibration then takes it out again, with much of the quality signal"""
+    calibrate.fit_length_beta with every reward 0 and a weak N(0, 2^2) prior: the raters' whole pull
+    toward length, which training then shares with the reward) or 'zero'. From 0, at length_beta_lr
+    a short run ends far below the raters' pull (0.09 after 26 steps where the pairs say 5.0), so the
+    reward learns the rest of the length taste and the calibration then takes it out again, with much
+    of the quality signal"""
     weight_decay: float = 0.01
     """AdamW decoupled weight decay (not on biases and norms)"""
     epochs: int = 1

@@ -379,12 +379,20 @@ def prepare(
     )
 
 
+# The start fit's prior on beta: a few pairs that length alone separates (the longer answer always
+# won) have no finite fit; without a prior beta started at the search bound (10), where the length term
+# saturates the logit and the reward learned almost nothing from those pairs.
+LENGTH_BETA_START_PRIOR_SD = 2.0
+
+
 def _length_beta_start(config: TrainConfig, human_chars: np.ndarray, weights: np.ndarray) -> float:
     """config.length_beta_start resolved: the raters' pull toward length in the human training pairs
-    alone (a length-only Bradley-Terry fit, weighted as training weighs them), or 0."""
+    alone (a length-only Bradley-Terry fit, weighted as training weighs them, under a weak prior), or 0."""
     if config.objective != "length" or config.length_beta_start == "zero":
         return 0.0
-    return fit_length_beta(np.zeros(len(human_chars)), human_chars, weights)
+    return fit_length_beta(
+        np.zeros(len(human_chars)), human_chars, weights, prior_sd=LENGTH_BETA_START_PRIOR_SD
+    )
 
 
 def _split(

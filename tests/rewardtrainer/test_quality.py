@@ -23,7 +23,15 @@ from rewardtrainer.config import TrainConfig, add_config_args, config_from_names
 from rewardtrainer.data import PreferencePair, budget_batches, length_balance_factors
 from rewardtrainer.evaluate import metrics_from_rewards, pearson_np
 from rewardtrainer.model import RewardModel, reward_loss
-from rewardtrainer.train_rm import RunState, _fit_sample, build, fit_reward_model, prepare, resume
+from rewardtrainer.train_rm import (
+    LENGTH_BETA_START_PRIOR_SD,
+    RunState,
+    _fit_sample,
+    build,
+    fit_reward_model,
+    prepare,
+    resume,
+)
 
 from .synthetic import keyword_pairs
 from .test_train import tiny_config
@@ -94,7 +102,7 @@ def test_beta_starts_at_the_raters_length_pull_in_the_human_pairs(tmp_path, tiny
     prep = prepare(pairs, cfg, tmp_path / "a")
     human = prep.train_pairs
     chars = np.array([len(p.chosen) for p in human] + [len(p.rejected) for p in human], dtype=float)
-    expected = fit_length_beta(np.zeros(len(chars)), chars)
+    expected = fit_length_beta(np.zeros(len(chars)), chars, prior_sd=LENGTH_BETA_START_PRIOR_SD)
     assert expected > 1 and prep.length_beta_start == pytest.approx(expected)
     # the padding pairs (a longer copy always loses) are not the raters' taste: left out of the fit
     assert prep.n_augmented > 0
@@ -105,6 +113,21 @@ def test_beta_starts_at_the_raters_length_pull_in_the_human_pairs(tmp_path, tiny
     assert plain.length_beta_start == 0.0 and build(plain).model.length_beta is None
     with pytest.raises(ValueError, match="length_beta_start"):
         cfg.replace(length_beta_start="half")
+
+
+def test_beta_starts_finite_where_the_longer_answer_always_won(tmp_path, tiny_bert):
+    """Pairs that length alone separates have no finite fit: beta started at the search bound (10), the
+    length term saturated the logit (4 at a length ratio of 1.5) and the reward learned almost nothing.
+    A weak prior keeps it finite; with no prior the fit is the bound, as before."""
+    pairs = keyword_pairs(12, n_prompts=4, longer_chosen=1.0)
+    cfg = tiny_config(tiny_bert, objective="length", augment_padding=0.0)
+    human = prepare(pairs, cfg, tmp_path).train_pairs
+    assert all(len(p.chosen) > len(p.rejected) for p in human)
+    chars = np.array([len(p.chosen) for p in human] + [len(p.rejected) for p in human], dtype=float)
+    assert fit_length_beta(np.zeros(len(chars)), chars) == 10.0
+    assert 0.5 < prepare(pairs, cfg, tmp_path / "b").length_beta_start < 5.0
+    one = fit_length_beta(np.zeros(2), np.array([300.0, 200.0]), prior_sd=2.0)
+    assert 0 < one < 2
 
 
 def test_calibration_flattens_a_length_trend_and_keeps_equal_length_rankings():

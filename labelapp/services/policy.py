@@ -52,6 +52,7 @@ from labelapp.services.training import (
     _finish,
     _Heartbeat,
     _Reporter,
+    _sign_of_life,
     broker_check,
     reward_model_active,
     run_claim,
@@ -692,6 +693,7 @@ def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) ->
 
 
 def _progress(run: TrainingRun, progress: float, phase: str) -> None:
+    _sign_of_life(run)  # a phase ended: the stall watch's sign of life too
     run_owned(run).update(progress=progress, progress_detail={"phase": phase}, heartbeat_at=Now())
 
 

@@ -33,6 +33,7 @@ A run stores `dataclasses.asdict(TrainConfig)` in `run.config` and the worker re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -586,13 +587,14 @@ class _Reporter:
         return not run_owned(self.run).filter(cancel_requested=False).exists()
 
 
-# The trainer's last sign of life per run (time.monotonic() of its last progress call or cancellation
-# poll through _Reporter), read by the run's heartbeat thread in the same process.
-_SIGNS_OF_LIFE: dict[int, float] = {}
+# The trainer's last sign of life per attempt (time.monotonic() of its last progress call or
+# cancellation poll through _Reporter), read by the attempt's heartbeat thread in the same process.
+# Keyed by (run, attempt): a stale attempt still alive in this process must not feed a newer one's.
+_SIGNS_OF_LIFE: dict[tuple[int, int], float] = {}
 
 
 def _sign_of_life(run: TrainingRun) -> None:
-    _SIGNS_OF_LIFE[run.pk] = time.monotonic()
+    _SIGNS_OF_LIFE[(run.pk, run.attempts)] = time.monotonic()
 
 
 class _Heartbeat:
@@ -604,7 +606,8 @@ class _Heartbeat:
 
     It beats only while the trainer shows signs of life: after `stall_after` seconds (STALL_TIMEOUT_SECONDS,
     0 = never) without one, the attempt is presumed hung, ended by `end_stalled_attempt` and its pool
-    process restarted; a thread that beat regardless kept a hung run `running` for ever."""
+    process restarted; a thread that beat regardless kept a hung run `running` for ever. Once the
+    attempt no longer owns its run (it ended: a version is being activated) the watch just stops."""
 
     def __init__(self, run: TrainingRun, every: float | None = None, stall_after: float | None = None):
         timeout = settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"]
@@ -614,14 +617,16 @@ class _Heartbeat:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _stalled(self) -> bool:
-        idle = time.monotonic() - _SIGNS_OF_LIFE.get(self.run.pk, time.monotonic())
-        if not self.stall_after or idle <= self.stall_after:
+        key = (self.run.pk, self.run.attempts)
+        idle = time.monotonic() - _SIGNS_OF_LIFE.get(key, time.monotonic())
+        if self.stall_after <= 0 or idle <= self.stall_after:
             return False
-        log.error("run %s: no sign of progress for %.0f s; presumed hung", self.run.pk, idle)
         try:
-            end_stalled_attempt(self.run, idle, self.stall_after)
+            if not end_stalled_attempt(self.run, idle, self.stall_after):
+                return True  # no longer this attempt's run: nothing left to guard, nothing to kill
         except DatabaseError:  # the beats stop all the same: recovery finds it stale
             log.exception("run %s: the hung attempt could not be ended; recovery will", self.run.pk)
+        log.error("run %s: no sign of progress for %.0f s; presumed hung", self.run.pk, idle)
         restart_pool_process()
         return True
 
@@ -646,32 +651,37 @@ class _Heartbeat:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        _SIGNS_OF_LIFE.pop(self.run.pk, None)
+        _SIGNS_OF_LIFE.pop((self.run.pk, self.run.attempts), None)
 
 
-def end_stalled_attempt(run: TrainingRun, idle: float, limit: float) -> None:
+def end_stalled_attempt(run: TrainingRun, idle: float, limit: float) -> bool:
     """End an attempt that showed no sign of progress for `idle` (> `limit`) seconds as recovery ends a
     dead one: cancelled if staff asked, failed once out of attempts, else back in the queue and re-sent.
-    Every write is fenced by the attempt, so a late wake-up of the hung thread lands nothing."""
+    Every write is fenced by the attempt, so a late wake-up of the hung thread lands nothing. False when
+    the attempt no longer owns the run (it ended meanwhile), which is then left as it is."""
     owned, now = run_owned(run), timezone.now()
     why = f"no sign of progress for {idle:.1f} s (RM_STALL_TIMEOUT {limit:g} s)"
     if owned.filter(cancel_requested=True).update(
         status=TrainingRun.Status.CANCELLED, finished_at=now, error=f"Cancelled; it had hung: {why}."
     ):
-        return
+        return True
     owned = owned.filter(cancel_requested=False)
     if run.attempts >= run.max_attempts:
-        owned.update(
-            status=TrainingRun.Status.FAILED,
-            finished_at=now,
-            error=f"Hung in attempt {run.attempts} of {run.max_attempts}: {why}; gave up.",
+        return bool(
+            owned.update(
+                status=TrainingRun.Status.FAILED,
+                finished_at=now,
+                error=f"Hung in attempt {run.attempts} of {run.max_attempts}: {why}; gave up.",
+            )
         )
-    elif owned.update(
+    if owned.update(
         status=TrainingRun.Status.QUEUED,
         worker="",
         error=f"Retrying: attempt {run.attempts} hung ({why}); its worker process was restarted.",
     ):
         _enqueue(run.pk)
+        return True
+    return False
 
 
 def restart_pool_process() -> None:
@@ -810,7 +820,13 @@ def _fit(run: TrainingRun, pairs, config, out_dir: Path, reporter: _Reporter):
 
 def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int):
     """`torchrun --nproc_per_node N -m rewardtrainer.train_rm`: progress comes back through a JSONL file
-    (tailed here to update the run row and its heartbeat), cancellation goes out as a stop file."""
+    (tailed here to update the run row and its heartbeat), cancellation goes out as a stop file.
+
+    This process only supervises, so the stall watch moves here: it keeps the heartbeat's watch fed
+    and, after STALL_TIMEOUT_SECONDS without a progress line (a hung collective), kills torchrun's whole
+    process group (its own session: killing this process alone left the ranks running on the GPUs)
+    and raises TimeoutError, a transient error: the attempt is retried while attempts remain. Any
+    error here kills the group too, so no rank trains on beside the next attempt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = out_dir / "pairs.jsonl"
     data.write_text("".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in pairs))
@@ -827,17 +843,20 @@ def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int)
     ]  # fmt: skip
     log_file = (out_dir / "torchrun.log").open("ab")
     proc = subprocess.Popen(
-        cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=os.environ
+        cmd,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=settings.BASE_DIR,
+        env=os.environ,
+        start_new_session=True,
     )
-    offset = 0
-    while proc.poll() is None:
-        time.sleep(1.0)
-        offset = _tail_progress(progress_file, offset, reporter)
-        # not should_stop(): this loop's own polls are no sign of life from the trainer
-        if reporter.cancel_requested():
-            stop_file.touch()
-    _tail_progress(progress_file, offset, reporter)
-    log_file.close()
+    try:
+        _supervise_torchrun(proc, progress_file, stop_file, reporter)
+    except BaseException:  # a hang, or an error here: no rank may go on training on its own
+        _kill_group(proc)
+        raise
+    finally:
+        log_file.close()
     if proc.returncode != 0:
         tail = (out_dir / "torchrun.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"torchrun exited with {proc.returncode}: {tail}")
@@ -845,6 +864,34 @@ def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int)
     if stop_file.exists() or not saved:
         return SimpleNamespace(stopped=True)
     return SimpleNamespace(history=saved.pop("history"), **saved)
+
+
+def _supervise_torchrun(proc, progress_file: Path, stop_file: Path, reporter: _Reporter) -> None:
+    """Until torchrun exits: relay its progress lines, pass a cancel on, and end it when it hangs."""
+    stall_after = settings.TRAINING["STALL_TIMEOUT_SECONDS"]
+    offset, last_line = 0, time.monotonic()
+    while proc.poll() is None:
+        time.sleep(1.0)
+        new_offset = _tail_progress(progress_file, offset, reporter)
+        if new_offset != offset:
+            offset, last_line = new_offset, time.monotonic()
+        if reporter.should_stop():  # also this supervisor's sign of life for the heartbeat's watch
+            stop_file.touch()
+        idle = time.monotonic() - last_line
+        if stall_after > 0 and idle > stall_after:
+            raise TimeoutError(
+                f"torchrun wrote no progress for {idle:.0f} s (RM_STALL_TIMEOUT {stall_after} s): presumed "
+                "hung (a stuck collective?); its processes were killed"
+            )
+    _tail_progress(progress_file, offset, reporter)
+
+
+def _kill_group(proc) -> None:
+    """SIGKILL torchrun's process group (the launcher and every rank), and reap the launcher."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _tail_progress(path: Path, offset: int, reporter: _Reporter) -> int:

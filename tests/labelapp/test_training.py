@@ -638,6 +638,67 @@ def test_a_trainer_that_polls_is_not_presumed_hung(monkeypatch):
     training.restart_pool_process()  # pytest is no pool child: it logs and returns
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_stall_watch_kills_nothing_once_the_run_has_ended(monkeypatch):
+    """After the result is recorded the heartbeat still covers the version's safe activation, which
+    makes no progress calls: a long one was presumed hung and its process killed mid-activation,
+    leaving a version never activated. A run this attempt no longer owns is left alone."""
+    import time
+
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status="succeeded", attempts=1)
+    restarts = []
+    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
+    try:
+        with training._Heartbeat(run, every=0.05, stall_after=0.2):
+            time.sleep(0.6)  # activation: no progress calls
+    finally:
+        connections.close_all()
+    run.refresh_from_db()
+    assert (run.status, run.error, restarts) == ("succeeded", "", [])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stall_after", [0, -5])
+def test_a_stall_timeout_of_zero_or_less_is_off(monkeypatch, stall_after):
+    import time
+
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status="running", attempts=1)
+    restarts = []
+    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
+    try:
+        with training._Heartbeat(run, every=0.05, stall_after=stall_after):
+            time.sleep(0.3)
+    finally:
+        connections.close_all()
+    run.refresh_from_db()
+    assert (run.status, restarts) == ("running", [])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_attempt_alive_in_the_same_process_does_not_feed_the_new_attempts_watch(monkeypatch):
+    """Signs of life were kept per run: a presumed-dead attempt still polling in this process (a solo
+    pool, --sync) kept a hung newer attempt of the same run looking alive."""
+    import copy
+    import time
+
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status="running", attempts=2)
+    old = copy.copy(run)
+    old.attempts = 1
+    stale = training._Reporter(old, "ppo", (0.0, 1.0))
+    restarts = []
+    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
+    monkeypatch.setattr(training, "_send", lambda pk: True)
+    try:
+        with training._Heartbeat(run, every=0.05, stall_after=0.3):
+            for _ in range(10):
+                stale.should_stop()  # the old attempt polls on (it reads the row only every 5 s)
+                time.sleep(0.1)
+    finally:
+        connections.close_all()
+    run.refresh_from_db()
+    assert run.status == "queued" and restarts == [1]
+
+
 def _two_stale_runs():
     """A reward-model run and a PPO round, both running with a stale heartbeat (attempt 1)."""
     from django.utils import timezone

@@ -16,6 +16,9 @@ Reliability rules (DESIGN sections 3 and 7), each backed by a test:
   of life from the trainer (a progress call or a cancellation poll), ends the attempt as recovery would
   (re-queued and re-sent, or failed once out of attempts), and restarts the Celery pool process whose
   main thread is stuck;
+- an attempt presumed dead that wakes up and finds its run re-queued or claimed again stops at its next
+  poll without writing anything, its checkpoint included (AttemptSuperseded): the next attempt resumes
+  and trains in the same folder;
 - retries only on named transient errors, at most `max_attempts` attempts, then `failed` with the
   reason; bad data fails at once with a clear message and is never retried;
 - a run queued while the broker (Redis) is down stays `queued` with no `sent_at`; the periodic check
@@ -541,6 +544,12 @@ def training_run_cancel(*, run: TrainingRun) -> None:
 # --- executing runs --------------------------------------------------------------------------------
 
 
+class AttemptSuperseded(Exception):
+    """This attempt no longer owns its run: presumed dead, re-queued and perhaps claimed again. It must
+    stop and write nothing more. Fencing covers the run's row; this covers the files, because a
+    stopped trainer writes a checkpoint (and prunes old ones) in the folder the new attempt uses."""
+
+
 class _Reporter:
     """Progress callback + cancellation check for rewardtrainer: writes progress and a heartbeat."""
 
@@ -549,7 +558,7 @@ class _Reporter:
     def __init__(self, run: TrainingRun, phase: str, share: tuple[float, float]):
         self.run, self.phase, self.share = run, phase, share
         self._last_write = self._last_check = time.monotonic()
-        self._cancel = False
+        self._cancel = self._lost = False
 
     def __call__(self, info: dict) -> None:
         _sign_of_life(self.run)
@@ -566,25 +575,29 @@ class _Reporter:
             progress_detail={"phase": self.phase, **info},
             heartbeat_at=Now(),
         )
-        self._cancel = not updated or self._unwanted()
+        if updated:
+            self._poll()
+        else:
+            self._lost = True
 
     def should_stop(self) -> bool:
-        """The trainer's poll (also a sign of life for the heartbeat's stall watch): see cancel_requested."""
+        """The trainer's poll, also a sign of life for the heartbeat's stall watch: True once staff
+        cancelled (the trainer checkpoints and returns); AttemptSuperseded once this attempt lost the
+        run (it must not write a checkpoint). Between progress writes (a generation, a long step) it
+        asks the database itself, at most every POLL_SECONDS."""
         _sign_of_life(self.run)
-        return self.cancel_requested()
-
-    def cancel_requested(self) -> bool:
-        """Cancelled by staff, or taken away from this attempt. Between progress writes (a generation,
-        a long step) it asks the database, at most every POLL_SECONDS."""
         now = time.monotonic()
-        if not self._cancel and now - self._last_check >= self.POLL_SECONDS:
+        if not (self._cancel or self._lost) and now - self._last_check >= self.POLL_SECONDS:
             self._last_check = now
-            self._cancel = self._unwanted()
+            self._poll()
+        if self._lost:
+            raise AttemptSuperseded(f"attempt {self.run.attempts} of run {self.run.pk} no longer owns it")
         return self._cancel
 
-    def _unwanted(self) -> bool:
-        """Staff asked the run to stop, or this attempt no longer owns it."""
-        return not run_owned(self.run).filter(cancel_requested=False).exists()
+    def _poll(self) -> None:
+        """Read the run's row: staff's cancel, or this attempt no longer owning it."""
+        flag = run_owned(self.run).values_list("cancel_requested", flat=True).first()
+        self._lost, self._cancel = flag is None, bool(flag)
 
 
 # The trainer's last sign of life per attempt (time.monotonic() of its last progress call or
@@ -748,13 +761,17 @@ def run_execute_guarded(
     Past `max_attempts` the run fails at once. `expected_errors` (bad data, a bad setting) fail with
     their message; named transient errors put the run back in the queue and raise
     TransientTrainingError so the task retries, until the attempts are used up; anything else is
-    deterministic: it fails with its type and message and is never retried.
+    deterministic: it fails with its type and message and is never retried. An attempt that finds the
+    run is no longer its own (AttemptSuperseded) stops, writes nothing and returns 'superseded'.
     """
     if run.attempts > run.max_attempts:
         _finish(run, TrainingRun.Status.FAILED, error=f"Gave up after {run.max_attempts} attempts.")
         return TrainingRun.Status.FAILED
     try:
         return execute(run)
+    except AttemptSuperseded as exc:  # the run is another attempt's now: nothing of this one lands
+        log.warning("%s %s: %s; stopped without writing", label, run.pk, exc)
+        return "superseded"
     except expected_errors as exc:
         _finish(run, TrainingRun.Status.FAILED, error=f"{expected_prefix}{exc}")
         return TrainingRun.Status.FAILED

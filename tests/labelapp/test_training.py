@@ -304,7 +304,7 @@ def test_a_worker_presumed_dead_writes_nothing_over_the_next_attempt(
     assert second.attempts == first.attempts + 1
 
     # its first progress write finds the run is no longer its own: it stops, and writes and records nothing
-    assert training._execute(first) == TrainingRun.Status.CANCELLED
+    assert training.run_execute_guarded(first, training._execute, label="training run") == "superseded"
     assert not RewardModelVersion.objects.exists()
 
     def crash(_run):
@@ -833,6 +833,36 @@ def test_a_cancel_after_the_last_progress_write_records_no_version(
     assert training.training_run_execute(run_id=run.pk) == "cancelled"
     run.refresh_from_db()
     assert run.status == "cancelled" and not RewardModelVersion.objects.exists()
+
+
+def test_an_attempt_that_lost_its_run_stops_without_writing_a_checkpoint(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    """An attempt presumed dead but alive (a paused VM, a partition) saw "stop" once the run was
+    another attempt's, and stopped as for a cancel: it wrote a checkpoint, and pruned old ones, in the
+    folder where the new attempt resumes and trains. Fencing kept its row writes out, not its files."""
+    from django.db.models import F
+
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "CHECKPOINT_EVERY": 1000, "EVAL_EVERY": 0}
+    monkeypatch.setattr(training._Reporter, "POLL_SECONDS", 0.0)
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+    real_poll = training._Reporter.should_stop
+
+    def taken_over_after_the_first_step(self):
+        # after the first optimizer step, recovery re-queued the run and another worker claimed it
+        taken = TrainingRun.objects.filter(pk=run.pk, attempts=1)
+        taken.update(attempts=F("attempts") + 1, worker="gpu@other")
+        return real_poll(self)
+
+    monkeypatch.setattr(training._Reporter, "should_stop", taken_over_after_the_first_step)
+    status = training.training_run_execute(run_id=run.pk, worker="gpu@paused")
+    checkpoints = tiny_settings.ARTIFACTS_DIR / f"reward-run-{run.pk}" / "main" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
+    assert status == "superseded"
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.worker, run.error) == ("running", 2, "gpu@other", "")
+    assert not RewardModelVersion.objects.exists()
 
 
 @pytest.mark.django_db

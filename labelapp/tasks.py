@@ -45,7 +45,7 @@ def reward_model_check() -> int | None:
     name="labelapp.tasks.execute_reward_model_run",
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=5,
+    max_retries=None,  # the run's own max_attempts bounds the retries (RM_MAX_ATTEMPTS, POLICY_MAX_ATTEMPTS)
 )
 def execute_reward_model_run(self, run_id: int) -> str:
     """Execute one queued reward-model TrainingRun (the trainer itself is rewardtrainer's
@@ -73,7 +73,7 @@ def policy_check() -> int | None:
     name="labelapp.tasks.ppo_round",
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=5,
+    max_retries=None,  # the run's own max_attempts bounds the retries (RM_MAX_ATTEMPTS, POLICY_MAX_ATTEMPTS)
 )
 def ppo_round(self, run_id: int) -> str:
     """A policy round, PPO or best-of-n (the run's kind says which), on queue `gpu`."""

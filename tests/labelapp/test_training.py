@@ -699,6 +699,34 @@ def test_a_stale_attempt_alive_in_the_same_process_does_not_feed_the_new_attempt
     assert run.status == "queued" and restarts == [1]
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", [TrainingRun.Kind.REWARD_MODEL, TrainingRun.Kind.PPO])
+def test_the_task_retries_as_long_as_the_run_has_attempts_left(settings, monkeypatch, kind):
+    """The Celery tasks gave up after 5 retries whatever RM_MAX_ATTEMPTS said: with 8 attempts, the
+    sixth transient error ended the task and left the run queued with no message until the periodic
+    re-send (10 minutes). The run's own attempt limit bounds the retries now."""
+    from django.db import OperationalError
+
+    from labelapp import tasks
+    from labelapp.services import policy
+
+    monkeypatch.setattr(training, "_enqueue", lambda pk: None)
+    run = TrainingRun.objects.create(kind=kind, max_attempts=8)
+
+    def flaky(r):
+        if r.attempts < 7:
+            raise OperationalError("connection lost")
+        training._finish(r, TrainingRun.Status.SUCCEEDED)
+        return TrainingRun.Status.SUCCEEDED
+
+    is_rm = kind == TrainingRun.Kind.REWARD_MODEL
+    monkeypatch.setattr(training if is_rm else policy, "_execute", flaky)
+    task = tasks.execute_reward_model_run if is_rm else tasks.ppo_round
+    task.apply(args=[run.pk])  # eager: each retry runs at once
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("succeeded", 7)
+
+
 def _two_stale_runs():
     """A reward-model run and a PPO round, both running with a stale heartbeat (attempt 1)."""
     from django.utils import timezone

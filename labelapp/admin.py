@@ -163,7 +163,13 @@ class ResponseAdmin(admin.ModelAdmin):
         scrub_model_text(obj)
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Make 'concise is right' gold pairs from the selected answers (padded copies)")
+    def has_add_comparison_permission(self, request):
+        return request.user.has_perm("labelapp.add_comparison")  # the gold pairs are new comparisons
+
+    @admin.action(
+        description="Make 'concise is right' gold pairs from the selected answers (padded copies)",
+        permissions=["add_comparison"],
+    )
     def make_gold(self, request, queryset):
         made = 0
         for response in queryset.select_related("prompt"):
@@ -237,7 +243,10 @@ class ComparisonAdmin(admin.ModelAdmin):
         form.clean = clean
         return form
 
-    @admin.action(description="Mark the selected comparisons as gold (expected preference + explanation)")
+    @admin.action(
+        description="Mark the selected comparisons as gold (expected preference + explanation)",
+        permissions=["change"],
+    )
     def mark_gold(self, request, queryset):
         title = "Mark as gold"
         form = _ask(self, request, queryset, form_class=GoldForm, title=title, submit_label=title)
@@ -373,12 +382,18 @@ class RatingAdmin(DateBoundedListMixin, RecordAdmin):
         self.message_user(request, done, messages.SUCCESS)
         return None
 
-    @admin.action(description="Confirm the selected ratings' flags (with a reason)")
+    def has_review_permission(self, request):
+        # The ratings never change (RecordAdmin): a decision is a new RatingReview beside them.
+        return request.user.has_perm("labelapp.add_ratingreview")
+
+    @admin.action(description="Confirm the selected ratings' flags (with a reason)", permissions=["review"])
     def confirm_ratings(self, request, queryset):
-        # This action needs only "view": the ratings themselves do not change.
         return self._review(request, queryset, RatingReview.Decision.CONFIRM, "Confirm")
 
-    @admin.action(description="Exclude the selected ratings from training and export (with a reason)")
+    @admin.action(
+        description="Exclude the selected ratings from training and export (with a reason)",
+        permissions=["review"],
+    )
     def exclude_ratings(self, request, queryset):
         return self._review(request, queryset, RatingReview.Decision.EXCLUDE, "Exclude")
 
@@ -403,7 +418,9 @@ class GuidelineVersionAdmin(admin.ModelAdmin):
             obj.number = (GuidelineVersion.objects.aggregate(m=Max("number"))["m"] or 0) + 1
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Publish the selected draft (raters must acknowledge it)")
+    @admin.action(
+        description="Publish the selected draft (raters must acknowledge it)", permissions=["change"]
+    )
     def publish(self, request, queryset):
         for version in queryset.order_by("number"):
             try:
@@ -485,7 +502,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Cancel the selected runs")
+    @admin.action(description="Cancel the selected runs", permissions=["change"])
     def cancel(self, request, queryset):
         for run in queryset.filter(status__in=TrainingRun.ACTIVE):
             training_run_cancel(run=run)
@@ -516,7 +533,7 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
         # Training runs make versions.
         return False
 
-    @admin.action(description="Activate the selected version (roll back or forward)")
+    @admin.action(description="Activate the selected version (roll back or forward)", permissions=["change"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
@@ -555,7 +572,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Revoke the selected tokens (and every token they minted)")
+    @admin.action(
+        description="Revoke the selected tokens (and every token they minted)", permissions=["change"]
+    )
     def revoke(self, request, queryset):
         # Already revoked ones too: token_revoke sweeps what they minted (a direct update would not).
         _apply_each(

@@ -351,3 +351,57 @@ def test_a_date_drilldown_past_the_last_date_is_refused_not_a_500(client, staff,
         url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
         r = client.get(f"{url}?{field}" + query.format(f=field))
         assert r.status_code == 302 and r["Location"].endswith("?e=1"), (url, r.status_code)
+
+
+ACTIONS = [
+    ("rating", "exclude_ratings", "add_ratingreview"),
+    ("rating", "confirm_ratings", "add_ratingreview"),
+    ("comparison", "mark_gold", "change_comparison"),
+    ("response", "make_gold", "add_comparison"),
+    ("guidelineversion", "publish", "change_guidelineversion"),
+    ("trainingrun", "cancel", "change_trainingrun"),
+    ("rewardmodelversion", "activate", "change_rewardmodelversion"),
+    ("apitoken", "revoke", "change_apitoken"),
+    ("prompt", "withdraw_consent", "change_prompt"),
+]
+
+
+def _grant(user, *codenames):
+    from django.contrib.auth.models import Permission
+
+    granted = Permission.objects.filter(content_type__app_label="labelapp", codename__in=codenames)
+    user.user_permissions.add(*granted)
+    return type(user).objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
+
+
+@pytest.mark.parametrize(("model", "action", "needs"), ACTIONS)
+def test_admin_actions_that_change_data_need_more_than_view_permission(rf, staff, model, action, needs):
+    """Every action was offered to any staff member who could view the list: one granted "view rating"
+    to read the data could exclude ratings from training, activate a reward model or revoke tokens."""
+    from django.apps import apps
+
+    model_admin = admin.site._registry[apps.get_model("labelapp", model)]
+    request = rf.get("/")
+    request.user = _grant(staff, f"view_{model}")
+    assert model_admin.has_view_permission(request) and action not in model_admin.get_actions(request)
+    request.user = _grant(staff, needs)
+    assert action in model_admin.get_actions(request)
+
+
+def test_a_refused_action_posted_anyway_changes_nothing(client, staff, rater, acked, make_comparison):
+    from labelapp.models import Rating, RatingReview
+
+    make_comparison()
+    a = assignment_next(rater=rater)
+    rating_submit(rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=RatingInput(preference=0))
+    client.force_login(_grant(staff, "view_rating"))
+    r = client.post(
+        reverse("admin:labelapp_rating_changelist"),
+        {
+            "action": "exclude_ratings",
+            "_selected_action": [Rating.objects.get().pk],
+            "reason": "spam",
+            "apply": "1",
+        },
+    )
+    assert r.status_code in (200, 302) and not RatingReview.objects.exists()

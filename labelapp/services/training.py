@@ -483,29 +483,46 @@ def training_recover_stale(
         # since): a concurrent recovery and a worker may have re-queued and claimed it again meanwhile,
         # or its worker was alive after all. Staff's cancel since the read keeps it for the next pass.
         seen = TrainingRun.objects.filter(
-            pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=run.attempts, heartbeat_at=run.heartbeat_at
+            pk=run.pk,
+            status=TrainingRun.Status.RUNNING,
+            attempts=run.attempts,
+            heartbeat_at=run.heartbeat_at,
+            cancel_requested=run.cancel_requested,
         )
-        if run.cancel_requested:
-            # Staff asked it to stop and the worker died first: running it again would redo the work
-            # (a whole attempt of a PPO round) only for its first progress write to stop it.
-            seen.update(
-                status=TrainingRun.Status.CANCELLED,
-                finished_at=timezone.now(),
-                error="Cancelled; the worker stopped before the run did, so it was not run again.",
-            )
-            continue
-        seen = seen.filter(cancel_requested=False)
-        if run.attempts >= run.max_attempts:
-            seen.update(
-                status=TrainingRun.Status.FAILED,
-                finished_at=timezone.now(),
-                error=f"The worker stopped during the run {run.attempts} times (killed or crashed); gave up.",
-            )
-            continue
-        if seen.update(status=TrainingRun.Status.QUEUED, worker=""):
+        status = _end_dead_attempt(
+            seen,
+            run,
+            cancelled="Cancelled; the worker stopped before the run did, so it was not run again.",
+            failed=f"The worker stopped during the run {run.attempts} times (killed or crashed); gave up.",
+            enqueue=enqueue,
+        )
+        if status == TrainingRun.Status.QUEUED:
             requeued.append(run.pk)
-            enqueue(run.pk)
     return requeued
+
+
+def _end_dead_attempt(
+    rows, run: TrainingRun, *, cancelled: str, failed: str, requeued: str | None = None, enqueue=None
+) -> str | None:
+    """End the attempt whose fenced row is `rows` (its worker died, or it hung) by the one rule recovery
+    and the stall watch share: a run staff asked to stop ends cancelled (running it again would redo
+    the work, a whole attempt of a PPO round, only for its first progress write to stop it), one out
+    of attempts fails, any other goes back to the queue and is re-sent with `enqueue`. `cancelled`,
+    `failed` and `requeued` are the errors to record. Returns the new status, None if `rows` matched
+    nothing (the attempt was changed meanwhile)."""
+    now = timezone.now()
+    if rows.filter(cancel_requested=True).update(
+        status=TrainingRun.Status.CANCELLED, finished_at=now, error=cancelled
+    ):
+        return TrainingRun.Status.CANCELLED
+    rows = rows.filter(cancel_requested=False)
+    if run.attempts >= run.max_attempts:
+        done = rows.update(status=TrainingRun.Status.FAILED, finished_at=now, error=failed)
+        return TrainingRun.Status.FAILED if done else None
+    if rows.update(status=TrainingRun.Status.QUEUED, worker="", **({"error": requeued} if requeued else {})):
+        (enqueue or _enqueue)(run.pk)
+        return TrainingRun.Status.QUEUED
+    return None
 
 
 def training_check_and_start() -> TrainingRun | None:
@@ -672,29 +689,15 @@ def end_stalled_attempt(run: TrainingRun, idle: float, limit: float) -> bool:
     dead one: cancelled if staff asked, failed once out of attempts, else back in the queue and re-sent.
     Every write is fenced by the attempt, so a late wake-up of the hung thread lands nothing. False when
     the attempt no longer owns the run (it ended meanwhile), which is then left as it is."""
-    owned, now = run_owned(run), timezone.now()
     why = f"no sign of progress for {idle:.1f} s (RM_STALL_TIMEOUT {limit:g} s)"
-    if owned.filter(cancel_requested=True).update(
-        status=TrainingRun.Status.CANCELLED, finished_at=now, error=f"Cancelled; it had hung: {why}."
-    ):
-        return True
-    owned = owned.filter(cancel_requested=False)
-    if run.attempts >= run.max_attempts:
-        return bool(
-            owned.update(
-                status=TrainingRun.Status.FAILED,
-                finished_at=now,
-                error=f"Hung in attempt {run.attempts} of {run.max_attempts}: {why}; gave up.",
-            )
-        )
-    if owned.update(
-        status=TrainingRun.Status.QUEUED,
-        worker="",
-        error=f"Retrying: attempt {run.attempts} hung ({why}); its worker process was restarted.",
-    ):
-        _enqueue(run.pk)
-        return True
-    return False
+    status = _end_dead_attempt(
+        run_owned(run),
+        run,
+        cancelled=f"Cancelled; it had hung: {why}.",
+        failed=f"Hung in attempt {run.attempts} of {run.max_attempts}: {why}; gave up.",
+        requeued=f"Retrying: attempt {run.attempts} hung ({why}); its worker process was restarted.",
+    )
+    return status is not None
 
 
 def restart_pool_process() -> None:

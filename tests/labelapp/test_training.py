@@ -6,6 +6,7 @@ The worker-kill test is in test_training_worker.py.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import timedelta
 
@@ -580,13 +581,32 @@ def test_a_reward_model_run_in_a_long_step_without_progress_is_not_presumed_dead
     assert (run.status, run.attempts) == ("failed", 1) and "end of the test" in run.error
 
 
+@pytest.fixture
+def restarts(monkeypatch):
+    """The calls of restart_pool_process (its SIGKILL would end pytest), in order."""
+    calls = []
+    monkeypatch.setattr(training, "restart_pool_process", lambda: calls.append(1))
+    return calls
+
+
+@contextlib.contextmanager
+def _watched(run: TrainingRun, stall_after: float):
+    """The run's heartbeat every 0.05 s with a stall watch of `stall_after` s; afterwards the connection
+    its thread opened is closed (a transactional test database cannot be flushed while it is open)."""
+    try:
+        with training._Heartbeat(run, every=0.05, stall_after=stall_after) as beat:
+            yield beat
+    finally:
+        connections.close_all()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("attempts", "cancel", "status", "resent"),
     [(1, False, "queued", True), (3, False, "failed", False), (1, True, "cancelled", False)],
 )
 def test_a_hung_attempt_stops_beating_and_is_ended_and_its_process_restarted(
-    monkeypatch, attempts, cancel, status, resent
+    monkeypatch, restarts, attempts, cancel, status, resent
 ):
     """The heartbeat thread beat whatever the trainer did: an attempt stuck in a read that never
     returned (or a deadlocked collective) stayed `running` with a fresh heartbeat for ever and held the
@@ -599,16 +619,11 @@ def test_a_hung_attempt_stops_beating_and_is_ended_and_its_process_restarted(
         kind=TrainingRun.Kind.REWARD_MODEL, status="running", attempts=attempts, max_attempts=3,
         cancel_requested=cancel,
     )  # fmt: skip
-    sent, restarts = [], []
+    sent = []
     monkeypatch.setattr(training, "_send", lambda pk: sent.append(pk) or True)
-    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
-    beat = training._Heartbeat(run, every=0.05, stall_after=0.3)
-    try:
-        with beat:
-            time.sleep(1.0)  # hung: no progress call, no cancellation poll
-            assert not beat._thread.is_alive()  # no more beats
-    finally:
-        connections.close_all()
+    with _watched(run, stall_after=0.3) as beat:
+        time.sleep(1.0)  # hung: no progress call, no cancellation poll
+        assert not beat._thread.is_alive()  # no more beats
     run.refresh_from_db()
     assert run.status == status and restarts == [1]
     assert "hung" in run.error.lower() and "no sign of progress" in run.error
@@ -616,22 +631,17 @@ def test_a_hung_attempt_stops_beating_and_is_ended_and_its_process_restarted(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_trainer_that_polls_is_not_presumed_hung(monkeypatch):
+def test_a_trainer_that_polls_is_not_presumed_hung(monkeypatch, restarts):
     """Progress calls and cancellation polls are the signs of life: a long phase that polls keeps
     beating however long it runs; outside a Celery pool process a hang is logged, the process kept."""
     import time
 
     run = TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status="running", attempts=1)
-    restarts = []
-    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
     reporter = training._Reporter(run, "ppo", (0.0, 1.0))
-    try:
-        with training._Heartbeat(run, every=0.05, stall_after=0.3):
-            for _ in range(12):
-                assert not reporter.should_stop()
-                time.sleep(0.1)
-    finally:
-        connections.close_all()
+    with _watched(run, stall_after=0.3):
+        for _ in range(12):
+            assert not reporter.should_stop()
+            time.sleep(0.1)
     run.refresh_from_db()
     assert (run.status, restarts) == ("running", [])
     monkeypatch.undo()
@@ -639,43 +649,35 @@ def test_a_trainer_that_polls_is_not_presumed_hung(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_stall_watch_kills_nothing_once_the_run_has_ended(monkeypatch):
+def test_the_stall_watch_kills_nothing_once_the_run_has_ended(restarts):
     """After the result is recorded the heartbeat still covers the version's safe activation, which
     makes no progress calls: a long one was presumed hung and its process killed mid-activation,
     leaving a version never activated. A run this attempt no longer owns is left alone."""
     import time
 
     run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status="succeeded", attempts=1)
-    restarts = []
-    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
-    try:
-        with training._Heartbeat(run, every=0.05, stall_after=0.2):
-            time.sleep(0.6)  # activation: no progress calls
-    finally:
-        connections.close_all()
+    with _watched(run, stall_after=0.2):
+        time.sleep(0.6)  # activation: no progress calls
     run.refresh_from_db()
     assert (run.status, run.error, restarts) == ("succeeded", "", [])
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("stall_after", [0, -5])
-def test_a_stall_timeout_of_zero_or_less_is_off(monkeypatch, stall_after):
+def test_a_stall_timeout_of_zero_or_less_is_off(restarts, stall_after):
     import time
 
     run = TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status="running", attempts=1)
-    restarts = []
-    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
-    try:
-        with training._Heartbeat(run, every=0.05, stall_after=stall_after):
-            time.sleep(0.3)
-    finally:
-        connections.close_all()
+    with _watched(run, stall_after=stall_after):
+        time.sleep(0.3)
     run.refresh_from_db()
     assert (run.status, restarts) == ("running", [])
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_stale_attempt_alive_in_the_same_process_does_not_feed_the_new_attempts_watch(monkeypatch):
+def test_a_stale_attempt_alive_in_the_same_process_does_not_feed_the_new_attempts_watch(
+    monkeypatch, restarts
+):
     """Signs of life were kept per run: a presumed-dead attempt still polling in this process (a solo
     pool, --sync) kept a hung newer attempt of the same run looking alive."""
     import copy
@@ -685,16 +687,11 @@ def test_a_stale_attempt_alive_in_the_same_process_does_not_feed_the_new_attempt
     old = copy.copy(run)
     old.attempts = 1
     stale = training._Reporter(old, "ppo", (0.0, 1.0))
-    restarts = []
-    monkeypatch.setattr(training, "restart_pool_process", lambda: restarts.append(1))
     monkeypatch.setattr(training, "_send", lambda pk: True)
-    try:
-        with training._Heartbeat(run, every=0.05, stall_after=0.3):
-            for _ in range(10):
-                stale.should_stop()  # the old attempt polls on (it reads the row only every 5 s)
-                time.sleep(0.1)
-    finally:
-        connections.close_all()
+    with _watched(run, stall_after=0.3):
+        for _ in range(10):
+            stale.should_stop()  # the old attempt polls on (it reads the row only every 5 s)
+            time.sleep(0.1)
     run.refresh_from_db()
     assert run.status == "queued" and restarts == [1]
 

@@ -938,8 +938,10 @@ def train_ppo(
     reference=None,
     max_updates: int | None = None,
     generator: Generator | None = None,
+    final_dir: str | Path | None = None,
 ) -> PPOResult:
-    """Run `config.updates` PPO updates, checkpointing; save the policy to `out_dir/policy`.
+    """Run `config.updates` PPO updates, checkpointing to `out_dir/checkpoints`; save the policy and
+    `metrics.json` to `final_dir` (default `out_dir`): `policy/`.
 
     `progress(row)` gets each update's log row (with `step` / `total_steps`); `should_stop()` is polled
     after each update: when True a checkpoint is written and the round returns `stopped=True`; calling
@@ -947,6 +949,8 @@ def train_ppo(
     simulate a kill). `policy` / `tokenizer` / `reference` may be passed in instead of loaded.
     `generator` replaces the built-in `HFGenerator` for sampling (an inference engine such as vLLM);
     it must sample from the current policy weights, which it is the caller's job to keep in sync.
+    Attempts that share `out_dir` to resume each take their own `final_dir`, so that one presumed dead
+    that finishes anyway cannot overwrite the policy of the attempt that recorded the round.
     """
     config = config or PPOConfig()
     prompts = [p for p in prompts if p and p.strip()]
@@ -972,7 +976,8 @@ def train_ppo(
         if state.update:
             _checkpoint_unless_saved(state, ckpt_dir)
         stopped = True
-    return _result(state, out_dir, stopped, resumed_from, time.perf_counter() - t_start)
+    final = Path(final_dir) if final_dir is not None else out_dir
+    return _result(state, final, stopped, resumed_from, time.perf_counter() - t_start)
 
 
 def _run_updates(state, prompts, reward_fn, ckpt_dir, progress, should_stop, max_updates) -> bool:
@@ -1006,9 +1011,9 @@ def _checkpoint_unless_saved(state: PPOState, ckpt_dir: Path) -> None:
 
 
 def _result(
-    state: PPOState, out_dir: Path, stopped: bool, resumed_from: int | None, seconds: float
+    state: PPOState, final_dir: Path, stopped: bool, resumed_from: int | None, seconds: float
 ) -> PPOResult:
-    """The round's result; a finished round also saves the policy and `metrics.json`."""
+    """The round's result; a finished round also saves the policy and `metrics.json` in `final_dir`."""
     metrics = dict(state.history[-1]) if state.history else {}
     result = PPOResult(
         history=state.history,
@@ -1026,8 +1031,9 @@ def _result(
         reference=state.reference,
     )
     if not stopped:
-        result.policy_dir = str(save_policy(state.policy, state.tokenizer, out_dir / "policy"))
-        (out_dir / "metrics.json").write_text(
+        final_dir.mkdir(parents=True, exist_ok=True)
+        result.policy_dir = str(save_policy(state.policy, state.tokenizer, final_dir / "policy"))
+        (final_dir / "metrics.json").write_text(
             json.dumps({"metrics": metrics, "history": state.history}, indent=2, default=float)
         )
     return result

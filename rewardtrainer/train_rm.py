@@ -1072,8 +1072,10 @@ def fit_reward_model(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = True,
     val_pairs: Sequence[PreferencePair | dict] | None = None,
+    final_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Prepare, train (each ensemble member), finalize, and write `out_dir/model` and `out_dir/metrics.json`.
+    """Prepare, train (each ensemble member), finalize, and write `model/` and `metrics.json` into
+    `final_dir` (default `out_dir`; checkpoints always go to `out_dir`).
 
     `progress(dict)` is called every `log_every` steps and after each validation with step, total_steps,
     epoch, train_loss, lr, pairs_per_second (and val_* metrics when validated). `should_stop()` is polled
@@ -1081,6 +1083,9 @@ def fit_reward_model(
     `stopped=True` and no model; calling again with the same arguments resumes it.
     With `val_pairs`, all of `pairs` train and `val_pairs` validate (no split; keep prompts apart yourself).
     Under torchrun every rank trains its share; only rank 0 writes files and gets a model_dir.
+    A caller whose attempts share `out_dir` (to resume from its checkpoints) gives each attempt its own
+    `final_dir`: an attempt presumed dead that finishes anyway must not overwrite, or delete half-way,
+    the model files of the attempt that recorded its result.
     """
     config = config or TrainConfig()
     t_start = time.perf_counter()
@@ -1113,7 +1118,9 @@ def fit_reward_model(
             metrics=scalar_metrics(metrics), model_dir=None, seconds=time.perf_counter() - t_start, **common
         )
     metrics = _final_metrics(prep, model, metrics, member_files, last.state.global_step)
-    model_dir = save_final_model(model, prep.tokenizer, out_dir / "model")
+    final_dir = Path(final_dir) if final_dir is not None else out_dir
+    final_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = save_final_model(model, prep.tokenizer, final_dir / "model")
     result = TrainResult(
         metrics=metrics,
         model_dir=str(model_dir),
@@ -1122,7 +1129,7 @@ def fit_reward_model(
         **common,
     )
     _write_json(
-        out_dir / "metrics.json",
+        final_dir / "metrics.json",
         {
             "metrics": metrics,
             "history": result.history,
@@ -1222,6 +1229,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--val-data", nargs="*", default=None, help="validation JSONL (default: split --data by prompt)"
     )
     p.add_argument("--out", required=True, help="run folder: model/, metrics.json, checkpoints/")
+    p.add_argument("--final-dir", default=None, help="model/ and metrics.json go here instead of --out")
     p.add_argument(
         "--config-json", default=None, help="a JSON file of TrainConfig fields (options below override it)"
     )
@@ -1263,6 +1271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             should_stop=should_stop,
             resume=not args.no_resume,
             val_pairs=val,
+            final_dir=args.final_dir,
         )
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

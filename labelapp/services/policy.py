@@ -53,6 +53,7 @@ from labelapp.services.training import (
     _Heartbeat,
     _Reporter,
     _sign_of_life,
+    attempt_dir,
     broker_check,
     reward_model_active,
     run_claim,
@@ -554,6 +555,7 @@ def _ppo_step(r: _Round) -> _Outcome | None:
         progress=r.reporter,
         should_stop=r.reporter.should_stop,
         resume=True,
+        final_dir=attempt_dir(r.out_dir, r.run),
     )
     if result.stopped:
         return None

@@ -826,19 +826,33 @@ def _execute_with_heartbeat(run: TrainingRun) -> str:
         return _execute(run)
 
 
+def attempt_dir(out_dir: Path, run: TrainingRun) -> Path:
+    """Where this attempt writes its finished model: its own folder beside the checkpoints that every
+    attempt of the run shares. An attempt presumed dead that finishes anyway (a solo pool, a paused
+    VM) then writes files no version points to, never over those of the attempt that recorded one."""
+    return out_dir / f"attempt-{run.attempts}"
+
+
 def _fit(run: TrainingRun, pairs, config, out_dir: Path, reporter: _Reporter):
     """Train in this process, or under torchrun with NPROC processes (DDP) when that is set."""
     nproc = int(settings.TRAINING["NPROC"])
+    final_dir = attempt_dir(out_dir, run)
     if nproc > 1:
-        return _fit_torchrun(pairs, config, out_dir, reporter, nproc)
+        return _fit_torchrun(pairs, config, out_dir, final_dir, reporter, nproc)
     from rewardtrainer.train_rm import fit_reward_model
 
     return fit_reward_model(
-        pairs, config, out_dir, progress=reporter, should_stop=reporter.should_stop, resume=True
+        pairs,
+        config,
+        out_dir,
+        progress=reporter,
+        should_stop=reporter.should_stop,
+        resume=True,
+        final_dir=final_dir,
     )
 
 
-def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int):
+def _fit_torchrun(pairs, config, out_dir: Path, final_dir: Path, reporter: _Reporter, nproc: int):
     """`torchrun --nproc_per_node N -m rewardtrainer.train_rm`: progress comes back through a JSONL file
     (tailed here to update the run row and its heartbeat), cancellation goes out as a stop file.
 
@@ -859,7 +873,7 @@ def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int)
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "rewardtrainer.train_rm", "--data", str(data), "--out", str(out_dir),
         "--config-json", str(config_file), "--progress-file", str(progress_file),
-        "--stop-file", str(stop_file),
+        "--stop-file", str(stop_file), "--final-dir", str(final_dir),
     ]  # fmt: skip
     log_file = (out_dir / "torchrun.log").open("ab")
     proc = subprocess.Popen(
@@ -880,7 +894,8 @@ def _fit_torchrun(pairs, config, out_dir: Path, reporter: _Reporter, nproc: int)
     if proc.returncode != 0:
         tail = (out_dir / "torchrun.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"torchrun exited with {proc.returncode}: {tail}")
-    saved = json.loads((out_dir / "metrics.json").read_text()) if (out_dir / "metrics.json").exists() else {}
+    metrics_file = final_dir / "metrics.json"
+    saved = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     if stop_file.exists() or not saved:
         return SimpleNamespace(stopped=True)
     return SimpleNamespace(history=saved.pop("history"), **saved)

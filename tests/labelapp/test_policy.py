@@ -87,6 +87,8 @@ def test_a_ppo_round_makes_v1_and_puts_its_comparisons_at_the_front_of_the_queue
     v1 = PolicyVersion.objects.get(number=1)
     assert v1.kind == "ppo" and v1.parent.number == 0 and v1.reward_model == loop and v1.run == run
     assert (policy.Path(v1.artifact_path) / "model.safetensors").is_file()
+    # the attempt's own folder: a late attempt of the same round cannot write over it
+    assert policy.Path(v1.artifact_path).parent.name == f"attempt-{run.attempts}"
     assert len(v1.history) == 2 and run.metrics["policy_version"] == 1
     for key in ("rm_score", "kl", "mean_length", "no_eos_share", "entropy", "parent"):
         assert key in v1.metrics

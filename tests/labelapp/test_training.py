@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import OperationalError, connections
@@ -888,6 +889,51 @@ def test_an_attempt_that_lost_its_run_stops_without_writing_a_checkpoint(
     run.refresh_from_db()
     assert (run.status, run.attempts, run.worker, run.error) == ("running", 2, "gpu@other", "")
     assert not RewardModelVersion.objects.exists()
+
+
+def test_a_late_attempt_does_not_overwrite_the_model_of_the_attempt_that_recorded_a_version(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    """Attempts share the run's folder (to resume from its checkpoints) and every attempt saved its
+    finished model to the same `main/model`. An attempt ended as hung while it saved (a solo pool, where
+    its process is not restarted) went on and wrote over the model of the attempt that had taken the
+    run over and recorded a version from it: the version's files were no longer what it measured."""
+    import rewardtrainer.train_rm as train_rm
+
+    _rate_many(make_user, 12)
+    run = training.training_run_request(trigger="manual", force=True)
+    real_save = train_rm.save_final_model
+    calls: list[str] = []
+
+    def taken_over_while_saving(model, tokenizer, directory):
+        calls.append(str(directory))
+        if len(calls) == 1:  # attempt 1, in its last write: the stall watch ends it, attempt 2 runs
+            assert training.end_stalled_attempt(TrainingRun.objects.get(pk=run.pk), 4000.0, 3600.0)
+            assert training.training_run_execute(run_id=run.pk, worker="gpu@next") == "succeeded"
+        return real_save(model, tokenizer, directory)
+
+    monkeypatch.setattr(train_rm, "save_final_model", taken_over_while_saving)
+
+    def recorded_files():
+        model = Path(RewardModelVersion.objects.get().artifact_path)
+        return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in model.iterdir()}
+
+    monkeypatch.setattr(training, "reward_model_safe_activate", lambda **kw: False)
+    real_record = training._record_version
+    seen: dict = {}
+
+    def record_and_remember(*args, **kwargs):
+        version = real_record(*args, **kwargs)
+        seen["files"] = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+                         for p in Path(version.artifact_path).iterdir()}  # fmt: skip
+        return version
+
+    monkeypatch.setattr(training, "_record_version", record_and_remember)
+    assert training.training_run_execute(run_id=run.pk, worker="gpu@hung") == "superseded"
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.worker) == ("succeeded", 2, "gpu@next")
+    assert recorded_files() == seen["files"]  # nothing of the version's model was rewritten
+    assert "attempt-2" in RewardModelVersion.objects.get().artifact_path
 
 
 @pytest.mark.django_db

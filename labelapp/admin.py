@@ -424,7 +424,7 @@ class GuidelineVersionAdmin(admin.ModelAdmin):
     def publish(self, request, queryset):
         for version in queryset.order_by("number"):
             try:
-                guideline_publish(version=version)
+                guideline_publish(version=version, by=request.user)
                 self.message_user(request, f"Published version {version.number}.", messages.SUCCESS)
             except GuidelineError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
@@ -505,7 +505,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel the selected runs", permissions=["change"])
     def cancel(self, request, queryset):
         for run in queryset.filter(status__in=TrainingRun.ACTIVE):
-            training_run_cancel(run=run)
+            training_run_cancel(run=run, by=request.user)
             self.message_user(request, f"Cancelling run #{run.pk}.", messages.INFO)
 
 

@@ -1,7 +1,9 @@
 """Staff pages for living guidelines: editor with live preview, drafts, publish, history and diffs.
 
-Only staff reach these (403 for raters). Published versions are never edited: the editor always
-works on the draft, which starts from the current text; Publish turns it into a new version.
+Only staff reach these (403 for raters); saving a draft and publishing need the guideline-editor
+role's permissions (services/roles.py, checked in the guideline services). Published versions are
+never edited: the editor always works on the draft, which starts from the current text; Publish turns
+it into a new version.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from labelapp.services.guidelines import (
     guideline_draft_save,
     guideline_publish_text,
 )
+from labelapp.services.roles import NotPermitted
 
 PREVIEW_MAX_CHARS = 200_000
 
@@ -44,7 +47,7 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
     start = draft or current
     text = start.text if start else ""
     title = start.title if start else "Rating guidelines"
-    changelog, error = "", None
+    changelog, error, status = "", None, 200
     if request.method == "POST":
         text = request.POST.get("text", "")
         typed_title = request.POST.get("title")
@@ -67,7 +70,9 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
             )
             return redirect("staff_guideline_edit")
         except GuidelineError as exc:
-            error = str(exc)
+            error, status = str(exc), 400
+        except NotPermitted as exc:  # the editor again with the text typed, not a bare 403 page
+            error, status = str(exc), 403
     return render(
         request,
         "labelapp/staff/guideline_edit.html",
@@ -80,7 +85,7 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
             "current": current,
             "preview": mark_safe(render_markdown(text)),  # noqa: S308 (sanitized by render_markdown)
         },
-        status=400 if error else 200,
+        status=status,
     )
 
 

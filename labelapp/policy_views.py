@@ -24,6 +24,7 @@ from labelapp.services.policy import (
     policy_warnings,
     policy_win_rate,
 )
+from labelapp.services.roles import NotPermitted
 from labelapp.services.training import BrokerUnavailable
 
 
@@ -105,6 +106,8 @@ def _decide(request, number: int, decide, error_field: str, done: str) -> HttpRe
         decide(version=version, reason=request.POST.get("reason", ""), by=request.user)
     except PolicyError as exc:
         return _render_version(request, version, **{error_field: str(exc)}, status=400)
+    except NotPermitted as exc:  # the page again with the typed reason, not a bare 403 page
+        return _render_version(request, version, **{error_field: str(exc)}, status=403)
     messages.success(request, f"v{number} {done} v{policy_next_parent().number}.")
     return redirect("policy_version", number=number)
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from labelapp.access import staff_required
 from labelapp.selectors_review import review_queue
 from labelapp.services.review import ReviewError, rating_review_add
+from labelapp.services.roles import NotPermitted
 
 STATES = ("open", "done", "all")
 FLAGS = ("", "pii", "unsafe", "broken", "both_bad")
@@ -47,9 +48,12 @@ def staff_review_decide(request: HttpRequest, rating_id: int) -> HttpResponse:
             reviewer=request.user,
         )
         rating = review_queue(state="all").get(pk=rating_id)
+        status = 200
     except ReviewError as exc:
-        error = str(exc)
+        error, status = str(exc), 400
+    except NotPermitted as exc:  # the row comes back with the reason typed, not a bare 403 page
+        error, status = str(exc), 403
     context = {"r": rating, "error": error, "reason": request.POST.get("reason", "") if error else ""}
-    # htmx swaps only 2xx answers: the row with its error comes back as 200 there, 400 otherwise.
-    status = 400 if error and not request.htmx else 200
+    # htmx swaps only 2xx answers: the row with its error comes back as 200 there.
+    status = 200 if request.htmx else status
     return render(request, "labelapp/staff/_review_row.html", context, status=status)

@@ -90,7 +90,7 @@ def training_run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
     if run.status not in TrainingRun.ACTIVE:
         messages.error(request, f"Run #{run.pk} is {run.status}; nothing to cancel.")
     else:
-        training_run_cancel(run=run)
+        training_run_cancel(run=run, by=request.user)
         messages.info(request, f"Cancelling run #{run.pk}.")
     return redirect("training_run", run_id=run.pk)
 

@@ -24,10 +24,20 @@ def make_user(db):
         staff: bool = False,
         password: str = "pw-for-tests-123",
         ack: bool = False,
+        roles: tuple[str, ...] | None = None,
     ):
+        """`staff`: a staff account (not a superuser) with every role unless `roles` names the ones it
+        gets (`roles=()`: none, so it may read and change nothing; services/roles.py)."""
         user = get_user_model().objects.create_user(
             username=username or f"user{next(_counter)}", password=password, is_staff=staff
         )
+        if staff:
+            from django.contrib.auth.models import Group
+
+            from labelapp.services.roles import ROLES, ensure_roles
+
+            ensure_roles()  # a transactional test's flush removed the groups migrate made
+            user.groups.add(*Group.objects.filter(name__in=ROLES if roles is None else roles))
         if ack:  # acknowledge the version in force: the queue serves nobody who has not
             from labelapp.services.guidelines import guideline_current
 

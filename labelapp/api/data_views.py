@@ -34,6 +34,7 @@ from labelapp.services.ingest import (
     parse_prompt,
     responses_add,
 )
+from labelapp.services.roles import permission_check
 from labelapp.services.tokens import TokenError, token_create, token_revoke
 
 PAGE_PARAMS = [
@@ -180,9 +181,12 @@ class PromptsView(APIView):
             media_type = request.content_type.split(";")[0].strip().lower()
             if media_type in {"application/jsonl", "application/x-ndjson"}:
                 # An empty body never reaches the parser: DRF hands over an empty QueryDict then.
-                report = ingest_jsonl(text=request.data.get("jsonl", ""), limit=MAX_PROMPTS_PER_REQUEST)
+                report = ingest_jsonl(
+                    text=request.data.get("jsonl", ""), limit=MAX_PROMPTS_PER_REQUEST, by=request.user
+                )
             else:
-                report = ingest_prompts(items=self._items(request.data))
+                permission_check(request.user, "prompt_ingest")  # before parsing the items
+                report = ingest_prompts(items=self._items(request.data), by=request.user)
         except IngestError as exc:
             return _ingest_error(exc)
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
@@ -238,7 +242,7 @@ class PromptResponsesView(APIView):
         except ValueError as exc:
             raise ValidationError({"answers": [str(exc)]}) from None
         try:
-            created = responses_add(prompt=prompt, answers=answers)
+            created = responses_add(prompt=prompt, answers=answers, by=request.user)
         except IngestError as exc:
             return _ingest_error(exc)
         return Response(ds.ResponseOutSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
@@ -291,7 +295,7 @@ class ComparisonsView(APIView):
     def post(self, request):
         s = ds.ComparisonsInSerializer(data=request.data)
         s.is_valid(raise_exception=True)
-        report = comparisons_create(**{k: v for k, v in s.validated_data.items()})
+        report = comparisons_create(**s.validated_data, by=request.user)
         return Response(
             {
                 "created": report.created,

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from labelapp.models import Comparison, Prompt, Response
+from labelapp.services.roles import permission_check
 
 
 @dataclass
@@ -58,12 +59,15 @@ def comparisons_create(
     required_ratings: int | None = None,
     priority: int = 0,
     seed: int | None = None,
+    by=None,
 ) -> ComparisonReport:
-    """Create pairs for each prompt: all pairs (per_prompt None) or `per_prompt` of them.
+    """Create pairs for each prompt: all pairs (per_prompt None) or `per_prompt` of them. NotPermitted
+    when `by` may not create comparisons (None: a command or the loop itself).
 
     length_matched: choose the pairs with the smallest length ratio first (and, with
     `max_length_ratio`, none above it); otherwise sample uniformly.
     """
+    permission_check(by, "comparison_create")
     rng = random.Random(seed)
     report = ComparisonReport()
     required = required_ratings or settings.LABEL["DEFAULT_REQUIRED_RATINGS"]

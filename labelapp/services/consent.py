@@ -28,6 +28,7 @@ from django.db.models.query import QuerySet
 
 from labelapp.models import Comparison, Prompt, PromptConsentChange
 from labelapp.services.assignment import comparisons_withdraw
+from labelapp.services.roles import permission_check
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,11 @@ def _word(consent: bool) -> str:
 def prompt_consent_set(*, prompt: Prompt, consent: bool, reason: str, by) -> PromptConsentChange:
     """Set `prompt`'s consent to `consent` and record who (`by`: a staff account, or None for a command
     run without one), when and why. ConsentError, and nothing written, for an empty, over-long or NUL
-    reason, a non-boolean value, a non-staff `by`, or a change to the value already in force."""
+    reason, a non-boolean value, or a change to the value already in force; NotPermitted when `by` lacks
+    the permission to change consent."""
     if not isinstance(consent, bool):
         raise ConsentError("consent must be true or false.")
-    if by is not None and not getattr(by, "is_staff", False):
-        raise ConsentError("Only staff change a prompt's consent.")
+    permission_check(by, "prompt_consent")
     reason = _clean_reason(reason)
     with transaction.atomic():
         locked = Prompt.objects.select_for_update().filter(pk=prompt.pk).first()

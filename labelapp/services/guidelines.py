@@ -16,6 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from labelapp.models import GuidelineAcknowledgment, GuidelineVersion
+from labelapp.services.roles import permission_check
 
 CHANGELOG_MAX = 500
 TITLE_MAX = 200  # GuidelineVersion.title's column
@@ -96,6 +97,11 @@ def guideline_create(
 
 def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVersion:
     """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place."""
+    permission_check(author, "guideline_draft")
+    return _draft_save(text=text, author=author, title=title)
+
+
+def _draft_save(*, text: str, author, title: str) -> GuidelineVersion:
     text = _unix_newlines(text)
     if not text.strip():
         raise GuidelineError("The guideline text is empty.")
@@ -118,8 +124,11 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
         return draft
 
 
-def guideline_publish(*, version: GuidelineVersion, changelog: str | None = None) -> GuidelineVersion:
+def guideline_publish(
+    *, version: GuidelineVersion, changelog: str | None = None, by=None
+) -> GuidelineVersion:
     """Publish a draft. Published versions are immutable history: ratings point at them."""
+    permission_check(by, "guideline_publish")
     _check_texts(changelog=changelog)
     with transaction.atomic():
         version = GuidelineVersion.objects.select_for_update().get(pk=version.pk)
@@ -139,6 +148,7 @@ def guideline_publish(*, version: GuidelineVersion, changelog: str | None = None
 
 def guideline_publish_text(*, text: str, changelog: str, author, title: str = "") -> GuidelineVersion:
     """The staff editor's Publish: save the text as the draft and publish it with a change message."""
+    permission_check(author, "guideline_publish")
     if not (changelog or "").strip():
         raise GuidelineError("Say what changed (the change message is shown to raters).")
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.
@@ -147,8 +157,8 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
     current = guideline_current()
     if current is not None and _unix_newlines(current.text) == text and (not title or title == current.title):
         raise GuidelineError(f"Nothing changed since version {current.number}.")
-    draft = guideline_draft_save(text=text, author=author, title=title)
-    return guideline_publish(version=draft, changelog=changelog)
+    draft = _draft_save(text=text, author=author, title=title)
+    return guideline_publish(version=draft, changelog=changelog, by=author)
 
 
 def guideline_acknowledge(*, rater, version: GuidelineVersion) -> GuidelineAcknowledgment:

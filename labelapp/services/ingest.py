@@ -21,6 +21,7 @@ from django.db import connection, transaction
 
 from labelapp.models import Prompt, Response
 from labelapp.services.privacy import ScrubResult, merge_counts, scrub
+from labelapp.services.roles import permission_check
 
 PROMPT_FIELDS = {"text", "source", "consent", "external_id", "category", "answers"}
 REQUIRED_FIELDS = {"text", "source", "consent"}
@@ -214,13 +215,15 @@ def parse_jsonl(text: str) -> list[PromptIn]:
     return items
 
 
-def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = None) -> IngestReport:
-    """Scrub and store prompts (and their answers) in one transaction: all or nothing.
+def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = None, by=None) -> IngestReport:
+    """Scrub and store prompts (and their answers) in one transaction: all or nothing. NotPermitted
+    when `by` may not import (None: a command).
 
     A prompt whose normalized (scrubbed) text is already stored (a duplicate) is not stored again:
     see _ingest_duplicate for what it may add and when it is refused. New prompts and answers need
     external ids not taken yet.
     """
+    permission_check(by, "prompt_ingest")
     report = IngestReport()
     errors = []
     with transaction.atomic():
@@ -401,15 +404,17 @@ def check_batch_size(n: int, limit: int | None) -> None:
         )
 
 
-def ingest_jsonl(*, text: str, limit: int | None = MAX_PROMPTS_PER_REQUEST) -> IngestReport:
+def ingest_jsonl(*, text: str, limit: int | None = MAX_PROMPTS_PER_REQUEST, by=None) -> IngestReport:
     """One prompt a line (see parse_jsonl), at most `limit` lines with content (None: any number)."""
+    permission_check(by, "prompt_ingest")  # before parsing: no work for a request that is refused
     numbers = [n for n, line in enumerate(jsonl_lines(text), 1) if line.strip()]
     check_batch_size(len(numbers), limit)  # before parsing: an oversized body is refused cheaply
-    return ingest_prompts(items=parse_jsonl(text), line_numbers=numbers)
+    return ingest_prompts(items=parse_jsonl(text), line_numbers=numbers, by=by)
 
 
-def responses_add(*, prompt: Prompt, answers: list[AnswerIn]) -> list[Response]:
+def responses_add(*, prompt: Prompt, answers: list[AnswerIn], by=None) -> list[Response]:
     """Attach answers from any model to a stored prompt (scrubbed like everything else)."""
+    permission_check(by, "prompt_ingest")
     with transaction.atomic():
         # two requests with the same new external id would otherwise both pass the check and the
         # second hit the unique constraint (a 500)

@@ -47,6 +47,7 @@ from labelapp.models import (
     TrainingRun,
 )
 from labelapp.services import training
+from labelapp.services.roles import permission_check
 from labelapp.services.training import (
     BrokerUnavailable,
     _finish,
@@ -193,7 +194,9 @@ def _record_decision(version: PolicyVersion, action: str, reason: str, by, *, au
 def policy_reject(*, version: PolicyVersion, reason: str, by=None, automatic: bool = False) -> PolicyVersion:
     """Reject `version` with a reason (recorded): later rounds start from an earlier version (see
     `policy_next_parent`). `automatic`: the watch decided (it leaves versions staff reinstated).
-    PolicyError for v0, an empty or unstorable reason, or a second rejection."""
+    PolicyError for v0, an empty or unstorable reason, or a second rejection; NotPermitted when `by`
+    may not decide on policy versions (None: the watch)."""
+    permission_check(by, "policy_decide")
     if version.kind == PolicyVersion.Kind.BASE:
         raise PolicyError("v0, the model as shipped, cannot be rejected: every round can fall back to it.")
     reason = _clean_reason(reason, "rejected")
@@ -204,7 +207,8 @@ def policy_reinstate(*, version: PolicyVersion, reason: str, by) -> PolicyVersio
     """Lift the rejection of `version` (staff only, with a reason; both decisions stay recorded): rounds
     may start from it again (unless a version it is built on is still rejected), and the watch does not
     reject it a second time, since a person has looked at its evidence. PolicyError when it is not
-    rejected or the reason is empty or unstorable."""
+    rejected or the reason is empty or unstorable; NotPermitted when `by` may not."""
+    permission_check(by, "policy_decide")
     reason = _clean_reason(reason, "reinstated")
     return _record_decision(version, PolicyDecision.Action.REINSTATE, reason, by)
 
@@ -252,8 +256,10 @@ def policy_round_request(
     """Queue a PPO or best-of-n round against the active reward model.
 
     Returns None when a policy round is already queued or running (one at a time: both kinds write the
-    next policy version). Raises PolicyError when the round cannot be run at all.
+    next policy version). Raises PolicyError when the round cannot be run at all, NotPermitted when
+    `requested_by` may not start rounds (None: the schedule or a command).
     """
+    permission_check(requested_by, "training_request")
     if kind not in POLICY_KINDS:
         raise PolicyError(f"unknown round kind {kind!r}: use 'ppo' or 'best_of_n'")
     rm = reward_model_active()

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from labelapp.models import Comparison, Prompt, Rating, RatingReview
 from labelapp.services.assignment import comparisons_withdraw
+from labelapp.services.roles import permission_check
 
 REASON_MAX = 500
 
@@ -25,8 +26,9 @@ class ReviewError(Exception):
 
 def rating_review_add(*, rating: Rating, decision: str, reason: str, reviewer) -> RatingReview:
     """Record a staff decision on a rating. The reason is required and kept with the reviewer's name."""
-    if reviewer is None or not getattr(reviewer, "is_staff", False):
-        raise ReviewError("Only staff review ratings.")
+    if reviewer is None:
+        raise ReviewError("A review needs the staff member who made it.")
+    permission_check(reviewer, "rating_review")
     if decision not in RatingReview.Decision.values:
         raise ReviewError("Choose confirm or exclude.")
     reason = (reason or "").strip()

@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from labelapp.models import TOKEN_SCOPES, ApiToken, token_scopes_all
+from labelapp.services.roles import permission_check
 
 KEY_PREFIX = "rlhf_"
 # `read` does not open their GETs: bulk data (exports, every prompt text), tokens, and the rating
@@ -84,7 +85,9 @@ def token_create(
     `scopes` None = all of them; `expires_in_days` None = never. `via`: the token the request came
     with, if any: a token mints nothing wider than itself (its scopes by default, never more; its
     expiry at the latest; only for its own account or a non-staff one) and is recorded as the new
-    token's parent. TokenError for anything that cannot be honoured."""
+    token's parent. TokenError for anything that cannot be honoured; NotPermitted when `created_by`
+    may not create tokens (None: a command)."""
+    permission_check(created_by, "token_create")
     if "\x00" in name:
         raise TokenError("The name must be plain text (no NUL character).")
     refused = _out_of_reach(user, by=created_by, via=via)
@@ -147,7 +150,8 @@ def token_revoke(*, token: ApiToken, by=None, via=None) -> ApiToken:
     already revoked token are swept too (it may have been revoked by a direct update).
     `by`/`via` (the account and the token a request came with) follow token_create's rules: a token
     revokes only tokens of its own account or of non-staff accounts, and only a superuser revokes a
-    superuser's tokens. TokenError otherwise."""
+    superuser's tokens. TokenError otherwise; NotPermitted when `by` may not revoke tokens."""
+    permission_check(by, "token_revoke")
     refused = _out_of_reach(token.user, by=by, via=via)
     if refused == "superuser":
         raise TokenError("Only a superuser may revoke a superuser's tokens.")

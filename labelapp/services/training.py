@@ -59,6 +59,7 @@ from django.db.models.functions import Cast, Coalesce, Now
 from django.utils import timezone
 
 from labelapp.models import EvalSetRating, Rating, RewardModelVersion, TrainingRun
+from labelapp.services.roles import permission_check
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +364,9 @@ def training_run_request(
     Returns the new run, or None when nothing was started. The Celery task is sent after commit,
     unless `enqueue` is False (the caller executes the run itself). Raises BrokerUnavailable (and
     creates nothing) when the task would have to be queued while the broker is unreachable.
+    NotPermitted when `requested_by` may not start runs (None: the schedule or a command).
     """
+    permission_check(requested_by, "training_request")
     if TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL, status__in=TrainingRun.ACTIVE).exists():
         return None
     if not force and training_new_ratings_count() < settings.TRAINING["MIN_NEW_RATINGS"]:
@@ -536,11 +539,13 @@ def training_check_and_start() -> TrainingRun | None:
         return None
 
 
-def training_run_cancel(*, run: TrainingRun) -> None:
+def training_run_cancel(*, run: TrainingRun, by=None) -> None:
     """Queued runs stop at once; a running one stops at its next step and keeps its checkpoints.
+    NotPermitted when `by` may not cancel runs.
 
     One statement: with two (queued -> cancelled, else flag the running run) a recovery or a transient
     error re-queuing the run between them left neither to match, and the cancel was lost."""
+    permission_check(by, "training_cancel")
     field = TrainingRun._meta.get_field
 
     def if_queued(name: str, value):
@@ -1139,7 +1144,9 @@ def reward_model_activate(*, version: RewardModelVersion, by=None) -> RewardMode
     """Make `version` the active reward model (activating an older one is the roll-back). `by`: the
     staff member who did it by hand (None: the automatic decision, whose reason the note holds
     already). Each version's note gains a line (what happened, when, by whom), so an automatic
-    "Activated: ..." no longer stands on a version rolled back since, nor is a hand activation silent."""
+    "Activated: ..." no longer stands on a version rolled back since, nor is a hand activation silent.
+    NotPermitted when `by` may not activate reward models."""
+    permission_check(by, "reward_model_activate")
     now = timezone.now()
     when = f"{now:%Y-%m-%d %H:%M} UTC"
     how = f"by hand by {by.username}" if by is not None else "automatically"

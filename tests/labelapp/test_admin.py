@@ -375,12 +375,13 @@ def _grant(user, *codenames):
 
 
 @pytest.mark.parametrize(("model", "action", "needs"), ACTIONS)
-def test_admin_actions_that_change_data_need_more_than_view_permission(rf, staff, model, action, needs):
+def test_admin_actions_that_change_data_need_more_than_view_permission(rf, make_user, model, action, needs):
     """Every action was offered to any staff member who could view the list: one granted "view rating"
     to read the data could exclude ratings from training, activate a reward model or revoke tokens."""
     from django.apps import apps
 
     model_admin = admin.site._registry[apps.get_model("labelapp", model)]
+    staff = make_user(staff=True, roles=())
     request = rf.get("/")
     request.user = _grant(staff, f"view_{model}")
     assert model_admin.has_view_permission(request) and action not in model_admin.get_actions(request)
@@ -388,9 +389,10 @@ def test_admin_actions_that_change_data_need_more_than_view_permission(rf, staff
     assert action in model_admin.get_actions(request)
 
 
-def test_a_refused_action_posted_anyway_changes_nothing(client, staff, rater, acked, make_comparison):
+def test_a_refused_action_posted_anyway_changes_nothing(client, make_user, rater, acked, make_comparison):
     from labelapp.models import Rating, RatingReview
 
+    staff = make_user(staff=True, roles=())
     make_comparison()
     a = assignment_next(rater=rater)
     rating_submit(rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=RatingInput(preference=0))

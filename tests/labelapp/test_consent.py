@@ -20,6 +20,7 @@ from labelapp.services.consent import REASON_MAX, ConsentError, prompt_consent_s
 from labelapp.services.export import ExportFilters, export_rows
 from labelapp.services.ratings import RatingError, RatingInput, rating_submit
 from labelapp.services.review import prompt_withhold
+from labelapp.services.roles import NotPermitted
 from labelapp.services.training import _usable_ratings
 from tests.labelapp.export_helpers import make_pair, rate
 
@@ -102,7 +103,7 @@ def test_the_error_is_a_value_error_and_non_booleans_and_raters_are_refused(staf
     assert issubclass(ConsentError, ValueError)
     with pytest.raises(ConsentError, match="true or false"):
         prompt_consent_set(prompt=prompt, consent=0, reason="r", by=staff)
-    with pytest.raises(ConsentError, match="Only staff"):
+    with pytest.raises(NotPermitted, match="may not change a prompt's consent"):
         prompt_consent_set(prompt=prompt, consent=False, reason="r", by=rater)
     prompt.refresh_from_db()
     assert prompt.consent is True and not PromptConsentChange.objects.exists()
@@ -334,7 +335,7 @@ def test_the_command_withdraws_and_restores_with_a_recorded_reason(staff, make_c
         (["--withdraw", "--reason", ""], "Give a reason"),
         (["--restore", "--reason", "r"], "already has consent=true"),
         (["--withdraw", "--reason", "r", "--by", "nobody"], "No active user"),
-        (["--withdraw", "--reason", "r", "--by", "rater"], "Only staff"),
+        (["--withdraw", "--reason", "r", "--by", "rater"], "may not change a prompt's consent"),
         (["--withdraw", "--reason", "r", "--by", "st\x00aff"], "NUL"),
     ],
 )

@@ -7,6 +7,7 @@ from labelapp.models import Assignment, Comparison, Prompt, Rating, RatingReview
 from labelapp.services.assignment import assignment_next
 from labelapp.services.ratings import RatingInput, rating_submit
 from labelapp.services.review import ReviewError, rating_review_add
+from labelapp.services.roles import NotPermitted
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ def test_raters_cannot_see_or_use_the_review_list(client, rater, acked, make_com
     assert client.get(reverse("staff_review")).status_code == 403
     r = client.post(reverse("staff_review_decide", args=[rating.pk]), {"decision": "exclude", "reason": "x"})
     assert r.status_code == 403 and not RatingReview.objects.exists()
-    with pytest.raises(ReviewError):
+    with pytest.raises(NotPermitted):
         rating_review_add(rating=rating, decision="exclude", reason="x", reviewer=rater)
 
 

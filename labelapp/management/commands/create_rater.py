@@ -1,24 +1,40 @@
-"""`manage.py create_rater USERNAME [--staff]`: create a rater (or staff) account with a random password."""
+"""`manage.py create_rater USERNAME [--staff | --role ROLE ...]`: create a rater, a superuser staff account,
+or a staff account with only the roles given (services/roles.py), with a random password."""
 
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
+
+from labelapp.services.roles import ROLES, ensure_roles
 
 
 class Command(BaseCommand):
     help = "Create a rater account (no self-registration: staff create raters) and print its password."
 
     def add_arguments(self, parser):
+        who = parser.add_mutually_exclusive_group()
+        who.add_argument("--staff", action="store_true", help="Create a superuser staff (admin) account.")
+        who.add_argument(
+            "--role",
+            action="append",
+            choices=sorted(ROLES),
+            help="Create a staff account with this role only (repeat for several); it reads every staff "
+            "page and changes only what its roles allow.",
+        )
         parser.add_argument("username")
-        parser.add_argument("--staff", action="store_true", help="Create a staff (admin) account instead.")
 
-    def handle(self, *args, username, staff=False, **options):
+    def handle(self, *args, username, staff=False, role=None, **options):
         user_model = get_user_model()
         if user_model.objects.filter(username=username).exists():
             raise CommandError(f"User {username!r} already exists.")
         password = secrets.token_urlsafe(12)
-        user = user_model(username=username, is_staff=staff, is_superuser=staff)
+        user = user_model(username=username, is_staff=staff or bool(role), is_superuser=staff)
         user.set_password(password)
         user.save()
-        self.stdout.write(f"created {'staff' if staff else 'rater'} {username} with password {password}")
+        if role:
+            ensure_roles()
+            user.groups.add(*Group.objects.filter(name__in=role))
+        kind = "staff" if staff else f"staff ({', '.join(role)})" if role else "rater"
+        self.stdout.write(f"created {kind} {username} with password {password}")

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.models import Prompt
 from labelapp.services.consent import ConsentError, prompt_consent_set
+from labelapp.services.roles import NotPermitted
 
 
 class Command(BaseCommand):
@@ -41,7 +42,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No active user {by!r}.")
         try:
             change = prompt_consent_set(prompt=prompt, consent=restore, reason=reason, by=user)
-        except ConsentError as exc:
+        except (ConsentError, NotPermitted) as exc:
             raise CommandError(str(exc)) from exc
         if withdraw:
             done = f"consent withdrawn; {len(change.comparison_ids)} comparison(s) taken out of the queue"

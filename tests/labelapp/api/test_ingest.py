@@ -174,7 +174,9 @@ def test_the_command_takes_a_file_of_any_size(tmp_path, monkeypatch):
 
     from labelapp.services import ingest
 
-    monkeypatch.setattr(ingest.ingest_jsonl, "__kwdefaults__", {"limit": 1})  # the service's own default
+    monkeypatch.setattr(
+        ingest.ingest_jsonl, "__kwdefaults__", {"limit": 1, "by": None}
+    )  # the service's own default
     f = tmp_path / "p.jsonl"
     f.write_text(_jsonl(*({"text": f"question {i}?", "source": "s", "consent": True} for i in range(3))))
     call_command("import_prompts", str(f))

@@ -49,7 +49,16 @@ def browser(live_server, monkeypatch, settings):
 
 
 def _user(name: str, *, staff: bool = False):
-    return get_user_model().objects.create_user(username=name, password=PASSWORD, is_staff=staff)
+    """A rater, or a staff account with the guideline-editor role (it edits and publishes here)."""
+    user = get_user_model().objects.create_user(username=name, password=PASSWORD, is_staff=staff)
+    if staff:
+        from django.contrib.auth.models import Group
+
+        from labelapp.services.roles import ensure_roles
+
+        ensure_roles()  # the live server's transactional tests flush the groups migrate made
+        user.groups.add(Group.objects.get(name="guideline-editor"))
+    return user
 
 
 def _page(browser, live_server, username: str, *, width=1366, height=900):

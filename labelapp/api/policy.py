@@ -175,8 +175,11 @@ class PolicyReinstateView(APIView):
 
 
 class PolicySamplesView(APIView):
+    """Evaluation prompts with the previous and this version's answers: prompt texts in bulk, so a
+    token needs the `export` scope (`read` does not open it)."""
+
     permission_classes = STAFF
-    token_scope = "train"
+    token_scope = "export"
 
     @extend_schema(responses={200: SamplePairSerializer(many=True)})
     def get(self, request, number: int):

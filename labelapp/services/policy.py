@@ -47,6 +47,7 @@ from labelapp.models import (
     TrainingRun,
 )
 from labelapp.services import training
+from labelapp.services.privacy import scrub
 from labelapp.services.roles import permission_check
 from labelapp.services.training import (
     BrokerUnavailable,
@@ -746,12 +747,17 @@ def _previous_answers(parent, prompts, parent_gen, params, scorer, seed) -> dict
 def _store_answer(
     version: PolicyVersion, prompt: Prompt, answer: _Answer, split: str, index: int
 ) -> PolicySample:
+    # A model can write (or recall) an address or a phone number: its answers are scrubbed as every
+    # ingested answer is, before raters see them or an export carries them. The reward figures stay
+    # those of the text as generated.
+    scrubbed = scrub(answer.text)
     response = Response.objects.create(
         prompt=prompt,
-        text=answer.text,
+        text=scrubbed.text,
         source_model=version.source_model,
         source_model_version=str(version.number),
         token_count=answer.num_tokens,
+        pii_found=scrubbed.found,
     )
     return PolicySample.objects.create(
         policy=version,
@@ -1049,10 +1055,14 @@ def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
 
     `old_reward` is the previous answer's reward under this round's reward model (the one the new
     answer's reward is on); the previous answer's own stored `reward` is on the reward model of the
-    round that made it, which may be another one. None for rounds recorded before it was kept."""
+    round that made it, which may be another one. None for rounds recorded before it was kept.
+    Prompts whose consent was withdrawn, or that staff withheld for personal data, are left out, as
+    everywhere raters, training and exports read prompts."""
     new = {
         s.prompt_id: s
-        for s in version.samples.filter(split="eval", index=0).select_related("prompt", "response")
+        for s in version.samples.filter(
+            split="eval", index=0, prompt__consent=True, prompt__withheld=False
+        ).select_related("prompt", "response")
     }
     old = {}
     if version.parent_id:

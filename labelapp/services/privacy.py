@@ -21,6 +21,7 @@ Structured types are checksum- or rule-validated so that versions, dates, prices
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections import Counter
@@ -221,15 +222,20 @@ _DETECTORS = [
 
 def scrub(text: str) -> ScrubResult:
     """Replace PII with typed placeholders; report counts by type (values are never kept)."""
-    taken: list[tuple[int, int, str]] = []
+    taken: list[tuple[int, int, str]] = []  # claimed spans, sorted by start, never overlapping
+    starts: list[int] = []
     for kind, detector in _DETECTORS:
         for start, end in detector(text):
-            if start >= end or any(start < e and s < end for s, e, _ in taken):
+            # The spans are disjoint, so their ends rise with their starts: of those starting before
+            # `end`, only the last can reach past `start`. (Testing every claimed span made a text
+            # with thousands of matches quadratic: 1.8 s for 50,000 characters of "a@b.cd ".)
+            i = bisect.bisect_left(starts, end)
+            if start >= end or (i > 0 and taken[i - 1][1] > start):
                 continue
-            taken.append((start, end, kind))
+            taken.insert(i, (start, end, kind))
+            starts.insert(i, start)
     if not taken:
         return ScrubResult(text=text)
-    taken.sort()
     out, pos = [], 0
     for start, end, kind in taken:
         out.append(text[pos:start])

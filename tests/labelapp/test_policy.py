@@ -1014,3 +1014,33 @@ def test_a_round_cancelled_while_it_generates_stops_there(loop, monkeypatch):
     run.refresh_from_db()
     assert "while generating" in run.error and PolicyVersion.objects.count() == 1
     assert len(batches) == 1
+
+
+def test_policy_answers_are_scrubbed_before_raters_or_exports_see_them(db):
+    """Answers a policy wrote went into the database as generated: an e-mail address a model wrote
+    (or recalled) reached the raters and the export, while every ingested answer is scrubbed."""
+    v1 = _version(1, policy.policy_base())
+    prompt = Prompt.objects.create(text="How do I reach support?", consent=True)
+    answer = policy._Answer("Write to jane.doe@example.com or call +44 20 7946 0958.", 12, True, 0.5)
+    sample = policy._store_answer(v1, prompt, answer, "eval", 0)
+    sample.response.refresh_from_db()
+    assert "jane.doe@example.com" not in sample.response.text and "[EMAIL]" in sample.response.text
+    assert sample.response.pii_found == {"EMAIL": 1, "PHONE": 1}
+
+
+def test_samples_leave_out_withheld_and_withdrawn_prompts_and_need_the_export_scope(client, staff):
+    """A `read` token listed every sample's prompt text, withheld ones included, which the prompt
+    list and the export keep behind their own scopes."""
+    from labelapp.services.tokens import token_create
+
+    v1 = _version(1, policy.policy_base())
+    texts = {"kept": "Kept prompt?", "withheld": "Withheld prompt?", "withdrawn": "Withdrawn prompt?"}
+    for key, text in texts.items():
+        prompt = Prompt.objects.create(text=text, consent=key != "withdrawn", withheld=key == "withheld")
+        policy._store_answer(v1, prompt, policy._Answer(f"Answer to {key}.", 4, True, 0.1), "eval", 0)
+    assert [i["prompt"].text for i in policy.policy_sample_pairs(version=v1)] == ["Kept prompt?"]
+    for scopes, code in ((["read"], 403), (["train"], 403), (["export"], 200)):
+        _, key = token_create(user=staff, name="t", scopes=scopes)
+        r = client.get("/api/policies/1/samples/", HTTP_AUTHORIZATION=f"Bearer {key}")
+        assert r.status_code == code, scopes
+    assert [row["prompt"] for row in r.json()] == ["Kept prompt?"]

@@ -326,7 +326,7 @@ def _exclusions_in_force():
     return in_force.values("rating")
 
 
-def _prompts_awaiting_review():
+def prompts_awaiting_review():
     """Prompt ids with a rating flagged "contains personal data" that no staff member has reviewed.
 
     A flag is a rater's suspicion about the prompt or its answers, and every rating on that prompt
@@ -349,7 +349,7 @@ class RatingQuerySet(models.QuerySet):
 
     def awaiting_review(self) -> RatingQuerySet:
         """Ratings on a prompt flagged as holding personal data that staff have not reviewed yet."""
-        return self.filter(comparison__prompt_id__in=_prompts_awaiting_review())
+        return self.filter(comparison__prompt_id__in=prompts_awaiting_review())
 
     def usable(self) -> RatingQuerySet:
         """Ratings that may train a model or leave in an export: the one rule both paths share.
@@ -363,7 +363,7 @@ class RatingQuerySet(models.QuerySet):
             self.not_excluded()
             .filter(comparison__prompt__consent=True, comparison__prompt__withheld=False, flag_broken=False)
             .exclude(comparison__kind="repeat")
-            .exclude(comparison__prompt_id__in=_prompts_awaiting_review())
+            .exclude(comparison__prompt_id__in=prompts_awaiting_review())
         )
 
 

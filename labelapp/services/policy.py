@@ -45,6 +45,7 @@ from labelapp.models import (
     Response,
     RewardModelVersion,
     TrainingRun,
+    prompts_awaiting_review,
 )
 from labelapp.services import training
 from labelapp.services.privacy import scrub
@@ -84,7 +85,13 @@ def _is_eval(prompt_id: int) -> bool:
 
 
 def _usable_prompts():
-    return Prompt.objects.filter(consent=True, withheld=False).order_by("pk")
+    """Prompts a round may train on, answer or show: consented, not withheld, and not waiting for staff
+    to review a rater's personal-data flag (the reward model's data waits too: `Rating.usable`)."""
+    return (
+        Prompt.objects.filter(consent=True, withheld=False)
+        .exclude(pk__in=prompts_awaiting_review())
+        .order_by("pk")
+    )
 
 
 def policy_eval_prompts() -> list[Prompt]:
@@ -152,6 +159,26 @@ def _rejected_in_line(version: PolicyVersion, versions: dict | None = None) -> P
     while node is not None and node.rejected_at is None:
         node = versions.get(node.parent_id) if versions is not None else node.parent
     return node
+
+
+def _rejected_in_line_locked(version: PolicyVersion) -> PolicyVersion | None:
+    """`_rejected_in_line` read under row locks (in the caller's transaction): a decision on any of
+    these versions waits until the caller commits, or the caller sees it."""
+    node_id = version.pk
+    while node_id is not None:
+        node = PolicyVersion.objects.select_for_update().get(pk=node_id)
+        if node.rejected_at is not None:
+            return node
+        node_id = node.parent_id
+    return None
+
+
+def _rejected_meanwhile(rejected: PolicyVersion, parent: PolicyVersion) -> str:
+    return (
+        f"v{rejected.number} was rejected after this round was queued, and the round starts from "
+        f"v{parent.number}: nothing was recorded; start a new round (it starts from "
+        f"v{policy_next_parent().number})"
+    )
 
 
 MAX_REASON_CHARS = 2000
@@ -501,10 +528,7 @@ def _prepare_round(run: TrainingRun) -> _Round:
     parent = PolicyVersion.objects.get(pk=c["parent_id"])
     rejected = _rejected_in_line(parent)
     if rejected is not None:
-        raise PolicyError(
-            f"v{rejected.number} was rejected after this round was queued, and the round would start "
-            f"from v{parent.number}; start a new round (it starts from v{policy_next_parent().number})"
-        )
+        raise PolicyError(_rejected_meanwhile(rejected, parent))
     eval_prompts = policy_eval_prompts()
     if not eval_prompts:
         raise PolicyError("no held-out evaluation prompts: import consented prompts first")
@@ -675,6 +699,10 @@ def _commit_round(r: _Round, outcome: _Outcome, previous: dict[int, _Answer]) ->
         if not RewardModelVersion.objects.filter(pk=r.rm.pk, is_active=True).exists():
             _finish(r.run, TrainingRun.Status.FAILED, error=_not_active(r.rm))
             return TrainingRun.Status.FAILED
+        rejected = _rejected_in_line_locked(r.parent)
+        if rejected is not None:  # staff rejected the starting point (or one below it) while it ran
+            _finish(r.run, TrainingRun.Status.FAILED, error=_rejected_meanwhile(rejected, r.parent))
+            return TrainingRun.Status.FAILED
         version = _record_version(
             run,
             r.parent,
@@ -750,7 +778,8 @@ def _store_answer(
     # A model can write (or recall) an address or a phone number: its answers are scrubbed as every
     # ingested answer is, before raters see them or an export carries them. The reward figures stay
     # those of the text as generated.
-    scrubbed = scrub(answer.text)
+    # PostgreSQL refuses NUL in text, and a byte-level tokenizer can emit it: one would fail the round.
+    scrubbed = scrub(answer.text.replace("\x00", "\ufffd"))
     response = Response.objects.create(
         prompt=prompt,
         text=scrubbed.text,

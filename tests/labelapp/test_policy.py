@@ -664,6 +664,53 @@ def test_a_queued_round_whose_starting_point_is_rejected_meanwhile_fails_with_th
     assert not PolicyVersion.objects.filter(number=2).exists()
 
 
+def test_a_running_round_whose_starting_point_is_rejected_meanwhile_records_nothing(loop, staff, monkeypatch):
+    """The parent was checked when the round started only: one rejected while the round ran (hours on
+    a CPU) still got a version built on it, whose comparisons went to the front of the queue although
+    no round could ever start from it."""
+    v1 = _version(1, policy.policy_base())
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    real_metrics = policy._round_metrics
+
+    def rejected_as_it_ends(*args, **kwargs):
+        policy.policy_reject(version=v1, reason="worse", by=staff)  # staff, on the version's page
+        return real_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "_round_metrics", rejected_as_it_ends)
+    comparisons = Comparison.objects.count()
+    assert policy.policy_run_execute(run_id=run.pk, worker="test") == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert "v1 was rejected after this round was queued" in run.error and "nothing was recorded" in run.error
+    assert not PolicyVersion.objects.filter(number=2).exists() and Comparison.objects.count() == comparisons
+
+
+def test_rounds_leave_out_prompts_waiting_for_a_personal_data_review(rater, acked, make_comparison):
+    """The reward model's data waits for staff to review a rater's personal-data flag; PPO trained on
+    the flagged prompt's text (and answered it for raters) meanwhile."""
+    from labelapp.models import RatingReview
+
+    make_comparison(prompt_text="My card is 4111 1111 1111 1111, help?")
+    flagged = Prompt.objects.get()
+    a = assignment_next(rater=rater)
+    data = RatingInput(preference=0, flag_pii=True)
+    rating = rating_submit(rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=data)[0]
+    every = (
+        policy.policy_train_prompts() + policy.policy_eval_prompts() + policy.policy_fresh_prompts(limit=9)
+    )
+    assert flagged not in every
+    RatingReview.objects.create(rating=rating, decision="exclude", reason="no personal data")
+    every = policy.policy_train_prompts() + policy.policy_eval_prompts()
+    assert flagged in every  # reviewed: free again
+
+
+def test_a_nul_in_a_generated_answer_is_stored_visibly_instead_of_failing_the_round(db):
+    v1 = _version(1, policy.policy_base())
+    prompt = Prompt.objects.create(text="Say something.", consent=True)
+    sample = policy._store_answer(v1, prompt, policy._Answer("odd\x00byte", 3, True, 0.0), "eval", 0)
+    sample.response.refresh_from_db()
+    assert sample.response.text == "odd\ufffdbyte"
+
+
 def test_the_watch_rejects_a_version_raters_judge_worse_at_equal_length(
     loop, enqueued, rater, guideline, settings
 ):

@@ -13,7 +13,7 @@ COPY . .
 # collectstatic needs settings to import: give it throwaway values that never reach a running container.
 RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
-RUN mkdir -p /app/.data/artifacts && useradd --create-home app && chown -R app /app
+RUN mkdir -p /app/.data/artifacts /app/.data/exports && useradd --create-home app && chown -R app /app
 USER app
 EXPOSE 8000
 # config/gunicorn.py: gthread workers, so a long streamed export is not killed at the 30 s timeout.

@@ -25,6 +25,7 @@ many ratings there are (bench/export.py measures it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -430,28 +431,52 @@ def export_write(
     record: bool = True,
 ) -> ExportResult:
     """Write the export (and the ties file when `ties_path` is given, in `ties_fmt`, by default `fmt`);
-    record the files for retention."""
+    record the files for retention.
+
+    Each file is written under a `.partial` name and renamed into place only once every row is in:
+    an export cut short (a lost connection, a full disk) leaves nothing at `path`, neither a valid-
+    looking truncated file outside the purge's records nor an earlier export emptied. A file written
+    over a recorded one replaces its record (the purge must not delete the new file on the old one's
+    date). ValueError before anything is written for a path the record cannot hold."""
     ties_fmt = ties_fmt or fmt
     if fmt not in FORMATS or ties_fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
+    targets = {"pair": (path, fmt)} | ({"tie": (ties_path, ties_fmt)} if ties_path is not None else {})
+    for target, _ in targets.values():
+        if len(str(target.resolve())) > ExportFile._meta.get_field("path").max_length:
+            raise ValueError(f"the path {target} is too long to record (at most 500 characters)")
+    if ties_path is not None and ties_path.resolve() == path.resolve():
+        raise ValueError("the ties file must be another file than the export")
     filters.include_ties = ties_path is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sinks = {"pair": _SINKS[fmt](path)}
-    if ties_path is not None:
-        sinks["tie"] = _SINKS[ties_fmt](ties_path)
+    partial = {kind: p.with_name(p.name + ".partial") for kind, (p, _) in targets.items()}
+    for p in partial.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    sinks = {kind: _SINKS[f](partial[kind]) for kind, (_, f) in targets.items()}
     stats = ExportStats()
     try:
         for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
             sinks[kind].add(row)
-    finally:
+        while sinks:  # the footer too: a close that fails leaves no file behind either
+            sinks.pop(next(iter(sinks))).close()
+    except BaseException:
         for sink in sinks.values():
-            sink.close()
+            with contextlib.suppress(Exception):
+                sink.close()
+        for p in partial.values():
+            p.unlink(missing_ok=True)
+        raise
+    for kind, (target, _) in targets.items():
+        partial[kind].replace(target)
     expires = _expires_at(stats)
     if record:
-        for p, f, n in ((path, fmt, stats.pairs), (ties_path, ties_fmt, stats.ties)):
-            if p is not None:
+        with transaction.atomic():
+            for target, f, n in ((path, fmt, stats.pairs), (ties_path, ties_fmt, stats.ties)):
+                if target is None:
+                    continue
+                where = str(target.resolve())
+                ExportFile.objects.filter(path=where).delete()
                 ExportFile.objects.create(
-                    path=str(p.resolve()),
+                    path=where,
                     format=f,
                     mode=mode,
                     rows=n,

@@ -2,12 +2,14 @@
 
 A prompt older than its source's period goes with everything hanging off it (answers, comparisons,
 assignments, ratings, reviews: database cascades). Export files are deleted from disk once any
-prompt in them expires (`ExportFile.expires_at`, fixed when the file is written). The report says
-what was deleted, by kind and count.
+prompt in them expires (`ExportFile.expires_at`, fixed when the file is written), after the prompts'
+delete commits, each file's record only once the file is gone. The report says what was deleted, by
+kind and count, and which files were not found or could not be deleted.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, RatingReview, Response
+
+log = logging.getLogger(__name__)
 
 
 def _expired_prompts(now: datetime):
@@ -33,7 +37,10 @@ def _expired_prompts(now: datetime):
 
 
 def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
-    """Delete expired prompts (with their data) and expired export files. Returns counts by kind."""
+    """Delete expired prompts (with their data), then expired export files. Returns counts by kind:
+    `export_files` deleted from disk, `export_files_missing` not on this machine's disk (the record
+    goes; the file may live where the export was written, see the README), `export_files_failed`
+    whose deletion failed (kept on record: the next purge tries again)."""
     now = now or timezone.now()
     report = {
         "prompts": 0,
@@ -43,6 +50,8 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         "ratings": 0,
         "reviews": 0,
         "export_files": 0,
+        "export_files_missing": 0,
+        "export_files_failed": 0,
     }
     with transaction.atomic():
         prompts = _expired_prompts(now)
@@ -53,13 +62,28 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         report["assignments"] = Assignment.objects.filter(comparison__prompt_id__in=ids).count()
         report["ratings"] = Rating.objects.filter(comparison__prompt_id__in=ids).count()
         report["reviews"] = RatingReview.objects.filter(rating__comparison__prompt_id__in=ids).count()
-        files = list(ExportFile.objects.filter(expires_at__lte=now))
-        report["export_files"] = len(files)
         if dry_run:
+            report["export_files"] = ExportFile.objects.filter(expires_at__lte=now).count()
             return report
         Prompt.objects.filter(pk__in=ids).delete()
-        ExportFile.objects.filter(pk__in=[f.pk for f in files]).delete()
-        # Files go only once the rows are gone for good (on commit): a rollback keeps both.
-        paths = [Path(f.path) for f in files]
-        transaction.on_commit(lambda: [p.unlink(missing_ok=True) for p in paths])
+    _purge_export_files(now, report)
     return report
+
+
+def _purge_export_files(now: datetime, report: dict[str, int]) -> None:
+    """Each expired file on its own: its record goes only once the file is gone (or was never on this
+    disk). Deleting every record first and the files after (all in one callback) reported files as
+    deleted that a failed or skipped unlink had left on disk, with no record left to find them by."""
+    for record in ExportFile.objects.filter(expires_at__lte=now).order_by("pk"):
+        try:
+            Path(record.path).unlink()
+        except FileNotFoundError:
+            log.warning("export file %s (record %s) was not on this disk", record.path, record.pk)
+            report["export_files_missing"] += 1
+        except OSError as exc:
+            log.error("export file %s could not be deleted (%s); kept on record", record.path, exc)
+            report["export_files_failed"] += 1
+            continue
+        else:
+            report["export_files"] += 1
+        record.delete()

@@ -255,3 +255,47 @@ def test_the_streamed_parquet_sends_each_row_group_once_written_and_the_footer_l
         pq.read_table(io.BytesIO(b"".join(pieces[:-1])))
     empty = b"".join(parquet_chunks(iter([])))
     assert pq.read_table(io.BytesIO(empty)).num_rows == 0
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_an_export_cut_short_leaves_the_earlier_file_and_no_record(
+    rater, guideline, tmp_path, monkeypatch, fmt
+):
+    """A failure halfway closed the file as if it were done (a Parquet footer makes a truncated file
+    valid) and skipped its record, so the purge never found it; the file was also emptied before the
+    first row was read, wiping an earlier export at that path whose record then pointed at nothing."""
+    from labelapp.services import export
+
+    path = tmp_path / f"out.{fmt}"
+    export.export_write(path=path, fmt=fmt, mode="rating", filters=ExportFilters())  # no rating yet
+    before = path.read_bytes()
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    real_rows = export.export_rows
+
+    def cut_short(**kwargs):
+        yield from real_rows(**kwargs)
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(export, "export_rows", cut_short)
+    with pytest.raises(ConnectionError):
+        export.export_write(path=path, fmt=fmt, mode="rating", filters=ExportFilters())
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    assert ExportFile.objects.count() == 1
+
+
+def test_writing_over_a_recorded_export_replaces_its_record(rater, guideline, tmp_path):
+    """Two records for one path: the purge deleted the new file on the old record's date."""
+    from labelapp.services.export import export_write
+
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    for _ in range(2):
+        export_write(path=tmp_path / "latest.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters())
+    assert ExportFile.objects.count() == 1
+    with pytest.raises(ValueError, match="another file"):
+        export_write(
+            path=tmp_path / "x.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters(),
+            ties_path=tmp_path / "x.jsonl",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="too long"):
+        export_write(path=tmp_path / ("a" * 200) / ("b" * 200) / ("c" * 200), fmt="jsonl", mode="rating",
+                     filters=ExportFilters())  # fmt: skip

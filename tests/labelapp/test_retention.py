@@ -6,7 +6,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from labelapp.models import ExportFile, Prompt, Rating, RatingReview
@@ -91,3 +91,31 @@ def test_the_beat_purges_daily(rater, guideline, settings):
     _age(old.prompt, 31)
     assert retention_purge()["prompts"] == 1  # the task the job names does the purge
     assert not Prompt.objects.filter(text="old").exists()
+
+
+def _expired_record(path):
+    return ExportFile.objects.create(
+        path=str(path), format="jsonl", mode="rating", expires_at=timezone.now() - timedelta(days=1)
+    )
+
+
+def test_an_export_file_that_cannot_be_deleted_stays_on_record_and_the_rest_still_go(tmp_path):
+    """The records went first and the files after, in one callback: a file the purge could not delete
+    (or could not see) was reported deleted with no record left, and the files after it were never
+    tried."""
+    stuck = tmp_path / "stuck.jsonl"
+    stuck.mkdir()  # unlink() fails on it with an OSError other than "not found"
+    gone = tmp_path / "gone.jsonl"  # written on another machine, or deleted by hand
+    present = tmp_path / "present.jsonl"
+    present.write_text("{}\n")
+    for p in (stuck, gone, present):
+        _expired_record(p)
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 expired export file"):
+        call_command("purge_expired", stdout=out)
+    assert (
+        "1 export files." in out.getvalue()
+        and "1 expired export file(s) were not on this disk" in out.getvalue()
+    )
+    assert not present.exists() and stuck.exists()
+    assert list(ExportFile.objects.values_list("path", flat=True)) == [str(stuck)]  # the next purge retries

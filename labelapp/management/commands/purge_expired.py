@@ -3,7 +3,7 @@ and export files holding them; prints what it deleted."""
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.services.retention import purge_expired
 
@@ -16,7 +16,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run: bool = False, **options):
         report = purge_expired(dry_run=dry_run)
+        missing, failed = report.pop("export_files_missing"), report.pop("export_files_failed")
         verb = "Would delete" if dry_run else "Deleted"
-        self.stdout.write(
-            f"{verb}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.items()) + "."
-        )
+        line = f"{verb}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.items()) + "."
+        if missing:
+            line += f" {missing} expired export file(s) were not on this disk (records removed; see the log)."
+        self.stdout.write(line)
+        if failed:
+            raise CommandError(
+                f"{failed} expired export file(s) could not be deleted (see the log); they stay on record "
+                "and the next purge tries again."
+            )

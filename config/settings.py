@@ -288,9 +288,12 @@ def _retention_days(raw: str) -> dict[str, int]:
             if not sep or not key.strip():
                 raise ValueError
             days[key.strip()] = int(value)
+            # beyond a century a date "that many days ago" overflows: every purge and export failed
+            if not 0 <= days[key.strip()] <= 36500:
+                raise ValueError
         except ValueError:
             raise ImproperlyConfigured(
-                f"RETENTION_DAYS: {item.strip()!r} is not source=days (whole days), as in "
+                f"RETENTION_DAYS: {item.strip()!r} is not source=days (whole days, 0 to 36500), as in "
                 f'"playground=90,partner=365,*=0"'
             ) from None
     return days

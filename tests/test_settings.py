@@ -111,6 +111,9 @@ def test_a_misspelt_retention_setting_stops_with_a_message_that_names_it():
     assert r.returncode != 0 and "RETENTION_DAYS: 'bogus' is not source=days" in r.stderr
     r = _manage("check", RETENTION_DAYS="playground=ninety")
     assert r.returncode != 0 and "'playground=ninety' is not source=days" in r.stderr
+    # a million days ago is before year 1: every purge and every command export failed on it
+    r = _manage("check", RETENTION_DAYS="*=1000000")
+    assert r.returncode != 0 and "'*=1000000' is not source=days (whole days, 0 to 36500)" in r.stderr
     ok = _manage("shell", "-c", "from django.conf import settings as s; print(s.RETENTION_DAYS)",
                  RETENTION_DAYS=" playground = 90 ,*=0,")  # fmt: skip
     assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "{'playground': 90, '*': 0}"

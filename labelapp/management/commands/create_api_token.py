@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.args import text_arg
 from labelapp.models import TOKEN_SCOPES
 from labelapp.services.tokens import TokenError, token_create
 
@@ -14,8 +15,8 @@ class Command(BaseCommand):
     help = "Create an API token for a user (only its hash is stored; the key is printed once)."
 
     def add_arguments(self, parser):
-        parser.add_argument("username")
-        parser.add_argument("--name", required=True, help="what the token is for")
+        parser.add_argument("username", type=text_arg)
+        parser.add_argument("--name", required=True, type=text_arg, help="what the token is for")
         parser.add_argument(
             "--scope",
             action="append",

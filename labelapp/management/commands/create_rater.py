@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.args import text_arg
 from labelapp.services.roles import ROLES, ensure_roles
 
 
@@ -23,7 +24,7 @@ class Command(BaseCommand):
             help="Create a staff account with this role only (repeat for several); it reads every staff "
             "page and changes only what its roles allow.",
         )
-        parser.add_argument("username")
+        parser.add_argument("username", type=text_arg)
 
     def handle(self, *args, username, staff=False, role=None, **options):
         user_model = get_user_model()

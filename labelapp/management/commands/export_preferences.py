@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from labelapp.management.args import text_arg
 from labelapp.services.export import ExportFilters, export_write
 
 
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--mode", choices=["rating", "comparison"], default="rating")
         parser.add_argument("--ties", type=Path, help="also write ties / both-bad / splits to this file")
         parser.add_argument("--guideline-version", type=int, action="append", default=[])
-        parser.add_argument("--source-model", action="append", default=[])
+        parser.add_argument("--source-model", action="append", default=[], type=text_arg)
         parser.add_argument("--since", type=_when, help="ratings created at or after (ISO date)")
         parser.add_argument("--until", type=_when, help="ratings created before (ISO date)")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.args import text_arg
 from labelapp.models import Prompt
 from labelapp.services.consent import ConsentError, prompt_consent_set
 from labelapp.services.roles import NotPermitted
@@ -26,17 +27,17 @@ class Command(BaseCommand):
         what = parser.add_mutually_exclusive_group(required=True)
         what.add_argument("--withdraw", action="store_true", help="set consent to false")
         what.add_argument("--restore", action="store_true", help="set consent to true")
-        parser.add_argument("--reason", required=True, help="why (recorded)")
-        parser.add_argument("--by", metavar="USERNAME", help="the staff member who asked (recorded)")
+        parser.add_argument("--reason", required=True, type=text_arg, help="why (recorded)")
+        parser.add_argument(
+            "--by", metavar="USERNAME", type=text_arg, help="the staff member who asked (recorded)"
+        )
 
     def handle(self, *args, prompt_id: int, withdraw: bool, restore: bool, reason: str, by, **options):
         prompt = Prompt.objects.filter(pk=prompt_id).first()
         if prompt is None:
             raise CommandError(f"No prompt #{prompt_id}.")
         user = None
-        if by is not None:
-            if "\x00" in by:  # PostgreSQL refuses NUL in a text parameter: a traceback, not an answer
-                raise CommandError("--by contains a NUL character (U+0000).")
+        if by is not None:  # text_arg refused a NUL or non-UTF-8 bytes already
             user = get_user_model().objects.filter(username=by, is_active=True).first()
             if user is None:
                 raise CommandError(f"No active user {by!r}.")

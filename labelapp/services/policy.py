@@ -397,6 +397,9 @@ class _Answer:
     reward: float | None = None
     kl: float | None = None
     sample: PolicySample | None = None  # set when the answer is already stored
+    # stored as the sample's reward when it differs from `reward`: the score on the reward model of the
+    # round that made the version (a parent's answer made now is scored by this round's for figures)
+    own_reward: float | None = None
 
 
 def _load_scorer(rm: RewardModelVersion, device: str | None):
@@ -505,9 +508,7 @@ def _execute(run: TrainingRun) -> str:
             _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
             return TrainingRun.Status.CANCELLED
         _progress(run, 0.92, "previous policy on the evaluation prompts")
-        previous = _previous_answers(
-            r.parent, r.eval_prompts, outcome.parent_gen, r.params, r.scorer, r.seed + 2
-        )
+        previous = _previous_answers(r, outcome.parent_gen)
     except GenerationStopped:
         # a best-of-n round, or the answers after PPO, are all generation: a cancel ends them mid-way
         kept = " (PPO checkpoints kept)" if run.kind == TrainingRun.Kind.PPO else ""
@@ -734,13 +735,16 @@ def _progress(run: TrainingRun, progress: float, phase: str) -> None:
     run_owned(run).update(progress=progress, progress_detail={"phase": phase}, heartbeat_at=Now())
 
 
-def _previous_answers(parent, prompts, parent_gen, params, scorer, seed) -> dict[int, _Answer]:
+def _previous_answers(r: _Round, parent_gen) -> dict[int, _Answer]:
     """The parent's evaluation answers: stored ones, and new ones (stored with the parent) where missing.
 
-    Every one is (re)scored with this round's reward model, so the two policies' scores compare.
+    Every one is (re)scored with this round's reward model, so the two policies' scores compare. A
+    best-of-n parent picks its missing answers with its own reward model, as its round did: picked by
+    this round's, they were the new model's favourites, not the parent's, and flattered the parent.
     """
     from rewardtrainer.sampling import best_of_n
 
+    parent, prompts, params, scorer, seed = r.parent, r.eval_prompts, r.params, r.scorer, r.seed + 2
     have = {
         s.prompt_id: s
         for s in PolicySample.objects.filter(policy=parent, split="eval", index=0).select_related("response")
@@ -749,15 +753,19 @@ def _previous_answers(parent, prompts, parent_gen, params, scorer, seed) -> dict
     created: dict[int, _Answer] = {}
     if missing:
         texts = [p.text for p in missing]
+        own: list | None = None
         if parent.kind == PolicyVersion.Kind.BEST_OF_N:
-            bon = best_of_n(
-                parent_gen, scorer, texts, n=int(parent.sampling.get("n", 4)), params=params, seed=seed
-            )
-            samples, scores = bon.best, bon.best_scores
+            n = int(parent.sampling.get("n", 4))
+            bon = best_of_n(parent_gen, _parent_picker(r), texts, n=n, params=params, seed=seed)
+            samples, own = bon.best, list(bon.best_scores)
         else:
             samples = parent_gen.generate(texts, params, seed=seed)
-            scores = scorer(texts, [s.text for s in samples]).tolist()
-        created = {p.pk: a for p, a in zip(missing, _answers(samples, scores), strict=True)}
+        scores = scorer(texts, [s.text for s in samples]).tolist()
+        answers = _answers(samples, scores)
+        if own is not None:
+            for a, mine in zip(answers, own, strict=True):
+                a.own_reward = float(mine)
+        created = {p.pk: a for p, a in zip(missing, answers, strict=True)}
     stored = [p for p in prompts if p.pk in have]
     rescored = (
         scorer([p.text for p in stored], [have[p.pk].response.text for p in stored]).tolist()
@@ -770,6 +778,20 @@ def _previous_answers(parent, prompts, parent_gen, params, scorer, seed) -> dict
         out[p.pk] = _Answer(s.response.text, s.num_tokens, s.finished, float(r), s.kl, sample=s)
     out.update(created)
     return out
+
+
+def _parent_picker(r: _Round):
+    """The reward model a best-of-n parent picked its answers with (this round's when it is the same,
+    or when the parent's can no longer be loaded: then logged, and the parent is flattered a little)."""
+    parent_rm = r.parent.reward_model
+    if parent_rm is None or parent_rm.pk == r.rm.pk:
+        return r.scorer
+    try:
+        return _load_scorer(parent_rm, r.device)
+    except (OSError, ValueError) as exc:
+        log.warning("v%s's reward model v%s cannot be loaded (%s): its missing answers are picked by "
+                    "this round's", r.parent.number, parent_rm.number, exc)  # fmt: skip
+        return r.scorer
 
 
 def _store_answer(
@@ -794,7 +816,7 @@ def _store_answer(
         response=response,
         split=split,
         index=index,
-        reward=answer.reward,
+        reward=answer.own_reward if answer.own_reward is not None else answer.reward,
         num_tokens=answer.num_tokens,
         finished=answer.finished,
         kl=answer.kl,

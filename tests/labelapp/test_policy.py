@@ -133,10 +133,10 @@ def test_a_prompt_whose_consent_is_withdrawn_while_a_round_runs_gets_no_comparis
     real_previous = policy._previous_answers
     withdrawn = {}
 
-    def withdraw_during_the_round(parent, prompts, *args, **kwargs):
-        prompt_consent_set(prompt=prompts[0], consent=False, reason="the user asked", by=None)
-        withdrawn["pk"] = prompts[0].pk
-        return real_previous(parent, prompts, *args, **kwargs)
+    def withdraw_during_the_round(r, parent_gen):
+        prompt_consent_set(prompt=r.eval_prompts[0], consent=False, reason="the user asked", by=None)
+        withdrawn["pk"] = r.eval_prompts[0].pk
+        return real_previous(r, parent_gen)
 
     monkeypatch.setattr(policy, "_previous_answers", withdraw_during_the_round)
     _round(TrainingRun.Kind.BEST_OF_N)
@@ -156,10 +156,10 @@ def test_a_prompt_deleted_while_a_round_runs_does_not_fail_the_round(loop, monke
     real_previous = policy._previous_answers
     deleted = {}
 
-    def delete_during_the_round(parent, prompts, *args, **kwargs):
-        out = real_previous(parent, prompts, *args, **kwargs)
+    def delete_during_the_round(r, parent_gen):
+        out = real_previous(r, parent_gen)
         fresh = policy.policy_fresh_prompts(limit=settings.POLICY["FRESH_PROMPTS"])
-        deleted["pks"] = [prompts[0].pk, fresh[0].pk]
+        deleted["pks"] = [r.eval_prompts[0].pk, fresh[0].pk]
         Prompt.objects.filter(pk__in=deleted["pks"]).update(source="gone")
         purge_expired(now=timezone.now() + timedelta(days=2))
         return out
@@ -201,6 +201,37 @@ def test_a_best_of_n_round_after_ppo_reports_its_kl_to_v0_not_to_its_parent(loop
     client.force_login(staff)
     page = client.get(reverse("policy_version", args=[2])).content.decode()
     assert f'id="kl-bon">{v2.metrics["kl_bon"]:.3f}' in page
+
+
+def test_a_best_of_n_parents_missing_answer_is_picked_by_its_own_reward_model(loop, tmp_path, tiny_backbone):
+    """A parent without an answer to an evaluation prompt (fewer such prompts at its round) got one
+    picked by the new round's reward model: the new model's favourite, stored as the parent's own
+    with the new model's score, which flattered the parent in the watch's figures."""
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.model import RewardModel
+    from rewardtrainer.sampling import RewardScorer
+
+    _round(TrainingRun.Kind.BEST_OF_N)
+    v1 = PolicyVersion.objects.get(number=1)
+    gap = v1.samples.filter(split="eval").order_by("pk").first()
+    prompt, gap_response = gap.prompt, gap.response
+    gap.delete()
+    gap_response.delete()
+    torch.manual_seed(7)
+    other = RewardModel.from_backbone(tiny_backbone, odin=True)
+    other.max_length = 64
+    other.save_pretrained(tmp_path / "rm2", tokenizer=AutoTokenizer.from_pretrained(tiny_backbone))
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    RewardModelVersion.objects.update(is_active=False)
+    RewardModelVersion.objects.create(number=2, run=run, artifact_path=str(tmp_path / "rm2"), is_active=True)
+    _round(TrainingRun.Kind.BEST_OF_N)
+    made = v1.samples.get(split="eval", prompt=prompt, index=0)
+    own = RewardScorer.from_pretrained(loop.artifact_path)([prompt.text], [made.response.text])
+    new = RewardScorer.from_pretrained(str(tmp_path / "rm2"))([prompt.text], [made.response.text])
+    assert made.reward == pytest.approx(float(own[0]), abs=1e-5)  # stored on v1's own reward model
+    rescored = PolicyVersion.objects.get(number=2).metrics["parent"]["rewards"][str(prompt.pk)]
+    assert rescored == pytest.approx(float(new[0]), abs=1e-5)  # the figures: this round's
 
 
 def test_the_sample_viewer_scores_both_answers_with_the_rounds_reward_model(

@@ -45,6 +45,7 @@ from labelapp.services.gold import (
 from labelapp.services.guidelines import GuidelineError, guideline_publish
 from labelapp.services.privacy import scrub_model_text
 from labelapp.services.review import ReviewError, rating_review_add
+from labelapp.services.roles import NotPermitted, permitted
 from labelapp.services.training import reward_model_activate, training_run_cancel
 
 FIXED_TEXT = "A comparison shows this text and ratings judged it: it can no longer change."
@@ -86,7 +87,8 @@ class PromptAdmin(admin.ModelAdmin):
         if obj is None:
             return fields
         fixed = ("text",) if prompt_text_fixed(prompt=obj) else ()  # ratings judged it as it stands
-        return (*fields, *fixed, "consent", "consent_history")
+        # `withheld` is a reviewer's personal-data decision (services/review.py): not a form field
+        return (*fields, *fixed, "consent", "consent_history", "withheld")
 
     @admin.display(description="text")
     def short_text(self, obj):
@@ -215,7 +217,12 @@ class ComparisonAdmin(admin.ModelAdmin):
                 super().save_model(request, obj, form, change)
                 if obj.kind == Comparison.Kind.GOLD:
                     explanation = obj.gold_explanation
-                    gold_mark(comparison=obj, preference=obj.gold_preference, explanation=explanation)
+                    gold_mark(
+                        comparison=obj,
+                        preference=obj.gold_preference,
+                        explanation=explanation,
+                        by=request.user,
+                    )
                 elif change and form.initial.get("kind") == Comparison.Kind.GOLD:
                     gold_unmark(comparison=obj)
         except GoldError as exc:
@@ -228,6 +235,10 @@ class ComparisonAdmin(admin.ModelAdmin):
             data = forms.ModelForm.clean(this)
             # `this.instance` still holds the stored row here (the typed values land on it after clean).
             kind = data.get("kind")
+            if kind == Comparison.Kind.GOLD and not permitted(request.user, "gold_mark"):
+                # "add comparison" alone must not make a gold pair that the action refuses
+                this.add_error("kind", str(NotPermitted("gold_mark")))
+                return data
             try:
                 comparison_kind_check(comparison=this.instance, kind=kind)
                 if kind == Comparison.Kind.GOLD:
@@ -257,7 +268,9 @@ class ComparisonAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lambda c: gold_mark(comparison=c, preference=preference, explanation=explanation),
+            lambda c: gold_mark(
+                comparison=c, preference=preference, explanation=explanation, by=request.user
+            ),
             refusal=GoldError,
             done=lambda n: f"Marked {n} comparison(s) as gold.",
         )
@@ -407,14 +420,15 @@ class GuidelineVersionAdmin(admin.ModelAdmin):
     actions = ["publish"]
 
     def get_readonly_fields(self, request, obj=None):
-        # Published versions are history that ratings point to: never edited in place.
+        # Published versions are history that ratings point to: never edited in place. The author is
+        # whoever saves (as in the staff editor), never picked from a list.
         if obj is not None and obj.published_at is not None:
             return ("number", "title", "text", "changelog", "author", "published_at", "created_at")
-        return ("number", "published_at", "created_at")
+        return ("number", "author", "published_at", "created_at")
 
     def save_model(self, request, obj, form, change):
+        obj.author = request.user
         if not change:
-            obj.author = obj.author or request.user
             obj.number = (GuidelineVersion.objects.aggregate(m=Max("number"))["m"] or 0) + 1
         super().save_model(request, obj, form, change)
 

@@ -22,7 +22,7 @@ from labelapp.quality_selectors import (
     quality_report,
     sorted_raters,
 )
-from labelapp.services.quality import figures_for_rater
+from labelapp.services.quality import figures_for_rater, quality_refresh_request
 
 CSV_COLUMNS = ["p_longer", "p_left", "length_slope", "position", "gold_accuracy", "agreement",
                "retest_agreement", "speed", "fast"]  # fmt: skip
@@ -140,8 +140,6 @@ def _figures_page(request: HttpRequest, *, subject, profile: RaterProfile | None
 @staff_required
 @require_POST
 def quality_refresh_now(request: HttpRequest) -> HttpResponse:
-    from labelapp.tasks import quality_refresh
-
-    quality_refresh.apply_async(queue="default")
+    quality_refresh_request(by=request.user)
     messages.info(request, "Recomputing the quality figures in the background; reload in a minute.")
     return redirect("quality_dashboard")

@@ -57,14 +57,21 @@ def _word(consent: bool) -> str:
     return "restored" if consent else "withdrawn"
 
 
-def prompt_consent_set(*, prompt: Prompt, consent: bool, reason: str, by) -> PromptConsentChange:
+def prompt_consent_set(
+    *, prompt: Prompt, consent: bool, reason: str, by, on_behalf: bool = False
+) -> PromptConsentChange:
     """Set `prompt`'s consent to `consent` and record who (`by`: a staff account, or None for a command
     run without one), when and why. ConsentError, and nothing written, for an empty, over-long or NUL
     reason, a non-boolean value, or a change to the value already in force; NotPermitted when `by` lacks
-    the permission to change consent."""
+    the permission to change consent. `on_behalf`: the system acts (a command on the server) and `by`
+    is only recorded as the staff member who asked, which any staff account may be."""
     if not isinstance(consent, bool):
         raise ConsentError("consent must be true or false.")
-    permission_check(by, "prompt_consent")
+    if on_behalf:
+        if by is not None and not by.is_staff:
+            raise ConsentError("Only staff change a prompt's consent: name a staff account.")
+    else:
+        permission_check(by, "prompt_consent")
     reason = _clean_reason(reason)
     with transaction.atomic():
         locked = Prompt.objects.select_for_update().filter(pk=prompt.pk).first()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from labelapp.models import Comparison, Response
+from labelapp.services.roles import permission_check
 
 PADDING_KINDS = ("filler", "restatement", "repetition")
 GENERATOR_MODEL = "gold-generator"
@@ -84,8 +85,10 @@ def comparison_kind_check(*, comparison: Comparison, kind: str) -> None:
         raise GoldError("Repeats are scheduled by the queue, not made by hand.", field="kind")
 
 
-def gold_mark(*, comparison: Comparison, preference: int, explanation: str) -> Comparison:
-    """Make `comparison` a gold pair: preference -1 (A is right), 0 (tie), +1 (B is right)."""
+def gold_mark(*, comparison: Comparison, preference: int, explanation: str, by=None) -> Comparison:
+    """Make `comparison` a gold pair: preference -1 (A is right), 0 (tie), +1 (B is right).
+    NotPermitted when `by` may not mark gold pairs (None: a command, the generator)."""
+    permission_check(by, "gold_mark")
     explanation = gold_check(comparison=comparison, preference=preference, explanation=explanation)
     comparison.kind = Comparison.Kind.GOLD
     comparison.gold_preference = preference

@@ -149,6 +149,7 @@ def guideline_publish(
 def guideline_publish_text(*, text: str, changelog: str, author, title: str = "") -> GuidelineVersion:
     """The staff editor's Publish: save the text as the draft and publish it with a change message."""
     permission_check(author, "guideline_publish")
+    permission_check(author, "guideline_draft")  # it saves the text as the draft first
     if not (changelog or "").strip():
         raise GuidelineError("Say what changed (the change message is shown to raters).")
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.

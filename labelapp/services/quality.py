@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from labelapp import metrics
 from labelapp.models import GuidelineVersion, QualityReport, RaterProfile, Rating
+from labelapp.services.roles import permission_check
 
 log = logging.getLogger(__name__)
 
@@ -350,3 +351,11 @@ def _store_profiles(raters: list[dict], curves: dict, charts) -> None:
     RaterProfile.objects.bulk_update(
         list(existing.values()), ["trust_weight", "figures", "updated_at"], batch_size=500
     )
+
+
+def quality_refresh_request(*, by) -> None:
+    """Queue a recomputation now (the dashboard's button); NotPermitted when `by` may not."""
+    from labelapp.tasks import quality_refresh
+
+    permission_check(by, "quality_refresh")
+    quality_refresh.apply_async(queue="default")

@@ -27,6 +27,10 @@ ACTIONS: dict[str, Action] = {
     "guideline_draft": Action("labelapp.add_guidelineversion", "save a guideline draft"),
     "guideline_publish": Action("labelapp.change_guidelineversion", "publish a guideline version"),
     "rating_review": Action("labelapp.add_ratingreview", "confirm or exclude ratings"),
+    # recomputing rewrites every rater's trust weight, which the next reward model trains with
+    "quality_refresh": Action(
+        "labelapp.change_raterprofile", "recompute the quality figures and trust weights"
+    ),
     "training_request": Action("labelapp.add_trainingrun", "start a training run or a policy round"),
     "training_cancel": Action("labelapp.change_trainingrun", "cancel a run"),
     "reward_model_activate": Action("labelapp.change_rewardmodelversion", "activate a reward model"),
@@ -34,6 +38,7 @@ ACTIONS: dict[str, Action] = {
     "prompt_ingest": Action("labelapp.add_prompt", "import prompts and answers"),
     "prompt_consent": Action("labelapp.change_prompt", "change a prompt's consent"),
     "comparison_create": Action("labelapp.add_comparison", "create comparisons"),
+    "gold_mark": Action("labelapp.change_comparison", "mark or unmark gold pairs"),
     "token_create": Action("labelapp.add_apitoken", "create API tokens"),
     "token_revoke": Action("labelapp.change_apitoken", "revoke API tokens"),
 }
@@ -42,10 +47,11 @@ ACTIONS: dict[str, Action] = {
 # that its members can read in the admin what the staff pages show them.
 ROLES: dict[str, tuple[str, ...]] = {
     "guideline-editor": ("guideline_draft", "guideline_publish"),
-    "reviewer": ("rating_review",),
+    "reviewer": ("rating_review", "quality_refresh"),
     "ml-engineer": ("training_request", "training_cancel", "reward_model_activate", "policy_decide"),
     "data-manager": (
-        "prompt_ingest", "prompt_consent", "comparison_create", "token_create", "token_revoke",
+        "prompt_ingest", "prompt_consent", "comparison_create", "gold_mark", "token_create",
+        "token_revoke",
     ),
 }  # fmt: skip
 

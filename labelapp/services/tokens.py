@@ -88,6 +88,13 @@ def token_create(
     token's parent. TokenError for anything that cannot be honoured; NotPermitted when `created_by`
     may not create tokens (None: a command)."""
     permission_check(created_by, "token_create")
+    if created_by is not None and not created_by.is_superuser and user.is_staff and user.pk != created_by.pk:
+        # A token acts with its account's permissions: one minted for another staff account would hand
+        # its creator that account's roles.
+        raise TokenError(
+            "Only a superuser may create a token for another staff account (it would act with that "
+            "account's permissions); create one for your own account or for a rater."
+        )
     if "\x00" in name:
         raise TokenError("The name must be plain text (no NUL character).")
     refused = _out_of_reach(user, by=created_by, via=via)
@@ -151,7 +158,8 @@ def token_revoke(*, token: ApiToken, by=None, via=None) -> ApiToken:
     `by`/`via` (the account and the token a request came with) follow token_create's rules: a token
     revokes only tokens of its own account or of non-staff accounts, and only a superuser revokes a
     superuser's tokens. TokenError otherwise; NotPermitted when `by` may not revoke tokens."""
-    permission_check(by, "token_revoke")
+    if by is None or token.user_id != by.pk:  # anyone may revoke their own (a leaked key)
+        permission_check(by, "token_revoke")
     refused = _out_of_reach(token.user, by=by, via=via)
     if refused == "superuser":
         raise TokenError("Only a superuser may revoke a superuser's tokens.")

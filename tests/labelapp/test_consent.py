@@ -335,7 +335,7 @@ def test_the_command_withdraws_and_restores_with_a_recorded_reason(staff, make_c
         (["--withdraw", "--reason", ""], "Give a reason"),
         (["--restore", "--reason", "r"], "already has consent=true"),
         (["--withdraw", "--reason", "r", "--by", "nobody"], "No active user"),
-        (["--withdraw", "--reason", "r", "--by", "rater"], "may not change a prompt's consent"),
+        (["--withdraw", "--reason", "r", "--by", "rater"], "Only staff"),
         (["--withdraw", "--reason", "r", "--by", "st\x00aff"], "NUL"),
     ],
 )

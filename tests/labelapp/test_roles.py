@@ -102,6 +102,7 @@ def test_a_reviewer_role_is_needed_to_confirm_or_exclude_on_the_page_and_through
     assert full.status_code == 403 and b"may not confirm or exclude" in full.content
     htmx = client.post(url, body, HTTP_HX_REQUEST="true")  # htmx swaps only a 2xx: the row and its error
     assert htmx.status_code == 200 and b"may not confirm or exclude" in htmx.content
+    assert b"TYPED-REASON" in htmx.content and b"TYPED-REASON" in full.content  # what was typed stays
     assert not RatingReview.objects.exists()
     client.force_login(make_user(staff=True, roles=("reviewer",)))
     assert client.post(url, body, HTTP_HX_REQUEST="true").status_code == 200
@@ -220,3 +221,117 @@ def test_create_rater_makes_a_staff_account_with_only_the_roles_given(capsys):
     assert {g.name for g in lena.groups.all()} == {"reviewer", "guideline-editor"}
     assert lena.has_perm("labelapp.add_ratingreview") and not lena.has_perm("labelapp.add_trainingrun")
     assert "staff (reviewer, guideline-editor)" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_accounts_from_before_roles_keep_what_they_could_do():
+    """An upgrade gave existing non-superuser staff no group: every change they (and their pipelines'
+    tokens) made on the pages and the API became a 403."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(target):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([("labelapp", target)])
+        return executor.loader.project_state([("labelapp", target)]).apps
+
+    try:
+        apps = migrate("0012_prompt_consent_changes")
+        user_model = apps.get_model("auth", "User")
+        user_model.objects.create(username="old-staff", is_staff=True)
+        user_model.objects.create(username="old-rater")
+        migrate("0013_staff_roles")
+        from django.contrib.auth import get_user_model
+
+        old = get_user_model().objects.get(username="old-staff")
+        assert {g.name for g in old.groups.all()} == set(ROLES)
+        assert all(old.has_perm(a.permission) for a in ACTIONS.values())
+        assert not get_user_model().objects.get(username="old-rater").groups.exists()
+    finally:
+        migrate("0013_staff_roles")
+
+
+# --- found in review of the roles ------------------------------------------------------------------------
+
+
+def test_a_data_manager_cannot_mint_a_token_for_another_staff_account(make_user, rater):
+    """A token acts with its account's permissions: a data-manager minting one for an ml-engineer
+    could then activate reward models with it."""
+    from labelapp.services.tokens import TokenError
+
+    manager = make_user(staff=True, roles=("data-manager",))
+    engineer = make_user(staff=True, roles=("ml-engineer",))
+    with pytest.raises(TokenError, match="another staff account"):
+        token_create(user=engineer, name="borrowed", created_by=manager)
+    token_create(user=rater, name="a rater's program", created_by=manager)  # raters: fine
+    token_create(user=manager, name="mine", created_by=manager)
+
+
+def test_anyone_revokes_their_own_token_without_a_role(make_user):
+    from labelapp.services.tokens import token_revoke
+
+    engineer = make_user(staff=True, roles=("ml-engineer",))
+    token, _ = token_create(user=engineer, name="leaked")
+    assert token_revoke(token=token, by=engineer).revoked_at is not None
+    other, _ = token_create(user=make_user(), name="a rater's")
+    with pytest.raises(NotPermitted):
+        token_revoke(token=other, by=engineer)
+
+
+def test_the_consent_command_records_any_staff_member_who_asked(make_user):
+    from labelapp.models import PromptConsentChange
+
+    prompt = Prompt.objects.create(text="Q?", consent=True)
+    make_user("alice", staff=True, roles=("reviewer",))
+    call_command("prompt_consent", str(prompt.pk), "--withdraw", "--reason", "user asked", "--by", "alice")
+    assert PromptConsentChange.objects.get().changed_by.username == "alice"
+
+
+def test_recomputing_the_quality_figures_needs_a_role(client, nobody, make_user):
+    client.force_login(nobody)
+    assert b'id="refresh"' not in client.get(reverse("quality_dashboard")).content
+    assert client.post(reverse("quality_refresh")).status_code == 403
+
+
+def test_publishing_from_the_editor_needs_the_draft_permission_too(make_user, guideline):
+    from django.contrib.auth.models import Permission
+
+    from labelapp.services.guidelines import guideline_publish_text
+
+    user = make_user(staff=True, roles=())
+    user.user_permissions.add(Permission.objects.get(codename="change_guidelineversion"))
+    user = type(user).objects.get(pk=user.pk)
+    with pytest.raises(NotPermitted, match="save a guideline draft"):
+        guideline_publish_text(text="# New", changelog="why", author=user)
+    assert GuidelineVersion.objects.count() == 1
+
+
+def test_the_admin_forms_keep_the_reviewers_and_the_authors_records(client, make_user, guideline):
+    """A data-manager (change prompt) could untick `withheld`, a reviewer's personal-data decision; a
+    guideline editor could pick any author; "add comparison" alone made gold pairs in the add form."""
+    manager = make_user(staff=True, roles=("data-manager",))
+    manager.groups.remove(Group.objects.get(name="data-manager"))
+    from django.contrib.auth.models import Permission
+
+    manager.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["add_comparison", "change_prompt", "view_prompt", "view_comparison"]
+        )
+    )
+    prompt = Prompt.objects.create(text="Q?", consent=True, withheld=True)
+    client.force_login(manager)
+    page = client.get(reverse("admin:labelapp_prompt_change", args=[prompt.pk])).content
+    assert b'name="withheld"' not in page
+    a = Response.objects.create(prompt=prompt, text="A.", source_model="m")
+    b = Response.objects.create(prompt=prompt, text="B, longer.", source_model="m")
+    r = client.post(
+        reverse("admin:labelapp_comparison_add"),
+        {"prompt": prompt.pk, "response_a": a.pk, "response_b": b.pk, "kind": "gold", "gold_preference": 1,
+         "gold_explanation": "B names it", "required_ratings": 3, "priority": 0, "is_active": "on"},
+    )  # fmt: skip
+    assert r.status_code == 200 and b"may not mark or unmark gold" in r.content
+    assert not Comparison.objects.filter(kind="gold").exists()
+    editor = make_user(staff=True, roles=("guideline-editor",))
+    client.force_login(editor)
+    assert b'name="author"' not in client.get(reverse("admin:labelapp_guidelineversion_add")).content

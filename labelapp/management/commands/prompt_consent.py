@@ -42,7 +42,9 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"No active user {by!r}.")
         try:
-            change = prompt_consent_set(prompt=prompt, consent=restore, reason=reason, by=user)
+            change = prompt_consent_set(
+                prompt=prompt, consent=restore, reason=reason, by=user, on_behalf=True
+            )
         except (ConsentError, NotPermitted) as exc:
             raise CommandError(str(exc)) from exc
         if withdraw:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from labelapp.models import ApiToken
@@ -332,11 +333,18 @@ def test_a_token_mints_for_its_own_account_or_a_rater_not_for_other_staff(staff,
     _mint(client, admin_token, "rater", scopes=["rate"])  # a rater (e.g. a simulated one)
 
 
-def test_a_signed_in_staff_member_still_creates_tokens_for_other_staff(staff_api, make_user):
+def test_only_a_signed_in_superuser_creates_tokens_for_other_staff(staff_api, make_user):
+    """A token acts with its account's roles: a staff member minting one for a colleague would hold
+    the colleague's permissions (services/roles.py)."""
+    from django.test import Client
+
     make_user("colleague", staff=True)
-    r = staff_api.post(
-        "/api/tokens/", {"username": "colleague", "name": "x"}, content_type="application/json"
-    )
+    body = {"username": "colleague", "name": "x"}
+    r = staff_api.post("/api/tokens/", body, content_type="application/json")
+    assert r.status_code == 400 and "another staff account" in r.json()["detail"]
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root", password="pw-for-tests-123"))
+    r = admin.post("/api/tokens/", body, content_type="application/json")
     assert r.status_code == 201 and r.json()["username"] == "colleague"
 
 
@@ -350,7 +358,8 @@ def test_the_service_refuses_a_token_minting_for_other_staff(staff, rater, make_
     own, _ = token_create(user=staff, name="own", created_by=staff, via=via)
     for_rater, _ = token_create(user=rater, name="sim", created_by=staff, scopes=["rate"], via=own)
     assert (own.parent, for_rater.parent) == (via, own)
-    assert token_create(user=colleague, name="by a person", created_by=staff)[0].parent is None
+    root = get_user_model().objects.create_superuser("root", password="pw-for-tests-123")
+    assert token_create(user=colleague, name="by a person", created_by=root)[0].parent is None
     token_revoke(token=via)
     assert ApiToken.objects.filter(revoked_at__isnull=True).count() == 1  # the one a person made
 

@@ -209,9 +209,22 @@ def eval_set_pairs():
 
 
 def training_new_ratings_count() -> int:
-    """Consented ratings newer than the data of the newest reward model version."""
-    last = RewardModelVersion.objects.order_by("-number").select_related("run").first()
-    since = (last.run.data_snapshot.get("max_rating_id", 0) if last else 0) or 0
+    """Consented ratings newer than the data of the newest reward-model run that ended (succeeded,
+    failed or cancelled). Counted from the newest version, a run that failed for good (a bad setting)
+    or that staff cancelled was queued again by the next beat, on the same data, for ever."""
+    last = (
+        TrainingRun.objects.filter(
+            kind=TrainingRun.Kind.REWARD_MODEL,
+            status__in=[
+                TrainingRun.Status.SUCCEEDED,
+                TrainingRun.Status.FAILED,
+                TrainingRun.Status.CANCELLED,
+            ],
+        )
+        .order_by("-pk")
+        .first()
+    )
+    since = ((last.data_snapshot or {}).get("max_rating_id", 0) if last else 0) or 0
     return Rating.objects.filter(comparison__prompt__consent=True, pk__gt=since).count()
 
 
@@ -1005,7 +1018,7 @@ def _execute(run: TrainingRun) -> str:
         ]
         run.error = ""
         run.save(update_fields=["status", "progress", "finished_at", "metrics", "metrics_history", "error"])
-    reward_model_safe_activate(version=version, device=config.device or None)
+    reward_model_decide(version=version, device=config.device or None)
     return TrainingRun.Status.SUCCEEDED
 
 
@@ -1093,10 +1106,36 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
     version.eval_set_metrics = figures
     version.activation_note = reason
     version.save(update_fields=["eval_set_metrics", "activation_note"])
-    if ok:
-        reward_model_activate(version=version)
+    if ok and reward_model_activate(version=version, only_if_active=active.pk if active else None) is None:
+        # staff activated (rolled back to) another version while these two were scored: theirs stands
+        now = reward_model_active()
+        shown = f"v{now.number}" if now else "none"
+        ok = False
+        reason = (
+            f"Not activated: the active version changed while this one was evaluated ({shown} is active "
+            "now, by hand); compare and activate it by hand if it should replace that one."
+        )
+        version.activation_note = reason
+        version.save(update_fields=["activation_note"])
     log.info("reward model v%s: %s", version.number, reason)
     return ok
+
+
+def reward_model_decide(*, version: RewardModelVersion, device: str | None = None) -> bool:
+    """`reward_model_safe_activate` for a run that has succeeded: an error there (a model that will not
+    load, a lost connection) leaves the version inactive with the reason on its page instead of no
+    decision at all, and the run stays succeeded."""
+    try:
+        return reward_model_safe_activate(version=version, device=device)
+    except Exception as exc:  # noqa: BLE001 (any failure: the version must not be left undecided)
+        log.exception("reward model v%s: the activation decision failed", version.number)
+        note = (
+            f"Not activated: the evaluation on the frozen set failed ({type(exc).__name__}: {exc}); "
+            "activate it by hand, or the next run decides again."
+        )
+        with contextlib.suppress(Exception):  # the database may be what failed
+            RewardModelVersion.objects.filter(pk=version.pk).update(activation_note=note[:2000])
+        return False
 
 
 def _scalars(metrics: dict) -> dict:
@@ -1140,17 +1179,31 @@ def _note_prepend(note: str, line: str) -> str:
     return "\n".join([line, *[old for old in (note or "").splitlines() if old.strip()]][:_NOTE_LINES])
 
 
-def reward_model_activate(*, version: RewardModelVersion, by=None) -> RewardModelVersion:
+_ANY = object()
+
+
+def reward_model_activate(
+    *, version: RewardModelVersion, by=None, only_if_active=_ANY
+) -> RewardModelVersion | None:
     """Make `version` the active reward model (activating an older one is the roll-back). `by`: the
     staff member who did it by hand (None: the automatic decision, whose reason the note holds
     already). Each version's note gains a line (what happened, when, by whom), so an automatic
     "Activated: ..." no longer stands on a version rolled back since, nor is a hand activation silent.
-    NotPermitted when `by` may not activate reward models."""
+    NotPermitted when `by` may not activate reward models. `only_if_active` (a version pk, or None for
+    "none is active"): activate only while that is still the active one, else return None (the
+    automatic decision compared against it). Every version row is locked first: two activations at
+    once apply one after the other (with only the active rows locked, the second missed the first's
+    new active version and broke the one-active constraint: a 500)."""
     permission_check(by, "reward_model_activate")
     now = timezone.now()
     when = f"{now:%Y-%m-%d %H:%M} UTC"
     how = f"by hand by {by.username}" if by is not None else "automatically"
     with transaction.atomic():
+        list(RewardModelVersion.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
+        if only_if_active is not _ANY:
+            active_pk = RewardModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+            if active_pk != only_if_active:
+                return None
         replaced = list(
             RewardModelVersion.objects.select_for_update()
             .filter(is_active=True)

@@ -221,3 +221,74 @@ def test_activation_by_hand_is_recorded_on_both_versions_notes(client, staff):
     training.reward_model_activate(version=new)
     old.refresh_from_db()
     assert old.activation_note.splitlines()[0].endswith("v2 was activated automatically.")
+
+
+@pytest.mark.django_db
+def test_a_roll_back_made_while_a_new_version_is_evaluated_stands(
+    eval_settings, guideline, make_user, tmp_path, tiny_backbone, staff, monkeypatch
+):
+    """The automatic decision read the active version, scored both (minutes), then activated the new
+    one over whatever was active by then: a roll-back staff made meanwhile was undone, and the new
+    version never measured against the version it replaced."""
+    from rewardtrainer.evaluate import evaluate_model_dir
+
+    rater = _acked_rater(make_user)
+    for i in range(8):
+        _rate_on(
+            Prompt.objects.create(text=f"Which animal barks? ({i})"), rater, "A dog barks. Really.", "A cat."
+        )
+    training.eval_set_grow()
+    paths = _saved_models(tmp_path, tiny_backbone)
+    scores = [
+        evaluate_model_dir(p, training.eval_set_pairs(), device="cpu")["balanced_accuracy"] for p in paths
+    ]
+    better, worse = (paths[0], paths[1]) if scores[0] > scores[1] else (paths[1], paths[0])
+    v1 = _version(1, worse)
+    _version(2, worse, active=True)
+    candidate = _version(3, better)  # better than v2: it would activate
+    real = training._eval_set_figures
+
+    def staff_roll_back_meanwhile(model_dir, pairs, device):
+        if not RewardModelVersion.objects.get(pk=v1.pk).is_active:
+            training.reward_model_activate(version=v1, by=staff)
+        return real(model_dir, pairs, device)
+
+    monkeypatch.setattr(training, "_eval_set_figures", staff_roll_back_meanwhile)
+    assert training.reward_model_safe_activate(version=candidate) is False
+    candidate.refresh_from_db()
+    assert RewardModelVersion.objects.get(is_active=True).number == 1
+    assert "the active version changed while this one was evaluated (v1" in candidate.activation_note
+
+
+@pytest.mark.django_db
+def test_a_failed_activation_decision_is_recorded_on_the_version(
+    eval_settings, guideline, make_user, monkeypatch
+):
+    """An error while scoring (a model that will not load, a lost connection) after the run had
+    succeeded left the version with no decision and no reason, inactive for good."""
+    _rate_many(make_user, 6)
+    version = _version(1, "/nowhere")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(training, "_eval_set_figures", broken)
+    assert training.reward_model_decide(version=version) is False
+    version.refresh_from_db()
+    assert not version.is_active
+    assert version.activation_note.startswith(
+        "Not activated: the evaluation on the frozen set failed (RuntimeError"
+    )
+
+
+@pytest.mark.django_db
+def test_the_beat_does_not_retrain_on_the_data_of_a_run_that_failed_or_was_cancelled(make_user, guideline):
+    """New ratings were counted from the newest version: a run that failed for good (a bad setting)
+    or that staff cancelled was queued again by the next beat, on the same data, for ever."""
+    _rate_many(make_user, 6)
+    assert training.training_new_ratings_count() == 6
+    newest = training.Rating.objects.order_by("-pk").first().pk
+    for status in ("failed", "cancelled"):
+        TrainingRun.objects.all().delete()
+        TrainingRun.objects.create(status=status, data_snapshot={"max_rating_id": newest})
+        assert training.training_new_ratings_count() == 0

@@ -269,14 +269,16 @@ def training_pairs(rating_ids: list[int], *, weights: dict | None = None):
     """Ratings -> rewardtrainer PreferencePairs (strength -> margin; the rater's trust -> weight).
 
     Only those of `rating_ids` still usable now: a rating excluded in review, or whose prompt was
-    withheld for personal data or lost its consent after the run was queued, does not train.
+    withheld for personal data or lost its consent after the run was queued, does not train; nor does
+    one whose prompt joined the frozen evaluation set meanwhile (the set grows while a request's
+    snapshot may not have committed yet, and the set must stay unseen by every version).
     `weights`: trust weights by rater id (as a run's snapshot stores them; the current ones if None)."""
     from labelapp.selectors import trust_weights
     from rewardtrainer.data import PreferencePair
 
     margins = settings.TRAINING["MARGINS"]
     ratings = (
-        _usable_ratings()
+        _trainable_ratings()
         .filter(pk__in=rating_ids)
         .select_related("comparison__prompt", "comparison__response_a", "comparison__response_b")
         .order_by("pk")

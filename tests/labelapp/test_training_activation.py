@@ -292,3 +292,15 @@ def test_the_beat_does_not_retrain_on_the_data_of_a_run_that_failed_or_was_cance
         TrainingRun.objects.all().delete()
         TrainingRun.objects.create(status=status, data_snapshot={"max_rating_id": newest})
         assert training.training_new_ratings_count() == 0
+
+
+@pytest.mark.django_db
+def test_a_prompt_that_joins_the_evaluation_set_after_a_snapshot_does_not_train(make_user, guideline):
+    """The set grows while another request's snapshot may not have committed yet: a prompt could join
+    it with its ratings already in a run's snapshot, train, and then judge later versions."""
+    ratings = _rate_many(make_user, 4)
+    ids = [r.pk for r in ratings]
+    assert len(training.training_pairs(ids)) == 4
+    joined = ratings[0]
+    EvalSetRating.objects.create(rating=joined, prompt=joined.comparison.prompt)
+    assert f"rating:{joined.pk}" not in {p.pair_id for p in training.training_pairs(ids)}

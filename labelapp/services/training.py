@@ -205,7 +205,7 @@ def eval_set_size() -> int:
 def eval_set_pairs():
     """The frozen evaluation set as rewardtrainer pairs (excluded or broken ratings drop out)."""
     ids = list(_usable_ratings().filter(eval_set_entry__isnull=False).values_list("pk", flat=True))
-    return training_pairs(ids)
+    return training_pairs(ids, evaluation=True)
 
 
 def training_new_ratings_count() -> int:
@@ -265,20 +265,21 @@ def _pair_weight(weight) -> float:
     return min(TRUST_MAX, max(0.0, weight)) if math.isfinite(weight) else 1.0
 
 
-def training_pairs(rating_ids: list[int], *, weights: dict | None = None):
+def training_pairs(rating_ids: list[int], *, weights: dict | None = None, evaluation: bool = False):
     """Ratings -> rewardtrainer PreferencePairs (strength -> margin; the rater's trust -> weight).
 
     Only those of `rating_ids` still usable now: a rating excluded in review, or whose prompt was
     withheld for personal data or lost its consent after the run was queued, does not train; nor does
     one whose prompt joined the frozen evaluation set meanwhile (the set grows while a request's
     snapshot may not have committed yet, and the set must stay unseen by every version).
-    `weights`: trust weights by rater id (as a run's snapshot stores them; the current ones if None)."""
+    `weights`: trust weights by rater id (as a run's snapshot stores them; the current ones if None).
+    `evaluation`: pairs to score on (the frozen set's own), not to train on."""
     from labelapp.selectors import trust_weights
     from rewardtrainer.data import PreferencePair
 
     margins = settings.TRAINING["MARGINS"]
     ratings = (
-        _trainable_ratings()
+        (_usable_ratings() if evaluation else _trainable_ratings())
         .filter(pk__in=rating_ids)
         .select_related("comparison__prompt", "comparison__response_a", "comparison__response_b")
         .order_by("pk")

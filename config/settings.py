@@ -422,6 +422,10 @@ TRAINING = {
     # trained on), and the pairs it must hold before a new version may activate itself.
     "EVAL_SET_PERCENT": env.int("RM_EVAL_SET_PERCENT", default=15),
     "EVAL_SET_MIN_PAIRS": env.int("RM_EVAL_SET_MIN_PAIRS", default=50),
+    # ... and of those, the pairs the longer and the shorter answer won (each; balanced accuracy is
+    # their mean, so one pair of a group of three would swing it 17 points). At most a fifth of
+    # EVAL_SET_MIN_PAIRS, so a lower (or no) required set lowers it too.
+    "EVAL_SET_MIN_GROUP_PAIRS": env.int("RM_EVAL_SET_MIN_GROUP_PAIRS", default=10),
     # A queued run whose task message is missing (broker was down) or older than this is re-sent.
     "QUEUED_RESEND_SECONDS": env.int("RM_QUEUED_RESEND_SECONDS", default=600),
     "DEVICE": env.str("RM_DEVICE", default=""),

@@ -1029,7 +1029,7 @@ def _execute(run: TrainingRun) -> str:
 
 
 def activation_decision(
-    *, candidate: dict | None, active: dict | None, n_pairs: int, min_pairs: int
+    *, candidate: dict | None, active: dict | None, n_pairs: int, min_pairs: int, min_group: int = 0
 ) -> tuple[bool, str]:
     """Whether a new version may go live on its own, and why (the reason is shown on its page).
 
@@ -1037,7 +1037,9 @@ def activation_decision(
     active). Rule: the set holds at least `min_pairs` pairs and the candidate's balanced accuracy is
     above chance and at least the active version's. (Above chance: a collapsed model, whose rewards
     are all equal, ties every pair and scores exactly one half, which would replace an active version
-    that happens to measure below one half on a small set; PPO against it learns nothing.)
+    that happens to measure below one half on a small set; PPO against it learns nothing.) Balanced
+    accuracy is the mean over the pairs the longer and the shorter answer won, so each of those groups
+    needs `min_group` pairs: with none, it is the longer-won accuracy alone, which length scores 100% on.
     """
     if n_pairs < min_pairs:
         return False, (
@@ -1046,6 +1048,13 @@ def activation_decision(
         )
     if n_pairs == 0 and active is None:  # min_pairs 0: the operator chose not to require a set
         return True, "Activated: no evaluation set is required (RM_EVAL_SET_MIN_PAIRS=0) and none is active."
+    groups = [(candidate or {}).get(k) for k in ("n_longer_won", "n_shorter_won")]
+    if min_group > 0 and None not in groups and min(groups) < min_group:
+        return False, (
+            f"Not activated: of the {n_pairs} frozen evaluation pairs the longer answer won {groups[0]} "
+            f"and the shorter {groups[1]}; balanced accuracy needs at least {min_group} of each "
+            "(RM_EVAL_SET_MIN_GROUP_PAIRS). Activate it by hand if you trust it."
+        )
     cand = (candidate or {}).get("balanced_accuracy")
     if cand is None:
         return False, "Not activated: its balanced accuracy on the evaluation set could not be measured."
@@ -1103,6 +1112,7 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
         active=current if active is not None else None,
         n_pairs=len(pairs),
         min_pairs=min_pairs,
+        min_group=min(settings.TRAINING["EVAL_SET_MIN_GROUP_PAIRS"], min_pairs // 5),
     )
     if ok and not settings.TRAINING["AUTO_ACTIVATE"]:
         ok, reason = False, "Not activated: automatic activation is off (RM_AUTO_ACTIVATE); " + reason

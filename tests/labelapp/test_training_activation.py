@@ -81,11 +81,17 @@ def _rate_on(prompt: Prompt, rater, good: str, bad: str) -> None:
         ({"balanced_accuracy": 0.5}, {"balanced_accuracy": 0.46}, 60, False, "no better than a coin"),
         ({"balanced_accuracy": 0.5}, None, 60, False, "no better than a coin"),
         ({"balanced_accuracy": 0.51}, {"balanced_accuracy": 0.46}, 60, True, "at least the active"),
+        # balanced accuracy resting on three shorter-won pairs: one pair swings it 17 points
+        (
+            {"balanced_accuracy": 0.9, "n_longer_won": 57, "n_shorter_won": 3}, None, 60, False,
+            "the longer answer won 57 and the shorter 3; balanced accuracy needs at least 10 of each",
+        ),
+        ({"balanced_accuracy": 0.9, "n_longer_won": 48, "n_shorter_won": 12}, None, 60, True, "Activated"),
     ],
-)
+)  # fmt: skip
 def test_the_activation_rule(candidate, active, n_pairs, ok, words):
     decided, reason = training.activation_decision(
-        candidate=candidate, active=active, n_pairs=n_pairs, min_pairs=50
+        candidate=candidate, active=active, n_pairs=n_pairs, min_pairs=50, min_group=10
     )
     assert decided is ok and words in reason
 

@@ -1046,8 +1046,9 @@ def activation_decision(
             f"Not activated: the frozen evaluation set has {n_pairs} pairs, fewer than the {min_pairs} "
             "needed to judge a new version (RM_EVAL_SET_MIN_PAIRS). Activate it by hand if you trust it."
         )
-    if n_pairs == 0 and active is None:  # min_pairs 0: the operator chose not to require a set
-        return True, "Activated: no evaluation set is required (RM_EVAL_SET_MIN_PAIRS=0) and none is active."
+    if n_pairs == 0:  # min_pairs 0: the operator chose not to require a set; nothing could be measured
+        replaces = "none is active" if active is None else "it replaces the active version unmeasured"
+        return True, f"Activated: no evaluation set is required (RM_EVAL_SET_MIN_PAIRS=0) and {replaces}."
     groups = [(candidate or {}).get(k) for k in ("n_longer_won", "n_shorter_won")]
     if min_group > 0 and None not in groups and min(groups) < min_group:
         return False, (
@@ -1107,9 +1108,11 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
                 current = {"balanced_accuracy": None, "error": str(exc)}
             figures["active"] = current | {"number": active.number}
     min_pairs = settings.TRAINING["EVAL_SET_MIN_PAIRS"]
+    replaces = active is not None and active.pk != version.pk
     ok, reason = activation_decision(
         candidate=candidate,
-        active=current if active is not None else None,
+        # another active version, measured (or not: no pairs) is what the candidate would replace
+        active=(current or {"balanced_accuracy": None}) if replaces else None,
         n_pairs=len(pairs),
         min_pairs=min_pairs,
         min_group=min(settings.TRAINING["EVAL_SET_MIN_GROUP_PAIRS"], min_pairs // 5),

@@ -96,6 +96,16 @@ def test_the_activation_rule(candidate, active, n_pairs, ok, words):
     assert decided is ok and words in reason
 
 
+@pytest.mark.parametrize(
+    ("active", "words"),
+    [(None, "and none is active"), ({"balanced_accuracy": None}, "replaces the active version unmeasured")],
+)
+def test_without_a_required_set_the_note_says_whether_it_replaced_a_version(active, words):
+    """It said "none is active" while it replaced the active version."""
+    decided, reason = training.activation_decision(candidate=None, active=active, n_pairs=0, min_pairs=0)
+    assert decided is True and words in reason
+
+
 @pytest.mark.django_db
 def test_evaluation_prompts_never_train_and_prompts_already_trained_never_join(
     eval_settings, guideline, make_user, enqueued

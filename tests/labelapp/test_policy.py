@@ -203,13 +203,26 @@ def test_a_best_of_n_round_after_ppo_reports_its_kl_to_v0_not_to_its_parent(loop
     assert f'id="kl-bon">{v2.metrics["kl_bon"]:.3f}' in page
 
 
+def _activate_another_reward_model(tmp_path, tiny_backbone) -> str:
+    """Reward model v2, another random tiny model saved under tmp_path/rm2, made the active one."""
+    from transformers import AutoTokenizer
+
+    from rewardtrainer.model import RewardModel
+
+    torch.manual_seed(7)
+    other = RewardModel.from_backbone(tiny_backbone, odin=True)
+    other.max_length = 64
+    other.save_pretrained(tmp_path / "rm2", tokenizer=AutoTokenizer.from_pretrained(tiny_backbone))
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
+    RewardModelVersion.objects.update(is_active=False)
+    RewardModelVersion.objects.create(number=2, run=run, artifact_path=str(tmp_path / "rm2"), is_active=True)
+    return str(tmp_path / "rm2")
+
+
 def test_a_best_of_n_parents_missing_answer_is_picked_by_its_own_reward_model(loop, tmp_path, tiny_backbone):
     """A parent without an answer to an evaluation prompt (fewer such prompts at its round) got one
     picked by the new round's reward model: the new model's favourite, stored as the parent's own
     with the new model's score, which flattered the parent in the watch's figures."""
-    from transformers import AutoTokenizer
-
-    from rewardtrainer.model import RewardModel
     from rewardtrainer.sampling import RewardScorer
 
     _round(TrainingRun.Kind.BEST_OF_N)
@@ -218,17 +231,11 @@ def test_a_best_of_n_parents_missing_answer_is_picked_by_its_own_reward_model(lo
     prompt, gap_response = gap.prompt, gap.response
     gap.delete()
     gap_response.delete()
-    torch.manual_seed(7)
-    other = RewardModel.from_backbone(tiny_backbone, odin=True)
-    other.max_length = 64
-    other.save_pretrained(tmp_path / "rm2", tokenizer=AutoTokenizer.from_pretrained(tiny_backbone))
-    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
-    RewardModelVersion.objects.update(is_active=False)
-    RewardModelVersion.objects.create(number=2, run=run, artifact_path=str(tmp_path / "rm2"), is_active=True)
+    rm2 = _activate_another_reward_model(tmp_path, tiny_backbone)
     _round(TrainingRun.Kind.BEST_OF_N)
     made = v1.samples.get(split="eval", prompt=prompt, index=0)
     own = RewardScorer.from_pretrained(loop.artifact_path)([prompt.text], [made.response.text])
-    new = RewardScorer.from_pretrained(str(tmp_path / "rm2"))([prompt.text], [made.response.text])
+    new = RewardScorer.from_pretrained(rm2)([prompt.text], [made.response.text])
     assert made.reward == pytest.approx(float(own[0]), abs=1e-5)  # stored on v1's own reward model
     rescored = PolicyVersion.objects.get(number=2).metrics["parent"]["rewards"][str(prompt.pk)]
     assert rescored == pytest.approx(float(new[0]), abs=1e-5)  # the figures: this round's
@@ -239,18 +246,8 @@ def test_the_sample_viewer_scores_both_answers_with_the_rounds_reward_model(
 ):
     """Round 2 runs against another reward model than round 1. v1's stored answers carry round 1's
     scores; the viewer showed those beside v2's (another model's scale), not the ones round 2 gave them."""
-    from transformers import AutoTokenizer
-
-    from rewardtrainer.model import RewardModel
-
     _round(TrainingRun.Kind.BEST_OF_N)
-    torch.manual_seed(7)
-    other = RewardModel.from_backbone(tiny_backbone, odin=True)
-    other.max_length = 64
-    other.save_pretrained(tmp_path / "rm2", tokenizer=AutoTokenizer.from_pretrained(tiny_backbone))
-    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
-    RewardModelVersion.objects.update(is_active=False)
-    RewardModelVersion.objects.create(number=2, run=run, artifact_path=str(tmp_path / "rm2"), is_active=True)
+    _activate_another_reward_model(tmp_path, tiny_backbone)
     _round(TrainingRun.Kind.BEST_OF_N)
     v2 = PolicyVersion.objects.get(number=2)
     items = [i for i in policy.policy_sample_pairs(version=v2) if i["old"] is not None]

@@ -469,17 +469,16 @@ def export_write(
         partial[kind].replace(target)
     expires = _expires_at(stats)
     if record:
+        counts = {"pair": stats.pairs, "tie": stats.ties}
         with transaction.atomic():
-            for target, f, n in ((path, fmt, stats.pairs), (ties_path, ties_fmt, stats.ties)):
-                if target is None:
-                    continue
+            for kind, (target, f) in targets.items():
                 where = str(target.resolve())
                 ExportFile.objects.filter(path=where).delete()
                 ExportFile.objects.create(
                     path=where,
                     format=f,
                     mode=mode,
-                    rows=n,
+                    rows=counts[kind],
                     filters=filters.as_dict(),
                     created_by=created_by,
                     expires_at=expires,

@@ -68,6 +68,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="which reward models to run (the control 'plain' doubles the time; 'covariate': the length "
         "covariate without the calibration)",
     )  # fmt: skip
+    p.add_argument(
+        "--answers-per-prompt", type=int, default=0,
+        help="answers per training prompt a turn (0 = the size's 4); the rater judges every pair of them, "
+        "so 8 gives 28 judgments a prompt instead of 6",
+    )  # fmt: skip
     p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct (GGUF)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "loop_sim")
     p.add_argument("--out", type=Path, default=OUT / "loop_sim.json")
@@ -385,6 +390,11 @@ def main(argv=None) -> int:
         print(f"the rater simulator is not available ({e}); nothing to run")
         return 0
     s = sizes(args.full)
+    if args.answers_per_prompt:
+        if args.answers_per_prompt < 2:
+            print("--answers-per-prompt needs at least 2 answers to make a pair")
+            return 2
+        s["answers_per_prompt"] = args.answers_per_prompt
     rows = []
     for seed in args.seeds:
         one = argparse.Namespace(**(vars(args) | {"seed": seed, "workdir": args.workdir / f"seed-{seed}"}))

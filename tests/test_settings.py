@@ -117,3 +117,21 @@ def test_a_misspelt_retention_setting_stops_with_a_message_that_names_it():
     ok = _manage("shell", "-c", "from django.conf import settings as s; print(s.RETENTION_DAYS)",
                  RETENTION_DAYS=" playground = 90 ,*=0,")  # fmt: skip
     assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "{'playground': 90, '*': 0}"
+
+
+def test_a_float_setting_reads_the_exponent_notation_and_refuses_what_is_not_a_number():
+    # django-environ read RM_LEARNING_RATE=1e-4 as '1-4': start-up stopped with a bare ValueError.
+    ok = _manage(
+        "shell", "-c", "from django.conf import settings as s; print(s.TRAINING['LEARNING_RATE'])",
+        RM_LEARNING_RATE="1e-4",
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1] == "0.0001"
+    for bad in ("fast", "nan", "1e400"):
+        r = _manage("check", PPO_LEARNING_RATE=bad)
+        assert r.returncode != 0 and f"PPO_LEARNING_RATE='{bad}' is not a finite number" in r.stderr, r.stderr
+
+
+def test_a_fractional_epoch_count_stops_start_up_with_its_name():
+    r = _manage("check", RM_EPOCHS="1.5")
+    assert r.returncode != 0 and "RM_EPOCHS='1.5' is not a whole number" in r.stderr, r.stderr

@@ -319,7 +319,7 @@ def train_config_from_settings():
         "max_length": t["MAX_LENGTH"],
         "batch_size": t["BATCH_SIZE"],
         "max_tokens": t["MAX_TOKENS"],
-        "epochs": max(1, int(t["EPOCHS"])),
+        "epochs": t["EPOCHS"],
         "max_steps": t["MAX_STEPS"] or 0,
         "lr": t["LEARNING_RATE"],
         "eval_every": t["EVAL_EVERY"],

@@ -30,6 +30,14 @@ def test_a_stored_config_is_still_checked():
         TrainConfig.from_stored({"objective": "longest"})
 
 
+def test_epochs_are_whole_passes():
+    # RM_EPOCHS=0.5 trained one epoch and 2.9 two, without a word
+    for bad in (0, 0.5, 2.9, True):
+        with pytest.raises(ValueError, match="epochs must be a whole number >= 1"):
+            TrainConfig(epochs=bad)
+    assert TrainConfig(epochs=3).epochs == 3
+
+
 def test_compile_is_auto_by_default_and_on_only_for_a_gpu_and_a_large_backbone():
     import torch
 

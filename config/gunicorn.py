@@ -16,8 +16,10 @@ own database connection: workers x threads connections.
 
 import os
 
-# read by config/settings.py when the workers load the app (they inherit the master's environment)
-os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "60000")
+# Read by config/settings.py when the workers load the app (they inherit the master's environment):
+# the web process's default DB_STATEMENT_TIMEOUT_MS is 60 s. A marker, not the variable itself: set
+# here, before settings read .env, it hid a DB_STATEMENT_TIMEOUT_MS written in .env.
+os.environ["RLHF_WEB_PROCESS"] = "1"
 
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))

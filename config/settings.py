@@ -2,7 +2,7 @@
 
 DJANGO_ENV=development (default) uses embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset
 and keeps a generated SECRET_KEY in `.data/secret_key` (mode 600, outside git).
-DJANGO_ENV=production refuses to start without SECRET_KEY, DATABASE_URL and REDIS_URL.
+DJANGO_ENV=production refuses to start without SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 """
 
 from __future__ import annotations
@@ -177,7 +177,9 @@ if env.bool("DB_PREPARED_STATEMENTS", default=True):
 # sets 60 s (config/gunicorn.py): its gthread workers keep reporting to the master while a thread is
 # stuck, so gunicorn's timeout no longer ends a request waiting forever on a lock; the workers and
 # commands keep no limit (training reads every rating at once).
-_statement_timeout_ms = env.int("DB_STATEMENT_TIMEOUT_MS", default=0)
+_statement_timeout_ms = env.int(
+    "DB_STATEMENT_TIMEOUT_MS", default=60_000 if os.environ.get("RLHF_WEB_PROCESS") == "1" else 0
+)
 if _statement_timeout_ms > 0:
     _opts = _db.setdefault("OPTIONS", {})
     _opts["options"] = f"{_opts.get('options', '')} -c statement_timeout={_statement_timeout_ms}".strip()
@@ -444,7 +446,8 @@ TRAINING = {
     "MAX_TOKENS": env.int("RM_MAX_TOKENS", default=0),
     "COMPILE": _auto_on_off("RM_COMPILE"),
     # Rows of a micro-batch end to end, no padding (decoders only; on an H100 1.01-1.02x the padded
-    # steps, a whole run untimed: off). Its attention on a GPU: auto (= flex) | flex | varlen.
+    # steps, a whole run untimed: off). Its attention on a GPU: auto (varlen where torch's varlen
+    # kernel runs and the decoder family is checked, else flex) | flex | varlen.
     "PACKING": env.bool("RM_PACKING", default=False),
     "PACKED_ATTENTION": env.str("RM_PACKED_ATTENTION", default="auto").strip().lower(),
     # Processes per run: > 1 launches `torchrun --nproc_per_node NPROC` (DDP, one GPU each).

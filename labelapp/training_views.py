@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -33,6 +34,8 @@ def training_home(request: HttpRequest) -> HttpResponse:
     context.update(
         versions=RewardModelVersion.objects.select_related("run")[:30],
         new_ratings=training_new_ratings_count(),
+        # the button's checkbox starts as the scheduled runs do
+        with_baseline_default=settings.TRAINING["TRAIN_PLAIN_BASELINE"],
     )
     return render(request, "labelapp/training/home.html", context)
 

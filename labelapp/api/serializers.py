@@ -149,7 +149,9 @@ class TrainingRunSerializer(serializers.Serializer):
 
 class TrainingRequestSerializer(serializers.Serializer):
     with_baseline = serializers.BooleanField(
-        default=False, help_text="Also train a plain Bradley-Terry model."
+        default=None,
+        allow_null=True,
+        help_text="Also train a plain Bradley-Terry model (left out: the RM_TRAIN_PLAIN_BASELINE setting).",
     )
 
 

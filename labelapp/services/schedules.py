@@ -1,11 +1,16 @@
 """The scheduled jobs, stored with django-celery-beat so admins can edit them in the admin.
 
-`schedules_ensure()` creates missing entries and never overwrites an entry an admin has edited.
+`schedules_ensure()` creates missing entries, applies a changed interval setting (RM_CHECK_SECONDS, ...)
+to the entries nobody edited, and never overwrites an entry an admin has edited.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+
 from django.conf import settings
+from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 QUEUE_HOUSEKEEPING = "Queue housekeeping: release expired leases, record figures"
@@ -15,28 +20,116 @@ POLICY_CHECK = "Policy: start a round when a new reward model is active"
 RETENTION_PURGE = "Retention: delete prompts, ratings and export files past RETENTION_DAYS"
 
 
-def _jobs() -> list[tuple[str, str, int]]:
-    """(name, task, every seconds) of each scheduled job."""
+def _jobs() -> list[tuple[str, str, str, int]]:
+    """(name, task, setting, every seconds) of each scheduled job."""
     return [
         (
             QUEUE_HOUSEKEEPING,
             "labelapp.tasks.queue_housekeeping",
+            "QUEUE_HOUSEKEEPING_SECONDS",
             settings.LABEL["QUEUE_HOUSEKEEPING_SECONDS"],
         ),
-        (REWARD_MODEL_CHECK, "labelapp.tasks.reward_model_check", settings.TRAINING["CHECK_SECONDS"]),
-        (QUALITY_REFRESH, "labelapp.tasks.quality_refresh", settings.QUALITY["REFRESH_SECONDS"]),
-        (POLICY_CHECK, "labelapp.tasks.policy_check", settings.POLICY["CHECK_SECONDS"]),
-        (RETENTION_PURGE, "labelapp.tasks.retention_purge", settings.RETENTION_PURGE_SECONDS),
+        (
+            REWARD_MODEL_CHECK,
+            "labelapp.tasks.reward_model_check",
+            "RM_CHECK_SECONDS",
+            settings.TRAINING["CHECK_SECONDS"],
+        ),
+        (
+            QUALITY_REFRESH,
+            "labelapp.tasks.quality_refresh",
+            "QUALITY_REFRESH_SECONDS",
+            settings.QUALITY["REFRESH_SECONDS"],
+        ),
+        (
+            POLICY_CHECK,
+            "labelapp.tasks.policy_check",
+            "POLICY_CHECK_SECONDS",
+            settings.POLICY["CHECK_SECONDS"],
+        ),
+        (
+            RETENTION_PURGE,
+            "labelapp.tasks.retention_purge",
+            "RETENTION_PURGE_SECONDS",
+            settings.RETENTION_PURGE_SECONDS,
+        ),
     ]
 
 
-def schedules_ensure() -> list[str]:
-    created = []
-    for name, task, every in _jobs():
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
-        _, was_created = PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": interval, "queue": "default"}
+# The interval a job got from its setting, written into its description: while the job still runs at
+# that interval nobody has edited it, so a changed setting may replace it.
+_FROM_SETTING = re.compile(r"^Every (\d+) s from (\w+)\.", re.M)
+
+
+def _description(setting: str, every: int) -> str:
+    return (
+        f"Every {every} s from {setting}. While the interval stays at that, a new {setting} replaces "
+        "it at the next ensure_schedules; an interval edited here stays."
+    )
+
+
+def _with_description(old: str, setting: str, every: int) -> str:
+    """The setting's line first; whatever else an admin wrote in the description stays below it."""
+    rest = [ln for ln in (old or "").splitlines() if not _FROM_SETTING.match(ln)]
+    return "\n".join([_description(setting, every), *rest]).strip()
+
+
+@dataclass
+class SchedulesReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)  # the setting changed, the job was not edited
+    kept: list[str] = field(
+        default_factory=list
+    )  # edited in the admin: its interval differs from the setting
+
+
+def _interval(every: int) -> IntervalSchedule:
+    return IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)[0]
+
+
+def _from_setting(task: PeriodicTask, setting: str) -> int | None:
+    """The interval the job got from `setting` if it still runs at it (not edited since), else None."""
+    mark = _FROM_SETTING.search(task.description or "")
+    if mark is None or mark.group(2) != setting or task.interval is None:
+        return None
+    every = int(mark.group(1))
+    unchanged = task.interval.period == IntervalSchedule.SECONDS and task.interval.every == every
+    return every if unchanged else None
+
+
+@transaction.atomic
+def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
+    """Create the missing jobs; give a job the interval of its setting when that changed and nobody
+    edited the job (or always, with `reset`). A job created before the descriptions named their
+    setting is adopted when it runs at its setting's interval, and kept otherwise."""
+    report = SchedulesReport()
+    for name, task_path, setting, every in _jobs():
+        task = (
+            PeriodicTask.objects.select_for_update(of=("self",))
+            .select_related("interval")
+            .filter(name=name)
+            .first()
         )
-        if was_created:
-            created.append(name)
-    return created
+        if task is None:
+            PeriodicTask.objects.create(
+                name=name,
+                task=task_path,
+                interval=_interval(every),
+                queue="default",
+                description=_description(setting, every),
+            )
+            report.created.append(name)
+            continue
+        applied = _from_setting(task, setting)
+        seconds = task.interval is not None and task.interval.period == IntervalSchedule.SECONDS
+        current = task.interval.every if seconds else None
+        if applied is None and current != every and not reset:
+            report.kept.append(name)
+            continue
+        if current != every:
+            report.updated.append(name)
+        if current != every or applied is None:
+            task.interval, task.crontab, task.solar, task.clocked = _interval(every), None, None, None
+            task.description = _with_description(task.description, setting, every)
+            task.save()
+    return report

@@ -18,8 +18,9 @@ and only a superuser may create a token for a superuser:
   belongs to an inactive account (so a row revoked some other way, e.g. a direct update, still cuts
   off what it minted);
 - it mints only for its own account or for non-staff accounts (raters, e.g. simulated ones), never
-  for another staff account: a program holding one staff member's token cannot become another. A
-  staff member signed in (a session, no token) may create tokens for any account, as before.
+  for another staff account: a program holding one staff member's token cannot become another. Signed
+  in (a session, no token), a staff member with the role creates tokens for their own account and for
+  raters; only a superuser creates them for another staff account.
 A token may also expire (`expires_at`); an expired token is refused like a revoked one.
 """
 

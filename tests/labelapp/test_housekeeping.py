@@ -6,12 +6,17 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from labelapp.models import Assignment, QueueSnapshot
 from labelapp.services.assignment import assignment_next
 from labelapp.services.queue import queue_housekeeping
-from labelapp.services.schedules import QUEUE_HOUSEKEEPING, schedules_ensure
+from labelapp.services.schedules import (
+    QUEUE_HOUSEKEEPING,
+    REWARD_MODEL_CHECK,
+    SchedulesReport,
+    schedules_ensure,
+)
 
 
 @pytest.mark.django_db
@@ -32,8 +37,54 @@ def test_schedules_are_created_once_and_admin_edits_survive():
     task = PeriodicTask.objects.get(name=QUEUE_HOUSEKEEPING)
     task.enabled = False
     task.save()
-    assert schedules_ensure() == []
+    assert schedules_ensure().created == []
     assert PeriodicTask.objects.get(name=QUEUE_HOUSEKEEPING).enabled is False
+
+
+def _every(name: str) -> int:
+    return PeriodicTask.objects.select_related("interval").get(name=name).interval.every
+
+
+@pytest.mark.django_db
+def test_a_changed_interval_setting_reaches_a_job_nobody_edited(settings):
+    # get_or_create never touched an existing job: RM_CHECK_SECONDS=999 left it at 300 for ever.
+    schedules_ensure()
+    settings.TRAINING = settings.TRAINING | {"CHECK_SECONDS": 999}
+    report = schedules_ensure()
+    assert report.updated == [REWARD_MODEL_CHECK] and report.kept == []
+    assert _every(REWARD_MODEL_CHECK) == 999
+    assert (
+        "Every 999 s from RM_CHECK_SECONDS." in PeriodicTask.objects.get(name=REWARD_MODEL_CHECK).description
+    )
+    assert schedules_ensure() == SchedulesReport()  # nothing left to do
+
+
+@pytest.mark.django_db
+def test_an_interval_edited_in_the_admin_stays_until_reset(settings):
+    schedules_ensure()
+    task = PeriodicTask.objects.get(name=REWARD_MODEL_CHECK)
+    task.interval = IntervalSchedule.objects.create(every=42, period=IntervalSchedule.SECONDS)
+    task.save()
+    settings.TRAINING = settings.TRAINING | {"CHECK_SECONDS": 999}
+    assert schedules_ensure().kept == [REWARD_MODEL_CHECK] and _every(REWARD_MODEL_CHECK) == 42
+    assert schedules_ensure(reset=True).updated == [REWARD_MODEL_CHECK] and _every(REWARD_MODEL_CHECK) == 999
+
+
+@pytest.mark.django_db
+def test_a_job_made_before_the_descriptions_is_adopted_only_at_its_setting_s_interval(settings):
+    schedules_ensure()
+    for task in PeriodicTask.objects.all():  # as an older version stored them, one with a note
+        task.description = "ours: do not touch" if task.name == QUEUE_HOUSEKEEPING else ""
+        task.save()
+    odd = PeriodicTask.objects.get(name=REWARD_MODEL_CHECK)
+    odd.interval = IntervalSchedule.objects.create(every=42, period=IntervalSchedule.SECONDS)
+    odd.save()
+    report = schedules_ensure()
+    assert report.kept == [REWARD_MODEL_CHECK] and report.updated == []
+    note = PeriodicTask.objects.get(name=QUEUE_HOUSEKEEPING).description
+    assert note.startswith("Every 60 s from QUEUE_HOUSEKEEPING_SECONDS.") and note.endswith(
+        "ours: do not touch"
+    )
 
 
 @pytest.mark.celery

@@ -65,9 +65,18 @@ def test_the_statement_timeout_setting_reaches_the_connection_and_the_web_proces
 
     assert options() == "None"
     assert options(DB_STATEMENT_TIMEOUT_MS="1234") == "-c statement_timeout=1234"
-    web = subprocess.run(
-        [sys.executable, "-c", "import runpy, os; runpy.run_path('config/gunicorn.py'); "
-         "print(os.environ['DB_STATEMENT_TIMEOUT_MS'])"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert web.stdout.strip() == "60000"
+
+    def web(**extra):  # the settings as a gunicorn worker loads them
+        r = subprocess.run(
+            [sys.executable, "-c", "import runpy; runpy.run_path('config/gunicorn.py'); "
+             "from django.conf import settings as s; "
+             "print(s.DATABASES['default']['OPTIONS'].get('options'))"],
+            cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "config.settings", **extra},
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return r.stdout.strip().splitlines()[-1]
+
+    assert web() == "-c statement_timeout=60000"
+    # a value set for the web process wins over its default (one in .env too: gunicorn.py no longer
+    # sets the variable itself before settings read .env)
+    assert web(DB_STATEMENT_TIMEOUT_MS="2500") == "-c statement_timeout=2500"

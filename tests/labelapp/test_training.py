@@ -409,6 +409,21 @@ def test_the_training_api_is_for_staff_and_single_flight(client, rater, staff, g
 
 
 @pytest.mark.django_db
+def test_the_api_and_the_page_start_from_the_plain_baseline_setting(
+    client, staff, guideline, enqueued, settings
+):
+    # Only the command and the schedule read RM_TRAIN_PLAIN_BASELINE: the API and the button said no.
+    settings.TRAINING = settings.TRAINING | {"TRAIN_PLAIN_BASELINE": True}
+    client.force_login(staff)
+    assert 'name="with_baseline" checked' in client.get(reverse("training_home")).content.decode()
+    run = client.post("/api/training/runs/", {}, content_type="application/json").json()
+    assert TrainingRun.objects.get(pk=run["id"]).with_baseline is True
+    TrainingRun.objects.filter(pk=run["id"]).update(status=TrainingRun.Status.CANCELLED)
+    off = client.post("/api/training/runs/", {"with_baseline": False}, content_type="application/json").json()
+    assert TrainingRun.objects.get(pk=off["id"]).with_baseline is False
+
+
+@pytest.mark.django_db
 def test_the_command_with_sync_retries_a_transient_error_here(
     tiny_settings, guideline, make_user, enqueued, monkeypatch
 ):

@@ -3,6 +3,13 @@
 PostgreSQL refuses NUL (U+0000) in text, so a `%00` in a query parameter that reaches a text filter
 was a DataError (500) wherever it landed: the API's `?source=`, every admin list filter on a text
 field. No query parameter of this app has a use for one, so such a request is a 400 with a message.
+
+Django decodes the query string and a form body with the charset named in the request's Content-Type
+(any codec Python knows). `charset=utf-7` or `unicode_escape` turned `?q=+2AA-` into a lone surrogate
+that PostgreSQL refused, and a bytes-to-bytes codec (`hex`, `bz2`, `rot13`) failed while Django built
+the request, before any middleware: 500s. So `refuse_unsupported_charset` wraps the WSGI application
+(config/wsgi.py): a request names UTF-8, ASCII, UTF-16/32, a single-byte charset (ISO 8859, code
+pages) or a common CJK one, or it is a 400 that says so.
 (Bodies are the views' business: a form error keeps what was typed, the API parser answers JSON.)
 
 A statement that PostgreSQL cancels at DB_STATEMENT_TIMEOUT_MS (the web process's limit, see
@@ -12,13 +19,24 @@ back) and may be tried again; it was a 500 with no word of why.
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
+import re
 
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.http import parse_header_parameters
 from psycopg.errors import QueryCanceled
 
 NUL_IN_QUERY = "Query parameters must not contain NUL characters (%00)."
+BAD_CHARSET = "Unsupported charset {!r} in Content-Type: send UTF-8."
+# codecs.lookup(...).name of the charsets a browser or an HTTP client sends (their decoders never
+# yield a lone surrogate); every other codec, text or not, is refused
+_CHARSETS = re.compile(
+    r"utf-8|ascii|utf-(16|32)(-[lb]e)?|iso8859-\d+|cp\d+|koi8-[ru]|mac-\w+"
+    r"|shift_jis|euc_jp|euc_kr|gb2312|gbk|gb18030|big5"
+)
 DB_TIMEOUT = "The database took too long to answer; nothing was changed. Please try again in a moment."
 log = logging.getLogger(__name__)
 
@@ -29,6 +47,37 @@ def query_has_nul(request: HttpRequest) -> bool:
     if "%00" not in raw and "\x00" not in raw:
         return False  # the common case, without parsing the query string
     return any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists())
+
+
+def unsupported_charset(content_type: str) -> str | None:
+    """The Content-Type's charset when it is not one of _CHARSETS, else None (also for none given)."""
+    charset = parse_header_parameters(content_type)[1].get("charset")
+    if not charset:
+        return None
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        return None  # Django ignores a charset Python does not know and reads the default, UTF-8
+    return None if _CHARSETS.fullmatch(name) else charset
+
+
+def refuse_unsupported_charset(app):
+    """The WSGI application, answering 400 itself to a request in an unsupported charset."""
+
+    def application(environ, start_response):
+        charset = unsupported_charset(environ.get("CONTENT_TYPE", ""))
+        if charset is None:
+            return app(environ, start_response)
+        message = BAD_CHARSET.format(charset[:40])
+        if environ.get("PATH_INFO", "").startswith("/api/"):
+            body, content_type = json.dumps({"detail": message}).encode(), "application/json"
+        else:
+            body, content_type = message.encode(), "text/plain; charset=utf-8"
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        start_response("400 Bad Request", headers)
+        return [body]
+
+    return application
 
 
 class RefuseNulInQueryMiddleware:

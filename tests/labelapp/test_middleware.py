@@ -80,3 +80,45 @@ def test_the_statement_timeout_setting_reaches_the_connection_and_the_web_proces
     # a value set for the web process wins over its default (one in .env too: gunicorn.py no longer
     # sets the variable itself before settings read .env)
     assert web(DB_STATEMENT_TIMEOUT_MS="2500") == "-c statement_timeout=2500"
+
+
+def _wsgi(path: str, query: str, content_type: str, body: bytes = b"", method: str = "GET"):
+    """(status, body) of the project's WSGI application (config/wsgi.py, as gunicorn serves it)."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    from config.wsgi import application
+
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "SERVER_NAME": "localhost",
+        "HTTP_HOST": "localhost",
+    }
+    setup_testing_defaults(environ)
+    seen = {}
+    chunks = application(environ, lambda status, headers, exc_info=None: seen.update(status=status))
+    return int(seen["status"].split()[0]), b"".join(chunks).decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("charset", ["utf-7", "unicode_escape", "hex", "bz2", "rot13", "undefined"])
+def test_a_charset_that_decodes_to_what_postgresql_refuses_is_a_400(charset):
+    # Django decodes the query string with the Content-Type's charset: utf-7 made ?q=+2AA- a lone
+    # surrogate (PostgreSQL: 500); a bytes-to-bytes codec failed while Django built the request (500).
+    status, body = _wsgi("/accounts/login/", "next=%2B2AA-", f"text/plain; charset={charset}")
+    assert status == 400 and f"Unsupported charset '{charset}'" in body
+    ct = f"application/json; charset={charset}"
+    status, body = _wsgi("/api/prompts/", "", ct, b"{}", method="POST")
+    assert status == 400 and json.loads(body)["detail"].startswith("Unsupported charset")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("charset", ["utf-8", "ISO-8859-1", "windows-1252", "UTF-16", "no-such-codec"])
+def test_the_charsets_clients_send_pass(charset):
+    status, _ = _wsgi("/accounts/login/", "next=/", f"text/plain; charset={charset}")
+    assert status == 200

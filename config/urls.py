@@ -7,11 +7,19 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from labelapp.api import errors as api_errors
 
+
+class ApiDocsView(SpectacularSwaggerView):
+    """The Swagger UI page. GET only: DRF's OPTIONS answer went through the page's HTML renderer,
+    which has no template for it (a 500)."""
+
+    http_method_names = ["get", "head"]
+
+
 urlpatterns = [
     path("", include("labelapp.urls")),
     path("api/", include("labelapp.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/(?P<rest>.*)$", api_errors.unmatched),  # last under /api/: JSON 404 even with DEBUG on
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

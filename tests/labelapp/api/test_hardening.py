@@ -80,6 +80,15 @@ def test_a_body_over_the_limit_gets_413(staff_api, settings):
     assert r.status_code == 413
 
 
+def test_the_docs_page_answers_what_it_does_not_serve_without_a_500(client, staff):
+    # OPTIONS went through the page's HTML renderer, which has no template for it: a 500.
+    client.force_login(staff)
+    client.raise_request_exception = False
+    for method in ("options", "post", "put", "delete"):
+        assert getattr(client, method)("/api/docs/").status_code == 405, method
+    assert client.head("/api/docs/").status_code == 200
+
+
 def test_swagger_ui_is_served_from_our_own_static_files(staff_api):
     r = staff_api.get("/api/docs/")
     assert r.status_code == 200

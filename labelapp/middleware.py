@@ -81,12 +81,18 @@ def refuse_unsupported_charset(app):
 
 
 class RefuseNulInQueryMiddleware:
-    """400 for a query string holding a NUL: JSON under /api/ (as labelapp/api/errors.py), text elsewhere."""
+    """400 for a query string holding a NUL (JSON under /api/, as labelapp/api/errors.py, text
+    elsewhere); a cookie holding one is dropped."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # A quoted cookie may carry `\000`, which Django's parser turns into NUL: a session key with
+        # one reached PostgreSQL (DataError) on every page, signed in or not. No cookie of this app
+        # holds one, so such a cookie is ignored (the request goes on as without it).
+        for name in [n for n, v in request.COOKIES.items() if "\x00" in n or "\x00" in v]:
+            del request.COOKIES[name]
         if query_has_nul(request):
             return _answer(request, NUL_IN_QUERY, 400)
         return self.get_response(request)

@@ -122,3 +122,12 @@ def test_a_charset_that_decodes_to_what_postgresql_refuses_is_a_400(charset):
 def test_the_charsets_clients_send_pass(charset):
     status, _ = _wsgi("/accounts/login/", "next=/", f"text/plain; charset={charset}")
     assert status == 200
+
+
+@pytest.mark.django_db
+def test_a_session_cookie_holding_a_nul_is_ignored_not_a_500(client):
+    # Django reads the quoted cookie "\000abc" as NUL + abc; the session lookup hit PostgreSQL with it.
+    client.raise_request_exception = False
+    client.cookies["sessionid"] = "\x00abcdefghij"
+    assert client.get("/accounts/login/").status_code == 200
+    assert client.get("/api/prompts/").status_code in (401, 403)

@@ -158,3 +158,20 @@ def test_a_list_right_under_a_line_of_text_is_a_list(text, tag):
 )
 def test_what_is_not_a_list_stays_as_it_was(text):
     assert "<li>" not in render_markdown(text)
+
+
+def test_markdown_nested_past_the_stack_is_shown_as_plain_text():
+    # "1. " x 495 on one line: Python-Markdown's recursion ended in RecursionError, a 500 on import
+    # and on every page showing such a guideline.
+    for text in ("1. " * 495, "+ " * 496, "* - " * 248, "> " * 2000):
+        out = render_markdown(text)
+        assert text.split()[0] in out and "<script" not in out
+
+
+def test_a_block_flooded_with_brackets_renders_as_typed_in_a_code_block():
+    # Python-Markdown scanned from every `[` to the end of its block: 20,000 took two minutes.
+    out = render_markdown("Intro with a [link](https://example.org).\n\n" + "[" * 50_000)
+    assert '<a href="https://example.org"' in out  # the other blocks are Markdown as before
+    assert "<pre><code>" + "[" * 100 in out
+    few = render_markdown(" ".join(f"[{i}](https://example.org/{i})" for i in range(50)))
+    assert few.count("<a href=") == 50

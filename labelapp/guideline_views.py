@@ -117,6 +117,6 @@ def staff_guideline_diff(request: HttpRequest) -> HttpResponse:
             messages.info(request, "A diff needs two versions.")
             return redirect("staff_guidelines")
         old, new = versions[1], versions[0]
-    diff = mark_safe(guideline_diff_html(old=old, new=new))  # noqa: S308 (difflib escapes the text)
+    diff = mark_safe(guideline_diff_html(old=old, new=new))  # noqa: S308 (textdiff escapes the text)
     context = {"old": old, "new": new, "diff": diff, "versions": versions}
     return render(request, "labelapp/staff/guideline_diff.html", context)

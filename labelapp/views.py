@@ -125,7 +125,7 @@ def _ack_context(rater, version: GuidelineVersion) -> dict:
     previous = guideline_last_acknowledged(rater=rater)
     diff = None
     if previous is not None and previous.number < version.number:
-        diff = mark_safe(guideline_diff_html(old=previous, new=version))  # noqa: S308 (difflib escapes)
+        diff = mark_safe(guideline_diff_html(old=previous, new=version))  # noqa: S308 (textdiff escapes)
     return {"current": version, "needs_ack": version, "previous": previous, "diff": diff}
 
 

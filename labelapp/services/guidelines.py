@@ -9,14 +9,13 @@ acknowledgment next.
 
 from __future__ import annotations
 
-import difflib
-
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from labelapp.models import GuidelineAcknowledgment, GuidelineVersion
 from labelapp.services.roles import permission_check
+from labelapp.textdiff import side_by_side
 
 CHANGELOG_MAX = 500
 TITLE_MAX = 200  # GuidelineVersion.title's column
@@ -189,17 +188,9 @@ def guideline_last_acknowledged(*, rater) -> GuidelineVersion | None:
 
 
 def guideline_diff_html(*, old: GuidelineVersion, new: GuidelineVersion) -> str:
-    """A side-by-side diff of two versions' markdown source as an HTML table.
-
-    difflib.HtmlDiff escapes the text itself (&, <, >), so markdown holding `<script>` shows as text.
-    Lines are wrapped so a long paragraph stays readable; only changed parts with context are shown.
-    """
-    differ = difflib.HtmlDiff(tabsize=4, wrapcolumn=60)
-    return differ.make_table(
-        old.text.splitlines(),
-        new.text.splitlines(),
-        fromdesc=f"Version {old.number}",
-        todesc=f"Version {new.number}",
-        context=True,
-        numlines=2,
+    """A side-by-side diff of two versions' markdown source as an HTML table (labelapp/textdiff.py:
+    every character escaped, so markdown holding `<script>` shows as text; only the changed lines with
+    two lines of context; long lines wrap in the stylesheet)."""
+    return side_by_side(
+        old.text, new.text, fromdesc=f"Version {old.number}", todesc=f"Version {new.number}", context=2
     )

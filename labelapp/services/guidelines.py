@@ -9,7 +9,7 @@ acknowledgment next.
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -18,6 +18,7 @@ from labelapp.services.roles import permission_check
 from labelapp.textdiff import side_by_side
 
 CHANGELOG_MAX = 500
+_DRAFT_LOCK = 0x6D2AF7  # pg_advisory_xact_lock key of draft saves (ingest has its own)
 TITLE_MAX = 200  # GuidelineVersion.title's column
 
 
@@ -107,9 +108,12 @@ def _draft_save(*, text: str, author, title: str) -> GuidelineVersion:
     _check_texts(text=text, title=title)
     title = (title or "").strip()
     with transaction.atomic():
-        # Serialise two staff saving at once on the draft row (or on its absence, via the number).
+        # Serialise every draft save: locking the draft row left its absence unguarded, and eight
+        # saves at once with no draft stored four drafts (each took the next number).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_DRAFT_LOCK])
         draft = guideline_draft()
-        if draft is not None:
+        if draft is not None:  # and on its row: a publish at the same time makes it history
             draft = GuidelineVersion.objects.select_for_update().get(pk=draft.pk)
         if draft is None or draft.published_at is not None:
             current = guideline_current()

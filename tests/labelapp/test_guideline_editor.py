@@ -195,3 +195,32 @@ def test_a_cleared_title_is_an_error_that_keeps_the_text(client, staff):
     from labelapp.models import GuidelineVersion
 
     assert not GuidelineVersion.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saves_at_the_same_time_keep_one_draft(make_user, guideline):
+    # With no draft stored, each of 8 concurrent saves created one (4 drafts in a live run): the lock
+    # was on the draft row, and there was none yet.
+    import threading
+
+    from django.db import connections
+
+    editors = [make_user(staff=True) for _ in range(8)]
+    barrier, errors = threading.Barrier(len(editors)), []
+
+    def save(user, n):
+        try:
+            barrier.wait()
+            guideline_draft_save(text=f"Draft text {n}", author=user)
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=save, args=(u, n)) for n, u in enumerate(editors)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert GuidelineVersion.objects.filter(published_at__isnull=True).count() == 1

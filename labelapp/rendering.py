@@ -161,16 +161,18 @@ class _ListsAfterText(Preprocessor):
         return out
 
 
-# Python-Markdown looks for the end of a link from every `[` to the end of its block: a block of
-# 10,000 `[` took 19 s, 20,000 took two minutes. Past this many in one block (prose has a handful;
-# each link or image takes one) the block is shown as typed, as a code block (escaping each `[`
-# instead still cost seconds: one inline substitution per bracket).
+# Python-Markdown's time grows with the square of two things in a block (lines between blank lines):
+# it looks for the end of a link from every `[` to the end of the block (10,000 `[` took 19 s, 20,000
+# two minutes), and it re-joins the rest of a block each time it splits a line off ("-" or "x / ="
+# lines: 25,000 took 19 s). A block past either bound (prose has a handful of brackets and a few dozen
+# lines) is shown as typed, as a code block; escaping each `[` instead still cost seconds.
 MAX_BRACKETS_PER_BLOCK = 200
+MAX_LINES_PER_BLOCK = 2_000
 
 
-class _BracketFlood(Preprocessor):
-    """Show a block (lines between blank lines) that holds more than MAX_BRACKETS_PER_BLOCK `[` as
-    an indented code block: as typed, no inline parsing. Runs after fenced_code (code stays code)."""
+class _Floods(Preprocessor):
+    """Show a block past MAX_BRACKETS_PER_BLOCK `[` or MAX_LINES_PER_BLOCK lines as an indented code
+    block: as typed, no Markdown parsing. Runs after fenced_code (code stays code)."""
 
     def run(self, lines: list[str]) -> list[str]:
         out: list[str] = []
@@ -179,7 +181,8 @@ class _BracketFlood(Preprocessor):
             if line.strip():
                 block.append(line)
                 continue
-            if sum(x.count("[") for x in block) > MAX_BRACKETS_PER_BLOCK:
+            flood = len(block) > MAX_LINES_PER_BLOCK
+            if flood or sum(x.count("[") for x in block) > MAX_BRACKETS_PER_BLOCK:
                 block = ["    " + x for x in block]
             out.extend(block)
             out.append(line)
@@ -190,7 +193,7 @@ class _BracketFlood(Preprocessor):
 class _Lists(Extension):
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Markdown's API name)
         md.preprocessors.register(_ListsAfterText(md), "lists_after_text", 15)
-        md.preprocessors.register(_BracketFlood(md), "bracket_flood", 14)
+        md.preprocessors.register(_Floods(md), "floods", 14)
 
 
 class _Inert(Extension):

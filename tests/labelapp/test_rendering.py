@@ -175,3 +175,8 @@ def test_a_block_flooded_with_brackets_renders_as_typed_in_a_code_block():
     assert "<pre><code>" + "[" * 100 in out
     few = render_markdown(" ".join(f"[{i}](https://example.org/{i})" for i in range(50)))
     assert few.count("<a href=") == 50
+    # a block of 24,000 "x" / "=" lines (setext headings): Python-Markdown re-joined the rest of the
+    # block at each one, 19 s
+    lines = render_markdown("x\n=\n" * 12_000)
+    assert lines.startswith("<pre><code>x\n=\n") and "<h1>" not in lines
+    assert render_markdown("Title\n=====\n\n- a\n- b").startswith("<h1>Title</h1>")

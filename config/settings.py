@@ -30,24 +30,23 @@ class _Env(environ.Env):
     """
 
     def int(self, var, default=environ.Env.NOTSET):
-        if var not in self.ENVIRON:
-            return super().int(var, default=default)
-        raw = self.str(var).strip()
-        try:
-            return int(raw)
-        except ValueError:
-            raise ImproperlyConfigured(f"{var}={raw!r} is not a whole number") from None
+        return self._number(var, default, int, "a whole number")
 
     def float(self, var, default=environ.Env.NOTSET):
+        return self._number(var, default, float, "a finite number (write it as 0.00005 or 5e-5)")
+
+    def _number(self, var, default, kind, what: str):
+        """`var` read by `kind` (int or float), the default when unset; ImproperlyConfigured naming the
+        variable for anything else (for float: nan and inf too)."""
         if var not in self.ENVIRON:
-            return super().float(var, default=default)
+            return self.get_value(var, cast=kind, default=default)  # the default, or environ's error
         raw = self.str(var).strip()
         try:
-            value = float(raw)
+            value = kind(raw)
         except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise ImproperlyConfigured(f"{var}={raw!r} is not a finite number (write it as 0.00005 or 5e-5)")
+            value = None
+        if value is None or (kind is float and not math.isfinite(value)):
+            raise ImproperlyConfigured(f"{var}={raw!r} is not {what}")
         return value
 
 

@@ -20,7 +20,6 @@ back) and may be tried again; it was a 500 with no word of why.
 from __future__ import annotations
 
 import codecs
-import json
 import logging
 import re
 
@@ -68,14 +67,9 @@ def refuse_unsupported_charset(app):
         charset = unsupported_charset(environ.get("CONTENT_TYPE", ""))
         if charset is None:
             return app(environ, start_response)
-        message = BAD_CHARSET.format(charset[:40])
-        if environ.get("PATH_INFO", "").startswith("/api/"):
-            body, content_type = json.dumps({"detail": message}).encode(), "application/json"
-        else:
-            body, content_type = message.encode(), "text/plain; charset=utf-8"
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-        start_response("400 Bad Request", headers)
-        return [body]
+        response = _answer(environ.get("PATH_INFO", ""), BAD_CHARSET.format(charset[:40]), 400)
+        start_response(f"400 {response.reason_phrase}", [*response.items()])
+        return [response.content]
 
     return application
 
@@ -94,13 +88,13 @@ class RefuseNulInQueryMiddleware:
         for name in [n for n, v in request.COOKIES.items() if "\x00" in n or "\x00" in v]:
             del request.COOKIES[name]
         if query_has_nul(request):
-            return _answer(request, NUL_IN_QUERY, 400)
+            return _answer(request.path, NUL_IN_QUERY, 400)
         return self.get_response(request)
 
 
-def _answer(request: HttpRequest, message: str, status: int) -> HttpResponse:
+def _answer(path: str, message: str, status: int) -> HttpResponse:
     """JSON under /api/ (as labelapp/api/errors.py), plain text elsewhere."""
-    if request.path.startswith("/api/"):
+    if path.startswith("/api/"):
         return JsonResponse({"detail": message}, status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
@@ -117,7 +111,7 @@ class DatabaseTimeoutMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, OperationalError) and isinstance(exception.__cause__, QueryCanceled):
             log.warning("statement cancelled on %s %s: %s", request.method, request.path, exception)
-            response = _answer(request, DB_TIMEOUT, 503)
+            response = _answer(request.path, DB_TIMEOUT, 503)
             response["Retry-After"] = "5"
             return response
         return None

@@ -77,24 +77,26 @@ def _with_description(old: str, setting: str, every: int) -> str:
 @dataclass
 class SchedulesReport:
     created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)  # the setting changed, the job was not edited
-    kept: list[str] = field(
-        default_factory=list
-    )  # edited in the admin: its interval differs from the setting
+    # the setting changed and nobody had edited the job's interval
+    updated: list[str] = field(default_factory=list)
+    # edited in the admin: its interval differs from the setting's
+    kept: list[str] = field(default_factory=list)
 
 
 def _interval(every: int) -> IntervalSchedule:
     return IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)[0]
 
 
-def _from_setting(task: PeriodicTask, setting: str) -> int | None:
-    """The interval the job got from `setting` if it still runs at it (not edited since), else None."""
+def _seconds(task: PeriodicTask) -> int | None:
+    """The job's interval in seconds (None: it runs on another kind of schedule)."""
+    interval = task.interval
+    return interval.every if interval is not None and interval.period == IntervalSchedule.SECONDS else None
+
+
+def _unedited(task: PeriodicTask, setting: str) -> bool:
+    """The job still runs at the interval its description says it got from `setting`."""
     mark = _FROM_SETTING.search(task.description or "")
-    if mark is None or mark.group(2) != setting or task.interval is None:
-        return None
-    every = int(mark.group(1))
-    unchanged = task.interval.period == IntervalSchedule.SECONDS and task.interval.every == every
-    return every if unchanged else None
+    return mark is not None and mark.group(2) == setting and _seconds(task) == int(mark.group(1))
 
 
 @transaction.atomic
@@ -120,15 +122,13 @@ def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
             )
             report.created.append(name)
             continue
-        applied = _from_setting(task, setting)
-        seconds = task.interval is not None and task.interval.period == IntervalSchedule.SECONDS
-        current = task.interval.every if seconds else None
-        if applied is None and current != every and not reset:
+        unedited, current = _unedited(task, setting), _seconds(task)
+        if not unedited and current != every and not reset:
             report.kept.append(name)
             continue
         if current != every:
             report.updated.append(name)
-        if current != every or applied is None:
+        if current != every or not unedited:
             task.interval, task.crontab, task.solar, task.clocked = _interval(every), None, None, None
             task.description = _with_description(task.description, setting, every)
             task.save()

@@ -1,4 +1,5 @@
-"""The two hand-written SQL statements of the rating hot path run through here.
+"""The two hand-written SQL statements of the rating hot path run through here, and the
+transaction-scoped advisory lock that serialises a kind of write (imports, guideline drafts).
 
 The claim and the submit are single statements (one round trip, atomic on their own, no explicit
 transaction: see services/assignment.py and services/ratings.py). Their rows become model instances
@@ -27,3 +28,9 @@ def loaded_instance(model, **fields):
     obj._state.adding = False
     obj._state.db = "default"
     return obj
+
+
+def xact_lock(key: int) -> None:
+    """Wait for PostgreSQL's advisory lock `key`, held until the caller's transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])

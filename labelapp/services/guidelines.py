@@ -9,11 +9,12 @@ acknowledgment next.
 
 from __future__ import annotations
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from labelapp.models import GuidelineAcknowledgment, GuidelineVersion
+from labelapp.rawsql import xact_lock
 from labelapp.services.roles import permission_check
 from labelapp.textdiff import side_by_side
 
@@ -110,8 +111,7 @@ def _draft_save(*, text: str, author, title: str) -> GuidelineVersion:
     with transaction.atomic():
         # Serialise every draft save: locking the draft row left its absence unguarded, and eight
         # saves at once with no draft stored four drafts (each took the next number).
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_DRAFT_LOCK])
+        xact_lock(_DRAFT_LOCK)
         draft = guideline_draft()
         if draft is not None:  # and on its row: a publish at the same time makes it history
             draft = GuidelineVersion.objects.select_for_update().get(pk=draft.pk)

@@ -17,9 +17,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from labelapp.models import Prompt, Response
+from labelapp.rawsql import xact_lock
 from labelapp.services.privacy import ScrubResult, merge_counts, scrub
 from labelapp.services.roles import permission_check
 
@@ -370,8 +371,7 @@ def _bool(value: bool) -> str:
 def _lock_ingest() -> None:
     """Serialise every ingest (inside its transaction): the duplicate and external-id checks must see
     the rows other imports are writing right now."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+    xact_lock(_INGEST_LOCK)
 
 
 def _check_answer_ids(answers: list[AnswerIn]) -> None:

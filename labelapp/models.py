@@ -297,9 +297,9 @@ class GuidelineVersion(models.Model):
 
     @property
     def html(self) -> str:
-        from labelapp.rendering import render_markdown
+        from labelapp.rendering import render_guideline
 
-        return render_markdown(self.text)
+        return render_guideline(self.text)
 
 
 class GuidelineAcknowledgment(models.Model):

@@ -13,6 +13,7 @@ and friends), which would reorder the text on screen, are replaced by a visible 
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -227,3 +228,11 @@ def render_markdown(text: str) -> str:
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
     )
+
+
+@functools.lru_cache(maxsize=16)
+def render_guideline(text: str) -> str:
+    """`render_markdown` for guideline texts, remembered per process: every full rating page shows the
+    version in force (about 9 ms for the 6,700-character default, 40 ms at the 50,000-character limit),
+    and a published version never changes. Keyed by the text itself, so an edited draft renders anew."""
+    return render_markdown(text)

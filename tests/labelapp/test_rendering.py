@@ -180,3 +180,14 @@ def test_a_block_flooded_with_brackets_renders_as_typed_in_a_code_block():
     lines = render_markdown("x\n=\n" * 12_000)
     assert lines.startswith("<pre><code>x\n=\n") and "<h1>" not in lines
     assert render_markdown("Title\n=====\n\n- a\n- b").startswith("<h1>Title</h1>")
+
+
+def test_a_guideline_renders_once_per_text_and_again_when_the_text_changes():
+    from labelapp.models import GuidelineVersion
+
+    version = GuidelineVersion(number=99, title="t", text="# Rules\n\nPrefer *concise* answers.")
+    first = version.html
+    assert "<em>concise</em>" in first
+    assert version.html is first  # the full rating page shows it on every load: rendered once
+    version.text = "# Rules\n\nPrefer **complete** answers."
+    assert "<strong>complete</strong>" in version.html

@@ -73,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="answers per training prompt a turn (0 = the size's 4); the rater judges every pair of them, "
         "so 8 gives 28 judgments a prompt instead of 6",
     )  # fmt: skip
+    p.add_argument(
+        "--ppo-batch", type=int, default=0,
+        help="answers per PPO update (0 = the size's 8); the round keeps its number of updates and of "
+        "minibatches, so a larger batch averages each gradient step over more answers",
+    )  # fmt: skip
     p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct (GGUF)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "loop_sim")
     p.add_argument("--out", type=Path, default=OUT / "loop_sim.json")
@@ -395,6 +400,11 @@ def main(argv=None) -> int:
             print("--answers-per-prompt needs at least 2 answers to make a pair")
             return 2
         s["answers_per_prompt"] = args.answers_per_prompt
+    if args.ppo_batch:
+        if args.ppo_batch < 2:
+            print("--ppo-batch needs at least 2 answers (two minibatches)")
+            return 2
+        s["batch"] = args.ppo_batch
     rows = []
     for seed in args.seeds:
         one = argparse.Namespace(**(vars(args) | {"seed": seed, "workdir": args.workdir / f"seed-{seed}"}))

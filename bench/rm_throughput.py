@@ -62,7 +62,9 @@ def peak_rss_mb() -> float:
 
 
 def read_pairs(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from rewardtrainer.data import jsonl_lines
+
+    return [json.loads(line) for line in jsonl_lines(path.read_text(encoding="utf-8")) if line.strip()]
 
 
 # --- workers (each runs in its own process) ---------------------------------------------------------------

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,17 @@ _ANSWER_SLOT = "\u2063ANSWER\u2063"
 
 class DataError(ValueError):
     """The preference data cannot be used (malformed file, no pairs, nothing to learn from)."""
+
+
+# Only CR and LF end a JSONL line: JSON allows U+2028, U+0085 and the like unescaped inside strings
+# (str.splitlines() split there, and a valid line came back as two malformed ones). CR and LF cannot
+# be inside a JSON string, so splitting at them never breaks a value.
+_JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text, split where JSON allows a line to end (CR, LF, CRLF) and nowhere else."""
+    return _JSONL_LINE_END.split(text)
 
 
 @dataclass

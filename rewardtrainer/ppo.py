@@ -64,6 +64,7 @@ from .checkpoint import (
     save_checkpoint,
     validate_checkpoint,
 )
+from .data import DataError, jsonl_lines
 from .devices import enable_checkpointing, pick_device
 from .sampling import (
     GenerationStopped,
@@ -1087,11 +1088,24 @@ def watch_metrics(
 # --- CLI ----------------------------------------------------------------------------------------------------
 
 
-def _read_prompts(path: str) -> list[str]:
-    text = Path(path).read_text(encoding="utf-8")
-    if path.endswith(".jsonl"):
-        return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
-    return [line for line in text.splitlines() if line.strip()]
+def read_prompts(path: str) -> list[str]:
+    """The prompts of a file: JSONL with a "prompt" field (the app's export, a TRL dataset) when the
+    name ends in .jsonl, else one prompt a line. Lines end at CR or LF only: the export writes U+2028
+    unescaped inside strings, where str.splitlines() cut a valid line in two."""
+    lines = [(n, line) for n, line in enumerate(jsonl_lines(Path(path).read_text(encoding="utf-8")), 1)]
+    lines = [(n, line) for n, line in lines if line.strip()]
+    if not path.endswith(".jsonl"):
+        return [line for _, line in lines]
+    prompts = []
+    for n, line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise DataError(f"{path}: line {n}: no text field 'prompt'")
+        prompts.append(row["prompt"])
+    return prompts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1119,8 +1133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         lora=args.lora,
         device=args.device,
     )
+    try:
+        prompts = read_prompts(args.prompts)
+    except (OSError, UnicodeDecodeError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     scorer = RewardScorer.from_pretrained(args.reward_model)
-    result = train_ppo(_read_prompts(args.prompts), scorer, config, args.out, progress=lambda r: None)
+    result = train_ppo(prompts, scorer, config, args.out, progress=lambda r: None)
     print(json.dumps(result.metrics, indent=2, default=float))
     return 0
 

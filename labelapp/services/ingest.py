@@ -23,6 +23,7 @@ from labelapp.models import Prompt, Response
 from labelapp.rawsql import xact_lock
 from labelapp.services.privacy import ScrubResult, merge_counts, scrub
 from labelapp.services.roles import permission_check
+from rewardtrainer.data import jsonl_lines
 
 PROMPT_FIELDS = {"text", "source", "consent", "external_id", "category", "answers"}
 REQUIRED_FIELDS = {"text", "source", "consent"}
@@ -36,10 +37,6 @@ MAX_PROMPTS_PER_REQUEST = 10_000
 # One lock id for every ingest: dedup by hash must see rows other imports are writing right now.
 _INGEST_LOCK = 0x1A9E57
 _WS = re.compile(r"\s+")
-# Only CR and LF end a JSONL line: JSON allows U+2028, U+0085 and the like unescaped inside strings
-# (str.splitlines() split there, and a valid line came back as two malformed ones). CR and LF cannot
-# be inside a JSON string, so splitting at them never breaks a value.
-_JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class IngestError(ValueError):
@@ -182,11 +179,6 @@ def parse_prompt(obj) -> PromptIn:
         category=_short(obj.get("category"), "category", 32, required=False),
         answers=answers,
     )
-
-
-def jsonl_lines(text: str) -> list[str]:
-    """The lines of a JSONL text, split where JSON allows a line to end (CR, LF, CRLF) and nowhere else."""
-    return _JSONL_LINE_END.split(text)
 
 
 def parse_jsonl(text: str) -> list[PromptIn]:

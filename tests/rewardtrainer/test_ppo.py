@@ -455,3 +455,22 @@ def test_a_round_cancelled_while_it_samples_stops_and_resumes_from_its_last_upda
     assert resumed.resumed_from_update == 2 and resumed.updates == 4
     for a, b in zip(straight.history, resumed.history, strict=True):
         assert a["reward_raw"] == pytest.approx(b["reward_raw"], rel=1e-4, abs=1e-5)
+
+
+def test_the_prompt_reader_takes_the_apps_export_with_line_separators_inside_strings(tmp_path):
+    # The app's JSONL export writes U+2028 unescaped (ensure_ascii=False); str.splitlines() cut
+    # such a line in two and the command failed with "Unterminated string".
+    rows = [{"prompt": "first\u2028line", "chosen": "a", "rejected": "b"}, {"prompt": "second\u0085"}]
+    path = tmp_path / "export.jsonl"
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert ppo.read_prompts(str(path)) == ["first\u2028line", "second\u0085"]
+    text = tmp_path / "prompts.txt"
+    text.write_text("one\u2028still one\n\ntwo\n", encoding="utf-8")
+    assert ppo.read_prompts(str(text)) == ["one\u2028still one", "two"]
+
+
+def test_the_ppo_command_names_a_bad_prompt_line_instead_of_a_traceback(tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n', encoding="utf-8")
+    assert ppo.main(["--prompts", str(path), "--reward-model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "line 2: no text field 'prompt'" in capsys.readouterr().err

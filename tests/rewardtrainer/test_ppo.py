@@ -472,5 +472,6 @@ def test_the_prompt_reader_takes_the_apps_export_with_line_separators_inside_str
 def test_the_ppo_command_names_a_bad_prompt_line_instead_of_a_traceback(tmp_path, capsys):
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n', encoding="utf-8")
-    assert ppo.main(["--prompts", str(path), "--reward-model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    argv = ["--prompts", str(path), "--reward-model", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert ppo.main(argv) == 2
     assert "line 2: no text field 'prompt'" in capsys.readouterr().err

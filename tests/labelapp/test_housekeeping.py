@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from labelapp.models import Assignment, QueueSnapshot
+from labelapp.models import Assignment, Comparison, Prompt, QueueSnapshot
 from labelapp.services.assignment import assignment_next
-from labelapp.services.queue import queue_housekeeping
+from labelapp.services.queue import queue_figures, queue_housekeeping
 from labelapp.services.schedules import (
     QUEUE_HOUSEKEEPING,
     REWARD_MODEL_CHECK,
@@ -29,6 +29,20 @@ def test_it_releases_expired_leases_and_records_figures(rater, other_rater, acke
     assert (snap.released, snap.pending, snap.leased, snap.done) == (1, 1, 1, 0)
     a.refresh_from_db()
     assert a.status == "expired"
+
+
+def test_pending_counts_only_what_raters_can_be_served(rater, make_comparison):
+    # Gold pairs, repeats not yet due and withheld prompts showed on the staff home as pending work
+    # that no rater could claim.
+    make_comparison(required_ratings=3)
+    make_comparison(prompt_text="gold", kind=Comparison.Kind.GOLD, required_ratings=3)
+    withheld = make_comparison(prompt_text="held", required_ratings=2)
+    Prompt.objects.filter(pk=withheld.prompt_id).update(withheld=True)
+    soon = timezone.now() + timedelta(hours=1)
+    for when in (soon, timezone.now() - timedelta(minutes=1)):
+        c = make_comparison(prompt_text=f"repeat {when}", kind=Comparison.Kind.REPEAT)
+        Comparison.objects.filter(pk=c.pk).update(repeat_for=rater, available_at=when)
+    assert queue_figures()["pending"] == 3 + 1
 
 
 @pytest.mark.django_db

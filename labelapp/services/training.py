@@ -784,7 +784,10 @@ def run_execute_guarded(
         _finish(run, TrainingRun.Status.FAILED, error=f"Gave up after {run.max_attempts} attempts.")
         return TrainingRun.Status.FAILED
     try:
-        return execute(run)
+        try:
+            return execute(run)
+        finally:
+            _drop_broken_connection()
     except AttemptSuperseded as exc:  # the run is another attempt's now: nothing of this one lands
         log.warning("%s %s: %s; stopped without writing", label, run.pk, exc)
         return "superseded"
@@ -815,6 +818,15 @@ def run_execute_guarded(
         log.exception("%s %s failed", label, run.pk)
         _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         return TrainingRun.Status.FAILED
+
+
+def _drop_broken_connection() -> None:
+    """Close this thread's database connection if an error left it unusable, so that the next query
+    (the run's own bookkeeping) opens a new one. Django does not reconnect inside a task: after a
+    dropped connection the transient-error handler's first UPDATE failed on the dead one, and the run
+    stayed `running` with nothing behind it until the heartbeat went stale."""
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
 
 
 def training_run_execute(*, run_id: int, worker: str = "") -> str:

@@ -216,6 +216,32 @@ def test_prompts_flagged_for_personal_data_train_only_once_reviewed(
     assert snapshot["n_awaiting_review"] == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_really_dropped_connection_requeues_the_run(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    # A stub OperationalError leaves the connection healthy; a real drop left it dead, the handler's
+    # first UPDATE failed on it, and the run stayed `running` with nothing running it.
+    import psycopg
+    from django.db import connection
+
+    _rate_many(make_user, 12)
+
+    def dropped(*args, **kwargs):
+        pid = connection.cursor().connection.info.backend_pid
+        dsn = connection.get_connection_params()
+        with psycopg.connect(**{k: v for k, v in dsn.items() if k != "cursor_factory"}, autocommit=True) as c:
+            c.execute("SELECT pg_terminate_backend(%s)", [pid])
+        TrainingRun.objects.count()  # the worker's next query meets the dead connection
+
+    monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", dropped)
+    run = training.training_run_request(trigger="manual", force=True)
+    with pytest.raises(training.TransientTrainingError):
+        training.training_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "queued" and run.worker == "" and "Retrying" in run.error
+
+
 @pytest.mark.django_db
 def test_transient_errors_retry_then_fail_after_max_attempts(
     tiny_settings, guideline, make_user, enqueued, monkeypatch

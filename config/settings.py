@@ -206,8 +206,13 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = False  # per task: training tasks set acks_late=True themselves
 # Longer than the longest training run, or Redis redelivers a run that is still going.
+# Bounded socket waits: a Redis that accepts connections but never answers (stopped, a network
+# partition) hung the request that queues a run with no limit; the worker's BRPOP polls every second,
+# well inside them.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600),
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

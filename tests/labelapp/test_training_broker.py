@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -173,3 +176,35 @@ def test_the_policy_check_resends_a_lost_policy_round_itself(settings):
         assert run.sent_at is not None and client.llen(name) == 1
     finally:
         client.delete(name)
+
+
+@contextlib.contextmanager
+def frozen_redis():
+    """A port that accepts connections and never answers: a stopped (SIGSTOP) or partitioned Redis."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        server.close()
+
+
+def test_a_broker_that_never_answers_is_unavailable_within_seconds():
+    # Only the connect was bounded: the ping waited for ever, and so did the request queueing a run.
+    outcome = []
+
+    def check():
+        try:
+            training.broker_check()
+            outcome.append("answered")
+        except training.BrokerUnavailable as exc:
+            outcome.append(exc)
+
+    with frozen_redis() as url, broker(url):
+        started = time.monotonic()
+        worker = threading.Thread(target=check, daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+        assert outcome and isinstance(outcome[0], training.BrokerUnavailable), outcome
+        assert time.monotonic() - started < 30

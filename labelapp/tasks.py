@@ -53,10 +53,21 @@ def execute_reward_model_run(self, run_id: int) -> str:
     from labelapp.services.training import TransientTrainingError, training_run_execute
 
     try:
-        return training_run_execute(run_id=run_id, worker=self.request.hostname or "")
+        return training_run_execute(
+            run_id=run_id, worker=self.request.hostname or "", task_id=self.request.id or ""
+        )
     except TransientTrainingError as exc:
         # Only named transient errors get here; the run is already back to `queued`.
         raise self.retry(exc=exc, countdown=30) from exc
+
+
+@shared_task(name="labelapp.tasks.decide_reward_model", acks_late=True)
+def decide_reward_model(version_id: int) -> bool | None:
+    """The activation decision on a reward model version whose run succeeded but whose decision never
+    ran (re-sent by the beat's check, on the reward-model queue: it loads both models)."""
+    from labelapp.services.training import reward_model_decide_pending
+
+    return reward_model_decide_pending(version_id=version_id)
 
 
 @shared_task(name="labelapp.tasks.policy_check")
@@ -81,7 +92,9 @@ def ppo_round(self, run_id: int) -> str:
     from labelapp.services.training import TransientTrainingError
 
     try:
-        return policy_run_execute(run_id=run_id, worker=self.request.hostname or "")
+        return policy_run_execute(
+            run_id=run_id, worker=self.request.hostname or "", task_id=self.request.id or ""
+        )
     except TransientTrainingError as exc:
         raise self.retry(exc=exc, countdown=30) from exc
 

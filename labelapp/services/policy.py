@@ -269,9 +269,18 @@ def policy_auto_reject() -> list[PolicyVersion]:
 
 
 def policy_weights_path(version: PolicyVersion) -> str:
-    """The folder (or name) whose weights a version samples with: best-of-n versions use their parent's."""
+    """The folder (or name) whose weights a version samples with: best-of-n versions use their parent's.
+    PolicyError when a trained version's folder is gone: loading it failed with transformers' "Repo id
+    must be in the form..." about a path, naming neither the version nor what was missing."""
+    asked = version
     while version.kind == PolicyVersion.Kind.BEST_OF_N and version.parent_id:
         version = version.parent
+    if version.artifact_path and not Path(version.artifact_path).exists():
+        via = f", whose weights v{asked.number} samples with," if asked.pk != version.pk else ""
+        raise PolicyError(
+            f"policy v{version.number}{via} has lost its weights: the folder {version.artifact_path} is "
+            "missing. Restore it, or reject the version on its page so that rounds start from another."
+        )
     return version.artifact_path or settings.POLICY["MODEL"]
 
 
@@ -371,9 +380,9 @@ def policy_check_and_start() -> TrainingRun | None:
 # --- executing rounds --------------------------------------------------------------------------------------
 
 
-def policy_run_execute(*, run_id: int, worker: str = "") -> str:
+def policy_run_execute(*, run_id: int, worker: str = "", task_id: str = "") -> str:
     """Claim and execute a queued policy round. Returns the final status, or 'not-claimed' for a no-op."""
-    run = run_claim(run_id=run_id, worker=worker, kinds=POLICY_KINDS)
+    run = run_claim(run_id=run_id, worker=worker, kinds=POLICY_KINDS, task_id=task_id)
     if run is None:
         log.info("policy round %s not claimed (already taken or finished)", run_id)
         return "not-claimed"

@@ -57,6 +57,7 @@ from django.db.models import BigIntegerField, Case, F, Max, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Now
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from labelapp.models import EvalSetRating, Rating, RewardModelVersion, TrainingRun
 from labelapp.services.roles import permission_check
@@ -443,7 +444,8 @@ def _send(run_id: int) -> bool:
     except _broker_errors() as exc:
         log.warning("could not send run %s to the broker (%s); recovery will re-send it", run_id, exc)
         return False
-    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(sent_at=timezone.now())
+    # whatever its status: a worker may have claimed it already (then a NULL would read "never sent")
+    TrainingRun.objects.filter(pk=run_id).update(sent_at=timezone.now())
     return True
 
 
@@ -540,6 +542,7 @@ def training_check_and_start() -> TrainingRun | None:
     """The periodic job: recover dead runs, re-send lost messages, start a run if enough new ratings."""
     training_recover_stale()
     training_resend_queued()
+    reward_model_decisions_resend()
     try:
         return training_run_request(trigger="beat")
     except BrokerUnavailable as exc:
@@ -745,21 +748,32 @@ def _finish(run: TrainingRun, status: str, **fields) -> None:
     run_owned(run).update(status=status, finished_at=timezone.now(), **fields)
 
 
-def run_claim(*, run_id: int, worker: str = "", kinds=None) -> TrainingRun | None:
+def run_claim(*, run_id: int, worker: str = "", kinds=None, task_id: str = "") -> TrainingRun | None:
     """Claim a queued run (of one of `kinds`, any kind when None) with a conditional UPDATE.
 
     One row updated means this worker owns the run; None means it was already taken or finished (a
-    redelivered task), which the caller treats as a no-op. Shared by every kind of run.
+    duplicate message: a re-send, a second beat), which the caller treats as a no-op. Shared by every
+    kind of run.
+
+    A running run is taken over by the message that started it (`task_id`), delivered again: the
+    tasks are acks_late with reject_on_worker_lost, so Celery hands a message back only when the
+    process running it died (the OOM killer took the pool child). That message was dropped as "already
+    taken", and the run stayed `running` with nothing behind it until its heartbeat went stale. The
+    takeover counts an attempt, and fencing (`run_owned`) stops the old attempt should it still live.
     """
-    queued = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED)
+    claimable = Q(status=TrainingRun.Status.QUEUED)
+    if task_id:
+        claimable |= Q(status=TrainingRun.Status.RUNNING, task_id=task_id)
+    runs = TrainingRun.objects.filter(claimable, pk=run_id)
     if kinds is not None:
-        queued = queued.filter(kind__in=kinds)
-    claimed = queued.update(
+        runs = runs.filter(kind__in=kinds)
+    claimed = runs.update(
         status=TrainingRun.Status.RUNNING,
         attempts=F("attempts") + 1,
         started_at=Coalesce(F("started_at"), Now()),
         heartbeat_at=Now(),  # the database's clock, as recovery reads it (training_recover_stale)
         worker=worker,
+        task_id=task_id,
     )
     return TrainingRun.objects.get(pk=run_id) if claimed == 1 else None
 
@@ -829,9 +843,9 @@ def _drop_broken_connection() -> None:
         connection.close_if_unusable_or_obsolete()
 
 
-def training_run_execute(*, run_id: int, worker: str = "") -> str:
+def training_run_execute(*, run_id: int, worker: str = "", task_id: str = "") -> str:
     """Claim and execute a queued run. Returns the final status, or 'not-claimed' for a no-op."""
-    run = run_claim(run_id=run_id, worker=worker, kinds=(TrainingRun.Kind.REWARD_MODEL,))
+    run = run_claim(run_id=run_id, worker=worker, kinds=(TrainingRun.Kind.REWARD_MODEL,), task_id=task_id)
     if run is None:
         log.info("training run %s not claimed (already taken, finished or not a reward model run)", run_id)
         return "not-claimed"
@@ -1141,6 +1155,62 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
     return ok
 
 
+DECISION_PENDING = "decision_pending_since"
+DECIDING_NOTE = "Deciding: to be scored on the frozen evaluation set against the active version."
+
+
+def reward_model_decisions_resend(*, now=None) -> list[int]:
+    """Send the activation decision again for versions still waiting for it HEARTBEAT_TIMEOUT_SECONDS
+    after their run succeeded (or after the last re-send): a worker killed between the run's success
+    commit and the decision left the version undecided for ever, and the loop never moved on to it.
+    One conditional UPDATE per version, so two beats at once send it once."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"])
+    sent = []
+    # not activated by hand meanwhile (that prepends a line to the note)
+    waiting = RewardModelVersion.objects.filter(
+        eval_set_metrics__has_key=DECISION_PENDING, is_active=False, activation_note=DECIDING_NOTE
+    )
+    for pk, figures in waiting.values_list("pk", "eval_set_metrics"):
+        since = parse_datetime(str(figures.get(DECISION_PENDING)))
+        if since is not None and since > cutoff:
+            continue
+        claimed = RewardModelVersion.objects.filter(pk=pk, eval_set_metrics=figures).update(
+            eval_set_metrics={DECISION_PENDING: now.isoformat()}
+        )
+        if claimed and _send_decision(pk):
+            sent.append(pk)
+    return sent
+
+
+def _send_decision(version_id: int) -> bool:
+    from labelapp import tasks
+
+    try:
+        tasks.decide_reward_model.apply_async(
+            args=[version_id], queue=settings.TRAINING["QUEUE"], retry=False
+        )
+    except _broker_errors() as exc:
+        log.warning(
+            "could not send the decision on version %s (%s); the next check tries again", version_id, exc
+        )
+        return False
+    return True
+
+
+def reward_model_decide_pending(*, version_id: int) -> bool | None:
+    """The re-sent decision (task `decide_reward_model`): decide unless decided meanwhile (None)."""
+    version = RewardModelVersion.objects.filter(
+        pk=version_id,
+        eval_set_metrics__has_key=DECISION_PENDING,
+        is_active=False,
+        activation_note=DECIDING_NOTE,
+    ).first()
+    if version is None:
+        return None
+    return reward_model_decide(version=version, device=settings.TRAINING.get("DEVICE") or None)
+
+
 def reward_model_decide(*, version: RewardModelVersion, device: str | None = None) -> bool:
     """`reward_model_safe_activate` for a run that has succeeded: an error there (a model that will not
     load, a lost connection) leaves the version inactive with the reason on its page instead of no
@@ -1154,7 +1224,9 @@ def reward_model_decide(*, version: RewardModelVersion, device: str | None = Non
             "activate it by hand, or the next run decides again."
         )
         with contextlib.suppress(Exception):  # the database may be what failed
-            RewardModelVersion.objects.filter(pk=version.pk).update(activation_note=note[:2000])
+            RewardModelVersion.objects.filter(pk=version.pk).update(
+                activation_note=note[:2000], eval_set_metrics={"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            )
         return False
 
 
@@ -1189,6 +1261,9 @@ def _record_version(run: TrainingRun, result, baseline) -> RewardModelVersion:
         metrics={**_scalars(result.metrics), **extra},
         plots=_plots(result, baseline),
         baseline_metrics=_scalars(baseline.metrics) if baseline is not None else {},
+        # Replaced by the decision's figures and reason; left standing if the worker dies before it.
+        eval_set_metrics={DECISION_PENDING: timezone.now().isoformat()},
+        activation_note=DECIDING_NOTE,
     )
 
 

@@ -384,6 +384,20 @@ def test_a_missing_reward_model_folder_fails_the_round_with_a_message(loop, tmp_
     assert "folder" in run.error and "missing" in run.error
 
 
+def test_a_parent_policy_whose_weights_are_gone_fails_the_round_naming_the_version(loop, tmp_path):
+    # It failed with transformers' "Repo id must be in the form 'repo_name'..." about the path.
+    v1 = PolicyVersion.objects.create(
+        number=1, kind="ppo", parent=policy.policy_base(), artifact_path=str(tmp_path / "gone")
+    )
+    v2 = PolicyVersion.objects.create(number=2, kind="best_of_n", parent=v1)
+    with pytest.raises(policy.PolicyError, match="policy v1, whose weights v2 samples with, has lost"):
+        policy.policy_weights_path(v2)
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert "has lost its weights" in run.error and str(tmp_path / "gone") in run.error
+
+
 def _second_reward_model(loop) -> RewardModelVersion:
     run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
     return RewardModelVersion.objects.create(number=2, run=run, artifact_path=loop.artifact_path)

@@ -216,6 +216,45 @@ def test_prompts_flagged_for_personal_data_train_only_once_reviewed(
     assert snapshot["n_awaiting_review"] == 0
 
 
+@pytest.mark.django_db
+def test_a_worker_killed_before_the_activation_decision_has_it_sent_again(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch
+):
+    # kill -9 between the run's success commit and the decision left the version undecided for ever:
+    # recovery only looked at running runs, and the loop never moved on to the version.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp import tasks
+
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "EVAL_SET_PERCENT": 30, "EVAL_SET_MIN_PAIRS": 1}
+    _rate_many(make_user, 12)
+    real_decide = training.reward_model_decide
+    monkeypatch.setattr(training, "reward_model_decide", lambda **kwargs: None)  # the worker dies here
+    run = training.training_run_request(trigger="manual", force=True)
+    assert training.training_run_execute(run_id=run.pk) == TrainingRun.Status.SUCCEEDED
+    monkeypatch.setattr(training, "reward_model_decide", real_decide)
+    version = RewardModelVersion.objects.get()
+    assert version.activation_note.startswith("Deciding") and not version.is_active
+
+    sent = []
+    monkeypatch.setattr(
+        tasks.decide_reward_model, "apply_async", lambda args, **kw: sent.append((args, kw["queue"]))
+    )
+    assert training.reward_model_decisions_resend() == []  # the worker may still be deciding
+    later = timezone.now() + timedelta(seconds=tiny_settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"] + 1)
+    assert training.reward_model_decisions_resend(now=later) == [version.pk]
+    assert training.reward_model_decisions_resend(now=later) == []  # a second beat at once: sent once
+    assert sent == [([version.pk], tiny_settings.TRAINING["QUEUE"])]
+
+    tasks.decide_reward_model(version.pk)  # what the worker on the reward-model queue runs
+    version.refresh_from_db()
+    assert "n_pairs" in version.eval_set_metrics and not version.activation_note.startswith("Deciding")
+    assert tasks.decide_reward_model(version.pk) is None  # decided: a duplicate message does nothing
+    assert training.reward_model_decisions_resend(now=later + timedelta(hours=1)) == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_really_dropped_connection_requeues_the_run(
     tiny_settings, guideline, make_user, enqueued, monkeypatch

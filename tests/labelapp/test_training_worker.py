@@ -40,9 +40,9 @@ def _wait(predicate, timeout: float, what: str, proc=None):
     raise AssertionError(f"timed out waiting for {what}:\n{out}")
 
 
-def test_a_killed_worker_resumes_the_run_from_its_checkpoint(
-    settings, tiny_backbone, tmp_path, guideline, make_user, celery_worker_process
-):
+def _long_run_setup(settings, tiny_backbone, tmp_path, make_user) -> tuple[str, dict]:
+    """A private queue and a reward-model run long enough to be killed mid-way (40 epochs of 40 pairs,
+    a checkpoint every 10 steps), as the test settings and as the worker's environment."""
     from tests.labelapp.test_training import _rate_many
 
     queue = f"test-gpu-{os.getpid()}"
@@ -72,33 +72,62 @@ def test_a_killed_worker_resumes_the_run_from_its_checkpoint(
         "OMP_NUM_THREADS": "1",
     }
     _rate_many(make_user, 40)
-    name = f"{queue}@%h"
+    return queue, env
 
-    worker = celery_worker_process(queue=queue, name=name, extra_env=env)
-    run = training.training_run_request(trigger="manual", force=True)
-    assert run is not None
 
-    def progressed_past_a_checkpoint():
-        r = TrainingRun.objects.get(pk=run.pk)
-        return r.status == "running" and (r.progress_detail.get("step") or 0) >= 25
+def _past_a_checkpoint(run):
+    r = TrainingRun.objects.get(pk=run.pk)
+    return r.status == "running" and (r.progress_detail.get("step") or 0) >= 25
 
-    _wait(progressed_past_a_checkpoint, 120, "the run to pass a checkpoint", worker)
-    os.killpg(worker.pid, signal.SIGKILL)  # the whole worker, pool child included: no goodbye
-    worker.wait(timeout=30)
-    run.refresh_from_db()
-    assert run.status == "running" and run.attempts == 1  # the database still believes it runs
 
-    celery_worker_process(queue=queue, name=name, extra_env=env)  # same node name: it recovers its runs
+def _resumed_once(run, timeout: float, proc=None):
     finished = _wait(
         lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(),
-        240,
+        timeout,
         "the run",
+        proc,
     )
     assert finished.status == "succeeded", finished.error
     assert finished.attempts == 2
     assert TrainingRun.objects.count() == 1  # no second run
     assert finished.metrics.get("resumed_from_step", 0) >= 10
     assert RewardModelVersion.objects.get().run_id == run.pk
+
+
+def test_a_killed_worker_resumes_the_run_from_its_checkpoint(
+    settings, tiny_backbone, tmp_path, guideline, make_user, celery_worker_process
+):
+    queue, env = _long_run_setup(settings, tiny_backbone, tmp_path, make_user)
+    name = f"{queue}@%h"
+
+    worker = celery_worker_process(queue=queue, name=name, extra_env=env)
+    run = training.training_run_request(trigger="manual", force=True)
+    assert run is not None
+
+    _wait(lambda: _past_a_checkpoint(run), 120, "the run to pass a checkpoint", worker)
+    os.killpg(worker.pid, signal.SIGKILL)  # the whole worker, pool child included: no goodbye
+    worker.wait(timeout=30)
+    run.refresh_from_db()
+    assert run.status == "running" and run.attempts == 1  # the database still believes it runs
+
+    celery_worker_process(queue=queue, name=name, extra_env=env)  # same node name: it recovers its runs
+    _resumed_once(run, 240)
+
+
+def test_a_pool_process_killed_alone_has_its_run_resumed_by_the_same_worker(
+    settings, tiny_backbone, tmp_path, guideline, make_user, celery_worker_process
+):
+    # What the OOM killer does: the pool child dies, the worker lives and hands the message back. It
+    # was dropped as "already taken" and the run stayed `running` until its heartbeat went stale
+    # (RM_HEARTBEAT_TIMEOUT, 300 s by default, and only with a beat running; there is none here).
+    queue, env = _long_run_setup(settings, tiny_backbone, tmp_path, make_user)
+    worker = celery_worker_process(queue=queue, name=f"{queue}@%h", extra_env=env)
+    run = training.training_run_request(trigger="manual", force=True)
+    _wait(lambda: _past_a_checkpoint(run), 120, "the run to pass a checkpoint", worker)
+    children = [int(p) for p in open(f"/proc/{worker.pid}/task/{worker.pid}/children").read().split()]
+    assert len(children) == 1, children  # --concurrency 1: the one pool process running the task
+    os.kill(children[0], signal.SIGKILL)
+    _resumed_once(run, 240, worker)
 
 
 def test_a_hung_run_is_ended_and_its_pool_process_restarted(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.models import TrainingRun
-from labelapp.services.training import TransientTrainingError
+from labelapp.services.training import TransientTrainingError, run_queue
 
 RETRY_PAUSE_SECONDS = 5.0
 
@@ -18,7 +18,8 @@ def run_queued_or_here(
     """Without --sync: say where to follow the queued run. With it: execute the run in this process,
     print its status, error and metrics, and fail the command unless it succeeded."""
     if not sync:
-        command.stdout.write(f"a Celery worker on queue 'gpu' will pick it up; follow it at {page}")
+        queue = run_queue(run.kind)
+        command.stdout.write(f"a Celery worker on queue '{queue}' will pick it up; follow it at {page}")
         return
     status = _execute_with_retries(command, run, execute)
     run.refresh_from_db()
@@ -34,7 +35,7 @@ def _execute_with_retries(command: BaseCommand, run: TrainingRun, execute: Calla
     """Execute here, and after a transient error (the run is queued again) claim it again here, as the
     Celery task would retry it, until it ends or its attempts are used up: the command ended in a
     traceback and left the run queued, blocking every new run until the periodic re-send found a
-    worker on queue 'gpu', or until staff cancelled it where there was none."""
+    worker on its queue, or until staff cancelled it where there was none."""
     while True:
         try:
             return execute(run_id=run.pk, worker="manage.py")

@@ -428,9 +428,13 @@ def _task_for(kind: str):
     recovery, so it must never hand a policy round to the reward-model task (which would fail it)."""
     from labelapp import tasks
 
-    if kind == TrainingRun.Kind.REWARD_MODEL:
-        return tasks.execute_reward_model_run, settings.TRAINING["QUEUE"]
-    return tasks.ppo_round, settings.POLICY["QUEUE"]
+    task = tasks.execute_reward_model_run if kind == TrainingRun.Kind.REWARD_MODEL else tasks.ppo_round
+    return task, run_queue(kind)
+
+
+def run_queue(kind: str) -> str:
+    """The Celery queue whose worker executes a run of `kind` (RM_QUEUE, POLICY_QUEUE)."""
+    return settings.TRAINING["QUEUE"] if kind == TrainingRun.Kind.REWARD_MODEL else settings.POLICY["QUEUE"]
 
 
 def _send(run_id: int) -> bool:

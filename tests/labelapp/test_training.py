@@ -539,6 +539,21 @@ def test_the_command_checks_like_the_schedule_and_trains_with_now(
 
 
 @pytest.mark.django_db
+def test_the_command_names_the_queue_the_run_went_to(tiny_settings, guideline, make_user, enqueued):
+    # It always said queue 'gpu', also where RM_QUEUE names another: whoever looked for the worker
+    # that never came looked at the wrong queue.
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _rate_many(make_user, 12)
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "QUEUE": "rm-big"}
+    out = StringIO()
+    call_command("train_reward_model", "--now", stdout=out)
+    assert "on queue 'rm-big' will pick it up" in out.getvalue() and len(enqueued) == 1
+
+
+@pytest.mark.django_db
 def test_the_command_does_not_blame_a_running_policy_round(settings):
     """A running PPO round does not hold the reward model's slot, yet the command said "Run #N is
     already running; one run at a time." (it looked for an active run of any kind) instead of why it

@@ -1162,6 +1162,9 @@ def policy_sample_demo(*, limit: int = 20, device: str | None = None, seed: int 
         # Generation took minutes: a prompt deleted since failed the whole command at commit, and one
         # whose consent was withdrawn (or that staff withheld) since was put in front of raters.
         _, servable = _lock_round_prompts(prompts)
+        # A second `sample_policy` started meanwhile chose the same prompts; the lock above made this
+        # one wait for its commit, and what it stored stands (a duplicate failed the whole command).
+        servable -= set(done.filter(prompt_id__in=servable).values_list("prompt_id", flat=True))
         for k, prompt in enumerate(prompts):
             if prompt.pk not in servable:
                 continue

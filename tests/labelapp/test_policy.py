@@ -1083,6 +1083,27 @@ def test_sample_policy_skips_prompts_deleted_or_withdrawn_while_it_generated(loo
     assert set(Comparison.objects.values_list("prompt", flat=True)) == {third.pk}
 
 
+def test_two_sample_policy_commands_at_once_store_each_prompt_once(loop, monkeypatch, capsys):
+    # Both read "not answered yet" before generating; the second to store died on the unique
+    # constraint policy_sample_once with a traceback.
+    from rewardtrainer.sampling import HFGenerator
+
+    generate, calls = HFGenerator.generate, []
+
+    def and_another_command_meanwhile(self, *args, **kwargs):
+        out = generate(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            call_command("sample_policy", "--limit", "2")  # started later, finished first
+        return out
+
+    monkeypatch.setattr(HFGenerator, "generate", and_another_command_meanwhile)
+    call_command("sample_policy", "--limit", "2")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("0 comparisons")
+    v0 = PolicyVersion.objects.get(number=0)
+    assert v0.samples.filter(split="demo").values("prompt").distinct().count() == 2
+
+
 def test_a_round_cancelled_while_it_generates_stops_there(loop, monkeypatch):
     # A best-of-n round is all generation and polled for a cancel only at its commit: staff's cancel
     # waited for every answer (an hour on a CPU for a large evaluation set) before it took effect.

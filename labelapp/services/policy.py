@@ -416,7 +416,13 @@ def _load_scorer(rm: RewardModelVersion, device: str | None):
 
     if not Path(rm.artifact_path).is_dir():
         raise PolicyError(f"reward model v{rm.number}: its folder {rm.artifact_path} is missing")
-    return RewardScorer.from_pretrained(rm.artifact_path, device=device or None)
+    try:
+        return RewardScorer.from_pretrained(rm.artifact_path, device=device or None)
+    except Exception as exc:  # noqa: BLE001 (a truncated file, bad JSON: say which model, not only how)
+        raise PolicyError(
+            f"reward model v{rm.number}: its files in {rm.artifact_path} cannot be loaded "
+            f"({type(exc).__name__}: {exc}); activate another version or train a new one"
+        ) from exc
 
 
 def _device(name: str | None) -> str:

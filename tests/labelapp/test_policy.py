@@ -398,6 +398,22 @@ def test_a_parent_policy_whose_weights_are_gone_fails_the_round_naming_the_versi
     assert "has lost its weights" in run.error and str(tmp_path / "gone") in run.error
 
 
+def test_a_corrupt_reward_model_fails_the_round_naming_the_model(loop, tmp_path):
+    # "SafetensorError: Error while deserializing header: incomplete metadata" named neither the
+    # model nor its folder.
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(loop.artifact_path, broken)
+    weights = next(broken.rglob("model.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    RewardModelVersion.objects.filter(pk=loop.pk).update(artifact_path=str(broken))
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert f"reward model v{loop.number}: its files in {broken} cannot be loaded" in run.error
+
+
 def _second_reward_model(loop) -> RewardModelVersion:
     run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED)
     return RewardModelVersion.objects.create(number=2, run=run, artifact_path=loop.artifact_path)

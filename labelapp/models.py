@@ -532,9 +532,10 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
     worker = models.CharField(max_length=200, blank=True)
-    # The Celery task message of the attempt running it: the same message delivered again means that
-    # attempt's process died (see run_claim).
+    # The Celery task message and the process of the attempt running it: that message delivered again
+    # to the same worker while that process is gone is a run to take over (see run_claim).
     task_id = models.CharField(max_length=255, blank=True, default="")
+    pid = models.PositiveIntegerField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     with_baseline = models.BooleanField(default=False, help_text="Also train a plain Bradley-Terry model.")
     # When the task message was last handed to the broker (None: never, say Redis was down): recovery

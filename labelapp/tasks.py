@@ -1,7 +1,8 @@
 """Celery tasks: thin entry points that call one service each (DESIGN section 3).
 
 Training tasks run on queue `gpu` (one at a time, prefetch 1) with `acks_late`: the run row, not the
-message, is the truth; a redelivered message finds the run already claimed and does nothing.
+message, is the truth; a redelivered message finds the run already claimed and does nothing, unless
+the process that ran it on this worker is gone (services.training.run_claim takes the run over then).
 """
 
 from celery import shared_task

@@ -15,4 +15,9 @@ class Migration(migrations.Migration):
             name='task_id',
             field=models.CharField(blank=True, default='', max_length=255),
         ),
+        migrations.AddField(
+            model_name='trainingrun',
+            name='pid',
+            field=models.PositiveIntegerField(blank=True, null=True),
+        ),
     ]

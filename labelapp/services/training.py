@@ -757,29 +757,67 @@ def run_claim(*, run_id: int, worker: str = "", kinds=None, task_id: str = "") -
 
     One row updated means this worker owns the run; None means it was already taken or finished (a
     duplicate message: a re-send, a second beat), which the caller treats as a no-op. Shared by every
-    kind of run.
-
-    A running run is taken over by the message that started it (`task_id`), delivered again: the
-    tasks are acks_late with reject_on_worker_lost, so Celery hands a message back only when the
-    process running it died (the OOM killer took the pool child). That message was dropped as "already
-    taken", and the run stayed `running` with nothing behind it until its heartbeat went stale. The
-    takeover counts an attempt, and fencing (`run_owned`) stops the old attempt should it still live.
+    kind of run. A running run whose attempt's process died is taken over (`_orphan_of`).
     """
-    claimable = Q(status=TrainingRun.Status.QUEUED)
-    if task_id:
-        claimable |= Q(status=TrainingRun.Status.RUNNING, task_id=task_id)
-    runs = TrainingRun.objects.filter(claimable, pk=run_id)
+    runs = TrainingRun.objects.filter(pk=run_id)
     if kinds is not None:
         runs = runs.filter(kind__in=kinds)
-    claimed = runs.update(
+    claimable = Q(status=TrainingRun.Status.QUEUED)
+    orphan = _orphan_of(runs, task_id=task_id, worker=worker)
+    if orphan is not None:
+        claimable |= Q(status=TrainingRun.Status.RUNNING, attempts=orphan.attempts, cancel_requested=False)
+    claimed = runs.filter(claimable).update(
         status=TrainingRun.Status.RUNNING,
         attempts=F("attempts") + 1,
         started_at=Coalesce(F("started_at"), Now()),
         heartbeat_at=Now(),  # the database's clock, as recovery reads it (training_recover_stale)
         worker=worker,
         task_id=task_id,
+        pid=os.getpid(),
     )
     return TrainingRun.objects.get(pk=run_id) if claimed == 1 else None
+
+
+def _orphan_of(runs, *, task_id: str, worker: str) -> TrainingRun | None:
+    """The running run that this message started on this worker, if the process running it is gone.
+
+    The tasks are acks_late with reject_on_worker_lost: when the OOM killer takes the pool process,
+    Celery hands the message back, and it was dropped as "already taken" while the run stayed
+    `running` with nothing behind it until its heartbeat went stale. A message also comes back while
+    its run is alive (a lost broker connection, the visibility timeout), so the takeover asks for the
+    same worker and a dead process, not only the same message. A run staff asked to cancel is ended
+    instead, as recovery ends a dead attempt's. Fencing (`run_owned`) covers what is left."""
+    if not task_id:
+        return None
+    row = runs.filter(status=TrainingRun.Status.RUNNING, task_id=task_id, worker=worker).first()
+    if row is None or _process_alive(row.pid):
+        return None
+    if row.cancel_requested:
+        _finish(
+            row, TrainingRun.Status.CANCELLED, error="Cancelled; its process died and it was not run again."
+        )
+        return None
+    return row
+
+
+def _process_alive(pid: int | None) -> bool:
+    """Whether `pid` is a live process on this machine (a zombie is not; this process, which is not
+    running the run since it is claiming it, is not either)."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state not in {"Z", "X"}
 
 
 def run_execute_guarded(

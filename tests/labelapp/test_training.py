@@ -7,6 +7,7 @@ The worker-kill test is in test_training_worker.py.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -255,6 +256,34 @@ def test_a_worker_killed_before_the_activation_decision_has_it_sent_again(
     assert training.reward_model_decisions_resend(now=later + timedelta(hours=1)) == []
 
 
+@pytest.mark.django_db
+def test_a_run_is_taken_over_only_by_its_own_message_on_its_worker_once_its_process_is_gone():
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive = os.getppid()
+
+    def running(pid, **fields):
+        TrainingRun.objects.filter(status="running").update(status="failed")  # one run at a time
+        return TrainingRun.objects.create(
+            status="running", attempts=1, task_id="t-1", worker="gpu@a", pid=pid, **fields
+        )
+
+    run = running(alive)  # the message came back while its run still runs (a lost broker connection)
+    assert training.run_claim(run_id=run.pk, worker="gpu@a", task_id="t-1") is None
+    run = running(gone.pid)
+    assert training.run_claim(run_id=run.pk, worker="gpu@b", task_id="t-1") is None  # another worker
+    assert training.run_claim(run_id=run.pk, worker="gpu@a", task_id="t-2") is None  # another message
+    assert training.run_claim(run_id=run.pk, worker="gpu@a", task_id="") is None  # --sync
+    taken = training.run_claim(run_id=run.pk, worker="gpu@a", task_id="t-1")
+    assert taken.attempts == 2 and taken.status == "running" and taken.pid == os.getpid()
+    cancelled = running(gone.pid, cancel_requested=True)
+    assert training.run_claim(run_id=cancelled.pk, worker="gpu@a", task_id="t-1") is None
+    cancelled.refresh_from_db()
+    assert cancelled.status == "cancelled" and "process died" in cancelled.error
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_really_dropped_connection_requeues_the_run(
     tiny_settings, guideline, make_user, enqueued, monkeypatch
@@ -270,7 +299,7 @@ def test_a_really_dropped_connection_requeues_the_run(
         pid = connection.cursor().connection.info.backend_pid
         dsn = connection.get_connection_params()
         with psycopg.connect(**{k: v for k, v in dsn.items() if k != "cursor_factory"}, autocommit=True) as c:
-            c.execute("SELECT pg_terminate_backend(%s)", [pid])
+            c.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])  # returns once it has exited
         TrainingRun.objects.count()  # the worker's next query meets the dead connection
 
     monkeypatch.setattr("rewardtrainer.train_rm.fit_reward_model", dropped)

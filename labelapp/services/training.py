@@ -1199,30 +1199,56 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
 
 DECISION_PENDING = "decision_pending_since"
 DECIDING_NOTE = "Deciding: to be scored on the frozen evaluation set against the active version."
+_PENDING_VERSIONS = dict(
+    eval_set_metrics__has_key=DECISION_PENDING, is_active=False, activation_note=DECIDING_NOTE
+)
+
+
+def decision_pending_marker(*, active: RewardModelVersion | None, resends: int = 0, now=None) -> dict:
+    """What a version's eval_set_metrics hold from its run's success until its decision replaces them:
+    since when, how often the decision was re-sent, and which version was active then."""
+    when = (now or timezone.now()).isoformat()
+    return {DECISION_PENDING: when, "resends": resends, "active": active.pk if active else None}
+
+
+def _decision_wait_seconds() -> int:
+    """How long a decision may take before the check sends it again: the longest a phase may run
+    without progress (RM_STALL_TIMEOUT), at least the heartbeat timeout. Shorter, and a slow decision
+    (two models scored on a CPU) would be run twice at once."""
+    t = settings.TRAINING
+    return max(t["HEARTBEAT_TIMEOUT_SECONDS"], t["STALL_TIMEOUT_SECONDS"])
 
 
 def reward_model_decisions_resend(*, now=None) -> list[int]:
-    """Send the activation decision again for versions still waiting for it HEARTBEAT_TIMEOUT_SECONDS
+    """Send the activation decision again for versions still waiting for it `_decision_wait_seconds`
     after their run succeeded (or after the last re-send): a worker killed between the run's success
     commit and the decision left the version undecided for ever, and the loop never moved on to it.
-    One conditional UPDATE per version, so two beats at once send it once."""
+    After RM_MAX_ATTEMPTS re-sends (a decision that kills its worker every time, say out of memory) the
+    version gets a reason and is left to staff. One conditional UPDATE per version (jsonb equality as a
+    compare-and-set), so two beats at once send it once."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"])
-    sent = []
-    # not activated by hand meanwhile (that prepends a line to the note)
-    waiting = RewardModelVersion.objects.filter(
-        eval_set_metrics__has_key=DECISION_PENDING, is_active=False, activation_note=DECIDING_NOTE
-    )
-    for pk, figures in waiting.values_list("pk", "eval_set_metrics"):
-        since = parse_datetime(str(figures.get(DECISION_PENDING)))
-        if since is not None and since > cutoff:
-            continue
-        claimed = RewardModelVersion.objects.filter(pk=pk, eval_set_metrics=figures).update(
-            eval_set_metrics={DECISION_PENDING: now.isoformat()}
+    cutoff = now - timedelta(seconds=_decision_wait_seconds())
+    waiting = RewardModelVersion.objects.filter(**_PENDING_VERSIONS).values_list("pk", "eval_set_metrics")
+    return [pk for pk, figures in waiting if _decision_resend(pk, figures, now=now, cutoff=cutoff)]
+
+
+def _decision_resend(pk: int, figures: dict, *, now, cutoff) -> bool:
+    """Re-send one version's decision if `figures` (as read) are still its marker and older than
+    `cutoff`; give up past RM_MAX_ATTEMPTS re-sends. Whether it was sent."""
+    since = parse_datetime(str(figures.get(DECISION_PENDING)))
+    if since is not None and since > cutoff:
+        return False
+    resends = int(figures.get("resends") or 0)
+    same = RewardModelVersion.objects.filter(pk=pk, eval_set_metrics=figures)
+    if resends >= settings.TRAINING["MAX_ATTEMPTS"]:
+        same.update(
+            eval_set_metrics={},
+            activation_note=f"Not activated: the worker deciding it stopped {resends + 1} times (killed, "
+            "or out of memory loading the models); compare and activate it by hand if it should be.",
         )
-        if claimed and _send_decision(pk):
-            sent.append(pk)
-    return sent
+        return False
+    marker = figures | {DECISION_PENDING: now.isoformat(), "resends": resends + 1}
+    return bool(same.update(eval_set_metrics=marker)) and _send_decision(pk)
 
 
 def _send_decision(version_id: int) -> bool:
@@ -1241,15 +1267,28 @@ def _send_decision(version_id: int) -> bool:
 
 
 def reward_model_decide_pending(*, version_id: int) -> bool | None:
-    """The re-sent decision (task `decide_reward_model`): decide unless decided meanwhile (None)."""
-    version = RewardModelVersion.objects.filter(
-        pk=version_id,
-        eval_set_metrics__has_key=DECISION_PENDING,
-        is_active=False,
-        activation_note=DECIDING_NOTE,
-    ).first()
+    """The re-sent decision (task `decide_reward_model`): None when decided meanwhile (a duplicate
+    message) or taken by another copy of the task. The version active when its run succeeded must still
+    be active: a hand activation or roll-back made since stands, as it does during a decision."""
+    version = RewardModelVersion.objects.filter(pk=version_id, **_PENDING_VERSIONS).first()
     if version is None:
         return None
+    marker = version.eval_set_metrics
+    started = marker | {DECISION_PENDING: timezone.now().isoformat()}  # the check waits again from now
+    if not RewardModelVersion.objects.filter(pk=version.pk, eval_set_metrics=marker).update(
+        eval_set_metrics=started
+    ):
+        return None
+    version.eval_set_metrics = started
+    active = reward_model_active()
+    if (active.pk if active else None) != marker.get("active"):
+        shown = f"v{active.number}" if active else "none"
+        RewardModelVersion.objects.filter(pk=version.pk).update(
+            eval_set_metrics={},
+            activation_note="Not activated: the active version changed by hand while this one waited for "
+            f"its decision ({shown} is active now); compare and activate it by hand if it should replace it.",
+        )
+        return False
     return reward_model_decide(version=version, device=settings.TRAINING.get("DEVICE") or None)
 
 
@@ -1266,8 +1305,14 @@ def reward_model_decide(*, version: RewardModelVersion, device: str | None = Non
             "activate it by hand, or the next run decides again."
         )
         with contextlib.suppress(Exception):  # the database may be what failed
+            figures = {
+                k: v
+                for k, v in (version.eval_set_metrics or {}).items()
+                if k not in {DECISION_PENDING, "resends", "active"}
+            }
             RewardModelVersion.objects.filter(pk=version.pk).update(
-                activation_note=note[:2000], eval_set_metrics={"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                activation_note=note[:2000],
+                eval_set_metrics=figures | {"error": f"{type(exc).__name__}: {exc}"[:2000]},
             )
         return False
 
@@ -1304,7 +1349,7 @@ def _record_version(run: TrainingRun, result, baseline) -> RewardModelVersion:
         plots=_plots(result, baseline),
         baseline_metrics=_scalars(baseline.metrics) if baseline is not None else {},
         # Replaced by the decision's figures and reason; left standing if the worker dies before it.
-        eval_set_metrics={DECISION_PENDING: timezone.now().isoformat()},
+        eval_set_metrics=decision_pending_marker(active=reward_model_active()),
         activation_note=DECIDING_NOTE,
     )
 
@@ -1353,11 +1398,16 @@ def reward_model_activate(
                 old.activation_note, f"Deactivated {when}: v{version.number} was activated {how}."
             )
             old.save(update_fields=["is_active", "activation_note"])
+        fields = ["is_active", "activated_at", "activation_note"]
         if by is not None:
+            # activated by hand before its automatic decision ran: there is nothing left to decide
+            if version.activation_note == DECIDING_NOTE:
+                version.activation_note, version.eval_set_metrics = "", {}
+                fields.append("eval_set_metrics")
             version.activation_note = _note_prepend(version.activation_note, f"Activated {how}, {when}.")
         version.is_active = True
         version.activated_at = now
-        version.save(update_fields=["is_active", "activated_at", "activation_note"])
+        version.save(update_fields=fields)
     return version
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import OperationalError, connections
 from django.urls import reverse
+from django.utils import timezone
 
 from labelapp.models import Comparison, Prompt, Rating, Response, RewardModelVersion, TrainingRun
 from labelapp.services import training
@@ -217,18 +218,8 @@ def test_prompts_flagged_for_personal_data_train_only_once_reviewed(
     assert snapshot["n_awaiting_review"] == 0
 
 
-@pytest.mark.django_db
-def test_a_worker_killed_before_the_activation_decision_has_it_sent_again(
-    tiny_settings, guideline, make_user, enqueued, monkeypatch
-):
-    # kill -9 between the run's success commit and the decision left the version undecided for ever:
-    # recovery only looked at running runs, and the loop never moved on to the version.
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from labelapp import tasks
-
+def _undecided_version(tiny_settings, make_user, monkeypatch) -> RewardModelVersion:
+    """A version whose run succeeded and whose worker died before the activation decision."""
     tiny_settings.TRAINING = {**tiny_settings.TRAINING, "EVAL_SET_PERCENT": 30, "EVAL_SET_MIN_PAIRS": 1}
     _rate_many(make_user, 12)
     real_decide = training.reward_model_decide
@@ -236,24 +227,81 @@ def test_a_worker_killed_before_the_activation_decision_has_it_sent_again(
     run = training.training_run_request(trigger="manual", force=True)
     assert training.training_run_execute(run_id=run.pk) == TrainingRun.Status.SUCCEEDED
     monkeypatch.setattr(training, "reward_model_decide", real_decide)
-    version = RewardModelVersion.objects.get()
-    assert version.activation_note.startswith("Deciding") and not version.is_active
+    return RewardModelVersion.objects.get(run=run)
+
+
+@pytest.fixture
+def decisions_sent(monkeypatch):
+    from labelapp import tasks
 
     sent = []
     monkeypatch.setattr(
         tasks.decide_reward_model, "apply_async", lambda args, **kw: sent.append((args, kw["queue"]))
     )
+    return sent
+
+
+def _after_the_wait(times: int = 1):
+    return timezone.now() + times * timedelta(seconds=training._decision_wait_seconds() + 1)
+
+
+@pytest.mark.django_db
+def test_a_worker_killed_before_the_activation_decision_has_it_sent_again(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch, decisions_sent
+):
+    # kill -9 between the run's success commit and the decision left the version undecided for ever:
+    # recovery only looked at running runs, and the loop never moved on to the version.
+    from labelapp import tasks
+
+    version = _undecided_version(tiny_settings, make_user, monkeypatch)
+    assert version.activation_note.startswith("Deciding") and not version.is_active
     assert training.reward_model_decisions_resend() == []  # the worker may still be deciding
-    later = timezone.now() + timedelta(seconds=tiny_settings.TRAINING["HEARTBEAT_TIMEOUT_SECONDS"] + 1)
+    later = _after_the_wait()
     assert training.reward_model_decisions_resend(now=later) == [version.pk]
     assert training.reward_model_decisions_resend(now=later) == []  # a second beat at once: sent once
-    assert sent == [([version.pk], tiny_settings.TRAINING["QUEUE"])]
+    assert decisions_sent == [([version.pk], tiny_settings.TRAINING["QUEUE"])]
 
     tasks.decide_reward_model(version.pk)  # what the worker on the reward-model queue runs
     version.refresh_from_db()
     assert "n_pairs" in version.eval_set_metrics and not version.activation_note.startswith("Deciding")
     assert tasks.decide_reward_model(version.pk) is None  # decided: a duplicate message does nothing
-    assert training.reward_model_decisions_resend(now=later + timedelta(hours=1)) == []
+    assert training.reward_model_decisions_resend(now=_after_the_wait(3)) == []
+
+
+@pytest.mark.django_db
+def test_two_beats_reading_the_same_pending_version_send_its_decision_once(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch, decisions_sent
+):
+    version = _undecided_version(tiny_settings, make_user, monkeypatch)
+    read = RewardModelVersion.objects.get(pk=version.pk).eval_set_metrics
+    later = _after_the_wait()
+    # both beats read the version before either wrote: the jsonb compare-and-set lets one through
+    assert training._decision_resend(version.pk, read, now=later, cutoff=later) is True
+    assert training._decision_resend(version.pk, read, now=later, cutoff=later) is False
+    assert len(decisions_sent) == 1
+
+
+@pytest.mark.django_db
+def test_a_pending_decision_leaves_a_hand_roll_back_alone_and_gives_up_after_the_attempts(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch, decisions_sent, staff
+):
+    from labelapp import tasks
+
+    version = _undecided_version(tiny_settings, make_user, monkeypatch)
+    other = RewardModelVersion.objects.create(number=99, run=TrainingRun.objects.create(status="succeeded"))
+    training.reward_model_activate(version=other, by=staff)  # staff chose a version meanwhile
+    assert tasks.decide_reward_model(version.pk) is False
+    version.refresh_from_db()
+    assert "changed by hand while this one waited" in version.activation_note and not version.is_active
+
+    limit = tiny_settings.TRAINING["MAX_ATTEMPTS"]
+    RewardModelVersion.objects.filter(pk=version.pk).update(
+        activation_note=training.DECIDING_NOTE,
+        eval_set_metrics=training.decision_pending_marker(active=other, resends=limit),
+    )
+    assert training.reward_model_decisions_resend(now=_after_the_wait()) == []
+    version.refresh_from_db()
+    assert f"stopped {limit + 1} times" in version.activation_note and version.eval_set_metrics == {}
 
 
 @pytest.mark.django_db

@@ -56,6 +56,7 @@ from labelapp.services.training import (
     _Heartbeat,
     _Reporter,
     _sign_of_life,
+    _transient_errors,
     attempt_dir,
     broker_check,
     reward_model_active,
@@ -419,6 +420,9 @@ def _load_scorer(rm: RewardModelVersion, device: str | None):
     try:
         return RewardScorer.from_pretrained(rm.artifact_path, device=device or None)
     except Exception as exc:  # noqa: BLE001 (a truncated file, bad JSON: say which model, not only how)
+        # out of memory, or a transient error (a network file system): not the files' fault, not final
+        if isinstance(exc, (MemoryError, *_transient_errors())) or type(exc).__name__ == "OutOfMemoryError":
+            raise
         raise PolicyError(
             f"reward model v{rm.number}: its files in {rm.artifact_path} cannot be loaded "
             f"({type(exc).__name__}: {exc}); activate another version or train a new one"
@@ -803,7 +807,7 @@ def _parent_picker(r: _Round):
         return r.scorer
     try:
         return _load_scorer(parent_rm, r.device)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, PolicyError) as exc:
         log.warning("v%s's reward model v%s cannot be loaded (%s): its missing answers are picked by "
                     "this round's", r.parent.number, parent_rm.number, exc)  # fmt: skip
         return r.scorer

@@ -6,6 +6,7 @@ the win rate and the over-optimization warnings, pages, API and commands.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import time
 from datetime import timedelta
 
@@ -241,6 +242,25 @@ def test_a_best_of_n_parents_missing_answer_is_picked_by_its_own_reward_model(lo
     assert rescored == pytest.approx(float(new[0]), abs=1e-5)  # the figures: this round's
 
 
+def test_a_best_of_n_parents_unloadable_reward_model_falls_back_to_the_rounds(loop, tmp_path, tiny_backbone):
+    # The fallback caught OSError and ValueError; a load error now comes as PolicyError (naming the
+    # model), and the whole round failed after all of its generation instead of falling back.
+    _round(TrainingRun.Kind.BEST_OF_N)
+    v1 = PolicyVersion.objects.get(number=1)
+    gap = v1.samples.filter(split="eval").order_by("pk").first()
+    gap_response = gap.response
+    gap.delete()
+    gap_response.delete()
+    _activate_another_reward_model(tmp_path, tiny_backbone)
+    copy = tmp_path / "v1-reward-model"  # the fixture's folder is shared with other tests
+    shutil.copytree(loop.artifact_path, copy)
+    RewardModelVersion.objects.filter(pk=loop.pk).update(artifact_path=str(copy))
+    weights = next(copy.rglob("model.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # v1's reward model no longer loads
+    run = _round(TrainingRun.Kind.BEST_OF_N)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+
+
 def test_the_sample_viewer_scores_both_answers_with_the_rounds_reward_model(
     loop, tmp_path, tiny_backbone, client, staff
 ):
@@ -401,8 +421,6 @@ def test_a_parent_policy_whose_weights_are_gone_fails_the_round_naming_the_versi
 def test_a_corrupt_reward_model_fails_the_round_naming_the_model(loop, tmp_path):
     # "SafetensorError: Error while deserializing header: incomplete metadata" named neither the
     # model nor its folder.
-    import shutil
-
     broken = tmp_path / "broken"
     shutil.copytree(loop.artifact_path, broken)
     weights = next(broken.rglob("model.safetensors"))

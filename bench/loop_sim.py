@@ -75,8 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--ppo-batch", type=int, default=0,
-        help="answers per PPO update (0 = the size's 8); the round keeps its number of updates and of "
-        "minibatches, so a larger batch averages each gradient step over more answers",
+        help="answers per PPO update, even (0 = the size's: 8, or 32 with --full); the round keeps its "
+        "number of updates and its two minibatches, so a larger batch averages each step over more answers",
     )  # fmt: skip
     p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct (GGUF)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "loop_sim")
@@ -401,8 +401,8 @@ def main(argv=None) -> int:
             return 2
         s["answers_per_prompt"] = args.answers_per_prompt
     if args.ppo_batch:
-        if args.ppo_batch < 2:
-            print("--ppo-batch needs at least 2 answers (two minibatches)")
+        if args.ppo_batch < 2 or args.ppo_batch % 2:
+            print("--ppo-batch needs an even number of answers, at least 2 (two minibatches)")
             return 2
         s["batch"] = args.ppo_batch
     rows = []

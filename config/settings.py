@@ -205,10 +205,10 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = False  # per task: training tasks set acks_late=True themselves
-# Longer than the longest training run, or Redis redelivers a run that is still going.
-# Bounded socket waits: a Redis that accepts connections but never answers (stopped, a network
-# partition) hung the request that queues a run with no limit; the worker's BRPOP polls every second,
-# well inside them.
+# visibility_timeout: longer than the longest training run, or Redis hands a running run's message to
+# another worker (a no-op there: run_claim takes a run over only on the worker whose process died).
+# Socket timeouts: a Redis that accepts connections but never answers (stopped, a network partition)
+# hung the request that queues a run with no limit; the worker's BRPOP polls every second, well inside.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600),
     "socket_connect_timeout": 2,

@@ -246,6 +246,16 @@ def _require_ack(rater) -> bool:
     return True
 
 
+# What may be put in front of a rater at all (the claim SQL's rule, for the ORM's readers: the rater
+# home's "nothing left" and the staff queue figures).
+SERVABLE = Q(is_active=True, prompt__withheld=False, prompt__consent=True)
+
+
+def due_repeats() -> Q:
+    """Repeats whose time has come and that nobody holds (each is one rater's: add `repeat_for`)."""
+    return Q(kind=Comparison.Kind.REPEAT, claimed_count=0, available_at__lte=timezone.now())
+
+
 def queue_has_work_for(*, rater) -> bool:
     """Whether the ordinary queue or a due repeat still holds something for this rater.
 
@@ -258,16 +268,8 @@ def queue_has_work_for(*, rater) -> bool:
         status__in=[Assignment.Status.LEASED, Assignment.Status.DONE, Assignment.Status.SKIPPED],
     )
     open_normal = Q(kind=Comparison.Kind.NORMAL, claimed_count__lt=F("required_ratings"))
-    due_repeat = Q(
-        kind=Comparison.Kind.REPEAT, repeat_for=rater, claimed_count=0, available_at__lte=timezone.now()
-    )
-    return (
-        Comparison.objects.filter(
-            open_normal | due_repeat, is_active=True, prompt__withheld=False, prompt__consent=True
-        )
-        .exclude(Exists(seen))
-        .exists()
-    )
+    due_repeat = due_repeats() & Q(repeat_for=rater)
+    return Comparison.objects.filter(SERVABLE, open_normal | due_repeat).exclude(Exists(seen)).exists()
 
 
 def assignment_skip(*, rater, assignment_id: int, reason: str) -> Assignment:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.db.models import F, Sum
 from django.db.models.functions import Greatest
-from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, QueueSnapshot, Rating
-from labelapp.services.assignment import leases_release_expired
+from labelapp.services.assignment import SERVABLE, due_repeats, leases_release_expired
 
 
 def queue_figures() -> dict[str, int]:
@@ -15,18 +14,15 @@ def queue_figures() -> dict[str, int]:
     that may be shown (consent, not withheld) and repeats that are due. Gold pairs are mixed into the
     stream without a required count, and a repeat before its time or a withheld prompt is work nobody
     can claim: counting them showed staff a queue that raters found empty."""
-    servable = Comparison.objects.filter(is_active=True, prompt__withheld=False, prompt__consent=True)
+    servable = Comparison.objects.filter(SERVABLE)
     open_slots = (
         servable.filter(kind=Comparison.Kind.NORMAL).aggregate(
             s=Sum(Greatest(F("required_ratings") - F("claimed_count"), 0))
         )["s"]
         or 0
     )
-    due_repeats = servable.filter(
-        kind=Comparison.Kind.REPEAT, claimed_count=0, available_at__lte=timezone.now()
-    ).count()
     return {
-        "pending": int(open_slots) + due_repeats,
+        "pending": int(open_slots) + servable.filter(due_repeats()).count(),
         "leased": Assignment.objects.filter(status=Assignment.Status.LEASED).count(),
         "done": Rating.objects.count(),
     }

@@ -881,7 +881,7 @@ def _drop_broken_connection() -> None:
     (the run's own bookkeeping) opens a new one. Django does not reconnect inside a task: after a
     dropped connection the transient-error handler's first UPDATE failed on the dead one, and the run
     stayed `running` with nothing behind it until the heartbeat went stale."""
-    if connection.connection is not None and not connection.in_atomic_block:
+    if not connection.in_atomic_block:  # a test's or a caller's transaction is not this to end
         connection.close_if_unusable_or_obsolete()
 
 
@@ -1256,7 +1256,7 @@ def _send_decision(version_id: int) -> bool:
 
     try:
         tasks.decide_reward_model.apply_async(
-            args=[version_id], queue=settings.TRAINING["QUEUE"], retry=False
+            args=[version_id], queue=run_queue(TrainingRun.Kind.REWARD_MODEL), retry=False
         )
     except _broker_errors() as exc:
         log.warning(
@@ -1305,11 +1305,8 @@ def reward_model_decide(*, version: RewardModelVersion, device: str | None = Non
             "activate it by hand, or the next run decides again."
         )
         with contextlib.suppress(Exception):  # the database may be what failed
-            figures = {
-                k: v
-                for k, v in (version.eval_set_metrics or {}).items()
-                if k not in {DECISION_PENDING, "resends", "active"}
-            }
+            marker_keys = decision_pending_marker(active=None).keys()
+            figures = {k: v for k, v in (version.eval_set_metrics or {}).items() if k not in marker_keys}
             RewardModelVersion.objects.filter(pk=version.pk).update(
                 activation_note=note[:2000],
                 eval_set_metrics=figures | {"error": f"{type(exc).__name__}: {exc}"[:2000]},

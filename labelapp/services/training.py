@@ -1198,17 +1198,28 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
 
 
 DECISION_PENDING = "decision_pending_since"
+_DECISION_MARKER_KEYS = (DECISION_PENDING, "resends", "active")
 DECIDING_NOTE = "Deciding: to be scored on the frozen evaluation set against the active version."
 _PENDING_VERSIONS = dict(
     eval_set_metrics__has_key=DECISION_PENDING, is_active=False, activation_note=DECIDING_NOTE
 )
 
 
+def database_now():
+    """The database's clock. The decision marker is written by one machine (the worker) and read by
+    another (beat): on their own clocks a skew of minutes would shift the wait by as much, as the
+    heartbeats' Now() avoids."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
+
+
 def decision_pending_marker(*, active: RewardModelVersion | None, resends: int = 0, now=None) -> dict:
     """What a version's eval_set_metrics hold from its run's success until its decision replaces them:
-    since when, how often the decision was re-sent, and which version was active then."""
-    when = (now or timezone.now()).isoformat()
-    return {DECISION_PENDING: when, "resends": resends, "active": active.pk if active else None}
+    since when (the database's clock), how often the decision was re-sent, and which version was active
+    then."""
+    when = (now or database_now()).isoformat()
+    return dict(zip(_DECISION_MARKER_KEYS, (when, resends, active.pk if active else None), strict=True))
 
 
 def _decision_wait_seconds() -> int:
@@ -1226,7 +1237,7 @@ def reward_model_decisions_resend(*, now=None) -> list[int]:
     After RM_MAX_ATTEMPTS re-sends (a decision that kills its worker every time, say out of memory) the
     version gets a reason and is left to staff. One conditional UPDATE per version (jsonb equality as a
     compare-and-set), so two beats at once send it once."""
-    now = now or timezone.now()
+    now = now or database_now()
     cutoff = now - timedelta(seconds=_decision_wait_seconds())
     waiting = RewardModelVersion.objects.filter(**_PENDING_VERSIONS).values_list("pk", "eval_set_metrics")
     return [pk for pk, figures in waiting if _decision_resend(pk, figures, now=now, cutoff=cutoff)]
@@ -1274,7 +1285,7 @@ def reward_model_decide_pending(*, version_id: int) -> bool | None:
     if version is None:
         return None
     marker = version.eval_set_metrics
-    started = marker | {DECISION_PENDING: timezone.now().isoformat()}  # the check waits again from now
+    started = marker | {DECISION_PENDING: database_now().isoformat()}  # the check waits again from now
     if not RewardModelVersion.objects.filter(pk=version.pk, eval_set_metrics=marker).update(
         eval_set_metrics=started
     ):
@@ -1305,8 +1316,8 @@ def reward_model_decide(*, version: RewardModelVersion, device: str | None = Non
             "activate it by hand, or the next run decides again."
         )
         with contextlib.suppress(Exception):  # the database may be what failed
-            marker_keys = decision_pending_marker(active=None).keys()
-            figures = {k: v for k, v in (version.eval_set_metrics or {}).items() if k not in marker_keys}
+            marker = (version.eval_set_metrics or {}).items()
+            figures = {k: v for k, v in marker if k not in _DECISION_MARKER_KEYS}
             RewardModelVersion.objects.filter(pk=version.pk).update(
                 activation_note=note[:2000],
                 eval_set_metrics=figures | {"error": f"{type(exc).__name__}: {exc}"[:2000]},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -266,6 +267,22 @@ def test_a_worker_killed_before_the_activation_decision_has_it_sent_again(
     assert "n_pairs" in version.eval_set_metrics and not version.activation_note.startswith("Deciding")
     assert tasks.decide_reward_model(version.pk) is None  # decided: a duplicate message does nothing
     assert training.reward_model_decisions_resend(now=_after_the_wait(3)) == []
+
+
+@pytest.mark.django_db
+def test_the_decision_wait_runs_on_the_database_clock_not_the_workers(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch, decisions_sent
+):
+    # The worker wrote "since" on its own clock and beat compared it with its own: a worker clock an
+    # hour ahead held the re-send back an hour longer (behind: it came early, while still deciding).
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + timedelta(hours=1))  # the worker's clock
+    version = _undecided_version(tiny_settings, make_user, monkeypatch)
+    monkeypatch.setattr(timezone, "now", real_now)  # beat's clock is right
+    t = tiny_settings.TRAINING
+    tiny_settings.TRAINING = {**t, "HEARTBEAT_TIMEOUT_SECONDS": 1, "STALL_TIMEOUT_SECONDS": 1}
+    time.sleep(1.2)
+    assert training.reward_model_decisions_resend() == [version.pk]
 
 
 @pytest.mark.django_db

@@ -8,8 +8,9 @@ Run from the project root:
     .venv/bin/python bench/ppo_round.py --batch-size 64 --max-new-tokens 128   # a GPU (bf16 autocast)
     .venv/bin/python bench/ppo_round.py --tiny                      # a 2-layer model: checks the plumbing
 
-`--old` measures the settings before issue 7 (`--value-model separate --no-rollout-logprobs`: a second
-policy forward for the old log-probs and a separate value trunk); the defaults are PPOConfig's.
+It also prints the peak memory (and writes `peak_memory_mb`). `--old` measures the settings before
+issue 7 (`--value-model separate --no-rollout-logprobs`: a second policy forward for the old log-probs
+and a separate value trunk); the defaults are PPOConfig's.
 
 Target on a CPU (issue 7): everything but generation at most 50% of the generation time. It is out of
 reach on a CPU, by FLOP count. Call F one forward over the batch's padded sequences (trunk on every
@@ -35,6 +36,7 @@ import argparse
 import json
 import logging
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -180,6 +182,14 @@ def print_row(row: dict, args, device) -> None:
     )
 
 
+def peak_memory_mb(device) -> float:
+    """The run's peak memory: allocated on a GPU, the process's resident set on a CPU (which includes
+    loading the models)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def make_bench_state(args):
     """The PPO state (policy, reference, value model, optimizer) every measured update shares."""
     policy, tok = load(args)
@@ -236,9 +246,12 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "torch": torch.__version__,
+        "peak_memory_mb": peak_memory_mb(state.device),
         "results": results,
     }
     args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    where = "GPU, allocated" if state.device.type == "cuda" else "resident set"
+    print(f"peak memory {report['peak_memory_mb']:.0f} MB ({where})")
     print(f"wrote {args.out}")
     return 0
 

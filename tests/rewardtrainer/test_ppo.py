@@ -277,6 +277,23 @@ def test_sampled_logprobs_match_a_recomputation_so_rollout_logprobs_is_honest():
     torch.testing.assert_close(rollout.select(idx).logprobs, rollout.logprobs[idx])
 
 
+def test_token_logprobs_in_chunks_equal_the_full_log_softmax_with_gradients(monkeypatch):
+    # The chunks (three here, with a short last one) give what the one-piece log-softmax gave, and the
+    # same gradient; the entropy, only logged, carries no graph.
+    monkeypatch.setattr(ppo, "_LOGPROB_CHUNK_VALUES", 3 * 11)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 11, requires_grad=True)
+    ids = torch.randint(0, 11, (2, 4))
+    logprobs, entropy = ppo._token_logprobs(logits, ids, 0.7)
+    (grad,) = torch.autograd.grad(logprobs.sum(), logits)
+    full = (logits / 0.7).log_softmax(-1)
+    expected = full.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(logprobs, expected)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), logits)[0])
+    torch.testing.assert_close(entropy, -(full.exp() * full).sum(-1).detach())
+    assert not entropy.requires_grad
+
+
 def test_shared_forward_skips_the_lm_head_for_values_only():
     tok = tiny_tokenizer()
     model = tiny_llama(tok)

@@ -77,6 +77,7 @@ from .sampling import (
     disable_dropout,
     left_pad,
     load_policy,
+    require_finite_scores,
 )
 
 log = logging.getLogger(__name__)
@@ -679,7 +680,9 @@ def normalize_rewards_from_reference(
             samples = gen.generate(chosen, c.sampling(), seed=_update_seed(c.seed, -1, 2))
     else:
         samples = gen.generate(chosen, c.sampling(), seed=_update_seed(c.seed, -1, 2))
-    scores = reward_fn(chosen, [s.text for s in samples]).float()
+    scores = require_finite_scores(
+        reward_fn(chosen, [s.text for s in samples]).float(), [s.text for s in samples]
+    )
     state.reward_mean = float(scores.mean())
     state.reward_std = float(scores.std()) if scores.numel() > 1 and float(scores.std()) > 1e-6 else 1.0
     log.info(
@@ -747,9 +750,14 @@ def _minibatch_step(state: PPOState, mb: Rollout, batch: dict[str, torch.Tensor]
     loss = pg_loss + c.vf_coef * v_loss  # shared: one backward serves both losses
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if c.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(
-            [p for grp in state.optimizer.param_groups for p in grp["params"]], c.max_grad_norm
+    params = [p for grp in state.optimizer.param_groups for p in grp["params"]]
+    # A NaN gradient (an overflow) would be written into every weight by the step, and then saved: the
+    # round stops instead, and a resume starts from the last checkpoint, written before this update.
+    norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm if c.max_grad_norm > 0 else float("inf"))
+    if not torch.isfinite(norm):
+        raise FloatingPointError(
+            f"update {state.update + 1}: the gradient is not finite (loss {float(loss.detach())}); "
+            "the weights were not changed by it, and the last checkpoint holds the update before"
         )
     state.optimizer.step()
     return stats | {
@@ -796,6 +804,7 @@ def ppo_update(state: PPOState, prompts: Sequence[str], reward_fn: RewardFn) -> 
     rollout = build_rollout(samples, int(state.tokenizer.pad_token_id)).to(state.device)
     mask = rollout.response_mask.float()  # (B, R)
     raw = timed("reward", lambda: reward_fn(rollout.prompts, rollout.texts).float().to(state.device))  # (B,)
+    require_finite_scores(raw, rollout.texts)
     with torch.no_grad():
         old_logprobs, old_values = _old_logprobs_and_values(state, rollout, timed)
         ref_logprobs = timed("reference_logprobs", lambda: reference_logprobs(state, rollout))

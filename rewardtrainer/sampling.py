@@ -413,17 +413,40 @@ class RewardScorer:
         )
 
     def __call__(self, prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
-        return self.model.score(
+        scores = self.model.score(
             self.tokenizer,
             list(prompts),
             list(answers),
             batch_size=self.batch_size,
             max_length=self.max_length,
         )
+        return require_finite_scores(scores, answers)
+
+
+class NonFiniteRewardError(ValueError):
+    """A reward that is NaN or infinite: a broken reward model, not a judgment of the answer."""
+
+
+def require_finite_scores(scores: torch.Tensor, answers: Sequence[str]) -> torch.Tensor:
+    """`scores` unchanged if every one is finite, else NonFiniteRewardError naming the first answer.
+    One NaN reward in a PPO batch makes every advantage NaN (the whitening's mean), then every weight:
+    the round saved a policy of NaN and reported no error."""
+    bad = (~torch.isfinite(scores.detach())).nonzero().flatten().tolist()
+    if bad:
+        raise NonFiniteRewardError(
+            f"the reward model gave {len(bad)} of {scores.numel()} answers a non-finite score "
+            f"({float(scores[bad[0]])} for {str(answers[bad[0]])[:80]!r}): its weights or its inputs are "
+            "broken; nothing was trained or kept on these scores"
+        )
+    return scores
 
 
 def kl_best_of_n(n: int) -> float:
-    """Analytic KL(best-of-n || policy) = log n - (n-1)/n (Stiennon et al. 2020; Gao et al. 2022)."""
+    """Analytic KL(best-of-n || policy) = log n - (n-1)/n (Stiennon et al. 2020; Gao et al. 2022).
+
+    Exact when no two samples tie (distinct answers, distinct scores); an upper bound otherwise
+    (Beirami et al. 2024): a policy that often repeats an answer moves less than this under best-of-n.
+    """
     if n < 1:
         raise ValueError("n must be >= 1")
     return math.log(n) - (n - 1) / n
@@ -444,25 +467,35 @@ class BestOfNResult:
         self.kl_bon = kl_best_of_n(self.n)
 
     @property
-    def reward_gain(self) -> float:
-        """Mean reward of the kept answer minus the mean reward of a single sample (all n averaged)."""
+    def reward_gain(self) -> float | None:
+        """Mean reward of the kept answer minus the mean reward of a single sample (all n averaged);
+        over finite scores only, None when there are none."""
         if not self.best_scores:
             return 0.0
-        mean_single = sum(sum(s) / len(s) for s in self.all_scores) / len(self.all_scores)
-        return sum(self.best_scores) / len(self.best_scores) - mean_single
+        best, single = _finite_mean(self.best_scores), _finite_mean(x for s in self.all_scores for x in s)
+        return None if best is None or single is None else best - single
 
-    def summary(self) -> dict[str, float]:
-        k = max(len(self.best_scores), 1)
+    def summary(self) -> dict[str, float | None]:
+        """Means over the prompts. A non-finite score (a reward model's NaN) ranks last in the choice,
+        is left out of the means (counted in `non_finite_scores`) and would otherwise make them NaN,
+        which the app cannot store."""
+        k = max(len(self.best), 1)
         return {
             "n": self.n,
             "prompts": len(self.best),
-            "reward_best": sum(self.best_scores) / k,
-            "reward_first": sum(self.first_scores) / k,
+            "reward_best": _finite_mean(self.best_scores),
+            "reward_first": _finite_mean(self.first_scores),
             "reward_gain": self.reward_gain,
+            "non_finite_scores": sum(not math.isfinite(x) for s in self.all_scores for x in s),
             "kl_bon": self.kl_bon,
             "mean_length": sum(s.num_tokens for s in self.best) / k,
             "no_eos_share": sum(not s.finished for s in self.best) / k,
         }
+
+
+def _finite_mean(values) -> float | None:
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
 
 
 def best_of_n(

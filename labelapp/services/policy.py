@@ -665,11 +665,7 @@ def _best_of_n_step(r: _Round) -> _Outcome:
         fresh=_answers(bon_fresh.best, bon_fresh.best_scores),
         parent_gen=parent_gen,
         watch=watch_metrics(bon.best, bon.best_scores, kls),
-        extra={
-            "reward_gain": bon.reward_gain,
-            "reward_first": sum(bon.first_scores) / len(bon.first_scores),
-            "kl_bon": bon.kl_bon,
-        },
+        extra={k: v for k, v in bon.summary().items() if k in ("reward_gain", "reward_first", "kl_bon")},
         history=[],
         artifact="",
     )

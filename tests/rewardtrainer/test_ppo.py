@@ -492,3 +492,39 @@ def test_the_ppo_command_names_a_bad_prompt_line_instead_of_a_traceback(tmp_path
     argv = ["--prompts", str(path), "--reward-model", str(tmp_path), "--out", str(tmp_path / "o")]
     assert ppo.main(argv) == 2
     assert "line 2: no text field 'prompt'" in capsys.readouterr().err
+
+
+def test_a_nan_reward_stops_the_round_instead_of_saving_a_policy_of_nan(tmp_path):
+    # One NaN score made the whitening's mean NaN, then every advantage, gradient and weight: the round
+    # saved a NaN policy with no error (or crashed at the next sampling, and every resume again).
+    from rewardtrainer.sampling import NonFiniteRewardError
+
+    calls = {"n": 0}
+
+    def reward(ps, answers):
+        calls["n"] += 1  # call 1: the reference samples for the normalization; call 2: update 1
+        scores = good_word_reward(ps, answers)
+        if calls["n"] == 2:
+            scores[0] = float("nan")
+        return scores
+
+    tok = tiny_tokenizer()
+    with pytest.raises(NonFiniteRewardError, match="1 of 16 answers a non-finite score"):
+        train_ppo(prompts(8), reward, config(updates=1), tmp_path, policy=tiny_llama(tok), tokenizer=tok)
+    assert not (tmp_path / "policy").exists()
+
+
+def test_a_non_finite_gradient_is_never_stepped_into_the_weights(tmp_path, monkeypatch):
+    tok = tiny_tokenizer()
+    policy = tiny_llama(tok)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+
+    def nan_losses(*args, **kwargs):
+        pg, v, stats = ppo_losses(*args, **kwargs)
+        return pg * float("nan"), v, stats
+
+    monkeypatch.setattr(ppo, "ppo_losses", nan_losses)
+    with pytest.raises(FloatingPointError, match="update 1: the gradient is not finite"):
+        train_ppo(prompts(8), good_word_reward, config(updates=1), tmp_path, policy=policy, tokenizer=tok)
+    for k, v in policy.state_dict().items():
+        torch.testing.assert_close(v, before[k])

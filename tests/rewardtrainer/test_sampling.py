@@ -195,3 +195,25 @@ def test_sampling_records_no_autograd_graph(gen, tok):
     finally:
         hook.remove()
     assert seen and all(seen)
+
+
+def test_best_of_n_figures_leave_a_nan_score_out_of_their_means(gen):
+    # the round's metrics held NaN (reward_first, reward_gain), which the app's jsonb refuses
+    scores = torch.tensor([float("nan"), 1.0, 0.5, 2.0])
+    result = best_of_n(
+        gen, lambda ps, answers: scores, prompts(1), n=4, params=SamplingParams(max_new_tokens=4)
+    )
+    summary = result.summary()
+    assert summary["reward_best"] == 2.0 and summary["reward_first"] is None
+    assert summary["reward_gain"] == pytest.approx(2.0 - 3.5 / 3) and summary["non_finite_scores"] == 1
+
+
+def test_the_reward_scorer_refuses_a_non_finite_score():
+    from rewardtrainer.sampling import NonFiniteRewardError, RewardScorer
+
+    class Broken:
+        def score(self, tokenizer, prompts, answers, **kwargs):
+            return torch.tensor([0.5, float("inf")])
+
+    with pytest.raises(NonFiniteRewardError, match=r"1 of 2 answers .*inf for 'b'"):
+        RewardScorer(Broken(), None)(["p", "p"], ["a", "b"])

@@ -117,6 +117,10 @@ def staff_guideline_diff(request: HttpRequest) -> HttpResponse:
             messages.info(request, "A diff needs two versions.")
             return redirect("staff_guidelines")
         old, new = versions[1], versions[0]
+        asked = [request.GET[k][:20] for k in ("a", "b") if k in request.GET]
+        if asked:  # a typo or a stale link must not pass for the diff that was asked for
+            shown = ", ".join(repr(a) for a in asked)
+            messages.error(request, f"No guideline version {shown}; showing v{old.number} -> v{new.number}.")
     diff = mark_safe(guideline_diff_html(old=old, new=new))  # noqa: S308 (textdiff escapes the text)
     context = {"old": old, "new": new, "diff": diff, "versions": versions}
     return render(request, "labelapp/staff/guideline_diff.html", context)

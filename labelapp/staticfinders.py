@@ -36,7 +36,9 @@ class PlotlyFinder(BaseFinder):
 
     def find(self, path, find_all=False, **kwargs):
         if self.storage is None or path != STATIC_PATH:
-            return [] if find_all else None
+            # [] also for one match: Django's own finders do, and its `find` takes None for a match
+            # ([None]), which made every missing static file a 500 under DEBUG
+            return []
         match = self.storage.path("plotly.min.js")
         return [match] if find_all else match
 

@@ -321,6 +321,8 @@ def parse_values(spec: str | float, n: int, *, name: str) -> list[float]:
         raise ValueError(
             f"--{name}: expected a number, a list a,b,c or a spread lo:hi, got {text!r}"
         ) from None
+    if not all(math.isfinite(v) for v in values):  # float() takes "nan" and "inf"
+        raise ValueError(f"--{name}: values must be finite numbers, got {text!r}")
     if len(values) == 1:
         return values * n
     if len(values) != n:

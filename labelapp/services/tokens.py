@@ -79,6 +79,9 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+NAME_MAX = ApiToken._meta.get_field("name").max_length
+
+
 def token_create(
     *, user, name: str, created_by=None, scopes=None, expires_in_days: int | None = None, via=None
 ) -> tuple[ApiToken, str]:
@@ -98,6 +101,10 @@ def token_create(
         )
     if "\x00" in name:
         raise TokenError("The name must be plain text (no NUL character).")
+    name = name.strip()
+    if not name or len(name) > NAME_MAX:
+        # one rule for the API, the pages and the command (the command stored "" and cut long names)
+        raise TokenError(f"Give the token a name of 1 to {NAME_MAX} characters: what it is for.")
     refused = _out_of_reach(user, by=created_by, via=via)
     if refused == "superuser":
         raise TokenError("Only a superuser may create a token for a superuser account.")
@@ -121,7 +128,7 @@ def token_create(
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     token = ApiToken.objects.create(
         user=user,
-        name=name.strip()[:100] or "unnamed",
+        name=name,
         prefix=prefix,
         digest=_digest(key),
         created_by=created_by,

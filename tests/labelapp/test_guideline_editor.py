@@ -121,7 +121,13 @@ def test_the_diff_between_any_two_versions_is_side_by_side_and_escaped(client, s
     html = client.get(reverse("staff_guideline_diff"), {"a": 1, "b": 2}).content.decode()
     assert 'class="diff"' in html and "Version 1" in html and "Version 2" in html
     assert "SHORT" in html and "<script>window.pwned" not in html and "&lt;script&gt;" in html
-    assert client.get(reverse("staff_guideline_diff"), {"a": "x", "b": 99}).status_code == 200
+    r = client.get(reverse("staff_guideline_diff"), {"a": "x<b>", "b": 99})
+    # a bad or unknown version is said, not silently replaced by the latest two
+    assert (
+        r.status_code == 200
+        and "No guideline version &#x27;x&lt;b&gt;&#x27;, &#x27;99&#x27;" in r.content.decode()
+    )
+    assert "No guideline version" not in client.get(reverse("staff_guideline_diff")).content.decode()
 
 
 def test_the_preview_is_the_sanitized_server_render(client, staff, acked):

@@ -28,3 +28,25 @@ pytestmark = pytest.mark.django_db
 def test_undecodable_or_nul_text_is_a_usage_error(args):
     with pytest.raises(CommandError, match="UTF-8|NUL"):
         call_command(*args)
+
+
+@pytest.mark.parametrize("username", ["", "a b/<x>", "nul\x01", "x" * 200])
+def test_create_rater_refuses_what_the_admin_would_refuse(username):
+    # "" was created, as were spaces and control characters; 200 characters ended in a DataError traceback
+    with pytest.raises(CommandError, match="Username"):
+        call_command("create_rater", username)
+
+
+def test_create_api_token_refuses_a_blank_name_as_the_api_does(make_user):
+    make_user("boss")
+    with pytest.raises(CommandError, match="name of 1 to 100 characters"):
+        call_command("create_api_token", "boss", "--name", "  ")
+
+
+@pytest.mark.parametrize("flag", ["--length-bias", "--noise", "--position-bias"])
+def test_simulate_raters_refuses_values_that_are_not_finite(flag, guideline):
+    # --length-bias nan stored ratings whose decisions had length_bias=nan
+    with pytest.raises(CommandError, match="finite"):
+        call_command(
+            "simulate_raters", "--raters", "2", "--ratings", "4", "--encoder", "lexical", flag, "nan"
+        )

@@ -177,3 +177,10 @@ def test_plotly_js_is_served_from_the_installed_package():
     found = finders.find("plotly/plotly.min.js")
     assert found and Path(found).stat().st_size > 1_000_000
     assert "plotly" in Path(found).parts[-3:][0] or "package_data" in found
+
+
+def test_a_missing_static_file_is_not_found_not_a_match():
+    # the plotly finder answered None, which Django's find() took for a match ([None]): every missing
+    # static file was a 500 under DEBUG (make run)
+    assert finders.find("nope/missing.js") is None
+    assert finders.find("nope/missing.js", find_all=True) == []

@@ -5,6 +5,7 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.args import text_arg
@@ -28,6 +29,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, staff=False, role=None, **options):
         user_model = get_user_model()
+        try:  # the rules the admin's user form applies: not blank, at most 150 of letters, digits, @.+-_
+            user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
+        except ValidationError as exc:
+            raise CommandError(f"Username {username!r}: {' '.join(exc.messages)}") from None
         if user_model.objects.filter(username=username).exists():
             raise CommandError(f"User {username!r} already exists.")
         password = secrets.token_urlsafe(12)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from labelapp import charts as plotly_charts
@@ -20,6 +20,7 @@ from labelapp.services.policy import (
     policy_reject,
     policy_round_request,
     policy_sample_pairs,
+    policy_version_get,
     policy_versions_overview,
     policy_warnings,
     policy_win_rate,
@@ -67,9 +68,10 @@ def policy_round_start(request: HttpRequest) -> HttpResponse:
 
 
 def _version_or_404(number: int) -> PolicyVersion:
-    return get_object_or_404(
-        PolicyVersion.objects.select_related("parent", "reward_model", "run", "rejected_by"), number=number
-    )
+    version = policy_version_get(number)
+    if version is None:
+        raise Http404("No such policy version.")
+    return version
 
 
 def _render_version(
@@ -130,7 +132,7 @@ def policy_version_reinstate(request: HttpRequest, number: int) -> HttpResponse:
 
 @staff_required
 def policy_samples(request: HttpRequest, number: int) -> HttpResponse:
-    version = get_object_or_404(PolicyVersion.objects.select_related("parent"), number=number)
+    version = _version_or_404(number)
     page = Paginator(policy_sample_pairs(version=version), 20).get_page(request.GET.get("page"))
     return render(request, "labelapp/policy/samples.html", {"version": version, "page": page})
 

@@ -21,6 +21,7 @@ from labelapp.services.policy import (
     policy_reject,
     policy_round_request,
     policy_sample_pairs,
+    policy_version_get,
     policy_versions_overview,
     policy_warnings,
     policy_win_rate,
@@ -116,7 +117,7 @@ class PolicyVersionsView(APIView):
 
 
 def _version(number: int) -> PolicyVersion:
-    version = PolicyVersion.objects.select_related("parent", "reward_model").filter(number=number).first()
+    version = policy_version_get(number)
     if version is None:
         raise NotFound("No such policy version.")
     return version

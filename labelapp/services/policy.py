@@ -140,6 +140,15 @@ def policy_base() -> PolicyVersion:
     return version
 
 
+def policy_version_get(number: int) -> PolicyVersion | None:
+    """Version `number` with what its pages show, or None. v0 always exists: asked for, it is created
+    (an API client on a fresh install found no versions until someone had opened the policy page)."""
+    if number == 0:
+        policy_base()
+    related = ("parent", "reward_model", "run", "rejected_by")
+    return PolicyVersion.objects.select_related(*related).filter(number=number).first()
+
+
 def policy_next_parent() -> PolicyVersion:
     """The version the next round starts from: the newest one that is not rejected and does not
     descend from a rejected one (v0 at the latest, which cannot be rejected)."""
@@ -1103,6 +1112,7 @@ class VersionRow:
 
 
 def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
+    policy_base()  # v0 is always listed
     versions = (
         PolicyVersion.objects.select_related("parent", "reward_model", "run")
         .prefetch_related("decisions__by")

@@ -1188,3 +1188,16 @@ def test_samples_leave_out_withheld_and_withdrawn_prompts_and_need_the_export_sc
         r = client.get("/api/policies/1/samples/", HTTP_AUTHORIZATION=f"Bearer {key}")
         assert r.status_code == code, scopes
     assert [row["prompt"] for row in r.json()] == ["Kept prompt?"]
+
+
+@pytest.mark.django_db
+def test_policy_v0_is_in_the_api_on_a_fresh_install_before_any_page_was_opened(client, staff):
+    # v0 was created by the policy page's GET: until staff opened it, the API listed no version and
+    # /api/policies/0/ was a 404
+    client.force_login(staff)
+    assert [v["number"] for v in client.get("/api/policies/").json()] == [0]
+    PolicyVersion.objects.all().delete()
+    assert client.get("/api/policies/0/").json()["kind"] == "base"
+    PolicyVersion.objects.all().delete()
+    assert client.get(reverse("policy_samples", args=[0])).status_code == 200
+    assert client.get("/api/policies/7/").status_code == 404

@@ -6,6 +6,7 @@ new consented ratings arrived since the last reward model. The run goes to the `
 this process instead (no worker needed) and prints the metrics.
 """
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.run_output import run_queued_or_here
@@ -46,7 +47,8 @@ class Command(BaseCommand):
             if active:
                 raise CommandError(f"Run #{active.pk} is already {active.status}; one run at a time.")
             raise CommandError(
-                f"Only {training_new_ratings_count()} new consented ratings since the last reward model; "
+                f"Only {training_new_ratings_count()} new consented ratings since the last reward-model run "
+                f"ended (at least RM_MIN_NEW_RATINGS, {settings.TRAINING['MIN_NEW_RATINGS']}, start one); "
                 "use --now to train anyway."
             )
         where = "running here" if sync else "queued"

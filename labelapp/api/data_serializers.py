@@ -9,12 +9,13 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from labelapp.api.serializers import StrictBooleanField, StrictTextField
+from labelapp.api.strict import StrictSerializer
 from labelapp.models import TOKEN_SCOPES, PromptConsentChange
 from labelapp.services.ingest import MAX_TEXT_CHARS
 from labelapp.services.tokens import MAX_EXPIRY_DAYS
 
 
-class TokenCreateSerializer(serializers.Serializer):
+class TokenCreateSerializer(StrictSerializer):
     username = StrictTextField(max_length=150, help_text="Whose token (the program acts as this user).")
     name = StrictTextField(max_length=100, help_text="What the token is for.")
     scopes = serializers.ListField(
@@ -102,17 +103,11 @@ class PromptOutSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class PromptConsentInSerializer(serializers.Serializer):
+class PromptConsentInSerializer(StrictSerializer):
     consent = StrictBooleanField(help_text="The new value: false withdraws consent, true restores it.")
     reason = StrictTextField(
         max_length=PromptConsentChange.REASON_MAX, help_text="Why (recorded with your name and the time)."
     )
-
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(f"Unknown field(s): {', '.join(unknown)}.")
-        return attrs
 
 
 class PromptConsentChangeSerializer(serializers.Serializer):
@@ -147,7 +142,7 @@ class ResponseOutSerializer(serializers.Serializer):
     pii_found = serializers.DictField(child=serializers.IntegerField())
 
 
-class ComparisonsInSerializer(serializers.Serializer):
+class ComparisonsInSerializer(StrictSerializer):
     prompt_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000
     )

@@ -15,11 +15,11 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from labelapp.api import data_serializers as ds
 from labelapp.api.pagination import BoundedLimitOffsetPagination
 from labelapp.api.permissions import STAFF
+from labelapp.api.strict import PAGINATION_PARAMS, ApiView
 from labelapp.models import ApiToken, Prompt, RaterProfile, Rating
 from labelapp.services.comparisons import comparisons_create
 from labelapp.services.consent import ConsentError, prompt_consent_changes, prompt_consent_set
@@ -41,7 +41,6 @@ PAGE_PARAMS = [
     OpenApiParameter("limit", int, description="Page size (at most 200; larger is clamped)."),
     OpenApiParameter("offset", int, description="Rows to skip."),
 ]
-_PAGINATION_PARAMS = {"limit", "offset"}
 
 
 class FirstRendererNegotiation(BaseContentNegotiation):
@@ -55,17 +54,6 @@ class FirstRendererNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
-
-
-def _refuse_unknown_params(request, allowed: set[str]) -> None:
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        raise ValidationError(
-            {
-                "detail": f"Unknown query parameter(s): {', '.join(unknown)}. "
-                f"Allowed: {', '.join(sorted(allowed))}."
-            }
-        )
 
 
 def _ingest_error(exc: IngestError) -> Response:
@@ -84,15 +72,16 @@ def _paginate(view, request, queryset, serializer_cls):
 # --- Tokens ------------------------------------------------------------------------------------------
 
 
-class TokensView(APIView):
+class TokensView(ApiView):
     """API tokens (staff): list them, or create one for a user. The key is in the 201 answer only."""
+
+    query_params_allowed = PAGINATION_PARAMS
 
     permission_classes = STAFF
     token_scope = "admin"
 
     @extend_schema(operation_id="tokens_list", responses={200: ds.PaginatedTokenList}, parameters=PAGE_PARAMS)
     def get(self, request):
-        _refuse_unknown_params(request, _PAGINATION_PARAMS)
         qs = ApiToken.objects.select_related("user").order_by("-id")
         return _paginate(self, request, qs, ds.TokenSerializer)
 
@@ -115,7 +104,7 @@ class TokensView(APIView):
         return Response(data, status=status.HTTP_201_CREATED)
 
 
-class TokenRevokeView(APIView):
+class TokenRevokeView(ApiView):
     permission_classes = STAFF
     token_scope = "admin"
 
@@ -135,12 +124,14 @@ class TokenRevokeView(APIView):
 # --- Prompts and answers -----------------------------------------------------------------------------
 
 
-class PromptsView(APIView):
+class PromptsView(ApiView):
     """Prompts (staff). POST one object, a list, or a JSONL file (`Content-Type: application/jsonl`).
 
     Every text is PII-scrubbed before it is stored. All or nothing: one bad item refuses the whole
     request, and `errors` lists every bad item with its line (JSONL) or 1-based position (list).
     """
+
+    query_params_allowed = PAGINATION_PARAMS | {"source", "consent"}
 
     permission_classes = STAFF
     token_scope = "ingest"
@@ -156,7 +147,6 @@ class PromptsView(APIView):
         responses={200: ds.PaginatedPromptOutList},
     )
     def get(self, request):
-        _refuse_unknown_params(request, _PAGINATION_PARAMS | {"source", "consent"})
         qs = Prompt.objects.order_by("-id")
         if "source" in request.query_params:
             qs = qs.filter(source=request.query_params["source"])
@@ -209,7 +199,7 @@ class PromptsView(APIView):
         return items
 
 
-class PromptDetailView(APIView):
+class PromptDetailView(ApiView):
     permission_classes = STAFF
     token_scope = "ingest"
 
@@ -221,7 +211,7 @@ class PromptDetailView(APIView):
         return Response(ds.PromptOutSerializer(prompt).data)
 
 
-class PromptResponsesView(APIView):
+class PromptResponsesView(ApiView):
     """Attach answers from any model (name and version) to a prompt; scrubbed like prompts."""
 
     permission_classes = STAFF
@@ -248,7 +238,7 @@ class PromptResponsesView(APIView):
         return Response(ds.ResponseOutSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
 
 
-class PromptConsentView(APIView):
+class PromptConsentView(ApiView):
     """A prompt's consent changes (staff): GET lists them, oldest first; POST records one.
 
     `{"consent": false, "reason": "..."}` withdraws consent: the prompt's ratings leave training and
@@ -285,7 +275,7 @@ class PromptConsentView(APIView):
         return Response(ds.PromptConsentChangeSerializer(change).data, status=status.HTTP_201_CREATED)
 
 
-class ComparisonsView(APIView):
+class ComparisonsView(ApiView):
     """Make comparisons from prompts' answers: all pairs, or `per_prompt` sampled (length-matched)."""
 
     permission_classes = STAFF
@@ -355,8 +345,10 @@ _RATING_FILTERS = {
 }
 
 
-class StaffRatingsView(APIView):
+class StaffRatingsView(ApiView):
     """Every rating (staff), filtered and ordered by the listed fields only."""
+
+    query_params_allowed = PAGINATION_PARAMS | set(RatingFilterSerializer().fields)
 
     permission_classes = STAFF
     token_scope = "export"
@@ -367,7 +359,6 @@ class StaffRatingsView(APIView):
         responses={200: ds.PaginatedStaffRatingList},
     )
     def get(self, request):
-        _refuse_unknown_params(request, _PAGINATION_PARAMS | set(RatingFilterSerializer().fields))
         f = RatingFilterSerializer(data=request.query_params)
         f.is_valid(raise_exception=True)
         v = f.validated_data
@@ -387,8 +378,10 @@ class StaffRatingsView(APIView):
         return _paginate(self, request, qs.order_by(v["ordering"]), ds.StaffRatingSerializer)
 
 
-class RaterFiguresView(APIView):
+class RaterFiguresView(ApiView):
     """Per-rater quality figures and trust weights (staff), where the quality job computed them."""
+
+    query_params_allowed = PAGINATION_PARAMS
 
     permission_classes = STAFF
     token_scope = "read"
@@ -399,7 +392,6 @@ class RaterFiguresView(APIView):
         parameters=PAGE_PARAMS,
     )
     def get(self, request):
-        _refuse_unknown_params(request, _PAGINATION_PARAMS)
         qs = RaterProfile.objects.select_related("rater").order_by("rater__username")
         return _paginate(self, request, qs, ds.RaterFiguresSerializer)
 
@@ -423,9 +415,11 @@ class ExportQuerySerializer(serializers.Serializer):
     until = serializers.DateTimeField(required=False)
 
 
-class ExportView(APIView):
+class ExportView(ApiView):
     """The preference export (staff) in TRL format, streamed: JSONL in 64 KB pieces, Parquet a row
     group at a time."""
+
+    query_params_allowed = frozenset(ExportQuerySerializer().fields)
 
     permission_classes = STAFF
     token_scope = "export"
@@ -450,7 +444,6 @@ class ExportView(APIView):
         },
     )
     def get(self, request):
-        _refuse_unknown_params(request, set(ExportQuerySerializer().fields))
         data = {k: request.query_params.getlist(k) for k in ("guideline_version", "source_model")}
         data.update({k: v for k, v in request.query_params.items() if k not in data})
         q = ExportQuerySerializer(data={k: v for k, v in data.items() if v != []})

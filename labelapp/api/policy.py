@@ -8,10 +8,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from labelapp.api.permissions import STAFF
 from labelapp.api.serializers import StrictTextField, TrainingRunSerializer
+from labelapp.api.strict import ApiView, StrictSerializer
 from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
     POLICY_KINDS,
@@ -103,11 +103,11 @@ class SamplePairSerializer(serializers.Serializer):
     )
 
 
-class RoundRequestSerializer(serializers.Serializer):
+class RoundRequestSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=[str(k) for k in POLICY_KINDS], help_text="ppo or best_of_n")
 
 
-class PolicyVersionsView(APIView):
+class PolicyVersionsView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 
@@ -123,7 +123,7 @@ def _version(number: int) -> PolicyVersion:
     return version
 
 
-class PolicyVersionView(APIView):
+class PolicyVersionView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 
@@ -135,7 +135,7 @@ class PolicyVersionView(APIView):
         return Response(PolicyVersionSerializer(row).data)
 
 
-class ReasonSerializer(serializers.Serializer):
+class ReasonSerializer(StrictSerializer):
     reason = StrictTextField(max_length=2000, help_text="Why (recorded).")
 
 
@@ -153,7 +153,7 @@ def _decide(request, number: int, decide) -> Response:
     return Response(PolicyVersionSerializer(row).data)
 
 
-class PolicyRejectView(APIView):
+class PolicyRejectView(ApiView):
     """Reject a version: later rounds start from the newest version neither rejected nor built on one."""
 
     permission_classes = STAFF
@@ -164,7 +164,7 @@ class PolicyRejectView(APIView):
         return _decide(request, number, policy_reject)
 
 
-class PolicyReinstateView(APIView):
+class PolicyReinstateView(ApiView):
     """Lift a version's rejection: rounds may start from it again; the watch does not reject it again."""
 
     permission_classes = STAFF
@@ -175,7 +175,7 @@ class PolicyReinstateView(APIView):
         return _decide(request, number, policy_reinstate)
 
 
-class PolicySamplesView(APIView):
+class PolicySamplesView(ApiView):
     """Evaluation prompts with the previous and this version's answers: prompt texts in bulk, so a
     token needs the `export` scope (`read` does not open it)."""
 
@@ -188,7 +188,7 @@ class PolicySamplesView(APIView):
         return Response(SamplePairSerializer(pairs, many=True).data)
 
 
-class PolicyRoundsView(APIView):
+class PolicyRoundsView(ApiView):
     """Policy rounds (staff). POST queues one now (409 while one is queued or running)."""
 
     permission_classes = STAFF

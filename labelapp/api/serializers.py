@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from labelapp.api.strict import StrictSerializer
 from labelapp.models import Rating
 from labelapp.services.ratings import RatingInput
 
@@ -55,7 +56,7 @@ class AssignmentSerializer(serializers.Serializer):
     length_check_ratio = serializers.FloatField()
 
 
-class RatingInSerializer(serializers.Serializer):
+class RatingInSerializer(StrictSerializer):
     preference = serializers.IntegerField(
         min_value=-3, max_value=3, help_text="-3 A much better .. 3 B much better"
     )
@@ -107,11 +108,11 @@ class RatingOutSerializer(serializers.ModelSerializer):
         ]
 
 
-class SkipSerializer(serializers.Serializer):
+class SkipSerializer(StrictSerializer):
     reason = StrictTextField(max_length=500)
 
 
-class AcknowledgeSerializer(serializers.Serializer):
+class AcknowledgeSerializer(StrictSerializer):
     version = serializers.IntegerField(help_text="The guideline version number being acknowledged.")
 
 
@@ -147,7 +148,7 @@ class TrainingRunSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
-class TrainingRequestSerializer(serializers.Serializer):
+class TrainingRequestSerializer(StrictSerializer):
     with_baseline = serializers.BooleanField(
         default=None,
         allow_null=True,

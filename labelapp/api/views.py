@@ -10,10 +10,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from labelapp.api import serializers as s
 from labelapp.api.permissions import STAFF
+from labelapp.api.strict import PAGINATION_PARAMS, ApiView, StrictQueryParams
 from labelapp.models import (
     Assignment,
     GuidelineAcknowledgment,
@@ -69,7 +69,7 @@ def _assignment_payload(assignment: Assignment) -> dict:
     }
 
 
-class NextAssignmentView(APIView):
+class NextAssignmentView(ApiView):
     token_scope = "rate"
 
     @extend_schema(
@@ -90,7 +90,7 @@ class NextAssignmentView(APIView):
         return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)
 
 
-class AssignmentDetailView(APIView):
+class AssignmentDetailView(ApiView):
     token_scope = "rate"
 
     @extend_schema(responses={200: s.AssignmentSerializer})
@@ -100,7 +100,7 @@ class AssignmentDetailView(APIView):
         )
 
 
-class RatingSubmitView(APIView):
+class RatingSubmitView(ApiView):
     token_scope = "rate"
 
     @extend_schema(
@@ -126,7 +126,7 @@ class RatingSubmitView(APIView):
         )
 
 
-class SkipView(APIView):
+class SkipView(ApiView):
     token_scope = "rate"
 
     @extend_schema(request=s.SkipSerializer, responses={200: OpenApiResponse(description="Skipped.")})
@@ -144,8 +144,9 @@ class SkipView(APIView):
         return Response({"status": "skipped"})
 
 
-class MyRatingsView(generics.ListAPIView):
+class MyRatingsView(StrictQueryParams, generics.ListAPIView):
     token_scope = "rate"
+    query_params_allowed = PAGINATION_PARAMS
 
     serializer_class = s.RatingOutSerializer
 
@@ -155,7 +156,7 @@ class MyRatingsView(generics.ListAPIView):
         )
 
 
-class CurrentGuidelineView(APIView):
+class CurrentGuidelineView(ApiView):
     token_scope = "rate"
 
     @extend_schema(responses={200: s.GuidelineSerializer})
@@ -178,7 +179,7 @@ class CurrentGuidelineView(APIView):
         )
 
 
-class AcknowledgeView(APIView):
+class AcknowledgeView(ApiView):
     token_scope = "rate"
 
     @extend_schema(
@@ -197,7 +198,7 @@ class AcknowledgeView(APIView):
         return Response({"status": "acknowledged", "version": version.number})
 
 
-class QueueFiguresView(APIView):
+class QueueFiguresView(ApiView):
     permission_classes = STAFF
     token_scope = "read"
 
@@ -206,7 +207,7 @@ class QueueFiguresView(APIView):
         return Response(s.QueueFiguresSerializer(queue_figures()).data)
 
 
-class TrainingRunsView(APIView):
+class TrainingRunsView(ApiView):
     """Reward model runs (staff). POST queues one now, unless one is already queued or running (409)."""
 
     permission_classes = STAFF
@@ -242,7 +243,7 @@ class TrainingRunsView(APIView):
         return Response(s.TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
-class RewardModelsView(APIView):
+class RewardModelsView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 
@@ -251,7 +252,7 @@ class RewardModelsView(APIView):
         return Response(s.RewardModelVersionSerializer(RewardModelVersion.objects.all()[:50], many=True).data)
 
 
-class RewardModelActivateView(APIView):
+class RewardModelActivateView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 

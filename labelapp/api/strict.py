@@ -1,0 +1,68 @@
+"""One rule for every API endpoint: a request names only the body fields and query parameters it knows.
+
+Most endpoints dropped what they did not know: `POST /api/training/runs/ {"train_plain_baseline":
+true}` queued a run without the baseline, a rating's misspelt field was lost, and `GET
+/api/ratings/?foo=1` listed everything, so a typo looked like success. Now an unknown field or
+parameter is a 400 that names it and lists what is allowed:
+- `ApiView` (or `StrictQueryParams` before another DRF view class) checks the query string against
+  the view's `query_params_allowed`, after authentication and permissions (a stranger gets 401/403
+  first). DRF's `?format=` is always allowed: an unknown format stays DRF's 404.
+- `StrictSerializer` refuses unknown top-level keys of a request body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+PAGINATION_PARAMS = frozenset({"limit", "offset"})
+
+
+def refuse_unknown_params(request, allowed) -> None:
+    """400 naming the query parameters of `request` outside `allowed` (and `?format=`)."""
+    allowed = set(allowed) | {api_settings.URL_FORMAT_OVERRIDE}
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        shown = ", ".join(sorted(a for a in allowed if a)) or "none"
+        raise ValidationError({"detail": f"Unknown query parameter(s): {_names(unknown)}. Allowed: {shown}."})
+
+
+class StrictQueryParams:
+    """Mixin for a DRF view: 400 for a query parameter outside `query_params_allowed`."""
+
+    query_params_allowed: frozenset[str] = frozenset()
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        refuse_unknown_params(request, self.query_params_allowed)
+
+
+class ApiView(StrictQueryParams, APIView):
+    """APIView with the strict query string; every API endpoint derives from it."""
+
+
+class StrictSerializer(serializers.Serializer):
+    """A request body's serializer that refuses top-level keys it has no field for."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(str(k) for k in set(data) - set(self.fields))
+            if unknown:
+                raise ValidationError(
+                    {
+                        api_settings.NON_FIELD_ERRORS_KEY: [
+                            f"Unknown field(s): {_names(unknown)}. Allowed: {', '.join(self.fields)}."
+                        ]
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+def _names(names: list[str]) -> str:
+    """The first ten, each cut to 50 characters: a client's key may be anything."""
+    shown = ", ".join(n[:50] for n in names[:10])
+    return shown + (f" (and {len(names) - 10} more)" if len(names) > 10 else "")

@@ -175,9 +175,10 @@ if env.bool("DB_PREPARED_STATEMENTS", default=True):
 # A statement running longer than this many milliseconds is cancelled (0: no limit). The web process
 # sets 60 s (config/gunicorn.py): its gthread workers keep reporting to the master while a thread is
 # stuck, so gunicorn's timeout no longer ends a request waiting forever on a lock; the workers and
-# commands keep no limit (training reads every rating at once).
-_statement_timeout_ms = env.int(
-    "DB_STATEMENT_TIMEOUT_MS", default=60_000 if os.environ.get("RLHF_WEB_PROCESS") == "1" else 0
+# commands keep no limit (training reads every rating at once), also when the variable is set: compose
+# hands .env to every service, and a value meant for the web would have cut the training's reads.
+_statement_timeout_ms = (
+    env.int("DB_STATEMENT_TIMEOUT_MS", default=60_000) if os.environ.get("RLHF_WEB_PROCESS") == "1" else 0
 )
 if _statement_timeout_ms > 0:
     _opts = _db.setdefault("OPTIONS", {})

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from labelapp.models import Comparison, Prompt, Response
+from labelapp.services.gold import without_gold_copies
 from labelapp.services.roles import permission_check
 
 
@@ -37,8 +38,9 @@ def _length_gap(a: Response, b: Response) -> float:
 def _new_pairs(prompt: Prompt) -> list[tuple[Response, Response]]:
     """The prompt's pairs of answers that differ in text and are not compared yet. By text, not by id:
     an answer stored twice (the answers endpoint and ingest keep what they are sent) would pair with
-    itself, a comparison with nothing to judge, or repeat a comparison under new ids."""
-    answers = list(Response.objects.filter(prompt=prompt).order_by("pk"))
+    itself, a comparison with nothing to judge, or repeat a comparison under new ids. Gold's padded
+    copies are not ordinary answers (services/gold.py)."""
+    answers = list(without_gold_copies(Response.objects.filter(prompt=prompt)).order_by("pk"))
     compared = Comparison.objects.filter(prompt=prompt)
     seen = {frozenset(texts) for texts in compared.values_list("response_a__text", "response_b__text")}
     pairs = []

@@ -178,6 +178,13 @@ def gold_make_padded(
     return GoldMade(comparison=comparison, padding=kind)
 
 
+def without_gold_copies(responses):
+    """`responses` (a Response queryset) without the padded copies that make_gold wrote. They exist for
+    their gold pairs only: paired in the ordinary stream (with each other, or with other answers) they
+    put synthetic padding in front of raters as ordinary work, and into the training data."""
+    return responses.exclude(source_model__startswith=GENERATOR_MODEL)
+
+
 def gold_make_batch(*, count: int, seed: int | None = None, kind: str | None = None) -> list[GoldMade]:
     """Generate `count` padded gold pairs from original answers that are not padding yet."""
     if count < 1:
@@ -186,8 +193,7 @@ def gold_make_batch(*, count: int, seed: int | None = None, kind: str | None = N
         raise GoldError(f"Unknown padding kind {kind!r}; use one of {', '.join(PADDING_KINDS)}.")
     rng = random.Random(seed)
     candidates = list(
-        Response.objects.exclude(source_model__startswith=GENERATOR_MODEL)
-        .filter(prompt__withheld=False)
+        without_gold_copies(Response.objects.filter(prompt__withheld=False))
         .select_related("prompt")
         .order_by("id")
         .values_list("id", flat=True)

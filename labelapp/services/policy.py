@@ -48,6 +48,7 @@ from labelapp.models import (
     prompts_awaiting_review,
 )
 from labelapp.services import training
+from labelapp.services.gold import without_gold_copies
 from labelapp.services.privacy import scrub
 from labelapp.services.roles import permission_check
 from labelapp.services.training import (
@@ -1185,7 +1186,8 @@ def policy_sample_demo(*, limit: int = 20, device: str | None = None, seed: int 
             if prompt.pk not in servable:
                 continue
             first = _store_answer(base, prompt, _answers([samples[2 * k]])[0], PolicySample.Split.DEMO, 0)
-            team = Response.objects.filter(prompt=prompt).exclude(policy_sample__isnull=False).first()
+            written = Response.objects.filter(prompt=prompt, policy_sample__isnull=True)  # not a model's
+            team = without_gold_copies(written).first()
             if team is not None:
                 new_is_a = rng.random() < 0.5
                 a, b = (first.response, team) if new_is_a else (team, first.response)

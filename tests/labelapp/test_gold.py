@@ -167,6 +167,22 @@ def test_make_gold_pads_an_answer_and_says_what_was_padded(make_comparison, caps
     assert "Made 2 gold pairs" in capsys.readouterr().out
 
 
+def test_gold_padded_copies_never_enter_the_ordinary_stream(make_comparison):
+    # a later POST /api/comparisons/ on the prompt paired the padded copies with each other and with
+    # the answers: synthetic padding in front of raters as ordinary work, and in the training data
+    from labelapp.services.comparisons import comparisons_create
+
+    c = make_comparison(prompt_text="How do I boil an egg?", a="Boil it for 9 minutes.", b="Microwave it.")
+    Response.objects.create(prompt=c.prompt, text="Steam it for 12 minutes.", source_model="team")
+    call_command("make_gold", "--count", "2", "--seed", "3")
+    assert Response.objects.filter(source_model__startswith="gold-generator:").count() == 2
+    report = comparisons_create(prompt_ids=[c.prompt_id], seed=0)
+    made = Comparison.objects.filter(pk__in=report.created).select_related("response_a", "response_b")
+    assert len(made) == 2  # the new answer against each of the two originals, nothing else
+    for m in made:
+        assert not any(r.source_model.startswith("gold-generator") for r in (m.response_a, m.response_b))
+
+
 @pytest.mark.parametrize(
     "kind, marker",
     [("filler", "I hope this helps"), ("restatement", "You asked"), ("repetition", "To repeat")],

@@ -294,15 +294,16 @@ def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
     except Assignment.DoesNotExist:
         raise Http404("No such assignment.") from None
     except QueueError as exc:
-        if request.htmx:
-            # The reason check runs before any lookup, so the id may be someone else's or unknown: 404.
-            assignment = _own_assignment(request, assignment_id)
-            if assignment.status == Assignment.Status.LEASED:
-                # Only the skip form is swapped: the rating form keeps what the rater chose, and the
-                # typed reason is shown back under the error.
-                typed = request.POST.get("reason", "")
-                context = {"a": assignment, "skip_error": str(exc), "skip_reason": typed}
-                return render(request, "labelapp/_skip_form.html", context)
+        # The reason check runs before any lookup, so the id may be someone else's or unknown: 404.
+        assignment = _own_assignment(request, assignment_id)
+        if assignment.status == Assignment.Status.LEASED:
+            # The typed reason is shown back under the error. htmx swaps only the skip form (the rating
+            # form keeps what the rater chose); a plain browser gets the page again, the form open.
+            skip = {"skip_error": str(exc), "skip_reason": request.POST.get("reason", "")}
+            if request.htmx:
+                return render(request, "labelapp/_skip_form.html", {"a": assignment, **skip})
+            context = {**_panel_context(assignment), **skip, "guideline": guideline_current()}
+            return render(request, "labelapp/rate.html", context, status=400)
         messages.error(request, str(exc))
         if request.htmx:  # a plain redirect would be followed inside the skip form's swap
             return HttpResponseClientRedirect(reverse("rate_next"))

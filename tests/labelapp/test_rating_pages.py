@@ -251,6 +251,24 @@ def test_a_skip_without_a_reason_swaps_only_the_skip_form_and_keeps_what_was_typ
     assert ok.headers["HX-Retarget"] == "#rate-root"  # a skip done swaps the whole panel
 
 
+def test_without_javascript_the_skip_form_is_open_and_a_missing_reason_keeps_it_open(
+    rater_client, rater, acked, make_comparison
+):
+    # the form was hidden and only rate.js opened it: a rater without JavaScript could not skip, and a
+    # plain POST without a reason redirected with a message, losing what was typed
+    make_comparison()
+    a = assignment_next(rater=rater)
+    page = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
+    assert "<noscript><style>#skip-form[hidden] { display: block; }" in page
+    r = rater_client.post(reverse("rate_skip", args=[a.pk]), {"reason": "   "})
+    body = r.content.decode()
+    assert r.status_code == 400 and body.count('id="skip-form"') == 1
+    form = body[body.index('id="skip-form"') :]
+    assert " hidden" not in form[: form.index(">")] and 'role="alert"' in form and 'value="   "' in form
+    a.refresh_from_db()
+    assert a.status == Assignment.Status.LEASED
+
+
 def test_the_length_question_error_speaks_to_people(rater_client, rater, acked, make_comparison):
     make_comparison(a=SHORT, b=LONG)
     a = assignment_next(rater=rater)

@@ -13,19 +13,28 @@ from __future__ import annotations
 import difflib
 import html
 
+from labelapp.rendering import show_bidi_controls
+
 MAX_MARKED_PAIRS = 300  # changed line pairs whose changed characters are marked; the rest whole
 MAX_MARKED_LINE = 1_000  # characters: a longer pair is marked whole
+SIMILAR = 0.5  # SequenceMatcher ratio below which a changed pair is shown as one line out, one in
 
 
 def _cell(text: str, cls: str | None = None) -> str:
-    body = html.escape(text.expandtabs(4))
+    # bidi controls as visible markers, as in rendered Markdown: the diff shows the source text
+    body = html.escape(show_bidi_controls(text.expandtabs(4)))
     return f'<span class="{cls}">{body}</span>' if cls and text else body
 
 
 def _marked(a: str, b: str) -> tuple[str, str]:
-    """Both lines with their differing characters in spans (HtmlDiff's classes)."""
+    """Both lines with their differing characters in spans (HtmlDiff's classes); lines that have
+    little in common (a ratio below SIMILAR) are marked whole, as removed and added: a
+    rewritten line marked letter by letter was a scatter of unrelated fragments."""
+    matcher = difflib.SequenceMatcher(None, a, b)
+    if matcher.ratio() < SIMILAR:
+        return _cell(a, "diff_sub"), _cell(b, "diff_add")
     old, new = [], []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b).get_opcodes():
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             old.append(_cell(a[i1:i2]))
             new.append(_cell(b[j1:j2]))

@@ -47,3 +47,19 @@ def test_a_long_guideline_reworded_on_every_line_is_diffed_in_time():
     assert time.perf_counter() - start < 5
     assert out.count('<tr><td class="diff_header">') == 400
     assert out.count('<span class="diff_chg">') >= 300
+
+
+def test_a_rewritten_line_is_shown_out_and_in_whole_not_as_scattered_letters():
+    out = _diff(
+        "Prefer the concise answer when content is equal.",
+        "Raters must flag personal data before anything else.",
+    )
+    assert '<span class="diff_sub">Prefer the concise answer when content is equal.</span>' in out
+    assert '<span class="diff_add">Raters must flag personal data before anything else.</span>' in out
+    assert "diff_chg" not in out
+
+
+def test_bidi_controls_in_the_source_are_shown_as_markers():
+    # the diff shows the Markdown source: a raw U+202E reversed the rest of the line on screen
+    out = _diff("Check the file name.", "Check the file \u202egnp.exe name.")
+    assert "\u202e" not in out and "\u27e6RLO U+202E\u27e7" in out

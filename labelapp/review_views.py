@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from labelapp.access import staff_required
@@ -41,7 +42,7 @@ def staff_review_decide(request: HttpRequest, rating_id: int) -> HttpResponse:
         raise Http404("No such flagged rating.")
     error = None
     try:
-        rating_review_add(
+        review = rating_review_add(
             rating=rating,
             decision=request.POST.get("decision", ""),
             reason=request.POST.get("reason", ""),
@@ -54,6 +55,10 @@ def staff_review_decide(request: HttpRequest, rating_id: int) -> HttpResponse:
     except NotPermitted as exc:  # the row comes back with the reason typed, not a bare 403 page
         error, status = str(exc), 403
     context = {"r": rating, "error": error, "reason": request.POST.get("reason", "") if error else ""}
+    if not request.htmx:  # a plain form post got the bare table row as its whole page
+        if error is None:
+            messages.success(request, f"Rating {rating.pk}: {review.get_decision_display()}, recorded.")
+            return redirect("staff_review")
+        return render(request, "labelapp/staff/review_one.html", context, status=status)
     # htmx swaps only 2xx answers: the row with its error comes back as 200 there.
-    status = 200 if request.htmx else status
-    return render(request, "labelapp/staff/_review_row.html", context, status=status)
+    return render(request, "labelapp/staff/_review_row.html", context)

@@ -215,3 +215,24 @@ def test_guideline_markdown_is_inert_for_staff_and_raters(browser, live_server):
     assert rater_page.evaluate("window.pwned") is None and rater_page.url.endswith("/guidelines/")
     assert rater_page.locator(".markdown img, .markdown script").count() == 0
     assert dialogs == []
+
+
+def test_a_long_word_in_a_guideline_table_does_not_widen_the_pages(browser, live_server):
+    # a 300-character word in one cell made /guidelines/ 4,600 px wide and pushed the editor's preview
+    # off the screen (its grid columns grew to their content)
+    word = "x" * 300
+    table = f"| rule | example |\n|---|---|\n| one | {word} |\n"
+    v1 = guideline_create(text="# Guidelines\n\n" + table, publish=True)
+    rater = _user("wide-rater")
+    guideline_acknowledge(rater=rater, version=v1)
+    _user("wide-staff", staff=True)
+    width = "document.documentElement.scrollWidth"
+    page = _page(browser, live_server, "wide-rater")
+    page.goto(f"{live_server.url}/guidelines/")
+    assert page.evaluate(width) <= 1366
+    staff = _page(browser, live_server, "wide-staff")
+    for url in ("/staff/guidelines/v/1/", "/staff/guidelines/edit/"):
+        staff.goto(live_server.url + url)
+        staff.wait_for_timeout(300)  # the editor's preview renders after load
+        assert staff.evaluate(width) <= 1366, url
+    assert staff.evaluate("document.querySelector('#preview').getBoundingClientRect().right <= innerWidth")

@@ -157,3 +157,19 @@ def test_an_over_long_reason_is_refused_not_cut(staff, rater, guideline):
     with pytest.raises(ReviewError, match=f"{REASON_MAX} characters"):
         rating_review_add(rating=rating, decision="exclude", reason="x" * (REASON_MAX + 1), reviewer=staff)
     assert not rating.reviews.exists()
+
+
+def test_a_decision_sent_without_javascript_answers_with_a_page_not_a_table_row(
+    client, staff, rater, acked, make_comparison
+):
+    # the plain form post got the bare <tr> fragment as its whole page, on success and on error
+    rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
+    client.force_login(staff)
+    url = reverse("staff_review_decide", args=[rating.pk])
+    refused = client.post(url, {"decision": "exclude", "reason": "  "})
+    body = refused.content.decode()
+    assert refused.status_code == 400 and body.lstrip().startswith("<!doctype html>")
+    assert "Give a reason" in body and f'id="review-{rating.pk}"' in body
+    done = client.post(url, {"decision": "exclude", "reason": "unsafe content confirmed"}, follow=True)
+    assert done.redirect_chain[-1][0] == reverse("staff_review")
+    assert f"Rating {rating.pk}: " in done.content.decode() and RatingReview.objects.count() == 1

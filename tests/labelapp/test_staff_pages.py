@@ -126,3 +126,14 @@ def test_the_poll_that_finds_no_round_running_reloads_the_page(client, staff, ur
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED)
     assert client.get(reverse(url), **poll)["HX-Refresh"] == "true"
     assert "HX-Refresh" not in client.get(reverse(url))  # a plain page load
+
+
+@pytest.mark.django_db
+def test_the_schedules_link_is_shown_only_to_who_may_open_it(client, make_user, admin_client):
+    # every role account got a "Schedules" link to the beat admin, which answers it 403
+    reviewer = make_user("rev", staff=True, roles=("reviewer",))
+    client.force_login(reviewer)
+    for url in (reverse("home"), reverse("training_home")):
+        assert "periodictask" not in client.get(url).content.decode(), url
+    for url in (reverse("home"), reverse("training_home")):
+        assert "periodictask" in admin_client.get(url).content.decode(), url

@@ -14,6 +14,7 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 
@@ -143,7 +144,8 @@ class Comparison(models.Model):
     response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.NORMAL)
     priority = models.IntegerField(default=0, help_text="Higher is served first.")
-    required_ratings = models.PositiveSmallIntegerField(default=3)
+    # the validator gives the admin's form a sentence; the constraint below guards every other path
+    required_ratings = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
     claimed_count = models.PositiveSmallIntegerField(
         default=0, editable=False, help_text="Leased + done assignments (kept by the queue service)."
     )

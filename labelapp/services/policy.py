@@ -199,8 +199,10 @@ def _clean_reason(reason: str, what: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise PolicyError(f"Say why the version is {what}: the reason is recorded.")
-    if "\x00" in reason or len(reason) > MAX_REASON_CHARS:
-        raise PolicyError(f"The reason must be plain text of at most {MAX_REASON_CHARS} characters.")
+    if "\x00" in reason:
+        raise PolicyError("The reason must be plain text: it holds a NUL character.")
+    if len(reason) > MAX_REASON_CHARS:
+        raise PolicyError(f"The reason is {len(reason)} characters long; at most {MAX_REASON_CHARS}.")
     return reason
 
 

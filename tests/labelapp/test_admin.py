@@ -170,6 +170,28 @@ def test_a_comparison_cannot_pair_answers_to_another_prompt_in_the_admin(client,
     assert (mine.prompt_id, mine.response_a_id, mine.response_b_id) == before and mine.priority == 7
 
 
+def test_zero_required_ratings_in_the_admin_is_a_sentence_not_a_constraint_name(
+    client, staff, make_comparison
+):
+    # the form said: Constraint "comparison_required_ratings_min1" is violated.
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    mine = make_comparison()
+    data = {
+        "prompt": mine.prompt_id,
+        "response_a": mine.response_a_id,
+        "response_b": mine.response_b_id,
+        "kind": "normal",
+        "priority": "0",
+        "required_ratings": "0",
+        "is_active": "on",
+    }
+    r = client.post(reverse("admin:labelapp_comparison_change", args=[mine.pk]), data)
+    assert r.status_code == 200 and b"greater than or equal to 1" in r.content
+    assert b"comparison_required_ratings_min1" not in r.content
+
+
 def test_admin_pages_that_could_only_fail_are_not_offered(client, staff, make_comparison):
     # Adding a reward model version (every field read-only) was an IntegrityError; a typed pii_found
     # that was not an object broke the scrubber's merge (TypeError) when saving an answer.
@@ -407,3 +429,9 @@ def test_a_refused_action_posted_anyway_changes_nothing(client, make_user, rater
         },
     )
     assert r.status_code in (200, 302) and not RatingReview.objects.exists()
+
+
+def test_admin_pages_link_the_apps_icon(admin_client):
+    # without it every admin page asked for /favicon.ico, a 404 in the browser's console
+    body = admin_client.get(reverse("admin:index")).content.decode()
+    assert 'rel="icon"' in body and "labelapp/favicon.svg" in body and "Django administration" in body

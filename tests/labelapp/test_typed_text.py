@@ -43,3 +43,13 @@ def test_a_rejection_reason_shows_the_marker(client, staff):
     for url in (reverse("policy_version", args=[1]), reverse("policy_home")):
         body = client.get(url).content.decode()
         assert RLO not in body and MARKER in body, url
+
+
+def test_the_guideline_title_is_shown_with_its_version(client, staff, rater, guideline):
+    # the editor requires a title, and no page showed it
+    guideline_publish_text(text="# G\n\nNew rule.", changelog="c", author=staff, title="Helpfulness rules")
+    client.force_login(rater)
+    assert "Helpfulness rules · version 2" in client.get(reverse("guidelines")).content.decode()
+    client.force_login(staff)
+    page = client.get(reverse("staff_guideline_version", args=[2])).content.decode()
+    assert "Helpfulness rules · version 2" in page and "· Preference loop</title>" in page

@@ -134,9 +134,16 @@ class _InertLinksAndImages(Treeprocessor):
         for el in list(root.iter()):
             if el.tag == "img":
                 alt = el.get("alt") or ""
-                _inert(el, "image", f"🖼 {alt}" if alt else "🖼", el.get("src") or "")
+                _inert(el, "image", f"🖼 {alt}" if alt else "🖼", _target(el, "src"))
             elif el.tag == "a" and not url_allowed(el.get("href") or ""):
-                _inert(el, "link", el.text or "", el.get("href") or "")
+                _inert(el, "link", el.text or "", _target(el, "href"))
+
+
+def _target(el: etree.Element, attribute: str) -> str:
+    """The address, and the title if there is one: Python-Markdown reads the quoted part of
+    `(javascript:alert('x'))` as a title, which was dropped from what the rater saw."""
+    title = el.get("title")
+    return (el.get(attribute) or "") + (f' "{title}"' if title else "")
 
 
 # A list item that starts right under a line of text. Python-Markdown needs a blank line before a

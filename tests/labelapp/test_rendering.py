@@ -191,3 +191,10 @@ def test_a_guideline_renders_once_per_text_and_again_when_the_text_changes():
     assert version.html is first  # the full rating page shows it on every load: rendered once
     version.text = "# Rules\n\nPrefer **complete** answers."
     assert "<strong>complete</strong>" in version.html
+
+
+def test_a_removed_link_or_image_shows_the_title_markdown_split_off_its_target():
+    # `(javascript:alert('g3'))`: Python-Markdown takes 'g3' for a title; it was dropped from the text
+    html = render_markdown("[click me](javascript:alert('g3')) and ![cat](data:x 'kitty')")
+    assert '[link removed: javascript:alert( "g3"]' in html and '[image removed: data:x "kitty"]' in html
+    assert "<a " not in html and "<img" not in html

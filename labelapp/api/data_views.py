@@ -444,6 +444,8 @@ class ExportView(ApiView):
         },
     )
     def get(self, request):
+        if "format" in request.query_params:  # this view's negotiation ignores DRF's ?format=: say so
+            raise ValidationError({"detail": "Unknown query parameter(s): format. Use output=jsonl|parquet."})
         data = {k: request.query_params.getlist(k) for k in ("guideline_version", "source_model")}
         data.update({k: v for k, v in request.query_params.items() if k not in data})
         q = ExportQuerySerializer(data={k: v for k, v in data.items() if v != []})

@@ -84,3 +84,9 @@ def test_a_rating_with_an_unknown_field_is_refused_and_nothing_is_stored(api, ac
 def test_other_bodies_with_an_unknown_field_are_refused(staff_api, path, body):
     r = staff_api.post(path, body, content_type="application/json")
     assert r.status_code == 400 and "Unknown field(s): " in r.json()["non_field_errors"][0], r.content
+
+
+def test_the_export_refuses_format_which_its_negotiation_would_ignore(staff_api):
+    # ?format=parquet answered 200 with JSONL: the export chooses with ?output=
+    r = staff_api.get("/api/export/?format=parquet")
+    assert r.status_code == 400 and "output=" in r.json()["detail"]

@@ -105,6 +105,14 @@ def staff_guideline_version(request: HttpRequest, number: int) -> HttpResponse:
     return render(request, "labelapp/staff/guideline_version.html", {"version": version})
 
 
+def _names(text: str, by_number: dict) -> bool:
+    """Whether `text` is the number of an existing version."""
+    try:
+        return int(text) in by_number
+    except ValueError:
+        return False
+
+
 @staff_required
 def staff_guideline_diff(request: HttpRequest) -> HttpResponse:
     versions = list(GuidelineVersion.objects.order_by("-number"))
@@ -117,9 +125,10 @@ def staff_guideline_diff(request: HttpRequest) -> HttpResponse:
             messages.info(request, "A diff needs two versions.")
             return redirect("staff_guidelines")
         old, new = versions[1], versions[0]
-        asked = [request.GET[k][:20] for k in ("a", "b") if k in request.GET]
-        if asked:  # a typo or a stale link must not pass for the diff that was asked for
-            shown = ", ".join(repr(a) for a in asked)
+        asked = [request.GET[k] for k in ("a", "b") if k in request.GET]
+        bad = [a[:20] for a in asked if not _names(a, by_number)]
+        if bad:  # a typo or a stale link must not pass for the diff that was asked for
+            shown = ", ".join(repr(a) for a in bad)
             messages.error(request, f"No guideline version {shown}; showing v{old.number} -> v{new.number}.")
     diff = mark_safe(guideline_diff_html(old=old, new=new))  # noqa: S308 (textdiff escapes the text)
     context = {"old": old, "new": new, "diff": diff, "versions": versions}

@@ -107,6 +107,7 @@ class TokensView(ApiView):
 class TokenRevokeView(ApiView):
     permission_classes = STAFF
     token_scope = "admin"
+    bodyless_methods = frozenset({"POST"})
 
     @extend_schema(request=None, responses={200: ds.TokenSerializer})
     def post(self, request, token_id: int):
@@ -420,6 +421,7 @@ class ExportView(ApiView):
     group at a time."""
 
     query_params_allowed = frozenset(ExportQuerySerializer().fields)
+    format_param_allowed = False  # its negotiation reads ?output=, not DRF's ?format=
 
     permission_classes = STAFF
     token_scope = "export"
@@ -444,8 +446,6 @@ class ExportView(ApiView):
         },
     )
     def get(self, request):
-        if "format" in request.query_params:  # this view's negotiation ignores DRF's ?format=: say so
-            raise ValidationError({"detail": "Unknown query parameter(s): format. Use output=jsonl|parquet."})
         data = {k: request.query_params.getlist(k) for k in ("guideline_version", "source_model")}
         data.update({k: v for k, v in request.query_params.items() if k not in data})
         q = ExportQuerySerializer(data={k: v for k, v in data.items() if v != []})

@@ -8,6 +8,10 @@ parameter is a 400 that names it and lists what is allowed:
   the view's `query_params_allowed`, after authentication and permissions (a stranger gets 401/403
   first). DRF's `?format=` is always allowed: an unknown format stays DRF's 404.
 - `StrictSerializer` refuses unknown top-level keys of a request body.
+- A view's `bodyless_methods` take no body at all: a body there is a 400 (`{"reason": ...}` sent to
+  activate a reward model was dropped, as if a reason had been recorded).
+- A view whose own negotiation ignores `?format=` sets `format_param_allowed = False`: the parameter
+  is then unknown like any other (the export chooses with `?output=`; `?format=parquet` served JSONL).
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from rest_framework.views import APIView
 PAGINATION_PARAMS = frozenset({"limit", "offset"})
 
 
-def refuse_unknown_params(request, allowed) -> None:
-    """400 naming the query parameters of `request` outside `allowed` (and `?format=`)."""
-    allowed = set(allowed) | {api_settings.URL_FORMAT_OVERRIDE}
+def refuse_unknown_params(request, allowed, *, format_allowed: bool = True) -> None:
+    """400 naming the query parameters of `request` outside `allowed` (and `?format=` if allowed)."""
+    allowed = set(allowed) | ({api_settings.URL_FORMAT_OVERRIDE} if format_allowed else set())
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         shown = ", ".join(sorted(a for a in allowed if a)) or "none"
@@ -32,13 +36,18 @@ def refuse_unknown_params(request, allowed) -> None:
 
 
 class StrictQueryParams:
-    """Mixin for a DRF view: 400 for a query parameter outside `query_params_allowed`."""
+    """Mixin for a DRF view: 400 for a query parameter outside `query_params_allowed`, or for a body
+    sent to a method in `bodyless_methods`."""
 
     query_params_allowed: frozenset[str] = frozenset()
+    format_param_allowed: bool = True
+    bodyless_methods: frozenset[str] = frozenset()
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        refuse_unknown_params(request, self.query_params_allowed)
+        refuse_unknown_params(request, self.query_params_allowed, format_allowed=self.format_param_allowed)
+        if request.method in self.bodyless_methods and request.data:
+            raise ValidationError({"detail": f"{request.method} here takes no request body; send none."})
 
 
 class ApiView(StrictQueryParams, APIView):

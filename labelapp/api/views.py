@@ -255,6 +255,7 @@ class RewardModelsView(ApiView):
 class RewardModelActivateView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
+    bodyless_methods = frozenset({"POST"})
 
     @extend_schema(request=None, responses={200: s.RewardModelVersionSerializer})
     def post(self, request, number: int):

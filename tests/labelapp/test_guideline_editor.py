@@ -128,6 +128,9 @@ def test_the_diff_between_any_two_versions_is_side_by_side_and_escaped(client, s
         and "No guideline version &#x27;x&lt;b&gt;&#x27;, &#x27;99&#x27;" in r.content.decode()
     )
     assert "No guideline version" not in client.get(reverse("staff_guideline_diff")).content.decode()
+    # only the version that does not exist is named (v1 exists: naming it said it did not)
+    one_bad = client.get(reverse("staff_guideline_diff"), {"a": 1, "b": 99}).content.decode()
+    assert "No guideline version &#x27;99&#x27;;" in one_bad
 
 
 def test_the_preview_is_the_sanitized_server_render(client, staff, acked):

@@ -173,3 +173,23 @@ def test_a_decision_sent_without_javascript_answers_with_a_page_not_a_table_row(
     done = client.post(url, {"decision": "exclude", "reason": "unsafe content confirmed"}, follow=True)
     assert done.redirect_chain[-1][0] == reverse("staff_review")
     assert f"Rating {rating.pk}: " in done.content.decode() and RatingReview.objects.count() == 1
+
+
+def test_a_decision_without_javascript_returns_to_the_list_as_the_reviewer_left_it(
+    client, staff, rater, acked, make_comparison
+):
+    # the redirect went to the bare list: a reviewer working through "done, personal data, page 2"
+    # was sent back to "open, any flag, page 1" after every decision
+    rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
+    client.force_login(staff)
+    listing = client.get(reverse("staff_review"), {"state": "all", "flag": "unsafe"}).content.decode()
+    action = reverse("staff_review_decide", args=[rating.pk]) + "?state=all&amp;flag=unsafe"
+    assert f'action="{action}"' in listing
+    done = client.post(action.replace("&amp;", "&") + "&page=1", {"decision": "confirm", "reason": "seen"})
+    assert done.status_code == 302
+    assert done["Location"] == reverse("staff_review") + "?state=all&flag=unsafe&page=1"
+    bad = client.post(
+        reverse("staff_review_decide", args=[rating.pk]) + "?state=<x>&flag=evil&page=-1",
+        {"decision": "confirm", "reason": "again"},
+    )
+    assert bad["Location"] == reverse("staff_review")

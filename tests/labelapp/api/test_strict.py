@@ -89,4 +89,13 @@ def test_other_bodies_with_an_unknown_field_are_refused(staff_api, path, body):
 def test_the_export_refuses_format_which_its_negotiation_would_ignore(staff_api):
     # ?format=parquet answered 200 with JSONL: the export chooses with ?output=
     r = staff_api.get("/api/export/?format=parquet")
-    assert r.status_code == 400 and "output=" in r.json()["detail"]
+    assert r.status_code == 400 and "Unknown query parameter(s): format." in r.json()["detail"]
+    assert "output" in r.json()["detail"].split("Allowed: ")[1]
+
+
+@pytest.mark.parametrize("path", ["/api/reward-models/1/activate/", "/api/tokens/1/revoke/"])
+def test_an_action_that_takes_no_body_refuses_one_rather_than_drop_it(staff_api, path):
+    # {"reason": ...} sent with an activation was dropped: the caller believed a reason was recorded
+    r = staff_api.post(path, {"reason": "roll back after the bad run"}, content_type="application/json")
+    assert r.status_code == 400 and "takes no request body" in r.json()["detail"], r.content
+    assert staff_api.post(path, content_type="application/json").status_code != 400

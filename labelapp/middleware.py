@@ -12,6 +12,10 @@ the request, before any middleware: 500s. So `refuse_unsupported_charset` wraps 
 pages) or a common CJK one, or it is a 400 that says so.
 (Bodies are the views' business: a form error keeps what was typed, the API parser answers JSON.)
 
+A query string with more parameters than DATA_UPLOAD_MAX_NUMBER_FIELDS is a 400 that says so, counted
+before anything parses it: Django's own 400 for it became a 500 with DEBUG on (its debug page parses
+the query string again and fails the same way).
+
 A statement that PostgreSQL cancels at DB_STATEMENT_TIMEOUT_MS (the web process's limit, see
 config/gunicorn.py) is a 503 with a message: the request changed nothing (its transaction rolls
 back) and may be tried again; it was a 500 with no word of why.
@@ -23,12 +27,14 @@ import codecs
 import logging
 import re
 
+from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import parse_header_parameters
 from psycopg.errors import QueryCanceled
 
 NUL_IN_QUERY = "Query parameters must not contain NUL characters (%00)."
+TOO_MANY_PARAMS = "Too many query parameters: at most {} are accepted."
 BAD_CHARSET = "Unsupported charset {!r} in Content-Type: send UTF-8."
 # codecs.lookup(...).name of the charsets a browser or an HTTP client sends (their decoders never
 # yield a lone surrogate); every other codec, text or not, is refused
@@ -38,6 +44,13 @@ _CHARSETS = re.compile(
 )
 DB_TIMEOUT = "The database took too long to answer; nothing was changed. Please try again in a moment."
 log = logging.getLogger(__name__)
+
+
+def query_has_too_many_fields(request: HttpRequest) -> bool:
+    """True when the query string has more fields than Django would parse (counted as it counts)."""
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    raw = request.META.get("QUERY_STRING", "")
+    return limit is not None and 1 + raw.count("&") > limit
 
 
 def query_has_nul(request: HttpRequest) -> bool:
@@ -75,8 +88,8 @@ def refuse_unsupported_charset(app):
 
 
 class RefuseNulInQueryMiddleware:
-    """400 for a query string holding a NUL (JSON under /api/, as labelapp/api/errors.py, text
-    elsewhere); a cookie holding one is dropped."""
+    """400 for a query string holding a NUL or too many parameters (JSON under /api/, as
+    labelapp/api/errors.py, text elsewhere); a cookie holding a NUL is dropped."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -87,6 +100,8 @@ class RefuseNulInQueryMiddleware:
         # holds one, so such a cookie is ignored (the request goes on as without it).
         for name in [n for n, v in request.COOKIES.items() if "\x00" in n or "\x00" in v]:
             del request.COOKIES[name]
+        if query_has_too_many_fields(request):
+            return _answer(request.path, TOO_MANY_PARAMS.format(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS), 400)
         if query_has_nul(request):
             return _answer(request.path, NUL_IN_QUERY, 400)
         return self.get_response(request)

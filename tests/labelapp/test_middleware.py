@@ -132,3 +132,17 @@ def test_a_session_cookie_holding_a_nul_is_ignored_not_a_500(client):
     client.cookies["sessionid"] = "\x00abcdefghij"
     assert client.get("/accounts/login/").status_code == 200
     assert client.get("/api/prompts/").status_code in (401, 403)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/accounts/login/", "/api/tokens/"])
+def test_too_many_query_parameters_are_a_400_that_says_so_with_debug_on_or_off(client, settings, debug, path):
+    # Django's own 400 (TooManyFieldsSent) turned into a 500 with DEBUG on: its debug page parsed the
+    # query string again and failed the same way
+    settings.DEBUG = debug
+    query = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    r = client.get(f"{path}?{query}&x=%00")
+    assert r.status_code == 400
+    body = r.json()["detail"] if path.startswith("/api/") else r.content.decode()
+    assert "Too many query parameters" in body
+    assert client.get(f"{path}?{query.rsplit('&', 1)[0]}").status_code in (200, 401)  # at the limit: as usual

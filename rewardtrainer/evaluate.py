@@ -222,7 +222,21 @@ def score_pairs(
         q[:, idx] = r_q.float().cpu().numpy().reshape(2, -1)
         ln[:, idx] = r_l.float().cpu().numpy().reshape(2, -1)
     model.train(was_training)
+    # The same input is the same reward: a pair whose two answers read as the same tokens is a tie.
+    # Scored in two rows of a batch they differ by rounding (about 1e-7, by their place in the batch),
+    # which made 37-72% of such pairs a win or a loss instead of the half a tie counts.
+    same = _same_rows(enc)
+    q[1, same], ln[1, same] = q[0, same], ln[0, same]
     return q, ln
+
+
+def _same_rows(enc: EncodedPairs) -> np.ndarray:
+    """(N,) bool: the pair's chosen and rejected rows are the same input (ids, and token types if any)."""
+    types = zip(enc.chosen_types, enc.rejected_types, strict=True) if enc.chosen_types else None
+    same = [c == r for c, r in zip(enc.chosen_ids, enc.rejected_ids, strict=True)]
+    if types is not None:
+        same = [s and ct == rt for s, (ct, rt) in zip(same, types, strict=True)]
+    return np.array(same, dtype=bool)
 
 
 @torch.inference_mode()
@@ -369,7 +383,9 @@ def probe_tests(
             off.append(foreign.chosen)
     if on:
         s = model.score(tokenizer, q_prompts + q_prompts, on + off, batch_size=batch_size).numpy()
-        out["off_prompt_accuracy"] = float(_won(s[: len(on)], s[len(on) :]).mean())
+        wins = _won(s[: len(on)], s[len(on) :])
+        wins[[a == b for a, b in zip(on, off, strict=True)]] = 0.5  # the same text: a tie (see score_pairs)
+        out["off_prompt_accuracy"] = float(wins.mean())
     else:
         out["off_prompt_accuracy"] = None
     out["n_off_prompt"] = len(on)

@@ -366,20 +366,25 @@ class RewardModel(nn.Module):
             backbone_mask = attention_mask
             kwargs.update(varlen.backbone_kwargs())  # the varlen kernel's row offsets, when it runs
         hidden = self.backbone(input_ids=input_ids, attention_mask=backbone_mask, **kwargs).last_hidden_state
-        pooled = self.pool(hidden, attention_mask, ends).float()  # (B, H); heads in fp32 under autocast too
-        quality = self.quality_head(pooled).squeeze(-1)  # (B,)
-        r_length = (
-            self.length_head(pooled).squeeze(-1)
-            if self.length_head is not None
-            else torch.zeros_like(quality)
-        )
-        if self.relevance_head is None:
+        pooled = self.pool(hidden, attention_mask, ends).float()  # (B, H)
+        # The heads in fp32 under autocast too: autocast casts a Linear back to bf16 whatever its input,
+        # and a bf16 reward (then beta * log(length) beside it, 0.125 apart near 17) rounded a 3% length
+        # difference's logit from 0.10 to 0.
+        with torch.autocast(pooled.device.type, enabled=False):
+            quality = self.quality_head(pooled).squeeze(-1)  # (B,)
+            r_length = (
+                self.length_head(pooled).squeeze(-1)
+                if self.length_head is not None
+                else torch.zeros_like(quality)
+            )
+            relevance = self.relevance_head(pooled).squeeze(-1) if self.relevance_head is not None else None
+        if relevance is None:
             return (
                 (quality, r_length, quality, torch.zeros_like(quality))
                 if return_relevance
                 else (quality, r_length)
             )
-        relevance = self.relevance_head(pooled).squeeze(-1)  # (B,) logit of "answers this prompt"
+        # relevance: (B,) logit of "answers this prompt"
         r_quality = quality + F.logsigmoid(relevance)
         return (r_quality, r_length, quality, relevance) if return_relevance else (r_quality, r_length)
 
@@ -616,8 +621,9 @@ def reward_loss(
     """
     B = margin.shape[0]
     weights = weights or LossWeights()
+    r_q = r_q.float()  # fp32 whatever the backbone ran in: beta * log(length) is ~17, where bf16 steps 0.125
     if length_beta is not None:
-        r_l = length_beta.to(r_q.dtype) * torch.log(length.to(r_q.dtype).clamp(min=1.0))  # (2B,)
+        r_l = length_beta.float() * torch.log(length.float().clamp(min=1.0))  # (2B,)
     r_l_bt = r_l if synthetic is None else r_l * (~torch.cat([synthetic, synthetic])).to(r_l.dtype)
     r = r_q + r_l_bt  # (2B,) the summed reward the ranking loss sees
     if mismatch is None:

@@ -17,6 +17,7 @@ from rewardtrainer.evaluate import (
     length_matched_mask,
     metrics_from_rewards,
     pearson_np,
+    probe_tests,
     spearman_np,
 )
 from rewardtrainer.model import RewardModel
@@ -101,3 +102,20 @@ def test_evaluate_scores_every_answer_with_both_heads(tiny_bert, minilm_tokenize
     assert np.allclose(m["plots"]["reward_quality"], scores.numpy(), atol=1e-5)
     assert m["n_pairs"] == 3 and len(m["plots"]["reward_length"]) == 6
     assert model.training  # evaluate restores the mode it found
+
+
+@pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_gpt2", "tiny_llama"])
+def test_a_pair_of_the_same_text_is_a_tie_wherever_it_sits_in_a_batch(request, backbone, minilm_tokenizer):
+    # the same input scored in two rows of a batch differs by rounding (~1e-7, by its place), and an
+    # exact comparison made 37-72% of such pairs a win or a loss: accuracy moved with the batch size
+    torch.manual_seed(0)
+    model = RewardModel.from_backbone(request.getfixturevalue(backbone), objective="length")
+    texts = [" ".join(["word"] * (1 + i % 9) + [str(i)]) for i in range(24)]
+    same = [PreferencePair(f"prompt {i % 5}", t, t) for i, t in enumerate(texts)]
+    for batch_size in (3, 7, 32):
+        m = evaluate(model, same, minilm_tokenizer, max_length=64, batch_size=batch_size)
+        assert m["accuracy"] == 0.5 and m["accuracy_full"] == 0.5, (batch_size, m["accuracy"])
+    # the off-prompt test: another prompt's answer of the same text is the same input too
+    shared = [PreferencePair(f"question {i}", "the same reply", f"other {i} " * (i + 1)) for i in range(6)]
+    probes = probe_tests(model, minilm_tokenizer, shared, batch_size=4)
+    assert probes["off_prompt_accuracy"] == 0.5

@@ -286,3 +286,28 @@ def test_a_decoder_backbone_builds_no_kv_cache_in_training(tiny_gpt2):
     ids = torch.randint(5, 100, (2, 7))
     model(ids, torch.ones_like(ids))
     assert caches == [None]
+
+
+@pytest.mark.parametrize("objective", ["length", "odin_heads"])
+def test_the_heads_and_the_length_term_stay_fp32_under_bf16_autocast(tiny_bert, minilm_tokenizer, objective):
+    # autocast cast the heads' Linear back to bf16: rewards came out bf16, and beta * log(length) beside
+    # them (steps of 0.125 near 17) rounded a 3% length difference's logit to 0
+    kwargs = {"objective": "length"} if objective == "length" else {"odin": True}
+    model = RewardModel.from_backbone(tiny_bert, **kwargs).eval()
+    pairs = [PreferencePair("a prompt", "an answer", "another"), PreferencePair("q", "yes", "no")]
+    enc = encode_pairs(pairs, minilm_tokenizer, 64, with_types=model.uses_token_types)
+    batch = collate(enc, [0, 1])
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        r_q, r_l = model(**{k: v for k, v in batch.items() if k in keys})
+    assert r_q.dtype == torch.float32 and r_l.dtype == torch.float32
+    if objective == "length":  # the loss too, whatever dtype the rewards come in
+        beta = torch.tensor(3.09)
+        length = torch.tensor([310.0, 1200.0, 300.0, 1150.0])  # chosen rows, then rejected
+        r = torch.tensor([0.5, -0.25, 0.5, -0.25])  # equal rewards: only the length term separates
+        args = (torch.zeros(4), length, torch.zeros(2), torch.ones(2), None)
+        bf16, _ = reward_loss(r.bfloat16(), *args, length_beta=beta)
+        fp32, _ = reward_loss(r, *args, length_beta=beta)
+        gaps = 3.09 * torch.log(length[:2] / length[2:])
+        assert torch.isclose(fp32, torch.nn.functional.softplus(-gaps).mean())
+        assert bf16.dtype == torch.float32 and torch.isclose(bf16, fp32)

@@ -12,6 +12,7 @@ from labelapp import charts
 from labelapp.access import staff_required
 from labelapp.models import RewardModelVersion, TrainingRun
 from labelapp.services.training import (
+    DECISION_PENDING,
     METRIC_LABELS,
     BrokerUnavailable,
     eval_set_size,
@@ -113,6 +114,8 @@ def _version_context(version: RewardModelVersion) -> dict:
         plain = metric_rows(base, [key])
         rows.append((label, value, plain[0][1] if plain else ""))
     ev = version.eval_set_metrics or {}
+    if DECISION_PENDING in ev:  # the decision's marker, not its figures ("active" is a pk there)
+        ev = {}
     eval_keys = [
         "balanced_accuracy",
         "accuracy",

@@ -1179,9 +1179,16 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
     )
     if ok and not settings.TRAINING["AUTO_ACTIVATE"]:
         ok, reason = False, "Not activated: automatic activation is off (RM_AUTO_ACTIVATE); " + reason
-    version.eval_set_metrics = figures
-    version.activation_note = reason
-    version.save(update_fields=["eval_set_metrics", "activation_note"])
+    # Only while the version still waits for this decision: staff may have activated it by hand while
+    # it was scored, and their activation (and its line in the note) stands.
+    if not RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(
+        eval_set_metrics=figures, activation_note=reason
+    ):
+        log.info(
+            "reward model v%s: decided by hand while it was scored; the decision is dropped", version.number
+        )
+        return False
+    version.eval_set_metrics, version.activation_note = figures, reason
     if ok and reward_model_activate(version=version, only_if_active=active.pk if active else None) is None:
         # staff activated (rolled back to) another version while these two were scored: theirs stands
         now = reward_model_active()
@@ -1191,8 +1198,9 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
             f"Not activated: the active version changed while this one was evaluated ({shown} is active "
             "now, by hand); compare and activate it by hand if it should replace that one."
         )
-        version.activation_note = reason
-        version.save(update_fields=["activation_note"])
+        # not over a hand activation of this very version made since the figures were written
+        if RewardModelVersion.objects.filter(pk=version.pk, is_active=False).update(activation_note=reason):
+            version.activation_note = reason
     log.info("reward model v%s: %s", version.number, reason)
     return ok
 
@@ -1390,6 +1398,9 @@ def reward_model_activate(
     how = f"by hand by {by.username}" if by is not None else "automatically"
     with transaction.atomic():
         list(RewardModelVersion.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
+        # the note as it is now, not as the caller read it: an activation that waited for the lock
+        # wrote its lines on a stale copy and lost the other's
+        version.refresh_from_db(fields=["activation_note", "eval_set_metrics"])
         if only_if_active is not _ANY:
             active_pk = RewardModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
             if active_pk != only_if_active:

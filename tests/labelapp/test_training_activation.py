@@ -160,8 +160,15 @@ def _saved_models(tmp_path, tiny_backbone):
 
 
 def _version(number: int, path: str, *, active: bool = False) -> RewardModelVersion:
+    """A version as a run leaves it: waiting for its decision (or, `active`, decided and in force)."""
     run = TrainingRun.objects.create(status=TrainingRun.Status.SUCCEEDED, config={})
-    return RewardModelVersion.objects.create(number=number, run=run, artifact_path=path, is_active=active)
+    pending = {
+        "eval_set_metrics": training.decision_pending_marker(active=training.reward_model_active()),
+        "activation_note": training.DECIDING_NOTE,
+    }
+    return RewardModelVersion.objects.create(
+        number=number, run=run, artifact_path=path, is_active=active, **({} if active else pending)
+    )
 
 
 @pytest.mark.django_db
@@ -320,3 +327,49 @@ def test_a_prompt_that_joins_the_evaluation_set_after_a_snapshot_does_not_train(
     joined = ratings[0]
     EvalSetRating.objects.create(rating=joined, prompt=joined.comparison.prompt)
     assert f"rating:{joined.pk}" not in {p.pair_id for p in training.training_pairs(ids)}
+
+
+@pytest.mark.django_db
+def test_the_page_of_a_version_waiting_for_its_decision_shows_it_while_another_is_active(client, staff):
+    # the decision's marker holds the active version's pk under "active", which the page read as the
+    # active version's figures: a 500 until the decision was sent again (an hour by default)
+    _version(1, "/nowhere", active=True)
+    _version(2, "/nowhere")
+    client.force_login(staff)
+    r = client.get(reverse("reward_model_version", args=[2]))
+    assert r.status_code == 200 and "Deciding: " in r.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_hand_activation_of_the_version_being_scored_stands(
+    eval_settings, guideline, make_user, staff, monkeypatch
+):
+    # the decision, which had read no hand activation, wrote its refusal over the version staff had
+    # just activated: active, with a note saying "Not activated" and no line for the activation
+    _rate_many(make_user, 6)
+    _version(1, "/nowhere", active=True)
+    candidate = _version(2, "/nowhere")
+
+    def staff_activate_it_meanwhile(model_dir, pairs, device):
+        training.reward_model_activate(version=RewardModelVersion.objects.get(pk=candidate.pk), by=staff)
+        return {"balanced_accuracy": 0.4, "accuracy": 0.4}
+
+    monkeypatch.setattr(training, "_eval_set_figures", staff_activate_it_meanwhile)
+    assert training.reward_model_decide(version=candidate) is False
+    candidate.refresh_from_db()
+    assert candidate.is_active and candidate.activation_note.startswith("Activated by hand by staff, ")
+    assert "Not activated" not in candidate.activation_note and candidate.eval_set_metrics == {}
+
+
+@pytest.mark.django_db
+def test_two_hand_activations_at_once_keep_every_line_of_the_notes(staff):
+    # the second activation prepended its line to the copy of the note it had read before waiting for
+    # the lock, and lost the "Deactivated" line the first had written meanwhile
+    v1 = _version(1, "/nowhere")
+    v2 = _version(2, "/nowhere", active=True)
+    stale_v2 = RewardModelVersion.objects.get(pk=v2.pk)  # read by the second request, before the first ran
+    training.reward_model_activate(version=v1, by=staff)
+    training.reward_model_activate(version=stale_v2, by=staff)
+    v2.refresh_from_db()
+    lines = v2.activation_note.splitlines()
+    assert lines[0].startswith("Activated by hand by staff") and "v1 was activated by hand" in lines[1]

@@ -516,6 +516,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # the record of what trained each version (and of failures) stays
+
     @admin.action(description="Cancel the selected runs", permissions=["change"])
     def cancel(self, request, queryset):
         for run in queryset.filter(status__in=TrainingRun.ACTIVE):
@@ -545,6 +548,10 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         # Every field is read-only: an add form could only fail at the database (number is NULL).
         # Training runs make versions.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # notes, policy versions and watch figures name it; a new run would take its number again
         return False
 
     @admin.action(description="Activate the selected version (roll back or forward)", permissions=["change"])
@@ -681,7 +688,9 @@ class PolicyDecisionAdmin(admin.ModelAdmin):
 
 
 @admin.register(PolicySample)
-class PolicySampleAdmin(admin.ModelAdmin):
+class PolicySampleAdmin(RecordAdmin):
+    """What a round's policy answered and how it scored: the watch's figures (read-only)."""
+
     list_display = ("policy", "prompt", "split", "index", "reward", "num_tokens", "finished")
     list_filter = ("split", "finished", "policy")
     search_fields = ("response__text", "prompt__text")
@@ -689,7 +698,10 @@ class PolicySampleAdmin(admin.ModelAdmin):
 
 
 @admin.register(PolicyPair)
-class PolicyPairAdmin(admin.ModelAdmin):
+class PolicyPairAdmin(RecordAdmin):
+    """Which answer of a comparison is the new policy's: the win rate reads it (read-only; editing
+    `new_is_a` rewrote a version's win rate)."""
+
     list_display = ("comparison", "kind", "new", "old", "new_is_a")
     list_filter = ("kind", "new")
     raw_id_fields = ("comparison",)

@@ -435,3 +435,47 @@ def test_admin_pages_link_the_apps_icon(admin_client):
     # without it every admin page asked for /favicon.ico, a 404 in the browser's console
     body = admin_client.get(reverse("admin:index")).content.decode()
     assert 'rel="icon"' in body and "labelapp/favicon.svg" in body and "Django administration" in body
+
+
+def test_runs_versions_and_the_policy_watchs_records_are_not_rewritten_or_deleted_in_the_admin(
+    client, staff, make_comparison
+):
+    # a superuser could untick a policy pair's new_is_a (v2's win rate went from 0.778 to 0.667), edit a
+    # sample's reward, and delete training runs and reward-model versions
+    from labelapp.models import PolicyPair, PolicySample, PolicyVersion, RewardModelVersion, TrainingRun
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    comparison = make_comparison()
+    v0 = PolicyVersion.objects.create(number=0, kind="base")
+    v1 = PolicyVersion.objects.create(number=1, kind="best_of_n", parent=v0)
+    pair = PolicyPair.objects.create(comparison=comparison, kind="vs_previous", new=v1, old=v0, new_is_a=True)
+    sample = PolicySample.objects.create(
+        policy=v1, prompt=comparison.prompt, response=comparison.response_a, split="eval", reward=1.5
+    )
+    run = TrainingRun.objects.create(status="succeeded", config={})
+    version = RewardModelVersion.objects.create(number=1, run=run, artifact_path="/nowhere")
+    for model, obj, edit in (
+        ("policypair", pair, {"kind": "vs_previous", "new": v1.pk, "old": v0.pk}),
+        ("policysample", sample, {"reward": "9", "split": "eval", "index": "0", "num_tokens": "0"}),
+    ):
+        client.post(
+            reverse(f"admin:labelapp_{model}_change", args=[obj.pk]), edit | {"comparison": comparison.pk}
+        )
+        assert client.get(reverse(f"admin:labelapp_{model}_add")).status_code == 403
+    pair.refresh_from_db()
+    sample.refresh_from_db()
+    assert pair.new_is_a and sample.reward == 1.5
+    for model, obj in (("policypair", pair), ("policysample", sample), ("trainingrun", run)):
+        r = client.post(reverse(f"admin:labelapp_{model}_delete", args=[obj.pk]), {"post": "yes"})
+        assert r.status_code == 403, model
+    r = client.post(reverse("admin:labelapp_rewardmodelversion_delete", args=[version.pk]), {"post": "yes"})
+    assert r.status_code == 403
+    assert (
+        TrainingRun.objects.filter(pk=run.pk).exists()
+        and RewardModelVersion.objects.filter(pk=version.pk).exists()
+    )
+    assert (
+        PolicyPair.objects.filter(pk=pair.pk).exists() and PolicySample.objects.filter(pk=sample.pk).exists()
+    )

@@ -58,6 +58,22 @@ def default_policy() -> tuple[str, str | None]:
     return str(ggufs[0].parent), ggufs[0].name
 
 
+def missing_local_model(name_or_path: str) -> bool:
+    """True for a name that can only be a local path (absolute, ./ or ~/, a .gguf file, or more than
+    one '/', which a hub name 'org/name' never has) and that does not exist. transformers took such a
+    path for a hub name and answered "Repo id must be in the form 'repo_name'...", naming no file."""
+    if not name_or_path:
+        return False
+    p = Path(name_or_path).expanduser()
+    path_like = (
+        p.is_absolute()
+        or name_or_path.startswith((".", "~"))
+        or name_or_path.endswith(".gguf")
+        or name_or_path.count("/") > 1
+    )
+    return path_like and not p.exists()
+
+
 def resolve_policy_path(name_or_path: str) -> str:
     """'' -> the default policy's .gguf path, anything else unchanged: two spellings of v0 compare equal."""
     if name_or_path:
@@ -78,6 +94,8 @@ def load_policy(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if missing_local_model(name_or_path):
+        raise FileNotFoundError(f"the policy model {name_or_path} does not exist (a folder or .gguf file)")
     if not name_or_path:
         name_or_path, gguf_file = default_policy()
     elif name_or_path.endswith(".gguf") and gguf_file is None:

@@ -149,7 +149,7 @@ class ComparisonsInSerializer(StrictSerializer):
     per_prompt = serializers.IntegerField(
         min_value=1, max_value=100, required=False, allow_null=True, help_text="Empty: all pairs."
     )
-    length_matched = serializers.BooleanField(default=False, help_text="Closest-in-length pairs first.")
+    length_matched = StrictBooleanField(default=False, help_text="Closest-in-length pairs first.")
     max_length_ratio = serializers.FloatField(
         min_value=1.0, max_value=1000.0, required=False, allow_null=True
     )

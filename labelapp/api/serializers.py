@@ -149,7 +149,7 @@ class TrainingRunSerializer(serializers.Serializer):
 
 
 class TrainingRequestSerializer(StrictSerializer):
-    with_baseline = serializers.BooleanField(
+    with_baseline = StrictBooleanField(
         default=None,
         allow_null=True,
         help_text="Also train a plain Bradley-Terry model (left out: the RM_TRAIN_PLAIN_BASELINE setting).",

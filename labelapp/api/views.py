@@ -215,7 +215,9 @@ class TrainingRunsView(ApiView):
 
     @extend_schema(responses={200: s.TrainingRunSerializer(many=True)})
     def get(self, request):
-        runs = TrainingRun.objects.all()[:50]
+        runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL)[
+            :50
+        ]  # rounds: /api/policy-rounds/
         return Response(s.TrainingRunSerializer(runs, many=True).data)
 
     @extend_schema(

@@ -294,6 +294,14 @@ def policy_weights_path(version: PolicyVersion) -> str:
             f"policy v{version.number}{via} has lost its weights: the folder {version.artifact_path} is "
             "missing. Restore it, or reject the version on its page so that rounds start from another."
         )
+    from rewardtrainer.sampling import missing_local_model
+
+    if not version.artifact_path and missing_local_model(settings.POLICY["MODEL"]):
+        raise PolicyError(
+            f"policy v{version.number} is the POLICY_MODEL setting, {settings.POLICY['MODEL']}, which does "
+            "not exist: set it to a transformers folder, a .gguf file or a model name (empty: the shipped "
+            "SmolLM2-135M-Instruct)."
+        )
     return version.artifact_path or settings.POLICY["MODEL"]
 
 

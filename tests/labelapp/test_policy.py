@@ -1082,6 +1082,28 @@ def test_ppo_round_command_when_the_round_in_the_way_ends_before_it_looks(db, mo
         call_command("ppo_round")
 
 
+def test_a_policy_model_setting_that_does_not_exist_fails_the_round_naming_the_setting(
+    loop, settings, tmp_path
+):
+    # transformers answered "Repo id must be in the form 'repo_name'...", naming neither v0 nor the setting
+    settings.POLICY = {**settings.POLICY, "MODEL": str(tmp_path / "nonexistent")}
+    run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
+    assert policy.policy_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert "POLICY_MODEL setting" in run.error and str(tmp_path / "nonexistent") in run.error
+    with pytest.raises(CommandError, match="POLICY_MODEL setting"):
+        call_command("sample_policy", "--limit", "1", "--device", "cpu")
+
+
+@pytest.mark.parametrize(("device", "words"), [("foo", "unknown device 'foo'"), ("cuda", "no CUDA GPU")])
+def test_sample_policy_says_what_is_wrong_with_the_device(loop, device, words):
+    # both ended in a RuntimeError traceback
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(CommandError, match=words):
+        call_command("sample_policy", "--limit", "1", "--device", device)
+
+
 def test_sample_policy_fills_the_queue_with_v0_answers_once(loop, capsys):
     prompt = Prompt.objects.order_by("pk").first()
     Response.objects.create(prompt=prompt, text="A team-written answer.", source_model="demo-team-written")

@@ -100,3 +100,31 @@ def test_gold_answers_and_model_names_never_reach_a_rater(api, rater, acked, mak
     body = api.get("/api/assignments/next/").content.decode()
     assert "gold" not in body and "A is right because" not in body and '"test"' not in body
     assert "source_model" not in body
+
+
+def test_the_reward_model_runs_list_holds_only_reward_model_runs(staff_api):
+    # policy rounds were listed among them, with n_ratings 0 (they have their own list)
+    from labelapp.models import TrainingRun
+
+    TrainingRun.objects.create(kind="ppo", status="succeeded", config={})
+    rm = TrainingRun.objects.create(kind="reward_model", status="succeeded", config={})
+    assert [r["id"] for r in staff_api.get("/api/training/runs/").json()] == [rm.pk]
+    rounds = staff_api.get("/api/policy-rounds/").json()
+    assert [r["kind"] for r in rounds] == ["ppo"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/training/runs/", {"with_baseline": "yes"}),
+        ("/api/training/runs/", {"with_baseline": 1}),
+        ("/api/comparisons/", {"prompt_ids": [1], "length_matched": "no"}),
+    ],
+)
+def test_a_switch_takes_json_true_or_false_only(staff_api, path, body):
+    # "yes" and 1 were read as true: a typed value passed for a boolean
+    from labelapp.models import TrainingRun
+
+    r = staff_api.post(path, body, content_type="application/json")
+    assert r.status_code == 400 and "Must be a valid boolean." in str(r.json()), r.content
+    assert not TrainingRun.objects.exists()

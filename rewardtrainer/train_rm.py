@@ -443,6 +443,13 @@ def _uses_token_types(backbone_config) -> bool:
     return int(getattr(backbone_config, "type_vocab_size", 0) or 0) > 1
 
 
+_SCHEDULE_KEYS = (
+    "bucket_chunk_batches", "lr", "head_lr_mult", "length_beta_lr", "length_beta_start", "weight_decay",
+    "epochs", "max_steps", "warmup_ratio", "lr_schedule",
+)  # fmt: skip
+_DEFAULTS = TrainConfig(backbone="")
+
+
 def fingerprint(prep: Prepared) -> str:
     """What a checkpoint must match to be resumed: the data, the split and the model/batching settings."""
     h = hashlib.sha256()
@@ -458,6 +465,11 @@ def fingerprint(prep: Prepared) -> str:
     # only when on, so that older checkpoints keep their fingerprint
     for key in ("augment_padding", "relevance_head", "length_balance"):
         if getattr(prep.config, key):
+            settings[key] = getattr(prep.config, key)
+    # the batch order and the learning-rate schedule: a resume with another value went on silently with
+    # another order or schedule from the checkpoint's step (only when not the default, as above)
+    for key in _SCHEDULE_KEYS:
+        if getattr(prep.config, key) != getattr(_DEFAULTS, key):
             settings[key] = getattr(prep.config, key)
     if prep.packing:  # the batch order differs: a packed run resumes only packed
         settings["packing"] = True

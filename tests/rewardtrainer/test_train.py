@@ -333,3 +333,15 @@ def test_an_ensemble_trains_each_member_and_ships_the_average_of_their_weights(t
     for k, v in members[0].items():
         assert torch.allclose(shipped[k], (v.double() + members[1][k].double()).div(2).float(), atol=1e-6), k
     assert 0.0 <= result.metrics["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("change", [{"lr": 1e-4}, {"max_steps": 7}, {"bucket_chunk_batches": 3}])
+def test_checkpoints_of_another_schedule_or_batch_order_are_not_resumed(tmp_path, tiny_bert, change):
+    # the fingerprint left these out: a resume went on from the checkpoint's step with another learning
+    # rate, length of run or batch order, as if nothing had changed
+    cfg = tiny_config(tiny_bert, checkpoint_every=2)
+    calls = iter(range(1000))
+    fit_reward_model(keyword_pairs(60), cfg, tmp_path / "run", should_stop=lambda: next(calls) == 2)
+    changed = TrainConfig(**(vars(cfg) | change))
+    result = fit_reward_model(keyword_pairs(60), changed, tmp_path / "run")
+    assert result.resumed_from_step is None

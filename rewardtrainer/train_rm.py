@@ -872,6 +872,10 @@ def train_member(
             if config.eval_every and state.global_step % config.eval_every == 0 and not at_end:
                 last_eval, last_eval_step = validate(prep, parts.model), state.global_step
                 early_stopped = _record_validation(state, last_eval, report, parts, running, speed, config)
+                # every rank stops together: validation losses that differ in the last bit between GPUs
+                # would let one rank stop while the others wait for it in the next all-reduce for ever
+                device = prep.device if prep.device.type == "cuda" else None
+                early_stopped = distributed.any_rank(early_stopped, prep.dist, device)
             if config.checkpoint_every and state.global_step % config.checkpoint_every == 0 and not at_end:
                 checkpoint()
             asked = should_stop is not None and not at_end and should_stop()

@@ -419,6 +419,35 @@ class ExportResult:
 _SINKS = {"jsonl": _JsonlSink, "parquet": _ParquetSink}
 
 
+def _check_target(target: Path) -> None:
+    """ValueError for a path no export can be written to or recorded at, before anything is written."""
+    if not target.name or target.name in (".", ".."):
+        raise ValueError(f"the path {str(target)!r} names no file")
+    if target.is_dir():
+        raise ValueError(f"{target} is a directory: name a file")
+    if len(str(target.resolve())) > ExportFile._meta.get_field("path").max_length:
+        raise ValueError(f"the path {target} is too long to record (at most 500 characters)")
+
+
+def _record_files(targets: dict, stats, *, mode: str, filters, created_by, expires) -> None:
+    """One ExportFile per file written, replacing a record of the same path (the purge must not delete
+    the new file on the old one's date)."""
+    counts = {"pair": stats.pairs, "tie": stats.ties}
+    with transaction.atomic():
+        for kind, (target, f) in targets.items():
+            where = str(target.resolve())
+            ExportFile.objects.filter(path=where).delete()
+            ExportFile.objects.create(
+                path=where,
+                format=f,
+                mode=mode,
+                rows=counts[kind],
+                filters=filters.as_dict(),
+                created_by=created_by,
+                expires_at=expires,
+            )
+
+
 def export_write(
     *,
     path: Path,
@@ -443,46 +472,39 @@ def export_write(
         raise ValueError(f"format must be one of {FORMATS}")
     targets = {"pair": (path, fmt)} | ({"tie": (ties_path, ties_fmt)} if ties_path is not None else {})
     for target, _ in targets.values():
-        if len(str(target.resolve())) > ExportFile._meta.get_field("path").max_length:
-            raise ValueError(f"the path {target} is too long to record (at most 500 characters)")
+        _check_target(target)
     if ties_path is not None and ties_path.resolve() == path.resolve():
         raise ValueError("the ties file must be another file than the export")
     filters.include_ties = ties_path is not None
     partial = {kind: p.with_name(p.name + ".partial") for kind, (p, _) in targets.items()}
-    for p in partial.values():
-        p.parent.mkdir(parents=True, exist_ok=True)
-    sinks = {kind: _SINKS[f](partial[kind]) for kind, (_, f) in targets.items()}
+    sinks: dict = {}
+    landed: list[Path] = []
     stats = ExportStats()
     try:
+        for kind, (_, f) in targets.items():
+            partial[kind].parent.mkdir(parents=True, exist_ok=True)
+            sinks[kind] = _SINKS[f](partial[kind])
         for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
             sinks[kind].add(row)
         while sinks:  # the footer too: a close that fails leaves no file behind either
             sinks.pop(next(iter(sinks))).close()
+        # Both files land and are recorded, or neither stays: a ties file that could not be moved into
+        # place left the export landed and unrecorded (outside the purge's reach) and a .partial with
+        # prompt texts beside it.
+        for kind, (target, _) in targets.items():
+            partial[kind].replace(target)
+            landed.append(target)
+        expires = _expires_at(stats)
+        if record:
+            _record_files(targets, stats, mode=mode, filters=filters, created_by=created_by, expires=expires)
     except BaseException:
         for sink in sinks.values():
             with contextlib.suppress(Exception):
                 sink.close()
-        for p in partial.values():
-            p.unlink(missing_ok=True)
+        for p in [*partial.values(), *landed]:
+            with contextlib.suppress(OSError):
+                p.unlink(missing_ok=True)
         raise
-    for kind, (target, _) in targets.items():
-        partial[kind].replace(target)
-    expires = _expires_at(stats)
-    if record:
-        counts = {"pair": stats.pairs, "tie": stats.ties}
-        with transaction.atomic():
-            for kind, (target, f) in targets.items():
-                where = str(target.resolve())
-                ExportFile.objects.filter(path=where).delete()
-                ExportFile.objects.create(
-                    path=where,
-                    format=f,
-                    mode=mode,
-                    rows=counts[kind],
-                    filters=filters.as_dict(),
-                    created_by=created_by,
-                    expires_at=expires,
-                )
     return ExportResult(
         path=path, ties_path=ties_path, pairs=stats.pairs, ties=stats.ties, expires_at=expires
     )

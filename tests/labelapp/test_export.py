@@ -299,3 +299,51 @@ def test_writing_over_a_recorded_export_replaces_its_record(rater, guideline, tm
     with pytest.raises(ValueError, match="too long"):
         export_write(path=tmp_path / ("a" * 200) / ("b" * 200) / ("c" * 200), fmt="jsonl", mode="rating",
                      filters=ExportFilters())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("out", "ties", "words"),
+    [
+        ("x.jsonl", ".", "is a directory"),  # the ties file could not land: the export had landed alone
+        (".", None, "is a directory"),
+        ("", None, "names no file"),
+        ("x.jsonl", "x.jsonl", "another file than the export"),
+    ],
+)
+def test_an_export_to_a_path_it_cannot_use_leaves_nothing_behind(
+    rater, guideline, tmp_path, out, ties, words
+):
+    # a directory as the ties file: x.jsonl landed with no ExportFile row (never purged) beside a .partial
+    # holding prompt texts; the others ended in tracebacks
+    from django.core.management import CommandError, call_command
+
+    from labelapp.models import ExportFile
+
+    rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
+    args = [str(tmp_path / out) if out else ""] + (["--ties", str(tmp_path / ties)] if ties else [])
+    with pytest.raises(CommandError, match=words):
+        call_command("export_preferences", *args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [] and not ExportFile.objects.exists()
+
+
+def test_a_ties_file_that_fails_to_land_takes_the_export_back(rater, guideline, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from labelapp.models import ExportFile
+    from labelapp.services import export
+
+    rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
+    real = Path.replace
+
+    def fail_on_ties(self, target):
+        if Path(target).name == "ties.jsonl":
+            raise PermissionError(13, "Permission denied", str(target))
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", fail_on_ties)
+    with pytest.raises(PermissionError):
+        export.export_write(
+            path=tmp_path / "x.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters(),
+            ties_path=tmp_path / "ties.jsonl",
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == [] and not ExportFile.objects.exists()

@@ -50,3 +50,43 @@ def test_simulate_raters_refuses_values_that_are_not_finite(flag, guideline):
         call_command(
             "simulate_raters", "--raters", "2", "--ratings", "4", "--encoder", "lexical", flag, "nan"
         )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sample_policy", "--limit", str(10**30)],
+        ["sample_policy", "--limit", "0"],
+        ["rerender_markdown", "--batch", "0"],
+        ["rerender_markdown", "--batch", "-1"],
+        ["rerender_markdown", "--batch", str(10**30)],
+        ["simulate_raters", "--raters", str(10**30), "--ratings", "2", "--encoder", "lexical"],
+        ["simulate_raters", "--raters", "2", "--ratings", "2", "--seed", str(10**30), "--encoder", "lexical"],
+        [
+            "simulate_raters",
+            "--raters",
+            "2",
+            "--ratings",
+            "2",
+            "--required-ratings",
+            "0",
+            "--encoder",
+            "lexical",
+        ],
+        ["simulate_raters", "--raters", "2", "--ratings", "2", "--required-ratings", "100000"],
+        ["export_preferences", "--guideline-version", str(10**30)],
+        ["make_gold", "--count", "-5"],
+        ["create_api_token", "someone", "--name", "x", "--expires-days", "0"],
+        ["prompt_consent", str(10**30), "--withdraw", "--reason", "r"],
+        ["demo", "--required-ratings", "0"],
+    ],
+)
+def test_a_number_out_of_range_is_a_usage_error(args):
+    # 10**30 ended in DataError or OverflowError tracebacks once it reached the database or numpy, a
+    # required-ratings of 0 in an IntegrityError after the accounts were made, and --batch 0
+    # re-rendered nothing and reported success
+    from django.contrib.auth import get_user_model
+
+    with pytest.raises(CommandError, match="must be from"):
+        call_command(*args)
+    assert not get_user_model().objects.filter(username__startswith="sim-").exists()

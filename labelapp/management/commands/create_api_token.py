@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.management.args import text_arg
+from labelapp.management.args import int_arg, text_arg
 from labelapp.models import TOKEN_SCOPES
 from labelapp.services.tokens import TokenError, token_create
 
@@ -24,7 +24,9 @@ class Command(BaseCommand):
             metavar="SCOPE",
             help=f"what it may do (repeat for several): {', '.join(TOKEN_SCOPES)}; default: all",
         )
-        parser.add_argument("--expires-days", type=int, help="refused after this many days (default: never)")
+        parser.add_argument(
+            "--expires-days", type=int_arg(1, 36_500), help="refused after this many days (default: never)"
+        )
 
     def handle(self, *args, username: str, name: str, scopes, expires_days, **options):
         user = get_user_model().objects.filter(username=username, is_active=True).first()

@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
+from labelapp.management.args import SMALL_MAX, int_arg
 from labelapp.services.demo import ACCOUNTS_FILE, demo_seed
 
 
@@ -9,7 +10,9 @@ class Command(BaseCommand):
     help = "Seed the demo project (prompts, answers, comparisons, guidelines v1, demo accounts). Idempotent."
 
     def add_arguments(self, parser):
-        parser.add_argument("--required-ratings", type=int, default=None, help="Ratings per comparison.")
+        parser.add_argument(
+            "--required-ratings", type=int_arg(1, SMALL_MAX), default=None, help="Ratings per comparison."
+        )
 
     def handle(self, *args, required_ratings=None, **options):
         result = demo_seed(required_ratings=required_ratings)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from labelapp.management.args import text_arg
+from labelapp.management.args import INT_MAX, int_arg, text_arg
 from labelapp.services.export import ExportFilters, export_write
 
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the file suffix")
         parser.add_argument("--mode", choices=["rating", "comparison"], default="rating")
         parser.add_argument("--ties", type=Path, help="also write ties / both-bad / splits to this file")
-        parser.add_argument("--guideline-version", type=int, action="append", default=[])
+        parser.add_argument("--guideline-version", type=int_arg(1, INT_MAX), action="append", default=[])
         parser.add_argument("--source-model", action="append", default=[], type=text_arg)
         parser.add_argument("--since", type=_when, help="ratings created at or after (ISO date)")
         parser.add_argument("--until", type=_when, help="ratings created before (ISO date)")
@@ -58,9 +58,17 @@ class Command(BaseCommand):
             until=o["until"],
             source_models=o["source_model"],
         )
-        result = export_write(
-            path=o["out"], fmt=fmt, mode=o["mode"], filters=filters, ties_path=o["ties"], ties_fmt=ties_fmt
-        )
+        try:
+            result = export_write(
+                path=o["out"],
+                fmt=fmt,
+                mode=o["mode"],
+                filters=filters,
+                ties_path=o["ties"],
+                ties_fmt=ties_fmt,
+            )
+        except (ValueError, OSError) as exc:  # a path that cannot be written: nothing was left behind
+            raise CommandError(f"Nothing was exported: {exc}") from None
         msg = f"Wrote {result.pairs} pair(s) to {result.path}"
         if result.ties_path:
             msg += f" and {result.ties} tie/both-bad/split row(s) to {result.ties_path}"

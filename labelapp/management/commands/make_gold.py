@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.args import INT_MAX, int_arg
 from labelapp.services.gold import PADDING_KINDS, GoldError, gold_make_batch
 
 
@@ -14,9 +15,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--count", type=int, default=20, help="how many gold pairs (default 20)")
+        parser.add_argument(
+            "--count", type=int_arg(1, 100_000), default=20, help="how many gold pairs (default 20)"
+        )
         parser.add_argument("--kind", choices=PADDING_KINDS, help="one padding kind (default: mixed)")
-        parser.add_argument("--seed", type=int, help="random seed (answers, sides, padding)")
+        parser.add_argument("--seed", type=int_arg(0, INT_MAX), help="random seed (answers, sides, padding)")
 
     def handle(self, *args, count: int, kind: str | None, seed: int | None, **options):
         try:

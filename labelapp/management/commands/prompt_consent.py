@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.management.args import text_arg
+from labelapp.management.args import ID_MAX, int_arg, text_arg
 from labelapp.models import Prompt
 from labelapp.services.consent import ConsentError, prompt_consent_set
 from labelapp.services.roles import NotPermitted
@@ -23,7 +23,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("prompt_id", type=int, help="the prompt's id")
+        parser.add_argument("prompt_id", type=int_arg(1, ID_MAX), help="the prompt's id")
         what = parser.add_mutually_exclusive_group(required=True)
         what.add_argument("--withdraw", action="store_true", help="set consent to false")
         what.add_argument("--restore", action="store_true", help="set consent to true")

@@ -5,6 +5,7 @@ import json
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.args import INT_MAX, int_arg
 from labelapp.models import GuidelineVersion
 from labelapp.services.quality import _usernames, quality_compute, quality_refresh, quality_rows
 
@@ -27,7 +28,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
         parser.add_argument(
-            "--guideline-version", type=int, default=None, help="Only ratings under this guideline version."
+            "--guideline-version",
+            type=int_arg(1, INT_MAX),
+            default=None,
+            help="Only ratings under this guideline version.",
         )
         parser.add_argument(
             "--save",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from labelapp.management.args import int_arg
 from labelapp.models import Prompt, Response
 from labelapp.rendering import render_markdown
 
@@ -17,7 +18,9 @@ class Command(BaseCommand):
     help = "Render every prompt's and answer's markdown again with the current renderer and sanitizer."
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch", type=int, default=1000, help="rows per batch (default 1000)")
+        parser.add_argument(
+            "--batch", type=int_arg(1, 100_000), default=1000, help="rows per batch (default 1000)"
+        )
 
     def handle(self, *args, batch: int, **options):
         for model in (Prompt, Response):

@@ -8,6 +8,7 @@ per answer on a small CPU); prompts v0 already answered are skipped, so running 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.args import INT_MAX, int_arg
 from labelapp.services.policy import PolicyError, policy_sample_demo
 
 
@@ -15,15 +16,15 @@ class Command(BaseCommand):
     help = "Fill the demo queue with answers of policy v0 (the instruct model as shipped)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--limit", type=int, default=20, help="Prompts to answer (default 20).")
+        parser.add_argument(
+            "--limit", type=int_arg(1, 100_000), default=20, help="Prompts to answer (default 20)."
+        )
         parser.add_argument(
             "--device", default=None, help="cuda, mps or cpu (default: the POLICY_DEVICE setting)."
         )
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int_arg(0, INT_MAX), default=0)
 
     def handle(self, *args, limit=20, device=None, seed=0, **options):
-        if limit < 1:
-            raise CommandError("--limit must be at least 1")
         from rewardtrainer.devices import pick_device
 
         try:  # a device that does not exist or is not on this machine: said, not a traceback

@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labelapp.management.args import INT_MAX, SMALL_MAX, int_arg
 from labelapp.services.simulation import simulate_raters
 
 
@@ -13,15 +14,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--raters", type=int, default=20)
-        parser.add_argument("--ratings", type=int, default=2000, help="Ratings in total, taken in turns.")
+        parser.add_argument("--raters", type=int_arg(1, 1_000), default=20)
+        parser.add_argument(
+            "--ratings", type=int_arg(1, 10_000_000), default=2000, help="Ratings in total, taken in turns."
+        )
         parser.add_argument(
             "--length-bias", default="0.6", help="Pull toward the longer answer per unit of log ratio."
         )
         parser.add_argument("--position-bias", default="0.1", help="Pull toward the left answer.")
         parser.add_argument("--noise", default="0.3", help="Standard deviation of the Gaussian noise.")
         parser.add_argument(
-            "--seed", type=int, default=None, help="Seed (also names the accounts sim-<seed>-NN)."
+            "--seed",
+            type=int_arg(0, INT_MAX),
+            default=None,
+            help="Seed (also names the accounts sim-<seed>-NN).",
         )
         parser.add_argument(
             "--encoder",
@@ -29,7 +35,9 @@ class Command(BaseCommand):
             default="minilm",
             help="Similarity to the reference: MiniLM embeddings (needs torch) or a cheap lexical one.",
         )
-        parser.add_argument("--required-ratings", type=int, default=3, help="Ratings per added comparison.")
+        parser.add_argument(
+            "--required-ratings", type=int_arg(1, SMALL_MAX), default=3, help="Ratings per added comparison."
+        )
         parser.add_argument("--no-top-up", action="store_true", help="Do not add variant comparisons.")
 
     def handle(self, *args, **o):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -60,7 +61,8 @@ def training_start(request: HttpRequest) -> HttpResponse:
             trigger="manual",
             requested_by=request.user,
             force=True,
-            with_baseline=bool(request.POST.get("with_baseline")),
+            # a checkbox: "on" when ticked; "false" or "0" from a script means no (bool() read it as yes)
+            with_baseline=forms.BooleanField(required=False).clean(request.POST.get("with_baseline")),
         )
     except BrokerUnavailable as exc:
         messages.error(request, str(exc))

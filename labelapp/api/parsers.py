@@ -84,14 +84,27 @@ def _finite_float(literal: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    # Python's json keeps the last of repeated keys: {"preference": -3, "preference": 3} stored 3, a
+    # rating that cannot be edited afterwards, and a prompt line's first "text" was dropped
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ParseError(f"The key {key[:50]!a} appears more than once in one JSON object.")
+        out[key] = value
+    return out
+
+
 def decode_json(text: str):
     """json.loads, where Python's refusal of an integer literal longer than sys.get_int_max_str_digits()
     (4300; a plain ValueError, which was a 500) becomes a ParseError, as do the non-standard literals
     NaN, Infinity and -Infinity and a float literal too large to be finite (1e400). Malformed JSON
     still raises JSONDecodeError, for the caller to word with its own position (a body's line, a
-    JSONL line)."""
+    JSONL line). A key repeated in one object is a ParseError too."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
     except json.JSONDecodeError:
         raise
     except ValueError:

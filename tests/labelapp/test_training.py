@@ -1143,3 +1143,15 @@ def test_heartbeats_and_their_timeout_use_the_database_clock(monkeypatch):
     assert (run.status, run.worker) == ("running", "gpu@slow-clock")
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert training.training_recover_stale(enqueue=lambda run_id: None) == [run.pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("value", "expected"), [("on", True), ("false", False), ("0", False), (None, False)])
+def test_the_start_buttons_baseline_box_reads_false_as_no(
+    tiny_settings, guideline, make_user, enqueued, client, staff, value, expected
+):
+    # bool(request.POST.get(...)) read "false" as yes
+    _rate_many(make_user, 12)
+    client.force_login(staff)
+    client.post(reverse("training_start"), {} if value is None else {"with_baseline": value})
+    assert TrainingRun.objects.get().with_baseline is expected

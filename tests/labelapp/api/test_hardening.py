@@ -259,3 +259,23 @@ def test_an_empty_parquet_export_replaces_an_earlier_file_at_its_path(tmp_path, 
     pq.write_table(pa.table({"prompt": ["an earlier export"]}), path)
     result = export_write(path=path, fmt="parquet", mode="rating", filters=ExportFilters(), record=False)
     assert result.pairs == 0 and pq.read_table(path).num_rows == 0
+
+
+def test_a_key_repeated_in_a_json_object_is_refused_not_read_as_the_last(
+    api, staff_api, rater, acked, make_comparison
+):
+    # {"preference": -3, "preference": 3} stored 3 (a rating cannot be edited afterwards), and a JSONL
+    # prompt line with "text" twice was imported with the second text
+    from labelapp.models import Prompt, Rating
+
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    key = f'"idempotency_key": "{a.form_key}"'
+    body = f'{{"preference": -3, "preference": 3, {key}, "length_check": "adds_content"}}'
+    r = api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json")
+    assert r.status_code == 400 and "'preference' appears more than once" in r.json()["detail"]
+    assert not Rating.objects.exists()
+    line = '{"text": "dup", "text": "dup2", "source": "s", "consent": true}\n'
+    r = staff_api.post("/api/prompts/", line, content_type="application/jsonl")
+    assert r.status_code == 400 and "appears more than once" in str(r.json())
+    assert not Prompt.objects.filter(text__startswith="dup").exists()

@@ -421,6 +421,7 @@ class ExportView(ApiView):
     group at a time."""
 
     query_params_allowed = frozenset(ExportQuerySerializer().fields)
+    query_params_repeatable = frozenset({"guideline_version", "source_model"})
     format_param_allowed = False  # its negotiation reads ?output=, not DRF's ?format=
 
     permission_classes = STAFF

@@ -26,13 +26,18 @@ from rest_framework.views import APIView
 PAGINATION_PARAMS = frozenset({"limit", "offset"})
 
 
-def refuse_unknown_params(request, allowed, *, format_allowed: bool = True) -> None:
-    """400 naming the query parameters of `request` outside `allowed` (and `?format=` if allowed)."""
+def refuse_unknown_params(request, allowed, *, format_allowed: bool = True, repeatable=frozenset()) -> None:
+    """400 naming the query parameters of `request` outside `allowed` (and `?format=` if allowed), or
+    given more than once without being in `repeatable` (the last one was used: `?source=a&source=b`
+    silently dropped a filter)."""
     allowed = set(allowed) | ({api_settings.URL_FORMAT_OVERRIDE} if format_allowed else set())
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         shown = ", ".join(sorted(a for a in allowed if a)) or "none"
         raise ValidationError({"detail": f"Unknown query parameter(s): {_names(unknown)}. Allowed: {shown}."})
+    repeated = sorted(k for k, v in request.query_params.lists() if len(v) > 1 and k not in repeatable)
+    if repeated:
+        raise ValidationError({"detail": f"Query parameter(s) given more than once: {_names(repeated)}."})
 
 
 class StrictQueryParams:
@@ -40,12 +45,18 @@ class StrictQueryParams:
     sent to a method in `bodyless_methods`."""
 
     query_params_allowed: frozenset[str] = frozenset()
+    query_params_repeatable: frozenset[str] = frozenset()  # list filters (the export's versions, models)
     format_param_allowed: bool = True
     bodyless_methods: frozenset[str] = frozenset()
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        refuse_unknown_params(request, self.query_params_allowed, format_allowed=self.format_param_allowed)
+        refuse_unknown_params(
+            request,
+            self.query_params_allowed,
+            format_allowed=self.format_param_allowed,
+            repeatable=self.query_params_repeatable,
+        )
         if request.method in self.bodyless_methods and request.data:
             raise ValidationError({"detail": f"{request.method} here takes no request body; send none."})
 

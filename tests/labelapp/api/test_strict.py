@@ -99,3 +99,26 @@ def test_an_action_that_takes_no_body_refuses_one_rather_than_drop_it(staff_api,
     r = staff_api.post(path, {"reason": "roll back after the bad run"}, content_type="application/json")
     assert r.status_code == 400 and "takes no request body" in r.json()["detail"], r.content
     assert staff_api.post(path, content_type="application/json").status_code != 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/prompts/?source=a&source=b",
+        "/api/staff/ratings/?rater=a&rater=b",
+        "/api/prompts/?limit=1&limit=2",
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused_not_read_as_the_last(staff_api, query):
+    # the last one was used: ?source=a&source=b listed only b's, silently dropping a filter
+    r = staff_api.get(query)
+    assert r.status_code == 400 and "given more than once" in r.json()["detail"], r.content
+
+
+def test_the_exports_list_filters_may_repeat(staff_api):
+    assert (
+        staff_api.get(
+            "/api/export/?guideline_version=1&guideline_version=2&source_model=a&source_model=b"
+        ).status_code
+        == 200
+    )

@@ -479,3 +479,27 @@ def test_runs_versions_and_the_policy_watchs_records_are_not_rewritten_or_delete
     assert (
         PolicyPair.objects.filter(pk=pair.pk).exists() and PolicySample.objects.filter(pk=sample.pk).exists()
     )
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [
+        ("admin:labelapp_comparison_changelist", "mark_gold"),
+        ("admin:auth_user_changelist", "delete_selected"),
+    ],
+)
+def test_an_action_on_a_selection_id_that_is_not_a_number_is_a_400(
+    admin_client, make_comparison, changelist, action
+):
+    # Django's response_action filtered pk__in=["2", "abc"]: ValueError, a 500 on every list with actions
+    comparison = make_comparison()
+    body = {
+        "action": action,
+        "_selected_action": [str(comparison.pk), "abc"],
+        "preference": "1",
+        "apply": "1",
+    }
+    r = admin_client.post(reverse(changelist), body)
+    assert r.status_code == 400 and "not a whole number" in r.content.decode()
+    good = admin_client.post(reverse(changelist), body | {"_selected_action": [str(comparison.pk)]})
+    assert good.status_code in (200, 302)

@@ -269,7 +269,7 @@ REST_FRAMEWORK = {
         "labelapp.api.parsers.SafeJSONParser",
         "labelapp.api.parsers.JSONLinesParser",
         "labelapp.api.parsers.NDJSONParser",
-        "rest_framework.parsers.FormParser",
+        "labelapp.api.parsers.StrictFormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -279,3 +279,26 @@ def test_a_key_repeated_in_a_json_object_is_refused_not_read_as_the_last(
     r = staff_api.post("/api/prompts/", line, content_type="application/jsonl")
     assert r.status_code == 400 and "appears more than once" in str(r.json())
     assert not Prompt.objects.filter(text__startswith="dup").exists()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_form_bodies_are_read_like_json_ones(api, rater, acked, make_comparison, settings, debug):
+    # bytes that were not UTF-8 became U+FFFD in a stored rationale; over 2.5 MB or 1,000 fields the
+    # answer was Django's HTML debug page (DEBUG on) or {"detail": "Bad request."}
+    from labelapp.models import Rating
+
+    settings.DEBUG = debug
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    url = f"/api/assignments/{a.pk}/rating/"
+    form = "application/x-www-form-urlencoded"
+    fields = f"preference=-1&idempotency_key={a.form_key}&length_check=adds_content"
+    r = api.post(url, fields + "&rationale=%ED%A0%80x%FF", content_type=form)
+    assert r.status_code == 400 and "not UTF-8" in r.json()["detail"]
+    r = api.post(url, fields + "&rationale=" + "x" * 3_000_000, content_type=form)
+    assert r.status_code == 400 and "rationale" in r.json()  # read (10 MiB limit), then refused as too long
+    r = api.post(url, fields + "".join(f"&f{i}=1" for i in range(2000)), content_type=form)
+    assert r.status_code == 400 and "more than 1000 fields" in r.json()["detail"]
+    assert not Rating.objects.exists()
+    r = api.post(url, (fields + "&rationale=caf%C3%A9 et thé").encode(), content_type=form)
+    assert r.status_code == 201 and Rating.objects.get().rationale == "café et thé"

@@ -98,6 +98,12 @@ _BIDI_MARK = "\u27e6{name} U+{code:04X}\u27e7"
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 
 
+def is_blank(text: str) -> bool:
+    """True when nothing of `text` would show: only whitespace, control and format characters (a zero-
+    width space U+200B, a byte-order mark U+FEFF, a word joiner U+2060), which str.strip() keeps."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 def show_bidi_controls(text: str) -> str:
     """Replace each bidi control character by a visible marker such as ⟦RLO U+202E⟧."""
     return _BIDI_RE.sub(lambda m: _BIDI_MARK.format(name=BIDI_CONTROLS[m.group()], code=ord(m.group())), text)

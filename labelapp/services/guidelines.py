@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from labelapp.models import GuidelineAcknowledgment, GuidelineVersion
 from labelapp.rawsql import xact_lock
+from labelapp.rendering import is_blank
 from labelapp.services.roles import permission_check
 from labelapp.textdiff import side_by_side
 
@@ -76,7 +77,7 @@ def _check_texts(*, changelog: str | None = None, **texts: str | None) -> None:
 def guideline_create(
     *, text: str, author=None, title: str = "Rating guidelines", changelog: str = "", publish: bool = False
 ) -> GuidelineVersion:
-    if not (text or "").strip():
+    if is_blank(text or ""):
         raise GuidelineError("The guideline text is empty.")
     _check_texts(text=text, title=title, changelog=changelog)
     for _ in range(3):
@@ -104,7 +105,7 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
 
 def _draft_save(*, text: str, author, title: str) -> GuidelineVersion:
     text = _unix_newlines(text)
-    if not text.strip():
+    if is_blank(text):  # zero-width characters only would publish a page that shows nothing
         raise GuidelineError("The guideline text is empty.")
     _check_texts(text=text, title=title)
     title = (title or "").strip()

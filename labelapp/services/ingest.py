@@ -21,6 +21,7 @@ from django.db import transaction
 
 from labelapp.models import Prompt, Response
 from labelapp.rawsql import xact_lock
+from labelapp.rendering import is_blank
 from labelapp.services.privacy import ScrubResult, merge_counts, scrub
 from labelapp.services.roles import permission_check
 from rewardtrainer.data import jsonl_lines
@@ -103,8 +104,8 @@ class IngestReport:
 def _text(value, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string")
-    if not value.strip():
-        raise ValueError(f"{what} is empty")
+    if is_blank(value):  # zero-width characters only were stored as a prompt nobody could read
+        raise ValueError(f"{what} is empty (or holds only invisible characters)")
     if len(value) > MAX_TEXT_CHARS:
         raise ValueError(f"{what} is longer than {MAX_TEXT_CHARS} characters")
     try:

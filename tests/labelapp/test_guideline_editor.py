@@ -233,3 +233,10 @@ def test_saves_at_the_same_time_keep_one_draft(make_user, guideline):
         t.join()
     assert errors == []
     assert GuidelineVersion.objects.filter(published_at__isnull=True).count() == 1
+
+
+def test_a_guideline_of_invisible_characters_only_is_refused(staff):
+    from labelapp.services.guidelines import GuidelineError, guideline_draft_save
+
+    with pytest.raises(GuidelineError, match="empty"):
+        guideline_draft_save(text="\u200b\ufeff\n", author=staff)

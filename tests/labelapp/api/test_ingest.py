@@ -297,3 +297,23 @@ def test_a_jsonl_line_with_a_huge_number_says_so_in_plain_words(staff_api):
     error = r.json()["errors"][0]
     assert error["line"] == 1 and "more than 4300 digits" in error["error"]
     assert "int_max_str_digits" not in error["error"]
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\ufeff", " \u2060 \n"])
+def test_a_prompt_or_answer_of_invisible_characters_only_is_refused(staff_api, text):
+    # str.strip() keeps zero-width characters: a prompt nobody could read was stored and queued
+    from labelapp.models import Prompt
+
+    r = staff_api.post(
+        "/api/prompts/", {"text": text, "source": "s", "consent": True}, content_type="application/json"
+    )
+    assert r.status_code == 400 and "invisible" in str(r.json()), r.content
+    body = {
+        "text": "A real prompt?",
+        "source": "s",
+        "consent": True,
+        "answers": [{"text": text, "model": "m"}],
+    }
+    r = staff_api.post("/api/prompts/", body, content_type="application/json")
+    assert r.status_code == 400 and "invisible" in str(r.json()), r.content
+    assert not Prompt.objects.exists()

@@ -101,7 +101,7 @@ METRIC_LABELS = {
     "ratings_dropped_since_queued": "ratings left out since queued (excluded, withheld, no consent)",
     "decorrelation_factor": "ODIN decorrelation factor",
 }
-PERCENT_KEYS = {k for k in METRIC_LABELS if "accuracy" in k}
+PERCENT_KEYS = {k for k in METRIC_LABELS if "accuracy" in k} | {"relevance_gate_touched"}  # shares
 
 
 def metric_rows(metrics: dict, keys: list[str] | None = None) -> list[tuple[str, str]]:

@@ -1155,3 +1155,9 @@ def test_the_start_buttons_baseline_box_reads_false_as_no(
     client.force_login(staff)
     client.post(reverse("training_start"), {} if value is None else {"with_baseline": value})
     assert TrainingRun.objects.get().with_baseline is expected
+
+
+def test_shares_on_the_version_page_are_percentages():
+    # the PMI gate's share of training answers below its threshold showed as 0.120
+    rows = dict(training.metric_rows({"relevance_gate_touched": 0.12, "accuracy": 0.6}))
+    assert rows[training.METRIC_LABELS["relevance_gate_touched"]] == "12.0%"

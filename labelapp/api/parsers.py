@@ -155,9 +155,10 @@ class NDJSONParser(JSONLinesParser):
 
 class StrictFormParser(BaseParser):
     """`application/x-www-form-urlencoded`, read like the JSON bodies: over `API_MAX_BODY_BYTES` a 413,
-    bytes that are not UTF-8 a 400 (Django's decoding put U+FFFD in their place and a rationale was
-    stored altered), more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS a 400; always JSON, with DEBUG on
-    or off (Django's own limits answered an HTML debug page, or a bare "Bad request.")."""
+    bytes that are not in the declared charset (UTF-8 unless the Content-Type names another) a 400
+    (Django's decoding put U+FFFD in their place and a rationale was stored altered), more fields than
+    DATA_UPLOAD_MAX_NUMBER_FIELDS a 400; always JSON, with DEBUG on or off (Django's own limits
+    answered an HTML debug page, or a bare "Bad request.")."""
 
     media_type = "application/x-www-form-urlencoded"
 
@@ -167,12 +168,16 @@ class StrictFormParser(BaseParser):
         from django.http import QueryDict
 
         body = read_limited(stream, parser_context)
+        # the charset the Content-Type names (config/wsgi.py has refused those that are not text)
+        charset = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
         try:
-            text = body.decode("utf-8")
-            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-            pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=limit)
+            text = body.decode(charset)
+            pairs = parse_qsl(
+                text, keep_blank_values=True, encoding=charset, errors="strict", max_num_fields=limit
+            )
         except UnicodeDecodeError as exc:
-            raise ParseError(f"The form body is not UTF-8 (byte {exc.start}).") from None
+            raise ParseError(f"The form body is not {charset.upper()} (byte {exc.start}).") from None
         except ValueError:
             raise ParseError(f"The form body has more than {limit} fields.") from None
         data = QueryDict(mutable=True)

@@ -479,6 +479,7 @@ def export_write(
     partial = {kind: p.with_name(p.name + ".partial") for kind, (p, _) in targets.items()}
     sinks: dict = {}
     landed: list[Path] = []
+    kept: dict[Path, Path] = {}  # an earlier file at a target, moved aside until both files have landed
     stats = ExportStats()
     try:
         for kind, (_, f) in targets.items():
@@ -492,6 +493,8 @@ def export_write(
         # place left the export landed and unrecorded (outside the purge's reach) and a .partial with
         # prompt texts beside it.
         for kind, (target, _) in targets.items():
+            if target.exists():
+                kept[target] = target.replace(target.with_name(target.name + ".previous"))
             partial[kind].replace(target)
             landed.append(target)
         expires = _expires_at(stats)
@@ -504,7 +507,12 @@ def export_write(
         for p in [*partial.values(), *landed]:
             with contextlib.suppress(OSError):
                 p.unlink(missing_ok=True)
+        for target, previous in kept.items():  # the earlier exports come back, as their records say
+            with contextlib.suppress(OSError):
+                previous.replace(target)
         raise
+    for previous in kept.values():
+        previous.unlink(missing_ok=True)
     return ExportResult(
         path=path, ties_path=ties_path, pairs=stats.pairs, ties=stats.ties, expires_at=expires
     )

@@ -1326,7 +1326,8 @@ def reward_model_decide(*, version: RewardModelVersion, device: str | None = Non
         with contextlib.suppress(Exception):  # the database may be what failed
             marker = (version.eval_set_metrics or {}).items()
             figures = {k: v for k, v in marker if k not in _DECISION_MARKER_KEYS}
-            RewardModelVersion.objects.filter(pk=version.pk).update(
+            # not over a hand activation made while it was scored (as on the decision's own path)
+            RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(
                 activation_note=note[:2000],
                 eval_set_metrics=figures | {"error": f"{type(exc).__name__}: {exc}"[:2000]},
             )

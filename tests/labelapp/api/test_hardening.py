@@ -302,3 +302,17 @@ def test_form_bodies_are_read_like_json_ones(api, rater, acked, make_comparison,
     assert not Rating.objects.exists()
     r = api.post(url, (fields + "&rationale=caf%C3%A9 et thé").encode(), content_type=form)
     assert r.status_code == 201 and Rating.objects.get().rationale == "café et thé"
+
+
+def test_a_form_body_in_the_charset_it_declares_is_read_in_it(api, rater, acked, make_comparison):
+    from labelapp.models import Rating
+
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    fields = f"preference=-1&idempotency_key={a.form_key}&length_check=adds_content&rationale=caf%E9"
+    r = api.post(
+        f"/api/assignments/{a.pk}/rating/",
+        fields,
+        content_type="application/x-www-form-urlencoded; charset=iso-8859-1",
+    )
+    assert r.status_code == 201 and Rating.objects.get().rationale == "café"

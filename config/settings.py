@@ -117,8 +117,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # %00 in a query parameter is a 400 before any view can hand it to PostgreSQL (a 500 there).
-    "labelapp.middleware.RefuseNulInQueryMiddleware",
+    # %00 in a query parameter, or over 1,000 parameters, is a 400 before any view (a 500 there).
+    "labelapp.middleware.RefuseBadQueryMiddleware",
     # a statement cancelled by DB_STATEMENT_TIMEOUT_MS is a 503 with a message, not a 500
     "labelapp.middleware.DatabaseTimeoutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -87,7 +87,7 @@ def refuse_unsupported_charset(app):
     return application
 
 
-class RefuseNulInQueryMiddleware:
+class RefuseBadQueryMiddleware:
     """400 for a query string holding a NUL or too many parameters (JSON under /api/, as
     labelapp/api/errors.py, text elsewhere); a cookie holding a NUL is dropped."""
 

@@ -232,10 +232,9 @@ def score_pairs(
 
 def _same_rows(enc: EncodedPairs) -> np.ndarray:
     """(N,) bool: the pair's chosen and rejected rows are the same input (ids, and token types if any)."""
-    types = zip(enc.chosen_types, enc.rejected_types, strict=True) if enc.chosen_types else None
     same = [c == r for c, r in zip(enc.chosen_ids, enc.rejected_ids, strict=True)]
-    if types is not None:
-        same = [s and ct == rt for s, (ct, rt) in zip(same, types, strict=True)]
+    if enc.chosen_types:
+        same = [s and c == r for s, c, r in zip(same, enc.chosen_types, enc.rejected_types, strict=True)]
     return np.array(same, dtype=bool)
 
 

@@ -215,9 +215,8 @@ class TrainingRunsView(ApiView):
 
     @extend_schema(responses={200: s.TrainingRunSerializer(many=True)})
     def get(self, request):
-        runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL)[
-            :50
-        ]  # rounds: /api/policy-rounds/
+        # reward-model runs only: policy rounds are listed at /api/policy-rounds/
+        runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL)[:50]
         return Response(s.TrainingRunSerializer(runs, many=True).data)
 
     @extend_schema(

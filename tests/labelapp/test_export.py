@@ -326,13 +326,12 @@ def test_an_export_to_a_path_it_cannot_use_leaves_nothing_behind(
     assert sorted(p.name for p in tmp_path.iterdir()) == [] and not ExportFile.objects.exists()
 
 
-def test_a_ties_file_that_fails_to_land_takes_the_export_back(rater, guideline, tmp_path, monkeypatch):
+def _export_whose_ties_file_cannot_land(tmp_path, monkeypatch) -> None:
+    """export_write with a ties file whose move into place fails (after the export itself landed)."""
     from pathlib import Path
 
-    from labelapp.models import ExportFile
     from labelapp.services import export
 
-    rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
     real = Path.replace
 
     def fail_on_ties(self, target):
@@ -346,6 +345,11 @@ def test_a_ties_file_that_fails_to_land_takes_the_export_back(rater, guideline, 
             path=tmp_path / "x.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters(),
             ties_path=tmp_path / "ties.jsonl",
         )  # fmt: skip
+
+
+def test_a_ties_file_that_fails_to_land_takes_the_export_back(rater, guideline, tmp_path, monkeypatch):
+    rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
+    _export_whose_ties_file_cannot_land(tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == [] and not ExportFile.objects.exists()
 
 
@@ -354,25 +358,11 @@ def test_a_failed_export_over_an_earlier_one_gives_the_earlier_one_back(
 ):
     # the new file had replaced the earlier export before the ties file failed; the clean-up then
     # deleted it, leaving the earlier export's record pointing at nothing
-    from pathlib import Path
-
     from labelapp.services import export
 
     rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
     export.export_write(path=tmp_path / "x.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters())
     before = (tmp_path / "x.jsonl").read_bytes()
-    real = Path.replace
-
-    def fail_on_ties(self, target):
-        if Path(target).name == "ties.jsonl":
-            raise PermissionError(13, "Permission denied", str(target))
-        return real(self, target)
-
-    monkeypatch.setattr(Path, "replace", fail_on_ties)
-    with pytest.raises(PermissionError):
-        export.export_write(
-            path=tmp_path / "x.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters(),
-            ties_path=tmp_path / "ties.jsonl",
-        )  # fmt: skip
+    _export_whose_ties_file_cannot_land(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl"]
     assert (tmp_path / "x.jsonl").read_bytes() == before and ExportFile.objects.count() == 1

@@ -448,6 +448,65 @@ def _record_files(targets: dict, stats, *, mode: str, filters, created_by, expir
             )
 
 
+@dataclass
+class _Landing:
+    """The files of one export on their way into place, and what to undo if it fails."""
+
+    targets: dict  # kind ("pair", "tie") -> (final path, format)
+    partial: dict = field(default_factory=dict)  # kind -> the .partial file the rows go to
+    sinks: dict = field(default_factory=dict)  # kind -> its open writer
+    landed: list = field(default_factory=list)  # final paths already moved into place
+    kept: dict = field(default_factory=dict)  # an earlier file at a target -> where it was moved aside
+
+    def write(self, *, mode: str, filters: ExportFilters, stats: ExportStats) -> None:
+        """Every row into the .partial files, closed (the footer too: a close that fails leaves no
+        file behind either)."""
+        for kind, (target, f) in self.targets.items():
+            self.partial[kind] = target.with_name(target.name + ".partial")
+            self.partial[kind].parent.mkdir(parents=True, exist_ok=True)
+            self.sinks[kind] = _SINKS[f](self.partial[kind])
+        for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
+            self.sinks[kind].add(row)
+        while self.sinks:
+            self.sinks.pop(next(iter(self.sinks))).close()
+
+    def land(self) -> None:
+        """Move the files into place, an earlier file at a target aside until all have landed."""
+        for kind, (target, _) in self.targets.items():
+            if target.exists():
+                self.kept[target] = target.replace(target.with_name(target.name + ".previous"))
+            self.partial[kind].replace(target)
+            self.landed.append(target)
+
+    def undo(self) -> None:
+        """Nothing of this export stays; the earlier exports come back, as their records say."""
+        for sink in self.sinks.values():
+            with contextlib.suppress(Exception):
+                sink.close()
+        for p in [*self.partial.values(), *self.landed]:
+            with contextlib.suppress(OSError):
+                p.unlink(missing_ok=True)
+        for target, previous in self.kept.items():
+            with contextlib.suppress(OSError):
+                previous.replace(target)
+
+    def finish(self) -> None:
+        for previous in self.kept.values():
+            previous.unlink(missing_ok=True)
+
+
+def _export_targets(path: Path, fmt: str, ties_path: Path | None, ties_fmt: str) -> dict:
+    """kind -> (path, format), checked: ValueError before anything is written."""
+    if fmt not in FORMATS or ties_fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}")
+    targets = {"pair": (path, fmt)} | ({"tie": (ties_path, ties_fmt)} if ties_path is not None else {})
+    for target, _ in targets.values():
+        _check_target(target)
+    if ties_path is not None and ties_path.resolve() == path.resolve():
+        raise ValueError("the ties file must be another file than the export")
+    return targets
+
+
 def export_write(
     *,
     path: Path,
@@ -464,55 +523,26 @@ def export_write(
 
     Each file is written under a `.partial` name and renamed into place only once every row is in:
     an export cut short (a lost connection, a full disk) leaves nothing at `path`, neither a valid-
-    looking truncated file outside the purge's records nor an earlier export emptied. A file written
-    over a recorded one replaces its record (the purge must not delete the new file on the old one's
-    date). ValueError before anything is written for a path the record cannot hold."""
-    ties_fmt = ties_fmt or fmt
-    if fmt not in FORMATS or ties_fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}")
-    targets = {"pair": (path, fmt)} | ({"tie": (ties_path, ties_fmt)} if ties_path is not None else {})
-    for target, _ in targets.values():
-        _check_target(target)
-    if ties_path is not None and ties_path.resolve() == path.resolve():
-        raise ValueError("the ties file must be another file than the export")
+    looking truncated file outside the purge's records nor an earlier export emptied. Both files land
+    and are recorded, or neither stays (a ties file that could not be moved into place left the export
+    landed and unrecorded, outside the purge's reach, and a .partial with prompt texts beside it). A
+    file written over a recorded one replaces its record (the purge must not delete the new file on
+    the old one's date). ValueError before anything is written for a path the record cannot hold."""
+    landing = _Landing(_export_targets(path, fmt, ties_path, ties_fmt or fmt))
     filters.include_ties = ties_path is not None
-    partial = {kind: p.with_name(p.name + ".partial") for kind, (p, _) in targets.items()}
-    sinks: dict = {}
-    landed: list[Path] = []
-    kept: dict[Path, Path] = {}  # an earlier file at a target, moved aside until both files have landed
     stats = ExportStats()
     try:
-        for kind, (_, f) in targets.items():
-            partial[kind].parent.mkdir(parents=True, exist_ok=True)
-            sinks[kind] = _SINKS[f](partial[kind])
-        for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
-            sinks[kind].add(row)
-        while sinks:  # the footer too: a close that fails leaves no file behind either
-            sinks.pop(next(iter(sinks))).close()
-        # Both files land and are recorded, or neither stays: a ties file that could not be moved into
-        # place left the export landed and unrecorded (outside the purge's reach) and a .partial with
-        # prompt texts beside it.
-        for kind, (target, _) in targets.items():
-            if target.exists():
-                kept[target] = target.replace(target.with_name(target.name + ".previous"))
-            partial[kind].replace(target)
-            landed.append(target)
+        landing.write(mode=mode, filters=filters, stats=stats)
+        landing.land()
         expires = _expires_at(stats)
         if record:
-            _record_files(targets, stats, mode=mode, filters=filters, created_by=created_by, expires=expires)
+            _record_files(
+                landing.targets, stats, mode=mode, filters=filters, created_by=created_by, expires=expires
+            )
     except BaseException:
-        for sink in sinks.values():
-            with contextlib.suppress(Exception):
-                sink.close()
-        for p in [*partial.values(), *landed]:
-            with contextlib.suppress(OSError):
-                p.unlink(missing_ok=True)
-        for target, previous in kept.items():  # the earlier exports come back, as their records say
-            with contextlib.suppress(OSError):
-                previous.replace(target)
+        landing.undo()
         raise
-    for previous in kept.values():
-        previous.unlink(missing_ok=True)
+    landing.finish()
     return ExportResult(
         path=path, ties_path=ties_path, pairs=stats.pairs, ties=stats.ties, expires_at=expires
     )

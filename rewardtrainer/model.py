@@ -628,9 +628,15 @@ def reward_loss(
     r = r_q + r_l_bt  # (2B,) the summed reward the ranking loss sees
     if mismatch is None:
         mismatch = torch.zeros(B, dtype=torch.bool, device=r_q.device)
+    ranked = None
     if relevance is not None:
         weight = weight * (~mismatch).to(weight.dtype)  # mismatch pairs train the relevance head only
+        # ... and leave the mean's denominator too: counted there, they shrank the ranking loss by
+        # their share of the batch (by half at one mismatch pair per human pair)
+        ranked = (~mismatch).sum().clamp(min=1)  # a tensor: no host synchronisation per step
     bt_loss = bradley_terry_loss(r[:B], r[B:], margin, weight)
+    if ranked is not None:
+        bt_loss = bt_loss * (B / ranked)
     loss = bt_loss
     stats = {"bt_loss": bt_loss.detach()}
     if relevance is not None:

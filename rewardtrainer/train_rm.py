@@ -311,6 +311,20 @@ def _batches(enc: EncodedPairs, config: TrainConfig, seed: list[int], packing: b
     return bucketed_batches(lengths, config.batch_size, seed=seed, chunk_batches=config.bucket_chunk_batches)
 
 
+def _epoch_steps(enc: EncodedPairs, config: TrainConfig, packing: bool) -> list[int]:
+    """Optimizer steps in each of the configured epochs for data seed config.seed.
+    Token-budget batches (max_tokens, packing) make a different number of batches in each epoch's
+    order, so `epochs` times the first epoch's count ended a step or two before or after the last
+    epoch's end."""
+
+    def steps(epoch: int) -> int:
+        return math.ceil(len(_batches(enc, config, [config.seed, epoch], packing)) / config.grad_accum)
+
+    if config.max_steps or not (packing or config.max_tokens):  # fixed-size batches: every epoch alike
+        return [steps(0)] * config.epochs
+    return [steps(epoch) for epoch in range(config.epochs)]
+
+
 def prepare(
     pairs: Sequence[PreferencePair | dict],
     config: TrainConfig,
@@ -349,9 +363,9 @@ def prepare(
     if calib_pairs:
         enc_calib = encode_pairs(calib_pairs, tokenizer, config.max_length, with_types=with_types)
     packing = packing_enabled(config, backbone_config)
-    n_batches = len(_batches(enc_train, config, [config.seed, 0], packing))
-    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    epoch_steps = _epoch_steps(enc_train, config, packing)
+    steps_per_epoch = epoch_steps[0]
+    total_steps = config.max_steps or sum(epoch_steps)
     n_human = len(train_pairs)
     human_chars = np.concatenate([enc_train.chosen_chars[:n_human], enc_train.rejected_chars[:n_human]])
     return Prepared(

@@ -345,3 +345,18 @@ def test_checkpoints_of_another_schedule_or_batch_order_are_not_resumed(tmp_path
     changed = TrainConfig(**(vars(cfg) | change))
     result = fit_reward_model(keyword_pairs(60), changed, tmp_path / "run")
     assert result.resumed_from_step is None
+
+
+def test_token_budget_batches_train_exactly_the_configured_epochs(tmp_path, tiny_llama):
+    # each epoch's order packs into its own number of batches, so epochs x the first epoch's count
+    # stopped short of (or ran past) the last epoch's end
+    from rewardtrainer.train_rm import _batches, prepare
+
+    pairs = keyword_pairs(120)
+    config = tiny_config(tiny_llama, packing=True, max_tokens=700, epochs=4)
+    prep = prepare(pairs, config, tmp_path / "a")
+    per_epoch = [len(_batches(prep.enc_train, config, [config.seed, e], True)) for e in range(4)]
+    assert len(set(per_epoch)) > 1  # the case at hand: the epochs differ
+    assert prep.total_steps == sum(per_epoch)
+    result = fit_reward_model(pairs, config, tmp_path / "run")
+    assert result.global_step == sum(per_epoch)

@@ -396,6 +396,8 @@ QUALITY = {
     "FAST_CHARS_PER_S": env.float("QUALITY_FAST_CHARS_PER_S", default=60.0),
     # Flag a rater when more than this share of their judgments is implausibly fast.
     "FAST_SHARE_MAX": env.float("QUALITY_FAST_SHARE_MAX", default=0.2),
+    # ... on at least this many judgments.
+    "FAST_MIN_N": env.int("QUALITY_FAST_MIN_N", default=10),
     # Flag a rater whose gold accuracy is below GOLD_MIN on at least GOLD_MIN_N gold judgments.
     "GOLD_MIN": env.float("QUALITY_GOLD_MIN", default=0.7),
     "GOLD_MIN_N": env.int("QUALITY_GOLD_MIN_N", default=5),

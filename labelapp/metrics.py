@@ -306,7 +306,10 @@ def kappa_from_confusion(confusion) -> tuple[float | None, float | None, float |
     kappa = (po - pe) / (1 - pe)
     if 0.0 < po < 1.0:
         se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
-        return float(kappa), float(kappa - Z95 * se), float(kappa + Z95 * se), int(n)
+        # kappa lies in [-pe / (1 - pe), 1] (po in [0, 1]); the normal interval ran past both ends at
+        # the overlaps kappa is computed on (10 shared comparisons: 0.8 [0.43, 1.17])
+        low = -pe / (1 - pe)
+        return float(kappa), max(low, kappa - Z95 * se), min(1.0, kappa + Z95 * se), int(n)
     # Perfect (or no) observed agreement makes that SE 0, an interval of one point at any n: map the
     # Wilson interval of the observed agreement through kappa = (po - pe) / (1 - pe) instead.
     po_ci = wilson(int(round(po * n)), int(n))
@@ -376,7 +379,7 @@ def krippendorff_alpha(
         lo, hi = np.percentile(draws, [2.5, 97.5]).tolist()
     else:
         half = Z95 * float(np.std(draws, ddof=1)) * math.sqrt(m / n)
-        lo, hi = value - half, value + half
+        lo, hi = value - half, min(1.0, value + half)  # alpha is at most 1
     return Estimate(value, lo, hi, n)
 
 
@@ -452,7 +455,8 @@ def trust_weight(*, gold_correct: int, gold_n: int, agree: float, agree_n: int) 
         trust = clip((0.7 * s_gold + 0.3 * s_agree) / s_prior, 0.05, 1.5)
 
     where s_prior is the same expression at the priors, so a rater without any data weighs 1.0,
-    like a rater without a profile; a rater at coin level on both weighs 0.05.
+    like a rater without a profile; a rater at coin level on both goes toward 0.05 as their judgments
+    grow (0.09 on 100 of each: the priors still pull).
     """
     s = GOLD_SHARE * _skill(gold_correct, gold_n, GOLD_PRIOR) + (1 - GOLD_SHARE) * _skill(
         agree, agree_n, AGREE_PRIOR

@@ -7,7 +7,8 @@ The heavy pass (every rating, about 10 s per million on 2 cores) runs in the Cel
 keeps two beats from computing at once.
 
 Which ratings count: every rating not excluded in review, by the models' rule (the newest review is
-in force: a rating excluded and later confirmed counts again, as it trains and exports again).
+in force: a rating excluded and later confirmed counts again, as it trains and exports again). The
+bias and agreement figures read ordinary comparisons only (`ordinary`).
 Lengths are word counts (what the rating page shows); reading speed is (prompt + both answers)
 characters over time on task.
 
@@ -16,7 +17,8 @@ Flags (each a reason string on the rater's row):
   lies above both): they lean toward longer answers more than their colleagues on the same data;
 - position: P(chose left) is significantly different from 0.5 (Wilson interval excludes it);
 - gold: gold accuracy below QUALITY["GOLD_MIN"] on at least QUALITY["GOLD_MIN_N"] gold judgments;
-- speed: more than QUALITY["FAST_SHARE_MAX"] of judgments implausibly fast.
+- speed: more than QUALITY["FAST_SHARE_MAX"] of judgments implausibly fast, on at least
+  QUALITY["FAST_MIN_N"] judgments (one fast first judgment is no pattern).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ SELECT r.rater_id, r.comparison_id, r.preference, r.time_on_task_ms, r.guideline
        char_length(p.text) + ra.char_count + rb.char_count,
        CASE c.kind WHEN 'gold' THEN 1 WHEN 'repeat' THEN 2 ELSE 0 END,
        COALESCE(c.gold_preference, -9), COALESCE(c.repeat_of_id, 0),
-       c.response_a_id, c.response_b_id
+       c.response_a_id, c.response_b_id, r.flag_broken::int
 FROM labelapp_rating r
 JOIN labelapp_assignment a ON a.id = r.assignment_id
 JOIN labelapp_comparison c ON c.id = r.comparison_id
@@ -56,7 +58,7 @@ WHERE r.id NOT IN ({excluded})
 """
 _COLUMNS = (
     "rater comparison preference time_ms version a_left words_a words_b chars kind gold repeat_of "
-    "response_a response_b"
+    "response_a response_b broken"
 ).split()
 
 
@@ -138,10 +140,14 @@ def _retest_pairs(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def ordinary(rows: Rows) -> Rows:
-    """The ratings that measure a rater's length and position bias: neither gold pairs (built so that
-    the longer answer is the wrong one: passing them reads as a preference for short answers) nor
-    repeats (a pair judged twice would count twice)."""
-    return rows.subset(rows.kind == 0)
+    """The ratings that measure a rater's length and position bias and the raters' agreement: neither
+    gold pairs (built so that the longer answer is the wrong one: passing them reads as a preference
+    for short answers; and every rater is served the same few, so one gold pair made a pair of raters
+    out of every two of them, and easy gold set the pool's agreement, kappa and alpha, and counted
+    twice in a trust weight, once as gold accuracy and once as agreement) nor repeats (a pair judged
+    twice would count twice) nor ratings flagged broken (the rater could not read an answer: their
+    preference says nothing about taste, and training and the policy watch leave them out too)."""
+    return rows.subset((rows.kind == 0) & (rows.broken == 0))
 
 
 def _figures(rows: Rows) -> dict:
@@ -181,7 +187,8 @@ def _flags(row: dict, pool: dict) -> list[str]:
     gold = row["gold_accuracy"]
     if gold["n"] >= _cfg("GOLD_MIN_N") and gold["value"] < _cfg("GOLD_MIN"):
         flags.append("gold")
-    if row["fast"]["n"] and row["fast"]["value"] > _cfg("FAST_SHARE_MAX"):
+    fast = row["fast"]
+    if fast["n"] >= _cfg("FAST_MIN_N") and fast["value"] > _cfg("FAST_SHARE_MAX"):
         flags.append("speed")
     return flags
 
@@ -193,13 +200,14 @@ def quality_compute(
     (with trust weight and flags) for a set of ratings."""
     bootstrap = _cfg("BOOTSTRAP") if bootstrap is None else bootstrap
     pool = _figures(rows)
-    agreement = metrics.pairwise_sign_agreement(rows.comparison, rows.rater, rows.preference)
+    shared = ordinary(rows)
+    agreement = metrics.pairwise_sign_agreement(shared.comparison, shared.rater, shared.preference)
     pool["agreement"] = agreement["pool"].as_dict()
     pool["alpha"] = metrics.krippendorff_alpha(
-        rows.comparison, rows.preference, bootstrap=bootstrap
+        shared.comparison, shared.preference, bootstrap=bootstrap
     ).as_dict()
     kappas = metrics.cohen_kappa_pairs(
-        rows.comparison, rows.rater, rows.preference, min_overlap=_cfg("KAPPA_MIN_OVERLAP")
+        shared.comparison, shared.rater, shared.preference, min_overlap=_cfg("KAPPA_MIN_OVERLAP")
     )
     values = [k["value"] for k in kappas if k["value"] is not None]
     pool["kappa_median"] = float(np.median(values)) if values else None

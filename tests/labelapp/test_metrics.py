@@ -84,7 +84,21 @@ def test_cohen_kappa_per_pair_with_enough_overlap():
     pairs = metrics.cohen_kappa_pairs(unit, rater, pref, min_overlap=5)
     assert [p["raters"] for p in pairs] == [[1, 2]]  # rater 3 shares only 2 units
     assert pairs[0]["value"] == pytest.approx(0.6875)
-    assert pairs[0]["hi"] - pairs[0]["value"] == pytest.approx(1.96 * 0.27951, abs=1e-3)
+    assert pairs[0]["value"] - pairs[0]["lo"] == pytest.approx(1.96 * 0.27951, abs=1e-3)
+    assert pairs[0]["hi"] == 1.0  # 0.6875 + 0.548 = 1.24: kappa is at most 1
+
+
+@pytest.mark.parametrize(
+    "confusion",
+    [[[5, 0, 0], [0, 0, 0], [1, 0, 4]], [[8, 1, 0], [0, 0, 0], [0, 0, 1]], [[1, 5, 0], [4, 0, 0], [0, 0, 0]]],
+)
+def test_a_kappa_interval_stays_where_kappa_can_be(confusion):
+    # kappa = (po - pe) / (1 - pe) with po in [0, 1]: between -pe / (1 - pe) and 1. The normal interval
+    # ran past both ends at 10 shared comparisons (0.8 [0.43, 1.17]; -0.8 [-1.17, -0.43])
+    c = np.asarray(confusion, dtype=float)
+    pe = float((c.sum(axis=1) / c.sum()) @ (c.sum(axis=0) / c.sum()))
+    kappa, lo, hi, n = metrics.kappa_from_confusion(confusion)
+    assert n == 10 and -pe / (1 - pe) - 1e-12 <= lo < kappa < hi <= 1.0
 
 
 def test_kappa_matches_scikit_learn_on_random_labels():

@@ -58,8 +58,8 @@ def _swapped_repeat(original: Comparison) -> Comparison:
 def test_refresh_stores_trust_flags_and_reports(rater, other_rater, guideline, make_comparison):
     # rater: right on 20 gold pairs, always picks the left answer (alternating sides -> position flag).
     # other_rater: wrong on every gold pair (picks the padded longer answer) -> gold flag, low trust.
-    # Bias is read from ordinary comparisons (one set per rater, so agreement comes from gold alone):
-    # rater picks the left one there too, other_rater the longer one.
+    # Bias is read from ordinary comparisons (one set per rater, so there is no agreement to measure:
+    # gold does not count as agreement): rater picks the left one there too, other_rater the longer one.
     for i in range(20):
         c = _gold(make_comparison, i)
         a_left = i % 2 == 0
@@ -76,7 +76,7 @@ def test_refresh_stores_trust_flags_and_reports(rater, other_rater, guideline, m
     good = RaterProfile.objects.get(rater=rater)
     bad = RaterProfile.objects.get(rater=other_rater)
     # rater: gold 10/20 (picking the left answer is right only when A is on the left); other_rater:
-    # 0/20 and agrees with rater on 10/20 pairs -> s_gold = (0 + 8) / 30 -> -0.47: trust at the floor.
+    # 0/20 -> s_gold = (0 + 8) / 30 -> -0.47: trust at the floor.
     assert good.figures["gold_accuracy"]["value"] == pytest.approx(0.5)
     assert bad.figures["gold_accuracy"]["value"] == 0.0
     assert bad.trust_weight == pytest.approx(0.05)
@@ -129,6 +129,49 @@ def test_length_and_position_bias_leave_out_gold_and_repeats(rater, guideline, m
     assert (row["p_left"]["n"], row["p_left"]["value"]) == (10, 1.0)
     assert row["gold_accuracy"]["value"] == 1.0 and row["retest_agreement"]["value"] == 1.0
     assert sum(b["n"] for b in row["longer_curve"]["bins"]) == 10
+
+
+@pytest.mark.django_db
+def test_agreement_kappa_and_alpha_leave_out_gold_and_broken_ratings(
+    rater, other_rater, guideline, make_comparison
+):
+    # The two raters agree on 12 gold pairs, disagree on 12 ordinary ones, and agree on 5 more that
+    # other_rater flagged broken. Every rater is served the same gold, so easy gold set the pool's
+    # agreement (17 of 29 pairs agreed: 0.59, where the ordinary pairs say 0) and counted twice in
+    # trust; a broken-flagged judgment
+    # says nothing about taste (training and the policy watch leave it out).
+    for i in range(12):
+        gold = _gold(make_comparison, i)
+        rate(rater=rater, comparison=gold, preference=-2, guideline=guideline)
+        rate(rater=other_rater, comparison=gold, preference=-2, guideline=guideline)
+        c = _ordinary(make_comparison, i)
+        rate(rater=rater, comparison=c, preference=-2, guideline=guideline)
+        rate(rater=other_rater, comparison=c, preference=2, guideline=guideline)
+    for i in range(5):
+        c = _ordinary(make_comparison, 100 + i)
+        rate(rater=rater, comparison=c, preference=-2, guideline=guideline)
+        rate(rater=other_rater, comparison=c, preference=-2, guideline=guideline, flag_broken=True)
+    report = quality.quality_compute(quality.quality_rows(), bootstrap=0)
+    pool = report["pool"]
+    assert (pool["agreement"]["value"], pool["agreement"]["n"]) == (0.0, 12)
+    assert pool["alpha"]["n"] == 12 and pool["alpha"]["value"] < 0
+    assert [(k["n"], k["value"]) for k in report["kappa_pairs"]] == [(12, 0.0)]
+    other = next(r for r in report["raters"] if r["rater_id"] == other_rater.pk)
+    assert (other["agreement"]["n"], other["agreement"]["value"]) == (12, 0.0)
+    assert (other["p_longer"]["n"], other["p_longer"]["value"]) == (12, 1.0)  # the broken 5 are out
+    assert other["gold_accuracy"]["n"] == 12  # gold accuracy still counts every gold judgment
+
+
+@pytest.mark.django_db
+def test_a_speed_flag_needs_a_pattern_not_one_fast_judgment(rater, guideline, make_comparison):
+    def flags() -> list[str]:
+        return quality.quality_compute(quality.quality_rows(), bootstrap=0)["raters"][0]["flags"]
+
+    rate(rater=rater, comparison=_ordinary(make_comparison, 0), preference=1, guideline=guideline, ms=0)
+    assert "speed" not in flags()  # 1 of 1 fast (no time): flagged before
+    for i in range(1, 10):
+        rate(rater=rater, comparison=_ordinary(make_comparison, i), preference=1, guideline=guideline, ms=0)
+    assert "speed" in flags()  # 10 of 10
 
 
 @pytest.mark.django_db

@@ -36,7 +36,8 @@ explained variance, response length, the share without EOS, beta, and seconds an
 Checkpoints: after every `checkpoint_every` updates, policy + value weights, optimizer, scheduler, KL
 controller, reward normalization and history go to `out/checkpoints/ckpt-NNNNNN` (temp folder, rename);
 a killed round resumes from its last complete update. Prompts, samples and minibatch order of update u
-are pure functions of (seed, u), so a resumed round ends where an uninterrupted one does.
+are pure functions of (seed, u), so a resumed round ends where an uninterrupted one does (on the same
+device). Checkpoints of other settings are deleted when the round starts over.
 """
 
 from __future__ import annotations
@@ -911,6 +912,9 @@ def _checkpoint(state: PPOState, ckpt_dir: Path) -> None:
 
 
 # Not generation_batch_size: the chunks share one random generator, so other chunk sizes draw other samples.
+# The device may change (a round begun on a GPU worker can end on another, or on the CPU); the round then
+# goes on from its last update, but does not end bit for bit where an uninterrupted one would (other
+# numerics, bf16 autocast on CUDA only, another random stream).
 RESUMABLE_CHANGES = ("checkpoint_every", "keep_checkpoints", "device")
 
 
@@ -924,6 +928,13 @@ def _changed_settings(saved: dict, current: dict) -> list[str]:
     )
 
 
+def _start_over(ckpt_dir: Path) -> None:
+    """Delete checkpoints no resume can use. Left beside the new round's, they outnumbered them: the
+    pruning keeps the highest update numbers, so each new checkpoint was deleted as it was written and
+    every kill started the round over again."""
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
 def _resume(state: PPOState, ckpt_dir: Path) -> int | None:
     """Restore the newest readable checkpoint into `state`; the update it resumes from, or None."""
     ckpt = latest_checkpoint(ckpt_dir)
@@ -934,18 +945,18 @@ def _resume(state: PPOState, ckpt_dir: Path) -> int | None:
     changed = _changed_settings(validate_checkpoint(ckpt).get("config") or {}, current)
     if changed:  # another round's recipe: continuing it would mix two rounds
         log.warning(
-            "checkpoints in %s are from other settings (%s): starting the round over",
+            "checkpoints in %s are from other settings (%s): starting the round over (deleting them)",
             ckpt_dir,
             ", ".join(changed),
         )
-        return None
+        return _start_over(ckpt_dir)
     try:
         saved = load_checkpoint(
             ckpt, state.trainable, state.optimizer, state.scheduler, map_location=state.device
         )
     except CheckpointError as e:  # e.g. written with the other value_model: its weights do not fit
-        log.warning("cannot resume (%s): starting the round over", e)
-        return None
+        log.warning("cannot resume (%s): starting the round over (deleting the checkpoints)", e)
+        return _start_over(ckpt_dir)
     state.update = saved["update"]
     state.kl_ctl.value = saved["kl_coef"]
     state.reward_mean, state.reward_std = saved["reward_mean"], saved["reward_std"]

@@ -357,6 +357,16 @@ def test_checkpoints_of_another_recipe_are_not_resumed(tmp_path, caplog):
     assert same.resumed_from_update == 2
 
 
+def test_a_round_started_over_beside_another_recipes_checkpoints_resumes_from_its_own(tmp_path):
+    # the other recipe's checkpoints (updates 3 and 4) outnumbered the new round's: pruning keeps the
+    # highest numbers, so the new round's update-2 checkpoint was deleted as soon as it was written
+    run = tmp_path / "run"
+    good_word_round(config(updates=4), run)
+    good_word_round(config(updates=4, lr=5e-3), run, max_updates=2)
+    again = good_word_round(config(updates=4, lr=5e-3), run)
+    assert again.resumed_from_update == 2
+
+
 def test_a_changed_generation_batch_size_is_another_recipe():
     # the generation chunks share one random generator: other chunk sizes draw other samples, and a
     # resumed round would no longer end where an uninterrupted one does

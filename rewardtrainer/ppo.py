@@ -865,6 +865,8 @@ class PPOResult:
     seconds: float = 0.0
     reward_mean: float = 0.0
     reward_std: float = 1.0
+    kl_coef: float = 0.0
+    """beta after the round's last update (the controller's value; a next round can start there)"""
     device: str = "cpu"
     policy: Any = field(default=None, repr=False)
     """the trained model in memory, for evaluating right after the round"""
@@ -1066,6 +1068,7 @@ def _result(
         seconds=seconds,
         reward_mean=state.reward_mean,
         reward_std=state.reward_std,
+        kl_coef=float(state.kl_ctl.value),
         device=str(state.device),
         policy=state.policy,
         tokenizer=state.tokenizer,

@@ -150,6 +150,18 @@ def policy_version_get(number: int) -> PolicyVersion | None:
     return PolicyVersion.objects.select_related(*related).filter(number=number).first()
 
 
+def _start_beta(parent: PolicyVersion) -> float:
+    """Beta where the round starts: where the newest PPO round in the parent's line left it, else
+    PPO_INIT_KL_COEF. The reference is v0 in every round, so the KL the controller steers accumulates
+    over rounds; a round that began at PPO_INIT_KL_COEF again undid what the controller had learned."""
+    node: PolicyVersion | None = parent
+    while node is not None:
+        if isinstance((node.metrics or {}).get("beta_end"), float):
+            return node.metrics["beta_end"]
+        node = node.parent
+    return settings.POLICY["PPO_INIT_KL_COEF"]
+
+
 def policy_next_parent() -> PolicyVersion:
     """The version the next round starts from: the newest one that is not rejected and does not
     descend from a rejected one (v0 at the latest, which cannot be rejected)."""
@@ -343,8 +355,9 @@ def policy_round_request(
         "mini_batch_size": p["PPO_MINI_BATCH_SIZE"],
         "ppo_epochs": p["PPO_EPOCHS"],
         "lr": p["PPO_LEARNING_RATE"],
-        "init_kl_coef": p["PPO_INIT_KL_COEF"],
+        "init_kl_coef": _start_beta(parent),
         "target_kl": p["PPO_TARGET_KL"],
+        "kl_horizon": p["PPO_KL_HORIZON"] or p["PPO_UPDATES"] * p["PPO_BATCH_SIZE"],
         "lora": p["PPO_LORA"],
         "checkpoint_every": p["PPO_CHECKPOINT_EVERY"],
         "device": p["DEVICE"],
@@ -482,6 +495,8 @@ def _ppo_config(run: TrainingRun, parent: PolicyVersion):
         max_new_tokens=c["sampling"]["max_new_tokens"],
         init_kl_coef=c["init_kl_coef"],
         target_kl=c["target_kl"],
+        # runs requested before the setting existed resume with the horizon they began with
+        kl_horizon=c.get("kl_horizon", PPOConfig.kl_horizon),
         lora=c["lora"],
         checkpoint_every=c["checkpoint_every"],
         seed=c["seed"],
@@ -646,6 +661,7 @@ def _ppo_step(r: _Round) -> _Outcome | None:
         extra={
             "resumed_from_update": result.resumed_from_update or 0,
             "ppo_seconds": round(result.seconds, 1),
+            "beta_end": float(result.kl_coef),  # where the next round in this line starts
         },
         history=result.history,
         artifact=result.policy_dir,

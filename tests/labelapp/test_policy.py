@@ -321,6 +321,19 @@ def test_a_redelivered_task_does_nothing(loop):
     assert run.attempts == 0
 
 
+def test_a_ppo_round_starts_at_the_beta_its_lines_last_round_ended_with(loop):
+    # The reference is v0 in every round, so the KL the controller steers accumulates over rounds. Each
+    # round began at PPO_INIT_KL_COEF again, with a horizon of 10,000 answers: beta moved by 0.26% a
+    # round at most and PPO_TARGET_KL steered nothing.
+    first = _round(TrainingRun.Kind.PPO)
+    assert first.config["kl_horizon"] == 2 * 4  # one round's answers: updates x batch size
+    start, end = first.config["init_kl_coef"], PolicyVersion.objects.get(number=1).metrics["beta_end"]
+    assert start == 0.05 and end < 0.9 * start  # a tiny KL, far below the target: beta falls
+    _round(TrainingRun.Kind.BEST_OF_N)  # v2: no training, no beta of its own
+    second = policy.policy_round_request(kind="ppo", trigger="manual", enqueue=False)
+    assert second.config["parent_number"] == 2 and second.config["init_kl_coef"] == end
+
+
 def test_a_round_whose_worker_died_resumes_from_its_last_update(loop, enqueued):
     from rewardtrainer.ppo import train_ppo
     from rewardtrainer.sampling import RewardScorer

@@ -466,7 +466,10 @@ def _device(name: str | None) -> str:
     """The device to load models on: the setting, else CUDA / MPS / CPU, whichever is there."""
     from rewardtrainer.devices import pick_device
 
-    return str(pick_device(name or None)[0])
+    try:
+        return str(pick_device(name or None)[0])
+    except (ValueError, RuntimeError) as exc:  # unknown, or not on this machine: said, not a traceback
+        raise PolicyError(f"device: {exc}") from None
 
 
 def _sampling_params(config: dict):

@@ -5,7 +5,6 @@ in the normal queue. Runs the model in this process (SmolLM2-135M: ~20 s to load
 per answer on a small CPU); prompts v0 already answered are skipped, so running it again adds only new ones.
 """
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.args import INT_MAX, int_arg
@@ -25,14 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int_arg(0, INT_MAX), default=0)
 
     def handle(self, *args, limit=20, device=None, seed=0, **options):
-        from rewardtrainer.devices import pick_device
-
-        try:  # a device that does not exist or is not on this machine: said, not a traceback
-            device = str(pick_device(device or settings.POLICY["DEVICE"] or None)[0])
-        except (ValueError, RuntimeError) as exc:
-            raise CommandError(f"--device: {exc}") from None
         try:
             created = policy_sample_demo(limit=limit, device=device, seed=seed)
-        except (PolicyError, FileNotFoundError) as exc:  # the policy model is missing
+        except (PolicyError, FileNotFoundError) as exc:  # the policy model is missing, a bad device
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{created} comparisons with policy v0 answers added to the queue")

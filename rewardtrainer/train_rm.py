@@ -1017,8 +1017,10 @@ def finalize(prep: Prepared, model: RewardModel, metrics: dict) -> tuple[dict, d
             }
         if config.length_balance and model.length_beta is not None:
             # trained where length predicted nothing, beta stayed near 0: the full model's length term
-            # is the raters' pull on the natural (unweighted) pairs, given this reward
-            beta = fit_length_beta(q_all, chars, np.array([p.weight for p in sample_pairs]))
+            # is the raters' pull on the natural (unweighted) pairs, given this reward; under the start
+            # fit's prior, or pairs that length alone separates sent it to the search bound (10)
+            weights = np.array([p.weight for p in sample_pairs])
+            beta = fit_length_beta(q_all, chars, weights, prior_sd=LENGTH_BETA_START_PRIOR_SD)
             extra["length_beta_trained"] = float(model.length_beta.detach())
             model.length_beta.data.fill_(beta)
         if config.relevance_gate != "none":  # first: the calibration then flattens the gated reward

@@ -370,6 +370,19 @@ def test_length_balanced_training_weighs_the_groups_equally_and_refits_beta(tmp_
     assert RewardModel.from_pretrained(res.model_dir).length_beta.item() == pytest.approx(m["length_beta"])
 
 
+def test_the_length_balance_refit_stays_finite_where_length_alone_separates_the_pairs(tmp_path, tiny_bert):
+    # every chosen answer is the rejected one said twice, and the reward barely moved (lr 1e-12): the
+    # unweighted refit has no finite maximum and beta went to the search bound, 10, where the length
+    # term alone decides every pair the model scores
+    pairs = [
+        dataclasses.replace(p, chosen=p.rejected + " " + p.rejected, rejected=p.rejected, pair_id=f"t{i}")
+        for i, p in enumerate(keyword_pairs(60, seed=6))
+    ]
+    cfg = tiny_config(tiny_bert, objective="length", length_balance=True, lr=1e-12, epochs=1)
+    m = fit_reward_model(pairs, cfg, tmp_path / "run").metrics
+    assert 0.5 < m["length_beta"] < 5.0
+
+
 def test_the_local_fit_stays_local_when_every_neighbour_sits_at_the_window_edge():
     # x0 = 1 between two tied pairs at 0 and 2: the 4 nearest all lie at distance h = 1, where the
     # tricube weight is 0; the far point at 100 must not pull the fit

@@ -86,17 +86,19 @@ def wrap(model: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.M
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def mean_over_ranks(values: dict[str, torch.Tensor], dist: Dist) -> dict[str, torch.Tensor]:
-    """Average scalar stats across ranks (one collective for all of them; only when logging)."""
+def sum_over_ranks(values: dict[str, torch.Tensor], dist: Dist) -> dict[str, torch.Tensor]:
+    """Sum scalar stats across ranks (one collective for all of them; only when logging)."""
     if not dist.enabled or not values:
         return values
     import torch
     import torch.distributed as td
 
     keys = sorted(values)
-    stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float32).reshape(()) for k in keys])
+    device = next((v.device for v in values.values() if isinstance(v, torch.Tensor)), None)
+    stacked = torch.stack(
+        [torch.as_tensor(values[k], dtype=torch.float32, device=device).reshape(()) for k in keys]
+    )
     td.all_reduce(stacked, op=td.ReduceOp.SUM)
-    stacked /= dist.world_size
     return dict(zip(keys, stacked, strict=True))
 
 

@@ -631,23 +631,34 @@ def resume(
 
 
 class RunningStats:
-    """Sums of the per-step training statistics, kept as device tensors: reading them (a host sync)
-    happens only when a log line or a validation row is written."""
+    """Sums of the per-step training statistics, each micro-batch's weighted by its pairs, kept as
+    device tensors: reading them (a host sync) happens only when a log line or a validation row is
+    written. The means are over pairs, across ranks: under DDP a rank's shard can be a pair short of
+    another's, or a stand-in pair with no loss (fewer pairs than ranks), and a mean of the ranks' means
+    counted those as much as full shards (the logged loss then differed from one process's)."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
-        self.n = 0
+        self.pairs = 0
+        self.n = 0  # optimizer steps since the last reset
 
-    def add(self, stats: dict[str, torch.Tensor], share: float) -> None:
+    def add(self, stats: dict[str, torch.Tensor], pairs: int) -> None:
         for k, v in stats.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v * share
+            self.sums[k] = self.sums.get(k, 0.0) + v * pairs
+        self.pairs += pairs
 
     def means(self, dist: distributed.Dist) -> dict[str, float]:
-        avg = {k: v / max(self.n, 1) for k, v in self.sums.items()}
-        return {k: float(v) for k, v in distributed.mean_over_ranks(avg, dist).items()}
+        device = next((v.device for v in self.sums.values() if isinstance(v, torch.Tensor)), None)
+        count = torch.tensor(float(self.pairs), device=device)  # on the stats' device, for NCCL
+        totals = distributed.sum_over_ranks({**self.sums, PAIRS_KEY: count}, dist)
+        pairs = max(float(totals.pop(PAIRS_KEY)), 1.0)
+        return {k: float(v) / pairs for k, v in totals.items()}
 
     def reset(self) -> None:
-        self.sums, self.n = {}, 0
+        self.sums, self.pairs, self.n = {}, 0, 0
+
+
+PAIRS_KEY = "\0pairs"  # RunningStats' pair count beside the stats it sums (no stat has this name)
 
 
 def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], running: RunningStats) -> int:
@@ -664,6 +675,7 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
     for idx in group:
         local = distributed.shard(list(idx), prep.dist)
         scale = distributed.loss_scale(len(local), len(idx), prep.dist) / len(group)
+        real = len(local)
         if not local:  # fewer pairs than ranks: take part in the gradient sync with a zero loss
             local, scale = list(idx[:1]), 0.0
         batch = _micro_batch(prep, local)
@@ -680,7 +692,7 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
                 batch, weights, prep.autocast_dtype, prep.length_mean, forward=parts.forward
             )
             (loss * scale).backward()
-        running.add(stats, 1.0 / len(group))
+        running.add(stats, real)
     if config.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(parts.model.parameters(), config.max_grad_norm)
     parts.optimizer.step()

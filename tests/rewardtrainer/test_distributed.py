@@ -35,7 +35,7 @@ def test_shards_cover_a_batch_and_the_scaled_losses_average_to_the_global_mean()
     assert distributed.shard(batch, single) == batch and distributed.loss_scale(5, 10, single) == 1.0
 
 
-def _run(tmp_path: Path, name: str, backbone: str, nproc: int) -> list[float]:
+def _run(tmp_path: Path, name: str, backbone: str, nproc: int, batch_size: int = 8) -> list[float]:
     data, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
     pairs = keyword_pairs(56, seed=1)
     if not data.exists():
@@ -47,8 +47,9 @@ def _run(tmp_path: Path, name: str, backbone: str, nproc: int) -> list[float]:
         "-m", "rewardtrainer.train_rm", "--data", str(data), "--val-data", str(val),
         "--out", str(tmp_path / name), "--progress-file", str(progress), "--backbone", backbone,
         "--objective", "plain", "--augment", "none", "--no-calibrate", "--eval-probe-answers", "0",
-        "--batch-size", "8", "--max-length", "48", "--max-steps", "6", "--lr", "2e-3", "--log-every", "1",
-        "--eval-every", "0", "--checkpoint-every", "0", "--num-threads", "1", "--device", "cpu",
+        "--batch-size", str(batch_size), "--max-length", "48", "--max-steps", "6", "--lr", "2e-3",
+        "--log-every", "1", "--eval-every", "0", "--checkpoint-every", "0", "--num-threads", "1",
+        "--device", "cpu",
     ]  # fmt: skip
     if nproc > 1:
         cmd = [
@@ -75,3 +76,11 @@ def test_two_gloo_processes_follow_the_loss_curve_of_one_process(tmp_path, tiny_
     assert one[0] != one[-1]  # it learned something: the curves are not flat
     assert two == pytest.approx(one, rel=1e-3, abs=1e-4)
     assert (tmp_path / "ddp" / "model" / "reward_config.json").is_file()  # rank 0 wrote the model
+
+
+def test_the_logged_loss_is_the_global_batch_mean_when_ranks_hold_unequal_shards(tmp_path, tiny_bert):
+    # 7 pairs a batch on 2 ranks: shards of 4 and 3. The log averaged the two ranks' means as equals,
+    # so the logged loss was not the batch mean that one process logs (the gradients always were)
+    one = _run(tmp_path, "single", tiny_bert, 1, batch_size=7)
+    two = _run(tmp_path, "ddp", tiny_bert, 2, batch_size=7)
+    assert two == pytest.approx(one, rel=1e-3, abs=1e-4)

@@ -119,6 +119,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # %00 in a query parameter, or over 1,000 parameters, is a 400 before any view (a 500 there).
     "labelapp.middleware.RefuseBadQueryMiddleware",
+    # a page's form body in bytes that are not its charset is a 400 (Django stored them as U+FFFD)
+    "labelapp.middleware.RefuseUndecodableFormMiddleware",
     # a statement cancelled by DB_STATEMENT_TIMEOUT_MS is a 503 with a message, not a 500
     "labelapp.middleware.DatabaseTimeoutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -10,7 +10,10 @@ that PostgreSQL refused, and a bytes-to-bytes codec (`hex`, `bz2`, `rot13`) fail
 the request, before any middleware: 500s. So `refuse_unsupported_charset` wraps the WSGI application
 (config/wsgi.py): a request names UTF-8, ASCII, UTF-16/32, a single-byte charset (ISO 8859, code
 pages) or a common CJK one, or it is a 400 that says so.
-(Bodies are the views' business: a form error keeps what was typed, the API parser answers JSON.)
+(Bodies are the views' business: a form error keeps what was typed, the API parser answers JSON.
+One exception: a page's form body in bytes that are not its charset is a 400 that says so. Django
+decoded them as U+FFFD, so a rationale or a guideline was stored altered and nobody was told; no
+browser sends such a body for a page served in UTF-8, so only a hand-made request meets the refusal.)
 
 A query string with more parameters than DATA_UPLOAD_MAX_NUMBER_FIELDS is a 400 that says so, counted
 before anything parses it: Django's own 400 for it became a 500 with DEBUG on (its debug page parses
@@ -26,6 +29,7 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.db import OperationalError
@@ -42,6 +46,7 @@ _CHARSETS = re.compile(
     r"utf-8|ascii|utf-(16|32)(-[lb]e)?|iso8859-\d+|cp\d+|koi8-[ru]|mac-\w+"
     r"|shift_jis|euc_jp|euc_kr|gb2312|gbk|gb18030|big5"
 )
+UNDECODABLE_FORM = "The form holds bytes that are not {}: nothing was saved. Send it again from the page."
 DB_TIMEOUT = "The database took too long to answer; nothing was changed. Please try again in a moment."
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,37 @@ class RefuseBadQueryMiddleware:
             return _answer(request.path, TOO_MANY_PARAMS.format(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS), 400)
         if query_has_nul(request):
             return _answer(request.path, NUL_IN_QUERY, 400)
+        return self.get_response(request)
+
+
+def form_body_charset_error(request: HttpRequest) -> str | None:
+    """The charset a page's url-encoded form body is not in (raw or %-encoded bytes), else None. API
+    bodies are the parser's (labelapp/api/parsers.py: StrictFormParser)."""
+    if request.method != "POST" or request.path.startswith("/api/"):
+        return None
+    if request.content_type != "application/x-www-form-urlencoded":
+        return None
+    body = request.body  # read once; Django parses the form from the same bytes
+    if b"%" not in body and body.isascii():
+        return None  # the common case: nothing beyond ASCII, raw or escaped
+    charset = request.encoding or settings.DEFAULT_CHARSET
+    try:
+        parse_qsl(body.decode(charset), keep_blank_values=True, encoding=charset, errors="strict")
+    except UnicodeDecodeError:
+        return charset.upper()
+    return None
+
+
+class RefuseUndecodableFormMiddleware:
+    """400 for a page's form body that is not in its charset (see the module docstring)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        charset = form_body_charset_error(request)
+        if charset is not None:
+            return _answer(request.path, UNDECODABLE_FORM.format(charset), 400)
         return self.get_response(request)
 
 

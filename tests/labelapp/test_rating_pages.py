@@ -309,3 +309,30 @@ def test_a_skip_of_a_finished_comparison_through_htmx_navigates_instead_of_swapp
     assert _post(rater_client, a, preference="0").status_code == 302
     r = rater_client.post(reverse("rate_skip", args=[a.pk]), {"reason": "late"}, HTTP_HX_REQUEST="true")
     assert r.headers["HX-Redirect"] == reverse("rate_next")
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+@pytest.mark.parametrize("rationale", [b"caf%E9", b"caf\xe9", b"%ED%A0%80"])
+def test_a_form_body_that_is_not_utf8_is_refused_not_stored_altered(
+    rater_client, rater, acked, make_comparison, htmx, rationale
+):
+    # Django decoded these bytes as U+FFFD: the rating was stored with a rationale nobody wrote
+    make_comparison()
+    a = assignment_next(rater=rater)
+    body = b"form_key=%s&time_on_task_ms=1234&preference=-2&rationale=%s" % (
+        str(a.form_key).encode(),
+        rationale,
+    )
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    r = rater_client.post(
+        reverse("rate", args=[a.pk]), body, content_type="application/x-www-form-urlencoded", **headers
+    )
+    assert r.status_code == 400 and b"not UTF-8: nothing was saved" in r.content
+    assert not Rating.objects.exists()
+    good = rater_client.post(
+        reverse("rate", args=[a.pk]),
+        body.replace(rationale, b"caf%C3%A9"),
+        content_type="application/x-www-form-urlencoded",
+        **headers,
+    )
+    assert good.status_code in (200, 302) and Rating.objects.get().rationale == "caf\u00e9"

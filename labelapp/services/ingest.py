@@ -37,7 +37,7 @@ MAX_ANSWERS = 32
 MAX_PROMPTS_PER_REQUEST = 10_000
 # One lock id for every ingest: dedup by hash must see rows other imports are writing right now.
 _INGEST_LOCK = 0x1A9E57
-_WS = re.compile(r"\s+")
+_TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
 
 
 class IngestError(ValueError):
@@ -51,8 +51,14 @@ class IngestError(ValueError):
 
 
 def normalize_text(text: str) -> str:
-    """What makes two prompts 'the same': Unicode NFKC, case-folded, whitespace collapsed."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    """What makes two prompts 'the same': the same characters (Unicode NFC: one text however its
+    accents were encoded), line ends, and the spaces at the end of lines and of the text aside.
+
+    Nothing that can change the meaning: the key was NFKC, case-folded, with every run of whitespace
+    one space, which merged a program with its `print` inside an `if` and one with it outside, "10⁶"
+    with "106", "US" with "us", and attached the second prompt's answers to the first."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return _TRAILING_WS.sub("", text).strip()
 
 
 def text_hash(text: str) -> str:

@@ -33,7 +33,8 @@ def _stored(**kwargs) -> Prompt:
 def test_a_duplicate_attaches_its_new_answers_and_skips_the_stored_ones():
     prompt = _stored(answers=[("Jupiter.", "policy", "v1", None)])
     again = _item(
-        text="which planet is   LARGEST? Reply to bob@example.org",  # same text once scrubbed/normalized
+        # the same text once scrubbed and normalized: other line ends, spaces at the end
+        text="Which planet is largest? Reply to bob@example.org  \r\n",
         answers=[
             ("Jupiter.", "policy", "v2", None),  # same text as stored: skipped
             ("Jupiter, mail ann@example.com", "policy", "v2", "ans-2"),
@@ -65,7 +66,7 @@ def test_a_duplicate_and_its_original_in_one_file_both_give_answers():
     report = ingest_prompts(
         items=[
             _item(answers=[("A1", "m", "", None)]),
-            _item(text=TEXT.upper(), answers=[("A1", "m", "", None), ("A2", "m", "", None)]),
+            _item(text=TEXT + "\n", answers=[("A1", "m", "", None), ("A2", "m", "", None)]),
         ]
     )
     assert len(report.created) == 1 and report.duplicates == report.created
@@ -151,3 +152,37 @@ def test_a_duplicate_may_not_take_an_external_id_another_prompt_has():
     assert "'feed-1' already exists" in exc.value.errors[0]["error"]
     prompt.refresh_from_db()
     assert prompt.external_id is None
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("if x:\n    print('a')\n    print('done')", "if x:\n    print('a')\nprint('done')"),
+        ("What is 10\u2076 in words?", "What is 106 in words?"),  # NFKC made the superscript a 6
+        ("Is the US large?", "Is the us large?"),
+        ("Say 'a  b'", "Say 'a b'"),
+    ],
+)
+def test_prompts_that_differ_in_meaning_are_not_duplicates(first, second):
+    # the key was NFKC, case-folded, whitespace collapsed: the second prompt's answer was attached to
+    # the first, an answer written for another question
+    a = _stored(text=first, answers=[("one", "m", "", None)])
+    report = ingest_prompts(items=[_item(text=second, answers=[("two", "m", "", None)])])
+    assert report.duplicates == [] and len(report.created) == 1
+    assert list(Response.objects.filter(prompt=a).values_list("text", flat=True)) == ["one"]
+
+
+def test_the_same_text_however_its_accents_and_line_ends_were_encoded_is_a_duplicate():
+    a = _stored(text="Caf\u00e9 hours?\nToday.")
+    report = ingest_prompts(items=[_item(text="  Cafe\u0301 hours?  \r\nToday.\r\n")])
+    assert report.duplicates == [a.pk] and report.created == []
+
+
+def test_the_migration_recomputes_todays_key():
+    import importlib
+
+    from labelapp.services.ingest import text_hash
+
+    migration = importlib.import_module("labelapp.migrations.0016_prompt_text_hash_keeps_meaning")
+    for text in ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US"]:
+        assert migration._key(text) == text_hash(text)  # a new key needs a new migration

@@ -45,7 +45,11 @@ def test_a_jsonl_upload_stores_many_and_skips_duplicates(staff_api):
     body = _jsonl(
         GOOD,
         {"text": "What is  the capital of France?", "source": "feed", "consent": True},
-        {"text": "what is the capital of france?", "source": "feed", "consent": True},
+        {
+            "text": "What is  the capital of France?\r\n",
+            "source": "feed",
+            "consent": True,
+        },  # its line end aside
     )
     r = staff_api.post("/api/prompts/", body, content_type="application/jsonl")
     assert r.status_code == 201, r.content

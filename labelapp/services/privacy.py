@@ -90,10 +90,12 @@ _PERSON_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame:|I am called|[Dd]ear|[Rr]egards,|[Ss]incerely,|[Ss]igned,?|"
     rf"[Cc]ontact person:|[Pp]atient:|[Ee]mployee:)\s+)((?:{_NAME}\s+){{0,2}}{_NAME})"
 )
-# Words that follow a cue but are not names ("Dear Sir", "Dear Customer").
+# Words that follow a cue but are not names ("Dear Sir", "Dear Customer", "Sincerely, Yours"), and the
+# honorifics, which _PERSON_TITLE reads: "Dear Mr. Smith" was "Dear [PERSON]. [PERSON]", one person
+# counted twice.
 _NOT_NAMES = frozenset(
     "Sir Madam Customer Team Support Friend Friends All Colleagues Hiring Manager Reader Valued User "
-    "Admin Everyone Hi Hello The A An This That".split()
+    "Admin Everyone Hi Hello The A An This That Yours Mr Mrs Ms Miss Mx Dr Prof Dame".split()
 )
 
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|35|6011|65|64[4-9]|62)")
@@ -150,6 +152,16 @@ def _ssn_spans(text: str):
             yield m.span(1)
 
 
+def _address_like_ipv6(cand: str) -> bool:
+    """All eight groups, or a compressed form with at least three groups, one of 3+ digits (2001:db8::1,
+    fe80::1:2). `::`, `::2`, `a::b`, `10:30::45` parse as addresses too, and were scrubbed out of code
+    (`s[::-1]`, `x :: Int`, `cafe::bad()`) and times."""
+    if "::" not in cand:
+        return cand.count(":") == 7
+    groups = [g for g in cand.split(":") if g]
+    return len(groups) >= 3 and any(len(g) >= 3 for g in groups)
+
+
 def _ip_spans(text: str):
     for m in _IPV4.finditer(text):
         if _VERSION_CUE.search(text[max(0, m.start() - 10) : m.start()]):
@@ -161,7 +173,7 @@ def _ip_spans(text: str):
         yield m.span()
     for m in _IPV6.finditer(text):
         cand = m.group(0)
-        if "::" not in cand and cand.count(":") != 7:
+        if not _address_like_ipv6(cand):
             continue
         try:
             ipaddress.IPv6Address(cand)

@@ -68,6 +68,39 @@ def test_it_leaves_checksum_failures_and_lookalikes_alone(text):
     assert not scrub(text).changed
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = s[::-1]",
+        "[1,2,3][::2] and df.loc[::2]",
+        "print(a[::, 1])",
+        "map :: (a -> b) -> [a] -> [b]",
+        "x :: Int and SELECT col :: int",
+        "a::b(); cafe::bad()",
+        'printf("%d::%d")',
+        "Time 10:30::45",
+    ],
+)
+def test_code_that_parses_as_a_compressed_ipv6_address_is_left_alone(text):
+    # `::`, `::2`, `a::b` are IPv6 addresses to Python's ipaddress: Python slices, Haskell types and
+    # C++ scopes came out as [IP]
+    assert scrub(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("Dear Mr. Smith, thanks.", "Dear Mr. [PERSON], thanks."),
+        ("Dear Dr Jane Roe,", "Dear Dr [PERSON],"),
+        ("Sincerely, Yours truly", "Sincerely, Yours truly"),
+    ],
+)
+def test_a_cue_before_an_honorific_finds_one_person_once(text, want):
+    # "Dear" took the honorific for a name: "Dear [PERSON]. [PERSON]", one person counted twice
+    r = scrub(text)
+    assert r.text == want and r.found.get("PERSON", 0) == want.count("[PERSON]")
+
+
 def test_checksums():
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("DE89370400440532013000") and not iban_valid("DE89370400440532013001")

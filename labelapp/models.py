@@ -672,8 +672,12 @@ class ExportFile(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    # The earliest moment any prompt in the file passes its source's retention period (null: never).
+    # The earliest moment any prompt in the file passes its source's retention period (null: never),
+    # under the settings when the file was written; the purge reads `oldest_by_source` under today's.
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The oldest prompt's creation time per source in the file (ISO 8601), so that a period set or
+    # shortened after the file was written still reaches it.
+    oldest_by_source = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -32,7 +32,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -41,6 +41,7 @@ from django.db.models import Min, Q
 
 from labelapp.models import ExportFile, Rating
 from labelapp.selectors import trust_weights
+from labelapp.services.retention import retention_deadline
 
 MODES = ("rating", "comparison")
 FORMATS = ("jsonl", "parquet")
@@ -397,16 +398,6 @@ class _JsonlSink:
         self.fh.close()
 
 
-def _expires_at(stats: ExportStats) -> datetime | None:
-    days = settings.RETENTION_DAYS
-    deadlines = []
-    for source, oldest in stats.oldest_by_source.items():
-        d = days.get(source, days.get("*", 0))
-        if d and d > 0:
-            deadlines.append(oldest + timedelta(days=d))
-    return min(deadlines) if deadlines else None
-
-
 @dataclass
 class ExportResult:
     path: Path
@@ -445,6 +436,7 @@ def _record_files(targets: dict, stats, *, mode: str, filters, created_by, expir
                 filters=filters.as_dict(),
                 created_by=created_by,
                 expires_at=expires,
+                oldest_by_source={s: t.isoformat() for s, t in stats.oldest_by_source.items()},
             )
 
 
@@ -534,7 +526,7 @@ def export_write(
     try:
         landing.write(mode=mode, filters=filters, stats=stats)
         landing.land()
-        expires = _expires_at(stats)
+        expires = retention_deadline(stats.oldest_by_source)
         if record:
             _record_files(
                 landing.targets, stats, mode=mode, filters=filters, created_by=created_by, expires=expires

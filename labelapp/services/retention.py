@@ -2,9 +2,12 @@
 
 A prompt older than its source's period goes with everything hanging off it (answers, comparisons,
 assignments, ratings, reviews: database cascades). Export files are deleted from disk once any
-prompt in them expires (`ExportFile.expires_at`, fixed when the file is written), after the prompts'
-delete commits, each file's record only once the file is gone. The report says what was deleted, by
-kind and count, and which files were not found or could not be deleted.
+prompt in them expires, after the prompts' delete commits, each file's record only once the file is
+gone. The deadline is computed at each purge from the file's oldest prompt per source and today's
+periods (`retention_deadline`): a deadline fixed when the file was written (`ExportFile.expires_at`,
+still shown) let files written before a period was set, or under a longer one, outlive their prompts.
+Files recorded before the per-source times were kept fall back to that stored deadline. The report
+says what was deleted, by kind and count, and which files were not found or could not be deleted.
 """
 
 from __future__ import annotations
@@ -21,6 +24,31 @@ from django.utils import timezone
 from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, RatingReview, Response
 
 log = logging.getLogger(__name__)
+
+
+def retention_deadline(oldest_by_source: dict[str, datetime]) -> datetime | None:
+    """The earliest moment a prompt of these sources (each with its oldest creation time) passes its
+    source's period under RETENTION_DAYS (a source without one takes "*"); None: never."""
+    days = settings.RETENTION_DAYS
+    deadlines = []
+    for source, oldest in oldest_by_source.items():
+        d = days.get(source, days.get("*", 0))
+        if d and d > 0:
+            deadlines.append(oldest + timedelta(days=d))
+    return min(deadlines) if deadlines else None
+
+
+def _file_deadline(record: ExportFile) -> datetime | None:
+    if not record.oldest_by_source:  # recorded before the per-source times were kept
+        return record.expires_at
+    oldest = {s: datetime.fromisoformat(t) for s, t in record.oldest_by_source.items()}
+    return retention_deadline(oldest)
+
+
+def _expired_files(now: datetime) -> list[ExportFile]:
+    """The export records whose deadline under today's periods has passed (records are few: one per
+    file written)."""
+    return [r for r in ExportFile.objects.order_by("pk") if (d := _file_deadline(r)) is not None and d <= now]
 
 
 def _expired_prompts(now: datetime):
@@ -63,7 +91,7 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         report["ratings"] = Rating.objects.filter(comparison__prompt_id__in=ids).count()
         report["reviews"] = RatingReview.objects.filter(rating__comparison__prompt_id__in=ids).count()
         if dry_run:
-            report["export_files"] = ExportFile.objects.filter(expires_at__lte=now).count()
+            report["export_files"] = len(_expired_files(now))
             return report
         Prompt.objects.filter(pk__in=ids).delete()
     _purge_export_files(now, report)
@@ -74,7 +102,7 @@ def _purge_export_files(now: datetime, report: dict[str, int]) -> None:
     """Each expired file on its own: its record goes only once the file is gone (or was never on this
     disk). Deleting every record first and the files after (all in one callback) reported files as
     deleted that a failed or skipped unlink had left on disk, with no record left to find them by."""
-    for record in ExportFile.objects.filter(expires_at__lte=now).order_by("pk"):
+    for record in _expired_files(now):
         try:
             Path(record.path).unlink()
         except FileNotFoundError:

@@ -76,6 +76,32 @@ def test_an_export_without_expiring_sources_is_kept(rater, guideline, settings, 
     assert (tmp_path / "keep.jsonl").exists() and ExportFile.objects.count() == 1
 
 
+@pytest.mark.parametrize("before", [{}, {"feed": 365}])
+def test_an_export_written_before_a_period_was_set_or_shortened_still_goes(
+    rater, guideline, settings, tmp_path, before
+):
+    # the deadline was fixed when the file was written: none without a period, a year under a longer
+    # one, so the purge deleted the prompts and left the file holding them on disk for ever
+    settings.RETENTION_DAYS = before
+    c = make_pair(text="feed prompt", source="feed")
+    rate(rater=rater, comparison=c, preference=1, guideline=guideline)
+    export_write(path=tmp_path / "old.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters())
+    settings.RETENTION_DAYS = {"feed": 1}
+    assert purge_expired(dry_run=True)["export_files"] == 0  # not due yet under the new period either
+    later = timezone.now() + timedelta(days=1, minutes=1)
+    assert purge_expired(now=later, dry_run=True)["export_files"] == 1
+    report = purge_expired(now=later)
+    assert (report["prompts"], report["export_files"]) == (1, 1)
+    assert not (tmp_path / "old.jsonl").exists() and ExportFile.objects.count() == 0
+
+
+def test_a_file_recorded_before_the_per_source_times_keeps_its_stored_deadline(tmp_path):
+    path = tmp_path / "legacy.jsonl"
+    path.write_text("{}\n")
+    ExportFile.objects.create(path=str(path), format="jsonl", mode="rating", expires_at=timezone.now())
+    assert purge_expired()["export_files"] == 1 and not path.exists()
+
+
 def test_the_beat_purges_daily(rater, guideline, settings):
     from django_celery_beat.models import PeriodicTask
 

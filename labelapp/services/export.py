@@ -285,8 +285,15 @@ def export_rows(
         yield from rows(qs, weights, stats, filters.include_ties)
 
 
+# Line breaks to str.splitlines() (and to readers built on it) that JSON leaves raw in a string: a
+# prompt holding U+2028 split its row in two there ("Unterminated string"). Escaped, the row reads the
+# same to every JSON parser.
+_LINE_BREAKS_IN_STRINGS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def jsonl_line(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False) + "\n"
+    """One JSON object on one line, whichever way the reader splits lines."""
+    return json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS_IN_STRINGS) + "\n"
 
 
 def jsonl_chunks(rows, size: int = 1 << 16) -> Iterator[bytes]:

@@ -366,3 +366,13 @@ def test_a_failed_export_over_an_earlier_one_gives_the_earlier_one_back(
     _export_whose_ties_file_cannot_land(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl"]
     assert (tmp_path / "x.jsonl").read_bytes() == before and ExportFile.objects.count() == 1
+
+
+def test_a_jsonl_row_stays_one_line_to_every_line_splitter():
+    # JSON leaves U+2028, U+2029 and U+0085 raw in a string; str.splitlines() split the row there
+    from labelapp.services.export import jsonl_line
+
+    row = {"prompt": "a\u2028b\u2029c\x85d\ne", "chosen": "\u00e9"}
+    line = jsonl_line(row)
+    assert len(line.splitlines()) == 1 and json.loads(line) == row
+    assert "\u00e9" in line  # other characters stay as they are (UTF-8, not escaped)

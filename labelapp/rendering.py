@@ -234,13 +234,16 @@ def render_markdown(text: str) -> str:
         # Python-Markdown recurses once per nested list or quote level: "1. " x 495 on one line
         # exhausted the stack (a 500 on import, and on every page showing such a guideline).
         html_out = _plain(text)
-    return nh3.clean(
+    cleaned = nh3.clean(
         html_out,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
     )
+    # Again on the output: Markdown passes `&#x202E;` through as an entity and nh3 writes it back as
+    # the raw character, which reordered the text on screen as a raw one in the source would have.
+    return show_bidi_controls(cleaned)
 
 
 @functools.lru_cache(maxsize=16)

@@ -121,6 +121,28 @@ def test_bidi_control_characters_are_made_visible(char):
     assert f"U+{ord(char):04X}" in html
 
 
+@pytest.mark.parametrize("entity", ["&#x202E;", "&#8238;", "&#x2067;", "&#x202e;"])
+def test_bidi_control_characters_written_as_entities_are_made_visible_too(entity):
+    # Markdown passed the entity through and the sanitizer wrote it back as the raw character, which
+    # reordered "invoice_user&#x202E;fdp.exe" on screen into "invoice_userexe.pdf"
+    html = render_markdown(f"invoice_user{entity}fdp.exe and [link](https://e.com/{entity}x)")
+    assert not any(ch in html for ch in "\u202e\u2067") and "U+20" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_marks_bidi_controls_in_stored_html(make_comparison):
+    from django.core.management import call_command
+
+    from labelapp.models import Response
+
+    c = make_comparison(a="fine", b="fine too")
+    Response.objects.filter(pk=c.response_a_id).update(html="<p>user\u202egnp</p>")  # as stored before
+    call_command("migrate", "labelapp", "0017", verbosity=0)
+    call_command("migrate", "labelapp", verbosity=0)
+    assert Response.objects.get(pk=c.response_a_id).html == "<p>user\u27e6RLO U+202E\u27e7gnp</p>"
+    assert Response.objects.get(pk=c.response_b_id).html == "<p>fine too</p>"
+
+
 def test_rerender_markdown_updates_rows_stored_with_an_older_renderer(make_comparison):
     from django.core.management import call_command
 

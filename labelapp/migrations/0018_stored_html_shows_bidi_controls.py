@@ -1,0 +1,32 @@
+"""Stored prompt and answer HTML shows bidi control characters as markers, as the renderer now does on
+its output too (labelapp/rendering.py, render_markdown): an entity such as `&#x202E;` in the Markdown
+came out of the sanitizer as the raw character and reordered the text on screen. Applying the marker
+pass to the stored HTML is what re-rendering would do for these characters; rows without one are not
+touched."""
+
+from django.db import migrations
+
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def mark(apps, schema_editor):
+    from labelapp.rendering import show_bidi_controls
+
+    for name in ("Prompt", "Response"):
+        model = apps.get_model("labelapp", name)
+        rows = model.objects.filter(html__regex=f"[{_BIDI}]").only("id", "html")
+        batch = []
+        for row in rows.iterator(chunk_size=1000):
+            row.html = show_bidi_controls(row.html)
+            batch.append(row)
+            if len(batch) >= 1000:
+                model.objects.bulk_update(batch, ["html"])
+                batch = []
+        if batch:
+            model.objects.bulk_update(batch, ["html"])
+
+
+class Migration(migrations.Migration):
+    dependencies = [("labelapp", "0017_exportfile_oldest_by_source")]
+
+    operations = [migrations.RunPython(mark, migrations.RunPython.noop)]

@@ -129,7 +129,13 @@
 
   document.addEventListener("change", function (ev) {
     if (ev.target.name === "preference" || ev.target.name === "length_check") { clearError(ev.target); }
-    if (ev.target.name === "preference") { scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false; }
+    if (ev.target.name === "preference") {
+      scrollOnAppear = true; updateLengthCheck(); scrollOnAppear = false;
+      // A choice made with a key while reading the answers: the scale and Submit come into view (on an
+      // ordinary pair they sat below the fold at 1366x900, and Enter submitted a form nobody could see).
+      var box = document.getElementById("length-check");
+      if (!box || box.hidden) { revealActionable(ev.target.closest("fieldset")); }
+    }
     if (ev.target.id === "skip-reason-choice") {
       var input = document.getElementById("skip-reason");
       input.value = ev.target.value; if (!ev.target.value) { input.focus(); }

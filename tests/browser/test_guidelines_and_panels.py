@@ -236,3 +236,45 @@ def test_a_long_word_in_a_guideline_table_does_not_widen_the_pages(browser, live
         staff.wait_for_timeout(300)  # the editor's preview renders after load
         assert staff.evaluate(width) <= 1366, url
     assert staff.evaluate("document.querySelector('#preview').getBoundingClientRect().right <= innerWidth")
+
+
+def test_a_long_code_line_or_table_cell_in_an_answer_keeps_both_answers_readable(browser, live_server):
+    # grid columns of 1fr grow to their widest content: a 400-character code line made the rating page
+    # 3,464 px wide and squeezed the other answer to 60 px
+    v1 = guideline_create(text="# Guidelines\n\nBe concise.", publish=True)
+    rater = _user("code-rater")
+    guideline_acknowledge(rater=rater, version=v1)
+    code = "```\n" + "x = [" + ", ".join(str(i) for i in range(100)) + "]\n```"
+    table = "| a | b |\n|---|---|\n| 1 | " + "y" * 500 + " |\n"
+    _comparison("Write a list.", code + "\n\n" + table, "A short answer.")
+    page = _page(browser, live_server, "code-rater")
+    page.goto(f"{live_server.url}/rate/")
+    page.wait_for_selector("#rating-form")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+    widths = page.evaluate(
+        "[...document.querySelectorAll('.answer')].map(a => a.getBoundingClientRect().width)"
+    )
+    assert len(widths) == 2 and min(widths) > 400, widths
+
+
+def test_choosing_with_a_key_brings_the_scale_and_submit_into_view(browser, live_server):
+    # on an ordinary pair the scale and Submit sat below the fold at 1366x900: keys 1-7 and Enter
+    # worked on a form the rater could not see
+    v1 = guideline_create(text="# Guidelines\n\nBe concise.", publish=True)
+    rater = _user("fold-rater")
+    guideline_acknowledge(rater=rater, version=v1)
+    answer = "\n\n".join("A paragraph of a fair length that says one thing clearly. " * 3 for _ in range(6))
+    _comparison("Explain it.", answer, answer + " And one more sentence.")  # about the same length
+    page = _page(browser, live_server, "fold-rater")
+    page.goto(f"{live_server.url}/rate/")
+    page.wait_for_selector("#rating-form")
+    assert not _in_view(page, "#submit-rating")
+    # the rater has read down to where the scale begins: its options show, Submit does not
+    page.evaluate(
+        """() => { const r = document.querySelector('.scale-options').getBoundingClientRect();
+                   window.scrollTo(0, scrollY + r.bottom - innerHeight + 2); }"""
+    )
+    assert _in_view(page, 'input[name="preference"][data-key="3"]') and not _in_view(page, "#submit-rating")
+    page.keyboard.press("3")
+    page.wait_for_timeout(200)
+    assert _in_view(page, "#submit-rating") and _in_view(page, 'input[name="preference"][data-key="3"]')

@@ -11,9 +11,10 @@ the request, before any middleware: 500s. So `refuse_unsupported_charset` wraps 
 (config/wsgi.py): a request names UTF-8, ASCII, UTF-16/32, a single-byte charset (ISO 8859, code
 pages) or a common CJK one, or it is a 400 that says so.
 (Bodies are the views' business: a form error keeps what was typed, the API parser answers JSON.
-One exception: a page's form body in bytes that are not its charset is a 400 that says so. Django
-decoded them as U+FFFD, so a rationale or a guideline was stored altered and nobody was told; no
-browser sends such a body for a page served in UTF-8, so only a hand-made request meets the refusal.)
+One exception: a page's url-encoded form body in bytes that are not UTF-8, or declared in another
+charset, is a 400 that says so. Django decoded such bytes as U+FFFD, so a rationale or a guideline was
+stored altered and nobody was told, and it raised on a charset not named exactly "utf-8" in a way that
+became a 500; no browser sends either for a page served in UTF-8.)
 
 A query string with more parameters than DATA_UPLOAD_MAX_NUMBER_FIELDS is a 400 that says so, counted
 before anything parses it: Django's own 400 for it became a 500 with DEBUG on (its debug page parses
@@ -46,7 +47,7 @@ _CHARSETS = re.compile(
     r"utf-8|ascii|utf-(16|32)(-[lb]e)?|iso8859-\d+|cp\d+|koi8-[ru]|mac-\w+"
     r"|shift_jis|euc_jp|euc_kr|gb2312|gbk|gb18030|big5"
 )
-UNDECODABLE_FORM = "The form holds bytes that are not {}: nothing was saved. Send it again from the page."
+UNDECODABLE_FORM = "The form holds bytes that are not UTF-8: nothing was saved. Send it again from the page."
 DB_TIMEOUT = "The database took too long to answer; nothing was changed. Please try again in a moment."
 log = logging.getLogger(__name__)
 
@@ -112,34 +113,52 @@ class RefuseBadQueryMiddleware:
         return self.get_response(request)
 
 
+NOT_UTF8_FORM = "A form body must be UTF-8 (it says charset={}): nothing was saved."
+
+
+def _utf8_alias(charset: str) -> bool:
+    """UTF-8 under another name (utf8, UTF_8), or ASCII, which is UTF-8 too."""
+    return codecs.lookup(charset).name in ("utf-8", "ascii")
+
+
 def form_body_charset_error(request: HttpRequest) -> str | None:
-    """The charset a page's url-encoded form body is not in (raw or %-encoded bytes), else None. API
-    bodies are the parser's (labelapp/api/parsers.py: StrictFormParser)."""
+    """Why a page's url-encoded form body is refused, else None. API bodies are the parser's
+    (labelapp/api/parsers.py: StrictFormParser).
+
+    Django 5.2 reads such a body only when its charset is named exactly "utf-8" (RFC 1866: always
+    UTF-8) and raises BadRequest otherwise, from the CSRF check, and again from the 403 and 400 pages,
+    which read the form too: `charset=utf8` or `charset=iso-8859-1` on any POST was a 500. A UTF-8 name
+    is read as UTF-8; another charset is a 400 that says so."""
     if request.method != "POST" or request.path.startswith("/api/"):
         return None
     if request.content_type != "application/x-www-form-urlencoded":
         return None
+    declared = request.encoding
+    if declared is not None and declared.lower() != "utf-8":
+        if not _utf8_alias(declared):
+            return NOT_UTF8_FORM.format(declared[:40])
+        request.encoding = "utf-8"  # what Django asks for; the bytes are the same
     body = request.body  # read once; Django parses the form from the same bytes
     if b"%" not in body and body.isascii():
         return None  # the common case: nothing beyond ASCII, raw or escaped
-    charset = request.encoding or settings.DEFAULT_CHARSET
     try:
-        parse_qsl(body.decode(charset), keep_blank_values=True, encoding=charset, errors="strict")
+        parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        return charset.upper()
+        return UNDECODABLE_FORM
     return None
 
 
 class RefuseUndecodableFormMiddleware:
-    """400 for a page's form body that is not in its charset (see the module docstring)."""
+    """400 for a page's url-encoded form body in a charset other than UTF-8, or holding bytes that are
+    not UTF-8; a UTF-8 alias (utf8, ascii) is read as UTF-8 (see form_body_charset_error)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        charset = form_body_charset_error(request)
-        if charset is not None:
-            return _answer(request.path, UNDECODABLE_FORM.format(charset), 400)
+        error = form_body_charset_error(request)
+        if error is not None:
+            return _answer(request.path, error, 400)
         return self.get_response(request)
 
 

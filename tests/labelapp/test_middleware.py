@@ -146,3 +146,25 @@ def test_too_many_query_parameters_are_a_400_that_says_so_with_debug_on_or_off(c
     body = r.json()["detail"] if path.startswith("/api/") else r.content.decode()
     assert "Too many query parameters" in body
     assert client.get(f"{path}?{query.rsplit('&', 1)[0]}").status_code in (200, 401)  # at the limit: as usual
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("charset", "status"),
+    [("utf8", 302), ("UTF8", 302), ("us-ascii", 302), ("UTF-8", 302), ("iso-8859-1", 400), ("utf-16", 400)],
+)
+def test_a_form_charset_other_than_utf8_is_read_or_refused_never_a_500(charset, status, rater):
+    # Django 5.2 reads a url-encoded body only when its charset is named exactly "utf-8" and raised
+    # from the CSRF check and again from the error pages: a 500 on every POST, signed in or not
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    client.get("/accounts/login/")
+    token = client.cookies["csrftoken"].value
+    body = f"csrfmiddlewaretoken={token}&username=rater&password=pw-for-tests-123".encode()
+    r = client.post(
+        "/accounts/login/", body, content_type=f"application/x-www-form-urlencoded; charset={charset}"
+    )
+    assert r.status_code == status, r.content[:300]
+    if status == 400:
+        assert b"must be UTF-8" in r.content

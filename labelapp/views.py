@@ -201,8 +201,11 @@ def guidelines(request: HttpRequest) -> HttpResponse:
         try:
             version = GuidelineVersion.objects.get(pk=int(request.POST.get("version", "")))
             guideline_acknowledge(rater=request.user, version=version)
-        except (ValueError, GuidelineVersion.DoesNotExist, GuidelineError) as exc:
-            messages.error(request, f"Could not record the acknowledgment: {exc or 'unknown version'}")
+        except (ValueError, GuidelineVersion.DoesNotExist):  # a forged version: no Python text on screen
+            messages.error(request, "Could not record the acknowledgment: unknown version.")
+            return redirect("guidelines")
+        except GuidelineError as exc:
+            messages.error(request, f"Could not record the acknowledgment: {exc}")
             return redirect("guidelines")
         if current is not None and version.pk != current.pk:
             messages.warning(request, f"Version {current.number} is now in force; please read it.")

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, GuidelineAcknowledgment, Prompt, Response
 from labelapp.rawsql import fetch_one, loaded_instance
+from labelapp.rendering import is_blank
 from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
 
 
@@ -274,7 +275,7 @@ def queue_has_work_for(*, rater) -> bool:
 
 def assignment_skip(*, rater, assignment_id: int, reason: str) -> Assignment:
     reason = (reason or "").strip()
-    if not reason:
+    if is_blank(reason):  # a zero-width space alone was stored as the reason
         raise QueueError("Say why you skip (for example: outside my expertise, broken prompt).")
     with transaction.atomic():
         assignment = Assignment.objects.select_for_update().filter(pk=assignment_id, rater=rater).first()

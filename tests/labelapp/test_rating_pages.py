@@ -336,3 +336,20 @@ def test_a_form_body_that_is_not_utf8_is_refused_not_stored_altered(
         **headers,
     )
     assert good.status_code in (200, 302) and Rating.objects.get().rationale == "caf\u00e9"
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_skip_reason_of_invisible_characters_is_refused(rater_client, rater, acked, make_comparison, htmx):
+    # a zero-width space alone was stored as the reason
+    make_comparison()
+    a = assignment_next(rater=rater)
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    r = rater_client.post(reverse("rate_skip", args=[a.pk]), {"reason": "\u200b\ufeff"}, **headers)
+    assert b"Say why you skip" in r.content
+    a.refresh_from_db()
+    assert a.status == Assignment.Status.LEASED
+
+
+def test_a_forged_guideline_version_says_unknown_version_not_python(rater_client):
+    r = rater_client.post(reverse("guidelines"), {"version": "abc"}, follow=True)
+    assert b"unknown version" in r.content and b"invalid literal" not in r.content

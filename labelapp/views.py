@@ -31,7 +31,7 @@ from labelapp.services.guidelines import (
     guideline_needs_ack,
 )
 from labelapp.services.queue import queue_figures
-from labelapp.services.ratings import RatingError, gold_feedback, rating_submit
+from labelapp.services.ratings import AssignmentGone, RatingError, gold_feedback, rating_submit
 
 SCALE_LABELS = [
     "Left much better",
@@ -272,6 +272,10 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
             return _render_next(request, just_finished=created, feedback=feedback, notice=notice)
         except Assignment.DoesNotExist:
             raise Http404("No such assignment.") from None
+        except AssignmentGone as exc:
+            # Showing this comparison again with the error left the rater stuck: every submit gave the
+            # same error and nothing on the panel led on.
+            return _render_next(request, notice=str(exc))
         except RatingError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
     return _render_form_error(request, _own_assignment(request, assignment_id), form)

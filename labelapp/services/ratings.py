@@ -48,6 +48,11 @@ class RatingError(Exception):
     field: str | None = None
 
 
+class AssignmentGone(RatingError):
+    """The assignment can take no rating any more (finished, skipped, or expired and given to others):
+    nothing the rater changes in the form helps; the next comparison is the way on."""
+
+
 class LengthCheckRequired(RatingError):
     """The chosen answer is much longer and the rater did not say whether the extra length adds content.
 
@@ -243,7 +248,7 @@ def rating_submit(
             if existing.assignment_id == assignment_id:
                 return existing, False
             raise RatingError("This form was already used for another comparison; reload the page.") from None
-        raise RatingError(
+        raise AssignmentGone(
             "You have already rated this comparison; a rating cannot be changed here."
         ) from None
 
@@ -265,7 +270,7 @@ def _submit_slow(
             existing = Rating.objects.filter(assignment=assignment).first()
             if existing is not None and existing.idempotency_key == idempotency_key:
                 return existing, False  # the same form sent twice: same answer, no second row
-            raise RatingError("You have already rated this comparison; a rating cannot be changed here.")
+            raise AssignmentGone("You have already rated this comparison; a rating cannot be changed here.")
         version = _acknowledged_version(rater)
         if version is None:
             raise GuidelineNotAcknowledged("Read and acknowledge the rating guidelines before rating.")
@@ -281,9 +286,9 @@ def _submit_slow(
             try:
                 assignment_reclaim_expired(assignment=assignment)
             except QueueError as exc:
-                raise RatingError(str(exc)) from exc
+                raise AssignmentGone(str(exc)) from exc
         elif assignment.status != Assignment.Status.LEASED:
-            raise RatingError("This comparison is no longer assigned to you (skipped or finished).")
+            raise AssignmentGone("This comparison is no longer assigned to you (skipped or finished).")
 
         fields = _rating_fields(data)
         if not asked:

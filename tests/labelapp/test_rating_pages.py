@@ -84,11 +84,41 @@ def test_a_second_rating_of_the_same_comparison_is_refused(rater_client, rater, 
     a = assignment_next(rater=rater)
     assert _post(rater_client, a, preference="1").status_code == 302
     again = rater_client.post(
-        reverse("rate", args=[a.pk]), {"form_key": str(uuid.uuid4()), "preference": "-3"}
+        reverse("rate", args=[a.pk]), {"form_key": str(uuid.uuid4()), "preference": "-3"}, follow=True
     )
-    assert again.status_code == 400
+    assert again.redirect_chain[0][0] == reverse("rate_next")  # on to the next comparison, said why
     assert b"already rated this comparison" in again.content
     assert Rating.objects.get().preference == 1
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_late_submit_on_a_comparison_others_filled_leads_on_with_the_reason(
+    rater_client, rater, other_rater, acked, make_comparison, htmx
+):
+    # the lease ran out and other raters filled the comparison: the same panel came back with "your
+    # time ran out" on every submit, and nothing on it led on
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.models import Comparison
+
+    c = make_comparison(required_ratings=1)
+    nxt = make_comparison(prompt_text="the next one")
+    a = assignment_next(rater=rater)
+    assert a.comparison_id == c.pk
+    Assignment.objects.filter(pk=a.pk).update(
+        status=Assignment.Status.EXPIRED, lease_expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    Comparison.objects.filter(pk=c.pk).update(claimed_count=1)  # another rater took the slot
+    r = _post(rater_client, a, htmx=htmx, preference="-2")  # the shorter one: no length question
+    if htmx:
+        assert r.status_code == 200 and b"ran out" in r.content
+        assert f'data-assignment="{a.pk}"'.encode() not in r.content  # the next comparison, not this one
+        assert Assignment.objects.get(rater=rater, status=Assignment.Status.LEASED).comparison_id == nxt.pk
+    else:
+        assert r.status_code == 302 and r.url == reverse("rate_next")
+    assert not Rating.objects.exists()
 
 
 def test_another_raters_assignment_is_404_and_nothing_changes(

@@ -54,7 +54,8 @@ def _open_assignment(rater) -> Assignment | None:
 # asks for rows, so a stream after the first one that yields a row is never run (nor locks):
 #   rep    this rater's own repeats that are due (test-retest; sides swapped via forced_left);
 #   gold   only in _CLAIM_GOLD_SQL, used when the claim drew a gold slot (GOLD_RATE): an active gold
-#          pair this rater has never been issued in any state, least-served first; gold ignores
+#          pair this rater has not judged, skipped or open (one whose lease ran out may come again, as
+#          an ordinary pair may: a gold pair left to expire was never scored), least-served first; gold ignores
 #          required_ratings. Only while `ordinary` finds an open normal pair or a due repeat for
 #          this rater (the other streams' conditions as a plain EXISTS probe that locks nothing; the
 #          rule of queue_has_work_for): a rater reloading an empty queue would otherwise be handed
@@ -97,8 +98,7 @@ _GOLD_STREAM = f"""ordinary AS (
     WHERE c.kind = 'gold' AND c.is_active
       AND EXISTS (SELECT 1 FROM acked) AND EXISTS (SELECT 1 FROM ordinary)
       AND {_PROMPT_SERVABLE}
-      AND NOT EXISTS (
-          SELECT 1 FROM labelapp_assignment s WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id)
+      AND {_NOT_SEEN}
     ORDER BY c.claimed_count, c.id
     LIMIT 1
     FOR UPDATE OF c SKIP LOCKED
@@ -212,6 +212,8 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
         _require_ack(rater)
         if current.lease_expires_at > now:
             return current  # same one back on reload
+        if _lease_renewed(current, now):
+            return current
         leases_release_expired(now=now, rater=rater)
     try:
         claimed = _claim_one(rater=rater, now=now)
@@ -235,6 +237,22 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
         time.sleep(0.02)
         claimed = _claim_one(rater=rater, now=now)
     return claimed
+
+
+def _lease_renewed(assignment: Assignment, now: datetime) -> bool:
+    """Renew the rater's own lease that ran out but is still held (the housekeeping has not released
+    it: its slot still counts), when its comparison may still be served. Every kind comes back alike:
+    released and claimed again, an ordinary pair came straight back (it was at the top of the queue)
+    and a gold pair never did, so a rater who waited out the lease and reloaded could tell gold."""
+    expires = now + settings.LEASE_DURATION
+    renewed = (
+        Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.LEASED)
+        .filter(Exists(Comparison.objects.filter(SERVABLE, pk=OuterRef("comparison_id"))))
+        .update(lease_expires_at=expires)
+    )
+    if renewed:
+        assignment.lease_expires_at = expires
+    return bool(renewed)
 
 
 def _require_ack(rater) -> bool:

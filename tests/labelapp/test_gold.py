@@ -110,6 +110,46 @@ def test_gold_is_not_served_once_the_rater_has_nothing_ordinary_left(
     assert assignment_next(rater=rater, just_finished=True) is None
 
 
+@pytest.mark.parametrize("gold", [True, False])
+def test_a_lease_that_ran_out_comes_back_on_reload_whether_gold_or_not(
+    settings, rater, acked, make_comparison, no_repeats, gold
+):
+    # released and claimed again, an ordinary pair came straight back and a gold pair never did: a
+    # rater who waited out the lease and reloaded could tell gold
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0 if gold else 0.0}
+    g = gold_mark(comparison=make_comparison(prompt_text="g"), preference=1, explanation="x")
+    ordinary = [make_comparison(prompt_text=f"o{i}", required_ratings=3) for i in range(3)]
+    a = assignment_next(rater=rater)
+    assert a.comparison_id == (g.pk if gold else ordinary[0].pk)
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    again = assignment_next(rater=rater)
+    assert again.pk == a.pk and again.lease_expires_at > timezone.now()
+
+
+def test_a_gold_pair_whose_lease_was_released_can_come_again(
+    settings, rater, acked, make_comparison, no_repeats
+):
+    # it was left out for good once issued in any state, so a gold pair left to expire was never scored
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.services.assignment import leases_release_expired
+
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    g = gold_mark(comparison=make_comparison(prompt_text="g"), preference=1, explanation="x")
+    make_comparison(prompt_text="o", required_ratings=3)
+    a = assignment_next(rater=rater)
+    assert a.comparison_id == g.pk
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_release_expired() == 1
+    assert assignment_next(rater=rater).comparison_id == g.pk
+
+
 def _normalised(html: str) -> str:
     html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
     html = re.sub(r'"X-CSRFToken": "[^"]+"', "", html)

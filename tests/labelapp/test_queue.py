@@ -97,13 +97,15 @@ def test_a_late_submit_is_refused_when_others_filled_the_comparison(
 
 
 def _late_submit_after_reissue(settings, rater, make_comparison, required_ratings=3):
-    """The rater's lease runs out, a reload re-issues the same comparison, then the old tab submits."""
+    """The rater's lease runs out and the housekeeping releases it, a reload re-issues the same
+    comparison, then the old tab submits. (A reload before the release renews the old lease instead.)"""
     settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0, "REPEAT_RATE": 0.0}
     c = make_comparison(prompt_text="first", required_ratings=required_ratings)
     other = make_comparison(prompt_text="other", required_ratings=3)
     old = assignment_next(rater=rater)
     assert old.comparison_id == c.pk
     Assignment.objects.filter(pk=old.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_release_expired() == 1
     reissued = assignment_next(rater=rater)
     assert reissued.comparison_id == c.pk and reissued.pk != old.pk
     return c, other, old, reissued

@@ -55,8 +55,8 @@ def _open_assignment(rater) -> Assignment | None:
 #   rep    this rater's own repeats that are due (test-retest; sides swapped via forced_left);
 #   gold   only in _CLAIM_GOLD_SQL, used when the claim drew a gold slot (GOLD_RATE): an active gold
 #          pair this rater has not judged, skipped or open (one whose lease ran out may come again, as
-#          an ordinary pair may: a gold pair left to expire was never scored), least-served first; gold ignores
-#          required_ratings. Only while `ordinary` finds an open normal pair or a due repeat for
+#          an ordinary pair may: a gold pair left to expire was never scored), least-served first;
+#          gold ignores required_ratings. Only while `ordinary` finds an open normal pair or a due repeat for
 #          this rater (the other streams' conditions as a plain EXISTS probe that locks nothing; the
 #          rule of queue_has_work_for): a rater reloading an empty queue would otherwise be handed
 #          each unseen gold pair alone, and so could tell it was gold;

@@ -132,6 +132,8 @@ MIDDLEWARE = [
     "labelapp.middleware.RefuseBadAdminSelectionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # an htmx request whose session ended goes to the login page as a whole page, then back
+    "labelapp.middleware.HtmxLoginRedirectMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

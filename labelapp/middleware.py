@@ -30,11 +30,12 @@ from __future__ import annotations
 import codecs
 import logging
 import re
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import resolve_url
 from django.utils.http import parse_header_parameters
 from psycopg.errors import QueryCanceled
 
@@ -214,3 +215,35 @@ class RefuseBadAdminSelectionMiddleware:
 
             self.prefix = reverse("admin:index")
         return self.prefix
+
+
+class HtmxLoginRedirectMiddleware:
+    """An htmx request whose session has ended is sent to the login page as a whole page, and back to
+    the page the rater was on afterwards. The plain redirect that `login_required` answers was followed
+    by htmx inside the panel: a login page (with its own top bar) swapped in under the rating form, the
+    judgment gone, and a login after a skip landing on the skip URL (a GET there: 405)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not getattr(request, "htmx", False) or response.status_code != 302:
+            return response
+        login = resolve_url(settings.LOGIN_URL)
+        if not response["Location"].split("?", 1)[0].endswith(login):
+            return response
+        from django_htmx.http import HttpResponseClientRedirect
+
+        back = _same_site_path(request.htmx.current_url) or request.path
+        return HttpResponseClientRedirect(f"{login}?{urlencode({'next': back})}")
+
+
+def _same_site_path(url: str | None) -> str | None:
+    """The path (and query) of `url` when it names a page of this site, else None."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 
 from labelapp.forms import RatingForm, SkipForm
@@ -291,8 +291,11 @@ def _render_form_error(request: HttpRequest, assignment: Assignment, form: Ratin
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    if request.method == "GET":
+        # where a login sends a skip whose session had ended (next=/rate/N/skip/): a blank 405 before
+        return redirect("rate", assignment_id=assignment_id)
     form = SkipForm(request.POST)
     try:
         if not form.is_valid():

@@ -188,6 +188,33 @@
       window.scrollTo(0, 0);
     }
   });
+  // A request that failed without a panel to swap in (a 403 when the session's CSRF token changed, say
+  // after signing in again in another tab; a 5xx; no network) used to change nothing on screen: the
+  // rater pressed Enter again and again. Say so where they look, and keep what they chose.
+  function showSendError(text) {
+    var r = root(); if (!r) { return; }
+    var box = document.getElementById("send-error");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "send-error"; box.className = "errors"; box.setAttribute("role", "alert");
+      var actions = r.querySelector(".actions");
+      (actions ? actions.parentNode : r).insertBefore(box, actions);
+    }
+    box.textContent = text;
+    revealActionable(box);
+  }
+  document.addEventListener("htmx:responseError", function (ev) {
+    var status = ev.detail.xhr ? ev.detail.xhr.status : 0;
+    showSendError(status === 403
+      ? "Your session changed (did you sign in again in another tab?). Nothing was saved: reload the page and judge again."
+      : "The server could not take this (error " + status + "). Nothing was saved: your choice is kept; try again or reload the page.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showSendError("The server could not be reached. Nothing was saved: your choice is kept; try again in a moment.");
+  });
+  document.addEventListener("htmx:beforeRequest", function () {
+    var box = document.getElementById("send-error"); if (box) { box.remove(); }
+  });
   startClock();
   updateLengthCheck();
 })();

@@ -278,3 +278,39 @@ def test_choosing_with_a_key_brings_the_scale_and_submit_into_view(browser, live
     page.keyboard.press("3")
     page.wait_for_timeout(200)
     assert _in_view(page, "#submit-rating") and _in_view(page, 'input[name="preference"][data-key="3"]')
+
+
+def test_a_submit_that_fails_or_finds_the_session_ended_says_so(browser, live_server):
+    # a 403 (the session's CSRF token changed after a login in another tab) swapped nothing: Enter did
+    # nothing visible; an ended session swapped the login page into the panel
+    v1 = guideline_create(text="# Guidelines\n\nBe concise.", publish=True)
+    rater = _user("gone-rater")
+    guideline_acknowledge(rater=rater, version=v1)
+    _comparison("Which is right?", "Four.", "Five.")
+    page = _page(browser, live_server, "gone-rater")
+    page.goto(f"{live_server.url}/rate/")
+    page.wait_for_selector("#rating-form")
+    rate_url = page.url
+    page.evaluate("document.body.setAttribute('hx-headers', JSON.stringify({'X-CSRFToken': 'stale'}))")
+    page.evaluate(
+        "document.querySelectorAll('input[name=csrfmiddlewaretoken]').forEach(i => i.value = 'stale')"
+    )
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#send-error")
+    assert "session changed" in page.inner_text("#send-error") and _in_view(page, "#send-error")
+    assert page.locator('input[name="preference"][data-key="4"]').is_checked()  # the choice is kept
+    assert not Rating.objects.exists()
+
+    page.goto(rate_url)
+    page.wait_for_selector("#rating-form")
+    page.context.clear_cookies(name="sessionid")  # the session ends (the CSRF cookie stays)
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/accounts/login/**")
+    assert page.locator("#rate-root").count() == 0  # the login page as a page, not inside the panel
+    page.fill("#id_username", "gone-rater")
+    page.fill("#id_password", PASSWORD)
+    page.press("#id_password", "Enter")
+    page.wait_for_url(rate_url)  # back on the comparison
+    page.wait_for_selector("#rating-form")

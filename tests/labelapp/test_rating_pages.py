@@ -383,3 +383,28 @@ def test_a_skip_reason_of_invisible_characters_is_refused(rater_client, rater, a
 def test_a_forged_guideline_version_says_unknown_version_not_python(rater_client):
     r = rater_client.post(reverse("guidelines"), {"version": "abc"}, follow=True)
     assert b"unknown version" in r.content and b"invalid literal" not in r.content
+
+
+@pytest.mark.parametrize("path", ["rate", "rate_skip"])
+def test_an_htmx_request_after_the_session_ended_goes_to_login_as_a_page_and_back(
+    client, rater, acked, make_comparison, path
+):
+    # login_required's redirect was followed by htmx inside the panel: a login page swapped in under
+    # the rating form, and after a skip the login led to the skip URL (a GET there: 405)
+    make_comparison()
+    a = assignment_next(rater=rater)
+    page = reverse("rate", args=[a.pk])
+    r = client.post(
+        reverse(path, args=[a.pk]),
+        {"preference": "-2", "reason": "x"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL=f"http://testserver{page}",
+    )
+    assert r.status_code == 200 and r["HX-Redirect"] == f"{reverse('login')}?next={page.replace('/', '%2F')}"
+
+
+def test_a_skip_url_opened_as_a_page_leads_to_its_comparison(rater_client, rater, acked, make_comparison):
+    make_comparison()
+    a = assignment_next(rater=rater)
+    r = rater_client.get(reverse("rate_skip", args=[a.pk]))
+    assert r.status_code == 302 and r.url == reverse("rate", args=[a.pk])

@@ -165,9 +165,24 @@ def _render_next(
             url = reverse("rate_next")
         else:
             context = {**_panel_context(assignment), "feedback": feedback, "notice": notice}
+            context |= _guideline_side(request)
             response = render(request, "labelapp/_rate_panel.html", context)
             url = reverse("rate", args=[assignment.pk])
     return push_url(retarget(reswap(response, "outerHTML"), "#rate-root"), url)
+
+
+def _guideline_side(request: HttpRequest) -> dict:
+    """For an htmx panel: the version in force, and the side panel again (out of band) when the page
+    showed another one. A version acknowledged in another tab left the old text beside ratings stored
+    under the new one."""
+    current = guideline_current()
+    if current is None:
+        return {}
+    shown = request.POST.get("guideline_shown", "")
+    return {
+        "guideline_shown": current.number,
+        "guideline_oob": None if shown == str(current.number) else current,
+    }
 
 
 def _feedback_text(feedback: dict) -> str:
@@ -285,6 +300,7 @@ def _render_form_error(request: HttpRequest, assignment: Assignment, form: Ratin
     context = _panel_context(assignment, form)
     if request.htmx:
         # 200 so htmx swaps the panel in; the errors are inside it, next to the fields.
+        context["guideline_shown"] = request.POST.get("guideline_shown", "")[:12]
         return render(request, "labelapp/_rate_panel.html", context)
     context["guideline"] = guideline_current()
     return render(request, "labelapp/rate.html", context, status=400)

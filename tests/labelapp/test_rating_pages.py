@@ -408,3 +408,24 @@ def test_a_skip_url_opened_as_a_page_leads_to_its_comparison(rater_client, rater
     a = assignment_next(rater=rater)
     r = rater_client.get(reverse("rate_skip", args=[a.pk]))
     assert r.status_code == 302 and r.url == reverse("rate", args=[a.pk])
+
+
+def test_the_next_panel_brings_the_guidelines_in_force_when_the_page_showed_another_version(
+    rater_client, rater, acked, make_comparison
+):
+    # acknowledged in another tab: the next comparison was stored under v2 beside the v1 text
+    from labelapp.services.guidelines import guideline_acknowledge
+
+    make_comparison()
+    make_comparison(prompt_text="second")
+    a = assignment_next(rater=rater)
+    page = rater_client.get(reverse("rate", args=[a.pk]))
+    assert b'name="guideline_shown" value="1"' in page.content
+    v2 = guideline_create(text="v2: prefer the shorter answer when both are right", publish=True)
+    guideline_acknowledge(rater=rater, version=v2)  # the other tab
+    r = _post(rater_client, a, htmx=True, preference="-2", guideline_shown="1")
+    assert b'id="guidelines-panel"' in r.content and b'hx-swap-oob="true"' in r.content
+    assert b"prefer the shorter answer" in r.content and b'name="guideline_shown" value="2"' in r.content
+    b_ = assignment_next(rater=rater)
+    again = _post(rater_client, b_, htmx=True, preference="-2", guideline_shown="2")
+    assert b'id="guidelines-panel"' not in again.content  # the page shows v2 already: nothing extra

@@ -81,6 +81,7 @@ RE_FORM_KEY = re.compile(rb'name="form_key" value="([0-9a-fA-F-]{36})"')
 RE_CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 RE_CSRF_HEADER = re.compile(rb'"X-CSRFToken": "([^"]+)"')
 RE_PREFERENCE = re.compile(rb'name="preference" value="(-?\d+)"')
+RE_GUIDELINE_SHOWN = re.compile(rb'name="guideline_shown" value="(\d*)"')
 RE_RATE_PATH = re.compile(r"^/rate/(\d+)/$")
 
 
@@ -610,6 +611,7 @@ class Panel:
     form_key: str
     csrf_input: str
     preferences: list[str]
+    guideline_shown: str = ""
 
 
 @dataclass
@@ -639,10 +641,15 @@ def parse_panel(body: bytes) -> Panel:
         raise QueueEmpty
     ids, keys, csrf = RE_ASSIGNMENT.search(body), RE_FORM_KEY.search(body), RE_CSRF_INPUT.search(body)
     prefs = RE_PREFERENCE.findall(body)
+    shown = RE_GUIDELINE_SHOWN.search(body)
     if not (ids and keys and csrf and prefs):
         raise CycleError("unparsable panel")
     return Panel(
-        int(ids.group(1)), keys.group(1).decode(), csrf.group(1).decode(), [p.decode() for p in prefs]
+        int(ids.group(1)),
+        keys.group(1).decode(),
+        csrf.group(1).decode(),
+        [p.decode() for p in prefs],
+        shown.group(1).decode() if shown else "",
     )
 
 
@@ -694,6 +701,7 @@ class Rater:
             "preference": self.rng.choice(panel.preferences),
             "length_check": "adds_content",  # ignored unless asked; required when the longer answer wins
             "rationale": "",
+            "guideline_shown": panel.guideline_shown,  # as a browser's form sends it
         }
 
     async def submit(self, panel: Panel, *, htmx: bool) -> Panel | None:

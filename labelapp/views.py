@@ -141,6 +141,7 @@ def _render_next(
     just_finished: bool = False,
     feedback: dict | None = None,
     notice: str | None = None,
+    guideline_version_id: int | None = None,
 ) -> HttpResponse:
     """After a submit or skip: htmx gets the next panel in place (into #rate-root, whichever form sent
     it), a plain browser a redirect. `notice` is said on top of the next panel.
@@ -165,24 +166,25 @@ def _render_next(
             url = reverse("rate_next")
         else:
             context = {**_panel_context(assignment), "feedback": feedback, "notice": notice}
-            context |= _guideline_side(request)
+            context |= _guideline_side(request, guideline_version_id)
             response = render(request, "labelapp/_rate_panel.html", context)
             url = reverse("rate", args=[assignment.pk])
     return push_url(retarget(reswap(response, "outerHTML"), "#rate-root"), url)
 
 
-def _guideline_side(request: HttpRequest) -> dict:
-    """For an htmx panel: the version in force, and the side panel again (out of band) when the page
-    showed another one. A version acknowledged in another tab left the old text beside ratings stored
-    under the new one."""
+def _guideline_side(request: HttpRequest, version_id: int | None) -> dict:
+    """For an htmx panel: the id of the version in force, and the side panel again (out of band) when
+    the page showed another one. A version acknowledged in another tab left the old text beside ratings
+    stored under the new one. `version_id`: the version the rating just stored carries (the one in
+    force, or the next panel would be the acknowledgment); when the page shows it, no query is made
+    (the rating cycle's hot path)."""
+    shown = request.POST.get("guideline_shown", "")
+    if version_id is not None and shown == str(version_id):
+        return {"guideline_shown": version_id}
     current = guideline_current()
     if current is None:
         return {}
-    shown = request.POST.get("guideline_shown", "")
-    return {
-        "guideline_shown": current.number,
-        "guideline_oob": None if shown == str(current.number) else current,
-    }
+    return {"guideline_shown": current.pk, "guideline_oob": None if shown == str(current.pk) else current}
 
 
 def _feedback_text(feedback: dict) -> str:
@@ -284,7 +286,13 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
             )
             feedback = gold_feedback(rating=rating) if created else None
             notice = None if created else ALREADY_SUBMITTED  # the same form sent again: nothing stored
-            return _render_next(request, just_finished=created, feedback=feedback, notice=notice)
+            return _render_next(
+                request,
+                just_finished=created,
+                feedback=feedback,
+                notice=notice,
+                guideline_version_id=rating.guideline_version_id,
+            )
         except Assignment.DoesNotExist:
             raise Http404("No such assignment.") from None
         except AssignmentGone as exc:

@@ -20,7 +20,13 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 from labelapp.forms import RatingForm, SkipForm
 from labelapp.models import Assignment, GuidelineVersion, Rating
 from labelapp.selectors import assignment_for_page, queue_latest_snapshot, rater_progress, rating_view
-from labelapp.services.assignment import QueueError, assignment_next, assignment_skip, queue_has_work_for
+from labelapp.services.assignment import (
+    QueueError,
+    assignment_next,
+    assignment_renew_if_expired,
+    assignment_skip,
+    queue_has_work_for,
+)
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
     GuidelineError,
@@ -267,6 +273,7 @@ def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
         return redirect("rate_next")
     if guideline_needs_ack(rater=request.user) is not None:
         return redirect("guidelines")
+    assignment_renew_if_expired(assignment)
     context = _panel_context(assignment)
     context["guideline"] = guideline_current()
     return render(request, "labelapp/rate.html", context)
@@ -291,7 +298,8 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
                 just_finished=created,
                 feedback=feedback,
                 notice=notice,
-                guideline_version_id=rating.guideline_version_id,
+                # a re-sent form's rating carries the version of its time, maybe not the one in force
+                guideline_version_id=rating.guideline_version_id if created else None,
             )
         except Assignment.DoesNotExist:
             raise Http404("No such assignment.") from None

@@ -312,7 +312,8 @@ def _batches(enc: EncodedPairs, config: TrainConfig, seed: list[int], packing: b
 
 
 def _epoch_steps(enc: EncodedPairs, config: TrainConfig, packing: bool) -> list[int]:
-    """Optimizer steps in each of the configured epochs for data seed config.seed.
+    """Optimizer steps in each of the configured epochs for data seed config.seed (ensemble members
+    train on other seeds and share this count: theirs may end a step or two off their last epoch).
     Token-budget batches (max_tokens, packing) make a different number of batches in each epoch's
     order, so `epochs` times the first epoch's count ended a step or two before or after the last
     epoch's end."""
@@ -648,6 +649,8 @@ class RunningStats:
         self.pairs += pairs
 
     def means(self, dist: distributed.Dist) -> dict[str, float]:
+        if not self.sums:  # no step since the reset, on every rank alike: no collective to run
+            return {}
         device = next((v.device for v in self.sums.values() if isinstance(v, torch.Tensor)), None)
         count = torch.tensor(float(self.pairs), device=device)  # on the stats' device, for NCCL
         totals = distributed.sum_over_ranks({**self.sums, PAIRS_KEY: count}, dist)

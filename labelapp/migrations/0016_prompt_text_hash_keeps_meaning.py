@@ -8,33 +8,38 @@ import hashlib
 import re
 import unicodedata
 
-from django.db import migrations
+from django.db import migrations, transaction
 
 _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
 
 
 def _key(text: str) -> str:
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    normalized = _TRAILING_WS.sub("", text).strip()
+    normalized = _TRAILING_WS.sub("", text).strip("\n")
     return hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def rehash(apps, schema_editor):
+    """In batches of 2,000 ids, each its own transaction: nearly every key changes (the old one was
+    case-folded), and one transaction would hold a row lock on every prompt until the end. Idempotent:
+    an interrupted run goes on where it stopped."""
     Prompt = apps.get_model("labelapp", "Prompt")
-    batch = []
-    for p in Prompt.objects.only("id", "text", "text_hash").iterator(chunk_size=2000):
-        key = _key(p.text)
-        if key != p.text_hash:
-            p.text_hash = key
-            batch.append(p)
-        if len(batch) >= 2000:
-            Prompt.objects.bulk_update(batch, ["text_hash"])
-            batch = []
-    if batch:
-        Prompt.objects.bulk_update(batch, ["text_hash"])
+    last = 0
+    while True:
+        rows = list(Prompt.objects.filter(pk__gt=last).order_by("pk").only("id", "text", "text_hash")[:2000])
+        if not rows:
+            return
+        last = rows[-1].pk
+        changed = [p for p in rows if _key(p.text) != p.text_hash]
+        for p in changed:
+            p.text_hash = _key(p.text)
+        with transaction.atomic():
+            Prompt.objects.bulk_update(changed, ["text_hash"])
 
 
 class Migration(migrations.Migration):
+    atomic = False
+
     dependencies = [("labelapp", "0015_comparison_required_ratings_validator")]
 
     operations = [migrations.RunPython(rehash, migrations.RunPython.noop)]

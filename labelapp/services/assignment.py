@@ -239,6 +239,14 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
     return claimed
 
 
+def assignment_renew_if_expired(assignment: Assignment) -> None:
+    """The rating page opened again (a reload of /rate/N/) on the rater's own lease that ran out: renew
+    it as assignment_next does, so a reload keeps the comparison whichever way the rater reloads."""
+    now = timezone.now()
+    if assignment.status == Assignment.Status.LEASED and assignment.lease_expires_at <= now:
+        _lease_renewed(assignment, now)
+
+
 def _lease_renewed(assignment: Assignment, now: datetime) -> bool:
     """Renew the rater's own lease that ran out but is still held (the housekeeping has not released
     it: its slot still counts), when its comparison may still be served. Every kind comes back alike:

@@ -52,13 +52,14 @@ class IngestError(ValueError):
 
 def normalize_text(text: str) -> str:
     """What makes two prompts 'the same': the same characters (Unicode NFC: one text however its
-    accents were encoded), line ends, and the spaces at the end of lines and of the text aside.
+    accents were encoded), line ends, spaces at the end of lines and blank lines at either end aside.
 
     Nothing that can change the meaning: the key was NFKC, case-folded, with every run of whitespace
     one space, which merged a program with its `print` inside an `if` and one with it outside, "10⁶"
     with "106", "US" with "us", and attached the second prompt's answers to the first."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    return _TRAILING_WS.sub("", text).strip()
+    # blank lines at either end go, the first line's indentation stays (it is code's meaning too)
+    return _TRAILING_WS.sub("", text).strip("\n")
 
 
 def text_hash(text: str) -> str:

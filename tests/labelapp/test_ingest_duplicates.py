@@ -161,6 +161,7 @@ def test_a_duplicate_may_not_take_an_external_id_another_prompt_has():
         ("What is 10\u2076 in words?", "What is 106 in words?"),  # NFKC made the superscript a 6
         ("Is the US large?", "Is the us large?"),
         ("Say 'a  b'", "Say 'a b'"),
+        ("    x = 1\ny = 2", "x = 1\ny = 2"),  # the first line's indentation is code too
     ],
 )
 def test_prompts_that_differ_in_meaning_are_not_duplicates(first, second):
@@ -174,7 +175,7 @@ def test_prompts_that_differ_in_meaning_are_not_duplicates(first, second):
 
 def test_the_same_text_however_its_accents_and_line_ends_were_encoded_is_a_duplicate():
     a = _stored(text="Caf\u00e9 hours?\nToday.")
-    report = ingest_prompts(items=[_item(text="  Cafe\u0301 hours?  \r\nToday.\r\n")])
+    report = ingest_prompts(items=[_item(text="\r\nCafe\u0301 hours?  \r\nToday.\r\n\n")])
     assert report.duplicates == [a.pk] and report.created == []
 
 

@@ -430,3 +430,35 @@ def test_the_next_panel_brings_the_guidelines_in_force_when_the_page_showed_anot
     b_ = assignment_next(rater=rater)
     again = _post(rater_client, b_, htmx=True, preference="-2", guideline_shown=str(v2.pk))
     assert b'id="guidelines-panel"' not in again.content  # the page shows v2 already: nothing extra
+
+
+def test_reloading_the_rating_page_renews_a_lease_that_ran_out(rater_client, rater, acked, make_comparison):
+    # the address bar shows /rate/N/ after every swap: a reload there never renewed the lease, so the
+    # housekeeping released it and the submit was refused although the rater had reloaded
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_comparison()
+    a = assignment_next(rater=rater)
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert rater_client.get(reverse("rate", args=[a.pk])).status_code == 200
+    a.refresh_from_db()
+    assert a.status == Assignment.Status.LEASED and a.lease_expires_at > timezone.now()
+
+
+def test_an_htmx_skip_sends_the_side_panel_only_when_the_version_changed(
+    rater_client, rater, acked, make_comparison
+):
+    # the skip form posted no guideline_shown: every skip re-sent the guidelines and un-hid the panel
+    make_comparison()
+    make_comparison(prompt_text="second")
+    a = assignment_next(rater=rater)
+    page = rater_client.get(reverse("rate", args=[a.pk]))
+    assert b'hx-include="#rating-form [name=guideline_shown]"' in page.content
+    r = rater_client.post(
+        reverse("rate_skip", args=[a.pk]),
+        {"reason": "Outside my expertise", "guideline_shown": str(acked.pk)},
+        HTTP_HX_REQUEST="true",
+    )
+    assert r.status_code == 200 and b'id="guidelines-panel"' not in r.content

@@ -87,7 +87,8 @@ def wrap(model: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.M
 
 
 def sum_over_ranks(values: dict[str, torch.Tensor], dist: Dist) -> dict[str, torch.Tensor]:
-    """Sum scalar stats across ranks (one collective for all of them; only when logging)."""
+    """Sum scalar stats (tensors or numbers) across ranks: one collective for all of them, on the device
+    of the first tensor among them (NCCL takes no host tensor); only when logging."""
     if not dist.enabled or not values:
         return values
     import torch

@@ -641,7 +641,6 @@ class RunningStats:
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.pairs = 0
-        self.n = 0  # optimizer steps since the last reset
 
     def add(self, stats: dict[str, torch.Tensor], pairs: int) -> None:
         for k, v in stats.items():
@@ -651,14 +650,12 @@ class RunningStats:
     def means(self, dist: distributed.Dist) -> dict[str, float]:
         if not self.sums:  # no step since the reset, on every rank alike: no collective to run
             return {}
-        device = next((v.device for v in self.sums.values() if isinstance(v, torch.Tensor)), None)
-        count = torch.tensor(float(self.pairs), device=device)  # on the stats' device, for NCCL
-        totals = distributed.sum_over_ranks({**self.sums, PAIRS_KEY: count}, dist)
+        totals = distributed.sum_over_ranks({**self.sums, PAIRS_KEY: float(self.pairs)}, dist)
         pairs = max(float(totals.pop(PAIRS_KEY)), 1.0)
         return {k: float(v) / pairs for k, v in totals.items()}
 
     def reset(self) -> None:
-        self.sums, self.pairs, self.n = {}, 0, 0
+        self.sums, self.pairs = {}, 0
 
 
 PAIRS_KEY = "\0pairs"  # RunningStats' pair count beside the stats it sums (no stat has this name)
@@ -700,7 +697,6 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
         torch.nn.utils.clip_grad_norm_(parts.model.parameters(), config.max_grad_norm)
     parts.optimizer.step()
     parts.scheduler.step()
-    running.n += 1
     return sum(len(idx) for idx in group)
 
 

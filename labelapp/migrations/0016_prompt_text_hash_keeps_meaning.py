@@ -30,9 +30,12 @@ def rehash(apps, schema_editor):
         if not rows:
             return
         last = rows[-1].pk
-        changed = [p for p in rows if _key(p.text) != p.text_hash]
-        for p in changed:
-            p.text_hash = _key(p.text)
+        changed = []
+        for p in rows:
+            key = _key(p.text)
+            if key != p.text_hash:
+                p.text_hash = key
+                changed.append(p)
         with transaction.atomic():
             Prompt.objects.bulk_update(changed, ["text_hash"])
 

@@ -6,15 +6,13 @@ touched."""
 
 from django.db import migrations
 
-_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-
 
 def mark(apps, schema_editor):
-    from labelapp.rendering import show_bidi_controls
+    from labelapp.rendering import BIDI_CONTROLS, show_bidi_controls
 
     for name in ("Prompt", "Response"):
         model = apps.get_model("labelapp", name)
-        rows = model.objects.filter(html__regex=f"[{_BIDI}]").only("id", "html")
+        rows = model.objects.filter(html__regex=f"[{''.join(BIDI_CONTROLS)}]").only("id", "html")
         batch = []
         for row in rows.iterator(chunk_size=1000):
             row.html = show_bidi_controls(row.html)

@@ -210,10 +210,8 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
     current = None if just_finished else _open_assignment(rater)
     if current is not None:
         _require_ack(rater)
-        if current.lease_expires_at > now:
-            return current  # same one back on reload
-        if _lease_renewed(current, now):
-            return current
+        if current.lease_expires_at > now or _lease_renewed(current, now):
+            return current  # same one back on reload (a lease that ran out is renewed)
         leases_release_expired(now=now, rater=rater)
     try:
         claimed = _claim_one(rater=rater, now=now)

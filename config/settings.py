@@ -274,7 +274,7 @@ REST_FRAMEWORK = {
         "labelapp.api.parsers.JSONLinesParser",
         "labelapp.api.parsers.NDJSONParser",
         "labelapp.api.parsers.StrictFormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "labelapp.api.parsers.StrictMultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "labelapp.api.pagination.BoundedLimitOffsetPagination",

@@ -376,7 +376,11 @@ class StaffRatingsView(ApiView):
             qs = qs.excluded()
         elif v.get("excluded") is False:
             qs = qs.not_excluded()
-        return _paginate(self, request, qs.order_by(v["ordering"]), ds.StaffRatingSerializer)
+        # the id breaks ties: ratings that share a preference or a time would otherwise come back in
+        # any order, and pages (LIMIT/OFFSET) would repeat some and never show others
+        tiebreak = "-id" if v["ordering"].startswith("-") else "id"
+        qs = qs.order_by(v["ordering"], tiebreak)
+        return _paginate(self, request, qs, ds.StaffRatingSerializer)
 
 
 class RaterFiguresView(ApiView):

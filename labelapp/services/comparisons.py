@@ -88,8 +88,11 @@ def comparisons_create(
                 report.skipped_prompts[pid] = "withheld"
                 continue
             pairs = _new_pairs(prompt)
-            if max_length_ratio:
+            if pairs and max_length_ratio:
                 pairs = [p for p in pairs if _length_gap(*p) <= max_length_ratio]
+                if not pairs:
+                    report.skipped_prompts[pid] = f"no new pair within max_length_ratio {max_length_ratio:g}"
+                    continue
             if length_matched:
                 rng.shuffle(pairs)  # random among equal gaps
                 pairs.sort(key=lambda p: _length_gap(*p))

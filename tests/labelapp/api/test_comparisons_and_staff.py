@@ -41,6 +41,16 @@ def test_an_answer_stored_twice_is_not_compared_with_itself_nor_twice(staff_api)
     assert again.json()["created"] == [] and "different answers" in skipped
 
 
+def test_a_length_limit_that_leaves_no_pair_says_so(staff_api):
+    # every skip read "fewer than two different answers or every pair exists", also when the answers
+    # differed and no pair was within the ratio asked for
+    p = _prompt(lengths=(1, 2, 10))
+    body = {"prompt_ids": [p.pk], "per_prompt": 1, "max_length_ratio": 1.5}
+    r = staff_api.post("/api/comparisons/", body, content_type="application/json")
+    assert r.json()["skipped_prompts"][str(p.pk)] == "no new pair within max_length_ratio 1.5"
+    assert not Comparison.objects.exists()
+
+
 def test_a_sampled_length_matched_pair_is_the_closest_in_length(staff_api):
     p = _prompt()
     body = {"prompt_ids": [p.pk], "per_prompt": 1, "length_matched": True, "seed": 1}
@@ -128,3 +138,19 @@ def test_a_switch_takes_json_true_or_false_only(staff_api, path, body):
     r = staff_api.post(path, body, content_type="application/json")
     assert r.status_code == 400 and "Must be a valid boolean." in str(r.json()), r.content
     assert not TrainingRun.objects.exists()
+
+
+def test_paging_through_ratings_sorted_on_a_shared_value_shows_each_once(staff_api, make_user, guideline):
+    # ordering=preference alone left ties in any order: LIMIT/OFFSET pages repeated some ratings and
+    # never showed others (373 of 498 distinct in the review)
+    raters = [make_user() for _ in range(4)]
+    for i in range(60):
+        c = make_pair(text=f"question {i}")
+        for j, u in enumerate(raters):
+            rate(rater=u, comparison=c, preference=[-1, 1][(i + j) % 2], guideline=guideline)
+    for ordering in ("preference", "-preference", "time_on_task_ms"):
+        seen = []
+        for offset in range(0, 240, 20):
+            body = staff_api.get(f"/api/staff/ratings/?ordering={ordering}&limit=20&offset={offset}").json()
+            seen += [row["id"] for row in body["results"]]
+        assert len(seen) == 240 and len(set(seen)) == 240, ordering

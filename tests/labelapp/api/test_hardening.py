@@ -316,3 +316,47 @@ def test_a_form_body_in_the_charset_it_declares_is_read_in_it(api, rater, acked,
         content_type="application/x-www-form-urlencoded; charset=iso-8859-1",
     )
     assert r.status_code == 201 and Rating.objects.get().rationale == "café"
+
+
+def _multipart(fields: list[tuple[str, bytes]], *, filename: str | None = None) -> bytes:
+    out = b""
+    for name, value in fields:
+        extra = f'; filename="{filename}"' if filename and name == "rationale" else ""
+        out += (
+            f'--zz\r\nContent-Disposition: form-data; name="{name}"{extra}\r\n\r\n'.encode() + value + b"\r\n"
+        )
+    return out + b"--zz--\r\n"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_multipart_bodies_are_read_like_form_ones(api, rater, acked, make_comparison, settings, debug):
+    # DRF's MultiPartParser stored bytes that were not UTF-8 as U+FFFD in a rationale (201), and over
+    # 2.5 MB or 1,000 fields answered Django's HTML debug page
+    from labelapp.models import Assignment, Rating
+
+    settings.DEBUG = debug
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    url, mp = f"/api/assignments/{a.pk}/rating/", "multipart/form-data; boundary=zz"
+    fields = [
+        ("preference", b"-1"),
+        ("idempotency_key", str(a.form_key).encode()),
+        ("length_check", b"adds_content"),
+    ]
+    r = api.post(url, _multipart([*fields, ("rationale", b"na\xefve \xff")]), content_type=mp)
+    assert r.status_code == 400 and "not UTF-8" in r.json()["detail"]
+    r = api.post(url, _multipart([*fields, ("rationale", b"x" * 3_000_000)]), content_type=mp)
+    assert r.status_code == 400 and "rationale" in r.json()
+    r = api.post(url, _multipart(fields + [(f"f{i}", b"1") for i in range(2000)]), content_type=mp)
+    assert r.status_code == 400 and "more than 1000 fields" in r.json()["detail"]
+    r = api.post(url, _multipart([*fields, ("rationale", b"x")], filename="a.txt"), content_type=mp)
+    assert r.status_code == 400 and "takes no files" in r.json()["detail"]
+    r = api.post(url, _multipart(fields), content_type="multipart/form-data")
+    assert r.status_code == 400 and "boundary" in r.json()["detail"]
+    assert not Rating.objects.exists()
+    r = api.post(url, _multipart([*fields, ("rationale", "café et thé".encode())]), content_type=mp)
+    assert r.status_code == 201 and Rating.objects.get().rationale == "café et thé"
+    make_comparison(a="Five.", b="5")
+    b = assignment_next(rater=rater)
+    r = api.post(f"/api/assignments/{b.pk}/skip/", {"reason": "broken"})  # the test client's own multipart
+    assert r.status_code == 200 and Assignment.objects.get(pk=b.pk).skip_reason == "broken"

@@ -76,9 +76,13 @@ def set_rng_state(state: dict[str, Any], torch_state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    torch.set_rng_state(torch_state["torch"])
+    # A generator takes its state as a CPU ByteTensor; torch.load(map_location=<the GPU>) put the saved
+    # states on the GPU, and a resume on CUDA failed with a TypeError that no fallback caught.
+    torch.set_rng_state(torch_state["torch"].cpu())
     if torch_state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(torch_state["cuda"])
+        # a machine with fewer GPUs than the one that saved: the states of the devices it has
+        cuda = [s.cpu() for s in torch_state["cuda"]][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def save_checkpoint(
@@ -205,7 +209,6 @@ def load_checkpoint(
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"{path.name}: cannot load ({type(e).__name__}: {e})") from e
-    extra["torch"] = extra["torch"].cpu()
     set_rng_state(state["rng"], extra)
     return state
 

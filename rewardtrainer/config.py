@@ -328,11 +328,15 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type = TrainConfig) ->
             group.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
 
 
-def config_from_namespace(args: argparse.Namespace, cls: type = TrainConfig) -> TrainConfig:
-    """The dataclass with every option that was given on the command line; the rest keep defaults."""
+def config_from_namespace(
+    args: argparse.Namespace, cls: type = TrainConfig, base: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The dataclass with every option that was given on the command line over `base` (fields from a
+    JSON file, say); the rest keep defaults. Checked once, merged: the options alone were checked first,
+    so `--relevance-head` over a file that set `augment` was refused as if the file were not there."""
     given = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(cls)
         if getattr(args, f.name, None) is not None
     }
-    return cls(**given)
+    return cls(**((base or {}) | given))

@@ -1285,9 +1285,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = json.loads(Path(args.config_json).read_text()) if args.config_json else {}
-    given = asdict(config_from_namespace(args))
-    explicit = {f.name for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-    return TrainConfig(**(base | {k: given[k] for k in explicit}))
+    return config_from_namespace(args, base=base)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,3 +44,39 @@ def test_a_fitting_checkpoint_loads(tmp_path):
     fresh = torch.nn.Linear(4, 1)
     state = load_checkpoint(tmp_path / "ckpt-000002", fresh, *_parts(fresh))
     assert state["note"] == "x" and torch.equal(fresh.weight, saved.weight)
+
+
+class _OnDevice:
+    """A saved generator state as torch.load(map_location=<a GPU>) returns it: not on the CPU."""
+
+    device = torch.device("meta")
+
+    def __init__(self, state: torch.Tensor):
+        self.state = state
+
+    def cpu(self) -> torch.Tensor:
+        return self.state.clone()
+
+
+def test_rng_states_loaded_onto_a_device_are_restored(monkeypatch):
+    # load_checkpoint(map_location=<the GPU>) put the saved CUDA generator states on the GPU, and a
+    # generator takes only a CPU ByteTensor: every resume on CUDA failed with a TypeError. The fake
+    # set_rng_state_all checks what the CUDA generator checks.
+    from rewardtrainer.checkpoint import rng_state, set_rng_state
+
+    torch.manual_seed(7)
+    saved_state = torch.get_rng_state()
+    given = []
+
+    def set_all(states):
+        assert all(isinstance(s, torch.Tensor) and s.device.type == "cpu" for s in states)
+        given.extend(states)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # saved on two GPUs, resumed on one
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_all)
+    saved = {"torch": _OnDevice(saved_state), "cuda": [_OnDevice(saved_state), _OnDevice(saved_state)]}
+    torch.manual_seed(8)
+    set_rng_state(rng_state(), saved)
+    assert torch.equal(torch.get_rng_state(), saved_state)
+    assert len(given) == 1 and torch.equal(given[0], saved_state)

@@ -55,6 +55,18 @@ def test_a_config_survives_asdict_and_every_field_is_a_documented_cli_option():
         TrainConfig(objective="longer-is-better")
 
 
+def test_options_over_a_config_file_are_checked_once_merged(tmp_path):
+    # the options alone were built into a TrainConfig first: --relevance-head over a file that set
+    # augment was refused ("relevance_head needs prompt-mismatch pairs") as if the file were not there
+    from rewardtrainer.train_rm import config_from_args, parse_args
+
+    path = tmp_path / "config.json"
+    path.write_text('{"augment": "random", "max_steps": 3}')
+    args = parse_args(["--data", "x.jsonl", "--out", "o", "--config-json", str(path), "--relevance-head"])
+    got = config_from_args(args)
+    assert (got.augment, got.relevance_head, got.max_steps) == ("random", True, 3)
+
+
 def test_the_length_covariate_enters_the_loss_and_is_dropped_at_use():
     r_q = torch.tensor([0.0, 0.0, 0.0, 0.0])  # (2B,), B = 2
     length = torch.tensor([400.0, 100.0, 100.0, 400.0])

@@ -9,7 +9,6 @@ changes the same way: through actions that ask for a reason and record a PromptC
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Max
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
@@ -42,7 +41,13 @@ from labelapp.services.gold import (
     gold_mark,
     gold_unmark,
 )
-from labelapp.services.guidelines import GuidelineError, guideline_publish
+from labelapp.services.guidelines import (
+    CHANGELOG_MAX,
+    GuidelineError,
+    guideline_draft_check,
+    guideline_draft_save,
+    guideline_publish,
+)
 from labelapp.services.privacy import scrub_model_text
 from labelapp.services.review import ReviewError, rating_review_add
 from labelapp.services.roles import NotPermitted, permitted
@@ -300,6 +305,16 @@ class ConsentReasonForm(forms.Form):
     )
 
 
+class PublishForm(forms.Form):
+    changelog = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        max_length=CHANGELOG_MAX,
+        label="Change message",
+        help_text="What changed: raters see it beside the diff. Empty: the draft's own change message.",
+    )
+
+
 class GoldForm(forms.Form):
     preference = forms.TypedChoiceField(
         choices=[(-1, "A is better"), (0, "tie"), (1, "B is better")], coerce=int, label="Expected preference"
@@ -426,22 +441,73 @@ class GuidelineVersionAdmin(admin.ModelAdmin):
             return ("number", "title", "text", "changelog", "author", "published_at", "created_at")
         return ("number", "author", "published_at", "created_at")
 
+    def has_delete_permission(self, request, obj=None):
+        # Published versions are history: acknowledgments (and ratings) point at them. A draft may go.
+        if obj is not None and obj.published_at is not None:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        # the bulk delete checks no row's own permission: it deleted published versions
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+
+        def clean(this):
+            data = forms.ModelForm.clean(this)
+            if not permitted(request.user, "guideline_draft"):
+                raise forms.ValidationError(str(NotPermitted("guideline_draft")))
+            try:  # the staff editor's rules (services/guidelines.py)
+                guideline_draft_check(
+                    text=data.get("text", this.instance.text),
+                    title=data.get("title", this.instance.title),
+                    changelog=data.get("changelog", this.instance.changelog),
+                )
+            except GuidelineError as exc:
+                raise forms.ValidationError(str(exc)) from None
+            return data
+
+        form.clean = clean
+        return form
+
     def save_model(self, request, obj, form, change):
-        obj.author = request.user
-        if not change:
-            obj.number = (GuidelineVersion.objects.aggregate(m=Max("number"))["m"] or 0) + 1
-        super().save_model(request, obj, form, change)
+        if change:
+            obj.author = request.user
+            super().save_model(request, obj, form, change)
+            return
+        # One draft at a time, as in the staff editor: an add saves into the open draft, if there is one.
+        draft = guideline_draft_save(text=obj.text, author=request.user, title=obj.title)
+        if obj.changelog.strip() != draft.changelog:
+            draft.changelog = obj.changelog.strip()
+            draft.save(update_fields=["changelog"])
+        obj.pk, obj.number, obj.created_at, obj.author = (
+            draft.pk,
+            draft.number,
+            draft.created_at,
+            draft.author,
+        )
+        obj.text, obj.title, obj.changelog = draft.text, draft.title, draft.changelog
+        obj._state.adding = False
 
     @admin.action(
         description="Publish the selected draft (raters must acknowledge it)", permissions=["change"]
     )
     def publish(self, request, queryset):
+        title = "Publish"
+        form = _ask(self, request, queryset, form_class=PublishForm, title=title, submit_label=title)
+        if not isinstance(form, PublishForm):
+            return form
+        changelog = form.cleaned_data["changelog"].strip() or None  # None: the draft's own message
         for version in queryset.order_by("number"):
             try:
-                guideline_publish(version=version, by=request.user)
+                guideline_publish(version=version, changelog=changelog, by=request.user)
                 self.message_user(request, f"Published version {version.number}.", messages.SUCCESS)
-            except GuidelineError as exc:
+            except (GuidelineError, NotPermitted) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
+        return None
 
 
 @admin.register(GuidelineAcknowledgment)

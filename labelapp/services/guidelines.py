@@ -77,9 +77,7 @@ def _check_texts(*, changelog: str | None = None, **texts: str | None) -> None:
 def guideline_create(
     *, text: str, author=None, title: str = "Rating guidelines", changelog: str = "", publish: bool = False
 ) -> GuidelineVersion:
-    if is_blank(text or ""):
-        raise GuidelineError("The guideline text is empty.")
-    _check_texts(text=text, title=title, changelog=changelog)
+    guideline_draft_check(text=text, title=title, changelog=changelog)
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -103,11 +101,17 @@ def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVers
     return _draft_save(text=text, author=author, title=title)
 
 
+def guideline_draft_check(*, text: str, title: str = "", changelog: str = "") -> None:
+    """GuidelineError for a draft that may not be saved: empty text (zero-width characters only would
+    publish a page that shows nothing), a NUL, an over-long title or change message."""
+    if is_blank(text or ""):
+        raise GuidelineError("The guideline text is empty.")
+    _check_texts(text=text, title=title, changelog=changelog)
+
+
 def _draft_save(*, text: str, author, title: str) -> GuidelineVersion:
     text = _unix_newlines(text)
-    if is_blank(text):  # zero-width characters only would publish a page that shows nothing
-        raise GuidelineError("The guideline text is empty.")
-    _check_texts(text=text, title=title)
+    guideline_draft_check(text=text, title=title)
     title = (title or "").strip()
     with transaction.atomic():
         # Serialise every draft save: locking the draft row left its absence unguarded, and eight
@@ -141,6 +145,12 @@ def guideline_publish(
         newest = guideline_current()
         if newest is not None and newest.number > version.number:
             raise GuidelineError(f"Version {newest.number} is newer; edit a new draft instead.")
+        # every path (the editor, the admin action) publishes under the same rules
+        _refuse_empty_publish(
+            text=version.text,
+            title=version.title,
+            changelog=version.changelog if changelog is None else changelog,
+        )
         fields = ["published_at"]
         if changelog is not None:
             version.changelog = changelog.strip()
@@ -154,16 +164,25 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
     """The staff editor's Publish: save the text as the draft and publish it with a change message."""
     permission_check(author, "guideline_publish")
     permission_check(author, "guideline_draft")  # it saves the text as the draft first
-    if not (changelog or "").strip():
-        raise GuidelineError("Say what changed (the change message is shown to raters).")
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.
     _check_texts(text=text, title=title, changelog=changelog)
     text = _unix_newlines(text)
-    current = guideline_current()
-    if current is not None and _unix_newlines(current.text) == text and (not title or title == current.title):
-        raise GuidelineError(f"Nothing changed since version {current.number}.")
+    _refuse_empty_publish(text=text, title=title, changelog=changelog)
     draft = _draft_save(text=text, author=author, title=title)
     return guideline_publish(version=draft, changelog=changelog, by=author)
+
+
+def _refuse_empty_publish(*, text: str, title: str, changelog: str | None) -> None:
+    """GuidelineError for a publish without a change message, or of the version in force's text and
+    title (every rater would acknowledge again for nothing). An empty `title` keeps the current one;
+    the title is compared as it is stored, stripped."""
+    if not (changelog or "").strip():
+        raise GuidelineError("Say what changed (the change message is shown to raters).")
+    current = guideline_current()
+    title = (title or "").strip()
+    same_title = not title or current is None or title == current.title
+    if current is not None and _unix_newlines(current.text) == _unix_newlines(text) and same_title:
+        raise GuidelineError(f"Nothing changed since version {current.number}.")
 
 
 def guideline_acknowledge(*, rater, version: GuidelineVersion) -> GuidelineAcknowledgment:

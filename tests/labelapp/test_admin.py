@@ -47,12 +47,40 @@ def test_admin_creates_a_draft_with_the_next_number_and_publishes_it(client, sta
     assert r.status_code == 302
     draft = GuidelineVersion.objects.get(number=2)
     assert draft.published_at is None and draft.author == staff
-    client.post(
-        reverse("admin:labelapp_guidelineversion_changelist"),
-        {"action": "publish", "_selected_action": [draft.pk]},
-    )
+    publish = {"action": "publish", "_selected_action": [draft.pk]}
+    url = reverse("admin:labelapp_guidelineversion_changelist")
+    r = client.post(url, publish)  # asks for the change message first
+    assert r.status_code == 200 and b"Change message" in r.content
+    # without one (none typed, none stored) it is refused, as in the editor: raters would see no message
+    client.post(url, {**publish, "apply": "1", "changelog": ""})
     draft.refresh_from_db()
-    assert draft.published_at is not None
+    assert draft.published_at is None
+    client.post(url, {**publish, "apply": "1", "changelog": "Shorter answers are fine."})
+    draft.refresh_from_db()
+    assert draft.published_at is not None and draft.changelog == "Shorter answers are fine."
+
+
+def test_the_admin_keeps_one_draft_and_never_deletes_a_published_version(client, staff, acked):
+    # an add created a new draft each time (the editor shows only the newest), and a superuser could
+    # delete a published version (its acknowledgments went with it), one by one or in bulk
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    add = reverse("admin:labelapp_guidelineversion_add")
+    client.post(add, {"title": "v2", "text": "First try.", "changelog": ""})
+    client.post(add, {"title": "v2", "text": "Second try.", "changelog": "Reworded."})
+    [draft] = GuidelineVersion.objects.filter(published_at__isnull=True)
+    assert (draft.number, draft.text, draft.changelog) == (2, "Second try.", "Reworded.")
+    r = client.post(add, {"title": "v2", "text": "\u200b", "changelog": ""})
+    assert r.status_code == 200 and b"The guideline text is empty." in r.content
+    published = GuidelineVersion.objects.get(number=1)
+    r = client.post(reverse("admin:labelapp_guidelineversion_delete", args=[published.pk]), {"post": "yes"})
+    assert r.status_code == 403
+    url = reverse("admin:labelapp_guidelineversion_changelist")
+    client.post(url, {"action": "delete_selected", "_selected_action": [published.pk], "post": "yes"})
+    assert GuidelineVersion.objects.filter(pk=published.pk).exists()
+    r = client.post(reverse("admin:labelapp_guidelineversion_delete", args=[draft.pk]), {"post": "yes"})
+    assert r.status_code == 302 and not GuidelineVersion.objects.filter(pk=draft.pk).exists()
 
 
 def test_prompts_and_answers_typed_in_the_admin_are_scrubbed_like_imported_ones(client, staff):

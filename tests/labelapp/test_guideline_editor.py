@@ -86,6 +86,12 @@ def test_a_published_version_cannot_be_edited(staff, acked):
     assert stored.text.startswith("# Guidelines")
     with pytest.raises(GuidelineError, match="Nothing changed"):
         guideline_publish_text(text=stored.text, changelog="no change", author=staff)
+    # the title is stored stripped: a space before it was a change, and every rater acknowledged again
+    with pytest.raises(GuidelineError, match="Nothing changed"):
+        guideline_publish_text(
+            text=stored.text, title=f" {stored.title} ", changelog="no change", author=staff
+        )
+    assert GuidelineVersion.objects.count() == 1
 
 
 def test_publishing_the_unchanged_text_from_a_browser_is_refused(client, staff, acked):

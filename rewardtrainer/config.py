@@ -15,6 +15,7 @@ import inspect
 import logging
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,56 @@ RELEVANCE_GATES = ("none", "cosine", "pmi")
 COMPILE_MODES = ("auto", "on", "off")
 PACKED_ATTENTIONS = ("auto", "varlen", "flex")
 LENGTH_BETA_STARTS = ("fit", "zero")
+
+
+def check_numbers(
+    config: Any,
+    *,
+    whole: Sequence[str] = (),
+    counts: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+    positive: Sequence[str] = (),
+    fractions: Sequence[str] = (),
+) -> None:
+    """ValueError naming the first field of a config dataclass out of its range: `whole` fields are
+    whole numbers >= 1, `counts` whole numbers >= 0, `non_negative` numbers >= 0, `positive` numbers
+    > 0, `fractions` in [0, 1]. A config built from settings or JSON met none of these checks, and
+    max_steps=-1 trained nothing and recorded a model, updates=0 a "PPO" policy nothing had trained."""
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    def whole_number(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    rules = [
+        (whole, whole_number, lambda v: v >= 1, "a whole number >= 1"),
+        (counts, whole_number, lambda v: v >= 0, "a whole number >= 0"),
+        (non_negative, number, lambda v: v >= 0, ">= 0"),
+        (positive, number, lambda v: v > 0, "> 0"),
+        (fractions, number, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ]
+    for names, kind, in_range, wanted in rules:
+        for name in names:
+            value = getattr(config, name)
+            if not (kind(value) and in_range(value)):  # NaN fails every comparison, so it lands here
+                raise ValueError(f"{name} must be {wanted}, got {value!r}")
+
+
+def missing_local_model(name_or_path: str) -> bool:
+    """True for a name that can only be a local path (absolute, ./ or ~/, a .gguf file, or more than
+    one '/', which a hub name 'org/name' never has) and that does not exist. transformers took such a
+    path for a hub name and answered "Repo id must be in the form 'repo_name'...", naming no file."""
+    if not name_or_path:
+        return False
+    p = Path(name_or_path).expanduser()
+    path_like = (
+        p.is_absolute()
+        or name_or_path.startswith((".", "~"))
+        or name_or_path.endswith(".gguf")
+        or name_or_path.count("/") > 1
+    )
+    return path_like and not p.exists()
 
 
 def default_backbone() -> str:
@@ -241,6 +292,39 @@ class TrainConfig:
             raise ValueError(f"pad_to_multiple must be >= 0, got {self.pad_to_multiple}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        check_numbers(
+            self,
+            whole=(
+                "max_length",
+                "batch_size",
+                "grad_accum",
+                "eval_batch_size",
+                "keep_checkpoints",
+                "log_every",
+                "bucket_chunk_batches",
+                "calibration_max_pairs",
+            ),
+            counts=(
+                "max_tokens",
+                "max_steps",
+                "eval_every",
+                "early_stopping_patience",
+                "checkpoint_every",
+                "eval_probe_answers",
+                "num_threads",
+            ),
+            non_negative=(
+                "weight_decay",
+                "max_grad_norm",
+                "length_beta_lr",
+                "corr_quality_weight",
+                "corr_length_weight",
+                "ortho_weight",
+                "reward_corr_weight",
+            ),
+            positive=("lr", "head_lr_mult"),
+            fractions=("warmup_ratio",),
+        )
 
     @property
     def odin(self) -> bool:

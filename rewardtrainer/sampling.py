@@ -33,6 +33,7 @@ from typing import Protocol
 
 import torch
 
+from .config import missing_local_model  # noqa: F401  (imported from here by the app and benches)
 from .model import disable_dropout
 
 log = logging.getLogger(__name__)
@@ -56,22 +57,6 @@ def default_policy() -> tuple[str, str | None]:
     if not ggufs:
         raise FileNotFoundError(f"no .gguf file inside {folder}")
     return str(ggufs[0].parent), ggufs[0].name
-
-
-def missing_local_model(name_or_path: str) -> bool:
-    """True for a name that can only be a local path (absolute, ./ or ~/, a .gguf file, or more than
-    one '/', which a hub name 'org/name' never has) and that does not exist. transformers took such a
-    path for a hub name and answered "Repo id must be in the form 'repo_name'...", naming no file."""
-    if not name_or_path:
-        return False
-    p = Path(name_or_path).expanduser()
-    path_like = (
-        p.is_absolute()
-        or name_or_path.startswith((".", "~"))
-        or name_or_path.endswith(".gguf")
-        or name_or_path.count("/") > 1
-    )
-    return path_like and not p.exists()
 
 
 def resolve_policy_path(name_or_path: str) -> str:

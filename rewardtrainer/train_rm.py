@@ -65,7 +65,7 @@ from .checkpoint import (
     save_final_model,
     validate_checkpoint,
 )
-from .config import TrainConfig, add_config_args, config_from_namespace, default_backbone
+from .config import TrainConfig, add_config_args, config_from_namespace, default_backbone, missing_local_model
 from .data import (
     DataError,
     EncodedPairs,
@@ -342,6 +342,8 @@ def prepare(
     device = distributed.device_for(dist, device)
     autocast_dtype = autocast_dtype if config.bf16 else None
     _set_threads(device, config.num_threads)
+    if missing_local_model(config.backbone):  # transformers' own message names no file
+        raise FileNotFoundError(f"the backbone {config.backbone} does not exist (a model folder)")
     tokenizer = AutoTokenizer.from_pretrained(config.backbone)
 
     extra, n_mismatch = _augmentation(train_pairs, config)

@@ -26,6 +26,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -130,6 +131,45 @@ def _sampling_settings(**extra) -> dict:
         "max_new_tokens": p["MAX_NEW_TOKENS"],
         **extra,
     }
+
+
+def policy_settings_check() -> None:
+    """ValueError for POLICY_* / PPO_* settings a round would fail on or, worse, run with: PPO_UPDATES=0
+    published an untrained "PPO" policy and queued comparisons of it. The numbers go through
+    PPOConfig's own checks (`manage.py check`, at every start: labelapp/checks.py)."""
+    from rewardtrainer.config import check_numbers
+    from rewardtrainer.ppo_config import PPOConfig
+
+    p = settings.POLICY
+    PPOConfig(
+        updates=p["PPO_UPDATES"],
+        batch_size=p["PPO_BATCH_SIZE"],
+        mini_batch_size=p["PPO_MINI_BATCH_SIZE"],
+        ppo_epochs=p["PPO_EPOCHS"],
+        lr=p["PPO_LEARNING_RATE"],
+        temperature=p["TEMPERATURE"],
+        max_new_tokens=p["MAX_NEW_TOKENS"],
+        init_kl_coef=p["PPO_INIT_KL_COEF"],
+        target_kl=p["PPO_TARGET_KL"],
+        kl_horizon=p["PPO_KL_HORIZON"] or max(p["PPO_UPDATES"] * p["PPO_BATCH_SIZE"], 1),
+        checkpoint_every=p["PPO_CHECKPOINT_EVERY"],
+    )
+    named = SimpleNamespace(
+        POLICY_BEST_OF_N=p["BEST_OF_N"],
+        POLICY_MAX_ATTEMPTS=p["MAX_ATTEMPTS"],
+        POLICY_EVAL_PROMPTS=p["EVAL_PROMPTS"],
+        POLICY_FRESH_PROMPTS=p["FRESH_PROMPTS"],
+        POLICY_EVAL_SHARE=p["EVAL_SHARE"],
+        POLICY_TOP_P=p["TOP_P"],
+    )
+    check_numbers(
+        named,
+        whole=("POLICY_BEST_OF_N", "POLICY_MAX_ATTEMPTS"),
+        counts=("POLICY_EVAL_PROMPTS", "POLICY_FRESH_PROMPTS"),
+        fractions=("POLICY_EVAL_SHARE", "POLICY_TOP_P"),
+    )
+    if p["TOP_P"] == 0:
+        raise ValueError("POLICY_TOP_P must be in (0, 1], got 0")
 
 
 def policy_base() -> PolicyVersion:
@@ -306,7 +346,7 @@ def policy_weights_path(version: PolicyVersion) -> str:
             f"policy v{version.number}{via} has lost its weights: the folder {version.artifact_path} is "
             "missing. Restore it, or reject the version on its page so that rounds start from another."
         )
-    from rewardtrainer.sampling import missing_local_model
+    from rewardtrainer.config import missing_local_model
 
     if not version.artifact_path and missing_local_model(settings.POLICY["MODEL"]):
         raise PolicyError(

@@ -298,6 +298,24 @@ def training_pairs(rating_ids: list[int], *, weights: dict | None = None, evalua
     return pairs
 
 
+def training_settings_check() -> None:
+    """ValueError for RM_* settings outside TrainConfig that a run would fail on: RM_MAX_ATTEMPTS=0
+    created runs that failed at once ("Gave up after 0 attempts")."""
+    from rewardtrainer.config import check_numbers
+
+    t = settings.TRAINING
+    check_numbers(SimpleNamespace(RM_MAX_ATTEMPTS=t["MAX_ATTEMPTS"]), whole=("RM_MAX_ATTEMPTS",))
+
+
+def training_backbone_missing() -> str | None:
+    """The RM_BACKBONE path when it names a local model that is not there (a warning at startup: the
+    web server's machine need not hold the model the gpu worker's does), else None."""
+    from rewardtrainer.config import missing_local_model
+
+    backbone = settings.TRAINING["BACKBONE"]
+    return backbone if missing_local_model(backbone) else None
+
+
 def train_config_from_settings():
     """TrainConfig from settings.TRAINING (the run stores asdict(config))."""
     from rewardtrainer.config import TrainConfig
@@ -796,6 +814,12 @@ def _orphan_of(runs, *, task_id: str, worker: str) -> TrainingRun | None:
         _finish(
             row, TrainingRun.Status.CANCELLED, error="Cancelled; its process died and it was not run again."
         )
+        return None
+    if row.attempts >= row.max_attempts:
+        # out of attempts, as recovery would say: taken over, it ran "attempt 4 of 3" and then failed
+        # with a bare "Gave up after 3 attempts"
+        error = f"The worker stopped during the run {row.attempts} times (killed or crashed); gave up."
+        _finish(row, TrainingRun.Status.FAILED, error=error)
         return None
     return row
 

@@ -90,3 +90,26 @@ def test_a_number_out_of_range_is_a_usage_error(args):
     with pytest.raises(CommandError, match="must be from"):
         call_command(*args)
     assert not get_user_model().objects.filter(username__startswith="sim-").exists()
+
+
+def test_an_export_to_a_file_it_would_misname_is_refused(tmp_path):
+    # out.csv got JSONL without a word
+    with pytest.raises(CommandError, match=r"out.csv: the export writes .jsonl or .parquet files"):
+        call_command("export_preferences", str(tmp_path / "out.csv"))
+    assert not (tmp_path / "out.csv").exists()
+    call_command("export_preferences", str(tmp_path / "out.csv"), "--format", "jsonl")
+    assert (tmp_path / "out.csv").exists()
+
+
+def test_sample_policy_with_a_file_that_is_not_a_model_is_a_usage_error(settings, tmp_path, guideline):
+    # transformers' OSError escaped as a traceback
+    from labelapp.models import Prompt, Response
+
+    prompt = Prompt.objects.create(text="Name a colour.", consent=True, source="t")
+    Response.objects.create(prompt=prompt, text="Blue.", source_model="team")
+    junk = tmp_path / "model"
+    junk.mkdir()
+    (junk / "config.json").write_text("{not json")
+    settings.POLICY = {**settings.POLICY, "MODEL": str(junk)}
+    with pytest.raises(CommandError):
+        call_command("sample_policy", "--limit", "1")

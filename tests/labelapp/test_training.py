@@ -347,6 +347,11 @@ def test_a_run_is_taken_over_only_by_its_own_message_on_its_worker_once_its_proc
     assert training.run_claim(run_id=cancelled.pk, worker="gpu@a", task_id="t-1") is None
     cancelled.refresh_from_db()
     assert cancelled.status == "cancelled" and "process died" in cancelled.error
+    # its last attempt's process died: failed as recovery fails it, not taken over as "attempt 4 of 3"
+    last = running(gone.pid, max_attempts=1)
+    assert training.run_claim(run_id=last.pk, worker="gpu@a", task_id="t-1") is None
+    last.refresh_from_db()
+    assert (last.status, last.attempts) == ("failed", 1) and "stopped during the run 1 times" in last.error
 
 
 @pytest.mark.django_db(transaction=True)
@@ -685,6 +690,53 @@ def test_contradictory_reward_model_settings_fail_the_system_check(settings):
     settings.TRAINING = {**settings.TRAINING, "RELEVANCE_HEAD": False, "OBJECTIVE": "longest"}
     with pytest.raises(SystemCheckError, match="objective must be one of"):
         call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MAX_STEPS", -1, "max_steps must be a whole number >= 0"),  # trained nothing, recorded a model
+        ("BATCH_SIZE", 0, "batch_size must be a whole number >= 1"),  # "range() arg 3 must not be zero"
+        ("LEARNING_RATE", float("nan"), "lr must be > 0"),
+        ("MAX_ATTEMPTS", 0, "RM_MAX_ATTEMPTS must be a whole number >= 1"),  # runs failed at once
+    ],
+)
+def test_reward_model_numbers_out_of_range_fail_the_system_check(settings, name, value, says):
+    from labelapp.checks import reward_model_settings
+
+    settings.TRAINING = {**settings.TRAINING, name: value}
+    errors = reward_model_settings()
+    assert [e.id for e in errors] == ["labelapp.E001"] and says in errors[0].msg
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("PPO_UPDATES", 0, "updates must be a whole number >= 1"),  # an untrained "PPO" policy was published
+        ("PPO_MINI_BATCH_SIZE", 32, "mini_batch_size (32) must be at most batch_size (16)"),
+        ("MAX_NEW_TOKENS", -5, "max_new_tokens must be a whole number >= 1"),
+        ("TEMPERATURE", 0.0, "temperature must be > 0"),
+        ("BEST_OF_N", 0, "POLICY_BEST_OF_N must be a whole number >= 1"),
+        ("TOP_P", 0, "POLICY_TOP_P must be in (0, 1]"),
+    ],
+)
+def test_policy_numbers_out_of_range_fail_the_system_check(settings, name, value, says):
+    from labelapp.checks import policy_settings
+
+    assert policy_settings() == []
+    settings.POLICY = {**settings.POLICY, name: value}
+    errors = policy_settings()
+    assert [e.id for e in errors] == ["labelapp.E002"] and says in errors[0].msg
+
+
+def test_a_reward_model_backbone_that_is_not_there_is_a_startup_warning(settings, tmp_path):
+    # each run failed with transformers' "Repo id must use alphanumeric chars", naming no file
+    from labelapp.checks import reward_model_backbone
+
+    assert reward_model_backbone() == []
+    settings.TRAINING = {**settings.TRAINING, "BACKBONE": str(tmp_path / "missing")}
+    [warning] = reward_model_backbone()
+    assert warning.id == "labelapp.W001" and str(tmp_path / "missing") in warning.msg
 
 
 def test_every_reward_model_setting_reaches_the_trainer(settings):

@@ -28,7 +28,7 @@ def tiny_config(backbone: str, **kw) -> TrainConfig:
         epochs=2,
         eval_every=0,
         checkpoint_every=0,
-        early_stopping_patience=None,
+        early_stopping_patience=0,
         val_fraction=0.2,
         log_every=1,
         augment="none",

@@ -23,8 +23,17 @@ def _when(value: str) -> datetime:
     return dt if timezone.is_aware(dt) else timezone.make_aware(dt, UTC)
 
 
-def _format_of(path: Path, default: str) -> str:
-    return {".parquet": "parquet", ".jsonl": "jsonl"}.get(path.suffix, default)
+def _format_of(path: Path, default: str, *, told: bool) -> str:
+    """The format a file's suffix names; `default` for no suffix or, when --format was given (`told`),
+    any suffix. A file named out.csv got JSONL without a word."""
+    known = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+    if path.suffix.lower() in known:
+        return known[path.suffix.lower()]
+    if path.suffix and not told:
+        raise CommandError(
+            f"{path.name}: the export writes .jsonl or .parquet files; name one of those, or say --format."
+        )
+    return default
 
 
 class Command(BaseCommand):
@@ -49,9 +58,9 @@ class Command(BaseCommand):
         if o["out"] is None:
             stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
             o["out"] = Path(settings.EXPORT_DIR) / f"preferences-{o['mode']}-{stamp}.{o['format'] or 'jsonl'}"
-        fmt = o["format"] or _format_of(o["out"], "jsonl")
+        fmt = o["format"] or _format_of(o["out"], "jsonl", told=False)
         # The ties file follows its own name (TIES.jsonl next to OUT.parquet), else the main format.
-        ties_fmt = _format_of(o["ties"], fmt) if o["ties"] else None
+        ties_fmt = _format_of(o["ties"], fmt, told=bool(o["format"])) if o["ties"] else None
         filters = ExportFilters(
             guideline_versions=o["guideline_version"],
             since=o["since"],

@@ -26,6 +26,6 @@ class Command(BaseCommand):
     def handle(self, *args, limit=20, device=None, seed=0, **options):
         try:
             created = policy_sample_demo(limit=limit, device=device, seed=seed)
-        except (PolicyError, FileNotFoundError) as exc:  # the policy model is missing, a bad device
+        except (PolicyError, OSError) as exc:  # the policy model is missing or not a model, a bad device
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{created} comparisons with policy v0 answers added to the queue")

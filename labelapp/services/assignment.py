@@ -105,31 +105,15 @@ _GOLD_STREAM = f"""ordinary AS (
 ), """
 
 
-def _claim_sql(*, gold: bool) -> str:
-    gold_stream, gold_picked = (_GOLD_STREAM, "SELECT id FROM gold UNION ALL ") if gold else ("", "")
-    return f"""
-WITH acked AS (
+_ACKED = """acked AS (
     SELECT 1 FROM labelapp_guidelineacknowledgment k
     WHERE k.rater_id = %(rater)s AND k.version_id = (
         SELECT g.id FROM labelapp_guidelineversion g WHERE g.published_at IS NOT NULL
         ORDER BY g.number DESC LIMIT 1)
-), rep AS (
-    SELECT c.id FROM labelapp_comparison c
-    WHERE {_REP_WHERE}
-      AND EXISTS (SELECT 1 FROM acked)
-    ORDER BY c.available_at, c.id
-    LIMIT 1
-    FOR UPDATE OF c SKIP LOCKED
-), {gold_stream}normal AS (
-    SELECT c.id FROM labelapp_comparison c
-    WHERE {_NORMAL_WHERE}
-      AND EXISTS (SELECT 1 FROM acked)
-    ORDER BY c.priority DESC, c.created_at, c.id
-    LIMIT 1
-    FOR UPDATE OF c SKIP LOCKED
-), picked AS (
-    SELECT id FROM rep UNION ALL {gold_picked}SELECT id FROM normal LIMIT 1
-), bumped AS (
+)"""
+
+# Take the picked comparison: bump its count, issue the lease, return what the rating page shows.
+_ISSUE = """bumped AS (
     UPDATE labelapp_comparison c SET claimed_count = c.claimed_count + 1
     FROM picked WHERE c.id = picked.id
     RETURNING c.id, c.prompt_id, c.response_a_id, c.response_b_id, c.kind, c.priority, c.required_ratings,
@@ -149,12 +133,49 @@ JOIN labelapp_response ra ON ra.id = b.response_a_id
 JOIN labelapp_response rb ON rb.id = b.response_b_id
 """
 
+# The comparison of the rater's own lease that the housekeeping released (`%(back)s`), whatever its
+# kind, while it may still be served to them: a reload after the release then brings the same pair
+# back for gold as for an ordinary pair (the ordinary one came back as the top of the queue, the gold
+# one only at GOLD_RATE, so a rater who waited out the lease could tell which had been gold).
+_CLAIM_BACK_SQL = f"""
+WITH {_ACKED}, picked AS (
+    SELECT c.id FROM labelapp_comparison c
+    WHERE c.id = %(back)s AND EXISTS (SELECT 1 FROM acked)
+      AND (({_NORMAL_WHERE})
+           OR (c.kind = 'gold' AND c.is_active AND {_PROMPT_SERVABLE} AND {_NOT_SEEN})
+           OR ({_REP_WHERE}))
+    FOR UPDATE OF c SKIP LOCKED
+), {_ISSUE}"""
+
+
+def _claim_sql(*, gold: bool) -> str:
+    gold_stream, gold_picked = (_GOLD_STREAM, "SELECT id FROM gold UNION ALL ") if gold else ("", "")
+    return f"""
+WITH {_ACKED}, rep AS (
+    SELECT c.id FROM labelapp_comparison c
+    WHERE {_REP_WHERE}
+      AND EXISTS (SELECT 1 FROM acked)
+    ORDER BY c.available_at, c.id
+    LIMIT 1
+    FOR UPDATE OF c SKIP LOCKED
+), {gold_stream}normal AS (
+    SELECT c.id FROM labelapp_comparison c
+    WHERE {_NORMAL_WHERE}
+      AND EXISTS (SELECT 1 FROM acked)
+    ORDER BY c.priority DESC, c.created_at, c.id
+    LIMIT 1
+    FOR UPDATE OF c SKIP LOCKED
+), picked AS (
+    SELECT id FROM rep UNION ALL {gold_picked}SELECT id FROM normal LIMIT 1
+), {_ISSUE}"""
+
 
 _CLAIM_SQL = _claim_sql(gold=False)
 _CLAIM_GOLD_SQL = _claim_sql(gold=True)
 
 
-def _claim_one(*, rater, now: datetime) -> Assignment | None:
+def _claim_one(*, rater, now: datetime, back: int | None = None) -> Assignment | None:
+    """Claim for `rater`: the comparison `back` only (see _CLAIM_BACK_SQL), or else the streams."""
     params = {
         "rater": rater.pk,
         # Left/right is random per assignment so position bias averages out and can be measured.
@@ -163,9 +184,12 @@ def _claim_one(*, rater, now: datetime) -> Assignment | None:
         "expires": now + settings.LEASE_DURATION,
         "key": uuid.uuid4(),
     }
-    # Gold is drawn per claim, so each rater's stream holds about GOLD_RATE gold pairs.
-    gold = random.random() < settings.LABEL["GOLD_RATE"]
-    row = fetch_one(_CLAIM_GOLD_SQL if gold else _CLAIM_SQL, params)
+    if back is not None:
+        row = fetch_one(_CLAIM_BACK_SQL, {**params, "back": back})
+    else:
+        # Gold is drawn per claim, so each rater's stream holds about GOLD_RATE gold pairs.
+        gold = random.random() < settings.LABEL["GOLD_RATE"]
+        row = fetch_one(_CLAIM_GOLD_SQL if gold else _CLAIM_SQL, params)
     if row is None:
         return None
     (aid, cid, kind, priority, required, pid, ptext, phtml,
@@ -214,7 +238,8 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
             return current  # same one back on reload (a lease that ran out is renewed)
         leases_release_expired(now=now, rater=rater)
     try:
-        claimed = _claim_one(rater=rater, now=now)
+        claimed = None if just_finished else _claim_released(rater=rater, now=now)
+        claimed = claimed or _claim_one(rater=rater, now=now)
     except IntegrityError:
         # The same rater claimed in another tab at the same instant: the unique "one open
         # assignment per rater" constraint refused the second; give back the winner's.
@@ -235,6 +260,18 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
         time.sleep(0.02)
         claimed = _claim_one(rater=rater, now=now)
     return claimed
+
+
+def _claim_released(*, rater, now: datetime) -> Assignment | None:
+    """The rater's last lease, if it ran out and was released (by the housekeeping or just above) and
+    its comparison may still be theirs: claimed again, gold or not (_CLAIM_BACK_SQL). Not on the
+    submit -> next path (`just_finished`), whose last assignment is the one just finished."""
+    last = (
+        Assignment.objects.filter(rater=rater).order_by("-id").values_list("status", "comparison_id").first()
+    )
+    if last is None or last[0] != Assignment.Status.EXPIRED:
+        return None
+    return _claim_one(rater=rater, now=now, back=last[1])
 
 
 def assignment_renew_if_expired(assignment: Assignment) -> None:

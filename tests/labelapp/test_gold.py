@@ -474,3 +474,35 @@ def test_unmarking_gold_clears_its_answer(make_comparison):
     gold_unmark(comparison=c)
     c.refresh_from_db()
     assert (c.kind, c.gold_preference, c.gold_explanation) == ("normal", None, "")
+
+
+def test_a_lease_the_housekeeping_released_comes_back_on_reload_whether_gold_or_not(
+    settings, rater, other_rater, acked, make_comparison, no_repeats
+):
+    # released, the next claim drew gold only at GOLD_RATE: an ordinary pair came straight back (the
+    # top of the queue) and a gold pair almost never did, so a rater who waited out the lease and the
+    # housekeeping could tell which had been gold
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.services.assignment import leases_release_expired
+
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    g = gold_mark(comparison=make_comparison(prompt_text="g"), preference=1, explanation="x")
+    ordinary = make_comparison(prompt_text="o", required_ratings=1, priority=5)
+    make_comparison(prompt_text="o2", required_ratings=3)
+    a = assignment_next(rater=rater)
+    assert a.comparison_id == g.pk
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.0}  # this claim draws no gold
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_release_expired() == 1
+    again = assignment_next(rater=rater)
+    assert again.comparison_id == g.pk and again.pk != a.pk
+    _rate(rater, again)
+    b = assignment_next(rater=rater, just_finished=True)
+    assert b.comparison_id == ordinary.pk
+    Assignment.objects.filter(pk=b.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_release_expired() == 1
+    _rate(other_rater, assignment_next(rater=other_rater))  # takes the freed slot: "o" is full now
+    assert assignment_next(rater=rater).comparison.prompt.text == "o2"

@@ -19,4 +19,5 @@ RUN mkdir -p /app/.data/artifacts /app/.data/exports && useradd --create-home ap
 USER app
 EXPOSE 8000
 # config/gunicorn.py: gthread workers, so a long streamed export is not killed at the 30 s timeout.
-CMD ["gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# WEB_WORKERS (default 3) as in docker-compose.yml and `make run`; exec: gunicorn gets the signals.
+CMD ["sh", "-c", "exec gunicorn config.wsgi -c config/gunicorn.py --bind 0.0.0.0:8000 --workers ${WEB_WORKERS:-3} --access-logfile -"]

@@ -44,6 +44,7 @@ from labelapp.services.gold import (
 from labelapp.services.guidelines import (
     CHANGELOG_MAX,
     GuidelineError,
+    guideline_draft,
     guideline_draft_check,
     guideline_draft_save,
     guideline_publish,
@@ -479,10 +480,18 @@ class GuidelineVersionAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         # One draft at a time, as in the staff editor: an add saves into the open draft, if there is one.
+        open_draft = guideline_draft()
         draft = guideline_draft_save(text=obj.text, author=request.user, title=obj.title)
-        if obj.changelog.strip() != draft.changelog:
+        if obj.changelog.strip() and obj.changelog.strip() != draft.changelog:  # empty: the draft's stays
             draft.changelog = obj.changelog.strip()
             draft.save(update_fields=["changelog"])
+        if open_draft is not None and open_draft.pk == draft.pk:
+            self.message_user(
+                request,
+                f"Saved into the open draft, version {draft.number}, replacing its text: there is one draft "
+                "at a time.",
+                messages.WARNING,
+            )
         obj.pk, obj.number, obj.created_at, obj.author = (
             draft.pk,
             draft.number,

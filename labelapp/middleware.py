@@ -33,11 +33,14 @@ import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import resolve_url
 from django.utils.http import parse_header_parameters
 from psycopg.errors import QueryCanceled
+
+from labelapp.formbody import FormBodyError, multipart_fields
 
 NUL_IN_QUERY = "Query parameters must not contain NUL characters (%00)."
 TOO_MANY_PARAMS = "Too many query parameters: at most {} are accepted."
@@ -149,9 +152,29 @@ def form_body_charset_error(request: HttpRequest) -> str | None:
     return None
 
 
+def multipart_body_error(request: HttpRequest) -> tuple[str, int] | None:
+    """(message, status) for a multipart/form-data POST that labelapp/formbody.py refuses, on a page or
+    the API, else None. Checked before the CSRF check: for a signed-in session it reads the form with
+    Django's lenient parser, which also used up the body, and DRF then handed the API view that parse,
+    so the API's strict parser never ran. Read here, the body stays available to both."""
+    if request.method != "POST" or request.content_type != "multipart/form-data":
+        return None
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return f"A multipart body may hold at most {limit} bytes: send larger data as JSON or JSONL.", 413
+    try:
+        multipart_fields(body, request.META.get("CONTENT_TYPE", ""), request.encoding or "utf-8")
+    except FormBodyError as exc:
+        return str(exc), 400
+    return None
+
+
 class RefuseUndecodableFormMiddleware:
     """400 for a page's url-encoded form body in a charset other than UTF-8, or holding bytes that are
-    not UTF-8; a UTF-8 alias (utf8, ascii) is read as UTF-8 (see form_body_charset_error)."""
+    not UTF-8; a UTF-8 alias (utf8, ascii) is read as UTF-8 (see form_body_charset_error). A multipart
+    body, page or API, is read strictly (multipart_body_error)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -160,6 +183,9 @@ class RefuseUndecodableFormMiddleware:
         error = form_body_charset_error(request)
         if error is not None:
             return _answer(request.path, error, 400)
+        refused = multipart_body_error(request)
+        if refused is not None:
+            return _answer(request.path, *refused)
         return self.get_response(request)
 
 

@@ -359,6 +359,9 @@ class TrainConfig:
             data["compile"] = "on" if data["compile"] else "off"
         if "odin" in data:  # before the objective field: odin=True was ODIN, False plain Bradley-Terry
             data.setdefault("objective", "odin" if data.pop("odin") else "plain")
+        for name in ("max_steps", "num_threads", "early_stopping_patience"):
+            if name in data and data[name] is None:  # before 2026-11-25 None meant 0 (off, or automatic)
+                data[name] = 0
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

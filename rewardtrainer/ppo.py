@@ -67,7 +67,7 @@ from .checkpoint import (
 )
 from .data import DataError, jsonl_lines
 from .devices import enable_checkpointing, pick_device
-from .ppo_config import PPOConfig
+from .ppo_config import VALUE_MODELS, PPOConfig  # noqa: F401  (VALUE_MODELS: the benches import it here)
 from .sampling import (
     GenerationStopped,
     Generator,
@@ -1074,18 +1074,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config = PPOConfig(
-        policy=args.policy,
-        updates=args.updates,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        lr=args.lr,
-        lora=args.lora,
-        device=args.device,
-    )
     try:
+        config = PPOConfig(
+            policy=args.policy,
+            updates=args.updates,
+            batch_size=args.batch_size,
+            # a batch below the default minibatch is one minibatch (as before minibatches were checked)
+            mini_batch_size=min(PPOConfig.mini_batch_size, args.batch_size),
+            max_new_tokens=args.max_new_tokens,
+            lr=args.lr,
+            lora=args.lora,
+            device=args.device,
+        )
         prompts = read_prompts(args.prompts)
-    except (OSError, UnicodeDecodeError, DataError) as e:
+    except (ValueError, OSError, UnicodeDecodeError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     scorer = RewardScorer.from_pretrained(args.reward_model)

@@ -42,3 +42,18 @@ def test_every_app_service_reads_the_env_file():
     for name in ("web", "worker", "gpu-worker", "beat"):
         files = compose["services"][name]["env_file"]
         assert {"path": ".env", "required": False} in files, name
+
+
+def test_the_image_starts_as_many_web_workers_as_web_workers_says():
+    # The CMD fixed --workers 3: WEB_WORKERS, which the README, compose and `make run` read, did nothing
+    import json
+
+    text = (ROOT / "Dockerfile").read_text()
+    cmd = json.loads(next(ln for ln in text.splitlines() if ln.startswith("CMD "))[len("CMD ") :])
+    r = subprocess.run(
+        [*cmd[:-1], cmd[-1].replace("exec gunicorn", "echo")],
+        env={"PATH": os.environ["PATH"], "WEB_WORKERS": "7"},
+        capture_output=True,
+        text=True,
+    )
+    assert "--workers 7" in r.stdout, r.stdout

@@ -191,49 +191,25 @@ class StrictFormParser(BaseParser):
 
 class StrictMultiPartParser(BaseParser):
     """`multipart/form-data` (`curl -F`, and Django's test client by default), read as strictly as
-    StrictFormParser: DRF's MultiPartParser (Django's) decoded field bytes that are not UTF-8 into
-    U+FFFD and a rating's rationale was stored altered with a 201, and its size and field-count limits
-    answered an HTML debug page. No endpoint takes files, so a file part is a 400 too. The body is
-    read within `API_MAX_BODY_BYTES` and split by the standard library's MIME parser."""
+    StrictFormParser (labelapp/formbody.py): DRF's MultiPartParser (Django's) decoded field bytes that
+    are not UTF-8 into U+FFFD and a rating's rationale was stored altered with a 201, and its size and
+    field-count limits answered an HTML debug page. No endpoint takes files: a file part is a 400."""
 
     media_type = "multipart/form-data"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        from email.parser import BytesParser
-        from email.policy import HTTP
-
         from django.http import QueryDict
+
+        from labelapp.formbody import FormBodyError, multipart_fields
 
         body = read_limited(stream, parser_context)
         charset = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
-        head = f"Content-Type: {media_type}\r\n\r\n".encode("ascii", "replace")
-        message = BytesParser(policy=HTTP).parsebytes(head + body)
-        if message.get_boundary() is None:
-            raise ParseError("The multipart body has no boundary in its Content-Type.")
-        parts = message.get_payload() if message.is_multipart() else []
-        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-        if len(parts) > limit:
-            raise ParseError(f"The form body has more than {limit} fields.")
+        try:
+            fields = multipart_fields(body, media_type or "", charset)
+        except FormBodyError as exc:
+            raise ParseError(str(exc)) from None
         data = QueryDict(mutable=True)
-        for part in parts:
-            name, value = _form_field(part, charset)
+        for name, value in fields:
             data.appendlist(name, value)
         data._mutable = False
         return data
-
-
-def _form_field(part, charset: str) -> tuple[str, str]:
-    """A multipart part's field name and its value decoded strictly in `charset`."""
-    name = part.get_param("name", header="content-disposition")
-    if part.get_content_disposition() != "form-data" or not isinstance(name, str):
-        raise ParseError("Each part of a multipart body needs 'Content-Disposition: form-data; name=...'.")
-    _check_text(name)
-    if part.get_filename() is not None:
-        raise ParseError("This API takes no files: send the field's text as a form field or in JSON.")
-    raw = part.get_payload(decode=True) or b""
-    try:
-        value = raw.decode(charset)
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"The form field {name!r} is not {charset.upper()} (byte {exc.start}).") from None
-    _check_text(value)
-    return name, value

@@ -531,7 +531,8 @@ def _ppo_config(run: TrainingRun, parent: PolicyVersion):
         reference=resolve_policy_path(policy_weights_path(policy_base())),
         updates=c["updates"],
         batch_size=c["batch_size"],
-        mini_batch_size=c["mini_batch_size"],
+        # a round queued before minibatches were checked ran a larger one as the whole batch
+        mini_batch_size=min(c["mini_batch_size"], c["batch_size"]),
         ppo_epochs=c["ppo_epochs"],
         lr=c["lr"],
         temperature=c["sampling"]["temperature"],

@@ -810,16 +810,16 @@ def _orphan_of(runs, *, task_id: str, worker: str) -> TrainingRun | None:
     row = runs.filter(status=TrainingRun.Status.RUNNING, task_id=task_id, worker=worker).first()
     if row is None or _process_alive(row.pid):
         return None
-    if row.cancel_requested:
-        _finish(
-            row, TrainingRun.Status.CANCELLED, error="Cancelled; its process died and it was not run again."
+    if row.cancel_requested or row.attempts >= row.max_attempts:
+        # cancelled, or out of attempts: ended by recovery's rule (a cancel requested meanwhile wins),
+        # where a takeover ran "attempt 4 of 3" and then failed with a bare "Gave up after 3 attempts"
+        seen = runs.filter(status=TrainingRun.Status.RUNNING, attempts=row.attempts, task_id=task_id)
+        _end_dead_attempt(
+            seen,
+            row,
+            cancelled="Cancelled; its process died and it was not run again.",
+            failed=f"The worker stopped during the run {row.attempts} times (killed or crashed); gave up.",
         )
-        return None
-    if row.attempts >= row.max_attempts:
-        # out of attempts, as recovery would say: taken over, it ran "attempt 4 of 3" and then failed
-        # with a bare "Gave up after 3 attempts"
-        error = f"The worker stopped during the run {row.attempts} times (killed or crashed); gave up."
-        _finish(row, TrainingRun.Status.FAILED, error=error)
         return None
     return row
 

@@ -67,10 +67,11 @@ def test_the_admin_keeps_one_draft_and_never_deletes_a_published_version(client,
     staff.save()
     client.force_login(staff)
     add = reverse("admin:labelapp_guidelineversion_add")
-    client.post(add, {"title": "v2", "text": "First try.", "changelog": ""})
-    client.post(add, {"title": "v2", "text": "Second try.", "changelog": "Reworded."})
+    client.post(add, {"title": "v2", "text": "First try.", "changelog": "Reworded."})
+    r = client.post(add, {"title": "v2", "text": "Second try.", "changelog": ""}, follow=True)
+    assert b"Saved into the open draft, version 2, replacing its text" in r.content
     [draft] = GuidelineVersion.objects.filter(published_at__isnull=True)
-    assert (draft.number, draft.text, draft.changelog) == (2, "Second try.", "Reworded.")
+    assert (draft.number, draft.text, draft.changelog) == (2, "Second try.", "Reworded.")  # message kept
     r = client.post(add, {"title": "v2", "text": "\u200b", "changelog": ""})
     assert r.status_code == 200 and b"The guideline text is empty." in r.content
     published = GuidelineVersion.objects.get(number=1)

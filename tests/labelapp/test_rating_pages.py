@@ -462,3 +462,22 @@ def test_an_htmx_skip_sends_the_side_panel_only_when_the_version_changed(
         HTTP_HX_REQUEST="true",
     )
     assert r.status_code == 200 and b'id="guidelines-panel"' not in r.content
+
+
+def test_a_page_form_sent_as_multipart_with_bytes_that_are_not_utf8_is_refused(
+    rater_client, rater, make_comparison
+):
+    # Django's multipart parser decoded them as U+FFFD: the rationale was stored altered, without a word
+    make_comparison(a=SHORT, b=LONG)
+    a = assignment_next(rater=rater)
+    head = '--zz\r\nContent-Disposition: form-data; name="{}"\r\n\r\n'
+    fields = {"form_key": str(a.form_key), "time_on_task_ms": "1234", "preference": "-1",
+              "length_check": "adds_content", "rationale": "na\udcefve"}  # fmt: skip
+    body = b"".join(
+        head.format(k).encode() + v.encode("utf-8", "surrogateescape") + b"\r\n" for k, v in fields.items()
+    )
+    r = rater_client.post(
+        reverse("rate", args=[a.pk]), body + b"--zz--\r\n", content_type="multipart/form-data; boundary=zz"
+    )
+    assert r.status_code == 400 and b"not UTF-8" in r.content
+    assert not Rating.objects.exists()

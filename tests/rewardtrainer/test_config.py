@@ -69,3 +69,28 @@ def test_the_command_line_help_shows_every_field(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--packing" in out and "13% to 1%" in " ".join(out.split())
+
+
+def test_a_config_stored_when_none_meant_off_reads_back():
+    # max_steps, num_threads and early_stopping_patience could be None (= 0) until 2026-11-25; the range
+    # checks refused such a stored run
+    stored = {"max_steps": None, "num_threads": None, "early_stopping_patience": None}
+    config = TrainConfig.from_stored(stored)
+    assert (config.max_steps, config.num_threads, config.early_stopping_patience) == (0, 0, 0)
+    with pytest.raises(ValueError, match="max_steps must be a whole number >= 0"):
+        TrainConfig(max_steps=-1)
+
+
+def test_a_small_ppo_batch_on_the_command_line_is_one_minibatch(capsys):
+    # --batch-size 2 raised "mini_batch_size (4) must be at most batch_size (2)" once minibatches were
+    # checked; before, a batch below the default minibatch was one minibatch
+    from rewardtrainer.ppo import VALUE_MODELS, PPOConfig, main  # the benches import VALUE_MODELS from here
+
+    assert VALUE_MODELS == ("shared", "separate")
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        PPOConfig(batch_size=2)
+    args = ["--prompts", "/nonexistent/prompts.txt", "--reward-model", "rm", "--out", "o"]
+    assert main([*args, "--batch-size", "2"]) == 2  # past the config, stopped at the missing prompts file
+    assert "No such file" in capsys.readouterr().err
+    assert main([*args, "--updates", "0"]) == 2
+    assert "updates must be a whole number >= 1" in capsys.readouterr().err

@@ -182,9 +182,9 @@ class ResponseAdmin(admin.ModelAdmin):
         made = 0
         for response in queryset.select_related("prompt"):
             try:
-                gold_make_padded(response=response)
+                gold_make_padded(response=response, by=request.user)
                 made += 1
-            except GoldError as exc:
+            except (GoldError, NotPermitted) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"Made {made} gold pair(s).", messages.SUCCESS)
 

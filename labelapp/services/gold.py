@@ -149,13 +149,20 @@ def gold_make_padded(
     kind: str | None = None,
     rng: random.Random | None = None,
     required_ratings: int = 1,
+    by=None,
 ) -> GoldMade:
-    """A "concise is right" gold pair: `response` against a padded copy of itself (random sides)."""
+    """A "concise is right" gold pair: `response` against a padded copy of itself (random sides).
+    NotPermitted when `by` may not mark gold pairs (None: a command); GoldError for a prompt that may
+    not be compared (withheld, or without consent: no comparison is ever made on one)."""
+    permission_check(by, "gold_mark")
     rng = rng or random.Random()
     if response.source_model.startswith(GENERATOR_MODEL):
         raise GoldError(f"Answer #{response.pk} is itself generated padding; pick an original answer.")
-    kind = kind or rng.choice(PADDING_KINDS)
     prompt = response.prompt
+    if prompt.withheld or not prompt.consent:
+        why = "withheld for personal data" if prompt.withheld else "without consent"
+        raise GoldError(f"Answer #{response.pk}'s prompt is {why}: no comparison is made on it.")
+    kind = kind or rng.choice(PADDING_KINDS)
     padded_text, what = pad_answer(text=response.text, prompt=prompt.text, kind=kind, rng=rng)
     with transaction.atomic():
         padded = Response.objects.create(
@@ -169,12 +176,14 @@ def gold_make_padded(
             response_b=b,
             required_ratings=required_ratings,
         )
-        padded_side = "B" if original_is_a else "A"
+        # No side names: raters see "left" and "right", and which of A and B is left varies per rater.
         explanation = (
-            f"Answer {padded_side} is answer {'A' if original_is_a else 'B'} padded with {what}: "
-            f"it says nothing more, so the concise answer {'A' if original_is_a else 'B'} is better."
+            f"The longer answer is the other one padded with {what}: it says nothing more, so the concise "
+            "answer is better."
         )
-        gold_mark(comparison=comparison, preference=-1 if original_is_a else 1, explanation=explanation)
+        gold_mark(
+            comparison=comparison, preference=-1 if original_is_a else 1, explanation=explanation, by=by
+        )
     return GoldMade(comparison=comparison, padding=kind)
 
 
@@ -193,7 +202,7 @@ def gold_make_batch(*, count: int, seed: int | None = None, kind: str | None = N
         raise GoldError(f"Unknown padding kind {kind!r}; use one of {', '.join(PADDING_KINDS)}.")
     rng = random.Random(seed)
     candidates = list(
-        without_gold_copies(Response.objects.filter(prompt__withheld=False))
+        without_gold_copies(Response.objects.filter(prompt__withheld=False, prompt__consent=True))
         .select_related("prompt")
         .order_by("id")
         .values_list("id", flat=True)

@@ -327,4 +327,7 @@ def gold_feedback(*, rating: Rating) -> dict | None:
         return None
     expected = comparison.gold_preference
     given = (rating.preference > 0) - (rating.preference < 0)
-    return {"agreed": given == expected, "expected": expected, "explanation": comparison.gold_explanation}
+    # in the rater's terms: the page shows "left" and "right", never A and B (their sides vary per rater)
+    a_left = rating.assignment.shown_left == Assignment.Side.A
+    side = None if expected == 0 else ("left" if (expected < 0) == a_left else "right")
+    return {"agreed": given == expected, "expected_side": side, "explanation": comparison.gold_explanation}

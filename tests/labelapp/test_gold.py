@@ -204,7 +204,47 @@ def test_make_gold_pads_an_answer_and_says_what_was_padded(make_comparison, caps
         assert padded.source_model.startswith("gold-generator:")
         assert original.text.strip() in padded.text and padded.word_count > original.word_count
         assert "padded with" in c.gold_explanation and c.gold_explanation
+        # raters see "left" and "right": "Answer B is answer A padded ..." named sides nobody sees
+        assert not re.search(r"\b[AB]\b", c.gold_explanation), c.gold_explanation
     assert "Made 2 gold pairs" in capsys.readouterr().out
+
+
+def test_make_gold_pads_only_answers_to_prompts_that_may_be_compared(make_comparison, make_user, rf):
+    # the batch took prompts without consent and the admin action also withheld ones, without the
+    # gold_mark permission: dead gold rows that no claim serves
+    from django.contrib import admin
+    from django.contrib.messages.storage.fallback import FallbackStorage
+
+    from labelapp.models import Prompt, Response
+    from labelapp.services.gold import GoldError, gold_make_batch
+
+    make_comparison(prompt_text="Private?", a="Yes, it is.", b="No.")
+    Prompt.objects.update(consent=False)
+    with pytest.raises(GoldError, match="no answers to pad"):
+        gold_make_batch(count=2, seed=1)
+    Prompt.objects.update(consent=True, withheld=True)
+    model_admin = admin.site._registry[Response]
+    staff = make_user(staff=True, roles=())
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_comparison", "view_response"]))
+    staff = type(staff).objects.get(pk=staff.pk)
+
+    def act(user) -> list[str]:
+        request = rf.post("/")
+        request.user, request.session = user, {}
+        request._messages = FallbackStorage(request)
+        model_admin.make_gold(request, Response.objects.all())
+        return [str(m) for m in request._messages]
+
+    root = make_user(staff=True)
+    root.is_superuser = True
+    root.save()
+    assert any("withheld for personal data" in m for m in act(root))
+    Prompt.objects.update(withheld=False)
+    assert any("permission" in m.lower() for m in act(staff))  # may add comparisons, not mark gold
+    assert not Comparison.objects.filter(kind="gold").exists()
+    assert any("Made 2 gold pair(s)" in m for m in act(root))
 
 
 def test_gold_padded_copies_never_enter_the_ordinary_stream(make_comparison):
@@ -298,6 +338,9 @@ def test_gold_feedback_is_off_by_default_and_shown_when_on(
         )
         html = r.content.decode()
         assert ("EXPLAINED" in html) is on and ('id="gold-feedback"' in html) is on
+        if on:  # in the page's terms: A (expected) was on the left or on the right for this rater
+            side = "left" if a.shown_left == "a" else "right"
+            assert f"Expected: the {side} answer was better." in html
         # (the htmx answer already claimed the next pair: the second gold one, open for the next round)
 
 

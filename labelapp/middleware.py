@@ -35,8 +35,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import resolve_url
+from django.utils.datastructures import MultiValueDict
 from django.utils.http import parse_header_parameters
 from psycopg.errors import QueryCanceled
 
@@ -165,9 +166,17 @@ def multipart_body_error(request: HttpRequest) -> tuple[str, int] | None:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return f"A multipart body may hold at most {limit} bytes: send larger data as JSON or JSONL.", 413
     try:
-        multipart_fields(body, request.META.get("CONTENT_TYPE", ""), request.encoding or "utf-8")
+        fields = multipart_fields(body, request.META.get("CONTENT_TYPE", ""), request.encoding or "utf-8")
     except FormBodyError as exc:
         return str(exc), 400
+    # What request.POST holds from now on, for the CSRF check and the views alike: Django's own
+    # parser would read the same body again, leniently and by other rules (a part's charset, LF-only
+    # line ends), so a page could store what this reader never saw.
+    post = QueryDict(mutable=True)
+    for name, value in fields:
+        post.appendlist(name, value)
+    post._mutable = False
+    request._post, request._files = post, MultiValueDict()
     return None
 
 

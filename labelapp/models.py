@@ -257,6 +257,8 @@ class Assignment(models.Model):
             models.Index(
                 fields=["lease_expires_at"], condition=Q(status="leased"), name="assignment_open_leases"
             ),
+            # a rater's newest assignment (services/assignment.py: _claim_released), without a sort
+            models.Index(fields=["rater", "-id"], name="assignment_rater_newest"),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,216 +14,501 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Prompt',
+            name="Prompt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField()),
-                ('category', models.CharField(blank=True, max_length=32)),
-                ('source', models.CharField(default='manual', help_text='Where the prompt came from.', max_length=64)),
-                ('external_id', models.CharField(blank=True, max_length=128, null=True, unique=True)),
-                ('consent', models.BooleanField(default=True, help_text='May ratings on this prompt be used for training?')),
-                ('html', models.TextField(blank=True, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField()),
+                ("category", models.CharField(blank=True, max_length=32)),
+                (
+                    "source",
+                    models.CharField(
+                        default="manual", help_text="Where the prompt came from.", max_length=64
+                    ),
+                ),
+                ("external_id", models.CharField(blank=True, max_length=128, null=True, unique=True)),
+                (
+                    "consent",
+                    models.BooleanField(
+                        default=True, help_text="May ratings on this prompt be used for training?"
+                    ),
+                ),
+                ("html", models.TextField(blank=True, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='QueueSnapshot',
+            name="QueueSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('taken_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('pending', models.PositiveIntegerField(help_text='Rating slots not yet claimed on active comparisons.')),
-                ('leased', models.PositiveIntegerField(help_text='Assignments currently leased.')),
-                ('done', models.PositiveIntegerField(help_text='Ratings stored.')),
-                ('released', models.PositiveIntegerField(default=0, help_text='Expired leases released by this run.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("taken_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "pending",
+                    models.PositiveIntegerField(
+                        help_text="Rating slots not yet claimed on active comparisons."
+                    ),
+                ),
+                ("leased", models.PositiveIntegerField(help_text="Assignments currently leased.")),
+                ("done", models.PositiveIntegerField(help_text="Ratings stored.")),
+                (
+                    "released",
+                    models.PositiveIntegerField(default=0, help_text="Expired leases released by this run."),
+                ),
             ],
             options={
-                'ordering': ['-taken_at'],
+                "ordering": ["-taken_at"],
             },
         ),
         migrations.CreateModel(
-            name='Comparison',
+            name="Comparison",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('normal', 'normal'), ('gold', 'gold (known answer)'), ('repeat', 'repeat (test-retest)')], default='normal', max_length=8)),
-                ('priority', models.IntegerField(default=0, help_text='Higher is served first.')),
-                ('required_ratings', models.PositiveSmallIntegerField(default=3)),
-                ('claimed_count', models.PositiveSmallIntegerField(default=0, editable=False, help_text='Leased + done assignments (kept by the queue service).')),
-                ('gold_preference', models.SmallIntegerField(blank=True, null=True)),
-                ('is_active', models.BooleanField(default=True)),
-                ('external_id', models.CharField(blank=True, max_length=128, null=True, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('repeat_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='repeats', to='labelapp.comparison')),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comparisons', to='labelapp.prompt')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("normal", "normal"),
+                            ("gold", "gold (known answer)"),
+                            ("repeat", "repeat (test-retest)"),
+                        ],
+                        default="normal",
+                        max_length=8,
+                    ),
+                ),
+                ("priority", models.IntegerField(default=0, help_text="Higher is served first.")),
+                ("required_ratings", models.PositiveSmallIntegerField(default=3)),
+                (
+                    "claimed_count",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        editable=False,
+                        help_text="Leased + done assignments (kept by the queue service).",
+                    ),
+                ),
+                ("gold_preference", models.SmallIntegerField(blank=True, null=True)),
+                ("is_active", models.BooleanField(default=True)),
+                ("external_id", models.CharField(blank=True, max_length=128, null=True, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "repeat_of",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="repeats",
+                        to="labelapp.comparison",
+                    ),
+                ),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comparisons",
+                        to="labelapp.prompt",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-priority', 'created_at', 'id'],
+                "ordering": ["-priority", "created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('shown_left', models.CharField(choices=[('a', 'A on the left'), ('b', 'B on the left')], help_text='Which answer was on the left.', max_length=1)),
-                ('status', models.CharField(choices=[('leased', 'leased'), ('done', 'done'), ('skipped', 'skipped'), ('expired', 'expired')], default='leased', max_length=8)),
-                ('issued_at', models.DateTimeField()),
-                ('lease_expires_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('skip_reason', models.CharField(blank=True, max_length=500)),
-                ('form_key', models.UUIDField()),
-                ('rater', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to=settings.AUTH_USER_MODEL)),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='labelapp.comparison')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "shown_left",
+                    models.CharField(
+                        choices=[("a", "A on the left"), ("b", "B on the left")],
+                        help_text="Which answer was on the left.",
+                        max_length=1,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("leased", "leased"),
+                            ("done", "done"),
+                            ("skipped", "skipped"),
+                            ("expired", "expired"),
+                        ],
+                        default="leased",
+                        max_length=8,
+                    ),
+                ),
+                ("issued_at", models.DateTimeField()),
+                ("lease_expires_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("skip_reason", models.CharField(blank=True, max_length=500)),
+                ("form_key", models.UUIDField()),
+                (
+                    "rater",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="labelapp.comparison",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-issued_at'],
+                "ordering": ["-issued_at"],
             },
         ),
         migrations.CreateModel(
-            name='GuidelineVersion',
+            name="GuidelineVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(unique=True)),
-                ('title', models.CharField(default='Rating guidelines', max_length=200)),
-                ('text', models.TextField(help_text='Markdown; rendered and sanitized for raters.')),
-                ('changelog', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('published_at', models.DateTimeField(blank=True, help_text='Empty while a draft.', null=True)),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField(unique=True)),
+                ("title", models.CharField(default="Rating guidelines", max_length=200)),
+                ("text", models.TextField(help_text="Markdown; rendered and sanitized for raters.")),
+                ("changelog", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "published_at",
+                    models.DateTimeField(blank=True, help_text="Empty while a draft.", null=True),
+                ),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.CreateModel(
-            name='GuidelineAcknowledgment',
+            name="GuidelineAcknowledgment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('acknowledged_at', models.DateTimeField(auto_now_add=True)),
-                ('rater', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='acknowledgments', to=settings.AUTH_USER_MODEL)),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='acknowledgments', to='labelapp.guidelineversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("acknowledged_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "rater",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="acknowledgments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="acknowledgments",
+                        to="labelapp.guidelineversion",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Rating',
+            name="Rating",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('preference', models.SmallIntegerField(choices=[(-3, 'A much better'), (-2, 'A better'), (-1, 'A slightly better'), (0, 'Tie'), (1, 'B slightly better'), (2, 'B better'), (3, 'B much better')])),
-                ('both_bad', models.BooleanField(default=False)),
-                ('helpfulness', models.SmallIntegerField(blank=True, null=True)),
-                ('factual_accuracy', models.SmallIntegerField(blank=True, null=True)),
-                ('harmlessness', models.SmallIntegerField(blank=True, null=True)),
-                ('conciseness', models.SmallIntegerField(blank=True, null=True)),
-                ('coherence', models.SmallIntegerField(blank=True, null=True)),
-                ('rationale', models.TextField(blank=True)),
-                ('flag_pii', models.BooleanField(default=False, verbose_name='contains personal data')),
-                ('flag_unsafe', models.BooleanField(default=False, verbose_name='unsafe')),
-                ('flag_broken', models.BooleanField(default=False, verbose_name='broken')),
-                ('length_check', models.CharField(blank=True, choices=[('', 'not asked'), ('adds_content', 'the extra length adds content'), ('adds_nothing', 'the extra length adds nothing')], default='', max_length=16)),
-                ('time_on_task_ms', models.PositiveIntegerField(default=0)),
-                ('idempotency_key', models.UUIDField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('assignment', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='rating', to='labelapp.assignment')),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to='labelapp.comparison')),
-                ('guideline_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ratings', to='labelapp.guidelineversion')),
-                ('rater', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "preference",
+                    models.SmallIntegerField(
+                        choices=[
+                            (-3, "A much better"),
+                            (-2, "A better"),
+                            (-1, "A slightly better"),
+                            (0, "Tie"),
+                            (1, "B slightly better"),
+                            (2, "B better"),
+                            (3, "B much better"),
+                        ]
+                    ),
+                ),
+                ("both_bad", models.BooleanField(default=False)),
+                ("helpfulness", models.SmallIntegerField(blank=True, null=True)),
+                ("factual_accuracy", models.SmallIntegerField(blank=True, null=True)),
+                ("harmlessness", models.SmallIntegerField(blank=True, null=True)),
+                ("conciseness", models.SmallIntegerField(blank=True, null=True)),
+                ("coherence", models.SmallIntegerField(blank=True, null=True)),
+                ("rationale", models.TextField(blank=True)),
+                ("flag_pii", models.BooleanField(default=False, verbose_name="contains personal data")),
+                ("flag_unsafe", models.BooleanField(default=False, verbose_name="unsafe")),
+                ("flag_broken", models.BooleanField(default=False, verbose_name="broken")),
+                (
+                    "length_check",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "not asked"),
+                            ("adds_content", "the extra length adds content"),
+                            ("adds_nothing", "the extra length adds nothing"),
+                        ],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                ("time_on_task_ms", models.PositiveIntegerField(default=0)),
+                ("idempotency_key", models.UUIDField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "assignment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rating",
+                        to="labelapp.assignment",
+                    ),
+                ),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ratings",
+                        to="labelapp.comparison",
+                    ),
+                ),
+                (
+                    "guideline_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ratings",
+                        to="labelapp.guidelineversion",
+                    ),
+                ),
+                (
+                    "rater",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ratings",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Response',
+            name="Response",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField()),
-                ('source_model', models.CharField(max_length=128)),
-                ('source_model_version', models.CharField(blank=True, max_length=64)),
-                ('char_count', models.PositiveIntegerField(default=0)),
-                ('word_count', models.PositiveIntegerField(default=0)),
-                ('token_count', models.PositiveIntegerField(default=0, help_text='Policy tokens if known, else an estimate.')),
-                ('html', models.TextField(blank=True, editable=False)),
-                ('external_id', models.CharField(blank=True, max_length=128, null=True, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='responses', to='labelapp.prompt')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField()),
+                ("source_model", models.CharField(max_length=128)),
+                ("source_model_version", models.CharField(blank=True, max_length=64)),
+                ("char_count", models.PositiveIntegerField(default=0)),
+                ("word_count", models.PositiveIntegerField(default=0)),
+                (
+                    "token_count",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Policy tokens if known, else an estimate."
+                    ),
+                ),
+                ("html", models.TextField(blank=True, editable=False)),
+                ("external_id", models.CharField(blank=True, max_length=128, null=True, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="responses",
+                        to="labelapp.prompt",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='response_a',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labelapp.response'),
+            model_name="comparison",
+            name="response_a",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="labelapp.response"
+            ),
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='response_b',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labelapp.response'),
+            model_name="comparison",
+            name="response_b",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="labelapp.response"
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['rater', 'comparison'], name='assignment_rater_comparison'),
+            model_name="assignment",
+            index=models.Index(fields=["rater", "comparison"], name="assignment_rater_comparison"),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(condition=models.Q(('status', 'leased')), fields=['lease_expires_at'], name='assignment_open_leases'),
+            model_name="assignment",
+            index=models.Index(
+                condition=models.Q(("status", "leased")),
+                fields=["lease_expires_at"],
+                name="assignment_open_leases",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'leased')), fields=('rater',), name='assignment_one_open_per_rater'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "leased")),
+                fields=("rater",),
+                name="assignment_one_open_per_rater",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='guidelineacknowledgment',
-            constraint=models.UniqueConstraint(fields=('rater', 'version'), name='ack_once_per_version'),
+            model_name="guidelineacknowledgment",
+            constraint=models.UniqueConstraint(fields=("rater", "version"), name="ack_once_per_version"),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.UniqueConstraint(fields=('rater', 'comparison'), name='rating_once_per_rater_comparison'),
+            model_name="rating",
+            constraint=models.UniqueConstraint(
+                fields=("rater", "comparison"), name="rating_once_per_rater_comparison"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.UniqueConstraint(fields=('rater', 'idempotency_key'), name='rating_idempotency_key'),
+            model_name="rating",
+            constraint=models.UniqueConstraint(
+                fields=("rater", "idempotency_key"), name="rating_idempotency_key"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(('preference__gte', -3), ('preference__lte', 3)), name='rating_preference_range'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("preference__gte", -3), ("preference__lte", 3)),
+                name="rating_preference_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(('helpfulness__isnull', True), models.Q(('helpfulness__gte', -2), ('helpfulness__lte', 2)), _connector='OR'), name='rating_helpfulness_range'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("helpfulness__isnull", True),
+                    models.Q(("helpfulness__gte", -2), ("helpfulness__lte", 2)),
+                    _connector="OR",
+                ),
+                name="rating_helpfulness_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(('factual_accuracy__isnull', True), models.Q(('factual_accuracy__gte', -2), ('factual_accuracy__lte', 2)), _connector='OR'), name='rating_factual_accuracy_range'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("factual_accuracy__isnull", True),
+                    models.Q(("factual_accuracy__gte", -2), ("factual_accuracy__lte", 2)),
+                    _connector="OR",
+                ),
+                name="rating_factual_accuracy_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(('harmlessness__isnull', True), models.Q(('harmlessness__gte', -2), ('harmlessness__lte', 2)), _connector='OR'), name='rating_harmlessness_range'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("harmlessness__isnull", True),
+                    models.Q(("harmlessness__gte", -2), ("harmlessness__lte", 2)),
+                    _connector="OR",
+                ),
+                name="rating_harmlessness_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(('conciseness__isnull', True), models.Q(('conciseness__gte', -2), ('conciseness__lte', 2)), _connector='OR'), name='rating_conciseness_range'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("conciseness__isnull", True),
+                    models.Q(("conciseness__gte", -2), ("conciseness__lte", 2)),
+                    _connector="OR",
+                ),
+                name="rating_conciseness_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(('coherence__isnull', True), models.Q(('coherence__gte', -2), ('coherence__lte', 2)), _connector='OR'), name='rating_coherence_range'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("coherence__isnull", True),
+                    models.Q(("coherence__gte", -2), ("coherence__lte", 2)),
+                    _connector="OR",
+                ),
+                name="rating_coherence_range",
+            ),
         ),
         migrations.AddIndex(
-            model_name='comparison',
-            index=models.Index(models.OrderBy(models.F('priority'), descending=True), models.F('created_at'), models.F('id'), condition=models.Q(('claimed_count__lt', models.F('required_ratings')), ('is_active', True)), name='comparison_open_queue'),
+            model_name="comparison",
+            index=models.Index(
+                models.OrderBy(models.F("priority"), descending=True),
+                models.F("created_at"),
+                models.F("id"),
+                condition=models.Q(("claimed_count__lt", models.F("required_ratings")), ("is_active", True)),
+                name="comparison_open_queue",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparison',
-            constraint=models.CheckConstraint(condition=models.Q(('response_a', models.F('response_b')), _negated=True), name='comparison_distinct_answers'),
+            model_name="comparison",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("response_a", models.F("response_b")), _negated=True),
+                name="comparison_distinct_answers",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparison',
-            constraint=models.CheckConstraint(condition=models.Q(('required_ratings__gte', 1)), name='comparison_required_ratings_min1'),
+            model_name="comparison",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("required_ratings__gte", 1)), name="comparison_required_ratings_min1"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparison',
-            constraint=models.CheckConstraint(condition=models.Q(('gold_preference__isnull', True), ('gold_preference__in', [-1, 0, 1]), _connector='OR'), name='comparison_gold_preference_sign'),
+            model_name="comparison",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("gold_preference__isnull", True), ("gold_preference__in", [-1, 0, 1]), _connector="OR"
+                ),
+                name="comparison_gold_preference_sign",
+            ),
         ),
     ]

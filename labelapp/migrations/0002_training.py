@@ -6,66 +6,131 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0001_initial'),
+        ("labelapp", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('reward_model', 'reward model')], default='reward_model', max_length=16)),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed'), ('cancelled', 'cancelled')], db_index=True, default='queued', max_length=10)),
-                ('trigger', models.CharField(default='manual', help_text='beat, manual, command or api', max_length=16)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('max_attempts', models.PositiveSmallIntegerField(default=3)),
-                ('progress', models.FloatField(default=0.0, help_text='0..1')),
-                ('progress_detail', models.JSONField(blank=True, default=dict)),
-                ('metrics_history', models.JSONField(blank=True, default=list)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('data_snapshot', models.JSONField(blank=True, default=dict, help_text='Which ratings went in.')),
-                ('error', models.TextField(blank=True)),
-                ('artifact_path', models.CharField(blank=True, max_length=500)),
-                ('worker', models.CharField(blank=True, max_length=200)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("reward_model", "reward model")], default="reward_model", max_length=16
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        default="manual", help_text="beat, manual, command or api", max_length=16
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("max_attempts", models.PositiveSmallIntegerField(default=3)),
+                ("progress", models.FloatField(default=0.0, help_text="0..1")),
+                ("progress_detail", models.JSONField(blank=True, default=dict)),
+                ("metrics_history", models.JSONField(blank=True, default=list)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                (
+                    "data_snapshot",
+                    models.JSONField(blank=True, default=dict, help_text="Which ratings went in."),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("artifact_path", models.CharField(blank=True, max_length=500)),
+                ("worker", models.CharField(blank=True, max_length=200)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='RewardModelVersion',
+            name="RewardModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(unique=True)),
-                ('artifact_path', models.CharField(max_length=500)),
-                ('metrics', models.JSONField(default=dict)),
-                ('plots', models.JSONField(default=dict, help_text='Loss curves, reward by length, scatter samples.')),
-                ('baseline_metrics', models.JSONField(blank=True, default=dict, help_text='A plain model trained beside it.')),
-                ('is_active', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('activated_at', models.DateTimeField(blank=True, null=True)),
-                ('run', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='reward_model', to='labelapp.trainingrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField(unique=True)),
+                ("artifact_path", models.CharField(max_length=500)),
+                ("metrics", models.JSONField(default=dict)),
+                (
+                    "plots",
+                    models.JSONField(
+                        default=dict, help_text="Loss curves, reward by length, scatter samples."
+                    ),
+                ),
+                (
+                    "baseline_metrics",
+                    models.JSONField(blank=True, default=dict, help_text="A plain model trained beside it."),
+                ),
+                ("is_active", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("activated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "run",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reward_model",
+                        to="labelapp.trainingrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.AddConstraint(
-            model_name='trainingrun',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('kind',), name='training_run_single_flight'),
+            model_name="trainingrun",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["queued", "running"])),
+                fields=("kind",),
+                name="training_run_single_flight",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rewardmodelversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='one_active_reward_model'),
+            model_name="rewardmodelversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("is_active", True)), fields=("is_active",), name="one_active_reward_model"
+            ),
         ),
     ]

@@ -6,46 +6,79 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0003_shared_review_profile'),
+        ("labelapp", "0003_shared_review_profile"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='comparison',
-            name='comparison_open_queue',
+            model_name="comparison",
+            name="comparison_open_queue",
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='available_at',
+            model_name="comparison",
+            name="available_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='forced_left',
-            field=models.CharField(blank=True, default='', max_length=1),
+            model_name="comparison",
+            name="forced_left",
+            field=models.CharField(blank=True, default="", max_length=1),
         ),
         migrations.AddField(
-            model_name='comparison',
-            name='repeat_for',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="comparison",
+            name="repeat_for",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddIndex(
-            model_name='comparison',
-            index=models.Index(models.OrderBy(models.F('priority'), descending=True), models.F('created_at'), models.F('id'), condition=models.Q(('claimed_count__lt', models.F('required_ratings')), ('is_active', True), ('kind', 'normal')), name='comparison_open_normal'),
+            model_name="comparison",
+            index=models.Index(
+                models.OrderBy(models.F("priority"), descending=True),
+                models.F("created_at"),
+                models.F("id"),
+                condition=models.Q(
+                    ("claimed_count__lt", models.F("required_ratings")),
+                    ("is_active", True),
+                    ("kind", "normal"),
+                ),
+                name="comparison_open_normal",
+            ),
         ),
         migrations.AddIndex(
-            model_name='comparison',
-            index=models.Index(condition=models.Q(('is_active', True), ('kind', 'gold')), fields=['id'], name='comparison_gold'),
+            model_name="comparison",
+            index=models.Index(
+                condition=models.Q(("is_active", True), ("kind", "gold")),
+                fields=["id"],
+                name="comparison_gold",
+            ),
         ),
         migrations.AddIndex(
-            model_name='comparison',
-            index=models.Index(condition=models.Q(('claimed_count', 0), ('is_active', True), ('kind', 'repeat')), fields=['repeat_for', 'available_at'], name='comparison_pending_repeat'),
+            model_name="comparison",
+            index=models.Index(
+                condition=models.Q(("claimed_count", 0), ("is_active", True), ("kind", "repeat")),
+                fields=["repeat_for", "available_at"],
+                name="comparison_pending_repeat",
+            ),
         ),
         migrations.AddIndex(
-            model_name='rating',
-            index=models.Index(condition=models.Q(('flag_pii', True), ('flag_unsafe', True), ('flag_broken', True), ('both_bad', True), _connector='OR'), fields=['-created_at'], name='rating_needs_review'),
+            model_name="rating",
+            index=models.Index(
+                condition=models.Q(
+                    ("flag_pii", True),
+                    ("flag_unsafe", True),
+                    ("flag_broken", True),
+                    ("both_bad", True),
+                    _connector="OR",
+                ),
+                fields=["-created_at"],
+                name="rating_needs_review",
+            ),
         ),
     ]

@@ -5,65 +5,218 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0003_shared_review_profile'),
+        ("labelapp", "0003_shared_review_profile"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='trainingrun',
-            name='kind',
-            field=models.CharField(choices=[('reward_model', 'reward model'), ('ppo', 'PPO round'), ('best_of_n', 'best-of-n round')], default='reward_model', max_length=16),
+            model_name="trainingrun",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("reward_model", "reward model"),
+                    ("ppo", "PPO round"),
+                    ("best_of_n", "best-of-n round"),
+                ],
+                default="reward_model",
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='PolicyVersion',
+            name="PolicyVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(unique=True)),
-                ('kind', models.CharField(choices=[('base', 'instruct model as shipped'), ('ppo', 'PPO'), ('best_of_n', 'best-of-n')], max_length=12)),
-                ('artifact_path', models.CharField(blank=True, help_text='Weights folder; empty = the POLICY_MODEL setting (v0).', max_length=500)),
-                ('sampling', models.JSONField(default=dict, help_text='temperature, top_p, max_new_tokens (and n).')),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('history', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='labelapp.policyversion')),
-                ('reward_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='policies', to='labelapp.rewardmodelversion')),
-                ('run', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='policy_version', to='labelapp.trainingrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField(unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("base", "instruct model as shipped"),
+                            ("ppo", "PPO"),
+                            ("best_of_n", "best-of-n"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "artifact_path",
+                    models.CharField(
+                        blank=True,
+                        help_text="Weights folder; empty = the POLICY_MODEL setting (v0).",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "sampling",
+                    models.JSONField(default=dict, help_text="temperature, top_p, max_new_tokens (and n)."),
+                ),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("history", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="children",
+                        to="labelapp.policyversion",
+                    ),
+                ),
+                (
+                    "reward_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="policies",
+                        to="labelapp.rewardmodelversion",
+                    ),
+                ),
+                (
+                    "run",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="policy_version",
+                        to="labelapp.trainingrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.CreateModel(
-            name='PolicyPair',
+            name="PolicyPair",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('vs_previous', 'new vs previous policy'), ('vs_self', 'new vs new (diversity)'), ('vs_demo', 'policy vs team-written answer')], max_length=12)),
-                ('new_is_a', models.BooleanField(help_text="The new policy's answer is response A.")),
-                ('comparison', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='policy_pair', to='labelapp.comparison')),
-                ('new', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pairs_as_new', to='labelapp.policyversion')),
-                ('old', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='pairs_as_old', to='labelapp.policyversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("vs_previous", "new vs previous policy"),
+                            ("vs_self", "new vs new (diversity)"),
+                            ("vs_demo", "policy vs team-written answer"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("new_is_a", models.BooleanField(help_text="The new policy's answer is response A.")),
+                (
+                    "comparison",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="policy_pair",
+                        to="labelapp.comparison",
+                    ),
+                ),
+                (
+                    "new",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pairs_as_new",
+                        to="labelapp.policyversion",
+                    ),
+                ),
+                (
+                    "old",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pairs_as_old",
+                        to="labelapp.policyversion",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PolicySample',
+            name="PolicySample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('split', models.CharField(choices=[('eval', 'held-out evaluation prompt'), ('fresh', 'fresh prompt'), ('demo', 'demo queue')], max_length=8)),
-                ('index', models.PositiveSmallIntegerField(default=0, help_text='Several answers to one prompt: 0, 1, ...')),
-                ('reward', models.FloatField(blank=True, help_text='Reward model score (quality head).', null=True)),
-                ('num_tokens', models.PositiveIntegerField(default=0)),
-                ('finished', models.BooleanField(default=True, help_text='Ended with EOS (not cut at the token cap).')),
-                ('kl', models.FloatField(blank=True, help_text='Sum over tokens of log pi - log pi_ref.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='policy_samples', to='labelapp.prompt')),
-                ('response', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='policy_sample', to='labelapp.response')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='labelapp.policyversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "split",
+                    models.CharField(
+                        choices=[
+                            ("eval", "held-out evaluation prompt"),
+                            ("fresh", "fresh prompt"),
+                            ("demo", "demo queue"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "index",
+                    models.PositiveSmallIntegerField(
+                        default=0, help_text="Several answers to one prompt: 0, 1, ..."
+                    ),
+                ),
+                (
+                    "reward",
+                    models.FloatField(blank=True, help_text="Reward model score (quality head).", null=True),
+                ),
+                ("num_tokens", models.PositiveIntegerField(default=0)),
+                (
+                    "finished",
+                    models.BooleanField(default=True, help_text="Ended with EOS (not cut at the token cap)."),
+                ),
+                (
+                    "kl",
+                    models.FloatField(
+                        blank=True, help_text="Sum over tokens of log pi - log pi_ref.", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="policy_samples",
+                        to="labelapp.prompt",
+                    ),
+                ),
+                (
+                    "response",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="policy_sample",
+                        to="labelapp.response",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="samples",
+                        to="labelapp.policyversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['policy', 'prompt', 'index'],
-                'constraints': [models.UniqueConstraint(fields=('policy', 'prompt', 'split', 'index'), name='policy_sample_once')],
+                "ordering": ["policy", "prompt", "index"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("policy", "prompt", "split", "index"), name="policy_sample_once"
+                    )
+                ],
             },
         ),
     ]

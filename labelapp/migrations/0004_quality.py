@@ -6,48 +6,90 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0003_shared_review_profile'),
+        ("labelapp", "0003_shared_review_profile"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SimulatedDecision',
+            name="SimulatedDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('utility_a', models.FloatField()),
-                ('utility_b', models.FloatField()),
-                ('length_bias', models.FloatField()),
-                ('position_bias', models.FloatField()),
-                ('noise', models.FloatField()),
-                ('p_longer', models.FloatField(help_text='P(picked the longer answer | not a tie); null-free: 0.5 if equal.')),
-                ('p_left', models.FloatField(help_text='P(picked the left answer | not a tie).')),
-                ('p_tie', models.FloatField()),
-                ('seed', models.BigIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rater', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('rating', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='simulated', to='labelapp.rating')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("utility_a", models.FloatField()),
+                ("utility_b", models.FloatField()),
+                ("length_bias", models.FloatField()),
+                ("position_bias", models.FloatField()),
+                ("noise", models.FloatField()),
+                (
+                    "p_longer",
+                    models.FloatField(
+                        help_text="P(picked the longer answer | not a tie); null-free: 0.5 if equal."
+                    ),
+                ),
+                ("p_left", models.FloatField(help_text="P(picked the left answer | not a tie).")),
+                ("p_tie", models.FloatField()),
+                ("seed", models.BigIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "rater",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rating",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="simulated",
+                        to="labelapp.rating",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='QualityReport',
+            name="QualityReport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('computed_at', models.DateTimeField(auto_now_add=True)),
-                ('seconds', models.FloatField(default=0.0, help_text='How long the computation took.')),
-                ('n_ratings', models.PositiveIntegerField(default=0)),
-                ('figures', models.JSONField(default=dict, help_text='Pool figures and per-rater rows.')),
-                ('charts', models.JSONField(default=dict, help_text='Plotly figure specs, ready for the page.')),
-                ('guideline_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labelapp.guidelineversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("computed_at", models.DateTimeField(auto_now_add=True)),
+                ("seconds", models.FloatField(default=0.0, help_text="How long the computation took.")),
+                ("n_ratings", models.PositiveIntegerField(default=0)),
+                ("figures", models.JSONField(default=dict, help_text="Pool figures and per-rater rows.")),
+                (
+                    "charts",
+                    models.JSONField(default=dict, help_text="Plotly figure specs, ready for the page."),
+                ),
+                (
+                    "guideline_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="labelapp.guidelineversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-computed_at', '-id'],
-                'indexes': [models.Index(fields=['guideline_version', '-computed_at'], name='quality_report_latest')],
+                "ordering": ["-computed_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["guideline_version", "-computed_at"], name="quality_report_latest")
+                ],
             },
         ),
     ]

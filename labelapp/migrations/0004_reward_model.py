@@ -5,42 +5,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0003_shared_review_profile'),
+        ("labelapp", "0003_shared_review_profile"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='rewardmodelversion',
-            name='activation_note',
-            field=models.TextField(blank=True, help_text='Why it was or was not activated.'),
+            model_name="rewardmodelversion",
+            name="activation_note",
+            field=models.TextField(blank=True, help_text="Why it was or was not activated."),
         ),
         migrations.AddField(
-            model_name='rewardmodelversion',
-            name='eval_set_metrics',
+            model_name="rewardmodelversion",
+            name="eval_set_metrics",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='trainingrun',
-            name='sent_at',
+            model_name="trainingrun",
+            name="sent_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='trainingrun',
-            name='with_baseline',
-            field=models.BooleanField(default=False, help_text='Also train a plain Bradley-Terry model.'),
+            model_name="trainingrun",
+            name="with_baseline",
+            field=models.BooleanField(default=False, help_text="Also train a plain Bradley-Terry model."),
         ),
         migrations.CreateModel(
-            name='EvalSetRating',
+            name="EvalSetRating",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('added_at', models.DateTimeField(auto_now_add=True)),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='eval_set_ratings', to='labelapp.prompt')),
-                ('rating', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='eval_set_entry', to='labelapp.rating')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("added_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="eval_set_ratings",
+                        to="labelapp.prompt",
+                    ),
+                ),
+                (
+                    "rating",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="eval_set_entry",
+                        to="labelapp.rating",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
     ]

@@ -4,13 +4,11 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0004_data_io'),
-        ('labelapp', '0004_gold_guidelines'),
-        ('labelapp', '0004_quality'),
-        ('labelapp', '0004_reward_model'),
+        ("labelapp", "0004_data_io"),
+        ("labelapp", "0004_gold_guidelines"),
+        ("labelapp", "0004_quality"),
+        ("labelapp", "0004_reward_model"),
     ]
 
-    operations = [
-    ]
+    operations = []

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0004_policy'),
-        ('labelapp', '0005_merge_parallel_work'),
+        ("labelapp", "0004_policy"),
+        ("labelapp", "0005_merge_parallel_work"),
     ]
 
-    operations = [
-    ]
+    operations = []

@@ -5,20 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0006_merge_policy'),
+        ("labelapp", "0006_merge_policy"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apitoken',
-            name='expires_at',
-            field=models.DateTimeField(blank=True, help_text='Refused from then on (empty: never).', null=True),
+            model_name="apitoken",
+            name="expires_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Refused from then on (empty: never).", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='apitoken',
-            name='scopes',
-            field=models.JSONField(default=labelapp.models.token_scopes_all, help_text='What the token may do (services/tokens.py, TOKEN_SCOPES); never more than its user may.'),
+            model_name="apitoken",
+            name="scopes",
+            field=models.JSONField(
+                default=labelapp.models.token_scopes_all,
+                help_text="What the token may do (services/tokens.py, TOKEN_SCOPES); never more than its user may.",
+            ),
         ),
     ]

@@ -8,27 +8,55 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0011_policy_round_single_flight'),
+        ("labelapp", "0011_policy_round_single_flight"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PromptConsentChange',
+            name="PromptConsentChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('consent', models.BooleanField(help_text='The value set: false = withdrawn, true = restored.')),
-                ('reason', models.CharField(max_length=2000)),
-                ('comparison_ids', models.JSONField(blank=True, default=list, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consent_changes', to='labelapp.prompt')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "consent",
+                    models.BooleanField(help_text="The value set: false = withdrawn, true = restored."),
+                ),
+                ("reason", models.CharField(max_length=2000)),
+                ("comparison_ids", models.JSONField(blank=True, default=list, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consent_changes",
+                        to="labelapp.prompt",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('reason', ''), _negated=True), name='prompt_consent_change_reason_required')],
+                "ordering": ["created_at", "pk"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("reason", ""), _negated=True),
+                        name="prompt_consent_change_reason_required",
+                    )
+                ],
             },
         ),
     ]

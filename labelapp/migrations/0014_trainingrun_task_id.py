@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0013_staff_roles'),
+        ("labelapp", "0013_staff_roles"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingrun',
-            name='task_id',
-            field=models.CharField(blank=True, default='', max_length=255),
+            model_name="trainingrun",
+            name="task_id",
+            field=models.CharField(blank=True, default="", max_length=255),
         ),
         migrations.AddField(
-            model_name='trainingrun',
-            name='pid',
+            model_name="trainingrun",
+            name="pid",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
     ]

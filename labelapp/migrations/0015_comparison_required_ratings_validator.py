@@ -5,15 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0014_trainingrun_task_id'),
+        ("labelapp", "0014_trainingrun_task_id"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='comparison',
-            name='required_ratings',
-            field=models.PositiveSmallIntegerField(default=3, validators=[django.core.validators.MinValueValidator(1)]),
+            model_name="comparison",
+            name="required_ratings",
+            field=models.PositiveSmallIntegerField(
+                default=3, validators=[django.core.validators.MinValueValidator(1)]
+            ),
         ),
     ]

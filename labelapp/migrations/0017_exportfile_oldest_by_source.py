@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labelapp', '0016_prompt_text_hash_keeps_meaning'),
+        ("labelapp", "0016_prompt_text_hash_keeps_meaning"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='exportfile',
-            name='oldest_by_source',
+            model_name="exportfile",
+            name="oldest_by_source",
             field=models.JSONField(blank=True, default=dict, editable=False),
         ),
     ]

@@ -2,7 +2,8 @@
 
 Concurrency design (checked by tests/labelapp/test_queue_concurrency.py against real PostgreSQL):
 - `Comparison.claimed_count` (leased + done) is changed only while that comparison's row is locked.
-- A claim (one SQL statement, `_CLAIM_SQL` or `_CLAIM_GOLD_SQL`) picks this rater's due repeat, else
+- A claim (one SQL statement, `_CLAIM_SQL` or `_CLAIM_GOLD_SQL`; `_CLAIM_BACK_SQL` first when the
+  rater's last lease ran out and was released: that same comparison) picks this rater's due repeat, else
   (at GOLD_RATE, and only while ordinary work is left for the rater) an unseen gold pair, else the
   best open comparison, with
   `SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`: two raters

@@ -549,3 +549,23 @@ def test_a_lease_the_housekeeping_released_comes_back_on_reload_whether_gold_or_
     assert leases_release_expired() == 1
     _rate(other_rater, assignment_next(rater=other_rater))  # takes the freed slot: "o" is full now
     assert assignment_next(rater=rater).comparison.prompt.text == "o2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_rewrites_stored_generated_explanations_without_sides(make_comparison):
+    # stored gold pairs kept "Answer B is answer A padded ...", which contradicted the feedback's side
+    old = (
+        "Answer B is answer A padded with filler sentences: it says nothing more, so the concise answer A "
+        "is better."
+    )
+    generated = gold_mark(comparison=make_comparison(prompt_text="g1"), preference=-1, explanation="x")
+    own = gold_mark(comparison=make_comparison(prompt_text="g2"), preference=1, explanation="x")
+    Comparison.objects.filter(pk=generated.pk).update(gold_explanation=old)
+    Comparison.objects.filter(pk=own.pk).update(gold_explanation="Answer B cites the source.")  # staff's
+    call_command("migrate", "labelapp", "0019", verbosity=0)
+    call_command("migrate", "labelapp", verbosity=0)
+    assert Comparison.objects.get(pk=generated.pk).gold_explanation == (
+        "The longer answer is the other one padded with filler sentences: it says nothing more, so the "
+        "concise answer is better."
+    )
+    assert Comparison.objects.get(pk=own.pk).gold_explanation == "Answer B cites the source."

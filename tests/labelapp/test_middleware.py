@@ -168,3 +168,51 @@ def test_a_form_charset_other_than_utf8_is_read_or_refused_never_a_500(charset, 
     assert r.status_code == status, r.content[:300]
     if status == 400:
         assert b"must be UTF-8" in r.content
+
+
+_CD = b'Content-Disposition: form-data; name="a"'
+
+
+@pytest.mark.parametrize(
+    ("part", "says"),
+    [
+        # one part whose header held thousands of parameters took minutes in the MIME parser
+        (b'Content-Disposition: form-data; name="a"' + b"; p=q" * 20_000 + b"\r\n\r\nx", b"headers must end"),
+        # a nested multipart of 200,000 parts counted as one field and took 12 s
+        (
+            b'Content-Disposition: form-data; name="a"\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n'
+            + b"--in\r\n\r\nx\r\n" * 20_000,
+            b"only text fields",
+        ),
+        (_CD + b"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=41", b"transfer encoding"),
+        (_CD + b"\r\nContent-Type: text/plain; charset=utf-7\r\n\r\n+ADw-", b"send it in UTF-8"),
+    ],
+)
+def test_a_multipart_body_outside_the_plain_shape_is_refused_quickly_before_login(client, part, says):
+    import time
+
+    body = b"--zz\r\n" + part + b"\r\n--zz--\r\n"
+    started = time.perf_counter()
+    r = client.post("/accounts/login/", body, content_type="multipart/form-data; boundary=zz")
+    assert r.status_code == 400 and says in r.content
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.django_db
+def test_a_page_reads_the_multipart_body_the_middleware_checked(rater, acked):
+    # the middleware checked the body, then the view read it again with Django's parser, which knows
+    # no LF-only line ends and no part charset: what was checked was not what was stored
+    from django.test import Client
+
+    client = Client()
+    body = (
+        b'--zz\nContent-Disposition: form-data; name="version"\n\n' + str(acked.pk).encode() + b"\n--zz--\n"
+    )
+    client.force_login(rater)
+    from labelapp.models import GuidelineAcknowledgment
+
+    GuidelineAcknowledgment.objects.filter(rater=rater).delete()
+    r = client.post("/guidelines/", body, content_type="multipart/form-data; boundary=zz")
+    assert (
+        r.status_code == 302 and GuidelineAcknowledgment.objects.filter(rater=rater, version=acked).exists()
+    )

@@ -357,7 +357,10 @@ def test_multipart_bodies_are_read_like_form_ones(api, rater, acked, make_compar
     latin = b'--zz\r\nContent-Disposition: form-data; name="rationale"\r\n'
     latin += b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\ncaf\xe9 et th\xe9\r\n--zz--\r\n"
     r = api.post(url, _multipart(fields)[: -len(b"--zz--\r\n")] + latin, content_type=mp)
-    assert r.status_code == 201 and Rating.objects.get().rationale == "café et thé"  # the part's charset
+    assert r.status_code == 400 and "send it in UTF-8" in r.json()["detail"]  # a part's charset: UTF-8 only
+    assert not Rating.objects.exists()
+    r = api.post(url, _multipart([*fields, ("rationale", "café et thé".encode())]), content_type=mp)
+    assert r.status_code == 201 and Rating.objects.get().rationale == "café et thé"
     make_comparison(a="Five.", b="5")
     b = assignment_next(rater=rater)
     r = api.post(f"/api/assignments/{b.pk}/skip/", {"reason": "broken"})  # the test client's own multipart

@@ -210,14 +210,61 @@ def length_controlled_win_rate(won, log_ratio, same_won=(), same_log_ratio=()) -
             np.column_stack([np.asarray(same_log_ratio, dtype=float), np.zeros(same_won.size)]),
         ]
     )
-    fit = logistic_fit(X, np.concatenate([won, same_won]))
+    y = np.concatenate([won, same_won])
+    fit = logistic_fit(X, y)
     if fit is None:
         return {"win_rate": EMPTY, "length_slope": EMPTY}
-    theta = fit.estimate(1)
+    theta = float(fit.coef[1])
+    lo, hi = _profile_interval(X, y, theta)
     return {
-        "win_rate": Estimate(_sigmoid(theta.value), _sigmoid(theta.lo), _sigmoid(theta.hi), int(won.size)),
+        "win_rate": Estimate(_sigmoid(theta), _sigmoid(lo), _sigmoid(hi), int(won.size)),
         "length_slope": fit.estimate(0),
     }
+
+
+_CHI2_1_95 = Z95**2  # the likelihood-ratio test's 95% cut for one parameter
+
+
+def _profile_interval(
+    X, y, theta_hat: float, *, ridge: float = 1e-3, reach: float = 30.0
+) -> tuple[float, float]:
+    """95% profile-likelihood interval of theta (X's second column) in `length_controlled_win_rate`'s
+    model: the thetas whose likelihood, with the slope refitted, is within the chi-square cut of the
+    best. The Fisher (Wald) interval was [0, 1] exactly when the new policy lost (or won) every
+    comparison: separation makes the standard error explode, so the watch never rejected the worst
+    version. The profile stays finite on the side the data speak for; the other side ends at `reach`
+    logits from the estimate (about 0 or 1 as a rate)."""
+    x_len, is_new = X[:, 0], X[:, 1]
+
+    def profile(theta: float) -> float:
+        slope = 0.0
+        for _ in range(30):  # Newton on the slope alone, theta fixed as an offset
+            p = 1.0 / (1.0 + np.exp(-(slope * x_len + theta * is_new)))
+            grad = x_len @ (y - p) - ridge * slope
+            hess = (x_len**2) @ (p * (1 - p)) + ridge
+            step = grad / hess
+            slope += step
+            if abs(step) < 1e-10:
+                break
+        z = slope * x_len + theta * is_new
+        return float(y @ z - np.logaddexp(0.0, z).sum() - ridge * (slope**2 + theta**2) / 2)
+
+    best = profile(theta_hat)
+
+    def outside(theta: float) -> bool:
+        return 2 * (best - profile(theta)) > _CHI2_1_95
+
+    def bound(direction: float) -> float:
+        far = theta_hat + direction * reach
+        if not outside(far):
+            return far
+        near = theta_hat
+        for _ in range(60):  # bisection between a theta inside and one outside
+            mid = (near + far) / 2
+            near, far = (near, mid) if outside(mid) else (mid, far)
+        return (near + far) / 2
+
+    return bound(-1.0), bound(1.0)
 
 
 # --- gold, agreement ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ services/training.py for the reward model).
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -1146,14 +1147,17 @@ def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
     rate = _judged_rate(win)
     prev_len = parent.get("mean_length") or 0
     growth = m["mean_length"] / prev_len - 1 if prev_len else 0.0
-    if growth > LENGTH_GROWTH_LIMIT and (rate is None or rate <= 0.5):
+    # rounded: 55 / 50 - 1 is 0.10000000000000009, and exactly 10% longer is not "more than 10%"
+    if round(growth, 9) > LENGTH_GROWTH_LIMIT and (rate is None or rate <= 0.5):
         judged = "no ratings yet" if rate is None else f"{_rate_words(win)} {rate:.0%}"
         out.append(
             f"Answers grew {growth:.0%} longer than v{parent['number']} "
             f"({prev_len:.0f} -> {m['mean_length']:.0f} tokens) while the win rate does not rise "
             f"({judged}): length may be buying reward."
         )
-    if rate is not None and m.get("rm_score", 0) > parent.get("rm_score", 0) and rate < 0.5:
+    scores = m.get("rm_score"), parent.get("rm_score")
+    scored = all(isinstance(v, int | float) and math.isfinite(v) for v in scores)  # older rows may lack one
+    if rate is not None and scored and scores[0] > scores[1] and rate < 0.5:
         out.append(
             f"The reward model score rose ({parent['rm_score']:.3f} -> {m['rm_score']:.3f}) while raters "
             f"prefer v{parent['number']} ({_rate_words(win)} {rate:.0%}): the policy is over-optimizing "

@@ -201,6 +201,18 @@ def test_length_controlled_win_rate_without_length_differences_is_the_raw_rate()
     assert out["win_rate"].lo < 0.625 < out["win_rate"].hi and out["win_rate"].n == 4
 
 
+def test_a_policy_that_loses_every_comparison_has_an_interval_below_one_half():
+    # separation: the Fisher interval of theta was [0, 1], so auto-reject (interval below one half)
+    # never rejected the worst version; the profile likelihood stays finite where the data speak
+    rng = np.random.default_rng(0)
+    same_x, same_won = rng.normal(0, 0.3, 20), (rng.random(20) < 0.5).astype(float)
+    out = metrics.length_controlled_win_rate([0.0] * 40, [0.0] * 40, same_won, same_x)["win_rate"]
+    assert out.value < 0.01 and out.lo == pytest.approx(0.0, abs=1e-6) and 0.03 < out.hi < 0.06
+    # 8 of 40: close to the exact (Clopper-Pearson) [0.09, 0.36] at equal lengths
+    out = metrics.length_controlled_win_rate([1.0] * 8 + [0.0] * 32, [0.0] * 40, same_won, same_x)["win_rate"]
+    assert out.value == pytest.approx(0.2, abs=1e-3) and 0.08 < out.lo < 0.11 and 0.32 < out.hi < 0.37
+
+
 def test_length_controlled_win_rate_takes_out_the_length_pull_measured_on_same_policy_pairs():
     # Same policy on both sides: the longer (twice the words, x = log 2) wins 8 of 10, and with the
     # shorter as A, A wins 2 of 10, so slope = logit(0.8) / log 2 = 2.0. New vs parent, the new

@@ -667,6 +667,25 @@ def test_win_rate_has_a_wilson_interval_and_the_watch_warns_on_length_and_on_rew
     assert policy.policy_warnings(version=v2, win={"win_rate": 0.7, "n": 10}) == []
 
 
+def test_the_watch_warns_on_more_than_ten_percent_and_reads_missing_scores_as_unknown(rater, guideline):
+    # 55 / 50 - 1 is 0.10000000000000009: exactly 10% longer warned; a round without a reward score
+    # (older rows) raised KeyError on every policy page, or warned as if it had scored 0
+    v0 = policy.policy_base()
+    ten = _version(
+        1,
+        v0,
+        {"rm_score": 1.0, "mean_length": 55, "parent": {"number": 0, "rm_score": 1.0, "mean_length": 50}},
+    )
+    assert policy.policy_warnings(version=ten, win=None) == []
+    for stored in (
+        {"mean_length": 50, "parent": {"number": 0, "rm_score": -0.3, "mean_length": 50}},
+        {"rm_score": 0.3, "mean_length": 50, "parent": {"number": 0, "mean_length": 50}},
+        {"rm_score": 0.3, "mean_length": 50, "parent": {"number": 0, "rm_score": None, "mean_length": 50}},
+    ):
+        ten.metrics = stored
+        assert policy.policy_warnings(version=ten, win={"win_rate": 0.4, "n": 10}) == []
+
+
 def test_the_win_rate_interval_counts_comparisons_not_the_ratings_of_each(rater, guideline, make_user):
     """Three raters agreeing on each of 10 comparisons are 10 draws of the two policies' answers, not
     30: the interval is the one of 10 (counting ratings made it sqrt(3) too narrow)."""

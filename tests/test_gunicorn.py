@@ -81,7 +81,7 @@ def test_a_streamed_response_outlives_the_worker_timeout(tmp_path):
 
 def test_every_way_the_web_process_starts_loads_the_gunicorn_config():
     assert "-c config/gunicorn.py" in " ".join(services("python", "h", "1", "1")["web"])
-    assert '"-c", "config/gunicorn.py"' in (ROOT / "Dockerfile").read_text()
+    assert "exec gunicorn config.wsgi -c config/gunicorn.py" in (ROOT / "Dockerfile").read_text()
     assert "gunicorn config.wsgi -c config/gunicorn.py" in (ROOT / "docker-compose.yml").read_text()
 
 

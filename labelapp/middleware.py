@@ -153,11 +153,11 @@ def form_body_charset_error(request: HttpRequest) -> str | None:
     return None
 
 
-def multipart_body_error(request: HttpRequest) -> tuple[str, int] | None:
-    """(message, status) for a multipart/form-data POST that labelapp/formbody.py refuses, on a page or
-    the API, else None. Checked before the CSRF check: for a signed-in session it reads the form with
-    Django's lenient parser, which also used up the body, and DRF then handed the API view that parse,
-    so the API's strict parser never ran. Read here, the body stays available to both."""
+def read_multipart_body(request: HttpRequest) -> tuple[str, int] | None:
+    """Read a multipart/form-data POST (page or API) with labelapp/formbody.py and make what it read
+    the request's POST; (message, status) when it refuses the body, else None. Before the CSRF check:
+    for a signed-in session that check read the form with Django's lenient parser, which also used up
+    the body, and DRF then handed the API view that parse, so the API's strict parser never ran."""
     if request.method != "POST" or request.content_type != "multipart/form-data":
         return None
     try:
@@ -183,7 +183,7 @@ def multipart_body_error(request: HttpRequest) -> tuple[str, int] | None:
 class RefuseUndecodableFormMiddleware:
     """400 for a page's url-encoded form body in a charset other than UTF-8, or holding bytes that are
     not UTF-8; a UTF-8 alias (utf8, ascii) is read as UTF-8 (see form_body_charset_error). A multipart
-    body, page or API, is read strictly (multipart_body_error)."""
+    body, page or API, is read strictly (read_multipart_body)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -192,7 +192,7 @@ class RefuseUndecodableFormMiddleware:
         error = form_body_charset_error(request)
         if error is not None:
             return _answer(request.path, error, 400)
-        refused = multipart_body_error(request)
+        refused = read_multipart_body(request)
         if refused is not None:
             return _answer(request.path, *refused)
         return self.get_response(request)

@@ -142,19 +142,8 @@ def policy_settings_check() -> None:
     from rewardtrainer.ppo_config import PPOConfig
 
     p = settings.POLICY
-    PPOConfig(
-        updates=p["PPO_UPDATES"],
-        batch_size=p["PPO_BATCH_SIZE"],
-        mini_batch_size=p["PPO_MINI_BATCH_SIZE"],
-        ppo_epochs=p["PPO_EPOCHS"],
-        lr=p["PPO_LEARNING_RATE"],
-        temperature=p["TEMPERATURE"],
-        max_new_tokens=p["MAX_NEW_TOKENS"],
-        init_kl_coef=p["PPO_INIT_KL_COEF"],
-        target_kl=p["PPO_TARGET_KL"],
-        kl_horizon=p["PPO_KL_HORIZON"] or max(p["PPO_UPDATES"] * p["PPO_BATCH_SIZE"], 1),
-        checkpoint_every=p["PPO_CHECKPOINT_EVERY"],
-    )
+    # the config a round requested now would store, read as _ppo_config reads it (the first round's beta)
+    PPOConfig(**_ppo_numbers({**_round_settings(), "init_kl_coef": p["PPO_INIT_KL_COEF"]}))
     named = SimpleNamespace(
         POLICY_BEST_OF_N=p["BEST_OF_N"],
         POLICY_MAX_ATTEMPTS=p["MAX_ATTEMPTS"],
@@ -171,6 +160,49 @@ def policy_settings_check() -> None:
     )
     if p["TOP_P"] == 0:
         raise ValueError("POLICY_TOP_P must be in (0, 1], got 0")
+
+
+def _round_settings() -> dict:
+    """What a round's stored config takes from the settings (policy_round_request adds the reward
+    model, the parent and the starting beta)."""
+    p = settings.POLICY
+    return {
+        "sampling": _sampling_settings(),
+        "best_of_n": p["BEST_OF_N"],
+        "updates": p["PPO_UPDATES"],
+        "batch_size": p["PPO_BATCH_SIZE"],
+        "mini_batch_size": p["PPO_MINI_BATCH_SIZE"],
+        "ppo_epochs": p["PPO_EPOCHS"],
+        "lr": p["PPO_LEARNING_RATE"],
+        "target_kl": p["PPO_TARGET_KL"],
+        "kl_horizon": p["PPO_KL_HORIZON"] or p["PPO_UPDATES"] * p["PPO_BATCH_SIZE"],
+        "lora": p["PPO_LORA"],
+        "checkpoint_every": p["PPO_CHECKPOINT_EVERY"],
+        "device": p["DEVICE"],
+        "seed": p["SEED"],
+    }
+
+
+def _ppo_numbers(c: dict) -> dict:
+    """PPOConfig's training fields from a round's stored config."""
+    from rewardtrainer.ppo_config import PPOConfig
+
+    return {
+        "updates": c["updates"],
+        "batch_size": c["batch_size"],
+        "mini_batch_size": c["mini_batch_size"],
+        "ppo_epochs": c["ppo_epochs"],
+        "lr": c["lr"],
+        "temperature": c["sampling"]["temperature"],
+        "max_new_tokens": c["sampling"]["max_new_tokens"],
+        "init_kl_coef": c["init_kl_coef"],
+        "target_kl": c["target_kl"],
+        # runs requested before the setting existed resume with the horizon they began with
+        "kl_horizon": c.get("kl_horizon", PPOConfig.kl_horizon),
+        "lora": c["lora"],
+        "checkpoint_every": c["checkpoint_every"],
+        "seed": c["seed"],
+    }
 
 
 def policy_base() -> PolicyVersion:
@@ -389,20 +421,8 @@ def policy_round_request(
         "reward_model_number": rm.number,
         "parent_id": parent.pk,
         "parent_number": parent.number,
-        "sampling": _sampling_settings(),
-        "best_of_n": p["BEST_OF_N"],
-        "updates": p["PPO_UPDATES"],
-        "batch_size": p["PPO_BATCH_SIZE"],
-        "mini_batch_size": p["PPO_MINI_BATCH_SIZE"],
-        "ppo_epochs": p["PPO_EPOCHS"],
-        "lr": p["PPO_LEARNING_RATE"],
         "init_kl_coef": _start_beta(parent),
-        "target_kl": p["PPO_TARGET_KL"],
-        "kl_horizon": p["PPO_KL_HORIZON"] or p["PPO_UPDATES"] * p["PPO_BATCH_SIZE"],
-        "lora": p["PPO_LORA"],
-        "checkpoint_every": p["PPO_CHECKPOINT_EVERY"],
-        "device": p["DEVICE"],
-        "seed": p["SEED"],
+        **_round_settings(),
     }
     try:
         with transaction.atomic():
@@ -525,27 +545,16 @@ def _ppo_config(run: TrainingRun, parent: PolicyVersion):
     from rewardtrainer.sampling import resolve_policy_path
 
     c = run.config
+    numbers = _ppo_numbers(c)
+    # a round queued before minibatches were checked ran a larger one as the whole batch
+    numbers["mini_batch_size"] = min(c["mini_batch_size"], c["batch_size"])
     return PPOConfig(
         policy=resolve_policy_path(policy_weights_path(parent)),
         # The KL reference is always v0, the instruct model as shipped (InstructGPT: KL to the SFT model),
         # not the round's starting point: KL to the reference then measures the whole drift.
         reference=resolve_policy_path(policy_weights_path(policy_base())),
-        updates=c["updates"],
-        batch_size=c["batch_size"],
-        # a round queued before minibatches were checked ran a larger one as the whole batch
-        mini_batch_size=min(c["mini_batch_size"], c["batch_size"]),
-        ppo_epochs=c["ppo_epochs"],
-        lr=c["lr"],
-        temperature=c["sampling"]["temperature"],
-        max_new_tokens=c["sampling"]["max_new_tokens"],
-        init_kl_coef=c["init_kl_coef"],
-        target_kl=c["target_kl"],
-        # runs requested before the setting existed resume with the horizon they began with
-        kl_horizon=c.get("kl_horizon", PPOConfig.kl_horizon),
-        lora=c["lora"],
-        checkpoint_every=c["checkpoint_every"],
-        seed=c["seed"],
         device=c["device"] or None,
+        **numbers,
     )
 
 

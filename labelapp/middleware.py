@@ -177,6 +177,8 @@ def read_multipart_body(request: HttpRequest) -> tuple[str, int] | None:
         post.appendlist(name, value)
     post._mutable = False
     request._post, request._files = post, MultiValueDict()
+    # the API's StrictMultiPartParser takes this instead of splitting the same body a second time
+    request.strict_multipart_post = post
     return None
 
 

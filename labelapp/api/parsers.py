@@ -189,6 +189,14 @@ class StrictFormParser(BaseParser):
         return data
 
 
+def _read_by_middleware(parser_context):
+    """The fields RefuseUndecodableFormMiddleware already read from this body by the same rules
+    (labelapp/middleware.py: read_multipart_body), or None where it did not run (a bare test factory)."""
+    request = (parser_context or {}).get("request")
+    django_request = getattr(request, "_request", None)
+    return getattr(django_request, "strict_multipart_post", None)
+
+
 class StrictMultiPartParser(BaseParser):
     """`multipart/form-data` (`curl -F`, and Django's test client by default), read as strictly as
     StrictFormParser (labelapp/formbody.py): DRF's MultiPartParser (Django's) decoded field bytes that
@@ -203,6 +211,9 @@ class StrictMultiPartParser(BaseParser):
         from labelapp.formbody import FormBodyError, multipart_fields
 
         body = read_limited(stream, parser_context)
+        already = _read_by_middleware(parser_context)
+        if already is not None:
+            return already
         charset = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
         try:
             fields = multipart_fields(body, media_type or "", charset)

@@ -153,13 +153,18 @@ def _ssn_spans(text: str):
 
 
 def _address_like_ipv6(cand: str) -> bool:
-    """All eight groups, or a compressed form with at least three groups, one of 3+ digits (2001:db8::1,
-    fe80::1:2). `::`, `::2`, `a::b`, `10:30::45` parse as addresses too, and were scrubbed out of code
-    (`s[::-1]`, `x :: Int`, `cafe::bad()`) and times."""
+    """All eight groups, or a compressed form with at least two groups, one of 3+ digits (2001:db8::1,
+    fe80::1:2); with only two groups (fe80::1, 2001:db8::) they must also mix decimal digits and hex
+    letters. `::`, `::2`, `a::b`, `10:30::45`, `cafe::bad`, `100::5` parse as addresses too, and were
+    scrubbed out of code (`s[::-1]`, `x :: Int`, `cafe::bad()`, `a[100::5]`) and times."""
     if "::" not in cand:
         return cand.count(":") == 7
     groups = [g for g in cand.split(":") if g]
-    return len(groups) >= 3 and any(len(g) >= 3 for g in groups)
+    if len(groups) < 2 or not any(len(g) >= 3 for g in groups):
+        return False
+    if len(groups) == 2:
+        return any(ch.isdigit() for ch in cand) and any(ch in "abcdefABCDEF" for ch in cand)
+    return True
 
 
 def _ip_spans(text: str):

@@ -79,6 +79,7 @@ def test_it_leaves_checksum_failures_and_lookalikes_alone(text):
         "a::b(); cafe::bad()",
         'printf("%d::%d")',
         "Time 10:30::45",
+        "take a[100::5] and dead::beef",
     ],
 )
 def test_code_that_parses_as_a_compressed_ipv6_address_is_left_alone(text):
@@ -99,6 +100,15 @@ def test_a_cue_before_an_honorific_finds_one_person_once(text, want):
     # "Dear" took the honorific for a name: "Dear [PERSON]. [PERSON]", one person counted twice
     r = scrub(text)
     assert r.text == want and r.found.get("PERSON", 0) == want.count("[PERSON]")
+
+
+@pytest.mark.parametrize(
+    "text", ["host fe80::1 down", "prefix 2001:db8:: assigned", "from [2001:db8::7]:443", "at FE80::A1%eth0"]
+)
+def test_compressed_ipv6_addresses_with_two_groups_are_scrubbed(text):
+    # only compressed forms with three or more groups counted: a link-local fe80::1 was stored as typed
+    r = scrub(text)
+    assert r.found.get("IP") == 1 and "80::" not in r.text and "db8" not in r.text.lower(), r.text
 
 
 def test_checksums():

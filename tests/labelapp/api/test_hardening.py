@@ -405,3 +405,31 @@ def test_a_signed_in_browser_posting_multipart_to_the_api_is_read_strictly(rater
     good = _multipart([*fields, ("rationale", "naïve".encode())])
     r = client.post(url, good, content_type=mp, HTTP_X_CSRFTOKEN=token)
     assert r.status_code == 201 and Rating.objects.get().rationale == "naïve"
+
+
+def test_an_api_multipart_body_is_split_once(api, rater, acked, make_comparison, monkeypatch):
+    # the middleware read the body strictly and the API's parser split the same body again
+    import labelapp.formbody
+    import labelapp.middleware
+    from labelapp.models import Rating
+
+    calls = []
+    real = labelapp.formbody.multipart_fields
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(labelapp.formbody, "multipart_fields", counting)
+    monkeypatch.setattr(labelapp.middleware, "multipart_fields", counting)
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    fields = [("preference", b"-1"), ("idempotency_key", str(a.form_key).encode())]
+    fields += [("length_check", b"adds_content"), ("rationale", "café".encode())]
+    r = api.post(
+        f"/api/assignments/{a.pk}/rating/",
+        _multipart(fields),
+        content_type="multipart/form-data; boundary=zz",
+    )
+    assert r.status_code == 201 and Rating.objects.get().rationale == "café"
+    assert len(calls) == 1

@@ -23,7 +23,13 @@ from labelapp.api.strict import PAGINATION_PARAMS, ApiView
 from labelapp.models import ApiToken, Prompt, RaterProfile, Rating
 from labelapp.services.comparisons import comparisons_create
 from labelapp.services.consent import ConsentError, prompt_consent_changes, prompt_consent_set
-from labelapp.services.export import ExportFilters, export_rows, jsonl_chunks, parquet_chunks
+from labelapp.services.export import (
+    ExportFilters,
+    export_rows,
+    jsonl_chunks,
+    parquet_chunks,
+    parquet_schema,
+)
 from labelapp.services.ingest import (
     MAX_PROMPTS_PER_REQUEST,
     IngestError,
@@ -413,7 +419,7 @@ class ExportQuerySerializer(serializers.Serializer):
         help_text="ties: the ties / both-bad / split rows instead.",
     )
     guideline_version = serializers.ListField(
-        child=serializers.IntegerField(min_value=0, max_value=2**31 - 1), required=False
+        child=serializers.IntegerField(min_value=1, max_value=2**31 - 1), required=False
     )
     source_model = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
     since = serializers.DateTimeField(required=False)
@@ -456,20 +462,24 @@ class ExportView(ApiView):
         q = ExportQuerySerializer(data={k: v for k, v in data.items() if v != []})
         q.is_valid(raise_exception=True)
         v = q.validated_data
-        filters = ExportFilters(
-            guideline_versions=v.get("guideline_version", []),
-            since=v.get("since"),
-            until=v.get("until"),
-            source_models=v.get("source_model", []),
-            include_ties=v["kind"] == "ties",
-        )
+        try:
+            filters = ExportFilters(
+                guideline_versions=v.get("guideline_version", []),
+                since=v.get("since"),
+                until=v.get("until"),
+                source_models=v.get("source_model", []),
+                include_ties=v["kind"] == "ties",
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"detail": str(exc)}) from None
         wanted = "pair" if v["kind"] == "pairs" else "tie"
         rows = (row for kind, row in export_rows(mode=v["mode"], filters=filters) if kind == wanted)
         name = f"preferences-{v['mode']}-{v['kind']}"
         if v["output"] == "jsonl":
             chunks, content_type = jsonl_chunks(rows), "application/jsonl"
         else:
-            chunks, content_type = parquet_chunks(rows), "application/vnd.apache.parquet"
+            schema = parquet_schema(v["mode"], wanted)
+            chunks, content_type = parquet_chunks(rows, schema=schema), "application/vnd.apache.parquet"
         response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{name}.{v["output"]}"'
         return response

@@ -1,12 +1,13 @@
 """Preference export in TRL's format (`prompt`, `chosen`, `rejected`) as JSONL or Parquet.
 
 What goes out: only `Rating.objects.usable()` (the rule training uses too): not excluded, on
-consented, non-withheld prompts with no unreviewed personal-data flag, not flagged broken. Ties
+consented, non-withheld prompts with no unreviewed personal-data flag, not flagged broken, not a
+test-retest repeat. Ties
 (preference 0) and "both bad" ratings are left out by default, or written to a separate "ties" stream
 on request. Each row carries `margin` (the 7-point strength through
 TRAINING["MARGINS"], as training uses it), `weight` (rater trust from `selectors.trust_weights`,
 1.0 without a profile), `rater` (a keyed pseudonym, stable across exports, not reversible without
-SECRET_KEY), `guideline_version`, ids and lengths.
+SECRET_KEY), `guideline_version`, ids, lengths, and whether it is gold or simulated.
 
 Modes:
 - `rating`: one row per rating.
@@ -16,7 +17,10 @@ Modes:
   `weight` is |score| / (sum of all its ratings' weights, ties and both-bad included), so a
   unanimous comparison weighs 1 and a 2-to-1 split of equal raters 1/3. An exact split (score 0),
   a comparison with only ties, or one whose trust-weighted both-bad share is over one half goes to
-  the ties stream (or is dropped), never into the pairs.
+  the ties stream (or is dropped), never into the pairs. `guideline_versions` lists each rating's
+  version in the order of `rating_ids`; `guideline_version` is their version where all share one, else
+  null (a `guideline_version` filter decides which ratings are aggregated, so a mixed comparison's
+  winner can differ between a filtered and an unfiltered export).
 
 Streaming: rows come from a server-side cursor (`QuerySet.iterator`), Parquet is written in
 row groups (over HTTP each row group is sent once written: `parquet_chunks`); memory stays flat however
@@ -36,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Min, Q
 
 from labelapp.models import ExportFile, Rating
@@ -63,6 +67,8 @@ _FIELDS = (
     "comparison__response_b__char_count",
     "comparison__response_b__word_count",
     "comparison__response_b__token_count",
+    "comparison__kind",
+    "simulated__id",
 )
 
 
@@ -73,6 +79,17 @@ class ExportFilters:
     until: datetime | None = None
     source_models: list[str] = field(default_factory=list)
     include_ties: bool = False  # write ties / both-bad / splits to the ties stream
+
+    def __post_init__(self):
+        # every path (command, API) builds its filters here: an empty window exported nothing and
+        # wrote over the target as if the data were gone
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError(
+                f"since ({self.since.isoformat()}) must be before until ({self.until.isoformat()}): "
+                "that window holds no rating."
+            )
+        if any(v < 1 for v in self.guideline_versions):
+            raise ValueError("guideline versions are numbered from 1.")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -143,7 +160,14 @@ def _sides(r: dict, a_wins: bool) -> dict:
 
 
 def _tie_row(
-    r: dict, *, reason: str, rating_ids: list[int], raters: list[str], guideline_version: int
+    r: dict,
+    *,
+    reason: str,
+    rating_ids: list[int],
+    raters: list[str],
+    guideline_version: int | None,
+    guideline_versions: list[int],
+    n_simulated: int,
 ) -> dict:
     return {
         "prompt": r["comparison__prompt__text"],
@@ -155,6 +179,9 @@ def _tie_row(
         "rating_ids": rating_ids,
         "raters": raters,
         "guideline_version": guideline_version,
+        "guideline_versions": guideline_versions,
+        "gold": r["comparison__kind"] == "gold",
+        "n_simulated": n_simulated,
     }
 
 
@@ -176,6 +203,8 @@ def _rating_rows(
                         rating_ids=[r["id"]],
                         raters=[rater_pseudonym(r["rater_id"])],
                         guideline_version=r["guideline_version__number"],
+                        guideline_versions=[r["guideline_version__number"]],
+                        n_simulated=int(r["simulated__id"] is not None),
                     ),
                 )
             continue
@@ -194,6 +223,8 @@ def _rating_rows(
                 "rating_id": r["id"],
                 "strength": abs(pref),
                 "created_at": r["created_at"].isoformat(),
+                "gold": r["comparison__kind"] == "gold",
+                "simulated": r["simulated__id"] is not None,
             },
         )
 
@@ -207,14 +238,24 @@ def aggregate_comparison(group: list[dict], weights: dict[int, float]) -> tuple[
     score = sum(weights.get(r["rater_id"], 1.0) * (1 if r["preference"] > 0 else -1) for r in votes)
     ids = [r["id"] for r in group]
     raters = [rater_pseudonym(r["rater_id"]) for r in group]
-    version = max(r["guideline_version__number"] for r in group)
+    # Each rating's own version, in the order of rating_ids; the single version only where they all
+    # share it (the newest one named a version that may have decided nothing in a mixed comparison).
+    versions = [r["guideline_version__number"] for r in group]
+    version = versions[0] if len(set(versions)) == 1 else None
+    n_simulated = sum(r["simulated__id"] is not None for r in group)
+    tie = functools.partial(
+        _tie_row,
+        first,
+        rating_ids=ids,
+        raters=raters,
+        guideline_version=version,
+        guideline_versions=versions,
+        n_simulated=n_simulated,
+    )
     if total > 0 and both_bad / total > 0.5:
-        return "tie", _tie_row(
-            first, reason="both_bad", rating_ids=ids, raters=raters, guideline_version=version
-        )
+        return "tie", tie(reason="both_bad")
     if not votes or abs(score) < 1e-12:
-        reason = "tie" if not votes else "split"
-        return "tie", _tie_row(first, reason=reason, rating_ids=ids, raters=raters, guideline_version=version)
+        return "tie", tie(reason="tie" if not votes else "split")
     b_wins = score > 0
     agree = [r for r in votes if (r["preference"] > 0) == b_wins]
     w_agree = sum(weights.get(r["rater_id"], 1.0) for r in agree)
@@ -225,13 +266,47 @@ def aggregate_comparison(group: list[dict], weights: dict[int, float]) -> tuple[
         "weight": round(abs(score) / total, 6),
         "raters": raters,
         "guideline_version": version,
+        "guideline_versions": versions,
         "id": f"comparison:{first['comparison_id']}",
         "prompt_id": f"prompt:{first['comparison__prompt_id']}",
         "comparison_id": first["comparison_id"],
         "rating_ids": ids,
         "n_ratings": len(group),
         "agreement": round(w_agree / sum(weights.get(r["rater_id"], 1.0) for r in votes), 6),
+        "gold": first["comparison__kind"] == "gold",
+        "n_simulated": n_simulated,
     }
+
+
+def parquet_schema(mode: str, kind: str):
+    """The Parquet columns of an export's `kind` ("pair", "tie") rows in `mode`, fixed rather than
+    inferred from the first row group: a file with no rows still names and types its columns (a
+    trainer tells "no data" from a broken file), and a column that is null throughout a row group
+    (a mixed comparison's guideline_version) keeps its type."""
+    import pyarrow as pa
+
+    text, num, real, flag = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+    if kind == "tie":
+        return pa.schema(
+            [("prompt", text), ("response_a", text), ("response_b", text), ("reason", text)]
+            + [("prompt_id", text), ("comparison_id", num), ("rating_ids", pa.list_(num))]
+            + [("raters", pa.list_(text)), ("guideline_version", num), ("guideline_versions", pa.list_(num))]
+            + [("gold", flag), ("n_simulated", num)]
+        )
+    sides = [("prompt", text), ("chosen", text), ("rejected", text)]
+    sides += [
+        (f"{side}_{unit}", num) for unit in ("chars", "words", "tokens") for side in ("chosen", "rejected")
+    ]
+    if mode == "rating":
+        rest = [("margin", real), ("weight", real), ("rater", text), ("guideline_version", num), ("id", text)]
+        rest += [("prompt_id", text), ("comparison_id", num), ("rating_id", num), ("strength", num)]
+        rest += [("created_at", text), ("gold", flag), ("simulated", flag)]
+    else:
+        rest = [("margin", real), ("weight", real), ("raters", pa.list_(text)), ("guideline_version", num)]
+        rest += [("guideline_versions", pa.list_(num)), ("id", text), ("prompt_id", text)]
+        rest += [("comparison_id", num), ("rating_ids", pa.list_(num)), ("n_ratings", num)]
+        rest += [("agreement", real), ("gold", flag), ("n_simulated", num)]
+    return pa.schema(sides + rest)
 
 
 def _comparison_rows(qs, weights, stats: ExportStats, include_ties: bool) -> Iterator[tuple[str, dict]]:
@@ -271,7 +346,14 @@ def export_rows(
     qs = exportable_ratings(filters=filters)
     # Inside a transaction the server-side cursor streams; outside one Django declares it WITH HOLD,
     # and PostgreSQL then materializes the whole result before the first row comes back.
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
+        if outermost:
+            # One snapshot for the retention dates, the weights and the rows: under READ COMMITTED a
+            # rating committed between those statements left the file's oldest prompt later than
+            # its true one, and the purge deleted the file late.
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         # Oldest prompt per source, for the file's retention deadline (one query, not a field per row).
         oldest = (
             qs.order_by()
@@ -315,8 +397,8 @@ class _ParquetSink:
     """Rows buffered into row groups of `batch` rows; one pyarrow writer per file. `path` is a file
     name or a writable file object (parquet_chunks' _Pieces)."""
 
-    def __init__(self, path, batch: int = 5000):
-        self.path, self.batch, self.rows, self.writer = path, batch, [], None
+    def __init__(self, path, batch: int = 5000, schema=None):
+        self.path, self.batch, self.rows, self.writer, self.schema = path, batch, [], None, schema
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -330,7 +412,7 @@ class _ParquetSink:
         if not self.rows:
             return
         if self.writer is None:
-            table = pa.Table.from_pylist(self.rows)
+            table = pa.Table.from_pylist(self.rows, schema=self.schema)
             self.writer = pq.ParquetWriter(self.path, table.schema)
         else:
             table = pa.Table.from_pylist(self.rows, schema=self.writer.schema)
@@ -347,7 +429,8 @@ class _ParquetSink:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.table({}), self.path)
+            empty = self.schema.empty_table() if self.schema is not None else pa.table({})
+            pq.write_table(empty, self.path)
 
 
 class _Pieces:
@@ -379,13 +462,13 @@ class _Pieces:
         return out
 
 
-def parquet_chunks(rows, batch: int = 5000) -> Iterator[bytes]:
+def parquet_chunks(rows, batch: int = 5000, schema=None) -> Iterator[bytes]:
     """A Parquet file in pieces for a streamed response: each row group goes out once written (the
     footer last), so the first byte leaves after `batch` rows, memory holds one row group, and no
     temporary file holds prompt texts. A failure midway cuts the download short, and a Parquet file
     without its footer opens nowhere (JSONL: a missing final chunk), rather than being built first."""
     pieces = _Pieces()
-    sink = _ParquetSink(pieces, batch=batch)
+    sink = _ParquetSink(pieces, batch=batch, schema=schema)
     for row in rows:
         sink.add(row)
         if pieces.parts:
@@ -395,7 +478,7 @@ def parquet_chunks(rows, batch: int = 5000) -> Iterator[bytes]:
 
 
 class _JsonlSink:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, schema=None):
         self.path, self.fh = path, path.open("w", encoding="utf-8")
 
     def add(self, row: dict) -> None:
@@ -463,7 +546,8 @@ class _Landing:
         for kind, (target, f) in self.targets.items():
             self.partial[kind] = target.with_name(target.name + ".partial")
             self.partial[kind].parent.mkdir(parents=True, exist_ok=True)
-            self.sinks[kind] = _SINKS[f](self.partial[kind])
+            schema = parquet_schema(mode, kind) if f == "parquet" else None
+            self.sinks[kind] = _SINKS[f](self.partial[kind], schema=schema)
         for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
             self.sinks[kind].add(row)
         while self.sinks:

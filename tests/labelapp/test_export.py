@@ -80,6 +80,8 @@ def test_an_exact_split_is_a_tie_not_a_pair():
         "comparison__prompt__text": "p",
         "comparison__response_a__text": "a",
         "comparison__response_b__text": "b",
+        "comparison__kind": "normal",
+        "simulated__id": None,
     }
     group = [
         {**base, "id": 1, "rater_id": 1, "preference": -2, "both_bad": False},
@@ -376,3 +378,134 @@ def test_a_jsonl_row_stays_one_line_to_every_line_splitter():
     line = jsonl_line(row)
     assert len(line.splitlines()) == 1 and json.loads(line) == row
     assert "\u00e9" in line  # other characters stay as they are (UTF-8, not escaped)
+
+
+def test_a_mixed_comparison_names_each_ratings_version_and_no_single_one(make_user, guideline):
+    # guideline_version was the newest rating's: here a v2 that voted for the side that lost
+    from labelapp.services.guidelines import guideline_create
+
+    v2 = guideline_create(text="# Guidelines\n\nVersion two.", publish=True)
+    mixed, same = make_pair(), make_pair(text="q2")
+    u1, u2 = make_user(), make_user()
+    RaterProfile.objects.create(rater=u1, trust_weight=2.0)
+    r1 = rate(rater=u1, comparison=mixed, preference=-1, guideline=guideline)
+    r2 = rate(rater=u2, comparison=mixed, preference=3, guideline=v2)
+    rate(rater=u1, comparison=same, preference=1, guideline=v2)
+    rate(rater=u2, comparison=same, preference=0, guideline=v2)
+    rows = {row["comparison_id"]: row for row in _pairs(mode="comparison")}
+    assert rows[mixed.pk]["chosen"] == mixed.response_a.text
+    assert rows[mixed.pk]["guideline_version"] is None
+    assert rows[mixed.pk]["rating_ids"] == [r1.pk, r2.pk]
+    assert rows[mixed.pk]["guideline_versions"] == [guideline.number, v2.number]
+    assert rows[same.pk]["guideline_version"] == v2.number
+    assert rows[same.pk]["guideline_versions"] == [v2.number, v2.number]
+
+
+def test_rows_say_which_are_gold_and_which_simulated(rater, other_rater, guideline):
+    # a gold pair's synthetic answers and a simulated rater's judgment left as ordinary preferences
+    from labelapp.quality_models import SimulatedDecision
+
+    gold = make_pair()
+    Comparison.objects.filter(pk=gold.pk).update(kind="gold", gold_preference=-1)
+    sim = rate(rater=other_rater, comparison=gold, preference=1, guideline=guideline)
+    SimulatedDecision.objects.create(
+        rating=sim,
+        rater=other_rater,
+        utility_a=0.5,
+        utility_b=0.4,
+        length_bias=0.6,
+        position_bias=0.0,
+        noise=0.3,
+        p_longer=0.6,
+        p_left=0.5,
+        p_tie=0.1,
+    )
+    human = rate(rater=rater, comparison=make_pair(text="q2"), preference=-2, guideline=guideline)
+    rows = {row["rating_id"]: row for row in _pairs()}
+    assert (rows[sim.pk]["gold"], rows[sim.pk]["simulated"]) == (True, True)
+    assert (rows[human.pk]["gold"], rows[human.pk]["simulated"]) == (False, False)
+    by_comparison = {row["comparison_id"]: row for row in _pairs(mode="comparison")}
+    assert by_comparison[gold.pk]["gold"] and by_comparison[gold.pk]["n_simulated"] == 1
+    assert by_comparison[human.comparison_id]["n_simulated"] == 0
+
+
+@pytest.mark.parametrize("mode", ["rating", "comparison"])
+def test_parquet_columns_are_fixed_and_name_every_field_of_the_rows(make_user, guideline, tmp_path, mode):
+    # the schema came from the first row group: a file with no rows had no columns at all, and a
+    # comparison whose versions differ (guideline_version null) could not share a file with one typed
+    import pyarrow.parquet as pq
+
+    from labelapp.services.export import export_write, parquet_schema
+    from labelapp.services.guidelines import guideline_create
+
+    empty = export_write(path=tmp_path / "e.parquet", fmt="parquet", mode=mode, filters=ExportFilters())
+    assert empty.pairs == 0
+    assert pq.read_table(tmp_path / "e.parquet").schema.equals(parquet_schema(mode, "pair"))
+    v2 = guideline_create(text="# Guidelines\n\nVersion two.", publish=True)
+    u1, u2 = make_user(), make_user()
+    mixed, tied = make_pair(), make_pair(text="q2")
+    rate(rater=u1, comparison=mixed, preference=-1, guideline=guideline)
+    rate(rater=u2, comparison=mixed, preference=-2, guideline=v2)
+    rate(rater=u1, comparison=tied, preference=0, guideline=guideline)
+    rows = list(export_rows(mode=mode, filters=ExportFilters(include_ties=True)))
+    for kind in ("pair", "tie"):
+        assert [list(row) for k, row in rows if k == kind][0] == parquet_schema(mode, kind).names
+    result = export_write(
+        path=tmp_path / "p.parquet",
+        fmt="parquet",
+        mode=mode,
+        filters=ExportFilters(),
+        ties_path=tmp_path / "t.parquet",
+    )
+    assert (result.pairs, result.ties) == ((2, 1) if mode == "rating" else (1, 1))
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.schema.equals(parquet_schema(mode, "pair"))
+    assert table.to_pylist() == [row for k, row in rows if k == "pair"]
+
+
+def test_an_empty_window_is_refused_and_the_target_kept(rater, guideline, tmp_path):
+    # since after until exported nothing and wrote over the target (the API: test_export_api.py)
+    from django.core.management.base import CommandError
+
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    target = tmp_path / "p.jsonl"
+    target.write_text("an earlier export\n")
+    with pytest.raises(CommandError, match="must be before until"):
+        call_command(
+            "export_preferences",
+            str(target),
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2025-01-01",
+            stdout=StringIO(),
+        )
+    assert target.read_text() == "an earlier export\n"
+
+
+def test_format_that_contradicts_the_file_suffix_is_refused(rater, guideline, tmp_path):
+    # --format jsonl into w.parquet wrote JSONL under a Parquet name
+    from django.core.management.base import CommandError
+
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    with pytest.raises(CommandError, match="names a parquet file but --format says jsonl"):
+        call_command(
+            "export_preferences", str(tmp_path / "w.parquet"), "--format", "jsonl", stdout=StringIO()
+        )
+    assert not (tmp_path / "w.parquet").exists()
+    call_command("export_preferences", str(tmp_path / "w.txt"), "--format", "jsonl", stdout=StringIO())
+    assert (tmp_path / "w.txt").read_text().count("\n") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_reads_one_snapshot(rater, guideline):
+    # the retention dates, the trust weights and the rows were three READ COMMITTED statements
+    from django.db import connection
+
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    rows = export_rows(mode="rating", filters=ExportFilters())
+    next(rows)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW transaction_isolation")
+        assert cursor.fetchone()[0] == "repeatable read"
+    rows.close()

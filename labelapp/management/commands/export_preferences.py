@@ -23,17 +23,29 @@ def _when(value: str) -> datetime:
     return dt if timezone.is_aware(dt) else timezone.make_aware(dt, UTC)
 
 
+_KNOWN_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
 def _format_of(path: Path, default: str, *, told: bool) -> str:
     """The format a file's suffix names; `default` for no suffix or, when --format was given (`told`),
     any suffix. A file named out.csv got JSONL without a word."""
-    known = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-    if path.suffix.lower() in known:
-        return known[path.suffix.lower()]
+    if path.suffix.lower() in _KNOWN_SUFFIXES:
+        return _KNOWN_SUFFIXES[path.suffix.lower()]
     if path.suffix and not told:
         raise CommandError(
             f"{path.name}: the export writes .jsonl or .parquet files; name one of those, or say --format."
         )
     return default
+
+
+def _refuse_a_contradicting_suffix(path: Path | None, fmt: str | None) -> None:
+    """--format jsonl into w.parquet wrote a file that no Parquet reader opens, under a name that says
+    it is one."""
+    if path is None or fmt is None:
+        return
+    named = _KNOWN_SUFFIXES.get(path.suffix.lower())
+    if named is not None and named != fmt:
+        raise CommandError(f"{path.name} names a {named} file but --format says {fmt}: make them agree.")
 
 
 class Command(BaseCommand):
@@ -59,15 +71,16 @@ class Command(BaseCommand):
             stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
             o["out"] = Path(settings.EXPORT_DIR) / f"preferences-{o['mode']}-{stamp}.{o['format'] or 'jsonl'}"
         fmt = o["format"] or _format_of(o["out"], "jsonl", told=False)
+        _refuse_a_contradicting_suffix(o["out"], o["format"])  # the ties file follows its own name
         # The ties file follows its own name (TIES.jsonl next to OUT.parquet), else the main format.
         ties_fmt = _format_of(o["ties"], fmt, told=bool(o["format"])) if o["ties"] else None
-        filters = ExportFilters(
-            guideline_versions=o["guideline_version"],
-            since=o["since"],
-            until=o["until"],
-            source_models=o["source_model"],
-        )
         try:
+            filters = ExportFilters(
+                guideline_versions=o["guideline_version"],
+                since=o["since"],
+                until=o["until"],
+                source_models=o["source_model"],
+            )
             result = export_write(
                 path=o["out"],
                 fmt=fmt,

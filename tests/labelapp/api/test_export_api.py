@@ -75,3 +75,11 @@ def test_the_export_api_leaves_out_prompts_flagged_for_personal_data_until_revie
     assert [row["rating_id"] for row in rows] == [ok.pk]
     r = staff_api.get("/api/export/?mode=comparison&output=parquet")
     assert b"Ask Anna" not in b"".join(r.streaming_content)
+
+
+def test_an_empty_window_or_version_zero_is_a_400(staff_api):
+    # since after until answered 200 with nothing; guideline_version=0 was taken (the command refuses it)
+    r = staff_api.get("/api/export/?since=2026-01-01T00:00:00Z&until=2025-01-01T00:00:00Z")
+    assert r.status_code == 400 and "must be before until" in str(r.json())
+    r = staff_api.get("/api/export/?guideline_version=0")
+    assert r.status_code == 400 and "guideline_version" in str(r.json())

@@ -307,6 +307,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "RLHF preference loop API",
     "VERSION": "0.2.0",
     "DESCRIPTION": "Session auth for the browser, `Authorization: Bearer rlhf_...` for programs.",
+    # signed in (a session or a token): the schema names every endpoint, filter and scope
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

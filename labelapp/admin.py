@@ -520,7 +520,9 @@ class GuidelineVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(GuidelineAcknowledgment)
-class GuidelineAcknowledgmentAdmin(admin.ModelAdmin):
+class GuidelineAcknowledgmentAdmin(RecordAdmin):
+    """Records: an edited version or rater changed which version that rater's ratings carry."""
+
     list_display = ("rater", "version", "acknowledged_at")
     list_filter = ("version",)
     search_fields = ("rater__username",)

@@ -653,6 +653,10 @@ class ApiToken(models.Model):
         related_name="minted",
         help_text="The token that created this one; revoking it revokes this one too.",
     )
+    # What the account was when the token was made (services/tokens.py: account_standing). Who may make
+    # a token for an account was decided for the account as it was: once it is promoted or demoted,
+    # the token is refused (a rater's token, possibly minted by someone else, gained staff powers).
+    owner_standing = models.CharField(max_length=10, editable=False, default="rater")
 
     class Meta:
         ordering = ["-created_at"]

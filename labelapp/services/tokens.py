@@ -21,7 +21,10 @@ and only a superuser may create a token for a superuser:
   for another staff account: a program holding one staff member's token cannot become another. Signed
   in (a session, no token), a staff member with the role creates tokens for their own account and for
   raters; only a superuser creates them for another staff account.
-A token may also expire (`expires_at`); an expired token is refused like a revoked one.
+A token may also expire (`expires_at`); an expired token is refused like a revoked one. A token is
+refused once its account's standing (rater, staff, superuser) is not what it was when the token was
+made, and so is what it minted: promoting a rater must not hand staff powers to keys made for the
+rater (by anyone, with every scope by default), and demoting staff ends what they minted as staff.
 """
 
 from __future__ import annotations
@@ -73,6 +76,15 @@ def token_allows(*, token: ApiToken, scope: str, safe: bool) -> bool:
     if scope in granted:
         return True
     return safe and "read" in granted and scope not in PRIVATE_SCOPES
+
+
+def account_standing(user) -> str:
+    """ "superuser", "staff" or "rater": what decides who may make and use a token for the account."""
+    return "superuser" if user.is_superuser else "staff" if user.is_staff else "rater"
+
+
+# The same rule in SQL, for the minting chain.
+_STANDING_SQL = "CASE WHEN u.is_superuser THEN 'superuser' WHEN u.is_staff THEN 'staff' ELSE 'rater' END"
 
 
 def _digest(key: str) -> str:
@@ -135,6 +147,7 @@ def token_create(
         scopes=scopes,
         expires_at=expires_at,
         parent=via,
+        owner_standing=account_standing(user),
     )
     return token, key
 
@@ -206,20 +219,23 @@ SELECT EXISTS (
     JOIN labelapp_apitoken t ON t.id = c.id
     JOIN auth_user u ON u.id = t.user_id
     WHERE t.revoked_at IS NOT NULL OR t.expires_at <= %(now)s OR NOT u.is_active
+       OR t.owner_standing <> STANDING
 )
-"""
+""".replace("STANDING", _STANDING_SQL)
 
 
 def _chain_is_dead(parent_id: int, now) -> bool:
-    """Whether any token from `parent_id` up the minting chain is revoked, expired or inactive."""
+    """Whether any token from `parent_id` up the minting chain is revoked, expired, of an inactive
+    account or of one whose standing changed."""
     with connection.cursor() as cursor:
         cursor.execute(_DEAD_ANCESTOR_SQL, {"parent": parent_id, "now": now})
         return bool(cursor.fetchone()[0])
 
 
 def token_authenticate(*, key: str) -> ApiToken | None:
-    """The active token for `key`, or None: not revoked or expired, of an active account, and minted
-    (if by a token) from a chain of such tokens. Marks it used (at most once a minute, to spare
+    """The active token for `key`, or None: not revoked or expired, of an active account whose
+    standing is what it was when the token was made, and minted (if by a token) from a chain of such
+    tokens. Marks it used (at most once a minute, to spare
     writes)."""
     match = _KEY_SHAPE.fullmatch(key) if len(key) <= 200 else None
     if match is None:
@@ -230,6 +246,8 @@ def token_authenticate(*, key: str) -> ApiToken | None:
         return None
     now = timezone.now()
     if not token.user.is_active or (token.expires_at is not None and token.expires_at <= now):
+        return None
+    if token.owner_standing != account_standing(token.user):
         return None
     if token.parent_id is not None and _chain_is_dead(token.parent_id, now):
         return None

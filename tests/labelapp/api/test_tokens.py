@@ -405,3 +405,51 @@ def test_a_token_revokes_tokens_of_its_own_account_or_a_raters_not_other_staffs(
     r = browser.post(f"/api/tokens/{ApiToken.objects.get(user=root).pk}/revoke/")
     assert r.status_code == 403 and "superuser" in r.json()["detail"]
     assert browser.post(f"/api/tokens/{ApiToken.objects.get(user=colleague).pk}/revoke/").status_code == 200
+
+
+def test_a_token_stops_when_its_account_is_promoted_or_demoted(staff, rater, client):
+    # a rater's token (made by a data-manager, every scope by default) read every rating the day the
+    # rater was made staff; a demoted staff member's rater-level token went on working
+    from labelapp.services.tokens import token_create
+
+    _, for_rater = token_create(user=rater, name="feed", created_by=staff)
+    _, own = token_create(user=staff, name="own", created_by=staff, scopes=["admin", "rate", "read"])
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {for_rater}"}
+    assert client.get("/api/ratings/", **auth).status_code == 200
+    _, minted = _mint(client, {"HTTP_AUTHORIZATION": f"Bearer {own}"}, "rater", scopes=["rate"])
+    rater.is_staff = True
+    rater.save(update_fields=["is_staff"])
+    assert client.get("/api/staff/ratings/", **auth).status_code == 401
+    assert client.get("/api/ratings/", **auth).status_code == 401
+    rater.is_staff = False  # back as it was: the token is what it was made for again
+    rater.save(update_fields=["is_staff"])
+    assert client.get("/api/ratings/", **auth).status_code == 200
+    staff.is_staff = False
+    staff.save(update_fields=["is_staff"])
+    assert client.get("/api/ratings/", HTTP_AUTHORIZATION=f"Bearer {own}").status_code == 401
+    assert client.get("/api/ratings/", **minted).status_code == 401  # what it minted as staff stops too
+
+
+def test_the_schema_and_docs_need_a_signed_in_user(client, rater_key):
+    # every endpoint, filter and scope was open to anyone
+    assert client.get("/api/schema/").status_code == 401
+    assert client.get("/api/docs/").status_code in (401, 403)
+    assert client.get("/api/schema/", HTTP_AUTHORIZATION=f"Bearer {rater_key}").status_code == 200
+
+
+def test_guideline_acknowledgments_are_records_in_the_admin(rater, guideline, django_user_model):
+    # a superuser could edit one, changing which version the rater's later ratings carry
+    from labelapp.models import GuidelineAcknowledgment
+    from labelapp.services.guidelines import guideline_acknowledge
+
+    ack = guideline_acknowledge(rater=rater, version=guideline)
+    browser = Client()
+    browser.force_login(django_user_model.objects.create_superuser("boss", "boss@example.org", "pw"))
+    url = f"/admin/labelapp/guidelineacknowledgment/{ack.pk}/change/"
+    assert browser.post(url, {"rater": rater.pk, "version": guideline.pk}).status_code == 403
+    assert browser.get("/admin/labelapp/guidelineacknowledgment/add/").status_code == 403
+    assert (
+        browser.post(f"/admin/labelapp/guidelineacknowledgment/{ack.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert GuidelineAcknowledgment.objects.filter(pk=ack.pk).exists()

@@ -62,10 +62,12 @@ def rater_progress(*, rater) -> dict[str, int]:
 
 
 def assignment_for_page(*, rater, assignment_id: int) -> Assignment:
-    """The rater's own assignment with everything the page shows, in one query (404 for others)."""
+    """The rater's own assignment with everything the page shows, in one query (DoesNotExist for
+    others', and for one whose prompt's consent was withdrawn or that was withheld for personal data:
+    the API showed those texts to the rater who had judged them, whatever the assignment's state)."""
     return Assignment.objects.select_related(
         "comparison__prompt", "comparison__response_a", "comparison__response_b"
-    ).get(pk=assignment_id, rater=rater)
+    ).get(pk=assignment_id, rater=rater, comparison__prompt__consent=True, comparison__prompt__withheld=False)
 
 
 def queue_latest_snapshot() -> QueueSnapshot | None:

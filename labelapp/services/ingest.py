@@ -129,7 +129,9 @@ def _short(value, what: str, max_len: int, *, required: bool) -> str:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
         raise ValueError(f"{what} must be a non-empty string" if required else f"{what} must be a string")
-    if len(value) > max_len or "\x00" in value:
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    if len(value) > max_len:
         raise ValueError(f"{what} must be at most {max_len} characters")
     return value.strip()
 

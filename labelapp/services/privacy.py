@@ -5,6 +5,11 @@ Every ingest path (API, `manage.py import_prompts`) calls it, so nothing unscrub
 training. Detectors, in the order they claim text (an earlier one wins an overlap):
 
 - URL_WITH_CREDENTIALS  scheme://user:password@host...
+- SECRET                keys and tokens by their issuers' shapes (AWS AKIA/ASIA, GitHub ghp_/github_pat_,
+                        OpenAI-style sk-, Slack xox?-, Google AIza, Stripe sk_live_, JWTs), PEM private
+                        key blocks, and the value of a secret-named query parameter (?token=, &api_key=)
+                        or assignment (api_key = "...", aws_secret_access_key: ...); a value must mix
+                        letters and digits, so placeholders (YOUR_API_KEY) and words stay
 - EMAIL                 local@domain.tld
 - IBAN                  country + check digits + BBAN, accepted only when ISO 13616 mod-97 holds
 - CARD                  13-19 digits (spaces/dashes allowed), known issuer prefix, Luhn-valid
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 
 PLACEHOLDERS = {
     "URL_WITH_CREDENTIALS": "[URL_WITH_CREDENTIALS]",
+    "SECRET": "[SECRET]",
     "EMAIL": "[EMAIL]",
     "IBAN": "[IBAN]",
     "CARD": "[CARD]",
@@ -66,14 +72,39 @@ _ID_LABELLED = re.compile(
     r"id card(?: number)?|tax id|personal id(?: number)?|personnummer|steuer-?id)\b\.?[\s:#]*(?:is\s+)?)"
     r"([A-Z0-9][A-Z0-9 -]{4,18}[A-Z0-9])(?![\w-])"
 )
+_SECRET_SHAPES = re.compile(
+    r"(?<![\w-])(?:(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}"
+    r"|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}"
+    r"|[sr]k_(?:live|test)_[0-9A-Za-z]{16,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+    r"(?![\w-])"
+)
+# The header, then base64 lines (each at least 16 characters after a line break: no ambiguity to
+# backtrack over), then the footer if it is there.
+_PEM_PRIVATE = re.compile(
+    r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----(?:\s+[A-Za-z0-9+/=]{16,})*"
+    r"(?:\s*-----END [A-Z ]{0,20}PRIVATE KEY-----)?"
+)
+_SECRET_PARAM = re.compile(
+    r"(?i:[?&](?:access_token|id_token|token|api_?key|apikey|key|secret|client_secret|password|passwd|pwd"
+    r"|sig|signature|auth)=)([^&\s#\"'<>]{8,})"
+)
+_SECRET_ASSIGNED = re.compile(
+    r"(?i:\b(?:aws_secret_access_key|api[_-]?key|secret[_-]?key|access[_-]?token|auth[_-]?token"
+    r"|client[_-]?secret|password|passwd)\b[\"']?\s{0,3}[:=]\s{0,3}[\"']?)([^\s\"',;]{12,200})"
+)
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+# An IPv6 address ending in a dotted IPv4 part (2001:db8:1:2:3:4:192.0.2.1): the IPv4 detector took the
+# tail alone and left the network prefix.
+_IPV6_V4_TAIL = re.compile(
+    r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"
+)
 _VERSION_CUE = re.compile(r"(?i)(?:\bv|\bversion\s*|\bver\.?\s*|\brelease\s*|\bbuild\s*)$")
 _PHONE_INTL = re.compile(
     r"(?<![\w+])(?<!\d\s)(?:\+|00)[1-9]\d{0,2}[\s.-]?(?:\(0?\d{1,4}\)[\s.-]?)?\d{1,5}(?:[\s.-]?\d{2,5}){1,4}(?![\w-]|\s\d)"
 )
 _PHONE_NATIONAL = re.compile(
-    r"(?<![\w.,/-])(?<!\d\s)(?:\(\d{2,5}\)\s?|0?\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w-]|[.,]\d|\s\d)"
+    r"(?<![\w.,/-])(?<!\d\s)(?:1[\s.-])?(?:\(\d{2,5}\)\s?|0?\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w-]|[.,]\d|\s\d)"
 )
 _PHONE_LABELLED = re.compile(
     r"(?i:\b(?:phone|tel|telephone|mobile|cell|call(?: me)?(?: at| on)?|whatsapp|fax|text me(?: at| on)?)\b"
@@ -167,7 +198,29 @@ def _address_like_ipv6(cand: str) -> bool:
     return True
 
 
+def _secret_spans(text: str):
+    for m in _SECRET_SHAPES.finditer(text):
+        if _mixes_letters_and_digits(m.group(0)):  # "sk-learn-is-a-library" is no key
+            yield m.span()
+    for m in _PEM_PRIVATE.finditer(text):
+        yield m.span()
+    for rx in (_SECRET_PARAM, _SECRET_ASSIGNED):
+        for m in rx.finditer(text):
+            if _mixes_letters_and_digits(m.group(1)):
+                yield m.span(1)
+
+
+def _mixes_letters_and_digits(value: str) -> bool:
+    return any(ch.isdigit() for ch in value) and any(ch.isalpha() for ch in value)
+
+
 def _ip_spans(text: str):
+    for m in _IPV6_V4_TAIL.finditer(text):
+        try:
+            ipaddress.IPv6Address(m.group(0))
+        except ValueError:
+            continue
+        yield m.span()
     for m in _IPV4.finditer(text):
         if _VERSION_CUE.search(text[max(0, m.start() - 10) : m.start()]):
             continue
@@ -227,6 +280,7 @@ def _regex_spans(rx: re.Pattern):
 
 _DETECTORS = [
     ("URL_WITH_CREDENTIALS", _regex_spans(_URL_CREDS)),
+    ("SECRET", _secret_spans),
     ("EMAIL", _regex_spans(_EMAIL)),
     ("IBAN", _iban_spans),
     ("CARD", _card_spans),

@@ -996,6 +996,9 @@ def _fit_torchrun(pairs, config, out_dir: Path, final_dir: Path, reporter: _Repo
         raise
     finally:
         log_file.close()
+        # the prompt and answer texts: a consent withdrawal or the retention purge never reaches a copy
+        # left here (each attempt writes its own)
+        data.unlink(missing_ok=True)
     if proc.returncode != 0:
         tail = (out_dir / "torchrun.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"torchrun exited with {proc.returncode}: {tail}")

@@ -187,3 +187,11 @@ def test_the_migration_recomputes_todays_key():
     migration = importlib.import_module("labelapp.migrations.0016_prompt_text_hash_keeps_meaning")
     for text in ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US"]:
         assert migration._key(text) == text_hash(text)  # a new key needs a new migration
+
+
+def test_a_nul_in_a_short_field_is_named_as_such():
+    # "source must be at most 64 characters" for a 5-character value holding a NUL
+    from labelapp.services.ingest import parse_prompt
+
+    with pytest.raises(ValueError, match="source contains a NUL character"):
+        parse_prompt({"text": "Why?", "source": "fe\x00ed", "consent": True})

@@ -139,7 +139,18 @@ def test_names_and_addresses_in_any_script_and_case_are_replaced_whole(text, wan
     assert scrub(text).text == want
 
 
-@pytest.mark.parametrize("text", ["a+" * 50_000, "%a" * 50_000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a+" * 50_000,
+        "%a" * 50_000,
+        "-----BEGIN PRIVATE KEY-----\n" * 4_000,
+        "?token=" * 15_000,
+        "api_key=" * 12_000,
+        ("ab" * 40 + " ") * 1_200,
+        "1:" * 50_000,
+    ],
+)
 def test_long_runs_scrub_in_linear_time(text):
     # a pattern that could start at every position of such a run took time quadratic in its length:
     # about 4 s for these 100,000 characters, against 0.06 s now (a guard against the quadratic
@@ -149,3 +160,60 @@ def test_long_runs_scrub_in_linear_time(text):
     t0 = time.perf_counter()
     scrub(text)
     assert time.perf_counter() - t0 < 2.0
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("key AKIAIOSFODNN7EXAMPLE here", "key [SECRET] here"),
+        ("token ghp_16C7e42F292c6912E7710c838347Ae178B4a ok", "token [SECRET] ok"),
+        ("OPENAI_API_KEY=sk-proj-4f9aQ2x7LmN3pR8sT1vW6yZ0bC5dE", "OPENAI_API_KEY=[SECRET]"),
+        ("slack xoxb-1234567890-abcdefGHIJ", "slack [SECRET]"),
+        (
+            "https://example.com/cb?state=x&access_token=eyJ0eXAi0iJKV1Q&ok=1",
+            "https://example.com/cb?state=x&access_token=[SECRET]&ok=1",
+        ),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws_secret_access_key = [SECRET]",
+        ),
+        ('password: "s3cr3t-Passw0rd-2024"', 'password: "[SECRET]"'),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1b2c3d4e5f6g7h8\nq9r0s1t2u3v4w5x6y7z8==\n"
+            "-----END RSA PRIVATE KEY-----\nthen prose",
+            "[SECRET]\nthen prose",
+        ),
+    ],
+)
+def test_keys_and_tokens_are_scrubbed_by_their_shapes(text, want):
+    # every one was stored and exported as sent
+    r = scrub(text)
+    assert r.text == want and r.found.get("SECRET") == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'api_key = "YOUR_API_KEY"',
+        "pip install sk-learn-is-not-the-name-here",
+        "password = hunter2",
+        "see ?key=value and &token=abc",
+        "os.environ['OPENAI_API_KEY']",
+    ],
+)
+def test_placeholders_and_words_where_secrets_go_stay(text):
+    assert scrub(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("call 1-415-555-2671 now", "call [PHONE] now"),
+        ("call 1 (415) 555-2671 now", "call [PHONE] now"),
+        ("free 1-800-555-0199", "free [PHONE]"),
+        ("via 2001:db8:1:2:3:4:192.0.2.1 only", "via [IP] only"),
+    ],
+)
+def test_trunk_prefixed_us_numbers_and_ipv6_with_an_ipv4_tail_are_scrubbed_whole(text, want):
+    # "1-415-555-2671" stayed; the IPv6 address kept its network prefix: "2001:db8:1:2:3:4:[IP]"
+    assert scrub(text).text == want

@@ -50,6 +50,8 @@ def test_a_run_trains_under_torchrun_with_two_processes(
         version.is_active
         and (tmp_path / "artifacts" / f"reward-run-{run.pk}" / "main" / "torchrun.log").exists()
     )
+    # the texts handed to the ranks do not outlive the fit (no withdrawal or purge reaches them there)
+    assert not list((tmp_path / "artifacts").rglob("pairs.jsonl"))
 
 
 @pytest.mark.django_db(transaction=True)

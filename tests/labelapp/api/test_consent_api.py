@@ -116,3 +116,21 @@ def test_the_schema_documents_the_endpoint(staff_api):
     assert {"get", "post"} <= set(operations)
     assert {"200", "400", "403", "404"} <= set(operations["get"]["responses"])
     assert {"201", "400", "403", "404"} <= set(operations["post"]["responses"])
+
+
+@pytest.mark.parametrize("how", ["withdrawn", "withheld"])
+def test_a_rater_no_longer_reads_a_prompt_taken_out(api, rater, guideline, staff, how):
+    # the API's assignment detail showed the prompt and both answers to the rater who had judged them
+    from labelapp.services.consent import prompt_consent_set
+    from labelapp.services.review import prompt_withhold
+
+    comparison = make_pair(text="My private question")
+    rating = rate(rater=rater, comparison=comparison, preference=2, guideline=guideline)
+    url = f"/api/assignments/{rating.assignment_id}/"
+    assert api.get(url).status_code == 200
+    if how == "withdrawn":
+        prompt_consent_set(prompt=comparison.prompt, consent=False, reason="data subject request", by=staff)
+    else:
+        prompt_withhold(prompt_id=comparison.prompt_id)
+    r = api.get(url)
+    assert r.status_code == 404 and "private" not in r.content.decode()

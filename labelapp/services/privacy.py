@@ -27,6 +27,7 @@ Structured types are checksum- or rule-validated so that versions, dates, prices
 from __future__ import annotations
 
 import bisect
+import html
 import ipaddress
 import re
 from collections import Counter
@@ -291,8 +292,38 @@ _DETECTORS = [
 ]
 
 
+# A character reference (&#64;, &#x40;, &commat;), which the rating page's Markdown renders as the
+# character: "john&#64;example.com" reached raters as an address the scrubber never saw.
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
+_MARKUP = frozenset("<>&\"'")
+
+
+def _decode_entities(text: str) -> str:
+    """`text` with its character references decoded, except those of markup characters (&lt; stays:
+    decoded, it would turn shown text into markup)."""
+
+    def one(m: re.Match) -> str:
+        decoded = html.unescape(m.group(0))
+        return m.group(0) if decoded == m.group(0) or set(decoded) & _MARKUP else decoded
+
+    return _ENTITY.sub(one, text)
+
+
 def scrub(text: str) -> ScrubResult:
-    """Replace PII with typed placeholders; report counts by type (values are never kept)."""
+    """Replace PII with typed placeholders; report counts by type (values are never kept). A text whose
+    character references hide PII (john&#64;example.com) is stored with them decoded and scrubbed;
+    any other text keeps its references as written."""
+    result = _scrub_plain(text)
+    if "&" in text:
+        decoded = _decode_entities(text)
+        if decoded != text:
+            deeper = _scrub_plain(decoded)
+            if sum(deeper.found.values()) > sum(result.found.values()):
+                return deeper
+    return result
+
+
+def _scrub_plain(text: str) -> ScrubResult:
     taken: list[tuple[int, int, str]] = []  # claimed spans, sorted by start, never overlapping
     starts: list[int] = []
     for kind, detector in _DETECTORS:

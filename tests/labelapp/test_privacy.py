@@ -149,6 +149,7 @@ def test_names_and_addresses_in_any_script_and_case_are_replaced_whole(text, wan
         "api_key=" * 12_000,
         ("ab" * 40 + " ") * 1_200,
         "1:" * 50_000,
+        "a&#64;b.cd " * 9_000,
     ],
 )
 def test_long_runs_scrub_in_linear_time(text):
@@ -217,3 +218,22 @@ def test_placeholders_and_words_where_secrets_go_stay(text):
 def test_trunk_prefixed_us_numbers_and_ipv6_with_an_ipv4_tail_are_scrubbed_whole(text, want):
     # "1-415-555-2671" stayed; the IPv6 address kept its network prefix: "2001:db8:1:2:3:4:[IP]"
     assert scrub(text).text == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("mail john&#64;example.com", "mail [EMAIL]"),
+        ("mail john&commat;example&period;com", "mail [EMAIL]"),
+        ("card 4111&#32;1111&#32;1111&#32;1111 &lt;b&gt;", "card [CARD] &lt;b&gt;"),
+        ("ip 192&#46;168&#46;1&#46;10", "ip [IP]"),
+    ],
+)
+def test_pii_hidden_behind_character_references_is_scrubbed(text, want):
+    # the page's Markdown renders &#64; as @: raters saw the address that was stored unscrubbed
+    assert scrub(text).text == want
+
+
+def test_character_references_without_pii_stay_as_written():
+    text = "Tom &amp; Jerry &copy; 2024, a &lt;div&gt; and &#64;mention"
+    assert scrub(text).text == text

@@ -1,8 +1,9 @@
 """`make run`: one command that brings up the whole loop on a developer's machine.
 
 Migrates, seeds the demo project (idempotent), then starts and supervises the same services as
-docker-compose.yml: web (gunicorn), worker (queue `default`), gpu-worker (queue `gpu`, one task at a
-time), beat. Prints the URL and the demo accounts. Ctrl-C stops them all; the embedded PostgreSQL and
+docker-compose.yml: web (gunicorn), worker (queue `default`), gpu-worker (queues RM_QUEUE and
+POLICY_QUEUE, `gpu` by default, one task at a time), beat. A taken PORT stops it before anything
+starts. Prints the URL and the demo accounts. Ctrl-C stops them all; the embedded PostgreSQL and
 Redis keep running for the next start (`make stop` stops them).
 
 Environment: PORT (default 8000), HOST (default 127.0.0.1), WEB_WORKERS (default 3), WEB_THREADS
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +37,33 @@ def _django_env() -> dict[str, str]:
     return env
 
 
-def services(python: str, host: str, port: str, web_workers: str) -> dict[str, list[str]]:
+def port_in_use_message(host: str, port: str) -> str | None:
+    """Why the web server could not listen at host:port, before anything starts; None when it can.
+    A taken port printed the URL, then "web exited with code 1", the cause only in web.log."""
+    try:
+        number = int(port)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind((host, number))
+    except ValueError:
+        return f"PORT={port!r} is not a port number."
+    except OSError as exc:
+        why = f"Cannot listen on {host}:{port} ({exc.strerror}): another program has it?"
+        return f"{why} Try PORT=8001 make run."
+    return None
+
+
+def _gpu_queues() -> str:
+    """The training worker's queues: those of reward-model runs and policy rounds (RM_QUEUE,
+    POLICY_QUEUE), so moving either in .env needs no edit here."""
+    from django.conf import settings
+
+    return ",".join(dict.fromkeys([settings.TRAINING["QUEUE"], settings.POLICY["QUEUE"]]))
+
+
+def services(
+    python: str, host: str, port: str, web_workers: str, gpu_queues: str = "gpu"
+) -> dict[str, list[str]]:
     """The processes `make run` supervises; docker-compose.yml names the same four."""
     celery = [python, "-m", "celery", "-A", "config"]
     return {
@@ -69,7 +97,7 @@ def services(python: str, host: str, port: str, web_workers: str) -> dict[str, l
             *celery,
             "worker",
             "-Q",
-            "gpu",
+            gpu_queues,
             "--concurrency",
             "1",
             "--prefetch-multiplier",
@@ -87,6 +115,10 @@ def main() -> int:
     env = _django_env()
     python = sys.executable
     host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+    refused = port_in_use_message(host, port)
+    if refused:
+        print(f"  {refused}", file=sys.stderr)
+        return 1
     subprocess.run(
         [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True
     )
@@ -95,7 +127,8 @@ def main() -> int:
     log_dir = BASE_DIR / ".data" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
-    for name, cmd in services(python, host, port, os.environ.get("WEB_WORKERS", "3")).items():
+    supervised = services(python, host, port, os.environ.get("WEB_WORKERS", "3"), _gpu_queues())
+    for name, cmd in supervised.items():
         log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child's lifetime)
         procs[name] = subprocess.Popen(
             cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -116,10 +149,10 @@ def main() -> int:
     while not stopping:
         for name, proc in procs.items():
             if proc.poll() is not None:
-                print(
-                    f"  {name} exited with code {proc.returncode}; see {log_dir / (name + '.log')}",
-                    file=sys.stderr,
-                )
+                log = log_dir / f"{name}.log"
+                tail = log.read_text(errors="replace").splitlines()[-8:] if log.exists() else []
+                print(f"  {name} exited with code {proc.returncode}; the end of {log}:", file=sys.stderr)
+                print("\n".join(f"    {line}" for line in tail), file=sys.stderr)
                 stopping, exit_code = True, 1
                 break
         time.sleep(0.5)

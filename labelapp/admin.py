@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from labelapp.admin_base import DateBoundedListMixin, ReadOnlyAdmin, RecordAdmin
+from labelapp.admin_base import DateBoundedListMixin, RecordAdmin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -550,7 +550,7 @@ class PromptConsentChangeAdmin(RecordAdmin):
 
 
 @admin.register(RaterProfile)
-class RaterProfileAdmin(ReadOnlyAdmin):
+class RaterProfileAdmin(RecordAdmin):
     """The quality job computes every field (services/quality.py): a typed trust weight was unbounded
     (a negative one reached training) and the next refresh overwrote it anyway."""
 

@@ -109,3 +109,29 @@ print(cfg.control_socket)
     a, b = socket_for("127.0.0.1:8000"), socket_for("127.0.0.1:8001")
     assert a != b and a.endswith("gunicorn-127.0.0.1-8000.ctl") and b.endswith("8001.ctl")
     assert socket_for("127.0.0.1:8000", str(tmp_path / "mine.ctl")) == str(tmp_path / "mine.ctl")
+
+
+def test_make_run_refuses_a_taken_port_before_starting_anything():
+    # it printed the URL, then "web exited with code 1"; the cause was only in web.log
+    import socket
+
+    from config.run import port_in_use_message
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        assert "Try PORT=8001 make run" in port_in_use_message("127.0.0.1", port)
+    assert port_in_use_message("127.0.0.1", port) is None
+    assert "not a port number" in port_in_use_message("127.0.0.1", "eighty")
+
+
+def test_the_training_worker_of_make_run_listens_on_the_configured_queues(settings):
+    # -Q gpu was written out: RM_QUEUE or POLICY_QUEUE set in .env left runs with no worker
+    from config.run import _gpu_queues
+
+    settings.TRAINING = {**settings.TRAINING, "QUEUE": "train"}
+    settings.POLICY = {**settings.POLICY, "QUEUE": "gpu"}
+    assert _gpu_queues() == "train,gpu"
+    cmd = services("python", "h", "1", "1", _gpu_queues())["gpu-worker"]
+    assert cmd[cmd.index("-Q") + 1] == "train,gpu"

@@ -532,3 +532,36 @@ def test_an_action_on_a_selection_id_that_is_not_a_number_is_a_400(
     assert r.status_code == 400 and "not a whole number" in r.content.decode()
     good = admin_client.post(reverse(changelist), body | {"_selected_action": [str(comparison.pk)]})
     assert good.status_code in (200, 302)
+
+
+def test_guideline_acknowledgments_are_records_in_the_admin(rater, guideline, django_user_model):
+    # a superuser could edit one, changing which version the rater's later ratings carry
+    from labelapp.models import GuidelineAcknowledgment
+    from labelapp.services.guidelines import guideline_acknowledge
+
+    ack = guideline_acknowledge(rater=rater, version=guideline)
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(django_user_model.objects.create_superuser("boss", "boss@example.org", "pw"))
+    url = f"/admin/labelapp/guidelineacknowledgment/{ack.pk}/change/"
+    assert browser.post(url, {"rater": rater.pk, "version": guideline.pk}).status_code == 403
+    assert browser.get("/admin/labelapp/guidelineacknowledgment/add/").status_code == 403
+    assert (
+        browser.post(f"/admin/labelapp/guidelineacknowledgment/{ack.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert GuidelineAcknowledgment.objects.filter(pk=ack.pk).exists()
+
+
+def test_rater_profiles_cannot_be_deleted_in_the_admin(rater, django_user_model):
+    # deleting one reset the rater's trust weight to 1.0; the README lists profiles among the records
+    from labelapp.models import RaterProfile
+
+    profile = RaterProfile.objects.create(rater=rater, trust_weight=0.3)
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(django_user_model.objects.create_superuser("boss", "boss@example.org", "pw"))
+    r = browser.post(f"/admin/labelapp/raterprofile/{profile.pk}/delete/", {"post": "yes"})
+    assert r.status_code == 403 and RaterProfile.objects.filter(pk=profile.pk).exists()

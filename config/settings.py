@@ -407,6 +407,9 @@ QUALITY = {
     # Flag a rater whose gold accuracy is below GOLD_MIN on at least GOLD_MIN_N gold judgments.
     "GOLD_MIN": env.float("QUALITY_GOLD_MIN", default=0.7),
     "GOLD_MIN_N": env.int("QUALITY_GOLD_MIN_N", default=5),
+    # Flag a rater's position bias only on at least this many non-tie judgments (4 of 4 on the right
+    # already excludes one half from the Wilson interval).
+    "POSITION_MIN_N": env.int("QUALITY_POSITION_MIN_N", default=20),
     # Cohen's kappa for rater pairs sharing at least this many comparisons.
     "KAPPA_MIN_OVERLAP": env.int("QUALITY_KAPPA_MIN_OVERLAP", default=10),
     # Bootstrap resamples for Krippendorff's alpha's interval.

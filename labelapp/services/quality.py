@@ -15,7 +15,8 @@ characters over time on task.
 Flags (each a reason string on the rater's row):
 - length: the rater's length slope is significantly above 0 and above the pool's (its 95% interval
   lies above both): they lean toward longer answers more than their colleagues on the same data;
-- position: P(chose left) is significantly different from 0.5 (Wilson interval excludes it);
+- position: P(chose left) is significantly different from 0.5 (Wilson interval excludes it), on at
+  least QUALITY["POSITION_MIN_N"] judgments;
 - gold: gold accuracy below QUALITY["GOLD_MIN"] on at least QUALITY["GOLD_MIN_N"] gold judgments;
 - speed: more than QUALITY["FAST_SHARE_MAX"] of judgments implausibly fast, on at least
   QUALITY["FAST_MIN_N"] judgments (one fast first judgment is no pattern).
@@ -182,7 +183,11 @@ def _flags(row: dict, pool: dict) -> list[str]:
     if slope["lo"] is not None and slope["lo"] > max(0.0, pool_slope):
         flags.append("length")
     left = row["p_left"]
-    if left["lo"] is not None and (left["lo"] > 0.5 or left["hi"] < 0.5):
+    if (
+        left["n"] >= _cfg("POSITION_MIN_N")
+        and left["lo"] is not None
+        and (left["lo"] > 0.5 or left["hi"] < 0.5)
+    ):
         flags.append("position")
     gold = row["gold_accuracy"]
     if gold["n"] >= _cfg("GOLD_MIN_N") and gold["value"] < _cfg("GOLD_MIN"):

@@ -324,3 +324,21 @@ def test_the_newest_review_decides_whether_a_rating_counts(
     assert Rating.objects.not_excluded().filter(pk=r.pk).exists()
     review(RatingReview.Decision.EXCLUDE)
     assert counted() == [other_rater.pk]
+
+
+def test_a_position_flag_needs_enough_judgments(settings):
+    # the demo rater carried the position flag after 4 judgments, all on the right
+    from labelapp.services.quality import _flags
+
+    row = {
+        "length_slope": {"lo": None},
+        "p_left": {"value": 0.0, "lo": 0.0, "hi": 0.49, "n": 4},
+        "gold_accuracy": {"n": 0, "value": None},
+        "fast": {"n": 0, "value": None},
+    }
+    pool = {"length_slope": {"value": 0.0}}
+    assert "position" not in _flags(row, pool)
+    row["p_left"] = {"value": 0.0, "lo": 0.0, "hi": 0.16, "n": 20}
+    assert "position" in _flags(row, pool)
+    settings.QUALITY = {**settings.QUALITY, "POSITION_MIN_N": 30}
+    assert "position" not in _flags(row, pool)

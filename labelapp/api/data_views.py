@@ -239,10 +239,12 @@ class PromptResponsesView(ApiView):
         except ValueError as exc:
             raise ValidationError({"answers": [str(exc)]}) from None
         try:
-            created = responses_add(prompt=prompt, answers=answers, by=request.user)
+            stored, n_new = responses_add(prompt=prompt, answers=answers, by=request.user)
         except IngestError as exc:
             return _ingest_error(exc)
-        return Response(ds.ResponseOutSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
+        # 201 when anything was stored; a retry of the same answers gets them back with 200
+        code = status.HTTP_201_CREATED if n_new else status.HTTP_200_OK
+        return Response(ds.ResponseOutSerializer(stored, many=True).data, status=code)
 
 
 class PromptConsentView(ApiView):

@@ -414,8 +414,11 @@ def ingest_jsonl(*, text: str, limit: int | None = MAX_PROMPTS_PER_REQUEST, by=N
     return ingest_prompts(items=parse_jsonl(text), line_numbers=numbers, by=by)
 
 
-def responses_add(*, prompt: Prompt, answers: list[AnswerIn], by=None) -> list[Response]:
-    """Attach answers from any model to a stored prompt (scrubbed like everything else)."""
+def responses_add(*, prompt: Prompt, answers: list[AnswerIn], by=None) -> tuple[list[Response], int]:
+    """Attach answers from any model to a stored prompt (scrubbed like everything else); returns
+    (the stored answers, one per distinct text sent, and how many of them are new). An answer whose
+    scrubbed text the prompt already holds is not stored again, as in ingest: a retried request
+    stored every answer twice."""
     permission_check(by, "prompt_ingest")
     with transaction.atomic():
         # two requests with the same new external id would otherwise both pass the check and the
@@ -426,7 +429,12 @@ def responses_add(*, prompt: Prompt, answers: list[AnswerIn], by=None) -> list[R
             raise IngestError(
                 [{"line": None, "error": f"answer external_id {bad[0]!r} already exists or is given twice"}]
             )
-        return [_answer_create(prompt=prompt, answer=a, scrubbed=scrub(a.text)) for a in answers]
+        new, _ = _new_answers(prompt, answers)
+        for a, scrubbed in new:
+            _answer_create(prompt=prompt, answer=a, scrubbed=scrubbed)
+        texts = list(dict.fromkeys(scrub(a.text).text for a in answers))
+        held = {r.text: r for r in Response.objects.filter(prompt=prompt, text__in=texts).order_by("-id")}
+        return [held[t] for t in texts], len(new)
 
 
 def _answer_create(*, prompt: Prompt, answer: AnswerIn, scrubbed) -> Response:

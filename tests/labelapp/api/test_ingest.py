@@ -321,3 +321,20 @@ def test_a_prompt_or_answer_of_invisible_characters_only_is_refused(staff_api, t
     r = staff_api.post("/api/prompts/", body, content_type="application/json")
     assert r.status_code == 400 and "invisible" in str(r.json()), r.content
     assert not Prompt.objects.exists()
+
+
+def test_answers_sent_again_are_not_stored_twice(staff_api):
+    # a retried request stored every answer again (ingest skipped them; this endpoint did not)
+    pid = staff_api.post(
+        "/api/prompts/", {"text": "Q?", "source": "s", "consent": True}, content_type="application/json"
+    ).json()["prompt_ids"][0]
+    body = {"answers": [{"text": "Mail bob@example.org", "model": "m"}, {"text": "Four.", "model": "m"}]}
+    first = staff_api.post(f"/api/prompts/{pid}/responses/", body, content_type="application/json")
+    again = staff_api.post(f"/api/prompts/{pid}/responses/", body, content_type="application/json")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert [a["id"] for a in again.json()] == [a["id"] for a in first.json()]
+    assert Response.objects.filter(prompt_id=pid).count() == 2
+    more = {"answers": [{"text": "Four.", "model": "m"}, {"text": "4", "model": "m"}]}
+    r = staff_api.post(f"/api/prompts/{pid}/responses/", more, content_type="application/json")
+    assert r.status_code == 201 and [a["text"] for a in r.json()] == ["Four.", "4"]
+    assert Response.objects.filter(prompt_id=pid).count() == 3

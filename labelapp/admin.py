@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from labelapp.admin_base import DateBoundedListMixin, RecordAdmin
+from labelapp.admin_base import DateBoundedListMixin, RecordAdmin, SaveChangedFieldsMixin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -77,7 +77,8 @@ class ResponseInline(admin.TabularInline):
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+    derived_fields = {"text": ("pii_found",)}  # scrub_model_text adds its counts
     list_display = ("id", "short_text", "category", "source", "consent", "withheld", "created_at")
     list_filter = ("category", "source", "consent", "withheld")
     search_fields = ("text", "external_id")
@@ -154,7 +155,8 @@ class PromptAdmin(admin.ModelAdmin):
 
 
 @admin.register(Response)
-class ResponseAdmin(admin.ModelAdmin):
+class ResponseAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+    derived_fields = {"text": ("pii_found",)}  # scrub_model_text adds its counts
     list_display = ("id", "prompt_id", "source_model", "source_model_version", "word_count", "token_count")
     list_filter = ("source_model", "source_model_version")
     search_fields = ("text", "external_id", "prompt__text")
@@ -190,7 +192,7 @@ class ResponseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Comparison)
-class ComparisonAdmin(admin.ModelAdmin):
+class ComparisonAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "prompt_id",
@@ -428,7 +430,8 @@ class RatingAdmin(DateBoundedListMixin, RecordAdmin):
 
 
 @admin.register(GuidelineVersion)
-class GuidelineVersionAdmin(admin.ModelAdmin):
+class GuidelineVersionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+    always_saved_fields = ("author",)  # save_model records who edited the draft
     list_display = ("number", "title", "published_at", "author", "created_at")
     list_filter = ("published_at",)
     search_fields = ("text", "title", "changelog")
@@ -559,13 +562,13 @@ class RaterProfileAdmin(RecordAdmin):
 
 
 @admin.register(QueueSnapshot)
-class QueueSnapshotAdmin(DateBoundedListMixin, admin.ModelAdmin):
+class QueueSnapshotAdmin(DateBoundedListMixin, SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display = ("taken_at", "pending", "leased", "done", "released")
     date_hierarchy = "taken_at"
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     """A run's record: what it trained with (config, kind, data snapshot) and what came of it. Runs start
     through the training service (the button, the API, the command: single flight, broker check), not
     from an add form, and their recipe is never rewritten afterwards; only the attempt limit is editable
@@ -604,7 +607,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(RewardModelVersion)
-class RewardModelVersionAdmin(admin.ModelAdmin):
+class RewardModelVersionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display = ("number", "is_active", "created_at", "activated_at", "artifact_path")
     list_filter = ("is_active",)
     readonly_fields = (
@@ -646,7 +649,7 @@ from labelapp.services.tokens import TokenError, token_revoke  # noqa: E402
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     """Tokens are created through the API or `manage.py create_api_token` (the key is shown once)."""
 
     list_display = ("prefix", "name", "user", "scopes", "last_used_at", "expires_at", "revoked_at")
@@ -686,7 +689,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExportFile)
-class ExportFileAdmin(admin.ModelAdmin):
+class ExportFileAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     list_display = ("path", "format", "mode", "rows", "created_at", "expires_at")
     list_filter = ("format", "mode")
     search_fields = ("path",)
@@ -728,7 +731,7 @@ from labelapp.models import PolicyDecision, PolicyPair, PolicySample, PolicyVers
 
 
 @admin.register(PolicyVersion)
-class PolicyVersionAdmin(admin.ModelAdmin):
+class PolicyVersionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     """Read-only: rounds write versions, and a rejection (with its reason) goes through the policy
     page or the API, where it is recorded; nothing here rewrites what a round produced."""
 
@@ -747,7 +750,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(PolicyDecision)
-class PolicyDecisionAdmin(admin.ModelAdmin):
+class PolicyDecisionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     """Read-only: decisions are made on the policy page or through the API, and never rewritten."""
 
     list_display = ("version", "action", "who", "at", "reason")

@@ -28,7 +28,30 @@ class DateBoundedListMixin:
         return DateBoundedChangeList
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class SaveChangedFieldsMixin:
+    """A change form (and a list's editable columns) saves only the fields the staff member changed,
+    with what the model derives from them (`derived_fields`; the models' own save() adds theirs):
+    Django's save wrote every column as the form had read it, so a service's change in between (a
+    claim count, a consent withdrawal, a run's status, a token's revocation, the active reward model)
+    went back to the old value. An add saves the whole row, as before."""
+
+    derived_fields: dict[str, tuple[str, ...]] = {}
+    always_saved_fields: tuple[str, ...] = ()
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        concrete = {f.name for f in obj._meta.concrete_fields}
+        fields = {name for name in form.changed_data if name in concrete}
+        for name in list(fields):
+            fields.update(self.derived_fields.get(name, ()))
+        if fields:
+            fields.update(self.always_saved_fields)
+            obj.save(update_fields=sorted(fields))
+        return None
+
+
+class ReadOnlyAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     """Viewable, never added or changed here (a job or a service writes these rows)."""
 
     def has_add_permission(self, request):

@@ -565,3 +565,57 @@ def test_rater_profiles_cannot_be_deleted_in_the_admin(rater, django_user_model)
     browser.force_login(django_user_model.objects.create_superuser("boss", "boss@example.org", "pw"))
     r = browser.post(f"/admin/labelapp/raterprofile/{profile.pk}/delete/", {"post": "yes"})
     assert r.status_code == 403 and RaterProfile.objects.filter(pk=profile.pk).exists()
+
+
+def _admin_save(model, stale, changed, superuser):
+    """Save `stale` (read before a service changed its row) the way a change form does, with the
+    fields the staff member changed."""
+    from types import SimpleNamespace
+
+    from django.test import RequestFactory
+
+    request = RequestFactory().post("/admin/")
+    request.user = superuser
+    form = SimpleNamespace(changed_data=changed, initial={})
+    admin.site._registry[model].save_model(request, stale, form, change=True)
+
+
+def test_an_admin_save_writes_only_what_was_changed(make_comparison, staff, django_user_model):
+    # the whole row went back as the form had read it: a claim count, a consent withdrawal, a run's
+    # finished status and a token's revocation made meanwhile were undone (the queue then served a
+    # comparison 74 times for 60 required; withdrawn ratings trained again)
+    from django.utils import timezone
+
+    from labelapp.models import ApiToken, Comparison, Prompt, TrainingRun
+    from labelapp.services.consent import prompt_consent_set
+    from labelapp.services.tokens import token_create
+
+    boss = django_user_model.objects.create_superuser("boss", "boss@example.org", "pw")
+    c = make_comparison(a="Four.", b="4")
+    stale = Comparison.objects.get(pk=c.pk)
+    Comparison.objects.filter(pk=c.pk).update(claimed_count=7)
+    stale.priority = 5
+    _admin_save(Comparison, stale, ["priority"], boss)
+    c.refresh_from_db()
+    assert (c.priority, c.claimed_count) == (5, 7)
+
+    stale = Prompt.objects.get(pk=c.prompt_id)
+    prompt_consent_set(prompt=c.prompt, consent=False, reason="data subject request", by=staff)
+    stale.category = "math"
+    _admin_save(Prompt, stale, ["category"], boss)
+    prompt = Prompt.objects.get(pk=c.prompt_id)
+    assert (prompt.category, prompt.consent) == ("math", False)
+
+    run = TrainingRun.objects.create(kind="reward_model", status="running", trigger="manual")
+    stale = TrainingRun.objects.get(pk=run.pk)
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
+    stale.max_attempts = 5
+    _admin_save(TrainingRun, stale, ["max_attempts"], boss)
+    run.refresh_from_db()
+    assert (run.status, run.max_attempts) == ("succeeded", 5)
+
+    token, _ = token_create(user=staff, name="t")
+    stale = ApiToken.objects.get(pk=token.pk)
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    _admin_save(ApiToken, stale, [], boss)  # Save pressed on a page with nothing editable
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is not None

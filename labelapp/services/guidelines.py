@@ -168,8 +168,13 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
     _check_texts(text=text, title=title, changelog=changelog)
     text = _unix_newlines(text)
     _refuse_empty_publish(text=text, title=title, changelog=changelog)
-    draft = _draft_save(text=text, author=author, title=title)
-    return guideline_publish(version=draft, changelog=changelog, by=author)
+    with transaction.atomic():
+        # Save and publish under one hold of the draft lock: in two transactions another staff
+        # member's draft save (or publish) could land between them, and this publish then published
+        # their text under this change message.
+        xact_lock(_DRAFT_LOCK)
+        draft = _draft_save(text=text, author=author, title=title)
+        return guideline_publish(version=draft, changelog=changelog, by=author)
 
 
 def _refuse_empty_publish(*, text: str, title: str, changelog: str | None) -> None:

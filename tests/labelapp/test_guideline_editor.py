@@ -246,3 +246,53 @@ def test_a_guideline_of_invisible_characters_only_is_refused(staff):
 
     with pytest.raises(GuidelineError, match="empty"):
         guideline_draft_save(text="\u200b\ufeff\n", author=staff)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_saved_while_another_editor_publishes_is_not_what_gets_published(
+    make_user, guideline, monkeypatch
+):
+    # The editor's Publish saved the draft and published it in two transactions: a colleague's draft
+    # save landing between them was published under the publisher's change message.
+    import threading
+    import time
+
+    from django.db import connections
+
+    from labelapp.services import guidelines
+    from labelapp.services.guidelines import guideline_publish_text
+
+    publisher, colleague = make_user(staff=True), make_user(staff=True)
+    real_publish = guidelines.guideline_publish
+
+    def slow_publish(**kwargs):
+        time.sleep(0.4)  # the gap between the draft save and the publish, widened
+        return real_publish(**kwargs)
+
+    monkeypatch.setattr(guidelines, "guideline_publish", slow_publish)
+    errors = []
+
+    def run(fn):
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    publishing = threading.Thread(
+        target=run,
+        args=(lambda: guideline_publish_text(text="Publisher's text", changelog="mine", author=publisher),),
+    )
+    saving = threading.Thread(
+        target=run, args=(lambda: guideline_draft_save(text="Colleague's draft", author=colleague),)
+    )
+    publishing.start()
+    time.sleep(0.15)
+    saving.start()
+    publishing.join()
+    saving.join()
+    assert errors == []
+    published = GuidelineVersion.objects.get(changelog="mine")
+    assert published.text == "Publisher's text" and published.published_at is not None
+    assert GuidelineVersion.objects.get(published_at__isnull=True).text == "Colleague's draft"

@@ -233,6 +233,9 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
     """
     now = timezone.now()
     current = None if just_finished else _open_assignment(rater)
+    if current is not None and not _servable(current):
+        _take_back(current)
+        current = None
     if current is not None:
         _require_ack(rater)
         if current.lease_expires_at > now or _lease_renewed(current, now):
@@ -261,6 +264,25 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
         time.sleep(0.02)
         claimed = _claim_one(rater=rater, now=now)
     return claimed
+
+
+def _servable(assignment: Assignment) -> bool:
+    """Whether the open lease's prompt may still be shown (consent in force, not withheld)."""
+    prompt = assignment.comparison.prompt
+    return prompt.consent and not prompt.withheld
+
+
+def _take_back(assignment: Assignment) -> None:
+    """End an open lease whose prompt was withdrawn or withheld in the instant it was claimed (the
+    withdrawal's take-back did not see it yet), freeing its slot, as comparisons_withdraw does."""
+    with transaction.atomic():
+        ended = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.LEASED).update(
+            status=Assignment.Status.EXPIRED, finished_at=timezone.now()
+        )
+        if ended:
+            Comparison.objects.filter(pk=assignment.comparison_id).update(
+                claimed_count=F("claimed_count") - 1
+            )
 
 
 def _claim_released(*, rater, now: datetime) -> Assignment | None:
@@ -390,8 +412,14 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     left open, it would be served on every reload and every submit of it refused (one rating per
     comparison), and claimed_count would count this rater twice.
     """
-    comparison = Comparison.objects.filter(pk=assignment.comparison_id).values(
-        "is_active", "prompt__withheld", "prompt__consent"
+    # Locked first: a reload claiming this comparison back in the same instant either committed its
+    # lease before (and _release_reissued_lease below sees it) or skips the locked row. Unlocked, a
+    # lease committed between that check and this rating stayed open on a comparison the rater had
+    # rated: served on every reload, each submit refused.
+    comparison = (
+        Comparison.objects.select_for_update(of=("self",))
+        .filter(pk=assignment.comparison_id)
+        .values("is_active", "prompt__withheld", "prompt__consent")
     )
     state = comparison.first()
     if state is None or not state["is_active"] or state["prompt__withheld"] or not state["prompt__consent"]:
@@ -408,6 +436,11 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
             )
             + "Nothing was saved; please take the next one."
         )
+    skipped = Assignment.objects.filter(
+        rater_id=assignment.rater_id, comparison_id=assignment.comparison_id, status=Assignment.Status.SKIPPED
+    )
+    if skipped.exists():  # the old tab's late submit after the rater skipped it in a new one
+        raise QueueError("You skipped this comparison since. Nothing was saved; please take the next one.")
     if _release_reissued_lease(assignment):
         return  # the re-issued lease's slot is this rating's now: claimed_count stays right
     updated = (

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, GuidelineVersion, Rating
+from labelapp.models import Assignment, Comparison, GuidelineVersion, Prompt, Rating
 from labelapp.rawsql import fetch_one, loaded_instance
 from labelapp.services.assignment import QueueError, assignment_reclaim_expired
 from labelapp.services.repeats import repeat_maybe_schedule
@@ -130,9 +130,10 @@ WITH ver AS (
     ORDER BY g.number DESC LIMIT 1
 ), closed AS (
     UPDATE labelapp_assignment a SET status = 'done', finished_at = %(now)s
-    FROM labelapp_comparison c, labelapp_response ra, labelapp_response rb
+    FROM labelapp_comparison c, labelapp_response ra, labelapp_response rb, labelapp_prompt p
     WHERE a.id = %(assignment)s AND a.rater_id = %(rater)s AND a.status = 'leased'
       AND c.id = a.comparison_id AND ra.id = c.response_a_id AND rb.id = c.response_b_id
+      AND p.id = c.prompt_id AND p.consent AND NOT p.withheld
       AND EXISTS (SELECT 1 FROM ver)
       AND (%(length_check)s <> '' OR NOT {_ASKED_SQL})
     RETURNING a.id, a.comparison_id, a.shown_left, c.kind, {_ASKED_SQL} AS asked
@@ -289,6 +290,13 @@ def _submit_slow(
                 raise AssignmentGone(str(exc)) from exc
         elif assignment.status != Assignment.Status.LEASED:
             raise AssignmentGone("This comparison is no longer assigned to you (skipped or finished).")
+        if not Prompt.objects.filter(pk=comparison.prompt_id, consent=True, withheld=False).exists():
+            # A lease claimed in the instant of a withdrawal or a withholding escapes its take-back
+            # (services/assignment.py: comparisons_withdraw); its rating is refused here.
+            raise AssignmentGone(
+                "This comparison was withdrawn while you had it open. "
+                "Nothing was saved; please take the next one."
+            )
 
         fields = _rating_fields(data)
         if not asked:

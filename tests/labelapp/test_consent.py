@@ -354,3 +354,23 @@ def test_the_command_refuses_an_unknown_prompt_and_needs_one_direction(staff):
         call_command("prompt_consent", str(prompt.pk), "--withdraw", "--restore", "--reason", "r")
     with pytest.raises(CommandError):
         call_command("prompt_consent", str(prompt.pk), "--reason", "r")
+
+
+@pytest.mark.parametrize("how", ["consent", "withheld"])
+def test_a_lease_that_escaped_the_take_back_is_neither_served_nor_rated(
+    staff, rater, acked, make_comparison, how
+):
+    # A claim committing in the instant of a withdrawal keeps its lease (the take-back's SELECT did not
+    # see it): the rater was served the prompt on every reload and the rating was accepted.
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    change = {"consent": False} if how == "consent" else {"withheld": True}
+    Prompt.objects.filter(pk=comparison.prompt_id).update(**change)  # the lease escaped, as in the race
+    with pytest.raises(RatingError, match="withdrawn while you had it open"):
+        rating_submit(
+            rater=rater, assignment_id=held.pk, idempotency_key=held.form_key, data=RatingInput(preference=-1)
+        )
+    assert not Rating.objects.exists()
+    assert assignment_next(rater=rater) is None  # not served again: the lease is ended, its slot freed
+    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.EXPIRED
+    assert Comparison.objects.get(pk=comparison.pk).claimed_count == 0

@@ -55,3 +55,102 @@ def test_20_concurrent_claims_never_exceed_required_ratings(make_user, guideline
     assert Rating.objects.count() == 18
     assert not Rating.objects.values("rater", "comparison").annotate(n=Count("id")).filter(n__gt=1).exists()
     assert Assignment.objects.filter(status="leased").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_submit_racing_the_raters_reload_leaves_no_lease_on_what_they_rated(
+    make_user, guideline, make_comparison, monkeypatch
+):
+    # The late rating checked for a re-issued lease, then a reload claimed the comparison back and
+    # committed, then the rating was stored: the rater held a lease on a comparison they had rated,
+    # served on every reload, each submit refused ("already rated").
+    import threading
+    import time
+    from datetime import timedelta
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from labelapp.models import Assignment
+    from labelapp.services import assignment as assignment_service
+    from labelapp.services.assignment import assignment_next
+    from labelapp.services.guidelines import guideline_acknowledge
+    from labelapp.services.ratings import RatingInput, rating_submit
+
+    rater = make_user()
+    guideline_acknowledge(rater=rater, version=guideline)
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    Assignment.objects.filter(pk=held.pk).update(
+        status=Assignment.Status.EXPIRED, lease_expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    comparison.__class__.objects.filter(pk=comparison.pk).update(claimed_count=0)  # released
+    real = assignment_service._release_reissued_lease
+
+    def slow_release(assignment):
+        found = real(assignment)
+        time.sleep(0.4)  # the window between the check and the rating, widened
+        return found
+
+    monkeypatch.setattr(assignment_service, "_release_reissued_lease", slow_release)
+    errors = []
+
+    def late_submit():
+        try:
+            rating_submit(
+                rater=rater,
+                assignment_id=held.pk,
+                idempotency_key=held.form_key,
+                data=RatingInput(preference=-1),
+            )
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    def reload():
+        try:
+            assignment_next(rater=rater)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    submitting = threading.Thread(target=late_submit)
+    submitting.start()
+    time.sleep(0.15)
+    reloading = threading.Thread(target=reload)
+    reloading.start()
+    submitting.join()
+    reloading.join()
+    assert errors == []
+    assert Assignment.objects.filter(pk=held.pk, status=Assignment.Status.DONE).exists()
+    assert not Assignment.objects.filter(
+        rater=rater, comparison=comparison, status=Assignment.Status.LEASED
+    ).exists()
+
+
+def test_a_late_submit_after_the_rater_skipped_the_comparison_is_refused(rater, acked, make_comparison):
+    # an old tab's rating was stored after the rater had skipped the same comparison in a new one
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.models import Assignment, Rating
+    from labelapp.services.assignment import assignment_next, assignment_skip
+    from labelapp.services.ratings import RatingError, RatingInput, rating_submit
+
+    comparison = make_comparison(required_ratings=3)
+    old = assignment_next(rater=rater)
+    Assignment.objects.filter(pk=old.pk).update(
+        status=Assignment.Status.EXPIRED, lease_expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    comparison.__class__.objects.filter(pk=comparison.pk).update(claimed_count=0)
+    new = assignment_next(rater=rater)
+    assert new.comparison_id == comparison.pk
+    assignment_skip(rater=rater, assignment_id=new.pk, reason="unsure")
+    with pytest.raises(RatingError, match="skipped this comparison"):
+        rating_submit(
+            rater=rater, assignment_id=old.pk, idempotency_key=old.form_key, data=RatingInput(preference=-1)
+        )
+    assert not Rating.objects.exists()

@@ -687,6 +687,8 @@ def _ppo_step(r: _Round) -> _Outcome | None:
     train_prompts = _round_train_prompts(r.run)
     if not train_prompts:
         raise PolicyError("no training prompts outside the evaluation set")
+    # until the first update's row comes back (minutes on a CPU) the page showed 0% and no phase
+    _progress(r.run, 0.01, "PPO: loading the policy, reward normalization on reference samples, first update")
     result = train_ppo(
         train_prompts,
         r.scorer,

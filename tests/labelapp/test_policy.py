@@ -1255,3 +1255,17 @@ def test_policy_v0_is_in_the_api_on_a_fresh_install_before_any_page_was_opened(c
     PolicyVersion.objects.all().delete()
     assert client.get(reverse("policy_samples", args=[0])).status_code == 200
     assert client.get("/api/policies/7/").status_code == 404
+
+
+def test_a_ppo_round_names_its_phase_before_the_first_update(loop, monkeypatch):
+    # the round sat at 0% with no phase for minutes (reference samples, first rollout) on a CPU
+    phases = []
+    real = policy._progress
+
+    def spy(run, progress, phase):
+        phases.append(phase)
+        real(run, progress, phase)
+
+    monkeypatch.setattr(policy, "_progress", spy)
+    _round(TrainingRun.Kind.PPO)
+    assert phases[0].startswith("PPO: loading the policy")

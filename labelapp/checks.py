@@ -19,8 +19,20 @@ def reward_model_settings(app_configs=None, **kwargs) -> list[Error]:
         train_config_from_settings()
         training_settings_check()
     except (TypeError, ValueError) as e:
-        return [Error(f"reward-model settings (RM_*): {e}", id="labelapp.E001")]
+        return [Error(f"reward-model settings ({_variable_of(str(e))}): {e}", id="labelapp.E001")]
     return []
+
+
+def _variable_of(message: str) -> str:
+    """The RM_* variable a TrainConfig message is about ("max_steps must be ..." -> RM_MAX_STEPS), or
+    RM_* when it names none: the message named the config field, which no one sets."""
+    from django.conf import settings
+
+    field = message.split(" ", 1)[0]
+    if field.startswith("RM_"):  # the message names the variable already
+        return field
+    key = {"lr": "LEARNING_RATE"}.get(field, field.upper())
+    return f"RM_{key}" if key in settings.TRAINING else "RM_*"
 
 
 @register()

@@ -707,6 +707,7 @@ def test_reward_model_numbers_out_of_range_fail_the_system_check(settings, name,
     settings.TRAINING = {**settings.TRAINING, name: value}
     errors = reward_model_settings()
     assert [e.id for e in errors] == ["labelapp.E001"] and says in errors[0].msg
+    assert f"(RM_{name})" in errors[0].msg  # the variable to fix, not only the config field's name
 
 
 @pytest.mark.parametrize(

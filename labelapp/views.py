@@ -6,6 +6,8 @@ with the next comparison's panel directly, so a judgment costs the rater one rou
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -254,16 +256,40 @@ def rate_next(request: HttpRequest) -> HttpResponse:
     return redirect("rate", assignment_id=assignment.pk)
 
 
+class _Withdrawn(Exception):
+    """The rater's own assignment, on a prompt withdrawn or withheld since (the selector hides it)."""
+
+
 def _own_assignment(request: HttpRequest, assignment_id: int) -> Assignment:
-    """The rater's own assignment with the page's rows; 404 for anyone else's or an unknown id."""
+    """The rater's own assignment with the page's rows; 404 for anyone else's or an unknown id,
+    _Withdrawn for their own on a prompt taken out since."""
     try:
         return assignment_for_page(rater=request.user, assignment_id=assignment_id)
     except Assignment.DoesNotExist:
+        if Assignment.objects.filter(pk=assignment_id, rater=request.user).exists():
+            raise _Withdrawn from None
         raise Http404("No such assignment.") from None
+
+
+def _withdrawn_moves_on(view):
+    """A page on a withdrawn prompt leads to the next comparison with a word (it was a bare 404)."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except _Withdrawn:
+            messages.info(request, "That comparison was withdrawn; here is your next one.")
+            if request.htmx:
+                return HttpResponseClientRedirect(reverse("rate_next"))
+            return redirect("rate_next")
+
+    return wrapped
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@_withdrawn_moves_on
 def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
     if request.method == "POST":
         return _rate_submit(request, assignment_id)
@@ -324,6 +350,7 @@ def _render_form_error(request: HttpRequest, assignment: Assignment, form: Ratin
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@_withdrawn_moves_on
 def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
     if request.method == "GET":
         # where a login sends a skip whose session had ended (next=/rate/N/skip/): a blank 405 before

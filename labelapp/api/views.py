@@ -86,7 +86,10 @@ class NextAssignmentView(ApiView):
             ) from None
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = assignment_for_page(rater=request.user, assignment_id=assignment.pk)
+        try:
+            assignment = assignment_for_page(rater=request.user, assignment_id=assignment.pk)
+        except Assignment.DoesNotExist:  # withdrawn in the instant since the claim: ask again
+            return Response(status=status.HTTP_204_NO_CONTENT, headers={"Retry-After": "1"})
         return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)
 
 

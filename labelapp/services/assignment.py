@@ -23,7 +23,7 @@ from collections import Counter
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -458,18 +458,34 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
 def _release_reissued_lease(assignment: Assignment) -> bool:
     """End the rater's open lease on the same comparison as `assignment`, if any; True if there was one.
 
-    The UPDATE locks that row after `assignment`'s (assignment rows before comparison rows, as
-    everywhere here) and re-checks `leased` once a concurrent submit, skip or releaser lets go of it:
-    then it matches nothing and the caller takes a slot the ordinary way.
+    QueueError when another transaction holds that lease right now (a skip, a submit, a withdrawal or
+    the housekeeping): the late rating is refused rather than wait against the lock order.
     """
-    return bool(
-        Assignment.objects.filter(
+    # The caller holds the comparison row, so these assignment rows are taken after it, against the
+    # order everywhere else (a skip of that lease, a withdrawal, the housekeeping hold the assignment and
+    # wait for the comparison): NOWAIT, and a lease someone holds right now refuses this late rating
+    # instead of deadlocking with them.
+    reissued = (
+        Assignment.objects.select_for_update(nowait=True)
+        .filter(
             rater_id=assignment.rater_id,
             comparison_id=assignment.comparison_id,
             status=Assignment.Status.LEASED,
         )
         .exclude(pk=assignment.pk)
-        .update(status=Assignment.Status.EXPIRED, finished_at=timezone.now())
+    )
+    try:
+        ids = list(reissued.values_list("pk", flat=True))
+    except OperationalError:
+        raise QueueError(
+            "This comparison is being changed in another tab of yours right now. "
+            "Nothing was saved; please take the next one."
+        ) from None
+    return bool(
+        ids
+        and Assignment.objects.filter(pk__in=ids, status=Assignment.Status.LEASED).update(
+            status=Assignment.Status.EXPIRED, finished_at=timezone.now()
+        )
     )
 
 

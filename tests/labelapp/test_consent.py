@@ -374,3 +374,20 @@ def test_a_lease_that_escaped_the_take_back_is_neither_served_nor_rated(
     assert assignment_next(rater=rater) is None  # not served again: the lease is ended, its slot freed
     assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.EXPIRED
     assert Comparison.objects.get(pk=comparison.pk).claimed_count == 0
+
+
+def test_the_rating_pages_of_a_withdrawn_prompt_lead_on_not_404(client, staff, rater, acked, make_comparison):
+    # the selector hides a withdrawn prompt from its rater: the page, the skip and an htmx form error
+    # answered a bare 404 where they had led to the next comparison
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    prompt_consent_set(prompt=comparison.prompt, consent=False, reason="withdrawn", by=staff)
+    client.force_login(rater)
+    url = reverse("rate", args=[held.pk])
+    r = client.get(url)
+    assert r.status_code == 302 and r["Location"] == reverse("rate_next")
+    r = client.post(reverse("rate_skip", args=[held.pk]), {"reason": "unsure"})
+    assert r.status_code == 302 and r["Location"] == reverse("rate_next")
+    r = client.post(url, {"preference": "9"}, HTTP_HX_REQUEST="true")
+    assert r.status_code == 200 and r["HX-Redirect"] == reverse("rate_next")
+    assert client.get(reverse("rate", args=[10**6])).status_code == 404  # no such assignment: still 404

@@ -154,3 +154,75 @@ def test_a_late_submit_after_the_rater_skipped_the_comparison_is_refused(rater, 
             rater=rater, assignment_id=old.pk, idempotency_key=old.form_key, data=RatingInput(preference=-1)
         )
     assert not Rating.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_submit_and_a_skip_of_the_reissued_lease_do_not_deadlock(
+    make_user, guideline, make_comparison, monkeypatch
+):
+    # The late rating locked the comparison, then the re-issued lease; the new tab's skip held that
+    # lease and waited for the comparison: "deadlock detected", a 500 for one of them.
+    import threading
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.services import assignment as assignment_service
+    from labelapp.services.assignment import assignment_skip
+    from labelapp.services.guidelines import guideline_acknowledge
+    from labelapp.services.ratings import RatingError
+
+    rater = make_user()
+    guideline_acknowledge(rater=rater, version=guideline)
+    comparison = make_comparison(required_ratings=3)
+    old = assignment_next(rater=rater)
+    Assignment.objects.filter(pk=old.pk).update(
+        status=Assignment.Status.EXPIRED, lease_expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    Comparison.objects.filter(pk=comparison.pk).update(claimed_count=0)
+    new = assignment_next(rater=rater)
+    assert new.comparison_id == comparison.pk
+    real = assignment_service._release_reissued_lease
+
+    def slow_release(assignment):
+        time.sleep(0.5)  # the skip takes its lease and waits for the comparison meanwhile
+        return real(assignment)
+
+    monkeypatch.setattr(assignment_service, "_release_reissued_lease", slow_release)
+    outcomes = {}
+
+    def run(name, fn):
+        try:
+            fn()
+            outcomes[name] = "ok"
+        except RatingError as exc:
+            outcomes[name] = f"refused: {exc}"
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            outcomes[name] = repr(exc)
+        finally:
+            connections.close_all()
+
+    submit = threading.Thread(
+        target=run,
+        args=(
+            "submit",
+            lambda: rating_submit(
+                rater=rater,
+                assignment_id=old.pk,
+                idempotency_key=old.form_key,
+                data=RatingInput(preference=-1),
+            ),
+        ),
+    )
+    skip = threading.Thread(
+        target=run, args=("skip", lambda: assignment_skip(rater=rater, assignment_id=new.pk, reason="unsure"))
+    )
+    submit.start()
+    time.sleep(0.2)
+    skip.start()
+    submit.join()
+    skip.join()
+    assert "deadlock" not in str(outcomes), outcomes
+    assert outcomes["skip"] == "ok" and outcomes["submit"].startswith("refused"), outcomes
+    assert not Rating.objects.exists()

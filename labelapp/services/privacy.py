@@ -8,8 +8,10 @@ training. Detectors, in the order they claim text (an earlier one wins an overla
 - SECRET                keys and tokens by their issuers' shapes (AWS AKIA/ASIA, GitHub ghp_/github_pat_,
                         OpenAI-style sk-, Slack xox?-, Google AIza, Stripe sk_live_, JWTs), PEM private
                         key blocks, and the value of a secret-named query parameter (?token=, &api_key=)
-                        or assignment (api_key = "...", aws_secret_access_key: ...); a value must mix
-                        letters and digits, so placeholders (YOUR_API_KEY) and words stay
+                        or assignment (api_key = "...", aws_secret_access_key: ...); such a value must
+                        read as a key (16+ characters mixing letters and digits, both cases unless
+                        24+, not a call, attribute chain or template), so placeholders (YOUR_API_KEY),
+                        words and code (secret_key=os.urandom(32)) stay
 - EMAIL                 local@domain.tld
 - IBAN                  country + check digits + BBAN, accepted only when ISO 13616 mod-97 holds
 - CARD                  13-19 digits (spaces/dashes allowed), known issuer prefix, Luhn-valid
@@ -79,19 +81,22 @@ _SECRET_SHAPES = re.compile(
     r"|[sr]k_(?:live|test)_[0-9A-Za-z]{16,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
     r"(?![\w-])"
 )
-# The header, then base64 lines (each at least 16 characters after a line break: no ambiguity to
-# backtrack over), then the footer if it is there.
-_PEM_PRIVATE = re.compile(
-    r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----(?:\s+[A-Za-z0-9+/=]{16,})*"
-    r"(?:\s*-----END [A-Z ]{0,20}PRIVATE KEY-----)?"
-)
+# A private key block: the header, then (up to the footer, when there is one within reach) the body.
+# The footer is looked for with str.find from each header (bounded), not a lazy regex scan.
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END [A-Z ]{0,20}PRIVATE KEY-----")
+_PEM_REACH = 16_000
+# Without a footer: base64 lines (16+ characters each) after line breaks, real ones or written "\n"
+# as in a JSON service-account file.
+_PEM_BODY = re.compile(r"(?:(?:\s|\\n)+[A-Za-z0-9+/=]{16,})+(?:(?:\s|\\n)+[A-Za-z0-9+/=]{1,15}(?![\w+/=]))?")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{16,}")
 _SECRET_PARAM = re.compile(
-    r"(?i:[?&](?:access_token|id_token|token|api_?key|apikey|key|secret|client_secret|password|passwd|pwd"
-    r"|sig|signature|auth)=)([^&\s#\"'<>]{8,})"
+    r"(?i:[?&](?:access_token|id_token|token|api_?key|apikey|secret|client_secret|password|passwd"
+    r"|signature)=)([^&\s#\"'<>]{16,})"
 )
 _SECRET_ASSIGNED = re.compile(
     r"(?i:\b(?:aws_secret_access_key|api[_-]?key|secret[_-]?key|access[_-]?token|auth[_-]?token"
-    r"|client[_-]?secret|password|passwd)\b[\"']?\s{0,3}[:=]\s{0,3}[\"']?)([^\s\"',;]{12,200})"
+    r"|client[_-]?secret|password|passwd)\b[\"']?\s{0,3}[:=]\s{0,3}[\"']?)([^\s\"',;]{16,200})"
 )
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
@@ -201,18 +206,53 @@ def _address_like_ipv6(cand: str) -> bool:
 
 def _secret_spans(text: str):
     for m in _SECRET_SHAPES.finditer(text):
-        if _mixes_letters_and_digits(m.group(0)):  # "sk-learn-is-a-library" is no key
+        token = m.group(0)
+        # "sk-" also starts words ("sk-learn-extensions-for-version-2"): a key mixes cases too
+        if _mixes_letters_and_digits(token) and (not token.startswith("sk-") or _mixes_cases(token[3:])):
             yield m.span()
-    for m in _PEM_PRIVATE.finditer(text):
-        yield m.span()
+    yield from _pem_spans(text)
     for rx in (_SECRET_PARAM, _SECRET_ASSIGNED):
         for m in rx.finditer(text):
-            if _mixes_letters_and_digits(m.group(1)):
+            if _looks_random(m.group(1)):
                 yield m.span(1)
+
+
+def _pem_spans(text: str):
+    """A private key block whole: to its footer when one is within reach (headers of encrypted keys
+    and short last lines included), else its base64 body; a header that only names the format in
+    prose, with no body after it, stays."""
+    for m in _PEM_BEGIN.finditer(text):
+        end = _PEM_END.search(text, m.end(), m.end() + _PEM_REACH)
+        if end is not None and _BASE64_RUN.search(text, m.end(), end.start()):
+            yield m.start(), end.end()
+            continue
+        body = _PEM_BODY.match(text, m.end())
+        if body is not None:
+            yield m.start(), body.end()
 
 
 def _mixes_letters_and_digits(value: str) -> bool:
     return any(ch.isdigit() for ch in value) and any(ch.isalpha() for ch in value)
+
+
+def _mixes_cases(value: str) -> bool:
+    return any(ch.isupper() for ch in value) and any(ch.islower() for ch in value)
+
+
+# What a value in code is when it is not a secret: a call, an attribute chain, a template or a
+# placeholder (secret_key=os.urandom(32), API_KEY = process.env.API_KEY_V2, ${AUTH_TOKEN_V2}).
+_CODE_LIKE = re.compile(r"[(){}\[\]<>$]|^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
+
+
+def _looks_random(value: str) -> bool:
+    """A secret-named value that reads as a key: 16+ characters mixing letters and digits, with both
+    cases unless it is long (24+), and not code."""
+    return (
+        len(value) >= 16
+        and _mixes_letters_and_digits(value)
+        and (_mixes_cases(value) or len(value) >= 24)
+        and not _CODE_LIKE.search(value)
+    )
 
 
 def _ip_spans(text: str):
@@ -245,8 +285,8 @@ def _phone_spans(text: str):
     for rx, lo in ((_PHONE_INTL, 8), (_PHONE_NATIONAL, 9)):
         for m in rx.finditer(text):
             n = sum(ch.isdigit() for ch in m.group(0))
-            if lo <= n <= 15:
-                yield m.span()
+            if lo <= n <= 15 and not _VERSION_CUE.search(text[max(0, m.start() - 10) : m.start()]):
+                yield m.span()  # "Version 1.202.555.0143" is no phone number
     for m in _PHONE_LABELLED.finditer(text):
         n = sum(ch.isdigit() for ch in m.group(1))
         if 7 <= n <= 15:
@@ -318,7 +358,7 @@ def scrub(text: str) -> ScrubResult:
         decoded = _decode_entities(text)
         if decoded != text:
             deeper = _scrub_plain(decoded)
-            if sum(deeper.found.values()) > sum(result.found.values()):
+            if any(n > result.found.get(kind, 0) for kind, n in deeper.found.items()):
                 return deeper
     return result
 

@@ -171,7 +171,7 @@ def test_long_runs_scrub_in_linear_time(text):
         ("OPENAI_API_KEY=sk-proj-4f9aQ2x7LmN3pR8sT1vW6yZ0bC5dE", "OPENAI_API_KEY=[SECRET]"),
         ("slack xoxb-1234567890-abcdefGHIJ", "slack [SECRET]"),
         (
-            "https://example.com/cb?state=x&access_token=eyJ0eXAi0iJKV1Q&ok=1",
+            "https://example.com/cb?state=x&access_token=ya29A0ARrdaM8xK2qLp9Zt&ok=1",
             "https://example.com/cb?state=x&access_token=[SECRET]&ok=1",
         ),
         (
@@ -237,3 +237,60 @@ def test_pii_hidden_behind_character_references_is_scrubbed(text, want):
 def test_character_references_without_pii_stay_as_written():
     text = "Tom &amp; Jerry &copy; 2024, a &lt;div&gt; and &#64;mention"
     assert scrub(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nAbC=\n"
+            "-----END PRIVATE KEY-----\nok",
+            "[SECRET]\nok",
+        ),
+        (
+            '{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\nAbC=\\n'
+            '-----END PRIVATE KEY-----\\n", "x": 1}',
+            '{"private_key": "[SECRET]\\n", "x": 1}',
+        ),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,5A2B\n\n"
+            "MIIEpAIBAAKCAQEA1b2c3d4e5f6g7h8\n-----END RSA PRIVATE KEY-----",
+            "[SECRET]",
+        ),
+        (
+            '{"k": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\nxYz0\\n"}',
+            '{"k": "[SECRET]\\n"}',
+        ),
+        ("paste it between -----BEGIN PRIVATE KEY----- and the footer", None),
+    ],
+)
+def test_private_key_blocks_go_whole(text, want):
+    # a short last line and the footer stayed; a key in JSON ("\\n" line breaks) or an encrypted
+    # one (Proc-Type headers) stayed whole; a header named in prose became [SECRET]
+    assert scrub(text).text == (text if want is None else want)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "secret_key=os.urandom(32)",
+        "const API_KEY = process.env.API_KEY_V2;",
+        "api_key=base64.b64encode(raw)",
+        "access_token = oauth2.get_token()",
+        "password=make_password(raw_password1)",
+        "api_key: <YOUR_API_KEY_123>",
+        "auth_token: ${AUTH_TOKEN_V2}",
+        "see https://example.com/docs?key=layout2column&token=expression2",
+        "img?sig=hero1200x630 and ?pwd=/home/user1/projects",
+        "pip install sk-learn-extensions-for-version-2",
+        "Version 1.202.555.0143 is out",
+    ],
+)
+def test_code_and_urls_that_name_secrets_without_holding_one_stay(text):
+    assert scrub(text).text == text
+
+
+def test_a_reference_hiding_pii_is_decoded_even_beside_other_pii():
+    # the decoded text found as many items in all (one IP each way), so the hidden address stayed
+    r = scrub("server 10.0.0.1&#46;5 and mail john&#64;example.com")
+    assert "john" not in r.text and r.found.get("EMAIL") == 1

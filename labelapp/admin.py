@@ -223,14 +223,17 @@ class ComparisonAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         try:
             with transaction.atomic():
                 super().save_model(request, obj, form, change)
+                gold_fields = {"kind", "gold_preference", "gold_explanation"}
                 if obj.kind == Comparison.Kind.GOLD:
-                    explanation = obj.gold_explanation
-                    gold_mark(
-                        comparison=obj,
-                        preference=obj.gold_preference,
-                        explanation=explanation,
-                        by=request.user,
-                    )
+                    # only when the gold part changed: gold_mark switches the pair on, so a priority
+                    # edit, or unticking is_active, left a gold pair (even a withdrawn one) active
+                    if not change or gold_fields & set(form.changed_data):
+                        gold_mark(
+                            comparison=obj,
+                            preference=obj.gold_preference,
+                            explanation=obj.gold_explanation,
+                            by=request.user,
+                        )
                 elif change and form.initial.get("kind") == Comparison.Kind.GOLD:
                     gold_unmark(comparison=obj)
         except GoldError as exc:

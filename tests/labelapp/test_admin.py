@@ -619,3 +619,19 @@ def test_an_admin_save_writes_only_what_was_changed(make_comparison, staff, djan
     ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
     _admin_save(ApiToken, stale, [], boss)  # Save pressed on a page with nothing editable
     assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
+
+
+def test_a_gold_pair_can_be_switched_off_in_the_admin(make_comparison, staff, django_user_model):
+    # every save went through gold_mark, which switches the pair on: unticking is_active (or any
+    # priority edit of a withdrawn gold pair) left it active
+    from labelapp.models import Comparison
+    from labelapp.services.gold import gold_mark
+
+    boss = django_user_model.objects.create_superuser("boss", "boss@example.org", "pw")
+    c = make_comparison(a="Four.", b="4")
+    gold_mark(comparison=c, preference=-1, explanation="The first answer says more.", by=staff)
+    stale = Comparison.objects.get(pk=c.pk)
+    stale.is_active = False
+    _admin_save(Comparison, stale, ["is_active"], boss)
+    c.refresh_from_db()
+    assert (c.kind, c.is_active, c.gold_preference) == ("gold", False, -1)

@@ -191,16 +191,16 @@ def _ssn_spans(text: str):
 
 def _address_like_ipv6(cand: str) -> bool:
     """All eight groups, or a compressed form with at least two groups, one of 3+ digits (2001:db8::1,
-    fe80::1:2); with only two groups (fe80::1, 2001:db8::) they must also mix decimal digits and hex
-    letters. `::`, `::2`, `a::b`, `10:30::45`, `cafe::bad`, `100::5` parse as addresses too, and were
+    fe80::1:2); with only two groups (fe80::1, 2001:db8::) one of them must also mix decimal digits and
+    hex letters. `::`, `::2`, `a::b`, `10:30::45`, `cafe::bad`, `100::5` parse as addresses too, and were
     scrubbed out of code (`s[::-1]`, `x :: Int`, `cafe::bad()`, `a[100::5]`) and times."""
     if "::" not in cand:
         return cand.count(":") == 7
     groups = [g for g in cand.split(":") if g]
     if len(groups) < 2 or not any(len(g) >= 3 for g in groups):
         return False
-    if len(groups) == 2:
-        return any(ch.isdigit() for ch in cand) and any(ch in "abcdefABCDEF" for ch in cand)
+    if len(groups) == 2:  # a group that mixes digits and hex letters (fe80, db8), not dead::1234
+        return any(any(ch.isdigit() for ch in g) and any(ch in "abcdefABCDEF" for ch in g) for g in groups)
     return True
 
 

@@ -80,6 +80,7 @@ def test_it_leaves_checksum_failures_and_lookalikes_alone(text):
         'printf("%d::%d")',
         "Time 10:30::45",
         "take a[100::5] and dead::beef",
+        "tags be::2024 and dead::1234",
     ],
 )
 def test_code_that_parses_as_a_compressed_ipv6_address_is_left_alone(text):

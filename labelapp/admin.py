@@ -648,14 +648,14 @@ class RewardModelVersionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
 
 # --- Data in and out (issue 8) -------------------------------------------------------------------------
 from labelapp.models import ApiToken, ExportFile  # noqa: E402
-from labelapp.services.tokens import TokenError, token_revoke  # noqa: E402
+from labelapp.services.tokens import TokenError, token_revoke, token_state  # noqa: E402
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     """Tokens are created through the API or `manage.py create_api_token` (the key is shown once)."""
 
-    list_display = ("prefix", "name", "user", "scopes", "last_used_at", "expires_at", "revoked_at")
+    list_display = ("prefix", "name", "user", "scopes", "state", "last_used_at", "expires_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "user__username", "prefix")
     readonly_fields = (
@@ -672,6 +672,10 @@ class ApiTokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     )
     exclude = ("digest",)
     actions = ["revoke"]
+
+    @admin.display(description="state")
+    def state(self, obj):
+        return token_state(obj)
 
     def has_add_permission(self, request):
         return False

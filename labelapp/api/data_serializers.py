@@ -45,6 +45,14 @@ class TokenSerializer(serializers.Serializer):
     revoked_at = serializers.DateTimeField(allow_null=True)
     scopes = serializers.ListField(child=serializers.CharField())
     expires_at = serializers.DateTimeField(allow_null=True)
+    state = serializers.SerializerMethodField(
+        help_text="active, revoked, expired, account inactive, or account promoted or demoted (refused)."
+    )
+
+    def get_state(self, token) -> str:
+        from labelapp.services.tokens import token_state
+
+        return token_state(token)
 
 
 class TokenCreatedSerializer(TokenSerializer):

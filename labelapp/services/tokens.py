@@ -232,6 +232,23 @@ def _chain_is_dead(parent_id: int, now) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def token_state(token: ApiToken, now=None) -> str:
+    """What a listing shows for a token, by its own row and account: "revoked", "expired", "account
+    inactive", "account promoted or demoted" (refused since: see the module docstring) or "active".
+    A token refused only because one it was minted from died is listed "active" (checking the chain
+    costs a query per row)."""
+    now = now or timezone.now()
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    if not token.user.is_active:
+        return "account inactive"
+    if token.owner_standing != account_standing(token.user):
+        return "account promoted or demoted"
+    return "active"
+
+
 def token_authenticate(*, key: str) -> ApiToken | None:
     """The active token for `key`, or None: not revoked or expired, of an active account whose
     standing is what it was when the token was made, and minted (if by a token) from a chain of such

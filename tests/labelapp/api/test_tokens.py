@@ -435,3 +435,16 @@ def test_the_schema_and_docs_need_a_signed_in_user(client, rater_key):
     assert client.get("/api/schema/").status_code == 401
     assert client.get("/api/docs/").status_code in (401, 403)
     assert client.get("/api/schema/", HTTP_AUTHORIZATION=f"Bearer {rater_key}").status_code == 200
+
+
+def test_the_token_list_says_which_tokens_are_refused_and_why(staff_api, staff, rater):
+    # a token stopped by its account's promotion kept revoked_at empty: listed like a working one
+    from labelapp.services.tokens import token_create
+
+    token_create(user=rater, name="feed", created_by=staff)
+    rows = staff_api.get("/api/tokens/").json()["results"]
+    assert [r["state"] for r in rows] == ["active"]
+    rater.is_staff = True
+    rater.save(update_fields=["is_staff"])
+    rows = staff_api.get("/api/tokens/").json()["results"]
+    assert [r["state"] for r in rows] == ["account promoted or demoted"]

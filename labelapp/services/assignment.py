@@ -399,6 +399,12 @@ def leases_release_expired(*, now: datetime | None = None, rater=None, limit: in
     return len(rows)
 
 
+# What a rating on a lease taken back by a withdrawal or a withholding is told (here and ratings.py).
+WITHDRAWN_WHILE_OPEN = (
+    "This comparison was withdrawn while you had it open. Nothing was saved; please take the next one."
+)
+
+
 def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     """Re-take the slot of an expired assignment whose rater submits late, if the slot is still free.
 
@@ -429,12 +435,10 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
             assignment.finished_at is not None and assignment.finished_at < assignment.lease_expires_at
         )
         raise QueueError(
-            (
-                "This comparison was withdrawn while you had it open. "
-                if taken_back
-                else "Your time on this comparison ran out and it has been withdrawn. "
-            )
-            + "Nothing was saved; please take the next one."
+            WITHDRAWN_WHILE_OPEN
+            if taken_back
+            else "Your time on this comparison ran out and it has been withdrawn. "
+            "Nothing was saved; please take the next one."
         )
     skipped = Assignment.objects.filter(
         rater_id=assignment.rater_id, comparison_id=assignment.comparison_id, status=Assignment.Status.SKIPPED

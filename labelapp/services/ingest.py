@@ -352,7 +352,13 @@ def _check_duplicate(item: PromptIn, stored: Prompt, batch: _Batch) -> None:
 def _new_answers(prompt: Prompt, answers: list[AnswerIn]) -> tuple[list[tuple[AnswerIn, ScrubResult]], int]:
     """The answers (with their scrub results) the prompt does not hold yet, and how many it does:
     an answer whose scrubbed text is stored for the prompt, or repeated in `answers`, is skipped."""
-    scrubbed = [(a, scrub(a.text)) for a in answers]
+    return _new_scrubbed(prompt, [(a, scrub(a.text)) for a in answers])
+
+
+def _new_scrubbed(
+    prompt: Prompt, scrubbed: list[tuple[AnswerIn, ScrubResult]]
+) -> tuple[list[tuple[AnswerIn, ScrubResult]], int]:
+    """_new_answers for answers already scrubbed."""
     seen = set(
         Response.objects.filter(prompt=prompt, text__in=[s.text for _, s in scrubbed]).values_list(
             "text", flat=True
@@ -429,10 +435,11 @@ def responses_add(*, prompt: Prompt, answers: list[AnswerIn], by=None) -> tuple[
             raise IngestError(
                 [{"line": None, "error": f"answer external_id {bad[0]!r} already exists or is given twice"}]
             )
-        new, _ = _new_answers(prompt, answers)
-        for a, scrubbed in new:
-            _answer_create(prompt=prompt, answer=a, scrubbed=scrubbed)
-        texts = list(dict.fromkeys(scrub(a.text).text for a in answers))
+        scrubbed = [(a, scrub(a.text)) for a in answers]
+        new, _ = _new_scrubbed(prompt, scrubbed)
+        for a, result in new:
+            _answer_create(prompt=prompt, answer=a, scrubbed=result)
+        texts = list(dict.fromkeys(result.text for _, result in scrubbed))
         held = {r.text: r for r in Response.objects.filter(prompt=prompt, text__in=texts).order_by("-id")}
         return [held[t] for t in texts], len(new)
 

@@ -255,6 +255,11 @@ def _looks_random(value: str) -> bool:
     )
 
 
+def _after_version_cue(text: str, start: int) -> bool:
+    """Whether a number at `start` follows "v", "version", "release", "build" (a version, not PII)."""
+    return bool(_VERSION_CUE.search(text[max(0, start - 10) : start]))
+
+
 def _ip_spans(text: str):
     for m in _IPV6_V4_TAIL.finditer(text):
         try:
@@ -263,7 +268,7 @@ def _ip_spans(text: str):
             continue
         yield m.span()
     for m in _IPV4.finditer(text):
-        if _VERSION_CUE.search(text[max(0, m.start() - 10) : m.start()]):
+        if _after_version_cue(text, m.start()):
             continue
         try:
             ipaddress.IPv4Address(m.group(0))
@@ -285,7 +290,7 @@ def _phone_spans(text: str):
     for rx, lo in ((_PHONE_INTL, 8), (_PHONE_NATIONAL, 9)):
         for m in rx.finditer(text):
             n = sum(ch.isdigit() for ch in m.group(0))
-            if lo <= n <= 15 and not _VERSION_CUE.search(text[max(0, m.start() - 10) : m.start()]):
+            if lo <= n <= 15 and not _after_version_cue(text, m.start()):
                 yield m.span()  # "Version 1.202.555.0143" is no phone number
     for m in _PHONE_LABELLED.finditer(text):
         n = sum(ch.isdigit() for ch in m.group(1))

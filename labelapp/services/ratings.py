@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, GuidelineVersion, Prompt, Rating
 from labelapp.rawsql import fetch_one, loaded_instance
-from labelapp.services.assignment import QueueError, assignment_reclaim_expired
+from labelapp.services.assignment import WITHDRAWN_WHILE_OPEN, QueueError, assignment_reclaim_expired
 from labelapp.services.repeats import repeat_maybe_schedule
 
 LENGTH_CHECK_VALUES = frozenset(v for v, _ in Rating.LengthCheck.choices if v)
@@ -293,10 +293,7 @@ def _submit_slow(
         if not Prompt.objects.filter(pk=comparison.prompt_id, consent=True, withheld=False).exists():
             # A lease claimed in the instant of a withdrawal or a withholding escapes its take-back
             # (services/assignment.py: comparisons_withdraw); its rating is refused here.
-            raise AssignmentGone(
-                "This comparison was withdrawn while you had it open. "
-                "Nothing was saved; please take the next one."
-            )
+            raise AssignmentGone(WITHDRAWN_WHILE_OPEN)
 
         fields = _rating_fields(data)
         if not asked:

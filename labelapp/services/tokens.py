@@ -262,9 +262,7 @@ def token_authenticate(*, key: str) -> ApiToken | None:
     if token is None or not hmac.compare_digest(token.digest, _digest(key)):
         return None
     now = timezone.now()
-    if not token.user.is_active or (token.expires_at is not None and token.expires_at <= now):
-        return None
-    if token.owner_standing != account_standing(token.user):
+    if token_state(token, now) != "active":  # revoked rows were not fetched; expired, inactive, standing
         return None
     if token.parent_id is not None and _chain_is_dead(token.parent_id, now):
         return None

@@ -46,7 +46,10 @@ class TokenSerializer(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.CharField())
     expires_at = serializers.DateTimeField(allow_null=True)
     state = serializers.SerializerMethodField(
-        help_text="active, revoked, expired, account inactive, or account promoted or demoted (refused)."
+        help_text=(
+            "active, revoked, expired, account inactive, account promoted or demoted, or minted from a "
+            "stopped token (all but active are refused)."
+        )
     )
 
     def get_state(self, token) -> str:

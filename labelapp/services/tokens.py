@@ -233,10 +233,10 @@ def _chain_is_dead(parent_id: int, now) -> bool:
 
 
 def token_state(token: ApiToken, now=None) -> str:
-    """What a listing shows for a token, by its own row and account: "revoked", "expired", "account
-    inactive", "account promoted or demoted" (refused since: see the module docstring) or "active".
-    A token refused only because one it was minted from died is listed "active" (checking the chain
-    costs a query per row)."""
+    """Whether a token works, in the words a listing shows: "revoked", "expired", "account inactive",
+    "account promoted or demoted" (refused since: see the module docstring), "minted from a stopped
+    token" (one up its minting chain is any of those) or "active". The chain costs one query, only
+    for a token minted by another."""
     now = now or timezone.now()
     if token.revoked_at is not None:
         return "revoked"
@@ -246,6 +246,8 @@ def token_state(token: ApiToken, now=None) -> str:
         return "account inactive"
     if token.owner_standing != account_standing(token.user):
         return "account promoted or demoted"
+    if token.parent_id is not None and _chain_is_dead(token.parent_id, now):
+        return "minted from a stopped token"
     return "active"
 
 
@@ -262,9 +264,7 @@ def token_authenticate(*, key: str) -> ApiToken | None:
     if token is None or not hmac.compare_digest(token.digest, _digest(key)):
         return None
     now = timezone.now()
-    if token_state(token, now) != "active":  # revoked rows were not fetched; expired, inactive, standing
-        return None
-    if token.parent_id is not None and _chain_is_dead(token.parent_id, now):
+    if token_state(token, now) != "active":
         return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from labelapp.models import ApiToken
 
@@ -448,3 +450,15 @@ def test_the_token_list_says_which_tokens_are_refused_and_why(staff_api, staff, 
     rater.save(update_fields=["is_staff"])
     rows = staff_api.get("/api/tokens/").json()["results"]
     assert [r["state"] for r in rows] == ["account promoted or demoted"]
+
+
+def test_a_token_minted_from_a_stopped_token_is_listed_as_stopped(staff_api, staff, rater, client):
+    # a token refused because the one it was minted from had expired was listed "active"
+    root = _key(staff, ["admin", "read", "rate"])
+    child, child_auth = _mint(client, root, "rater", scopes=["rate"])
+    parent = ApiToken.objects.get(pk=child["id"]).parent
+    ApiToken.objects.filter(pk=parent.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    states = {r["id"]: r["state"] for r in staff_api.get("/api/tokens/").json()["results"]}
+    assert states[parent.pk] == "expired"
+    assert states[child["id"]] == "minted from a stopped token"
+    assert client.get("/api/ratings/", **child_auth).status_code == 401

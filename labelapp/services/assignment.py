@@ -76,14 +76,15 @@ _NOT_SEEN = """NOT EXISTS (
           SELECT 1 FROM labelapp_assignment s
           WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
             AND s.status IN ('leased', 'done', 'skipped'))"""
-_PROMPT_SERVABLE = """NOT EXISTS (
+# The claim's prompt rule as SQL on a comparison aliased `c` (the simulator counts open slots with it).
+PROMPT_SERVABLE_SQL = """NOT EXISTS (
           SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (w.withheld OR NOT w.consent))"""
 _REP_WHERE = f"""c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
       AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
-      AND {_PROMPT_SERVABLE}
+      AND {PROMPT_SERVABLE_SQL}
       AND {_NOT_SEEN}"""
 _NORMAL_WHERE = f"""c.is_active AND c.claimed_count < c.required_ratings AND c.kind = 'normal'
-      AND {_PROMPT_SERVABLE}
+      AND {PROMPT_SERVABLE_SQL}
       AND {_NOT_SEEN}"""
 
 _GOLD_STREAM = f"""ordinary AS (
@@ -98,7 +99,7 @@ _GOLD_STREAM = f"""ordinary AS (
     SELECT c.id FROM labelapp_comparison c
     WHERE c.kind = 'gold' AND c.is_active
       AND EXISTS (SELECT 1 FROM acked) AND EXISTS (SELECT 1 FROM ordinary)
-      AND {_PROMPT_SERVABLE}
+      AND {PROMPT_SERVABLE_SQL}
       AND {_NOT_SEEN}
     ORDER BY c.claimed_count, c.id
     LIMIT 1
@@ -143,7 +144,7 @@ WITH {_ACKED}, picked AS (
     SELECT c.id FROM labelapp_comparison c
     WHERE c.id = %(back)s AND EXISTS (SELECT 1 FROM acked)
       AND (({_NORMAL_WHERE})
-           OR (c.kind = 'gold' AND c.is_active AND {_PROMPT_SERVABLE} AND {_NOT_SEEN})
+           OR (c.kind = 'gold' AND c.is_active AND {PROMPT_SERVABLE_SQL} AND {_NOT_SEEN})
            OR ({_REP_WHERE}))
     FOR UPDATE OF c SKIP LOCKED
 ), {_ISSUE}"""

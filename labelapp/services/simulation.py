@@ -41,7 +41,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from labelapp.models import Assignment, Comparison, Prompt, Rating, Response, SimulatedDecision
-from labelapp.services.assignment import QueueError, assignment_next
+from labelapp.services.assignment import PROMPT_SERVABLE_SQL, QueueError, assignment_next
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
     GuidelineError,
@@ -364,7 +364,7 @@ def _demo_prompt(slug: str, item: dict) -> Prompt:
 
 # Open slots of the ordinary queue only (the `normal` stream of assignment._CLAIM_SQL): a repeat is
 # one rater's own and may not be due yet, and gold is drawn at GOLD_RATE, so neither is a slot to count on.
-_USABLE_SLOTS_SQL = """
+_USABLE_SLOTS_SQL = f"""
 SELECT COALESCE(SUM(LEAST(c.required_ratings - c.claimed_count, %(n)s - COALESCE(x.n, 0))), 0)
 FROM labelapp_comparison c
 LEFT JOIN (
@@ -373,7 +373,7 @@ LEFT JOIN (
     GROUP BY comparison_id
 ) x ON x.comparison_id = c.id
 WHERE c.is_active AND c.claimed_count < c.required_ratings AND c.kind = 'normal'
-  AND NOT EXISTS (SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND w.withheld)
+  AND {PROMPT_SERVABLE_SQL}
 """
 
 

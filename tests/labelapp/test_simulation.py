@@ -224,3 +224,15 @@ def test_the_length_controlled_win_rate_sees_through_length_biased_raters():
     better, better_x, same, same_x = _policy_judgments(2, 400, gain=0.15, log_ratio_new=0.0)
     lc = metrics.length_controlled_win_rate(better, better_x, same, same_x)
     assert lc["win_rate"].lo > 0.55 and abs(lc["win_rate"].value - float(np.mean(better))) < 0.05
+
+
+def test_top_up_does_not_count_slots_on_a_prompt_without_consent(guideline, make_user, make_comparison):
+    """The simulator's slot count skipped withheld prompts but not those without consent, which the
+    claim never serves: it topped up nothing and the run stopped short ("the queue ran out")."""
+    from labelapp.models import Prompt
+    from labelapp.services.simulation import pool_top_up
+
+    comparison = make_comparison(required_ratings=3)
+    Prompt.objects.filter(pk=comparison.prompt_id).update(consent=False)  # as a hand change would
+    raters = [make_user("sim-a"), make_user("sim-b")]
+    assert pool_top_up(slots_needed=2, required_ratings=1, raters=raters) > 0

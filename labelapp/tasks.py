@@ -34,7 +34,7 @@ def retention_purge() -> dict[str, int]:
 
 @shared_task(name="labelapp.tasks.reward_model_check")
 def reward_model_check() -> int | None:
-    """Beat: recover dead runs; start a run if enough new consented ratings arrived."""
+    """Beat: recover dead runs; start a run if enough new trainable ratings arrived."""
     from labelapp.services.training import training_check_and_start
 
     run = training_check_and_start()

@@ -210,15 +210,17 @@ def eval_set_pairs():
 
 
 def training_new_ratings_count() -> int:
-    """Consented ratings newer than the data of the newest reward-model run that ended (succeeded,
+    """Ratings that would train (`_trainable_ratings`: consented, not withheld, excluded or a tie, not
+    of the evaluation set) newer than the data of the newest reward-model run that ended (succeeded,
     failed or cancelled). Counted from the newest version, a run that failed for good (a bad setting)
-    or that staff cancelled was queued again by the next beat, on the same data, for ever."""
+    or that staff cancelled was queued again by the next beat, on the same data, for ever; counting
+    ties and withheld ratings started runs with nothing new to learn."""
     ended = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL).exclude(
         status__in=TrainingRun.ACTIVE
     )
     last = ended.order_by("-pk").first()
     since = ((last.data_snapshot or {}).get("max_rating_id", 0) if last else 0) or 0
-    return Rating.objects.filter(comparison__prompt__consent=True, pk__gt=since).count()
+    return _trainable_ratings().filter(pk__gt=since).count()
 
 
 def training_snapshot() -> dict:

@@ -626,7 +626,7 @@ def test_the_command_checks_like_the_schedule_and_trains_with_now(
 
     _rate_many(make_user, 12)
     tiny_settings.TRAINING = {**tiny_settings.TRAINING, "MIN_NEW_RATINGS": 100}
-    with pytest.raises(CommandError, match="Only 12 new consented ratings"):
+    with pytest.raises(CommandError, match="Only 12 new trainable ratings"):
         call_command("train_reward_model")
     from io import StringIO
 
@@ -661,7 +661,7 @@ def test_the_command_does_not_blame_a_running_policy_round(settings):
 
     settings.TRAINING = {**settings.TRAINING, "MIN_NEW_RATINGS": 50}
     TrainingRun.objects.create(kind=TrainingRun.Kind.PPO, status=TrainingRun.Status.RUNNING)
-    with pytest.raises(CommandError, match="Only 0 new consented ratings"):
+    with pytest.raises(CommandError, match="Only 0 new trainable ratings"):
         call_command("train_reward_model")
 
 

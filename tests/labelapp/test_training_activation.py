@@ -377,3 +377,16 @@ def test_two_hand_activations_at_once_keep_every_line_of_the_notes(staff):
     v2.refresh_from_db()
     lines = v2.activation_note.splitlines()
     assert lines[0].startswith("Activated by hand by staff") and "v1 was activated by hand" in lines[1]
+
+
+@pytest.mark.django_db
+def test_only_ratings_that_would_train_count_towards_a_new_run(make_user, guideline, settings):
+    """Ties, ratings of withheld prompts and excluded ratings were counted as new: the beat started a
+    run with nothing new to learn."""
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 0}
+    _rate_many(make_user, 3, tie=True)
+    assert training.training_new_ratings_count() == 0
+    usable = _rate_many(make_user, 4)
+    assert training.training_new_ratings_count() == 4
+    Prompt.objects.filter(pk=usable[0].comparison.prompt_id).update(withheld=True)
+    assert training.training_new_ratings_count() == 3

@@ -1,7 +1,7 @@
 """`manage.py train_reward_model [--now] [--sync] [--with-baseline]`: start a reward model run by hand.
 
 Without --now it does what the scheduled check does: start a run only if at least RM_MIN_NEW_RATINGS
-new consented ratings arrived since the last reward model. The run goes to the `gpu` Celery queue
+new trainable ratings arrived since the last reward model. The run goes to the `gpu` Celery queue
 (task `execute_reward_model_run`, which calls rewardtrainer's `fit_reward_model`); --sync executes it in
 this process instead (no worker needed) and prints the metrics.
 """
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             if active:
                 raise CommandError(f"Run #{active.pk} is already {active.status}; one run at a time.")
             raise CommandError(
-                f"Only {training_new_ratings_count()} new consented ratings since the last reward-model run "
+                f"Only {training_new_ratings_count()} new trainable ratings since the last reward-model run "
                 f"ended (at least RM_MIN_NEW_RATINGS, {settings.TRAINING['MIN_NEW_RATINGS']}, start one); "
                 "use --now to train anyway."
             )

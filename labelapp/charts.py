@@ -367,7 +367,8 @@ def quality_charts(figures: dict, rows, *, speed_cap: float, max_rater_curves: i
     from labelapp.services.quality import ordinary
 
     bias = ordinary(rows)  # the figures' own rule: no gold pairs, no repeats
-    curves = {"pool": metrics.longer_curve(bias.preference, bias.words_a, bias.words_b)}
+    # "all raters" has a space, which no username has: a rater named "pool" replaced the pool's curve.
+    curves = {"all raters": metrics.longer_curve(bias.preference, bias.words_a, bias.words_b)}
     busiest = sorted(figures["raters"], key=lambda r: -r["n"])[:max_rater_curves]
     for r in busiest:
         sel = bias.rater == r["rater_id"]

@@ -303,7 +303,7 @@ def quality_refresh() -> list[int] | None:
         names = _usernames(np.unique(rows.rater).tolist())
         versions = dict(GuidelineVersion.objects.values_list("pk", "number"))
         scopes: list[tuple[int | None, Rows]] = [(None, rows)]
-        for vid in sorted(np.unique(rows.version).tolist(), key=lambda v: versions.get(v, 0)):
+        for vid in sorted(_report_versions(rows), key=lambda v: versions.get(v, 0)):
             scopes.append((vid, rows.subset(rows.version == vid)))
         results = {}
         for vid, sub in scopes:
@@ -314,7 +314,9 @@ def quality_refresh() -> list[int] | None:
             for r in results[vid][0]["raters"]:
                 r.pop("longer_curve")  # the pages show per-rater curves from the profile only
         by_version = [
-            {"version": versions.get(vid), **results[vid][0]["pool"]} for vid, _ in scopes if vid is not None
+            {"version": versions.get(vid), **results[vid][0]["pool"]}
+            for vid, sub in scopes
+            if vid is not None and len(sub)
         ]
         report_ids = []
         with transaction.atomic():
@@ -339,6 +341,14 @@ def quality_refresh() -> list[int] | None:
         return report_ids
     finally:
         _unlock()
+
+
+def _report_versions(rows: Rows) -> set[int]:
+    """Versions that get a report: those with counted ratings, and every published one, so a version
+    whose ratings were all excluded gets an empty report instead of keeping its last figures, and one
+    nobody rated yet does not read as "the quality job has not run"."""
+    published = GuidelineVersion.objects.filter(published_at__isnull=False).values_list("pk", flat=True)
+    return set(np.unique(rows.version).tolist()) | set(published)
 
 
 def _store_profiles(raters: list[dict], curves: dict, charts) -> None:

@@ -9,6 +9,7 @@ import time
 import pytest
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
 from labelapp.models import Comparison, QualityReport, RaterProfile, Rating, RatingReview
@@ -342,3 +343,47 @@ def test_a_position_flag_needs_enough_judgments(settings):
     assert "position" in _flags(row, pool)
     settings.QUALITY = {**settings.QUALITY, "POSITION_MIN_N": 30}
     assert "position" not in _flags(row, pool)
+
+
+@pytest.mark.django_db
+def test_a_version_whose_ratings_all_drop_out_gets_an_empty_report(rater, guideline, make_comparison, staff):
+    """Reports were written only for versions with counted ratings: once every rating of a version was
+    excluded its page kept the old figures, and a published version nobody rated yet said "the quality
+    job has not run"."""
+    from labelapp.services.guidelines import guideline_create
+
+    v2 = guideline_create(text="# v2\n\nShorter is fine.", publish=True)
+    v3 = guideline_create(text="# v3\n\nStill fine.", publish=True)
+    mine = [
+        rate(rater=rater, comparison=_ordinary(make_comparison, i), preference=2, guideline=v2)
+        for i in range(4)
+    ]
+    quality.quality_refresh()
+    assert QualityReport.objects.filter(guideline_version=v2).latest("computed_at").n_ratings == 4
+    for r in mine:
+        RatingReview.objects.create(
+            rating=r, decision=RatingReview.Decision.EXCLUDE, reason="x", reviewer=staff
+        )
+    quality.quality_refresh()
+    for version in (v2, v3):
+        latest = (
+            QualityReport.objects.filter(guideline_version=version).order_by("-computed_at", "-id").first()
+        )
+        assert latest is not None and latest.n_ratings == 0 and latest.figures["raters"] == []
+    staff_client = Client()
+    staff_client.force_login(staff)
+    page = staff_client.get(f"/quality/?version={v2.number}").content.decode()
+    assert "from 0 ratings" in page and "has not run" not in page
+
+
+@pytest.mark.django_db
+def test_the_pool_curve_keeps_its_place_beside_a_rater_named_pool(make_user, guideline, make_comparison):
+    # the curves were keyed by name: a rater named "pool" replaced the pool's curve on the dashboard
+    pool, other = make_user("pool"), make_user("other")
+    for i in range(6):
+        rate(rater=pool, comparison=_ordinary(make_comparison, i), preference=2, guideline=guideline)
+        rate(rater=other, comparison=_ordinary(make_comparison, 50 + i), preference=-2, guideline=guideline)
+    (report_id, *_) = quality.quality_refresh()
+    names = [s["name"] for s in QualityReport.objects.get(pk=report_id).charts["longer"]["data"]]
+    assert names[0].startswith("all raters (n=12)")
+    assert any(n.startswith("pool (n=6)") for n in names)

@@ -52,7 +52,7 @@ from labelapp.services.guidelines import (
 from labelapp.services.privacy import scrub_model_text
 from labelapp.services.review import ReviewError, rating_review_add
 from labelapp.services.roles import NotPermitted, permitted
-from labelapp.services.training import reward_model_activate, training_run_cancel
+from labelapp.services.training import AlreadyActive, reward_model_activate, training_run_cancel
 
 FIXED_TEXT = "A comparison shows this text and ratings judged it: it can no longer change."
 
@@ -642,7 +642,11 @@ class RewardModelVersionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
-        version = reward_model_activate(version=queryset.get(), by=request.user)
+        try:
+            version = reward_model_activate(version=queryset.get(), by=request.user)
+        except AlreadyActive as e:
+            self.message_user(request, str(e), messages.INFO)
+            return
         self.message_user(request, f"Reward model v{version.number} is now active.", messages.SUCCESS)
 
 

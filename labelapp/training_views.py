@@ -15,6 +15,7 @@ from labelapp.models import RewardModelVersion, TrainingRun
 from labelapp.services.training import (
     DECISION_PENDING,
     METRIC_LABELS,
+    AlreadyActive,
     BrokerUnavailable,
     eval_set_size,
     metric_rows,
@@ -148,8 +149,12 @@ def _version_context(version: RewardModelVersion) -> dict:
 @require_POST
 def reward_model_activate_view(request: HttpRequest, number: int) -> HttpResponse:
     version = get_object_or_404(RewardModelVersion, number=number)
-    reward_model_activate(version=version, by=request.user)
-    messages.success(request, f"Reward model v{version.number} is now active.")
+    try:
+        reward_model_activate(version=version, by=request.user)
+    except AlreadyActive as e:
+        messages.info(request, str(e))
+    else:
+        messages.success(request, f"Reward model v{version.number} is now active.")
     return redirect("reward_model_version", number=version.number)
 
 

@@ -32,7 +32,12 @@ from labelapp.services.guidelines import (
 )
 from labelapp.services.queue import queue_figures
 from labelapp.services.ratings import RatingError, rating_submit
-from labelapp.services.training import BrokerUnavailable, reward_model_activate, training_run_request
+from labelapp.services.training import (
+    AlreadyActive,
+    BrokerUnavailable,
+    reward_model_activate,
+    training_run_request,
+)
 
 
 def _own_assignment(request, assignment_id: int) -> Assignment:
@@ -261,10 +266,19 @@ class RewardModelActivateView(ApiView):
     token_scope = "train"
     bodyless_methods = frozenset({"POST"})
 
-    @extend_schema(request=None, responses={200: s.RewardModelVersionSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: s.RewardModelVersionSerializer,
+            409: OpenApiResponse(description="The version is already active: nothing changed."),
+        },
+    )
     def post(self, request, number: int):
         version = RewardModelVersion.objects.filter(number=number).first()
         if version is None:
             raise NotFound("No such reward model version.")
-        version = reward_model_activate(version=version, by=request.user)
+        try:
+            version = reward_model_activate(version=version, by=request.user)
+        except AlreadyActive as e:
+            return Response({"detail": str(e)}, status=409)
         return Response(s.RewardModelVersionSerializer(version).data)

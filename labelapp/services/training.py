@@ -130,6 +130,11 @@ class BrokerUnavailable(Exception):
     """The Celery broker (Redis) cannot be reached: nothing can be queued right now."""
 
 
+class AlreadyActive(Exception):
+    """A hand activation of the version that is already active (a double click, a retried request):
+    nothing is changed, so its note keeps the automatic decision's reason."""
+
+
 class TransientTrainingError(Exception):
     """The run hit a transient error and was put back in the queue; the task retries it."""
 
@@ -1417,9 +1422,10 @@ def reward_model_activate(
     staff member who did it by hand (None: the automatic decision, whose reason the note holds
     already). Each version's note gains a line (what happened, when, by whom), so an automatic
     "Activated: ..." no longer stands on a version rolled back since, nor is a hand activation silent.
-    NotPermitted when `by` may not activate reward models. `only_if_active` (a version pk, or None for
-    "none is active"): activate only while that is still the active one, else return None (the
-    automatic decision compared against it). Every version row is locked first: two activations at
+    NotPermitted when `by` may not activate reward models; AlreadyActive when `by` activates the
+    active version (automatically, that changes nothing and returns it). `only_if_active` (a version
+    pk, or None for "none is active"): activate only while that is still the active one, else return
+    None (the automatic decision compared against it). Every version row is locked first: two activations at
     once apply one after the other (with only the active rows locked, the second missed the first's
     new active version and broke the one-active constraint: a 500)."""
     permission_check(by, "reward_model_activate")
@@ -1431,10 +1437,15 @@ def reward_model_activate(
         # the note as it is now, not as the caller read it: an activation that waited for the lock
         # wrote its lines on a stale copy and lost the other's
         version.refresh_from_db(fields=["activation_note", "eval_set_metrics"])
-        if only_if_active is not _ANY:
-            active_pk = RewardModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
-            if active_pk != only_if_active:
-                return None
+        active_pk = RewardModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+        if only_if_active is not _ANY and active_pk != only_if_active:
+            return None
+        if active_pk == version.pk:
+            # each repeat stamped activated_at anew and pushed a line into the note, whose last lines
+            # (the automatic decision's reason among them) then fell off
+            if by is not None:
+                raise AlreadyActive(f"Reward model v{version.number} is already active; nothing changed.")
+            return version
         replaced = list(
             RewardModelVersion.objects.select_for_update()
             .filter(is_active=True)

@@ -129,7 +129,8 @@ def test_evaluation_prompts_never_train_and_prompts_already_trained_never_join(
     assert run2.data_snapshot["n_eval_set"] == 3
     # the new rating of the already-trained prompt keeps training; evaluation prompts never do
     assert set(run2.data_snapshot["rating_ids"]) == {r.pk for r in trained} | {
-        old_prompt.comparisons.order_by("-pk").first().ratings.get().pk
+        # the newest ordinary one: a repeat drawn (REPEAT_RATE) for an earlier rating may be newer
+        old_prompt.comparisons.filter(kind=Comparison.Kind.NORMAL).order_by("-pk").first().ratings.get().pk
     }
     # a later rating of an evaluation prompt joins the set too (whole prompts)
     training.training_run_cancel(run=run2)
@@ -390,3 +391,20 @@ def test_only_ratings_that_would_train_count_towards_a_new_run(make_user, guidel
     assert training.training_new_ratings_count() == 4
     Prompt.objects.filter(pk=usable[0].comparison.prompt_id).update(withheld=True)
     assert training.training_new_ratings_count() == 3
+
+
+@pytest.mark.django_db
+def test_activating_the_active_version_again_changes_nothing(client, staff):
+    """A double click (or a retried request) re-stamped activated_at and pushed a line into the note
+    each time; after six, the automatic decision's reason had dropped off the version page."""
+    v1 = _version(1, "/nowhere", active=True)
+    v1.activation_note = "Activated: balanced accuracy 65.0% on 40 frozen evaluation pairs."
+    v1.save()
+    before = RewardModelVersion.objects.get(pk=v1.pk)
+    client.force_login(staff)
+    for _ in range(6):
+        r = client.post(reverse("reward_model_activate", args=[1]), follow=True)
+        assert "already active; nothing changed" in r.content.decode()
+    assert client.post("/api/reward-models/1/activate/").status_code == 409
+    v1.refresh_from_db()
+    assert (v1.activation_note, v1.activated_at) == (before.activation_note, before.activated_at)

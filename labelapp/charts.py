@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import expit  # the logistic without overflow warnings at large logits
 
 from labelapp import metrics
 
@@ -247,7 +248,7 @@ def longer_chart(
                     "legendgroup": name,
                     "visible": visible,
                     "x": np.exp(xs).round(4).tolist(),
-                    "y": (1 / (1 + np.exp(-curve["slope"] * xs))).round(4).tolist(),
+                    "y": expit(curve["slope"] * xs).round(4).tolist(),
                     "line": {"color": color},
                     "hoverinfo": "skip",
                 }

@@ -20,6 +20,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.special import expit  # the logistic without overflow warnings at large logits
 
 Z95 = 1.959963984540054
 
@@ -131,14 +132,14 @@ def logistic_fit(X, y, *, ridge: float = 1e-3, iters: int = 50) -> LogisticFit |
         return None
     w = np.zeros(k)
     for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(X @ w)))
+        p = expit(X @ w)
         grad = X.T @ (y - p) - ridge * w
         hess = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(k)
         step = np.linalg.solve(hess, grad)
         w = w + step
         if np.max(np.abs(step)) < 1e-8:
             break
-    p = 1.0 / (1.0 + np.exp(-(X @ w)))
+    p = expit(X @ w)
     info = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(k)
     se = np.sqrt(np.diag(np.linalg.inv(info)))
     return LogisticFit(coef=w, se=se, n=n)
@@ -239,7 +240,7 @@ def _profile_interval(
     def profile(theta: float) -> float:
         slope = 0.0
         for _ in range(30):  # Newton on the slope alone, theta fixed as an offset
-            p = 1.0 / (1.0 + np.exp(-(slope * x_len + theta * is_new)))
+            p = expit(slope * x_len + theta * is_new)
             grad = x_len @ (y - p) - ridge * slope
             hess = (x_len**2) @ (p * (1 - p)) + ridge
             step = grad / hess

@@ -176,7 +176,10 @@
 
   // A new panel arrived (htmx swap): start the clock (kept for the same assignment) and focus the page.
   // A fresh comparison starts at the top (the prompt); a panel with errors shows the first error.
+  // The page's messages (base.html, above the panel) were about the full page load; left standing, a
+  // "Nothing was saved" sat above every later panel, over ratings that were saved.
   document.addEventListener("htmx:afterSwap", function () {
+    document.querySelectorAll("ul.messages").forEach(function (m) { m.remove(); });
     startClock(); updateLengthCheck();
     if (document.activeElement && document.activeElement !== document.body) { document.activeElement.blur(); }
     var r = root();

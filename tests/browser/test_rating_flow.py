@@ -118,3 +118,38 @@ def test_a_rater_judges_three_comparisons_with_the_keyboard(page, live_server, t
         left_sign = 1 if rating.assignment.shown_left == Assignment.Side.A else -1
         assert rating.preference == (int(key) - 4) * left_sign
     assert (OUTPUT_DIR / "rating_page.png").stat().st_size > 10_000
+
+
+def test_a_message_from_a_page_load_goes_with_the_next_swapped_in_panel(
+    page, live_server, tmp_path, monkeypatch
+):
+    # "That comparison is finished; here is your next one." (or "Nothing was saved") stayed above every
+    # later panel: base.html draws messages outside #rate-root, which is all htmx replaces
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    demo = demo_seed()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "demo-rater")
+    page.fill("#id_password", demo.accounts["demo-rater"])
+    page.locator("#id_password").press("Enter")
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto(f"{live_server.url}/rate/")
+    page.wait_for_url("**/guidelines/")
+    page.locator("#acknowledge").click()
+    page.wait_for_selector("#rating-form")
+
+    def rate_once():
+        before = page.locator("#rate-root").get_attribute("data-assignment")
+        page.keyboard.press("4")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "id => { const r = document.getElementById('rate-root');"
+            " return r && r.dataset.assignment !== id; }",
+            arg=before,
+        )
+        return before
+
+    finished = rate_once()
+    page.goto(f"{live_server.url}/rate/{finished}/")  # Back to a finished one: redirected, with a message
+    assert "That comparison is finished" in page.locator("ul.messages").inner_text()
+    rate_once()
+    assert page.locator("ul.messages").count() == 0

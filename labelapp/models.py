@@ -47,7 +47,9 @@ class Prompt(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.text[:60]}"
+        # No text: the admin copies this into its history (django_admin_log.object_repr), where a
+        # purged or withdrawn prompt's words would outlive it.
+        return f"Prompt #{self.pk}"
 
     def save(self, *args, **kwargs) -> None:
         from labelapp.rendering import render_markdown
@@ -113,7 +115,7 @@ class Response(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"#{self.pk} ({self.source_model}) {self.text[:50]}"
+        return f"Answer #{self.pk} ({self.source_model})"  # no text, as Prompt.__str__
 
     def save(self, *args, **kwargs) -> None:
         from labelapp.rendering import render_markdown

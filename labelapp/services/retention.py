@@ -8,6 +8,11 @@ periods (`retention_deadline`): a deadline fixed when the file was written (`Exp
 still shown) let files written before a period was set, or under a longer one, outlive their prompts.
 Files recorded before the per-source times were kept fall back to that stored deadline. The report
 says what was deleted, by kind and count, and which files were not found or could not be deleted.
+
+Sources match RETENTION_DAYS case-insensitively ("Playground" is "playground"): ingest stores the
+source as sent, and a period that missed a capitalised spelling kept those prompts forever. The admin's
+history rows (django_admin_log) of purged prompts and answers go too: they are history of data that no
+longer exists, and rows written before __str__ lost the text carried the prompt's first words.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -26,13 +33,18 @@ from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, 
 log = logging.getLogger(__name__)
 
 
+def _periods() -> dict[str, int]:
+    """RETENTION_DAYS with each source name folded to lower case ("*" stays)."""
+    return {s.casefold(): d for s, d in settings.RETENTION_DAYS.items()}
+
+
 def retention_deadline(oldest_by_source: dict[str, datetime]) -> datetime | None:
     """The earliest moment a prompt of these sources (each with its oldest creation time) passes its
     source's period under RETENTION_DAYS (a source without one takes "*"); None: never."""
-    days = settings.RETENTION_DAYS
+    days = _periods()
     deadlines = []
     for source, oldest in oldest_by_source.items():
-        d = days.get(source, days.get("*", 0))
+        d = days.get(source.casefold(), days.get("*", 0))
         if d and d > 0:
             deadlines.append(oldest + timedelta(days=d))
     return min(deadlines) if deadlines else None
@@ -52,16 +64,28 @@ def _expired_files(now: datetime) -> list[ExportFile]:
 
 
 def _expired_prompts(now: datetime):
-    days = settings.RETENTION_DAYS
+    days = _periods()
     named = {s: d for s, d in days.items() if s != "*"}
     cond = Q(pk__in=[])
     for source, d in named.items():
         if d and d > 0:
-            cond |= Q(source=source, created_at__lt=now - timedelta(days=d))
+            cond |= Q(source__iexact=source, created_at__lt=now - timedelta(days=d))
     default = days.get("*", 0)
     if default and default > 0:
-        cond |= Q(created_at__lt=now - timedelta(days=default)) & ~Q(source__in=list(named))
+        any_named = Q(pk__in=[])
+        for source in named:
+            any_named |= Q(source__iexact=source)
+        cond |= Q(created_at__lt=now - timedelta(days=default)) & ~any_named
     return Prompt.objects.filter(cond)
+
+
+def _delete_admin_history(prompt_ids: list[int], response_ids: list[int]) -> None:
+    """The admin's log rows about these prompts and answers (object_id is text in that table)."""
+    for model, ids in ((Prompt, prompt_ids), (Response, response_ids)):
+        if ids:
+            LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(model), object_id__in=[str(i) for i in ids]
+            ).delete()
 
 
 def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
@@ -85,7 +109,8 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         prompts = _expired_prompts(now)
         ids = list(prompts.values_list("pk", flat=True))
         report["prompts"] = len(ids)
-        report["responses"] = Response.objects.filter(prompt_id__in=ids).count()
+        response_ids = list(Response.objects.filter(prompt_id__in=ids).values_list("pk", flat=True))
+        report["responses"] = len(response_ids)
         report["comparisons"] = Comparison.objects.filter(prompt_id__in=ids).count()
         report["assignments"] = Assignment.objects.filter(comparison__prompt_id__in=ids).count()
         report["ratings"] = Rating.objects.filter(comparison__prompt_id__in=ids).count()
@@ -94,6 +119,7 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
             report["export_files"] = len(_expired_files(now))
             return report
         Prompt.objects.filter(pk__in=ids).delete()
+        _delete_admin_history(ids, response_ids)
     _purge_export_files(now, report)
     return report
 

@@ -145,3 +145,42 @@ def test_an_export_file_that_cannot_be_deleted_stays_on_record_and_the_rest_stil
     )
     assert not present.exists() and stuck.exists()
     assert list(ExportFile.objects.values_list("path", flat=True)) == [str(stuck)]  # the next purge retries
+
+
+def test_the_admin_history_never_holds_a_prompts_words_and_goes_with_a_purged_prompt(staff, settings):
+    """A staff edit in the admin wrote the prompt's first 60 characters (and an answer's first 50)
+    into django_admin_log.object_repr, which a purge left behind."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    settings.RETENTION_DAYS = {"feed": 30}
+    c = make_pair(text="my neighbour Jo Bloggs at 4 Elm Road keeps bees", a="Bees are fine near a house.")
+    LogEntry.objects.log_actions(staff.pk, [c.prompt], CHANGE, single_object=True)
+    LogEntry.objects.log_actions(staff.pk, [c.response_a], CHANGE, single_object=True)
+    reprs = list(LogEntry.objects.values_list("object_repr", flat=True))
+    assert not [r for r in reprs if "Bloggs" in r or "Bees" in r], reprs
+
+    # A row written by an earlier release (its name held the text) goes with the purged prompt.
+    LogEntry.objects.create(
+        user=staff,
+        content_type=ContentType.objects.get_for_model(Prompt),
+        object_id=str(c.prompt.pk),
+        object_repr=f"#{c.prompt.pk} my neighbour Jo Bloggs at 4 Elm Road keeps bees",
+        action_flag=CHANGE,
+    )
+    _age(c.prompt, 31)
+    purge_expired()
+    assert not LogEntry.objects.filter(object_repr__contains="Bloggs").exists()
+    assert LogEntry.objects.count() == 0
+
+
+def test_a_source_matches_its_retention_period_whatever_its_case(settings):
+    settings.RETENTION_DAYS = {"playground": 30, "*": 0}
+    shouted = make_pair(source="PlayGround")
+    _age(shouted.prompt, 31)
+    assert purge_expired()["prompts"] == 1
+
+    settings.RETENTION_DAYS = {"Partner": 0, "*": 30}  # a named source is out of the default either way
+    partner = make_pair(source="partner")
+    _age(partner.prompt, 31)
+    assert purge_expired()["prompts"] == 0

@@ -38,6 +38,7 @@ MAX_PROMPTS_PER_REQUEST = 10_000
 # One lock id for every ingest: dedup by hash must see rows other imports are writing right now.
 _INGEST_LOCK = 0x1A9E57
 _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
+_NO_MEANING = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u00ad"))
 
 
 class IngestError(ValueError):
@@ -52,12 +53,17 @@ class IngestError(ValueError):
 
 def normalize_text(text: str) -> str:
     """What makes two prompts 'the same': the same characters (Unicode NFC: one text however its
-    accents were encoded), line ends, spaces at the end of lines and blank lines at either end aside.
+    accents were encoded), line ends, spaces at the end of lines, blank lines at either end and
+    invisible characters without meaning (BOM, zero-width space, word joiner, soft hyphen) aside.
 
     Nothing that can change the meaning: the key was NFKC, case-folded, with every run of whitespace
     one space, which merged a program with its `print` inside an `if` and one with it outside, "10⁶"
     with "106", "US" with "us", and attached the second prompt's answers to the first."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    # Invisible characters that mean nothing (a byte-order mark a file or an editor put in front, a
+    # zero-width space, a word joiner, a soft hyphen) go: with them a withdrawn prompt came back as a
+    # new prompt with consent. Joiners that change a script's or an emoji's shape (ZWJ, ZWNJ) stay.
+    text = text.translate(_NO_MEANING)
     # blank lines at either end go, the first line's indentation stays (it is code's meaning too)
     return _TRAILING_WS.sub("", text).strip("\n")
 

@@ -179,14 +179,41 @@ def test_the_same_text_however_its_accents_and_line_ends_were_encoded_is_a_dupli
     assert report.duplicates == [a.pk] and report.created == []
 
 
+@pytest.mark.parametrize("invisible", ["\ufeff", "\u200b", "\u2060", "\u00ad"])
+def test_a_withdrawn_prompt_sent_again_with_an_invisible_character_is_still_the_withdrawn_prompt(invisible):
+    """A byte-order mark in front (or a zero-width space inside) made a new prompt with consent=true
+    beside the withdrawn one: the withdrawal no longer reached that text."""
+    withdrawn = _stored(consent=False)
+    with pytest.raises(IngestError) as exc:
+        ingest_prompts(items=[_item(text=invisible + TEXT.replace("planet", "pla" + invisible + "net"))])
+    assert "consent conflict" in exc.value.errors[0]["error"]
+    assert list(Prompt.objects.values_list("pk", flat=True)) == [withdrawn.pk]
+
+
+def test_joiners_that_shape_a_script_or_an_emoji_still_tell_prompts_apart():
+    _stored(text="Draw \U0001f468\u200d\U0001f469\u200d\U0001f467")  # one family glyph
+    report = ingest_prompts(items=[_item(text="Draw \U0001f468\U0001f469\U0001f467")])  # three people
+    assert report.duplicates == [] and len(report.created) == 1
+
+
 def test_the_migration_recomputes_todays_key():
     import importlib
 
     from labelapp.services.ingest import text_hash
 
-    migration = importlib.import_module("labelapp.migrations.0016_prompt_text_hash_keeps_meaning")
-    for text in ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US"]:
+    migration = importlib.import_module("labelapp.migrations.0023_prompt_text_hash_without_invisibles")
+    for text in ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US", "\ufeffa\u200bb\u00adc\u2060"]:
         assert migration._key(text) == text_hash(text)  # a new key needs a new migration
+
+    from django.apps import apps
+
+    stale = Prompt.objects.create(text="\ufeffHello", source="feed", consent=True)
+    plain = Prompt.objects.create(text="Hi", source="feed", consent=True)
+    Prompt.objects.filter(pk=stale.pk).update(text_hash="old")
+    Prompt.objects.filter(pk=plain.pk).update(text_hash="kept")
+    migration.rehash(apps, None)
+    stale.refresh_from_db(), plain.refresh_from_db()
+    assert stale.text_hash == text_hash("Hello") and plain.text_hash == "kept"  # only rows holding one
 
 
 def test_a_nul_in_a_short_field_is_named_as_such():

@@ -26,7 +26,7 @@ import logging
 from django.db import transaction
 from django.db.models.query import QuerySet
 
-from labelapp.models import Comparison, Prompt, PromptConsentChange
+from labelapp.models import Assignment, Comparison, Prompt, PromptConsentChange
 from labelapp.services.assignment import comparisons_withdraw
 from labelapp.services.roles import permission_check
 
@@ -109,11 +109,13 @@ def prompt_consent_changes(*, prompt: Prompt) -> QuerySet[PromptConsentChange]:
 
 
 def _take_out(prompt: Prompt) -> list[int]:
-    """Deactivate the prompt's active comparisons and take back open leases on them; their ids."""
-    active = list(
-        Comparison.objects.filter(prompt=prompt, is_active=True).order_by("id").values_list("id", flat=True)
-    )
-    comparisons_withdraw(active)
+    """Deactivate the prompt's active comparisons and take back every open lease on its comparisons,
+    inactive ones too (staff may close a comparison a rater holds: that lease stayed open, its slot
+    counted); the ids of those that were active (what a restoration puts back)."""
+    rows = Comparison.objects.filter(prompt=prompt)
+    active = list(rows.filter(is_active=True).order_by("id").values_list("id", flat=True))
+    held = rows.filter(is_active=False, assignments__status=Assignment.Status.LEASED)
+    comparisons_withdraw({*active, *held.values_list("id", flat=True)})
     return active
 
 

@@ -153,6 +153,23 @@ def test_withdrawal_stops_the_queue_serving_the_prompt_and_takes_back_open_lease
     assert not Rating.objects.exists()
 
 
+def test_withdrawal_takes_back_a_lease_on_a_comparison_staff_had_closed(staff, rater, acked, make_comparison):
+    """Only leases on active comparisons were taken back: one on a comparison closed while a rater held
+    it stayed `leased`, its slot counted, after the prompt's consent was withdrawn."""
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    Comparison.objects.filter(pk=comparison.pk).update(is_active=False)  # staff close it meanwhile
+
+    change = prompt_consent_set(prompt=comparison.prompt, consent=False, reason="withdrawn", by=staff)
+
+    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.EXPIRED
+    comparison.refresh_from_db()
+    assert comparison.claimed_count == 0 and comparison.is_active is False
+    assert change.comparison_ids == []  # not one the withdrawal deactivated: a restoration leaves it closed
+    prompt_consent_set(prompt=comparison.prompt, consent=True, reason="given again", by=staff)
+    assert Comparison.objects.get(pk=comparison.pk).is_active is False
+
+
 def test_a_rating_on_a_lease_taken_back_does_not_blame_the_raters_time(staff, rater, acked, make_comparison):
     """The refusal said "Your time on this comparison ran out and it has been withdrawn" to a rater
     whose lease had 15 minutes left: the withdrawal, not the clock, ended it."""

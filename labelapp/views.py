@@ -39,7 +39,13 @@ from labelapp.services.guidelines import (
     guideline_needs_ack,
 )
 from labelapp.services.queue import queue_figures
-from labelapp.services.ratings import AssignmentGone, RatingError, gold_feedback, rating_submit
+from labelapp.services.ratings import (
+    AssignmentGone,
+    RatingError,
+    gold_feedback,
+    rating_still_possible,
+    rating_submit,
+)
 
 SCALE_LABELS = [
     "Left much better",
@@ -335,7 +341,12 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
             return _render_next(request, notice=str(exc))
         except RatingError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-    return _render_form_error(request, _own_assignment(request, assignment_id), form)
+    assignment = _own_assignment(request, assignment_id)
+    try:
+        rating_still_possible(assignment)
+    except AssignmentGone as exc:  # an error shown on it would offer a finished comparison again
+        return _render_next(request, notice=f"{exc} Nothing was saved; here is your next comparison.")
+    return _render_form_error(request, assignment, form)
 
 
 def _render_form_error(request: HttpRequest, assignment: Assignment, form: RatingForm) -> HttpResponse:

@@ -128,7 +128,8 @@ class RatingSubmitView(ApiView):
         except Assignment.DoesNotExist:
             raise NotFound("No such assignment.") from None
         except RatingError as exc:
-            raise ValidationError({exc.field or "detail": str(exc)}) from None
+            field = "idempotency_key" if exc.field == "form_key" else exc.field  # the page's name for it
+            raise ValidationError({field or "detail": str(exc)}) from None
         return Response(
             s.RatingOutSerializer(rating).data, status=status.HTTP_201_CREATED if created else 200
         )

@@ -48,6 +48,25 @@ class RatingError(Exception):
     field: str | None = None
 
 
+class BadTimer(RatingError):
+    """time_on_task_ms is not a reading of a page's clock (negative, or past what the column holds:
+    2**31 - 1 ms, 24.8 days). It was clamped to 24 hours and stored as if measured."""
+
+    field = "time_on_task_ms"
+
+
+class FormKeyUsed(RatingError):
+    """The idempotency key already carries this rater's rating of another comparison. The page swaps
+    in the assignment's own key with this error (a plain error kept the bad key: every submit failed)."""
+
+    field = "form_key"
+
+
+MAX_TIME_ON_TASK_MS = 2**31 - 1  # Rating.time_on_task_ms is a PostgreSQL integer
+ALREADY_RATED = "You have already rated this comparison; a rating cannot be changed here."
+NO_LONGER_YOURS = "This comparison is no longer assigned to you (skipped or finished)."
+
+
 class AssignmentGone(RatingError):
     """The assignment can take no rating any more (finished, skipped, or expired and given to others):
     nothing the rater changes in the form helps; the next comparison is the way on."""
@@ -100,12 +119,24 @@ class RatingInput:
         )
 
 
+def rating_still_possible(assignment: Assignment) -> None:
+    """AssignmentGone when the assignment was rated or skipped: no input makes it ratable again. A
+    page asks this before showing an input error on it (the form of an old tab, sent without a
+    choice, showed a finished comparison as ratable again), as the submit does before storing."""
+    if assignment.status == Assignment.Status.DONE:
+        raise AssignmentGone(ALREADY_RATED)
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise AssignmentGone(NO_LONGER_YOURS)
+
+
 def _validate(data: RatingInput) -> None:
     """Input rules that need no database (the form and serializer check types; this checks meaning)."""
     if data.preference not in range(-3, 4):
         raise RatingError("The preference must be between -3 (A much better) and 3 (B much better).")
     if data.length_check and data.length_check not in LENGTH_CHECK_VALUES:
         raise LengthCheckRequired("The length answer must be 'adds_content' or 'adds_nothing'.")
+    if not 0 <= data.time_on_task_ms <= MAX_TIME_ON_TASK_MS:
+        raise BadTimer("The page's timer sent a bad value; please submit again.")
     for name in Rating.DIMENSIONS:
         value = data.scores.get(name)
         if value is not None and value not in range(-2, 3):
@@ -166,7 +197,7 @@ def _rating_fields(data: RatingInput) -> dict:
         "flag_unsafe": data.flag_unsafe,
         "flag_broken": data.flag_broken,
         "length_check": data.length_check,
-        "time_on_task_ms": _clamp_ms(data.time_on_task_ms),
+        "time_on_task_ms": data.time_on_task_ms,
         **{name: data.scores.get(name) for name in Rating.DIMENSIONS},
     }
 
@@ -203,10 +234,6 @@ def _submit_fast(
         **fields,
     )
     return rating, shown_left, kind
-
-
-def _clamp_ms(ms: int) -> int:
-    return max(0, min(int(ms or 0), 24 * 3600 * 1000))
 
 
 def _acknowledged_version(rater) -> GuidelineVersion | None:
@@ -248,10 +275,10 @@ def rating_submit(
         if existing is not None:
             if existing.assignment_id == assignment_id:
                 return existing, False
-            raise RatingError("This form was already used for another comparison; reload the page.") from None
-        raise AssignmentGone(
-            "You have already rated this comparison; a rating cannot be changed here."
-        ) from None
+            raise FormKeyUsed(
+                "This form was already used for another comparison; please submit again."
+            ) from None
+        raise AssignmentGone(ALREADY_RATED) from None
 
 
 def _submit_slow(
@@ -271,7 +298,7 @@ def _submit_slow(
             existing = Rating.objects.filter(assignment=assignment).first()
             if existing is not None and existing.idempotency_key == idempotency_key:
                 return existing, False  # the same form sent twice: same answer, no second row
-            raise AssignmentGone("You have already rated this comparison; a rating cannot be changed here.")
+            raise AssignmentGone(ALREADY_RATED)
         version = _acknowledged_version(rater)
         if version is None:
             raise GuidelineNotAcknowledged("Read and acknowledge the rating guidelines before rating.")
@@ -289,7 +316,7 @@ def _submit_slow(
             except QueueError as exc:
                 raise AssignmentGone(str(exc)) from exc
         elif assignment.status != Assignment.Status.LEASED:
-            raise AssignmentGone("This comparison is no longer assigned to you (skipped or finished).")
+            raise AssignmentGone(NO_LONGER_YOURS)
         if not Prompt.objects.filter(pk=comparison.prompt_id, consent=True, withheld=False).exists():
             # A lease claimed in the instant of a withdrawal or a withholding escapes its take-back
             # (services/assignment.py: comparisons_withdraw); its rating is refused here.

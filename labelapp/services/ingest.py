@@ -290,7 +290,9 @@ def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> 
     if item.external_id and Prompt.objects.filter(external_id=item.external_id).exists():
         raise _BadLine(f"external_id {item.external_id!r} already exists")
     _check_answer_ids(item.answers)
-    answers = [(a, scrub(a.text)) for a in item.answers]
+    # Answers whose scrubbed texts are the same are one answer (two that differed only in an e-mail
+    # address were both stored), as for a stored prompt's new answers.
+    answers, skipped = _unseen([(a, scrub(a.text)) for a in item.answers], seen=set())
     prompt = Prompt.objects.create(
         text=scrubbed.text,
         source=item.source,
@@ -303,6 +305,7 @@ def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> 
         _answer_create(prompt=prompt, answer=a, scrubbed=s)
     report.created.append(prompt.pk)
     report.answers_created += len(answers)
+    report.answers_skipped_duplicate += skipped
     report.pii_found = merge_counts(report.pii_found, scrubbed.found, *(s.found for _, s in answers))
     return prompt
 
@@ -370,6 +373,13 @@ def _new_scrubbed(
             "text", flat=True
         )
     )
+    return _unseen(scrubbed, seen=seen)
+
+
+def _unseen(
+    scrubbed: list[tuple[AnswerIn, ScrubResult]], *, seen: set[str]
+) -> tuple[list[tuple[AnswerIn, ScrubResult]], int]:
+    """The answers whose scrubbed text is not in `seen` nor repeated before them, and how many were."""
     new = []
     for a, s in scrubbed:
         if s.text not in seen:

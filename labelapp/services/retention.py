@@ -25,7 +25,8 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, RatingReview, Response
@@ -33,9 +34,16 @@ from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, 
 log = logging.getLogger(__name__)
 
 
+def _lower(source: str) -> str:
+    """A source name in lower case letter by letter, as PostgreSQL's LOWER() in _expired_prompts does
+    it: casefold made "Straße" "strasse", and str.lower gives a final sigma its own letter, names no
+    prompt's source matched there (its export files went at the named period, its prompts never)."""
+    return "".join(c.lower() for c in source)
+
+
 def _periods() -> dict[str, int]:
-    """RETENTION_DAYS with each source name folded to lower case ("*" stays)."""
-    return {s.casefold(): d for s, d in settings.RETENTION_DAYS.items()}
+    """RETENTION_DAYS with each source name in lower case ("*" stays)."""
+    return {_lower(s): d for s, d in settings.RETENTION_DAYS.items()}
 
 
 def retention_deadline(oldest_by_source: dict[str, datetime]) -> datetime | None:
@@ -44,7 +52,7 @@ def retention_deadline(oldest_by_source: dict[str, datetime]) -> datetime | None
     days = _periods()
     deadlines = []
     for source, oldest in oldest_by_source.items():
-        d = days.get(source.casefold(), days.get("*", 0))
+        d = days.get(_lower(source), days.get("*", 0))
         if d and d > 0:
             deadlines.append(oldest + timedelta(days=d))
     return min(deadlines) if deadlines else None
@@ -64,19 +72,22 @@ def _expired_files(now: datetime) -> list[ExportFile]:
 
 
 def _expired_prompts(now: datetime):
-    days = _periods()
+    """Each source compared by PostgreSQL's LOWER() on both sides (the setting's name as written), so
+    the match does not depend on how Python and the database lower a letter differently (final sigma)."""
+    days = settings.RETENTION_DAYS
     named = {s: d for s, d in days.items() if s != "*"}
+    prompts = Prompt.objects.alias(source_lower=Lower("source"))
     cond = Q(pk__in=[])
     for source, d in named.items():
         if d and d > 0:
-            cond |= Q(source__iexact=source, created_at__lt=now - timedelta(days=d))
+            cond |= Q(source_lower=Lower(Value(source)), created_at__lt=now - timedelta(days=d))
     default = days.get("*", 0)
     if default and default > 0:
         any_named = Q(pk__in=[])
         for source in named:
-            any_named |= Q(source__iexact=source)
+            any_named |= Q(source_lower=Lower(Value(source)))
         cond |= Q(created_at__lt=now - timedelta(days=default)) & ~any_named
-    return Prompt.objects.filter(cond)
+    return prompts.filter(cond)
 
 
 def _delete_admin_history(prompt_ids: list[int], response_ids: list[int]) -> None:

@@ -52,6 +52,19 @@ def test_a_duplicate_attaches_its_new_answers_and_skips_the_stored_ones():
     assert Prompt.objects.count() == 1
 
 
+def test_a_new_prompts_answers_that_scrub_to_one_text_are_one_answer():
+    """A new prompt stored both (they differed only in an e-mail address), a stored prompt one: the
+    re-import then counted two skipped duplicates against the two created."""
+    item = _item(
+        text="Q1", answers=[("Mail me at a@b.com", "m", "", None), ("Mail me at c@d.com", "m", "", None)]
+    )
+    report = ingest_prompts(items=[item])
+    assert (report.answers_created, report.answers_skipped_duplicate) == (1, 1)
+    assert list(Response.objects.values_list("text", flat=True)) == ["Mail me at [EMAIL]"]
+    again = ingest_prompts(items=[item])
+    assert (again.answers_created, again.answers_skipped_duplicate) == (0, 2)
+
+
 def test_reimporting_the_same_file_adds_nothing_and_is_not_refused():
     items = [_item(external_id="p-1", answers=[("Jupiter.", "policy", "v1", "a-1")])]
     ingest_prompts(items=items)

@@ -184,3 +184,17 @@ def test_a_source_matches_its_retention_period_whatever_its_case(settings):
     partner = make_pair(source="partner")
     _age(partner.prompt, 31)
     assert purge_expired()["prompts"] == 0
+
+
+@pytest.mark.parametrize("named, sent", [("Straße", "STRAßE"), ("ΣΟΣ", "σοσ"), ("ﬁle", "FILE")])
+def test_prompts_and_export_files_of_a_source_expire_alike(named, sent, settings, rater, guideline, tmp_path):
+    """casefold made "Straße" "strasse" for the files' deadline, which PostgreSQL's LOWER() never gave
+    a prompt's source: the files went at the named period and the prompts were kept."""
+    settings.RETENTION_DAYS = {named: 30}
+    c = make_pair(source=sent)
+    rate(rater=rater, comparison=c, preference=1, guideline=guideline)
+    _age(c.prompt, 60)
+    export_write(path=tmp_path / "e.jsonl", fmt="jsonl", mode="rating", filters=ExportFilters())
+    file_due = ExportFile.objects.get().oldest_by_source
+    report = purge_expired()
+    assert (report["prompts"], report["export_files"]) in ((1, 1), (0, 0)), (report, file_due)

@@ -313,16 +313,19 @@ def parse_values(spec: str | float, n: int, *, name: str) -> list[float]:
     """Per-rater values from "0.6" (everyone), "0,0.3,0.9" (one per rater) or "0:1" (a spread)."""
     text = str(spec).strip()
     try:
-        if ":" in text:
-            lo, hi = (float(v) for v in text.split(":", 1))
-            return np.linspace(lo, hi, n).tolist() if n > 1 else [lo]
-        values = [float(v) for v in text.split(",") if v.strip()]
+        spread = ":" in text
+        values = [float(v) for v in (text.split(":", 1) if spread else text.split(",")) if v.strip()]
+        if spread and len(values) != 2:
+            raise ValueError
     except ValueError:
         raise ValueError(
             f"--{name}: expected a number, a list a,b,c or a spread lo:hi, got {text!r}"
         ) from None
-    if not all(math.isfinite(v) for v in values):  # float() takes "nan" and "inf"
+    # float() takes "nan" and "inf"; a spread's ends too (0:nan stored NaN biases and their ratings)
+    if not all(math.isfinite(v) for v in values):
         raise ValueError(f"--{name}: values must be finite numbers, got {text!r}")
+    if spread:
+        return np.linspace(values[0], values[1], n).tolist() if n > 1 else [values[0]]
     if len(values) == 1:
         return values * n
     if len(values) != n:
@@ -590,13 +593,13 @@ def simulate_raters(
     through the same services as human raters. Raises ValueError on bad arguments."""
     if raters < 1 or ratings < 0:
         raise ValueError("--raters must be >= 1 and --ratings >= 0")
-    if guideline_current() is None:
-        raise ValueError("No guidelines are published; run `manage.py demo` or publish a version first.")
     lengths = parse_values(length_bias, raters, name="length-bias")
     positions = parse_values(position_bias, raters, name="position-bias")
     noises = parse_values(noise, raters, name="noise")
     if any(s < 0 for s in noises):
         raise ValueError("--noise must be >= 0")
+    if guideline_current() is None:  # after the arguments: a bad one is named whatever the database holds
+        raise ValueError("No guidelines are published; run `manage.py demo` or publish a version first.")
     rng = random.Random(seed)
     configs = [
         RaterConfig(

@@ -122,6 +122,20 @@ def test_per_rater_values_parse_and_bad_input_is_a_clear_error(guideline):
         call_command("simulate_raters", "--raters", "2", "--ratings", "1", "--length-bias", "abc")
 
 
+@pytest.mark.parametrize("spec", ["0:nan", "nan:1", "0:inf", "-inf:0", "0:1:2", "0:"])
+def test_a_spread_with_an_end_that_is_no_number_is_refused(spec):
+    """ "0:nan" stored NaN biases (and ratings judged by them): only single values were checked."""
+    with pytest.raises(ValueError, match="--x"):
+        parse_values(spec, 3, name="x")
+
+
+@pytest.mark.django_db
+def test_a_bad_argument_is_named_before_the_database_is_asked():
+    # no guideline published: the error named that, not the argument at fault
+    with pytest.raises(CommandError, match="length-bias"):
+        call_command("simulate_raters", "--raters", "2", "--ratings", "1", "--length-bias", "0:nan")
+
+
 def test_simulated_raters_acknowledge_a_new_guideline_version(guideline):
     from labelapp.services.guidelines import guideline_create
 

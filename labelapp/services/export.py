@@ -43,7 +43,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min, Q
 
-from labelapp.models import ExportFile, Rating
+from labelapp.models import ExportFile, GuidelineVersion, Rating
 from labelapp.selectors import trust_weights
 from labelapp.services.retention import retention_deadline
 
@@ -90,6 +90,15 @@ class ExportFilters:
             )
         if any(v < 1 for v in self.guideline_versions):
             raise ValueError("guideline versions are numbered from 1.")
+        if self.guideline_versions:  # an unknown one wrote an empty file and said "Wrote 0 pair(s)"
+            published = set(
+                GuidelineVersion.objects.filter(
+                    number__in=self.guideline_versions, published_at__isnull=False
+                ).values_list("number", flat=True)
+            )
+            missing = sorted(set(self.guideline_versions) - published)
+            if missing:
+                raise ValueError(f"there is no published guideline version {', '.join(map(str, missing))}.")
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -113,3 +113,48 @@ def test_sample_policy_with_a_file_that_is_not_a_model_is_a_usage_error(settings
     settings.POLICY = {**settings.POLICY, "MODEL": str(junk)}
     with pytest.raises(CommandError):
         call_command("sample_policy", "--limit", "1")
+
+
+def test_create_rater_refuses_a_name_another_account_has_in_another_case_or_width(make_user, capsys):
+    """The admin's user form refuses "BOSS" beside "boss"; "ｂｏｓｓ2" was stored in full-width letters,
+    which the login form turns into "boss2": an account nobody could log in to."""
+    from django.contrib.auth import get_user_model
+
+    make_user("boss")
+    with pytest.raises(CommandError, match="'boss' already exists"):
+        call_command("create_rater", "BOSS")
+    call_command("create_rater", "\uff42\uff4f\uff53\uff53\uff12")
+    assert "created rater boss2 " in capsys.readouterr().out
+    assert get_user_model().objects.filter(username="boss2").exists()
+
+
+def test_import_prompts_reads_a_file_that_starts_with_a_byte_order_mark(tmp_path):
+    from labelapp.models import Prompt
+
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "Why is the sea salty?", "source": "feed", "consent": true}\n')
+    call_command("import_prompts", str(path))
+    assert list(Prompt.objects.values_list("text", flat=True)) == ["Why is the sea salty?"]
+
+
+def test_create_api_token_refuses_an_expiry_the_service_refuses_as_a_usage_error(make_user):
+    make_user("boss", staff=True)
+    with pytest.raises(CommandError, match="must be from 1 to 3650"):
+        call_command("create_api_token", "boss", "--name", "x", "--expires-days", "3651")
+
+
+def test_make_gold_says_when_it_made_fewer_pairs_than_asked(guideline, capsys):
+    from labelapp.models import Prompt, Response
+
+    prompt = Prompt.objects.create(text="Name a colour.", consent=True, source="t")
+    Response.objects.create(
+        prompt=prompt, text="Blue is a colour of the sky and the sea.", source_model="team"
+    )
+    call_command("make_gold", "--count", "50", "--seed", "1")
+    assert "Made 1 gold pairs, not 50" in capsys.readouterr().out
+
+
+def test_export_preferences_refuses_a_guideline_version_that_does_not_exist(guideline, tmp_path):
+    with pytest.raises(CommandError, match="no published guideline version 99"):
+        call_command("export_preferences", str(tmp_path / "e.jsonl"), "--guideline-version", "99")
+    assert not (tmp_path / "e.jsonl").exists()

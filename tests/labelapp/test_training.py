@@ -1214,3 +1214,15 @@ def test_shares_on_the_version_page_are_percentages():
     # the PMI gate's share of training answers below its threshold showed as 0.120
     rows = dict(training.metric_rows({"relevance_gate_touched": 0.12, "accuracy": 0.6}))
     assert rows[training.METRIC_LABELS["relevance_gate_touched"]] == "12.0%"
+
+
+@pytest.mark.django_db
+def test_the_command_can_turn_the_baseline_off(settings, guideline, enqueued):
+    # --with-baseline was store_true: with RM_TRAIN_PLAIN_BASELINE on there was no way to say no
+    import io
+
+    from django.core.management import call_command
+
+    settings.TRAINING = {**settings.TRAINING, "TRAIN_PLAIN_BASELINE": True}
+    call_command("train_reward_model", "--now", "--no-with-baseline", stdout=io.StringIO())
+    assert TrainingRun.objects.get().with_baseline is False and len(enqueued) == 1

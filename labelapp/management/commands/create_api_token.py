@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.args import int_arg, text_arg
 from labelapp.models import TOKEN_SCOPES
-from labelapp.services.tokens import TokenError, token_create
+from labelapp.services.tokens import MAX_EXPIRY_DAYS, TokenError, token_create
 
 
 class Command(BaseCommand):
@@ -25,7 +25,9 @@ class Command(BaseCommand):
             help=f"what it may do (repeat for several): {', '.join(TOKEN_SCOPES)}; default: all",
         )
         parser.add_argument(
-            "--expires-days", type=int_arg(1, 36_500), help="refused after this many days (default: never)"
+            "--expires-days",
+            type=int_arg(1, MAX_EXPIRY_DAYS),
+            help=f"refused after this many days, at most {MAX_EXPIRY_DAYS} (default: never)",
         )
 
     def handle(self, *args, username: str, name: str, scopes, expires_days, **options):

@@ -29,12 +29,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, staff=False, role=None, **options):
         user_model = get_user_model()
-        try:  # the rules the admin's user form applies: not blank, at most 150 of letters, digits, @.+-_
+        # As the admin's user form and the login form: NFKC first (the login form turns a typed "ｂｏｓｓ"
+        # into "boss", so an account stored in full-width letters could never log in), then not blank, at
+        # most 150 of letters, digits, @.+-_, and no other account of the same name in another case.
+        username = user_model.normalize_username(username)
+        try:
             user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
         except ValidationError as exc:
             raise CommandError(f"Username {username!r}: {' '.join(exc.messages)}") from None
-        if user_model.objects.filter(username=username).exists():
-            raise CommandError(f"User {username!r} already exists.")
+        taken = (
+            user_model.objects.filter(username__iexact=username).values_list("username", flat=True).first()
+        )
+        if taken is not None:
+            raise CommandError(f"User {taken!r} already exists.")
         password = secrets.token_urlsafe(12)
         user = user_model(username=username, is_staff=staff or bool(role), is_superuser=staff)
         user.set_password(password)

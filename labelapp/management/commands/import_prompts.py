@@ -24,7 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: Path, **options):
         try:
-            text = file.read_text(encoding="utf-8")
+            text = file.read_text(encoding="utf-8-sig")  # a BOM that Windows tools write in front goes
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Cannot read {file}: {exc}") from None
         try:

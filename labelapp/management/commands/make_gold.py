@@ -28,4 +28,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         for m in made:
             self.stdout.write(f"comparison #{m.comparison.pk} ({m.padding}): {m.comparison.gold_explanation}")
+        if len(made) < count:  # it said "Made 12 gold pairs." to --count 100000 as if that were all asked
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Made {len(made)} gold pairs, not {count}: only {len(made)} answers can be padded "
+                    "(with consent, not withheld, not padding or gold already)."
+                )
+            )
+            return
         self.stdout.write(self.style.SUCCESS(f"Made {len(made)} gold pairs."))

@@ -1,10 +1,13 @@
-"""`manage.py train_reward_model [--now] [--sync] [--with-baseline]`: start a reward model run by hand.
+"""`manage.py train_reward_model [--now] [--sync] [--with-baseline | --no-with-baseline]`: start a
+reward model run by hand.
 
 Without --now it does what the scheduled check does: start a run only if at least RM_MIN_NEW_RATINGS
 new trainable ratings arrived since the last reward model. The run goes to the `gpu` Celery queue
 (task `execute_reward_model_run`, which calls rewardtrainer's `fit_reward_model`); --sync executes it in
 this process instead (no worker needed) and prints the metrics.
 """
+
+import argparse
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -27,9 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--sync", action="store_true", help="Run here instead of on the gpu worker.")
         parser.add_argument(
             "--with-baseline",
-            action="store_true",
+            action=argparse.BooleanOptionalAction,
             default=None,
-            help="Also train a plain Bradley-Terry model.",
+            help="Also train a plain Bradley-Terry model (--no-with-baseline: not even when "
+            "RM_TRAIN_PLAIN_BASELINE is on; default: that setting).",
         )
 
     def handle(self, *args, now=False, sync=False, with_baseline=None, **options):

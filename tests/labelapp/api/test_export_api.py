@@ -23,6 +23,13 @@ def test_the_export_api_streams_jsonl_for_staff_only(staff_api, api, rater, guid
     assert api.get("/api/export/").status_code == 403
 
 
+def test_an_export_of_a_guideline_version_that_does_not_exist_is_a_400(staff_api, rater, guideline):
+    rate(rater=rater, comparison=make_pair(), preference=1, guideline=guideline)
+    r = staff_api.get(f"/api/export/?guideline_version={guideline.number + 1}")
+    assert r.status_code == 400 and "no published guideline version" in r.json()["detail"]
+    assert staff_api.get(f"/api/export/?guideline_version={guideline.number}").status_code == 200
+
+
 def test_a_parquet_export_is_streamed_and_one_that_fails_midway_is_cut_short_with_nothing_on_disk(
     staff_api, rater, guideline, monkeypatch
 ):

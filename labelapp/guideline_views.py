@@ -18,6 +18,7 @@ from labelapp.access import staff_required
 from labelapp.models import GuidelineVersion
 from labelapp.rendering import render_markdown
 from labelapp.services.guidelines import (
+    TEXT_MAX,
     GuidelineError,
     guideline_current,
     guideline_diff_html,
@@ -27,7 +28,7 @@ from labelapp.services.guidelines import (
 )
 from labelapp.services.roles import NotPermitted
 
-PREVIEW_MAX_CHARS = 200_000
+PREVIEW_MAX_CHARS = TEXT_MAX  # what may be saved: the rest is refused on save, not rendered
 
 
 @staff_required
@@ -83,7 +84,7 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
             "error": error,
             "draft": draft,
             "current": current,
-            "preview": mark_safe(render_markdown(text)),  # noqa: S308 (sanitized by render_markdown)
+            "preview": mark_safe(render_markdown(text[:PREVIEW_MAX_CHARS])),  # noqa: S308 (sanitized)
         },
         status=status,
     )

@@ -22,6 +22,9 @@ from labelapp.textdiff import side_by_side
 CHANGELOG_MAX = 500
 _DRAFT_LOCK = 0x6D2AF7  # pg_advisory_xact_lock key of draft saves (ingest has its own)
 TITLE_MAX = 200  # GuidelineVersion.title's column
+# Every rater reads it before rating and its diff is built for each acknowledgment: with no bound a
+# pasted 200,000-character text made both pages slow for everyone. The default text has 6,750.
+TEXT_MAX = 50_000
 
 
 class GuidelineError(Exception):
@@ -65,6 +68,10 @@ def _check_texts(*, changelog: str | None = None, **texts: str | None) -> None:
     for what, value in {**texts, "change message": changelog}.items():
         if value and "\x00" in value:
             raise GuidelineError(f"The {what} contains a NUL character (U+0000); remove it and save again.")
+    if len(texts.get("text") or "") > TEXT_MAX:
+        raise GuidelineError(
+            f"Keep the guidelines to {TEXT_MAX:,} characters (they have {len(texts['text']):,})."
+        )
     title = (texts.get("title") or "").strip()
     if len(title) > TITLE_MAX:  # it was cut to fit without a word
         raise GuidelineError(f"Keep the title to {TITLE_MAX} characters (it has {len(title)}).")

@@ -296,3 +296,24 @@ def test_a_draft_saved_while_another_editor_publishes_is_not_what_gets_published
     published = GuidelineVersion.objects.get(changelog="mine")
     assert published.text == "Publisher's text" and published.published_at is not None
     assert GuidelineVersion.objects.get(published_at__isnull=True).text == "Colleague's draft"
+
+
+@pytest.mark.parametrize("action", ["draft", "publish"])
+def test_guidelines_longer_than_the_limit_are_refused_and_the_text_kept(client, staff, acked, action):
+    """No bound: a pasted 200,000-character text made every rater's guideline page and acknowledgment
+    diff slow (and the editor rendered all of it on each error)."""
+    from django.urls import reverse
+
+    from labelapp.services.guidelines import TEXT_MAX, GuidelineError, guideline_create
+
+    with pytest.raises(GuidelineError, match="50,000 characters"):
+        guideline_create(text="x" * (TEXT_MAX + 1), publish=True)
+    client.force_login(staff)
+    text = "# G\n\n" + "word " * 12_000
+    data = {"text": text, "title": "G", "changelog": "long", "action": action}
+    r = client.post(reverse("staff_guideline_edit"), data)
+    assert (
+        r.status_code == 400 and b"Keep the guidelines to 50,000 characters (they have 60,005)" in r.content
+    )
+    assert text.encode() in r.content  # kept in the editor
+    assert GuidelineVersion.objects.count() == 1

@@ -190,6 +190,18 @@ def test_markdown_nested_past_the_stack_is_shown_as_plain_text():
         assert text.split()[0] in out and "<script" not in out
 
 
+def test_a_block_flooded_with_backticks_renders_as_typed_in_a_code_block_in_time():
+    # The code-span pattern looked for a closer from every "``" to the end of the block: 40,000
+    # characters of "``a`" took 12 s in the editor's live preview, and a page showing them as long.
+    import time
+
+    start = time.perf_counter()
+    out = render_markdown("Use `code` here.\n\n" + "``a`" * 10_000)
+    assert time.perf_counter() - start < 2
+    assert "<code>code</code>" in out and "<pre><code>``a`" in out
+    assert render_markdown(" ".join(f"`x{i}`" for i in range(100))).count("<code>") == 100
+
+
 def test_a_block_flooded_with_brackets_renders_as_typed_in_a_code_block():
     # Python-Markdown scanned from every `[` to the end of its block: 20,000 took two minutes.
     out = render_markdown("Intro with a [link](https://example.org).\n\n" + "[" * 50_000)

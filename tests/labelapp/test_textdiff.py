@@ -63,3 +63,42 @@ def test_bidi_controls_in_the_source_are_shown_as_markers():
     # the diff shows the Markdown source: a raw U+202E reversed the rest of the line on screen
     out = _diff("Check the file name.", "Check the file \u202egnp.exe name.")
     assert "\u202e" not in out and "\u27e6RLO U+202E\u27e7" in out
+
+
+def test_paragraphs_separated_by_blank_lines_all_reworded_are_diffed_in_time():
+    # SequenceMatcher weighed every blank line against every other: 1,000 paragraphs took 31 s, 2,000
+    # took 252 s, past any worker timeout, on every rater's acknowledgment panel. A sanity bound.
+    old = "\n\n".join(f"Paragraph {i}: prefer the concise answer when both are correct." for i in range(2000))
+    new = "\n\n".join(f"Paragraph {i}: choose the brief answer when both are right." for i in range(2000))
+    start = time.perf_counter()
+    out = _diff(old, new)
+    assert time.perf_counter() - start < 5
+    assert "choose the brief answer" in out and "Paragraph 1999" in out
+
+
+def test_a_long_text_with_every_other_line_changed_is_diffed_in_time_and_exactly():
+    old = "\n".join(x for i in range(5000) for x in (f"keep {i}", f"old {i}"))
+    new = "\n".join(x for i in range(5000) for x in (f"keep {i}", f"new {i}"))
+    start = time.perf_counter()
+    out = _diff(old, new)
+    assert time.perf_counter() - start < 5  # 5 s before the anchors (10,000 lines)
+    assert out.count('<tr><td class="diff_header">') == 10000  # each line, each changed one paired
+    assert "keep 4999" in out and "…" not in out  # every other line changed: no gap to leave out
+
+
+def test_the_anchored_diff_covers_both_texts_in_order():
+    import random
+
+    from labelapp.textdiff import _Anchored
+
+    rng = random.Random(0)
+    for _ in range(500):
+        words = ["x", "y", "", f"w{rng.randint(0, 30)}"]
+        a = [rng.choice(words) + str(rng.randint(0, 8)) for _ in range(rng.randint(0, 40))]
+        b = [line if rng.random() < 0.7 else rng.choice(words) for line in a] + ["z"] * rng.randint(0, 3)
+        i = j = 0
+        for tag, i1, i2, j1, j2 in _Anchored(a, b).get_opcodes():
+            assert (i1, j1) == (i, j)
+            assert tag != "equal" or a[i1:i2] == b[j1:j2]
+            i, j = i2, j2
+        assert (i, j) == (len(a), len(b))

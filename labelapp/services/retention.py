@@ -75,19 +75,18 @@ def _expired_prompts(now: datetime):
     """Each source compared by PostgreSQL's LOWER() on both sides (the setting's name as written), so
     the match does not depend on how Python and the database lower a letter differently (final sigma)."""
     days = settings.RETENTION_DAYS
-    named = {s: d for s, d in days.items() if s != "*"}
-    prompts = Prompt.objects.alias(source_lower=Lower("source"))
+    is_source = {s: Q(source_lower=Lower(Value(s))) for s in days if s != "*"}
     cond = Q(pk__in=[])
-    for source, d in named.items():
-        if d and d > 0:
-            cond |= Q(source_lower=Lower(Value(source)), created_at__lt=now - timedelta(days=d))
+    for source, same in is_source.items():
+        if days[source] and days[source] > 0:
+            cond |= same & Q(created_at__lt=now - timedelta(days=days[source]))
     default = days.get("*", 0)
     if default and default > 0:
         any_named = Q(pk__in=[])
-        for source in named:
-            any_named |= Q(source_lower=Lower(Value(source)))
+        for same in is_source.values():
+            any_named |= same
         cond |= Q(created_at__lt=now - timedelta(days=default)) & ~any_named
-    return prompts.filter(cond)
+    return Prompt.objects.alias(source_lower=Lower("source")).filter(cond)
 
 
 def _delete_admin_history(prompt_ids: list[int], response_ids: list[int]) -> None:

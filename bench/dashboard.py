@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -29,9 +30,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
+from benchdb import libpq_url, recreate_database, with_database  # bench/ is on sys.path when run
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 OUT = BASE_DIR / "bench" / "out" / "dashboard.json"
@@ -58,25 +60,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--refresh", action="store_true", help="with --reuse-db: run the quality job again")
     return p.parse_args(argv)
-
-
-def libpq_url(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return "postgresql://" + rest if scheme in {"postgres", "postgresql", "pgsql", "psql"} else url
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(name), parts.query, parts.fragment))
-
-
-def recreate_database(server_url: str, name: str, *, create: bool = True) -> None:
-    import psycopg
-
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 # --- synthetic data --------------------------------------------------------------------------------
@@ -113,21 +96,27 @@ def load(db_url: str, args: argparse.Namespace) -> dict:
                 for v in (1, 2):
                     copy.write_row((v, v, "Rating guidelines", f"Version {v}.", "", now, now))
             with cur.copy(
-                "COPY labelapp_prompt (id, text, category, source, consent, withheld, html, created_at) "
-                "FROM STDIN"
+                "COPY labelapp_prompt (id, text, category, source, consent, withheld, html, text_hash, "
+                "pii_found, created_at) FROM STDIN"
             ) as copy:
                 for p in range(1, args.prompts + 1):
                     text = f"Question {p}: {_text(rng, 12)}"
-                    copy.write_row((p, text, "bench", "bench", True, False, f"<p>{text}</p>", now))
+                    # plain ASCII words: the ingest's normalized text is the text itself
+                    digest = hashlib.sha256(text.encode()).hexdigest()
+                    copy.write_row(
+                        (p, text, "bench", "bench", True, False, f"<p>{text}</p>", digest, "{}", now)
+                    )
             # Two answers per prompt, 20..400 words.
             words = rng.integers(20, 400, size=2 * args.prompts)
             with cur.copy(
                 "COPY labelapp_response (id, prompt_id, text, source_model, source_model_version, "
-                "char_count, word_count, token_count, html, created_at) FROM STDIN"
+                "char_count, word_count, token_count, html, pii_found, created_at) FROM STDIN"
             ) as copy:
                 for r in range(2 * args.prompts):
                     text, w = _text(rng, 20), int(words[r])
-                    copy.write_row((r + 1, r // 2 + 1, text, "bench", "", w * 6, w, w, f"<p>{text}</p>", now))
+                    copy.write_row(
+                        (r + 1, r // 2 + 1, text, "bench", "", w * 6, w, w, f"<p>{text}</p>", "{}", now)
+                    )
             # Comparisons: each prompt's two answers, in either order; some gold, some repeats.
             prompt_of = rng.integers(1, args.prompts + 1, size=n_comparisons)
             swap = rng.random(n_comparisons) < 0.5
@@ -147,13 +136,13 @@ def load(db_url: str, args: argparse.Namespace) -> dict:
             with cur.copy(
                 "COPY labelapp_comparison (id, prompt_id, response_a_id, response_b_id, kind, priority, "
                 "required_ratings, claimed_count, gold_preference, gold_explanation, repeat_of_id, "
-                "is_active, created_at) FROM STDIN"
+                "forced_left, is_active, created_at) FROM STDIN"
             ) as copy:
                 for c in range(n_comparisons):
                     gold = (-1 if shorter_is_a[c] else 1) if kind[c] == "gold" else None
                     copy.write_row(
                         (c + 1, int(prompt_of[c]), int(resp_a[c]), int(resp_b[c]), kind[c], 0, 3, 3, gold, "",
-                         int(repeat_of[c]) or None, True, now)
+                         int(repeat_of[c]) or None, "", True, now)
                     )  # fmt: skip
             # Judgments: 3 distinct raters per comparison; each rater has a length and a position pull.
             length_bias = rng.uniform(0, 1.2, args.raters + 1)

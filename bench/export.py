@@ -47,6 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 # gunicorn start/stop and /proc reading: the rater-cycle bench's (bench/ is on sys.path when run)
+from benchdb import server_connection  # noqa: E402
 from rater_cycle import all_pids, free_port, read_stat, stop_gunicorn  # noqa: E402
 
 WORDS = "the of and to in is that it for on as with was by be this are or at from model answer prompt".split()
@@ -71,9 +72,7 @@ def _bench_url(base: str) -> tuple[str, str]:
 
 
 def _create_db(base_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(base_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+    with server_connection(base_url) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -447,9 +446,7 @@ def main() -> int:
     (out / "export.json").write_text(json.dumps(report, indent=2))
     connection.close()
     if not args.keep_db:
-        import psycopg
-
-        with psycopg.connect(base.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        with server_connection(base) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
     return 0
 

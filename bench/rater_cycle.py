@@ -63,7 +63,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
+
+from benchdb import recreate_database, with_database  # bench/ is on sys.path when run
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 OUT_DIR = BASE_DIR / "bench" / "out"
@@ -173,27 +175,6 @@ def resolve_base_urls() -> tuple[str, str]:
     )
     resolved_db, resolved_redis = out.stdout.strip().splitlines()[-2:]
     return db_url or resolved_db, redis_url or resolved_redis
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL with another database name."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(name), parts.query, parts.fragment))
-
-
-def libpq_url(url: str) -> str:
-    """psycopg/libpq want postgresql:// (django-environ also accepts postgres:// and others)."""
-    scheme, rest = url.split("://", 1)
-    return "postgresql://" + rest if scheme in {"postgres", "postgresql", "pgsql", "psql"} else url
-
-
-def recreate_database(server_url: str, name: str, *, create: bool = True) -> None:
-    import psycopg
-
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def write_settings_overlay(tmp: Path) -> str:

@@ -528,7 +528,8 @@ class TrainingRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     attempts = models.PositiveSmallIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField(default=3)
+    # at least 1 (a check constraint too): the admin's 0 failed the run at its next claim
+    max_attempts = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
     progress = models.FloatField(default=0.0, help_text="0..1")
     progress_detail = models.JSONField(default=dict, blank=True)
     metrics_history = models.JSONField(default=list, blank=True)
@@ -571,10 +572,22 @@ class TrainingRun(models.Model):
                 condition=Q(status__in=["queued", "running"]),
                 name="training_run_single_flight_policy",
             ),
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="training_run_max_attempts_min_1"),
         ]
 
     def __str__(self) -> str:
         return f"Run #{self.pk} {self.kind} ({self.status})"
+
+    def clean(self) -> None:
+        """A limit below the attempts already made reads "Gave up after 2 attempts. 3 / 1" at the next
+        claim; cancelling is how a run is stopped."""
+        if self.max_attempts is not None and self.max_attempts < self.attempts:
+            raise ValidationError(
+                {
+                    "max_attempts": f"This run has made {self.attempts} attempts already; the limit cannot "
+                    "be lower. To stop the run, cancel it."
+                }
+            )
 
     @property
     def duration_seconds(self) -> float | None:

@@ -831,6 +831,7 @@ class _Reporter:
             info["member"] = self.member
         info |= {f"train_{k}": v for k, v in train.items() if k != "loss"}
         info |= extra or {}
+        _check_losses(info)
         if self.progress is not None and self.prep.dist.is_main:
             self.progress(info)
         if self.bar is not None and event == "log":
@@ -841,6 +842,18 @@ class _Reporter:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _check_losses(info: dict) -> None:
+    """FloatingPointError when a loss in a progress row is NaN or infinite: the training diverged, and
+    every later step and the model it would save are worthless. The run failed later on a JSON syntax
+    error (PostgreSQL's jsonb refuses NaN) that did not say why."""
+    for key, value in info.items():
+        if key.endswith("loss") and isinstance(value, float) and not math.isfinite(value):
+            raise FloatingPointError(
+                f"training diverged: {key} is {value} at step {info.get('step')} "
+                f"(learning rate {info.get('lr')}; a lower one, RM_LEARNING_RATE, usually helps)"
+            )
 
 
 def train_member(

@@ -62,6 +62,7 @@ from labelapp.services.training import (
     _transient_errors,
     attempt_dir,
     broker_check,
+    queue_name_check,
     reward_model_active,
     run_claim,
     run_execute_guarded,
@@ -73,6 +74,7 @@ from labelapp.services.training import (
 log = logging.getLogger(__name__)
 
 POLICY_KINDS = (TrainingRun.Kind.PPO, TrainingRun.Kind.BEST_OF_N)
+MAX_PRIORITY = 2**31 - 1  # Comparison.priority is a PostgreSQL integer
 LENGTH_GROWTH_LIMIT = 0.10
 
 
@@ -147,6 +149,8 @@ def policy_settings_check() -> None:
     named = SimpleNamespace(
         POLICY_BEST_OF_N=p["BEST_OF_N"],
         POLICY_MAX_ATTEMPTS=p["MAX_ATTEMPTS"],
+        POLICY_CHECK_SECONDS=p["CHECK_SECONDS"],  # 0: beat ran the check without a pause
+        POLICY_AUTO_REJECT_MIN_JUDGMENTS=p["AUTO_REJECT_MIN_JUDGMENTS"],
         POLICY_EVAL_PROMPTS=p["EVAL_PROMPTS"],
         POLICY_FRESH_PROMPTS=p["FRESH_PROMPTS"],
         POLICY_EVAL_SHARE=p["EVAL_SHARE"],
@@ -154,10 +158,21 @@ def policy_settings_check() -> None:
     )
     check_numbers(
         named,
-        whole=("POLICY_BEST_OF_N", "POLICY_MAX_ATTEMPTS"),
+        whole=(
+            "POLICY_BEST_OF_N", "POLICY_MAX_ATTEMPTS", "POLICY_CHECK_SECONDS",
+            "POLICY_AUTO_REJECT_MIN_JUDGMENTS",
+        ),
         counts=("POLICY_EVAL_PROMPTS", "POLICY_FRESH_PROMPTS"),
         fractions=("POLICY_EVAL_SHARE", "POLICY_TOP_P"),
-    )
+    )  # fmt: skip
+    if p["AUTO_MODE"] not in POLICY_KINDS:  # the beat's every round request failed on it
+        raise ValueError(f"POLICY_AUTO_MODE must be 'ppo' or 'best_of_n', got {p['AUTO_MODE']!r}")
+    if abs(p["COMPARISON_PRIORITY"]) > MAX_PRIORITY:  # the round's comparisons could not be stored
+        raise ValueError(
+            f"POLICY_COMPARISON_PRIORITY must be between -{MAX_PRIORITY} and {MAX_PRIORITY}, "
+            f"got {p['COMPARISON_PRIORITY']!r}"
+        )
+    queue_name_check("POLICY_QUEUE", p["QUEUE"])
     if p["TOP_P"] == 0:
         raise ValueError("POLICY_TOP_P must be in (0, 1], got 0")
 

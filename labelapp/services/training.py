@@ -306,12 +306,40 @@ def training_pairs(rating_ids: list[int], *, weights: dict | None = None, evalua
 
 
 def training_settings_check() -> None:
-    """ValueError for RM_* settings outside TrainConfig that a run would fail on: RM_MAX_ATTEMPTS=0
-    created runs that failed at once ("Gave up after 0 attempts")."""
+    """ValueError for RM_* settings outside TrainConfig that runs would fail or misbehave on:
+    RM_MAX_ATTEMPTS=0 created runs that failed at once ("Gave up after 0 attempts"); RM_HEARTBEAT_TIMEOUT=0
+    had every scheduled check take live runs from their workers (and their heartbeats write without a
+    pause); RM_CHECK_SECONDS=0 made beat run the check without a pause."""
     from rewardtrainer.config import check_numbers
 
     t = settings.TRAINING
-    check_numbers(SimpleNamespace(RM_MAX_ATTEMPTS=t["MAX_ATTEMPTS"]), whole=("RM_MAX_ATTEMPTS",))
+    named = SimpleNamespace(
+        RM_MAX_ATTEMPTS=t["MAX_ATTEMPTS"],
+        RM_CHECK_SECONDS=t["CHECK_SECONDS"],
+        RM_HEARTBEAT_TIMEOUT=t["HEARTBEAT_TIMEOUT_SECONDS"],
+        RM_QUEUED_RESEND_SECONDS=t["QUEUED_RESEND_SECONDS"],
+        RM_MIN_NEW_RATINGS=t["MIN_NEW_RATINGS"],
+        RM_EVAL_SET_MIN_PAIRS=t["EVAL_SET_MIN_PAIRS"],
+        RM_EVAL_SET_MIN_GROUP_PAIRS=t["EVAL_SET_MIN_GROUP_PAIRS"],
+    )
+    check_numbers(
+        named,
+        whole=(
+            "RM_MAX_ATTEMPTS", "RM_CHECK_SECONDS", "RM_HEARTBEAT_TIMEOUT", "RM_QUEUED_RESEND_SECONDS",
+            "RM_MIN_NEW_RATINGS",  # 0 retrained on the same ratings at every check
+        ),
+        counts=("RM_EVAL_SET_MIN_PAIRS", "RM_EVAL_SET_MIN_GROUP_PAIRS"),
+    )  # fmt: skip
+    percent = t["EVAL_SET_PERCENT"]
+    if not (isinstance(percent, int) and 0 <= percent < 100):  # 100 would leave nothing to train on
+        raise ValueError(f"RM_EVAL_SET_PERCENT must be a whole number from 0 to 99, got {percent!r}")
+    queue_name_check("RM_QUEUE", t["QUEUE"])
+
+
+def queue_name_check(variable: str, name: str) -> None:
+    """ValueError for an empty Celery queue name: runs sent there reach no worker."""
+    if not name.strip():
+        raise ValueError(f"{variable} must name a Celery queue (the training worker's -Q), got {name!r}")
 
 
 def training_backbone_missing() -> str | None:
@@ -624,7 +652,7 @@ class _Reporter:
 
     def __call__(self, info: dict) -> None:
         _sign_of_life(self.run)
-        info = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        info = _scalars(info)
         now = time.monotonic()
         if now - self._last_write < 1.0 and not any(k.startswith("val_") for k in info):
             return
@@ -1369,7 +1397,13 @@ def reward_model_decide(*, version: RewardModelVersion, device: str | None = Non
 
 
 def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    """The plain values of a metrics dict, as JSON can hold them: a NaN or an infinity becomes None
+    (PostgreSQL's jsonb refuses them, and the run failed on a JSON syntax error instead of its reason)."""
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, str, bool)) or v is None
+    }
 
 
 def _plots(result, baseline) -> dict:

@@ -171,6 +171,28 @@ def test_a_training_runs_recipe_is_not_rewritten_in_the_admin(client, staff):
     assert client.get(reverse("reward_model_version", args=[version.number])).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("attempts", "limit", "says"), [(0, "0", "greater than or equal to 1"), (2, "1", "cancel it")]
+)
+def test_a_training_runs_attempt_limit_stays_above_what_it_used(client, staff, attempts, limit, says):
+    # the admin stored 0, and the run failed at its next claim: "Gave up after 0 attempts"
+    from django.db import IntegrityError, transaction
+
+    from labelapp.models import TrainingRun
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    run = TrainingRun.objects.create(kind="reward_model", attempts=attempts)
+    data = {"max_attempts": limit, "_save": "Save"}
+    r = client.post(reverse("admin:labelapp_trainingrun_change", args=[run.pk]), data)
+    assert r.status_code == 200 and says in r.content.decode()  # the form again, with the error
+    run.refresh_from_db()
+    assert run.max_attempts == 3
+    with pytest.raises(IntegrityError), transaction.atomic():  # any other path: the database refuses it
+        TrainingRun.objects.filter(pk=run.pk).update(max_attempts=0)
+
+
 def test_a_comparison_cannot_pair_answers_to_another_prompt_in_the_admin(client, staff, make_comparison):
     from labelapp.models import Comparison
 

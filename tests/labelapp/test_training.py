@@ -711,6 +711,28 @@ def test_reward_model_numbers_out_of_range_fail_the_system_check(settings, name,
 
 
 @pytest.mark.parametrize(
+    ("name", "value", "variable", "says"),
+    [
+        # every scheduled check took live runs from their workers (and heartbeats wrote without a pause)
+        ("HEARTBEAT_TIMEOUT_SECONDS", 0, "RM_HEARTBEAT_TIMEOUT", "a whole number >= 1"),
+        ("CHECK_SECONDS", 0, "RM_CHECK_SECONDS", "a whole number >= 1"),  # beat ran it without a pause
+        ("QUEUED_RESEND_SECONDS", -1, "RM_QUEUED_RESEND_SECONDS", "a whole number >= 1"),
+        ("MIN_NEW_RATINGS", 0, "RM_MIN_NEW_RATINGS", "a whole number >= 1"),
+        ("EVAL_SET_MIN_PAIRS", -1, "RM_EVAL_SET_MIN_PAIRS", "a whole number >= 0"),
+        ("EVAL_SET_PERCENT", 150, "RM_EVAL_SET_PERCENT", "a whole number from 0 to 99"),
+        ("QUEUE", " ", "RM_QUEUE", "must name a Celery queue"),
+    ],
+)
+def test_reward_model_job_settings_out_of_range_fail_the_system_check(settings, name, value, variable, says):
+    from labelapp.checks import reward_model_settings
+
+    settings.TRAINING = {**settings.TRAINING, name: value}
+    errors = reward_model_settings()
+    assert [e.id for e in errors] == ["labelapp.E001"] and says in errors[0].msg
+    assert f"({variable})" in errors[0].msg
+
+
+@pytest.mark.parametrize(
     ("name", "value", "says"),
     [
         ("PPO_UPDATES", 0, "updates must be a whole number >= 1"),  # an untrained "PPO" policy was published
@@ -719,6 +741,12 @@ def test_reward_model_numbers_out_of_range_fail_the_system_check(settings, name,
         ("TEMPERATURE", 0.0, "temperature must be > 0"),
         ("BEST_OF_N", 0, "POLICY_BEST_OF_N must be a whole number >= 1"),
         ("TOP_P", 0, "POLICY_TOP_P must be in (0, 1]"),
+        # the beat's every round request failed on it, and no round ever started on its own
+        ("AUTO_MODE", "foo", "POLICY_AUTO_MODE must be 'ppo' or 'best_of_n'"),
+        ("CHECK_SECONDS", 0, "POLICY_CHECK_SECONDS must be a whole number >= 1"),
+        ("AUTO_REJECT_MIN_JUDGMENTS", 0, "POLICY_AUTO_REJECT_MIN_JUDGMENTS must be a whole number >= 1"),
+        ("COMPARISON_PRIORITY", 2**31, "POLICY_COMPARISON_PRIORITY must be between"),
+        ("QUEUE", "", "POLICY_QUEUE must name a Celery queue"),
     ],
 )
 def test_policy_numbers_out_of_range_fail_the_system_check(settings, name, value, says):
@@ -871,6 +899,18 @@ def test_a_hung_attempt_stops_beating_and_is_ended_and_its_process_restarted(
     assert run.status == status and restarts == [1]
     assert "hung" in run.error.lower() and "no sign of progress" in run.error
     assert sent == ([run.pk] if resent else [])
+
+
+@pytest.mark.django_db
+def test_progress_with_a_nan_or_infinite_figure_is_stored_without_it():
+    # PostgreSQL's jsonb refuses NaN: the write failed with "Token "NaN" is invalid", and that was the
+    # error a diverged run showed instead of its reason
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, status="running", attempts=1)
+    info = {"step": 3, "total_steps": 10, "train_loss": float("nan"), "val_loss": float("inf"), "lr": 1e-4}
+    training._Reporter(run, "reward model", (0.0, 1.0))(info)
+    run.refresh_from_db()
+    detail = run.progress_detail
+    assert (detail["train_loss"], detail["val_loss"], detail["lr"], run.progress) == (None, None, 1e-4, 0.3)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -69,6 +69,17 @@ def test_it_learns_a_separable_task(tmp_path, tiny_bert):
     assert good > bad
 
 
+def test_a_diverging_run_stops_and_says_so(tmp_path, tiny_bert):
+    # it trained on with NaN weights, and the caller's JSON write of the NaN loss failed without a reason
+    calls = []
+    with pytest.raises(FloatingPointError, match=r"training diverged: train_loss is nan at step \d"):
+        fit_reward_model(
+            keyword_pairs(100), tiny_config(tiny_bert, lr=1e12), tmp_path / "run", progress=calls.append
+        )
+    assert not (tmp_path / "run" / "model").exists()  # no model saved from it
+    assert all(c["train_loss"] == c["train_loss"] for c in calls)  # the NaN row never reached the caller
+
+
 def test_odin_quality_head_correlates_less_with_length_than_a_plain_model(tmp_path, tiny_bert):
     """Labels follow a keyword AND, in 85% of pairs, length: a plain model also learns length."""
     pairs = keyword_pairs(320, seed=3, longer_chosen=0.85)

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files: /api/docs/ works offline
     "django_htmx",
     "django_celery_beat",
+    "axes",
     "labelapp",
 ]
 
@@ -134,6 +135,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # an htmx request whose session ended goes to the login page as a whole page, then back
     "labelapp.middleware.HtmxLoginRedirectMiddleware",
+    # a login refused by the throttle (AXES_*) answers the lockout page; last, as django-axes asks
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -235,6 +238,30 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (django-axes) on both login pages (/accounts/login/, /admin/login/): after
+# LOGIN_FAILURE_LIMIT failed logins of one account from one address, that account is locked for that
+# address for LOGIN_COOLOFF_MINUTES (each failure meanwhile starts the wait again); a success resets the
+# count. Per account and address, not per address alone: behind a TLS-terminating proxy every client
+# has the proxy's address, and one guesser would lock everyone out. Staff unlock an account with
+# `manage.py axes_reset_username NAME` or by deleting its row under "Access attempts" in the admin.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+_cooloff_minutes = env.float("LOGIN_COOLOFF_MINUTES", default=15)
+if AXES_FAILURE_LIMIT < 1 or not 0 < _cooloff_minutes <= 366 * 24 * 60:  # 0 locked every login out
+    raise ImproperlyConfigured(
+        "LOGIN_FAILURE_LIMIT must be at least 1 and LOGIN_COOLOFF_MINUTES above 0 and at most a year, got "
+        f"{AXES_FAILURE_LIMIT} and {_cooloff_minutes}"
+    )
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login (an address and a browser per rater)
+AXES_LOCKOUT_CALLABLE = "labelapp.login_throttle.locked_out"
+AXES_VERBOSE = False  # the lockout is logged by labelapp.login_throttle, once, without the password
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -368,6 +395,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # django-axes logs every login and every clean-up at INFO with the name and address; a lockout is
+    # logged by labelapp.login_throttle
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- The product's own knobs -----------------------------------------------------------------------

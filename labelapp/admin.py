@@ -713,19 +713,25 @@ class ExportFileAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
 from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, SimulatedDecision)
 
 
-def _guard_celery_beat_task_list() -> None:
-    """Celery beat's task list drills down by start time too (its admin is registered before ours,
-    INSTALLED_APPS order): the same guard, on a subclass of its own admin."""
+def _guard_other_apps_date_lists() -> None:
+    """Celery beat's task list and django-axes' failed logins drill down by date too (their admins are
+    registered before ours, INSTALLED_APPS order): the same guard, on a subclass of their own admins.
+    django-axes' access and failure logs are off (AXES_DISABLE_ACCESS_LOG): their empty lists go."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
     from django_celery_beat.models import PeriodicTask
 
-    if not admin.site.is_registered(PeriodicTask):
-        return
-    beat_admin = type(admin.site.get_model_admin(PeriodicTask))
-    admin.site.unregister(PeriodicTask)
-    admin.site.register(PeriodicTask, type(beat_admin.__name__, (DateBoundedListMixin, beat_admin), {}))
+    for model in (PeriodicTask, AccessAttempt):
+        if not admin.site.is_registered(model):
+            continue
+        other = type(admin.site.get_model_admin(model))
+        admin.site.unregister(model)
+        admin.site.register(model, type(other.__name__, (DateBoundedListMixin, other), {}))
+    for model in (AccessLog, AccessFailureLog):
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
 
 
-_guard_celery_beat_task_list()
+_guard_other_apps_date_lists()
 
 
 @admin.register(EvalSetRating)

@@ -135,3 +135,16 @@ def test_a_float_setting_reads_the_exponent_notation_and_refuses_what_is_not_a_n
 def test_a_fractional_epoch_count_stops_start_up_with_its_name():
     r = _manage("check", RM_EPOCHS="1.5")
     assert r.returncode != 0 and "RM_EPOCHS='1.5' is not a whole number" in r.stderr, r.stderr
+
+
+def test_login_throttle_settings_out_of_range_stop_start_up():
+    for env in (
+        {"LOGIN_FAILURE_LIMIT": "0"},
+        {"LOGIN_COOLOFF_MINUTES": "0"},
+        {"LOGIN_COOLOFF_MINUTES": "1e9"},
+    ):
+        r = _manage("check", **env)
+        assert r.returncode != 0 and "LOGIN_FAILURE_LIMIT must be at least 1" in r.stderr, (
+            env,
+            r.stderr[-300:],
+        )

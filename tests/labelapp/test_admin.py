@@ -418,7 +418,7 @@ def test_a_date_drilldown_past_the_last_date_is_refused_not_a_500(client, staff,
     staff.save()
     client.force_login(staff)
     pages = [(m, a) for m, a in admin.site._registry.items() if a.date_hierarchy]
-    assert len(pages) == 3  # ratings, queue snapshots, Celery beat's tasks
+    assert len(pages) == 4  # ratings, queue snapshots, Celery beat's tasks, failed logins
     for model, model_admin in pages:
         field = model_admin.date_hierarchy
         url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")

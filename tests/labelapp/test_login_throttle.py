@@ -1,0 +1,66 @@
+"""Login throttling (django-axes, labelapp/login_throttle.py): failed logins of one account from one
+address lock that account there for a while, on the rater login page and the admin's alike."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+PASSWORD = "pw-for-tests-123"
+
+
+@pytest.fixture(autouse=True)
+def three_tries(settings):
+    settings.AXES_FAILURE_LIMIT = 3
+
+
+def _login(username, password, *, address="127.0.0.1", url="/accounts/login/"):
+    client = Client(REMOTE_ADDR=address)
+    response = client.post(url, {"username": username, "password": password, "next": "/"})
+    return response, "_auth_user_id" in client.session
+
+
+def _fail(username, times, **kw):
+    for _ in range(times):
+        response, logged_in = _login(username, "wrong-password", **kw)
+        assert not logged_in
+
+
+def test_failed_logins_lock_the_account_for_that_address_with_the_wait_said(make_user):
+    # password guessing was unlimited: 30 wrong passwords, then the right one logged in
+    make_user("rater-a")
+    make_user("rater-b")
+    _fail("rater-a", 3)
+    response, logged_in = _login("rater-a", PASSWORD)
+    assert response.status_code == 429 and not logged_in
+    page = response.content.decode()
+    assert "Too many failed logins" in page and "15 minutes" in page and 'name="password"' in page
+    assert _login("rater-b", PASSWORD)[1]  # another account from the same address
+    assert _login("rater-a", PASSWORD, address="10.0.0.2")[1]  # the same account from elsewhere
+
+
+def test_a_success_resets_the_count_and_a_lockout_ends_after_the_cooloff(make_user):
+    from axes.models import AccessAttempt
+
+    make_user("rater-a")
+    _fail("rater-a", 2)
+    assert _login("rater-a", PASSWORD)[1]
+    _fail("rater-a", 2)  # counted from zero again: not locked
+    assert _login("rater-a", PASSWORD)[1]
+    _fail("rater-a", 3)
+    assert _login("rater-a", PASSWORD)[0].status_code == 429
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=16))
+    assert _login("rater-a", PASSWORD)[1]
+
+
+def test_the_admin_login_is_throttled_too_and_name_variants_count_as_the_account(make_user):
+    make_user("boss", staff=True)
+    # NFKC turns the full-width name into "boss" before the password is checked (the login form's
+    # normalization): it must count against the same account, not start a count of its own
+    _fail("ｂｏｓｓ", 2, url="/admin/login/")
+    _fail("boss", 1, url="/admin/login/")
+    response, logged_in = _login("boss", PASSWORD, url="/admin/login/")
+    assert response.status_code == 429 and not logged_in

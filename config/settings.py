@@ -542,7 +542,7 @@ POLICY = {
     "PPO_LEARNING_RATE": env.float("PPO_LEARNING_RATE", default=3e-6),
     "PPO_INIT_KL_COEF": env.float("PPO_INIT_KL_COEF", default=0.05),
     "PPO_TARGET_KL": env.float("PPO_TARGET_KL", default=6.0),
-    # The adaptive KL controller's horizon in answers (Ziegler et al.): beta moves by at most 20% over
+    # The adaptive KL controller's horizon in answers (Ziegler et al.): beta moves by about 20% at most over
     # this many answers. 0 = one round's answers (PPO_UPDATES x PPO_BATCH_SIZE).
     "PPO_KL_HORIZON": env.int("PPO_KL_HORIZON", default=0),
     "PPO_LORA": env.bool("PPO_LORA", default=False),

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.special import expit  # the logistic without overflow warnings at large logits
+from scipy.stats import t as student_t
 
 Z95 = 1.959963984540054
 
@@ -164,7 +165,9 @@ def bias_fit(preference, words_a, words_b, a_left) -> dict[str, Estimate]:
     return {"length_slope": fit.estimate(0), "position": fit.estimate(1)}
 
 
-def longer_curve(preference, words_a, words_b, *, bins=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 9.0)) -> dict:
+def longer_curve(
+    preference, words_a, words_b, *, bins=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, math.inf)
+) -> dict:
     """P(chose longer) per bin of |log length ratio| (Wilson intervals) and the fitted curve
     P = sigmoid(slope * x), a logistic fit of "chose longer" on |log length ratio| alone (no position
     term, so its slope differs a little from `bias_fit`'s length slope), for the charts."""
@@ -445,11 +448,19 @@ def test_retest(first, second) -> dict[str, Estimate]:
         return {"sign_agreement": EMPTY, "mean_abs_diff": EMPTY}
     diff = np.abs(a - b)
     m = float(diff.mean())
-    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    # a mean of absolute differences on the 7-point scale lies in [0, 6]: so does its interval
-    lo, hi = max(0.0, m - Z95 * se), min(6.0, m + Z95 * se)
-    mad = Estimate(m, lo, hi, n) if n > 1 else Estimate(m, None, None, n)
+    mad = Estimate(m, *_mean_interval_0_6(diff), n) if n > 1 else Estimate(m, None, None, n)
     return {"sign_agreement": proportion(np.sign(a) == np.sign(b)), "mean_abs_diff": mad}
+
+
+def _mean_interval_0_6(x: np.ndarray) -> tuple[float, float]:
+    """95% interval of the mean of values in [0, 6]: Student's t (a normal z was too narrow at a few
+    repeats); when every value is the same (sd 0: the interval was one point at any n) Hoeffding's
+    bound, which holds for any distribution on [0, 6]. Clipped to [0, 6]."""
+    n, m = x.size, float(x.mean())
+    half_t = float(student_t.ppf(0.975, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
+    half_hoeffding = 6.0 * math.sqrt(math.log(2 / 0.05) / (2 * n))
+    half = half_t if half_t > 0 else half_hoeffding
+    return max(0.0, m - half), min(6.0, m + half)
 
 
 def median_interval(values) -> Estimate:

@@ -104,10 +104,21 @@ def disable_dropout(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
-    config = getattr(module, "config", None)
-    for attr in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "attn_pdrop", "embd_pdrop"):
-        if isinstance(getattr(config, attr, None), (int, float)):
-            setattr(config, attr, 0.0)
+        # Llama, Qwen2, Phi-3 copy the config's rate into each attention module when it is built: a
+        # config edited afterwards left it on in train mode (gradient checkpointing), and the first
+        # minibatch's ratio was not 1
+        _zero_rates(m)
+    _zero_rates(getattr(module, "config", None))
+
+
+_DROPOUT_RATES = ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "attn_pdrop", "embd_pdrop")
+
+
+def _zero_rates(obj) -> None:
+    for attr in _DROPOUT_RATES:
+        value = getattr(obj, attr, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(obj, attr, 0.0)
 
 
 def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -47,7 +47,7 @@ SELECT r.rater_id, r.comparison_id, r.preference, r.time_on_task_ms, r.guideline
        (a.shown_left = 'a')::int, ra.word_count, rb.word_count,
        char_length(p.text) + ra.char_count + rb.char_count,
        CASE c.kind WHEN 'gold' THEN 1 WHEN 'repeat' THEN 2 ELSE 0 END,
-       COALESCE(c.gold_preference, -9), COALESCE(c.repeat_of_id, 0),
+       COALESCE(c.gold_preference, {no_answer}), COALESCE(c.repeat_of_id, 0),
        c.response_a_id, c.response_b_id, r.flag_broken::int
 FROM labelapp_rating r
 JOIN labelapp_assignment a ON a.id = r.assignment_id
@@ -65,6 +65,9 @@ _COLUMNS = (
 
 def _cfg(key: str):
     return settings.QUALITY[key]
+
+
+NO_GOLD_ANSWER = -9  # the gold column of a rating whose comparison has no expected answer
 
 
 @dataclass
@@ -91,7 +94,7 @@ def _rows_query() -> tuple[str, tuple]:
     training, export and these figures share one definition of "excluded" (reviews are few: the
     subquery is a small hashed set)."""
     excluded, params = Rating.objects.excluded().order_by().values("pk").query.sql_with_params()
-    return _ROWS_SQL.format(excluded=excluded), params
+    return _ROWS_SQL.format(excluded=excluded, no_answer=NO_GOLD_ANSWER), params
 
 
 def quality_rows() -> Rows:
@@ -154,7 +157,9 @@ def ordinary(rows: Rows) -> Rows:
 def _figures(rows: Rows) -> dict:
     """Pool-level figures of a set of ratings (no per-rater split)."""
     min_ratio, fast = _cfg("MIN_LENGTH_RATIO"), _cfg("FAST_CHARS_PER_S")
-    gold = rows.kind == 1
+    # a gold pair stored without its expected answer (only a script can make one) is not scored: its
+    # stand-in value read as "A better" was expected
+    gold = (rows.kind == 1) & (rows.gold != NO_GOLD_ANSWER)
     bias = ordinary(rows)
     fits = metrics.bias_fit(bias.preference, bias.words_a, bias.words_b, bias.a_left.astype(bool))
     _, first, second = _retest_pairs(rows)

@@ -188,6 +188,9 @@ def test_longer_curve_bins_and_slope():
     curve = metrics.longer_curve(pref, wa, wb)
     assert [b["n"] for b in curve["bins"]] == [2, 2, 2]
     assert [b["value"] for b in curve["bins"]] == [1.0, 0.5, 0.5]
+    # a ratio past e^9 (1 word against 20,000) was fitted but in no bin
+    wide = metrics.longer_curve(np.array([1, 1, -1]), np.array([1, 1, 1]), np.array([20000, 5, 3]))
+    assert sum(b["n"] for b in wide["bins"]) == 3
 
 
 def test_a_won_scores_each_judgment_for_answer_a():
@@ -236,6 +239,18 @@ def test_test_retest():
     # a small mean of absolute differences: the interval stops at 0, not below it
     low = metrics.test_retest([3, 3, 3, 3, 3], [3, 3, 3, 3, 1])["mean_abs_diff"]
     assert low.value == pytest.approx(0.4) and low.lo == 0.0 and low.hi > 0.4
+    # hand-computed t interval: diffs 1, 2, 0, 0: sd 0.9574, t(0.975, 3) 3.1824: 0.75 +- 1.5234
+    mad = out["mean_abs_diff"]
+    assert (mad.lo, mad.hi) == (0.0, pytest.approx(2.2734, abs=1e-3))
+
+
+def test_identical_retest_differences_still_have_an_interval():
+    # sd 0 made the normal interval a single point at any n: 6.0 [6.0, 6.0] on two repeats
+    two = metrics.test_retest([3, 3], [-3, -3])["mean_abs_diff"]
+    assert two.value == 6.0 and two.hi == 6.0 and two.lo < 6.0
+    # Hoeffding: 6 sqrt(ln(40) / 200) = 0.8149 at n = 100
+    same = metrics.test_retest([1] * 100, [1] * 100)["mean_abs_diff"]
+    assert (same.value, same.lo, same.hi) == (0.0, 0.0, pytest.approx(0.8149, abs=1e-3))
 
 
 def test_reading_speed_and_fast_judgments():

@@ -312,3 +312,24 @@ def test_the_heads_and_the_length_term_stay_fp32_under_bf16_autocast(tiny_bert, 
         gaps = 3.09 * torch.log(length[:2] / length[2:])
         assert torch.isclose(fp32, torch.nn.functional.softplus(-gaps).mean())
         assert bf16.dtype == torch.float32 and torch.isclose(bf16, fp32)
+
+
+def test_dropout_is_off_in_train_mode_for_attention_that_copied_its_rate_from_the_config():
+    # Llama-style attention keeps its own copy of config.attention_dropout: zeroing the config left
+    # it on, so with gradient checkpointing (train mode) PPO's first ratio was not 1
+    import transformers
+
+    from rewardtrainer.model import disable_dropout
+
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, attention_dropout=0.5, attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.LlamaModel(config)
+    disable_dropout(model)
+    model.train()
+    ids = torch.randint(0, 64, (2, 12))
+    first, second = model(ids).last_hidden_state, model(ids).last_hidden_state
+    assert torch.equal(first, second)
+    assert all(getattr(m, "attention_dropout", 0.0) == 0.0 for m in model.modules())

@@ -375,6 +375,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratings", type=int, default=1_000_000)
     p.add_argument("--raters", type=int, default=50)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "export.json", help="the JSON report")
     p.add_argument("--keep-db", action="store_true", help="keep the bench database for the next run")
     p.add_argument("--only", choices=["rating-jsonl", "rating-parquet", "comparison-jsonl"], action="append")
     p.add_argument("--http", action="store_true", help="also download GET /api/export/ through gunicorn")
@@ -441,9 +442,8 @@ def main() -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(f"process peak RSS {report['peak_rss_mb']} MB")
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "export.json").write_text(json.dumps(report, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
     connection.close()
     if not args.keep_db:
         with server_connection(base) as conn:

@@ -258,22 +258,35 @@ class HtmxLoginRedirectMiddleware:
     """An htmx request whose session has ended is sent to the login page as a whole page, and back to
     the page the rater was on afterwards. The plain redirect that `login_required` answers was followed
     by htmx inside the panel: a login page (with its own top bar) swapped in under the rating form, the
-    judgment gone, and a login after a skip landing on the skip URL (a GET there: 405)."""
+    judgment gone, and a login after a skip landing on the skip URL (a GET there: 405). A form sent
+    after the session ended (htmx or not) reaches the login page with `unsaved=1`, which says so."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not getattr(request, "htmx", False) or response.status_code != 302:
+        if response.status_code != 302:
             return response
         login = resolve_url(settings.LOGIN_URL)
-        if not response["Location"].split("?", 1)[0].endswith(login):
+        path, _, query = response["Location"].partition("?")
+        # login_required's redirect names the page to come back to; a logout's does not
+        if not path.endswith(login) or "next" not in dict(parse_qsl(query)):
+            return response
+        # A form sent after the session ended (a judgment, a skip) was not stored: the login page says
+        # so (it came back with an empty form, and nothing told the rater to judge it again)
+        unsaved = {SESSION_ENDED_UNSAVED: "1"} if request.method == "POST" else {}
+        if not getattr(request, "htmx", False):
+            if unsaved:
+                response["Location"] = f"{path}?{query}&{urlencode(unsaved)}"
             return response
         from django_htmx.http import HttpResponseClientRedirect
 
         back = _same_site_path(request.htmx.current_url) or request.path
-        return HttpResponseClientRedirect(f"{login}?{urlencode({'next': back})}")
+        return HttpResponseClientRedirect(f"{login}?{urlencode({'next': back, **unsaved})}")
+
+
+SESSION_ENDED_UNSAVED = "unsaved"  # the login page's query parameter (templates/registration/login.html)
 
 
 def _same_site_path(url: str | None) -> str | None:

@@ -144,8 +144,8 @@ def _ack_context(rater, version: GuidelineVersion) -> dict:
 
 
 ALREADY_SUBMITTED = (
-    "You had already submitted that comparison (from a page opened again with Back?). A rating is never "
-    "changed, so your first judgment stands; here is your next comparison."
+    "That comparison was already submitted (from another tab, or from a page opened again with Back). "
+    "A rating is never changed, so the first judgment stands; here is your next comparison."
 )
 
 

@@ -1,6 +1,7 @@
 """The rating page: submitting, idempotency, ownership, form errors, length check, guidelines gate."""
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
@@ -173,7 +174,9 @@ def test_the_page_shows_word_counts_and_the_difference(rater_client, rater, acke
     make_comparison(a=SHORT, b=LONG)
     a = assignment_next(rater=rater)
     html = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
-    assert "1 words" in html and "60 words" in html and "59 words longer" in html
+    assert "1 word<" in html and "1 words" not in html and "60 words" in html and "59 words longer" in html
+    # each text takes its direction from its first letters: an Arabic answer was laid out left to right
+    assert html.count('class="markdown" dir="auto"') == 3
 
 
 def test_skip_through_the_page(rater_client, rater, acked, make_comparison):
@@ -400,7 +403,8 @@ def test_an_htmx_request_after_the_session_ended_goes_to_login_as_a_page_and_bac
         HTTP_HX_REQUEST="true",
         HTTP_HX_CURRENT_URL=f"http://testserver{page}",
     )
-    assert r.status_code == 200 and r["HX-Redirect"] == f"{reverse('login')}?next={page.replace('/', '%2F')}"
+    assert r.status_code == 200
+    assert r["HX-Redirect"] == f"{reverse('login')}?next={page.replace('/', '%2F')}&unsaved=1"
 
 
 def test_a_skip_url_opened_as_a_page_leads_to_its_comparison(rater_client, rater, acked, make_comparison):
@@ -481,3 +485,25 @@ def test_a_page_form_sent_as_multipart_with_bytes_that_are_not_utf8_is_refused(
     )
     assert r.status_code == 400 and b"not UTF-8" in r.content
     assert not Rating.objects.exists()
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_form_sent_after_the_session_ended_reaches_a_login_page_that_says_it_was_not_saved(
+    client, rater, acked, make_comparison, htmx
+):
+    # the login page said nothing, and after logging in the comparison came back with an empty form
+    make_comparison()
+    a = assignment_next(rater=rater)
+    page = reverse("rate", args=[a.pk])
+    headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": f"http://testserver{page}"} if htmx else {}
+    r = client.post(page, {"preference": "-2"}, **headers)
+    target = r["HX-Redirect"] if htmx else r.url
+    query = parse_qs(urlsplit(target).query)
+    assert query == {"next": [page], "unsaved": ["1"]}
+    assert "was not saved" in client.get(target).content.decode()
+    assert "was not saved" not in client.get(f"{reverse('login')}?next={page}").content.decode()  # a GET
+
+
+def test_a_logout_leads_to_a_login_page_without_the_unsaved_notice(rater_client):
+    r = rater_client.post(reverse("logout"))
+    assert "unsaved" not in r.url and "was not saved" not in rater_client.get(r.url).content.decode()

@@ -241,9 +241,9 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Login throttling (django-axes) on both login pages (/accounts/login/, /admin/login/): after
 # LOGIN_FAILURE_LIMIT failed logins of one account from one address, that account is locked for that
-# address for LOGIN_COOLOFF_MINUTES (each failure meanwhile starts the wait again); a success resets the
-# count. Per account and address, not per address alone: behind a TLS-terminating proxy every client
-# has the proxy's address, and one guesser would lock everyone out. Staff unlock an account with
+# address for LOGIN_COOLOFF_MINUTES; a success resets the count. Per account and address, not per
+# address alone: behind a TLS-terminating proxy every client has the proxy's address, and one guesser
+# would lock everyone out. Staff unlock an account with
 # `manage.py axes_reset_username NAME` or by deleting its row under "Access attempts" in the admin.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before the password is checked
@@ -259,6 +259,9 @@ if AXES_FAILURE_LIMIT < 1 or not 0 < _cooloff_minutes <= 366 * 24 * 60:  # 0 loc
 AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# a try while locked out does not start the wait again: one post every 14 minutes kept an account
+# locked for ever (anyone who knows a name could keep its owner out)
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # no row per successful login (an address and a browser per rater)
 AXES_LOCKOUT_CALLABLE = "labelapp.login_throttle.locked_out"
 AXES_VERBOSE = False  # the lockout is logged by labelapp.login_throttle, once, without the password

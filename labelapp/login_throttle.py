@@ -1,10 +1,10 @@
 """The page a throttled login gets (django-axes' lockout response; the limits are in config/settings.py).
 
 After LOGIN_FAILURE_LIMIT failed logins of one account from one address, django-axes refuses further
-logins of it from there, even with the right password, until LOGIN_COOLOFF_MINUTES pass without
-another try. The login page itself answers, with status 429 and the wait, so a rater who mistyped
-knows what happened and when to come back; it says nothing about whether the account exists (every
-name is counted alike).
+logins of it from there, even with the right password, until LOGIN_COOLOFF_MINUTES have passed since
+the failure that locked it (tries while locked out do not count). The login page itself answers,
+with status 429 and the wait, so a rater who mistyped knows what happened and when to come back; it
+says nothing about whether the account exists (every name is counted alike).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ def lockout_message() -> str:
     minutes = cooloff_minutes()
     return (
         f"Too many failed logins to this account from your address. Try again in {minutes} "
-        f"minute{'s' if minutes != 1 else ''} (every try meanwhile starts the wait again), or ask staff to "
-        "unlock the account."
+        f"minute{'s' if minutes != 1 else ''}, or ask staff to unlock the account."
     )
 
 

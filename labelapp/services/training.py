@@ -1138,9 +1138,9 @@ def _execute(run: TrainingRun) -> str:
             "resumed_from_step": result.resumed_from_step or 0,
             "ratings_dropped_since_queued": dropped,
         }
-        run.metrics_history = [{**row, "phase": config.objective} for row in result.history or []] + [
-            {**row, "phase": "plain baseline"} for row in (baseline.history if baseline else [])
-        ]
+        run.metrics_history = [
+            _finite({**row, "phase": config.objective}) for row in result.history or []
+        ] + [_finite({**row, "phase": "plain baseline"}) for row in (baseline.history if baseline else [])]
         run.error = ""
         run.save(update_fields=["status", "progress", "finished_at", "metrics", "metrics_history", "error"])
     reward_model_decide(version=version, device=config.device or None)
@@ -1397,13 +1397,14 @@ def reward_model_decide(*, version: RewardModelVersion, device: str | None = Non
 
 
 def _scalars(metrics: dict) -> dict:
-    """The plain values of a metrics dict, as JSON can hold them: a NaN or an infinity becomes None
-    (PostgreSQL's jsonb refuses them, and the run failed on a JSON syntax error instead of its reason)."""
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v
-        for k, v in metrics.items()
-        if isinstance(v, (int, float, str, bool)) or v is None
-    }
+    """The plain values of a metrics dict, as JSON can hold them (see `_finite`)."""
+    return _finite({k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None})
+
+
+def _finite(row: dict) -> dict:
+    """`row` with a NaN or an infinity as None: PostgreSQL's jsonb refuses them, and the run failed on a
+    JSON syntax error instead of its reason."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _plots(result, baseline) -> dict:

@@ -64,3 +64,16 @@ def test_the_admin_login_is_throttled_too_and_name_variants_count_as_the_account
     _fail("boss", 1, url="/admin/login/")
     response, logged_in = _login("boss", PASSWORD, url="/admin/login/")
     assert response.status_code == 429 and not logged_in
+
+
+def test_tries_while_locked_out_do_not_start_the_wait_again(make_user):
+    # each failed post during the lockout set the wait back to its full length: one every 14 minutes
+    # kept the account locked for ever
+    from axes.models import AccessAttempt
+
+    make_user("rater-a")
+    _fail("rater-a", 3)
+    locked_at = AccessAttempt.objects.get().attempt_time
+    _fail("rater-a", 2)
+    attempt = AccessAttempt.objects.get()
+    assert (attempt.attempt_time, attempt.failures_since_start) == (locked_at, 3)

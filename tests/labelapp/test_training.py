@@ -901,6 +901,17 @@ def test_a_hung_attempt_stops_beating_and_is_ended_and_its_process_restarted(
     assert sent == ([run.pk] if resent else [])
 
 
+def test_a_history_row_keeps_its_shape_with_nan_and_infinity_as_null():
+    # the history rows were stored raw: a NaN figure failed the run's final save
+    row = {"step": 10, "val_loss_quality": float("nan"), "val_pearson": float("-inf"), "phase": "length"}
+    assert training._finite(row) == {
+        "step": 10,
+        "val_loss_quality": None,
+        "val_pearson": None,
+        "phase": "length",
+    }
+
+
 @pytest.mark.django_db
 def test_progress_with_a_nan_or_infinite_figure_is_stored_without_it():
     # PostgreSQL's jsonb refuses NaN: the write failed with "Token "NaN" is invalid", and that was the

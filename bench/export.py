@@ -43,11 +43,11 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 # gunicorn start/stop and /proc reading: the rater-cycle bench's (bench/ is on sys.path when run)
-from benchdb import server_connection  # noqa: E402
+from benchdb import server_connection, with_database  # noqa: E402
 from rater_cycle import all_pids, free_port, read_stat, stop_gunicorn  # noqa: E402
 
 WORDS = "the of and to in is that it for on as with was by be this are or at from model answer prompt".split()
@@ -66,9 +66,8 @@ def _peak_mb() -> float:
 
 
 def _bench_url(base: str) -> tuple[str, str]:
-    parts = urlsplit(base)
-    name = parts.path.lstrip("/") + "_bench_export"
-    return urlunsplit(parts._replace(path="/" + name)), name
+    name = urlsplit(base).path.lstrip("/") + "_bench_export"
+    return with_database(base, name), name
 
 
 def _create_db(base_url: str, name: str) -> None:

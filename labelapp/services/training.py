@@ -1138,9 +1138,10 @@ def _execute(run: TrainingRun) -> str:
             "resumed_from_step": result.resumed_from_step or 0,
             "ratings_dropped_since_queued": dropped,
         }
-        run.metrics_history = [
-            _finite({**row, "phase": config.objective}) for row in result.history or []
-        ] + [_finite({**row, "phase": "plain baseline"}) for row in (baseline.history if baseline else [])]
+        history = [{**row, "phase": config.objective} for row in result.history or []] + [
+            {**row, "phase": "plain baseline"} for row in (baseline.history if baseline else [])
+        ]
+        run.metrics_history = [_finite(row) for row in history]
         run.error = ""
         run.save(update_fields=["status", "progress", "finished_at", "metrics", "metrics_history", "error"])
     reward_model_decide(version=version, device=config.device or None)

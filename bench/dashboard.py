@@ -142,7 +142,8 @@ def load(db_url: str, args: argparse.Namespace) -> dict:
                 for c in range(n_comparisons):
                     gold = (-1 if shorter_is_a[c] else 1) if kind[c] == "gold" else None
                     copy.write_row(
-                        (c + 1, int(prompt_of[c]), int(resp_a[c]), int(resp_b[c]), kind[c], 0, 3, 3, gold, "",
+                        (c + 1, int(prompt_of[c]), int(resp_a[c]), int(resp_b[c]), kind[c], 0, 3, 3, gold,
+                         "bench" if gold is not None else "",
                          int(repeat_of[c]) or None, "", True, now)
                     )  # fmt: skip
             # Judgments: 3 distinct raters per comparison; each rater has a length and a position pull.

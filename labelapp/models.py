@@ -181,6 +181,12 @@ class Comparison(models.Model):
                 condition=Q(gold_preference__isnull=True) | Q(gold_preference__in=[-1, 0, 1]),
                 name="comparison_gold_preference_sign",
             ),
+            # Gold is scored against its expected answer and, with feedback on, raters read its
+            # explanation: the services and the admin require both, this guards a script's ORM write.
+            models.CheckConstraint(
+                condition=~Q(kind="gold") | (Q(gold_preference__isnull=False) & ~Q(gold_explanation="")),
+                name="comparison_gold_has_answer",
+            ),
         ]
         indexes = [
             # The queue's hot query: open comparisons by priority, then age. Only the normal stream

@@ -86,6 +86,7 @@ def make_comparison(db):
         priority: int = 0,
         required_ratings: int = 1,
         kind: str = Comparison.Kind.NORMAL,
+        gold_preference: int = -1,
     ) -> Comparison:
         prompt = Prompt.objects.create(text=prompt_text)
         ra = Response.objects.create(prompt=prompt, text=a, source_model="test")
@@ -97,6 +98,12 @@ def make_comparison(db):
             priority=priority,
             required_ratings=required_ratings,
             kind=kind,
+            # a gold pair is stored with its expected answer (a check constraint); A by default
+            **(
+                {"gold_preference": gold_preference, "gold_explanation": "A is right."}
+                if kind == Comparison.Kind.GOLD
+                else {}
+            ),
         )
 
     return make

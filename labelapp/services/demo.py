@@ -115,6 +115,7 @@ def demo_seed(*, required_ratings: int | None = None) -> DemoResult:
                     "required_ratings": required,
                     "kind": Comparison.Kind.GOLD if is_gold else Comparison.Kind.NORMAL,
                     "gold_preference": (-1 if gold["better"] == key_a else 1) if is_gold else None,
+                    "gold_explanation": gold["why"] if is_gold else "",
                 }
                 _, created = Comparison.objects.get_or_create(
                     external_id=f"demo:{item['slug']}:{key_a}-{key_b}", defaults=defaults

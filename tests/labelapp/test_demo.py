@@ -46,6 +46,8 @@ def test_demo_has_pairs_that_differ_mainly_in_length(tmp_path, monkeypatch):
     assert padded >= 10
     gold = Comparison.objects.filter(kind="gold")
     assert gold.count() >= 10 and not gold.filter(gold_preference__isnull=True).exists()
+    # with GOLD_FEEDBACK on, a rater reads why: the demo's own "why" (it stored none before)
+    assert "filler" in gold.get(external_id="demo:water-boiling-point:a-b").gold_explanation
 
 
 def test_guidelines_teach_length_aware_judging(tmp_path, monkeypatch):

@@ -111,16 +111,6 @@ def test_excluded_ratings_do_not_count(rater, guideline, make_comparison, staff)
 
 
 @pytest.mark.django_db
-def test_a_gold_pair_without_an_expected_answer_is_not_scored(rater, guideline, make_comparison):
-    # only a script can store one (the admin and the services require the answer); its stand-in value
-    # was read as "A better" expected, so a B judgment counted as wrong
-    c = make_comparison(prompt_text="gold, no answer", kind=Comparison.Kind.GOLD)
-    rate(rater=rater, comparison=c, preference=2, guideline=guideline)
-    row = quality.quality_compute(quality.quality_rows(), bootstrap=0)["raters"][0]
-    assert row["gold_accuracy"]["n"] == 0
-
-
-@pytest.mark.django_db
 def test_length_and_position_bias_leave_out_gold_and_repeats(rater, guideline, make_comparison):
     # Always the longer answer, on the left, on 10 ordinary pairs; right (the short one, on the right)
     # on 10 gold pairs, whose longer answer is padded by construction; and 10 repeats of the ordinary

@@ -264,6 +264,15 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # no row per successful login (an address and a browser per rater)
 AXES_LOCKOUT_CALLABLE = "labelapp.login_throttle.locked_out"
+# The client's address behind TRUSTED_PROXY_COUNT reverse proxies (labelapp.login_throttle.client_address;
+# the API's throttles read the same count as NUM_PROXIES below).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if not 0 <= TRUSTED_PROXY_COUNT <= 10:
+    raise ImproperlyConfigured(
+        f"TRUSTED_PROXY_COUNT is the number of reverse proxies in front of the app (0 to 10), got "
+        f"{TRUSTED_PROXY_COUNT}"
+    )
+AXES_CLIENT_IP_CALLABLE = "labelapp.login_throttle.client_address"
 AXES_VERBOSE = False  # the lockout is logged by labelapp.login_throttle, once, without the password
 
 LANGUAGE_CODE = "en-us"
@@ -313,6 +322,9 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # the client's address for the anonymous rate: X-Forwarded-For's entry set by the outermost of
+    # TRUSTED_PROXY_COUNT proxies (unset, DRF keyed it on the whole header, which a client writes)
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="60/min"),
         "user": env.str("API_THROTTLE_USER", default="1200/min"),

@@ -9,6 +9,7 @@ says nothing about whether the account exists (every name is counted alike).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 
@@ -17,6 +18,30 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.shortcuts import render
 
 log = logging.getLogger(__name__)
+
+
+def client_address(request) -> str | None:
+    """django-axes' AXES_CLIENT_IP_CALLABLE: the address a login is counted against.
+
+    With TRUSTED_PROXY_COUNT = 0 (no proxy) the connection's; behind N proxies, each of which appends
+    the address it saw to X-Forwarded-For, the N-th entry from the right, the one the outermost proxy
+    wrote. Entries left of it are whatever the client sent, so they are never read: a guesser cannot
+    rotate them to dodge the count, nor name someone else's address to lock them out. The rule is DRF's
+    (NUM_PROXIES, the same count, keys the API's throttles). django-ipware, which django-axes offers
+    for this, returns no address at all when the header holds more or fewer entries than it expects,
+    i.e. whenever a client sends one of its own. A header shorter than the chain (a request that
+    bypassed a proxy) or an entry that is not an address falls back to the connection's.
+    """
+    remote = request.META.get("REMOTE_ADDR")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    if not proxies or len(forwarded) < proxies:
+        return remote
+    candidate = forwarded[-proxies].strip()
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:  # stored in an inet column: a bad value was a database error on every login
+        return remote
 
 
 def cooloff_minutes() -> int:

@@ -148,3 +148,21 @@ def test_login_throttle_settings_out_of_range_stop_start_up():
             env,
             r.stderr[-300:],
         )
+
+
+def test_a_proxy_count_out_of_range_stops_start_up():
+    for bad in ("-1", "11"):
+        r = _manage("check", TRUSTED_PROXY_COUNT=bad)
+        assert r.returncode != 0 and "TRUSTED_PROXY_COUNT is the number of reverse proxies" in r.stderr
+
+
+def test_the_api_throttles_key_on_the_proxys_entry_not_the_clients_header(settings, rf):
+    # Unset, DRF keyed the anonymous rate on the whole X-Forwarded-For, which a client writes: a new
+    # header per request was a fresh allowance each time.
+    from rest_framework.throttling import AnonRateThrottle
+
+    assert settings.REST_FRAMEWORK["NUM_PROXIES"] == settings.TRUSTED_PROXY_COUNT == 0
+    request = rf.get("/api/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.7")
+    assert AnonRateThrottle().get_ident(request) == "10.0.0.1"
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    assert AnonRateThrottle().get_ident(request) == "203.0.113.7"

@@ -77,3 +77,43 @@ def test_tries_while_locked_out_do_not_start_the_wait_again(make_user):
     _fail("rater-a", 2)
     attempt = AccessAttempt.objects.get()
     assert (attempt.attempt_time, attempt.failures_since_start) == (locked_at, 3)
+
+
+def _login_via_proxy(username, password, forwarded):
+    # every request reaches the app from the proxy's address; the proxy appends the client's
+    client = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+    response = client.post("/accounts/login/", {"username": username, "password": password, "next": "/"})
+    return response, "_auth_user_id" in client.session
+
+
+def test_behind_a_proxy_each_client_is_counted_at_its_own_address(settings, make_user):
+    # Every login had the proxy's address: one guesser who knew a name locked its owner out, wherever
+    # the owner logged in from.
+    settings.TRUSTED_PROXY_COUNT = 1
+    make_user("rater-a")
+    for _ in range(3):
+        assert not _login_via_proxy("rater-a", "wrong", "203.0.113.7")[1]
+    assert _login_via_proxy("rater-a", PASSWORD, "203.0.113.7")[0].status_code == 429
+    assert _login_via_proxy("rater-a", PASSWORD, "198.51.100.4")[1]  # the owner, from elsewhere
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_a_guesser_cannot_dodge_the_count_with_a_forwarded_header_of_its_own(settings, make_user, proxies):
+    # what the client writes left of the proxy's entry (or, with no proxy, the whole header) is not read
+    settings.TRUSTED_PROXY_COUNT = proxies
+    make_user("rater-a")
+    for i in range(3):
+        assert not _login_via_proxy("rater-a", "wrong", f"192.0.2.{i}, 203.0.113.7")[1]
+    assert _login_via_proxy("rater-a", PASSWORD, "192.0.2.99, 203.0.113.7")[0].status_code == 429
+
+
+def test_a_forwarded_entry_that_is_not_an_address_counts_at_the_connection(settings, make_user):
+    from axes.models import AccessAttempt
+
+    settings.TRUSTED_PROXY_COUNT = 2
+    make_user("rater-a")
+    for forwarded in ("not-an-address, 10.9.9.9", "203.0.113.7", ""):  # bad; shorter than the chain; none
+        response, logged_in = _login_via_proxy("rater-a", "wrong", forwarded)
+        assert response.status_code in (200, 429) and not logged_in  # the third locks
+    attempt = AccessAttempt.objects.get()  # one count, at the proxy's address
+    assert (attempt.ip_address, attempt.failures_since_start) == ("10.0.0.1", 3)

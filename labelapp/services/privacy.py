@@ -337,42 +337,94 @@ _DETECTORS = [
 ]
 
 
-# A character reference (&#64;, &#x40;, &commat;), which the rating page's Markdown renders as the
-# character: "john&#64;example.com" reached raters as an address the scrubber never saw.
-_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
-_MARKUP = frozenset("<>&\"'")
+# What the rating page shows differently from what was typed, so that a detector reading the typed text
+# misses PII a rater then reads: a character reference (&#64;, &#x40;, &commat;), which Markdown renders
+# as the character ("john&#64;example.com"); a backslash escape of punctuation ("example\\.com" shows
+# as "example.com"); an invisible character inside a value ("john\u200b.doe@...": zero-width and
+# bidirectional controls, word joiners, the soft hyphen).
+CHARACTER_REFERENCE = r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?"
+_HIDING = re.compile(
+    CHARACTER_REFERENCE + r"|\\[!-/:-@\[-`{-~]"
+    "|[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
-def _decode_entities(text: str) -> str:
-    """`text` with its character references decoded, except those of markup characters (&lt; stays:
-    decoded, it would turn shown text into markup)."""
+@dataclass
+class _Shown:
+    """`text` as the page shows it, and where each of its hiding pieces came from: parallel lists of
+    the piece's start and end in the shown text and in the typed one (a removed character is a piece
+    of length 0 in the shown text)."""
 
-    def one(m: re.Match) -> str:
-        decoded = html.unescape(m.group(0))
-        return m.group(0) if decoded == m.group(0) or set(decoded) & _MARKUP else decoded
+    text: str
+    shown_start: list[int]
+    shown_end: list[int]
+    typed_start: list[int]
+    typed_end: list[int]
 
-    return _ENTITY.sub(one, text)
+    def typed_span(self, start: int, end: int) -> tuple[int, int]:
+        """The typed text's span that shows as shown[start:end], whole pieces included."""
+        return self._typed(start, edge=0), self._typed(end - 1, edge=1)
+
+    def _typed(self, pos: int, *, edge: int) -> int:
+        k = bisect.bisect_right(self.shown_start, pos) - 1
+        if k >= 0 and pos < self.shown_end[k]:  # inside a piece: all of it
+            return self.typed_end[k] if edge else self.typed_start[k]
+        offset = self.typed_end[k] - self.shown_end[k] if k >= 0 else 0
+        return pos + offset + edge
+
+
+def _shown(text: str) -> _Shown | None:
+    """None when the page shows `text` as typed."""
+    out: list[str] = []
+    shown = _Shown("", [], [], [], [])
+    typed_pos = shown_pos = 0
+    for m in _HIDING.finditer(text):
+        piece = m.group(0)
+        if piece[0] == "&":
+            as_shown = html.unescape(piece)
+            if as_shown == piece:  # not a reference ("&notaname;")
+                continue
+        else:
+            as_shown = piece[1:] if piece[0] == "\\" else ""
+        out.append(text[typed_pos : m.start()])
+        shown_pos += m.start() - typed_pos
+        shown.shown_start.append(shown_pos)
+        shown_pos += len(as_shown)
+        shown.shown_end.append(shown_pos)
+        shown.typed_start.append(m.start())
+        shown.typed_end.append(m.end())
+        out.append(as_shown)
+        typed_pos = m.end()
+    if not shown.shown_start:
+        return None
+    out.append(text[typed_pos:])
+    shown.text = "".join(out)
+    return shown
 
 
 def scrub(text: str) -> ScrubResult:
-    """Replace PII with typed placeholders; report counts by type (values are never kept). A text whose
-    character references hide PII (john&#64;example.com) is stored with them decoded and scrubbed;
-    any other text keeps its references as written."""
-    result = _scrub_plain(text)
-    if "&" in text:
-        decoded = _decode_entities(text)
-        if decoded != text:
-            deeper = _scrub_plain(decoded)
-            if any(n > result.found.get(kind, 0) for kind, n in deeper.found.items()):
-                return deeper
-    return result
+    """Replace PII with typed placeholders; report counts by type (values are never kept).
+
+    PII is looked for in the text as typed and as the page shows it (references decoded, escapes and
+    invisible characters gone, see _HIDING); a value found in the shown text is replaced in the typed
+    one, with every piece that showed as part of it. Everything else stays as written. The shown
+    text's finds come first: the typed text may hold only part of a value ("Jo&#104;n Smith" reads
+    as "Jo" after "Dear"), and that part must not keep the rest from being replaced."""
+    spans_by_kind = [(kind, list(detector(text))) for kind, detector in _DETECTORS]
+    shown = _shown(text) if ("&" in text or "\\" in text or not text.isascii()) else None
+    if shown is not None:
+        for (_, typed_spans), (_, detector) in zip(spans_by_kind, _DETECTORS, strict=True):
+            typed_spans[:0] = [shown.typed_span(start, end) for start, end in detector(shown.text)]
+    return _replace(text, _claim(spans_by_kind))
 
 
-def _scrub_plain(text: str) -> ScrubResult:
+def _claim(spans_by_kind) -> list[tuple[int, int, str]]:
+    """The spans that get a placeholder: in detector order (an earlier one wins an overlap), each kind's
+    in the order given, skipping any that overlaps one claimed already. Sorted by start."""
     taken: list[tuple[int, int, str]] = []  # claimed spans, sorted by start, never overlapping
     starts: list[int] = []
-    for kind, detector in _DETECTORS:
-        for start, end in detector(text):
+    for kind, spans in spans_by_kind:
+        for start, end in spans:
             # The spans are disjoint, so their ends rise with their starts: of those starting before
             # `end`, only the last can reach past `start`. (Testing every claimed span made a text
             # with thousands of matches quadratic: 1.8 s for 50,000 characters of "a@b.cd ".)
@@ -381,6 +433,10 @@ def _scrub_plain(text: str) -> ScrubResult:
                 continue
             taken.insert(i, (start, end, kind))
             starts.insert(i, start)
+    return taken
+
+
+def _replace(text: str, taken: list[tuple[int, int, str]]) -> ScrubResult:
     if not taken:
         return ScrubResult(text=text)
     out, pos = [], 0

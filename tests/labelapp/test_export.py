@@ -407,7 +407,7 @@ def test_rows_say_which_are_gold_and_which_simulated(rater, other_rater, guideli
     from labelapp.quality_models import SimulatedDecision
 
     gold = make_pair()
-    Comparison.objects.filter(pk=gold.pk).update(kind="gold", gold_preference=-1)
+    Comparison.objects.filter(pk=gold.pk).update(kind="gold", gold_preference=-1, gold_explanation="A")
     sim = rate(rater=other_rater, comparison=gold, preference=1, guideline=guideline)
     SimulatedDecision.objects.create(
         rating=sim,

@@ -203,6 +203,24 @@ def test_a_withdrawn_prompt_sent_again_with_an_invisible_character_is_still_the_
     assert list(Prompt.objects.values_list("pk", flat=True)) == [withdrawn.pk]
 
 
+@pytest.mark.parametrize(
+    "sent_again", [TEXT.replace("planet", "plan&#101;t"), TEXT.replace("?", "?&#8203;"), "&#xFEFF;" + TEXT]
+)
+def test_a_withdrawn_prompt_sent_again_with_a_character_reference_is_still_the_withdrawn_prompt(sent_again):
+    # the page shows "plan&#101;t" as "planet": the reference made a new prompt with consent
+    withdrawn = _stored(consent=False)
+    with pytest.raises(IngestError) as exc:
+        ingest_prompts(items=[_item(text=sent_again)])
+    assert "consent conflict" in exc.value.errors[0]["error"]
+    assert list(Prompt.objects.values_list("pk", flat=True)) == [withdrawn.pk]
+
+
+def test_references_to_markup_characters_still_tell_prompts_apart():
+    _stored(text="What does <b>bold</b> do?")  # the page shows the tags' effect, not the tags
+    report = ingest_prompts(items=[_item(text="What does &lt;b&gt;bold&lt;/b&gt; do?")])
+    assert report.duplicates == [] and len(report.created) == 1
+
+
 def test_joiners_that_shape_a_script_or_an_emoji_still_tell_prompts_apart():
     _stored(text="Draw \U0001f468\u200d\U0001f469\u200d\U0001f467")  # one family glyph
     report = ingest_prompts(items=[_item(text="Draw \U0001f468\U0001f469\U0001f467")])  # three people
@@ -214,19 +232,22 @@ def test_the_migration_recomputes_todays_key():
 
     from labelapp.services.ingest import text_hash
 
-    migration = importlib.import_module("labelapp.migrations.0023_prompt_text_hash_without_invisibles")
-    for text in ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US", "\ufeffa\u200bb\u00adc\u2060"]:
+    migration = importlib.import_module("labelapp.migrations.0026_prompt_text_hash_with_references_decoded")
+    texts = ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US", "\ufeffa\u200bb\u00adc\u2060"]
+    for text in [*texts, "crit&#101;rion&#8203; &lt;b&gt; &amp;amp &bogus; &#0;"]:
         assert migration._key(text) == text_hash(text)  # a new key needs a new migration
 
     from django.apps import apps
 
-    stale = Prompt.objects.create(text="\ufeffHello", source="feed", consent=True)
+    stale = Prompt.objects.create(text="Hello &#8212; there", source="feed", consent=True)
     plain = Prompt.objects.create(text="Hi", source="feed", consent=True)
     Prompt.objects.filter(pk=stale.pk).update(text_hash="old")
     Prompt.objects.filter(pk=plain.pk).update(text_hash="kept")
     migration.rehash(apps, None)
     stale.refresh_from_db(), plain.refresh_from_db()
-    assert stale.text_hash == text_hash("Hello") and plain.text_hash == "kept"  # only rows holding one
+    assert (
+        stale.text_hash == text_hash("Hello \u2014 there") and plain.text_hash == "kept"
+    )  # only rows with &
 
 
 def test_a_nul_in_a_short_field_is_named_as_such():

@@ -235,6 +235,27 @@ def test_pii_hidden_behind_character_references_is_scrubbed(text, want):
     assert scrub(text).text == want
 
 
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # the typed text held part of the value: the part was replaced, the rest stayed
+        ("Please write to johnsmith&#x2E;private@example.com", "Please write to [EMAIL]"),
+        ("Dear Jo&#104;n Smith, thanks", "Dear [PERSON], thanks"),
+        # the page shows "example\\.com" as "example.com", and hides the zero-width space
+        ("Send it to john.doe@example\\.com today", "Send it to [EMAIL] today"),
+        ("Reach me at john\u200b.doe@example.com", "Reach me at [EMAIL]"),
+        ("call +1\u2060 415\u00ad 555 2671 &amp; ask", "call [PHONE] &amp; ask"),
+    ],
+)
+def test_pii_the_page_shows_whole_is_replaced_whole(text, want):
+    assert scrub(text).text == want
+
+
+def test_escapes_and_joiners_without_pii_stay_as_written():
+    text = "\\*not italic\\* and \U0001f469\u200d\U0001f4bb, a \\<tag\\>"
+    assert scrub(text).text == text
+
+
 def test_character_references_without_pii_stay_as_written():
     text = "Tom &amp; Jerry &copy; 2024, a &lt;div&gt; and &#64;mention"
     assert scrub(text).text == text

@@ -149,6 +149,7 @@ class ResponseOutSerializer(serializers.Serializer):
     text = serializers.CharField()
     source_model = serializers.CharField()
     source_model_version = serializers.CharField()
+    external_id = serializers.CharField(allow_null=True)  # a retry's answers matched to the sender's
     word_count = serializers.IntegerField()
     pii_found = serializers.DictField(child=serializers.IntegerField())
 

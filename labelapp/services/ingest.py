@@ -301,10 +301,10 @@ def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> 
     """Store a prompt not seen before with its answers (_BadLine: refused, nothing written)."""
     if item.external_id and Prompt.objects.filter(external_id=item.external_id).exists():
         raise _BadLine(f"external_id {item.external_id!r} already exists")
-    _check_answer_ids(item.answers)
     # Answers whose scrubbed texts are the same are one answer (two that differed only in an e-mail
     # address were both stored), as for a stored prompt's new answers.
-    answers, skipped = _unseen([(a, scrub(a.text)) for a in item.answers], seen=set())
+    answers, skipped, _ = _unseen([(a, scrub(a.text)) for a in item.answers], held={})
+    _check_answer_ids([a for a, _ in answers])
     prompt = Prompt.objects.create(
         text=scrubbed.text,
         source=item.source,
@@ -330,8 +330,7 @@ def _ingest_duplicate(item: PromptIn, stored: Prompt, batch: _Batch, report: Ing
     has an external_id that is taken. The prompt's own source and category stay as stored.
     """
     _check_duplicate(item, stored, batch)
-    new, skipped = _new_answers(stored, item.answers)
-    _check_answer_ids([a for a, _ in new])
+    new, skipped = _answers_to_store(stored, [(a, scrub(a.text)) for a in item.answers])
     if item.external_id and stored.external_id is None:
         Prompt.objects.filter(pk=stored.pk).update(external_id=item.external_id)
         stored.external_id = item.external_id  # a later line of this batch sees it
@@ -370,34 +369,52 @@ def _check_duplicate(item: PromptIn, stored: Prompt, batch: _Batch) -> None:
         raise _BadLine(f"external_id {item.external_id!r} already exists (on another prompt)")
 
 
-def _new_answers(prompt: Prompt, answers: list[AnswerIn]) -> tuple[list[tuple[AnswerIn, ScrubResult]], int]:
-    """The answers (with their scrub results) the prompt does not hold yet, and how many it does:
-    an answer whose scrubbed text is stored for the prompt, or repeated in `answers`, is skipped."""
-    return _new_scrubbed(prompt, [(a, scrub(a.text)) for a in answers])
-
-
-def _new_scrubbed(
+def _answers_to_store(
     prompt: Prompt, scrubbed: list[tuple[AnswerIn, ScrubResult]]
 ) -> tuple[list[tuple[AnswerIn, ScrubResult]], int]:
-    """_new_answers for answers already scrubbed."""
-    seen = set(
-        Response.objects.filter(prompt=prompt, text__in=[s.text for _, s in scrubbed]).values_list(
-            "text", flat=True
+    """The answers (with their scrub results) the prompt does not hold yet, and how many it does: an
+    answer whose scrubbed text is stored for the prompt, or repeated in `scrubbed`, is skipped. A
+    stored answer without an external_id gets the one sent with its text. _BadLine (nothing written)
+    when an external_id to store is taken, or disagrees with the one the same text already has."""
+    held = {
+        r.text: r
+        for r in Response.objects.filter(prompt=prompt, text__in=[s.text for _, s in scrubbed]).only(
+            "id", "text", "external_id"
         )
-    )
-    return _unseen(scrubbed, seen=seen)
+    }
+    new, skipped, named = _unseen(scrubbed, held=held)
+    _check_answer_ids([a for a, _ in new] + [a for _, a in named])
+    for response, answer in named:
+        Response.objects.filter(pk=response.pk).update(external_id=answer.external_id)
+    return new, skipped
 
 
 def _unseen(
-    scrubbed: list[tuple[AnswerIn, ScrubResult]], *, seen: set[str]
-) -> tuple[list[tuple[AnswerIn, ScrubResult]], int]:
-    """The answers whose scrubbed text is not in `seen` nor repeated before them, and how many were."""
-    new = []
+    scrubbed: list[tuple[AnswerIn, ScrubResult]], *, held: dict[str, Response]
+) -> tuple[list[tuple[AnswerIn, ScrubResult]], int, list[tuple[Response, AnswerIn]]]:
+    """The answers whose scrubbed text is not `held` (stored answers by text) nor repeated before
+    them; how many were; and the held answers without an external_id that one sent with their text
+    names. _BadLine when a skipped answer's external_id is not the one its text already has (it was
+    dropped without a word, and a later look-up by it found nothing)."""
+    new, named = [], []
+    ids = {text: response.external_id for text, response in held.items()}
     for a, s in scrubbed:
-        if s.text not in seen:
+        if s.text not in ids:
             new.append((a, s))
-            seen.add(s.text)
-    return new, len(scrubbed) - len(new)
+            ids[s.text] = a.external_id
+            continue
+        if not a.external_id or a.external_id == ids[s.text]:
+            continue
+        if ids[s.text] is None and s.text in held:
+            named.append((held[s.text], a))
+            ids[s.text] = a.external_id
+            continue
+        where = "stored for this prompt" if s.text in held else "sent earlier in this request"
+        raise _BadLine(
+            f"answer external_id {a.external_id!r}: the same answer text is {where} with external_id "
+            f"{ids[s.text]!r}"
+        )
+    return new, len(scrubbed) - len(new), named
 
 
 def _bool(value: bool) -> str:
@@ -458,13 +475,12 @@ def responses_add(*, prompt: Prompt, answers: list[AnswerIn], by=None) -> tuple[
         # two requests with the same new external id would otherwise both pass the check and the
         # second hit the unique constraint (a 500)
         _lock_ingest()
-        bad = _taken_answer_ids(answers)
-        if bad:
-            raise IngestError(
-                [{"line": None, "error": f"answer external_id {bad[0]!r} already exists or is given twice"}]
-            )
         scrubbed = [(a, scrub(a.text)) for a in answers]
-        new, _ = _new_scrubbed(prompt, scrubbed)
+        try:
+            # a retry sends answers stored with their external ids: only the new ones' must be free
+            new, _ = _answers_to_store(prompt, scrubbed)
+        except _BadLine as exc:
+            raise IngestError([{"line": None, "error": str(exc)}]) from None
         for a, result in new:
             _answer_create(prompt=prompt, answer=a, scrubbed=result)
         texts = list(dict.fromkeys(result.text for _, result in scrubbed))

@@ -338,3 +338,47 @@ def test_answers_sent_again_are_not_stored_twice(staff_api):
     r = staff_api.post(f"/api/prompts/{pid}/responses/", more, content_type="application/json")
     assert r.status_code == 201 and [a["text"] for a in r.json()] == ["Four.", "4"]
     assert Response.objects.filter(prompt_id=pid).count() == 3
+
+
+def test_answers_sent_again_with_their_external_ids_are_the_stored_answers(staff_api):
+    # the retry was refused (400 "already exists") because the stored answers' ids were checked
+    # before the answers already held were set aside
+    answer = {"text": "ans A", "model": "m", "external_id": "RX1"}
+    body = {"text": "Hello prompt one", "source": "t", "consent": True, "answers": [answer]}
+    pid = staff_api.post("/api/prompts/", body, content_type="application/json").json()["prompt_ids"][0]
+    url = f"/api/prompts/{pid}/responses/"
+    r = staff_api.post(url, {"answers": [answer]}, content_type="application/json")
+    assert r.status_code == 200 and r.json()[0]["external_id"] == "RX1", r.content
+    new = {"answers": [answer, {"text": "ans B", "model": "m", "external_id": "RX2"}]}
+    first = staff_api.post(url, new, content_type="application/json")
+    again = staff_api.post(url, new, content_type="application/json")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert Response.objects.filter(prompt_id=pid).count() == 2
+
+
+def test_an_external_id_sent_with_a_stored_answer_names_it_or_is_refused(staff_api):
+    # sent with an answer the prompt held, the id was dropped without a word
+    body = {
+        "text": "Hello prompt two",
+        "source": "t",
+        "consent": True,
+        "answers": [{"text": "x", "model": "m"}],
+    }
+    pid = staff_api.post("/api/prompts/", body, content_type="application/json").json()["prompt_ids"][0]
+    url = f"/api/prompts/{pid}/responses/"
+    named = {"answers": [{"text": "x", "model": "m", "external_id": "W"}]}
+    assert staff_api.post(url, named, content_type="application/json").status_code == 200
+    assert Response.objects.get(prompt_id=pid).external_id == "W"  # it had none: it takes this one
+    other = {"answers": [{"text": "x", "model": "m", "external_id": "W2"}]}
+    r = staff_api.post(url, other, content_type="application/json")
+    assert (
+        r.status_code == 400
+        and "stored for this prompt with external_id 'W'" in r.json()["errors"][0]["error"]
+    )
+    body["answers"] = [
+        {"text": "x", "model": "m", "external_id": "W"},
+        {"text": "x", "model": "m", "external_id": "W3"},
+    ]
+    r = staff_api.post("/api/prompts/", body, content_type="application/json")
+    assert r.status_code == 400 and "W3" in r.json()["errors"][0]["error"]
+    assert list(Response.objects.values_list("external_id", flat=True)) == ["W"]

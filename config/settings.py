@@ -371,8 +371,17 @@ def _retention_days(raw: str) -> dict[str, int]:
     """ "source=days,..." -> {source: days}. A misspelt entry is a clear message at start-up, not a
     ValueError traceback from the settings module."""
     days = {}
+    named = set()
     for item in filter(str.strip, raw.split(",")):
         key, sep, value = item.partition("=")
+        # Sources match ignoring case: "playground=90,Playground=0" purged the prompts at 90 days and
+        # kept the export files holding them for ever (each path read a different entry).
+        same = "".join(c.lower() for c in key.strip())
+        if same in named:
+            raise ImproperlyConfigured(
+                f"RETENTION_DAYS names the source {key.strip()!r} twice (sources match ignoring case)"
+            )
+        named.add(same)
         try:
             if not sep or not key.strip():
                 raise ValueError

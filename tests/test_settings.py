@@ -114,6 +114,10 @@ def test_a_misspelt_retention_setting_stops_with_a_message_that_names_it():
     # a million days ago is before year 1: every purge and every command export failed on it
     r = _manage("check", RETENTION_DAYS="*=1000000")
     assert r.returncode != 0 and "'*=1000000' is not source=days (whole days, 0 to 36500)" in r.stderr
+    # the prompts were purged by one entry and the export files holding them kept by the other
+    for twice in ("playground=90,Playground=0", "feed=1,feed=2"):
+        r = _manage("check", RETENTION_DAYS=twice)
+        assert r.returncode != 0 and "names the source" in r.stderr and "twice" in r.stderr, twice
     ok = _manage("shell", "-c", "from django.conf import settings as s; print(s.RETENTION_DAYS)",
                  RETENTION_DAYS=" playground = 90 ,*=0,")  # fmt: skip
     assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "{'playground': 90, '*': 0}"

@@ -507,6 +507,10 @@ class ExportResult:
 
 
 _SINKS = {"jsonl": _JsonlSink, "parquet": _ParquetSink}
+_WORKING_SUFFIXES = (
+    ".partial",
+    ".previous",
+)  # _Landing's: rows go to the first, an earlier file to the second
 
 
 def _check_target(target: Path) -> None:
@@ -515,6 +519,12 @@ def _check_target(target: Path) -> None:
         raise ValueError(f"the path {str(target)!r} names no file")
     if target.is_dir():
         raise ValueError(f"{target} is a directory: name a file")
+    if target.suffix in _WORKING_SUFFIXES:
+        # x.jsonl.partial as the export and x.jsonl as its ties file: the rows went to one path for
+        # both, and the records named a file that did not exist
+        raise ValueError(
+            f"{target.name}: names ending in .partial or .previous are the export's own working files"
+        )
     if len(str(target.resolve())) > ExportFile._meta.get_field("path").max_length:
         raise ValueError(f"the path {target} is too long to record (at most 500 characters)")
 

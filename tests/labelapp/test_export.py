@@ -311,6 +311,8 @@ def test_writing_over_a_recorded_export_replaces_its_record(rater, guideline, tm
         (".", None, "is a directory"),
         ("", None, "names no file"),
         ("x.jsonl", "x.jsonl", "another file than the export"),
+        # the rows went to x.jsonl for both, and a record named x.jsonl.partial, which did not exist
+        ("x.jsonl.partial", "x.jsonl", "the export's own working files"),
     ],
 )
 def test_an_export_to_a_path_it_cannot_use_leaves_nothing_behind(
@@ -324,6 +326,7 @@ def test_an_export_to_a_path_it_cannot_use_leaves_nothing_behind(
 
     rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
     args = [str(tmp_path / out) if out else ""] + (["--ties", str(tmp_path / ties)] if ties else [])
+    args += ["--format", "jsonl"] if out.endswith(".partial") else []
     with pytest.raises(CommandError, match=words):
         call_command("export_preferences", *args)
     assert sorted(p.name for p in tmp_path.iterdir()) == [] and not ExportFile.objects.exists()

@@ -40,9 +40,13 @@ def multipart_fields(body: bytes, content_type: str, charset: str) -> list[tuple
     fields = []
     for chunk in body.split(delimiter)[1:]:  # what comes before the first delimiter is a preamble
         if chunk.startswith(b"--"):
-            break  # the closing delimiter; what follows is an epilogue
+            return fields  # the closing delimiter; what follows is an epilogue
         fields.append(_field(_part_of(chunk), charset))
-    return fields
+    if not body.strip():
+        return fields  # no body at all
+    # Without the closing delimiter (or any) the body was cut short or is not multipart: read as an
+    # empty form, "garbage" started a training run and revoked a token.
+    raise FormBodyError("The multipart body is malformed (it does not end with its closing boundary).")
 
 
 def _part_of(chunk: bytes) -> tuple[dict[str, str], bytes]:

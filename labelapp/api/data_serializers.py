@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from labelapp.api.serializers import StrictBooleanField, StrictTextField
+from labelapp.api.serializers import StrictBooleanField, StrictFloatField, StrictTextField
 from labelapp.api.strict import StrictSerializer
 from labelapp.models import TOKEN_SCOPES, PromptConsentChange
 from labelapp.services.ingest import MAX_TEXT_CHARS
@@ -162,9 +162,7 @@ class ComparisonsInSerializer(StrictSerializer):
         min_value=1, max_value=100, required=False, allow_null=True, help_text="Empty: all pairs."
     )
     length_matched = StrictBooleanField(default=False, help_text="Closest-in-length pairs first.")
-    max_length_ratio = serializers.FloatField(
-        min_value=1.0, max_value=1000.0, required=False, allow_null=True
-    )
+    max_length_ratio = StrictFloatField(min_value=1.0, max_value=1000.0, required=False, allow_null=True)
     required_ratings = serializers.IntegerField(min_value=1, max_value=50, required=False, allow_null=True)
     priority = serializers.IntegerField(min_value=-1000, max_value=1000, default=0)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)

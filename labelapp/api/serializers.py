@@ -27,6 +27,15 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class StrictFloatField(serializers.FloatField):
+    """A JSON number only: DRF's FloatField reads true as 1.0 (and "2" as 2.0)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictUUIDField(serializers.UUIDField):
     """A UUID written as a string: DRF's UUIDField turns an integer (and true, and 0) into UUID(int=...)."""
 

@@ -216,3 +216,26 @@ def test_a_page_reads_the_multipart_body_the_middleware_checked(rater, acked):
     assert (
         r.status_code == 302 and GuidelineAcknowledgment.objects.filter(rater=rater, version=acked).exists()
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"garbage no boundary here",  # no delimiter at all
+        b'--zz\r\nContent-Disposition: form-data; name="reason"\r\n\r\ncut short',  # no closing one
+    ],
+)
+@pytest.mark.django_db
+def test_a_multipart_body_without_its_closing_boundary_is_refused_not_read_as_empty(staff, body):
+    # read as an empty form, "garbage" started a training run from the page and from the API
+    from django.test import Client
+
+    from labelapp.models import TrainingRun
+
+    client = Client()
+    client.force_login(staff)
+    mp = "multipart/form-data; boundary=zz"
+    for url in ("/training/start/", "/api/training/runs/"):
+        r = client.post(url, body, content_type=mp)
+        assert r.status_code == 400 and b"closing boundary" in r.content, (url, r.status_code)
+    assert not TrainingRun.objects.exists()

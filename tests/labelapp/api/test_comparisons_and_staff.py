@@ -51,6 +51,16 @@ def test_a_length_limit_that_leaves_no_pair_says_so(staff_api):
     assert not Comparison.objects.exists()
 
 
+@pytest.mark.parametrize("ratio", [True, "2"])
+def test_a_length_limit_that_is_not_a_number_is_refused(staff_api, ratio):
+    # true was read as a ratio of 1.0: 201, and pairs made under a limit nobody asked for
+    p = _prompt(lengths=(1, 2, 10))
+    body = {"prompt_ids": [p.pk], "per_prompt": 1, "max_length_ratio": ratio}
+    r = staff_api.post("/api/comparisons/", body, content_type="application/json")
+    assert r.status_code == 400 and "max_length_ratio" in r.json(), r.content
+    assert not Comparison.objects.exists()
+
+
 def test_a_sampled_length_matched_pair_is_the_closest_in_length(staff_api):
     p = _prompt()
     body = {"prompt_ids": [p.pk], "per_prompt": 1, "length_matched": True, "seed": 1}

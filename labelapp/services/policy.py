@@ -1233,13 +1233,14 @@ def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
     `old_reward` is the previous answer's reward under this round's reward model (the one the new
     answer's reward is on); the previous answer's own stored `reward` is on the reward model of the
     round that made it, which may be another one. None for rounds recorded before it was kept.
-    Prompts whose consent was withdrawn, or that staff withheld for personal data, are left out, as
-    everywhere raters, training and exports read prompts."""
+    Prompts whose consent was withdrawn, that staff withheld for personal data, or that wait for the
+    review of a rater's personal-data flag are left out, as everywhere raters, training and exports
+    read prompts."""
     new = {
         s.prompt_id: s
-        for s in version.samples.filter(
-            split="eval", index=0, prompt__consent=True, prompt__withheld=False
-        ).select_related("prompt", "response")
+        for s in version.samples.filter(split="eval", index=0, prompt__consent=True, prompt__withheld=False)
+        .exclude(prompt_id__in=prompts_awaiting_review())
+        .select_related("prompt", "response")
     }
     old = {}
     if version.parent_id:

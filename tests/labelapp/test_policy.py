@@ -1226,16 +1226,23 @@ def test_policy_answers_are_scrubbed_before_raters_or_exports_see_them(db):
     assert sample.response.pii_found == {"EMAIL": 1, "PHONE": 1}
 
 
-def test_samples_leave_out_withheld_and_withdrawn_prompts_and_need_the_export_scope(client, staff):
+def test_samples_leave_out_withheld_and_withdrawn_prompts_and_need_the_export_scope(
+    client, staff, rater, guideline
+):
     """A `read` token listed every sample's prompt text, withheld ones included, which the prompt
-    list and the export keep behind their own scopes."""
+    list and the export keep behind their own scopes; a prompt waiting for the review of a rater's
+    personal-data flag was listed too (the export holds it back)."""
     from labelapp.services.tokens import token_create
+    from tests.labelapp.export_helpers import make_pair, rate
 
     v1 = _version(1, policy.policy_base())
     texts = {"kept": "Kept prompt?", "withheld": "Withheld prompt?", "withdrawn": "Withdrawn prompt?"}
     for key, text in texts.items():
         prompt = Prompt.objects.create(text=text, consent=key != "withdrawn", withheld=key == "withheld")
         policy._store_answer(v1, prompt, policy._Answer(f"Answer to {key}.", 4, True, 0.1), "eval", 0)
+    flagged = make_pair(text="Flagged prompt?")
+    rate(rater=rater, comparison=flagged, preference=1, guideline=guideline, flag_pii=True)
+    policy._store_answer(v1, flagged.prompt, policy._Answer("Answer.", 1, True, 0.1), "eval", 0)
     assert [i["prompt"].text for i in policy.policy_sample_pairs(version=v1)] == ["Kept prompt?"]
     for scopes, code in ((["read"], 403), (["train"], 403), (["export"], 200)):
         _, key = token_create(user=staff, name="t", scopes=scopes)

@@ -106,31 +106,37 @@ def staff_guideline_version(request: HttpRequest, number: int) -> HttpResponse:
     return render(request, "labelapp/staff/guideline_version.html", {"version": version})
 
 
-def _names(text: str, by_number: dict) -> bool:
-    """Whether `text` is the number of an existing version."""
-    try:
-        return int(text) in by_number
-    except ValueError:
-        return False
+def _pair_asked(request: HttpRequest, versions: list) -> tuple:
+    """The (old, new) versions `?a=` and `?b=` name. One left out is filled in: `b` is the newest
+    version, `a` the one before `b` (`?a=1` alone showed v2 -> v3 without a word). A value that names
+    no version falls back to the newest two, with a message saying so."""
+    by_number = {v.number: v for v in versions}
+    asked = {k: request.GET[k] for k in ("a", "b") if k in request.GET}
+    chosen, bad = {}, []
+    for key, value in asked.items():
+        try:
+            chosen[key] = by_number[int(value)]
+        except (KeyError, ValueError):
+            bad.append(value[:20])
+    if bad:  # a typo or a stale link must not pass for the diff that was asked for
+        old, new = versions[1], versions[0]
+        shown = ", ".join(repr(a) for a in bad)
+        messages.error(request, f"No guideline version {shown}; showing v{old.number} -> v{new.number}.")
+        return old, new
+    new = chosen.get("b") or versions[0]
+    old = chosen.get("a") or next((v for v in versions if v.number < new.number), versions[1])
+    if "b" not in chosen and old.number == new.number:  # ?a= named the newest: it against the one before
+        old, new = versions[1], versions[0]
+    return old, new
 
 
 @staff_required
 def staff_guideline_diff(request: HttpRequest) -> HttpResponse:
     versions = list(GuidelineVersion.objects.order_by("-number"))
-    by_number = {v.number: v for v in versions}
-    try:
-        old = by_number[int(request.GET.get("a", ""))]
-        new = by_number[int(request.GET.get("b", ""))]
-    except (KeyError, ValueError):
-        if len(versions) < 2:
-            messages.info(request, "A diff needs two versions.")
-            return redirect("staff_guidelines")
-        old, new = versions[1], versions[0]
-        asked = [request.GET[k] for k in ("a", "b") if k in request.GET]
-        bad = [a[:20] for a in asked if not _names(a, by_number)]
-        if bad:  # a typo or a stale link must not pass for the diff that was asked for
-            shown = ", ".join(repr(a) for a in bad)
-            messages.error(request, f"No guideline version {shown}; showing v{old.number} -> v{new.number}.")
+    if len(versions) < 2:
+        messages.info(request, "A diff needs two versions.")
+        return redirect("staff_guidelines")
+    old, new = _pair_asked(request, versions)
     diff = mark_safe(guideline_diff_html(old=old, new=new))  # noqa: S308 (textdiff escapes the text)
     context = {"old": old, "new": new, "diff": diff, "versions": versions}
     return render(request, "labelapp/staff/guideline_diff.html", context)

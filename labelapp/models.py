@@ -294,14 +294,13 @@ class GuidelineVersion(models.Model):
         return f"Guidelines v{self.number} ({state})"
 
     def save(self, *args, **kwargs) -> None:
-        # Published versions are history that ratings point to: no code path may rewrite one.
+        # Published versions are history that ratings point to: no code path may rewrite one (its
+        # number too: the version in force is the highest, and ratings name versions by number).
         if not self._state.adding and self.pk is not None:
-            stored = (
-                GuidelineVersion.objects.filter(pk=self.pk).values("published_at", "text", "title").first()
-            )
+            fields = ("published_at", "number", "text", "title", "changelog", "author_id")
+            stored = GuidelineVersion.objects.filter(pk=self.pk).values(*fields).first()
             if stored and stored["published_at"] is not None:
-                now = (self.text, self.title, self.published_at)
-                if now != (stored["text"], stored["title"], stored["published_at"]):
+                if any(getattr(self, f) != stored[f] for f in fields):
                     raise PublishedGuidelineImmutable(
                         f"Version {self.number} is published; it cannot change."
                     )

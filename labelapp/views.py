@@ -230,7 +230,8 @@ def guidelines(request: HttpRequest) -> HttpResponse:
     current = guideline_current()
     if request.method == "POST":
         try:
-            version = GuidelineVersion.objects.get(pk=int(request.POST.get("version", "")))
+            published = GuidelineVersion.objects.filter(published_at__isnull=False)  # a draft is unknown
+            version = published.get(pk=int(request.POST.get("version", "")))
             guideline_acknowledge(rater=request.user, version=version)
         except (ValueError, GuidelineVersion.DoesNotExist):  # a forged version: no Python text on screen
             messages.error(request, "Could not record the acknowledgment: unknown version.")

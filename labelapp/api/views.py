@@ -197,7 +197,9 @@ class AcknowledgeView(ApiView):
     def post(self, request):
         serializer = s.AcknowledgeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = GuidelineVersion.objects.filter(number=serializer.validated_data["version"]).first()
+        # a draft is "no such version" too: a rater learnt that one existed, and its number
+        published = GuidelineVersion.objects.filter(published_at__isnull=False)
+        version = published.filter(number=serializer.validated_data["version"]).first()
         if version is None:
             raise ValidationError({"version": "No such guideline version."})
         try:

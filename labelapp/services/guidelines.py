@@ -171,9 +171,11 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
     """The staff editor's Publish: save the text as the draft and publish it with a change message."""
     permission_check(author, "guideline_publish")
     permission_check(author, "guideline_draft")  # it saves the text as the draft first
-    # Checked before the draft is saved: a refused publish must not leave a half-done draft behind.
-    _check_texts(text=text, title=title, changelog=changelog)
+    # Checked before the draft is saved: a refused publish must not leave a half-done draft behind;
+    # on the text as it will be stored, as a draft save checks it (a browser sends CRLF line breaks:
+    # counted twice, text that saved as a draft was too long to publish).
     text = _unix_newlines(text)
+    _check_texts(text=text, title=title, changelog=changelog)
     _refuse_empty_publish(text=text, title=title, changelog=changelog)
     with transaction.atomic():
         # Save and publish under one hold of the draft lock: in two transactions another staff

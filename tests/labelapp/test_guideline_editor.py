@@ -317,3 +317,56 @@ def test_guidelines_longer_than_the_limit_are_refused_and_the_text_kept(client, 
     )
     assert text.encode() in r.content  # kept in the editor
     assert GuidelineVersion.objects.count() == 1
+
+
+def test_text_that_saves_as_a_draft_publishes_from_a_browser(client, staff, acked):
+    # the length was checked before CRLF became LF on Publish only: each line break counted twice, so
+    # a text that saved as a draft was "over 50,000 characters" when published
+    client.force_login(staff)
+    text = "\r\n".join(["x" * 24] * 2000)  # 51,998 characters as sent, 49,999 as stored
+    url = reverse("staff_guideline_edit")
+    assert client.post(url, {"text": text, "title": "T", "action": "draft"}).status_code == 302
+    r = client.post(url, {"text": text, "title": "T", "changelog": "c", "action": "publish"})
+    assert r.status_code == 302, r.content.decode()[:500]
+    assert len(guideline_current().text) == 49_999
+
+
+@pytest.mark.parametrize(
+    "field, value", [("number", 77), ("changelog", "rewritten history"), ("author", "staff")]
+)
+def test_no_field_of_a_published_version_changes(staff, acked, field, value):
+    # only text, title and the publication time were compared: v1 could become v77
+    setattr(acked, field, staff if value == "staff" else value)
+    with pytest.raises(PublishedGuidelineImmutable):
+        acked.save()
+
+
+def test_a_diff_asked_with_one_version_compares_it_with_the_newest(client, staff, acked):
+    # ?a=1 alone showed v2 -> v3 without a word
+    for n in (2, 3):
+        guideline_publish_text(text=f"# Guidelines\n\nrule {n}", changelog=f"c{n}", author=staff)
+    client.force_login(staff)
+    url = reverse("staff_guideline_diff")
+
+    def shown(query):
+        context = client.get(url, query).context
+        return context["old"].number, context["new"].number
+
+    assert shown({"a": 1}) == (1, 3)
+    assert shown({"b": 2}) == (1, 2)
+    assert shown({"a": 3}) == (2, 3)
+    assert shown({}) == (2, 3)
+    assert shown({"a": 3, "b": 1}) == (3, 1)
+
+
+def test_a_rater_cannot_tell_a_draft_from_a_version_that_does_not_exist(client, rater, acked, staff):
+    # "A draft cannot be acknowledged" told a rater that an unpublished draft existed, and its number
+    draft = guideline_draft_save(text="# Guidelines\n\nnext rules", author=staff)
+    client.force_login(rater)
+    answers = [
+        client.post("/api/guidelines/acknowledge/", {"version": n}, content_type="application/json").json()
+        for n in (draft.number, draft.number + 5)
+    ]
+    assert answers[0] == answers[1] == {"version": "No such guideline version."}
+    r = client.post(reverse("guidelines"), {"version": draft.pk}, follow=True)
+    assert "unknown version" in r.content.decode()

@@ -19,11 +19,13 @@ from labelapp.models import GuidelineVersion
 from labelapp.rendering import render_markdown
 from labelapp.services.guidelines import (
     TEXT_MAX,
+    GuidelineConflict,
     GuidelineError,
     guideline_current,
     guideline_diff_html,
     guideline_draft,
     guideline_draft_save,
+    guideline_edit_base,
     guideline_publish_text,
 )
 from labelapp.services.roles import NotPermitted
@@ -49,27 +51,33 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
     text = start.text if start else ""
     title = start.title if start else "Rating guidelines"
     changelog, error, status = "", None, 200
+    based_on = guideline_edit_base()
     if request.method == "POST":
         text = request.POST.get("text", "")
         typed_title = request.POST.get("title")
         title = typed_title if typed_title is not None else title
         changelog = request.POST.get("changelog", "")
+        # what this editor opened with: a colleague's save since then is not replaced unseen
+        based_on = request.POST.get("based_on") or None
         try:
             if not title.strip():  # a cleared title silently became the old one again
                 raise GuidelineError("Give the guidelines a title.")
             if request.POST.get("action") == "publish":
                 version = guideline_publish_text(
-                    text=text, changelog=changelog, author=request.user, title=title
+                    text=text, changelog=changelog, author=request.user, title=title, based_on=based_on
                 )
                 messages.success(
                     request, f"Published version {version.number}; raters will be asked to acknowledge it."
                 )
                 return redirect("staff_guidelines")
-            version = guideline_draft_save(text=text, author=request.user, title=title)
+            version = guideline_draft_save(text=text, author=request.user, title=title, based_on=based_on)
             messages.success(
                 request, f"Draft (version {version.number}) saved; raters see nothing until you publish."
             )
             return redirect("staff_guideline_edit")
+        except GuidelineConflict as exc:
+            # the editor now knows: sending the same text again replaces the colleague's on purpose
+            error, status, based_on = str(exc), 409, guideline_edit_base()
         except GuidelineError as exc:
             error, status = str(exc), 400
         except NotPermitted as exc:  # the editor again with the text typed, not a bare 403 page
@@ -81,6 +89,7 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
             "text": text,
             "title": title,
             "changelog": changelog,
+            "based_on": based_on or "",
             "error": error,
             "draft": draft,
             "current": current,

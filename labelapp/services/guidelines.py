@@ -9,6 +9,8 @@ acknowledgment next.
 
 from __future__ import annotations
 
+import hashlib
+
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -29,6 +31,11 @@ TEXT_MAX = 50_000
 
 class GuidelineError(Exception):
     """A guideline operation was refused; the message is for the user."""
+
+
+class GuidelineConflict(GuidelineError):
+    """Another staff member saved or published since this editor opened: saving would replace their
+    work without anyone seeing it."""
 
 
 class GuidelineAckRequired(Exception):
@@ -53,6 +60,36 @@ def guideline_draft() -> GuidelineVersion | None:
     if current is not None:
         drafts = drafts.filter(number__gt=current.number)
     return drafts.order_by("-number").first()
+
+
+def guideline_edit_base() -> str:
+    """What the editor starts from (the draft, or else the version in force), as a token the editor
+    sends back with Save and Publish: `based_on` there refuses the save when it no longer matches."""
+    start = guideline_draft() or guideline_current()
+    if start is None:
+        return "none"
+    seen = f"{start.pk}\0{start.title}\0{start.text}".encode("utf-8", "surrogatepass")
+    return f"{start.number}-{hashlib.sha256(seen).hexdigest()[:16]}"
+
+
+def _check_base(based_on: str | None) -> None:
+    """GuidelineConflict when the draft or the version in force changed since `based_on` was read
+    (None: the caller does not say what it started from, e.g. the admin)."""
+    if based_on is None or based_on == guideline_edit_base():
+        return
+    draft, current = guideline_draft(), guideline_current()
+    if draft is not None:
+        by = draft.author.get_username() if draft.author else "someone"
+        what = f"{by} saved the draft (version {draft.number})"
+    elif current is not None:
+        by = current.author.get_username() if current.author else "someone"
+        what = f"{by} published version {current.number}"
+    else:
+        what = "the draft was removed"
+    raise GuidelineConflict(
+        f"The guidelines changed since you opened the editor: {what}. Your text is kept here; compare "
+        "it with theirs (History opens in another tab), then save again to replace theirs with yours."
+    )
 
 
 def _unix_newlines(text: str) -> str:
@@ -102,10 +139,13 @@ def guideline_create(
     raise GuidelineError("Could not allocate a version number; try again.")
 
 
-def guideline_draft_save(*, text: str, author, title: str = "") -> GuidelineVersion:
-    """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place."""
+def guideline_draft_save(
+    *, text: str, author, title: str = "", based_on: str | None = None
+) -> GuidelineVersion:
+    """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place.
+    `based_on`: the guideline_edit_base() the editor opened with (GuidelineConflict if it changed)."""
     permission_check(author, "guideline_draft")
-    return _draft_save(text=text, author=author, title=title)
+    return _draft_save(text=text, author=author, title=title, based_on=based_on)
 
 
 def guideline_draft_check(*, text: str, title: str = "", changelog: str = "") -> None:
@@ -116,7 +156,7 @@ def guideline_draft_check(*, text: str, title: str = "", changelog: str = "") ->
     _check_texts(text=text, title=title, changelog=changelog)
 
 
-def _draft_save(*, text: str, author, title: str) -> GuidelineVersion:
+def _draft_save(*, text: str, author, title: str, based_on: str | None = None) -> GuidelineVersion:
     text = _unix_newlines(text)
     guideline_draft_check(text=text, title=title)
     title = (title or "").strip()
@@ -124,6 +164,7 @@ def _draft_save(*, text: str, author, title: str) -> GuidelineVersion:
         # Serialise every draft save: locking the draft row left its absence unguarded, and eight
         # saves at once with no draft stored four drafts (each took the next number).
         xact_lock(_DRAFT_LOCK)
+        _check_base(based_on)  # under the lock: a save that lands meanwhile is seen
         draft = guideline_draft()
         if draft is not None:  # and on its row: a publish at the same time makes it history
             draft = GuidelineVersion.objects.select_for_update().get(pk=draft.pk)
@@ -167,8 +208,11 @@ def guideline_publish(
     return version
 
 
-def guideline_publish_text(*, text: str, changelog: str, author, title: str = "") -> GuidelineVersion:
-    """The staff editor's Publish: save the text as the draft and publish it with a change message."""
+def guideline_publish_text(
+    *, text: str, changelog: str, author, title: str = "", based_on: str | None = None
+) -> GuidelineVersion:
+    """The staff editor's Publish: save the text as the draft and publish it with a change message
+    (`based_on` as for guideline_draft_save: one editor's Publish replaced another's newer draft)."""
     permission_check(author, "guideline_publish")
     permission_check(author, "guideline_draft")  # it saves the text as the draft first
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind;
@@ -182,7 +226,7 @@ def guideline_publish_text(*, text: str, changelog: str, author, title: str = ""
         # member's draft save (or publish) could land between them, and this publish then published
         # their text under this change message.
         xact_lock(_DRAFT_LOCK)
-        draft = _draft_save(text=text, author=author, title=title)
+        draft = _draft_save(text=text, author=author, title=title, based_on=based_on)
         return guideline_publish(version=draft, changelog=changelog, by=author)
 
 

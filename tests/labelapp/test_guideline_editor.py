@@ -370,3 +370,45 @@ def test_a_rater_cannot_tell_a_draft_from_a_version_that_does_not_exist(client, 
     assert answers[0] == answers[1] == {"version": "No such guideline version."}
     r = client.post(reverse("guidelines"), {"version": draft.pk}, follow=True)
     assert "unknown version" in r.content.decode()
+
+
+def _based_on(html: str) -> str:
+    import re
+
+    return re.search(r'name="based_on" value="([^"]*)"', html).group(1)
+
+
+@pytest.mark.parametrize("their_action", ["draft", "publish"])
+def test_an_editor_does_not_replace_a_colleagues_save_unseen(client, staff, make_user, acked, their_action):
+    # one draft, no check: the second Save (or Publish) replaced the first editor's newer text silently
+    from django.test import Client
+
+    url = reverse("staff_guideline_edit")
+    client.force_login(staff)
+    mine = _based_on(client.get(url).content.decode())
+    colleague = Client()
+    colleague.force_login(make_user("staff2", staff=True))
+    theirs = {
+        "text": "# Guidelines\n\ntheir rules",
+        "title": "T",
+        "changelog": "theirs",
+        "action": their_action,
+    }
+    theirs["based_on"] = _based_on(colleague.get(url).content.decode())
+    assert colleague.post(url, theirs).status_code == 302
+    r = client.post(
+        url, {"text": "my rules", "title": "T", "changelog": "mine", "action": "publish", "based_on": mine}
+    )
+    page = r.content.decode()
+    assert r.status_code == 409 and "changed since you opened the editor" in page and "staff2" in page
+    assert "my rules" in page  # the typed text is kept
+    assert "my rules" not in (guideline_current().text + (GuidelineVersion.objects.first().text))
+    again = {
+        "text": "my rules",
+        "title": "T",
+        "changelog": "mine",
+        "action": "publish",
+        "based_on": _based_on(page),
+    }
+    assert client.post(url, again).status_code == 302  # seen, and replaced on purpose
+    assert guideline_current().text == "my rules"

@@ -25,6 +25,7 @@ from django.utils import timezone
 from labelapp.models import Assignment, Comparison, GuidelineVersion, Prompt, Rating
 from labelapp.rawsql import fetch_one, loaded_instance
 from labelapp.services.assignment import WITHDRAWN_WHILE_OPEN, QueueError, assignment_reclaim_expired
+from labelapp.services.guidelines import guideline_current
 from labelapp.services.repeats import repeat_maybe_schedule
 
 LENGTH_CHECK_VALUES = frozenset(v for v, _ in Rating.LengthCheck.choices if v)
@@ -65,6 +66,10 @@ class FormKeyUsed(RatingError):
 MAX_TIME_ON_TASK_MS = 2**31 - 1  # Rating.time_on_task_ms is a PostgreSQL integer
 ALREADY_RATED = "You have already rated this comparison; a rating cannot be changed here."
 NO_LONGER_YOURS = "This comparison is no longer assigned to you (skipped or finished)."
+EXPIRED_UNDER_NEW_GUIDELINES = (
+    "Your time on this comparison ran out, and guidelines version {number} came into force meanwhile. "
+    "Nothing was saved: read and acknowledge the new version, then take the next comparison."
+)
 
 
 class AssignmentGone(RatingError):
@@ -311,6 +316,11 @@ def _submit_slow(
         if asked and not data.length_check:
             raise LengthCheckRequired()
         if assignment.status == Assignment.Status.EXPIRED:
+            # Re-taking an expired lease is a claim, and a claim needs the version in force
+            # acknowledged (an open lease may finish under the version it was claimed under).
+            current = guideline_current()
+            if current is not None and current.pk != version.pk:
+                raise AssignmentGone(EXPIRED_UNDER_NEW_GUIDELINES.format(number=current.number))
             try:
                 assignment_reclaim_expired(assignment=assignment)
             except QueueError as exc:

@@ -206,3 +206,24 @@ def test_a_prompt_without_consent_is_never_served_even_if_its_comparison_is_swit
         data=RatingInput(preference=-1, length_check="adds_content"),
     )
     assert assignment_next(rater=rater) is None and not queue_has_work_for(rater=rater)
+
+
+def test_a_late_submit_after_a_new_guideline_version_came_into_force_is_refused(
+    rater, acked, make_comparison
+):
+    # re-taking the expired lease is a claim: it was stored under the old version, which a claim
+    # (and an open lease) would not have allowed once the rater's lease had run out
+    from labelapp.models import Rating
+    from labelapp.services.guidelines import guideline_publish_text
+    from labelapp.services.ratings import RatingError
+
+    c = make_comparison(required_ratings=1)
+    a = assignment_next(rater=rater)
+    guideline_publish_text(text="# Guidelines\n\nnew rules", changelog="new", author=None)
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert leases_release_expired() == 1
+    with pytest.raises(RatingError, match="version 2 came into force meanwhile"):
+        _rate(rater, a)
+    assert not Rating.objects.exists()
+    c.refresh_from_db()
+    assert c.claimed_count == 0  # the slot stays free for a rater under the version in force

@@ -57,7 +57,10 @@ class StrictQueryParams:
             format_allowed=self.format_param_allowed,
             repeatable=self.query_params_repeatable,
         )
-        if request.method in self.bodyless_methods and request.data:
+        # An empty object is "no body" (clients that always send JSON send {}); null and [] are a body
+        if request.method in self.bodyless_methods and not (
+            isinstance(request.data, Mapping) and not request.data
+        ):
             raise ValidationError({"detail": f"{request.method} here takes no request body; send none."})
 
 

@@ -98,7 +98,11 @@ def test_an_action_that_takes_no_body_refuses_one_rather_than_drop_it(staff_api,
     # {"reason": ...} sent with an activation was dropped: the caller believed a reason was recorded
     r = staff_api.post(path, {"reason": "roll back after the bad run"}, content_type="application/json")
     assert r.status_code == 400 and "takes no request body" in r.json()["detail"], r.content
+    for body in ("null", "[]", '[{"reason": "x"}]'):  # read as no body: the action ran
+        r = staff_api.post(path, body, content_type="application/json")
+        assert r.status_code == 400 and "takes no request body" in r.json()["detail"], (body, r.content)
     assert staff_api.post(path, content_type="application/json").status_code != 400
+    assert staff_api.post(path, "{}", content_type="application/json").status_code != 400
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ import hashlib
 import re
 import unicodedata
 
-from django.db import migrations, transaction
+from django.db import migrations
+
+from labelapp.migrations._rehash import rehash_prompts
 
 _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
 
@@ -20,24 +22,9 @@ def _key(text: str) -> str:
 
 
 def rehash(apps, schema_editor):
-    """In batches of 2,000 ids, each its own transaction: nearly every key changes (the old one was
-    case-folded), and one transaction would hold a row lock on every prompt until the end. Idempotent:
-    an interrupted run goes on where it stopped."""
+    """Every prompt: nearly every key changes (the old one was case-folded)."""
     Prompt = apps.get_model("labelapp", "Prompt")
-    last = 0
-    while True:
-        rows = list(Prompt.objects.filter(pk__gt=last).order_by("pk").only("id", "text", "text_hash")[:2000])
-        if not rows:
-            return
-        last = rows[-1].pk
-        changed = []
-        for p in rows:
-            key = _key(p.text)
-            if key != p.text_hash:
-                p.text_hash = key
-                changed.append(p)
-        with transaction.atomic():
-            Prompt.objects.bulk_update(changed, ["text_hash"])
+    rehash_prompts(Prompt.objects.all(), _key)
 
 
 class Migration(migrations.Migration):

@@ -9,7 +9,9 @@ import hashlib
 import re
 import unicodedata
 
-from django.db import migrations, transaction
+from django.db import migrations
+
+from labelapp.migrations._rehash import rehash_prompts
 
 _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
 _INVISIBLE = "\ufeff\u200b\u2060\u00ad"
@@ -24,23 +26,9 @@ def _key(text: str) -> str:
 
 
 def rehash(apps, schema_editor):
-    """In batches of 2,000 ids, each its own transaction (idempotent, as 0016)."""
+    """Only rows holding one of the invisible characters can change."""
     Prompt = apps.get_model("labelapp", "Prompt")
-    holding = Prompt.objects.filter(text__regex="[" + _INVISIBLE + "]")
-    last = 0
-    while True:
-        rows = list(holding.filter(pk__gt=last).order_by("pk").only("id", "text", "text_hash")[:2000])
-        if not rows:
-            return
-        last = rows[-1].pk
-        changed = []
-        for p in rows:
-            key = _key(p.text)
-            if key != p.text_hash:
-                p.text_hash = key
-                changed.append(p)
-        with transaction.atomic():
-            Prompt.objects.bulk_update(changed, ["text_hash"])
+    rehash_prompts(Prompt.objects.filter(text__regex="[" + _INVISIBLE + "]"), _key)
 
 
 class Migration(migrations.Migration):

@@ -6,6 +6,8 @@ changes the same way: through actions that ask for a reason and record a PromptC
 (services/consent.py), never by editing the field.
 """
 
+from collections import Counter
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
@@ -50,6 +52,7 @@ from labelapp.services.guidelines import (
     guideline_publish,
 )
 from labelapp.services.privacy import scrub_model_text
+from labelapp.services.retention import export_file_delete
 from labelapp.services.review import ReviewError, rating_review_add
 from labelapp.services.roles import NotPermitted, permitted
 from labelapp.services.training import AlreadyActive, reward_model_activate, training_run_cancel
@@ -706,8 +709,30 @@ class ExportFileAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     search_fields = ("path",)
     readonly_fields = ("path", "format", "mode", "rows", "filters", "created_by", "created_at", "expires_at")
 
+    actions = ["delete_files"]
+
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Django's delete took the record and left the file, with prompt texts, where no purge would
+        # look for it again: the action below deletes the file first
+        return False
+
+    def has_delete_file_permission(self, request):
+        return request.user.has_perm("labelapp.delete_exportfile")
+
+    @admin.action(
+        description="Delete the selected files from disk, then their records", permissions=["delete_file"]
+    )
+    def delete_files(self, request, queryset):
+        outcomes = Counter(export_file_delete(record) for record in queryset)
+        said = f"Deleted {outcomes['deleted']} file(s)"
+        if outcomes["missing"]:
+            said += f"; {outcomes['missing']} were not on this server's disk (their records went)"
+        if outcomes["failed"]:
+            said += f"; {outcomes['failed']} could not be deleted and stay on record (see the log)"
+        self.message_user(request, said + ".", messages.ERROR if outcomes["failed"] else messages.SUCCESS)
 
 
 from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, SimulatedDecision)

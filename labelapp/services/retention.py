@@ -89,9 +89,11 @@ def _expired_prompts(now: datetime):
     return Prompt.objects.alias(source_lower=Lower("source")).filter(cond)
 
 
-def _delete_admin_history(prompt_ids: list[int], response_ids: list[int]) -> None:
-    """The admin's log rows about these prompts and answers (object_id is text in that table)."""
-    for model, ids in ((Prompt, prompt_ids), (Response, response_ids)):
+def _delete_admin_history(ids_by_model: dict) -> None:
+    """The admin's log rows about these rows, by model (object_id is text in that table): the prompts
+    and answers, and the comparisons, ratings and reviews on them (a comparison's row names its prompt:
+    "Comparison #8 (normal) on prompt #3", left pointing at data that is gone)."""
+    for model, ids in ids_by_model.items():
         if ids:
             LogEntry.objects.filter(
                 content_type=ContentType.objects.get_for_model(model), object_id__in=[str(i) for i in ids]
@@ -128,8 +130,19 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         if dry_run:
             report["export_files"] = len(_expired_files(now))
             return report
+        logged = {
+            Prompt: ids,
+            Response: response_ids,
+            Comparison: list(Comparison.objects.filter(prompt_id__in=ids).values_list("pk", flat=True)),
+            Rating: list(Rating.objects.filter(comparison__prompt_id__in=ids).values_list("pk", flat=True)),
+            RatingReview: list(
+                RatingReview.objects.filter(rating__comparison__prompt_id__in=ids).values_list(
+                    "pk", flat=True
+                )
+            ),
+        }
         Prompt.objects.filter(pk__in=ids).delete()
-        _delete_admin_history(ids, response_ids)
+        _delete_admin_history(logged)
     _purge_export_files(now, report)
     return report
 
@@ -139,15 +152,24 @@ def _purge_export_files(now: datetime, report: dict[str, int]) -> None:
     disk). Deleting every record first and the files after (all in one callback) reported files as
     deleted that a failed or skipped unlink had left on disk, with no record left to find them by."""
     for record in _expired_files(now):
-        try:
-            Path(record.path).unlink()
-        except FileNotFoundError:
-            log.warning("export file %s (record %s) was not on this disk", record.path, record.pk)
-            report["export_files_missing"] += 1
-        except OSError as exc:
-            log.error("export file %s could not be deleted (%s); kept on record", record.path, exc)
-            report["export_files_failed"] += 1
-            continue
-        else:
-            report["export_files"] += 1
-        record.delete()
+        outcome = export_file_delete(record)
+        report["export_files" if outcome == "deleted" else f"export_files_{outcome}"] += 1
+
+
+def export_file_delete(record: ExportFile) -> str:
+    """Delete an export file, then its record: "deleted"; "missing" when the file was not on this disk
+    (the record goes); "failed" when it could not be deleted (the record stays: it is how a later try
+    finds the file). The purge and the admin's delete both come here: the admin's plain delete took the
+    record and left the file, with prompt texts, where no purge would look for it again."""
+    try:
+        Path(record.path).unlink()
+    except FileNotFoundError:
+        log.warning("export file %s (record %s) was not on this disk", record.path, record.pk)
+        outcome = "missing"
+    except OSError as exc:
+        log.error("export file %s could not be deleted (%s); kept on record", record.path, exc)
+        return "failed"
+    else:
+        outcome = "deleted"
+    record.delete()
+    return outcome

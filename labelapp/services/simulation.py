@@ -419,6 +419,10 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed:
             if slug not in prompts:
                 prompts[slug] = _demo_prompt(slug, item)
             prompt = prompts[slug]
+            if not prompt.consent or prompt.withheld:
+                # never a pair on such a prompt (services/comparisons.py's rule): no rater could be
+                # served it, each run added more, and a consent restore would have put them all live
+                continue
             pair = []
             for key, text in ((k1, t1), (k2, t2)):
                 rext = f"sim:{slug}:{key}"

@@ -168,10 +168,27 @@ def test_the_admin_history_never_holds_a_prompts_words_and_goes_with_a_purged_pr
         object_repr=f"#{c.prompt.pk} my neighbour Jo Bloggs at 4 Elm Road keeps bees",
         action_flag=CHANGE,
     )
+    # the comparison's row ("Comparison #8 (normal) on prompt #3") stayed, pointing at what was gone
+    LogEntry.objects.log_actions(staff.pk, [c], CHANGE, single_object=True)
     _age(c.prompt, 31)
     purge_expired()
     assert not LogEntry.objects.filter(object_repr__contains="Bloggs").exists()
     assert LogEntry.objects.count() == 0
+
+
+def test_deleting_an_export_in_the_admin_deletes_its_file_first(admin_client, tmp_path):
+    # Django's delete took the record and left the file (prompt texts) where no purge looks again
+    kept, gone = tmp_path / "kept.jsonl", tmp_path / "gone.jsonl"
+    kept.write_text("{}\n")
+    records = [_expired_record(kept), _expired_record(gone)]
+    assert admin_client.get(f"/admin/labelapp/exportfile/{records[0].pk}/delete/").status_code == 403
+    r = admin_client.post(
+        "/admin/labelapp/exportfile/",
+        {"action": "delete_files", "_selected_action": [r.pk for r in records]},
+        follow=True,
+    )
+    assert "Deleted 1 file(s); 1 were not on this server" in r.content.decode()
+    assert not kept.exists() and not ExportFile.objects.exists()
 
 
 def test_a_source_matches_its_retention_period_whatever_its_case(settings):

@@ -250,3 +250,22 @@ def test_top_up_does_not_count_slots_on_a_prompt_without_consent(guideline, make
     Prompt.objects.filter(pk=comparison.prompt_id).update(consent=False)  # as a hand change would
     raters = [make_user("sim-a"), make_user("sim-b")]
     assert pool_top_up(slots_needed=2, required_ratings=1, raters=raters) > 0
+
+
+@pytest.mark.parametrize("field, value", [("consent", False), ("withheld", True)])
+def test_top_up_makes_no_pair_on_a_demo_prompt_without_consent_or_withheld(
+    guideline, make_user, field, value
+):
+    # pairs were made on them (which no rater is served): each run added more, and a consent restore
+    # would have put every one of them live
+    from labelapp.models import Comparison, Prompt
+    from labelapp.services.simulation import _demo_items, _demo_prompt, pool_top_up
+
+    items = sorted(_demo_items().items())
+    for slug, item in items[1:]:
+        Prompt.objects.filter(pk=_demo_prompt(slug, item).pk).update(**{field: value})
+    open_slug = items[0][0]
+    created = pool_top_up(slots_needed=5, required_ratings=1, raters=[make_user("sim-x")])
+    assert created > 0
+    made_on = set(Comparison.objects.values_list("prompt__external_id", flat=True))
+    assert made_on == {f"demo:{open_slug}"}

@@ -5,8 +5,9 @@ They are built as dicts, not through plotly.graph_objects, because the graph obj
 validation costs 30-100 ms a figure and the quality job draws one per rater; `validate()` runs each
 spec through plotly.graph_objects (tests do, for every kind of chart), so a typo still fails loudly.
 Templates put a spec in a `json_script` element and static/labelapp/charts.js calls Plotly.react:
-no inline script, no CDN. Text in a chart (rater names, series names) is data, which Plotly renders
-as text, never as HTML.
+no inline script, no CDN. Plotly reads a few tags in chart text (<b>, <a href>, <br>) as markup, so
+every name that comes from data (rater names, series names) goes through `_text`: a rater named
+"r<b>x</b>" showed as a bold "rx", and an <a> as a link.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from scipy.special import expit  # the logistic without overflow warnings at lar
 from labelapp import metrics
 
 COLORS = ["#2454c5", "#d9480f", "#2f9e44", "#7048e8", "#868e96", "#e8590c", "#1098ad", "#c2255c"]
+
+
+def _text(value) -> str:
+    """A name as Plotly shows it literally: its pseudo-HTML decodes these entities back."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _layout(*, legend_right: bool = False, **kw) -> dict:
@@ -140,7 +146,7 @@ def with_right_axis(spec: dict, name: str, points: list[tuple[float, float]]) ->
     trace = _line_trace(f"{name} (right axis)", pts, COLORS[len(spec["data"]) % len(COLORS)])
     trace["line"]["dash"] = "dot"
     spec["data"].append(trace | {"yaxis": "y2"})
-    right = {"title": {"text": name}, "overlaying": "y", "side": "right", "showgrid": False}
+    right = {"title": {"text": _text(name)}, "overlaying": "y", "side": "right", "showgrid": False}
     spec["layout"]["yaxis2"] = right
     spec["layout"]["margin"]["r"] = 60
     return spec
@@ -162,7 +168,7 @@ def _line_trace(name: str, pts: list[tuple[float, float]], color: str) -> dict:
     return {
         "type": "scatter",
         "mode": "lines+markers",
-        "name": name,
+        "name": _text(name),
         "x": [p[0] for p in pts],
         "y": [p[1] for p in pts],
         "marker": {"size": 5 if len(pts) > 30 else 7, "color": color},
@@ -186,7 +192,7 @@ def scatter(
             {
                 "type": "scattergl",
                 "mode": "markers",
-                "name": name,
+                "name": _text(name),
                 "x": [p[0] for p in pts],
                 "y": [p[1] for p in pts],
                 "marker": {"size": 4, "opacity": 0.5, "color": COLORS[i % len(COLORS)]},
@@ -222,7 +228,7 @@ def longer_chart(
         markers = {
             "type": "scatter",
             "mode": "markers",
-            "name": name,
+            "name": _text(name),
             "legendgroup": name,
             "visible": visible,
             "x": [b["ratio"] for b in bins],
@@ -232,7 +238,7 @@ def longer_chart(
             "hovertemplate": "ratio %{x:.2f}: %{y:.2f}",
         }
         if counts:
-            markers["name"] = f"{name} (n={sum(b['n'] for b in bins)})"
+            markers["name"] = f"{_text(name)} (n={sum(b['n'] for b in bins)})"
             markers["customdata"] = [b["n"] for b in bins]
             markers["hovertemplate"] += " (n=%{customdata})"
         data.append(markers)
@@ -244,7 +250,7 @@ def longer_chart(
                     "mode": "lines",
                     # This curve fits length alone; the tables' "length slope" fits length and position
                     # together, so the two numbers differ where a rater also leans to one side.
-                    "name": f"{name}: fit on length alone, slope {curve['slope']:.2f}",
+                    "name": f"{_text(name)}: fit on length alone, slope {curve['slope']:.2f}",
                     "legendgroup": name,
                     "visible": visible,
                     "x": np.exp(xs).round(4).tolist(),
@@ -277,7 +283,7 @@ def position_chart(raters: list[dict]) -> dict:
             "type": "scatter",
             "mode": "markers",
             "name": "P(left)",
-            "x": [r["rater"] for r in rows],
+            "x": [_text(r["rater"]) for r in rows],
             "y": [e["value"] for e in est],
             "error_y": _err(est),
             "marker": {"color": colors, "size": 8},

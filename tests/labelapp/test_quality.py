@@ -387,3 +387,16 @@ def test_the_pool_curve_keeps_its_place_beside_a_rater_named_pool(make_user, gui
     names = [s["name"] for s in QualityReport.objects.get(pk=report_id).charts["longer"]["data"]]
     assert names[0].startswith("all raters (n=12)")
     assert any(n.startswith("pool (n=6)") for n in names)
+
+
+@pytest.mark.django_db
+def test_a_rater_name_is_shown_as_written_in_the_charts(make_user, guideline, make_comparison):
+    # Plotly reads <b> and <a href> in chart text as markup: "r<b>x</b>" showed as a bold "rx"
+    odd = make_user("r<b>x</b>&co")
+    for i in range(6):
+        rate(rater=odd, comparison=_ordinary(make_comparison, i), preference=2, guideline=guideline)
+    (report_id, *_) = quality.quality_refresh()
+    charts = QualityReport.objects.get(pk=report_id).charts
+    names = [s["name"] for s in charts["longer"]["data"]]
+    assert any(n.startswith("r&lt;b&gt;x&lt;/b&gt;&amp;co (n=6)") for n in names), names
+    assert charts["position"]["data"][0]["x"] == ["r&lt;b&gt;x&lt;/b&gt;&amp;co"]

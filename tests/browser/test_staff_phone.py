@@ -62,3 +62,21 @@ def test_staff_pages_fit_a_phone_and_the_charts_keep_their_plot(browser, live_se
     page.wait_for_function("document.querySelector('.plotly-chart')?._fullLayout !== undefined")
     plot = page.evaluate("document.querySelector('.plotly-chart')._fullLayout._size.w")
     assert plot >= 250, plot  # the legend sits under the plot, not beside it
+
+
+def test_rater_pages_fit_a_phone(browser, live_server):  # noqa: F811
+    from labelapp.services.guidelines import guideline_acknowledge
+
+    v1 = guideline_create(
+        text="# Guidelines\n\n| rule | example |\n|---|---|\n| be brief | " + "x " * 80 + "|", publish=True
+    )
+    rater = get_user_model().objects.create_user(username="phone-rater", password=PASSWORD)
+    guideline_acknowledge(rater=rater, version=v1)
+    make_pair(text="Why is the sky blue? " * 5, a="Rayleigh scattering.", b="```\n" + "y" * 300 + "\n```")
+    page = _page(browser, live_server, "phone-rater", width=WIDTH, height=844)
+    for url in ("/", "/guidelines/", "/rate/"):
+        page.goto(live_server.url + url)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH, url
+    submit = page.get_by_role("button", name="Submit").bounding_box()
+    assert submit["x"] >= 0 and submit["x"] + submit["width"] <= WIDTH

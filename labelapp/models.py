@@ -429,6 +429,9 @@ class Rating(models.Model):
                 name="rating_needs_review",
                 condition=Q(flag_pii=True) | Q(flag_unsafe=True) | Q(flag_broken=True) | Q(both_bad=True),
             ),
+            # The queue's personal-data hold (services/assignment.py, PROMPT_SERVABLE_SQL): a prompt's
+            # flagged ratings, found in a probe or two per candidate comparison.
+            models.Index(fields=["comparison"], name="rating_flag_pii", condition=Q(flag_pii=True)),
         ]
         constraints = [
             models.UniqueConstraint(fields=["rater", "comparison"], name="rating_once_per_rater_comparison"),

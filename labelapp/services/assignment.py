@@ -27,7 +27,14 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, GuidelineAcknowledgment, Prompt, Response
+from labelapp.models import (
+    Assignment,
+    Comparison,
+    GuidelineAcknowledgment,
+    Prompt,
+    Response,
+    prompts_awaiting_review,
+)
 from labelapp.rawsql import fetch_one, loaded_instance
 from labelapp.rendering import is_blank
 from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
@@ -77,8 +84,16 @@ _NOT_SEEN = """NOT EXISTS (
           WHERE s.rater_id = %(rater)s AND s.comparison_id = c.id
             AND s.status IN ('leased', 'done', 'skipped'))"""
 # The claim's prompt rule as SQL on a comparison aliased `c` (the simulator counts open slots with it).
+# A prompt may be shown while it has consent, is not withheld, and no rater's "contains personal data"
+# flag on it waits for a staff review (models.prompts_awaiting_review: exports and training hold it
+# back then; the queue went on showing it to more raters).
 PROMPT_SERVABLE_SQL = """NOT EXISTS (
-          SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (w.withheld OR NOT w.consent))"""
+          SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (w.withheld OR NOT w.consent))
+      AND NOT EXISTS (
+          SELECT 1 FROM labelapp_comparison fc
+          JOIN labelapp_rating fr ON fr.comparison_id = fc.id AND fr.flag_pii
+          WHERE fc.prompt_id = c.prompt_id
+            AND NOT EXISTS (SELECT 1 FROM labelapp_ratingreview rv WHERE rv.rating_id = fr.id))"""
 _REP_WHERE = f"""c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
       AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
       AND {PROMPT_SERVABLE_SQL}
@@ -268,14 +283,18 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
 
 
 def _servable(assignment: Assignment) -> bool:
-    """Whether the open lease's prompt may still be shown (consent in force, not withheld)."""
+    """Whether the open lease's prompt may still be shown (consent in force, not withheld, no personal-
+    data flag waiting for review)."""
     prompt = assignment.comparison.prompt
-    return prompt.consent and not prompt.withheld
+    if not prompt.consent or prompt.withheld:
+        return False
+    return not prompts_awaiting_review().filter(comparison__prompt_id=prompt.pk).exists()
 
 
 def _take_back(assignment: Assignment) -> None:
     """End an open lease whose prompt was withdrawn or withheld in the instant it was claimed (the
-    withdrawal's take-back did not see it yet), freeing its slot, as comparisons_withdraw does."""
+    withdrawal's take-back did not see it yet), or flagged for personal data since, freeing its slot,
+    as comparisons_withdraw does."""
     with transaction.atomic():
         ended = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.LEASED).update(
             status=Assignment.Status.EXPIRED, finished_at=timezone.now()
@@ -334,7 +353,9 @@ def _require_ack(rater) -> bool:
 
 # What may be put in front of a rater at all (the claim SQL's rule, for the ORM's readers: the rater
 # home's "nothing left" and the staff queue figures).
-SERVABLE = Q(is_active=True, prompt__withheld=False, prompt__consent=True)
+SERVABLE = Q(is_active=True, prompt__withheld=False, prompt__consent=True) & ~Q(
+    prompt_id__in=prompts_awaiting_review()
+)
 
 
 def due_repeats() -> Q:

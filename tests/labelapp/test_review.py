@@ -20,6 +20,16 @@ def _rated(rater, comparison_kwargs, make_comparison, **data):
     )[0]
 
 
+def _open_then_flagged(rater, other_rater, make_comparison) -> Assignment:
+    """`other_rater` holds a lease on a comparison that `rater` then rates with a personal-data flag."""
+    make_comparison(required_ratings=3)
+    held = assignment_next(rater=other_rater)
+    a = assignment_next(rater=rater)
+    data = RatingInput(preference=0, flag_pii=True)
+    rating_submit(rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=data)
+    return held
+
+
 def test_raters_cannot_see_or_use_the_review_list(client, rater, acked, make_comparison):
     rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
     client.force_login(rater)
@@ -95,9 +105,9 @@ def test_the_newest_review_is_in_force_an_excluded_then_confirmed_rating_is_back
 def test_a_confirmed_personal_data_flag_withholds_the_prompt(
     client, staff, rater, other_rater, acked, make_comparison
 ):
-    rating = _rated(rater, {"required_ratings": 3}, make_comparison, flag_pii=True)
+    held = _open_then_flagged(rater, other_rater, make_comparison)  # another rater holds it right now
+    rating = Rating.objects.get(rater=rater)
     comparison = rating.comparison
-    held = assignment_next(rater=other_rater)  # another rater holds it right now
     assert held.comparison_id == comparison.pk
     client.force_login(staff)
     client.post(
@@ -121,8 +131,8 @@ def test_confirming_a_non_pii_flag_does_not_withhold(staff, rater, acked, make_c
 def test_a_late_submit_on_a_withheld_prompt_is_refused(staff, rater, other_rater, acked, make_comparison):
     from labelapp.services.ratings import RatingError
 
-    flagged = _rated(rater, {"required_ratings": 3}, make_comparison, flag_pii=True)
-    open_page = assignment_next(rater=other_rater)  # the other rater has the page open
+    open_page = _open_then_flagged(rater, other_rater, make_comparison)  # the other rater has the page open
+    flagged = Rating.objects.get(rater=rater)
     rating_review_add(rating=flagged, decision="confirm", reason="an address", reviewer=staff)
     with pytest.raises(RatingError, match="withdrawn"):
         rating_submit(
@@ -193,3 +203,22 @@ def test_a_decision_without_javascript_returns_to_the_list_as_the_reviewer_left_
         {"decision": "confirm", "reason": "again"},
     )
     assert bad["Location"] == reverse("staff_review")
+
+
+def test_a_prompt_flagged_for_personal_data_is_not_served_again_until_reviewed(
+    staff, rater, other_rater, acked, make_comparison
+):
+    # exports and training held it back, but the queue went on showing it to every other rater
+    held = _open_then_flagged(rater, other_rater, make_comparison)
+    flagged = Rating.objects.get(rater=rater)
+    later = make_comparison(prompt_text="fine", required_ratings=1)
+    again = assignment_next(rater=other_rater)  # a reload: the open lease is taken back
+    assert again.comparison_id == later.pk
+    assert Assignment.objects.get(pk=held.pk).status == "expired"
+    from labelapp.services.queue import queue_figures
+
+    assert queue_figures()["pending"] == 0  # the held prompt's two free slots are not pending work
+    Assignment.objects.filter(pk=again.pk).update(status="skipped")
+    assert assignment_next(rater=other_rater, just_finished=True) is None
+    rating_review_add(rating=flagged, decision="exclude", reason="no personal data", reviewer=staff)
+    assert assignment_next(rater=other_rater, just_finished=True).comparison_id == flagged.comparison_id

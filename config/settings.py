@@ -309,9 +309,9 @@ REST_FRAMEWORK = {
         "labelapp.api.permissions.TokenScope",  # a token does only what its scopes allow
     ],
     "DEFAULT_PARSER_CLASSES": [
+        # JSONL and NDJSON only where a bulk body makes sense (POST /api/prompts/, its parser_classes):
+        # everywhere else the schema offered them and the view refused them as an unknown field
         "labelapp.api.parsers.SafeJSONParser",
-        "labelapp.api.parsers.JSONLinesParser",
-        "labelapp.api.parsers.NDJSONParser",
         "labelapp.api.parsers.StrictFormParser",
         "labelapp.api.parsers.StrictMultiPartParser",
     ],

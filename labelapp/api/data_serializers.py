@@ -98,7 +98,9 @@ class IngestReportSerializer(serializers.Serializer):
 class IngestErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = serializers.ListField(
-        child=serializers.DictField(), help_text="[{line, error}] for every bad line."
+        child=serializers.DictField(),
+        required=False,
+        help_text="[{line, error}] for every bad line (absent when the body itself could not be read).",
     )
 
 

@@ -17,6 +17,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from labelapp.api import data_serializers as ds
+from labelapp.api import parsers
 from labelapp.api.pagination import BoundedLimitOffsetPagination
 from labelapp.api.permissions import STAFF
 from labelapp.api.strict import PAGINATION_PARAMS, ApiView
@@ -117,6 +118,7 @@ class TokenRevokeView(ApiView):
 
     @extend_schema(request=None, responses={200: ds.TokenSerializer})
     def post(self, request, token_id: int):
+        """Revoke a token, with every token it minted (staff with the admin scope; no body)."""
         token = ApiToken.objects.select_related("user").filter(pk=token_id).first()
         if token is None:
             raise NotFound("No such token.")
@@ -142,6 +144,13 @@ class PromptsView(ApiView):
 
     permission_classes = STAFF
     token_scope = "ingest"
+    parser_classes = [
+        parsers.SafeJSONParser,
+        parsers.JSONLinesParser,
+        parsers.NDJSONParser,
+        parsers.StrictFormParser,
+        parsers.StrictMultiPartParser,
+    ]
 
     @extend_schema(
         operation_id="prompts_list",
@@ -150,6 +159,7 @@ class PromptsView(ApiView):
             OpenApiParameter(
                 "consent", bool, description="Only prompts with (true) or without (false) consent."
             ),
+            *PAGE_PARAMS,
         ],
         responses={200: ds.PaginatedPromptOutList},
     )
@@ -169,6 +179,7 @@ class PromptsView(ApiView):
         request={
             "application/json": ds.PromptInSerializer,
             "application/jsonl": OpenApiTypes.STR,
+            "application/x-ndjson": OpenApiTypes.STR,
         },
         responses={201: ds.IngestReportSerializer, 400: ds.IngestErrorSerializer},
         description="One prompt object, a JSON list of them, or JSONL (one object a line).",
@@ -212,6 +223,7 @@ class PromptDetailView(ApiView):
 
     @extend_schema(responses={200: ds.PromptOutSerializer})
     def get(self, request, prompt_id: int):
+        """One stored prompt (staff), as scrubbed, with what the scrubber replaced."""
         prompt = Prompt.objects.filter(pk=prompt_id).first()
         if prompt is None:
             raise NotFound("No such prompt.")
@@ -224,7 +236,13 @@ class PromptResponsesView(ApiView):
     permission_classes = STAFF
     token_scope = "ingest"
 
-    @extend_schema(request=ds.ResponsesInSerializer, responses={201: ds.ResponseOutSerializer(many=True)})
+    @extend_schema(
+        request=ds.ResponsesInSerializer,
+        responses={
+            201: ds.ResponseOutSerializer(many=True),
+            200: OpenApiResponse(ds.ResponseOutSerializer(many=True), description="A retry: all stored."),
+        },
+    )
     def post(self, request, prompt_id: int):
         prompt = Prompt.objects.filter(pk=prompt_id).first()
         if prompt is None:

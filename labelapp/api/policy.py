@@ -113,6 +113,7 @@ class PolicyVersionsView(ApiView):
 
     @extend_schema(responses={200: PolicyVersionSerializer(many=True)})
     def get(self, request):
+        """Every policy version (staff) with its round's watch figures, win rate and warnings."""
         return Response(PolicyVersionSerializer(policy_versions_overview(), many=True).data)
 
 
@@ -129,6 +130,7 @@ class PolicyVersionView(ApiView):
 
     @extend_schema(responses={200: PolicyVersionSerializer})
     def get(self, request, number: int):
+        """One policy version (staff): its round's figures, win rate against its parent, warnings."""
         version = _version(number)
         win = policy_win_rate(version=version)
         row = VersionRow(version, win, policy_warnings(version=version, win=win))

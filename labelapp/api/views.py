@@ -6,8 +6,8 @@ Every assignment lookup is filtered by the requesting rater, so another rater's 
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 
@@ -103,6 +103,7 @@ class AssignmentDetailView(ApiView):
 
     @extend_schema(responses={200: s.AssignmentSerializer})
     def get(self, request, assignment_id: int):
+        """One of your assignments, open or finished (404 for another rater's)."""
         return Response(
             s.AssignmentSerializer(_assignment_payload(_own_assignment(request, assignment_id))).data
         )
@@ -138,8 +139,12 @@ class RatingSubmitView(ApiView):
 class SkipView(ApiView):
     token_scope = "rate"
 
-    @extend_schema(request=s.SkipSerializer, responses={200: OpenApiResponse(description="Skipped.")})
+    @extend_schema(
+        request=s.SkipSerializer,
+        responses={200: inline_serializer("Skipped", {"status": serializers.CharField(default="skipped")})},
+    )
     def post(self, request, assignment_id: int):
+        """Skip your open assignment with a reason; the comparison goes back to the queue for others."""
         serializer = s.SkipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -154,6 +159,8 @@ class SkipView(ApiView):
 
 
 class MyRatingsView(StrictQueryParams, generics.ListAPIView):
+    """Your own ratings, newest first (never editable: a rating is evidence)."""
+
     token_scope = "rate"
     query_params_allowed = PAGINATION_PARAMS
 
@@ -170,6 +177,7 @@ class CurrentGuidelineView(ApiView):
 
     @extend_schema(responses={200: s.GuidelineSerializer})
     def get(self, request):
+        """The guideline version in force, and whether you acknowledged it (404 before any is published)."""
         current = guideline_current()
         if current is None:
             raise NotFound("No guidelines are published yet.")
@@ -192,9 +200,19 @@ class AcknowledgeView(ApiView):
     token_scope = "rate"
 
     @extend_schema(
-        request=s.AcknowledgeSerializer, responses={200: OpenApiResponse(description="Acknowledged.")}
+        request=s.AcknowledgeSerializer,
+        responses={
+            200: inline_serializer(
+                "Acknowledged",
+                {
+                    "status": serializers.CharField(default="acknowledged"),
+                    "version": serializers.IntegerField(),
+                },
+            )
+        },
     )
     def post(self, request):
+        """Acknowledge a published guideline version (you rate under the newest one you acknowledged)."""
         serializer = s.AcknowledgeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         # a draft is "no such version" too: a rater learnt that one existed, and its number
@@ -215,6 +233,7 @@ class QueueFiguresView(ApiView):
 
     @extend_schema(responses={200: s.QueueFiguresSerializer})
     def get(self, request):
+        """The queue's figures (staff): pending slots, open leases, ratings today."""
         return Response(s.QueueFiguresSerializer(queue_figures()).data)
 
 
@@ -261,6 +280,7 @@ class RewardModelsView(ApiView):
 
     @extend_schema(responses={200: s.RewardModelVersionSerializer(many=True)})
     def get(self, request):
+        """The newest 50 reward-model versions (staff), with their metrics and activation state."""
         return Response(s.RewardModelVersionSerializer(RewardModelVersion.objects.all()[:50], many=True).data)
 
 
@@ -277,6 +297,7 @@ class RewardModelActivateView(ApiView):
         },
     )
     def post(self, request, number: int):
+        """Make this reward-model version the active one by hand (staff; the gate does not apply)."""
         version = RewardModelVersion.objects.filter(number=number).first()
         if version is None:
             raise NotFound("No such reward model version.")

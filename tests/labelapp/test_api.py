@@ -94,3 +94,47 @@ def test_queue_figures_are_for_staff_only(api, client, staff, acked, make_compar
 def test_the_openapi_schema_builds(api):
     r = api.get("/api/schema/")
     assert r.status_code == 200 and b"/api/assignments/next/" in r.content
+
+
+def _schema() -> dict:
+    import json
+
+    from drf_spectacular.generators import SchemaGenerator
+
+    return json.loads(json.dumps(SchemaGenerator().get_schema(request=None, public=True), default=str))
+
+
+def _operations(schema: dict):
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            yield path, method, op
+
+
+def test_the_schema_says_what_the_api_does():
+    """An audit against the running API: JSONL offered on every POST and refused, 415 and the error
+    bodies of 409/503 undocumented, a paginated list without limit/offset, and the base view's
+    docstring ("APIView with the strict query string...") as the description of eleven operations."""
+    from labelapp.api.strict import ApiView, StrictQueryParams
+
+    schema = _schema()
+    base_docs = {ApiView.__doc__.split("\n")[0], StrictQueryParams.__doc__.split("\n")[0]}
+    for path, method, op in _operations(schema):
+        where = f"{method.upper()} {path}"
+        assert not any(doc in op.get("description", "") for doc in base_docs), where
+        body = op.get("requestBody", {}).get("content", {})
+        if path != "/api/prompts/":
+            assert not {"application/jsonl", "application/x-ndjson"} & set(body), where
+        if body:
+            assert "415" in op["responses"], where
+        for code, response in op["responses"].items():
+            if int(code) >= 400:
+                assert "content" in response, (where, code)
+    prompts = schema["paths"]["/api/prompts/"]
+    assert {"limit", "offset"} <= {p["name"] for p in prompts["get"]["parameters"]}
+    assert {"application/jsonl", "application/x-ndjson"} <= set(prompts["post"]["requestBody"]["content"])
+    assert "200" in schema["paths"]["/api/prompts/{prompt_id}/responses/"]["post"]["responses"]
+
+
+def test_a_jsonl_body_where_none_is_taken_is_a_415(api, acked):
+    r = api.post("/api/guidelines/acknowledge/", '{"version": 1}\n', content_type="application/jsonl")
+    assert r.status_code == 415, r.content  # it was a 400 "Unknown field(s): jsonl"

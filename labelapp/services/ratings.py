@@ -156,8 +156,8 @@ _ASKED_SQL = """(%(preference)s <> 0 AND
 # The common case in one statement: close the leased assignment and insert the rating with the newest
 # guideline version the rater acknowledged. The UPDATE's row lock serialises a double submit (the second
 # sees status 'done' and matches nothing), and a unique violation undoes the UPDATE with the INSERT.
-# A missing length answer, no acknowledged version, or anything unusual (expired, done, someone else's)
-# matches no row and takes the ORM path below, which says why.
+# A missing length answer, no acknowledged version, or anything unusual (a lease past its deadline,
+# expired, done, someone else's) matches no row and takes the ORM path below, which says why.
 _SUBMIT_SQL = f"""
 WITH ver AS (
     SELECT g.id FROM labelapp_guidelineacknowledgment k
@@ -168,6 +168,7 @@ WITH ver AS (
     UPDATE labelapp_assignment a SET status = 'done', finished_at = %(now)s
     FROM labelapp_comparison c, labelapp_response ra, labelapp_response rb, labelapp_prompt p
     WHERE a.id = %(assignment)s AND a.rater_id = %(rater)s AND a.status = 'leased'
+      AND a.lease_expires_at > %(now)s
       AND c.id = a.comparison_id AND ra.id = c.response_a_id AND rb.id = c.response_b_id
       AND p.id = c.prompt_id AND p.consent AND NOT p.withheld
       AND EXISTS (SELECT 1 FROM ver)
@@ -315,12 +316,16 @@ def _submit_slow(
         )
         if asked and not data.length_check:
             raise LengthCheckRequired()
-        if assignment.status == Assignment.Status.EXPIRED:
-            # Re-taking an expired lease is a claim, and a claim needs the version in force
-            # acknowledged (an open lease may finish under the version it was claimed under).
+        lapsed = assignment.status == Assignment.Status.EXPIRED or (
+            assignment.status == Assignment.Status.LEASED and assignment.lease_expires_at <= timezone.now()
+        )
+        if lapsed:
+            # Re-taking a lease that ran out (released yet or not) is a claim, and a claim needs the
+            # version in force acknowledged (an open lease may finish under the one it was claimed under).
             current = guideline_current()
             if current is not None and current.pk != version.pk:
                 raise AssignmentGone(EXPIRED_UNDER_NEW_GUIDELINES.format(number=current.number))
+        if assignment.status == Assignment.Status.EXPIRED:
             try:
                 assignment_reclaim_expired(assignment=assignment)
             except QueueError as exc:

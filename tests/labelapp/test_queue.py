@@ -227,3 +227,43 @@ def test_a_late_submit_after_a_new_guideline_version_came_into_force_is_refused(
     assert not Rating.objects.exists()
     c.refresh_from_db()
     assert c.claimed_count == 0  # the slot stays free for a rater under the version in force
+
+
+def test_a_submit_after_the_deadline_under_new_guidelines_is_refused_before_any_sweep(
+    rater, acked, make_comparison
+):
+    # the refusal only looked at released leases: one past its deadline and not yet swept (the usual
+    # case between housekeeping runs) was still stored under the old version
+    from labelapp.models import Rating
+    from labelapp.services.guidelines import guideline_publish_text
+    from labelapp.services.ratings import RatingError
+
+    make_comparison(required_ratings=1)
+    a = assignment_next(rater=rater)
+    guideline_publish_text(text="# Guidelines\n\nnew rules", changelog="new", author=None)
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(hours=3))
+    with pytest.raises(RatingError, match="version 2 came into force meanwhile"):
+        _rate(rater, a)
+    assert not Rating.objects.exists()
+
+
+def test_a_late_submit_on_a_prompt_held_for_a_personal_data_review_is_refused(
+    rater, other_rater, acked, make_comparison
+):
+    from labelapp.models import Rating
+    from labelapp.services.ratings import RatingError
+
+    make_comparison(required_ratings=3)
+    late = assignment_next(rater=other_rater)
+    a = assignment_next(rater=rater)
+    rating_submit(
+        rater=rater,
+        assignment_id=a.pk,
+        idempotency_key=a.form_key,
+        data=RatingInput(preference=0, flag_pii=True),
+    )
+    Assignment.objects.filter(pk=late.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert leases_release_expired() == 1
+    with pytest.raises(RatingError, match="waiting for a staff review"):
+        _rate(other_rater, late)
+    assert Rating.objects.count() == 1

@@ -12,7 +12,6 @@ whole file, and the error lists every bad line with its number and reason.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
 import unicodedata
@@ -23,8 +22,9 @@ from django.db import transaction
 from labelapp.models import Prompt, Response
 from labelapp.rawsql import xact_lock
 from labelapp.rendering import is_blank
-from labelapp.services.privacy import CHARACTER_REFERENCE, ScrubResult, merge_counts, scrub
+from labelapp.services.privacy import ScrubResult, merge_counts, scrub
 from labelapp.services.roles import permission_check
+from labelapp.shown_text import decode_references
 from rewardtrainer.data import jsonl_lines
 
 PROMPT_FIELDS = {"text", "source", "consent", "external_id", "category", "answers"}
@@ -40,8 +40,6 @@ MAX_PROMPTS_PER_REQUEST = 10_000
 _INGEST_LOCK = 0x1A9E57
 _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
 _NO_MEANING = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u00ad"))
-_REFERENCE = re.compile(CHARACTER_REFERENCE)
-_MARKUP = frozenset("<>&\"'")
 
 
 class IngestError(ValueError):
@@ -58,14 +56,15 @@ def normalize_text(text: str) -> str:
     """What makes two prompts 'the same': the same characters (Unicode NFC: one text however its
     accents were encoded), line ends, spaces at the end of lines, blank lines at either end and
     invisible characters without meaning (BOM, zero-width space, word joiner, soft hyphen) aside, and a
-    character written as a reference the same as the character (`crit&#101;rion`, `&#8203;`: the page
-    shows them alike, and with the reference a withdrawn prompt came back as a new one with consent;
-    references to markup characters, `&lt;`, stay: the page shows `<div>` and `&lt;div&gt;` apart).
+    character written as a reference the page decodes the same as the character (`crit&#101;rion`,
+    `&#8203;`, `&lt;`: the page shows them alike, and with the reference a withdrawn prompt came back
+    as a new one with consent). Not in code, nor without the ";": the page shows those as typed
+    (labelapp/shown_text.py).
 
     Nothing that can change the meaning: the key was NFKC, case-folded, with every run of whitespace
     one space, which merged a program with its `print` inside an `if` and one with it outside, "10⁶"
     with "106", "US" with "us", and attached the second prompt's answers to the first."""
-    text = _REFERENCE.sub(_reference_decoded, text)
+    text = decode_references(text)
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     # Invisible characters that mean nothing (a byte-order mark a file or an editor put in front, a
     # zero-width space, a word joiner, a soft hyphen) go: with them a withdrawn prompt came back as a
@@ -73,11 +72,6 @@ def normalize_text(text: str) -> str:
     text = text.translate(_NO_MEANING)
     # blank lines at either end go, the first line's indentation stays (it is code's meaning too)
     return _TRAILING_WS.sub("", text).strip("\n")
-
-
-def _reference_decoded(m: re.Match) -> str:
-    decoded = html.unescape(m.group(0))
-    return m.group(0) if set(decoded) & _MARKUP else decoded
 
 
 def text_hash(text: str) -> str:

@@ -35,6 +35,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from labelapp.shown_text import CHARACTER_REFERENCE, CodeSpans
+
 PLACEHOLDERS = {
     "URL_WITH_CREDENTIALS": "[URL_WITH_CREDENTIALS]",
     "SECRET": "[SECRET]",
@@ -340,9 +342,10 @@ _DETECTORS = [
 # What the rating page shows differently from what was typed, so that a detector reading the typed text
 # misses PII a rater then reads: a character reference (&#64;, &#x40;, &commat;), which Markdown renders
 # as the character ("john&#64;example.com"); a backslash escape of punctuation ("example\\.com" shows
-# as "example.com"); an invisible character inside a value ("john\u200b.doe@...": zero-width and
-# bidirectional controls, word joiners, the soft hyphen).
-CHARACTER_REFERENCE = r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?"
+# as "example.com"); both only outside code (labelapp/shown_text.py), where they show as typed (a
+# regex in a code block, "^\\w+@example\\.com$", is no address); and, anywhere, an invisible character
+# inside a value ("john\u200b.doe@...": zero-width and bidirectional controls, word joiners, the soft
+# hyphen).
 _HIDING = re.compile(
     CHARACTER_REFERENCE + r"|\\[!-/:-@\[-`{-~]"
     "|[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
@@ -378,8 +381,11 @@ def _shown(text: str) -> _Shown | None:
     out: list[str] = []
     shown = _Shown("", [], [], [], [])
     typed_pos = shown_pos = 0
+    code = CodeSpans(text) if "`" in text or "~~~" in text else None
     for m in _HIDING.finditer(text):
         piece = m.group(0)
+        if piece[0] in "&\\" and code and code.inside(m.start()):
+            continue  # shown as typed in code
         if piece[0] == "&":
             as_shown = html.unescape(piece)
             if as_shown == piece:  # not a reference ("&notaname;")

@@ -215,9 +215,25 @@ def test_a_withdrawn_prompt_sent_again_with_a_character_reference_is_still_the_w
     assert list(Prompt.objects.values_list("pk", flat=True)) == [withdrawn.pk]
 
 
-def test_references_to_markup_characters_still_tell_prompts_apart():
-    _stored(text="What does <b>bold</b> do?")  # the page shows the tags' effect, not the tags
-    report = ingest_prompts(items=[_item(text="What does &lt;b&gt;bold&lt;/b&gt; do?")])
+def test_a_reference_to_a_markup_character_is_the_character_as_on_the_page():
+    # the page shows raw HTML as text: "<b>" and "&lt;b&gt;" read alike, and were two prompts
+    stored = _stored(text="What does <b>bold</b> do, & why?")
+    report = ingest_prompts(items=[_item(text="What does &lt;b&gt;bold&lt;/b&gt; do, &amp; why?")])
+    assert report.duplicates == [stored.pk] and report.created == []
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Explain crit&#101rion", "Explain criterion"),  # no ";": the page shows "&#101" as typed
+        ("What is `crit&#101;rion`?", "What is `criterion`?"),  # in code: shown as typed
+        ("```\nx = '&lt;'\n```", "```\nx = '<'\n```"),
+        ("Open x?a=1&times=2", "Open x?a=1\u00d7=2"),
+    ],
+)
+def test_what_the_page_shows_as_typed_still_tells_prompts_apart(first, second):
+    _stored(text=first)
+    report = ingest_prompts(items=[_item(text=second)])
     assert report.duplicates == [] and len(report.created) == 1
 
 
@@ -234,7 +250,7 @@ def test_the_migration_recomputes_todays_key():
 
     migration = importlib.import_module("labelapp.migrations.0026_prompt_text_hash_with_references_decoded")
     texts = ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US", "\ufeffa\u200bb\u00adc\u2060"]
-    for text in [*texts, "crit&#101;rion&#8203; &lt;b&gt; &amp;amp &bogus; &#0;"]:
+    for text in [*texts, "crit&#101;rion&#8203; &lt;b&gt; &amp;amp &bogus; &#0; `&#64;` &#64"]:
         assert migration._key(text) == text_hash(text)  # a new key needs a new migration
 
     from django.apps import apps

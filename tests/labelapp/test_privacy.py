@@ -151,6 +151,9 @@ def test_names_and_addresses_in_any_script_and_case_are_replaced_whole(text, wan
         ("ab" * 40 + " ") * 1_200,
         "1:" * 50_000,
         "a&#64;b.cd " * 9_000,
+        "`a&#64;" * 14_000,  # code spans: every stray backtick run looked for its closing one
+        "``a `b " * 14_000,
+        "```\n&#64;\n" * 10_000,
     ],
 )
 def test_long_runs_scrub_in_linear_time(text):
@@ -249,6 +252,20 @@ def test_pii_hidden_behind_character_references_is_scrubbed(text, want):
 )
 def test_pii_the_page_shows_whole_is_replaced_whole(text, want):
     assert scrub(text).text == want
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '```\nre = r"^\\w+@example\\.com$"\n```',  # a regex in a code block: no address on the page
+        "Match `^\\w+@example\\.com$` in Python",
+        "Write `admin&#64;corp.example.com` literally",  # in code the page shows the reference
+        "no semicolon: john&#64example.com",  # the page shows "&#64" as typed
+    ],
+)
+def test_what_the_page_shows_as_typed_is_read_as_typed(text):
+    # the shown text decoded escapes and references in code too: the regex became r"^\[EMAIL]$"
+    assert scrub(text).text == text
 
 
 def test_escapes_and_joiners_without_pii_stay_as_written():

@@ -1,18 +1,21 @@
 """The queue's personal-data hold: an index of flagged ratings by comparison, for the claim's probe
-(services/assignment.py, PROMPT_SERVABLE_SQL)."""
+(services/assignment.py, PROMPT_SERVABLE_SQL). Built CONCURRENTLY (so outside a transaction): a plain
+CREATE INDEX holds a lock that blocks every rating insert for the whole build on a large table."""
 
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    atomic = False
 
     dependencies = [
-        ('labelapp', '0026_prompt_text_hash_with_references_decoded'),
+        ("labelapp", "0026_prompt_text_hash_with_references_decoded"),
     ]
 
     operations = [
-        migrations.AddIndex(
-            model_name='rating',
-            index=models.Index(condition=models.Q(('flag_pii', True)), fields=['comparison'], name='rating_flag_pii'),
+        AddIndexConcurrently(
+            model_name="rating",
+            index=models.Index(condition=models.Q(("flag_pii", True)), fields=["comparison"], name="rating_flag_pii"),
         ),
     ]

@@ -51,14 +51,15 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
     text = start.text if start else ""
     title = start.title if start else "Rating guidelines"
     changelog, error, status = "", None, 200
-    based_on = guideline_edit_base()
+    based_on = guideline_edit_base(start)
     if request.method == "POST":
         text = request.POST.get("text", "")
         typed_title = request.POST.get("title")
         title = typed_title if typed_title is not None else title
         changelog = request.POST.get("changelog", "")
-        # what this editor opened with: a colleague's save since then is not replaced unseen
-        based_on = request.POST.get("based_on") or None
+        # What this editor opened with: a colleague's save since then is not replaced unseen. A post
+        # without it (a page opened before this check existed, a script) is checked as a stale one.
+        based_on = request.POST.get("based_on", "")
         try:
             if not title.strip():  # a cleared title silently became the old one again
                 raise GuidelineError("Give the guidelines a title.")

@@ -62,10 +62,13 @@ def guideline_draft() -> GuidelineVersion | None:
     return drafts.order_by("-number").first()
 
 
-def guideline_edit_base() -> str:
+def guideline_edit_base(start: GuidelineVersion | None = ...) -> str:
     """What the editor starts from (the draft, or else the version in force), as a token the editor
-    sends back with Save and Publish: `based_on` there refuses the save when it no longer matches."""
-    start = guideline_draft() or guideline_current()
+    sends back with Save and Publish: `based_on` there refuses the save when it no longer matches.
+    `start`: the version whose text the editor shows (read once with it: a token read apart from the
+    text could pair a colleague's newer save with the older text, and let it overwrite theirs)."""
+    if start is ...:
+        start = guideline_draft() or guideline_current()
     if start is None:
         return "none"
     seen = f"{start.pk}\0{start.title}\0{start.text}".encode("utf-8", "surrogatepass")

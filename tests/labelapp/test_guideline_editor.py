@@ -13,6 +13,13 @@ from labelapp.services.guidelines import (
 
 pytestmark = pytest.mark.django_db
 
+
+def _post_editor(client, data: dict):
+    """Post the editor's form as a browser does: with the `based_on` of the page it was opened from."""
+    page = client.get(reverse("staff_guideline_edit")).content.decode()
+    return client.post(reverse("staff_guideline_edit"), {**data, "based_on": _based_on(page)})
+
+
 EVIL = '<script>window.pwned=1</script> <img src=x onerror="window.pwned=2"> [go](javascript:window.pwned=3)'
 
 
@@ -41,12 +48,12 @@ def test_the_editor_starts_from_the_current_text(client, staff, acked):
 
 def test_a_draft_is_invisible_to_raters_until_published(client, staff, rater, acked):
     client.force_login(staff)
-    r = client.post(reverse("staff_guideline_edit"), {"text": "DRAFT TEXT", "action": "draft"})
+    r = _post_editor(client, {"text": "DRAFT TEXT", "action": "draft"})
     assert r.status_code == 302
     draft = GuidelineVersion.objects.get(published_at__isnull=True)
     assert guideline_current() == acked
     # Saving again updates the same draft; the editor continues from it.
-    client.post(reverse("staff_guideline_edit"), {"text": "DRAFT TEXT 2", "action": "draft"})
+    _post_editor(client, {"text": "DRAFT TEXT 2", "action": "draft"})
     assert GuidelineVersion.objects.get(published_at__isnull=True).pk == draft.pk
     assert "DRAFT TEXT 2" in client.get(reverse("staff_guideline_edit")).content.decode()
     client.force_login(rater)
@@ -60,10 +67,7 @@ def test_publish_needs_a_change_message_and_makes_a_new_version(client, staff, a
     )
     assert r.status_code == 400 and b"Say what changed" in r.content and b"v2 text" in r.content
     assert guideline_current() == acked
-    r = client.post(
-        reverse("staff_guideline_edit"),
-        {"text": "v2 text", "changelog": "shorter rules", "action": "publish"},
-    )
+    r = _post_editor(client, {"text": "v2 text", "changelog": "shorter rules", "action": "publish"})
     assert r.status_code == 302
     current = guideline_current()
     assert (current.number, current.text, current.changelog, current.author) == (
@@ -105,7 +109,7 @@ def test_publishing_the_unchanged_text_from_a_browser_is_refused(client, staff, 
     )
     assert r.status_code == 400 and b"Nothing changed since version 1" in r.content
     assert guideline_current() == acked
-    client.post(reverse("staff_guideline_edit"), {"text": as_sent + "\r\nMore.\r", "action": "draft"})
+    _post_editor(client, {"text": as_sent + "\r\nMore.\r", "action": "draft"})
     draft = GuidelineVersion.objects.get(published_at__isnull=True)
     assert draft.text == acked.text + "\nMore.\n"  # stored with LF line breaks, like every other path
 
@@ -164,7 +168,7 @@ def test_a_nul_character_is_a_form_error_and_keeps_the_text(client, staff, acked
     client.force_login(staff)
     data = {"text": "New rules TYPED-TEXT", "title": "T", "changelog": "c", "action": action}
     data[field] += "\x00"
-    r = client.post(reverse("staff_guideline_edit"), data)
+    r = _post_editor(client, data)
     assert r.status_code == 400
     assert b"NUL" in r.content and b"TYPED-TEXT" in r.content
     assert GuidelineVersion.objects.count() == 1
@@ -186,7 +190,6 @@ def test_an_over_long_change_message_is_refused_not_cut(staff):
 
 
 def test_an_over_long_title_is_refused_not_cut(client, staff):
-    from django.urls import reverse
 
     from labelapp.services.guidelines import TITLE_MAX, GuidelineError, guideline_draft_save
 
@@ -194,17 +197,16 @@ def test_an_over_long_title_is_refused_not_cut(client, staff):
         guideline_draft_save(text="# G\n\nNew rule.", title="t" * (TITLE_MAX + 1), author=staff)
     client.force_login(staff)  # a client that ignores the field's maxlength
     data = {"text": "# G\n\nKeep this.", "title": "t" * 300, "changelog": "c", "action": "draft"}
-    r = client.post(reverse("staff_guideline_edit"), data)
+    r = _post_editor(client, data)
     assert r.status_code == 400 and b"Keep the title to 200 characters (it has 300)." in r.content
     assert not GuidelineVersion.objects.filter(title__startswith="ttt").exists()
 
 
 def test_a_cleared_title_is_an_error_that_keeps_the_text(client, staff):
-    from django.urls import reverse
 
     client.force_login(staff)
     data = {"text": "# G\n\nKeep this.", "title": "  ", "changelog": "c", "action": "draft"}
-    r = client.post(reverse("staff_guideline_edit"), data)
+    r = _post_editor(client, data)
     assert r.status_code == 400 and b"Give the guidelines a title." in r.content
     assert b"Keep this." in r.content
     from labelapp.models import GuidelineVersion
@@ -302,7 +304,6 @@ def test_a_draft_saved_while_another_editor_publishes_is_not_what_gets_published
 def test_guidelines_longer_than_the_limit_are_refused_and_the_text_kept(client, staff, acked, action):
     """No bound: a pasted 200,000-character text made every rater's guideline page and acknowledgment
     diff slow (and the editor rendered all of it on each error)."""
-    from django.urls import reverse
 
     from labelapp.services.guidelines import TEXT_MAX, GuidelineError, guideline_create
 
@@ -311,7 +312,7 @@ def test_guidelines_longer_than_the_limit_are_refused_and_the_text_kept(client, 
     client.force_login(staff)
     text = "# G\n\n" + "word " * 12_000
     data = {"text": text, "title": "G", "changelog": "long", "action": action}
-    r = client.post(reverse("staff_guideline_edit"), data)
+    r = _post_editor(client, data)
     assert (
         r.status_code == 400 and b"Keep the guidelines to 50,000 characters (they have 60,005)" in r.content
     )
@@ -324,9 +325,8 @@ def test_text_that_saves_as_a_draft_publishes_from_a_browser(client, staff, acke
     # a text that saved as a draft was "over 50,000 characters" when published
     client.force_login(staff)
     text = "\r\n".join(["x" * 24] * 2000)  # 51,998 characters as sent, 49,999 as stored
-    url = reverse("staff_guideline_edit")
-    assert client.post(url, {"text": text, "title": "T", "action": "draft"}).status_code == 302
-    r = client.post(url, {"text": text, "title": "T", "changelog": "c", "action": "publish"})
+    assert _post_editor(client, {"text": text, "title": "T", "action": "draft"}).status_code == 302
+    r = _post_editor(client, {"text": text, "title": "T", "changelog": "c", "action": "publish"})
     assert r.status_code == 302, r.content.decode()[:500]
     assert len(guideline_current().text) == 49_999
 
@@ -412,3 +412,14 @@ def test_an_editor_does_not_replace_a_colleagues_save_unseen(client, staff, make
     }
     assert client.post(url, again).status_code == 302  # seen, and replaced on purpose
     assert guideline_current().text == "my rules"
+
+
+def test_an_editor_post_without_its_base_is_checked_as_a_stale_one(client, staff, acked):
+    # without based_on nothing was checked: a page opened before the check existed (or a script)
+    # still replaced a colleague's newer draft without a word
+    guideline_draft_save(text="# Guidelines\n\ntheir draft", author=staff)
+    client.force_login(staff)
+    r = client.post(reverse("staff_guideline_edit"), {"text": "mine", "title": "T", "action": "draft"})
+    assert r.status_code == 409 and GuidelineVersion.objects.get(published_at=None).text.endswith(
+        "their draft"
+    )

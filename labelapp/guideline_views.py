@@ -134,7 +134,12 @@ def _pair_asked(request: HttpRequest, versions: list) -> tuple:
         messages.error(request, f"No guideline version {shown}; showing v{old.number} -> v{new.number}.")
         return old, new
     new = chosen.get("b") or versions[0]
-    old = chosen.get("a") or next((v for v in versions if v.number < new.number), versions[1])
+    if "a" in chosen:
+        old = chosen["a"]
+    else:  # the one before `b`; `b` the first version: it against the one after (not v4 -> v1)
+        before = [v for v in versions if v.number < new.number]
+        after = [v for v in versions if v.number > new.number]
+        old, new = (before[0], new) if before else (new, after[-1])
     if "b" not in chosen and old.number == new.number:  # ?a= named the newest: it against the one before
         old, new = versions[1], versions[0]
     return old, new

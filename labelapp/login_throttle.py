@@ -37,11 +37,20 @@ def client_address(request) -> str | None:
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
     if not proxies or len(forwarded) < proxies:
         return remote
-    candidate = forwarded[-proxies].strip()
+    candidate = _without_port(forwarded[-proxies].strip())
     try:
         return str(ipaddress.ip_address(candidate))
     except ValueError:  # stored in an inet column: a bad value was a database error on every login
         return remote
+
+
+def _without_port(entry: str) -> str:
+    """An address as some proxies write it, with its port ("203.0.113.7:51234", "[2001:db8::1]:443"),
+    without: read as no address, every client counted at the proxy's again."""
+    if entry.startswith("[") and "]" in entry:
+        return entry[1 : entry.index("]")]
+    host, colon, port = entry.rpartition(":")
+    return host if colon and host.count(":") == 0 and port.isdigit() else entry
 
 
 def cooloff_minutes() -> int:

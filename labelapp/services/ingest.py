@@ -11,6 +11,7 @@ whole file, and the error lists every bad line with its number and reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -392,15 +393,21 @@ def _unseen(
     dropped without a word, and a later look-up by it found nothing)."""
     new, named = [], []
     ids = {text: response.external_id for text, response in held.items()}
+    position = {}  # text -> its answer's index in `new`
     for a, s in scrubbed:
         if s.text not in ids:
+            position[s.text] = len(new)
             new.append((a, s))
             ids[s.text] = a.external_id
             continue
         if not a.external_id or a.external_id == ids[s.text]:
             continue
-        if ids[s.text] is None and s.text in held:
-            named.append((held[s.text], a))
+        if ids[s.text] is None:  # the held answer, or the same text earlier in this request, takes it
+            if s.text in held:
+                named.append((held[s.text], a))
+            else:
+                first, result = new[position[s.text]]
+                new[position[s.text]] = (dataclasses.replace(first, external_id=a.external_id), result)
             ids[s.text] = a.external_id
             continue
         where = "stored for this prompt" if s.text in held else "sent earlier in this request"

@@ -29,7 +29,20 @@ from django.db.models import Q, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, ExportFile, Prompt, Rating, RatingReview, Response
+from labelapp.models import (
+    Assignment,
+    Comparison,
+    EvalSetRating,
+    ExportFile,
+    PolicyPair,
+    PolicySample,
+    Prompt,
+    PromptConsentChange,
+    Rating,
+    RatingReview,
+    Response,
+)
+from labelapp.quality_models import SimulatedDecision
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +102,26 @@ def _expired_prompts(now: datetime):
     return Prompt.objects.alias(source_lower=Lower("source")).filter(cond)
 
 
+# Every admin-registered model whose rows go with a purged prompt (a cascade), and the lookup from it
+# to the prompt: the admin's history rows about them go too (a comparison's row names its prompt,
+# "Comparison #8 (normal) on prompt #3", left pointing at data that is gone).
+_LOGGED_WITH_PROMPT = (
+    (Prompt, "pk__in"),
+    (Response, "prompt_id__in"),
+    (Comparison, "prompt_id__in"),
+    (Assignment, "comparison__prompt_id__in"),
+    (Rating, "comparison__prompt_id__in"),
+    (RatingReview, "rating__comparison__prompt_id__in"),
+    (PromptConsentChange, "prompt_id__in"),
+    (EvalSetRating, "prompt_id__in"),
+    (PolicySample, "prompt_id__in"),
+    (PolicyPair, "comparison__prompt_id__in"),
+    (SimulatedDecision, "rating__comparison__prompt_id__in"),
+)
+
+
 def _delete_admin_history(ids_by_model: dict) -> None:
-    """The admin's log rows about these rows, by model (object_id is text in that table): the prompts
-    and answers, and the comparisons, ratings and reviews on them (a comparison's row names its prompt:
-    "Comparison #8 (normal) on prompt #3", left pointing at data that is gone)."""
+    """The admin's log rows about these rows, by model (object_id is text in that table)."""
     for model, ids in ids_by_model.items():
         if ids:
             LogEntry.objects.filter(
@@ -131,15 +160,8 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
             report["export_files"] = len(_expired_files(now))
             return report
         logged = {
-            Prompt: ids,
-            Response: response_ids,
-            Comparison: list(Comparison.objects.filter(prompt_id__in=ids).values_list("pk", flat=True)),
-            Rating: list(Rating.objects.filter(comparison__prompt_id__in=ids).values_list("pk", flat=True)),
-            RatingReview: list(
-                RatingReview.objects.filter(rating__comparison__prompt_id__in=ids).values_list(
-                    "pk", flat=True
-                )
-            ),
+            model: list(model.objects.filter(**{lookup: ids}).values_list("pk", flat=True))
+            for model, lookup in _LOGGED_WITH_PROMPT
         }
         Prompt.objects.filter(pk__in=ids).delete()
         _delete_admin_history(logged)

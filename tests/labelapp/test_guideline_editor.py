@@ -357,6 +357,7 @@ def test_a_diff_asked_with_one_version_compares_it_with_the_newest(client, staff
     assert shown({"a": 3}) == (2, 3)
     assert shown({}) == (2, 3)
     assert shown({"a": 3, "b": 1}) == (3, 1)
+    assert shown({"b": 1}) == (1, 2)  # the first version: it against the one after, not v3 -> v1
 
 
 def test_a_rater_cannot_tell_a_draft_from_a_version_that_does_not_exist(client, rater, acked, staff):

@@ -117,3 +117,22 @@ def test_a_forwarded_entry_that_is_not_an_address_counts_at_the_connection(setti
         assert response.status_code in (200, 429) and not logged_in  # the third locks
     attempt = AccessAttempt.objects.get()  # one count, at the proxy's address
     assert (attempt.ip_address, attempt.failures_since_start) == ("10.0.0.1", 3)
+
+
+@pytest.mark.parametrize(
+    ("entry", "counted_at"),
+    [
+        ("203.0.113.7:51234", "203.0.113.7"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("2001:db8::2", "2001:db8::2"),
+        (" 198.51.100.4 ", "198.51.100.4"),
+    ],
+)
+def test_a_forwarded_address_with_a_port_counts_at_the_address(settings, make_user, entry, counted_at):
+    # read as no address, every client behind the proxy was counted at the proxy's again
+    from axes.models import AccessAttempt
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    make_user("rater-a")
+    _login_via_proxy("rater-a", "wrong", f"192.0.2.1, {entry}")
+    assert AccessAttempt.objects.get().ip_address == counted_at

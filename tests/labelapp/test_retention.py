@@ -215,3 +215,22 @@ def test_prompts_and_export_files_of_a_source_expire_alike(named, sent, settings
     file_due = ExportFile.objects.get().oldest_by_source
     report = purge_expired()
     assert (report["prompts"], report["export_files"]) in ((1, 1), (0, 0)), (report, file_due)
+
+
+def test_every_admin_model_a_purge_cascades_to_has_its_history_purged_too():
+    # the purge took the admin rows of prompts and answers only: comparisons', assignments', consent
+    # changes' and policy samples' rows stayed, naming rows that were gone
+    from django.contrib import admin
+    from django.db.models import CASCADE
+
+    from labelapp.models import Prompt
+    from labelapp.services.retention import _LOGGED_WITH_PROMPT
+
+    reached, todo = {Prompt}, [Prompt]
+    while todo:
+        for rel in todo.pop()._meta.related_objects:
+            if rel.on_delete is CASCADE and rel.related_model not in reached:
+                reached.add(rel.related_model)
+                todo.append(rel.related_model)
+    in_admin = {m for m in reached if admin.site.is_registered(m)}
+    assert in_admin <= {model for model, _ in _LOGGED_WITH_PROMPT}, in_admin

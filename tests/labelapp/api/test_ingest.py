@@ -382,3 +382,12 @@ def test_an_external_id_sent_with_a_stored_answer_names_it_or_is_refused(staff_a
     r = staff_api.post("/api/prompts/", body, content_type="application/json")
     assert r.status_code == 400 and "W3" in r.json()["errors"][0]["error"]
     assert list(Response.objects.values_list("external_id", flat=True)) == ["W"]
+
+
+def test_the_same_answer_sent_twice_once_with_an_id_is_one_answer_with_that_id(staff_api):
+    # refused with "sent earlier in this request with external_id None"
+    answers = [{"text": "t", "model": "m"}, {"text": "t", "model": "m", "external_id": "X"}]
+    body = {"text": "Hello prompt three", "source": "t", "consent": True, "answers": answers}
+    r = staff_api.post("/api/prompts/", body, content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert list(Response.objects.values_list("text", "external_id")) == [("t", "X")]

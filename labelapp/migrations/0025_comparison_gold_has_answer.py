@@ -21,17 +21,40 @@ class Migration(migrations.Migration):
         ("labelapp", "0024_training_run_max_attempts_at_least_one"),
     ]
 
+    # Each step its own transaction, and the constraint added NOT VALID, then validated: a plain ADD
+    # CONSTRAINT scans the table under a lock that stops the queue (every claim reads it) meanwhile.
+    atomic = False
+
     operations = [
         migrations.RunPython(_gold_rows_complete, migrations.RunPython.noop),
-        migrations.AddConstraint(
-            model_name="comparison",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(("kind", "gold"), _negated=True),
-                    models.Q(("gold_preference__isnull", False), models.Q(("gold_explanation", ""), _negated=True)),
-                    _connector="OR",
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                migrations.RunSQL(
+                    "ALTER TABLE labelapp_comparison ADD CONSTRAINT comparison_gold_has_answer CHECK "
+                    "(NOT (kind = 'gold') OR (gold_preference IS NOT NULL AND NOT (gold_explanation = ''))) "
+                    "NOT VALID",
+                    "ALTER TABLE labelapp_comparison DROP CONSTRAINT comparison_gold_has_answer",
                 ),
-                name="comparison_gold_has_answer",
-            ),
+                migrations.RunSQL(
+                    "ALTER TABLE labelapp_comparison VALIDATE CONSTRAINT comparison_gold_has_answer",
+                    migrations.RunSQL.noop,
+                ),
+            ],
+            state_operations=[
+                migrations.AddConstraint(
+                    model_name="comparison",
+                    constraint=models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("kind", "gold"), _negated=True),
+                            models.Q(
+                                ("gold_preference__isnull", False),
+                                models.Q(("gold_explanation", ""), _negated=True),
+                            ),
+                            _connector="OR",
+                        ),
+                        name="comparison_gold_has_answer",
+                    ),
+                ),
+            ],
         ),
     ]

@@ -465,8 +465,8 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     if prompts_awaiting_review().filter(comparison__prompt_id=assignment.comparison.prompt_id).exists():
         # as the claim: a prompt whose personal-data flag waits for review goes to no rater meanwhile
         raise QueueError(
-            "Your time on this comparison ran out, and its prompt is waiting for a staff review of a "
-            "personal-data report. Nothing was saved; please take the next one."
+            "This comparison's prompt was reported as holding personal data and is waiting for a staff "
+            "review. Nothing was saved; please take the next one."
         )
     skipped = Assignment.objects.filter(
         rater_id=assignment.rater_id, comparison_id=assignment.comparison_id, status=Assignment.Status.SKIPPED

@@ -264,6 +264,6 @@ def test_a_late_submit_on_a_prompt_held_for_a_personal_data_review_is_refused(
     )
     Assignment.objects.filter(pk=late.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     assert leases_release_expired() == 1
-    with pytest.raises(RatingError, match="waiting for a staff review"):
+    with pytest.raises(RatingError, match="is waiting for a staff review"):
         _rate(other_rater, late)
     assert Rating.objects.count() == 1

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
+from django.db import IntegrityError, transaction
 
 from labelapp.models import Comparison
+from tests.labelapp.migration_helpers import back_to_latest, migrate_to
 
 BEFORE = [("labelapp", "0024_training_run_max_attempts_at_least_one")]
 AFTER = [("labelapp", "0025_comparison_gold_has_answer")]
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db
@@ -30,8 +23,8 @@ def test_gold_without_its_answer_or_explanation_is_refused(make_comparison, fiel
 
 @pytest.mark.django_db(transaction=True)
 def test_gold_stored_without_its_answer_is_completed_or_made_normal():
-    try:
-        apps = _migrate(BEFORE)
+    with back_to_latest():
+        apps = migrate_to(BEFORE)
         prompt = apps.get_model("labelapp", "Prompt").objects.create(text="q", text_hash="h")
         response = apps.get_model("labelapp", "Response")
         answers = [
@@ -48,7 +41,7 @@ def test_gold_stored_without_its_answer_is_completed_or_made_normal():
         no_answer = pair(0, kind="gold", gold_explanation="why")
         no_explanation = pair(1, kind="gold", gold_preference=1)
         complete = pair(2, kind="gold", gold_preference=-1, gold_explanation="A is right")
-        apps = _migrate(AFTER)
+        apps = migrate_to(AFTER)
         rows = apps.get_model("labelapp", "Comparison").objects.in_bulk()
         got = {pk: (rows[pk].kind, rows[pk].gold_preference, rows[pk].gold_explanation) for pk in rows}
         assert got == {
@@ -56,6 +49,3 @@ def test_gold_stored_without_its_answer_is_completed_or_made_normal():
             no_explanation: ("gold", 1, "No explanation was recorded when this pair was marked gold."),
             complete: ("gold", -1, "A is right"),
         }
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from tests.labelapp.migration_helpers import back_to_latest, migrate_to
 
 BEFORE = [("labelapp", "0008_policy_rejection")]
 AFTER = [("labelapp", "0009_policy_decisions")]
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_earlier_rejections_become_decisions():
-    try:
-        apps = _migrate(BEFORE)
+    with back_to_latest():
+        apps = migrate_to(BEFORE)
         version = apps.get_model("labelapp", "PolicyVersion")
         user = apps.get_model("auth", "User").objects.create(username="lead", is_staff=True)
         at = timezone.now()
@@ -30,7 +23,7 @@ def test_earlier_rejections_become_decisions():
             number=1, kind="ppo", rejected_at=at, rejected_reason="worse", rejected_by=user
         )
         version.objects.create(number=2, kind="ppo", rejected_at=at, rejected_reason="Automatic: ...")
-        apps = _migrate(AFTER)
+        apps = migrate_to(AFTER)
         decision = apps.get_model("labelapp", "PolicyDecision")
         got = sorted(
             decision.objects.values_list("version__number", "action", "reason", "by_id", "automatic", "at")
@@ -39,6 +32,3 @@ def test_earlier_rejections_become_decisions():
             (1, "reject", "worse", user.pk, False, at),
             (2, "reject", "Automatic: ...", None, True, at),
         ]
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())

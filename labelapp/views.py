@@ -24,6 +24,7 @@ from labelapp.models import Assignment, GuidelineVersion, Rating
 from labelapp.selectors import assignment_for_page, queue_latest_snapshot, rater_progress, rating_view
 from labelapp.services.assignment import (
     QueueError,
+    assignment_keep_or_take_back,
     assignment_next,
     assignment_renew_if_expired,
     assignment_skip,
@@ -263,6 +264,12 @@ def rate_next(request: HttpRequest) -> HttpResponse:
     return redirect("rate", assignment_id=assignment.pk)
 
 
+SET_ASIDE = (
+    "That comparison was set aside: its prompt was reported as holding personal data and waits for a "
+    "staff review. Here is your next one."
+)
+
+
 class _Withdrawn(Exception):
     """The rater's own assignment, on a prompt withdrawn or withheld since (the selector hides it)."""
 
@@ -306,6 +313,10 @@ def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
         return redirect("rate_next")
     if guideline_needs_ack(rater=request.user) is not None:
         return redirect("guidelines")
+    if not assignment_keep_or_take_back(assignment):
+        # a reload of /rate/N/ showed it again, and its submit was stored
+        messages.info(request, SET_ASIDE)
+        return redirect("rate_next")
     assignment_renew_if_expired(assignment)
     context = _panel_context(assignment)
     context["guideline"] = guideline_current()

@@ -23,7 +23,12 @@ from labelapp.models import (
     TrainingRun,
 )
 from labelapp.selectors import assignment_for_page, rating_view
-from labelapp.services.assignment import QueueError, assignment_next, assignment_skip
+from labelapp.services.assignment import (
+    QueueError,
+    assignment_keep_or_take_back,
+    assignment_next,
+    assignment_skip,
+)
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
     GuidelineError,
@@ -103,10 +108,12 @@ class AssignmentDetailView(ApiView):
 
     @extend_schema(responses={200: s.AssignmentSerializer})
     def get(self, request, assignment_id: int):
-        """One of your assignments, open or finished (404 for another rater's)."""
-        return Response(
-            s.AssignmentSerializer(_assignment_payload(_own_assignment(request, assignment_id))).data
-        )
+        """One of your assignments, open or finished (404 for another rater's, and for an open one whose
+        prompt was set aside for a personal-data review: the lease is taken back)."""
+        assignment = _own_assignment(request, assignment_id)
+        if assignment.status == Assignment.Status.LEASED and not assignment_keep_or_take_back(assignment):
+            raise NotFound("Set aside: its prompt waits for a staff review of a personal-data report.")
+        return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)
 
 
 class RatingSubmitView(ApiView):

@@ -249,8 +249,7 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
     """
     now = timezone.now()
     current = None if just_finished else _open_assignment(rater)
-    if current is not None and not _servable(current):
-        _take_back(current)
+    if current is not None and not assignment_keep_or_take_back(current):
         current = None
     if current is not None:
         _require_ack(rater)
@@ -280,6 +279,15 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
         time.sleep(0.02)
         claimed = _claim_one(rater=rater, now=now)
     return claimed
+
+
+def assignment_keep_or_take_back(assignment: Assignment) -> bool:
+    """An open lease shown again (a reload, /rate/ or /rate/N/, the API's next): True when its prompt
+    may still be shown; otherwise the lease is taken back, its slot freed, and False."""
+    if _servable(assignment):
+        return True
+    _take_back(assignment)
+    return False
 
 
 def _servable(assignment: Assignment) -> bool:

@@ -222,3 +222,24 @@ def test_a_prompt_flagged_for_personal_data_is_not_served_again_until_reviewed(
     assert assignment_next(rater=other_rater, just_finished=True) is None
     rating_review_add(rating=flagged, decision="exclude", reason="no personal data", reviewer=staff)
     assert assignment_next(rater=other_rater, just_finished=True).comparison_id == flagged.comparison_id
+
+
+def test_a_reload_of_the_rating_page_sets_a_held_prompt_aside(
+    client, rater, other_rater, acked, make_comparison
+):
+    # /rate/N/ only renewed the lease: the held prompt was shown again, and its submit stored
+    held = _open_then_flagged(rater, other_rater, make_comparison)
+    client.force_login(other_rater)
+    r = client.get(reverse("rate", args=[held.pk]), follow=True)
+    assert "set aside" in r.content.decode()
+    assert Assignment.objects.get(pk=held.pk).status == "expired"
+
+
+def test_the_api_detail_of_an_open_lease_on_a_held_prompt_is_gone(
+    client, rater, other_rater, acked, make_comparison
+):
+    held = _open_then_flagged(rater, other_rater, make_comparison)
+    client.force_login(other_rater)
+    r = client.get(f"/api/assignments/{held.pk}/")
+    assert r.status_code == 404 and "personal-data" in r.json()["detail"]
+    assert Assignment.objects.get(pk=held.pk).status == "expired"

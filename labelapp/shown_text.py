@@ -3,10 +3,15 @@ PII scrubber (services/privacy.py: values hidden behind references or escapes) a
 (services/ingest.py: two texts the page shows alike are one prompt).
 
 Python-Markdown (labelapp/rendering.py) decodes a character reference only when it ends in ";"
-(`&#64;`, `&commat;`; `&#64` shows as typed) and not inside code, where references and backslash
-escapes show literally: a fenced block or an inline code span. Raw HTML is shown as text, so `<b>` and
-`&lt;b&gt;` show alike. Indented code blocks are not found here (telling one from a continued list item
-needs the whole Markdown parse): text in them is read as prose.
+(`&#64;`, `&commat;`; `&#64` shows as typed), takes a backslash before one of its escapable characters
+(not before every punctuation mark: `\\&#64;` shows as `\\@`), and shows both as typed in code. Raw
+HTML is shown as text, so `<b>` and `&lt;b&gt;` show alike.
+
+Code is found only where the page surely makes it: a fenced block by Python-Markdown's own pattern,
+and an inline code span within one line whose backtick runs all pair up. Anything less certain (a span
+over two lines, a line with a stray backtick run, an indented block) is read as prose: the scrubber then
+decodes what the page may show as typed, which replaces too much rather than showing a rater an
+address it missed (a code rule of our own, wider than the page's, did exactly that).
 """
 
 from __future__ import annotations
@@ -15,15 +20,18 @@ import bisect
 import html
 import re
 
+from markdown.extensions.fenced_code import FencedBlockPreprocessor
+
 CHARACTER_REFERENCE = r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
 _REFERENCE = re.compile(CHARACTER_REFERENCE)
-# A fence line (``` or ~~~, at most 3 spaces in) to its closing fence of the same kind, or to the end.
-_FENCED = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*(?:\n.*?^ {0,3}\1[`~]*[ \t]*$|.*\Z)", re.M | re.S)
-_BACKTICKS = re.compile(r"`+")
+# Python-Markdown's escapable characters with the tables extension (md.ESCAPED_CHARS; a test checks).
+ESCAPABLE = "\\`*_{}[]()>#+-.!|"
+_FENCED = FencedBlockPreprocessor.FENCED_BLOCK_RE
+_BACKTICKS = re.compile(r"(?<!\\)`+")
 
 
 class CodeSpans:
-    """The [start, end) ranges of `text` that Markdown shows literally, for `inside(pos)` look-ups."""
+    """The [start, end) ranges of `text` that Markdown surely shows literally, for `inside(pos)`."""
 
     def __init__(self, text: str):
         fenced = [m.span() for m in _FENCED.finditer(text)] if ("```" in text or "~~~" in text) else []
@@ -41,16 +49,28 @@ class CodeSpans:
 
 
 def _inline_code(text: str, fenced: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Inline code: a run of n backticks to the next run of exactly n (CommonMark's rule), outside the
-    fenced blocks. Runs are matched through an index by length: a regex with a back-reference scanned
-    to the end of the text from every unmatched run (quadratic on a text full of stray backticks)."""
+    """Inline code spans outside the fenced blocks: on each line whose backtick runs (not escaped) pair
+    up, a run of n backticks to the next run of exactly n."""
     fenced_starts = [s for s, _ in fenced]
 
     def in_fence(pos: int) -> bool:
         k = bisect.bisect_right(fenced_starts, pos) - 1
         return k >= 0 and pos < fenced[k][1]
 
-    runs = [m.span() for m in _BACKTICKS.finditer(text) if not in_fence(m.start())]
+    spans: list[tuple[int, int]] = []
+    line_start = 0
+    for line in text.split("\n"):
+        if "`" in line and not in_fence(line_start):
+            spans += _line_code(line, line_start)
+        line_start += len(line) + 1
+    return spans
+
+
+def _line_code(line: str, offset: int) -> list[tuple[int, int]]:
+    """One line's code spans, or none if one of its backtick runs has no partner (then the page may
+    pair them otherwise, and the line is read as prose). Runs are matched through an index by length,
+    in linear time."""
+    runs = [m.span() for m in _BACKTICKS.finditer(line)]
     by_length: dict[int, list[int]] = {}
     for i, (start, end) in enumerate(runs):
         by_length.setdefault(end - start, []).append(i)
@@ -59,10 +79,9 @@ def _inline_code(text: str, fenced: list[tuple[int, int]]) -> list[tuple[int, in
         same = by_length[runs[i][1] - runs[i][0]]
         k = bisect.bisect_right(same, i)
         if k == len(same):
-            i += 1  # no closing run: literal backticks
-            continue
+            return []
         j = same[k]
-        spans.append((runs[i][0], runs[j][1]))
+        spans.append((offset + runs[i][0], offset + runs[j][1]))
         i = j + 1
     return spans
 

@@ -30,9 +30,13 @@ class Migration(migrations.Migration):
         migrations.SeparateDatabaseAndState(
             database_operations=[
                 migrations.RunSQL(
+                    # only if absent: a run stopped after this step (not recorded, the migration not
+                    # being atomic) runs it again
+                    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint "
+                    "WHERE conname = 'comparison_gold_has_answer') THEN "
                     "ALTER TABLE labelapp_comparison ADD CONSTRAINT comparison_gold_has_answer CHECK "
                     "(NOT (kind = 'gold') OR (gold_preference IS NOT NULL AND NOT (gold_explanation = ''))) "
-                    "NOT VALID",
+                    "NOT VALID; END IF; END $$",
                     "ALTER TABLE labelapp_comparison DROP CONSTRAINT comparison_gold_has_answer",
                 ),
                 migrations.RunSQL(

@@ -429,6 +429,11 @@ def leases_release_expired(*, now: datetime | None = None, rater=None, limit: in
     return len(rows)
 
 
+# What a late rating on a prompt held for a personal-data review is told (here and ratings.py).
+HELD_FOR_REVIEW = (
+    "This comparison's prompt was reported as holding personal data and is waiting for a staff review. "
+    "Nothing was saved; please take the next one."
+)
 # What a rating on a lease taken back by a withdrawal or a withholding is told (here and ratings.py).
 WITHDRAWN_WHILE_OPEN = (
     "This comparison was withdrawn while you had it open. Nothing was saved; please take the next one."
@@ -472,10 +477,7 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
         )
     if prompts_awaiting_review().filter(comparison__prompt_id=assignment.comparison.prompt_id).exists():
         # as the claim: a prompt whose personal-data flag waits for review goes to no rater meanwhile
-        raise QueueError(
-            "This comparison's prompt was reported as holding personal data and is waiting for a staff "
-            "review. Nothing was saved; please take the next one."
-        )
+        raise QueueError(HELD_FOR_REVIEW)
     skipped = Assignment.objects.filter(
         rater_id=assignment.rater_id, comparison_id=assignment.comparison_id, status=Assignment.Status.SKIPPED
     )

@@ -35,7 +35,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from labelapp.shown_text import CHARACTER_REFERENCE, CodeSpans
+from labelapp.shown_text import CHARACTER_REFERENCE, ESCAPABLE, CodeSpans
 
 PLACEHOLDERS = {
     "URL_WITH_CREDENTIALS": "[URL_WITH_CREDENTIALS]",
@@ -347,7 +347,7 @@ _DETECTORS = [
 # inside a value ("john\u200b.doe@...": zero-width and bidirectional controls, word joiners, the soft
 # hyphen).
 _HIDING = re.compile(
-    CHARACTER_REFERENCE + r"|\\[!-/:-@\[-`{-~]"
+    CHARACTER_REFERENCE + r"|\\[" + re.escape(ESCAPABLE) + "]"
     "|[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 )
 

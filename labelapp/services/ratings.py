@@ -22,9 +22,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, GuidelineVersion, Prompt, Rating
+from labelapp.models import Assignment, Comparison, GuidelineVersion, Prompt, Rating, prompts_awaiting_review
 from labelapp.rawsql import fetch_one, loaded_instance
-from labelapp.services.assignment import WITHDRAWN_WHILE_OPEN, QueueError, assignment_reclaim_expired
+from labelapp.services.assignment import (
+    HELD_FOR_REVIEW,
+    WITHDRAWN_WHILE_OPEN,
+    QueueError,
+    assignment_reclaim_expired,
+)
 from labelapp.services.guidelines import guideline_current
 from labelapp.services.repeats import repeat_maybe_schedule
 
@@ -321,10 +326,13 @@ def _submit_slow(
         )
         if lapsed:
             # Re-taking a lease that ran out (released yet or not) is a claim, and a claim needs the
-            # version in force acknowledged (an open lease may finish under the one it was claimed under).
+            # version in force acknowledged (an open lease may finish under the one it was claimed under)
+            # and a prompt no personal-data flag holds back.
             current = guideline_current()
             if current is not None and current.pk != version.pk:
                 raise AssignmentGone(EXPIRED_UNDER_NEW_GUIDELINES.format(number=current.number))
+            if prompts_awaiting_review().filter(comparison__prompt_id=comparison.prompt_id).exists():
+                raise AssignmentGone(HELD_FOR_REVIEW)
         if assignment.status == Assignment.Status.EXPIRED:
             try:
                 assignment_reclaim_expired(assignment=assignment)

@@ -40,7 +40,15 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from labelapp.models import Assignment, Comparison, Prompt, Rating, Response, SimulatedDecision
+from labelapp.models import (
+    Assignment,
+    Comparison,
+    Prompt,
+    Rating,
+    Response,
+    SimulatedDecision,
+    prompts_awaiting_review,
+)
 from labelapp.services.assignment import PROMPT_SERVABLE_SQL, QueueError, assignment_next
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
@@ -408,6 +416,7 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed:
     )
     responses = {r.external_id: r for r in Response.objects.filter(external_id__startswith="sim:")}
     prompts: dict[str, Prompt] = {}
+    held = set(prompts_awaiting_review().values_list("comparison__prompt_id", flat=True))
     new = []
     with transaction.atomic():
         for slug, item, k1, t1, k2, t2 in candidates:
@@ -419,9 +428,9 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed:
             if slug not in prompts:
                 prompts[slug] = _demo_prompt(slug, item)
             prompt = prompts[slug]
-            if not prompt.consent or prompt.withheld:
-                # never a pair on such a prompt (services/comparisons.py's rule): no rater could be
-                # served it, each run added more, and a consent restore would have put them all live
+            if not prompt.consent or prompt.withheld or prompt.pk in held:
+                # never a pair on such a prompt (services/comparisons.py's rule), nor on one held for a
+                # personal-data review: no rater could be served it, and each run added more
                 continue
             pair = []
             for key, text in ((k1, t1), (k2, t2)):

@@ -333,3 +333,54 @@ def test_a_reference_hiding_pii_is_decoded_even_beside_other_pii():
     # the decoded text found as many items in all (one IP each way), so the hidden address stayed
     r = scrub("server 10.0.0.1&#46;5 and mail john&#64;example.com")
     assert "john" not in r.text and r.found.get("EMAIL") == 1
+
+
+_E = "john&#64;example.com"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Say \\` then " + _E + " and ` end",  # an escaped backtick opens no code span
+        "a ` b\n\n" + _E + "\n\nc ` d",  # backticks pair within one block on the page
+        "- a `\n- " + _E + "\n- ` b",
+        "| h ` | k |\n|---|---|\n| " + _E + " | ` |",
+        "# Title `\n" + _E + " `",
+        "```\n\n" + _E + "\n",  # an unclosed fence is no fence
+        "~~~\n\n" + _E,
+        " ```\n\n" + _E + "\n\n ```",  # an indented fence is none
+        "```\n\n" + _E + "\n\n  ```",
+        "~~~\n\n" + _E + "\n\n~~~~",  # a longer closing fence does not close
+        "``` not a fence\n\n" + _E + "\n\n```",
+        "```x` " + _E + " `",
+        "john\\&#64;example.com",  # "\&" is no escape on the page: it shows "\@"
+        "Call `x\n\n+1 415&#45;555&#45;2671\n\ny`",
+    ],
+)
+def test_no_address_or_phone_the_page_shows_survives_scrubbing(text):
+    # a code rule of our own (CommonMark's) saw code where the page shows prose, and left the value
+    import re
+
+    from labelapp.rendering import render_markdown
+
+    shown = re.sub(r"<[^>]+>", " ", render_markdown(scrub(text).text))
+    assert "john@example.com" not in shown and "415-555-2671" not in shown, shown
+
+
+def test_the_escapable_characters_are_the_pages():
+    import markdown
+
+    from labelapp import rendering
+    from labelapp.shown_text import ESCAPABLE
+
+    md = markdown.Markdown(
+        extensions=[
+            "fenced_code",
+            "tables",
+            "sane_lists",
+            rendering._NoRawHtml(),
+            rendering._Lists(),
+            rendering._Inert(),
+        ]
+    )
+    assert set(ESCAPABLE) == set(md.ESCAPED_CHARS)

@@ -263,6 +263,8 @@ def test_a_late_submit_on_a_prompt_held_for_a_personal_data_review_is_refused(
         data=RatingInput(preference=0, flag_pii=True),
     )
     Assignment.objects.filter(pk=late.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(RatingError, match="is waiting for a staff review"):
+        _rate(other_rater, late)  # past its deadline, not released yet: it was accepted
     assert leases_release_expired() == 1
     with pytest.raises(RatingError, match="is waiting for a staff review"):
         _rate(other_rater, late)

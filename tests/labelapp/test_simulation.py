@@ -269,3 +269,30 @@ def test_top_up_makes_no_pair_on_a_demo_prompt_without_consent_or_withheld(
     assert created > 0
     made_on = set(Comparison.objects.values_list("prompt__external_id", flat=True))
     assert made_on == {f"demo:{open_slug}"}
+
+
+def test_top_up_makes_no_pair_on_a_demo_prompt_held_for_a_personal_data_review(guideline, make_user):
+    # the slot count never sees pairs on a held prompt: each run added more nobody could claim
+    from labelapp.models import Comparison, Response
+    from labelapp.services.simulation import _demo_items, _demo_prompt, pool_top_up
+    from tests.labelapp.export_helpers import rate
+
+    items = sorted(_demo_items().items())
+    for slug, item in items[1:]:
+        prompt = _demo_prompt(slug, item)
+        a, b = (Response.objects.create(prompt=prompt, text=t, source_model="m") for t in ("one", "two"))
+        flagged = Comparison.objects.create(prompt=prompt, response_a=a, response_b=b)
+        rate(
+            rater=make_user(f"flagger-{slug}"),
+            comparison=flagged,
+            preference=1,
+            guideline=guideline,
+            flag_pii=True,
+        )
+    assert pool_top_up(slots_needed=5, required_ratings=1, raters=[make_user("sim-y")]) > 0
+    made_on = set(
+        Comparison.objects.filter(external_id__startswith="sim:").values_list(
+            "prompt__external_id", flat=True
+        )
+    )
+    assert made_on == {f"demo:{items[0][0]}"}

@@ -243,3 +243,13 @@ def test_the_api_detail_of_an_open_lease_on_a_held_prompt_is_gone(
     r = client.get(f"/api/assignments/{held.pk}/")
     assert r.status_code == 404 and "personal-data" in r.json()["detail"]
     assert Assignment.objects.get(pk=held.pk).status == "expired"
+
+
+def test_rate_says_the_open_comparison_was_set_aside_not_that_all_was_judged(
+    client, rater, other_rater, acked, make_comparison
+):
+    # the lease was taken back and the page said "you have judged every comparison available to you"
+    _open_then_flagged(rater, other_rater, make_comparison)
+    client.force_login(other_rater)
+    page = client.get(reverse("rate_next")).content.decode()
+    assert "was set aside" in page

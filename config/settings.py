@@ -265,7 +265,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # no row per successful login (an address and a browser per rater)
 AXES_LOCKOUT_CALLABLE = "labelapp.login_throttle.locked_out"
 # The client's address behind TRUSTED_PROXY_COUNT reverse proxies (labelapp.login_throttle.client_address;
-# the API's throttles read the same count as NUM_PROXIES below).
+# the API's throttles use the same rule, labelapp/api/throttling.py).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if not 0 <= TRUSTED_PROXY_COUNT <= 10:
     raise ImproperlyConfigured(
@@ -319,12 +319,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "labelapp.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        # keyed on the client's address by login throttling's rule (labelapp/api/throttling.py)
+        "labelapp.api.throttling.AnonRateThrottle",
+        "labelapp.api.throttling.UserRateThrottle",
     ],
-    # the client's address for the anonymous rate: X-Forwarded-For's entry set by the outermost of
-    # TRUSTED_PROXY_COUNT proxies (unset, DRF keyed it on the whole header, which a client writes)
-    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="60/min"),
         "user": env.str("API_THROTTLE_USER", default="1200/min"),

@@ -26,8 +26,8 @@ def client_address(request) -> str | None:
     With TRUSTED_PROXY_COUNT = 0 (no proxy) the connection's; behind N proxies, each of which appends
     the address it saw to X-Forwarded-For, the N-th entry from the right, the one the outermost proxy
     wrote. Entries left of it are whatever the client sent, so they are never read: a guesser cannot
-    rotate them to dodge the count, nor name someone else's address to lock them out. The rule is DRF's
-    (NUM_PROXIES, the same count, keys the API's throttles). django-ipware, which django-axes offers
+    rotate them to dodge the count, nor name someone else's address to lock them out. The API's rate
+    limits use this rule too (labelapp/api/throttling.py). django-ipware, which django-axes offers
     for this, returns no address at all when the header holds more or fewer entries than it expects,
     i.e. whenever a client sends one of its own. A header shorter than the chain (a request that
     bypassed a proxy) or an entry that is not an address falls back to the connection's.

@@ -160,13 +160,16 @@ def test_a_proxy_count_out_of_range_stops_start_up():
         assert r.returncode != 0 and "TRUSTED_PROXY_COUNT is the number of reverse proxies" in r.stderr
 
 
-def test_the_api_throttles_key_on_the_proxys_entry_not_the_clients_header(settings, rf):
+def test_the_api_throttles_key_on_the_clients_address_by_the_login_rule(settings, rf):
     # Unset, DRF keyed the anonymous rate on the whole X-Forwarded-For, which a client writes: a new
-    # header per request was a fresh allowance each time.
-    from rest_framework.throttling import AnonRateThrottle
+    # header per request was a fresh allowance. With NUM_PROXIES it read the client-written left-most
+    # entry of a short header and kept ports ("ip:port": every connection a fresh allowance).
+    from labelapp.api.throttling import AnonRateThrottle
 
-    assert settings.REST_FRAMEWORK["NUM_PROXIES"] == settings.TRUSTED_PROXY_COUNT == 0
-    request = rf.get("/api/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.7")
+    assert "labelapp.api.throttling.AnonRateThrottle" in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]
+    request = rf.get("/api/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.7:5123")
     assert AnonRateThrottle().get_ident(request) == "10.0.0.1"
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.TRUSTED_PROXY_COUNT = 1
     assert AnonRateThrottle().get_ident(request) == "203.0.113.7"
+    settings.TRUSTED_PROXY_COUNT = 3  # a header shorter than the chain: the connection's, not the client's
+    assert AnonRateThrottle().get_ident(request) == "10.0.0.1"

@@ -9,7 +9,8 @@ parameter is a 400 that names it and lists what is allowed:
   first). DRF's `?format=` is always allowed: an unknown format stays DRF's 404.
 - `StrictSerializer` refuses unknown top-level keys of a request body.
 - A view's `bodyless_methods` take no body at all: a body there is a 400 (`{"reason": ...}` sent to
-  activate a reward model was dropped, as if a reason had been recorded).
+  activate a reward model was dropped, as if a reason had been recorded); an empty JSON object counts
+  as none, `null` and `[]` do not.
 - A view whose own negotiation ignores `?format=` sets `format_param_allowed = False`: the parameter
   is then unknown like any other (the export chooses with `?output=`; `?format=parquet` served JSONL).
 """

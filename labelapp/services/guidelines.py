@@ -83,14 +83,14 @@ def _check_base(based_on: str | None) -> None:
     draft, current = guideline_draft(), guideline_current()
     if draft is not None:
         by = draft.author.get_username() if draft.author else "someone"
-        what = f"{by} saved the draft (version {draft.number})"
-    elif current is not None:
-        by = current.author.get_username() if current.author else "someone"
-        what = f"{by} published version {current.number}"
+        what = f": {by} saved the draft (version {draft.number})"
+    elif current is not None:  # the author is who last saved its text; publishing records no one
+        by = f", last edited by {current.author.get_username()}" if current.author else ""
+        what = f": version {current.number} was published{by}"
     else:
-        what = "the draft was removed"
+        what = ""
     raise GuidelineConflict(
-        f"The guidelines changed since you opened the editor: {what}. Your text is kept here; compare "
+        f"The guidelines changed since you opened the editor{what}. Your text is kept here; compare "
         "it with theirs (History opens in another tab), then save again to replace theirs with yours."
     )
 

@@ -1,7 +1,8 @@
 """Retention: delete what is past its source's retention period (settings.RETENTION_DAYS).
 
 A prompt older than its source's period goes with everything hanging off it (answers, comparisons,
-assignments, ratings, reviews: database cascades). Export files are deleted from disk once any
+assignments, ratings, reviews, consent changes, policy samples and pairs, evaluation-set entries:
+database cascades). Export files are deleted from disk once any
 prompt in them expires, after the prompts' delete commits, each file's record only once the file is
 gone. The deadline is computed at each purge from the file's oldest prompt per source and today's
 periods (`retention_deadline`): a deadline fixed when the file was written (`ExportFile.expires_at`,
@@ -11,8 +12,9 @@ says what was deleted, by kind and count, and which files were not found or coul
 
 Sources match RETENTION_DAYS case-insensitively ("Playground" is "playground"): ingest stores the
 source as sent, and a period that missed a capitalised spelling kept those prompts forever. The admin's
-history rows (django_admin_log) of purged prompts and answers go too: they are history of data that no
-longer exists, and rows written before __str__ lost the text carried the prompt's first words.
+history rows (django_admin_log) of everything purged go too (_LOGGED_WITH_PROMPT): they are history of
+data that no longer exists, and rows written before __str__ lost the text carried the prompt's first
+words.
 """
 
 from __future__ import annotations

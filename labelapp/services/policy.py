@@ -1238,9 +1238,9 @@ def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
     read prompts."""
     new = {
         s.prompt_id: s
-        for s in version.samples.filter(split="eval", index=0, prompt__consent=True, prompt__withheld=False)
-        .exclude(prompt_id__in=prompts_awaiting_review())
-        .select_related("prompt", "response")
+        for s in version.samples.filter(
+            split="eval", index=0, prompt__in=_usable_prompts().order_by()
+        ).select_related("prompt", "response")
     }
     old = {}
     if version.parent_id:

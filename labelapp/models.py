@@ -348,6 +348,11 @@ def prompts_awaiting_review():
     return Rating.objects.filter(flag_pii=True).exclude(Exists(reviewed)).values("comparison__prompt_id")
 
 
+def prompt_awaiting_review(prompt_id: int) -> bool:
+    """Whether this prompt is among prompts_awaiting_review()."""
+    return prompts_awaiting_review().filter(comparison__prompt_id=prompt_id).exists()
+
+
 class RatingQuerySet(models.QuerySet):
     def excluded(self) -> RatingQuerySet:
         """Ratings whose newest review (the one in force) is an exclusion."""

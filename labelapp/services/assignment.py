@@ -33,6 +33,7 @@ from labelapp.models import (
     GuidelineAcknowledgment,
     Prompt,
     Response,
+    prompt_awaiting_review,
     prompts_awaiting_review,
 )
 from labelapp.rawsql import fetch_one, loaded_instance
@@ -296,7 +297,7 @@ def _servable(assignment: Assignment) -> bool:
     prompt = assignment.comparison.prompt
     if not prompt.consent or prompt.withheld:
         return False
-    return not prompts_awaiting_review().filter(comparison__prompt_id=prompt.pk).exists()
+    return not prompt_awaiting_review(prompt.pk)
 
 
 def _take_back(assignment: Assignment) -> None:
@@ -429,11 +430,6 @@ def leases_release_expired(*, now: datetime | None = None, rater=None, limit: in
     return len(rows)
 
 
-# What a late rating on a prompt held for a personal-data review is told (here and ratings.py).
-HELD_FOR_REVIEW = (
-    "This comparison's prompt was reported as holding personal data and is waiting for a staff review. "
-    "Nothing was saved; please take the next one."
-)
 # What a rating on a lease taken back by a withdrawal or a withholding is told (here and ratings.py).
 WITHDRAWN_WHILE_OPEN = (
     "This comparison was withdrawn while you had it open. Nothing was saved; please take the next one."
@@ -446,7 +442,8 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
     Called inside the rating transaction with `assignment` locked. Raises QueueError when the
     comparison was filled by other raters in the meantime, or was withdrawn (deactivated, or its
     prompt withheld for personal data or without consent). Gold pairs ignore required_ratings, as in
-    the claim.
+    the claim. The caller (services/ratings.py) has already applied the claim's other rules to a
+    lapsed lease: the guidelines in force acknowledged, no personal-data flag holding the prompt back.
 
     When a reload meanwhile issued the same comparison to the same rater again (an expired lease
     does not keep it from them), that open lease is ended and its slot passes to the late rating:
@@ -475,9 +472,6 @@ def assignment_reclaim_expired(*, assignment: Assignment) -> None:
             else "Your time on this comparison ran out and it has been withdrawn. "
             "Nothing was saved; please take the next one."
         )
-    if prompts_awaiting_review().filter(comparison__prompt_id=assignment.comparison.prompt_id).exists():
-        # as the claim: a prompt whose personal-data flag waits for review goes to no rater meanwhile
-        raise QueueError(HELD_FOR_REVIEW)
     skipped = Assignment.objects.filter(
         rater_id=assignment.rater_id, comparison_id=assignment.comparison_id, status=Assignment.Status.SKIPPED
     )

@@ -22,10 +22,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labelapp.models import Assignment, Comparison, GuidelineVersion, Prompt, Rating, prompts_awaiting_review
+from labelapp.models import Assignment, Comparison, GuidelineVersion, Prompt, Rating, prompt_awaiting_review
 from labelapp.rawsql import fetch_one, loaded_instance
 from labelapp.services.assignment import (
-    HELD_FOR_REVIEW,
     WITHDRAWN_WHILE_OPEN,
     QueueError,
     assignment_reclaim_expired,
@@ -71,6 +70,10 @@ class FormKeyUsed(RatingError):
 MAX_TIME_ON_TASK_MS = 2**31 - 1  # Rating.time_on_task_ms is a PostgreSQL integer
 ALREADY_RATED = "You have already rated this comparison; a rating cannot be changed here."
 NO_LONGER_YOURS = "This comparison is no longer assigned to you (skipped or finished)."
+HELD_FOR_REVIEW = (
+    "This comparison's prompt was reported as holding personal data and is waiting for a staff review. "
+    "Nothing was saved; please take the next one."
+)
 EXPIRED_UNDER_NEW_GUIDELINES = (
     "Your time on this comparison ran out, and guidelines version {number} came into force meanwhile. "
     "Nothing was saved: read and acknowledge the new version, then take the next comparison."
@@ -331,7 +334,7 @@ def _submit_slow(
             current = guideline_current()
             if current is not None and current.pk != version.pk:
                 raise AssignmentGone(EXPIRED_UNDER_NEW_GUIDELINES.format(number=current.number))
-            if prompts_awaiting_review().filter(comparison__prompt_id=comparison.prompt_id).exists():
+            if prompt_awaiting_review(comparison.prompt_id):
                 raise AssignmentGone(HELD_FOR_REVIEW)
         if assignment.status == Assignment.Status.EXPIRED:
             try:

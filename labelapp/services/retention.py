@@ -122,6 +122,17 @@ _LOGGED_WITH_PROMPT = (
 )
 
 
+# The report's counts, by kind: the rows of these models that go.
+_REPORTED = {
+    "prompts": Prompt,
+    "responses": Response,
+    "comparisons": Comparison,
+    "assignments": Assignment,
+    "ratings": Rating,
+    "reviews": RatingReview,
+}
+
+
 def _delete_admin_history(ids_by_model: dict) -> None:
     """The admin's log rows about these rows, by model (object_id is text in that table)."""
     for model, ids in ids_by_model.items():
@@ -149,24 +160,19 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
         "export_files_failed": 0,
     }
     with transaction.atomic():
-        prompts = _expired_prompts(now)
-        ids = list(prompts.values_list("pk", flat=True))
-        report["prompts"] = len(ids)
-        response_ids = list(Response.objects.filter(prompt_id__in=ids).values_list("pk", flat=True))
-        report["responses"] = len(response_ids)
-        report["comparisons"] = Comparison.objects.filter(prompt_id__in=ids).count()
-        report["assignments"] = Assignment.objects.filter(comparison__prompt_id__in=ids).count()
-        report["ratings"] = Rating.objects.filter(comparison__prompt_id__in=ids).count()
-        report["reviews"] = RatingReview.objects.filter(rating__comparison__prompt_id__in=ids).count()
-        if dry_run:
-            report["export_files"] = len(_expired_files(now))
-            return report
-        logged = {
+        ids = list(_expired_prompts(now).values_list("pk", flat=True))
+        # the rows that go, by model: counted for the report, and whose admin history goes with them
+        going = {
             model: list(model.objects.filter(**{lookup: ids}).values_list("pk", flat=True))
             for model, lookup in _LOGGED_WITH_PROMPT
         }
+        for kind, model in _REPORTED.items():
+            report[kind] = len(going[model])
+        if dry_run:
+            report["export_files"] = len(_expired_files(now))
+            return report
         Prompt.objects.filter(pk__in=ids).delete()
-        _delete_admin_history(logged)
+        _delete_admin_history(going)
     _purge_export_files(now, report)
     return report
 

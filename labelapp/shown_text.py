@@ -30,13 +30,11 @@ _FENCED = FencedBlockPreprocessor.FENCED_BLOCK_RE
 _BACKTICKS = re.compile(r"(?<!\\)`+")
 
 
-class CodeSpans:
-    """The [start, end) ranges of `text` that Markdown surely shows literally, for `inside(pos)`."""
+class _Ranges:
+    """Sorted, disjoint [start, end) ranges, for `inside(pos)` look-ups."""
 
-    def __init__(self, text: str):
-        fenced = [m.span() for m in _FENCED.finditer(text)] if ("```" in text or "~~~" in text) else []
-        spans = fenced + (_inline_code(text, fenced) if "`" in text else [])
-        spans.sort()
+    def __init__(self, spans: list[tuple[int, int]]):
+        spans = sorted(spans)
         self._starts = [s for s, _ in spans]
         self._ends = [e for _, e in spans]
 
@@ -48,19 +46,21 @@ class CodeSpans:
         return k >= 0 and pos < self._ends[k]
 
 
-def _inline_code(text: str, fenced: list[tuple[int, int]]) -> list[tuple[int, int]]:
+class CodeSpans(_Ranges):
+    """The ranges of `text` that Markdown surely shows literally."""
+
+    def __init__(self, text: str):
+        fenced = [m.span() for m in _FENCED.finditer(text)] if ("```" in text or "~~~" in text) else []
+        super().__init__(fenced + (_inline_code(text, _Ranges(fenced)) if "`" in text else []))
+
+
+def _inline_code(text: str, fenced: _Ranges) -> list[tuple[int, int]]:
     """Inline code spans outside the fenced blocks: on each line whose backtick runs (not escaped) pair
     up, a run of n backticks to the next run of exactly n."""
-    fenced_starts = [s for s, _ in fenced]
-
-    def in_fence(pos: int) -> bool:
-        k = bisect.bisect_right(fenced_starts, pos) - 1
-        return k >= 0 and pos < fenced[k][1]
-
     spans: list[tuple[int, int]] = []
     line_start = 0
     for line in text.split("\n"):
-        if "`" in line and not in_fence(line_start):
+        if "`" in line and not fenced.inside(line_start):
             spans += _line_code(line, line_start)
         line_start += len(line) + 1
     return spans

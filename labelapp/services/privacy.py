@@ -381,7 +381,7 @@ def _shown(text: str) -> _Shown | None:
     out: list[str] = []
     shown = _Shown("", [], [], [], [])
     typed_pos = shown_pos = 0
-    code = CodeSpans(text) if "`" in text or "~~~" in text else None
+    code = CodeSpans(text)
     for m in _HIDING.finditer(text):
         piece = m.group(0)
         if piece[0] in "&\\" and code and code.inside(m.start()):

@@ -507,10 +507,8 @@ class ExportResult:
 
 
 _SINKS = {"jsonl": _JsonlSink, "parquet": _ParquetSink}
-_WORKING_SUFFIXES = (
-    ".partial",
-    ".previous",
-)  # _Landing's: rows go to the first, an earlier file to the second
+# _Landing's working names beside a target: rows go to x.partial, an earlier file at x to x.previous
+_PARTIAL, _PREVIOUS = ".partial", ".previous"
 
 
 def _check_target(target: Path) -> None:
@@ -519,7 +517,7 @@ def _check_target(target: Path) -> None:
         raise ValueError(f"the path {str(target)!r} names no file")
     if target.is_dir():
         raise ValueError(f"{target} is a directory: name a file")
-    if target.suffix in _WORKING_SUFFIXES:
+    if target.suffix in (_PARTIAL, _PREVIOUS):
         # x.jsonl.partial as the export and x.jsonl as its ties file: the rows went to one path for
         # both, and the records named a file that did not exist
         raise ValueError(
@@ -563,7 +561,7 @@ class _Landing:
         """Every row into the .partial files, closed (the footer too: a close that fails leaves no
         file behind either)."""
         for kind, (target, f) in self.targets.items():
-            self.partial[kind] = target.with_name(target.name + ".partial")
+            self.partial[kind] = target.with_name(target.name + _PARTIAL)
             self.partial[kind].parent.mkdir(parents=True, exist_ok=True)
             schema = parquet_schema(mode, kind) if f == "parquet" else None
             self.sinks[kind] = _SINKS[f](self.partial[kind], schema=schema)
@@ -576,7 +574,7 @@ class _Landing:
         """Move the files into place, an earlier file at a target aside until all have landed."""
         for kind, (target, _) in self.targets.items():
             if target.exists():
-                self.kept[target] = target.replace(target.with_name(target.name + ".previous"))
+                self.kept[target] = target.replace(target.with_name(target.name + _PREVIOUS))
             self.partial[kind].replace(target)
             self.landed.append(target)
 

@@ -257,6 +257,15 @@ if AXES_FAILURE_LIMIT < 1 or not 0 < _cooloff_minutes <= 366 * 24 * 60:  # 0 loc
         f"{AXES_FAILURE_LIMIT} and {_cooloff_minutes}"
     )
 AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
+# failed logins from one address over all accounts in the same window (password spraying: one common
+# password tried on every account); 0 switches it off. Set it above what an office behind one address
+# mistypes in LOGIN_COOLOFF_MINUTES: reaching it refuses every login from there until the window ends.
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+if LOGIN_ADDRESS_FAILURE_LIMIT < 0:
+    raise ImproperlyConfigured(
+        f"LOGIN_ADDRESS_FAILURE_LIMIT must be 0 (off) or more, got {LOGIN_ADDRESS_FAILURE_LIMIT}"
+    )
+AXES_HANDLER = "labelapp.login_throttle.AddressBudgetHandler"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # a try while locked out does not start the wait again: one post every 14 minutes kept an account

@@ -5,6 +5,10 @@ logins of it from there, even with the right password, until LOGIN_COOLOFF_MINUT
 the failure that locked it (tries while locked out do not count). The login page itself answers,
 with status 429 and the wait, so a rater who mistyped knows what happened and when to come back; it
 says nothing about whether the account exists (every name is counted alike).
+
+One address is also held to LOGIN_ADDRESS_FAILURE_LIMIT failed logins over all accounts together in the
+same window (AddressBudgetHandler): without it a guesser could try one common password on every
+account (password spraying) and never lock anything, each account seeing a single failure.
 """
 
 from __future__ import annotations
@@ -13,8 +17,12 @@ import ipaddress
 import logging
 import math
 
+from axes.attempts import get_cool_off_threshold
+from axes.handlers.database import AxesDatabaseHandler
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import Sum
 from django.shortcuts import render
 
 log = logging.getLogger(__name__)
@@ -53,15 +61,39 @@ def _without_port(entry: str) -> str:
     return host if colon and host.count(":") == 0 and port.isdigit() else entry
 
 
+class AddressBudgetHandler(AxesDatabaseHandler):
+    """django-axes' AXES_HANDLER: its database handler, and besides each account's count at an address,
+    the address's count over every account."""
+
+    def is_locked(self, request, credentials=None) -> bool:
+        return super().is_locked(request, credentials) or address_budget_spent(request)
+
+
+def address_budget_spent(request) -> bool:
+    """Whether the request's address has had LOGIN_ADDRESS_FAILURE_LIMIT failed logins, over all accounts,
+    within the cool-off window (0 switches the limit off)."""
+    limit = settings.LOGIN_ADDRESS_FAILURE_LIMIT
+    address = getattr(request, "axes_ip_address", None)
+    if not limit or address is None:
+        return False
+    recent = AccessAttempt.objects.filter(
+        ip_address=address, attempt_time__gte=get_cool_off_threshold(request)
+    ).aggregate(failures=Sum("failures_since_start"))
+    return (recent["failures"] or 0) >= limit
+
+
 def cooloff_minutes() -> int:
     return max(1, math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
 
 
-def lockout_message() -> str:
+def lockout_message(*, whole_address: bool = False) -> str:
     minutes = cooloff_minutes()
+    wait = f"Try again in {minutes} minute{'s' if minutes != 1 else ''}"
+    if whole_address:
+        return f"Too many failed logins from your address. {wait}, or ask staff to unlock it."
     return (
-        f"Too many failed logins to this account from your address. Try again in {minutes} "
-        f"minute{'s' if minutes != 1 else ''}, or ask staff to unlock the account."
+        f"Too many failed logins to this account from your address. {wait}, or ask staff to unlock the "
+        "account."
     )
 
 
@@ -72,5 +104,6 @@ def locked_out(request, response=None, credentials=None):
         "login throttled: account %r from %s", username[:150], getattr(request, "axes_ip_address", "?")
     )
     form = AuthenticationForm(request, initial={"username": username[:150]})
-    context = {"form": form, "next": request.POST.get("next", ""), "lockout": lockout_message()}
+    message = lockout_message(whole_address=address_budget_spent(request))
+    context = {"form": form, "next": request.POST.get("next", ""), "lockout": message}
     return render(request, "registration/login.html", context, status=429)

@@ -154,6 +154,11 @@ def test_login_throttle_settings_out_of_range_stop_start_up():
         )
 
 
+def test_a_negative_address_limit_stops_start_up():
+    r = _manage("check", LOGIN_ADDRESS_FAILURE_LIMIT="-1")
+    assert r.returncode != 0 and "LOGIN_ADDRESS_FAILURE_LIMIT must be 0 (off) or more" in r.stderr
+
+
 def test_a_proxy_count_out_of_range_stops_start_up():
     for bad in ("-1", "11"):
         r = _manage("check", TRUSTED_PROXY_COUNT=bad)

@@ -136,3 +136,29 @@ def test_a_forwarded_address_with_a_port_counts_at_the_address(settings, make_us
     make_user("rater-a")
     _login_via_proxy("rater-a", "wrong", f"192.0.2.1, {entry}")
     assert AccessAttempt.objects.get().ip_address == counted_at
+
+
+def test_one_address_failing_on_many_accounts_is_refused_everywhere_for_the_window(settings, make_user):
+    # password spraying: one guess on each of many accounts never reached any account's limit, so an
+    # address could try a common password on every account without being slowed down
+    from axes.models import AccessAttempt
+
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 5
+    make_user("rater-x")
+    for n in range(5):
+        _fail(f"someone-{n}", 1)
+    response, logged_in = _login("rater-x", PASSWORD)  # the right password of an account never tried
+    assert response.status_code == 429 and not logged_in
+    page = response.content.decode()
+    assert "Too many failed logins from your address" in page and "this account" not in page
+    assert _login("rater-x", PASSWORD, address="10.0.0.2")[1]  # another address is not held
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=16))
+    assert _login("rater-x", PASSWORD)[1]  # the window ended
+
+
+def test_the_address_limit_can_be_switched_off(settings, make_user):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 0
+    make_user("rater-x")
+    for n in range(8):
+        _fail(f"someone-{n}", 2)
+    assert _login("rater-x", PASSWORD)[1]

@@ -408,13 +408,16 @@ class RatingAdmin(DateBoundedListMixin, RecordAdmin):
         form = _ask(self, request, queryset, form_class=ReasonForm, title=title, submit_label=title)
         if not isinstance(form, ReasonForm):
             return form
-        for rating in queryset.select_related("comparison"):
-            try:
-                reason = form.cleaned_data["reason"]
-                rating_review_add(rating=rating, decision=decision, reason=reason, reviewer=request.user)
-            except ReviewError as exc:
-                self.message_user(request, f"Rating #{rating.pk}: {exc}", messages.ERROR)
-                return None
+        reason = form.cleaned_data["reason"]
+        rating = None
+        try:
+            # all or nothing: a refusal part-way left the first ratings decided and said nothing of them
+            with transaction.atomic():
+                for rating in queryset.select_related("comparison"):
+                    rating_review_add(rating=rating, decision=decision, reason=reason, reviewer=request.user)
+        except ReviewError as exc:
+            self.message_user(request, f"Rating #{rating.pk}: {exc} Nothing was recorded.", messages.ERROR)
+            return None
         done = f"{title}: {queryset.count()} rating(s), reason recorded."
         self.message_user(request, done, messages.SUCCESS)
         return None

@@ -40,6 +40,16 @@ def rating_review_add(*, rating: Rating, decision: str, reason: str, reviewer) -
     if len(reason) > REASON_MAX:  # it was cut to fit without a word: a record must say what was typed
         raise ReviewError(f"Keep the reason to {REASON_MAX} characters (it has {len(reason)}).")
     with transaction.atomic():
+        # one decision at a time per rating: a double-clicked form (or two tabs) posting the same
+        # decision recorded it twice; the repeat now gets the row already there
+        Rating.objects.select_for_update().filter(pk=rating.pk).values("pk").first()
+        latest = rating.reviews.order_by("-created_at", "-pk").first()
+        if latest is not None and (latest.decision, latest.reason, latest.reviewer_id) == (
+            decision,
+            reason,
+            reviewer.pk,
+        ):
+            return latest
         review = RatingReview.objects.create(
             rating=rating, decision=decision, reason=reason, reviewer=reviewer
         )

@@ -253,3 +253,17 @@ def test_rate_says_the_open_comparison_was_set_aside_not_that_all_was_judged(
     client.force_login(other_rater)
     page = client.get(reverse("rate_next")).content.decode()
     assert "was set aside" in page
+
+
+def test_the_same_decision_posted_twice_is_recorded_once(client, staff, rater, acked, make_comparison):
+    # a double-clicked decision (or the same form in two tabs) recorded two identical reviews
+    rating = _rated(rater, {}, make_comparison, flag_unsafe=True)
+    client.force_login(staff)
+    url = reverse("staff_review_decide", args=[rating.pk])
+    for _ in range(2):
+        assert client.post(url, {"decision": "exclude", "reason": "spam"}).status_code == 302
+    assert RatingReview.objects.filter(rating=rating).count() == 1
+    # a different decision (or reason) is a new review, in force as the newest
+    rating_review_add(rating=rating, decision="confirm", reason="second look: fine", reviewer=staff)
+    rating_review_add(rating=rating, decision="exclude", reason="spam", reviewer=staff)
+    assert RatingReview.objects.filter(rating=rating).count() == 3

@@ -153,16 +153,19 @@ def bias_fit(preference, words_a, words_b, a_left) -> dict[str, Estimate]:
 
     No intercept: A and B are interchangeable, so with equal lengths and no position pull the
     choice is a coin. `length_slope` > 0 means the rater leans toward the longer answer (in logit
-    units per unit of log length ratio): the rater's length bias.
+    units per unit of log length ratio): the rater's length bias. Intervals are profile-likelihood
+    ones (`_profile_interval`): a rater who always took the longer answer has a lower bound well above
+    0, where the Fisher interval reached below it and the rater went unflagged.
     """
     pref = np.sign(np.asarray(preference))
     keep = pref != 0
     x_len = log_length_ratio(words_a, words_b)[keep]
     x_pos = np.where(np.asarray(a_left, dtype=bool)[keep], -1.0, 1.0)
-    fit = logistic_fit(np.column_stack([x_len, x_pos]), (pref[keep] > 0).astype(float))
+    X, y = np.column_stack([x_len, x_pos]), (pref[keep] > 0).astype(float)
+    fit = logistic_fit(X, y)
     if fit is None:
         return {"length_slope": EMPTY, "position": EMPTY}
-    return {"length_slope": fit.estimate(0), "position": fit.estimate(1)}
+    return {"length_slope": _profile_interval(X, y, 0, fit), "position": _profile_interval(X, y, 1, fit)}
 
 
 def longer_curve(
@@ -218,10 +221,9 @@ def length_controlled_win_rate(won, log_ratio, same_won=(), same_log_ratio=()) -
     fit = logistic_fit(X, y)
     if fit is None:
         return {"win_rate": EMPTY, "length_slope": EMPTY}
-    theta = float(fit.coef[1])
-    lo, hi = _profile_interval(X, y, theta)
+    theta = _profile_interval(X, y, 1, fit)
     return {
-        "win_rate": Estimate(_sigmoid(theta), _sigmoid(lo), _sigmoid(hi), int(won.size)),
+        "win_rate": Estimate(_sigmoid(theta.value), _sigmoid(theta.lo), _sigmoid(theta.hi), int(won.size)),
         "length_slope": fit.estimate(0),
     }
 
@@ -230,45 +232,57 @@ _CHI2_1_95 = Z95**2  # the likelihood-ratio test's 95% cut for one parameter
 
 
 def _profile_interval(
-    X, y, theta_hat: float, *, ridge: float = 1e-3, reach: float = 30.0
-) -> tuple[float, float]:
-    """95% profile-likelihood interval of theta (X's second column) in `length_controlled_win_rate`'s
-    model: the thetas whose likelihood, with the slope refitted, is within the chi-square cut of the
-    best. The Fisher (Wald) interval was [0, 1] exactly when the new policy lost (or won) every
-    comparison: separation makes the standard error explode, so the watch never rejected the worst
-    version. The profile stays finite on the side the data speak for; the other side ends at `reach`
-    logits from the estimate (about 0 or 1 as a rate)."""
-    x_len, is_new = X[:, 0], X[:, 1]
+    X, y, j: int, fit: LogisticFit, *, ridge: float = 1e-3, reach: float = 30.0
+) -> Estimate:
+    """95% profile-likelihood interval of coefficient `j` of `logistic_fit`'s model: the values whose
+    likelihood, with the other coefficients refitted, is within the chi-square cut of the best.
 
-    def profile(theta: float) -> float:
-        slope = 0.0
-        for _ in range(30):  # Newton on the slope alone, theta fixed as an offset
-            p = expit(slope * x_len + theta * is_new)
-            grad = x_len @ (y - p) - ridge * slope
-            hess = (x_len**2) @ (p * (1 - p)) + ridge
-            step = grad / hess
-            slope += step
-            if abs(step) < 1e-10:
+    The Fisher (Wald) interval breaks down exactly on the clearest cases: when every judgment went the
+    same way (a new policy that lost every comparison, a rater who always took the longer answer),
+    separation makes the standard error explode and the interval covered everything, so the watch
+    never rejected the worst version and the most length-biased rater was never flagged. The profile
+    stays finite on the side the data speak for; the other side ends at `reach` logits from the
+    estimate (about 0 or 1 as a rate). Where the likelihood is close to quadratic (most fits, and every
+    large one) the Fisher bound already sits at the cut, and is kept after one check."""
+    coef_hat = fit.coef
+    others = [i for i in range(X.shape[1]) if i != j]
+    X_rest, x_j = X[:, others], X[:, j]
+    start = np.asarray(coef_hat, dtype=float)[others]
+
+    def profile(value: float) -> float:
+        w = start.copy()  # Newton on the other coefficients, coefficient j fixed as an offset
+        for _ in range(30):
+            z = X_rest @ w + value * x_j
+            p = expit(z)
+            grad = X_rest.T @ (y - p) - ridge * w
+            hess = (X_rest * (p * (1 - p))[:, None]).T @ X_rest + ridge * np.eye(len(others))
+            step = np.linalg.solve(hess, grad)
+            w = w + step
+            if np.max(np.abs(step), initial=0.0) < 1e-10:
                 break
-        z = slope * x_len + theta * is_new
-        return float(y @ z - np.logaddexp(0.0, z).sum() - ridge * (slope**2 + theta**2) / 2)
+        z = X_rest @ w + value * x_j
+        return float(y @ z - np.logaddexp(0.0, z).sum() - ridge * (w @ w + value**2) / 2)
 
-    best = profile(theta_hat)
+    best_value = float(coef_hat[j])
+    best = profile(best_value)
 
-    def outside(theta: float) -> bool:
-        return 2 * (best - profile(theta)) > _CHI2_1_95
+    def outside(value: float) -> bool:
+        return 2 * (best - profile(value)) > _CHI2_1_95
 
     def bound(direction: float) -> float:
-        far = theta_hat + direction * reach
+        wald = best_value + direction * Z95 * float(fit.se[j])
+        if abs(2 * (best - profile(wald)) - _CHI2_1_95) < 0.05 * _CHI2_1_95:
+            return wald
+        far = best_value + direction * reach
         if not outside(far):
             return far
-        near = theta_hat
-        for _ in range(60):  # bisection between a theta inside and one outside
+        near = best_value
+        for _ in range(40):  # bisection between a value inside and one outside
             mid = (near + far) / 2
             near, far = (near, mid) if outside(mid) else (mid, far)
         return (near + far) / 2
 
-    return bound(-1.0), bound(1.0)
+    return Estimate(best_value, bound(-1.0), bound(1.0), fit.n)
 
 
 # --- gold, agreement ---------------------------------------------------------------------------------

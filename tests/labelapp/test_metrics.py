@@ -181,6 +181,20 @@ def test_bias_fit_recovers_a_known_length_slope_and_position_pull():
     assert fit["length_slope"].value == pytest.approx(1.5, abs=0.15)
 
 
+def test_a_rater_who_always_took_the_longer_answer_has_a_length_slope_clearly_above_zero():
+    # the clearest case went unflagged: separated data made the Fisher interval [-4.8, 40.6]
+    rng = np.random.default_rng(1)
+    n = 200
+    short = rng.integers(20, 200, n)
+    long = (short * rng.uniform(1.3, 3.0, n)).astype(int)
+    b_longer = rng.random(n) < 0.5
+    wa, wb = np.where(b_longer, short, long), np.where(b_longer, long, short)
+    a_left = rng.random(n) < 0.5
+    fit = metrics.bias_fit(np.where(b_longer, 2, -2), wa, wb, a_left)
+    assert fit["length_slope"].lo > 2.0
+    assert fit["position"].lo < 0 < fit["position"].hi  # sides were random: no position pull
+
+
 def test_longer_curve_bins_and_slope():
     pref = np.array([1, 1, 1, -1, 1, -1])
     wa = np.array([10, 10, 10, 10, 10, 10])

@@ -145,10 +145,11 @@ def _round_charts(rows) -> dict[str, dict]:
     ordered = sorted(rows, key=lambda r: r.version.number)
 
     def series(key):
+        # a figure a round did not store (or stored as null, as older rounds did) is a gap, not a 500
         return [
-            (float(r.version.number), float(r.version.metrics[key]))
+            (float(r.version.number), float(value))
             for r in ordered
-            if key in r.version.metrics
+            if isinstance(value := r.version.metrics.get(key), int | float) and not isinstance(value, bool)
         ]
 
     win = [(float(r.version.number), r.win["win_rate"]) for r in ordered if r.win]

@@ -20,6 +20,7 @@ from labelapp.api import data_serializers as ds
 from labelapp.api import parsers
 from labelapp.api.pagination import BoundedLimitOffsetPagination
 from labelapp.api.permissions import STAFF
+from labelapp.api.serializers import ChoiceField
 from labelapp.api.strict import PAGINATION_PARAMS, ApiView
 from labelapp.models import ApiToken, Prompt, RaterProfile, Rating
 from labelapp.services.comparisons import comparisons_create
@@ -335,12 +336,12 @@ class RatingFilterSerializer(serializers.Serializer):
     flag_pii = serializers.BooleanField(required=False, allow_null=True, default=None)
     flag_unsafe = serializers.BooleanField(required=False, allow_null=True, default=None)
     flag_broken = serializers.BooleanField(required=False, allow_null=True, default=None)
-    length_check = serializers.ChoiceField(choices=["", "adds_content", "adds_nothing"], required=False)
+    length_check = ChoiceField(choices=["", "adds_content", "adds_nothing"], required=False)
     source_model = serializers.CharField(required=False, max_length=128)
     excluded = serializers.BooleanField(required=False, allow_null=True, default=None)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    ordering = serializers.ChoiceField(
+    ordering = ChoiceField(
         choices=[
             "id",
             "-id",
@@ -431,9 +432,9 @@ class RaterFiguresView(ApiView):
 
 
 class ExportQuerySerializer(serializers.Serializer):
-    mode = serializers.ChoiceField(choices=["rating", "comparison"], default="rating")
-    output = serializers.ChoiceField(choices=["jsonl", "parquet"], default="jsonl")
-    kind = serializers.ChoiceField(
+    mode = ChoiceField(choices=["rating", "comparison"], default="rating")
+    output = ChoiceField(choices=["jsonl", "parquet"], default="jsonl")
+    kind = ChoiceField(
         choices=["pairs", "ties"],
         default="pairs",
         help_text="ties: the ties / both-bad / split rows instead.",

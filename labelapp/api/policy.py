@@ -10,7 +10,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from labelapp.api.permissions import STAFF
-from labelapp.api.serializers import StrictTextField, TrainingRunSerializer
+from labelapp.api.serializers import ChoiceField, StrictTextField, TrainingRunSerializer
 from labelapp.api.strict import ApiView, StrictSerializer
 from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
@@ -104,7 +104,7 @@ class SamplePairSerializer(serializers.Serializer):
 
 
 class RoundRequestSerializer(StrictSerializer):
-    kind = serializers.ChoiceField(choices=[str(k) for k in POLICY_KINDS], help_text="ppo or best_of_n")
+    kind = ChoiceField(choices=[str(k) for k in POLICY_KINDS], help_text="ppo or best_of_n")
 
 
 class PolicyVersionsView(ApiView):

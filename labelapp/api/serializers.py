@@ -36,6 +36,16 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class ChoiceField(serializers.ChoiceField):
+    """DRF's ChoiceField, with the refused value cut to 50 characters in the error: the message quoted
+    the whole of it (a 100 KB "kind" came back as a 100 KB 400)."""
+
+    def fail(self, key, **kwargs):
+        if "input" in kwargs:
+            kwargs["input"] = str(kwargs["input"])[:50]
+        super().fail(key, **kwargs)
+
+
 class StrictUUIDField(serializers.UUIDField):
     """A UUID written as a string: DRF's UUIDField turns an integer (and true, and 0) into UUID(int=...)."""
 
@@ -79,7 +89,7 @@ class RatingInSerializer(StrictSerializer):
     flag_pii = serializers.BooleanField(default=False)
     flag_unsafe = serializers.BooleanField(default=False)
     flag_broken = serializers.BooleanField(default=False)
-    length_check = serializers.ChoiceField(
+    length_check = ChoiceField(
         choices=["", "adds_content", "adds_nothing"],
         required=False,
         default="",

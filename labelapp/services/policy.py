@@ -419,7 +419,7 @@ def policy_round_request(
     """
     permission_check(requested_by, "training_request")
     if kind not in POLICY_KINDS:
-        raise PolicyError(f"unknown round kind {kind!r}: use 'ppo' or 'best_of_n'")
+        raise PolicyError(f"unknown round kind {kind[:50]!r}: use 'ppo' or 'best_of_n'")
     rm = reward_model_active()
     if rm is None:
         raise PolicyError("no active reward model: train and activate one first (/training/)")

@@ -686,6 +686,15 @@ def test_the_watch_warns_on_more_than_ten_percent_and_reads_missing_scores_as_un
         assert policy.policy_warnings(version=ten, win={"win_rate": 0.4, "n": 10}) == []
 
 
+def test_the_policy_page_reads_a_null_figure_as_a_gap(client, staff, guideline):
+    # float(None) was a 500 on /policy/ for a version whose stored figures held a null
+    v0 = policy.policy_base()
+    _version(1, v0, {"rm_score": None, "kl": None, "mean_length": 60, "entropy": True})
+    _version(2, v0, {"rm_score": 0.4, "kl": 0.2, "mean_length": 61})
+    client.force_login(staff)
+    assert client.get(reverse("policy_home")).status_code == 200
+
+
 def test_the_win_rate_interval_counts_comparisons_not_the_ratings_of_each(rater, guideline, make_user):
     """Three raters agreeing on each of 10 comparisons are 10 draws of the two policies' answers, not
     30: the interval is the one of 10 (counting ratings made it sqrt(3) too narrow)."""
@@ -1061,6 +1070,11 @@ def test_the_staff_button_starts_one_round_and_says_why_not_twice(loop, client, 
     assert b"one at a time" in response.content and len(enqueued) == 1
     response = client.post(reverse("policy_round_start"), {"kind": "<b>x</b>"}, follow=True)
     assert b"unknown round kind" in response.content and b"<b>x</b>" not in response.content
+    # the refused value was quoted whole: a 200 KB kind made a 200 KB flash message
+    response = client.post(reverse("policy_round_start"), {"kind": "y" * 200_000}, follow=True)
+    assert b"unknown round kind" in response.content and len(response.content) < 100_000
+    r = client.post("/api/policy-rounds/", {"kind": "x" * 100_000}, content_type="application/json")
+    assert r.status_code == 400 and "valid choice" in r.content.decode() and len(r.content) < 1000
 
 
 def test_api_lists_versions_starts_rounds_and_refuses_bad_input(loop, client, staff, rater, enqueued):

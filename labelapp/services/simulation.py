@@ -467,12 +467,41 @@ class SimulationResult:
     per_rater: dict[str, int] = field(default_factory=dict)
 
 
+# Simulated accounts belong to this group (no permissions): a later run reuses them, and only them.
+SIMULATED_GROUP = "simulated raters"
+
+
 def _sim_rater(username: str):
-    user, _ = get_user_model().objects.get_or_create(username=username)
-    if user.has_usable_password():
+    """The simulated rater of this name: created (no usable password, in SIMULATED_GROUP), or reused
+    when an earlier run created it. Any other account of the name, in any case, is refused: the
+    simulator took over a person's account (a superuser's too) by its name, made its password
+    unusable and rated in its name."""
+    from django.contrib.auth.models import Group
+
+    group, _ = Group.objects.get_or_create(name=SIMULATED_GROUP)
+    users = get_user_model().objects
+    user = users.filter(username__iexact=username).first()
+    if user is None:
+        user = users.create(username=username)
         user.set_unusable_password()  # simulated accounts never log in
         user.save(update_fields=["password"])
-    return user
+        user.groups.add(group)
+        return user
+    if user.groups.filter(pk=group.pk).exists() or _created_by_an_earlier_simulation(user):
+        user.groups.add(group)
+        return user
+    raise ValueError(
+        f"An account named {user.username!r} exists and is not a simulated rater; choose another --seed so "
+        "that the simulator does not rate in its name."
+    )
+
+
+def _created_by_an_earlier_simulation(user) -> bool:
+    """A simulated account from before SIMULATED_GROUP: never logs in, not staff, and every rating it
+    has, at least one, was drawn by the simulator."""
+    if user.is_staff or user.is_superuser or user.has_usable_password():
+        return False
+    return user.ratings.exists() and not user.ratings.filter(simulated__isnull=True).exists()
 
 
 def _ensure_acknowledged(rater) -> None:

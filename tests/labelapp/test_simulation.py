@@ -149,6 +149,32 @@ def test_simulated_raters_acknowledge_a_new_guideline_version(guideline):
     assert SimulatedDecision.objects.count() == Rating.objects.count() == 12
 
 
+def test_the_simulator_never_rates_in_the_name_of_an_account_it_did_not_create(guideline, make_user):
+    # a superuser named sim-7-01 lost their password and had simulated ratings made in their name
+    from django.contrib.auth import get_user_model
+
+    boss = make_user("sim-7-01", staff=True)
+    args = ("simulate_raters", "--raters", "1", "--ratings", "2", "--seed", "7", "--encoder", "lexical")
+    with pytest.raises(CommandError, match="exists and is not a simulated rater"):
+        call_command(*args)
+    boss.refresh_from_db()
+    assert boss.has_usable_password() and not Rating.objects.exists()
+    make_user("Sim-8-01")  # nor a human's name in another case (a second account beside it)
+    with pytest.raises(CommandError, match="'Sim-8-01' exists"):
+        call_command(*args[:-3], "8", "--encoder", "lexical")
+    assert not get_user_model().objects.filter(username="sim-8-01").exists()
+
+
+def test_a_simulated_account_from_before_the_group_is_reused(guideline):
+    from django.contrib.auth.models import Group
+
+    args = ("simulate_raters", "--raters", "1", "--ratings", "2", "--seed", "9", "--encoder", "lexical")
+    call_command(*args)
+    Group.objects.get(name="simulated raters").user_set.clear()  # as accounts made by older releases
+    call_command(*args)
+    assert Rating.objects.filter(rater__username="sim-9-01").count() == 4
+
+
 def test_a_version_published_while_the_simulation_runs_is_acknowledged(guideline, monkeypatch):
     """Staff publishing while simulate_raters ran ended it with a GuidelineAckRequired traceback: the
     claim raises that (not a GuidelineError), and the turn's acknowledge-and-go-on path never ran."""

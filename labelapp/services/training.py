@@ -1215,10 +1215,17 @@ def _eval_set_figures(model_dir: str, pairs, device: str | None) -> dict:
 
 def reward_model_safe_activate(*, version: RewardModelVersion, device: str | None = None) -> bool:
     """Evaluate `version` and the active one on the frozen set; activate it when `activation_decision`
-    allows (and AUTO_ACTIVATE is on). Records figures and the reason on the version either way."""
+    allows (and AUTO_ACTIVATE is on). Records figures and the reason on the version either way.
+
+    The version active when its run succeeded (the decision marker's) must still be active: a hand
+    activation or roll-back made since stands. The immediate decision read the active version afresh
+    after growing the evaluation set, so a roll-back in that window was compared against and replaced;
+    only the re-sent decision checked."""
+    active = reward_model_active()
+    if _active_changed_since_success(version, active):
+        return False
     eval_set_grow()
     pairs = eval_set_pairs()
-    active = reward_model_active()
     figures: dict = {"n_pairs": len(pairs)}
     candidate = current = None
     if pairs:
@@ -1268,8 +1275,29 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
     return ok
 
 
+def _active_changed_since_success(version: RewardModelVersion, active: RewardModelVersion | None) -> bool:
+    """Whether the active version is no longer the one the decision marker recorded; if so the version
+    is left undecided for staff, with the reason."""
+    marker = version.eval_set_metrics or {}
+    if DECISION_PENDING not in marker or (active.pk if active else None) == marker.get("active"):
+        return False
+    shown = f"v{active.number}" if active else "none"
+    note = (
+        "Not activated: the active version changed by hand while this one waited for its decision "
+        f"({shown} is active now); compare and activate it by hand if it should replace it."
+    )
+    if RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(
+        eval_set_metrics={}, activation_note=note
+    ):
+        version.eval_set_metrics, version.activation_note = {}, note
+    log.info("reward model v%s: %s", version.number, note)
+    return True
+
+
 DECISION_PENDING = "decision_pending_since"
-_DECISION_MARKER_KEYS = (DECISION_PENDING, "resends", "active")
+# since when the decision waits, how often it was sent again, how many decisions started (the run's own
+# counts as the first), and which version was active when the run succeeded
+_DECISION_MARKER_KEYS = (DECISION_PENDING, "resends", "started", "active")
 DECIDING_NOTE = "Deciding: to be scored on the frozen evaluation set against the active version."
 _PENDING_VERSIONS = dict(
     eval_set_metrics__has_key=DECISION_PENDING, is_active=False, activation_note=DECIDING_NOTE
@@ -1285,12 +1313,15 @@ def database_now():
         return cursor.fetchone()[0]
 
 
-def decision_pending_marker(*, active: RewardModelVersion | None, resends: int = 0, now=None) -> dict:
+def decision_pending_marker(
+    *, active: RewardModelVersion | None, resends: int = 0, started: int = 1, now=None
+) -> dict:
     """What a version's eval_set_metrics hold from its run's success until its decision replaces them:
-    since when (the database's clock), how often the decision was re-sent, and which version was active
-    then."""
+    since when (the database's clock), how often the decision was re-sent, how many decisions started
+    (the one the run makes itself included), and which version was active then."""
     when = (now or database_now()).isoformat()
-    return dict(zip(_DECISION_MARKER_KEYS, (when, resends, active.pk if active else None), strict=True))
+    values = (when, resends, started, active.pk if active else None)
+    return dict(zip(_DECISION_MARKER_KEYS, values, strict=True))
 
 
 def _decision_wait_seconds() -> int:
@@ -1307,7 +1338,12 @@ def reward_model_decisions_resend(*, now=None) -> list[int]:
     commit and the decision left the version undecided for ever, and the loop never moved on to it.
     After RM_MAX_ATTEMPTS re-sends (a decision that kills its worker every time, say out of memory) the
     version gets a reason and is left to staff. One conditional UPDATE per version (jsonb equality as a
-    compare-and-set), so two beats at once send it once."""
+    compare-and-set), so two beats at once send it once.
+
+    Only decisions that started count toward giving up (RM_MAX_ATTEMPTS of them, the run's own
+    included): messages that waited behind a long run on a busy worker, or could not be sent while the
+    broker was down, counted as attempts, and a version nothing had tried to decide was given up as if
+    its worker had died each time."""
     now = now or database_now()
     cutoff = now - timedelta(seconds=_decision_wait_seconds())
     waiting = RewardModelVersion.objects.filter(**_PENDING_VERSIONS).values_list("pk", "eval_set_metrics")
@@ -1321,16 +1357,24 @@ def _decision_resend(pk: int, figures: dict, *, now, cutoff) -> bool:
     if since is not None and since > cutoff:
         return False
     resends = int(figures.get("resends") or 0)
+    started = _decisions_started(figures)
     same = RewardModelVersion.objects.filter(pk=pk, eval_set_metrics=figures)
-    if resends >= settings.TRAINING["MAX_ATTEMPTS"]:
+    if started >= settings.TRAINING["MAX_ATTEMPTS"]:
         same.update(
             eval_set_metrics={},
-            activation_note=f"Not activated: the worker deciding it stopped {resends + 1} times (killed, "
+            activation_note=f"Not activated: the worker deciding it stopped {started} times (killed, "
             "or out of memory loading the models); compare and activate it by hand if it should be.",
         )
         return False
     marker = figures | {DECISION_PENDING: now.isoformat(), "resends": resends + 1}
     return bool(same.update(eval_set_metrics=marker)) and _send_decision(pk)
+
+
+def _decisions_started(marker: dict) -> int:
+    """How many decisions of a version started; a marker from before this count had only the re-sends
+    (each then counted as a start, after the run's own)."""
+    started = marker.get("started")
+    return int(started) if isinstance(started, int) else int(marker.get("resends") or 0) + 1
 
 
 def _send_decision(version_id: int) -> bool:
@@ -1356,21 +1400,16 @@ def reward_model_decide_pending(*, version_id: int) -> bool | None:
     if version is None:
         return None
     marker = version.eval_set_metrics
-    started = marker | {DECISION_PENDING: database_now().isoformat()}  # the check waits again from now
+    # the check waits again from now, and this decision counts as one that started
+    started = marker | {
+        DECISION_PENDING: database_now().isoformat(),
+        "started": _decisions_started(marker) + 1,
+    }
     if not RewardModelVersion.objects.filter(pk=version.pk, eval_set_metrics=marker).update(
         eval_set_metrics=started
     ):
         return None
     version.eval_set_metrics = started
-    active = reward_model_active()
-    if (active.pk if active else None) != marker.get("active"):
-        shown = f"v{active.number}" if active else "none"
-        RewardModelVersion.objects.filter(pk=version.pk).update(
-            eval_set_metrics={},
-            activation_note="Not activated: the active version changed by hand while this one waited for "
-            f"its decision ({shown} is active now); compare and activate it by hand if it should replace it.",
-        )
-        return False
     return reward_model_decide(version=version, device=settings.TRAINING.get("DEVICE") or None)
 
 

@@ -314,11 +314,51 @@ def test_a_pending_decision_leaves_a_hand_roll_back_alone_and_gives_up_after_the
     limit = tiny_settings.TRAINING["MAX_ATTEMPTS"]
     RewardModelVersion.objects.filter(pk=version.pk).update(
         activation_note=training.DECIDING_NOTE,
-        eval_set_metrics=training.decision_pending_marker(active=other, resends=limit),
+        eval_set_metrics=training.decision_pending_marker(active=other, started=limit),
     )
     assert training.reward_model_decisions_resend(now=_after_the_wait()) == []
     version.refresh_from_db()
-    assert f"stopped {limit + 1} times" in version.activation_note and version.eval_set_metrics == {}
+    assert f"stopped {limit} times" in version.activation_note and version.eval_set_metrics == {}
+
+
+@pytest.mark.django_db
+def test_the_run_s_own_decision_leaves_a_roll_back_made_since_its_success_alone(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch, staff
+):
+    # the immediate decision read the active version afresh: a roll-back made after the run succeeded
+    # was compared against and replaced (only the re-sent decision checked the marker)
+    version = _undecided_version(tiny_settings, make_user, monkeypatch)
+    other = RewardModelVersion.objects.create(number=99, run=TrainingRun.objects.create(status="succeeded"))
+    training.reward_model_activate(version=other, by=staff)
+    version.refresh_from_db()
+    assert training.reward_model_safe_activate(version=version) is False
+    version.refresh_from_db()
+    assert "changed by hand while this one waited" in version.activation_note and not version.is_active
+    assert RewardModelVersion.objects.get(is_active=True).pk == other.pk
+
+
+@pytest.mark.django_db
+def test_decisions_that_never_started_do_not_count_toward_giving_up(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch, decisions_sent
+):
+    # the re-send counted messages, not decisions: a worker busy with a long run (the messages waited)
+    # or a broker that was down (none could be sent) had the version given up "after the worker
+    # deciding it stopped 4 times", though nothing had tried to decide it since the run
+    version = _undecided_version(tiny_settings, make_user, monkeypatch)
+    limit = tiny_settings.TRAINING["MAX_ATTEMPTS"]
+    for hours in range(1, limit + 3):
+        assert training.reward_model_decisions_resend(now=_after_the_wait(hours)) == [version.pk]
+    version.refresh_from_db()
+    assert version.activation_note == training.DECIDING_NOTE and len(decisions_sent) == limit + 2
+    # decisions that start and die do count: the run's own, then limit - 1 more
+    for _ in range(limit - 1):
+        marker = RewardModelVersion.objects.get(pk=version.pk).eval_set_metrics
+        RewardModelVersion.objects.filter(pk=version.pk).update(
+            eval_set_metrics=marker | {"started": marker["started"] + 1}
+        )
+    assert training.reward_model_decisions_resend(now=_after_the_wait(limit + 4)) == []
+    version.refresh_from_db()
+    assert f"stopped {limit} times" in version.activation_note
 
 
 @pytest.mark.django_db

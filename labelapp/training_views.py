@@ -17,6 +17,7 @@ from labelapp.services.training import (
     METRIC_LABELS,
     AlreadyActive,
     BrokerUnavailable,
+    TooFewRatings,
     eval_set_size,
     metric_rows,
     reward_model_activate,
@@ -65,7 +66,7 @@ def training_start(request: HttpRequest) -> HttpResponse:
             # a checkbox: "on" when ticked; "false" or "0" from a script means no (bool() read it as yes)
             with_baseline=forms.BooleanField(required=False).clean(request.POST.get("with_baseline")),
         )
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, TooFewRatings) as exc:
         messages.error(request, str(exc))
         return redirect("training_home")
     if run is None:

@@ -26,6 +26,8 @@ RELEVANCE_GATES = ("none", "cosine", "pmi")
 COMPILE_MODES = ("auto", "on", "off")
 PACKED_ATTENTIONS = ("auto", "varlen", "flex")
 LENGTH_BETA_STARTS = ("fit", "zero")
+# the fewest preference pairs a run trains on: some are held out for validation
+MIN_PAIRS = 4
 
 
 def check_numbers(

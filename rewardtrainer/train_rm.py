@@ -65,7 +65,14 @@ from .checkpoint import (
     save_final_model,
     validate_checkpoint,
 )
-from .config import TrainConfig, add_config_args, config_from_namespace, default_backbone, missing_local_model
+from .config import (
+    MIN_PAIRS,
+    TrainConfig,
+    add_config_args,
+    config_from_namespace,
+    default_backbone,
+    missing_local_model,
+)
 from .data import (
     DataError,
     EncodedPairs,
@@ -92,7 +99,6 @@ from .packing import document_block_mask
 
 log = logging.getLogger(__name__)
 
-MIN_PAIRS = 4
 __all__ = ["MIN_PAIRS", "TrainConfig", "TrainResult", "default_backbone", "fit_reward_model", "main"]
 
 

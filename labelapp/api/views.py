@@ -40,6 +40,7 @@ from labelapp.services.ratings import RatingError, rating_submit
 from labelapp.services.training import (
     AlreadyActive,
     BrokerUnavailable,
+    TooFewRatings,
     reward_model_activate,
     training_run_request,
 )
@@ -260,6 +261,7 @@ class TrainingRunsView(ApiView):
         request=s.TrainingRequestSerializer,
         responses={
             201: s.TrainingRunSerializer,
+            400: OpenApiResponse(description="Too few ratings would train: no run was queued."),
             409: OpenApiResponse(description="A run is already queued or running: one at a time."),
             503: OpenApiResponse(description="The task broker is unreachable: the run was not queued."),
         },
@@ -276,6 +278,8 @@ class TrainingRunsView(ApiView):
             )
         except BrokerUnavailable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        except TooFewRatings as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         if run is None:
             return Response({"detail": "A run is already queued or running: one at a time."}, status=409)
         return Response(s.TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)

@@ -130,6 +130,10 @@ class BrokerUnavailable(Exception):
     """The Celery broker (Redis) cannot be reached: nothing can be queued right now."""
 
 
+class TooFewRatings(Exception):
+    """Fewer trainable ratings than a run needs: a run queued anyway could only fail."""
+
+
 class AlreadyActive(Exception):
     """A hand activation of the version that is already active (a double click, a retried request):
     nothing is changed, so its note keeps the automatic decision's reason."""
@@ -425,7 +429,9 @@ def training_run_request(
 
     Returns the new run, or None when nothing was started. The Celery task is sent after commit,
     unless `enqueue` is False (the caller executes the run itself). Raises BrokerUnavailable (and
-    creates nothing) when the task would have to be queued while the broker is unreachable.
+    creates nothing) when the task would have to be queued while the broker is unreachable, and
+    TooFewRatings when fewer ratings would train than any run needs (a "train now" with none queued a
+    run that failed at once in the worker).
     NotPermitted when `requested_by` may not start runs (None: the schedule or a command).
     """
     permission_check(requested_by, "training_request")
@@ -435,6 +441,14 @@ def training_run_request(
         return None
     if enqueue:
         broker_check()
+    from rewardtrainer.config import MIN_PAIRS
+
+    trainable = _trainable_ratings().count()
+    if trainable < MIN_PAIRS:
+        raise TooFewRatings(
+            f"Only {trainable} rating(s) would train (consented, not excluded, not a tie, not of the frozen "
+            f"evaluation set); a run needs at least {MIN_PAIRS}, so none was queued."
+        )
     baseline = settings.TRAINING["TRAIN_PLAIN_BASELINE"] if with_baseline is None else with_baseline
     try:
         with transaction.atomic():
@@ -602,7 +616,7 @@ def training_check_and_start() -> TrainingRun | None:
     reward_model_decisions_resend()
     try:
         return training_run_request(trigger="beat")
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, TooFewRatings) as exc:
         log.warning("%s", exc)
         return None
 

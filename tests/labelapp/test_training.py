@@ -169,11 +169,20 @@ def test_a_full_run_makes_a_version_decided_by_safe_activation_and_a_redelivered
 
 
 @pytest.mark.django_db
-def test_no_ratings_fails_with_a_clear_message_and_is_not_retried(tiny_settings, guideline, enqueued):
+def test_too_few_ratings_queue_nothing_and_a_run_whose_ratings_went_fails_clearly_once(
+    tiny_settings, guideline, make_user, enqueued
+):
+    # "train now" with nothing to train on queued a run that could only fail in the worker
+    with pytest.raises(training.TooFewRatings, match="Only 0 rating"):
+        training.training_run_request(trigger="manual", force=True)
+    assert not TrainingRun.objects.exists() and not enqueued
+    rated = _rate_many(make_user, 4)
     run = training.training_run_request(trigger="manual", force=True)
+    # the ratings lost their consent after the run was queued: the worker finds none usable
+    Prompt.objects.filter(comparisons__ratings__in=rated).update(consent=False)
     assert training.training_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
     run.refresh_from_db()
-    assert run.status == "failed" and "no usable ratings" in run.error
+    assert run.status == "failed" and "nothing is left to train on" in run.error
     assert run.attempts == 1
     assert training.training_run_execute(run_id=run.pk) == "not-claimed"
 
@@ -181,10 +190,8 @@ def test_no_ratings_fails_with_a_clear_message_and_is_not_retried(tiny_settings,
 @pytest.mark.django_db
 def test_only_ties_fail_clearly(tiny_settings, guideline, make_user, enqueued):
     _rate_many(make_user, 8, tie=True)
-    run = training.training_run_request(trigger="manual", force=True)
-    training.training_run_execute(run_id=run.pk)
-    run.refresh_from_db()
-    assert run.status == "failed" and "ties: 8" in run.error
+    with pytest.raises(training.TooFewRatings, match="Only 0 rating.*not a tie"):
+        training.training_run_request(trigger="manual", force=True)
 
 
 @pytest.mark.django_db
@@ -205,7 +212,7 @@ def test_prompts_flagged_for_personal_data_train_only_once_reviewed(
     from labelapp.services.review import rating_review_add
     from tests.labelapp.export_helpers import make_pair, rate
 
-    kept = [r.pk for r in _rate_many(make_user, 3)]
+    kept = [r.pk for r in _rate_many(make_user, 4)]
     suspect = make_pair(text="Remind Anna about the rent")
     flagged = rate(rater=make_user(), comparison=suspect, preference=1, guideline=guideline, flag_pii=True)
     other = rate(rater=make_user(), comparison=suspect, preference=-2, guideline=guideline)
@@ -593,7 +600,13 @@ def test_training_pages_are_staff_only(client, rater):
 
 
 @pytest.mark.django_db
-def test_the_training_api_is_for_staff_and_single_flight(client, rater, staff, guideline, enqueued):
+def test_the_training_api_is_for_staff_and_single_flight(
+    client, rater, staff, guideline, enqueued, make_user
+):
+    client.force_login(staff)
+    empty = client.post("/api/training/runs/", {}, content_type="application/json")
+    assert empty.status_code == 400 and "a run needs at least 4" in empty.json()["detail"]
+    _rate_many(make_user, 4)
     client.force_login(rater)
     assert client.get("/api/training/runs/").status_code == 403
     assert client.post("/api/training/runs/", {}).status_code == 403
@@ -614,10 +627,11 @@ def test_the_training_api_is_for_staff_and_single_flight(client, rater, staff, g
 
 @pytest.mark.django_db
 def test_the_api_and_the_page_start_from_the_plain_baseline_setting(
-    client, staff, guideline, enqueued, settings
+    client, staff, guideline, enqueued, settings, make_user
 ):
     # Only the command and the schedule read RM_TRAIN_PLAIN_BASELINE: the API and the button said no.
     settings.TRAINING = settings.TRAINING | {"TRAIN_PLAIN_BASELINE": True}
+    _rate_many(make_user, 4)
     client.force_login(staff)
     assert 'name="with_baseline" checked' in client.get(reverse("training_home")).content.decode()
     run = client.post("/api/training/runs/", {}, content_type="application/json").json()
@@ -1308,12 +1322,15 @@ def test_shares_on_the_version_page_are_percentages():
 
 
 @pytest.mark.django_db
-def test_the_command_can_turn_the_baseline_off(settings, guideline, enqueued):
+def test_the_command_can_turn_the_baseline_off(settings, guideline, enqueued, make_user):
     # --with-baseline was store_true: with RM_TRAIN_PLAIN_BASELINE on there was no way to say no
     import io
 
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
+    with pytest.raises(CommandError, match="a run needs at least 4"):
+        call_command("train_reward_model", "--now", stdout=io.StringIO())
+    _rate_many(make_user, 4)
     settings.TRAINING = {**settings.TRAINING, "TRAIN_PLAIN_BASELINE": True}
     call_command("train_reward_model", "--now", "--no-with-baseline", stdout=io.StringIO())
     assert TrainingRun.objects.get().with_baseline is False and len(enqueued) == 1

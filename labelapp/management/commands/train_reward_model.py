@@ -16,6 +16,7 @@ from labelapp.management.run_output import run_queued_or_here
 from labelapp.models import TrainingRun
 from labelapp.services.training import (
     BrokerUnavailable,
+    TooFewRatings,
     training_new_ratings_count,
     training_run_execute,
     training_run_request,
@@ -43,6 +44,8 @@ class Command(BaseCommand):
             )
         except BrokerUnavailable as exc:
             raise CommandError(f"{exc} (--sync trains here without the broker)") from exc
+        except TooFewRatings as exc:
+            raise CommandError(str(exc)) from exc
         if run is None:
             # Only a reward-model run holds this slot; a policy round running beside it does not.
             active = TrainingRun.objects.filter(

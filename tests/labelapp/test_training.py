@@ -584,6 +584,8 @@ def test_cancel_a_queued_run(tiny_settings, guideline, make_user, enqueued, clie
     r = client.post(reverse("training_start"))
     run = TrainingRun.objects.get()
     assert r.url == reverse("training_run", args=[run.pk])
+    page = client.get(r.url).content.decode()
+    assert "not started yet (at most 3 attempts)" in page and "attempt 0 of" not in page
     assert client.post(reverse("training_start")).url == reverse("training_home")  # one at a time
     client.post(reverse("training_run_cancel", args=[run.pk]))
     run.refresh_from_db()

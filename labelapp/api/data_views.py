@@ -8,6 +8,7 @@ allowed (Label Studio's CVE-2023-47117 leaked password hashes through a free-for
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -109,7 +110,9 @@ class TokensView(ApiView):
         except TokenError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         data = ds.TokenSerializer(token).data | {"key": key}
-        return Response(data, status=status.HTTP_201_CREATED)
+        response = Response(data, status=status.HTTP_201_CREATED)
+        add_never_cache_headers(response)  # the key is shown this once: no proxy or browser cache keeps it
+        return response
 
 
 class TokenRevokeView(ApiView):

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 def test_staff_create_a_token_that_is_stored_hashed_and_works(staff_api, rater, client):
     r = staff_api.post("/api/tokens/", {"username": "rater", "name": "feed"}, content_type="application/json")
     assert r.status_code == 201
+    assert "no-store" in r["Cache-Control"]  # the key is in this answer only: nothing may cache it
     key = r.json()["key"]
     row = ApiToken.objects.get()
     assert key not in (row.digest, row.prefix) and row.digest == hashlib.sha256(key.encode()).hexdigest()

@@ -25,11 +25,11 @@ def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype | 
         except RuntimeError:
             raise ValueError(f"unknown device {prefer!r}: use cuda, mps, cpu or auto") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
+            raise RuntimeError(f"device {prefer!r} was asked for but torch sees no CUDA GPU")
         if device.type == "mps" and not (
             getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
         ):
-            raise RuntimeError("device 'mps' was asked for but torch sees no Apple GPU")
+            raise RuntimeError(f"device {prefer!r} was asked for but torch sees no Apple GPU")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

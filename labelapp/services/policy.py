@@ -1265,12 +1265,13 @@ def policy_sample_demo(*, limit: int = 20, device: str | None = None, seed: int 
     to the same prompt when there is one (else with a second v0 sample). Returns comparisons created."""
     from rewardtrainer.sampling import HFGenerator, load_policy
 
+    device = _device(device or settings.POLICY["DEVICE"])  # a bad one is said even with nothing to do
     base = policy_base()
     done = PolicySample.objects.filter(policy=base, split=PolicySample.Split.DEMO).values("prompt_id")
     prompts = list(_usable_prompts().exclude(pk__in=done)[:limit])
     if not prompts:
         return 0
-    model, tok = load_policy(policy_weights_path(base), device=_device(device or settings.POLICY["DEVICE"]))
+    model, tok = load_policy(policy_weights_path(base), device=device)
     gen = HFGenerator(model, tok)
     params = _sampling_params({"sampling": base.sampling or _sampling_settings()})
     samples = gen.generate([p.text for p in prompts for _ in range(2)], params, seed=seed)

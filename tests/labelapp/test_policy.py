@@ -1148,6 +1148,14 @@ def test_sample_policy_says_what_is_wrong_with_the_device(loop, device, words):
         pytest.skip("this machine has a GPU")
     with pytest.raises(CommandError, match=words):
         call_command("sample_policy", "--limit", "1", "--device", device)
+    Prompt.objects.all().delete()  # nor with nothing to answer (it said "0 comparisons" and exited 0)
+    with pytest.raises(CommandError, match=words):
+        call_command("sample_policy", "--limit", "1", "--device", device)
+
+
+def test_sample_policy_refuses_a_blank_device(loop):
+    with pytest.raises(CommandError, match="name a device"):
+        call_command("sample_policy", "--device", " ")
 
 
 def test_sample_policy_fills_the_queue_with_v0_answers_once(loop, capsys):

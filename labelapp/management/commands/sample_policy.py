@@ -5,10 +5,18 @@ in the normal queue. Runs the model in this process (SmolLM2-135M: ~20 s to load
 per answer on a small CPU); prompts v0 already answered are skipped, so running it again adds only new ones.
 """
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.args import INT_MAX, int_arg
 from labelapp.services.policy import PolicyError, policy_sample_demo
+
+
+def _device_name(value: str) -> str:
+    if not value.strip():  # it fell back to the setting without a word
+        raise argparse.ArgumentTypeError("name a device (cuda, mps, cpu or auto), or leave --device out")
+    return value
 
 
 class Command(BaseCommand):
@@ -19,7 +27,10 @@ class Command(BaseCommand):
             "--limit", type=int_arg(1, 100_000), default=20, help="Prompts to answer (default 20)."
         )
         parser.add_argument(
-            "--device", default=None, help="cuda, mps or cpu (default: the POLICY_DEVICE setting)."
+            "--device",
+            type=_device_name,
+            default=None,
+            help="cuda, mps or cpu (default: the POLICY_DEVICE setting).",
         )
         parser.add_argument("--seed", type=int_arg(0, INT_MAX), default=0)
 

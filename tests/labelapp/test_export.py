@@ -332,6 +332,19 @@ def test_an_export_to_a_path_it_cannot_use_leaves_nothing_behind(
     assert sorted(p.name for p in tmp_path.iterdir()) == [] and not ExportFile.objects.exists()
 
 
+def test_format_names_the_main_file_only_a_ties_file_of_another_suffix_is_refused(rater, guideline, tmp_path):
+    # --format parquet --ties ties.csv wrote Parquet into ties.csv
+    from django.core.management import CommandError, call_command
+
+    rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
+    with pytest.raises(CommandError, match="ties.csv: the export writes .jsonl or .parquet"):
+        call_command(
+            "export_preferences", str(tmp_path / "x.parquet"), "--format", "parquet", "--ties",
+            str(tmp_path / "ties.csv"),
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 def _export_whose_ties_file_cannot_land(tmp_path, monkeypatch) -> None:
     """export_write with a ties file whose move into place fails (after the export itself landed)."""
     from pathlib import Path

@@ -73,7 +73,8 @@ class Command(BaseCommand):
         fmt = o["format"] or _format_of(o["out"], "jsonl", told=False)
         _refuse_a_contradicting_suffix(o["out"], o["format"])  # the ties file follows its own name
         # The ties file follows its own name (TIES.jsonl next to OUT.parquet), else the main format.
-        ties_fmt = _format_of(o["ties"], fmt, told=bool(o["format"])) if o["ties"] else None
+        # An unknown suffix there is refused even with --format, which names the main file's format only.
+        ties_fmt = _format_of(o["ties"], fmt, told=False) if o["ties"] else None
         try:
             filters = ExportFilters(
                 guideline_versions=o["guideline_version"],

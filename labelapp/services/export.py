@@ -43,7 +43,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min, Q
 
-from labelapp.models import ExportFile, GuidelineVersion, Rating
+from labelapp.models import ExportFile, GuidelineVersion, Rating, Response
 from labelapp.selectors import trust_weights
 from labelapp.services.retention import retention_deadline
 
@@ -99,6 +99,16 @@ class ExportFilters:
             missing = sorted(set(self.guideline_versions) - published)
             if missing:
                 raise ValueError(f"there is no published guideline version {', '.join(map(str, missing))}.")
+        if self.source_models:  # a misspelt model name wrote an empty file, as an unknown version did
+            known = set(
+                Response.objects.filter(source_model__in=self.source_models)
+                .values_list("source_model", flat=True)
+                .distinct()
+            )
+            unknown = [m for m in dict.fromkeys(self.source_models) if m not in known]
+            if unknown:
+                shown = ", ".join(repr(m[:100]) for m in unknown[:10])
+                raise ValueError(f"no answer comes from the source model(s) {shown}.")
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -101,6 +101,8 @@ def test_filters_by_guideline_version_date_and_source_model(rater, other_rater, 
         rater=other_rater, comparison=make_pair(text="q2", model_b="llama"), preference=1, guideline=guideline
     )
     assert [r["rating_id"] for r in _pairs(source_models=["llama"])] == [b.pk]
+    with pytest.raises(ValueError, match="no answer comes from the source model.s. 'lama'"):
+        _pairs(source_models=["llama", "lama"])  # a misspelt name exported nothing as if nothing were there
     with pytest.raises(ValueError, match=f"no published guideline version {guideline.number + 1}"):
         _pairs(guideline_versions=[guideline.number + 1])  # an empty export, as if the ratings were gone
     assert len(_pairs(guideline_versions=[guideline.number])) == 2

@@ -120,13 +120,19 @@ def test_a_query_parameter_given_twice_is_refused_not_read_as_the_last(staff_api
 
 
 def test_the_exports_list_filters_may_repeat(staff_api):
+    from labelapp.models import Prompt, Response
     from labelapp.services.guidelines import guideline_create
 
     for n in (1, 2):  # a version never published is refused
         guideline_create(text=f"# Guidelines {n}\n\nPrefer the concise answer.", publish=True)
+    prompt = Prompt.objects.create(text="q")
+    for model in ("a", "b"):  # so is a source model no answer comes from
+        Response.objects.create(prompt=prompt, text=f"answer {model}", source_model=model)
     assert (
         staff_api.get(
             "/api/export/?guideline_version=1&guideline_version=2&source_model=a&source_model=b"
         ).status_code
         == 200
     )
+    unknown = staff_api.get("/api/export/?source_model=a&source_model=zz")
+    assert unknown.status_code == 400 and "'zz'" in unknown.json()["detail"]

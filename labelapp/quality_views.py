@@ -44,6 +44,14 @@ COLUMNS = [
 ]
 
 
+def _columns(version: GuidelineVersion | None) -> list[tuple[str, str]]:
+    """The table's columns. Filtered by a version, the trust column is that version's figure: the
+    stored weight training uses counts every version (the rater's own page shows it)."""
+    if version is None:
+        return COLUMNS
+    return [(col, f"trust (v{version.number} only)" if col == "trust" else label) for col, label in COLUMNS]
+
+
 def _version(request: HttpRequest) -> GuidelineVersion | None:
     """The ?version=N filter; a bad or unknown value is a 404, not a 500."""
     raw = request.GET.get("version", "")
@@ -78,7 +86,7 @@ def quality_dashboard(request: HttpRequest) -> HttpResponse:
             "sort": sort,
             "descending": descending,
             "charts": report["charts_html"] if report else {},
-            "columns": COLUMNS,
+            "columns": _columns(version),
         },
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -218,6 +219,27 @@ def test_rater_metrics_json(rater, guideline, make_comparison, capsys):
     assert "rater" in capsys.readouterr().out
     with pytest.raises(CommandError, match="no guideline version 99"):  # was a KeyError traceback
         call_command("rater_metrics", "--guideline-version", "99")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rater_metrics_save_says_when_another_refresh_holds_the_lock(rater, guideline, make_comparison):
+    # --save stored nothing, without a word, while the beat job (or the button's task) was refreshing
+    import psycopg
+    from django.db import connection
+
+    from labelapp.services.quality import _ADVISORY_LOCK
+
+    rate(rater=rater, comparison=_ordinary(make_comparison, 0), preference=-1, guideline=guideline)
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}, autocommit=True)
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", [_ADVISORY_LOCK])
+        with pytest.raises(CommandError, match="Another refresh of the quality figures is running"):
+            call_command("rater_metrics", "--save", stdout=io.StringIO())
+    finally:
+        other.close()
+    call_command("rater_metrics", "--save", stdout=io.StringIO())
+    assert RaterProfile.objects.filter(rater=rater).exists()
 
 
 @pytest.mark.django_db

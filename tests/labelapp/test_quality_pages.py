@@ -53,6 +53,9 @@ def test_staff_see_the_dashboard_table_charts_and_csv(client, staff, rated, guid
     assert (
         filtered.status_code == 200 and f"under guidelines v{guideline.number}" in filtered.content.decode()
     )
+    # that version's trust, which is not the stored weight training uses: the header says so
+    assert f"trust (v{guideline.number} only)" in filtered.content.decode()
+    assert "only)" not in page
 
     csv = client.get(reverse("quality_raters_csv")).content.decode().splitlines()
     assert csv[0].startswith("rater,n,p_longer,p_longer_lo")

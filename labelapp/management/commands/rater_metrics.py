@@ -22,7 +22,9 @@ class Command(BaseCommand):
     help = (
         "Per-rater quality figures with 95% intervals: ratings, P(chose longer), P(chose left), length "
         "slope, gold accuracy, agreement, test-retest, reading speed, trust weight and flags. --json prints "
-        "a list of objects (rater, n, p_longer, p_left, gold_accuracy, trust, ...; each figure with lo/hi/n)."
+        "a list of objects (rater, n, p_longer, p_left, gold_accuracy, trust, ...; each figure with "
+        "lo/hi/n). With --guideline-version every figure, trust too, is that version's alone; the "
+        "trust weight training uses (stored by --save and the beat job) counts every version."
     )
 
     def add_arguments(self, parser):
@@ -47,8 +49,11 @@ class Command(BaseCommand):
                 raise CommandError(f"There is no guideline version {o['guideline_version']}.")
             rows = rows.subset(rows.version == version.pk)
         figures = quality_compute(rows, usernames=_usernames(np.unique(rows.rater).tolist()))
-        if o["save"]:
-            quality_refresh()
+        if o["save"] and quality_refresh() is None:  # it stored nothing, without a word
+            raise CommandError(
+                "Another refresh of the quality figures is running (the beat job, or the dashboard's "
+                "button); nothing was stored by this one. Try again when it has finished."
+            )
         raters = []
         for r in figures["raters"]:
             out = {

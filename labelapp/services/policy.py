@@ -1175,7 +1175,7 @@ def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
     growth = m["mean_length"] / prev_len - 1 if prev_len else 0.0
     # rounded: 55 / 50 - 1 is 0.10000000000000009, and exactly 10% longer is not "more than 10%"
     if round(growth, 9) > LENGTH_GROWTH_LIMIT and (rate is None or rate <= 0.5):
-        judged = "no ratings yet" if rate is None else f"{_rate_words(win)} {rate:.0%}"
+        judged = "no ratings yet" if rate is None else _rate_phrase(win, rate)
         out.append(
             f"Answers grew {growth:.0%} longer than v{parent['number']} "
             f"({prev_len:.0f} -> {m['mean_length']:.0f} tokens) while the win rate does not rise "
@@ -1186,7 +1186,7 @@ def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
     if rate is not None and scored and scores[0] > scores[1] and rate < 0.5:
         out.append(
             f"The reward model score rose ({parent['rm_score']:.3f} -> {m['rm_score']:.3f}) while raters "
-            f"prefer v{parent['number']} ({_rate_words(win)} {rate:.0%}): the policy is over-optimizing "
+            f"prefer v{parent['number']} ({_rate_phrase(win, rate)}): the policy is over-optimizing "
             "the reward model (Gao et al. 2022)."
         )
     if win is not None and win["win_rate"] > 0.5 and rate is not None and rate <= 0.5:
@@ -1199,8 +1199,12 @@ def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
     return out
 
 
-def _rate_words(win: dict) -> str:
-    return "length-controlled win rate" if win.get("lc_win_rate") is not None else "win rate"
+def _rate_phrase(win: dict, rate: float) -> str:
+    """ "length-controlled win rate 37% on 12 comparisons": how much the warning rests on (one lost
+    comparison warned as loudly as a hundred)."""
+    name = "length-controlled win rate" if win.get("lc_win_rate") is not None else "win rate"
+    n = win.get("n") or 0
+    return f"{name} {rate:.0%} on {n} comparison{'s' if n != 1 else ''}"
 
 
 @dataclass

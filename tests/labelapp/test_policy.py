@@ -731,7 +731,10 @@ def test_a_policy_that_wins_only_by_length_is_caught_by_the_length_controlled_wi
     )
     warnings = policy.policy_warnings(version=v1, win=win)
     assert any("only for its length" in w and "37%" in w for w in warnings)
-    assert any("100% longer" in w and "length-controlled win rate 37%" in w for w in warnings)
+    # the rate says how many comparisons it rests on (one lost comparison warned as loudly as a hundred)
+    assert any(
+        "100% longer" in w and "length-controlled win rate 37% on 10 comparisons" in w for w in warnings
+    )
     assert any("over-optimizing" in w for w in warnings)  # the reward rose, raters (at equal length) do not
     client.force_login(staff)
     page = client.get(reverse("policy_version", args=[1]))

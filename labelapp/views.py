@@ -26,6 +26,7 @@ from labelapp.services.assignment import (
     QueueError,
     assignment_keep_or_take_back,
     assignment_next,
+    assignment_next_with_notice,
     assignment_renew_if_expired,
     assignment_skip,
     queue_has_work_for,
@@ -255,23 +256,17 @@ def guidelines(request: HttpRequest) -> HttpResponse:
 def rate_next(request: HttpRequest) -> HttpResponse:
     if guideline_current() is None:
         return render(request, "labelapp/empty.html", {"reason": "no_guidelines"})
-    was_open = Assignment.objects.filter(rater=request.user, status=Assignment.Status.LEASED).first()
     try:
-        assignment = assignment_next(rater=request.user)
+        assignment, notice = assignment_next_with_notice(rater=request.user)
     except GuidelineAckRequired:
         return redirect("guidelines")
-    if was_open is not None and (assignment is None or assignment.pk != was_open.pk):
-        # the open lease was taken back: without a word the page said everything had been judged
-        messages.info(request, TAKEN_BACK)
+    if notice:
+        messages.info(request, notice)
     if assignment is None:
         return render(request, "labelapp/empty.html", {"reason": "empty"})
     return redirect("rate", assignment_id=assignment.pk)
 
 
-TAKEN_BACK = (
-    "The comparison you had open was set aside (its prompt was withdrawn, or waits for a staff review "
-    "of a personal-data report); nothing of it was saved."
-)
 SET_ASIDE = (
     "That comparison was set aside: its prompt was reported as holding personal data and waits for a "
     "staff review. Here is your next one."

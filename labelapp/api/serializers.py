@@ -73,6 +73,12 @@ class AssignmentSerializer(serializers.Serializer):
     lease_expires_at = serializers.DateTimeField()
     idempotency_key = serializers.UUIDField()
     length_check_ratio = serializers.FloatField()
+    notice = serializers.CharField(
+        allow_null=True,
+        default=None,
+        help_text="GET /api/assignments/next/ only: the comparison you had open was set aside on the way "
+        "(its prompt withdrawn, or held for a personal-data review); null otherwise.",
+    )
 
 
 class RatingInSerializer(StrictSerializer):

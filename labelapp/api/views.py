@@ -26,7 +26,7 @@ from labelapp.selectors import assignment_for_page, rating_view
 from labelapp.services.assignment import (
     QueueError,
     assignment_keep_or_take_back,
-    assignment_next,
+    assignment_next_with_notice,
     assignment_skip,
 )
 from labelapp.services.guidelines import (
@@ -87,9 +87,11 @@ class NextAssignmentView(ApiView):
         responses={200: s.AssignmentSerializer, 204: OpenApiResponse(description="Nothing to rate.")}
     )
     def get(self, request):
-        """Your open assignment, or the next comparison claimed for you (204 when nothing is left)."""
+        """Your open assignment, or the next comparison claimed for you (204 when nothing is left).
+        `notice` says when the comparison you had open was set aside on the way (its prompt withdrawn,
+        or held for a personal-data review); null otherwise."""
         try:
-            assignment = assignment_next(rater=request.user)
+            assignment, notice = assignment_next_with_notice(rater=request.user)
         except GuidelineAckRequired as exc:
             raise PermissionDenied(
                 f"Acknowledge guidelines version {exc.version.number} first "
@@ -101,7 +103,7 @@ class NextAssignmentView(ApiView):
             assignment = assignment_for_page(rater=request.user, assignment_id=assignment.pk)
         except Assignment.DoesNotExist:  # withdrawn in the instant since the claim: ask again
             return Response(status=status.HTTP_204_NO_CONTENT, headers={"Retry-After": "1"})
-        return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)
+        return Response(s.AssignmentSerializer(_assignment_payload(assignment) | {"notice": notice}).data)
 
 
 class AssignmentDetailView(ApiView):

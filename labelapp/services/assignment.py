@@ -282,6 +282,34 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
     return claimed
 
 
+TAKEN_BACK = (
+    "The comparison you had open was set aside (its prompt was withdrawn, or waits for a staff review "
+    "of a personal-data report); nothing of it was saved."
+)
+
+
+def assignment_next_with_notice(*, rater) -> tuple[Assignment | None, str | None]:
+    """`assignment_next`, and TAKEN_BACK when the rater's open lease was set aside on the way (its
+    prompt withdrawn, or held for a personal-data review): without a word the page said everything
+    had been judged, and the API handed out another comparison."""
+    before = Assignment.objects.filter(rater=rater, status=Assignment.Status.LEASED).values_list(
+        "pk", flat=True
+    )
+    before = before.first()
+    assignment = assignment_next(rater=rater)
+    if before is None or (assignment is not None and assignment.pk == before):
+        return assignment, None
+    ended = Assignment.objects.filter(pk=before).values("status", "finished_at", "lease_expires_at").first()
+    # taken back: ended before its deadline (a lease that ran out ends after it, and is no news)
+    set_aside = (
+        ended is not None
+        and ended["status"] == Assignment.Status.EXPIRED
+        and ended["finished_at"] is not None
+        and ended["finished_at"] < ended["lease_expires_at"]
+    )
+    return assignment, TAKEN_BACK if set_aside else None
+
+
 def assignment_keep_or_take_back(assignment: Assignment) -> bool:
     """An open lease shown again (a reload, /rate/ or /rate/N/, the API's next): True when its prompt
     may still be shown; otherwise the lease is taken back, its slot freed, and False."""

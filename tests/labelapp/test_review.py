@@ -255,6 +255,18 @@ def test_rate_says_the_open_comparison_was_set_aside_not_that_all_was_judged(
     assert "was set aside" in page
 
 
+def test_the_api_next_says_the_open_comparison_was_set_aside(
+    client, rater, other_rater, acked, make_comparison
+):
+    # the API took the held lease back and handed out the next comparison without a word
+    held = _open_then_flagged(rater, other_rater, make_comparison)
+    make_comparison(prompt_text="another question")
+    client.force_login(other_rater)
+    r = client.get("/api/assignments/next/")
+    assert r.status_code == 200 and r.json()["id"] != held.pk and "was set aside" in r.json()["notice"]
+    assert client.get("/api/assignments/next/").json()["notice"] is None  # said once
+
+
 def test_the_same_decision_posted_twice_is_recorded_once(client, staff, rater, acked, make_comparison):
     # a double-clicked decision (or the same form in two tabs) recorded two identical reviews
     rating = _rated(rater, {}, make_comparison, flag_unsafe=True)

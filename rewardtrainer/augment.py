@@ -19,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 
-from .data import PreferencePair, prompt_key
+from .data import PreferencePair, prompt_groups
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,6 @@ FILLER = (
     " In summary, it is worth noting that the points above are important to keep in mind, and "
     "considering them carefully will help in understanding the topic more fully overall."
 )
-
-
-def _groups(pairs: Sequence[PreferencePair]) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        groups.setdefault(prompt_key(p), []).append(i)
-    return groups
 
 
 def minilm_embedder(model_dir: str | None = None, *, batch_size: int = 64, max_length: int = 128):
@@ -68,21 +61,30 @@ def minilm_embedder(model_dir: str | None = None, *, batch_size: int = 64, max_l
     return embed
 
 
+# Prompts at least this similar (cosine) are the same question reworded ("Are there some methods..." /
+# "Is there some method..."): an answer to one answers the other, so it is never the foreign answer.
+SAME_QUESTION_COSINE = 0.95
+
+
 def prompt_neighbours(
     pairs: Sequence[PreferencePair], embed: Callable[[Sequence[str]], object]
 ) -> dict[str, str]:
-    """Each prompt key -> the key of the most similar OTHER prompt (cosine of `embed` vectors)."""
+    """Each prompt group's key (`prompt_groups`) -> the key of the most similar OTHER prompt (cosine
+    of `embed` vectors) that is not the same question reworded (below SAME_QUESTION_COSINE); a prompt
+    with none is left out (the callers then take a random other prompt)."""
     import numpy as np
 
-    groups = _groups(pairs)
+    groups, _ = prompt_groups(pairs)
     keys = list(groups)
     if len(keys) < 2:
         return {}
     vectors = np.asarray(embed([pairs[groups[k][0]].prompt for k in keys]), dtype=np.float32)  # (P, H)
     sims = vectors @ vectors.T  # (P, P)
     np.fill_diagonal(sims, -np.inf)
+    sims[sims >= SAME_QUESTION_COSINE] = -np.inf
     nearest = sims.argmax(axis=1)
-    return {k: keys[int(j)] for k, j in zip(keys, nearest, strict=True)}
+    found = np.isfinite(sims[np.arange(len(keys)), nearest])
+    return {k: keys[int(j)] for k, j, ok in zip(keys, nearest, found, strict=True) if ok}
 
 
 def mismatch_pairs(
@@ -96,7 +98,7 @@ def mismatch_pairs(
     another prompt). The on-prompt answer is the chosen or the rejected one (both address the prompt);
     the foreign answer is the chosen answer of a pair of the neighbouring prompt (or a random other
     prompt). Margin 0; the human pair's weight carries over."""
-    groups = _groups(pairs)
+    groups, key_of = prompt_groups(pairs)
     keys = list(groups)
     if len(keys) < 2 or ratio <= 0:
         return []
@@ -106,7 +108,7 @@ def mismatch_pairs(
     out = []
     for k, i in enumerate(picks):
         p = pairs[i]
-        key = prompt_key(p)
+        key = key_of[i]
         other = neighbours.get(key) if neighbours else None
         while other is None or other == key:
             other = keys[rng.randrange(len(keys))]

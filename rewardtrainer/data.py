@@ -158,10 +158,30 @@ def load_jsonl(path: str | Path) -> list[PreferencePair]:
 
 
 def prompt_key(pair: PreferencePair) -> str:
-    """Which prompt a pair belongs to: its `prompt_id`, or else its prompt text with case and runs of
-    white space ignored (the shared data holds a prompt twice, once lower-cased and on one line: as
-    two groups, the split put them on both sides)."""
-    return pair.prompt_id or "text:" + " ".join(pair.prompt.casefold().split())
+    """A pair's own prompt key: its `prompt_id`, or else its prompt text with case and runs of white
+    space ignored (the shared data holds a prompt twice, once lower-cased and on one line: as two
+    groups, the split put them on both sides). Group pairs with `prompt_groups`, which also joins
+    prompts of the same text under different ids."""
+    return pair.prompt_id or _text_key(pair.prompt)
+
+
+def _text_key(prompt: str) -> str:
+    return "text:" + " ".join(prompt.casefold().split())
+
+
+def prompt_groups(pairs: Sequence[PreferencePair]) -> tuple[dict[str, list[int]], list[str]]:
+    """The pairs by prompt: (group key -> pair indices, each pair's group key). Pairs whose prompts have
+    the same text (case and runs of white space aside) are one group, under the `prompt_key` of the
+    first of them, whatever their ids: the app may store one question as two prompts, and as two
+    groups the split put the question on both sides and the prompt-mismatch augmentation took an
+    answer to the very same question as the "foreign" one (teaching a worse answer over a better).
+    Without such duplicates the groups and keys are `prompt_key`'s, so splits stay as they were."""
+    first_key: dict[str, str] = {}
+    keys = [first_key.setdefault(_text_key(p.prompt), prompt_key(p)) for p in pairs]
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return groups, keys
 
 
 def split_by_prompt(
@@ -169,14 +189,12 @@ def split_by_prompt(
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """Split into (train, val) so that no prompt has pairs on both sides.
 
-    Prompts are grouped by `prompt_key`. Whole groups go to validation in a seeded random order until
+    Prompts are grouped by `prompt_groups`. Whole groups go to validation in a seeded random order until
     it holds about `val_fraction` of the pairs.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        groups.setdefault(prompt_key(p), []).append(i)
+    groups, _ = prompt_groups(pairs)
     if len(groups) < 2:
         raise DataError(
             f"cannot split {len(pairs)} pairs by prompt: they share {len(groups)} prompt(s); "

@@ -25,16 +25,27 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .augment import PAD_KINDS, pad_answer, prompt_key
-from .data import EncodedPairs, PreferencePair, collate, encode_pairs, token_budget_batches, width_multiple
+from .augment import PAD_KINDS, pad_answer
+from .data import (
+    EncodedPairs,
+    PreferencePair,
+    collate,
+    encode_pairs,
+    prompt_groups,
+    token_budget_batches,
+    width_multiple,
+)
 from .model import RewardModel
 
 LENGTH_MATCH_RATIO = 1.2
 
 
 def pearson_np(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; 0.0 when either side is constant."""
+    """Pearson correlation; 0.0 when either side is constant, NaN when a value is not finite (a NaN
+    reward read as 0.0, the best length figure there is, while every other metric broke)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     xc, yc = x - x.mean(), y - y.mean()
     denom = np.sqrt((xc * xc).sum() * (yc * yc).sum())
     return float((xc * yc).sum() / denom) if denom > 0 else 0.0
@@ -362,15 +373,13 @@ def probe_tests(
         sel = np.array([k == kind for k in kinds], dtype=bool)
         out[f"padding_accuracy_{kind}"] = float(wins[sel].mean()) if sel.any() else None
 
-    by_key: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        by_key.setdefault(prompt_key(p), []).append(i)
+    by_key, key_of = prompt_groups(pairs)
     keys = list(by_key)
     rng = np.random.default_rng([seed, 11])
     on, off, q_prompts = [], [], []
     if len(keys) >= 2:
         for i in idx:
-            key = prompt_key(pairs[i])
+            key = key_of[i]
             other = (neighbours or {}).get(key)
             if other is None or other not in by_key or other == key:
                 other = key

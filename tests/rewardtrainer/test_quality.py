@@ -15,12 +15,11 @@ from rewardtrainer.augment import (
     mismatch_pairs,
     pad_answer,
     padded_pairs,
-    prompt_key,
     prompt_neighbours,
 )
 from rewardtrainer.calibrate import LengthCalibration, _lowess_at, fit_length_beta
 from rewardtrainer.config import TrainConfig, add_config_args, config_from_namespace, field_docs
-from rewardtrainer.data import PreferencePair, budget_batches, length_balance_factors
+from rewardtrainer.data import PreferencePair, budget_batches, length_balance_factors, prompt_key
 from rewardtrainer.evaluate import metrics_from_rewards, pearson_np
 from rewardtrainer.model import RewardModel, reward_loss
 from rewardtrainer.train_rm import (
@@ -440,3 +439,47 @@ def test_a_prompt_written_twice_with_other_case_or_spacing_stays_on_one_side_of_
         train, val = split_by_prompt(pairs, 0.2, seed)
         sides = {p.prompt in {q.prompt for q in val} for p in pairs if p.prompt in twins}
         assert len(sides) == 1, seed
+
+
+def test_one_question_under_two_prompt_ids_is_one_prompt_for_the_split_and_the_augmentation():
+    # the app stores a question twice as two prompts: the split put it on both sides, and the mismatch
+    # augmentation took an answer to the very same question as the "foreign" (worse) one
+    from rewardtrainer.data import PreferencePair, prompt_groups, split_by_prompt
+
+    def pair(prompt, pid, chosen, rejected):
+        return PreferencePair(prompt=prompt, chosen=chosen, rejected=rejected, prompt_id=pid)
+
+    pairs = [pair("How do eggs boil?", f"prompt:{i}", f"egg good {i}", f"egg bad {i}") for i in range(2)]
+    pairs += [pair("how do  EGGS boil?", "prompt:9", "egg good 9", "egg bad 9")]
+    pairs += [pair(f"What is {w}?", f"prompt:{w}", f"{w} good", f"{w} bad") for w in ("tea", "rain")]
+    groups, _ = prompt_groups(pairs)
+    assert list(groups.values()) == [[0, 1, 2], [3], [4]]
+
+    def question(p):
+        return " ".join(p.prompt.casefold().split())
+
+    for seed in range(10):
+        train, val = split_by_prompt(pairs, 0.3, seed=seed)
+        assert not {question(p) for p in train} & {question(p) for p in val}
+    for neighbours in (None, prompt_neighbours(pairs, embed=lambda texts: np.eye(len(texts)))):
+        for extra in mismatch_pairs(pairs, ratio=3.0, seed=1, neighbours=neighbours):
+            assert not ("egg" in extra.chosen and "egg" in extra.rejected), extra
+
+
+def test_a_reworded_question_is_never_the_neighbour():
+    # "Are there some methods..." / "Is there some method...": nearest by cosine, and an answer to it
+    # answers the question, so it must not be the foreign answer
+    pairs = keyword_pairs(12, n_prompts=3)
+    vectors = np.array([[1.0, 0.0], [0.999, 0.045], [0.6, 0.8]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    neighbours = prompt_neighbours(pairs, embed=lambda texts: vectors)
+    keys = list(dict.fromkeys(prompt_key(p) for p in pairs))  # no duplicates: the groups' keys
+    assert neighbours[keys[0]] == keys[2] and neighbours[keys[1]] == keys[2]
+
+
+def test_a_nan_reward_is_no_length_free_reward():
+    # pearson_np answered 0.0 (perfectly length-free) for a NaN reward
+    from rewardtrainer.evaluate import pearson_np
+
+    assert np.isnan(pearson_np(np.array([1.0, np.nan, 2.0]), np.array([3.0, 4.0, 5.0])))
+    assert pearson_np(np.array([1.0, 1.0, 1.0]), np.array([3.0, 4.0, 5.0])) == 0.0

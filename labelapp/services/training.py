@@ -441,18 +441,12 @@ def training_run_request(
         return None
     if enqueue:
         broker_check()
-    from rewardtrainer.config import MIN_PAIRS
-
-    trainable = _trainable_ratings().count()
-    if trainable < MIN_PAIRS:
-        raise TooFewRatings(
-            f"Only {trainable} rating(s) would train (consented, not excluded, not a tie, not of the frozen "
-            f"evaluation set); a run needs at least {MIN_PAIRS}, so none was queued."
-        )
     baseline = settings.TRAINING["TRAIN_PLAIN_BASELINE"] if with_baseline is None else with_baseline
     try:
         with transaction.atomic():
             eval_set_grow()  # before the snapshot: a new evaluation prompt's ratings never train
+            snapshot = training_snapshot()
+            _refuse_too_few(snapshot)  # after the grow: ratings that just joined the set do not train
             run = TrainingRun.objects.create(
                 kind=TrainingRun.Kind.REWARD_MODEL,
                 trigger=trigger,
@@ -460,7 +454,7 @@ def training_run_request(
                 max_attempts=settings.TRAINING["MAX_ATTEMPTS"],
                 config=dataclasses.asdict(train_config_from_settings()),
                 with_baseline=bool(baseline),
-                data_snapshot=training_snapshot(),
+                data_snapshot=snapshot,
             )
     except IntegrityError:
         # Another request won the race for the single-flight slot (two beats at the same moment).
@@ -468,6 +462,19 @@ def training_run_request(
     if enqueue:
         _enqueue(run.pk)
     return run
+
+
+def _refuse_too_few(snapshot: dict) -> None:
+    """TooFewRatings (the transaction, the evaluation set's growth too, rolls back) when fewer ratings
+    would train than any run needs."""
+    from rewardtrainer.config import MIN_PAIRS
+
+    trainable = snapshot["n_usable"]
+    if trainable < MIN_PAIRS:
+        raise TooFewRatings(
+            f"Only {trainable} rating(s) would train (consented, not excluded, not a tie, not of the frozen "
+            f"evaluation set); a run needs at least {MIN_PAIRS}, so none was queued."
+        )
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:

@@ -18,7 +18,15 @@ from django.db import OperationalError, connections
 from django.urls import reverse
 from django.utils import timezone
 
-from labelapp.models import Comparison, Prompt, Rating, Response, RewardModelVersion, TrainingRun
+from labelapp.models import (
+    Comparison,
+    EvalSetRating,
+    Prompt,
+    Rating,
+    Response,
+    RewardModelVersion,
+    TrainingRun,
+)
 from labelapp.services import training
 from labelapp.services.assignment import assignment_next
 from labelapp.services.ratings import RatingInput, rating_submit
@@ -176,10 +184,18 @@ def test_too_few_ratings_queue_nothing_and_a_run_whose_ratings_went_fails_clearl
     with pytest.raises(training.TooFewRatings, match="Only 0 rating"):
         training.training_run_request(trigger="manual", force=True)
     assert not TrainingRun.objects.exists() and not enqueued
-    rated = _rate_many(make_user, 4)
+    # counted after the evaluation set grew: its new prompts' ratings never train (a run was queued
+    # on no rating when all four joined it)
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "EVAL_SET_PERCENT": 100}
+    _rate_many(make_user, 4)
+    with pytest.raises(training.TooFewRatings, match="Only 0 rating"):
+        training.training_run_request(trigger="manual", force=True)
+    assert not TrainingRun.objects.exists() and not EvalSetRating.objects.exists()  # rolled back
+    tiny_settings.TRAINING = {**tiny_settings.TRAINING, "EVAL_SET_PERCENT": 0}
+    _rate_many(make_user, 4)
     run = training.training_run_request(trigger="manual", force=True)
     # the ratings lost their consent after the run was queued: the worker finds none usable
-    Prompt.objects.filter(comparisons__ratings__in=rated).update(consent=False)
+    Prompt.objects.update(consent=False)
     assert training.training_run_execute(run_id=run.pk) == TrainingRun.Status.FAILED
     run.refresh_from_db()
     assert run.status == "failed" and "nothing is left to train on" in run.error
@@ -603,8 +619,9 @@ def test_training_pages_are_staff_only(client, rater):
 
 @pytest.mark.django_db
 def test_the_training_api_is_for_staff_and_single_flight(
-    client, rater, staff, guideline, enqueued, make_user
+    client, rater, staff, guideline, enqueued, make_user, settings
 ):
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 0}  # all four ratings train
     client.force_login(staff)
     empty = client.post("/api/training/runs/", {}, content_type="application/json")
     assert empty.status_code == 400 and "a run needs at least 4" in empty.json()["detail"]
@@ -632,7 +649,7 @@ def test_the_api_and_the_page_start_from_the_plain_baseline_setting(
     client, staff, guideline, enqueued, settings, make_user
 ):
     # Only the command and the schedule read RM_TRAIN_PLAIN_BASELINE: the API and the button said no.
-    settings.TRAINING = settings.TRAINING | {"TRAIN_PLAIN_BASELINE": True}
+    settings.TRAINING = settings.TRAINING | {"TRAIN_PLAIN_BASELINE": True, "EVAL_SET_PERCENT": 0}
     _rate_many(make_user, 4)
     client.force_login(staff)
     assert 'name="with_baseline" checked' in client.get(reverse("training_home")).content.decode()
@@ -1330,6 +1347,7 @@ def test_the_command_can_turn_the_baseline_off(settings, guideline, enqueued, ma
 
     from django.core.management import CommandError, call_command
 
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 0}
     with pytest.raises(CommandError, match="a run needs at least 4"):
         call_command("train_reward_model", "--now", stdout=io.StringIO())
     _rate_many(make_user, 4)

@@ -6,10 +6,6 @@ Django's own backend a Redis outage made every request a 500 (sessions and throt
 before any view ran), where the broker check would have answered 503 with a message. So reads answer
 "not cached" and writes are skipped while Redis is down, with a warning in the log; throttling is off
 for that time (availability over rate limits), and everything else keeps working on PostgreSQL.
-
-After a failed call the cache is not asked again for SKIP_SECONDS (every call a miss, at once): a Redis
-that accepts connections but never answers cost every cache call its socket timeout, several per
-request (the session, each throttle), so an API call waited half a minute for its 503.
 """
 
 from __future__ import annotations
@@ -26,25 +22,21 @@ log = logging.getLogger(__name__)
 
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 WARN_EVERY_SECONDS = 30.0  # one line per interval, not one per cache call (hundreds a second under load)
-SKIP_SECONDS = 10.0  # after a failure, calls are misses without asking Redis for this long (per process)
 _last_warning: float | None = None
-_skip_until = 0.0
 
 
-def _down(exc: BaseException, name: str) -> None:
-    """Note a failed call: skip Redis for SKIP_SECONDS, and warn (once per WARN_EVERY_SECONDS)."""
-    global _last_warning, _skip_until
+def _warn(exc: BaseException, name: str) -> None:
+    global _last_warning
     now = time.monotonic()
-    _skip_until = now + SKIP_SECONDS
     if _last_warning is None or now - _last_warning >= WARN_EVERY_SECONDS:
         _last_warning = now
         log.warning(
-            "cache unavailable (%s: %s): %s answered as a miss, and every call for the next %.0f s "
-            "without asking Redis",
+            "cache unavailable (%s: %s): %s answered as a miss, as is every call while Redis does not "
+            "answer (this warning at most every %.0f s)",
             type(exc).__name__,
             exc,
             name,
-            SKIP_SECONDS,
+            WARN_EVERY_SECONDS,
         )
 
 
@@ -54,12 +46,10 @@ def _fail_open(fallback):
     def wrap(method):
         @functools.wraps(method)
         def call(self, *args, **kwargs):
-            if time.monotonic() < _skip_until:
-                return fallback(*args, **kwargs)
             try:
                 return method(self, *args, **kwargs)
             except _DOWN as exc:
-                _down(exc, method.__name__)
+                _warn(exc, method.__name__)
                 return fallback(*args, **kwargs)
 
         return call

@@ -346,7 +346,9 @@ CACHES = {
         "LOCATION": redis_py_url(REDIS_URL),  # the embedded Redis' kombu URL, in redis-py's form
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="rlhf"),
         # Bounded waits: an unreachable (not refusing) Redis must turn into a miss, not a hung request.
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        # A healthy Redis answers in a millisecond; one that accepts connections and never answers
+        # costs each cache call (several per request) this timeout: at 5 s the API's 503 took 31 s.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 # Sessions are read on every request: from Redis first (no PostgreSQL query per request), written

@@ -1317,8 +1317,8 @@ def _active_changed_since_success(version: RewardModelVersion, active: RewardMod
 
 DECISION_PENDING = "decision_pending_since"
 # since when the decision waits, how often it was sent again, how many decisions started (the run's own
-# counts as the first), and which version was active when the run succeeded
-_DECISION_MARKER_KEYS = (DECISION_PENDING, "resends", "started", "active")
+# counts as the first) and when the last one did, and which version was active when the run succeeded
+_DECISION_MARKER_KEYS = (DECISION_PENDING, "resends", "started", "started_at", "active")
 DECIDING_NOTE = "Deciding: to be scored on the frozen evaluation set against the active version."
 _PENDING_VERSIONS = dict(
     eval_set_metrics__has_key=DECISION_PENDING, is_active=False, activation_note=DECIDING_NOTE
@@ -1341,7 +1341,7 @@ def decision_pending_marker(
     since when (the database's clock), how often the decision was re-sent, how many decisions started
     (the one the run makes itself included), and which version was active then."""
     when = (now or database_now()).isoformat()
-    values = (when, resends, started, active.pk if active else None)
+    values = (when, resends, started, when, active.pk if active else None)
     return dict(zip(_DECISION_MARKER_KEYS, values, strict=True))
 
 
@@ -1387,7 +1387,8 @@ def _decision_resend(pk: int, figures: dict, *, now, cutoff) -> bool:
             "or out of memory loading the models); compare and activate it by hand if it should be.",
         )
         return False
-    marker = figures | {DECISION_PENDING: now.isoformat(), "resends": resends + 1}
+    # "started" written out: a marker from before the count read one more start at each look
+    marker = figures | {DECISION_PENDING: now.isoformat(), "resends": resends + 1, "started": started}
     return bool(same.update(eval_set_metrics=marker)) and _send_decision(pk)
 
 
@@ -1421,10 +1422,17 @@ def reward_model_decide_pending(*, version_id: int) -> bool | None:
     if version is None:
         return None
     marker = version.eval_set_metrics
+    now = database_now()
+    last = parse_datetime(str(marker.get("started_at") or ""))
+    if last is not None and (now - last).total_seconds() < _decision_wait_seconds():
+        # another copy of the message (one per re-send while the worker was busy) while a decision
+        # that started moments ago may still run: two at once loaded every model twice
+        return None
     # the check waits again from now, and this decision counts as one that started
     started = marker | {
-        DECISION_PENDING: database_now().isoformat(),
+        DECISION_PENDING: now.isoformat(),
         "started": _decisions_started(marker) + 1,
+        "started_at": now.isoformat(),
     }
     if not RewardModelVersion.objects.filter(pk=version.pk, eval_set_metrics=marker).update(
         eval_set_metrics=started

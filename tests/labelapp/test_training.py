@@ -285,6 +285,7 @@ def test_a_worker_killed_before_the_activation_decision_has_it_sent_again(
     assert training.reward_model_decisions_resend(now=later) == []  # a second beat at once: sent once
     assert decisions_sent == [([version.pk], tiny_settings.TRAINING["QUEUE"])]
 
+    monkeypatch.setattr(training, "database_now", lambda: later)  # the message is taken after the wait
     tasks.decide_reward_model(version.pk)  # what the worker on the reward-model queue runs
     version.refresh_from_db()
     assert "n_pairs" in version.eval_set_metrics and not version.activation_note.startswith("Deciding")
@@ -330,6 +331,8 @@ def test_a_pending_decision_leaves_a_hand_roll_back_alone_and_gives_up_after_the
     version = _undecided_version(tiny_settings, make_user, monkeypatch)
     other = RewardModelVersion.objects.create(number=99, run=TrainingRun.objects.create(status="succeeded"))
     training.reward_model_activate(version=other, by=staff)  # staff chose a version meanwhile
+    later = _after_the_wait()
+    monkeypatch.setattr(training, "database_now", lambda: later)  # re-sent, and taken after the wait
     assert tasks.decide_reward_model(version.pk) is False
     version.refresh_from_db()
     assert "changed by hand while this one waited" in version.activation_note and not version.is_active
@@ -339,7 +342,7 @@ def test_a_pending_decision_leaves_a_hand_roll_back_alone_and_gives_up_after_the
         activation_note=training.DECIDING_NOTE,
         eval_set_metrics=training.decision_pending_marker(active=other, started=limit),
     )
-    assert training.reward_model_decisions_resend(now=_after_the_wait()) == []
+    assert training.reward_model_decisions_resend(now=_after_the_wait(2)) == []
     version.refresh_from_db()
     assert f"stopped {limit} times" in version.activation_note and version.eval_set_metrics == {}
 
@@ -358,6 +361,26 @@ def test_the_run_s_own_decision_leaves_a_roll_back_made_since_its_success_alone(
     version.refresh_from_db()
     assert "changed by hand while this one waited" in version.activation_note and not version.is_active
     assert RewardModelVersion.objects.get(is_active=True).pk == other.pk
+
+
+@pytest.mark.django_db
+def test_a_second_copy_of_the_decision_does_nothing_while_one_that_started_may_still_run(
+    tiny_settings, guideline, make_user, enqueued, monkeypatch, decisions_sent
+):
+    # each re-send queues a message; with two workers two copies both passed the compare-and-set one
+    # after the other and ran two decisions at once (both loading every model)
+    from labelapp import tasks
+
+    version = _undecided_version(tiny_settings, make_user, monkeypatch)
+    later = _after_the_wait()
+    monkeypatch.setattr(training, "database_now", lambda: later)
+    started = []
+    monkeypatch.setattr(training, "reward_model_decide", lambda **kw: started.append(kw) or True)
+    assert tasks.decide_reward_model(version.pk) is True  # the first copy decides (here: pretends to)
+    assert tasks.decide_reward_model(version.pk) is None  # the second, moments later, leaves it be
+    assert len(started) == 1
+    monkeypatch.setattr(training, "database_now", lambda: _after_the_wait(3))  # that one died long ago
+    assert tasks.decide_reward_model(version.pk) is True and len(started) == 2
 
 
 @pytest.mark.django_db

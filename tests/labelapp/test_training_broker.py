@@ -21,6 +21,7 @@ from django.utils import timezone
 from kombu import pools as kombu_pools
 
 from config.celery import app
+from config.embedded import redis_py_url
 from labelapp.models import TrainingRun
 from labelapp.services import training
 
@@ -53,7 +54,7 @@ def broker(url: str):
 def private_queue(settings):
     name = f"test-resend-{os.getpid()}"
     settings.TRAINING = {**settings.TRAINING, "QUEUE": name, "QUEUED_RESEND_SECONDS": 60}
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client = redis.Redis.from_url(redis_py_url(settings.CELERY_BROKER_URL))
     client.delete(name)
     yield name, client
     client.delete(name)
@@ -142,7 +143,7 @@ def test_the_resend_hands_a_policy_round_to_the_policy_task_never_to_the_reward_
     name = f"test-policy-resend-{os.getpid()}"
     settings.POLICY = {**settings.POLICY, "QUEUE": name}
     settings.TRAINING = {**settings.TRAINING, "QUEUE": name + "-rm", "QUEUED_RESEND_SECONDS": 60}
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client = redis.Redis.from_url(redis_py_url(settings.CELERY_BROKER_URL))
     client.delete(name, name + "-rm")
     try:
         run = TrainingRun.objects.create(kind="best_of_n", config={})
@@ -164,7 +165,7 @@ def test_the_policy_check_resends_a_lost_policy_round_itself(settings):
     name = f"test-policy-check-resend-{os.getpid()}"
     settings.POLICY = {**settings.POLICY, "QUEUE": name, "AUTO_ROUND": False}
     settings.TRAINING = {**settings.TRAINING, "QUEUED_RESEND_SECONDS": 60}
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client = redis.Redis.from_url(redis_py_url(settings.CELERY_BROKER_URL))
     client.delete(name)
     try:
         from labelapp.services import policy

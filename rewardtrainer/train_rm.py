@@ -673,16 +673,20 @@ def train_step(prep: Prepared, parts: Parts, group: Sequence[Sequence[int]], run
     """One optimizer step over `group` (grad_accum micro-batches of pair indices); returns pairs seen.
 
     Under DDP each rank takes its share of every micro-batch; the loss is scaled so that the averaged
-    gradient is the gradient of the global batch mean. Nothing here waits for the device.
+    gradient is the gradient of the global batch mean. Each micro-batch counts by its pairs: with token-
+    budget batches (RM_MAX_TOKENS) a micro-batch of 5 long pairs counted as much as one of 170 short
+    ones (1 / grad_accum each), so a long pair weighed about 7 times a short one. Nothing here waits for
+    the device.
     """
     config = prep.config
     weights = config_loss_weights(config)
     parts.optimizer.zero_grad(set_to_none=True)
     pin = prep.device.type == "cuda"
     attention = parts.model.backbone.config._attn_implementation  # what the backbone runs (build chose it)
+    step_pairs = sum(len(idx) for idx in group)
     for idx in group:
         local = distributed.shard(list(idx), prep.dist)
-        scale = distributed.loss_scale(len(local), len(idx), prep.dist) / len(group)
+        scale = distributed.loss_scale(len(local), len(idx), prep.dist) * len(idx) / step_pairs
         real = len(local)
         if not local:  # fewer pairs than ranks: take part in the gradient sync with a zero loss
             local, scale = list(idx[:1]), 0.0

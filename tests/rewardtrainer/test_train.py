@@ -371,3 +371,24 @@ def test_token_budget_batches_train_exactly_the_configured_epochs(tmp_path, tiny
     assert prep.total_steps == sum(per_epoch)
     result = fit_reward_model(pairs, config, tmp_path / "run")
     assert result.global_step == sum(per_epoch)
+
+
+def test_a_step_over_micro_batches_of_unequal_size_is_the_mean_over_its_pairs(tmp_path, tiny_bert):
+    # with token-budget batches each micro-batch counted 1 / grad_accum whatever its size: the pairs of
+    # a micro-batch of 5 long pairs weighed 34 times those of one of 170 short ones
+    from rewardtrainer.train_rm import RunningStats, build, prepare, train_step
+
+    config = tiny_config(tiny_bert, max_grad_norm=0.0)
+    prep = prepare(keyword_pairs(40), config, tmp_path / "prep")
+    parts = build(prep)
+    parts.model.eval()  # no dropout: the two gradients must be comparable
+    start = {k: v.detach().clone() for k, v in parts.model.state_dict().items()}
+
+    def gradient(group):
+        parts.model.load_state_dict(start)
+        train_step(prep, parts, group, RunningStats())
+        return torch.cat([p.grad.flatten() for p in parts.model.parameters() if p.grad is not None])
+
+    split = gradient([[0, 1, 2, 3, 4], [5]])
+    whole = gradient([[0, 1, 2, 3, 4, 5]])
+    assert torch.allclose(split, whole, rtol=1e-4, atol=1e-6)

@@ -271,13 +271,14 @@ def _profile_interval(
 
     def bound(direction: float) -> float:
         wald = best_value + direction * Z95 * float(fit.se[j])
-        if abs(2 * (best - profile(wald)) - _CHI2_1_95) < 0.05 * _CHI2_1_95:
+        within_reach = abs(wald - best_value) <= reach
+        if within_reach and abs(2 * (best - profile(wald)) - _CHI2_1_95) < 0.05 * _CHI2_1_95:
             return wald
         far = best_value + direction * reach
         if not outside(far):
             return far
         near = best_value
-        for _ in range(40):  # bisection between a value inside and one outside
+        for _ in range(30):  # bisection between a value inside and one outside (to reach / 2^30)
             mid = (near + far) / 2
             near, far = (near, mid) if outside(mid) else (mid, far)
         return (near + far) / 2

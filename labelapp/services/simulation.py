@@ -471,29 +471,36 @@ class SimulationResult:
 SIMULATED_GROUP = "simulated raters"
 
 
-def _sim_rater(username: str):
-    """The simulated rater of this name: created (no usable password, in SIMULATED_GROUP), or reused
-    when an earlier run created it. Any other account of the name, in any case, is refused: the
-    simulator took over a person's account (a superuser's too) by its name, made its password
-    unusable and rated in its name."""
+def _sim_raters(usernames: list[str]) -> list:
+    """The simulated raters of these names: created (no usable password, in SIMULATED_GROUP), or reused
+    when an earlier run created them. Any other account of such a name, in any case, is refused before
+    any account is made: the simulator took over a person's account (a superuser's too) by its name,
+    made its password unusable and rated in its name."""
     from django.contrib.auth.models import Group
 
     group, _ = Group.objects.get_or_create(name=SIMULATED_GROUP)
     users = get_user_model().objects
-    user = users.filter(username__iexact=username).first()
-    if user is None:
-        user = users.create(username=username)
-        user.set_unusable_password()  # simulated accounts never log in
-        user.save(update_fields=["password"])
+    existing = {name: users.filter(username__iexact=name).first() for name in usernames}
+    for user in existing.values():
+        if (
+            user is None
+            or user.groups.filter(pk=group.pk).exists()
+            or _created_by_an_earlier_simulation(user)
+        ):
+            continue
+        raise ValueError(
+            f"An account named {user.username!r} exists and is not a simulated rater; choose another --seed "
+            "so that the simulator does not rate in its name."
+        )
+    out = []
+    for name, user in existing.items():
+        if user is None:
+            user = users.create(username=name)
+            user.set_unusable_password()  # simulated accounts never log in
+            user.save(update_fields=["password"])
         user.groups.add(group)
-        return user
-    if user.groups.filter(pk=group.pk).exists() or _created_by_an_earlier_simulation(user):
-        user.groups.add(group)
-        return user
-    raise ValueError(
-        f"An account named {user.username!r} exists and is not a simulated rater; choose another --seed so "
-        "that the simulator does not rate in its name."
-    )
+        out.append(user)
+    return out
 
 
 def _created_by_an_earlier_simulation(user) -> bool:
@@ -653,7 +660,7 @@ def simulate_raters(
         for i in range(raters)
     ]
     tag = f"{prefix}-{seed}" if seed is not None else prefix
-    users = [_sim_rater(f"{tag}-{i + 1:02d}") for i in range(raters)]
+    users = _sim_raters([f"{tag}-{i + 1:02d}" for i in range(raters)])
     result = SimulationResult(raters=[u.username for u in users])
     if top_up:
         result.comparisons_created = pool_top_up(

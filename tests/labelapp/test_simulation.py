@@ -159,10 +159,13 @@ def test_the_simulator_never_rates_in_the_name_of_an_account_it_did_not_create(g
         call_command(*args)
     boss.refresh_from_db()
     assert boss.has_usable_password() and not Rating.objects.exists()
-    make_user("Sim-8-01")  # nor a human's name in another case (a second account beside it)
-    with pytest.raises(CommandError, match="'Sim-8-01' exists"):
-        call_command(*args[:-3], "8", "--encoder", "lexical")
-    assert not get_user_model().objects.filter(username="sim-8-01").exists()
+    make_user("Sim-8-02")  # nor a human's name in another case (a second account beside it)
+    with pytest.raises(CommandError, match="'Sim-8-02' exists"):
+        call_command(
+            "simulate_raters", "--raters", "2", "--ratings", "2", "--seed", "8", "--encoder", "lexical"
+        )
+    # refused before any account was made (sim-8-01 was left behind)
+    assert not get_user_model().objects.filter(username__in=["sim-8-01", "sim-8-02"]).exists()
 
 
 def test_a_simulated_account_from_before_the_group_is_reused(guideline):

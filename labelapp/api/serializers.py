@@ -76,8 +76,8 @@ class AssignmentSerializer(serializers.Serializer):
     notice = serializers.CharField(
         allow_null=True,
         default=None,
-        help_text="GET /api/assignments/next/ only: the comparison you had open was set aside on the way "
-        "(its prompt withdrawn, or held for a personal-data review); null otherwise.",
+        help_text="GET /api/assignments/next/ only: a comparison you had open was set aside since you last "
+        "asked (its prompt withdrawn, or held for a personal-data review); null otherwise.",
     )
 
 

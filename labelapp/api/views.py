@@ -84,12 +84,18 @@ class NextAssignmentView(ApiView):
     token_scope = "rate"
 
     @extend_schema(
-        responses={200: s.AssignmentSerializer, 204: OpenApiResponse(description="Nothing to rate.")}
+        responses={
+            200: s.AssignmentSerializer,
+            204: OpenApiResponse(
+                description="Nothing to rate. A `Notice` header carries what `notice` would have said."
+            ),
+        }
     )
     def get(self, request):
         """Your open assignment, or the next comparison claimed for you (204 when nothing is left).
-        `notice` says when the comparison you had open was set aside on the way (its prompt withdrawn,
-        or held for a personal-data review); null otherwise."""
+        `notice` says when a comparison you had open was set aside since you last asked (its prompt
+        withdrawn, or held for a personal-data review); null otherwise. On a 204 the `Notice` header
+        says it."""
         try:
             assignment, notice = assignment_next_with_notice(rater=request.user)
         except GuidelineAckRequired as exc:
@@ -97,12 +103,13 @@ class NextAssignmentView(ApiView):
                 f"Acknowledge guidelines version {exc.version.number} first "
                 "(POST /api/guidelines/acknowledge/)."
             ) from None
+        said = {"Notice": notice} if notice else {}  # a 204 has no body to carry it
         if assignment is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
+            return Response(status=status.HTTP_204_NO_CONTENT, headers=said)
         try:
             assignment = assignment_for_page(rater=request.user, assignment_id=assignment.pk)
         except Assignment.DoesNotExist:  # withdrawn in the instant since the claim: ask again
-            return Response(status=status.HTTP_204_NO_CONTENT, headers={"Retry-After": "1"})
+            return Response(status=status.HTTP_204_NO_CONTENT, headers={"Retry-After": "1", **said})
         return Response(s.AssignmentSerializer(_assignment_payload(assignment) | {"notice": notice}).data)
 
 

@@ -23,6 +23,7 @@ from collections import Counter
 from datetime import datetime
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
@@ -288,26 +289,39 @@ TAKEN_BACK = (
 )
 
 
+_TAKEN_BACK_TTL = 24 * 3600  # a rater back after a day needs no word about a comparison they forgot
+
+
+def _taken_back_key(rater_id: int, joined) -> str:
+    # the account's creation time too: a database created afresh (tests, a reinstall) numbers its
+    # accounts from 1 again, and must not inherit another account's notice from Redis
+    return f"assignment-taken-back:{rater_id}:{joined.timestamp()}"
+
+
+def _note_taken_back(raters, *, at_commit: bool = True) -> None:
+    """Remember, for the next `assignment_next_with_notice` of each rater ((id, date_joined) pairs),
+    that an open lease of theirs was taken back (once the taking back commits, or now). In the cache: a
+    notice lost while Redis is down is a notice, not data."""
+    keys = {_taken_back_key(rater_id, joined): 1 for rater_id, joined in set(raters)}
+    if not keys:
+        return
+    if at_commit:
+        transaction.on_commit(lambda: cache.set_many(keys, timeout=_TAKEN_BACK_TTL))
+    else:
+        cache.set_many(keys, timeout=_TAKEN_BACK_TTL)
+
+
 def assignment_next_with_notice(*, rater) -> tuple[Assignment | None, str | None]:
-    """`assignment_next`, and TAKEN_BACK when the rater's open lease was set aside on the way (its
-    prompt withdrawn, or held for a personal-data review): without a word the page said everything
-    had been judged, and the API handed out another comparison."""
-    before = Assignment.objects.filter(rater=rater, status=Assignment.Status.LEASED).values_list(
-        "pk", flat=True
-    )
-    before = before.first()
+    """`assignment_next`, and TAKEN_BACK when an open lease of the rater's was set aside since they last
+    asked (its prompt withdrawn or withheld, its consent withdrawn, or held for a personal-data
+    review): without a word the page said everything had been judged, and the API handed out another
+    comparison. A lease that merely ran out, or that another tab finished or skipped, is no news."""
     assignment = assignment_next(rater=rater)
-    if before is None or (assignment is not None and assignment.pk == before):
+    key = _taken_back_key(rater.pk, rater.date_joined)
+    if not cache.get(key):
         return assignment, None
-    ended = Assignment.objects.filter(pk=before).values("status", "finished_at", "lease_expires_at").first()
-    # taken back: ended before its deadline (a lease that ran out ends after it, and is no news)
-    set_aside = (
-        ended is not None
-        and ended["status"] == Assignment.Status.EXPIRED
-        and ended["finished_at"] is not None
-        and ended["finished_at"] < ended["lease_expires_at"]
-    )
-    return assignment, TAKEN_BACK if set_aside else None
+    cache.delete(key)
+    return assignment, TAKEN_BACK
 
 
 def assignment_keep_or_take_back(assignment: Assignment) -> bool:
@@ -340,6 +354,9 @@ def _take_back(assignment: Assignment) -> None:
             Comparison.objects.filter(pk=assignment.comparison_id).update(
                 claimed_count=F("claimed_count") - 1
             )
+    if ended:  # noted now, not on commit: the request that took it back says so itself
+        rater = Assignment.objects.filter(pk=assignment.pk).values_list("rater_id", "rater__date_joined")
+        _note_taken_back(rater, at_commit=False)
 
 
 def _claim_released(*, rater, now: datetime) -> Assignment | None:
@@ -561,15 +578,16 @@ def comparisons_withdraw(comparison_ids) -> int:
     here) keeps that lease; its comparison is inactive once it ends."""
     ids = sorted(comparison_ids)
     leases = list(
-        Assignment.objects.select_for_update()
+        Assignment.objects.select_for_update(of=("self",))
         .filter(comparison_id__in=ids, status=Assignment.Status.LEASED)
         .order_by("id")
-        .values_list("id", "comparison_id")
+        .values_list("id", "comparison_id", "rater_id", "rater__date_joined")
     )
-    Assignment.objects.filter(pk__in=[lease_id for lease_id, _ in leases]).update(
+    Assignment.objects.filter(pk__in=[lease[0] for lease in leases]).update(
         status=Assignment.Status.EXPIRED, finished_at=timezone.now()
     )
-    taken = Counter(comparison_id for _, comparison_id in leases)
+    _note_taken_back((rater_id, joined) for _, _, rater_id, joined in leases)
+    taken = Counter(lease[1] for lease in leases)
     for comparison_id in ids:
         Comparison.objects.filter(pk=comparison_id).update(
             is_active=False, claimed_count=F("claimed_count") - taken[comparison_id]

@@ -267,6 +267,40 @@ def test_the_api_next_says_the_open_comparison_was_set_aside(
     assert client.get("/api/assignments/next/").json()["notice"] is None  # said once
 
 
+def test_a_withdrawn_prompt_s_open_lease_is_reported_on_the_page_and_in_the_api(
+    client, staff, rater, other_rater, acked, make_comparison, django_capture_on_commit_callbacks
+):
+    # comparisons_withdraw ends the lease at once: by the next ask there was no open lease to compare
+    # with, so neither the page nor the API said anything (the 204 had no room for it either)
+    from labelapp.services.review import prompt_withhold
+
+    held = _open_then_flagged(rater, other_rater, make_comparison)
+    with django_capture_on_commit_callbacks(execute=True):
+        prompt_withhold(prompt_id=held.comparison.prompt_id)
+    client.force_login(other_rater)
+    r = client.get("/api/assignments/next/")
+    assert r.status_code == 204 and "was set aside" in r["Notice"]
+    assert "Notice" not in client.get("/api/assignments/next/")  # said once
+    second = _open_then_flagged(rater, other_rater, make_comparison)
+    with django_capture_on_commit_callbacks(execute=True):
+        prompt_withhold(prompt_id=second.comparison.prompt_id)
+    assert "was set aside" in client.get(reverse("rate_next")).content.decode()
+
+
+def test_a_lease_past_its_deadline_set_aside_on_reload_is_reported(
+    client, rater, other_rater, acked, make_comparison
+):
+    # ended after its deadline, it read as a lease that merely ran out: no word
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    held = _open_then_flagged(rater, other_rater, make_comparison)
+    Assignment.objects.filter(pk=held.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=5))
+    client.force_login(other_rater)
+    assert "was set aside" in client.get(reverse("rate_next")).content.decode()
+
+
 def test_the_same_decision_posted_twice_is_recorded_once(client, staff, rater, acked, make_comparison):
     # a double-clicked decision (or the same form in two tabs) recorded two identical reviews
     rating = _rated(rater, {}, make_comparison, flag_unsafe=True)

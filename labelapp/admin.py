@@ -741,25 +741,37 @@ class ExportFileAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
 from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, SimulatedDecision)
 
 
-def _guard_other_apps_date_lists() -> None:
-    """Celery beat's task list and django-axes' failed logins drill down by date too (their admins are
-    registered before ours, INSTALLED_APPS order): the same guard, on a subclass of their own admins.
-    django-axes' access and failure logs are off (AXES_DISABLE_ACCESS_LOG): their empty lists go."""
-    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+def _guard_every_list() -> None:
+    """Every list in the admin gets the date guard: ours, and the other apps' (auth's users and groups,
+    Celery beat's tasks, django-axes' failed logins; registered before ours, INSTALLED_APPS order) on a
+    subclass of their own admins. Celery beat's task form gets its own guard. django-axes' access and
+    failure logs are off (AXES_DISABLE_ACCESS_LOG): their empty lists go."""
+    from axes.models import AccessFailureLog, AccessLog
     from django_celery_beat.models import PeriodicTask
 
-    for model in (PeriodicTask, AccessAttempt):
-        if not admin.site.is_registered(model):
-            continue
-        other = type(admin.site.get_model_admin(model))
-        admin.site.unregister(model)
-        admin.site.register(model, type(other.__name__, (DateBoundedListMixin, other), {}))
     for model in (AccessLog, AccessFailureLog):
         if admin.site.is_registered(model):
             admin.site.unregister(model)
+    for model, model_admin in list(admin.site._registry.items()):
+        if isinstance(model_admin, DateBoundedListMixin):
+            continue
+        other = type(model_admin)
+        attrs = {"form": _periodic_task_form(other.form)} if model is PeriodicTask else {}
+        admin.site.unregister(model)
+        admin.site.register(model, type(other.__name__, (DateBoundedListMixin, other), attrs))
 
 
-_guard_other_apps_date_lists()
+def _periodic_task_form(form):
+    """django-celery-beat's task form read data['task'] in clean() even when the field had failed (a
+    name over 200 characters, a NUL): a KeyError, a 500. The field's own error is shown instead."""
+
+    class Guarded(form):
+        def clean(self):
+            if "task" not in self.cleaned_data and not self.cleaned_data.get("regtask"):
+                return self.cleaned_data
+            return super().clean()
+
+    return Guarded
 
 
 @admin.register(EvalSetRating)
@@ -830,3 +842,6 @@ class PolicyPairAdmin(RecordAdmin):
     list_display = ("comparison", "kind", "new", "old", "new_is_a")
     list_filter = ("kind", "new")
     raw_id_fields = ("comparison",)
+
+
+_guard_every_list()  # last: every list registered above gets the guard

@@ -11,8 +11,10 @@ from django.contrib.admin.views.main import ChangeList
 
 class DateBoundedChangeList(ChangeList):
     """Django's date hierarchy computes the end of the day, month or year asked for by adding to it;
-    past 9999-12-31 that raised OverflowError or ValueError (a 500). Refused like any other bad lookup
-    instead: the list redirects to itself with ?e=1."""
+    past 9999-12-31 that raised OverflowError or ValueError (a 500), and so did a year lookup in the
+    query string on any date column of any list (`?created_at__year=0`, `__iso_year=0`,
+    `__year__gte=10000`: the year's bounds are computed when the list counts its rows). Refused like
+    any other bad lookup instead: the list redirects to itself with ?e=1."""
 
     def get_filters(self, request):
         try:
@@ -20,9 +22,15 @@ class DateBoundedChangeList(ChangeList):
         except (OverflowError, ValueError) as exc:
             raise IncorrectLookupParameters(exc) from exc
 
+    def get_results(self, request):
+        try:
+            return super().get_results(request)
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
 
 class DateBoundedListMixin:
-    """For a ModelAdmin with `date_hierarchy`: its list uses the guarded change list."""
+    """A ModelAdmin whose list uses the guarded change list (labelapp/admin.py gives it to every list)."""
 
     def get_changelist(self, request, **kwargs):
         return DateBoundedChangeList

@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from labelapp.admin_base import DateBoundedListMixin, RecordAdmin, SaveChangedFieldsMixin
+from labelapp.admin_base import DateBoundedListMixin, ReadOnlyAdmin, RecordAdmin, SaveChangedFieldsMixin
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -571,7 +571,9 @@ class RaterProfileAdmin(RecordAdmin):
 
 
 @admin.register(QueueSnapshot)
-class QueueSnapshotAdmin(DateBoundedListMixin, SaveChangedFieldsMixin, admin.ModelAdmin):
+class QueueSnapshotAdmin(DateBoundedListMixin, ReadOnlyAdmin):
+    """Queue figures the housekeeping job recorded: viewed (and deleted), never added or rewritten."""
+
     list_display = ("taken_at", "pending", "leased", "done", "released")
     date_hierarchy = "taken_at"
 

@@ -154,6 +154,21 @@ def test_no_admin_page_offers_an_editable_json_field(rf, staff):
     assert editable == []
 
 
+def test_queue_snapshots_are_the_job_s_record_not_typed_in(client, staff):
+    # a superuser could add and rewrite the housekeeping job's queue figures
+    from labelapp.models import QueueSnapshot
+
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    snap = QueueSnapshot.objects.create(pending=1, leased=2, done=3)
+    assert client.get(reverse("admin:labelapp_queuesnapshot_add")).status_code == 403
+    change = reverse("admin:labelapp_queuesnapshot_change", args=[snap.pk])
+    client.post(change, {"pending": 99, "leased": 2, "done": 3, "released": 0})
+    snap.refresh_from_db()
+    assert snap.pending == 1
+
+
 def test_a_training_runs_recipe_is_not_rewritten_in_the_admin(client, staff):
     from labelapp.models import RewardModelVersion, TrainingRun
 

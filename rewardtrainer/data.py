@@ -170,14 +170,29 @@ def _text_key(prompt: str) -> str:
 
 
 def prompt_groups(pairs: Sequence[PreferencePair]) -> tuple[dict[str, list[int]], list[str]]:
-    """The pairs by prompt: (group key -> pair indices, each pair's group key). Pairs whose prompts have
-    the same text (case and runs of white space aside) are one group, under the `prompt_key` of the
-    first of them, whatever their ids: the app may store one question as two prompts, and as two
-    groups the split put the question on both sides and the prompt-mismatch augmentation took an
-    answer to the very same question as the "foreign" one (teaching a worse answer over a better).
-    Without such duplicates the groups and keys are `prompt_key`'s, so splits stay as they were."""
-    first_key: dict[str, str] = {}
-    keys = [first_key.setdefault(_text_key(p.prompt), prompt_key(p)) for p in pairs]
+    """The pairs by prompt: (group key -> pair indices, each pair's group key). Pairs that share a
+    `prompt_id`, or whose prompts have the same text (case and runs of white space aside), are one
+    group, transitively, under the `prompt_key` of the group's first pair: the app may store one
+    question as two prompts, and as two groups the split put the question on both sides and the
+    prompt-mismatch augmentation took an answer to the very same question as the "foreign" one
+    (teaching a worse answer over a better). Without such duplicates the groups and keys are
+    `prompt_key`'s, so splits stay as they were."""
+    parent = list(range(len(pairs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_seen: dict[str, int] = {}
+    for i, p in enumerate(pairs):
+        for label in (prompt_key(p), _text_key(p.prompt)):
+            j = first_seen.setdefault(label, i)
+            a, b = root(i), root(j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the earliest pair names the group
+    keys = [prompt_key(pairs[root(i)]) for i in range(len(pairs))]
     groups: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)

@@ -483,3 +483,20 @@ def test_a_nan_reward_is_no_length_free_reward():
 
     assert np.isnan(pearson_np(np.array([1.0, np.nan, 2.0]), np.array([3.0, 4.0, 5.0])))
     assert pearson_np(np.array([1.0, 1.0, 1.0]), np.array([3.0, 4.0, 5.0])) == 0.0
+
+
+def test_prompt_groups_join_through_ids_and_texts_alike():
+    # grouped by the first pair's text only, id 2 ("Define Y" and "what is x?") landed in two groups
+    from rewardtrainer.data import PreferencePair, prompt_groups, split_by_prompt
+
+    pairs = [
+        PreferencePair(prompt="What is X?", chosen="a", rejected="b", prompt_id="1"),
+        PreferencePair(prompt="Define Y", chosen="c", rejected="d", prompt_id="2"),
+        PreferencePair(prompt="what is  x?", chosen="e", rejected="f", prompt_id="2"),
+        PreferencePair(prompt="Other", chosen="g", rejected="h", prompt_id="3"),
+    ]
+    groups, keys = prompt_groups(pairs)
+    assert groups == {"1": [0, 1, 2], "3": [3]} and keys == ["1", "1", "1", "3"]
+    for seed in range(5):
+        train, val = split_by_prompt(pairs, 0.25, seed=seed)
+        assert not {p.prompt_id for p in train} & {p.prompt_id for p in val}

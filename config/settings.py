@@ -426,11 +426,16 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"client_errors_briefly": {"()": "config.log_filters.ClientErrorWithoutTraceback"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["client_errors_briefly"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # django-axes logs every login and every clean-up at INFO with the name and address; a lockout is
-    # logged by labelapp.login_throttle
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        # django-axes logs every login and every clean-up at INFO with the name and address; a lockout
+        # is logged by labelapp.login_throttle
+        "axes": {"level": "WARNING"},
+        # through the root's handler only: Django's own console handler (DEBUG) wrote each line twice
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 
 # --- The product's own knobs -----------------------------------------------------------------------

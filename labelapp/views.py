@@ -29,6 +29,7 @@ from labelapp.services.assignment import (
     assignment_next_with_notice,
     assignment_renew_if_expired,
     assignment_skip,
+    assignment_taken_back_said,
     queue_has_work_for,
 )
 from labelapp.services.guidelines import (
@@ -297,6 +298,7 @@ def _withdrawn_moves_on(view):
             return view(request, *args, **kwargs)
         except _Withdrawn:
             messages.info(request, "That comparison was withdrawn; here is your next one.")
+            assignment_taken_back_said(rater=request.user)  # said here: not again on the next page
             if request.htmx:
                 return HttpResponseClientRedirect(reverse("rate_next"))
             return redirect("rate_next")
@@ -319,6 +321,7 @@ def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
     if not assignment_keep_or_take_back(assignment):
         # a reload of /rate/N/ showed it again, and its submit was stored
         messages.info(request, SET_ASIDE)
+        assignment_taken_back_said(rater=request.user)
         return redirect("rate_next")
     assignment_renew_if_expired(assignment)
     context = _panel_context(assignment)
@@ -353,6 +356,7 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
         except AssignmentGone as exc:
             # Showing this comparison again with the error left the rater stuck: every submit gave the
             # same error and nothing on the panel led on.
+            assignment_taken_back_said(rater=request.user)
             return _render_next(request, notice=str(exc))
         except RatingError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
@@ -360,6 +364,7 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
     try:
         rating_still_possible(assignment)
     except AssignmentGone as exc:  # an error shown on it would offer a finished comparison again
+        assignment_taken_back_said(rater=request.user)
         return _render_next(request, notice=f"{exc} Nothing was saved; here is your next comparison.")
     return _render_form_error(request, assignment, form)
 

@@ -28,6 +28,7 @@ from labelapp.services.assignment import (
     assignment_keep_or_take_back,
     assignment_next_with_notice,
     assignment_skip,
+    assignment_taken_back_said,
 )
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
@@ -122,6 +123,7 @@ class AssignmentDetailView(ApiView):
         prompt was set aside for a personal-data review: the lease is taken back)."""
         assignment = _own_assignment(request, assignment_id)
         if assignment.status == Assignment.Status.LEASED and not assignment_keep_or_take_back(assignment):
+            assignment_taken_back_said(rater=request.user)  # this answer says it
             raise NotFound("Set aside: its prompt waits for a staff review of a personal-data report.")
         return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)
 

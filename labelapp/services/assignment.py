@@ -324,6 +324,12 @@ def assignment_next_with_notice(*, rater) -> tuple[Assignment | None, str | None
     return assignment, TAKEN_BACK
 
 
+def assignment_taken_back_said(*, rater) -> None:
+    """The rater was just told that a comparison of theirs was set aside (a reload of it, a refused
+    submit): the next `assignment_next_with_notice` need not say it again."""
+    cache.delete(_taken_back_key(rater.pk, rater.date_joined))
+
+
 def assignment_keep_or_take_back(assignment: Assignment) -> bool:
     """An open lease shown again (a reload, /rate/ or /rate/N/, the API's next): True when its prompt
     may still be shown; otherwise the lease is taken back, its slot freed, and False."""

@@ -1,4 +1,4 @@
-"""Logging filters for config/settings.py's LOGGING.
+"""Log formatting for config/settings.py's LOGGING.
 
 Django logs every 4xx answer to a refused request (`Forbidden (Permission denied): /staff/...`) with the
 exception's traceback: a rater opening a staff page wrote some thirty lines to the web log, twice with
@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 
 
-class ClientErrorWithoutTraceback(logging.Filter):
-    """Drop the traceback of `django.request` / `django.security` records about a 4xx answer."""
+class ClientErrorWithoutTraceback(logging.Formatter):
+    """The console's formatter: `django.*` records about a 4xx answer without their traceback. A copy
+    of the record is formatted, so other handlers (a log collector, pytest's caplog) keep it."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def format(self, record: logging.LogRecord) -> str:
         status = getattr(record, "status_code", None)
         if record.name.startswith("django.") and status is not None and 400 <= status < 500:
-            record.exc_info = None
-            record.exc_text = None
-        return True
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return super().format(record)

@@ -185,9 +185,10 @@ def prompt_groups(pairs: Sequence[PreferencePair]) -> tuple[dict[str, list[int]]
             i = parent[i]
         return i
 
-    first_seen: dict[str, int] = {}
+    first_seen: dict[tuple[str, str], int] = {}
     for i, p in enumerate(pairs):
-        for label in (prompt_key(p), _text_key(p.prompt)):
+        labels = [("text", _text_key(p.prompt))] + ([("id", p.prompt_id)] if p.prompt_id else [])
+        for label in labels:  # ids and texts apart: an id spelled "text:..." is not that text
             j = first_seen.setdefault(label, i)
             a, b = root(i), root(j)
             if a != b:

@@ -623,8 +623,11 @@ def training_check_and_start() -> TrainingRun | None:
     reward_model_decisions_resend()
     try:
         return training_run_request(trigger="beat")
-    except (BrokerUnavailable, TooFewRatings) as exc:
+    except BrokerUnavailable as exc:
         log.warning("%s", exc)
+        return None
+    except TooFewRatings as exc:  # a state, not a fault: with a low RM_MIN_NEW_RATINGS, every beat says it
+        log.info("%s", exc)
         return None
 
 

@@ -367,7 +367,7 @@ def _ask(modeladmin, request, queryset, *, form_class, title: str, submit_label:
 
 
 @admin.register(Rating)
-class RatingAdmin(DateBoundedListMixin, RecordAdmin):
+class RatingAdmin(RecordAdmin):
     list_display = (
         "id",
         "rater",
@@ -571,7 +571,7 @@ class RaterProfileAdmin(RecordAdmin):
 
 
 @admin.register(QueueSnapshot)
-class QueueSnapshotAdmin(DateBoundedListMixin, ReadOnlyAdmin):
+class QueueSnapshotAdmin(ReadOnlyAdmin):
     """Queue figures the housekeeping job recorded: viewed (and deleted), never added or rewritten."""
 
     list_display = ("taken_at", "pending", "leased", "done", "released")

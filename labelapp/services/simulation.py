@@ -495,9 +495,7 @@ def _sim_raters(usernames: list[str]) -> list:
     out = []
     for name, user in existing.items():
         if user is None:
-            user = users.create(username=name)
-            user.set_unusable_password()  # simulated accounts never log in
-            user.save(update_fields=["password"])
+            user = users.create_user(username=name)  # no password: unusable, simulated accounts never log in
         user.groups.add(group)
         out.append(user)
     return out

@@ -59,7 +59,7 @@ from django.db.models.functions import Cast, Coalesce, Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from labelapp.models import EvalSetRating, Rating, RewardModelVersion, TrainingRun
+from labelapp.models import EvalSetRating, Prompt, Rating, RewardModelVersion, TrainingRun
 from labelapp.services.roles import permission_check
 
 log = logging.getLogger(__name__)
@@ -163,14 +163,30 @@ def _usable_ratings():
 
 
 def _trainable_ratings():
-    """Usable ratings outside the frozen evaluation set (no rating of an evaluation prompt trains)."""
+    """Usable ratings outside the frozen evaluation set: no rating of an evaluation prompt trains, nor
+    of another prompt with the same text (`Prompt.text_hash`; staff can type a question twice)."""
     eval_prompts = EvalSetRating.objects.values("prompt_id")
-    return _usable_ratings().exclude(comparison__prompt_id__in=eval_prompts)
+    eval_texts = Prompt.objects.filter(pk__in=eval_prompts).exclude(text_hash="").values("text_hash")
+    return (
+        _usable_ratings()
+        .exclude(comparison__prompt_id__in=eval_prompts)
+        .exclude(comparison__prompt__text_hash__in=eval_texts)
+    )
 
 
-def _is_eval_prompt(prompt_id: int) -> bool:
-    """A fixed share of prompts (a multiplicative hash of the id, so it never changes)."""
-    return (prompt_id * 2654435761) % 100 < settings.TRAINING["EVAL_SET_PERCENT"]
+def _prompt_key(prompt_id: int, text_hash: str) -> str:
+    """One key for prompts with the same text (their ratings train together or evaluate together)."""
+    return text_hash or f"id:{prompt_id}"
+
+
+def _is_eval_prompt(key: str) -> bool:
+    """A fixed share of prompts, decided by the text's hash (the same for a twin, and a rated prompt's
+    text never changes) or, for a row without one, a multiplicative hash of the id."""
+    if key.startswith("id:"):
+        bucket = (int(key[3:]) * 2654435761) % 100
+    else:
+        bucket = int(key[:15], 16) % 100
+    return bucket < settings.TRAINING["EVAL_SET_PERCENT"]
 
 
 def eval_set_grow() -> int:
@@ -186,23 +202,35 @@ def eval_set_grow() -> int:
         ).aggregate(w=Max("m"))["w"]
         or 0
     )
-    in_set = set(EvalSetRating.objects.values_list("prompt_id", flat=True).distinct())
-    fresh = list(
-        _usable_ratings()
+    in_set = {
+        _prompt_key(*row)
+        for row in Prompt.objects.filter(pk__in=EvalSetRating.objects.values("prompt_id")).values_list(
+            "pk", "text_hash"
+        )
+    }
+    fresh = [
+        (rating_id, prompt_id, _prompt_key(prompt_id, text_hash))
+        for rating_id, prompt_id, text_hash in _usable_ratings()
         .filter(pk__gt=watermark, eval_set_entry__isnull=True)
-        .values_list("pk", "comparison__prompt_id")
+        .values_list("pk", "comparison__prompt_id", "comparison__prompt__text_hash")
         .order_by("pk")
-    )
-    candidates = {pid for _, pid in fresh if pid not in in_set and _is_eval_prompt(pid)}
-    seen_before = set(
-        Rating.objects.filter(pk__lte=watermark, comparison__prompt_id__in=candidates)
-        .values_list("comparison__prompt_id", flat=True)
+    ]
+    candidates = {(pid, key) for _, pid, key in fresh if key not in in_set and _is_eval_prompt(key)}
+    # A prompt trained on, or a twin of one, never joins: some version has seen its text.
+    seen_before = {
+        _prompt_key(*row)
+        for row in Rating.objects.filter(pk__lte=watermark)
+        .filter(
+            Q(comparison__prompt_id__in={pid for pid, _ in candidates})
+            | Q(comparison__prompt__text_hash__in={key for _, key in candidates if not key.startswith("id:")})
+        )
+        .values_list("comparison__prompt_id", "comparison__prompt__text_hash")
         .distinct()
-    )
+    }
     rows = []
-    for rating_id, prompt_id in fresh:
-        if prompt_id in in_set or (_is_eval_prompt(prompt_id) and prompt_id not in seen_before):
-            in_set.add(prompt_id)
+    for rating_id, prompt_id, key in fresh:
+        if key in in_set or (_is_eval_prompt(key) and key not in seen_before):
+            in_set.add(key)
             rows.append(EvalSetRating(rating_id=rating_id, prompt_id=prompt_id))
     EvalSetRating.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)

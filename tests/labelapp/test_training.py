@@ -7,6 +7,7 @@ The worker-kill test is in test_training_worker.py.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -62,6 +63,9 @@ def tiny_settings(settings, tiny_backbone, tmp_path):
     return settings
 
 
+_PROMPT_SERIAL = itertools.count()
+
+
 def _rate_many(make_user, n_prompts: int, *, tie: bool = False, consent: bool = True) -> list[Rating]:
     """n_prompts comparisons, each rated by one rater; the correct answer names the right animal."""
     from labelapp.services.guidelines import guideline_acknowledge, guideline_current
@@ -69,7 +73,8 @@ def _rate_many(make_user, n_prompts: int, *, tie: bool = False, consent: bool = 
     rater = make_user()
     guideline_acknowledge(rater=rater, version=guideline_current())
     for i in range(n_prompts):
-        p = Prompt.objects.create(text=f"Which animal barks? ({i})", consent=consent)
+        # a new text each call: a prompt with the text of an earlier one evaluates or trains with it
+        p = Prompt.objects.create(text=f"Which animal barks? ({next(_PROMPT_SERIAL)})", consent=consent)
         good = Response.objects.create(
             prompt=p, text=f"A dog barks. {'Really. ' * (i % 4)}", source_model="t"
         )

@@ -408,3 +408,31 @@ def test_activating_the_active_version_again_changes_nothing(client, staff):
     assert client.post("/api/reward-models/1/activate/").status_code == 409
     v1.refresh_from_db()
     assert (v1.activation_note, v1.activated_at) == (before.activation_note, before.activated_at)
+
+
+@pytest.mark.django_db
+def test_a_prompt_typed_twice_trains_or_evaluates_as_one(eval_settings, guideline, make_user, enqueued):
+    # The set was keyed by prompt id alone: of two prompts with the same text (staff can type a
+    # question twice), one could join the frozen set while its twin trained every version.
+    eval_settings.TRAINING = {**eval_settings.TRAINING, "EVAL_SET_PERCENT": 50}
+    rater = _acked_rater(make_user)
+    texts = [f"Which animal barks, number {i}?" for i in range(12)]
+    for text in texts:
+        for twin in ("first", "second"):
+            _rate_on(Prompt.objects.create(text=text), rater, f"A dog barks ({twin}).", "A cat barks.")
+    run = training.training_run_request(trigger="manual", force=True)
+    evaluated = set(EvalSetRating.objects.values_list("prompt__text", flat=True))
+    trained = set(
+        Prompt.objects.filter(comparisons__ratings__in=run.data_snapshot["rating_ids"]).values_list(
+            "text", flat=True
+        )
+    )
+    assert evaluated and trained and not evaluated & trained
+    assert EvalSetRating.objects.count() == 2 * len(evaluated)  # both twins of each evaluated text
+
+    # A twin typed after its text trained never joins the set (a version has seen the text).
+    training.training_run_cancel(run=run)
+    eval_settings.TRAINING = {**eval_settings.TRAINING, "EVAL_SET_PERCENT": 100}
+    before = EvalSetRating.objects.count()
+    _rate_on(Prompt.objects.create(text=sorted(trained)[0]), rater, "A dog barks (third).", "A cat barks.")
+    assert training.eval_set_grow() == 0 and EvalSetRating.objects.count() == before

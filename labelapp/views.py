@@ -23,6 +23,7 @@ from labelapp.forms import RatingForm, SkipForm
 from labelapp.models import Assignment, GuidelineVersion, Rating
 from labelapp.selectors import assignment_for_page, queue_latest_snapshot, rater_progress, rating_view
 from labelapp.services.assignment import (
+    TAKEN_BACK,
     QueueError,
     assignment_keep_or_take_back,
     assignment_next,
@@ -298,7 +299,8 @@ def _withdrawn_moves_on(view):
             return view(request, *args, **kwargs)
         except _Withdrawn:
             messages.info(request, "That comparison was withdrawn; here is your next one.")
-            assignment_taken_back_said(rater=request.user)  # said here: not again on the next page
+            # said here: not again on the next page
+            assignment_taken_back_said(rater=request.user, assignment_id=kwargs["assignment_id"])
             if request.htmx:
                 return HttpResponseClientRedirect(reverse("rate_next"))
             return redirect("rate_next")
@@ -314,19 +316,29 @@ def rate(request: HttpRequest, assignment_id: int) -> HttpResponse:
         return _rate_submit(request, assignment_id)
     assignment = _own_assignment(request, assignment_id)
     if assignment.status != Assignment.Status.LEASED:
-        messages.info(request, "That comparison is finished; here is your next one.")
+        messages.info(request, _no_longer_open(request.user, assignment))
         return redirect("rate_next")
     if guideline_needs_ack(rater=request.user) is not None:
         return redirect("guidelines")
     if not assignment_keep_or_take_back(assignment):
         # a reload of /rate/N/ showed it again, and its submit was stored
         messages.info(request, SET_ASIDE)
-        assignment_taken_back_said(rater=request.user)
+        assignment_taken_back_said(rater=request.user, assignment_id=assignment_id)
         return redirect("rate_next")
     assignment_renew_if_expired(assignment)
     context = _panel_context(assignment)
     context["guideline"] = guideline_current()
     return render(request, "labelapp/rate.html", context)
+
+
+def _no_longer_open(rater, assignment: Assignment) -> str:
+    """What a reload of a lease that is no longer open says (it said "finished" for a lease that ran
+    out or was taken back, with nothing saved)."""
+    if assignment_taken_back_said(rater=rater, assignment_id=assignment.pk):
+        return TAKEN_BACK
+    if assignment.status == Assignment.Status.EXPIRED:
+        return "Your time on that comparison ran out; nothing of it was saved. Here is your next one."
+    return "That comparison is finished; here is your next one."
 
 
 def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
@@ -356,7 +368,6 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
         except AssignmentGone as exc:
             # Showing this comparison again with the error left the rater stuck: every submit gave the
             # same error and nothing on the panel led on.
-            assignment_taken_back_said(rater=request.user)
             return _render_next(request, notice=str(exc))
         except RatingError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
@@ -364,7 +375,7 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
     try:
         rating_still_possible(assignment)
     except AssignmentGone as exc:  # an error shown on it would offer a finished comparison again
-        assignment_taken_back_said(rater=request.user)
+        assignment_taken_back_said(rater=request.user, assignment_id=assignment_id)
         return _render_next(request, notice=f"{exc} Nothing was saved; here is your next comparison.")
     return _render_form_error(request, assignment, form)
 

@@ -123,7 +123,7 @@ class AssignmentDetailView(ApiView):
         prompt was set aside for a personal-data review: the lease is taken back)."""
         assignment = _own_assignment(request, assignment_id)
         if assignment.status == Assignment.Status.LEASED and not assignment_keep_or_take_back(assignment):
-            assignment_taken_back_said(rater=request.user)  # this answer says it
+            assignment_taken_back_said(rater=request.user, assignment_id=assignment_id)  # this answer says it
             raise NotFound("Set aside: its prompt waits for a staff review of a personal-data report.")
         return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)
 

@@ -298,17 +298,34 @@ def _taken_back_key(rater_id: int, joined) -> str:
     return f"assignment-taken-back:{rater_id}:{joined.timestamp()}"
 
 
-def _note_taken_back(raters, *, at_commit: bool = True) -> None:
-    """Remember, for the next `assignment_next_with_notice` of each rater ((id, date_joined) pairs),
-    that an open lease of theirs was taken back (once the taking back commits, or now). In the cache: a
-    notice lost while Redis is down is a notice, not data."""
-    keys = {_taken_back_key(rater_id, joined): 1 for rater_id, joined in set(raters)}
-    if not keys:
+def _noted_ids(value) -> set[int]:
+    """The assignment ids a note holds (a note written before ids were kept: one unknown lease, 0)."""
+    if isinstance(value, list):
+        return set(value)
+    return {0} if value else set()
+
+
+def _note_taken_back(leases, *, at_commit: bool = True) -> None:
+    """Remember, for the next `assignment_next_with_notice` of each rater, which open leases of theirs
+    were taken back ((assignment id, rater id, date_joined) triples), once the taking back commits or
+    now. In the cache: a notice lost while Redis is down is a notice, not data."""
+    by_key: dict[str, set[int]] = {}
+    for assignment_id, rater_id, joined in leases:
+        by_key.setdefault(_taken_back_key(rater_id, joined), set()).add(assignment_id)
+    if not by_key:
         return
+
+    def write():
+        noted = cache.get_many(list(by_key))
+        cache.set_many(
+            {key: sorted(_noted_ids(noted.get(key)) | ids) for key, ids in by_key.items()},
+            timeout=_TAKEN_BACK_TTL,
+        )
+
     if at_commit:
-        transaction.on_commit(lambda: cache.set_many(keys, timeout=_TAKEN_BACK_TTL))
+        transaction.on_commit(write)
     else:
-        cache.set_many(keys, timeout=_TAKEN_BACK_TTL)
+        write()
 
 
 def assignment_next_with_notice(*, rater) -> tuple[Assignment | None, str | None]:
@@ -324,10 +341,21 @@ def assignment_next_with_notice(*, rater) -> tuple[Assignment | None, str | None
     return assignment, TAKEN_BACK
 
 
-def assignment_taken_back_said(*, rater) -> None:
-    """The rater was just told that a comparison of theirs was set aside (a reload of it, a refused
-    submit): the next `assignment_next_with_notice` need not say it again."""
-    cache.delete(_taken_back_key(rater.pk, rater.date_joined))
+def assignment_taken_back_said(*, rater, assignment_id: int) -> bool:
+    """The rater was just told what became of this assignment (a reload of it, a refused submit), or
+    rated it after all (a lease taken back, then re-taken when its prompt came back): the next
+    `assignment_next_with_notice` need not mention it. Other leases noted stay noted. Returns whether
+    it had been noted as taken back."""
+    key = _taken_back_key(rater.pk, rater.date_joined)
+    noted = _noted_ids(cache.get(key))
+    if assignment_id not in noted:
+        return False
+    noted.discard(assignment_id)
+    if noted:
+        cache.set(key, sorted(noted), timeout=_TAKEN_BACK_TTL)
+    else:
+        cache.delete(key)
+    return True
 
 
 def assignment_keep_or_take_back(assignment: Assignment) -> bool:
@@ -361,8 +389,10 @@ def _take_back(assignment: Assignment) -> None:
                 claimed_count=F("claimed_count") - 1
             )
     if ended:  # noted now, not on commit: the request that took it back says so itself
-        rater = Assignment.objects.filter(pk=assignment.pk).values_list("rater_id", "rater__date_joined")
-        _note_taken_back(rater, at_commit=False)
+        lease = Assignment.objects.filter(pk=assignment.pk).values_list(
+            "pk", "rater_id", "rater__date_joined"
+        )
+        _note_taken_back(lease, at_commit=False)
 
 
 def _claim_released(*, rater, now: datetime) -> Assignment | None:
@@ -592,7 +622,7 @@ def comparisons_withdraw(comparison_ids) -> int:
     Assignment.objects.filter(pk__in=[lease[0] for lease in leases]).update(
         status=Assignment.Status.EXPIRED, finished_at=timezone.now()
     )
-    _note_taken_back((rater_id, joined) for _, _, rater_id, joined in leases)
+    _note_taken_back((lease_id, rater_id, joined) for lease_id, _, rater_id, joined in leases)
     taken = Counter(lease[1] for lease in leases)
     for comparison_id in ids:
         Comparison.objects.filter(pk=comparison_id).update(

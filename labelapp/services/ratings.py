@@ -28,6 +28,7 @@ from labelapp.services.assignment import (
     WITHDRAWN_WHILE_OPEN,
     QueueError,
     assignment_reclaim_expired,
+    assignment_taken_back_said,
 )
 from labelapp.services.guidelines import guideline_current
 from labelapp.services.repeats import repeat_maybe_schedule
@@ -282,6 +283,10 @@ def rating_submit(
         return _submit_slow(
             rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data
         )
+    except AssignmentGone:
+        # the refusal says what became of it: a notice that it was taken back would say it again
+        assignment_taken_back_said(rater=rater, assignment_id=assignment_id)
+        raise
     except IntegrityError:
         # The unique constraints speak: this key or this comparison already has this rater's rating
         # (a duplicate submit on another connection, or a second assignment of the same comparison).
@@ -324,29 +329,34 @@ def _submit_slow(
         )
         if asked and not data.length_check:
             raise LengthCheckRequired()
+        if not Prompt.objects.filter(pk=comparison.prompt_id, consent=True, withheld=False).exists():
+            # Said first: the lease was taken back for this (a new guideline version since is not why).
+            # A lease claimed in the instant of a withdrawal or a withholding escapes its take-back
+            # (services/assignment.py: comparisons_withdraw); its rating is refused here too.
+            raise AssignmentGone(WITHDRAWN_WHILE_OPEN)
         lapsed = assignment.status == Assignment.Status.EXPIRED or (
             assignment.status == Assignment.Status.LEASED and assignment.lease_expires_at <= timezone.now()
         )
         if lapsed:
-            # Re-taking a lease that ran out (released yet or not) is a claim, and a claim needs the
-            # version in force acknowledged (an open lease may finish under the one it was claimed under)
-            # and a prompt no personal-data flag holds back.
+            # Re-taking a lease that ran out (released yet or not) is a claim, and a claim needs a
+            # prompt no personal-data flag holds back and the version in force acknowledged (an open
+            # lease may finish under the one it was claimed under).
+            if prompt_awaiting_review(comparison.prompt_id):
+                raise AssignmentGone(HELD_FOR_REVIEW)
             current = guideline_current()
             if current is not None and current.pk != version.pk:
                 raise AssignmentGone(EXPIRED_UNDER_NEW_GUIDELINES.format(number=current.number))
-            if prompt_awaiting_review(comparison.prompt_id):
-                raise AssignmentGone(HELD_FOR_REVIEW)
         if assignment.status == Assignment.Status.EXPIRED:
             try:
                 assignment_reclaim_expired(assignment=assignment)
             except QueueError as exc:
                 raise AssignmentGone(str(exc)) from exc
+            # taken back, then re-taken when its prompt came back: rated after all, nothing to tell
+            transaction.on_commit(
+                lambda: assignment_taken_back_said(rater=rater, assignment_id=assignment_id)
+            )
         elif assignment.status != Assignment.Status.LEASED:
             raise AssignmentGone(NO_LONGER_YOURS)
-        if not Prompt.objects.filter(pk=comparison.prompt_id, consent=True, withheld=False).exists():
-            # A lease claimed in the instant of a withdrawal or a withholding escapes its take-back
-            # (services/assignment.py: comparisons_withdraw); its rating is refused here.
-            raise AssignmentGone(WITHDRAWN_WHILE_OPEN)
 
         fields = _rating_fields(data)
         if not asked:

@@ -181,6 +181,14 @@
   document.addEventListener("htmx:afterSwap", function () {
     document.querySelectorAll("ul.messages").forEach(function (m) { m.remove(); });
     startClock(); updateLengthCheck();
+    // A skip refused (no reason given) swaps only the skip form: the rater goes on typing the reason.
+    // Focus left on the page turned those letters into shortcuts ("b" ticked both-bad, "3" chose).
+    var skipError = document.querySelector('#skip-form:not([hidden]) .errors[role="alert"]');
+    if (skipError) {
+      document.getElementById("skip-reason").focus();
+      if (!inView(skipError)) { skipError.scrollIntoView({block: "center"}); }
+      return;
+    }
     if (document.activeElement && document.activeElement !== document.body) { document.activeElement.blur(); }
     var r = root();
     var error = r && r.querySelector('.errors[role="alert"]');

@@ -153,3 +153,40 @@ def test_a_message_from_a_page_load_goes_with_the_next_swapped_in_panel(
     assert "That comparison is finished" in page.locator("ul.messages").inner_text()
     rate_once()
     assert page.locator("ul.messages").count() == 0
+
+
+def test_typing_a_skip_reason_after_a_skip_error_goes_into_the_reason(
+    page, live_server, tmp_path, monkeypatch
+):
+    # After "Say why you skip." the focus was on the page: typing "bias 3" ticked "both bad" (b), hid
+    # the skip form (s) and chose a preference (3), while the reason field kept its blank value.
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    demo = demo_seed()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "demo-rater")
+    page.fill("#id_password", demo.accounts["demo-rater"])
+    page.locator("#id_password").press("Enter")
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto(f"{live_server.url}/rate/")
+    page.wait_for_url("**/guidelines/")
+    page.locator("#acknowledge").click()
+    page.wait_for_selector("#rating-form")
+    assignment_id = int(page.locator("#rate-root").get_attribute("data-assignment"))
+
+    page.keyboard.press("s")
+    page.locator("#skip-reason").fill("")
+    page.locator("#skip-reason").press("Enter")
+    page.wait_for_selector('#skip-form .errors[role="alert"]')
+    page.keyboard.type("bias 3")
+
+    assert page.locator("#skip-reason").input_value() == "bias 3"
+    assert page.locator("#skip-form").is_visible()
+    assert not page.locator('input[name="both_bad"]').is_checked()
+    assert page.locator('input[name="preference"]:checked').count() == 0
+    page.locator("#skip-reason").press("Enter")
+    page.wait_for_function(
+        "id => { const r = document.getElementById('rate-root'); return r && r.dataset.assignment !== id; }",
+        arg=str(assignment_id),
+    )
+    skipped = Assignment.objects.get(pk=assignment_id)
+    assert skipped.status == Assignment.Status.SKIPPED and skipped.skip_reason == "bias 3"

@@ -408,3 +408,80 @@ def test_the_rating_pages_of_a_withdrawn_prompt_lead_on_not_404(client, staff, r
     r = client.post(url, {"preference": "9"}, HTTP_HX_REQUEST="true")
     assert r.status_code == 200 and r["HX-Redirect"] == reverse("rate_next")
     assert client.get(reverse("rate", args=[10**6])).status_code == 404  # no such assignment: still 404
+
+
+def _page_post(client, assignment, **fields):
+    data = {"form_key": str(assignment.form_key), "time_on_task_ms": "1234", "preference": "0", **fields}
+    return client.post(reverse("rate", args=[assignment.pk]), data, HTTP_HX_REQUEST="true")
+
+
+def test_a_lease_taken_back_then_rated_after_all_leaves_no_notice_of_loss(
+    client, staff, rater, acked, make_comparison, django_capture_on_commit_callbacks
+):
+    """Consent withdrawn, then restored, while the page was open: the rating was stored, yet the next
+    /rate/ said "set aside ... nothing of it was saved" (the note was kept per rater, not per lease)."""
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    with django_capture_on_commit_callbacks(execute=True):
+        prompt_consent_set(prompt=comparison.prompt, consent=False, reason="withdrawn", by=staff)
+        prompt_consent_set(prompt=comparison.prompt, consent=True, reason="given again", by=staff)
+    client.force_login(rater)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _page_post(client, held).status_code == 200
+    assert Rating.objects.filter(assignment=held).exists()
+    assert "set aside" not in client.get(reverse("rate_next"), follow=True).content.decode()
+
+
+def test_a_withdrawal_under_a_new_guideline_version_is_named_as_the_reason(
+    client, staff, rater, acked, make_comparison, django_capture_on_commit_callbacks
+):
+    """A submit on a lease taken back by a withholding said "Your time on this comparison ran out, and
+    guidelines version 2 came into force" when a version had also been published meanwhile."""
+    from labelapp.services.guidelines import guideline_create
+
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    with django_capture_on_commit_callbacks(execute=True):
+        prompt_withhold(prompt_id=comparison.prompt_id)
+    guideline_create(text="v2: still prefer concise answers", publish=True)
+    with pytest.raises(RatingError) as refused:
+        rating_submit(
+            rater=rater, assignment_id=held.pk, idempotency_key=held.form_key, data=RatingInput(preference=0)
+        )
+    assert "withdrawn" in str(refused.value) and "ran out" not in str(refused.value)
+    # the refusal said it: the next ask does not say it again
+    client.force_login(rater)
+    assert "set aside" not in client.get("/api/assignments/next/").get("Notice", "")
+
+
+def test_a_reload_of_a_lease_no_longer_open_says_what_became_of_it(
+    client, staff, rater, acked, make_comparison, django_capture_on_commit_callbacks
+):
+    """Any lease not open read "That comparison is finished" on a reload, also one that ran out or was
+    taken back with nothing saved."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.services.assignment import leases_release_expired
+
+    client.force_login(rater)
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    with django_capture_on_commit_callbacks(execute=True):  # taken back, then the prompt came back
+        prompt_consent_set(prompt=comparison.prompt, consent=False, reason="withdrawn", by=staff)
+        prompt_consent_set(prompt=comparison.prompt, consent=True, reason="given again", by=staff)
+    page = client.get(reverse("rate", args=[held.pk]), follow=True).content.decode()
+    assert page.count("set aside") == 1 and "finished" not in page
+    assignment_next(rater=rater)  # the same comparison again, under a new lease
+    Assignment.objects.filter(rater=rater, status=Assignment.Status.LEASED).update(
+        status=Assignment.Status.SKIPPED
+    )
+
+    other = make_comparison(prompt_text="Another question?")
+    lapsed = assignment_next(rater=rater)
+    assert lapsed.comparison_id == other.pk
+    Assignment.objects.filter(pk=lapsed.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    leases_release_expired(now=timezone.now())
+    page = client.get(reverse("rate", args=[lapsed.pk]), follow=True).content.decode()
+    assert "ran out" in page and "finished" not in page and "set aside" not in page

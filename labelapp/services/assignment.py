@@ -104,7 +104,7 @@ _NORMAL_WHERE = f"""c.is_active AND c.claimed_count < c.required_ratings AND c.k
       AND {PROMPT_SERVABLE_SQL}
       AND {_NOT_SEEN}"""
 
-_GOLD_STREAM = f"""ordinary AS (
+_ORDINARY = f"""ordinary AS (
     SELECT 1 WHERE EXISTS (
         SELECT 1 FROM labelapp_comparison c
         WHERE {_NORMAL_WHERE}
@@ -112,7 +112,8 @@ _GOLD_STREAM = f"""ordinary AS (
         SELECT 1 FROM labelapp_comparison c
         WHERE {_REP_WHERE}
     )
-), gold AS (
+)"""
+_GOLD_STREAM = f"""{_ORDINARY}, gold AS (
     SELECT c.id FROM labelapp_comparison c
     WHERE c.kind = 'gold' AND c.is_active
       AND EXISTS (SELECT 1 FROM acked) AND EXISTS (SELECT 1 FROM ordinary)
@@ -155,13 +156,16 @@ JOIN labelapp_response rb ON rb.id = b.response_b_id
 # The comparison of the rater's own lease that the housekeeping released (`%(back)s`), whatever its
 # kind, while it may still be served to them: a reload after the release then brings the same pair
 # back for gold as for an ordinary pair (the ordinary one came back as the top of the queue, the gold
-# one only at GOLD_RATE, so a rater who waited out the lease could tell which had been gold).
+# one only at GOLD_RATE, so a rater who waited out the lease could tell which had been gold). Gold
+# only while ordinary work is left, as in the gold stream: the home page (queue_has_work_for, which
+# counts no gold) said "nothing is left to rate", and /rate/ then showed a pair, which only gold does.
 _CLAIM_BACK_SQL = f"""
-WITH {_ACKED}, picked AS (
+WITH {_ACKED}, {_ORDINARY}, picked AS (
     SELECT c.id FROM labelapp_comparison c
     WHERE c.id = %(back)s AND EXISTS (SELECT 1 FROM acked)
       AND (({_NORMAL_WHERE})
-           OR (c.kind = 'gold' AND c.is_active AND {PROMPT_SERVABLE_SQL} AND {_NOT_SEEN})
+           OR (c.kind = 'gold' AND c.is_active AND {PROMPT_SERVABLE_SQL} AND {_NOT_SEEN}
+               AND EXISTS (SELECT 1 FROM ordinary))
            OR ({_REP_WHERE}))
     FOR UPDATE OF c SKIP LOCKED
 ), {_ISSUE}"""

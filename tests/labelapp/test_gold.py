@@ -569,3 +569,27 @@ def test_the_migration_rewrites_stored_generated_explanations_without_sides(make
         "concise answer is better."
     )
     assert Comparison.objects.get(pk=own.pk).gold_explanation == "Answer B cites the source."
+
+
+def test_a_released_gold_pair_does_not_come_back_when_no_ordinary_work_is_left(
+    settings, client, rater, acked, make_comparison, no_repeats
+):
+    # the home page said "nothing is left to rate" (it counts no gold) and /rate/ then served the
+    # released gold pair: only gold comes back to an empty queue, so the rater could tell
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.services.assignment import leases_release_expired
+
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0}
+    g = gold_mark(comparison=make_comparison(prompt_text="g"), preference=1, explanation="x")
+    ordinary = make_comparison(prompt_text="o", required_ratings=1)
+    a = assignment_next(rater=rater)
+    assert a.comparison_id == g.pk
+    Assignment.objects.filter(pk=a.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_release_expired() == 1
+    Comparison.objects.filter(pk=ordinary.pk).update(is_active=False)  # the ordinary work was done
+    client.force_login(rater)
+    assert 'id="nothing-left"' in client.get("/").content.decode()
+    assert assignment_next(rater=rater) is None

@@ -107,11 +107,28 @@ def load_policy(
 # --- prompts and stop tokens ----------------------------------------------------------------------------
 
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
+def prompt_ids(tokenizer, prompt: str, max_tokens: int | None = None) -> list[int]:
     """Token ids of a user turn rendered with the chat template, ready for the assistant's answer.
 
-    Tokenizers without a chat template get the prompt followed by a blank line.
+    Tokenizers without a chat template get the prompt followed by a blank line. With `max_tokens`, a
+    longer prompt keeps its end (where the question usually is) inside the template's turn markers.
     """
+    ids = _rendered_ids(tokenizer, prompt)
+    if max_tokens is None or len(ids) <= max_tokens:
+        return ids
+    room = max_tokens - len(_rendered_ids(tokenizer, ""))
+    if room < 1:
+        raise ValueError(f"no room for a prompt in {max_tokens} tokens once the chat template is added")
+    content = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for _ in range(4):  # decoding and encoding again may merge tokens differently: trim until it fits
+        ids = _rendered_ids(tokenizer, tokenizer.decode(content[-room:]))
+        if len(ids) <= max_tokens:
+            return ids
+        room -= len(ids) - max_tokens
+    return ids[-max_tokens:]
+
+
+def _rendered_ids(tokenizer, prompt: str) -> list[int]:
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
@@ -119,6 +136,16 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     else:
         text = prompt + "\n\n"
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def context_length(model) -> int | None:
+    """The most positions the model was built for (None when its config does not say)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def stop_token_ids(tokenizer, model=None) -> list[int]:
@@ -224,7 +251,16 @@ class HFGenerator:
     ) -> list[Sample]:
         rng = torch.Generator(device=self.device)
         rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31 - 1, (1,))))
-        encoded = {p: prompt_ids(self.tokenizer, p) for p in dict.fromkeys(prompts)}
+        # a prompt and its answer must fit the context: a longer prompt crashed a model with learned
+        # positions (GPT-2) and ran a rotary one (SmolLM2) past the positions it was trained on
+        context = context_length(self.model)
+        limit = None if context is None else context - params.max_new_tokens
+        if limit is not None and limit < 1:
+            raise ValueError(
+                f"max_new_tokens ({params.max_new_tokens}) leaves no room for a prompt in the model's "
+                f"context of {context} tokens"
+            )
+        encoded = {p: prompt_ids(self.tokenizer, p, limit) for p in dict.fromkeys(prompts)}
         out: list[Sample] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = list(prompts[start : start + self.batch_size])
@@ -258,9 +294,11 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
-def causal_padding_mask(model, mask: torch.Tensor) -> torch.Tensor:
+def causal_padding_mask(model, mask: torch.Tensor):
     """(B, T) padding mask -> the (B, 1, T, T) causal mask a full-sequence forward should get, in which
-    every padding position attends to itself.
+    every padding position attends to itself; for a model with sliding-window layers, the windowed mask
+    (Mistral) or one mask per layer type (Gemma 2 and 3: {"full_attention": ..., "sliding_attention":
+    ...}), since transformers takes a 4D mask as it is and would drop the window.
 
     Under the plain causal-and-padding mask a left-padding position sees no key at all. Fused SDPA
     kernels on CUDA may write NaN for such a row (the first PPO round in bf16 on an H200 sampled from
@@ -274,12 +312,46 @@ def causal_padding_mask(model, mask: torch.Tensor) -> torch.Tensor:
         return mask
     T, device = mask.shape[1], mask.device
     keep = mask.bool()  # (B, T)
-    allowed = torch.ones((T, T), dtype=torch.bool, device=device).tril()[None] & keep[:, None, :]  # (B, T, T)
-    allowed |= torch.eye(T, dtype=torch.bool, device=device)[None] & ~keep[:, :, None]
-    allowed = allowed[:, None]  # (B, 1, T, T)
-    if impl == "sdpa":
-        return allowed
-    return torch.zeros(allowed.shape, device=device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    causal = torch.ones((T, T), dtype=torch.bool, device=device).tril()
+    padding_self = torch.eye(T, dtype=torch.bool, device=device)[None] & ~keep[:, :, None]
+
+    def as_mask(visible: torch.Tensor) -> torch.Tensor:
+        allowed = (visible[None] & keep[:, None, :] | padding_self)[:, None]  # (B, 1, T, T)
+        if impl == "sdpa":
+            return allowed
+        return torch.zeros(allowed.shape, device=device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+
+    window, layer_types = attention_layout(model)
+    if window is None:
+        return as_mask(causal)
+    # key j is visible from query i when i - j < window (transformers' sliding_window_overlay); left
+    # padding keeps each row's real tokens contiguous, so index distance is position distance
+    rows = torch.arange(T, device=device)
+    windowed = as_mask(causal & (rows[:, None] - rows[None, :] < window))
+    if layer_types is None:
+        return windowed
+    return {"full_attention": as_mask(causal), "sliding_attention": windowed}
+
+
+def attention_layout(model) -> tuple[int | None, list[str] | None]:
+    """(sliding window, layer types): (None, None) for full attention everywhere; (w, None) when every
+    layer slides (Mistral); (w, types) for models that mix full and sliding layers. Raises ValueError
+    for attention this module cannot mask (chunked, linear, ...)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if getattr(config, "use_sliding_window", True) is False:  # Qwen2 names a window it does not use
+        window = None
+    if types:
+        unknown = set(types) - {"full_attention", "sliding_attention"}
+        if unknown:
+            raise ValueError(f"this model's {', '.join(sorted(unknown))} layers are not supported")
+        if "sliding_attention" not in types:
+            return None, None
+        if not window:
+            raise ValueError("the model has sliding-attention layers but no sliding_window")
+        return int(window), list(types)
+    return (int(window), None) if window else (None, None)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -555,6 +555,12 @@ def _sampling_params(config: dict):
     return SamplingParams(temperature=s["temperature"], top_p=s["top_p"], max_new_tokens=s["max_new_tokens"])
 
 
+def _round_seed(run: TrainingRun) -> int:
+    """A round's seed: the POLICY_SEED setting it was queued with, and the run, so no two rounds draw
+    alike."""
+    return run.config["seed"] * 1000 + run.pk
+
+
 def _ppo_config(run: TrainingRun, parent: PolicyVersion):
     from rewardtrainer.ppo import PPOConfig
     from rewardtrainer.sampling import resolve_policy_path
@@ -563,6 +569,9 @@ def _ppo_config(run: TrainingRun, parent: PolicyVersion):
     numbers = _ppo_numbers(c)
     # a round queued before minibatches were checked ran a larger one as the whole batch
     numbers["mini_batch_size"] = min(c["mini_batch_size"], c["batch_size"])
+    # the round's own seed, as its evaluation's (_Round.seed): with the setting alone, update u of every
+    # round drew the same prompts and the same sampling noise; a resumed attempt keeps its run's
+    numbers["seed"] = _round_seed(run)
     return PPOConfig(
         policy=resolve_policy_path(policy_weights_path(parent)),
         # The KL reference is always v0, the instruct model as shipped (InstructGPT: KL to the SFT model),
@@ -670,7 +679,7 @@ def _prepare_round(run: TrainingRun) -> _Round:
         fresh=policy_fresh_prompts(limit=settings.POLICY["FRESH_PROMPTS"]),
         device=device,
         out_dir=out_dir,
-        seed=c["seed"] * 1000 + run.pk,
+        seed=_round_seed(run),
         reporter=_Reporter(run, "ppo", (0.0, 0.8)),
     )
 

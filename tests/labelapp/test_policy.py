@@ -313,6 +313,18 @@ def test_every_round_keeps_v0_as_the_kl_reference(loop, tiny_policy_dir, setting
     assert config.reference.endswith(".gguf") and config.policy == v1.artifact_path
 
 
+def test_each_ppo_round_trains_with_its_own_seed(loop):
+    # every round took the POLICY_SEED setting as it was: update u of each round drew the same prompts
+    # and the same sampling noise whenever the training prompts had not changed
+    first = policy.policy_round_request(kind="ppo", trigger="manual", enqueue=False)
+    TrainingRun.objects.filter(pk=first.pk).update(status=TrainingRun.Status.CANCELLED)
+    second = policy.policy_round_request(kind="ppo", trigger="manual", enqueue=False)
+    base = policy.policy_base()
+    seeds = [policy._ppo_config(run, base).seed for run in (first, second)]
+    assert seeds[0] != seeds[1]
+    assert policy._ppo_config(second, base).seed == seeds[1]  # a resumed attempt draws as the first did
+
+
 def test_a_redelivered_task_does_nothing(loop):
     run = policy.policy_round_request(kind="best_of_n", trigger="manual", enqueue=False)
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING)

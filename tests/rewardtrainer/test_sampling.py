@@ -217,3 +217,64 @@ def test_the_reward_scorer_refuses_a_non_finite_score():
 
     with pytest.raises(NonFiniteRewardError, match=r"1 of 2 answers .*inf for 'b'"):
         RewardScorer(Broken(), None)(["p", "p"], ["a", "b"])
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_end_and_the_answer_fits(tok):
+    # nothing checked the length: a model with learned positions raised IndexError mid-round, and a
+    # rotary one ran past its trained positions without a word
+    import transformers
+
+    config = transformers.GPT2Config(
+        vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=1, n_head=2,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    long_prompt = " ".join(["house"] * 60 + ["the", "cat", "runs"])
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    samples = HFGenerator(model, tok, stop_ids=[-1]).generate([long_prompt, "sky"], params, seed=0)
+    kept = samples[0].prompt_ids
+    assert len(kept) + params.max_new_tokens <= 32 and samples[0].num_tokens == 8
+    assert kept == prompt_ids(tok, long_prompt, 24) and kept[:2] == prompt_ids(tok, "sky")[:2]  # turn start
+    assert "the cat runs" in tok.decode(kept) and kept[-2:] == prompt_ids(tok, "sky")[-2:]  # turn end
+    assert samples[1].prompt_ids == prompt_ids(tok, "sky")  # a short one is untouched
+    rollout = build_rollout(samples, tok.pad_token_id)
+    logprobs, _ = forward_logprobs(model, rollout, params.temperature)  # the training forward fits too
+    torch.testing.assert_close(logprobs[0, :8], torch.tensor(samples[0].logprobs), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="no room for a prompt"):
+        HFGenerator(model, tok).generate(["sky"], SamplingParams(max_new_tokens=32), seed=0)
+
+
+@pytest.mark.parametrize("family", ["mistral", "gemma2"])
+def test_sliding_window_models_sample_and_train_on_the_same_log_probs(tok, family):
+    # the (B, 1, T, T) mask handed to the prefill and every training forward dropped the window: the
+    # sampled, recomputed and true log-probs of a sliding-window model disagreed by up to 0.15
+    import transformers
+
+    common = dict(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, sliding_window=4,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    if family == "mistral":
+        model = transformers.MistralForCausalLM(transformers.MistralConfig(**common))
+    else:
+        config = transformers.Gemma2Config(
+            **common, head_dim=16, layer_types=["sliding_attention", "full_attention"]
+        )
+        model = transformers.Gemma2ForCausalLM(config)
+    model.eval()
+    ps = ["the cat runs fast slow blue red green house tree car road", "dog"]
+    params = SamplingParams(temperature=1.0, max_new_tokens=6)
+    samples = HFGenerator(model, tok, stop_ids=[-1]).generate(ps, params, seed=0)
+    logprobs, _ = forward_logprobs(model, build_rollout(samples, tok.pad_token_id), params.temperature)
+    with torch.no_grad():
+        for i, s in enumerate(samples):
+            alone = model(input_ids=torch.tensor([s.prompt_ids + s.token_ids])).logits[0].float()
+            start = len(s.prompt_ids) - 1
+            true = alone[start : start + s.num_tokens].log_softmax(-1)
+            true = true.gather(1, torch.tensor(s.token_ids)[:, None]).squeeze(1)
+            torch.testing.assert_close(torch.tensor(s.logprobs), true, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(logprobs[i, : s.num_tokens], true, atol=1e-4, rtol=1e-4)

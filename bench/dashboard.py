@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+from benchargs import positive_int  # noqa: E402
 from benchdb import libpq_url, recreate_database, with_database  # bench/ is on sys.path when run
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,11 +48,13 @@ WORDS = (
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ratings", type=int, default=1_000_000)
+    p.add_argument("--ratings", type=positive_int, default=1_000_000)
     p.add_argument("--out", type=Path, default=OUT, help="where the JSON report goes")
-    p.add_argument("--raters", type=int, default=200)
-    p.add_argument("--prompts", type=int, default=20_000)
-    p.add_argument("--requests", type=int, default=30, help="timed requests per page (after 3 warm-up)")
+    p.add_argument("--raters", type=positive_int, default=200)
+    p.add_argument("--prompts", type=positive_int, default=20_000)
+    p.add_argument(
+        "--requests", type=positive_int, default=30, help="timed requests per page (after 3 warm-up)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep-db", action="store_true", help="leave the bench database for inspection")
     p.add_argument(

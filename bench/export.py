@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 # gunicorn start/stop and /proc reading: the rater-cycle bench's (bench/ is on sys.path when run)
+from benchargs import positive_int  # noqa: E402
 from benchdb import server_connection, with_database  # noqa: E402
 from rater_cycle import all_pids, free_port, read_stat, stop_gunicorn  # noqa: E402
 
@@ -347,7 +348,7 @@ def _http_runs(db_url: str, args, wanted: list[str]) -> tuple[list[dict], str]:
         username="bench-export-staff", defaults={"is_staff": True}
     )
     key = token_create(user=staff, name="bench export", scopes=["export"])[1]
-    log_path = ROOT / "bench" / "out" / "export-gunicorn.log"
+    log_path = args.out.parent / "export-gunicorn.log"  # beside the report (--out), not always bench/out
     log_path.parent.mkdir(parents=True, exist_ok=True)
     proc, port = _start_web(db_url, args, log_path)
     runs = []
@@ -372,8 +373,8 @@ def _http_runs(db_url: str, args, wanted: list[str]) -> tuple[list[dict], str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ratings", type=int, default=1_000_000)
-    p.add_argument("--raters", type=int, default=50)
+    p.add_argument("--ratings", type=positive_int, default=1_000_000)
+    p.add_argument("--raters", type=positive_int, default=50)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "export.json", help="the JSON report")
     p.add_argument("--keep-db", action="store_true", help="keep the bench database for the next run")
     p.add_argument("--only", choices=["rating-jsonl", "rating-parquet", "comparison-jsonl"], action="append")

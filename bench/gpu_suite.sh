@@ -28,6 +28,11 @@ stages=("$@")
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || true
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+# On a CPU every stage ran into its time limit (about 11 minutes in all) and the suite still said done.
+if ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "bench/gpu_suite.sh needs a CUDA GPU (torch sees none); on a CPU run the benches' own small modes" >&2
+    exit 2
+fi
 
 for stage in "${stages[@]}"; do
     echo "=== $stage $(date +%T)"

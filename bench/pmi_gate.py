@@ -130,7 +130,7 @@ def measure_split(pairs, seed: int, model_dir: Path, probe_answers: int, fit_pai
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--models", type=Path, default=OUT / "rm_quality",
                    help="rm_quality's output folder (length+pad-s<seed>/model)")  # fmt: skip
@@ -138,6 +138,8 @@ def main(argv=None) -> int:
     p.add_argument("--fit-pairs", type=int, default=300)
     p.add_argument("--out", type=Path, default=OUT / "pmi_gate.json")
     args = p.parse_args(argv)
+    if args.models != OUT / "rm_quality" and not args.models.is_dir():
+        p.error(f"--models {args.models}: no such folder")  # named by hand: not "nothing to measure", rc 0
     pairs = shared_pairs()
     dirs = {s: args.models / f"length+pad-s{s}" / "model" for s in args.seeds}
     missing = [str(d) for d in dirs.values() if not (d / "reward_config.json").is_file()]

@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from benchargs import positive_int  # noqa: E402  (bench/ is on sys.path when run)
 
 from rewardtrainer.ppo import VALUE_MODELS, PPOConfig, make_state, ppo_update  # noqa: E402
 from rewardtrainer.sampling import RewardScorer  # noqa: E402
@@ -67,11 +68,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--reward-model", default="", help="a rewardtrainer model folder ('' = fresh ODIN on MiniLM)"
     )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--mini-batch-size", type=int, default=4)
-    p.add_argument("--ppo-epochs", type=int, nargs="+", default=[4, 1], help="one measurement per value")
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--repeats", type=int, default=2, help="updates per setting; medians are reported")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--mini-batch-size", type=positive_int, default=4)
+    p.add_argument(
+        "--ppo-epochs", type=positive_int, nargs="+", default=[4, 1], help="one measurement per value"
+    )
+    p.add_argument("--max-new-tokens", type=positive_int, default=48)
+    p.add_argument(
+        "--repeats", type=positive_int, default=2, help="updates per setting; medians are reported"
+    )
     p.add_argument(
         "--warmup", type=int, default=1, help="updates run first and not measured (CPU kernels, allocator)"
     )
@@ -96,7 +101,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=OUT / "ppo_round.json")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.mini_batch_size > args.batch_size:
+        p.error(
+            f"--mini-batch-size ({args.mini_batch_size}) must be at most --batch-size ({args.batch_size})"
+        )
+    return args
 
 
 def demo_prompts() -> list[str]:

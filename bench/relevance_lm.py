@@ -88,7 +88,7 @@ def measure_split(pairs, seed: int, lm: AnswerLikelihood, embed) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--model", default="", help="causal LM name or path ('' = the shipped SmolLM2)")
     p.add_argument("--max-prompt-tokens", type=int, default=256)

@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchargs import positive_int  # noqa: E402  (bench/ is on sys.path when run)
+
 OUT = ROOT / "bench" / "out"
 
 SIZES = {
@@ -334,9 +336,13 @@ def main(argv=None) -> int:
     p.add_argument(
         "--sizes", nargs="+", choices=list(SIZES), default=None, help="default: tiny on CPU, all on GPU"
     )
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default 30 on GPU, 6 on CPU)")
-    p.add_argument("--batch-size", type=int, default=16, help="pairs per step (the trainer's default)")
-    p.add_argument("--max-length", type=int, default=None, help="default 512 on GPU, 64 on CPU")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="timed steps (default 30 on GPU, 6 on CPU)"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=16, help="pairs per step (the trainer's default)"
+    )
+    p.add_argument("--max-length", type=positive_int, default=None, help="default 512 on GPU, 64 on CPU")
     p.add_argument("--max-tokens", type=int, default=0, help="also run ours with this token budget")
     p.add_argument(
         "--compile", choices=("auto", "on", "off"), default="auto", help="trainer compile (auto: on GPU)"

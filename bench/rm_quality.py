@@ -267,7 +267,9 @@ def main(argv=None) -> int:
                 calibration_max_pairs=args.calibration_pairs,
             )
             t0 = time.perf_counter()
-            res = fit_reward_model(pairs, config, OUT / "rm_quality" / f"{name}-s{seed}", resume=False)
+            # the models beside the report (bench/pmi_gate.py --models reads them)
+            model_dir = args.out.parent / "rm_quality" / f"{name}-s{seed}"
+            res = fit_reward_model(pairs, config, model_dir, resume=False)
             wall = time.perf_counter() - t0
             m = scalar_metrics(res.metrics)
             entry = results.setdefault(name, {"config": overrides, "seeds": {}})

@@ -39,3 +39,41 @@ def _bench(script: str, *args: str, out: Path) -> dict:
 def test_a_copy_loading_bench_runs_on_the_current_schema(tmp_path, script, args):
     report = _bench(script, *args, out=tmp_path / "report.json")
     assert report["ratings"] > 0
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "said"),
+    [
+        ("dashboard.py", ("--ratings", "-5"), "--ratings: must be at least 1"),
+        ("dashboard.py", ("--requests", "0"), "--requests: must be at least 1"),
+        ("export.py", ("--ratings", "0"), "--ratings: must be at least 1"),
+        ("rater_cycle.py", ("--raters", "0"), "--raters: must be at least 1"),
+        ("rm_gpu.py", ("--steps", "0"), "--steps: must be at least 1"),
+        ("ppo_round.py", ("--tiny", "--batch-size", "3"), "must be at most --batch-size (3)"),
+        ("pmi_gate.py", ("--models", "/nonexistent"), "no such folder"),
+    ],
+)
+def test_a_bench_refuses_a_count_it_cannot_measure_in_one_line(script, args, said):
+    # a traceback (numpy, statistics, PPOConfig), or figures measured on nothing: "PASS" for 0 ratings
+    r = subprocess.run(
+        [sys.executable, f"bench/{script}", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_the_gpu_suite_stops_at_once_without_a_gpu(tmp_path):
+    # on a CPU every stage ran into its time limit (about 11 minutes) and the suite still said "done"
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable}
+    r = subprocess.run(
+        ["bash", "bench/gpu_suite.sh", "rm_gpu"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "needs a CUDA GPU" in r.stderr
+    assert not (tmp_path / "rm_gpu.log").exists()

@@ -31,7 +31,7 @@ from labelapp.services.assignment import (
     assignment_renew_if_expired,
     assignment_skip,
     assignment_taken_back_said,
-    queue_has_work_for,
+    rater_has_work,
 )
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
@@ -218,9 +218,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "needs_ack": needs_ack,
         "published": guideline_current() is not None,
         # Say so on the home page instead of a "Start rating" that leads to an empty page.
-        "has_work": needs_ack is not None
-        or Assignment.objects.filter(rater=request.user, status=Assignment.Status.LEASED).exists()
-        or queue_has_work_for(rater=request.user),
+        "has_work": needs_ack is not None or rater_has_work(rater=request.user),
     }
     if request.user.is_staff:
         context["snapshot"] = queue_latest_snapshot()

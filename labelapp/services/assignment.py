@@ -457,6 +457,23 @@ def due_repeats() -> Q:
     return Q(kind=Comparison.Kind.REPEAT, claimed_count=0, available_at__lte=timezone.now())
 
 
+def rater_has_work(*, rater) -> bool:
+    """Whether "Start rating" leads to a comparison: an open lease of the rater's whose prompt may still
+    be shown (one on a prompt held for a personal-data review led to the set-aside notice and an empty
+    page), or work in the queue (`queue_has_work_for`)."""
+    open_lease = (
+        Assignment.objects.filter(
+            rater=rater,
+            status=Assignment.Status.LEASED,
+            comparison__prompt__consent=True,
+            comparison__prompt__withheld=False,
+        )
+        .exclude(comparison__prompt_id__in=prompts_awaiting_review())
+        .exists()
+    )
+    return open_lease or queue_has_work_for(rater=rater)
+
+
 def queue_has_work_for(*, rater) -> bool:
     """Whether the ordinary queue or a due repeat still holds something for this rater.
 

@@ -318,3 +318,15 @@ def test_the_same_decision_posted_twice_is_recorded_once(client, staff, rater, a
     rating_review_add(rating=rating, decision="confirm", reason="second look: fine", reviewer=staff)
     rating_review_add(rating=rating, decision="exclude", reason="spam", reviewer=staff)
     assert RatingReview.objects.filter(rating=rating).count() == 3
+
+
+def test_home_offers_no_start_rating_for_a_lease_on_a_held_prompt_alone(
+    client, rater, other_rater, acked, make_comparison
+):
+    # any open lease counted: "Start rating" led to the set-aside notice and an empty page
+    _open_then_flagged(rater, other_rater, make_comparison)
+    client.force_login(other_rater)
+    page = client.get("/").content.decode()
+    assert 'id="nothing-left"' in page
+    make_comparison(prompt_text="another question")
+    assert 'id="nothing-left"' not in client.get("/").content.decode()

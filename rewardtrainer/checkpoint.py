@@ -35,7 +35,7 @@ MARKER = "COMPLETE"
 MODEL_FILE = "model.safetensors"
 OPTIM_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
-_NAME = re.compile(r"^ckpt-(\d+)$")
+_NAME = re.compile(r"^ckpt-(\d+)(\.old)?$")  # .old: the copy a re-save of its step set aside
 
 
 class CheckpointError(RuntimeError):
@@ -120,21 +120,32 @@ def save_checkpoint(
             os.fsync(f.fileno())
     _write_bytes(tmp / MARKER, b"ok\n")
     _fsync_dir(tmp)
-    if final.exists():  # re-saving a step (a resumed run): the old copy goes first
-        shutil.rmtree(final)
+    old = root / f"ckpt-{step:06d}.old"
+    if final.exists():
+        # Re-saving a step (a run stopped again right after resuming): the old copy is set aside, not
+        # deleted, until the new one is in place. Deleted first, a kill in between left no checkpoint
+        # of the step (none at all with keep=1), and the run started over.
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
     os.replace(tmp, final)
     _fsync_dir(root)
+    shutil.rmtree(old, ignore_errors=True)
     prune_checkpoints(root, keep)
     return final
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
-    """Checkpoint folders (complete or not, excluding .tmp), newest step first."""
+    """Checkpoint folders (complete or not, excluding .tmp), newest step first; of one step, the copy
+    in place before the one a re-save set aside (`.old`, left only when it was interrupted)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found, reverse=True)]
+    found = [
+        (int(m.group(1)), not m.group(2), p)
+        for p in root.iterdir()
+        if p.is_dir() and (m := _NAME.match(p.name))
+    ]
+    return [p for _, _, p in sorted(found, reverse=True)]
 
 
 def validate_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -80,3 +80,31 @@ def test_rng_states_loaded_onto_a_device_are_restored(monkeypatch):
     set_rng_state(rng_state(), saved)
     assert torch.equal(torch.get_rng_state(), saved_state)
     assert len(given) == 1 and torch.equal(given[0], saved_state)
+
+
+def test_a_kill_while_a_step_is_saved_again_leaves_that_step_to_resume_from(tmp_path, monkeypatch):
+    # the old copy was deleted before the new one was renamed in: killed between the two (with keep=1
+    # nothing older was left), the run found no checkpoint and started over
+    import os
+
+    from rewardtrainer import checkpoint
+
+    model = torch.nn.Linear(4, 1)
+    save_checkpoint(tmp_path, 5, model, *_parts(model), {"note": "first"}, keep=1)
+    real_replace = os.replace
+
+    def killed_at_the_second_rename(src, dst):
+        if str(src).endswith(".tmp"):
+            raise KeyboardInterrupt  # the process dies here
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_at_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 5, model, *_parts(model), {"note": "second"}, keep=1)
+    monkeypatch.setattr(checkpoint.os, "replace", real_replace)
+    found = checkpoint.latest_checkpoint(tmp_path)
+    assert found is not None and checkpoint.validate_checkpoint(found)["note"] == "first"
+    # the next save of the step puts things right: one copy, the new one
+    save_checkpoint(tmp_path, 5, model, *_parts(model), {"note": "third"}, keep=1)
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt-000005"]
+    assert checkpoint.validate_checkpoint(tmp_path / "ckpt-000005")["note"] == "third"

@@ -57,3 +57,14 @@ def reward_model_backbone(app_configs=None, **kwargs) -> list[Warning]:
     return [
         Warning(f"RM_BACKBONE: no model at {missing} (runs on this machine will fail)", id="labelapp.W001")
     ]
+
+
+@register()
+def schedule_settings(app_configs=None, **kwargs) -> list[Error]:
+    from .services.schedules import schedules_settings_check
+
+    try:
+        schedules_settings_check()
+    except ValueError as e:
+        return [Error(f"scheduled jobs: {e}", id="labelapp.E003")]
+    return []

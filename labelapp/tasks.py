@@ -8,15 +8,24 @@ the process that ran it on this worker is gone (services.training.run_claim take
 from celery import shared_task
 from celery.signals import worker_ready
 
+# Hard time limits (seconds) of the jobs that are not runs (runs have their own heartbeat watchdog):
+# with none, a job stuck on a lock (a migration, a session idle in a transaction) held its worker slot
+# for ever, and with two slots every scheduled job after it (run recovery, re-sends, quality, retention)
+# stopped without a word. The worker's pool (prefork) kills the stuck child; the next beat runs it again.
+CHECK_LIMIT_S = 600  # housekeeping and the two checks: seconds of work
+QUALITY_LIMIT_S = 1800  # the quality job took 18 s on 1,000,000 ratings
+PURGE_LIMIT_S = 3600  # deleting rows and export files past retention
+DECISION_LIMIT_S = 3600  # scoring two reward models on the frozen evaluation set (on the gpu worker)
 
-@shared_task(name="labelapp.tasks.queue_housekeeping")
+
+@shared_task(name="labelapp.tasks.queue_housekeeping", time_limit=CHECK_LIMIT_S)
 def queue_housekeeping() -> int:
     from labelapp.services.queue import queue_housekeeping as run
 
     return run().pk
 
 
-@shared_task(name="labelapp.tasks.quality_refresh")
+@shared_task(name="labelapp.tasks.quality_refresh", time_limit=QUALITY_LIMIT_S)
 def quality_refresh() -> list[int] | None:
     """Beat (default queue): rater figures, trust weights and dashboard reports (services/quality.py)."""
     from labelapp.services.quality import quality_refresh as run
@@ -24,7 +33,7 @@ def quality_refresh() -> list[int] | None:
     return run()
 
 
-@shared_task(name="labelapp.tasks.retention_purge")
+@shared_task(name="labelapp.tasks.retention_purge", time_limit=PURGE_LIMIT_S)
 def retention_purge() -> dict[str, int]:
     """Beat (daily by default): what `manage.py purge_expired` does (services/retention.py)."""
     from labelapp.services.retention import purge_expired
@@ -32,7 +41,7 @@ def retention_purge() -> dict[str, int]:
     return purge_expired()
 
 
-@shared_task(name="labelapp.tasks.reward_model_check")
+@shared_task(name="labelapp.tasks.reward_model_check", time_limit=CHECK_LIMIT_S)
 def reward_model_check() -> int | None:
     """Beat: recover dead runs; start a run if enough new trainable ratings arrived."""
     from labelapp.services.training import training_check_and_start
@@ -62,7 +71,7 @@ def execute_reward_model_run(self, run_id: int) -> str:
         raise self.retry(exc=exc, countdown=30) from exc
 
 
-@shared_task(name="labelapp.tasks.decide_reward_model", acks_late=True)
+@shared_task(name="labelapp.tasks.decide_reward_model", acks_late=True, time_limit=DECISION_LIMIT_S)
 def decide_reward_model(version_id: int) -> bool | None:
     """The activation decision on a reward model version whose run succeeded but whose decision never
     ran (re-sent by the beat's check, on the reward-model queue: it loads both models)."""
@@ -71,7 +80,7 @@ def decide_reward_model(version_id: int) -> bool | None:
     return reward_model_decide_pending(version_id=version_id)
 
 
-@shared_task(name="labelapp.tasks.policy_check")
+@shared_task(name="labelapp.tasks.policy_check", time_limit=CHECK_LIMIT_S)
 def policy_check() -> int | None:
     """Beat: recover dead policy rounds; start one when a new reward model became active (setting)."""
     from labelapp.services.policy import policy_check_and_start

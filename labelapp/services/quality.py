@@ -301,6 +301,8 @@ def quality_refresh() -> list[int] | None:
     from labelapp import charts
 
     if not _try_lock():
+        # said: a refresh that hangs holding the lock turned every later one into a silent no-op
+        log.info("quality refresh skipped: another refresh holds the lock")
         return None
     try:
         started = time.monotonic()

@@ -58,7 +58,7 @@ def _jobs() -> list[tuple[str, str, str, int]]:
 
 # The interval a job got from its setting, written into its description: while the job still runs at
 # that interval nobody has edited it, so a changed setting may replace it.
-_FROM_SETTING = re.compile(r"^Every (\d+) s from (\w+)\.", re.M)
+_FROM_SETTING = re.compile(r"^Every (-?\d+) s from (\w+)\.", re.M)  # a stored -5 is the setting's too
 
 
 def _description(setting: str, every: int) -> str:
@@ -72,6 +72,14 @@ def _with_description(old: str, setting: str, every: int) -> str:
     """The setting's line first; whatever else an admin wrote in the description stays below it."""
     rest = [ln for ln in (old or "").splitlines() if not _FROM_SETTING.match(ln)]
     return "\n".join([_description(setting, every), *rest]).strip()
+
+
+def schedules_settings_check() -> None:
+    """Every job's interval setting is a whole number of seconds, at least 1: beat sends a job whose
+    interval is 0 or below without pause (about 70 messages a second of each such job). ValueError."""
+    for _, _, setting, every in _jobs():
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"{setting} must be a whole number of seconds, at least 1 (it is {every!r})")
 
 
 @dataclass
@@ -104,6 +112,7 @@ def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
     """Create the missing jobs; give a job the interval of its setting when that changed and nobody
     edited the job (or always, with `reset`). A job created before the descriptions named their
     setting is adopted when it runs at its setting's interval, and kept otherwise."""
+    schedules_settings_check()
     report = SchedulesReport()
     for name, task_path, setting, every in _jobs():
         task = (
@@ -119,9 +128,15 @@ def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
                 interval=_interval(every),
                 queue="default",
                 description=_description(setting, every),
+                expire_seconds=every,
             )
             report.created.append(name)
             continue
+        if task.expire_seconds is None:
+            # A message older than one interval is dropped: after a day without a worker, the backlog
+            # (1,440 housekeepings, 144 full quality recomputes...) ran one after another.
+            task.expire_seconds = every
+            task.save(update_fields=["expire_seconds"])
         unedited, current = _unedited(task, setting), _seconds(task)
         if not unedited and current != every and not reset:
             report.kept.append(name)
@@ -130,6 +145,7 @@ def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
             report.updated.append(name)
         if current != every or not unedited:
             task.interval, task.crontab, task.solar, task.clocked = _interval(every), None, None, None
+            task.expire_seconds = every
             task.description = _with_description(task.description, setting, every)
             task.save()
     return report

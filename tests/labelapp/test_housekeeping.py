@@ -101,6 +101,74 @@ def test_a_job_made_before_the_descriptions_is_adopted_only_at_its_setting_s_int
     )
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "setting"),
+    [
+        ("LABEL", "QUEUE_HOUSEKEEPING_SECONDS", "QUEUE_HOUSEKEEPING_SECONDS"),
+        ("QUALITY", "REFRESH_SECONDS", "QUALITY_REFRESH_SECONDS"),
+        (None, "RETENTION_PURGE_SECONDS", "RETENTION_PURGE_SECONDS"),
+    ],
+)
+@pytest.mark.django_db
+def test_an_interval_below_one_second_is_an_error_at_start_up(settings, section, key, setting):
+    # only RM_CHECK_SECONDS and POLICY_CHECK_SECONDS were checked: QUALITY_REFRESH_SECONDS=-5 was
+    # stored, and beat then sent the job about 35 times a second
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    if section is None:
+        setattr(settings, key, 0)
+    else:
+        setattr(settings, section, getattr(settings, section) | {key: -5})
+    with pytest.raises(SystemCheckError, match=f"labelapp.E003.*{setting}"):
+        call_command("check")
+    with pytest.raises(ValueError, match=setting):
+        schedules_ensure()
+    assert not PeriodicTask.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_job_stored_with_a_negative_interval_takes_the_setting_again(settings):
+    # "Every -5 s from ..." did not match the description's pattern: the job counted as edited in the
+    # admin, and only --reset repaired it
+    schedules_ensure()
+    task = PeriodicTask.objects.get(name=REWARD_MODEL_CHECK)
+    task.interval = IntervalSchedule.objects.create(every=-5, period=IntervalSchedule.SECONDS)
+    task.description = task.description.replace("Every 300 s", "Every -5 s")
+    task.save()
+    assert schedules_ensure().updated == [REWARD_MODEL_CHECK]
+    assert _every(REWARD_MODEL_CHECK) == settings.TRAINING["CHECK_SECONDS"]
+
+
+@pytest.mark.django_db
+def test_a_job_s_message_expires_after_one_interval():
+    # a day without a worker left every beat message queued; they all ran once a worker came back
+    PeriodicTask.objects.create(  # as an older version stored it
+        name=QUEUE_HOUSEKEEPING,
+        task="labelapp.tasks.queue_housekeeping",
+        interval=IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS),
+    )
+    schedules_ensure()
+    for task in PeriodicTask.objects.select_related("interval"):
+        assert task.expire_seconds == task.interval.every, task.name
+
+
+def test_jobs_that_are_not_runs_have_a_time_limit():
+    # a job stuck on a lock held its worker slot for ever, and the scheduled jobs behind it never ran
+    from labelapp import tasks
+
+    for task in (
+        tasks.queue_housekeeping,
+        tasks.quality_refresh,
+        tasks.retention_purge,
+        tasks.reward_model_check,
+        tasks.policy_check,
+        tasks.decide_reward_model,
+    ):
+        assert task.time_limit and task.time_limit <= 3600, task.name
+    assert tasks.execute_reward_model_run.time_limit is None  # runs: their own heartbeat watchdog
+
+
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_runs_the_housekeeping_task(rater, acked, make_comparison, celery_worker_process):

@@ -31,6 +31,23 @@ def test_it_releases_expired_leases_and_records_figures(rater, other_rater, acke
     assert a.status == "expired"
 
 
+@pytest.mark.django_db
+def test_it_releases_a_backlog_larger_than_one_batch(make_user, acked, make_comparison, monkeypatch):
+    # one batch of 1,000 per run: a larger backlog drained at 1,000 a minute
+    from labelapp.services import queue
+    from labelapp.services.guidelines import guideline_acknowledge
+
+    monkeypatch.setattr(queue, "HOUSEKEEPING_BATCH", 2)
+    make_comparison(required_ratings=5)
+    for _ in range(5):
+        rater = make_user()
+        guideline_acknowledge(rater=rater, version=acked)
+        assignment_next(rater=rater)
+    Assignment.objects.update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert queue_housekeeping().released == 5
+    assert not Assignment.objects.filter(status="leased").exists()
+
+
 def test_pending_counts_only_what_raters_can_be_served(rater, make_comparison):
     # Gold pairs, repeats not yet due and withheld prompts showed on the staff home as pending work
     # that no rater could claim.

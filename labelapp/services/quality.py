@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.utils import timezone
 
 from labelapp import metrics
@@ -286,8 +286,13 @@ def _try_lock() -> bool:
 
 
 def _unlock() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [_ADVISORY_LOCK])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_ADVISORY_LOCK])
+    except (DatabaseError, InterfaceError):
+        # the connection broke (the error being raised says why); the session's end frees the lock.
+        # Raised from `finally`, this error replaced the one that said what went wrong.
+        log.warning("quality refresh: could not release its lock (the connection is gone)")
 
 
 def cache_key(version_id: int | None) -> str:

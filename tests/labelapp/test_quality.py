@@ -262,6 +262,37 @@ def test_a_refresh_running_elsewhere_is_not_run_twice():
         other.close()
 
 
+@pytest.mark.django_db
+def test_a_skipped_refresh_is_logged(caplog):
+    # it returned None without a word: one hung refresh turned every later one into a silent no-op
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [quality._ADVISORY_LOCK])
+        with caplog.at_level("INFO", logger="labelapp.services.quality"):
+            assert quality.quality_refresh() is None
+    finally:
+        other.close()
+    assert "skipped: another refresh holds the lock" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_whose_connection_broke_raises_its_own_error(monkeypatch):
+    # the unlock in `finally` ran on the broken connection, and its error replaced the real one
+    from django.db import connection
+
+    def broken():
+        connection.connection.close()  # the database went away mid-job
+        raise RuntimeError("the error that says what went wrong")
+
+    monkeypatch.setattr(quality, "quality_rows", broken)
+    with pytest.raises(RuntimeError, match="the error that says what went wrong"):
+        quality.quality_refresh()
+    connection.close()
+
+
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_runs_the_quality_job(rater, guideline, make_comparison, celery_worker_process):

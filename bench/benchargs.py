@@ -5,23 +5,33 @@ nothing: "PASS" for zero ratings, tokens/s from zero timed steps)."""
 from __future__ import annotations
 
 import argparse
+import math
+
+
+def _number(text: str, kind: type, least: float, strictly: bool):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a {'whole ' if kind is int else ''}number"
+        ) from None
+    if not math.isfinite(value) or value < least or (strictly and value == least):
+        bound = f"more than {least:g}" if strictly else f"at least {least:g}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    return _number(text, int, 1, strictly=False)
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, 0, strictly=False)
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
+    return _number(text, float, 0, strictly=True)
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, float, 0, strictly=False)

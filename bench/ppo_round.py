@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from benchargs import positive_int  # noqa: E402  (bench/ is on sys.path when run)
+from benchargs import non_negative_int, positive_int  # noqa: E402  (bench/ is on sys.path when run)
 
 from rewardtrainer.ppo import VALUE_MODELS, PPOConfig, make_state, ppo_update  # noqa: E402
 from rewardtrainer.sampling import RewardScorer  # noqa: E402
@@ -78,7 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--repeats", type=positive_int, default=2, help="updates per setting; medians are reported"
     )
     p.add_argument(
-        "--warmup", type=int, default=1, help="updates run first and not measured (CPU kernels, allocator)"
+        "--warmup",
+        type=non_negative_int,
+        default=1,
+        help="updates run first and not measured (CPU kernels, allocator)",
     )
     p.add_argument("--lora", action="store_true")
     p.add_argument(
@@ -99,7 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="the settings before issue 7: --value-model separate --no-rollout-logprobs",
     )
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--out", type=Path, default=OUT / "ppo_round.json")
     args = p.parse_args(argv)
     if args.mini_batch_size > args.batch_size:

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from benchargs import positive_float, positive_int  # bench/ is on sys.path when run
+from benchargs import non_negative_float, positive_float, positive_int  # bench/ is on sys.path when run
 from benchdb import recreate_database, with_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -107,7 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--raters", type=positive_int, default=50, help="concurrent raters, one account each (default 50)"
     )
     p.add_argument("--seconds", type=positive_float, default=30.0, help="measured duration (default 30)")
-    p.add_argument("--warmup", type=float, default=5.0, help="warm-up before measuring (default 5)")
+    p.add_argument(
+        "--warmup", type=non_negative_float, default=5.0, help="warm-up before measuring (default 5)"
+    )
     p.add_argument(
         "--workers",
         type=positive_int,
@@ -120,7 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override config/gunicorn.py's worker class (gthread), e.g. sync to compare",
     )
     p.add_argument(
-        "--threads", type=int, default=None, help="threads per gthread worker (WEB_THREADS; default 4)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="threads per gthread worker (WEB_THREADS; default 4)",
     )
     p.add_argument(
         "--comparisons",
@@ -450,7 +455,8 @@ class CpuSnapshot:
 def pg_spent(before: CpuSnapshot, after: CpuSnapshot) -> int:
     """Ticks this database's PostgreSQL processes spent between the snapshots: each process alive at the
     end, less what it had spent at the start (0 if it started since). One that exited in between is left
-    out (a lower bound; the bench's own backends live as long as its gunicorn workers)."""
+    out: a lower bound, exact while no backend of the bench closes (DB_CONN_MAX_AGE, 60 s: a run of
+    warm-up plus --seconds past a minute recycles connections); the all-processes figure is exact."""
     return sum(ticks - before.pg_ticks.get(key, 0) for key, ticks in after.pg_ticks.items())
 
 

@@ -372,7 +372,7 @@ def main(argv=None) -> int:
         "on a larger card that a size trains on an 80 GB one; the trainer's memory estimate sees the cap",
     )
     p.add_argument("--device", default="")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--out", type=Path, default=OUT / "rm_gpu.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

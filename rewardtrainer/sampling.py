@@ -120,12 +120,12 @@ def prompt_ids(tokenizer, prompt: str, max_tokens: int | None = None) -> list[in
     if room < 1:
         raise ValueError(f"no room for a prompt in {max_tokens} tokens once the chat template is added")
     content = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    for _ in range(4):  # decoding and encoding again may merge tokens differently: trim until it fits
+    while room > 0:  # decoding and encoding again may merge tokens differently: trim until it fits
         ids = _rendered_ids(tokenizer, tokenizer.decode(content[-room:]))
         if len(ids) <= max_tokens:
             return ids
         room -= len(ids) - max_tokens
-    return ids[-max_tokens:]
+    raise ValueError(f"this prompt does not fit in {max_tokens} tokens with the chat template")
 
 
 def _rendered_ids(tokenizer, prompt: str) -> list[int]:

@@ -329,6 +329,8 @@ def _submit_slow(
         )
         if asked and not data.length_check:
             raise LengthCheckRequired()
+        if assignment.status not in (Assignment.Status.LEASED, Assignment.Status.EXPIRED):
+            raise AssignmentGone(NO_LONGER_YOURS)  # skipped (in another tab): whatever its prompt became
         if not Prompt.objects.filter(pk=comparison.prompt_id, consent=True, withheld=False).exists():
             # Said first: the lease was taken back for this (a new guideline version since is not why).
             # A lease claimed in the instant of a withdrawal or a withholding escapes its take-back
@@ -355,8 +357,6 @@ def _submit_slow(
             transaction.on_commit(
                 lambda: assignment_taken_back_said(rater=rater, assignment_id=assignment_id)
             )
-        elif assignment.status != Assignment.Status.LEASED:
-            raise AssignmentGone(NO_LONGER_YOURS)
 
         fields = _rating_fields(data)
         if not asked:

@@ -485,3 +485,19 @@ def test_a_reload_of_a_lease_no_longer_open_says_what_became_of_it(
     leases_release_expired(now=timezone.now())
     page = client.get(reverse("rate", args=[lapsed.pk]), follow=True).content.decode()
     assert "ran out" in page and "finished" not in page and "set aside" not in page
+
+
+def test_a_submit_on_a_skipped_comparison_says_it_is_no_longer_yours_whatever_its_prompt_became(
+    staff, rater, acked, make_comparison
+):
+    from labelapp.services.assignment import assignment_skip
+    from labelapp.services.ratings import NO_LONGER_YOURS
+
+    comparison = make_comparison(required_ratings=3)
+    held = assignment_next(rater=rater)
+    assignment_skip(rater=rater, assignment_id=held.pk, reason="outside my expertise")
+    prompt_consent_set(prompt=comparison.prompt, consent=False, reason="withdrawn", by=staff)
+    with pytest.raises(RatingError, match=NO_LONGER_YOURS[:30]):
+        rating_submit(
+            rater=rater, assignment_id=held.pk, idempotency_key=held.form_key, data=RatingInput(preference=0)
+        )

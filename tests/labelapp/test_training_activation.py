@@ -436,3 +436,32 @@ def test_a_prompt_typed_twice_trains_or_evaluates_as_one(eval_settings, guidelin
     before = EvalSetRating.objects.count()
     _rate_on(Prompt.objects.create(text=sorted(trained)[0]), rater, "A dog barks (third).", "A cat barks.")
     assert training.eval_set_grow() == 0 and EvalSetRating.objects.count() == before
+
+
+@pytest.mark.django_db
+def test_a_text_in_the_set_stops_training_through_a_twin_that_trained_before(
+    eval_settings, guideline, make_user, enqueued
+):
+    # Twins split by the old id rule (one evaluated, one trained): the text's new ratings all evaluate
+    # and the trained twin's ratings stop training, so later versions never see the text.
+    eval_settings.TRAINING = {**eval_settings.TRAINING, "EVAL_SET_PERCENT": 0}
+    rater = _acked_rater(make_user)
+    trained_twin = Prompt.objects.create(text="Which animal barks, really?")
+    _rate_on(trained_twin, rater, "A dog barks (first).", "A cat barks.")
+    others = [Prompt.objects.create(text=f"Which animal barks, case {i}?") for i in range(4)]
+    for p in others:
+        _rate_on(p, rater, "A dog barks.", "A cat barks.")
+    run = training.training_run_request(trigger="manual", force=True)
+    training.training_run_cancel(run=run)
+    evaluated_twin = Prompt.objects.create(text="Which animal barks, really?")
+    _rate_on(evaluated_twin, rater, "A dog barks (second).", "A cat barks.")
+    EvalSetRating.objects.create(rating=evaluated_twin.comparisons.get().ratings.get(), prompt=evaluated_twin)
+
+    _rate_on(trained_twin, rater, "A dog barks (third).", "A cat barks.")
+    assert training.eval_set_grow() == 1
+    assert EvalSetRating.objects.filter(prompt=trained_twin).count() == 1
+    snapshot = training.training_snapshot()
+    texts = set(
+        Prompt.objects.filter(comparisons__ratings__in=snapshot["rating_ids"]).values_list("text", flat=True)
+    )
+    assert texts == {p.text for p in others}

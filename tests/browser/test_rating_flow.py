@@ -120,11 +120,8 @@ def test_a_rater_judges_three_comparisons_with_the_keyboard(page, live_server, t
     assert (OUTPUT_DIR / "rating_page.png").stat().st_size > 10_000
 
 
-def test_a_message_from_a_page_load_goes_with_the_next_swapped_in_panel(
-    page, live_server, tmp_path, monkeypatch
-):
-    # "That comparison is finished; here is your next one." (or "Nothing was saved") stayed above every
-    # later panel: base.html draws messages outside #rate-root, which is all htmx replaces
+def _sign_in_and_acknowledge(page, live_server, tmp_path, monkeypatch) -> None:
+    """The demo rater signed in, the guidelines acknowledged, the first comparison on screen."""
     monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
     demo = demo_seed()
     page.goto(f"{live_server.url}/accounts/login/")
@@ -136,6 +133,14 @@ def test_a_message_from_a_page_load_goes_with_the_next_swapped_in_panel(
     page.wait_for_url("**/guidelines/")
     page.locator("#acknowledge").click()
     page.wait_for_selector("#rating-form")
+
+
+def test_a_message_from_a_page_load_goes_with_the_next_swapped_in_panel(
+    page, live_server, tmp_path, monkeypatch
+):
+    # "That comparison is finished; here is your next one." (or "Nothing was saved") stayed above every
+    # later panel: base.html draws messages outside #rate-root, which is all htmx replaces
+    _sign_in_and_acknowledge(page, live_server, tmp_path, monkeypatch)
 
     def rate_once():
         before = page.locator("#rate-root").get_attribute("data-assignment")
@@ -160,17 +165,7 @@ def test_typing_a_skip_reason_after_a_skip_error_goes_into_the_reason(
 ):
     # After "Say why you skip." the focus was on the page: typing "bias 3" ticked "both bad" (b), hid
     # the skip form (s) and chose a preference (3), while the reason field kept its blank value.
-    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
-    demo = demo_seed()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "demo-rater")
-    page.fill("#id_password", demo.accounts["demo-rater"])
-    page.locator("#id_password").press("Enter")
-    page.wait_for_url(f"{live_server.url}/")
-    page.goto(f"{live_server.url}/rate/")
-    page.wait_for_url("**/guidelines/")
-    page.locator("#acknowledge").click()
-    page.wait_for_selector("#rating-form")
+    _sign_in_and_acknowledge(page, live_server, tmp_path, monkeypatch)
     assignment_id = int(page.locator("#rate-root").get_attribute("data-assignment"))
 
     page.keyboard.press("s")

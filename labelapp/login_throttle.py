@@ -38,18 +38,34 @@ def client_address(request) -> str | None:
     limits use this rule too (labelapp/api/throttling.py). django-ipware, which django-axes offers
     for this, returns no address at all when the header holds more or fewer entries than it expects,
     i.e. whenever a client sends one of its own. A header shorter than the chain (a request that
-    bypassed a proxy) or an entry that is not an address falls back to the connection's.
+    bypassed a proxy) or an entry that is not an address falls back to the connection's. IPv6
+    clients are counted per /64 network (`_counted_as`).
     """
     remote = request.META.get("REMOTE_ADDR")
     proxies = settings.TRUSTED_PROXY_COUNT
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
     if not proxies or len(forwarded) < proxies:
-        return remote
+        return _counted_as(remote)
     candidate = _without_port(forwarded[-proxies].strip())
     try:
-        return str(ipaddress.ip_address(candidate))
+        return _counted_as(str(ipaddress.ip_address(candidate)))
     except ValueError:  # stored in an inet column: a bad value was a database error on every login
-        return remote
+        return _counted_as(remote)
+
+
+def _counted_as(address: str | None) -> str | None:
+    """The address a client is counted at: an IPv6 address's /64 network (one subscriber's: counted per
+    address, a guesser with a /64 had 2^64 fresh addresses to rotate through, each with its own
+    limits), an IPv4-mapped one as the IPv4 address, any other as it is."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+    return str(ip)
 
 
 def _without_port(entry: str) -> str:

@@ -123,8 +123,8 @@ def test_a_forwarded_entry_that_is_not_an_address_counts_at_the_connection(setti
     ("entry", "counted_at"),
     [
         ("203.0.113.7:51234", "203.0.113.7"),
-        ("[2001:db8::1]:443", "2001:db8::1"),
-        ("2001:db8::2", "2001:db8::2"),
+        ("[2001:db8::1]:443", "2001:db8::"),  # IPv6: its /64
+        ("2001:db8::2", "2001:db8::"),
         (" 198.51.100.4 ", "198.51.100.4"),
     ],
 )
@@ -154,6 +154,19 @@ def test_one_address_failing_on_many_accounts_is_refused_everywhere_for_the_wind
     assert _login("rater-x", PASSWORD, address="10.0.0.2")[1]  # another address is not held
     AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=16))
     assert _login("rater-x", PASSWORD)[1]  # the window ended
+
+
+def test_an_ipv6_client_is_counted_per_64_network(settings, make_user):
+    # counted per address, a guesser holding a /64 (one subscriber's) rotated through its 2^64 addresses,
+    # each with a fresh count for every account and for the address limit
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 5
+    make_user("rater-x")
+    for n in range(5):
+        _fail(f"someone-{n}", 1, address=f"2001:db8:1:2::{n + 1:x}")
+    response, logged_in = _login("rater-x", PASSWORD, address="2001:db8:1:2:ffff::9")
+    assert response.status_code == 429 and not logged_in
+    assert _login("rater-x", PASSWORD, address="2001:db8:1:3::1")[1]  # another /64 is not held
+    assert _login("rater-x", PASSWORD, address="::ffff:192.0.2.9")[1]  # IPv4-mapped: the IPv4 address
 
 
 def test_the_address_limit_can_be_switched_off(settings, make_user):

@@ -695,7 +695,7 @@ def collate_packed(
 
     `position_ids` restart at 0 for every row, which is how transformers recognises packed sequences
     (masking_utils.find_packed_sequence_indices) and keeps each row attending to itself only; the tail
-    up to L is padding with its own positions, a separate sequence nobody reads.
+    up to L is padding, sequences nobody reads, none longer than the longest row.
     `ends` (2B,) holds each row's last token, where a decoder's reward is read. No attention mask:
     a 2D mask would switch the packed-sequence detection off."""
     import numpy as np
@@ -708,7 +708,13 @@ def collate_packed(
     input_ids = np.full((1, width), enc.pad_id, dtype=np.int64)  # (1, L)
     input_ids[0, :total] = np.concatenate(rows)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    positions = np.arange(width) - np.repeat(np.append(starts, total), np.append(lengths, width - total))
+    # The tail restarts its positions every longest-row tokens: numbered on to its end, a tail longer
+    # than a learned position table (GPT-2, OPT; a compiled run pads each batch to the token budget)
+    # indexed past it
+    chunk = max(int(lengths.max()) if len(rows) else 1, 1)
+    positions = np.concatenate(
+        [np.arange(total) - np.repeat(starts, lengths), np.arange(width - total) % chunk]
+    )
     return {
         "input_ids": torch.from_numpy(input_ids),
         "position_ids": torch.from_numpy(positions[None].astype(np.int64)),  # (1, L)

@@ -332,6 +332,19 @@ def _epoch_steps(enc: EncodedPairs, config: TrainConfig, packing: bool) -> list[
     return [steps(epoch) for epoch in range(config.epochs)]
 
 
+def _require_positions(backbone_config, max_length: int) -> None:
+    """A max_length beyond the backbone's positions fails now, not at the first long row (a MiniLM with
+    max_length 600 ran until a 513-token answer came, then stopped on a tensor-size error)."""
+    text_config = (
+        backbone_config.get_text_config() if hasattr(backbone_config, "get_text_config") else backbone_config
+    )
+    positions = getattr(text_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and 0 < positions < max_length:
+        raise ValueError(
+            f"max_length ({max_length}) is longer than the backbone's {positions} positions (RM_MAX_LENGTH)"
+        )
+
+
 def prepare(
     pairs: Sequence[PreferencePair | dict],
     config: TrainConfig,
@@ -351,11 +364,14 @@ def prepare(
     if missing_local_model(config.backbone):  # transformers' own message names no file
         raise FileNotFoundError(f"the backbone {config.backbone} does not exist (a model folder)")
     tokenizer = AutoTokenizer.from_pretrained(config.backbone)
+    backbone_config = AutoConfig.from_pretrained(
+        config.backbone
+    )  # read once: positions, token types, packing
+    _require_positions(backbone_config, config.max_length)
 
     extra, n_mismatch = _augmentation(train_pairs, config)
     val_neighbours = _neighbours(val, config, "the off-prompt test will") if config.eval_probe_answers else {}
 
-    backbone_config = AutoConfig.from_pretrained(config.backbone)  # read once: token types, packing
     with_types = _uses_token_types(backbone_config)
     enc_train = encode_pairs(list(train_pairs) + extra, tokenizer, config.max_length, with_types=with_types)
     if config.length_balance:  # the human pairs only: padding and mismatch pairs are not about taste
@@ -886,8 +902,12 @@ def train_member(
     running = RunningStats()
     last_eval: dict | None = None
     last_eval_step, last_ckpt_step = -1, resumed_from if resumed_from is not None else -1
-    stopped = early_stopped = False
+    stopped, early_stopped = False, _early_stop_reached(state, config)
     run_seconds, run_pairs = 0.0, 0
+    if early_stopped:
+        # resumed from the checkpoint of the step where it stopped early (killed in the final fits, or
+        # asked to stop right then): it trained on, and shipped other weights than the run it retried
+        last_eval, last_eval_step = validate(prep, parts.model), state.global_step
 
     def checkpoint() -> None:
         nonlocal last_ckpt_step
@@ -967,10 +987,14 @@ def _record_validation(state: RunState, metrics: dict, report, parts, running, s
         state.best_val_loss, state.bad_evals = val["loss"], 0
         return False
     state.bad_evals += 1
-    if config.early_stopping_patience and state.bad_evals >= config.early_stopping_patience:
+    if _early_stop_reached(state, config):
         log.info("early stopping: val loss has not improved in %d evaluations", state.bad_evals)
         return True
     return False
+
+
+def _early_stop_reached(state: RunState, config: TrainConfig) -> bool:
+    return bool(config.early_stopping_patience) and state.bad_evals >= config.early_stopping_patience
 
 
 # ---------------------------------------------------------------------------------------------------------

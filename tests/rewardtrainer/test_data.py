@@ -195,8 +195,13 @@ def test_collate_packed_puts_rows_end_to_end_with_restarting_positions(minilm_to
     assert width % 16 == 0 and total <= width < total + 16
     assert batch["input_ids"][0, :total].tolist() == [t for r in rows for t in r]
     assert (batch["input_ids"][0, total:] == enc.pad_id).all()
-    expected = [p for r in rows for p in range(len(r))] + list(range(width - total))
+    longest = max(len(r) for r in rows)
+    expected = [p for r in rows for p in range(len(r))] + [p % longest for p in range(width - total)]
     assert batch["position_ids"][0].tolist() == expected
+    # a compiled run pads to the token budget: the tail never numbers past the longest row (it ran past
+    # GPT-2's 512 learned positions and the run failed with an IndexError)
+    wide = collate_packed(enc, [0, 1], width=2000)
+    assert wide["input_ids"].shape == (1, 2000) and int(wide["position_ids"].max()) == longest - 1
     assert batch["ends"].tolist() == (np.cumsum([len(r) for r in rows]) - 1).tolist()
     assert batch["margin"].tolist() == [1.0, 0.0] and batch["length"].shape == (4,)
     assert collate_packed(enc, [0, 1])["input_ids"].shape == (1, total)  # no multiple: no tail

@@ -125,6 +125,23 @@ def test_a_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_p
     assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
 
 
+def test_a_run_retried_after_it_stopped_early_stops_there_with_the_same_weights(tmp_path, tiny_bert):
+    # the early stop was not in the checkpoint of its step: a retry (the worker killed in the final
+    # fits) trained on to the next validation and shipped other weights
+    pairs = keyword_pairs(120)
+    cfg = tiny_config(
+        tiny_bert, lr=3e-2, epochs=6, eval_every=1, checkpoint_every=1, early_stopping_patience=1,
+        keep_checkpoints=50,
+    )  # fmt: skip
+    first = fit_reward_model(pairs, cfg, tmp_path / "run", final_dir=tmp_path / "a")
+    assert first.early_stopped and first.global_step < first.total_steps
+    retry = fit_reward_model(pairs, cfg, tmp_path / "run", final_dir=tmp_path / "b")
+    assert retry.resumed_from_step == first.global_step == retry.global_step and retry.early_stopped
+    a, b = (load_file(f"{r.model_dir}/model.safetensors") for r in (first, retry))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["step"] for h in retry.history] == [h["step"] for h in first.history]
+
+
 def test_a_torn_or_corrupt_checkpoint_is_skipped_for_the_previous_one(tmp_path, tiny_bert, caplog):
     pairs = keyword_pairs(80)
     cfg = tiny_config(tiny_bert, epochs=3, checkpoint_every=2, keep_checkpoints=3)
@@ -392,3 +409,14 @@ def test_a_step_over_micro_batches_of_unequal_size_is_the_mean_over_its_pairs(tm
     split = gradient([[0, 1, 2, 3, 4], [5]])
     whole = gradient([[0, 1, 2, 3, 4, 5]])
     assert torch.allclose(split, whole, rtol=1e-4, atol=1e-6)
+
+
+def test_a_max_length_beyond_the_backbone_s_positions_fails_before_training(tmp_path, tiny_bert):
+    # accepted, it ran until the first row longer than the position table, then failed on a tensor size
+    from transformers import AutoConfig
+
+    positions = AutoConfig.from_pretrained(tiny_bert).max_position_embeddings
+    with pytest.raises(ValueError, match=f"longer than the backbone's {positions} positions"):
+        fit_reward_model(
+            keyword_pairs(40), tiny_config(tiny_bert, max_length=positions + 1), tmp_path / "run"
+        )

@@ -14,8 +14,10 @@ from celery.signals import worker_ready
 # stopped without a word. The worker's pool (prefork) kills the stuck child; the next beat runs it again.
 CHECK_LIMIT_S = 600  # housekeeping and the two checks: seconds of work
 QUALITY_LIMIT_S = 1800  # the quality job took 18 s on 1,000,000 ratings
-PURGE_LIMIT_S = 3600  # deleting rows and export files past retention
-DECISION_LIMIT_S = 3600  # scoring two reward models on the frozen evaluation set (on the gpu worker)
+PURGE_LIMIT_S = 6 * 3600  # deleting rows and export files past retention (one transaction: a first purge
+# of a large backlog must be able to finish, or it is rolled back every day)
+DECISION_LIMIT_S = 3600  # at least: scoring two reward models on the frozen evaluation set (gpu worker);
+# a re-sent decision gets the longer of this and the check's wait (services/training._send_decision)
 
 
 @shared_task(name="labelapp.tasks.queue_housekeeping", time_limit=CHECK_LIMIT_S)

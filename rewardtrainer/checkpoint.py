@@ -227,6 +227,9 @@ def load_checkpoint(
 def prune_checkpoints(root: str | Path, keep: int) -> None:
     """Keep the newest `keep` checkpoints that have their marker; delete the rest and stale .tmp folders."""
     root = Path(root)
+    for old in root.glob("ckpt-*.old"):  # a re-save's copy whose new one is in place: not a checkpoint
+        if (old.with_suffix("") / MARKER).is_file():
+            shutil.rmtree(old, ignore_errors=True)
     kept = 0
     for path in list_checkpoints(root):
         if kept < max(keep, 1) and (path / MARKER).is_file():

@@ -332,6 +332,12 @@ def _epoch_steps(enc: EncodedPairs, config: TrainConfig, packing: bool) -> list[
     return [steps(epoch) for epoch in range(config.epochs)]
 
 
+# Families whose position ids start after the padding index (RoBERTa: 514 positions, 512 usable).
+_OFFSET_POSITIONS = frozenset(
+    {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "ibert"}
+)
+
+
 def _require_positions(backbone_config, max_length: int) -> None:
     """A max_length beyond the backbone's positions fails now, not at the first long row (a MiniLM with
     max_length 600 ran until a 513-token answer came, then stopped on a tensor-size error)."""
@@ -339,6 +345,8 @@ def _require_positions(backbone_config, max_length: int) -> None:
         backbone_config.get_text_config() if hasattr(backbone_config, "get_text_config") else backbone_config
     )
     positions = getattr(text_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and getattr(text_config, "model_type", "") in _OFFSET_POSITIONS:
+        positions -= (getattr(text_config, "pad_token_id", None) or 1) + 1  # 514 -> 512 usable
     if isinstance(positions, int) and 0 < positions < max_length:
         raise ValueError(
             f"max_length ({max_length}) is longer than the backbone's {positions} positions (RM_MAX_LENGTH)"

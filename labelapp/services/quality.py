@@ -290,9 +290,11 @@ def _unlock() -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_ADVISORY_LOCK])
     except (DatabaseError, InterfaceError):
-        # the connection broke (the error being raised says why); the session's end frees the lock.
-        # Raised from `finally`, this error replaced the one that said what went wrong.
-        log.warning("quality refresh: could not release its lock (the connection is gone)")
+        # the connection broke (the error being raised says why): closing it ends the session, which
+        # frees the lock (a session left open, say in an aborted transaction, would keep it, and every
+        # later refresh would be skipped). Raised from `finally`, this error replaced the real one.
+        log.warning("quality refresh: could not release its lock; closing the database connection")
+        connection.close()
 
 
 def cache_key(version_id: int | None) -> str:

@@ -132,12 +132,13 @@ def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
             )
             report.created.append(name)
             continue
-        if task.expire_seconds is None:
-            # A message older than one interval is dropped: after a day without a worker, the backlog
-            # (1,440 housekeepings, 144 full quality recomputes...) ran one after another.
-            task.expire_seconds = every
-            task.save(update_fields=["expire_seconds"])
         unedited, current = _unedited(task, setting), _seconds(task)
+        if task.expire_seconds is None and task.expires is None and current is not None:
+            # A message older than one interval is dropped: after a day without a worker, the backlog
+            # (1,440 housekeepings, 144 full quality recomputes...) ran one after another. The job's own
+            # interval (an admin may have edited it); none beside an end date (beat refuses both).
+            task.expire_seconds = current
+            task.save(update_fields=["expire_seconds"])
         if not unedited and current != every and not reset:
             report.kept.append(name)
             continue
@@ -145,7 +146,8 @@ def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
             report.updated.append(name)
         if current != every or not unedited:
             task.interval, task.crontab, task.solar, task.clocked = _interval(every), None, None, None
-            task.expire_seconds = every
+            if task.expires is None and task.expire_seconds in (None, current):  # not an admin's choice
+                task.expire_seconds = every
             task.description = _with_description(task.description, setting, every)
             task.save()
     return report

@@ -1443,7 +1443,12 @@ def _send_decision(version_id: int) -> bool:
 
     try:
         tasks.decide_reward_model.apply_async(
-            args=[version_id], queue=run_queue(TrainingRun.Kind.REWARD_MODEL), retry=False
+            args=[version_id],
+            queue=run_queue(TrainingRun.Kind.REWARD_MODEL),
+            retry=False,
+            # as long as the check waits for it before sending it again (a fixed hour killed decisions
+            # that RM_STALL_TIMEOUT allowed more, and each kill counted toward giving the version up)
+            time_limit=max(_decision_wait_seconds(), tasks.DECISION_LIMIT_S),
         )
     except _broker_errors() as exc:
         log.warning(

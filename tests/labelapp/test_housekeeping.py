@@ -170,6 +170,25 @@ def test_a_job_s_message_expires_after_one_interval():
         assert task.expire_seconds == task.interval.every, task.name
 
 
+@pytest.mark.django_db
+def test_the_expiry_follows_the_job_s_own_interval_and_leaves_an_end_date_alone():
+    # an admin's end date (beat refuses it beside expire_seconds) made ensure_schedules fail, and with
+    # it the compose web service's start; an edited interval got the setting's expiry
+    from datetime import timedelta
+
+    schedules_ensure()
+    PeriodicTask.objects.update(expire_seconds=None)
+    ended = PeriodicTask.objects.get(name=REWARD_MODEL_CHECK)
+    ended.expires = timezone.now() + timedelta(days=30)
+    ended.save()
+    edited = PeriodicTask.objects.get(name=QUEUE_HOUSEKEEPING)
+    edited.interval = IntervalSchedule.objects.create(every=3600, period=IntervalSchedule.SECONDS)
+    edited.save()
+    schedules_ensure()
+    assert PeriodicTask.objects.get(name=REWARD_MODEL_CHECK).expire_seconds is None
+    assert PeriodicTask.objects.get(name=QUEUE_HOUSEKEEPING).expire_seconds == 3600
+
+
 def test_jobs_that_are_not_runs_have_a_time_limit():
     # a job stuck on a lock held its worker slot for ever, and the scheduled jobs behind it never ran
     from labelapp import tasks
@@ -182,7 +201,7 @@ def test_jobs_that_are_not_runs_have_a_time_limit():
         tasks.policy_check,
         tasks.decide_reward_model,
     ):
-        assert task.time_limit and task.time_limit <= 3600, task.name
+        assert task.time_limit and task.time_limit <= 6 * 3600, task.name
     assert tasks.execute_reward_model_run.time_limit is None  # runs: their own heartbeat watchdog
 
 

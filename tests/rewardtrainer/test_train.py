@@ -420,3 +420,15 @@ def test_a_max_length_beyond_the_backbone_s_positions_fails_before_training(tmp_
         fit_reward_model(
             keyword_pairs(40), tiny_config(tiny_bert, max_length=positions + 1), tmp_path / "run"
         )
+
+
+def test_a_roberta_backbone_counts_the_positions_its_padding_offset_leaves():
+    # 514 positions, of which position ids use 512: max_length 513 passed the check and failed in training
+    from transformers import RobertaConfig
+
+    from rewardtrainer.train_rm import _require_positions
+
+    config = RobertaConfig(max_position_embeddings=514, pad_token_id=1)
+    _require_positions(config, 512)
+    with pytest.raises(ValueError, match="512 positions"):
+        _require_positions(config, 513)

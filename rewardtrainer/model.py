@@ -86,6 +86,16 @@ def resolve_pooling(config, pooling: str = "auto") -> str:
     return "last" if is_causal_decoder(config) else "mean"
 
 
+def context_length(config) -> int | None:
+    """The most positions a model (its config) was built for; None when the config does not say."""
+    text_config = config.get_text_config()
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(text_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def is_causal_decoder(config) -> bool:
     """Whether a backbone config is a causal (decoder-only) language model."""
     archs = getattr(config, "architectures", None) or []

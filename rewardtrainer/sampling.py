@@ -34,7 +34,7 @@ from typing import Protocol
 import torch
 
 from .config import missing_local_model  # noqa: F401  (imported from here by the app and benches)
-from .model import disable_dropout
+from .model import context_length, disable_dropout
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +136,6 @@ def _rendered_ids(tokenizer, prompt: str) -> list[int]:
     else:
         text = prompt + "\n\n"
     return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def context_length(model) -> int | None:
-    """The most positions the model was built for (None when its config does not say)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def stop_token_ids(tokenizer, model=None) -> list[int]:
@@ -253,7 +243,7 @@ class HFGenerator:
         rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31 - 1, (1,))))
         # a prompt and its answer must fit the context: a longer prompt crashed a model with learned
         # positions (GPT-2) and ran a rotary one (SmolLM2) past the positions it was trained on
-        context = context_length(self.model)
+        context = context_length(self.model.config)
         limit = None if context is None else context - params.max_new_tokens
         if limit is not None and limit < 1:
             raise ValueError(
@@ -337,7 +327,7 @@ def attention_layout(model) -> tuple[int | None, list[str] | None]:
     """(sliding window, layer types): (None, None) for full attention everywhere; (w, None) when every
     layer slides (Mistral); (w, types) for models that mix full and sliding layers. Raises ValueError
     for attention this module cannot mask (chunked, linear, ...)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = model.config.get_text_config()
     window = getattr(config, "sliding_window", None)
     types = getattr(config, "layer_types", None)
     if getattr(config, "use_sliding_window", True) is False:  # Qwen2 names a window it does not use

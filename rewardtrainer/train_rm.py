@@ -94,7 +94,7 @@ from .data import (
 )
 from .devices import enable_checkpointing, pick_device
 from .evaluate import evaluate, probe_tests, scalar_metrics, score_pairs
-from .model import RewardModel, is_causal_decoder, resolve_pooling
+from .model import RewardModel, context_length, is_causal_decoder, resolve_pooling
 from .packing import document_block_mask
 
 log = logging.getLogger(__name__)
@@ -341,13 +341,11 @@ _OFFSET_POSITIONS = frozenset(
 def _require_positions(backbone_config, max_length: int) -> None:
     """A max_length beyond the backbone's positions fails now, not at the first long row (a MiniLM with
     max_length 600 ran until a 513-token answer came, then stopped on a tensor-size error)."""
-    text_config = (
-        backbone_config.get_text_config() if hasattr(backbone_config, "get_text_config") else backbone_config
-    )
-    positions = getattr(text_config, "max_position_embeddings", None)
-    if isinstance(positions, int) and getattr(text_config, "model_type", "") in _OFFSET_POSITIONS:
+    positions = context_length(backbone_config)
+    text_config = backbone_config.get_text_config()
+    if positions is not None and getattr(text_config, "model_type", "") in _OFFSET_POSITIONS:
         positions -= (getattr(text_config, "pad_token_id", None) or 1) + 1  # 514 -> 512 usable
-    if isinstance(positions, int) and 0 < positions < max_length:
+    if positions is not None and positions < max_length:
         raise ValueError(
             f"max_length ({max_length}) is longer than the backbone's {positions} positions (RM_MAX_LENGTH)"
         )
@@ -372,9 +370,7 @@ def prepare(
     if missing_local_model(config.backbone):  # transformers' own message names no file
         raise FileNotFoundError(f"the backbone {config.backbone} does not exist (a model folder)")
     tokenizer = AutoTokenizer.from_pretrained(config.backbone)
-    backbone_config = AutoConfig.from_pretrained(
-        config.backbone
-    )  # read once: positions, token types, packing
+    backbone_config = AutoConfig.from_pretrained(config.backbone)  # read once: positions, types, packing
     _require_positions(backbone_config, config.max_length)
 
     extra, n_mismatch = _augmentation(train_pairs, config)

@@ -445,11 +445,14 @@ def _require_ack(rater) -> bool:
     return True
 
 
-# What may be put in front of a rater at all (the claim SQL's rule, for the ORM's readers: the rater
-# home's "nothing left" and the staff queue figures).
-SERVABLE = Q(is_active=True, prompt__withheld=False, prompt__consent=True) & ~Q(
+# A comparison whose prompt may be shown: consent in force, not withheld, no personal-data flag waiting
+# for a review (`_servable` is the same rule on one loaded lease; the home page's open-lease test uses it).
+PROMPT_SHOWABLE = Q(prompt__withheld=False, prompt__consent=True) & ~Q(
     prompt_id__in=prompts_awaiting_review()
 )
+# What may be put in front of a rater at all (the claim SQL's rule, for the ORM's readers: the rater
+# home's "nothing left" and the staff queue figures).
+SERVABLE = Q(is_active=True) & PROMPT_SHOWABLE
 
 
 def due_repeats() -> Q:
@@ -461,14 +464,10 @@ def rater_has_work(*, rater) -> bool:
     """Whether "Start rating" leads to a comparison: an open lease of the rater's whose prompt may still
     be shown (one on a prompt held for a personal-data review led to the set-aside notice and an empty
     page), or work in the queue (`queue_has_work_for`)."""
+    showable = Comparison.objects.filter(PROMPT_SHOWABLE, pk=OuterRef("comparison_id"))
     open_lease = (
-        Assignment.objects.filter(
-            rater=rater,
-            status=Assignment.Status.LEASED,
-            comparison__prompt__consent=True,
-            comparison__prompt__withheld=False,
-        )
-        .exclude(comparison__prompt_id__in=prompts_awaiting_review())
+        Assignment.objects.filter(rater=rater, status=Assignment.Status.LEASED)
+        .filter(Exists(showable))
         .exists()
     )
     return open_lease or queue_has_work_for(rater=rater)

@@ -72,3 +72,21 @@ class FailOpenRedisCache(RedisCache):
     delete = _fail_open(lambda *a, **k: False)(RedisCache.delete)
     delete_many = _fail_open(lambda *a, **k: None)(RedisCache.delete_many)
     clear = _fail_open(lambda *a, **k: None)(RedisCache.clear)
+
+    # Sets: what several processes add to and take from at once (the leases of a rater's that were
+    # set aside). A get-then-set of a list there lost one writer's entries.
+    @_fail_open(lambda *a, **k: None)
+    def set_add(self, key, members, timeout):
+        """Add `members` to the set at `key` and (re)start its expiry, as one step."""
+        key = self.make_and_validate_key(key)
+        client = self._cache.get_client(key, write=True)
+        with client.pipeline() as pipe:  # MULTI/EXEC: no reader sees the set without its expiry
+            pipe.sadd(key, *members)
+            pipe.expire(key, self.get_backend_timeout(timeout))
+            pipe.execute()
+
+    @_fail_open(lambda *a, **k: False)
+    def set_discard(self, key, member) -> bool:
+        """Take `member` out of the set at `key`; whether it was there."""
+        key = self.make_and_validate_key(key)
+        return bool(self._cache.get_client(key, write=True).srem(key, member))

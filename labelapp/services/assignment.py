@@ -298,15 +298,10 @@ _TAKEN_BACK_TTL = 24 * 3600  # a rater back after a day needs no word about a co
 
 def _taken_back_key(rater_id: int, joined) -> str:
     # the account's creation time too: a database created afresh (tests, a reinstall) numbers its
-    # accounts from 1 again, and must not inherit another account's notice from Redis
-    return f"assignment-taken-back:{rater_id}:{joined.timestamp()}"
-
-
-def _noted_ids(value) -> set[int]:
-    """The assignment ids a note holds (a note written before ids were kept: one unknown lease, 0)."""
-    if isinstance(value, list):
-        return set(value)
-    return {0} if value else set()
+    # accounts from 1 again, and must not inherit another account's notice from Redis. A Redis set of
+    # assignment ids, added to and taken from atomically ("set-aside", not the list the older
+    # "assignment-taken-back" keys held: two withdrawals at once each kept only their own ids there)
+    return f"assignment-set-aside:{rater_id}:{joined.timestamp()}"
 
 
 def _note_taken_back(leases, *, at_commit: bool = True) -> None:
@@ -320,11 +315,8 @@ def _note_taken_back(leases, *, at_commit: bool = True) -> None:
         return
 
     def write():
-        noted = cache.get_many(list(by_key))
-        cache.set_many(
-            {key: sorted(_noted_ids(noted.get(key)) | ids) for key, ids in by_key.items()},
-            timeout=_TAKEN_BACK_TTL,
-        )
+        for key, ids in by_key.items():
+            cache.set_add(key, ids, timeout=_TAKEN_BACK_TTL)
 
     if at_commit:
         transaction.on_commit(write)
@@ -338,11 +330,9 @@ def assignment_next_with_notice(*, rater) -> tuple[Assignment | None, str | None
     review): without a word the page said everything had been judged, and the API handed out another
     comparison. A lease that merely ran out, or that another tab finished or skipped, is no news."""
     assignment = assignment_next(rater=rater)
-    key = _taken_back_key(rater.pk, rater.date_joined)
-    if not cache.get(key):
-        return assignment, None
-    cache.delete(key)
-    return assignment, TAKEN_BACK
+    # the delete says whether there was a notice: two tabs asking at once tell it once
+    told = cache.delete(_taken_back_key(rater.pk, rater.date_joined))
+    return assignment, TAKEN_BACK if told else None
 
 
 def assignment_taken_back_said(*, rater, assignment_id: int) -> bool:
@@ -350,16 +340,8 @@ def assignment_taken_back_said(*, rater, assignment_id: int) -> bool:
     rated it after all (a lease taken back, then re-taken when its prompt came back): the next
     `assignment_next_with_notice` need not mention it. Other leases noted stay noted. Returns whether
     it had been noted as taken back."""
-    key = _taken_back_key(rater.pk, rater.date_joined)
-    noted = _noted_ids(cache.get(key))
-    if assignment_id not in noted:
-        return False
-    noted.discard(assignment_id)
-    if noted:
-        cache.set(key, sorted(noted), timeout=_TAKEN_BACK_TTL)
-    else:
-        cache.delete(key)
-    return True
+    # Redis drops a set whose last member goes
+    return cache.set_discard(_taken_back_key(rater.pk, rater.date_joined), assignment_id)
 
 
 def assignment_keep_or_take_back(assignment: Assignment) -> bool:

@@ -501,3 +501,26 @@ def test_a_submit_on_a_skipped_comparison_says_it_is_no_longer_yours_whatever_it
         rating_submit(
             rater=rater, assignment_id=held.pk, idempotency_key=held.form_key, data=RatingInput(preference=0)
         )
+
+
+def test_set_aside_notices_written_at_once_keep_every_lease(rater):
+    """Withdrawals ending leases of one rater at once each read the rater's noted leases, added their
+    own and wrote the list back: the last writer's list lacked the others', whose notices were lost."""
+    from threading import Barrier, Thread
+
+    from labelapp.services.assignment import _note_taken_back, assignment_taken_back_said
+
+    ids = range(1, 17)
+    start = Barrier(len(ids))
+
+    def note(assignment_id):
+        start.wait()
+        _note_taken_back([(assignment_id, rater.pk, rater.date_joined)], at_commit=False)
+
+    threads = [Thread(target=note, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [i for i in ids if not assignment_taken_back_said(rater=rater, assignment_id=i)] == []
+    assert not assignment_taken_back_said(rater=rater, assignment_id=1)  # told once

@@ -735,6 +735,8 @@ class ExportFileAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         said = f"Deleted {outcomes['deleted']} file(s)"
         if outcomes["missing"]:
             said += f"; {outcomes['missing']} were not on this server's disk (their records went)"
+        if outcomes["replaced"]:
+            said += f"; {outcomes['replaced']} had been written over by a newer export, which stays"
         if outcomes["failed"]:
             said += f"; {outcomes['failed']} could not be deleted and stay on record (see the log)"
         self.message_user(request, said + ".", messages.ERROR if outcomes["failed"] else messages.SUCCESS)

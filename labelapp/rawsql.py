@@ -34,3 +34,11 @@ def xact_lock(key: int) -> None:
     """Wait for PostgreSQL's advisory lock `key`, held until the caller's transaction ends."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def xact_lock_name(kind: int, name: str) -> None:
+    """Wait for the advisory lock of the thing called `name` among those of `kind` (an export file by
+    its path), held until the caller's transaction ends. Two names that hash alike only wait for each
+    other."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [kind, name])

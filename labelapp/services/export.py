@@ -45,7 +45,7 @@ from django.db.models import Min, Q
 
 from labelapp.models import ExportFile, GuidelineVersion, Rating, Response
 from labelapp.selectors import trust_weights
-from labelapp.services.retention import retention_deadline
+from labelapp.services.retention import export_path_lock, retention_deadline
 
 MODES = ("rating", "comparison")
 FORMATS = ("jsonl", "parquet")
@@ -643,12 +643,15 @@ def export_write(
     stats = ExportStats()
     try:
         landing.write(mode=mode, filters=filters, stats=stats)
-        landing.land()
-        expires = retention_deadline(stats.oldest_by_source)
-        if record:
-            _record_files(
-                landing.targets, stats, mode=mode, filters=filters, created_by=created_by, expires=expires
-            )
+        with transaction.atomic():  # no deletion of a recorded file at a target between land and record
+            for where in sorted(str(target.resolve()) for target, _ in landing.targets.values()):
+                export_path_lock(where)
+            landing.land()
+            expires = retention_deadline(stats.oldest_by_source)
+            if record:
+                _record_files(
+                    landing.targets, stats, mode=mode, filters=filters, created_by=created_by, expires=expires
+                )
     except BaseException:
         landing.undo()
         raise

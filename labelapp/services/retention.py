@@ -45,6 +45,7 @@ from labelapp.models import (
     Response,
 )
 from labelapp.quality_models import SimulatedDecision
+from labelapp.rawsql import xact_lock_name
 
 log = logging.getLogger(__name__)
 
@@ -177,29 +178,47 @@ def purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict
     return report
 
 
+_EXPORT_PATH_LOCK = 0x3E7F11  # pg_advisory_xact_lock kind of an export file's path
+
+
+def export_path_lock(path: str) -> None:
+    """Hold the path of a recorded export file until the transaction ends: an export landing a file at
+    the path and recording it, and a deletion of the file and its record, happen one after the other.
+    The purge deleted, by an expired record read before, the new file an export had just written there,
+    and left the new record pointing at nothing."""
+    xact_lock_name(_EXPORT_PATH_LOCK, path)
+
+
 def _purge_export_files(now: datetime, report: dict[str, int]) -> None:
     """Each expired file on its own: its record goes only once the file is gone (or was never on this
     disk). Deleting every record first and the files after (all in one callback) reported files as
     deleted that a failed or skipped unlink had left on disk, with no record left to find them by."""
     for record in _expired_files(now):
         outcome = export_file_delete(record)
+        if outcome == "replaced":
+            continue
         report["export_files" if outcome == "deleted" else f"export_files_{outcome}"] += 1
 
 
 def export_file_delete(record: ExportFile) -> str:
     """Delete an export file, then its record: "deleted"; "missing" when the file was not on this disk
     (the record goes); "failed" when it could not be deleted (the record stays: it is how a later try
-    finds the file). The purge and the admin's delete both come here: the admin's plain delete took the
-    record and left the file, with prompt texts, where no purge would look for it again."""
-    try:
-        Path(record.path).unlink()
-    except FileNotFoundError:
-        log.warning("export file %s (record %s) was not on this disk", record.path, record.pk)
-        outcome = "missing"
-    except OSError as exc:
-        log.error("export file %s could not be deleted (%s); kept on record", record.path, exc)
-        return "failed"
-    else:
-        outcome = "deleted"
-    record.delete()
+    finds the file); "replaced" when a new export at its path took its record since it was read (the
+    new file stays). The purge and the admin's delete both come here: the admin's plain delete took
+    the record and left the file, with prompt texts, where no purge would look for it again."""
+    with transaction.atomic():
+        export_path_lock(record.path)
+        if not ExportFile.objects.filter(pk=record.pk).exists():
+            return "replaced"
+        try:
+            Path(record.path).unlink()
+        except FileNotFoundError:
+            log.warning("export file %s (record %s) was not on this disk", record.path, record.pk)
+            outcome = "missing"
+        except OSError as exc:
+            log.error("export file %s could not be deleted (%s); kept on record", record.path, exc)
+            return "failed"
+        else:
+            outcome = "deleted"
+        record.delete()
     return outcome

@@ -234,3 +234,58 @@ def test_every_admin_model_a_purge_cascades_to_has_its_history_purged_too():
                 todo.append(rel.related_model)
     in_admin = {m for m in reached if admin.site.is_registered(m)}
     assert in_admin <= {model for model, _ in _LOGGED_WITH_PROMPT}, in_admin
+
+
+def test_an_expired_record_read_before_a_new_export_at_its_path_leaves_the_new_file(tmp_path, monkeypatch):
+    """The purge lists the expired records, then deletes each one's file: an export that wrote to the
+    same path in between had its new file deleted by the old record, and its record pointed at
+    nothing."""
+    from labelapp.services import retention
+
+    path = tmp_path / "daily.jsonl"
+    path.write_text("{}\n")
+    _expired_record(path.resolve())
+    stale = retention._expired_files(timezone.now())
+    export_write(path=path, fmt="jsonl", mode="rating", filters=ExportFilters())  # the new export lands
+    monkeypatch.setattr(retention, "_expired_files", lambda now: stale)  # listed before it landed
+    report = purge_expired()
+    assert report["export_files"] == 0 and path.exists()
+    assert ExportFile.objects.get().path == str(path.resolve())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deletion_waits_for_an_export_landing_at_its_path_to_record_it(tmp_path, monkeypatch):
+    """Between an export's moving its file into place and recording it, a deletion by the old record
+    deleted the new file."""
+    import threading
+
+    from labelapp.services import export
+    from labelapp.services.retention import export_file_delete
+
+    path = tmp_path / "daily.jsonl"
+    path.write_text("{}\n")
+    old = _expired_record(path.resolve())
+    landed, go_on = threading.Event(), threading.Event()
+    land = export._Landing.land
+
+    def land_then_wait(self):
+        land(self)
+        landed.set()
+        go_on.wait(10)
+
+    monkeypatch.setattr(export._Landing, "land", land_then_wait)
+    writer = threading.Thread(
+        target=export_write,
+        kwargs={"path": path, "fmt": "jsonl", "mode": "rating", "filters": ExportFilters()},
+    )
+    writer.start()
+    assert landed.wait(10)
+    outcome = []
+    deleter = threading.Thread(target=lambda: outcome.append(export_file_delete(old)))
+    deleter.start()
+    deleter.join(1)  # it waits for the export's record...
+    go_on.set()
+    writer.join(10)
+    deleter.join(10)
+    assert outcome == ["replaced"] and path.exists()  # ...and then finds its own record gone
+    assert ExportFile.objects.get().path == str(path.resolve())

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from labelapp.rawsql import xact_lock
+
 QUEUE_HOUSEKEEPING = "Queue housekeeping: release expired leases, record figures"
 REWARD_MODEL_CHECK = "Reward model: retrain when enough new ratings arrived"
 QUALITY_REFRESH = "Quality: recompute rater figures, trust weights and dashboard reports"
@@ -59,6 +61,7 @@ def _jobs() -> list[tuple[str, str, str, int]]:
 # The interval a job got from its setting, written into its description: while the job still runs at
 # that interval nobody has edited it, so a changed setting may replace it.
 _FROM_SETTING = re.compile(r"^Every (-?\d+) s from (\w+)\.", re.M)  # a stored -5 is the setting's too
+_SCHEDULES_LOCK = 0x5C4ED1  # pg_advisory_xact_lock key: one schedules_ensure at a time
 
 
 def _description(setting: str, every: int) -> str:
@@ -113,6 +116,9 @@ def schedules_ensure(*, reset: bool = False) -> SchedulesReport:
     edited the job (or always, with `reset`). A job created before the descriptions named their
     setting is adopted when it runs at its setting's interval, and kept otherwise."""
     schedules_settings_check()
+    # Web containers starting together each run this: with nothing to lock on a fresh database, all but
+    # one failed to create the jobs ("already exists") and exited before serving.
+    xact_lock(_SCHEDULES_LOCK)
     report = SchedulesReport()
     for name, task_path, setting, every in _jobs():
         task = (

@@ -72,6 +72,38 @@ def test_schedules_are_created_once_and_admin_edits_survive():
     assert PeriodicTask.objects.get(name=QUEUE_HOUSEKEEPING).enabled is False
 
 
+@pytest.mark.django_db(transaction=True)
+def test_web_containers_starting_together_all_start():
+    """Each web container runs ensure_schedules before serving: on a fresh database all runs but one
+    failed with "Periodic task with this Name already exists" and their containers exited."""
+    from threading import Barrier, Thread
+
+    from django.db import connection
+
+    start, failed = Barrier(4), []
+
+    def run():
+        try:
+            start.wait()
+            schedules_ensure()
+        except Exception as exc:  # noqa: BLE001 (the test reports each failure)
+            failed.append(exc)
+        finally:
+            connection.close()
+
+    threads = [Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failed == []
+    assert PeriodicTask.objects.filter(name=QUEUE_HOUSEKEEPING).count() == 1
+    assert (
+        IntervalSchedule.objects.values("every", "period").distinct().count()
+        == IntervalSchedule.objects.count()
+    )
+
+
 def _every(name: str) -> int:
     return PeriodicTask.objects.select_related("interval").get(name=name).interval.every
 

@@ -48,8 +48,10 @@ from labelapp.services.guidelines import (
     GuidelineError,
     guideline_draft,
     guideline_draft_check,
+    guideline_draft_hold,
     guideline_draft_save,
     guideline_publish,
+    unix_newlines,
 )
 from labelapp.services.privacy import scrub_model_text
 from labelapp.services.retention import export_file_delete
@@ -473,7 +475,11 @@ class GuidelineVersionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
             data = forms.ModelForm.clean(this)
             if not permitted(request.user, "guideline_draft"):
                 raise forms.ValidationError(str(NotPermitted("guideline_draft")))
+            if "text" in data:  # stored and counted with LF line breaks, as the staff editor saves it
+                data["text"] = unix_newlines(data["text"])
             try:  # the staff editor's rules (services/guidelines.py)
+                if this.instance.pk is not None:  # held until the admin's transaction ends, save included
+                    guideline_draft_hold(this.instance)
                 guideline_draft_check(
                     text=data.get("text", this.instance.text),
                     title=data.get("title", this.instance.title),

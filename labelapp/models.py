@@ -15,7 +15,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
 _WORD_RE = re.compile(r"\S+")
@@ -296,15 +296,18 @@ class GuidelineVersion(models.Model):
     def save(self, *args, **kwargs) -> None:
         # Published versions are history that ratings point to: no code path may rewrite one (its
         # number too: the version in force is the highest, and ratings name versions by number).
-        if not self._state.adding and self.pk is not None:
-            fields = ("published_at", "number", "text", "title", "changelog", "author_id")
-            stored = GuidelineVersion.objects.filter(pk=self.pk).values(*fields).first()
+        if self._state.adding or self.pk is None:
+            super().save(*args, **kwargs)
+            return
+        fields = ("published_at", "number", "text", "title", "changelog", "author_id")
+        with transaction.atomic():  # the row locked: a publish committing meanwhile is seen
+            stored = GuidelineVersion.objects.select_for_update().filter(pk=self.pk).values(*fields).first()
             if stored and stored["published_at"] is not None:
                 if any(getattr(self, f) != stored[f] for f in fields):
                     raise PublishedGuidelineImmutable(
                         f"Version {self.number} is published; it cannot change."
                     )
-        super().save(*args, **kwargs)
+            super().save(*args, **kwargs)
 
     @property
     def html(self) -> str:

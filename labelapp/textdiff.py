@@ -169,9 +169,17 @@ def _merged(ops) -> list[tuple[str, int, int, int, int]]:
     return out or [("equal", 0, 0, 0, 0)]
 
 
+def _lines(text: str) -> list[str]:
+    """The lines the editor and Markdown see: broken at LF (and CR) only. str.splitlines() also broke at
+    U+2028, U+2029, U+0085 and the form feeds, which Markdown reads as spaces: a list turned into a
+    paragraph by them showed "No differences."."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 def side_by_side(old: str, new: str, *, fromdesc: str, todesc: str, context: int = 2) -> str:
     """The changed lines of `old` -> `new` with `context` unchanged lines around each change."""
-    old_lines, new_lines = old.splitlines(), new.splitlines()
+    old_lines, new_lines = _lines(old), _lines(new)
     head = (
         '<table class="diff"><thead><tr><th class="diff_header"></th>'
         f'<th>{html.escape(fromdesc)}</th><th class="diff_header"></th><th>{html.escape(todesc)}</th>'

@@ -95,7 +95,7 @@ def _check_base(based_on: str | None) -> None:
     )
 
 
-def _unix_newlines(text: str) -> str:
+def unix_newlines(text: str) -> str:
     """Browsers send a textarea's line breaks as CRLF (the HTML form encoding rules). Stored text uses
     LF, so the text in force sent back untouched compares equal ("Nothing changed") and diffs line up."""
     return (text or "").replace("\r\n", "\n").replace("\r", "\n")
@@ -159,8 +159,29 @@ def guideline_draft_check(*, text: str, title: str = "", changelog: str = "") ->
     _check_texts(text=text, title=title, changelog=changelog)
 
 
+def guideline_draft_hold(version: GuidelineVersion) -> None:
+    """Inside the caller's transaction (the admin's change form): hold the draft lock and the version's
+    row until it ends, or GuidelineError when the version is published or gone. The form read the
+    version as a draft, and the model's own check, read without a lock, let a change saved while a
+    publish committed rewrite the text of the version just published."""
+    xact_lock(_DRAFT_LOCK)
+    stored = (
+        GuidelineVersion.objects.select_for_update()
+        .filter(pk=version.pk)
+        .values_list("number", "published_at")
+        .first()
+    )
+    if stored is None:
+        raise GuidelineError("This draft was deleted meanwhile; nothing was saved.")
+    if stored[1] is not None:
+        raise GuidelineError(
+            f"Version {stored[0]} was published meanwhile and cannot change; nothing was saved. "
+            "Write the change in a new draft."
+        )
+
+
 def _draft_save(*, text: str, author, title: str, based_on: str | None = None) -> GuidelineVersion:
-    text = _unix_newlines(text)
+    text = unix_newlines(text)
     guideline_draft_check(text=text, title=title)
     title = (title or "").strip()
     with transaction.atomic():
@@ -221,7 +242,7 @@ def guideline_publish_text(
     # Checked before the draft is saved: a refused publish must not leave a half-done draft behind;
     # on the text as it will be stored, as a draft save checks it (a browser sends CRLF line breaks:
     # counted twice, text that saved as a draft was too long to publish).
-    text = _unix_newlines(text)
+    text = unix_newlines(text)
     _check_texts(text=text, title=title, changelog=changelog)
     _refuse_empty_publish(text=text, title=title, changelog=changelog)
     with transaction.atomic():
@@ -242,7 +263,7 @@ def _refuse_empty_publish(*, text: str, title: str, changelog: str | None) -> No
     current = guideline_current()
     title = (title or "").strip()
     same_title = not title or current is None or title == current.title
-    if current is not None and _unix_newlines(current.text) == _unix_newlines(text) and same_title:
+    if current is not None and unix_newlines(current.text) == unix_newlines(text) and same_title:
         raise GuidelineError(f"Nothing changed since version {current.number}.")
 
 

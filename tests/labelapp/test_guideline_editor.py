@@ -424,3 +424,54 @@ def test_an_editor_post_without_its_base_is_checked_as_a_stale_one(client, staff
     assert r.status_code == 409 and GuidelineVersion.objects.get(published_at=None).text.endswith(
         "their draft"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_change_saved_while_its_draft_is_published_changes_nothing(staff):
+    """The admin's change form checked "still a draft?" with a read the publish's row lock does not
+    stop: its save waited for the publish to commit, then rewrote the text of the published version."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+    from django.test import Client
+
+    from labelapp.services.guidelines import guideline_create, guideline_publish
+
+    staff.is_superuser = True
+    staff.save()
+    guideline_create(text="v1 text", author=staff, publish=True)
+    draft = guideline_draft_save(text="draft text", author=staff, title="T")
+    publishing = threading.Event()
+
+    def publish():
+        with transaction.atomic():
+            guideline_publish(version=draft, changelog="v2", by=staff)
+            publishing.set()
+            time.sleep(1)  # the admin's save arrives before this commits
+        connection.close()
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    assert publishing.wait(10)
+    admin = Client()
+    admin.force_login(staff)
+    url = reverse("admin:labelapp_guidelineversion_change", args=[draft.pk])
+    r = admin.post(url, {"title": "T", "text": "EDITED AFTER PUBLISH", "changelog": "v2"})
+    publisher.join()
+    assert r.status_code == 200 and "was published meanwhile" in r.content.decode()
+    assert GuidelineVersion.objects.get(pk=draft.pk).text == "draft text"
+
+
+def test_the_admin_stores_and_counts_a_draft_with_lf_line_breaks(client, staff, acked):
+    """The staff editor stores LF; the admin stored a browser's CRLF and counted the CRs against the
+    length limit, refusing a text the editor accepts."""
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    draft = guideline_draft_save(text="draft", author=staff)
+    url = reverse("admin:labelapp_guidelineversion_change", args=[draft.pk])
+    text = "ab\r\n" * 13000  # 39,000 characters with LF, 52,000 with CRLF
+    r = client.post(url, {"title": "T", "text": text, "changelog": ""})
+    assert r.status_code == 302, r.content.decode()[-2000:]
+    assert GuidelineVersion.objects.get(pk=draft.pk).text == ("ab\n" * 13000).strip()  # the form strips

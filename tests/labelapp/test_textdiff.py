@@ -102,3 +102,13 @@ def test_the_anchored_diff_covers_both_texts_in_order():
             assert tag != "equal" or a[i1:i2] == b[j1:j2]
             i, j = i2, j2
         assert (i, j) == (len(a), len(b))
+
+
+def test_separators_markdown_reads_as_spaces_are_not_line_breaks():
+    """U+2028 and friends turned a list item into part of a paragraph, and the diff, splitting lines
+    at them as str.splitlines() does, said "No differences."."""
+    html = side_by_side("Rule one\n\n- Rule two", "Rule one\u2028\u2028- Rule two", fromdesc="a", todesc="b")
+    assert "No differences." not in html
+    for sep in "\u2029\x85\x0b\x0c\x1c":
+        assert "No differences." not in side_by_side("a\nb", f"a{sep}b", fromdesc="a", todesc="b")
+    assert "No differences." in side_by_side("a\r\nb\n", "a\nb", fromdesc="a", todesc="b")

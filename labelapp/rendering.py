@@ -13,6 +13,7 @@ and friends), which would reorder the text on screen, are replaced by a visible 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
 import re
@@ -186,26 +187,49 @@ MAX_LINES_PER_BLOCK = 2_000
 # block: "``a`" x 2,500 (10,000 characters) took 0.8 s, 80,000 characters 49 s. 200 backticks in a
 # 50,000-character block: 0.2 s.
 MAX_BACKTICKS_PER_BLOCK = 200
+# The link scan's cost is the characters it reads: from each `[` without a matching `]` to the end of
+# its block. 200 of them before 49,800 characters took 2.6-4.7 s, 150 in each of 160 short blocks 1 s
+# (about 0.3 us a character). Blocks are shown as typed once the text's total would pass this (0.5 s).
+MAX_LINK_SCAN = 2_000_000
+_BRACKET = re.compile(r"[\[\]]")
+
+
+def _link_scan(block: str) -> int:
+    """The characters Python-Markdown reads looking for the ends of the block's links."""
+    if "[" not in block:
+        return 0
+    unmatched: list[int] = []
+    for m in _BRACKET.finditer(block):
+        if m.group() == "[":
+            unmatched.append(m.start())
+        elif unmatched:
+            unmatched.pop()
+    return sum(len(block) - at for at in unmatched)
 
 
 class _Floods(Preprocessor):
     """Show a block past MAX_BRACKETS_PER_BLOCK `[`, MAX_BACKTICKS_PER_BLOCK backticks or
-    MAX_LINES_PER_BLOCK lines as an indented code block: as typed, no Markdown parsing. Runs after
-    fenced_code (code stays code)."""
+    MAX_LINES_PER_BLOCK lines, or whose link scan would take the text's past MAX_LINK_SCAN, as an
+    indented code block: as typed, no Markdown parsing. Runs after fenced_code (code stays code)."""
 
     def run(self, lines: list[str]) -> list[str]:
         out: list[str] = []
         block: list[str] = []
+        link_scan = 0  # of the blocks rendered as Markdown so far
         for line in [*lines, ""]:
             if line.strip():
                 block.append(line)
                 continue
+            scan = _link_scan("\n".join(block))
             flood = (
                 len(block) > MAX_LINES_PER_BLOCK
                 or sum(x.count("[") for x in block) > MAX_BRACKETS_PER_BLOCK
                 or sum(x.count("`") for x in block) > MAX_BACKTICKS_PER_BLOCK
+                or link_scan + scan > MAX_LINK_SCAN
             )
-            if flood:
+            if not flood:
+                link_scan += scan
+            elif not all(x.startswith(("    ", "\t")) for x in block):  # code already: shown as typed
                 block = ["    " + x for x in block]
             out.extend(block)
             out.append(line)
@@ -213,8 +237,47 @@ class _Floods(Preprocessor):
         return out[:-1]
 
 
+# fenced_code looks for the closing fence of every opening one to the end of the text, and starts over
+# from the top after each block it finds: 10,000 "```a" lines (50,000 characters) took 4-9 s. A fence
+# without a closer is no code block to it anyway; past this many, they are indented (shown as typed).
+MAX_UNCLOSED_FENCES = 20
+_FENCE = re.compile(r"^(`{3,}|~{3,})")
+
+
+class _UnclosedFences(Preprocessor):
+    """Indent the opening fences that no later line closes (the same fence, alone on its line) when
+    there are more than MAX_UNCLOSED_FENCES, read from the top as fenced_code reads them (a block's
+    closing fence is not an opening one). Runs before fenced_code (priority 25)."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        bare: dict[str, list[int]] = {}  # fence -> the lines where it stands alone, in order
+        for i, line in enumerate(lines):
+            if (m := _FENCE.match(line)) is not None and line.rstrip(" ") == m.group(1):
+                bare.setdefault(m.group(1), []).append(i)
+        unclosed: list[int] = []
+        i = 0
+        while i < len(lines):
+            m = _FENCE.match(lines[i])
+            if m is None:
+                i += 1
+                continue
+            closers = bare.get(m.group(1), [])
+            k = bisect.bisect_right(closers, i)
+            if k < len(closers):
+                i = closers[k] + 1  # past the block
+            else:
+                unclosed.append(i)
+                i += 1
+        if len(unclosed) > MAX_UNCLOSED_FENCES:
+            lines = list(lines)
+            for i in unclosed:
+                lines[i] = "    " + lines[i]
+        return lines
+
+
 class _Lists(Extension):
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Markdown's API name)
+        md.preprocessors.register(_UnclosedFences(md), "unclosed_fences", 27)
         md.preprocessors.register(_ListsAfterText(md), "lists_after_text", 15)
         md.preprocessors.register(_Floods(md), "floods", 14)
 

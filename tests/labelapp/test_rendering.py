@@ -232,3 +232,27 @@ def test_a_removed_link_or_image_shows_the_title_markdown_split_off_its_target()
     html = render_markdown("[click me](javascript:alert('g3')) and ![cat](data:x 'kitty')")
     assert '[link removed: javascript:alert( "g3"]' in html and '[image removed: data:x "kitty"]' in html
     assert "<a " not in html and "<img" not in html
+
+
+@pytest.mark.parametrize(
+    "flood",
+    [
+        "```a\n" * 10_000,  # fenced_code looked for each opening fence's closer to the end: 4-9 s
+        "~~~a\n" * 10_000,
+        "[" * 200 + "a" * 49_800,  # within the bracket limit, each scanned to the end of its block: 3-5 s
+        ("[a" * 150 + "\n\n") * 160,  # many short blocks: 1 s
+    ],
+)
+def test_texts_that_scan_quadratically_render_in_time(flood):
+    import time
+
+    start = time.perf_counter()
+    out = render_markdown("A [link](https://example.org) and\n\n```py\nx = 1\n```\n\n" + flood)
+    assert time.perf_counter() - start < 2  # 0.02-0.6 s; the flood is shown as typed, as code
+    assert '<a href="https://example.org"' in out and "x = 1" in out and "<pre><code>" + flood[:4] in out
+
+
+def test_a_few_unclosed_fences_and_closed_code_blocks_render_as_before():
+    text = "```py\nx = 1\n```\n\nSee ```this``` too.\n\n```a\nnot closed"
+    assert render_markdown(text).count("<code") == 2  # the block and the inline span; the rest as text
+    assert render_markdown("```\ncode\n```\n" * 1_000).count("<pre>") == 1_000

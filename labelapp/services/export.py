@@ -34,6 +34,7 @@ import functools
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -517,16 +518,35 @@ class ExportResult:
 
 
 _SINKS = {"jsonl": _JsonlSink, "parquet": _ParquetSink}
-# _Landing's working names beside a target: rows go to x.partial, an earlier file at x to x.previous
+# _Landing's working names beside a target x: rows go to x.<random>.partial, an earlier file at x to
+# x.<random>.previous. Random: fixed names overwrote, then deleted, a file of the user's that had one,
+# and two exports to one path at once wrote into the same .partial.
 _PARTIAL, _PREVIOUS = ".partial", ".previous"
+
+
+def _working_file(target: Path, suffix: str) -> Path:
+    """A new empty file beside `target`, of a name nothing else has."""
+    while True:
+        path = target.with_name(f"{target.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            path.open("x").close()
+        except FileExistsError:
+            continue
+        return path
 
 
 def _check_target(target: Path) -> None:
     """ValueError for a path no export can be written to or recorded at, before anything is written."""
     if not target.name or target.name in (".", ".."):
         raise ValueError(f"the path {str(target)!r} names no file")
+    if target.is_symlink():
+        # moved into place, the export replaced the link and left the file it pointed to as it was
+        raise ValueError(f"{target} is a symbolic link: name the file itself ({target.resolve()})")
     if target.is_dir():
         raise ValueError(f"{target} is a directory: name a file")
+    if target.exists() and not target.is_file():
+        # /dev/stdout, a pipe: the export would replace it, not write into it
+        raise ValueError(f"{target} is not a regular file: name a file to write")
     if target.suffix in (_PARTIAL, _PREVIOUS):
         # x.jsonl.partial as the export and x.jsonl as its ties file: the rows went to one path for
         # both, and the records named a file that did not exist
@@ -571,8 +591,8 @@ class _Landing:
         """Every row into the .partial files, closed (the footer too: a close that fails leaves no
         file behind either)."""
         for kind, (target, f) in self.targets.items():
-            self.partial[kind] = target.with_name(target.name + _PARTIAL)
-            self.partial[kind].parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.partial[kind] = _working_file(target, _PARTIAL)
             schema = parquet_schema(mode, kind) if f == "parquet" else None
             self.sinks[kind] = _SINKS[f](self.partial[kind], schema=schema)
         for kind, row in export_rows(mode=mode, filters=filters, stats=stats):
@@ -584,7 +604,7 @@ class _Landing:
         """Move the files into place, an earlier file at a target aside until all have landed."""
         for kind, (target, _) in self.targets.items():
             if target.exists():
-                self.kept[target] = target.replace(target.with_name(target.name + _PREVIOUS))
+                self.kept[target] = target.replace(_working_file(target, _PREVIOUS))
             self.partial[kind].replace(target)
             self.landed.append(target)
 

@@ -334,6 +334,42 @@ def test_an_export_to_a_path_it_cannot_use_leaves_nothing_behind(
     assert sorted(p.name for p in tmp_path.iterdir()) == [] and not ExportFile.objects.exists()
 
 
+def test_a_link_or_a_special_file_as_the_target_is_refused_and_left_as_it_was(rater, guideline, tmp_path):
+    """The export was moved into place over a symbolic link (the file it pointed to kept its old
+    rows) and, run as root, over /dev/stdout."""
+    import os
+
+    from django.core.management import CommandError, call_command
+
+    rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
+    real = tmp_path / "real.jsonl"
+    real.write_text("OLD\n")
+    (tmp_path / "link.jsonl").symlink_to(real)
+    with pytest.raises(CommandError, match="symbolic link: name the file itself"):
+        call_command("export_preferences", str(tmp_path / "link.jsonl"))
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    with pytest.raises(CommandError, match="not a regular file"):
+        call_command("export_preferences", str(tmp_path / "pipe.jsonl"))
+    assert (tmp_path / "link.jsonl").is_symlink() and real.read_text() == "OLD\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jsonl", "pipe.jsonl", "real.jsonl"]
+
+
+def test_files_named_like_the_working_files_of_an_export_are_not_touched(rater, guideline, tmp_path):
+    """The export wrote into x.partial and moved an earlier x to x.previous, then deleted it: files
+    of the user's with those names were overwritten and deleted without a word."""
+    from django.core.management import call_command
+
+    rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
+    out = tmp_path / "u.jsonl"
+    out.write_text("OLD\n")
+    mine = {tmp_path / "u.jsonl.previous": "MINE\n", tmp_path / "u.jsonl.partial": "MINE2\n"}
+    for path, text in mine.items():
+        path.write_text(text)
+    call_command("export_preferences", str(out))
+    assert out.read_text() != "OLD\n" and all(p.read_text() == t for p, t in mine.items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.jsonl", "u.jsonl.partial", "u.jsonl.previous"]
+
+
 def test_format_names_the_main_file_only_a_ties_file_of_another_suffix_is_refused(rater, guideline, tmp_path):
     # --format parquet --ties ties.csv wrote Parquet into ties.csv
     from django.core.management import CommandError, call_command

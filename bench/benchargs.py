@@ -15,7 +15,9 @@ def _number(text: str, kind: type, least: float, strictly: bool):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a {'whole ' if kind is int else ''}number"
         ) from None
-    if not math.isfinite(value) or value < least or (strictly and value == least):
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    if value < least or (strictly and value == least):
         bound = f"more than {least:g}" if strictly else f"at least {least:g}"
         raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
     return value
@@ -35,3 +37,8 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     return _number(text, float, 0, strictly=False)
+
+
+def finite_float(text: str) -> float:
+    """Any finite number, of either sign ("nan" and "inf" are floats to float() too)."""
+    return _number(text, float, -math.inf, strictly=True)

@@ -54,14 +54,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
+from benchargs import finite_float, non_negative_float, non_negative_int, positive_int  # noqa: E402  (bench/ is on sys.path when run)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="three loop turns with length-biased simulated raters")
     p.add_argument("--full", action="store_true", help="full sizes (see the module docstring)")
-    p.add_argument("--turns", type=int, default=3)
-    p.add_argument("--length-bias", type=float, default=0.6, help="rater's pull per e-fold of word ratio")
-    p.add_argument("--noise", type=float, default=0.3, help="rater's noise (the simulator's scale)")
+    p.add_argument("--turns", type=positive_int, default=3)
+    p.add_argument(
+        "--length-bias", type=finite_float, default=0.6, help="rater's pull per e-fold of word ratio"
+    )
+    p.add_argument(
+        "--noise", type=non_negative_float, default=0.3, help="rater's noise (the simulator's scale)"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed; means over seeds")
     p.add_argument(
         "--variants", nargs="+", choices=["debiased", "plain", "covariate"], default=["debiased", "plain"],
@@ -69,19 +74,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         "covariate without the calibration)",
     )  # fmt: skip
     p.add_argument(
-        "--answers-per-prompt", type=int, default=0,
+        "--answers-per-prompt", type=non_negative_int, default=0,
         help="answers per training prompt a turn (0 = the size's 4); the rater judges every pair of them, "
         "so 8 gives 28 judgments a prompt instead of 6",
     )  # fmt: skip
     p.add_argument(
-        "--ppo-batch", type=int, default=0,
+        "--ppo-batch", type=non_negative_int, default=0,
         help="answers per PPO update, even (0 = the size's: 8, or 32 with --full); the round keeps its "
         "number of updates and its two minibatches, so a larger batch averages each step over more answers",
     )  # fmt: skip
     p.add_argument("--policy", default="", help="'' = SmolLM2-135M-Instruct (GGUF)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "loop_sim")
     p.add_argument("--out", type=Path, default=OUT / "loop_sim.json")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):  # one seed's two runs were merged into one curve
+        p.error(f"--seeds: each seed once, not {' '.join(map(str, args.seeds))}")
+    return args
 
 
 def sizes(full: bool) -> dict:

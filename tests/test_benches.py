@@ -51,6 +51,12 @@ def test_a_copy_loading_bench_runs_on_the_current_schema(tmp_path, script, args)
         ("rm_gpu.py", ("--steps", "0"), "--steps: must be at least 1"),
         ("ppo_round.py", ("--tiny", "--batch-size", "3"), "must be at most --batch-size (3)"),
         ("pmi_gate.py", ("--models", "/nonexistent"), "no such folder"),
+        # NaN made every judgment "B much better"; noise -1 logged p_tie 1 beside a preference; no turns
+        # wrote an empty summary; a seed twice merged two runs into one curve
+        ("loop_sim.py", ("--length-bias", "nan"), "--length-bias: must be a finite number"),
+        ("loop_sim.py", ("--noise", "-1"), "--noise: must be at least 0"),
+        ("loop_sim.py", ("--turns", "0"), "--turns: must be at least 1"),
+        ("loop_sim.py", ("--seeds", "0", "0"), "--seeds: each seed once"),
     ],
 )
 def test_a_bench_refuses_a_count_it_cannot_measure_in_one_line(script, args, said):

@@ -197,12 +197,14 @@ _CLAIM_SQL = _claim_sql(gold=False)
 _CLAIM_GOLD_SQL = _claim_sql(gold=True)
 
 
-def _claim_one(*, rater, now: datetime, back: int | None = None) -> Assignment | None:
-    """Claim for `rater`: the comparison `back` only (see _CLAIM_BACK_SQL), or else the streams."""
+def _claim_one(*, rater, now: datetime, back: int | None = None, rng=None) -> Assignment | None:
+    """Claim for `rater`: the comparison `back` only (see _CLAIM_BACK_SQL), or else the streams. `rng`
+    draws the side and the gold (the simulator's seeded generator: a run is repeatable)."""
+    rng = rng or random
     params = {
         "rater": rater.pk,
         # Left/right is random per assignment so position bias averages out and can be measured.
-        "side": random.choice([Assignment.Side.A, Assignment.Side.B]),
+        "side": rng.choice([Assignment.Side.A, Assignment.Side.B]),
         "now": now,
         "expires": now + settings.LEASE_DURATION,
         "key": uuid.uuid4(),
@@ -211,7 +213,7 @@ def _claim_one(*, rater, now: datetime, back: int | None = None) -> Assignment |
         row = fetch_one(_CLAIM_BACK_SQL, {**params, "back": back})
     else:
         # Gold is drawn per claim, so each rater's stream holds about GOLD_RATE gold pairs.
-        gold = random.random() < settings.LABEL["GOLD_RATE"]
+        gold = rng.random() < settings.LABEL["GOLD_RATE"]
         row = fetch_one(_CLAIM_GOLD_SQL if gold else _CLAIM_SQL, params)
     if row is None:
         return None
@@ -245,14 +247,17 @@ def _claim_one(*, rater, now: datetime, back: int | None = None) -> Assignment |
     )
 
 
-def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
+def assignment_next(*, rater, just_finished: bool = False, rng=None) -> Assignment | None:
     """The rater's open assignment, or a newly claimed one, or None when nothing is left for them.
 
     Raises GuidelineAckRequired when a guideline version the rater has not acknowledged is in force
     (every path, page, htmx panel, API or simulator, then shows the acknowledgment first).
     `just_finished`: the caller has just closed the rater's assignment, so skip looking for an open
-    one (if another tab claimed meanwhile, the unique constraint sends us to it anyway).
+    one (if another tab claimed meanwhile, the unique constraint sends us to it anyway). `rng`: the
+    random.Random that draws sides and gold (default: the module's).
     """
+    if not rater.is_active:
+        return None  # a deactivated account claims nothing (rating_submit refuses it too)
     now = timezone.now()
     current = None if just_finished else _open_assignment(rater)
     if current is not None and not assignment_keep_or_take_back(current):
@@ -263,8 +268,8 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
             return current  # same one back on reload (a lease that ran out is renewed)
         leases_release_expired(now=now, rater=rater)
     try:
-        claimed = None if just_finished else _claim_released(rater=rater, now=now)
-        claimed = claimed or _claim_one(rater=rater, now=now)
+        claimed = None if just_finished else _claim_released(rater=rater, now=now, rng=rng)
+        claimed = claimed or _claim_one(rater=rater, now=now, rng=rng)
     except IntegrityError:
         # The same rater claimed in another tab at the same instant: the unique "one open
         # assignment per rater" constraint refused the second; give back the winner's.
@@ -276,14 +281,14 @@ def assignment_next(*, rater, just_finished: bool = False) -> Assignment | None:
         return None  # no guidelines published: nothing may be rated
     if leases_release_expired(now=now):
         # Expired leases of other raters just went back into the pool: try once more.
-        claimed = _claim_one(rater=rater, now=now)
+        claimed = _claim_one(rater=rater, now=now, rng=rng)
     for _ in range(5):
         # SKIP LOCKED can come back empty while other raters hold the only open rows for a moment;
         # "nothing to rate" must mean nothing is left, so look again while open slots exist.
         if claimed is not None or not queue_has_work_for(rater=rater):
             break
         time.sleep(0.02)
-        claimed = _claim_one(rater=rater, now=now)
+        claimed = _claim_one(rater=rater, now=now, rng=rng)
     return claimed
 
 
@@ -381,7 +386,7 @@ def _take_back(assignment: Assignment) -> None:
         _note_taken_back(lease, at_commit=False)
 
 
-def _claim_released(*, rater, now: datetime) -> Assignment | None:
+def _claim_released(*, rater, now: datetime, rng=None) -> Assignment | None:
     """The rater's last lease, if it ran out and was released (by the housekeeping or just above) and
     its comparison may still be theirs: claimed again, gold or not (_CLAIM_BACK_SQL). Not on the
     submit -> next path (`just_finished`), whose last assignment is the one just finished."""
@@ -390,7 +395,7 @@ def _claim_released(*, rater, now: datetime) -> Assignment | None:
     )
     if last is None or last[0] != Assignment.Status.EXPIRED:
         return None
-    return _claim_one(rater=rater, now=now, back=last[1])
+    return _claim_one(rater=rater, now=now, back=last[1], rng=rng)
 
 
 def assignment_renew_if_expired(assignment: Assignment) -> None:

@@ -270,6 +270,8 @@ def rating_submit(
     can act on. Nothing is stored when it raises.
     """
     _validate(data)
+    if not rater.is_active:  # people cannot sign in then; the simulator's accounts came here anyway
+        raise RatingError("This account is deactivated: it cannot rate.")
     try:
         fast = _submit_fast(
             rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data

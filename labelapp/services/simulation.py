@@ -50,6 +50,7 @@ from labelapp.models import (
     prompts_awaiting_review,
 )
 from labelapp.services.assignment import PROMPT_SERVABLE_SQL, QueueError, assignment_next
+from labelapp.services.gold import without_gold_copies
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
     GuidelineError,
@@ -322,7 +323,8 @@ def parse_values(spec: str | float, n: int, *, name: str) -> list[float]:
     text = str(spec).strip()
     try:
         spread = ":" in text
-        values = [float(v) for v in (text.split(":", 1) if spread else text.split(",")) if v.strip()]
+        # an empty entry is an error, not skipped: "0.1,,0.2" gave the second rater the third's value
+        values = [float(v) for v in (text.split(":", 1) if spread else text.split(","))]
         if spread and len(values) != 2:
             raise ValueError
     except ValueError:
@@ -363,6 +365,30 @@ def _variants(text: str, prompt_text: str, rng: random.Random) -> list[tuple[str
         out.append(("trimmed", " ".join(sentences[: len(sentences) - 1])))
     rng.shuffle(out)
     return out
+
+
+@dataclass
+class _PromptPool:
+    """A demo prompt as the top-up finds it: the pairs of texts compared on it, its answers by text."""
+
+    prompt: Prompt
+    compared: set
+    answers: dict
+
+    @classmethod
+    def of(cls, prompt: Prompt) -> _PromptPool:
+        pairs = Comparison.objects.filter(prompt=prompt).values_list("response_a__text", "response_b__text")
+        answers = without_gold_copies(Response.objects.filter(prompt=prompt)).order_by("-pk")
+        return cls(prompt, {frozenset(p) for p in pairs}, {r.text: r for r in answers})
+
+    def answer(self, text: str, external_id: str) -> Response:
+        """The prompt's answer of this text (the demo's own, an earlier run's), or a new one."""
+        if text not in self.answers:
+            # save(), not bulk_create: Response.save renders the sanitized HTML and counts words
+            self.answers[text] = Response.objects.create(
+                prompt=self.prompt, text=text, source_model=SIM_MODEL, external_id=external_id
+            )
+        return self.answers[text]
 
 
 def _demo_prompt(slug: str, item: dict) -> Prompt:
@@ -414,8 +440,7 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed:
     existing = set(
         Comparison.objects.filter(external_id__startswith="sim:").values_list("external_id", flat=True)
     )
-    responses = {r.external_id: r for r in Response.objects.filter(external_id__startswith="sim:")}
-    prompts: dict[str, Prompt] = {}
+    prompts: dict[str, _PromptPool] = {}
     held = set(prompts_awaiting_review().values_list("comparison__prompt_id", flat=True))
     new = []
     with transaction.atomic():
@@ -426,21 +451,19 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed:
             if ext in existing:
                 continue
             if slug not in prompts:
-                prompts[slug] = _demo_prompt(slug, item)
-            prompt = prompts[slug]
+                prompts[slug] = _PromptPool.of(_demo_prompt(slug, item))
+            pool = prompts[slug]
+            prompt = pool.prompt
             if not prompt.consent or prompt.withheld or prompt.pk in held:
                 # never a pair on such a prompt (services/comparisons.py's rule), nor on one held for a
                 # personal-data review: no rater could be served it, and each run added more
                 continue
-            pair = []
-            for key, text in ((k1, t1), (k2, t2)):
-                rext = f"sim:{slug}:{key}"
-                if rext not in responses:
-                    # save(), not bulk_create: Response.save renders the sanitized HTML and counts words
-                    responses[rext] = Response.objects.create(
-                        prompt=prompt, text=text, source_model=SIM_MODEL, external_id=rext
-                    )
-                pair.append(responses[rext])
+            if frozenset((t1, t2)) in pool.compared:
+                # these two texts are compared already (`manage.py demo`'s pairs, gold): by text, as
+                # comparisons_create does, or the same pair was judged twice under two ids
+                continue
+            pool.compared.add(frozenset((t1, t2)))
+            pair = [pool.answer(text, f"sim:{slug}:{key}") for key, text in ((k1, t1), (k2, t2))]
             new.append(
                 Comparison(
                     prompt=prompt,
@@ -463,8 +486,9 @@ class SimulationResult:
     ratings: int = 0
     comparisons_created: int = 0
     length_questions: int = 0
-    stopped_early: str = ""
+    stopped_early: str = ""  # why the run made fewer ratings than asked
     per_rater: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # rater -> the refusal that stopped them
 
 
 # Simulated accounts belong to this group (no permissions): a later run reuses them, and only them.
@@ -482,16 +506,18 @@ def _sim_raters(usernames: list[str]) -> list:
     users = get_user_model().objects
     existing = {name: users.filter(username__iexact=name).first() for name in usernames}
     for user in existing.values():
-        if (
-            user is None
-            or user.groups.filter(pk=group.pk).exists()
-            or _created_by_an_earlier_simulation(user)
-        ):
+        if user is None:
             continue
-        raise ValueError(
-            f"An account named {user.username!r} exists and is not a simulated rater; choose another --seed "
-            "so that the simulator does not rate in its name."
-        )
+        if not (user.groups.filter(pk=group.pk).exists() or _created_by_an_earlier_simulation(user)):
+            raise ValueError(
+                f"An account named {user.username!r} exists and is not a simulated rater; choose another "
+                "--seed so that the simulator does not rate in its name."
+            )
+        if not user.is_active:
+            raise ValueError(
+                f"The simulated account {user.username!r} is deactivated, and a deactivated account does "
+                "not rate: reactivate it in the admin, or choose another --seed."
+            )
     out = []
     for name, user in existing.items():
         if user is None:
@@ -595,7 +621,7 @@ def _turn(
     """One rater's turn: claim the next comparison and judge it through the rating service. Returns
     (whether the rater goes on, whether the next claim starts fresh instead of after a finished one)."""
     try:
-        assignment = assignment_next(rater=user, just_finished=not fresh)
+        assignment = assignment_next(rater=user, just_finished=not fresh, rng=rng)
     except (QueueError, GuidelineError, GuidelineAckRequired):  # the last: a version published meanwhile
         assignment = None
     if assignment is None:
@@ -614,7 +640,7 @@ def _turn(
         if guideline_needs_ack(rater=user) is not None:
             _ensure_acknowledged(user)
             return True, True
-        result.stopped_early = str(exc)
+        result.refused[user.username] = str(exc)
         return False, True
     logs.append(log)
     result.ratings += 1
@@ -684,6 +710,8 @@ def simulate_raters(
                 SimulatedDecision.objects.bulk_create(logs)
                 logs.clear()
     SimulatedDecision.objects.bulk_create(logs)
-    if result.ratings < ratings and not result.stopped_early:
-        result.stopped_early = "the queue ran out of comparisons these raters have not judged"
+    if result.ratings < ratings:  # said only then: the others may have made up a refused rater's share
+        result.stopped_early = "; ".join(f"{name}: {why}" for name, why in result.refused.items()) or (
+            "the queue ran out of comparisons these raters have not judged"
+        )
     return result

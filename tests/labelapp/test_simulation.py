@@ -118,6 +118,8 @@ def test_per_rater_values_parse_and_bad_input_is_a_clear_error(guideline):
     assert parse_values("1,2,3", 3, name="x") == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError):
         parse_values("1,2", 3, name="x")
+    with pytest.raises(ValueError, match="a list a,b,c"):  # was [0.1, 0.2]: the empty entry skipped
+        parse_values("0.1,,0.2", 2, name="x")
     with pytest.raises(CommandError, match="length-bias"):
         call_command("simulate_raters", "--raters", "2", "--ratings", "1", "--length-bias", "abc")
 
@@ -325,3 +327,121 @@ def test_top_up_makes_no_pair_on_a_demo_prompt_held_for_a_personal_data_review(g
         )
     )
     assert made_on == {f"demo:{items[0][0]}"}
+
+
+def _simulated_ratings(seed: int) -> list[tuple]:
+    """Run the simulator on the database as it is, return its ratings, and undo the run."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        call_command(
+            "simulate_raters", "--raters", "3", "--ratings", "30", "--encoder", "lexical",
+            "--seed", str(seed), "--position-bias", "0.5",
+        )  # fmt: skip
+        rows = list(
+            Rating.objects.order_by("created_at", "pk").values_list(
+                "rater__username", "comparison__external_id", "preference", "assignment__shown_left"
+            )
+        )
+        transaction.set_rollback(True)
+    return rows
+
+
+def test_the_same_seed_gives_the_same_ratings(guideline, settings):
+    """The side each answer was shown on (and the gold draw) came from Python's global generator: the
+    position bias then made the same --seed on the same database give other ratings."""
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 0.3}
+    first = _simulated_ratings(1)
+    assert len(first) == 30 and first == _simulated_ratings(1)
+    assert {side for *_, side in first} == {Assignment.Side.A, Assignment.Side.B}
+
+
+def test_top_up_pairs_no_two_texts_already_compared_on_the_prompt(guideline, make_user):
+    """The top-up knew earlier pairs by its own `sim:` ids only: after `manage.py demo` it made copies
+    of the demo's answers and compared them again, gold pairs too, as ordinary pairs."""
+    from labelapp.models import Response
+    from labelapp.services.simulation import _demo_items, _demo_prompt, pool_top_up
+
+    for slug, item in sorted(_demo_items().items()):
+        prompt = _demo_prompt(slug, item)
+        answers = [
+            Response.objects.create(prompt=prompt, text=a["text"], source_model="m") for a in item["answers"]
+        ]
+        for n, (a, b) in enumerate(zip(answers, answers[1:], strict=False)):
+            Comparison.objects.create(
+                prompt=prompt, response_a=a, response_b=b, external_id=f"demo:{slug}:{n}"
+            )
+    pool_top_up(
+        slots_needed=6000, required_ratings=3, raters=[make_user(f"sim-z{i}") for i in range(3)], seed=1
+    )
+    seen = {}
+    for c in Comparison.objects.select_related("response_a", "response_b"):
+        key = (c.prompt_id, frozenset((c.response_a.text, c.response_b.text)))
+        assert key not in seen, (seen.get(key), c.external_id)
+        seen[key] = c.external_id
+    answers = Response.objects.values_list("prompt_id", "text")
+    assert len(set(answers)) == len(answers)  # the demo's answers reused, not copied
+
+
+def test_a_deactivated_account_does_not_rate(guideline, rater, acked, make_comparison):
+    """A deactivated simulated account kept rating on the next run; a deactivated person's session
+    or token is refused, and the rating service now refuses the account itself, on every path."""
+    from django.contrib.auth import get_user_model
+
+    from labelapp.services.assignment import assignment_next
+    from labelapp.services.ratings import RatingError, RatingInput, rating_submit
+
+    args = ("simulate_raters", "--raters", "2", "--ratings", "4", "--seed", "1", "--encoder", "lexical")
+    call_command(*args)
+    get_user_model().objects.filter(username="sim-1-01").update(is_active=False)
+    with pytest.raises(CommandError, match="'sim-1-01' is deactivated"):
+        call_command(*args)
+    assert Rating.objects.filter(rater__username="sim-1-01").count() == 2
+
+    make_comparison()
+    held = assignment_next(rater=rater)
+    rater.is_active = False
+    rater.save()
+    with pytest.raises(RatingError, match="deactivated"):
+        rating_submit(
+            rater=rater, assignment_id=held.pk, idempotency_key=held.form_key, data=RatingInput(preference=0)
+        )
+    assert assignment_next(rater=rater) is None and not Rating.objects.filter(rater=rater).exists()
+
+
+def test_a_rater_refused_midway_is_named_and_the_run_is_not_short_when_the_others_make_up(
+    guideline, monkeypatch
+):
+    """One rater's refused submit (a prompt withdrawn meanwhile) printed "stopped early" although the
+    others made every rating asked for."""
+    from io import StringIO
+
+    from labelapp.services import simulation
+    from labelapp.services.ratings import RatingError
+
+    submit = simulation.rating_submit
+
+    def refuse_the_first_rater(*, rater, **kwargs):
+        if rater.username.endswith("-01"):
+            raise RatingError("This prompt was withdrawn.")
+        return submit(rater=rater, **kwargs)
+
+    monkeypatch.setattr(simulation, "rating_submit", refuse_the_first_rater)
+    raters = simulation._sim_raters([f"sim-4-0{i}" for i in (1, 2, 3)])
+    simulation.pool_top_up(slots_needed=30, required_ratings=3, raters=raters)  # enough for two raters
+    out = StringIO()
+    call_command(
+        "simulate_raters",
+        "--raters",
+        "3",
+        "--ratings",
+        "6",
+        "--seed",
+        "4",
+        "--encoder",
+        "lexical",
+        stdout=out,
+    )
+    assert Rating.objects.count() == 6
+    assert "sim-4-01 stopped, refused by the rating service: This prompt was withdrawn." in out.getvalue()
+    assert "stopped early" not in out.getvalue()

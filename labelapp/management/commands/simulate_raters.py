@@ -60,5 +60,7 @@ class Command(BaseCommand):
             f"({result.raters[0]} .. {result.raters[-1]}), +{result.comparisons_created} comparisons, "
             f"{result.length_questions} length questions answered"
         )
+        for name, why in result.refused.items():
+            self.stdout.write(self.style.WARNING(f"{name} stopped, refused by the rating service: {why}"))
         if result.stopped_early:
             self.stdout.write(self.style.WARNING(f"stopped early: {result.stopped_early}"))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from labelapp.models import Comparison, Response
+from labelapp.models import Comparison, Prompt, Response
 from labelapp.services.roles import permission_check
 
 PADDING_KINDS = ("filler", "restatement", "repetition")
@@ -90,11 +90,19 @@ def gold_mark(*, comparison: Comparison, preference: int, explanation: str, by=N
     NotPermitted when `by` may not mark gold pairs (None: a command, the generator)."""
     permission_check(by, "gold_mark")
     explanation = gold_check(comparison=comparison, preference=preference, explanation=explanation)
-    comparison.kind = Comparison.Kind.GOLD
-    comparison.gold_preference = preference
-    comparison.gold_explanation = explanation
-    comparison.is_active = True
-    comparison.save(update_fields=["kind", "gold_preference", "gold_explanation", "is_active"])
+    with transaction.atomic():
+        # the prompt as it is now (locked: a consent withdrawal waits, then deactivates this one too):
+        # a pair on a prompt without consent or withheld stays inactive. Set active from the state
+        # read earlier, a withdrawal that had just deactivated it was undone.
+        prompt = Prompt.objects.select_for_update().get(pk=comparison.prompt_id)
+        comparison.kind = Comparison.Kind.GOLD
+        comparison.gold_preference = preference
+        comparison.gold_explanation = explanation
+        fields = ["kind", "gold_preference", "gold_explanation"]
+        if prompt.consent and not prompt.withheld:
+            comparison.is_active = True
+            fields.append("is_active")
+        comparison.save(update_fields=fields)
     return comparison
 
 
@@ -158,13 +166,15 @@ def gold_make_padded(
     rng = rng or random.Random()
     if response.source_model.startswith(GENERATOR_MODEL):
         raise GoldError(f"Answer #{response.pk} is itself generated padding; pick an original answer.")
-    prompt = response.prompt
-    if prompt.withheld or not prompt.consent:
-        why = "withheld for personal data" if prompt.withheld else "without consent"
-        raise GoldError(f"Answer #{response.pk}'s prompt is {why}: no comparison is made on it.")
     kind = kind or rng.choice(PADDING_KINDS)
-    padded_text, what = pad_answer(text=response.text, prompt=prompt.text, kind=kind, rng=rng)
     with transaction.atomic():
+        # checked under the prompt's lock: a withdrawal committing between check and insert left the
+        # new gold pair active on a withdrawn prompt
+        prompt = Prompt.objects.select_for_update().get(pk=response.prompt_id)
+        if prompt.withheld or not prompt.consent:
+            why = "withheld for personal data" if prompt.withheld else "without consent"
+            raise GoldError(f"Answer #{response.pk}'s prompt is {why}: no comparison is made on it.")
+        padded_text, what = pad_answer(text=response.text, prompt=prompt.text, kind=kind, rng=rng)
         padded = Response.objects.create(
             prompt=prompt, text=padded_text, source_model=f"{GENERATOR_MODEL}:{kind}", source_model_version=""
         )

@@ -20,7 +20,10 @@ from labelapp.models import Assignment, Comparison
 
 _SWAPPED = {Assignment.Side.A: Assignment.Side.B, Assignment.Side.B: Assignment.Side.A}
 
-# One INSERT ... SELECT: copy the answers of the original without reading it first.
+# One INSERT ... SELECT: copy the answers of the original without reading it first. Never on a prompt
+# without consent or withheld (no comparison is made on one): its row is read under a share lock, so a
+# withdrawal committing meanwhile is either waited for and seen, or waits and deactivates the repeat
+# too (a repeat inserted just after the withdrawal's check stayed active on a withdrawn prompt).
 _REPEAT_SQL = """
 INSERT INTO labelapp_comparison
     (prompt_id, response_a_id, response_b_id, kind, priority, required_ratings, claimed_count,
@@ -28,7 +31,9 @@ INSERT INTO labelapp_comparison
      is_active, external_id, created_at)
 SELECT c.prompt_id, c.response_a_id, c.response_b_id, 'repeat', 0, 1, 0, NULL, '', c.id, %(rater)s,
        %(due)s, %(left)s, true, NULL, %(now)s
-FROM labelapp_comparison c WHERE c.id = %(comparison)s AND c.kind = 'normal'
+FROM labelapp_comparison c JOIN labelapp_prompt p ON p.id = c.prompt_id
+WHERE c.id = %(comparison)s AND c.kind = 'normal' AND p.consent AND NOT p.withheld
+FOR SHARE OF p
 """
 
 

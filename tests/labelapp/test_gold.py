@@ -593,3 +593,25 @@ def test_a_released_gold_pair_does_not_come_back_when_no_ordinary_work_is_left(
     client.force_login(rater)
     assert 'id="nothing-left"' in client.get("/").content.decode()
     assert assignment_next(rater=rater) is None
+
+
+def test_no_pair_on_a_prompt_without_consent_is_made_active_by_gold_or_a_repeat(
+    staff, rater, make_comparison
+):
+    """Marking gold set the pair active whatever its prompt (a withdrawal had deactivated it: now an
+    active pair on a withdrawn prompt), and a repeat was inserted active on a withdrawn prompt."""
+    from labelapp.services.consent import prompt_consent_set
+    from labelapp.services.repeats import repeat_schedule
+
+    comparison = make_comparison(required_ratings=3)
+    prompt_consent_set(prompt=comparison.prompt, consent=False, reason="withdrawn", by=staff)
+    comparison.refresh_from_db()
+    assert not comparison.is_active
+    gold_mark(comparison=comparison, preference=1, explanation="B is right")
+    assert Comparison.objects.values_list("kind", "is_active").get(pk=comparison.pk) == ("gold", False)
+    other = make_comparison(required_ratings=3)
+    prompt_consent_set(prompt=other.prompt, consent=False, reason="withdrawn", by=staff)
+    assert not repeat_schedule(rater=rater, comparison_id=other.pk, shown_left="a")
+    assert not Comparison.objects.filter(kind=Comparison.Kind.REPEAT).exists()
+    prompt_consent_set(prompt=comparison.prompt, consent=True, reason="given again", by=staff)
+    assert Comparison.objects.get(pk=comparison.pk).is_active  # the restore brings the gold pair back

@@ -12,7 +12,7 @@
 2. Runs `export_write` (what `manage.py export_preferences` calls) for: per-rating JSONL,
    per-rating Parquet, per-comparison JSONL. Rows come from a server-side cursor.
 3. Reports rows/s and memory: the process' peak RSS (ru_maxrss), RSS before the export, and the
-   largest RSS sampled every 50k rows during it. Bounded memory means the sampled RSS stops growing
+   largest RSS sampled every 0.1 s during it. Bounded memory means the sampled RSS stops growing
    after the first chunks, whatever N is. Writes bench/out/export.json.
 4. With --http, also downloads `GET /api/export/` (JSONL, then Parquet) from gunicorn started the way
    production starts it (`-c config/gunicorn.py`, DJANGO_ENV=production, one worker, a staff token),
@@ -182,28 +182,28 @@ def _load(n_ratings: int, n_raters: int) -> float:
 
 
 def _run(label: str, *, fmt: str, mode: str, out_dir: Path) -> dict:
-    from labelapp.services import export as export_service
     from labelapp.services.export import ExportFilters, export_write
 
-    samples = []
-    # Sample RSS every 50k rows by wrapping the row stream (cheap: one check per row).
-    original_rows = export_service.export_rows
+    samples: list[float] = []
+    done = threading.Event()
 
-    def sampled_rows(**kw):
-        for i, item in enumerate(original_rows(**kw), 1):
-            if i % 50_000 == 0:
-                samples.append(round(_rss_mb(), 1))
-            yield item
+    def sample():
+        # Every 0.1 s while the export runs: sampled every 50k rows, an export of fewer rows took no
+        # sample, and its "max during" was the RSS after it.
+        while not done.wait(0.1):
+            samples.append(round(_rss_mb(), 1))
 
-    export_service.export_rows = sampled_rows
+    sampler = threading.Thread(target=sample, daemon=True)
     rss_before = _rss_mb()
+    sampler.start()
     t0 = time.perf_counter()
     try:
         result = export_write(
             path=out_dir / f"{label}.{fmt}", fmt=fmt, mode=mode, filters=ExportFilters(), record=False
         )
     finally:
-        export_service.export_rows = original_rows
+        done.set()
+        sampler.join()
     seconds = time.perf_counter() - t0
     size = (out_dir / f"{label}.{fmt}").stat().st_size
     (out_dir / f"{label}.{fmt}").unlink()

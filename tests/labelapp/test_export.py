@@ -564,3 +564,19 @@ def test_an_export_reads_one_snapshot(rater, guideline):
         cursor.execute("SHOW transaction_isolation")
         assert cursor.fetchone()[0] == "repeatable read"
     rows.close()
+
+
+def test_a_parquet_row_group_ends_at_a_budget_of_characters(tmp_path, monkeypatch):
+    """Row groups of 5,000 rows of 50,000-character texts held 1.7 GB while being written (and a
+    column of one group could pass Arrow's 2 GB limit for a string array)."""
+    import pyarrow.parquet as pq
+
+    from labelapp.services import export
+
+    monkeypatch.setattr(export, "PARQUET_GROUP_CHARS", 1_000)
+    sink = export._ParquetSink(tmp_path / "x.parquet")
+    for i in range(10):
+        sink.add({"prompt": "p" * 300, "chosen": f"answer {i}", "n": i})
+    sink.close()
+    file = pq.ParquetFile(tmp_path / "x.parquet")
+    assert file.metadata.num_rows == 10 and file.metadata.num_row_groups == 3  # 4, 4 and 2 rows

@@ -60,6 +60,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from labelapp.models import EvalSetRating, Prompt, Rating, RewardModelVersion, TrainingRun
+from labelapp.rawsql import xact_lock
 from labelapp.services.roles import permission_check
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,16 @@ def _trainable_ratings():
     eval_prompts = EvalSetRating.objects.values("prompt_id")
     # NOT EXISTS, an anti-join: NOT IN over ~100k 64-character hashes outgrew work_mem and PostgreSQL
     # rescanned the list for every rating (373 s for 20k ratings against 1 s)
-    same_text_in_set = EvalSetRating.objects.filter(
-        prompt__text_hash=OuterRef("comparison__prompt__text_hash")
-    ).exclude(prompt__text_hash="")
-    return _usable_ratings().exclude(comparison__prompt_id__in=eval_prompts).exclude(Exists(same_text_in_set))
+    return _usable_ratings().exclude(comparison__prompt_id__in=eval_prompts).exclude(_same_text_in_set())
+
+
+def _same_text_in_set() -> Exists:
+    """The rating's prompt text is in the evaluation set (by `Prompt.text_hash`)."""
+    return Exists(
+        EvalSetRating.objects.filter(prompt__text_hash=OuterRef("comparison__prompt__text_hash")).exclude(
+            prompt__text_hash=""
+        )
+    )
 
 
 def _prompt_key(prompt_id: int, text_hash: str) -> str:
@@ -189,23 +196,45 @@ def _is_eval_prompt(key: str) -> bool:
     return bucket < settings.TRAINING["EVAL_SET_PERCENT"]
 
 
+_EVAL_SET_LOCK = 0x45E7A1  # pg_advisory_xact_lock key: one growth (or growth and snapshot) at a time
+
+
 def eval_set_grow() -> int:
     """Add new usable ratings of evaluation prompts to the frozen set; returns how many joined.
 
-    Only ratings newer than every run's snapshot can join (no run has trained on them), and a text
-    joins only while no rating of it (of any prompt with that text) is that old, so no version has seen
-    an evaluation text. Once a text is in the set, every new rating of it joins, also one of a twin
-    that trained before (prompts split by id before texts decided, or texts that a change of the hash
-    made one): its ratings stop training, so later versions are clean, and the versions that trained
-    on it only look better on the set than they are, which makes activation stricter, not looser.
+    Only ratings no run has trained on can join, and a text joins only while no rating of it (of any
+    prompt with that text) is older than every run's snapshot, so no version has seen an evaluation
+    text. Once a text is in the set, every rating of it that no run trained on joins: the new ones, a
+    twin's (prompts split by id before texts decided, or texts that a change of the hash made one: its
+    ratings stop training, so later versions are clean, and the versions that trained on the twin only
+    look better on the set than they are, which makes activation stricter, not looser), and one that
+    became usable, or committed, only after a snapshot newer than it (an exclusion taken back in
+    review; a rating whose id was drawn before a run's snapshot and committed after it): those were
+    left out for good, neither training nor evaluating.
+
+    Under an advisory lock held to the caller's commit: a growth reading the newest snapshot while a
+    run's request was between its own growth and snapshot put a rating that run trains on in the set.
     """
-    # The newest rating any run's snapshot could hold (read in the database, not the id lists).
-    watermark = (
+    with transaction.atomic():
+        xact_lock(_EVAL_SET_LOCK)
+        rows = _eval_set_joining()
+        EvalSetRating.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def _snapshot_watermark() -> int:
+    """The newest rating any run's snapshot could hold (read in the database, not the id lists)."""
+    return (
         TrainingRun.objects.annotate(
             m=Cast(KeyTextTransform("max_rating_id", "data_snapshot"), BigIntegerField())
         ).aggregate(w=Max("m"))["w"]
         or 0
     )
+
+
+def _eval_set_joining() -> list[EvalSetRating]:
+    """The ratings eval_set_grow adds (unsaved rows)."""
+    watermark = _snapshot_watermark()
     in_set = {
         _prompt_key(*row)
         for row in Prompt.objects.filter(pk__in=EvalSetRating.objects.values("prompt_id")).values_list(
@@ -220,12 +249,23 @@ def eval_set_grow() -> int:
         .order_by("pk")
     ]
     candidates = {(pid, key) for _, pid, key in fresh if key not in in_set and _is_eval_prompt(key)}
-    # A prompt trained on, or a twin of one, never joins: some version has seen its text. Two queries,
-    # each on an index (an OR across the two joined tables scanned every old rating).
+    seen_before = _keys_rated_by(candidates, watermark)
+    rows = [EvalSetRating(rating_id=rid, prompt_id=pid) for rid, pid in _left_out_of_the_set(watermark)]
+    for rating_id, prompt_id, key in fresh:
+        if key in in_set or (_is_eval_prompt(key) and key not in seen_before):
+            in_set.add(key)
+            rows.append(EvalSetRating(rating_id=rating_id, prompt_id=prompt_id))
+    return rows
+
+
+def _keys_rated_by(candidates: set, watermark: int) -> set[str]:
+    """The keys of `candidates` ((prompt id, key) pairs) with a rating at or below the watermark: a
+    prompt trained on, or a twin of one, never joins (some version has seen its text). Two queries,
+    each on an index (an OR across the two joined tables scanned every old rating)."""
     old = Rating.objects.filter(pk__lte=watermark)
     by_id = {pid for pid, key in candidates if key.startswith("id:")}
     by_text = {key for _, key in candidates if not key.startswith("id:")}
-    seen_before = {
+    return {
         _prompt_key(pid, "")
         for pid in old.filter(comparison__prompt_id__in=by_id)
         .values_list("comparison__prompt_id", flat=True)
@@ -235,13 +275,36 @@ def eval_set_grow() -> int:
         .values_list("comparison__prompt__text_hash", flat=True)
         .distinct()
     )
-    rows = []
-    for rating_id, prompt_id, key in fresh:
-        if key in in_set or (_is_eval_prompt(key) and key not in seen_before):
-            in_set.add(key)
-            rows.append(EvalSetRating(rating_id=rating_id, prompt_id=prompt_id))
-    EvalSetRating.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+
+
+# Whether a run's snapshot holds the rating (jsonb containment on its id list; only runs whose
+# snapshot could hold it, by their newest id).
+_TRAINED_SQL = """
+SELECT r.id FROM unnest(%(ids)s::bigint[]) AS r(id)
+WHERE EXISTS (
+    SELECT 1 FROM labelapp_trainingrun t
+    WHERE (t.data_snapshot ->> 'max_rating_id')::bigint >= r.id
+      AND t.data_snapshot -> 'rating_ids' @> to_jsonb(r.id)
+)
+"""
+
+
+def _left_out_of_the_set(watermark: int) -> list[tuple[int, int]]:
+    """(rating id, prompt id) of usable ratings of texts in the set, at or below the watermark, that are
+    not in the set and that no run trained on."""
+    older = _usable_ratings().filter(pk__lte=watermark, eval_set_entry__isnull=True)
+    found = dict(
+        older.filter(comparison__prompt_id__in=EvalSetRating.objects.values("prompt_id")).values_list(
+            "pk", "comparison__prompt_id"
+        )
+    )
+    found |= dict(older.filter(_same_text_in_set()).values_list("pk", "comparison__prompt_id"))
+    if not found:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_TRAINED_SQL, {"ids": sorted(found)})
+        trained = {row[0] for row in cursor.fetchall()}
+    return sorted((rid, pid) for rid, pid in found.items() if rid not in trained)
 
 
 def eval_set_size() -> int:
@@ -265,7 +328,10 @@ def training_new_ratings_count() -> int:
     )
     last = ended.order_by("-pk").first()
     since = ((last.data_snapshot or {}).get("max_rating_id", 0) if last else 0) or 0
-    return _trainable_ratings().filter(pk__gt=since).count()
+    # not those the next request's growth moves into the evaluation set (15% of new prompts' ratings
+    # were counted, and 50 of them alone queued a run with nothing new to train on)
+    joining = [row.rating_id for row in _eval_set_joining()]
+    return _trainable_ratings().filter(pk__gt=since).exclude(pk__in=joining).count()
 
 
 def training_snapshot() -> dict:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from labelapp.models import Comparison, EvalSetRating, Prompt, Response, RewardModelVersion, TrainingRun
+from labelapp.models import (
+    Comparison,
+    EvalSetRating,
+    Prompt,
+    Rating,
+    Response,
+    RewardModelVersion,
+    TrainingRun,
+)
 from labelapp.services import training
 from labelapp.services.assignment import assignment_next
 from labelapp.services.ratings import RatingInput, length_check_asked, rating_submit
@@ -49,7 +57,7 @@ def _acked_rater(make_user):
     return rater
 
 
-def _rate_on(prompt: Prompt, rater, good: str, bad: str) -> None:
+def _rate_on(prompt: Prompt, rater, good: str, bad: str) -> Rating:
     """One more rated comparison on an existing prompt (the good answer wins)."""
     a = Response.objects.create(prompt=prompt, text=good, source_model="t")
     b = Response.objects.create(prompt=prompt, text=bad, source_model="t")
@@ -58,12 +66,16 @@ def _rate_on(prompt: Prompt, rater, good: str, bad: str) -> None:
     ra, rb = assignment.comparison.response_a, assignment.comparison.response_b
     preference = -2 if "dog" in ra.text else 2
     asked = length_check_asked(preference=preference, words_a=ra.word_count, words_b=rb.word_count)
-    rating_submit(
+    return rating_submit(
         rater=rater,
         assignment_id=assignment.pk,
         idempotency_key=assignment.form_key,
         data=RatingInput(preference=preference, length_check="adds_content" if asked else ""),
-    )
+    )[0]
+
+
+def _rate_on_again(prompt: Prompt, make_user, i: int) -> Rating:
+    return _rate_on(prompt, _acked_rater(make_user), f"A dog barks, {i}.", f"A cat barks, {i}.")
 
 
 @pytest.mark.parametrize(
@@ -306,9 +318,12 @@ def test_a_failed_activation_decision_is_recorded_on_the_version(
 
 
 @pytest.mark.django_db
-def test_the_beat_does_not_retrain_on_the_data_of_a_run_that_failed_or_was_cancelled(make_user, guideline):
+def test_the_beat_does_not_retrain_on_the_data_of_a_run_that_failed_or_was_cancelled(
+    make_user, guideline, settings
+):
     """New ratings were counted from the newest version: a run that failed for good (a bad setting)
     or that staff cancelled was queued again by the next beat, on the same data, for ever."""
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 0}  # none joins the evaluation set
     _rate_many(make_user, 6)
     assert training.training_new_ratings_count() == 6
     newest = training.Rating.objects.order_by("-pk").first().pk
@@ -465,3 +480,56 @@ def test_a_text_in_the_set_stops_training_through_a_twin_that_trained_before(
         Prompt.objects.filter(comparisons__ratings__in=snapshot["rating_ids"]).values_list("text", flat=True)
     )
     assert texts == {p.text for p in others}
+
+
+@pytest.mark.django_db
+def test_new_ratings_the_evaluation_set_takes_do_not_count_towards_a_run(make_user, guideline, settings):
+    """Ratings of new evaluation prompts were counted as new: 50 of them alone queued a run whose
+    growth moved them all into the set, with nothing new to train on."""
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 100}
+    _rate_many(make_user, 5)
+    assert training.training_new_ratings_count() == 0
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 0}
+    assert training.training_new_ratings_count() == 5
+
+
+def _snapshot_run(max_rating_id: int, rating_ids: list[int]) -> TrainingRun:
+    return TrainingRun.objects.create(
+        status="succeeded", data_snapshot={"max_rating_id": max_rating_id, "rating_ids": rating_ids}
+    )
+
+
+@pytest.mark.django_db
+def test_a_rating_of_an_evaluation_prompt_left_behind_a_snapshot_joins_the_set(
+    make_user, guideline, settings
+):
+    """Only ratings newer than every snapshot could join: one of a prompt in the set that committed
+    after a snapshot newer than it (its id drawn before), or became usable only after (an exclusion
+    taken back in review), neither trained nor joined, for good."""
+    from labelapp.services.review import rating_review_add
+
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 100}
+    first = _rate_many(make_user, 1)[0]
+    assert training.eval_set_grow() == 1
+    prompt = first.comparison.prompt
+    late, restored = (_rate_on_again(prompt, make_user, i) for i in range(2))
+    EvalSetRating.objects.filter(rating__in=[late, restored]).delete()  # as if they had not committed
+    staff = make_user("reviewer", staff=True)
+    rating_review_add(rating=restored, decision="exclude", reason="looked broken", reviewer=staff)
+    _snapshot_run(max(late.pk, restored.pk), rating_ids=[])  # a run's snapshot newer than both
+    assert training.eval_set_grow() == 1  # the late one
+    rating_review_add(rating=restored, decision="confirm", reason="it was fine", reviewer=staff)
+    assert training.eval_set_grow() == 1  # the one back in
+    assert set(EvalSetRating.objects.values_list("rating_id", flat=True)) == {first.pk, late.pk, restored.pk}
+
+
+@pytest.mark.django_db
+def test_a_rating_a_run_trained_on_never_joins_the_set(make_user, guideline, settings):
+    """A twin's rating that trained before its text joined the set stays out of it."""
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 100}
+    first = _rate_many(make_user, 1)[0]
+    trained = _rate_on_again(first.comparison.prompt, make_user, 0)
+    _snapshot_run(trained.pk, rating_ids=[trained.pk])
+    EvalSetRating.objects.create(rating=first, prompt=first.comparison.prompt)  # the text is in the set
+    assert training.eval_set_grow() == 0
+    assert not EvalSetRating.objects.filter(rating=trained).exists()

@@ -41,6 +41,7 @@ from labelapp.services.gold import (
     gold_check,
     gold_make_padded,
     gold_mark,
+    gold_prompt_hold,
     gold_unmark,
 )
 from labelapp.services.guidelines import (
@@ -227,6 +228,17 @@ class ComparisonAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         # savepoint, so a refusal here stores nothing.
         try:
             with transaction.atomic():
+                # the prompt before the pair, in the order a consent withdrawal locks them
+                prompt = gold_prompt_hold(obj) if obj.prompt_id is not None else None
+                if obj.is_active and prompt is not None and (prompt.withheld or not prompt.consent):
+                    # a form opened before the withdrawal (or a tick in the list) switched the pair on
+                    obj.is_active = False
+                    self.message_user(
+                        request,
+                        f"Comparison {obj.pk or ''} stays inactive: its prompt is withheld or without "
+                        "consent.",
+                        messages.WARNING,
+                    )
                 super().save_model(request, obj, form, change)
                 gold_fields = {"kind", "gold_preference", "gold_explanation"}
                 if obj.kind == Comparison.Kind.GOLD:

@@ -85,6 +85,13 @@ def comparison_kind_check(*, comparison: Comparison, kind: str) -> None:
         raise GoldError("Repeats are scheduled by the queue, not made by hand.", field="kind")
 
 
+def gold_prompt_hold(comparison: Comparison) -> Prompt:
+    """Lock the comparison's prompt until the caller's transaction ends, before anything locks the
+    comparison: a consent withdrawal locks the prompt, then its comparisons, and a save of the pair
+    followed by gold_mark took the two the other way round (a deadlock, a 500 on one side)."""
+    return Prompt.objects.select_for_update().get(pk=comparison.prompt_id)
+
+
 def gold_mark(*, comparison: Comparison, preference: int, explanation: str, by=None) -> Comparison:
     """Make `comparison` a gold pair: preference -1 (A is right), 0 (tie), +1 (B is right).
     NotPermitted when `by` may not mark gold pairs (None: a command, the generator)."""
@@ -94,7 +101,7 @@ def gold_mark(*, comparison: Comparison, preference: int, explanation: str, by=N
         # the prompt as it is now (locked: a consent withdrawal waits, then deactivates this one too):
         # a pair on a prompt without consent or withheld stays inactive. Set active from the state
         # read earlier, a withdrawal that had just deactivated it was undone.
-        prompt = Prompt.objects.select_for_update().get(pk=comparison.prompt_id)
+        prompt = gold_prompt_hold(comparison)
         comparison.kind = Comparison.Kind.GOLD
         comparison.gold_preference = preference
         comparison.gold_explanation = explanation

@@ -615,3 +615,45 @@ def test_no_pair_on_a_prompt_without_consent_is_made_active_by_gold_or_a_repeat(
     assert not Comparison.objects.filter(kind=Comparison.Kind.REPEAT).exists()
     prompt_consent_set(prompt=comparison.prompt, consent=True, reason="given again", by=staff)
     assert Comparison.objects.get(pk=comparison.pk).is_active  # the restore brings the gold pair back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_marking_gold_in_the_admin_while_its_prompt_is_withdrawn_does_not_deadlock(staff, make_comparison):
+    """The admin saved the pair (locking it), then gold_mark locked its prompt; a consent withdrawal
+    locks the prompt, then its pairs: PostgreSQL broke the deadlock by failing one of them."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+    from django.test import Client
+
+    from labelapp.models import Prompt
+
+    staff.is_superuser = True
+    staff.save()
+    comparison = make_comparison(required_ratings=3)
+    locked, failed = threading.Event(), []
+
+    def withdraw():  # the order of services/consent.py: the prompt, then its comparisons
+        try:
+            with transaction.atomic():
+                Prompt.objects.select_for_update().get(pk=comparison.prompt_id)
+                Prompt.objects.filter(pk=comparison.prompt_id).update(consent=False)
+                locked.set()
+                time.sleep(1.5)  # the admin's save arrives meanwhile
+                Comparison.objects.filter(pk=comparison.pk).update(is_active=False)
+        except Exception as exc:  # noqa: BLE001 (the test reports it)
+            failed.append(exc)
+        finally:
+            connection.close()
+
+    withdrawal = threading.Thread(target=withdraw)
+    withdrawal.start()
+    assert locked.wait(10)
+    admin = Client(raise_request_exception=False)
+    admin.force_login(staff)
+    r = _edit(admin, comparison, kind="gold", gold_preference="1", gold_explanation="B is right")
+    withdrawal.join()
+    assert failed == [] and r.status_code == 302
+    # gold, and not switched back on by the form opened before the withdrawal
+    assert Comparison.objects.values_list("kind", "is_active").get(pk=comparison.pk) == ("gold", False)

@@ -490,8 +490,8 @@ class GuidelineVersionAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
             if "text" in data:  # stored and counted with LF line breaks, as the staff editor saves it
                 data["text"] = unix_newlines(data["text"])
             try:  # the staff editor's rules (services/guidelines.py)
-                if this.instance.pk is not None:  # held until the admin's transaction ends, save included
-                    guideline_draft_hold(this.instance)
+                if this.instance.pk is not None and this.instance.published_at is None:
+                    guideline_draft_hold(this.instance)  # held until the admin's transaction ends, save too
                 guideline_draft_check(
                     text=data.get("text", this.instance.text),
                     title=data.get("title", this.instance.title),

@@ -187,24 +187,48 @@ MAX_LINES_PER_BLOCK = 2_000
 # block: "``a`" x 2,500 (10,000 characters) took 0.8 s, 80,000 characters 49 s. 200 backticks in a
 # 50,000-character block: 0.2 s.
 MAX_BACKTICKS_PER_BLOCK = 200
-# The link scan's cost is the characters it reads: from each `[` without a matching `]` to the end of
-# its block. 200 of them before 49,800 characters took 2.6-4.7 s, 150 in each of 160 short blocks 1 s
-# (about 0.3 us a character). Blocks are shown as typed once the text's total would pass this (0.5 s).
+# The link scan's cost is the characters it reads: from each `[` to its `]` (or, without one, to the end
+# of the text it is in: a paragraph, a list item, a table cell), and from each `](` to its `)`. 200 `[`
+# before 49,800 characters took 2.6-4.7 s, matched or not; 150 in each of 160 short blocks 1 s (about
+# 0.3 us a character). Blocks are shown as typed once the text's total would pass this (0.5 s).
 MAX_LINK_SCAN = 2_000_000
-_BRACKET = re.compile(r"[\[\]]")
+_LINK_MARKS = re.compile(r"\]\(|[\[\]()]")
+_ITEM_AT_ANY_DEPTH = re.compile(r"^\s*(?:[-*+]|\d+\.) +\S")
 
 
-def _link_scan(block: str) -> int:
-    """The characters Python-Markdown reads looking for the ends of the block's links."""
-    if "[" not in block:
+def _link_scan(block: list[str]) -> int:
+    """The characters Python-Markdown reads looking for the ends of the block's links. Each list item
+    and table row is read on its own (a long list of "[0, 1)" items costs nothing more per item)."""
+    units: list[list[str]] = []
+    for line in block:
+        if not units or _ITEM_AT_ANY_DEPTH.match(line) or "|" in line:
+            units.append([])
+        units[-1].append(line)
+    return sum(_unit_scan("\n".join(unit)) for unit in units)
+
+
+def _unit_scan(text: str) -> int:
+    if "[" not in text:
         return 0
-    unmatched: list[int] = []
-    for m in _BRACKET.finditer(block):
-        if m.group() == "[":
-            unmatched.append(m.start())
-        elif unmatched:
-            unmatched.pop()
-    return sum(len(block) - at for at in unmatched)
+    cost = 0
+    brackets: list[int] = []
+    parens: list[tuple[int, bool]] = []  # (where, whether it opens a link target)
+    for m in _LINK_MARKS.finditer(text):
+        mark, at = m.group(), m.start()
+        if mark == "[":
+            brackets.append(at)
+        elif mark.startswith("]"):
+            if brackets:
+                cost += at - brackets.pop()
+            if mark == "](":
+                parens.append((at + 1, True))
+        elif mark == "(":
+            parens.append((at, False))
+        elif parens:
+            opened, target = parens.pop()
+            cost += at - opened if target else 0
+    cost += sum(len(text) - at for at in brackets)
+    return cost + sum(len(text) - at for at, target in parens if target)
 
 
 class _Floods(Preprocessor):
@@ -220,7 +244,7 @@ class _Floods(Preprocessor):
             if line.strip():
                 block.append(line)
                 continue
-            scan = _link_scan("\n".join(block))
+            scan = _link_scan(block)
             flood = (
                 len(block) > MAX_LINES_PER_BLOCK
                 or sum(x.count("[") for x in block) > MAX_BRACKETS_PER_BLOCK
@@ -229,7 +253,7 @@ class _Floods(Preprocessor):
             )
             if not flood:
                 link_scan += scan
-            elif not all(x.startswith(("    ", "\t")) for x in block):  # code already: shown as typed
+            else:
                 block = ["    " + x for x in block]
             out.extend(block)
             out.append(line)
@@ -241,7 +265,11 @@ class _Floods(Preprocessor):
 # from the top after each block it finds: 10,000 "```a" lines (50,000 characters) took 4-9 s. A fence
 # without a closer is no code block to it anyway; past this many, they are indented (shown as typed).
 MAX_UNCLOSED_FENCES = 20
-_FENCE = re.compile(r"^(`{3,}|~{3,})")
+# fenced_code's opening fence, alone on its line: the fence, then nothing, a {attribute list}, or a
+# language and hl_lines (fenced_code.FencedBlockPreprocessor.FENCED_BLOCK_RE, read line by line)
+_FENCE = re.compile(
+    r"""^(`{3,}|~{3,})[ ]*(?:\{[^\n]*\}|(?:\.?[\w#.+-]*[ ]*)?(?:hl_lines=(["'])[^\n]*?\2[ ]*)?)$"""
+)
 
 
 class _UnclosedFences(Preprocessor):

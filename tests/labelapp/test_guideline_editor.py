@@ -475,3 +475,12 @@ def test_the_admin_stores_and_counts_a_draft_with_lf_line_breaks(client, staff, 
     r = client.post(url, {"title": "T", "text": text, "changelog": ""})
     assert r.status_code == 302, r.content.decode()[-2000:]
     assert GuidelineVersion.objects.get(pk=draft.pk).text == ("ab\n" * 13000).strip()  # the form strips
+
+
+def test_saving_the_read_only_form_of_a_published_version_says_nothing_false(client, staff, acked):
+    """Save on a published version's form (every field read-only) said "was published meanwhile"."""
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    r = client.post(reverse("admin:labelapp_guidelineversion_change", args=[acked.pk]), {})
+    assert r.status_code == 302 and GuidelineVersion.objects.get(pk=acked.pk).text == acked.text

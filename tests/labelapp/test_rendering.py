@@ -241,6 +241,10 @@ def test_a_removed_link_or_image_shows_the_title_markdown_split_off_its_target()
         "~~~a\n" * 10_000,
         "[" * 200 + "a" * 49_800,  # within the bracket limit, each scanned to the end of its block: 3-5 s
         ("[a" * 150 + "\n\n") * 160,  # many short blocks: 1 s
+        "[" * 200 + "a" * 49_600 + "]" * 200,  # matched, each read to its "]": 1.7 s
+        "[a](" * 199 + "x" * 49_204,  # link targets read to the end: 1.1 s
+        "- item\n\n    " + "[" * 8_000,  # a list item's paragraph is no code block: 8.8 s
+        "```a b\n" + "~~~a\n" * 9_990 + "```\n",  # "```a b" opens no block: 5 s
     ],
 )
 def test_texts_that_scan_quadratically_render_in_time(flood):
@@ -249,7 +253,19 @@ def test_texts_that_scan_quadratically_render_in_time(flood):
     start = time.perf_counter()
     out = render_markdown("A [link](https://example.org) and\n\n```py\nx = 1\n```\n\n" + flood)
     assert time.perf_counter() - start < 2  # 0.02-0.6 s; the flood is shown as typed, as code
-    assert '<a href="https://example.org"' in out and "x = 1" in out and "<pre><code>" + flood[:4] in out
+    assert '<a href="https://example.org"' in out and "x = 1" in out
+    assert flood.split()[-1][:4] in out.split("<pre><code>", 1)[1]  # in a code block (not language-py)
+
+
+def test_long_lists_and_tables_with_brackets_and_inline_code_spans_render_as_markdown():
+    """Each list item and table cell is read on its own: a long list of "[0, 1)" items was charged
+    to the end of the block and shown as typed; lines opening with an inline ```span``` are no fences."""
+    items = "".join(f"- item {i} covers [0, 1) {'w ' * 100}\n" for i in range(150))
+    assert render_markdown(items).count("<li>") == 150
+    rows = "| a | b |\n|---|---|\n" + "".join(f"| row {i} [0, 1) {'w ' * 120} | x |\n" for i in range(150))
+    assert render_markdown(rows).count("<tr>") == 151
+    spans = "".join(f"```npm run task{i}``` builds step {i}.\n\n" for i in range(25))
+    assert render_markdown(spans).count("<code>") == 25 and "<pre>" not in render_markdown(spans)
 
 
 def test_a_few_unclosed_fences_and_closed_code_blocks_render_as_before():

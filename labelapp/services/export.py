@@ -617,7 +617,12 @@ class _Landing:
         """Move the files into place, an earlier file at a target aside until all have landed."""
         for kind, (target, _) in self.targets.items():
             if target.exists():
-                self.kept[target] = target.replace(_working_file(target, _PREVIOUS))
+                aside = _working_file(target, _PREVIOUS)
+                try:
+                    self.kept[target] = target.replace(aside)
+                except OSError:
+                    aside.unlink(missing_ok=True)  # the empty name it held, not left behind
+                    raise
             self.partial[kind].replace(target)
             self.landed.append(target)
 

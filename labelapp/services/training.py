@@ -337,7 +337,10 @@ def training_new_ratings_count() -> int:
 def training_snapshot() -> dict:
     """Which ratings go into the next run (ids, so a retried run trains on exactly the same data)."""
     consented = Rating.objects.filter(comparison__prompt__consent=True)
-    usable_ids = list(_trainable_ratings().order_by("pk").values_list("pk", flat=True))
+    # The newest id first, and no rating above it: read after the ids, it also covered a rating that
+    # committed in between without being in them (never counted as new, and its text never evaluated).
+    newest = Rating.objects.aggregate(m=Max("pk"))["m"] or 0
+    usable_ids = list(_trainable_ratings().filter(pk__lte=newest).order_by("pk").values_list("pk", flat=True))
     return {
         "rating_ids": usable_ids,
         "n_usable": len(usable_ids),
@@ -348,7 +351,7 @@ def training_snapshot() -> dict:
         # Held back until staff review a personal-data flag on their prompt (they train after).
         "n_awaiting_review": consented.awaiting_review().count(),
         "n_without_consent": Rating.objects.filter(comparison__prompt__consent=False).count(),
-        "max_rating_id": Rating.objects.aggregate(m=Max("pk"))["m"] or 0,
+        "max_rating_id": newest,
         "taken_at": timezone.now().isoformat(),
         # the pair weights as they stand now: a retried run trains with the same ones
         "trust_weights": _snapshot_weights(),

@@ -533,3 +533,23 @@ def test_a_rating_a_run_trained_on_never_joins_the_set(make_user, guideline, set
     EvalSetRating.objects.create(rating=first, prompt=first.comparison.prompt)  # the text is in the set
     assert training.eval_set_grow() == 0
     assert not EvalSetRating.objects.filter(rating=trained).exists()
+
+
+@pytest.mark.django_db
+def test_a_snapshot_holds_every_trainable_rating_up_to_its_newest_id(
+    make_user, guideline, settings, monkeypatch
+):
+    """The ids and the newest id were read in two statements: a rating committing in between was
+    below the newest id without being in the ids (never counted as new; its text never evaluated)."""
+    settings.TRAINING = {**settings.TRAINING, "EVAL_SET_PERCENT": 0}
+    first = _rate_many(make_user, 2)[0]
+    size = training.eval_set_size
+
+    def a_rating_commits_meanwhile():
+        _rate_on_again(first.comparison.prompt, make_user, 0)
+        return size()
+
+    monkeypatch.setattr(training, "eval_set_size", a_rating_commits_meanwhile)
+    snapshot = training.training_snapshot()
+    below = training._trainable_ratings().filter(pk__lte=snapshot["max_rating_id"])
+    assert sorted(below.values_list("pk", flat=True)) == snapshot["rating_ids"]

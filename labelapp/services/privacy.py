@@ -32,6 +32,7 @@ import bisect
 import html
 import ipaddress
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -122,12 +123,15 @@ _PHONE_LABELLED = re.compile(
 # it is capitalised, as a name is, is checked in _person_spans (re has no class for upper-case letters
 # of every script).
 _NAME = r"[^\W\d_]+(?:[-'’][^\W\d_]+)?"
+# The name is read in a lookahead, so that the match ends at the title or cue and the next one is found
+# even inside this name's words ("Mr Smith met Mr Jones" missed Jones; "Patient: Maria Garcia\nPatient:
+# John Doe" took the second label as a surname and missed John Doe); its words are on one line.
 _PERSON_TITLE = re.compile(
-    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?\s+((?:{_NAME}\s+){{0,2}}{_NAME})"
+    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?\s+(?=((?:{_NAME}[ \t]+){{0,2}}{_NAME}))"
 )
 _PERSON_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame:|I am called|[Dd]ear|[Rr]egards,|[Ss]incerely,|[Ss]igned,?|"
-    rf"[Cc]ontact person:|[Pp]atient:|[Ee]mployee:)\s+)((?:{_NAME}\s+){{0,2}}{_NAME})"
+    rf"[Cc]ontact person:|[Pp]atient:|[Ee]mployee:)\s+)(?=((?:{_NAME}[ \t]+){{0,2}}{_NAME}))"
 )
 # Words that follow a cue but are not names ("Dear Sir", "Dear Customer", "Sincerely, Yours"), and the
 # honorifics, which _PERSON_TITLE reads: "Dear Mr. Smith" was "Dear [PERSON]. [PERSON]", one person
@@ -311,7 +315,8 @@ def _person_spans(text: str):
                 words.pop(0)
             name = []  # the capitalised words that follow: "Dr. McDonald said" is one name
             for w in words:
-                if not w.group(0)[0].isupper():
+                # lower case ends it; a script without case (王伟, محمد علي) goes on
+                if w.group(0)[0].islower() or w.group(0) in _NOT_NAMES:
                     break
                 name.append(w)
             if name:
@@ -348,7 +353,11 @@ _DETECTORS = [
 # hyphen).
 _HIDING = re.compile(
     CHARACTER_REFERENCE + r"|\\[" + re.escape(ESCAPABLE) + "]"
-    "|[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    "|[\u00ad\u034f\u061c\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
+    "\ufe00-\ufe0f\ufeff]"
+    # and lookalikes that read as ASCII: fullwidth forms (ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ), the small
+    # commercial at, digits of other scripts (٤١١١ ...): each detector reads them as their ASCII twin
+    "|[\uff01-\uff5e\ufe6b]|(?![0-9])\\d"
 )
 
 
@@ -376,6 +385,14 @@ class _Shown:
         return pos + offset + edge
 
 
+def _ascii_twin(char: str) -> str:
+    """What a lookalike reads as (a digit of another script, a fullwidth form); "" for an invisible."""
+    if char.isdigit() and unicodedata.decimal(char, None) is not None:
+        return str(unicodedata.decimal(char))
+    twin = unicodedata.normalize("NFKC", char)
+    return twin if twin.isascii() and twin != char else ""
+
+
 def _shown(text: str) -> _Shown | None:
     """None when the page shows `text` as typed."""
     out: list[str] = []
@@ -390,8 +407,10 @@ def _shown(text: str) -> _Shown | None:
             as_shown = html.unescape(piece)
             if as_shown == piece:  # not a reference ("&notaname;")
                 continue
+        elif piece[0] == "\\":
+            as_shown = piece[1:]
         else:
-            as_shown = piece[1:] if piece[0] == "\\" else ""
+            as_shown = _ascii_twin(piece)
         out.append(text[typed_pos : m.start()])
         shown_pos += m.start() - typed_pos
         shown.shown_start.append(shown_pos)

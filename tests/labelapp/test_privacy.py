@@ -384,3 +384,34 @@ def test_the_escapable_characters_are_the_pages():
         ]
     )
     assert set(ESCAPABLE) == set(md.ESCAPED_CHARS)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # a script without case: the capital-letter test stopped every name in it
+        ("Patient: 王伟", "Patient: [PERSON]"),
+        ("My name is 山田太郎", "My name is [PERSON]"),
+        ("Dear محمد علي", "Dear [PERSON]"),
+        # a second title or cue inside the first name's words: the label eaten, the second name kept
+        ("Patient: Maria Garcia\nPatient: John Doe", "Patient: [PERSON]\nPatient: [PERSON]"),
+        ("Mr Smith met Mr Jones", "Mr [PERSON] met Mr [PERSON]"),
+        ("Dear Anna and Dear Bob", "Dear [PERSON] and Dear [PERSON]"),
+        ("Dr. Smith, Dr. Jones and Dr. Lee", "Dr. [PERSON], Dr. [PERSON] and Dr. [PERSON]"),
+        ("Prof. Dr. Hans Müller", "Prof. Dr. [PERSON]"),
+        ("Dear Mr. and Mrs. Smith", "Dear Mr. and Mrs. [PERSON]"),
+        ("Regards,\nJohn Smith\nCEO Acme", "Regards,\n[PERSON]\nCEO Acme"),  # names stay on their line
+        # invisible characters outside the list, and lookalikes that read as ASCII
+        ("jo\u061chn@example.com", "[EMAIL]"),
+        ("jo\u034fhn@example.com", "[EMAIL]"),
+        ("jo\ufe0fhn@example.com", "[EMAIL]"),
+        ("ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[EMAIL]"),
+        ("john\ufe6bexample.com", "[EMAIL]"),
+        ("＋４４ ２０ ７９４６ ０９５８", "[PHONE]"),
+        ("４１１１ １１１１ １１１１ １１１１", "[CARD]"),
+        ("٤١١١ ١١١١ ١١١١ ١١١١", "[CARD]"),
+        ("中文，测试（括号）：没有个人信息。", "中文，测试（括号）：没有个人信息。"),
+    ],
+)
+def test_names_in_any_script_next_to_each_other_and_lookalike_values_are_scrubbed(text, want):
+    assert scrub(text).text == want

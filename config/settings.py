@@ -117,6 +117,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "labelapp.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # %00 in a query parameter, or over 1,000 parameters, is a 400 before any view (a 500 there).
     "labelapp.middleware.RefuseBadQueryMiddleware",
@@ -422,6 +423,14 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Sent on every response (labelapp.middleware.ContentSecurityPolicyMiddleware; empty: none). Scripts only
+# from this site's files; inline styles allowed (Plotly and htmx write style elements and attributes).
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 
 LOGGING = {
     "version": 1,

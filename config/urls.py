@@ -3,14 +3,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from labelapp.api import errors as api_errors
 
 
-class ApiDocsView(SpectacularSwaggerView):
-    """The Swagger UI page. GET only: DRF's OPTIONS answer went through the page's HTML renderer,
-    which has no template for it (a 500)."""
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """The Swagger UI page, its start-up script served as a file (`?script`): an inline one is not
+    allowed to run (CONTENT_SECURITY_POLICY). GET only: DRF's OPTIONS answer went through the page's
+    HTML renderer, which has no template for it (a 500)."""
 
     http_method_names = ["get", "head"]
 

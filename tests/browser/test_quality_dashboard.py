@@ -16,6 +16,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_charts_are_drawn_by_local_plotly(page, live_server, make_user, guideline, make_comparison):  # noqa: F811
     staff = make_user("boss", staff=True, password="pw-for-tests-123")
+    staff.is_superuser = True  # every page below opens
+    staff.save()
     raters = [make_user(f"r{i}") for i in range(3)]
     for i in range(20):  # gold pairs, and ordinary ones (what the length and position charts read)
         c = _gold(make_comparison, i) if i < 10 else _ordinary(make_comparison, i)
@@ -29,8 +31,12 @@ def test_charts_are_drawn_by_local_plotly(page, live_server, make_user, guidelin
             )
     quality.quality_refresh()
 
-    requested = []
+    requested, refused = [], []
     page.on("request", lambda req: requested.append(req.url))
+    # anything the Content-Security-Policy stopped is said on the console
+    page.on(
+        "console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None
+    )
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", staff.username)
     page.fill("#id_password", "pw-for-tests-123")
@@ -44,3 +50,9 @@ def test_charts_are_drawn_by_local_plotly(page, live_server, make_user, guidelin
     own_host = urlsplit(live_server.url).netloc
     assert requested and all(urlsplit(u).netloc == own_host for u in requested if not u.startswith("data:"))
     assert any(u.endswith("/static/plotly/plotly.min.js") for u in requested)
+    # the policy stops nothing the app's own pages need: the API docs, the admin, the guideline editor
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".swagger-ui .opblock")
+    for path in ("/admin/", "/admin/labelapp/comparison/", "/staff/guidelines/edit/", "/training/", "/rate/"):
+        assert page.goto(f"{live_server.url}{path}").ok, path
+    assert refused == []

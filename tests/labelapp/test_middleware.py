@@ -239,3 +239,18 @@ def test_a_multipart_body_without_its_closing_boundary_is_refused_not_read_as_em
         r = client.post(url, body, content_type=mp)
         assert r.status_code == 400 and b"closing boundary" in r.content, (url, r.status_code)
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_every_page_says_only_this_site_s_scripts_run_and_the_api_docs_have_no_inline_script(client, staff):
+    """No Content-Security-Policy was sent; the Swagger page's start-up script was inline."""
+    import re
+
+    assert "script-src 'self';" in client.get("/accounts/login/")["Content-Security-Policy"]
+    client.force_login(staff)
+    page = client.get("/api/docs/")
+    html = page.content.decode()
+    assert page.status_code == 200 and "frame-ancestors 'none'" in page["Content-Security-Policy"]
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>\s*\S", html)  # every script is a file
+    script = re.search(r'<script src="([^"]*script[^"]*)"', html).group(1).replace("&amp;", "&")
+    assert "SwaggerUIBundle" in client.get(script).content.decode()

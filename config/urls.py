@@ -24,6 +24,9 @@ urlpatterns = [
     re_path(r"^api/(?P<rest>.*)$", api_errors.unmatched),  # last under /api/: JSON 404 even with DEBUG on
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # every account changes its own password here (raters had no way to; staff had only the admin's)
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
 ]
 

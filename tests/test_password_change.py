@@ -1,0 +1,43 @@
+"""Every account changes its own password at /accounts/password/ (raters had no way to)."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_rater_changes_their_password_and_stays_signed_in(make_user):
+    client = Client()
+    client.force_login(make_user("rater-pw", password="old-pass-for-tests-1"))
+    home = client.get("/").content.decode()
+    assert 'href="/accounts/password/"' in home
+    page = client.get("/accounts/password/")
+    assert page.status_code == 200 and "Change your password" in page.content.decode()
+    wrong = client.post(
+        "/accounts/password/",
+        {"old_password": "nope", "new_password1": "Fresh-pass-2468", "new_password2": "Fresh-pass-2468"},
+    )
+    assert wrong.status_code == 200 and "incorrectly" in wrong.content.decode()
+    weak = client.post(
+        "/accounts/password/",
+        {"old_password": "old-pass-for-tests-1", "new_password1": "123", "new_password2": "123"},
+    )
+    assert weak.status_code == 200 and "too short" in weak.content.decode()
+    done = client.post(
+        "/accounts/password/",
+        {
+            "old_password": "old-pass-for-tests-1",
+            "new_password1": "Fresh-pass-2468",
+            "new_password2": "Fresh-pass-2468",
+        },
+    )
+    assert done.status_code == 302 and done["Location"] == "/accounts/password/done/"
+    assert client.get("/").status_code == 200  # still signed in (the session's hash was updated)
+    user = get_user_model().objects.get(username="rater-pw")
+    assert user.check_password("Fresh-pass-2468") and not user.check_password("old-pass-for-tests-1")
+
+
+def test_the_password_page_asks_a_visitor_to_sign_in():
+    r = Client().get("/accounts/password/")
+    assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")

@@ -194,14 +194,20 @@ MAX_BACKTICKS_PER_BLOCK = 200
 MAX_LINK_SCAN = 2_000_000
 _LINK_MARKS = re.compile(r"\]\(|[\[\]()]")
 _ITEM_AT_ANY_DEPTH = re.compile(r"^\s*(?:[-*+]|\d+\.) +\S")
+_TABLE_RULE = re.compile(
+    r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$"
+)  # the |---|:--:| under a table's head
 
 
 def _link_scan(block: list[str]) -> int:
-    """The characters Python-Markdown reads looking for the ends of the block's links. Each list item
-    and table row is read on its own (a long list of "[0, 1)" items costs nothing more per item)."""
+    """The characters Python-Markdown reads looking for the ends of the block's links. In a list each
+    item is read on its own, in a table each row (a long list of "[0, 1)" items costs nothing more per
+    item); any other block is one paragraph, "|" and "2." lines included."""
+    table = len(block) > 1 and "|" in block[1] and _TABLE_RULE.match(block[1]) is not None
+    listed = _ITEM_AT_ANY_DEPTH.match(block[0]) is not None
     units: list[list[str]] = []
     for line in block:
-        if not units or _ITEM_AT_ANY_DEPTH.match(line) or "|" in line:
+        if not units or table or (listed and _ITEM_AT_ANY_DEPTH.match(line)):
             units.append([])
         units[-1].append(line)
     return sum(_unit_scan("\n".join(unit)) for unit in units)
@@ -240,25 +246,37 @@ class _Floods(Preprocessor):
         out: list[str] = []
         block: list[str] = []
         link_scan = 0  # of the blocks rendered as Markdown so far
+        in_list = False  # since a list began: an indented block there goes on with an item, no code
         for line in [*lines, ""]:
             if line.strip():
                 block.append(line)
                 continue
-            scan = _link_scan(block)
-            flood = (
-                len(block) > MAX_LINES_PER_BLOCK
-                or sum(x.count("[") for x in block) > MAX_BRACKETS_PER_BLOCK
-                or sum(x.count("`") for x in block) > MAX_BACKTICKS_PER_BLOCK
-                or link_scan + scan > MAX_LINK_SCAN
-            )
-            if not flood:
-                link_scan += scan
-            else:
-                block = ["    " + x for x in block]
+            if block:
+                indented = all(x.startswith(("    ", "\t")) for x in block)
+                # an indented code block is shown as typed already (indenting it again added four spaces
+                # to every line); one after a list item is a paragraph of that item, read as Markdown
+                code = indented and not in_list
+                in_list = _ITEM_AT_ANY_DEPTH.match(block[0]) is not None or (in_list and indented)
+                if not code:
+                    block, link_scan = self._shown_as_typed_past_limits(block, link_scan)
             out.extend(block)
             out.append(line)
             block = []
         return out[:-1]
+
+    @staticmethod
+    def _shown_as_typed_past_limits(block: list[str], link_scan: int) -> tuple[list[str], int]:
+        """The block, indented as code when past a limit; the text's link scan with it."""
+        scan = _link_scan(block)
+        flood = (
+            len(block) > MAX_LINES_PER_BLOCK
+            or sum(x.count("[") for x in block) > MAX_BRACKETS_PER_BLOCK
+            or sum(x.count("`") for x in block) > MAX_BACKTICKS_PER_BLOCK
+            or link_scan + scan > MAX_LINK_SCAN
+        )
+        if flood:
+            return ["    " + x for x in block], link_scan
+        return block, link_scan + scan
 
 
 # fenced_code looks for the closing fence of every opening one to the end of the text, and starts over

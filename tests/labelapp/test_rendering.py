@@ -245,6 +245,9 @@ def test_a_removed_link_or_image_shows_the_title_markdown_split_off_its_target()
         "[a](" * 199 + "x" * 49_204,  # link targets read to the end: 1.1 s
         "- item\n\n    " + "[" * 8_000,  # a list item's paragraph is no code block: 8.8 s
         "```a b\n" + "~~~a\n" * 9_990 + "```\n",  # "```a b" opens no block: 5 s
+        # one paragraph, though its lines look like list items or table rows: 1.2 s each
+        "intro\n" + "".join(f"{i}. [x {'y' * 236}\n" for i in range(2, 201)),
+        "".join(f"a | [x {'y' * 236}\n" for i in range(199)),
     ],
 )
 def test_texts_that_scan_quadratically_render_in_time(flood):
@@ -272,3 +275,13 @@ def test_a_few_unclosed_fences_and_closed_code_blocks_render_as_before():
     text = "```py\nx = 1\n```\n\nSee ```this``` too.\n\n```a\nnot closed"
     assert render_markdown(text).count("<code") == 2  # the block and the inline span; the rest as text
     assert render_markdown("```\ncode\n```\n" * 1_000).count("<pre>") == 1_000
+
+
+def test_an_indented_code_block_past_a_limit_is_shown_as_typed_once():
+    """A code block past a limit was indented again: four more spaces on every line."""
+    code = "".join("    x[0] = y[0] + z[0]\n" for _ in range(80))  # 240 "["
+    assert render_markdown("Intro\n\n" + code).endswith(
+        "<pre><code>" + "x[0] = y[0] + z[0]\n" * 80 + "</code></pre>"
+    )
+    log = "".join(f"    log line {i} [x\n" for i in range(2_100))
+    assert "<pre><code>log line 0 [x\nlog line 1" in render_markdown("Intro\n\n" + log)

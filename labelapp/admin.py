@@ -230,13 +230,14 @@ class ComparisonAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
             with transaction.atomic():
                 # the prompt before the pair, in the order a consent withdrawal locks them
                 prompt = gold_prompt_hold(obj) if obj.prompt_id is not None else None
-                if obj.is_active and prompt is not None and (prompt.withheld or not prompt.consent):
+                switched_on = not change or "is_active" in form.changed_data  # what this save writes
+                blocked = prompt is not None and (prompt.withheld or not prompt.consent)
+                if obj.is_active and switched_on and blocked:
                     # a form opened before the withdrawal (or a tick in the list) switched the pair on
                     obj.is_active = False
                     self.message_user(
                         request,
-                        f"Comparison {obj.pk or ''} stays inactive: its prompt is withheld or without "
-                        "consent.",
+                        "This comparison stays inactive: its prompt is withheld or without consent.",
                         messages.WARNING,
                     )
                 super().save_model(request, obj, form, change)

@@ -307,6 +307,23 @@ def _phone_spans(text: str):
 _NAME_WORD = re.compile(_NAME)
 
 
+# A script without case has no capital to tell a name from the words after it ("Dear 各位同事 请查收",
+# "Dear مدير المبيعات في الشركة" were taken whole): there, a name is at most two words, and in Chinese or
+# Japanese (written without spaces, a whole name is one "word") one word of at most four characters.
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CASELESS_NAME_WORDS = 2
+_CJK_NAME_MAX = 4
+
+
+def _caseless_name_goes_on(word: str, name: list) -> bool:
+    """Whether `word`, of a script without case, may be (the next) part of a name."""
+    if word[0].isupper():
+        return True
+    if _CJK.match(word):
+        return not name and len(word) <= _CJK_NAME_MAX
+    return len(name) < _CASELESS_NAME_WORDS
+
+
 def _person_spans(text: str):
     for rx in (_PERSON_TITLE, _PERSON_CUE):
         for m in rx.finditer(text):
@@ -315,8 +332,8 @@ def _person_spans(text: str):
                 words.pop(0)
             name = []  # the capitalised words that follow: "Dr. McDonald said" is one name
             for w in words:
-                # lower case ends it; a script without case (王伟, محمد علي) goes on
-                if w.group(0)[0].islower() or w.group(0) in _NOT_NAMES:
+                word = w.group(0)
+                if word[0].islower() or word in _NOT_NAMES or not _caseless_name_goes_on(word, name):
                     break
                 name.append(w)
             if name:

@@ -415,3 +415,18 @@ def test_the_escapable_characters_are_the_pages():
 )
 def test_names_in_any_script_next_to_each_other_and_lookalike_values_are_scrubbed(text, want):
     assert scrub(text).text == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # without case to end a name, the words after a cue were taken whole (the message, a title)
+        ("Dear 各位同事 请查收附件 谢谢", "Dear [PERSON] 请查收附件 谢谢"),
+        ("Name: 产品说明书 第三版", "Name: 产品说明书 第三版"),
+        ("Regards, 技术支持团队", "Regards, 技术支持团队"),
+        ("Dear مدير المبيعات في الشركة", "Dear [PERSON] في الشركة"),
+        ("Dear 김 민수 님", "Dear [PERSON] 님"),
+    ],
+)
+def test_a_name_in_a_script_without_case_is_at_most_two_words(text, want):
+    assert scrub(text).text == want

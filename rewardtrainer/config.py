@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import inspect
 import logging
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ RELEVANCE_GATES = ("none", "cosine", "pmi")
 COMPILE_MODES = ("auto", "on", "off")
 PACKED_ATTENTIONS = ("auto", "varlen", "flex")
 LENGTH_BETA_STARTS = ("fit", "zero")
+LR_SCHEDULES = ("linear", "cosine", "constant")
 # the fewest preference pairs a run trains on: some are held out for validation
 MIN_PAIRS = 4
 
@@ -44,8 +46,9 @@ def check_numbers(
     > 0, `fractions` in [0, 1]. A config built from settings or JSON met none of these checks, and
     max_steps=-1 trained nothing and recorded a model, updates=0 a "PPO" policy nothing had trained."""
 
+    # finite too: lr=inf passed "> 0" and trained to NaN, max_grad_norm=inf clipped nothing
     def number(v) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool)
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
     def whole_number(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -265,14 +268,18 @@ class TrainConfig:
             raise ValueError(
                 f"relevance_gate must be one of {', '.join(RELEVANCE_GATES)}, got {self.relevance_gate!r}"
             )
-        if not 0.0 < self.relevance_quantile < 1.0 or self.relevance_weight <= 0:
+        if not 0.0 < self.relevance_quantile < 1.0 or not 0 < self.relevance_weight < math.inf:
             raise ValueError("relevance_quantile must be in (0, 1) and relevance_weight > 0")
         if self.relevance_head and self.augment == "none":
             raise ValueError("relevance_head needs prompt-mismatch pairs: augment 'random' or 'neighbour'")
         if not 0.0 <= self.calibration_holdout < 1.0:
             raise ValueError(f"calibration_holdout must be in [0, 1), got {self.calibration_holdout}")
-        if self.augment_ratio < 0 or self.augment_padding < 0:
-            raise ValueError("augment_ratio and augment_padding must be >= 0")
+        if not (0 <= self.augment_ratio < math.inf and 0 <= self.augment_padding < math.inf):  # NaN too
+            raise ValueError("augment_ratio and augment_padding must be finite numbers >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:  # "foo" or "Cosine" trained with the linear schedule
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
         if self.ensemble < 1:
             raise ValueError("ensemble must be >= 1")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import re
 from collections.abc import Sequence
@@ -100,13 +99,31 @@ def _prompt_text(value: Any, lineno: int) -> str:
     raise DataError(f"line {lineno}: 'prompt' must be a string or a list of {{role, content}} messages")
 
 
+_FLOAT32_MAX = 3.4028234663852886e38  # margins and weights are float32 tensors: 1e308 became inf there
+
+
 def _number(row: dict, key: str, default: float, lineno: int) -> float:
     value = row.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DataError(f"line {lineno}: {key!r} must be a finite number, got {value!r}")
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, int | float) and abs(value) <= _FLOAT32_MAX
+    except OverflowError:  # an integer of 400 digits
+        ok = False
+    if not ok:  # NaN fails the comparison too
+        shown = value if not isinstance(value, int) or abs(value) < 10**20 else f"{str(value)[:12]}..."
+        raise DataError(f"line {lineno}: {key!r} must be a finite number (float32), got {shown!r}")
     return float(value)
+
+
+def _encodable(text: str, key: str, lineno: int) -> str:
+    """DataError for a text with a lone surrogate (JSON's escaped "\\ud800"): the tokenizer raised a
+    TypeError on it after loading, naming no row."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"line {lineno}: {key!r} holds a lone surrogate (not valid Unicode text)") from None
+    return text
 
 
 def pair_from_dict(row: Any, lineno: int = 0, default_id: str = "") -> PreferencePair:
@@ -128,9 +145,9 @@ def pair_from_dict(row: Any, lineno: int = 0, default_id: str = "") -> Preferenc
     if weight < 0:
         raise DataError(f"line {lineno}: 'weight' must be >= 0, got {weight}")
     return PreferencePair(
-        prompt=prompt,
-        chosen=chosen,
-        rejected=rejected,
+        prompt=_encodable(prompt, "prompt", lineno),
+        chosen=_encodable(chosen, "chosen", lineno),
+        rejected=_encodable(rejected, "rejected", lineno),
         margin=_number(row, "margin", 0.0, lineno),
         weight=weight,
         pair_id=str(row.get("id", row.get("pair_id", default_id))),
@@ -142,8 +159,16 @@ def load_jsonl(path: str | Path) -> list[PreferencePair]:
     """Read a TRL preference JSONL file. Blank lines are skipped; anything else malformed raises DataError."""
     path = Path(path)
     pairs = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        if f.read(4) == b"PAR1":
+            raise DataError(f"{path}: a Parquet file; the trainer reads JSONL (export with --format jsonl)")
+        f.seek(0)
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                where = f"byte {e.start + 1} of the line"
+                raise DataError(f"{path}: line {lineno}: not UTF-8 ({where})") from None
             if not line.strip():
                 continue
             try:

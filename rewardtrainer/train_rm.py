@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -202,6 +203,8 @@ def check_pairs(pairs: Sequence[PreferencePair | dict]) -> list[PreferencePair]:
         )
     if all(p.chosen == p.rejected for p in out):
         raise DataError("every pair has chosen == rejected: there is no preference to learn")
+    if not any(p.weight > 0 for p in out):  # the weighted loss is 0: it "trained" and wrote a model
+        raise DataError("every pair has weight 0: there is nothing to learn from")
     return out
 
 
@@ -489,6 +492,10 @@ def _uses_token_types(backbone_config) -> bool:
 _SCHEDULE_KEYS = (
     "bucket_chunk_batches", "lr", "head_lr_mult", "length_beta_lr", "length_beta_start", "weight_decay",
     "epochs", "max_steps", "warmup_ratio", "lr_schedule",
+    # and the loss and its clipping: a resume with another correlation penalty or clip norm went on
+    # from the checkpoint's step under a loss its first steps did not have
+    "max_grad_norm", "reward_corr_weight", "corr_mode", "corr_quality_weight", "corr_length_weight",
+    "ortho_weight",
 )  # fmt: skip
 _DEFAULTS = TrainConfig(backbone="")
 
@@ -1337,8 +1344,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    base = json.loads(Path(args.config_json).read_text()) if args.config_json else {}
+    base = _config_file(Path(args.config_json)) if args.config_json else {}
     return config_from_namespace(args, base=base)
+
+
+def _config_file(path: Path) -> dict:
+    """--config-json's fields, checked: ValueError naming the file for invalid JSON, anything but an
+    object, an unknown field, or a true/false field given another value ("false" as a string is true to
+    Python: calibration stayed on)."""
+    try:
+        base = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(base, dict):
+        raise ValueError(f"{path}: expected a JSON object of TrainConfig fields, got {type(base).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(base) - set(fields))
+    if unknown:
+        raise ValueError(f"{path}: unknown TrainConfig field(s): {', '.join(unknown)}")
+    for name, value in base.items():
+        if fields[name].type in ("bool", bool) and not isinstance(value, bool):
+            raise ValueError(f"{path}: {name} must be true or false, got {value!r}")
+    return base
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1367,9 +1394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             val_pairs=val,
             final_dir=args.final_dir,
         )
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, OSError) as e:  # a missing file or backbone, --out an existing file
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # diverged (its message says what to change)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if distributed.from_env().is_main:
         summary = scalar_metrics(result.metrics) | {
             "model_dir": result.model_dir,

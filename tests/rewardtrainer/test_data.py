@@ -73,6 +73,13 @@ def test_it_loads_trl_standard_and_conversational_rows(tmp_path):
         (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "weight": -1}), "line 2: 'weight'"),
         (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "margin": "big"}), "line 2: 'margin'"),
         (json.dumps(["p", "c", "r"]), "line 2: expected a JSON object"),
+        # inf as float32 (a traceback blaming the learning rate), an overflow, a tokenizer TypeError
+        (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "margin": 1e308}), "line 2: 'margin'"),
+        (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "weight": 10**400}), "line 2: 'weight'"),
+        (
+            '{"prompt": "p", "chosen": "b\\ud800ad", "rejected": "r"}',
+            "line 2: 'chosen' holds a lone surrogate",
+        ),
     ],
 )
 def test_it_rejects_a_malformed_line_naming_it(tmp_path, bad_line, message):
@@ -244,3 +251,16 @@ def test_collate_pads_to_the_multiple_and_keeps_every_row(minilm_tokenizer):
             assert (padded[key][:, :width] == plain[key]).all()
     assert (padded["attention_mask"][:, width:] == 0).all()
     assert (padded["input_ids"][:, width:] == minilm_tokenizer.pad_token_id).all()
+
+
+def test_a_file_not_in_utf8_or_in_parquet_is_named_with_its_line(tmp_path):
+    """The decoder's own message named neither file nor line; a Parquet export read as text said
+    "'utf-8' codec can't decode byte 0xcc"."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "\xff"}\n')
+    with pytest.raises(DataError, match="bad.jsonl: line 2: not UTF-8"):
+        load_jsonl(bad)
+    parquet = tmp_path / "export.parquet"
+    parquet.write_bytes(b"PAR1" + b"\x00" * 20)
+    with pytest.raises(DataError, match="a Parquet file; the trainer reads JSONL"):
+        load_jsonl(parquet)

@@ -432,3 +432,53 @@ def test_a_roberta_backbone_counts_the_positions_its_padding_offset_leaves():
     _require_positions(config, 512)
     with pytest.raises(ValueError, match="512 positions"):
         _require_positions(config, 513)
+
+
+def test_bad_inputs_end_in_one_line_before_training(tmp_path, tiny_bert, capsys):
+    """Each of these ended in a traceback, or trained: weights all 0 wrote a model that learned nothing,
+    "false" as a string in --config-json left calibration on, --lr-schedule foo trained linearly."""
+    from rewardtrainer.train_rm import main
+
+    data = tmp_path / "d.jsonl"
+    rows = [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad", "weight": 0} for i in range(12)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ["--backbone", tiny_bert, "--max-steps", "1", "--out", str(tmp_path / "run")]
+    config = tmp_path / "c.json"
+    cases = [
+        ([], "every pair has weight 0"),
+        (["--lr-schedule", "foo"], "lr_schedule must be one of linear, cosine, constant"),
+        (["--lr", "inf"], "lr must be > 0"),
+        (["--max-grad-norm", "inf"], "max_grad_norm must be >= 0"),
+        (["--augment-padding", "nan"], "augment_ratio and augment_padding must be finite"),
+        (["--config-json", str(config)], "calibrate must be true or false"),
+        (["--data", str(tmp_path / "missing.jsonl")], "No such file"),
+    ]
+    config.write_text(json.dumps({"calibrate": "false"}))
+    for extra, said in cases:
+        assert main(["--data", str(data), *base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, (extra, err)
+    for text, said in (
+        ("{", "invalid JSON"),
+        ("[1]", "expected a JSON object"),
+        ('{"max_lenght": 1}', "max_lenght"),
+    ):
+        config.write_text(text)
+        assert main(["--data", str(data), *base, "--config-json", str(config)]) == 2
+        assert said in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    rows[0]["weight"] = 1
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["--data", str(data), *base[:-2], "--out", str(tmp_path / "file")]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", [{"max_grad_norm": 0.01}, {"reward_corr_weight": 5.0}])
+def test_checkpoints_of_another_loss_or_clip_are_not_resumed(tmp_path, tiny_bert, change):
+    """The fingerprint left the correlation penalties and the clip norm out: a resume went on under
+    another loss from the checkpoint's step."""
+    cfg = tiny_config(tiny_bert, checkpoint_every=2)
+    calls = iter(range(1000))
+    fit_reward_model(keyword_pairs(60), cfg, tmp_path / "run", should_stop=lambda: next(calls) == 2)
+    result = fit_reward_model(keyword_pairs(60), TrainConfig(**(vars(cfg) | change)), tmp_path / "run")
+    assert result.resumed_from_step is None

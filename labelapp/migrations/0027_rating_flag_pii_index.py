@@ -1,9 +1,26 @@
 """The queue's personal-data hold: an index of flagged ratings by comparison, for the claim's probe
 (services/assignment.py, PROMPT_SERVABLE_SQL). Built CONCURRENTLY (so outside a transaction): a plain
-CREATE INDEX holds a lock that blocks every rating insert for the whole build on a large table."""
+CREATE INDEX holds a lock that blocks every rating insert for the whole build on a large table.
+
+A concurrent build cut short (Ctrl-C, a statement timeout) leaves an INVALID index of that name
+behind, and the migration unrecorded: run again, it failed with "relation already exists" until an
+operator dropped the index by hand. So an invalid index of that name is dropped first."""
 
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
+
+
+_DROP_INVALID = """
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE c.relname = 'rating_flag_pii' AND NOT i.indisvalid
+    ) THEN
+        DROP INDEX rating_flag_pii;
+    END IF;
+END $$;
+"""
 
 
 class Migration(migrations.Migration):
@@ -14,6 +31,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunSQL(_DROP_INVALID, migrations.RunSQL.noop),
         AddIndexConcurrently(
             model_name="rating",
             index=models.Index(condition=models.Q(("flag_pii", True)), fields=["comparison"], name="rating_flag_pii"),

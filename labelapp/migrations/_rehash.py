@@ -5,15 +5,26 @@ shared. The migration loader skips modules whose name starts with an underscore,
 migration itself.
 """
 
-from django.db import transaction
+import hashlib
+
+from django.db import connection
 
 BATCH = 2000
+
+# Only rows whose text is still the text the key was computed from (md5 of it, as read): a prompt
+# edited between the read and the write (the admin, the PII scrubber) kept the key of its old text.
+_WRITE = """
+UPDATE {table} AS p SET text_hash = v.key
+FROM unnest(%(ids)s::bigint[], %(keys)s::text[], %(digests)s::text[]) AS v(id, key, digest)
+WHERE p.id = v.id AND md5(p.text) = v.digest
+"""
 
 
 def rehash_prompts(prompts, key) -> None:
     """Set `text_hash = key(text)` on the rows of `prompts` (a Prompt queryset of the historical model)
     whose key differs: in batches of 2,000 ids, each its own transaction (one would hold a row lock on
-    every prompt until the end). Idempotent: an interrupted run goes on where it stopped."""
+    every prompt until the end), and not on a row whose text changed since it was read. Idempotent: an
+    interrupted run goes on where it stopped."""
     model = prompts.model
     last = 0
     while True:
@@ -21,11 +32,15 @@ def rehash_prompts(prompts, key) -> None:
         if not rows:
             return
         last = rows[-1].pk
-        changed = []
-        for p in rows:
-            new = key(p.text)
-            if new != p.text_hash:
-                p.text_hash = new
-                changed.append(p)
-        with transaction.atomic():
-            model.objects.bulk_update(changed, ["text_hash"])
+        changed = [(p.pk, new, p.text) for p in rows if (new := key(p.text)) != p.text_hash]
+        if not changed:
+            continue
+        with connection.cursor() as cursor:  # one statement: its own transaction
+            cursor.execute(
+                _WRITE.format(table=connection.ops.quote_name(model._meta.db_table)),
+                {
+                    "ids": [pk for pk, _, _ in changed],
+                    "keys": [new for _, new, _ in changed],
+                    "digests": [hashlib.md5(text.encode()).hexdigest() for _, _, text in changed],
+                },
+            )

@@ -27,9 +27,24 @@ def rehash(apps, schema_editor):
     rehash_prompts(Prompt.objects.all(), _key)
 
 
+_WS = re.compile(r"\s+")
+
+
+def _key_before(text: str) -> str:
+    """The key this migration replaced (services/ingest.py until then): rolled back, the code of that
+    time looks prompts up by it, and a prompt sent again would not be found."""
+    normalized = _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    return hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def unhash(apps, schema_editor):
+    Prompt = apps.get_model("labelapp", "Prompt")
+    rehash_prompts(Prompt.objects.all(), _key_before)
+
+
 class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [("labelapp", "0015_comparison_required_ratings_validator")]
 
-    operations = [migrations.RunPython(rehash, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(rehash, unhash)]

@@ -6,6 +6,7 @@ consent. Only rows holding one of them can change.
 The key is frozen here, as it was when this migration was written (see 0016)."""
 
 import hashlib
+import importlib
 import re
 import unicodedata
 
@@ -31,9 +32,16 @@ def rehash(apps, schema_editor):
     rehash_prompts(Prompt.objects.filter(text__regex="[" + _INVISIBLE + "]"), _key)
 
 
+def unhash(apps, schema_editor):
+    """Rolled back: the key of 0016 again on the rows this migration can have changed."""
+    before = importlib.import_module("labelapp.migrations.0016_prompt_text_hash_keeps_meaning")._key
+    Prompt = apps.get_model("labelapp", "Prompt")
+    rehash_prompts(Prompt.objects.filter(text__regex="[" + _INVISIBLE + "]"), before)
+
+
 class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [("labelapp", "0022_admin_history_without_text")]
 
-    operations = [migrations.RunPython(rehash, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(rehash, unhash)]

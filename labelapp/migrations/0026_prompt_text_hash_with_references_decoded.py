@@ -9,6 +9,7 @@ the references are read by labelapp/shown_text.py, the page's own rule, not a co
 change, the migration that rehashes for it runs after this one and recomputes the same rows."""
 
 import hashlib
+import importlib
 import re
 import unicodedata
 
@@ -35,9 +36,16 @@ def rehash(apps, schema_editor):
     rehash_prompts(Prompt.objects.filter(text__contains="&"), _key)
 
 
+def unhash(apps, schema_editor):
+    """Rolled back: the key of 0023 again on the rows this migration can have changed."""
+    before = importlib.import_module("labelapp.migrations.0023_prompt_text_hash_without_invisibles")._key
+    Prompt = apps.get_model("labelapp", "Prompt")
+    rehash_prompts(Prompt.objects.filter(text__contains="&"), before)
+
+
 class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [("labelapp", "0025_comparison_gold_has_answer")]
 
-    operations = [migrations.RunPython(rehash, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(rehash, unhash)]

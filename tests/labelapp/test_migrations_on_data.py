@@ -57,3 +57,29 @@ def test_a_rehash_leaves_a_prompt_edited_meanwhile_with_the_key_of_its_new_text(
     rehash_prompts(Prompt.objects.all(), key)
     assert Prompt.objects.get(pk=kept.pk).text_hash == "key of first text"
     assert Prompt.objects.get(pk=edited.pk).text_hash == "by the edit"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_past_the_rehashes_prompts_carry_the_keys_of_that_time_again():
+    """The rehashes (0016, 0023, 0026) did nothing when rolled back: the older code looked prompts up
+    by its own key and did not find them, so a withdrawn prompt sent again was stored as new."""
+    import hashlib
+    import re
+    import unicodedata
+
+    from labelapp.models import Prompt
+    from labelapp.services.ingest import text_hash
+
+    def original(text: str) -> str:  # services/ingest.py before 0016
+        normalized = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
+        return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+    texts = ["Plain Question?", "crit&#101;rion  with &lt; b", "zero\u200bwidth Text", "Ａ fullwidth\r\nline"]
+    with back_to_latest():
+        for text in texts:
+            Prompt.objects.create(text=text)
+        apps = migrate_to([("labelapp", "0015_comparison_required_ratings_validator")])
+        stored = dict(apps.get_model("labelapp", "Prompt").objects.values_list("text", "text_hash"))
+        assert stored == {text: original(text) for text in texts}
+        migrate_to([("labelapp", "0027_rating_flag_pii_index")])
+        assert dict(Prompt.objects.values_list("text", "text_hash")) == {t: text_hash(t) for t in texts}

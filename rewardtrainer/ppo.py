@@ -1061,7 +1061,9 @@ def read_prompts(path: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     from .sampling import RewardScorer
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )  # "--max-len 16" set max_length without a word
     parser.add_argument("--prompts", required=True, help="one prompt a line, or JSONL with a 'prompt' field")
     parser.add_argument("--reward-model", required=True, help="folder written by rewardtrainer.train_rm")
     parser.add_argument("--out", required=True)

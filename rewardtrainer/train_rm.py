@@ -1326,7 +1326,9 @@ def _final_metrics(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], allow_abbrev=False
+    )  # "--max-len 16" set max_length without a word
     p.add_argument("--data", nargs="+", required=True, help="TRL-format preference JSONL file(s)")
     p.add_argument(
         "--val-data", nargs="*", default=None, help="validation JSONL (default: split --data by prompt)"

@@ -453,6 +453,9 @@ def test_bad_inputs_end_in_one_line_before_training(tmp_path, tiny_bert, capsys)
         (["--config-json", str(config)], "calibrate must be true or false"),
         (["--data", str(tmp_path / "missing.jsonl")], "No such file"),
     ]
+    with pytest.raises(SystemExit):  # an abbreviation set max_length without a word
+        main(["--data", str(data), *base, "--max-len", "16"])
+    assert "unrecognized arguments: --max-len" in capsys.readouterr().err
     config.write_text(json.dumps({"calibrate": "false"}))
     for extra, said in cases:
         assert main(["--data", str(data), *base, *extra]) == 2, extra

@@ -159,6 +159,7 @@ def load_jsonl(path: str | Path) -> list[PreferencePair]:
     """Read a TRL preference JSONL file. Blank lines are skipped; anything else malformed raises DataError."""
     path = Path(path)
     pairs = []
+    simulated = 0
     with path.open("rb") as f:
         if f.read(4) == b"PAR1":
             raise DataError(f"{path}: a Parquet file; the trainer reads JSONL (export with --format jsonl)")
@@ -179,6 +180,15 @@ def load_jsonl(path: str | Path) -> list[PreferencePair]:
                 pairs.append(pair_from_dict(row, lineno, default_id=f"{path.stem}:{lineno}"))
             except DataError as e:
                 raise DataError(f"{path}: {e}") from None
+            simulated += bool(row.get("simulated")) or bool(row.get("n_simulated"))
+    if simulated:  # the app's export marks them; they trained without a word
+        log.warning(
+            "%s: %d of %d rows come from simulated raters; drop them before training on a real "
+            "deployment's data",
+            path,
+            simulated,
+            len(pairs),
+        )
     return pairs
 
 

@@ -205,6 +205,9 @@ def check_pairs(pairs: Sequence[PreferencePair | dict]) -> list[PreferencePair]:
         raise DataError("every pair has chosen == rejected: there is no preference to learn")
     if not any(p.weight > 0 for p in out):  # the weighted loss is 0: it "trained" and wrote a model
         raise DataError("every pair has weight 0: there is nothing to learn from")
+    same = sum(p.chosen == p.rejected for p in out)
+    if same:
+        log.warning("%d of %d pairs have chosen == rejected: they teach nothing", same, len(out))
     return out
 
 
@@ -1385,6 +1388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         pairs = [p for path in args.data for p in load_jsonl(path)]
+        if args.val_data == []:  # "--val-data" alone fell back to splitting --data without a word
+            raise DataError("--val-data needs at least one file (leave it out to split --data by prompt)")
         val = [p for path in args.val_data for p in load_jsonl(path)] if args.val_data else None
         result = fit_reward_model(
             pairs,

@@ -264,3 +264,16 @@ def test_a_file_not_in_utf8_or_in_parquet_is_named_with_its_line(tmp_path):
     parquet.write_bytes(b"PAR1" + b"\x00" * 20)
     with pytest.raises(DataError, match="a Parquet file; the trainer reads JSONL"):
         load_jsonl(parquet)
+
+
+def test_rows_from_simulated_raters_are_counted_in_a_warning(tmp_path, caplog):
+    """The export marks them (`simulated`, `n_simulated`); they trained on a real model without a word."""
+    rows = [
+        {"prompt": "p", "chosen": "c", "rejected": "r", "simulated": True},
+        {"prompt": "p", "chosen": "c", "rejected": "r", "n_simulated": 2},
+        {"prompt": "p", "chosen": "c", "rejected": "r", "simulated": False},
+    ]
+    path = write_lines(tmp_path / "e.jsonl", rows)
+    with caplog.at_level("WARNING", logger="rewardtrainer.data"):
+        assert len(load_jsonl(path)) == 3
+    assert "2 of 3 rows come from simulated raters" in caplog.text

@@ -453,6 +453,8 @@ def test_bad_inputs_end_in_one_line_before_training(tmp_path, tiny_bert, capsys)
         (["--config-json", str(config)], "calibrate must be true or false"),
         (["--data", str(tmp_path / "missing.jsonl")], "No such file"),
     ]
+    assert main(["--data", str(data), *base, "--val-data"]) == 2  # no files: --data was split silently
+    assert "--val-data needs at least one file" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # an abbreviation set max_length without a word
         main(["--data", str(data), *base, "--max-len", "16"])
     assert "unrecognized arguments: --max-len" in capsys.readouterr().err
@@ -485,3 +487,15 @@ def test_checkpoints_of_another_loss_or_clip_are_not_resumed(tmp_path, tiny_bert
     fit_reward_model(keyword_pairs(60), cfg, tmp_path / "run", should_stop=lambda: next(calls) == 2)
     result = fit_reward_model(keyword_pairs(60), TrainConfig(**(vars(cfg) | change)), tmp_path / "run")
     assert result.resumed_from_step is None
+
+
+def test_pairs_with_nothing_to_prefer_are_counted_in_a_warning(caplog):
+    from rewardtrainer.data import PreferencePair
+    from rewardtrainer.train_rm import check_pairs
+
+    pairs = [
+        PreferencePair(f"q{i}", "same" if i < 3 else "good", "same" if i < 3 else "bad") for i in range(12)
+    ]
+    with caplog.at_level("WARNING", logger="rewardtrainer.train_rm"):
+        check_pairs(pairs)
+    assert "3 of 12 pairs have chosen == rejected" in caplog.text

@@ -122,7 +122,9 @@ _PHONE_LABELLED = re.compile(
 # A word of letters in any script, with an optional hyphen or apostrophe part (O'Brien, Jean-Luc); whether
 # it is capitalised, as a name is, is checked in _person_spans (re has no class for upper-case letters
 # of every script).
-_NAME = r"[^\W\d_]+(?:[-'’][^\W\d_]+)?"
+# (combining marks count as letters: "J\u0301ohn Smith" kept all but its first letter)
+_LETTER = r"(?:[^\W\d_]|[\u0300-\u036f])"
+_NAME = rf"[^\W\d_]{_LETTER}*(?:[-'’][^\W\d_]{_LETTER}*)?"
 # The name is read in a lookahead, so that the match ends at the title or cue and the next one is found
 # even inside this name's words ("Mr Smith met Mr Jones" missed Jones; "Patient: Maria Garcia\nPatient:
 # John Doe" took the second label as a surname and missed John Doe); its words are on one line.

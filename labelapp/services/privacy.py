@@ -67,7 +67,7 @@ _URL_CREDS = re.compile(r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+
 # Letters of any script in the address (jürgen@mueller.de, josé@example.com); the top-level domain is
 # letters only.
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,32}\b")  # grouped by spaces or dashes
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}(?![\d-])")
 _NINO = re.compile(
@@ -174,7 +174,7 @@ def _iban_spans(text: str):
         # The pattern may run into a following word ("DE89 3704 ... 00 ABC"); try shorter ends.
         ends = [i + 1 for i, ch in enumerate(chunk) if ch.isalnum()]
         for end in reversed(ends):
-            if iban_valid(chunk[:end].replace(" ", "")):
+            if iban_valid(re.sub("[ -]", "", chunk[:end])):
                 yield m.start(), m.start() + end
                 break
 

@@ -402,7 +402,11 @@ def test_the_escapable_characters_are_the_pages():
         ("Dear Mr. and Mrs. Smith", "Dear Mr. and Mrs. [PERSON]"),
         ("Regards,\nJohn Smith\nCEO Acme", "Regards,\n[PERSON]\nCEO Acme"),  # names stay on their line
         # invisible characters outside the list, and lookalikes that read as ASCII
-        ("Dear J\u0301ohn Smith", "Dear [PERSON]"),  # a combining mark broke the name after its first letter
+        ("Dear J\u0301ohn Smith", "Dear [PERSON]"),
+        (
+            "IBAN GB82-WEST-1234-5698-7654-32, thanks",
+            "IBAN [IBAN], thanks",
+        ),  # dashes as separators  # a combining mark broke the name after its first letter
         ("jo\u061chn@example.com", "[EMAIL]"),
         ("jo\u034fhn@example.com", "[EMAIL]"),
         ("jo\ufe0fhn@example.com", "[EMAIL]"),

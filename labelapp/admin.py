@@ -231,7 +231,7 @@ class ComparisonAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
                 # the prompt before the pair, in the order a consent withdrawal locks them
                 prompt = gold_prompt_hold(obj) if obj.prompt_id is not None else None
                 switched_on = not change or "is_active" in form.changed_data  # what this save writes
-                blocked = prompt is not None and (prompt.withheld or not prompt.consent)
+                blocked = prompt is not None and not prompt.comparable
                 if obj.is_active and switched_on and blocked:
                     # a form opened before the withdrawal (or a tick in the list) switched the pair on
                     obj.is_active = False

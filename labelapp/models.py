@@ -61,6 +61,12 @@ class Prompt(models.Model):
             kwargs["update_fields"] = set(kwargs["update_fields"]) | {"html", "text_hash"}
         super().save(*args, **kwargs)
 
+    @property
+    def comparable(self) -> bool:
+        """Consent in force and not withheld: comparisons on it may be made, active and served (as this
+        row was loaded: a caller that must not race a withdrawal loads it under the row's lock)."""
+        return self.consent and not self.withheld
+
 
 class PromptConsentChange(models.Model):
     """A recorded change of a stored prompt's consent: a withdrawal (the data subject takes it back) or,

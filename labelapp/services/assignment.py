@@ -362,7 +362,7 @@ def _servable(assignment: Assignment) -> bool:
     """Whether the open lease's prompt may still be shown (consent in force, not withheld, no personal-
     data flag waiting for review)."""
     prompt = assignment.comparison.prompt
-    if not prompt.consent or prompt.withheld:
+    if not prompt.comparable:
         return False
     return not prompt_awaiting_review(prompt.pk)
 

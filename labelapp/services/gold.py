@@ -85,11 +85,12 @@ def comparison_kind_check(*, comparison: Comparison, kind: str) -> None:
         raise GoldError("Repeats are scheduled by the queue, not made by hand.", field="kind")
 
 
-def gold_prompt_hold(comparison: Comparison) -> Prompt:
-    """Lock the comparison's prompt until the caller's transaction ends, before anything locks the
-    comparison: a consent withdrawal locks the prompt, then its comparisons, and a save of the pair
-    followed by gold_mark took the two the other way round (a deadlock, a 500 on one side)."""
-    return Prompt.objects.select_for_update().get(pk=comparison.prompt_id)
+def gold_prompt_hold(row: Comparison | Response) -> Prompt:
+    """Lock the prompt of a comparison (or of an answer a pair is about to be made of) until the
+    caller's transaction ends, before anything locks the comparison: a consent withdrawal locks the
+    prompt, then its comparisons, and a save of the pair followed by gold_mark took the two the other
+    way round (a deadlock, a 500 on one side)."""
+    return Prompt.objects.select_for_update().get(pk=row.prompt_id)
 
 
 def gold_mark(*, comparison: Comparison, preference: int, explanation: str, by=None) -> Comparison:
@@ -106,7 +107,7 @@ def gold_mark(*, comparison: Comparison, preference: int, explanation: str, by=N
         comparison.gold_preference = preference
         comparison.gold_explanation = explanation
         fields = ["kind", "gold_preference", "gold_explanation"]
-        if prompt.consent and not prompt.withheld:
+        if prompt.comparable:
             comparison.is_active = True
             fields.append("is_active")
         comparison.save(update_fields=fields)
@@ -177,8 +178,8 @@ def gold_make_padded(
     with transaction.atomic():
         # checked under the prompt's lock: a withdrawal committing between check and insert left the
         # new gold pair active on a withdrawn prompt
-        prompt = Prompt.objects.select_for_update().get(pk=response.prompt_id)
-        if prompt.withheld or not prompt.consent:
+        prompt = gold_prompt_hold(response)
+        if not prompt.comparable:
             why = "withheld for personal data" if prompt.withheld else "without consent"
             raise GoldError(f"Answer #{response.pk}'s prompt is {why}: no comparison is made on it.")
         padded_text, what = pad_answer(text=response.text, prompt=prompt.text, kind=kind, rng=rng)

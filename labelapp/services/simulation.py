@@ -454,7 +454,7 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed:
                 prompts[slug] = _PromptPool.of(_demo_prompt(slug, item))
             pool = prompts[slug]
             prompt = pool.prompt
-            if not prompt.consent or prompt.withheld or prompt.pk in held:
+            if not prompt.comparable or prompt.pk in held:
                 # never a pair on such a prompt (services/comparisons.py's rule), nor on one held for a
                 # personal-data review: no rater could be served it, and each run added more
                 continue

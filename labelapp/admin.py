@@ -393,6 +393,7 @@ class RatingAdmin(RecordAdmin):
         "guideline_version",
         "time_on_task_ms",
         "review_state",
+        "submitted_via",
         "created_at",
     )
     list_filter = (
@@ -411,8 +412,16 @@ class RatingAdmin(RecordAdmin):
     # A rating is evidence (RecordAdmin): the actions record a confirm / exclude beside it, with a reason.
     actions = ["confirm_ratings", "exclude_ratings"]
 
+    readonly_fields = ("submitted_via",)
+
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("reviews")
+        return (
+            super().get_queryset(request).select_related("api_token__created_by").prefetch_related("reviews")
+        )
+
+    @admin.display(description="submitted via")
+    def submitted_via(self, obj):
+        return obj.submitted_via()
 
     @admin.display(description="review")
     def review_state(self, obj):

@@ -431,6 +431,19 @@ class Rating(models.Model):
     time_on_task_ms = models.PositiveIntegerField(default=0)
     idempotency_key = models.UUIDField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # The API token the rating came with (empty: the rating page, or the simulator in-process). A token
+    # for a rater may be minted by staff (services/tokens.py), so a rating sent with it is not proof
+    # that the rater judged it: the token and who made it are part of the evidence.
+    api_token = models.ForeignKey(
+        "ApiToken",
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=False,  # the partial index below: almost every rating comes from the page
+        on_delete=models.SET_NULL,
+        related_name="ratings",
+        help_text="The API token the rating was submitted with (empty: the rating page).",
+    )
 
     objects = RatingQuerySet.as_manager()
 
@@ -446,6 +459,8 @@ class Rating(models.Model):
             # The queue's personal-data hold (services/assignment.py, PROMPT_SERVABLE_SQL): a prompt's
             # flagged ratings, found in a probe or two per candidate comparison.
             models.Index(fields=["comparison"], name="rating_flag_pii", condition=Q(flag_pii=True)),
+            # A token's ratings (a token deleted sets them to empty; the admin lists them).
+            models.Index(fields=["api_token"], name="rating_api_token", condition=Q(api_token__isnull=False)),
         ]
         constraints = [
             models.UniqueConstraint(fields=["rater", "comparison"], name="rating_once_per_rater_comparison"),
@@ -463,6 +478,20 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"Rating #{self.pk} by {self.rater} on comparison #{self.comparison_id}: {self.preference:+d}"
+
+    def submitted_via(self) -> str:
+        """How the rating came in, for the staff who weigh it: the page, or which API token (and who made
+        it, when not the rater: a token for a rater may be minted by staff). Plain text: templates
+        escape it."""
+        if self.api_token_id is None:
+            return "the rating page (or the simulator)"
+        token = self.api_token
+        said = f"API token {token.prefix} (\u201c{token.name}\u201d)"
+        if token.created_by_id is None:
+            return said + ", maker not on record (a command, or an account since deleted)"
+        if token.created_by_id != self.rater_id:
+            return said + f", made by {token.created_by.username}"
+        return said
 
 
 class RatingReview(models.Model):

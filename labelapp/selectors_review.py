@@ -23,7 +23,13 @@ def review_queue(*, state: str = "open", flag: str = "") -> QuerySet[Rating]:
     elif state == "done":
         qs = qs.filter(Exists(reviewed))
     return (
-        qs.select_related("rater", "comparison__prompt", "comparison__response_a", "comparison__response_b")
+        qs.select_related(
+            "rater",
+            "api_token__created_by",
+            "comparison__prompt",
+            "comparison__response_a",
+            "comparison__response_b",
+        )
         .prefetch_related("reviews__reviewer")
         .order_by("-created_at", "-id")
     )

@@ -191,6 +191,13 @@ class StaffRatingSerializer(serializers.Serializer):
     guideline_version = serializers.IntegerField(source="guideline_version.number")
     time_on_task_ms = serializers.IntegerField()
     created_at = serializers.DateTimeField()
+    api_token = serializers.CharField(
+        source="api_token.prefix",
+        allow_null=True,
+        default=None,
+        help_text="The prefix of the API token the rating was submitted with (null: the rating page).",
+    )
+    submitted_via = serializers.CharField(help_text="The same in words, with who made the token.")
 
 
 class RaterFiguresSerializer(serializers.Serializer):

@@ -393,7 +393,9 @@ class StaffRatingsView(ApiView):
         f = RatingFilterSerializer(data=request.query_params)
         f.is_valid(raise_exception=True)
         v = f.validated_data
-        qs = Rating.objects.select_related("rater", "comparison", "guideline_version")
+        qs = Rating.objects.select_related(
+            "rater", "comparison", "guideline_version", "api_token__created_by"
+        )
         for name, lookup in _RATING_FILTERS.items():
             if v.get(name) is not None:
                 qs = qs.filter(**{lookup: v[name]})

@@ -15,6 +15,7 @@ from labelapp.api import serializers as s
 from labelapp.api.permissions import STAFF
 from labelapp.api.strict import PAGINATION_PARAMS, ApiView, StrictQueryParams
 from labelapp.models import (
+    ApiToken,
     Assignment,
     GuidelineAcknowledgment,
     GuidelineVersion,
@@ -144,6 +145,7 @@ class RatingSubmitView(ApiView):
                 assignment_id=assignment_id,
                 idempotency_key=serializer.validated_data["idempotency_key"],
                 data=serializer.to_input(),
+                token=request.auth if isinstance(request.auth, ApiToken) else None,
             )
         except Assignment.DoesNotExist:
             raise NotFound("No such assignment.") from None

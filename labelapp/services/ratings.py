@@ -187,12 +187,12 @@ WITH ver AS (
     INSERT INTO labelapp_rating
         (rater_id, comparison_id, assignment_id, preference, both_bad, helpfulness, factual_accuracy,
          harmlessness, conciseness, coherence, rationale, flag_pii, flag_unsafe, flag_broken, length_check,
-         guideline_version_id, time_on_task_ms, idempotency_key, created_at)
+         guideline_version_id, time_on_task_ms, idempotency_key, created_at, api_token_id)
     SELECT %(rater)s, closed.comparison_id, closed.id, %(preference)s, %(both_bad)s, %(helpfulness)s,
            %(factual_accuracy)s, %(harmlessness)s, %(conciseness)s, %(coherence)s, %(rationale)s,
            %(flag_pii)s, %(flag_unsafe)s, %(flag_broken)s,
            CASE WHEN closed.asked THEN %(length_check)s ELSE '' END,
-           (SELECT id FROM ver), %(time_on_task_ms)s, %(key)s, %(now)s
+           (SELECT id FROM ver), %(time_on_task_ms)s, %(key)s, %(now)s, %(token)s
     FROM closed
     RETURNING id, comparison_id, guideline_version_id, length_check
 )
@@ -218,7 +218,7 @@ def _rating_fields(data: RatingInput) -> dict:
 
 
 def _submit_fast(
-    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
+    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput, token
 ) -> tuple[Rating, str, str] | None:
     now = timezone.now()
     fields = _rating_fields(data)
@@ -230,6 +230,7 @@ def _submit_fast(
             "assignment": assignment_id,
             "rater": rater.pk,
             "key": idempotency_key,
+            "token": token.pk if token is not None else None,
             "ratio": float(settings.LABEL["LENGTH_CHECK_RATIO"]),
         },
     )
@@ -246,6 +247,7 @@ def _submit_fast(
         guideline_version_id=version_id,
         idempotency_key=idempotency_key,
         created_at=now,
+        api_token=token,
         **fields,
     )
     return rating, shown_left, kind
@@ -260,9 +262,10 @@ def _acknowledged_version(rater) -> GuidelineVersion | None:
 
 
 def rating_submit(
-    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
+    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput, token=None
 ) -> tuple[Rating, bool]:
-    """Store the rating for the rater's assignment. Returns (rating, created).
+    """Store the rating for the rater's assignment. Returns (rating, created). `token`: the API token
+    the request came with (None: the page, the simulator), stored with the rating.
 
     Raises Assignment.DoesNotExist when the assignment is not this rater's (callers answer 404);
     LengthCheckRequired when the much longer answer was chosen without a length answer (ask it and
@@ -274,7 +277,7 @@ def rating_submit(
         raise RatingError("This account is deactivated: it cannot rate.")
     try:
         fast = _submit_fast(
-            rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data
+            rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data, token=token
         )
         if fast is not None:
             rating, shown_left, kind = fast
@@ -283,7 +286,7 @@ def rating_submit(
             )
             return rating, True
         return _submit_slow(
-            rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data
+            rater=rater, assignment_id=assignment_id, idempotency_key=idempotency_key, data=data, token=token
         )
     except AssignmentGone:
         # the refusal says what became of it: a notice that it was taken back would say it again
@@ -303,7 +306,7 @@ def rating_submit(
 
 
 def _submit_slow(
-    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput
+    *, rater, assignment_id: int, idempotency_key: uuid.UUID, data: RatingInput, token
 ) -> tuple[Rating, bool]:
     """Everything the one-statement path does not store, with the reason why."""
     with transaction.atomic():
@@ -369,6 +372,7 @@ def _submit_slow(
             assignment=assignment,
             guideline_version=version,
             idempotency_key=idempotency_key,
+            api_token=token,
             **fields,
         )
         assignment.status = Assignment.Status.DONE

@@ -1,0 +1,100 @@
+"""A rating records the API token it came with: staff with the data-manager role may mint a `rate`
+token for a rater, so a rating sent with one is not proof the rater judged it. The token, and who made
+it, show beside the rating (staff API, review list, admin)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from labelapp.models import ApiToken, Assignment, Rating
+from labelapp.services.assignment import assignment_next
+from labelapp.services.ratings import RatingInput, rating_submit
+
+pytestmark = pytest.mark.django_db
+
+
+def _rate(client, assignment, **headers):
+    body = {"preference": -1, "idempotency_key": str(assignment.form_key), "flag_broken": True}
+    return client.post(
+        f"/api/assignments/{assignment.pk}/rating/", body, content_type="application/json", **headers
+    )
+
+
+def test_a_rating_sent_with_a_token_staff_minted_names_the_token_and_its_maker(
+    staff_api, staff, rater, acked, make_comparison, client
+):
+    minted = staff_api.post(
+        "/api/tokens/",
+        {"username": "rater", "name": "on behalf", "scopes": ["rate"]},
+        content_type="application/json",
+    ).json()
+    make_comparison(a="Four.", b="4")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {minted['key']}"}
+    nxt = client.get("/api/assignments/next/", **auth)
+    assert nxt.status_code == 200
+    assignment = Assignment.objects.get(pk=nxt.json()["id"])
+    assert _rate(client, assignment, **auth).status_code == 201
+
+    rating = Rating.objects.get()
+    assert rating.api_token_id == minted["id"]
+    assert (
+        rating.submitted_via()
+        == f"API token {rating.api_token.prefix} (\u201con behalf\u201d), made by staff"
+    )
+    row = staff_api.get("/api/staff/ratings/").json()["results"][0]
+    assert row["api_token"] == rating.api_token.prefix and "made by staff" in row["submitted_via"]
+    page = staff_api.get("/staff/review/?state=all")  # flagged "broken": it is in the review list
+    assert "made by staff" in page.content.decode()
+    admin = staff_api.get(f"/admin/labelapp/rating/{rating.pk}/change/")
+    assert admin.status_code == 200 and "made by staff" in admin.content.decode()
+    assert "made by staff" in staff_api.get("/admin/labelapp/rating/").content.decode()
+
+
+def test_a_rating_from_the_session_has_no_token(api, rater, acked, make_comparison, staff_api):
+    make_comparison(a="Four.", b="4")
+    assert _rate(api, assignment_next(rater=rater)).status_code == 201
+    rating = Rating.objects.get()
+    assert rating.api_token is None and rating.submitted_via().startswith("the rating page")
+    row = staff_api.get("/api/staff/ratings/").json()["results"][0]
+    assert row["api_token"] is None
+
+
+def test_the_slow_path_records_the_token_too(rater, acked, make_comparison):
+    from labelapp.services.tokens import token_create
+
+    token, _ = token_create(user=rater, name="mine", scopes=["rate"])
+    make_comparison(a="Four.", b="4")
+    assignment = assignment_next(rater=rater)
+    # a lease past its deadline takes the ORM path (the one statement matches no row)
+    Assignment.objects.filter(pk=assignment.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    rating, created = rating_submit(
+        rater=rater,
+        assignment_id=assignment.pk,
+        idempotency_key=assignment.form_key,
+        data=RatingInput(preference=-1),
+        token=token,
+    )
+    assert created and Rating.objects.get().api_token == token
+    assert rating.submitted_via() == f"API token {token.prefix} (\u201cmine\u201d), maker not on record " + (
+        "(a command, or an account since deleted)"
+    )
+
+
+def test_deleting_a_token_keeps_its_ratings(rater, acked, make_comparison):
+    from labelapp.services.tokens import token_create
+
+    token, _ = token_create(user=rater, name="mine", scopes=["rate"])
+    make_comparison(a="Four.", b="4")
+    assignment = assignment_next(rater=rater)
+    rating_submit(
+        rater=rater,
+        assignment_id=assignment.pk,
+        idempotency_key=assignment.form_key,
+        data=RatingInput(preference=-1),
+        token=token,
+    )
+    ApiToken.objects.filter(pk=token.pk).delete()
+    assert Rating.objects.get().api_token is None

@@ -15,6 +15,7 @@ from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
     POLICY_KINDS,
     PolicyError,
+    policy_figure,
     policy_next_parent,
     policy_reinstate,
     policy_reject,
@@ -39,6 +40,7 @@ def policy_home(request: HttpRequest) -> HttpResponse:
         "labelapp/policy/home.html",
         {
             "rows": rows,
+            "versions_total": PolicyVersion.objects.count(),
             "runs": runs,
             "any_active": any_active,
             "next_parent": policy_next_parent(),
@@ -147,9 +149,9 @@ def _round_charts(rows) -> dict[str, dict]:
     def series(key):
         # a figure a round did not store (or stored as null, as older rounds did) is a gap, not a 500
         return [
-            (float(r.version.number), float(value))
+            (float(r.version.number), value)
             for r in ordered
-            if isinstance(value := r.version.metrics.get(key), int | float) and not isinstance(value, bool)
+            if (value := policy_figure(r.version.metrics.get(key))) is not None
         ]
 
     win = [(float(r.version.number), r.win["win_rate"]) for r in ordered if r.win]
@@ -187,7 +189,9 @@ def _update_charts(history: list[dict]) -> dict[str, dict]:
     """Per-update PPO curves of one round."""
 
     def series(key):
-        return [(float(r["update"]), float(r[key])) for r in history or [] if r.get(key) is not None]
+        # a figure an update did not store (null, NaN, a string in a hand-edited row) is a gap
+        points = ((policy_figure(r.get("update")), policy_figure(r.get(key))) for r in history or [])
+        return [(x, y) for x, y in points if x is not None and y is not None]
 
     charts = {
         "reward": plotly_charts.line_chart(

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from labelapp.api import data_serializers as ds
 from labelapp.api import parsers
-from labelapp.api.pagination import BoundedLimitOffsetPagination
+from labelapp.api.pagination import PAGE_PARAMS, page_response
 from labelapp.api.permissions import STAFF
 from labelapp.api.serializers import ChoiceField
 from labelapp.api.strict import PAGINATION_PARAMS, ApiView
@@ -46,11 +46,6 @@ from labelapp.services.ingest import (
 from labelapp.services.roles import permission_check
 from labelapp.services.tokens import TokenError, token_create, token_revoke
 
-PAGE_PARAMS = [
-    OpenApiParameter("limit", int, description="Page size (at most 200; larger is clamped)."),
-    OpenApiParameter("offset", int, description="Rows to skip."),
-]
-
 
 class FirstRendererNegotiation(BaseContentNegotiation):
     """Errors are JSON whatever the client's Accept says (a download endpoint must not answer 406)."""
@@ -72,12 +67,6 @@ def _ingest_error(exc: IngestError) -> Response:
     )
 
 
-def _paginate(view, request, queryset, serializer_cls):
-    paginator = BoundedLimitOffsetPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_cls(page, many=True).data)
-
-
 # --- Tokens ------------------------------------------------------------------------------------------
 
 
@@ -92,7 +81,7 @@ class TokensView(ApiView):
     @extend_schema(operation_id="tokens_list", responses={200: ds.PaginatedTokenList}, parameters=PAGE_PARAMS)
     def get(self, request):
         qs = ApiToken.objects.select_related("user").order_by("-id")
-        return _paginate(self, request, qs, ds.TokenSerializer)
+        return page_response(self, request, qs, ds.TokenSerializer)
 
     @extend_schema(request=ds.TokenCreateSerializer, responses={201: ds.TokenCreatedSerializer})
     def post(self, request):
@@ -177,7 +166,7 @@ class PromptsView(ApiView):
             except serializers.ValidationError as exc:
                 raise ValidationError({"consent": exc.detail}) from None
             qs = qs.filter(consent=consent)
-        return _paginate(self, request, qs, ds.PromptOutSerializer)
+        return page_response(self, request, qs, ds.PromptOutSerializer)
 
     @extend_schema(
         request={
@@ -412,7 +401,7 @@ class StaffRatingsView(ApiView):
         # any order, and pages (LIMIT/OFFSET) would repeat some and never show others
         tiebreak = "-id" if v["ordering"].startswith("-") else "id"
         qs = qs.order_by(v["ordering"], tiebreak)
-        return _paginate(self, request, qs, ds.StaffRatingSerializer)
+        return page_response(self, request, qs, ds.StaffRatingSerializer)
 
 
 class RaterFiguresView(ApiView):
@@ -430,7 +419,7 @@ class RaterFiguresView(ApiView):
     )
     def get(self, request):
         qs = RaterProfile.objects.select_related("rater").order_by("rater__username")
-        return _paginate(self, request, qs, ds.RaterFiguresSerializer)
+        return page_response(self, request, qs, ds.RaterFiguresSerializer)
 
 
 # --- Export -------------------------------------------------------------------------------------------

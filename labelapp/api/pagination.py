@@ -6,10 +6,17 @@ maximum ?limit=1000000 returned every row at once.
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 
 MAX_OFFSET = 2**31 - 1
+
+# The two parameters as the schema lists them, for every paginated list.
+PAGE_PARAMS = [
+    OpenApiParameter("limit", int, description="Page size (at most 200; larger is clamped)."),
+    OpenApiParameter("offset", int, description="Rows to skip."),
+]
 
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
@@ -39,3 +46,13 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
         if value < 0 or value > MAX_OFFSET:
             raise ValidationError({"offset": f"Must be between 0 and {MAX_OFFSET}."})
         return value
+
+
+def page_response(view, request, queryset, serializer_cls, *, rows=None):
+    """One page of `queryset` (`limit`, `offset`) as the list endpoints answer: count, next,
+    previous and the results through `serializer_cls`. `rows`: what to make of the page's objects
+    first (e.g. add the figures computed for them in one go)."""
+    paginator = BoundedLimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    items = rows(page) if rows is not None else page
+    return paginator.get_paginated_response(serializer_cls(items, many=True).data)

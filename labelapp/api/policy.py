@@ -9,9 +9,11 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from labelapp.api.data_serializers import paginated
+from labelapp.api.pagination import PAGE_PARAMS, page_response
 from labelapp.api.permissions import STAFF
 from labelapp.api.serializers import ChoiceField, StrictTextField, TrainingRunSerializer
-from labelapp.api.strict import ApiView, StrictSerializer
+from labelapp.api.strict import PAGINATION_PARAMS, ApiView, StrictSerializer
 from labelapp.models import PolicyVersion, TrainingRun
 from labelapp.services.policy import (
     POLICY_KINDS,
@@ -22,7 +24,8 @@ from labelapp.services.policy import (
     policy_round_request,
     policy_sample_pairs,
     policy_version_get,
-    policy_versions_overview,
+    policy_version_rows,
+    policy_versions_query,
     policy_warnings,
     policy_win_rate,
 )
@@ -111,10 +114,19 @@ class PolicyVersionsView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 
-    @extend_schema(responses={200: PolicyVersionSerializer(many=True)})
+    query_params_allowed = PAGINATION_PARAMS
+
+    @extend_schema(
+        operation_id="policies_list",
+        responses={200: paginated(PolicyVersionSerializer)},
+        parameters=PAGE_PARAMS,
+    )
     def get(self, request):
-        """Every policy version (staff) with its round's watch figures, win rate and warnings."""
-        return Response(PolicyVersionSerializer(policy_versions_overview(), many=True).data)
+        """Every policy version (staff), newest first, a page at a time (`limit`, `offset`), with its
+        round's watch figures, win rate and warnings."""
+        return page_response(
+            self, request, policy_versions_query(), PolicyVersionSerializer, rows=policy_version_rows
+        )
 
 
 def _version(number: int) -> PolicyVersion:
@@ -196,10 +208,17 @@ class PolicyRoundsView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 
-    @extend_schema(responses={200: TrainingRunSerializer(many=True)})
+    query_params_allowed = PAGINATION_PARAMS
+
+    @extend_schema(
+        operation_id="policy_rounds_list",
+        responses={200: paginated(TrainingRunSerializer)},
+        parameters=PAGE_PARAMS,
+    )
     def get(self, request):
-        runs = TrainingRun.objects.filter(kind__in=POLICY_KINDS)[:50]
-        return Response(TrainingRunSerializer(runs, many=True).data)
+        """Policy rounds, newest first, a page at a time (`limit`, `offset`)."""
+        rounds = TrainingRun.objects.filter(kind__in=POLICY_KINDS).order_by("-created_at", "-id")
+        return page_response(self, request, rounds, TrainingRunSerializer)
 
     @extend_schema(
         request=RoundRequestSerializer,

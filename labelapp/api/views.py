@@ -12,6 +12,8 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.response import Response
 
 from labelapp.api import serializers as s
+from labelapp.api.data_serializers import paginated
+from labelapp.api.pagination import PAGE_PARAMS, page_response
 from labelapp.api.permissions import STAFF
 from labelapp.api.strict import PAGINATION_PARAMS, ApiView, StrictQueryParams
 from labelapp.models import (
@@ -264,11 +266,18 @@ class TrainingRunsView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 
-    @extend_schema(responses={200: s.TrainingRunSerializer(many=True)})
+    query_params_allowed = PAGINATION_PARAMS
+
+    @extend_schema(
+        operation_id="training_runs_list",
+        responses={200: paginated(s.TrainingRunSerializer)},
+        parameters=PAGE_PARAMS,
+    )
     def get(self, request):
-        # reward-model runs only: policy rounds are listed at /api/policy-rounds/
-        runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL)[:50]
-        return Response(s.TrainingRunSerializer(runs, many=True).data)
+        """Reward-model runs, newest first, a page at a time (`limit`, `offset`); policy rounds are
+        listed at /api/policy-rounds/."""
+        runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD_MODEL).order_by("-created_at", "-id")
+        return page_response(self, request, runs, s.TrainingRunSerializer)
 
     @extend_schema(
         request=s.TrainingRequestSerializer,
@@ -302,10 +311,18 @@ class RewardModelsView(ApiView):
     permission_classes = STAFF
     token_scope = "train"
 
-    @extend_schema(responses={200: s.RewardModelVersionSerializer(many=True)})
+    query_params_allowed = PAGINATION_PARAMS
+
+    @extend_schema(
+        operation_id="reward_models_list",
+        responses={200: paginated(s.RewardModelVersionSerializer)},
+        parameters=PAGE_PARAMS,
+    )
     def get(self, request):
-        """The newest 50 reward-model versions (staff), with their metrics and activation state."""
-        return Response(s.RewardModelVersionSerializer(RewardModelVersion.objects.all()[:50], many=True).data)
+        """Reward-model versions (staff), newest first, a page at a time (`limit`, `offset`), with
+        their metrics and activation state."""
+        versions = RewardModelVersion.objects.order_by("-number")
+        return page_response(self, request, versions, s.RewardModelVersionSerializer)
 
 
 class RewardModelActivateView(ApiView):

@@ -1053,9 +1053,11 @@ def _words(new_is_a: bool, words_a: int, words_b: int) -> tuple[int, int]:
 
 
 def _judgments():
-    """The ratings the watch counts: not excluded in review, and not flagged broken (a rater who could
-    not read an answer did not judge it)."""
-    return Rating.objects.not_excluded().filter(flag_broken=False)
+    """The ratings the watch counts: those that may train or be exported (`Rating.objects.usable()`:
+    not excluded in review, not flagged broken, on a prompt whose consent stands, not withheld and
+    not awaiting a personal-data review). A withdrawal acts at once here too: the win rate (and the
+    automatic rejection it drives) counted judgments of prompts the sample viewer no longer shows."""
+    return Rating.objects.usable()
 
 
 def policy_same_pairs() -> tuple[list[float], list[float]]:
@@ -1172,30 +1174,44 @@ def _judged_rate(win: dict | None) -> float | None:
     return lc if lc is not None else win["win_rate"]
 
 
+def policy_figure(value) -> float | None:
+    """A stored round figure as a finite number, or None (older or hand-edited rows hold nulls,
+    strings or NaN: a warning they cannot support is not given, and the page does not fail)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
     """The over-optimization warnings of a round (empty for v0 and when all is well)."""
     m = version.metrics or {}
-    parent = m.get("parent") or {}
-    out: list[str] = []
-    if not parent or "mean_length" not in m:
-        return out
+    parent = m.get("parent") if isinstance(m.get("parent"), dict) else {}
+    name = f"v{parent.get('number', '?')}"
     rate = _judged_rate(win)
-    prev_len = parent.get("mean_length") or 0
-    growth = m["mean_length"] / prev_len - 1 if prev_len else 0.0
-    # rounded: 55 / 50 - 1 is 0.10000000000000009, and exactly 10% longer is not "more than 10%"
-    if round(growth, 9) > LENGTH_GROWTH_LIMIT and (rate is None or rate <= 0.5):
-        judged = "no ratings yet" if rate is None else _rate_phrase(win, rate)
+    out: list[str] = []
+    length, prev_len = policy_figure(m.get("mean_length")), policy_figure(parent.get("mean_length"))
+    if length is not None and prev_len is not None:
+        # from nothing to something is growth past any limit; rounded: 55 / 50 - 1 is
+        # 0.10000000000000009, and exactly 10% longer is not "more than 10%"
+        growth = length / prev_len - 1 if prev_len > 0 else (math.inf if length > 0 else 0.0)
+        if round(growth, 9) > LENGTH_GROWTH_LIMIT and (rate is None or rate <= 0.5):
+            judged = "no ratings yet" if rate is None else _rate_phrase(win, rate)
+            grew = f"{growth:.0%} longer" if math.isfinite(growth) else "longer"
+            out.append(
+                f"Answers grew {grew} than {name} ({prev_len:.0f} -> {length:.0f} tokens) while the win "
+                f"rate does not rise ({judged}): length may be buying reward."
+            )
+    score, prev_score = policy_figure(m.get("rm_score")), policy_figure(parent.get("rm_score"))
+    if (
+        rate is not None
+        and score is not None
+        and prev_score is not None
+        and score > prev_score
+        and rate < 0.5
+    ):
         out.append(
-            f"Answers grew {growth:.0%} longer than v{parent['number']} "
-            f"({prev_len:.0f} -> {m['mean_length']:.0f} tokens) while the win rate does not rise "
-            f"({judged}): length may be buying reward."
-        )
-    scores = m.get("rm_score"), parent.get("rm_score")
-    scored = all(isinstance(v, int | float) and math.isfinite(v) for v in scores)  # older rows may lack one
-    if rate is not None and scored and scores[0] > scores[1] and rate < 0.5:
-        out.append(
-            f"The reward model score rose ({parent['rm_score']:.3f} -> {m['rm_score']:.3f}) while raters "
-            f"prefer v{parent['number']} ({_rate_phrase(win, rate)}): the policy is over-optimizing "
+            f"The reward model score rose ({prev_score:.3f} -> {score:.3f}) while raters "
+            f"prefer {name} ({_rate_phrase(win, rate)}): the policy is over-optimizing "
             "the reward model (Gao et al. 2022)."
         )
     if win is not None and win["win_rate"] > 0.5 and rate is not None and rate <= 0.5:
@@ -1203,8 +1219,9 @@ def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
             f"Raters prefer v{version.number} (win rate {win['win_rate']:.0%}) only for its length: "
             f"at equal length it wins {rate:.0%}."
         )
-    if m.get("no_eos_share", 0) > 0.5:
-        out.append(f"{m['no_eos_share']:.0%} of the answers hit the token cap without EOS.")
+    no_eos = policy_figure(m.get("no_eos_share"))
+    if no_eos is not None and no_eos > 0.5:
+        out.append(f"{no_eos:.0%} of the answers hit the token cap without EOS.")
     return out
 
 
@@ -1225,19 +1242,27 @@ class VersionRow:
     warnings: list[str]
 
 
-def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
-    policy_base()  # v0 is always listed
-    versions = (
+def policy_versions_query():
+    """Every policy version, newest first, with what the pages and the API read of it (v0 made if
+    missing: it is always listed)."""
+    policy_base()
+    return (
         PolicyVersion.objects.select_related("parent", "reward_model", "run")
         .prefetch_related("decisions__by")
-        .order_by("-number")[:limit]
+        .order_by("-number")
     )
-    rows = []
+
+
+def policy_version_rows(versions) -> list[VersionRow]:
+    """`versions` with their win rates (two queries in all) and warnings."""
+    versions = list(versions)
     wins = policy_win_rates(versions)
-    for v in versions:
-        win = wins[v.pk]
-        rows.append(VersionRow(v, win, policy_warnings(version=v, win=win)))
-    return rows
+    return [VersionRow(v, wins[v.pk], policy_warnings(version=v, win=wins[v.pk])) for v in versions]
+
+
+def policy_versions_overview(limit: int = 50) -> list[VersionRow]:
+    """The newest `limit` versions as rows (the page; the API pages through all of them)."""
+    return policy_version_rows(policy_versions_query()[:limit])
 
 
 def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
@@ -1261,7 +1286,7 @@ def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
             s.prompt_id: s
             for s in PolicySample.objects.filter(
                 policy_id=version.parent_id, split="eval", index=0, prompt_id__in=new
-            ).select_related("response")
+            ).select_related("response", "policy")
         }
     rescored = (version.metrics.get("parent") or {}).get("rewards") or {}
     return [

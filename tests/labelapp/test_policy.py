@@ -983,7 +983,7 @@ def test_reinstating_on_the_page_and_through_the_api(loop, client, staff, rater,
     assert [(d["action"], d["by"]) for d in body["decisions"]] == [
         ("reject", "staff"), ("reinstate", "staff"), ("reject", "staff"), ("reinstate", "staff")
     ]  # fmt: skip
-    listed = client.get("/api/policies/").json()
+    listed = client.get("/api/policies/").json()["results"]
     assert [len(v["decisions"]) for v in listed if v["number"] == 1] == [4]
     # a second staff member acting on a stale page gets the reason, not a silent 400
     stale = client.post(url, {"reason": "me too"})
@@ -1051,6 +1051,101 @@ def test_ratings_flagged_broken_do_not_count_toward_the_win_rate(rater, guidelin
     assert policy.policy_win_rate(version=v1)["n"] == 1
 
 
+def test_ratings_of_withdrawn_or_withheld_prompts_do_not_count_toward_the_win_rate(rater, guideline):
+    # a withdrawal acts at once: the watch (and the automatic rejection it drives) still counted them
+    from labelapp.services.consent import prompt_consent_set
+
+    v1 = _version(1, policy.policy_base())
+    _judge(rater, v1, new_wins=2, old_wins=1)
+    won = Rating.objects.filter(preference=-2).select_related("comparison__prompt")
+    prompt_consent_set(prompt=won[0].comparison.prompt, consent=False, reason="asked to", by=None)
+    assert policy.policy_win_rate(version=v1)["n"] == 2
+    Prompt.objects.filter(pk=won[1].comparison.prompt_id).update(withheld=True)
+    assert policy.policy_win_rate(version=v1)["n"] == 1
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"mean_length": None, "parent": {"number": 0, "mean_length": 50}},
+        {"mean_length": 60, "no_eos_share": None, "parent": {"number": 0, "mean_length": 50}},
+        {"mean_length": "60", "no_eos_share": "0.9", "rm_score": "1", "parent": {"mean_length": 50}},
+        {"mean_length": 60, "parent": "v0"},
+        {"mean_length": 60, "parent": {"number": 0, "mean_length": True, "rm_score": [1]}},
+    ],
+)
+def test_the_watch_reads_stored_figures_that_are_not_numbers_as_unknown(stored, client, staff, guideline):
+    # None / 50, None > 0.5 and parent["number"] raised: a 500 on /policy/, /policy/v/1/ and the API
+    v1 = _version(1, policy.policy_base(), stored)
+    v1.history = [{"update": 1, "kl": "x"}, {"update": None, "kl": 0.1}, {"update": 2, "kl": 0.2}]
+    v1.save()
+    assert isinstance(policy.policy_warnings(version=v1, win={"win_rate": 0.4, "n": 3}), list)
+    client.force_login(staff)
+    for url in (
+        reverse("policy_home"),
+        reverse("policy_version", args=[1]),
+        "/api/policies/",
+        "/api/policies/1/",
+    ):
+        assert client.get(url).status_code == 200, url
+
+
+def test_the_watch_warns_on_growth_from_nothing_and_on_no_eos_without_a_parent_block(guideline):
+    v0 = policy.policy_base()
+    grew = _version(1, v0, {"mean_length": 60, "parent": {"number": 0, "mean_length": 0}})
+    assert any(
+        "grew longer than v0 (0 -> 60 tokens)" in w for w in policy.policy_warnings(version=grew, win=None)
+    )
+    capped = _version(2, v0, {"mean_length": 60, "no_eos_share": 0.8})
+    assert policy.policy_warnings(version=capped, win=None) == [
+        "80% of the answers hit the token cap without EOS."
+    ]
+
+
+def test_the_policy_lists_page_through_every_version_and_round(client, staff, guideline):
+    # the page and the API showed the newest 50 only: v0 and v1 vanished from both past 52 rounds
+    v = policy.policy_base()
+    for number in range(1, 53):
+        v = _version(number, v)
+    client.force_login(staff)
+    first = client.get("/api/policies/").json()
+    assert first["count"] == 53 and len(first["results"]) == 50 and first["results"][0]["number"] == 52
+    rest = client.get("/api/policies/?offset=50").json()["results"]
+    assert [r["number"] for r in rest] == [2, 1, 0]
+    assert client.get("/api/policies/?nope=1").status_code == 400
+    page = client.get(reverse("policy_home")).content.decode()
+    assert "The newest 50 of 53 versions" in page
+    for url in ("/api/policy-rounds/", "/api/training/runs/", "/api/reward-models/"):
+        body = client.get(url + "?limit=1").json()
+        assert set(body) == {"count", "next", "previous", "results"}, url
+
+
+def test_the_samples_api_reads_the_previous_answers_policy_with_them(client, staff, guideline):
+    # one query per evaluation prompt for the previous answer's policy number
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from labelapp.models import PolicySample
+
+    v0 = policy.policy_base()
+    v1 = _version(1, v0)
+    for i in range(6):
+        p = Prompt.objects.create(text=f"eval {i}")
+        for version in (v0, v1):
+            r = Response.objects.create(prompt=p, text=f"{version.number} answers {i}", source_model="x")
+            PolicySample.objects.create(policy=version, prompt=p, response=r, split="eval", index=0)
+    client.force_login(staff)
+    with CaptureQueriesContext(connection) as few:
+        assert len(client.get("/api/policies/1/samples/").json()) == 6
+    p = Prompt.objects.create(text="eval 6")
+    for version in (v0, v1):
+        r = Response.objects.create(prompt=p, text=f"{version.number} answers 6", source_model="x")
+        PolicySample.objects.create(policy=version, prompt=p, response=r, split="eval", index=0)
+    with CaptureQueriesContext(connection) as more:
+        assert len(client.get("/api/policies/1/samples/").json()) == 7
+    assert len(more) == len(few)
+
+
 # --- pages, API and commands --------------------------------------------------------------------------
 
 
@@ -1110,7 +1205,7 @@ def test_api_lists_versions_starts_rounds_and_refuses_bad_input(loop, client, st
         == 409
     )
     assert policy.policy_run_execute(run_id=r.json()["id"]) == TrainingRun.Status.SUCCEEDED
-    versions = client.get("/api/policies/").json()
+    versions = client.get("/api/policies/").json()["results"]
     assert [v["number"] for v in versions] == [1, 0]
     assert (
         versions[0]["kind"] == "best_of_n" and versions[0]["parent"] == 0 and "kl" in versions[0]["metrics"]
@@ -1121,7 +1216,7 @@ def test_api_lists_versions_starts_rounds_and_refuses_bad_input(loop, client, st
     assert samples and {"prompt", "previous", "new"} <= set(samples[0])
     assert samples[0]["new"]["policy"] == 1 and samples[0]["previous"]["policy"] == 0
     assert client.get("/api/policies/7/").status_code == 404
-    assert client.get("/api/policy-rounds/").json()[0]["id"] == r.json()["id"]
+    assert client.get("/api/policy-rounds/").json()["results"][0]["id"] == r.json()["id"]
 
 
 def test_ppo_round_command_runs_a_round_here_and_explains_failures(loop, capsys):
@@ -1293,7 +1388,7 @@ def test_policy_v0_is_in_the_api_on_a_fresh_install_before_any_page_was_opened(c
     # v0 was created by the policy page's GET: until staff opened it, the API listed no version and
     # /api/policies/0/ was a 404
     client.force_login(staff)
-    assert [v["number"] for v in client.get("/api/policies/").json()] == [0]
+    assert [v["number"] for v in client.get("/api/policies/").json()["results"]] == [0]
     PolicyVersion.objects.all().delete()
     assert client.get("/api/policies/0/").json()["kind"] == "base"
     PolicyVersion.objects.all().delete()

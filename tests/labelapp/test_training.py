@@ -668,7 +668,7 @@ def test_the_training_api_is_for_staff_and_single_flight(
         ).status_code
         == 400
     )
-    assert [r["id"] for r in client.get("/api/training/runs/").json()] == [first.json()["id"]]
+    assert [r["id"] for r in client.get("/api/training/runs/").json()["results"]] == [first.json()["id"]]
     assert client.post("/api/reward-models/7/activate/").status_code == 404
 
 

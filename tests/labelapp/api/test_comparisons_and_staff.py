@@ -128,8 +128,8 @@ def test_the_reward_model_runs_list_holds_only_reward_model_runs(staff_api):
 
     TrainingRun.objects.create(kind="ppo", status="succeeded", config={})
     rm = TrainingRun.objects.create(kind="reward_model", status="succeeded", config={})
-    assert [r["id"] for r in staff_api.get("/api/training/runs/").json()] == [rm.pk]
-    rounds = staff_api.get("/api/policy-rounds/").json()
+    assert [r["id"] for r in staff_api.get("/api/training/runs/").json()["results"]] == [rm.pk]
+    rounds = staff_api.get("/api/policy-rounds/").json()["results"]
     assert [r["kind"] for r in rounds] == ["ppo"]
 
 

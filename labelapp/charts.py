@@ -217,7 +217,7 @@ def longer_chart(
     curves: dict[str, dict], title: str = "P(chose the longer answer) by length ratio", *, counts: bool = True
 ) -> dict:
     """Binned P(chose longer) with Wilson intervals and the fitted logistic curve, per series; without
-    `counts`, no judgment counts in legend or hover (see rater_longer_chart)."""
+    `counts`, no judgment counts in legend or hover and no error bars (see rater_longer_chart)."""
     data = []
     for i, (name, curve) in enumerate(curves.items()):
         bins = [b for b in curve["bins"] if b["value"] is not None]
@@ -233,11 +233,11 @@ def longer_chart(
             "visible": visible,
             "x": [b["ratio"] for b in bins],
             "y": [b["value"] for b in bins],
-            "error_y": _err(bins),
             "marker": {"color": color, "size": 8},
             "hovertemplate": "ratio %{x:.2f}: %{y:.2f}",
         }
-        if counts:
+        if counts:  # without counts, no error bars either: a Wilson interval gives its count back
+            markers["error_y"] = _err(bins)
             markers["name"] = f"{_text(name)} (n={sum(b['n'] for b in bins)})"
             markers["customdata"] = [b["n"] for b in bins]
             markers["hovertemplate"] += " (n=%{customdata})"

@@ -231,6 +231,10 @@ def length_controlled_win_rate(won, log_ratio, same_won=(), same_log_ratio=()) -
 _CHI2_1_95 = Z95**2  # the likelihood-ratio test's 95% cut for one parameter
 
 
+_PROFILE_NEWTON_STEPS = 30
+_PROFILE_TOLERANCE = 1e-4  # logits
+
+
 def _profile_interval(
     X, y, j: int, fit: LogisticFit, *, ridge: float = 1e-3, reach: float = 30.0
 ) -> Estimate:
@@ -251,7 +255,7 @@ def _profile_interval(
 
     def profile(value: float) -> float:
         w = start.copy()  # Newton on the other coefficients, coefficient j fixed as an offset
-        for _ in range(30):
+        for _ in range(_PROFILE_NEWTON_STEPS):
             z = X_rest @ w + value * x_j
             p = expit(z)
             grad = X_rest.T @ (y - p) - ridge * w
@@ -278,7 +282,10 @@ def _profile_interval(
         if not outside(far):
             return far
         near = best_value
-        for _ in range(30):  # bisection between a value inside and one outside (to reach / 2^30)
+        # bisection between a value inside and one outside, to _PROFILE_TOLERANCE logits: the pages
+        # show two decimals (30 halvings of `reach` cost a rater with a handful of judgments ~50 ms
+        # a scope, and a refresh over thousands of light raters minutes)
+        while abs(far - near) > _PROFILE_TOLERANCE:
             mid = (near + far) / 2
             near, far = (near, mid) if outside(mid) else (mid, far)
         return (near + far) / 2

@@ -36,6 +36,11 @@ for _key in (*ESTIMATES, "speed", "fast"):
     SORTABLE[_key] = lambda r, k=_key: r[k]["value"]
 
 
+def quality_job_ran() -> bool:
+    """Whether the quality job ever stored a report (for any scope)."""
+    return QualityReport.objects.exists()
+
+
 def quality_report(*, version: GuidelineVersion | None) -> dict | None:
     """The newest report for all versions (version None) or one version, as a dict; None before the
     quality job first ran.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -19,6 +20,7 @@ from labelapp.quality_selectors import (
     SORTABLE,
     guideline_versions,
     own_profile,
+    quality_job_ran,
     quality_report,
     sorted_raters,
 )
@@ -87,6 +89,9 @@ def quality_dashboard(request: HttpRequest) -> HttpResponse:
             "descending": descending,
             "charts": report["charts_html"] if report else {},
             "columns": _columns(version),
+            "min_ratio": settings.QUALITY["MIN_LENGTH_RATIO"],
+            # a version published since the last refresh has no figures yet, though the job ran
+            "any_report": report is not None or quality_job_ran(),
         },
     )
 
@@ -141,7 +146,14 @@ def _figures_page(request: HttpRequest, *, subject, profile: RaterProfile | None
     return render(
         request,
         "labelapp/quality/rater.html",
-        {"subject": subject, "profile": profile, "f": figures, "chart": chart, "own": own},
+        {
+            "subject": subject,
+            "profile": profile,
+            "f": figures,
+            "chart": chart,
+            "own": own,
+            "min_ratio": settings.QUALITY["MIN_LENGTH_RATIO"],
+        },
     )
 
 

@@ -98,7 +98,8 @@ def _rows_query() -> tuple[str, tuple]:
 
 
 def quality_rows() -> Rows:
-    """Every counted rating as arrays, fetched in chunks (a million ratings: ~56 MB of int32)."""
+    """Every counted rating as arrays, fetched in chunks (a million ratings: ~112 MB of int64; ids are
+    64-bit, and one past 2**31 stopped every refresh with an OverflowError in int32)."""
     chunks = []
     with connection.cursor() as cursor:
         cursor.execute(*_rows_query())
@@ -106,8 +107,8 @@ def quality_rows() -> Rows:
             batch = cursor.fetchmany(50_000)
             if not batch:
                 break
-            chunks.append(np.array(batch, dtype=np.int32))
-    data = np.concatenate(chunks) if chunks else np.zeros((0, len(_COLUMNS)), dtype=np.int32)
+            chunks.append(np.array(batch, dtype=np.int64))
+    data = np.concatenate(chunks) if chunks else np.zeros((0, len(_COLUMNS)), dtype=np.int64)
     return Rows({name: data[:, i] for i, name in enumerate(_COLUMNS)})
 
 
@@ -250,12 +251,22 @@ def quality_compute(
     return {"pool": pool, "raters": raters, "kappa_pairs": top_pairs}
 
 
+def _withheld_count(estimate: dict) -> dict:
+    """An estimate as a rater sees it with feedback off: its value to two decimals (the page shows
+    two), no count and no interval (a Wilson interval with its value gives the count back)."""
+    value = estimate.get("value")
+    rounded = round(value, 2) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    return {**estimate, "value": rounded, "lo": None, "hi": None, "n": None}
+
+
 def figures_for_rater(figures: dict) -> dict:
     """What a rater sees of their own figures (staff see all of them). With GOLD_FEEDBACK off, no gold
     accuracy and no count that leaves gold pairs out: the gold figure's n, or the length and position
     figures' n (ordinary pairs only) beside the total, compared across refreshes with the rater's own
     list of ratings, says which recent pairs were gold, which is exactly what feedback off keeps from
-    them. Values and intervals stay; the total number of judgments stays (it counts every pair)."""
+    them. An interval gives its count back (from a value and its Wilson bounds the count can be solved
+    for), so the estimates show their values only, and the chart no error bars. The total number of
+    judgments stays (it counts every pair)."""
     if settings.LABEL["GOLD_FEEDBACK"]:
         return figures
     from labelapp import charts
@@ -265,9 +276,12 @@ def figures_for_rater(figures: dict) -> dict:
         if key == "gold_accuracy":
             continue
         if isinstance(value, dict) and "value" in value and "n" in value:
-            value = {**value, "n": None}  # an estimate: its count goes
+            value = _withheld_count(value)  # an estimate
         shown[key] = value
     curve = figures.get("longer_curve")
+    if curve:
+        curve = {**curve, "bins": [_withheld_count(b) for b in curve.get("bins", [])]}
+        shown["longer_curve"] = curve
     shown["chart"] = charts.rater_longer_chart(curve, counts=False) if curve else {}
     return shown
 

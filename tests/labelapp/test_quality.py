@@ -453,3 +453,19 @@ def test_a_rater_name_is_shown_as_written_in_the_charts(make_user, guideline, ma
     names = [s["name"] for s in charts["longer"]["data"]]
     assert any(n.startswith("r&lt;b&gt;x&lt;/b&gt;&amp;co (n=6)") for n in names), names
     assert charts["position"]["data"][0]["x"] == ["r&lt;b&gt;x&lt;/b&gt;&amp;co"]
+
+
+@pytest.mark.django_db
+def test_ids_past_two_to_the_31_do_not_stop_the_refresh(rater, guideline):
+    # the rows were int32: one comparison id past 2**31 made every refresh fail with OverflowError
+    from labelapp.models import Prompt, Response
+
+    p = Prompt.objects.create(text="big id")
+    a = Response.objects.create(prompt=p, text="a", source_model="t")
+    b = Response.objects.create(prompt=p, text="b b", source_model="t")
+    c = Comparison.objects.create(id=2**31 + 10, prompt=p, response_a=a, response_b=b)
+    stored_rating(rater=rater, comparison=c, preference=1, guideline=guideline)
+    rows = quality.quality_rows()
+    assert int(rows.comparison.max()) == 2**31 + 10
+    quality.quality_refresh()
+    assert RaterProfile.objects.get(rater=rater).figures["n"] == 1

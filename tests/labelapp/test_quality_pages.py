@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -77,6 +78,19 @@ def test_the_dashboard_says_when_nothing_was_computed_yet(client, staff):
     client.force_login(staff)
     page = client.get(reverse("quality_dashboard")).content.decode()
     assert 'id="no-report"' in page
+    assert "has not run." in page
+
+
+def test_a_version_published_after_the_last_refresh_is_not_said_to_lack_a_run(client, staff, rated, settings):
+    from labelapp.services.guidelines import guideline_create
+
+    newer = guideline_create(text="# v2\n\nNewer.", publish=True)
+    client.force_login(staff)
+    page = client.get(reverse("quality_dashboard"), {"version": newer.number}).content.decode()
+    assert f"No figures for v{newer.number} yet: the quality job has not run since it was published" in page
+    settings.QUALITY = {**settings.QUALITY, "MIN_LENGTH_RATIO": 1.5}
+    page = client.get(reverse("quality_dashboard")).content.decode()
+    assert "≥ 1.5× longer" in page and "1.2×" not in page
 
 
 def test_raters_cannot_see_staff_pages_or_other_raters(client, rater, other_rater, rated):
@@ -135,9 +149,13 @@ def test_a_raters_own_page_shows_no_count_that_leaves_gold_out(settings, client,
     assert "From 24 judgments" in own and 'id="left">' in own
     cells = re.search(r'<td id="left">(.*?)</td>', own, re.S).group(1)
     assert ('class="n"' in cells) is feedback and ("n=12" in own) is feedback
-    assert re.search(r'<td id="left">0\.50 <span class="ci">\[', own)  # value and interval stay
+    # the value stays; an interval goes with its count (a Wilson interval and its value give the count)
+    assert bool(re.search(r'<td id="left">0\.50 <span class="ci">\[', own)) is feedback
+    assert re.search(r'<td id="left">0\.50', own)
     assert 'id="chart-rater-longer-spec"' in own
     assert ("(n=" in own) is feedback  # the chart's legend and hover counts
+    spec = json.loads(re.search(r'id="chart-rater-longer-spec"[^>]*>(.*?)</script>', own, re.S).group(1))
+    assert ("error_y" in spec["data"][0]) is feedback
 
 
 def test_a_rater_without_figures_yet(client, make_user):

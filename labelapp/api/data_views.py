@@ -439,6 +439,11 @@ class ExportQuerySerializer(serializers.Serializer):
     source_model = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
+    include_eval_set = serializers.BooleanField(
+        default=False,
+        help_text="Also the frozen evaluation set's ratings, marked eval_set (left out by default, as "
+        "training leaves them out).",
+    )
 
 
 class ExportView(ApiView):
@@ -463,6 +468,7 @@ class ExportView(ApiView):
             OpenApiParameter("source_model", str, many=True),
             OpenApiParameter("since", OpenApiTypes.DATETIME),
             OpenApiParameter("until", OpenApiTypes.DATETIME),
+            OpenApiParameter("include_eval_set", bool),
         ],
         responses={
             (200, "application/jsonl"): OpenApiResponse(
@@ -484,6 +490,7 @@ class ExportView(ApiView):
                 until=v.get("until"),
                 source_models=v.get("source_model", []),
                 include_ties=v["kind"] == "ties",
+                include_eval_set=v["include_eval_set"],
             )
         except ValueError as exc:
             raise serializers.ValidationError({"detail": str(exc)}) from None

@@ -7,7 +7,9 @@ test-retest repeat. Ties
 on request. Each row carries `margin` (the 7-point strength through
 TRAINING["MARGINS"], as training uses it), `weight` (rater trust from `selectors.trust_weights`,
 1.0 without a profile), `rater` (a keyed pseudonym, stable across exports, not reversible without
-SECRET_KEY), `guideline_version`, ids, lengths, and whether it is gold or simulated.
+SECRET_KEY), `guideline_version`, ids, lengths, and whether it is gold or simulated. The frozen
+evaluation set's ratings (no version trains on them) stay out unless asked for (`include_eval_set`),
+and are then marked `eval_set`.
 
 Modes:
 - `rating`: one row per rating.
@@ -42,7 +44,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Min, Q
+from django.db.models import Min, Q, Value
 
 from labelapp.models import ExportFile, GuidelineVersion, Rating, Response
 from labelapp.selectors import trust_weights
@@ -70,6 +72,7 @@ _FIELDS = (
     "comparison__response_b__token_count",
     "comparison__kind",
     "simulated__id",
+    "in_eval_set",
 )
 
 
@@ -80,6 +83,9 @@ class ExportFilters:
     until: datetime | None = None
     source_models: list[str] = field(default_factory=list)
     include_ties: bool = False  # write ties / both-bad / splits to the ties stream
+    # The frozen evaluation set's ratings (services/training.py) are left out: a model trained on the
+    # file would have seen the pairs safe activation scores versions on. In, they are marked `eval_set`.
+    include_eval_set: bool = False
 
     def __post_init__(self):
         # every path (command, API) builds its filters here: an empty window exported nothing and
@@ -127,8 +133,13 @@ class ExportStats:
 
 
 def exportable_ratings(*, filters: ExportFilters):
-    """The ratings an export may contain: `Rating.objects.usable()` (the same rule as training)."""
+    """The ratings an export may contain: `Rating.objects.usable()` outside the frozen evaluation set
+    (the same rule as training), or with it and marked (`include_eval_set`)."""
     qs = Rating.objects.usable()
+    if filters.include_eval_set:
+        qs = qs.with_eval_set_mark()
+    else:
+        qs = qs.outside_eval_set().annotate(in_eval_set=Value(False))
     if filters.guideline_versions:
         qs = qs.filter(guideline_version__number__in=filters.guideline_versions)
     if filters.since:
@@ -202,6 +213,7 @@ def _tie_row(
         "guideline_versions": guideline_versions,
         "gold": r["comparison__kind"] == "gold",
         "n_simulated": n_simulated,
+        "eval_set": bool(r.get("in_eval_set")),
     }
 
 
@@ -250,6 +262,7 @@ def _rating_rows(
                 "created_at": r["created_at"].isoformat(),
                 "gold": r["comparison__kind"] == "gold",
                 "simulated": r["simulated__id"] is not None,
+                "eval_set": bool(r.get("in_eval_set")),
             },
         )
 
@@ -300,6 +313,7 @@ def aggregate_comparison(group: list[dict], weights: dict[int, float]) -> tuple[
         "agreement": round(w_agree / sum(weights.get(r["rater_id"], 1.0) for r in votes), 6),
         "gold": first["comparison__kind"] == "gold",
         "n_simulated": n_simulated,
+        "eval_set": bool(first.get("in_eval_set")),  # a comparison's ratings share its prompt
     }
 
 
@@ -316,7 +330,7 @@ def parquet_schema(mode: str, kind: str):
             [("prompt", text), ("response_a", text), ("response_b", text), ("reason", text)]
             + [("prompt_id", text), ("comparison_id", num), ("rating_ids", pa.list_(num))]
             + [("raters", pa.list_(text)), ("guideline_version", num), ("guideline_versions", pa.list_(num))]
-            + [("gold", flag), ("n_simulated", num)]
+            + [("gold", flag), ("n_simulated", num), ("eval_set", flag)]
         )
     sides = [("prompt", text), ("chosen", text), ("rejected", text)]
     sides += [
@@ -325,12 +339,12 @@ def parquet_schema(mode: str, kind: str):
     if mode == "rating":
         rest = [("margin", real), ("weight", real), ("rater", text), ("guideline_version", num), ("id", text)]
         rest += [("prompt_id", text), ("comparison_id", num), ("rating_id", num), ("strength", num)]
-        rest += [("created_at", text), ("gold", flag), ("simulated", flag)]
+        rest += [("created_at", text), ("gold", flag), ("simulated", flag), ("eval_set", flag)]
     else:
         rest = [("margin", real), ("weight", real), ("raters", pa.list_(text)), ("guideline_version", num)]
         rest += [("guideline_versions", pa.list_(num)), ("id", text), ("prompt_id", text)]
         rest += [("comparison_id", num), ("rating_ids", pa.list_(num)), ("n_ratings", num)]
-        rest += [("agreement", real), ("gold", flag), ("n_simulated", num)]
+        rest += [("agreement", real), ("gold", flag), ("n_simulated", num), ("eval_set", flag)]
     return pa.schema(sides + rest)
 
 

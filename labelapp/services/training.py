@@ -54,13 +54,22 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
-from django.db.models import BigIntegerField, Case, Exists, F, Max, OuterRef, Q, Value, When
+from django.db.models import BigIntegerField, Case, Count, F, Max, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from labelapp.models import EvalSetRating, Prompt, Rating, RewardModelVersion, TrainingRun
+from labelapp.models import (
+    EvalSetRating,
+    Prompt,
+    Rating,
+    RewardModelVersion,
+    TrainingRun,
+    eval_set_prompts,
+    prompts_awaiting_review,
+    same_text_in_eval_set,
+)
 from labelapp.rawsql import xact_lock
 from labelapp.services.roles import permission_check
 
@@ -166,20 +175,8 @@ def _usable_ratings():
 
 def _trainable_ratings():
     """Usable ratings outside the frozen evaluation set: no rating of an evaluation prompt trains, nor
-    of another prompt with the same text (`Prompt.text_hash`; staff can type a question twice)."""
-    eval_prompts = EvalSetRating.objects.values("prompt_id")
-    # NOT EXISTS, an anti-join: NOT IN over ~100k 64-character hashes outgrew work_mem and PostgreSQL
-    # rescanned the list for every rating (373 s for 20k ratings against 1 s)
-    return _usable_ratings().exclude(comparison__prompt_id__in=eval_prompts).exclude(_same_text_in_set())
-
-
-def _same_text_in_set() -> Exists:
-    """The rating's prompt text is in the evaluation set (by `Prompt.text_hash`)."""
-    return Exists(
-        EvalSetRating.objects.filter(prompt__text_hash=OuterRef("comparison__prompt__text_hash")).exclude(
-            prompt__text_hash=""
-        )
-    )
+    of another prompt with the same text (`RatingQuerySet.outside_eval_set`)."""
+    return _usable_ratings().outside_eval_set()
 
 
 def _prompt_key(prompt_id: int, text_hash: str) -> str:
@@ -308,7 +305,7 @@ def _left_out_of_the_set(watermark: int) -> list[tuple[int, int]]:
             "pk", "comparison__prompt_id"
         )
     )
-    found |= dict(older.filter(_same_text_in_set()).values_list("pk", "comparison__prompt_id"))
+    found |= dict(older.filter(same_text_in_eval_set()).values_list("pk", "comparison__prompt_id"))
     if not found:
         return []
     trained = _trained(sorted(found))
@@ -363,9 +360,34 @@ def training_new_ratings_count() -> int:
     return _trainable_ratings().filter(pk__gt=since).exclude(pk__in=joining).count()
 
 
+# Why a consented rating up to the snapshot's newest id does not train, in this order: each counts
+# under the first that holds, so that the run page's parts add up to the consented ratings.
+_LEFT_OUT = (
+    ("n_excluded", lambda: Q(pk__in=Rating.objects.excluded().values("pk"))),
+    ("n_withheld", lambda: Q(comparison__prompt__withheld=True)),
+    # held back until staff review a personal-data flag on their prompt (they train after)
+    ("n_awaiting_review", lambda: Q(comparison__prompt_id__in=prompts_awaiting_review())),
+    ("n_flagged_broken", lambda: Q(flag_broken=True)),
+    ("n_repeats", lambda: Q(comparison__kind="repeat")),
+    ("n_ties", lambda: Q(preference=0)),
+    ("n_eval_set", lambda: Q(comparison__prompt_id__in=eval_set_prompts()) | Q(same_text_in_eval_set())),
+)
+
+
+def _snapshot_counts(newest: int) -> dict[str, int]:
+    """The consented ratings up to `newest` and, disjoint, why those that do not train are left out
+    (`_LEFT_OUT`), with the ratings of simulated raters among those that train; one query."""
+    counts, earlier = {"n_consented": Count("pk")}, Q()
+    for key, reason in _LEFT_OUT:
+        counts[key] = Count("pk", filter=~earlier & reason()) if earlier else Count("pk", filter=reason())
+        earlier |= reason()
+    counts["n_simulated"] = Count("pk", filter=~earlier & Q(simulated__isnull=False))
+    consented = Rating.objects.filter(comparison__prompt__consent=True, pk__lte=newest)
+    return consented.aggregate(**counts)
+
+
 def training_snapshot() -> dict:
     """Which ratings go into the next run (ids, so a retried run trains on exactly the same data)."""
-    consented = Rating.objects.filter(comparison__prompt__consent=True)
     # The newest id first, and no rating above it: read after the ids, it also covered a rating that
     # committed in between without being in them (never counted as new, and its text never evaluated).
     newest = Rating.objects.aggregate(m=Max("pk"))["m"] or 0
@@ -373,13 +395,8 @@ def training_snapshot() -> dict:
     return {
         "rating_ids": usable_ids,
         "n_usable": len(usable_ids),
-        "n_eval_set": eval_set_size(),
-        "n_consented": consented.count(),
-        "n_ties": consented.filter(preference=0).count(),
-        "n_flagged_broken": consented.filter(flag_broken=True).count(),
-        # Held back until staff review a personal-data flag on their prompt (they train after).
-        "n_awaiting_review": consented.awaiting_review().count(),
-        "n_without_consent": Rating.objects.filter(comparison__prompt__consent=False).count(),
+        **_snapshot_counts(newest),
+        "n_without_consent": Rating.objects.filter(comparison__prompt__consent=False, pk__lte=newest).count(),
         "max_rating_id": newest,
         "taken_at": timezone.now().isoformat(),
         # the pair weights as they stand now: a retried run trains with the same ones

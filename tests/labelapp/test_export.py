@@ -580,3 +580,41 @@ def test_a_parquet_row_group_ends_at_a_budget_of_characters(tmp_path, monkeypatc
     sink.close()
     file = pq.ParquetFile(tmp_path / "x.parquet")
     assert file.metadata.num_rows == 10 and file.metadata.num_row_groups == 3  # 4, 4 and 2 rows
+
+
+def test_the_evaluation_set_stays_out_of_the_export_as_out_of_training_unless_asked_for(
+    rater, other_rater, guideline, tmp_path, staff
+):
+    # the export took every usable rating: a model trained on the file had seen the pairs that safe
+    # activation scores versions on
+    from django.test import Client
+
+    from labelapp.models import EvalSetRating
+    from labelapp.services.training import _trainable_ratings
+
+    held = rate(rater=rater, comparison=make_pair(), preference=2, guideline=guideline)
+    EvalSetRating.objects.create(rating=held, prompt=held.comparison.prompt)
+    twin = rate(rater=other_rater, comparison=make_pair(), preference=-2, guideline=guideline)  # same text
+    free = rate(
+        rater=rater, comparison=make_pair(text="Why is grass green?"), preference=2, guideline=guideline
+    )
+    assert [r["rating_id"] for r in _pairs()] == [free.pk]
+    assert set(_trainable_ratings().values_list("pk", flat=True)) == {free.pk}
+    marked = {r["rating_id"]: r["eval_set"] for r in _pairs(include_eval_set=True)}
+    assert marked == {held.pk: True, twin.pk: True, free.pk: False}
+    by_comparison = {r["comparison_id"]: r["eval_set"] for r in _pairs("comparison", include_eval_set=True)}
+    assert by_comparison[held.comparison_id] and not by_comparison[free.comparison_id]
+
+    out = tmp_path / "p.jsonl"
+    call_command("export_preferences", str(out), stdout=StringIO())
+    assert [json.loads(x)["rating_id"] for x in out.read_text().splitlines()] == [free.pk]
+    call_command("export_preferences", str(out), "--include-eval-set", stdout=StringIO())
+    assert len(out.read_text().splitlines()) == 3
+    client = Client()
+    client.force_login(staff)
+    body = b"".join(client.get("/api/export/?include_eval_set=true").streaming_content).decode()
+    assert sorted(json.loads(x)["rating_id"] for x in body.splitlines()) == sorted(
+        [held.pk, twin.pk, free.pk]
+    )
+    body = b"".join(client.get("/api/export/").streaming_content).decode()
+    assert [json.loads(x)["rating_id"] for x in body.splitlines()] == [free.pk]

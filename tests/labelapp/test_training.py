@@ -1382,3 +1382,56 @@ def test_the_command_can_turn_the_baseline_off(settings, guideline, enqueued, ma
     settings.TRAINING = {**settings.TRAINING, "TRAIN_PLAIN_BASELINE": True}
     call_command("train_reward_model", "--now", "--no-with-baseline", stdout=io.StringIO())
     assert TrainingRun.objects.get().with_baseline is False and len(enqueued) == 1
+
+
+@pytest.mark.django_db
+def test_the_snapshot_says_why_each_left_out_rating_is_out_and_the_parts_add_up(
+    make_user, guideline, client, staff
+):
+    # repeats, exclusions and withheld prompts were in "consented" but named nowhere, and a broken
+    # tie counted as a tie and as broken: the run page's line did not add up
+    from labelapp.models import EvalSetRating, Prompt, RatingReview, SimulatedDecision
+    from tests.labelapp.export_helpers import make_pair, rate
+
+    raters = iter(make_user(f"snap{i}") for i in range(20))
+
+    def one(preference=2, text="Why is the sky blue?", **fields):
+        return rate(
+            rater=next(raters),
+            comparison=make_pair(text=text),
+            preference=preference,
+            guideline=guideline,
+            **fields,
+        )
+
+    usable = [one(text=f"usable {i}") for i in range(3)]
+    SimulatedDecision.objects.create(
+        rating=usable[0], rater=usable[0].rater, utility_a=0, utility_b=1, length_bias=0, position_bias=0,
+        noise=1, p_longer=0.5, p_left=0.5, p_tie=0,
+    )  # fmt: skip
+    one(preference=0, text="broken tie", flag_broken=True)
+    one(preference=0, text="a tie")
+    excluded = one(text="excluded")
+    RatingReview.objects.create(rating=excluded, decision="exclude", reason="spam", reviewer=staff)
+    withheld = one(text="withheld")
+    Prompt.objects.filter(pk=withheld.comparison.prompt_id).update(withheld=True)
+    repeat = one(text="repeat")
+    Comparison.objects.filter(pk=repeat.comparison_id).update(kind="repeat")
+    held = one(text="in the set")
+    EvalSetRating.objects.create(rating=held, prompt=held.comparison.prompt)
+    one(text="in the set")  # its twin
+    snap = training.training_snapshot()
+    parts = {k: snap[k] for k in ("n_excluded", "n_withheld", "n_awaiting_review", "n_flagged_broken",
+                                  "n_repeats", "n_ties", "n_eval_set")}  # fmt: skip
+    assert parts == {"n_excluded": 1, "n_withheld": 1, "n_awaiting_review": 0, "n_flagged_broken": 1,
+                     "n_repeats": 1, "n_ties": 1, "n_eval_set": 2}  # fmt: skip
+    assert snap["n_usable"] == 3 and snap["n_simulated"] == 1
+    assert snap["n_consented"] == snap["n_usable"] + sum(parts.values()) == 10
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, data_snapshot=snap)
+    client.force_login(staff)
+    page = client.get(reverse("training_run", args=[run.pk])).content.decode()
+    told = ("3 usable ratings (1 of them by simulated raters) of 10 consented", "1 ties", "1 flagged broken",
+            "1 excluded in review", "1 of prompts withheld", "1 test-retest repeats",
+            "2 in the frozen evaluation set")  # fmt: skip
+    for said in told:
+        assert said in page, said

@@ -65,6 +65,12 @@ class Command(BaseCommand):
         parser.add_argument("--source-model", action="append", default=[], type=text_arg)
         parser.add_argument("--since", type=_when, help="ratings created at or after (ISO date)")
         parser.add_argument("--until", type=_when, help="ratings created before (ISO date)")
+        parser.add_argument(
+            "--include-eval-set",
+            action="store_true",
+            help="also the frozen evaluation set's ratings (marked eval_set); left out by default, as "
+            "training leaves them out",
+        )
 
     def handle(self, *args, **o):
         if o["out"] is None:
@@ -81,6 +87,7 @@ class Command(BaseCommand):
                 since=o["since"],
                 until=o["until"],
                 source_models=o["source_model"],
+                include_eval_set=o["include_eval_set"],
             )
             result = export_write(
                 path=o["out"],

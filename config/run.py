@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# What stops the services: Ctrl-C, `kill`, and the terminal closing (SIGHUP: the services run in their
+# own sessions and ran on, orphaned; the next `make run` found the port taken, `make stop` knew nothing)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _django_env() -> dict[str, str]:
@@ -37,16 +40,33 @@ def _django_env() -> dict[str, str]:
     return env
 
 
+def _bare_host(host: str) -> str:
+    """An IPv6 host without the brackets a URL gives it ([::1] -> ::1)."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def bind_address(host: str, port: str) -> str:
+    """host:port as gunicorn reads it: an IPv6 host in brackets (--bind ::1:8000 is not an address)."""
+    bare = _bare_host(host)
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
 def port_in_use_message(host: str, port: str) -> str | None:
     """Why the web server could not listen at host:port, before anything starts; None when it can.
     A taken port printed the URL, then "web exited with code 1", the cause only in web.log."""
     try:
         number = int(port)
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
-            probe.bind((host, number))
     except ValueError:
         return f"PORT={port!r} is not a port number."
+    if not 1 <= number <= 65535:  # 99999 was an OverflowError traceback, 0 a random port
+        return f"PORT={port!r} is not a port number (1 to 65535)."
+    bare = _bare_host(host)
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind((bare, number))
+    except socket.gaierror as exc:
+        return f"HOST={host!r} is not an address this machine has ({exc.strerror})."
     except OSError as exc:
         why = f"Cannot listen on {host}:{port} ({exc.strerror}): another program has it?"
         return f"{why} Try PORT=8001 make run."
@@ -75,7 +95,7 @@ def services(
             "-c",  # gthread workers: a long streamed export outlives the 30 s worker timeout
             "config/gunicorn.py",
             "--bind",
-            f"{host}:{port}",
+            bind_address(host, port),
             "--workers",
             web_workers,
             "--access-logfile",
@@ -122,7 +142,8 @@ def main() -> int:
     subprocess.run(
         [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True
     )
-    subprocess.run([python, "manage.py", "demo"], cwd=BASE_DIR, env=env, check=True)
+    # a database with real prompts (DATABASE_URL pointed at one) gets no demo project in its queue
+    subprocess.run([python, "manage.py", "demo", "--skip-if-real"], cwd=BASE_DIR, env=env, check=True)
 
     log_dir = BASE_DIR / ".data" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +155,8 @@ def main() -> int:
             cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    print(f"\n  Preference loop running at http://{host}:{port}/   (admin: http://{host}:{port}/admin/)")
+    shown = f"[{_bare_host(host)}]" if ":" in _bare_host(host) else host
+    print(f"\n  Preference loop running at http://{shown}:{port}/   (admin: http://{shown}:{port}/admin/)")
     print(f"  Logs: {log_dir}/{{web,worker,gpu-worker,beat}}.log   Ctrl-C stops everything.\n", flush=True)
 
     stopping = False
@@ -143,8 +165,8 @@ def main() -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     exit_code = 0
     while not stopping:
         for name, proc in procs.items():

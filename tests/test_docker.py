@@ -57,3 +57,18 @@ def test_the_image_starts_as_many_web_workers_as_web_workers_says():
         text=True,
     )
     assert "--workers 7" in r.stdout, r.stdout
+
+
+def test_the_app_services_start_after_the_migration_and_web_runs_gunicorn_itself():
+    # beat crash-looped on a missing table while web migrated; `sh -c "... && gunicorn"` left the shell
+    # as PID 1, so `docker compose stop` killed gunicorn after 10 s instead of stopping it
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert "migrate" in services["migrate"]["command"] and services["migrate"]["restart"] == "no"
+    for name in ("web", "worker", "gpu-worker", "beat"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, (
+            name
+        )
+    assert services["web"]["command"].startswith("gunicorn ")
+    # no default for ALLOWED_HOSTS: "localhost" answered 400 to every request by the server's name
+    assert ":?" in services["web"]["environment"]["ALLOWED_HOSTS"]

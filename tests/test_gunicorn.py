@@ -124,6 +124,23 @@ def test_make_run_refuses_a_taken_port_before_starting_anything():
         assert "Try PORT=8001 make run" in port_in_use_message("127.0.0.1", port)
     assert port_in_use_message("127.0.0.1", port) is None
     assert "not a port number" in port_in_use_message("127.0.0.1", "eighty")
+    # 99999 was an OverflowError traceback, 0 a random port; [::1] "another program has it?"
+    for bad in ("99999", "-1", "0"):
+        assert "not a port number (1 to 65535)" in port_in_use_message("127.0.0.1", bad)
+    assert "not an address" in port_in_use_message("no-such-host.invalid", "8000")
+
+
+def test_make_run_binds_an_ipv6_host_in_brackets_and_stops_when_the_terminal_closes():
+    import signal
+
+    from config.run import STOP_SIGNALS, bind_address, services
+
+    # gunicorn read --bind ::1:8000 as host "" and port ":1:8000"
+    assert bind_address("::1", "8000") == bind_address("[::1]", "8000") == "[::1]:8000"
+    assert bind_address("127.0.0.1", "8000") == "127.0.0.1:8000"
+    web = services("python", "::1", "8000", "1")["web"]
+    assert web[web.index("--bind") + 1] == "[::1]:8000"
+    assert signal.SIGHUP in STOP_SIGNALS  # the services ran on, orphaned, after the terminal closed
 
 
 def test_the_training_worker_of_make_run_listens_on_the_configured_queues(settings):

@@ -2,7 +2,12 @@
 
 Idempotent: every object has a stable external id, so running it twice creates nothing new, and
 existing accounts keep their passwords. Passwords are random on first run and kept in
-`.data/demo_accounts.json` (mode 600, outside git) so that `make run` can print them every time.
+`.data/demo_accounts.json` (mode 600, outside git) so that `make run` can print them every time; one is
+printed only while the account still takes it (changed since, or another database: it is not).
+
+A database with prompts that are not the demo's holds real work: the demo's prompts would enter its
+queue (with consent, so they would train), its gold pairs the raters' figures, and a superuser would
+appear. `demo_seed` refuses it (DemoRefused) unless `force`; `make run` skips the demo there.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from labelapp.services.schedules import schedules_ensure
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 ACCOUNTS_FILE = Path(settings.BASE_DIR) / ".data" / "demo_accounts.json"
 DEMO_MODEL = "demo-team-written"
+DEMO_ACCOUNTS = {"demo-admin": True, "demo-rater": False}  # name -> staff (a superuser)
+
+
+class DemoRefused(Exception):
+    """The demo will not seed this database; the message says why and what to do."""
 
 
 @dataclass
@@ -32,7 +42,7 @@ class DemoResult:
     prompts_created: int
     responses_created: int
     comparisons_created: int
-    guideline_number: int
+    guideline_number: int | None  # None: a draft exists and none is published (left to its author)
     accounts: dict[str, str | None]  # username -> password (None when unknown: kept from an earlier run)
 
 
@@ -52,10 +62,13 @@ def _save_accounts(accounts: dict[str, str]) -> None:
 
 
 def _ensure_user(username: str, *, staff: bool, known: dict[str, str]) -> str | None:
+    """The demo account's password as far as it is known (None: set another way, or the file holds
+    another database's); the account is created when missing."""
     user_model = get_user_model()
     user = user_model.objects.filter(username=username).first()
     if user is not None:
-        return known.get(username)
+        kept = known.get(username)
+        return kept if kept is not None and user.check_password(kept) else None
     password = secrets.token_urlsafe(12)
     user = user_model(username=username, is_staff=staff, is_superuser=staff)
     user.set_password(password)
@@ -64,28 +77,53 @@ def _ensure_user(username: str, *, staff: bool, known: dict[str, str]) -> str | 
     return password
 
 
-def demo_seed(*, required_ratings: int | None = None) -> DemoResult:
+def demo_real_prompts() -> int:
+    """Prompts in the database that the demo did not make (imported, typed by staff)."""
+    return Prompt.objects.exclude(source="demo").count()
+
+
+def _demo_guidelines(admin) -> GuidelineVersion | None:
+    """The version in force; the demo's own v1 published only on a database with no version at all (a
+    draft someone is writing is theirs to publish, not replaced by the demo's)."""
+    guideline = GuidelineVersion.objects.filter(published_at__isnull=False).order_by("-number").first()
+    if guideline is not None or GuidelineVersion.objects.exists():
+        return guideline
+    return guideline_create(
+        text=(DEMO_DIR / "guidelines_v1.md").read_text(),
+        author=admin,
+        changelog="First version written by the team.",
+        publish=True,
+    )
+
+
+def demo_seed(*, required_ratings: int | None = None, force: bool = False) -> DemoResult:
+    """Seed the demo project; DemoRefused on a database with real prompts unless `force`."""
+    real = demo_real_prompts()
+    if real and not force:
+        raise DemoRefused(
+            f"This database holds {real} prompt(s) that are not the demo's: the demo would add its prompts "
+            "to the raters' queue (with consent, so they would train), its gold pairs to their figures, "
+            "and a superuser. Pass --force to add it all the same."
+        )
+    for username in DEMO_ACCOUNTS:  # before any is made: refused, the demo leaves nothing behind
+        twin = get_user_model().objects.filter(username__iexact=username).exclude(username=username).first()
+        if twin is not None:
+            # the rest of the app refuses names that differ only in case (create_rater, the simulator)
+            raise DemoRefused(
+                f"An account named {twin.username!r} exists: the demo's {username!r} would differ from it "
+                "only in case. Rename that account, or seed the demo on another database."
+            )
     required = required_ratings or settings.LABEL["DEFAULT_REQUIRED_RATINGS"]
     items = json.loads((DEMO_DIR / "prompts.json").read_text())
     prompts_created = responses_created = comparisons_created = 0
 
     known = _load_accounts()
-    accounts = {
-        "demo-admin": _ensure_user("demo-admin", staff=True, known=known),
-        "demo-rater": _ensure_user("demo-rater", staff=False, known=known),
-    }
+    accounts = {name: _ensure_user(name, staff=staff, known=known) for name, staff in DEMO_ACCOUNTS.items()}
     _save_accounts(known)
     admin = get_user_model().objects.get(username="demo-admin")
 
     with transaction.atomic():
-        guideline = GuidelineVersion.objects.filter(published_at__isnull=False).order_by("-number").first()
-        if guideline is None:
-            guideline = guideline_create(
-                text=(DEMO_DIR / "guidelines_v1.md").read_text(),
-                author=admin,
-                changelog="First version written by the team.",
-                publish=True,
-            )
+        guideline = _demo_guidelines(admin)
         for item in items:
             prompt, created = Prompt.objects.get_or_create(
                 external_id=f"demo:{item['slug']}",
@@ -123,4 +161,5 @@ def demo_seed(*, required_ratings: int | None = None) -> DemoResult:
                 comparisons_created += created
 
     schedules_ensure()
-    return DemoResult(prompts_created, responses_created, comparisons_created, guideline.number, accounts)
+    number = guideline.number if guideline is not None else None
+    return DemoResult(prompts_created, responses_created, comparisons_created, number, accounts)

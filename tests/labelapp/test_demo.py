@@ -55,3 +55,59 @@ def test_guidelines_teach_length_aware_judging(tmp_path, monkeypatch):
     demo_seed()
     text = GuidelineVersion.objects.get(number=1).text.lower()
     assert "longer" in text and "concise" in text and "example" in text and "word count" in text
+
+
+def test_demo_refuses_a_database_with_real_prompts_and_make_run_skips_it(tmp_path, monkeypatch):
+    # `make run` with DATABASE_URL on a real database put 45 demo prompts (with consent: they train),
+    # 24 gold pairs and a superuser into it
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from labelapp.services.demo import DemoRefused
+
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    Prompt.objects.create(text="A partner's question", source="partner")
+    with pytest.raises(DemoRefused, match="1 prompt"):
+        demo_seed()
+    with pytest.raises(CommandError, match="--force"):
+        call_command("demo", stdout=StringIO())
+    out = StringIO()
+    call_command("demo", "--skip-if-real", stdout=out)
+    assert "skipped" in out.getvalue() and Prompt.objects.count() == 1
+    assert not get_user_model().objects.filter(username="demo-admin").exists()
+    call_command("demo", "--force", stdout=StringIO())
+    assert Prompt.objects.count() > 40
+
+
+def test_demo_leaves_a_draft_guideline_to_its_author(tmp_path, monkeypatch):
+    # with only a draft, the demo published its own guidelines as v2 over it
+    from labelapp.services.guidelines import guideline_create
+
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    guideline_create(text="# Ours\n\nWork in progress.", publish=False)
+    result = demo_seed()
+    assert result.guideline_number is None
+    assert list(GuidelineVersion.objects.values_list("published_at", flat=True)) == [None]
+
+
+def test_demo_prints_only_a_password_the_account_still_takes(tmp_path, monkeypatch):
+    # a password changed since (or the file of another database) was printed as if it worked
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    first = demo_seed()
+    rater = get_user_model().objects.get(username="demo-rater")
+    rater.set_password("changed-by-its-owner-1")
+    rater.save()
+    second = demo_seed()
+    assert second.accounts["demo-rater"] is None
+    assert second.accounts["demo-admin"] == first.accounts["demo-admin"]
+
+
+def test_demo_refuses_an_account_that_differs_only_in_case(tmp_path, monkeypatch):
+    from labelapp.services.demo import DemoRefused
+
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    get_user_model().objects.create_user(username="Demo-Rater", password="x-pw-123456")
+    with pytest.raises(DemoRefused, match="only in case"):
+        demo_seed()
+    assert not get_user_model().objects.filter(username="demo-admin").exists()

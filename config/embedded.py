@@ -23,9 +23,40 @@ from pathlib import Path
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("EMBEDDED_DATA_DIR", BASE_DIR / ".data"))
+
+
+def _data_dir(env_file: Path = BASE_DIR / ".env") -> Path:
+    """EMBEDDED_DATA_DIR from the environment or, as settings read it, from `.env` (read here first:
+    settings import this module before they read `.env`, and `make stop` reads no settings at all,
+    so a directory set in `.env` was ignored by both)."""
+    if "EMBEDDED_DATA_DIR" not in os.environ and env_file.exists():
+        import environ
+
+        environ.Env.read_env(env_file)  # never overrides what the environment says
+    return Path(os.environ.get("EMBEDDED_DATA_DIR", BASE_DIR / ".data"))
+
+
+# A unix socket's path holds at most 107 bytes: redis-server started on a longer one listened on the
+# path cut short, and every later start failed with "did not start", leaving one more server behind.
+_SOCKET_PATH_MAX = 107
+
+
+def _redis_socket(data_dir: Path) -> Path:
+    """The socket under the data directory, or, when that path is too long, under the temporary
+    directory with a name derived from the data directory (one per checkout, stable across starts)."""
+    sock = data_dir / "redis.sock"
+    if len(os.fsencode(sock)) <= _SOCKET_PATH_MAX:
+        return sock
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"rlhf-redis-{digest}.sock"
+
+
+DATA_DIR = _data_dir()
 PG_DIR = DATA_DIR / "pg"
-REDIS_SOCKET = DATA_DIR / "redis.sock"
+REDIS_SOCKET = _redis_socket(DATA_DIR)
 REDIS_PID = DATA_DIR / "redis.pid"
 
 
@@ -41,16 +72,33 @@ def _file_lock(name: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _pg_running() -> bool:
+def _is_program(pid: int, name: str) -> bool:
+    """Whether process `pid` runs `name` (Linux: /proc/PID/comm; elsewhere assumed). A pid file left
+    by a reboot or a crash may name an unrelated process by now, which must not be signalled."""
+    comm = Path(f"/proc/{pid}/comm")
+    if not Path("/proc/self/comm").exists():
+        return True
+    try:
+        return comm.read_text().strip().startswith(name)
+    except OSError:
+        return False
+
+
+def _pg_pid() -> int | None:
+    """The embedded PostgreSQL's pid while it runs, else None."""
     pid_file = PG_DIR / "postmaster.pid"
     if not pid_file.exists():
-        return False
+        return None
     try:
         pid = int(pid_file.read_text().splitlines()[0])
         os.kill(pid, 0)
     except (ValueError, IndexError, ProcessLookupError, PermissionError):
-        return False
-    return True
+        return None
+    return pid if _is_program(pid, "postgres") else None
+
+
+def _pg_running() -> bool:
+    return _pg_pid() is not None
 
 
 def _pg_socket_dir() -> Path:
@@ -130,18 +178,29 @@ def redis_url() -> str:
     return f"redis+socket://{REDIS_SOCKET}"
 
 
+def _redis_shutdown() -> None:
+    """Ask the embedded redis-server to save and exit, through its own socket (its pid file may name
+    another process by now; the server behind the socket is the one this checkout started)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, contextlib.suppress(OSError):
+        sock.settimeout(5)
+        sock.connect(str(REDIS_SOCKET))
+        sock.sendall(b"SHUTDOWN SAVE\r\n")
+        sock.recv(64)  # the server closes the connection as it exits
+
+
 def stop() -> None:
-    if _pg_running():
+    pid = _pg_pid()
+    if pid is not None:
         # SIGINT is PostgreSQL's "fast" shutdown; pg_ctl itself refuses to run as root.
-        pid = int((PG_DIR / "postmaster.pid").read_text().splitlines()[0])
         os.kill(pid, signal.SIGINT)
         for _ in range(100):
             if not _pg_running():
                 break
             time.sleep(0.1)
-    if REDIS_PID.exists():
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(REDIS_PID.read_text().strip()), signal.SIGTERM)
+    if _redis_alive():
+        _redis_shutdown()
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,12 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from labelapp.api.serializers import StrictBooleanField, StrictFloatField, StrictTextField
+from labelapp.api.serializers import (
+    StrictBooleanField,
+    StrictFloatField,
+    StrictTextField,
+    TrainingRunSerializer,
+)
 from labelapp.api.strict import StrictSerializer
 from labelapp.models import TOKEN_SCOPES, PromptConsentChange
 from labelapp.services.ingest import MAX_TEXT_CHARS
@@ -226,3 +231,5 @@ PaginatedTokenList = paginated(TokenSerializer)
 PaginatedPromptOutList = paginated(PromptOutSerializer)
 PaginatedStaffRatingList = paginated(StaffRatingSerializer)
 PaginatedRaterFiguresList = paginated(RaterFiguresSerializer)
+# reward-model runs and policy rounds alike: one class, one schema component
+PaginatedTrainingRunList = paginated(TrainingRunSerializer)

@@ -9,7 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from labelapp.api.data_serializers import paginated
+from labelapp.api.data_serializers import PaginatedTrainingRunList, paginated
 from labelapp.api.pagination import PAGE_PARAMS, page_response
 from labelapp.api.permissions import STAFF
 from labelapp.api.serializers import ChoiceField, StrictTextField, TrainingRunSerializer
@@ -212,7 +212,7 @@ class PolicyRoundsView(ApiView):
 
     @extend_schema(
         operation_id="policy_rounds_list",
-        responses={200: paginated(TrainingRunSerializer)},
+        responses={200: PaginatedTrainingRunList},
         parameters=PAGE_PARAMS,
     )
     def get(self, request):

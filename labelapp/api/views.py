@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.response import Response
 
 from labelapp.api import serializers as s
-from labelapp.api.data_serializers import paginated
+from labelapp.api.data_serializers import PaginatedTrainingRunList, paginated
 from labelapp.api.pagination import PAGE_PARAMS, page_response
 from labelapp.api.permissions import STAFF
 from labelapp.api.strict import PAGINATION_PARAMS, ApiView, StrictQueryParams
@@ -270,7 +270,7 @@ class TrainingRunsView(ApiView):
 
     @extend_schema(
         operation_id="training_runs_list",
-        responses={200: paginated(s.TrainingRunSerializer)},
+        responses={200: PaginatedTrainingRunList},
         parameters=PAGE_PARAMS,
     )
     def get(self, request):

@@ -12,7 +12,7 @@ training. Detectors, in the order they claim text (an earlier one wins an overla
                         read as a key (16+ characters mixing letters and digits, both cases unless
                         24+, not a call, attribute chain or template), so placeholders (YOUR_API_KEY),
                         words and code (secret_key=os.urandom(32)) stay
-- EMAIL                 local@domain.tld
+- EMAIL                 local@domain.tld, local@[IPv4], local%40domain.tld (percent-encoded)
 - IBAN                  country + check digits + BBAN, accepted only when ISO 13616 mod-97 holds
 - CARD                  13-19 digits (spaces/dashes allowed), known issuer prefix, Luhn-valid
 - NATIONAL_ID           US SSN (area/group/serial rules), UK NINO, and numbers after an "SSN",
@@ -66,7 +66,12 @@ class ScrubResult:
 _URL_CREDS = re.compile(r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+:[^\s/@]*@[^\s<>\"')\]]+")
 # Letters of any script in the address (jürgen@mueller.de, josé@example.com); the top-level domain is
 # letters only.
-_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b")
+# local@domain.tld, local@[IPv4] (an address literal), and local%40domain.tld (percent-encoded, as in
+# a URL's query: "?email=john%40example.com" went out whole)
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)(?:[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b"
+    r"|\[(?:\d{1,3}\.){3}\d{1,3}\])"
+)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,32}\b")  # grouped by spaces or dashes
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}(?![\d-])")
@@ -128,12 +133,14 @@ _NAME = rf"[^\W\d_]{_LETTER}*(?:[-'’][^\W\d_]{_LETTER}*)?"
 # The name is read in a lookahead, so that the match ends at the title or cue and the next one is found
 # even inside this name's words ("Mr Smith met Mr Jones" missed Jones; "Patient: Maria Garcia\nPatient:
 # John Doe" took the second label as a surname and missed John Doe); its words are on one line.
+# An initial with its period counts as a word of the name ("Mr. A. Smith" left Smith: the period ended it).
+_NAME_PART = rf"(?:{_NAME}|[^\W\d_]\.)"
 _PERSON_TITLE = re.compile(
-    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?\s+(?=((?:{_NAME}[ \t]+){{0,2}}{_NAME}))"
+    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?\s+(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
 )
 _PERSON_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame:|I am called|[Dd]ear|[Rr]egards,|[Ss]incerely,|[Ss]igned,?|"
-    rf"[Cc]ontact person:|[Pp]atient:|[Ee]mployee:)\s+)(?=((?:{_NAME}[ \t]+){{0,2}}{_NAME}))"
+    rf"[Cc]ontact person:|[Pp]atient:|[Ee]mployee:)\s+)(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
 )
 # Words that follow a cue but are not names ("Dear Sir", "Dear Customer", "Sincerely, Yours"), and the
 # honorifics, which _PERSON_TITLE reads: "Dear Mr. Smith" was "Dear [PERSON]. [PERSON]", one person
@@ -326,19 +333,37 @@ def _caseless_name_goes_on(word: str, name: list) -> bool:
     return len(name) < _CASELESS_NAME_WORDS
 
 
+def _initial(words: list, i: int, told: str) -> bool:
+    """Whether words[i] is an initial: one capital letter with its period, or before another capitalised
+    word ("Mr A Smith"; "A" is otherwise the article that _NOT_NAMES skips)."""
+    word = words[i].group(0)
+    if len(word) != 1 or not word.isupper():
+        return False
+    if told[words[i].end() : words[i].end() + 1] == ".":
+        return True
+    return i + 1 < len(words) and words[i + 1].group(0)[0].isupper()
+
+
 def _person_spans(text: str):
     for rx in (_PERSON_TITLE, _PERSON_CUE):
         for m in rx.finditer(text):
-            words = list(_NAME_WORD.finditer(m.group(1)))
-            while words and words[0].group(0) in _NOT_NAMES:
-                words.pop(0)
+            told = m.group(1)
+            words = list(_NAME_WORD.finditer(told))
+            skip = 0  # "Dear Sir", "Dear Mr. Smith": not a name, or read by _PERSON_TITLE
+            while skip < len(words) and words[skip].group(0) in _NOT_NAMES:
+                if _initial(words, skip, told):
+                    break
+                skip += 1
             name = []  # the capitalised words that follow: "Dr. McDonald said" is one name
-            for w in words:
-                word = w.group(0)
-                if word[0].islower() or word in _NOT_NAMES or not _caseless_name_goes_on(word, name):
+            for i in range(skip, len(words)):
+                w, word = words[i], words[i].group(0)
+                initial = _initial(words, i, told)
+                if word[0].islower() or (word in _NOT_NAMES and not initial):
+                    break
+                if not initial and not _caseless_name_goes_on(word, name):
                     break
                 name.append(w)
-            if name:
+            if name and not (len(name) == 1 and _initial(words, skip, told)):  # an initial alone: "Dr. A."
                 yield m.start(1) + name[0].start(), m.start(1) + name[-1].end()
 
 

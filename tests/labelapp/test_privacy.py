@@ -435,3 +435,24 @@ def test_names_in_any_script_next_to_each_other_and_lookalike_values_are_scrubbe
 )
 def test_a_name_in_a_script_without_case_is_at_most_two_words(text, want):
     assert scrub(text).text == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # the period of an initial ended the name ("Mr. A. Smith" kept Smith); "A" read as the article
+        ("Mr. A. Smith called", "Mr. [PERSON] called"),
+        ("Mr A Smith called", "Mr [PERSON] called"),
+        ("My name is A. B. Carter and", "My name is [PERSON] and"),
+        ("Dear J. R. Tolkien,", "Dear [PERSON],"),
+        ("Dr. A. said hi", "Dr. A. said hi"),
+        ("Dear A friend of mine", "Dear A friend of mine"),
+        ("Dear A Team", "Dear A Team"),
+        # an address literal and a percent-encoded @ (a URL's query) went out whole
+        ("mail john@[192.168.0.1] now", "mail [EMAIL] now"),
+        ("see ?email=john%40example.com&x=1", "see ?email=[EMAIL]&x=1"),
+        ("progress 50%40 items", "progress 50%40 items"),
+    ],
+)
+def test_initials_address_literals_and_percent_encoded_emails(text, want):
+    assert scrub(text).text == want

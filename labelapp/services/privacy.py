@@ -67,9 +67,10 @@ _URL_CREDS = re.compile(r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]+
 # Letters of any script in the address (jürgen@mueller.de, josé@example.com); the top-level domain is
 # letters only.
 # local@domain.tld, local@[IPv4] (an address literal), and local%40domain.tld (percent-encoded, as in
-# a URL's query: "?email=john%40example.com" went out whole)
+# a URL's query: "?email=john%40example.com" went out whole); not a git remote (git@github.com:org/repo,
+# an account on a host, not a mailbox)
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)(?:[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b"
+    r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)(?:[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b(?!:[\w~/])"
     r"|\[(?:\d{1,3}\.){3}\d{1,3}\])"
 )
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,32}\b")  # grouped by spaces or dashes

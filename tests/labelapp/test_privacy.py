@@ -452,6 +452,8 @@ def test_a_name_in_a_script_without_case_is_at_most_two_words(text, want):
         ("mail john@[192.168.0.1] now", "mail [EMAIL] now"),
         ("see ?email=john%40example.com&x=1", "see ?email=[EMAIL]&x=1"),
         ("progress 50%40 items", "progress 50%40 items"),
+        ("git clone git@github.com:org/repo.git", "git clone git@github.com:org/repo.git"),
+        ("write to john@example.com: I answer", "write to [EMAIL]: I answer"),
     ],
 )
 def test_initials_address_literals_and_percent_encoded_emails(text, want):

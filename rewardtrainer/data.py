@@ -144,11 +144,17 @@ def pair_from_dict(row: Any, lineno: int = 0, default_id: str = "") -> Preferenc
     weight = _number(row, "weight", 1.0, lineno)
     if weight < 0:
         raise DataError(f"line {lineno}: 'weight' must be >= 0, got {weight}")
+    margin = _number(row, "margin", 0.0, lineno)
+    if margin < 0:  # the loss is -logsigmoid(r_chosen - r_rejected - margin): below 0 the rejected may win
+        raise DataError(
+            f"line {lineno}: 'margin' must be >= 0 (how much more the chosen answer should score), "
+            f"got {margin}"
+        )
     return PreferencePair(
         prompt=_encodable(prompt, "prompt", lineno),
         chosen=_encodable(chosen, "chosen", lineno),
         rejected=_encodable(rejected, "rejected", lineno),
-        margin=_number(row, "margin", 0.0, lineno),
+        margin=margin,
         weight=weight,
         pair_id=str(row.get("id", row.get("pair_id", default_id))),
         prompt_id=str(row.get("prompt_id") or ""),

@@ -72,6 +72,11 @@ def test_it_loads_trl_standard_and_conversational_rows(tmp_path):
         (json.dumps({"prompt": "p", "chosen": 3, "rejected": "r"}), "line 2: 'chosen' must be a string"),
         (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "weight": -1}), "line 2: 'weight'"),
         (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "margin": "big"}), "line 2: 'margin'"),
+        # a negative margin trained the rejected answer to win by up to that much, silently
+        (
+            json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "margin": -0.5}),
+            "line 2: 'margin' must be >= 0",
+        ),
         (json.dumps(["p", "c", "r"]), "line 2: expected a JSON object"),
         # inf as float32 (a traceback blaming the learning rate), an overflow, a tokenizer TypeError
         (json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "margin": 1e308}), "line 2: 'margin'"),

@@ -42,16 +42,37 @@ _SOCKET_PATH_MAX = 107
 
 
 def _redis_socket(data_dir: Path) -> Path:
-    """The socket under the data directory, or, when that path is too long, under the temporary
-    directory with a name derived from the data directory (one per checkout, stable across starts)."""
+    """The socket under the data directory, or, when that path is too long, in this user's private
+    directory under /tmp (`_private_socket_dir`) with a name derived from the data directory (one per
+    checkout, stable across starts)."""
     sock = data_dir / "redis.sock"
     if len(os.fsencode(sock)) <= _SOCKET_PATH_MAX:
         return sock
     import hashlib
-    import tempfile
 
     digest = hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"rlhf-redis-{digest}.sock"
+    return _PRIVATE_SOCKET_DIR / f"redis-{digest}.sock"
+
+
+# Not the temporary directory's own top level: another user could create the socket's name there first
+# and the app would take their server for its broker. /tmp itself, not $TMPDIR: processes started with
+# different TMPDIRs must find the same socket.
+_PRIVATE_SOCKET_DIR = Path("/tmp") / f"rlhf-{os.getuid()}"
+
+
+def _private_socket_dir_checked() -> None:
+    """Create the private socket directory (mode 700) if needed, and refuse one that is not this
+    user's own, private directory."""
+    import stat
+
+    with contextlib.suppress(FileExistsError):
+        _PRIVATE_SOCKET_DIR.mkdir(mode=0o700)
+    st = _PRIVATE_SOCKET_DIR.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise RuntimeError(
+            f"{_PRIVATE_SOCKET_DIR} is not a private directory of this user (another may have made it): "
+            "remove it, or set EMBEDDED_DATA_DIR to a shorter path."
+        )
 
 
 DATA_DIR = _data_dir()
@@ -125,6 +146,8 @@ def postgres_url() -> str:
 
 
 def _redis_alive() -> bool:
+    if REDIS_SOCKET.parent == _PRIVATE_SOCKET_DIR:
+        _private_socket_dir_checked()  # before anything answering there is trusted
     if not REDIS_SOCKET.exists():
         return False
     import socket

@@ -21,9 +21,16 @@ import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# What stops the services: Ctrl-C, `kill`, and the terminal closing (SIGHUP: the services run in their
-# own sessions and ran on, orphaned; the next `make run` found the port taken, `make stop` knew nothing)
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_signals() -> tuple[int, ...]:
+    """What stops the services: Ctrl-C, `kill`, and the terminal closing (SIGHUP: the services run in
+    their own sessions and ran on, orphaned; the next `make run` found the port taken, `make stop` knew
+    nothing), unless hangups are ignored as `nohup make run &` asks."""
+    signals = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals.append(signal.SIGHUP)
+    return tuple(signals)
 
 
 def _django_env() -> dict[str, str]:
@@ -147,6 +154,15 @@ def main() -> int:
 
     log_dir = BASE_DIR / ".data" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    # before the services start: a signal in between killed this process and orphaned them
+    for signum in stop_signals():
+        signal.signal(signum, stop)
     procs: dict[str, subprocess.Popen] = {}
     supervised = services(python, host, port, os.environ.get("WEB_WORKERS", "3"), _gpu_queues())
     for name, cmd in supervised.items():
@@ -159,14 +175,6 @@ def main() -> int:
     print(f"\n  Preference loop running at http://{shown}:{port}/   (admin: http://{shown}:{port}/admin/)")
     print(f"  Logs: {log_dir}/{{web,worker,gpu-worker,beat}}.log   Ctrl-C stops everything.\n", flush=True)
 
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, stop)
     exit_code = 0
     while not stopping:
         for name, proc in procs.items():

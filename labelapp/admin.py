@@ -720,6 +720,10 @@ class ApiTokenAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # revoke instead: a token is part of the record of the ratings it sent (Rating.api_token)
+        return False
+
     @admin.action(
         description="Revoke the selected tokens (and every token they minted)", permissions=["change"]
     )

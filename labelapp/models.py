@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -461,13 +461,17 @@ class Rating(models.Model):
     # The API token the rating came with (empty: the rating page, or the simulator in-process). A token
     # for a rater may be minted by staff (services/tokens.py), so a rating sent with it is not proof
     # that the rater judged it: the token and who made it are part of the evidence.
+    # No database constraint and nothing done on the token's deletion: the rating keeps the id (a token
+    # minted through a deleted one, or of a deleted account, goes too; emptied, the rating read as if it
+    # came from the page, and ratings never change).
     api_token = models.ForeignKey(
         "ApiToken",
         null=True,
         blank=True,
         editable=False,
         db_index=False,  # the partial index below: almost every rating comes from the page
-        on_delete=models.SET_NULL,
+        db_constraint=False,
+        on_delete=models.DO_NOTHING,
         related_name="ratings",
         help_text="The API token the rating was submitted with (empty: the rating page).",
     )
@@ -512,7 +516,12 @@ class Rating(models.Model):
         escape it."""
         if self.api_token_id is None:
             return "the rating page (or the simulator)"
-        token = self.api_token
+        try:
+            token = self.api_token
+        except ObjectDoesNotExist:
+            token = None
+        if token is None:
+            return f"an API token since deleted (#{self.api_token_id})"
         said = f"API token {token.prefix} (\u201c{token.name}\u201d)"
         if token.created_by_id is None:
             return said + ", maker not on record (a command, or an account since deleted)"

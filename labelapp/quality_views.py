@@ -153,6 +153,8 @@ def _figures_page(request: HttpRequest, *, subject, profile: RaterProfile | None
             "chart": chart,
             "own": own,
             "min_ratio": settings.QUALITY["MIN_LENGTH_RATIO"],
+            # a rater's own page with gold feedback off shows values only (figures_for_rater)
+            "intervals": not own or settings.LABEL["GOLD_FEEDBACK"],
         },
     )
 

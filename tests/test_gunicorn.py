@@ -133,14 +133,20 @@ def test_make_run_refuses_a_taken_port_before_starting_anything():
 def test_make_run_binds_an_ipv6_host_in_brackets_and_stops_when_the_terminal_closes():
     import signal
 
-    from config.run import STOP_SIGNALS, bind_address, services
+    from config.run import bind_address, services, stop_signals
 
     # gunicorn read --bind ::1:8000 as host "" and port ":1:8000"
     assert bind_address("::1", "8000") == bind_address("[::1]", "8000") == "[::1]:8000"
     assert bind_address("127.0.0.1", "8000") == "127.0.0.1:8000"
     web = services("python", "::1", "8000", "1")["web"]
     assert web[web.index("--bind") + 1] == "[::1]:8000"
-    assert signal.SIGHUP in STOP_SIGNALS  # the services ran on, orphaned, after the terminal closed
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        assert signal.SIGHUP in stop_signals()  # the services ran on, orphaned, after the terminal closed
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup make run &: hangups are to be ignored
+        assert signal.SIGHUP not in stop_signals() and signal.SIGTERM in stop_signals()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_the_training_worker_of_make_run_listens_on_the_configured_queues(settings):

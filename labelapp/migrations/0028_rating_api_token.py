@@ -1,7 +1,8 @@
 """The API token a rating was submitted with (labelapp/models.py, Rating.api_token): a token for a
 rater may be minted by staff, so which token sent a rating, and who made it, is part of the evidence.
 
-The column is new and empty, so adding it rewrites nothing. Its partial index (the token's ratings) is
+The column is new and empty, so adding it rewrites nothing. It has no foreign-key constraint: a deleted
+token leaves its id on the ratings it sent (emptied, they read as if sent from the page). Its partial index (the token's ratings) is
 built CONCURRENTLY, outside a transaction, like 0027's: an invalid one left by a build cut short is
 dropped first so that a re-run does not fail on "relation already exists"."""
 
@@ -39,7 +40,8 @@ class Migration(migrations.Migration):
                 editable=False,
                 help_text="The API token the rating was submitted with (empty: the rating page).",
                 null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
                 related_name="ratings",
                 to="labelapp.apitoken",
             ),

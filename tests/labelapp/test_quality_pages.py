@@ -156,6 +156,7 @@ def test_a_raters_own_page_shows_no_count_that_leaves_gold_out(settings, client,
     assert ("(n=" in own) is feedback  # the chart's legend and hover counts
     spec = json.loads(re.search(r'id="chart-rater-longer-spec"[^>]*>(.*?)</script>', own, re.S).group(1))
     assert ("error_y" in spec["data"][0]) is feedback
+    assert ("Brackets: 95% interval" in own) is feedback
 
 
 def test_a_rater_without_figures_yet(client, make_user):

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.args import SMALL_MAX, int_arg
 from labelapp.services.demo import ACCOUNTS_FILE, DemoRefused, demo_real_prompts, demo_seed
+from labelapp.services.schedules import schedules_ensure
 
 
 class Command(BaseCommand):
@@ -26,9 +27,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, required_ratings=None, force=False, skip_if_real=False, **options):
         if skip_if_real and not force and (real := demo_real_prompts()):
+            schedules_ensure()  # what the seeding does besides: `make run`'s beat needs its jobs
             self.stdout.write(
                 f"demo: skipped, this database holds {real} prompt(s) that are not the demo's "
-                "(manage.py demo --force adds it all the same)"
+                "(manage.py demo --force adds it all the same); scheduled jobs ensured"
             )
             return
         try:

@@ -83,10 +83,14 @@ def test_the_slow_path_records_the_token_too(rater, acked, make_comparison):
     )
 
 
-def test_deleting_a_token_keeps_its_ratings(rater, acked, make_comparison):
+def test_a_deleted_token_stays_on_its_ratings_and_the_admin_revokes_instead(
+    rater, acked, make_comparison, staff, staff_api
+):
+    # emptied on deletion (also of a token minted through a deleted one), a staff-minted rating read
+    # as if it came from the rating page
     from labelapp.services.tokens import token_create
 
-    token, _ = token_create(user=rater, name="mine", scopes=["rate"])
+    token, _ = token_create(user=rater, name="mine", scopes=["rate"], created_by=staff)
     make_comparison(a="Four.", b="4")
     assignment = assignment_next(rater=rater)
     rating_submit(
@@ -96,5 +100,10 @@ def test_deleting_a_token_keeps_its_ratings(rater, acked, make_comparison):
         data=RatingInput(preference=-1),
         token=token,
     )
+    assert staff_api.post(f"/admin/labelapp/apitoken/{token.pk}/delete/").status_code == 403
     ApiToken.objects.filter(pk=token.pk).delete()
-    assert Rating.objects.get().api_token is None
+    rating = Rating.objects.get()
+    assert rating.api_token_id == token.pk
+    assert rating.submitted_via() == f"an API token since deleted (#{token.pk})"
+    row = staff_api.get("/api/staff/ratings/").json()["results"][0]
+    assert row["submitted_via"] == f"an API token since deleted (#{token.pk})" and row["api_token"] is None

@@ -62,6 +62,7 @@ def reward_model_check() -> int | None:
 def execute_reward_model_run(self, run_id: int) -> str:
     """Execute one queued reward-model TrainingRun (the trainer itself is rewardtrainer's
     fit_reward_model; `manage.py train_reward_model` is the command that queues a run)."""
+    from labelapp.services.artifacts import finished_runs_prune
     from labelapp.services.training import TransientTrainingError, training_run_execute
 
     try:
@@ -71,6 +72,8 @@ def execute_reward_model_run(self, run_id: int) -> str:
     except TransientTrainingError as exc:
         # Only named transient errors get here; the run is already back to `queued`.
         raise self.retry(exc=exc, countdown=30) from exc
+    finally:
+        finished_runs_prune()  # this machine holds the files: checkpoints of runs that cannot resume
 
 
 @shared_task(name="labelapp.tasks.decide_reward_model", acks_late=True, time_limit=DECISION_LIMIT_S)
@@ -100,6 +103,7 @@ def policy_check() -> int | None:
 )
 def ppo_round(self, run_id: int) -> str:
     """A policy round, PPO or best-of-n (the run's kind says which), on queue `gpu`."""
+    from labelapp.services.artifacts import finished_runs_prune
     from labelapp.services.policy import policy_run_execute
     from labelapp.services.training import TransientTrainingError
 
@@ -109,6 +113,8 @@ def ppo_round(self, run_id: int) -> str:
         )
     except TransientTrainingError as exc:
         raise self.retry(exc=exc, countdown=30) from exc
+    finally:
+        finished_runs_prune()  # this machine holds the files: checkpoints of runs that cannot resume
 
 
 @worker_ready.connect

@@ -637,14 +637,13 @@ def _execute(run: TrainingRun) -> str:
     try:
         outcome = _ppo_step(r) if run.kind == TrainingRun.Kind.PPO else _best_of_n_step(r)
         if outcome is None:
-            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; no version was recorded.")
             return TrainingRun.Status.CANCELLED
         _progress(run, 0.92, "previous policy on the evaluation prompts")
         previous = _previous_answers(r, outcome.parent_gen)
     except GenerationStopped:
         # a best-of-n round, or the answers after PPO, are all generation: a cancel ends them mid-way
-        kept = " (PPO checkpoints kept)" if run.kind == TrainingRun.Kind.PPO else ""
-        error = f"Cancelled while generating{kept}; no version was recorded."
+        error = "Cancelled while generating; no version was recorded."
         _finish(run, TrainingRun.Status.CANCELLED, error=error)
         return TrainingRun.Status.CANCELLED
     return _commit_round(r, outcome, previous)

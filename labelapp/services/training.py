@@ -1296,7 +1296,7 @@ def _execute(run: TrainingRun) -> str:
     main = _Reporter(run, config.objective, (0.0, 0.5 if run.with_baseline else 1.0))
     result = _fit(run, pairs, config, out_dir / "main", main)
     if result.stopped or main.should_stop():
-        _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+        _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; no version was recorded.")
         return TrainingRun.Status.CANCELLED
 
     baseline = None
@@ -1304,7 +1304,7 @@ def _execute(run: TrainingRun) -> str:
         side = _Reporter(run, "plain baseline", (0.5, 1.0))
         baseline = _fit(run, pairs, baseline_config(config), out_dir / "baseline", side)
         if baseline.stopped or side.should_stop():
-            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; no version was recorded.")
             return TrainingRun.Status.CANCELLED
 
     with transaction.atomic():
@@ -1312,7 +1312,7 @@ def _execute(run: TrainingRun) -> str:
         if not run_still_owned(run, locked):
             return locked.status
         if locked.cancel_requested:  # asked to stop after the last progress write: no version
-            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; checkpoints kept.")
+            _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled; no version was recorded.")
             return TrainingRun.Status.CANCELLED
         run = locked
         version = _record_version(run, result, baseline)

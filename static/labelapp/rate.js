@@ -39,9 +39,28 @@
     var appeared = ask && box.hidden;
     box.hidden = !ask;
     if (!ask) { box.querySelectorAll("input").forEach(function (i) { i.checked = false; }); }
-    if (appeared && scrollOnAppear) { revealActionable(box); }
+    if (appeared && scrollOnAppear) {
+      revealActionable(box);
+      // it appeared without a word: a screen-reader user learnt of it from the error after Submit
+      say("Length question: you picked the much longer answer. Does its extra length add content? A: adds content, N: adds nothing.");
+    }
   }
   var scrollOnAppear = false;
+
+  // What changed, said once through the live region outside the swapped panel (rate.html).
+  function say(text) {
+    var live = document.getElementById("rate-live");
+    if (!live || !text) { return; }
+    live.textContent = "";
+    window.setTimeout(function () { live.textContent = text; }, 60);  // a fresh change is read again
+  }
+
+  // One-key shortcuts can be turned off (kept in this browser): speech input and stray keys chose,
+  // ticked "both bad" or skipped unasked (WCAG 2.1.4).
+  var SHORTCUTS_OFF = "rate-shortcuts-off";
+  function shortcutsOff() {
+    try { return window.localStorage.getItem(SHORTCUTS_OFF) === "1"; } catch (e) { return false; }
+  }
 
   function submitForm() {
     var f = form();
@@ -65,6 +84,30 @@
 
   function helpOpen() { var h = document.getElementById("help"); return h && !h.hidden; }
 
+  // The help overlay is a modal dialog: focus moves into it, stays there, and goes back on close.
+  var helpOpener = null;
+  function openHelp() {
+    var h = document.getElementById("help"); if (!h) { return; }
+    helpOpener = document.activeElement;
+    h.hidden = false;
+    var off = document.getElementById("shortcuts-off"); if (off) { off.checked = shortcutsOff(); }
+    document.getElementById("help-card").focus();
+  }
+  function closeHelp() {
+    var h = document.getElementById("help"); if (!h || h.hidden) { return; }
+    h.hidden = true;
+    if (helpOpener && helpOpener.focus && document.contains(helpOpener)) { helpOpener.focus(); }
+    helpOpener = null;
+  }
+  function trapTab(ev) {
+    var controls = Array.prototype.slice.call(document.querySelectorAll("#help input, #help button"));
+    if (!controls.length) { return; }
+    var first = controls[0], last = controls[controls.length - 1];
+    var inside = document.getElementById("help").contains(document.activeElement);
+    if (ev.shiftKey && (document.activeElement === first || !inside)) { last.focus(); ev.preventDefault(); }
+    else if (!ev.shiftKey && (document.activeElement === last || !inside)) { first.focus(); ev.preventDefault(); }
+  }
+
   // Enter on a link, a button, a summary or a select does its own job (follow, log out, open), never
   // submits the rating.
   function ownsEnter(target) {
@@ -73,9 +116,10 @@
 
   document.addEventListener("keydown", function (ev) {
     if (!root() || !form()) { return; }
+    if (helpOpen() && ev.key === "Tab") { trapTab(ev); return; }
     if (helpOpen() && ev.key !== "Escape" && ev.key !== "?") { return; }  // the overlay takes no shortcuts
     if (ev.key === "Escape") {
-      document.getElementById("help").hidden = true;
+      closeHelp();
       var s = document.getElementById("skip-form"); if (s) { s.hidden = true; }
       if (typing(ev.target)) { ev.target.blur(); }
       return;
@@ -87,6 +131,7 @@
       return;
     }
     if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    if (shortcutsOff()) { return; }  // Enter on a focused button still submits, as in any form
     var f = form();
     if (/^[1-7]$/.test(ev.key)) {
       var radio = f.querySelector('input[name="preference"][data-key="' + ev.key + '"]');
@@ -104,6 +149,7 @@
       }
     } else if (ev.key === "b" || ev.key === "B") {
       var bb = f.querySelector('input[name="both_bad"]'); bb.checked = !bb.checked; ev.preventDefault();
+      say(bb.checked ? "Both answers are bad: ticked." : "Both answers are bad: cleared.");
     } else if (ev.key === "s" || ev.key === "S") {
       if (toggle("skip-form")) { document.getElementById("skip-reason").focus(); }
       ev.preventDefault();
@@ -112,7 +158,8 @@
       if (panel) { panel.classList.toggle("collapsed"); if (!panel.classList.contains("collapsed")) { panel.focus(); } }
       ev.preventDefault();
     } else if (ev.key === "?") {
-      toggle("help"); ev.preventDefault();
+      if (helpOpen()) { closeHelp(); } else { openHelp(); }
+      ev.preventDefault();
     }
   });
 
@@ -136,6 +183,10 @@
       var box = document.getElementById("length-check");
       if (!box || box.hidden) { revealActionable(ev.target.closest("fieldset")); }
     }
+    if (ev.target.id === "shortcuts-off") {
+      try { window.localStorage.setItem(SHORTCUTS_OFF, ev.target.checked ? "1" : "0"); } catch (e) { /* private mode */ }
+      say(ev.target.checked ? "One-key shortcuts are off." : "One-key shortcuts are on.");
+    }
     if (ev.target.id === "skip-reason-choice") {
       var input = document.getElementById("skip-reason");
       input.value = ev.target.value; if (!ev.target.value) { input.focus(); }
@@ -144,8 +195,8 @@
 
   document.addEventListener("click", function (ev) {
     if (ev.target.closest("#skip-toggle")) { if (toggle("skip-form")) { document.getElementById("skip-reason").focus(); } }
-    if (ev.target.closest("#help-toggle")) { toggle("help"); }
-    if (ev.target.id === "help") { ev.target.hidden = true; }  // a click on the backdrop closes it
+    if (ev.target.closest("#help-toggle")) { if (helpOpen()) { closeHelp(); } else { openHelp(); } }
+    if (ev.target.id === "help" || ev.target.closest("#help-close")) { closeHelp(); }  // the backdrop, Close
   });
 
   // Plain click on the submit button also records the time on task.
@@ -189,14 +240,24 @@
       if (!inView(skipError)) { skipError.scrollIntoView({block: "center"}); }
       return;
     }
-    if (document.activeElement && document.activeElement !== document.body) { document.activeElement.blur(); }
+    // Focus goes to the new panel (its heading), or to the first control an error is about, never back
+    // to the top of the navigation; a text field is never focused here, so the shortcuts keep working.
     var r = root();
     var error = r && r.querySelector('.errors[role="alert"]');
+    var heading = document.getElementById("rate-heading");
     if (error) {
       var box = document.getElementById("length-check");
+      var field = error.closest("fieldset");
+      var control = field && field.querySelector("input");
+      (control || heading || document.body).focus({preventScroll: true});
       revealActionable(box && !box.hidden && box.contains(error) ? box : error);
+      say(error.textContent.trim());
     } else {
+      if (heading) { heading.focus({preventScroll: true}); }
+      else if (document.activeElement && document.activeElement !== document.body) { document.activeElement.blur(); }
       window.scrollTo(0, 0);
+      var told = r && r.querySelector('[role="status"]');
+      say(((told ? told.textContent.trim() + " " : "") + (heading ? heading.textContent.trim() : "")).trim());
     }
   });
   // A request that failed without a panel to swap in (a 403 when the session's CSRF token changed, say

@@ -330,7 +330,8 @@ def test_rationale_and_dimension_errors_are_alerts_the_page_scrolls_to(
     a = assignment_next(rater=rater)
     r = _post(rater_client, a, htmx=True, preference="0", rationale="x" * 5001, helpfulness="9")
     body = r.content.decode()
-    assert re.search(r'<div class="errors" role="alert">.*5000', body, re.S)
+    assert re.search(r'<div class="errors" role="alert" id="rationale-error">.*5000', body, re.S)
+    assert 'aria-describedby="rationale-error"' in body  # the field names its error
     assert re.search(r'<span class="errors" role="alert">', body)
 
 

@@ -48,7 +48,7 @@ def test_the_runs_table_says_which_runs_are_policy_rounds(client, staff):
 @pytest.mark.parametrize(
     ("started", "finished", "says", "not_says"),
     [
-        (False, False, "never used). </p>", "). ."),  # queued: nothing about times, no stray " ."
+        (False, False, "never used. </p>", ". ."),  # queued: nothing about times, no stray " ."
         (False, True, "Ended ", ", finished"),  # cancelled before a worker took it: no leading comma
         (True, True, ", finished ", "Ended "),
     ],

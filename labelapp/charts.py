@@ -89,12 +89,20 @@ def chart_html(chart_id: str, spec: dict, *, wide: bool = False) -> str:
     if not spec:
         return ""
     return format_html(
-        '<div class="chart-box plotly-chart{}" id="{}" data-spec="{}"></div>{}',
+        '<div class="chart-box plotly-chart{}" id="{}" data-spec="{}" role="img" aria-label="Chart: {}">'
+        "</div>{}",
         " wide" if wide else "",
         chart_id,
         f"{chart_id}-spec",
+        chart_title(spec),
         json_script(spec, f"{chart_id}-spec"),
     )
+
+
+def chart_title(spec: dict) -> str:
+    """What a screen reader says for a chart (its title; the figures are in the page's tables)."""
+    title = (spec.get("layout") or {}).get("title") or {}
+    return (title.get("text") if isinstance(title, dict) else str(title)) or "figures above"
 
 
 def validate(spec: dict) -> dict:

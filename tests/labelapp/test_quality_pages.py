@@ -206,3 +206,11 @@ def test_a_missing_static_file_is_not_found_not_a_match():
     # static file was a 500 under DEBUG (make run)
     assert finders.find("nope/missing.js") is None
     assert finders.find("nope/missing.js", find_all=True) == []
+
+
+def test_charts_and_the_sorted_column_are_named_for_screen_readers(client, staff, rated):
+    # a chart was an unnamed div and the sort arrow was read as "black up-pointing triangle"
+    client.force_login(staff)
+    page = client.get(reverse("quality_dashboard"), {"sort": "p_left", "dir": "desc"}).content.decode()
+    assert 'role="img" aria-label="Chart: ' in page
+    assert 'aria-sort="descending"' in page and '<span aria-hidden="true">▼</span>' in page

@@ -794,7 +794,8 @@ def training_check_and_start() -> TrainingRun | None:
 
 
 def training_run_cancel(*, run: TrainingRun, by=None) -> None:
-    """Queued runs stop at once; a running one stops at its next step and keeps its checkpoints.
+    """Queued runs stop at once; a running one stops at its next step (its checkpoints are then deleted
+    by the training worker, services/artifacts.py: a cancelled run is never resumed).
     NotPermitted when `by` may not cancel runs.
 
     One statement: with two (queued -> cancelled, else flag the running run) a recovery or a transient

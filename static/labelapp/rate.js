@@ -104,7 +104,8 @@
     if (!controls.length) { return; }
     var first = controls[0], last = controls[controls.length - 1];
     var inside = document.getElementById("help").contains(document.activeElement);
-    if (ev.shiftKey && (document.activeElement === first || !inside)) { last.focus(); ev.preventDefault(); }
+    var atStart = document.activeElement === first || document.activeElement.id === "help-card";
+    if (ev.shiftKey && (atStart || !inside)) { last.focus(); ev.preventDefault(); }
     else if (!ev.shiftKey && (document.activeElement === last || !inside)) { first.focus(); ev.preventDefault(); }
   }
 
@@ -168,6 +169,10 @@
     var box = input.closest("fieldset");
     var error = box && box.querySelector(".errors");
     if (error) { error.remove(); }
+    if (box) {  // answered: no longer "invalid", and no pointer to an error that is gone
+      box.removeAttribute("aria-describedby");
+      box.querySelectorAll('[aria-invalid]').forEach(function (i) { i.removeAttribute("aria-invalid"); });
+    }
   }
 
   // A key that picks an option goes through the same change handler as a click (setting .checked fires
@@ -247,9 +252,11 @@
     var heading = document.getElementById("rate-heading");
     if (error) {
       var box = document.getElementById("length-check");
+      // the question itself, not its first option: on a radio, Space or an arrow key (scrolling back up
+      // to reread the answers) chose an answer
       var field = error.closest("fieldset");
-      var control = field && field.querySelector("input");
-      (control || heading || document.body).focus({preventScroll: true});
+      if (field) { field.setAttribute("tabindex", "-1"); }
+      (field || heading || document.body).focus({preventScroll: true});
       revealActionable(box && !box.hidden && box.contains(error) ? box : error);
       say(error.textContent.trim());
     } else {

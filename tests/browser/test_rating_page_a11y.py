@@ -25,10 +25,16 @@ def test_focus_moves_to_the_new_panel_or_the_field_in_error_and_the_change_is_sa
     first = page.locator("#rate-root").get_attribute("data-assignment")
     page.click("#submit-rating")  # no choice: the panel comes back with an error
     page.wait_for_selector('#rate-root .errors[role="alert"]')
-    assert page.evaluate("() => document.activeElement.name") == "preference"
+    # the question, not its first option (Space or an arrow key there chose an answer)
+    assert page.evaluate("() => document.activeElement.classList.contains('scale')")
+    page.keyboard.press("Space")
+    assert page.evaluate("() => document.querySelectorAll('input[name=preference]:checked').length") == 0
     assert page.locator("fieldset.scale").get_attribute("aria-describedby") == "preference-error"
     page.wait_for_function("() => document.getElementById('rate-live').textContent.length > 0")
     page.keyboard.press("4")
+    # answered: no stale "invalid" and no pointer to the removed error
+    assert page.locator("fieldset.scale").get_attribute("aria-describedby") is None
+    assert page.locator("input[name=preference][aria-invalid]").count() == 0
     page.keyboard.press("Enter")
     _next_panel(page, first)
     assert Rating.objects.count() == 1
@@ -43,6 +49,8 @@ def test_the_help_is_a_modal_dialog_and_the_one_key_shortcuts_can_be_turned_off(
     page.locator("#submit-rating").focus()
     page.keyboard.press("?")
     assert page.evaluate(_FOCUSED) == "help-card"
+    page.keyboard.press("Shift+Tab")  # from the dialog itself, backwards: still inside
+    assert page.evaluate("() => document.getElementById('help').contains(document.activeElement)")
     for _ in range(3):  # Tab stays inside the dialog
         page.keyboard.press("Tab")
         assert page.evaluate("() => document.getElementById('help').contains(document.activeElement)")

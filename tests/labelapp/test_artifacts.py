@@ -64,3 +64,31 @@ def test_a_version_that_reuses_another_runs_files_keeps_them(tmp_path):
     finished_runs_prune()
     assert (tmp_path / "policy-run-1/attempt-1/policy/model.safetensors").exists()
     assert not (Path(failed.artifact_path) / "checkpoints").exists()
+
+
+def test_one_runs_trouble_does_not_stop_the_others_and_pruned_folders_are_not_walked_again(
+    tmp_path, monkeypatch
+):
+    # a file vanishing while sized (two machines pruning one ARTIFACTS_DIR) stopped the whole pass
+    from labelapp.services import artifacts
+
+    first = _run(tmp_path, "policy-run-1", "failed")
+    second = _run(tmp_path, "policy-run-2", "failed")
+    _files(Path(second.artifact_path), "pairs.jsonl")  # a killed torchrun supervisor's copy of the texts
+    real = artifacts._prunable
+
+    def flaky(root, kept):
+        if root == Path(first.artifact_path):
+            raise FileNotFoundError("gone meanwhile")
+        return real(root, kept)
+
+    monkeypatch.setattr(artifacts, "_prunable", flaky)
+    assert finished_runs_prune() == 2000 + 1000 + 1000
+    assert not (Path(second.artifact_path) / "pairs.jsonl").exists()
+    assert (Path(first.artifact_path) / "checkpoints").exists()  # tried again next time
+    monkeypatch.setattr(artifacts, "_prunable", real)
+    assert finished_runs_prune() == 3000
+    walked = []
+    monkeypatch.setattr(artifacts, "_prunable", lambda root, kept: walked.append(root) or [])
+    finished_runs_prune()
+    assert walked == []  # both marked pruned

@@ -44,3 +44,14 @@ def test_a_decision_moves_focus_to_the_next_rows_reason_and_says_what_was_record
     page.wait_for_function(
         f"() => document.getElementById('review-live').textContent.includes('Rating #{newest.pk}')"
     )
+
+
+def test_the_first_tab_offers_a_skip_past_the_navigation(browser, live_server):
+    staff = _user("reviewer", staff=True)
+    page = _page(browser, live_server, staff.username)
+    page.goto(f"{live_server.url}/staff/review/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    assert page.locator(".skip-link").is_visible()  # shown once focused
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"

@@ -52,10 +52,15 @@ def _bare_host(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
-def bind_address(host: str, port: str) -> str:
-    """host:port as gunicorn reads it: an IPv6 host in brackets (--bind ::1:8000 is not an address)."""
+def _url_host(host: str) -> str:
+    """The host as a URL or gunicorn's --bind writes it: an IPv6 one in brackets (::1:8000 is no address)."""
     bare = _bare_host(host)
-    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+    return f"[{bare}]" if ":" in bare else bare
+
+
+def bind_address(host: str, port: str) -> str:
+    """host:port as gunicorn reads it."""
+    return f"{_url_host(host)}:{port}"
 
 
 def port_in_use_message(host: str, port: str) -> str | None:
@@ -171,8 +176,8 @@ def main() -> int:
             cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    shown = f"[{_bare_host(host)}]" if ":" in _bare_host(host) else host
-    print(f"\n  Preference loop running at http://{shown}:{port}/   (admin: http://{shown}:{port}/admin/)")
+    url = f"http://{bind_address(host, port)}/"
+    print(f"\n  Preference loop running at {url}   (admin: {url}admin/)")
     print(f"  Logs: {log_dir}/{{web,worker,gpu-worker,beat}}.log   Ctrl-C stops everything.\n", flush=True)
 
     exit_code = 0

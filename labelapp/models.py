@@ -377,6 +377,11 @@ def same_text_in_eval_set() -> Exists:
     )
 
 
+def in_eval_set() -> Q:
+    """A rating's prompt, or one with its text, is in the frozen evaluation set."""
+    return Q(comparison__prompt_id__in=eval_set_prompts()) | Q(same_text_in_eval_set())
+
+
 class RatingQuerySet(models.QuerySet):
     def outside_eval_set(self) -> RatingQuerySet:
         """Ratings neither of a prompt in the frozen evaluation set nor of one with the same text:
@@ -387,8 +392,8 @@ class RatingQuerySet(models.QuerySet):
 
     def with_eval_set_mark(self) -> RatingQuerySet:
         """Annotated `in_eval_set`: the rating's prompt, or one with its text, is in the set."""
-        held = Q(comparison__prompt_id__in=eval_set_prompts()) | Q(same_text_in_eval_set())
-        return self.annotate(in_eval_set=models.ExpressionWrapper(held, output_field=models.BooleanField()))
+        held = models.ExpressionWrapper(in_eval_set(), output_field=models.BooleanField())
+        return self.annotate(in_eval_set=held)
 
     def excluded(self) -> RatingQuerySet:
         """Ratings whose newest review (the one in force) is an exclusion."""

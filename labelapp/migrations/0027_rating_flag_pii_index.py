@@ -9,18 +9,7 @@ operator dropped the index by hand. So an invalid index of that name is dropped 
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
-
-_DROP_INVALID = """
-DO $$
-BEGIN
-    IF EXISTS (
-        SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE c.relname = 'rating_flag_pii' AND NOT i.indisvalid
-    ) THEN
-        DROP INDEX rating_flag_pii;
-    END IF;
-END $$;
-"""
+from labelapp.migrations._indexes import drop_invalid_index
 
 
 class Migration(migrations.Migration):
@@ -31,7 +20,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunSQL(_DROP_INVALID, migrations.RunSQL.noop),
+        drop_invalid_index("rating_flag_pii"),
         AddIndexConcurrently(
             model_name="rating",
             index=models.Index(condition=models.Q(("flag_pii", True)), fields=["comparison"], name="rating_flag_pii"),

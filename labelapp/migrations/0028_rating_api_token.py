@@ -10,17 +10,7 @@ import django.db.models.deletion
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
-_DROP_INVALID = """
-DO $$
-BEGIN
-    IF EXISTS (
-        SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE c.relname = 'rating_api_token' AND NOT i.indisvalid
-    ) THEN
-        DROP INDEX rating_api_token;
-    END IF;
-END $$;
-"""
+from labelapp.migrations._indexes import drop_invalid_index
 
 
 class Migration(migrations.Migration):
@@ -46,7 +36,7 @@ class Migration(migrations.Migration):
                 to="labelapp.apitoken",
             ),
         ),
-        migrations.RunSQL(_DROP_INVALID, migrations.RunSQL.noop),
+        drop_invalid_index("rating_api_token"),
         AddIndexConcurrently(
             model_name="rating",
             index=models.Index(

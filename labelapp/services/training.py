@@ -66,7 +66,7 @@ from labelapp.models import (
     Rating,
     RewardModelVersion,
     TrainingRun,
-    eval_set_prompts,
+    in_eval_set,
     prompts_awaiting_review,
     same_text_in_eval_set,
 )
@@ -370,7 +370,7 @@ _LEFT_OUT = (
     ("n_flagged_broken", lambda: Q(flag_broken=True)),
     ("n_repeats", lambda: Q(comparison__kind="repeat")),
     ("n_ties", lambda: Q(preference=0)),
-    ("n_eval_set", lambda: Q(comparison__prompt_id__in=eval_set_prompts()) | Q(same_text_in_eval_set())),
+    ("n_eval_set", in_eval_set),
 )
 
 

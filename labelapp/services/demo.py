@@ -25,6 +25,7 @@ from django.db import transaction
 
 from labelapp.models import Comparison, GuidelineVersion, Prompt, Response
 from labelapp.services.guidelines import guideline_create
+from labelapp.services.roles import account_named
 from labelapp.services.schedules import schedules_ensure
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
@@ -106,8 +107,8 @@ def demo_seed(*, required_ratings: int | None = None, force: bool = False) -> De
             "and a superuser. Pass --force to add it all the same."
         )
     for username in DEMO_ACCOUNTS:  # before any is made: refused, the demo leaves nothing behind
-        twin = get_user_model().objects.filter(username__iexact=username).exclude(username=username).first()
-        if twin is not None:
+        twin = account_named(username)
+        if twin is not None and twin.username != username:
             # the rest of the app refuses names that differ only in case (create_rater, the simulator)
             raise DemoRefused(
                 f"An account named {twin.username!r} exists: the demo's {username!r} would differ from it "

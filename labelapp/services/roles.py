@@ -82,6 +82,16 @@ def permission_check(user, action: str) -> None:
         raise NotPermitted(action)
 
 
+def account_named(username: str):
+    """The account called `username` in any case, or None. Names that differ only in case are one name
+    here: the login form finds either, and one person's "Alice" beside another's "alice" mixes up whose
+    ratings are whose. `create_rater`, the simulator and the demo all refuse a twin through this."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(username__iexact=username)
+    return users.filter(username=username).first() or users.order_by("pk").first()
+
+
 def ensure_roles() -> None:
     """Create the role groups and give each its permissions (idempotent; run after every migrate)."""
     from django.contrib.auth.models import Group, Permission

@@ -59,6 +59,7 @@ from labelapp.services.guidelines import (
     guideline_needs_ack,
 )
 from labelapp.services.ratings import RatingError, RatingInput, length_check_asked, rating_submit
+from labelapp.services.roles import account_named
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 SIM_MODEL = "simulated-variant"
@@ -504,7 +505,7 @@ def _sim_raters(usernames: list[str]) -> list:
 
     group, _ = Group.objects.get_or_create(name=SIMULATED_GROUP)
     users = get_user_model().objects
-    existing = {name: users.filter(username__iexact=name).first() for name in usernames}
+    existing = {name: account_named(name) for name in usernames}
     for user in existing.values():
         if user is None:
             continue

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.args import text_arg
-from labelapp.services.roles import ROLES, ensure_roles
+from labelapp.services.roles import ROLES, account_named, ensure_roles
 
 
 class Command(BaseCommand):
@@ -37,11 +37,9 @@ class Command(BaseCommand):
             user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
         except ValidationError as exc:
             raise CommandError(f"Username {username!r}: {' '.join(exc.messages)}") from None
-        taken = (
-            user_model.objects.filter(username__iexact=username).values_list("username", flat=True).first()
-        )
+        taken = account_named(username)
         if taken is not None:
-            raise CommandError(f"User {taken!r} already exists.")
+            raise CommandError(f"User {taken.username!r} already exists.")
         password = secrets.token_urlsafe(12)
         user = user_model(username=username, is_staff=staff or bool(role), is_superuser=staff)
         user.set_password(password)

@@ -117,6 +117,7 @@ def test_staff_publish_while_a_rater_has_the_page_open(browser, live_server):
     assert rater_page.locator("#rating-form").count() == 0
     diff_text = rater_page.locator("#guideline-diff").inner_text().replace("\xa0", " ")
     assert "NEW: flag personal data." in diff_text
+    assert rater_page.title() == "New guidelines · Preference loop"  # not "Rate", as before the swap
     assert [r.guideline_version_id for r in Rating.objects.all()] == [v1.pk]
     # The side panel no longer shows v1 beside the acknowledgment of v2 (out-of-band swap).
     assert not rater_page.locator("#guidelines-panel").is_visible()
@@ -134,6 +135,28 @@ def test_staff_publish_while_a_rater_has_the_page_open(browser, live_server):
     assert versions == [1, 2]
     acked = set(rater.acknowledgments.values_list("version_id", flat=True))
     assert all(r.guideline_version_id in acked for r in Rating.objects.all())
+
+
+def test_the_page_title_follows_the_panel_swapped_in(browser, live_server):
+    """The tab, the window list and a screen reader's page name said "Rate" over "Nothing to rate"."""
+    v1 = guideline_create(text="# Guidelines\n\nBe concise.", publish=True)
+    rater = _user("browser-rater")
+    guideline_acknowledge(rater=rater, version=v1)
+    for i in range(2):
+        _comparison(f"Question {i}?", f"Answer {i}.", f"Another answer {i}.")
+    page = _page(browser, live_server, "browser-rater")
+    page.goto(f"{live_server.url}/rate/")
+    page.wait_for_selector("#rating-form")
+    for expected in ("Rate · Preference loop", "Nothing to rate · Preference loop"):
+        first = page.locator("#rate-root").get_attribute("data-assignment")
+        page.keyboard.press("4")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "id => document.getElementById('rate-root').dataset.assignment !== id", arg=first
+        )
+        page.wait_for_function("t => document.title === t", arg=expected)
+    assert page.locator("#nothing-to-rate").count() == 1
+    assert Rating.objects.count() == 2
 
 
 def test_the_length_question_its_error_and_submit_are_in_view_at_1366x900(browser, live_server):

@@ -39,12 +39,17 @@ class Prompt(models.Model):
     # Dedup key: sha256 of the normalized text (services/ingest.py). Indexed, not unique: older rows
     # and tests may repeat a text; the ingest service is what refuses to store one twice.
     text_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # One question (services/ingest.py, question_hash: case and runs of white space aside): the
+    # evaluation set takes or leaves a question's prompts together. Empty on rows older than the column
+    # that migration 0029 could not reach; those go by their id.
+    question_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     # What the PII scrubber replaced, by type and count (never the values): {"EMAIL": 1, "PHONE": 2}.
     pii_found = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["question_hash"], name="prompt_question_hash")]
 
     def __str__(self) -> str:
         # No text: the admin copies this into its history (django_admin_log.object_repr), where a
@@ -53,12 +58,13 @@ class Prompt(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         from labelapp.rendering import render_markdown
-        from labelapp.services.ingest import text_hash
+        from labelapp.services.ingest import question_hash, text_hash
 
         self.html = render_markdown(self.text)
         self.text_hash = text_hash(self.text)
+        self.question_hash = question_hash(self.text)
         if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = set(kwargs["update_fields"]) | {"html", "text_hash"}
+            kwargs["update_fields"] = set(kwargs["update_fields"]) | {"html", "text_hash", "question_hash"}
         super().save(*args, **kwargs)
 
     @property
@@ -368,12 +374,13 @@ def eval_set_prompts():
 
 
 def same_text_in_eval_set() -> Exists:
-    """A rating's prompt text is in the evaluation set (by `Prompt.text_hash`; staff can type a
-    question twice): its rating neither trains nor leaves in an export as training data."""
+    """A rating's prompt's question is in the evaluation set (by `Prompt.question_hash`: staff can type
+    a question twice, in another case): its rating neither trains nor leaves in an export as training
+    data."""
     return Exists(
-        EvalSetRating.objects.filter(prompt__text_hash=OuterRef("comparison__prompt__text_hash")).exclude(
-            prompt__text_hash=""
-        )
+        EvalSetRating.objects.filter(
+            prompt__question_hash=OuterRef("comparison__prompt__question_hash")
+        ).exclude(prompt__question_hash="")
     )
 
 

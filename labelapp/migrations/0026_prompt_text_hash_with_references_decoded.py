@@ -22,12 +22,16 @@ _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
 _NO_MEANING = dict.fromkeys(map(ord, "\ufeff\u200b\u2060\u00ad"))
 
 
-def _key(text: str) -> str:
+def _normalized(text: str) -> str:
+    """The text as the key reads it (0029's question key starts from it too)."""
     text = decode_references(text)
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = text.translate(_NO_MEANING)
-    normalized = _TRAILING_WS.sub("", text).strip("\n")
-    return hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).hexdigest()
+    return _TRAILING_WS.sub("", text).strip("\n")
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(_normalized(text).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def rehash(apps, schema_editor):

@@ -79,6 +79,16 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(normalize_text(text).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def question_hash(text: str) -> str:
+    """One key for prompts that ask one question: the normalized text with case and runs of white space
+    aside, as the reward trainer groups prompts for its split (rewardtrainer/data.py). Not the dedup key,
+    which must keep "US" apart from "us" and code's line breaks: the frozen evaluation set keeps a
+    question's prompts on one side, so that no version trains on "what is python?" while it is judged
+    on "What is Python?"."""
+    key = " ".join(normalize_text(text).casefold().split())
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 @dataclass
 class AnswerIn:
     text: str

@@ -179,9 +179,10 @@ def _trainable_ratings():
     return _usable_ratings().outside_eval_set()
 
 
-def _prompt_key(prompt_id: int, text_hash: str) -> str:
-    """One key for prompts with the same text (their ratings train together or evaluate together)."""
-    return text_hash or f"id:{prompt_id}"
+def _prompt_key(prompt_id: int, question_hash: str) -> str:
+    """One key for prompts that ask one question (`Prompt.question_hash`: the same text, case and runs
+    of white space aside): their ratings train together or evaluate together."""
+    return question_hash or f"id:{prompt_id}"
 
 
 def _is_eval_prompt(key: str) -> bool:
@@ -236,14 +237,14 @@ def _eval_set_joining() -> list[EvalSetRating]:
     in_set = {
         _prompt_key(*row)
         for row in Prompt.objects.filter(pk__in=EvalSetRating.objects.values("prompt_id")).values_list(
-            "pk", "text_hash"
+            "pk", "question_hash"
         )
     }
     fresh = [
-        (rating_id, prompt_id, _prompt_key(prompt_id, text_hash))
-        for rating_id, prompt_id, text_hash in _usable_ratings()
+        (rating_id, prompt_id, _prompt_key(prompt_id, question))
+        for rating_id, prompt_id, question in _usable_ratings()
         .filter(pk__gt=watermark, eval_set_entry__isnull=True)
-        .values_list("pk", "comparison__prompt_id", "comparison__prompt__text_hash")
+        .values_list("pk", "comparison__prompt_id", "comparison__prompt__question_hash")
         .order_by("pk")
     ]
     candidates = {(pid, key) for _, pid, key in fresh if key not in in_set and _is_eval_prompt(key)}
@@ -269,8 +270,8 @@ def _keys_rated_by(candidates: set, watermark: int) -> set[str]:
         .values_list("comparison__prompt_id", flat=True)
         .distinct()
     } | set(
-        old.filter(comparison__prompt__text_hash__in=by_text)
-        .values_list("comparison__prompt__text_hash", flat=True)
+        old.filter(comparison__prompt__question_hash__in=by_text)
+        .values_list("comparison__prompt__question_hash", flat=True)
         .distinct()
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from labelapp.models import Prompt, Response
-from labelapp.services.ingest import AnswerIn, IngestError, PromptIn, ingest_prompts
+from labelapp.services.ingest import AnswerIn, IngestError, PromptIn, ingest_prompts, text_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -246,8 +246,6 @@ def test_joiners_that_shape_a_script_or_an_emoji_still_tell_prompts_apart():
 def test_the_migration_recomputes_todays_key():
     import importlib
 
-    from labelapp.services.ingest import text_hash
-
     migration = importlib.import_module("labelapp.migrations.0026_prompt_text_hash_with_references_decoded")
     texts = ["Caf\u00e9\r\n", "  a  b \t\n c ", "x\ud800y", "US", "\ufeffa\u200bb\u00adc\u2060"]
     for text in [*texts, "crit&#101;rion&#8203; &lt;b&gt; &amp;amp &bogus; &#0; `&#64;` &#64"]:
@@ -264,6 +262,35 @@ def test_the_migration_recomputes_todays_key():
     assert (
         stale.text_hash == text_hash("Hello \u2014 there") and plain.text_hash == "kept"
     )  # only rows with &
+
+
+def test_the_question_key_migration_fills_todays_key():
+    import importlib
+
+    from django.apps import apps
+
+    from labelapp.services.ingest import question_hash
+
+    migration = importlib.import_module("labelapp.migrations.0029_prompt_question_hash")
+    texts = [
+        "Caf\u00e9\r\n",
+        "  a  b \t\n c ",
+        "x\ud800y",
+        "US",
+        "\ufeffa\u200bb\u00adc\u2060",
+        "crit&#101;rion",
+    ]
+    for text in texts:
+        assert migration._key(text) == question_hash(text)  # a new key needs a new migration
+    assert question_hash("What is  Python?\n") == question_hash("what is python?")
+    assert question_hash("US") == question_hash("us") and text_hash("US") != text_hash("us")
+
+    prompts = [Prompt.objects.create(text=t, source="feed", consent=True) for t in ("One?", "Two?")]
+    Prompt.objects.update(question_hash="")
+    migration.fill(apps, None)
+    assert [p.question_hash for p in Prompt.objects.order_by("pk")] == [
+        question_hash(p.text) for p in prompts
+    ]
 
 
 def test_a_nul_in_a_short_field_is_named_as_such():

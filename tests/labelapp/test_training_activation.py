@@ -425,23 +425,32 @@ def test_activating_the_active_version_again_changes_nothing(client, staff):
     assert (v1.activation_note, v1.activated_at) == (before.activation_note, before.activated_at)
 
 
+def _question(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
 @pytest.mark.django_db
-def test_a_prompt_typed_twice_trains_or_evaluates_as_one(eval_settings, guideline, make_user, enqueued):
+@pytest.mark.parametrize("retyped", [str, lambda t: "  " + t.upper().replace(" ", "\n  ") + "\n"])
+def test_a_prompt_typed_twice_trains_or_evaluates_as_one(
+    eval_settings, guideline, make_user, enqueued, retyped
+):
     # The set was keyed by prompt id alone: of two prompts with the same text (staff can type a
-    # question twice), one could join the frozen set while its twin trained every version.
+    # question twice), one could join the frozen set while its twin trained every version. Then by the
+    # dedup key, which tells case and spacing apart (the trainer's own split does not).
     eval_settings.TRAINING = {**eval_settings.TRAINING, "EVAL_SET_PERCENT": 50}
     rater = _acked_rater(make_user)
     texts = [f"Which animal barks, number {i}?" for i in range(12)]
     for text in texts:
-        for twin in ("first", "second"):
-            _rate_on(Prompt.objects.create(text=text), rater, f"A dog barks ({twin}).", "A cat barks.")
+        for twin, typed in (("first", text), ("second", retyped(text))):
+            _rate_on(Prompt.objects.create(text=typed), rater, f"A dog barks ({twin}).", "A cat barks.")
     run = training.training_run_request(trigger="manual", force=True)
-    evaluated = set(EvalSetRating.objects.values_list("prompt__text", flat=True))
-    trained = set(
-        Prompt.objects.filter(comparisons__ratings__in=run.data_snapshot["rating_ids"]).values_list(
+    evaluated = {_question(t) for t in EvalSetRating.objects.values_list("prompt__text", flat=True)}
+    trained = {
+        _question(t)
+        for t in Prompt.objects.filter(comparisons__ratings__in=run.data_snapshot["rating_ids"]).values_list(
             "text", flat=True
         )
-    )
+    }
     assert evaluated and trained and not evaluated & trained
     assert EvalSetRating.objects.count() == 2 * len(evaluated)  # both twins of each evaluated text
 

@@ -31,6 +31,7 @@ from labelapp.services.assignment import (
     assignment_renew_if_expired,
     assignment_skip,
     assignment_taken_back_said,
+    assignment_texts_shown,
     rater_has_work,
 )
 from labelapp.services.guidelines import (
@@ -267,10 +268,13 @@ def rate_next(request: HttpRequest) -> HttpResponse:
     return redirect("rate", assignment_id=assignment.pk)
 
 
-SET_ASIDE = (
+_SET_ASIDE_WHY = (
     "That comparison was set aside: its prompt was reported as holding personal data and waits for a "
-    "staff review. Here is your next one."
+    "staff review."
 )
+SET_ASIDE = f"{_SET_ASIDE_WHY} Here is your next one."
+# a form sent with an error on a comparison set aside since: not shown again to correct
+SET_ASIDE_UNSAVED = f"{_SET_ASIDE_WHY} Nothing was saved; here is your next one."
 
 
 class _Withdrawn(Exception):
@@ -375,6 +379,9 @@ def _rate_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
     except AssignmentGone as exc:  # an error shown on it would offer a finished comparison again
         assignment_taken_back_said(rater=request.user, assignment_id=assignment_id)
         return _render_next(request, notice=f"{exc} Nothing was saved; here is your next comparison.")
+    if not assignment_texts_shown(assignment):  # the error panel showed its texts again (only a GET
+        assignment_taken_back_said(rater=request.user, assignment_id=assignment_id)  # took it back)
+        return _render_next(request, notice=SET_ASIDE_UNSAVED)
     return _render_form_error(request, assignment, form)
 
 
@@ -405,6 +412,12 @@ def rate_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
     except QueueError as exc:
         # The reason check runs before any lookup, so the id may be someone else's or unknown: 404.
         assignment = _own_assignment(request, assignment_id)
+        if assignment.status == Assignment.Status.LEASED and not assignment_texts_shown(assignment):
+            assignment_taken_back_said(rater=request.user, assignment_id=assignment_id)
+            messages.info(request, SET_ASIDE_UNSAVED)
+            if request.htmx:
+                return HttpResponseClientRedirect(reverse("rate_next"))
+            return redirect("rate_next")
         if assignment.status == Assignment.Status.LEASED:
             # The typed reason is shown back under the error. htmx swaps only the skip form (the rating
             # form keeps what the rater chose); a plain browser gets the page again, the form open.

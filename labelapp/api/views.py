@@ -28,10 +28,10 @@ from labelapp.models import (
 from labelapp.selectors import assignment_for_page, rating_view
 from labelapp.services.assignment import (
     QueueError,
-    assignment_keep_or_take_back,
     assignment_next_with_notice,
     assignment_skip,
     assignment_taken_back_said,
+    assignment_texts_shown,
 )
 from labelapp.services.guidelines import (
     GuidelineAckRequired,
@@ -122,10 +122,10 @@ class AssignmentDetailView(ApiView):
 
     @extend_schema(responses={200: s.AssignmentSerializer})
     def get(self, request, assignment_id: int):
-        """One of your assignments, open or finished (404 for another rater's, and for an open one whose
-        prompt was set aside for a personal-data review: the lease is taken back)."""
+        """One of your assignments, open or finished (404 for another rater's, and for one whose prompt
+        waits for a staff review of a personal-data report: an open lease is taken back)."""
         assignment = _own_assignment(request, assignment_id)
-        if assignment.status == Assignment.Status.LEASED and not assignment_keep_or_take_back(assignment):
+        if not assignment_texts_shown(assignment):
             assignment_taken_back_said(rater=request.user, assignment_id=assignment_id)  # this answer says it
             raise NotFound("Set aside: its prompt waits for a staff review of a personal-data report.")
         return Response(s.AssignmentSerializer(_assignment_payload(assignment)).data)

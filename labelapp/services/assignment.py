@@ -358,6 +358,17 @@ def assignment_keep_or_take_back(assignment: Assignment) -> bool:
     return False
 
 
+def assignment_texts_shown(assignment: Assignment) -> bool:
+    """Whether the rater may see this assignment's texts again (a reload, the API's detail, a form
+    error shown on it). An open lease: `assignment_keep_or_take_back` (taken back otherwise). A finished
+    one: no personal-data flag on its prompt waits for review (the rater who judged it before another
+    flagged it read it back through the API meanwhile, when the queue, exports and training all held
+    it). Withdrawn and withheld prompts never load (selectors.assignment_for_page)."""
+    if assignment.status == Assignment.Status.LEASED:
+        return assignment_keep_or_take_back(assignment)
+    return not prompt_awaiting_review(assignment.comparison.prompt_id)
+
+
 def _servable(assignment: Assignment) -> bool:
     """Whether the open lease's prompt may still be shown (consent in force, not withheld, no personal-
     data flag waiting for review)."""

@@ -245,6 +245,52 @@ def test_the_api_detail_of_an_open_lease_on_a_held_prompt_is_gone(
     assert Assignment.objects.get(pk=held.pk).status == "expired"
 
 
+def test_a_finished_assignment_on_a_held_prompt_is_not_read_back_through_the_api(
+    client, rater, other_rater, acked, make_comparison
+):
+    # the rater who judged it before another flagged it read the texts back (the queue, exports and
+    # training all held them)
+    make_comparison(prompt_text="SECRET-PROMPT", required_ratings=3)
+    done = assignment_next(rater=other_rater)
+    data = RatingInput(preference=1, length_check="adds_content")
+    rating_submit(rater=other_rater, assignment_id=done.pk, idempotency_key=done.form_key, data=data)
+    client.force_login(other_rater)
+    assert client.get(f"/api/assignments/{done.pk}/").status_code == 200
+    a = assignment_next(rater=rater)
+    rating_submit(
+        rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=RatingInput(0, flag_pii=True)
+    )
+    r = client.get(f"/api/assignments/{done.pk}/")
+    assert r.status_code == 404 and "personal-data" in r.json()["detail"]
+    assert "SECRET-PROMPT" not in r.content.decode()
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+@pytest.mark.parametrize("path", ["rate", "skip"])
+def test_a_form_error_on_a_held_prompt_sets_it_aside_instead_of_showing_it_again(
+    client, rater, other_rater, acked, make_comparison, path, htmx
+):
+    # only a GET of /rate/N/ took the lease back: a submit without a choice, or a skip without a reason,
+    # showed the held prompt's texts again (page and htmx panel) and left the lease open
+    held = _open_then_flagged(rater, other_rater, make_comparison)
+    Prompt.objects.filter(pk=held.comparison.prompt_id).update(text="SECRET-PROMPT")
+    client.force_login(other_rater)
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    if path == "rate":
+        r = client.post(reverse("rate", args=[held.pk]), {"form_key": str(held.form_key)}, **headers)
+    else:
+        r = client.post(reverse("rate_skip", args=[held.pk]), {"reason": ""}, **headers)
+    assert "SECRET-PROMPT" not in r.content.decode()
+    assert r.status_code in (200, 302)
+    assert (
+        Assignment.objects.get(pk=held.pk).status == "expired"
+        and not Rating.objects.filter(rater=other_rater).exists()
+    )
+    if r.status_code == 302 or "HX-Redirect" in r:
+        r = client.get(r.get("HX-Redirect") or r["Location"], follow=True)
+    assert "set aside" in r.content.decode() and "Nothing was saved" in r.content.decode()
+
+
 def test_rate_says_the_open_comparison_was_set_aside_not_that_all_was_judged(
     client, rater, other_rater, acked, make_comparison
 ):

@@ -325,6 +325,10 @@ REST_FRAMEWORK = {
         "labelapp.api.parsers.StrictFormParser",
         "labelapp.api.parsers.StrictMultiPartParser",
     ],
+    # JSON only, whatever the Accept header (labelapp/api/negotiation.py): with DRF's browsable API,
+    # `Accept: text/html` or `?format=api` answered errors (and everything else) as an HTML page
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "labelapp.api.negotiation.JSONWhateverAccepted",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "labelapp.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,

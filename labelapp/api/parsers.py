@@ -112,6 +112,12 @@ def decode_json(text: str):
         raise ParseError(f"A number in the JSON has more than {limit} digits.") from None
 
 
+def json_error_reason(exc: json.JSONDecodeError) -> str:
+    """The decoder's reason without the dangling "at" of "Unterminated string starting at" or "Invalid
+    control character at" (it expects a position after it; ours is given before it)."""
+    return exc.msg.removesuffix(" at")
+
+
 def loads_safely(raw: bytes | str, *, allow_nul: bool = True):
     """json.loads that answers every malformed or hostile input with ParseError (never 500).
     allow_nul=False also refuses U+0000 in strings (for values stored as jsonb as they are)."""
@@ -124,7 +130,9 @@ def loads_safely(raw: bytes | str, *, allow_nul: bool = True):
     except RecursionError:
         raise ParseError(f"JSON is nested deeper than {MAX_DEPTH} levels.") from None
     except json.JSONDecodeError as exc:
-        raise ParseError(f"Malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from None
+        raise ParseError(
+            f"Malformed JSON at line {exc.lineno} column {exc.colno}: {json_error_reason(exc)}."
+        ) from None
     _check_depth_and_text(data, allow_nul=allow_nul)
     return data
 
@@ -144,7 +152,8 @@ class JSONLinesParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         body = read_limited(stream, parser_context)
         try:
-            return {"jsonl": body.decode("utf-8")}
+            # a byte-order mark in front, as an editor saves it: import_prompts reads the same file
+            return {"jsonl": body.decode("utf-8-sig")}
         except UnicodeDecodeError as exc:
             raise ParseError(f"The body is not UTF-8 (byte {exc.start}).") from None
 

@@ -35,10 +35,14 @@ def refuse_unknown_params(request, allowed, *, format_allowed: bool = True, repe
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         shown = ", ".join(sorted(a for a in allowed if a)) or "none"
-        raise ValidationError({"detail": f"Unknown query parameter(s): {_names(unknown)}. Allowed: {shown}."})
+        raise ValidationError(
+            {"detail": f"Unknown query parameter(s): {names_shown(unknown)}. Allowed: {shown}."}
+        )
     repeated = sorted(k for k, v in request.query_params.lists() if len(v) > 1 and k not in repeatable)
     if repeated:
-        raise ValidationError({"detail": f"Query parameter(s) given more than once: {_names(repeated)}."})
+        raise ValidationError(
+            {"detail": f"Query parameter(s) given more than once: {names_shown(repeated)}."}
+        )
 
 
 class StrictQueryParams:
@@ -70,7 +74,9 @@ class ApiView(StrictQueryParams, APIView):
 
 
 class StrictSerializer(serializers.Serializer):
-    """A request body's serializer that refuses top-level keys it has no field for."""
+    """A request body's serializer that refuses top-level keys it has no field for, and, in a form or
+    multipart body, a field given more than once that takes one value (DRF reads the last: a rating
+    sent as `preference=-3&preference=3` was stored as 3, where the same in JSON is refused)."""
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
@@ -79,14 +85,24 @@ class StrictSerializer(serializers.Serializer):
                 raise ValidationError(
                     {
                         api_settings.NON_FIELD_ERRORS_KEY: [
-                            f"Unknown field(s): {_names(unknown)}. Allowed: {', '.join(self.fields)}."
+                            f"Unknown field(s): {names_shown(unknown)}. Allowed: {', '.join(self.fields)}."
                         ]
                     }
+                )
+        if hasattr(data, "lists"):  # a QueryDict: a form or multipart body
+            many = (serializers.ListField, serializers.MultipleChoiceField, serializers.ListSerializer)
+            repeated = sorted(
+                k for k, v in data.lists() if len(v) > 1 and not isinstance(self.fields[k], many)
+            )
+            if repeated:
+                raise ValidationError(
+                    {k: [f"The field {k[:50]!a} appears more than once; send it once."] for k in repeated}
                 )
         return super().to_internal_value(data)
 
 
-def _names(names: list[str]) -> str:
-    """The first ten, each cut to 50 characters: a client's key may be anything."""
+def names_shown(names: list[str]) -> str:
+    """The first ten, each cut to 50 characters: a client's key may be anything (a 200,000-character
+    key was echoed whole in a 400)."""
     shown = ", ".join(n[:50] for n in names[:10])
     return shown + (f" (and {len(names) - 10} more)" if len(names) > 10 else "")

@@ -76,7 +76,8 @@ def comparisons_create(
     with transaction.atomic():
         prompts = Prompt.objects.filter(pk__in=prompt_ids).select_for_update().order_by("pk")
         found = {p.pk: p for p in prompts}
-        for pid in prompt_ids:
+        # each prompt once: one listed twice got its pairs, then "every pair exists" beside them
+        for pid in dict.fromkeys(prompt_ids):
             prompt = found.get(pid)
             if prompt is None:
                 report.skipped_prompts[pid] = "no such prompt"

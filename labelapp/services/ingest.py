@@ -159,13 +159,19 @@ def _short(value, what: str, max_len: int, *, required: bool) -> str:
     return value.strip()
 
 
+def _names_shown(names: list[str]) -> str:
+    from labelapp.api.strict import names_shown  # the API's rule: a client's key may be anything
+
+    return names_shown(names)
+
+
 def parse_answer(a, what: str) -> AnswerIn:
     """One answer object -> AnswerIn, or ValueError naming `what` (unknown fields are refused)."""
     if not isinstance(a, dict):
         raise ValueError(f"{what} must be an object")
     unknown = sorted(set(a) - ANSWER_FIELDS)
     if unknown:
-        raise ValueError(f"{what}: unknown field(s): {', '.join(unknown)}")
+        raise ValueError(f"{what}: unknown field(s): {_names_shown(unknown)}")
     return AnswerIn(
         text=_text(a.get("text"), f"{what}.text"),
         model=_short(a.get("model"), f"{what}.model", 128, required=True),
@@ -196,7 +202,7 @@ def parse_prompt(obj) -> PromptIn:
     unknown = sorted(set(obj) - PROMPT_FIELDS)
     if unknown:
         raise ValueError(
-            f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(PROMPT_FIELDS))})"
+            f"unknown field(s): {_names_shown(unknown)} (allowed: {', '.join(sorted(PROMPT_FIELDS))})"
         )
     missing = sorted(REQUIRED_FIELDS - set(obj))
     if missing:
@@ -216,7 +222,7 @@ def parse_prompt(obj) -> PromptIn:
 
 def parse_jsonl(text: str) -> list[PromptIn]:
     """Every line parsed; IngestError lists every bad line (1-based number and reason)."""
-    from labelapp.api.parsers import MAX_DEPTH, _check_depth_and_text, decode_json
+    from labelapp.api.parsers import MAX_DEPTH, _check_depth_and_text, decode_json, json_error_reason
 
     items, errors = [], []
     for n, line in enumerate(jsonl_lines(text), 1):
@@ -229,7 +235,9 @@ def parse_jsonl(text: str) -> list[PromptIn]:
         except RecursionError:
             errors.append({"line": n, "error": f"JSON nested deeper than {MAX_DEPTH} levels"})
         except json.JSONDecodeError as exc:
-            errors.append({"line": n, "error": f"malformed JSON at column {exc.colno}: {exc.msg}"})
+            errors.append(
+                {"line": n, "error": f"malformed JSON at column {exc.colno}: {json_error_reason(exc)}"}
+            )
         except ValueError as exc:  # includes ParseError-free reasons from parse_prompt
             errors.append({"line": n, "error": str(exc)})
         except Exception as exc:  # rest_framework ParseError from the depth/Unicode check

@@ -26,6 +26,13 @@ def test_all_pairs_then_no_duplicates(staff_api):
     assert again.json()["created"] == [] and Comparison.objects.count() == 6
 
 
+def test_a_prompt_listed_twice_is_paired_once_with_no_contradictory_skip(staff_api):
+    # [p, p] created the pairs, then reported p skipped: "every pair exists"
+    p = _prompt()
+    r = staff_api.post("/api/comparisons/", {"prompt_ids": [p.pk, p.pk]}, content_type="application/json")
+    assert len(r.json()["created"]) == 6 and r.json()["skipped_prompts"] == {}
+
+
 def test_an_answer_stored_twice_is_not_compared_with_itself_nor_twice(staff_api):
     # The answers endpoint keeps what it is sent: two identical answers made a comparison with nothing
     # to judge, and the copy repeated every comparison of the original under new ids.

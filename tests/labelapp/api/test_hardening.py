@@ -281,6 +281,47 @@ def test_a_key_repeated_in_a_json_object_is_refused_not_read_as_the_last(
     assert not Prompt.objects.filter(text__startswith="dup").exists()
 
 
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_field_repeated_in_a_form_body_is_refused_not_read_as_the_last(
+    api, staff_api, rater, acked, make_comparison, multipart
+):
+    # preference=-3&preference=3 stored 3 with a 201 (the same in JSON is refused), and a token made
+    # with name=first&name=second was named "second"
+    from labelapp.models import ApiToken, Rating
+
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    fields = [("preference", b"-3"), ("preference", b"3"), ("idempotency_key", str(a.form_key).encode())]
+    fields.append(("length_check", b"adds_content"))
+    if multipart:
+        body, kind = _multipart(fields), "multipart/form-data; boundary=zz"
+    else:
+        body, kind = "&".join(f"{k}={v.decode()}" for k, v in fields), "application/x-www-form-urlencoded"
+    r = api.post(f"/api/assignments/{a.pk}/rating/", body, content_type=kind)
+    assert r.status_code == 400 and r.json() == {
+        "preference": ["The field 'preference' appears more than once; send it once."]
+    }
+    assert not Rating.objects.exists()
+    form = "application/x-www-form-urlencoded"
+    r = staff_api.post("/api/tokens/", "username=rater&name=first&name=second&scopes=rate", content_type=form)
+    assert r.status_code == 400 and "name" in r.json() and not ApiToken.objects.exists()
+    # a list field takes its values repeated, as a form sends a multiple choice
+    r = staff_api.post(
+        "/api/tokens/", f"username={rater.username}&name=t&scopes=rate&scopes=read", content_type=form
+    )
+    assert r.status_code == 201 and sorted(ApiToken.objects.get().scopes) == ["rate", "read"]
+
+
+def test_api_errors_are_json_whatever_the_client_accepts(api):
+    # DRF's browsable API answered `Accept: text/html` (and ?format=api) with an HTML page
+    for url, headers in [("/api/queue/?bogus=1", {}), ("/api/queue/", {"HTTP_ACCEPT": "text/html"})]:
+        r = api.get(url, **{"HTTP_ACCEPT": "text/html", **headers})
+        assert r.status_code in (400, 403) and r["Content-Type"] == "application/json", r.content[:200]
+        assert "detail" in r.json()
+    r = api.get("/api/assignments/next/?format=api")
+    assert r.status_code == 404 and r["Content-Type"] == "application/json"
+
+
 @pytest.mark.parametrize("debug", [False, True])
 def test_form_bodies_are_read_like_json_ones(api, rater, acked, make_comparison, settings, debug):
     # bytes that were not UTF-8 became U+FFFD in a stored rationale; over 2.5 MB or 1,000 fields the
@@ -433,3 +474,21 @@ def test_an_api_multipart_body_is_split_once(api, rater, acked, make_comparison,
     )
     assert r.status_code == 201 and Rating.objects.get().rationale == "café"
     assert len(calls) == 1
+
+
+def test_jsonl_errors_read_whole_and_a_byte_order_mark_is_read_as_the_command_reads_it(staff_api):
+    from labelapp.models import Prompt
+
+    jsonl = "application/jsonl"
+    line = '{"text": "With a BOM", "source": "s", "consent": true}\n'
+    r = staff_api.post("/api/prompts/", "\ufeff" + line, content_type=jsonl)
+    assert r.status_code == 201 and Prompt.objects.filter(text="With a BOM").exists()  # it was a 400
+    r = staff_api.post("/api/prompts/", '{"text": "unterminated\n', content_type=jsonl)
+    assert r.json()["errors"][0]["error"] == "malformed JSON at column 10: Unterminated string starting"
+    r = staff_api.post("/api/prompts/", '{"text": "x', content_type="application/json")
+    assert r.json()["detail"] == "Malformed JSON at line 1 column 10: Unterminated string starting."
+    huge = "k" * 200_000
+    r = staff_api.post(
+        "/api/prompts/", f'{{"text": "t", "source": "s", "consent": true, "{huge}": 1}}\n', content_type=jsonl
+    )
+    assert r.status_code == 400 and len(r.content) < 1_000 and "k" * 50 in r.content.decode()

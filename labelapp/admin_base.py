@@ -10,6 +10,8 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 
+from labelapp.rendering import show_bidi_controls
+
 log = logging.getLogger(__name__)
 
 
@@ -67,13 +69,41 @@ class SaveChangedFieldsMixin:
 
 
 class ReadOnlyAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
-    """Viewable, never added or changed here (a job or a service writes these rows)."""
+    """Viewable, never added or changed here (a job or a service writes these rows).
+
+    Bidi control characters on these pages show as visible markers (⟦RLO U+202E⟧), as on the staff
+    pages (`typed_text`): a rater's rationale or skip reason with a right-to-left override read
+    reordered to the staff member checking it. Safe on the whole page because nothing on it is saved
+    back (in an editable field's value a marker would be stored in place of the character); only the
+    list's search box shows a searched-for control as its marker."""
+
+    def changeform_view(self, request, *args, **kwargs):
+        return _bidi_shown(super().changeform_view(request, *args, **kwargs))
+
+    def changelist_view(self, request, *args, **kwargs):
+        return _bidi_shown(super().changelist_view(request, *args, **kwargs))
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+def _bidi_shown(response):
+    """The page with every bidi control shown as a marker (after a TemplateResponse renders)."""
+
+    def mark(rendered):
+        if rendered.get("Content-Type", "").startswith("text/html"):
+            rendered.content = show_bidi_controls(rendered.content.decode(rendered.charset)).encode(
+                rendered.charset
+            )
+        return rendered
+
+    if hasattr(response, "add_post_render_callback") and not response.is_rendered:
+        response.add_post_render_callback(mark)
+        return response
+    return mark(response) if not getattr(response, "streaming", False) else response
 
 
 class RecordAdmin(ReadOnlyAdmin):

@@ -21,6 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 
 from labelapp.forms import RatingForm, SkipForm
 from labelapp.models import Assignment, GuidelineVersion, Rating
+from labelapp.rendering import show_bidi_controls
 from labelapp.selectors import assignment_for_page, queue_latest_snapshot, rater_progress, rating_view
 from labelapp.services.assignment import (
     TAKEN_BACK,
@@ -207,8 +208,11 @@ def _guideline_side(request: HttpRequest, version_id: int | None) -> dict:
 
 
 def _feedback_text(feedback: dict) -> str:
+    """The gold feedback as a message (a page without JavaScript), bidi controls made visible as the
+    htmx panel shows them (`typed_text`): the explanation is typed by staff."""
     verdict = "You agreed with" if feedback["agreed"] else "You did not agree with"
-    return f"{verdict} the expected answer on the previous comparison. {feedback['explanation']}"
+    explanation = show_bidi_controls(feedback["explanation"])
+    return f"{verdict} the expected answer on the previous comparison. {explanation}"
 
 
 @login_required

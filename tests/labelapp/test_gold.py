@@ -344,6 +344,23 @@ def test_gold_feedback_is_off_by_default_and_shown_when_on(
         # (the htmx answer already claimed the next pair: the second gold one, open for the next round)
 
 
+def test_gold_feedback_without_javascript_shows_bidi_controls_as_markers(
+    settings, rater_client, rater, acked, make_comparison, no_repeats
+):
+    # the htmx panel showed the explanation's right-to-left override as a marker, the message of a
+    # page without JavaScript reordered the text after it
+    settings.LABEL = {**settings.LABEL, "GOLD_RATE": 1.0, "GOLD_FEEDBACK": True}
+    gold = make_comparison(prompt_text="g", a="4", b="Four")
+    gold_mark(comparison=gold, preference=-1, explanation="a\u202eb")
+    make_comparison(prompt_text="n", a="4", b="Four")
+    a = assignment_next(rater=rater)
+    r = rater_client.post(
+        reverse("rate", args=[a.pk]), {"form_key": str(a.form_key), "preference": "1"}, follow=True
+    )
+    html = r.content.decode()
+    assert "a\u27e6RLO U+202E\u27e7b" in html and "\u202e" not in html
+
+
 # --- repeats -------------------------------------------------------------------------------------
 
 

@@ -107,3 +107,40 @@ def test_a_deleted_token_stays_on_its_ratings_and_the_admin_revokes_instead(
     assert rating.submitted_via() == f"an API token since deleted (#{token.pk})"
     row = staff_api.get("/api/staff/ratings/").json()["results"][0]
     assert row["submitted_via"] == f"an API token since deleted (#{token.pk})" and row["api_token"] is None
+
+
+def test_bidi_controls_typed_into_names_reasons_and_rationales_show_as_markers(
+    staff_api, staff, rater, acked, make_comparison, client
+):
+    # a right-to-left override in a token's name, a rater's rationale or skip reason, or a run's error
+    # reached the review list, the admin's read-only pages and the training pages raw: the text after
+    # it read reversed
+    from labelapp.models import TrainingRun
+
+    rlo, mark = "\u202e", "\u27e6RLO U+202E\u27e7"
+    minted = staff_api.post(
+        "/api/tokens/",
+        {"username": "rater", "name": f"tok{rlo}en", "scopes": ["rate"]},
+        content_type="application/json",
+    ).json()
+    make_comparison(a="Four.", b="4")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {minted['key']}"}
+    assignment = Assignment.objects.get(pk=client.get("/api/assignments/next/", **auth).json()["id"])
+    assert _rate(client, assignment, **auth).status_code == 201
+    rating = Rating.objects.get()
+    Rating.objects.filter(pk=rating.pk).update(rationale=f"good{rlo}doog")
+    Assignment.objects.filter(pk=assignment.pk).update(skip_reason=f"why{rlo}yhw")
+    run = TrainingRun.objects.create(status="failed", error=f"broke{rlo}ekorb")
+    pages = [
+        "/staff/review/?state=all",
+        f"/admin/labelapp/rating/{rating.pk}/change/",
+        "/admin/labelapp/rating/",
+        f"/admin/labelapp/assignment/{assignment.pk}/change/",
+        f"/training/runs/{run.pk}/",
+        "/training/",
+    ]
+    for url in pages:
+        page = staff_api.get(url)
+        assert page.status_code == 200, url
+        body = page.content.decode()
+        assert rlo not in body and mark in body, url

@@ -67,8 +67,11 @@ def _rank(x: np.ndarray) -> np.ndarray:
 
 
 def spearman_np(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation (scipy when installed, else Pearson of average ranks)."""
+    """Spearman rank correlation (scipy when installed, else Pearson of average ranks); NaN when a value
+    is not finite, as `pearson_np` (an infinite reward ranked first and read as a correlation of 0.5)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return 0.0
     try:
@@ -88,6 +91,8 @@ def expected_calibration_error(p_chosen: np.ndarray, n_bins: int = 10) -> tuple[
     p = np.asarray(p_chosen, dtype=np.float64)
     if len(p) == 0:
         return 0.0, []
+    if not np.isfinite(p).all():  # left out of every bin, a NaN pair made the error look smaller
+        return float("nan"), []
     probs = np.concatenate([p, 1.0 - p])
     labels = np.concatenate([np.ones_like(p), np.zeros_like(p)])
     bins = np.minimum((probs * n_bins).astype(int), n_bins - 1)
@@ -130,9 +135,15 @@ def length_buckets(lengths: np.ndarray, rewards: dict[str, np.ndarray], n_bucket
 
 def _acc(diff: np.ndarray, mask: np.ndarray | None = None) -> float | None:
     """Share of pairs the reward ranks right; a tie (the same reward for both, as any model gives a pair
-    whose two answers are the same text) counts one half, what a coin breaking it would score."""
+    whose two answers are the same text) counts one half, what a coin breaking it would score. NaN when
+    a difference is not finite: a NaN reward counted as a wrongly ranked pair, so a model that breaks on
+    some answers still had a finite (balanced) accuracy, which safe activation compared."""
     d = diff if mask is None else diff[mask]
-    return float(((d > 0) + 0.5 * (d == 0)).mean()) if len(d) else None
+    if not len(d):
+        return None
+    if not np.isfinite(d).all():
+        return float("nan")
+    return float(((d > 0) + 0.5 * (d == 0)).mean())
 
 
 def _logsigmoid_loss(diff: np.ndarray, weight: np.ndarray) -> float:

@@ -66,6 +66,18 @@ def test_a_tied_pair_counts_one_half():
     assert m["accuracy_longer_won"] == 1.0 and m["accuracy_shorter_won"] == pytest.approx(0.25)
 
 
+def test_a_reward_that_is_not_finite_leaves_no_finite_accuracy_or_correlation():
+    # a NaN reward counted as a wrongly ranked pair (accuracy 1/3, balanced 0.25: a number safe
+    # activation compared), ECE left the pair out, and an infinite reward gave Spearman 0.5
+    q_c, q_r = np.array([1.0, np.nan, 2.0]), np.array([0.0, 1.0, 1.0])
+    m = metrics_from_rewards(q_c, q_r, np.array([100, 50, 30]), np.array([50, 100, 60]))
+    assert math.isnan(m["accuracy"]) and math.isnan(m["balanced_accuracy"])
+    assert math.isnan(expected_calibration_error(np.array([0.9, np.nan, 0.6]))[0])
+    assert math.isnan(spearman_np(np.array([1.0, np.inf, 2.0]), np.array([1.0, 2.0, 3.0])))
+    clean = metrics_from_rewards(q_c[[0, 2]], q_r[[0, 2]], np.array([100, 30]), np.array([50, 60]))
+    assert clean["accuracy"] == 1.0 and clean["balanced_accuracy"] == 1.0
+
+
 def test_spearman_matches_scipy_and_the_numpy_fallback_with_ties():
     from scipy.stats import spearmanr
 

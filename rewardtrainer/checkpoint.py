@@ -71,6 +71,22 @@ def rng_state() -> dict[str, Any]:
     }
 
 
+def rank_rng_state() -> dict[str, Any]:
+    """This process's torch generator and its own CUDA device's: under DDP each rank draws its own
+    dropout masks (its shard pads to its own longest row), so a resume restores each rank's states,
+    not rank 0's on every rank (a resumed run with dropout ended with other weights)."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def _set_rank_rng_state(ranks: list | None, rank: int) -> None:
+    if not ranks or rank >= len(ranks):  # saved by a single process, or by fewer ranks: rank 0's states
+        return
+    torch.set_rng_state(ranks[rank]["torch"].cpu())
+    if ranks[rank].get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(ranks[rank]["cuda"].cpu())
+
+
 def set_rng_state(state: dict[str, Any], torch_state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
@@ -93,8 +109,10 @@ def save_checkpoint(
     scheduler: Any,
     state: dict[str, Any],
     keep: int = 2,
+    rank_rng: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write `root/ckpt-{step}` atomically (temp folder, marker last, rename); keep the newest `keep`."""
+    """Write `root/ckpt-{step}` atomically (temp folder, marker last, rename); keep the newest `keep`.
+    `rank_rng`: every rank's `rank_rng_state()` under DDP (rank 0 writes for all)."""
     from safetensors.torch import save_model
 
     root = Path(root)
@@ -110,6 +128,7 @@ def save_checkpoint(
             "scheduler": scheduler.state_dict(),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "ranks": rank_rng,
         },
         tmp / OPTIM_FILE,
     )
@@ -186,8 +205,10 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     map_location: str | torch.device = "cpu",
+    rank: int = 0,
 ) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and RNG states; return the trainer state dict.
+    """Restore model, optimizer, scheduler and RNG states (`rank`'s own torch states where the
+    checkpoint holds every rank's); return the trainer state dict.
 
     On a CheckpointError the model's weights are as they were before the call (safetensors copies every
     matching tensor before it reports a mismatch, so they are put back from a host copy), and so is the
@@ -221,6 +242,7 @@ def load_checkpoint(
             raise
         raise CheckpointError(f"{path.name}: cannot load ({type(e).__name__}: {e})") from e
     set_rng_state(state["rng"], extra)
+    _set_rank_rng_state(extra.get("ranks"), rank)
     return state
 
 

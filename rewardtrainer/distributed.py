@@ -103,6 +103,17 @@ def sum_over_ranks(values: dict[str, torch.Tensor], dist: Dist) -> dict[str, tor
     return dict(zip(keys, stacked, strict=True))
 
 
+def gather_objects(obj, dist: Dist) -> list | None:
+    """Every rank's `obj` (picklable), in rank order, on every rank; None in a single process."""
+    if not dist.enabled:
+        return None
+    import torch.distributed as td
+
+    out: list = [None] * dist.world_size
+    td.all_gather_object(out, obj)
+    return out
+
+
 def any_rank(flag: bool, dist: Dist, device: torch.device | None = None) -> bool:
     """True on every rank if it is True on one (say, rank 0 was told to stop)."""
     if not dist.enabled:

@@ -62,6 +62,7 @@ from .checkpoint import (
     CheckpointError,
     list_checkpoints,
     load_checkpoint,
+    rank_rng_state,
     save_checkpoint,
     save_final_model,
     validate_checkpoint,
@@ -654,8 +655,9 @@ def resume(
                     shutil.rmtree(ckpt_dir, ignore_errors=True)
                 return parts, state, None
             loaded = load_checkpoint(
-                path, parts.model, parts.optimizer, parts.scheduler, map_location=prep.device
-            )
+                path, parts.model, parts.optimizer, parts.scheduler, map_location=prep.device,
+                rank=prep.dist.rank,
+            )  # fmt: skip
             restored = RunState.from_dict(loaded)
             log.info("resumed from %s (step %d)", path.name, restored.global_step)
             return parts, restored, restored.global_step
@@ -925,10 +927,11 @@ def train_member(
 
     def checkpoint() -> None:
         nonlocal last_ckpt_step
+        ranks = distributed.gather_objects(rank_rng_state(), prep.dist)  # every rank's dropout stream
         if prep.dist.is_main:
             save_checkpoint(
                 ckpt_dir, state.global_step, parts.model, parts.optimizer, parts.scheduler, asdict(state),
-                keep=config.keep_checkpoints,
+                keep=config.keep_checkpoints, rank_rng=ranks,
             )  # fmt: skip
         last_ckpt_step = state.global_step
 

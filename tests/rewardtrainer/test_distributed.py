@@ -84,3 +84,26 @@ def test_the_logged_loss_is_the_global_batch_mean_when_ranks_hold_unequal_shards
     one = _run(tmp_path, "single", tiny_bert, 1, batch_size=7)
     two = _run(tmp_path, "ddp", tiny_bert, 2, batch_size=7)
     assert two == pytest.approx(one, rel=1e-3, abs=1e-4)
+
+
+def _ddp_resume(backbone: str, out: Path, stop_at: int) -> None:
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(ROOT / "tests" / "rewardtrainer" / "ddp_resume.py"), backbone, str(out), str(stop_at),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+def test_a_ddp_run_with_dropout_resumed_ends_with_the_weights_of_one_never_stopped(tmp_path, tiny_bert):
+    # only rank 0 wrote the checkpoint, with its own RNG states, and every rank restored them: rank 1
+    # drew rank 0's dropout masks after the resume (weights 0.01 apart after 8 steps)
+    from safetensors.torch import load_file
+
+    _ddp_resume(tiny_bert, tmp_path / "full", 0)
+    _ddp_resume(tiny_bert, tmp_path / "stopped", 3)
+    assert not (tmp_path / "stopped" / "model").exists()
+    _ddp_resume(tiny_bert, tmp_path / "stopped", 0)
+    full, resumed = (load_file(tmp_path / d / "model" / "model.safetensors") for d in ("full", "stopped"))
+    assert max(float((full[k] - resumed[k]).abs().max()) for k in full) == 0.0

@@ -210,9 +210,14 @@ def _guideline_side(request: HttpRequest, version_id: int | None) -> dict:
 def _feedback_text(feedback: dict) -> str:
     """The gold feedback as a message (a page without JavaScript), bidi controls made visible as the
     htmx panel shows them (`typed_text`): the explanation is typed by staff."""
-    verdict = "You agreed with" if feedback["agreed"] else "You did not agree with"
-    explanation = show_bidi_controls(feedback["explanation"])
-    return f"{verdict} the expected answer on the previous comparison. {explanation}"
+    verdict = (
+        "You agreed with the expected answer on the previous comparison."
+        if feedback["agreed"]
+        else "The previous comparison had an expected answer, and yours differed."
+    )  # the htmx panel's words (_gold_feedback.html), with the side: the page said neither side nor tie
+    side = feedback["expected_side"]
+    expected = f"Expected: the {side} answer was better." if side else "Expected: a tie."
+    return f"{verdict} {expected} {show_bidi_controls(feedback['explanation'])}"
 
 
 @login_required

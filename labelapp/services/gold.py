@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 
 from labelapp.models import Comparison, Prompt, Response
 from labelapp.services.roles import permission_check
@@ -83,6 +84,29 @@ def comparison_kind_check(*, comparison: Comparison, kind: str) -> None:
         raise GoldError("A repeat stays a repeat: it re-tests one rater on a pair they judged.", field="kind")
     if kind == Comparison.Kind.REPEAT and not _is_repeat(comparison):
         raise GoldError("Repeats are scheduled by the queue, not made by hand.", field="kind")
+    if kind != Comparison.Kind.GOLD and _holds_generated_padding(comparison):
+        # made normal, it was served as ordinary work and its ratings trained as ordinary data
+        raise GoldError(
+            "A pair made by the gold generator stays gold: one of its answers is generated padding, "
+            "which is never ordinary work. Deactivate it instead.",
+            field="kind",
+        )
+
+
+def _holds_generated_padding(comparison: Comparison) -> bool:
+    return Response.objects.filter(
+        pk__in=[comparison.response_a_id, comparison.response_b_id], source_model__startswith=GENERATOR_MODEL
+    ).exists()
+
+
+def _padded_already() -> Q:
+    """A Response filter: the answer is the original of a pair make_gold made (against its padded
+    copy). Padded again, it made a second pair of the same two texts (make_gold run twice), which the
+    queue served to a rater who had judged the first: "never the same gold pair twice" goes by id."""
+    padded = Comparison.objects.filter(kind=Comparison.Kind.GOLD)
+    as_a = padded.filter(response_a=OuterRef("pk"), response_b__source_model__startswith=GENERATOR_MODEL)
+    as_b = padded.filter(response_b=OuterRef("pk"), response_a__source_model__startswith=GENERATOR_MODEL)
+    return Q(Exists(as_a)) | Q(Exists(as_b))
 
 
 def gold_prompt_hold(row: Comparison | Response) -> Prompt:
@@ -177,11 +201,13 @@ def gold_make_padded(
     kind = kind or rng.choice(PADDING_KINDS)
     with transaction.atomic():
         # checked under the prompt's lock: a withdrawal committing between check and insert left the
-        # new gold pair active on a withdrawn prompt
+        # new gold pair active on a withdrawn prompt (and two runs made two pairs of one answer)
         prompt = gold_prompt_hold(response)
         if not prompt.comparable:
             why = "withheld for personal data" if prompt.withheld else "without consent"
             raise GoldError(f"Answer #{response.pk}'s prompt is {why}: no comparison is made on it.")
+        if Response.objects.filter(_padded_already(), pk=response.pk).exists():
+            raise GoldError(f"Answer #{response.pk} already has a padded gold pair; pick another answer.")
         padded_text, what = pad_answer(text=response.text, prompt=prompt.text, kind=kind, rng=rng)
         padded = Response.objects.create(
             prompt=prompt, text=padded_text, source_model=f"{GENERATOR_MODEL}:{kind}", source_model_version=""
@@ -213,7 +239,7 @@ def without_gold_copies(responses):
 
 
 def gold_make_batch(*, count: int, seed: int | None = None, kind: str | None = None) -> list[GoldMade]:
-    """Generate `count` padded gold pairs from original answers that are not padding yet."""
+    """Generate `count` padded gold pairs from original answers that are not padding, nor padded yet."""
     if count < 1:
         raise GoldError("Make at least one gold pair.")
     if kind is not None and kind not in PADDING_KINDS:
@@ -221,12 +247,16 @@ def gold_make_batch(*, count: int, seed: int | None = None, kind: str | None = N
     rng = random.Random(seed)
     candidates = list(
         without_gold_copies(Response.objects.filter(prompt__withheld=False, prompt__consent=True))
+        .exclude(_padded_already())
         .select_related("prompt")
         .order_by("id")
         .values_list("id", flat=True)
     )
     if not candidates:
-        raise GoldError("There are no answers to pad yet; import prompts and answers first.")
+        raise GoldError(
+            "There are no answers to pad: none with consent and not withheld is imported yet, or each "
+            "has its padded gold pair already."
+        )
     chosen = rng.sample(candidates, min(count, len(candidates)))
     responses = Response.objects.select_related("prompt").in_bulk(chosen)
     return [gold_make_padded(response=responses[rid], kind=kind, rng=rng) for rid in chosen]

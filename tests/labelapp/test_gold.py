@@ -359,6 +359,9 @@ def test_gold_feedback_without_javascript_shows_bidi_controls_as_markers(
     )
     html = r.content.decode()
     assert "a\u27e6RLO U+202E\u27e7b" in html and "\u202e" not in html
+    # and which side was expected, as the htmx panel says (the page said neither side nor tie)
+    side = "left" if a.shown_left == "a" else "right"
+    assert f"yours differed. Expected: the {side} answer was better." in html
 
 
 # --- repeats -------------------------------------------------------------------------------------
@@ -534,6 +537,43 @@ def test_unmarking_gold_clears_its_answer(make_comparison):
     gold_unmark(comparison=c)
     c.refresh_from_db()
     assert (c.kind, c.gold_preference, c.gold_explanation) == ("normal", None, "")
+
+
+def test_make_gold_run_twice_pads_each_answer_once(make_comparison, capsys):
+    # the second run padded the same answers again: gold pairs of the same two texts under new ids,
+    # which the queue served to a rater who had judged the first (it goes by id)
+    from labelapp.models import Response
+    from labelapp.services.gold import gold_make_padded
+
+    for i in range(3):
+        make_comparison(prompt_text=f"Question {i}?", a=f"Short answer {i}.", b=f"Another answer {i}.")
+    call_command("make_gold", "--count", "4", "--seed", "7", "--kind", "filler")
+    call_command("make_gold", "--count", "4", "--seed", "7", "--kind", "filler")
+    out = capsys.readouterr().out
+    assert "Made 2 gold pairs, not 4" in out and "padded for a gold pair already" in out
+    gold = Comparison.objects.filter(kind="gold").select_related("response_a", "response_b")
+    originals = [c.response_a_id if c.gold_preference == -1 else c.response_b_id for c in gold]
+    assert len(originals) == 6 and len(set(originals)) == 6
+    texts = [frozenset((c.response_a.text, c.response_b.text)) for c in gold]
+    assert len(set(texts)) == 6
+    with pytest.raises(GoldError, match="already has a padded gold pair"):
+        gold_make_padded(response=Response.objects.get(pk=originals[0]))
+    with pytest.raises(GoldError, match="no answers to pad.*padded gold pair already"):
+        gold_make_batch(count=1, seed=1)
+
+
+def test_a_generated_gold_pair_cannot_be_made_ordinary_work(make_comparison, admin_client):
+    # unmarked, the pair with its synthetic padded answer was served as ordinary work and trained
+    from labelapp.services.gold import gold_unmark
+
+    make_comparison(prompt_text="Question?", a="Short answer.", b="Another answer.")
+    made = gold_make_batch(count=1, seed=1, kind="filler")[0].comparison
+    with pytest.raises(GoldError, match="stays gold"):
+        gold_unmark(comparison=made)
+    r = _edit(admin_client, made, kind="normal")
+    assert r.status_code == 200 and b"stays gold" in r.content
+    made.refresh_from_db()
+    assert made.kind == "gold"
 
 
 def test_a_lease_the_housekeeping_released_comes_back_on_reload_whether_gold_or_not(

@@ -32,7 +32,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(
                     f"Made {len(made)} gold pairs, not {count}: only {len(made)} answers can be padded "
-                    "(with consent, not withheld, not padding or gold already)."
+                    "(with consent, not withheld, not generated padding, and not padded for a gold pair "
+                    "already)."
                 )
             )
             return

@@ -157,29 +157,47 @@ def ordinary(rows: Rows) -> Rows:
 
 def _figures(rows: Rows) -> dict:
     """Pool-level figures of a set of ratings (no per-rater split)."""
-    min_ratio, fast = _cfg("MIN_LENGTH_RATIO"), _cfg("FAST_CHARS_PER_S")
+    fast = _cfg("FAST_CHARS_PER_S")
     # a gold pair stored without its expected answer (only a script can make one) is not scored: its
     # stand-in value read as "A better" was expected
     gold = (rows.kind == 1) & (rows.gold != NO_GOLD_ANSWER)
-    bias = ordinary(rows)
-    fits = metrics.bias_fit(bias.preference, bias.words_a, bias.words_b, bias.a_left.astype(bool))
     _, first, second = _retest_pairs(rows)
     retest = metrics.test_retest(first, second)
     speed = metrics.reading_speed(rows.chars, rows.time_ms, fast_chars_per_s=fast)
     return {
         "n": len(rows),
-        "p_longer": metrics.p_longer(
-            bias.preference, bias.words_a, bias.words_b, min_ratio=min_ratio
-        ).as_dict(),
-        "p_left": metrics.p_left(bias.preference, bias.a_left.astype(bool)).as_dict(),
-        "length_slope": fits["length_slope"].as_dict(),
-        "position": fits["position"].as_dict(),
+        **_bias_figures(ordinary(rows)),
         "gold_accuracy": metrics.gold_accuracy(rows.preference[gold], rows.gold[gold]).as_dict(),
         "retest_agreement": retest["sign_agreement"].as_dict(),
         "retest_mean_abs_diff": retest["mean_abs_diff"].as_dict(),
         "speed": speed["median_chars_per_s"].as_dict(),
         "fast": speed["fast"].as_dict(),
         "n_fast": speed["n_fast"],
+    }
+
+
+def _bias_figures(bias: Rows) -> dict:
+    """P(chose longer), P(chose left) and the length and position bias fit of these ratings."""
+    fits = metrics.bias_fit(bias.preference, bias.words_a, bias.words_b, bias.a_left.astype(bool))
+    return {
+        "p_longer": metrics.p_longer(
+            bias.preference, bias.words_a, bias.words_b, min_ratio=_cfg("MIN_LENGTH_RATIO")
+        ).as_dict(),
+        "p_left": metrics.p_left(bias.preference, bias.a_left.astype(bool)).as_dict(),
+        "length_slope": fits["length_slope"].as_dict(),
+        "position": fits["position"].as_dict(),
+    }
+
+
+def _own_view(sub: Rows) -> dict:
+    """A rater's length and position figures as their own page shows them with GOLD_FEEDBACK off: from
+    every judgment they gave but those they flagged broken. From ordinary pairs only (the staff view),
+    a judgment of a gold pair or a repeat left them as they were while any other moved them, and a
+    rater comparing the page across refreshes learnt which pairs had been gold."""
+    mine = sub.subset(sub.broken == 0)
+    return {
+        **_bias_figures(mine),
+        "longer_curve": metrics.longer_curve(mine.preference, mine.words_a, mine.words_b),
     }
 
 
@@ -241,6 +259,8 @@ def quality_compute(
             row["trust"] = metrics.trust_weight(gold_correct=gold_correct, gold_n=gold_n, agree=a, agree_n=t)
             own = ordinary(sub)
             row["longer_curve"] = metrics.longer_curve(own.preference, own.words_a, own.words_b)
+            if not settings.LABEL["GOLD_FEEDBACK"]:
+                row["own_view"] = _own_view(sub)
             row["rater_id"] = rid
             row["rater"] = (usernames or {}).get(rid, str(rid))
             row["flags"] = _flags(row, pool)
@@ -266,19 +286,21 @@ def figures_for_rater(figures: dict) -> dict:
     list of ratings, says which recent pairs were gold, which is exactly what feedback off keeps from
     them. An interval gives its count back (from a value and its Wilson bounds the count can be solved
     for), so the estimates show their values only, and the chart no error bars. The total number of
-    judgments stays (it counts every pair)."""
+    judgments stays (it counts every pair). The length and position values are the rater's own view
+    (`_own_view`, every judgment): from ordinary pairs only, they did not move after a gold judgment."""
     if settings.LABEL["GOLD_FEEDBACK"]:
         return figures
     from labelapp import charts
 
     shown = {}
-    for key, value in figures.items():
-        if key == "gold_accuracy":
+    # from every judgment (computed while feedback was off; a refresh since it was turned off adds it)
+    for key, value in {**figures, **figures.get("own_view", {})}.items():
+        if key in ("gold_accuracy", "own_view"):
             continue
         if isinstance(value, dict) and "value" in value and "n" in value:
             value = _withheld_count(value)  # an estimate
         shown[key] = value
-    curve = figures.get("longer_curve")
+    curve = figures.get("own_view", {}).get("longer_curve") or figures.get("longer_curve")
     if curve:
         curve = {**curve, "bins": [_withheld_count(b) for b in curve.get("bins", [])]}
         shown["longer_curve"] = curve

@@ -159,6 +159,27 @@ def test_a_raters_own_page_shows_no_count_that_leaves_gold_out(settings, client,
     assert ("Brackets: 95% interval" in own) is feedback
 
 
+def test_a_gold_judgment_moves_a_raters_own_figures_as_any_other_does(
+    settings, client, rater, rated, guideline, make_comparison
+):
+    # with feedback off the own page showed the length and position figures of ordinary pairs only: a
+    # gold judgment left them as they were, any other moved them, so a rater comparing the page across
+    # refreshes learnt which of their pairs had been gold
+    def left_shown() -> str:
+        page = client.get(reverse("quality_me")).content.decode()
+        return re.search(r'<td id="left">([0-9.]+)', page).group(1)
+
+    client.force_login(rater)
+    assert left_shown() == "0.50"
+    rate(rater=rater, comparison=_gold(make_comparison, 99), preference=-2, a_left=True, guideline=guideline)
+    quality.quality_refresh()
+    assert left_shown() == "0.52"  # 13 of 25 judgments went to the left answer
+    staff_view = quality.quality_compute(quality.quality_rows())["raters"]
+    assert next(r for r in staff_view if r["rater_id"] == rater.pk)["p_left"]["value"] == 0.5  # ordinary only
+    settings.LABEL = {**settings.LABEL, "GOLD_FEEDBACK": True}
+    assert left_shown() == "0.50"  # with feedback the rater sees what staff see (and their gold accuracy)
+
+
 def test_a_rater_without_figures_yet(client, make_user):
     client.force_login(make_user("newcomer"))
     assert 'id="no-figures"' in client.get(reverse("quality_me")).content.decode()

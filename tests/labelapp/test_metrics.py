@@ -211,6 +211,27 @@ def test_a_won_scores_each_judgment_for_answer_a():
     assert metrics.a_won([-3, -1, 0, 2]).tolist() == [1.0, 1.0, 0.5, 0.0]
 
 
+def test_profile_bounds_of_few_one_sided_judgments_are_the_true_ones():
+    # the refit of the other coefficient took full Newton steps: on 3 judgments all one way it ran to
+    # about 2,000 and read a log-likelihood of -4,000 (the best is -0.9), so the bounds stopped short:
+    # length slope [2.52, 41.97] flagged the rater as length-biased, though 0 is inside the interval;
+    # the policy watch's win rate had a lower bound of 0.50 on 1 win in 4. Bounds checked against a
+    # grid maximisation of the profile likelihood.
+    fit = metrics.bias_fit(
+        np.array([-2, -2, -2]), np.array([96, 131, 54]), np.array([97, 36, 28]), np.array([True, True, False])
+    )
+    assert fit["length_slope"].lo == pytest.approx(-0.147, abs=0.01) and fit["length_slope"].lo < 0
+    assert fit["length_slope"].hi == pytest.approx(41.97, abs=0.01)
+    assert (fit["position"].lo, fit["position"].hi) == pytest.approx((-1.82, 32.63), abs=0.01)
+    watch = metrics.length_controlled_win_rate(
+        won=[0, 0, 1, 0],
+        log_ratio=[-0.2593, -0.7174, -0.3359, -0.9318],
+        same_won=[1],
+        same_log_ratio=[0.0483],
+    )
+    assert watch["win_rate"].lo == pytest.approx(0.0196, abs=0.002)
+
+
 def test_length_controlled_win_rate_without_length_differences_is_the_raw_rate():
     # Equal lengths, no new-vs-new pairs: theta = logit(mean won); ties count half: (1+1+0.5+0)/4.
     out = metrics.length_controlled_win_rate([1, 1, 0.5, 0], [0, 0, 0, 0])

@@ -50,6 +50,18 @@ def test_demo_has_pairs_that_differ_mainly_in_length(tmp_path, monkeypatch):
     assert "filler" in gold.get(external_id="demo:water-boiling-point:a-b").gold_explanation
 
 
+def test_demo_gold_explanations_name_no_side(tmp_path, monkeypatch):
+    # "A gives confidently wrong advice": raters see left and right, and which of A and B is on the
+    # left varies per rater, so the feedback named an answer nobody could find
+    import re
+
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    demo_seed()
+    explanations = list(Comparison.objects.filter(kind="gold").values_list("gold_explanation", flat=True))
+    assert len(explanations) >= 20
+    assert not [e for e in explanations if re.search(r"\b[AB]('s)?\b", e)]
+
+
 def test_guidelines_teach_length_aware_judging(tmp_path, monkeypatch):
     monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
     demo_seed()

@@ -35,7 +35,11 @@ _FILLERS_AFTER = [
     "Overall, this is an important topic, and it is always good to think about it carefully.",
     "It is worth noting that every situation is different, so keep that in mind.",
 ]
-_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
+# a sentence ends at . ! or ? after a letter or a closing mark (not "1." of a numbered list, not "3.5")
+# and before a capital or an opening mark
+_SENTENCE_RE = re.compile(r"(?<=[^\d\s][.!?])\s+(?=[A-Z\"\u201c(])")
+# a block that is not running prose: a heading, a list item, a table row, a quote, indented code
+_NOT_PROSE_RE = re.compile(r"^\s*(#|[-*+]\s|\d+[.)]\s|\||>|    )")
 
 
 class GoldError(Exception):
@@ -168,13 +172,31 @@ def pad_answer(*, text: str, prompt: str, kind: str, rng: random.Random) -> tupl
             "a restatement of the question, three times",
         )
     if kind == "repetition":
-        sentences = [s for s in _SENTENCE_RE.split(text) if s.strip()]
+        prose = _first_prose(text)
+        if prose is None:  # all list, heading or code: repeated, it read as broken text
+            return pad_answer(text=text, prompt=prompt, kind="filler", rng=rng)
+        sentences = [s for s in _SENTENCE_RE.split(prose) if s.strip()]
         repeated = " ".join(sentences[: max(1, min(3, len(sentences)))])
         return (
             f"{text}\n\nTo repeat the main point: {repeated}\n\nAgain, in other words: {repeated}",
             "the answer's own first sentences repeated twice",
         )
     raise GoldError(f"Unknown padding kind {kind!r}; use one of {', '.join(PADDING_KINDS)}.")
+
+
+def _first_prose(text: str) -> str | None:
+    """The answer's first paragraph of running prose, on one line; None when it has none. Split into
+    sentences anywhere, "1. Preheat the oven. 2. Bake." was repeated as "1. Preheat the oven. 2." and a
+    heading as a literal "# Answer" inside a sentence."""
+    in_code = False
+    for block in re.split(r"\n\s*\n", text):
+        if block.lstrip().startswith(("```", "~~~")) or in_code:
+            in_code ^= block.count("```") % 2 == 1 or block.count("~~~") % 2 == 1
+            continue
+        lines = [line for line in block.splitlines() if line.strip()]
+        if lines and not any(_NOT_PROSE_RE.match(line) for line in lines):
+            return " ".join(" ".join(lines).split())
+    return None
 
 
 @dataclass(frozen=True)
@@ -199,6 +221,8 @@ def gold_make_padded(
     if response.source_model.startswith(GENERATOR_MODEL):
         raise GoldError(f"Answer #{response.pk} is itself generated padding; pick an original answer.")
     kind = kind or rng.choice(PADDING_KINDS)
+    if kind == "repetition" and _first_prose(response.text) is None:
+        kind = "filler"  # nothing to repeat that reads as text (pad_answer would pad with filler)
     with transaction.atomic():
         # checked under the prompt's lock: a withdrawal committing between check and insert left the
         # new gold pair active on a withdrawn prompt (and two runs made two pairs of one answer)

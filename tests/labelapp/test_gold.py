@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from labelapp.models import Assignment, Comparison, Rating, Response
 from labelapp.services.assignment import assignment_next
-from labelapp.services.gold import GoldError, gold_make_batch, gold_mark
+from labelapp.services.gold import GoldError, gold_make_batch, gold_make_padded, gold_mark
 from labelapp.services.ratings import RatingInput, rating_submit
 
 pytestmark = pytest.mark.django_db
@@ -273,6 +273,31 @@ def test_each_padding_kind(make_comparison, kind, marker):
     c = made.comparison
     padded = c.response_a if c.gold_preference == 1 else c.response_b
     assert marker in padded.text and kind in padded.source_model
+
+
+@pytest.mark.parametrize(
+    "text, repeated",
+    [
+        # split at every ". ", "1. Preheat... 2. Bake" came back as "1. Preheat the oven to 200 C. 2."
+        ("1. Preheat the oven to 200 C.\n2. Bake for 20 minutes.", None),
+        # and a heading as a literal "# Answer" inside the repeated sentence
+        ("# Answer\n\nUse a set. It keeps one of each.\n\n- a\n- b", "Use a set. It keeps one of each."),
+        ("```py\nx = 1\n\ny = 2\n```\n\nThe value is 3.5 units. Then it stops.", "The value is 3.5 units."),
+    ],
+)
+def test_repetition_padding_repeats_prose_and_pads_a_list_with_filler(make_comparison, text, repeated):
+    make_comparison(prompt_text="How?", a=text, b="Other.")
+    from labelapp.models import Response
+
+    made = gold_make_padded(response=Response.objects.get(text=text), kind="repetition")
+    c = made.comparison
+    padded = c.response_a if c.gold_preference == 1 else c.response_b
+    if repeated is None:
+        assert made.padding == "filler" and padded.source_model == "gold-generator:filler"
+        assert "To repeat" not in padded.text and "filler" in c.gold_explanation
+    else:
+        assert padded.text.count(repeated) == 3 and "To repeat the main point: " + repeated in padded.text
+        assert "# Answer" not in padded.text.split("To repeat", 1)[1] and "2." not in padded.text
 
 
 def test_make_gold_with_nothing_to_pad_is_a_clear_error(db):

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from labelapp.models import GuidelineAcknowledgment, GuidelineVersion
 from labelapp.rawsql import xact_lock
-from labelapp.rendering import is_blank
+from labelapp.rendering import is_blank, render_guideline
 from labelapp.services.roles import permission_check
 from labelapp.textdiff import side_by_side
 
@@ -263,8 +263,17 @@ def _refuse_empty_publish(*, text: str, title: str, changelog: str | None) -> No
     current = guideline_current()
     title = (title or "").strip()
     same_title = not title or current is None or title == current.title
-    if current is not None and unix_newlines(current.text) == unix_newlines(text) and same_title:
+    if current is None or not same_title:
+        return
+    if unix_newlines(current.text) == unix_newlines(text):
         raise GuidelineError(f"Nothing changed since version {current.number}.")
+    if render_guideline(current.text) == render_guideline(text):
+        # spaces at line ends, a blank line more: every rater acknowledged again a page that looks
+        # exactly as before (two spaces before a line break do show, as a break, and are a change)
+        raise GuidelineError(
+            f"Nothing raters can see changed since version {current.number}: the text differs only in "
+            "spacing that the page does not show."
+        )
 
 
 def guideline_acknowledge(*, rater, version: GuidelineVersion) -> GuidelineAcknowledgment:
@@ -294,9 +303,12 @@ def guideline_last_acknowledged(*, rater) -> GuidelineVersion | None:
 
 
 def guideline_diff_html(*, old: GuidelineVersion, new: GuidelineVersion) -> str:
-    """A side-by-side diff of two versions' markdown source as an HTML table (labelapp/textdiff.py:
-    every character escaped, so markdown holding `<script>` shows as text; only the changed lines with
-    two lines of context; long lines wrap in the stylesheet)."""
+    """A side-by-side diff of two versions' markdown source (and title, when it changed) as an HTML
+    table (labelapp/textdiff.py: every character escaped, so markdown holding `<script>` shows as text;
+    only the changed lines with two lines of context; long lines wrap in the stylesheet)."""
+    # a changed title is a line of the diff: a publish that changed only the title read "No differences."
+    titled = old.title != new.title
+    before, after = (f"Title: {v.title}\n\n{v.text}" if titled else v.text for v in (old, new))
     return side_by_side(
-        old.text, new.text, fromdesc=f"Version {old.number}", todesc=f"Version {new.number}", context=2
+        before, after, fromdesc=f"Version {old.number}", todesc=f"Version {new.number}", context=2
     )

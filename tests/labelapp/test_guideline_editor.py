@@ -1,5 +1,7 @@
 """Living guidelines: staff editor, drafts, publish with a change message, history, diffs, permissions."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -112,6 +114,26 @@ def test_publishing_the_unchanged_text_from_a_browser_is_refused(client, staff, 
     _post_editor(client, {"text": as_sent + "\r\nMore.\r", "action": "draft"})
     draft = GuidelineVersion.objects.get(published_at__isnull=True)
     assert draft.text == acked.text + "\nMore.\n"  # stored with LF line breaks, like every other path
+
+
+def test_a_publish_raters_could_not_see_is_refused_and_a_title_change_shows_in_the_diff(staff, acked):
+    # spaces at a line's end published a new version every rater acknowledged for a page that looked
+    # the same; a title-only change showed raters a diff that said "No differences."
+    from labelapp.services.guidelines import GuidelineError, guideline_diff_html
+
+    spaced = acked.text.replace("\n", " \n", 1) + "\n\n"
+    with pytest.raises(GuidelineError, match="only in spacing"):
+        guideline_publish_text(text=spaced, title=acked.title, changelog="spaces", author=staff)
+    v2 = guideline_publish_text(
+        text=acked.text + "\n\nFirst line\nsecond line.", title=acked.title, changelog="more", author=staff
+    )
+    broken = v2.text.replace("First line\n", "First line  \n")  # two spaces: a line break that shows
+    v2 = guideline_publish_text(text=broken, title=acked.title, changelog="a break", author=staff)
+    v3 = guideline_publish_text(text=broken, title="Renamed rules", changelog="title", author=staff)
+    diff = guideline_diff_html(old=v2, new=v3)
+    shown = re.sub(r"<[^>]+>", "", diff)  # the changed characters are marked inside a line
+    assert "No differences" not in shown and "Title: Renamed rules" in shown
+    assert "Title:" not in guideline_diff_html(old=acked, new=v2)
 
 
 def test_the_admin_cannot_edit_a_published_version(client, staff, acked):

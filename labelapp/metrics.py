@@ -501,6 +501,9 @@ def _mean_interval_0_6(x: np.ndarray) -> tuple[float, float]:
     return max(0.0, m - half), min(6.0, m + half)
 
 
+_MEDIAN_MIN_N = 6  # the fewest values whose order statistics bracket the median with 95%
+
+
 def median_interval(values) -> Estimate:
     """The median with its distribution-free 95% interval from order statistics (the ranks
     n/2 -/+ 1.96 sqrt(n)/2 of the sorted sample): no bootstrap, so cheap on a million values."""
@@ -508,6 +511,10 @@ def median_interval(values) -> Estimate:
     n = int(v.size)
     if n == 0:
         return EMPTY
+    if n < _MEDIAN_MIN_N:
+        # even [smallest, largest] holds the median with less than 95% (1 - 2 / 2**n: 94% of 5,
+        # 75% of 3), and one value gave [v, v]: no interval rather than one that claims 95%
+        return Estimate(float(np.median(v)), None, None, n)
     half = Z95 * math.sqrt(n) / 2
     lo_rank = max(0, int(math.floor(n / 2 - half)))
     hi_rank = min(n - 1, int(math.ceil(n / 2 + half)))

@@ -301,6 +301,13 @@ def test_median_interval_from_order_statistics():
     # n = 100: ranks 50 -/+ 1.96 * 10 / 2 = 40.2 .. 59.8 -> sorted[40] and sorted[60] (0-based)
     est = metrics.median_interval(np.arange(100.0))
     assert (est.value, est.lo, est.hi, est.n) == (49.5, 40.0, 60.0, 100)
+    # below 6 values no pair of order statistics holds the median with 95%: n = 1 gave [v, v], n = 3
+    # an interval that holds it 75% of the time, both shown as 95%
+    for n in (1, 3, 5):
+        est = metrics.median_interval(np.arange(float(n)))
+        assert (est.lo, est.hi, est.n) == (None, None, n) and est.value == (n - 1) / 2
+    six = metrics.median_interval(np.arange(6.0))
+    assert six.lo is not None and six.lo <= 2.5 <= six.hi
 
 
 def test_trust_weight_formula():

@@ -11,6 +11,7 @@ from rest_framework import serializers
 from labelapp.api.serializers import (
     StrictBooleanField,
     StrictFloatField,
+    StrictIntegerField,
     StrictTextField,
     TrainingRunSerializer,
 )
@@ -29,7 +30,7 @@ class TokenCreateSerializer(StrictSerializer):
         max_length=16,
         help_text="What it may do, from: " + ", ".join(TOKEN_SCOPES) + ". Omitted: all of them.",
     )
-    expires_in_days = serializers.IntegerField(
+    expires_in_days = StrictIntegerField(
         required=False, min_value=1, max_value=MAX_EXPIRY_DAYS, help_text="Omitted: never expires."
     )
 
@@ -162,17 +163,15 @@ class ResponseOutSerializer(serializers.Serializer):
 
 
 class ComparisonsInSerializer(StrictSerializer):
-    prompt_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000
-    )
-    per_prompt = serializers.IntegerField(
+    prompt_ids = serializers.ListField(child=StrictIntegerField(min_value=1), min_length=1, max_length=1000)
+    per_prompt = StrictIntegerField(
         min_value=1, max_value=100, required=False, allow_null=True, help_text="Empty: all pairs."
     )
     length_matched = StrictBooleanField(default=False, help_text="Closest-in-length pairs first.")
     max_length_ratio = StrictFloatField(min_value=1.0, max_value=1000.0, required=False, allow_null=True)
-    required_ratings = serializers.IntegerField(min_value=1, max_value=50, required=False, allow_null=True)
-    priority = serializers.IntegerField(min_value=-1000, max_value=1000, default=0)
-    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+    required_ratings = StrictIntegerField(min_value=1, max_value=50, required=False, allow_null=True)
+    priority = StrictIntegerField(min_value=-1000, max_value=1000, default=0)
+    seed = StrictIntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
 
 
 class ComparisonsOutSerializer(serializers.Serializer):

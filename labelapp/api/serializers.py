@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
 from labelapp.api.strict import StrictSerializer
@@ -25,6 +27,22 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, or in a form body its ASCII digits: DRF's IntegerField also took 3.0, true, "３"
+    (full-width) and "١" (Arabic-Indic) as numbers, so a rating sent with a float or a look-alike digit
+    was stored as if typed plainly."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("invalid")
+        if isinstance(data, str) and not _ASCII_INTEGER.fullmatch(data.strip()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+_ASCII_INTEGER = re.compile(r"[-+]?[0-9]{1,20}")
 
 
 class StrictFloatField(serializers.FloatField):
@@ -82,15 +100,15 @@ class AssignmentSerializer(serializers.Serializer):
 
 
 class RatingInSerializer(StrictSerializer):
-    preference = serializers.IntegerField(
+    preference = StrictIntegerField(
         min_value=-3, max_value=3, help_text="-3 A much better .. 3 B much better"
     )
     both_bad = serializers.BooleanField(default=False)
-    helpfulness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
-    factual_accuracy = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
-    harmlessness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
-    conciseness = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
-    coherence = serializers.IntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    helpfulness = StrictIntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    factual_accuracy = StrictIntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    harmlessness = StrictIntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    conciseness = StrictIntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
+    coherence = StrictIntegerField(min_value=-2, max_value=2, required=False, allow_null=True)
     rationale = StrictTextField(required=False, allow_blank=True, max_length=5000, default="")
     flag_pii = serializers.BooleanField(default=False)
     flag_unsafe = serializers.BooleanField(default=False)
@@ -102,7 +120,7 @@ class RatingInSerializer(StrictSerializer):
         help_text="Required when the chosen answer is at least length_check_ratio times longer "
         "(the rating service answers 400 with a length_check error otherwise).",
     )
-    time_on_task_ms = serializers.IntegerField(min_value=0, required=False, default=0)
+    time_on_task_ms = StrictIntegerField(min_value=0, required=False, default=0)
     idempotency_key = StrictUUIDField()
 
     def to_input(self) -> RatingInput:
@@ -138,7 +156,7 @@ class SkipSerializer(StrictSerializer):
 
 
 class AcknowledgeSerializer(StrictSerializer):
-    version = serializers.IntegerField(help_text="The guideline version number being acknowledged.")
+    version = StrictIntegerField(help_text="The guideline version number being acknowledged.")
 
 
 class GuidelineSerializer(serializers.Serializer):

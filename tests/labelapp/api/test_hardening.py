@@ -492,3 +492,21 @@ def test_jsonl_errors_read_whole_and_a_byte_order_mark_is_read_as_the_command_re
         "/api/prompts/", f'{{"text": "t", "source": "s", "consent": true, "{huge}": 1}}\n', content_type=jsonl
     )
     assert r.status_code == 400 and len(r.content) < 1_000 and "k" * 50 in r.content.decode()
+
+
+@pytest.mark.parametrize("value", [3.0, "3.0", True, "\uff13", "\u0663", "3e0", " "])
+def test_an_integer_field_takes_a_json_integer_or_ascii_digits_only(
+    api, rater, acked, make_comparison, value
+):
+    # 3.0, "３" (full-width) and "٣" (Arabic-Indic) were stored as the preference 3, true as 1
+    from labelapp.models import Rating
+
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    body = {"preference": value, "idempotency_key": str(a.form_key), "length_check": "adds_content"}
+    r = api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json")
+    assert r.status_code == 400 and "preference" in r.json() and not Rating.objects.exists()
+    body["preference"] = 3
+    assert (
+        api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json").status_code == 201
+    )

@@ -94,6 +94,18 @@ BIDI_CONTROLS = {
     "\u2069": "PDI",
 }
 _BIDI_RE = re.compile("[" + "".join(BIDI_CONTROLS) + "]")
+# C0 and C1 controls (tab and line breaks too) and the noncharacters U+FFFE, U+FFFF
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character or noncharacter in `text`, as "U+0001", or None. A one-line name (an
+    answer's model, a prompt's source, a token's name) holds none: "\x01" and U+FFFF were stored and
+    shown, and Python's strip() silently dropped U+001C-U+001F from either end."""
+    found = _CONTROL_RE.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
 # Not Markdown syntax (square brackets would start a link): mathematical white brackets.
 _BIDI_MARK = "\u27e6{name} U+{code:04X}\u27e7"
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")

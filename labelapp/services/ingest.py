@@ -22,7 +22,7 @@ from django.db import transaction
 
 from labelapp.models import Prompt, Response
 from labelapp.rawsql import xact_lock
-from labelapp.rendering import is_blank
+from labelapp.rendering import control_character, is_blank
 from labelapp.services.privacy import ScrubResult, merge_counts, scrub
 from labelapp.services.roles import permission_check
 from labelapp.shown_text import decode_references
@@ -154,6 +154,8 @@ def _short(value, what: str, max_len: int, *, required: bool) -> str:
         raise ValueError(f"{what} must be a non-empty string" if required else f"{what} must be a string")
     if "\x00" in value:
         raise ValueError(f"{what} contains a NUL character")
+    if (control := control_character(value)) is not None:
+        raise ValueError(f"{what} contains a control character ({control}): one line of plain text")
     if len(value) > max_len:
         raise ValueError(f"{what} must be at most {max_len} characters")
     return value.strip()

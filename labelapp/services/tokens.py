@@ -39,6 +39,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from labelapp.models import TOKEN_SCOPES, ApiToken, token_scopes_all
+from labelapp.rendering import control_character
 from labelapp.services.roles import permission_check
 
 KEY_PREFIX = "rlhf_"
@@ -113,6 +114,10 @@ def token_create(
         )
     if "\x00" in name:
         raise TokenError("The name must be plain text (no NUL character).")
+    if (control := control_character(name)) is not None:
+        raise TokenError(
+            f"The name must be one line of plain text (it holds the control character {control})."
+        )
     name = name.strip()
     if not name or len(name) > NAME_MAX:
         # one rule for the API, the pages and the command (the command stored "" and cut long names)

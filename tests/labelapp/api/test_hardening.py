@@ -510,3 +510,24 @@ def test_an_integer_field_takes_a_json_integer_or_ascii_digits_only(
     assert (
         api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json").status_code == 201
     )
+
+
+@pytest.mark.parametrize("bad", ["\x01", "a\tb", "x\u009fy", "\uffff", "name\x1f"])
+def test_a_control_character_in_a_one_line_name_is_refused(staff_api, rater, bad):
+    # stored in sources, models and token names ("\x1f" at the end silently stripped by str.strip())
+    from labelapp.models import ApiToken, Prompt
+
+    line = {"text": "A question?", "source": f"feed{bad}", "consent": True}
+    r = staff_api.post("/api/prompts/", line, content_type="application/json")
+    assert r.status_code == 400 and "control character" in str(r.json()) and not Prompt.objects.exists()
+    answer = {
+        "text": "A question?",
+        "source": "feed",
+        "consent": True,
+        "answers": [{"text": "x", "model": bad}],
+    }
+    r = staff_api.post("/api/prompts/", answer, content_type="application/json")
+    assert r.status_code == 400 and "answers[1].model" in str(r.json())
+    body = {"username": rater.username, "name": f"c{bad}i", "scopes": ["rate"]}
+    r = staff_api.post("/api/tokens/", body, content_type="application/json")
+    assert r.status_code == 400 and "control character" in str(r.json()) and not ApiToken.objects.exists()

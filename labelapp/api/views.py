@@ -153,7 +153,8 @@ class RatingSubmitView(ApiView):
             raise NotFound("No such assignment.") from None
         except RatingError as exc:
             field = "idempotency_key" if exc.field == "form_key" else exc.field  # the page's name for it
-            raise ValidationError({field or "detail": str(exc)}) from None
+            # a field's errors are a list, as the serializer's are; "detail" is one message
+            raise ValidationError({field: [str(exc)]} if field else {"detail": str(exc)}) from None
         return Response(
             s.RatingOutSerializer(rating).data, status=status.HTTP_201_CREATED if created else 200
         )
@@ -242,11 +243,11 @@ class AcknowledgeView(ApiView):
         published = GuidelineVersion.objects.filter(published_at__isnull=False)
         version = published.filter(number=serializer.validated_data["version"]).first()
         if version is None:
-            raise ValidationError({"version": "No such guideline version."})
+            raise ValidationError({"version": ["No such guideline version."]})
         try:
             guideline_acknowledge(rater=request.user, version=version)
         except GuidelineError as exc:
-            raise ValidationError({"version": str(exc)}) from None
+            raise ValidationError({"version": [str(exc)]}) from None
         return Response({"status": "acknowledged", "version": version.number})
 
 

@@ -150,7 +150,10 @@ def _validate(data: RatingInput) -> None:
     if data.length_check and data.length_check not in LENGTH_CHECK_VALUES:
         raise LengthCheckRequired("The length answer must be 'adds_content' or 'adds_nothing'.")
     if not 0 <= data.time_on_task_ms <= MAX_TIME_ON_TASK_MS:
-        raise BadTimer("The page's timer sent a bad value; please submit again.")
+        raise BadTimer(
+            "The page's timer sent a bad value; please submit again "
+            f"(time on task: 0 to {MAX_TIME_ON_TASK_MS} ms)."
+        )
     for name in Rating.DIMENSIONS:
         value = data.scores.get(name)
         if value is not None and value not in range(-2, 3):

@@ -390,7 +390,9 @@ def test_a_rater_cannot_tell_a_draft_from_a_version_that_does_not_exist(client, 
         client.post("/api/guidelines/acknowledge/", {"version": n}, content_type="application/json").json()
         for n in (draft.number, draft.number + 5)
     ]
-    assert answers[0] == answers[1] == {"version": "No such guideline version."}
+    assert (
+        answers[0] == answers[1] == {"version": ["No such guideline version."]}
+    )  # a list, as a field's errors
     r = client.post(reverse("guidelines"), {"version": draft.pk}, follow=True)
     assert "unknown version" in r.content.decode()
 

@@ -531,3 +531,16 @@ def test_a_control_character_in_a_one_line_name_is_refused(staff_api, rater, bad
     body = {"username": rater.username, "name": f"c{bad}i", "scopes": ["rate"]}
     r = staff_api.post("/api/tokens/", body, content_type="application/json")
     assert r.status_code == 400 and "control character" in str(r.json()) and not ApiToken.objects.exists()
+
+
+def test_a_services_refusal_of_a_field_is_a_list_like_the_serializers(api, rater, acked, make_comparison):
+    # {"time_on_task_ms": "The page's timer ..."} beside serializer errors that are lists; the message
+    # said nothing of the range an API client may send
+    make_comparison(a="Four.", b="4")
+    a = assignment_next(rater=rater)
+    body = {"preference": 3, "idempotency_key": str(a.form_key), "time_on_task_ms": 2**31}
+    r = api.post(f"/api/assignments/{a.pk}/rating/", body, content_type="application/json")
+    assert r.status_code == 400 and isinstance(r.json()["time_on_task_ms"], list)
+    assert f"0 to {2**31 - 1} ms" in r.json()["time_on_task_ms"][0]
+    r = api.post("/api/guidelines/acknowledge/", {"version": 999}, content_type="application/json")
+    assert r.json() == {"version": ["No such guideline version."]}

@@ -140,6 +140,10 @@ class RunState:
     train_seconds: float = 0.0
     pairs_seen: int = 0
     fingerprint: str = ""
+    # the running training statistics since the last log row, summed over ranks (RunningStats): without
+    # them the first row after a resume averaged only the steps since the resume
+    running_sums: dict[str, float] = field(default_factory=dict)
+    running_pairs: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
@@ -697,6 +701,18 @@ class RunningStats:
     def reset(self) -> None:
         self.sums, self.pairs = {}, 0
 
+    def totals(self, dist: distributed.Dist) -> tuple[dict[str, float], float]:
+        """The sums and the pair count over every rank, as numbers (for a checkpoint: a host sync)."""
+        if not self.sums:
+            return {}, 0.0
+        totals = distributed.sum_over_ranks({**self.sums, PAIRS_KEY: float(self.pairs)}, dist)
+        pairs = float(totals.pop(PAIRS_KEY))
+        return {k: float(v) for k, v in totals.items()}, pairs
+
+    def restore(self, sums: dict[str, float], pairs: float, device: torch.device) -> None:
+        self.sums = {k: torch.tensor(v, device=device) for k, v in sums.items()}
+        self.pairs = pairs
+
 
 PAIRS_KEY = "\0pairs"  # RunningStats' pair count beside the stats it sums (no stat has this name)
 
@@ -916,6 +932,8 @@ def train_member(
     parts, state, resumed_from = resume(prep, parts, ckpt_dir, state, resume_enabled)
     report = _Reporter(prep, progress, member)
     running = RunningStats()
+    if resumed_from is not None and prep.dist.is_main:  # the totals of every rank, kept by one
+        running.restore(state.running_sums, state.running_pairs, prep.device)
     last_eval: dict | None = None
     last_eval_step, last_ckpt_step = -1, resumed_from if resumed_from is not None else -1
     stopped, early_stopped = False, _early_stop_reached(state, config)
@@ -927,6 +945,7 @@ def train_member(
 
     def checkpoint() -> None:
         nonlocal last_ckpt_step
+        state.running_sums, state.running_pairs = running.totals(prep.dist)
         ranks = distributed.gather_objects(rank_rng_state(), prep.dist)  # every rank's dropout stream
         if prep.dist.is_main:
             save_checkpoint(

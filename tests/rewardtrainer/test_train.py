@@ -125,6 +125,28 @@ def test_a_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_p
     assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
 
 
+def test_a_run_killed_between_evaluations_logs_the_same_training_loss_after_resuming(tmp_path, tiny_bert):
+    # the running training loss was not in the checkpoint: the first validation row after a resume
+    # averaged only the steps since the resume (weights and validation figures were the same)
+    pairs = keyword_pairs(120)
+    cfg = tiny_config(tiny_bert, epochs=2, checkpoint_every=4, eval_every=5, early_stopping_patience=10)
+    full = fit_reward_model(pairs, cfg, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill(row: dict) -> None:
+        if row.get("step") == 14:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit_reward_model(pairs, cfg, tmp_path / "crash", progress=kill)
+    resumed = fit_reward_model(pairs, cfg, tmp_path / "crash")
+    assert resumed.resumed_from_step == 12
+    losses = [h["train_loss"] for h in resumed.history]
+    assert losses == pytest.approx([h["train_loss"] for h in full.history], abs=1e-6)
+
+
 def test_a_run_retried_after_it_stopped_early_stops_there_with_the_same_weights(tmp_path, tiny_bert):
     # the early stop was not in the checkpoint of its step: a retry (the worker killed in the final
     # fits) trained on to the next validation and shipped other weights

@@ -41,8 +41,9 @@ class Prompt(models.Model):
     text_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     # One question (services/ingest.py, question_hash: case and runs of white space aside): the
     # evaluation set takes or leaves a question's prompts together. Empty on rows older than the column
-    # that migration 0029 could not reach; those go by their id.
-    question_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # that migration 0029 could not reach; those go by their id. A database default too: a process still
+    # running the code before 0029 (a rolling deploy), or a bench's COPY, inserts prompts without it.
+    question_hash = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     # What the PII scrubber replaced, by type and count (never the values): {"EMAIL": 1, "PHONE": 2}.
     pii_found = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -186,6 +186,8 @@ def metrics_from_rewards(
         "accuracy": _acc(diff_q),
         "accuracy_sum": _acc(diff_sum),
         "accuracy_full": _acc(diff_sum),
+        # with one group empty, that group's accuracy (n_longer_won / n_shorter_won say so); safe
+        # activation asks for RM_EVAL_SET_MIN_GROUP_PAIRS of each before it compares versions on it
         "balanced_accuracy": float(np.mean(present)) if present else None,
         "accuracy_longer_won": acc_longer,
         "n_longer_won": int(longer_won.sum()),

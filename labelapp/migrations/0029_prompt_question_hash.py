@@ -3,7 +3,8 @@
 is Python?" and "what is  python?" apart, while the reward trainer's split reads them as one question:
 one could evaluate every version while its twin trained them.
 
-The column is added empty (no rewrite), filled in batches of 2,000 prompts, each its own transaction
+The column is added empty (no rewrite) with a database default, so that a process still running the
+code before this migration (or a bench's COPY) can insert prompts without it; it is filled in batches of 2,000 prompts, each its own transaction
 (migrations/_rehash.py), and indexed CONCURRENTLY afterwards, like 0027 and 0028. The key is frozen here
 as it was when this migration was written; normalize_text is 0026's key before hashing."""
 
@@ -36,7 +37,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="prompt",
             name="question_hash",
-            field=models.CharField(blank=True, default="", editable=False, max_length=64),
+            field=models.CharField(blank=True, db_default="", default="", editable=False, max_length=64),
         ),
         migrations.RunPython(fill, migrations.RunPython.noop),
         drop_invalid_index("prompt_question_hash"),

@@ -88,13 +88,14 @@ def prompt_consent_set(
             prompt=locked, consent=consent, reason=reason, changed_by=by, comparison_ids=comparison_ids
         )
     prompt.consent = consent
+    # not the reason: it may name the person who asked, and a log line is out of retention's reach
     log.info(
-        "prompt #%s consent %s by %s (%d comparisons): %r",  # %r: a typed line break forges no log line
+        "prompt #%s consent %s by %s (%d comparisons); reason in consent change #%s",
         prompt.pk,
         _word(consent),
         getattr(by, "username", "a command"),
         len(comparison_ids),
-        reason,
+        change.pk,
     )
     return change
 

@@ -56,12 +56,16 @@ def test_withdrawal_sets_consent_and_records_who_when_and_why(staff):
     assert list(prompt.consent_changes.values_list("consent", flat=True)) == [False, True]
 
 
-def test_a_reason_with_line_breaks_forges_no_log_line(staff, caplog):
+def test_the_log_line_forges_nothing_and_holds_no_reason(staff, caplog):
+    # the reason went into the log verbatim (it may name the person who asked, and retention's purge
+    # cannot reach a log file); a line break in it could forge a log line
     prompt = make_pair().prompt
+    reason = "Data subject Quentin Vorlauf asked\nERROR all ratings deleted"
     with caplog.at_level("INFO", logger="labelapp.services.consent"):
-        prompt_consent_set(prompt=prompt, consent=False, reason="asked\nERROR all ratings deleted", by=staff)
+        change = prompt_consent_set(prompt=prompt, consent=False, reason=reason, by=staff)
     [line] = [r.getMessage() for r in caplog.records if "consent" in r.getMessage()]
-    assert "\n" not in line and "asked\\nERROR" in line
+    assert "\n" not in line and "Vorlauf" not in line and "ERROR" not in line
+    assert f"prompt #{prompt.pk} consent withdrawn" in line and f"consent change #{change.pk}" in line
 
 
 @pytest.mark.parametrize(

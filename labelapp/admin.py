@@ -35,6 +35,7 @@ from labelapp.models import (
 from labelapp.services.comparisons import prompt_text_fixed, response_text_fixed
 from labelapp.services.consent import REASON_MAX as CONSENT_REASON_MAX
 from labelapp.services.consent import ConsentError, prompt_consent_set
+from labelapp.services.erasure import ErasureError, prompt_erase
 from labelapp.services.gold import (
     GoldError,
     comparison_kind_check,
@@ -81,6 +82,14 @@ class ResponseInline(admin.TabularInline):
     fields = ("text", "source_model", "source_model_version", "word_count")
     readonly_fields = ("word_count",)
 
+    def has_add_permission(self, request, obj=None):
+        # an erased prompt takes no answers (services/erasure.py)
+        return (obj is None or obj.erased_at is None) and super().has_add_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        erased = obj is not None and obj.erased_at is not None  # nothing to type back in
+        return (*super().get_readonly_fields(request, obj), *(("text",) if erased else ()))
+
 
 @admin.register(Prompt)
 class PromptAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
@@ -89,9 +98,9 @@ class PromptAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     list_filter = ("category", "source", "consent", "withheld")
     search_fields = ("text", "external_id")
     # The scrubber's record (a type -> count object), not staff input: a typed non-object broke the save.
-    readonly_fields = ("pii_found",)
+    readonly_fields = ("pii_found", "erased_at")
     inlines = [ResponseInline]
-    actions = ["withdraw_consent", "restore_consent"]
+    actions = ["withdraw_consent", "restore_consent", "erase_words"]
 
     def get_readonly_fields(self, request, obj=None):
         # A stored prompt's consent changes only through the actions below, which record who, when and
@@ -147,6 +156,25 @@ class PromptAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
     @admin.action(description="Restore consent (with a reason)", permissions=["change"])
     def restore_consent(self, request, queryset):
         return self._set_consent(request, queryset, consent=True, title="Restore consent")
+
+    @admin.action(
+        description="Erase the words of withdrawn or withheld prompts (text, answers, rationales, reasons)",
+        permissions=["change"],
+    )
+    def erase_words(self, request, queryset):
+        title = "Erase the words"
+        form = _ask(self, request, queryset, form_class=EraseForm, title=title, submit_label=title)
+        if not isinstance(form, EraseForm):
+            return form
+        _apply_each(
+            self,
+            request,
+            queryset.order_by("pk"),
+            lambda prompt: prompt_erase(prompt=prompt, by=request.user),
+            refusal=ErasureError,
+            done=lambda n: f"{title}: {n} prompt(s) erased (or erased before).",
+        )
+        return None
 
     # Staff-typed prompts and answers are scrubbed like imported ones (services/privacy.py).
     def save_model(self, request, obj, form, change):
@@ -326,6 +354,14 @@ class ConsentReasonForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=CONSENT_REASON_MAX,
         help_text="Recorded with your name and the time beside each prompt's consent change.",
+    )
+
+
+class EraseForm(forms.Form):
+    confirm = forms.BooleanField(
+        label="Erase for good",
+        help_text="The text of each prompt, its answers, the ratings' rationales and the reasons written "
+        "about it are replaced by [erased]; ids, judgments and hashes stay. This cannot be undone.",
     )
 
 

@@ -46,6 +46,8 @@ class Prompt(models.Model):
     question_hash = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     # What the PII scrubber replaced, by type and count (never the values): {"EMAIL": 1, "PHONE": 2}.
     pii_found = models.JSONField(default=dict, blank=True)
+    # When its words were erased (services/erasure.py): out of use, text gone, ids and hashes kept.
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

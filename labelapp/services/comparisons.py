@@ -115,12 +115,18 @@ def comparisons_create(
 
 
 def prompt_text_fixed(*, prompt: Prompt) -> bool:
-    """Whether a comparison shows `prompt` (its text may then no longer change)."""
-    return prompt.pk is not None and Comparison.objects.filter(prompt_id=prompt.pk).exists()
+    """Whether a comparison shows `prompt`, or it was erased (its text may then no longer change: typed
+    in again, an erased prompt's words came back and its dedup hash followed the new text)."""
+    if prompt.pk is None:
+        return False
+    return prompt.erased_at is not None or Comparison.objects.filter(prompt_id=prompt.pk).exists()
 
 
 def response_text_fixed(*, response: Response) -> bool:
-    """Whether a comparison shows `response` on either side (its text may then no longer change)."""
+    """Whether a comparison shows `response` on either side, or its prompt was erased (its text may then
+    no longer change)."""
     if response.pk is None:
         return False
+    if Prompt.objects.filter(pk=response.prompt_id, erased_at__isnull=False).exists():
+        return True  # erased with its prompt
     return Comparison.objects.filter(Q(response_a_id=response.pk) | Q(response_b_id=response.pk)).exists()

@@ -77,6 +77,11 @@ def prompt_consent_set(
         locked = Prompt.objects.select_for_update().filter(pk=prompt.pk).first()
         if locked is None:
             raise ConsentError(f"Prompt #{prompt.pk} no longer exists.")
+        if consent and locked.erased_at is not None:
+            raise ConsentError(
+                f"Prompt #{locked.pk} was erased: its text and answers are gone, so nothing is left to "
+                "rate or train on."
+            )
         if locked.consent == consent:
             raise ConsentError(
                 f"Prompt #{locked.pk} already has consent={str(consent).lower()}: nothing to change "

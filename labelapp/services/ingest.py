@@ -286,7 +286,7 @@ def ingest_prompts(*, items: list[PromptIn], line_numbers: list[int] | None = No
 
 def _stored_prompt(digest: str) -> Prompt | None:
     """The stored prompt with this text hash (the oldest, should older rows repeat a text)."""
-    return Prompt.objects.filter(text_hash=digest).only("consent", "external_id").first()
+    return Prompt.objects.filter(text_hash=digest).only("consent", "external_id", "erased_at").first()
 
 
 class _BadLine(ValueError):
@@ -360,6 +360,12 @@ def _ingest_duplicate(item: PromptIn, stored: Prompt, batch: _Batch, report: Ing
 
 def _check_duplicate(item: PromptIn, stored: Prompt, batch: _Batch) -> None:
     """_BadLine when the item disagrees with the stored prompt of the same text."""
+    if stored.erased_at is not None:
+        # its answers would be stored beside a prompt whose words were erased on request
+        raise _BadLine(
+            f"{batch.name(stored)} has this text and was erased (withdrawn or withheld, its words "
+            "removed on request): it is not imported again"
+        )
     if item.consent != stored.consent:
         conflict = (
             f"consent conflict: {batch.name(stored)} has consent={_bool(stored.consent)}, this one says "
@@ -496,6 +502,10 @@ def responses_add(*, prompt: Prompt, answers: list[AnswerIn], by=None) -> tuple[
         # two requests with the same new external id would otherwise both pass the check and the
         # second hit the unique constraint (a 500)
         _lock_ingest()
+        if Prompt.objects.filter(pk=prompt.pk, erased_at__isnull=False).exists():
+            raise IngestError(
+                [{"line": None, "error": f"prompt {prompt.pk} was erased: it takes no answers"}]
+            )
         scrubbed = [(a, scrub(a.text)) for a in answers]
         try:
             # a retry sends answers stored with their external ids: only the new ones' must be free

@@ -40,6 +40,7 @@ from labelapp.models import (
 from labelapp.rawsql import fetch_one, loaded_instance
 from labelapp.rendering import is_blank
 from labelapp.services.guidelines import GuidelineAckRequired, guideline_current
+from labelapp.services.privacy import scrub
 
 
 class QueueError(Exception):
@@ -498,7 +499,7 @@ def assignment_skip(*, rater, assignment_id: int, reason: str) -> Assignment:
         if assignment.status != Assignment.Status.LEASED:
             raise QueueError("This comparison is no longer assigned to you.")
         assignment.status = Assignment.Status.SKIPPED
-        assignment.skip_reason = reason[:500]
+        assignment.skip_reason = scrub(reason).text[:500]  # scrubbed like a rationale
         assignment.finished_at = timezone.now()
         assignment.save(update_fields=["status", "skip_reason", "finished_at"])
         Comparison.objects.filter(pk=assignment.comparison_id).update(claimed_count=F("claimed_count") - 1)

@@ -16,7 +16,7 @@ After a rating on a normal pair, a repeat may be scheduled (services/repeats.py)
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -31,6 +31,7 @@ from labelapp.services.assignment import (
     assignment_taken_back_said,
 )
 from labelapp.services.guidelines import guideline_current
+from labelapp.services.privacy import scrub
 from labelapp.services.repeats import repeat_maybe_schedule
 
 LENGTH_CHECK_VALUES = frozenset(v for v, _ in Rating.LengthCheck.choices if v)
@@ -276,6 +277,10 @@ def rating_submit(
     can act on. Nothing is stored when it raises.
     """
     _validate(data)
+    if data.rationale:
+        # scrubbed like prompts and answers: a rationale quoting an address or naming a person was
+        # stored and served as typed (staff API, review list), also after the prompt was withdrawn
+        data = replace(data, rationale=scrub(data.rationale).text)
     if not rater.is_active:  # people cannot sign in then; the simulator's accounts came here anyway
         raise RatingError("This account is deactivated: it cannot rate.")
     try:

@@ -376,3 +376,22 @@ def test_home_offers_no_start_rating_for_a_lease_on_a_held_prompt_alone(
     assert 'id="nothing-left"' in page
     make_comparison(prompt_text="another question")
     assert 'id="nothing-left"' not in client.get("/").content.decode()
+
+
+def test_a_rationale_and_a_skip_reason_are_scrubbed_like_prompts(rater, acked, make_comparison):
+    # stored and served as typed (the staff API, the review list), also after the prompt was withdrawn
+    from labelapp.services.assignment import assignment_skip
+
+    make_comparison(prompt_text="first", required_ratings=1)
+    make_comparison(prompt_text="second", required_ratings=1)
+    a = assignment_next(rater=rater)
+    typed = "B leaks zed.quorrin@example.com and +44 20 7946 0958"
+    data = RatingInput(preference=0, rationale=typed)
+    rating, _ = rating_submit(rater=rater, assignment_id=a.pk, idempotency_key=a.form_key, data=data)
+    rating.refresh_from_db()
+    assert "quorrin@" not in rating.rationale and "7946" not in rating.rationale
+    assert rating.rationale.startswith("B leaks [EMAIL]")
+    b = assignment_next(rater=rater, just_finished=True)
+    skipped = assignment_skip(rater=rater, assignment_id=b.pk, reason=f"names {typed}")
+    skipped.refresh_from_db()
+    assert "quorrin@" not in skipped.skip_reason and "[EMAIL]" in skipped.skip_reason

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Min, Q, Value
+from django.db.models import Q, Value
 
 from labelapp.models import ExportFile, GuidelineVersion, Rating, Response
 from labelapp.selectors import trust_weights
@@ -62,6 +62,8 @@ _FIELDS = (
     "created_at",
     "comparison__prompt_id",
     "comparison__prompt__text",
+    "comparison__prompt__source",
+    "comparison__prompt__created_at",
     "comparison__response_a__text",
     "comparison__response_a__char_count",
     "comparison__response_a__word_count",
@@ -130,6 +132,14 @@ class ExportStats:
     ties: int = 0
     # Earliest created_at per prompt source in the export, for the file's retention deadline.
     oldest_by_source: dict[str, datetime] = field(default_factory=dict)
+
+    def written(self, r: dict) -> None:
+        """Note the prompt of a row the file holds. Taken from the rows written, not from every rating
+        the filters matched: a tie left out, or a comparison that aggregated to a dropped tie, set the
+        date of a file that does not hold its prompt, and the purge deleted the file early."""
+        source, created = r["comparison__prompt__source"], r["comparison__prompt__created_at"]
+        if source not in self.oldest_by_source or created < self.oldest_by_source[source]:
+            self.oldest_by_source[source] = created
 
 
 def exportable_ratings(*, filters: ExportFilters):
@@ -231,6 +241,7 @@ def _rating_rows(
         if pref == 0 or r["both_bad"]:
             if include_ties:
                 stats.ties += 1
+                stats.written(r)
                 reason = "both_bad" if r["both_bad"] else "tie"
                 yield (
                     "tie",
@@ -246,6 +257,7 @@ def _rating_rows(
                 )
             continue
         stats.pairs += 1
+        stats.written(r)
         yield (
             "pair",
             {
@@ -355,9 +367,11 @@ def _comparison_rows(qs, weights, stats: ExportStats, include_ties: bool) -> Ite
         kind, row = aggregate_comparison(group, weights)
         if kind == "pair":
             stats.pairs += 1
+            stats.written(group[0])  # one comparison: one prompt
             return kind, row
         if include_ties:
             stats.ties += 1
+            stats.written(group[0])
             return kind, row
         return None
 
@@ -388,18 +402,11 @@ def export_rows(
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if outermost:
-            # One snapshot for the retention dates, the weights and the rows: under READ COMMITTED a
-            # rating committed between those statements left the file's oldest prompt later than
-            # its true one, and the purge deleted the file late.
+            # One snapshot for the weights and the rows (which give the retention dates, `written`):
+            # under READ COMMITTED a rating committed between those statements was weighted by a trust
+            # weight read before it.
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        # Oldest prompt per source, for the file's retention deadline (one query, not a field per row).
-        oldest = (
-            qs.order_by()
-            .values_list("comparison__prompt__source")
-            .annotate(oldest=Min("comparison__prompt__created_at"))
-        )
-        stats.oldest_by_source.update(dict(oldest))
         rater_ids = qs.order_by().values_list("rater_id", flat=True).distinct()
         weights = trust_weights(rater_ids=list(rater_ids))
         rows = _rating_rows if mode == "rating" else _comparison_rows

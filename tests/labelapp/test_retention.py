@@ -217,6 +217,26 @@ def test_prompts_and_export_files_of_a_source_expire_alike(named, sent, settings
     assert (report["prompts"], report["export_files"]) in ((1, 1), (0, 0)), (report, file_due)
 
 
+@pytest.mark.parametrize("mode", ["rating", "comparison"])
+def test_a_file_expires_by_the_prompts_it_holds_not_by_ties_it_left_out(
+    mode, settings, rater, guideline, tmp_path
+):
+    # the file's oldest prompt was read from every rating the filters matched: an old prompt rated only
+    # as a tie (left out without a ties file) set the date, and the purge deleted a file that held only
+    # a prompt 10 days old
+    settings.RETENTION_DAYS = {"partner": 365}
+    old, new = make_pair(text="old?", source="partner"), make_pair(text="new?", source="partner")
+    rate(rater=rater, comparison=old, preference=0, guideline=guideline)
+    rate(rater=rater, comparison=new, preference=2, guideline=guideline)
+    _age(old.prompt, 400)
+    _age(new.prompt, 10)
+    export_write(path=tmp_path / "e.jsonl", fmt="jsonl", mode=mode, filters=ExportFilters())
+    record = ExportFile.objects.get()
+    held = Prompt.objects.get(pk=new.prompt_id).created_at
+    assert record.rows == 1 and record.oldest_by_source == {"partner": held.isoformat()}
+    assert purge_expired()["export_files"] == 0 and (tmp_path / "e.jsonl").exists()
+
+
 def test_every_admin_model_a_purge_cascades_to_has_its_history_purged_too():
     # the purge took the admin rows of prompts and answers only: comparisons', assignments', consent
     # changes' and policy samples' rows stayed, naming rows that were gone

@@ -12,6 +12,7 @@ personal-data flag has a review, every rating on its prompt is held back from ex
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 
 from labelapp.models import Comparison, Prompt, Rating, RatingReview
 from labelapp.services.assignment import comparisons_withdraw
@@ -59,11 +60,19 @@ def rating_review_add(*, rating: Rating, decision: str, reason: str, reviewer) -
 
 
 def prompt_withhold(*, prompt_id: int) -> int:
-    """Withhold a prompt from raters: deactivate its comparisons and take back open leases on them.
+    """Withhold a prompt from raters, and the prompts that ask the same question (`question_hash`:
+    the same text in another case or spacing holds the same personal data; a confirmed report
+    withheld only the prompt flagged, and its twin went on being served, trained on and exported):
+    deactivate their comparisons and take back open leases on them.
 
     Returns how many leases were taken back. Ratings already given stay (staff exclude them one by one).
     """
     with transaction.atomic():
-        Prompt.objects.filter(pk=prompt_id).update(withheld=True)
-        ids = Comparison.objects.filter(prompt_id=prompt_id).values_list("id", flat=True)
+        question = Prompt.objects.filter(pk=prompt_id).values_list("question_hash", flat=True).first()
+        prompts = Prompt.objects.filter(pk=prompt_id)
+        if question:
+            prompts = Prompt.objects.filter(Q(pk=prompt_id) | Q(question_hash=question))
+        prompt_ids = list(prompts.values_list("pk", flat=True))
+        Prompt.objects.filter(pk__in=prompt_ids).update(withheld=True)
+        ids = Comparison.objects.filter(prompt_id__in=prompt_ids).values_list("id", flat=True)
         return comparisons_withdraw(ids)

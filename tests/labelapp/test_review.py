@@ -395,3 +395,20 @@ def test_a_rationale_and_a_skip_reason_are_scrubbed_like_prompts(rater, acked, m
     skipped = assignment_skip(rater=rater, assignment_id=b.pk, reason=f"names {typed}")
     skipped.refresh_from_db()
     assert "quorrin@" not in skipped.skip_reason and "[EMAIL]" in skipped.skip_reason
+
+
+def test_a_confirmed_personal_data_report_withholds_the_same_text_in_another_case_too(
+    staff, rater, acked, make_comparison
+):
+    # the twin (the same words, other case and spacing: the same personal data) went on being served,
+    # trained on and exported
+    flagged = _rated(
+        rater, {"prompt_text": "Write to Anna Kowalska at 12 Elm Street"}, make_comparison, flag_pii=True
+    )
+    twin = make_comparison(prompt_text="write to anna kowalska  at 12 elm street")
+    other = make_comparison(prompt_text="Write to Anna Kowalska at 14 Elm Street")
+    rating_review_add(rating=flagged, decision="confirm", reason="an address", reviewer=staff)
+    withheld = dict(Prompt.objects.values_list("pk", "withheld"))
+    assert withheld[flagged.comparison.prompt_id] and withheld[twin.prompt_id]
+    assert not withheld[other.prompt_id]
+    assert not Comparison.objects.get(pk=twin.pk).is_active

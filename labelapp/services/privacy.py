@@ -46,7 +46,9 @@ PLACEHOLDERS = {
     "CARD": "[CARD]",
     "NATIONAL_ID": "[NATIONAL_ID]",
     "IP": "[IP]",
+    "BIRTH_DATE": "[BIRTH_DATE]",
     "PHONE": "[PHONE]",
+    "ADDRESS": "[ADDRESS]",
     "PERSON": "[PERSON]",
 }
 
@@ -73,7 +75,7 @@ _EMAIL = re.compile(
     r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)(?:[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b(?!:[\w~/])"
     r"|\[(?:\d{1,3}\.){3}\d{1,3}\])"
 )
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,32}\b")  # grouped by spaces or dashes
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ .-]?[A-Z0-9]){11,32}\b")  # grouped by spaces, dashes or dots
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}(?![\d-])")
 _NINO = re.compile(
@@ -137,19 +139,61 @@ _NAME = rf"[^\W\d_]{_LETTER}*(?:[-'’][^\W\d_]{_LETTER}*)?"
 # An initial with its period counts as a word of the name ("Mr. A. Smith" left Smith: the period ended it).
 _NAME_PART = rf"(?:{_NAME}|[^\W\d_]\.)"
 _PERSON_TITLE = re.compile(
-    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?\s+(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
+    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Herr|Frau|Monsieur|Madame|Mme|Mlle|Señor|Señora|Sr|"
+    rf"Sra|Srta|Signor|Signora|Dott)\.?\s+(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
 )
 _PERSON_CUE = re.compile(
-    rf"(?:\b(?:[Mm]y name is|[Nn]ame:|I am called|[Dd]ear|[Rr]egards,|[Ss]incerely,|[Ss]igned,?|"
-    rf"[Cc]ontact person:|[Pp]atient:|[Ee]mployee:)\s+)(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
+    rf"(?:\b(?:[Mm]y name is|[Mm]y name's|[Nn]ame:|I am called|[Dd]ear|[Rr]egards,|[Ss]incerely,|"
+    rf"[Ss]igned,?|[Cc]ontact person:|[Pp]atient:|[Ee]mployee:|[Ss]ignature:|[Ss]ender:|[Yy]ours truly,|"
+    rf"[Bb]est wishes,|[Cc]heers,|Best,|(?:[Tt]hanks|[Tt]hank you|[Mm]any thanks),(?=[ \t]*\n))\s+)"
+    rf"(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
 )
 # Words that follow a cue but are not names ("Dear Sir", "Dear Customer", "Sincerely, Yours"), and the
 # honorifics, which _PERSON_TITLE reads: "Dear Mr. Smith" was "Dear [PERSON]. [PERSON]", one person
 # counted twice.
 _NOT_NAMES = frozenset(
-    "Sir Madam Customer Team Support Friend Friends All Colleagues Hiring Manager Reader Valued User "
-    "Admin Everyone Hi Hello The A An This That Yours Mr Mrs Ms Miss Mx Dr Prof Dame".split()
+    "Sir Sirs Madam Customer Customers Client Clients Team Support Service Services Friend Friends All "
+    "Colleague Colleagues Hiring Manager Reader Readers Valued User Users Admin Everyone Hi Hello The A "
+    "An This That Yours Doctor Professor Officer Director Editor Editors Committee Board Members Member "
+    "Parents Students Applicant Candidate Community Neighbour Neighbor Sales Staff Name Email Phone "
+    "Address Date "
+    "Mr Mrs Ms Miss Mx Dr Prof Dame Herr Frau Monsieur Madame Mme Mlle Señor Señora Sr Sra Srta Signor "
+    "Signora Dott".split()
 )
+
+# A street address: a house number, one to three capitalised words and a street word ("17 Zelmoorlane
+# Road", "221B Baker Street", "1600 Pennsylvania Avenue NW"), or a German-style street name ending in
+# its street word with the number after it ("Hauptstraße 12", "Am Lindenweg 4a"). Rules, not a
+# gazetteer: a street named without its street word is missed.
+_STREET_WORD = (
+    r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Boulevard|Blvd|Drive|Court|Ct|Way|Place|Pl|Terrace|Close|"
+    r"Square|Crescent|Gardens|Parkway|Highway|Hwy)"
+)
+# words of a counted title, not of a street's name ("The 5 Best Road Trips", "Chapter 3 Sales Way")
+_NOT_STREET_NAMES = (
+    r"(?:The|A|An|Best|Top|Worst|Sales|First|Last|Next|New|Good|Great|Easy|Simple|Quick|Key|Ways|Tips|"
+    r"Steps|Things|Reasons|Rules|Facts|More|Most|Other|Common|Important|Big|Small|Wise|Men|Women|Day|Days)\b"
+)
+_ADDRESS = re.compile(
+    rf"\b\d{{1,5}}[A-Za-z]?,?[ \t]+(?:(?!{_NOT_STREET_NAMES})[A-Z]{_LETTER}+[ \t]+){{1,3}}{_STREET_WORD}\b\.?"
+    rf"(?:[ \t]+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
+    rf"|\b(?:[A-Z]{_LETTER}+[ \t]+)?[A-Z]{_LETTER}*(?:straße|strasse|Straße|Strasse|weg|gasse|allee|platz|"
+    rf"ring|damm)[ \t]+\d{{1,4}}[a-z]?\b"
+)
+# A date after a birth cue ("DOB 03/04/1985", "born 1971-04-03", "date of birth: 3 April 1985"); a date
+# alone is not personal data (a release date, a deadline) and stays.
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_BIRTH_DATE = re.compile(
+    r"(?i:\b(?:DOB|D\.O\.B\.?|date of birth|birth ?date|born(?: on)?)\b[\s:.,-]*)"
+    rf"(\d{{1,2}}[./-]\d{{1,2}}[./-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|"
+    rf"\d{{1,2}}\.?[ \t]+{_MONTH}[ \t]+\d{{4}}|{_MONTH}[ \t]+\d{{1,2}},?[ \t]+\d{{4}})"
+)
+
+
+def _birth_date_spans(text: str):
+    for m in _BIRTH_DATE.finditer(text):
+        yield m.span(1)
+
 
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|35|6011|65|64[4-9]|62)")
 
@@ -182,7 +226,7 @@ def _iban_spans(text: str):
         # The pattern may run into a following word ("DE89 3704 ... 00 ABC"); try shorter ends.
         ends = [i + 1 for i, ch in enumerate(chunk) if ch.isalnum()]
         for end in reversed(ends):
-            if iban_valid(re.sub("[ -]", "", chunk[:end])):
+            if iban_valid(re.sub("[ .-]", "", chunk[:end])):
                 yield m.start(), m.start() + end
                 break
 
@@ -384,7 +428,9 @@ _DETECTORS = [
     ("CARD", _card_spans),
     ("NATIONAL_ID", _ssn_spans),
     ("IP", _ip_spans),
+    ("BIRTH_DATE", _birth_date_spans),
     ("PHONE", _phone_spans),
+    ("ADDRESS", _regex_spans(_ADDRESS)),
     ("PERSON", _person_spans),
 ]
 

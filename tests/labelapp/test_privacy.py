@@ -458,3 +458,50 @@ def test_a_name_in_a_script_without_case_is_at_most_two_words(text, want):
 )
 def test_initials_address_literals_and_percent_encoded_emails(text, want):
     assert scrub(text).text == want
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        # a privacy audit's misses (session 33): addresses, birth dates, sign-offs, honorifics, a dotted
+        # IBAN, and words after "Dear" that are no names
+        ("I live at 17 Zelmoorlane Road, Brackwell", "I live at [ADDRESS], Brackwell"),
+        ("Address: 1600 Pennsylvania Avenue NW, Washington", "Address: [ADDRESS], Washington"),
+        ("Hauptstraße 12, 10115 Berlin", "[ADDRESS], 10115 Berlin"),
+        ("see 221B Baker Street.", "see [ADDRESS]"),
+        ("DOB 03/04/1985", "DOB [BIRTH_DATE]"),
+        ("She was born on March 3, 1971 in Ulm", "She was born on [BIRTH_DATE] in Ulm"),
+        ("date of birth: 3 April 1985", "date of birth: [BIRTH_DATE]"),
+        ("Thanks,\nJohn Smith", "Thanks,\n[PERSON]"),
+        ("Best,\nSarah", "Best,\n[PERSON]"),
+        ("Cheers,\nJohn", "Cheers,\n[PERSON]"),
+        ("Yours truly,\nJane Austen", "Yours truly,\n[PERSON]"),
+        ("Signature: Jean-Luc Picard", "Signature: [PERSON]"),
+        ("My name's Peter Parker", "My name's [PERSON]"),
+        ("Frau Anna Schmidt", "Frau [PERSON]"),
+        ("Sr. José García", "Sr. [PERSON]"),
+        ("IBAN DE89.3704.0044.0532.0130.00", "IBAN [IBAN]"),
+        ("Dear Doctor, this is it", "Dear Doctor, this is it"),
+        ("Dear Customer Service,", "Dear Customer Service,"),
+        ("Signature:\n\nName:", "Signature:\n\nName:"),
+    ],
+)
+def test_addresses_birth_dates_sign_offs_and_honorifics(text, want):
+    assert scrub(text).text == want
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The 5 Best Road Trips",
+        "Chapter 3 Sales Way forward",
+        "Top 10 Drive Tips",
+        "Release 2.3 on 2024-05-01",
+        "I was born in 1990",
+        "Thanks, Python is great",
+        "Route 66 Highway",
+        "version 10 Street",
+    ],
+)
+def test_numbers_before_street_words_and_dates_without_a_birth_cue_stay(text):
+    assert scrub(text).text == text

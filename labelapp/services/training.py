@@ -1436,7 +1436,13 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
         min_group=min(settings.TRAINING["EVAL_SET_MIN_GROUP_PAIRS"], min_pairs // 5),
     )
     if ok and not settings.TRAINING["AUTO_ACTIVATE"]:
-        ok, reason = False, "Not activated: automatic activation is off (RM_AUTO_ACTIVATE); " + reason
+        # the rule's verdict, said as what it would have done ("Activated: ..." after "Not activated"
+        # read as a contradiction)
+        would = reason.removeprefix("Activated: ")
+        ok, reason = (
+            False,
+            ("Not activated: automatic activation is off (RM_AUTO_ACTIVATE); it would have been: " + would),
+        )
     # Only while the version still waits for this decision: staff may have activated it by hand while
     # it was scored, and their activation (and its line in the note) stands.
     if not RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(

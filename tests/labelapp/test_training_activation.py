@@ -218,6 +218,20 @@ def test_a_version_worse_than_the_active_one_on_the_frozen_set_stays_inactive_an
     assert training.reward_model_safe_activate(version=v3) is True
     assert RewardModelVersion.objects.get(is_active=True).number == 3
 
+    # With automatic activation off, the note says what the rule would have done, not "Not activated:
+    # ...; Activated: ..." (read as a contradiction)
+    eval_settings.TRAINING = {**eval_settings.TRAINING, "AUTO_ACTIVATE": False}
+    RewardModelVersion.objects.filter(number=3).update(is_active=False)
+    RewardModelVersion.objects.filter(number=2).update(is_active=True)
+    v4 = _version(4, better)
+    assert training.reward_model_safe_activate(version=v4) is False
+    v4.refresh_from_db()
+    note = v4.activation_note
+    assert (
+        note.startswith("Not activated: automatic activation is off") and "would have been: balanced" in note
+    )
+    assert "Activated:" not in note
+
 
 @pytest.mark.django_db
 def test_too_small_an_evaluation_set_keeps_a_new_version_inactive(

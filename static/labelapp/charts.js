@@ -11,7 +11,68 @@
       var layout = Object.assign({}, spec.layout || {}, { autosize: true });
       if (el.clientWidth < 560) narrow(layout, el.clientWidth);
       Plotly.react(el, spec.data || [], layout, { responsive: true, displaylogo: false });
+      dataTable(el, spec);
     });
+  }
+  // The chart's numbers as a table under it, folded ("Data of this chart"): a screen reader reads a
+  // chart as one picture with its title, and nobody could read the values off it exactly. Built from
+  // the same spec, with textContent only (a name is never markup). A histogram's raw values are many:
+  // it says how many instead.
+  var MAX_ROWS = 300;
+  function plain(text) { return String(text == null ? "" : text).replace(/<[^>]*>/g, " ").trim(); }
+  function cell(row, text, header) {
+    var c = document.createElement(header ? "th" : "td");
+    c.textContent = text;
+    row.appendChild(c);
+  }
+  function shown(v) {
+    if (typeof v === "number" && isFinite(v)) return String(Math.round(v * 1000) / 1000);
+    return v == null ? "" : plain(v);
+  }
+  function axisTitle(axis, fallback) { return plain(axis && axis.title && (axis.title.text || axis.title)) || fallback; }
+  function dataTable(el, spec) {
+    var old = el.nextElementSibling;
+    if (old && old.classList.contains("chart-data")) old.remove();
+    var layout = spec.layout || {};
+    var details = document.createElement("details");
+    details.className = "chart-data";
+    var summary = document.createElement("summary");
+    summary.textContent = "Data of this chart" + (layout.title ? ": " + plain(layout.title.text || layout.title) : "");
+    details.appendChild(summary);
+    var xName = axisTitle(layout.xaxis, "x"), yName = axisTitle(layout.yaxis, "y");
+    (spec.data || []).forEach(function (trace, i) {
+      var name = plain(trace.name) || "series " + (i + 1);
+      if (trace.type === "histogram" || !trace.y) {
+        var p = document.createElement("p");
+        p.textContent = name + ": " + ((trace.x || []).length) + " values (a histogram).";
+        details.appendChild(p);
+        return;
+      }
+      var table = document.createElement("table");
+      table.className = "figures";
+      var caption = document.createElement("caption");
+      caption.textContent = name;
+      table.appendChild(caption);
+      var head = document.createElement("tr");
+      var errors = trace.error_y && trace.error_y.array;
+      cell(head, xName, true); cell(head, yName, true);
+      if (errors) cell(head, "\u00b1 (interval)", true);
+      table.appendChild(head);
+      var n = Math.min(trace.y.length, MAX_ROWS);
+      for (var k = 0; k < n; k++) {
+        var row = document.createElement("tr");
+        cell(row, shown(trace.x ? trace.x[k] : k + 1)); cell(row, shown(trace.y[k]));
+        if (errors) cell(row, shown(errors[k]));
+        table.appendChild(row);
+      }
+      details.appendChild(table);
+      if (trace.y.length > n) {
+        var more = document.createElement("p");
+        more.textContent = "The first " + n + " of " + trace.y.length + " points.";
+        details.appendChild(more);
+      }
+    });
+    el.insertAdjacentElement("afterend", details);
   }
   // A phone-width chart: the legend goes under the plot (on the right it left the plot 20 px wide)
   // with the height to hold it, and a title longer than the width is broken into lines (Plotly

@@ -45,6 +45,20 @@ def test_charts_are_drawn_by_local_plotly(page, live_server, make_user, guidelin
     page.goto(f"{live_server.url}/quality/")
     for chart in ("chart-longer", "chart-position", "chart-by-version", "chart-speed"):
         page.wait_for_selector(f"#{chart} .main-svg")
+    # each chart's numbers in a folded table under it (a screen reader read a picture with a title)
+    for chart in ("chart-longer", "chart-position", "chart-by-version", "chart-speed"):
+        assert (
+            page.locator(f"#{chart} + details.chart-data summary")
+            .inner_text()
+            .startswith("Data of this chart")
+        )
+    longer = page.locator("#chart-longer + details.chart-data")
+    longer.locator("summary").click()
+    first_table = longer.locator("table").first
+    assert first_table.is_visible() and first_table.locator("tr").count() >= 2
+    assert any(ch.isdigit() for ch in first_table.locator("td").first.inner_text())
+    page.evaluate("() => document.dispatchEvent(new Event('htmx:afterSettle'))")  # drawn again: one table
+    assert page.locator("#chart-longer + details.chart-data + details.chart-data").count() == 0
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT_DIR / "quality_dashboard.png"), full_page=True)
     own_host = urlsplit(live_server.url).netloc

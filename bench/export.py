@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 # gunicorn start/stop and /proc reading: the rater-cycle bench's (bench/ is on sys.path when run)
 from benchargs import positive_int  # noqa: E402
-from benchdb import server_connection, with_database  # noqa: E402
+from benchdb import recreate_database, server_connection, with_database  # noqa: E402
 from rater_cycle import all_pids, free_port, read_stat, stop_gunicorn  # noqa: E402
 
 WORDS = "the of and to in is that it for on as with was by be this are or at from model answer prompt".split()
@@ -390,7 +390,12 @@ def main() -> int:
         print("Set DATABASE_URL (the bench database is created beside it).", file=sys.stderr)
         return 2
     url, name = _bench_url(base)
-    _create_db(base, name)
+    if args.keep_db:
+        _create_db(base, name)  # reused: its rows are kept for the next run
+    else:
+        # afresh: a database left by a run that failed half-way kept its schema, and an edited
+        # migration it had applied (a column's default added since) failed the next run's COPY
+        recreate_database(base, name)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))

@@ -978,19 +978,23 @@ def _lock_round_prompts(prompts: list[Prompt]) -> tuple[set[int], set[int]]:
     """(ids of the round's prompts that still exist, ids of those that may be served to raters), read
     under a row lock held to the end of the recording transaction.
 
-    The round picked its prompts when it started. One deleted since (retention, an erasure) gets no
-    answer stored: a row pointing at it failed the whole round at commit. One whose consent was
-    withdrawn (or that staff withheld) gets its answers stored for the watch's figures but no
-    comparison. The lock makes a deletion or a consent change wait for this commit (and then take
-    away what it recorded) instead of slipping in between this read and the commit."""
+    The round picked its prompts when it started. One deleted since (retention) gets no answer stored:
+    a row pointing at it failed the whole round at commit; nor does one erased since (its answers
+    would be new words beside a prompt whose words were removed on request, out of a later erasure's
+    reach). One whose consent was withdrawn (or that staff withheld) gets its answers stored for the
+    watch's figures but no comparison. The lock makes a deletion, an erasure or a consent change wait
+    for this commit (and then take away what it recorded) instead of slipping in between this read and
+    the commit."""
     rows = (
         Prompt.objects.select_for_update(no_key=True)
         .filter(pk__in=sorted({p.pk for p in prompts}))
         .order_by("pk")
-        .values_list("pk", "consent", "withheld")
+        .values_list("pk", "consent", "withheld", "erased_at")
     )
     existing, servable = set(), set()
-    for pk, consent, withheld in rows:
+    for pk, consent, withheld, erased_at in rows:
+        if erased_at is not None:
+            continue
         existing.add(pk)
         if consent and not withheld:
             servable.add(pk)

@@ -33,7 +33,7 @@ from tests.labelapp.export_helpers import make_pair, rate
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "Quentin Vorlauf of 17 Zelmoorlane Road"
+SECRET = "Quentin Vorlauf of Zelmoorlane"  # nothing the scrubber replaces: imported as typed
 
 
 def _withdrawn_with_words(rater, other_rater, staff, guideline) -> Comparison:
@@ -146,3 +146,34 @@ def test_the_admin_action_erases_after_confirmation(client, rater, other_rater, 
     assert "1 prompt(s) erased" in done.content.decode() and _texts_left() == []
     page = client.get(reverse("admin:labelapp_prompt_change", args=[c.prompt_id])).content.decode()
     assert 'name="text"' not in page and 'name="responses-0-text"' not in page  # nothing to type back in
+
+
+def test_a_save_of_an_erased_prompt_keeps_the_hashes_of_its_words(
+    client, rater, other_rater, staff, guideline
+):
+    # Prompt.save computed the hashes from "[erased]": an admin edit of the category let the erased
+    # text be imported again, with consent
+    c = _withdrawn_with_words(rater, other_rater, staff, guideline)
+    prompt_erase(prompt=c.prompt, by=staff)
+    prompt = Prompt.objects.get(pk=c.prompt_id)
+    hashes = (prompt.text_hash, prompt.question_hash)
+    prompt.category = "edited"
+    prompt.save()
+    prompt.refresh_from_db()
+    assert (prompt.text_hash, prompt.question_hash) == hashes and prompt.text == ERASED
+    item = PromptIn(text=f"Write to {SECRET}.", source="feed", consent=True)
+    with pytest.raises(IngestError, match="consent conflict|was erased"):
+        ingest_prompts(items=[item])
+
+
+def test_a_policy_round_stores_no_answer_on_a_prompt_erased_while_it_ran(
+    rater, other_rater, staff, guideline
+):
+    # the round's recording wrote its new answers beside the erased words, out of a later erasure's reach
+    from labelapp.services.policy import _lock_round_prompts
+
+    c = _withdrawn_with_words(rater, other_rater, staff, guideline)
+    other = make_pair(text="Another question?")
+    prompt_erase(prompt=c.prompt, by=staff)
+    existing, servable = _lock_round_prompts([c.prompt, other.prompt])
+    assert existing == servable == {other.prompt_id}

@@ -139,13 +139,16 @@ _NAME = rf"[^\W\d_]{_LETTER}*(?:[-'’][^\W\d_]{_LETTER}*)?"
 # An initial with its period counts as a word of the name ("Mr. A. Smith" left Smith: the period ended it).
 _NAME_PART = rf"(?:{_NAME}|[^\W\d_]\.)"
 _PERSON_TITLE = re.compile(
-    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Herr|Frau|Monsieur|Madame|Mme|Mlle|Señor|Señora|Sr|"
-    rf"Sra|Srta|Signor|Signora|Dott)\.?\s+(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
+    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Herr|Frau|Monsieur|Madame|Mme|Mlle|Señor|Señora|"
+    rf"Signor|Signora|Dott)\.?\s+(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
 )
 _PERSON_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Mm]y name's|[Nn]ame:|I am called|[Dd]ear|[Rr]egards,|[Ss]incerely,|"
-    rf"[Ss]igned,?|[Cc]ontact person:|[Pp]atient:|[Ee]mployee:|[Ss]ignature:|[Ss]ender:|[Yy]ours truly,|"
-    rf"[Bb]est wishes,|[Cc]heers,|Best,|(?:[Tt]hanks|[Tt]hank you|[Mm]any thanks),(?=[ \t]*\n))\s+)"
+    rf"[Ss]igned,?|[Cc]ontact person:|[Pp]atient:|[Ee]mployee:|[Ss]ignature:|[Ss]ender:|"
+    # sign-offs: on a line of their own ("What are the Best, Most Reliable cars" is no signature)
+    rf"(?<![^\n])(?:[Yy]ours truly|[Bb]est wishes|[Cc]heers|Best|[Tt]hanks|[Tt]hank you|"
+    rf"[Mm]any thanks),"
+    rf"(?=[ \t]*\n))\s+)"
     rf"(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))"
 )
 # Words that follow a cue but are not names ("Dear Sir", "Dear Customer", "Sincerely, Yours"), and the
@@ -157,8 +160,8 @@ _NOT_NAMES = frozenset(
     "An This That Yours Doctor Professor Officer Director Editor Editors Committee Board Members Member "
     "Parents Students Applicant Candidate Community Neighbour Neighbor Sales Staff Name Email Phone "
     "Address Date "
-    "Mr Mrs Ms Miss Mx Dr Prof Dame Herr Frau Monsieur Madame Mme Mlle Señor Señora Sr Sra Srta Signor "
-    "Signora Dott".split()
+    "Mr Mrs Ms Miss Mx Dr Prof Dame Herr Frau Monsieur Madame Mme Mlle Señor Señora Signor "
+    "Signora Dott I".split()
 )
 
 # A street address: a house number, one to three capitalised words and a street word ("17 Zelmoorlane
@@ -177,9 +180,24 @@ _NOT_STREET_NAMES = (
 _ADDRESS = re.compile(
     rf"\b\d{{1,5}}[A-Za-z]?,?[ \t]+(?:(?!{_NOT_STREET_NAMES})[A-Z]{_LETTER}+[ \t]+){{1,3}}{_STREET_WORD}\b\.?"
     rf"(?:[ \t]+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
-    rf"|\b(?:[A-Z]{_LETTER}+[ \t]+)?[A-Z]{_LETTER}*(?:straße|strasse|Straße|Strasse|weg|gasse|allee|platz|"
-    rf"ring|damm)[ \t]+\d{{1,4}}[a-z]?\b"
+    # only where a word starts (letters and combining marks both inside a word): with \b, which a
+    # combining mark does not stop, every position of a long run of letters and marks started a scan to
+    # its end (quadratic: 68 s for a 50,000-character prompt)
+    rf"|(?<![^\W\d_])(?<![\u0300-\u036f])(?:[A-Z]{_LETTER}+[ \t]+)?[A-Z]{_LETTER}*"
+    rf"(?:straße|strasse|Straße|Strasse|weg|gasse|allee|platz|damm)[ \t]+\d{{1,4}}[a-z]?\b"
 )
+# a number after a capitalised word is a title's or a product's ("Step 2 Click Close", "Windows 11 Start
+# Menu Drive", "Apollo 11 Landing Place"), not a house number
+_CAPITALISED_BEFORE = re.compile(r"[A-Z][^\W\d_]*[ \t]+$")
+
+
+def _address_spans(text: str):
+    for m in _ADDRESS.finditer(text):
+        if m.group(0)[0].isdigit() and _CAPITALISED_BEFORE.search(text, max(0, m.start() - 40), m.start()):
+            continue
+        yield m.span()
+
+
 # A date after a birth cue ("DOB 03/04/1985", "born 1971-04-03", "date of birth: 3 April 1985"); a date
 # alone is not personal data (a release date, a deadline) and stays.
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
@@ -430,7 +448,7 @@ _DETECTORS = [
     ("IP", _ip_spans),
     ("BIRTH_DATE", _birth_date_spans),
     ("PHONE", _phone_spans),
-    ("ADDRESS", _regex_spans(_ADDRESS)),
+    ("ADDRESS", _address_spans),
     ("PERSON", _person_spans),
 ]
 

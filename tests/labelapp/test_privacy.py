@@ -154,6 +154,9 @@ def test_names_and_addresses_in_any_script_and_case_are_replaced_whole(text, wan
         "`a&#64;" * 14_000,  # code spans: every stray backtick run looked for its closing one
         "``a `b " * 14_000,
         "```\n&#64;\n" * 10_000,
+        # a street pattern began at every \b, which a combining mark does not stop (68 s for 50,000)
+        "Q\u0301" * 25_000,
+        "A\u0301" * 25_000,
     ],
 )
 def test_long_runs_scrub_in_linear_time(text):
@@ -479,7 +482,7 @@ def test_initials_address_literals_and_percent_encoded_emails(text, want):
         ("Signature: Jean-Luc Picard", "Signature: [PERSON]"),
         ("My name's Peter Parker", "My name's [PERSON]"),
         ("Frau Anna Schmidt", "Frau [PERSON]"),
-        ("Sr. José García", "Sr. [PERSON]"),
+        ("Señor José García", "Señor [PERSON]"),
         ("IBAN DE89.3704.0044.0532.0130.00", "IBAN [IBAN]"),
         ("Dear Doctor, this is it", "Dear Doctor, this is it"),
         ("Dear Customer Service,", "Dear Customer Service,"),
@@ -501,6 +504,16 @@ def test_addresses_birth_dates_sign_offs_and_honorifics(text, want):
         "Thanks, Python is great",
         "Route 66 Highway",
         "version 10 Street",
+        # a review of the first rules: "-ring" is no street word, a capitalised word before the number
+        # makes it a title's, "Sr." is a job title too, sign-offs stand on their own line
+        "Bring 2 cups of water to a boil",
+        "upgrade from Spring 5 to Spring 6",
+        "Step 2 Click Close to dismiss",
+        "Windows 11 Start Menu Drive",
+        "Apollo 11 Landing Place",
+        "I'm a Sr. Software Engineer",
+        "Thanks,\nI have another question",
+        "What are the Best, Most Reliable cars",
     ],
 )
 def test_numbers_before_street_words_and_dates_without_a_birth_cue_stay(text):

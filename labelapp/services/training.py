@@ -1396,9 +1396,22 @@ def activation_decision(
 
 
 def _eval_set_figures(model_dir: str, pairs, device: str | None) -> dict:
+    """The model's figures on the frozen set, a NaN or an infinity as None at any depth: the decision
+    read a NaN balanced accuracy as a number ("Activated: balanced accuracy nan%"), and only
+    PostgreSQL's refusal of NaN in jsonb kept the broken model from being activated."""
     from rewardtrainer.evaluate import evaluate_model_dir
 
-    return evaluate_model_dir(model_dir, pairs, device=device)
+    return _finite_deep(evaluate_model_dir(model_dir, pairs, device=device))
+
+
+def _finite_deep(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_deep(v) for v in value]
+    return value
 
 
 def reward_model_safe_activate(*, version: RewardModelVersion, device: str | None = None) -> bool:

@@ -332,6 +332,31 @@ def test_a_failed_activation_decision_is_recorded_on_the_version(
 
 
 @pytest.mark.django_db
+def test_a_model_whose_figures_are_not_finite_is_not_activated_and_says_why(
+    eval_settings, guideline, make_user, monkeypatch
+):
+    # the decision read a NaN balanced accuracy as a number ("Activated: balanced accuracy nan%"); only
+    # PostgreSQL's refusal of NaN in jsonb kept it inactive, with a note about a JSON syntax error
+    import rewardtrainer.evaluate
+
+    _rate_many(make_user, 6)
+    version = _version(1, "/nowhere")
+    nan = float("nan")
+    monkeypatch.setattr(
+        rewardtrainer.evaluate,
+        "evaluate_model_dir",
+        lambda *a, **k: {"balanced_accuracy": nan, "accuracy": nan, "plots": {"length": [1.0, nan]}},
+    )
+    assert training.reward_model_decide(version=version) is False
+    version.refresh_from_db()
+    assert not version.is_active
+    assert version.activation_note == (
+        "Not activated: its balanced accuracy on the evaluation set could not be measured."
+    )
+    assert version.eval_set_metrics["candidate"]["plots"]["length"] == [1.0, None]
+
+
+@pytest.mark.django_db
 def test_the_beat_does_not_retrain_on_the_data_of_a_run_that_failed_or_was_cancelled(
     make_user, guideline, settings
 ):

@@ -1451,10 +1451,11 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
     if ok and not settings.TRAINING["AUTO_ACTIVATE"]:
         # the rule's verdict, said as what it would have done ("Activated: ..." after "Not activated"
         # read as a contradiction)
-        would = reason.removeprefix("Activated: ")
-        ok, reason = (
-            False,
-            ("Not activated: automatic activation is off (RM_AUTO_ACTIVATE); it would have been: " + would),
+        why = reason.removeprefix("Activated: ").rstrip(".")
+        ok = False
+        reason = (
+            "Not activated: automatic activation is off (RM_AUTO_ACTIVATE); the rule would have "
+            f"activated it ({why}). Activate it by hand if you agree."
         )
     # Only while the version still waits for this decision: staff may have activated it by hand while
     # it was scored, and their activation (and its line in the note) stands.

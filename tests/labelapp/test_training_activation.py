@@ -228,7 +228,8 @@ def test_a_version_worse_than_the_active_one_on_the_frozen_set_stays_inactive_an
     v4.refresh_from_db()
     note = v4.activation_note
     assert (
-        note.startswith("Not activated: automatic activation is off") and "would have been: balanced" in note
+        note.startswith("Not activated: automatic activation is off")
+        and "would have activated it (balanced" in note
     )
     assert "Activated:" not in note
 

@@ -297,7 +297,10 @@ class ComparisonAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
                 this.add_error("kind", str(NotPermitted("gold_mark")))
                 return data
             try:
-                comparison_kind_check(comparison=this.instance, kind=kind)
+                typed = (data.get("response_a"), data.get("response_b"))
+                comparison_kind_check(
+                    comparison=this.instance, kind=kind, answers=typed if any(typed) else None
+                )
                 if kind == Comparison.Kind.GOLD:
                     gold_check(
                         comparison=this.instance,

@@ -80,15 +80,17 @@ def gold_check(*, comparison: Comparison, preference: int | None, explanation: s
     return explanation
 
 
-def comparison_kind_check(*, comparison: Comparison, kind: str) -> None:
+def comparison_kind_check(*, comparison: Comparison, kind: str, answers: tuple | None = None) -> None:
     """May staff set this kind by hand (the admin's kind field)? Repeats belong to the queue
     (services/repeats.py): one made anything else would be served to every rater, and a comparison
-    typed as a repeat has no rater to re-test. Gold's own rule is `gold_check`."""
+    typed as a repeat has no rater to re-test. Gold's own rule is `gold_check`. `answers`: the two
+    answers (Response rows or ids) the comparison is about to hold, where they are typed with the kind
+    (the admin's add form: the row holds none yet)."""
     if _is_repeat(comparison) and kind != Comparison.Kind.REPEAT:
         raise GoldError("A repeat stays a repeat: it re-tests one rater on a pair they judged.", field="kind")
     if kind == Comparison.Kind.REPEAT and not _is_repeat(comparison):
         raise GoldError("Repeats are scheduled by the queue, not made by hand.", field="kind")
-    if kind != Comparison.Kind.GOLD and _holds_generated_padding(comparison):
+    if kind != Comparison.Kind.GOLD and _holds_generated_padding(comparison, answers):
         # made normal, it was served as ordinary work and its ratings trained as ordinary data
         raise GoldError(
             "A pair made by the gold generator stays gold: one of its answers is generated padding, "
@@ -97,9 +99,14 @@ def comparison_kind_check(*, comparison: Comparison, kind: str) -> None:
         )
 
 
-def _holds_generated_padding(comparison: Comparison) -> bool:
+def _holds_generated_padding(comparison: Comparison, answers: tuple | None = None) -> bool:
+    ids = (
+        [getattr(a, "pk", a) for a in answers]
+        if answers
+        else [comparison.response_a_id, comparison.response_b_id]
+    )
     return Response.objects.filter(
-        pk__in=[comparison.response_a_id, comparison.response_b_id], source_model__startswith=GENERATOR_MODEL
+        pk__in=[i for i in ids if i is not None], source_model__startswith=GENERATOR_MODEL
     ).exists()
 
 

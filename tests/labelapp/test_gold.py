@@ -599,6 +599,17 @@ def test_a_generated_gold_pair_cannot_be_made_ordinary_work(make_comparison, adm
     assert r.status_code == 200 and b"stays gold" in r.content
     made.refresh_from_db()
     assert made.kind == "gold"
+    # nor a new ordinary pair typed in the admin with the padding as one of its answers
+    padded = made.response_a if made.gold_preference == 1 else made.response_b
+    other = made.response_b if made.gold_preference == 1 else made.response_a
+    before = Comparison.objects.count()
+    r = admin_client.post(
+        reverse("admin:labelapp_comparison_add"),
+        {"prompt": made.prompt_id, "response_a": other.pk, "response_b": padded.pk, "kind": "normal",
+         "priority": "0", "required_ratings": "1", "is_active": "on", "gold_explanation": "",
+         "external_id": ""},
+    )  # fmt: skip
+    assert r.status_code == 200 and b"stays gold" in r.content and Comparison.objects.count() == before
 
 
 def test_a_lease_the_housekeeping_released_comes_back_on_reload_whether_gold_or_not(

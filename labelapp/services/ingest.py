@@ -320,6 +320,12 @@ def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> 
     # address were both stored), as for a stored prompt's new answers.
     answers, skipped, _ = _unseen([(a, scrub(a.text)) for a in item.answers], held={})
     _check_answer_ids([a for a, _ in answers])
+    twins = Prompt.objects.filter(question_hash=question_hash(scrubbed.text))
+    if twins.filter(erased_at__isnull=False).exists():
+        raise _BadLine(
+            "a prompt with this text (in another case or spacing) was erased on request: it is not "
+            "imported again"
+        )
     prompt = Prompt.objects.create(
         text=scrubbed.text,
         source=item.source,
@@ -327,6 +333,8 @@ def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> 
         external_id=item.external_id,
         category=item.category,
         pii_found=scrubbed.found,
+        # the same words as a prompt withheld for personal data hold the same personal data
+        withheld=twins.filter(withheld=True).exists(),
     )
     for a, s in answers:
         _answer_create(prompt=prompt, answer=a, scrubbed=s)

@@ -177,3 +177,21 @@ def test_a_policy_round_stores_no_answer_on_a_prompt_erased_while_it_ran(
     prompt_erase(prompt=c.prompt, by=staff)
     existing, servable = _lock_round_prompts([c.prompt, other.prompt])
     assert existing == servable == {other.prompt_id}
+
+
+def test_the_same_words_in_another_case_are_refused_after_an_erasure_and_withheld_after_a_withhold(
+    rater, other_rater, staff, guideline
+):
+    # the exact text was refused, "WRITE TO ..." imported fine; a twin of a withheld prompt imported
+    # after the withholding was served
+    c = _withdrawn_with_words(rater, other_rater, staff, guideline)
+    prompt_erase(prompt=c.prompt, by=staff)
+    shouted = PromptIn(text=f"WRITE TO {SECRET.upper()}.", source="feed", consent=True)
+    with pytest.raises(IngestError, match="was erased on request"):
+        ingest_prompts(items=[shouted])
+    held = make_pair(text="Call Hortensia Blaubeerkamp tonight?")
+    prompt_withhold(prompt_id=held.prompt_id)
+    report = ingest_prompts(
+        items=[PromptIn(text="call hortensia blaubeerkamp  tonight?", source="f", consent=True)]
+    )
+    assert Prompt.objects.get(pk=report.created[0]).withheld

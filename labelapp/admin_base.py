@@ -73,15 +73,19 @@ class ReadOnlyAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
 
     Bidi control characters on these pages show as visible markers (⟦RLO U+202E⟧), as on the staff
     pages (`typed_text`): a rater's rationale or skip reason with a right-to-left override read
-    reordered to the staff member checking it. Safe on the whole page because nothing on it is saved
-    back (in an editable field's value a marker would be stored in place of the character); only the
-    list's search box shows a searched-for control as its marker."""
+    reordered to the staff member checking it. Only on the pages a GET shows, where nothing is saved
+    back (in an editable field's value a marker would be stored in place of the character: an action's
+    form, answered to a POST, keeps what was typed); the list's search box shows a searched-for control
+    as its marker."""
 
     def changeform_view(self, request, *args, **kwargs):
-        return _bidi_shown(super().changeform_view(request, *args, **kwargs))
+        response = super().changeform_view(request, *args, **kwargs)
+        return _bidi_shown(response) if request.method == "GET" else response
 
     def changelist_view(self, request, *args, **kwargs):
-        return _bidi_shown(super().changelist_view(request, *args, **kwargs))
+        # a POST is an action, whose form (a reason typed for a review) is sent back as typed
+        response = super().changelist_view(request, *args, **kwargs)
+        return _bidi_shown(response) if request.method == "GET" else response
 
     def has_add_permission(self, request):
         return False

@@ -144,3 +144,20 @@ def test_bidi_controls_typed_into_names_reasons_and_rationales_show_as_markers(
         assert page.status_code == 200, url
         body = page.content.decode()
         assert rlo not in body and mark in body, url
+
+
+def test_an_admin_action_form_keeps_a_bidi_control_as_typed(staff_api, staff, rater, acked, make_comparison):
+    # the read-only admin's markers replaced it in the action's form too (a reason sent back with an
+    # error), and the corrected form then stored the marker text in place of the character
+    from tests.labelapp.export_helpers import rate
+
+    staff.is_superuser = True
+    staff.save()
+    rating = rate(rater=rater, comparison=make_comparison(), preference=1, guideline=acked)
+    reason = "\u05e1\u05d9\u05d1\u05d4 \u200f" + "x" * 600  # too long: the form comes back
+    r = staff_api.post(
+        "/admin/labelapp/rating/",
+        {"action": "exclude_ratings", "_selected_action": [rating.pk], "apply": "1", "reason": reason},
+    )
+    body = r.content.decode()
+    assert r.status_code == 200 and "\u200f" in body and "RLM U+200F" not in body

@@ -78,9 +78,29 @@ def prompt_erase(*, prompt: Prompt, by=None) -> dict[str, int] | None:
     return counts
 
 
+def erasure_refusal(prompt_ids) -> str | None:
+    """Why `prompts_erase` would refuse these ids (the first that does not exist or is in use), or
+    None: checked for all of them before any is erased, and by a dry run."""
+    found = {p.pk: p for p in Prompt.objects.filter(pk__in=list(prompt_ids))}
+    for pk in prompt_ids:
+        prompt = found.get(pk)
+        if prompt is None:
+            return f"No prompt #{pk}."
+        if prompt.erased_at is None and prompt.comparable:
+            return (
+                f"Prompt #{pk} is in use (consent in force, not withheld): withdraw its consent first, "
+                "with the reason, then erase it."
+            )
+    return None
+
+
 def prompts_erase(*, prompt_ids, by=None) -> ErasureReport:
-    """`prompt_erase` for each id, each in its own transaction; ErasureError (nothing more done) at the
-    first id that does not exist or is in use."""
+    """`prompt_erase` for each id, each in its own transaction. ErasureError, before any is erased,
+    when one does not exist or is in use (a refusal half-way erased the ids before it and said
+    nothing of them)."""
+    refusal = erasure_refusal(prompt_ids)
+    if refusal:
+        raise ErasureError(refusal)
     report = ErasureReport()
     for pk in prompt_ids:
         prompt = Prompt.objects.filter(pk=pk).first()

@@ -119,8 +119,14 @@ def test_a_prompt_in_use_is_refused_and_a_withheld_one_is_erased(rater, staff, m
         prompt_erase(prompt=in_use.prompt, by=staff)
     with pytest.raises(CommandError, match="in use"):
         call_command("erase_prompts", str(in_use.prompt_id))
+    with pytest.raises(CommandError, match="in use.*Nothing was erased"):  # a dry run said "Would erase"
+        call_command("erase_prompts", str(in_use.prompt_id), "--dry-run")
     withheld = make_pair(text=f"Call {SECRET}?")
     prompt_withhold(prompt_id=withheld.prompt_id)
+    # one in use among them: none is erased (the ones before it were, and nothing said so)
+    with pytest.raises(CommandError, match="Nothing was erased"):
+        call_command("erase_prompts", str(withheld.prompt_id), str(in_use.prompt_id))
+    assert len(_texts_left()) == 2  # the withheld prompt's text and html
     plain = make_user("plain-staff", staff=True, roles=())
     with pytest.raises(NotPermitted):
         prompt_erase(prompt=withheld.prompt, by=plain)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.args import ID_MAX, int_arg
-from labelapp.services.erasure import ErasureError, prompts_erase, prompts_out_of_use
+from labelapp.services.erasure import ErasureError, erasure_refusal, prompts_erase, prompts_out_of_use
 
 
 class Command(BaseCommand):
@@ -33,6 +33,9 @@ class Command(BaseCommand):
         if not ids:
             self.stdout.write("Nothing to erase: no withdrawn or withheld prompt is left unerased.")
             return
+        refusal = erasure_refusal(ids)
+        if refusal:  # before any is erased, also in a dry run (it listed a prompt in use as erasable)
+            raise CommandError(f"{refusal} Nothing was erased.")
         if dry_run:
             self.stdout.write(f"Would erase {len(ids)} prompt(s): {', '.join(f'#{i}' for i in ids)}")
             return

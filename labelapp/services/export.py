@@ -130,16 +130,28 @@ class ExportFilters:
 class ExportStats:
     pairs: int = 0
     ties: int = 0
-    # Earliest created_at per prompt source in the export, for the file's retention deadline.
-    oldest_by_source: dict[str, datetime] = field(default_factory=dict)
+    # Earliest created_at per prompt source in each file ("pair", "tie"), for its retention deadline.
+    oldest_by_kind: dict[str, dict[str, datetime]] = field(default_factory=dict)
 
-    def written(self, r: dict) -> None:
-        """Note the prompt of a row the file holds. Taken from the rows written, not from every rating
-        the filters matched: a tie left out, or a comparison that aggregated to a dropped tie, set the
-        date of a file that does not hold its prompt, and the purge deleted the file early."""
+    def written(self, r: dict, kind: str) -> None:
+        """Note the prompt of a row a file holds. Taken from the rows written, per file, not from every
+        rating the filters matched: a tie left out, or a comparison that aggregated to a dropped tie,
+        set the date of a file that does not hold its prompt (the ties file's prompts set the pairs
+        file's), and the purge deleted the file early."""
+        oldest = self.oldest_by_kind.setdefault(kind, {})
         source, created = r["comparison__prompt__source"], r["comparison__prompt__created_at"]
-        if source not in self.oldest_by_source or created < self.oldest_by_source[source]:
-            self.oldest_by_source[source] = created
+        if source not in oldest or created < oldest[source]:
+            oldest[source] = created
+
+    @property
+    def oldest_by_source(self) -> dict[str, datetime]:
+        """Over every file of the export: its earliest deadline (what the command prints)."""
+        merged: dict[str, datetime] = {}
+        for oldest in self.oldest_by_kind.values():
+            for source, created in oldest.items():
+                if source not in merged or created < merged[source]:
+                    merged[source] = created
+        return merged
 
 
 def exportable_ratings(*, filters: ExportFilters):
@@ -241,7 +253,7 @@ def _rating_rows(
         if pref == 0 or r["both_bad"]:
             if include_ties:
                 stats.ties += 1
-                stats.written(r)
+                stats.written(r, "tie")
                 reason = "both_bad" if r["both_bad"] else "tie"
                 yield (
                     "tie",
@@ -257,7 +269,7 @@ def _rating_rows(
                 )
             continue
         stats.pairs += 1
-        stats.written(r)
+        stats.written(r, "pair")
         yield (
             "pair",
             {
@@ -367,11 +379,11 @@ def _comparison_rows(qs, weights, stats: ExportStats, include_ties: bool) -> Ite
         kind, row = aggregate_comparison(group, weights)
         if kind == "pair":
             stats.pairs += 1
-            stats.written(group[0])  # one comparison: one prompt
+            stats.written(group[0], kind)  # one comparison: one prompt
             return kind, row
         if include_ties:
             stats.ties += 1
-            stats.written(group[0])
+            stats.written(group[0], kind)
             return kind, row
         return None
 
@@ -591,7 +603,7 @@ def _check_target(target: Path) -> None:
         raise ValueError(f"the path {target} is too long to record (at most 500 characters)")
 
 
-def _record_files(targets: dict, stats, *, mode: str, filters, created_by, expires) -> None:
+def _record_files(targets: dict, stats, *, mode: str, filters, created_by) -> None:
     """One ExportFile per file written, replacing a record of the same path (the purge must not delete
     the new file on the old one's date)."""
     counts = {"pair": stats.pairs, "tie": stats.ties}
@@ -606,8 +618,8 @@ def _record_files(targets: dict, stats, *, mode: str, filters, created_by, expir
                 rows=counts[kind],
                 filters=filters.as_dict(),
                 created_by=created_by,
-                expires_at=expires,
-                oldest_by_source={s: t.isoformat() for s, t in stats.oldest_by_source.items()},
+                expires_at=retention_deadline(stats.oldest_by_kind.get(kind, {})),
+                oldest_by_source={s: t.isoformat() for s, t in stats.oldest_by_kind.get(kind, {}).items()},
             )
 
 
@@ -708,9 +720,7 @@ def export_write(
             landing.land()
             expires = retention_deadline(stats.oldest_by_source)
             if record:
-                _record_files(
-                    landing.targets, stats, mode=mode, filters=filters, created_by=created_by, expires=expires
-                )
+                _record_files(landing.targets, stats, mode=mode, filters=filters, created_by=created_by)
     except BaseException:
         landing.undo()
         raise

@@ -234,7 +234,21 @@ def test_a_file_expires_by_the_prompts_it_holds_not_by_ties_it_left_out(
     record = ExportFile.objects.get()
     held = Prompt.objects.get(pk=new.prompt_id).created_at
     assert record.rows == 1 and record.oldest_by_source == {"partner": held.isoformat()}
-    assert purge_expired()["export_files"] == 0 and (tmp_path / "e.jsonl").exists()
+    # with a ties file, the old tie's prompt dates the ties file only, not the pairs file beside it
+    export_write(
+        path=tmp_path / "p.jsonl",
+        fmt="jsonl",
+        mode=mode,
+        filters=ExportFilters(),
+        ties_path=tmp_path / "t.jsonl",
+    )
+    dates = dict(ExportFile.objects.values_list("path", "oldest_by_source"))
+    old_date = Prompt.objects.get(pk=old.prompt_id).created_at.isoformat()
+    assert dates[str((tmp_path / "p.jsonl").resolve())] == {"partner": held.isoformat()}
+    assert dates[str((tmp_path / "t.jsonl").resolve())] == {"partner": old_date}
+    assert purge_expired()["export_files"] == 1  # the ties file
+    assert (tmp_path / "e.jsonl").exists() and (tmp_path / "p.jsonl").exists()
+    assert not (tmp_path / "t.jsonl").exists()
 
 
 def test_every_admin_model_a_purge_cascades_to_has_its_history_purged_too():

@@ -37,8 +37,12 @@ class StrictIntegerField(serializers.IntegerField):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int | str):
             self.fail("invalid")
-        if isinstance(data, str) and not _ASCII_INTEGER.fullmatch(data.strip()):
-            self.fail("invalid")
+        if isinstance(data, str):
+            # text only from a form body (a QueryDict), where every value is text; in JSON, "3" is a
+            # string, not the number the field takes
+            form_body = hasattr(getattr(self.root, "initial_data", None), "getlist")
+            if not form_body or not _ASCII_INTEGER.fullmatch(data.strip()):
+                self.fail("invalid")
         return super().to_internal_value(data)
 
 

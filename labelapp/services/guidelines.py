@@ -272,7 +272,7 @@ def _refuse_empty_publish(*, text: str, title: str, changelog: str | None) -> No
         # exactly as before (two spaces before a line break do show, as a break, and are a change)
         raise GuidelineError(
             f"Nothing raters can see changed since version {current.number}: the text differs only in "
-            "spacing that the page does not show."
+            "ways the page does not show (spacing, or another spelling of the same markup)."
         )
 
 

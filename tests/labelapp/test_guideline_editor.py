@@ -122,7 +122,7 @@ def test_a_publish_raters_could_not_see_is_refused_and_a_title_change_shows_in_t
     from labelapp.services.guidelines import GuidelineError, guideline_diff_html
 
     spaced = acked.text.replace("\n", " \n", 1) + "\n\n"
-    with pytest.raises(GuidelineError, match="only in spacing"):
+    with pytest.raises(GuidelineError, match="only in ways the page does not show"):
         guideline_publish_text(text=spaced, title=acked.title, changelog="spaces", author=staff)
     v2 = guideline_publish_text(
         text=acked.text + "\n\nFirst line\nsecond line.", title=acked.title, changelog="more", author=staff

@@ -494,7 +494,7 @@ def test_jsonl_errors_read_whole_and_a_byte_order_mark_is_read_as_the_command_re
     assert r.status_code == 400 and len(r.content) < 1_000 and "k" * 50 in r.content.decode()
 
 
-@pytest.mark.parametrize("value", [3.0, "3.0", True, "\uff13", "\u0663", "3e0", " "])
+@pytest.mark.parametrize("value", [3.0, "3.0", True, "\uff13", "\u0663", "3e0", " ", "3"])
 def test_an_integer_field_takes_a_json_integer_or_ascii_digits_only(
     api, rater, acked, make_comparison, value
 ):

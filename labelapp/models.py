@@ -27,11 +27,26 @@ def count_words(text: str) -> int:
     return len(_WORD_RE.findall(text))
 
 
+def one_line_name(value: str) -> None:
+    """A model field's validator (the admin's forms): the rule ingest and the token service apply to
+    one-line names (labelapp/rendering.control_character); the admin stored "\x01" and U+202E in them."""
+    from django.core.exceptions import ValidationError
+
+    from labelapp.rendering import control_character
+
+    if value and (found := control_character(value)) is not None:
+        raise ValidationError(f"One line of plain text: this holds the control character {found}.")
+
+
 class Prompt(models.Model):
     text = models.TextField()
-    category = models.CharField(max_length=32, blank=True)
-    source = models.CharField(max_length=64, default="manual", help_text="Where the prompt came from.")
-    external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    category = models.CharField(max_length=32, blank=True, validators=[one_line_name])
+    source = models.CharField(
+        max_length=64, default="manual", help_text="Where the prompt came from.", validators=[one_line_name]
+    )
+    external_id = models.CharField(
+        max_length=128, unique=True, null=True, blank=True, validators=[one_line_name]
+    )
     consent = models.BooleanField(default=True, help_text="May ratings on this prompt be used for training?")
     # Staff confirmed (in the review list) that the prompt holds personal data: never shown to raters again.
     withheld = models.BooleanField(default=False)
@@ -117,8 +132,8 @@ class PromptConsentChange(models.Model):
 class Response(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
     text = models.TextField()
-    source_model = models.CharField(max_length=128)
-    source_model_version = models.CharField(max_length=64, blank=True)
+    source_model = models.CharField(max_length=128, validators=[one_line_name])
+    source_model_version = models.CharField(max_length=64, blank=True, validators=[one_line_name])
     char_count = models.PositiveIntegerField(default=0)
     word_count = models.PositiveIntegerField(default=0)
     token_count = models.PositiveIntegerField(
@@ -126,7 +141,9 @@ class Response(models.Model):
     )
     # Sanitized HTML rendered once at write time: the rating page is the hot path.
     html = models.TextField(blank=True, editable=False)
-    external_id = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    external_id = models.CharField(
+        max_length=128, unique=True, null=True, blank=True, validators=[one_line_name]
+    )
     pii_found = models.JSONField(default=dict, blank=True, help_text="Scrubbed PII by type and count.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -748,7 +765,11 @@ class ApiToken(models.Model):
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, help_text="What the token is for (e.g. 'playground ingest').")
+    name = models.CharField(
+        max_length=100,
+        help_text="What the token is for (e.g. 'playground ingest').",
+        validators=[one_line_name],
+    )
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
     created_by = models.ForeignKey(

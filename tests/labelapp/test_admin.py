@@ -111,6 +111,12 @@ def test_prompts_and_answers_typed_in_the_admin_are_scrubbed_like_imported_ones(
     answer = Response.objects.get()
     assert "7946" not in answer.text and answer.pii_found.get("PHONE") == 1
 
+    # one-line names refuse control characters here as ingest does (the admin stored "\x01", U+202E)
+    bad = {**data, "category": "te\x01a", "responses-0-source_model": "mo\x07del"}
+    r = client.post(reverse("admin:labelapp_prompt_add"), bad)
+    body = r.content.decode()
+    assert r.status_code == 200 and body.count("control character") == 2 and Prompt.objects.count() == 1
+
 
 @pytest.mark.parametrize(
     "model, query",

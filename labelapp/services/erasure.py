@@ -69,10 +69,7 @@ def prompt_erase(*, prompt: Prompt, by=None) -> dict[str, int] | None:
         if locked.erased_at is not None:
             return None
         if locked.comparable:
-            raise ErasureError(
-                f"Prompt #{locked.pk} is in use (consent in force, not withheld): withdraw its consent "
-                "first, with the reason, then erase it."
-            )
+            raise ErasureError(_in_use(locked.pk))
         counts = _replace_words(locked.pk)
     log.info("prompt #%s erased by %s", locked.pk, getattr(by, "username", "a command"))
     return counts
@@ -87,11 +84,15 @@ def erasure_refusal(prompt_ids) -> str | None:
         if prompt is None:
             return f"No prompt #{pk}."
         if prompt.erased_at is None and prompt.comparable:
-            return (
-                f"Prompt #{pk} is in use (consent in force, not withheld): withdraw its consent first, "
-                "with the reason, then erase it."
-            )
+            return _in_use(pk)
     return None
+
+
+def _in_use(pk: int) -> str:
+    return (
+        f"Prompt #{pk} is in use (consent in force, not withheld): withdraw its consent first, with the "
+        "reason, then erase it."
+    )
 
 
 def prompts_erase(*, prompt_ids, by=None) -> ErasureReport:
@@ -100,7 +101,7 @@ def prompts_erase(*, prompt_ids, by=None) -> ErasureReport:
     nothing of them)."""
     refusal = erasure_refusal(prompt_ids)
     if refusal:
-        raise ErasureError(refusal)
+        raise ErasureError(f"{refusal} Nothing was erased.")
     report = ErasureReport()
     for pk in prompt_ids:
         prompt = Prompt.objects.filter(pk=pk).first()

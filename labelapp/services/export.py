@@ -139,9 +139,7 @@ class ExportStats:
         set the date of a file that does not hold its prompt (the ties file's prompts set the pairs
         file's), and the purge deleted the file early."""
         oldest = self.oldest_by_kind.setdefault(kind, {})
-        source, created = r["comparison__prompt__source"], r["comparison__prompt__created_at"]
-        if source not in oldest or created < oldest[source]:
-            oldest[source] = created
+        _keep_earliest(oldest, r["comparison__prompt__source"], r["comparison__prompt__created_at"])
 
     @property
     def oldest_by_source(self) -> dict[str, datetime]:
@@ -149,9 +147,13 @@ class ExportStats:
         merged: dict[str, datetime] = {}
         for oldest in self.oldest_by_kind.values():
             for source, created in oldest.items():
-                if source not in merged or created < merged[source]:
-                    merged[source] = created
+                _keep_earliest(merged, source, created)
         return merged
+
+
+def _keep_earliest(oldest: dict[str, datetime], source: str, created: datetime) -> None:
+    if source not in oldest or created < oldest[source]:
+        oldest[source] = created
 
 
 def exportable_ratings(*, filters: ExportFilters):

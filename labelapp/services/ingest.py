@@ -19,6 +19,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Count, Q
 
 from labelapp.models import Prompt, Response
 from labelapp.rawsql import xact_lock
@@ -320,8 +321,11 @@ def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> 
     # address were both stored), as for a stored prompt's new answers.
     answers, skipped, _ = _unseen([(a, scrub(a.text)) for a in item.answers], held={})
     _check_answer_ids([a for a, _ in answers])
-    twins = Prompt.objects.filter(question_hash=question_hash(scrubbed.text))
-    if twins.filter(erased_at__isnull=False).exists():
+    # one query for both: the same words in another case or spacing, erased or withheld
+    twins = Prompt.objects.filter(question_hash=question_hash(scrubbed.text)).aggregate(
+        erased=Count("pk", filter=Q(erased_at__isnull=False)), withheld=Count("pk", filter=Q(withheld=True))
+    )
+    if twins["erased"]:
         raise _BadLine(
             "a prompt with this text (in another case or spacing) was erased on request: it is not "
             "imported again"
@@ -334,7 +338,7 @@ def _ingest_new(item: PromptIn, scrubbed: ScrubResult, report: IngestReport) -> 
         category=item.category,
         pii_found=scrubbed.found,
         # the same words as a prompt withheld for personal data hold the same personal data
-        withheld=twins.filter(withheld=True).exists(),
+        withheld=bool(twins["withheld"]),
     )
     for a, s in answers:
         _answer_create(prompt=prompt, answer=a, scrubbed=s)

@@ -1401,17 +1401,7 @@ def _eval_set_figures(model_dir: str, pairs, device: str | None) -> dict:
     PostgreSQL's refusal of NaN in jsonb kept the broken model from being activated."""
     from rewardtrainer.evaluate import evaluate_model_dir
 
-    return _finite_deep(evaluate_model_dir(model_dir, pairs, device=device))
-
-
-def _finite_deep(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_deep(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_deep(v) for v in value]
-    return value
+    return _finite(evaluate_model_dir(model_dir, pairs, device=device))
 
 
 def reward_model_safe_activate(*, version: RewardModelVersion, device: str | None = None) -> bool:
@@ -1662,10 +1652,16 @@ def _scalars(metrics: dict) -> dict:
     return _finite({k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None})
 
 
-def _finite(row: dict) -> dict:
-    """`row` with a NaN or an infinity as None: PostgreSQL's jsonb refuses them, and the run failed on a
-    JSON syntax error instead of its reason."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+def _finite(value):
+    """`value` with every NaN or infinity, at any depth of its dicts and lists, as None: PostgreSQL's
+    jsonb refuses them, and the run failed on a JSON syntax error instead of its reason."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _plots(result, baseline) -> dict:

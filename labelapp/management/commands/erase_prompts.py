@@ -33,10 +33,10 @@ class Command(BaseCommand):
         if not ids:
             self.stdout.write("Nothing to erase: no withdrawn or withheld prompt is left unerased.")
             return
-        refusal = erasure_refusal(ids)
-        if refusal:  # before any is erased, also in a dry run (it listed a prompt in use as erasable)
-            raise CommandError(f"{refusal} Nothing was erased.")
         if dry_run:
+            # the refusal a real run gives before erasing any (a dry run listed a prompt in use)
+            if (refusal := erasure_refusal(ids)) is not None:
+                raise CommandError(f"{refusal} Nothing was erased.")
             self.stdout.write(f"Would erase {len(ids)} prompt(s): {', '.join(f'#{i}' for i in ids)}")
             return
         try:

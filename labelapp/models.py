@@ -376,20 +376,33 @@ def _exclusions_in_force():
     return in_force.values("rating")
 
 
+def _unreviewed_pii_flags():
+    """Ratings flagged "contains personal data" that no staff member has reviewed."""
+    reviewed = RatingReview.objects.filter(rating=OuterRef("pk"))
+    return Rating.objects.filter(flag_pii=True).exclude(Exists(reviewed))
+
+
 def prompts_awaiting_review():
-    """Prompt ids with a rating flagged "contains personal data" that no staff member has reviewed.
+    """Ids of prompts held back while a rater's "contains personal data" flag waits for a review.
 
     A flag is a rater's suspicion about the prompt or its answers, and every rating on that prompt
-    carries the same text out, so the whole prompt waits. Any review settles it: a confirm withholds
-    the prompt (`services/review.py`), an exclude leaves the prompt's other ratings free to go.
+    carries the same text out, so the whole prompt waits, and so does every prompt asking the same
+    question in another case or spacing (`question_hash`: the same words; a confirm withholds those
+    too). Any review settles it: a confirm withholds them (`services/review.py`), an exclude leaves
+    the prompts' other ratings free to go.
     """
-    reviewed = RatingReview.objects.filter(rating=OuterRef("pk"))
-    return Rating.objects.filter(flag_pii=True).exclude(Exists(reviewed)).values("comparison__prompt_id")
+    flags = _unreviewed_pii_flags()
+    questions = flags.exclude(comparison__prompt__question_hash="").values(
+        "comparison__prompt__question_hash"
+    )
+    return Prompt.objects.filter(
+        Q(pk__in=flags.values("comparison__prompt_id")) | Q(question_hash__in=questions)
+    ).values("pk")
 
 
 def prompt_awaiting_review(prompt_id: int) -> bool:
     """Whether this prompt is among prompts_awaiting_review()."""
-    return prompts_awaiting_review().filter(comparison__prompt_id=prompt_id).exists()
+    return prompts_awaiting_review().filter(pk=prompt_id).exists()
 
 
 def eval_set_prompts():
@@ -523,8 +536,8 @@ class Rating(models.Model):
                 name="rating_needs_review",
                 condition=Q(flag_pii=True) | Q(flag_unsafe=True) | Q(flag_broken=True) | Q(both_bad=True),
             ),
-            # The queue's personal-data hold (services/assignment.py, PROMPT_SERVABLE_SQL): a prompt's
-            # flagged ratings, found in a probe or two per candidate comparison.
+            # The queue's personal-data hold (services/assignment.py, PROMPT_SERVABLE_SQL): the flagged
+            # ratings, read once per claim.
             models.Index(fields=["comparison"], name="rating_flag_pii", condition=Q(flag_pii=True)),
             # A token's ratings (a token deleted sets them to empty; the admin lists them).
             models.Index(fields=["api_token"], name="rating_api_token", condition=Q(api_token__isnull=False)),

@@ -88,15 +88,20 @@ _NOT_SEEN = """NOT EXISTS (
             AND s.status IN ('leased', 'done', 'skipped'))"""
 # The claim's prompt rule as SQL on a comparison aliased `c` (the simulator counts open slots with it).
 # A prompt may be shown while it has consent, is not withheld, and no rater's "contains personal data"
-# flag on it waits for a staff review (models.prompts_awaiting_review: exports and training hold it
-# back then; the queue went on showing it to more raters).
-PROMPT_SERVABLE_SQL = """NOT EXISTS (
-          SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (w.withheld OR NOT w.consent))
-      AND NOT EXISTS (
-          SELECT 1 FROM labelapp_comparison fc
-          JOIN labelapp_rating fr ON fr.comparison_id = fc.id AND fr.flag_pii
-          WHERE fc.prompt_id = c.prompt_id
-            AND NOT EXISTS (SELECT 1 FROM labelapp_ratingreview rv WHERE rv.rating_id = fr.id))"""
+# flag on it, or on a prompt asking the same question in another case or spacing, waits for a staff
+# review (models.prompts_awaiting_review: exports and training hold it back then; the queue went on
+# showing it to more raters). The flagged prompts are read once per statement, not per candidate
+# (uncorrelated IN: a hashed subplan), through the partial index rating_flag_pii.
+_PII_FLAGGED_PROMPTS = """SELECT fc.prompt_id FROM labelapp_rating fr
+              JOIN labelapp_comparison fc ON fc.id = fr.comparison_id
+              WHERE fr.flag_pii
+                AND NOT EXISTS (SELECT 1 FROM labelapp_ratingreview rv WHERE rv.rating_id = fr.id)"""
+PROMPT_SERVABLE_SQL = f"""NOT EXISTS (
+          SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (
+            w.withheld OR NOT w.consent
+            OR w.id IN ({_PII_FLAGGED_PROMPTS})
+            OR (w.question_hash <> '' AND w.question_hash IN (
+              SELECT q.question_hash FROM labelapp_prompt q WHERE q.id IN ({_PII_FLAGGED_PROMPTS})))))"""
 _REP_WHERE = f"""c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
       AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
       AND {PROMPT_SERVABLE_SQL}

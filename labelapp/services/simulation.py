@@ -442,7 +442,7 @@ def pool_top_up(*, slots_needed: int, required_ratings: int, raters: list, seed:
         Comparison.objects.filter(external_id__startswith="sim:").values_list("external_id", flat=True)
     )
     prompts: dict[str, _PromptPool] = {}
-    held = set(prompts_awaiting_review().values_list("comparison__prompt_id", flat=True))
+    held = set(prompts_awaiting_review().values_list("pk", flat=True))
     new = []
     with transaction.atomic():
         for slug, item, k1, t1, k2, t2 in candidates:

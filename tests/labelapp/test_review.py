@@ -1,5 +1,7 @@
 """The staff review list: flagged and both-bad ratings, confirm/exclude with a reason, withheld prompts."""
 
+import itertools
+
 import pytest
 from django.urls import reverse
 
@@ -20,9 +22,15 @@ def _rated(rater, comparison_kwargs, make_comparison, **data):
     )[0]
 
 
+_QUESTIONS = itertools.count(2)
+
+
 def _open_then_flagged(rater, other_rater, make_comparison) -> Assignment:
-    """`other_rater` holds a lease on a comparison that `rater` then rates with a personal-data flag."""
-    make_comparison(required_ratings=3)
+    """`other_rater` holds a lease on a comparison that `rater` then rates with a personal-data flag.
+
+    Each call asks its own question: a flag waiting for review holds every prompt asking the same one.
+    """
+    make_comparison(required_ratings=3, prompt_text=f"What is 2+{next(_QUESTIONS)}?")
     held = assignment_next(rater=other_rater)
     a = assignment_next(rater=rater)
     data = RatingInput(preference=0, flag_pii=True)
@@ -412,3 +420,27 @@ def test_a_confirmed_personal_data_report_withholds_the_same_text_in_another_cas
     assert withheld[flagged.comparison.prompt_id] and withheld[twin.prompt_id]
     assert not withheld[other.prompt_id]
     assert not Comparison.objects.get(pk=twin.pk).is_active
+
+
+def test_while_a_personal_data_report_waits_the_same_text_in_another_case_waits_too(
+    staff, rater, other_rater, acked, make_comparison
+):
+    # the hold covered the flagged prompt's id only: its twin (the same words, other case and
+    # spacing) went on being served to every rater, trained on and exported while the report waited
+    from labelapp.services.policy import _usable_prompts
+
+    twin_rating = _rated(
+        other_rater, {"prompt_text": "Write to ANNA Kowalska at 12 Elm Street"}, make_comparison
+    )
+    flagged = _rated(
+        rater, {"prompt_text": "Write to Anna Kowalska at 12 Elm Street"}, make_comparison, flag_pii=True
+    )
+    twin = make_comparison(prompt_text="write to anna kowalska  at 12 elm street")
+    other = make_comparison(prompt_text="Write to Anna Kowalska at 14 Elm Street")
+    held = {flagged.comparison.prompt_id, twin.prompt_id, twin_rating.comparison.prompt_id}
+    assert assignment_next(rater=other_rater).comparison_id == other.pk  # the twin is not served
+    assert not Rating.objects.usable().filter(pk=twin_rating.pk).exists()
+    assert held.isdisjoint(_usable_prompts().values_list("pk", flat=True))
+    rating_review_add(rating=flagged, decision="exclude", reason="no personal data", reviewer=staff)
+    assert Rating.objects.usable().filter(pk=twin_rating.pk).exists()
+    assert held <= set(_usable_prompts().values_list("pk", flat=True))

@@ -120,6 +120,24 @@ class PromptOutSerializer(serializers.Serializer):
     category = serializers.CharField()
     pii_found = serializers.DictField(child=serializers.IntegerField())
     created_at = serializers.DateTimeField()
+    erased_at = serializers.DateTimeField(
+        allow_null=True, help_text="When its words were erased (POST .../erase/); null: never."
+    )
+
+
+class PromptEraseInSerializer(StrictSerializer):
+    """No fields: the prompt is the URL's. A body with fields is refused (none is read)."""
+
+
+class PromptEraseOutSerializer(serializers.Serializer):
+    prompt_id = serializers.IntegerField()
+    erased_now = serializers.BooleanField(help_text="false: its words had been erased before; nothing done.")
+    erased_at = serializers.DateTimeField()
+    counts = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Rows whose words were replaced, by kind (prompts, answers, rationales, skip_reasons, "
+        "gold_explanations, consent_reasons, review_reasons); empty when erased before.",
+    )
 
 
 class PromptConsentInSerializer(StrictSerializer):

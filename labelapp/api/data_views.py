@@ -26,6 +26,7 @@ from labelapp.api.strict import PAGINATION_PARAMS, ApiView
 from labelapp.models import ApiToken, Prompt, RaterProfile, Rating
 from labelapp.services.comparisons import comparisons_create
 from labelapp.services.consent import ConsentError, prompt_consent_changes, prompt_consent_set
+from labelapp.services.erasure import ErasureError, prompt_erase
 from labelapp.services.export import (
     ExportFilters,
     export_rows,
@@ -210,6 +211,14 @@ class PromptsView(ApiView):
         return items
 
 
+def _prompt_found(prompt_id: int) -> Prompt:
+    """The prompt of the URL, or 404."""
+    prompt = Prompt.objects.filter(pk=prompt_id).first()
+    if prompt is None:
+        raise NotFound("No such prompt.")
+    return prompt
+
+
 class PromptDetailView(ApiView):
     permission_classes = STAFF
     token_scope = "ingest"
@@ -217,9 +226,7 @@ class PromptDetailView(ApiView):
     @extend_schema(responses={200: ds.PromptOutSerializer})
     def get(self, request, prompt_id: int):
         """One stored prompt (staff), as scrubbed, with what the scrubber replaced."""
-        prompt = Prompt.objects.filter(pk=prompt_id).first()
-        if prompt is None:
-            raise NotFound("No such prompt.")
+        prompt = _prompt_found(prompt_id)
         return Response(ds.PromptOutSerializer(prompt).data)
 
 
@@ -237,9 +244,7 @@ class PromptResponsesView(ApiView):
         },
     )
     def post(self, request, prompt_id: int):
-        prompt = Prompt.objects.filter(pk=prompt_id).first()
-        if prompt is None:
-            raise NotFound("No such prompt.")
+        prompt = _prompt_found(prompt_id)
         # The ingest service's own parser, as for answers inside POST /api/prompts/: text only (DRF's
         # CharField stored a number or NaN sent as the text as its str()), unknown fields refused.
         body = request.data
@@ -268,24 +273,17 @@ class PromptConsentView(ApiView):
     permission_classes = STAFF
     token_scope = "ingest"
 
-    @staticmethod
-    def _prompt(prompt_id: int) -> Prompt:
-        prompt = Prompt.objects.filter(pk=prompt_id).first()
-        if prompt is None:
-            raise NotFound("No such prompt.")
-        return prompt
-
     @extend_schema(
         operation_id="prompt_consent_changes_list",
         responses={200: ds.PromptConsentChangeSerializer(many=True)},
     )
     def get(self, request, prompt_id: int):
-        changes = prompt_consent_changes(prompt=self._prompt(prompt_id))
+        changes = prompt_consent_changes(prompt=_prompt_found(prompt_id))
         return Response(ds.PromptConsentChangeSerializer(changes, many=True).data)
 
     @extend_schema(request=ds.PromptConsentInSerializer, responses={201: ds.PromptConsentChangeSerializer})
     def post(self, request, prompt_id: int):
-        prompt = self._prompt(prompt_id)
+        prompt = _prompt_found(prompt_id)
         body = ds.PromptConsentInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
@@ -293,6 +291,35 @@ class PromptConsentView(ApiView):
         except ConsentError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return Response(ds.PromptConsentChangeSerializer(change).data, status=status.HTTP_201_CREATED)
+
+
+class PromptEraseView(ApiView):
+    """Erase a withdrawn or withheld prompt's words now (services/erasure.py; the data-manager role).
+
+    Its text, its answers' texts, the ratings' rationales, the skip reasons, a gold explanation and the
+    reasons of its consent changes and reviews become "[erased]"; ids, judgments and hashes stay. A
+    prompt in use (consent in force, not withheld) is refused with 400: withdraw its consent first.
+    Erasing an erased prompt again does nothing and says so (`erased_now: false`).
+    """
+
+    permission_classes = STAFF
+    token_scope = "ingest"
+
+    @extend_schema(
+        operation_id="prompt_erase",
+        request=ds.PromptEraseInSerializer,
+        responses={200: ds.PromptEraseOutSerializer},
+    )
+    def post(self, request, prompt_id: int):
+        prompt = _prompt_found(prompt_id)
+        ds.PromptEraseInSerializer(data=request.data).is_valid(raise_exception=True)
+        try:
+            counts = prompt_erase(prompt=prompt, by=request.user)
+        except ErasureError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        prompt.refresh_from_db(fields=["erased_at"])
+        out = {"prompt_id": prompt.pk, "erased_now": counts is not None, "erased_at": prompt.erased_at}
+        return Response(ds.PromptEraseOutSerializer({**out, "counts": counts or {}}).data)
 
 
 class ComparisonsView(ApiView):

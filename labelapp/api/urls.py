@@ -39,6 +39,7 @@ urlpatterns += [
     path(
         "prompts/<int:prompt_id>/consent/", data_views.PromptConsentView.as_view(), name="api-prompt-consent"
     ),
+    path("prompts/<int:prompt_id>/erase/", data_views.PromptEraseView.as_view(), name="api-prompt-erase"),
     path("comparisons/", data_views.ComparisonsView.as_view(), name="api-comparisons"),
     path("staff/ratings/", data_views.StaffRatingsView.as_view(), name="api-staff-ratings"),
     path("staff/raters/", data_views.RaterFiguresView.as_view(), name="api-staff-raters"),

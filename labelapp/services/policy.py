@@ -85,9 +85,15 @@ class PolicyError(Exception):
 # --- prompts ---------------------------------------------------------------------------------------------
 
 
-def _is_eval(prompt_id: int) -> bool:
-    """A fixed pseudo-random share of prompts, by id: the split never changes as prompts are added."""
-    return ((prompt_id * 2654435761) % 2**32) / 2**32 < settings.POLICY["EVAL_SHARE"]
+def _is_eval(prompt: Prompt) -> bool:
+    """A fixed pseudo-random share of prompts: the split never changes as prompts are added. Decided by
+    the question (`Prompt.question_hash`: case and runs of white space aside), so that PPO never trains
+    on a question the watch evaluates in another spelling; by the id for a row without one. The hash's
+    last digits, not the first ones the reward model's evaluation set reads (services/training.py),
+    so that the two splits are independent."""
+    if prompt.question_hash:
+        return int(prompt.question_hash[-8:], 16) / 16**8 < settings.POLICY["EVAL_SHARE"]
+    return ((prompt.pk * 2654435761) % 2**32) / 2**32 < settings.POLICY["EVAL_SHARE"]
 
 
 def _usable_prompts():
@@ -105,7 +111,7 @@ def policy_eval_prompts() -> list[Prompt]:
     limit = settings.POLICY["EVAL_PROMPTS"]
     out = []
     for p in _usable_prompts().iterator(chunk_size=500):
-        if _is_eval(p.pk):
+        if _is_eval(p):
             out.append(p)
             if len(out) >= limit:
                 break
@@ -113,14 +119,14 @@ def policy_eval_prompts() -> list[Prompt]:
 
 
 def policy_train_prompts() -> list[Prompt]:
-    return [p for p in _usable_prompts().iterator(chunk_size=500) if not _is_eval(p.pk)]
+    return [p for p in _usable_prompts().iterator(chunk_size=500) if not _is_eval(p)]
 
 
 def policy_fresh_prompts(*, limit: int) -> list[Prompt]:
     """Training prompts no policy answered yet, newest first."""
     answered = PolicySample.objects.values("prompt_id")
     qs = _usable_prompts().exclude(pk__in=answered).order_by("-pk")
-    return [p for p in qs[: limit * 10] if not _is_eval(p.pk)][:limit]
+    return [p for p in qs[: limit * 10] if not _is_eval(p)][:limit]
 
 
 # --- versions ------------------------------------------------------------------------------------------
@@ -1291,11 +1297,22 @@ def policy_sample_pairs(*, version: PolicyVersion) -> list[dict]:
                 policy_id=version.parent_id, split="eval", index=0, prompt_id__in=new
             ).select_related("response", "policy")
         }
-    rescored = (version.metrics.get("parent") or {}).get("rewards") or {}
+    rescored = _stored_dict(_stored_dict(version.metrics).get("parent")).get("rewards")
     return [
-        {"prompt": s.prompt, "new": s, "old": old.get(pid), "old_reward": rescored.get(str(pid))}
+        {
+            "prompt": s.prompt,
+            "new": s,
+            "old": old.get(pid),
+            "old_reward": policy_figure(_stored_dict(rescored).get(str(pid))),
+        }
         for pid, s in sorted(new.items())
     ]
+
+
+def _stored_dict(value) -> dict:
+    """A stored figure's mapping, or an empty one where an older or hand-edited row holds another kind
+    (the sample viewer failed on a parent stored as "v0")."""
+    return value if isinstance(value, dict) else {}
 
 
 # --- the demo queue: real model output for raters -------------------------------------------------------

@@ -6,6 +6,7 @@ the win rate and the over-optimization warnings, pages, API and commands.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import time
 from datetime import timedelta
@@ -1072,20 +1073,31 @@ def test_ratings_of_withdrawn_or_withheld_prompts_do_not_count_toward_the_win_ra
         {"mean_length": "60", "no_eos_share": "0.9", "rm_score": "1", "parent": {"mean_length": 50}},
         {"mean_length": 60, "parent": "v0"},
         {"mean_length": 60, "parent": {"number": 0, "mean_length": True, "rm_score": [1]}},
+        {"mean_length": 60, "parent": {"number": 0, "rewards": ["x"]}},
+        {"mean_length": 60, "parent": {"number": 0, "rewards": {"PROMPT": "abc"}}},
     ],
 )
 def test_the_watch_reads_stored_figures_that_are_not_numbers_as_unknown(stored, client, staff, guideline):
-    # None / 50, None > 0.5 and parent["number"] raised: a 500 on /policy/, /policy/v/1/ and the API
-    v1 = _version(1, policy.policy_base(), stored)
+    # None / 50, None > 0.5 and parent["number"] raised: a 500 on /policy/, /policy/v/1/ and the API;
+    # the sample viewer and its API failed on a parent stored as "v0" or rewards that are not numbers
+    v0 = policy.policy_base()
+    prompt = Prompt.objects.create(text="Name a colour.")
+    stored = json.loads(json.dumps(stored).replace("PROMPT", str(prompt.pk)))
+    v1 = _version(1, v0, stored)
     v1.history = [{"update": 1, "kl": "x"}, {"update": None, "kl": 0.1}, {"update": 2, "kl": 0.2}]
     v1.save()
+    for version, text in ((v0, "Red."), (v1, "Blue.")):
+        answer = Response.objects.create(prompt=prompt, text=text, source_model="policy")
+        PolicySample.objects.create(policy=version, prompt=prompt, response=answer, split="eval", index=0)
     assert isinstance(policy.policy_warnings(version=v1, win={"win_rate": 0.4, "n": 3}), list)
     client.force_login(staff)
     for url in (
         reverse("policy_home"),
         reverse("policy_version", args=[1]),
+        reverse("policy_samples", args=[1]),
         "/api/policies/",
         "/api/policies/1/",
+        "/api/policies/1/samples/",
     ):
         assert client.get(url).status_code == 200, url
 
@@ -1408,3 +1420,18 @@ def test_a_ppo_round_names_its_phase_before_the_first_update(loop, monkeypatch):
     monkeypatch.setattr(policy, "_progress", spy)
     _round(TrainingRun.Kind.PPO)
     assert phases[0].startswith("PPO: loading the policy")
+
+
+def test_one_question_in_several_spellings_falls_on_one_side_of_the_evaluation_split(db, settings):
+    # the split went by prompt id: "What is Python?" evaluated the policy that PPO had trained on
+    # "what   is python?" and "WHAT IS PYTHON?"
+    settings.POLICY = {**settings.POLICY, "EVAL_PROMPTS": 1000}
+    groups = {}
+    for i in range(60):
+        spellings = (f"What is topic {i}?", f"what   is TOPIC {i}?", f"WHAT IS topic {i}?")
+        groups[i] = {Prompt.objects.create(text=t).pk for t in spellings}
+    evaluated = {p.pk for p in policy.policy_eval_prompts()}
+    trained = {p.pk for p in policy.policy_train_prompts()}
+    assert evaluated and trained and not evaluated & trained
+    for pks in groups.values():
+        assert pks <= evaluated or pks <= trained

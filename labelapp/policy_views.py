@@ -24,6 +24,7 @@ from labelapp.services.policy import (
     policy_version_get,
     policy_versions_overview,
     policy_warnings,
+    policy_weights_version,
     policy_win_rate,
 )
 from labelapp.services.roles import NotPermitted
@@ -88,6 +89,7 @@ def _render_version(
             "win": win,
             "warnings": policy_warnings(version=version, win=win),
             "charts": _update_charts(version.history),
+            "weights_version": policy_weights_version(version),
             "decisions": list(version.decisions.select_related("by")),
             "reject_error": reject_error,
             "reinstate_error": reinstate_error,

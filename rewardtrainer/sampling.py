@@ -493,15 +493,18 @@ class NonFiniteRewardError(ValueError):
 
 
 def require_finite_scores(scores: torch.Tensor, answers: Sequence[str]) -> torch.Tensor:
-    """`scores` unchanged if every one is finite, else NonFiniteRewardError naming the first answer.
+    """`scores` unchanged if every one is finite, else NonFiniteRewardError naming the first answer by
+    its place and length, not its words: the message is stored with the run and shown to every staff
+    account, where an erasure of the prompt would not reach it (an answer may restate the prompt).
     One NaN reward in a PPO batch makes every advantage NaN (the whitening's mean), then every weight:
     the round saved a policy of NaN and reported no error."""
     bad = (~torch.isfinite(scores.detach())).nonzero().flatten().tolist()
     if bad:
+        first = bad[0]
         raise NonFiniteRewardError(
             f"the reward model gave {len(bad)} of {scores.numel()} answers a non-finite score "
-            f"({float(scores[bad[0]])} for {str(answers[bad[0]])[:80]!r}): its weights or its inputs are "
-            "broken; nothing was trained or kept on these scores"
+            f"({float(scores[first])} for answer {first + 1} of the batch, {len(str(answers[first]))} "
+            "characters): its weights or its inputs are broken; nothing was trained or kept on these scores"
         )
     return scores
 

@@ -387,13 +387,19 @@ def policy_auto_reject() -> list[PolicyVersion]:
     return rejected
 
 
+def policy_weights_version(version: PolicyVersion) -> PolicyVersion:
+    """The version whose weights `version` samples with: itself, or for a best-of-n version (no training)
+    the nearest ancestor that is not one (best-of-n's KL is to those weights)."""
+    while version.kind == PolicyVersion.Kind.BEST_OF_N and version.parent_id:
+        version = version.parent
+    return version
+
+
 def policy_weights_path(version: PolicyVersion) -> str:
     """The folder (or name) whose weights a version samples with: best-of-n versions use their parent's.
     PolicyError when a trained version's folder is gone: loading it failed with transformers' "Repo id
     must be in the form..." about a path, naming neither the version nor what was missing."""
-    asked = version
-    while version.kind == PolicyVersion.Kind.BEST_OF_N and version.parent_id:
-        version = version.parent
+    asked, version = version, policy_weights_version(version)
     if version.artifact_path and not Path(version.artifact_path).exists():
         via = f", whose weights v{asked.number} samples with," if asked.pk != version.pk else ""
         raise PolicyError(

@@ -1435,3 +1435,16 @@ def test_one_question_in_several_spellings_falls_on_one_side_of_the_evaluation_s
     assert evaluated and trained and not evaluated & trained
     for pks in groups.values():
         assert pks <= evaluated or pks <= trained
+
+
+def test_best_of_n_kl_names_the_version_whose_weights_sampled(client, staff, guideline):
+    # after two best-of-n rounds the row said "KL to v2", a version with no weights of its own: v3
+    # samples with v1's, and its KL is to those
+    v1 = _version(1, policy.policy_base())
+    v2 = PolicyVersion.objects.create(number=2, kind="best_of_n", parent=v1, metrics={"kl_bon": 0.432})
+    PolicyVersion.objects.create(number=3, kind="best_of_n", parent=v2, metrics={"kl_bon": 0.432})
+    client.force_login(staff)
+    two = client.get(reverse("policy_version", args=[2])).content.decode()
+    assert "best-of-n KL to v1, log n" in two
+    three = client.get(reverse("policy_version", args=[3])).content.decode()
+    assert "best-of-n KL to v1 (the weights v2 samples with), log n" in three

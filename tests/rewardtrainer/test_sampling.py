@@ -215,8 +215,10 @@ def test_the_reward_scorer_refuses_a_non_finite_score():
         def score(self, tokenizer, prompts, answers, **kwargs):
             return torch.tensor([0.5, float("inf")])
 
-    with pytest.raises(NonFiniteRewardError, match=r"1 of 2 answers .*inf for 'b'"):
-        RewardScorer(Broken(), None)(["p", "p"], ["a", "b"])
+    # the message quoted the answer: stored as the run's error, out of an erasure's reach
+    with pytest.raises(NonFiniteRewardError, match=r"1 of 2 answers .*inf for answer 2 of the batch") as err:
+        RewardScorer(Broken(), None)(["p", "p"], ["a", "Quorrin Vale lives here"])
+    assert "Quorrin" not in str(err.value) and "23 characters" in str(err.value)
 
 
 def test_a_prompt_longer_than_the_context_keeps_its_end_and_the_answer_fits(tok):

@@ -182,7 +182,8 @@ def _render_next(
         url = reverse("guidelines")
     else:
         if assignment is None:
-            response = render(request, "labelapp/_empty_panel.html", {"feedback": feedback, "notice": notice})
+            context = {"feedback": feedback, "notice": notice, **_empty_context(request.user)}
+            response = render(request, "labelapp/_empty_panel.html", context)
             url = reverse("rate_next")
         else:
             context = {**_panel_context(assignment), "feedback": feedback, "notice": notice}
@@ -262,6 +263,12 @@ def guidelines(request: HttpRequest) -> HttpResponse:
     return render(request, "labelapp/guidelines.html", context)
 
 
+def _empty_context(rater) -> dict:
+    """What the "nothing to rate" panel says depends on whether the rater judged anything: a new rater
+    was thanked for having "judged every comparison available", beside "0 judged in total"."""
+    return {"judged_any": Rating.objects.filter(rater=rater).exists()}
+
+
 @login_required
 def rate_next(request: HttpRequest) -> HttpResponse:
     if guideline_current() is None:
@@ -273,7 +280,7 @@ def rate_next(request: HttpRequest) -> HttpResponse:
     if notice:
         messages.info(request, notice)
     if assignment is None:
-        return render(request, "labelapp/empty.html", {"reason": "empty"})
+        return render(request, "labelapp/empty.html", {"reason": "empty", **_empty_context(request.user)})
     return redirect("rate", assignment_id=assignment.pk)
 
 
@@ -400,7 +407,9 @@ def _render_form_error(request: HttpRequest, assignment: Assignment, form: Ratin
         # 200 so htmx swaps the panel in; the errors are inside it, next to the fields.
         context["guideline_shown"] = request.POST.get("guideline_shown", "")[:12]
         return render(request, "labelapp/_rate_panel.html", context)
-    context["guideline"] = guideline_current()
+    # a whole new page opens at its top, the errors below the answers out of sight: the page looked
+    # unchanged (templates/_rate_panel.html puts the focus, and the view, on a line that says why)
+    context.update(guideline=guideline_current(), error_summary=True)
     return render(request, "labelapp/rate.html", context, status=400)
 
 

@@ -124,7 +124,12 @@ class RatingInSerializer(StrictSerializer):
         help_text="Required when the chosen answer is at least length_check_ratio times longer "
         "(the rating service answers 400 with a length_check error otherwise).",
     )
-    time_on_task_ms = StrictIntegerField(min_value=0, required=False, default=0)
+    time_on_task_ms = StrictIntegerField(
+        min_value=0,
+        required=False,
+        help_text="Milliseconds from first sight to submit, as the client measured it; omitted: the server "
+        "measures from the lease's issue to the submit.",
+    )
     idempotency_key = StrictUUIDField()
 
     def to_input(self) -> RatingInput:

@@ -116,7 +116,10 @@ class RatingInput:
     flag_unsafe: bool = False
     flag_broken: bool = False
     length_check: str = ""
-    time_on_task_ms: int = 0
+    # None: not measured by the page (no JavaScript; an API client that sends none): the service takes
+    # the time from the lease's issue to the submit (time_on_task_measured). It was stored as 0, which
+    # the quality figures read as an implausibly fast judgment: every no-JS rater was flagged for speed.
+    time_on_task_ms: int | None = None
 
     @classmethod
     def from_validated(cls, d: dict) -> RatingInput:
@@ -130,7 +133,7 @@ class RatingInput:
             flag_unsafe=bool(d.get("flag_unsafe")),
             flag_broken=bool(d.get("flag_broken")),
             length_check=d.get("length_check") or "",
-            time_on_task_ms=d.get("time_on_task_ms") or 0,
+            time_on_task_ms=d.get("time_on_task_ms"),
         )
 
 
@@ -144,13 +147,20 @@ def rating_still_possible(assignment: Assignment) -> None:
         raise AssignmentGone(NO_LONGER_YOURS)
 
 
+def time_on_task_measured(issued_at) -> int:
+    """The server's reading of a time on task: from the lease's issue to now, in ms (the fast path's SQL
+    computes the same)."""
+    ms = (timezone.now() - issued_at).total_seconds() * 1000
+    return int(min(max(ms, 0), MAX_TIME_ON_TASK_MS))
+
+
 def _validate(data: RatingInput) -> None:
     """Input rules that need no database (the form and serializer check types; this checks meaning)."""
     if data.preference not in range(-3, 4):
         raise RatingError("The preference must be between -3 (A much better) and 3 (B much better).")
     if data.length_check and data.length_check not in LENGTH_CHECK_VALUES:
         raise LengthCheckRequired("The length answer must be 'adds_content' or 'adds_nothing'.")
-    if not 0 <= data.time_on_task_ms <= MAX_TIME_ON_TASK_MS:
+    if data.time_on_task_ms is not None and not 0 <= data.time_on_task_ms <= MAX_TIME_ON_TASK_MS:
         raise BadTimer(
             "The page's timer sent a bad value; please submit again "
             f"(time on task: 0 to {MAX_TIME_ON_TASK_MS} ms)."
@@ -186,7 +196,7 @@ WITH ver AS (
       AND p.id = c.prompt_id AND p.consent AND NOT p.withheld
       AND EXISTS (SELECT 1 FROM ver)
       AND (%(length_check)s <> '' OR NOT {_ASKED_SQL})
-    RETURNING a.id, a.comparison_id, a.shown_left, c.kind, {_ASKED_SQL} AS asked
+    RETURNING a.id, a.comparison_id, a.shown_left, c.kind, {_ASKED_SQL} AS asked, a.issued_at
 ), inserted AS (
     INSERT INTO labelapp_rating
         (rater_id, comparison_id, assignment_id, preference, both_bad, helpfulness, factual_accuracy,
@@ -196,12 +206,15 @@ WITH ver AS (
            %(factual_accuracy)s, %(harmlessness)s, %(conciseness)s, %(coherence)s, %(rationale)s,
            %(flag_pii)s, %(flag_unsafe)s, %(flag_broken)s,
            CASE WHEN closed.asked THEN %(length_check)s ELSE '' END,
-           (SELECT id FROM ver), %(time_on_task_ms)s, %(key)s, %(now)s, %(token)s
+           (SELECT id FROM ver),
+           COALESCE(%(time_on_task_ms)s::integer, LEAST(GREATEST(
+               EXTRACT(EPOCH FROM (%(now)s - closed.issued_at)) * 1000, 0), {MAX_TIME_ON_TASK_MS})::integer),
+           %(key)s, %(now)s, %(token)s
     FROM closed
-    RETURNING id, comparison_id, guideline_version_id, length_check
+    RETURNING id, comparison_id, guideline_version_id, length_check, time_on_task_ms
 )
 SELECT inserted.id, inserted.comparison_id, inserted.guideline_version_id, inserted.length_check,
-       closed.shown_left, closed.kind
+       closed.shown_left, closed.kind, inserted.time_on_task_ms
 FROM inserted, closed
 """
 
@@ -240,8 +253,8 @@ def _submit_fast(
     )
     if row is None:
         return None
-    rating_id, comparison_id, version_id, length_check, shown_left, kind = row
-    fields["length_check"] = length_check
+    rating_id, comparison_id, version_id, length_check, shown_left, kind, time_on_task_ms = row
+    fields.update(length_check=length_check, time_on_task_ms=time_on_task_ms)
     rating = loaded_instance(
         Rating,
         id=rating_id,
@@ -374,6 +387,8 @@ def _submit_slow(
         fields = _rating_fields(data)
         if not asked:
             fields["length_check"] = ""  # only stored when the question was asked
+        if fields["time_on_task_ms"] is None:
+            fields["time_on_task_ms"] = time_on_task_measured(assignment.issued_at)
         rating = Rating.objects.create(
             rater=rater,
             comparison_id=assignment.comparison_id,

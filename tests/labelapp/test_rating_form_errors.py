@@ -57,6 +57,42 @@ def test_a_long_time_on_task_is_stored_as_measured(rater_client, rater, acked, m
     assert Rating.objects.get().time_on_task_ms == day_and_an_hour
 
 
+@pytest.mark.parametrize("lapsed", [False, True], ids=["open lease", "lease past its deadline"])
+def test_a_page_without_javascript_gets_its_time_on_task_measured_by_the_server(
+    rater_client, rater, acked, make_comparison, lapsed
+):
+    # the hidden field only rate.js fills came empty and was stored as 0: every rater without
+    # JavaScript counted as implausibly fast in the quality figures and was flagged for speed
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_comparison()
+    a = assignment_next(rater=rater)
+    now = timezone.now()
+    deadline = now - timedelta(seconds=1) if lapsed else a.lease_expires_at  # the slower path then
+    Assignment.objects.filter(pk=a.pk).update(
+        issued_at=now - timedelta(seconds=42), lease_expires_at=deadline
+    )
+    assert _post(rater_client, a, preference="-1", time_on_task_ms="").status_code == 302
+    assert 42_000 <= Rating.objects.get().time_on_task_ms < 60_000
+
+
+def test_an_api_rating_without_a_time_on_task_gets_the_servers(api, rater, acked, make_comparison):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_comparison()
+    body = api.get("/api/assignments/next/").json()
+    Assignment.objects.filter(pk=body["id"]).update(issued_at=timezone.now() - timedelta(seconds=7))
+    payload = {"preference": 0, "idempotency_key": body["idempotency_key"]}
+    r = api.post(f"/api/assignments/{body['id']}/rating/", payload, content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert 7_000 <= Rating.objects.get().time_on_task_ms < 30_000
+    assert r.json()["time_on_task_ms"] == Rating.objects.get().time_on_task_ms
+
+
 def test_the_api_refuses_a_timer_value_no_clock_gives(api, acked, make_comparison):
     make_comparison()
     body = api.get("/api/assignments/next/").json()

@@ -191,6 +191,19 @@ def test_skip_through_the_page(rater_client, rater, acked, make_comparison):
 def test_an_empty_queue_shows_nothing_to_rate(rater_client):
     r = rater_client.get(reverse("rate_next"))
     assert r.status_code == 200 and b"Nothing to rate right now" in r.content
+    # a new rater was thanked for having judged "every comparison available", beside "0 judged"
+    assert b"judged every comparison" not in r.content and b"no comparison for you to judge yet" in r.content
+
+
+def test_an_empty_queue_after_judging_thanks_the_rater(rater_client, rater, acked, make_comparison):
+    make_comparison()
+    a = assignment_next(rater=rater)
+    r = rater_client.post(
+        reverse("rate", args=[a.pk]),
+        {"form_key": str(a.form_key), "preference": "0", "time_on_task_ms": "5000"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert r.status_code == 200 and b"judged every comparison available to you" in r.content
 
 
 def test_htmx_submit_answers_with_the_next_panel(rater_client, rater, acked, make_comparison):
@@ -292,7 +305,9 @@ def test_without_javascript_the_skip_form_is_open_and_a_missing_reason_keeps_it_
     make_comparison()
     a = assignment_next(rater=rater)
     page = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
-    assert "<noscript><style>#skip-form[hidden] { display: block; }" in page
+    assert (
+        "<noscript><style>#skip-form[hidden] { display: block !important; }" in page
+    )  # browser: test_rating_page_nojs
     r = rater_client.post(reverse("rate_skip", args=[a.pk]), {"reason": "   "})
     body = r.content.decode()
     assert r.status_code == 400 and body.count('id="skip-form"') == 1
@@ -508,3 +523,15 @@ def test_a_form_sent_after_the_session_ended_reaches_a_login_page_that_says_it_w
 def test_a_logout_leads_to_a_login_page_without_the_unsaved_notice(rater_client):
     r = rater_client.post(reverse("logout"))
     assert "unsaved" not in r.url and "was not saved" not in rater_client.get(r.url).content.decode()
+
+
+def test_with_debug_on_the_page_loads_no_script_that_takes_over_htmx_errors(
+    rater_client, rater, acked, make_comparison, settings
+):
+    # `make run` has DEBUG on: django-htmx's debug script put Django's error page in place of the whole
+    # rating page on a 400/403 (a CSRF token rotated by a second tab), before rate.js could say what to do
+    settings.DEBUG = True
+    make_comparison()
+    a = assignment_next(rater=rater)
+    page = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
+    assert "django_htmx/htmx-2.min.js" in page and "django-htmx.js" not in page

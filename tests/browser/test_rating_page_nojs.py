@@ -1,0 +1,80 @@
+"""The rating page without JavaScript, in a real browser on a 1366x900 window (a UI audit, session 34;
+each failed before): a template comment showed as text above every comparison; the skip form stayed
+hidden (the stylesheet's `[hidden] {display: none !important}` beat the page's <noscript> rule), so a
+rater could not skip; a refused submit reloaded the page at its top, the error below the answers, and
+the page looked unchanged."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+
+from labelapp.models import Assignment, Rating
+from labelapp.services.demo import demo_seed
+from tests.browser.test_rating_flow import CHROMIUM_ARGS, _chromium
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+_IN_VIEW = """sel => { const r = document.querySelector(sel).getBoundingClientRect();
+                      return r.top >= 0 && r.bottom <= window.innerHeight; }"""
+
+
+@pytest.fixture
+def nojs_page(live_server, monkeypatch):
+    path = _chromium()
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (make browser-deps installs it)")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 900}, java_script_enabled=False)
+        pg = context.new_page()
+        pg.set_default_timeout(15_000)
+        try:
+            yield pg
+        finally:
+            context.close()
+            browser.close()
+            connections.close_all()  # see test_rating_flow.page
+
+
+def _on_the_rating_page(pg, live_server, tmp_path, monkeypatch):
+    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
+    password = demo_seed().accounts["demo-rater"]
+    pg.goto(f"{live_server.url}/accounts/login/")
+    pg.fill("#id_username", "demo-rater")
+    pg.fill("#id_password", password)
+    pg.click("button[type=submit]")
+    pg.goto(f"{live_server.url}/rate/")
+    pg.click("#acknowledge")
+    pg.wait_for_selector("#rating-form")
+
+
+def test_without_javascript_no_template_text_shows_and_the_skip_form_is_open(
+    nojs_page, live_server, tmp_path, monkeypatch
+):
+    _on_the_rating_page(nojs_page, live_server, tmp_path, monkeypatch)
+    shown = nojs_page.inner_text("body")
+    assert "{#" not in shown and "#}" not in shown and "{%" not in shown
+    assert nojs_page.is_visible("#skip-form") and nojs_page.is_visible("#skip-reason")
+    first = nojs_page.locator("#rate-root").get_attribute("data-assignment")
+    nojs_page.click("#skip-form button[type=submit]")  # the reason typed in by default
+    nojs_page.wait_for_selector(f"#rate-root:not([data-assignment='{first}'])")
+    assert Assignment.objects.get(pk=first).status == Assignment.Status.SKIPPED
+
+
+def test_without_javascript_a_refused_submit_puts_its_error_in_view(
+    nojs_page, live_server, tmp_path, monkeypatch
+):
+    _on_the_rating_page(nojs_page, live_server, tmp_path, monkeypatch)
+    nojs_page.click("#submit-rating")  # no choice made
+    nojs_page.wait_for_selector("#preference-error")
+    assert nojs_page.evaluate("() => document.activeElement.id") == "error-summary"
+    assert nojs_page.evaluate(_IN_VIEW, "#error-summary")
+    assert "Choose one of the seven options" in nojs_page.inner_text("#error-summary")
+    nojs_page.click("#error-summary a[href='#rating-form']")
+    for shown in ("#preference-error", "#submit-rating"):
+        assert nojs_page.evaluate(_IN_VIEW, shown), shown
+    assert not Rating.objects.exists()

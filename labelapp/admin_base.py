@@ -9,6 +9,7 @@ import logging
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.db import DataError, transaction
 
 from labelapp.rendering import show_bidi_controls
 
@@ -20,7 +21,8 @@ class DateBoundedChangeList(ChangeList):
     past 9999-12-31 that raised OverflowError or ValueError (a 500), and so did a year lookup in the
     query string on any date column of any list (`?created_at__year=0`, `__iso_year=0`,
     `__year__gte=10000`: the year's bounds are computed when the list counts its rows). Refused like
-    any other bad lookup instead: the list redirects to itself with ?e=1."""
+    any other bad lookup instead: the list redirects to itself with ?e=1. So is a lookup the database
+    refuses, as an unbalanced regular expression (`?id__regex=(`)."""
 
     def get_filters(self, request):
         try:
@@ -30,8 +32,11 @@ class DateBoundedChangeList(ChangeList):
 
     def get_results(self, request):
         try:
-            return super().get_results(request)
-        except (OverflowError, ValueError) as exc:
+            # in a savepoint: a lookup the database refuses (`?id__regex=(`, an unbalanced regular
+            # expression, was a 500 on every list) leaves the request's transaction usable
+            with transaction.atomic():
+                return super().get_results(request)
+        except (OverflowError, ValueError, DataError) as exc:
             if not self.filter_params:  # not the query string's doing: a bug, and a 500 says so
                 raise
             log.warning("admin list %s: lookup refused (%s)", request.path, exc)

@@ -712,3 +712,17 @@ def test_a_gold_pair_can_be_switched_off_in_the_admin(make_comparison, staff, dj
     _admin_save(Comparison, stale, ["is_active"], boss)
     c.refresh_from_db()
     assert (c.kind, c.is_active, c.gold_preference) == ("gold", False, -1)
+
+
+@pytest.mark.parametrize("lookup", ["id__regex=(", "id__iregex=[", "id__regex=a{2,1}"])
+def test_a_regular_expression_the_database_refuses_is_a_refused_lookup_on_every_list(client, staff, lookup):
+    # PostgreSQL's "invalid regular expression" (a DataError when the list counted its rows) was a 500
+    # on every admin list: any field takes __regex in the query string
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    for model in admin.site._registry:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        r = client.get(f"{url}?{lookup}")
+        assert r.status_code == 302 and r["Location"].endswith("?e=1"), (url, r.status_code)
+    assert client.get(reverse("admin:labelapp_rating_changelist")).status_code == 200

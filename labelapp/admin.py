@@ -15,7 +15,13 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
-from labelapp.admin_base import DateBoundedListMixin, ReadOnlyAdmin, RecordAdmin, SaveChangedFieldsMixin
+from labelapp.admin_base import (
+    BidiShownMixin,
+    DateBoundedListMixin,
+    ReadOnlyAdmin,
+    RecordAdmin,
+    SaveChangedFieldsMixin,
+)
 from labelapp.models import (
     Assignment,
     Comparison,
@@ -817,10 +823,10 @@ from labelapp import quality_admin  # noqa: E402, F401  (QualityReport, Simulate
 
 
 def _guard_every_list() -> None:
-    """Every list in the admin gets the date guard: ours, and the other apps' (auth's users and groups,
-    Celery beat's tasks, django-axes' failed logins; registered before ours, INSTALLED_APPS order) on a
-    subclass of their own admins. Celery beat's task form gets its own guard. django-axes' access and
-    failure logs are off (AXES_DISABLE_ACCESS_LOG): their empty lists go."""
+    """Every admin gets the date guard and the bidi markers (BidiShownMixin): ours, and the other apps'
+    (auth's users and groups, Celery beat's tasks, django-axes' failed logins; registered before ours,
+    INSTALLED_APPS order) on a subclass of their own admins. Celery beat's task form gets its own
+    guard. django-axes' access and failure logs are off (AXES_DISABLE_ACCESS_LOG): their empty lists go."""
     from axes.models import AccessFailureLog, AccessLog
     from django_celery_beat.models import PeriodicTask
 
@@ -833,7 +839,7 @@ def _guard_every_list() -> None:
         other = type(model_admin)
         attrs = {"form": _periodic_task_form(other.form)} if model is PeriodicTask else {}
         admin.site.unregister(model)
-        admin.site.register(model, type(other.__name__, (DateBoundedListMixin, other), attrs))
+        admin.site.register(model, type(other.__name__, (DateBoundedListMixin, BidiShownMixin, other), attrs))
 
 
 def _periodic_task_form(form):

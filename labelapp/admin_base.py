@@ -5,6 +5,7 @@ No JSON column is editable in the admin (tests/labelapp/test_admin.py checks it)
 record a job or a service wrote (a run's recipe, metrics, scrubbing counts), never typed by hand."""
 
 import logging
+import re
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -73,24 +74,29 @@ class SaveChangedFieldsMixin:
         return None
 
 
-class ReadOnlyAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
-    """Viewable, never added or changed here (a job or a service writes these rows).
-
-    Bidi control characters on these pages show as visible markers (⟦RLO U+202E⟧), as on the staff
-    pages (`typed_text`): a rater's rationale or skip reason with a right-to-left override read
-    reordered to the staff member checking it. Only on the pages a GET shows, where nothing is saved
-    back (in an editable field's value a marker would be stored in place of the character: an action's
-    form, answered to a POST, keeps what was typed); the list's search box shows a searched-for control
-    as its marker."""
+class BidiShownMixin:
+    """Bidi control characters show as visible markers (⟦RLO U+202E⟧) on every admin page a GET shows, as
+    on the staff pages (`typed_text`): a rater's rationale, a rejection reason or a prompt read reordered
+    to the staff member checking it. Not inside a form's fields (inputs, text areas, selects), whose
+    values are sent back as they stand: a marker there would be stored in place of the character. A POST
+    (an action's form sent back with an error, a change form with its errors) is answered as typed.
+    labelapp/admin.py gives it to every admin, as the date guard."""
 
     def changeform_view(self, request, *args, **kwargs):
-        response = super().changeform_view(request, *args, **kwargs)
-        return _bidi_shown(response) if request.method == "GET" else response
+        return _bidi_shown_on_get(request, super().changeform_view(request, *args, **kwargs))
 
     def changelist_view(self, request, *args, **kwargs):
-        # a POST is an action, whose form (a reason typed for a review) is sent back as typed
-        response = super().changelist_view(request, *args, **kwargs)
-        return _bidi_shown(response) if request.method == "GET" else response
+        return _bidi_shown_on_get(request, super().changelist_view(request, *args, **kwargs))
+
+    def history_view(self, request, *args, **kwargs):
+        return _bidi_shown_on_get(request, super().history_view(request, *args, **kwargs))
+
+    def delete_view(self, request, *args, **kwargs):
+        return _bidi_shown_on_get(request, super().delete_view(request, *args, **kwargs))
+
+
+class ReadOnlyAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
+    """Viewable, never added or changed here (a job or a service writes these rows)."""
 
     def has_add_permission(self, request):
         return False
@@ -99,14 +105,29 @@ class ReadOnlyAdmin(SaveChangedFieldsMixin, admin.ModelAdmin):
         return False
 
 
-def _bidi_shown(response):
-    """The page with every bidi control shown as a marker (after a TemplateResponse renders)."""
+# A form's fields in a rendered admin page: their values go back to the server as they stand.
+_FORM_FIELDS = re.compile(r"<textarea\b.*?</textarea>|<select\b.*?</select>|<input\b[^>]*>", re.S | re.I)
+
+
+def bidi_shown_outside_fields(page: str) -> str:
+    """`page` (HTML) with every bidi control shown as a marker, except inside form fields."""
+    out, pos = [], 0
+    for m in _FORM_FIELDS.finditer(page):
+        out += [show_bidi_controls(page[pos : m.start()]), m.group()]
+        pos = m.end()
+    out.append(show_bidi_controls(page[pos:]))
+    return "".join(out)
+
+
+def _bidi_shown_on_get(request, response):
+    """The page with bidi controls shown as markers (after a TemplateResponse renders); a POST's as is."""
+    if request.method != "GET":
+        return response
 
     def mark(rendered):
         if rendered.get("Content-Type", "").startswith("text/html"):
-            rendered.content = show_bidi_controls(rendered.content.decode(rendered.charset)).encode(
-                rendered.charset
-            )
+            text = rendered.content.decode(rendered.charset)
+            rendered.content = bidi_shown_outside_fields(text).encode(rendered.charset)
         return rendered
 
     if hasattr(response, "add_post_render_callback") and not response.is_rendered:

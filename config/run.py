@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import environ
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -144,13 +146,18 @@ def services(
 
 
 def main() -> int:
-    env = _django_env()
-    python = sys.executable
+    # HOST and PORT checked before Django starts, which starts the embedded PostgreSQL and Redis: a
+    # taken port stopped this command and left both running. The .env file is read here as the
+    # settings read it (a value already in the environment wins).
+    if (BASE_DIR / ".env").exists():
+        environ.Env.read_env(BASE_DIR / ".env")
     host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
     refused = port_in_use_message(host, port)
     if refused:
         print(f"  {refused}", file=sys.stderr)
         return 1
+    env = _django_env()
+    python = sys.executable
     subprocess.run(
         [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True
     )

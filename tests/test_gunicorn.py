@@ -158,3 +158,28 @@ def test_the_training_worker_of_make_run_listens_on_the_configured_queues(settin
     assert _gpu_queues() == "train,gpu"
     cmd = services("python", "h", "1", "1", _gpu_queues())["gpu-worker"]
     assert cmd[cmd.index("-Q") + 1] == "train,gpu"
+
+
+def test_make_run_with_a_taken_port_starts_no_embedded_service(tmp_path):
+    # the port was checked after Django's start-up, which starts the embedded PostgreSQL and Redis:
+    # the command stopped on the taken port and left both running
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DJANGO_ENV="development", EMBEDDED_DATA_DIR=str(tmp_path / "data"))
+    root = Path(__file__).resolve().parents[1]
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        env["PORT"] = str(held.getsockname()[1])
+        try:
+            r = subprocess.run(
+                [sys.executable, "-m", "config.run"],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        finally:
+            subprocess.run([sys.executable, "-m", "config.embedded", "stop"], cwd=root, env=env, timeout=60)
+    assert r.returncode == 1 and "Try PORT=" in r.stderr
+    assert not (tmp_path / "data" / "pg").exists()

@@ -375,12 +375,14 @@ def test_format_names_the_main_file_only_a_ties_file_of_another_suffix_is_refuse
     from django.core.management import CommandError, call_command
 
     rate(rater=rater, comparison=make_pair(), preference=-2, guideline=guideline)
-    with pytest.raises(CommandError, match="ties.csv: the export writes .jsonl or .parquet"):
+    with pytest.raises(CommandError, match="ties.csv: the export writes .jsonl or .parquet") as refused:
         call_command(
             "export_preferences", str(tmp_path / "x.parquet"), "--format", "parquet", "--ties",
             str(tmp_path / "ties.csv"),
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+    # it suggested --format, which names the main file's format, never the ties file's
+    assert "--format" not in str(refused.value) and "or none (the main file's format)" in str(refused.value)
 
 
 def _export_whose_ties_file_cannot_land(tmp_path, monkeypatch) -> None:

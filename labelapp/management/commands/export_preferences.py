@@ -26,15 +26,19 @@ def _when(value: str) -> datetime:
 _KNOWN_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
-def _format_of(path: Path, default: str, *, told: bool) -> str:
+def _format_of(path: Path, default: str, *, told: bool, ties: bool = False) -> str:
     """The format a file's suffix names; `default` for no suffix or, when --format was given (`told`),
-    any suffix. A file named out.csv got JSONL without a word."""
+    any suffix. A file named out.csv got JSONL without a word. `ties`: the ties file, which --format
+    does not name (the refusal suggested it)."""
     if path.suffix.lower() in _KNOWN_SUFFIXES:
         return _KNOWN_SUFFIXES[path.suffix.lower()]
     if path.suffix and not told:
-        raise CommandError(
-            f"{path.name}: the export writes .jsonl or .parquet files; name one of those, or say --format."
+        how = (
+            "name one of those or none (the main file's format)"
+            if ties
+            else "name one of those, or say --format"
         )
+        raise CommandError(f"{path.name}: the export writes .jsonl or .parquet files; {how}.")
     return default
 
 
@@ -80,7 +84,7 @@ class Command(BaseCommand):
         _refuse_a_contradicting_suffix(o["out"], o["format"])  # the ties file follows its own name
         # The ties file follows its own name (TIES.jsonl next to OUT.parquet), else the main format.
         # An unknown suffix there is refused even with --format, which names the main file's format only.
-        ties_fmt = _format_of(o["ties"], fmt, told=False) if o["ties"] else None
+        ties_fmt = _format_of(o["ties"], fmt, told=False, ties=True) if o["ties"] else None
         try:
             filters = ExportFilters(
                 guideline_versions=o["guideline_version"],

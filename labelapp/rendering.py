@@ -370,6 +370,9 @@ def render_markdown(text: str) -> str:
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
+        # in a new tab: a link in an answer took the rating page away (the form's choice only survived
+        # if Back restored it)
+        set_tag_attribute_values={"a": {"target": "_blank"}},
     )
     # Again on the output: Markdown passes `&#x202E;` through as an entity and nh3 writes it back as
     # the raw character, which reordered the text on screen as a raw one in the source would have.

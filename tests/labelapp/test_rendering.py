@@ -285,3 +285,10 @@ def test_an_indented_code_block_past_a_limit_is_shown_as_typed_once():
     )
     log = "".join(f"    log line {i} [x\n" for i in range(2_100))
     assert "<pre><code>log line 0 [x\nlog line 1" in render_markdown("Intro\n\n" + log)
+
+
+def test_a_link_in_an_answer_opens_in_a_new_tab():
+    # it opened in the rating tab: the page with the rater's choice was gone
+    html = render_markdown("[docs](https://example.org/x) and <https://example.org/y>")
+    assert '<a href="https://example.org/x" target="_blank" rel="noopener noreferrer nofollow">' in html
+    assert html.count('target="_blank"') == 2

@@ -407,27 +407,54 @@ def _initial(words: list, i: int, told: str) -> bool:
     return i + 1 < len(words) and words[i + 1].group(0)[0].isupper()
 
 
+# A second name joined to a cue's first ("Dear John and Mary Smith" kept Mary Smith): read after "and" or
+# "&" as the cue's own words are, unless another cue or title starts it ("Dear Anna and Dear Bob").
+_AND_NAME = re.compile(rf"[ \t]+(?:and|&)[ \t]+(?=((?:{_NAME_PART}[ \t]+){{0,2}}{_NAME}))")
+_NOT_JOINED = frozenset({"Dear"}) | _NOT_NAMES
+
+
 def _person_spans(text: str):
+    for start, end, cue in _cue_and_title_names(text):
+        yield start, end
+        # after a cue only: "Dr. Smith and Microsoft" is no second person
+        if cue and (joined := _AND_NAME.match(text, end)):
+            told = joined.group(1)
+            first = _NAME_WORD.match(told)
+            if first and first.group(0) not in _NOT_JOINED:
+                span = _name_in(told, list(_NAME_WORD.finditer(told)))
+                if span:
+                    yield joined.start(1) + span[0], joined.start(1) + span[1]
+
+
+def _cue_and_title_names(text: str):
+    """The names after a title or a cue, as (start, end, after a cue)."""
     for rx in (_PERSON_TITLE, _PERSON_CUE):
         for m in rx.finditer(text):
             told = m.group(1)
-            words = list(_NAME_WORD.finditer(told))
-            skip = 0  # "Dear Sir", "Dear Mr. Smith": not a name, or read by _PERSON_TITLE
-            while skip < len(words) and words[skip].group(0) in _NOT_NAMES:
-                if _initial(words, skip, told):
-                    break
-                skip += 1
-            name = []  # the capitalised words that follow: "Dr. McDonald said" is one name
-            for i in range(skip, len(words)):
-                w, word = words[i], words[i].group(0)
-                initial = _initial(words, i, told)
-                if word[0].islower() or (word in _NOT_NAMES and not initial):
-                    break
-                if not initial and not _caseless_name_goes_on(word, name):
-                    break
-                name.append(w)
-            if name and not (len(name) == 1 and _initial(words, skip, told)):  # an initial alone: "Dr. A."
-                yield m.start(1) + name[0].start(), m.start(1) + name[-1].end()
+            span = _name_in(told, list(_NAME_WORD.finditer(told)))
+            if span:
+                yield m.start(1) + span[0], m.start(1) + span[1], rx is _PERSON_CUE
+
+
+def _name_in(told: str, words: list):
+    """The span in `told` of the name its words start with, or None."""
+    skip = 0  # "Dear Sir", "Dear Mr. Smith": not a name, or read by _PERSON_TITLE
+    while skip < len(words) and words[skip].group(0) in _NOT_NAMES:
+        if _initial(words, skip, told):
+            break
+        skip += 1
+    name = []  # the capitalised words that follow: "Dr. McDonald said" is one name
+    for i in range(skip, len(words)):
+        w, word = words[i], words[i].group(0)
+        initial = _initial(words, i, told)
+        if word[0].islower() or (word in _NOT_NAMES and not initial):
+            break
+        if not initial and not _caseless_name_goes_on(word, name):
+            break
+        name.append(w)
+    if name and not (len(name) == 1 and _initial(words, skip, told)):  # an initial alone: "Dr. A."
+        return name[0].start(), name[-1].end()
+    return None
 
 
 def _regex_spans(rx: re.Pattern):

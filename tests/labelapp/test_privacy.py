@@ -400,6 +400,12 @@ def test_the_escapable_characters_are_the_pages():
         ("Patient: Maria Garcia\nPatient: John Doe", "Patient: [PERSON]\nPatient: [PERSON]"),
         ("Mr Smith met Mr Jones", "Mr [PERSON] met Mr [PERSON]"),
         ("Dear Anna and Dear Bob", "Dear [PERSON] and Dear [PERSON]"),
+        # a second name joined to a cue's: Mary Smith was kept
+        ("Dear John and Mary Smith,", "Dear [PERSON] and [PERSON],"),
+        ("Regards,\nAnna & Tom Berg", "Regards,\n[PERSON] & [PERSON]"),
+        ("Dear Anna and the team,", "Dear [PERSON] and the team,"),
+        ("Dear Anna and Team,", "Dear [PERSON] and Team,"),
+        ("Dr. Smith and Microsoft agreed", "Dr. [PERSON] and Microsoft agreed"),
         ("Dr. Smith, Dr. Jones and Dr. Lee", "Dr. [PERSON], Dr. [PERSON] and Dr. [PERSON]"),
         ("Prof. Dr. Hans Müller", "Prof. Dr. [PERSON]"),
         ("Dear Mr. and Mrs. Smith", "Dear Mr. and Mrs. [PERSON]"),

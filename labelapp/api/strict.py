@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, ValidationError
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
@@ -55,7 +55,13 @@ class StrictQueryParams:
     bodyless_methods: frozenset[str] = frozenset()
 
     def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
+        try:
+            super().initial(request, *args, **kwargs)
+        except (NotAuthenticated, AuthenticationFailed):
+            # DRF counts a request against the rate limits after authentication and permissions: an
+            # anonymous request, a guessed token's included, was answered 401 and never counted
+            self.check_throttles(request)
+            raise
         refuse_unknown_params(
             request,
             self.query_params_allowed,
@@ -80,7 +86,10 @@ class StrictSerializer(serializers.Serializer):
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
-            unknown = sorted(str(k) for k in set(data) - set(self.fields))
+            # a signed-in browser's form carries its CSRF token in the body (Django's way, which the
+            # session check reads): not a field, and not refused as an unknown one
+            carried = {"csrfmiddlewaretoken"} if hasattr(data, "lists") else set()
+            unknown = sorted(str(k) for k in set(data) - set(self.fields) - carried)
             if unknown:
                 raise ValidationError(
                     {
@@ -92,7 +101,9 @@ class StrictSerializer(serializers.Serializer):
         if hasattr(data, "lists"):  # a QueryDict: a form or multipart body
             many = (serializers.ListField, serializers.MultipleChoiceField, serializers.ListSerializer)
             repeated = sorted(
-                k for k, v in data.lists() if len(v) > 1 and not isinstance(self.fields[k], many)
+                k
+                for k, v in data.lists()
+                if len(v) > 1 and k in self.fields and not isinstance(self.fields[k], many)
             )
             if repeated:
                 raise ValidationError(

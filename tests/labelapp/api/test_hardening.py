@@ -544,3 +544,22 @@ def test_a_services_refusal_of_a_field_is_a_list_like_the_serializers(api, rater
     assert f"0 to {2**31 - 1} ms" in r.json()["time_on_task_ms"][0]
     r = api.post("/api/guidelines/acknowledge/", {"version": 999}, content_type="application/json")
     assert r.json() == {"version": ["No such guideline version."]}
+
+
+def test_a_browser_form_with_its_csrf_token_in_the_body_is_accepted(staff):
+    # Django's way for a form: the token in the body; the check passed, then the body was refused
+    # with "Unknown field(s): csrfmiddlewaretoken" (only the X-CSRFToken header worked)
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff)
+    client.get("/accounts/login/")
+    token = client.cookies["csrftoken"].value
+    r = client.post("/api/tokens/", {"username": "staff", "name": "form", "csrfmiddlewaretoken": token})
+    assert r.status_code == 201, r.content
+    again = client.post(
+        "/api/tokens/", {"username": "staff", "name": "f2", "csrfmiddlewaretoken": [token, token]}
+    )
+    assert again.status_code == 201, again.content
+    # without the token the session's POST is still refused
+    assert client.post("/api/tokens/", {"username": "staff", "name": "none"}).status_code == 403

@@ -463,3 +463,21 @@ def test_a_token_minted_from_a_stopped_token_is_listed_as_stopped(staff_api, sta
     assert states[parent.pk] == "expired"
     assert states[child["id"]] == "minted from a stopped token"
     assert client.get("/api/ratings/", **child_auth).status_code == 401
+
+
+@pytest.mark.parametrize("auth", [{}, {"HTTP_AUTHORIZATION": "Bearer rlhf_abcdef_guessed"}])
+def test_anonymous_requests_and_guessed_tokens_are_throttled_per_address(client, auth):
+    # DRF checks the rate limits after authentication and permissions: every anonymous request, and
+    # every guessed token, was a 401 that was never counted (API_THROTTLE_ANON never applied)
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    cache.clear()
+    old = SimpleRateThrottle.THROTTLE_RATES
+    SimpleRateThrottle.THROTTLE_RATES = {**old, "anon": "3/min"}
+    try:
+        codes = [client.get("/api/queue/", **auth).status_code for _ in range(5)]
+    finally:
+        SimpleRateThrottle.THROTTLE_RATES = old
+        cache.clear()
+    assert codes == [401, 401, 401, 429, 429]

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from labelapp.api import errors as api_errors
+from labelapp.login_throttle import ThrottledPasswordChangeView
 
 
 class ApiDocsView(SpectacularSwaggerSplitView):
@@ -25,7 +26,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # every account changes its own password here (raters had no way to; staff had only the admin's)
-    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    # its old-password check is counted and locked as logins are (labelapp/login_throttle.py)
+    path("accounts/password/", ThrottledPasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
 ]

@@ -4,7 +4,8 @@ After LOGIN_FAILURE_LIMIT failed logins of one account from one address, django-
 logins of it from there, even with the right password, until LOGIN_COOLOFF_MINUTES have passed since
 the failure that locked it (tries while locked out do not count). The login page itself answers,
 with status 429 and the wait, so a rater who mistyped knows what happened and when to come back; it
-says nothing about whether the account exists (every name is counted alike).
+says nothing about whether the account exists (every name is counted alike). The password page's
+old-password check counts as a login too (ThrottledPasswordChangeForm).
 
 One address is also held to LOGIN_ADDRESS_FAILURE_LIMIT failed logins over all accounts together in the
 same window (AddressBudgetHandler): without it a guesser could try one common password on every
@@ -21,9 +22,13 @@ from axes.attempts import get_cool_off_threshold
 from axes.handlers.database import AxesDatabaseHandler
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth import authenticate
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
+from django.contrib.auth.views import PasswordChangeView
+from django.core.exceptions import ValidationError
 from django.db.models import Sum
 from django.shortcuts import render
+from django.urls import reverse
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +119,43 @@ def lockout_message(*, whole_address: bool = False) -> str:
 
 
 def locked_out(request, response=None, credentials=None):
-    """django-axes' AXES_LOCKOUT_CALLABLE: the login page again, with the lockout message, status 429."""
+    """django-axes' AXES_LOCKOUT_CALLABLE: the login page again, with the lockout message, status 429
+    (the password page when its old-password check was throttled)."""
     username = (credentials or {}).get("username") or request.POST.get("username", "")
     log.warning(
         "login throttled: account %r from %s", username[:150], getattr(request, "axes_ip_address", "?")
     )
+    if request.path == reverse("password_change") and request.user.is_authenticated:
+        context = {
+            "form": ThrottledPasswordChangeForm(request.user, request=request),
+            "lockout": lockout_message(whole_address=address_budget_spent(request)),
+        }
+        return render(request, "registration/password_change_form.html", context, status=429)
     form = AuthenticationForm(request, initial={"username": username[:150]})
     message = lockout_message(whole_address=address_budget_spent(request))
     context = {"form": form, "next": request.POST.get("next", ""), "lockout": message}
     return render(request, "registration/login.html", context, status=429)
+
+
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """The password page's form, whose old password is checked through `authenticate`, so django-axes
+    counts a wrong one as a failed login of the account from that address and locks as the login page
+    does: Django's form calls check_password, which nothing counted, so a hijacked session could guess
+    the old password without limit and take the account over."""
+
+    def __init__(self, user, *args, request=None, **kwargs):
+        self.request = request
+        super().__init__(user, *args, **kwargs)
+
+    def clean_old_password(self):
+        old = self.cleaned_data["old_password"]
+        if authenticate(self.request, username=self.user.get_username(), password=old) is None:
+            raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old
+
+
+class ThrottledPasswordChangeView(PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}

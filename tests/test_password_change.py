@@ -41,3 +41,22 @@ def test_a_rater_changes_their_password_and_stays_signed_in(make_user):
 def test_the_password_page_asks_a_visitor_to_sign_in():
     r = Client().get("/accounts/password/")
     assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+
+
+def test_guessing_the_old_password_locks_as_failed_logins_do(make_user, settings):
+    # Django's form checked it with check_password, which nothing counted: a hijacked session could
+    # guess it without limit (30 wrong tries, then the right one changed the password)
+    user = make_user("rater-guess", password="old-pass-for-tests-1")
+    client = Client()
+    client.force_login(user)
+    new = {"new_password1": "Fresh-pass-2468", "new_password2": "Fresh-pass-2468"}
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        r = client.post("/accounts/password/", {"old_password": f"guess-{i}", **new})
+        assert r.status_code in (200, 429)
+    right = client.post("/accounts/password/", {"old_password": "old-pass-for-tests-1", **new})
+    assert right.status_code == 429 and "Too many failed logins" in right.content.decode()
+    user.refresh_from_db()
+    assert user.check_password("old-pass-for-tests-1")
+    # and the login page of that account is locked from this address as well
+    login = Client().post("/accounts/login/", {"username": "rater-guess", "password": "old-pass-for-tests-1"})
+    assert login.status_code == 429

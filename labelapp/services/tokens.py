@@ -25,6 +25,8 @@ A token may also expire (`expires_at`); an expired token is refused like a revok
 refused once its account's standing (rater, staff, superuser) is not what it was when the token was
 made, and so is what it minted: promoting a rater must not hand staff powers to keys made for the
 rater (by anyone, with every scope by default), and demoting staff ends what they minted as staff.
+Such tokens are revoked, for good, when the account is saved with its new standing (or when one of
+them is next presented): changing the standing back does not bring them back.
 """
 
 from __future__ import annotations
@@ -201,6 +203,23 @@ def token_revoke(*, token: ApiToken, by=None, via=None) -> ApiToken:
     return token
 
 
+def tokens_stop_after_standing_change(user) -> int:
+    """Revoke `user`'s tokens made under another standing than the account's now, and what they minted
+    (returns how many rows). Called when an account is saved (labelapp/apps.py) and when such a token
+    is presented: a token stopped by a demotion came back to life when the account was restored (a
+    compromised staff account demoted to cut off its keys, then restored after a password reset, got
+    its old keys back)."""
+    stale = ApiToken.objects.filter(user=user, revoked_at__isnull=True).exclude(
+        owner_standing=account_standing(user)
+    )
+    ids = set()
+    for pk in stale.values_list("pk", flat=True):
+        ids |= _minted_by(pk)
+    if not ids:
+        return 0
+    return ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
 def _minted_by(pk: int) -> set[int]:
     """`pk` and the ids of every token minted from it, at any depth (one query per generation)."""
     ids, frontier = {pk}, {pk}
@@ -269,7 +288,10 @@ def token_authenticate(*, key: str) -> ApiToken | None:
     if token is None or not hmac.compare_digest(token.digest, _digest(key)):
         return None
     now = timezone.now()
-    if token_state(token, now) != "active":
+    state = token_state(token, now)
+    if state == "account promoted or demoted":  # changed by an update that sent no signal: for good now
+        tokens_stop_after_standing_change(token.user)
+    if state != "active":
         return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -424,9 +424,10 @@ def test_a_token_stops_when_its_account_is_promoted_or_demoted(staff, rater, cli
     rater.save(update_fields=["is_staff"])
     assert client.get("/api/staff/ratings/", **auth).status_code == 401
     assert client.get("/api/ratings/", **auth).status_code == 401
-    rater.is_staff = False  # back as it was: the token is what it was made for again
+    rater.is_staff = False  # back as it was: the token stays stopped (it came back to life before)
     rater.save(update_fields=["is_staff"])
-    assert client.get("/api/ratings/", **auth).status_code == 200
+    assert client.get("/api/ratings/", **auth).status_code == 401
+    assert ApiToken.objects.get(name="feed").revoked_at is not None
     staff.is_staff = False
     staff.save(update_fields=["is_staff"])
     assert client.get("/api/ratings/", HTTP_AUTHORIZATION=f"Bearer {own}").status_code == 401
@@ -450,7 +451,19 @@ def test_the_token_list_says_which_tokens_are_refused_and_why(staff_api, staff, 
     rater.is_staff = True
     rater.save(update_fields=["is_staff"])
     rows = staff_api.get("/api/tokens/").json()["results"]
-    assert [r["state"] for r in rows] == ["account promoted or demoted"]
+    assert [r["state"] for r in rows] == ["revoked"]  # for good, at the change
+    # an update that sends no signal: refused at once, and revoked when next presented
+    from labelapp.services.tokens import token_authenticate
+
+    rater.is_staff = False
+    rater.save(update_fields=["is_staff"])
+    _, key = token_create(user=rater, name="feed2", created_by=staff)
+    get_user_model().objects.filter(pk=rater.pk).update(is_staff=True)
+    rows = {r["name"]: r["state"] for r in staff_api.get("/api/tokens/").json()["results"]}
+    assert rows["feed2"] == "account promoted or demoted"
+    assert token_authenticate(key=key) is None
+    get_user_model().objects.filter(pk=rater.pk).update(is_staff=False)
+    assert token_authenticate(key=key) is None and ApiToken.objects.get(name="feed2").revoked_at
 
 
 def test_a_token_minted_from_a_stopped_token_is_listed_as_stopped(staff_api, staff, rater, client):

@@ -75,14 +75,14 @@ class Prompt(models.Model):
         return f"Prompt #{self.pk}"
 
     def save(self, *args, **kwargs) -> None:
-        from labelapp.rendering import render_markdown
+        from labelapp.rendering import render_stored_markdown
         from labelapp.services.ingest import question_hash, text_hash
 
         if self.erased_at is not None:
             # its hashes are of the words erased, kept so that the text is not imported again: computed
             # from the placeholder, an admin save of its category let the text back in with consent
             return super().save(*args, **kwargs)
-        self.html = render_markdown(self.text)
+        self.html = render_stored_markdown(self.text)
         self.text_hash = text_hash(self.text)
         self.question_hash = question_hash(self.text)
         if kwargs.get("update_fields") is not None:
@@ -154,13 +154,13 @@ class Response(models.Model):
         return f"Answer #{self.pk} ({self.source_model})"  # no text, as Prompt.__str__
 
     def save(self, *args, **kwargs) -> None:
-        from labelapp.rendering import render_markdown
+        from labelapp.rendering import render_stored_markdown
 
         self.char_count = len(self.text)
         self.word_count = count_words(self.text)
         if not self.token_count:
             self.token_count = len(_TOKEN_RE.findall(self.text))
-        self.html = render_markdown(self.text)
+        self.html = render_stored_markdown(self.text)
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = set(kwargs["update_fields"]) | {
                 "char_count",

@@ -379,6 +379,21 @@ def render_markdown(text: str) -> str:
     return show_bidi_controls(cleaned)
 
 
+# Prompts and answers sit under the page's own headings (the rating page: h1, then "Prompt" and each
+# answer as h2): their Markdown headings start at h3, or a model's "# Heading" became a page-level h1
+# in a screen reader's list of headings, above the answers it belongs to.
+STORED_TOP_HEADING = 3
+_HEADING_TAG = re.compile(r"<(/?)h([1-6])>")
+
+
+def render_stored_markdown(text: str) -> str:
+    """`render_markdown` for a prompt or an answer (stored with it: `html`), headings from h3 down."""
+    shift = STORED_TOP_HEADING - 1
+    return _HEADING_TAG.sub(
+        lambda m: f"<{m.group(1)}h{min(6, int(m.group(2)) + shift)}>", render_markdown(text)
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def render_guideline(text: str) -> str:
     """`render_markdown` for guideline texts, remembered per process: every full rating page shows the

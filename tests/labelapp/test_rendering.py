@@ -292,3 +292,29 @@ def test_a_link_in_an_answer_opens_in_a_new_tab():
     html = render_markdown("[docs](https://example.org/x) and <https://example.org/y>")
     assert '<a href="https://example.org/x" target="_blank" rel="noopener noreferrer nofollow">' in html
     assert html.count('target="_blank"') == 2
+
+
+def test_an_answers_headings_sit_below_the_pages_own(rater_client, rater, acked, make_comparison):
+    # a model's "# Heading one" was an h1 beside the page's own, above the answer it belongs to in a
+    # screen reader's list of headings, and neither answer had a heading to jump to
+    import re
+
+    from labelapp.models import Response
+
+    make_comparison(a="# Heading one\n\n## Two\n\n###### Six\n\nText.", b="Plain.")
+    a = assignment_next(rater=rater)
+    assert Response.objects.get(text__startswith="# Heading").html.startswith("<h3>Heading one</h3>\n<h4>")
+    page = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
+    panel = page[page.index('id="rate-root"') : page.index('id="rating-form"')]
+    outline = re.findall(r"<h([1-6])\b[^>]*>(.*?)</h\1>", panel, re.S)
+    shown = [(lvl, re.sub("<[^>]+>", "", t).strip()) for lvl, t in outline]
+    headed = [("3", "Heading one"), ("4", "Two"), ("6", "Six")]
+    left_first = panel.index("Heading one") < panel.index("Right answer")
+    assert shown == [
+        ("1", "Comparison: which answer is better?"),
+        ("2", "Prompt"),
+        ("2", "Left answer"),
+        *(headed if left_first else []),
+        ("2", "Right answer"),
+        *([] if left_first else headed),
+    ]

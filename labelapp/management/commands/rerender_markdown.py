@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 
 from labelapp.management.args import int_arg
 from labelapp.models import Prompt, Response
-from labelapp.rendering import render_markdown
+from labelapp.rendering import render_stored_markdown
 
 
 class Command(BaseCommand):
@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 last = rows[-1].pk
                 stale = []
                 for row in rows:
-                    html = render_markdown(row.text)
+                    html = render_stored_markdown(row.text)
                     if html != row.html:
                         row.html = html
                         stale.append(row)

@@ -1447,30 +1447,56 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
             "Not activated: automatic activation is off (RM_AUTO_ACTIVATE); the rule would have "
             f"activated it ({why}). Activate it by hand if you agree."
         )
-    # Only while the version still waits for this decision: staff may have activated it by hand while
-    # it was scored, and their activation (and its line in the note) stands.
-    if not RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(
-        eval_set_metrics=figures, activation_note=reason
-    ):
-        log.info(
-            "reward model v%s: decided by hand while it was scored; the decision is dropped", version.number
-        )
-        return False
-    version.eval_set_metrics, version.activation_note = figures, reason
-    if ok and reward_model_activate(version=version, only_if_active=active.pk if active else None) is None:
-        # staff activated (rolled back to) another version while these two were scored: theirs stands
-        now = reward_model_active()
-        shown = f"v{now.number}" if now else "none"
-        ok = False
-        reason = (
-            f"Not activated: the active version changed while this one was evaluated ({shown} is active "
-            "now, by hand); compare and activate it by hand if it should replace that one."
-        )
-        # not over a hand activation of this very version made since the figures were written
-        if RewardModelVersion.objects.filter(pk=version.pk, is_active=False).update(activation_note=reason):
-            version.activation_note = reason
+    # The note and the activation in one transaction: an activation that failed (a lock timeout, a lost
+    # connection) left "Activated: ..." on a version that was not active, which the error path, writing
+    # only over a version still deciding, did not correct.
+    with transaction.atomic():
+        # Only while the version still waits for this decision: staff may have activated it by hand
+        # while it was scored, and their activation (and its line in the note) stands.
+        if not RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(
+            eval_set_metrics=figures, activation_note=reason
+        ):
+            log.info(
+                "reward model v%s: decided by hand while it was scored; the decision is dropped",
+                version.number,
+            )
+            return False
+        if (
+            ok
+            and reward_model_activate(version=version, only_if_active=active.pk if active else None) is None
+        ):
+            ok, reason = False, _active_changed_note()
+            # not over a hand activation of this very version made since the figures were written
+            RewardModelVersion.objects.filter(pk=version.pk, is_active=False).update(activation_note=reason)
+    version.refresh_from_db(fields=["eval_set_metrics", "activation_note", "is_active"])
     log.info("reward model v%s: %s", version.number, reason)
     return ok
+
+
+def _active_changed_note() -> str:
+    """Why a decision did not activate its version: the active version changed while it was scored
+    (staff activated or rolled back to another one), and which one is active now."""
+    now = reward_model_active()
+    return (
+        f"Not activated: the active version changed while this one was evaluated ({_active_now(now)}); "
+        "compare and activate it by hand if it should replace that one."
+    )
+
+
+def _active_now(active: RewardModelVersion | None) -> str:
+    """ "v14 is active now, activated by hand" (or "automatically", as its note's newest line says; a
+    decision said "by hand" of an automatic activation too), or "none is active now"."""
+    if active is None:
+        return "none is active now"
+    note = active.activation_note or ""
+    how = (
+        ", activated by hand"
+        if note.startswith("Activated by hand")
+        else ", activated automatically"
+        if note.startswith("Activated: ")
+        else ""
+    )
+    return f"v{active.number} is active now{how}"
 
 
 def _active_changed_since_success(version: RewardModelVersion, active: RewardModelVersion | None) -> bool:
@@ -1479,10 +1505,9 @@ def _active_changed_since_success(version: RewardModelVersion, active: RewardMod
     marker = version.eval_set_metrics or {}
     if DECISION_PENDING not in marker or (active.pk if active else None) == marker.get("active"):
         return False
-    shown = f"v{active.number}" if active else "none"
     note = (
-        "Not activated: the active version changed by hand while this one waited for its decision "
-        f"({shown} is active now); compare and activate it by hand if it should replace it."
+        "Not activated: the active version changed while this one waited for its decision "
+        f"({_active_now(active)}); compare and activate it by hand if it should replace it."
     )
     if RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(
         eval_set_metrics={}, activation_note=note

@@ -340,7 +340,8 @@ def test_a_pending_decision_leaves_a_hand_roll_back_alone_and_gives_up_after_the
     monkeypatch.setattr(training, "database_now", lambda: later)  # re-sent, and taken after the wait
     assert tasks.decide_reward_model(version.pk) is False
     version.refresh_from_db()
-    assert "changed by hand while this one waited" in version.activation_note and not version.is_active
+    assert "changed while this one waited" in version.activation_note and not version.is_active
+    assert "(v99 is active now, activated by hand)" in version.activation_note
 
     limit = tiny_settings.TRAINING["MAX_ATTEMPTS"]
     RewardModelVersion.objects.filter(pk=version.pk).update(
@@ -364,7 +365,7 @@ def test_the_run_s_own_decision_leaves_a_roll_back_made_since_its_success_alone(
     version.refresh_from_db()
     assert training.reward_model_safe_activate(version=version) is False
     version.refresh_from_db()
-    assert "changed by hand while this one waited" in version.activation_note and not version.is_active
+    assert "changed while this one waited" in version.activation_note and not version.is_active
     assert RewardModelVersion.objects.get(is_active=True).pk == other.pk
 
 

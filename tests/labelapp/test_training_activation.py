@@ -620,3 +620,52 @@ def test_which_ratings_trained_is_read_from_the_runs_once(django_assert_num_quer
     # those that trained are remembered (the others join the set, and do not come up again)
     with django_assert_num_queries(1):  # the first run (the cache's key) and nothing else
         assert training._trained([*range(1, 41, 2), 60]) == {*range(1, 41, 2), 60}
+
+
+@pytest.mark.django_db
+def test_an_activation_that_fails_leaves_no_activated_note_on_an_inactive_version(
+    eval_settings, guideline, make_user, monkeypatch
+):
+    # the note "Activated: ..." was written before the activation; a lock timeout in the activation
+    # then left it on a version that was not active, and the error path (which only writes over a
+    # version still "Deciding") said nothing
+    from django.db import OperationalError
+
+    _rate_many(make_user, 6)
+    _version(1, "/nowhere", active=True)
+    candidate = _version(2, "/nowhere")
+    scores = iter([0.7, 0.4])  # the candidate, then the active version
+    monkeypatch.setattr(
+        training, "_eval_set_figures", lambda *a: {"balanced_accuracy": (b := next(scores)), "accuracy": b}
+    )
+
+    def lock_timeout(**kwargs):
+        raise OperationalError("could not obtain lock on row (lock_timeout)")
+
+    monkeypatch.setattr(training, "reward_model_activate", lock_timeout)
+    assert training.reward_model_decide(version=candidate) is False
+    candidate.refresh_from_db()
+    assert not candidate.is_active and RewardModelVersion.objects.get(is_active=True).number == 1
+    assert (
+        candidate.activation_note.startswith("Not activated: ")
+        and "OperationalError" in candidate.activation_note
+    )
+    assert "Activated: " not in candidate.activation_note
+
+
+@pytest.mark.django_db
+def test_a_decision_says_how_the_version_that_stands_in_its_way_was_activated(staff):
+    # it said "changed by hand" of an automatic activation too
+    auto = _version(1, "/nowhere", active=True)
+    RewardModelVersion.objects.filter(pk=auto.pk).update(
+        activation_note="Activated: balanced accuracy 70.0% ..."
+    )
+    assert training._active_now(RewardModelVersion.objects.get(pk=auto.pk)) == (
+        "v1 is active now, activated automatically"
+    )
+    hand = _version(2, "/nowhere")
+    training.reward_model_activate(version=hand, by=staff)
+    assert training._active_now(RewardModelVersion.objects.get(pk=hand.pk)) == (
+        "v2 is active now, activated by hand"
+    )
+    assert training._active_now(None) == "none is active now"

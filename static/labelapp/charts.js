@@ -2,6 +2,12 @@
 // plotly.min.js comes from Plotly's Python package through our static files, never from a CDN.
 (function () {
   "use strict";
+  // No "Share chart..." button: plotly.js 4 shows one by default (showSendToCloud), which uploads the
+  // chart, rater names and figures included, to Plotly's cloud; and no server to send anything to.
+  var CONFIG = {
+    responsive: true, displaylogo: false, showSendToCloud: false, plotlyServerURL: "",
+    modeBarButtonsToRemove: ["sendDataToCloud"]
+  };
   function draw(root) {
     if (typeof Plotly === "undefined") return;
     root.querySelectorAll(".plotly-chart").forEach(function (el) {
@@ -10,7 +16,7 @@
       var spec = JSON.parse(source.textContent);
       var layout = Object.assign({}, spec.layout || {}, { autosize: true });
       if (el.clientWidth < 560) narrow(layout, el.clientWidth);
-      Plotly.react(el, spec.data || [], layout, { responsive: true, displaylogo: false });
+      Plotly.react(el, spec.data || [], layout, CONFIG);
       dataTable(el, spec);
     });
   }

@@ -57,6 +57,10 @@ def test_charts_are_drawn_by_local_plotly(page, live_server, make_user, guidelin
     first_table = longer.locator("table").first
     assert first_table.is_visible() and first_table.locator("tr").count() >= 2
     assert any(ch.isdigit() for ch in first_table.locator("td").first.inner_text())
+    # no "Share chart..." button: plotly.js 4 shows one that uploads the chart to Plotly's cloud
+    page.hover("#chart-longer .main-svg")
+    page.wait_for_selector("#chart-longer .modebar-btn")
+    assert page.locator('.modebar-btn[data-title="Share chart..."]').count() == 0
     page.evaluate("() => document.dispatchEvent(new Event('htmx:afterSettle'))")  # drawn again: one table
     assert page.locator("#chart-longer + details.chart-data + details.chart-data").count() == 0
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)

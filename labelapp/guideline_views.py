@@ -50,7 +50,7 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
     start = draft or current
     text = start.text if start else ""
     title = start.title if start else "Rating guidelines"
-    changelog, error, status = "", None, 200
+    changelog, error, status = (draft.changelog if draft else ""), None, 200
     based_on = guideline_edit_base(start)
     if request.method == "POST":
         text = request.POST.get("text", "")
@@ -71,7 +71,9 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
                     request, f"Published version {version.number}; raters will be asked to acknowledge it."
                 )
                 return redirect("staff_guidelines")
-            version = guideline_draft_save(text=text, author=request.user, title=title, based_on=based_on)
+            version = guideline_draft_save(
+                text=text, author=request.user, title=title, based_on=based_on, changelog=changelog
+            )
             messages.success(
                 request, f"Draft (version {version.number}) saved; raters see nothing until you publish."
             )

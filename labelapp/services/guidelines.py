@@ -143,12 +143,14 @@ def guideline_create(
 
 
 def guideline_draft_save(
-    *, text: str, author, title: str = "", based_on: str | None = None
+    *, text: str, author, title: str = "", based_on: str | None = None, changelog: str | None = None
 ) -> GuidelineVersion:
     """Save the staff editor's text as the draft (raters see nothing). Updates the open draft in place.
-    `based_on`: the guideline_edit_base() the editor opened with (GuidelineConflict if it changed)."""
+    `based_on`: the guideline_edit_base() the editor opened with (GuidelineConflict if it changed).
+    `changelog`: the change message typed so far, kept with the draft (None: left as it is); a draft
+    save dropped it, and the editor opened again with an empty one."""
     permission_check(author, "guideline_draft")
-    return _draft_save(text=text, author=author, title=title, based_on=based_on)
+    return _draft_save(text=text, author=author, title=title, based_on=based_on, changelog=changelog)
 
 
 def guideline_draft_check(*, text: str, title: str = "", changelog: str = "") -> None:
@@ -180,9 +182,11 @@ def guideline_draft_hold(version: GuidelineVersion) -> None:
         )
 
 
-def _draft_save(*, text: str, author, title: str, based_on: str | None = None) -> GuidelineVersion:
+def _draft_save(
+    *, text: str, author, title: str, based_on: str | None = None, changelog: str | None = None
+) -> GuidelineVersion:
     text = unix_newlines(text)
-    guideline_draft_check(text=text, title=title)
+    guideline_draft_check(text=text, title=title, changelog=changelog or "")
     title = (title or "").strip()
     with transaction.atomic():
         # Serialise every draft save: locking the draft row left its absence unguarded, and eight
@@ -195,12 +199,17 @@ def _draft_save(*, text: str, author, title: str, based_on: str | None = None) -
         if draft is None or draft.published_at is not None:
             current = guideline_current()
             return guideline_create(
-                text=text, author=author, title=title or (current.title if current else "Rating guidelines")
+                text=text,
+                author=author,
+                title=title or (current.title if current else "Rating guidelines"),
+                changelog=changelog or "",
             )
         draft.text, draft.author = text, author
         if title:
             draft.title = title
-        draft.save(update_fields=["text", "author", "title"])
+        if changelog is not None:
+            draft.changelog = changelog.strip()
+        draft.save(update_fields=["text", "author", "title", "changelog"])
         return draft
 
 

@@ -338,3 +338,26 @@ def test_a_submit_that_fails_or_finds_the_session_ended_says_so(browser, live_se
     page.press("#id_password", "Enter")
     page.wait_for_url(rate_url)  # back on the comparison
     page.wait_for_selector("#rating-form")
+
+
+def test_enter_in_the_change_message_publishes_and_an_editor_error_is_in_view(browser, live_server):
+    # Enter there saved a draft (the first button) and dropped the message typed to publish with; a
+    # refused publish reloaded the page with its error at the bottom edge (off screen on a phone) and
+    # the focus on the body
+    guideline_create(text="# Guidelines\n\nPrefer the concise answer.", publish=True)
+    _user("editor-enter", staff=True)
+    page = _page(browser, live_server, "editor-enter", width=390, height=844)
+    page.goto(f"{live_server.url}/staff/guidelines/edit/")
+    page.fill("#id_text", "\n\n# Guidelines\n\nPrefer the concise answer.\n\nNEW rule.")
+    page.click("#publish")  # no change message: refused
+    page.wait_for_selector("#editor-error")
+    assert page.evaluate("() => document.activeElement.id") == "editor-error"
+    assert _in_view(page, "#editor-error")
+    assert page.input_value("#id_text") == "\n\n# Guidelines\n\nPrefer the concise answer.\n\nNEW rule."
+    save, publish = page.locator("#save-draft").bounding_box(), page.locator("#publish").bounding_box()
+    assert save["x"] < publish["x"]  # shown in the usual order, Save draft first
+    page.fill("#id_changelog", "a new rule")
+    page.press("#id_changelog", "Enter")
+    page.wait_for_url("**/staff/guidelines/")
+    v2 = GuidelineVersion.objects.get(number=2)
+    assert v2.published_at is not None and v2.changelog == "a new rule"

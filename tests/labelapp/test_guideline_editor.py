@@ -508,3 +508,17 @@ def test_saving_the_read_only_form_of_a_published_version_says_nothing_false(cli
     client.force_login(staff)
     r = client.post(reverse("admin:labelapp_guidelineversion_change", args=[acked.pk]), {})
     assert r.status_code == 302 and GuidelineVersion.objects.get(pk=acked.pk).text == acked.text
+
+
+def test_a_draft_keeps_the_change_message_typed_so_far(client, staff, guideline):
+    # a draft save dropped it: the editor opened again with an empty change message
+    client.force_login(staff)
+    r = _post_editor(
+        client,
+        {"text": "# G\n\nA draft rule.", "title": "Rating guidelines", "changelog": "  clearer rule  ",
+         "action": "draft"},
+    )  # fmt: skip
+    assert r.status_code == 302
+    page = client.get(reverse("staff_guideline_edit")).content.decode()
+    assert 'name="changelog" maxlength="500" value="clearer rule"' in page
+    assert GuidelineVersion.objects.get(published_at__isnull=True).changelog == "clearer rule"

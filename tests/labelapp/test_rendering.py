@@ -306,7 +306,10 @@ def test_an_answers_headings_sit_below_the_pages_own(rater_client, rater, acked,
     assert Response.objects.get(text__startswith="# Heading").html.startswith("<h3>Heading one</h3>\n<h4>")
     page = rater_client.get(reverse("rate", args=[a.pk])).content.decode()
     panel = page[page.index('id="rate-root"') : page.index('id="rating-form"')]
-    outline = re.findall(r"<h([1-6])\b[^>]*>(.*?)</h\1>", panel, re.S)
+    outline = re.findall(
+        r'<h([1-6])\b[^>]*>(.*?)</h\1>|<strong role="heading" aria-level="(2)">(.*?)</strong>', panel, re.S
+    )
+    outline = [(a or c, b or d) for a, b, c, d in outline]
     shown = [(lvl, re.sub("<[^>]+>", "", t).strip()) for lvl, t in outline]
     headed = [("3", "Heading one"), ("4", "Two"), ("6", "Six")]
     left_first = panel.index("Heading one") < panel.index("Right answer")

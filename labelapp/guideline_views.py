@@ -102,10 +102,19 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_required
+PREVIEW_SESSION_ENDED = (
+    '<p class="errors" role="alert">Your session has ended: what you type here is not saved and no '
+    "longer previewed. Log in again in another tab, then save or publish here.</p>"
+)
+
+
 @require_POST
 def staff_guideline_preview(request: HttpRequest) -> HttpResponse:
-    """The live preview (htmx): the same server-side render and sanitizer raters get."""
+    """The live preview (htmx): the same server-side render and sanitizer raters get. Sent in the
+    background on every keystroke, it answers a session that has ended with a warning in the preview,
+    not with the login redirect, which took the whole editor page away with the text being typed."""
+    if not (request.user.is_authenticated and request.user.is_staff):
+        return HttpResponse(PREVIEW_SESSION_ENDED)
     text = request.POST.get("text", "")[:PREVIEW_MAX_CHARS]
     return HttpResponse(render_markdown(text))
 

@@ -55,3 +55,31 @@ def test_the_first_tab_offers_a_skip_past_the_navigation(browser, live_server):
     assert page.locator(".skip-link").is_visible()  # shown once focused
     page.keyboard.press("Enter")
     assert page.evaluate("() => document.activeElement.id") == "main"
+
+
+@pytest.mark.parametrize("failure", ["500", "no connection"])
+def test_a_decision_that_gets_no_row_back_says_so_in_the_row(browser, live_server, failure):
+    # a 403 (the CSRF token changed in another tab), a server error or a lost connection showed
+    # nothing: no error, no live-region text, the row as it was
+    from labelapp.services.guidelines import guideline_create
+
+    guideline = guideline_create(text="# G\n\nBe fair.", publish=True)
+    staff = _user("reviewer", staff=True)
+    staff.groups.add(Group.objects.get(name="reviewer"))
+    rating = rate(rater=_user("rater"), comparison=make_pair(text="Q?"), preference=1, guideline=guideline,
+                  flag_broken=True)  # fmt: skip
+    page = _page(browser, live_server, "reviewer")
+    page.goto(f"{live_server.url}/staff/review/")
+    if failure == "500":
+        page.route(f"**/staff/review/{rating.pk}/", lambda route: route.fulfill(status=500, body="boom"))
+    else:
+        page.route(f"**/staff/review/{rating.pk}/", lambda route: route.abort())
+    row = page.locator(f"#review-{rating.pk}")
+    row.locator('input[name="reason"]').fill("unreadable indeed")
+    row.locator('button[value="exclude"]').click()
+    page.wait_for_selector(f"#review-{rating.pk} .review-failed")
+    said = row.locator(".review-failed").inner_text()
+    assert said.startswith("Not recorded:") and ("500" in said if failure == "500" else "reached" in said)
+    assert page.locator("#review-live").inner_text() == said
+    assert row.locator('input[name="reason"]').input_value() == "unreadable indeed"
+    assert not RatingReview.objects.exists()

@@ -522,3 +522,21 @@ def test_a_draft_keeps_the_change_message_typed_so_far(client, staff, guideline)
     page = client.get(reverse("staff_guideline_edit")).content.decode()
     assert 'name="changelog" maxlength="500" value="clearer rule"' in page
     assert GuidelineVersion.objects.get(published_at__isnull=True).changelog == "clearer rule"
+
+
+def test_the_preview_of_an_ended_session_warns_in_place_instead_of_leaving_the_page(client, staff):
+    # the background preview (every keystroke) got the login redirect as HX-Redirect: the whole editor
+    # page went to the login page with the text being typed
+    r = client.post(reverse("staff_guideline_preview"), {"text": "# Typed"}, HTTP_HX_REQUEST="true")
+    assert r.status_code == 200 and "HX-Redirect" not in r and "Your session has ended" in r.content.decode()
+    client.force_login(staff)
+    r = client.post(reverse("staff_guideline_preview"), {"text": "# Typed"}, HTTP_HX_REQUEST="true")
+    assert r.content.decode().startswith("<h1>Typed</h1>")
+
+
+def test_the_login_page_after_an_ended_session_speaks_to_the_page_it_came_from(client):
+    # staff were told to "judge that comparison again" after a guideline publish or a review decision
+    staff_page = client.get("/accounts/login/?next=/staff/guidelines/edit/&unsaved=1").content.decode()
+    assert "send it again" in staff_page and "judge that comparison" not in staff_page
+    rater_page = client.get("/accounts/login/?next=/rate/12/&unsaved=1").content.decode()
+    assert "judge that comparison again" in rater_page

@@ -58,3 +58,16 @@ def test_long_texts_in_staff_tables_break_no_other_word_nor_widen_the_page(brows
     finally:
         page.context.close()
         connections.close_all()  # the greenlet's own connection (see tests/browser/test_rating_flow.py)
+
+
+@pytest.mark.parametrize("page_path, link", [("/training/", "run-link"), ("/policy/", "round-link")])
+def test_a_polling_runs_table_leaves_the_keyboard_focus_where_it_was(browser, live_server, page_path, link):
+    # each poll swapped the table in anew and the focus fell to the page body (every 2 to 3 s)
+    kind = "reward_model" if page_path == "/training/" else "ppo"
+    run = TrainingRun.objects.create(status="queued", kind=kind)
+    _user("poll-staff", staff=True)
+    page = _page(browser, live_server, "poll-staff")
+    page.goto(f"{live_server.url}{page_path}")
+    page.locator(f"#{link}-{run.pk}").focus()
+    page.wait_for_timeout(4000)  # past a poll
+    assert page.evaluate("() => document.activeElement.id") == f"{link}-{run.pk}"

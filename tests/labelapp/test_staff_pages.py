@@ -137,3 +137,16 @@ def test_the_schedules_link_is_shown_only_to_who_may_open_it(client, make_user, 
         assert "periodictask" not in client.get(url).content.decode(), url
     for url in (reverse("home"), reverse("training_home")):
         assert "periodictask" in admin_client.get(url).content.decode(), url
+
+
+@pytest.mark.django_db
+def test_the_ratings_admin_link_is_shown_only_to_who_may_open_it(client, make_user):
+    # a staff account without a role got a "Ratings" link that the admin answered with 403
+    plain = make_user("plain", staff=True, roles=())
+    client.force_login(plain)
+    assert "/admin/labelapp/rating/" not in client.get(reverse("home")).content.decode()
+    assert client.get("/admin/labelapp/rating/").status_code == 403
+    reviewer = make_user("rev2", staff=True, roles=("reviewer",))
+    client.force_login(reviewer)
+    assert "/admin/labelapp/rating/" in client.get(reverse("home")).content.decode()
+    assert client.get("/admin/labelapp/rating/").status_code == 200

@@ -148,6 +148,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--gold-pairs", type=int, default=200, help="gold pairs to seed (default 200)")
     p.add_argument(
+        "--held-prompts",
+        type=int,
+        default=0,
+        help="prompts held for a personal-data review, seeded at the head of the queue, each with a "
+        "same-question twin, which every claim steps over (default 0)",
+    )
+    p.add_argument(
         "--repeat-rate", type=float, default=0.05, help="REPEAT_RATE of the server (default 0.05, as shipped)"
     )
     p.add_argument(
@@ -305,8 +312,12 @@ def make_answer(rng: random.Random, topic: str, target_words: int) -> str:
     return "\n\n".join(parts)
 
 
-def seed(*, raters: int, comparisons: int, rng: random.Random, gold_pairs: int = 0) -> list[str]:
-    """Guideline, rater accounts (acknowledged), prompts, answers and comparisons. Returns the usernames."""
+def seed(
+    *, raters: int, comparisons: int, rng: random.Random, gold_pairs: int = 0, held_prompts: int = 0
+) -> list[str]:
+    """Guideline, rater accounts (acknowledged), prompts, answers and comparisons; `held_prompts` more
+    at the head of the queue, each flagged for personal data by a rating nobody reviewed, and each
+    with a twin (its question in capitals) held with it. Returns the usernames."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
@@ -314,6 +325,7 @@ def seed(*, raters: int, comparisons: int, rng: random.Random, gold_pairs: int =
     from labelapp.models import Comparison, GuidelineAcknowledgment, Prompt, Response, count_words
     from labelapp.rendering import render_markdown
     from labelapp.services.guidelines import guideline_create
+    from labelapp.services.ingest import question_hash
 
     token_re = re.compile(r"\w+|[^\w\s]")
     user_model = get_user_model()
@@ -348,7 +360,15 @@ def seed(*, raters: int, comparisons: int, rng: random.Random, gold_pairs: int =
         prompts = []
         for i in range(comparisons):
             text = f"Explain {TOPICS[i % len(TOPICS)]} to a newcomer in a few paragraphs. (#{i})"
-            prompts.append(Prompt(text=text, html=render_markdown(text), category="bench", source="bench"))
+            prompts.append(
+                Prompt(
+                    text=text,
+                    html=render_markdown(text),
+                    question_hash=question_hash(text),
+                    category="bench",
+                    source="bench",
+                )
+            )
         prompts = Prompt.objects.bulk_create(prompts, batch_size=1000)
         responses = []
         for prompt in prompts:
@@ -388,6 +408,8 @@ def seed(*, raters: int, comparisons: int, rng: random.Random, gold_pairs: int =
                 for i, p in enumerate(gold_prompts)
             ]
         )
+    if held_prompts:
+        _seed_held(held_prompts, guideline, pool, rng)
     # Statistics for the fresh tables, as autovacuum keeps them in a running deployment: a connection
     # prepares the claim on its 5th use, and a plan made before the seeded rows were analyzed stays
     # with that connection (one run in seven spent 30 ms of PostgreSQL CPU per cycle instead of 1.5).
@@ -396,6 +418,65 @@ def seed(*, raters: int, comparisons: int, rng: random.Random, gold_pairs: int =
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return usernames
+
+
+def _seed_held(n: int, guideline, pool: list[dict], rng: random.Random) -> None:
+    """`n` prompts (and a twin of each) whose comparisons sit at the head of the queue (priority 1),
+    held back while a "contains personal data" flag on each waits for a staff review."""
+    import uuid
+
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+    from django.utils import timezone
+
+    from labelapp.models import Assignment, Comparison, Prompt, Rating, Response
+    from labelapp.services.ingest import question_hash
+
+    now = timezone.now()
+    with transaction.atomic():
+        flagger = get_user_model().objects.create_user(username="bench-flagger", password=None)
+        texts = [f"Write to customer {i} at their home address." for i in range(n)]
+        texts += [t.upper() for t in texts]  # the twins: the same question in capitals
+        prompts = Prompt.objects.bulk_create(
+            [
+                Prompt(text=t, html=f"<p>{t}</p>", question_hash=question_hash(t), source="bench")
+                for t in texts
+            ],
+            batch_size=1000,
+        )
+        answers = Response.objects.bulk_create(
+            [Response(prompt=p, source_model=m, **rng.choice(pool)) for p in prompts for m in ("x", "y")],
+            batch_size=1000,
+        )
+        held = Comparison.objects.bulk_create(
+            [
+                Comparison(prompt=p, response_a=answers[2 * i], response_b=answers[2 * i + 1], priority=1)
+                for i, p in enumerate(prompts)
+            ],
+            batch_size=1000,
+        )
+        flagged = held[:n]  # the originals carry the flag; their twins are held through it
+        done = Assignment.objects.bulk_create(
+            [
+                Assignment(
+                    rater=flagger, comparison=c, shown_left="A", status="done", issued_at=now,
+                    lease_expires_at=now, finished_at=now, form_key=uuid.uuid4(),
+                )
+                for c in flagged
+            ],
+            batch_size=1000,
+        )  # fmt: skip
+        Comparison.objects.filter(pk__in=[c.pk for c in flagged]).update(claimed_count=1)
+        Rating.objects.bulk_create(
+            [
+                Rating(
+                    rater=flagger, comparison=a.comparison, assignment=a, preference=0, flag_pii=True,
+                    guideline_version=guideline, idempotency_key=uuid.uuid4(),
+                )
+                for a in done
+            ],
+            batch_size=1000,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -889,7 +970,8 @@ def integrity_checks(confirmed: list[tuple[str, str]]) -> dict[str, int]:
 
     from labelapp.models import Rating
 
-    stored = {(u, str(k)) for u, k in Rating.objects.values_list("rater__username", "idempotency_key")}
+    measured = Rating.objects.exclude(rater__username="bench-flagger")  # --held-prompts' seeded flags
+    stored = {(u, str(k)) for u, k in measured.values_list("rater__username", "idempotency_key")}
     confirmed_set = set(confirmed)
     with connection.cursor() as cur:
         cur.execute("""SELECT count(*) FROM (SELECT 1 FROM labelapp_rating
@@ -999,6 +1081,7 @@ def build_report(
         "cycles_per_rater": per_rater_spread(stats.per_rater, args.raters),
         "warmup_cycles": stats.warmup_cycles,
         "gold_rate": args.gold_rate,
+        "held_prompts": args.held_prompts,
         "repeat_rate": args.repeat_rate,
         "repeat_delay_minutes": args.repeat_delay_minutes,
         **checks,
@@ -1117,6 +1200,7 @@ def main(argv: list[str] | None = None) -> int:
                 comparisons=args.comparisons,
                 rng=random.Random(args.seed),
                 gold_pairs=args.gold_pairs,
+                held_prompts=args.held_prompts,
             )
             print(
                 f"  seeded {len(usernames)} raters and {args.comparisons} comparisons "

@@ -536,8 +536,8 @@ class Rating(models.Model):
                 name="rating_needs_review",
                 condition=Q(flag_pii=True) | Q(flag_unsafe=True) | Q(flag_broken=True) | Q(both_bad=True),
             ),
-            # The queue's personal-data hold (services/assignment.py, PROMPT_SERVABLE_SQL): the flagged
-            # ratings, read once per claim.
+            # The queue's personal-data hold (services/assignment.py, PROMPT_SERVABLE_SQL): a prompt's
+            # (or its twins') flagged ratings, found in a probe or two per candidate comparison.
             models.Index(fields=["comparison"], name="rating_flag_pii", condition=Q(flag_pii=True)),
             # A token's ratings (a token deleted sets them to empty; the admin lists them).
             models.Index(fields=["api_token"], name="rating_api_token", condition=Q(api_token__isnull=False)),

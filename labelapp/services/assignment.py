@@ -90,18 +90,28 @@ _NOT_SEEN = """NOT EXISTS (
 # A prompt may be shown while it has consent, is not withheld, and no rater's "contains personal data"
 # flag on it, or on a prompt asking the same question in another case or spacing, waits for a staff
 # review (models.prompts_awaiting_review: exports and training hold it back then; the queue went on
-# showing it to more raters). The flagged prompts are read once per statement, not per candidate
-# (uncorrelated IN: a hashed subplan), through the partial index rating_flag_pii.
-_PII_FLAGGED_PROMPTS = """SELECT fc.prompt_id FROM labelapp_rating fr
-              JOIN labelapp_comparison fc ON fc.id = fr.comparison_id
-              WHERE fr.flag_pii
-                AND NOT EXISTS (SELECT 1 FROM labelapp_ratingreview rv WHERE rv.rating_id = fr.id)"""
+# showing it to more raters). Each is a probe per candidate through an index (the prompt's comparisons,
+# then the partial index rating_flag_pii; its twins by prompt_question_hash), so a claim's time grows
+# with the held comparisons it steps over at the head of the queue, not with their square: the set of
+# held prompts read once per statement became a join that took 340 ms a claim with 5,000 held, and a
+# NOT IN over that set (a hashed subplan) cost more than the probes, as the set is built anew in each
+# of the claim's streams (bench/rater_cycle.py --held-prompts).
+_HELD_BY_ITS_FLAG = """NOT EXISTS (
+          SELECT 1 FROM labelapp_comparison fc
+          JOIN labelapp_rating fr ON fr.comparison_id = fc.id AND fr.flag_pii
+          WHERE fc.prompt_id = c.prompt_id
+            AND NOT EXISTS (SELECT 1 FROM labelapp_ratingreview rv WHERE rv.rating_id = fr.id))"""
+_HELD_BY_A_TWINS_FLAG = """NOT EXISTS (
+          SELECT 1 FROM labelapp_prompt p0
+          JOIN labelapp_prompt t ON t.question_hash = p0.question_hash AND t.id <> p0.id
+          JOIN labelapp_comparison fc ON fc.prompt_id = t.id
+          JOIN labelapp_rating fr ON fr.comparison_id = fc.id AND fr.flag_pii
+          WHERE p0.id = c.prompt_id AND p0.question_hash <> ''
+            AND NOT EXISTS (SELECT 1 FROM labelapp_ratingreview rv WHERE rv.rating_id = fr.id))"""
 PROMPT_SERVABLE_SQL = f"""NOT EXISTS (
-          SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (
-            w.withheld OR NOT w.consent
-            OR w.id IN ({_PII_FLAGGED_PROMPTS})
-            OR (w.question_hash <> '' AND w.question_hash IN (
-              SELECT q.question_hash FROM labelapp_prompt q WHERE q.id IN ({_PII_FLAGGED_PROMPTS})))))"""
+          SELECT 1 FROM labelapp_prompt w WHERE w.id = c.prompt_id AND (w.withheld OR NOT w.consent))
+      AND {_HELD_BY_ITS_FLAG}
+      AND {_HELD_BY_A_TWINS_FLAG}"""
 _REP_WHERE = f"""c.kind = 'repeat' AND c.is_active AND c.claimed_count = 0
       AND c.repeat_for_id = %(rater)s AND c.available_at <= %(now)s
       AND {PROMPT_SERVABLE_SQL}

@@ -3,10 +3,17 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from labelapp.api import errors as api_errors
+from labelapp.api.strict import CountsUnauthenticated
 from labelapp.login_throttle import ThrottledPasswordChangeView
+
+
+class SchemaView(CountsUnauthenticated, SpectacularAPIView):
+    """The OpenAPI schema; a request without a valid session or token counts against the anonymous
+    rate limit, as on every API endpoint."""
 
 
 class ApiDocsView(SpectacularSwaggerSplitView):
@@ -20,7 +27,7 @@ class ApiDocsView(SpectacularSwaggerSplitView):
 urlpatterns = [
     path("", include("labelapp.urls")),
     path("api/", include("labelapp.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/(?P<rest>.*)$", api_errors.unmatched),  # last under /api/: JSON 404 even with DEBUG on
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -29,6 +36,9 @@ urlpatterns = [
     # its old-password check is counted and locked as logins are (labelapp/login_throttle.py)
     path("accounts/password/", ThrottledPasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    # one password page for every account, whose old-password check is throttled: the admin's own let
+    # a hijacked staff session guess it without limit
+    path("admin/password_change/", RedirectView.as_view(pattern_name="password_change")),
     path("admin/", admin.site.urls),
 ]
 

@@ -102,9 +102,11 @@ def staff_guideline_edit(request: HttpRequest) -> HttpResponse:
     )
 
 
+# (not "log in again in another tab": a login changes the CSRF token, and this page's Save then got 403)
 PREVIEW_SESSION_ENDED = (
-    '<p class="errors" role="alert">Your session has ended: what you type here is not saved and no '
-    "longer previewed. Log in again in another tab, then save or publish here.</p>"
+    '<p class="errors" role="alert">Your session has ended: what you type here can no longer be saved '
+    "from this page. Copy your text (and change message) somewhere safe, log in again, open the editor "
+    "and paste it back.</p>"
 )
 
 

@@ -20,6 +20,7 @@ import math
 
 from axes.attempts import get_cool_off_threshold
 from axes.handlers.database import AxesDatabaseHandler
+from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -149,8 +150,12 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
 
     def clean_old_password(self):
         old = self.cleaned_data["old_password"]
-        if authenticate(self.request, username=self.user.get_username(), password=old) is None:
+        user = authenticate(self.request, username=self.user.get_username(), password=old)
+        if user is None:
             raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        # right: the count starts again, as after a login (authenticate sends no user_logged_in, so
+        # nine wrong tries and the right one left nine, and the next typo at login locked the account)
+        AxesProxyHandler.user_logged_in(sender=type(self), request=self.request, user=user)
         return old
 
 

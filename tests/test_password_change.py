@@ -60,3 +60,24 @@ def test_guessing_the_old_password_locks_as_failed_logins_do(make_user, settings
     # and the login page of that account is locked from this address as well
     login = Client().post("/accounts/login/", {"username": "rater-guess", "password": "old-pass-for-tests-1"})
     assert login.status_code == 429
+
+
+def test_the_right_old_password_starts_the_count_again_and_the_admin_uses_the_same_page(make_user):
+    # nine wrong tries and the right one left nine failures (authenticate sends no user_logged_in),
+    # so the next typo at the login locked the account; the admin's own password page was not throttled
+    from axes.models import AccessAttempt
+
+    user = make_user("rater-count", password="old-pass-for-tests-1", staff=True)
+    client = Client()
+    client.force_login(user)
+    new = {"new_password1": "Fresh-pass-2468", "new_password2": "Fresh-pass-2468"}
+    for i in range(9):
+        client.post("/accounts/password/", {"old_password": f"guess-{i}", **new})
+    assert (
+        client.post("/accounts/password/", {"old_password": "old-pass-for-tests-1", **new}).status_code == 302
+    )
+    assert not AccessAttempt.objects.filter(username="rater-count", failures_since_start__gt=0).exists()
+    typo = Client().post("/accounts/login/", {"username": "rater-count", "password": "typo"})
+    assert typo.status_code == 200
+    r = client.get("/admin/password_change/")
+    assert r.status_code == 302 and r["Location"] == "/accounts/password/"

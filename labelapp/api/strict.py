@@ -45,9 +45,23 @@ def refuse_unknown_params(request, allowed, *, format_allowed: bool = True, repe
         )
 
 
-class StrictQueryParams:
+class CountsUnauthenticated:
+    """Mixin for a DRF view: a request refused for want of a valid token or session counts against the
+    anonymous rate limit, and past it gets 429. DRF counts a request against the rate limits after
+    authentication and permissions: every such request, a guessed token's included, was answered 401
+    and never counted."""
+
+    def initial(self, request, *args, **kwargs):
+        try:
+            super().initial(request, *args, **kwargs)
+        except (NotAuthenticated, AuthenticationFailed):
+            self.check_throttles(request)
+            raise
+
+
+class StrictQueryParams(CountsUnauthenticated):
     """Mixin for a DRF view: 400 for a query parameter outside `query_params_allowed`, or for a body
-    sent to a method in `bodyless_methods`."""
+    sent to a method in `bodyless_methods`; unauthenticated requests counted (CountsUnauthenticated)."""
 
     query_params_allowed: frozenset[str] = frozenset()
     query_params_repeatable: frozenset[str] = frozenset()  # list filters (the export's versions, models)
@@ -55,13 +69,7 @@ class StrictQueryParams:
     bodyless_methods: frozenset[str] = frozenset()
 
     def initial(self, request, *args, **kwargs):
-        try:
-            super().initial(request, *args, **kwargs)
-        except (NotAuthenticated, AuthenticationFailed):
-            # DRF counts a request against the rate limits after authentication and permissions: an
-            # anonymous request, a guessed token's included, was answered 401 and never counted
-            self.check_throttles(request)
-            raise
+        super().initial(request, *args, **kwargs)
         refuse_unknown_params(
             request,
             self.query_params_allowed,
@@ -94,7 +102,8 @@ class StrictSerializer(serializers.Serializer):
                 raise ValidationError(
                     {
                         api_settings.NON_FIELD_ERRORS_KEY: [
-                            f"Unknown field(s): {names_shown(unknown)}. Allowed: {', '.join(self.fields)}."
+                            f"Unknown field(s): {names_shown(unknown)}. "
+                            + (f"Allowed: {', '.join(self.fields)}." if self.fields else "It takes none.")
                         ]
                     }
                 )

@@ -61,7 +61,7 @@ class ErasureReport:
 def prompt_erase(*, prompt: Prompt, by=None) -> dict[str, int] | None:
     """Erase one prompt's words (see the module). Returns the counts by kind, or None when it was
     erased before. ErasureError for a prompt in use; NotPermitted when `by` may not (None: a command)."""
-    permission_check(by, "prompt_consent")
+    permission_check(by, "prompt_erase")
     with transaction.atomic():
         locked = Prompt.objects.select_for_update().filter(pk=prompt.pk).first()
         if locked is None:

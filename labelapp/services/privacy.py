@@ -416,14 +416,18 @@ _NOT_JOINED = frozenset({"Dear"}) | _NOT_NAMES
 def _person_spans(text: str):
     for start, end, cue in _cue_and_title_names(text):
         yield start, end
-        # after a cue only: "Dr. Smith and Microsoft" is no second person
-        if cue and (joined := _AND_NAME.match(text, end)):
+        # after a cue only: "Dr. Smith and Microsoft" is no second person; and each name joined on
+        # ("Dear John and Mary and Paul Smith")
+        while cue and (joined := _AND_NAME.match(text, end)):
             told = joined.group(1)
             first = _NAME_WORD.match(told)
-            if first and first.group(0) not in _NOT_JOINED:
-                span = _name_in(told, list(_NAME_WORD.finditer(told)))
-                if span:
-                    yield joined.start(1) + span[0], joined.start(1) + span[1]
+            span = (
+                _name_in(told, list(_NAME_WORD.finditer(told))) if first.group(0) not in _NOT_JOINED else None
+            )
+            if span is None:
+                break
+            start, end = joined.start(1) + span[0], joined.start(1) + span[1]
+            yield start, end
 
 
 def _cue_and_title_names(text: str):

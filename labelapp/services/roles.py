@@ -37,6 +37,7 @@ ACTIONS: dict[str, Action] = {
     "policy_decide": Action("labelapp.change_policyversion", "reject or reinstate a policy version"),
     "prompt_ingest": Action("labelapp.add_prompt", "import prompts and answers"),
     "prompt_consent": Action("labelapp.change_prompt", "change a prompt's consent"),
+    "prompt_erase": Action("labelapp.change_prompt", "erase a prompt's words"),
     "comparison_create": Action("labelapp.add_comparison", "create comparisons"),
     "gold_mark": Action("labelapp.change_comparison", "mark or unmark gold pairs"),
     "token_create": Action("labelapp.add_apitoken", "create API tokens"),
@@ -50,8 +51,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "reviewer": ("rating_review", "quality_refresh"),
     "ml-engineer": ("training_request", "training_cancel", "reward_model_activate", "policy_decide"),
     "data-manager": (
-        "prompt_ingest", "prompt_consent", "comparison_create", "gold_mark", "token_create",
-        "token_revoke",
+        "prompt_ingest", "prompt_consent", "prompt_erase", "comparison_create", "gold_mark",
+        "token_create", "token_revoke",
     ),
 }  # fmt: skip
 

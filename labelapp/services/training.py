@@ -1451,6 +1451,10 @@ def reward_model_safe_activate(*, version: RewardModelVersion, device: str | Non
     # connection) left "Activated: ..." on a version that was not active, which the error path, writing
     # only over a version still deciding, did not correct.
     with transaction.atomic():
+        # every version row first, in the order reward_model_activate takes them: the note's UPDATE
+        # locked this row first, and a hand activation meanwhile (holding the lower rows, waiting for
+        # this one) deadlocked with it
+        list(RewardModelVersion.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
         # Only while the version still waits for this decision: staff may have activated it by hand
         # while it was scored, and their activation (and its line in the note) stands.
         if not RewardModelVersion.objects.filter(pk=version.pk, **_PENDING_VERSIONS).update(

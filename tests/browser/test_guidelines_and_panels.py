@@ -351,11 +351,14 @@ def test_enter_in_the_change_message_publishes_and_an_editor_error_is_in_view(br
     page.fill("#id_text", "\n\n# Guidelines\n\nPrefer the concise answer.\n\nNEW rule.")
     page.click("#publish")  # no change message: refused
     page.wait_for_selector("#editor-error")
-    assert page.evaluate("() => document.activeElement.id") == "editor-error"
+    page.wait_for_function("() => document.activeElement.id === 'editor-error'")  # autofocus, once parsed
     assert _in_view(page, "#editor-error")
     assert page.input_value("#id_text") == "\n\n# Guidelines\n\nPrefer the concise answer.\n\nNEW rule."
     save, publish = page.locator("#save-draft").bounding_box(), page.locator("#publish").bounding_box()
     assert save["x"] < publish["x"]  # shown in the usual order, Save draft first
+    page.locator("#id_changelog").focus()
+    page.keyboard.press("Tab")  # and reached in it
+    assert page.evaluate("() => document.activeElement.id") == "save-draft"
     page.fill("#id_changelog", "a new rule")
     page.press("#id_changelog", "Enter")
     page.wait_for_url("**/staff/guidelines/")

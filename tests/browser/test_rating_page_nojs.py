@@ -71,7 +71,9 @@ def test_without_javascript_a_refused_submit_puts_its_error_in_view(
     _on_the_rating_page(nojs_page, live_server, tmp_path, monkeypatch)
     nojs_page.click("#submit-rating")  # no choice made
     nojs_page.wait_for_selector("#preference-error")
-    assert nojs_page.evaluate("() => document.activeElement.id") == "error-summary"
+    nojs_page.wait_for_function(
+        "() => document.activeElement.id === 'error-summary'"
+    )  # autofocus, once parsed
     assert nojs_page.evaluate(_IN_VIEW, "#error-summary")
     assert "Choose one of the seven options" in nojs_page.inner_text("#error-summary")
     nojs_page.click("#error-summary a[href='#rating-form']")

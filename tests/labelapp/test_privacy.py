@@ -402,6 +402,7 @@ def test_the_escapable_characters_are_the_pages():
         ("Dear Anna and Dear Bob", "Dear [PERSON] and Dear [PERSON]"),
         # a second name joined to a cue's: Mary Smith was kept
         ("Dear John and Mary Smith,", "Dear [PERSON] and [PERSON],"),
+        ("Dear John and Mary and Paul Smith,", "Dear [PERSON] and [PERSON] and [PERSON],"),
         ("Regards,\nAnna & Tom Berg", "Regards,\n[PERSON] & [PERSON]"),
         ("Dear Anna and the team,", "Dear [PERSON] and the team,"),
         ("Dear Anna and Team,", "Dear [PERSON] and Team,"),

@@ -669,3 +669,54 @@ def test_a_decision_says_how_the_version_that_stands_in_its_way_was_activated(st
         "v2 is active now, activated by hand"
     )
     assert training._active_now(None) == "none is active now"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_automatic_activation_and_a_hand_one_at_once_do_not_deadlock(staff, monkeypatch):
+    # the decision's note UPDATE locked the candidate's row first, then the activation locked every row
+    # in pk order; a hand activation holding the lower rows meanwhile waited for the candidate: deadlock
+    import threading
+    import time
+
+    from django.db import connections
+
+    active = _version(1, "/nowhere", active=True)
+    other = _version(2, "/nowhere")
+    candidate = _version(3, "/nowhere")
+    monkeypatch.setattr(training, "eval_set_grow", lambda: None)
+    monkeypatch.setattr(training, "eval_set_pairs", lambda: [])
+    monkeypatch.setattr(training, "activation_decision", lambda **kw: (True, "Activated: test rule."))
+    real = training.reward_model_activate
+
+    def slow(**kwargs):
+        time.sleep(1.0)  # the window between the note's UPDATE and the activation's row locks
+        return real(**kwargs)
+
+    monkeypatch.setattr(training, "reward_model_activate", slow)
+    results = {}
+
+    def decide():
+        try:
+            results["auto"] = training.reward_model_safe_activate(version=candidate)
+        except Exception as exc:  # noqa: BLE001 (the deadlock is what the test looks for)
+            results["auto"] = exc
+        finally:
+            connections.close_all()
+
+    def by_hand():
+        time.sleep(0.3)
+        try:
+            results["hand"] = real(version=RewardModelVersion.objects.get(pk=other.pk), by=staff)
+        except Exception as exc:  # noqa: BLE001
+            results["hand"] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=decide), threading.Thread(target=by_hand)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["auto"] is True and isinstance(results["hand"], RewardModelVersion), results
+    assert RewardModelVersion.objects.filter(is_active=True).count() == 1
+    assert not RewardModelVersion.objects.get(pk=active.pk).is_active

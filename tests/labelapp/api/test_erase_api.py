@@ -57,6 +57,7 @@ def test_a_body_with_anything_in_it_is_a_400_and_erases_nothing(staff_api, rater
     prompt = _withdrawn(rater, guideline, staff)
     r = staff_api.post(_url(prompt.pk), body, content_type="application/json")
     assert r.status_code == 400, r.content
+    assert "Allowed: ." not in r.content.decode()  # it listed no allowed field as "Allowed: ."
     assert Prompt.objects.get(pk=prompt.pk).erased_at is None
 
 
@@ -71,6 +72,7 @@ def test_unknown_prompt_404_anonymous_401_rater_and_plain_staff_403(
     plain.force_login(make_user("plain-staff", staff=True, roles=()))
     refused = plain.post(_url(prompt.pk))
     assert refused.status_code == 403 and "data-manager" in refused.json()["detail"]
+    assert "may not erase a prompt's words" in refused.json()["detail"]  # it said "change a prompt's consent"
     assert Prompt.objects.get(pk=prompt.pk).erased_at is None
 
 

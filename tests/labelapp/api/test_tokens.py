@@ -478,8 +478,9 @@ def test_a_token_minted_from_a_stopped_token_is_listed_as_stopped(staff_api, sta
     assert client.get("/api/ratings/", **child_auth).status_code == 401
 
 
+@pytest.mark.parametrize("url", ["/api/queue/", "/api/schema/"])
 @pytest.mark.parametrize("auth", [{}, {"HTTP_AUTHORIZATION": "Bearer rlhf_abcdef_guessed"}])
-def test_anonymous_requests_and_guessed_tokens_are_throttled_per_address(client, auth):
+def test_anonymous_requests_and_guessed_tokens_are_throttled_per_address(client, auth, url):
     # DRF checks the rate limits after authentication and permissions: every anonymous request, and
     # every guessed token, was a 401 that was never counted (API_THROTTLE_ANON never applied)
     from django.core.cache import cache
@@ -489,7 +490,7 @@ def test_anonymous_requests_and_guessed_tokens_are_throttled_per_address(client,
     old = SimpleRateThrottle.THROTTLE_RATES
     SimpleRateThrottle.THROTTLE_RATES = {**old, "anon": "3/min"}
     try:
-        codes = [client.get("/api/queue/", **auth).status_code for _ in range(5)]
+        codes = [client.get(url, **auth).status_code for _ in range(5)]
     finally:
         SimpleRateThrottle.THROTTLE_RATES = old
         cache.clear()

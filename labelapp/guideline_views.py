@@ -9,6 +9,7 @@ it into a new version.
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
@@ -115,8 +116,10 @@ def staff_guideline_preview(request: HttpRequest) -> HttpResponse:
     """The live preview (htmx): the same server-side render and sanitizer raters get. Sent in the
     background on every keystroke, it answers a session that has ended with a warning in the preview,
     not with the login redirect, which took the whole editor page away with the text being typed."""
-    if not (request.user.is_authenticated and request.user.is_staff):
+    if not request.user.is_authenticated:
         return HttpResponse(PREVIEW_SESSION_ENDED)
+    if not request.user.is_staff:
+        raise PermissionDenied("Staff only.")
     text = request.POST.get("text", "")[:PREVIEW_MAX_CHARS]
     return HttpResponse(render_markdown(text))
 

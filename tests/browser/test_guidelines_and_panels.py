@@ -16,7 +16,7 @@ from django.db import connections
 
 from labelapp.models import Comparison, GuidelineVersion, Prompt, Rating, Response
 from labelapp.services.guidelines import guideline_acknowledge, guideline_create
-from tests.browser.test_rating_flow import CHROMIUM_ARGS, _chromium
+from tests.browser.test_rating_flow import CHROMIUM_ARGS, RATING_READY, _chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -99,7 +99,7 @@ def test_staff_publish_while_a_rater_has_the_page_open(browser, live_server):
 
     rater_page = _page(browser, live_server, "browser-rater")
     rater_page.goto(f"{live_server.url}/rate/")
-    rater_page.wait_for_selector("#rating-form")
+    rater_page.wait_for_selector(RATING_READY)
 
     staff_page = _page(browser, live_server, "browser-staff")
     staff_page.goto(f"{live_server.url}/staff/guidelines/edit/")
@@ -123,7 +123,7 @@ def test_staff_publish_while_a_rater_has_the_page_open(browser, live_server):
     assert not rater_page.locator("#guidelines-panel").is_visible()
 
     rater_page.click("#acknowledge")
-    rater_page.wait_for_selector("#rating-form")
+    rater_page.wait_for_selector(RATING_READY)
     rater_page.keyboard.press("4")
     rater_page.keyboard.press("Enter")
     rater_page.wait_for_selector("#rating-form, #nothing-to-rate")
@@ -146,7 +146,7 @@ def test_the_page_title_follows_the_panel_swapped_in(browser, live_server):
         _comparison(f"Question {i}?", f"Answer {i}.", f"Another answer {i}.")
     page = _page(browser, live_server, "browser-rater")
     page.goto(f"{live_server.url}/rate/")
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
     for expected in ("Rate · Preference loop", "Nothing to rate · Preference loop"):
         first = page.locator("#rate-root").get_attribute("data-assignment")
         page.keyboard.press("4")
@@ -169,7 +169,7 @@ def test_the_length_question_its_error_and_submit_are_in_view_at_1366x900(browse
 
     page = _page(browser, live_server, "browser-rater")
     page.goto(f"{live_server.url}/rate/")
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
     assert page.evaluate("document.documentElement.scrollHeight") > 1800  # the controls start below the fold
     words_left = int(page.locator("#rate-root").get_attribute("data-words-left"))
     words_right = int(page.locator("#rate-root").get_attribute("data-words-right"))
@@ -273,7 +273,7 @@ def test_a_long_code_line_or_table_cell_in_an_answer_keeps_both_answers_readable
     _comparison("Write a list.", code + "\n\n" + table, "A short answer.")
     page = _page(browser, live_server, "code-rater")
     page.goto(f"{live_server.url}/rate/")
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1366
     widths = page.evaluate(
         "[...document.querySelectorAll('.answer')].map(a => a.getBoundingClientRect().width)"
@@ -291,7 +291,7 @@ def test_choosing_with_a_key_brings_the_scale_and_submit_into_view(browser, live
     _comparison("Explain it.", answer, answer + " And one more sentence.")  # about the same length
     page = _page(browser, live_server, "fold-rater")
     page.goto(f"{live_server.url}/rate/")
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
     assert not _in_view(page, "#submit-rating")
     # the rater has read down to where the scale begins: its options show, Submit does not
     page.evaluate(
@@ -313,7 +313,7 @@ def test_a_submit_that_fails_or_finds_the_session_ended_says_so(browser, live_se
     _comparison("Which is right?", "Four.", "Five.")
     page = _page(browser, live_server, "gone-rater")
     page.goto(f"{live_server.url}/rate/")
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
     rate_url = page.url
     page.evaluate("document.body.setAttribute('hx-headers', JSON.stringify({'X-CSRFToken': 'stale'}))")
     page.evaluate(
@@ -327,7 +327,7 @@ def test_a_submit_that_fails_or_finds_the_session_ended_says_so(browser, live_se
     assert not Rating.objects.exists()
 
     page.goto(rate_url)
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
     page.context.clear_cookies(name="sessionid")  # the session ends (the CSRF cookie stays)
     page.keyboard.press("4")
     page.keyboard.press("Enter")
@@ -337,7 +337,7 @@ def test_a_submit_that_fails_or_finds_the_session_ended_says_so(browser, live_se
     page.fill("#id_password", PASSWORD)
     page.press("#id_password", "Enter")
     page.wait_for_url(rate_url)  # back on the comparison
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
 
 
 def test_enter_in_the_change_message_publishes_and_an_editor_error_is_in_view(browser, live_server):

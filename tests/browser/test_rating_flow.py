@@ -19,6 +19,9 @@ from labelapp.services.demo import demo_seed
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+# The rating form with rate.js running (it stamps the panel's start time as it starts): keys pressed
+# before the deferred script ran were lost, and the next panel never came (a flaky timeout under load).
+RATING_READY = "#rate-root[data-started] #rating-form"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -85,7 +88,7 @@ def test_a_rater_judges_three_comparisons_with_the_keyboard(page, live_server, t
     page.wait_for_url("**/guidelines/")  # must acknowledge before the first comparison
     page.locator("#acknowledge").focus()
     page.keyboard.press("Enter")
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
 
     keys = ["1", "4", "7"]
     for i, key in enumerate(keys):
@@ -132,7 +135,7 @@ def _sign_in_and_acknowledge(page, live_server, tmp_path, monkeypatch) -> None:
     page.goto(f"{live_server.url}/rate/")
     page.wait_for_url("**/guidelines/")
     page.locator("#acknowledge").click()
-    page.wait_for_selector("#rating-form")
+    page.wait_for_selector(RATING_READY)
 
 
 def test_a_message_from_a_page_load_goes_with_the_next_swapped_in_panel(
@@ -143,6 +146,7 @@ def test_a_message_from_a_page_load_goes_with_the_next_swapped_in_panel(
     _sign_in_and_acknowledge(page, live_server, tmp_path, monkeypatch)
 
     def rate_once():
+        page.wait_for_selector(RATING_READY)
         before = page.locator("#rate-root").get_attribute("data-assignment")
         page.keyboard.press("4")
         page.keyboard.press("Enter")

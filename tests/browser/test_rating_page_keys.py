@@ -14,7 +14,7 @@ import pytest
 
 from labelapp.models import Rating
 from labelapp.services.demo import demo_seed
-from tests.browser.test_rating_flow import page  # noqa: F401 (the fixture)
+from tests.browser.test_rating_flow import RATING_READY, page  # noqa: F401 (the fixture)
 
 # ruff: noqa: F811 (the tests take the imported `page` fixture as a parameter)
 
@@ -32,7 +32,7 @@ def _rater_on_the_rating_page(pg, live_server, tmp_path, monkeypatch):
     pg.goto(f"{live_server.url}/rate/")
     pg.wait_for_url("**/guidelines/")
     pg.click("#acknowledge")
-    pg.wait_for_selector("#rating-form")
+    pg.wait_for_selector(RATING_READY)
 
 
 def _next_panel(pg, after: str) -> None:

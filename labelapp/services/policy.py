@@ -1200,7 +1200,7 @@ def policy_figure(value) -> float | None:
 def policy_warnings(*, version: PolicyVersion, win: dict | None) -> list[str]:
     """The over-optimization warnings of a round (empty for v0 and when all is well)."""
     m = version.metrics or {}
-    parent = m.get("parent") if isinstance(m.get("parent"), dict) else {}
+    parent = _stored_dict(m.get("parent"))
     name = f"v{parent.get('number', '?')}"
     rate = _judged_rate(win)
     out: list[str] = []

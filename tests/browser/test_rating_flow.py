@@ -47,6 +47,12 @@ def _chromium() -> str | None:
 
 @pytest.fixture
 def page(live_server, monkeypatch):
+    yield from chromium_page(monkeypatch, viewport={"width": 1400, "height": 1000})
+
+
+def chromium_page(monkeypatch, **context_options):
+    """A page in Debian's chromium (a fixture's body: yields it, closes everything after); the test is
+    skipped when chromium is not installed. `context_options` go to Playwright's new_context."""
     path = _chromium()
     if path is None:
         pytest.skip("Debian's chromium is not installed (make browser-deps installs it)")
@@ -56,7 +62,7 @@ def page(live_server, monkeypatch):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(**context_options)
         pg = context.new_page()
         pg.set_default_timeout(15_000)
         try:

@@ -21,7 +21,9 @@ from tests.browser.test_rating_flow import RATING_READY, page  # noqa: F401 (the
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _rater_on_the_rating_page(pg, live_server, tmp_path, monkeypatch):
+def _rater_on_the_rating_page(pg, live_server, tmp_path, monkeypatch, *, ready=RATING_READY):
+    """The demo rater signed in, the guidelines acknowledged, on the first comparison once `ready`
+    shows (without JavaScript: the form itself, as rate.js never stamps the panel)."""
     monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
     password = demo_seed().accounts["demo-rater"]
     pg.goto(f"{live_server.url}/accounts/login/")
@@ -32,7 +34,7 @@ def _rater_on_the_rating_page(pg, live_server, tmp_path, monkeypatch):
     pg.goto(f"{live_server.url}/rate/")
     pg.wait_for_url("**/guidelines/")
     pg.click("#acknowledge")
-    pg.wait_for_selector(RATING_READY)
+    pg.wait_for_selector(ready)
 
 
 def _next_panel(pg, after: str) -> None:

@@ -7,11 +7,10 @@ the page looked unchanged."""
 from __future__ import annotations
 
 import pytest
-from django.db import connections
 
 from labelapp.models import Assignment, Rating
-from labelapp.services.demo import demo_seed
-from tests.browser.test_rating_flow import CHROMIUM_ARGS, _chromium
+from tests.browser.test_rating_flow import chromium_page
+from tests.browser.test_rating_page_keys import _rater_on_the_rating_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -21,41 +20,13 @@ _IN_VIEW = """sel => { const r = document.querySelector(sel).getBoundingClientRe
 
 @pytest.fixture
 def nojs_page(live_server, monkeypatch):
-    path = _chromium()
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (make browser-deps installs it)")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 900}, java_script_enabled=False)
-        pg = context.new_page()
-        pg.set_default_timeout(15_000)
-        try:
-            yield pg
-        finally:
-            context.close()
-            browser.close()
-            connections.close_all()  # see test_rating_flow.page
-
-
-def _on_the_rating_page(pg, live_server, tmp_path, monkeypatch):
-    monkeypatch.setattr("labelapp.services.demo.ACCOUNTS_FILE", tmp_path / "accounts.json")
-    password = demo_seed().accounts["demo-rater"]
-    pg.goto(f"{live_server.url}/accounts/login/")
-    pg.fill("#id_username", "demo-rater")
-    pg.fill("#id_password", password)
-    pg.click("button[type=submit]")
-    pg.goto(f"{live_server.url}/rate/")
-    pg.click("#acknowledge")
-    pg.wait_for_selector("#rating-form")
+    yield from chromium_page(monkeypatch, viewport={"width": 1366, "height": 900}, java_script_enabled=False)
 
 
 def test_without_javascript_no_template_text_shows_and_the_skip_form_is_open(
     nojs_page, live_server, tmp_path, monkeypatch
 ):
-    _on_the_rating_page(nojs_page, live_server, tmp_path, monkeypatch)
+    _rater_on_the_rating_page(nojs_page, live_server, tmp_path, monkeypatch, ready="#rating-form")
     shown = nojs_page.inner_text("body")
     assert "{#" not in shown and "#}" not in shown and "{%" not in shown
     assert nojs_page.is_visible("#skip-form") and nojs_page.is_visible("#skip-reason")
@@ -68,7 +39,7 @@ def test_without_javascript_no_template_text_shows_and_the_skip_form_is_open(
 def test_without_javascript_a_refused_submit_puts_its_error_in_view(
     nojs_page, live_server, tmp_path, monkeypatch
 ):
-    _on_the_rating_page(nojs_page, live_server, tmp_path, monkeypatch)
+    _rater_on_the_rating_page(nojs_page, live_server, tmp_path, monkeypatch, ready="#rating-form")
     nojs_page.click("#submit-rating")  # no choice made
     nojs_page.wait_for_selector("#preference-error")
     nojs_page.wait_for_function(
